@@ -1,0 +1,118 @@
+//! [`ActivityContext`]: what an activity gets besides its input.
+
+use std::sync::Arc;
+
+use durable_store::Commit;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+use crate::payload;
+use crate::runtime::Shared;
+
+/// The context of one activity execution: who called it, which attempt this is, the
+/// application state registered on the runtime, and a durable progress checkpoint.
+#[derive(Clone)]
+pub struct ActivityContext {
+    instance: Arc<str>,
+    activity: &'static str,
+    key: Arc<str>,
+    attempt: u32,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ActivityContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivityContext")
+            .field("instance", &self.instance)
+            .field("activity", &self.activity)
+            .field("key", &self.key)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ActivityContext {
+    pub(crate) fn new(
+        instance: &str,
+        seq: u64,
+        activity: &'static str,
+        attempt: u32,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            instance: instance.into(),
+            activity,
+            key: idempotency_key(instance, seq).into(),
+            attempt,
+            shared,
+        }
+    }
+
+    /// The id of the orchestration instance that called this activity.
+    pub fn instance_id(&self) -> &str {
+        &self.instance
+    }
+
+    /// The activity's registered name.
+    pub fn activity_name(&self) -> &'static str {
+        self.activity
+    }
+
+    /// A key unique to this activity call, the same across retries and redeliveries:
+    /// write effects under it to make them idempotent.
+    pub fn idempotency_key(&self) -> &str {
+        &self.key
+    }
+
+    /// Which delivery of this call this is: 1 the first time, more after a crash or
+    /// restart redelivered it.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The application state of type `T` registered with [`RuntimeBuilder::state`].
+    ///
+    /// # Panics
+    ///
+    /// When no state of type `T` was registered: a wiring mistake, reported to the
+    /// orchestrator as a panicked activity with this message.
+    ///
+    /// [`RuntimeBuilder::state`]: crate::RuntimeBuilder::state
+    pub fn state<T: Send + Sync + 'static>(&self) -> &T {
+        match self.shared.registry.state::<T>() {
+            Some(state) => state,
+            None => panic!(
+                "no application state of type `{}` is registered; add it with `RuntimeBuilder::state`",
+                std::any::type_name::<T>()
+            ),
+        }
+    }
+
+    /// Durably saves how far this call has got (the seed's "last processed id"). If the
+    /// activity is run again after a crash, [`progress`](Self::progress) returns it so
+    /// the work resumes there. Returns once the checkpoint is on disk. The checkpoint is
+    /// removed when the activity's result is recorded.
+    pub async fn save_progress<T: Serialize>(&self, progress: &T) -> Result<(), Error> {
+        let bytes = payload::encode(progress)?;
+        self.shared
+            .commits
+            .commit(Commit {
+                progress: vec![(self.key.to_string(), Some(bytes))],
+                ..Commit::default()
+            })
+            .await
+    }
+
+    /// The last checkpoint saved by this call (in this or an earlier attempt), if any.
+    pub fn progress<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
+        match self.shared.store.progress(&self.key)? {
+            Some(bytes) => Ok(Some(payload::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+pub(crate) fn idempotency_key(instance: &str, seq: u64) -> String {
+    format!("{instance}/{seq}")
+}

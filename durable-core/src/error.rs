@@ -1,0 +1,157 @@
+//! The errors users see: [`Error`] from the runtime and client, [`ActivityError`] inside an
+//! orchestrator.
+
+use std::time::Duration;
+
+use durable_store::{Failure, FailureKind, StoreError};
+use serde::de::DeserializeOwned;
+
+use crate::payload::{self, PayloadError};
+
+/// Errors of the runtime and the client.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A payload did not encode or decode.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// The orchestrator is not registered with this runtime.
+    #[error(
+        "orchestrator `{0}` is not registered with this runtime; add it with `RuntimeBuilder::orchestrator`"
+    )]
+    UnregisteredOrchestrator(String),
+    /// Two different handles were registered under one name.
+    #[error(
+        "two different orchestrators or activities are registered as `{0}`; give one another name with `#[orchestrator(name = \"...\")]` or `#[activity(name = \"...\")]`"
+    )]
+    DuplicateName(String),
+    /// The instance id is already used by an instance of another orchestrator.
+    #[error(
+        "instance `{id}` already exists and runs orchestrator `{existing}`, not `{requested}`; choose another instance id"
+    )]
+    InstanceConflict {
+        /// The instance id.
+        id: String,
+        /// The orchestrator the existing instance runs.
+        existing: String,
+        /// The orchestrator that was asked for.
+        requested: String,
+    },
+    /// No instance has this id.
+    #[error("no instance `{0}` exists in this store")]
+    InstanceNotFound(String),
+    /// The instance id cannot be used.
+    #[error("invalid instance id {id:?}: {reason}")]
+    InvalidInstanceId {
+        /// The id as given.
+        id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The instance finished with a failure.
+    #[error("instance `{id}` failed: {}", failure.message)]
+    Failed {
+        /// The instance id.
+        id: String,
+        /// What went wrong.
+        failure: Failure,
+    },
+    /// The instance stopped because its code no longer replays its history.
+    #[error(
+        "instance `{id}` is stalled: {}; deploy code that replays its history and restart the runtime to resume it",
+        failure.message
+    )]
+    Stalled {
+        /// The instance id.
+        id: String,
+        /// What went wrong.
+        failure: Failure,
+    },
+    /// Waiting for the instance took longer than the timeout.
+    #[error("instance `{id}` did not finish within {timeout:?}")]
+    Timeout {
+        /// The instance id.
+        id: String,
+        /// The timeout that elapsed.
+        timeout: Duration,
+    },
+    /// The runtime was shut down.
+    #[error("the runtime is shut down")]
+    ShutDown,
+}
+
+/// An activity call that failed, as the orchestrator sees it: it returned `Err`, panicked,
+/// or could not run. Match on it to compensate and continue, or let `?` fail the
+/// orchestration (it converts into `String`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivityError {
+    activity: String,
+    attempt: u32,
+    failure: Failure,
+}
+
+impl ActivityError {
+    pub(crate) fn new(activity: String, attempt: u32, failure: Failure) -> Self {
+        Self {
+            activity,
+            attempt,
+            failure,
+        }
+    }
+
+    /// The activity's registered name.
+    pub fn activity(&self) -> &str {
+        &self.activity
+    }
+
+    /// The attempt that failed (1 for the first).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The error's message: the `Display` of the returned error, or the panic message.
+    pub fn message(&self) -> &str {
+        &self.failure.message
+    }
+
+    /// Whether the activity panicked.
+    pub fn is_panic(&self) -> bool {
+        self.failure.kind == FailureKind::Panicked
+    }
+
+    /// The error value the activity returned, decoded as `E` (its error type). `None` when
+    /// it did not return one (it panicked or could not run) or it is not an `E`.
+    pub fn error<E: DeserializeOwned>(&self) -> Option<E> {
+        match &self.failure.kind {
+            FailureKind::Returned { payload } => payload::decode(payload).ok(),
+            _ => None,
+        }
+    }
+
+    /// The stored failure.
+    pub fn failure(&self) -> &Failure {
+        &self.failure
+    }
+}
+
+impl std::fmt::Display for ActivityError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.is_panic() { "panicked" } else { "failed" };
+        write!(
+            f,
+            "activity `{}` {what} on attempt {}: {}",
+            self.activity, self.attempt, self.failure.message
+        )
+    }
+}
+
+impl std::error::Error for ActivityError {}
+
+impl From<ActivityError> for String {
+    fn from(e: ActivityError) -> String {
+        e.to_string()
+    }
+}

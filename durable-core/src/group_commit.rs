@@ -1,0 +1,121 @@
+//! Group commit: commits that arrive while the store is writing are gathered and written
+//! together as one atomic batch with one fsync.
+//!
+//! One thread owns the writes. It takes every commit queued since its last write and
+//! hands them to [`Store::commit`] at once; each caller is told once the batch holding its
+//! commit is durable. Under load, one fsync acknowledges many turns.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use durable_store::{Commit, Store, StoreError};
+use tokio::sync::oneshot;
+
+use crate::Error;
+
+/// The most commits written in one batch.
+const MAX_BATCH: usize = 1024;
+
+type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+/// Counters of the commit thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Commits acknowledged (turns, activity results, starts, progress saves).
+    pub commits: u64,
+    /// Store writes that carried them (one fsync each when turns are durable).
+    pub writes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// The sending side of the commit thread. Dropping every clone stops the thread once it
+/// has written what is queued.
+#[derive(Debug)]
+pub(crate) struct GroupCommit {
+    queue: Mutex<Option<mpsc::Sender<(Commit, Reply)>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    counters: Arc<Counters>,
+}
+
+impl GroupCommit {
+    pub(crate) fn start(store: Arc<dyn Store>) -> Self {
+        let (queue, rx) = mpsc::channel::<(Commit, Reply)>();
+        let counters = Arc::new(Counters::default());
+        let thread_counters = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("durable-commit".into())
+            .spawn(move || write_loop(&*store, &rx, &thread_counters))
+            .expect("spawn the durable-commit thread");
+        Self {
+            queue: Mutex::new(Some(queue)),
+            thread: Mutex::new(Some(thread)),
+            counters,
+        }
+    }
+
+    /// Writes what is queued, then stops the thread; later commits fail with `ShutDown`.
+    pub(crate) async fn stop(&self) {
+        drop(lock(&self.queue).take());
+        if let Some(thread) = lock(&self.thread).take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    /// Writes `commit` in the next batch; resolves once it is durable.
+    pub(crate) async fn commit(&self, commit: Commit) -> Result<(), Error> {
+        let (reply, done) = oneshot::channel();
+        lock(&self.queue)
+            .as_ref()
+            .ok_or(Error::ShutDown)?
+            .send((commit, reply))
+            .map_err(|_| Error::ShutDown)?;
+        done.await.map_err(|_| Error::ShutDown)?.map_err(Error::from)
+    }
+
+    pub(crate) fn stats(&self) -> CommitStats {
+        CommitStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            writes: self.counters.writes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn write_loop(store: &dyn Store, rx: &mpsc::Receiver<(Commit, Reply)>, counters: &Counters) {
+    let mut commits = Vec::with_capacity(MAX_BATCH);
+    let mut replies = Vec::with_capacity(MAX_BATCH);
+    while let Ok((commit, reply)) = rx.recv() {
+        commits.push(commit);
+        replies.push(reply);
+        while commits.len() < MAX_BATCH {
+            let Ok((commit, reply)) = rx.try_recv() else {
+                break;
+            };
+            commits.push(commit);
+            replies.push(reply);
+        }
+        let result = store.commit(&commits);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, commits = commits.len(), "store commit failed");
+        } else {
+            counters.writes.fetch_add(1, Ordering::Relaxed);
+            counters
+                .commits
+                .fetch_add(commits.len() as u64, Ordering::Relaxed);
+        }
+        commits.clear();
+        for reply in replies.drain(..) {
+            // The caller may have gone away (shutdown); the write stands regardless.
+            let _ = reply.send(result.clone());
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

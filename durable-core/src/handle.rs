@@ -1,0 +1,60 @@
+//! The typed handles `#[orchestrator]` and `#[activity]` generate.
+//!
+//! Each annotated function becomes a unit struct of the same name that implements one of
+//! these traits. The handle is what an orchestrator passes to [`OrchestrationContext::call`],
+//! what the client starts, and what the runtime builder registers: no string names at
+//! call sites, and a wrong input type is a type error.
+//!
+//! [`OrchestrationContext::call`]: crate::OrchestrationContext::call
+
+use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{ActivityContext, OrchestrationContext};
+
+/// A boxed, sendable future, as the generated code returns.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// An activity: a unit of work with side effects, run at least once, its result recorded.
+///
+/// Implemented by `#[activity]`; not meant to be implemented by hand.
+pub trait Activity: Copy + Send + Sync + 'static {
+    /// The input type.
+    type Input: Serialize + DeserializeOwned + Send + 'static;
+    /// The output type.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The error type.
+    type Error: Serialize + DeserializeOwned + Display + Send + 'static;
+    /// The name the activity is registered and recorded under.
+    const NAME: &'static str;
+    /// Runs the activity's body.
+    fn run(
+        ctx: ActivityContext,
+        input: Self::Input,
+    ) -> BoxFuture<Result<Self::Output, Self::Error>>;
+}
+
+/// An orchestrator: a replayable workflow.
+///
+/// Implemented by `#[orchestrator]`; not meant to be implemented by hand.
+pub trait Orchestrator: Copy + Send + Sync + 'static {
+    /// The input type.
+    type Input: Serialize + DeserializeOwned + Send + 'static;
+    /// The output type.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The error type.
+    type Error: Serialize + DeserializeOwned + Display + Send + 'static;
+    /// The name the orchestrator is registered and recorded under.
+    const NAME: &'static str;
+    /// The source line of the orchestrator's `fn`; await sites are recorded relative to it.
+    const LINE: u32;
+    /// Runs the orchestrator's body.
+    fn run(
+        ctx: OrchestrationContext,
+        input: Self::Input,
+    ) -> BoxFuture<Result<Self::Output, Self::Error>>;
+}

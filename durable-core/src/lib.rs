@@ -1,0 +1,57 @@
+//! Durable workflows as ordinary async functions.
+//!
+//! Write an orchestrator with `#[orchestrator]` and its steps with `#[activity]`; run them
+//! on a [`Runtime`] over an embedded [`FjallStore`]. Every await of a durable operation is
+//! a checkpoint: a process killed at any moment restarts and every workflow resumes from
+//! its last checkpoint, its finished steps served from history, not run again.
+//!
+//! ```ignore
+//! use durable_core::{activity, orchestrator, ActivityContext, OrchestrationContext};
+//!
+//! #[activity]
+//! async fn greet(_ctx: ActivityContext, name: String) -> Result<String, String> {
+//!     Ok(format!("hello, {name}"))
+//! }
+//!
+//! #[orchestrator]
+//! async fn hello(ctx: OrchestrationContext, name: String) -> Result<String, String> {
+//!     let greeting = ctx.call(greet, name).await?;
+//!     Ok(greeting)
+//! }
+//! ```
+
+mod activity_context;
+mod client;
+mod error;
+mod group_commit;
+mod handle;
+mod orchestration_context;
+mod payload;
+mod registry;
+mod replay;
+mod runtime;
+
+pub use activity_context::ActivityContext;
+pub use client::{Client, Instance, InstanceStatus, MAX_INSTANCE_ID_LEN};
+pub use durable_macros::{activity, orchestrator};
+pub use durable_store::{Durability, FjallStore, Store, StoreError};
+pub use error::{ActivityError, Error};
+pub use group_commit::CommitStats;
+pub use handle::{Activity, Orchestrator};
+pub use orchestration_context::{ActivityCall, OrchestrationContext};
+pub use payload::PayloadError;
+pub use replay::{Execution, Outcome, ScheduledActivity, Turn};
+pub use runtime::{Runtime, RuntimeBuilder};
+
+/// The stored records, for tools and tests that read a store directly.
+pub mod record {
+    pub use durable_store::{
+        ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, InstanceRecord, Site,
+        Status, WorkId, WorkItem,
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::handle::BoxFuture;
+}

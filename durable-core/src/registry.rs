@@ -1,0 +1,127 @@
+//! What a runtime knows how to run: orchestrators and activities by name, type-erased to
+//! functions over encoded payloads, and the application state handed to activities.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use durable_store::{Failure, FailureKind};
+
+use crate::handle::{Activity, BoxFuture, Orchestrator};
+use crate::payload::{self, PayloadError};
+use crate::{ActivityContext, OrchestrationContext};
+
+/// The future of a running orchestrator or activity: its encoded output or its failure.
+pub(crate) type ErasedFuture = BoxFuture<Result<Vec<u8>, Failure>>;
+
+pub(crate) struct OrchestratorEntry {
+    handle: TypeId,
+    pub(crate) line: u32,
+    pub(crate) start: fn(OrchestrationContext, &[u8]) -> Result<ErasedFuture, Failure>,
+}
+
+pub(crate) struct ActivityEntry {
+    handle: TypeId,
+    pub(crate) start: fn(ActivityContext, &[u8]) -> Result<ErasedFuture, Failure>,
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub(crate) orchestrators: HashMap<&'static str, OrchestratorEntry>,
+    pub(crate) activities: HashMap<&'static str, ActivityEntry>,
+    state: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    /// Names registered twice by different handles; reported when the runtime starts.
+    pub(crate) duplicates: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("orchestrators", &self.orchestrators.keys().collect::<Vec<_>>())
+            .field("activities", &self.activities.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    pub(crate) fn add_orchestrator<O: Orchestrator>(&mut self) {
+        let entry = OrchestratorEntry {
+            handle: TypeId::of::<O>(),
+            line: O::LINE,
+            start: start_orchestrator::<O>,
+        };
+        if let Some(old) = self.orchestrators.insert(O::NAME, entry)
+            && old.handle != TypeId::of::<O>()
+        {
+            self.duplicates.push(O::NAME);
+        }
+    }
+
+    pub(crate) fn add_activity<A: Activity>(&mut self) {
+        let entry = ActivityEntry {
+            handle: TypeId::of::<A>(),
+            start: start_activity::<A>,
+        };
+        if let Some(old) = self.activities.insert(A::NAME, entry)
+            && old.handle != TypeId::of::<A>()
+        {
+            self.duplicates.push(A::NAME);
+        }
+    }
+
+    pub(crate) fn add_state<T: Send + Sync + 'static>(&mut self, value: T) {
+        self.state.insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    pub(crate) fn state<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.state.get(&TypeId::of::<T>())?.downcast_ref()
+    }
+}
+
+pub(crate) fn decode_failure(e: PayloadError) -> Failure {
+    Failure {
+        kind: FailureKind::Decode {
+            type_name: e.type_name.to_string(),
+        },
+        message: e.to_string(),
+    }
+}
+
+/// Encodes the outcome of user code: the output, or the error with its `Display`.
+fn outcome<T: serde::Serialize, E: serde::Serialize + std::fmt::Display>(
+    result: Result<T, E>,
+) -> Result<Vec<u8>, Failure> {
+    match result {
+        Ok(output) => payload::encode(&output).map_err(decode_failure),
+        Err(error) => Err(Failure {
+            kind: FailureKind::Returned {
+                payload: payload::encode(&error).unwrap_or_default(),
+            },
+            message: error.to_string(),
+        }),
+    }
+}
+
+fn start_orchestrator<O: Orchestrator>(
+    ctx: OrchestrationContext,
+    input: &[u8],
+) -> Result<ErasedFuture, Failure> {
+    let input: O::Input = payload::decode(input).map_err(decode_failure)?;
+    Ok(Box::pin(async move { outcome(O::run(ctx, input).await) }))
+}
+
+fn start_activity<A: Activity>(ctx: ActivityContext, input: &[u8]) -> Result<ErasedFuture, Failure> {
+    let input: A::Input = payload::decode(input).map_err(decode_failure)?;
+    Ok(Box::pin(async move { outcome(A::run(ctx, input).await) }))
+}
+
+/// The message of a panic payload, as `std` prints it.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}

@@ -1,0 +1,594 @@
+//! The runtime: dispatches orchestration turns and activities on tokio, commits each step
+//! through group commit, and recovers unfinished work on start.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use durable_store::{
+    ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, InstanceRecord, Status,
+    Store, WorkId, WorkItem,
+};
+use lru::LruCache;
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+
+use crate::activity_context::ActivityContext;
+use crate::client::Client;
+use crate::group_commit::{CommitStats, GroupCommit};
+use crate::handle::{Activity, Orchestrator};
+use crate::registry::{Registry, panic_message};
+use crate::replay::{Execution, Outcome, ScheduledActivity};
+use crate::Error;
+
+/// How long a turn or an activity result waits before retrying a failed store write.
+const RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// Configures and starts a [`Runtime`].
+pub struct RuntimeBuilder {
+    store: Arc<dyn Store>,
+    registry: Registry,
+    orchestrator_concurrency: usize,
+    activity_concurrency: usize,
+    cache_capacity: usize,
+}
+
+impl std::fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeBuilder")
+            .field("registry", &self.registry)
+            .field("orchestrator_concurrency", &self.orchestrator_concurrency)
+            .field("activity_concurrency", &self.activity_concurrency)
+            .field("cache_capacity", &self.cache_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuntimeBuilder {
+    /// Registers an orchestrator by its handle (the function `#[orchestrator]` annotates).
+    pub fn orchestrator<O: Orchestrator>(mut self, _orchestrator: O) -> Self {
+        self.registry.add_orchestrator::<O>();
+        self
+    }
+
+    /// Registers an activity by its handle (the function `#[activity]` annotates).
+    pub fn activity<A: Activity>(mut self, _activity: A) -> Self {
+        self.registry.add_activity::<A>();
+        self
+    }
+
+    /// Registers application state that activities read with [`ActivityContext::state`]
+    /// (a database client, a connection pool...). One value per type.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.registry.add_state(value);
+        self
+    }
+
+    /// How many orchestration turns run at once (default: 4 × the CPU count).
+    pub fn orchestrator_concurrency(mut self, n: usize) -> Self {
+        self.orchestrator_concurrency = n.max(1);
+        self
+    }
+
+    /// How many activities run at once (default: 64).
+    pub fn activity_concurrency(mut self, n: usize) -> Self {
+        self.activity_concurrency = n.max(1);
+        self
+    }
+
+    /// How many live orchestrations stay in memory between turns (default: 10,000). An
+    /// evicted instance is replayed from its history once when its next event arrives.
+    pub fn cache_capacity(mut self, n: usize) -> Self {
+        self.cache_capacity = n.max(1);
+        self
+    }
+
+    /// Starts the runtime: recovers every unfinished instance and redelivers every
+    /// unacknowledged work item, then starts the dispatchers. Must be called inside a
+    /// tokio runtime.
+    pub async fn start(self) -> Result<Runtime, Error> {
+        if let Some(name) = self.registry.duplicates.first() {
+            return Err(Error::DuplicateName(name.to_string()));
+        }
+        let commits = GroupCommit::start(self.store.clone());
+        let (activity_tx, activity_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            store: self.store,
+            registry: self.registry,
+            commits,
+            next_work_id: AtomicU64::new(0),
+            instances: Mutex::new(HashMap::new()),
+            cache: Mutex::new(LruCache::new(
+                NonZeroUsize::new(self.cache_capacity).expect("capacity is at least 1"),
+            )),
+            activity_tx,
+            turns: Arc::new(Semaphore::new(self.orchestrator_concurrency)),
+            waiters: Mutex::new(HashMap::new()),
+            starting: Mutex::new(HashSet::new()),
+            started: Notify::new(),
+            tracker: TaskTracker::new(),
+            shutting_down: AtomicBool::new(false),
+            replays: AtomicU64::new(0),
+        });
+        shared.recover().await?;
+        let dispatcher = shared.clone();
+        let concurrency = self.activity_concurrency;
+        shared
+            .tracker
+            .spawn(async move { dispatcher.dispatch_activities(activity_rx, concurrency).await });
+        Ok(Runtime { shared })
+    }
+}
+
+/// A running engine: orchestrator and activity dispatchers over a store.
+///
+/// Cheap to clone. Call [`Runtime::shutdown`] to stop it gracefully; work still queued
+/// then is redelivered when a runtime starts on the same store again.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+impl Runtime {
+    /// A builder over `store`, for example a [`FjallStore`](crate::FjallStore).
+    pub fn builder(store: impl Store) -> RuntimeBuilder {
+        let cpus = std::thread::available_parallelism().map_or(2, NonZeroUsize::get);
+        RuntimeBuilder {
+            store: Arc::new(store),
+            registry: Registry::default(),
+            orchestrator_concurrency: 4 * cpus,
+            activity_concurrency: 64,
+            cache_capacity: 10_000,
+        }
+    }
+
+    /// A client to start instances and read their status.
+    pub fn client(&self) -> Client {
+        Client::new(self.shared.clone())
+    }
+
+    /// Counters of the commit path: how many commits were acknowledged and how many store
+    /// writes (fsyncs) carried them.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.shared.commits.stats()
+    }
+
+    /// How many times an instance was rebuilt by replaying its history (a cache miss: the
+    /// first turn after a restart or an eviction).
+    pub fn replay_count(&self) -> u64 {
+        self.shared.replays.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking new work, waits for running turns and activities to finish and their
+    /// results to be committed, then returns. Anything still queued stays in the store.
+    pub async fn shutdown(self) {
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        self.shared.tracker.close();
+        // Wakes the activity dispatcher so it sees the flag.
+        let _ = self.shared.activity_tx.send(None);
+        self.shared.tracker.wait().await;
+        self.shared.commits.stop().await;
+    }
+}
+
+type ActivityMessage = Option<(WorkId, ActivityTask)>;
+
+/// Per-instance queue of events not yet turned.
+#[derive(Debug, Default)]
+struct Inbox {
+    messages: Vec<(WorkId, Event)>,
+    /// A turn task is running for this instance.
+    busy: bool,
+    /// The instance is stalled: its events stay in the store until a restart.
+    stalled: bool,
+}
+
+/// A cached live instance between turns.
+struct Cached {
+    execution: Execution,
+    record: InstanceRecord,
+}
+
+/// State shared by the runtime, its client and the contexts.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) registry: Registry,
+    pub(crate) commits: GroupCommit,
+    next_work_id: AtomicU64,
+    instances: Mutex<HashMap<String, Inbox>>,
+    cache: Mutex<LruCache<String, Cached>>,
+    activity_tx: mpsc::UnboundedSender<ActivityMessage>,
+    turns: Arc<Semaphore>,
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    /// Instance ids whose creation is being committed, so concurrent starts of one id
+    /// create it once.
+    pub(crate) starting: Mutex<HashSet<String>>,
+    pub(crate) started: Notify,
+    tracker: TaskTracker,
+    shutting_down: AtomicBool,
+    replays: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn work_id(&self) -> WorkId {
+        self.next_work_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Redelivers every unacknowledged work item and retries stalled instances.
+    async fn recover(self: &Arc<Self>) -> Result<(), Error> {
+        let items = self.store.work_items()?;
+        let next = items.last().map_or(0, |(id, _)| id + 1);
+        self.next_work_id.store(next, Ordering::Relaxed);
+        // Tasks that were handed out before the restart may have run: count this delivery
+        // as a new attempt, durably, before running them again.
+        let mut redelivered = Commit::default();
+        let mut messages = Vec::new();
+        for (id, item) in items {
+            match item {
+                WorkItem::Activity(mut task) => {
+                    task.attempt += 1;
+                    redelivered
+                        .enqueued
+                        .push((id, WorkItem::Activity(task)));
+                }
+                WorkItem::Message { instance, event } => messages.push((instance, id, event)),
+            }
+        }
+        let tasks = redelivered.enqueued.clone();
+        if !redelivered.is_empty() {
+            self.commits.commit(redelivered).await?;
+        }
+        let stalled: Vec<String> = self
+            .store
+            .instances()?
+            .into_iter()
+            .filter(|(_, r)| matches!(r.status, Status::Stalled { .. }))
+            .map(|(id, _)| id)
+            .collect();
+        let recovered = messages.len() + tasks.len() + stalled.len();
+        for (instance, id, event) in messages {
+            self.deliver(instance, id, event);
+        }
+        for id in stalled {
+            self.poke(id);
+        }
+        for (id, item) in tasks {
+            if let WorkItem::Activity(task) = item {
+                let _ = self.activity_tx.send(Some((id, task)));
+            }
+        }
+        if recovered > 0 {
+            tracing::info!(work_items = recovered, "recovered unfinished work");
+        }
+        Ok(())
+    }
+
+    /// Queues `event` for `instance` and makes sure a turn task will take it.
+    pub(crate) fn deliver(self: &Arc<Self>, instance: String, id: WorkId, event: Event) {
+        let mut instances = lock(&self.instances);
+        let inbox = instances.entry(instance.clone()).or_default();
+        if inbox.stalled {
+            return;
+        }
+        inbox.messages.push((id, event));
+        if !inbox.busy {
+            inbox.busy = true;
+            drop(instances);
+            self.spawn_turns(instance);
+        }
+    }
+
+    /// Runs a turn for `instance` even without new events (to retry a stalled instance).
+    fn poke(self: &Arc<Self>, instance: String) {
+        let mut instances = lock(&self.instances);
+        let inbox = instances.entry(instance.clone()).or_default();
+        if !inbox.busy {
+            inbox.busy = true;
+            drop(instances);
+            self.spawn_turns(instance);
+        }
+    }
+
+    fn spawn_turns(self: &Arc<Self>, instance: String) {
+        let shared = self.clone();
+        self.tracker.spawn(async move { shared.run_turns(instance).await });
+    }
+
+    /// Turns `instance` until its inbox is empty. One such task per instance at a time, so
+    /// an instance's turns never overlap.
+    async fn run_turns(self: Arc<Self>, instance: String) {
+        let mut first = true;
+        loop {
+            let messages = {
+                let mut instances = lock(&self.instances);
+                let inbox = instances.get_mut(&instance).expect("busy inbox exists");
+                if self.is_shutting_down() || inbox.stalled || (inbox.messages.is_empty() && !first) {
+                    inbox.busy = false;
+                    if inbox.messages.is_empty() && !inbox.stalled {
+                        instances.remove(&instance);
+                    }
+                    return;
+                }
+                std::mem::take(&mut inbox.messages)
+            };
+            first = false;
+            let Ok(_permit) = self.turns.clone().acquire_owned().await else {
+                return;
+            };
+            if let Err(e) = self.turn(&instance, &messages).await {
+                tracing::warn!(instance, error = %e, "turn not committed; retrying");
+                lock(&self.cache).pop(&instance);
+                {
+                    let mut instances = lock(&self.instances);
+                    let inbox = instances.get_mut(&instance).expect("busy inbox exists");
+                    let newer = std::mem::replace(&mut inbox.messages, messages);
+                    inbox.messages.extend(newer);
+                }
+                tokio::time::sleep(RETRY_DELAY).await;
+                first = true;
+            }
+        }
+    }
+
+    /// One orchestration turn: load or reuse the execution, step it, commit, dispatch.
+    async fn turn(self: &Arc<Self>, instance: &str, messages: &[(WorkId, Event)]) -> Result<(), Error> {
+        let acked: Vec<WorkId> = messages.iter().map(|(id, _)| *id).collect();
+        let cached = lock(&self.cache).pop(instance);
+        let (mut execution, mut record, recorded) = match cached {
+            Some(c) => (c.execution, c.record, Vec::new()),
+            None => {
+                let Some(record) = self.store.instance(instance)? else {
+                    tracing::warn!(instance, "events for an unknown instance dropped");
+                    return self.ack_only(acked).await;
+                };
+                if record.status.is_terminal() {
+                    return self.ack_only(acked).await;
+                }
+                let Some(entry) = self.registry.orchestrators.get(record.orchestrator.as_str()) else {
+                    let failure = Failure {
+                        message: format!(
+                            "orchestrator `{}` is not registered with this runtime; register it and restart to resume",
+                            record.orchestrator
+                        ),
+                        kind: FailureKind::Unregistered {
+                            name: record.orchestrator.clone(),
+                        },
+                    };
+                    return self.stall(instance, record, failure).await;
+                };
+                let execution = Execution::new(instance, &record.orchestrator, entry);
+                let history = self.store.history(instance)?;
+                self.replays.fetch_add(1, Ordering::Relaxed);
+                (execution, record, history)
+            }
+        };
+        let new = messages.iter().map(|(_, e)| e.clone()).collect();
+        let turn = execution.turn(&recorded, new);
+        if let Outcome::Stalled(failure) = turn.outcome {
+            tracing::error!(instance, error = %failure.message, "instance stalled");
+            return self.stall(instance, record, failure).await;
+        }
+        let mut commit = Commit {
+            dequeued: acked,
+            ..Commit::default()
+        };
+        if !turn.appended.is_empty() {
+            commit.history.push(HistoryAppend {
+                instance: instance.to_string(),
+                first: record.history_len,
+                events: turn.appended.clone(),
+            });
+        }
+        record.history_len += turn.appended.len() as u32;
+        record.updated_ms = now_ms();
+        record.status = match &turn.outcome {
+            Outcome::Running => Status::Running,
+            Outcome::Completed(output) => Status::Completed {
+                output: output.clone(),
+            },
+            Outcome::Failed(failure) => Status::Failed {
+                failure: failure.clone(),
+            },
+            Outcome::Stalled(_) => unreachable!("handled above"),
+        };
+        commit.instances.push((instance.to_string(), record.clone()));
+        let tasks: Vec<(WorkId, ActivityTask)> = turn
+            .activities
+            .into_iter()
+            .map(|ScheduledActivity { seq, activity, input }| {
+                let task = ActivityTask {
+                    instance: instance.to_string(),
+                    seq,
+                    activity,
+                    input,
+                    attempt: 1,
+                };
+                (self.work_id(), task)
+            })
+            .collect();
+        commit.enqueued = tasks
+            .iter()
+            .map(|(id, task)| (*id, WorkItem::Activity(task.clone())))
+            .collect();
+        self.commits.commit(commit).await?;
+        for task in tasks {
+            let _ = self.activity_tx.send(Some(task));
+        }
+        match turn.outcome {
+            Outcome::Running => {
+                lock(&self.cache).put(instance.to_string(), Cached { execution, record });
+            }
+            Outcome::Completed(_) | Outcome::Failed(_) => {
+                if let Status::Failed { failure } = &record.status {
+                    tracing::warn!(instance, error = %failure.message, "instance failed");
+                }
+                self.notify_finished(instance);
+            }
+            Outcome::Stalled(_) => {}
+        }
+        Ok(())
+    }
+
+    async fn ack_only(&self, dequeued: Vec<WorkId>) -> Result<(), Error> {
+        self.commits
+            .commit(Commit {
+                dequeued,
+                ..Commit::default()
+            })
+            .await
+    }
+
+    /// Parks an instance: its status says why, its history and queued events are kept.
+    async fn stall(&self, instance: &str, mut record: InstanceRecord, failure: Failure) -> Result<(), Error> {
+        if let Some(inbox) = lock(&self.instances).get_mut(instance) {
+            inbox.stalled = true;
+        }
+        record.status = Status::Stalled { failure };
+        record.updated_ms = now_ms();
+        self.commits
+            .commit(Commit {
+                instances: vec![(instance.to_string(), record)],
+                ..Commit::default()
+            })
+            .await?;
+        self.notify_finished(instance);
+        Ok(())
+    }
+
+    /// Wakes every client waiting on `instance`.
+    fn notify_finished(&self, instance: &str) {
+        if let Some(waiters) = lock(&self.waiters).remove(instance) {
+            for waiter in waiters {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    /// A receiver told when `instance` next finishes or stalls.
+    pub(crate) fn watch(&self, instance: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.waiters)
+            .entry(instance.to_string())
+            .or_default()
+            .push(tx);
+        rx
+    }
+
+    async fn dispatch_activities(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<ActivityMessage>,
+        concurrency: usize,
+    ) {
+        let permits = Arc::new(Semaphore::new(concurrency));
+        while let Some(Some((id, task))) = rx.recv().await {
+            if self.is_shutting_down() {
+                break;
+            }
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let shared = self.clone();
+            self.tracker.spawn(async move {
+                shared.run_activity(id, task).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Runs one activity and commits its result as an event for its instance.
+    async fn run_activity(self: Arc<Self>, id: WorkId, task: ActivityTask) {
+        let span = tracing::info_span!("activity", name = %task.activity, instance = %task.instance, seq = task.seq, attempt = task.attempt);
+        let _enter = span.enter();
+        let result = match self.registry.activities.get_key_value(task.activity.as_str()) {
+            None => Err(Failure {
+                message: format!(
+                    "activity `{}` is not registered with this runtime; add it with `RuntimeBuilder::activity`",
+                    task.activity
+                ),
+                kind: FailureKind::Unregistered {
+                    name: task.activity.clone(),
+                },
+            }),
+            Some((name, entry)) => {
+                let ctx = ActivityContext::new(&task.instance, task.seq, name, task.attempt, self.clone());
+                match (entry.start)(ctx, &task.input) {
+                    Err(failure) => Err(failure),
+                    // Its own task, so a panic is caught by tokio and the worker goes on.
+                    Ok(future) => match tokio::spawn(future).await {
+                        Ok(result) => result,
+                        Err(join) => Err(Failure {
+                            kind: FailureKind::Panicked,
+                            message: match join.try_into_panic() {
+                                Ok(panic) => panic_message(&*panic),
+                                Err(e) => e.to_string(),
+                            },
+                        }),
+                    },
+                }
+            }
+        };
+        drop(_enter);
+        let event = match result {
+            Ok(output) => Event::ActivityCompleted { seq: task.seq, output },
+            Err(failure) => {
+                tracing::warn!(activity = %task.activity, instance = %task.instance, error = %failure.message, "activity failed");
+                Event::ActivityFailed {
+                    seq: task.seq,
+                    attempt: task.attempt,
+                    failure,
+                }
+            }
+        };
+        let message_id = self.work_id();
+        let commit = Commit {
+            dequeued: vec![id],
+            enqueued: vec![(
+                message_id,
+                WorkItem::Message {
+                    instance: task.instance.clone(),
+                    event: event.clone(),
+                },
+            )],
+            progress: vec![(
+                crate::activity_context::idempotency_key(&task.instance, task.seq),
+                None,
+            )],
+            ..Commit::default()
+        };
+        loop {
+            match self.commits.commit(commit.clone()).await {
+                Ok(()) => break,
+                Err(Error::ShutDown) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "activity result not committed; retrying");
+                    tokio::time::sleep(RETRY_DELAY).await;
+                }
+            }
+        }
+        self.deliver(task.instance, message_id, event);
+    }
+}

@@ -1,0 +1,122 @@
+//! The attribute's arguments: `#[orchestrator]`, `#[orchestrator(name = "custom")]`.
+
+use proc_macro2::TokenStream;
+use syn::LitStr;
+use syn::meta::ParseNestedMeta;
+
+use crate::ast::Kind;
+
+/// The parsed arguments.
+#[derive(Debug, Default)]
+pub(crate) struct Args {
+    /// `name = "..."`: the name registered and recorded in history instead of the fn's.
+    pub(crate) name: Option<LitStr>,
+}
+
+/// Parses the arguments, reporting every argument that is wrong.
+pub(crate) fn parse(kind: Kind, tokens: TokenStream) -> syn::Result<Args> {
+    let mut args = Args::default();
+    let mut errors: Option<syn::Error> = None;
+    let parser = syn::meta::parser(|meta| {
+        if let Err(error) = parse_one(kind, &mut args, &meta) {
+            errors = Some(match errors.take() {
+                Some(mut all) => {
+                    all.combine(error);
+                    all
+                }
+                None => error,
+            });
+        }
+        Ok(())
+    });
+    syn::parse::Parser::parse2(parser, tokens)?;
+    match errors {
+        Some(error) => Err(error),
+        None => Ok(args),
+    }
+}
+
+fn parse_one(kind: Kind, args: &mut Args, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    let usage = format!("#[{}(name = \"...\")]", kind.noun());
+    if !meta.path.is_ident("name") {
+        // Still consume a `= value` so the next argument is parsed and checked too.
+        if meta.input.peek(syn::Token![=]) {
+            let _: syn::Expr = meta.value()?.parse()?;
+        }
+        return Err(meta.error(format!(
+            "unknown argument to {}; the only argument is the registered name: `{usage}`",
+            kind.attribute()
+        )));
+    }
+    let value = meta.value().map_err(|_| {
+        meta.error(format!(
+            "the name is a string: write `{usage}` with the name in quotes"
+        ))
+    })?;
+    let expr: syn::Expr = value.parse()?;
+    let syn::Expr::Lit(syn::ExprLit {
+        lit: syn::Lit::Str(name),
+        ..
+    }) = expr
+    else {
+        return Err(syn::Error::new_spanned(
+            expr,
+            format!("the name is a string literal: write `{usage}`"),
+        ));
+    };
+    if name.value().is_empty() {
+        return Err(syn::Error::new_spanned(
+            name,
+            format!(
+                "the {} name must not be empty; write a name, or remove the argument to use the function's name",
+                kind.noun()
+            ),
+        ));
+    }
+    if args.name.is_some() {
+        return Err(meta.error(format!(
+            "the name of {} is given twice; keep one `name = \"...\"`",
+            kind.with_article()
+        )));
+    }
+    args.name = Some(name);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    #[test]
+    fn accepts_no_arguments() {
+        assert!(parse(Kind::Activity, quote!()).unwrap().name.is_none());
+    }
+
+    #[test]
+    fn accepts_a_name() {
+        let args = parse(Kind::Orchestrator, quote!(name = "custom")).unwrap();
+        assert_eq!(args.name.unwrap().value(), "custom");
+    }
+
+    #[test]
+    fn reports_every_wrong_argument() {
+        let err = parse(
+            Kind::Orchestrator,
+            quote!(nmae = "x", retries = 3, name = 5),
+        )
+        .unwrap_err();
+        let messages: Vec<String> = err.into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert!(messages[0].starts_with("unknown argument to #[orchestrator]"));
+        assert!(messages[2].contains("string literal"));
+    }
+
+    #[test]
+    fn rejects_an_empty_or_repeated_name() {
+        let err = parse(Kind::Activity, quote!(name = "")).unwrap_err();
+        assert!(err.to_string().contains("must not be empty"));
+        let err = parse(Kind::Activity, quote!(name = "a", name = "b")).unwrap_err();
+        assert!(err.to_string().contains("given twice"));
+    }
+}

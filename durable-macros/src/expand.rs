@@ -1,0 +1,158 @@
+//! Generation: the typed handle for a checked function.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Attribute, LitStr};
+
+use crate::args::{self, Args};
+use crate::ast::{self, Function, Handle, Kind};
+use crate::valid;
+
+/// Expands `#[orchestrator]` or `#[activity]`: arguments, signature, then the handle.
+pub(crate) fn handle(kind: Kind, args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let item = ast::parse_item(kind, item)?;
+    let function = Function::new(&item);
+    let (args, handle) = both(args::parse(kind, args), valid::check(kind, &function))?;
+    Ok(generate(kind, &args, &handle))
+}
+
+/// Both results, or the errors of both.
+fn both<A, B>(a: syn::Result<A>, b: syn::Result<B>) -> syn::Result<(A, B)> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(mut error), Err(more)) => {
+            error.combine(more);
+            Err(error)
+        }
+        (Err(error), Ok(_)) | (Ok(_), Err(error)) => Err(error),
+    }
+}
+
+/// What is emitted when there are errors: the errors, and the user's item unchanged so
+/// that the rest of the crate still sees a function by that name and reports nothing
+/// unrelated (tokio's and thiserror's approach).
+pub(crate) fn with_errors(item: TokenStream, error: &syn::Error) -> TokenStream {
+    let errors = error.to_compile_error();
+    quote!(#errors #item)
+}
+
+fn generate(kind: Kind, args: &Args, handle: &Handle<'_>) -> TokenStream {
+    let Handle {
+        vis,
+        name,
+        ctx,
+        input,
+        result,
+        ok,
+        err,
+        body,
+        ..
+    } = handle;
+    let attrs = Attrs::split(handle.attrs);
+    let (struct_attrs, fn_attrs, cfgs) = (&attrs.on_struct, &attrs.on_fn, &attrs.cfg);
+
+    let registered = match &args.name {
+        Some(custom) => custom.clone(),
+        None => LitStr::new(&name.unraw().to_string(), name.span()),
+    };
+    let (trait_path, context_path) = match kind {
+        Kind::Orchestrator => (
+            quote!(::durable_core::Orchestrator),
+            quote!(::durable_core::OrchestrationContext),
+        ),
+        Kind::Activity => (
+            quote!(::durable_core::Activity),
+            quote!(::durable_core::ActivityContext),
+        ),
+    };
+    // `line!()` reports the line of the invocation its span points at: with the fn
+    // name's span, that is the line the user wrote `fn name` on.
+    let line = match kind {
+        Kind::Orchestrator => quote_spanned!(name.span()=> const LINE: u32 = ::core::line!();),
+        Kind::Activity => TokenStream::new(),
+    };
+    // Spanned on the user's parameter types, so a context of the wrong kind is reported
+    // on the type the user wrote.
+    let ctx_arg = quote_spanned!(ctx.ty.span()=> ctx);
+    let input_arg = quote_spanned!(input.ty.span()=> input);
+    let input_ty = &input.ty;
+    // Spanned on the fn name, so a body whose future is not `Send` is reported there.
+    let boxed =
+        quote_spanned!(name.span()=> ::std::boxed::Box::pin(#name::run(#ctx_arg, #input_arg)));
+    let run_doc = format!(
+        " Runs the {} body directly (the original function).",
+        kind.noun()
+    );
+
+    quote! {
+        #(#struct_attrs)*
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, Default)]
+        #vis struct #name;
+
+        #(#cfgs)*
+        impl #name {
+            #[doc = #run_doc]
+            #(#fn_attrs)*
+            #vis async fn run(#ctx, #input) -> #result #body
+        }
+
+        #(#cfgs)*
+        impl #trait_path for #name {
+            type Input = #input_ty;
+            type Output = #ok;
+            type Error = #err;
+            const NAME: &'static str = #registered;
+            #line
+            fn run(
+                ctx: #context_path,
+                input: Self::Input,
+            ) -> ::durable_core::__private::BoxFuture<
+                ::core::result::Result<Self::Output, Self::Error>,
+            > {
+                #boxed
+            }
+        }
+    }
+}
+
+/// The function's attributes, sorted by the generated item they belong on.
+struct Attrs<'a> {
+    /// Docs and lint levels: the handle is what users see and name.
+    on_struct: Vec<&'a Attribute>,
+    /// Lint levels and everything else (`#[expect]`, `#[tracing::instrument]`, ...):
+    /// they are about the body, which lives in the inherent `run`.
+    on_fn: Vec<&'a Attribute>,
+    /// `#[cfg]`: on every generated item, so they come and go together.
+    cfg: Vec<&'a Attribute>,
+}
+
+impl<'a> Attrs<'a> {
+    fn split(attrs: &'a [Attribute]) -> Self {
+        let mut split = Attrs {
+            on_struct: Vec::new(),
+            on_fn: Vec::new(),
+            cfg: Vec::new(),
+        };
+        for attr in attrs {
+            let path = attr.path();
+            if path.is_ident("cfg") {
+                split.on_struct.push(attr);
+                split.cfg.push(attr);
+            } else if path.is_ident("doc") || path.is_ident("deprecated") {
+                split.on_struct.push(attr);
+            } else if ["allow", "warn", "deny", "forbid"]
+                .iter()
+                .any(|level| path.is_ident(level))
+            {
+                split.on_struct.push(attr);
+                split.on_fn.push(attr);
+            } else {
+                split.on_fn.push(attr);
+            }
+        }
+        split
+    }
+}

@@ -1,0 +1,476 @@
+//! [`FjallStore`]: the [`Store`] on an embedded fjall database.
+//!
+//! One fjall `Database` holds five keyspaces:
+//!
+//! | keyspace    | key                                           | value                 |
+//! |-------------|-----------------------------------------------|-----------------------|
+//! | `meta`      | `format`                                      | `durable-store/1`     |
+//! | `instances` | instance id                                   | postcard `InstanceRecord` |
+//! | `history`   | id length (u16 BE) ++ id ++ event index (u32 BE) | postcard `Event`   |
+//! | `work`      | `WorkId` (u64 BE)                             | postcard `WorkItem`   |
+//! | `progress`  | progress key                                  | raw bytes             |
+//!
+//! Big-endian numbers make fjall's byte order the numeric order, so scans return histories
+//! and the work queue in order.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::keys;
+use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
+use crate::store::{Durability, Store, StoreError};
+
+/// The key of the format marker in `meta`.
+const FORMAT_KEY: &[u8] = b"format";
+/// The format this code reads and writes.
+const FORMAT: &[u8] = b"durable-store/1";
+/// Every keyspace of a store. `meta` is created (and its marker synced) before the others.
+const KEYSPACES: [&str; 5] = ["meta", "instances", "history", "work", "progress"];
+
+/// A [`Store`] on an embedded fjall database in one directory.
+///
+/// Cheap to clone: clones share the database, which closes when the last clone drops.
+///
+/// # Examples
+///
+/// ```
+/// use durable_store::{Commit, FjallStore, Store};
+///
+/// let dir = tempfile::tempdir()?;
+/// let store = FjallStore::open(dir.path())?;
+/// store.commit(&[Commit {
+///     progress: vec![("step".to_owned(), Some(b"42".to_vec()))],
+///     ..Commit::default()
+/// }])?;
+/// assert_eq!(store.progress("step")?, Some(b"42".to_vec()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct FjallStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    durability: Durability,
+    db: Database,
+    instances: Keyspace,
+    history: Keyspace,
+    work: Keyspace,
+    progress: Keyspace,
+}
+
+/// The keyspace a write goes to; orders the coalesced writes of a `commit`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Space {
+    Instances,
+    History,
+    Work,
+    Progress,
+}
+
+impl FjallStore {
+    /// Opens the store in `path` with [`Durability::Sync`], creating it if `path` does not
+    /// exist or is an empty directory.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotAStore`] if `path` holds something else, [`StoreError::Corrupt`] if
+    /// the store's files cannot be read back, [`StoreError::Io`] if the store is already open.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, Durability::default())
+    }
+
+    /// Opens the store in `path` with the given durability of commits.
+    ///
+    /// # Errors
+    ///
+    /// As [`FjallStore::open`].
+    pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        check_directory(&path)?;
+        // fjall may panic on files it cannot make sense of; a bad directory is an error here.
+        let inner = match catch_unwind(AssertUnwindSafe(|| open_database(&path, durability))) {
+            Ok(opened) => opened?,
+            Err(panic) => {
+                return Err(StoreError::Corrupt {
+                    detail: format!(
+                        "the storage engine panicked while opening it ({})",
+                        panic_message(panic.as_ref())
+                    ),
+                    path,
+                });
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The directory of the store.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The durability of commits.
+    pub fn durability(&self) -> Durability {
+        self.inner.durability
+    }
+
+    /// Bytes the store occupies on disk (journal and tables).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Io`] if the sizes cannot be read.
+    pub fn disk_space(&self) -> Result<u64, StoreError> {
+        self.inner.db.disk_space().map_err(self.io("measuring"))
+    }
+
+    /// Waits until every commit so far is on disk. Useful with [`Durability::Buffered`]
+    /// before a planned shutdown; dropping the last handle does it too.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Io`] if the journal cannot be synced.
+    pub fn persist(&self) -> Result<(), StoreError> {
+        self.inner
+            .db
+            .persist(PersistMode::SyncAll)
+            .map_err(self.io("syncing"))
+    }
+
+    fn keyspace(&self, space: Space) -> &Keyspace {
+        match space {
+            Space::Instances => &self.inner.instances,
+            Space::History => &self.inner.history,
+            Space::Work => &self.inner.work,
+            Space::Progress => &self.inner.progress,
+        }
+    }
+
+    /// Maps a fjall error of `doing` something to [`StoreError::Io`].
+    fn io<'a>(&'a self, doing: &'a str) -> impl FnOnce(fjall::Error) -> StoreError + 'a {
+        move |e| {
+            StoreError::Io(format!(
+                "{doing} the store at `{}`: {}",
+                self.inner.path.display(),
+                describe(&e)
+            ))
+        }
+    }
+}
+
+impl std::fmt::Debug for FjallStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FjallStore")
+            .field("path", &self.inner.path)
+            .field("durability", &self.inner.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store for FjallStore {
+    fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
+        if commits.iter().all(Commit::is_empty) {
+            return Ok(());
+        }
+        keys::check(commits)?;
+        // Every write of a batch gets the same sequence number in fjall, so two writes of one
+        // key in one batch would not say which is newer: keep only the last one.
+        let mut writes: BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
+        for commit in commits {
+            for (id, record) in &commit.instances {
+                let value = encode(record, || format!("instance record `{id}`"))?;
+                writes.insert((Space::Instances, id.as_bytes().to_vec()), Some(value));
+            }
+            for append in &commit.history {
+                let id = &append.instance;
+                for (index, event) in (append.first..=u32::MAX).zip(&append.events) {
+                    let value = encode(event, || format!("event #{index} of `{id}`"))?;
+                    writes.insert((Space::History, keys::history_key(id, index)), Some(value));
+                }
+            }
+            for work_id in &commit.dequeued {
+                writes.insert((Space::Work, work_id.to_be_bytes().to_vec()), None);
+            }
+            for (work_id, item) in &commit.enqueued {
+                let value = encode(item, || format!("work item {work_id}"))?;
+                writes.insert((Space::Work, work_id.to_be_bytes().to_vec()), Some(value));
+            }
+            for (key, value) in &commit.progress {
+                writes.insert((Space::Progress, key.as_bytes().to_vec()), value.clone());
+            }
+        }
+        let mode = match self.inner.durability {
+            Durability::Sync => PersistMode::SyncAll,
+            // Flushed to the OS, so the commit survives a crash of this process.
+            Durability::Buffered => PersistMode::Buffer,
+        };
+        let mut batch = self.inner.db.batch().durability(Some(mode));
+        for ((space, key), value) in writes {
+            match value {
+                Some(value) => batch.insert(self.keyspace(space), key, value),
+                None => batch.remove(self.keyspace(space), key),
+            }
+        }
+        batch.commit().map_err(self.io("writing to"))
+    }
+
+    fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        if !keys::is_storable(id) {
+            return Ok(None);
+        }
+        let Some(bytes) = self.inner.instances.get(id).map_err(self.io("reading"))? else {
+            return Ok(None);
+        };
+        decode(&bytes, || {
+            format!("instance record `{id}` (keyspace `instances`)")
+        })
+        .map(Some)
+    }
+
+    fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.inner.instances.iter() {
+            let (key, value) = guard.into_inner().map_err(self.io("reading"))?;
+            let id = String::from_utf8(key.to_vec()).map_err(|e| StoreError::Decode {
+                what: format!("instance id {:?} (keyspace `instances`)", &*key),
+                detail: e.to_string(),
+            })?;
+            let record = decode(&value, || {
+                format!("instance record `{id}` (keyspace `instances`)")
+            })?;
+            out.push((id, record));
+        }
+        Ok(out)
+    }
+
+    fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+        if !keys::is_storable(id) {
+            return Ok(Vec::new());
+        }
+        let prefix = keys::history_prefix(id);
+        let mut out = Vec::new();
+        for guard in self.inner.history.prefix(&prefix) {
+            let (key, value) = guard.into_inner().map_err(self.io("reading"))?;
+            let index = key
+                .get(prefix.len()..)
+                .and_then(|rest| <[u8; 4]>::try_from(rest).ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| StoreError::Decode {
+                    what: format!("history key {:?} of `{id}` (keyspace `history`)", &*key),
+                    detail: "the key does not end in a 4-byte event index".to_owned(),
+                })?;
+            out.push(decode(&value, || {
+                format!("event #{index} of `{id}` (keyspace `history`)")
+            })?);
+        }
+        Ok(out)
+    }
+
+    fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.inner.work.iter() {
+            let (key, value) = guard.into_inner().map_err(self.io("reading"))?;
+            let work_id = <[u8; 8]>::try_from(&*key)
+                .map(WorkId::from_be_bytes)
+                .map_err(|_| StoreError::Decode {
+                    what: format!("work key {:?} (keyspace `work`)", &*key),
+                    detail: "the key is not an 8-byte work id".to_owned(),
+                })?;
+            let item = decode(&value, || format!("work item {work_id} (keyspace `work`)"))?;
+            out.push((work_id, item));
+        }
+        Ok(out)
+    }
+
+    fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if !keys::is_storable(key) {
+            return Ok(None);
+        }
+        let value = self.inner.progress.get(key).map_err(self.io("reading"))?;
+        Ok(value.map(|bytes| bytes.to_vec()))
+    }
+}
+
+/// Refuses a `path` that holds something other than a fjall database, before fjall writes
+/// into it.
+fn check_directory(path: &Path) -> Result<(), StoreError> {
+    let cannot_read = |e: std::io::Error| {
+        StoreError::Io(format!(
+            "cannot read the directory `{}`: {e}",
+            path.display()
+        ))
+    };
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(cannot_read(e)),
+        Ok(meta) if !meta.is_dir() => {
+            return Err(StoreError::NotAStore {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(_) => {}
+    }
+    let names = std::fs::read_dir(path)
+        .map_err(cannot_read)?
+        .map(|entry| entry.map(|entry| entry.file_name()))
+        .collect::<Result<Vec<OsString>, _>>()
+        .map_err(cannot_read)?;
+    let has = |name: &str| names.iter().any(|n| n == name);
+    if names.is_empty() || (has("version") && has("keyspaces")) {
+        return Ok(());
+    }
+    // The names fjall 3 creates at the top of its directory.
+    let is_fjalls = |name: &OsString| {
+        let name = name.to_string_lossy();
+        matches!(&*name, "version" | "lock" | "keyspaces") || name.ends_with(".jnl")
+    };
+    if names.iter().all(is_fjalls) {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: "the fjall database has lost its `version` file or `keyspaces` directory"
+                .to_owned(),
+        });
+    }
+    Err(StoreError::NotAStore {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Opens the database and its keyspaces, refusing a fjall database that is not a durable
+/// store.
+fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreError> {
+    let corrupt = |e: fjall::Error| match e {
+        fjall::Error::Locked => StoreError::Io(format!(
+            "the durable store at `{}` is already open (in another process, or through another \
+             handle in this one); close it first or use another directory",
+            path.display()
+        )),
+        e => StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("fjall cannot open it: {}", describe(&e)),
+        },
+    };
+    let db = Database::builder(path).open().map_err(corrupt)?;
+    let open = |name: &str| {
+        db.keyspace(name, KeyspaceCreateOptions::default)
+            .map_err(corrupt)
+    };
+    let marker = if db.keyspace_exists("meta") {
+        open("meta")?.get(FORMAT_KEY).map_err(corrupt)?
+    } else {
+        None
+    };
+    match marker {
+        Some(found) if &*found == FORMAT => {}
+        Some(found) => {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "it is marked as format `{}`, but this version of durable-store reads `{}`; \
+                     open it with the version of durable that wrote it",
+                    String::from_utf8_lossy(&found),
+                    String::from_utf8_lossy(FORMAT)
+                ),
+            });
+        }
+        None => {
+            check_unmarked(&db, path)?;
+            let meta = open("meta")?;
+            let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
+            batch.insert(&meta, FORMAT_KEY, FORMAT);
+            batch.commit().map_err(corrupt)?;
+        }
+    }
+    let [_, instances, history, work, progress] = KEYSPACES;
+    Ok(Inner {
+        path: path.to_path_buf(),
+        durability,
+        instances: open(instances)?,
+        history: open(history)?,
+        work: open(work)?,
+        progress: open(progress)?,
+        db,
+    })
+}
+
+/// Accepts a database without a format marker only if it is new: no keyspaces, or just the
+/// empty `meta` of a first open that was interrupted before it wrote the marker.
+fn check_unmarked(db: &Database, path: &Path) -> Result<(), StoreError> {
+    let names = db.list_keyspace_names();
+    if names.iter().any(|name| !KEYSPACES.contains(&&**name)) {
+        return Err(StoreError::NotAStore {
+            path: path.to_path_buf(),
+        });
+    }
+    let fresh = match &names[..] {
+        [] => true,
+        [only] if &**only == "meta" => db
+            .keyspace("meta", KeyspaceCreateOptions::default)
+            .and_then(|meta| meta.is_empty())
+            .unwrap_or(false),
+        _ => false,
+    };
+    if fresh {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt {
+        path: path.to_path_buf(),
+        detail: "its format marker (`format` in keyspace `meta`) is missing".to_owned(),
+    })
+}
+
+fn encode<T: Serialize>(record: &T, what: impl FnOnce() -> String) -> Result<Vec<u8>, StoreError> {
+    postcard::to_allocvec(record)
+        .map_err(|e| StoreError::Io(format!("cannot encode {}: {e}", what())))
+}
+
+fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Decode {
+        what: what(),
+        detail: e.to_string(),
+    })
+}
+
+/// A readable account of a fjall error (fjall's own `Display` is its `Debug`).
+fn describe(e: &fjall::Error) -> String {
+    use fjall::{Error, LsmError};
+    match e {
+        Error::Io(e) | Error::Storage(LsmError::Io(e)) => e.to_string(),
+        Error::Poisoned => "an earlier write did not reach the disk, so the database refuses \
+                           further writes; restart the process"
+            .to_owned(),
+        Error::Locked => "the database is open elsewhere".to_owned(),
+        Error::InvalidVersion(None) => "its fjall `version` file is damaged".to_owned(),
+        Error::InvalidVersion(Some(version)) => {
+            format!("it was written in fjall format {version:?}, and this build reads fjall 3")
+        }
+        Error::Unrecoverable | Error::Storage(LsmError::Unrecoverable) => {
+            "some of its files could not be recovered".to_owned()
+        }
+        Error::JournalRecovery(e) => format!("its journal is damaged ({e:?})"),
+        Error::Storage(LsmError::ChecksumMismatch { .. }) => {
+            "a checksum does not match: a file is damaged".to_owned()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}

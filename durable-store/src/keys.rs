@@ -1,0 +1,83 @@
+//! How records are keyed, and which keys a store accepts.
+//!
+//! Both stores check a whole call to `commit` with [`check`] before writing anything, so a
+//! rejected call leaves the store untouched and the two implementations agree on what they
+//! refuse.
+
+use crate::record::{Commit, HistoryAppend};
+use crate::store::StoreError;
+
+/// The longest instance id or progress key, in bytes.
+///
+/// fjall keys hold at most `u16::MAX` bytes; a history key adds a 2-byte length and a 4-byte
+/// index to the id.
+pub(crate) const MAX_KEY_LEN: usize = u16::MAX as usize - 6;
+
+/// Checks every id, key and history index of `commits`.
+pub(crate) fn check(commits: &[Commit]) -> Result<(), StoreError> {
+    for commit in commits {
+        for (id, _) in &commit.instances {
+            check_key("instance id", id)?;
+        }
+        for append in &commit.history {
+            check_key("instance id", &append.instance)?;
+            check_indices(append)?;
+        }
+        for (key, _) in &commit.progress {
+            check_key("progress key", key)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `key` can be stored; reads of a key that cannot be stored find nothing.
+pub(crate) fn is_storable(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_LEN
+}
+
+fn check_key(what: &str, key: &str) -> Result<(), StoreError> {
+    if is_storable(key) {
+        return Ok(());
+    }
+    let problem = if key.is_empty() {
+        "is empty".to_owned()
+    } else {
+        format!("is {} bytes long", key.len())
+    };
+    // `StoreError` has no variant for a rejected argument; `Io` carries the message.
+    Err(StoreError::Io(format!(
+        "cannot store a {what} that {problem}: use 1 to {MAX_KEY_LEN} bytes"
+    )))
+}
+
+/// Checks that every event of `append` gets a `u32` index.
+fn check_indices(append: &HistoryAppend) -> Result<(), StoreError> {
+    let end = u64::from(append.first) + append.events.len() as u64;
+    if end <= u64::from(u32::MAX) + 1 {
+        return Ok(());
+    }
+    Err(StoreError::Io(format!(
+        "cannot append {} events at index {} to the history of `{}`: a history holds at most 2^32 events",
+        append.events.len(),
+        append.first,
+        append.instance,
+    )))
+}
+
+/// The prefix shared by every history key of instance `id`: its length (u16 big-endian) and
+/// its bytes. The fixed-width length keeps `a` from matching the keys of `ab`.
+pub(crate) fn history_prefix(id: &str) -> Vec<u8> {
+    let len = u16::try_from(id.len()).expect("ids are checked to fit in u16 before keying");
+    let mut key = Vec::with_capacity(2 + id.len() + 4);
+    key.extend_from_slice(&len.to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The key of event `index` of instance `id`: the prefix, then the index big-endian so keys
+/// sort in history order.
+pub(crate) fn history_key(id: &str, index: u32) -> Vec<u8> {
+    let mut key = history_prefix(id);
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}

@@ -1,0 +1,229 @@
+//! The typed records the engine persists. Every one is encoded with postcard.
+
+use serde::{Deserialize, Serialize};
+
+/// Identifies a work item in the store's queue. Allocated by the runtime in increasing order.
+pub type WorkId = u64;
+
+/// Where in the orchestrator's code a durable operation was issued.
+///
+/// `function` and `line_offset` (the line counted from the orchestrator's `fn`) identify the
+/// await site for replay checks, so edits above the orchestrator do not change it; `file`
+/// and `line` are kept to point the user at the code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Site {
+    /// The orchestrator function the operation was issued from.
+    pub function: String,
+    /// Source file of the call.
+    pub file: String,
+    /// Line of the call in `file`.
+    pub line: u32,
+    /// Line of the call counted from the line of the orchestrator's `fn`.
+    pub line_offset: i64,
+}
+
+impl std::fmt::Display for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{} in `{}`", self.file, self.line, self.function)
+    }
+}
+
+/// Why an activity or an orchestration failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// The user's code returned `Err`; `payload` is the postcard encoding of the error value.
+    Returned {
+        /// The encoded error value.
+        payload: Vec<u8>,
+    },
+    /// The user's code panicked.
+    Panicked,
+    /// A stored payload no longer decodes as the type the code expects.
+    Decode {
+        /// The Rust type the payload was decoded as.
+        type_name: String,
+    },
+    /// The orchestrator took a different path than its history records.
+    Nondeterminism,
+    /// The orchestrator or activity name is not registered with the runtime.
+    Unregistered {
+        /// The name that was looked up.
+        name: String,
+    },
+}
+
+/// A failure stored in history and in the instance status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// What kind of failure this is.
+    pub kind: FailureKind,
+    /// A human-readable message (the `Display` of the error, the panic message, ...).
+    pub message: String,
+}
+
+/// One event of an instance's history. The history is the ordered list of these.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// The instance started with this input.
+    Started {
+        /// Registered name of the orchestrator.
+        orchestrator: String,
+        /// Encoded input.
+        input: Vec<u8>,
+    },
+    /// The orchestrator scheduled an activity as durable step `seq`.
+    ActivityScheduled {
+        /// Sequence number of the durable operation, in program order.
+        seq: u64,
+        /// Registered name of the activity.
+        activity: String,
+        /// Encoded input.
+        input: Vec<u8>,
+        /// Where the orchestrator issued the call.
+        site: Site,
+    },
+    /// The activity of step `seq` returned `Ok`.
+    ActivityCompleted {
+        /// Step the result belongs to.
+        seq: u64,
+        /// Encoded output.
+        output: Vec<u8>,
+    },
+    /// The activity of step `seq` returned `Err` or panicked.
+    ActivityFailed {
+        /// Step the failure belongs to.
+        seq: u64,
+        /// The attempt that failed (1 for the first).
+        attempt: u32,
+        /// What went wrong.
+        failure: Failure,
+    },
+    /// The orchestrator returned `Ok`.
+    Completed {
+        /// Encoded output.
+        output: Vec<u8>,
+    },
+    /// The orchestrator returned `Err`, panicked, or its history could not be replayed.
+    Failed {
+        /// What went wrong.
+        failure: Failure,
+    },
+}
+
+/// The lifecycle state of an instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Created; its first turn has not run yet.
+    Pending,
+    /// Started and not finished.
+    Running,
+    /// Finished with an output.
+    Completed {
+        /// Encoded output.
+        output: Vec<u8>,
+    },
+    /// Finished with a failure.
+    Failed {
+        /// What went wrong.
+        failure: Failure,
+    },
+    /// Stopped because its code no longer replays its history (or it is not registered).
+    /// The history is kept: once fixed code is deployed, the instance resumes on restart.
+    Stalled {
+        /// What went wrong.
+        failure: Failure,
+    },
+}
+
+impl Status {
+    /// Whether the instance has finished for good.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Status::Completed { .. } | Status::Failed { .. })
+    }
+}
+
+/// The stored record of an instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    /// Registered name of the orchestrator.
+    pub orchestrator: String,
+    /// Encoded input it was started with.
+    pub input: Vec<u8>,
+    /// Current state.
+    pub status: Status,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// Last update time, milliseconds since the Unix epoch.
+    pub updated_ms: u64,
+    /// Number of events in the history.
+    pub history_len: u32,
+}
+
+/// An activity invocation waiting to run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityTask {
+    /// Instance that scheduled it.
+    pub instance: String,
+    /// Step of the instance it belongs to.
+    pub seq: u64,
+    /// Registered name of the activity.
+    pub activity: String,
+    /// Encoded input.
+    pub input: Vec<u8>,
+    /// Delivery attempt, 1 for the first; raised each time the task is redelivered.
+    pub attempt: u32,
+}
+
+/// An entry of the work queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkItem {
+    /// A new event for an instance (its start, an activity result, ...).
+    Message {
+        /// Instance the event is for.
+        instance: String,
+        /// The event to append to its history in its next turn.
+        event: Event,
+    },
+    /// An activity to run.
+    Activity(ActivityTask),
+}
+
+/// Events appended to one instance's history, starting at index `first`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryAppend {
+    /// Instance whose history grows.
+    pub instance: String,
+    /// Index of the first appended event (the history length before the append).
+    pub first: u32,
+    /// The events, in order.
+    pub events: Vec<Event>,
+}
+
+/// Everything one step of the engine writes: applied atomically, all or nothing.
+///
+/// An orchestration turn is one `Commit` (history delta, consumed messages, new work, the
+/// instance record); so is an activity result (task removed, message to its instance added).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Commit {
+    /// Instance records to write (insert or replace).
+    pub instances: Vec<(String, InstanceRecord)>,
+    /// History appended.
+    pub history: Vec<HistoryAppend>,
+    /// Work items to delete (acknowledged).
+    pub dequeued: Vec<WorkId>,
+    /// Work items to add.
+    pub enqueued: Vec<(WorkId, WorkItem)>,
+    /// Activity progress checkpoints to write (`Some`) or delete (`None`), by key.
+    pub progress: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Commit {
+    /// Whether the commit writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+            && self.history.is_empty()
+            && self.dequeued.is_empty()
+            && self.enqueued.is_empty()
+            && self.progress.is_empty()
+    }
+}
