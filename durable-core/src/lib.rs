@@ -20,6 +20,9 @@
 //! }
 //! ```
 
+// Lets the macros' absolute `::durable_core::` paths resolve inside this crate's tests.
+extern crate self as durable_core;
+
 mod activity_context;
 mod client;
 mod error;

@@ -20,7 +20,8 @@ use durable_store::{Event, Failure, FailureKind, Site};
 
 use crate::OrchestrationContext;
 use crate::error::ActivityError;
-use crate::registry::{ErasedFuture, OrchestratorEntry, panic_message};
+use crate::handle::Orchestrator;
+use crate::registry::{ErasedFuture, OrchestratorEntry, Registry, panic_message};
 
 /// The result of a durable step, as delivered to the orchestrator.
 pub(crate) type StepResult = Result<Vec<u8>, ActivityError>;
@@ -238,6 +239,15 @@ impl std::fmt::Debug for Execution {
 }
 
 impl Execution {
+    /// A fresh execution of orchestrator `O` as instance `instance`: feed it the
+    /// instance's history with [`turn`](Self::turn). Replay tests use it to run code
+    /// against saved histories.
+    pub fn of<O: Orchestrator>(_orchestrator: O, instance: &str) -> Self {
+        let mut registry = Registry::default();
+        registry.add_orchestrator::<O>();
+        Self::new(instance, O::NAME, &registry.orchestrators[O::NAME])
+    }
+
     pub(crate) fn new(instance: &str, orchestrator: &str, entry: &OrchestratorEntry) -> Self {
         Self {
             instance: instance.to_string(),

@@ -1,0 +1,107 @@
+//! Code that no longer takes the path its history records stops the turn: the instance is
+//! stalled, nothing of the turn is to be committed, and the message names the step and
+//! both sides.
+
+use durable_core::record::{Event, FailureKind};
+use durable_core::{Execution, OrchestrationContext, Outcome, orchestrator};
+
+use crate::builders::*;
+
+/// `chain` after a breaking edit: its first step calls another activity.
+#[orchestrator(name = "chain")]
+async fn chain_calls_triple_first(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    let a = ctx.call(triple, n).await?;
+    Ok(a)
+}
+
+/// `chain` after a breaking edit: it returns after its first step.
+#[orchestrator(name = "chain")]
+async fn chain_stops_early(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    let a = ctx.call(double, n).await?;
+    Ok(a)
+}
+
+/// `chain` after a breaking edit: the same activity, called from another place.
+#[orchestrator(name = "chain")]
+async fn chain_moved_call(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    let n = n + 0;
+
+    let a = ctx.call(double, n).await?;
+    let b = ctx.call(triple, a).await?;
+    Ok(b)
+}
+
+/// Awaits something that is not a durable operation.
+#[orchestrator]
+async fn awaits_foreign_future(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    let a = ctx.call(double, n).await?;
+    std::future::pending::<()>().await;
+    Ok(a)
+}
+
+fn history() -> Vec<Event> {
+    let mut execution = Execution::of(chain, "i");
+    let mut history = execution.turn(&[], vec![started("chain", &5u64)]).appended;
+    history.extend(execution.turn(&[], vec![completed(0, &10u64)]).appended);
+    history
+}
+
+fn stalled_message(outcome: Outcome) -> String {
+    match outcome {
+        Outcome::Stalled(failure) => {
+            assert_eq!(failure.kind, FailureKind::Nondeterminism);
+            failure.message
+        }
+        other => panic!("expected a stalled instance, got {other:?}"),
+    }
+}
+
+#[test]
+fn another_activity_at_a_recorded_step_is_nondeterminism() {
+    let mut execution = Execution::of(chain_calls_triple_first, "i");
+    let turn = execution.turn(&history(), vec![]);
+    let message = stalled_message(turn.outcome);
+    assert!(message.starts_with("step 0:"), "{message}");
+    assert!(
+        message.contains("history has activity `double`") && message.contains("now calls activity `triple`"),
+        "{message}"
+    );
+    assert!(message.contains("builders.rs"), "names the recorded site: {message}");
+    assert!(message.contains("nondeterminism.rs"), "names the new site: {message}");
+    assert!(turn.activities.is_empty(), "a stalled turn schedules nothing");
+}
+
+#[test]
+fn returning_before_a_recorded_step_is_nondeterminism() {
+    let mut execution = Execution::of(chain_stops_early, "i");
+    let turn = execution.turn(&history(), vec![]);
+    let message = stalled_message(turn.outcome);
+    assert!(message.starts_with("step 1:"), "{message}");
+    assert!(message.contains("`triple`") && message.contains("returns without calling it"), "{message}");
+}
+
+#[test]
+fn the_same_activity_from_another_await_site_is_nondeterminism() {
+    let mut execution = Execution::of(chain_moved_call, "i");
+    let turn = execution.turn(&history(), vec![]);
+    let message = stalled_message(turn.outcome);
+    assert!(message.starts_with("step 0:"), "{message}");
+    assert!(message.contains("`double`"), "{message}");
+}
+
+#[test]
+fn awaiting_a_foreign_future_is_reported_not_left_hanging() {
+    let mut execution = Execution::of(awaits_foreign_future, "i");
+    execution.turn(&[], vec![started("awaits_foreign_future", &5u64)]);
+    let turn = execution.turn(&[], vec![completed(0, &10u64)]);
+    let message = stalled_message(turn.outcome);
+    assert!(message.contains("not a durable operation"), "{message}");
+    assert!(message.contains("awaits_foreign_future"), "{message}");
+}
+
+#[test]
+fn unchanged_code_replays_its_own_history() {
+    let mut execution = Execution::of(chain, "i");
+    let turn = execution.turn(&history(), vec![]);
+    assert_eq!(turn.outcome, Outcome::Running);
+}
