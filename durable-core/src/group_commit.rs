@@ -119,3 +119,14 @@ fn write_loop(store: &dyn Store, rx: &mpsc::Receiver<(Commit, Reply)>, counters:
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+impl Drop for GroupCommit {
+    /// Lets the thread write what is queued and waits for it, so the store is closed
+    /// when the runtime's last handle is gone.
+    fn drop(&mut self) {
+        drop(lock(&self.queue).take());
+        if let Some(thread) = lock(&self.thread).take() {
+            let _ = thread.join();
+        }
+    }
+}

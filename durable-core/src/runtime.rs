@@ -259,16 +259,19 @@ impl Shared {
             }
         }
         let tasks = redelivered.enqueued.clone();
+        // Stalled instances get another chance with this code: they are running again
+        // until their next turn says otherwise.
+        let mut stalled = Vec::new();
+        for (id, mut record) in self.store.instances()? {
+            if matches!(record.status, Status::Stalled { .. }) {
+                record.status = Status::Running;
+                redelivered.instances.push((id.clone(), record));
+                stalled.push(id);
+            }
+        }
         if !redelivered.is_empty() {
             self.commits.commit(redelivered).await?;
         }
-        let stalled: Vec<String> = self
-            .store
-            .instances()?
-            .into_iter()
-            .filter(|(_, r)| matches!(r.status, Status::Stalled { .. }))
-            .map(|(id, _)| id)
-            .collect();
         let recovered = messages.len() + tasks.len() + stalled.len();
         for (instance, id, event) in messages {
             self.deliver(instance, id, event);
@@ -381,8 +384,12 @@ impl Shared {
                     return self.stall(instance, record, failure).await;
                 };
                 let execution = Execution::new(instance, &record.orchestrator, entry);
-                let history = self.store.history(instance)?;
-                self.replays.fetch_add(1, Ordering::Relaxed);
+                let history = if record.history_len == 0 {
+                    Vec::new()
+                } else {
+                    self.replays.fetch_add(1, Ordering::Relaxed);
+                    self.store.history(instance)?
+                };
                 (execution, record, history)
             }
         };

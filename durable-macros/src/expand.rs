@@ -52,6 +52,9 @@ fn generate(kind: Kind, args: &Args, handle: &Handle<'_>) -> TokenStream {
     } = handle;
     let attrs = Attrs::split(handle.attrs);
     let (struct_attrs, fn_attrs, cfgs) = (&attrs.on_struct, &attrs.on_fn, &attrs.cfg);
+    // A deprecated handle (an old orchestrator version kept for instances in flight)
+    // warns where users name it, not in its own impls.
+    let allow_deprecated = attrs.deprecated.then(|| quote!(#[allow(deprecated)]));
 
     let registered = match &args.name {
         Some(custom) => custom.clone(),
@@ -93,6 +96,7 @@ fn generate(kind: Kind, args: &Args, handle: &Handle<'_>) -> TokenStream {
         #vis struct #name;
 
         #(#cfgs)*
+        #allow_deprecated
         impl #name {
             #[doc = #run_doc]
             #(#fn_attrs)*
@@ -100,6 +104,7 @@ fn generate(kind: Kind, args: &Args, handle: &Handle<'_>) -> TokenStream {
         }
 
         #(#cfgs)*
+        #allow_deprecated
         impl #trait_path for #name {
             type Input = #input_ty;
             type Output = #ok;
@@ -127,6 +132,8 @@ struct Attrs<'a> {
     on_fn: Vec<&'a Attribute>,
     /// `#[cfg]`: on every generated item, so they come and go together.
     cfg: Vec<&'a Attribute>,
+    /// Whether the struct carries `#[deprecated]`.
+    deprecated: bool,
 }
 
 impl<'a> Attrs<'a> {
@@ -135,14 +142,18 @@ impl<'a> Attrs<'a> {
             on_struct: Vec::new(),
             on_fn: Vec::new(),
             cfg: Vec::new(),
+            deprecated: false,
         };
         for attr in attrs {
             let path = attr.path();
             if path.is_ident("cfg") {
                 split.on_struct.push(attr);
                 split.cfg.push(attr);
-            } else if path.is_ident("doc") || path.is_ident("deprecated") {
+            } else if path.is_ident("doc") {
                 split.on_struct.push(attr);
+            } else if path.is_ident("deprecated") {
+                split.on_struct.push(attr);
+                split.deprecated = true;
             } else if ["allow", "warn", "deny", "forbid"]
                 .iter()
                 .any(|level| path.is_ident(level))

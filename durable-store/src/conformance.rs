@@ -9,6 +9,7 @@
 //! durable_store::conformance::run(durable_store::MemoryStore::default);
 //! ```
 
+use std::fmt::Debug;
 use std::path::Path;
 
 use crate::record::{
@@ -39,193 +40,144 @@ pub fn run<S: Store>(make: impl Fn() -> S) {
 ///
 /// When data is lost or changed across a reopen.
 pub fn run_reopen<S: Store>(dir: &Path, open: impl Fn(&Path) -> S) {
-    const CHECK: &str = "run_reopen";
+    let done = || record("flow", Status::Completed { output: vec![1] }, 4);
     {
         let store = open(dir);
-        commit(
-            &store,
-            CHECK,
-            vec![
-                Commit {
-                    instances: vec![("x".into(), record("flow", Status::Running, 3))],
-                    history: vec![append("x", 0, events("x", 0..3))],
-                    enqueued: vec![(1, message("x", 9)), (2, task("x", 1))],
-                    progress: vec![("x/1".into(), Some(b"half".to_vec()))],
-                    ..Commit::default()
-                },
-                Commit {
-                    instances: vec![("y".into(), record("flow", Status::Pending, 0))],
-                    ..Commit::default()
-                },
-            ],
-        );
-        commit(
-            &store,
-            CHECK,
-            vec![Commit {
-                history: vec![append("x", 3, events("x", 3..4))],
-                dequeued: vec![1],
+        let c = Check::new("run_reopen: before the first reopen", &store);
+        c.commit(vec![
+            Commit {
+                instances: vec![("x".into(), record("flow", Status::Running, 3))],
+                history: vec![append("x", 0, events("x", 0..3))],
+                enqueued: vec![(1, message("x", 9)), (2, task("x", 1))],
+                progress: vec![("x/1".into(), Some(b"half".to_vec()))],
                 ..Commit::default()
-            }],
-        );
+            },
+            Commit {
+                instances: vec![("y".into(), record("flow", Status::Pending, 0))],
+                ..Commit::default()
+            },
+        ]);
+        c.commit(vec![Commit {
+            history: vec![append("x", 3, events("x", 3..4))],
+            dequeued: vec![1],
+            ..Commit::default()
+        }]);
     }
     {
         let store = open(dir);
-        let expect = format!("conformance `{CHECK}`: after the first reopen");
-        assert_eq!(
-            ok(CHECK, store.instances()),
-            vec![
-                ("x".to_owned(), record("flow", Status::Running, 3)),
-                ("y".to_owned(), record("flow", Status::Pending, 0)),
-            ],
-            "{expect}, instances() differs"
+        let c = Check::new("run_reopen: after the first reopen", &store);
+        let records = vec![
+            ("x".to_owned(), record("flow", Status::Running, 3)),
+            ("y".to_owned(), record("flow", Status::Pending, 0)),
+        ];
+        c.expect(
+            store.instances(),
+            records,
+            "instances() lost or changed records",
         );
-        assert_eq!(
-            ok(CHECK, store.history("x")),
+        c.expect(
+            store.history("x"),
             events("x", 0..4),
-            "{expect}, history(\"x\") differs"
+            "history(\"x\") changed",
         );
-        assert_eq!(
-            ok(CHECK, store.work_items()),
+        c.expect(
+            store.work_items(),
             vec![(2, task("x", 1))],
-            "{expect}, work_items() differs"
+            "work_items() changed",
         );
-        assert_eq!(
-            ok(CHECK, store.progress("x/1")),
+        c.expect(
+            store.progress("x/1"),
             Some(b"half".to_vec()),
-            "{expect}, progress differs"
+            "progress changed",
         );
-        commit(
-            &store,
-            CHECK,
-            vec![Commit {
-                instances: vec![(
-                    "x".into(),
-                    record("flow", Status::Completed { output: vec![1] }, 4),
-                )],
-                dequeued: vec![2],
-                progress: vec![("x/1".into(), None)],
-                ..Commit::default()
-            }],
-        );
+        c.commit(vec![Commit {
+            instances: vec![("x".into(), done())],
+            dequeued: vec![2],
+            progress: vec![("x/1".into(), None)],
+            ..Commit::default()
+        }]);
     }
     let store = open(dir);
-    let expect = format!("conformance `{CHECK}`: after the second reopen");
-    assert_eq!(
-        ok(CHECK, store.instance("x")),
-        Some(record("flow", Status::Completed { output: vec![1] }, 4)),
-        "{expect}, instance(\"x\") differs"
+    let c = Check::new("run_reopen: after the second reopen", &store);
+    c.expect(
+        store.instance("x"),
+        Some(done()),
+        "instance(\"x\") lost its update",
     );
-    assert_eq!(
-        ok(CHECK, store.history("x")),
+    c.expect(
+        store.history("x"),
         events("x", 0..4),
-        "{expect}, history(\"x\") differs"
+        "history(\"x\") changed",
     );
-    assert_eq!(
-        ok(CHECK, store.work_items()),
-        vec![],
-        "{expect}, the work queue should be empty"
-    );
-    assert_eq!(
-        ok(CHECK, store.progress("x/1")),
-        None,
-        "{expect}, deleted progress came back"
-    );
+    c.expect(store.work_items(), vec![], "dequeued work came back");
+    c.expect(store.progress("x/1"), None, "deleted progress came back");
 }
 
 fn empty_store_reads_nothing(store: &impl Store) {
-    const CHECK: &str = "empty_store_reads_nothing";
-    let expect = format!("conformance `{CHECK}`");
-    commit(store, CHECK, vec![]);
-    commit(store, CHECK, vec![Commit::default(), Commit::default()]);
-    assert_eq!(
-        ok(CHECK, store.instance("x")),
+    let c = Check::new("empty_store_reads_nothing", store);
+    c.commit(vec![]);
+    c.commit(vec![Commit::default(), Commit::default()]);
+    c.expect(
+        store.instance("x"),
         None,
-        "{expect}: instance(\"x\") of an empty store"
+        "instance(\"x\") of an empty store",
     );
-    assert_eq!(
-        ok(CHECK, store.instances()),
+    c.expect(store.instances(), vec![], "instances() of an empty store");
+    c.expect(
+        store.history("x"),
         vec![],
-        "{expect}: instances() of an empty store"
+        "history(\"x\") of an empty store",
     );
-    assert_eq!(
-        ok(CHECK, store.history("x")),
-        vec![],
-        "{expect}: history(\"x\") of an empty store"
-    );
-    assert_eq!(
-        ok(CHECK, store.work_items()),
-        vec![],
-        "{expect}: work_items() of an empty store"
-    );
-    assert_eq!(
-        ok(CHECK, store.progress("x")),
+    c.expect(store.work_items(), vec![], "work_items() of an empty store");
+    c.expect(
+        store.progress("x"),
         None,
-        "{expect}: progress(\"x\") of an empty store"
+        "progress(\"x\") of an empty store",
     );
 }
 
 fn commit_round_trips(store: &impl Store) {
-    const CHECK: &str = "commit_round_trips";
-    let expect = format!("conformance `{CHECK}`");
+    let c = Check::new("commit_round_trips", store);
     let history = events("order-1", 0..3);
     let record = record("order", Status::Running, 3);
-    commit(
-        store,
-        CHECK,
-        vec![Commit {
-            instances: vec![("order-1".into(), record.clone())],
-            history: vec![append("order-1", 0, history.clone())],
-            enqueued: vec![
-                (3, message("order-1", 7)),
-                (1, task("order-1", 1)),
-                (2, message("order-1", 8)),
-            ],
-            ..Commit::default()
-        }],
-    );
-    assert_eq!(
-        ok(CHECK, store.instance("order-1")),
-        Some(record.clone()),
-        "{expect}: instance(\"order-1\")"
-    );
-    assert_eq!(
-        ok(CHECK, store.instances()),
-        vec![("order-1".to_owned(), record)],
-        "{expect}: instances()"
-    );
-    assert_eq!(
-        ok(CHECK, store.history("order-1")),
-        history,
-        "{expect}: history(\"order-1\")"
-    );
-    assert_eq!(
-        ok(CHECK, store.work_items()),
-        vec![
+    c.commit(vec![Commit {
+        instances: vec![("order-1".into(), record.clone())],
+        history: vec![append("order-1", 0, history.clone())],
+        enqueued: vec![
+            (3, message("order-1", 7)),
             (1, task("order-1", 1)),
             (2, message("order-1", 8)),
-            (3, message("order-1", 7))
         ],
-        "{expect}: work_items() should list the enqueued items in id order"
+        ..Commit::default()
+    }]);
+    c.expect(
+        store.instance("order-1"),
+        Some(record.clone()),
+        "instance(\"order-1\")",
+    );
+    c.expect(
+        store.instances(),
+        vec![("order-1".to_owned(), record)],
+        "instances()",
+    );
+    c.expect(store.history("order-1"), history, "history(\"order-1\")");
+    let queue = vec![
+        (1, task("order-1", 1)),
+        (2, message("order-1", 8)),
+        (3, message("order-1", 7)),
+    ];
+    c.expect(
+        store.work_items(),
+        queue,
+        "work_items() should be in id order",
     );
 }
 
 fn histories_keep_order_and_stay_apart(store: &impl Store) {
-    const CHECK: &str = "histories_keep_order_and_stay_apart";
-    let expect = format!("conformance `{CHECK}`");
+    let c = Check::new("histories_keep_order_and_stay_apart", store);
     // Ids that are prefixes of each other, hold separators, or need two length bytes.
     let long = "a".repeat(300);
-    let ids = [
-        "a",
-        "ab",
-        "a:b",
-        "a/b",
-        "a:",
-        "b",
-        "a\u{0}",
-        "ü",
-        long.as_str(),
-    ];
+    let ids = ["a", "ab", "a:b", "a/b", "a:", "b", "a\u{0}", "ü", &long];
     let round = |r: u32| Commit {
         history: ids
             .iter()
@@ -234,265 +186,222 @@ fn histories_keep_order_and_stay_apart(store: &impl Store) {
         ..Commit::default()
     };
     // Two rounds in calls of their own, then two in one call.
-    commit(store, CHECK, vec![round(0)]);
-    commit(store, CHECK, vec![round(1)]);
-    commit(store, CHECK, vec![round(2), round(3)]);
+    c.commit(vec![round(0)]);
+    c.commit(vec![round(1)]);
+    c.commit(vec![round(2), round(3)]);
     for id in ids {
-        assert_eq!(
-            ok(CHECK, store.history(id)),
-            events(id, 0..8),
-            "{expect}: history({id:?}) should hold its own 8 events, in order"
-        );
+        let what = format!("history({id:?}) should hold its own 8 events, in order");
+        c.expect(store.history(id), events(id, 0..8), &what);
     }
     for id in ["", "a:b:", "c", "a\u{0}\u{0}"] {
-        assert_eq!(
-            ok(CHECK, store.history(id)),
-            vec![],
-            "{expect}: history({id:?}) was never written"
-        );
+        let what = format!("history({id:?}) was never written");
+        c.expect(store.history(id), vec![], &what);
     }
-    // Past 255 and 65,535 events the index needs more than one and two bytes.
+    // Past 255 and 65,535 events an index needs a second and a third byte.
     let many = events("many", 0..70_000);
-    commit(
-        store,
-        CHECK,
-        vec![Commit {
-            history: vec![append("many", 0, many[..40_000].to_vec())],
-            ..Commit::default()
-        }],
-    );
-    commit(
-        store,
-        CHECK,
-        vec![Commit {
-            history: vec![append("many", 40_000, many[40_000..].to_vec())],
-            ..Commit::default()
-        }],
-    );
+    let (head, tail) = many.split_at(40_000);
+    c.commit(vec![Commit {
+        history: vec![append("many", 0, head.to_vec())],
+        ..Commit::default()
+    }]);
+    c.commit(vec![Commit {
+        history: vec![append("many", 40_000, tail.to_vec())],
+        ..Commit::default()
+    }]);
+    let got = c.ok(store.history("many"));
+    let wrong = got.iter().zip(&many).position(|(got, want)| got != want);
     assert!(
-        ok(CHECK, store.history("many")) == many,
-        "{expect}: history(\"many\") should return its 70,000 events in index order"
+        got.len() == many.len() && wrong.is_none(),
+        "conformance `{}`: history(\"many\") should return 70,000 events in index order; \
+         got {} events, the first wrong one at {wrong:?}",
+        c.name,
+        got.len()
     );
 }
 
 fn work_queue_is_in_id_order(store: &impl Store) {
-    const CHECK: &str = "work_queue_is_in_id_order";
-    let expect = format!("conformance `{CHECK}`");
+    let c = Check::new("work_queue_is_in_id_order", store);
     let ids: [WorkId; 7] = [256, 1, 70_000, 2, 1 << 40, 0, u64::MAX];
-    commit(
-        store,
-        CHECK,
-        vec![Commit {
-            enqueued: ids.iter().map(|&id| (id, message("q", id))).collect(),
-            ..Commit::default()
-        }],
+    c.commit(vec![Commit {
+        enqueued: ids.iter().map(|&id| (id, message("q", id))).collect(),
+        ..Commit::default()
+    }]);
+    let mut queue: Vec<_> = ids.iter().map(|&id| (id, message("q", id))).collect();
+    queue.sort_unstable_by_key(|(id, _)| *id);
+    c.expect(
+        store.work_items(),
+        queue.clone(),
+        "work_items() should be in numeric id order",
     );
-    let mut sorted = ids.to_vec();
-    sorted.sort_unstable();
-    let listed = |store: &dyn Store| -> Vec<WorkId> {
-        ok(CHECK, store.work_items())
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect()
-    };
-    assert_eq!(
-        listed(store),
-        sorted,
-        "{expect}: work_items() should be in numeric id order"
-    );
-    commit(
-        store,
-        CHECK,
-        vec![Commit {
-            dequeued: vec![1, 70_000, 12_345],
-            enqueued: vec![(3, task("q", 3))],
-            ..Commit::default()
-        }],
-    );
-    assert_eq!(
-        listed(store),
-        vec![0, 2, 3, 256, 1 << 40, u64::MAX],
-        "{expect}: dequeued items should disappear (an unknown id is ignored) and enqueued ones appear"
-    );
-    let items = ok(CHECK, store.work_items());
-    assert_eq!(
-        items[2],
-        (3, task("q", 3)),
-        "{expect}: work item 3 should read back as written"
-    );
-    assert_eq!(
-        items[3],
-        (256, message("q", 256)),
-        "{expect}: work item 256 should read back as written"
+    c.commit(vec![Commit {
+        dequeued: vec![1, 70_000, 12_345],
+        enqueued: vec![(3, task("q", 3))],
+        ..Commit::default()
+    }]);
+    queue.retain(|(id, _)| ![1, 70_000].contains(id));
+    queue.insert(2, (3, task("q", 3)));
+    c.expect(
+        store.work_items(),
+        queue,
+        "dequeued items should disappear (an unknown id is ignored) and enqueued ones appear",
     );
 }
 
 fn progress_puts_overwrites_and_deletes(store: &impl Store) {
-    const CHECK: &str = "progress_puts_overwrites_and_deletes";
-    let expect = format!("conformance `{CHECK}`");
+    let c = Check::new("progress_puts_overwrites_and_deletes", store);
     let put = |key: &str, value: Option<&[u8]>| Commit {
         progress: vec![(key.to_owned(), value.map(<[u8]>::to_vec))],
         ..Commit::default()
     };
-    commit(
-        store,
-        CHECK,
-        vec![
-            put("k", Some(b"1")),
-            put("k/2", Some(b"other")),
-            put("empty", Some(b"")),
-        ],
-    );
-    assert_eq!(
-        ok(CHECK, store.progress("k")),
+    c.commit(vec![
+        put("k", Some(b"1")),
+        put("k/2", Some(b"other")),
+        put("empty", Some(b"")),
+    ]);
+    c.expect(
+        store.progress("k"),
         Some(b"1".to_vec()),
-        "{expect}: progress(\"k\") after a put"
+        "progress(\"k\") after a put",
     );
-    assert_eq!(
-        ok(CHECK, store.progress("empty")),
+    c.expect(
+        store.progress("empty"),
         Some(vec![]),
-        "{expect}: an empty value is not a deletion"
+        "an empty value is not a deletion",
     );
-    commit(store, CHECK, vec![put("k", Some(b"2"))]);
-    assert_eq!(
-        ok(CHECK, store.progress("k")),
+    c.commit(vec![put("k", Some(b"2"))]);
+    c.expect(
+        store.progress("k"),
         Some(b"2".to_vec()),
-        "{expect}: progress(\"k\") after an overwrite"
+        "progress(\"k\") after an overwrite",
     );
-    commit(
-        store,
-        CHECK,
-        vec![put("k", None), put("never-written", None)],
-    );
-    assert_eq!(
-        ok(CHECK, store.progress("k")),
+    c.commit(vec![put("k", None), put("never-written", None)]);
+    c.expect(store.progress("k"), None, "progress(\"k\") after a delete");
+    c.expect(
+        store.progress("never-written"),
         None,
-        "{expect}: progress(\"k\") after a delete"
+        "deleting a missing key",
     );
-    assert_eq!(
-        ok(CHECK, store.progress("never-written")),
-        None,
-        "{expect}: deleting a missing key"
-    );
-    assert_eq!(
-        ok(CHECK, store.progress("k/2")),
-        Some(b"other".to_vec()),
-        "{expect}: deleting \"k\" must not touch \"k/2\""
-    );
+    let what = "deleting \"k\" must not touch \"k/2\"";
+    c.expect(store.progress("k/2"), Some(b"other".to_vec()), what);
 }
 
 fn one_call_applies_every_commit_in_order(store: &impl Store) {
-    const CHECK: &str = "one_call_applies_every_commit_in_order";
-    let expect = format!("conformance `{CHECK}`");
+    let c = Check::new("one_call_applies_every_commit_in_order", store);
     let done = Status::Completed {
         output: b"ok".to_vec(),
     };
-    commit(
-        store,
-        CHECK,
-        vec![
-            Commit {
-                instances: vec![
-                    ("x".into(), record("flow", Status::Pending, 0)),
-                    ("y".into(), record("other", Status::Pending, 0)),
-                ],
-                enqueued: vec![(10, message("x", 0))],
-                progress: vec![("p".into(), Some(b"1".to_vec()))],
-                ..Commit::default()
-            },
-            Commit {
-                instances: vec![("x".into(), record("flow", Status::Running, 1))],
-                history: vec![append("x", 0, events("x", 0..1))],
-                dequeued: vec![10],
-                enqueued: vec![(11, task("x", 1)), (12, message("x", 1))],
-                ..Commit::default()
-            },
-            Commit {
-                instances: vec![("x".into(), record("flow", done.clone(), 2))],
-                history: vec![append("x", 1, events("x", 1..2))],
-                dequeued: vec![12],
-                progress: vec![("p".into(), None)],
-                ..Commit::default()
-            },
-        ],
+    c.commit(vec![
+        Commit {
+            instances: vec![
+                ("x".into(), record("flow", Status::Pending, 0)),
+                ("y".into(), record("other", Status::Pending, 0)),
+            ],
+            enqueued: vec![(10, message("x", 0))],
+            progress: vec![("p".into(), Some(b"1".to_vec()))],
+            ..Commit::default()
+        },
+        Commit {
+            instances: vec![("x".into(), record("flow", Status::Running, 1))],
+            history: vec![append("x", 0, events("x", 0..1))],
+            dequeued: vec![10],
+            enqueued: vec![(11, task("x", 1)), (12, message("x", 1))],
+            ..Commit::default()
+        },
+        Commit {
+            instances: vec![("x".into(), record("flow", done.clone(), 2))],
+            history: vec![append("x", 1, events("x", 1..2))],
+            dequeued: vec![12],
+            progress: vec![("p".into(), None)],
+            ..Commit::default()
+        },
+    ]);
+    let (x, y) = (record("flow", done, 2), record("other", Status::Pending, 0));
+    c.expect(
+        store.instance("x"),
+        Some(x),
+        "the last commit's record of \"x\" wins",
     );
-    assert_eq!(
-        ok(CHECK, store.instance("x")),
-        Some(record("flow", done, 2)),
-        "{expect}: the last commit's record of \"x\" wins"
+    c.expect(
+        store.instance("y"),
+        Some(y),
+        "\"y\" was written by the first commit",
     );
-    assert_eq!(
-        ok(CHECK, store.instance("y")),
-        Some(record("other", Status::Pending, 0)),
-        "{expect}: \"y\" written by the first commit"
-    );
-    assert_eq!(
-        ok(CHECK, store.history("x")),
+    c.expect(
+        store.history("x"),
         events("x", 0..2),
-        "{expect}: history(\"x\") gathers both appends"
+        "history(\"x\") gathers both appends",
     );
-    assert_eq!(
-        ok(CHECK, store.work_items()),
-        vec![(11, task("x", 1))],
-        "{expect}: items enqueued then dequeued within one call are gone"
-    );
-    assert_eq!(
-        ok(CHECK, store.progress("p")),
-        None,
-        "{expect}: progress put then deleted within one call is gone"
-    );
+    let what = "items enqueued then dequeued within one call are gone";
+    c.expect(store.work_items(), vec![(11, task("x", 1))], what);
+    let what = "progress put then deleted within one call is gone";
+    c.expect(store.progress("p"), None, what);
 }
 
 fn instances_are_in_id_order(store: &impl Store) {
-    const CHECK: &str = "instances_are_in_id_order";
-    let expect = format!("conformance `{CHECK}`");
+    let c = Check::new("instances_are_in_id_order", store);
     let ids = ["b", "a", "ab", "B", "a:b", "ä", "a/", "a"];
-    commit(
-        store,
-        CHECK,
-        vec![Commit {
-            instances: ids
-                .iter()
-                .map(|id| (id.to_string(), record(id, Status::Pending, 0)))
-                .collect(),
-            ..Commit::default()
-        }],
-    );
-    commit(
-        store,
-        CHECK,
-        vec![Commit {
-            instances: vec![("ab".into(), record("ab", Status::Running, 1))],
-            ..Commit::default()
-        }],
-    );
-    let mut sorted: Vec<&str> = ids.to_vec();
+    c.commit(vec![Commit {
+        instances: ids
+            .iter()
+            .map(|id| (id.to_string(), record(id, Status::Pending, 0)))
+            .collect(),
+        ..Commit::default()
+    }]);
+    c.commit(vec![Commit {
+        instances: vec![("ab".into(), record("ab", Status::Running, 1))],
+        ..Commit::default()
+    }]);
+    let mut sorted = ids.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    let listed = ok(CHECK, store.instances());
-    let listed_ids: Vec<&str> = listed.iter().map(|(id, _)| id.as_str()).collect();
-    assert_eq!(
-        listed_ids, sorted,
-        "{expect}: instances() should list each id once, in byte order"
-    );
-    let ab = listed
-        .iter()
-        .find(|(id, _)| id == "ab")
-        .map(|(_, record)| record);
-    assert_eq!(
-        ab,
-        Some(&record("ab", Status::Running, 1)),
-        "{expect}: a rewritten record replaces the old one"
-    );
+    let want: Vec<_> = sorted
+        .into_iter()
+        .map(|id| match id {
+            "ab" => (id.to_owned(), record(id, Status::Running, 1)),
+            _ => (id.to_owned(), record(id, Status::Pending, 0)),
+        })
+        .collect();
+    let what = "instances() should list each id once, in byte order, with its latest record";
+    c.expect(store.instances(), want, what);
 }
 
-/// Commits `commits` in one call, panicking with the check's name if the store fails.
-fn commit(store: &(impl Store + ?Sized), check: &str, commits: Vec<Commit>) {
-    ok(check, store.commit(&commits));
+/// One check of the suite on one store: makes its calls and names it when one goes wrong.
+struct Check<'a, S: ?Sized> {
+    name: &'static str,
+    store: &'a S,
 }
 
-fn ok<T>(check: &str, result: Result<T, StoreError>) -> T {
-    result.unwrap_or_else(|e| panic!("conformance `{check}`: the store returned an error: {e}"))
+impl<'a, S: Store + ?Sized> Check<'a, S> {
+    fn new(name: &'static str, store: &'a S) -> Self {
+        Self { name, store }
+    }
+
+    /// Commits `commits` in one call.
+    #[track_caller]
+    fn commit(&self, commits: Vec<Commit>) {
+        self.ok(self.store.commit(&commits));
+    }
+
+    #[track_caller]
+    fn ok<T>(&self, result: Result<T, StoreError>) -> T {
+        result.unwrap_or_else(|e| {
+            panic!(
+                "conformance `{}`: the store returned an error: {e}",
+                self.name
+            )
+        })
+    }
+
+    /// Asserts that a read returned `want`; `what` says what was read.
+    #[track_caller]
+    fn expect<T: PartialEq + Debug>(&self, got: Result<T, StoreError>, want: T, what: &str) {
+        let got = self.ok(got);
+        assert!(
+            got == want,
+            "conformance `{}`: {what}\n   got: {got:?}\n  want: {want:?}",
+            self.name
+        );
+    }
 }
 
 fn record(orchestrator: &str, status: Status, history_len: u32) -> InstanceRecord {

@@ -2,13 +2,13 @@
 //!
 //! One fjall `Database` holds five keyspaces:
 //!
-//! | keyspace    | key                                           | value                 |
-//! |-------------|-----------------------------------------------|-----------------------|
-//! | `meta`      | `format`                                      | `durable-store/1`     |
-//! | `instances` | instance id                                   | postcard `InstanceRecord` |
-//! | `history`   | id length (u16 BE) ++ id ++ event index (u32 BE) | postcard `Event`   |
-//! | `work`      | `WorkId` (u64 BE)                             | postcard `WorkItem`   |
-//! | `progress`  | progress key                                  | raw bytes             |
+//! | keyspace    | key                                              | value                     |
+//! |-------------|--------------------------------------------------|---------------------------|
+//! | `meta`      | `format`                                         | `durable-store/1`         |
+//! | `instances` | instance id                                      | postcard `InstanceRecord` |
+//! | `history`   | id length (u16 BE) ++ id ++ event index (u32 BE) | postcard `Event`          |
+//! | `work`      | `WorkId` (u64 BE)                                | postcard `WorkItem`       |
+//! | `progress`  | progress key                                     | raw bytes                 |
 //!
 //! Big-endian numbers make fjall's byte order the numeric order, so scans return histories
 //! and the work queue in order.

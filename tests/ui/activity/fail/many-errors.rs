@@ -1,0 +1,7 @@
+// Every broken rule is reported at once, each on its own token.
+use durable_core::{ActivityContext, activity};
+
+#[activity(timeout = 5)]
+pub fn everything_wrong<T>(_ctx: ActivityContext, input: &str, extra: u32) {}
+
+fn main() {}

@@ -1,0 +1,10 @@
+// A one-argument alias such as `io::Result<T>` hides the error type: rejected with a
+// message saying to write `Result<U, E>`.
+use durable_core::{ActivityContext, activity};
+
+#[activity]
+pub async fn alias(_ctx: ActivityContext, input: u32) -> std::io::Result<u32> {
+    Ok(input)
+}
+
+fn main() {}

@@ -1,0 +1,15 @@
+// The only argument is `name = "..."`: anything else is reported, each on its own token,
+// together with the signature errors.
+use durable_core::{ActivityContext, activity};
+
+#[activity(nmae = "typo", retries = 3, name = 5)]
+pub async fn bad_arguments(_ctx: ActivityContext, input: u32) -> Result<u32, String> {
+    Ok(input)
+}
+
+#[activity(name = "")]
+pub async fn empty_name(_ctx: ActivityContext, input: u32) -> Result<u32, String> {
+    Ok(input)
+}
+
+fn main() {}

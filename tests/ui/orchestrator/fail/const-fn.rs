@@ -1,0 +1,10 @@
+// `const` is rejected, on the `const` token (rustc also rejects `const async fn` on the
+// function the macro leaves in place).
+use durable_core::{OrchestrationContext, orchestrator};
+
+#[orchestrator]
+pub const async fn constant(_ctx: OrchestrationContext, input: u32) -> Result<u32, String> {
+    Ok(input)
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+// The return type must be `Result<U, E>`: the error points at the return type.
+use durable_core::{OrchestrationContext, orchestrator};
+
+#[orchestrator]
+pub async fn not_result(_ctx: OrchestrationContext, input: u32) -> u32 {
+    input
+}
+
+fn main() {}
