@@ -271,6 +271,8 @@ impl std::fmt::Display for MigrationError {
     }
 }
 
+impl std::error::Error for MigrationError {}
+
 impl From<fjall::Error> for MigrationError {
     fn from(e: fjall::Error) -> Self {
         MigrationError::Storage(format!("application database: {e}"))

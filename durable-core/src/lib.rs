@@ -5,7 +5,7 @@
 //! a checkpoint: a process killed at any moment restarts and every workflow resumes from
 //! its last checkpoint, its finished steps served from history, not run again.
 //!
-//! ```ignore
+//! ```
 //! use durable_core::{activity, orchestrator, ActivityContext, OrchestrationContext};
 //!
 //! #[activity]
@@ -53,6 +53,11 @@ pub mod record {
         Status, WorkId, WorkItem,
     };
 }
+
+/// The README's code, compiled as a doctest so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __private {

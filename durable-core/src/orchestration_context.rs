@@ -57,8 +57,22 @@ impl OrchestrationContext {
     /// returned future for the activity's output, or an [`ActivityError`] if it returned
     /// `Err` or panicked.
     ///
-    /// ```ignore
-    /// let status = ctx.call(activity_one, status).await?;
+    /// ```
+    /// use durable_core::{activity, orchestrator, ActivityContext, OrchestrationContext};
+    ///
+    /// #[activity]
+    /// async fn reserve(_ctx: ActivityContext, sku: String) -> Result<u32, String> {
+    ///     Ok(3)
+    /// }
+    ///
+    /// #[orchestrator]
+    /// async fn restock(ctx: OrchestrationContext, sku: String) -> Result<u32, String> {
+    ///     match ctx.call(reserve, sku).await {
+    ///         Ok(count) => Ok(count),
+    ///         Err(e) if e.is_panic() => Err(format!("bug in `{}`: {}", e.activity(), e.message())),
+    ///         Err(e) => Err(e.into()),
+    ///     }
+    /// }
     /// ```
     #[track_caller]
     pub fn call<A: Activity>(&self, activity: A, input: A::Input) -> ActivityCall<A::Output> {

@@ -95,7 +95,9 @@ impl FjallStore {
     /// As [`FjallStore::open`].
     pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        check_directory(&path)?;
+        if check_directory(&path)? == Found::Nothing {
+            create(&path)?;
+        }
         // fjall may panic on files it cannot make sense of; a bad directory is an error here.
         let inner = match catch_unwind(AssertUnwindSafe(|| open_database(&path, durability))) {
             Ok(opened) => opened?,
@@ -300,9 +302,63 @@ impl Store for FjallStore {
     }
 }
 
+/// What [`check_directory`] found at the store's path.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// No directory, or an empty one: the store is to be created.
+    Nothing,
+    /// A fjall database.
+    Database,
+}
+
+/// Creates a new store at `path` so that a crash at any moment leaves either no store or a
+/// complete one: the database is built in a sibling staging directory, synced, and renamed
+/// into place. (A database killed halfway through fjall's own creation would otherwise be
+/// left without its `version` file, which no later open can tell from corruption.)
+fn create(path: &Path) -> Result<(), StoreError> {
+    let io = |doing: &str, e: std::io::Error| {
+        StoreError::Io(format!("{doing} for the store at `{}`: {e}", path.display()))
+    };
+    let name = path.file_name().ok_or_else(|| StoreError::NotAStore {
+        path: path.to_path_buf(),
+    })?;
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| io("creating the parent directory", e))?;
+    let mut staging_name = name.to_os_string();
+    staging_name.push(".creating");
+    let staging = parent.join(staging_name);
+    if staging.exists() {
+        // Left by a creation that was interrupted: it never became the store.
+        std::fs::remove_dir_all(&staging).map_err(|e| io("removing an unfinished creation", e))?;
+    }
+    let built = catch_unwind(AssertUnwindSafe(|| {
+        open_database(&staging, Durability::Sync).and_then(|inner| {
+            inner.db.persist(PersistMode::SyncAll).map_err(|e| StoreError::Io(describe(&e)))
+        })
+    }));
+    match built {
+        Ok(result) => result?,
+        Err(panic) => {
+            return Err(StoreError::Io(format!(
+                "creating the store at `{}`: the storage engine panicked ({})",
+                path.display(),
+                panic_message(panic.as_ref())
+            )));
+        }
+    }
+    // An empty directory at `path` is replaced; rename(2) allows that for directories.
+    std::fs::rename(&staging, path).map_err(|e| io("moving the new store into place", e))?;
+    std::fs::File::open(&parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| io("syncing the parent directory", e))
+}
+
 /// Refuses a `path` that holds something other than a fjall database, before fjall writes
 /// into it.
-fn check_directory(path: &Path) -> Result<(), StoreError> {
+fn check_directory(path: &Path) -> Result<Found, StoreError> {
     let cannot_read = |e: std::io::Error| {
         StoreError::Io(format!(
             "cannot read the directory `{}`: {e}",
@@ -310,7 +366,7 @@ fn check_directory(path: &Path) -> Result<(), StoreError> {
         ))
     };
     match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Nothing),
         Err(e) => return Err(cannot_read(e)),
         Ok(meta) if !meta.is_dir() => {
             return Err(StoreError::NotAStore {
@@ -325,8 +381,11 @@ fn check_directory(path: &Path) -> Result<(), StoreError> {
         .collect::<Result<Vec<OsString>, _>>()
         .map_err(cannot_read)?;
     let has = |name: &str| names.iter().any(|n| n == name);
-    if names.is_empty() || (has("version") && has("keyspaces")) {
-        return Ok(());
+    if names.is_empty() {
+        return Ok(Found::Nothing);
+    }
+    if has("version") && has("keyspaces") {
+        return Ok(Found::Database);
     }
     // The names fjall 3 creates at the top of its directory.
     let is_fjalls = |name: &OsString| {

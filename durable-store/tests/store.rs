@@ -163,6 +163,20 @@ fn an_interrupted_first_open_is_finished() {
 }
 
 #[test]
+fn a_creation_killed_halfway_leaves_no_store_and_is_redone() {
+    let parent = tempfile::tempdir().unwrap();
+    let path = parent.path().join("store");
+    // What a creation killed inside fjall leaves: a staging directory without `version`.
+    let staging = parent.path().join("store.creating");
+    std::fs::create_dir_all(staging.join("keyspaces")).unwrap();
+    std::fs::write(staging.join("0.jnl"), garbage(64)).unwrap();
+    let store = FjallStore::open(&path).unwrap();
+    store.commit(&numbered_commits(0..3)).unwrap();
+    assert_numbered_commits(&store, 0..3);
+    assert!(!staging.exists(), "the unfinished creation is cleared away");
+}
+
+#[test]
 fn a_store_open_twice_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let _first = FjallStore::open(dir.path()).unwrap();

@@ -181,3 +181,30 @@ async fn concurrent_turns_share_fsyncs() {
     assert_eq!(runtime.replay_count(), 0);
     runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evicted_instances_are_replayed_and_finish() {
+    let (_dir, store) = store();
+    let (builder, calls) = counting_builder(store);
+    let runtime = builder.cache_capacity(1).start().await.unwrap();
+    let client = runtime.client();
+    let mut instances = Vec::new();
+    for i in 0..20u64 {
+        instances.push(client.start(chain, format!("evicted-{i}"), i).await.unwrap());
+    }
+    for (i, instance) in instances.iter().enumerate() {
+        assert_eq!(instance.wait(WAIT).await.unwrap(), i as u64 * 6);
+    }
+    assert!(runtime.replay_count() > 0, "a cache of one must evict");
+    assert_eq!(calls.count(), 40, "replays ran no activity again");
+    runtime.shutdown().await;
+}
+
+#[test]
+fn a_directory_that_is_not_a_store_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a store").unwrap();
+    let err = durable_core::FjallStore::open(dir.path()).unwrap_err();
+    assert!(matches!(err, durable_core::StoreError::NotAStore { .. }), "{err:?}");
+    assert!(err.to_string().contains("is not a durable store"), "{err}");
+}
