@@ -122,7 +122,10 @@ impl Client {
         Ok(self.shared.store.instance(id)?)
     }
 
-    fn status_of<T: serde::de::DeserializeOwned>(&self, id: &str) -> Result<InstanceStatus<T>, Error> {
+    fn status_of<T: serde::de::DeserializeOwned>(
+        &self,
+        id: &str,
+    ) -> Result<InstanceStatus<T>, Error> {
         let record = self
             .record(id)?
             .ok_or_else(|| Error::InstanceNotFound(id.to_string()))?;

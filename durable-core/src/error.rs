@@ -139,7 +139,11 @@ impl ActivityError {
 
 impl std::fmt::Display for ActivityError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = if self.is_panic() { "panicked" } else { "failed" };
+        let what = if self.is_panic() {
+            "panicked"
+        } else {
+            "failed"
+        };
         write!(
             f,
             "activity `{}` {what} on attempt {}: {}",

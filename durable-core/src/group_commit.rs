@@ -5,9 +5,9 @@
 //! hands them to [`Store::commit`] at once; each caller is told once the batch holding its
 //! commit is durable. Under load, one fsync acknowledges many turns.
 
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use durable_store::{Commit, Store, StoreError};
 use tokio::sync::oneshot;
@@ -62,7 +62,8 @@ impl GroupCommit {
     /// Writes what is queued, then stops the thread; later commits fail with `ShutDown`.
     pub(crate) async fn stop(&self) {
         drop(lock(&self.queue).take());
-        if let Some(thread) = lock(&self.thread).take() {
+        let thread = lock(&self.thread).take();
+        if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
@@ -75,7 +76,9 @@ impl GroupCommit {
             .ok_or(Error::ShutDown)?
             .send((commit, reply))
             .map_err(|_| Error::ShutDown)?;
-        done.await.map_err(|_| Error::ShutDown)?.map_err(Error::from)
+        done.await
+            .map_err(|_| Error::ShutDown)?
+            .map_err(Error::from)
     }
 
     pub(crate) fn stats(&self) -> CommitStats {

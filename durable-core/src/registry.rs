@@ -37,7 +37,10 @@ pub(crate) struct Registry {
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
-            .field("orchestrators", &self.orchestrators.keys().collect::<Vec<_>>())
+            .field(
+                "orchestrators",
+                &self.orchestrators.keys().collect::<Vec<_>>(),
+            )
             .field("activities", &self.activities.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -110,7 +113,10 @@ fn start_orchestrator<O: Orchestrator>(
     Ok(Box::pin(async move { outcome(O::run(ctx, input).await) }))
 }
 
-fn start_activity<A: Activity>(ctx: ActivityContext, input: &[u8]) -> Result<ErasedFuture, Failure> {
+fn start_activity<A: Activity>(
+    ctx: ActivityContext,
+    input: &[u8],
+) -> Result<ErasedFuture, Failure> {
     let input: A::Input = payload::decode(input).map_err(decode_failure)?;
     Ok(Box::pin(async move { outcome(A::run(ctx, input).await) }))
 }

@@ -177,9 +177,7 @@ impl ReplayState {
                 });
                 true
             }
-            Event::ActivityCompleted { seq, output } => {
-                self.deliver(*seq, |_| Ok(output.clone()))
-            }
+            Event::ActivityCompleted { seq, output } => self.deliver(*seq, |_| Ok(output.clone())),
             Event::ActivityFailed {
                 seq,
                 attempt,
@@ -389,5 +387,7 @@ impl Execution {
 /// Locks the replay state. A panic in user code never happens while it is held, so a
 /// poisoned lock still holds consistent state.
 pub(crate) fn lock(state: &Mutex<ReplayState>) -> MutexGuard<'_, ReplayState> {
-    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -1,5 +1,12 @@
 //! The runtime: dispatches orchestration turns and activities on tokio, commits each step
 //! through group commit, and recovers unfinished work on start.
+//!
+//! Work items (events for instances, activities to run) live in the store until the commit
+//! that consumes them deletes them. A running process holds the items it has handed out in
+//! memory, which is its lease on them: if it dies, the lease dies with it, and the next
+//! runtime on the store redelivers every item still there. An activity is therefore run
+//! at least once; its result is recorded exactly once, in the same atomic commit that
+//! deletes its work item.
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
@@ -14,14 +21,15 @@ use durable_store::{
 use lru::LruCache;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
+use crate::Error;
 use crate::activity_context::ActivityContext;
 use crate::client::Client;
 use crate::group_commit::{CommitStats, GroupCommit};
 use crate::handle::{Activity, Orchestrator};
 use crate::registry::{Registry, panic_message};
 use crate::replay::{Execution, Outcome, ScheduledActivity};
-use crate::Error;
 
 /// How long a turn or an activity result waits before retrying a failed store write.
 const RETRY_DELAY: Duration = Duration::from_millis(200);
@@ -115,9 +123,11 @@ impl RuntimeBuilder {
         shared.recover().await?;
         let dispatcher = shared.clone();
         let concurrency = self.activity_concurrency;
-        shared
-            .tracker
-            .spawn(async move { dispatcher.dispatch_activities(activity_rx, concurrency).await });
+        shared.tracker.spawn(async move {
+            dispatcher
+                .dispatch_activities(activity_rx, concurrency)
+                .await
+        });
         Ok(Runtime { shared })
     }
 }
@@ -251,9 +261,7 @@ impl Shared {
             match item {
                 WorkItem::Activity(mut task) => {
                     task.attempt += 1;
-                    redelivered
-                        .enqueued
-                        .push((id, WorkItem::Activity(task)));
+                    redelivered.enqueued.push((id, WorkItem::Activity(task)));
                 }
                 WorkItem::Message { instance, event } => messages.push((instance, id, event)),
             }
@@ -318,7 +326,8 @@ impl Shared {
 
     fn spawn_turns(self: &Arc<Self>, instance: String) {
         let shared = self.clone();
-        self.tracker.spawn(async move { shared.run_turns(instance).await });
+        self.tracker
+            .spawn(async move { shared.run_turns(instance).await });
     }
 
     /// Turns `instance` until its inbox is empty. One such task per instance at a time, so
@@ -329,7 +338,8 @@ impl Shared {
             let messages = {
                 let mut instances = lock(&self.instances);
                 let inbox = instances.get_mut(&instance).expect("busy inbox exists");
-                if self.is_shutting_down() || inbox.stalled || (inbox.messages.is_empty() && !first) {
+                if self.is_shutting_down() || inbox.stalled || (inbox.messages.is_empty() && !first)
+                {
                     inbox.busy = false;
                     if inbox.messages.is_empty() && !inbox.stalled {
                         instances.remove(&instance);
@@ -342,7 +352,8 @@ impl Shared {
             let Ok(_permit) = self.turns.clone().acquire_owned().await else {
                 return;
             };
-            if let Err(e) = self.turn(&instance, &messages).await {
+            let span = tracing::debug_span!("turn", instance, events = messages.len());
+            if let Err(e) = self.turn(&instance, &messages).instrument(span).await {
                 tracing::warn!(instance, error = %e, "turn not committed; retrying");
                 lock(&self.cache).pop(&instance);
                 {
@@ -358,7 +369,11 @@ impl Shared {
     }
 
     /// One orchestration turn: load or reuse the execution, step it, commit, dispatch.
-    async fn turn(self: &Arc<Self>, instance: &str, messages: &[(WorkId, Event)]) -> Result<(), Error> {
+    async fn turn(
+        self: &Arc<Self>,
+        instance: &str,
+        messages: &[(WorkId, Event)],
+    ) -> Result<(), Error> {
         let acked: Vec<WorkId> = messages.iter().map(|(id, _)| *id).collect();
         let cached = lock(&self.cache).pop(instance);
         let (mut execution, mut record, recorded) = match cached {
@@ -371,7 +386,11 @@ impl Shared {
                 if record.status.is_terminal() {
                     return self.ack_only(acked).await;
                 }
-                let Some(entry) = self.registry.orchestrators.get(record.orchestrator.as_str()) else {
+                let Some(entry) = self
+                    .registry
+                    .orchestrators
+                    .get(record.orchestrator.as_str())
+                else {
                     let failure = Failure {
                         message: format!(
                             "orchestrator `{}` is not registered with this runtime; register it and restart to resume",
@@ -422,20 +441,28 @@ impl Shared {
             },
             Outcome::Stalled(_) => unreachable!("handled above"),
         };
-        commit.instances.push((instance.to_string(), record.clone()));
+        commit
+            .instances
+            .push((instance.to_string(), record.clone()));
         let tasks: Vec<(WorkId, ActivityTask)> = turn
             .activities
             .into_iter()
-            .map(|ScheduledActivity { seq, activity, input }| {
-                let task = ActivityTask {
-                    instance: instance.to_string(),
-                    seq,
-                    activity,
-                    input,
-                    attempt: 1,
-                };
-                (self.work_id(), task)
-            })
+            .map(
+                |ScheduledActivity {
+                     seq,
+                     activity,
+                     input,
+                 }| {
+                    let task = ActivityTask {
+                        instance: instance.to_string(),
+                        seq,
+                        activity,
+                        input,
+                        attempt: 1,
+                    };
+                    (self.work_id(), task)
+                },
+            )
             .collect();
         commit.enqueued = tasks
             .iter()
@@ -470,7 +497,12 @@ impl Shared {
     }
 
     /// Parks an instance: its status says why, its history and queued events are kept.
-    async fn stall(&self, instance: &str, mut record: InstanceRecord, failure: Failure) -> Result<(), Error> {
+    async fn stall(
+        &self,
+        instance: &str,
+        mut record: InstanceRecord,
+        failure: Failure,
+    ) -> Result<(), Error> {
         if let Some(inbox) = lock(&self.instances).get_mut(instance) {
             inbox.stalled = true;
         }
@@ -498,10 +530,11 @@ impl Shared {
     /// A receiver told when `instance` next finishes or stalls.
     pub(crate) fn watch(&self, instance: &str) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        lock(&self.waiters)
-            .entry(instance.to_string())
-            .or_default()
-            .push(tx);
+        let mut waiters = lock(&self.waiters);
+        let waiting = waiters.entry(instance.to_string()).or_default();
+        // Waits that timed out leave closed senders behind.
+        waiting.retain(|waiter| !waiter.is_closed());
+        waiting.push(tx);
         rx
     }
 
@@ -529,8 +562,11 @@ impl Shared {
     /// Runs one activity and commits its result as an event for its instance.
     async fn run_activity(self: Arc<Self>, id: WorkId, task: ActivityTask) {
         let span = tracing::info_span!("activity", name = %task.activity, instance = %task.instance, seq = task.seq, attempt = task.attempt);
-        let _enter = span.enter();
-        let result = match self.registry.activities.get_key_value(task.activity.as_str()) {
+        let result = match self
+            .registry
+            .activities
+            .get_key_value(task.activity.as_str())
+        {
             None => Err(Failure {
                 message: format!(
                     "activity `{}` is not registered with this runtime; add it with `RuntimeBuilder::activity`",
@@ -541,11 +577,17 @@ impl Shared {
                 },
             }),
             Some((name, entry)) => {
-                let ctx = ActivityContext::new(&task.instance, task.seq, name, task.attempt, self.clone());
+                let ctx = ActivityContext::new(
+                    &task.instance,
+                    task.seq,
+                    name,
+                    task.attempt,
+                    self.clone(),
+                );
                 match (entry.start)(ctx, &task.input) {
                     Err(failure) => Err(failure),
                     // Its own task, so a panic is caught by tokio and the worker goes on.
-                    Ok(future) => match tokio::spawn(future).await {
+                    Ok(future) => match tokio::spawn(future.instrument(span)).await {
                         Ok(result) => result,
                         Err(join) => Err(Failure {
                             kind: FailureKind::Panicked,
@@ -558,9 +600,11 @@ impl Shared {
                 }
             }
         };
-        drop(_enter);
         let event = match result {
-            Ok(output) => Event::ActivityCompleted { seq: task.seq, output },
+            Ok(output) => Event::ActivityCompleted {
+                seq: task.seq,
+                output,
+            },
             Err(failure) => {
                 tracing::warn!(activity = %task.activity, instance = %task.instance, error = %failure.message, "activity failed");
                 Event::ActivityFailed {

@@ -317,7 +317,10 @@ enum Found {
 /// left without its `version` file, which no later open can tell from corruption.)
 fn create(path: &Path) -> Result<(), StoreError> {
     let io = |doing: &str, e: std::io::Error| {
-        StoreError::Io(format!("{doing} for the store at `{}`: {e}", path.display()))
+        StoreError::Io(format!(
+            "{doing} for the store at `{}`: {e}",
+            path.display()
+        ))
     };
     let name = path.file_name().ok_or_else(|| StoreError::NotAStore {
         path: path.to_path_buf(),
@@ -336,7 +339,10 @@ fn create(path: &Path) -> Result<(), StoreError> {
     }
     let built = catch_unwind(AssertUnwindSafe(|| {
         open_database(&staging, Durability::Sync).and_then(|inner| {
-            inner.db.persist(PersistMode::SyncAll).map_err(|e| StoreError::Io(describe(&e)))
+            inner
+                .db
+                .persist(PersistMode::SyncAll)
+                .map_err(|e| StoreError::Io(describe(&e)))
         })
     }));
     match built {

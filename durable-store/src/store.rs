@@ -37,7 +37,9 @@ pub enum StoreError {
         detail: String,
     },
     /// A stored record does not decode.
-    #[error("stored {what} does not decode ({detail}); the store was written by an incompatible version or is damaged")]
+    #[error(
+        "stored {what} does not decode ({detail}); the store was written by an incompatible version or is damaged"
+    )]
     Decode {
         /// Which record (keyspace and key).
         what: String,

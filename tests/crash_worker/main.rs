@@ -28,10 +28,18 @@ async fn main() {
     let client = runtime.client();
     let mut instances = Vec::new();
     for n in 0..INSTANCES {
-        instances.push(client.start(pipeline, instance_id(n), n).await.expect("start"));
+        instances.push(
+            client
+                .start(pipeline, instance_id(n), n)
+                .await
+                .expect("start"),
+        );
     }
     for instance in &instances {
-        instance.wait(Duration::from_secs(60)).await.expect("instance finishes");
+        instance
+            .wait(Duration::from_secs(60))
+            .await
+            .expect("instance finishes");
     }
     runtime.shutdown().await;
     println!("crash-worker: {INSTANCES} instances finished");

@@ -1,8 +1,8 @@
 //! Orchestrators, activities and helpers shared by the runtime tests.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use durable_core::{
     ActivityContext, FjallStore, OrchestrationContext, Runtime, RuntimeBuilder, activity,
@@ -69,13 +69,17 @@ pub fn counting_builder(store: FjallStore) -> (RuntimeBuilder, Arc<Calls>) {
 
 #[activity]
 pub async fn double(ctx: ActivityContext, n: u64) -> Result<u64, String> {
-    ctx.state::<Arc<Calls>>().count.fetch_add(1, Ordering::SeqCst);
+    ctx.state::<Arc<Calls>>()
+        .count
+        .fetch_add(1, Ordering::SeqCst);
     Ok(n * 2)
 }
 
 #[activity]
 pub async fn triple(ctx: ActivityContext, n: u64) -> Result<u64, String> {
-    ctx.state::<Arc<Calls>>().count.fetch_add(1, Ordering::SeqCst);
+    ctx.state::<Arc<Calls>>()
+        .count
+        .fetch_add(1, Ordering::SeqCst);
     Ok(n * 3)
 }
 
@@ -104,7 +108,11 @@ pub async fn refuse(_ctx: ActivityContext, n: u64) -> Result<u64, Refusal> {
 
 #[activity]
 pub async fn undo(ctx: ActivityContext, n: u64) -> Result<u64, String> {
-    ctx.state::<Arc<Calls>>().log.lock().unwrap().push(format!("undo {n}"));
+    ctx.state::<Arc<Calls>>()
+        .log
+        .lock()
+        .unwrap()
+        .push(format!("undo {n}"));
     Ok(n)
 }
 

@@ -21,7 +21,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -74,16 +77,27 @@ fn killed_workers_resume_and_apply_every_effect_once() {
 
     let store = FjallStore::open(dir.path().join("durable")).expect("the store reopens cleanly");
     for n in 0..INSTANCES {
-        let record = store.instance(&instance_id(n)).unwrap().expect("instance exists");
+        let record = store
+            .instance(&instance_id(n))
+            .unwrap()
+            .expect("instance exists");
         match record.status {
             Status::Completed { output } => {
                 let output: u64 = postcard::from_bytes(&output).unwrap();
-                assert_eq!(output, expected_output(n), "output of {} (seed {seed})", instance_id(n));
+                assert_eq!(
+                    output,
+                    expected_output(n),
+                    "output of {} (seed {seed})",
+                    instance_id(n)
+                );
             }
             other => panic!("{} ended {other:?} (seed {seed})", instance_id(n)),
         }
     }
-    assert!(store.work_items().unwrap().is_empty(), "work left in the queue");
+    assert!(
+        store.work_items().unwrap().is_empty(),
+        "work left in the queue"
+    );
 
     let ledger = Ledger::open(&dir.path().join("ledger"));
     let mut applied: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -91,7 +105,11 @@ fn killed_workers_resume_and_apply_every_effect_once() {
         applied.entry(logical).or_default().push(key);
     }
     for (logical, keys) in &applied {
-        assert_eq!(keys.len(), 1, "effect {logical} applied under several keys {keys:?} (seed {seed})");
+        assert_eq!(
+            keys.len(),
+            1,
+            "effect {logical} applied under several keys {keys:?} (seed {seed})"
+        );
     }
     assert_eq!(
         applied.len() as u64,

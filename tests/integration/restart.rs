@@ -90,13 +90,20 @@ fn an_instance_stalled_by_a_breaking_change_resumes_once_fixed_code_runs() {
             .start()
             .await
             .unwrap();
-        let err = runtime.client().instance(flow_broken, "f").wait(WAIT).await.unwrap_err();
+        let err = runtime
+            .client()
+            .instance(flow_broken, "f")
+            .wait(WAIT)
+            .await
+            .unwrap_err();
         let Error::Stalled { failure, .. } = &err else {
             panic!("expected a stalled instance, got {err:?}");
         };
         assert_eq!(failure.kind, FailureKind::Nondeterminism);
         assert!(
-            failure.message.contains("step 0: history has activity `double`")
+            failure
+                .message
+                .contains("step 0: history has activity `double`")
                 && failure.message.contains("now calls activity `triple`"),
             "{}",
             failure.message
@@ -112,7 +119,12 @@ fn an_instance_stalled_by_a_breaking_change_resumes_once_fixed_code_runs() {
             .start()
             .await
             .unwrap();
-        let output = runtime.client().instance(flow_v1, "f").wait(WAIT).await.unwrap();
+        let output = runtime
+            .client()
+            .instance(flow_v1, "f")
+            .wait(WAIT)
+            .await
+            .unwrap();
         assert!(output == 8 + 2000 || output == 8 + 3000, "{output}");
         runtime.shutdown().await;
     });
@@ -137,7 +149,9 @@ async fn typed_v1(ctx: OrchestrationContext, order: Order) -> Result<u64, String
 
 #[orchestrator(name = "typed")]
 async fn typed_v2(ctx: OrchestrationContext, order: OrderV2) -> Result<u64, String> {
-    Ok(ctx.call(wait_at_gate, order.id + order.customer.len() as u64).await?)
+    Ok(ctx
+        .call(wait_at_gate, order.id + order.customer.len() as u64)
+        .await?)
 }
 
 #[test]
@@ -151,7 +165,11 @@ fn a_changed_input_type_fails_that_instance_only() {
             .start()
             .await
             .unwrap();
-        runtime.client().start(typed_v1, "old-order", Order { id: 1 }).await.unwrap();
+        runtime
+            .client()
+            .start(typed_v1, "old-order", Order { id: 1 })
+            .await
+            .unwrap();
         wait_for_step(&store, "old-order", 2).await;
     });
     lifetime(async {
@@ -163,7 +181,11 @@ fn a_changed_input_type_fails_that_instance_only() {
             .await
             .unwrap();
         let client = runtime.client();
-        let err = client.instance(typed_v2, "old-order").wait(WAIT).await.unwrap_err();
+        let err = client
+            .instance(typed_v2, "old-order")
+            .wait(WAIT)
+            .await
+            .unwrap_err();
         let Error::Failed { failure, .. } = &err else {
             panic!("expected a failed instance, got {err:?}");
         };
@@ -177,9 +199,23 @@ fn a_changed_input_type_fails_that_instance_only() {
             id: 1,
             customer: "ada".into(),
         };
-        let output = client.start(typed_v2, "new-order", fresh).await.unwrap().wait(WAIT).await;
+        let output = client
+            .start(typed_v2, "new-order", fresh)
+            .await
+            .unwrap()
+            .wait(WAIT)
+            .await;
         assert_eq!(output.unwrap(), 4 + 1000);
-        assert_eq!(client.start(chain, "chain", 1).await.unwrap().wait(WAIT).await.unwrap(), 6);
+        assert_eq!(
+            client
+                .start(chain, "chain", 1)
+                .await
+                .unwrap()
+                .wait(WAIT)
+                .await
+                .unwrap(),
+            6
+        );
         runtime.shutdown().await;
     });
 }
@@ -188,7 +224,10 @@ fn a_changed_input_type_fails_that_instance_only() {
 /// attempt (the process then "crashes"). Returns the items this attempt processed.
 #[activity]
 async fn resumable(ctx: ActivityContext, items: u64) -> Result<Vec<u64>, String> {
-    let start = ctx.progress::<u64>().map_err(|e| e.to_string())?.map_or(0, |last| last + 1);
+    let start = ctx
+        .progress::<u64>()
+        .map_err(|e| e.to_string())?
+        .map_or(0, |last| last + 1);
     let mut done = Vec::new();
     for item in start..items {
         done.push(item);
@@ -218,7 +257,11 @@ fn an_activity_run_again_resumes_from_its_saved_progress() {
         runtime.client().start(resume_flow, "r", 10).await.unwrap();
         let key = "r/0";
         for _ in 0..2000 {
-            if store.progress(key).unwrap().is_some_and(|p| p == postcard::to_allocvec(&4u64).unwrap()) {
+            if store
+                .progress(key)
+                .unwrap()
+                .is_some_and(|p| p == postcard::to_allocvec(&4u64).unwrap())
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -232,11 +275,20 @@ fn an_activity_run_again_resumes_from_its_saved_progress() {
             .start()
             .await
             .unwrap();
-        let output = runtime.client().instance(resume_flow, "r").wait(WAIT).await.unwrap();
+        let output = runtime
+            .client()
+            .instance(resume_flow, "r")
+            .wait(WAIT)
+            .await
+            .unwrap();
         assert_eq!(output, vec![5, 6, 7, 8, 9]);
         runtime.shutdown().await;
     });
-    assert_eq!(store.progress("r/0").unwrap(), None, "progress is removed with the result");
+    assert_eq!(
+        store.progress("r/0").unwrap(),
+        None,
+        "progress is removed with the result"
+    );
 }
 
 /// Waits until instance `id` has `events` events in its history.

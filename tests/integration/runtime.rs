@@ -17,7 +17,10 @@ async fn a_chain_completes_with_its_typed_output() {
     let instance = client.start(chain, "order-1", 5).await.unwrap();
     assert!(instance.is_new());
     assert_eq!(instance.wait(WAIT).await.unwrap(), 30);
-    assert_eq!(instance.status().await.unwrap(), InstanceStatus::Completed(30));
+    assert_eq!(
+        instance.status().await.unwrap(),
+        InstanceStatus::Completed(30)
+    );
     runtime.shutdown().await;
 }
 
@@ -27,9 +30,15 @@ async fn starting_an_existing_id_returns_that_instance() {
     let (builder, calls) = counting_builder(store);
     let runtime = builder.start().await.unwrap();
     let client = runtime.client();
-    let (a, b) = tokio::join!(client.start(chain, "same", 1), client.start(chain, "same", 1));
+    let (a, b) = tokio::join!(
+        client.start(chain, "same", 1),
+        client.start(chain, "same", 1)
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert!(a.is_new() != b.is_new(), "exactly one start creates the instance");
+    assert!(
+        a.is_new() != b.is_new(),
+        "exactly one start creates the instance"
+    );
     assert_eq!(a.wait(WAIT).await.unwrap(), 6);
     let again = client.start(chain, "same", 1).await.unwrap();
     assert!(!again.is_new());
@@ -44,9 +53,15 @@ async fn an_id_taken_by_another_orchestrator_is_a_conflict() {
     let runtime = builder(store).start().await.unwrap();
     let client = runtime.client();
     client.start(chain, "taken", 1).await.unwrap();
-    let err = client.start(careful, "taken", Risk::Refuse).await.unwrap_err();
+    let err = client
+        .start(careful, "taken", Risk::Refuse)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InstanceConflict { .. }), "{err:?}");
-    assert!(err.to_string().contains("choose another instance id"), "{err}");
+    assert!(
+        err.to_string().contains("choose another instance id"),
+        "{err}"
+    );
     runtime.shutdown().await;
 }
 
@@ -59,9 +74,19 @@ async fn never_registered(_ctx: OrchestrationContext, n: u64) -> Result<u64, Str
 async fn starting_an_unregistered_orchestrator_is_a_typed_error() {
     let (_dir, store) = store();
     let runtime = builder(store).start().await.unwrap();
-    let err = runtime.client().start(never_registered, "x", 1).await.unwrap_err();
-    assert!(matches!(&err, Error::UnregisteredOrchestrator(name) if name == "never_registered"), "{err:?}");
-    assert!(err.to_string().contains("RuntimeBuilder::orchestrator"), "{err}");
+    let err = runtime
+        .client()
+        .start(never_registered, "x", 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnregisteredOrchestrator(name) if name == "never_registered"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("RuntimeBuilder::orchestrator"),
+        "{err}"
+    );
     runtime.shutdown().await;
 }
 
@@ -72,7 +97,10 @@ async fn bad_instance_ids_are_refused() {
     let client = runtime.client();
     for id in [String::new(), "a\nb".to_string(), "x".repeat(300)] {
         let err = client.start(chain, id.clone(), 1).await.unwrap_err();
-        assert!(matches!(err, Error::InvalidInstanceId { .. }), "{id:?}: {err:?}");
+        assert!(
+            matches!(err, Error::InvalidInstanceId { .. }),
+            "{id:?}: {err:?}"
+        );
     }
     runtime.shutdown().await;
 }
@@ -94,7 +122,16 @@ async fn a_panicking_activity_reaches_the_orchestrator_and_the_worker_goes_on() 
         "compensated `explode` attempt 1 panic=true error=None: exploded on 7"
     );
     // The same workers still run other instances.
-    assert_eq!(client.start(chain, "after", 2).await.unwrap().wait(WAIT).await.unwrap(), 12);
+    assert_eq!(
+        client
+            .start(chain, "after", 2)
+            .await
+            .unwrap()
+            .wait(WAIT)
+            .await
+            .unwrap(),
+        12
+    );
     runtime.shutdown().await;
 }
 
@@ -121,7 +158,11 @@ async fn a_returned_error_arrives_typed() {
 async fn an_uncaught_error_fails_the_instance_with_its_message() {
     let (_dir, store) = store();
     let runtime = builder(store).start().await.unwrap();
-    let instance = runtime.client().start(careful, "gives-up", Risk::Uncaught).await.unwrap();
+    let instance = runtime
+        .client()
+        .start(careful, "gives-up", Risk::Uncaught)
+        .await
+        .unwrap();
     let err = instance.wait(WAIT).await.unwrap_err();
     let Error::Failed { id, failure } = &err else {
         panic!("expected a failed instance, got {err:?}");
@@ -132,7 +173,10 @@ async fn an_uncaught_error_fails_the_instance_with_its_message() {
         "gave up: activity `refuse` failed on attempt 1: too big: limit is 6"
     );
     assert!(matches!(failure.kind, FailureKind::Returned { .. }));
-    assert!(matches!(instance.status().await.unwrap(), InstanceStatus::Failed(_)));
+    assert!(matches!(
+        instance.status().await.unwrap(),
+        InstanceStatus::Failed(_)
+    ));
     runtime.shutdown().await;
 }
 
@@ -176,7 +220,10 @@ async fn concurrent_turns_share_fsyncs() {
     let stats = runtime.commit_stats();
     // 200 starts + 200 × (3 turns + 2 activity results) = 1,200 commits.
     assert!(stats.commits >= 1200, "{stats:?}");
-    assert!(stats.writes < stats.commits / 2, "group commit shares fsyncs: {stats:?}");
+    assert!(
+        stats.writes < stats.commits / 2,
+        "group commit shares fsyncs: {stats:?}"
+    );
     // Every instance stayed in the cache between its turns: nothing was replayed.
     assert_eq!(runtime.replay_count(), 0);
     runtime.shutdown().await;
@@ -190,7 +237,12 @@ async fn evicted_instances_are_replayed_and_finish() {
     let client = runtime.client();
     let mut instances = Vec::new();
     for i in 0..20u64 {
-        instances.push(client.start(chain, format!("evicted-{i}"), i).await.unwrap());
+        instances.push(
+            client
+                .start(chain, format!("evicted-{i}"), i)
+                .await
+                .unwrap(),
+        );
     }
     for (i, instance) in instances.iter().enumerate() {
         assert_eq!(instance.wait(WAIT).await.unwrap(), i as u64 * 6);
@@ -205,6 +257,9 @@ fn a_directory_that_is_not_a_store_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), "not a store").unwrap();
     let err = durable_core::FjallStore::open(dir.path()).unwrap_err();
-    assert!(matches!(err, durable_core::StoreError::NotAStore { .. }), "{err:?}");
+    assert!(
+        matches!(err, durable_core::StoreError::NotAStore { .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("is not a durable store"), "{err}");
 }

@@ -13,7 +13,12 @@ async fn compensating(ctx: OrchestrationContext, n: u64) -> Result<String, Strin
         Ok(v) => Ok(format!("doubled to {v}")),
         Err(e) => {
             let undone = ctx.call(undo, n).await?;
-            Ok(format!("undid {undone} after `{}` failed on attempt {}: {}", e.activity(), e.attempt(), e.message()))
+            Ok(format!(
+                "undid {undone} after `{}` failed on attempt {}: {}",
+                e.activity(),
+                e.attempt(),
+                e.message()
+            ))
         }
     }
 }
@@ -43,7 +48,9 @@ fn a_failed_activity_reaches_the_orchestrator_which_compensates() {
     let done = execution.turn(&[], vec![completed(1, &5u64)]);
     assert_eq!(
         done.outcome,
-        Outcome::Completed(encode(&"undid 5 after `double` failed on attempt 1: disk full".to_string()))
+        Outcome::Completed(encode(
+            &"undid 5 after `double` failed on attempt 1: disk full".to_string()
+        ))
     );
 }
 
@@ -53,7 +60,10 @@ fn an_uncaught_activity_error_fails_the_instance_with_its_message() {
     execution.turn(&[], vec![started("chain", &5u64)]);
     let turn = execution.turn(&[], vec![failed(0, "disk full")]);
     let failure = failure_of(turn.outcome);
-    assert_eq!(failure.message, "activity `double` failed on attempt 1: disk full");
+    assert_eq!(
+        failure.message,
+        "activity `double` failed on attempt 1: disk full"
+    );
     assert!(matches!(failure.kind, FailureKind::Returned { .. }));
     assert!(matches!(turn.appended.last(), Some(Event::Failed { .. })));
 }
@@ -65,7 +75,11 @@ fn a_panicking_orchestrator_fails_the_instance() {
     let turn = execution.turn(&[], vec![completed(0, &10u64)]);
     let failure = failure_of(turn.outcome);
     assert_eq!(failure.kind, FailureKind::Panicked);
-    assert!(failure.message.contains("value 10 out of range"), "{}", failure.message);
+    assert!(
+        failure.message.contains("value 10 out of range"),
+        "{}",
+        failure.message
+    );
 }
 
 #[test]
@@ -74,7 +88,12 @@ fn a_result_that_no_longer_decodes_fails_the_instance_naming_the_type() {
     execution.turn(&[], vec![started("chain", &5u64)]);
     let turn = execution.turn(&[], vec![completed(0, &"ten".to_string())]);
     let failure = failure_of(turn.outcome);
-    assert_eq!(failure.kind, FailureKind::Decode { type_name: "u64".into() });
+    assert_eq!(
+        failure.kind,
+        FailureKind::Decode {
+            type_name: "u64".into()
+        }
+    );
     assert!(failure.message.contains("`u64`"), "{}", failure.message);
 }
 
@@ -83,5 +102,10 @@ fn an_input_that_no_longer_decodes_fails_the_instance_naming_the_type() {
     let mut execution = Execution::of(chain, "i");
     let turn = execution.turn(&[], vec![started("chain", &"five".to_string())]);
     let failure = failure_of(turn.outcome);
-    assert_eq!(failure.kind, FailureKind::Decode { type_name: "u64".into() });
+    assert_eq!(
+        failure.kind,
+        FailureKind::Decode {
+            type_name: "u64".into()
+        }
+    );
 }

@@ -24,7 +24,7 @@ async fn chain_stops_early(ctx: OrchestrationContext, n: u64) -> Result<u64, Str
 /// `chain` after a breaking edit: the same activity, called from another place.
 #[orchestrator(name = "chain")]
 async fn chain_moved_call(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
-    let n = n + 0;
+    let n = n.max(1);
 
     let a = ctx.call(double, n).await?;
     let b = ctx.call(triple, a).await?;
@@ -63,12 +63,22 @@ fn another_activity_at_a_recorded_step_is_nondeterminism() {
     let message = stalled_message(turn.outcome);
     assert!(message.starts_with("step 0:"), "{message}");
     assert!(
-        message.contains("history has activity `double`") && message.contains("now calls activity `triple`"),
+        message.contains("history has activity `double`")
+            && message.contains("now calls activity `triple`"),
         "{message}"
     );
-    assert!(message.contains("builders.rs"), "names the recorded site: {message}");
-    assert!(message.contains("nondeterminism.rs"), "names the new site: {message}");
-    assert!(turn.activities.is_empty(), "a stalled turn schedules nothing");
+    assert!(
+        message.contains("builders.rs"),
+        "names the recorded site: {message}"
+    );
+    assert!(
+        message.contains("nondeterminism.rs"),
+        "names the new site: {message}"
+    );
+    assert!(
+        turn.activities.is_empty(),
+        "a stalled turn schedules nothing"
+    );
 }
 
 #[test]
@@ -77,7 +87,10 @@ fn returning_before_a_recorded_step_is_nondeterminism() {
     let turn = execution.turn(&history(), vec![]);
     let message = stalled_message(turn.outcome);
     assert!(message.starts_with("step 1:"), "{message}");
-    assert!(message.contains("`triple`") && message.contains("returns without calling it"), "{message}");
+    assert!(
+        message.contains("`triple`") && message.contains("returns without calling it"),
+        "{message}"
+    );
 }
 
 #[test]
