@@ -22,9 +22,10 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use durable_core::record::Status;
 use durable_core::{
-    ActivityContext, ActivityError, FjallStore, InstanceStatus, OrchestrationContext, Runtime,
-    activity, orchestrator,
+    ActivityContext, ActivityError, FjallStore, OrchestrationContext, Runtime, Store, activity,
+    orchestrator,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, UserKey, UserValue};
 use serde::{Deserialize, Serialize};
@@ -42,9 +43,9 @@ struct Args {
     /// Directory of the application data (`app/`) and of the durable store (`durable/`).
     #[arg(long, default_value_os_t = std::env::temp_dir().join("durable-migration"))]
     store: PathBuf,
-    /// How many source records to generate on the first run.
-    #[arg(long, default_value_t = 100_000)]
-    records: u64,
+    /// How many source records to generate on the first run [default: 100000].
+    #[arg(long)]
+    records: Option<u64>,
     /// How many records each activity moves between two checkpoints.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     batch: u64,
@@ -54,7 +55,7 @@ struct Args {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct ActivityStatus {
-    /// The last record id the stage processed; `None` before any.
+    /// The last record id processed by the latest stage that ran; `None` before any.
     last_processed_id: Option<u64>,
     processing_status: ProcessingStatus,
     processing_stage: ProcessingStage,
@@ -71,6 +72,7 @@ enum ProcessingStatus {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[expect(clippy::enum_variant_names, reason = "the seed article's names")]
 enum ProcessingStage {
     ActivityOne,
     ActivityTwo,
@@ -100,9 +102,8 @@ impl std::fmt::Display for MigrationFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "migration failed in stage {} after id {:?}: {}",
+            "migration failed in stage {}: {}",
             self.status.processing_stage.number(),
-            self.status.last_processed_id,
             self.error
         )
     }
@@ -241,7 +242,7 @@ async fn run_stage(
     status.last_updated_unix_ms = Some(unix_ms());
     let skipped = match skipped {
         0 => String::new(),
-        n => format!(" ({n} already done before a restart, skipped)"),
+        n => format!(" ({n} were already done, skipped)"),
     };
     println!(
         "stage {n}: all work done{skipped}; status moved to {:?}",
@@ -341,25 +342,29 @@ struct Batch {
 }
 
 impl Tables {
-    /// Opens the application database in `dir`, generating `records` source records
-    /// unless an earlier run finished generating them.
-    fn open(dir: &Path, records: u64) -> Result<Self, fjall::Error> {
+    /// Opens the application database in `dir`, generating `requested` source records
+    /// (or 100,000) unless an earlier run finished generating them.
+    fn open(dir: &Path, requested: Option<u64>) -> Result<Self, Box<dyn std::error::Error>> {
+        if !dir.exists() {
+            create_database(dir)?;
+        }
         let db = Database::builder(dir).open()?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let source = db.keyspace("source", KeyspaceCreateOptions::default)?;
         let target = db.keyspace("target", KeyspaceCreateOptions::default)?;
-        let generated = meta.get(SOURCE_RECORDS_KEY)?.map(|v| decode_id(&v));
+        let generated = meta.get(SOURCE_RECORDS_KEY)?.map(|v| decode_u64(&v));
         let records = match generated {
             Some(existing) => {
-                if existing != records {
+                if let Some(requested) = requested.filter(|&n| n != existing) {
                     println!(
-                        "{} already holds {existing} source records; --records {records} is ignored",
+                        "{} already holds {existing} source records; --records {requested} is ignored",
                         dir.display()
                     );
                 }
                 existing
             }
             None => {
+                let records = requested.unwrap_or(100_000);
                 // A run killed while generating leaves no marker: start the table over.
                 source.clear()?;
                 for chunk_start in (0..records).step_by(10_000) {
@@ -404,21 +409,21 @@ impl Tables {
         let Some((last_key, _)) = rows.last() else {
             return Ok(None);
         };
-        let last_id = decode_id(last_key);
+        let last_id = decode_u64(last_key);
 
         let applied: Vec<u8> = (1..=n).collect();
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
         let mut skipped = 0;
         for (key, value) in &rows {
-            let id = decode_id(key);
+            let id = decode_u64(key);
             let current = if n == 1 {
-                let fresh = TargetRecord {
-                    value: decode_id(value),
-                    stages: Vec::new(),
-                };
                 match self.target.get(key)? {
                     Some(bytes) => postcard::from_bytes(&bytes)?,
-                    None => fresh,
+                    // Not copied yet: the source value, through no stage so far.
+                    None => TargetRecord {
+                        value: decode_u64(value),
+                        stages: Vec::new(),
+                    },
                 }
             } else {
                 postcard::from_bytes::<TargetRecord>(value)?
@@ -458,9 +463,9 @@ impl Tables {
         for guard in self.source.iter() {
             let (key, value) = guard.into_inner()?;
             sources += 1;
-            let id = decode_id(&key);
+            let id = decode_u64(&key);
             let expected = TargetRecord {
-                value: expected_value(decode_id(&value)),
+                value: expected_value(decode_u64(&value)),
                 stages: vec![1, 2, 3],
             };
             match self.target.get(&key)? {
@@ -487,7 +492,7 @@ impl Tables {
             if !self.source.contains_key(&key)? {
                 problems.push(format!(
                     "id {}: in the target but not in the source",
-                    decode_id(&key)
+                    decode_u64(&key)
                 ));
             }
         }
@@ -495,7 +500,24 @@ impl Tables {
     }
 }
 
-fn decode_id(bytes: &[u8]) -> u64 {
+/// Creates an empty fjall database at `dir` so that a kill at any moment leaves either none
+/// or a whole one: fjall's first open, killed halfway, leaves a directory that no later
+/// open accepts. So it is built beside `dir` and renamed into place.
+fn create_database(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let staging = dir.with_extension("creating");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    Database::builder(&staging)
+        .open()?
+        .persist(PersistMode::SyncAll)?;
+    std::fs::rename(&staging, dir)?;
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(parent)?.sync_all()?;
+    Ok(())
+}
+
+fn decode_u64(bytes: &[u8]) -> u64 {
     let array: [u8; 8] = bytes
         .try_into()
         .expect("ids and values are 8-byte big-endian");
@@ -529,10 +551,23 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    println!("store: {}", args.store.display());
     std::fs::create_dir_all(&args.store)?;
     let tables = Tables::open(&args.store.join("app"), args.records)?;
     let store = FjallStore::open(args.store.join("durable"))?;
-    println!("store: {}", args.store.display());
+
+    // Looked up before the runtime starts: `start` resumes unfinished work at once, and
+    // this line should come before the activities' own "resuming stage" lines.
+    match store.instance(INSTANCE_ID)?.map(|record| record.status) {
+        None => {}
+        Some(Status::Completed { .. }) => {
+            println!("instance {INSTANCE_ID} already completed in an earlier run");
+        }
+        Some(Status::Failed { .. }) => {
+            println!("instance {INSTANCE_ID} already failed in an earlier run");
+        }
+        Some(_) => println!("resuming existing instance {INSTANCE_ID}"),
+    }
 
     let runtime = Runtime::builder(store)
         .orchestrator(migrate)
@@ -543,17 +578,10 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .state(BatchSize(args.batch))
         .start()
         .await?;
+    // Returns the existing instance if an earlier run started it.
     let instance = runtime.client().start(migrate, INSTANCE_ID, ()).await?;
-    if !instance.is_new() {
-        match instance.status().await? {
-            InstanceStatus::Completed(_) => {
-                println!(
-                    "instance {} already completed in an earlier run",
-                    instance.id()
-                );
-            }
-            _ => println!("resuming existing instance {}", instance.id()),
-        }
+    if instance.is_new() {
+        println!("started instance {}", instance.id());
     }
     let outcome = instance.wait(WAIT).await;
     runtime.shutdown().await;

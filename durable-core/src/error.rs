@@ -83,6 +83,25 @@ pub enum Error {
     ShutDown,
 }
 
+impl Error {
+    /// For [`Error::Failed`] where the orchestrator returned `Err`: that error value,
+    /// decoded as `E` (the orchestrator's error type). `None` otherwise.
+    pub fn orchestrator_error<E: DeserializeOwned>(&self) -> Option<E> {
+        match self {
+            Error::Failed { failure, .. } => returned_error(failure),
+            _ => None,
+        }
+    }
+}
+
+/// The error value user code returned, if the failure holds one that decodes as `E`.
+fn returned_error<E: DeserializeOwned>(failure: &Failure) -> Option<E> {
+    match &failure.kind {
+        FailureKind::Returned { payload } => payload::decode(payload).ok(),
+        _ => None,
+    }
+}
+
 /// An activity call that failed, as the orchestrator sees it: it returned `Err`, panicked,
 /// or could not run. Match on it to compensate and continue, or let `?` fail the
 /// orchestration (it converts into `String`).
@@ -125,10 +144,7 @@ impl ActivityError {
     /// The error value the activity returned, decoded as `E` (its error type). `None` when
     /// it did not return one (it panicked or could not run) or it is not an `E`.
     pub fn error<E: DeserializeOwned>(&self) -> Option<E> {
-        match &self.failure.kind {
-            FailureKind::Returned { payload } => payload::decode(payload).ok(),
-            _ => None,
-        }
+        returned_error(&self.failure)
     }
 
     /// The stored failure.
