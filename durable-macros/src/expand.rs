@@ -3,7 +3,6 @@
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
-use syn::spanned::Spanned;
 use syn::{Attribute, LitStr};
 
 use crate::args::{self, Args};
@@ -30,12 +29,21 @@ fn both<A, B>(a: syn::Result<A>, b: syn::Result<B>) -> syn::Result<(A, B)> {
     }
 }
 
-/// What is emitted when there are errors: the errors, and the user's item unchanged so
-/// that the rest of the crate still sees a function by that name and reports nothing
-/// unrelated (tokio's and thiserror's approach).
+/// What is emitted when there are errors: the errors, and the user's function so that
+/// the rest of the crate still sees an item by that name and reports nothing unrelated
+/// (tokio's and thiserror's approach).
+///
+/// The function is emitted as written, except for a C-variadic `...`: rustc rejects it
+/// on any Rust function with half a dozen errors of its own, burying the macro's.
 pub(crate) fn with_errors(item: TokenStream, error: &syn::Error) -> TokenStream {
     let errors = error.to_compile_error();
-    quote!(#errors #item)
+    match syn::parse2::<syn::ItemFn>(item.clone()) {
+        Ok(mut function) if function.sig.variadic.is_some() => {
+            function.sig.variadic = None;
+            quote!(#errors #function)
+        }
+        _ => quote!(#errors #item),
+    }
 }
 
 fn generate(kind: Kind, args: &Args, handle: &Handle<'_>) -> TokenStream {
@@ -60,15 +68,9 @@ fn generate(kind: Kind, args: &Args, handle: &Handle<'_>) -> TokenStream {
         Some(custom) => custom.clone(),
         None => LitStr::new(&name.unraw().to_string(), name.span()),
     };
-    let (trait_path, context_path) = match kind {
-        Kind::Orchestrator => (
-            quote!(::durable_core::Orchestrator),
-            quote!(::durable_core::OrchestrationContext),
-        ),
-        Kind::Activity => (
-            quote!(::durable_core::Activity),
-            quote!(::durable_core::ActivityContext),
-        ),
+    let trait_path = match kind {
+        Kind::Orchestrator => quote!(::durable_core::Orchestrator),
+        Kind::Activity => quote!(::durable_core::Activity),
     };
     // `line!()` reports the line of the invocation its span points at: with the fn
     // name's span, that is the line the user wrote `fn name` on.
@@ -76,14 +78,15 @@ fn generate(kind: Kind, args: &Args, handle: &Handle<'_>) -> TokenStream {
         Kind::Orchestrator => quote_spanned!(name.span()=> const LINE: u32 = ::core::line!();),
         Kind::Activity => TokenStream::new(),
     };
-    // Spanned on the user's parameter types, so a context of the wrong kind is reported
-    // on the type the user wrote.
-    let ctx_arg = quote_spanned!(ctx.ty.span()=> ctx);
-    let input_arg = quote_spanned!(input.ty.span()=> input);
+    // The trait method takes the context as the user typed it, so a context of the
+    // wrong kind is reported on the user's type against the trait's signature: "expected
+    // `OrchestrationContext`, found `ActivityContext`".
+    let ctx_ty = &ctx.ty;
     let input_ty = &input.ty;
     // Spanned on the fn name, so a body whose future is not `Send` is reported there.
-    let boxed =
-        quote_spanned!(name.span()=> ::std::boxed::Box::pin(#name::run(#ctx_arg, #input_arg)));
+    let boxed = quote_spanned! {name.span()=>
+        ::std::boxed::Box::pin(#name::run(ctx, input))
+    };
     let run_doc = format!(
         " Runs the {} body directly (the original function).",
         kind.noun()
@@ -99,6 +102,8 @@ fn generate(kind: Kind, args: &Args, handle: &Handle<'_>) -> TokenStream {
         #allow_deprecated
         impl #name {
             #[doc = #run_doc]
+            // The errors are the user's `E`, documented on the handle, not on this fn.
+            #[allow(clippy::missing_errors_doc)]
             #(#fn_attrs)*
             #vis async fn run(#ctx, #input) -> #result #body
         }
@@ -112,7 +117,7 @@ fn generate(kind: Kind, args: &Args, handle: &Handle<'_>) -> TokenStream {
             const NAME: &'static str = #registered;
             #line
             fn run(
-                ctx: #context_path,
+                ctx: #ctx_ty,
                 input: Self::Input,
             ) -> ::durable_core::__private::BoxFuture<
                 ::core::result::Result<Self::Output, Self::Error>,
@@ -165,5 +170,99 @@ impl<'a> Attrs<'a> {
             }
         }
         split
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> syn::File {
+        syn::parse2(handle(kind, args, item).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn generates_a_struct_its_body_and_the_trait_impl() {
+        let file = expand(
+            Kind::Orchestrator,
+            quote!(name = "custom"),
+            quote! {
+                /// Docs.
+                #[cfg(all())]
+                #[allow(unused_variables)]
+                #[tracing::instrument]
+                pub async fn flow(ctx: OrchestrationContext, n: u32) -> Result<u32, String> {
+                    Ok(n)
+                }
+            },
+        );
+        let [
+            syn::Item::Struct(handle),
+            syn::Item::Impl(inherent),
+            syn::Item::Impl(trait_impl),
+        ] = file.items.as_slice()
+        else {
+            panic!("unexpected items: {}", quote!(#file));
+        };
+        let attrs = |attrs: &[Attribute]| -> Vec<String> {
+            attrs
+                .iter()
+                .map(|a| a.path().get_ident().map_or("?".into(), |i| i.to_string()))
+                .collect()
+        };
+        assert_eq!(handle.ident, "flow");
+        assert_eq!(
+            attrs(&handle.attrs),
+            ["doc", "cfg", "allow", "allow", "derive"]
+        );
+        assert_eq!(attrs(&inherent.attrs), ["cfg"]);
+        let syn::ImplItem::Fn(run) = &inherent.items[0] else {
+            panic!("no inherent run");
+        };
+        assert_eq!(attrs(&run.attrs), ["doc", "allow", "allow", "?"]);
+        assert_eq!(attrs(&trait_impl.attrs), ["cfg"]);
+        let text = quote!(#trait_impl).to_string();
+        assert!(
+            text.contains("const NAME : & 'static str = \"custom\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("const LINE : u32 = :: core :: line ! ()"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn activities_have_no_line() {
+        let file = expand(
+            Kind::Activity,
+            TokenStream::new(),
+            quote!(
+                async fn step(ctx: ActivityContext, n: u32) -> Result<u32, String> {
+                    Ok(n)
+                }
+            ),
+        );
+        let text = quote!(#file).to_string();
+        assert!(
+            text.contains("impl :: durable_core :: Activity for step"),
+            "{text}"
+        );
+        assert!(
+            text.contains("const NAME : & 'static str = \"step\""),
+            "{text}"
+        );
+        assert!(!text.contains("LINE"), "{text}");
+    }
+
+    #[test]
+    fn keeps_the_function_next_to_the_errors() {
+        let item = quote!(
+            fn f(ctx: Ctx, a: u32, ...) {}
+        );
+        let error = handle(Kind::Activity, TokenStream::new(), item.clone()).unwrap_err();
+        let out = with_errors(item, &error).to_string();
+        assert!(out.starts_with(":: core :: compile_error !"), "{out}");
+        assert!(out.contains("fn f (ctx : Ctx , a : u32 ,) { }"), "{out}");
     }
 }

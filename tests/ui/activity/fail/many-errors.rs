@@ -2,6 +2,6 @@
 use durable_core::{ActivityContext, activity};
 
 #[activity(timeout = 5)]
-pub fn everything_wrong<T>(_ctx: ActivityContext, input: &str, extra: u32) {}
+pub fn everything_wrong<T>(_ctx: ActivityContext, _input: &str, _extra: u32) {}
 
 fn main() {}

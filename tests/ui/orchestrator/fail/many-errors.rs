@@ -2,6 +2,6 @@
 use durable_core::{OrchestrationContext, orchestrator};
 
 #[orchestrator(timeout = 5)]
-pub fn everything_wrong<T>(_ctx: OrchestrationContext, input: &str, extra: u32) {}
+pub fn everything_wrong<T>(_ctx: OrchestrationContext, _input: &str, _extra: u32) {}
 
 fn main() {}

@@ -1,6 +1,6 @@
 // The function's attributes are kept: docs on the handle (`missing_docs` is denied),
 // lint levels on the body (`unused_variables` is denied), `#[cfg]` on every generated
-// item (otherwise the two `versioned` handles would clash).
+// item (otherwise the two `versioned` handles would clash in either profile).
 #![deny(warnings, missing_docs)]
 //! Fixture.
 
@@ -16,16 +16,16 @@ pub async fn approve(ctx: OrchestrationContext, amount: u32) -> Result<bool, Str
     Ok(true)
 }
 
-/// Present.
+/// One version in debug builds.
 #[orchestrator]
-#[cfg(all())]
+#[cfg(debug_assertions)]
 pub async fn versioned(_ctx: OrchestrationContext, _: ()) -> Result<(), String> {
     Ok(())
 }
 
-/// Compiled out.
+/// Another in release builds.
 #[orchestrator]
-#[cfg(any())]
+#[cfg(not(debug_assertions))]
 pub async fn versioned(_ctx: OrchestrationContext, _: ()) -> Result<(), String> {
     Ok(())
 }

@@ -10,10 +10,14 @@ pub async fn same_line(_ctx: OrchestrationContext, _: ()) -> Result<(), String> 
     Ok(())
 }
 
-const SPLIT: u32 = line!() + 6;
+const SPLIT: u32 = line!() + 7;
 /// Docs between.
 #[orchestrator]
-pub async fn split(_ctx: OrchestrationContext, _: ()) -> Result<(), String> {
+#[rustfmt::skip]
+pub
+async
+fn
+split(_ctx: OrchestrationContext, _: ()) -> Result<(), String> {
     Ok(())
 }
 
