@@ -35,7 +35,7 @@ impl std::fmt::Debug for ActivityContext {
 impl ActivityContext {
     pub(crate) fn new(
         instance: &str,
-        seq: u64,
+        key: String,
         activity: &'static str,
         attempt: u32,
         shared: Arc<Shared>,
@@ -43,7 +43,7 @@ impl ActivityContext {
         Self {
             instance: instance.into(),
             activity,
-            key: idempotency_key(instance, seq).into(),
+            key: key.into(),
             attempt,
             shared,
         }
@@ -60,7 +60,8 @@ impl ActivityContext {
     }
 
     /// A key unique to this activity call, the same across retries and redeliveries:
-    /// write effects under it to make them idempotent.
+    /// write effects under it to make them idempotent. It reads
+    /// `{instance}/{generation}/{step}`.
     pub fn idempotency_key(&self) -> &str {
         &self.key
     }
@@ -113,6 +114,8 @@ impl ActivityContext {
     }
 }
 
-pub(crate) fn idempotency_key(instance: &str, seq: u64) -> String {
-    format!("{instance}/{seq}")
+/// `{instance}/{generation}/{step}`: unique per call, the same for its retries and
+/// redeliveries.
+pub(crate) fn idempotency_key(instance: &str, generation: u32, key_seq: u64) -> String {
+    format!("{instance}/{generation}/{key_seq}")
 }

@@ -1,15 +1,18 @@
-//! The client: start instances, read their status, wait for their output.
+//! The client: start instances, read their status, wait for their output, and manage
+//! them (events, terminate, suspend, resume, purge, restart, list).
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use durable_store::{Commit, Event, Failure, InstanceRecord, Status, WorkItem};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::Error;
 use crate::handle::Orchestrator;
 use crate::payload;
-use crate::runtime::{Shared, now_ms};
+use crate::runtime::{Delivery, Shared, now_ms};
 
 /// The longest instance id accepted, in bytes.
 pub const MAX_INSTANCE_ID_LEN: usize = 256;
@@ -18,7 +21,7 @@ pub const MAX_INSTANCE_ID_LEN: usize = 256;
 /// [`Runtime::client`](crate::Runtime::client).
 #[derive(Clone, Debug)]
 pub struct Client {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// The state of an instance, with its output decoded.
@@ -36,10 +39,15 @@ pub enum InstanceStatus<T> {
     /// Stopped because its code does not replay its history or is not registered; resumes
     /// when a runtime with fixed code starts on the store.
     Stalled(Failure),
+    /// Stopped by a client, with the reason given.
+    Terminated(String),
+    /// Paused by a client, with the reason given; [`Instance::resume`] lets it go on.
+    Suspended(String),
 }
 
 impl<T> InstanceStatus<T> {
-    /// Whether the instance has finished or stalled (nothing will happen until a restart).
+    /// Whether nothing will happen to the instance until a client or a restart acts:
+    /// finished, stalled, terminated or suspended.
     pub fn is_settled(&self) -> bool {
         !matches!(self, InstanceStatus::Pending | InstanceStatus::Running)
     }
@@ -80,11 +88,6 @@ impl Client {
             return Ok(Instance::new(self.clone(), id, false));
         }
         let now = now_ms();
-        let started = Event::Started {
-            orchestrator: O::NAME.to_string(),
-            input: input.clone(),
-        };
-        let message_id = self.shared.work_id();
         let record = InstanceRecord {
             orchestrator: O::NAME.to_string(),
             input,
@@ -92,23 +95,59 @@ impl Client {
             created_ms: now,
             updated_ms: now,
             history_len: 0,
+            generation: 0,
+            custom_status: None,
+            parent: None,
         };
-        self.shared
-            .commits
-            .commit(Commit {
-                instances: vec![(id.clone(), record)],
-                enqueued: vec![(
-                    message_id,
-                    WorkItem::Message {
-                        instance: id.clone(),
-                        event: started.clone(),
-                    },
-                )],
-                ..Commit::default()
-            })
-            .await?;
-        self.shared.deliver(id.clone(), message_id, started);
+        self.begin(&id, record, Commit::default()).await?;
         Ok(Instance::new(self.clone(), id, true))
+    }
+
+    /// Writes `record` (with a `Started` event for its generation) in `commit`, then hands
+    /// the event to the runtime.
+    async fn begin(
+        &self,
+        id: &str,
+        record: InstanceRecord,
+        mut commit: Commit,
+    ) -> Result<(), Error> {
+        let generation = Some(record.generation);
+        let started = Event::Started {
+            orchestrator: record.orchestrator.clone(),
+            input: record.input.clone(),
+        };
+        commit.instances.push((id.to_string(), record));
+        self.send(id, generation, started, commit).await
+    }
+
+    /// Commits `event` as a message for `id` (with whatever else `commit` holds), then
+    /// hands it to the runtime.
+    async fn send(
+        &self,
+        id: &str,
+        generation: Option<u32>,
+        event: Event,
+        mut commit: Commit,
+    ) -> Result<(), Error> {
+        let message_id = self.shared.work_id();
+        commit.enqueued.push((
+            message_id,
+            WorkItem::Message {
+                instance: id.to_string(),
+                generation,
+                event: event.clone(),
+            },
+        ));
+        self.shared.commits.commit(commit).await?;
+        self.shared.deliver(
+            id.to_string(),
+            Delivery {
+                id: message_id,
+                generation,
+                event,
+            },
+        );
+        Ok(())
     }
 
     /// A typed handle on an existing instance of `orchestrator` (not checked until used).
@@ -122,21 +161,295 @@ impl Client {
         Ok(self.shared.store.instance(id)?)
     }
 
-    fn status_of<T: serde::de::DeserializeOwned>(
-        &self,
-        id: &str,
-    ) -> Result<InstanceStatus<T>, Error> {
-        let record = self
-            .record(id)?
-            .ok_or_else(|| Error::InstanceNotFound(id.to_string()))?;
-        Ok(match record.status {
+    fn existing(&self, id: &str) -> Result<InstanceRecord, Error> {
+        self.record(id)?
+            .ok_or_else(|| Error::InstanceNotFound(id.to_string()))
+    }
+
+    fn status_of<T: DeserializeOwned>(&self, id: &str) -> Result<InstanceStatus<T>, Error> {
+        Ok(match self.existing(id)?.status {
             Status::Pending => InstanceStatus::Pending,
             Status::Running => InstanceStatus::Running,
             Status::Completed { output } => InstanceStatus::Completed(payload::decode(&output)?),
             Status::Failed { failure } => InstanceStatus::Failed(failure),
             Status::Stalled { failure } => InstanceStatus::Stalled(failure),
+            Status::Terminated { reason } => InstanceStatus::Terminated(reason),
+            Status::Suspended { reason } => InstanceStatus::Suspended(reason),
         })
     }
+
+    /// Raises external event `name` with `payload` to instance `id`; the orchestrator
+    /// receives it with `ctx.wait_event(name)`, now or when it next waits.
+    pub async fn raise_event<T: Serialize>(
+        &self,
+        id: &str,
+        name: &str,
+        payload: &T,
+    ) -> Result<(), Error> {
+        let record = self.existing(id)?;
+        refuse_if_finished(id, &record, "raise an event to")?;
+        let event = Event::EventRaised {
+            name: name.to_string(),
+            payload: payload::encode(payload)?,
+        };
+        self.send(id, None, event, Commit::default()).await
+    }
+
+    /// Stops instance `id` before it finishes; its status becomes terminated with
+    /// `reason`. Activities already running finish, their results ignored.
+    pub async fn terminate(&self, id: &str, reason: &str) -> Result<(), Error> {
+        let record = self.existing(id)?;
+        refuse_if_finished(id, &record, "terminate")?;
+        let event = Event::TerminateRequested {
+            reason: reason.to_string(),
+        };
+        self.send(id, None, event, Commit::default()).await
+    }
+
+    /// Pauses instance `id`: events are kept, and applied once it is resumed.
+    pub async fn suspend(&self, id: &str, reason: &str) -> Result<(), Error> {
+        let record = self.existing(id)?;
+        refuse_if_finished(id, &record, "suspend")?;
+        if matches!(record.status, Status::Suspended { .. }) {
+            return Err(invalid_state(
+                id,
+                "suspend",
+                &record,
+                "it is suspended already",
+            ));
+        }
+        let event = Event::SuspendRequested {
+            reason: reason.to_string(),
+        };
+        self.send(id, None, event, Commit::default()).await
+    }
+
+    /// Lets a suspended instance go on.
+    pub async fn resume(&self, id: &str) -> Result<(), Error> {
+        let record = self.existing(id)?;
+        if !matches!(record.status, Status::Suspended { .. }) {
+            return Err(invalid_state(
+                id,
+                "resume",
+                &record,
+                "only a suspended instance can be resumed",
+            ));
+        }
+        self.send(id, None, Event::ResumeRequested, Commit::default())
+            .await
+    }
+
+    /// Removes a finished (completed, failed or terminated) instance and its history.
+    pub async fn purge(&self, id: &str) -> Result<(), Error> {
+        let record = self.existing(id)?;
+        if !record.status.is_terminal() {
+            return Err(invalid_state(
+                id,
+                "purge",
+                &record,
+                "terminate it first, or wait until it finishes",
+            ));
+        }
+        let mut commit = Commit::default();
+        purge_into(&mut commit, id, &record);
+        self.shared.commits.commit(commit).await?;
+        self.shared.forget(id);
+        Ok(())
+    }
+
+    /// Removes every finished instance that `filter` matches, in one commit; returns how
+    /// many.
+    pub async fn purge_where(&self, filter: &PurgeFilter) -> Result<usize, Error> {
+        let mut commit = Commit::default();
+        let mut purged = Vec::new();
+        for (id, record) in self.shared.store.instances()? {
+            if record.status.is_terminal() && filter.matches(&record) {
+                purge_into(&mut commit, &id, &record);
+                purged.push(id);
+            }
+        }
+        if !purged.is_empty() {
+            self.shared.commits.commit(commit).await?;
+        }
+        for id in &purged {
+            self.shared.forget(id);
+        }
+        Ok(purged.len())
+    }
+
+    /// Runs a failed or terminated instance again from its original input, under the
+    /// same id and with a fresh history.
+    pub async fn restart(&self, id: &str) -> Result<(), Error> {
+        let mut record = self.existing(id)?;
+        if !matches!(
+            record.status,
+            Status::Failed { .. } | Status::Terminated { .. }
+        ) {
+            return Err(invalid_state(
+                id,
+                "restart",
+                &record,
+                "only a failed or terminated instance can be restarted",
+            ));
+        }
+        let mut commit = Commit::default();
+        commit
+            .histories_removed
+            .push((id.to_string(), record.history_len));
+        record.history_len = 0;
+        // A new generation, so late results of the old run are told apart and dropped.
+        record.generation += 1;
+        record.status = Status::Pending;
+        record.custom_status = None;
+        record.updated_ms = now_ms();
+        self.shared.forget(id);
+        self.begin(id, record, commit).await
+    }
+
+    /// Instances matching `query`, in id order, one page at a time.
+    pub fn list(&self, query: &InstanceQuery) -> Result<Page, Error> {
+        let mut instances = Vec::new();
+        let mut next = None;
+        for (id, record) in self.shared.store.instances()? {
+            if query.after.as_ref().is_some_and(|after| id <= *after) || !query.matches(&record) {
+                continue;
+            }
+            if instances.len() == query.page_size.max(1) {
+                next = instances.last().map(|s: &InstanceSummary| s.id.clone());
+                break;
+            }
+            instances.push(InstanceSummary {
+                id,
+                orchestrator: record.orchestrator,
+                status: record.status.name(),
+                created_ms: record.created_ms,
+                updated_ms: record.updated_ms,
+            });
+        }
+        Ok(Page { instances, next })
+    }
+}
+
+fn purge_into(commit: &mut Commit, id: &str, record: &InstanceRecord) {
+    commit
+        .histories_removed
+        .push((id.to_string(), record.history_len));
+    commit.instances_removed.push(id.to_string());
+}
+
+fn refuse_if_finished(
+    id: &str,
+    record: &InstanceRecord,
+    action: &'static str,
+) -> Result<(), Error> {
+    if record.status.is_terminal() {
+        return Err(invalid_state(
+            id,
+            action,
+            record,
+            "it has finished; restart it or start a new instance",
+        ));
+    }
+    Ok(())
+}
+
+fn invalid_state(
+    id: &str,
+    action: &'static str,
+    record: &InstanceRecord,
+    hint: &'static str,
+) -> Error {
+    Error::InvalidState {
+        id: id.to_string(),
+        action,
+        status: record.status.name(),
+        hint,
+    }
+}
+
+/// Which instances [`Client::list`] returns.
+#[derive(Clone, Debug)]
+pub struct InstanceQuery {
+    /// Only these statuses (by [`Status::name`]: `running`, `completed`, ...); all if
+    /// empty.
+    pub statuses: Vec<&'static str>,
+    /// Only instances of this orchestrator.
+    pub orchestrator: Option<String>,
+    /// Only instances created at or after this time (ms since the Unix epoch).
+    pub created_from_ms: Option<u64>,
+    /// Only instances created before this time (ms since the Unix epoch).
+    pub created_before_ms: Option<u64>,
+    /// At most this many per page.
+    pub page_size: usize,
+    /// Start after this id: the `next` of the previous page.
+    pub after: Option<String>,
+}
+
+impl Default for InstanceQuery {
+    fn default() -> Self {
+        Self {
+            statuses: Vec::new(),
+            orchestrator: None,
+            created_from_ms: None,
+            created_before_ms: None,
+            page_size: 100,
+            after: None,
+        }
+    }
+}
+
+impl InstanceQuery {
+    fn matches(&self, record: &InstanceRecord) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&record.status.name()))
+            && self
+                .orchestrator
+                .as_ref()
+                .is_none_or(|o| *o == record.orchestrator)
+            && self.created_from_ms.is_none_or(|t| record.created_ms >= t)
+            && self.created_before_ms.is_none_or(|t| record.created_ms < t)
+    }
+}
+
+/// Which finished instances [`Client::purge_where`] removes.
+#[derive(Clone, Debug, Default)]
+pub struct PurgeFilter {
+    /// Only these statuses (`completed`, `failed`, `terminated`); all finished if empty.
+    pub statuses: Vec<&'static str>,
+    /// Only instances that finished before this time (ms since the Unix epoch).
+    pub finished_before_ms: Option<u64>,
+}
+
+impl PurgeFilter {
+    fn matches(&self, record: &InstanceRecord) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&record.status.name()))
+            && self
+                .finished_before_ms
+                .is_none_or(|t| record.updated_ms < t)
+    }
+}
+
+/// One instance in a [`Page`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceSummary {
+    /// The instance id.
+    pub id: String,
+    /// Its orchestrator.
+    pub orchestrator: String,
+    /// Its status's name.
+    pub status: &'static str,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Last update, ms since the Unix epoch.
+    pub updated_ms: u64,
+}
+
+/// A page of [`Client::list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// The instances, in id order.
+    pub instances: Vec<InstanceSummary>,
+    /// Pass as [`InstanceQuery::after`] for the next page; `None` on the last.
+    pub next: Option<String>,
 }
 
 /// A typed handle on one instance of orchestrator `O`.
@@ -174,35 +487,59 @@ impl<O: Orchestrator> Instance<O> {
         self.client.status_of(&self.id)
     }
 
+    /// The custom status the orchestrator last set with `ctx.set_custom_status`.
+    pub async fn custom_status<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
+        match self.client.existing(&self.id)?.custom_status {
+            Some(bytes) => Ok(Some(payload::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Raises external event `name` to this instance (see [`Client::raise_event`]).
+    pub async fn raise_event<T: Serialize>(&self, name: &str, payload: &T) -> Result<(), Error> {
+        self.client.raise_event(&self.id, name, payload).await
+    }
+
+    /// Terminates this instance (see [`Client::terminate`]).
+    pub async fn terminate(&self, reason: &str) -> Result<(), Error> {
+        self.client.terminate(&self.id, reason).await
+    }
+
+    /// Suspends this instance (see [`Client::suspend`]).
+    pub async fn suspend(&self, reason: &str) -> Result<(), Error> {
+        self.client.suspend(&self.id, reason).await
+    }
+
+    /// Resumes this instance (see [`Client::resume`]).
+    pub async fn resume(&self) -> Result<(), Error> {
+        self.client.resume(&self.id).await
+    }
+
     /// Waits until the instance finishes and returns its output; fails with
-    /// [`Error::Failed`] if it failed, [`Error::Stalled`] if it stalled, and
-    /// [`Error::Timeout`] if it has not finished within `timeout`.
+    /// [`Error::Failed`] if it failed, [`Error::Stalled`] if it stalled,
+    /// [`Error::Terminated`] if it was terminated, and [`Error::Timeout`] if it has not
+    /// finished within `timeout`.
     pub async fn wait(&self, timeout: Duration) -> Result<O::Output, Error> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let id = || self.id.clone();
         loop {
             // Watch before reading, so a finish between the two is not missed.
             let finished = self.client.shared.watch(&self.id);
             match self.status().await? {
                 InstanceStatus::Completed(output) => return Ok(output),
-                InstanceStatus::Failed(failure) => {
-                    return Err(Error::Failed {
-                        id: self.id.clone(),
-                        failure,
-                    });
-                }
+                InstanceStatus::Failed(failure) => return Err(Error::Failed { id: id(), failure }),
                 InstanceStatus::Stalled(failure) => {
-                    return Err(Error::Stalled {
-                        id: self.id.clone(),
-                        failure,
-                    });
+                    return Err(Error::Stalled { id: id(), failure });
                 }
-                InstanceStatus::Pending | InstanceStatus::Running => {}
+                InstanceStatus::Terminated(reason) => {
+                    return Err(Error::Terminated { id: id(), reason });
+                }
+                InstanceStatus::Pending
+                | InstanceStatus::Running
+                | InstanceStatus::Suspended(_) => {}
             }
             if tokio::time::timeout_at(deadline, finished).await.is_err() {
-                return Err(Error::Timeout {
-                    id: self.id.clone(),
-                    timeout,
-                });
+                return Err(Error::Timeout { id: id(), timeout });
             }
         }
     }

@@ -70,6 +70,26 @@ pub enum Error {
         /// What went wrong.
         failure: Failure,
     },
+    /// A client terminated the instance.
+    #[error("instance `{id}` was terminated: {reason}")]
+    Terminated {
+        /// The instance id.
+        id: String,
+        /// Why, as the client said.
+        reason: String,
+    },
+    /// The request makes no sense in the instance's current state.
+    #[error("cannot {action} instance `{id}`: it is {status}; {hint}")]
+    InvalidState {
+        /// The instance id.
+        id: String,
+        /// What was asked.
+        action: &'static str,
+        /// The instance's status.
+        status: &'static str,
+        /// What to do instead.
+        hint: &'static str,
+    },
     /// Waiting for the instance took longer than the timeout.
     #[error("instance `{id}` did not finish within {timeout:?}")]
     Timeout {
@@ -119,6 +139,22 @@ impl ActivityError {
             attempt,
             failure,
         }
+    }
+
+    pub(crate) fn timed_out(activity: &str, attempt: u32, timeout: Timeout) -> Self {
+        Self::new(
+            activity.to_string(),
+            attempt,
+            Failure {
+                kind: FailureKind::TimedOut,
+                message: timeout.to_string(),
+            },
+        )
+    }
+
+    /// Whether the attempt did not finish within its durable timeout.
+    pub fn is_timeout(&self) -> bool {
+        self.failure.kind == FailureKind::TimedOut
     }
 
     /// The activity's registered name.
@@ -172,6 +208,88 @@ impl std::error::Error for ActivityError {}
 
 impl From<ActivityError> for String {
     fn from(e: ActivityError) -> String {
+        e.to_string()
+    }
+}
+
+/// A sub-orchestration that failed, as its parent sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubOrchestrationError {
+    orchestrator: String,
+    instance: String,
+    failure: Failure,
+}
+
+impl SubOrchestrationError {
+    pub(crate) fn new(orchestrator: String, instance: String, failure: Failure) -> Self {
+        Self {
+            orchestrator,
+            instance,
+            failure,
+        }
+    }
+
+    /// The child orchestrator's registered name.
+    pub fn orchestrator(&self) -> &str {
+        &self.orchestrator
+    }
+
+    /// The child's instance id.
+    pub fn instance_id(&self) -> &str {
+        &self.instance
+    }
+
+    /// The child's failure message.
+    pub fn message(&self) -> &str {
+        &self.failure.message
+    }
+
+    /// The error value the child returned, decoded as `E` (its error type).
+    pub fn error<E: DeserializeOwned>(&self) -> Option<E> {
+        returned_error(&self.failure)
+    }
+
+    /// The stored failure.
+    pub fn failure(&self) -> &Failure {
+        &self.failure
+    }
+}
+
+impl std::fmt::Display for SubOrchestrationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sub-orchestration `{}` (instance `{}`) failed: {}",
+            self.orchestrator, self.instance, self.failure.message
+        )
+    }
+}
+
+impl std::error::Error for SubOrchestrationError {}
+
+impl From<SubOrchestrationError> for String {
+    fn from(e: SubOrchestrationError) -> String {
+        e.to_string()
+    }
+}
+
+/// A durable operation that did not finish before its durable timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout {
+    /// The timeout that elapsed.
+    pub after: Duration,
+}
+
+impl std::fmt::Display for Timeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "timed out after {:?}", self.after)
+    }
+}
+
+impl std::error::Error for Timeout {}
+
+impl From<Timeout> for String {
+    fn from(e: Timeout) -> String {
         e.to_string()
     }
 }

@@ -24,33 +24,48 @@
 extern crate self as durable_core;
 
 mod activity_context;
+mod activity_worker;
 mod client;
+mod durable_future;
 mod error;
+mod external_event;
 mod group_commit;
 mod handle;
+mod join;
 mod orchestration_context;
 mod payload;
 mod registry;
 mod replay;
+mod retry;
 mod runtime;
+mod timer;
+mod turn;
 
 pub use activity_context::ActivityContext;
-pub use client::{Client, Instance, InstanceStatus, MAX_INSTANCE_ID_LEN};
+pub use client::{
+    Client, Instance, InstanceQuery, InstanceStatus, InstanceSummary, MAX_INSTANCE_ID_LEN, Page,
+    PurgeFilter,
+};
+pub use durable_future::{
+    ActivityCall, ContinueAsNew, DurableFuture, EventWait, SubOrchestrationCall, Timer,
+};
 pub use durable_macros::{activity, orchestrator};
 pub use durable_store::{Durability, FjallStore, Store, StoreError};
-pub use error::{ActivityError, Error};
+pub use error::{ActivityError, Error, SubOrchestrationError, Timeout};
 pub use group_commit::CommitStats;
 pub use handle::{Activity, Orchestrator};
-pub use orchestration_context::{ActivityCall, OrchestrationContext};
+pub use join::{Either, JoinAll, Select2, WhenAny};
+pub use orchestration_context::OrchestrationContext;
 pub use payload::PayloadError;
-pub use replay::{Execution, Outcome, ScheduledActivity, Turn};
+pub use replay::{Command, Execution, Outcome, Turn};
+pub use retry::{Backoff, RetryPolicy};
 pub use runtime::{Runtime, RuntimeBuilder};
 
 /// The stored records, for tools and tests that read a store directly.
 pub mod record {
     pub use durable_store::{
-        ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, InstanceRecord, Site,
-        Status, WorkId, WorkItem,
+        ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, InstanceRecord,
+        ParentLink, Site, Status, WorkId, WorkItem,
     };
 }
 

@@ -1,25 +1,25 @@
 //! [`OrchestrationContext`]: what an orchestrator uses to issue durable operations.
 
-use std::future::Future;
-use std::marker::PhantomData;
 use std::panic::Location;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use durable_store::Site;
+use durable_store::{Event, Site};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use crate::error::ActivityError;
-use crate::handle::Activity;
+use crate::durable_future::{ActivityCall, ContinueAsNew, EventWait, SubOrchestrationCall, Timer};
+use crate::handle::{Activity, Orchestrator};
 use crate::payload;
 use crate::registry::decode_failure;
-use crate::replay::{ReplayState, lock};
+use crate::replay::{Command, NewStep, ReplayState, StepKind, lock};
 
 /// The handle an orchestrator gets to issue durable operations.
 ///
 /// Every operation is recorded in the instance's history with a step number and the
 /// source line of the call; after a restart the orchestrator is replayed and each
-/// operation's result is served from the history instead of running it again.
+/// operation's result is served from the history instead of running it again. Anything
+/// that differs between runs (the time, random numbers, ids) must come from here too.
 #[derive(Clone)]
 pub struct OrchestrationContext {
     instance: Arc<str>,
@@ -32,6 +32,11 @@ impl std::fmt::Debug for OrchestrationContext {
             .field("instance", &self.instance)
             .finish_non_exhaustive()
     }
+}
+
+fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl OrchestrationContext {
@@ -51,6 +56,24 @@ impl OrchestrationContext {
     /// restart or a cache eviction). Use it to keep logs from repeating.
     pub fn is_replaying(&self) -> bool {
         lock(&self.state).is_replaying()
+    }
+
+    fn site(state: &ReplayState, caller: &Location<'_>) -> Site {
+        Site {
+            function: state.orchestrator.clone(),
+            file: caller.file().to_string(),
+            line: caller.line(),
+            line_offset: i64::from(caller.line()) - i64::from(state.fn_line),
+        }
+    }
+
+    /// Encodes a payload the code hands to a durable operation; one that does not encode
+    /// stops the instance with an error naming its type.
+    fn encode<T: Serialize>(state: &mut ReplayState, value: &T) -> Vec<u8> {
+        payload::encode(value).unwrap_or_else(|e| {
+            state.fail_decode(decode_failure(e));
+            Vec::new()
+        })
     }
 
     /// Calls an activity by its handle. The call is recorded when it is made; await the
@@ -74,64 +97,263 @@ impl OrchestrationContext {
     ///     }
     /// }
     /// ```
+    ///
+    /// [`ActivityError`]: crate::ActivityError
     #[track_caller]
     pub fn call<A: Activity>(&self, activity: A, input: A::Input) -> ActivityCall<A::Output> {
-        let _ = activity;
-        let caller = Location::caller();
-        let mut state = lock(&self.state);
-        let site = Site {
-            function: state.orchestrator.clone(),
-            file: caller.file().to_string(),
-            line: caller.line(),
-            line_offset: i64::from(caller.line()) - i64::from(state.fn_line),
-        };
-        let input = match payload::encode(&input) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                state.fail_decode(decode_failure(e));
-                Vec::new()
-            }
-        };
-        let seq = state.schedule_activity(A::NAME, input, site);
-        ActivityCall {
-            state: self.state.clone(),
-            seq,
-            _output: PhantomData,
-        }
+        self.call_attempt(activity, input, None, 1, Location::caller())
     }
-}
 
-/// The future of an activity call: resolves once the activity's result is in the history.
-#[must_use = "an activity call does nothing for the orchestrator unless awaited"]
-pub struct ActivityCall<T> {
-    state: Arc<Mutex<ReplayState>>,
-    seq: u64,
-    _output: PhantomData<fn() -> T>,
-}
-
-impl<T> std::fmt::Debug for ActivityCall<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActivityCall")
-            .field("seq", &self.seq)
-            .finish()
-    }
-}
-
-impl<T: serde::de::DeserializeOwned> Future for ActivityCall<T> {
-    type Output = Result<T, ActivityError>;
-
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+    /// A call of `activity` that is attempt `attempt` of the call first issued as step
+    /// `key_seq` (whose idempotency key it shares); `None` for a first attempt.
+    pub(crate) fn call_attempt<A: Activity>(
+        &self,
+        _activity: A,
+        input: A::Input,
+        key_seq: Option<u64>,
+        attempt: u32,
+        caller: &Location<'_>,
+    ) -> ActivityCall<A::Output> {
         let mut state = lock(&self.state);
-        match state.take_result(self.seq) {
-            None => Poll::Pending,
-            Some(Err(error)) => Poll::Ready(Err(error)),
-            Some(Ok(bytes)) => match payload::decode(&bytes) {
-                Ok(output) => Poll::Ready(Ok(output)),
-                Err(e) => {
-                    state.fail_decode(decode_failure(e));
-                    Poll::Pending
+        let site = Self::site(&state, caller);
+        let input = Self::encode(&mut state, &input);
+        let event_input = input.clone();
+        let event_site = site.clone();
+        let seq = state.issue(NewStep {
+            kind: StepKind::Activity(A::NAME.to_string()),
+            site,
+            event: Box::new(move |seq| Event::ActivityScheduled {
+                seq,
+                activity: A::NAME.to_string(),
+                input: event_input,
+                site: event_site,
+            }),
+            command: Some(Box::new(move |seq| Command::ScheduleActivity {
+                seq,
+                activity: A::NAME.to_string(),
+                input,
+                key_seq: key_seq.unwrap_or(seq),
+                attempt,
+            })),
+        });
+        ActivityCall::new(self.state.clone(), seq)
+    }
+
+    /// A durable timer that fires `duration` from now. It survives restarts and never
+    /// fires early.
+    #[track_caller]
+    pub fn sleep(&self, duration: Duration) -> Timer {
+        self.timer_at(Location::caller(), duration)
+    }
+
+    /// A timer `duration` from now, recorded as issued at `caller`.
+    pub(crate) fn timer_at(&self, caller: &Location<'_>, duration: Duration) -> Timer {
+        self.timer(caller, move || SystemTime::now() + duration)
+    }
+
+    /// A durable timer that fires at `time`.
+    #[track_caller]
+    pub fn sleep_until(&self, time: SystemTime) -> Timer {
+        self.timer(Location::caller(), move || time)
+    }
+
+    fn timer(
+        &self,
+        caller: &Location<'_>,
+        fire_at: impl FnOnce() -> SystemTime + 'static,
+    ) -> Timer {
+        let mut state = lock(&self.state);
+        let site = Self::site(&state, caller);
+        let event_site = site.clone();
+        let fire_at_ms = Arc::new(Mutex::new(0));
+        let command_fire_at = fire_at_ms.clone();
+        let seq = state.issue(NewStep {
+            kind: StepKind::Timer,
+            site,
+            event: Box::new(move |seq| {
+                let at = millis(fire_at());
+                *command_fire_at.lock().unwrap_or_else(|p| p.into_inner()) = at;
+                Event::TimerCreated {
+                    seq,
+                    fire_at_ms: at,
+                    site: event_site,
                 }
-            },
+            }),
+            command: Some(Box::new(move |seq| Command::CreateTimer {
+                seq,
+                fire_at_ms: *fire_at_ms.lock().unwrap_or_else(|p| p.into_inner()),
+            })),
+        });
+        Timer::new(self.state.clone(), seq)
+    }
+
+    /// Waits for the next external event named `name` (raised with
+    /// [`Instance::raise_event`](crate::Instance::raise_event)). Events that arrived
+    /// before the wait are kept, in order.
+    pub fn wait_event<T: DeserializeOwned>(&self, name: &str) -> EventWait<T> {
+        EventWait::new(self.state.clone(), name)
+    }
+
+    /// Starts orchestrator `orchestrator` as a child instance with id
+    /// `{this instance}:{step}`; await it for its output.
+    #[track_caller]
+    pub fn sub_orchestration<O: Orchestrator>(
+        &self,
+        orchestrator: O,
+        input: O::Input,
+    ) -> SubOrchestrationCall<O::Output> {
+        self.sub_orchestration_at(orchestrator, None, input, Location::caller())
+    }
+
+    /// Starts orchestrator `orchestrator` as a child instance with the id `instance`.
+    #[track_caller]
+    pub fn sub_orchestration_with_id<O: Orchestrator>(
+        &self,
+        orchestrator: O,
+        instance: impl Into<String>,
+        input: O::Input,
+    ) -> SubOrchestrationCall<O::Output> {
+        let instance = instance.into();
+        self.sub_orchestration_at(orchestrator, Some(instance), input, Location::caller())
+    }
+
+    fn sub_orchestration_at<O: Orchestrator>(
+        &self,
+        _orchestrator: O,
+        instance: Option<String>,
+        input: O::Input,
+        caller: &Location<'_>,
+    ) -> SubOrchestrationCall<O::Output> {
+        let mut state = lock(&self.state);
+        let site = Self::site(&state, caller);
+        let input = Self::encode(&mut state, &input);
+        let parent = self.instance.to_string();
+        let child_id = move |seq: u64| {
+            instance
+                .clone()
+                .unwrap_or_else(|| format!("{parent}:{seq}"))
+        };
+        let child = child_id.clone();
+        let event_child = child_id.clone();
+        let event_input = input.clone();
+        let event_site = site.clone();
+        let seq = state.issue(NewStep {
+            kind: StepKind::SubOrchestration(O::NAME.to_string()),
+            site,
+            event: Box::new(move |seq| Event::SubOrchestrationScheduled {
+                seq,
+                orchestrator: O::NAME.to_string(),
+                instance: event_child(seq),
+                input: event_input,
+                site: event_site,
+            }),
+            command: Some(Box::new(move |seq| Command::StartSubOrchestration {
+                seq,
+                orchestrator: O::NAME.to_string(),
+                instance: child(seq),
+                input,
+            })),
+        });
+        drop(state);
+        SubOrchestrationCall::new(self.state.clone(), seq, child_id(seq))
+    }
+
+    /// The current time, recorded in the history so every replay sees the same value.
+    #[track_caller]
+    pub fn now(&self) -> SystemTime {
+        let ms: u64 = self.record("now", Location::caller(), || millis(SystemTime::now()));
+        UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    /// A random number, recorded in the history so every replay sees the same value.
+    #[track_caller]
+    pub fn random(&self) -> u64 {
+        self.record("random", Location::caller(), || {
+            uuid::Uuid::new_v4().as_u64_pair().0
+        })
+    }
+
+    /// A new random (v4) UUID, recorded in the history so every replay sees the same one.
+    #[track_caller]
+    pub fn new_uuid(&self) -> uuid::Uuid {
+        self.record("uuid", Location::caller(), uuid::Uuid::new_v4)
+    }
+
+    /// The escape hatch: runs `f` the first time and records its value in the history;
+    /// replays return the recorded value without running `f`. For small, quick,
+    /// non-deterministic reads (a configuration flag, a hostname); do real work in
+    /// activities.
+    #[track_caller]
+    pub fn side_effect<T: Serialize + DeserializeOwned>(&self, f: impl FnOnce() -> T) -> T {
+        self.record("side_effect", Location::caller(), f)
+    }
+
+    /// A value from outside the orchestration, recorded as a step: produced the first
+    /// time, read back from the history on replay. `produce` runs without the replay
+    /// state locked, so it may be any user code (it must not use the context).
+    fn record<T: Serialize + DeserializeOwned>(
+        &self,
+        what: &str,
+        caller: &Location<'_>,
+        produce: impl FnOnce() -> T,
+    ) -> T {
+        let mut state = lock(&self.state);
+        let site = Self::site(&state, caller);
+        let kind = StepKind::Recorded(what.to_string());
+        if state.next_is_recorded() {
+            let seq = state.issue(NewStep {
+                kind,
+                site,
+                event: Box::new(|_| unreachable!("a recorded step is not issued again")),
+                command: None,
+            });
+            if !state.is_stopped()
+                && let Some(bytes) = state.recorded_value(seq)
+            {
+                match payload::decode(&bytes) {
+                    Ok(value) => return value,
+                    Err(e) => state.fail_decode(decode_failure(e)),
+                }
+            }
+            // The turn is stopping: its result is discarded, any value will do.
+            drop(state);
+            return produce();
         }
+        drop(state);
+        let value = produce();
+        let mut state = lock(&self.state);
+        let bytes = Self::encode(&mut state, &value);
+        let what = what.to_string();
+        state.issue(NewStep {
+            kind,
+            site: site.clone(),
+            event: Box::new(move |seq| Event::Recorded {
+                seq,
+                what,
+                value: bytes,
+                site,
+            }),
+            command: None,
+        });
+        value
+    }
+
+    /// Sets the instance's custom status, which clients read while it runs (progress,
+    /// the current stage, ...). Stored with the turn.
+    pub fn set_custom_status<T: Serialize>(&self, status: &T) {
+        let mut state = lock(&self.state);
+        let bytes = Self::encode(&mut state, status);
+        state.set_custom_status(bytes);
+    }
+
+    /// Ends this generation of the instance and starts the next with `input` and a fresh
+    /// history, under the same instance id: how an eternal orchestration keeps its
+    /// history small. Await it as the orchestrator's last step:
+    /// `return ctx.continue_as_new(next).await;`.
+    pub fn continue_as_new<I: Serialize, T>(&self, input: I) -> ContinueAsNew<T> {
+        let mut state = lock(&self.state);
+        let bytes = Self::encode(&mut state, &input);
+        state.continue_as_new(bytes);
+        ContinueAsNew::new()
     }
 }

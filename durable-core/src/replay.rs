@@ -2,9 +2,9 @@
 //!
 //! An [`Execution`] holds a live orchestrator future and what it has seen. A turn feeds it
 //! events (the recorded history, on a fresh execution, then the new events) and polls the
-//! future once; what comes out is the events to append to the history, the activities to
-//! schedule, and the instance's new state. No I/O happens here: the runtime loads, commits
-//! and dispatches.
+//! future once; what comes out is the events to append to the history, the commands for
+//! the runtime (activities to run, timers to set, sub-orchestrations to start), and the
+//! instance's new state. No I/O happens here: the runtime loads, commits and dispatches.
 //!
 //! Durable operations get sequence numbers in program order, assigned when they are
 //! called. An operation whose number is already in the history must match what the
@@ -19,22 +19,45 @@ use std::task::{Context, Poll, Waker};
 use durable_store::{Event, Failure, FailureKind, Site};
 
 use crate::OrchestrationContext;
-use crate::error::ActivityError;
+use crate::external_event::EventQueues;
 use crate::handle::Orchestrator;
 use crate::registry::{ErasedFuture, OrchestratorEntry, Registry, panic_message};
 
-/// The result of a durable step, as delivered to the orchestrator.
-pub(crate) type StepResult = Result<Vec<u8>, ActivityError>;
-
-/// An activity the turn asks the runtime to run.
+/// What the turn asks the runtime to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScheduledActivity {
-    /// Step number.
-    pub seq: u64,
-    /// Registered activity name.
-    pub activity: String,
-    /// Encoded input.
-    pub input: Vec<u8>,
+pub enum Command {
+    /// Run an activity.
+    ScheduleActivity {
+        /// Step number.
+        seq: u64,
+        /// Registered activity name.
+        activity: String,
+        /// Encoded input.
+        input: Vec<u8>,
+        /// The step whose idempotency key the call uses (itself, or the first attempt of a
+        /// retried call).
+        key_seq: u64,
+        /// The attempt this call is (1 unless it is a retry).
+        attempt: u32,
+    },
+    /// Set a durable timer.
+    CreateTimer {
+        /// Step number.
+        seq: u64,
+        /// When it fires, milliseconds since the Unix epoch.
+        fire_at_ms: u64,
+    },
+    /// Start a sub-orchestration.
+    StartSubOrchestration {
+        /// Step number.
+        seq: u64,
+        /// Registered name of the child orchestrator.
+        orchestrator: String,
+        /// Instance id of the child.
+        instance: String,
+        /// Encoded input.
+        input: Vec<u8>,
+    },
 }
 
 /// Where the instance stands after a turn.
@@ -46,6 +69,8 @@ pub enum Outcome {
     Completed(Vec<u8>),
     /// The orchestrator returned `Err`, panicked, or a payload did not decode.
     Failed(Failure),
+    /// The orchestrator continues as new with this encoded input: its history restarts.
+    ContinuedAsNew(Vec<u8>),
     /// The code does not replay the history. Nothing of the turn may be committed: the
     /// history and the new events stay as they are until fixed code is deployed.
     Stalled(Failure),
@@ -56,49 +81,109 @@ pub enum Outcome {
 pub struct Turn {
     /// Events to append to the history: the new events fed in, then those the code emitted.
     pub appended: Vec<Event>,
-    /// Activities to schedule.
-    pub activities: Vec<ScheduledActivity>,
+    /// What the runtime is to do.
+    pub commands: Vec<Command>,
+    /// The custom status, if the orchestrator set it this turn.
+    pub custom_status: Option<Vec<u8>>,
     /// The instance's state after the turn.
     pub outcome: Outcome,
+}
+
+/// The kind of a durable step, as compared on replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum StepKind {
+    Activity(String),
+    Timer,
+    SubOrchestration(String),
+    Recorded(String),
+}
+
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepKind::Activity(name) => write!(f, "activity `{name}`"),
+            StepKind::Timer => write!(f, "a timer"),
+            StepKind::SubOrchestration(name) => write!(f, "sub-orchestration `{name}`"),
+            StepKind::Recorded(what) => write!(f, "a recorded `{what}` value"),
+        }
+    }
 }
 
 /// A durable step as the history records it.
 #[derive(Debug)]
 struct Step {
-    activity: String,
+    kind: StepKind,
     site: Site,
     done: bool,
+    /// The value of a `Recorded` step.
+    value: Option<Vec<u8>>,
+}
+
+/// The result of a durable step, as delivered to its future.
+#[derive(Clone, Debug)]
+pub(crate) enum StepResult {
+    Ok(Vec<u8>),
+    Err { attempt: u32, failure: Failure },
+}
+
+/// A new step the code issued this turn, before it is numbered.
+pub(crate) struct NewStep {
+    pub(crate) kind: StepKind,
+    pub(crate) site: Site,
+    /// The history event recording it, given its number.
+    pub(crate) event: Box<dyn FnOnce(u64) -> Event>,
+    /// The command for the runtime, given its number.
+    pub(crate) command: Option<Box<dyn FnOnce(u64) -> Command>>,
 }
 
 /// What the orchestrator's context shares with the execution driving it.
-#[derive(Debug)]
 pub(crate) struct ReplayState {
+    pub(crate) instance: String,
     pub(crate) orchestrator: String,
     pub(crate) fn_line: u32,
     /// Steps recorded in history (and committed), by sequence number.
     steps: Vec<Step>,
     /// Number of steps that were in the history before the current poll began.
     recorded: usize,
-    /// Results delivered and not yet taken by their future.
-    results: HashMap<u64, StepResult>,
+    /// Results delivered and not yet taken, with the history position they arrived at.
+    results: HashMap<u64, (u64, StepResult)>,
     next_seq: u64,
+    /// Position of the next event applied: orders results, so races replay alike.
+    position: u64,
     emitted: Vec<Event>,
-    scheduled: Vec<ScheduledActivity>,
+    commands: Vec<Command>,
+    pub(crate) events: EventQueues,
+    custom_status: Option<Vec<u8>>,
+    continue_as_new: Option<Vec<u8>>,
     /// Set when the turn must stop: nondeterminism, or a payload that does not decode.
     fatal: Option<Outcome>,
 }
 
+impl std::fmt::Debug for ReplayState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplayState")
+            .field("instance", &self.instance)
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ReplayState {
-    fn new(orchestrator: &str, fn_line: u32) -> Self {
+    fn new(instance: &str, orchestrator: &str, fn_line: u32) -> Self {
         Self {
+            instance: instance.to_string(),
             orchestrator: orchestrator.to_string(),
             fn_line,
             steps: Vec::new(),
             recorded: 0,
             results: HashMap::new(),
             next_seq: 0,
+            position: 0,
             emitted: Vec::new(),
-            scheduled: Vec::new(),
+            commands: Vec::new(),
+            events: EventQueues::default(),
+            custom_status: None,
+            continue_as_new: None,
             fatal: None,
         }
     }
@@ -108,42 +193,65 @@ impl ReplayState {
         (self.next_seq as usize) < self.recorded
     }
 
-    /// Records a call of activity `activity` issued at `site`; returns its step number.
-    pub(crate) fn schedule_activity(&mut self, activity: &str, input: Vec<u8>, site: Site) -> u64 {
+    /// Whether the next step the code issues is already in the history.
+    pub(crate) fn next_is_recorded(&self) -> bool {
+        (self.next_seq as usize) < self.steps.len()
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.fatal.is_some()
+    }
+
+    /// Numbers a durable step the code issued; checks it against the history, or records
+    /// it (event and command) when it is new. Returns its number.
+    pub(crate) fn issue(&mut self, step: NewStep) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         if self.fatal.is_some() {
             return seq;
         }
         match self.steps.get(seq as usize) {
-            Some(step) if step.activity == activity && same_site(&step.site, &site) => {}
-            Some(step) => {
+            Some(recorded)
+                if recorded.kind == step.kind && same_site(&recorded.site, &step.site) => {}
+            Some(recorded) => {
                 let message = format!(
-                    "step {seq}: history has activity `{}` ({}) but the code now calls activity `{activity}` ({site})",
-                    step.activity, step.site
+                    "step {seq}: history has {} ({}) but the code now asks for {} ({})",
+                    recorded.kind, recorded.site, step.kind, step.site
                 );
                 self.fatal = Some(nondeterminism(message));
             }
             None => {
-                self.emitted.push(Event::ActivityScheduled {
-                    seq,
-                    activity: activity.to_string(),
-                    input: input.clone(),
-                    site: site.clone(),
-                });
+                let event = (step.event)(seq);
+                let value = match &event {
+                    Event::Recorded { value, .. } => Some(value.clone()),
+                    _ => None,
+                };
+                self.emitted.push(event);
+                if let Some(command) = step.command {
+                    self.commands.push(command(seq));
+                }
                 self.steps.push(Step {
-                    activity: activity.to_string(),
-                    site,
-                    done: false,
-                });
-                self.scheduled.push(ScheduledActivity {
-                    seq,
-                    activity: activity.to_string(),
-                    input,
+                    done: value.is_some(),
+                    kind: step.kind,
+                    site: step.site,
+                    value,
                 });
             }
         }
         seq
+    }
+
+    /// The value recorded at step `seq` (a `Recorded` step).
+    pub(crate) fn recorded_value(&self, seq: u64) -> Option<Vec<u8>> {
+        self.steps.get(seq as usize)?.value.clone()
+    }
+
+    /// The history position at which the result of step `seq` arrived, if it has.
+    pub(crate) fn ready_at(&self, seq: u64) -> Option<u64> {
+        if self.fatal.is_some() {
+            return None;
+        }
+        self.results.get(&seq).map(|(position, _)| *position)
     }
 
     /// The result of step `seq`, if it has arrived; taken, so it is handed out once.
@@ -151,7 +259,12 @@ impl ReplayState {
         if self.fatal.is_some() {
             return None;
         }
-        self.results.remove(&seq)
+        self.results.remove(&seq).map(|(_, result)| result)
+    }
+
+    /// The kind of step `seq`.
+    pub(crate) fn step_kind(&self, seq: u64) -> Option<&StepKind> {
+        self.steps.get(seq as usize).map(|s| &s.kind)
     }
 
     /// Stops the turn because a stored payload no longer decodes.
@@ -159,46 +272,95 @@ impl ReplayState {
         self.fatal.get_or_insert(Outcome::Failed(failure));
     }
 
+    pub(crate) fn set_custom_status(&mut self, status: Vec<u8>) {
+        if self.is_replaying() {
+            return;
+        }
+        self.emitted.push(Event::CustomStatusSet {
+            status: status.clone(),
+        });
+        self.custom_status = Some(status);
+    }
+
+    pub(crate) fn continue_as_new(&mut self, input: Vec<u8>) {
+        self.continue_as_new.get_or_insert(input);
+    }
+
     /// Applies one event. Returns false for an event that has nothing to apply to (a
     /// result for a step never scheduled or already finished), which is then dropped.
     fn apply(&mut self, event: &Event) -> bool {
+        let position = self.position;
+        self.position += 1;
+        let scheduled = |kind: StepKind, site: &Site| Step {
+            kind,
+            site: site.clone(),
+            done: false,
+            value: None,
+        };
         match event {
-            Event::ActivityScheduled {
-                seq,
-                activity,
+            Event::ActivityScheduled { activity, site, .. } => self
+                .steps
+                .push(scheduled(StepKind::Activity(activity.clone()), site)),
+            Event::TimerCreated { site, .. } => self.steps.push(scheduled(StepKind::Timer, site)),
+            Event::SubOrchestrationScheduled {
+                orchestrator, site, ..
+            } => self.steps.push(scheduled(
+                StepKind::SubOrchestration(orchestrator.clone()),
                 site,
-                ..
-            } => {
-                debug_assert_eq!(*seq as usize, self.steps.len());
-                self.steps.push(Step {
-                    activity: activity.clone(),
-                    site: site.clone(),
-                    done: false,
-                });
-                true
+            )),
+            Event::Recorded {
+                what, value, site, ..
+            } => self.steps.push(Step {
+                kind: StepKind::Recorded(what.clone()),
+                site: site.clone(),
+                done: true,
+                value: Some(value.clone()),
+            }),
+            Event::ActivityCompleted { seq, output }
+            | Event::SubOrchestrationCompleted { seq, output } => {
+                return self.deliver(*seq, position, StepResult::Ok(output.clone()));
             }
-            Event::ActivityCompleted { seq, output } => self.deliver(*seq, |_| Ok(output.clone())),
+            Event::TimerFired { seq } => {
+                return self.deliver(*seq, position, StepResult::Ok(Vec::new()));
+            }
             Event::ActivityFailed {
                 seq,
                 attempt,
                 failure,
-            } => self.deliver(*seq, |step| {
-                Err(ActivityError::new(
-                    step.activity.clone(),
-                    *attempt,
-                    failure.clone(),
-                ))
-            }),
-            Event::Started { .. } | Event::Completed { .. } | Event::Failed { .. } => true,
+            } => {
+                let result = StepResult::Err {
+                    attempt: *attempt,
+                    failure: failure.clone(),
+                };
+                return self.deliver(*seq, position, result);
+            }
+            Event::SubOrchestrationFailed { seq, failure } => {
+                let result = StepResult::Err {
+                    attempt: 1,
+                    failure: failure.clone(),
+                };
+                return self.deliver(*seq, position, result);
+            }
+            Event::EventRaised { name, payload } => {
+                self.events.raise(name, position, payload.clone());
+            }
+            Event::CustomStatusSet { status } => self.custom_status = Some(status.clone()),
+            Event::Started { .. }
+            | Event::Completed { .. }
+            | Event::Failed { .. }
+            | Event::ContinuedAsNew { .. }
+            | Event::TerminateRequested { .. }
+            | Event::SuspendRequested { .. }
+            | Event::ResumeRequested => {}
         }
+        true
     }
 
-    fn deliver(&mut self, seq: u64, result: impl FnOnce(&Step) -> StepResult) -> bool {
+    fn deliver(&mut self, seq: u64, position: u64, result: StepResult) -> bool {
         match self.steps.get_mut(seq as usize) {
             Some(step) if !step.done => {
                 step.done = true;
-                let result = result(step);
-                self.results.insert(seq, result);
+                self.results.insert(seq, (position, result));
                 true
             }
             _ => false,
@@ -250,7 +412,11 @@ impl Execution {
         Self {
             instance: instance.to_string(),
             entry_start: entry.start,
-            state: Arc::new(Mutex::new(ReplayState::new(orchestrator, entry.line))),
+            state: Arc::new(Mutex::new(ReplayState::new(
+                instance,
+                orchestrator,
+                entry.line,
+            ))),
             future: None,
             finished: false,
         }
@@ -279,14 +445,16 @@ impl Execution {
         if self.finished {
             return Turn {
                 appended,
-                activities: Vec::new(),
+                commands: Vec::new(),
+                custom_status: None,
                 outcome: Outcome::Running,
             };
         }
         let outcome = self.poll();
         let mut state = self.state();
         appended.append(&mut state.emitted);
-        let activities = std::mem::take(&mut state.scheduled);
+        let commands = std::mem::take(&mut state.commands);
+        let custom_status = state.custom_status.take();
         state.recorded = state.steps.len();
         drop(state);
         match &outcome {
@@ -296,6 +464,9 @@ impl Execution {
             Outcome::Failed(failure) => appended.push(Event::Failed {
                 failure: failure.clone(),
             }),
+            Outcome::ContinuedAsNew(input) => appended.push(Event::ContinuedAsNew {
+                input: input.clone(),
+            }),
             Outcome::Running | Outcome::Stalled(_) => {}
         }
         if !matches!(outcome, Outcome::Running) {
@@ -304,7 +475,8 @@ impl Execution {
         }
         Turn {
             appended,
-            activities,
+            commands,
+            custom_status,
             outcome,
         }
     }
@@ -315,6 +487,7 @@ impl Execution {
                 return false;
             }
             let ctx = OrchestrationContext::new(self.instance.clone(), self.state.clone());
+            self.state().position += 1;
             match (self.entry_start)(ctx, input) {
                 Ok(future) => self.future = Some(future),
                 Err(failure) => self.state().fail_decode(failure),
@@ -334,7 +507,7 @@ impl Execution {
         };
         let mut cx = Context::from_waker(Waker::noop());
         let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
-        let state = self.state();
+        let mut state = self.state();
         if let Some(fatal) = state.fatal.clone() {
             return fatal;
         }
@@ -350,8 +523,8 @@ impl Execution {
             Ok(Poll::Ready(result)) => {
                 if let Some(step) = state.steps.get(state.next_seq as usize) {
                     return nondeterminism(format!(
-                        "step {}: history has activity `{}` ({}) but the code now returns without calling it",
-                        state.next_seq, step.activity, step.site
+                        "step {}: history has {} ({}) but the code now returns without asking for it",
+                        state.next_seq, step.kind, step.site
                     ));
                 }
                 match result {
@@ -360,13 +533,16 @@ impl Execution {
                 }
             }
             Ok(Poll::Pending) => {
+                if let Some(input) = state.continue_as_new.take() {
+                    return Outcome::ContinuedAsNew(input);
+                }
                 if let Some(step) = state.steps.get(state.next_seq as usize) {
                     return nondeterminism(format!(
-                        "step {}: history has activity `{}` ({}) but the code now waits without calling it",
-                        state.next_seq, step.activity, step.site
+                        "step {}: history has {} ({}) but the code now waits without asking for it",
+                        state.next_seq, step.kind, step.site
                     ));
                 }
-                if state.steps.iter().all(|s| s.done) {
+                if state.steps.iter().all(|s| s.done) && !state.events.has_waiters() {
                     return Outcome::Stalled(Failure {
                         kind: FailureKind::Nondeterminism,
                         message: format!(

@@ -1,38 +1,34 @@
 //! The runtime: dispatches orchestration turns and activities on tokio, commits each step
 //! through group commit, and recovers unfinished work on start.
 //!
-//! Work items (events for instances, activities to run) live in the store until the commit
-//! that consumes them deletes them. A running process holds the items it has handed out in
-//! memory, which is its lease on them: if it dies, the lease dies with it, and the next
-//! runtime on the store redelivers every item still there. An activity is therefore run
-//! at least once; its result is recorded exactly once, in the same atomic commit that
-//! deletes its work item.
+//! Work items (events for instances, activities to run, timers) live in the store until
+//! the commit that consumes them deletes them. A running process holds the items it has
+//! handed out in memory, which is its lease on them: if it dies, the lease dies with it,
+//! and the next runtime on the store redelivers every item still there. An activity is
+//! therefore run at least once; its result is recorded exactly once, in the same atomic
+//! commit that deletes its work item.
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use durable_store::{
-    ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, InstanceRecord, Status,
-    Store, WorkId, WorkItem,
-};
+use durable_store::{ActivityTask, Commit, Event, InstanceRecord, Status, Store, WorkId, WorkItem};
 use lru::LruCache;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::Error;
-use crate::activity_context::ActivityContext;
 use crate::client::Client;
 use crate::group_commit::{CommitStats, GroupCommit};
 use crate::handle::{Activity, Orchestrator};
-use crate::registry::{Registry, panic_message};
-use crate::replay::{Execution, Outcome, ScheduledActivity};
+use crate::registry::Registry;
+use crate::replay::Execution;
 
 /// How long a turn or an activity result waits before retrying a failed store write.
-const RETRY_DELAY: Duration = Duration::from_millis(200);
+pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(200);
 
 /// Configures and starts a [`Runtime`].
 pub struct RuntimeBuilder {
@@ -67,8 +63,9 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Registers application state that activities read with [`ActivityContext::state`]
-    /// (a database client, a connection pool...). One value per type.
+    /// Registers application state that activities read with
+    /// [`ActivityContext::state`](crate::ActivityContext::state) (a database client, a
+    /// connection pool...). One value per type.
     pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.registry.add_state(value);
         self
@@ -183,22 +180,67 @@ impl Runtime {
     }
 }
 
-type ActivityMessage = Option<(WorkId, ActivityTask)>;
+pub(crate) type ActivityMessage = Option<(WorkId, ActivityTask)>;
+
+/// An event on its way to an instance, with the work item that carries it.
+#[derive(Clone, Debug)]
+pub(crate) struct Delivery {
+    pub(crate) id: WorkId,
+    /// The generation it is for; `None` for any.
+    pub(crate) generation: Option<u32>,
+    pub(crate) event: Event,
+}
+
+impl Delivery {
+    /// Whether the event is a client's request about the instance rather than input to
+    /// its orchestrator.
+    pub(crate) fn is_control(&self) -> bool {
+        matches!(
+            self.event,
+            Event::TerminateRequested { .. }
+                | Event::SuspendRequested { .. }
+                | Event::ResumeRequested
+        )
+    }
+}
 
 /// Per-instance queue of events not yet turned.
 #[derive(Debug, Default)]
-struct Inbox {
-    messages: Vec<(WorkId, Event)>,
+pub(crate) struct Inbox {
+    pub(crate) messages: Vec<Delivery>,
     /// A turn task is running for this instance.
-    busy: bool,
+    pub(crate) busy: bool,
     /// The instance is stalled: its events stay in the store until a restart.
-    stalled: bool,
+    pub(crate) stalled: bool,
+    /// The instance is suspended: only client requests are taken.
+    pub(crate) suspended: bool,
+    /// Run a turn even without events (a stalled instance gets another chance).
+    retry: bool,
+}
+
+impl Inbox {
+    /// The messages for the next turn: a client request alone, or the events before the
+    /// next request (only requests while suspended or stalled).
+    fn next_batch(&mut self) -> Vec<Delivery> {
+        let end = match self.messages.iter().position(Delivery::is_control) {
+            Some(0) => 1,
+            Some(i) => i,
+            None => self.messages.len(),
+        };
+        if self.suspended || self.stalled {
+            return match self.messages.iter().position(Delivery::is_control) {
+                Some(i) => vec![self.messages.remove(i)],
+                None => Vec::new(),
+            };
+        }
+        self.messages.drain(..end).collect()
+    }
 }
 
 /// A cached live instance between turns.
-struct Cached {
-    execution: Execution,
-    record: InstanceRecord,
+pub(crate) struct Cached {
+    pub(crate) execution: Execution,
+    pub(crate) record: InstanceRecord,
 }
 
 /// State shared by the runtime, its client and the contexts.
@@ -207,18 +249,18 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) commits: GroupCommit,
     next_work_id: AtomicU64,
-    instances: Mutex<HashMap<String, Inbox>>,
-    cache: Mutex<LruCache<String, Cached>>,
-    activity_tx: mpsc::UnboundedSender<ActivityMessage>,
+    pub(crate) instances: Mutex<HashMap<String, Inbox>>,
+    pub(crate) cache: Mutex<LruCache<String, Cached>>,
+    pub(crate) activity_tx: mpsc::UnboundedSender<ActivityMessage>,
     turns: Arc<Semaphore>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
     /// Instance ids whose creation is being committed, so concurrent starts of one id
     /// create it once.
     pub(crate) starting: Mutex<HashSet<String>>,
     pub(crate) started: Notify,
-    tracker: TaskTracker,
+    pub(crate) tracker: TaskTracker,
     shutting_down: AtomicBool,
-    replays: AtomicU64,
+    pub(crate) replays: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -235,7 +277,7 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -257,13 +299,31 @@ impl Shared {
         // as a new attempt, durably, before running them again.
         let mut redelivered = Commit::default();
         let mut messages = Vec::new();
+        let mut timers = Vec::new();
         for (id, item) in items {
             match item {
                 WorkItem::Activity(mut task) => {
                     task.attempt += 1;
                     redelivered.enqueued.push((id, WorkItem::Activity(task)));
                 }
-                WorkItem::Message { instance, event } => messages.push((instance, id, event)),
+                WorkItem::Message {
+                    instance,
+                    generation,
+                    event,
+                } => messages.push((
+                    instance,
+                    Delivery {
+                        id,
+                        generation,
+                        event,
+                    },
+                )),
+                WorkItem::Timer {
+                    instance,
+                    generation,
+                    seq,
+                    fire_at_ms,
+                } => timers.push((id, instance, generation, seq, fire_at_ms)),
             }
         }
         let tasks = redelivered.enqueued.clone();
@@ -271,21 +331,30 @@ impl Shared {
         // until their next turn says otherwise.
         let mut stalled = Vec::new();
         for (id, mut record) in self.store.instances()? {
-            if matches!(record.status, Status::Stalled { .. }) {
-                record.status = Status::Running;
-                redelivered.instances.push((id.clone(), record));
-                stalled.push(id);
+            match record.status {
+                Status::Stalled { .. } => {
+                    record.status = Status::Running;
+                    redelivered.instances.push((id.clone(), record));
+                    stalled.push(id);
+                }
+                Status::Suspended { .. } => {
+                    lock(&self.instances).entry(id).or_default().suspended = true;
+                }
+                _ => {}
             }
         }
         if !redelivered.is_empty() {
             self.commits.commit(redelivered).await?;
         }
-        let recovered = messages.len() + tasks.len() + stalled.len();
-        for (instance, id, event) in messages {
-            self.deliver(instance, id, event);
+        let recovered = messages.len() + tasks.len() + timers.len() + stalled.len();
+        for (instance, delivery) in messages {
+            self.deliver(instance, delivery);
         }
         for id in stalled {
             self.poke(id);
+        }
+        for (id, instance, generation, seq, fire_at_ms) in timers {
+            self.arm_timer(id, instance, generation, seq, fire_at_ms);
         }
         for (id, item) in tasks {
             if let WorkItem::Activity(task) = item {
@@ -298,14 +367,11 @@ impl Shared {
         Ok(())
     }
 
-    /// Queues `event` for `instance` and makes sure a turn task will take it.
-    pub(crate) fn deliver(self: &Arc<Self>, instance: String, id: WorkId, event: Event) {
+    /// Queues an event for `instance` and makes sure a turn task will take it.
+    pub(crate) fn deliver(self: &Arc<Self>, instance: String, delivery: Delivery) {
         let mut instances = lock(&self.instances);
         let inbox = instances.entry(instance.clone()).or_default();
-        if inbox.stalled {
-            return;
-        }
-        inbox.messages.push((id, event));
+        inbox.messages.push(delivery);
         if !inbox.busy {
             inbox.busy = true;
             drop(instances);
@@ -317,6 +383,7 @@ impl Shared {
     fn poke(self: &Arc<Self>, instance: String) {
         let mut instances = lock(&self.instances);
         let inbox = instances.entry(instance.clone()).or_default();
+        inbox.retry = true;
         if !inbox.busy {
             inbox.busy = true;
             drop(instances);
@@ -333,22 +400,26 @@ impl Shared {
     /// Turns `instance` until its inbox is empty. One such task per instance at a time, so
     /// an instance's turns never overlap.
     async fn run_turns(self: Arc<Self>, instance: String) {
-        let mut first = true;
         loop {
             let messages = {
                 let mut instances = lock(&self.instances);
                 let inbox = instances.get_mut(&instance).expect("busy inbox exists");
-                if self.is_shutting_down() || inbox.stalled || (inbox.messages.is_empty() && !first)
-                {
+                let runnable = !self.is_shutting_down();
+                let batch = if runnable {
+                    inbox.next_batch()
+                } else {
+                    Vec::new()
+                };
+                let retry = std::mem::take(&mut inbox.retry) && runnable && !inbox.stalled;
+                if batch.is_empty() && !retry {
                     inbox.busy = false;
-                    if inbox.messages.is_empty() && !inbox.stalled {
+                    if inbox.messages.is_empty() && !inbox.stalled && !inbox.suspended {
                         instances.remove(&instance);
                     }
                     return;
                 }
-                std::mem::take(&mut inbox.messages)
+                batch
             };
-            first = false;
             let Ok(_permit) = self.turns.clone().acquire_owned().await else {
                 return;
             };
@@ -361,165 +432,15 @@ impl Shared {
                     let inbox = instances.get_mut(&instance).expect("busy inbox exists");
                     let newer = std::mem::replace(&mut inbox.messages, messages);
                     inbox.messages.extend(newer);
+                    inbox.retry = true;
                 }
                 tokio::time::sleep(RETRY_DELAY).await;
-                first = true;
             }
         }
-    }
-
-    /// One orchestration turn: load or reuse the execution, step it, commit, dispatch.
-    async fn turn(
-        self: &Arc<Self>,
-        instance: &str,
-        messages: &[(WorkId, Event)],
-    ) -> Result<(), Error> {
-        let acked: Vec<WorkId> = messages.iter().map(|(id, _)| *id).collect();
-        let cached = lock(&self.cache).pop(instance);
-        let (mut execution, mut record, recorded) = match cached {
-            Some(c) => (c.execution, c.record, Vec::new()),
-            None => {
-                let Some(record) = self.store.instance(instance)? else {
-                    tracing::warn!(instance, "events for an unknown instance dropped");
-                    return self.ack_only(acked).await;
-                };
-                if record.status.is_terminal() {
-                    return self.ack_only(acked).await;
-                }
-                let Some(entry) = self
-                    .registry
-                    .orchestrators
-                    .get(record.orchestrator.as_str())
-                else {
-                    let failure = Failure {
-                        message: format!(
-                            "orchestrator `{}` is not registered with this runtime; register it and restart to resume",
-                            record.orchestrator
-                        ),
-                        kind: FailureKind::Unregistered {
-                            name: record.orchestrator.clone(),
-                        },
-                    };
-                    return self.stall(instance, record, failure).await;
-                };
-                let execution = Execution::new(instance, &record.orchestrator, entry);
-                let history = if record.history_len == 0 {
-                    Vec::new()
-                } else {
-                    self.replays.fetch_add(1, Ordering::Relaxed);
-                    self.store.history(instance)?
-                };
-                (execution, record, history)
-            }
-        };
-        let new = messages.iter().map(|(_, e)| e.clone()).collect();
-        let turn = execution.turn(&recorded, new);
-        if let Outcome::Stalled(failure) = turn.outcome {
-            tracing::error!(instance, error = %failure.message, "instance stalled");
-            return self.stall(instance, record, failure).await;
-        }
-        let mut commit = Commit {
-            dequeued: acked,
-            ..Commit::default()
-        };
-        if !turn.appended.is_empty() {
-            commit.history.push(HistoryAppend {
-                instance: instance.to_string(),
-                first: record.history_len,
-                events: turn.appended.clone(),
-            });
-        }
-        record.history_len += turn.appended.len() as u32;
-        record.updated_ms = now_ms();
-        record.status = match &turn.outcome {
-            Outcome::Running => Status::Running,
-            Outcome::Completed(output) => Status::Completed {
-                output: output.clone(),
-            },
-            Outcome::Failed(failure) => Status::Failed {
-                failure: failure.clone(),
-            },
-            Outcome::Stalled(_) => unreachable!("handled above"),
-        };
-        commit
-            .instances
-            .push((instance.to_string(), record.clone()));
-        let tasks: Vec<(WorkId, ActivityTask)> = turn
-            .activities
-            .into_iter()
-            .map(
-                |ScheduledActivity {
-                     seq,
-                     activity,
-                     input,
-                 }| {
-                    let task = ActivityTask {
-                        instance: instance.to_string(),
-                        seq,
-                        activity,
-                        input,
-                        attempt: 1,
-                    };
-                    (self.work_id(), task)
-                },
-            )
-            .collect();
-        commit.enqueued = tasks
-            .iter()
-            .map(|(id, task)| (*id, WorkItem::Activity(task.clone())))
-            .collect();
-        self.commits.commit(commit).await?;
-        for task in tasks {
-            let _ = self.activity_tx.send(Some(task));
-        }
-        match turn.outcome {
-            Outcome::Running => {
-                lock(&self.cache).put(instance.to_string(), Cached { execution, record });
-            }
-            Outcome::Completed(_) | Outcome::Failed(_) => {
-                if let Status::Failed { failure } = &record.status {
-                    tracing::warn!(instance, error = %failure.message, "instance failed");
-                }
-                self.notify_finished(instance);
-            }
-            Outcome::Stalled(_) => {}
-        }
-        Ok(())
-    }
-
-    async fn ack_only(&self, dequeued: Vec<WorkId>) -> Result<(), Error> {
-        self.commits
-            .commit(Commit {
-                dequeued,
-                ..Commit::default()
-            })
-            .await
-    }
-
-    /// Parks an instance: its status says why, its history and queued events are kept.
-    async fn stall(
-        &self,
-        instance: &str,
-        mut record: InstanceRecord,
-        failure: Failure,
-    ) -> Result<(), Error> {
-        if let Some(inbox) = lock(&self.instances).get_mut(instance) {
-            inbox.stalled = true;
-        }
-        record.status = Status::Stalled { failure };
-        record.updated_ms = now_ms();
-        self.commits
-            .commit(Commit {
-                instances: vec![(instance.to_string(), record)],
-                ..Commit::default()
-            })
-            .await?;
-        self.notify_finished(instance);
-        Ok(())
     }
 
     /// Wakes every client waiting on `instance`.
-    fn notify_finished(&self, instance: &str) {
+    pub(crate) fn notify_finished(&self, instance: &str) {
         if let Some(waiters) = lock(&self.waiters).remove(instance) {
             for waiter in waiters {
                 let _ = waiter.send(());
@@ -538,108 +459,8 @@ impl Shared {
         rx
     }
 
-    async fn dispatch_activities(
-        self: Arc<Self>,
-        mut rx: mpsc::UnboundedReceiver<ActivityMessage>,
-        concurrency: usize,
-    ) {
-        let permits = Arc::new(Semaphore::new(concurrency));
-        while let Some(Some((id, task))) = rx.recv().await {
-            if self.is_shutting_down() {
-                break;
-            }
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                break;
-            };
-            let shared = self.clone();
-            self.tracker.spawn(async move {
-                shared.run_activity(id, task).await;
-                drop(permit);
-            });
-        }
-    }
-
-    /// Runs one activity and commits its result as an event for its instance.
-    async fn run_activity(self: Arc<Self>, id: WorkId, task: ActivityTask) {
-        let span = tracing::info_span!("activity", name = %task.activity, instance = %task.instance, seq = task.seq, attempt = task.attempt);
-        let result = match self
-            .registry
-            .activities
-            .get_key_value(task.activity.as_str())
-        {
-            None => Err(Failure {
-                message: format!(
-                    "activity `{}` is not registered with this runtime; add it with `RuntimeBuilder::activity`",
-                    task.activity
-                ),
-                kind: FailureKind::Unregistered {
-                    name: task.activity.clone(),
-                },
-            }),
-            Some((name, entry)) => {
-                let ctx = ActivityContext::new(
-                    &task.instance,
-                    task.seq,
-                    name,
-                    task.attempt,
-                    self.clone(),
-                );
-                match (entry.start)(ctx, &task.input) {
-                    Err(failure) => Err(failure),
-                    // Its own task, so a panic is caught by tokio and the worker goes on.
-                    Ok(future) => match tokio::spawn(future.instrument(span)).await {
-                        Ok(result) => result,
-                        Err(join) => Err(Failure {
-                            kind: FailureKind::Panicked,
-                            message: match join.try_into_panic() {
-                                Ok(panic) => panic_message(&*panic),
-                                Err(e) => e.to_string(),
-                            },
-                        }),
-                    },
-                }
-            }
-        };
-        let event = match result {
-            Ok(output) => Event::ActivityCompleted {
-                seq: task.seq,
-                output,
-            },
-            Err(failure) => {
-                tracing::warn!(activity = %task.activity, instance = %task.instance, error = %failure.message, "activity failed");
-                Event::ActivityFailed {
-                    seq: task.seq,
-                    attempt: task.attempt,
-                    failure,
-                }
-            }
-        };
-        let message_id = self.work_id();
-        let commit = Commit {
-            dequeued: vec![id],
-            enqueued: vec![(
-                message_id,
-                WorkItem::Message {
-                    instance: task.instance.clone(),
-                    event: event.clone(),
-                },
-            )],
-            progress: vec![(
-                crate::activity_context::idempotency_key(&task.instance, task.seq),
-                None,
-            )],
-            ..Commit::default()
-        };
-        loop {
-            match self.commits.commit(commit.clone()).await {
-                Ok(()) => break,
-                Err(Error::ShutDown) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "activity result not committed; retrying");
-                    tokio::time::sleep(RETRY_DELAY).await;
-                }
-            }
-        }
-        self.deliver(task.instance, message_id, event);
+    /// Forgets everything held in memory about `instance` (after a purge).
+    pub(crate) fn forget(&self, instance: &str) {
+        lock(&self.cache).pop(instance);
     }
 }

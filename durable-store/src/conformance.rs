@@ -30,6 +30,7 @@ pub fn run<S: Store>(make: impl Fn() -> S) {
     progress_puts_overwrites_and_deletes(&make());
     one_call_applies_every_commit_in_order(&make());
     instances_are_in_id_order(&make());
+    removals_apply_before_writes(&make());
 }
 
 /// Checks that what was committed survives dropping the store and opening `dir` again, twice.
@@ -365,6 +366,51 @@ fn instances_are_in_id_order(store: &impl Store) {
     c.expect(store.instances(), want, what);
 }
 
+fn removals_apply_before_writes(store: &impl Store) {
+    let c = Check::new("removals_apply_before_writes", store);
+    c.commit(vec![Commit {
+        instances: vec![
+            ("gone".into(), record("flow", Status::Running, 3)),
+            ("renewed".into(), record("flow", Status::Running, 3)),
+            ("ab".into(), record("flow", Status::Running, 2)),
+        ],
+        history: vec![
+            append("gone", 0, events("gone", 0..3)),
+            append("renewed", 0, events("renewed", 0..3)),
+            append("ab", 0, events("ab", 0..2)),
+        ],
+        ..Commit::default()
+    }]);
+    // A purge, and a continue-as-new that restarts a history in the same commit.
+    c.commit(vec![Commit {
+        histories_removed: vec![("gone".into(), 3), ("renewed".into(), 3)],
+        instances_removed: vec!["gone".into()],
+        instances: vec![("renewed".into(), record("flow", Status::Running, 1))],
+        history: vec![append("renewed", 0, events("next", 0..1))],
+        ..Commit::default()
+    }]);
+    c.expect(
+        store.instance("gone"),
+        None,
+        "a removed instance should be gone",
+    );
+    c.expect(
+        store.history("gone"),
+        vec![],
+        "a removed history should be gone",
+    );
+    c.expect(
+        store.history("renewed"),
+        events("next", 0..1),
+        "a history removed and appended in one commit should hold only the new events",
+    );
+    c.expect(
+        store.history("ab"),
+        events("ab", 0..2),
+        "removing one history should leave the others",
+    );
+}
+
 /// One check of the suite on one store: makes its calls and names it when one goes wrong.
 struct Check<'a, S: ?Sized> {
     name: &'static str,
@@ -412,6 +458,9 @@ fn record(orchestrator: &str, status: Status, history_len: u32) -> InstanceRecor
         created_ms: 1_700_000_000_000,
         updated_ms: 1_700_000_000_000 + u64::from(history_len),
         history_len,
+        generation: 0,
+        custom_status: None,
+        parent: None,
     }
 }
 
@@ -436,6 +485,7 @@ fn append(id: &str, first: u32, events: Vec<Event>) -> HistoryAppend {
 fn message(instance: &str, seq: u64) -> WorkItem {
     WorkItem::Message {
         instance: instance.to_owned(),
+        generation: Some(0),
         event: Event::ActivityCompleted {
             seq,
             output: seq.to_be_bytes().to_vec(),
@@ -446,7 +496,9 @@ fn message(instance: &str, seq: u64) -> WorkItem {
 fn task(instance: &str, seq: u64) -> WorkItem {
     WorkItem::Activity(ActivityTask {
         instance: instance.to_owned(),
+        generation: 0,
         seq,
+        key_seq: seq,
         activity: "charge".to_owned(),
         input: vec![1, 2, 3],
         attempt: 1,

@@ -188,6 +188,14 @@ impl Store for FjallStore {
         // key in one batch would not say which is newer: keep only the last one.
         let mut writes: BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
         for commit in commits {
+            for (id, len) in &commit.histories_removed {
+                for index in 0..*len {
+                    writes.insert((Space::History, keys::history_key(id, index)), None);
+                }
+            }
+            for id in &commit.instances_removed {
+                writes.insert((Space::Instances, id.as_bytes().to_vec()), None);
+            }
             for (id, record) in &commit.instances {
                 let value = encode(record, || format!("instance record `{id}`"))?;
                 writes.insert((Space::Instances, id.as_bytes().to_vec()), Some(value));

@@ -16,6 +16,12 @@ pub(crate) const MAX_KEY_LEN: usize = u16::MAX as usize - 6;
 /// Checks every id, key and history index of `commits`.
 pub(crate) fn check(commits: &[Commit]) -> Result<(), StoreError> {
     for commit in commits {
+        for (id, _) in &commit.histories_removed {
+            check_key("instance id", id)?;
+        }
+        for id in &commit.instances_removed {
+            check_key("instance id", id)?;
+        }
         for (id, _) in &commit.instances {
             check_key("instance id", id)?;
         }

@@ -15,7 +15,7 @@ pub mod conformance;
 pub use fjall_store::FjallStore;
 pub use memory_store::MemoryStore;
 pub use record::{
-    ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, InstanceRecord, Site, Status,
-    WorkId, WorkItem,
+    ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, InstanceRecord, ParentLink,
+    Site, Status, WorkId, WorkItem,
 };
 pub use store::{Durability, Store, StoreError};

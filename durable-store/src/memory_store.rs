@@ -54,6 +54,12 @@ impl Store for MemoryStore {
         keys::check(commits)?;
         let mut state = self.state();
         for commit in commits {
+            for (id, _) in &commit.histories_removed {
+                state.history.remove(id);
+            }
+            for id in &commit.instances_removed {
+                state.instances.remove(id);
+            }
             for (id, record) in &commit.instances {
                 state.instances.insert(id.clone(), record.clone());
             }

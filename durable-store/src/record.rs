@@ -45,6 +45,13 @@ pub enum FailureKind {
     },
     /// The orchestrator took a different path than its history records.
     Nondeterminism,
+    /// A durable timeout elapsed before the operation finished.
+    TimedOut,
+    /// A client terminated the instance.
+    Terminated,
+    /// The operation could not start (for example, a sub-orchestration's instance id is
+    /// taken).
+    Rejected,
     /// The orchestrator or activity name is not registered with the runtime.
     Unregistered {
         /// The name that was looked up.
@@ -98,6 +105,71 @@ pub enum Event {
         /// What went wrong.
         failure: Failure,
     },
+    /// The orchestrator started a durable timer as step `seq`.
+    TimerCreated {
+        /// Step number.
+        seq: u64,
+        /// When it fires, milliseconds since the Unix epoch.
+        fire_at_ms: u64,
+        /// Where the orchestrator created it.
+        site: Site,
+    },
+    /// The timer of step `seq` fired.
+    TimerFired {
+        /// Step the timer belongs to.
+        seq: u64,
+    },
+    /// The orchestrator started a sub-orchestration as step `seq`.
+    SubOrchestrationScheduled {
+        /// Step number.
+        seq: u64,
+        /// Registered name of the child orchestrator.
+        orchestrator: String,
+        /// Instance id of the child.
+        instance: String,
+        /// Encoded input.
+        input: Vec<u8>,
+        /// Where the orchestrator issued the call.
+        site: Site,
+    },
+    /// The sub-orchestration of step `seq` completed.
+    SubOrchestrationCompleted {
+        /// Step the result belongs to.
+        seq: u64,
+        /// Encoded output.
+        output: Vec<u8>,
+    },
+    /// The sub-orchestration of step `seq` failed.
+    SubOrchestrationFailed {
+        /// Step the failure belongs to.
+        seq: u64,
+        /// What went wrong.
+        failure: Failure,
+    },
+    /// A value the orchestrator took from the outside world (the time, a random number, a
+    /// `side_effect`), recorded as step `seq` so replays see the same value.
+    Recorded {
+        /// Step number.
+        seq: u64,
+        /// What was recorded (`now`, `random`, `uuid`, `side_effect`, ...).
+        what: String,
+        /// The encoded value.
+        value: Vec<u8>,
+        /// Where the orchestrator asked for it.
+        site: Site,
+    },
+    /// An external event was raised to the instance.
+    EventRaised {
+        /// The event's name.
+        name: String,
+        /// Encoded payload.
+        payload: Vec<u8>,
+    },
+    /// The orchestrator set its custom status.
+    CustomStatusSet {
+        /// The encoded status.
+        status: Vec<u8>,
+    },
     /// The orchestrator returned `Ok`.
     Completed {
         /// Encoded output.
@@ -108,6 +180,23 @@ pub enum Event {
         /// What went wrong.
         failure: Failure,
     },
+    /// The orchestrator restarted itself with a fresh history and this input.
+    ContinuedAsNew {
+        /// Encoded input of the next generation.
+        input: Vec<u8>,
+    },
+    /// A client asked the instance to stop.
+    TerminateRequested {
+        /// Why, as the client said.
+        reason: String,
+    },
+    /// A client asked the instance to pause.
+    SuspendRequested {
+        /// Why, as the client said.
+        reason: String,
+    },
+    /// A client asked the instance to go on after a suspend.
+    ResumeRequested,
 }
 
 /// The lifecycle state of an instance.
@@ -133,13 +222,51 @@ pub enum Status {
         /// What went wrong.
         failure: Failure,
     },
+    /// Stopped by a client before it finished.
+    Terminated {
+        /// Why, as the client said.
+        reason: String,
+    },
+    /// Paused by a client: events are kept and applied once it is resumed.
+    Suspended {
+        /// Why, as the client said.
+        reason: String,
+    },
 }
 
 impl Status {
     /// Whether the instance has finished for good.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Status::Completed { .. } | Status::Failed { .. })
+        matches!(
+            self,
+            Status::Completed { .. } | Status::Failed { .. } | Status::Terminated { .. }
+        )
     }
+
+    /// The status's name: `pending`, `running`, `completed`, `failed`, `stalled`,
+    /// `terminated` or `suspended`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Running => "running",
+            Status::Completed { .. } => "completed",
+            Status::Failed { .. } => "failed",
+            Status::Stalled { .. } => "stalled",
+            Status::Terminated { .. } => "terminated",
+            Status::Suspended { .. } => "suspended",
+        }
+    }
+}
+
+/// The parent step a sub-orchestration reports its result to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    /// The parent instance.
+    pub instance: String,
+    /// The parent's generation that started the child.
+    pub generation: u32,
+    /// The parent's step.
+    pub seq: u64,
 }
 
 /// The stored record of an instance.
@@ -157,6 +284,12 @@ pub struct InstanceRecord {
     pub updated_ms: u64,
     /// Number of events in the history.
     pub history_len: u32,
+    /// How many times the instance continued as new (its history restarts each time).
+    pub generation: u32,
+    /// The encoded custom status the orchestrator last set.
+    pub custom_status: Option<Vec<u8>>,
+    /// For a sub-orchestration, the parent step it reports to.
+    pub parent: Option<ParentLink>,
 }
 
 /// An activity invocation waiting to run.
@@ -164,8 +297,12 @@ pub struct InstanceRecord {
 pub struct ActivityTask {
     /// Instance that scheduled it.
     pub instance: String,
+    /// The instance's generation that scheduled it.
+    pub generation: u32,
     /// Step of the instance it belongs to.
     pub seq: u64,
+    /// The step whose idempotency key it uses: its own, or the first attempt's of a retry.
+    pub key_seq: u64,
     /// Registered name of the activity.
     pub activity: String,
     /// Encoded input.
@@ -181,11 +318,24 @@ pub enum WorkItem {
     Message {
         /// Instance the event is for.
         instance: String,
+        /// The generation it is for; `None` for any (client requests, external events).
+        generation: Option<u32>,
         /// The event to append to its history in its next turn.
         event: Event,
     },
     /// An activity to run.
     Activity(ActivityTask),
+    /// A durable timer; when it fires it is delivered as `TimerFired` to its instance.
+    Timer {
+        /// Instance that created it.
+        instance: String,
+        /// The instance's generation that created it.
+        generation: u32,
+        /// Step of the timer.
+        seq: u64,
+        /// When it fires, milliseconds since the Unix epoch.
+        fire_at_ms: u64,
+    },
 }
 
 /// Events appended to one instance's history, starting at index `first`.
@@ -205,6 +355,11 @@ pub struct HistoryAppend {
 /// instance record); so is an activity result (task removed, message to its instance added).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Commit {
+    /// Histories to remove, as (instance, history length), before this commit's appends:
+    /// continue-as-new restarts a history, a purge removes one.
+    pub histories_removed: Vec<(String, u32)>,
+    /// Instance records to remove (purge).
+    pub instances_removed: Vec<String>,
     /// Instance records to write (insert or replace).
     pub instances: Vec<(String, InstanceRecord)>,
     /// History appended.
@@ -220,7 +375,9 @@ pub struct Commit {
 impl Commit {
     /// Whether the commit writes nothing.
     pub fn is_empty(&self) -> bool {
-        self.instances.is_empty()
+        self.histories_removed.is_empty()
+            && self.instances_removed.is_empty()
+            && self.instances.is_empty()
             && self.history.is_empty()
             && self.dequeued.is_empty()
             && self.enqueued.is_empty()

@@ -104,7 +104,7 @@ fn an_instance_stalled_by_a_breaking_change_resumes_once_fixed_code_runs() {
             failure
                 .message
                 .contains("step 0: history has activity `double`")
-                && failure.message.contains("now calls activity `triple`"),
+                && failure.message.contains("now asks for activity `triple`"),
             "{}",
             failure.message
         );
@@ -255,7 +255,7 @@ fn an_activity_run_again_resumes_from_its_saved_progress() {
             .await
             .unwrap();
         runtime.client().start(resume_flow, "r", 10).await.unwrap();
-        let key = "r/0";
+        let key = "r/0/0";
         for _ in 0..2000 {
             if store
                 .progress(key)
@@ -285,7 +285,7 @@ fn an_activity_run_again_resumes_from_its_saved_progress() {
         runtime.shutdown().await;
     });
     assert_eq!(
-        store.progress("r/0").unwrap(),
+        store.progress("r/0/0").unwrap(),
         None,
         "progress is removed with the result"
     );

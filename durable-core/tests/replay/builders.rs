@@ -2,6 +2,7 @@
 
 use durable_core::record::{Event, Failure, FailureKind};
 use durable_core::{ActivityContext, OrchestrationContext, activity, orchestrator};
+use durable_core::{Command, Turn};
 use serde::Serialize;
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -67,4 +68,32 @@ pub async fn chain(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
     let a = ctx.call(double, n).await?;
     let b = ctx.call(triple, a).await?;
     Ok(b)
+}
+
+/// An activity a turn scheduled.
+#[derive(Debug, PartialEq)]
+pub struct Scheduled {
+    pub seq: u64,
+    pub activity: String,
+    pub input: Vec<u8>,
+}
+
+/// The activities a turn asks the runtime to run.
+pub fn activities(turn: &Turn) -> Vec<Scheduled> {
+    turn.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::ScheduleActivity {
+                seq,
+                activity,
+                input,
+                ..
+            } => Some(Scheduled {
+                seq: *seq,
+                activity: activity.clone(),
+                input: input.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
 }

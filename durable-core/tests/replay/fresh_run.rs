@@ -11,10 +11,10 @@ fn a_fresh_instance_schedules_its_first_activity_and_waits() {
     assert_eq!(turn.outcome, Outcome::Running);
     assert_eq!(turn.appended[0], started("chain", &5u64));
     assert_eq!(scheduled_names(&turn.appended), ["double"]);
-    assert_eq!(turn.activities.len(), 1);
-    assert_eq!(turn.activities[0].seq, 0);
-    assert_eq!(turn.activities[0].activity, "double");
-    assert_eq!(turn.activities[0].input, encode(&5u64));
+    assert_eq!(activities(&turn).len(), 1);
+    assert_eq!(activities(&turn)[0].seq, 0);
+    assert_eq!(activities(&turn)[0].activity, "double");
+    assert_eq!(activities(&turn)[0].input, encode(&5u64));
 }
 
 #[test]
@@ -37,5 +37,5 @@ fn an_instance_without_its_started_event_does_nothing() {
     let turn = execution.turn(&[], vec![]);
     assert_eq!(turn.outcome, Outcome::Running);
     assert!(turn.appended.is_empty());
-    assert!(turn.activities.is_empty());
+    assert!(activities(&turn).is_empty());
 }

@@ -21,9 +21,9 @@ fn a_completed_step_is_served_from_history_and_the_next_one_scheduled() {
     assert_eq!(turn.outcome, Outcome::Running);
     assert_eq!(turn.appended[0], completed(0, &10u64));
     assert_eq!(scheduled_names(&turn.appended), ["triple"]);
-    assert_eq!(turn.activities.len(), 1);
-    assert_eq!(turn.activities[0].seq, 1);
-    assert_eq!(turn.activities[0].input, encode(&10u64));
+    assert_eq!(activities(&turn).len(), 1);
+    assert_eq!(activities(&turn)[0].seq, 1);
+    assert_eq!(activities(&turn)[0].input, encode(&10u64));
     assert_eq!(scheduled_names(&first.appended), ["double"]);
 }
 
@@ -35,7 +35,7 @@ fn replaying_a_history_runs_nothing_again() {
 
     assert_eq!(turn.outcome, Outcome::Running);
     assert!(turn.appended.is_empty(), "{:?}", turn.appended);
-    assert!(turn.activities.is_empty(), "{:?}", turn.activities);
+    assert!(activities(&turn).is_empty(), "{:?}", activities(&turn));
 }
 
 #[test]

@@ -1,0 +1,142 @@
+//! External events: raised by clients, received with `ctx.wait_event(name)`.
+//!
+//! Events of one name form a queue in the order the history received them; events that
+//! arrive before anyone waits are kept. Each wait takes a ticket when it is created, and
+//! the events go to the live tickets in ticket order, so which wait gets which event does
+//! not depend on the order futures happen to be polled in, and replays agree. A wait that
+//! is dropped before it got its event (it lost a race with a timeout) gives its ticket
+//! back, and any event handed to it returns to the front of the queue.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+/// The event queues of one instance, by event name.
+#[derive(Debug, Default)]
+pub(crate) struct EventQueues {
+    by_name: HashMap<String, Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    /// Events not yet handed to a wait: history position and payload.
+    raised: VecDeque<(u64, Vec<u8>)>,
+    next_ticket: u64,
+    /// Tickets of live waits that have no event yet.
+    waiting: BTreeSet<u64>,
+    /// Events handed to a wait that has not taken it yet.
+    assigned: HashMap<u64, (u64, Vec<u8>)>,
+}
+
+impl Queue {
+    /// Hands queued events to the waiting tickets, lowest first, up to and including
+    /// `ticket`.
+    fn assign_through(&mut self, ticket: u64) {
+        while let Some(&first) = self.waiting.first() {
+            if first > ticket {
+                break;
+            }
+            let Some(event) = self.raised.pop_front() else {
+                break;
+            };
+            self.waiting.remove(&first);
+            self.assigned.insert(first, event);
+        }
+    }
+}
+
+impl EventQueues {
+    /// Queues an event that arrived at history position `position`.
+    pub(crate) fn raise(&mut self, name: &str, position: u64, payload: Vec<u8>) {
+        let queue = self.by_name.entry(name.to_string()).or_default();
+        queue.raised.push_back((position, payload));
+    }
+
+    /// A ticket for a new wait on `name`.
+    pub(crate) fn claim(&mut self, name: &str) -> u64 {
+        let queue = self.by_name.entry(name.to_string()).or_default();
+        let ticket = queue.next_ticket;
+        queue.next_ticket += 1;
+        queue.waiting.insert(ticket);
+        ticket
+    }
+
+    /// Gives back the ticket of a wait dropped before it took its event.
+    pub(crate) fn release(&mut self, name: &str, ticket: u64) {
+        let Some(queue) = self.by_name.get_mut(name) else {
+            return;
+        };
+        queue.waiting.remove(&ticket);
+        if let Some(event) = queue.assigned.remove(&ticket) {
+            queue.raised.push_front(event);
+        }
+    }
+
+    /// The history position of the event `ticket` would get, if it is there.
+    pub(crate) fn peek(&self, name: &str, ticket: u64) -> Option<u64> {
+        let queue = self.by_name.get(name)?;
+        if let Some((position, _)) = queue.assigned.get(&ticket) {
+            return Some(*position);
+        }
+        if !queue.waiting.contains(&ticket) {
+            return None;
+        }
+        let rank = queue.waiting.range(..ticket).count();
+        queue.raised.get(rank).map(|(position, _)| *position)
+    }
+
+    /// The payload of the event for `ticket`, if it is there; taken.
+    pub(crate) fn take(&mut self, name: &str, ticket: u64) -> Option<Vec<u8>> {
+        let queue = self.by_name.get_mut(name)?;
+        queue.assign_through(ticket);
+        queue.assigned.remove(&ticket).map(|(_, payload)| payload)
+    }
+
+    /// Whether some wait is still live.
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.by_name
+            .values()
+            .any(|q| !q.waiting.is_empty() || !q.assigned.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_before_a_wait_are_kept_in_order() {
+        let mut q = EventQueues::default();
+        q.raise("approve", 3, b"first".to_vec());
+        q.raise("approve", 5, b"second".to_vec());
+        let a = q.claim("approve");
+        assert_eq!(q.take("approve", a).as_deref(), Some(&b"first"[..]));
+        let b = q.claim("approve");
+        assert_eq!(q.peek("approve", b), Some(5));
+        assert_eq!(q.take("approve", b).as_deref(), Some(&b"second"[..]));
+        assert!(!q.has_waiters());
+    }
+
+    #[test]
+    fn tickets_not_poll_order_decide_who_gets_which_event() {
+        let mut q = EventQueues::default();
+        let a = q.claim("x");
+        let b = q.claim("x");
+        q.raise("x", 1, b"one".to_vec());
+        q.raise("x", 2, b"two".to_vec());
+        // `b` is polled first, yet `a` (the earlier wait) gets the earlier event.
+        assert_eq!(q.take("x", b).as_deref(), Some(&b"two"[..]));
+        assert_eq!(q.take("x", a).as_deref(), Some(&b"one"[..]));
+    }
+
+    #[test]
+    fn a_dropped_wait_gives_its_event_back() {
+        let mut q = EventQueues::default();
+        let a = q.claim("x");
+        let b = q.claim("x");
+        q.raise("x", 1, b"one".to_vec());
+        q.raise("x", 2, b"two".to_vec());
+        assert_eq!(q.take("x", b).as_deref(), Some(&b"two"[..]));
+        q.release("x", a);
+        let c = q.claim("x");
+        assert_eq!(q.take("x", c).as_deref(), Some(&b"one"[..]));
+    }
+}

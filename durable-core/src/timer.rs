@@ -1,0 +1,46 @@
+//! Durable timers: a timer is a work item that becomes a `TimerFired` event for its
+//! instance at its time. Armed after the commit that created it, and again on recovery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use durable_store::{Event, WorkId};
+
+use crate::runtime::{Delivery, Shared, now_ms};
+
+impl Shared {
+    /// Delivers `TimerFired` for step `seq` of `instance` at `fire_at_ms`, never earlier.
+    pub(crate) fn arm_timer(
+        self: &Arc<Self>,
+        id: WorkId,
+        instance: String,
+        generation: u32,
+        seq: u64,
+        fire_at_ms: u64,
+    ) {
+        // Not tracked, and holding the runtime weakly: a pending timer must not hold up
+        // shutdown or keep the store open; it is re-armed from the store on the next start.
+        let shared = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let now = now_ms();
+                if now >= fire_at_ms {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(fire_at_ms - now)).await;
+            }
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            if shared.is_shutting_down() {
+                return;
+            }
+            let delivery = Delivery {
+                id,
+                generation: Some(generation),
+                event: Event::TimerFired { seq },
+            };
+            shared.deliver(instance, delivery);
+        });
+    }
+}
