@@ -2,6 +2,8 @@
 
 mod common;
 mod crash;
+mod management;
+mod patterns;
 mod restart;
 mod runtime;
 mod ui;

@@ -66,7 +66,7 @@ async fn an_id_taken_by_another_orchestrator_is_a_conflict() {
 }
 
 #[orchestrator]
-async fn never_registered(_ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+pub async fn never_registered(_ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
     Ok(n)
 }
 

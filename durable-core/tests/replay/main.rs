@@ -5,3 +5,4 @@ mod failures;
 mod fresh_run;
 mod nondeterminism;
 mod partial_completion;
+mod patterns;
