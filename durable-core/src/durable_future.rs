@@ -245,9 +245,10 @@ impl<T: DeserializeOwned> Future for EventWait<T> {
         if state.is_stopped() {
             return Poll::Pending;
         }
-        let Some(bytes) = state.events.take(&this.name, this.ticket) else {
+        let Some((position, bytes)) = state.events.take(&this.name, this.ticket) else {
             return Poll::Pending;
         };
+        state.took(position);
         this.done = true;
         match decode_or_stop(&mut state, &bytes) {
             Some(payload) => Poll::Ready(payload),

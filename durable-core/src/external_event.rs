@@ -83,11 +83,11 @@ impl EventQueues {
         queue.raised.get(rank).map(|(position, _)| *position)
     }
 
-    /// The payload of the event for `ticket`, if it is there; taken.
-    pub(crate) fn take(&mut self, name: &str, ticket: u64) -> Option<Vec<u8>> {
+    /// The history position and payload of the event for `ticket`, if it is there; taken.
+    pub(crate) fn take(&mut self, name: &str, ticket: u64) -> Option<(u64, Vec<u8>)> {
         let queue = self.by_name.get_mut(name)?;
         queue.assign_through(ticket);
-        queue.assigned.remove(&ticket).map(|(_, payload)| payload)
+        queue.assigned.remove(&ticket)
     }
 
     /// Whether some wait is still live.
@@ -108,10 +108,16 @@ mod tests {
         q.raise("approve", 3, b"first".to_vec());
         q.raise("approve", 5, b"second".to_vec());
         let a = q.claim("approve");
-        assert_eq!(q.take("approve", a).as_deref(), Some(&b"first"[..]));
+        assert_eq!(
+            q.take("approve", a).map(|e| e.1).as_deref(),
+            Some(&b"first"[..])
+        );
         let b = q.claim("approve");
         assert_eq!(q.peek("approve", b), Some(5));
-        assert_eq!(q.take("approve", b).as_deref(), Some(&b"second"[..]));
+        assert_eq!(
+            q.take("approve", b).map(|e| e.1).as_deref(),
+            Some(&b"second"[..])
+        );
         assert!(!q.has_waiters());
     }
 
@@ -123,8 +129,8 @@ mod tests {
         q.raise("x", 1, b"one".to_vec());
         q.raise("x", 2, b"two".to_vec());
         // `b` is polled first, yet `a` (the earlier wait) gets the earlier event.
-        assert_eq!(q.take("x", b).as_deref(), Some(&b"two"[..]));
-        assert_eq!(q.take("x", a).as_deref(), Some(&b"one"[..]));
+        assert_eq!(q.take("x", b).map(|e| e.1).as_deref(), Some(&b"two"[..]));
+        assert_eq!(q.take("x", a).map(|e| e.1).as_deref(), Some(&b"one"[..]));
     }
 
     #[test]
@@ -134,9 +140,9 @@ mod tests {
         let b = q.claim("x");
         q.raise("x", 1, b"one".to_vec());
         q.raise("x", 2, b"two".to_vec());
-        assert_eq!(q.take("x", b).as_deref(), Some(&b"two"[..]));
+        assert_eq!(q.take("x", b).map(|e| e.1).as_deref(), Some(&b"two"[..]));
         q.release("x", a);
         let c = q.claim("x");
-        assert_eq!(q.take("x", c).as_deref(), Some(&b"one"[..]));
+        assert_eq!(q.take("x", c).map(|e| e.1).as_deref(), Some(&b"one"[..]));
     }
 }

@@ -23,9 +23,23 @@ impl OrchestrationContext {
     /// Awaits every future and returns their outputs in input order. Schedule the
     /// operations first (every `ctx.call` is issued when it is made), then join them:
     ///
-    /// ```ignore
-    /// let calls = items.into_iter().map(|item| ctx.call(process, item)).collect();
-    /// let results = ctx.join_all(calls).await;
+    /// ```
+    /// use durable_core::{activity, orchestrator, ActivityContext, OrchestrationContext};
+    ///
+    /// #[activity]
+    /// async fn measure(_ctx: ActivityContext, item: String) -> Result<usize, String> {
+    ///     Ok(item.len())
+    /// }
+    ///
+    /// #[orchestrator]
+    /// async fn total(ctx: OrchestrationContext, items: Vec<String>) -> Result<usize, String> {
+    ///     let calls = items.into_iter().map(|item| ctx.call(measure, item)).collect();
+    ///     let mut sum = 0;
+    ///     for result in ctx.join_all(calls).await {
+    ///         sum += result?;
+    ///     }
+    ///     Ok(sum)
+    /// }
     /// ```
     pub fn join_all<F: Future + Unpin>(&self, futures: Vec<F>) -> JoinAll<F> {
         JoinAll {

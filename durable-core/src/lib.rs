@@ -36,6 +36,7 @@ mod orchestration_context;
 mod payload;
 mod registry;
 mod replay;
+mod replay_log;
 mod retry;
 mod runtime;
 mod timer;

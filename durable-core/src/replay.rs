@@ -22,6 +22,7 @@ use crate::OrchestrationContext;
 use crate::external_event::EventQueues;
 use crate::handle::Orchestrator;
 use crate::registry::{ErasedFuture, OrchestratorEntry, Registry, panic_message};
+use crate::replay_log;
 
 /// What the turn asks the runtime to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +151,11 @@ pub(crate) struct ReplayState {
     next_seq: u64,
     /// Position of the next event applied: orders results, so races replay alike.
     position: u64,
+    /// Position of the first event the current turn brought (not from the history).
+    first_new_position: u64,
+    /// Whether the code is re-running what it ran in earlier turns: it has neither
+    /// issued a new step nor taken a result that arrived this turn.
+    replaying: bool,
     emitted: Vec<Event>,
     commands: Vec<Command>,
     pub(crate) events: EventQueues,
@@ -179,6 +185,8 @@ impl ReplayState {
             results: HashMap::new(),
             next_seq: 0,
             position: 0,
+            first_new_position: 0,
+            replaying: false,
             emitted: Vec::new(),
             commands: Vec::new(),
             events: EventQueues::default(),
@@ -188,9 +196,24 @@ impl ReplayState {
         }
     }
 
-    /// Whether the code is re-running steps the history already holds.
+    /// Whether the code is re-running what it ran in earlier turns.
     pub(crate) fn is_replaying(&self) -> bool {
-        (self.next_seq as usize) < self.recorded
+        self.replaying
+    }
+
+    /// The code got past what it ran before: from here on it runs for the first time.
+    fn replay_done(&mut self) {
+        if self.replaying {
+            self.replaying = false;
+            replay_log::unmute();
+        }
+    }
+
+    /// Notes that the code took a result that arrived at `position`.
+    pub(crate) fn took(&mut self, position: u64) {
+        if position >= self.first_new_position {
+            self.replay_done();
+        }
     }
 
     /// Whether the next step the code issues is already in the history.
@@ -221,6 +244,7 @@ impl ReplayState {
                 self.fatal = Some(nondeterminism(message));
             }
             None => {
+                self.replay_done();
                 let event = (step.event)(seq);
                 let value = match &event {
                     Event::Recorded { value, .. } => Some(value.clone()),
@@ -259,7 +283,9 @@ impl ReplayState {
         if self.fatal.is_some() {
             return None;
         }
-        self.results.remove(&seq).map(|(_, result)| result)
+        let (position, result) = self.results.remove(&seq)?;
+        self.took(position);
+        Some(result)
     }
 
     /// The kind of step `seq`.
@@ -273,7 +299,7 @@ impl ReplayState {
     }
 
     pub(crate) fn set_custom_status(&mut self, status: Vec<u8>) {
-        if self.is_replaying() {
+        if self.replaying {
             return;
         }
         self.emitted.push(Event::CustomStatusSet {
@@ -436,6 +462,8 @@ impl Execution {
         {
             let mut state = self.state();
             state.recorded = state.steps.len();
+            state.first_new_position = state.position;
+            state.replaying = !recorded.is_empty();
         }
         for event in new {
             if self.apply(&event) {
@@ -506,8 +534,18 @@ impl Execution {
             return Outcome::Running;
         };
         let mut cx = Context::from_waker(Waker::noop());
-        let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+        let span = {
+            let state = lock(&self.state);
+            if state.replaying {
+                replay_log::mute();
+            }
+            tracing::info_span!("orchestration", instance = %self.instance, orchestrator = %state.orchestrator)
+        };
+        let polled =
+            span.in_scope(|| catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))));
+        replay_log::unmute();
         let mut state = self.state();
+        state.replaying = false;
         if let Some(fatal) = state.fatal.clone() {
             return fatal;
         }

@@ -3,6 +3,7 @@
 mod builders;
 mod failures;
 mod fresh_run;
+mod logging;
 mod nondeterminism;
 mod partial_completion;
 mod patterns;
