@@ -72,7 +72,12 @@ impl Client {
         let _ = orchestrator;
         let id = id.into();
         check_instance_id(&id)?;
-        if !self.shared.registry.orchestrators.contains_key(O::NAME) {
+        if self
+            .shared
+            .registry
+            .orchestrator(O::NAME, O::VERSION)
+            .is_none()
+        {
             return Err(Error::UnregisteredOrchestrator(O::NAME.to_string()));
         }
         let input = payload::encode(&input)?;
@@ -90,6 +95,7 @@ impl Client {
         let now = now_ms();
         let record = InstanceRecord {
             orchestrator: O::NAME.to_string(),
+            version: O::VERSION,
             input,
             status: Status::Pending,
             created_ms: now,

@@ -50,6 +50,10 @@ pub trait Orchestrator: Copy + Send + Sync + 'static {
     type Error: Serialize + DeserializeOwned + Display + Send + 'static;
     /// The name the orchestrator is registered and recorded under.
     const NAME: &'static str;
+    /// The version of the orchestrator's code registered under [`NAME`](Self::NAME). An
+    /// instance keeps the version it started with; register old versions beside new ones
+    /// while instances of them are in flight.
+    const VERSION: u32 = 1;
     /// The source line of the orchestrator's `fn`; await sites are recorded relative to it.
     const LINE: u32;
     /// Runs the orchestrator's body.

@@ -37,6 +37,7 @@ mod payload;
 mod registry;
 mod replay;
 mod replay_log;
+pub mod replay_test;
 mod retry;
 mod runtime;
 mod timer;

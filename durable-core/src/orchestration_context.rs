@@ -250,6 +250,7 @@ impl OrchestrationContext {
             command: Some(Box::new(move |seq| Command::StartSubOrchestration {
                 seq,
                 orchestrator: O::NAME.to_string(),
+                version: O::VERSION,
                 instance: child(seq),
                 input,
             })),
@@ -351,9 +352,39 @@ impl OrchestrationContext {
     /// history small. Await it as the orchestrator's last step:
     /// `return ctx.continue_as_new(next).await;`.
     pub fn continue_as_new<I: Serialize, T>(&self, input: I) -> ContinueAsNew<T> {
+        self.continue_with(input, false)
+    }
+
+    /// Like [`continue_as_new`](Self::continue_as_new), and the next generation runs the
+    /// newest registered version of this orchestrator: how an eternal instance moves to
+    /// new code. `input` must then be what the newest version takes.
+    pub fn continue_as_new_latest<I: Serialize, T>(&self, input: I) -> ContinueAsNew<T> {
+        self.continue_with(input, true)
+    }
+
+    fn continue_with<I: Serialize, T>(&self, input: I, latest_version: bool) -> ContinueAsNew<T> {
         let mut state = lock(&self.state);
         let bytes = Self::encode(&mut state, &input);
-        state.continue_as_new(bytes);
+        state.continue_as_new(bytes, latest_version);
         ContinueAsNew::new()
+    }
+
+    /// Versioning within one orchestrator: whether this instance takes the new path of
+    /// change `change_id`. Instances that reach the call for the first time take it (and
+    /// record so); instances whose history went past this point before the change keep
+    /// the old path on replay. Once every old instance has finished, remove the old path
+    /// and the call.
+    ///
+    /// ```ignore
+    /// if ctx.patched("send-receipt") {
+    ///     ctx.call(send_receipt, order.id).await?;
+    /// }
+    /// ```
+    #[track_caller]
+    pub fn patched(&self, change_id: &str) -> bool {
+        let caller = Location::caller();
+        let mut state = lock(&self.state);
+        let site = Self::site(&state, caller);
+        state.patched(change_id, site)
     }
 }

@@ -2,7 +2,7 @@
 //! functions over encoded payloads, and the application state handed to activities.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use durable_store::{Failure, FailureKind};
@@ -27,7 +27,8 @@ pub(crate) struct ActivityEntry {
 
 #[derive(Default)]
 pub(crate) struct Registry {
-    pub(crate) orchestrators: HashMap<&'static str, OrchestratorEntry>,
+    /// By name, then version.
+    orchestrators: HashMap<&'static str, BTreeMap<u32, OrchestratorEntry>>,
     pub(crate) activities: HashMap<&'static str, ActivityEntry>,
     state: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     /// Names registered twice by different handles; reported when the runtime starts.
@@ -53,11 +54,22 @@ impl Registry {
             line: O::LINE,
             start: start_orchestrator::<O>,
         };
-        if let Some(old) = self.orchestrators.insert(O::NAME, entry)
+        let versions = self.orchestrators.entry(O::NAME).or_default();
+        if let Some(old) = versions.insert(O::VERSION, entry)
             && old.handle != TypeId::of::<O>()
         {
             self.duplicates.push(O::NAME);
         }
+    }
+
+    /// Version `version` of orchestrator `name`.
+    pub(crate) fn orchestrator(&self, name: &str, version: u32) -> Option<&OrchestratorEntry> {
+        self.orchestrators.get(name)?.get(&version)
+    }
+
+    /// The newest registered version of orchestrator `name`.
+    pub(crate) fn latest_version(&self, name: &str) -> Option<u32> {
+        self.orchestrators.get(name)?.keys().next_back().copied()
     }
 
     pub(crate) fn add_activity<A: Activity>(&mut self) {

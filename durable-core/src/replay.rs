@@ -8,8 +8,8 @@
 //!
 //! Durable operations get sequence numbers in program order, assigned when they are
 //! called. An operation whose number is already in the history must match what the
-//! history recorded (kind, name, await site) or the turn stops with a nondeterminism
-//! failure; its result is served from the history.
+//! history recorded (its kind and name) or the turn stops with a nondeterminism failure
+//! naming both await sites; its result is served from the history.
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -54,6 +54,8 @@ pub enum Command {
         seq: u64,
         /// Registered name of the child orchestrator.
         orchestrator: String,
+        /// The child orchestrator's version.
+        version: u32,
         /// Instance id of the child.
         instance: String,
         /// Encoded input.
@@ -70,8 +72,13 @@ pub enum Outcome {
     Completed(Vec<u8>),
     /// The orchestrator returned `Err`, panicked, or a payload did not decode.
     Failed(Failure),
-    /// The orchestrator continues as new with this encoded input: its history restarts.
-    ContinuedAsNew(Vec<u8>),
+    /// The orchestrator continues as new: its history restarts with this encoded input.
+    ContinuedAsNew {
+        /// The next generation's input.
+        input: Vec<u8>,
+        /// Whether the next generation moves to the newest registered version.
+        latest_version: bool,
+    },
     /// The code does not replay the history. Nothing of the turn may be committed: the
     /// history and the new events stay as they are until fixed code is deployed.
     Stalled(Failure),
@@ -160,7 +167,9 @@ pub(crate) struct ReplayState {
     commands: Vec<Command>,
     pub(crate) events: EventQueues,
     custom_status: Option<Vec<u8>>,
-    continue_as_new: Option<Vec<u8>>,
+    continue_as_new: Option<(Vec<u8>, bool)>,
+    /// What each `patched` change id answered, so later calls answer alike.
+    patches: HashMap<String, bool>,
     /// Set when the turn must stop: nondeterminism, or a payload that does not decode.
     fatal: Option<Outcome>,
 }
@@ -192,6 +201,7 @@ impl ReplayState {
             events: EventQueues::default(),
             custom_status: None,
             continue_as_new: None,
+            patches: HashMap::new(),
             fatal: None,
         }
     }
@@ -234,8 +244,10 @@ impl ReplayState {
             return seq;
         }
         match self.steps.get(seq as usize) {
-            Some(recorded)
-                if recorded.kind == step.kind && same_site(&recorded.site, &step.site) => {}
+            // Kind and name are compared, not the await site: the site is kept to point at
+            // the code, but comparing lines would make any edit above a call (including a
+            // `patched` branch) a breaking change.
+            Some(recorded) if recorded.kind == step.kind => {}
             Some(recorded) => {
                 let message = format!(
                     "step {seq}: history has {} ({}) but the code now asks for {} ({})",
@@ -308,8 +320,43 @@ impl ReplayState {
         self.custom_status = Some(status);
     }
 
-    pub(crate) fn continue_as_new(&mut self, input: Vec<u8>) {
-        self.continue_as_new.get_or_insert(input);
+    pub(crate) fn continue_as_new(&mut self, input: Vec<u8>, latest_version: bool) {
+        self.continue_as_new.get_or_insert((input, latest_version));
+    }
+
+    /// Whether the code takes the new path of change `change`: yes for an instance that
+    /// reaches this point for the first time (a marker is recorded), and on replay where
+    /// the history has the marker here; no where the history went on without it.
+    pub(crate) fn patched(&mut self, change: &str, site: Site) -> bool {
+        if let Some(answer) = self.patches.get(change) {
+            return *answer;
+        }
+        let marker = StepKind::Recorded(format!("patch:{change}"));
+        let answer = match self.steps.get(self.next_seq as usize) {
+            Some(step) if step.kind == marker => {
+                self.next_seq += 1;
+                true
+            }
+            Some(_) => false,
+            None => {
+                let what = format!("patch:{change}");
+                let value = vec![1];
+                self.issue(NewStep {
+                    kind: marker,
+                    site: site.clone(),
+                    event: Box::new(move |seq| Event::Recorded {
+                        seq,
+                        what,
+                        value,
+                        site,
+                    }),
+                    command: None,
+                });
+                true
+            }
+        };
+        self.patches.insert(change.to_string(), answer);
+        answer
     }
 
     /// Applies one event. Returns false for an event that has nothing to apply to (a
@@ -394,10 +441,6 @@ impl ReplayState {
     }
 }
 
-fn same_site(recorded: &Site, now: &Site) -> bool {
-    recorded.function == now.function && recorded.line_offset == now.line_offset
-}
-
 fn nondeterminism(message: String) -> Outcome {
     Outcome::Stalled(Failure {
         kind: FailureKind::Nondeterminism,
@@ -431,7 +474,10 @@ impl Execution {
     pub fn of<O: Orchestrator>(_orchestrator: O, instance: &str) -> Self {
         let mut registry = Registry::default();
         registry.add_orchestrator::<O>();
-        Self::new(instance, O::NAME, &registry.orchestrators[O::NAME])
+        let entry = registry
+            .orchestrator(O::NAME, O::VERSION)
+            .expect("just registered");
+        Self::new(instance, O::NAME, entry)
     }
 
     pub(crate) fn new(instance: &str, orchestrator: &str, entry: &OrchestratorEntry) -> Self {
@@ -492,7 +538,7 @@ impl Execution {
             Outcome::Failed(failure) => appended.push(Event::Failed {
                 failure: failure.clone(),
             }),
-            Outcome::ContinuedAsNew(input) => appended.push(Event::ContinuedAsNew {
+            Outcome::ContinuedAsNew { input, .. } => appended.push(Event::ContinuedAsNew {
                 input: input.clone(),
             }),
             Outcome::Running | Outcome::Stalled(_) => {}
@@ -571,8 +617,11 @@ impl Execution {
                 }
             }
             Ok(Poll::Pending) => {
-                if let Some(input) = state.continue_as_new.take() {
-                    return Outcome::ContinuedAsNew(input);
+                if let Some((input, latest_version)) = state.continue_as_new.take() {
+                    return Outcome::ContinuedAsNew {
+                        input,
+                        latest_version,
+                    };
                 }
                 if let Some(step) = state.steps.get(state.next_seq as usize) {
                     return nondeterminism(format!(

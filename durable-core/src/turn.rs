@@ -66,13 +66,12 @@ impl Shared {
             None => {
                 let Some(entry) = self
                     .registry
-                    .orchestrators
-                    .get(record.orchestrator.as_str())
+                    .orchestrator(&record.orchestrator, record.version)
                 else {
                     let failure = Failure {
                         message: format!(
-                            "orchestrator `{}` is not registered with this runtime; register it and restart to resume",
-                            record.orchestrator
+                            "version {} of orchestrator `{}` is not registered with this runtime; register it and restart to resume",
+                            record.version, record.orchestrator
                         ),
                         kind: FailureKind::Unregistered {
                             name: record.orchestrator.clone(),
@@ -107,7 +106,16 @@ impl Shared {
             record.custom_status = Some(status);
         }
         record.updated_ms = now_ms();
-        if let Outcome::ContinuedAsNew(input) = &turn.outcome {
+        if let Outcome::ContinuedAsNew {
+            input,
+            latest_version,
+        } = &turn.outcome
+        {
+            if *latest_version
+                && let Some(latest) = self.registry.latest_version(&record.orchestrator)
+            {
+                record.version = latest;
+            }
             self.continue_as_new(
                 instance,
                 &mut record,
@@ -156,7 +164,7 @@ impl Shared {
                 self.notify_finished(instance);
             }
             Outcome::Completed(_) => self.notify_finished(instance),
-            Outcome::ContinuedAsNew(_) | Outcome::Stalled(_) => {}
+            Outcome::ContinuedAsNew { .. } | Outcome::Stalled(_) => {}
         }
         Ok(())
     }
@@ -207,14 +215,11 @@ impl Shared {
             Command::StartSubOrchestration {
                 seq,
                 orchestrator,
+                version,
                 instance: child,
                 input,
             } => {
-                let refused = if !self
-                    .registry
-                    .orchestrators
-                    .contains_key(orchestrator.as_str())
-                {
+                let refused = if self.registry.orchestrator(&orchestrator, version).is_none() {
                     Some(format!(
                         "orchestrator `{orchestrator}` is not registered with this runtime"
                     ))
@@ -241,6 +246,7 @@ impl Shared {
                 let now = now_ms();
                 let record = InstanceRecord {
                     orchestrator: orchestrator.clone(),
+                    version,
                     input: input.clone(),
                     status: Status::Pending,
                     created_ms: now,

@@ -452,6 +452,7 @@ impl<'a, S: Store + ?Sized> Check<'a, S> {
 
 fn record(orchestrator: &str, status: Status, history_len: u32) -> InstanceRecord {
     InstanceRecord {
+        version: 1,
         orchestrator: orchestrator.to_owned(),
         input: orchestrator.as_bytes().to_vec(),
         status,

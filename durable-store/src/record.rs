@@ -274,6 +274,8 @@ pub struct ParentLink {
 pub struct InstanceRecord {
     /// Registered name of the orchestrator.
     pub orchestrator: String,
+    /// The orchestrator's version the instance runs (it keeps the one it started with).
+    pub version: u32,
     /// Encoded input it was started with.
     pub input: Vec<u8>,
     /// Current state.

@@ -306,6 +306,7 @@ fn garbage(len: usize) -> Vec<u8> {
 
 fn record(n: u32) -> InstanceRecord {
     InstanceRecord {
+        version: 1,
         orchestrator: "flow".to_owned(),
         input: n.to_be_bytes().to_vec(),
         status: Status::Running,

@@ -7,3 +7,4 @@ mod patterns;
 mod restart;
 mod runtime;
 mod ui;
+mod versioning;

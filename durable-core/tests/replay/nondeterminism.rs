@@ -21,7 +21,7 @@ async fn chain_stops_early(ctx: OrchestrationContext, n: u64) -> Result<u64, Str
     Ok(a)
 }
 
-/// `chain` after a breaking edit: the same activity, called from another place.
+/// `chain` after an edit that is not breaking: the calls moved down a few lines.
 #[orchestrator(name = "chain")]
 async fn chain_moved_call(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
     let n = n.max(1);
@@ -92,12 +92,11 @@ fn returning_before_a_recorded_step_is_nondeterminism() {
 }
 
 #[test]
-fn the_same_activity_from_another_await_site_is_nondeterminism() {
+fn calls_that_only_moved_lines_still_replay() {
     let mut execution = Execution::of(chain_moved_call, "i");
     let turn = execution.turn(&history(), vec![]);
-    let message = stalled_message(turn.outcome);
-    assert!(message.starts_with("step 0:"), "{message}");
-    assert!(message.contains("`double`"), "{message}");
+    assert_eq!(turn.outcome, Outcome::Running);
+    assert_eq!(scheduled_names(&turn.appended), Vec::<String>::new());
 }
 
 #[test]

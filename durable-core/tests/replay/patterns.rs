@@ -175,7 +175,13 @@ async fn counter(ctx: OrchestrationContext, n: u32) -> Result<u32, String> {
 fn continue_as_new_ends_the_turn_with_the_next_input() {
     let mut execution = Execution::of(counter, "i");
     let turn = execution.turn(&[], vec![started("counter", &1u32)]);
-    assert_eq!(turn.outcome, Outcome::ContinuedAsNew(encode(&2u32)));
+    assert_eq!(
+        turn.outcome,
+        Outcome::ContinuedAsNew {
+            input: encode(&2u32),
+            latest_version: false
+        }
+    );
     assert_eq!(turn.custom_status, Some(encode(&"at 1".to_string())));
 }
 
