@@ -66,8 +66,8 @@ impl ActivityContext {
         &self.key
     }
 
-    /// Which delivery of this call this is: 1 the first time, more after a crash or
-    /// restart redelivered it.
+    /// Which attempt of this call this is: 1 the first time; more for each retry of
+    /// `ctx.call_with_retry` and each redelivery after a crash or restart.
     pub fn attempt(&self) -> u32 {
         self.attempt
     }

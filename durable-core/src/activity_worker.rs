@@ -77,7 +77,13 @@ impl Shared {
                 output,
             },
             Err(failure) => {
-                tracing::warn!(activity = %task.activity, instance = %task.instance, error = %failure.message, "activity failed");
+                // An error the activity returned is the workflow's business, told to the
+                // orchestrator; a panic or a wiring mistake is the operator's.
+                if matches!(failure.kind, FailureKind::Returned { .. }) {
+                    tracing::info!(activity = %task.activity, instance = %task.instance, error = %failure.message, "activity returned an error");
+                } else {
+                    tracing::warn!(activity = %task.activity, instance = %task.instance, error = %failure.message, "activity failed");
+                }
                 Event::ActivityFailed {
                     seq: task.seq,
                     attempt: task.attempt,

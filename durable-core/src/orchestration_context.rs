@@ -349,8 +349,15 @@ impl OrchestrationContext {
 
     /// Ends this generation of the instance and starts the next with `input` and a fresh
     /// history, under the same instance id: how an eternal orchestration keeps its
-    /// history small. Await it as the orchestrator's last step:
-    /// `return ctx.continue_as_new(next).await;`.
+    /// history small. Await it as the orchestrator's last step; it never resolves, and its
+    /// output type is whatever the orchestrator returns:
+    ///
+    /// ```ignore
+    /// if round < last {
+    ///     return ctx.continue_as_new(round + 1).await;
+    /// }
+    /// Ok(round)
+    /// ```
     pub fn continue_as_new<I: Serialize, T>(&self, input: I) -> ContinueAsNew<T> {
         self.continue_with(input, false)
     }
