@@ -51,7 +51,7 @@ pub use client::{
 pub use durable_future::{
     ActivityCall, ContinueAsNew, DurableFuture, EventWait, SubOrchestrationCall, Timer,
 };
-pub use durable_macros::{activity, orchestrator};
+pub use durable_macros::{activity, deterministic, orchestrator};
 pub use durable_store::{Durability, FjallStore, Store, StoreError};
 pub use error::{ActivityError, Error, SubOrchestrationError, Timeout};
 pub use group_commit::CommitStats;
@@ -71,6 +71,9 @@ pub mod record {
     };
 }
 
+#[doc = include_str!("determinism.md")]
+pub mod determinism {}
+
 /// The README's code, compiled as a doctest so it cannot drift from the API.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
@@ -79,4 +82,24 @@ struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::handle::BoxFuture;
+
+    /// Implemented by the companion type `#[deterministic]` gives a free function; an
+    /// orchestrator's call that passes the context to a function asks for it.
+    #[diagnostic::on_unimplemented(
+        message = "a function that receives the orchestration context must be marked `#[deterministic]`",
+        label = "passed the context, but not marked `#[deterministic]`",
+        note = "add `#[deterministic]` to the function: it then gets the same replay-safety checks as the orchestrator",
+        note = "for a one-off value that may differ between runs, use `ctx.side_effect(|| ...)`, which records it"
+    )]
+    pub trait Deterministic {}
+
+    /// Compiles only if `T` is the companion type of a `#[deterministic]` function.
+    pub const fn deterministic<T: ?Sized + Deterministic>() {}
+
+    /// The fallback the check names when the function has no companion type.
+    pub mod unmarked {
+        /// Not a `#[deterministic]` function.
+        #[derive(Debug)]
+        pub enum NotMarkedDeterministic {}
+    }
 }

@@ -1,7 +1,8 @@
-//! The attribute's arguments: `#[orchestrator]`, `#[orchestrator(name = "custom")]`.
+//! The attribute's arguments: `#[orchestrator]`, `#[orchestrator(name = "custom")]`,
+//! `#[orchestrator(name = "order", version = 2)]`.
 
 use proc_macro2::TokenStream;
-use syn::LitStr;
+use syn::{LitInt, LitStr};
 use syn::meta::ParseNestedMeta;
 
 use crate::ast::Kind;
@@ -11,6 +12,8 @@ use crate::ast::Kind;
 pub(crate) struct Args {
     /// `name = "..."`: the name registered and recorded in history instead of the fn's.
     pub(crate) name: Option<LitStr>,
+    /// `version = N` (orchestrators only): the version registered under the name.
+    pub(crate) version: Option<LitInt>,
 }
 
 /// Parses the arguments, reporting every argument that is wrong.
@@ -38,13 +41,22 @@ pub(crate) fn parse(kind: Kind, tokens: TokenStream) -> syn::Result<Args> {
 
 fn parse_one(kind: Kind, args: &mut Args, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     let usage = format!("#[{}(name = \"...\")]", kind.noun());
+    if kind == Kind::Orchestrator && meta.path.is_ident("version") {
+        return parse_version(args, meta);
+    }
     if !meta.path.is_ident("name") {
         // Still consume a `= value` so the next argument is parsed and checked too.
         if meta.input.peek(syn::Token![=]) {
             let _: syn::Expr = meta.value()?.parse()?;
         }
+        let known = match kind {
+            Kind::Orchestrator => format!(
+                "the arguments are the registered name and version: `#[orchestrator(name = \"...\", version = 2)]`"
+            ),
+            Kind::Activity => format!("the only argument is the registered name: `{usage}`"),
+        };
         return Err(meta.error(format!(
-            "unknown argument to {}; the only argument is the registered name: `{usage}`",
+            "unknown argument to {}; {known}",
             kind.attribute()
         )));
     }
@@ -80,6 +92,39 @@ fn parse_one(kind: Kind, args: &mut Args, meta: &ParseNestedMeta<'_>) -> syn::Re
         )));
     }
     args.name = Some(name);
+    Ok(())
+}
+
+/// `version = N`: a positive integer, given once.
+fn parse_version(args: &mut Args, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    let usage = "#[orchestrator(name = \"...\", version = 2)]";
+    let expr: syn::Expr = meta
+        .value()
+        .map_err(|_| meta.error(format!("the version is a number: write `{usage}`")))?
+        .parse()?;
+    let syn::Expr::Lit(syn::ExprLit {
+        lit: syn::Lit::Int(version),
+        ..
+    }) = expr
+    else {
+        return Err(syn::Error::new_spanned(
+            expr,
+            format!("the version is an integer literal: write `{usage}`"),
+        ));
+    };
+    match version.base10_parse::<u32>() {
+        Ok(n) if n >= 1 => {}
+        _ => {
+            return Err(syn::Error::new_spanned(
+                version,
+                "the version is a whole number from 1 up (1 is the version of an orchestrator without the argument)",
+            ));
+        }
+    }
+    if args.version.is_some() {
+        return Err(meta.error("the version is given twice; keep one `version = N`"));
+    }
+    args.version = Some(version);
     Ok(())
 }
 

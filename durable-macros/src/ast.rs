@@ -110,7 +110,6 @@ pub(crate) struct Handle<'a> {
     pub(crate) result: &'a Type,
     pub(crate) ok: &'a Type,
     pub(crate) err: &'a Type,
-    pub(crate) body: &'a Block,
 }
 
 /// Parses the annotated item, which must be a function.

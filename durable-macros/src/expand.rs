@@ -3,18 +3,56 @@
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
-use syn::{Attribute, LitStr};
+use syn::{Attribute, Block, LitStr, Pat};
 
 use crate::args::{self, Args};
 use crate::ast::{self, Function, Handle, Kind};
-use crate::valid;
+use crate::{determinism, valid};
 
-/// Expands `#[orchestrator]` or `#[activity]`: arguments, signature, then the handle.
+/// Expands `#[orchestrator]` or `#[activity]`: arguments, signature, an orchestrator's
+/// body, then the handle.
 pub(crate) fn handle(kind: Kind, args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let item = ast::parse_item(kind, item)?;
     let function = Function::new(&item);
-    let (args, handle) = both(args::parse(kind, args), valid::check(kind, &function))?;
-    Ok(generate(kind, &args, &handle))
+    let signature = both(args::parse(kind, args), valid::check(kind, &function));
+    match (signature, check_body(kind, &function)) {
+        (Ok((args, handle)), Ok(body)) => Ok(generate(kind, &args, &handle, &body)),
+        // Only the body breaks a rule: the handle is still generated (with the body as
+        // written), so the places that register or call it report nothing unrelated.
+        (Ok((args, handle)), Err(error)) => {
+            let errors = error.to_compile_error();
+            let handle = generate(kind, &args, &handle, function.body);
+            Ok(quote!(#errors #handle))
+        }
+        (Err(mut error), body) => {
+            if let Err(more) = body {
+                error.combine(more);
+            }
+            Err(error)
+        }
+    }
+}
+
+/// An orchestrator's body is replayed: checks it for the hazards of DETERMINISM.md and
+/// returns it with its helper calls rewritten. An activity's body runs once per attempt
+/// and may do anything.
+fn check_body(kind: Kind, function: &Function<'_>) -> syn::Result<Block> {
+    if kind == Kind::Activity {
+        return Ok(function.body.clone());
+    }
+    let mut params = Vec::new();
+    let mut context = Vec::new();
+    for (i, param) in function.params.iter().enumerate() {
+        if let Pat::Ident(binding) = &*param.pat {
+            let name = binding.ident.unraw().to_string();
+            if i == 0 {
+                context.push(name.clone());
+            }
+            params.push(name);
+        }
+    }
+    let subject = format!("orchestrator `{}`", function.name.unraw());
+    determinism::check(&subject, &context, &params, function.body)
 }
 
 /// Both results, or the errors of both.
@@ -46,7 +84,7 @@ pub(crate) fn with_errors(item: TokenStream, error: &syn::Error) -> TokenStream 
     }
 }
 
-fn generate(kind: Kind, args: &Args, handle: &Handle<'_>) -> TokenStream {
+fn generate(kind: Kind, args: &Args, handle: &Handle<'_>, body: &Block) -> TokenStream {
     let Handle {
         vis,
         name,
@@ -55,7 +93,6 @@ fn generate(kind: Kind, args: &Args, handle: &Handle<'_>) -> TokenStream {
         result,
         ok,
         err,
-        body,
         ..
     } = handle;
     let attrs = Attrs::split(handle.attrs);
@@ -78,6 +115,10 @@ fn generate(kind: Kind, args: &Args, handle: &Handle<'_>) -> TokenStream {
         Kind::Orchestrator => quote_spanned!(name.span()=> const LINE: u32 = ::core::line!();),
         Kind::Activity => TokenStream::new(),
     };
+    let version = args
+        .version
+        .as_ref()
+        .map(|v| quote_spanned!(v.span()=> const VERSION: u32 = #v;));
     // The trait method takes the context as the user typed it, so a context of the
     // wrong kind is reported on the user's type against the trait's signature: "expected
     // `OrchestrationContext`, found `ActivityContext`".
@@ -115,6 +156,7 @@ fn generate(kind: Kind, args: &Args, handle: &Handle<'_>) -> TokenStream {
             type Output = #ok;
             type Error = #err;
             const NAME: &'static str = #registered;
+            #version
             #line
             fn run(
                 ctx: #ctx_ty,

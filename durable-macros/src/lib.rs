@@ -1,4 +1,5 @@
-//! The `#[orchestrator]` and `#[activity]` attribute macros of `durable`.
+//! The `#[orchestrator]`, `#[activity]` and `#[deterministic]` attribute macros of
+//! `durable`.
 //!
 //! Use them through `durable_core`, which re-exports them next to the traits and context
 //! types the generated code names.
@@ -7,7 +8,14 @@ use proc_macro::TokenStream;
 
 mod args;
 mod ast;
+mod determinism;
+mod deterministic;
 mod expand;
+mod hazards;
+mod loop_scan;
+mod macro_args;
+mod scope;
+mod site;
 mod valid;
 
 use ast::Kind;
@@ -21,6 +29,35 @@ use ast::Kind;
 ///
 /// The input, output and error are recorded in history, so they must implement serde's
 /// `Serialize` and `DeserializeOwned`, and the error `Display`.
+///
+/// # Determinism checks
+///
+/// The body is replayed after every restart, so it must take the same path every time.
+/// The macro rejects, anywhere in the body (closures, async blocks, macro arguments, and
+/// through `use ... as` aliases declared in the body), every hazard it can see, each with
+/// the replay-safe replacement:
+///
+/// | hazard | write instead |
+/// |---|---|
+/// | `SystemTime::now()`, `Instant::now()`, `Utc::now()`, `.elapsed()` | `ctx.now()` |
+/// | `rand::random()`, `thread_rng()`, `OsRng`, `fastrand` | `ctx.random()` |
+/// | `Uuid::new_v4()`, `new_v7()`, `now_v7()` | `ctx.new_uuid()` |
+/// | `thread::sleep`, `tokio::time::{sleep, interval, timeout}` | `ctx.sleep(d)`, `ctx.sleep_until(t)`, `ctx.timeout(d, f)` |
+/// | `tokio::spawn`, `spawn_blocking`, `thread::spawn`, rayon | an activity, `ctx.join_all(...)`, a sub-orchestration |
+/// | `mpsc`, `oneshot`, `watch`, `broadcast`, `Notify` | `ctx.wait_event::<T>(name)` |
+/// | `tokio::select!` without `biased;`, `futures::select!` | `tokio::select! { biased; ... }`, `ctx.when_any(...)` |
+/// | `HashMap`, `HashSet` | `BTreeMap`, `BTreeSet` |
+/// | `std::env::var`, `args`, `current_dir`, `process::id` | the input, or an activity |
+/// | `std::fs`, `tokio::fs`, `std::net`, `tokio::net`, `reqwest`, `sqlx`, ... | an activity |
+/// | `println!`, `eprintln!`, `print!`, `eprint!`, `dbg!` | `tracing`, or log in an activity |
+/// | `static mut`, `thread_local!`, atomics | state passed through the input and results |
+/// | `.as_ptr()`, `.addr()`, `{:p}`, casts to raw pointers | stable ids |
+/// | a `loop` that awaits and has no `break`, `return` or `continue_as_new` | `return ctx.continue_as_new(input).await;` |
+///
+/// A function called with the context (`helper(&ctx)`, `worker.step(&ctx)`) must be
+/// marked [`#[deterministic]`](macro@deterministic), which runs the same checks on it.
+/// The escape hatch is `ctx.side_effect(|| ...)`: its closure is not checked, and its
+/// value is recorded in history so replays see the same one.
 ///
 /// # Arguments
 ///
@@ -79,4 +116,42 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::handle(Kind::Activity, args.into(), item.clone())
         .unwrap_or_else(|error| expand::with_errors(item, &error))
         .into()
+}
+
+/// Marks a helper that takes the orchestration context as replay-safe, and checks its
+/// body like an orchestrator's (see [`#[orchestrator]`](macro@orchestrator) for the
+/// rules).
+///
+/// An orchestrator or a deterministic helper may only pass the context (`ctx`, `&ctx`,
+/// `ctx.clone()`) to functions marked `#[deterministic]`; calling an unmarked one is a
+/// compile error at the call. Helpers that do not receive the context need no mark.
+///
+/// Put it on a free function, on a method that takes `self`, or on an `impl` block (which
+/// marks every function in it, and is the form for associated functions without `self`
+/// and for trait impls). It generates a hidden marker next to the function: a type of the
+/// same name for a free function (so the name cannot also be a type or module in the same
+/// scope), a forwarding method `name__needs_deterministic_attribute` for a method.
+///
+/// # Examples
+///
+/// ```ignore
+/// use durable_core::{OrchestrationContext, deterministic, orchestrator};
+///
+/// #[deterministic]
+/// async fn charge_all(ctx: &OrchestrationContext, orders: Vec<u64>) -> Result<u32, String> {
+///     let mut charged = 0;
+///     for order in orders {
+///         charged += ctx.call(charge, order).await?;
+///     }
+///     Ok(charged)
+/// }
+///
+/// #[orchestrator]
+/// async fn checkout(ctx: OrchestrationContext, orders: Vec<u64>) -> Result<u32, String> {
+///     charge_all(&ctx, orders).await
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn deterministic(args: TokenStream, item: TokenStream) -> TokenStream {
+    deterministic::expand(args.into(), item.into()).into()
 }

@@ -34,7 +34,6 @@ pub(crate) fn check<'a>(kind: Kind, function: &Function<'a>) -> syn::Result<Hand
             result,
             ok,
             err,
-            body: function.body,
         }),
         (Some(error), _, _) => Err(error),
         (None, _, _) => unreachable!("a check that returns nothing records its error"),

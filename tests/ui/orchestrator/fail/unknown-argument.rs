@@ -1,4 +1,4 @@
-// The only argument is `name = "..."`: anything else is reported, each on its own token,
+// The arguments are `name = "..."` and `version = N`: anything else is reported, each on its own token,
 // together with the signature errors.
 use durable_core::{OrchestrationContext, orchestrator};
 

@@ -1,0 +1,570 @@
+//! The body walker of `#[orchestrator]` and `#[deterministic]`.
+//!
+//! It finds every hazard of `hazards.rs` anywhere in a body: nested blocks, closures,
+//! async blocks, nested items, the arguments of macros, and through the `use ... as`
+//! aliases declared in the body. It also rewrites each call that passes the context to a
+//! helper, so that rustc checks the helper is `#[deterministic]` (DETERMINISM.md rule 17,
+//! see `deterministic.rs` for the markers). The arguments of `.side_effect(...)` are the
+//! escape hatch (rule 19) and are not walked.
+
+use proc_macro2::{TokenStream, TokenTree};
+use quote::{ToTokens, quote};
+use syn::ext::IdentExt;
+use syn::punctuated::Punctuated;
+use syn::visit_mut::VisitMut;
+use syn::{Attribute, Block, Expr, ExprCall, ExprMethodCall, PathArguments, Stmt};
+
+use crate::deterministic::twin_ident;
+use crate::hazards;
+use crate::macro_args::{self, Args, Found};
+use crate::scope::{Scope, import_site, use_leaves};
+use crate::site::{MacroSite, MethodSite, PathSite, Site};
+
+/// Checks `body` of `subject` ("orchestrator `checkout`"). `context` holds the names of the
+/// parameters that are the orchestration context, `params` every parameter's name.
+/// Returns the body with its helper calls rewritten, or an error for every hazard.
+pub(crate) fn check(
+    subject: &str,
+    context: &[String],
+    params: &[String],
+    body: &Block,
+) -> syn::Result<Block> {
+    let mut walker = Walker {
+        subject,
+        scope: Scope::gather(context, params, body),
+        errors: None,
+        frames: Vec::new(),
+        calling: false,
+        in_macro: 0,
+        rewrites: 0,
+    };
+    let mut body = body.clone();
+    walker.visit_block_mut(&mut body);
+    walker.errors.map_or(Ok(body), Err)
+}
+
+/// Whether an item carries one of the attributes that check it on their own, so the
+/// walker of the item around it leaves it alone.
+fn checked_on_its_own(attrs: &[Attribute]) -> bool {
+    attrs.iter().any(|attr| {
+        attr.path().segments.last().is_some_and(|s| {
+            s.ident == "deterministic" || s.ident == "activity" || s.ident == "orchestrator"
+        })
+    })
+}
+
+struct Walker<'s> {
+    subject: &'s str,
+    scope: Scope,
+    errors: Option<syn::Error>,
+    /// For each block being walked, the checks of the helpers called in it, to be put
+    /// at its start (where everything the call can name is in scope too).
+    frames: Vec<Vec<Stmt>>,
+    /// The next path visited is the function of a call.
+    calling: bool,
+    /// Inside a macro's arguments, where a string literal may be a format string.
+    in_macro: usize,
+    /// Calls rewritten so far: whether a macro's arguments must be written back.
+    rewrites: usize,
+}
+
+impl Walker<'_> {
+    /// Reports the hazard at `site`, if it is one; returns whether it was.
+    fn report(&mut self, site: &Site<'_>, tokens: impl ToTokens) -> bool {
+        let Some(hazard) = hazards::check(site) else {
+            return false;
+        };
+        let error = syn::Error::new_spanned(tokens, hazard.message(self.subject));
+        match &mut self.errors {
+            Some(all) => all.combine(error),
+            None => self.errors = Some(error),
+        }
+        true
+    }
+
+    /// The path as written and resolved through the body's aliases; none if it is a local
+    /// variable or an alias whose import was already reported.
+    fn path_site(
+        &self,
+        written: Vec<String>,
+        leading_colon: bool,
+        called: bool,
+    ) -> Option<PathSite> {
+        let first = written.first()?;
+        if written.len() == 1 && self.scope.locals.contains(first) {
+            return None;
+        }
+        let (resolved, alias) = match self.scope.aliases.get(first) {
+            Some(alias) if !leading_colon => {
+                if alias.reported {
+                    return None;
+                }
+                let resolved = alias.target.iter().chain(&written[1..]).cloned().collect();
+                let renamed = alias.target.last() != Some(first);
+                (
+                    resolved,
+                    renamed.then(|| (first.clone(), alias.target.join("::"))),
+                )
+            }
+            _ => (written.clone(), None),
+        };
+        Some(PathSite {
+            written,
+            resolved,
+            alias,
+            called,
+        })
+    }
+
+    /// A call that passes the context: checks (through rustc) that the callee is
+    /// `#[deterministic]`. A free function gets a check at the start of the block; an
+    /// associated function is renamed to the twin `#[deterministic]` generates.
+    fn check_helper_call(&mut self, node: &mut ExprCall) {
+        // A closure or a fn pointer held in a field: not a named helper.
+        let Expr::Path(callee) = &mut *node.func else {
+            return;
+        };
+        let names: Vec<String> = callee
+            .path
+            .segments
+            .iter()
+            .map(|s| s.ident.unraw().to_string())
+            .collect();
+        let n = names.len();
+        let by_value = |arg: &Expr| !matches!(arg, Expr::Reference(_));
+        if (callee.qself.is_none() && n == 1 && self.scope.locals.contains(&names[0]))
+            || passes_the_context_along(&names)
+            || (n >= 2 && names[n - 2] == "OrchestrationContext")
+            // `other_orchestrator::run(ctx, input)`: checked by its own `#[orchestrator]`.
+            || (names[n - 1] == "run" && node.args.len() == 2 && by_value(&node.args[0]))
+        {
+            return;
+        }
+        let associated = callee.qself.is_some()
+            || (n >= 2 && {
+                let owner = &callee.path.segments[n - 2];
+                owner.ident == "Self"
+                    || owner.ident.to_string().starts_with(char::is_uppercase)
+                    || !owner.arguments.is_none()
+            });
+        if associated {
+            if let Some(qself) = &mut callee.qself {
+                // `<T as Trait>::f` becomes `<T>::f`: the twin is an inherent method.
+                let rest: Punctuated<_, _> = callee
+                    .path
+                    .segments
+                    .iter()
+                    .skip(qself.position)
+                    .cloned()
+                    .collect();
+                callee.path.segments = rest;
+                callee.path.leading_colon = Some(Default::default());
+                qself.position = 0;
+                qself.as_token = None;
+            }
+            let last = callee
+                .path
+                .segments
+                .last_mut()
+                .expect("a path has a segment");
+            last.ident = twin_ident(&last.ident);
+            self.rewrites += 1;
+        } else {
+            let check = marker_check(&callee.path);
+            if let Some(frame) = self.frames.last_mut() {
+                frame.push(check);
+            }
+        }
+    }
+
+    /// Walks a macro's arguments, writing them back if a call in them was rewritten.
+    fn walk_macro_args(&mut self, mac: &mut syn::Macro, name: &str) {
+        let before = self.rewrites;
+        let mut args = Args::parse(name, mac.tokens.clone());
+        match &mut args {
+            Args::List(list) => list.iter_mut().for_each(|e| self.visit_expr_mut(e)),
+            Args::Repeat(value, _, count) => {
+                self.visit_expr_mut(value);
+                self.visit_expr_mut(count);
+            }
+            Args::Select(select) => {
+                for branch in &mut select.branches {
+                    if let Some(pat) = branch.pat_mut() {
+                        self.visit_pat_mut(pat);
+                    }
+                    if let Some(future) = &mut branch.future {
+                        self.visit_expr_mut(future);
+                    }
+                    if let Some((_, _, condition)) = &mut branch.precondition {
+                        self.visit_expr_mut(condition);
+                    }
+                    self.visit_expr_mut(&mut branch.handler);
+                }
+            }
+            Args::Tokens(tokens) => {
+                let tokens = tokens.clone();
+                macro_args::scan(tokens, &mut |found| self.found(found));
+            }
+        }
+        if self.rewrites != before {
+            mac.tokens = args.to_token_stream();
+        }
+    }
+
+    /// Something a token scan found in arguments that are not expressions.
+    fn found(&mut self, found: Found) {
+        match found {
+            Found::Path {
+                segments,
+                tokens,
+                called,
+            } => {
+                if let Some(site) = self.path_site(segments, false, called) {
+                    self.report(&Site::Path(&site), tokens);
+                }
+            }
+            Found::Method { name, args, tokens } => {
+                let site = MethodSite {
+                    name: name.unraw().to_string(),
+                    args: usize::from(!args.is_empty()),
+                    atomic_ordering: mentions_atomic_ordering(args),
+                };
+                self.report(&Site::Method(&site), tokens);
+            }
+            Found::Macro(mut mac) => self.visit_macro_mut(&mut mac),
+            Found::Literal(literal) => {
+                if let Ok(text) = syn::parse2::<syn::LitStr>(literal.to_token_stream()) {
+                    self.report(&Site::FormatString(&text.value()), literal);
+                }
+            }
+        }
+    }
+}
+
+/// Calls that take the context but only hold it: constructors (`Some(ctx)`,
+/// `Wrapper(ctx)`), `Arc::new(ctx)`, `drop(ctx)`, `mem::replace(..)`.
+fn passes_the_context_along(names: &[String]) -> bool {
+    let n = names.len();
+    let last = names[n - 1].as_str();
+    let owner = (n >= 2).then(|| names[n - 2].as_str());
+    last.starts_with(char::is_uppercase)
+        || (["drop", "identity", "forget", "take", "replace", "swap"].contains(&last)
+            && owner.is_none_or(|owner| owner == "mem" || owner == "convert"))
+        || (["new", "pin", "from"].contains(&last)
+            && owner.is_some_and(|owner| {
+                [
+                    "Box", "Arc", "Rc", "Pin", "Cell", "RefCell", "Mutex", "RwLock", "Option",
+                ]
+                .contains(&owner)
+            }))
+}
+
+/// Methods that store the context in a collection or slot rather than use it.
+const PASSES_THE_CONTEXT_ALONG: [&str; 9] = [
+    "push",
+    "push_back",
+    "push_front",
+    "insert",
+    "extend",
+    "replace",
+    "set",
+    "get_or_insert",
+    "clone_from",
+];
+
+/// The statement that makes rustc check a free function is `#[deterministic]`.
+///
+/// `#[deterministic] fn plan` also declares a type `plan` implementing
+/// `durable_core::__private::Deterministic`. The check imports the callee's path under a
+/// fixed name, next to a glob import of a fallback type of that name: an explicit import
+/// shadows a glob one, so the name is the companion type if `plan` has one and the
+/// fallback (which does not implement the trait) if not. The trait's
+/// `#[diagnostic::on_unimplemented]` then says what to do, spanned on the call.
+fn marker_check(path: &syn::Path) -> Stmt {
+    let last = path.segments.last().expect("a path has a segment");
+    let span = last.ident.span();
+    let mut path = path.clone();
+    for segment in &mut path.segments {
+        segment.arguments = PathArguments::None;
+    }
+    let marker = syn::Ident::new("NotMarkedDeterministic", span);
+    syn::parse_quote_spanned! {span=>
+        {
+            #[allow(unused_imports)]
+            use ::durable_core::__private::unmarked::*;
+            #[allow(unused_imports)]
+            use #path as #marker;
+            ::durable_core::__private::deterministic::<#marker>();
+        }
+    }
+}
+
+/// Whether arguments name an atomic memory ordering: `x.load(Ordering::SeqCst)`.
+fn mentions_atomic_ordering(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|tree| match tree {
+        TokenTree::Ident(ident) => ["SeqCst", "Relaxed", "Acquire", "Release", "AcqRel"]
+            .iter()
+            .any(|ordering| ident == ordering),
+        TokenTree::Group(group) => mentions_atomic_ordering(group.stream()),
+        _ => false,
+    })
+}
+
+impl VisitMut for Walker<'_> {
+    fn visit_block_mut(&mut self, block: &mut Block) {
+        self.frames.push(Vec::new());
+        syn::visit_mut::visit_block_mut(self, block);
+        let checks = self.frames.pop().unwrap_or_default();
+        // After the block's leading items, so they still come first (clippy's
+        // `items_after_statements`); items are in scope in the whole block anyway.
+        let items = block
+            .stmts
+            .iter()
+            .take_while(|stmt| matches!(stmt, Stmt::Item(_)))
+            .count();
+        block.stmts.splice(items..items, checks);
+    }
+
+    // Attributes are not code: `#[allow(...)]` is no hazard.
+    fn visit_attribute_mut(&mut self, _: &mut Attribute) {}
+
+    fn visit_path_mut(&mut self, path: &mut syn::Path) {
+        let called = std::mem::take(&mut self.calling);
+        let written = path
+            .segments
+            .iter()
+            .map(|s| s.ident.unraw().to_string())
+            .collect();
+        if let Some(site) = self.path_site(written, path.leading_colon.is_some(), called) {
+            self.report(&Site::Path(&site), &*path);
+        }
+        syn::visit_mut::visit_path_mut(self, path);
+    }
+
+    fn visit_expr_call_mut(&mut self, node: &mut ExprCall) {
+        self.calling = matches!(&*node.func, Expr::Path(path) if path.qself.is_none());
+        self.visit_expr_mut(&mut node.func);
+        self.calling = false;
+        for arg in &mut node.args {
+            self.visit_expr_mut(arg);
+        }
+        if node.args.iter().any(|arg| self.scope.is_context(arg)) {
+            self.check_helper_call(node);
+        }
+    }
+
+    fn visit_expr_method_call_mut(&mut self, node: &mut ExprMethodCall) {
+        let name = node.method.unraw().to_string();
+        let site = MethodSite {
+            name: name.clone(),
+            args: node.args.len(),
+            atomic_ordering: mentions_atomic_ordering(node.args.to_token_stream()),
+        };
+        let (dot, method) = (&node.dot_token, &node.method);
+        let mut tokens = quote!(#dot #method);
+        node.paren_token
+            .surround(&mut tokens, |inner| node.args.to_tokens(inner));
+        self.report(&Site::Method(&site), tokens);
+
+        self.visit_expr_mut(&mut node.receiver);
+        if let Some(turbofish) = &mut node.turbofish {
+            self.visit_angle_bracketed_generic_arguments_mut(turbofish);
+        }
+        // The escape hatch: what runs inside `side_effect` is recorded, not replayed.
+        if name != "side_effect" {
+            for arg in &mut node.args {
+                self.visit_expr_mut(arg);
+            }
+        }
+        if !self.scope.is_context(&node.receiver)
+            && !PASSES_THE_CONTEXT_ALONG.contains(&name.as_str())
+            && node.args.iter().any(|arg| self.scope.is_context(arg))
+        {
+            node.method = twin_ident(&node.method);
+            self.rewrites += 1;
+        }
+    }
+
+    fn visit_macro_mut(&mut self, mac: &mut syn::Macro) {
+        let written: Vec<String> = mac
+            .path
+            .segments
+            .iter()
+            .map(|s| s.ident.unraw().to_string())
+            .collect();
+        let name = written.last().cloned().unwrap_or_default();
+        let resolved = self
+            .path_site(written.clone(), mac.path.leading_colon.is_some(), false)
+            .map_or_else(|| written.clone(), |site| site.resolved);
+        let site = MacroSite {
+            written: written.join("::"),
+            resolved,
+            biased: macro_args::starts_biased(&mac.tokens),
+        };
+        let (path, bang) = (&mac.path, &mac.bang_token);
+        self.report(&Site::Macro(&site), quote!(#path #bang));
+        self.in_macro += 1;
+        self.walk_macro_args(mac, &name);
+        self.in_macro -= 1;
+    }
+
+    fn visit_lit_str_mut(&mut self, lit: &mut syn::LitStr) {
+        if self.in_macro > 0 {
+            self.report(&Site::FormatString(&lit.value()), &*lit);
+        }
+    }
+
+    fn visit_expr_loop_mut(&mut self, node: &mut syn::ExprLoop) {
+        let (label, token) = (&node.label, &node.loop_token);
+        self.report(&Site::Loop(node), quote!(#label #token));
+        syn::visit_mut::visit_expr_loop_mut(self, node);
+    }
+
+    fn visit_expr_cast_mut(&mut self, node: &mut syn::ExprCast) {
+        let (token, ty) = (&node.as_token, &node.ty);
+        self.report(&Site::Cast(node), quote!(#token #ty));
+        syn::visit_mut::visit_expr_cast_mut(self, node);
+    }
+
+    fn visit_item_static_mut(&mut self, node: &mut syn::ItemStatic) {
+        let (token, mutability, ident) = (&node.static_token, &node.mutability, &node.ident);
+        // A static reported as such is not reported again for its type (`AtomicU64`).
+        if !self.report(&Site::Static(node), quote!(#token #mutability #ident)) {
+            syn::visit_mut::visit_item_static_mut(self, node);
+        }
+    }
+
+    fn visit_item_use_mut(&mut self, node: &mut syn::ItemUse) {
+        for leaf in use_leaves(&node.tree) {
+            self.report(&Site::Path(&import_site(&leaf.path)), leaf.tokens);
+        }
+    }
+
+    fn visit_item_fn_mut(&mut self, node: &mut syn::ItemFn) {
+        if !checked_on_its_own(&node.attrs) {
+            syn::visit_mut::visit_item_fn_mut(self, node);
+        }
+    }
+
+    fn visit_item_impl_mut(&mut self, node: &mut syn::ItemImpl) {
+        if !checked_on_its_own(&node.attrs) {
+            syn::visit_mut::visit_item_impl_mut(self, node);
+        }
+    }
+
+    fn visit_impl_item_fn_mut(&mut self, node: &mut syn::ImplItemFn) {
+        if !checked_on_its_own(&node.attrs) {
+            syn::visit_mut::visit_impl_item_fn_mut(self, node);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syn::parse_quote;
+
+    fn messages(body: Block) -> Vec<String> {
+        match check("orchestrator `f`", &["ctx".into()], &["ctx".into()], &body) {
+            Ok(_) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn rewritten(body: Block) -> String {
+        let body = check("orchestrator `f`", &["ctx".into()], &["ctx".into()], &body).unwrap();
+        quote!(#body).to_string()
+    }
+
+    #[test]
+    fn finds_hazards_everywhere_in_the_body() {
+        let all = messages(parse_quote!({
+            let a = SystemTime::now();
+            let f = || {
+                let b = Instant::now();
+            };
+            let g = async { std::thread::sleep(d) };
+            let s = format!("{}", Utc::now());
+            let v = vec![rand::random::<u8>(); 3];
+            tokio::select! { biased; _ = async { tokio::spawn(x) } => {} }
+            tracing::info!(at = %OffsetDateTime::now_utc(), "x");
+        }));
+        let rules = [
+            "`SystemTime::now()`",
+            "`Instant::now()`",
+            "`std::thread::sleep()`",
+            "`Utc::now()`",
+            "`rand::random()`",
+            "`tokio::spawn()`",
+            "`OffsetDateTime::now_utc()`",
+        ];
+        assert_eq!(all.len(), rules.len(), "{all:#?}");
+        for (message, rule) in all.iter().zip(rules) {
+            assert!(message.starts_with(rule), "{message} is not {rule}");
+            assert!(message.contains("in orchestrator `f`"), "{message}");
+        }
+    }
+
+    #[test]
+    fn follows_aliases_declared_in_the_body() {
+        let all = messages(parse_quote!({
+            use std::collections::HashMap as Map;
+            use std::time::SystemTime as Clock;
+            let now = Clock::now();
+            let m: Map<u32, u32> = Map::new();
+        }));
+        assert_eq!(all.len(), 2, "{all:#?}");
+        assert!(all[0].starts_with("`std::collections::HashMap` is not replay-safe"));
+        assert!(all[1].starts_with("`Clock::now()` (`Clock` is `std::time::SystemTime`)"));
+    }
+
+    #[test]
+    fn skips_the_escape_hatch_and_look_alikes() {
+        let all = messages(parse_quote!({
+            let t = ctx.side_effect(|| SystemTime::now());
+            let now = 5;
+            let d = Duration::from_secs(now);
+            let m = BTreeMap::<u32, u32>::new();
+            let s = "sleep for a while";
+            let file: File = ctx.call(upload, s).await;
+            let orders = client.fetch_orders();
+            ctx.sleep(d).await;
+        }));
+        assert!(all.is_empty(), "{all:#?}");
+    }
+
+    #[test]
+    fn rewrites_calls_that_pass_the_context() {
+        let out = rewritten(parse_quote!({
+            plan(&ctx, 1);
+            helpers::plan(ctx.clone());
+            worker.step(&ctx);
+            Worker::build(&ctx);
+            pure(1);
+            ctx.call(activity, 1);
+            Some(&ctx);
+        }));
+        assert_eq!(
+            out.matches("use plan as NotMarkedDeterministic").count(),
+            1,
+            "{out}"
+        );
+        assert!(
+            out.contains("use helpers :: plan as NotMarkedDeterministic"),
+            "{out}"
+        );
+        assert!(
+            out.contains("worker . step__needs_deterministic_attribute (& ctx)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Worker :: build__needs_deterministic_attribute (& ctx)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("pure (1)") && out.contains("ctx . call (activity , 1)"),
+            "{out}"
+        );
+        assert_eq!(out.matches("NotMarkedDeterministic >").count(), 2, "{out}");
+    }
+}
