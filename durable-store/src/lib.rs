@@ -4,6 +4,7 @@
 //! database and [`MemoryStore`] in memory for tests; [`conformance::run`] checks any
 //! implementation.
 
+mod fault;
 mod fjall_store;
 mod keys;
 mod memory_store;
@@ -12,6 +13,7 @@ mod store;
 
 pub mod conformance;
 
+pub use fault::{Call, FaultSwitch, FaultyStore};
 pub use fjall_store::FjallStore;
 pub use memory_store::MemoryStore;
 pub use record::{

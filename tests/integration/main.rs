@@ -1,7 +1,10 @@
 //! Integration tests, built as one binary.
 
+mod bad_input;
 mod common;
 mod crash;
+mod faults;
+mod fuzz;
 mod management;
 mod patterns;
 mod restart;

@@ -129,3 +129,79 @@ fn a_replay_test_catches_a_breaking_change_and_passes_a_patched_one() {
         "{message}"
     );
 }
+
+/// Version 1 of `pricing`: waits at the gate, then doubles.
+#[orchestrator(name = "pricing")]
+async fn pricing_v1(ctx: OrchestrationContext, n: u64) -> Result<String, String> {
+    ctx.call(wait_at_gate, 0).await?;
+    Ok(format!("v1: {}", ctx.call(double, n).await?))
+}
+
+/// Version 2 of `pricing`, deployed beside version 1: triples instead.
+#[orchestrator(name = "pricing", version = 2)]
+async fn pricing_v2(ctx: OrchestrationContext, n: u64) -> Result<String, String> {
+    ctx.call(wait_at_gate, 0).await?;
+    Ok(format!("v2: {}", ctx.call(triple, n).await?))
+}
+
+#[test]
+fn each_instance_keeps_the_version_it_started_with() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone())
+            .orchestrator(pricing_v1)
+            .activity(wait_at_gate)
+            .state(Gate { open: false })
+            .start()
+            .await
+            .unwrap();
+        runtime.client().start(pricing_v1, "old-price", 5).await.unwrap();
+        wait_for(&store, "old-price", |h| h.len() >= 2).await;
+    });
+    lifetime(async {
+        let runtime = builder(store.clone())
+            .orchestrator(pricing_v1)
+            .orchestrator(pricing_v2)
+            .activity(wait_at_gate)
+            .state(Gate { open: true })
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let new = client.start(pricing_v2, "new-price", 5).await.unwrap();
+        assert_eq!(new.wait(WAIT).await.unwrap(), "v2: 15");
+        let old = client.instance(pricing_v1, "old-price").wait(WAIT).await.unwrap();
+        assert_eq!(old, "v1: 10", "the old instance stayed on version 1");
+        assert_eq!(client.record("old-price").unwrap().unwrap().version, 1);
+        assert_eq!(client.record("new-price").unwrap().unwrap().version, 2);
+        runtime.shutdown().await;
+    });
+}
+
+/// Version 1 of an eternal counter: moves to the newest version at each generation.
+#[orchestrator(name = "ticker")]
+async fn ticker_v1(ctx: OrchestrationContext, n: u32) -> Result<String, String> {
+    let _ = &ctx;
+    if n < 1 {
+        return ctx.continue_as_new_latest(n + 1).await;
+    }
+    Ok(format!("v1 at {n}"))
+}
+
+#[orchestrator(name = "ticker", version = 2)]
+async fn ticker_v2(ctx: OrchestrationContext, n: u32) -> Result<String, String> {
+    let _ = &ctx;
+    Ok(format!("v2 at {n}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continue_as_new_latest_moves_an_instance_to_the_newest_version() {
+    let (_dir, store) = store();
+    let runtime = builder(store).orchestrator(ticker_v1).orchestrator(ticker_v2).start().await.unwrap();
+    let client = runtime.client();
+    let out = client.start(ticker_v1, "tick", 0).await.unwrap().wait(WAIT).await;
+    // The handle is v1's, but the output type is the same; the instance now runs v2.
+    assert_eq!(out.unwrap(), "v2 at 1");
+    assert_eq!(client.record("tick").unwrap().unwrap().version, 2);
+    runtime.shutdown().await;
+}

@@ -1,0 +1,439 @@
+//! [`FaultyStore`]: a [`Store`] wrapper that fails chosen calls, for tests of what the
+//! engine does when its storage fails.
+//!
+//! Calls are counted per kind ([`Call`]), from 1. A rule makes calls of one kind fail from
+//! the k-th on, for one call or up to a later one, or for good; a shared [`FaultSwitch`]
+//! breaks every call while it is on ("the disk is gone until healed"). A failing call
+//! returns [`StoreError::Io`] with a message saying it was injected.
+//!
+//! Commits are counted one by one ([`Call::Commit`]), and the calls of [`Store::commit`]
+//! that carry them as writes ([`Call::Write`], one fsync each): the engine's group commit
+//! hands several commits to one call. A write fails if any commit it carries is to fail,
+//! and then writes none of them, as a real batch would.
+//!
+//! By default a failed write writes nothing, as one that never reached the journal.
+//! [`FaultyStore::written_anyway`] makes failed commits write first and fail after, as an
+//! `fsync` that failed after the write: the caller is told the commit failed, yet it may
+//! be on disk. (fjall itself refuses all further writes after that, until the process
+//! restarts; this wrapper goes on, so a test can see what the engine makes of it.)
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
+use crate::store::{Store, StoreError};
+
+/// A kind of store call, as [`FaultyStore`] counts and fails them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Call {
+    /// One commit handed to [`Store::commit`] (a call may carry several).
+    Commit,
+    /// A call of [`Store::commit`]: one write, one fsync.
+    Write,
+    /// Any read: one of the five below.
+    Read,
+    /// [`Store::instance`].
+    Instance,
+    /// [`Store::instances`].
+    Instances,
+    /// [`Store::history`].
+    History,
+    /// [`Store::work_items`].
+    WorkItems,
+    /// [`Store::progress`].
+    Progress,
+}
+
+impl Call {
+    fn index(self) -> usize {
+        match self {
+            Call::Commit => 0,
+            Call::Write => 1,
+            Call::Read => 2,
+            Call::Instance => 3,
+            Call::Instances => 4,
+            Call::History => 5,
+            Call::WorkItems => 6,
+            Call::Progress => 7,
+        }
+    }
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Call::Commit => "commit",
+            Call::Write => "write",
+            Call::Read => "read",
+            Call::Instance => "instance read",
+            Call::Instances => "instances read",
+            Call::History => "history read",
+            Call::WorkItems => "work items read",
+            Call::Progress => "progress read",
+        })
+    }
+}
+
+/// Calls `from..until` (counted from 1 per kind) of kind `call` fail.
+#[derive(Clone, Copy, Debug)]
+struct Rule {
+    call: Call,
+    from: u64,
+    /// The first call that succeeds again; `None` for never.
+    until: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    counts: [AtomicU64; 8],
+    injected: AtomicU64,
+    broken: AtomicBool,
+    rules: Mutex<Vec<Rule>>,
+}
+
+impl State {
+    fn rules(&self) -> MutexGuard<'_, Vec<Rule>> {
+        self.rules.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The shared handle of a [`FaultyStore`]: break and heal its "disk", add rules, and read
+/// its counters while the store is owned by a runtime. Cheap to clone.
+///
+/// # Examples
+///
+/// ```
+/// use durable_store::{Commit, FaultyStore, MemoryStore, Store};
+///
+/// let store = FaultyStore::new(MemoryStore::new());
+/// let switch = store.switch();
+/// switch.break_disk();
+/// assert!(store.commit(&[Commit::default()]).is_err());
+/// switch.heal();
+/// assert!(store.commit(&[Commit::default()]).is_ok());
+/// assert_eq!(switch.injected(), 1);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct FaultSwitch {
+    state: Arc<State>,
+}
+
+impl FaultSwitch {
+    /// From now on every read and write fails, until [`heal`](Self::heal).
+    pub fn break_disk(&self) {
+        self.state.broken.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends [`break_disk`](Self::break_disk) and removes every rule: calls succeed again.
+    pub fn heal(&self) {
+        self.state.broken.store(false, Ordering::SeqCst);
+        self.state.rules().clear();
+    }
+
+    /// Whether the disk is broken.
+    pub fn is_broken(&self) -> bool {
+        self.state.broken.load(Ordering::SeqCst)
+    }
+
+    /// Makes calls of kind `call` fail from the `from`-th (counted from 1 since the store
+    /// was made) until the `until`-th, which succeeds again (`None`: for good).
+    pub fn fail(&self, call: Call, from: u64, until: Option<u64>) {
+        self.state.rules().push(Rule { call, from, until });
+    }
+
+    /// How many calls of kind `call` were made so far (commits: how many commits were
+    /// handed to the store), failed ones included.
+    pub fn count(&self, call: Call) -> u64 {
+        self.state.counts[call.index()].load(Ordering::SeqCst)
+    }
+
+    /// How many calls failed because of a fault.
+    pub fn injected(&self) -> u64 {
+        self.state.injected.load(Ordering::SeqCst)
+    }
+
+    /// Counts a read of kind `call` and says whether it is to fail.
+    fn check_read(&self, call: Call) -> Result<(), StoreError> {
+        let numbers = [call, Call::Read].map(|kind| (kind, self.next(kind, 1)));
+        self.verdict(&numbers, call)
+    }
+
+    /// Counts a write carrying `commits` commits and says whether it is to fail.
+    fn check_write(&self, commits: u64) -> Result<(), StoreError> {
+        let write = self.next(Call::Write, 1);
+        let first = self.next(Call::Commit, commits);
+        // The commit a rule names, if the write carries it; else the write itself.
+        let numbers: Vec<(Call, std::ops::Range<u64>)> = vec![
+            (Call::Write, write..write + 1),
+            (Call::Commit, first..first + commits),
+        ];
+        let failing = self.state.rules().iter().find_map(|rule| {
+            let (kind, range) = numbers.iter().find(|(kind, _)| *kind == rule.call)?;
+            let until = rule.until.unwrap_or(u64::MAX);
+            let n = range.start.max(rule.from);
+            (n < range.end && n < until).then_some((*kind, n))
+        });
+        let failing = failing.or_else(|| self.is_broken().then_some((Call::Write, write)));
+        match failing {
+            None => Ok(()),
+            Some((kind, n)) => Err(self.injected_fault(kind, n)),
+        }
+    }
+
+    /// Numbers the next `n` calls of kind `kind`; returns the first number.
+    fn next(&self, kind: Call, n: u64) -> u64 {
+        self.state.counts[kind.index()].fetch_add(n, Ordering::SeqCst) + 1
+    }
+
+    fn verdict(&self, numbers: &[(Call, u64)], call: Call) -> Result<(), StoreError> {
+        let ruled = self.state.rules().iter().any(|rule| {
+            numbers.iter().any(|(kind, n)| {
+                *kind == rule.call && *n >= rule.from && rule.until.is_none_or(|until| *n < until)
+            })
+        });
+        if !ruled && !self.is_broken() {
+            return Ok(());
+        }
+        Err(self.injected_fault(call, numbers[0].1))
+    }
+
+    fn injected_fault(&self, call: Call, n: u64) -> StoreError {
+        self.state.injected.fetch_add(1, Ordering::SeqCst);
+        StoreError::Io(format!("injected fault: {call} #{n} failed"))
+    }
+}
+
+/// A [`Store`] that makes chosen calls of the store it wraps fail with [`StoreError::Io`].
+/// For tests: sweep the failing call over a workflow and check what the engine does.
+///
+/// # Examples
+///
+/// The second commit fails and writes nothing; the third succeeds:
+///
+/// ```
+/// use durable_store::{Commit, FaultyStore, MemoryStore, Store, StoreError};
+///
+/// let store = FaultyStore::new(MemoryStore::new()).fail_commit(2);
+/// let put = |key: &str| Commit {
+///     progress: vec![(key.to_owned(), Some(vec![1]))],
+///     ..Commit::default()
+/// };
+/// store.commit(&[put("a")])?;
+/// assert!(matches!(store.commit(&[put("b")]), Err(StoreError::Io(_))));
+/// store.commit(&[put("c")])?;
+/// assert_eq!(store.progress("b")?, None);
+/// assert_eq!(store.progress("c")?, Some(vec![1]));
+/// # Ok::<(), StoreError>(())
+/// ```
+///
+/// Reads 3 to 5 fail, whatever they read:
+///
+/// ```
+/// use durable_store::{FaultyStore, MemoryStore, Store};
+///
+/// let store = FaultyStore::new(MemoryStore::new()).fail_reads_from(3).until(6);
+/// let failed: Vec<bool> = (0..7).map(|_| store.instances().is_err()).collect();
+/// assert_eq!(failed, [false, false, true, true, true, false, false]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct FaultyStore<S> {
+    inner: S,
+    switch: FaultSwitch,
+    written_anyway: bool,
+}
+
+impl<S: Store> FaultyStore<S> {
+    /// Wraps `inner`; no call fails until a rule or the switch says so.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            switch: FaultSwitch::default(),
+            written_anyway: false,
+        }
+    }
+
+    /// The shared switch: break or heal the disk and read the counters later.
+    pub fn switch(&self) -> FaultSwitch {
+        self.switch.clone()
+    }
+
+    /// The wrapped store, to look at what really was written.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The write carrying the `k`-th commit (from 1) fails.
+    pub fn fail_commit(self, k: u64) -> Self {
+        self.rule(Call::Commit, k, Some(k.saturating_add(1)))
+    }
+
+    /// Every write carrying the `k`-th commit or a later one fails; bound it with
+    /// [`until`](Self::until).
+    pub fn fail_commits_from(self, k: u64) -> Self {
+        self.rule(Call::Commit, k, None)
+    }
+
+    /// The `k`-th read of any kind fails.
+    pub fn fail_read(self, k: u64) -> Self {
+        self.rule(Call::Read, k, Some(k.saturating_add(1)))
+    }
+
+    /// Every read from the `k`-th on fails; bound it with [`until`](Self::until).
+    pub fn fail_reads_from(self, k: u64) -> Self {
+        self.rule(Call::Read, k, None)
+    }
+
+    /// The `k`-th call of kind `call` fails.
+    pub fn fail_call(self, call: Call, k: u64) -> Self {
+        self.rule(call, k, Some(k.saturating_add(1)))
+    }
+
+    /// Ends the last rule added: its calls succeed again from the `k`-th on (counted as
+    /// the rule counts, from 1). Without a rule, it does nothing.
+    pub fn until(self, k: u64) -> Self {
+        if let Some(rule) = self.switch.state.rules().last_mut() {
+            rule.until = Some(k);
+        }
+        self
+    }
+
+    /// Failed writes are written before they fail, as when `fsync` fails after the
+    /// write: the engine is told a commit failed that may be durable.
+    pub fn written_anyway(mut self) -> Self {
+        self.written_anyway = true;
+        self
+    }
+
+    fn rule(self, call: Call, from: u64, until: Option<u64>) -> Self {
+        self.switch.fail(call, from, until);
+        self
+    }
+}
+
+impl<S: Store> Store for FaultyStore<S> {
+    fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
+        match self.switch.check_write(commits.len() as u64) {
+            Ok(()) => self.inner.commit(commits),
+            Err(fault) if self.written_anyway => {
+                self.inner.commit(commits)?;
+                Err(fault)
+            }
+            Err(fault) => Err(fault),
+        }
+    }
+
+    fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        self.switch.check_read(Call::Instance)?;
+        self.inner.instance(id)
+    }
+
+    fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        self.switch.check_read(Call::Instances)?;
+        self.inner.instances()
+    }
+
+    fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+        self.switch.check_read(Call::History)?;
+        self.inner.history(id)
+    }
+
+    fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
+        self.switch.check_read(Call::WorkItems)?;
+        self.inner.work_items()
+    }
+
+    fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.switch.check_read(Call::Progress)?;
+        self.inner.progress(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    fn put(key: &str) -> Commit {
+        Commit {
+            progress: vec![(key.to_owned(), Some(vec![7]))],
+            ..Commit::default()
+        }
+    }
+
+    #[test]
+    fn without_faults_it_is_the_store_it_wraps() {
+        crate::conformance::run(|| FaultyStore::new(MemoryStore::new()));
+    }
+
+    #[test]
+    fn a_rule_on_one_kind_of_read_leaves_the_others_alone() {
+        let store = FaultyStore::new(MemoryStore::new()).fail_call(Call::History, 2);
+        assert!(store.history("a").is_ok());
+        assert!(store.instances().is_ok());
+        assert!(store.history("a").is_err());
+        assert!(store.history("a").is_ok());
+        let switch = store.switch();
+        assert_eq!(switch.count(Call::History), 3);
+        assert_eq!(switch.count(Call::Read), 4);
+        assert_eq!(switch.injected(), 1);
+    }
+
+    #[test]
+    fn commits_fail_in_a_window_and_write_nothing() {
+        let store = FaultyStore::new(MemoryStore::new())
+            .fail_commits_from(2)
+            .until(4);
+        let results: Vec<bool> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|key| store.commit(&[put(key)]).is_ok())
+            .collect();
+        assert_eq!(results, [true, false, false, true]);
+        assert_eq!(store.inner().progress("b").unwrap(), None);
+        assert_eq!(store.inner().progress("d").unwrap(), Some(vec![7]));
+    }
+
+    #[test]
+    fn a_write_fails_if_it_carries_a_failing_commit() {
+        let store = FaultyStore::new(MemoryStore::new()).fail_commit(3);
+        assert!(store.commit(&[put("a"), put("b")]).is_ok());
+        let err = store.commit(&[put("c"), put("d")]).unwrap_err();
+        assert!(err.to_string().contains("commit #3"), "{err}");
+        assert_eq!(store.progress("d").unwrap(), None, "the whole write failed");
+        assert!(store.commit(&[put("e")]).is_ok());
+        let switch = store.switch();
+        assert_eq!(
+            (switch.count(Call::Commit), switch.count(Call::Write)),
+            (5, 3)
+        );
+        let store = FaultyStore::new(MemoryStore::new()).fail_call(Call::Write, 2);
+        assert!(store.commit(&[put("a"), put("b")]).is_ok());
+        assert!(store.commit(&[put("c")]).is_err());
+    }
+
+    #[test]
+    fn written_anyway_writes_then_fails() {
+        let store = FaultyStore::new(MemoryStore::new())
+            .fail_commit(1)
+            .written_anyway();
+        let err = store.commit(&[put("a")]).unwrap_err();
+        assert!(
+            err.to_string().contains("injected fault: commit #1"),
+            "{err}"
+        );
+        assert_eq!(store.progress("a").unwrap(), Some(vec![7]));
+    }
+
+    #[test]
+    fn the_switch_breaks_every_call_until_healed() {
+        let store = FaultyStore::new(MemoryStore::new()).fail_reads_from(1);
+        let switch = store.switch();
+        assert!(store.instances().is_err());
+        switch.break_disk();
+        assert!(store.commit(&[put("a")]).is_err());
+        switch.heal();
+        assert!(store.commit(&[put("a")]).is_ok());
+        assert!(store.instances().is_ok(), "heal removes the rules too");
+    }
+}

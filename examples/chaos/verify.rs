@@ -1,0 +1,158 @@
+//! The parent's final check: every instance ended as expected, every effect is in the
+//! ledger once, every event arrived once, and the store reopens cleanly.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use durable_core::record::{Event, Status};
+use durable_core::{FjallStore, Store};
+
+use crate::workload::{Kind, Ledger, Spec};
+
+/// What the check found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub instances: usize,
+    /// Instances, effects or events that are missing or wrong.
+    pub lost: Vec<String>,
+    /// Effects, events or instances that exist more than once.
+    pub duplicated: Vec<String>,
+    /// Deliveries that found their effect applied already (absorbed by idempotency keys).
+    pub repeats: u64,
+}
+
+/// Checks the store and the ledger in `dir` against the workload `specs`.
+pub fn verify(dir: &Path, specs: &[Spec]) -> Report {
+    let mut report = Report::default();
+    let store = match FjallStore::open(dir.join("durable")) {
+        Ok(store) => store,
+        Err(e) => {
+            report.lost.push(format!("the store does not reopen: {e}"));
+            return report;
+        }
+    };
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    let mut effects: BTreeSet<String> = BTreeSet::new();
+    for spec in specs {
+        expected.insert(spec.id(), spec.expected_output());
+        expected.extend(spec.children());
+        effects.extend(spec.expected_effects());
+    }
+    report.instances = expected.len();
+    check_instances(&store, &expected, &mut report);
+    for spec in specs.iter().filter(|s| s.kind == Kind::Approval) {
+        check_events(&store, &spec.id(), &mut report);
+    }
+    match store.work_items() {
+        Ok(items) if items.is_empty() => {}
+        Ok(items) => report
+            .lost
+            .push(format!("{} work items left in the queue", items.len())),
+        Err(e) => report.lost.push(format!("the queue does not read: {e}")),
+    }
+    drop(store);
+    check_ledger(dir, &effects, &mut report);
+    report
+}
+
+fn check_instances(store: &FjallStore, expected: &BTreeMap<String, u64>, report: &mut Report) {
+    let stored = match store.instances() {
+        Ok(stored) => stored,
+        Err(e) => {
+            report.lost.push(format!("the instances do not read: {e}"));
+            return;
+        }
+    };
+    let stored: BTreeMap<String, _> = stored.into_iter().collect();
+    for id in stored.keys().filter(|id| !expected.contains_key(*id)) {
+        report
+            .duplicated
+            .push(format!("instance {id}: not started by the workload"));
+    }
+    for (id, output) in expected {
+        let Some(record) = stored.get(id) else {
+            report.lost.push(format!("instance {id}: missing"));
+            continue;
+        };
+        match &record.status {
+            Status::Completed { output: bytes } => match postcard::from_bytes::<u64>(bytes) {
+                Ok(found) if found == *output => {}
+                found => report.lost.push(format!(
+                    "instance {id}: output {found:?}, expected {output}"
+                )),
+            },
+            other => report
+                .lost
+                .push(format!("instance {id}: ended {}: {other:?}", other.name())),
+        }
+        match store.history(id) {
+            Ok(history) if history.len() == record.history_len as usize => {}
+            Ok(history) => report.lost.push(format!(
+                "instance {id}: {} events in its history, its record says {}",
+                history.len(),
+                record.history_len
+            )),
+            Err(e) => report.lost.push(format!("instance {id}: history: {e}")),
+        }
+    }
+}
+
+/// Each approval got `approve` and `late` once.
+fn check_events(store: &FjallStore, id: &str, report: &mut Report) {
+    let Ok(history) = store.history(id) else {
+        return; // reported with the instance
+    };
+    for name in ["approve", "late"] {
+        let count = history
+            .iter()
+            .filter(|e| matches!(e, Event::EventRaised { name: n, .. } if n == name))
+            .count();
+        match count {
+            1 => {}
+            0 => report
+                .lost
+                .push(format!("event {name} of {id}: never arrived")),
+            n => report
+                .duplicated
+                .push(format!("event {name} of {id}: arrived {n} times")),
+        }
+    }
+}
+
+fn check_ledger(dir: &Path, expected: &BTreeSet<String>, report: &mut Report) {
+    let ledger = match Ledger::open(&dir.join("ledger")) {
+        Ok(ledger) => ledger,
+        Err(e) => {
+            report.lost.push(format!("the ledger does not open: {e:?}"));
+            return;
+        }
+    };
+    let entries = match ledger.effects() {
+        Ok(entries) => entries,
+        Err(e) => {
+            report.lost.push(format!("the ledger does not read: {e:?}"));
+            return;
+        }
+    };
+    report.repeats = ledger.repeats().unwrap_or(0);
+    let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, logical) in entries {
+        keys.entry(logical).or_default().push(key);
+    }
+    for effect in expected.iter().filter(|e| !keys.contains_key(*e)) {
+        report
+            .lost
+            .push(format!("effect {effect}: not in the ledger"));
+    }
+    for (effect, keys) in &keys {
+        if !expected.contains(effect) {
+            report
+                .duplicated
+                .push(format!("effect {effect}: not expected (keys {keys:?})"));
+        } else if keys.len() > 1 {
+            report
+                .duplicated
+                .push(format!("effect {effect}: applied under {keys:?}"));
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! The chaos workload: one orchestrator per pattern, the instances the child starts under
+//! fixed ids, what each must end with, and the effects ledger its activities write.
+//!
+//! Every activity effect goes into the ledger under the activity's idempotency key, with
+//! the logical effect (`{instance}:{step}`) as its value. A redelivered activity finds its
+//! key and applies nothing; an effect found under two keys was applied twice.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use durable_core::{ActivityContext, OrchestrationContext, RetryPolicy, activity, orchestrator};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use serde::{Deserialize, Serialize};
+
+/// Generations of each `eternal` instance.
+pub const GENERATIONS: u64 = 5;
+/// Steps of each `chain` instance.
+pub const CHAIN_STEPS: u64 = 5;
+/// Branches of each `fan` instance.
+pub const FAN_BRANCHES: u64 = 8;
+/// Children of each `parent` instance.
+pub const CHILDREN: u64 = 3;
+
+/// The value every effect computes from its input; small, so chains never overflow.
+pub fn f(x: u64) -> u64 {
+    (x * 3 + 1) % 1_000_003
+}
+
+/// The patterns of the workload, one orchestrator each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Chain,
+    Fan,
+    Timer,
+    Approval,
+    Parent,
+    Retry,
+    Eternal,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::Chain,
+        Kind::Fan,
+        Kind::Timer,
+        Kind::Approval,
+        Kind::Parent,
+        Kind::Retry,
+        Kind::Eternal,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Chain => "chain",
+            Kind::Fan => "fan",
+            Kind::Timer => "timer",
+            Kind::Approval => "approval",
+            Kind::Parent => "parent",
+            Kind::Retry => "retry",
+            Kind::Eternal => "eternal",
+        }
+    }
+}
+
+/// One instance the child starts: `{kind}-{n}`.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    pub kind: Kind,
+    pub n: u64,
+    /// How long the instance sleeps (a durable timer) before its work: spreads the
+    /// workload over the kills.
+    pub delay_ms: u64,
+}
+
+impl Spec {
+    /// The input of its orchestrator.
+    pub fn job(&self) -> Job {
+        Job {
+            n: self.n,
+            delay_ms: self.delay_ms,
+        }
+    }
+
+    pub fn id(&self) -> String {
+        format!("{}-{}", self.kind.name(), self.n)
+    }
+
+    /// The instances this one creates (sub-orchestrations), with their expected outputs.
+    pub fn children(&self) -> Vec<(String, u64)> {
+        match self.kind {
+            Kind::Parent => {
+                // Children are named `{parent}:{step}`; the delay timer is step 0.
+                (0..CHILDREN)
+                    .map(|j| {
+                        let id = format!("{}:{}", self.id(), 1 + j);
+                        (id, child_output(self.n, j))
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// What the instance returns.
+    pub fn expected_output(&self) -> u64 {
+        let i = self.n;
+        match self.kind {
+            Kind::Chain => (0..CHAIN_STEPS).fold(i, |x, _| f(x)),
+            Kind::Fan => (0..FAN_BRANCHES).map(|b| f(i * 100 + b)).sum(),
+            Kind::Timer => f(f(i)),
+            Kind::Approval => {
+                let (first, late) = approval_payloads(i);
+                f(f(f(i) + first) + late)
+            }
+            Kind::Parent => (0..CHILDREN).map(|j| child_output(i, j)).sum(),
+            Kind::Retry => f(i),
+            Kind::Eternal => (0..GENERATIONS).fold(i, |x, _| f(x)),
+        }
+    }
+
+    /// The logical effects the instance and its children apply, each exactly once.
+    pub fn expected_effects(&self) -> Vec<String> {
+        let id = self.id();
+        let steps: Vec<String> = match self.kind {
+            Kind::Chain => (0..CHAIN_STEPS).map(|k| format!("step-{k}")).collect(),
+            Kind::Fan => (0..FAN_BRANCHES).map(|b| format!("item-{b}")).collect(),
+            Kind::Timer => vec!["before".into(), "after".into()],
+            Kind::Approval => vec!["first".into(), "second".into(), "third".into()],
+            Kind::Parent => {
+                return self
+                    .children()
+                    .iter()
+                    .flat_map(|(sub, _)| (0..2).map(move |k| format!("{sub}:step-{k}")))
+                    .collect();
+            }
+            Kind::Retry => vec!["flaky".into()],
+            Kind::Eternal => (0..GENERATIONS).map(|g| format!("gen-{g}")).collect(),
+        };
+        steps.into_iter().map(|s| format!("{id}:{s}")).collect()
+    }
+}
+
+/// Every instance the child starts, `per_kind` of each pattern; instance `n` of each
+/// starts its work after `n × stagger_ms`.
+pub fn specs(per_kind: u64, stagger_ms: u64) -> Vec<Spec> {
+    Kind::ALL
+        .iter()
+        .flat_map(|&kind| {
+            (0..per_kind).map(move |n| Spec {
+                kind,
+                n,
+                delay_ms: n * stagger_ms,
+            })
+        })
+        .collect()
+}
+
+/// The payloads of `approval-{i}`'s two events: `approve`, raised right after the start
+/// (before the instance waits for it), and `late`, raised once it says it is ready.
+pub fn approval_payloads(i: u64) -> (u64, u64) {
+    (i * 10 + 1, i * 10 + 2)
+}
+
+/// The durable timer of `timer-{i}`.
+pub fn timer_duration(i: u64) -> Duration {
+    Duration::from_millis(300 + 150 * (i % 4))
+}
+
+fn child_output(i: u64, j: u64) -> u64 {
+    f(f(i * 10 + j))
+}
+
+// ---- The effects ledger: the application's own database ----
+
+/// The effects ledger, a fjall database of its own: `effects` maps an idempotency key to
+/// the logical effect applied under it; `repeats` counts deliveries that found their key.
+#[derive(Clone)]
+pub struct Ledger {
+    db: Database,
+    effects: Keyspace,
+    repeats: Keyspace,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger in `dir`. The parent creates it before the first
+    /// kill, so a child never finds a half-created database.
+    pub fn open(dir: &Path) -> Result<Ledger, fjall::Error> {
+        let db = Database::builder(dir).open()?;
+        let effects = db.keyspace("effects", KeyspaceCreateOptions::default)?;
+        let repeats = db.keyspace("repeats", KeyspaceCreateOptions::default)?;
+        db.persist(PersistMode::SyncAll)?;
+        Ok(Ledger {
+            db,
+            effects,
+            repeats,
+        })
+    }
+
+    /// Applies `logical` under `key`, once: a key already there applies nothing.
+    fn apply(&self, key: &str, logical: &str) -> Result<(), String> {
+        let io = |e: fjall::Error| format!("ledger: {e:?}");
+        if self.effects.contains_key(key).map_err(io)? {
+            let seen = self.repeats.get(key).map_err(io)?.map_or(0, |v| v[0]);
+            let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+            batch.insert(&self.repeats, key, [seen.saturating_add(1)]);
+            return batch.commit().map_err(io);
+        }
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(&self.effects, key, logical);
+        batch.commit().map_err(io)
+    }
+
+    /// Every (idempotency key, logical effect).
+    pub fn effects(&self) -> Result<Vec<(String, String)>, fjall::Error> {
+        self.effects
+            .iter()
+            .map(|guard| {
+                let (k, v) = guard.into_inner()?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// How many deliveries found their effect applied already (redeliveries after a kill).
+    pub fn repeats(&self) -> Result<u64, fjall::Error> {
+        self.repeats
+            .iter()
+            .map(|guard| Ok(u64::from(guard.into_inner()?.1[0])))
+            .sum()
+    }
+}
+
+// ---- Activities ----
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Effect {
+    pub step: String,
+    pub value: u64,
+}
+
+fn effect_of(step: impl Into<String>, value: u64) -> Effect {
+    Effect {
+        step: step.into(),
+        value,
+    }
+}
+
+/// Applies one logical effect under the call's idempotency key and returns `f(value)`.
+#[activity]
+pub async fn apply_effect(ctx: ActivityContext, effect: Effect) -> Result<u64, String> {
+    // Widens the window in which a kill lands inside an activity.
+    tokio::time::sleep(Duration::from_millis(10 + effect.value % 20)).await;
+    let logical = format!("{}:{}", ctx.instance_id(), effect.step);
+    ctx.state::<Ledger>()
+        .apply(ctx.idempotency_key(), &logical)?;
+    Ok(f(effect.value))
+}
+
+/// Panics on its first attempt and fails on its second; applies its effect after.
+#[activity]
+pub async fn flaky(ctx: ActivityContext, effect: Effect) -> Result<u64, String> {
+    match ctx.attempt() {
+        1 => panic!("flaky panics on attempt 1"),
+        2 => Err("flaky fails on attempt 2".to_string()),
+        _ => {
+            let logical = format!("{}:{}", ctx.instance_id(), effect.step);
+            ctx.state::<Ledger>()
+                .apply(ctx.idempotency_key(), &logical)?;
+            Ok(f(effect.value))
+        }
+    }
+}
+
+/// The wall clock, in ms since the Unix epoch (an activity, so replays see one value).
+#[activity]
+pub async fn wall_clock(_ctx: ActivityContext, _: ()) -> Result<u64, String> {
+    Ok(millis(SystemTime::now()))
+}
+
+fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+// ---- Orchestrators ----
+
+/// The input of every top-level instance.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Job {
+    pub n: u64,
+    pub delay_ms: u64,
+}
+
+/// The input of each generation of `eternal`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Generation {
+    pub job: Job,
+    pub generation: u64,
+    pub x: u64,
+}
+
+impl Job {
+    /// How long the instance waits (a durable timer, its step 0) before its work.
+    pub fn delay(&self) -> Duration {
+        Duration::from_millis(self.delay_ms)
+    }
+}
+
+#[orchestrator]
+pub async fn chain(ctx: OrchestrationContext, job: Job) -> Result<u64, String> {
+    ctx.sleep(job.delay()).await;
+    let mut x = job.n;
+    for k in 0..CHAIN_STEPS {
+        x = ctx
+            .call(apply_effect, effect_of(format!("step-{k}"), x))
+            .await?;
+    }
+    Ok(x)
+}
+
+#[orchestrator]
+pub async fn fan(ctx: OrchestrationContext, job: Job) -> Result<u64, String> {
+    ctx.sleep(job.delay()).await;
+    let i = job.n;
+    let calls = (0..FAN_BRANCHES)
+        .map(|b| ctx.call(apply_effect, effect_of(format!("item-{b}"), i * 100 + b)))
+        .collect();
+    let mut sum = 0;
+    for result in ctx.join_all(calls).await {
+        sum += result?;
+    }
+    Ok(sum)
+}
+
+#[orchestrator]
+pub async fn timer(ctx: OrchestrationContext, job: Job) -> Result<u64, String> {
+    ctx.sleep(job.delay()).await;
+    let i = job.n;
+    let start = millis(ctx.now());
+    let a = ctx.call(apply_effect, effect_of("before", i)).await?;
+    let wait = timer_duration(i);
+    ctx.sleep(wait).await;
+    let end = ctx.call(wall_clock, ()).await?;
+    if end.saturating_sub(start) < wait.as_millis() as u64 {
+        return Err(format!(
+            "the timer of {wait:?} fired after {} ms",
+            end.saturating_sub(start)
+        ));
+    }
+    Ok(ctx.call(apply_effect, effect_of("after", a)).await?)
+}
+
+#[orchestrator]
+pub async fn approval(ctx: OrchestrationContext, job: Job) -> Result<u64, String> {
+    ctx.sleep(job.delay()).await;
+    let i = job.n;
+    let a = ctx.call(apply_effect, effect_of("first", i)).await?;
+    let first = ctx.wait_event::<u64>("approve").await;
+    let b = ctx
+        .call(apply_effect, effect_of("second", a + first))
+        .await?;
+    ctx.set_custom_status(&"ready");
+    let late = ctx.wait_event::<u64>("late").await;
+    Ok(ctx.call(apply_effect, effect_of("third", b + late)).await?)
+}
+
+#[orchestrator]
+pub async fn child(ctx: OrchestrationContext, (i, j): (u64, u64)) -> Result<u64, String> {
+    let a = ctx
+        .call(apply_effect, effect_of("step-0", i * 10 + j))
+        .await?;
+    Ok(ctx.call(apply_effect, effect_of("step-1", a)).await?)
+}
+
+#[orchestrator]
+pub async fn parent(ctx: OrchestrationContext, job: Job) -> Result<u64, String> {
+    ctx.sleep(job.delay()).await;
+    let i = job.n;
+    let first = ctx.sub_orchestration(child, (i, 0));
+    let second = ctx.sub_orchestration(child, (i, 1));
+    let (a, b) = ctx.join2(first, second).await;
+    let c = ctx.sub_orchestration(child, (i, 2)).await?;
+    Ok(a? + b? + c)
+}
+
+#[orchestrator]
+pub async fn retry(ctx: OrchestrationContext, job: Job) -> Result<u64, String> {
+    ctx.sleep(job.delay()).await;
+    let i = job.n;
+    let policy = RetryPolicy::fixed(6, Duration::from_millis(50));
+    Ok(ctx
+        .call_with_retry(flaky, effect_of("flaky", i), policy)
+        .await?)
+}
+
+#[orchestrator]
+pub async fn eternal(ctx: OrchestrationContext, state: Generation) -> Result<u64, String> {
+    let Generation { job, generation, x } = state;
+    if generation == 0 {
+        ctx.sleep(job.delay()).await;
+    }
+    let step = format!("gen-{generation}");
+    let x = ctx.call(apply_effect, effect_of(step, x)).await?;
+    if generation + 1 < GENERATIONS {
+        let next = Generation {
+            job,
+            generation: generation + 1,
+            x,
+        };
+        return ctx.continue_as_new(next).await;
+    }
+    Ok(x)
+}
