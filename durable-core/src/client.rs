@@ -151,6 +151,7 @@ impl Client {
                 id: message_id,
                 generation,
                 event,
+                progress_key: None,
             },
         );
         Ok(())
@@ -551,7 +552,7 @@ impl<O: Orchestrator> Instance<O> {
     }
 }
 
-fn check_instance_id(id: &str) -> Result<(), Error> {
+pub(crate) fn check_instance_id(id: &str) -> Result<(), Error> {
     let reason = if id.is_empty() {
         "it is empty"
     } else if id.len() > MAX_INSTANCE_ID_LEN {

@@ -17,7 +17,9 @@ use crate::Error;
 /// The most commits written in one batch.
 const MAX_BATCH: usize = 1024;
 
-type Reply = oneshot::Sender<Result<(), StoreError>>;
+/// Tells the caller how its commit went, and hands the commit back: the caller reuses
+/// its records, and frees it, off the commit thread.
+type Reply = oneshot::Sender<(Result<(), StoreError>, Commit)>;
 
 /// Counters of the commit thread.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,15 +72,33 @@ impl GroupCommit {
 
     /// Writes `commit` in the next batch; resolves once it is durable.
     pub(crate) async fn commit(&self, commit: Commit) -> Result<(), Error> {
+        self.submit(commit).await.0
+    }
+
+    /// Queues `commit` for the next batch at once; the returned future resolves once it
+    /// is durable, with the commit handed back. A turn gives up its slot between queueing
+    /// and the fsync, so the turns that wait on one fsync are not capped by how many may
+    /// compute at once.
+    pub(crate) fn submit(
+        &self,
+        commit: Commit,
+    ) -> impl Future<Output = (Result<(), Error>, Commit)> + Send + use<> {
         let (reply, done) = oneshot::channel();
-        lock(&self.queue)
-            .as_ref()
-            .ok_or(Error::ShutDown)?
-            .send((commit, reply))
-            .map_err(|_| Error::ShutDown)?;
-        done.await
-            .map_err(|_| Error::ShutDown)?
-            .map_err(Error::from)
+        let queued = match lock(&self.queue).as_ref() {
+            Some(queue) => queue
+                .send((commit, reply))
+                .map_err(|mpsc::SendError((commit, _))| commit),
+            None => Err(commit),
+        };
+        async move {
+            if let Err(commit) = queued {
+                return (Err(Error::ShutDown), commit);
+            }
+            match done.await {
+                Ok((result, commit)) => (result.map_err(Error::from), commit),
+                Err(_) => (Err(Error::ShutDown), Commit::default()),
+            }
+        }
     }
 
     pub(crate) fn stats(&self) -> CommitStats {
@@ -111,10 +131,9 @@ fn write_loop(store: &dyn Store, rx: &mpsc::Receiver<(Commit, Reply)>, counters:
                 .commits
                 .fetch_add(commits.len() as u64, Ordering::Relaxed);
         }
-        commits.clear();
-        for reply in replies.drain(..) {
+        for (commit, reply) in commits.drain(..).zip(replies.drain(..)) {
             // The caller may have gone away (shutdown); the write stands regardless.
-            let _ = reply.send(result.clone());
+            let _ = reply.send((result.clone(), commit));
         }
     }
 }

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use durable_store::{ActivityTask, Commit, Event, InstanceRecord, Status, Store, WorkId, WorkItem};
+use durable_store::{Commit, Event, InstanceRecord, Status, Store, WorkId, WorkItem};
 use lru::LruCache;
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -71,7 +71,9 @@ impl RuntimeBuilder {
         self
     }
 
-    /// How many orchestration turns run at once (default: 4 × the CPU count).
+    /// How many orchestration turns compute at once (default: 4 × the CPU count). A turn
+    /// waiting for its commit to be durable does not count, so that many turns share
+    /// one fsync.
     pub fn orchestrator_concurrency(mut self, n: usize) -> Self {
         self.orchestrator_concurrency = n.max(1);
         self
@@ -98,7 +100,6 @@ impl RuntimeBuilder {
             return Err(Error::DuplicateName(name.to_string()));
         }
         let commits = GroupCommit::start(self.store.clone());
-        let (activity_tx, activity_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             store: self.store,
             registry: self.registry,
@@ -108,7 +109,7 @@ impl RuntimeBuilder {
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(self.cache_capacity).expect("capacity is at least 1"),
             )),
-            activity_tx,
+            activities: Semaphore::new(self.activity_concurrency),
             turns: Arc::new(Semaphore::new(self.orchestrator_concurrency)),
             waiters: Mutex::new(HashMap::new()),
             starting: Mutex::new(HashSet::new()),
@@ -118,13 +119,6 @@ impl RuntimeBuilder {
             replays: AtomicU64::new(0),
         });
         shared.recover().await?;
-        let dispatcher = shared.clone();
-        let concurrency = self.activity_concurrency;
-        shared.tracker.spawn(async move {
-            dispatcher
-                .dispatch_activities(activity_rx, concurrency)
-                .await
-        });
         Ok(Runtime { shared })
     }
 }
@@ -173,14 +167,13 @@ impl Runtime {
     pub async fn shutdown(self) {
         self.shared.shutting_down.store(true, Ordering::SeqCst);
         self.shared.tracker.close();
-        // Wakes the activity dispatcher so it sees the flag.
-        let _ = self.shared.activity_tx.send(None);
+        // Activities waiting for a slot give up; their tasks stay in the store.
+        self.shared.activities.close();
         self.shared.tracker.wait().await;
+        self.shared.store_all_held_results().await;
         self.shared.commits.stop().await;
     }
 }
-
-pub(crate) type ActivityMessage = Option<(WorkId, ActivityTask)>;
 
 /// An event on its way to an instance, with the work item that carries it.
 #[derive(Clone, Debug)]
@@ -189,6 +182,10 @@ pub(crate) struct Delivery {
     /// The generation it is for; `None` for any.
     pub(crate) generation: Option<u32>,
     pub(crate) event: Event,
+    /// Set for an activity result handed to its instance in memory: the activity's
+    /// progress key. `id` is then the activity's task, and the turn that takes the result
+    /// removes the task and the progress in the commit that records the result.
+    pub(crate) progress_key: Option<String>,
 }
 
 impl Delivery {
@@ -251,7 +248,8 @@ pub(crate) struct Shared {
     next_work_id: AtomicU64,
     pub(crate) instances: Mutex<HashMap<String, Inbox>>,
     pub(crate) cache: Mutex<LruCache<String, Cached>>,
-    pub(crate) activity_tx: mpsc::UnboundedSender<ActivityMessage>,
+    /// The slots of activities that run at once.
+    pub(crate) activities: Semaphore,
     turns: Arc<Semaphore>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
     /// Instance ids whose creation is being committed, so concurrent starts of one id
@@ -316,6 +314,7 @@ impl Shared {
                         id,
                         generation,
                         event,
+                        progress_key: None,
                     },
                 )),
                 WorkItem::Timer {
@@ -358,7 +357,7 @@ impl Shared {
         }
         for (id, item) in tasks {
             if let WorkItem::Activity(task) = item {
-                let _ = self.activity_tx.send(Some((id, task)));
+                self.run_activity(id, task);
             }
         }
         if recovered > 0 {
@@ -391,10 +390,8 @@ impl Shared {
         }
     }
 
-    fn spawn_turns(self: &Arc<Self>, instance: String) {
-        let shared = self.clone();
-        self.tracker
-            .spawn(async move { shared.run_turns(instance).await });
+    pub(crate) fn spawn_turns(self: &Arc<Self>, instance: String) {
+        self.tracker.spawn(self.clone().run_turns(instance));
     }
 
     /// Turns `instance` until its inbox is empty. One such task per instance at a time, so
@@ -420,11 +417,15 @@ impl Shared {
                 }
                 batch
             };
-            let Ok(_permit) = self.turns.clone().acquire_owned().await else {
+            let Ok(permit) = self.turns.clone().acquire_owned().await else {
                 return;
             };
             let span = tracing::debug_span!("turn", instance, events = messages.len());
-            if let Err(e) = self.turn(&instance, &messages).instrument(span).await {
+            if let Err(e) = self
+                .turn(&instance, &messages, permit)
+                .instrument(span)
+                .await
+            {
                 tracing::warn!(instance, error = %e, "turn not committed; retrying");
                 lock(&self.cache).pop(&instance);
                 {

@@ -39,6 +39,7 @@ impl Shared {
                 id,
                 generation: Some(generation),
                 event: Event::TimerFired { seq },
+                progress_key: None,
             };
             shared.deliver(instance, delivery);
         });

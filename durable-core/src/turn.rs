@@ -7,8 +7,10 @@ use std::sync::atomic::Ordering;
 
 use durable_store::{
     ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, InstanceRecord, ParentLink,
-    Status, WorkId, WorkItem,
+    Status, StoreError, WorkId, WorkItem,
 };
+
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::Error;
 use crate::replay::{Command, Execution, Outcome};
@@ -17,47 +19,114 @@ use crate::runtime::{Cached, Delivery, Shared, lock, now_ms};
 /// What to do once a turn's commit is durable.
 #[derive(Default)]
 struct AfterCommit {
-    activities: Vec<(WorkId, ActivityTask)>,
     timers: Vec<(WorkId, u64, u64)>,
     /// Events for other instances (children started, parents told) or for this one.
     deliveries: Vec<(String, Delivery)>,
 }
 
+/// What a turn comes to before anything is written. The payloads are boxed so that the
+/// task awaiting a turn's commit stays small: one is spawned for every instance that gets
+/// an event, and a task of more than a kilobyte costs the allocator far more.
+enum Plan {
+    /// A turn to commit.
+    Commit(Box<Turned>),
+    /// Nothing to turn (the instance is unknown or finished): acknowledge the messages.
+    AckOnly,
+    /// A client's request, the turn's only message.
+    Control(Box<(Option<Execution>, InstanceRecord)>),
+    /// The instance cannot go on with this code.
+    Stall(Box<(InstanceRecord, Failure)>),
+}
+
+/// A turn's commit and what it leaves behind once the commit is durable. The instance's
+/// new record is the last of `commit.instances`, and the activities it scheduled are in
+/// `commit.enqueued`: `finish` takes them back from the written commit, not from copies.
+struct Turned {
+    commit: Commit,
+    after: AfterCommit,
+    generation: u32,
+    execution: Execution,
+    outcome: Outcome,
+}
+
 impl Shared {
     /// One orchestration turn over `messages` (a client request alone, or events).
+    /// `permit` is the turn's slot among those that compute at once; it is given back
+    /// once the turn's commit is queued, before the commit is durable.
     pub(crate) async fn turn(
         self: &Arc<Self>,
         instance: &str,
         messages: &[Delivery],
+        permit: OwnedSemaphorePermit,
     ) -> Result<(), Error> {
-        let acked: Vec<WorkId> = messages.iter().map(|d| d.id).collect();
+        match self.plan(instance, messages)? {
+            Plan::Commit(mut turned) => {
+                let durable = self.commits.submit(std::mem::take(&mut turned.commit));
+                drop(permit);
+                let (written, commit) = durable.await;
+                written?;
+                turned.commit = commit;
+                self.finish(instance, *turned);
+                Ok(())
+            }
+            // Boxed, as they are rare: the common case above keeps the task small.
+            other => Box::pin(self.settle(instance, messages, other)).await,
+        }
+    }
+
+    /// The turns that do not run the orchestrator.
+    async fn settle(
+        self: &Arc<Self>,
+        instance: &str,
+        messages: &[Delivery],
+        plan: Plan,
+    ) -> Result<(), Error> {
+        match plan {
+            Plan::AckOnly => self.ack_only(messages).await,
+            Plan::Control(control) => {
+                let (execution, record) = *control;
+                self.control(instance, &messages[0], execution, record)
+                    .await
+            }
+            Plan::Stall(stall) => {
+                let (record, failure) = *stall;
+                self.stall(instance, record, failure, messages).await
+            }
+            Plan::Commit(_) => unreachable!("a turn to commit is not settled"),
+        }
+    }
+
+    /// Loads (or reuses) the execution, runs the replay step and builds the turn's commit.
+    fn plan(self: &Arc<Self>, instance: &str, messages: &[Delivery]) -> Result<Plan, Error> {
         let cached = lock(&self.cache).pop(instance);
         let (execution, record) = match cached {
             Some(c) => (Some(c.execution), c.record),
             None => match self.store.instance(instance)? {
                 None => {
                     tracing::warn!(instance, "events for an unknown instance dropped");
-                    return self.ack_only(acked).await;
+                    return Ok(Plan::AckOnly);
                 }
                 Some(record) => (None, record),
             },
         };
         if record.status.is_terminal() {
-            return self.ack_only(acked).await;
+            return Ok(Plan::AckOnly);
         }
         if let [control] = messages
             && control.is_control()
         {
-            return self.control(instance, control, execution, record).await;
+            return Ok(Plan::Control(Box::new((execution, record))));
         }
         let generation = record.generation;
-        let (fresh, stale): (Vec<&Delivery>, Vec<&Delivery>) = messages
+        let new: Vec<Event> = messages
             .iter()
-            .partition(|d| d.generation.is_none_or(|g| g == generation));
-        if !stale.is_empty() {
+            .filter(|d| d.generation.is_none_or(|g| g == generation))
+            .map(|d| d.event.clone())
+            .collect();
+        if new.len() < messages.len() {
             tracing::debug!(
                 instance,
-                stale = stale.len(),
+                stale = messages.len() - new.len(),
                 "events of an earlier generation dropped"
             );
         }
@@ -77,30 +146,41 @@ impl Shared {
                             name: record.orchestrator.clone(),
                         },
                     };
-                    return self.stall(instance, record, failure).await;
+                    return Ok(Plan::Stall(Box::new((record, failure))));
                 };
                 let execution = Execution::new(instance, &record.orchestrator, entry);
                 let history = if record.history_len == 0 {
                     Vec::new()
                 } else {
                     self.replays.fetch_add(1, Ordering::Relaxed);
-                    self.store.history(instance)?
+                    match self.store.history(instance) {
+                        Ok(history) => history,
+                        // A damaged history will not read better on a retry: park the
+                        // instance, saying which record, and keep everything as it is.
+                        Err(StoreError::Decode { what, detail }) => {
+                            let failure = Failure {
+                                message: format!(
+                                    "its history cannot be read: stored {what} does not decode ({detail}); \
+                                     repair or restore the store, then restart to resume"
+                                ),
+                                kind: FailureKind::Decode { type_name: what },
+                            };
+                            return Ok(Plan::Stall(Box::new((record, failure))));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 };
                 (execution, history)
             }
         };
-        let new = fresh.iter().map(|d| d.event.clone()).collect();
         let turn = execution.turn(&recorded, new);
         if let Outcome::Stalled(failure) = turn.outcome {
             tracing::error!(instance, error = %failure.message, "instance stalled");
-            return self.stall(instance, record, failure).await;
+            return Ok(Plan::Stall(Box::new((record, failure))));
         }
 
         let mut record = record;
-        let mut commit = Commit {
-            dequeued: acked,
-            ..Commit::default()
-        };
+        let mut commit = consumed(messages);
         let mut after = AfterCommit::default();
         if let Some(status) = turn.custom_status {
             record.custom_status = Some(status);
@@ -149,13 +229,38 @@ impl Shared {
                 self.tell_parent(&record, &mut commit, &mut after);
             }
         }
-        commit
-            .instances
-            .push((instance.to_string(), record.clone()));
-        self.commits.commit(commit).await?;
+        // The last record of the commit, taken back by `finish`.
+        commit.instances.push((instance.to_string(), record));
+        Ok(Plan::Commit(Box::new(Turned {
+            commit,
+            after,
+            generation,
+            execution,
+            outcome: turn.outcome,
+        })))
+    }
 
+    /// Once a turn's commit is durable: dispatches what it scheduled, and keeps the
+    /// execution for the next turn or tells the waiters that the instance finished.
+    fn finish(self: &Arc<Self>, instance: &str, turned: Turned) {
+        let Turned {
+            mut commit,
+            after,
+            generation,
+            execution,
+            outcome,
+        } = turned;
+        for (id, item) in commit.enqueued.drain(..) {
+            if let WorkItem::Activity(task) = item {
+                self.run_activity(id, task);
+            }
+        }
         self.dispatch(instance, generation, after);
-        match turn.outcome {
+        let (_, record) = commit
+            .instances
+            .pop()
+            .expect("a turn's commit ends with the instance's record");
+        match outcome {
             Outcome::Running => {
                 lock(&self.cache).put(instance.to_string(), Cached { execution, record });
             }
@@ -166,7 +271,6 @@ impl Shared {
             Outcome::Completed(_) => self.notify_finished(instance),
             Outcome::ContinuedAsNew { .. } | Outcome::Stalled(_) => {}
         }
-        Ok(())
     }
 
     /// Turns a command of the replay step into work items of `commit`.
@@ -195,9 +299,9 @@ impl Shared {
                     input,
                     attempt,
                 };
-                let id = self.work_id();
-                commit.enqueued.push((id, WorkItem::Activity(task.clone())));
-                after.activities.push((id, task));
+                commit
+                    .enqueued
+                    .push((self.work_id(), WorkItem::Activity(task)));
             }
             Command::CreateTimer { seq, fire_at_ms } => {
                 let id = self.work_id();
@@ -219,7 +323,9 @@ impl Shared {
                 instance: child,
                 input,
             } => {
-                let refused = if self.registry.orchestrator(&orchestrator, version).is_none() {
+                let refused = if let Err(e) = crate::client::check_instance_id(&child) {
+                    Some(e.to_string())
+                } else if self.registry.orchestrator(&orchestrator, version).is_none() {
                     Some(format!(
                         "orchestrator `{orchestrator}` is not registered with this runtime"
                     ))
@@ -295,6 +401,7 @@ impl Shared {
                 id,
                 generation,
                 event,
+                progress_key: None,
             },
         )]);
     }
@@ -356,11 +463,8 @@ impl Shared {
         );
     }
 
-    /// Hands what a durable commit scheduled to the dispatchers.
+    /// Arms the timers and delivers the messages of a durable commit.
     fn dispatch(self: &Arc<Self>, instance: &str, generation: u32, after: AfterCommit) {
-        for task in after.activities {
-            let _ = self.activity_tx.send(Some(task));
-        }
         for (id, seq, fire_at_ms) in after.timers {
             self.arm_timer(id, instance.to_string(), generation, seq, fire_at_ms);
         }
@@ -395,6 +499,11 @@ impl Shared {
                 record.status = Status::Suspended {
                     reason: reason.clone(),
                 };
+                // From now on results wait in the store, not in memory, until it resumes.
+                if let Some(inbox) = lock(&self.instances).get_mut(instance) {
+                    inbox.suspended = true;
+                    self.store_held_results(instance, &mut inbox.messages, &mut commit);
+                }
             }
             _ => record.status = Status::Running,
         }
@@ -425,33 +534,34 @@ impl Shared {
         Ok(())
     }
 
-    pub(crate) async fn ack_only(&self, dequeued: Vec<WorkId>) -> Result<(), Error> {
-        self.commits
-            .commit(Commit {
-                dequeued,
-                ..Commit::default()
-            })
-            .await
+    /// Acknowledges `messages` without turning them (their instance is gone or done).
+    pub(crate) async fn ack_only(&self, messages: &[Delivery]) -> Result<(), Error> {
+        self.commits.commit(consumed(messages)).await
     }
 
-    /// Parks an instance: its status says why, its history and queued events are kept.
+    /// Parks an instance: its status says why, its history and queued events are kept
+    /// (`messages`, those of the turn that stalled, stay in the store for the next start;
+    /// activity results among them or in its inbox are stored as messages, so that start
+    /// does not run their activities again).
     async fn stall(
         &self,
         instance: &str,
         mut record: InstanceRecord,
         failure: Failure,
+        messages: &[Delivery],
     ) -> Result<(), Error> {
+        let mut commit = Commit::default();
+        for delivery in messages {
+            self.store_result(instance, delivery, &mut commit);
+        }
         if let Some(inbox) = lock(&self.instances).get_mut(instance) {
             inbox.stalled = true;
+            self.store_held_results(instance, &mut inbox.messages, &mut commit);
         }
         record.status = Status::Stalled { failure };
         record.updated_ms = now_ms();
-        self.commits
-            .commit(Commit {
-                instances: vec![(instance.to_string(), record)],
-                ..Commit::default()
-            })
-            .await?;
+        commit.instances.push((instance.to_string(), record));
+        self.commits.commit(commit).await?;
         self.notify_finished(instance);
         Ok(())
     }
@@ -460,6 +570,19 @@ impl Shared {
 impl Extend<(String, Delivery)> for AfterCommit {
     fn extend<I: IntoIterator<Item = (String, Delivery)>>(&mut self, iter: I) {
         self.deliveries.extend(iter);
+    }
+}
+
+/// A commit that acknowledges `messages`: their work items, and the progress of the
+/// activities whose results they are.
+fn consumed(messages: &[Delivery]) -> Commit {
+    Commit {
+        dequeued: messages.iter().map(|d| d.id).collect(),
+        progress: messages
+            .iter()
+            .filter_map(|d| Some((d.progress_key.clone()?, None)))
+            .collect(),
+        ..Commit::default()
     }
 }
 
