@@ -5,14 +5,14 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_store::{Commit, Event, Failure, InstanceRecord, Status, WorkItem};
+use durable_store::{Commit, Event, Failure, InstanceRecord, Status};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Error;
 use crate::handle::Orchestrator;
 use crate::payload;
-use crate::runtime::{Delivery, Shared, now_ms};
+use crate::runtime::{Shared, now_ms};
 
 /// The longest instance id accepted, in bytes.
 pub const MAX_INSTANCE_ID_LEN: usize = 256;
@@ -92,19 +92,8 @@ impl Client {
             }
             return Ok(Instance::new(self.clone(), id, false));
         }
-        let now = now_ms();
-        let record = InstanceRecord {
-            orchestrator: O::NAME.to_string(),
-            version: O::VERSION,
-            input,
-            status: Status::Pending,
-            created_ms: now,
-            updated_ms: now,
-            history_len: 0,
-            generation: 0,
-            custom_status: None,
-            parent: None,
-        };
+        let record =
+            InstanceRecord::pending(O::NAME.to_string(), O::VERSION, input, now_ms(), None);
         self.begin(&id, record, Commit::default()).await?;
         Ok(Instance::new(self.clone(), id, true))
     }
@@ -135,25 +124,13 @@ impl Client {
         event: Event,
         mut commit: Commit,
     ) -> Result<(), Error> {
-        let message_id = self.shared.work_id();
-        commit.enqueued.push((
-            message_id,
-            WorkItem::Message {
-                instance: id.to_string(),
-                generation,
-                event: event.clone(),
-            },
-        ));
+        let mut deliveries = Vec::with_capacity(1);
+        self.shared
+            .enqueue_message(id, generation, event, &mut commit, &mut deliveries);
         self.shared.commits.commit(commit).await?;
-        self.shared.deliver(
-            id.to_string(),
-            Delivery {
-                id: message_id,
-                generation,
-                event,
-                progress_key: None,
-            },
-        );
+        for (instance, delivery) in deliveries {
+            self.shared.deliver(instance, delivery);
+        }
         Ok(())
     }
 

@@ -349,23 +349,18 @@ impl Shared {
                     self.enqueue_message(instance, Some(generation), event, commit, after);
                     return Ok(());
                 }
-                let now = now_ms();
-                let record = InstanceRecord {
-                    orchestrator: orchestrator.clone(),
-                    version,
-                    input: input.clone(),
-                    status: Status::Pending,
-                    created_ms: now,
-                    updated_ms: now,
-                    history_len: 0,
-                    generation: 0,
-                    custom_status: None,
-                    parent: Some(ParentLink {
-                        instance: instance.to_string(),
-                        generation,
-                        seq,
-                    }),
+                let parent = ParentLink {
+                    instance: instance.to_string(),
+                    generation,
+                    seq,
                 };
+                let record = InstanceRecord::pending(
+                    orchestrator.clone(),
+                    version,
+                    input.clone(),
+                    now_ms(),
+                    Some(parent),
+                );
                 commit.instances.push((child.clone(), record));
                 let started = Event::Started {
                     orchestrator,

@@ -2,8 +2,8 @@
 //! `#[orchestrator(name = "order", version = 2)]`.
 
 use proc_macro2::TokenStream;
-use syn::{LitInt, LitStr};
 use syn::meta::ParseNestedMeta;
+use syn::{LitInt, LitStr};
 
 use crate::ast::Kind;
 
@@ -50,15 +50,12 @@ fn parse_one(kind: Kind, args: &mut Args, meta: &ParseNestedMeta<'_>) -> syn::Re
             let _: syn::Expr = meta.value()?.parse()?;
         }
         let known = match kind {
-            Kind::Orchestrator => format!(
-                "the arguments are the registered name and version: `#[orchestrator(name = \"...\", version = 2)]`"
-            ),
+            Kind::Orchestrator => "the arguments are the registered name and version: \
+                 `#[orchestrator(name = \"...\", version = 2)]`"
+                .to_string(),
             Kind::Activity => format!("the only argument is the registered name: `{usage}`"),
         };
-        return Err(meta.error(format!(
-            "unknown argument to {}; {known}",
-            kind.attribute()
-        )));
+        return Err(meta.error(format!("unknown argument to {}; {known}", kind.attribute())));
     }
     let value = meta.value().map_err(|_| {
         meta.error(format!(

@@ -294,6 +294,30 @@ pub struct InstanceRecord {
     pub parent: Option<ParentLink>,
 }
 
+impl InstanceRecord {
+    /// A new instance of version `version` of `orchestrator`, pending its first turn.
+    pub fn pending(
+        orchestrator: String,
+        version: u32,
+        input: Vec<u8>,
+        now_ms: u64,
+        parent: Option<ParentLink>,
+    ) -> Self {
+        Self {
+            orchestrator,
+            version,
+            input,
+            status: Status::Pending,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            history_len: 0,
+            generation: 0,
+            custom_status: None,
+            parent,
+        }
+    }
+}
+
 /// An activity invocation waiting to run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivityTask {

@@ -31,10 +31,8 @@ async fn gated_chain(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
 /// queued; the process then "crashes".
 fn leave_gated(store: &FjallStore, id: &str) {
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(store, false)
             .orchestrator(gated_chain)
-            .activity(wait_at_gate)
-            .state(Gate { open: false })
             .start()
             .await
             .unwrap();
@@ -140,10 +138,8 @@ fn an_instance_whose_history_is_damaged_stops_with_an_error_naming_it_and_the_re
 
     let store = FjallStore::open(dir.path()).unwrap();
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, true)
             .orchestrator(gated_chain)
-            .activity(wait_at_gate)
-            .state(Gate { open: true })
             .start()
             .await
             .unwrap();
@@ -189,10 +185,8 @@ fn a_journal_torn_at_its_end_opens_with_every_acknowledged_turn() {
     let store = FjallStore::open(dir.path()).expect("a torn tail is not damage");
     assert_eq!(store.history("a").unwrap(), history);
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, true)
             .orchestrator(gated_chain)
-            .activity(wait_at_gate)
-            .state(Gate { open: true })
             .start()
             .await
             .unwrap();
@@ -370,10 +364,8 @@ fn an_orchestrator_no_longer_registered_stalls_its_instances_until_it_is_back() 
         runtime.shutdown().await;
     });
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, true)
             .orchestrator(gated_chain)
-            .activity(wait_at_gate)
-            .state(Gate { open: true })
             .start()
             .await
             .unwrap();
@@ -631,10 +623,8 @@ async fn panics_on_replay(ctx: OrchestrationContext, n: u64) -> Result<u64, Stri
 fn an_orchestrator_that_panics_when_replayed_after_a_restart_fails_with_its_message() {
     let (_dir, store) = store();
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, false)
             .orchestrator(panics_on_replay)
-            .activity(wait_at_gate)
-            .state(Gate { open: false })
             .start()
             .await
             .unwrap();
@@ -646,10 +636,8 @@ fn an_orchestrator_that_panics_when_replayed_after_a_restart_fails_with_its_mess
         wait_for_history(&store, "r", |h| h.len() == 2).await;
     });
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, true)
             .orchestrator(panics_on_replay)
-            .activity(wait_at_gate)
-            .state(Gate { open: true })
             .start()
             .await
             .unwrap();

@@ -48,6 +48,13 @@ pub struct Gate {
     pub open: bool,
 }
 
+/// The test builder with `wait_at_gate` registered and its gate `open` or closed.
+pub fn gated(store: &FjallStore, open: bool) -> RuntimeBuilder {
+    builder(store.clone())
+        .activity(crate::restart::wait_at_gate)
+        .state(Gate { open })
+}
+
 pub fn builder(store: FjallStore) -> RuntimeBuilder {
     counting_builder(store).0
 }

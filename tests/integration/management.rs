@@ -21,7 +21,7 @@ async fn waits_for_go(ctx: OrchestrationContext, _: ()) -> Result<String, String
 }
 
 #[orchestrator]
-async fn gated(ctx: OrchestrationContext, _: ()) -> Result<u64, String> {
+async fn gated_flow(ctx: OrchestrationContext, _: ()) -> Result<u64, String> {
     Ok(ctx.call(wait_at_gate, 1).await?)
 }
 
@@ -38,15 +38,13 @@ fn expect_invalid(result: Result<(), Error>, action: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminate_stops_a_running_instance_and_finished_ones_refuse_requests() {
     let (_dir, store) = store();
-    let runtime = builder(store)
-        .orchestrator(gated)
-        .activity(wait_at_gate)
-        .state(Gate { open: false })
+    let runtime = gated(&store, false)
+        .orchestrator(gated_flow)
         .start()
         .await
         .unwrap();
     let client = runtime.client();
-    let instance = client.start(gated, "stuck", ()).await.unwrap();
+    let instance = client.start(gated_flow, "stuck", ()).await.unwrap();
     let message = expect_invalid(client.purge("stuck").await, "purge");
     assert!(message.contains("terminate it first"), "{message}");
 

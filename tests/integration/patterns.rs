@@ -84,10 +84,8 @@ async fn collector(ctx: OrchestrationContext, _: ()) -> Result<Vec<String>, Stri
 fn events_raised_before_the_wait_are_kept_across_a_restart() {
     let (_dir, store) = store();
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, false)
             .orchestrator(collector)
-            .activity(wait_at_gate)
-            .state(Gate { open: false })
             .start()
             .await
             .unwrap();
@@ -103,10 +101,8 @@ fn events_raised_before_the_wait_are_kept_across_a_restart() {
         .await;
     });
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, true)
             .orchestrator(collector)
-            .activity(wait_at_gate)
-            .state(Gate { open: true })
             .start()
             .await
             .unwrap();
@@ -346,10 +342,8 @@ async fn reporting(ctx: OrchestrationContext, _: ()) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_reads_the_custom_status_while_it_runs() {
     let (_dir, store) = store();
-    let runtime = builder(store)
+    let runtime = gated(&store, false)
         .orchestrator(reporting)
-        .activity(wait_at_gate)
-        .state(Gate { open: false })
         .start()
         .await
         .unwrap();

@@ -41,10 +41,8 @@ async fn flow_broken(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
 fn unfinished_work_is_redelivered_and_completes_after_a_restart() {
     let (_dir, store) = store();
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, false)
             .orchestrator(flow_v1)
-            .activity(wait_at_gate)
-            .state(Gate { open: false })
             .start()
             .await
             .unwrap();
@@ -53,10 +51,8 @@ fn unfinished_work_is_redelivered_and_completes_after_a_restart() {
         assert_eq!(instance.status().await.unwrap(), InstanceStatus::Running);
     });
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, true)
             .orchestrator(flow_v1)
-            .activity(wait_at_gate)
-            .state(Gate { open: true })
             .start()
             .await
             .unwrap();
@@ -72,10 +68,8 @@ fn unfinished_work_is_redelivered_and_completes_after_a_restart() {
 fn an_instance_stalled_by_a_breaking_change_resumes_once_fixed_code_runs() {
     let (_dir, store) = store();
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, false)
             .orchestrator(flow_v1)
-            .activity(wait_at_gate)
-            .state(Gate { open: false })
             .start()
             .await
             .unwrap();
@@ -83,10 +77,8 @@ fn an_instance_stalled_by_a_breaking_change_resumes_once_fixed_code_runs() {
         wait_for_step(&store, "f", 4).await;
     });
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, true)
             .orchestrator(flow_broken)
-            .activity(wait_at_gate)
-            .state(Gate { open: true })
             .start()
             .await
             .unwrap();
@@ -112,10 +104,8 @@ fn an_instance_stalled_by_a_breaking_change_resumes_once_fixed_code_runs() {
     });
     let history_len = store.history("f").unwrap().len();
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, true)
             .orchestrator(flow_v1)
-            .activity(wait_at_gate)
-            .state(Gate { open: true })
             .start()
             .await
             .unwrap();
@@ -158,10 +148,8 @@ async fn typed_v2(ctx: OrchestrationContext, order: OrderV2) -> Result<u64, Stri
 fn a_changed_input_type_fails_that_instance_only() {
     let (_dir, store) = store();
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, false)
             .orchestrator(typed_v1)
-            .activity(wait_at_gate)
-            .state(Gate { open: false })
             .start()
             .await
             .unwrap();
@@ -173,10 +161,8 @@ fn a_changed_input_type_fails_that_instance_only() {
         wait_for_step(&store, "old-order", 2).await;
     });
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, true)
             .orchestrator(typed_v2)
-            .activity(wait_at_gate)
-            .state(Gate { open: true })
             .start()
             .await
             .unwrap();

@@ -42,10 +42,8 @@ async fn order_broken(ctx: OrchestrationContext, n: u64) -> Result<u64, String> 
 fn patched_keeps_old_instances_on_the_old_path_and_new_ones_take_the_new() {
     let (_dir, store) = store();
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, false)
             .orchestrator(order_v1)
-            .activity(wait_at_gate)
-            .state(Gate { open: false })
             .start()
             .await
             .unwrap();
@@ -57,10 +55,8 @@ fn patched_keeps_old_instances_on_the_old_path_and_new_ones_take_the_new() {
         .await;
     });
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, true)
             .orchestrator(order_patched)
-            .activity(wait_at_gate)
-            .state(Gate { open: true })
             .start()
             .await
             .unwrap();
@@ -89,10 +85,8 @@ fn patched_keeps_old_instances_on_the_old_path_and_new_ones_take_the_new() {
 fn a_replay_test_catches_a_breaking_change_and_passes_a_patched_one() {
     let (dir, store) = store();
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, true)
             .orchestrator(order_v1)
-            .activity(wait_at_gate)
-            .state(Gate { open: true })
             .start()
             .await
             .unwrap();
@@ -148,14 +142,16 @@ async fn pricing_v2(ctx: OrchestrationContext, n: u64) -> Result<String, String>
 fn each_instance_keeps_the_version_it_started_with() {
     let (_dir, store) = store();
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, false)
             .orchestrator(pricing_v1)
-            .activity(wait_at_gate)
-            .state(Gate { open: false })
             .start()
             .await
             .unwrap();
-        runtime.client().start(pricing_v1, "old-price", 5).await.unwrap();
+        runtime
+            .client()
+            .start(pricing_v1, "old-price", 5)
+            .await
+            .unwrap();
         wait_for(&store, "old-price", |h| h.len() >= 2).await;
     });
     lifetime(async {
@@ -170,7 +166,11 @@ fn each_instance_keeps_the_version_it_started_with() {
         let client = runtime.client();
         let new = client.start(pricing_v2, "new-price", 5).await.unwrap();
         assert_eq!(new.wait(WAIT).await.unwrap(), "v2: 15");
-        let old = client.instance(pricing_v1, "old-price").wait(WAIT).await.unwrap();
+        let old = client
+            .instance(pricing_v1, "old-price")
+            .wait(WAIT)
+            .await
+            .unwrap();
         assert_eq!(old, "v1: 10", "the old instance stayed on version 1");
         assert_eq!(client.record("old-price").unwrap().unwrap().version, 1);
         assert_eq!(client.record("new-price").unwrap().unwrap().version, 2);
@@ -197,9 +197,19 @@ async fn ticker_v2(ctx: OrchestrationContext, n: u32) -> Result<String, String> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continue_as_new_latest_moves_an_instance_to_the_newest_version() {
     let (_dir, store) = store();
-    let runtime = builder(store).orchestrator(ticker_v1).orchestrator(ticker_v2).start().await.unwrap();
+    let runtime = builder(store)
+        .orchestrator(ticker_v1)
+        .orchestrator(ticker_v2)
+        .start()
+        .await
+        .unwrap();
     let client = runtime.client();
-    let out = client.start(ticker_v1, "tick", 0).await.unwrap().wait(WAIT).await;
+    let out = client
+        .start(ticker_v1, "tick", 0)
+        .await
+        .unwrap()
+        .wait(WAIT)
+        .await;
     // The handle is v1's, but the output type is the same; the instance now runs v2.
     assert_eq!(out.unwrap(), "v2 at 1");
     assert_eq!(client.record("tick").unwrap().unwrap().version, 2);
