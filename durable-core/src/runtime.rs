@@ -6,7 +6,10 @@
 //! handed out in memory, which is its lease on them: if it dies, the lease dies with it,
 //! and the next runtime on the store redelivers every item still there. An activity is
 //! therefore run at least once; its result is recorded exactly once, in the same atomic
-//! commit that deletes its work item.
+//! commit that deletes its work item. That commit is the turn of its instance that takes
+//! the result (handed over in memory), so an activity costs no commit of its own; a result
+//! no turn will take soon (a suspended or stalled instance, a shutdown) is stored as a
+//! message instead.
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;

@@ -13,13 +13,14 @@
 //! Big-endian numbers make fjall's byte order the numeric order, so scans return histories
 //! and the work queue in order.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::ffi::OsString;
+use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Slice};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -60,6 +61,8 @@ pub struct FjallStore {
 struct Inner {
     path: PathBuf,
     durability: Durability,
+    /// Serialises `commit`, which reads the keys it may leave out.
+    writer: Mutex<()>,
     db: Database,
     instances: Keyspace,
     history: Keyspace,
@@ -67,13 +70,78 @@ struct Inner {
     progress: Keyspace,
 }
 
-/// The keyspace a write goes to; orders the coalesced writes of a `commit`.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// The keyspace a write goes to.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Space {
     Instances,
     History,
     Work,
     Progress,
+}
+
+/// The writes of one call to `commit`, in order, with their values encoded back to back
+/// in one buffer (one allocation per call, not one per value).
+#[derive(Default)]
+struct Writes {
+    /// Keyspace, key, and the value's range in `values` (`None` removes the key).
+    writes: Vec<(Space, Slice, Option<Range<usize>>)>,
+    values: Vec<u8>,
+}
+
+impl Writes {
+    fn put(&mut self, space: Space, key: &[u8], value: &[u8]) {
+        let start = self.values.len();
+        self.values.extend_from_slice(value);
+        self.writes
+            .push((space, Slice::from(key), Some(start..self.values.len())));
+    }
+
+    fn encode<T: Serialize>(
+        &mut self,
+        space: Space,
+        key: &[u8],
+        value: &T,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), StoreError> {
+        let start = self.values.len();
+        self.values = postcard::to_extend(value, std::mem::take(&mut self.values))
+            .map_err(|e| StoreError::Io(format!("cannot encode {}: {e}", what())))?;
+        self.writes
+            .push((space, Slice::from(key), Some(start..self.values.len())));
+        Ok(())
+    }
+
+    fn remove(&mut self, space: Space, key: &[u8]) {
+        self.writes.push((space, Slice::from(key), None));
+    }
+
+    /// The last write of each key, in order. Every write of a batch gets the same sequence
+    /// number in fjall, so two writes of one key in one batch would not say which is
+    /// newer: only the last one is kept. (Keys rarely repeat in a batch; finding out costs
+    /// a hash per key, far less than sorting them.)
+    fn into_last_writes(self) -> impl Iterator<Item = (Space, Slice, Option<Slice>)> {
+        let Writes { writes, values } = self;
+        let keep = {
+            let mut last = HashMap::with_capacity(writes.len());
+            for (i, (space, key, _)) in writes.iter().enumerate() {
+                last.insert((*space, &**key), i);
+            }
+            (last.len() < writes.len()).then(|| {
+                let mut keep = vec![false; writes.len()];
+                for i in last.into_values() {
+                    keep[i] = true;
+                }
+                keep
+            })
+        };
+        writes
+            .into_iter()
+            .enumerate()
+            .filter(move |(i, _)| keep.as_ref().is_none_or(|keep| keep[*i]))
+            .map(move |(_, (space, key, value))| {
+                (space, key, value.map(|range| Slice::from(&values[range])))
+            })
+    }
 }
 
 impl FjallStore {
@@ -184,38 +252,47 @@ impl Store for FjallStore {
             return Ok(());
         }
         keys::check(commits)?;
-        // Every write of a batch gets the same sequence number in fjall, so two writes of one
-        // key in one batch would not say which is newer: keep only the last one.
-        let mut writes: BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
+        let mut writes = Writes::default();
         for commit in commits {
             for (id, len) in &commit.histories_removed {
                 for index in 0..*len {
-                    writes.insert((Space::History, keys::history_key(id, index)), None);
+                    writes.remove(Space::History, &keys::history_key(id, index));
                 }
             }
             for id in &commit.instances_removed {
-                writes.insert((Space::Instances, id.as_bytes().to_vec()), None);
+                writes.remove(Space::Instances, id.as_bytes());
             }
             for (id, record) in &commit.instances {
-                let value = encode(record, || format!("instance record `{id}`"))?;
-                writes.insert((Space::Instances, id.as_bytes().to_vec()), Some(value));
+                writes.encode(Space::Instances, id.as_bytes(), record, || {
+                    format!("instance record `{id}`")
+                })?;
             }
             for append in &commit.history {
                 let id = &append.instance;
+                // The keys of `keys::history_key`, built in one buffer.
+                let mut key = keys::history_prefix(id);
+                let prefix = key.len();
                 for (index, event) in (append.first..=u32::MAX).zip(&append.events) {
-                    let value = encode(event, || format!("event #{index} of `{id}`"))?;
-                    writes.insert((Space::History, keys::history_key(id, index)), Some(value));
+                    key.truncate(prefix);
+                    key.extend_from_slice(&index.to_be_bytes());
+                    writes.encode(Space::History, &key, event, || {
+                        format!("event #{index} of `{id}`")
+                    })?;
                 }
             }
             for work_id in &commit.dequeued {
-                writes.insert((Space::Work, work_id.to_be_bytes().to_vec()), None);
+                writes.remove(Space::Work, &work_id.to_be_bytes());
             }
             for (work_id, item) in &commit.enqueued {
-                let value = encode(item, || format!("work item {work_id}"))?;
-                writes.insert((Space::Work, work_id.to_be_bytes().to_vec()), Some(value));
+                writes.encode(Space::Work, &work_id.to_be_bytes(), item, || {
+                    format!("work item {work_id}")
+                })?;
             }
             for (key, value) in &commit.progress {
-                writes.insert((Space::Progress, key.as_bytes().to_vec()), value.clone());
+                match value {
+                    Some(value) => writes.put(Space::Progress, key.as_bytes(), value),
+                    None => writes.remove(Space::Progress, key.as_bytes()),
+                }
             }
         }
         let mode = match self.inner.durability {
@@ -223,10 +300,21 @@ impl Store for FjallStore {
             // Flushed to the OS, so the commit survives a crash of this process.
             Durability::Buffered => PersistMode::Buffer,
         };
+        // Held from the reads below to the commit, so no other commit writes in between.
+        let _writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = self.inner.db.batch().durability(Some(mode));
-        for ((space, key), value) in writes {
+        for (space, key, value) in writes.into_last_writes() {
             match value {
                 Some(value) => batch.insert(self.keyspace(space), key, value),
+                // Every activity result removes its progress checkpoint, and almost none
+                // has one: a tombstone for each would be written, synced and compacted
+                // for nothing.
+                None if space == Space::Progress
+                    && !self
+                        .inner
+                        .progress
+                        .contains_key(&key)
+                        .map_err(self.io("reading"))? => {}
                 None => batch.remove(self.keyspace(space), key),
             }
         }
@@ -467,6 +555,7 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
     Ok(Inner {
         path: path.to_path_buf(),
         durability,
+        writer: Mutex::new(()),
         instances: open(instances)?,
         history: open(history)?,
         work: open(work)?,
@@ -499,11 +588,6 @@ fn check_unmarked(db: &Database, path: &Path) -> Result<(), StoreError> {
         path: path.to_path_buf(),
         detail: "its format marker (`format` in keyspace `meta`) is missing".to_owned(),
     })
-}
-
-fn encode<T: Serialize>(record: &T, what: impl FnOnce() -> String) -> Result<Vec<u8>, StoreError> {
-    postcard::to_allocvec(record)
-        .map_err(|e| StoreError::Io(format!("cannot encode {}: {e}", what())))
 }
 
 fn decode<T: DeserializeOwned>(

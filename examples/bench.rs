@@ -1,0 +1,457 @@
+//! The benchmark of issue 5: how close durable checkpoints come to what the disk allows.
+//!
+//! ```text
+//! cargo run --release --example bench -- all              # every scenario, durable turns
+//! cargo run --release --example bench -- all --buffered   # the same without fsync
+//! cargo run --release --example bench -- chain --n 2000   # one scenario, another size
+//! ```
+//!
+//! Each scenario prints one JSON object on one line and runs on a fresh `FjallStore` in a
+//! temp dir, with every turn fsync'd before it is acknowledged (`Durability::Sync`) unless
+//! `--buffered` is given (`Durability::Buffered`). `all` runs each scenario in a child
+//! process of its own, so one scenario's memory and threads do not weigh on the next
+//! (`idle` measures the RSS of the process).
+//!
+//! - `chain`: N orchestrations (default 10,000) of 3 sequential activities, started
+//!   together; throughput and start-to-completion latency.
+//! - `fanout`: one orchestration fanning out N activities (default 10,000), joined.
+//! - `long`: one orchestration awaiting N activities in sequence (default 10,000); the
+//!   time of the first and the last 100 steps shows whether a step's cost grows with the
+//!   history.
+//! - `recovery`: an instance with an N-event history (default 10,000) whose timer fires
+//!   while no runtime runs; the time from `RuntimeBuilder::start` on the reopened store
+//!   until the instance's next activity runs.
+//! - `idle`: N instances (default 100,000) all waiting on an external event; the RSS.
+//! - `fjall`: the raw store on the same disk: one small write + fsync per op, and batches
+//!   of 100 small writes with one fsync.
+
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use durable_core::{
+    ActivityContext, Durability, FjallStore, OrchestrationContext, Runtime, activity, orchestrator,
+};
+use fjall::{Database, KeyspaceCreateOptions, PersistMode};
+
+/// How long a scenario may take before the bench gives up on it.
+const WAIT: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmarks durable's checkpoints against the raw fjall store")]
+struct Args {
+    /// Which scenario to run; `all` runs every one.
+    scenario: Scenario,
+    /// The scenario's size (orchestrations, activities, steps, events or instances).
+    #[arg(long)]
+    n: Option<u64>,
+    /// Commit turns without fsync (`Durability::Buffered`).
+    #[arg(long)]
+    buffered: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    All,
+    Chain,
+    Fanout,
+    Long,
+    Recovery,
+    Idle,
+    Fjall,
+}
+
+const EVERY: [Scenario; 6] = [
+    Scenario::Fjall,
+    Scenario::Chain,
+    Scenario::Fanout,
+    Scenario::Long,
+    Scenario::Recovery,
+    Scenario::Idle,
+];
+
+// ---- Orchestrators and activities ----
+
+#[activity]
+async fn add_one(_ctx: ActivityContext, x: u64) -> Result<u64, String> {
+    Ok(x + 1)
+}
+
+/// The seed's shape: three activities in sequence.
+#[orchestrator]
+async fn chain(ctx: OrchestrationContext, x: u64) -> Result<u64, String> {
+    let a = ctx.call(add_one, x).await?;
+    let b = ctx.call(add_one, a).await?;
+    Ok(ctx.call(add_one, b).await?)
+}
+
+#[orchestrator]
+async fn fanout(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    let calls = (0..n).map(|i| ctx.call(add_one, i)).collect();
+    let mut sum = 0;
+    for result in ctx.join_all(calls).await {
+        sum += result?;
+    }
+    Ok(sum)
+}
+
+/// When each step of `long` (and the step after recovery) ran.
+#[derive(Debug, Default)]
+struct Ticks(Mutex<Vec<Instant>>);
+
+#[activity]
+async fn tick(ctx: ActivityContext, step: u64) -> Result<u64, String> {
+    ctx.state::<Arc<Ticks>>()
+        .0
+        .lock()
+        .unwrap()
+        .push(Instant::now());
+    Ok(step)
+}
+
+#[orchestrator]
+async fn long(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    for step in 0..n {
+        ctx.call(tick, step).await?;
+    }
+    Ok(n)
+}
+
+/// Builds a history quickly (a fan-out of `n` activities), then sleeps on a durable timer
+/// that fires while no runtime runs, then takes one more step.
+#[orchestrator]
+async fn recovering(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    let calls = (0..n).map(|i| ctx.call(add_one, i)).collect();
+    for result in ctx.join_all(calls).await {
+        result?;
+    }
+    ctx.sleep(RECOVERY_SLEEP).await;
+    Ok(ctx.call(tick, n).await?)
+}
+
+const RECOVERY_SLEEP: Duration = Duration::from_millis(1_000);
+
+#[orchestrator]
+async fn idle(ctx: OrchestrationContext, _x: ()) -> Result<u64, String> {
+    Ok(ctx.wait_event::<u64>("never").await)
+}
+
+// ---- Scenarios ----
+
+fn open(dir: &Path, durability: Durability) -> FjallStore {
+    FjallStore::open_with(dir.join("store"), durability).expect("open the store")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+async fn run_chain(n: u64, durability: Durability) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::builder(open(dir.path(), durability))
+        .orchestrator(chain)
+        .activity(add_one)
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let began = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let t0 = Instant::now();
+            let instance = client.start(chain, format!("chain-{i}"), i).await.unwrap();
+            assert_eq!(instance.wait(WAIT).await.unwrap(), i + 3);
+            t0.elapsed().as_secs_f64() * 1e3
+        });
+    }
+    let mut latencies = Vec::with_capacity(n as usize);
+    while let Some(latency) = tasks.join_next().await {
+        latencies.push(latency.unwrap());
+    }
+    let wall = began.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    report_stats("chain", &runtime);
+    runtime.shutdown().await;
+    format!(
+        r#"{{"scenario":"chain","orchestrations":{n},"activities":{},"wall_s":{wall:.3},"orch_per_s":{:.0},"p50_ms":{:.1},"p99_ms":{:.1}}}"#,
+        3 * n,
+        n as f64 / wall,
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+    )
+}
+
+async fn run_fanout(n: u64, durability: Durability) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::builder(open(dir.path(), durability))
+        .orchestrator(fanout)
+        .activity(add_one)
+        .start()
+        .await
+        .unwrap();
+    let began = Instant::now();
+    let instance = runtime.client().start(fanout, "fanout", n).await.unwrap();
+    assert_eq!(instance.wait(WAIT).await.unwrap(), n * (n + 1) / 2);
+    let wall = began.elapsed().as_secs_f64();
+    report_stats("fanout", &runtime);
+    runtime.shutdown().await;
+    format!(r#"{{"scenario":"fanout","activities":{n},"wall_s":{wall:.3}}}"#)
+}
+
+async fn run_long(n: u64, durability: Durability) -> String {
+    assert!(n >= 101, "long needs at least 101 steps");
+    let dir = tempfile::tempdir().unwrap();
+    let ticks = Arc::new(Ticks::default());
+    let runtime = Runtime::builder(open(dir.path(), durability))
+        .orchestrator(long)
+        .activity(tick)
+        .state(ticks.clone())
+        .start()
+        .await
+        .unwrap();
+    let began = Instant::now();
+    let instance = runtime.client().start(long, "long", n).await.unwrap();
+    assert_eq!(instance.wait(WAIT).await.unwrap(), n);
+    let wall = began.elapsed().as_secs_f64();
+    report_stats("long", &runtime);
+    runtime.shutdown().await;
+    let ticks = ticks.0.lock().unwrap();
+    assert_eq!(ticks.len() as u64, n, "every step ran once");
+    let first = ticks[100].duration_since(ticks[0]).as_secs_f64();
+    let last = ticks[ticks.len() - 1]
+        .duration_since(ticks[ticks.len() - 101])
+        .as_secs_f64();
+    format!(
+        r#"{{"scenario":"long","steps":{n},"wall_s":{wall:.3},"first100_s":{first:.4},"last100_s":{last:.4}}}"#
+    )
+}
+
+async fn run_recovery(events: u64, durability: Durability) -> String {
+    // Started, then a scheduled and a completed event per activity, then the timer: the
+    // history holds `events` events when the runtime stops.
+    assert!(
+        events >= 4 && events.is_multiple_of(2),
+        "recovery needs an even --n of at least 4"
+    );
+    let activities = (events - 2) / 2;
+    let dir = tempfile::tempdir().unwrap();
+    let ticks = Arc::new(Ticks::default());
+    let runtime = Runtime::builder(open(dir.path(), durability))
+        .orchestrator(recovering)
+        .activity(add_one)
+        .activity(tick)
+        .state(ticks.clone())
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    client
+        .start(recovering, "recovering", activities)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let record = client.record("recovering").unwrap().unwrap();
+        if u64::from(record.history_len) >= events {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the history was not built");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stopped = Instant::now();
+    drop(client);
+    runtime.shutdown().await;
+    assert!(
+        ticks.0.lock().unwrap().is_empty(),
+        "the timer fired too soon"
+    );
+    // The timer fires while no runtime runs, so the next one finds it due at once.
+    tokio::time::sleep(
+        RECOVERY_SLEEP.saturating_sub(stopped.elapsed()) + Duration::from_millis(100),
+    )
+    .await;
+
+    let store = open(dir.path(), durability);
+    let started = Instant::now();
+    let runtime = Runtime::builder(store)
+        .orchestrator(recovering)
+        .activity(add_one)
+        .activity(tick)
+        .state(ticks.clone())
+        .start()
+        .await
+        .unwrap();
+    let instance = runtime.client().instance(recovering, "recovering");
+    assert_eq!(instance.wait(WAIT).await.unwrap(), activities);
+    let stepped = ticks.0.lock().unwrap()[0];
+    let recovery_ms = stepped.duration_since(started).as_secs_f64() * 1e3;
+    assert_eq!(runtime.replay_count(), 1, "the instance was replayed once");
+    runtime.shutdown().await;
+    format!(r#"{{"scenario":"recovery","events":{events},"recovery_ms":{recovery_ms:.1}}}"#)
+}
+
+async fn run_idle(n: u64, durability: Durability) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::builder(open(dir.path(), durability))
+        .orchestrator(idle)
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let mut tasks = tokio::task::JoinSet::new();
+    // Started in waves, as a service would see them arrive, not all in one instant.
+    for wave in 0..n.div_ceil(10_000) {
+        for i in wave * 10_000..n.min((wave + 1) * 10_000) {
+            let client = client.clone();
+            tasks.spawn(async move {
+                client.start(idle, format!("idle-{i}"), ()).await.unwrap();
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    }
+    // Every instance has reached its wait: its first turn (one commit after its start's)
+    // is on disk.
+    let deadline = Instant::now() + WAIT;
+    while runtime.commit_stats().commits < 2 * n {
+        assert!(Instant::now() < deadline, "the instances did not all start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rss_mb = rss_mb();
+    runtime.shutdown().await;
+    format!(r#"{{"scenario":"idle","instances":{n},"rss_mb":{rss_mb:.0}}}"#)
+}
+
+/// With `BENCH_STATS` set, the commit counters on stderr (the JSON stays on stdout).
+fn report_stats(scenario: &str, runtime: &Runtime) {
+    if std::env::var_os("BENCH_STATS").is_some() {
+        let stats = runtime.commit_stats();
+        eprintln!(
+            "{scenario}: {} commits in {} writes, {} replays",
+            stats.commits,
+            stats.writes,
+            runtime.replay_count()
+        );
+    }
+}
+
+/// The resident set of this process, from `/proc/self/status`.
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The raw store: fjall alone, with keys and values the size of small records.
+fn run_fjall(n: u64) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::builder(dir.path()).open().unwrap();
+    let keyspace = db
+        .keyspace("bench", KeyspaceCreateOptions::default)
+        .unwrap();
+    let value = [7u8; 100];
+    let key = |i: u64| {
+        let mut key = [0u8; 16];
+        key[8..].copy_from_slice(&i.to_be_bytes());
+        key
+    };
+
+    let singles = n.max(1);
+    let began = Instant::now();
+    for i in 0..singles {
+        let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(&keyspace, key(i), value);
+        batch.commit().unwrap();
+    }
+    let single = singles as f64 / began.elapsed().as_secs_f64();
+
+    let batches = n.div_ceil(100).max(1);
+    let began = Instant::now();
+    for b in 0..batches {
+        let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
+        for i in 0..100 {
+            batch.insert(&keyspace, key(singles + b * 100 + i), value);
+        }
+        batch.commit().unwrap();
+    }
+    let batched = (batches * 100) as f64 / began.elapsed().as_secs_f64();
+    format!(
+        r#"{{"scenario":"fjall","single_fsync_ops_per_s":{single:.0},"batch100_fsync_writes_per_s":{batched:.0}}}"#
+    )
+}
+
+// ---- Driver ----
+
+fn default_n(scenario: Scenario) -> u64 {
+    match scenario {
+        Scenario::Idle => 100_000,
+        _ => 10_000,
+    }
+}
+
+/// Runs every scenario, each in a child process of its own.
+fn run_all(args: &Args) -> ExitCode {
+    let exe = std::env::current_exe().expect("the bench's own path");
+    for scenario in EVERY {
+        let mut command = Command::new(&exe);
+        command.arg(scenario.to_possible_value().unwrap().get_name());
+        if let Some(n) = args.n {
+            command.arg("--n").arg(n.to_string());
+        }
+        if args.buffered {
+            command.arg("--buffered");
+        }
+        match command.status() {
+            Ok(status) if status.success() => {}
+            Ok(status) => {
+                eprintln!("bench: {scenario:?} failed: {status}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("bench: cannot run {scenario:?}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.scenario == Scenario::All {
+        return run_all(&args);
+    }
+    let n = args.n.unwrap_or_else(|| default_n(args.scenario));
+    let durability = if args.buffered {
+        Durability::Buffered
+    } else {
+        Durability::Sync
+    };
+    let line = match args.scenario {
+        Scenario::Chain => run_chain(n, durability).await,
+        Scenario::Fanout => run_fanout(n, durability).await,
+        Scenario::Long => run_long(n, durability).await,
+        Scenario::Recovery => run_recovery(n, durability).await,
+        Scenario::Idle => run_idle(n, durability).await,
+        Scenario::Fjall => run_fjall(n),
+        Scenario::All => unreachable!("handled above"),
+    };
+    println!("{line}");
+    ExitCode::SUCCESS
+}
