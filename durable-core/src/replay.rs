@@ -13,8 +13,9 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 use durable_store::{Event, Failure, FailureKind, Site};
 
@@ -450,12 +451,36 @@ fn nondeterminism(message: String) -> Outcome {
 
 /// A live orchestration: the orchestrator's future and the state it shares with its
 /// context. Kept in the runtime's cache between turns so the steady state never replays.
+/// The waker the orchestrator is polled with. Durable operations never wake it (the
+/// runtime polls once per turn), so a wake after a poll means the code awaits something
+/// else: a tokio timer, a channel, a socket, which a replay would not reproduce.
+#[derive(Debug, Default)]
+struct Alarm {
+    polling: AtomicBool,
+    rung: AtomicBool,
+}
+
+impl Wake for Alarm {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // A wake during the poll is the code asking to be polled again, not a foreign
+        // event; it is polled again next turn anyway.
+        if !self.polling.load(Ordering::SeqCst) {
+            self.rung.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 pub struct Execution {
     instance: String,
     entry_start: fn(OrchestrationContext, &[u8]) -> Result<ErasedFuture, Failure>,
     state: Arc<Mutex<ReplayState>>,
     future: Option<ErasedFuture>,
     finished: bool,
+    alarm: Arc<Alarm>,
 }
 
 impl std::fmt::Debug for Execution {
@@ -491,6 +516,7 @@ impl Execution {
             ))),
             future: None,
             finished: false,
+            alarm: Arc::default(),
         }
     }
 
@@ -579,7 +605,22 @@ impl Execution {
             // No `Started` event yet: nothing to run.
             return Outcome::Running;
         };
-        let mut cx = Context::from_waker(Waker::noop());
+        if self.alarm.rung.load(Ordering::SeqCst) {
+            let state = self.state();
+            return Outcome::Stalled(Failure {
+                kind: FailureKind::Nondeterminism,
+                message: format!(
+                    "orchestrator `{}` was woken by something other than the runtime after step {}: \
+                     it awaits a future that is not a durable operation (a tokio timer, a channel, \
+                     a socket?), which a replay would not reproduce; await only `ctx` operations",
+                    state.orchestrator,
+                    state.next_seq.saturating_sub(1)
+                ),
+            });
+        }
+        let waker = Waker::from(self.alarm.clone());
+        let mut cx = Context::from_waker(&waker);
+        self.alarm.polling.store(true, Ordering::SeqCst);
         let span = {
             let state = lock(&self.state);
             if state.replaying {
@@ -589,6 +630,7 @@ impl Execution {
         };
         let polled =
             span.in_scope(|| catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))));
+        self.alarm.polling.store(false, Ordering::SeqCst);
         replay_log::unmute();
         let mut state = self.state();
         state.replaying = false;
@@ -629,7 +671,9 @@ impl Execution {
                         state.next_seq, step.kind, step.site
                     ));
                 }
-                if state.steps.iter().all(|s| s.done) && !state.events.has_waiters() {
+                // From the end: the newest steps are the ones still outstanding, so a long
+                // history is not scanned on every turn.
+                if !state.events.has_waiters() && state.steps.iter().rev().all(|s| s.done) {
                     return Outcome::Stalled(Failure {
                         kind: FailureKind::Nondeterminism,
                         message: format!(

@@ -115,3 +115,44 @@ fn unchanged_code_replays_its_own_history() {
     let turn = execution.turn(&history(), vec![]);
     assert_eq!(turn.outcome, Outcome::Running);
 }
+
+/// A future woken from outside the runtime: it wakes its waker from a thread.
+fn woken_from_a_thread() -> impl std::future::Future<Output = ()> {
+    let mut armed = false;
+    std::future::poll_fn(move |cx| {
+        if !armed {
+            armed = true;
+            let waker = cx.waker().clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                waker.wake();
+            });
+        }
+        std::task::Poll::Pending
+    })
+}
+
+#[orchestrator]
+async fn awaits_foreign_wake(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    let (a, ()) = ctx.join2(ctx.call(double, n), woken_from_a_thread()).await;
+    Ok(a?)
+}
+
+#[test]
+fn a_wake_from_outside_the_runtime_is_reported() {
+    let mut execution = Execution::of(awaits_foreign_wake, "i");
+    let first = execution.turn(&[], vec![started("awaits_foreign_wake", &5u64)]);
+    assert_eq!(
+        first.outcome,
+        Outcome::Running,
+        "an activity is outstanding"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let turn = execution.turn(&[], vec![completed(0, &10u64)]);
+    let message = stalled_message(turn.outcome);
+    assert!(
+        message.contains("woken by something other than the runtime"),
+        "{message}"
+    );
+    assert!(message.contains("awaits_foreign_wake"), "{message}");
+}
