@@ -37,7 +37,7 @@ fn leave_gated(store: &FjallStore, id: &str) {
             .await
             .unwrap();
         runtime.client().start(gated_chain, id, 4).await.unwrap();
-        wait_for_history(store, id, |h| {
+        crate::patterns::wait_for(store, id, |h| {
             h.iter()
                 .filter(|e| matches!(e, Event::ActivityScheduled { .. }))
                 .count()
@@ -45,16 +45,6 @@ fn leave_gated(store: &FjallStore, id: &str) {
         })
         .await;
     });
-}
-
-async fn wait_for_history(store: &FjallStore, id: &str, done: impl Fn(&[Event]) -> bool) {
-    for _ in 0..4000 {
-        if done(&store.history(id).unwrap()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("instance {id} never got there: {:?}", store.history(id));
 }
 
 /// Overwrites `key` in keyspace `keyspace` of the closed store at `path` with bytes that
@@ -239,27 +229,23 @@ async fn measured_v2(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
 fn an_activity_output_whose_type_changed_fails_that_instance_naming_the_type() {
     let (_dir, store) = store();
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, false)
             .orchestrator(measured_v1)
             .activity(measure_v1)
-            .activity(wait_at_gate)
-            .state(Gate { open: false })
             .start()
             .await
             .unwrap();
         runtime.client().start(measured_v1, "m", 40).await.unwrap();
-        wait_for_history(&store, "m", |h| {
+        crate::patterns::wait_for(&store, "m", |h| {
             h.iter()
                 .any(|e| matches!(e, Event::ActivityCompleted { seq: 0, .. }))
         })
         .await;
     });
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, true)
             .orchestrator(measured_v2)
             .activity(measure_v2)
-            .activity(wait_at_gate)
-            .state(Gate { open: true })
             .start()
             .await
             .unwrap();
@@ -329,12 +315,7 @@ fn an_orchestrator_no_longer_registered_stalls_its_instances_until_it_is_back() 
     leave_gated(&store, "retired");
     lifetime(async {
         // The deploy dropped `gated_chain`; its activities are still there.
-        let runtime = builder(store.clone())
-            .activity(wait_at_gate)
-            .state(Gate { open: true })
-            .start()
-            .await
-            .unwrap();
+        let runtime = gated(&store, true).start().await.unwrap();
         let client = runtime.client();
         let err = client
             .instance(gated_chain, "retired")
@@ -633,7 +614,7 @@ fn an_orchestrator_that_panics_when_replayed_after_a_restart_fails_with_its_mess
             .start(panics_on_replay, "r", 1)
             .await
             .unwrap();
-        wait_for_history(&store, "r", |h| h.len() == 2).await;
+        crate::patterns::wait_for(&store, "r", |h| h.len() == 2).await;
     });
     lifetime(async {
         let runtime = gated(&store, true)
@@ -772,12 +753,7 @@ fn a_stalled_instance_can_be_terminated_but_not_purged_before() {
     let (_dir, store) = store();
     leave_gated(&store, "stuck");
     lifetime(async {
-        let runtime = builder(store.clone())
-            .activity(wait_at_gate)
-            .state(Gate { open: true })
-            .start()
-            .await
-            .unwrap();
+        let runtime = gated(&store, true).start().await.unwrap();
         let client = runtime.client();
         let instance = client.instance(gated_chain, "stuck");
         assert!(matches!(

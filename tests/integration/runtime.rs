@@ -194,10 +194,8 @@ async fn slow(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_past_the_timeout_is_a_typed_error() {
     let (_dir, store) = store();
-    let runtime = builder(store)
+    let runtime = gated(&store, false)
         .orchestrator(slow)
-        .activity(crate::restart::wait_at_gate)
-        .state(Gate { open: false })
         .start()
         .await
         .unwrap();

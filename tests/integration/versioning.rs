@@ -155,11 +155,9 @@ fn each_instance_keeps_the_version_it_started_with() {
         wait_for(&store, "old-price", |h| h.len() >= 2).await;
     });
     lifetime(async {
-        let runtime = builder(store.clone())
+        let runtime = gated(&store, true)
             .orchestrator(pricing_v1)
             .orchestrator(pricing_v2)
-            .activity(wait_at_gate)
-            .state(Gate { open: true })
             .start()
             .await
             .unwrap();
