@@ -13,9 +13,10 @@ use tokio::sync::SemaphorePermit;
 use tracing::Instrument;
 
 use crate::Error;
+use crate::Unregistered;
 use crate::activity_context::{ActivityContext, idempotency_key};
 use crate::registry::panic_message;
-use crate::runtime::{Delivery, RETRY_DELAY, Shared, lock};
+use crate::runtime::{Delivery, RETRY_DELAY, Shared, lock, unregistered_activity};
 
 impl Shared {
     /// Runs activity `task` (work item `id`) in a task of its own once a slot is free.
@@ -48,15 +49,7 @@ impl Shared {
             .activities
             .get_key_value(task.activity.as_str())
         else {
-            return Err(Failure {
-                message: format!(
-                    "activity `{}` is not registered with this runtime; add it with `RuntimeBuilder::activity`",
-                    task.activity
-                ),
-                kind: FailureKind::Unregistered {
-                    name: task.activity.clone(),
-                },
-            });
+            return Err(unregistered_activity(&task.activity, Unregistered::Fail));
         };
         let ctx = ActivityContext::new(&task.instance, key, name, task.attempt, self.clone());
         let future = (entry.start)(ctx, &task.input)?;

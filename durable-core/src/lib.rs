@@ -61,7 +61,7 @@ pub use orchestration_context::OrchestrationContext;
 pub use payload::PayloadError;
 pub use replay::{Command, Execution, Outcome, Turn};
 pub use retry::{Backoff, RetryPolicy};
-pub use runtime::{Runtime, RuntimeBuilder};
+pub use runtime::{Runtime, RuntimeBuilder, Unregistered};
 
 /// The stored records, for tools and tests that read a store directly.
 pub mod record {

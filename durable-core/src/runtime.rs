@@ -17,7 +17,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use durable_store::{Commit, Event, InstanceRecord, Status, Store, WorkId, WorkItem};
+use durable_store::{
+    ActivityTask, Commit, Event, Failure, FailureKind, InstanceRecord, Status, Store, WorkId,
+    WorkItem,
+};
 use lru::LruCache;
 use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio_util::task::TaskTracker;
@@ -40,6 +43,27 @@ pub struct RuntimeBuilder {
     orchestrator_concurrency: usize,
     activity_concurrency: usize,
     cache_capacity: usize,
+    unregistered: Unregistered,
+}
+
+/// What the runtime does with work for code it does not have: an orchestrator, an
+/// orchestrator version or an activity that is not registered with it, as after a deploy
+/// that removed one. Set with [`RuntimeBuilder::on_unregistered`]. Either way the other
+/// instances keep running.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unregistered {
+    /// The instance waits (the default): it is stalled, its status names what is missing
+    /// ([`FailureKind::Unregistered`](crate::record::FailureKind::Unregistered)), and all
+    /// it holds stays in the store. A runtime started with the code registered resumes it
+    /// where it stopped.
+    #[default]
+    Wait,
+    /// The call fails: an activity or sub-orchestration call returns its error
+    /// ([`ActivityError`](crate::ActivityError),
+    /// [`SubOrchestrationError`](crate::SubOrchestrationError)) to the orchestrator, which
+    /// may handle it; an instance whose own orchestrator is missing fails.
+    Fail,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -49,6 +73,7 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("orchestrator_concurrency", &self.orchestrator_concurrency)
             .field("activity_concurrency", &self.activity_concurrency)
             .field("cache_capacity", &self.cache_capacity)
+            .field("unregistered", &self.unregistered)
             .finish_non_exhaustive()
     }
 }
@@ -95,6 +120,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// What happens to an instance that needs an orchestrator or activity this runtime
+    /// does not have (default: [`Unregistered::Wait`]).
+    pub fn on_unregistered(mut self, policy: Unregistered) -> Self {
+        self.unregistered = policy;
+        self
+    }
+
     /// Starts the runtime: recovers every unfinished instance and redelivers every
     /// unacknowledged work item, then starts the dispatchers. Must be called inside a
     /// tokio runtime.
@@ -106,6 +138,7 @@ impl RuntimeBuilder {
         let shared = Arc::new(Shared {
             store: self.store,
             registry: self.registry,
+            unregistered: self.unregistered,
             commits,
             next_work_id: AtomicU64::new(0),
             instances: Mutex::new(HashMap::new()),
@@ -145,6 +178,7 @@ impl Runtime {
             orchestrator_concurrency: 4 * cpus,
             activity_concurrency: 64,
             cache_capacity: 10_000,
+            unregistered: Unregistered::default(),
         }
     }
 
@@ -247,6 +281,7 @@ pub(crate) struct Cached {
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) registry: Registry,
+    pub(crate) unregistered: Unregistered,
     pub(crate) commits: GroupCommit,
     next_work_id: AtomicU64,
     pub(crate) instances: Mutex<HashMap<String, Inbox>>,
@@ -301,8 +336,22 @@ impl Shared {
         let mut redelivered = Commit::default();
         let mut messages = Vec::new();
         let mut timers = Vec::new();
+        // Tasks of activities this runtime does not have, when instances wait for them.
+        let mut missing: HashMap<String, Vec<(WorkId, ActivityTask)>> = HashMap::new();
         for (id, item) in items {
             match item {
+                WorkItem::Activity(task)
+                    if self.unregistered == Unregistered::Wait
+                        && !self
+                            .registry
+                            .activities
+                            .contains_key(task.activity.as_str()) =>
+                {
+                    missing
+                        .entry(task.instance.clone())
+                        .or_default()
+                        .push((id, task));
+                }
                 WorkItem::Activity(mut task) => {
                     task.attempt += 1;
                     redelivered.enqueued.push((id, WorkItem::Activity(task)));
@@ -328,23 +377,37 @@ impl Shared {
                 } => timers.push((id, instance, generation, seq, fire_at_ms)),
             }
         }
-        let tasks = redelivered.enqueued.clone();
         // Stalled instances get another chance with this code: they are running again
-        // until their next turn says otherwise.
+        // until their next turn says otherwise. Those waiting for a missing activity stall
+        // (again), their tasks kept; the tasks of finished instances fail as usual.
         let mut stalled = Vec::new();
         for (id, mut record) in self.store.instances()? {
-            match record.status {
-                Status::Stalled { .. } => {
-                    record.status = Status::Running;
-                    redelivered.instances.push((id.clone(), record));
-                    stalled.push(id);
-                }
-                Status::Suspended { .. } => {
+            let waiting = missing.remove(&id);
+            match (&record.status, waiting) {
+                (Status::Suspended { .. }, _) => {
                     lock(&self.instances).entry(id).or_default().suspended = true;
                 }
-                _ => {}
+                (status, Some(tasks)) if !status.is_terminal() => {
+                    let failure = unregistered_activity(&tasks[0].1.activity, Unregistered::Wait);
+                    tracing::error!(instance = id, error = %failure.message, "instance stalled");
+                    record.status = Status::Stalled { failure };
+                    redelivered.instances.push((id.clone(), record));
+                    lock(&self.instances).entry(id).or_default().stalled = true;
+                }
+                (status, waiting) => {
+                    missing.extend(waiting.map(|tasks| (id.clone(), tasks)));
+                    if let Status::Stalled { .. } = status {
+                        record.status = Status::Running;
+                        redelivered.instances.push((id.clone(), record));
+                        stalled.push(id);
+                    }
+                }
             }
         }
+        for (id, task) in missing.into_values().flatten() {
+            redelivered.enqueued.push((id, WorkItem::Activity(task)));
+        }
+        let tasks = redelivered.enqueued.clone();
         if !redelivered.is_empty() {
             self.commits.commit(redelivered).await?;
         }
@@ -466,5 +529,19 @@ impl Shared {
     /// Forgets everything held in memory about `instance` (after a purge).
     pub(crate) fn forget(&self, instance: &str) {
         lock(&self.cache).pop(instance);
+    }
+}
+
+/// The failure of a call to activity `name`, which this runtime does not have.
+pub(crate) fn unregistered_activity(name: &str, policy: Unregistered) -> Failure {
+    let resume = match policy {
+        Unregistered::Wait => "register it and restart the runtime to resume",
+        Unregistered::Fail => "add it with `RuntimeBuilder::activity`",
+    };
+    Failure {
+        message: format!("activity `{name}` is not registered with this runtime; {resume}"),
+        kind: FailureKind::Unregistered {
+            name: name.to_string(),
+        },
     }
 }

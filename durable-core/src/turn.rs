@@ -12,9 +12,9 @@ use durable_store::{
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::Error;
 use crate::replay::{Command, Execution, Outcome};
-use crate::runtime::{Cached, Delivery, Shared, lock, now_ms};
+use crate::runtime::{Cached, Delivery, Shared, lock, now_ms, unregistered_activity};
+use crate::{Error, Unregistered};
 
 /// What to do once a turn's commit is durable.
 #[derive(Default)]
@@ -36,6 +36,9 @@ enum Plan {
     Control(Box<(Option<Execution>, InstanceRecord)>),
     /// The instance cannot go on with this code.
     Stall(Box<(InstanceRecord, Failure)>),
+    /// The instance's orchestrator is missing and the runtime fails such instances: the
+    /// record, the turn's new events and the failure.
+    Fail(Box<(InstanceRecord, Vec<Event>, Failure)>),
 }
 
 /// A turn's commit and what it leaves behind once the commit is durable. The instance's
@@ -92,6 +95,10 @@ impl Shared {
                 let (record, failure) = *stall;
                 self.stall(instance, record, failure, messages).await
             }
+            Plan::Fail(fail) => {
+                let (record, new, failure) = *fail;
+                self.fail(instance, record, new, failure, messages).await
+            }
             Plan::Commit(_) => unreachable!("a turn to commit is not settled"),
         }
     }
@@ -137,16 +144,15 @@ impl Shared {
                     .registry
                     .orchestrator(&record.orchestrator, record.version)
                 else {
-                    let failure = Failure {
-                        message: format!(
-                            "version {} of orchestrator `{}` is not registered with this runtime; register it and restart to resume",
-                            record.version, record.orchestrator
-                        ),
-                        kind: FailureKind::Unregistered {
-                            name: record.orchestrator.clone(),
-                        },
-                    };
-                    return Ok(Plan::Stall(Box::new((record, failure))));
+                    let failure = unregistered_orchestrator(
+                        &record.orchestrator,
+                        record.version,
+                        self.unregistered,
+                    );
+                    return Ok(match self.unregistered {
+                        Unregistered::Wait => Plan::Stall(Box::new((record, failure))),
+                        Unregistered::Fail => Plan::Fail(Box::new((record, new, failure))),
+                    });
                 };
                 let execution = Execution::new(instance, &record.orchestrator, entry);
                 let history = if record.history_len == 0 {
@@ -174,7 +180,11 @@ impl Shared {
             }
         };
         let turn = execution.turn(&recorded, new);
-        if let Outcome::Stalled(failure) = turn.outcome {
+        let stalled = match &turn.outcome {
+            Outcome::Stalled(failure) => Some(failure.clone()),
+            _ => self.missing_code(&turn.commands),
+        };
+        if let Some(failure) = stalled {
             tracing::error!(instance, error = %failure.message, "instance stalled");
             return Ok(Plan::Stall(Box::new((record, failure))));
         }
@@ -273,6 +283,29 @@ impl Shared {
         }
     }
 
+    /// When instances wait for missing code: the failure that stalls an instance whose
+    /// turn calls an activity or a sub-orchestration this runtime does not have.
+    fn missing_code(&self, commands: &[Command]) -> Option<Failure> {
+        if self.unregistered != Unregistered::Wait {
+            return None;
+        }
+        commands.iter().find_map(|command| match command {
+            Command::ScheduleActivity { activity, .. }
+                if !self.registry.activities.contains_key(activity.as_str()) =>
+            {
+                Some(unregistered_activity(activity, Unregistered::Wait))
+            }
+            Command::StartSubOrchestration {
+                orchestrator,
+                version,
+                ..
+            } if self.registry.orchestrator(orchestrator, *version).is_none() => Some(
+                unregistered_orchestrator(orchestrator, *version, Unregistered::Wait),
+            ),
+            _ => None,
+        })
+    }
+
     /// Turns a command of the replay step into work items of `commit`.
     fn command(
         &self,
@@ -323,29 +356,29 @@ impl Shared {
                 instance: child,
                 input,
             } => {
+                let rejected = |message: String| Failure {
+                    kind: FailureKind::Rejected,
+                    message,
+                };
                 let refused = if let Err(e) = crate::client::check_instance_id(&child) {
-                    Some(e.to_string())
+                    Some(rejected(e.to_string()))
                 } else if self.registry.orchestrator(&orchestrator, version).is_none() {
-                    Some(format!(
-                        "orchestrator `{orchestrator}` is not registered with this runtime"
+                    Some(unregistered_orchestrator(
+                        &orchestrator,
+                        version,
+                        Unregistered::Fail,
                     ))
                 } else if self.store.instance(&child)?.is_some()
                     || commit.instances.iter().any(|(id, _)| *id == child)
                 {
-                    Some(format!(
+                    Some(rejected(format!(
                         "instance `{child}` already exists; give the sub-orchestration another id"
-                    ))
+                    )))
                 } else {
                     None
                 };
-                if let Some(message) = refused {
-                    let event = Event::SubOrchestrationFailed {
-                        seq,
-                        failure: Failure {
-                            kind: FailureKind::Rejected,
-                            message,
-                        },
-                    };
+                if let Some(failure) = refused {
+                    let event = Event::SubOrchestrationFailed { seq, failure };
                     self.enqueue_message(instance, Some(generation), event, commit, after);
                     return Ok(());
                 }
@@ -534,6 +567,40 @@ impl Shared {
         self.commits.commit(consumed(messages)).await
     }
 
+    /// Fails an instance whose orchestrator this runtime does not have, acknowledging
+    /// `messages` and recording `new` (their events) and the failure in its history.
+    async fn fail(
+        self: &Arc<Self>,
+        instance: &str,
+        mut record: InstanceRecord,
+        mut new: Vec<Event>,
+        failure: Failure,
+        messages: &[Delivery],
+    ) -> Result<(), Error> {
+        tracing::warn!(instance, error = %failure.message, "instance failed");
+        let mut commit = consumed(messages);
+        let mut after = AfterCommit::default();
+        new.push(Event::Failed {
+            failure: failure.clone(),
+        });
+        let appended = new.len() as u32;
+        commit.history.push(HistoryAppend {
+            instance: instance.to_string(),
+            first: record.history_len,
+            events: new,
+        });
+        record.history_len = record.history_len.saturating_add(appended);
+        record.status = Status::Failed { failure };
+        record.updated_ms = now_ms();
+        self.tell_parent(&record, &mut commit, &mut after);
+        let generation = record.generation;
+        commit.instances.push((instance.to_string(), record));
+        self.commits.commit(commit).await?;
+        self.dispatch(instance, generation, after);
+        self.notify_finished(instance);
+        Ok(())
+    }
+
     /// Parks an instance: its status says why, its history and queued events are kept
     /// (`messages`, those of the turn that stalled, stay in the store for the next start;
     /// activity results among them or in its inbox are stored as messages, so that start
@@ -583,4 +650,21 @@ fn consumed(messages: &[Delivery]) -> Commit {
 
 fn terminated_now(record: &InstanceRecord) -> bool {
     matches!(record.status, Status::Terminated { .. })
+}
+
+/// The failure of an instance or call that needs version `version` of orchestrator `name`,
+/// which this runtime does not have.
+fn unregistered_orchestrator(name: &str, version: u32, policy: Unregistered) -> Failure {
+    let resume = match policy {
+        Unregistered::Wait => "register it and restart the runtime to resume",
+        Unregistered::Fail => "add it with `RuntimeBuilder::orchestrator`",
+    };
+    Failure {
+        message: format!(
+            "version {version} of orchestrator `{name}` is not registered with this runtime; {resume}"
+        ),
+        kind: FailureKind::Unregistered {
+            name: name.to_string(),
+        },
+    }
 }

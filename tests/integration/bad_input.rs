@@ -9,7 +9,7 @@ use std::time::Duration;
 use durable_core::record::{Event, FailureKind, Status};
 use durable_core::{
     ActivityContext, Error, FjallStore, InstanceStatus, OrchestrationContext, RetryPolicy, Store,
-    StoreError, activity, orchestrator,
+    StoreError, Unregistered, activity, orchestrator,
 };
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 
@@ -334,7 +334,7 @@ fn an_orchestrator_no_longer_registered_stalls_its_instances_until_it_is_back() 
         assert!(
             failure
                 .message
-                .contains("register it and restart to resume"),
+                .contains("register it and restart the runtime to resume"),
             "{}",
             failure.message
         );
@@ -363,13 +363,133 @@ fn an_orchestrator_no_longer_registered_stalls_its_instances_until_it_is_back() 
 }
 
 #[test]
-fn an_activity_no_longer_registered_fails_the_call_with_a_typed_error() {
+fn an_orchestrator_no_longer_registered_fails_its_instances_when_so_configured() {
+    let (_dir, store) = store();
+    leave_gated(&store, "retired");
+    lifetime(async {
+        let runtime = gated(&store, true)
+            .on_unregistered(Unregistered::Fail)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let err = client
+            .instance(gated_chain, "retired")
+            .wait(WAIT)
+            .await
+            .unwrap_err();
+        let Error::Failed { failure, .. } = &err else {
+            panic!("expected a failed instance, got {err:?}");
+        };
+        assert_eq!(
+            failure.kind,
+            FailureKind::Unregistered {
+                name: "gated_chain".into()
+            }
+        );
+        assert!(
+            failure.message.contains("RuntimeBuilder::orchestrator"),
+            "{}",
+            failure.message
+        );
+        let other = client.start(chain, "other", 1).await.unwrap();
+        assert_eq!(other.wait(WAIT).await.unwrap(), 6);
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        // Failed is final: bringing the code back does not revive it.
+        let runtime = gated(&store, true)
+            .orchestrator(gated_chain)
+            .start()
+            .await
+            .unwrap();
+        let err = runtime
+            .client()
+            .instance(gated_chain, "retired")
+            .wait(WAIT)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Failed { .. }), "{err:?}");
+        runtime.shutdown().await;
+    });
+}
+
+#[test]
+fn an_activity_no_longer_registered_stalls_its_instances_until_it_is_back() {
+    let (_dir, store) = store();
+    leave_gated(&store, "queued-task");
+    let assert_waits = |err: &Error| {
+        let Error::Stalled { failure, .. } = err else {
+            panic!("expected a stalled instance, got {err:?}");
+        };
+        assert_eq!(
+            failure.kind,
+            FailureKind::Unregistered {
+                name: "wait_at_gate".into()
+            }
+        );
+        assert!(
+            failure
+                .message
+                .contains("activity `wait_at_gate` is not registered")
+                && failure
+                    .message
+                    .contains("register it and restart the runtime to resume"),
+            "{}",
+            failure.message
+        );
+    };
+    lifetime(async {
+        // The deploy dropped `wait_at_gate`: the task queued before it waits in the
+        // store, and a new call to it stalls its instance before it is scheduled.
+        let runtime = builder(store.clone())
+            .orchestrator(gated_chain)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let queued = client.instance(gated_chain, "queued-task");
+        assert_waits(&queued.wait(WAIT).await.unwrap_err());
+        let fresh = client.start(gated_chain, "new-call", 5).await.unwrap();
+        assert_waits(&fresh.wait(WAIT).await.unwrap_err());
+        let other = client.start(chain, "other", 1).await.unwrap();
+        assert_eq!(other.wait(WAIT).await.unwrap(), 6);
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        let runtime = gated(&store, true)
+            .orchestrator(gated_chain)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        // The queued task ran once before the deploy (attempt 1) and now again.
+        let queued = client.instance(gated_chain, "queued-task");
+        assert_eq!(queued.wait(WAIT).await.unwrap(), 8 + 2000);
+        let fresh = client.instance(gated_chain, "new-call");
+        assert_eq!(fresh.wait(WAIT).await.unwrap(), 10 + 1000);
+        runtime.shutdown().await;
+    });
+    for id in ["queued-task", "new-call"] {
+        let history = store.history(id).unwrap();
+        assert!(
+            !history
+                .iter()
+                .any(|e| matches!(e, Event::ActivityFailed { .. })),
+            "{id}: no call failed while the activity was missing: {history:?}"
+        );
+    }
+}
+
+#[test]
+fn an_activity_no_longer_registered_fails_the_call_when_so_configured() {
     let (_dir, store) = store();
     leave_gated(&store, "uses-gate");
     lifetime(async {
         // The deploy dropped `wait_at_gate`.
         let runtime = builder(store.clone())
             .orchestrator(gated_chain)
+            .on_unregistered(Unregistered::Fail)
             .start()
             .await
             .unwrap();

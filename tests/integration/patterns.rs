@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use durable_core::record::{Event, FailureKind};
 use durable_core::{
     ActivityContext, Durability, Error, FjallStore, InstanceStatus, OrchestrationContext,
-    RetryPolicy, Store, activity, orchestrator,
+    RetryPolicy, Store, Unregistered, activity, orchestrator,
 };
 
 use crate::common::*;
@@ -368,17 +368,49 @@ async fn unknown_child_failure(ctx: OrchestrationContext, _: ()) -> Result<Strin
         Ok(_) => Ok("ran".into()),
         Err(e) => Ok(format!(
             "{:?}: {}",
-            e.failure().kind == FailureKind::Rejected,
+            e.failure().kind
+                == FailureKind::Unregistered {
+                    name: "never_registered".into()
+                },
             e.message()
         )),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unregistered_sub_orchestration_is_refused_to_the_parent() {
+async fn an_unregistered_sub_orchestration_stalls_the_parent() {
+    let (_dir, store) = store();
+    let runtime = builder(store.clone())
+        .orchestrator(unknown_child_failure)
+        .start()
+        .await
+        .unwrap();
+    let err = runtime
+        .client()
+        .start(unknown_child_failure, "u", ())
+        .await
+        .unwrap()
+        .wait(WAIT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Stalled { failure, .. }
+            if failure.kind == FailureKind::Unregistered { name: "never_registered".into() }),
+        "{err:?}"
+    );
+    assert!(
+        store.instance("u:0").unwrap().is_none() && store.history("u").unwrap().is_empty(),
+        "nothing of the call was written"
+    );
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unregistered_sub_orchestration_fails_the_call_when_so_configured() {
     let (_dir, store) = store();
     let runtime = builder(store)
         .orchestrator(unknown_child_failure)
+        .on_unregistered(Unregistered::Fail)
         .start()
         .await
         .unwrap();
@@ -392,7 +424,8 @@ async fn an_unregistered_sub_orchestration_is_refused_to_the_parent() {
         .unwrap();
     assert_eq!(
         out,
-        "true: orchestrator `never_registered` is not registered with this runtime"
+        "true: version 1 of orchestrator `never_registered` is not registered with this runtime; \
+         add it with `RuntimeBuilder::orchestrator`"
     );
     runtime.shutdown().await;
 }
