@@ -12,6 +12,7 @@
 use std::fmt::Debug;
 use std::path::Path;
 
+use crate::keys::MAX_KEY_LEN;
 use crate::record::{
     ActivityTask, Commit, Event, HistoryAppend, InstanceRecord, Status, WorkId, WorkItem,
 };
@@ -31,6 +32,7 @@ pub fn run<S: Store>(make: impl Fn() -> S) {
     one_call_applies_every_commit_in_order(&make());
     instances_are_in_id_order(&make());
     removals_apply_before_writes(&make());
+    refused_keys_write_nothing(&make());
 }
 
 /// Checks that what was committed survives dropping the store and opening `dir` again, twice.
@@ -409,6 +411,111 @@ fn removals_apply_before_writes(store: &impl Store) {
         events("ab", 0..2),
         "removing one history should leave the others",
     );
+}
+
+fn refused_keys_write_nothing(store: &impl Store) {
+    let c = Check::new("refused_keys_write_nothing", store);
+    let longest = "k".repeat(MAX_KEY_LEN);
+    let too_long = "k".repeat(MAX_KEY_LEN + 1);
+    // The longest keys and the last event index are accepted.
+    c.commit(vec![Commit {
+        instances: vec![(longest.clone(), record("flow", Status::Pending, 1))],
+        history: vec![
+            append(&longest, 0, events("longest", 0..1)),
+            append("last", u32::MAX, events("last", 0..1)),
+        ],
+        progress: vec![(longest.clone(), Some(b"1".to_vec()))],
+        ..Commit::default()
+    }]);
+    let what = "an id of the longest length should be stored";
+    c.expect(store.history(&longest), events("longest", 0..1), what);
+    let what = "an event at index 2^32 - 1 should be stored";
+    c.expect(store.history("last"), events("last", 0..1), what);
+    let what = "a progress key of the longest length should be stored";
+    c.expect(store.progress(&longest), Some(b"1".to_vec()), what);
+
+    let good = || Commit {
+        instances: vec![("good".into(), record("flow", Status::Pending, 0))],
+        progress: vec![("good".into(), Some(b"1".to_vec()))],
+        ..Commit::default()
+    };
+    let refused: [(&str, &str, &str, Commit); 6] = [
+        (
+            "an empty instance id",
+            "instance id",
+            "",
+            Commit {
+                instances: vec![(String::new(), record("flow", Status::Pending, 0))],
+                ..Commit::default()
+            },
+        ),
+        (
+            "an empty id in a removal",
+            "instance id",
+            "",
+            Commit {
+                instances_removed: vec![String::new()],
+                ..Commit::default()
+            },
+        ),
+        (
+            "an instance id one byte too long",
+            "instance id",
+            &too_long,
+            Commit {
+                history: vec![append(&too_long, 0, events("x", 0..1))],
+                ..Commit::default()
+            },
+        ),
+        (
+            "an empty progress key",
+            "progress key",
+            "",
+            Commit {
+                progress: vec![(String::new(), None)],
+                ..Commit::default()
+            },
+        ),
+        (
+            "a progress key one byte too long",
+            "progress key",
+            &too_long,
+            Commit {
+                progress: vec![(too_long.clone(), Some(vec![]))],
+                ..Commit::default()
+            },
+        ),
+        (
+            "events past index 2^32 - 1",
+            "events of instance",
+            "last",
+            Commit {
+                history: vec![append("last", u32::MAX, events("last", 1..3))],
+                ..Commit::default()
+            },
+        ),
+    ];
+    for (how, want_what, key, bad) in refused {
+        let quoted = match store.commit(&[good(), bad]) {
+            Err(StoreError::InvalidKey { what, key, .. }) if what == want_what => key,
+            other => panic!(
+                "conformance `{}`: {how} should be refused with StoreError::InvalidKey {{ what: \
+                 {want_what:?}, .. }}, got {other:?}",
+                c.name
+            ),
+        };
+        assert!(
+            quoted.chars().count() <= 65 && key.starts_with(quoted.trim_end_matches('…')),
+            "conformance `{}`: the error for {how} should quote at most 64 characters of the \
+             key, got {quoted:?}",
+            c.name
+        );
+        let what = format!("a call refused for {how} should write nothing");
+        c.expect(store.instance("good"), None, &what);
+        c.expect(store.progress("good"), None, &what);
+    }
+    let what = "a refused append should leave the history as it was";
+    c.expect(store.history("last"), events("last", 0..1), what);
 }
 
 /// One check of the suite on one store: makes its calls and names it when one goes wrong.

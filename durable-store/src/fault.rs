@@ -14,12 +14,17 @@
 //! By default a failed write writes nothing, as one that never reached the journal.
 //! [`FaultyStore::written_anyway`] makes failed commits write first and fail after, as an
 //! `fsync` that failed after the write: the caller is told the commit failed, yet it may
-//! be on disk. (fjall itself refuses all further writes after that, until the process
-//! restarts; this wrapper goes on, so a test can see what the engine makes of it.)
+//! be on disk.
+//!
+//! By default the store goes on after a failed write, so a test can see what the engine
+//! makes of it. fjall does not: after a failed write or fsync it refuses every write until
+//! it is reopened. [`FaultyStore::poison_on_failure`] does the same: after the first
+//! injected write failure every write returns [`StoreError::Poisoned`], for good; a new
+//! `FaultyStore` over the same inner store is the restart.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 use crate::store::{Store, StoreError};
@@ -91,6 +96,8 @@ struct State {
     injected: AtomicU64,
     broken: AtomicBool,
     rules: Mutex<Vec<Rule>>,
+    /// The failure that poisoned the store, under [`FaultyStore::poison_on_failure`].
+    poisoned: OnceLock<String>,
 }
 
 impl State {
@@ -137,6 +144,12 @@ impl FaultSwitch {
         self.state.broken.load(Ordering::SeqCst)
     }
 
+    /// Whether the store refuses every write, under [`FaultyStore::poison_on_failure`]
+    /// after an injected write failure. [`heal`](Self::heal) does not end it.
+    pub fn is_poisoned(&self) -> bool {
+        self.state.poisoned.get().is_some()
+    }
+
     /// Makes calls of kind `call` fail from the `from`-th (counted from 1 since the store
     /// was made) until the `until`-th, which succeeds again (`None`: for good).
     pub fn fail(&self, call: Call, from: u64, until: Option<u64>) {
@@ -149,7 +162,8 @@ impl FaultSwitch {
         self.state.counts[call.index()].load(Ordering::SeqCst)
     }
 
-    /// How many calls failed because of a fault.
+    /// How many calls failed because of a fault (not counting the writes a poisoned store
+    /// refused after it).
     pub fn injected(&self) -> u64 {
         self.state.injected.load(Ordering::SeqCst)
     }
@@ -160,10 +174,18 @@ impl FaultSwitch {
         self.verdict(&numbers, call)
     }
 
-    /// Counts a write carrying `commits` commits and says whether it is to fail.
-    fn check_write(&self, commits: u64) -> Result<(), StoreError> {
+    /// Counts a write carrying `commits` commits and says whether it is to fail: refused
+    /// with [`StoreError::Poisoned`] if the store is poisoned, else with an injected fault,
+    /// which poisons the store if `poison` is set.
+    fn check_write(&self, commits: u64, poison: bool) -> Result<(), StoreError> {
         let write = self.next(Call::Write, 1);
         let first = self.next(Call::Commit, commits);
+        if let Some(failure) = self.state.poisoned.get() {
+            return Err(StoreError::Poisoned {
+                path: None,
+                detail: format!("the first failure: {failure}"),
+            });
+        }
         // The commit a rule names, if the write carries it; else the write itself.
         let numbers: Vec<(Call, std::ops::Range<u64>)> = vec![
             (Call::Write, write..write + 1),
@@ -176,10 +198,14 @@ impl FaultSwitch {
             (n < range.end && n < until).then_some((*kind, n))
         });
         let failing = failing.or_else(|| self.is_broken().then_some((Call::Write, write)));
-        match failing {
-            None => Ok(()),
-            Some((kind, n)) => Err(self.injected_fault(kind, n)),
+        let Some((kind, n)) = failing else {
+            return Ok(());
+        };
+        let fault = self.injected_fault(kind, n);
+        if poison {
+            let _ = self.state.poisoned.set(fault.clone());
         }
+        Err(StoreError::Io(fault))
     }
 
     /// Numbers the next `n` calls of kind `kind`; returns the first number.
@@ -196,12 +222,13 @@ impl FaultSwitch {
         if !ruled && !self.is_broken() {
             return Ok(());
         }
-        Err(self.injected_fault(call, numbers[0].1))
+        Err(StoreError::Io(self.injected_fault(call, numbers[0].1)))
     }
 
-    fn injected_fault(&self, call: Call, n: u64) -> StoreError {
+    /// Counts an injected fault; returns its message.
+    fn injected_fault(&self, call: Call, n: u64) -> String {
         self.state.injected.fetch_add(1, Ordering::SeqCst);
-        StoreError::Io(format!("injected fault: {call} #{n} failed"))
+        format!("injected fault: {call} #{n} failed")
     }
 }
 
@@ -242,6 +269,7 @@ pub struct FaultyStore<S> {
     inner: S,
     switch: FaultSwitch,
     written_anyway: bool,
+    poison_on_failure: bool,
 }
 
 impl<S: Store> FaultyStore<S> {
@@ -251,6 +279,7 @@ impl<S: Store> FaultyStore<S> {
             inner,
             switch: FaultSwitch::default(),
             written_anyway: false,
+            poison_on_failure: false,
         }
     }
 
@@ -306,6 +335,44 @@ impl<S: Store> FaultyStore<S> {
         self
     }
 
+    /// The first write that fails poisons the store, as in fjall: from then on every write
+    /// returns [`StoreError::Poisoned`] and writes nothing, whatever the rules and the
+    /// switch say, until this store and its clones are dropped. Reads are left to the rules
+    /// and the switch (fjall goes on reading). The failing write itself returns its
+    /// injected [`StoreError::Io`], and with [`written_anyway`](Self::written_anyway) is
+    /// written first.
+    ///
+    /// # Examples
+    ///
+    /// The second commit fails and poisons the store; the restart is a new wrapper:
+    ///
+    /// ```
+    /// use durable_store::{Commit, FaultyStore, MemoryStore, Store, StoreError};
+    ///
+    /// let disk = MemoryStore::new();
+    /// let store = FaultyStore::new(disk.clone())
+    ///     .fail_commit(2)
+    ///     .poison_on_failure();
+    /// let put = |key: &str| Commit {
+    ///     progress: vec![(key.to_owned(), Some(vec![1]))],
+    ///     ..Commit::default()
+    /// };
+    /// store.commit(&[put("a")])?;
+    /// assert!(matches!(store.commit(&[put("b")]), Err(StoreError::Io(_))));
+    /// let err = store.commit(&[put("c")]).unwrap_err();
+    /// assert!(matches!(err, StoreError::Poisoned { .. }) && err.is_permanent());
+    /// assert_eq!(store.progress("a")?, Some(vec![1]), "reads go on");
+    ///
+    /// let store = FaultyStore::new(disk);
+    /// store.commit(&[put("c")])?;
+    /// assert_eq!(store.progress("c")?, Some(vec![1]));
+    /// # Ok::<(), StoreError>(())
+    /// ```
+    pub fn poison_on_failure(mut self) -> Self {
+        self.poison_on_failure = true;
+        self
+    }
+
     fn rule(self, call: Call, from: u64, until: Option<u64>) -> Self {
         self.switch.fail(call, from, until);
         self
@@ -314,9 +381,12 @@ impl<S: Store> FaultyStore<S> {
 
 impl<S: Store> Store for FaultyStore<S> {
     fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
-        match self.switch.check_write(commits.len() as u64) {
+        match self
+            .switch
+            .check_write(commits.len() as u64, self.poison_on_failure)
+        {
             Ok(()) => self.inner.commit(commits),
-            Err(fault) if self.written_anyway => {
+            Err(fault @ StoreError::Io(_)) if self.written_anyway => {
                 self.inner.commit(commits)?;
                 Err(fault)
             }
@@ -423,6 +493,88 @@ mod tests {
             "{err}"
         );
         assert_eq!(store.progress("a").unwrap(), Some(vec![7]));
+    }
+
+    #[test]
+    fn a_poisoned_store_refuses_every_later_write_but_reads() {
+        let store = FaultyStore::new(MemoryStore::new())
+            .fail_commit(2)
+            .poison_on_failure();
+        let switch = store.switch();
+        store.commit(&[put("a")]).unwrap();
+        assert!(!switch.is_poisoned());
+        let err = store.commit(&[put("b")]).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Io(m) if m.contains("commit #2")),
+            "{err:?}"
+        );
+        assert!(switch.is_poisoned());
+        switch.heal();
+        for key in ["c", "d"] {
+            match store.clone().commit(&[put(key)]) {
+                Err(StoreError::Poisoned { path: None, detail }) => {
+                    assert!(detail.contains("injected fault: commit #2"), "{detail}");
+                }
+                other => panic!("expected Poisoned, got {other:?}"),
+            }
+        }
+        assert_eq!(store.progress("a").unwrap(), Some(vec![7]), "reads go on");
+        for key in ["b", "c", "d"] {
+            assert_eq!(
+                store.inner().progress(key).unwrap(),
+                None,
+                "{key} was written"
+            );
+        }
+        assert_eq!(
+            (switch.count(Call::Write), switch.injected()),
+            (4, 1),
+            "refused writes are counted, but are not injected faults"
+        );
+    }
+
+    #[test]
+    fn poisoning_follows_write_failures_only() {
+        let store = FaultyStore::new(MemoryStore::new())
+            .fail_read(1)
+            .poison_on_failure();
+        assert!(matches!(store.instances(), Err(StoreError::Io(_))));
+        assert!(
+            store.commit(&[put("a")]).is_ok(),
+            "a failed read does not poison"
+        );
+        let switch = store.switch();
+        switch.break_disk();
+        assert!(matches!(store.commit(&[put("b")]), Err(StoreError::Io(_))));
+        switch.heal();
+        assert!(matches!(
+            store.commit(&[put("c")]),
+            Err(StoreError::Poisoned { .. })
+        ));
+        // Without the mode, the same failure leaves the store writable.
+        let store = FaultyStore::new(MemoryStore::new()).fail_commit(1);
+        assert!(store.commit(&[put("a")]).is_err());
+        assert!(store.commit(&[put("b")]).is_ok());
+        assert!(!store.switch().is_poisoned());
+    }
+
+    #[test]
+    fn written_anyway_then_poisoned() {
+        let store = FaultyStore::new(MemoryStore::new())
+            .fail_commit(1)
+            .written_anyway()
+            .poison_on_failure();
+        assert!(matches!(store.commit(&[put("a")]), Err(StoreError::Io(_))));
+        assert_eq!(
+            store.progress("a").unwrap(),
+            Some(vec![7]),
+            "written anyway"
+        );
+        assert!(matches!(
+            store.commit(&[put("b")]),
+            Err(StoreError::Poisoned { .. })
+        ));
+        assert_eq!(store.progress("b").unwrap(), None, "refused, not written");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::ffi::OsString;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Slice};
 use serde::Serialize;
@@ -38,6 +38,10 @@ const KEYSPACES: [&str; 5] = ["meta", "instances", "history", "work", "progress"
 /// A [`Store`] on an embedded fjall database in one directory.
 ///
 /// Cheap to clone: clones share the database, which closes when the last clone drops.
+///
+/// A write or fsync that fails poisons the store, as fjall does: that commit returns
+/// [`StoreError::Io`], and every later commit [`StoreError::Poisoned`] until all clones
+/// are dropped and the store is opened again. Reads go on working.
 ///
 /// # Examples
 ///
@@ -63,6 +67,9 @@ struct Inner {
     durability: Durability,
     /// Serialises `commit`, which reads the keys it may leave out.
     writer: Mutex<()>,
+    /// The first write or sync that failed: fjall refuses every write after it, and its
+    /// refusal does not say why.
+    write_failure: OnceLock<String>,
     db: Database,
     instances: Keyspace,
     history: Keyspace,
@@ -208,12 +215,13 @@ impl FjallStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Io`] if the journal cannot be synced.
+    /// [`StoreError::Io`] if the journal cannot be synced, [`StoreError::Poisoned`] if an
+    /// earlier write or sync failed.
     pub fn persist(&self) -> Result<(), StoreError> {
         self.inner
             .db
             .persist(PersistMode::SyncAll)
-            .map_err(self.io("syncing"))
+            .map_err(self.write_error("syncing"))
     }
 
     fn keyspace(&self, space: Space) -> &Keyspace {
@@ -225,14 +233,39 @@ impl FjallStore {
         }
     }
 
-    /// Maps a fjall error of `doing` something to [`StoreError::Io`].
+    /// Maps a fjall error of `doing` something to [`StoreError::Io`], or to
+    /// [`StoreError::Poisoned`] when fjall refuses to write at all.
     fn io<'a>(&'a self, doing: &'a str) -> impl FnOnce(fjall::Error) -> StoreError + 'a {
-        move |e| {
-            StoreError::Io(format!(
+        move |e| match e {
+            fjall::Error::Poisoned => StoreError::Poisoned {
+                path: Some(self.inner.path.clone()),
+                detail: match self.inner.write_failure.get() {
+                    Some(failure) => format!("the first failure: {failure}"),
+                    // fjall also poisons the database when a background flush panics.
+                    None => "fjall refuses writes after a failed write, fsync or background \
+                             flush"
+                        .to_owned(),
+                },
+            },
+            e => StoreError::Io(format!(
                 "{doing} the store at `{}`: {}",
                 self.inner.path.display(),
                 describe(&e)
-            ))
+            )),
+        }
+    }
+
+    /// As [`io`](Self::io) for a write or sync, which poisons fjall when it fails: keeps the
+    /// first failure, to say later why writes are refused.
+    fn write_error<'a>(&'a self, doing: &'a str) -> impl FnOnce(fjall::Error) -> StoreError + 'a {
+        move |e| {
+            if !matches!(e, fjall::Error::Poisoned) {
+                let _ = self
+                    .inner
+                    .write_failure
+                    .set(format!("{doing} it: {}", describe(&e)));
+            }
+            self.io(doing)(e)
         }
     }
 }
@@ -318,7 +351,7 @@ impl Store for FjallStore {
                 None => batch.remove(self.keyspace(space), key),
             }
         }
-        batch.commit().map_err(self.io("writing to"))
+        batch.commit().map_err(self.write_error("writing to"))
     }
 
     fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
@@ -556,6 +589,7 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
         path: path.to_path_buf(),
         durability,
         writer: Mutex::new(()),
+        write_failure: OnceLock::new(),
         instances: open(instances)?,
         history: open(history)?,
         work: open(work)?,

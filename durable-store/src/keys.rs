@@ -41,19 +41,20 @@ pub(crate) fn is_storable(key: &str) -> bool {
     !key.is_empty() && key.len() <= MAX_KEY_LEN
 }
 
-fn check_key(what: &str, key: &str) -> Result<(), StoreError> {
+fn check_key(what: &'static str, key: &str) -> Result<(), StoreError> {
     if is_storable(key) {
         return Ok(());
     }
     let problem = if key.is_empty() {
-        "is empty".to_owned()
+        "it is empty".to_owned()
     } else {
-        format!("is {} bytes long", key.len())
+        format!("it is {} bytes long", key.len())
     };
-    // `StoreError` has no variant for a rejected argument; `Io` carries the message.
-    Err(StoreError::Io(format!(
-        "cannot store a {what} that {problem}: use 1 to {MAX_KEY_LEN} bytes"
-    )))
+    Err(invalid(
+        what,
+        key,
+        format!("{problem}; use 1 to {MAX_KEY_LEN} bytes"),
+    ))
 }
 
 /// Checks that every event of `append` gets a `u32` index.
@@ -62,12 +63,29 @@ fn check_indices(append: &HistoryAppend) -> Result<(), StoreError> {
     if end <= u64::from(u32::MAX) + 1 {
         return Ok(());
     }
-    Err(StoreError::Io(format!(
-        "cannot append {} events at index {} to the history of `{}`: a history holds at most 2^32 events",
-        append.events.len(),
-        append.first,
-        append.instance,
-    )))
+    Err(invalid(
+        "events of instance",
+        &append.instance,
+        format!(
+            "appending {} events at index {} passes 2^32 events, the most one history holds; \
+             continue as new to start a fresh history",
+            append.events.len(),
+            append.first,
+        ),
+    ))
+}
+
+/// The longest part of a key an error quotes, in characters.
+const QUOTED_CHARS: usize = 64;
+
+/// A [`StoreError::InvalidKey`] quoting at most [`QUOTED_CHARS`] characters of `key`: a
+/// refused key may be 64 KiB or more, too long to read and to copy with every clone.
+fn invalid(what: &'static str, key: &str, reason: String) -> StoreError {
+    let key = match key.char_indices().nth(QUOTED_CHARS) {
+        Some((cut, _)) => format!("{}…", &key[..cut]),
+        None => key.to_owned(),
+    };
+    StoreError::InvalidKey { what, key, reason }
 }
 
 /// The prefix shared by every history key of instance `id`: its length (u16 big-endian) and

@@ -57,6 +57,14 @@ pub enum FailureKind {
         /// The name that was looked up.
         name: String,
     },
+    /// A payload was larger than the runtime's limit
+    /// (`RuntimeBuilder::max_payload_bytes`).
+    TooLarge {
+        /// The payload's size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
 }
 
 /// A failure stored in history and in the instance status.

@@ -46,9 +46,81 @@ pub enum StoreError {
         /// The decoder's message.
         detail: String,
     },
+    /// The store refuses a key of the call: an empty or oversized instance id or progress
+    /// key, or a history append past the last event index. The call wrote nothing.
+    #[error("cannot store {what} {key:?}: {reason}")]
+    InvalidKey {
+        /// What the key names: `"instance id"`, `"progress key"`, or `"events of instance"`
+        /// for an append past the end of a history.
+        what: &'static str,
+        /// The key, cut to its first 64 characters and `…` if longer.
+        key: String,
+        /// Why it is refused, and what to use instead.
+        reason: String,
+    },
+    /// The store refuses every write since an earlier write or fsync failed, because it can
+    /// no longer tell what reached the disk. The call wrote nothing; reads still work.
+    ///
+    /// Commits acknowledged before the failure are kept (with [`Durability::Buffered`], only
+    /// those already synced are sure to be). The commit whose write failed may or may not be
+    /// on disk. Drop every handle of the store and open it again (in practice: restart the
+    /// process) to write again.
+    #[error(
+        "the durable store{} refused further writes after a failed disk write ({detail}); nothing acknowledged is lost, but the process must restart (reopen the store) to continue",
+        at(.path.as_deref())
+    )]
+    Poisoned {
+        /// The store's directory, if it has one.
+        path: Option<std::path::PathBuf>,
+        /// What the storage engine reported, and the failure that started it when known.
+        detail: String,
+    },
     /// The storage engine failed to read or write.
     #[error("storage I/O failed: {0}")]
     Io(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same call cannot succeed until the store is reopened or the call
+    /// is changed: a caller should fail fast instead of retrying.
+    ///
+    /// True for [`InvalidKey`](Self::InvalidKey) (change the key), [`Poisoned`](Self::Poisoned)
+    /// (reopen the store), [`NotAStore`](Self::NotAStore) and [`Corrupt`](Self::Corrupt)
+    /// (fix the directory), and [`Decode`](Self::Decode) (the record reads the same every
+    /// time; other records may still read). False for [`Io`](Self::Io), which may pass.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use durable_store::{Commit, MemoryStore, Store, StoreError};
+    ///
+    /// let store = MemoryStore::new();
+    /// let err = store
+    ///     .commit(&[Commit {
+    ///         progress: vec![(String::new(), Some(vec![1]))],
+    ///         ..Commit::default()
+    ///     }])
+    ///     .unwrap_err();
+    /// assert!(matches!(err, StoreError::InvalidKey { what: "progress key", .. }));
+    /// assert!(err.is_permanent());
+    /// assert!(!StoreError::Io("disk busy".to_owned()).is_permanent());
+    /// ```
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            StoreError::NotAStore { .. }
+            | StoreError::Corrupt { .. }
+            | StoreError::Decode { .. }
+            | StoreError::InvalidKey { .. }
+            | StoreError::Poisoned { .. } => true,
+            StoreError::Io(_) => false,
+        }
+    }
+}
+
+/// The words that name the store's directory in a message, if it has one.
+fn at(path: Option<&std::path::Path>) -> String {
+    path.map(|path| format!(" at `{}`", path.display()))
+        .unwrap_or_default()
 }
 
 /// Durable storage for instances, their histories, the work queue and activity progress.
@@ -58,6 +130,12 @@ pub enum StoreError {
 /// [`crate::conformance::run`] against an implementation to check it.
 pub trait Store: Send + Sync + 'static {
     /// Applies `commits` atomically, in order, as one write (one fsync for all of them).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidKey`] if a key of any commit cannot be stored (nothing is
+    /// written), [`StoreError::Poisoned`] if the store refuses writes since an earlier one
+    /// failed, [`StoreError::Io`] if the write fails.
     fn commit(&self, commits: &[Commit]) -> Result<(), StoreError>;
 
     /// The record of one instance.

@@ -5,8 +5,8 @@ use std::cell::Cell;
 use std::path::Path;
 
 use durable_store::{
-    Commit, Durability, Event, FjallStore, HistoryAppend, InstanceRecord, MemoryStore, Status,
-    Store, StoreError, WorkItem, conformance,
+    Commit, Durability, Event, FaultyStore, FjallStore, HistoryAppend, InstanceRecord, MemoryStore,
+    Status, Store, StoreError, WorkItem, conformance,
 };
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 
@@ -73,6 +73,16 @@ fn a_call_with_one_bad_commit_writes_nothing() {
             commits[99].instances.push((bad_id.clone(), record(0)));
             let err = store.commit(&commits).unwrap_err();
             assert!(
+                matches!(
+                    err,
+                    StoreError::InvalidKey {
+                        what: "instance id",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            assert!(
                 err.to_string().contains("instance id"),
                 "the error should name the bad id: {err}"
             );
@@ -82,6 +92,238 @@ fn a_call_with_one_bad_commit_writes_nothing() {
             assert_eq!(store.instance(&bad_id).unwrap(), None);
         }
     }
+}
+
+#[test]
+fn a_refused_key_is_quoted_briefly_with_what_to_use_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let fjall = FjallStore::open(dir.path()).unwrap();
+    let memory = MemoryStore::default();
+    for store in [&fjall as &dyn Store, &memory] {
+        let huge = format!("{}{}", "ü".repeat(64), "x".repeat(70_000));
+        let message = store
+            .commit(&[Commit {
+                progress: vec![(huge, Some(vec![1]))],
+                ..Commit::default()
+            }])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            format!(
+                "cannot store progress key \"{}…\": it is 70128 bytes long; use 1 to 65529 bytes",
+                "ü".repeat(64)
+            )
+        );
+        let err = store
+            .commit(&[Commit {
+                history: vec![HistoryAppend {
+                    instance: "eternal".to_owned(),
+                    first: u32::MAX - 1,
+                    events: vec![event(0), event(1), event(2)],
+                }],
+                ..Commit::default()
+            }])
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::InvalidKey { what: "events of instance", key, .. } if key == "eternal"),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("2^32 events") && message.contains("continue as new"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn only_io_errors_are_worth_a_retry() {
+    let path = std::path::PathBuf::from("/data/store");
+    let permanent = [
+        StoreError::NotAStore { path: path.clone() },
+        StoreError::Corrupt {
+            path: path.clone(),
+            detail: "a checksum does not match".to_owned(),
+        },
+        StoreError::Decode {
+            what: "event #3 of `x`".to_owned(),
+            detail: "unexpected end".to_owned(),
+        },
+        StoreError::InvalidKey {
+            what: "instance id",
+            key: String::new(),
+            reason: "it is empty".to_owned(),
+        },
+        StoreError::Poisoned {
+            path: Some(path),
+            detail: "the first failure: syncing it: Input/output error".to_owned(),
+        },
+    ];
+    for err in permanent {
+        assert!(err.is_permanent(), "{err:?}");
+    }
+    assert!(!StoreError::Io("timed out".to_owned()).is_permanent());
+}
+
+#[test]
+fn a_poisoned_store_says_to_restart_and_that_nothing_is_lost() {
+    let with_path = StoreError::Poisoned {
+        path: Some("/data/store".into()),
+        detail: "the first failure: writing to it: No space left on device".to_owned(),
+    };
+    assert_eq!(
+        with_path.to_string(),
+        "the durable store at `/data/store` refused further writes after a failed disk write \
+         (the first failure: writing to it: No space left on device); nothing acknowledged \
+         is lost, but the process must restart (reopen the store) to continue"
+    );
+    let without = StoreError::Poisoned {
+        path: None,
+        detail: "injected".to_owned(),
+    };
+    assert!(
+        without.to_string().starts_with(
+            "the durable store refused further writes after a failed disk write (injected)"
+        ),
+        "{without}"
+    );
+}
+
+/// `FaultyStore::poison_on_failure` over fjall, restarted as the runtime would be: drop the
+/// poisoned store, reopen the directory, wrap it anew.
+#[test]
+fn a_poisoned_faulty_store_writes_again_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = FaultyStore::new(FjallStore::open(dir.path()).unwrap())
+            .fail_commit(4)
+            .poison_on_failure();
+        store.commit(&numbered_commits(0..3)).unwrap();
+        let err = store.commit(&numbered_commits(3..4)).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Io(_)) && !err.is_permanent(),
+            "{err:?}"
+        );
+        let err = store.commit(&numbered_commits(4..5)).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Poisoned { .. }) && err.is_permanent(),
+            "{err:?}"
+        );
+        assert_numbered_commits(&store, 0..3);
+    }
+    let store = FaultyStore::new(FjallStore::open(dir.path()).unwrap());
+    assert_numbered_commits(&store, 0..3);
+    store.commit(&numbered_commits(3..5)).unwrap();
+    assert_numbered_commits(&store, 0..5);
+}
+
+/// The environment variable that makes [`poisoned_by_a_file_size_limit`] run: the store's
+/// directory.
+const POISON_DIR: &str = "DURABLE_STORE_POISON_DIR";
+
+/// Poisons a real fjall store the honest way, with a failed journal write: a child process
+/// (this test binary, running [`poisoned_by_a_file_size_limit`]) lowers its own file size
+/// limit (`RLIMIT_FSIZE`, with `SIGXFSZ` ignored) below the end of its next commit, so the
+/// kernel refuses the journal write with `EFBIG`. Then this process reopens the store.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_failed_journal_write_poisons_fjall_until_reopened() {
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: `prlimit` (util-linux) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        // An ignored signal stays ignored across exec.
+        .arg(r#"trap '' XFSZ; exec "$0" "$@""#)
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "poisoned_by_a_file_size_limit",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(POISON_DIR, dir.path())
+        .output()
+        .unwrap();
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && output.contains("1 passed"),
+        "the child failed:\n{output}"
+    );
+    assert!(
+        output.contains("child: poisoned"),
+        "the child did not run:\n{output}"
+    );
+    let store = FjallStore::open(dir.path()).unwrap();
+    assert_numbered_commits(&store, 0..3);
+    assert_eq!(
+        store.progress("big").unwrap(),
+        None,
+        "the failed commit is gone"
+    );
+    store.commit(&numbered_commits(3..5)).unwrap();
+    assert_numbered_commits(&store, 0..5);
+}
+
+/// The child of [`a_failed_journal_write_poisons_fjall_until_reopened`]; does nothing unless
+/// started by it.
+#[test]
+#[cfg(target_os = "linux")]
+fn poisoned_by_a_file_size_limit() {
+    let Some(dir) = std::env::var_os(POISON_DIR) else {
+        return;
+    };
+    let store = FjallStore::open(&dir).unwrap();
+    store.commit(&numbered_commits(0..3)).unwrap();
+    // The journal holds a few KiB so far: 1 MiB leaves room for small commits, not for 2 MiB
+    // that do not compress.
+    let limited = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", std::process::id()))
+        .arg("--fsize=1048576")
+        .status()
+        .unwrap();
+    assert!(limited.success(), "prlimit failed");
+    let err = store
+        .commit(&[Commit {
+            progress: vec![("big".to_owned(), Some(noise(2 << 20)))],
+            ..Commit::default()
+        }])
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Io(m) if m.contains("File too large")),
+        "{err:?}"
+    );
+    println!("child: the failed write: {err}");
+    for err in [
+        store.commit(&numbered_commits(3..4)).unwrap_err(),
+        store.persist().unwrap_err(),
+    ] {
+        println!("child: poisoned: {err}");
+        match &err {
+            StoreError::Poisoned {
+                path: Some(path),
+                detail,
+            } => {
+                assert_eq!(path, Path::new(&dir));
+                assert!(detail.contains("File too large"), "{detail}");
+            }
+            other => panic!("expected Poisoned, got {other:?}"),
+        }
+        assert!(err.is_permanent());
+    }
+    assert_numbered_commits(&store, 0..3);
+    assert_eq!(store.progress("big").unwrap(), None);
 }
 
 #[test]
@@ -297,6 +539,19 @@ fn rewrite_files(dir: &Path, damage: fn(&Path, &[u8]) -> Option<Vec<u8>>) {
             }
         }
     }
+}
+
+/// `len` bytes that do not compress (fjall compresses large journal entries).
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 /// Bytes that look like nothing fjall writes.
