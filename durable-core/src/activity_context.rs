@@ -96,6 +96,11 @@ impl ActivityContext {
     /// removed when the activity's result is recorded.
     pub async fn save_progress<T: Serialize>(&self, progress: &T) -> Result<(), Error> {
         let bytes = payload::encode(progress)?;
+        payload::check_size(
+            || format!("the progress of activity `{}`", self.activity),
+            &bytes,
+            self.shared.max_payload,
+        )?;
         self.shared
             .commits
             .commit(Commit {

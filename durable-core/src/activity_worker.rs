@@ -15,6 +15,7 @@ use tracing::Instrument;
 use crate::Error;
 use crate::Unregistered;
 use crate::activity_context::{ActivityContext, idempotency_key};
+use crate::payload;
 use crate::registry::panic_message;
 use crate::runtime::{Delivery, RETRY_DELAY, Shared, lock, unregistered_activity};
 
@@ -72,7 +73,11 @@ impl Shared {
         slot: SemaphorePermit<'_>,
     ) {
         let key = idempotency_key(&task.instance, task.generation, task.key_seq);
-        let executed = self.execute(&task, key.clone()).await;
+        let executed = self.execute(&task, key.clone()).await.and_then(|output| {
+            let what = || format!("the output of activity `{}`", task.activity);
+            payload::check_size(what, &output, self.max_payload).map_err(|e| e.failure())?;
+            Ok(output)
+        });
         drop(slot);
         let event = match executed {
             Ok(output) => Event::ActivityCompleted {

@@ -81,6 +81,11 @@ impl Client {
             return Err(Error::UnregisteredOrchestrator(O::NAME.to_string()));
         }
         let input = payload::encode(&input)?;
+        payload::check_size(
+            || format!("the input of orchestrator `{}`", O::NAME),
+            &input,
+            self.shared.max_payload,
+        )?;
         let _guard = StartGuard::acquire(&self.shared, &id).await;
         if let Some(existing) = self.shared.store.instance(&id)? {
             if existing.orchestrator != O::NAME {
@@ -172,9 +177,15 @@ impl Client {
     ) -> Result<(), Error> {
         let record = self.existing(id)?;
         refuse_if_finished(id, &record, "raise an event to")?;
+        let payload = payload::encode(payload)?;
+        payload::check_size(
+            || format!("the payload of event `{name}`"),
+            &payload,
+            self.shared.max_payload,
+        )?;
         let event = Event::EventRaised {
             name: name.to_string(),
-            payload: payload::encode(payload)?,
+            payload,
         };
         self.send(id, None, event, Commit::default()).await
     }

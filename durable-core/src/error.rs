@@ -6,7 +6,7 @@ use std::time::Duration;
 use durable_store::{Failure, FailureKind, StoreError};
 use serde::de::DeserializeOwned;
 
-use crate::payload::{self, PayloadError};
+use crate::payload::{self, PayloadError, PayloadTooLarge};
 
 /// Errors of the runtime and the client.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -18,6 +18,9 @@ pub enum Error {
     /// A payload did not encode or decode.
     #[error(transparent)]
     Payload(#[from] PayloadError),
+    /// A payload was larger than the runtime's limit; nothing was written.
+    #[error(transparent)]
+    PayloadTooLarge(#[from] PayloadTooLarge),
     /// The orchestrator is not registered with this runtime.
     #[error(
         "orchestrator `{0}` is not registered with this runtime; add it with `RuntimeBuilder::orchestrator`"

@@ -58,10 +58,10 @@ pub use group_commit::CommitStats;
 pub use handle::{Activity, Orchestrator};
 pub use join::{Either, JoinAll, Select2, WhenAny};
 pub use orchestration_context::OrchestrationContext;
-pub use payload::PayloadError;
+pub use payload::{PayloadError, PayloadTooLarge};
 pub use replay::{Command, Execution, Outcome, Turn};
 pub use retry::{Backoff, RetryPolicy};
-pub use runtime::{Runtime, RuntimeBuilder, Unregistered};
+pub use runtime::{DEFAULT_MAX_PAYLOAD_BYTES, Runtime, RuntimeBuilder, Unregistered};
 
 /// The stored records, for tools and tests that read a store directly.
 pub mod record {

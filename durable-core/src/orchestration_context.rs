@@ -76,6 +76,21 @@ impl OrchestrationContext {
         })
     }
 
+    /// Encodes the payload of the next step (`what` names it); a new step's payload must
+    /// fit the runtime's limit, or the instance fails before recording it. (A step
+    /// already in the history was let in when it was made.)
+    fn encode_step<T: Serialize>(
+        state: &mut ReplayState,
+        value: &T,
+        what: impl FnOnce() -> String,
+    ) -> Vec<u8> {
+        let bytes = Self::encode(state, value);
+        if !state.next_is_recorded() {
+            state.fits(what, &bytes);
+        }
+        bytes
+    }
+
     /// Calls an activity by its handle. The call is recorded when it is made; await the
     /// returned future for the activity's output, or an [`ActivityError`] if it returned
     /// `Err` or panicked.
@@ -116,7 +131,8 @@ impl OrchestrationContext {
     ) -> ActivityCall<A::Output> {
         let mut state = lock(&self.state);
         let site = Self::site(&state, caller);
-        let input = Self::encode(&mut state, &input);
+        let what = || format!("the input of activity `{}`", A::NAME);
+        let input = Self::encode_step(&mut state, &input, what);
         let event_input = input.clone();
         let event_site = site.clone();
         let seq = state.issue(NewStep {
@@ -226,7 +242,8 @@ impl OrchestrationContext {
     ) -> SubOrchestrationCall<O::Output> {
         let mut state = lock(&self.state);
         let site = Self::site(&state, caller);
-        let input = Self::encode(&mut state, &input);
+        let what = || format!("the input of sub-orchestration `{}`", O::NAME);
+        let input = Self::encode_step(&mut state, &input, what);
         let parent = self.instance.to_string();
         let child_id = move |seq: u64| {
             instance
@@ -323,7 +340,9 @@ impl OrchestrationContext {
         drop(state);
         let value = produce();
         let mut state = lock(&self.state);
-        let bytes = Self::encode(&mut state, &value);
+        let bytes = Self::encode_step(&mut state, &value, || {
+            format!("the value recorded by `ctx.{what}`")
+        });
         let what = what.to_string();
         state.issue(NewStep {
             kind,

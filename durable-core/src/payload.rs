@@ -4,6 +4,7 @@
 //! a payload written for a different type fails with the type's name instead of turning
 //! into a wrong value.
 
+use durable_store::{Failure, FailureKind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -15,6 +16,51 @@ pub struct PayloadError {
     pub type_name: &'static str,
     direction: &'static str,
     detail: String,
+}
+
+/// A payload larger than the runtime's limit, set with
+/// [`RuntimeBuilder::max_payload_bytes`](crate::RuntimeBuilder::max_payload_bytes).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{what} is {size} bytes, over the payload limit of {limit} bytes; pass large data by reference \
+     (a key or a path) or raise the limit with `RuntimeBuilder::max_payload_bytes`"
+)]
+pub struct PayloadTooLarge {
+    /// Which payload: "the input of activity `charge`", ...
+    pub what: String,
+    /// Its encoded size in bytes.
+    pub size: usize,
+    /// The limit in bytes.
+    pub limit: usize,
+}
+
+impl PayloadTooLarge {
+    /// The failure stored for it in history and in the instance's status.
+    pub(crate) fn failure(&self) -> Failure {
+        Failure {
+            kind: FailureKind::TooLarge {
+                size: self.size as u64,
+                limit: self.limit as u64,
+            },
+            message: self.to_string(),
+        }
+    }
+}
+
+/// Checks that `bytes`, the payload `what` names, fits in `limit`.
+pub(crate) fn check_size(
+    what: impl FnOnce() -> String,
+    bytes: &[u8],
+    limit: usize,
+) -> Result<(), PayloadTooLarge> {
+    if bytes.len() <= limit {
+        return Ok(());
+    }
+    Err(PayloadTooLarge {
+        what: what(),
+        size: bytes.len(),
+        limit,
+    })
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PayloadError> {

@@ -22,6 +22,7 @@ use durable_store::{Event, Failure, FailureKind, Site};
 use crate::OrchestrationContext;
 use crate::external_event::EventQueues;
 use crate::handle::Orchestrator;
+use crate::payload;
 use crate::registry::{ErasedFuture, OrchestratorEntry, Registry, panic_message};
 use crate::replay_log;
 
@@ -150,6 +151,8 @@ pub(crate) struct ReplayState {
     pub(crate) instance: String,
     pub(crate) orchestrator: String,
     pub(crate) fn_line: u32,
+    /// The largest payload the code may make, in bytes.
+    max_payload: usize,
     /// Steps recorded in history (and committed), by sequence number.
     steps: Vec<Step>,
     /// Number of steps that were in the history before the current poll began.
@@ -185,11 +188,12 @@ impl std::fmt::Debug for ReplayState {
 }
 
 impl ReplayState {
-    fn new(instance: &str, orchestrator: &str, fn_line: u32) -> Self {
+    fn new(instance: &str, orchestrator: &str, fn_line: u32, max_payload: usize) -> Self {
         Self {
             instance: instance.to_string(),
             orchestrator: orchestrator.to_string(),
             fn_line,
+            max_payload,
             steps: Vec::new(),
             recorded: 0,
             results: HashMap::new(),
@@ -311,8 +315,21 @@ impl ReplayState {
         self.fatal.get_or_insert(Outcome::Failed(failure));
     }
 
+    /// Whether `bytes`, a payload the code made (`what` names it), fits the limit; if
+    /// not, the instance fails and nothing of the payload is recorded.
+    pub(crate) fn fits(&mut self, what: impl FnOnce() -> String, bytes: &[u8]) -> bool {
+        match payload::check_size(what, bytes, self.max_payload) {
+            Ok(()) => true,
+            Err(too_large) => {
+                self.fatal
+                    .get_or_insert(Outcome::Failed(too_large.failure()));
+                false
+            }
+        }
+    }
+
     pub(crate) fn set_custom_status(&mut self, status: Vec<u8>) {
-        if self.replaying {
+        if self.replaying || !self.fits(|| "the custom status".to_string(), &status) {
             return;
         }
         self.emitted.push(Event::CustomStatusSet {
@@ -322,7 +339,17 @@ impl ReplayState {
     }
 
     pub(crate) fn continue_as_new(&mut self, input: Vec<u8>, latest_version: bool) {
-        self.continue_as_new.get_or_insert((input, latest_version));
+        let name = &self.orchestrator;
+        let what = || format!("the input of the next generation of `{name}`");
+        match payload::check_size(what, &input, self.max_payload) {
+            Ok(()) => {
+                self.continue_as_new.get_or_insert((input, latest_version));
+            }
+            Err(too_large) => {
+                self.fatal
+                    .get_or_insert(Outcome::Failed(too_large.failure()));
+            }
+        }
     }
 
     /// Whether the code takes the new path of change `change`: yes for an instance that
@@ -502,10 +529,16 @@ impl Execution {
         let entry = registry
             .orchestrator(O::NAME, O::VERSION)
             .expect("just registered");
-        Self::new(instance, O::NAME, entry)
+        Self::new(instance, O::NAME, entry, usize::MAX)
     }
 
-    pub(crate) fn new(instance: &str, orchestrator: &str, entry: &OrchestratorEntry) -> Self {
+    /// A fresh execution whose code may make payloads of at most `max_payload` bytes.
+    pub(crate) fn new(
+        instance: &str,
+        orchestrator: &str,
+        entry: &OrchestratorEntry,
+        max_payload: usize,
+    ) -> Self {
         Self {
             instance: instance.to_string(),
             entry_start: entry.start,
@@ -513,6 +546,7 @@ impl Execution {
                 instance,
                 orchestrator,
                 entry.line,
+                max_payload,
             ))),
             future: None,
             finished: false,
@@ -654,7 +688,14 @@ impl Execution {
                     ));
                 }
                 match result {
-                    Ok(output) => Outcome::Completed(output),
+                    Ok(output) => {
+                        let what =
+                            || format!("the output of orchestrator `{}`", state.orchestrator);
+                        match payload::check_size(what, &output, state.max_payload) {
+                            Ok(()) => Outcome::Completed(output),
+                            Err(too_large) => Outcome::Failed(too_large.failure()),
+                        }
+                    }
                     Err(failure) => Outcome::Failed(failure),
                 }
             }

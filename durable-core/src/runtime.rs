@@ -44,7 +44,11 @@ pub struct RuntimeBuilder {
     activity_concurrency: usize,
     cache_capacity: usize,
     unregistered: Unregistered,
+    max_payload: usize,
 }
+
+/// The default of [`RuntimeBuilder::max_payload_bytes`]: 2 MiB, as Temporal's.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 2 << 20;
 
 /// What the runtime does with work for code it does not have: an orchestrator, an
 /// orchestrator version or an activity that is not registered with it, as after a deploy
@@ -74,6 +78,7 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("activity_concurrency", &self.activity_concurrency)
             .field("cache_capacity", &self.cache_capacity)
             .field("unregistered", &self.unregistered)
+            .field("max_payload", &self.max_payload)
             .finish_non_exhaustive()
     }
 }
@@ -127,6 +132,22 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The largest payload, in encoded bytes, that instances may store (default:
+    /// [`DEFAULT_MAX_PAYLOAD_BYTES`], 2 MiB): an input or output of an orchestrator or
+    /// activity, an event, a custom status, a recorded value, a progress checkpoint.
+    /// Every payload is kept in the store, and an instance's input is rewritten with
+    /// each of its turns, so large data is better passed by reference.
+    ///
+    /// A larger payload is refused where it is made, and nothing of it is written: the
+    /// client call returns [`Error::PayloadTooLarge`]; an activity's output fails the
+    /// call (an [`ActivityError`](crate::ActivityError) the orchestrator may handle); a
+    /// payload the orchestrator makes fails the instance. Either carries
+    /// [`FailureKind::TooLarge`](crate::record::FailureKind::TooLarge).
+    pub fn max_payload_bytes(mut self, limit: usize) -> Self {
+        self.max_payload = limit;
+        self
+    }
+
     /// Starts the runtime: recovers every unfinished instance and redelivers every
     /// unacknowledged work item, then starts the dispatchers. Must be called inside a
     /// tokio runtime.
@@ -139,6 +160,7 @@ impl RuntimeBuilder {
             store: self.store,
             registry: self.registry,
             unregistered: self.unregistered,
+            max_payload: self.max_payload,
             commits,
             next_work_id: AtomicU64::new(0),
             instances: Mutex::new(HashMap::new()),
@@ -179,6 +201,7 @@ impl Runtime {
             activity_concurrency: 64,
             cache_capacity: 10_000,
             unregistered: Unregistered::default(),
+            max_payload: DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 
@@ -282,6 +305,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) registry: Registry,
     pub(crate) unregistered: Unregistered,
+    /// The largest payload instances may store, in bytes.
+    pub(crate) max_payload: usize,
     pub(crate) commits: GroupCommit,
     next_work_id: AtomicU64,
     pub(crate) instances: Mutex<HashMap<String, Inbox>>,

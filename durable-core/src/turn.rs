@@ -154,7 +154,8 @@ impl Shared {
                         Unregistered::Fail => Plan::Fail(Box::new((record, new, failure))),
                     });
                 };
-                let execution = Execution::new(instance, &record.orchestrator, entry);
+                let execution =
+                    Execution::new(instance, &record.orchestrator, entry, self.max_payload);
                 let history = if record.history_len == 0 {
                     Vec::new()
                 } else {

@@ -78,6 +78,8 @@ fn failure() -> impl Strategy<Value = Failure> {
         Just(FailureKind::Terminated),
         Just(FailureKind::Rejected),
         name().prop_map(|name| FailureKind::Unregistered { name }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(size, limit)| FailureKind::TooLarge { size, limit }),
     ];
     (kind, "[ -~]{0,8}").prop_map(|(kind, message)| Failure { kind, message })
 }

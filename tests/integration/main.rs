@@ -7,6 +7,7 @@ mod faults;
 mod fuzz;
 mod management;
 mod patterns;
+mod payload_limits;
 mod restart;
 mod runtime;
 mod ui;

@@ -1,0 +1,332 @@
+//! Payloads over the runtime's size limit (`RuntimeBuilder::max_payload_bytes`): refused
+//! where they are made, with a typed error naming the payload, and never written.
+
+use std::time::Duration;
+
+use durable_core::record::{Event, FailureKind, Status};
+use durable_core::{
+    ActivityContext, DEFAULT_MAX_PAYLOAD_BYTES, Error, OrchestrationContext, Store, activity,
+    orchestrator,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::common::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+const LIMIT: usize = 1024;
+/// A payload over `LIMIT` once encoded.
+const BIG: usize = 2 * LIMIT;
+
+#[orchestrator]
+async fn echo(_ctx: OrchestrationContext, input: Vec<u8>) -> Result<usize, String> {
+    Ok(input.len())
+}
+
+#[orchestrator]
+async fn waits_for_blob(ctx: OrchestrationContext, _: ()) -> Result<usize, String> {
+    Ok(ctx.wait_event::<Vec<u8>>("blob").await.len())
+}
+
+#[activity]
+async fn blob_of(_ctx: ActivityContext, size: usize) -> Result<Vec<u8>, String> {
+    Ok(vec![7; size])
+}
+
+#[activity]
+async fn length(_ctx: ActivityContext, blob: Vec<u8>) -> Result<usize, String> {
+    Ok(blob.len())
+}
+
+/// Saves a checkpoint of `size` bytes; says what `save_progress` answered.
+#[activity]
+async fn checkpoint(ctx: ActivityContext, size: usize) -> Result<String, String> {
+    match ctx.save_progress(&vec![1_u8; size]).await {
+        Ok(()) => Ok("saved".into()),
+        Err(Error::PayloadTooLarge(e)) => Ok(format!("refused {} of {}", e.size, e.limit)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Where an orchestrator makes a payload too large.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+enum Oversized {
+    ActivityInput,
+    SubOrchestrationInput,
+    Recorded,
+    CustomStatus,
+    ContinueAsNewInput,
+    Output,
+}
+
+#[orchestrator]
+async fn makes_big(ctx: OrchestrationContext, place: Oversized) -> Result<Vec<u8>, String> {
+    // A small step first: what went before the oversized payload is kept.
+    let small = ctx.call(length, vec![1; 10]).await?;
+    let big = vec![9_u8; BIG];
+    match place {
+        Oversized::ActivityInput => {
+            ctx.call(length, big).await?;
+        }
+        Oversized::SubOrchestrationInput => {
+            ctx.sub_orchestration(echo, big).await?;
+        }
+        Oversized::Recorded => {
+            ctx.side_effect(|| big);
+        }
+        Oversized::CustomStatus => ctx.set_custom_status(&big),
+        Oversized::ContinueAsNewInput => return ctx.continue_as_new(big).await,
+        Oversized::Output => return Ok(big),
+    }
+    Ok(vec![small as u8])
+}
+
+/// Calls `blob_of(size)`; says how the call ended.
+#[orchestrator]
+async fn fetches(ctx: OrchestrationContext, size: usize) -> Result<String, String> {
+    match ctx.call(blob_of, size).await {
+        Ok(blob) => Ok(format!("got {}", blob.len())),
+        Err(e) => Ok(format!(
+            "too large: {}; {}",
+            matches!(e.failure().kind, FailureKind::TooLarge { .. }),
+            e.message()
+        )),
+    }
+}
+
+#[orchestrator]
+async fn saves(ctx: OrchestrationContext, size: usize) -> Result<String, String> {
+    Ok(ctx.call(checkpoint, size).await?)
+}
+
+/// Passes a 2 KiB blob to an activity, then waits for an event.
+#[orchestrator]
+async fn passes_blob_then_waits(ctx: OrchestrationContext, _: ()) -> Result<usize, String> {
+    let n = ctx.call(length, vec![3; BIG]).await?;
+    ctx.wait_event::<()>("go").await;
+    Ok(n)
+}
+
+/// The largest payload any event of `history` carries.
+fn largest_payload(history: &[Event]) -> usize {
+    history
+        .iter()
+        .map(|event| match event {
+            Event::Started { input, .. }
+            | Event::ActivityScheduled { input, .. }
+            | Event::SubOrchestrationScheduled { input, .. }
+            | Event::ContinuedAsNew { input } => input.len(),
+            Event::ActivityCompleted { output, .. }
+            | Event::SubOrchestrationCompleted { output, .. }
+            | Event::Completed { output } => output.len(),
+            Event::Recorded { value, .. } => value.len(),
+            Event::EventRaised { payload, .. } => payload.len(),
+            Event::CustomStatusSet { status } => status.len(),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn limited(store: durable_core::FjallStore) -> durable_core::RuntimeBuilder {
+    builder(store)
+        .orchestrator(echo)
+        .orchestrator(waits_for_blob)
+        .orchestrator(makes_big)
+        .orchestrator(fetches)
+        .orchestrator(saves)
+        .activity(blob_of)
+        .activity(length)
+        .activity(checkpoint)
+        .max_payload_bytes(LIMIT)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_with_an_input_over_the_limit_is_refused_and_creates_nothing() {
+    let (_dir, store) = store();
+    let runtime = limited(store.clone()).start().await.unwrap();
+    let client = runtime.client();
+    let err = client.start(echo, "big", vec![0; BIG]).await.unwrap_err();
+    let Error::PayloadTooLarge(too_large) = &err else {
+        panic!("expected PayloadTooLarge, got {err:?}");
+    };
+    assert_eq!(too_large.limit, LIMIT);
+    assert!(too_large.size > LIMIT, "{too_large:?}");
+    assert_eq!(too_large.what, "the input of orchestrator `echo`");
+    assert!(
+        err.to_string()
+            .contains("RuntimeBuilder::max_payload_bytes"),
+        "{err}"
+    );
+    assert!(store.instance("big").unwrap().is_none());
+    // At the limit is fine.
+    let fits = client.start(echo, "fits", vec![0; 1000]).await.unwrap();
+    assert_eq!(fits.wait(WAIT).await.unwrap(), 1000);
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_over_the_limit_is_refused_and_the_instance_keeps_waiting() {
+    let (_dir, store) = store();
+    let runtime = limited(store.clone()).start().await.unwrap();
+    let instance = runtime
+        .client()
+        .start(waits_for_blob, "waiting", ())
+        .await
+        .unwrap();
+    let err = instance
+        .raise_event("blob", &vec![0_u8; BIG])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::PayloadTooLarge(e) if e.what == "the payload of event `blob`"),
+        "{err:?}"
+    );
+    instance.raise_event("blob", &vec![0_u8; 10]).await.unwrap();
+    assert_eq!(instance.wait(WAIT).await.unwrap(), 10);
+    assert!(largest_payload(&store.history("waiting").unwrap()) <= LIMIT);
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activity_output_over_the_limit_fails_the_call_and_the_orchestrator_handles_it() {
+    let (_dir, store) = store();
+    let runtime = limited(store.clone()).start().await.unwrap();
+    let client = runtime.client();
+    let out = client
+        .start(fetches, "fetch-big", BIG)
+        .await
+        .unwrap()
+        .wait(WAIT)
+        .await
+        .unwrap();
+    assert!(
+        out.starts_with("too large: true; the output of activity `blob_of` is")
+            && out.contains(&format!("over the payload limit of {LIMIT} bytes")),
+        "{out}"
+    );
+    let small = client.start(fetches, "fetch-small", 100).await.unwrap();
+    assert_eq!(small.wait(WAIT).await.unwrap(), "got 100");
+    assert!(largest_payload(&store.history("fetch-big").unwrap()) <= LIMIT);
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_progress_checkpoint_over_the_limit_is_refused_to_the_activity() {
+    let (_dir, store) = store();
+    let runtime = limited(store).start().await.unwrap();
+    let client = runtime.client();
+    let big = client.start(saves, "save-big", BIG).await.unwrap();
+    assert_eq!(
+        big.wait(WAIT).await.unwrap(),
+        format!("refused {} of {LIMIT}", BIG + 2)
+    );
+    let small = client.start(saves, "save-small", 10).await.unwrap();
+    assert_eq!(small.wait(WAIT).await.unwrap(), "saved");
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_over_the_limit_made_by_an_orchestrator_fails_it_and_is_never_written() {
+    let (_dir, store) = store();
+    let runtime = limited(store.clone()).start().await.unwrap();
+    let client = runtime.client();
+    let places = [
+        (Oversized::ActivityInput, "the input of activity `length`"),
+        (
+            Oversized::SubOrchestrationInput,
+            "the input of sub-orchestration `echo`",
+        ),
+        (
+            Oversized::Recorded,
+            "the value recorded by `ctx.side_effect`",
+        ),
+        (Oversized::CustomStatus, "the custom status"),
+        (
+            Oversized::ContinueAsNewInput,
+            "the input of the next generation of `makes_big`",
+        ),
+        (Oversized::Output, "the output of orchestrator `makes_big`"),
+    ];
+    for (place, what) in places {
+        let id = format!("{place:?}");
+        let err = client
+            .start(makes_big, id.clone(), place)
+            .await
+            .unwrap()
+            .wait(WAIT)
+            .await
+            .unwrap_err();
+        let Error::Failed { failure, .. } = &err else {
+            panic!("{place:?}: expected a failed instance, got {err:?}");
+        };
+        assert!(
+            matches!(failure.kind, FailureKind::TooLarge { size, limit }
+                if size > LIMIT as u64 && limit == LIMIT as u64),
+            "{place:?}: {failure:?}"
+        );
+        assert!(
+            failure.message.starts_with(&format!("{what} is ")),
+            "{place:?}: {}",
+            failure.message
+        );
+        let history = store.history(&id).unwrap();
+        assert!(
+            largest_payload(&history) <= LIMIT,
+            "{place:?}: an oversized payload was written: {history:?}"
+        );
+        assert!(
+            history
+                .iter()
+                .any(|e| matches!(e, Event::ActivityCompleted { .. })),
+            "{place:?}: the step before it is kept"
+        );
+        let record = store.instance(&id).unwrap().unwrap();
+        assert!(
+            matches!(record.status, Status::Failed { .. }) && record.custom_status.is_none(),
+            "{place:?}: {:?}",
+            record.status
+        );
+    }
+    assert!(store.instance("SubOrchestrationInput:1").unwrap().is_none());
+    runtime.shutdown().await;
+}
+
+#[test]
+fn lowering_the_limit_does_not_fail_instances_over_payloads_already_recorded() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone())
+            .orchestrator(passes_blob_then_waits)
+            .activity(length)
+            .start()
+            .await
+            .unwrap();
+        assert!(BIG <= DEFAULT_MAX_PAYLOAD_BYTES);
+        runtime
+            .client()
+            .start(passes_blob_then_waits, "old", ())
+            .await
+            .unwrap();
+        crate::patterns::wait_for(&store, "old", |h| {
+            h.iter()
+                .any(|e| matches!(e, Event::ActivityCompleted { .. }))
+        })
+        .await;
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        // The new limit is lower than the recorded activity input: replaying it is fine.
+        let runtime = builder(store.clone())
+            .orchestrator(passes_blob_then_waits)
+            .activity(length)
+            .max_payload_bytes(LIMIT)
+            .start()
+            .await
+            .unwrap();
+        let instance = runtime.client().instance(passes_blob_then_waits, "old");
+        instance.raise_event("go", &()).await.unwrap();
+        assert_eq!(instance.wait(WAIT).await.unwrap(), BIG);
+        assert_eq!(runtime.replay_count(), 1);
+        runtime.shutdown().await;
+    });
+}
