@@ -130,6 +130,10 @@ impl Shared {
                 Err(Error::ShutDown) => return,
                 // The task is still in the store: the next start runs it again.
                 Err(_) if self.is_shutting_down() => return,
+                Err(Error::Store(e)) if e.is_permanent() => {
+                    tracing::error!(error = %e, "activity result not committed; it runs again on the next start");
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "activity result not committed; retrying");
                     tokio::time::sleep(RETRY_DELAY).await;

@@ -513,13 +513,20 @@ impl<O: Orchestrator> Instance<O> {
     /// Waits until the instance finishes and returns its output; fails with
     /// [`Error::Failed`] if it failed, [`Error::Stalled`] if it stalled,
     /// [`Error::Terminated`] if it was terminated, and [`Error::Timeout`] if it has not
-    /// finished within `timeout`.
+    /// finished within `timeout`. If the store starts refusing every write (a failed
+    /// fsync; see [`StoreError::Poisoned`](crate::StoreError::Poisoned)), the runtime halts
+    /// and this returns that error at once: restart the process to go on.
     pub async fn wait(&self, timeout: Duration) -> Result<O::Output, Error> {
         let deadline = tokio::time::Instant::now() + timeout;
         let id = || self.id.clone();
+        let shared = &self.client.shared;
         loop {
             // Watch before reading, so a finish between the two is not missed.
-            let finished = self.client.shared.watch(&self.id);
+            let finished = shared.watch(&self.id);
+            let halted = shared.commits.on_halt();
+            if let Some(e) = shared.commits.halted() {
+                return Err(Error::Store(e.clone()));
+            }
             match self.status().await? {
                 InstanceStatus::Completed(output) => return Ok(output),
                 InstanceStatus::Failed(failure) => return Err(Error::Failed { id: id(), failure }),
@@ -533,7 +540,13 @@ impl<O: Orchestrator> Instance<O> {
                 | InstanceStatus::Running
                 | InstanceStatus::Suspended(_) => {}
             }
-            if tokio::time::timeout_at(deadline, finished).await.is_err() {
+            let woken = async {
+                tokio::select! {
+                    _ = finished => {}
+                    () = halted => {}
+                }
+            };
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
                 return Err(Error::Timeout { id: id(), timeout });
             }
         }

@@ -4,13 +4,17 @@
 //! One thread owns the writes. It takes every commit queued since its last write and
 //! hands them to [`Store::commit`] at once; each caller is told once the batch holding its
 //! commit is durable. Under load, one fsync acknowledges many turns.
+//!
+//! A store that refuses every write from now on ([`StoreError::Poisoned`], after a failed
+//! fsync) halts the runtime: the thread keeps the error, and the runtime stops taking
+//! work and tells whoever waits, instead of retrying what cannot succeed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use durable_store::{Commit, Store, StoreError};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use crate::Error;
 
@@ -34,6 +38,10 @@ pub struct CommitStats {
 struct Counters {
     commits: AtomicU64,
     writes: AtomicU64,
+    /// Set once the store refuses every further write.
+    halted: OnceLock<StoreError>,
+    /// Told when `halted` is set.
+    halt: Notify,
 }
 
 /// The sending side of the commit thread. Dropping every clone stops the thread once it
@@ -101,6 +109,17 @@ impl GroupCommit {
         }
     }
 
+    /// The error the store refuses every write with, once it does.
+    pub(crate) fn halted(&self) -> Option<&StoreError> {
+        self.counters.halted.get()
+    }
+
+    /// Resolves when the store starts refusing every write. Registered when called: check
+    /// [`halted`](Self::halted) after calling it, not before, to miss nothing.
+    pub(crate) fn on_halt(&self) -> impl Future<Output = ()> + '_ {
+        self.counters.halt.notified()
+    }
+
     pub(crate) fn stats(&self) -> CommitStats {
         CommitStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
@@ -125,6 +144,14 @@ fn write_loop(store: &dyn Store, rx: &mpsc::Receiver<(Commit, Reply)>, counters:
         let result = store.commit(&commits);
         if let Err(e) = &result {
             tracing::error!(error = %e, commits = commits.len(), "store commit failed");
+            if let StoreError::Poisoned { .. } = e
+                && counters.halted.set(e.clone()).is_ok()
+            {
+                tracing::error!(
+                    "the store refuses every write: the runtime stops; restart the process to resume"
+                );
+                counters.halt.notify_waiters();
+            }
         } else {
             counters.writes.fetch_add(1, Ordering::Relaxed);
             counters

@@ -347,8 +347,10 @@ impl Shared {
         self.next_work_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Whether the runtime takes no more work: it is shutting down, or halted because
+    /// the store refuses every write.
     pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
+        self.shutting_down.load(Ordering::SeqCst) || self.commits.halted().is_some()
     }
 
     /// Redelivers every unacknowledged work item and retries stalled instances.
@@ -517,13 +519,26 @@ impl Shared {
                 .instrument(span)
                 .await
             {
-                tracing::warn!(instance, error = %e, "turn not committed; retrying");
+                // A store error no retry can mend (a poisoned store, a record that does not
+                // decode) parks the instance in memory; its events stay in the store, and
+                // the next start tries again.
+                let permanent = matches!(&e, Error::Store(e) if e.is_permanent());
+                if permanent {
+                    tracing::error!(instance, error = %e, "turn not committed; the instance waits for a restart");
+                } else {
+                    tracing::warn!(instance, error = %e, "turn not committed; retrying");
+                }
                 lock(&self.cache).pop(&instance);
                 {
                     let mut instances = lock(&self.instances);
                     let inbox = instances.get_mut(&instance).expect("busy inbox exists");
                     let newer = std::mem::replace(&mut inbox.messages, messages);
                     inbox.messages.extend(newer);
+                    if permanent {
+                        inbox.stalled = true;
+                        inbox.busy = false;
+                        return;
+                    }
                     inbox.retry = true;
                 }
                 tokio::time::sleep(RETRY_DELAY).await;

@@ -598,3 +598,84 @@ fn a_commit_written_but_reported_failed_is_not_lost_across_a_restart() {
     }
     eprintln!("commits written but reported failed that needed a restart to finish: {stuck:?}");
 }
+
+/// A store that refuses every write after one failed (as fjall does after a failed fsync)
+/// halts the runtime: a waiter hears of it at once, nothing is retried in vain, and a
+/// runtime on the reopened store finishes the work, each effect once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_refuses_all_writes_halts_the_runtime_and_a_restart_finishes_the_work() {
+    let commits = calls_without_faults(Call::Commit).await;
+    let mut halted = 0;
+    for k in 1..=commits {
+        for anyway in [false, true] {
+            let case = format!(
+                "commit {k} of {commits} fails{} and the store refuses writes after it",
+                if anyway { " after its write" } else { "" }
+            );
+            let run = faulty(|s| {
+                let s = s.fail_commit(k).poison_on_failure();
+                if anyway { s.written_anyway() } else { s }
+            });
+            let switch = run.store.switch();
+            let ledger = Ledger::new(&run.fjall);
+            let runtime = runtime(&run.store, &ledger).start().await.unwrap();
+            for (id, n) in IDS {
+                // A start that failed is made again after the restart.
+                let _ = runtime.client().start(workflow, id, n).await;
+            }
+            let waited = tokio::time::Instant::now();
+            for (id, n) in IDS {
+                match runtime.client().instance(workflow, id).wait(WAIT).await {
+                    Ok(output) => assert_eq!(output, expected_output(n), "{case}"),
+                    Err(Error::Store(StoreError::Poisoned { .. })) => {}
+                    Err(Error::InstanceNotFound(_)) if switch.is_poisoned() => {}
+                    Err(e) => panic!("{case}: {id}: {e}"),
+                }
+            }
+            assert!(
+                waited.elapsed() < WAIT / 2,
+                "{case}: waiting took {:?}",
+                waited.elapsed()
+            );
+            if switch.is_poisoned() {
+                halted += 1;
+            }
+            // (Watched for one k of each kind: each look takes a second.)
+            if switch.is_poisoned() && k == commits / 2 {
+                // Halted: once what was under way settles, nothing knocks on the store
+                // any more (a retry would, every 200 ms).
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let writes = switch.count(Call::Write);
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                assert_eq!(switch.count(Call::Write), writes, "{case}: writes go on");
+                let err = runtime
+                    .client()
+                    .start(workflow, "late", 1)
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(err, Error::Store(StoreError::Poisoned { .. })),
+                    "{case}: {err:?}"
+                );
+            }
+            runtime.shutdown().await;
+
+            // The restart: a new process opens the store again.
+            let reopened = FaultyStore::new(run.fjall.clone());
+            let runtime = start_runtime(&reopened, &ledger).await;
+            for (id, n) in IDS {
+                runtime.client().start(workflow, id, n).await.unwrap();
+                assert_eq!(
+                    wait_output(&runtime, id).await,
+                    expected_output(n),
+                    "{case}"
+                );
+            }
+            runtime.shutdown().await;
+            assert_store_settled(&run.fjall, &IDS, &case);
+            let ids: Vec<&str> = IDS.iter().map(|(id, _)| *id).collect();
+            ledger.assert_exactly_once(&ids, true, &case);
+        }
+    }
+    assert!(halted >= commits, "only {halted} runs halted");
+}

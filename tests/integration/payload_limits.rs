@@ -301,7 +301,7 @@ fn lowering_the_limit_does_not_fail_instances_over_payloads_already_recorded() {
             .start()
             .await
             .unwrap();
-        assert!(BIG <= DEFAULT_MAX_PAYLOAD_BYTES);
+        const { assert!(BIG <= DEFAULT_MAX_PAYLOAD_BYTES) };
         runtime
             .client()
             .start(passes_blob_then_waits, "old", ())
