@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::Error;
 use crate::handle::Orchestrator;
 use crate::payload;
-use crate::runtime::{Shared, now_ms};
+use crate::runtime::Shared;
 
 /// The longest instance id accepted, in bytes.
 pub const MAX_INSTANCE_ID_LEN: usize = 256;
@@ -97,8 +97,13 @@ impl Client {
             }
             return Ok(Instance::new(self.clone(), id, false));
         }
-        let record =
-            InstanceRecord::pending(O::NAME.to_string(), O::VERSION, input, now_ms(), None);
+        let record = InstanceRecord::pending(
+            O::NAME.to_string(),
+            O::VERSION,
+            input,
+            self.shared.now_ms(),
+            None,
+        );
         self.begin(&id, record, Commit::default()).await?;
         Ok(Instance::new(self.clone(), id, true))
     }
@@ -296,7 +301,7 @@ impl Client {
         record.generation += 1;
         record.status = Status::Pending;
         record.custom_status = None;
-        record.updated_ms = now_ms();
+        record.updated_ms = self.shared.now_ms();
         self.shared.forget(id);
         self.begin(id, record, commit).await
     }

@@ -26,6 +26,7 @@ extern crate self as durable_core;
 mod activity_context;
 mod activity_worker;
 mod client;
+mod clock;
 mod durable_future;
 mod error;
 mod external_event;
@@ -48,6 +49,7 @@ pub use client::{
     Client, Instance, InstanceQuery, InstanceStatus, InstanceSummary, MAX_INSTANCE_ID_LEN, Page,
     PurgeFilter,
 };
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use durable_future::{
     ActivityCall, ContinueAsNew, DurableFuture, EventWait, SubOrchestrationCall, Timer,
 };

@@ -8,6 +8,7 @@ use durable_store::{Event, Site};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::clock::{Clock, millis};
 use crate::durable_future::{ActivityCall, ContinueAsNew, EventWait, SubOrchestrationCall, Timer};
 use crate::handle::{Activity, Orchestrator};
 use crate::payload;
@@ -24,6 +25,7 @@ use crate::replay::{Command, NewStep, ReplayState, StepKind, lock};
 pub struct OrchestrationContext {
     instance: Arc<str>,
     state: Arc<Mutex<ReplayState>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for OrchestrationContext {
@@ -34,16 +36,16 @@ impl std::fmt::Debug for OrchestrationContext {
     }
 }
 
-fn millis(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl OrchestrationContext {
-    pub(crate) fn new(instance: String, state: Arc<Mutex<ReplayState>>) -> Self {
+    pub(crate) fn new(
+        instance: String,
+        state: Arc<Mutex<ReplayState>>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             instance: instance.into(),
             state,
+            clock,
         }
     }
 
@@ -164,7 +166,8 @@ impl OrchestrationContext {
 
     /// A timer `duration` from now, recorded as issued at `caller`.
     pub(crate) fn timer_at(&self, caller: &Location<'_>, duration: Duration) -> Timer {
-        self.timer(caller, move || SystemTime::now() + duration)
+        let clock = self.clock.clone();
+        self.timer(caller, move || clock.now() + duration)
     }
 
     /// A durable timer that fires at `time`.
@@ -279,7 +282,7 @@ impl OrchestrationContext {
     /// The current time, recorded in the history so every replay sees the same value.
     #[track_caller]
     pub fn now(&self) -> SystemTime {
-        let ms: u64 = self.record("now", Location::caller(), || millis(SystemTime::now()));
+        let ms: u64 = self.record("now", Location::caller(), || millis(self.clock.now()));
         UNIX_EPOCH + Duration::from_millis(ms)
     }
 

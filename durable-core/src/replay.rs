@@ -20,6 +20,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use durable_store::{Event, Failure, FailureKind, Site};
 
 use crate::OrchestrationContext;
+use crate::clock::{Clock, SystemClock};
 use crate::external_event::EventQueues;
 use crate::handle::Orchestrator;
 use crate::payload;
@@ -503,6 +504,7 @@ impl Wake for Alarm {
 
 pub struct Execution {
     instance: String,
+    clock: Arc<dyn Clock>,
     entry_start: fn(OrchestrationContext, &[u8]) -> Result<ErasedFuture, Failure>,
     state: Arc<Mutex<ReplayState>>,
     future: Option<ErasedFuture>,
@@ -529,7 +531,7 @@ impl Execution {
         let entry = registry
             .orchestrator(O::NAME, O::VERSION)
             .expect("just registered");
-        Self::new(instance, O::NAME, entry, usize::MAX)
+        Self::new(instance, O::NAME, entry, usize::MAX, Arc::new(SystemClock))
     }
 
     /// A fresh execution whose code may make payloads of at most `max_payload` bytes.
@@ -538,9 +540,11 @@ impl Execution {
         orchestrator: &str,
         entry: &OrchestratorEntry,
         max_payload: usize,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             instance: instance.to_string(),
+            clock,
             entry_start: entry.start,
             state: Arc::new(Mutex::new(ReplayState::new(
                 instance,
@@ -620,7 +624,11 @@ impl Execution {
             if self.future.is_some() || self.finished {
                 return false;
             }
-            let ctx = OrchestrationContext::new(self.instance.clone(), self.state.clone());
+            let ctx = OrchestrationContext::new(
+                self.instance.clone(),
+                self.state.clone(),
+                self.clock.clone(),
+            );
             self.state().position += 1;
             match (self.entry_start)(ctx, input) {
                 Ok(future) => self.future = Some(future),

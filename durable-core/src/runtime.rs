@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use durable_store::{
     ActivityTask, Commit, Event, Failure, FailureKind, InstanceRecord, Status, Store, WorkId,
@@ -28,6 +28,7 @@ use tracing::Instrument;
 
 use crate::Error;
 use crate::client::Client;
+use crate::clock::{Clock, SystemClock, millis};
 use crate::group_commit::{CommitStats, GroupCommit};
 use crate::handle::{Activity, Orchestrator};
 use crate::registry::Registry;
@@ -45,6 +46,7 @@ pub struct RuntimeBuilder {
     cache_capacity: usize,
     unregistered: Unregistered,
     max_payload: usize,
+    clock: Arc<dyn Clock>,
 }
 
 /// The default of [`RuntimeBuilder::max_payload_bytes`]: 2 MiB, as Temporal's.
@@ -79,6 +81,7 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("cache_capacity", &self.cache_capacity)
             .field("unregistered", &self.unregistered)
             .field("max_payload", &self.max_payload)
+            .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
 }
@@ -148,6 +151,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The clock durable timers, `ctx.now()` and the instances' timestamps read (default:
+    /// [`SystemClock`](crate::SystemClock)). In tests, a [`ManualClock`](crate::ManualClock)
+    /// lets a workflow that waits for days run at once: its timers fire when the test
+    /// moves the clock past them.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
     /// Starts the runtime: recovers every unfinished instance and redelivers every
     /// unacknowledged work item, then starts the dispatchers. Must be called inside a
     /// tokio runtime.
@@ -161,6 +173,7 @@ impl RuntimeBuilder {
             registry: self.registry,
             unregistered: self.unregistered,
             max_payload: self.max_payload,
+            clock: self.clock,
             commits,
             next_work_id: AtomicU64::new(0),
             instances: Mutex::new(HashMap::new()),
@@ -202,6 +215,7 @@ impl Runtime {
             cache_capacity: 10_000,
             unregistered: Unregistered::default(),
             max_payload: DEFAULT_MAX_PAYLOAD_BYTES,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -307,6 +321,7 @@ pub(crate) struct Shared {
     pub(crate) unregistered: Unregistered,
     /// The largest payload instances may store, in bytes.
     pub(crate) max_payload: usize,
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) commits: GroupCommit,
     next_work_id: AtomicU64,
     pub(crate) instances: Mutex<HashMap<String, Inbox>>,
@@ -332,17 +347,16 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {
+    /// The runtime clock's time, in milliseconds since the Unix epoch.
+    pub(crate) fn now_ms(&self) -> u64 {
+        millis(self.clock.now())
+    }
+
     pub(crate) fn work_id(&self) -> WorkId {
         self.next_work_id.fetch_add(1, Ordering::Relaxed)
     }

@@ -2,11 +2,11 @@
 //! instance at its time. Armed after the commit that created it, and again on recovery.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use durable_store::{Event, WorkId};
 
-use crate::runtime::{Delivery, Shared, now_ms};
+use crate::runtime::{Delivery, Shared};
 
 impl Shared {
     /// Delivers `TimerFired` for step `seq` of `instance` at `fire_at_ms`, never earlier.
@@ -21,14 +21,11 @@ impl Shared {
         // Not tracked, and holding the runtime weakly: a pending timer must not hold up
         // shutdown or keep the store open; it is re-armed from the store on the next start.
         let shared = Arc::downgrade(self);
+        let due = self
+            .clock
+            .sleep_until(UNIX_EPOCH + Duration::from_millis(fire_at_ms));
         tokio::spawn(async move {
-            loop {
-                let now = now_ms();
-                if now >= fire_at_ms {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(fire_at_ms - now)).await;
-            }
+            due.await;
             let Some(shared) = shared.upgrade() else {
                 return;
             };

@@ -13,7 +13,7 @@ use durable_store::{
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::replay::{Command, Execution, Outcome};
-use crate::runtime::{Cached, Delivery, Shared, lock, now_ms, unregistered_activity};
+use crate::runtime::{Cached, Delivery, Shared, lock, unregistered_activity};
 use crate::{Error, Unregistered};
 
 /// What to do once a turn's commit is durable.
@@ -154,8 +154,13 @@ impl Shared {
                         Unregistered::Fail => Plan::Fail(Box::new((record, new, failure))),
                     });
                 };
-                let execution =
-                    Execution::new(instance, &record.orchestrator, entry, self.max_payload);
+                let execution = Execution::new(
+                    instance,
+                    &record.orchestrator,
+                    entry,
+                    self.max_payload,
+                    self.clock.clone(),
+                );
                 let history = if record.history_len == 0 {
                     Vec::new()
                 } else {
@@ -196,7 +201,7 @@ impl Shared {
         if let Some(status) = turn.custom_status {
             record.custom_status = Some(status);
         }
-        record.updated_ms = now_ms();
+        record.updated_ms = self.now_ms();
         if let Outcome::ContinuedAsNew {
             input,
             latest_version,
@@ -392,7 +397,7 @@ impl Shared {
                     orchestrator.clone(),
                     version,
                     input.clone(),
-                    now_ms(),
+                    self.now_ms(),
                     Some(parent),
                 );
                 commit.instances.push((child.clone(), record));
@@ -542,7 +547,7 @@ impl Shared {
             events: vec![request.event.clone()],
         });
         record.history_len += 1;
-        record.updated_ms = now_ms();
+        record.updated_ms = self.now_ms();
         commit
             .instances
             .push((instance.to_string(), record.clone()));
@@ -592,7 +597,7 @@ impl Shared {
         });
         record.history_len = record.history_len.saturating_add(appended);
         record.status = Status::Failed { failure };
-        record.updated_ms = now_ms();
+        record.updated_ms = self.now_ms();
         self.tell_parent(&record, &mut commit, &mut after);
         let generation = record.generation;
         commit.instances.push((instance.to_string(), record));
@@ -622,7 +627,7 @@ impl Shared {
             self.store_held_results(instance, &mut inbox.messages, &mut commit);
         }
         record.status = Status::Stalled { failure };
-        record.updated_ms = now_ms();
+        record.updated_ms = self.now_ms();
         commit.instances.push((instance.to_string(), record));
         self.commits.commit(commit).await?;
         self.notify_finished(instance);

@@ -6,6 +6,7 @@ mod crash;
 mod faults;
 mod fuzz;
 mod management;
+mod manual_clock;
 mod patterns;
 mod payload_limits;
 mod restart;
