@@ -90,6 +90,23 @@ impl EventQueues {
         queue.assigned.remove(&ticket)
     }
 
+    /// Every event no wait has taken, by name, in the order the history received them;
+    /// the queues are left empty. (What an instance that continues as new carries over.)
+    pub(crate) fn drain_unconsumed(&mut self) -> Vec<(String, Vec<u8>)> {
+        let mut events: Vec<(u64, String, Vec<u8>)> = Vec::new();
+        for (name, queue) in &mut self.by_name {
+            let assigned = queue.assigned.drain().map(|(_, event)| event);
+            for (position, payload) in queue.raised.drain(..).chain(assigned) {
+                events.push((position, name.clone(), payload));
+            }
+        }
+        events.sort_by_key(|(position, ..)| *position);
+        events
+            .into_iter()
+            .map(|(_, name, payload)| (name, payload))
+            .collect()
+    }
+
     /// Whether some wait is still live.
     pub(crate) fn has_waiters(&self) -> bool {
         self.by_name
@@ -131,6 +148,31 @@ mod tests {
         // `b` is polled first, yet `a` (the earlier wait) gets the earlier event.
         assert_eq!(q.take("x", b).map(|e| e.1).as_deref(), Some(&b"two"[..]));
         assert_eq!(q.take("x", a).map(|e| e.1).as_deref(), Some(&b"one"[..]));
+    }
+
+    #[test]
+    fn unconsumed_events_drain_in_history_order_handed_out_or_not() {
+        let mut q = EventQueues::default();
+        q.raise("b", 1, b"b1".to_vec());
+        q.raise("a", 2, b"a2".to_vec());
+        q.raise("a", 3, b"a3".to_vec());
+        q.raise("b", 4, b"b4".to_vec());
+        let a = q.claim("a");
+        assert_eq!(q.take("a", a).map(|e| e.1).as_deref(), Some(&b"a2"[..]));
+        // Handed to a wait that never took it.
+        let b = q.claim("b");
+        assert_eq!(q.peek("b", b), Some(1));
+        q.take("b", b + 1);
+        let drained = q.drain_unconsumed();
+        let names: Vec<(&str, &[u8])> = drained
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.as_slice()))
+            .collect();
+        assert_eq!(
+            names,
+            [("b", &b"b1"[..]), ("a", &b"a3"[..]), ("b", &b"b4"[..])]
+        );
+        assert!(q.drain_unconsumed().is_empty());
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub enum Outcome {
         input: Vec<u8>,
         /// Whether the next generation moves to the newest registered version.
         latest_version: bool,
+        /// External events this generation received and did not take (name, payload), in
+        /// the order they arrived: raised again to the next generation, so none is lost.
+        events: Vec<(String, Vec<u8>)>,
     },
     /// The code does not replay the history. Nothing of the turn may be committed: the
     /// history and the new events stay as they are until fixed code is deployed.
@@ -712,6 +715,7 @@ impl Execution {
                     return Outcome::ContinuedAsNew {
                         input,
                         latest_version,
+                        events: state.events.drain_unconsumed(),
                     };
                 }
                 if let Some(step) = state.steps.get(state.next_seq as usize) {

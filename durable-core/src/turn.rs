@@ -205,6 +205,7 @@ impl Shared {
         if let Outcome::ContinuedAsNew {
             input,
             latest_version,
+            events,
         } = &turn.outcome
         {
             if *latest_version
@@ -216,6 +217,7 @@ impl Shared {
                 instance,
                 &mut record,
                 input.clone(),
+                events,
                 &mut commit,
                 &mut after,
             );
@@ -441,12 +443,13 @@ impl Shared {
     }
 
     /// Starts the next generation: the history is removed and restarts with a `Started`
-    /// event carrying `input`.
+    /// event carrying `input`, then the external `events` the last generation did not take.
     fn continue_as_new(
         &self,
         instance: &str,
         record: &mut InstanceRecord,
         input: Vec<u8>,
+        events: &[(String, Vec<u8>)],
         commit: &mut Commit,
         after: &mut AfterCommit,
     ) {
@@ -462,6 +465,13 @@ impl Shared {
             input,
         };
         self.enqueue_message(instance, Some(record.generation), started, commit, after);
+        for (name, payload) in events {
+            let raised = Event::EventRaised {
+                name: name.clone(),
+                payload: payload.clone(),
+            };
+            self.enqueue_message(instance, Some(record.generation), raised, commit, after);
+        }
     }
 
     /// If `record` is a sub-orchestration, adds its result as a message to its parent.

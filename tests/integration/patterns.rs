@@ -331,6 +331,43 @@ async fn ten_thousand_generations_keep_one_generation_of_history() {
     runtime.shutdown().await;
 }
 
+/// Adds one `add` event per generation to its total, until `count` were added.
+#[orchestrator]
+async fn summing(ctx: OrchestrationContext, (count, total): (u32, u64)) -> Result<u64, String> {
+    if count == 5 {
+        return Ok(total);
+    }
+    let n = ctx.wait_event::<u64>("add").await;
+    ctx.continue_as_new((count + 1, total + n)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_that_arrive_together_each_reach_a_generation_of_continue_as_new() {
+    let (_dir, store) = store();
+    let runtime = builder(store.clone())
+        .orchestrator(summing)
+        .start()
+        .await
+        .unwrap();
+    let instance = runtime
+        .client()
+        .start(summing, "summing", (0, 0))
+        .await
+        .unwrap();
+    wait_for(&store, "summing", |h| !h.is_empty()).await;
+    // While suspended, the events queue up: the next turn takes all five at once, and its
+    // generation takes one of them.
+    instance.suspend("batching").await.unwrap();
+    for n in 1..=5_u64 {
+        instance.raise_event("add", &(n * 10)).await.unwrap();
+    }
+    instance.resume().await.unwrap();
+    assert_eq!(instance.wait(WAIT).await.unwrap(), 150);
+    assert_eq!(store.instance("summing").unwrap().unwrap().generation, 5);
+    assert_eq!(store.work_items().unwrap(), vec![]);
+    runtime.shutdown().await;
+}
+
 /// Reports progress while it waits at the gate.
 #[orchestrator]
 async fn reporting(ctx: OrchestrationContext, _: ()) -> Result<(), String> {

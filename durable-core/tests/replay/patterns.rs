@@ -179,10 +179,43 @@ fn continue_as_new_ends_the_turn_with_the_next_input() {
         turn.outcome,
         Outcome::ContinuedAsNew {
             input: encode(&2u32),
-            latest_version: false
+            latest_version: false,
+            events: vec![],
         }
     );
     assert_eq!(turn.custom_status, Some(encode(&"at 1".to_string())));
+}
+
+/// Takes one `add` per generation, continuing as new with the running total.
+#[orchestrator]
+async fn adder(ctx: OrchestrationContext, total: u64) -> Result<u64, String> {
+    let n = ctx.wait_event::<u64>("add").await;
+    ctx.continue_as_new(total + n).await
+}
+
+#[test]
+fn events_a_generation_did_not_take_are_carried_to_the_next() {
+    let mut execution = Execution::of(adder, "i");
+    let turn = execution.turn(
+        &[],
+        vec![
+            started("adder", &0u64),
+            raised("add", &1u64),
+            raised("other", &"x"),
+            raised("add", &2u64),
+        ],
+    );
+    assert_eq!(
+        turn.outcome,
+        Outcome::ContinuedAsNew {
+            input: encode(&1u64),
+            latest_version: false,
+            events: vec![
+                ("other".to_string(), encode(&"x")),
+                ("add".to_string(), encode(&2u64)),
+            ],
+        }
+    );
 }
 
 /// Runs `chain` as a child and doubles its output.
