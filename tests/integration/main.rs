@@ -1,6 +1,7 @@
 //! Integration tests, built as one binary.
 
 mod bad_input;
+mod checkpoints;
 mod common;
 mod crash;
 mod faults;
