@@ -116,8 +116,8 @@ fn a_runtime_on_a_store_with_a_damaged_instance_record_does_not_start_and_names_
     assert_eq!(store.work_items().unwrap().len(), 1, "the queue is kept");
 }
 
-/// FAILS today: the turn that reads the damaged history fails, and the runtime retries it
-/// every 200 ms forever; the client's `wait` times out with no word of why.
+/// The turn that reads the damaged history stalls the instance, naming the event, rather
+/// than retrying a read that cannot succeed.
 #[test]
 fn an_instance_whose_history_is_damaged_stops_with_an_error_naming_it_and_the_rest_run() {
     let dir = tempfile::tempdir().unwrap();

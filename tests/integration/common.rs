@@ -19,7 +19,8 @@ pub fn store() -> (tempfile::TempDir, FjallStore) {
 
 /// Runs `body` as one "process lifetime" on a tokio runtime of its own. Dropping that
 /// runtime at the end cancels every task mid-flight, as a crash would, while the store
-/// keeps only what was committed.
+/// keeps only what was committed. (Gentler than SIGKILL in one way: commits already queued
+/// for the commit thread are still written; `crash.rs` and the chaos example kill for real.)
 pub fn lifetime<F: Future>(body: F) -> F::Output {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
