@@ -16,8 +16,8 @@ use crate::Error;
 use crate::Unregistered;
 use crate::activity_context::{ActivityContext, idempotency_key};
 use crate::payload;
-use crate::registry::panic_message;
-use crate::runtime::{Delivery, RETRY_DELAY, Shared, lock, unregistered_activity};
+use crate::registry::{panic_message, unregistered_activity};
+use crate::runtime::{Delivery, RETRY_DELAY, Shared, lock};
 
 impl Shared {
     /// Runs activity `task` (work item `id`) in a task of its own once a slot is free.
@@ -32,7 +32,7 @@ impl Shared {
         let Ok(slot) = self.activities.acquire().await else {
             return;
         };
-        if self.is_shutting_down() {
+        if self.takes_no_work() {
             return;
         }
         self.run_and_hand_over(id, task, slot).await;
@@ -73,11 +73,19 @@ impl Shared {
         slot: SemaphorePermit<'_>,
     ) {
         let key = idempotency_key(&task.instance, task.generation, task.key_seq);
-        let executed = self.execute(&task, key.clone()).await.and_then(|output| {
-            let what = || format!("the output of activity `{}`", task.activity);
-            payload::check_size(what, &output, self.max_payload).map_err(|e| e.failure())?;
-            Ok(output)
-        });
+        let limit = self.max_payload;
+        let executed = match self.execute(&task, key.clone()).await {
+            Ok(output) => {
+                let what = || format!("the output of activity `{}`", task.activity);
+                payload::check_size(what, &output, limit)
+                    .map(|()| output)
+                    .map_err(|too_large| too_large.failure())
+            }
+            Err(failure) => {
+                let what = || format!("the error of activity `{}`", task.activity);
+                Err(payload::fit_failure(what, failure, limit))
+            }
+        };
         drop(slot);
         let event = match executed {
             Ok(output) => Event::ActivityCompleted {
@@ -103,7 +111,7 @@ impl Shared {
         {
             let mut instances = lock(&self.instances);
             let inbox = instances.entry(instance.clone()).or_default();
-            if !self.is_shutting_down() && !inbox.stalled && !inbox.suspended {
+            if !self.takes_no_work() && !inbox.stalled && !inbox.suspended {
                 inbox.messages.push(delivery);
                 if !inbox.busy {
                     inbox.busy = true;
@@ -129,7 +137,7 @@ impl Shared {
                 Ok(()) => break,
                 Err(Error::ShutDown) => return,
                 // The task is still in the store: the next start runs it again.
-                Err(_) if self.is_shutting_down() => return,
+                Err(_) if self.takes_no_work() => return,
                 Err(Error::Store(e)) if e.is_permanent() => {
                     tracing::error!(error = %e, "activity result not committed; it runs again on the next start");
                     return;

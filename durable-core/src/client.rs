@@ -81,11 +81,6 @@ impl Client {
             return Err(Error::UnregisteredOrchestrator(O::NAME.to_string()));
         }
         let input = payload::encode(&input)?;
-        payload::check_size(
-            || format!("the input of orchestrator `{}`", O::NAME),
-            &input,
-            self.shared.max_payload,
-        )?;
         let _guard = StartGuard::acquire(&self.shared, &id).await;
         if let Some(existing) = self.shared.store.instance(&id)? {
             if existing.orchestrator != O::NAME {
@@ -97,6 +92,11 @@ impl Client {
             }
             return Ok(Instance::new(self.clone(), id, false));
         }
+        payload::check_size(
+            || format!("the input of orchestrator `{}`", O::NAME),
+            &input,
+            self.shared.max_payload,
+        )?;
         let record = InstanceRecord::pending(
             O::NAME.to_string(),
             O::VERSION,
@@ -172,6 +172,13 @@ impl Client {
         })
     }
 
+    /// Checks that a reason given to `terminate` or `suspend` fits the payload limit.
+    fn check_reason(&self, reason: &str) -> Result<(), Error> {
+        let what = || "the reason".to_string();
+        payload::check_size(what, reason.as_bytes(), self.shared.max_payload)?;
+        Ok(())
+    }
+
     /// Raises external event `name` with `payload` to instance `id`; the orchestrator
     /// receives it with `ctx.wait_event(name)`, now or when it next waits.
     pub async fn raise_event<T: Serialize>(
@@ -200,6 +207,7 @@ impl Client {
     pub async fn terminate(&self, id: &str, reason: &str) -> Result<(), Error> {
         let record = self.existing(id)?;
         refuse_if_finished(id, &record, "terminate")?;
+        self.check_reason(reason)?;
         let event = Event::TerminateRequested {
             reason: reason.to_string(),
         };
@@ -218,6 +226,7 @@ impl Client {
                 "it is suspended already",
             ));
         }
+        self.check_reason(reason)?;
         let event = Event::SuspendRequested {
             reason: reason.to_string(),
         };
@@ -519,8 +528,9 @@ impl<O: Orchestrator> Instance<O> {
     /// [`Error::Failed`] if it failed, [`Error::Stalled`] if it stalled,
     /// [`Error::Terminated`] if it was terminated, and [`Error::Timeout`] if it has not
     /// finished within `timeout`. If the store starts refusing every write (a failed
-    /// fsync; see [`StoreError::Poisoned`](crate::StoreError::Poisoned)), the runtime halts
-    /// and this returns that error at once: restart the process to go on.
+    /// fsync; see [`StoreError::Poisoned`](crate::StoreError::Poisoned)), the runtime halts,
+    /// and for an instance not finished by then this returns that error at once: restart
+    /// the process to go on.
     pub async fn wait(&self, timeout: Duration) -> Result<O::Output, Error> {
         let deadline = tokio::time::Instant::now() + timeout;
         let id = || self.id.clone();
@@ -529,9 +539,7 @@ impl<O: Orchestrator> Instance<O> {
             // Watch before reading, so a finish between the two is not missed.
             let finished = shared.watch(&self.id);
             let halted = shared.commits.on_halt();
-            if let Some(e) = shared.commits.halted() {
-                return Err(Error::Store(e.clone()));
-            }
+            let stopped = shared.commits.halted().cloned();
             match self.status().await? {
                 InstanceStatus::Completed(output) => return Ok(output),
                 InstanceStatus::Failed(failure) => return Err(Error::Failed { id: id(), failure }),
@@ -543,7 +551,12 @@ impl<O: Orchestrator> Instance<O> {
                 }
                 InstanceStatus::Pending
                 | InstanceStatus::Running
-                | InstanceStatus::Suspended(_) => {}
+                | InstanceStatus::Suspended(_) => {
+                    // A halted runtime finishes nothing more.
+                    if let Some(e) = stopped {
+                        return Err(Error::Store(e));
+                    }
+                }
             }
             let woken = async {
                 tokio::select! {

@@ -175,6 +175,18 @@ impl ActivityError {
         &self.failure.message
     }
 
+    /// Whether another attempt could succeed: false when the same call would fail the same
+    /// way (the activity is not registered, its input or output does not decode as its
+    /// type, or its output is over the payload limit). Retry policies skip these.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self.failure.kind,
+            FailureKind::Unregistered { .. }
+                | FailureKind::Decode { .. }
+                | FailureKind::TooLarge { .. }
+        )
+    }
+
     /// Whether the activity panicked.
     pub fn is_panic(&self) -> bool {
         self.failure.kind == FailureKind::Panicked

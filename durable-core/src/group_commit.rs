@@ -141,8 +141,36 @@ fn write_loop(store: &dyn Store, rx: &mpsc::Receiver<(Commit, Reply)>, counters:
             commits.push(commit);
             replies.push(reply);
         }
-        let result = store.commit(&commits);
-        if let Err(e) = &result {
+        let result = write(store, &commits, counters);
+        // A commit the store refuses for what it holds (a key it cannot store) must not
+        // fail the others it was batched with: each is then written alone and told its own
+        // result.
+        let refused = commits.len() > 1
+            && matches!(&result, Err(e) if e.is_permanent() && !matches!(e, StoreError::Poisoned { .. }));
+        for (commit, reply) in commits.drain(..).zip(replies.drain(..)) {
+            let result = if refused {
+                write(store, std::slice::from_ref(&commit), counters)
+            } else {
+                result.clone()
+            };
+            // The caller may have gone away (shutdown); the write stands regardless.
+            let _ = reply.send((result, commit));
+        }
+    }
+}
+
+/// Writes `commits` as one batch and counts it; a store that refuses every write from now
+/// on halts the runtime.
+fn write(store: &dyn Store, commits: &[Commit], counters: &Counters) -> Result<(), StoreError> {
+    let result = store.commit(commits);
+    match &result {
+        Ok(()) => {
+            counters.writes.fetch_add(1, Ordering::Relaxed);
+            counters
+                .commits
+                .fetch_add(commits.len() as u64, Ordering::Relaxed);
+        }
+        Err(e) => {
             tracing::error!(error = %e, commits = commits.len(), "store commit failed");
             if let StoreError::Poisoned { .. } = e
                 && counters.halted.set(e.clone()).is_ok()
@@ -152,17 +180,9 @@ fn write_loop(store: &dyn Store, rx: &mpsc::Receiver<(Commit, Reply)>, counters:
                 );
                 counters.halt.notify_waiters();
             }
-        } else {
-            counters.writes.fetch_add(1, Ordering::Relaxed);
-            counters
-                .commits
-                .fetch_add(commits.len() as u64, Ordering::Relaxed);
-        }
-        for (commit, reply) in commits.drain(..).zip(replies.drain(..)) {
-            // The caller may have gone away (shutdown); the write stands regardless.
-            let _ = reply.send((result.clone(), commit));
         }
     }
+    result
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -177,5 +197,86 @@ impl Drop for GroupCommit {
         if let Some(thread) = lock(&self.thread).take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    use durable_store::{Event, InstanceRecord, MemoryStore, WorkId, WorkItem};
+
+    use super::*;
+
+    /// A memory store whose first commit waits until the test lets it go, so the commits
+    /// submitted meanwhile are written together as one batch.
+    #[derive(Default)]
+    struct HeldFirst {
+        inner: MemoryStore,
+        entered: AtomicBool,
+        release: Mutex<Option<mpsc::Receiver<()>>>,
+    }
+
+    impl Store for HeldFirst {
+        fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
+            if !self.entered.swap(true, Ordering::SeqCst)
+                && let Some(release) = lock(&self.release).take()
+            {
+                let _ = release.recv();
+            }
+            self.inner.commit(commits)
+        }
+        fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+            self.inner.instance(id)
+        }
+        fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+            self.inner.instances()
+        }
+        fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+            self.inner.history(id)
+        }
+        fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
+            self.inner.work_items()
+        }
+        fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.progress(key)
+        }
+    }
+
+    fn put(key: &str) -> Commit {
+        Commit {
+            progress: vec![(key.to_owned(), Some(vec![1]))],
+            ..Commit::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_the_store_refuses_fails_alone_not_the_batch_it_was_in() {
+        let (release, held) = mpsc::channel();
+        let store = Arc::new(HeldFirst {
+            release: Mutex::new(Some(held)),
+            ..HeldFirst::default()
+        });
+        let commits = GroupCommit::start(store.clone());
+        let first = commits.submit(put("first"));
+        while !store.entered.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Queued while the first write is held: one batch, with an empty key among them.
+        let batch = [put("a"), put(""), put("b")].map(|commit| commits.submit(commit));
+        release.send(()).unwrap();
+        assert!(first.await.0.is_ok());
+        let [a, refused, b] = batch;
+        assert!(a.await.0.is_ok());
+        assert!(matches!(
+            refused.await.0,
+            Err(Error::Store(StoreError::InvalidKey { .. }))
+        ));
+        assert!(b.await.0.is_ok());
+        for key in ["first", "a", "b"] {
+            assert_eq!(store.progress(key).unwrap(), Some(vec![1]), "{key}");
+        }
+        assert_eq!(commits.stats().commits, 3);
     }
 }

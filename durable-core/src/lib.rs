@@ -57,7 +57,7 @@ pub use durable_macros::{activity, deterministic, orchestrator};
 pub use durable_store::{Durability, FjallStore, Store, StoreError};
 pub use error::{ActivityError, Error, SubOrchestrationError, Timeout};
 pub use group_commit::CommitStats;
-pub use handle::{Activity, Orchestrator};
+pub use handle::{Activity, BoxFuture, Orchestrator};
 pub use join::{Either, JoinAll, Select2, WhenAny};
 pub use orchestration_context::OrchestrationContext;
 pub use payload::{PayloadError, PayloadTooLarge};

@@ -63,6 +63,29 @@ pub(crate) fn check_size(
     })
 }
 
+/// `failure`, or in its place a `TooLarge` failure when its message and error value
+/// (`what` names them) are over `limit` together.
+pub(crate) fn fit_failure(
+    what: impl FnOnce() -> String,
+    failure: Failure,
+    limit: usize,
+) -> Failure {
+    let value = match &failure.kind {
+        FailureKind::Returned { payload } => payload.len(),
+        _ => 0,
+    };
+    let size = failure.message.len() + value;
+    if size <= limit {
+        return failure;
+    }
+    PayloadTooLarge {
+        what: what(),
+        size,
+        limit,
+    }
+    .failure()
+}
+
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PayloadError> {
     postcard::to_allocvec(value).map_err(|e| PayloadError {
         type_name: std::any::type_name::<T>(),

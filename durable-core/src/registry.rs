@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use durable_store::{Failure, FailureKind};
 
+use crate::Unregistered;
 use crate::handle::{Activity, BoxFuture, Orchestrator};
 use crate::payload::{self, PayloadError};
 use crate::{ActivityContext, OrchestrationContext};
@@ -90,6 +91,35 @@ impl Registry {
 
     pub(crate) fn state<T: Send + Sync + 'static>(&self) -> Option<&T> {
         self.state.get(&TypeId::of::<T>())?.downcast_ref()
+    }
+}
+
+/// The failure of a call to activity `name`, which this runtime does not have, under
+/// `policy`.
+pub(crate) fn unregistered_activity(name: &str, policy: Unregistered) -> Failure {
+    unregistered(format!("activity `{name}`"), name, policy, "activity")
+}
+
+/// The failure of an instance or call that needs version `version` of orchestrator
+/// `name`, which this runtime does not have, under `policy`.
+pub(crate) fn unregistered_orchestrator(name: &str, version: u32, policy: Unregistered) -> Failure {
+    let what = match version {
+        1 => format!("orchestrator `{name}`"),
+        _ => format!("version {version} of orchestrator `{name}`"),
+    };
+    unregistered(what, name, policy, "orchestrator")
+}
+
+fn unregistered(what: String, name: &str, policy: Unregistered, method: &str) -> Failure {
+    let resume = match policy {
+        Unregistered::Wait => "register it and restart the runtime to resume".to_string(),
+        Unregistered::Fail => format!("add it with `RuntimeBuilder::{method}`"),
+    };
+    Failure {
+        message: format!("{what} is not registered with this runtime; {resume}"),
+        kind: FailureKind::Unregistered {
+            name: name.to_string(),
+        },
     }
 }
 

@@ -343,16 +343,12 @@ impl ReplayState {
     }
 
     pub(crate) fn continue_as_new(&mut self, input: Vec<u8>, latest_version: bool) {
-        let name = &self.orchestrator;
-        let what = || format!("the input of the next generation of `{name}`");
-        match payload::check_size(what, &input, self.max_payload) {
-            Ok(()) => {
-                self.continue_as_new.get_or_insert((input, latest_version));
-            }
-            Err(too_large) => {
-                self.fatal
-                    .get_or_insert(Outcome::Failed(too_large.failure()));
-            }
+        let name = self.orchestrator.clone();
+        if self.fits(
+            move || format!("the input of the next generation of `{name}`"),
+            &input,
+        ) {
+            self.continue_as_new.get_or_insert((input, latest_version));
         }
     }
 
@@ -682,15 +678,19 @@ impl Execution {
         if let Some(fatal) = state.fatal.clone() {
             return fatal;
         }
+        let error_of = || format!("the error of orchestrator `{}`", state.orchestrator);
         match polled {
-            Err(panic) => Outcome::Failed(Failure {
-                kind: FailureKind::Panicked,
-                message: format!(
-                    "orchestrator `{}` panicked: {}",
-                    state.orchestrator,
-                    panic_message(&*panic)
-                ),
-            }),
+            Err(panic) => {
+                let failure = Failure {
+                    kind: FailureKind::Panicked,
+                    message: format!(
+                        "orchestrator `{}` panicked: {}",
+                        state.orchestrator,
+                        panic_message(&*panic)
+                    ),
+                };
+                Outcome::Failed(payload::fit_failure(error_of, failure, state.max_payload))
+            }
             Ok(Poll::Ready(result)) => {
                 if let Some(step) = state.steps.get(state.next_seq as usize) {
                     return nondeterminism(format!(
@@ -707,7 +707,9 @@ impl Execution {
                             Err(too_large) => Outcome::Failed(too_large.failure()),
                         }
                     }
-                    Err(failure) => Outcome::Failed(failure),
+                    Err(failure) => {
+                        Outcome::Failed(payload::fit_failure(error_of, failure, state.max_payload))
+                    }
                 }
             }
             Ok(Poll::Pending) => {

@@ -106,6 +106,8 @@ impl RetryPolicy {
     }
 
     /// Retries only errors for which `predicate` is true; others fail the call at once.
+    /// (Errors another attempt cannot mend are never retried; see
+    /// [`ActivityError::is_retryable`].)
     pub fn retry_if(
         mut self,
         predicate: impl Fn(&ActivityError) -> bool + Send + Sync + 'static,
@@ -128,7 +130,9 @@ impl RetryPolicy {
     }
 
     fn should_retry(&self, error: &ActivityError, attempt: u32) -> bool {
-        attempt < self.max_attempts && self.retry_if.as_ref().is_none_or(|f| f(error))
+        attempt < self.max_attempts
+            && error.is_retryable()
+            && self.retry_if.as_ref().is_none_or(|f| f(error))
     }
 }
 
@@ -136,7 +140,8 @@ impl OrchestrationContext {
     /// Calls an activity and retries it by `policy` when it fails: the waits are durable
     /// timers, every attempt shares the call's idempotency key, and
     /// [`ActivityContext::attempt`](crate::ActivityContext::attempt) counts the attempts.
-    /// Returns the first success, or the last attempt's error.
+    /// Returns the first success, or the last attempt's error. An error no attempt can
+    /// mend (see [`ActivityError::is_retryable`]) is returned at once.
     #[track_caller]
     pub fn call_with_retry<A: Activity>(
         &self,

@@ -18,8 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use durable_store::{
-    ActivityTask, Commit, Event, Failure, FailureKind, InstanceRecord, Status, Store, WorkId,
-    WorkItem,
+    ActivityTask, Commit, Event, Failure, InstanceRecord, Status, Store, WorkId, WorkItem,
 };
 use lru::LruCache;
 use tokio::sync::{Notify, Semaphore, oneshot};
@@ -31,7 +30,7 @@ use crate::client::Client;
 use crate::clock::{Clock, SystemClock, millis};
 use crate::group_commit::{CommitStats, GroupCommit};
 use crate::handle::{Activity, Orchestrator};
-use crate::registry::Registry;
+use crate::registry::{Registry, unregistered_activity};
 use crate::replay::Execution;
 
 /// How long a turn or an activity result waits before retrying a failed store write.
@@ -183,6 +182,7 @@ impl RuntimeBuilder {
             activities: Semaphore::new(self.activity_concurrency),
             turns: Arc::new(Semaphore::new(self.orchestrator_concurrency)),
             waiters: Mutex::new(HashMap::new()),
+            waiting_for_code: Mutex::new(HashMap::new()),
             starting: Mutex::new(HashSet::new()),
             started: Notify::new(),
             tracker: TaskTracker::new(),
@@ -330,6 +330,9 @@ pub(crate) struct Shared {
     pub(crate) activities: Semaphore,
     turns: Arc<Semaphore>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    /// Suspended instances that wait for an activity this runtime does not have: resuming
+    /// one stalls it with this failure.
+    pub(crate) waiting_for_code: Mutex<HashMap<String, Failure>>,
     /// Instance ids whose creation is being committed, so concurrent starts of one id
     /// create it once.
     pub(crate) starting: Mutex<HashSet<String>>,
@@ -363,7 +366,7 @@ impl Shared {
 
     /// Whether the runtime takes no more work: it is shutting down, or halted because
     /// the store refuses every write.
-    pub(crate) fn is_shutting_down(&self) -> bool {
+    pub(crate) fn takes_no_work(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst) || self.commits.halted().is_some()
     }
 
@@ -419,33 +422,50 @@ impl Shared {
             }
         }
         // Stalled instances get another chance with this code: they are running again
-        // until their next turn says otherwise. Those waiting for a missing activity stall
-        // (again), their tasks kept; the tasks of finished instances fail as usual.
+        // until their next turn says otherwise. One that waits for a missing activity
+        // stalls (again), its task kept, or, if suspended, stalls when resumed. The tasks
+        // of finished instances and of earlier generations (a race lost before a
+        // continue-as-new) hold nothing up: they fail as usual, their results dropped.
         let mut stalled = Vec::new();
+        let mut fail_anyway = Vec::new();
         for (id, mut record) in self.store.instances()? {
-            let waiting = missing.remove(&id);
-            match (&record.status, waiting) {
-                (Status::Suspended { .. }, _) => {
-                    lock(&self.instances).entry(id).or_default().suspended = true;
+            let live = !record.status.is_terminal();
+            let (waiting, others): (Vec<_>, Vec<_>) = missing
+                .remove(&id)
+                .unwrap_or_default()
+                .into_iter()
+                .partition(|(_, task)| live && task.generation == record.generation);
+            fail_anyway.extend(others);
+            let waiting_for = waiting
+                .first()
+                .map(|(_, task)| unregistered_activity(&task.activity, Unregistered::Wait));
+            match (&record.status, waiting_for) {
+                (Status::Suspended { .. }, waiting_for) => {
+                    lock(&self.instances)
+                        .entry(id.clone())
+                        .or_default()
+                        .suspended = true;
+                    if let Some(failure) = waiting_for {
+                        lock(&self.waiting_for_code).insert(id, failure);
+                    }
                 }
-                (status, Some(tasks)) if !status.is_terminal() => {
-                    let failure = unregistered_activity(&tasks[0].1.activity, Unregistered::Wait);
+                (_, Some(failure)) => {
                     tracing::error!(instance = id, error = %failure.message, "instance stalled");
                     record.status = Status::Stalled { failure };
                     redelivered.instances.push((id.clone(), record));
                     lock(&self.instances).entry(id).or_default().stalled = true;
                 }
-                (status, waiting) => {
-                    missing.extend(waiting.map(|tasks| (id.clone(), tasks)));
-                    if let Status::Stalled { .. } = status {
-                        record.status = Status::Running;
-                        redelivered.instances.push((id.clone(), record));
-                        stalled.push(id);
-                    }
+                (Status::Stalled { .. }, None) => {
+                    record.status = Status::Running;
+                    redelivered.instances.push((id.clone(), record));
+                    stalled.push(id);
                 }
+                _ => {}
             }
         }
-        for (id, task) in missing.into_values().flatten() {
+        // Tasks of instances that are gone.
+        fail_anyway.extend(missing.into_values().flatten());
+        for (id, task) in fail_anyway {
             redelivered.enqueued.push((id, WorkItem::Activity(task)));
         }
         let tasks = redelivered.enqueued.clone();
@@ -485,6 +505,23 @@ impl Shared {
         }
     }
 
+    /// Queues `deliveries` for `instance` ahead of the events already waiting, and makes
+    /// sure a turn task will take them.
+    pub(crate) fn deliver_first(
+        self: &Arc<Self>,
+        instance: &str,
+        deliveries: impl IntoIterator<Item = Delivery>,
+    ) {
+        let mut instances = lock(&self.instances);
+        let inbox = instances.entry(instance.to_string()).or_default();
+        inbox.messages.splice(0..0, deliveries);
+        if !inbox.busy {
+            inbox.busy = true;
+            drop(instances);
+            self.spawn_turns(instance.to_string());
+        }
+    }
+
     /// Runs a turn for `instance` even without new events (to retry a stalled instance).
     fn poke(self: &Arc<Self>, instance: String) {
         let mut instances = lock(&self.instances);
@@ -508,7 +545,7 @@ impl Shared {
             let messages = {
                 let mut instances = lock(&self.instances);
                 let inbox = instances.get_mut(&instance).expect("busy inbox exists");
-                let runnable = !self.is_shutting_down();
+                let runnable = !self.takes_no_work();
                 let batch = if runnable {
                     inbox.next_batch()
                 } else {
@@ -583,19 +620,5 @@ impl Shared {
     /// Forgets everything held in memory about `instance` (after a purge).
     pub(crate) fn forget(&self, instance: &str) {
         lock(&self.cache).pop(instance);
-    }
-}
-
-/// The failure of a call to activity `name`, which this runtime does not have.
-pub(crate) fn unregistered_activity(name: &str, policy: Unregistered) -> Failure {
-    let resume = match policy {
-        Unregistered::Wait => "register it and restart the runtime to resume",
-        Unregistered::Fail => "add it with `RuntimeBuilder::activity`",
-    };
-    Failure {
-        message: format!("activity `{name}` is not registered with this runtime; {resume}"),
-        kind: FailureKind::Unregistered {
-            name: name.to_string(),
-        },
     }
 }

@@ -29,7 +29,7 @@ impl Shared {
             let Some(shared) = shared.upgrade() else {
                 return;
             };
-            if shared.is_shutting_down() {
+            if shared.takes_no_work() {
                 return;
             }
             let delivery = Delivery {

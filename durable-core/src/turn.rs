@@ -12,8 +12,9 @@ use durable_store::{
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::registry::{unregistered_activity, unregistered_orchestrator};
 use crate::replay::{Command, Execution, Outcome};
-use crate::runtime::{Cached, Delivery, Shared, lock, unregistered_activity};
+use crate::runtime::{Cached, Delivery, Shared, lock};
 use crate::{Error, Unregistered};
 
 /// What to do once a turn's commit is durable.
@@ -125,9 +126,16 @@ impl Shared {
             return Ok(Plan::Control(Box::new((execution, record))));
         }
         let generation = record.generation;
-        let new: Vec<Event> = messages
+        // Events of this generation go before those for any generation (a client's): on
+        // a recovery, an event raised just before a continue-as-new is delivered before the
+        // new generation's start and the events carried over to it, yet came after them.
+        let (mine, any): (Vec<&Delivery>, Vec<&Delivery>) = messages
             .iter()
             .filter(|d| d.generation.is_none_or(|g| g == generation))
+            .partition(|d| d.generation.is_some());
+        let new: Vec<Event> = mine
+            .into_iter()
+            .chain(any)
             .map(|d| d.event.clone())
             .collect();
         if new.len() < messages.len() {
@@ -507,12 +515,22 @@ impl Shared {
         );
     }
 
-    /// Arms the timers and delivers the messages of a durable commit.
+    /// Arms the timers and delivers the messages of a durable commit. Those `instance`
+    /// sent itself (the start of its next generation and the events it carries over, a
+    /// refused child's failure) go ahead of whatever reached it while the turn ran: they
+    /// happened at the turn.
     fn dispatch(self: &Arc<Self>, instance: &str, generation: u32, after: AfterCommit) {
         for (id, seq, fire_at_ms) in after.timers {
             self.arm_timer(id, instance.to_string(), generation, seq, fire_at_ms);
         }
-        for (target, delivery) in after.deliveries {
+        let (own, others): (Vec<_>, Vec<_>) = after
+            .deliveries
+            .into_iter()
+            .partition(|(target, _)| target == instance);
+        if !own.is_empty() {
+            self.deliver_first(instance, own.into_iter().map(|(_, d)| d));
+        }
+        for (target, delivery) in others {
             self.deliver(target, delivery);
         }
     }
@@ -549,7 +567,13 @@ impl Shared {
                     self.store_held_results(instance, &mut inbox.messages, &mut commit);
                 }
             }
-            _ => record.status = Status::Running,
+            // A suspended instance that waits for missing code stalls when resumed.
+            _ => {
+                record.status = match lock(&self.waiting_for_code).remove(instance) {
+                    Some(failure) => Status::Stalled { failure },
+                    None => Status::Running,
+                }
+            }
         }
         commit.history.push(HistoryAppend {
             instance: instance.to_string(),
@@ -562,17 +586,18 @@ impl Shared {
             .instances
             .push((instance.to_string(), record.clone()));
         self.commits.commit(commit).await?;
+        let stalled_now = matches!(record.status, Status::Stalled { .. });
         if let Some(inbox) = lock(&self.instances).get_mut(instance) {
             inbox.suspended = matches!(record.status, Status::Suspended { .. });
             // A terminated instance is stalled no more: what it held is acknowledged.
-            inbox.stalled &= !terminated_now(&record);
+            inbox.stalled = (inbox.stalled || stalled_now) && !terminated_now(&record);
         }
         self.dispatch(instance, record.generation, after);
-        let terminated = record.status.is_terminal();
-        if let Some(execution) = keep {
+        let stopped = record.status.is_terminal() || stalled_now;
+        if let Some(execution) = keep.filter(|_| !stopped) {
             lock(&self.cache).put(instance.to_string(), Cached { execution, record });
         }
-        if terminated {
+        if stopped {
             self.notify_finished(instance);
         }
         Ok(())
@@ -666,21 +691,4 @@ fn consumed(messages: &[Delivery]) -> Commit {
 
 fn terminated_now(record: &InstanceRecord) -> bool {
     matches!(record.status, Status::Terminated { .. })
-}
-
-/// The failure of an instance or call that needs version `version` of orchestrator `name`,
-/// which this runtime does not have.
-fn unregistered_orchestrator(name: &str, version: u32, policy: Unregistered) -> Failure {
-    let resume = match policy {
-        Unregistered::Wait => "register it and restart the runtime to resume",
-        Unregistered::Fail => "add it with `RuntimeBuilder::orchestrator`",
-    };
-    Failure {
-        message: format!(
-            "version {version} of orchestrator `{name}` is not registered with this runtime; {resume}"
-        ),
-        kind: FailureKind::Unregistered {
-            name: name.to_string(),
-        },
-    }
 }

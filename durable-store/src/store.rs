@@ -66,7 +66,7 @@ pub enum StoreError {
     /// on disk. Drop every handle of the store and open it again (in practice: restart the
     /// process) to write again.
     #[error(
-        "the durable store{} refused further writes after a failed disk write ({detail}); nothing acknowledged is lost, but the process must restart (reopen the store) to continue",
+        "the durable store{} refused further writes after a failed disk write ({detail}); restart the process (reopen the store) to continue: what was acknowledged before the failure is kept (with `Durability::Buffered`, only what was synced)",
         at(.path.as_deref())
     )]
     Poisoned {

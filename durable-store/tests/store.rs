@@ -167,7 +167,7 @@ fn only_io_errors_are_worth_a_retry() {
 }
 
 #[test]
-fn a_poisoned_store_says_to_restart_and_that_nothing_is_lost() {
+fn a_poisoned_store_says_to_restart_and_what_is_kept() {
     let with_path = StoreError::Poisoned {
         path: Some("/data/store".into()),
         detail: "the first failure: writing to it: No space left on device".to_owned(),
@@ -175,8 +175,9 @@ fn a_poisoned_store_says_to_restart_and_that_nothing_is_lost() {
     assert_eq!(
         with_path.to_string(),
         "the durable store at `/data/store` refused further writes after a failed disk write \
-         (the first failure: writing to it: No space left on device); nothing acknowledged \
-         is lost, but the process must restart (reopen the store) to continue"
+         (the first failure: writing to it: No space left on device); restart the process \
+         (reopen the store) to continue: what was acknowledged before the failure is kept \
+         (with `Durability::Buffered`, only what was synced)"
     );
     let without = StoreError::Poisoned {
         path: None,

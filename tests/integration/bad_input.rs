@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use durable_core::record::{Event, FailureKind, Status};
+use durable_core::record::{Event, FailureKind, Status, WorkItem};
 use durable_core::{
     ActivityContext, Error, FjallStore, InstanceStatus, OrchestrationContext, RetryPolicy, Store,
     StoreError, Unregistered, activity, orchestrator,
@@ -479,6 +479,120 @@ fn an_activity_no_longer_registered_stalls_its_instances_until_it_is_back() {
             "{id}: no call failed while the activity was missing: {history:?}"
         );
     }
+}
+
+#[test]
+fn a_suspended_instance_waiting_for_a_missing_activity_stalls_when_resumed() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = gated(&store, false)
+            .orchestrator(gated_chain)
+            .start()
+            .await
+            .unwrap();
+        let instance = runtime
+            .client()
+            .start(gated_chain, "suspended", 4)
+            .await
+            .unwrap();
+        crate::patterns::wait_for(&store, "suspended", |h| {
+            h.iter()
+                .filter(|e| matches!(e, Event::ActivityScheduled { .. }))
+                .count()
+                == 2
+        })
+        .await;
+        instance.suspend("maintenance").await.unwrap();
+        while !matches!(
+            instance.status().await.unwrap(),
+            InstanceStatus::Suspended(_)
+        ) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    lifetime(async {
+        // The deploy dropped `wait_at_gate`; the instance stays suspended until resumed.
+        let runtime = builder(store.clone())
+            .orchestrator(gated_chain)
+            .start()
+            .await
+            .unwrap();
+        let instance = runtime.client().instance(gated_chain, "suspended");
+        assert!(matches!(
+            instance.status().await.unwrap(),
+            InstanceStatus::Suspended(_)
+        ));
+        instance.resume().await.unwrap();
+        let err = instance.wait(WAIT).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Stalled { failure, .. }
+                if failure.kind == FailureKind::Unregistered { name: "wait_at_gate".into() }),
+            "{err:?}"
+        );
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        let runtime = gated(&store, true)
+            .orchestrator(gated_chain)
+            .start()
+            .await
+            .unwrap();
+        let instance = runtime.client().instance(gated_chain, "suspended");
+        assert_eq!(instance.wait(WAIT).await.unwrap(), 8 + 2000);
+        runtime.shutdown().await;
+    });
+}
+
+/// Generation 0 races the gated activity against a timer, loses it to the timer, and
+/// continues as new; generation 1 waits for `go`.
+#[orchestrator]
+async fn outlives_its_race(ctx: OrchestrationContext, generation: u32) -> Result<u32, String> {
+    if generation == 0 {
+        let slow = ctx.call(wait_at_gate, 1);
+        ctx.select2(slow, ctx.sleep(Duration::from_millis(10)))
+            .await;
+        return ctx.continue_as_new(1_u32).await;
+    }
+    ctx.wait_event::<()>("go").await;
+    Ok(generation)
+}
+
+#[test]
+fn a_missing_activity_of_an_earlier_generation_holds_nothing_up() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = gated(&store, false)
+            .orchestrator(outlives_its_race)
+            .start()
+            .await
+            .unwrap();
+        runtime
+            .client()
+            .start(outlives_its_race, "raced", 0)
+            .await
+            .unwrap();
+        // Generation 1 has started and waits for `go`.
+        crate::patterns::wait_for(&store, "raced", |h| {
+            !h.is_empty() && store.instance("raced").unwrap().unwrap().generation == 1
+        })
+        .await;
+        // The lost race's task is still queued.
+        assert!(store.work_items().unwrap().iter().any(
+            |(_, item)| matches!(item, WorkItem::Activity(task) if task.activity == "wait_at_gate")
+        ));
+    });
+    lifetime(async {
+        // The deploy dropped `wait_at_gate`, which generation 1 never calls.
+        let runtime = builder(store.clone())
+            .orchestrator(outlives_its_race)
+            .start()
+            .await
+            .unwrap();
+        let instance = runtime.client().instance(outlives_its_race, "raced");
+        instance.raise_event("go", &()).await.unwrap();
+        assert_eq!(instance.wait(WAIT).await.unwrap(), 1);
+        runtime.shutdown().await;
+    });
 }
 
 #[test]

@@ -331,39 +331,51 @@ async fn ten_thousand_generations_keep_one_generation_of_history() {
     runtime.shutdown().await;
 }
 
-/// Adds one `add` event per generation to its total, until `count` were added.
+/// Takes one `add` event per generation, keeping them in order, until it has ten.
 #[orchestrator]
-async fn summing(ctx: OrchestrationContext, (count, total): (u32, u64)) -> Result<u64, String> {
-    if count == 5 {
-        return Ok(total);
+async fn collecting(ctx: OrchestrationContext, taken: Vec<u64>) -> Result<Vec<u64>, String> {
+    if taken.len() == 10 {
+        return Ok(taken);
     }
     let n = ctx.wait_event::<u64>("add").await;
-    ctx.continue_as_new((count + 1, total + n)).await
+    let mut taken = taken;
+    taken.push(n);
+    ctx.continue_as_new(taken).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_that_arrive_together_each_reach_a_generation_of_continue_as_new() {
+async fn events_a_generation_did_not_take_reach_the_next_ones_in_order() {
     let (_dir, store) = store();
     let runtime = builder(store.clone())
-        .orchestrator(summing)
+        .orchestrator(collecting)
         .start()
         .await
         .unwrap();
     let instance = runtime
         .client()
-        .start(summing, "summing", (0, 0))
+        .start(collecting, "collecting", Vec::new())
         .await
         .unwrap();
-    wait_for(&store, "summing", |h| !h.is_empty()).await;
-    // While suspended, the events queue up: the next turn takes all five at once, and its
-    // generation takes one of them.
+    wait_for(&store, "collecting", |h| !h.is_empty()).await;
+    // While suspended, the events queue up: the next turn takes the first five at once,
+    // its generation one of them, and the rest are carried over generation by
+    // generation, while five more arrive as the generations turn over.
     instance.suspend("batching").await.unwrap();
     for n in 1..=5_u64 {
-        instance.raise_event("add", &(n * 10)).await.unwrap();
+        instance.raise_event("add", &n).await.unwrap();
     }
     instance.resume().await.unwrap();
-    assert_eq!(instance.wait(WAIT).await.unwrap(), 150);
-    assert_eq!(store.instance("summing").unwrap().unwrap().generation, 5);
+    for n in 6..=10_u64 {
+        instance.raise_event("add", &n).await.unwrap();
+    }
+    assert_eq!(
+        instance.wait(WAIT).await.unwrap(),
+        (1..=10).collect::<Vec<u64>>()
+    );
+    assert_eq!(
+        store.instance("collecting").unwrap().unwrap().generation,
+        10
+    );
     assert_eq!(store.work_items().unwrap(), vec![]);
     runtime.shutdown().await;
 }
@@ -461,7 +473,7 @@ async fn an_unregistered_sub_orchestration_fails_the_call_when_so_configured() {
         .unwrap();
     assert_eq!(
         out,
-        "true: version 1 of orchestrator `never_registered` is not registered with this runtime; \
+        "true: orchestrator `never_registered` is not registered with this runtime; \
          add it with `RuntimeBuilder::orchestrator`"
     );
     runtime.shutdown().await;

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use durable_core::record::{Event, FailureKind, Status};
+use durable_core::record::{Event, Failure, FailureKind, Status};
 use durable_core::{
-    ActivityContext, DEFAULT_MAX_PAYLOAD_BYTES, Error, OrchestrationContext, Store, activity,
-    orchestrator,
+    ActivityContext, DEFAULT_MAX_PAYLOAD_BYTES, Error, OrchestrationContext, RetryPolicy, Store,
+    activity, orchestrator,
 };
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,29 @@ async fn blob_of(_ctx: ActivityContext, size: usize) -> Result<Vec<u8>, String> 
 #[activity]
 async fn length(_ctx: ActivityContext, blob: Vec<u8>) -> Result<usize, String> {
     Ok(blob.len())
+}
+
+/// Fails with an error message of `size` bytes.
+#[activity]
+async fn fails_long(_ctx: ActivityContext, size: usize) -> Result<(), String> {
+    Err("x".repeat(size))
+}
+
+/// Calls `fails_long(size)`, or fails itself with such an error; says how the call ended.
+#[orchestrator]
+async fn long_errors(
+    ctx: OrchestrationContext,
+    (size, own): (usize, bool),
+) -> Result<String, String> {
+    if own {
+        return Err("y".repeat(size));
+    }
+    let e = ctx.call(fails_long, size).await.unwrap_err();
+    Ok(format!(
+        "too large: {}; {}",
+        matches!(e.failure().kind, FailureKind::TooLarge { .. }),
+        e.message()
+    ))
 }
 
 /// Saves a checkpoint of `size` bytes; says what `save_progress` answered.
@@ -93,6 +116,20 @@ async fn fetches(ctx: OrchestrationContext, size: usize) -> Result<String, Strin
     }
 }
 
+/// Calls `blob_of(size)` with up to five attempts; says on which attempt it gave up.
+#[orchestrator]
+async fn fetches_with_retry(ctx: OrchestrationContext, size: usize) -> Result<String, String> {
+    let policy = RetryPolicy::fixed(5, Duration::from_millis(1));
+    match ctx.call_with_retry(blob_of, size, policy).await {
+        Ok(blob) => Ok(format!("got {}", blob.len())),
+        Err(e) => Ok(format!(
+            "gave up on attempt {}, retryable: {}",
+            e.attempt(),
+            e.is_retryable()
+        )),
+    }
+}
+
 #[orchestrator]
 async fn saves(ctx: OrchestrationContext, size: usize) -> Result<String, String> {
     Ok(ctx.call(checkpoint, size).await?)
@@ -121,10 +158,22 @@ fn largest_payload(history: &[Event]) -> usize {
             Event::Recorded { value, .. } => value.len(),
             Event::EventRaised { payload, .. } => payload.len(),
             Event::CustomStatusSet { status } => status.len(),
+            Event::ActivityFailed { failure, .. }
+            | Event::SubOrchestrationFailed { failure, .. }
+            | Event::Failed { failure } => failure_size(failure),
             _ => 0,
         })
         .max()
         .unwrap_or(0)
+}
+
+/// The bytes a failure stores: its message and its error value.
+fn failure_size(failure: &Failure) -> usize {
+    let value = match &failure.kind {
+        FailureKind::Returned { payload } => payload.len(),
+        _ => 0,
+    };
+    failure.message.len() + value
 }
 
 fn limited(store: durable_core::FjallStore) -> durable_core::RuntimeBuilder {
@@ -134,6 +183,9 @@ fn limited(store: durable_core::FjallStore) -> durable_core::RuntimeBuilder {
         .orchestrator(makes_big)
         .orchestrator(fetches)
         .orchestrator(saves)
+        .orchestrator(long_errors)
+        .activity(fails_long)
+        .orchestrator(fetches_with_retry)
         .activity(blob_of)
         .activity(length)
         .activity(checkpoint)
@@ -207,6 +259,82 @@ async fn an_activity_output_over_the_limit_fails_the_call_and_the_orchestrator_h
     let small = client.start(fetches, "fetch-small", 100).await.unwrap();
     assert_eq!(small.wait(WAIT).await.unwrap(), "got 100");
     assert!(largest_payload(&store.history("fetch-big").unwrap()) <= LIMIT);
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_over_the_limit_is_not_retried_as_it_would_fail_again() {
+    let (_dir, store) = store();
+    let runtime = limited(store).start().await.unwrap();
+    let out = runtime
+        .client()
+        .start(fetches_with_retry, "retry-big", BIG)
+        .await
+        .unwrap()
+        .wait(WAIT)
+        .await
+        .unwrap();
+    assert_eq!(out, "gave up on attempt 1, retryable: false");
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_over_the_limit_are_stored_as_too_large_in_their_place() {
+    let (_dir, store) = store();
+    let runtime = limited(store.clone()).start().await.unwrap();
+    let client = runtime.client();
+    let out = client
+        .start(long_errors, "activity-error", (BIG, false))
+        .await
+        .unwrap()
+        .wait(WAIT)
+        .await
+        .unwrap();
+    assert!(
+        out.starts_with("too large: true; the error of activity `fails_long` is"),
+        "{out}"
+    );
+    let err = client
+        .start(long_errors, "own-error", (BIG, true))
+        .await
+        .unwrap()
+        .wait(WAIT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Failed { failure, .. }
+            if matches!(failure.kind, FailureKind::TooLarge { .. })
+                && failure.message.starts_with("the error of orchestrator `long_errors` is")),
+        "{err:?}"
+    );
+    for id in ["activity-error", "own-error"] {
+        let history = store.history(id).unwrap();
+        assert!(largest_payload(&history) <= LIMIT, "{id}: {history:?}");
+        let record = store.instance(id).unwrap().unwrap();
+        if let Status::Failed { failure } = &record.status {
+            assert!(failure_size(failure) <= LIMIT, "{id}: {failure:?}");
+        }
+    }
+    // A small error is kept as it is.
+    let small = client
+        .start(long_errors, "small-error", (10, true))
+        .await
+        .unwrap()
+        .wait(WAIT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&small, Error::Failed { failure, .. } if failure.message == "y".repeat(10)),
+        "{small:?}"
+    );
+    // So is a reason given to terminate.
+    let waiting = client.start(waits_for_blob, "reasons", ()).await.unwrap();
+    let err = waiting.terminate(&"z".repeat(BIG)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::PayloadTooLarge(e) if e.what == "the reason"),
+        "{err:?}"
+    );
+    waiting.terminate("short").await.unwrap();
     runtime.shutdown().await;
 }
 
