@@ -136,14 +136,16 @@ impl RuntimeBuilder {
 
     /// The largest payload, in encoded bytes, that instances may store (default:
     /// [`DEFAULT_MAX_PAYLOAD_BYTES`], 2 MiB): an input or output of an orchestrator or
-    /// activity, an event, a custom status, a recorded value, a progress checkpoint.
+    /// activity, an event, a custom status, a recorded value, a progress checkpoint, a
+    /// terminate or suspend reason. An error (its value and message together) over it is
+    /// stored as a `TooLarge` failure in its place.
     /// Every payload is kept in the store, and an instance's input is rewritten with
     /// each of its turns, so large data is better passed by reference.
     ///
     /// A larger payload is refused where it is made, and nothing of it is written: the
     /// client call returns [`Error::PayloadTooLarge`]; an activity's output fails the
-    /// call (an [`ActivityError`](crate::ActivityError) the orchestrator may handle); a
-    /// payload the orchestrator makes fails the instance. Either carries
+    /// call (an [`ActivityError`](crate::ActivityError) the orchestrator may handle, which
+    /// retry policies do not retry); a payload the orchestrator makes fails the instance. Either carries
     /// [`FailureKind::TooLarge`](crate::record::FailureKind::TooLarge).
     pub fn max_payload_bytes(mut self, limit: usize) -> Self {
         self.max_payload = limit;
