@@ -82,7 +82,10 @@ enum Oversized {
 }
 
 #[orchestrator]
-async fn makes_big(ctx: OrchestrationContext, place: Oversized) -> Result<Vec<u8>, String> {
+async fn makes_big(
+    ctx: OrchestrationContext,
+    (place, _padding): (Oversized, Vec<u8>),
+) -> Result<Vec<u8>, String> {
     // A small step first: what went before the oversized payload is kept.
     let small = ctx.call(length, vec![1; 10]).await?;
     let big = vec![9_u8; BIG];
@@ -97,7 +100,7 @@ async fn makes_big(ctx: OrchestrationContext, place: Oversized) -> Result<Vec<u8
             ctx.side_effect(|| big);
         }
         Oversized::CustomStatus => ctx.set_custom_status(&big),
-        Oversized::ContinueAsNewInput => return ctx.continue_as_new(big).await,
+        Oversized::ContinueAsNewInput => return ctx.continue_as_new((place, big)).await,
         Oversized::Output => return Ok(big),
     }
     Ok(vec![small as u8])
@@ -135,12 +138,16 @@ async fn saves(ctx: OrchestrationContext, size: usize) -> Result<String, String>
     Ok(ctx.call(checkpoint, size).await?)
 }
 
-/// Passes a 2 KiB blob to an activity, then waits for an event.
+/// Passes a 2 KiB blob to an activity and a child, records one and sets one as its
+/// status, then waits for an event.
 #[orchestrator]
 async fn passes_blob_then_waits(ctx: OrchestrationContext, _: ()) -> Result<usize, String> {
     let n = ctx.call(length, vec![3; BIG]).await?;
+    let m = ctx.sub_orchestration(echo, vec![4; BIG]).await?;
+    let recorded = ctx.side_effect(|| vec![5_u8; BIG]);
+    ctx.set_custom_status(&vec![6_u8; BIG]);
     ctx.wait_event::<()>("go").await;
-    Ok(n)
+    Ok(n + m + recorded.len())
 }
 
 /// The largest payload any event of `history` carries.
@@ -378,7 +385,7 @@ async fn a_payload_over_the_limit_made_by_an_orchestrator_fails_it_and_is_never_
     for (place, what) in places {
         let id = format!("{place:?}");
         let err = client
-            .start(makes_big, id.clone(), place)
+            .start(makes_big, id.clone(), (place, Vec::new()))
             .await
             .unwrap()
             .wait(WAIT)
@@ -425,6 +432,7 @@ fn lowering_the_limit_does_not_fail_instances_over_payloads_already_recorded() {
     lifetime(async {
         let runtime = builder(store.clone())
             .orchestrator(passes_blob_then_waits)
+            .orchestrator(echo)
             .activity(length)
             .start()
             .await
@@ -436,16 +444,16 @@ fn lowering_the_limit_does_not_fail_instances_over_payloads_already_recorded() {
             .await
             .unwrap();
         crate::patterns::wait_for(&store, "old", |h| {
-            h.iter()
-                .any(|e| matches!(e, Event::ActivityCompleted { .. }))
+            h.iter().any(|e| matches!(e, Event::CustomStatusSet { .. }))
         })
         .await;
         runtime.shutdown().await;
     });
     lifetime(async {
-        // The new limit is lower than the recorded activity input: replaying it is fine.
+        // The new limit is lower than the payloads recorded: replaying them is fine.
         let runtime = builder(store.clone())
             .orchestrator(passes_blob_then_waits)
+            .orchestrator(echo)
             .activity(length)
             .max_payload_bytes(LIMIT)
             .start()
@@ -453,7 +461,7 @@ fn lowering_the_limit_does_not_fail_instances_over_payloads_already_recorded() {
             .unwrap();
         let instance = runtime.client().instance(passes_blob_then_waits, "old");
         instance.raise_event("go", &()).await.unwrap();
-        assert_eq!(instance.wait(WAIT).await.unwrap(), BIG);
+        assert_eq!(instance.wait(WAIT).await.unwrap(), 3 * BIG);
         assert_eq!(runtime.replay_count(), 1);
         runtime.shutdown().await;
     });
