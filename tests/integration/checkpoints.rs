@@ -18,9 +18,8 @@
 //!   failed after the write), and every later one fails and writes nothing, as fjall
 //!   refuses every write after a failed one.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durable_core::record::{Event, Status, WorkItem};
@@ -31,7 +30,7 @@ use durable_core::{
 use durable_store::{Call, FaultSwitch, FaultyStore};
 use serde::{Deserialize, Serialize};
 
-use crate::common::lifetime;
+use crate::common::{Disk, EffectLedger, Step, lifetime, step};
 
 /// The workflow's instance id.
 const ID: &str = "tour";
@@ -57,20 +56,6 @@ const WAIT: Duration = Duration::from_secs(20);
 struct Round {
     generation: u32,
     n: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Step {
-    /// The logical effect: unique in the whole workflow.
-    name: String,
-    value: u64,
-}
-
-fn step(name: impl Into<String>, value: u64) -> Step {
-    Step {
-        name: name.into(),
-        value,
-    }
 }
 
 /// What `effect` computes.
@@ -123,94 +108,21 @@ fn child_output() -> u64 {
     f(sum + APPROVAL)
 }
 
-/// Every logical effect of the workflow, sorted.
+/// Every logical effect of the workflow.
 fn expected_effects() -> Vec<String> {
     let mut names = vec!["g0-a".to_string(), "g0-b".to_string()];
     names.extend((0..FAN).map(|i| format!("g0-fan-{i}")));
     names.extend(["leaf", "g1-a", "g1-b"].map(String::from));
-    names.sort();
     names
 }
 
-/// What the activities did, across the lifetimes of one case.
-#[derive(Debug, Default)]
-struct Ledger {
-    /// Logical effects applied, by idempotency key: one entry per execution.
-    runs: Mutex<BTreeMap<String, Vec<String>>>,
-    /// Activities that ran without their task in the store.
-    unwritten: Mutex<Vec<String>>,
-}
-
-impl Ledger {
-    /// Checks that every effect of the workflow was applied, each under exactly one
-    /// idempotency key, and that no key carried two different effects. Executions of a
-    /// key after its first are redeliveries (activities run at least once) and are
-    /// returned.
-    fn assert_exactly_once(&self, case: &str) -> usize {
-        let runs = self.runs.lock().unwrap();
-        let mut keys_by_effect: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        let mut reruns = 0;
-        for (key, applied) in runs.iter() {
-            let first = &applied[0];
-            assert!(
-                applied.iter().all(|name| name == first),
-                "{case}: idempotency key {key} carried different effects: {applied:?}"
-            );
-            keys_by_effect.entry(first).or_default().push(key);
-            reruns += applied.len() - 1;
-        }
-        let found: Vec<&str> = keys_by_effect.keys().copied().collect();
-        assert_eq!(
-            found,
-            expected_effects(),
-            "{case}: the effects applied (ledger: {runs:?})"
-        );
-        for (name, keys) in &keys_by_effect {
-            assert_eq!(
-                keys.len(),
-                1,
-                "{case}: effect {name} was applied under several idempotency keys {keys:?}: deduplicating by key applies it more than once"
-            );
-        }
-        let unwritten = self.unwritten.lock().unwrap();
-        assert!(
-            unwritten.is_empty(),
-            "{case}: activities ran before their task was written: {unwritten:?}"
-        );
-        reruns
-    }
-}
-
-/// The fjall store of the running lifetime, under the faults: what really was written.
-#[derive(Debug)]
-struct Disk(FjallStore);
-
-/// The workflow's only side effect, recorded under its idempotency key. It first checks
-/// that its own task is on disk: the runtime may run only what it has written.
+/// The workflow's only side effect, recorded in the ledger under its idempotency key
+/// (which checks that its task is on the disk of the running lifetime first).
 #[activity]
 async fn effect(ctx: ActivityContext, step: Step) -> Result<u64, String> {
-    let ledger = ctx.state::<Arc<Ledger>>();
-    let key = ctx.idempotency_key().to_string();
-    let written = ctx
-        .state::<Disk>()
-        .0
-        .work_items()
-        .unwrap()
-        .iter()
-        .any(|(_, item)| {
-            matches!(item, WorkItem::Activity(task)
-            if format!("{}/{}/{}", task.instance, task.generation, task.key_seq) == key)
-        });
-    if !written {
-        ledger.unwritten.lock().unwrap().push(key.clone());
-    }
-    ledger
-        .runs
-        .lock()
-        .unwrap()
-        .entry(key)
-        .or_default()
-        .push(step.name);
+    let disk = &ctx.state::<Disk>().0;
+    ctx.state::<Arc<EffectLedger>>()
+        .record(&ctx, disk, step.name);
     Ok(f(step.value))
 }
 
@@ -270,7 +182,7 @@ impl Stores {
     }
 }
 
-fn builder(stores: &Stores, ledger: &Arc<Ledger>) -> RuntimeBuilder {
+fn builder(stores: &Stores, ledger: &Arc<EffectLedger>) -> RuntimeBuilder {
     Runtime::builder(stores.faulty.clone())
         .orchestrator(tour)
         .orchestrator(leaf)
@@ -291,7 +203,7 @@ enum End {
 /// it), raises the event when the workflow waits for it and nobody raised it yet, and
 /// waits for the output. Returns as soon as a fault is injected: the caller's tokio
 /// runtime is then dropped, which is the crash.
-async fn live(stores: &Stores, ledger: &Arc<Ledger>, case: &str) -> End {
+async fn live(stores: &Stores, ledger: &Arc<EffectLedger>, case: &str) -> End {
     let crashed = async {
         while stores.injected() == 0 {
             tokio::time::sleep(POLL).await;
@@ -316,7 +228,7 @@ async fn live(stores: &Stores, ledger: &Arc<Ledger>, case: &str) -> End {
 
 /// The process's work, as a user would write it. A client call that fails because of an
 /// injected fault waits for the crash; any other failure is a bug.
-async fn drive(stores: &Stores, ledger: &Arc<Ledger>, case: &str) -> (u64, Runtime) {
+async fn drive(stores: &Stores, ledger: &Arc<EffectLedger>, case: &str) -> (u64, Runtime) {
     let runtime = match builder(stores, ledger).start().await {
         Ok(runtime) => runtime,
         Err(e) => return doomed(stores, e, case).await,
@@ -401,7 +313,7 @@ fn describe(disk: &FjallStore) -> String {
 /// Checks what the store holds once the workflow finished: the instance and its child
 /// completed with their outputs and whole histories, the second generation's history
 /// holds its two steps, and nothing is left in the queue or in progress checkpoints.
-fn assert_settled(disk: &FjallStore, ledger: &Ledger, case: &str) {
+fn assert_settled(disk: &FjallStore, ledger: &EffectLedger, case: &str) {
     let all = describe(disk);
     let instances = disk.instances().unwrap();
     assert_eq!(instances.len(), 2, "{case}: the instances: {all}");
@@ -431,9 +343,9 @@ fn assert_settled(disk: &FjallStore, ledger: &Ledger, case: &str) {
         }
     }
     assert_eq!(disk.work_items().unwrap(), vec![], "{case}: work left");
-    for key in ledger.runs.lock().unwrap().keys() {
+    for key in ledger.keys() {
         assert_eq!(
-            disk.progress(key).unwrap(),
+            disk.progress(&key).unwrap(),
             None,
             "{case}: progress of {key}"
         );
@@ -443,7 +355,7 @@ fn assert_settled(disk: &FjallStore, ledger: &Ledger, case: &str) {
 /// Runs the workflow once without faults; returns how many commits it made.
 fn clean_run() -> u64 {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Arc::new(Ledger::default());
+    let ledger = Arc::new(EffectLedger::default());
     let case = "without faults";
     let commits = lifetime(async {
         let stores = Stores::open(dir.path(), None, case);
@@ -456,7 +368,7 @@ fn clean_run() -> u64 {
         assert_settled(&stores.disk, &ledger, case);
         commits
     });
-    assert_eq!(ledger.assert_exactly_once(case), 0, "{case}: a rerun");
+    ledger.assert_exactly_once(&expected_effects(), false, case);
     commits
 }
 
@@ -480,7 +392,7 @@ fn crash_at_every_commit(mode: Mode) {
     for k in 1.. {
         let case = format!("commit {k} of {commits}: {mode}");
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Arc::new(Ledger::default());
+        let ledger = Arc::new(EffectLedger::default());
         // The first process: dies at commit k, or finishes if its run makes fewer (or if
         // commit k, written anyway, completed the workflow and the output was read first).
         let first = format!("{case}, first process");
@@ -509,7 +421,7 @@ fn crash_at_every_commit(mode: Mode) {
             runtime.shutdown().await;
             assert_settled(&stores.disk, &ledger, &next);
         });
-        sweep.reruns += ledger.assert_exactly_once(&next);
+        sweep.reruns += ledger.assert_exactly_once(&expected_effects(), true, &next);
     }
     eprintln!(
         "checkpoints ({mode}): N = {commits} commits; died at commit {:?}; {} activity reruns; {:.1?}",

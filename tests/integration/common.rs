@@ -1,11 +1,13 @@
 //! Orchestrators, activities and helpers shared by the runtime tests.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use durable_core::record::WorkItem;
 use durable_core::{
-    ActivityContext, FjallStore, OrchestrationContext, Runtime, RuntimeBuilder, activity,
+    ActivityContext, FjallStore, OrchestrationContext, Runtime, RuntimeBuilder, Store, activity,
     orchestrator,
 };
 use serde::{Deserialize, Serialize};
@@ -40,6 +42,111 @@ pub struct Calls {
 impl Calls {
     pub fn count(&self) -> u32 {
         self.count.load(Ordering::SeqCst)
+    }
+}
+
+/// The fjall store under a `FaultyStore`, as runtime state: what really was written.
+#[derive(Debug)]
+pub struct Disk(pub FjallStore);
+
+/// The input of an activity whose effect a test records in an `EffectLedger`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Step {
+    /// The logical effect: unique in the whole workflow.
+    pub name: String,
+    pub value: u64,
+}
+
+pub fn step(name: impl Into<String>, value: u64) -> Step {
+    Step {
+        name: name.into(),
+        value,
+    }
+}
+
+/// What the activities of a fault-injection test did, kept across the process lifetimes of
+/// one case: each logical effect recorded under the idempotency key it was applied with,
+/// and whether its task was on disk when it ran.
+#[derive(Debug, Default)]
+pub struct EffectLedger {
+    /// Logical effects applied, by idempotency key: one entry per execution.
+    runs: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Keys of activities that ran without their task on disk.
+    unwritten: Mutex<Vec<String>>,
+}
+
+impl EffectLedger {
+    /// Records that the activity of `ctx` applied `effect`, after checking that its own
+    /// task is on `disk`: the runtime may run only what it has written.
+    pub fn record(&self, ctx: &ActivityContext, disk: &FjallStore, effect: String) {
+        let key = ctx.idempotency_key().to_string();
+        let written = disk.work_items().unwrap().iter().any(|(_, item)| {
+            matches!(item, WorkItem::Activity(task)
+                if format!("{}/{}/{}", task.instance, task.generation, task.key_seq) == key)
+        });
+        if !written {
+            self.unwritten.lock().unwrap().push(key.clone());
+        }
+        self.runs
+            .lock()
+            .unwrap()
+            .entry(key)
+            .or_default()
+            .push(effect);
+    }
+
+    /// The idempotency keys activities ran under.
+    pub fn keys(&self) -> Vec<String> {
+        self.runs.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// Checks that the effects applied are exactly `expected`, each under exactly one
+    /// idempotency key, that no key carried two different effects, and that no activity
+    /// ran before its task was written. Executions of a key after its first are
+    /// redeliveries (a process may die after an activity ran and before its result was
+    /// written): a failure unless `allow_reruns`, else counted and returned.
+    pub fn assert_exactly_once(
+        &self,
+        expected: &[String],
+        allow_reruns: bool,
+        case: &str,
+    ) -> usize {
+        let runs = self.runs.lock().unwrap();
+        let mut keys_by_effect: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut reruns = 0;
+        for (key, applied) in runs.iter() {
+            let first = &applied[0];
+            assert!(
+                applied.iter().all(|name| name == first),
+                "{case}: idempotency key {key} carried different effects: {applied:?}"
+            );
+            assert!(
+                allow_reruns || applied.len() == 1,
+                "{case}: idempotency key {key} ran more than once: {applied:?}"
+            );
+            keys_by_effect.entry(first).or_default().push(key);
+            reruns += applied.len() - 1;
+        }
+        let found: Vec<&str> = keys_by_effect.keys().copied().collect();
+        let mut expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        expected.sort_unstable();
+        assert_eq!(
+            found, expected,
+            "{case}: the effects applied (ledger: {runs:?})"
+        );
+        for (name, keys) in &keys_by_effect {
+            assert_eq!(
+                keys.len(),
+                1,
+                "{case}: effect {name} was applied under several idempotency keys {keys:?}: deduplicating by key applies it more than once"
+            );
+        }
+        let unwritten = self.unwritten.lock().unwrap();
+        assert!(
+            unwritten.is_empty(),
+            "{case}: activities ran before their task was written: {unwritten:?}"
+        );
+        reruns
     }
 }
 

@@ -3,114 +3,37 @@
 //! runtime must never act on or acknowledge what was not written, never lose what was,
 //! retry or report the failure, and finish once the store works again.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use durable_core::record::{Event, Status, WorkItem};
+use durable_core::record::{Event, Status};
 use durable_core::{
     ActivityContext, Error, FjallStore, OrchestrationContext, Runtime, Store, StoreError, activity,
     orchestrator,
 };
 use durable_store::{Call, FaultSwitch, FaultyStore};
-use serde::{Deserialize, Serialize};
 
-use crate::common::lifetime;
+use crate::common::{Disk, EffectLedger, Step, lifetime, step};
 
 const WAIT: Duration = Duration::from_secs(30);
+/// How soon a waiter hears that the runtime halted, or of an output written before.
+const HALT_NOTICE: Duration = Duration::from_secs(2);
 /// Branches of the workflow's fan-out.
 const FAN: u64 = 3;
 
-/// What the activities did, and the store they check their own task against.
-#[derive(Debug)]
-struct Ledger {
-    /// The store under the faults: what really was written.
-    store: FjallStore,
-    /// Logical effects applied, by idempotency key.
-    runs: Mutex<BTreeMap<String, Vec<String>>>,
-    /// Activities that ran without their task in the store.
-    unwritten: Mutex<Vec<String>>,
-}
-
-impl Ledger {
-    fn new(store: &FjallStore) -> Arc<Self> {
-        Arc::new(Self {
-            store: store.clone(),
-            runs: Mutex::new(BTreeMap::new()),
-            unwritten: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// Checks that the effects of `ids` were each applied under one key, and, unless
-    /// `redelivered` (a process may die after an activity ran and before its result was
-    /// written), exactly once.
-    fn assert_exactly_once(&self, ids: &[&str], redelivered: bool, case: &str) {
-        let runs = self.runs.lock().unwrap();
-        let mut keys_by_effect: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (key, applied) in runs.iter() {
-            assert!(
-                redelivered || applied.len() == 1,
-                "{case}: {key} ran {applied:?}"
-            );
-            for name in applied {
-                keys_by_effect.entry(name).or_default().push(key);
-            }
-        }
-        let mut expected: Vec<String> = Vec::new();
-        for id in ids {
-            expected.extend(effect_names(id));
-        }
-        expected.sort();
-        let found: Vec<&str> = keys_by_effect.keys().copied().collect();
-        assert_eq!(found, expected, "{case}: the effects applied");
-        for (name, keys) in &keys_by_effect {
-            let mut keys = keys.clone();
-            keys.dedup();
-            assert_eq!(keys.len(), 1, "{case}: {name} applied under {keys:?}");
-        }
-        let unwritten = self.unwritten.lock().unwrap();
-        assert!(
-            unwritten.is_empty(),
-            "{case}: activities ran before their task was written: {unwritten:?}"
-        );
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Step {
-    name: String,
-    value: u64,
-}
-
-/// The workflow's only side effect. It first checks that its own task is in the store: the
-/// runtime may run only what it has written.
+/// The workflow's only side effect, recorded in the ledger (which checks that its task
+/// was written first).
 #[activity]
 async fn effect(ctx: ActivityContext, step: Step) -> Result<u64, String> {
-    let ledger = ctx.state::<Arc<Ledger>>();
-    let key = ctx.idempotency_key().to_string();
-    let written = ledger.store.work_items().unwrap().iter().any(|(_, item)| {
-        matches!(item, WorkItem::Activity(task)
-            if format!("{}/{}/{}", task.instance, task.generation, task.key_seq) == key)
-    });
-    if !written {
-        ledger.unwritten.lock().unwrap().push(key.clone());
-    }
-    let logical = format!("{}:{}", ctx.instance_id(), step.name);
-    ledger
-        .runs
-        .lock()
-        .unwrap()
-        .entry(key)
-        .or_default()
-        .push(logical);
+    record(&ctx, &step);
     Ok(step.value * 2 + 1)
 }
 
-fn step(name: impl Into<String>, value: u64) -> Step {
-    Step {
-        name: name.into(),
-        value,
-    }
+/// Records `step` as the effect `{instance}:{name}`.
+fn record(ctx: &ActivityContext, step: &Step) {
+    let logical = format!("{}:{}", ctx.instance_id(), step.name);
+    ctx.state::<Arc<EffectLedger>>()
+        .record(ctx, &ctx.state::<Disk>().0, logical);
 }
 
 /// A chain of two steps, then a fan-out of `FAN` steps, summed.
@@ -134,9 +57,13 @@ fn expected_output(n: u64) -> u64 {
     (0..FAN).map(|i| f(b + i)).sum()
 }
 
-fn effect_names(id: &str) -> Vec<String> {
-    let mut names = vec![format!("{id}:a"), format!("{id}:b")];
-    names.extend((0..FAN).map(|i| format!("{id}:fan-{i}")));
+/// The effects of `workflow` (or `fragile_disk`) as each of `ids`.
+fn effect_names(ids: &[&str]) -> Vec<String> {
+    let mut names = Vec::new();
+    for id in ids {
+        names.extend([format!("{id}:a"), format!("{id}:b")]);
+        names.extend((0..FAN).map(|i| format!("{id}:fan-{i}")));
+    }
     names
 }
 
@@ -147,12 +74,16 @@ async fn approval(ctx: OrchestrationContext, _: ()) -> Result<u64, String> {
     Ok(ctx.call(effect, step("approved", n)).await?)
 }
 
-fn runtime(store: &FaultyStore<FjallStore>, ledger: &Arc<Ledger>) -> durable_core::RuntimeBuilder {
+fn runtime(
+    store: &FaultyStore<FjallStore>,
+    ledger: &Arc<EffectLedger>,
+) -> durable_core::RuntimeBuilder {
     Runtime::builder(store.clone())
         .orchestrator(workflow)
         .orchestrator(approval)
         .activity(effect)
         .state(ledger.clone())
+        .state(Disk(store.inner().clone()))
         .state(store.switch())
 }
 
@@ -162,7 +93,7 @@ fn is_injected(err: &Error) -> bool {
 }
 
 /// Starts the runtime, retrying while an injected fault fails its recovery.
-async fn start_runtime(store: &FaultyStore<FjallStore>, ledger: &Arc<Ledger>) -> Runtime {
+async fn start_runtime(store: &FaultyStore<FjallStore>, ledger: &Arc<EffectLedger>) -> Runtime {
     loop {
         match runtime(store, ledger).start().await {
             Ok(runtime) => return runtime,
@@ -251,7 +182,7 @@ const IDS: [(&str, u64); 2] = [("w-1", 1), ("w-2", 2)];
 
 /// Runs the workflow twice at once on `run`; returns the switch, to read its counters.
 async fn run_workflows(run: &Run, case: &str) -> FaultSwitch {
-    let ledger = Ledger::new(&run.fjall);
+    let ledger = Arc::new(EffectLedger::default());
     let runtime = start_runtime(&run.store, &ledger).await;
     for (id, n) in IDS {
         start_workflow(&runtime, &run.store, id, n).await;
@@ -265,8 +196,7 @@ async fn run_workflows(run: &Run, case: &str) -> FaultSwitch {
     }
     runtime.shutdown().await;
     assert_store_settled(&run.fjall, &IDS, case);
-    let ids: Vec<&str> = IDS.iter().map(|(id, _)| *id).collect();
-    ledger.assert_exactly_once(&ids, false, case);
+    ledger.assert_exactly_once(&effect_names(&IDS.map(|(id, _)| id)), false, case);
     run.store.switch()
 }
 
@@ -335,7 +265,7 @@ async fn a_failed_read_anywhere_is_retried_or_reported_and_the_workflow_complete
 async fn a_start_that_was_not_written_returns_an_error_and_creates_nothing() {
     // Recovering an empty store writes nothing: the first commit is the start.
     let run = faulty(|s| s.fail_commit(1));
-    let ledger = Ledger::new(&run.fjall);
+    let ledger = Arc::new(EffectLedger::default());
     let runtime = start_runtime(&run.store, &ledger).await;
     let client = runtime.client();
     let err = client.start(workflow, "w", 5).await.unwrap_err();
@@ -349,13 +279,13 @@ async fn a_start_that_was_not_written_returns_an_error_and_creates_nothing() {
     assert!(instance.is_new());
     assert_eq!(instance.wait(WAIT).await.unwrap(), expected_output(5));
     runtime.shutdown().await;
-    ledger.assert_exactly_once(&["w"], false, "start fails");
+    ledger.assert_exactly_once(&effect_names(&["w"]), false, "start fails");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_that_was_not_written_returns_an_error_and_never_arrives() {
     let run = faulty(|s| s.fail_commit(2));
-    let ledger = Ledger::new(&run.fjall);
+    let ledger = Arc::new(EffectLedger::default());
     let runtime = start_runtime(&run.store, &ledger).await;
     let client = runtime.client();
     let instance = client.start(approval, "a", ()).await.unwrap();
@@ -388,7 +318,7 @@ async fn an_event_that_was_not_written_returns_an_error_and_never_arrives() {
 async fn a_runtime_whose_recovery_cannot_read_the_store_does_not_start() {
     for call in [Call::WorkItems, Call::Instances] {
         let run = faulty(|s| s.fail_call(call, 1));
-        let ledger = Ledger::new(&run.fjall);
+        let ledger = Arc::new(EffectLedger::default());
         let err = runtime(&run.store, &ledger).start().await.unwrap_err();
         assert!(is_injected(&err), "{call}: {err:?}");
         // The next try finds a working store and runs.
@@ -407,15 +337,7 @@ async fn breaks_disk(ctx: ActivityContext, step: Step) -> Result<u64, String> {
     if step.name == "b" {
         switch.break_disk();
     }
-    let ledger = ctx.state::<Arc<Ledger>>();
-    let logical = format!("{}:{}", ctx.instance_id(), step.name);
-    ledger
-        .runs
-        .lock()
-        .unwrap()
-        .entry(ctx.idempotency_key().to_string())
-        .or_default()
-        .push(logical);
+    record(&ctx, &step);
     Ok(step.value * 2 + 1)
 }
 
@@ -437,7 +359,7 @@ async fn fragile_disk(ctx: OrchestrationContext, n: u64) -> Result<u64, String> 
 async fn a_broken_disk_stalls_the_workflow_until_healed_then_it_completes() {
     let run = faulty(|s| s);
     let switch = run.store.switch();
-    let ledger = Ledger::new(&run.fjall);
+    let ledger = Arc::new(EffectLedger::default());
     let runtime = runtime(&run.store, &ledger)
         .orchestrator(fragile_disk)
         .activity(breaks_disk)
@@ -469,9 +391,7 @@ async fn a_broken_disk_stalls_the_workflow_until_healed_then_it_completes() {
     assert_eq!(run.fjall.instance("refused").unwrap(), None);
     assert_eq!(run.fjall.work_items().unwrap(), vec![]);
     runtime.shutdown().await;
-    let runs = ledger.runs.lock().unwrap();
-    assert_eq!(runs.len(), 2 + FAN as usize, "{runs:?}");
-    assert!(runs.values().all(|r| r.len() == 1), "{runs:?}");
+    ledger.assert_exactly_once(&effect_names(&["d"]), false, "a broken disk");
 }
 
 /// Runs once the test opens the gate.
@@ -494,7 +414,7 @@ async fn held_flow(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
 fn shutdown_returns_while_the_disk_is_broken_and_the_work_resumes_after() {
     let run = faulty(|s| s);
     let switch = run.store.switch();
-    let ledger = Ledger::new(&run.fjall);
+    let ledger = Arc::new(EffectLedger::default());
     let gate = Arc::new(tokio::sync::Notify::new());
     lifetime(async {
         let runtime = runtime(&run.store, &ledger)
@@ -558,7 +478,7 @@ fn a_commit_written_but_reported_failed_is_not_lost_across_a_restart() {
     for k in 1..=commits + 1 {
         let case = format!("commit {k} written, then reported failed");
         let run = faulty(|s| s.fail_commit(k).written_anyway());
-        let ledger = Ledger::new(&run.fjall);
+        let ledger = Arc::new(EffectLedger::default());
         let finished = lifetime(async {
             let runtime = start_runtime(&run.store, &ledger).await;
             for (id, n) in IDS {
@@ -593,15 +513,15 @@ fn a_commit_written_but_reported_failed_is_not_lost_across_a_restart() {
             runtime.shutdown().await;
         });
         assert_store_settled(&run.fjall, &IDS, &case);
-        let ids: Vec<&str> = IDS.iter().map(|(id, _)| *id).collect();
-        ledger.assert_exactly_once(&ids, true, &case);
+        ledger.assert_exactly_once(&effect_names(&IDS.map(|(id, _)| id)), true, &case);
     }
     eprintln!("commits written but reported failed that needed a restart to finish: {stuck:?}");
 }
 
 /// A store that refuses every write after one failed (as fjall does after a failed fsync)
-/// halts the runtime: a waiter hears of it at once, nothing is retried in vain, and a
-/// runtime on the reopened store finishes the work, each effect once.
+/// halts the runtime: a waiter hears of it at once (or gets the output of an instance that
+/// completed before), nothing is retried in vain, and a runtime on the reopened store
+/// finishes the work, each effect once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_refuses_all_writes_halts_the_runtime_and_a_restart_finishes_the_work() {
     let commits = calls_without_faults(Call::Commit).await;
@@ -617,26 +537,40 @@ async fn a_store_that_refuses_all_writes_halts_the_runtime_and_a_restart_finishe
                 if anyway { s.written_anyway() } else { s }
             });
             let switch = run.store.switch();
-            let ledger = Ledger::new(&run.fjall);
+            let ledger = Arc::new(EffectLedger::default());
             let runtime = runtime(&run.store, &ledger).start().await.unwrap();
             for (id, n) in IDS {
                 // A start that failed is made again after the restart.
                 let _ = runtime.client().start(workflow, id, n).await;
             }
             let waited = tokio::time::Instant::now();
-            for (id, n) in IDS {
-                match runtime.client().instance(workflow, id).wait(WAIT).await {
-                    Ok(output) => assert_eq!(output, expected_output(n), "{case}"),
-                    Err(Error::Store(StoreError::Poisoned { .. })) => {}
-                    Err(Error::InstanceNotFound(_)) if switch.is_poisoned() => {}
-                    Err(e) => panic!("{case}: {id}: {e}"),
+            let mut outcomes = Vec::new();
+            for (id, _) in IDS {
+                let instance = runtime.client().instance(workflow, id);
+                outcomes.push(instance.wait(HALT_NOTICE).await);
+            }
+            let waiting = waited.elapsed();
+            // The disk is read only now, so it shows what each wait saw: a wait returns
+            // `Poisoned` only once the runtime halted, and nothing is written after that;
+            // one that returned an output saw the instance completed, which it stays.
+            for ((id, n), outcome) in IDS.into_iter().zip(outcomes) {
+                let status = run.fjall.instance(id).unwrap().map(|r| r.status);
+                match (&status, outcome) {
+                    (Some(Status::Completed { .. }), Ok(output)) => {
+                        assert_eq!(output, expected_output(n), "{case}: {id}");
+                    }
+                    (
+                        Some(Status::Pending | Status::Running),
+                        Err(Error::Store(StoreError::Poisoned { .. })),
+                    ) => {}
+                    // Its start never reached the disk.
+                    (None, Err(Error::InstanceNotFound(_))) if switch.is_poisoned() => {}
+                    (status, outcome) => {
+                        panic!("{case}: {id} is {status:?} on disk, yet wait returned {outcome:?}")
+                    }
                 }
             }
-            assert!(
-                waited.elapsed() < WAIT / 2,
-                "{case}: waiting took {:?}",
-                waited.elapsed()
-            );
+            assert!(waiting < HALT_NOTICE, "{case}: waiting took {waiting:?}");
             if switch.is_poisoned() {
                 halted += 1;
             }
@@ -673,8 +607,7 @@ async fn a_store_that_refuses_all_writes_halts_the_runtime_and_a_restart_finishe
             }
             runtime.shutdown().await;
             assert_store_settled(&run.fjall, &IDS, &case);
-            let ids: Vec<&str> = IDS.iter().map(|(id, _)| *id).collect();
-            ledger.assert_exactly_once(&ids, true, &case);
+            ledger.assert_exactly_once(&effect_names(&IDS.map(|(id, _)| id)), true, &case);
         }
     }
     assert!(halted >= commits, "only {halted} runs halted");
