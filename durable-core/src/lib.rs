@@ -35,6 +35,7 @@ mod handle;
 mod join;
 mod orchestration_context;
 mod payload;
+mod recovery;
 mod registry;
 mod replay;
 mod replay_log;

@@ -1,5 +1,5 @@
 //! The runtime: dispatches orchestration turns and activities on tokio, commits each step
-//! through group commit, and recovers unfinished work on start.
+//! through group commit, and recovers unfinished work on start (`recovery.rs`).
 //!
 //! Work items (events for instances, activities to run, timers) live in the store until
 //! the commit that consumes them deletes them. A running process holds the items it has
@@ -17,9 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use durable_store::{
-    ActivityTask, Commit, Event, Failure, InstanceRecord, Status, Store, WorkId, WorkItem,
-};
+use durable_store::{Event, Failure, InstanceRecord, Store, WorkId};
 use lru::LruCache;
 use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio_util::task::TaskTracker;
@@ -30,7 +28,7 @@ use crate::client::Client;
 use crate::clock::{Clock, SystemClock, millis};
 use crate::group_commit::{CommitStats, GroupCommit};
 use crate::handle::{Activity, Orchestrator};
-use crate::registry::{Registry, unregistered_activity};
+use crate::registry::Registry;
 use crate::replay::Execution;
 
 /// How long a turn or an activity result waits before retrying a failed store write.
@@ -325,7 +323,7 @@ pub(crate) struct Shared {
     pub(crate) max_payload: usize,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) commits: GroupCommit,
-    next_work_id: AtomicU64,
+    pub(crate) next_work_id: AtomicU64,
     pub(crate) instances: Mutex<HashMap<String, Inbox>>,
     pub(crate) cache: Mutex<LruCache<String, Cached>>,
     /// The slots of activities that run at once.
@@ -372,129 +370,6 @@ impl Shared {
         self.shutting_down.load(Ordering::SeqCst) || self.commits.halted().is_some()
     }
 
-    /// Redelivers every unacknowledged work item and retries stalled instances.
-    async fn recover(self: &Arc<Self>) -> Result<(), Error> {
-        let items = self.store.work_items()?;
-        let next = items.last().map_or(0, |(id, _)| id + 1);
-        self.next_work_id.store(next, Ordering::Relaxed);
-        // Tasks that were handed out before the restart may have run: count this delivery
-        // as a new attempt, durably, before running them again.
-        let mut redelivered = Commit::default();
-        let mut messages = Vec::new();
-        let mut timers = Vec::new();
-        // Tasks of activities this runtime does not have, when instances wait for them.
-        let mut missing: HashMap<String, Vec<(WorkId, ActivityTask)>> = HashMap::new();
-        for (id, item) in items {
-            match item {
-                WorkItem::Activity(task)
-                    if self.unregistered == Unregistered::Wait
-                        && !self
-                            .registry
-                            .activities
-                            .contains_key(task.activity.as_str()) =>
-                {
-                    missing
-                        .entry(task.instance.clone())
-                        .or_default()
-                        .push((id, task));
-                }
-                WorkItem::Activity(mut task) => {
-                    task.attempt += 1;
-                    redelivered.enqueued.push((id, WorkItem::Activity(task)));
-                }
-                WorkItem::Message {
-                    instance,
-                    generation,
-                    event,
-                } => messages.push((
-                    instance,
-                    Delivery {
-                        id,
-                        generation,
-                        event,
-                        progress_key: None,
-                    },
-                )),
-                WorkItem::Timer {
-                    instance,
-                    generation,
-                    seq,
-                    fire_at_ms,
-                } => timers.push((id, instance, generation, seq, fire_at_ms)),
-            }
-        }
-        // Stalled instances get another chance with this code: they are running again
-        // until their next turn says otherwise. One that waits for a missing activity
-        // stalls (again), its task kept, or, if suspended, stalls when resumed. The tasks
-        // of finished instances and of earlier generations (a race lost before a
-        // continue-as-new) hold nothing up: they fail as usual, their results dropped.
-        let mut stalled = Vec::new();
-        let mut fail_anyway = Vec::new();
-        for (id, mut record) in self.store.instances()? {
-            let live = !record.status.is_terminal();
-            let (waiting, others): (Vec<_>, Vec<_>) = missing
-                .remove(&id)
-                .unwrap_or_default()
-                .into_iter()
-                .partition(|(_, task)| live && task.generation == record.generation);
-            fail_anyway.extend(others);
-            let waiting_for = waiting
-                .first()
-                .map(|(_, task)| unregistered_activity(&task.activity, Unregistered::Wait));
-            match (&record.status, waiting_for) {
-                (Status::Suspended { .. }, waiting_for) => {
-                    lock(&self.instances)
-                        .entry(id.clone())
-                        .or_default()
-                        .suspended = true;
-                    if let Some(failure) = waiting_for {
-                        lock(&self.waiting_for_code).insert(id, failure);
-                    }
-                }
-                (_, Some(failure)) => {
-                    tracing::error!(instance = id, error = %failure.message, "instance stalled");
-                    record.status = Status::Stalled { failure };
-                    redelivered.instances.push((id.clone(), record));
-                    lock(&self.instances).entry(id).or_default().stalled = true;
-                }
-                (Status::Stalled { .. }, None) => {
-                    record.status = Status::Running;
-                    redelivered.instances.push((id.clone(), record));
-                    stalled.push(id);
-                }
-                _ => {}
-            }
-        }
-        // Tasks of instances that are gone.
-        fail_anyway.extend(missing.into_values().flatten());
-        for (id, task) in fail_anyway {
-            redelivered.enqueued.push((id, WorkItem::Activity(task)));
-        }
-        let tasks = redelivered.enqueued.clone();
-        if !redelivered.is_empty() {
-            self.commits.commit(redelivered).await?;
-        }
-        let recovered = messages.len() + tasks.len() + timers.len() + stalled.len();
-        for (instance, delivery) in messages {
-            self.deliver(instance, delivery);
-        }
-        for id in stalled {
-            self.poke(id);
-        }
-        for (id, instance, generation, seq, fire_at_ms) in timers {
-            self.arm_timer(id, instance, generation, seq, fire_at_ms);
-        }
-        for (id, item) in tasks {
-            if let WorkItem::Activity(task) = item {
-                self.run_activity(id, task);
-            }
-        }
-        if recovered > 0 {
-            tracing::info!(work_items = recovered, "recovered unfinished work");
-        }
-        Ok(())
-    }
-
     /// Queues an event for `instance` and makes sure a turn task will take it.
     pub(crate) fn deliver(self: &Arc<Self>, instance: String, delivery: Delivery) {
         let mut instances = lock(&self.instances);
@@ -525,7 +400,7 @@ impl Shared {
     }
 
     /// Runs a turn for `instance` even without new events (to retry a stalled instance).
-    fn poke(self: &Arc<Self>, instance: String) {
+    pub(crate) fn poke(self: &Arc<Self>, instance: String) {
         let mut instances = lock(&self.instances);
         let inbox = instances.entry(instance.clone()).or_default();
         inbox.retry = true;

@@ -1,0 +1,176 @@
+//! Recovery, when a runtime starts on a store: every work item still in the store is
+//! handed out again (the lease of the process that held it died with it), and stalled
+//! instances get another chance with the code this runtime has.
+//!
+//! It reads the work queue and the instances, writes one commit (redelivered tasks count
+//! as a new attempt; statuses that change), and only then dispatches: messages to their
+//! instances, timers armed, tasks run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use durable_store::{ActivityTask, Commit, InstanceRecord, Status, WorkId, WorkItem};
+
+use crate::registry::unregistered_activity;
+use crate::runtime::{Delivery, Shared, lock};
+use crate::{Error, Unregistered};
+
+/// What recovery found, and the commit that records it.
+#[derive(Default)]
+struct Recovery {
+    /// Redelivered tasks (with their attempt counted) and changed statuses.
+    commit: Commit,
+    messages: Vec<(String, Delivery)>,
+    timers: Vec<(WorkId, String, u32, u64, u64)>,
+    /// Tasks of activities this runtime does not have, by instance, when instances wait
+    /// for missing code.
+    missing: HashMap<String, Vec<(WorkId, ActivityTask)>>,
+    /// Stalled instances to run again.
+    retried: Vec<String>,
+}
+
+impl Shared {
+    /// Redelivers every unacknowledged work item and retries stalled instances.
+    pub(crate) async fn recover(self: &Arc<Self>) -> Result<(), Error> {
+        let items = self.store.work_items()?;
+        let next = items.last().map_or(0, |(id, _)| id + 1);
+        self.next_work_id.store(next, Ordering::Relaxed);
+        let mut recovery = self.sort_work_items(items);
+        self.settle_instances(&mut recovery, self.store.instances()?);
+        let Recovery {
+            commit,
+            messages,
+            timers,
+            retried,
+            ..
+        } = recovery;
+        let tasks = commit.enqueued.clone();
+        if !commit.is_empty() {
+            self.commits.commit(commit).await?;
+        }
+        let recovered = messages.len() + tasks.len() + timers.len() + retried.len();
+        for (instance, delivery) in messages {
+            self.deliver(instance, delivery);
+        }
+        for id in retried {
+            self.poke(id);
+        }
+        for (id, instance, generation, seq, fire_at_ms) in timers {
+            self.arm_timer(id, instance, generation, seq, fire_at_ms);
+        }
+        for (id, item) in tasks {
+            if let WorkItem::Activity(task) = item {
+                self.run_activity(id, task);
+            }
+        }
+        if recovered > 0 {
+            tracing::info!(work_items = recovered, "recovered unfinished work");
+        }
+        Ok(())
+    }
+
+    /// Sorts the work items by kind. Tasks that were handed out before the restart may
+    /// have run: this delivery counts as a new attempt, durably, before they run again.
+    fn sort_work_items(&self, items: Vec<(WorkId, WorkItem)>) -> Recovery {
+        let mut recovery = Recovery::default();
+        for (id, item) in items {
+            match item {
+                WorkItem::Activity(task) if self.waits_for(&task.activity) => recovery
+                    .missing
+                    .entry(task.instance.clone())
+                    .or_default()
+                    .push((id, task)),
+                WorkItem::Activity(mut task) => {
+                    task.attempt += 1;
+                    recovery
+                        .commit
+                        .enqueued
+                        .push((id, WorkItem::Activity(task)));
+                }
+                WorkItem::Message {
+                    instance,
+                    generation,
+                    event,
+                } => recovery.messages.push((
+                    instance,
+                    Delivery {
+                        id,
+                        generation,
+                        event,
+                        progress_key: None,
+                    },
+                )),
+                WorkItem::Timer {
+                    instance,
+                    generation,
+                    seq,
+                    fire_at_ms,
+                } => recovery
+                    .timers
+                    .push((id, instance, generation, seq, fire_at_ms)),
+            }
+        }
+        recovery
+    }
+
+    /// Whether an instance waits for `activity` rather than running it: the runtime does
+    /// not have it, and waits for missing code.
+    fn waits_for(&self, activity: &str) -> bool {
+        self.unregistered == Unregistered::Wait && !self.registry.activities.contains_key(activity)
+    }
+
+    /// Decides what becomes of each instance. Stalled instances get another chance with
+    /// this code: they are running again until their next turn says otherwise. One that
+    /// waits for a missing activity stalls (again), its task kept, or, if suspended,
+    /// stalls when resumed. The tasks of finished instances and of earlier generations (a
+    /// race lost before a continue-as-new) hold nothing up: they fail as usual, their
+    /// results dropped.
+    fn settle_instances(&self, recovery: &mut Recovery, instances: Vec<(String, InstanceRecord)>) {
+        let mut fail_anyway = Vec::new();
+        for (id, mut record) in instances {
+            let live = !record.status.is_terminal();
+            let (waiting, others): (Vec<_>, Vec<_>) = recovery
+                .missing
+                .remove(&id)
+                .unwrap_or_default()
+                .into_iter()
+                .partition(|(_, task)| live && task.generation == record.generation);
+            fail_anyway.extend(others);
+            let waiting_for = waiting
+                .first()
+                .map(|(_, task)| unregistered_activity(&task.activity, Unregistered::Wait));
+            match (&record.status, waiting_for) {
+                (Status::Suspended { .. }, waiting_for) => {
+                    lock(&self.instances)
+                        .entry(id.clone())
+                        .or_default()
+                        .suspended = true;
+                    if let Some(failure) = waiting_for {
+                        lock(&self.waiting_for_code).insert(id, failure);
+                    }
+                }
+                (_, Some(failure)) => {
+                    tracing::error!(instance = id, error = %failure.message, "instance stalled");
+                    record.status = Status::Stalled { failure };
+                    recovery.commit.instances.push((id.clone(), record));
+                    lock(&self.instances).entry(id).or_default().stalled = true;
+                }
+                (Status::Stalled { .. }, None) => {
+                    record.status = Status::Running;
+                    recovery.commit.instances.push((id.clone(), record));
+                    recovery.retried.push(id);
+                }
+                _ => {}
+            }
+        }
+        // And the tasks of instances that are gone.
+        fail_anyway.extend(recovery.missing.drain().flat_map(|(_, tasks)| tasks));
+        for (id, task) in fail_anyway {
+            recovery
+                .commit
+                .enqueued
+                .push((id, WorkItem::Activity(task)));
+        }
+    }
+}
