@@ -42,6 +42,7 @@ mod replay_log;
 pub mod replay_test;
 mod retry;
 mod runtime;
+mod settle;
 mod timer;
 mod turn;
 

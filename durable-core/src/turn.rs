@@ -19,7 +19,7 @@ use crate::{Error, Unregistered};
 
 /// What to do once a turn's commit is durable.
 #[derive(Default)]
-struct AfterCommit {
+pub(crate) struct AfterCommit {
     timers: Vec<(WorkId, u64, u64)>,
     /// Events for other instances (children started, parents told) or for this one.
     deliveries: Vec<(String, Delivery)>,
@@ -28,7 +28,7 @@ struct AfterCommit {
 /// What a turn comes to before anything is written. The payloads are boxed so that the
 /// task awaiting a turn's commit stays small: one is spawned for every instance that gets
 /// an event, and a task of more than a kilobyte costs the allocator far more.
-enum Plan {
+pub(crate) enum Plan {
     /// A turn to commit.
     Commit(Box<Turned>),
     /// Nothing to turn (the instance is unknown or finished): acknowledge the messages.
@@ -45,7 +45,7 @@ enum Plan {
 /// A turn's commit and what it leaves behind once the commit is durable. The instance's
 /// new record is the last of `commit.instances`, and the activities it scheduled are in
 /// `commit.enqueued`: `finish` takes them back from the written commit, not from copies.
-struct Turned {
+pub(crate) struct Turned {
     commit: Commit,
     after: AfterCommit,
     generation: u32,
@@ -75,32 +75,6 @@ impl Shared {
             }
             // Boxed, as they are rare: the common case above keeps the task small.
             other => Box::pin(self.settle(instance, messages, other)).await,
-        }
-    }
-
-    /// The turns that do not run the orchestrator.
-    async fn settle(
-        self: &Arc<Self>,
-        instance: &str,
-        messages: &[Delivery],
-        plan: Plan,
-    ) -> Result<(), Error> {
-        match plan {
-            Plan::AckOnly => self.ack_only(messages).await,
-            Plan::Control(control) => {
-                let (execution, record) = *control;
-                self.control(instance, &messages[0], execution, record)
-                    .await
-            }
-            Plan::Stall(stall) => {
-                let (record, failure) = *stall;
-                self.stall(instance, record, failure, messages).await
-            }
-            Plan::Fail(fail) => {
-                let (record, new, failure) = *fail;
-                self.fail(instance, record, new, failure, messages).await
-            }
-            Plan::Commit(_) => unreachable!("a turn to commit is not settled"),
         }
     }
 
@@ -483,7 +457,12 @@ impl Shared {
     }
 
     /// If `record` is a sub-orchestration, adds its result as a message to its parent.
-    fn tell_parent(&self, record: &InstanceRecord, commit: &mut Commit, after: &mut AfterCommit) {
+    pub(crate) fn tell_parent(
+        &self,
+        record: &InstanceRecord,
+        commit: &mut Commit,
+        after: &mut AfterCommit,
+    ) {
         let Some(parent) = &record.parent else {
             return;
         };
@@ -519,7 +498,7 @@ impl Shared {
     /// sent itself (the start of its next generation and the events it carries over, a
     /// refused child's failure) go ahead of whatever reached it while the turn ran: they
     /// happened at the turn.
-    fn dispatch(self: &Arc<Self>, instance: &str, generation: u32, after: AfterCommit) {
+    pub(crate) fn dispatch(self: &Arc<Self>, instance: &str, generation: u32, after: AfterCommit) {
         for (id, seq, fire_at_ms) in after.timers {
             self.arm_timer(id, instance.to_string(), generation, seq, fire_at_ms);
         }
@@ -534,140 +513,6 @@ impl Shared {
             self.deliver(target, delivery);
         }
     }
-
-    /// A client's request: terminate, suspend or resume.
-    async fn control(
-        self: &Arc<Self>,
-        instance: &str,
-        request: &Delivery,
-        execution: Option<Execution>,
-        mut record: InstanceRecord,
-    ) -> Result<(), Error> {
-        let mut commit = Commit {
-            dequeued: vec![request.id],
-            ..Commit::default()
-        };
-        let mut after = AfterCommit::default();
-        let mut keep = execution;
-        match &request.event {
-            Event::TerminateRequested { reason } => {
-                record.status = Status::Terminated {
-                    reason: reason.clone(),
-                };
-                keep = None;
-                self.tell_parent(&record, &mut commit, &mut after);
-            }
-            Event::SuspendRequested { reason } => {
-                record.status = Status::Suspended {
-                    reason: reason.clone(),
-                };
-                // From now on results wait in the store, not in memory, until it resumes.
-                if let Some(inbox) = lock(&self.instances).get_mut(instance) {
-                    inbox.suspended = true;
-                    self.store_held_results(instance, &mut inbox.messages, &mut commit);
-                }
-            }
-            // A suspended instance that waits for missing code stalls when resumed.
-            _ => {
-                record.status = match lock(&self.waiting_for_code).remove(instance) {
-                    Some(failure) => Status::Stalled { failure },
-                    None => Status::Running,
-                }
-            }
-        }
-        commit.history.push(HistoryAppend {
-            instance: instance.to_string(),
-            first: record.history_len,
-            events: vec![request.event.clone()],
-        });
-        record.history_len += 1;
-        record.updated_ms = self.now_ms();
-        commit
-            .instances
-            .push((instance.to_string(), record.clone()));
-        self.commits.commit(commit).await?;
-        let stalled_now = matches!(record.status, Status::Stalled { .. });
-        if let Some(inbox) = lock(&self.instances).get_mut(instance) {
-            inbox.suspended = matches!(record.status, Status::Suspended { .. });
-            // A terminated instance is stalled no more: what it held is acknowledged.
-            inbox.stalled = (inbox.stalled || stalled_now) && !terminated_now(&record);
-        }
-        self.dispatch(instance, record.generation, after);
-        let stopped = record.status.is_terminal() || stalled_now;
-        if let Some(execution) = keep.filter(|_| !stopped) {
-            lock(&self.cache).put(instance.to_string(), Cached { execution, record });
-        }
-        if stopped {
-            self.notify_finished(instance);
-        }
-        Ok(())
-    }
-
-    /// Acknowledges `messages` without turning them (their instance is gone or done).
-    pub(crate) async fn ack_only(&self, messages: &[Delivery]) -> Result<(), Error> {
-        self.commits.commit(consumed(messages)).await
-    }
-
-    /// Fails an instance whose orchestrator this runtime does not have, acknowledging
-    /// `messages` and recording `new` (their events) and the failure in its history.
-    async fn fail(
-        self: &Arc<Self>,
-        instance: &str,
-        mut record: InstanceRecord,
-        mut new: Vec<Event>,
-        failure: Failure,
-        messages: &[Delivery],
-    ) -> Result<(), Error> {
-        tracing::warn!(instance, error = %failure.message, "instance failed");
-        let mut commit = consumed(messages);
-        let mut after = AfterCommit::default();
-        new.push(Event::Failed {
-            failure: failure.clone(),
-        });
-        let appended = new.len() as u32;
-        commit.history.push(HistoryAppend {
-            instance: instance.to_string(),
-            first: record.history_len,
-            events: new,
-        });
-        record.history_len = record.history_len.saturating_add(appended);
-        record.status = Status::Failed { failure };
-        record.updated_ms = self.now_ms();
-        self.tell_parent(&record, &mut commit, &mut after);
-        let generation = record.generation;
-        commit.instances.push((instance.to_string(), record));
-        self.commits.commit(commit).await?;
-        self.dispatch(instance, generation, after);
-        self.notify_finished(instance);
-        Ok(())
-    }
-
-    /// Parks an instance: its status says why, its history and queued events are kept
-    /// (`messages`, those of the turn that stalled, stay in the store for the next start;
-    /// activity results among them or in its inbox are stored as messages, so that start
-    /// does not run their activities again).
-    async fn stall(
-        &self,
-        instance: &str,
-        mut record: InstanceRecord,
-        failure: Failure,
-        messages: &[Delivery],
-    ) -> Result<(), Error> {
-        let mut commit = Commit::default();
-        for delivery in messages {
-            self.store_result(instance, delivery, &mut commit);
-        }
-        if let Some(inbox) = lock(&self.instances).get_mut(instance) {
-            inbox.stalled = true;
-            self.store_held_results(instance, &mut inbox.messages, &mut commit);
-        }
-        record.status = Status::Stalled { failure };
-        record.updated_ms = self.now_ms();
-        commit.instances.push((instance.to_string(), record));
-        self.commits.commit(commit).await?;
-        self.notify_finished(instance);
-        Ok(())
-    }
 }
 
 impl Extend<(String, Delivery)> for AfterCommit {
@@ -678,7 +523,7 @@ impl Extend<(String, Delivery)> for AfterCommit {
 
 /// A commit that acknowledges `messages`: their work items, and the progress of the
 /// activities whose results they are.
-fn consumed(messages: &[Delivery]) -> Commit {
+pub(crate) fn consumed(messages: &[Delivery]) -> Commit {
     Commit {
         dequeued: messages.iter().map(|d| d.id).collect(),
         progress: messages
@@ -687,8 +532,4 @@ fn consumed(messages: &[Delivery]) -> Commit {
             .collect(),
         ..Commit::default()
     }
-}
-
-fn terminated_now(record: &InstanceRecord) -> bool {
-    matches!(record.status, Status::Terminated { .. })
 }
