@@ -7,7 +7,7 @@ use syn::{Attribute, Block, LitStr, Pat};
 
 use crate::args::{self, Args};
 use crate::ast::{self, Function, Handle, Kind};
-use crate::{determinism, valid};
+use crate::{continue_as_new, determinism, valid};
 
 /// Expands `#[orchestrator]` or `#[activity]`: arguments, signature, an orchestrator's
 /// body, then the handle.
@@ -124,6 +124,16 @@ fn generate(kind: Kind, args: &Args, handle: &Handle<'_>, body: &Block) -> Token
     // `OrchestrationContext`, found `ActivityContext`".
     let ctx_ty = &ctx.ty;
     let input_ty = &input.ty;
+    // Also on a body that broke a rule: a wrong `continue_as_new` input is reported with
+    // the rest.
+    let typed;
+    let body = match (kind, &*ctx.pat) {
+        (Kind::Orchestrator, Pat::Ident(context)) => {
+            typed = continue_as_new::type_the_input(body, &context.ident, input_ty);
+            &typed
+        }
+        _ => body,
+    };
     // Spanned on the fn name, so a body whose future is not `Send` is reported there.
     let boxed = quote_spanned! {name.span()=>
         ::std::boxed::Box::pin(#name::run(ctx, input))
@@ -295,6 +305,42 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("LINE"), "{text}");
+    }
+
+    #[test]
+    fn types_continue_as_new_with_the_orchestrators_input() {
+        let text = |kind, item| handle(kind, TokenStream::new(), item).unwrap().to_string();
+        let typed = "context . continue_as_new :: < Round , _ > (round)";
+        let orchestrator = text(
+            Kind::Orchestrator,
+            quote!(
+                async fn f(context: OrchestrationContext, round: Round) -> Result<u32, String> {
+                    context.continue_as_new(round).await
+                }
+            ),
+        );
+        assert!(orchestrator.contains(typed), "{orchestrator}");
+        // Still typed next to the errors of a body that breaks a rule.
+        let with_hazard = text(
+            Kind::Orchestrator,
+            quote!(
+                async fn f(context: OrchestrationContext, round: Round) -> Result<u32, String> {
+                    let _ = SystemTime::now();
+                    context.continue_as_new(round).await
+                }
+            ),
+        );
+        assert!(with_hazard.contains("compile_error"), "{with_hazard}");
+        assert!(with_hazard.contains(typed), "{with_hazard}");
+        let activity = text(
+            Kind::Activity,
+            quote!(
+                async fn f(context: ActivityContext, round: Round) -> Result<u32, String> {
+                    context.continue_as_new(round).await
+                }
+            ),
+        );
+        assert!(!activity.contains(":: < Round"), "{activity}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use proc_macro::TokenStream;
 
 mod args;
 mod ast;
+mod continue_as_new;
 mod determinism;
 mod deterministic;
 mod expand;
@@ -58,6 +59,14 @@ use ast::Kind;
 /// marked [`#[deterministic]`](macro@deterministic), which runs the same checks on it.
 /// The escape hatch is `ctx.side_effect(|| ...)`: its closure is not checked, and its
 /// value is recorded in history so replays see the same one.
+///
+/// # Continuing as new
+///
+/// The next generation takes this orchestrator's input, so the macro gives
+/// `ctx.continue_as_new(next)` in the body that type: `continue_as_new(1)` in an
+/// orchestrator taking `u32` sends a `u32`, and a value of another type is a compile error
+/// on it. `ctx.continue_as_new_latest(next)` is left generic (the newest version may take
+/// another type), and so is a call that names the type: `ctx.continue_as_new::<T, _>(next)`.
 ///
 /// # Arguments
 ///

@@ -551,7 +551,8 @@ async fn outlives_its_race(ctx: OrchestrationContext, generation: u32) -> Result
         let slow = ctx.call(wait_at_gate, 1);
         ctx.select2(slow, ctx.sleep(Duration::from_millis(10)))
             .await;
-        return ctx.continue_as_new(1_u32).await;
+        // Typed by `#[orchestrator]`: a `u32`, not the `i32` the literal would be alone.
+        return ctx.continue_as_new(1).await;
     }
     ctx.wait_event::<()>("go").await;
     Ok(generation)
