@@ -1,16 +1,23 @@
 //! A crash at every checkpoint (issue 6): one workflow that uses what the product offers
-//! (a chain, a fan-out, a durable timer, an external event, a sub-orchestration and a
-//! continue-as-new) runs once cleanly to count its commits, N. Then, for every k in 1..=N
-//! (and past N while runs still reach k), on a fresh fjall directory, commit k fails and
-//! the process dies right there: its tokio runtime is dropped, which cancels every task,
-//! without `Runtime::shutdown`. A new process (a new `FjallStore` on the same directory, a
-//! new `Runtime`) must finish the workflow with the right output, every effect applied
-//! under one idempotency key, and nothing left in the store.
+//! (a chain, a fan-out, a durable timer, two external events, a sub-orchestration and a
+//! continue-as-new that carries the event its generation did not take) runs once cleanly
+//! to count its commits, N. Then, for every k in 1..=N (and past N while runs still reach
+//! k), on a fresh fjall directory, commit k fails and the process dies right there: its
+//! tokio runtime is dropped, which cancels every task, without `Runtime::shutdown`. A new
+//! process (a new `FjallStore` on the same directory, a new `Runtime`) must finish the
+//! workflow with the right output, every effect applied under one idempotency key, each
+//! event taken once and in order, and nothing left in the store.
 //!
 //! Each process does what a user's would: start the instance (which finds it if it
-//! exists), raise the event once the workflow waits for it, wait for the output. Raising
-//! is not idempotent (each call adds an event), so a process raises it only if no earlier
-//! one got it onto the disk.
+//! exists), raise the two events, wait for the output. Raising is not idempotent (each
+//! call adds an event), so a process raises an event only if no earlier one got it onto
+//! the disk.
+//!
+//! Time is a step the test takes, not a race with the real clock: every runtime of a case
+//! runs on one `ManualClock`, a simulated wall clock that outlives the crash. It moves once,
+//! to the timer's time, when the workflow waits on the timer and both events are on the
+//! disk; so a crash between the timer's creation and that step leaves the restarted runtime
+//! a timer it re-arms from the store and that fires only when the clock gets there.
 //!
 //! Two ways to die at commit k:
 //! - before it reaches the disk: commit k and every later one fail and write nothing;
@@ -20,12 +27,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use durable_core::record::{Event, Status, WorkItem};
 use durable_core::{
-    ActivityContext, Error, FjallStore, InstanceStatus, OrchestrationContext, Runtime,
-    RuntimeBuilder, Store, activity, orchestrator,
+    ActivityContext, Clock, Error, FjallStore, InstanceStatus, ManualClock, OrchestrationContext,
+    Runtime, RuntimeBuilder, Store, activity, orchestrator,
 };
 use durable_store::{Call, FaultSwitch, FaultyStore};
 use serde::{Deserialize, Serialize};
@@ -41,11 +48,13 @@ const FIRST: Round = Round {
 };
 /// Branches of the fan-out.
 const FAN: u64 = 3;
-/// The durable timer's length.
-const TIMER: Duration = Duration::from_millis(3);
-/// The external event the test raises once the workflow waits for it, and its payload.
+/// The durable timer's length: a day, which the test's clock passes in one step.
+const TIMER: Duration = Duration::from_secs(24 * 60 * 60);
+/// The external event the test raises twice, with these payloads in this order, while the
+/// workflow waits on its timer: generation 0 takes the first and carries the second over to
+/// generation 1. (Different payloads, so the test can tell which of the two is on disk.)
 const EVENT: &str = "approve";
-const APPROVAL: u64 = 1000;
+const APPROVALS: [u64; 2] = [1000, 20];
 /// How often the test looks at the store while a lifetime runs.
 const POLL: Duration = Duration::from_millis(1);
 /// The longest a lifetime may take before the test calls it a hang.
@@ -64,15 +73,17 @@ fn f(x: u64) -> u64 {
 }
 
 /// Generation 0: a chain, a fan-out, a timer, an external event, a sub-orchestration, then
-/// continue-as-new; generation 1: a chain, and the output.
+/// continue-as-new; generation 1: a step, the event generation 0 did not take, a step that
+/// folds it in, and the output.
 #[orchestrator]
 async fn tour(ctx: OrchestrationContext, round: Round) -> Result<u64, String> {
     let g = round.generation;
     let a = ctx.call(effect, step(format!("g{g}-a"), round.n)).await?;
-    let b = ctx.call(effect, step(format!("g{g}-b"), a)).await?;
     if g > 0 {
-        return Ok(b);
+        let approval = ctx.wait_event::<u64>(EVENT).await;
+        return Ok(ctx.call(effect, step("g1-b", a + approval)).await?);
     }
+    let b = ctx.call(effect, step("g0-b", a)).await?;
     let calls = (0..FAN)
         .map(|i| ctx.call(effect, step(format!("g0-fan-{i}"), b + i)))
         .collect();
@@ -96,16 +107,18 @@ async fn leaf(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
     Ok(ctx.call(effect, step("leaf", n)).await?)
 }
 
-/// What the workflow returns.
+/// What the workflow returns: it depends on both approvals and on their order, so a first
+/// event taken twice or the two taken out of order show in it. (A lost event leaves the
+/// workflow waiting; a second one taken twice shows in generation 1's history.)
 fn expected_output() -> u64 {
-    f(f(child_output()))
+    f(f(child_output()) + APPROVALS[1])
 }
 
 /// What the sub-orchestration returns.
 fn child_output() -> u64 {
     let b = f(f(FIRST.n));
     let sum: u64 = (0..FAN).map(|i| f(b + i)).sum();
-    f(sum + APPROVAL)
+    f(sum + APPROVALS[0])
 }
 
 /// Every logical effect of the workflow.
@@ -182,13 +195,34 @@ impl Stores {
     }
 }
 
-fn builder(stores: &Stores, ledger: &Arc<EffectLedger>) -> RuntimeBuilder {
+/// The time every case's clock starts at.
+fn start_time() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+/// What one case keeps across its process lifetimes: the effects applied and the clock.
+struct World {
+    ledger: Arc<EffectLedger>,
+    clock: ManualClock,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            ledger: Arc::new(EffectLedger::default()),
+            clock: ManualClock::new(start_time()),
+        }
+    }
+}
+
+fn builder(stores: &Stores, world: &World) -> RuntimeBuilder {
     Runtime::builder(stores.faulty.clone())
         .orchestrator(tour)
         .orchestrator(leaf)
         .activity(effect)
-        .state(ledger.clone())
+        .state(world.ledger.clone())
         .state(Disk(stores.disk.clone()))
+        .clock(world.clock.clone())
 }
 
 /// How a lifetime ended.
@@ -200,10 +234,10 @@ enum End {
 }
 
 /// Runs one process lifetime on `stores`: starts a runtime, starts the workflow (or finds
-/// it), raises the event when the workflow waits for it and nobody raised it yet, and
-/// waits for the output. Returns as soon as a fault is injected: the caller's tokio
-/// runtime is then dropped, which is the crash.
-async fn live(stores: &Stores, ledger: &Arc<EffectLedger>, case: &str) -> End {
+/// it), raises the events nobody raised yet and moves the clock to the timer when the
+/// workflow waits on it, and waits for the output. Returns as soon as a fault is injected:
+/// the caller's tokio runtime is then dropped, which is the crash.
+async fn live(stores: &Stores, world: &World, case: &str) -> End {
     let crashed = async {
         while stores.injected() == 0 {
             tokio::time::sleep(POLL).await;
@@ -213,7 +247,7 @@ async fn live(stores: &Stores, ledger: &Arc<EffectLedger>, case: &str) -> End {
         tokio::select! {
             biased;
             () = crashed => End::Crashed,
-            (output, runtime) = drive(stores, ledger, case) => End::Finished(output, runtime),
+            (output, runtime) = drive(stores, world, case) => End::Finished(output, runtime),
         }
     };
     match tokio::time::timeout(WAIT, ended).await {
@@ -226,10 +260,11 @@ async fn live(stores: &Stores, ledger: &Arc<EffectLedger>, case: &str) -> End {
     }
 }
 
-/// The process's work, as a user would write it. A client call that fails because of an
-/// injected fault waits for the crash; any other failure is a bug.
-async fn drive(stores: &Stores, ledger: &Arc<EffectLedger>, case: &str) -> (u64, Runtime) {
-    let runtime = match builder(stores, ledger).start().await {
+/// The process's work, as a user would write it, and the clock's one step. A client call
+/// that fails because of an injected fault waits for the crash; any other failure is a bug.
+async fn drive(stores: &Stores, world: &World, case: &str) -> (u64, Runtime) {
+    let clock = &world.clock;
+    let runtime = match builder(stores, world).start().await {
         Ok(runtime) => runtime,
         Err(e) => return doomed(stores, e, case).await,
     };
@@ -238,7 +273,6 @@ async fn drive(stores: &Stores, ledger: &Arc<EffectLedger>, case: &str) -> (u64,
         Ok(instance) => instance,
         Err(e) => return doomed(stores, e, case).await,
     };
-    let mut raised = false;
     loop {
         match instance.status().await {
             Ok(InstanceStatus::Completed(output)) => return (output, runtime),
@@ -249,11 +283,40 @@ async fn drive(stores: &Stores, ledger: &Arc<EffectLedger>, case: &str) -> (u64,
             ),
             Err(e) => return doomed(stores, e, case).await,
         }
-        if !raised && awaits_event(&stores.disk) {
-            if let Err(e) = client.raise_event(ID, EVENT, &APPROVAL).await {
-                return doomed(stores, e, case).await;
+        // The clock is read after the history, and it only moves forward.
+        let seen = timer(&stores.disk);
+        let now = clock.now();
+        match seen {
+            Some(Timer {
+                fire_at,
+                fired: true,
+            }) if now < fire_at => panic!(
+                "{case}: the timer fired before the clock reached {fire_at:?}; on disk: {}",
+                describe(&stores.disk)
+            ),
+            // Until this step, only this loop moves the clock: the timer cannot fire, and
+            // an event can only go from the queue to generation 0's history.
+            Some(Timer {
+                fire_at,
+                fired: false,
+            }) if now < fire_at => {
+                for approval in APPROVALS {
+                    if on_disk(&stores.disk, approval) {
+                        continue;
+                    }
+                    if let Err(e) = client.raise_event(ID, EVENT, &approval).await {
+                        return doomed(stores, e, case).await;
+                    }
+                }
+                // The clock has not moved since: the timer still waits.
+                assert!(
+                    timer(&stores.disk).is_some_and(|t| !t.fired),
+                    "{case}: the timer fired before the clock reached {fire_at:?}; on disk: {}",
+                    describe(&stores.disk)
+                );
+                clock.set(fire_at);
             }
-            raised = true;
+            _ => {}
         }
         tokio::time::sleep(POLL).await;
     }
@@ -268,24 +331,45 @@ async fn doomed<T>(stores: &Stores, e: Error, case: &str) -> T {
     std::future::pending().await
 }
 
-/// Whether the workflow waits for the event and it was never raised: generation 0 passed
-/// its timer, and no `EventRaised` is queued or in its history. (The queue is read first:
-/// an event moves from the queue to the history, never back.) Only the test raises it, so
-/// a `false` stays `false` until the test raises it.
-fn awaits_event(disk: &FjallStore) -> bool {
-    let queued = disk.work_items().unwrap().into_iter().any(|(_, item)| {
-        matches!(item, WorkItem::Message { instance, event: Event::EventRaised { .. }, .. } if instance == ID)
-    });
+/// Generation 0's timer, as its history shows it.
+struct Timer {
+    fire_at: SystemTime,
+    fired: bool,
+}
+
+/// The timer in the history on disk: `None` before generation 0 created it, and once
+/// generation 1 started.
+fn timer(disk: &FjallStore) -> Option<Timer> {
     let history = disk.history(ID).unwrap();
-    let record = disk.instance(ID).unwrap();
-    !queued
-        && record.is_some_and(|r| r.generation == 0)
-        && history
+    let fire_at_ms = history.iter().find_map(|e| match e {
+        Event::TimerCreated { fire_at_ms, .. } => Some(*fire_at_ms),
+        _ => None,
+    })?;
+    Some(Timer {
+        fire_at: UNIX_EPOCH + Duration::from_millis(fire_at_ms),
+        fired: history
             .iter()
-            .any(|e| matches!(e, Event::TimerFired { .. }))
-        && !history
-            .iter()
-            .any(|e| matches!(e, Event::EventRaised { .. }))
+            .any(|e| matches!(e, Event::TimerFired { .. })),
+    })
+}
+
+/// Whether the approval `payload` was raised onto the disk. Asked only while generation 0
+/// waits on its timer, which the clock keeps from firing: then an event raised is either a
+/// queued message or in generation 0's history, and only moves from the first to the
+/// second, so reading the queue first sees it wherever it is. (Later it would become a
+/// message for generation 1 and then part of generation 1's history, while generation 0's
+/// is removed: no order of reads would see it through every move.) Only the test raises
+/// events, so a `false` stays `false` until the test raises it.
+fn on_disk(disk: &FjallStore, payload: u64) -> bool {
+    let payload = postcard::to_allocvec(&payload).unwrap();
+    let is_it = |e: &Event| match e {
+        Event::EventRaised { name, payload: p } => name == EVENT && *p == payload,
+        _ => false,
+    };
+    let queued = disk.work_items().unwrap().iter().any(|(_, item)| {
+        matches!(item, WorkItem::Message { instance, event, .. } if instance == ID && is_it(event))
+    });
+    queued || disk.history(ID).unwrap().iter().any(is_it)
 }
 
 /// What the store holds, for failure messages.
@@ -312,8 +396,9 @@ fn describe(disk: &FjallStore) -> String {
 
 /// Checks what the store holds once the workflow finished: the instance and its child
 /// completed with their outputs and whole histories, the second generation's history
-/// holds its two steps, and nothing is left in the queue or in progress checkpoints.
-fn assert_settled(disk: &FjallStore, ledger: &EffectLedger, case: &str) {
+/// holds its two steps and the one event carried over to it, nothing is left in the queue
+/// or in progress checkpoints, and the clock moved once, to the timer.
+fn assert_settled(disk: &FjallStore, world: &World, case: &str) {
     let all = describe(disk);
     let instances = disk.instances().unwrap();
     assert_eq!(instances.len(), 2, "{case}: the instances: {all}");
@@ -330,6 +415,20 @@ fn assert_settled(disk: &FjallStore, ledger: &EffectLedger, case: &str) {
             assert_eq!(record.status, Status::Completed { output }, "{case}: {all}");
             assert_eq!(record.generation, 1, "{case}: {all}");
             assert_eq!(steps, (2, 2), "{case}: generation 1 of {id}: {history:?}");
+            let events: Vec<u64> = history
+                .iter()
+                .filter_map(|e| match e {
+                    Event::EventRaised { payload, .. } => {
+                        Some(postcard::from_bytes(payload).unwrap())
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                events,
+                APPROVALS[1..],
+                "{case}: the events generation 1 got: {history:?}"
+            );
         } else {
             let parent = record.parent.as_ref().map(|p| p.instance.as_str());
             assert_eq!(
@@ -343,7 +442,8 @@ fn assert_settled(disk: &FjallStore, ledger: &EffectLedger, case: &str) {
         }
     }
     assert_eq!(disk.work_items().unwrap(), vec![], "{case}: work left");
-    for key in ledger.keys() {
+    assert_eq!(world.clock.now(), start_time() + TIMER, "{case}: the clock");
+    for key in world.ledger.keys() {
         assert_eq!(
             disk.progress(&key).unwrap(),
             None,
@@ -355,20 +455,22 @@ fn assert_settled(disk: &FjallStore, ledger: &EffectLedger, case: &str) {
 /// Runs the workflow once without faults; returns how many commits it made.
 fn clean_run() -> u64 {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Arc::new(EffectLedger::default());
+    let world = World::new();
     let case = "without faults";
     let commits = lifetime(async {
         let stores = Stores::open(dir.path(), None, case);
-        let End::Finished(output, runtime) = live(&stores, &ledger, case).await else {
+        let End::Finished(output, runtime) = live(&stores, &world, case).await else {
             panic!("{case}: a fault was injected");
         };
         let commits = stores.switch.count(Call::Commit);
         assert_eq!(output, expected_output(), "{case}");
         runtime.shutdown().await;
-        assert_settled(&stores.disk, &ledger, case);
+        assert_settled(&stores.disk, &world, case);
         commits
     });
-    ledger.assert_exactly_once(&expected_effects(), false, case);
+    world
+        .ledger
+        .assert_exactly_once(&expected_effects(), false, case);
     commits
 }
 
@@ -379,6 +481,12 @@ struct Sweep {
     reached: Vec<u64>,
     /// Activity executions beyond the first of their key, over all cases.
     reruns: usize,
+    /// Restarts that found the timer on disk, not fired, ahead of the clock: the new
+    /// runtime re-armed it, and it fired when the test moved the clock.
+    timers_ahead: usize,
+    /// Restarts that found the timer on disk, not fired, with the clock already past it:
+    /// the new runtime re-armed it, and it fired at once.
+    timers_due: usize,
 }
 
 /// Crashes the workflow at each commit k in 1..=N in `mode` (and past N while runs still
@@ -392,13 +500,13 @@ fn crash_at_every_commit(mode: Mode) {
     for k in 1.. {
         let case = format!("commit {k} of {commits}: {mode}");
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Arc::new(EffectLedger::default());
+        let world = World::new();
         // The first process: dies at commit k, or finishes if its run makes fewer (or if
         // commit k, written anyway, completed the workflow and the output was read first).
         let first = format!("{case}, first process");
         let reached = lifetime(async {
             let stores = Stores::open(dir.path(), Some((mode, k)), &first);
-            if let End::Finished(output, _) = live(&stores, &ledger, &first).await {
+            if let End::Finished(output, _) = live(&stores, &world, &first).await {
                 assert_eq!(output, expected_output(), "{first}");
             }
             // The runtime handle and `stores` drop here, and every task with the tokio
@@ -414,19 +522,29 @@ fn crash_at_every_commit(mode: Mode) {
         let next = format!("{case}, after the restart");
         lifetime(async {
             let stores = Stores::open(dir.path(), None, &next);
-            let End::Finished(output, runtime) = live(&stores, &ledger, &next).await else {
+            match timer(&stores.disk) {
+                Some(t) if !t.fired && world.clock.now() < t.fire_at => sweep.timers_ahead += 1,
+                Some(t) if !t.fired => sweep.timers_due += 1,
+                _ => {}
+            }
+            let End::Finished(output, runtime) = live(&stores, &world, &next).await else {
                 panic!("{next}: a fault without a rule");
             };
             assert_eq!(output, expected_output(), "{next}");
             runtime.shutdown().await;
-            assert_settled(&stores.disk, &ledger, &next);
+            assert_settled(&stores.disk, &world, &next);
         });
-        sweep.reruns += ledger.assert_exactly_once(&expected_effects(), true, &next);
+        sweep.reruns += world
+            .ledger
+            .assert_exactly_once(&expected_effects(), true, &next);
     }
     eprintln!(
-        "checkpoints ({mode}): N = {commits} commits; died at commit {:?}; {} activity reruns; {:.1?}",
+        "checkpoints ({mode}): N = {commits} commits; died at commit {:?}; {} activity reruns; \
+         timer re-armed ahead of the clock {} times, due {} times; {:.1?}",
         sweep.reached,
         sweep.reruns,
+        sweep.timers_ahead,
+        sweep.timers_due,
         started.elapsed()
     );
     // The last k or two may fall past the end of a run that took fewer turns.
@@ -434,6 +552,12 @@ fn crash_at_every_commit(mode: Mode) {
         sweep.reached.len() as u64 + 2 >= commits,
         "{mode}: died at only {:?} of {commits}",
         sweep.reached
+    );
+    // A crash after the timer's commit and before the clock's step (at the commit that
+    // raises the first event, in either mode) leaves a timer for the next runtime.
+    assert!(
+        sweep.timers_ahead > 0,
+        "{mode}: no restart found the timer waiting for the clock"
     );
 }
 
