@@ -104,25 +104,7 @@ impl VisitMut for Rewrite<'_> {
             .map(|segment| segment.ident.unraw().to_string())
             .unwrap_or_default();
         let mut args = Args::parse(&name, mac.tokens.clone());
-        match &mut args {
-            Args::List(list) => list.iter_mut().for_each(|e| self.visit_expr_mut(e)),
-            Args::Repeat(value, _, count) => {
-                self.visit_expr_mut(value);
-                self.visit_expr_mut(count);
-            }
-            Args::Select(select) => {
-                for branch in &mut select.branches {
-                    if let Some(future) = &mut branch.future {
-                        self.visit_expr_mut(future);
-                    }
-                    if let Some((_, _, condition)) = &mut branch.precondition {
-                        self.visit_expr_mut(condition);
-                    }
-                    self.visit_expr_mut(&mut branch.handler);
-                }
-            }
-            Args::Tokens(_) => {}
-        }
+        args.visit_mut(self);
         // Written back only when something changed, so other macros keep their tokens
         // exactly as written.
         if self.rewrites != before {

@@ -181,31 +181,11 @@ impl Walker<'_> {
     fn walk_macro_args(&mut self, mac: &mut syn::Macro, name: &str) {
         let before = self.rewrites;
         let mut args = Args::parse(name, mac.tokens.clone());
-        match &mut args {
-            Args::List(list) => list.iter_mut().for_each(|e| self.visit_expr_mut(e)),
-            Args::Repeat(value, _, count) => {
-                self.visit_expr_mut(value);
-                self.visit_expr_mut(count);
-            }
-            Args::Select(select) => {
-                for branch in &mut select.branches {
-                    if let Some(pat) = branch.pat_mut() {
-                        self.visit_pat_mut(pat);
-                    }
-                    if let Some(future) = &mut branch.future {
-                        self.visit_expr_mut(future);
-                    }
-                    if let Some((_, _, condition)) = &mut branch.precondition {
-                        self.visit_expr_mut(condition);
-                    }
-                    self.visit_expr_mut(&mut branch.handler);
-                }
-            }
-            Args::Tokens(tokens) => {
-                let tokens = tokens.clone();
-                macro_args::scan(tokens, &mut |found| self.found(found));
-            }
+        if let Args::Tokens(tokens) = &args {
+            let tokens = tokens.clone();
+            macro_args::scan(tokens, &mut |found| self.found(found));
         }
+        args.visit_mut(self);
         if self.rewrites != before {
             mac.tokens = args.to_token_stream();
         }

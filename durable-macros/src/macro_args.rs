@@ -9,6 +9,7 @@ use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
+use syn::visit_mut::VisitMut;
 use syn::{Expr, Ident, Pat, Token};
 
 /// The arguments of a macro, in the first form they parse as.
@@ -41,6 +42,34 @@ impl Args {
             Ok(Args::Repeat(input.parse()?, input.parse()?, input.parse()?))
         };
         syn::parse::Parser::parse2(repeat, tokens.clone()).unwrap_or(Args::Tokens(tokens))
+    }
+
+    /// Walks the patterns and expressions of arguments that parsed as such with `visitor`
+    /// (a `select!` branch's pattern, future, precondition and handler); raw tokens are
+    /// left to the caller.
+    pub(crate) fn visit_mut(&mut self, visitor: &mut impl VisitMut) {
+        match self {
+            Args::List(list) => list.iter_mut().for_each(|e| visitor.visit_expr_mut(e)),
+            Args::Repeat(value, _, count) => {
+                visitor.visit_expr_mut(value);
+                visitor.visit_expr_mut(count);
+            }
+            Args::Select(select) => {
+                for branch in &mut select.branches {
+                    if let Some(pat) = branch.pat_mut() {
+                        visitor.visit_pat_mut(pat);
+                    }
+                    if let Some(future) = &mut branch.future {
+                        visitor.visit_expr_mut(future);
+                    }
+                    if let Some((_, _, condition)) = &mut branch.precondition {
+                        visitor.visit_expr_mut(condition);
+                    }
+                    visitor.visit_expr_mut(&mut branch.handler);
+                }
+            }
+            Args::Tokens(_) => {}
+        }
     }
 }
 
