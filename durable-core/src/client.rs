@@ -180,7 +180,13 @@ impl Client {
     }
 
     /// Raises external event `name` with `payload` to instance `id`; the orchestrator
-    /// receives it with `ctx.wait_event(name)`, now or when it next waits.
+    /// receives it with `ctx.wait_event(name)`, now or when it next waits. Events the
+    /// instance has not taken when it continues as new are carried to the next generation.
+    ///
+    /// Each call raises one event: a call that returned an error may still have been
+    /// written (a failed fsync after the write), and calling again then raises a second.
+    /// Where that matters, put an id in the payload and let the orchestrator skip ids it
+    /// has seen.
     pub async fn raise_event<T: Serialize>(
         &self,
         id: &str,

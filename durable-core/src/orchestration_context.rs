@@ -371,8 +371,11 @@ impl OrchestrationContext {
 
     /// Ends this generation of the instance and starts the next with `input` and a fresh
     /// history, under the same instance id: how an eternal orchestration keeps its
-    /// history small. Await it as the orchestrator's last step; it never resolves, and its
-    /// output type is whatever the orchestrator returns:
+    /// history small. External events it received and did not take are raised again to
+    /// the next generation, in order. In an `#[orchestrator]` body, `input` must be of the
+    /// orchestrator's input type (the macro checks it). Await it as the orchestrator's
+    /// last step; it never resolves, and its output type is whatever the orchestrator
+    /// returns:
     ///
     /// ```ignore
     /// if round < last {
