@@ -81,10 +81,7 @@ impl Shared {
                     .map(|()| output)
                     .map_err(|too_large| too_large.failure())
             }
-            Err(failure) => {
-                let what = || format!("the error of activity `{}`", task.activity);
-                Err(payload::fit_failure(what, failure, limit))
-            }
+            Err(failure) => Err(payload::fit_failure(failure, limit)),
         };
         drop(slot);
         let event = match executed {

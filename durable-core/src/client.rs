@@ -173,8 +173,8 @@ impl Client {
     }
 
     /// Checks that a reason given to `terminate` or `suspend` fits the payload limit.
-    fn check_reason(&self, reason: &str) -> Result<(), Error> {
-        let what = || "the reason".to_string();
+    fn check_reason(&self, action: &str, reason: &str) -> Result<(), Error> {
+        let what = || format!("the {action} reason");
         payload::check_size(what, reason.as_bytes(), self.shared.max_payload)?;
         Ok(())
     }
@@ -213,7 +213,7 @@ impl Client {
     pub async fn terminate(&self, id: &str, reason: &str) -> Result<(), Error> {
         let record = self.existing(id)?;
         refuse_if_finished(id, &record, "terminate")?;
-        self.check_reason(reason)?;
+        self.check_reason("terminate", reason)?;
         let event = Event::TerminateRequested {
             reason: reason.to_string(),
         };
@@ -232,7 +232,7 @@ impl Client {
                 "it is suspended already",
             ));
         }
-        self.check_reason(reason)?;
+        self.check_reason("suspend", reason)?;
         let event = Event::SuspendRequested {
             reason: reason.to_string(),
         };

@@ -372,10 +372,12 @@ impl OrchestrationContext {
     /// Ends this generation of the instance and starts the next with `input` and a fresh
     /// history, under the same instance id: how an eternal orchestration keeps its
     /// history small. External events it received and did not take are raised again to
-    /// the next generation, in order. In an `#[orchestrator]` body, `input` must be of the
-    /// orchestrator's input type (the macro checks it). Await it as the orchestrator's
-    /// last step; it never resolves, and its output type is whatever the orchestrator
-    /// returns:
+    /// the next generation, in order. Called on the context parameter in an
+    /// `#[orchestrator]` body, `input` must be a value of the orchestrator's input type,
+    /// checked at compile time (a literal `1` is then the input's integer type, not
+    /// `i32`); elsewhere (a `#[deterministic]` helper) the type is inferred, so name it:
+    /// `ctx.continue_as_new::<Input, _>(next)`. Await it as the orchestrator's last step;
+    /// it never resolves, and its output type is whatever the orchestrator returns:
     ///
     /// ```ignore
     /// if round < last {
@@ -414,7 +416,11 @@ impl OrchestrationContext {
     /// ```
     #[track_caller]
     pub fn patched(&self, change_id: &str) -> bool {
-        let caller = Location::caller();
+        self.patched_at(change_id, Location::caller())
+    }
+
+    /// [`patched`](Self::patched), recorded as asked at `caller`.
+    pub(crate) fn patched_at(&self, change_id: &str, caller: &Location<'_>) -> bool {
         let mut state = lock(&self.state);
         let site = Self::site(&state, caller);
         state.patched(change_id, site)

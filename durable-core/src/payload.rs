@@ -63,13 +63,11 @@ pub(crate) fn check_size(
     })
 }
 
-/// `failure`, or in its place a `TooLarge` failure when its message and error value
-/// (`what` names them) are over `limit` together.
-pub(crate) fn fit_failure(
-    what: impl FnOnce() -> String,
-    failure: Failure,
-    limit: usize,
-) -> Failure {
+/// `failure`, made to fit `limit`: an error whose message and value are over it together
+/// keeps its kind (so it is retried, and a panic stays a panic), loses its value (the typed
+/// error is then unavailable) and has its message cut, saying so. An error's size says
+/// nothing of whether the next attempt fails.
+pub(crate) fn fit_failure(mut failure: Failure, limit: usize) -> Failure {
     let value = match &failure.kind {
         FailureKind::Returned { payload } => payload.len(),
         _ => 0,
@@ -78,12 +76,24 @@ pub(crate) fn fit_failure(
     if size <= limit {
         return failure;
     }
-    PayloadTooLarge {
-        what: what(),
-        size,
-        limit,
+    if let FailureKind::Returned { payload } = &mut failure.kind {
+        payload.clear();
     }
-    .failure()
+    if failure.message.len() > limit {
+        let note =
+            format!(" [cut: the error was {size} bytes, over the payload limit of {limit} bytes]");
+        // Under a limit too small for the note, the message is only cut.
+        let noted = note.len() < limit;
+        let mut keep = if noted { limit - note.len() } else { limit };
+        while !failure.message.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        failure.message.truncate(keep);
+        if noted {
+            failure.message.push_str(&note);
+        }
+    }
+    failure
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PayloadError> {
@@ -120,6 +130,41 @@ mod tests {
     #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
     struct New {
         id: u32,
+    }
+
+    #[test]
+    fn an_error_over_the_limit_keeps_its_kind_and_is_cut_to_fit() {
+        let failure = Failure {
+            kind: FailureKind::Returned {
+                payload: vec![1; 500],
+            },
+            message: "é".repeat(400),
+        };
+        let fitted = fit_failure(failure, 300);
+        assert_eq!(fitted.kind, FailureKind::Returned { payload: vec![] });
+        assert!(fitted.message.len() <= 300, "{}", fitted.message.len());
+        assert!(fitted.message.starts_with("éé"), "{}", fitted.message);
+        assert!(
+            fitted
+                .message
+                .ends_with("[cut: the error was 1300 bytes, over the payload limit of 300 bytes]"),
+            "{}",
+            fitted.message
+        );
+        let panic = Failure {
+            kind: FailureKind::Panicked,
+            message: "p".repeat(50),
+        };
+        let fitted = fit_failure(panic, 10);
+        assert_eq!(
+            (fitted.kind, fitted.message),
+            (FailureKind::Panicked, "p".repeat(10))
+        );
+        let small = Failure {
+            kind: FailureKind::Panicked,
+            message: "ok".into(),
+        };
+        assert_eq!(fit_failure(small.clone(), 10), small);
     }
 
     #[test]

@@ -16,13 +16,22 @@ use crate::registry::unregistered_activity;
 use crate::runtime::{Delivery, Shared, lock};
 use crate::{Error, Unregistered};
 
+/// A timer to arm again.
+struct Timer {
+    id: WorkId,
+    instance: String,
+    generation: u32,
+    seq: u64,
+    fire_at_ms: u64,
+}
+
 /// What recovery found, and the commit that records it.
 #[derive(Default)]
 struct Recovery {
     /// Redelivered tasks (with their attempt counted) and changed statuses.
     commit: Commit,
     messages: Vec<(String, Delivery)>,
-    timers: Vec<(WorkId, String, u32, u64, u64)>,
+    timers: Vec<Timer>,
     /// Tasks of activities this runtime does not have, by instance, when instances wait
     /// for missing code.
     missing: HashMap<String, Vec<(WorkId, ActivityTask)>>,
@@ -50,13 +59,18 @@ impl Shared {
             self.commits.commit(commit).await?;
         }
         let recovered = messages.len() + tasks.len() + timers.len() + retried.len();
-        for (instance, delivery) in messages {
-            self.deliver(instance, delivery);
-        }
+        self.deliver_all(messages);
         for id in retried {
             self.poke(id);
         }
-        for (id, instance, generation, seq, fire_at_ms) in timers {
+        for timer in timers {
+            let Timer {
+                id,
+                instance,
+                generation,
+                seq,
+                fire_at_ms,
+            } = timer;
             self.arm_timer(id, instance, generation, seq, fire_at_ms);
         }
         for (id, item) in tasks {
@@ -106,9 +120,13 @@ impl Shared {
                     generation,
                     seq,
                     fire_at_ms,
-                } => recovery
-                    .timers
-                    .push((id, instance, generation, seq, fire_at_ms)),
+                } => recovery.timers.push(Timer {
+                    id,
+                    instance,
+                    generation,
+                    seq,
+                    fire_at_ms,
+                }),
             }
         }
         recovery

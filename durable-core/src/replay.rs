@@ -678,7 +678,6 @@ impl Execution {
         if let Some(fatal) = state.fatal.clone() {
             return fatal;
         }
-        let error_of = || format!("the error of orchestrator `{}`", state.orchestrator);
         match polled {
             Err(panic) => {
                 let failure = Failure {
@@ -689,7 +688,7 @@ impl Execution {
                         panic_message(&*panic)
                     ),
                 };
-                Outcome::Failed(payload::fit_failure(error_of, failure, state.max_payload))
+                Outcome::Failed(payload::fit_failure(failure, state.max_payload))
             }
             Ok(Poll::Ready(result)) => {
                 if let Some(step) = state.steps.get(state.next_seq as usize) {
@@ -708,7 +707,7 @@ impl Execution {
                         }
                     }
                     Err(failure) => {
-                        Outcome::Failed(payload::fit_failure(error_of, failure, state.max_payload))
+                        Outcome::Failed(payload::fit_failure(failure, state.max_payload))
                     }
                 }
             }

@@ -9,6 +9,9 @@ use crate::OrchestrationContext;
 use crate::error::{ActivityError, Timeout};
 use crate::handle::Activity;
 
+/// The change that stopped retrying errors no attempt can mend, as recorded in histories.
+const NON_RETRYABLE_ERRORS: &str = "durable:non-retryable-errors";
+
 /// How the wait between attempts grows.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Backoff {
@@ -129,10 +132,9 @@ impl RetryPolicy {
         self.max_interval.map_or(delay, |max| delay.min(max))
     }
 
-    fn should_retry(&self, error: &ActivityError, attempt: u32) -> bool {
-        attempt < self.max_attempts
-            && error.is_retryable()
-            && self.retry_if.as_ref().is_none_or(|f| f(error))
+    /// Whether the policy retries after failed attempt `attempt`, whatever the error.
+    fn allows_retry(&self, error: &ActivityError, attempt: u32) -> bool {
+        attempt < self.max_attempts && self.retry_if.as_ref().is_none_or(|f| f(error))
     }
 }
 
@@ -176,7 +178,14 @@ impl OrchestrationContext {
                 };
                 match result {
                     Ok(output) => return Ok(output),
-                    Err(error) if policy.should_retry(&error, attempt) => {
+                    // An error no attempt can mend is not retried. Histories written
+                    // before errors were told apart retried every error: a marker in the
+                    // history says which rule an instance follows, so they replay alike.
+                    Err(error)
+                        if policy.allows_retry(&error, attempt)
+                            && (error.is_retryable()
+                                || !ctx.patched_at(NON_RETRYABLE_ERRORS, caller)) =>
+                    {
                         ctx.timer_at(caller, policy.delay_after(attempt)).await;
                         attempt += 1;
                     }

@@ -135,8 +135,9 @@ impl RuntimeBuilder {
     /// The largest payload, in encoded bytes, that instances may store (default:
     /// [`DEFAULT_MAX_PAYLOAD_BYTES`], 2 MiB): an input or output of an orchestrator or
     /// activity, an event, a custom status, a recorded value, a progress checkpoint, a
-    /// terminate or suspend reason. An error (its value and message together) over it is
-    /// stored as a `TooLarge` failure in its place.
+    /// terminate or suspend reason. An error whose value and message are over it together
+    /// keeps its kind (it is retried as before) but loses its value (the typed error is
+    /// then unavailable) and has its message cut, saying so.
     /// Every payload is kept in the store, and an instance's input is rewritten with
     /// each of its turns, so large data is better passed by reference.
     ///
@@ -382,8 +383,9 @@ impl Shared {
         }
     }
 
-    /// Queues `deliveries` for `instance` ahead of the events already waiting, and makes
-    /// sure a turn task will take them.
+    /// Queues `deliveries` for `instance` ahead of the events already waiting, but after
+    /// the client requests at their head (a terminate must not wait behind an instance
+    /// that continues as new forever), and makes sure a turn task will take them.
     pub(crate) fn deliver_first(
         self: &Arc<Self>,
         instance: &str,
@@ -391,11 +393,32 @@ impl Shared {
     ) {
         let mut instances = lock(&self.instances);
         let inbox = instances.entry(instance.to_string()).or_default();
-        inbox.messages.splice(0..0, deliveries);
+        let at = inbox.messages.iter().take_while(|d| d.is_control()).count();
+        inbox.messages.splice(at..at, deliveries);
         if !inbox.busy {
             inbox.busy = true;
             drop(instances);
             self.spawn_turns(instance.to_string());
+        }
+    }
+
+    /// Queues every one of `deliveries` before any turn task starts on them, so each
+    /// instance's first turn sees all of its events (recovery hands out many at once).
+    pub(crate) fn deliver_all(self: &Arc<Self>, deliveries: Vec<(String, Delivery)>) {
+        let mut idle = Vec::new();
+        {
+            let mut instances = lock(&self.instances);
+            for (instance, delivery) in deliveries {
+                let inbox = instances.entry(instance.clone()).or_default();
+                inbox.messages.push(delivery);
+                if !inbox.busy {
+                    inbox.busy = true;
+                    idle.push(instance);
+                }
+            }
+        }
+        for instance in idle {
+            self.spawn_turns(instance);
         }
     }
 
@@ -497,5 +520,6 @@ impl Shared {
     /// Forgets everything held in memory about `instance` (after a purge).
     pub(crate) fn forget(&self, instance: &str) {
         lock(&self.cache).pop(instance);
+        lock(&self.waiting_for_code).remove(instance);
     }
 }

@@ -55,6 +55,7 @@ impl Shared {
         let mut keep = execution;
         match &request.event {
             Event::TerminateRequested { reason } => {
+                lock(&self.waiting_for_code).remove(instance);
                 record.status = Status::Terminated {
                     reason: reason.clone(),
                 };

@@ -543,6 +543,64 @@ fn a_suspended_instance_waiting_for_a_missing_activity_stalls_when_resumed() {
     });
 }
 
+#[test]
+fn an_id_reused_after_a_purge_does_not_inherit_the_wait_for_missing_code() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = gated(&store, false)
+            .orchestrator(gated_chain)
+            .start()
+            .await
+            .unwrap();
+        let instance = runtime
+            .client()
+            .start(gated_chain, "reused", 4)
+            .await
+            .unwrap();
+        crate::patterns::wait_for(&store, "reused", |h| {
+            h.iter()
+                .filter(|e| matches!(e, Event::ActivityScheduled { .. }))
+                .count()
+                == 2
+        })
+        .await;
+        instance.suspend("maintenance").await.unwrap();
+        while !matches!(
+            instance.status().await.unwrap(),
+            InstanceStatus::Suspended(_)
+        ) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    lifetime(async {
+        // Without `wait_at_gate`: the suspended instance waits for it. It is terminated
+        // and purged, and its id reused by an instance that needs nothing missing.
+        let runtime = builder(store.clone())
+            .orchestrator(gated_chain)
+            .orchestrator(takes_amount)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let old = client.instance(gated_chain, "reused");
+        old.terminate("replaced").await.unwrap();
+        assert!(matches!(
+            old.wait(WAIT).await,
+            Err(Error::Terminated { .. })
+        ));
+        client.purge("reused").await.unwrap();
+        let new = client.start(takes_amount, "reused", ()).await.unwrap();
+        new.suspend("a pause").await.unwrap();
+        while !matches!(new.status().await.unwrap(), InstanceStatus::Suspended(_)) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        new.resume().await.unwrap();
+        new.raise_event("amount", &5_u64).await.unwrap();
+        assert_eq!(new.wait(WAIT).await.unwrap(), 6);
+        runtime.shutdown().await;
+    });
+}
+
 /// Generation 0 races the gated activity against a timer, loses it to the timer, and
 /// continues as new; generation 1 waits for `go`.
 #[orchestrator]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use durable_core::{
     ActivityContext, Error, InstanceQuery, InstanceStatus, OrchestrationContext, PurgeFilter,
-    activity, orchestrator,
+    Store, activity, orchestrator,
 };
 
 use crate::common::*;
@@ -224,5 +224,32 @@ async fn a_failed_instance_restarts_from_its_original_input() {
     client.restart("fragile").await.unwrap();
     assert_eq!(instance.wait(WAIT).await.unwrap(), 42);
     expect_invalid(client.restart("fragile").await, "restart");
+    runtime.shutdown().await;
+}
+
+/// Continues as new forever.
+#[orchestrator]
+async fn spinning(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    ctx.continue_as_new(n + 1).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_stops_an_instance_that_continues_as_new_forever() {
+    let (_dir, store) = store();
+    let runtime = builder(store.clone())
+        .orchestrator(spinning)
+        .start()
+        .await
+        .unwrap();
+    let instance = runtime.client().start(spinning, "spin", 0).await.unwrap();
+    while store.instance("spin").unwrap().unwrap().generation < 20 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    instance.terminate("runaway").await.unwrap();
+    let err = instance.wait(Duration::from_secs(10)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Terminated { reason, .. } if reason == "runaway"),
+        "{err:?}"
+    );
     runtime.shutdown().await;
 }

@@ -43,21 +43,49 @@ async fn fails_long(_ctx: ActivityContext, size: usize) -> Result<(), String> {
     Err("x".repeat(size))
 }
 
+/// How an activity's error reached the orchestrator.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Seen {
+    retryable: bool,
+    typed: Option<usize>,
+    message_len: usize,
+    message: String,
+}
+
 /// Calls `fails_long(size)`, or fails itself with such an error; says how the call ended.
 #[orchestrator]
 async fn long_errors(
     ctx: OrchestrationContext,
     (size, own): (usize, bool),
-) -> Result<String, String> {
+) -> Result<Seen, String> {
     if own {
         return Err("y".repeat(size));
     }
     let e = ctx.call(fails_long, size).await.unwrap_err();
-    Ok(format!(
-        "too large: {}; {}",
-        matches!(e.failure().kind, FailureKind::TooLarge { .. }),
-        e.message()
-    ))
+    let message = e.message();
+    Ok(Seen {
+        retryable: e.is_retryable(),
+        typed: e.error::<String>().map(|s| s.len()),
+        message_len: message.len(),
+        // Its start and its end, to keep the output small.
+        message: format!("{}...{}", &message[..3], &message[message.len() - 80..]),
+    })
+}
+
+/// Fails on its first attempt with an error message of `size` bytes, then succeeds.
+#[activity]
+async fn fails_long_once(ctx: ActivityContext, size: usize) -> Result<u32, String> {
+    if ctx.attempt() == 1 {
+        return Err("x".repeat(size));
+    }
+    Ok(ctx.attempt())
+}
+
+/// Retries `fails_long_once(size)`; returns the attempt that succeeded.
+#[orchestrator]
+async fn retries_long_error(ctx: OrchestrationContext, size: usize) -> Result<u32, String> {
+    let policy = RetryPolicy::fixed(3, Duration::from_millis(1));
+    Ok(ctx.call_with_retry(fails_long_once, size, policy).await?)
 }
 
 /// Saves a checkpoint of `size` bytes; says what `save_progress` answered.
@@ -191,7 +219,9 @@ fn limited(store: durable_core::FjallStore) -> durable_core::RuntimeBuilder {
         .orchestrator(fetches)
         .orchestrator(saves)
         .orchestrator(long_errors)
+        .orchestrator(retries_long_error)
         .activity(fails_long)
+        .activity(fails_long_once)
         .orchestrator(fetches_with_retry)
         .activity(blob_of)
         .activity(length)
@@ -286,20 +316,27 @@ async fn an_output_over_the_limit_is_not_retried_as_it_would_fail_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn errors_over_the_limit_are_stored_as_too_large_in_their_place() {
+async fn errors_over_the_limit_are_cut_to_fit_and_keep_their_kind() {
     let (_dir, store) = store();
     let runtime = limited(store.clone()).start().await.unwrap();
     let client = runtime.client();
-    let out = client
+    // The message and the encoded `String` error value, counted together.
+    let cut = format!(
+        "[cut: the error was {} bytes, over the payload limit of {LIMIT} bytes]",
+        2 * BIG + 2
+    );
+    let seen = client
         .start(long_errors, "activity-error", (BIG, false))
         .await
         .unwrap()
         .wait(WAIT)
         .await
         .unwrap();
+    assert!(seen.retryable && seen.typed.is_none(), "{seen:?}");
+    assert!(seen.message_len <= LIMIT, "{seen:?}");
     assert!(
-        out.starts_with("too large: true; the error of activity `fails_long` is"),
-        "{out}"
+        seen.message.starts_with("xxx...") && seen.message.ends_with(&cut),
+        "{seen:?}"
     );
     let err = client
         .start(long_errors, "own-error", (BIG, true))
@@ -310,10 +347,18 @@ async fn errors_over_the_limit_are_stored_as_too_large_in_their_place() {
         .unwrap_err();
     assert!(
         matches!(&err, Error::Failed { failure, .. }
-            if matches!(failure.kind, FailureKind::TooLarge { .. })
-                && failure.message.starts_with("the error of orchestrator `long_errors` is")),
+            if failure.kind == FailureKind::Returned { payload: vec![] }
+                && failure.message.starts_with("yyy")
+                && failure.message.ends_with(&cut)),
         "{err:?}"
     );
+    assert_eq!(err.orchestrator_error::<String>(), None);
+    // An error's size says nothing of the next attempt: it is retried.
+    let retried = client
+        .start(retries_long_error, "retried", BIG)
+        .await
+        .unwrap();
+    assert_eq!(retried.wait(WAIT).await.unwrap(), 2);
     for id in ["activity-error", "own-error"] {
         let history = store.history(id).unwrap();
         assert!(largest_payload(&history) <= LIMIT, "{id}: {history:?}");
@@ -334,11 +379,11 @@ async fn errors_over_the_limit_are_stored_as_too_large_in_their_place() {
         matches!(&small, Error::Failed { failure, .. } if failure.message == "y".repeat(10)),
         "{small:?}"
     );
-    // So is a reason given to terminate.
+    // A reason given to terminate over the limit is refused.
     let waiting = client.start(waits_for_blob, "reasons", ()).await.unwrap();
     let err = waiting.terminate(&"z".repeat(BIG)).await.unwrap_err();
     assert!(
-        matches!(&err, Error::PayloadTooLarge(e) if e.what == "the reason"),
+        matches!(&err, Error::PayloadTooLarge(e) if e.what == "the terminate reason"),
         "{err:?}"
     );
     waiting.terminate("short").await.unwrap();

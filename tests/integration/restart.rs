@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use durable_core::record::{FailureKind, Status};
+use durable_core::record::{Commit, Event, FailureKind, InstanceRecord, Status, WorkItem};
 use durable_core::{
     ActivityContext, Error, InstanceStatus, OrchestrationContext, Store, activity, orchestrator,
 };
@@ -287,4 +287,70 @@ async fn wait_for_step(store: &durable_core::FjallStore, id: &str, events: usize
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     panic!("instance {id} never reached {events} events");
+}
+
+/// Takes two `add` events and returns them in the order it got them.
+#[orchestrator]
+async fn takes_two(ctx: OrchestrationContext, _: ()) -> Result<Vec<u64>, String> {
+    let first = ctx.wait_event::<u64>("add").await;
+    let second = ctx.wait_event::<u64>("add").await;
+    Ok(vec![first, second])
+}
+
+#[test]
+fn a_recovery_keeps_events_carried_over_ahead_of_a_later_one() {
+    // The store as a crash leaves it right after a continue-as-new commit: generation 1
+    // not started yet, its start and the event carried over (1) queued, and before them
+    // (an older work id) an event a client raised meanwhile (2), with other work between.
+    let (_dir, store) = store();
+    let raised = |generation: Option<u32>, value: u64| WorkItem::Message {
+        instance: "carried".into(),
+        generation,
+        event: Event::EventRaised {
+            name: "add".into(),
+            payload: postcard::to_allocvec(&value).unwrap(),
+        },
+    };
+    let mut record = InstanceRecord::pending("takes_two".into(), 1, vec![], 0, None);
+    record.generation = 1;
+    record.status = Status::Running;
+    let mut enqueued = vec![(10, raised(None, 2))];
+    enqueued.extend((11..40).map(|id| {
+        let other = WorkItem::Message {
+            instance: format!("gone-{id}"),
+            generation: None,
+            event: Event::ResumeRequested,
+        };
+        (id, other)
+    }));
+    let started = Event::Started {
+        orchestrator: "takes_two".into(),
+        input: vec![],
+    };
+    enqueued.push((
+        40,
+        WorkItem::Message {
+            instance: "carried".into(),
+            generation: Some(1),
+            event: started,
+        },
+    ));
+    enqueued.push((41, raised(Some(1), 1)));
+    store
+        .commit(&[Commit {
+            instances: vec![("carried".into(), record)],
+            enqueued,
+            ..Commit::default()
+        }])
+        .unwrap();
+    lifetime(async {
+        let runtime = builder(store.clone())
+            .orchestrator(takes_two)
+            .start()
+            .await
+            .unwrap();
+        let instance = runtime.client().instance(takes_two, "carried");
+        assert_eq!(instance.wait(WAIT).await.unwrap(), vec![1, 2]);
+        runtime.shutdown().await;
+    });
 }

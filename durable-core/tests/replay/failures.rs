@@ -1,8 +1,10 @@
 //! Errors inside an orchestration: activity failures it catches or propagates, panics,
 //! and payloads that no longer decode.
 
-use durable_core::record::{Event, FailureKind};
-use durable_core::{Execution, OrchestrationContext, Outcome, orchestrator};
+use std::time::Duration;
+
+use durable_core::record::{Event, Failure, FailureKind, Site};
+use durable_core::{Execution, OrchestrationContext, Outcome, RetryPolicy, orchestrator};
 
 use crate::builders::*;
 
@@ -108,4 +110,90 @@ fn an_input_that_no_longer_decodes_fails_the_instance_naming_the_type() {
             type_name: "u64".into()
         }
     );
+}
+
+/// Calls `double` with up to three attempts, a millisecond apart.
+#[orchestrator]
+async fn retrying(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    let policy = RetryPolicy::fixed(3, Duration::from_millis(1));
+    Ok(ctx.call_with_retry(double, n, policy).await?)
+}
+
+/// `double` failed on attempt `attempt` because the runtime did not have it.
+fn unregistered(seq: u64, attempt: u32) -> Event {
+    Event::ActivityFailed {
+        seq,
+        attempt,
+        failure: Failure {
+            kind: FailureKind::Unregistered {
+                name: "double".into(),
+            },
+            message: "activity `double` is not registered with this runtime".into(),
+        },
+    }
+}
+
+fn site() -> Site {
+    Site {
+        function: "retrying".into(),
+        file: file!().into(),
+        line: 1,
+        line_offset: 0,
+    }
+}
+
+#[test]
+fn an_error_no_attempt_can_mend_is_not_retried_and_the_history_says_so() {
+    let mut execution = Execution::of(retrying, "i");
+    execution.turn(&[], vec![started("retrying", &1u64)]);
+    let turn = execution.turn(&[], vec![unregistered(0, 1)]);
+    assert!(
+        matches!(&turn.outcome, Outcome::Failed(f)
+            if f.message == "activity `double` failed on attempt 1: activity `double` is not registered with this runtime"),
+        "{:?}",
+        turn.outcome
+    );
+    assert!(
+        turn.commands.is_empty(),
+        "no retry timer: {:?}",
+        turn.commands
+    );
+    assert!(
+        turn.appended.iter().any(
+            |e| matches!(e, Event::Recorded { what, .. } if what == "patch:durable:non-retryable-errors")
+        ),
+        "{:?}",
+        turn.appended
+    );
+}
+
+#[test]
+fn a_history_that_retried_such_an_error_replays_as_it_ran() {
+    // Written before errors were told apart: the failure is followed by the retry's wait
+    // and a second attempt, which succeeds now.
+    let history = vec![
+        started("retrying", &1u64),
+        Event::ActivityScheduled {
+            seq: 0,
+            activity: "double".into(),
+            input: encode(&1u64),
+            site: site(),
+        },
+        unregistered(0, 1),
+        Event::TimerCreated {
+            seq: 1,
+            fire_at_ms: 1,
+            site: site(),
+        },
+        Event::TimerFired { seq: 1 },
+        Event::ActivityScheduled {
+            seq: 2,
+            activity: "double".into(),
+            input: encode(&1u64),
+            site: site(),
+        },
+    ];
+    let mut execution = Execution::of(retrying, "i");
+    let turn = execution.turn(&history, vec![completed(2, &2u64)]);
+    assert_eq!(turn.outcome, Outcome::Completed(encode(&2u64)));
 }
