@@ -55,7 +55,6 @@ impl Shared {
         let mut keep = execution;
         match &request.event {
             Event::TerminateRequested { reason } => {
-                lock(&self.waiting_for_code).remove(instance);
                 record.status = Status::Terminated {
                     reason: reason.clone(),
                 };
@@ -74,8 +73,10 @@ impl Shared {
             }
             // A suspended instance that waits for missing code stalls when resumed.
             _ => {
-                record.status = match lock(&self.waiting_for_code).remove(instance) {
-                    Some(failure) => Status::Stalled { failure },
+                record.status = match lock(&self.waiting_for_code).get(instance) {
+                    Some(failure) => Status::Stalled {
+                        failure: failure.clone(),
+                    },
                     None => Status::Running,
                 }
             }
@@ -91,6 +92,11 @@ impl Shared {
             .instances
             .push((instance.to_string(), record.clone()));
         self.commits.commit(commit).await?;
+        // Resumed or terminated, it waits for nothing any more (a reused id must not
+        // inherit the wait); forgotten once that is durable, so a retried turn still knows.
+        if !matches!(record.status, Status::Suspended { .. }) {
+            lock(&self.waiting_for_code).remove(instance);
+        }
         let stalled_now = matches!(record.status, Status::Stalled { .. });
         if let Some(inbox) = lock(&self.instances).get_mut(instance) {
             inbox.suspended = matches!(record.status, Status::Suspended { .. });
