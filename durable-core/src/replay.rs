@@ -561,33 +561,71 @@ impl Execution {
         lock(&self.state)
     }
 
-    /// Runs one turn: applies `recorded` (events already in the history; only on a fresh
-    /// execution) and `new` (events to append), then polls the orchestrator once.
+    /// Runs one turn: replays `recorded` (events already in the history; only on a fresh
+    /// execution), applies `new` (events to append), then polls the orchestrator.
+    ///
+    /// The history is replayed turn by turn, as it ran: the results each turn brought, a
+    /// poll, the next turn's results. Polling once over the whole history would let code
+    /// see results earlier than it did, and a branch of a join that takes one and issues
+    /// its next step would then take the number another branch's step had.
     pub fn turn(&mut self, recorded: &[Event], new: Vec<Event>) -> Turn {
-        let mut appended = Vec::with_capacity(new.len() + 2);
-        for event in recorded {
-            self.apply(event);
-        }
         {
             let mut state = self.state();
-            state.recorded = state.steps.len();
-            state.first_new_position = state.position;
-            state.replaying = !recorded.is_empty();
+            state.first_new_position = state.position + recorded.len() as u64;
         }
+        for segment in turns(recorded) {
+            for event in segment {
+                self.apply(event);
+            }
+            if self.finished {
+                break;
+            }
+            self.state().replaying = true;
+            let outcome = match self.poll() {
+                Outcome::Running => match self.diverged() {
+                    Some(diverged) => diverged,
+                    None => continue,
+                },
+                other => other,
+            };
+            return self.conclude(Vec::new(), outcome);
+        }
+        let mut appended = Vec::with_capacity(new.len() + 2);
+        let replayed_only = new.is_empty() && !recorded.is_empty();
         for event in new {
             if self.apply(&event) {
                 appended.push(event);
             }
         }
-        if self.finished {
-            return Turn {
-                appended,
-                commands: Vec::new(),
-                custom_status: None,
-                outcome: Outcome::Running,
-            };
+        if self.finished || replayed_only {
+            // Finished, or just caught up with its history: nothing more to run.
+            return self.conclude(appended, Outcome::Running);
         }
         let outcome = self.poll();
+        self.conclude(appended, outcome)
+    }
+
+    /// After a replayed turn: the code issued a step the history does not have there, so
+    /// it no longer takes the path it took.
+    fn diverged(&self) -> Option<Outcome> {
+        let state = self.state();
+        let step = state.emitted.iter().find_map(|event| match event {
+            Event::ActivityScheduled { seq, .. }
+            | Event::TimerCreated { seq, .. }
+            | Event::SubOrchestrationScheduled { seq, .. }
+            | Event::Recorded { seq, .. } => Some(*seq),
+            _ => None,
+        })?;
+        let kind = state.step_kind(step)?;
+        Some(nondeterminism(format!(
+            "step {step}: the code now asks for {kind} at a point of its history where it \
+             asked for nothing"
+        )))
+    }
+
+    /// Ends a turn: what it appends (the new events, then what the code emitted, then how
+    /// the instance ended), its commands and its outcome.
+    fn conclude(&mut self, mut appended: Vec<Event>, outcome: Outcome) -> Turn {
         let mut state = self.state();
         appended.append(&mut state.emitted);
         let commands = std::mem::take(&mut state.commands);
@@ -743,6 +781,40 @@ impl Execution {
             }
         }
     }
+}
+
+/// The turns a history was written in: each the events a turn brought (results, events,
+/// its start), then the steps its code issued. A turn that issued nothing is joined to the
+/// next, which is the same to the code: it saw those results and asked for nothing.
+fn turns(history: &[Event]) -> impl Iterator<Item = &[Event]> {
+    let mut rest = history;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = (1..rest.len())
+            .find(|&i| is_issued(&rest[i - 1]) && !is_issued(&rest[i]))
+            .unwrap_or(rest.len());
+        let (turn, tail) = rest.split_at(end);
+        rest = tail;
+        Some(turn)
+    })
+}
+
+/// Whether `event` is one the code emits (a step it issued, its status, its end) rather
+/// than one a turn brings.
+fn is_issued(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::ActivityScheduled { .. }
+            | Event::TimerCreated { .. }
+            | Event::SubOrchestrationScheduled { .. }
+            | Event::Recorded { .. }
+            | Event::CustomStatusSet { .. }
+            | Event::Completed { .. }
+            | Event::Failed { .. }
+            | Event::ContinuedAsNew { .. }
+    )
 }
 
 /// Locks the replay state. A panic in user code never happens while it is held, so a

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use durable_core::record::{Commit, Event, FailureKind, InstanceRecord, Status, WorkItem};
 use durable_core::{
-    ActivityContext, Error, InstanceStatus, OrchestrationContext, Store, activity, orchestrator,
+    ActivityContext, Error, InstanceStatus, OrchestrationContext, RetryPolicy, Store, activity,
+    orchestrator,
 };
 use serde::{Deserialize, Serialize};
 
@@ -351,6 +352,68 @@ fn a_recovery_keeps_events_carried_over_ahead_of_a_later_one() {
             .unwrap();
         let instance = runtime.client().instance(takes_two, "carried");
         assert_eq!(instance.wait(WAIT).await.unwrap(), vec![1, 2]);
+        runtime.shutdown().await;
+    });
+}
+
+/// Fails its first attempt.
+#[activity]
+async fn fails_at_first(ctx: ActivityContext, n: u64) -> Result<u64, String> {
+    if ctx.attempt() == 1 {
+        return Err("not yet".into());
+    }
+    Ok(n)
+}
+
+/// Two retried calls joined, then a wait: each lane takes a failure and issues its retry
+/// timer while the other lane's steps come and go.
+#[orchestrator]
+async fn retrying_lanes(ctx: OrchestrationContext, _: ()) -> Result<u64, String> {
+    let policy = RetryPolicy::fixed(3, Duration::from_millis(1));
+    let (a, b) = ctx
+        .join2(
+            ctx.call_with_retry(fails_at_first, 1, policy.clone()),
+            ctx.call_with_retry(fails_at_first, 2, policy),
+        )
+        .await;
+    ctx.wait_event::<()>("go").await;
+    Ok(a? + b?)
+}
+
+#[test]
+fn joined_lanes_of_several_steps_replay_after_a_restart() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone())
+            .orchestrator(retrying_lanes)
+            .activity(fails_at_first)
+            .start()
+            .await
+            .unwrap();
+        runtime
+            .client()
+            .start(retrying_lanes, "lanes", ())
+            .await
+            .unwrap();
+        crate::patterns::wait_for(&store, "lanes", |h| {
+            h.iter()
+                .filter(|e| matches!(e, Event::ActivityCompleted { .. }))
+                .count()
+                == 2
+        })
+        .await;
+    });
+    lifetime(async {
+        let runtime = builder(store.clone())
+            .orchestrator(retrying_lanes)
+            .activity(fails_at_first)
+            .start()
+            .await
+            .unwrap();
+        let instance = runtime.client().instance(retrying_lanes, "lanes");
+        instance.raise_event("go", &()).await.unwrap();
+        assert_eq!(instance.wait(WAIT).await.unwrap(), 3);
+        assert_eq!(runtime.replay_count(), 1);
         runtime.shutdown().await;
     });
 }

@@ -1,5 +1,5 @@
 use durable_core::record::Event;
-use durable_core::{Execution, Outcome};
+use durable_core::{Execution, OrchestrationContext, Outcome, orchestrator};
 
 use crate::builders::*;
 
@@ -79,4 +79,41 @@ fn a_result_for_a_step_never_scheduled_is_dropped() {
     let turn = execution.turn(&[], vec![completed(7, &1u64)]);
     assert!(turn.appended.is_empty(), "{:?}", turn.appended);
     assert_eq!(turn.outcome, Outcome::Running);
+}
+
+/// Two lanes of two steps each, joined.
+#[orchestrator]
+async fn two_lanes(ctx: OrchestrationContext, n: u64) -> Result<(u64, u64), String> {
+    let left = async {
+        let a = ctx.call(double, n).await?;
+        ctx.call(triple, a).await
+    };
+    let right = async {
+        let b = ctx.call(undo, n).await?;
+        ctx.call(double, b).await
+    };
+    let (l, r) = ctx.join2(left, right).await;
+    Ok((l?, r?))
+}
+
+#[test]
+fn lanes_of_several_steps_replay_as_they_ran() {
+    let mut live = Execution::of(two_lanes, "i");
+    let mut history = Vec::new();
+    for new in [
+        vec![started("two_lanes", &1u64)],
+        vec![completed(0, &2u64)],
+        vec![completed(1, &1u64)],
+        vec![completed(2, &6u64), completed(3, &2u64)],
+    ] {
+        let turn = live.turn(&[], new);
+        history.extend(turn.appended);
+    }
+    assert!(
+        matches!(history.last(), Some(Event::Completed { .. })),
+        "{history:?}"
+    );
+    let mut fresh = Execution::of(two_lanes, "i");
+    let replayed = fresh.turn(&history[..history.len() - 1], vec![]);
+    assert_eq!(replayed.outcome, Outcome::Completed(encode(&(6u64, 2u64))));
 }
