@@ -79,19 +79,20 @@ pub(crate) fn fit_failure(mut failure: Failure, limit: usize) -> Failure {
     if let FailureKind::Returned { payload } = &mut failure.kind {
         payload.clear();
     }
-    if failure.message.len() > limit {
-        let note =
-            format!(" [cut: the error was {size} bytes, over the payload limit of {limit} bytes]");
-        // Under a limit too small for the note, the message is only cut.
-        let noted = note.len() < limit;
-        let mut keep = if noted { limit - note.len() } else { limit };
+    let note =
+        format!(" [cut: the error was {size} bytes, over the payload limit of {limit} bytes]");
+    // Under a limit too small for the note, the message is only cut.
+    let noted = note.len() < limit;
+    let room = if noted { limit - note.len() } else { limit };
+    if failure.message.len() > room {
+        let mut keep = room;
         while !failure.message.is_char_boundary(keep) {
             keep -= 1;
         }
         failure.message.truncate(keep);
-        if noted {
-            failure.message.push_str(&note);
-        }
+    }
+    if noted {
+        failure.message.push_str(&note);
     }
     failure
 }
@@ -159,6 +160,17 @@ mod tests {
         assert_eq!(
             (fitted.kind, fitted.message),
             (FailureKind::Panicked, "p".repeat(10))
+        );
+        let value_only = Failure {
+            kind: FailureKind::Returned {
+                payload: vec![1; 500],
+            },
+            message: "short".into(),
+        };
+        let fitted = fit_failure(value_only, 300);
+        assert_eq!(
+            fitted.message,
+            "short [cut: the error was 505 bytes, over the payload limit of 300 bytes]"
         );
         let small = Failure {
             kind: FailureKind::Panicked,

@@ -49,11 +49,16 @@ impl Shared {
         self.settle_instances(&mut recovery, self.store.instances()?);
         let Recovery {
             commit,
-            messages,
+            mut messages,
             timers,
             retried,
             ..
         } = recovery;
+        // An instance's messages for a generation go before those for any (a client's
+        // events and requests): a continue-as-new commit queues the next generation's
+        // start and the events it carries over after what a client sent while that turn
+        // ran, which came later. (A live runtime puts them first as it delivers them.)
+        messages.sort_by_key(|(_, delivery)| delivery.generation.is_none());
         let tasks = commit.enqueued.clone();
         if !commit.is_empty() {
             self.commits.commit(commit).await?;

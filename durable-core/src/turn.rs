@@ -100,18 +100,9 @@ impl Shared {
             return Ok(Plan::Control(Box::new((execution, record))));
         }
         let generation = record.generation;
-        // In a generation's first turn, its own events (its start, the events carried over
-        // to it) go before those for any generation (a client's): a client's event queued
-        // while the last generation ended, or delivered first on a recovery, came after the
-        // carried ones. Later turns keep the order events arrived in.
-        let first_turn = record.history_len == 0;
-        let (mine, any): (Vec<&Delivery>, Vec<&Delivery>) = messages
+        let new: Vec<Event> = messages
             .iter()
             .filter(|d| d.generation.is_none_or(|g| g == generation))
-            .partition(|d| first_turn && d.generation.is_some());
-        let new: Vec<Event> = mine
-            .into_iter()
-            .chain(any)
             .map(|d| d.event.clone())
             .collect();
         if new.len() < messages.len() {

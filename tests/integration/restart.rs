@@ -302,58 +302,77 @@ async fn takes_two(ctx: OrchestrationContext, _: ()) -> Result<Vec<u64>, String>
 fn a_recovery_keeps_events_carried_over_ahead_of_a_later_one() {
     // The store as a crash leaves it right after a continue-as-new commit: generation 1
     // not started yet, its start and the event carried over (1) queued, and before them
-    // (an older work id) an event a client raised meanwhile (2), with other work between.
-    let (_dir, store) = store();
-    let raised = |generation: Option<u32>, value: u64| WorkItem::Message {
-        instance: "carried".into(),
-        generation,
-        event: Event::EventRaised {
+    // (older work ids) an event a client raised meanwhile (2), with other work between,
+    // and in two of the cases a suspend the client sent before or after that event.
+    for suspend_at in [None, Some(5), Some(20)] {
+        let (_dir, store) = store();
+        let message = |generation: Option<u32>, event: Event| WorkItem::Message {
+            instance: "carried".into(),
+            generation,
+            event,
+        };
+        let raised = |value: u64| Event::EventRaised {
             name: "add".into(),
             payload: postcard::to_allocvec(&value).unwrap(),
-        },
-    };
-    let mut record = InstanceRecord::pending("takes_two".into(), 1, vec![], 0, None);
-    record.generation = 1;
-    record.status = Status::Running;
-    let mut enqueued = vec![(10, raised(None, 2))];
-    enqueued.extend((11..40).map(|id| {
-        let other = WorkItem::Message {
-            instance: format!("gone-{id}"),
-            generation: None,
-            event: Event::ResumeRequested,
         };
-        (id, other)
-    }));
-    let started = Event::Started {
-        orchestrator: "takes_two".into(),
-        input: vec![],
-    };
-    enqueued.push((
-        40,
-        WorkItem::Message {
-            instance: "carried".into(),
-            generation: Some(1),
-            event: started,
-        },
-    ));
-    enqueued.push((41, raised(Some(1), 1)));
-    store
-        .commit(&[Commit {
-            instances: vec![("carried".into(), record)],
-            enqueued,
-            ..Commit::default()
-        }])
-        .unwrap();
-    lifetime(async {
-        let runtime = builder(store.clone())
-            .orchestrator(takes_two)
-            .start()
-            .await
+        let mut record = InstanceRecord::pending("takes_two".into(), 1, vec![], 0, None);
+        record.generation = 1;
+        record.status = Status::Running;
+        let mut enqueued = vec![(10, message(None, raised(2)))];
+        enqueued.extend((11..40).filter(|id| Some(*id) != suspend_at).map(|id| {
+            let other = WorkItem::Message {
+                instance: format!("gone-{id}"),
+                generation: None,
+                event: Event::ResumeRequested,
+            };
+            (id, other)
+        }));
+        if let Some(id) = suspend_at {
+            let suspend = Event::SuspendRequested {
+                reason: "a pause".into(),
+            };
+            enqueued.push((id, message(None, suspend)));
+        }
+        let started = Event::Started {
+            orchestrator: "takes_two".into(),
+            input: vec![],
+        };
+        enqueued.push((40, message(Some(1), started)));
+        enqueued.push((41, message(Some(1), raised(1))));
+        enqueued.sort_by_key(|(id, _)| *id);
+        store
+            .commit(&[Commit {
+                instances: vec![("carried".into(), record)],
+                enqueued,
+                ..Commit::default()
+            }])
             .unwrap();
-        let instance = runtime.client().instance(takes_two, "carried");
-        assert_eq!(instance.wait(WAIT).await.unwrap(), vec![1, 2]);
-        runtime.shutdown().await;
-    });
+        lifetime(async {
+            let runtime = builder(store.clone())
+                .orchestrator(takes_two)
+                .start()
+                .await
+                .unwrap();
+            let instance = runtime.client().instance(takes_two, "carried");
+            // Suspended or not, depending on where the suspend fell; resumed once if so.
+            loop {
+                match instance.status().await.unwrap() {
+                    InstanceStatus::Suspended(_) => {
+                        instance.resume().await.unwrap();
+                        break;
+                    }
+                    InstanceStatus::Completed(_) => break,
+                    _ => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+            assert_eq!(
+                instance.wait(WAIT).await.unwrap(),
+                vec![1, 2],
+                "suspended at {suspend_at:?}"
+            );
+            runtime.shutdown().await;
+        });
+    }
 }
 
 /// Fails its first attempt.

@@ -197,3 +197,33 @@ fn a_history_that_retried_such_an_error_replays_as_it_ran() {
     let turn = execution.turn(&history, vec![completed(2, &2u64)]);
     assert_eq!(turn.outcome, Outcome::Completed(encode(&2u64)));
 }
+
+/// Retries `double`; if it fails for good, compensates with `undo`.
+#[orchestrator]
+async fn retrying_then_compensating(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    let policy = RetryPolicy::fixed(3, Duration::from_millis(1));
+    match ctx.call_with_retry(double, n, policy).await {
+        Ok(v) => Ok(v),
+        Err(_) => Ok(ctx.call(undo, n).await?),
+    }
+}
+
+#[test]
+fn a_history_with_the_no_retry_marker_and_steps_after_it_replays_as_it_ran() {
+    let mut live = Execution::of(retrying_then_compensating, "i");
+    let mut history = Vec::new();
+    for new in [
+        vec![started("retrying_then_compensating", &4u64)],
+        vec![unregistered(0, 1)],
+        vec![completed(2, &4u64)],
+    ] {
+        history.extend(live.turn(&[], new).appended);
+    }
+    assert!(
+        matches!(history.last(), Some(Event::Completed { .. })),
+        "{history:?}"
+    );
+    let mut fresh = Execution::of(retrying_then_compensating, "i");
+    let replayed = fresh.turn(&history[..history.len() - 1], vec![]);
+    assert_eq!(replayed.outcome, Outcome::Completed(encode(&4u64)));
+}
