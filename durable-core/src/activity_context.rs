@@ -96,11 +96,8 @@ impl ActivityContext {
     /// removed when the activity's result is recorded.
     pub async fn save_progress<T: Serialize>(&self, progress: &T) -> Result<(), Error> {
         let bytes = payload::encode(progress)?;
-        payload::check_size(
-            || format!("the progress of activity `{}`", self.activity),
-            &bytes,
-            self.shared.max_payload,
-        )?;
+        let what = || format!("the progress of activity `{}`", self.activity);
+        self.shared.check_payload(what, &bytes)?;
         self.shared
             .commits
             .commit(Commit {

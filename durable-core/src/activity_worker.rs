@@ -110,8 +110,7 @@ impl Shared {
             let inbox = instances.entry(instance.clone()).or_default();
             if !self.takes_no_work() && !inbox.stalled && !inbox.suspended {
                 inbox.messages.push(delivery);
-                if !inbox.busy {
-                    inbox.busy = true;
+                if inbox.claim_turns() {
                     drop(instances);
                     self.spawn_turns(instance);
                 }

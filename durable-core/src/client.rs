@@ -92,10 +92,9 @@ impl Client {
             }
             return Ok(Instance::new(self.clone(), id, false));
         }
-        payload::check_size(
+        self.shared.check_payload(
             || format!("the input of orchestrator `{}`", O::NAME),
             &input,
-            self.shared.max_payload,
         )?;
         let record = InstanceRecord::pending(
             O::NAME.to_string(),
@@ -172,13 +171,6 @@ impl Client {
         })
     }
 
-    /// Checks that a reason given to `terminate` or `suspend` fits the payload limit.
-    fn check_reason(&self, action: &str, reason: &str) -> Result<(), Error> {
-        let what = || format!("the {action} reason");
-        payload::check_size(what, reason.as_bytes(), self.shared.max_payload)?;
-        Ok(())
-    }
-
     /// Raises external event `name` with `payload` to instance `id`; the orchestrator
     /// receives it with `ctx.wait_event(name)`, now or when it next waits. Events the
     /// instance has not taken when it continues as new are carried to the next generation.
@@ -196,11 +188,8 @@ impl Client {
         let record = self.existing(id)?;
         refuse_if_finished(id, &record, "raise an event to")?;
         let payload = payload::encode(payload)?;
-        payload::check_size(
-            || format!("the payload of event `{name}`"),
-            &payload,
-            self.shared.max_payload,
-        )?;
+        self.shared
+            .check_payload(|| format!("the payload of event `{name}`"), &payload)?;
         let event = Event::EventRaised {
             name: name.to_string(),
             payload,
@@ -213,7 +202,8 @@ impl Client {
     pub async fn terminate(&self, id: &str, reason: &str) -> Result<(), Error> {
         let record = self.existing(id)?;
         refuse_if_finished(id, &record, "terminate")?;
-        self.check_reason("terminate", reason)?;
+        let what = || "the terminate reason".to_string();
+        self.shared.check_payload(what, reason.as_bytes())?;
         let event = Event::TerminateRequested {
             reason: reason.to_string(),
         };
@@ -232,7 +222,8 @@ impl Client {
                 "it is suspended already",
             ));
         }
-        self.check_reason("suspend", reason)?;
+        let what = || "the suspend reason".to_string();
+        self.shared.check_payload(what, reason.as_bytes())?;
         let event = Event::SuspendRequested {
             reason: reason.to_string(),
         };

@@ -68,15 +68,8 @@ impl Shared {
         for id in retried {
             self.poke(id);
         }
-        for timer in timers {
-            let Timer {
-                id,
-                instance,
-                generation,
-                seq,
-                fire_at_ms,
-            } = timer;
-            self.arm_timer(id, instance, generation, seq, fire_at_ms);
+        for t in timers {
+            self.arm_timer(t.id, t.instance, t.generation, t.seq, t.fire_at_ms);
         }
         for (id, item) in tasks {
             if let WorkItem::Activity(task) = item {
@@ -95,7 +88,7 @@ impl Shared {
         let mut recovery = Recovery::default();
         for (id, item) in items {
             match item {
-                WorkItem::Activity(task) if self.waits_for(&task.activity) => recovery
+                WorkItem::Activity(task) if self.waits_for_activity(&task.activity) => recovery
                     .missing
                     .entry(task.instance.clone())
                     .or_default()
@@ -135,12 +128,6 @@ impl Shared {
             }
         }
         recovery
-    }
-
-    /// Whether an instance waits for `activity` rather than running it: the runtime does
-    /// not have it, and waits for missing code.
-    fn waits_for(&self, activity: &str) -> bool {
-        self.unregistered == Unregistered::Wait && !self.registry.activities.contains_key(activity)
     }
 
     /// Decides what becomes of each instance. Stalled instances get another chance with

@@ -1,8 +1,8 @@
 //! The replay engine: one turn of an orchestration as a pure step.
 //!
 //! An [`Execution`] holds a live orchestrator future and what it has seen. A turn feeds it
-//! events (the recorded history, on a fresh execution, then the new events) and polls the
-//! future once; what comes out is the events to append to the history, the commands for
+//! events (on a fresh execution the recorded history first, replayed in the turns it was
+//! written in) and polls the future once for the new events; what comes out is the events to append to the history, the commands for
 //! the runtime (activities to run, timers to set, sub-orchestrations to start), and the
 //! instance's new state. No I/O happens here: the runtime loads, commits and dispatches.
 //!
@@ -159,8 +159,6 @@ pub(crate) struct ReplayState {
     max_payload: usize,
     /// Steps recorded in history (and committed), by sequence number.
     steps: Vec<Step>,
-    /// Number of steps that were in the history before the current poll began.
-    recorded: usize,
     /// Results delivered and not yet taken, with the history position they arrived at.
     results: HashMap<u64, (u64, StepResult)>,
     next_seq: u64,
@@ -199,7 +197,6 @@ impl ReplayState {
             fn_line,
             max_payload,
             steps: Vec::new(),
-            recorded: 0,
             results: HashMap::new(),
             next_seq: 0,
             position: 0,
@@ -630,7 +627,6 @@ impl Execution {
         appended.append(&mut state.emitted);
         let commands = std::mem::take(&mut state.commands);
         let custom_status = state.custom_status.take();
-        state.recorded = state.steps.len();
         drop(state);
         match &outcome {
             Outcome::Completed(output) => appended.push(Event::Completed {

@@ -28,6 +28,7 @@ use crate::client::Client;
 use crate::clock::{Clock, SystemClock, millis};
 use crate::group_commit::{CommitStats, GroupCommit};
 use crate::handle::{Activity, Orchestrator};
+use crate::payload;
 use crate::registry::Registry;
 use crate::replay::Execution;
 
@@ -135,17 +136,18 @@ impl RuntimeBuilder {
     /// The largest payload, in encoded bytes, that instances may store (default:
     /// [`DEFAULT_MAX_PAYLOAD_BYTES`], 2 MiB): an input or output of an orchestrator or
     /// activity, an event, a custom status, a recorded value, a progress checkpoint, a
-    /// terminate or suspend reason. An error whose value and message are over it together
-    /// keeps its kind (it is retried as before) but loses its value (the typed error is
-    /// then unavailable) and has its message cut, saying so.
-    /// Every payload is kept in the store, and an instance's input is rewritten with
-    /// each of its turns, so large data is better passed by reference.
+    /// terminate or suspend reason. Every payload is kept in the store, and an instance's
+    /// input is rewritten with each of its turns, so large data is better passed by
+    /// reference.
     ///
     /// A larger payload is refused where it is made, and nothing of it is written: the
     /// client call returns [`Error::PayloadTooLarge`]; an activity's output fails the
     /// call (an [`ActivityError`](crate::ActivityError) the orchestrator may handle, which
-    /// retry policies do not retry); a payload the orchestrator makes fails the instance. Either carries
-    /// [`FailureKind::TooLarge`](crate::record::FailureKind::TooLarge).
+    /// retry policies do not retry); a payload the orchestrator makes fails the instance.
+    /// Either carries [`FailureKind::TooLarge`](crate::record::FailureKind::TooLarge). An
+    /// error whose value and message are over it together keeps its kind (it is retried
+    /// as before) but loses its value (the typed error is then unavailable) and has its
+    /// message cut, saying so.
     pub fn max_payload_bytes(mut self, limit: usize) -> Self {
         self.max_payload = limit;
         self
@@ -291,6 +293,12 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
+    /// Claims the turn task of this inbox: true if none runs, and the caller is to spawn
+    /// one.
+    pub(crate) fn claim_turns(&mut self) -> bool {
+        !std::mem::replace(&mut self.busy, true)
+    }
+
     /// The messages for the next turn: a client request alone, or the events before the
     /// next request (only requests while suspended or stalled).
     fn next_batch(&mut self) -> Vec<Delivery> {
@@ -361,6 +369,28 @@ impl Shared {
         millis(self.clock.now())
     }
 
+    /// Whether an instance waits for `activity` rather than calling it: the runtime does
+    /// not have it, and waits for missing code.
+    pub(crate) fn waits_for_activity(&self, activity: &str) -> bool {
+        self.unregistered == Unregistered::Wait && !self.registry.activities.contains_key(activity)
+    }
+
+    /// Whether an instance waits for version `version` of `orchestrator` rather than
+    /// starting it: the runtime does not have it, and waits for missing code.
+    pub(crate) fn waits_for_orchestrator(&self, orchestrator: &str, version: u32) -> bool {
+        self.unregistered == Unregistered::Wait
+            && self.registry.orchestrator(orchestrator, version).is_none()
+    }
+
+    /// Checks that `bytes`, the payload `what` names, fits the payload limit.
+    pub(crate) fn check_payload(
+        &self,
+        what: impl FnOnce() -> String,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        Ok(payload::check_size(what, bytes, self.max_payload)?)
+    }
+
     pub(crate) fn work_id(&self) -> WorkId {
         self.next_work_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -371,16 +401,23 @@ impl Shared {
         self.shutting_down.load(Ordering::SeqCst) || self.commits.halted().is_some()
     }
 
-    /// Queues an event for `instance` and makes sure a turn task will take it.
-    pub(crate) fn deliver(self: &Arc<Self>, instance: String, delivery: Delivery) {
-        let mut instances = lock(&self.instances);
-        let inbox = instances.entry(instance.clone()).or_default();
-        inbox.messages.push(delivery);
-        if !inbox.busy {
-            inbox.busy = true;
-            drop(instances);
+    /// Changes the inbox of `instance` with `change`, then makes sure a turn task will take
+    /// what it holds.
+    fn queue(self: &Arc<Self>, instance: String, change: impl FnOnce(&mut Inbox)) {
+        let spawn = {
+            let mut instances = lock(&self.instances);
+            let inbox = instances.entry(instance.clone()).or_default();
+            change(inbox);
+            inbox.claim_turns()
+        };
+        if spawn {
             self.spawn_turns(instance);
         }
+    }
+
+    /// Queues an event for `instance` and makes sure a turn task will take it.
+    pub(crate) fn deliver(self: &Arc<Self>, instance: String, delivery: Delivery) {
+        self.queue(instance, |inbox| inbox.messages.push(delivery));
     }
 
     /// Queues `deliveries` for `instance` ahead of the events already waiting, but after
@@ -391,15 +428,10 @@ impl Shared {
         instance: &str,
         deliveries: impl IntoIterator<Item = Delivery>,
     ) {
-        let mut instances = lock(&self.instances);
-        let inbox = instances.entry(instance.to_string()).or_default();
-        let at = inbox.messages.iter().take_while(|d| d.is_control()).count();
-        inbox.messages.splice(at..at, deliveries);
-        if !inbox.busy {
-            inbox.busy = true;
-            drop(instances);
-            self.spawn_turns(instance.to_string());
-        }
+        self.queue(instance.to_string(), |inbox| {
+            let at = inbox.messages.iter().take_while(|d| d.is_control()).count();
+            inbox.messages.splice(at..at, deliveries);
+        });
     }
 
     /// Queues every one of `deliveries` before any turn task starts on them, so each
@@ -411,8 +443,7 @@ impl Shared {
             for (instance, delivery) in deliveries {
                 let inbox = instances.entry(instance.clone()).or_default();
                 inbox.messages.push(delivery);
-                if !inbox.busy {
-                    inbox.busy = true;
+                if inbox.claim_turns() {
                     idle.push(instance);
                 }
             }
@@ -424,14 +455,7 @@ impl Shared {
 
     /// Runs a turn for `instance` even without new events (to retry a stalled instance).
     pub(crate) fn poke(self: &Arc<Self>, instance: String) {
-        let mut instances = lock(&self.instances);
-        let inbox = instances.entry(instance.clone()).or_default();
-        inbox.retry = true;
-        if !inbox.busy {
-            inbox.busy = true;
-            drop(instances);
-            self.spawn_turns(instance);
-        }
+        self.queue(instance, |inbox| inbox.retry = true);
     }
 
     pub(crate) fn spawn_turns(self: &Arc<Self>, instance: String) {

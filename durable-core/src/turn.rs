@@ -269,20 +269,15 @@ impl Shared {
     /// When instances wait for missing code: the failure that stalls an instance whose
     /// turn calls an activity or a sub-orchestration this runtime does not have.
     fn missing_code(&self, commands: &[Command]) -> Option<Failure> {
-        if self.unregistered != Unregistered::Wait {
-            return None;
-        }
         commands.iter().find_map(|command| match command {
-            Command::ScheduleActivity { activity, .. }
-                if !self.registry.activities.contains_key(activity.as_str()) =>
-            {
+            Command::ScheduleActivity { activity, .. } if self.waits_for_activity(activity) => {
                 Some(unregistered_activity(activity, Unregistered::Wait))
             }
             Command::StartSubOrchestration {
                 orchestrator,
                 version,
                 ..
-            } if self.registry.orchestrator(orchestrator, *version).is_none() => Some(
+            } if self.waits_for_orchestrator(orchestrator, *version) => Some(
                 unregistered_orchestrator(orchestrator, *version, Unregistered::Wait),
             ),
             _ => None,
