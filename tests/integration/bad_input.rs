@@ -30,13 +30,22 @@ async fn gated_chain(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
 /// Runs `gated_chain` as `id` in a lifetime whose gate is closed, until its second step is
 /// queued; the process then "crashes".
 fn leave_gated(store: &FjallStore, id: &str) {
+    run_to_gate(store, id, false);
+}
+
+/// As [`leave_gated`], with the instance suspended before the "crash".
+fn leave_gated_suspended(store: &FjallStore, id: &str) {
+    run_to_gate(store, id, true);
+}
+
+fn run_to_gate(store: &FjallStore, id: &str, suspend: bool) {
     lifetime(async {
         let runtime = gated(store, false)
             .orchestrator(gated_chain)
             .start()
             .await
             .unwrap();
-        runtime.client().start(gated_chain, id, 4).await.unwrap();
+        let instance = runtime.client().start(gated_chain, id, 4).await.unwrap();
         crate::patterns::wait_for(store, id, |h| {
             h.iter()
                 .filter(|e| matches!(e, Event::ActivityScheduled { .. }))
@@ -44,6 +53,10 @@ fn leave_gated(store: &FjallStore, id: &str) {
                 == 2
         })
         .await;
+        if suspend {
+            instance.suspend("maintenance").await.unwrap();
+            until_suspended(&instance).await;
+        }
     });
 }
 
@@ -484,32 +497,7 @@ fn an_activity_no_longer_registered_stalls_its_instances_until_it_is_back() {
 #[test]
 fn a_suspended_instance_waiting_for_a_missing_activity_stalls_when_resumed() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = gated(&store, false)
-            .orchestrator(gated_chain)
-            .start()
-            .await
-            .unwrap();
-        let instance = runtime
-            .client()
-            .start(gated_chain, "suspended", 4)
-            .await
-            .unwrap();
-        crate::patterns::wait_for(&store, "suspended", |h| {
-            h.iter()
-                .filter(|e| matches!(e, Event::ActivityScheduled { .. }))
-                .count()
-                == 2
-        })
-        .await;
-        instance.suspend("maintenance").await.unwrap();
-        while !matches!(
-            instance.status().await.unwrap(),
-            InstanceStatus::Suspended(_)
-        ) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
+    leave_gated_suspended(&store, "suspended");
     lifetime(async {
         // The deploy dropped `wait_at_gate`; the instance stays suspended until resumed.
         let runtime = builder(store.clone())
@@ -546,32 +534,7 @@ fn a_suspended_instance_waiting_for_a_missing_activity_stalls_when_resumed() {
 #[test]
 fn an_id_reused_after_a_purge_does_not_inherit_the_wait_for_missing_code() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = gated(&store, false)
-            .orchestrator(gated_chain)
-            .start()
-            .await
-            .unwrap();
-        let instance = runtime
-            .client()
-            .start(gated_chain, "reused", 4)
-            .await
-            .unwrap();
-        crate::patterns::wait_for(&store, "reused", |h| {
-            h.iter()
-                .filter(|e| matches!(e, Event::ActivityScheduled { .. }))
-                .count()
-                == 2
-        })
-        .await;
-        instance.suspend("maintenance").await.unwrap();
-        while !matches!(
-            instance.status().await.unwrap(),
-            InstanceStatus::Suspended(_)
-        ) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
+    leave_gated_suspended(&store, "reused");
     lifetime(async {
         // Without `wait_at_gate`: the suspended instance waits for it. It is terminated
         // and purged, and its id reused by an instance that needs nothing missing.
@@ -591,9 +554,7 @@ fn an_id_reused_after_a_purge_does_not_inherit_the_wait_for_missing_code() {
         client.purge("reused").await.unwrap();
         let new = client.start(takes_amount, "reused", ()).await.unwrap();
         new.suspend("a pause").await.unwrap();
-        while !matches!(new.status().await.unwrap(), InstanceStatus::Suspended(_)) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_suspended(&new).await;
         new.resume().await.unwrap();
         new.raise_event("amount", &5_u64).await.unwrap();
         assert_eq!(new.wait(WAIT).await.unwrap(), 6);
@@ -1082,15 +1043,7 @@ async fn purging_a_pending_or_suspended_instance_is_refused_and_it_still_finishe
     let client = runtime.client();
     let instance = client.start(waits_for_go, "paused", ()).await.unwrap();
     instance.suspend("maintenance").await.unwrap();
-    for _ in 0..400 {
-        if matches!(
-            instance.status().await.unwrap(),
-            InstanceStatus::Suspended(_)
-        ) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_suspended(&instance).await;
     assert_refused(client.purge("paused").await, "purge", "suspended");
     let purged = client
         .purge_where(&durable_core::PurgeFilter::default())

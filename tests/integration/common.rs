@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use durable_core::record::WorkItem;
 use durable_core::{
-    ActivityContext, FjallStore, OrchestrationContext, Runtime, RuntimeBuilder, Store, activity,
-    orchestrator,
+    ActivityContext, FjallStore, Instance, InstanceStatus, OrchestrationContext, Orchestrator,
+    Runtime, RuntimeBuilder, Store, activity, orchestrator,
 };
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,20 @@ pub fn lifetime<F: Future>(body: F) -> F::Output {
         .build()
         .unwrap();
     rt.block_on(body)
+}
+
+/// Waits until `instance` is suspended: a suspend takes effect at the instance's next turn.
+pub async fn until_suspended<O: Orchestrator>(instance: &Instance<O>) {
+    for _ in 0..4_000 {
+        if matches!(
+            instance.status().await.unwrap(),
+            InstanceStatus::Suspended(_)
+        ) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("instance `{}` was never suspended", instance.id());
 }
 
 /// Counts activity executions, for tests that check nothing ran twice.

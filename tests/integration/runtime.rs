@@ -384,12 +384,7 @@ async fn the_result_of_an_activity_of_a_suspended_instance_is_stored_until_it_re
         .unwrap();
     wait_until_scheduled(&store, "paused").await;
     instance.suspend("maintenance").await.unwrap();
-    while !matches!(
-        instance.status().await.unwrap(),
-        InstanceStatus::Suspended(_)
-    ) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_suspended(&instance).await;
     gate.add_permits(1);
     while stored_results(&store) == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
