@@ -349,9 +349,19 @@ impl ReplayState {
         }
     }
 
-    /// Whether the code takes the new path of change `change`: yes for an instance that
-    /// reaches this point for the first time (a marker is recorded), and on replay where
-    /// the history has the marker here; no where the history went on without it.
+    /// Whether the code takes the new path of change `change` (Temporal's rule):
+    ///
+    /// - the history has the marker at this step: yes (the instance took the new path);
+    /// - replaying a recorded turn, no marker here (another step, or none left): no, and
+    ///   nothing is recorded. The code that wrote that turn went past this point without
+    ///   the change, whatever it awaited next (an event wait or a join of them records no
+    ///   step, so "no step here" is no sign of a new instance);
+    /// - running for the first time (a turn's new events, past everything the history
+    ///   holds): yes, and a marker is recorded.
+    ///
+    /// Histories are replayed turn by turn, and the code is polled on each recorded turn
+    /// before the new events are applied: a patch point reached before a new event lets
+    /// the code go on was reached by the old code too, in its last recorded turn.
     pub(crate) fn patched(&mut self, change: &str, site: Site) -> bool {
         if let Some(answer) = self.patches.get(change) {
             return *answer;
@@ -363,6 +373,7 @@ impl ReplayState {
                 true
             }
             Some(_) => false,
+            None if self.replaying => false,
             None => {
                 let what = format!("patch:{change}");
                 let value = vec![1];

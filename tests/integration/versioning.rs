@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use durable_core::record::Event;
 use durable_core::replay_test::{self, ReplayError, SavedHistory};
-use durable_core::{OrchestrationContext, orchestrator};
+use durable_core::{ActivityContext, OrchestrationContext, Store, activity, orchestrator};
 
 use crate::common::*;
 use crate::patterns::wait_for;
@@ -122,6 +122,105 @@ fn a_replay_test_catches_a_breaking_change_and_passes_a_patched_one() {
             && message.contains("now asks for activity `triple`"),
         "{message}"
     );
+}
+
+#[activity]
+async fn reserve(_ctx: ActivityContext, order: u64) -> Result<String, String> {
+    Ok(format!("reserved {order}"))
+}
+
+#[activity]
+async fn fraud_check(_ctx: ActivityContext, order: u64) -> Result<String, String> {
+    Ok(format!("checked {order}"))
+}
+
+#[activity]
+async fn ship(_ctx: ActivityContext, order: u64) -> Result<String, String> {
+    Ok(format!("shipped {order}"))
+}
+
+/// As first deployed: reserve, wait for `paid`, ship.
+#[orchestrator(name = "checkout")]
+async fn checkout_v1(ctx: OrchestrationContext, order: u64) -> Result<Vec<String>, String> {
+    let mut done = vec![ctx.call(reserve, order).await?];
+    let amount: u64 = ctx.wait_event("paid").await;
+    done.push(format!("paid {amount}"));
+    done.push(ctx.call(ship, order).await?);
+    Ok(done)
+}
+
+/// The next deploy inserts a fraud check between `reserve` and the wait.
+#[orchestrator(name = "checkout")]
+async fn checkout_v2(ctx: OrchestrationContext, order: u64) -> Result<Vec<String>, String> {
+    let mut done = vec![ctx.call(reserve, order).await?];
+    if ctx.patched("fraud-check") {
+        done.push(ctx.call(fraud_check, order).await?);
+    }
+    let amount: u64 = ctx.wait_event("paid").await;
+    done.push(format!("paid {amount}"));
+    done.push(ctx.call(ship, order).await?);
+    Ok(done)
+}
+
+fn has_patch_marker(history: &[Event]) -> bool {
+    history
+        .iter()
+        .any(|e| matches!(e, Event::Recorded { what, .. } if what == "patch:fraud-check"))
+}
+
+#[test]
+fn a_patch_inserted_before_an_event_wait_keeps_a_waiting_instance_on_the_old_path() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone())
+            .orchestrator(checkout_v1)
+            .activity(reserve)
+            .activity(ship)
+            .start()
+            .await
+            .unwrap();
+        runtime
+            .client()
+            .start(checkout_v1, "waiting", 1)
+            .await
+            .unwrap();
+        // Reserved, and waiting for `paid`.
+        wait_for(&store, "waiting", |h| {
+            h.iter()
+                .any(|e| matches!(e, Event::ActivityCompleted { seq: 0, .. }))
+        })
+        .await;
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        let runtime = builder(store.clone())
+            .orchestrator(checkout_v2)
+            .activity(reserve)
+            .activity(fraud_check)
+            .activity(ship)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let old = client.instance(checkout_v2, "waiting");
+        old.raise_event("paid", &30u64).await.unwrap();
+        assert_eq!(
+            old.wait(WAIT).await.unwrap(),
+            ["reserved 1", "paid 30", "shipped 1"],
+            "the instance that waited keeps the old path"
+        );
+        assert!(!has_patch_marker(&store.history("waiting").unwrap()));
+
+        let new = client.start(checkout_v2, "new", 2).await.unwrap();
+        wait_for(&store, "new", has_patch_marker).await;
+        new.raise_event("paid", &40u64).await.unwrap();
+        assert_eq!(
+            new.wait(WAIT).await.unwrap(),
+            ["reserved 2", "checked 2", "paid 40", "shipped 2"],
+            "a new instance takes the new path"
+        );
+        runtime.shutdown().await;
+    });
 }
 
 /// Version 1 of `pricing`: waits at the gate, then doubles.

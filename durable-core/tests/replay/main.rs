@@ -6,4 +6,5 @@ mod fresh_run;
 mod logging;
 mod nondeterminism;
 mod partial_completion;
+mod patches;
 mod patterns;
