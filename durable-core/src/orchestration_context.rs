@@ -405,9 +405,16 @@ impl OrchestrationContext {
 
     /// Versioning within one orchestrator: whether this instance takes the new path of
     /// change `change_id`. Instances that reach the call for the first time take it (and
-    /// record so); instances whose history went past this point before the change keep
-    /// the old path on replay. Once every old instance has finished, remove the old path
-    /// and the call.
+    /// record a marker); instances whose history went past this point before the change
+    /// keep the old path on replay, and nothing is recorded for them. That holds wherever
+    /// the call is inserted: before an activity, a timer, an event wait, a
+    /// sub-orchestration, a join, a select, or at the end. Reached while replaying a
+    /// recorded turn, it answers `true` only if the history has the marker at this step;
+    /// reached for the first time, `true`. The same `change_id` answers alike for the
+    /// rest of the execution. The table of cases: [`crate::determinism`].
+    ///
+    /// Once every old instance has finished, remove the old path; keep the call until the
+    /// instances that recorded the marker have finished too (the marker is a step).
     ///
     /// ```ignore
     /// if ctx.patched("send-receipt") {

@@ -10,6 +10,13 @@
 //! called. An operation whose number is already in the history must match what the
 //! history recorded (its kind and name) or the turn stops with a nondeterminism failure
 //! naming both await sites; its result is served from the history.
+//!
+//! The recorded turns are replayed one by one, each polled before the next, and only
+//! then are the new events applied and the code polled once more. A `patched` call
+//! reached while a recorded turn replays answers `true` only if the history has its
+//! marker at that step (the instance predates the change otherwise, whatever it awaited
+//! next); reached on the new events, it records the marker (see `ReplayState::patched`
+//! and the table in [`crate::determinism`]).
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
