@@ -116,6 +116,48 @@ impl Walker<'_> {
         })
     }
 
+    /// A qualified path, `<T>::f` or `<T as Trait>::f`, as the plain path `T::f`
+    /// resolved through the body's aliases, written as the user wrote it; none if `T` is
+    /// not a plain path (`<[u8]>::len`, `<&T>::f`).
+    fn qualified_site(
+        &self,
+        qself: &syn::QSelf,
+        path: &syn::Path,
+        called: bool,
+    ) -> Option<PathSite> {
+        let syn::Type::Path(ty) = &*qself.ty else {
+            return None;
+        };
+        if ty.qself.is_some() {
+            return None;
+        }
+        let names = |path: &syn::Path| -> Vec<String> {
+            path.segments
+                .iter()
+                .map(|s| s.ident.unraw().to_string())
+                .collect()
+        };
+        let self_type = names(&ty.path);
+        let trait_path = names(path);
+        let position = qself.position.min(trait_path.len());
+        let (as_trait, rest) = trait_path.split_at(position);
+        let combined = self_type.iter().chain(rest).cloned().collect();
+        let mut site = self.path_site(combined, ty.path.leading_colon.is_some(), called)?;
+        let colons = if ty.path.leading_colon.is_some() {
+            "::"
+        } else {
+            ""
+        };
+        let mut shown = format!("<{colons}{}", self_type.join("::"));
+        if !as_trait.is_empty() {
+            shown.push_str(" as ");
+            shown.push_str(&as_trait.join("::"));
+        }
+        shown.push('>');
+        site.written = std::iter::once(shown).chain(rest.iter().cloned()).collect();
+        Some(site)
+    }
+
     /// A call that passes the context: checks (through rustc) that the callee is
     /// `#[deterministic]`. A free function gets a check at the start of the block; an
     /// associated function is renamed to the twin `#[deterministic]` generates.
@@ -321,8 +363,20 @@ impl VisitMut for Walker<'_> {
         syn::visit_mut::visit_path_mut(self, path);
     }
 
+    // `<T>::f` and `<T as Trait>::f` are checked as `T::f` (the trait's path is walked as
+    // any path); the qualified self type is then walked as a type.
+    fn visit_expr_path_mut(&mut self, node: &mut syn::ExprPath) {
+        if let Some(qself) = &node.qself {
+            let called = std::mem::take(&mut self.calling);
+            if let Some(site) = self.qualified_site(qself, &node.path, called) {
+                self.report(&Site::Path(&site), &*node);
+            }
+        }
+        syn::visit_mut::visit_expr_path_mut(self, node);
+    }
+
     fn visit_expr_call_mut(&mut self, node: &mut ExprCall) {
-        self.calling = matches!(&*node.func, Expr::Path(path) if path.qself.is_none());
+        self.calling = matches!(&*node.func, Expr::Path(_));
         self.visit_expr_mut(&mut node.func);
         self.calling = false;
         for arg in &mut node.args {
@@ -482,6 +536,31 @@ mod tests {
         for (message, rule) in all.iter().zip(rules) {
             assert!(message.starts_with(rule), "{message} is not {rule}");
             assert!(message.contains("in orchestrator `f`"), "{message}");
+        }
+    }
+
+    #[test]
+    fn checks_qualified_paths_like_plain_ones() {
+        let all = messages(parse_quote!({
+            use std::time::SystemTime as Clock;
+            let a = <std::time::SystemTime>::now();
+            let b = <Clock>::now();
+            let c = <Instant as Reading>::now();
+            let d = <uuid::Uuid>::new_v4();
+            let m = <BTreeMap<u32, u32>>::new();
+            let v = <Vec<u8>>::with_capacity(3);
+            let n = <[u8]>::len(&v);
+            let z = <u64 as Default>::default();
+        }));
+        let rules = [
+            "`<std::time::SystemTime>::now()`",
+            "`<Clock>::now()` (`Clock` is `std::time::SystemTime`)",
+            "`<Instant as Reading>::now()`",
+            "`<uuid::Uuid>::new_v4()`",
+        ];
+        assert_eq!(all.len(), rules.len(), "{all:#?}");
+        for (message, rule) in all.iter().zip(rules) {
+            assert!(message.starts_with(rule), "{message} is not {rule}");
         }
     }
 

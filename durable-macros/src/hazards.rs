@@ -5,7 +5,9 @@
 //! The rules look at tokens, not resolved names: a path is matched by its segments after
 //! the `use ... as` aliases declared in the body are expanded (see `determinism.rs`), so
 //! `SystemTime::now`, `std::time::SystemTime::now` and `Clock::now` (with
-//! `use std::time::SystemTime as Clock;`) are all the wall clock.
+//! `use std::time::SystemTime as Clock;`) are all the wall clock. A qualified path is
+//! matched as the plain one: `<SystemTime>::now` and `<SystemTime as Trait>::now` as
+//! `SystemTime::now`.
 
 use proc_macro2::{TokenStream, TokenTree};
 
