@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use durable_core::record::Event;
-use durable_core::replay_test::{self, ReplayError, SavedHistory};
+use durable_core::replay_test::{self, ReplayError, Replayer, SavedHistory};
 use durable_core::{ActivityContext, OrchestrationContext, Store, activity, orchestrator};
 
 use crate::common::*;
@@ -81,8 +81,14 @@ fn patched_keeps_old_instances_on_the_old_path_and_new_ones_take_the_new() {
     });
 }
 
-#[test]
-fn a_replay_test_catches_a_breaking_change_and_passes_a_patched_one() {
+/// `order` after a version bump: version 2 beside (or instead of) version 1.
+#[orchestrator(name = "order", version = 2)]
+async fn order_v2(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    Ok(ctx.call(triple, n).await?)
+}
+
+/// A directory with the saved history of a finished instance of `order` v1.
+fn saved_order_v1() -> (tempfile::TempDir, std::path::PathBuf) {
     let (dir, store) = store();
     lifetime(async {
         let runtime = gated(&store, true)
@@ -108,6 +114,12 @@ fn a_replay_test_catches_a_breaking_change_and_passes_a_patched_one() {
         SavedHistory::load(histories.join("finished.history")).unwrap(),
         saved
     );
+    (dir, histories)
+}
+
+#[test]
+fn a_replay_test_catches_a_breaking_change_and_passes_a_patched_one() {
+    let (_dir, histories) = saved_order_v1();
 
     assert_eq!(replay_test::replay_dir(order_v1, &histories).unwrap(), 1);
     assert_eq!(
@@ -221,6 +233,34 @@ fn a_patch_inserted_before_an_event_wait_keeps_a_waiting_instance_on_the_old_pat
         );
         runtime.shutdown().await;
     });
+}
+
+#[test]
+fn a_replay_test_that_replays_nothing_fails() {
+    let (_dir, histories) = saved_order_v1();
+    // After a version bump, the test of version 2 alone finds version 1's history and
+    // cannot replay it: it fails, naming the version and the file.
+    let err = replay_test::replay_dir(order_v2, &histories).unwrap_err();
+    assert!(
+        matches!(&err, ReplayError::VersionNotReplayed { orchestrator, version: 1, count: 1, .. } if orchestrator == "order"),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("finished.history") && message.contains("only version(s) 2"),
+        "{message}"
+    );
+    // With both versions, each history replays against the version it ran.
+    let both = Replayer::new()
+        .orchestrator(order_v1)
+        .orchestrator(order_v2);
+    assert_eq!(both.replay_dir(&histories).unwrap(), 1);
+    // A directory without a history of the orchestrator under test.
+    let err = replay_test::replay_dir(checkout_v1, &histories).unwrap_err();
+    assert!(
+        matches!(&err, ReplayError::NoHistories { orchestrators, .. } if orchestrators == "checkout v1"),
+        "{err:?}"
+    );
 }
 
 /// Version 1 of `pricing`: waits at the gate, then doubles.
