@@ -104,7 +104,8 @@ pub struct Turn {
     pub appended: Vec<Event>,
     /// What the runtime is to do.
     pub commands: Vec<Command>,
-    /// The custom status, if the orchestrator set it this turn.
+    /// The custom status, if the orchestrator set it this turn (not on replay: the
+    /// statuses of replayed turns are already stored).
     pub custom_status: Option<Vec<u8>>,
     /// The instance's state after the turn.
     pub outcome: Outcome,
@@ -460,7 +461,10 @@ impl ReplayState {
             Event::EventRaised { name, payload } => {
                 self.events.raise(name, position, payload.clone());
             }
-            Event::CustomStatusSet { status } => self.custom_status = Some(status.clone()),
+            // The instance record holds the status last committed: a turn reports only
+            // one the code sets as it runs for the first time, so a replay that stops
+            // early (a panic, a payload that no longer decodes) cannot set an older one.
+            Event::CustomStatusSet { .. } => {}
             Event::Started { .. }
             | Event::Completed { .. }
             | Event::Failed { .. }

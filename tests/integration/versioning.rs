@@ -263,6 +263,77 @@ fn a_replay_test_that_replays_nothing_fails() {
     );
 }
 
+/// An expense as first deployed: validated, then paid (the gate holds the payment).
+#[orchestrator(name = "expense")]
+async fn expense_v1(ctx: OrchestrationContext, amount: u64) -> Result<u64, String> {
+    ctx.set_custom_status(&"Validating");
+    let amount = ctx.call(double, amount).await?;
+    ctx.set_custom_status(&"Paying");
+    Ok(ctx.call(wait_at_gate, amount).await?)
+}
+
+/// The input as the next deploy has it: a field added without a default, so a stored
+/// input of version 1 no longer decodes.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Expense {
+    amount: u64,
+    approver: String,
+}
+
+#[orchestrator(name = "expense")]
+async fn expense_v2(ctx: OrchestrationContext, expense: Expense) -> Result<u64, String> {
+    ctx.set_custom_status(&"Validating");
+    let amount = ctx.call(double, expense.amount).await?;
+    ctx.set_custom_status(&"Paying");
+    Ok(ctx.call(wait_at_gate, amount).await?)
+}
+
+#[test]
+fn the_custom_status_stays_the_last_committed_after_a_turn_that_stops() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = gated(&store, false)
+            .orchestrator(expense_v1)
+            .start()
+            .await
+            .unwrap();
+        let instance = runtime.client().start(expense_v1, "e", 5).await.unwrap();
+        wait_for(&store, "e", |h| {
+            h.iter().any(
+                |e| matches!(e, Event::ActivityScheduled { activity, .. } if activity == "wait_at_gate"),
+            )
+        })
+        .await;
+        assert_eq!(
+            instance.custom_status::<String>().await.unwrap().as_deref(),
+            Some("Paying")
+        );
+    });
+    lifetime(async {
+        let runtime = gated(&store, true)
+            .orchestrator(expense_v2)
+            .start()
+            .await
+            .unwrap();
+        let instance = runtime.client().instance(expense_v2, "e");
+        // The replay stops at the first turn: the stored input no longer decodes.
+        let err = instance.wait(WAIT).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                durable_core::Error::Failed { .. } | durable_core::Error::Stalled { .. }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            instance.custom_status::<String>().await.unwrap().as_deref(),
+            Some("Paying"),
+            "the status the instance last committed, not the one of the turn the replay stopped at"
+        );
+        runtime.shutdown().await;
+    });
+}
+
 /// Version 1 of `pricing`: waits at the gate, then doubles.
 #[orchestrator(name = "pricing")]
 async fn pricing_v1(ctx: OrchestrationContext, n: u64) -> Result<String, String> {

@@ -8,3 +8,4 @@ mod nondeterminism;
 mod partial_completion;
 mod patches;
 mod patterns;
+mod status;
