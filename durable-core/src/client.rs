@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::Error;
 use crate::handle::Orchestrator;
 use crate::payload;
+use crate::position::Position;
 use crate::runtime::Shared;
 
 /// The longest instance id accepted, in bytes.
@@ -157,6 +158,19 @@ impl Client {
     fn existing(&self, id: &str) -> Result<InstanceRecord, Error> {
         self.record(id)?
             .ok_or_else(|| Error::InstanceNotFound(id.to_string()))
+    }
+
+    /// Where instance `id` stands in its code: the steps it awaits and the last one it
+    /// issued, each with its step number and await site. For a stalled, failed or
+    /// terminated instance, where it stopped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InstanceNotFound`] if there is no instance `id`; a store error if its
+    /// history cannot be read.
+    pub fn position(&self, id: &str) -> Result<Position, Error> {
+        self.existing(id)?;
+        Ok(Position::of(&self.shared.store.history(id)?))
     }
 
     fn status_of<T: DeserializeOwned>(&self, id: &str) -> Result<InstanceStatus<T>, Error> {
@@ -488,9 +502,15 @@ impl<O: Orchestrator> Instance<O> {
         self.new
     }
 
-    /// The instance's current state.
+    /// The instance's current state. Where it waits or stopped: [`position`](Self::position).
     pub async fn status(&self) -> Result<InstanceStatus<O::Output>, Error> {
         self.client.status_of(&self.id)
+    }
+
+    /// Where the instance stands in its code: the steps it awaits and the last one it
+    /// issued, with their await sites (see [`Client::position`]).
+    pub async fn position(&self) -> Result<Position, Error> {
+        self.client.position(&self.id)
     }
 
     /// The custom status the orchestrator last set with `ctx.set_custom_status`.

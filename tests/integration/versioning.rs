@@ -330,6 +330,27 @@ fn the_custom_status_stays_the_last_committed_after_a_turn_that_stops() {
             Some("Paying"),
             "the status the instance last committed, not the one of the turn the replay stopped at"
         );
+        // Where it stopped: the payment, with its step number and await site.
+        let position = instance.position().await.unwrap();
+        let [awaiting] = position.awaiting.as_slice() else {
+            panic!("{position:?}");
+        };
+        assert_eq!(
+            (awaiting.step, awaiting.operation.as_str()),
+            (1, "activity `wait_at_gate`")
+        );
+        assert!(
+            awaiting.site.file.ends_with("versioning.rs") && awaiting.site.function == "expense",
+            "{:?}",
+            awaiting.site
+        );
+        assert_eq!(position.last.as_ref(), Some(awaiting));
+        assert!(
+            position.to_string().starts_with(
+                "awaiting step 1, activity `wait_at_gate` (tests/integration/versioning.rs:"
+            ),
+            "{position}"
+        );
         runtime.shutdown().await;
     });
 }
