@@ -245,6 +245,13 @@ impl Walker<'_> {
                     self.report(&Site::Path(&site), tokens);
                 }
             }
+            Found::QualifiedPath { path, called } => {
+                if let Some(qself) = &path.qself
+                    && let Some(site) = self.qualified_site(qself, &path.path, called)
+                {
+                    self.report(&Site::Path(&site), &*path);
+                }
+            }
             Found::Method { name, args, tokens } => {
                 let site = MethodSite {
                     name: name.unraw().to_string(),
@@ -551,12 +558,15 @@ mod tests {
             let v = <Vec<u8>>::with_capacity(3);
             let n = <[u8]>::len(&v);
             let z = <u64 as Default>::default();
+            tracing::info!(at = %<std::time::SystemTime>::now(), "x");
+            tracing::info!(small = %(a < b), "y");
         }));
         let rules = [
             "`<std::time::SystemTime>::now()`",
             "`<Clock>::now()` (`Clock` is `std::time::SystemTime`)",
             "`<Instant as Reading>::now()`",
             "`<uuid::Uuid>::new_v4()`",
+            "`<std::time::SystemTime>::now()`",
         ];
         assert_eq!(all.len(), rules.len(), "{all:#?}");
         for (message, rule) in all.iter().zip(rules) {

@@ -202,6 +202,11 @@ pub(crate) enum Found {
         tokens: TokenStream,
         called: bool,
     },
+    /// A qualified path, `<T>::f` or `<T as Trait>::f`; `called` if a `(...)` follows.
+    QualifiedPath {
+        path: Box<syn::ExprPath>,
+        called: bool,
+    },
     /// `.name(args)`.
     Method {
         name: Ident,
@@ -251,6 +256,21 @@ pub(crate) fn scan(tokens: TokenStream, found: &mut dyn FnMut(Found)) {
                     });
                 }
             }
+            TokenTree::Punct(open) if open.as_char() == '<' => {
+                let Some((path, end)) = qualified_path_at(&trees, i) else {
+                    i += 1;
+                    continue;
+                };
+                let called = matches!(
+                    trees.get(end),
+                    Some(TokenTree::Group(group)) if group.delimiter() == Delimiter::Parenthesis
+                );
+                found(Found::QualifiedPath {
+                    path: Box::new(path),
+                    called,
+                });
+                i = end;
+            }
             TokenTree::Ident(_) | TokenTree::Punct(_) => {
                 let (segments, end) = path_at(&trees, i);
                 if segments.is_empty() {
@@ -285,6 +305,40 @@ pub(crate) fn scan(tokens: TokenStream, found: &mut dyn FnMut(Found)) {
             }
         }
     }
+}
+
+/// The qualified path starting at the `<` at `start` (`<T>::f`, `<T as Trait>::f`), and
+/// the index after it; none if the `<` starts no such path (a comparison).
+fn qualified_path_at(trees: &[TokenTree], start: usize) -> Option<(syn::ExprPath, usize)> {
+    let mut depth = 0_usize;
+    let mut close = None;
+    for (i, tree) in trees.iter().enumerate().skip(start) {
+        let TokenTree::Punct(punct) = tree else {
+            continue;
+        };
+        match punct.as_char() {
+            '<' => depth += 1,
+            // `->` in a fn pointer type is no closing bracket.
+            '>' if !matches!(trees.get(i.wrapping_sub(1)), Some(TokenTree::Punct(p)) if p.as_char() == '-' && p.spacing() == Spacing::Joint) =>
+            {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(i);
+                    break;
+                }
+            }
+            ';' | ',' | '=' if depth == 1 => return None,
+            _ => {}
+        }
+    }
+    let close = close?;
+    let (rest, end) = path_at(trees, close + 1);
+    if rest.is_empty() {
+        return None;
+    }
+    let tokens: TokenStream = trees[start..end].iter().cloned().collect();
+    let path = syn::parse2::<syn::ExprPath>(tokens).ok()?;
+    path.qself.is_some().then_some((path, end))
 }
 
 /// The path starting at `start` (`a::b::c`, `::a::b`), and the index after it.
@@ -363,12 +417,16 @@ mod tests {
     fn scans_paths_methods_and_macros() {
         let mut seen = Vec::new();
         scan(
-            quote!(a = %std::time::SystemTime::now(), x.elapsed(), ctx.side_effect(|| f()), inner!(y)),
+            quote!(a = %std::time::SystemTime::now(), x.elapsed(), ctx.side_effect(|| f()), inner!(y),
+                b = %<Instant as Reading>::now(), c = %(d < e)),
             &mut |found| {
                 seen.push(match found {
                     Found::Path {
                         segments, called, ..
                     } => format!("path {} {called}", segments.join("::")),
+                    Found::QualifiedPath { path, called } => {
+                        format!("qualified {} {called}", path.to_token_stream())
+                    }
                     Found::Method { name, .. } => format!("method {name}"),
                     Found::Macro(mac) => format!("macro {}", mac.path.get_ident().unwrap()),
                     Found::Literal(_) => "literal".into(),
@@ -385,6 +443,11 @@ mod tests {
                 "path ctx false",
                 "method side_effect",
                 "macro inner",
+                "path b false",
+                "qualified < Instant as Reading > :: now true",
+                "path c false",
+                "path d false",
+                "path e false",
             ]
         );
     }

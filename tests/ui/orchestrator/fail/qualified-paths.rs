@@ -20,6 +20,7 @@ pub async fn qualified(_ctx: OrchestrationContext, _: ()) -> Result<u64, String>
     let read = <std::time::Instant as Reading>::now();
     let id = <uuid::Uuid>::new_v4();
     let text = format!("{:?}", <std::time::SystemTime>::now());
+    tracing::info!(at = ?<std::time::SystemTime>::now(), "read");
     let _ = (started, again, id, text);
     Ok(read)
 }
