@@ -261,3 +261,101 @@ impl VisitMut for Declared<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The listed handles of `body`, with `ctx` the context: `A:path` or `O:path`, with
+    /// their `#[cfg]`s.
+    fn listed(body: TokenStream) -> Vec<String> {
+        let body: Block = syn::parse2(quote!({ #body })).unwrap();
+        let out = list(&["ctx".into()], &["ctx".into(), "input".into()], &body);
+        let file: syn::File = syn::parse2(quote!(fn f() { #out })).unwrap();
+        let syn::Item::Fn(f) = &file.items[0] else {
+            unreachable!()
+        };
+        f.block
+            .stmts
+            .iter()
+            .map(|stmt| {
+                let text = stmt.to_token_stream().to_string();
+                let kind = if text.contains("activity_callee") {
+                    "A"
+                } else {
+                    "O"
+                };
+                let inner = text
+                    .split("Probe (")
+                    .nth(1)
+                    .and_then(|rest| rest.split(")) .").next())
+                    .unwrap()
+                    .replace(' ', "");
+                let cfg = text
+                    .starts_with("# [cfg")
+                    .then(|| text.split(']').next().unwrap().replace(' ', ""));
+                match cfg {
+                    Some(cfg) => format!("{cfg}] {kind}:{inner}"),
+                    None => format!("{kind}:{inner}"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lists_each_call_form_once() {
+        let found = listed(quote! {
+            let a = ctx.call(step, input).await?;
+            let b = ctx.call_with_retry(crate::acts::pay, a, policy).await?;
+            let c = ctx.clone().sub_orchestration(child, b).await?;
+            let d = (&ctx).sub_orchestration_with_id(super::other, "id", c).await?;
+            let e = ctx.call(step, d).await?;
+            let all = ctx.join_all((0..3).map(|i| ctx.call(fan, i)).collect()).await;
+            let v = vec![ctx.call(in_macro, 1)];
+            #[cfg(feature = "x")]
+            let f = ctx.call(optional, e).await?;
+            Ok(f)
+        });
+        assert_eq!(
+            found,
+            [
+                "A:step",
+                "A:crate::acts::pay",
+                "O:child",
+                "O:super::other",
+                "A:fan",
+                "A:in_macro",
+                "#[cfg(feature=\"x\")] A:optional",
+            ]
+        );
+    }
+
+    #[test]
+    fn skips_what_does_not_resolve_beside_the_function() {
+        let found = listed(quote! {
+            // A local binding, a closure parameter, an input.
+            let held = step;
+            ctx.call(held, 1).await?;
+            let calls = [1].map(|handle| ctx.call(handle, 1));
+            ctx.call(input, 1).await?;
+            // An item and a `use` of the body.
+            #[activity]
+            async fn inner(ctx: ActivityContext, n: u64) -> Result<u64, String> { Ok(n) }
+            use crate::acts::pay as charge;
+            ctx.call(inner, 1).await?;
+            ctx.call(charge, 1).await?;
+            // Not the context.
+            other.call(step, 1);
+            // Qualified with a self type.
+            ctx.call(<T>::X, 1).await?;
+            Ok(())
+        });
+        assert!(found.is_empty(), "{found:?}");
+        let with_glob = listed(quote! {
+            use crate::acts::*;
+            ctx.call(step, 1).await?;
+            ctx.call(crate::acts::pay, 1).await?;
+        });
+        assert_eq!(with_glob, ["A:crate::acts::pay"]);
+    }
+}
