@@ -76,16 +76,19 @@ pub trait Orchestrator: Copy + Send + Sync + 'static {
 
 /// An activity or orchestrator that an orchestrator's body calls
 /// ([`Orchestrator::callees`]), by the name and version it is registered under.
+///
+/// (The variants are not called `Activity` and `Orchestrator`, which would make rustc
+/// spell the traits of those names in full in its messages.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Callee {
     /// An activity, called with `ctx.call` or `ctx.call_with_retry`.
-    Activity {
+    CallActivity {
         /// Its [`Activity::NAME`].
         name: &'static str,
     },
-    /// An orchestrator, started with `ctx.sub_orchestration` or
+    /// An orchestrator, started as a sub-orchestration with `ctx.sub_orchestration` or
     /// `ctx.sub_orchestration_with_id`.
-    Orchestrator {
+    CallSubOrchestrator {
         /// Its [`Orchestrator::NAME`].
         name: &'static str,
         /// Its [`Orchestrator::VERSION`]: the version a new child starts with.
@@ -96,12 +99,12 @@ pub enum Callee {
 impl Callee {
     /// The callee of activity `A`.
     pub fn activity<A: Activity>() -> Self {
-        Callee::Activity { name: A::NAME }
+        Callee::CallActivity { name: A::NAME }
     }
 
     /// The callee of orchestrator `O`, at its version.
     pub fn orchestrator<O: Orchestrator>() -> Self {
-        Callee::Orchestrator {
+        Callee::CallSubOrchestrator {
             name: O::NAME,
             version: O::VERSION,
         }
@@ -111,9 +114,9 @@ impl Callee {
 impl std::fmt::Display for Callee {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Callee::Activity { name } => write!(f, "activity `{name}`"),
-            Callee::Orchestrator { name, version: 1 } => write!(f, "orchestrator `{name}`"),
-            Callee::Orchestrator { name, version } => {
+            Callee::CallActivity { name } => write!(f, "activity `{name}`"),
+            Callee::CallSubOrchestrator { name, version: 1 } => write!(f, "orchestrator `{name}`"),
+            Callee::CallSubOrchestrator { name, version } => {
                 write!(f, "version {version} of orchestrator `{name}`")
             }
         }

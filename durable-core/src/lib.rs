@@ -66,7 +66,7 @@ pub use payload::{PayloadError, PayloadTooLarge};
 pub use replay::{Command, Execution, Outcome, Turn};
 pub use retry::{Backoff, RetryPolicy};
 pub use runtime::{
-    DEFAULT_MAX_PAYLOAD_BYTES, Runtime, RuntimeBuilder, UnregisteredCallee, Unregistered,
+    DEFAULT_MAX_PAYLOAD_BYTES, Runtime, RuntimeBuilder, Unregistered, UnregisteredCallee,
 };
 
 /// The stored records, for tools and tests that read a store directly.

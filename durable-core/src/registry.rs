@@ -8,9 +8,9 @@ use std::sync::Arc;
 use durable_store::{Failure, FailureKind};
 
 use crate::handle::{Activity, BoxFuture, Callee, Orchestrator};
-use crate::{Unregistered, UnregisteredCallee};
 use crate::payload::{self, PayloadError};
 use crate::{ActivityContext, OrchestrationContext};
+use crate::{Unregistered, UnregisteredCallee};
 
 /// The future of a running orchestrator or activity: its encoded output or its failure.
 pub(crate) type ErasedFuture = BoxFuture<Result<Vec<u8>, Failure>>;
@@ -79,23 +79,21 @@ impl Registry {
     /// The calls the registered orchestrators' bodies make to activities and
     /// orchestrators that are not registered, sorted by orchestrator, version and callee.
     pub(crate) fn unregistered_callees(&self) -> Vec<UnregisteredCallee> {
-        let mut missing: Vec<UnregisteredCallee> = self
-            .orchestrators
-            .iter()
-            .flat_map(|(&name, versions)| {
-                versions.iter().flat_map(move |(&version, entry)| {
-                    entry
-                        .callees
-                        .iter()
-                        .filter(|callee| !self.has(callee))
-                        .map(move |&callee| UnregisteredCallee {
-                            orchestrator: name,
-                            version,
-                            callee,
-                        })
+        let mut missing: Vec<UnregisteredCallee> =
+            self.orchestrators
+                .iter()
+                .flat_map(|(&name, versions)| {
+                    versions.iter().flat_map(move |(&version, entry)| {
+                        entry.callees.iter().filter(|callee| !self.has(callee)).map(
+                            move |&callee| UnregisteredCallee {
+                                orchestrator: name,
+                                version,
+                                callee,
+                            },
+                        )
+                    })
                 })
-            })
-            .collect();
+                .collect();
         missing.sort_by_key(|m| (m.orchestrator, m.version, m.callee));
         missing.dedup();
         missing
@@ -103,8 +101,10 @@ impl Registry {
 
     fn has(&self, callee: &Callee) -> bool {
         match *callee {
-            Callee::Activity { name } => self.activities.contains_key(name),
-            Callee::Orchestrator { name, version } => self.orchestrator(name, version).is_some(),
+            Callee::CallActivity { name } => self.activities.contains_key(name),
+            Callee::CallSubOrchestrator { name, version } => {
+                self.orchestrator(name, version).is_some()
+            }
         }
     }
 

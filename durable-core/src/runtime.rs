@@ -93,8 +93,8 @@ impl std::fmt::Display for UnregisteredCallee {
             write!(f, "version {} of ", self.version)?;
         }
         let method = match self.callee {
-            Callee::Activity { .. } => "activity",
-            Callee::Orchestrator { .. } => "orchestrator",
+            Callee::CallActivity { .. } => "activity",
+            Callee::CallSubOrchestrator { .. } => "orchestrator",
         };
         write!(
             f,

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use durable_core::record::{Event, FailureKind, Status, WorkItem};
 use durable_core::{
-    ActivityContext, Callee, Error, FjallStore, InstanceStatus, OrchestrationContext,
-    RetryPolicy, Store, StoreError, Unregistered, UnregisteredCallee, activity, orchestrator,
+    ActivityContext, Callee, Error, FjallStore, InstanceStatus, OrchestrationContext, RetryPolicy,
+    Store, StoreError, Unregistered, UnregisteredCallee, activity, orchestrator,
 };
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 
@@ -636,7 +636,7 @@ fn an_activity_no_longer_registered_refuses_the_start_when_so_configured() {
             &[UnregisteredCallee {
                 orchestrator: "gated_chain",
                 version: 1,
-                callee: Callee::Activity {
+                callee: Callee::CallActivity {
                     name: "wait_at_gate"
                 },
             }]

@@ -78,13 +78,13 @@ fn missing(callee: Callee) -> UnregisteredCallee {
 /// `notify` lacks, in the order `start` reports them.
 fn expected_missing() -> Vec<UnregisteredCallee> {
     vec![
-        missing(Callee::Activity { name: "audit" }),
-        missing(Callee::Activity { name: "charge" }),
-        missing(Callee::Orchestrator {
+        missing(Callee::CallActivity { name: "audit" }),
+        missing(Callee::CallActivity { name: "charge" }),
+        missing(Callee::CallSubOrchestrator {
             name: "notify",
             version: 2,
         }),
-        missing(Callee::Orchestrator {
+        missing(Callee::CallSubOrchestrator {
             name: "ship",
             version: 1,
         }),
