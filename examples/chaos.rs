@@ -26,7 +26,7 @@
 //!
 //! The workload grows with K (K / 25 instances of each pattern, at least 3), and its
 //! instances start staggered over the first 60% or so of the kills, so most kills land on
-//! running work: 20 kills take about 15 s, 1,000 kills about 7 minutes on 2 cores.
+//! running work: 20 kills take about 10 s, 1,000 kills about 7 minutes on 2 cores.
 
 #[path = "chaos/child.rs"]
 mod child;
