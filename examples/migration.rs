@@ -12,9 +12,13 @@
 //! store. Kill the process (even with `kill -9`) and run the same command again: it
 //! resumes instance `migration`, finishes, and verifies that every record went through all
 //! three stages exactly once. The last line is `migrated N records through 3 stages`
-//! (exit 0), or the records that are wrong are listed (exit 1). Without arguments it
-//! migrates 100,000 records in a directory under the system's temp dir. `RUST_LOG=info`
-//! shows the runtime's own logs on stderr.
+//! (exit 0), or the records that are wrong are listed (exit 1). `RUST_LOG=info` shows the
+//! runtime's own logs on stderr.
+//!
+//! Without `--store`, each run starts fresh: it migrates 100,000 records in a new
+//! directory under the system's temp dir, prints the command that resumes it there, and
+//! removes the directory once the migration is verified (a killed or failed run keeps it,
+//! to be resumed or inspected).
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -40,9 +44,11 @@ const SOURCE_RECORDS_KEY: &[u8] = b"source-records";
 #[derive(Debug, Parser)]
 #[command(about = "Migrates generated records through three durable stages")]
 struct Args {
-    /// Directory of the application data (`app/`) and of the durable store (`durable/`).
-    #[arg(long, default_value_os_t = std::env::temp_dir().join("durable-migration"))]
-    store: PathBuf,
+    /// Directory of the application data (`app/`) and of the durable store (`durable/`);
+    /// run again with the same one to resume [default: a new directory under the temp
+    /// dir, removed after a verified run].
+    #[arg(long)]
+    store: Option<PathBuf>,
     /// How many source records to generate on the first run [default: 100000].
     #[arg(long)]
     records: Option<u64>,
@@ -550,11 +556,44 @@ async fn main() -> ExitCode {
     }
 }
 
+/// A new directory for a run without `--store`: under the temp dir, named by the process
+/// id and the time, so no earlier run's store is found there.
+fn fresh_store() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "durable-migration-{}-{}",
+        std::process::id(),
+        unix_ms()
+    ))
+}
+
 async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    println!("store: {}", args.store.display());
-    std::fs::create_dir_all(&args.store)?;
-    let tables = Tables::open(&args.store.join("app"), args.records)?;
-    let store = FjallStore::open(args.store.join("durable"))?;
+    let (dir, fresh) = match &args.store {
+        Some(dir) => (dir.clone(), false),
+        None => (fresh_store(), true),
+    };
+    println!("store: {}", dir.display());
+    if fresh {
+        println!(
+            "a new store; if this run is killed, resume it with: \
+             cargo run --release --example migration -- --store {}",
+            dir.display()
+        );
+    }
+    if !migrate_in(&dir, &args).await? {
+        return Ok(ExitCode::FAILURE);
+    }
+    if fresh {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs (or resumes) the migration in `dir` and verifies it; returns whether every record
+/// went through all three stages once.
+async fn migrate_in(dir: &Path, args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir)?;
+    let tables = Tables::open(&dir.join("app"), args.records)?;
+    let store = FjallStore::open(dir.join("durable"))?;
 
     // Looked up before the runtime starts: `start` resumes unfinished work at once, and
     // this line should come before the activities' own "resuming stage" lines.
@@ -592,9 +631,9 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             println!("{error}");
             println!(
                 "the instance id is fixed: remove {} to start over",
-                args.store.display()
+                dir.display()
             );
-            return Ok(ExitCode::FAILURE);
+            return Ok(false);
         }
     };
     println!("final status: {status:?}");
@@ -602,7 +641,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let problems = tables.verify()?;
     if problems.is_empty() {
         println!("migrated {} records through 3 stages", tables.records);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(true);
     }
     println!("verification found {} problems:", problems.len());
     for problem in problems.iter().take(20) {
@@ -611,5 +650,5 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if problems.len() > 20 {
         println!("  ... and {} more", problems.len() - 20);
     }
-    Ok(ExitCode::FAILURE)
+    Ok(false)
 }

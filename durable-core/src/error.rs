@@ -6,7 +6,17 @@ use std::time::Duration;
 use durable_store::{Failure, FailureKind, StoreError};
 use serde::de::DeserializeOwned;
 
+use crate::UnregisteredCallee;
 use crate::payload::{self, PayloadError, PayloadTooLarge};
+
+/// `a; b; c`.
+fn unregistered_list(missing: &[UnregisteredCallee]) -> String {
+    missing
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 /// Errors of the runtime and the client.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -31,6 +41,14 @@ pub enum Error {
         "two different orchestrators or activities are registered as `{0}`; give one another name with `#[orchestrator(name = \"...\")]` or `#[activity(name = \"...\")]`"
     )]
     DuplicateName(String),
+    /// Registered orchestrators call activities or orchestrators that are not registered,
+    /// and the runtime was built with [`Unregistered::Fail`](crate::Unregistered::Fail):
+    /// each call, by orchestrator and callee. Nothing was started.
+    #[error(
+        "the runtime did not start: {}; or build it with `on_unregistered(Unregistered::Wait)` to let the instances that reach these calls wait",
+        unregistered_list(.0)
+    )]
+    UnregisteredCallees(Vec<UnregisteredCallee>),
     /// The instance id is already used by an instance of another orchestrator.
     #[error(
         "instance `{id}` already exists and runs orchestrator `{existing}`, not `{requested}`; choose another instance id"

@@ -56,9 +56,69 @@ pub trait Orchestrator: Copy + Send + Sync + 'static {
     const VERSION: u32 = 1;
     /// The source line of the orchestrator's `fn`; await sites are recorded relative to it.
     const LINE: u32;
+    /// The activities and orchestrators the body calls, as `#[orchestrator]` finds them:
+    /// the handles passed to `ctx.call`, `ctx.call_with_retry`, `ctx.sub_orchestration`
+    /// and `ctx.sub_orchestration_with_id` in the body itself (closures, async blocks and
+    /// macro arguments included). Calls made in `#[deterministic]` helpers, or through a
+    /// handle held in a variable, are not listed. [`RuntimeBuilder::start`] reports the
+    /// ones that are not registered.
+    ///
+    /// [`RuntimeBuilder::start`]: crate::RuntimeBuilder::start
+    fn callees() -> Vec<Callee> {
+        Vec::new()
+    }
     /// Runs the orchestrator's body.
     fn run(
         ctx: OrchestrationContext,
         input: Self::Input,
     ) -> BoxFuture<Result<Self::Output, Self::Error>>;
+}
+
+/// An activity or orchestrator that an orchestrator's body calls
+/// ([`Orchestrator::callees`]), by the name and version it is registered under.
+///
+/// (The variants are not called `Activity` and `Orchestrator`, which would make rustc
+/// spell the traits of those names in full in its messages.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Callee {
+    /// An activity, called with `ctx.call` or `ctx.call_with_retry`.
+    CallActivity {
+        /// Its [`Activity::NAME`].
+        name: &'static str,
+    },
+    /// An orchestrator, started as a sub-orchestration with `ctx.sub_orchestration` or
+    /// `ctx.sub_orchestration_with_id`.
+    CallSubOrchestrator {
+        /// Its [`Orchestrator::NAME`].
+        name: &'static str,
+        /// Its [`Orchestrator::VERSION`]: the version a new child starts with.
+        version: u32,
+    },
+}
+
+impl Callee {
+    /// The callee of activity `A`.
+    pub fn activity<A: Activity>() -> Self {
+        Callee::CallActivity { name: A::NAME }
+    }
+
+    /// The callee of orchestrator `O`, at its version.
+    pub fn orchestrator<O: Orchestrator>() -> Self {
+        Callee::CallSubOrchestrator {
+            name: O::NAME,
+            version: O::VERSION,
+        }
+    }
+}
+
+impl std::fmt::Display for Callee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Callee::CallActivity { name } => write!(f, "activity `{name}`"),
+            Callee::CallSubOrchestrator { name, version: 1 } => write!(f, "orchestrator `{name}`"),
+            Callee::CallSubOrchestrator { name, version } => {
+                write!(f, "version {version} of orchestrator `{name}`")
+            }
+        }
+    }
 }

@@ -60,14 +60,16 @@ pub use durable_macros::{activity, deterministic, orchestrator};
 pub use durable_store::{Durability, FjallStore, Store, StoreError};
 pub use error::{ActivityError, Error, SubOrchestrationError, Timeout};
 pub use group_commit::CommitStats;
-pub use handle::{Activity, BoxFuture, Orchestrator};
+pub use handle::{Activity, BoxFuture, Callee, Orchestrator};
 pub use join::{Either, JoinAll, Select2, WhenAny};
 pub use orchestration_context::OrchestrationContext;
 pub use payload::{PayloadError, PayloadTooLarge};
 pub use position::{Position, StepAt};
 pub use replay::{Command, Execution, Outcome, Turn};
 pub use retry::{Backoff, RetryPolicy};
-pub use runtime::{DEFAULT_MAX_PAYLOAD_BYTES, Runtime, RuntimeBuilder, Unregistered};
+pub use runtime::{
+    DEFAULT_MAX_PAYLOAD_BYTES, Runtime, RuntimeBuilder, Unregistered, UnregisteredCallee,
+};
 
 /// The stored records, for tools and tests that read a store directly.
 pub mod record {
@@ -87,7 +89,53 @@ struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __private {
+    use crate::{Activity, Callee, Orchestrator};
+
     pub use crate::handle::BoxFuture;
+
+    /// What `#[orchestrator]` wraps a handle its body calls in, to list it in
+    /// `Orchestrator::callees` (autoref specialisation: a value that is not a handle of
+    /// the kind is skipped, not a second error beside the body's own).
+    #[derive(Debug)]
+    pub struct Probe<T>(pub T);
+
+    /// Lists an activity handle.
+    pub trait ActivityProbe {
+        /// The callee, if the probed value is an activity handle.
+        fn activity_callee(&self) -> Option<Callee>;
+    }
+
+    impl<A: Activity> ActivityProbe for Probe<A> {
+        fn activity_callee(&self) -> Option<Callee> {
+            Some(Callee::activity::<A>())
+        }
+    }
+
+    /// Lists an orchestrator handle.
+    pub trait OrchestratorProbe {
+        /// The callee, if the probed value is an orchestrator handle.
+        fn orchestrator_callee(&self) -> Option<Callee>;
+    }
+
+    impl<O: Orchestrator> OrchestratorProbe for Probe<O> {
+        fn orchestrator_callee(&self) -> Option<Callee> {
+            Some(Callee::orchestrator::<O>())
+        }
+    }
+
+    /// The fallback of the probes: not a handle of the kind, nothing listed.
+    pub trait NotAHandle {
+        /// Nothing.
+        fn activity_callee(&self) -> Option<Callee> {
+            None
+        }
+        /// Nothing.
+        fn orchestrator_callee(&self) -> Option<Callee> {
+            None
+        }
+    }
+
+    impl<T> NotAHandle for &Probe<T> {}
 
     /// Implemented by the companion type `#[deterministic]` gives a free function; an
     /// orchestrator's call that passes the context to a function asks for it.

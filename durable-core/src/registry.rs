@@ -7,16 +7,18 @@ use std::sync::Arc;
 
 use durable_store::{Failure, FailureKind};
 
-use crate::Unregistered;
-use crate::handle::{Activity, BoxFuture, Orchestrator};
+use crate::handle::{Activity, BoxFuture, Callee, Orchestrator};
 use crate::payload::{self, PayloadError};
 use crate::{ActivityContext, OrchestrationContext};
+use crate::{Unregistered, UnregisteredCallee};
 
 /// The future of a running orchestrator or activity: its encoded output or its failure.
 pub(crate) type ErasedFuture = BoxFuture<Result<Vec<u8>, Failure>>;
 
 pub(crate) struct OrchestratorEntry {
     handle: TypeId,
+    /// What its body calls.
+    callees: Vec<Callee>,
     pub(crate) line: u32,
     pub(crate) start: fn(OrchestrationContext, &[u8]) -> Result<ErasedFuture, Failure>,
 }
@@ -52,6 +54,7 @@ impl Registry {
     pub(crate) fn add_orchestrator<O: Orchestrator>(&mut self) {
         let entry = OrchestratorEntry {
             handle: TypeId::of::<O>(),
+            callees: O::callees(),
             line: O::LINE,
             start: start_orchestrator::<O>,
         };
@@ -71,6 +74,38 @@ impl Registry {
     /// The newest registered version of orchestrator `name`.
     pub(crate) fn latest_version(&self, name: &str) -> Option<u32> {
         self.orchestrators.get(name)?.keys().next_back().copied()
+    }
+
+    /// The calls the registered orchestrators' bodies make to activities and
+    /// orchestrators that are not registered, sorted by orchestrator, version and callee.
+    pub(crate) fn unregistered_callees(&self) -> Vec<UnregisteredCallee> {
+        let mut missing: Vec<UnregisteredCallee> =
+            self.orchestrators
+                .iter()
+                .flat_map(|(&name, versions)| {
+                    versions.iter().flat_map(move |(&version, entry)| {
+                        entry.callees.iter().filter(|callee| !self.has(callee)).map(
+                            move |&callee| UnregisteredCallee {
+                                orchestrator: name,
+                                version,
+                                callee,
+                            },
+                        )
+                    })
+                })
+                .collect();
+        missing.sort_by_key(|m| (m.orchestrator, m.version, m.callee));
+        missing.dedup();
+        missing
+    }
+
+    fn has(&self, callee: &Callee) -> bool {
+        match *callee {
+            Callee::CallActivity { name } => self.activities.contains_key(name),
+            Callee::CallSubOrchestrator { name, version } => {
+                self.orchestrator(name, version).is_some()
+            }
+        }
     }
 
     pub(crate) fn add_activity<A: Activity>(&mut self) {

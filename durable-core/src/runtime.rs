@@ -27,7 +27,7 @@ use crate::Error;
 use crate::client::Client;
 use crate::clock::{Clock, SystemClock, millis};
 use crate::group_commit::{CommitStats, GroupCommit};
-use crate::handle::{Activity, Orchestrator};
+use crate::handle::{Activity, Callee, Orchestrator};
 use crate::payload;
 use crate::registry::Registry;
 use crate::replay::Execution;
@@ -68,6 +68,40 @@ pub enum Unregistered {
     /// [`SubOrchestrationError`](crate::SubOrchestrationError)) to the orchestrator, which
     /// may handle it; an instance whose own orchestrator is missing fails.
     Fail,
+}
+
+/// A call that a registered orchestrator's body makes to an activity or orchestrator this
+/// runtime does not have ([`Orchestrator::callees`]). [`RuntimeBuilder::start`] reports
+/// each: under [`Unregistered::Wait`] as a warning (and
+/// [`Runtime::unregistered_callees`]), under [`Unregistered::Fail`] as
+/// [`Error::UnregisteredCallees`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnregisteredCallee {
+    /// The registered name of the orchestrator whose body makes the call.
+    pub orchestrator: &'static str,
+    /// The version of that orchestrator.
+    pub version: u32,
+    /// What it calls.
+    pub callee: Callee,
+}
+
+impl std::fmt::Display for UnregisteredCallee {
+    /// `orchestrator `checkout` calls activity `charge`, which is not registered; add it
+    /// with `RuntimeBuilder::activity``.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.version != 1 {
+            write!(f, "version {} of ", self.version)?;
+        }
+        let method = match self.callee {
+            Callee::CallActivity { .. } => "activity",
+            Callee::CallSubOrchestrator { .. } => "orchestrator",
+        };
+        write!(
+            f,
+            "orchestrator `{}` calls {}, which is not registered; add it with `RuntimeBuilder::{method}`",
+            self.orchestrator, self.callee
+        )
+    }
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -127,7 +161,9 @@ impl RuntimeBuilder {
     }
 
     /// What happens to an instance that needs an orchestrator or activity this runtime
-    /// does not have (default: [`Unregistered::Wait`]).
+    /// does not have (default: [`Unregistered::Wait`]). The policy also decides what
+    /// [`start`](Self::start) does with a registered orchestrator whose body calls one
+    /// that is not registered: a warning under `Wait`, an error under `Fail`.
     pub fn on_unregistered(mut self, policy: Unregistered) -> Self {
         self.unregistered = policy;
         self
@@ -165,9 +201,40 @@ impl RuntimeBuilder {
     /// Starts the runtime: recovers every unfinished instance and redelivers every
     /// unacknowledged work item, then starts the dispatchers. Must be called inside a
     /// tokio runtime.
+    ///
+    /// First it checks what the registered orchestrators call
+    /// ([`Orchestrator::callees`]): each activity or orchestrator that is not registered
+    /// is a forgotten [`activity`](Self::activity) or [`orchestrator`](Self::orchestrator)
+    /// call, or code a deploy removed. Under [`Unregistered::Wait`] (the default) each is
+    /// logged as a `tracing` warning and listed by [`Runtime::unregistered_callees`], and
+    /// the runtime starts: an instance that reaches such a call waits for the code. Under
+    /// [`Unregistered::Fail`] the runtime does not start.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DuplicateName`] if two handles were registered under one name;
+    /// [`Error::UnregisteredCallees`] under [`Unregistered::Fail`] if a registered
+    /// orchestrator calls an activity or orchestrator that is not registered (nothing is
+    /// read or written then); [`Error::Store`] if recovery cannot read the store.
     pub async fn start(self) -> Result<Runtime, Error> {
         if let Some(name) = self.registry.duplicates.first() {
             return Err(Error::DuplicateName(name.to_string()));
+        }
+        let unregistered_callees = self.registry.unregistered_callees();
+        match self.unregistered {
+            Unregistered::Fail if !unregistered_callees.is_empty() => {
+                return Err(Error::UnregisteredCallees(unregistered_callees));
+            }
+            _ => {
+                for missing in &unregistered_callees {
+                    tracing::warn!(
+                        orchestrator = missing.orchestrator,
+                        version = missing.version,
+                        callee = %missing.callee,
+                        "{missing}; an instance that reaches the call waits until a runtime with it starts"
+                    );
+                }
+            }
         }
         let commits = GroupCommit::start(self.store.clone());
         let shared = Arc::new(Shared {
@@ -191,6 +258,7 @@ impl RuntimeBuilder {
             tracker: TaskTracker::new(),
             shutting_down: AtomicBool::new(false),
             replays: AtomicU64::new(0),
+            unregistered_callees,
         });
         shared.recover().await?;
         Ok(Runtime { shared })
@@ -231,6 +299,14 @@ impl Runtime {
     /// writes (fsyncs) carried them.
     pub fn commit_stats(&self) -> CommitStats {
         self.shared.commits.stats()
+    }
+
+    /// The calls the registered orchestrators make to activities and orchestrators this
+    /// runtime does not have, as [`RuntimeBuilder::start`] found them (and, under
+    /// [`Unregistered::Wait`], logged them). Empty when everything they call is
+    /// registered.
+    pub fn unregistered_callees(&self) -> &[UnregisteredCallee] {
+        &self.shared.unregistered_callees
     }
 
     /// How many times an instance was rebuilt by replaying its history (a cache miss: the
@@ -349,6 +425,8 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     shutting_down: AtomicBool,
     pub(crate) replays: AtomicU64,
+    /// What [`RuntimeBuilder::start`] found missing.
+    unregistered_callees: Vec<UnregisteredCallee>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -7,7 +7,7 @@ use syn::{Attribute, Block, LitStr, Pat};
 
 use crate::args::{self, Args};
 use crate::ast::{self, Function, Handle, Kind};
-use crate::{continue_as_new, determinism, valid};
+use crate::{callees, continue_as_new, determinism, valid};
 
 /// Expands `#[orchestrator]` or `#[activity]`: arguments, signature, an orchestrator's
 /// body, then the handle.
@@ -16,12 +16,16 @@ pub(crate) fn handle(kind: Kind, args: TokenStream, item: TokenStream) -> syn::R
     let function = Function::new(&item);
     let signature = both(args::parse(kind, args), valid::check(kind, &function));
     match (signature, check_body(kind, &function)) {
-        (Ok((args, handle)), Ok(body)) => Ok(generate(kind, &args, &handle, &body)),
+        (Ok((args, handle)), Ok(body)) => {
+            let callees = list_callees(kind, &function);
+            Ok(generate(kind, &args, &handle, &body, &callees))
+        }
         // Only the body breaks a rule: the handle is still generated (with the body as
         // written), so the places that register or call it report nothing unrelated.
         (Ok((args, handle)), Err(error)) => {
             let errors = error.to_compile_error();
-            let handle = generate(kind, &args, &handle, function.body);
+            let callees = list_callees(kind, &function);
+            let handle = generate(kind, &args, &handle, function.body, &callees);
             Ok(quote!(#errors #handle))
         }
         (Err(mut error), body) => {
@@ -40,6 +44,13 @@ fn check_body(kind: Kind, function: &Function<'_>) -> syn::Result<Block> {
     if kind == Kind::Activity {
         return Ok(function.body.clone());
     }
+    let (context, params) = param_names(function);
+    let subject = format!("orchestrator `{}`", function.name.unraw());
+    determinism::check(&subject, &context, &params, function.body)
+}
+
+/// The names of the context parameter (if it is a plain binding) and of every parameter.
+fn param_names(function: &Function<'_>) -> (Vec<String>, Vec<String>) {
     let mut params = Vec::new();
     let mut context = Vec::new();
     for (i, param) in function.params.iter().enumerate() {
@@ -51,8 +62,17 @@ fn check_body(kind: Kind, function: &Function<'_>) -> syn::Result<Block> {
             params.push(name);
         }
     }
-    let subject = format!("orchestrator `{}`", function.name.unraw());
-    determinism::check(&subject, &context, &params, function.body)
+    (context, params)
+}
+
+/// For an orchestrator, the statements that list the handles its body calls (see
+/// `callees.rs`); empty for an activity.
+fn list_callees(kind: Kind, function: &Function<'_>) -> TokenStream {
+    if kind == Kind::Activity {
+        return TokenStream::new();
+    }
+    let (context, params) = param_names(function);
+    callees::list(&context, &params, function.body)
 }
 
 /// Both results, or the errors of both.
@@ -84,7 +104,13 @@ pub(crate) fn with_errors(item: TokenStream, error: &syn::Error) -> TokenStream 
     }
 }
 
-fn generate(kind: Kind, args: &Args, handle: &Handle<'_>, body: &Block) -> TokenStream {
+fn generate(
+    kind: Kind,
+    args: &Args,
+    handle: &Handle<'_>,
+    body: &Block,
+    callees: &TokenStream,
+) -> TokenStream {
     let Handle {
         vis,
         name,
@@ -138,6 +164,22 @@ fn generate(kind: Kind, args: &Args, handle: &Handle<'_>, body: &Block) -> Token
     let boxed = quote_spanned! {name.span()=>
         ::std::boxed::Box::pin(#name::run(ctx, input))
     };
+    // The handles the body calls, for the runtime's check at start. Named beside the
+    // function, where a deprecated one is the orchestrator's business, not a warning.
+    let callees = (!callees.is_empty()).then(|| {
+        quote! {
+            #[allow(deprecated)]
+            fn callees() -> ::std::vec::Vec<::durable_core::Callee> {
+                #[allow(unused_imports)]
+                use ::durable_core::__private::{
+                    ActivityProbe as _, NotAHandle as _, OrchestratorProbe as _,
+                };
+                let mut callees = ::std::vec::Vec::new();
+                #callees
+                callees
+            }
+        }
+    });
     let run_doc = format!(
         " Runs the {} body directly (the original function).",
         kind.noun()
@@ -168,6 +210,7 @@ fn generate(kind: Kind, args: &Args, handle: &Handle<'_>, body: &Block) -> Token
             const NAME: &'static str = #registered;
             #version
             #line
+            #callees
             fn run(
                 ctx: #ctx_ty,
                 input: Self::Input,

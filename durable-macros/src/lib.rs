@@ -8,6 +8,7 @@ use proc_macro::TokenStream;
 
 mod args;
 mod ast;
+mod callees;
 mod continue_as_new;
 mod determinism;
 mod deterministic;

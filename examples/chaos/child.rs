@@ -8,7 +8,7 @@ use durable_core::record::{Event, WorkItem};
 use durable_core::{Client, Error, FjallStore, Runtime, Store};
 
 use crate::workload::{
-    Generation, Kind, Ledger, Spec, apply_effect, approval, approval_payloads, chain, child,
+    Generation, Kind, Ledger, Pace, Spec, apply_effect, approval, approval_payloads, chain, child,
     eternal, fan, flaky, parent, retry, timer, wall_clock,
 };
 
@@ -17,8 +17,9 @@ pub const SETTLED: &str = "settled";
 
 /// Starts (or finds) every instance, raises the approvals' events once, and waits until
 /// every instance has settled. With `serve`, it then stays up until it is killed, as a
-/// service would; otherwise it shuts the runtime down and returns.
-pub async fn run(dir: &Path, specs: Vec<Spec>, serve: bool) -> Result<(), Error> {
+/// service would; otherwise it shuts the runtime down and returns. `seed` paces the
+/// activities ([`Pace`]).
+pub async fn run(dir: &Path, specs: Vec<Spec>, serve: bool, seed: u64) -> Result<(), Error> {
     let store = FjallStore::open(dir.join("durable"))?;
     let ledger = Ledger::open(&dir.join("ledger"))
         .map_err(|e| Error::Store(durable_core::StoreError::Io(format!("ledger: {e:?}"))))?;
@@ -35,6 +36,7 @@ pub async fn run(dir: &Path, specs: Vec<Spec>, serve: bool) -> Result<(), Error>
         .activity(flaky)
         .activity(wall_clock)
         .state(ledger)
+        .state(Pace::new(seed))
         .start()
         .await?;
     let client = runtime.client();

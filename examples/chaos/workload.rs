@@ -254,15 +254,58 @@ fn effect_of(step: impl Into<String>, value: u64) -> Effect {
     }
 }
 
-/// Applies one logical effect under the call's idempotency key and returns `f(value)`.
-#[activity]
-pub async fn apply_effect(ctx: ActivityContext, effect: Effect) -> Result<u64, String> {
-    // Widens the window in which a kill lands inside an activity.
-    tokio::time::sleep(Duration::from_millis(10 + effect.value % 20)).await;
+/// How long the activities take around their effect, seeded by the run's seed.
+///
+/// A real activity does work before it writes its effect (it reads, computes, calls a
+/// service) and after (it logs, answers, releases what it held), and its result is
+/// committed only once it returns. A kill in the time after the effect and before that
+/// commit is the case idempotency keys exist for: the redelivered activity finds its
+/// effect applied already. So each activity takes `before` + `after` ms, drawn from the
+/// seed and the call's idempotency key (a redelivery takes the same time).
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    seed: u64,
+}
+
+impl Pace {
+    pub fn new(seed: u64) -> Self {
+        Pace { seed }
+    }
+
+    /// (before the effect, after it), for the call with idempotency key `key`: 5–24 ms,
+    /// then 40–159 ms. Calls of an instance run one after another, so an instance that
+    /// works spends most of its time after an effect, not yet committed.
+    pub fn durations(&self, key: &str) -> (Duration, Duration) {
+        // FNV-1a over the key, mixed with the seed (splitmix64's finaliser).
+        let mut h = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        }) ^ self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+        (
+            Duration::from_millis(5 + h % 20),
+            Duration::from_millis(40 + (h >> 32) % 120),
+        )
+    }
+}
+
+/// Does the work of an activity around its effect: waits `before`, applies `effect` under
+/// the call's idempotency key, waits `after` (see [`Pace`]), and returns `f(value)`.
+async fn paced(ctx: &ActivityContext, effect: &Effect) -> Result<u64, String> {
+    let (before, after) = ctx.state::<Pace>().durations(ctx.idempotency_key());
+    tokio::time::sleep(before).await;
     let logical = format!("{}:{}", ctx.instance_id(), effect.step);
     ctx.state::<Ledger>()
         .apply(ctx.idempotency_key(), &logical)?;
+    tokio::time::sleep(after).await;
     Ok(f(effect.value))
+}
+
+/// Applies one logical effect under the call's idempotency key and returns `f(value)`.
+#[activity]
+pub async fn apply_effect(ctx: ActivityContext, effect: Effect) -> Result<u64, String> {
+    paced(&ctx, &effect).await
 }
 
 /// Panics on its first attempt and fails on its second; applies its effect after.
@@ -271,12 +314,7 @@ pub async fn flaky(ctx: ActivityContext, effect: Effect) -> Result<u64, String> 
     match ctx.attempt() {
         1 => panic!("flaky panics on attempt 1"),
         2 => Err("flaky fails on attempt 2".to_string()),
-        _ => {
-            let logical = format!("{}:{}", ctx.instance_id(), effect.step);
-            ctx.state::<Ledger>()
-                .apply(ctx.idempotency_key(), &logical)?;
-            Ok(f(effect.value))
-        }
+        _ => paced(&ctx, &effect).await,
     }
 }
 

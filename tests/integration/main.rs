@@ -10,6 +10,7 @@ mod management;
 mod manual_clock;
 mod patterns;
 mod payload_limits;
+mod registration;
 mod restart;
 mod runtime;
 mod ui;

@@ -408,12 +408,13 @@ async fn the_client_reads_the_custom_status_while_it_runs() {
     panic!("no custom status");
 }
 
+/// Calls an orchestrator nobody registers. The handle is held in a variable, so the call
+/// is not one `#[orchestrator]` lists for the runtime's check at start (under
+/// `Unregistered::Fail` the runtime would refuse to start): it is found when reached.
 #[orchestrator]
 async fn unknown_child_failure(ctx: OrchestrationContext, _: ()) -> Result<String, String> {
-    match ctx
-        .sub_orchestration(crate::runtime::never_registered, 1)
-        .await
-    {
+    let child = crate::runtime::never_registered;
+    match ctx.sub_orchestration(child, 1).await {
         Ok(_) => Ok("ran".into()),
         Err(e) => Ok(format!(
             "{:?}: {}",
@@ -475,6 +476,42 @@ async fn an_unregistered_sub_orchestration_fails_the_call_when_so_configured() {
         out,
         "true: orchestrator `never_registered` is not registered with this runtime; \
          add it with `RuntimeBuilder::orchestrator`"
+    );
+    runtime.shutdown().await;
+}
+
+/// Calls an activity nobody registers, through a handle held in a variable, as
+/// `unknown_child_failure` does.
+#[orchestrator]
+async fn unknown_activity_failure(ctx: OrchestrationContext, _: ()) -> Result<String, String> {
+    let gate = wait_at_gate;
+    match ctx.call(gate, 1).await {
+        Ok(_) => Ok("ran".into()),
+        Err(e) => Ok(e.message().to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unregistered_activity_fails_the_call_when_so_configured() {
+    let (_dir, store) = store();
+    let runtime = builder(store)
+        .orchestrator(unknown_activity_failure)
+        .on_unregistered(Unregistered::Fail)
+        .start()
+        .await
+        .unwrap();
+    let out = runtime
+        .client()
+        .start(unknown_activity_failure, "u", ())
+        .await
+        .unwrap()
+        .wait(WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        "activity `wait_at_gate` is not registered with this runtime; \
+         add it with `RuntimeBuilder::activity`"
     );
     runtime.shutdown().await;
 }
