@@ -227,3 +227,74 @@ fn a_history_with_the_no_retry_marker_and_steps_after_it_replays_as_it_ran() {
     let replayed = fresh.turn(&history[..history.len() - 1], vec![]);
     assert_eq!(replayed.outcome, Outcome::Completed(encode(&4u64)));
 }
+
+/// `double` returned an error on execution `attempt` of its call.
+fn failed_on(seq: u64, attempt: u32) -> Event {
+    Event::ActivityFailed {
+        seq,
+        attempt,
+        failure: Failure {
+            kind: FailureKind::Returned {
+                payload: encode(&"transient".to_string()),
+            },
+            message: "transient".into(),
+        },
+    }
+}
+
+/// The attempt and key step of the activity a turn schedules.
+fn scheduled_attempt(turn: &durable_core::Turn) -> Option<(u32, u64)> {
+    turn.commands.iter().find_map(|c| match c {
+        durable_core::Command::ScheduleActivity {
+            attempt, key_seq, ..
+        } => Some((*attempt, *key_seq)),
+        _ => None,
+    })
+}
+
+/// The step of the timer a turn sets.
+fn timer_seq(turn: &durable_core::Turn) -> u64 {
+    turn.commands
+        .iter()
+        .find_map(|c| match c {
+            durable_core::Command::CreateTimer { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no timer: {:?}", turn.commands))
+}
+
+#[test]
+fn a_retry_counts_on_from_the_execution_that_failed_and_replays_alike() {
+    // The first attempt was lost in a crash and redelivered: the failure is the call's
+    // second execution, so the retry is its third, and with three attempts allowed,
+    // its failure is the last.
+    let mut live = Execution::of(retrying, "i");
+    let mut history = live
+        .turn(&[], vec![started("retrying", &1u64)])
+        .appended;
+    let failure = live.turn(&[], vec![failed_on(0, 2)]);
+    history.extend(failure.appended.clone());
+    let fired = Event::TimerFired {
+        seq: timer_seq(&failure),
+    };
+    let retry = live.turn(&[], vec![fired]);
+    assert_eq!(scheduled_attempt(&retry), Some((3, 0)), "{:?}", retry.commands);
+    history.extend(retry.appended.clone());
+    let retry_seq = match retry.commands.first() {
+        Some(durable_core::Command::ScheduleActivity { seq, .. }) => *seq,
+        other => panic!("expected the retry, got {other:?}"),
+    };
+    let gave_up = |outcome: &Outcome| {
+        matches!(outcome, Outcome::Failed(f)
+            if f.message == "activity `double` failed on attempt 3: transient")
+    };
+    let last = live.turn(&[], vec![failed_on(retry_seq, 3)]);
+    assert!(gave_up(&last.outcome), "{:?}", last.outcome);
+    assert!(last.commands.is_empty(), "{:?}", last.commands);
+
+    // Replayed from its history, the instance counts the same.
+    let mut fresh = Execution::of(retrying, "i");
+    let replayed = fresh.turn(&history, vec![failed_on(retry_seq, 3)]);
+    assert!(gave_up(&replayed.outcome), "{:?}", replayed.outcome);
+    assert_eq!(replayed.appended, last.appended);
+}
