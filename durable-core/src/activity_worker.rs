@@ -84,8 +84,10 @@ impl Shared {
                 next
             };
             let slot = Slot(self.clone());
-            self.tracker
-                .spawn(self.clone().run_and_hand_over(next.id, next.task, slot, next.busy));
+            self.tracker.spawn(
+                self.clone()
+                    .run_and_hand_over(next.id, next.task, slot, next.busy),
+            );
         }
     }
 

@@ -148,11 +148,6 @@ impl ManualClock {
         Self::new(UNIX_EPOCH + Duration::from_millis(ms))
     }
 
-    /// Whether the clock skips time ([`time_skipping`](Self::time_skipping)).
-    pub fn skips_time(&self) -> bool {
-        self.inner.waits.is_some()
-    }
-
     /// Moves the clock forward by `by`; the timers it passes fire.
     pub fn advance(&self, by: Duration) {
         self.inner.now.send_modify(|now| *now += by);

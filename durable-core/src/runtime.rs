@@ -161,7 +161,9 @@ impl RuntimeBuilder {
     /// The clock durable timers, `ctx.now()` and the instances' timestamps read (default:
     /// [`SystemClock`](crate::SystemClock)). In tests, a [`ManualClock`](crate::ManualClock)
     /// lets a workflow that waits for days run at once: its timers fire when the test
-    /// moves the clock past them.
+    /// moves the clock past them, or, with
+    /// [`ManualClock::time_skipping`](crate::ManualClock::time_skipping), as soon as the
+    /// runtime has nothing else to do.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self

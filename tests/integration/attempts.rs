@@ -79,7 +79,11 @@ fn an_execution_lost_in_a_crash_counts_as_an_attempt() {
         runtime.shutdown().await;
         output
     });
-    assert_eq!(log.entries(), ["1", "2", "3"], "the attempts each execution read");
+    assert_eq!(
+        log.entries(),
+        ["1", "2", "3"],
+        "the attempts each execution read"
+    );
     assert_eq!(output, 3, "the attempt that succeeded");
 }
 
@@ -142,7 +146,12 @@ async fn waiting_for_a_slot_does_not_count_against_the_attempt_timeout() {
         .await
         .unwrap();
     let attempts = instance.wait(WAIT).await.unwrap();
-    assert_eq!(attempts, [1, 1, 1, 1], "every call succeeded on its first attempt");
+    runtime.shutdown().await;
+    assert_eq!(
+        attempts,
+        [1, 1, 1, 1],
+        "every call succeeded on its first attempt"
+    );
     let runs = runs.0.lock().unwrap();
     assert_eq!(
         runs.iter().map(|r| (r.call, r.attempt)).collect::<Vec<_>>(),
@@ -155,11 +164,9 @@ async fn waiting_for_a_slot_does_not_count_against_the_attempt_timeout() {
             "two executions overlapped in the only slot: {pair:?}"
         );
     }
-    drop(runs);
-    runtime.shutdown().await;
 }
 
-/// Ends the first attempt's wait when dropped before it is over: the attempt was
+/// Logs `cancelled 1` when dropped before the first attempt's wait is over: the attempt was
 /// cancelled.
 struct CancelledUnlessDone {
     log: Arc<Log>,
@@ -235,8 +242,8 @@ async fn hangs(_ctx: ActivityContext, _: ()) -> Result<u32, String> {
 /// One attempt of at most 100 ms; says how it ended.
 #[orchestrator]
 async fn gives_up(ctx: OrchestrationContext, _: ()) -> Result<String, String> {
-    let policy = RetryPolicy::fixed(1, Duration::from_millis(1))
-        .attempt_timeout(Duration::from_millis(100));
+    let policy =
+        RetryPolicy::fixed(1, Duration::from_millis(1)).attempt_timeout(Duration::from_millis(100));
     match ctx.call_with_retry(hangs, (), policy).await {
         Ok(_) => Ok("finished".into()),
         Err(e) => Ok(format!("timeout: {}; {e}", e.is_timeout())),

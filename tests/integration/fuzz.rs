@@ -202,7 +202,10 @@ fn work_item() -> impl Strategy<Value = WorkItem> {
         ),
     )
         .prop_map(
-            |((instance, generation, seq, key_seq), (activity, input, attempt, attempt_timeout_ms))| {
+            |(
+                (instance, generation, seq, key_seq),
+                (activity, input, attempt, attempt_timeout_ms),
+            )| {
                 ActivityTask {
                     instance,
                     generation,
