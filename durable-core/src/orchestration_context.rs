@@ -136,7 +136,9 @@ impl OrchestrationContext {
             number: attempt,
             timeout,
         } = attempt;
-        let attempt_timeout_ms = timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        // Rounded up: a limit under a millisecond must not become zero.
+        let attempt_timeout_ms =
+            timeout.map(|t| u64::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX));
         let mut state = lock(&self.state);
         let site = Self::site(&state, caller);
         let what = || format!("the input of activity `{}`", A::NAME);
