@@ -265,3 +265,46 @@ pub(crate) fn millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[tokio::test]
+    async fn a_skipping_clock_moves_to_each_timer_once_the_one_before_is_let_go() {
+        let clock = ManualClock::time_skipping(at(10));
+        let mut first = clock.sleep_until(at(11));
+        let second = clock.sleep_until(at(12));
+        // Nothing else to do: it jumped to the first timer, which holds it there.
+        assert_eq!(clock.now(), at(11));
+        (&mut first).await;
+        assert_eq!(clock.now(), at(11), "a fired timer not yet let go is work");
+        drop(first);
+        assert_eq!(clock.now(), at(12));
+        second.await;
+    }
+
+    #[tokio::test]
+    async fn a_skipping_clock_holds_still_while_work_is_in_hand() {
+        let clock = ManualClock::time_skipping(at(10));
+        clock.work_began();
+        let timer = clock.sleep_until(at(20));
+        assert_eq!(clock.now(), at(10));
+        clock.work_done();
+        assert_eq!(clock.now(), at(20));
+        timer.await;
+    }
+
+    #[test]
+    fn a_plain_manual_clock_never_moves_by_itself() {
+        let clock = ManualClock::new(at(10));
+        let timer = clock.sleep_until(at(20));
+        clock.work_done();
+        assert_eq!(clock.now(), at(10));
+        drop(timer);
+    }
+}
