@@ -66,8 +66,9 @@ impl ActivityContext {
         &self.key
     }
 
-    /// Which attempt of this call this is: 1 the first time; more for each retry of
-    /// `ctx.call_with_retry` and each redelivery after a crash or restart.
+    /// Which execution of this call this is: 1 the first time, then one more for each
+    /// execution before it, whether a retry of `ctx.call_with_retry` or a redelivery after
+    /// a crash or restart. Each execution counts once.
     pub fn attempt(&self) -> u32 {
         self.attempt
     }

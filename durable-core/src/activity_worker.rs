@@ -2,40 +2,98 @@
 //! goes to its instance, whose next turn records it in the commit that acknowledges the
 //! activity's task.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use durable_store::{ActivityTask, Commit, Event, Failure, FailureKind, WorkId, WorkItem};
-use tokio::sync::SemaphorePermit;
 use tracing::Instrument;
 
 use crate::Error;
 use crate::Unregistered;
 use crate::activity_context::{ActivityContext, idempotency_key};
+use crate::error::Timeout;
 use crate::payload;
 use crate::registry::{panic_message, unregistered_activity};
-use crate::runtime::{Delivery, RETRY_DELAY, Shared, lock};
+use crate::runtime::{Busy, Delivery, RETRY_DELAY, Shared, lock};
+
+/// The slots of activities that run at once, and the activities waiting for one, in the
+/// order they were called.
+pub(crate) struct Slots {
+    free: usize,
+    waiting: VecDeque<Queued>,
+}
+
+impl Slots {
+    /// `n` slots, all free.
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            free: n,
+            waiting: VecDeque::new(),
+        }
+    }
+}
+
+/// An activity waiting for a slot.
+struct Queued {
+    id: WorkId,
+    task: ActivityTask,
+    /// Work in hand until its result is handed over.
+    busy: Busy,
+}
+
+/// A slot taken: given back to the next activity waiting when dropped.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        lock(&self.0.activities).free += 1;
+        self.0.dispatch_activities();
+    }
+}
 
 impl Shared {
     /// Runs activity `task` (work item `id`) in a task of its own once a slot is free.
-    /// Slots are handed out in order. Spawned right away rather than queued for a
-    /// dispatcher, so a result is one task hop from the turn that scheduled it.
+    /// Slots go out in the order activities are called (the order of this call), and an
+    /// activity's execution, with its timeout, starts when it has one.
     pub(crate) fn run_activity(self: &Arc<Self>, id: WorkId, task: ActivityTask) {
-        self.tracker.spawn(self.clone().activity(id, task));
+        let busy = self.busy();
+        lock(&self.activities)
+            .waiting
+            .push_back(Queued { id, task, busy });
+        self.dispatch_activities();
     }
 
-    async fn activity(self: Arc<Self>, id: WorkId, task: ActivityTask) {
-        // Closed on shutdown: the task stays in the store for the next start.
-        let Ok(slot) = self.activities.acquire().await else {
-            return;
-        };
-        if self.takes_no_work() {
-            return;
+    /// Starts waiting activities while slots are free. Not on shutdown: their tasks stay in
+    /// the store for the next start.
+    fn dispatch_activities(self: &Arc<Self>) {
+        loop {
+            let next = {
+                let mut slots = lock(&self.activities);
+                if slots.free == 0 || self.takes_no_work() {
+                    return;
+                }
+                let Some(next) = slots.waiting.pop_front() else {
+                    return;
+                };
+                slots.free -= 1;
+                next
+            };
+            let slot = Slot(self.clone());
+            self.tracker.spawn(
+                self.clone()
+                    .run_and_hand_over(next.id, next.task, slot, next.busy),
+            );
         }
-        self.run_and_hand_over(id, task, slot).await;
+    }
+
+    /// On shutdown: the activities waiting for a slot give up; their tasks stay in the store.
+    pub(crate) fn activities_waiting_give_up(&self) {
+        lock(&self.activities).waiting.clear();
     }
 
     /// Runs the user's activity under idempotency key `key`; its panic or a missing
@@ -58,8 +116,45 @@ impl Shared {
         catch_panic(future.instrument(span)).await
     }
 
+    /// Runs the activity within its attempt timeout, counted from now on the runtime's
+    /// clock. An execution still running then is cancelled: its future is dropped, so it
+    /// stops at the `.await` it is at and nothing after it runs.
+    async fn execute_bounded(
+        self: &Arc<Self>,
+        task: &ActivityTask,
+        key: String,
+    ) -> Result<Vec<u8>, Failure> {
+        let limit = task.attempt_timeout_ms.map(Duration::from_millis);
+        let Some((limit, deadline)) =
+            limit.and_then(|limit| Some((limit, self.clock.now().checked_add(limit)?)))
+        else {
+            return self.execute(task, key).await;
+        };
+        let mut deadline = self.clock.sleep_until(deadline);
+        let mut running = Box::pin(self.execute(task, key));
+        let finished = std::future::poll_fn(|cx| {
+            // An execution that finished wins over a deadline reached at the same time.
+            if let Poll::Ready(result) = running.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            deadline.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
+        if let Some(result) = finished {
+            return result;
+        }
+        // A panic while the activity's future is dropped does not take the worker down.
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(running)));
+        tracing::warn!(activity = %task.activity, instance = %task.instance, attempt = task.attempt, "activity attempt timed out; cancelled");
+        Err(Failure {
+            kind: FailureKind::TimedOut,
+            message: Timeout { after: limit }.to_string(),
+        })
+    }
+
     /// Runs one activity and hands its result to its instance. `slot` is the activity's
-    /// place among those that run at once; it is given back when the user's code returns.
+    /// place among those that run at once; it is given back when the user's code returns
+    /// or is cancelled. `busy` is held until the result is handed over.
     ///
     /// The result is not committed on its own: the instance's next turn records it in the
     /// commit that removes the task, which saves a commit (and an fsync) per activity. A
@@ -67,14 +162,15 @@ impl Shared {
     /// as for any activity. An instance that will not turn soon (suspended, stalled, or
     /// the runtime shutting down) gets the result as a stored message instead.
     async fn run_and_hand_over(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         id: WorkId,
         task: ActivityTask,
-        slot: SemaphorePermit<'_>,
+        slot: Slot,
+        _busy: Busy,
     ) {
         let key = idempotency_key(&task.instance, task.generation, task.key_seq);
         let limit = self.max_payload;
-        let executed = match self.execute(&task, key.clone()).await {
+        let executed = match self.execute_bounded(&task, key.clone()).await {
             Ok(output) => {
                 let what = || format!("the output of activity `{}`", task.activity);
                 payload::check_size(what, &output, limit)

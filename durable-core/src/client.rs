@@ -134,6 +134,8 @@ impl Client {
         event: Event,
         mut commit: Commit,
     ) -> Result<(), Error> {
+        // A clock that skips time holds still until the event is handed over.
+        let _busy = self.shared.busy();
         let mut deliveries = Vec::with_capacity(1);
         self.shared
             .enqueue_message(id, generation, event, &mut commit, &mut deliveries);

@@ -14,6 +14,7 @@ use crate::handle::{Activity, Orchestrator};
 use crate::payload;
 use crate::registry::decode_failure;
 use crate::replay::{Command, NewStep, ReplayState, StepKind, lock};
+use crate::retry::Attempt;
 
 /// The handle an orchestrator gets to issue durable operations.
 ///
@@ -118,19 +119,26 @@ impl OrchestrationContext {
     /// [`ActivityError`]: crate::ActivityError
     #[track_caller]
     pub fn call<A: Activity>(&self, activity: A, input: A::Input) -> ActivityCall<A::Output> {
-        self.call_attempt(activity, input, None, 1, Location::caller())
+        self.call_attempt(activity, input, Attempt::FIRST, Location::caller())
     }
 
-    /// A call of `activity` that is attempt `attempt` of the call first issued as step
-    /// `key_seq` (whose idempotency key it shares); `None` for a first attempt.
+    /// A call of `activity` that is attempt `attempt.number` of the call first issued as
+    /// step `attempt.key_seq` (whose idempotency key it shares).
     pub(crate) fn call_attempt<A: Activity>(
         &self,
         _activity: A,
         input: A::Input,
-        key_seq: Option<u64>,
-        attempt: u32,
+        attempt: Attempt,
         caller: &Location<'_>,
     ) -> ActivityCall<A::Output> {
+        let Attempt {
+            key_seq,
+            number: attempt,
+            timeout,
+        } = attempt;
+        // Rounded up: a limit under a millisecond must not become zero.
+        let attempt_timeout_ms =
+            timeout.map(|t| u64::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX));
         let mut state = lock(&self.state);
         let site = Self::site(&state, caller);
         let what = || format!("the input of activity `{}`", A::NAME);
@@ -152,6 +160,7 @@ impl OrchestrationContext {
                 input,
                 key_seq: key_seq.unwrap_or(seq),
                 attempt,
+                attempt_timeout_ms,
             })),
         });
         ActivityCall::new(self.state.clone(), seq)

@@ -50,6 +50,9 @@ pub enum Command {
         key_seq: u64,
         /// The attempt this call is (1 unless it is a retry).
         attempt: u32,
+        /// The longest one execution may run, in milliseconds (start-to-close); `None`
+        /// for no limit.
+        attempt_timeout_ms: Option<u64>,
     },
     /// Set a durable timer.
     CreateTimer {

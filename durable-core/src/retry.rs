@@ -1,5 +1,11 @@
 //! Retry policies for activity calls. The waits between attempts are durable timers, so a
 //! retry schedule survives restarts; every attempt shares the call's idempotency key.
+//!
+//! The attempt number has one source of truth, the activity's task: it is 1 for a call's
+//! first execution, a redelivery after a crash raises it (durably, before it runs again),
+//! and a retry follows on from the number of the execution that failed, which the
+//! history records with the failure. So every execution counts once, and a replay counts
+//! the same.
 
 use std::panic::Location;
 use std::sync::Arc;
@@ -11,6 +17,37 @@ use crate::handle::Activity;
 
 /// The change that stopped retrying errors no attempt can mend, as recorded in histories.
 const NON_RETRYABLE_ERRORS: &str = "durable:non-retryable-errors";
+
+/// The change that counts every execution of a call once: a retry follows on from the
+/// execution that failed. Before it, a retry counted on from the retry before, missing
+/// the redeliveries. Asked only where the two rules differ.
+const EVERY_EXECUTION_COUNTED: &str = "durable:every-execution-counted";
+
+/// The change that bounds each execution by the attempt timeout from when it starts,
+/// enforced where it runs and cancelling it. Before it, a durable timer from when the
+/// attempt was scheduled raced the call, and the attempt went on running.
+const START_TO_CLOSE: &str = "durable:start-to-close";
+
+/// Which attempt of a call an activity call is, and what bounds it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Attempt {
+    /// The step of the call's first attempt, whose idempotency key every attempt shares;
+    /// `None` for a first attempt.
+    pub(crate) key_seq: Option<u64>,
+    /// Which execution of the call this is, 1 for the first.
+    pub(crate) number: u32,
+    /// The longest one execution may run, from when it starts.
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl Attempt {
+    /// A call's first attempt, without limit.
+    pub(crate) const FIRST: Self = Self {
+        key_seq: None,
+        number: 1,
+        timeout: None,
+    };
+}
 
 /// How the wait between attempts grows.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,7 +106,9 @@ impl std::fmt::Debug for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Up to `max_attempts` attempts with `backoff` between them.
+    /// Up to `max_attempts` attempts with `backoff` between them. Every execution counts
+    /// as an attempt, a redelivery after a crash too (as every execution is one in
+    /// Temporal).
     pub fn new(max_attempts: u32, backoff: Backoff) -> Self {
         Self {
             max_attempts: max_attempts.max(1),
@@ -101,8 +140,14 @@ impl RetryPolicy {
         self
     }
 
-    /// Gives up on an attempt that has not finished after `timeout` (a durable timer) and
-    /// counts it as failed.
+    /// Bounds each attempt's execution: one still running `timeout` after it started
+    /// (Temporal's start-to-close timeout) is cancelled (its future dropped at its
+    /// current `.await`) and fails as timed out ([`ActivityError::is_timeout`]), which
+    /// the policy may retry. Time spent waiting for a slot
+    /// ([`RuntimeBuilder::activity_concurrency`](crate::RuntimeBuilder::activity_concurrency))
+    /// does not count. The limit is measured on the runtime's clock where the activity
+    /// runs; an execution lost in a crash is run again with the limit counted afresh.
+    #[doc(alias = "start_to_close_timeout")]
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = Some(timeout);
         self
@@ -141,7 +186,8 @@ impl RetryPolicy {
 impl OrchestrationContext {
     /// Calls an activity and retries it by `policy` when it fails: the waits are durable
     /// timers, every attempt shares the call's idempotency key, and
-    /// [`ActivityContext::attempt`](crate::ActivityContext::attempt) counts the attempts.
+    /// [`ActivityContext::attempt`](crate::ActivityContext::attempt) counts the
+    /// executions: retries and redeliveries after a crash alike, each once.
     /// Returns the first success, or the last attempt's error. An error no attempt can
     /// mend (see [`ActivityError::is_retryable`]) is returned at once.
     #[track_caller]
@@ -157,40 +203,57 @@ impl OrchestrationContext {
         let caller: &'static Location<'static> = Location::caller();
         let ctx = self.clone();
         async move {
-            let mut key_seq = None;
-            let mut attempt = 1;
+            // Histories written before the change raced each attempt against a durable
+            // timer of their own: a marker says which way an instance goes, so they
+            // replay alike.
+            let start_to_close = policy
+                .attempt_timeout
+                .filter(|_| ctx.patched_at(START_TO_CLOSE, caller));
+            let mut attempt = Attempt {
+                timeout: start_to_close,
+                ..Attempt::FIRST
+            };
             loop {
-                let call = ctx.call_attempt(activity, input.clone(), key_seq, attempt, caller);
-                key_seq.get_or_insert(call.seq());
+                let call = ctx.call_attempt(activity, input.clone(), attempt, caller);
+                attempt.key_seq.get_or_insert(call.seq());
                 let result = match policy.attempt_timeout {
-                    None => call.await,
-                    Some(limit) => {
+                    Some(limit) if start_to_close.is_none() => {
                         let timer = ctx.timer_at(caller, limit);
                         match ctx.select2(call, timer).await {
                             crate::Either::Left(result) => result,
                             crate::Either::Right(()) => Err(ActivityError::timed_out(
                                 A::NAME,
-                                attempt,
+                                attempt.number,
                                 Timeout { after: limit },
                             )),
                         }
                     }
+                    _ => call.await,
                 };
-                match result {
+                let error = match result {
                     Ok(output) => return Ok(output),
-                    // An error no attempt can mend is not retried. Histories written
-                    // before errors were told apart retried every error: a marker in the
-                    // history says which rule an instance follows, so they replay alike.
-                    Err(error)
-                        if policy.allows_retry(&error, attempt)
-                            && (error.is_retryable()
-                                || !ctx.patched_at(NON_RETRYABLE_ERRORS, caller)) =>
-                    {
-                        ctx.timer_at(caller, policy.delay_after(attempt)).await;
-                        attempt += 1;
-                    }
-                    Err(error) => return Err(error),
+                    Err(error) => error,
+                };
+                // The executions so far: the failed one's number, which counts the
+                // redeliveries before it. (Histories written before the change counted
+                // on from the last retry; they replay alike.)
+                let executed = if error.attempt() > attempt.number
+                    && ctx.patched_at(EVERY_EXECUTION_COUNTED, caller)
+                {
+                    error.attempt()
+                } else {
+                    attempt.number
+                };
+                // An error no attempt can mend is not retried. Histories written before
+                // errors were told apart retried every error: a marker in the history says
+                // which rule an instance follows, so they replay alike.
+                let retry = policy.allows_retry(&error, executed)
+                    && (error.is_retryable() || !ctx.patched_at(NON_RETRYABLE_ERRORS, caller));
+                if !retry {
+                    return Err(error);
                 }
+                ctx.timer_at(caller, policy.delay_after(executed)).await;
+                attempt.number = executed + 1;
             }
         }
     }

@@ -20,6 +20,8 @@ use std::time::Duration;
 use durable_store::{Event, Failure, InstanceRecord, Store, WorkId};
 use lru::LruCache;
 use tokio::sync::{Notify, Semaphore, oneshot};
+
+use crate::activity_worker::Slots;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -147,7 +149,10 @@ impl RuntimeBuilder {
         self
     }
 
-    /// How many activities run at once (default: 64).
+    /// How many activities run at once (default: 64). Activities wait for a slot in the
+    /// order they were called; an attempt's timeout
+    /// ([`RetryPolicy::attempt_timeout`](crate::RetryPolicy::attempt_timeout)) counts from
+    /// when it gets one.
     pub fn activity_concurrency(mut self, n: usize) -> Self {
         self.activity_concurrency = n.max(1);
         self
@@ -192,7 +197,9 @@ impl RuntimeBuilder {
     /// The clock durable timers, `ctx.now()` and the instances' timestamps read (default:
     /// [`SystemClock`](crate::SystemClock)). In tests, a [`ManualClock`](crate::ManualClock)
     /// lets a workflow that waits for days run at once: its timers fire when the test
-    /// moves the clock past them.
+    /// moves the clock past them, or, with
+    /// [`ManualClock::time_skipping`](crate::ManualClock::time_skipping), as soon as the
+    /// runtime has nothing else to do.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -249,7 +256,7 @@ impl RuntimeBuilder {
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(self.cache_capacity).expect("capacity is at least 1"),
             )),
-            activities: Semaphore::new(self.activity_concurrency),
+            activities: Mutex::new(Slots::new(self.activity_concurrency)),
             turns: Arc::new(Semaphore::new(self.orchestrator_concurrency)),
             waiters: Mutex::new(HashMap::new()),
             waiting_for_code: Mutex::new(HashMap::new()),
@@ -321,10 +328,19 @@ impl Runtime {
         self.shared.shutting_down.store(true, Ordering::SeqCst);
         self.shared.tracker.close();
         // Activities waiting for a slot give up; their tasks stay in the store.
-        self.shared.activities.close();
+        self.shared.activities_waiting_give_up();
         self.shared.tracker.wait().await;
         self.shared.store_all_held_results().await;
         self.shared.commits.stop().await;
+    }
+}
+
+/// Work a runtime has in hand (see [`Clock::work_began`]); done when dropped.
+pub(crate) struct Busy(Arc<dyn Clock>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.work_done();
     }
 }
 
@@ -411,8 +427,8 @@ pub(crate) struct Shared {
     pub(crate) next_work_id: AtomicU64,
     pub(crate) instances: Mutex<HashMap<String, Inbox>>,
     pub(crate) cache: Mutex<LruCache<String, Cached>>,
-    /// The slots of activities that run at once.
-    pub(crate) activities: Semaphore,
+    /// The slots of activities that run at once, and the activities waiting for one.
+    pub(crate) activities: Mutex<Slots>,
     turns: Arc<Semaphore>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
     /// Suspended instances that wait for an activity this runtime does not have: resuming
@@ -537,7 +553,19 @@ impl Shared {
     }
 
     pub(crate) fn spawn_turns(self: &Arc<Self>, instance: String) {
-        self.tracker.spawn(self.clone().run_turns(instance));
+        let busy = self.busy();
+        let turns = self.clone().run_turns(instance);
+        self.tracker.spawn(async move {
+            turns.await;
+            drop(busy);
+        });
+    }
+
+    /// Work in hand, from now until the returned guard drops: a clock that skips time
+    /// holds still meanwhile.
+    pub(crate) fn busy(&self) -> Busy {
+        self.clock.work_began();
+        Busy(self.clock.clone())
     }
 
     /// Turns `instance` until its inbox is empty. One such task per instance at a time, so

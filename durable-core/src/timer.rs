@@ -21,11 +21,13 @@ impl Shared {
         // Not tracked, and holding the runtime weakly: a pending timer must not hold up
         // shutdown or keep the store open; it is re-armed from the store on the next start.
         let shared = Arc::downgrade(self);
-        let due = self
+        let mut due = self
             .clock
             .sleep_until(UNIX_EPOCH + Duration::from_millis(fire_at_ms));
         tokio::spawn(async move {
-            due.await;
+            // Awaited by reference and dropped only once the event is queued: a clock that
+            // skips time counts a fired timer as work until it is let go.
+            (&mut due).await;
             let Some(shared) = shared.upgrade() else {
                 return;
             };
@@ -39,6 +41,7 @@ impl Shared {
                 progress_key: None,
             };
             shared.deliver(instance, delivery);
+            drop(due);
         });
     }
 }

@@ -300,6 +300,7 @@ impl Shared {
                 input,
                 key_seq,
                 attempt,
+                attempt_timeout_ms,
             } => {
                 let task = ActivityTask {
                     instance: instance.to_string(),
@@ -309,6 +310,7 @@ impl Shared {
                     activity,
                     input,
                     attempt,
+                    attempt_timeout_ms,
                 };
                 commit
                     .enqueued

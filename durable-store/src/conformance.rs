@@ -610,5 +610,6 @@ fn task(instance: &str, seq: u64) -> WorkItem {
         activity: "charge".to_owned(),
         input: vec![1, 2, 3],
         attempt: 1,
+        attempt_timeout_ms: Some(500),
     })
 }

@@ -108,7 +108,7 @@ pub enum Event {
     ActivityFailed {
         /// Step the failure belongs to.
         seq: u64,
-        /// The attempt that failed (1 for the first).
+        /// The execution of the call that failed (1 for the first): the task's `attempt`.
         attempt: u32,
         /// What went wrong.
         failure: Failure,
@@ -341,8 +341,14 @@ pub struct ActivityTask {
     pub activity: String,
     /// Encoded input.
     pub input: Vec<u8>,
-    /// Delivery attempt, 1 for the first; raised each time the task is redelivered.
+    /// Which execution of its call this is, 1 for the first: a retry follows on from the
+    /// execution that failed, and a redelivery after a crash raises it, so every
+    /// execution counts once.
     pub attempt: u32,
+    /// The longest one execution may run, in milliseconds, from when it starts (Temporal's
+    /// start-to-close timeout); `None` for no limit. An execution still running then is
+    /// cancelled and fails as timed out.
+    pub attempt_timeout_ms: Option<u64>,
 }
 
 /// An entry of the work queue.

@@ -194,17 +194,28 @@ fn instance_record() -> impl Strategy<Value = InstanceRecord> {
 fn work_item() -> impl Strategy<Value = WorkItem> {
     let task = (
         (name(), any::<u32>(), any::<u64>(), any::<u64>()),
-        (name(), payload(), any::<u32>()),
+        (
+            name(),
+            payload(),
+            any::<u32>(),
+            proptest::option::of(any::<u64>()),
+        ),
     )
         .prop_map(
-            |((instance, generation, seq, key_seq), (activity, input, attempt))| ActivityTask {
-                instance,
-                generation,
-                seq,
-                key_seq,
-                activity,
-                input,
-                attempt,
+            |(
+                (instance, generation, seq, key_seq),
+                (activity, input, attempt, attempt_timeout_ms),
+            )| {
+                ActivityTask {
+                    instance,
+                    generation,
+                    seq,
+                    key_seq,
+                    activity,
+                    input,
+                    attempt,
+                    attempt_timeout_ms,
+                }
             },
         );
     prop_oneof![

@@ -1,5 +1,6 @@
 //! Integration tests, built as one binary.
 
+mod attempts;
 mod bad_input;
 mod checkpoints;
 mod common;

@@ -196,3 +196,85 @@ async fn retry_backoff_waits_on_the_clock() {
     assert_eq!(clock.now(), start_time() + Duration::from_secs(2 * 60 * 60));
     runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_skipping_clock_runs_retries_with_backoff_without_the_test_moving_it() {
+    let (_dir, store) = store();
+    let clock = ManualClock::time_skipping(start_time());
+    let runtime = builder(store.clone())
+        .orchestrator(patient)
+        .activity(fails_first)
+        .clock(clock.clone())
+        .start()
+        .await
+        .unwrap();
+    let instance = runtime.client().start(patient, "skip", ()).await.unwrap();
+    assert_eq!(instance.wait(WAIT).await.unwrap(), 3);
+    assert_eq!(
+        clock.now(),
+        start_time() + Duration::from_secs(2 * 60 * 60),
+        "two hour-long waits, skipped"
+    );
+    runtime.shutdown().await;
+}
+
+/// Tells the test it runs, and finishes once the test opens its gate.
+#[derive(Debug)]
+struct Held {
+    running: tokio::sync::Notify,
+    gate: tokio::sync::Semaphore,
+    clock: ManualClock,
+}
+
+/// Runs until the test lets it go; returns the clock's time then.
+#[activity]
+async fn held(ctx: ActivityContext, _: ()) -> Result<SystemTime, String> {
+    let signals = ctx.state::<std::sync::Arc<Held>>();
+    signals.running.notify_one();
+    let _ = signals.gate.acquire().await.map_err(|e| e.to_string())?;
+    Ok(signals.clock.now())
+}
+
+/// Runs `held` and waits a day, side by side; returns when `held` finished by the clock,
+/// and the time at the end.
+#[orchestrator]
+async fn held_and_a_day(
+    ctx: OrchestrationContext,
+    _: (),
+) -> Result<(SystemTime, SystemTime), String> {
+    let (finished, ()) = ctx.join2(ctx.call(held, ()), ctx.sleep(DAY)).await;
+    Ok((finished?, ctx.now()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_skipping_clock_holds_still_while_an_activity_runs() {
+    let (_dir, store) = store();
+    let clock = ManualClock::time_skipping(start_time());
+    let signals = std::sync::Arc::new(Held {
+        running: tokio::sync::Notify::new(),
+        gate: tokio::sync::Semaphore::new(0),
+        clock: clock.clone(),
+    });
+    let runtime = builder(store.clone())
+        .orchestrator(held_and_a_day)
+        .activity(held)
+        .state(signals.clone())
+        .clock(clock.clone())
+        .start()
+        .await
+        .unwrap();
+    let instance = runtime
+        .client()
+        .start(held_and_a_day, "held", ())
+        .await
+        .unwrap();
+    signals.running.notified().await;
+    // Time enough for a skip to happen, were the clock to skip while the activity runs.
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(clock.now(), start_time(), "skipped while an activity ran");
+    signals.gate.add_permits(1);
+    let (finished, end) = instance.wait(WAIT).await.unwrap();
+    assert_eq!(finished, start_time(), "the activity ran at the start time");
+    assert_eq!(end, start_time() + DAY, "then the day was skipped");
+    runtime.shutdown().await;
+}

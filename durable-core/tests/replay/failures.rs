@@ -227,3 +227,141 @@ fn a_history_with_the_no_retry_marker_and_steps_after_it_replays_as_it_ran() {
     let replayed = fresh.turn(&history[..history.len() - 1], vec![]);
     assert_eq!(replayed.outcome, Outcome::Completed(encode(&4u64)));
 }
+
+/// `double` returned an error on execution `attempt` of its call.
+fn failed_on(seq: u64, attempt: u32) -> Event {
+    Event::ActivityFailed {
+        seq,
+        attempt,
+        failure: Failure {
+            kind: FailureKind::Returned {
+                payload: encode(&"transient".to_string()),
+            },
+            message: "transient".into(),
+        },
+    }
+}
+
+/// The attempt and key step of the activity a turn schedules.
+fn scheduled_attempt(turn: &durable_core::Turn) -> Option<(u32, u64)> {
+    turn.commands.iter().find_map(|c| match c {
+        durable_core::Command::ScheduleActivity {
+            attempt, key_seq, ..
+        } => Some((*attempt, *key_seq)),
+        _ => None,
+    })
+}
+
+/// The step of the timer a turn sets.
+fn timer_seq(turn: &durable_core::Turn) -> u64 {
+    turn.commands
+        .iter()
+        .find_map(|c| match c {
+            durable_core::Command::CreateTimer { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no timer: {:?}", turn.commands))
+}
+
+#[test]
+fn a_retry_counts_on_from_the_execution_that_failed_and_replays_alike() {
+    // The first attempt was lost in a crash and redelivered: the failure is the call's
+    // second execution, so the retry is its third, and with three attempts allowed,
+    // its failure is the last.
+    let mut live = Execution::of(retrying, "i");
+    let mut history = live.turn(&[], vec![started("retrying", &1u64)]).appended;
+    let failure = live.turn(&[], vec![failed_on(0, 2)]);
+    history.extend(failure.appended.clone());
+    let fired = Event::TimerFired {
+        seq: timer_seq(&failure),
+    };
+    let retry = live.turn(&[], vec![fired]);
+    assert_eq!(
+        scheduled_attempt(&retry),
+        Some((3, 0)),
+        "{:?}",
+        retry.commands
+    );
+    history.extend(retry.appended.clone());
+    let retry_seq = match retry.commands.first() {
+        Some(durable_core::Command::ScheduleActivity { seq, .. }) => *seq,
+        other => panic!("expected the retry, got {other:?}"),
+    };
+    let gave_up = |outcome: &Outcome| {
+        matches!(outcome, Outcome::Failed(f)
+            if f.message == "activity `double` failed on attempt 3: transient")
+    };
+    let last = live.turn(&[], vec![failed_on(retry_seq, 3)]);
+    assert!(gave_up(&last.outcome), "{:?}", last.outcome);
+    assert!(last.commands.is_empty(), "{:?}", last.commands);
+
+    // Replayed from its history, the instance counts the same.
+    let mut fresh = Execution::of(retrying, "i");
+    let replayed = fresh.turn(&history, vec![failed_on(retry_seq, 3)]);
+    assert!(gave_up(&replayed.outcome), "{:?}", replayed.outcome);
+    assert_eq!(replayed.appended, last.appended);
+}
+
+/// Calls `double` with up to two attempts of at most a second each.
+#[orchestrator]
+async fn bounded_retry(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    let policy =
+        RetryPolicy::fixed(2, Duration::from_millis(1)).attempt_timeout(Duration::from_secs(1));
+    Ok(ctx.call_with_retry(double, n, policy).await?)
+}
+
+#[test]
+fn an_attempt_timeout_goes_with_the_task_and_sets_no_timer() {
+    let mut execution = Execution::of(bounded_retry, "i");
+    let turn = execution.turn(&[], vec![started("bounded_retry", &1u64)]);
+    assert!(
+        matches!(
+            turn.commands.as_slice(),
+            [durable_core::Command::ScheduleActivity {
+                attempt: 1,
+                attempt_timeout_ms: Some(1000),
+                ..
+            }]
+        ),
+        "the worker bounds the execution; no timer races it: {:?}",
+        turn.commands
+    );
+    assert!(
+        turn.appended.iter().any(
+            |e| matches!(e, Event::Recorded { what, .. } if what == "patch:durable:start-to-close")
+        ),
+        "{:?}",
+        turn.appended
+    );
+}
+
+#[test]
+fn a_history_that_raced_an_attempt_against_a_timer_replays_as_it_ran() {
+    // Written before attempt timeouts went with the task: a durable timer raced the
+    // attempt, and its firing timed the attempt out.
+    let history = vec![
+        started("bounded_retry", &1u64),
+        Event::ActivityScheduled {
+            seq: 0,
+            activity: "double".into(),
+            input: encode(&1u64),
+            site: site(),
+        },
+        Event::TimerCreated {
+            seq: 1,
+            fire_at_ms: 1_000,
+            site: site(),
+        },
+    ];
+    let mut execution = Execution::of(bounded_retry, "i");
+    let turn = execution.turn(&history, vec![Event::TimerFired { seq: 1 }]);
+    assert_eq!(turn.outcome, Outcome::Running, "{:?}", turn.outcome);
+    assert!(
+        matches!(
+            turn.commands.as_slice(),
+            [durable_core::Command::CreateTimer { seq: 2, .. }]
+        ),
+        "the retry's wait: {:?}",
+        turn.commands
+    );
+}
