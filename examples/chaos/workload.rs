@@ -434,7 +434,7 @@ pub async fn parent(ctx: OrchestrationContext, job: Job) -> Result<u64, String> 
 pub async fn retry(ctx: OrchestrationContext, job: Job) -> Result<u64, String> {
     ctx.sleep(job.delay()).await;
     let i = job.n;
-    let policy = RetryPolicy::fixed(6, Duration::from_millis(50));
+    let policy = RetryPolicy::fixed(10, Duration::from_millis(50));
     Ok(ctx
         .call_with_retry(flaky, effect_of("flaky", i), policy)
         .await?)
