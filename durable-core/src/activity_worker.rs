@@ -72,7 +72,7 @@ impl Shared {
         task: ActivityTask,
         slot: SemaphorePermit<'_>,
     ) {
-        let key = idempotency_key(&task.instance, task.generation, task.key_seq);
+        let key = idempotency_key(&task.instance, task.incarnation, task.generation, task.key_seq);
         let limit = self.max_payload;
         let executed = match self.execute(&task, key.clone()).await {
             Ok(output) => {
@@ -100,6 +100,7 @@ impl Shared {
         };
         let delivery = Delivery {
             id,
+            incarnation: task.incarnation,
             generation: Some(task.generation),
             event,
             progress_key: Some(key),
@@ -164,6 +165,7 @@ impl Shared {
             message,
             WorkItem::Message {
                 instance: instance.to_string(),
+                incarnation: delivery.incarnation,
                 generation: delivery.generation,
                 event: delivery.event.clone(),
             },

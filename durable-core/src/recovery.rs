@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use durable_store::{ActivityTask, Commit, InstanceRecord, Status, WorkId, WorkItem};
+use durable_store::{ActivityTask, Commit, Incarnation, InstanceRecord, Status, WorkId, WorkItem};
 
 use crate::registry::unregistered_activity;
 use crate::runtime::{Delivery, Shared, lock};
@@ -20,6 +20,7 @@ use crate::{Error, Unregistered};
 struct Timer {
     id: WorkId,
     instance: String,
+    incarnation: Incarnation,
     generation: u32,
     seq: u64,
     fire_at_ms: u64,
@@ -69,7 +70,8 @@ impl Shared {
             self.poke(id);
         }
         for t in timers {
-            self.arm_timer(t.id, t.instance, t.generation, t.seq, t.fire_at_ms);
+            let run = (t.incarnation, t.generation);
+            self.arm_timer(t.id, t.instance, run, t.seq, t.fire_at_ms);
         }
         for (id, item) in tasks {
             if let WorkItem::Activity(task) = item {
@@ -102,12 +104,14 @@ impl Shared {
                 }
                 WorkItem::Message {
                     instance,
+                    incarnation,
                     generation,
                     event,
                 } => recovery.messages.push((
                     instance,
                     Delivery {
                         id,
+                        incarnation,
                         generation,
                         event,
                         progress_key: None,
@@ -115,12 +119,14 @@ impl Shared {
                 )),
                 WorkItem::Timer {
                     instance,
+                    incarnation,
                     generation,
                     seq,
                     fire_at_ms,
                 } => recovery.timers.push(Timer {
                     id,
                     instance,
+                    incarnation,
                     generation,
                     seq,
                     fire_at_ms,
@@ -133,8 +139,8 @@ impl Shared {
     /// Decides what becomes of each instance. Stalled instances get another chance with
     /// this code: they are running again until their next turn says otherwise. One that
     /// waits for a missing activity stalls (again), its task kept, or, if suspended,
-    /// stalls when resumed. The tasks of finished instances and of earlier generations (a
-    /// race lost before a continue-as-new) hold nothing up: they fail as usual, their
+    /// stalls when resumed. The tasks of finished instances, of earlier generations (a
+    /// race lost before a continue-as-new) and of earlier runs of the id hold nothing up: they fail as usual, their
     /// results dropped.
     fn settle_instances(&self, recovery: &mut Recovery, instances: Vec<(String, InstanceRecord)>) {
         let mut fail_anyway = Vec::new();
@@ -145,7 +151,10 @@ impl Shared {
                 .remove(&id)
                 .unwrap_or_default()
                 .into_iter()
-                .partition(|(_, task)| live && task.generation == record.generation);
+                .partition(|(_, task)| {
+                    live && task.incarnation == record.incarnation
+                        && task.generation == record.generation
+                });
             fail_anyway.extend(others);
             let waiting_for = waiting
                 .first()

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
-use durable_store::{Event, Failure, FailureKind, Site};
+use durable_store::{Event, Failure, FailureKind, Incarnation, Site};
 
 use crate::OrchestrationContext;
 use crate::clock::{Clock, SystemClock};
@@ -153,6 +153,8 @@ pub(crate) struct NewStep {
 /// What the orchestrator's context shares with the execution driving it.
 pub(crate) struct ReplayState {
     pub(crate) instance: String,
+    /// The run of the instance (incarnation, generation): generated child ids carry it.
+    pub(crate) run: (Incarnation, u32),
     pub(crate) orchestrator: String,
     pub(crate) fn_line: u32,
     /// The largest payload the code may make, in bytes.
@@ -190,9 +192,16 @@ impl std::fmt::Debug for ReplayState {
 }
 
 impl ReplayState {
-    fn new(instance: &str, orchestrator: &str, fn_line: u32, max_payload: usize) -> Self {
+    fn new(
+        instance: &str,
+        run: (Incarnation, u32),
+        orchestrator: &str,
+        fn_line: u32,
+        max_payload: usize,
+    ) -> Self {
         Self {
             instance: instance.to_string(),
+            run,
             orchestrator: orchestrator.to_string(),
             fn_line,
             max_payload,
@@ -520,19 +529,29 @@ impl std::fmt::Debug for Execution {
 impl Execution {
     /// A fresh execution of orchestrator `O` as instance `instance`: feed it the
     /// instance's history with [`turn`](Self::turn). Replay tests use it to run code
-    /// against saved histories.
+    /// against saved histories. It runs as incarnation 0, generation 0 of the id (which
+    /// only the ids generated for sub-orchestrations show).
     pub fn of<O: Orchestrator>(_orchestrator: O, instance: &str) -> Self {
         let mut registry = Registry::default();
         registry.add_orchestrator::<O>();
         let entry = registry
             .orchestrator(O::NAME, O::VERSION)
             .expect("just registered");
-        Self::new(instance, O::NAME, entry, usize::MAX, Arc::new(SystemClock))
+        Self::new(
+            instance,
+            (0, 0),
+            O::NAME,
+            entry,
+            usize::MAX,
+            Arc::new(SystemClock),
+        )
     }
 
-    /// A fresh execution whose code may make payloads of at most `max_payload` bytes.
+    /// A fresh execution of run `run` (incarnation, generation) of `instance`, whose code
+    /// may make payloads of at most `max_payload` bytes.
     pub(crate) fn new(
         instance: &str,
+        run: (Incarnation, u32),
         orchestrator: &str,
         entry: &OrchestratorEntry,
         max_payload: usize,
@@ -544,6 +563,7 @@ impl Execution {
             entry_start: entry.start,
             state: Arc::new(Mutex::new(ReplayState::new(
                 instance,
+                run,
                 orchestrator,
                 entry.line,
                 max_payload,

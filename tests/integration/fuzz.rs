@@ -164,14 +164,15 @@ fn instance_record() -> impl Strategy<Value = InstanceRecord> {
         (any::<u64>(), any::<u64>(), any::<u32>(), any::<u32>()),
         (
             proptest::option::of(payload()),
-            proptest::option::of((name(), any::<u32>(), any::<u64>())),
+            proptest::option::of((name(), any::<u64>(), any::<u32>(), any::<u64>())),
+            any::<u64>(),
         ),
     )
         .prop_map(
             |(
                 (orchestrator, version, input, status),
                 (created_ms, updated_ms, history_len, generation),
-                (custom_status, parent),
+                (custom_status, parent, incarnation),
             )| InstanceRecord {
                 orchestrator,
                 version,
@@ -180,10 +181,12 @@ fn instance_record() -> impl Strategy<Value = InstanceRecord> {
                 created_ms,
                 updated_ms,
                 history_len,
+                incarnation,
                 generation,
                 custom_status,
-                parent: parent.map(|(instance, generation, seq)| ParentLink {
+                parent: parent.map(|(instance, incarnation, generation, seq)| ParentLink {
                     instance,
+                    incarnation,
                     generation,
                     seq,
                 }),
@@ -194,11 +197,12 @@ fn instance_record() -> impl Strategy<Value = InstanceRecord> {
 fn work_item() -> impl Strategy<Value = WorkItem> {
     let task = (
         (name(), any::<u32>(), any::<u64>(), any::<u64>()),
-        (name(), payload(), any::<u32>()),
+        (name(), payload(), any::<u32>(), any::<u64>()),
     )
         .prop_map(
-            |((instance, generation, seq, key_seq), (activity, input, attempt))| ActivityTask {
+            |((instance, generation, seq, key_seq), (activity, input, attempt, incarnation))| ActivityTask {
                 instance,
+                incarnation,
                 generation,
                 seq,
                 key_seq,
@@ -208,17 +212,19 @@ fn work_item() -> impl Strategy<Value = WorkItem> {
             },
         );
     prop_oneof![
-        (name(), proptest::option::of(any::<u32>()), event()).prop_map(
-            |(instance, generation, event)| WorkItem::Message {
+        (name(), any::<u64>(), proptest::option::of(any::<u32>()), event()).prop_map(
+            |(instance, incarnation, generation, event)| WorkItem::Message {
                 instance,
+                incarnation,
                 generation,
                 event
             }
         ),
         task.prop_map(WorkItem::Activity),
-        (name(), any::<u32>(), any::<u64>(), any::<u64>()).prop_map(
-            |(instance, generation, seq, fire_at_ms)| WorkItem::Timer {
+        (name(), any::<u64>(), any::<u32>(), any::<u64>(), any::<u64>()).prop_map(
+            |(instance, incarnation, generation, seq, fire_at_ms)| WorkItem::Timer {
                 instance,
+                incarnation,
                 generation,
                 seq,
                 fire_at_ms,

@@ -308,6 +308,7 @@ fn a_recovery_keeps_events_carried_over_ahead_of_a_later_one() {
         let (_dir, store) = store();
         let message = |generation: Option<u32>, event: Event| WorkItem::Message {
             instance: "carried".into(),
+            incarnation: 7,
             generation,
             event,
         };
@@ -315,13 +316,14 @@ fn a_recovery_keeps_events_carried_over_ahead_of_a_later_one() {
             name: "add".into(),
             payload: postcard::to_allocvec(&value).unwrap(),
         };
-        let mut record = InstanceRecord::pending("takes_two".into(), 1, vec![], 0, None);
+        let mut record = InstanceRecord::pending("takes_two".into(), 1, vec![], 0, 7, None);
         record.generation = 1;
         record.status = Status::Running;
         let mut enqueued = vec![(10, message(None, raised(2)))];
         enqueued.extend((11..40).filter(|id| Some(*id) != suspend_at).map(|id| {
             let other = WorkItem::Message {
                 instance: format!("gone-{id}"),
+                incarnation: 7,
                 generation: None,
                 event: Event::ResumeRequested,
             };
