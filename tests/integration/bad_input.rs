@@ -835,9 +835,12 @@ async fn a_panicking_orchestrator_fails_its_instance_and_its_parent_is_told() {
         .wait(WAIT)
         .await
         .unwrap();
+    let incarnation = client.record("pp").unwrap().unwrap().incarnation;
     assert_eq!(
         told,
-        "pp:0 panicked=true: orchestrator `panics_after_a_step` panicked: orchestrator gave up on 4"
+        format!(
+            "~pp~{incarnation:x}.0.0 panicked=true: orchestrator `panics_after_a_step` panicked: orchestrator gave up on 4"
+        )
     );
     // The runtime goes on.
     let ok = client.start(panics_after_a_step, "fine", 3).await.unwrap();

@@ -242,7 +242,8 @@ fn an_activity_run_again_resumes_from_its_saved_progress() {
             .await
             .unwrap();
         runtime.client().start(resume_flow, "r", 10).await.unwrap();
-        let key = "r/0/0";
+        let incarnation = store.instance("r").unwrap().unwrap().incarnation;
+        let key = &format!("r/{incarnation:x}.0/0");
         for _ in 0..2000 {
             if store
                 .progress(key)
@@ -271,8 +272,9 @@ fn an_activity_run_again_resumes_from_its_saved_progress() {
         assert_eq!(output, vec![5, 6, 7, 8, 9]);
         runtime.shutdown().await;
     });
+    let incarnation = store.instance("r").unwrap().unwrap().incarnation;
     assert_eq!(
-        store.progress("r/0/0").unwrap(),
+        store.progress(&format!("r/{incarnation:x}.0/0")).unwrap(),
         None,
         "progress is removed with the result"
     );

@@ -222,7 +222,8 @@ fn events_a_generation_did_not_take_are_carried_to_the_next() {
 #[orchestrator]
 async fn parent(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
     let child = ctx.sub_orchestration(chain, n);
-    assert_eq!(child.instance_id(), "p:0");
+    // `Execution::of` runs incarnation 0, generation 0 of the id.
+    assert_eq!(child.instance_id(), "~p~0.0.0");
     let out = child.await?;
     let named = ctx.sub_orchestration_with_id(chain, "named-child", n);
     Ok(out + named.await?)
@@ -235,7 +236,7 @@ fn a_sub_orchestration_is_a_command_and_its_result_an_event() {
     assert!(matches!(
         &turn.commands[..],
         [Command::StartSubOrchestration { seq: 0, orchestrator, instance, .. }]
-            if orchestrator == "chain" && instance == "p:0"
+            if orchestrator == "chain" && instance == "~p~0.0.0"
     ));
     let turn = execution.turn(
         &[],
