@@ -399,3 +399,63 @@ async fn a_failed_child_can_be_started_again_under_its_id_but_not_a_running_one(
     ));
     runtime.shutdown().await;
 }
+
+fn release() -> Arc<Release> {
+    Arc::new(Release {
+        up_to: watch::Sender::new(0),
+        started: AtomicU32::new(0),
+        keys: Default::default(),
+    })
+}
+
+/// FAILS on the code before this change: after a restart the purged instance's activity
+/// ran again, and the terminated instance's timer waited in the store for its day.
+#[test]
+fn a_restart_removes_the_work_of_terminated_and_purged_instances() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let held_back = release();
+        let runtime = builder(store.clone())
+            .orchestrator(fetches)
+            .orchestrator(sleeps)
+            .activity(held)
+            .state(held_back.clone())
+            .clock(ManualClock::new(start_time()))
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let fetch = client.start(fetches, "fetch", 1).await.unwrap();
+        until_started(&held_back, 1).await;
+        fetch.terminate("not needed").await.unwrap();
+        assert!(matches!(fetch.wait(WAIT).await, Err(Error::Terminated { .. })));
+        client.purge("fetch").await.unwrap();
+        let nap = client.start(sleeps, "nap", 1).await.unwrap();
+        wait_for(&store, "nap", |h| timers(h) == 1).await;
+        nap.terminate("not needed").await.unwrap();
+        assert!(matches!(nap.wait(WAIT).await, Err(Error::Terminated { .. })));
+        // The activity still runs and the timer still waits: both are in the store.
+        assert_eq!(store.work_items().unwrap().len(), 2);
+    });
+    lifetime(async {
+        let held_back = release();
+        held_back.up_to.send_replace(u64::MAX);
+        let runtime = builder(store.clone())
+            .orchestrator(fetches)
+            .orchestrator(sleeps)
+            .activity(held)
+            .state(held_back.clone())
+            .clock(ManualClock::new(start_time()))
+            .start()
+            .await
+            .unwrap();
+        assert_eq!(store.work_items().unwrap(), vec![]);
+        assert!(store.instance("fetch").unwrap().is_none());
+        runtime.shutdown().await;
+        assert_eq!(
+            held_back.started.load(Ordering::SeqCst),
+            0,
+            "the purged instance's activity ran again"
+        );
+    });
+}
