@@ -72,7 +72,12 @@ impl Shared {
         task: ActivityTask,
         slot: SemaphorePermit<'_>,
     ) {
-        let key = idempotency_key(&task.instance, task.incarnation, task.generation, task.key_seq);
+        let key = idempotency_key(
+            &task.instance,
+            task.incarnation,
+            task.generation,
+            task.key_seq,
+        );
         let limit = self.max_payload;
         let executed = match self.execute(&task, key.clone()).await {
             Ok(output) => {

@@ -691,3 +691,38 @@ impl Drop for StartGuard<'_> {
         self.shared.started.notify_waiters();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_child_ids_are_valid_distinct_and_reserved_whatever_the_parent_id() {
+        let long_ascii = "p".repeat(MAX_INSTANCE_ID_LEN);
+        // Multi-byte characters across the cut.
+        let long_wide = "é€😀".repeat(40);
+        let nested = generated_child_id(&long_wide, 7, 0, 1);
+        let mut seen = std::collections::HashSet::new();
+        for parent in ["p", "a~b", long_ascii.as_str(), long_wide.as_str(), &nested] {
+            for (incarnation, generation, seq) in [
+                (1, 0, 0),
+                (1, 0, 1),
+                (1, 1, 0),
+                (2, 0, 0),
+                (u64::MAX, u32::MAX, u64::MAX),
+            ] {
+                let id = generated_child_id(parent, incarnation, generation, seq);
+                check_instance_id(&id).unwrap();
+                assert!(check_user_instance_id(&id).is_err(), "{id}");
+                assert!(seen.insert(id.clone()), "{id} generated twice");
+            }
+        }
+        // Two long parents that share the part kept still get different ids.
+        let other = format!("{}q", "p".repeat(MAX_INSTANCE_ID_LEN - 1));
+        assert_ne!(
+            generated_child_id(&long_ascii, 1, 0, 0),
+            generated_child_id(&other, 1, 0, 0)
+        );
+        assert_eq!(generated_child_id("p", 0xab, 2, 3), "~p~ab.2.3");
+    }
+}

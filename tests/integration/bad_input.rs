@@ -765,7 +765,11 @@ async fn a_sub_orchestration_id_the_client_would_refuse_is_refused_to_the_parent
         .unwrap();
     let client = runtime.client();
     let mut wrong = Vec::new();
-    for (n, child) in ["", "a\nb", &"x".repeat(300)].into_iter().enumerate() {
+    // `~` starts the ids the runtime generates: no explicit id may take one.
+    for (n, child) in ["", "a\nb", &"x".repeat(300), "~p~1.0.0"]
+        .into_iter()
+        .enumerate()
+    {
         let parent = client
             .start(names_its_child, format!("parent-{n}"), child.to_string())
             .await

@@ -200,36 +200,51 @@ fn work_item() -> impl Strategy<Value = WorkItem> {
         (name(), payload(), any::<u32>(), any::<u64>()),
     )
         .prop_map(
-            |((instance, generation, seq, key_seq), (activity, input, attempt, incarnation))| ActivityTask {
-                instance,
-                incarnation,
-                generation,
-                seq,
-                key_seq,
-                activity,
-                input,
-                attempt,
+            |((instance, generation, seq, key_seq), (activity, input, attempt, incarnation))| {
+                ActivityTask {
+                    instance,
+                    incarnation,
+                    generation,
+                    seq,
+                    key_seq,
+                    activity,
+                    input,
+                    attempt,
+                }
             },
         );
     prop_oneof![
-        (name(), any::<u64>(), proptest::option::of(any::<u32>()), event()).prop_map(
-            |(instance, incarnation, generation, event)| WorkItem::Message {
-                instance,
-                incarnation,
-                generation,
-                event
-            }
-        ),
+        (
+            name(),
+            any::<u64>(),
+            proptest::option::of(any::<u32>()),
+            event()
+        )
+            .prop_map(
+                |(instance, incarnation, generation, event)| WorkItem::Message {
+                    instance,
+                    incarnation,
+                    generation,
+                    event
+                }
+            ),
         task.prop_map(WorkItem::Activity),
-        (name(), any::<u64>(), any::<u32>(), any::<u64>(), any::<u64>()).prop_map(
-            |(instance, incarnation, generation, seq, fire_at_ms)| WorkItem::Timer {
-                instance,
-                incarnation,
-                generation,
-                seq,
-                fire_at_ms,
-            }
-        ),
+        (
+            name(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>()
+        )
+            .prop_map(|(instance, incarnation, generation, seq, fire_at_ms)| {
+                WorkItem::Timer {
+                    instance,
+                    incarnation,
+                    generation,
+                    seq,
+                    fire_at_ms,
+                }
+            }),
     ]
 }
 

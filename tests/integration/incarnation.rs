@@ -67,7 +67,10 @@ async fn a_timer_of_a_purged_instance_does_not_wake_a_new_instance_under_its_id(
     let old = client.start(sleeps, "nap", 1).await.unwrap();
     wait_for(&store, "nap", |h| timers(h) == 1).await;
     old.terminate("changed my mind").await.unwrap();
-    assert!(matches!(old.wait(WAIT).await, Err(Error::Terminated { .. })));
+    assert!(matches!(
+        old.wait(WAIT).await,
+        Err(Error::Terminated { .. })
+    ));
     client.purge("nap").await.unwrap();
 
     let new = client.start(sleeps, "nap", 10).await.unwrap();
@@ -99,7 +102,10 @@ fn a_timer_of_a_purged_instance_does_not_wake_a_new_instance_after_a_restart() {
         let old = client.start(sleeps, "nap", 1).await.unwrap();
         wait_for(&store, "nap", |h| timers(h) == 1).await;
         old.terminate("changed my mind").await.unwrap();
-        assert!(matches!(old.wait(WAIT).await, Err(Error::Terminated { .. })));
+        assert!(matches!(
+            old.wait(WAIT).await,
+            Err(Error::Terminated { .. })
+        ));
         client.purge("nap").await.unwrap();
         client.start(sleeps, "nap", 10).await.unwrap();
         wait_for(&store, "nap", |h| timers(h) == 1).await;
@@ -182,7 +188,10 @@ async fn an_activity_of_a_purged_instance_does_not_complete_a_new_instance_under
     let old = client.start(fetches, "fetch", 1).await.unwrap();
     until_started(&release, 1).await;
     old.terminate("replaced").await.unwrap();
-    assert!(matches!(old.wait(WAIT).await, Err(Error::Terminated { .. })));
+    assert!(matches!(
+        old.wait(WAIT).await,
+        Err(Error::Terminated { .. })
+    ));
     client.purge("fetch").await.unwrap();
 
     let new = client.start(fetches, "fetch", 2).await.unwrap();
@@ -237,7 +246,10 @@ async fn a_child_of_a_purged_parent_does_not_complete_a_new_parent_under_its_id(
         .unwrap();
     wait_for(&store, "first-child", |h| !h.is_empty()).await;
     old.terminate("replaced").await.unwrap();
-    assert!(matches!(old.wait(WAIT).await, Err(Error::Terminated { .. })));
+    assert!(matches!(
+        old.wait(WAIT).await,
+        Err(Error::Terminated { .. })
+    ));
     client.purge("parent").await.unwrap();
 
     let new = client
@@ -297,16 +309,20 @@ async fn generated_child_ids_are_unique_per_generation_valid_and_apart_from_user
                 id.len() <= durable_core::MAX_INSTANCE_ID_LEN,
                 "{id} is too long"
             );
-            assert!(matches!(record.status, durable_core::record::Status::Completed { .. }));
+            assert!(matches!(
+                record.status,
+                durable_core::record::Status::Completed { .. }
+            ));
             ids.push(id);
         }
     }
-    assert_eq!(ids.len(), 6, "one child per generation of each parent: {ids:?}");
-    // The user's instance is untouched.
     assert_eq!(
-        client.instance(chain, "r:0").wait(WAIT).await.unwrap(),
-        30
+        ids.len(),
+        6,
+        "one child per generation of each parent: {ids:?}"
     );
+    // The user's instance is untouched.
+    assert_eq!(client.instance(chain, "r:0").wait(WAIT).await.unwrap(), 30);
     // A user cannot take an id of the kind the runtime generates.
     let generated = children(&store.history("r").unwrap()).pop().unwrap();
     let err = client.start(chain, generated.clone(), 1).await.unwrap_err();
@@ -373,12 +389,13 @@ async fn a_failed_child_can_be_started_again_under_its_id_but_not_a_running_one(
         .unwrap();
     let client = runtime.client();
     let parent = client.start(retries_child, "retrier", ()).await.unwrap();
+    assert_eq!(parent.wait(WAIT).await.unwrap(), "[\"returned\"] then ok 2");
     assert_eq!(
-        parent.wait(WAIT).await.unwrap(),
-        "[\"returned\"] then ok 2"
-    );
-    assert_eq!(
-        client.instance(flaky_child, "the-child").wait(WAIT).await.unwrap(),
+        client
+            .instance(flaky_child, "the-child")
+            .wait(WAIT)
+            .await
+            .unwrap(),
         2
     );
 
@@ -394,7 +411,11 @@ async fn a_failed_child_can_be_started_again_under_its_id_but_not_a_running_one(
     client.raise_event("busy", "go", &"done").await.unwrap();
     assert_eq!(first.wait(WAIT).await.unwrap(), "ran: done");
     assert!(matches!(
-        client.instance(starts_busy, "second").status().await.unwrap(),
+        client
+            .instance(starts_busy, "second")
+            .status()
+            .await
+            .unwrap(),
         InstanceStatus::Completed(_)
     ));
     runtime.shutdown().await;
@@ -428,12 +449,18 @@ fn a_restart_removes_the_work_of_terminated_and_purged_instances() {
         let fetch = client.start(fetches, "fetch", 1).await.unwrap();
         until_started(&held_back, 1).await;
         fetch.terminate("not needed").await.unwrap();
-        assert!(matches!(fetch.wait(WAIT).await, Err(Error::Terminated { .. })));
+        assert!(matches!(
+            fetch.wait(WAIT).await,
+            Err(Error::Terminated { .. })
+        ));
         client.purge("fetch").await.unwrap();
         let nap = client.start(sleeps, "nap", 1).await.unwrap();
         wait_for(&store, "nap", |h| timers(h) == 1).await;
         nap.terminate("not needed").await.unwrap();
-        assert!(matches!(nap.wait(WAIT).await, Err(Error::Terminated { .. })));
+        assert!(matches!(
+            nap.wait(WAIT).await,
+            Err(Error::Terminated { .. })
+        ));
         // The activity still runs and the timer still waits: both are in the store.
         assert_eq!(store.work_items().unwrap().len(), 2);
     });
