@@ -283,8 +283,11 @@ impl OrchestrationContext {
                 input,
             })),
         });
+        // A recorded step keeps the id it was started under (a replay test runs under
+        // another incarnation than the instance did).
+        let id = state.recorded_child(seq).unwrap_or_else(|| child_id(seq));
         drop(state);
-        SubOrchestrationCall::new(self.state.clone(), seq, child_id(seq))
+        SubOrchestrationCall::new(self.state.clone(), seq, id)
     }
 
     /// The current time, recorded in the history so every replay sees the same value.

@@ -129,7 +129,8 @@ struct Step {
     kind: StepKind,
     site: Site,
     done: bool,
-    /// The value of a `Recorded` step.
+    /// The value of a `Recorded` step; the child's instance id (UTF-8) of a recorded
+    /// sub-orchestration step.
     value: Option<Vec<u8>>,
 }
 
@@ -297,6 +298,15 @@ impl ReplayState {
         self.steps.get(seq as usize)?.value.clone()
     }
 
+    /// The child's instance id the history recorded for sub-orchestration step `seq`.
+    pub(crate) fn recorded_child(&self, seq: u64) -> Option<String> {
+        let step = self.steps.get(seq as usize)?;
+        match step.kind {
+            StepKind::SubOrchestration(_) => String::from_utf8(step.value.clone()?).ok(),
+            _ => None,
+        }
+    }
+
     /// The history position at which the result of step `seq` arrived, if it has.
     pub(crate) fn ready_at(&self, seq: u64) -> Option<u64> {
         if self.fatal.is_some() {
@@ -410,11 +420,14 @@ impl ReplayState {
                 .push(scheduled(StepKind::Activity(activity.clone()), site)),
             Event::TimerCreated { site, .. } => self.steps.push(scheduled(StepKind::Timer, site)),
             Event::SubOrchestrationScheduled {
-                orchestrator, site, ..
-            } => self.steps.push(scheduled(
-                StepKind::SubOrchestration(orchestrator.clone()),
+                orchestrator,
+                instance,
                 site,
-            )),
+                ..
+            } => self.steps.push(Step {
+                value: Some(instance.clone().into_bytes()),
+                ..scheduled(StepKind::SubOrchestration(orchestrator.clone()), site)
+            }),
             Event::Recorded {
                 what, value, site, ..
             } => self.steps.push(Step {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use durable_core::record::Event;
+use durable_core::record::{Event, Site};
 use durable_core::{Command, Either, Execution, OrchestrationContext, Outcome, orchestrator};
 
 use crate::builders::*;
@@ -257,6 +257,47 @@ fn a_sub_orchestration_is_a_command_and_its_result_an_event() {
         }],
     );
     assert_eq!(done.outcome, Outcome::Completed(encode(&12u64)));
+}
+
+/// Reports the id of the child it ran.
+#[orchestrator]
+async fn names_child(ctx: OrchestrationContext, n: u64) -> Result<String, String> {
+    let child = ctx.sub_orchestration(chain, n);
+    let id = child.instance_id().to_string();
+    Ok(format!("{id}: {}", child.await?))
+}
+
+/// The runtime generated the child's id from the instance's incarnation; a replay (as a
+/// replay test runs it, under no incarnation) serves the id the history recorded, so the
+/// output it compares is the one the instance had.
+#[test]
+fn a_replayed_sub_orchestration_keeps_the_id_it_was_started_under() {
+    let recorded = "~p~5eed.0.0".to_string();
+    let history = vec![
+        started("names_child", &1u64),
+        Event::SubOrchestrationScheduled {
+            seq: 0,
+            orchestrator: "chain".into(),
+            instance: recorded.clone(),
+            input: encode(&1u64),
+            site: Site {
+                function: "names_child".into(),
+                file: file!().into(),
+                line: line!(),
+                line_offset: 2,
+            },
+        },
+        Event::SubOrchestrationCompleted {
+            seq: 0,
+            output: encode(&6u64),
+        },
+    ];
+    let mut execution = Execution::of(names_child, "p");
+    let turn = execution.turn(&history, Vec::new());
+    assert_eq!(
+        turn.outcome,
+        Outcome::Completed(encode(&format!("{recorded}: 6")))
+    );
 }
 
 /// Races two activities.
