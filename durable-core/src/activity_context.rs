@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use durable_store::Commit;
+use durable_store::{Commit, Incarnation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -61,7 +61,8 @@ impl ActivityContext {
 
     /// A key unique to this activity call, the same across retries and redeliveries:
     /// write effects under it to make them idempotent. It reads
-    /// `{instance}/{generation}/{step}`.
+    /// `{instance}/{incarnation as hex}.{generation}/{step}`: a new run of the instance
+    /// id (after a purge or a restart) gets keys of its own.
     pub fn idempotency_key(&self) -> &str {
         &self.key
     }
@@ -117,8 +118,13 @@ impl ActivityContext {
     }
 }
 
-/// `{instance}/{generation}/{step}`: unique per call, the same for its retries and
-/// redeliveries.
-pub(crate) fn idempotency_key(instance: &str, generation: u32, key_seq: u64) -> String {
-    format!("{instance}/{generation}/{key_seq}")
+/// `{instance}/{incarnation as hex}.{generation}/{step}`: unique per call, the same for
+/// its retries and redeliveries.
+pub(crate) fn idempotency_key(
+    instance: &str,
+    incarnation: Incarnation,
+    generation: u32,
+    key_seq: u64,
+) -> String {
+    format!("{instance}/{incarnation:x}.{generation}/{key_seq}")
 }

@@ -168,7 +168,12 @@ impl Shared {
         slot: Slot,
         _busy: Busy,
     ) {
-        let key = idempotency_key(&task.instance, task.generation, task.key_seq);
+        let key = idempotency_key(
+            &task.instance,
+            task.incarnation,
+            task.generation,
+            task.key_seq,
+        );
         let limit = self.max_payload;
         let executed = match self.execute_bounded(&task, key.clone()).await {
             Ok(output) => {
@@ -196,6 +201,7 @@ impl Shared {
         };
         let delivery = Delivery {
             id,
+            incarnation: task.incarnation,
             generation: Some(task.generation),
             event,
             progress_key: Some(key),
@@ -260,6 +266,7 @@ impl Shared {
             message,
             WorkItem::Message {
                 instance: instance.to_string(),
+                incarnation: delivery.incarnation,
                 generation: delivery.generation,
                 event: delivery.event.clone(),
             },

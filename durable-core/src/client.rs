@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_store::{Commit, Event, Failure, InstanceRecord, Status};
+use durable_store::{Commit, Event, Failure, Incarnation, InstanceRecord, Status};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -17,6 +17,12 @@ use crate::runtime::Shared;
 
 /// The longest instance id accepted, in bytes.
 pub const MAX_INSTANCE_ID_LEN: usize = 256;
+
+/// The first character of the ids the runtime generates for sub-orchestrations started
+/// without an id (`ctx.sub_orchestration`): reserved, so no id a user chooses can clash
+/// with one. [`Client::start`] and `ctx.sub_orchestration_with_id` refuse ids that start
+/// with it.
+pub const GENERATED_ID_PREFIX: char = '~';
 
 /// Starts instances and reads their state. Cheap to clone; get one from
 /// [`Runtime::client`](crate::Runtime::client).
@@ -63,7 +69,17 @@ impl Client {
     /// instance is durably recorded: from then on it runs to completion, across crashes.
     ///
     /// Starting an id that already exists (for the same orchestrator) starts nothing and
-    /// returns the existing instance; [`Instance::is_new`] tells which happened.
+    /// returns the existing instance; [`Instance::is_new`] tells which happened. A new
+    /// instance under the id of a purged one is a run of its own: nothing addressed to the
+    /// purged run (a timer, an activity result, a child's completion) reaches it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInstanceId`] for an empty id, one longer than
+    /// [`MAX_INSTANCE_ID_LEN`] bytes, one with control characters, or one starting with
+    /// [`GENERATED_ID_PREFIX`]; [`Error::UnregisteredOrchestrator`],
+    /// [`Error::InstanceConflict`] if the id runs another orchestrator,
+    /// [`Error::PayloadTooLarge`], or a store error.
     pub async fn start<O: Orchestrator>(
         &self,
         orchestrator: O,
@@ -72,7 +88,7 @@ impl Client {
     ) -> Result<Instance<O>, Error> {
         let _ = orchestrator;
         let id = id.into();
-        check_instance_id(&id)?;
+        check_user_instance_id(&id)?;
         if self
             .shared
             .registry
@@ -102,6 +118,7 @@ impl Client {
             O::VERSION,
             input,
             self.shared.now_ms(),
+            Shared::new_incarnation(None),
             None,
         );
         self.begin(&id, record, Commit::default()).await?;
@@ -116,21 +133,21 @@ impl Client {
         record: InstanceRecord,
         mut commit: Commit,
     ) -> Result<(), Error> {
-        let generation = Some(record.generation);
+        let run = (record.incarnation, Some(record.generation));
         let started = Event::Started {
             orchestrator: record.orchestrator.clone(),
             input: record.input.clone(),
         };
         commit.instances.push((id.to_string(), record));
-        self.send(id, generation, started, commit).await
+        self.send(id, run, started, commit).await
     }
 
-    /// Commits `event` as a message for `id` (with whatever else `commit` holds), then
-    /// hands it to the runtime.
+    /// Commits `event` as a message for run `run` (incarnation, and generation or any) of
+    /// `id`, with whatever else `commit` holds, then hands it to the runtime.
     async fn send(
         &self,
         id: &str,
-        generation: Option<u32>,
+        run: (Incarnation, Option<u32>),
         event: Event,
         mut commit: Commit,
     ) -> Result<(), Error> {
@@ -138,7 +155,7 @@ impl Client {
         let _busy = self.shared.busy();
         let mut deliveries = Vec::with_capacity(1);
         self.shared
-            .enqueue_message(id, generation, event, &mut commit, &mut deliveries);
+            .enqueue_message(id, run, event, &mut commit, &mut deliveries);
         self.shared.commits.commit(commit).await?;
         for (instance, delivery) in deliveries {
             self.shared.deliver(instance, delivery);
@@ -210,7 +227,8 @@ impl Client {
             name: name.to_string(),
             payload,
         };
-        self.send(id, None, event, Commit::default()).await
+        let run = (record.incarnation, None);
+        self.send(id, run, event, Commit::default()).await
     }
 
     /// Stops instance `id` before it finishes; its status becomes terminated with
@@ -223,7 +241,8 @@ impl Client {
         let event = Event::TerminateRequested {
             reason: reason.to_string(),
         };
-        self.send(id, None, event, Commit::default()).await
+        let run = (record.incarnation, None);
+        self.send(id, run, event, Commit::default()).await
     }
 
     /// Pauses instance `id`: events are kept, and applied once it is resumed.
@@ -243,7 +262,8 @@ impl Client {
         let event = Event::SuspendRequested {
             reason: reason.to_string(),
         };
-        self.send(id, None, event, Commit::default()).await
+        let run = (record.incarnation, None);
+        self.send(id, run, event, Commit::default()).await
     }
 
     /// Lets a suspended instance go on.
@@ -257,7 +277,8 @@ impl Client {
                 "only a suspended instance can be resumed",
             ));
         }
-        self.send(id, None, Event::ResumeRequested, Commit::default())
+        let run = (record.incarnation, None);
+        self.send(id, run, Event::ResumeRequested, Commit::default())
             .await
     }
 
@@ -300,7 +321,8 @@ impl Client {
     }
 
     /// Runs a failed or terminated instance again from its original input, under the
-    /// same id and with a fresh history.
+    /// same id and with a fresh history, as a new run of the id: nothing addressed to the
+    /// old run reaches the new one.
     pub async fn restart(&self, id: &str) -> Result<(), Error> {
         let mut record = self.existing(id)?;
         if !matches!(
@@ -319,8 +341,9 @@ impl Client {
             .histories_removed
             .push((id.to_string(), record.history_len));
         record.history_len = 0;
-        // A new generation, so late results of the old run are told apart and dropped.
-        record.generation += 1;
+        // A new incarnation, so late results of the old run are told apart and dropped.
+        record.incarnation = Shared::new_incarnation(Some(record.incarnation));
+        record.generation = 0;
         record.status = Status::Pending;
         record.custom_status = None;
         record.updated_ms = self.shared.now_ms();
@@ -590,6 +613,53 @@ impl<O: Orchestrator> Instance<O> {
     }
 }
 
+/// Checks an id a user chose: a valid id that does not start with
+/// [`GENERATED_ID_PREFIX`].
+pub(crate) fn check_user_instance_id(id: &str) -> Result<(), Error> {
+    check_instance_id(id)?;
+    if id.starts_with(GENERATED_ID_PREFIX) {
+        return Err(Error::InvalidInstanceId {
+            id: id.to_string(),
+            reason: "it starts with `~`, which is reserved for the ids generated for sub-orchestrations started without one; choose an id that does not",
+        });
+    }
+    Ok(())
+}
+
+/// The id of the sub-orchestration that step `seq` of run `(incarnation, generation)` of
+/// `parent` starts without an explicit id:
+/// `~{parent}~{incarnation as hex}.{generation}.{seq}`. Unique per parent run and step,
+/// never an id a user may choose (the reserved prefix), and a valid id whatever the
+/// parent's id: a parent id too long to fit is cut, and a hash of the whole id added.
+pub(crate) fn generated_child_id(
+    parent: &str,
+    incarnation: Incarnation,
+    generation: u32,
+    seq: u64,
+) -> String {
+    let suffix = format!("{GENERATED_ID_PREFIX}{incarnation:x}.{generation}.{seq}");
+    let room = MAX_INSTANCE_ID_LEN - GENERATED_ID_PREFIX.len_utf8() - suffix.len();
+    let mut id = String::with_capacity(MAX_INSTANCE_ID_LEN);
+    id.push(GENERATED_ID_PREFIX);
+    if parent.len() <= room {
+        id.push_str(parent);
+    } else {
+        // `#` and 16 hex digits of the parent id's FNV-1a hash after its longest prefix
+        // that fits on a character boundary.
+        let hash = parent.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let mut cut = room - 17;
+        while !parent.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        id.push_str(&parent[..cut]);
+        id.push_str(&format!("#{hash:016x}"));
+    }
+    id.push_str(&suffix);
+    id
+}
+
 pub(crate) fn check_instance_id(id: &str) -> Result<(), Error> {
     let reason = if id.is_empty() {
         "it is empty"
@@ -641,5 +711,40 @@ impl Drop for StartGuard<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.id);
         self.shared.started.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_child_ids_are_valid_distinct_and_reserved_whatever_the_parent_id() {
+        let long_ascii = "p".repeat(MAX_INSTANCE_ID_LEN);
+        // Multi-byte characters across the cut.
+        let long_wide = "é€😀".repeat(40);
+        let nested = generated_child_id(&long_wide, 7, 0, 1);
+        let mut seen = std::collections::HashSet::new();
+        for parent in ["p", "a~b", long_ascii.as_str(), long_wide.as_str(), &nested] {
+            for (incarnation, generation, seq) in [
+                (1, 0, 0),
+                (1, 0, 1),
+                (1, 1, 0),
+                (2, 0, 0),
+                (u64::MAX, u32::MAX, u64::MAX),
+            ] {
+                let id = generated_child_id(parent, incarnation, generation, seq);
+                check_instance_id(&id).unwrap();
+                assert!(check_user_instance_id(&id).is_err(), "{id}");
+                assert!(seen.insert(id.clone()), "{id} generated twice");
+            }
+        }
+        // Two long parents that share the part kept still get different ids.
+        let other = format!("{}q", "p".repeat(MAX_INSTANCE_ID_LEN - 1));
+        assert_ne!(
+            generated_child_id(&long_ascii, 1, 0, 0),
+            generated_child_id(&other, 1, 0, 0)
+        );
+        assert_eq!(generated_child_id("p", 0xab, 2, 3), "~p~ab.2.3");
     }
 }

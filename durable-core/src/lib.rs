@@ -49,8 +49,8 @@ mod turn;
 
 pub use activity_context::ActivityContext;
 pub use client::{
-    Client, Instance, InstanceQuery, InstanceStatus, InstanceSummary, MAX_INSTANCE_ID_LEN, Page,
-    PurgeFilter,
+    Client, GENERATED_ID_PREFIX, Instance, InstanceQuery, InstanceStatus, InstanceSummary,
+    MAX_INSTANCE_ID_LEN, Page, PurgeFilter,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use durable_future::{
@@ -74,8 +74,8 @@ pub use runtime::{
 /// The stored records, for tools and tests that read a store directly.
 pub mod record {
     pub use durable_store::{
-        ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, InstanceRecord,
-        ParentLink, Site, Status, WorkId, WorkItem,
+        ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, Incarnation,
+        InstanceRecord, ParentLink, Site, Status, WorkId, WorkItem,
     };
 }
 

@@ -222,8 +222,10 @@ impl OrchestrationContext {
         EventWait::new(self.state.clone(), name)
     }
 
-    /// Starts orchestrator `orchestrator` as a child instance with id
-    /// `{this instance}:{step}`; await it for its output.
+    /// Starts orchestrator `orchestrator` as a child instance with an id generated for
+    /// this call, unique to this run of this instance and step, and starting with
+    /// [`GENERATED_ID_PREFIX`](crate::GENERATED_ID_PREFIX) (so it never is an id a user
+    /// chose); [`SubOrchestrationCall::instance_id`] tells it. Await it for its output.
     #[track_caller]
     pub fn sub_orchestration<O: Orchestrator>(
         &self,
@@ -234,6 +236,11 @@ impl OrchestrationContext {
     }
 
     /// Starts orchestrator `orchestrator` as a child instance with the id `instance`.
+    ///
+    /// An instance that has finished under that id (completed, failed or terminated) is
+    /// replaced, so a parent can start a failed child again under its id; one that has not
+    /// finished fails the call with [`FailureKind::Rejected`](crate::record::FailureKind),
+    /// as does an id [`Client::start`](crate::Client::start) would refuse.
     #[track_caller]
     pub fn sub_orchestration_with_id<O: Orchestrator>(
         &self,
@@ -257,10 +264,11 @@ impl OrchestrationContext {
         let what = || format!("the input of sub-orchestration `{}`", O::NAME);
         let input = Self::encode_step(&mut state, &input, what);
         let parent = self.instance.to_string();
+        let (incarnation, generation) = state.run;
         let child_id = move |seq: u64| {
-            instance
-                .clone()
-                .unwrap_or_else(|| format!("{parent}:{seq}"))
+            instance.clone().unwrap_or_else(|| {
+                crate::client::generated_child_id(&parent, incarnation, generation, seq)
+            })
         };
         let child = child_id.clone();
         let event_child = child_id.clone();
@@ -284,8 +292,11 @@ impl OrchestrationContext {
                 input,
             })),
         });
+        // A recorded step keeps the id it was started under (a replay test runs under
+        // another incarnation than the instance did).
+        let id = state.recorded_child(seq).unwrap_or_else(|| child_id(seq));
         drop(state);
-        SubOrchestrationCall::new(self.state.clone(), seq, child_id(seq))
+        SubOrchestrationCall::new(self.state.clone(), seq, id)
     }
 
     /// The current time, recorded in the history so every replay sees the same value.

@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use durable_store::{ActivityTask, Commit, InstanceRecord, Status, WorkId, WorkItem};
+use durable_store::{ActivityTask, Commit, Incarnation, InstanceRecord, Status, WorkId, WorkItem};
 
+use crate::activity_context::idempotency_key;
 use crate::registry::unregistered_activity;
 use crate::runtime::{Delivery, Shared, lock};
 use crate::{Error, Unregistered};
@@ -20,6 +21,7 @@ use crate::{Error, Unregistered};
 struct Timer {
     id: WorkId,
     instance: String,
+    incarnation: Incarnation,
     generation: u32,
     seq: u64,
     fire_at_ms: u64,
@@ -39,6 +41,73 @@ struct Recovery {
     retried: Vec<String>,
 }
 
+/// Work items no run will take, to remove.
+#[derive(Default)]
+struct Stale {
+    ids: Vec<WorkId>,
+    /// The progress checkpoints of the activity tasks among them, to remove.
+    progress: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Splits `items` into those a run of an instance may still take and those it never will:
+/// the work of an instance that finished, was purged, or whose id now runs another
+/// incarnation or generation (timers, activity tasks, and the messages for them).
+/// Removing them keeps a purged or terminated instance's activities from running again,
+/// and its timers from waiting in the store for their time.
+fn outstanding(
+    items: Vec<(WorkId, WorkItem)>,
+    instances: &[(String, InstanceRecord)],
+) -> (Vec<(WorkId, WorkItem)>, Stale) {
+    let runs: HashMap<&str, &InstanceRecord> = instances
+        .iter()
+        .map(|(id, record)| (id.as_str(), record))
+        .collect();
+    let live = |instance: &str, incarnation: Incarnation, generation: Option<u32>| {
+        runs.get(instance).is_some_and(|record| {
+            !record.status.is_terminal()
+                && record.incarnation == incarnation
+                && generation.is_none_or(|g| g == record.generation)
+        })
+    };
+    let mut stale = Stale::default();
+    let mut kept = Vec::with_capacity(items.len());
+    for (id, item) in items {
+        let taken = match &item {
+            WorkItem::Message {
+                instance,
+                incarnation,
+                generation,
+                ..
+            } => live(instance, *incarnation, *generation),
+            WorkItem::Timer {
+                instance,
+                incarnation,
+                generation,
+                ..
+            } => live(instance, *incarnation, Some(*generation)),
+            WorkItem::Activity(task) => {
+                let taken = live(&task.instance, task.incarnation, Some(task.generation));
+                if !taken {
+                    let key = idempotency_key(
+                        &task.instance,
+                        task.incarnation,
+                        task.generation,
+                        task.key_seq,
+                    );
+                    stale.progress.push((key, None));
+                }
+                taken
+            }
+        };
+        if taken {
+            kept.push((id, item));
+        } else {
+            stale.ids.push(id);
+        }
+    }
+    (kept, stale)
+}
+
 impl Shared {
     /// Redelivers every unacknowledged work item and retries stalled instances.
     pub(crate) async fn recover(self: &Arc<Self>) -> Result<(), Error> {
@@ -47,8 +116,18 @@ impl Shared {
         let items = self.store.work_items()?;
         let next = items.last().map_or(0, |(id, _)| id + 1);
         self.next_work_id.store(next, Ordering::Relaxed);
+        let instances = self.store.instances()?;
+        let (items, stale) = outstanding(items, &instances);
         let mut recovery = self.sort_work_items(items);
-        self.settle_instances(&mut recovery, self.store.instances()?);
+        recovery.commit.dequeued.extend(stale.ids);
+        recovery.commit.progress.extend(stale.progress);
+        if !recovery.commit.dequeued.is_empty() {
+            tracing::info!(
+                work_items = recovery.commit.dequeued.len(),
+                "removed the work of finished, purged or replaced runs"
+            );
+        }
+        self.settle_instances(&mut recovery, instances);
         let Recovery {
             commit,
             mut messages,
@@ -71,7 +150,8 @@ impl Shared {
             self.poke(id);
         }
         for t in timers {
-            self.arm_timer(t.id, t.instance, t.generation, t.seq, t.fire_at_ms);
+            let run = (t.incarnation, t.generation);
+            self.arm_timer(t.id, t.instance, run, t.seq, t.fire_at_ms);
         }
         for (id, item) in tasks {
             if let WorkItem::Activity(task) = item {
@@ -104,12 +184,14 @@ impl Shared {
                 }
                 WorkItem::Message {
                     instance,
+                    incarnation,
                     generation,
                     event,
                 } => recovery.messages.push((
                     instance,
                     Delivery {
                         id,
+                        incarnation,
                         generation,
                         event,
                         progress_key: None,
@@ -117,12 +199,14 @@ impl Shared {
                 )),
                 WorkItem::Timer {
                     instance,
+                    incarnation,
                     generation,
                     seq,
                     fire_at_ms,
                 } => recovery.timers.push(Timer {
                     id,
                     instance,
+                    incarnation,
                     generation,
                     seq,
                     fire_at_ms,
@@ -135,8 +219,8 @@ impl Shared {
     /// Decides what becomes of each instance. Stalled instances get another chance with
     /// this code: they are running again until their next turn says otherwise. One that
     /// waits for a missing activity stalls (again), its task kept, or, if suspended,
-    /// stalls when resumed. The tasks of finished instances and of earlier generations (a
-    /// race lost before a continue-as-new) hold nothing up: they fail as usual, their
+    /// stalls when resumed. The tasks of finished instances, of earlier generations (a
+    /// race lost before a continue-as-new) and of earlier runs of the id hold nothing up: they fail as usual, their
     /// results dropped.
     fn settle_instances(&self, recovery: &mut Recovery, instances: Vec<(String, InstanceRecord)>) {
         let mut fail_anyway = Vec::new();
@@ -147,7 +231,10 @@ impl Shared {
                 .remove(&id)
                 .unwrap_or_default()
                 .into_iter()
-                .partition(|(_, task)| live && task.generation == record.generation);
+                .partition(|(_, task)| {
+                    live && task.incarnation == record.incarnation
+                        && task.generation == record.generation
+                });
             fail_anyway.extend(others);
             let waiting_for = waiting
                 .first()

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
-use durable_store::{Event, Failure, FailureKind, Site};
+use durable_store::{Event, Failure, FailureKind, Incarnation, Site};
 
 use crate::OrchestrationContext;
 use crate::clock::{Clock, SystemClock};
@@ -140,7 +140,8 @@ struct Step {
     kind: StepKind,
     site: Site,
     done: bool,
-    /// The value of a `Recorded` step.
+    /// The value of a `Recorded` step; the child's instance id (UTF-8) of a recorded
+    /// sub-orchestration step.
     value: Option<Vec<u8>>,
 }
 
@@ -164,6 +165,8 @@ pub(crate) struct NewStep {
 /// What the orchestrator's context shares with the execution driving it.
 pub(crate) struct ReplayState {
     pub(crate) instance: String,
+    /// The run of the instance (incarnation, generation): generated child ids carry it.
+    pub(crate) run: (Incarnation, u32),
     pub(crate) orchestrator: String,
     pub(crate) fn_line: u32,
     /// The largest payload the code may make, in bytes.
@@ -201,9 +204,16 @@ impl std::fmt::Debug for ReplayState {
 }
 
 impl ReplayState {
-    fn new(instance: &str, orchestrator: &str, fn_line: u32, max_payload: usize) -> Self {
+    fn new(
+        instance: &str,
+        run: (Incarnation, u32),
+        orchestrator: &str,
+        fn_line: u32,
+        max_payload: usize,
+    ) -> Self {
         Self {
             instance: instance.to_string(),
+            run,
             orchestrator: orchestrator.to_string(),
             fn_line,
             max_payload,
@@ -297,6 +307,15 @@ impl ReplayState {
     /// The value recorded at step `seq` (a `Recorded` step).
     pub(crate) fn recorded_value(&self, seq: u64) -> Option<Vec<u8>> {
         self.steps.get(seq as usize)?.value.clone()
+    }
+
+    /// The child's instance id the history recorded for sub-orchestration step `seq`.
+    pub(crate) fn recorded_child(&self, seq: u64) -> Option<String> {
+        let step = self.steps.get(seq as usize)?;
+        match step.kind {
+            StepKind::SubOrchestration(_) => String::from_utf8(step.value.clone()?).ok(),
+            _ => None,
+        }
     }
 
     /// The history position at which the result of step `seq` arrived, if it has.
@@ -423,11 +442,14 @@ impl ReplayState {
                 .push(scheduled(StepKind::Activity(activity.clone()), site)),
             Event::TimerCreated { site, .. } => self.steps.push(scheduled(StepKind::Timer, site)),
             Event::SubOrchestrationScheduled {
-                orchestrator, site, ..
-            } => self.steps.push(scheduled(
-                StepKind::SubOrchestration(orchestrator.clone()),
+                orchestrator,
+                instance,
                 site,
-            )),
+                ..
+            } => self.steps.push(Step {
+                value: Some(instance.clone().into_bytes()),
+                ..scheduled(StepKind::SubOrchestration(orchestrator.clone()), site)
+            }),
             Event::Recorded {
                 what, value, site, ..
             } => self.steps.push(Step {
@@ -545,19 +567,29 @@ impl std::fmt::Debug for Execution {
 impl Execution {
     /// A fresh execution of orchestrator `O` as instance `instance`: feed it the
     /// instance's history with [`turn`](Self::turn). Replay tests use it to run code
-    /// against saved histories.
+    /// against saved histories. It runs as incarnation 0, generation 0 of the id (which
+    /// only the ids generated for sub-orchestrations show).
     pub fn of<O: Orchestrator>(_orchestrator: O, instance: &str) -> Self {
         let mut registry = Registry::default();
         registry.add_orchestrator::<O>();
         let entry = registry
             .orchestrator(O::NAME, O::VERSION)
             .expect("just registered");
-        Self::new(instance, O::NAME, entry, usize::MAX, Arc::new(SystemClock))
+        Self::new(
+            instance,
+            (0, 0),
+            O::NAME,
+            entry,
+            usize::MAX,
+            Arc::new(SystemClock),
+        )
     }
 
-    /// A fresh execution whose code may make payloads of at most `max_payload` bytes.
+    /// A fresh execution of run `run` (incarnation, generation) of `instance`, whose code
+    /// may make payloads of at most `max_payload` bytes.
     pub(crate) fn new(
         instance: &str,
+        run: (Incarnation, u32),
         orchestrator: &str,
         entry: &OrchestratorEntry,
         max_payload: usize,
@@ -569,6 +601,7 @@ impl Execution {
             entry_start: entry.start,
             state: Arc::new(Mutex::new(ReplayState::new(
                 instance,
+                run,
                 orchestrator,
                 entry.line,
                 max_payload,

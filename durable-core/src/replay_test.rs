@@ -247,8 +247,10 @@ impl Replayer {
                 expected: self.named(),
             });
         };
+        // A replay test runs under no incarnation: recorded child ids come from the history.
         let mut execution = Execution::new(
             &history.instance,
+            (0, 0),
             &history.orchestrator,
             entry,
             usize::MAX,

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use durable_store::{Event, Failure, InstanceRecord, Store, WorkId};
+use durable_store::{Event, Failure, Incarnation, InstanceRecord, Store, WorkId};
 use lru::LruCache;
 use tokio::sync::{Notify, Semaphore, oneshot};
 
@@ -348,6 +348,8 @@ impl Drop for Busy {
 #[derive(Clone, Debug)]
 pub(crate) struct Delivery {
     pub(crate) id: WorkId,
+    /// The incarnation it is for: dropped on arrival at any other.
+    pub(crate) incarnation: Incarnation,
     /// The generation it is for; `None` for any.
     pub(crate) generation: Option<u32>,
     pub(crate) event: Event,
@@ -358,6 +360,11 @@ pub(crate) struct Delivery {
 }
 
 impl Delivery {
+    /// Whether it is for run `(incarnation, generation)` of its instance.
+    pub(crate) fn is_for(&self, incarnation: Incarnation, generation: u32) -> bool {
+        self.incarnation == incarnation && self.generation.is_none_or(|g| g == generation)
+    }
+
     /// Whether the event is a client's request about the instance rather than input to
     /// its orchestrator.
     pub(crate) fn is_control(&self) -> bool {
@@ -483,6 +490,18 @@ impl Shared {
         bytes: &[u8],
     ) -> Result<(), Error> {
         Ok(payload::check_size(what, bytes, self.max_payload)?)
+    }
+
+    /// A new incarnation for an instance id whose run `replaced` (if any) it replaces: 64
+    /// random bits, never 0 and never `replaced`.
+    pub(crate) fn new_incarnation(replaced: Option<Incarnation>) -> Incarnation {
+        loop {
+            let (high, low) = uuid::Uuid::new_v4().as_u64_pair();
+            let incarnation = high ^ low.rotate_left(32);
+            if incarnation != 0 && Some(incarnation) != replaced {
+                return incarnation;
+            }
+        }
     }
 
     pub(crate) fn work_id(&self) -> WorkId {

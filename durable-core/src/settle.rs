@@ -103,7 +103,7 @@ impl Shared {
             // A terminated instance is stalled no more: what it held is acknowledged.
             inbox.stalled = (inbox.stalled || stalled_now) && !terminated_now(&record);
         }
-        self.dispatch(instance, record.generation, after);
+        self.dispatch(instance, record.incarnation, record.generation, after);
         let stopped = record.status.is_terminal() || stalled_now;
         if let Some(execution) = keep.filter(|_| !stopped) {
             lock(&self.cache).put(instance.to_string(), Cached { execution, record });
@@ -145,10 +145,10 @@ impl Shared {
         record.status = Status::Failed { failure };
         record.updated_ms = self.now_ms();
         self.tell_parent(&record, &mut commit, &mut after);
-        let generation = record.generation;
+        let (incarnation, generation) = (record.incarnation, record.generation);
         commit.instances.push((instance.to_string(), record));
         self.commits.commit(commit).await?;
-        self.dispatch(instance, generation, after);
+        self.dispatch(instance, incarnation, generation, after);
         self.notify_finished(instance);
         Ok(())
     }

@@ -4,17 +4,18 @@
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use durable_store::{Event, WorkId};
+use durable_store::{Event, Incarnation, WorkId};
 
 use crate::runtime::{Delivery, Shared};
 
 impl Shared {
-    /// Delivers `TimerFired` for step `seq` of `instance` at `fire_at_ms`, never earlier.
+    /// Delivers `TimerFired` for step `seq` of run `(incarnation, generation)` of
+    /// `instance` at `fire_at_ms`, never earlier.
     pub(crate) fn arm_timer(
         self: &Arc<Self>,
         id: WorkId,
         instance: String,
-        generation: u32,
+        (incarnation, generation): (Incarnation, u32),
         seq: u64,
         fire_at_ms: u64,
     ) {
@@ -36,6 +37,7 @@ impl Shared {
             }
             let delivery = Delivery {
                 id,
+                incarnation,
                 generation: Some(generation),
                 event: Event::TimerFired { seq },
                 progress_key: None,

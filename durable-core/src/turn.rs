@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use durable_store::{
-    ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, InstanceRecord, ParentLink,
-    Status, StoreError, WorkId, WorkItem,
+    ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, Incarnation, InstanceRecord,
+    ParentLink, Status, StoreError, WorkId, WorkItem,
 };
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -20,6 +20,7 @@ use crate::{Error, Unregistered};
 /// What to do once a turn's commit is durable.
 #[derive(Default)]
 pub(crate) struct AfterCommit {
+    /// Timers to arm: work id, step, fire time.
     timers: Vec<(WorkId, u64, u64)>,
     /// Events for other instances (children started, parents told) or for this one.
     deliveries: Vec<(String, Delivery)>,
@@ -48,6 +49,7 @@ pub(crate) enum Plan {
 pub(crate) struct Turned {
     commit: Commit,
     after: AfterCommit,
+    incarnation: Incarnation,
     generation: u32,
     execution: Execution,
     outcome: Outcome,
@@ -94,23 +96,35 @@ impl Shared {
         if record.status.is_terminal() {
             return Ok(Plan::AckOnly);
         }
+        let (incarnation, generation) = (record.incarnation, record.generation);
         if let [control] = messages
             && control.is_control()
         {
+            if control.incarnation != incarnation {
+                tracing::warn!(
+                    instance,
+                    "a request for an earlier run of the instance id dropped"
+                );
+                return Ok(Plan::AckOnly);
+            }
             return Ok(Plan::Control(Box::new((execution, record))));
         }
-        let generation = record.generation;
         let new: Vec<Event> = messages
             .iter()
-            .filter(|d| d.generation.is_none_or(|g| g == generation))
+            .filter(|d| d.is_for(incarnation, generation))
             .map(|d| d.event.clone())
             .collect();
         if new.len() < messages.len() {
-            tracing::debug!(
-                instance,
-                stale = messages.len() - new.len(),
-                "events of an earlier generation dropped"
-            );
+            let stale = messages.len() - new.len();
+            if messages.iter().any(|d| d.incarnation != incarnation) {
+                tracing::warn!(
+                    instance,
+                    stale,
+                    "events for an earlier run of the instance id (terminated, purged or restarted) dropped"
+                );
+            } else {
+                tracing::debug!(instance, stale, "events of an earlier generation dropped");
+            }
         }
         let (mut execution, recorded) = match execution {
             Some(execution) => (execution, Vec::new()),
@@ -131,6 +145,7 @@ impl Shared {
                 };
                 let execution = Execution::new(
                     instance,
+                    (incarnation, generation),
                     &record.orchestrator,
                     entry,
                     self.max_payload,
@@ -207,7 +222,8 @@ impl Shared {
             }
             record.history_len = record.history_len.saturating_add(appended);
             for command in turn.commands {
-                self.command(instance, generation, command, &mut commit, &mut after)?;
+                let run = (incarnation, generation);
+                self.command(instance, run, command, &mut commit, &mut after)?;
             }
             record.status = match &turn.outcome {
                 Outcome::Completed(output) => Status::Completed {
@@ -227,6 +243,7 @@ impl Shared {
         Ok(Plan::Commit(Box::new(Turned {
             commit,
             after,
+            incarnation,
             generation,
             execution,
             outcome: turn.outcome,
@@ -239,6 +256,7 @@ impl Shared {
         let Turned {
             mut commit,
             after,
+            incarnation,
             generation,
             execution,
             outcome,
@@ -248,7 +266,7 @@ impl Shared {
                 self.run_activity(id, task);
             }
         }
-        self.dispatch(instance, generation, after);
+        self.dispatch(instance, incarnation, generation, after);
         let (_, record) = commit
             .instances
             .pop()
@@ -284,11 +302,12 @@ impl Shared {
         })
     }
 
-    /// Turns a command of the replay step into work items of `commit`.
+    /// Turns a command of the replay step, issued by run `(incarnation, generation)` of
+    /// `instance`, into work items of `commit`.
     fn command(
         &self,
         instance: &str,
-        generation: u32,
+        (incarnation, generation): (Incarnation, u32),
         command: Command,
         commit: &mut Commit,
         after: &mut AfterCommit,
@@ -304,6 +323,7 @@ impl Shared {
             } => {
                 let task = ActivityTask {
                     instance: instance.to_string(),
+                    incarnation,
                     generation,
                     seq,
                     key_seq,
@@ -322,6 +342,7 @@ impl Shared {
                     id,
                     WorkItem::Timer {
                         instance: instance.to_string(),
+                        incarnation,
                         generation,
                         seq,
                         fire_at_ms,
@@ -340,7 +361,17 @@ impl Shared {
                     kind: FailureKind::Rejected,
                     message,
                 };
-                let refused = if let Err(e) = crate::client::check_instance_id(&child) {
+                // The id the runtime generates for this step, which may carry the reserved
+                // prefix; any other id is checked as a client's start would check it.
+                let generated =
+                    crate::client::generated_child_id(instance, incarnation, generation, seq);
+                let checked = if child == generated {
+                    Ok(())
+                } else {
+                    crate::client::check_user_instance_id(&child)
+                };
+                let mut replaced = None;
+                let refused = if let Err(e) = checked {
                     Some(rejected(e.to_string()))
                 } else if self.registry.orchestrator(&orchestrator, version).is_none() {
                     Some(unregistered_orchestrator(
@@ -348,22 +379,41 @@ impl Shared {
                         version,
                         Unregistered::Fail,
                     ))
-                } else if self.store.instance(&child)?.is_some()
-                    || commit.instances.iter().any(|(id, _)| *id == child)
-                {
+                } else if commit.instances.iter().any(|(id, _)| *id == child) {
                     Some(rejected(format!(
-                        "instance `{child}` already exists; give the sub-orchestration another id"
+                        "instance `{child}` is started twice in one turn; give each sub-orchestration its own id"
                     )))
                 } else {
-                    None
+                    // A finished instance under the id is replaced (the retry-a-child
+                    // pattern); one that has not finished is not.
+                    match self.store.instance(&child)? {
+                        Some(existing) if !existing.status.is_terminal() => {
+                            Some(rejected(format!(
+                                "instance `{child}` already exists and is {}; give the sub-orchestration another id, or start it again once that instance has finished",
+                                existing.status.name()
+                            )))
+                        }
+                        existing => {
+                            replaced = existing;
+                            None
+                        }
+                    }
                 };
                 if let Some(failure) = refused {
                     let event = Event::SubOrchestrationFailed { seq, failure };
-                    self.enqueue_message(instance, Some(generation), event, commit, after);
+                    let run = (incarnation, Some(generation));
+                    self.enqueue_message(instance, run, event, commit, after);
                     return Ok(());
+                }
+                if let Some(old) = &replaced {
+                    commit
+                        .histories_removed
+                        .push((child.clone(), old.history_len));
+                    self.forget(&child);
                 }
                 let parent = ParentLink {
                     instance: instance.to_string(),
+                    incarnation,
                     generation,
                     seq,
                 };
@@ -372,24 +422,27 @@ impl Shared {
                     version,
                     input.clone(),
                     self.now_ms(),
+                    Shared::new_incarnation(replaced.map(|old| old.incarnation)),
                     Some(parent),
                 );
+                let run = (record.incarnation, Some(0));
                 commit.instances.push((child.clone(), record));
                 let started = Event::Started {
                     orchestrator,
                     input,
                 };
-                self.enqueue_message(&child, Some(0), started, commit, after);
+                self.enqueue_message(&child, run, started, commit, after);
             }
         }
         Ok(())
     }
 
     /// Adds a message for `instance` to `commit`, delivered once it is durable.
+    /// `(incarnation, generation)` is the run it is for (any generation if `None`).
     pub(crate) fn enqueue_message(
         &self,
         instance: &str,
-        generation: Option<u32>,
+        (incarnation, generation): (Incarnation, Option<u32>),
         event: Event,
         commit: &mut Commit,
         after: &mut impl Extend<(String, Delivery)>,
@@ -399,6 +452,7 @@ impl Shared {
             id,
             WorkItem::Message {
                 instance: instance.to_string(),
+                incarnation,
                 generation,
                 event: event.clone(),
             },
@@ -407,6 +461,7 @@ impl Shared {
             instance.to_string(),
             Delivery {
                 id,
+                incarnation,
                 generation,
                 event,
                 progress_key: None,
@@ -436,13 +491,14 @@ impl Shared {
             orchestrator: record.orchestrator.clone(),
             input,
         };
-        self.enqueue_message(instance, Some(record.generation), started, commit, after);
+        let run = (record.incarnation, Some(record.generation));
+        self.enqueue_message(instance, run, started, commit, after);
         for (name, payload) in events {
             let raised = Event::EventRaised {
                 name: name.clone(),
                 payload: payload.clone(),
             };
-            self.enqueue_message(instance, Some(record.generation), raised, commit, after);
+            self.enqueue_message(instance, run, raised, commit, after);
         }
     }
 
@@ -477,7 +533,7 @@ impl Shared {
         };
         self.enqueue_message(
             &parent.instance,
-            Some(parent.generation),
+            (parent.incarnation, Some(parent.generation)),
             event,
             commit,
             after,
@@ -488,9 +544,17 @@ impl Shared {
     /// sent itself (the start of its next generation and the events it carries over, a
     /// refused child's failure) go ahead of whatever reached it while the turn ran: they
     /// happened at the turn.
-    pub(crate) fn dispatch(self: &Arc<Self>, instance: &str, generation: u32, after: AfterCommit) {
+    /// `(incarnation, generation)` is the run of `instance` that made the commit.
+    pub(crate) fn dispatch(
+        self: &Arc<Self>,
+        instance: &str,
+        incarnation: Incarnation,
+        generation: u32,
+        after: AfterCommit,
+    ) {
         for (id, seq, fire_at_ms) in after.timers {
-            self.arm_timer(id, instance.to_string(), generation, seq, fire_at_ms);
+            let run = (incarnation, generation);
+            self.arm_timer(id, instance.to_string(), run, seq, fire_at_ms);
         }
         let (own, others): (Vec<_>, Vec<_>) = after
             .deliveries

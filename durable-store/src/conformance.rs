@@ -566,6 +566,7 @@ fn record(orchestrator: &str, status: Status, history_len: u32) -> InstanceRecor
         created_ms: 1_700_000_000_000,
         updated_ms: 1_700_000_000_000 + u64::from(history_len),
         history_len,
+        incarnation: 1,
         generation: 0,
         custom_status: None,
         parent: None,
@@ -593,6 +594,7 @@ fn append(id: &str, first: u32, events: Vec<Event>) -> HistoryAppend {
 fn message(instance: &str, seq: u64) -> WorkItem {
     WorkItem::Message {
         instance: instance.to_owned(),
+        incarnation: 1,
         generation: Some(0),
         event: Event::ActivityCompleted {
             seq,
@@ -604,6 +606,7 @@ fn message(instance: &str, seq: u64) -> WorkItem {
 fn task(instance: &str, seq: u64) -> WorkItem {
     WorkItem::Activity(ActivityTask {
         instance: instance.to_owned(),
+        incarnation: 1,
         generation: 0,
         seq,
         key_seq: seq,

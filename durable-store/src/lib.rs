@@ -17,7 +17,7 @@ pub use fault::{Call, FaultSwitch, FaultyStore};
 pub use fjall_store::FjallStore;
 pub use memory_store::MemoryStore;
 pub use record::{
-    ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, InstanceRecord, ParentLink,
-    Site, Status, WorkId, WorkItem,
+    ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, Incarnation, InstanceRecord,
+    ParentLink, Site, Status, WorkId, WorkItem,
 };
 pub use store::{Durability, Store, StoreError};

@@ -5,6 +5,15 @@ use serde::{Deserialize, Serialize};
 /// Identifies a work item in the store's queue. Allocated by the runtime in increasing order.
 pub type WorkId = u64;
 
+/// Identifies one run of an instance id: drawn at random when the id is started, restarted
+/// or given to a new instance after a purge, and kept across continue-as-new (whose
+/// generations [`InstanceRecord::generation`] counts). Every delivery for the instance (an
+/// activity result, a timer, a child's completion, a client's event or request) carries
+/// the incarnation it was issued for, and is dropped on arrival at any other: nothing
+/// addressed to one run of an id reaches another. 64 random bits, never 0, and a new run
+/// of an id never reuses the incarnation of the run it replaces.
+pub type Incarnation = u64;
+
 /// Where in the orchestrator's code a durable operation was issued.
 ///
 /// `function` and `line_offset` (the line counted from the orchestrator's `fn`) identify the
@@ -271,6 +280,8 @@ impl Status {
 pub struct ParentLink {
     /// The parent instance.
     pub instance: String,
+    /// The parent's incarnation that started the child.
+    pub incarnation: Incarnation,
     /// The parent's generation that started the child.
     pub generation: u32,
     /// The parent's step.
@@ -294,7 +305,9 @@ pub struct InstanceRecord {
     pub updated_ms: u64,
     /// Number of events in the history.
     pub history_len: u32,
-    /// How many times the instance continued as new (its history restarts each time).
+    /// This run of the instance id (see [`Incarnation`]).
+    pub incarnation: Incarnation,
+    /// How many times this incarnation continued as new (its history restarts each time).
     pub generation: u32,
     /// The encoded custom status the orchestrator last set.
     pub custom_status: Option<Vec<u8>>,
@@ -303,12 +316,14 @@ pub struct InstanceRecord {
 }
 
 impl InstanceRecord {
-    /// A new instance of version `version` of `orchestrator`, pending its first turn.
+    /// A new instance of version `version` of `orchestrator`, pending its first turn, as
+    /// run `incarnation` of its id.
     pub fn pending(
         orchestrator: String,
         version: u32,
         input: Vec<u8>,
         now_ms: u64,
+        incarnation: Incarnation,
         parent: Option<ParentLink>,
     ) -> Self {
         Self {
@@ -319,6 +334,7 @@ impl InstanceRecord {
             created_ms: now_ms,
             updated_ms: now_ms,
             history_len: 0,
+            incarnation,
             generation: 0,
             custom_status: None,
             parent,
@@ -331,6 +347,8 @@ impl InstanceRecord {
 pub struct ActivityTask {
     /// Instance that scheduled it.
     pub instance: String,
+    /// The instance's incarnation that scheduled it.
+    pub incarnation: Incarnation,
     /// The instance's generation that scheduled it.
     pub generation: u32,
     /// Step of the instance it belongs to.
@@ -358,7 +376,10 @@ pub enum WorkItem {
     Message {
         /// Instance the event is for.
         instance: String,
-        /// The generation it is for; `None` for any (client requests, external events).
+        /// The incarnation it is for: it is dropped on arrival at any other.
+        incarnation: Incarnation,
+        /// The generation it is for; `None` for any generation of the incarnation (client
+        /// requests, external events).
         generation: Option<u32>,
         /// The event to append to its history in its next turn.
         event: Event,
@@ -369,6 +390,8 @@ pub enum WorkItem {
     Timer {
         /// Instance that created it.
         instance: String,
+        /// The instance's incarnation that created it.
+        incarnation: Incarnation,
         /// The instance's generation that created it.
         generation: u32,
         /// Step of the timer.

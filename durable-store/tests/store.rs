@@ -569,6 +569,7 @@ fn record(n: u32) -> InstanceRecord {
         created_ms: 1,
         updated_ms: 2,
         history_len: 1,
+        incarnation: 1,
         generation: 0,
         custom_status: None,
         parent: None,
@@ -595,6 +596,7 @@ fn numbered_commits(range: std::ops::Range<u32>) -> Vec<Commit> {
             enqueued: vec![(
                 u64::from(n),
                 WorkItem::Message {
+                    incarnation: 1,
                     generation: Some(0),
                     instance: format!("i{n}"),
                     event: event(n),

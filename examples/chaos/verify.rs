@@ -35,8 +35,14 @@ pub fn verify(dir: &Path, specs: &[Spec]) -> Report {
     let mut effects: BTreeSet<String> = BTreeSet::new();
     for spec in specs {
         expected.insert(spec.id(), spec.expected_output());
-        expected.extend(spec.children());
-        effects.extend(spec.expected_effects());
+        // The children's ids carry their parent's incarnation.
+        let incarnation = store
+            .instance(&spec.id())
+            .ok()
+            .flatten()
+            .map_or(0, |record| record.incarnation);
+        expected.extend(spec.children(incarnation));
+        effects.extend(spec.expected_effects(incarnation));
     }
     report.instances = expected.len();
     check_instances(&store, &expected, &mut report);

@@ -85,14 +85,17 @@ impl Spec {
         format!("{}-{}", self.kind.name(), self.n)
     }
 
-    /// The instances this one creates (sub-orchestrations), with their expected outputs.
-    pub fn children(&self) -> Vec<(String, u64)> {
+    /// The instances this one creates (sub-orchestrations) when it runs as incarnation
+    /// `incarnation`, with their expected outputs.
+    pub fn children(&self, incarnation: u64) -> Vec<(String, u64)> {
         match self.kind {
             Kind::Parent => {
-                // Children are named `{parent}:{step}`; the delay timer is step 0.
+                // Children get the ids the runtime generates,
+                // `~{parent}~{incarnation as hex}.{generation}.{step}`; the delay timer is
+                // step 0.
                 (0..CHILDREN)
                     .map(|j| {
-                        let id = format!("{}:{}", self.id(), 1 + j);
+                        let id = format!("~{}~{incarnation:x}.0.{}", self.id(), 1 + j);
                         (id, child_output(self.n, j))
                     })
                     .collect()
@@ -118,8 +121,9 @@ impl Spec {
         }
     }
 
-    /// The logical effects the instance and its children apply, each exactly once.
-    pub fn expected_effects(&self) -> Vec<String> {
+    /// The logical effects the instance (as incarnation `incarnation`) and its children
+    /// apply, each exactly once.
+    pub fn expected_effects(&self, incarnation: u64) -> Vec<String> {
         let id = self.id();
         let steps: Vec<String> = match self.kind {
             Kind::Chain => (0..CHAIN_STEPS).map(|k| format!("step-{k}")).collect(),
@@ -128,7 +132,7 @@ impl Spec {
             Kind::Approval => vec!["first".into(), "second".into(), "third".into()],
             Kind::Parent => {
                 return self
-                    .children()
+                    .children(incarnation)
                     .iter()
                     .flat_map(|(sub, _)| (0..2).map(move |k| format!("{sub}:step-{k}")))
                     .collect();

@@ -784,7 +784,11 @@ async fn a_sub_orchestration_id_the_client_would_refuse_is_refused_to_the_parent
         .unwrap();
     let client = runtime.client();
     let mut wrong = Vec::new();
-    for (n, child) in ["", "a\nb", &"x".repeat(300)].into_iter().enumerate() {
+    // `~` starts the ids the runtime generates: no explicit id may take one.
+    for (n, child) in ["", "a\nb", &"x".repeat(300), "~p~1.0.0"]
+        .into_iter()
+        .enumerate()
+    {
         let parent = client
             .start(names_its_child, format!("parent-{n}"), child.to_string())
             .await
@@ -854,9 +858,12 @@ async fn a_panicking_orchestrator_fails_its_instance_and_its_parent_is_told() {
         .wait(WAIT)
         .await
         .unwrap();
+    let incarnation = client.record("pp").unwrap().unwrap().incarnation;
     assert_eq!(
         told,
-        "pp:0 panicked=true: orchestrator `panics_after_a_step` panicked: orchestrator gave up on 4"
+        format!(
+            "~pp~{incarnation:x}.0.0 panicked=true: orchestrator `panics_after_a_step` panicked: orchestrator gave up on 4"
+        )
     );
     // The runtime goes on.
     let ok = client.start(panics_after_a_step, "fine", 3).await.unwrap();

@@ -96,7 +96,7 @@ impl EffectLedger {
         let key = ctx.idempotency_key().to_string();
         let written = disk.work_items().unwrap().iter().any(|(_, item)| {
             matches!(item, WorkItem::Activity(task)
-                if format!("{}/{}/{}", task.instance, task.generation, task.key_seq) == key)
+                if format!("{}/{:x}.{}/{}", task.instance, task.incarnation, task.generation, task.key_seq) == key)
         });
         if !written {
             self.unwritten.lock().unwrap().push(key.clone());

@@ -164,14 +164,15 @@ fn instance_record() -> impl Strategy<Value = InstanceRecord> {
         (any::<u64>(), any::<u64>(), any::<u32>(), any::<u32>()),
         (
             proptest::option::of(payload()),
-            proptest::option::of((name(), any::<u32>(), any::<u64>())),
+            proptest::option::of((name(), any::<u64>(), any::<u32>(), any::<u64>())),
+            any::<u64>(),
         ),
     )
         .prop_map(
             |(
                 (orchestrator, version, input, status),
                 (created_ms, updated_ms, history_len, generation),
-                (custom_status, parent),
+                (custom_status, parent, incarnation),
             )| InstanceRecord {
                 orchestrator,
                 version,
@@ -180,10 +181,12 @@ fn instance_record() -> impl Strategy<Value = InstanceRecord> {
                 created_ms,
                 updated_ms,
                 history_len,
+                incarnation,
                 generation,
                 custom_status,
-                parent: parent.map(|(instance, generation, seq)| ParentLink {
+                parent: parent.map(|(instance, incarnation, generation, seq)| ParentLink {
                     instance,
+                    incarnation,
                     generation,
                     seq,
                 }),
@@ -198,16 +201,17 @@ fn work_item() -> impl Strategy<Value = WorkItem> {
             name(),
             payload(),
             any::<u32>(),
-            proptest::option::of(any::<u64>()),
+            (any::<u64>(), proptest::option::of(any::<u64>())),
         ),
     )
         .prop_map(
             |(
                 (instance, generation, seq, key_seq),
-                (activity, input, attempt, attempt_timeout_ms),
+                (activity, input, attempt, (incarnation, attempt_timeout_ms)),
             )| {
                 ActivityTask {
                     instance,
+                    incarnation,
                     generation,
                     seq,
                     key_seq,
@@ -219,22 +223,37 @@ fn work_item() -> impl Strategy<Value = WorkItem> {
             },
         );
     prop_oneof![
-        (name(), proptest::option::of(any::<u32>()), event()).prop_map(
-            |(instance, generation, event)| WorkItem::Message {
-                instance,
-                generation,
-                event
-            }
-        ),
+        (
+            name(),
+            any::<u64>(),
+            proptest::option::of(any::<u32>()),
+            event()
+        )
+            .prop_map(
+                |(instance, incarnation, generation, event)| WorkItem::Message {
+                    instance,
+                    incarnation,
+                    generation,
+                    event
+                }
+            ),
         task.prop_map(WorkItem::Activity),
-        (name(), any::<u32>(), any::<u64>(), any::<u64>()).prop_map(
-            |(instance, generation, seq, fire_at_ms)| WorkItem::Timer {
-                instance,
-                generation,
-                seq,
-                fire_at_ms,
-            }
-        ),
+        (
+            name(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>()
+        )
+            .prop_map(|(instance, incarnation, generation, seq, fire_at_ms)| {
+                WorkItem::Timer {
+                    instance,
+                    incarnation,
+                    generation,
+                    seq,
+                    fire_at_ms,
+                }
+            }),
     ]
 }
 

@@ -7,6 +7,7 @@ mod common;
 mod crash;
 mod faults;
 mod fuzz;
+mod incarnation;
 mod management;
 mod manual_clock;
 mod patterns;

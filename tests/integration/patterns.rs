@@ -183,7 +183,12 @@ async fn sub_orchestrations_return_outputs_and_typed_failures() {
         .wait(WAIT)
         .await
         .unwrap();
-    assert!(ok.starts_with("fam-ok:0: compensated `refuse`"), "{ok}");
+    let run = |id: &str| client.record(id).unwrap().unwrap().incarnation;
+    let child = format!("~fam-ok~{:x}.0.0", run("fam-ok"));
+    assert!(
+        ok.starts_with(&format!("{child}: compensated `refuse`")),
+        "{ok}"
+    );
     let failed = client
         .start(family, "fam-bad", Risk::Uncaught)
         .await
@@ -193,12 +198,16 @@ async fn sub_orchestrations_return_outputs_and_typed_failures() {
         .unwrap();
     assert_eq!(
         failed,
-        "careful (fam-bad:0) failed: gave up: activity `refuse` failed on attempt 1: too big: limit is 6; fallback 6"
+        format!(
+            "careful (~fam-bad~{:x}.0.0) failed: gave up: activity `refuse` failed on attempt 1: too big: limit is 6; fallback 6",
+            run("fam-bad")
+        )
     );
     // The children are instances of their own, with their own status.
     let child = client.record("fam-bad-fallback").unwrap().unwrap();
     assert_eq!(child.status.name(), "completed");
-    // A child id that is taken is refused, as a typed failure to the parent.
+    // A child id taken by a finished instance is replaced (a running one is refused:
+    // `incarnation.rs`).
     client
         .start(chain, "taken-fallback", 1)
         .await
@@ -206,22 +215,18 @@ async fn sub_orchestrations_return_outputs_and_typed_failures() {
         .wait(WAIT)
         .await
         .unwrap();
-    let err = client
+    let out = client
         .start(family, "taken", Risk::Uncaught)
         .await
         .unwrap()
         .wait(WAIT)
         .await
-        .unwrap_err();
-    let Error::Failed { failure, .. } = &err else {
-        panic!("{err:?}")
-    };
-    assert!(
-        failure
-            .message
-            .contains("instance `taken-fallback` already exists"),
-        "{}",
-        failure.message
+        .unwrap();
+    assert!(out.ends_with("fallback 6"), "{out}");
+    let replaced = client.record("taken-fallback").unwrap().unwrap();
+    assert_eq!(
+        replaced.parent.map(|p| p.instance).as_deref(),
+        Some("taken")
     );
     runtime.shutdown().await;
 }
@@ -267,7 +272,11 @@ async fn a_retry_policy_retries_on_durable_timers_with_one_idempotency_key() {
         .wait(WAIT)
         .await
         .unwrap();
-    assert_eq!(out, "ok on attempt 3 with key retry/0/0");
+    let incarnation = store.instance("retry").unwrap().unwrap().incarnation;
+    assert_eq!(
+        out,
+        format!("ok on attempt 3 with key retry/{incarnation:x}.0/0")
+    );
     let history = store.history("retry").unwrap();
     let timers = history
         .iter()
@@ -449,7 +458,8 @@ async fn an_unregistered_sub_orchestration_stalls_the_parent() {
         "{err:?}"
     );
     assert!(
-        store.instance("u:0").unwrap().is_none() && store.history("u").unwrap().is_empty(),
+        store.instances().unwrap().iter().all(|(id, _)| id == "u")
+            && store.history("u").unwrap().is_empty(),
         "nothing of the call was written"
     );
     runtime.shutdown().await;

@@ -242,7 +242,8 @@ fn an_activity_run_again_resumes_from_its_saved_progress() {
             .await
             .unwrap();
         runtime.client().start(resume_flow, "r", 10).await.unwrap();
-        let key = "r/0/0";
+        let incarnation = store.instance("r").unwrap().unwrap().incarnation;
+        let key = &format!("r/{incarnation:x}.0/0");
         for _ in 0..2000 {
             if store
                 .progress(key)
@@ -271,8 +272,9 @@ fn an_activity_run_again_resumes_from_its_saved_progress() {
         assert_eq!(output, vec![5, 6, 7, 8, 9]);
         runtime.shutdown().await;
     });
+    let incarnation = store.instance("r").unwrap().unwrap().incarnation;
     assert_eq!(
-        store.progress("r/0/0").unwrap(),
+        store.progress(&format!("r/{incarnation:x}.0/0")).unwrap(),
         None,
         "progress is removed with the result"
     );
@@ -308,6 +310,7 @@ fn a_recovery_keeps_events_carried_over_ahead_of_a_later_one() {
         let (_dir, store) = store();
         let message = |generation: Option<u32>, event: Event| WorkItem::Message {
             instance: "carried".into(),
+            incarnation: 7,
             generation,
             event,
         };
@@ -315,13 +318,14 @@ fn a_recovery_keeps_events_carried_over_ahead_of_a_later_one() {
             name: "add".into(),
             payload: postcard::to_allocvec(&value).unwrap(),
         };
-        let mut record = InstanceRecord::pending("takes_two".into(), 1, vec![], 0, None);
+        let mut record = InstanceRecord::pending("takes_two".into(), 1, vec![], 0, 7, None);
         record.generation = 1;
         record.status = Status::Running;
         let mut enqueued = vec![(10, message(None, raised(2)))];
         enqueued.extend((11..40).filter(|id| Some(*id) != suspend_at).map(|id| {
             let other = WorkItem::Message {
                 instance: format!("gone-{id}"),
+                incarnation: 7,
                 generation: None,
                 event: Event::ResumeRequested,
             };

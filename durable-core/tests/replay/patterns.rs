@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use durable_core::record::Event;
+use durable_core::record::{Event, Site};
 use durable_core::{Command, Either, Execution, OrchestrationContext, Outcome, orchestrator};
 
 use crate::builders::*;
@@ -222,7 +222,8 @@ fn events_a_generation_did_not_take_are_carried_to_the_next() {
 #[orchestrator]
 async fn parent(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
     let child = ctx.sub_orchestration(chain, n);
-    assert_eq!(child.instance_id(), "p:0");
+    // `Execution::of` runs incarnation 0, generation 0 of the id.
+    assert_eq!(child.instance_id(), "~p~0.0.0");
     let out = child.await?;
     let named = ctx.sub_orchestration_with_id(chain, "named-child", n);
     Ok(out + named.await?)
@@ -235,7 +236,7 @@ fn a_sub_orchestration_is_a_command_and_its_result_an_event() {
     assert!(matches!(
         &turn.commands[..],
         [Command::StartSubOrchestration { seq: 0, orchestrator, instance, .. }]
-            if orchestrator == "chain" && instance == "p:0"
+            if orchestrator == "chain" && instance == "~p~0.0.0"
     ));
     let turn = execution.turn(
         &[],
@@ -256,6 +257,47 @@ fn a_sub_orchestration_is_a_command_and_its_result_an_event() {
         }],
     );
     assert_eq!(done.outcome, Outcome::Completed(encode(&12u64)));
+}
+
+/// Reports the id of the child it ran.
+#[orchestrator]
+async fn names_child(ctx: OrchestrationContext, n: u64) -> Result<String, String> {
+    let child = ctx.sub_orchestration(chain, n);
+    let id = child.instance_id().to_string();
+    Ok(format!("{id}: {}", child.await?))
+}
+
+/// The runtime generated the child's id from the instance's incarnation; a replay (as a
+/// replay test runs it, under no incarnation) serves the id the history recorded, so the
+/// output it compares is the one the instance had.
+#[test]
+fn a_replayed_sub_orchestration_keeps_the_id_it_was_started_under() {
+    let recorded = "~p~5eed.0.0".to_string();
+    let history = vec![
+        started("names_child", &1u64),
+        Event::SubOrchestrationScheduled {
+            seq: 0,
+            orchestrator: "chain".into(),
+            instance: recorded.clone(),
+            input: encode(&1u64),
+            site: Site {
+                function: "names_child".into(),
+                file: file!().into(),
+                line: line!(),
+                line_offset: 2,
+            },
+        },
+        Event::SubOrchestrationCompleted {
+            seq: 0,
+            output: encode(&6u64),
+        },
+    ];
+    let mut execution = Execution::of(names_child, "p");
+    let turn = execution.turn(&history, Vec::new());
+    assert_eq!(
+        turn.outcome,
+        Outcome::Completed(encode(&format!("{recorded}: 6")))
+    );
 }
 
 /// Races two activities.
