@@ -62,7 +62,7 @@ pub use group_commit::CommitStats;
 pub use handle::{Activity, BoxFuture, Orchestrator};
 pub use join::{Either, JoinAll, Select2, WhenAny};
 pub use orchestration_context::OrchestrationContext;
-pub use payload::{PayloadError, PayloadTooLarge};
+pub use payload::{PayloadError, PayloadTooLarge, to_json as payload_to_json};
 pub use replay::{Command, Execution, Outcome, Turn};
 pub use retry::{Backoff, RetryPolicy};
 pub use runtime::{DEFAULT_MAX_PAYLOAD_BYTES, Runtime, RuntimeBuilder, Unregistered};
