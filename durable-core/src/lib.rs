@@ -49,7 +49,7 @@ mod turn;
 pub use activity_context::ActivityContext;
 pub use client::{
     Client, Instance, InstanceQuery, InstanceStatus, InstanceSummary, MAX_INSTANCE_ID_LEN, Page,
-    PurgeFilter,
+    PurgeFilter, SetAsideEvent,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use durable_future::{
@@ -57,6 +57,7 @@ pub use durable_future::{
 };
 pub use durable_macros::{activity, deterministic, orchestrator};
 pub use durable_store::{Durability, FjallStore, Store, StoreError};
+pub use external_event::{AsEventName, EventName};
 pub use error::{ActivityError, Error, SubOrchestrationError, Timeout};
 pub use group_commit::CommitStats;
 pub use handle::{Activity, BoxFuture, Orchestrator};
