@@ -9,6 +9,7 @@ mod fuzz;
 mod management;
 mod manual_clock;
 mod patterns;
+mod payload_codec;
 mod payload_limits;
 mod restart;
 mod runtime;

@@ -61,7 +61,7 @@ fn next_input(outcome: Outcome) -> Vec<u8> {
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    postcard::to_allocvec(value).unwrap()
+    serde_json::to_vec(value).unwrap()
 }
 
 fn main() {
