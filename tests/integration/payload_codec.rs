@@ -9,7 +9,7 @@ use std::time::Duration;
 use durable_core::record::{Event, FailureKind};
 use durable_core::{
     ActivityContext, Error, EventName, FjallStore, InstanceStatus, OrchestrationContext,
-    Orchestrator, RuntimeBuilder, activity, orchestrator,
+    Orchestrator, RuntimeBuilder, Store, activity, orchestrator,
 };
 use serde::{Deserialize, Serialize};
 
