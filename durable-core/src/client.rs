@@ -59,10 +59,10 @@ pub enum InstanceStatus<T> {
     Running,
     /// Finished with this output.
     Completed(T),
-    /// Finished with a failure: the orchestrator returned `Err` or panicked, or a stored
-    /// payload no longer decodes.
+    /// Finished with a failure: the orchestrator returned `Err` or panicked.
     Failed(Failure),
-    /// Stopped because its code does not replay its history or is not registered; resumes
+    /// Stopped because its code does not replay its history, a stored payload no longer
+    /// decodes as its type, or its code is not registered; resumes, where it stopped,
     /// when a runtime with fixed code starts on the store.
     Stalled(Failure),
     /// Stopped by a client, with the reason given.

@@ -243,7 +243,8 @@ pub enum Status {
         /// What went wrong.
         failure: Failure,
     },
-    /// Stopped because its code no longer replays its history (or it is not registered).
+    /// Stopped because its code no longer replays its history, a stored payload no longer
+    /// decodes as its type, or its code is not registered.
     /// The history is kept: once fixed code is deployed, the instance resumes on restart.
     Stalled {
         /// What went wrong.

@@ -403,3 +403,24 @@ fn a_wrongly_typed_event_is_set_aside_and_the_right_one_still_arrives_after_a_re
         runtime.shutdown().await;
     });
 }
+
+/// A replay test tells a payload that no longer decodes from a changed path.
+#[test]
+fn a_replay_test_reports_a_payload_that_no_longer_decodes_naming_the_type() {
+    use durable_core::replay_test::{self, ReplayError, SavedHistory};
+    let history = SavedHistory {
+        instance: "e".into(),
+        orchestrator: "expense".into(),
+        version: 1,
+        events: vec![Event::Started {
+            orchestrator: "expense".into(),
+            input: serde_json::to_vec(&ExpenseV1 { amount: 120 }).unwrap(),
+        }],
+    };
+    replay_test::replay(expense_v1, &history).unwrap();
+    let err = replay_test::replay(expense_v2, &history).unwrap_err();
+    assert!(
+        matches!(&err, ReplayError::Decode { message, .. } if message.contains("ExpenseV2")),
+        "{err:?}"
+    );
+}
