@@ -260,8 +260,7 @@ impl<T: DeserializeOwned> Future for EventWait<T> {
             if state.is_stopped() {
                 return Poll::Pending;
             }
-            let Some((position, index, bytes)) = state.events.take(&this.name, this.ticket)
-            else {
+            let Some((position, index, bytes)) = state.events.take(&this.name, this.ticket) else {
                 return Poll::Pending;
             };
             match payload::decode(&bytes) {

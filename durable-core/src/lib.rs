@@ -57,8 +57,8 @@ pub use durable_future::{
 };
 pub use durable_macros::{activity, deterministic, orchestrator};
 pub use durable_store::{Durability, FjallStore, Store, StoreError};
-pub use external_event::{AsEventName, EventName};
 pub use error::{ActivityError, Error, SubOrchestrationError, Timeout};
+pub use external_event::{AsEventName, EventName};
 pub use group_commit::CommitStats;
 pub use handle::{Activity, BoxFuture, Orchestrator};
 pub use join::{Either, JoinAll, Select2, WhenAny};

@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::clock::{Clock, millis};
-use crate::external_event::AsEventName;
 use crate::durable_future::{ActivityCall, ContinueAsNew, EventWait, SubOrchestrationCall, Timer};
+use crate::external_event::AsEventName;
 use crate::handle::{Activity, Orchestrator};
 use crate::payload;
 use crate::registry::decode_failure;

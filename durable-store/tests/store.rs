@@ -5,8 +5,8 @@ use std::cell::Cell;
 use std::path::Path;
 
 use durable_store::{
-    Commit, Durability, Event, FaultyStore, FjallStore, HistoryAppend, InstanceRecord, MemoryStore,
-    Status, Store, StoreError, WorkItem, conformance,
+    Commit, Durability, Event, FORMAT_VERSION, FaultyStore, FjallStore, HistoryAppend,
+    InstanceRecord, MemoryStore, Status, Store, StoreError, WorkItem, conformance,
 };
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 

@@ -239,8 +239,7 @@ async fn measured_v2(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
 }
 
 #[test]
-fn an_activity_output_whose_type_changed_stalls_that_instance_naming_the_type_until_rolled_back()
-{
+fn an_activity_output_whose_type_changed_stalls_that_instance_naming_the_type_until_rolled_back() {
     let (_dir, store) = store();
     lifetime(async {
         let runtime = gated(&store, false)

@@ -176,7 +176,12 @@ async fn counted_v2(ctx: OrchestrationContext, _: ()) -> Result<i64, String> {
 
 #[test]
 fn a_recorded_u32_reads_as_the_same_i32() {
-    let output = across_deploy((counted_v1, nothing), (), (counted_v2, nothing), stop_at_once);
+    let output = across_deploy(
+        (counted_v1, nothing),
+        (),
+        (counted_v2, nothing),
+        stop_at_once,
+    );
     assert_eq!(output.unwrap(), 2);
 }
 
@@ -297,7 +302,11 @@ async fn expense_v1(ctx: OrchestrationContext, expense: ExpenseV1) -> Result<u64
 #[orchestrator(name = "expense")]
 async fn expense_v2(ctx: OrchestrationContext, expense: ExpenseV2) -> Result<u64, String> {
     let approved = ctx.wait_event(APPROVED).await;
-    Ok(if approved { expense.amount.len() as u64 } else { 0 })
+    Ok(if approved {
+        expense.amount.len() as u64
+    } else {
+        0
+    })
 }
 
 #[test]
@@ -310,7 +319,11 @@ fn a_payload_that_no_longer_decodes_stalls_keeping_its_turn_and_a_rollback_resum
             .await
             .unwrap();
         let expense = ExpenseV1 { amount: 120 };
-        runtime.client().start(expense_v1, "e", expense).await.unwrap();
+        runtime
+            .client()
+            .start(expense_v1, "e", expense)
+            .await
+            .unwrap();
         wait_for(&store, "e", |h| !h.is_empty()).await;
     });
     // The breaking deploy: the turn that brings the event stalls, naming the type.

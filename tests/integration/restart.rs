@@ -315,7 +315,13 @@ fn a_recovery_keeps_events_carried_over_ahead_of_a_later_one() {
             name: "add".into(),
             payload: serde_json::to_vec(&value).unwrap(),
         };
-        let mut record = InstanceRecord::pending("takes_two".into(), 1, serde_json::to_vec(&()).unwrap(), 0, None);
+        let mut record = InstanceRecord::pending(
+            "takes_two".into(),
+            1,
+            serde_json::to_vec(&()).unwrap(),
+            0,
+            None,
+        );
         record.generation = 1;
         record.status = Status::Running;
         let mut enqueued = vec![(10, message(None, raised(2)))];
