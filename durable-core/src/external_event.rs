@@ -75,6 +75,13 @@ impl<T> std::fmt::Debug for EventName<T> {
     }
 }
 
+/// The event's name.
+impl<T> std::fmt::Display for EventName<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
 /// What names an event whose payload is a `T`: an [`EventName<T>`], whose type is fixed,
 /// or a plain name (`&str`, `String`), whose payload type the code around it decides.
 pub trait AsEventName<T> {
