@@ -1,6 +1,7 @@
 //! Human interaction: approval with a timeout and an escalation. The orchestrator sends
 //! an approval request (an activity), then waits for an external event named `approval`
-//! on a durable timer (`ctx.timeout(…, ctx.wait_event::<Approval>("approval"))`). If
+//! on a durable timer (`ctx.timeout(…, ctx.wait_event(APPROVAL))`, the event's name and
+//! payload type declared once as an `EventName<Approval>` that `main` raises too). If
 //! nobody answers in time it escalates to a second approver (another activity) and waits
 //! again; if that wait times out as well, the request is rejected.
 //!
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use durable_core::record::Event;
 use durable_core::{
-    ActivityContext, Client, FjallStore, OrchestrationContext, Runtime, Store, activity,
+    ActivityContext, Client, EventName, FjallStore, OrchestrationContext, Runtime, Store, activity,
     orchestrator,
 };
 use serde::{Deserialize, Serialize};
@@ -33,8 +34,8 @@ use serde::{Deserialize, Serialize};
 const WAIT: Duration = Duration::from_secs(30);
 /// How long each approver has to answer.
 const APPROVAL_TIMEOUT: Duration = Duration::from_millis(300);
-/// The name of the external event carrying an answer.
-const APPROVAL: &str = "approval";
+/// The external event carrying an answer: its name and payload type, for both sides.
+const APPROVAL: EventName<Approval> = EventName::new("approval");
 
 /// A purchase order that needs approval.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -96,10 +97,7 @@ async fn approve_purchase(
         .await?;
     ctx.set_custom_status(&Stage::WaitingForManager);
     // The timeout is a durable timer: it survives a restart and never fires early.
-    if let Ok(approval) = ctx
-        .timeout(timeout, ctx.wait_event::<Approval>(APPROVAL))
-        .await
-    {
+    if let Ok(approval) = ctx.timeout(timeout, ctx.wait_event(APPROVAL)).await {
         return Ok(Decision::Answered {
             approval,
             escalated: false,
@@ -108,10 +106,7 @@ async fn approve_purchase(
 
     ctx.call(escalate, notice(&order.director)).await?;
     ctx.set_custom_status(&Stage::WaitingForDirector);
-    match ctx
-        .timeout(timeout, ctx.wait_event::<Approval>(APPROVAL))
-        .await
-    {
+    match ctx.timeout(timeout, ctx.wait_event(APPROVAL)).await {
         Ok(approval) => Ok(Decision::Answered {
             approval,
             escalated: true,

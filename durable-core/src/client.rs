@@ -10,10 +10,36 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Error;
+use crate::external_event::AsEventName;
 use crate::handle::Orchestrator;
 use crate::payload;
 use crate::position::Position;
 use crate::runtime::Shared;
+
+/// A raised event an instance set aside: its payload did not decode as the type the
+/// orchestrator waits for. See [`Client::set_aside_events`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetAsideEvent {
+    /// The event's name.
+    pub name: String,
+    /// Which event of that name the generation received, 0 for the first.
+    pub index: u32,
+    /// The payload as raised (JSON; [`payload_json`](Self::payload_json) reads it).
+    pub payload: Vec<u8>,
+    /// Why it was set aside: the decode error, naming the type the wait expects.
+    pub reason: String,
+}
+
+impl SetAsideEvent {
+    /// The payload as a JSON value.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::PayloadError`] if the payload is not JSON.
+    pub fn payload_json(&self) -> Result<serde_json::Value, crate::PayloadError> {
+        payload::to_json(&self.payload)
+    }
+}
 
 /// The longest instance id accepted, in bytes.
 pub const MAX_INSTANCE_ID_LEN: usize = 256;
@@ -40,10 +66,10 @@ pub enum InstanceStatus<T> {
     Running,
     /// Finished with this output.
     Completed(T),
-    /// Finished with a failure: the orchestrator returned `Err` or panicked, or a stored
-    /// payload no longer decodes.
+    /// Finished with a failure: the orchestrator returned `Err` or panicked.
     Failed(Failure),
-    /// Stopped because its code does not replay its history or is not registered; resumes
+    /// Stopped because its code does not replay its history, a stored payload no longer
+    /// decodes as its type, or its code is not registered; resumes, where it stopped,
     /// when a runtime with fixed code starts on the store.
     Stalled(Failure),
     /// Stopped by a client, with the reason given.
@@ -208,6 +234,11 @@ impl Client {
     /// receives it with `ctx.wait_event(name)`, now or when it next waits. Events the
     /// instance has not taken when it continues as new are carried to the next generation.
     ///
+    /// Name the event with the [`EventName<T>`](crate::EventName) the orchestrator waits
+    /// on, and a payload of another type does not compile. Raised by a plain name with a
+    /// payload the wait cannot decode, the event is set aside (see
+    /// [`set_aside_events`](Self::set_aside_events)) and the instance goes on waiting.
+    ///
     /// Each call raises one event: a call that returned an error may still have been
     /// written (a failed fsync after the write), and calling again then raises a second.
     /// Where that matters, put an id in the payload and let the orchestrator skip ids it
@@ -215,9 +246,10 @@ impl Client {
     pub async fn raise_event<T: Serialize>(
         &self,
         id: &str,
-        name: &str,
+        name: impl AsEventName<T>,
         payload: &T,
     ) -> Result<(), Error> {
+        let name = name.event_name();
         let record = self.existing(id)?;
         refuse_if_finished(id, &record, "raise an event to")?;
         let payload = payload::encode(payload)?;
@@ -229,6 +261,36 @@ impl Client {
         };
         let run = (record.incarnation, None);
         self.send(id, run, event, Commit::default()).await
+    }
+
+    /// The events instance `id` set aside in its current generation, oldest first: raised
+    /// events whose payload did not decode as the type its orchestrator waits for. Each is
+    /// also in the history, as `Event::EventSetAside`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::Store`] if the
+    /// history cannot be read.
+    pub fn set_aside_events(&self, id: &str) -> Result<Vec<SetAsideEvent>, Error> {
+        self.existing(id)?;
+        let history = self.shared.store.history(id)?;
+        Ok(history
+            .into_iter()
+            .filter_map(|event| match event {
+                Event::EventSetAside {
+                    name,
+                    index,
+                    payload,
+                    reason,
+                } => Some(SetAsideEvent {
+                    name,
+                    index,
+                    payload,
+                    reason,
+                }),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Stops instance `id` before it finishes; its status becomes terminated with
@@ -547,8 +609,17 @@ impl<O: Orchestrator> Instance<O> {
     }
 
     /// Raises external event `name` to this instance (see [`Client::raise_event`]).
-    pub async fn raise_event<T: Serialize>(&self, name: &str, payload: &T) -> Result<(), Error> {
+    pub async fn raise_event<T: Serialize>(
+        &self,
+        name: impl AsEventName<T>,
+        payload: &T,
+    ) -> Result<(), Error> {
         self.client.raise_event(&self.id, name, payload).await
+    }
+
+    /// The events this instance set aside (see [`Client::set_aside_events`]).
+    pub fn set_aside_events(&self) -> Result<Vec<SetAsideEvent>, Error> {
+        self.client.set_aside_events(&self.id)
     }
 
     /// Terminates this instance (see [`Client::terminate`]).

@@ -31,12 +31,12 @@ pub trait DurableFuture: Future + Unpin {
     fn ready_at(&self) -> Option<u64>;
 }
 
-/// Decodes a step's output, stopping the instance if it no longer decodes.
+/// Decodes a step's output, stalling the instance if it no longer decodes.
 fn decode_or_stop<T: DeserializeOwned>(state: &mut ReplayState, bytes: &[u8]) -> Option<T> {
     match payload::decode(bytes) {
         Ok(value) => Some(value),
         Err(e) => {
-            state.fail_decode(decode_failure(e));
+            state.stall_payload(decode_failure(e));
             None
         }
     }
@@ -236,37 +236,74 @@ impl<T> std::fmt::Debug for EventWait<T> {
     }
 }
 
+impl<T: DeserializeOwned> EventWait<T> {
+    /// Sets aside the event at `index`, whose payload did not decode as `T`; false if the
+    /// instance stalls instead (see [`ReplayState::set_aside_event`]).
+    fn set_aside(
+        state: &mut ReplayState,
+        name: &str,
+        index: u32,
+        payload: Vec<u8>,
+        error: payload::PayloadError,
+    ) -> bool {
+        state.set_aside_event(name, index, payload, decode_failure(error))
+    }
+}
+
 impl<T: DeserializeOwned> Future for EventWait<T> {
     type Output = T;
 
     fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<T> {
         let this = &mut *self;
         let mut state = lock(&this.state);
-        if state.is_stopped() {
-            return Poll::Pending;
-        }
-        let Some((position, bytes)) = state.events.take(&this.name, this.ticket) else {
-            return Poll::Pending;
-        };
-        state.took(position);
-        this.done = true;
-        match decode_or_stop(&mut state, &bytes) {
-            Some(payload) => Poll::Ready(payload),
-            None => Poll::Pending,
+        loop {
+            if state.is_stopped() {
+                return Poll::Pending;
+            }
+            let Some((position, index, bytes)) = state.events.take(&this.name, this.ticket) else {
+                return Poll::Pending;
+            };
+            match payload::decode(&bytes) {
+                Ok(payload) => {
+                    state.took(position);
+                    this.done = true;
+                    return Poll::Ready(payload);
+                }
+                Err(e) => {
+                    // The ticket waits again, for the next event of its name.
+                    state.events.wait_again(&this.name, this.ticket);
+                    if !Self::set_aside(&mut state, &this.name, index, bytes, e) {
+                        return Poll::Pending;
+                    }
+                }
+            }
         }
     }
 }
 
 impl<T: DeserializeOwned> DurableFuture for EventWait<T> {
+    /// The position of the next event this wait can take: events before it that do not
+    /// decode as `T` are set aside first, so a race never picks a wait that then has
+    /// nothing to give.
     fn ready_at(&self) -> Option<u64> {
         if self.done {
             return None;
         }
-        let state = lock(&self.state);
-        if state.is_stopped() {
-            return None;
+        let mut state = lock(&self.state);
+        loop {
+            if state.is_stopped() {
+                return None;
+            }
+            let (position, index, bytes) = state.events.peek_event(&self.name, self.ticket)?;
+            let error = match payload::decode::<T>(bytes) {
+                Ok(_) => return Some(position),
+                Err(e) => e,
+            };
+            let bytes = bytes.to_vec();
+            if !Self::set_aside(&mut state, &self.name, index, bytes, error) {
+                return None;
+            }
         }
-        state.events.peek(&self.name, self.ticket)
     }
 }
 

@@ -1,5 +1,11 @@
 //! External events: raised by clients, received with `ctx.wait_event(name)`.
 //!
+//! An event's name and payload type are declared once with an [`EventName`], which both
+//! sides use, so rustc refuses a payload of another type. A raised event whose payload does
+//! not decode as the type a wait expects (raised by name, or before a deploy changed the
+//! type) is set aside: recorded as `EventSetAside` in the history, out of the queue, and
+//! the wait takes the next event of its name.
+//!
 //! Events of one name form a queue in the order the history received them; events that
 //! arrive before anyone waits are kept. Each wait takes a ticket when it is created, and
 //! the events go to the live tickets in ticket order, so which wait gets which event does
@@ -8,6 +14,110 @@
 //! back, and any event handed to it returns to the front of the queue.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::marker::PhantomData;
+
+/// The name of an external event and the type of its payload, declared once and used on
+/// both sides: [`OrchestrationContext::wait_event`](crate::OrchestrationContext::wait_event)
+/// and [`Client::raise_event`](crate::Client::raise_event) (or
+/// [`Instance::raise_event`](crate::Instance::raise_event)). A wait then gets a `T`, and
+/// raising a value of another type does not compile.
+///
+/// ```
+/// use durable_core::{orchestrator, EventName, OrchestrationContext};
+///
+/// /// Whether the manager approved the expense.
+/// pub const APPROVED: EventName<bool> = EventName::new("approved");
+///
+/// #[orchestrator]
+/// async fn expense(ctx: OrchestrationContext, amount: u64) -> Result<u64, String> {
+///     if ctx.wait_event(APPROVED).await {
+///         Ok(amount)
+///     } else {
+///         Err("rejected".into())
+///     }
+/// }
+/// // A client: `instance.raise_event(APPROVED, &true).await?`; `&"yes"` is a type error.
+/// ```
+pub struct EventName<T> {
+    name: &'static str,
+    _payload: PhantomData<fn() -> T>,
+}
+
+impl<T> EventName<T> {
+    /// The event named `name`, whose payload is a `T`.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            _payload: PhantomData,
+        }
+    }
+
+    /// The event's name, as stored in the history.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<T> Clone for EventName<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for EventName<T> {}
+
+impl<T> std::fmt::Debug for EventName<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("EventName")
+            .field(&self.name)
+            .field(&std::any::type_name::<T>())
+            .finish()
+    }
+}
+
+/// The event's name.
+impl<T> std::fmt::Display for EventName<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// What names an event whose payload is a `T`: an [`EventName<T>`], whose type is fixed,
+/// or a plain name (`&str`, `String`), whose payload type the code around it decides.
+pub trait AsEventName<T> {
+    /// The event's name.
+    fn event_name(&self) -> &str;
+}
+
+impl<T> AsEventName<T> for EventName<T> {
+    fn event_name(&self) -> &str {
+        self.name
+    }
+}
+
+impl<T> AsEventName<T> for &EventName<T> {
+    fn event_name(&self) -> &str {
+        self.name
+    }
+}
+
+impl<T> AsEventName<T> for &str {
+    fn event_name(&self) -> &str {
+        self
+    }
+}
+
+impl<T> AsEventName<T> for String {
+    fn event_name(&self) -> &str {
+        self
+    }
+}
+
+impl<T> AsEventName<T> for &String {
+    fn event_name(&self) -> &str {
+        self
+    }
+}
 
 /// The event queues of one instance, by event name.
 #[derive(Debug, Default)]
@@ -15,15 +125,27 @@ pub(crate) struct EventQueues {
     by_name: HashMap<String, Queue>,
 }
 
+/// An event raised and not yet taken.
+#[derive(Debug)]
+struct Raised {
+    /// Where the history received it.
+    position: u64,
+    /// Which event of its name it is, 0 for the first.
+    index: u32,
+    payload: Vec<u8>,
+}
+
 #[derive(Debug, Default)]
 struct Queue {
-    /// Events not yet handed to a wait: history position and payload.
-    raised: VecDeque<(u64, Vec<u8>)>,
+    /// Events not yet handed to a wait.
+    raised: VecDeque<Raised>,
+    /// How many events of this name were raised.
+    count: u32,
     next_ticket: u64,
     /// Tickets of live waits that have no event yet.
     waiting: BTreeSet<u64>,
     /// Events handed to a wait that has not taken it yet.
-    assigned: HashMap<u64, (u64, Vec<u8>)>,
+    assigned: HashMap<u64, Raised>,
 }
 
 impl Queue {
@@ -47,7 +169,13 @@ impl EventQueues {
     /// Queues an event that arrived at history position `position`.
     pub(crate) fn raise(&mut self, name: &str, position: u64, payload: Vec<u8>) {
         let queue = self.by_name.entry(name.to_string()).or_default();
-        queue.raised.push_back((position, payload));
+        let index = queue.count;
+        queue.count += 1;
+        queue.raised.push_back(Raised {
+            position,
+            index,
+            payload,
+        });
     }
 
     /// A ticket for a new wait on `name`.
@@ -70,24 +198,53 @@ impl EventQueues {
         }
     }
 
-    /// The history position of the event `ticket` would get, if it is there.
-    pub(crate) fn peek(&self, name: &str, ticket: u64) -> Option<u64> {
+    /// The history position, index and payload of the event `ticket` would get, if it is
+    /// there.
+    pub(crate) fn peek_event(&self, name: &str, ticket: u64) -> Option<(u64, u32, &[u8])> {
         let queue = self.by_name.get(name)?;
-        if let Some((position, _)) = queue.assigned.get(&ticket) {
-            return Some(*position);
-        }
-        if !queue.waiting.contains(&ticket) {
-            return None;
-        }
-        let rank = queue.waiting.range(..ticket).count();
-        queue.raised.get(rank).map(|(position, _)| *position)
+        let event = match queue.assigned.get(&ticket) {
+            Some(event) => event,
+            None if !queue.waiting.contains(&ticket) => return None,
+            None => {
+                let rank = queue.waiting.range(..ticket).count();
+                queue.raised.get(rank)?
+            }
+        };
+        Some((event.position, event.index, &event.payload))
     }
 
-    /// The history position and payload of the event for `ticket`, if it is there; taken.
-    pub(crate) fn take(&mut self, name: &str, ticket: u64) -> Option<(u64, Vec<u8>)> {
+    /// The history position, index and payload of the event for `ticket`, if it is there;
+    /// taken.
+    pub(crate) fn take(&mut self, name: &str, ticket: u64) -> Option<(u64, u32, Vec<u8>)> {
         let queue = self.by_name.get_mut(name)?;
         queue.assign_through(ticket);
-        queue.assigned.remove(&ticket)
+        let event = queue.assigned.remove(&ticket)?;
+        Some((event.position, event.index, event.payload))
+    }
+
+    /// Lets `ticket`, which took an event it then set aside, wait for the next one.
+    pub(crate) fn wait_again(&mut self, name: &str, ticket: u64) {
+        if let Some(queue) = self.by_name.get_mut(name) {
+            queue.waiting.insert(ticket);
+        }
+    }
+
+    /// Takes event `index` of `name` out of the queue (it was set aside), wherever it is;
+    /// a wait it was handed to waits for the next one.
+    pub(crate) fn set_aside(&mut self, name: &str, index: u32) {
+        let Some(queue) = self.by_name.get_mut(name) else {
+            return;
+        };
+        if let Some(at) = queue.raised.iter().position(|e| e.index == index) {
+            queue.raised.remove(at);
+        } else if let Some(&ticket) = queue
+            .assigned
+            .iter()
+            .find_map(|(ticket, e)| (e.index == index).then_some(ticket))
+        {
+            queue.assigned.remove(&ticket);
+            queue.waiting.insert(ticket);
+        }
     }
 
     /// Every event no wait has taken, by name, in the order the history received them;
@@ -96,8 +253,8 @@ impl EventQueues {
         let mut events: Vec<(u64, String, Vec<u8>)> = Vec::new();
         for (name, queue) in &mut self.by_name {
             let assigned = queue.assigned.drain().map(|(_, event)| event);
-            for (position, payload) in queue.raised.drain(..).chain(assigned) {
-                events.push((position, name.clone(), payload));
+            for event in queue.raised.drain(..).chain(assigned) {
+                events.push((event.position, name.clone(), event.payload));
             }
         }
         events.sort_by_key(|(position, ..)| *position);
@@ -119,6 +276,13 @@ impl EventQueues {
 mod tests {
     use super::*;
 
+    impl EventQueues {
+        /// The history position of the event `ticket` would get, if it is there.
+        fn peek(&self, name: &str, ticket: u64) -> Option<u64> {
+            self.peek_event(name, ticket).map(|(position, ..)| position)
+        }
+    }
+
     #[test]
     fn events_before_a_wait_are_kept_in_order() {
         let mut q = EventQueues::default();
@@ -126,13 +290,13 @@ mod tests {
         q.raise("approve", 5, b"second".to_vec());
         let a = q.claim("approve");
         assert_eq!(
-            q.take("approve", a).map(|e| e.1).as_deref(),
+            q.take("approve", a).map(|e| e.2).as_deref(),
             Some(&b"first"[..])
         );
         let b = q.claim("approve");
         assert_eq!(q.peek("approve", b), Some(5));
         assert_eq!(
-            q.take("approve", b).map(|e| e.1).as_deref(),
+            q.take("approve", b).map(|e| e.2).as_deref(),
             Some(&b"second"[..])
         );
         assert!(!q.has_waiters());
@@ -146,8 +310,8 @@ mod tests {
         q.raise("x", 1, b"one".to_vec());
         q.raise("x", 2, b"two".to_vec());
         // `b` is polled first, yet `a` (the earlier wait) gets the earlier event.
-        assert_eq!(q.take("x", b).map(|e| e.1).as_deref(), Some(&b"two"[..]));
-        assert_eq!(q.take("x", a).map(|e| e.1).as_deref(), Some(&b"one"[..]));
+        assert_eq!(q.take("x", b).map(|e| e.2).as_deref(), Some(&b"two"[..]));
+        assert_eq!(q.take("x", a).map(|e| e.2).as_deref(), Some(&b"one"[..]));
     }
 
     #[test]
@@ -158,7 +322,7 @@ mod tests {
         q.raise("a", 3, b"a3".to_vec());
         q.raise("b", 4, b"b4".to_vec());
         let a = q.claim("a");
-        assert_eq!(q.take("a", a).map(|e| e.1).as_deref(), Some(&b"a2"[..]));
+        assert_eq!(q.take("a", a).map(|e| e.2).as_deref(), Some(&b"a2"[..]));
         // Handed to a wait that never took it.
         let b = q.claim("b");
         assert_eq!(q.peek("b", b), Some(1));
@@ -176,15 +340,44 @@ mod tests {
     }
 
     #[test]
+    fn an_event_set_aside_leaves_the_queue_and_its_wait_takes_the_next() {
+        let mut q = EventQueues::default();
+        let a = q.claim("x");
+        q.raise("x", 1, b"bad".to_vec());
+        q.raise("x", 2, b"good".to_vec());
+        assert_eq!(q.peek_event("x", a), Some((1, 0, &b"bad"[..])));
+        // Set aside after it was taken: the wait waits again.
+        assert_eq!(q.take("x", a).map(|e| e.1), Some(0));
+        q.wait_again("x", a);
+        assert_eq!(q.take("x", a).map(|e| e.2).as_deref(), Some(&b"good"[..]));
+        // Set aside by index (on replay), queued or handed to a wait.
+        q.raise("x", 3, b"bad".to_vec());
+        q.raise("x", 4, b"good".to_vec());
+        let b = q.claim("x");
+        q.set_aside("x", 2);
+        assert_eq!(q.take("x", b).map(|e| e.2).as_deref(), Some(&b"good"[..]));
+        let c = q.claim("x");
+        let d = q.claim("x");
+        q.raise("x", 5, b"bad".to_vec());
+        q.raise("x", 6, b"good".to_vec());
+        // `d` is taken first: the bad event is handed to `c`.
+        assert_eq!(q.take("x", d).map(|e| e.1), Some(5));
+        q.set_aside("x", 4);
+        q.raise("x", 7, b"late".to_vec());
+        assert_eq!(q.take("x", c).map(|e| e.2).as_deref(), Some(&b"late"[..]));
+        assert!(!q.has_waiters());
+    }
+
+    #[test]
     fn a_dropped_wait_gives_its_event_back() {
         let mut q = EventQueues::default();
         let a = q.claim("x");
         let b = q.claim("x");
         q.raise("x", 1, b"one".to_vec());
         q.raise("x", 2, b"two".to_vec());
-        assert_eq!(q.take("x", b).map(|e| e.1).as_deref(), Some(&b"two"[..]));
+        assert_eq!(q.take("x", b).map(|e| e.2).as_deref(), Some(&b"two"[..]));
         q.release("x", a);
         let c = q.claim("x");
-        assert_eq!(q.take("x", c).map(|e| e.1).as_deref(), Some(&b"one"[..]));
+        assert_eq!(q.take("x", c).map(|e| e.2).as_deref(), Some(&b"one"[..]));
     }
 }

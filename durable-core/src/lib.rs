@@ -50,7 +50,7 @@ mod turn;
 pub use activity_context::ActivityContext;
 pub use client::{
     Client, GENERATED_ID_PREFIX, Instance, InstanceQuery, InstanceStatus, InstanceSummary,
-    MAX_INSTANCE_ID_LEN, Page, PurgeFilter,
+    MAX_INSTANCE_ID_LEN, Page, PurgeFilter, SetAsideEvent,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use durable_future::{
@@ -59,11 +59,12 @@ pub use durable_future::{
 pub use durable_macros::{activity, deterministic, orchestrator};
 pub use durable_store::{Durability, FjallStore, Store, StoreError};
 pub use error::{ActivityError, Error, SubOrchestrationError, Timeout};
+pub use external_event::{AsEventName, EventName};
 pub use group_commit::CommitStats;
 pub use handle::{Activity, BoxFuture, Callee, Orchestrator};
 pub use join::{Either, JoinAll, Select2, WhenAny};
 pub use orchestration_context::OrchestrationContext;
-pub use payload::{PayloadError, PayloadTooLarge};
+pub use payload::{PayloadError, PayloadTooLarge, to_json as payload_to_json};
 pub use position::{Position, StepAt};
 pub use replay::{Command, Execution, Outcome, Turn};
 pub use retry::{Backoff, RetryPolicy};

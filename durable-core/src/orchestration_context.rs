@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::clock::{Clock, millis};
 use crate::durable_future::{ActivityCall, ContinueAsNew, EventWait, SubOrchestrationCall, Timer};
+use crate::external_event::AsEventName;
 use crate::handle::{Activity, Orchestrator};
 use crate::payload;
 use crate::registry::decode_failure;
@@ -74,7 +75,7 @@ impl OrchestrationContext {
     /// stops the instance with an error naming its type.
     fn encode<T: Serialize>(state: &mut ReplayState, value: &T) -> Vec<u8> {
         payload::encode(value).unwrap_or_else(|e| {
-            state.fail_decode(decode_failure(e));
+            state.stall_payload(decode_failure(e));
             Vec::new()
         })
     }
@@ -218,8 +219,17 @@ impl OrchestrationContext {
     /// Waits for the next external event named `name` (raised with
     /// [`Instance::raise_event`](crate::Instance::raise_event)). Events that arrived
     /// before the wait are kept, in order.
-    pub fn wait_event<T: DeserializeOwned>(&self, name: &str) -> EventWait<T> {
-        EventWait::new(self.state.clone(), name)
+    ///
+    /// `name` is an [`EventName<T>`](crate::EventName), which fixes the payload's type
+    /// for both the wait and the clients that raise it, or a plain name (`"approved"`,
+    /// with the type given as `wait_event::<bool>("approved")` or inferred).
+    ///
+    /// An event whose payload does not decode as `T` (raised by name with another type)
+    /// does not stop the instance: it is set aside, recorded in the history as
+    /// `EventSetAside` (see [`Instance::set_aside_events`](crate::Instance::set_aside_events)),
+    /// and the wait takes the next event of its name.
+    pub fn wait_event<T: DeserializeOwned>(&self, name: impl AsEventName<T>) -> EventWait<T> {
+        EventWait::new(self.state.clone(), name.event_name())
     }
 
     /// Starts orchestrator `orchestrator` as a child instance with an id generated for
@@ -353,7 +363,7 @@ impl OrchestrationContext {
             {
                 match payload::decode(&bytes) {
                     Ok(value) => return value,
-                    Err(e) => state.fail_decode(decode_failure(e)),
+                    Err(e) => state.stall_payload(decode_failure(e)),
                 }
             }
             // The turn is stopping: its result is discarded, any value will do.

@@ -1,8 +1,11 @@
-//! Encoding of user payloads (inputs, outputs, errors, progress) with postcard.
+//! Encoding of user payloads (inputs, outputs, events, recorded values, errors, custom
+//! status, progress) as JSON.
 //!
-//! postcard is not self-describing, so a decode also insists that every byte is consumed:
-//! a payload written for a different type fails with the type's name instead of turning
-//! into a wrong value.
+//! JSON is self-describing: a struct is stored with its field names and an enum with its
+//! variant names, so a type edited between deploys decodes by name (fields or variants
+//! reordered, a field added with `#[serde(default)]`, a field removed) or fails with an
+//! error naming the type; it never turns into another value. The store's own records stay
+//! postcard. [`to_json`] shows any payload without its Rust type.
 
 use durable_store::{Failure, FailureKind};
 use serde::Serialize;
@@ -97,8 +100,8 @@ pub(crate) fn fit_failure(mut failure: Failure, limit: usize) -> Failure {
     failure
 }
 
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PayloadError> {
-    postcard::to_allocvec(value).map_err(|e| PayloadError {
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, PayloadError> {
+    serde_json::to_vec(value).map_err(|e| PayloadError {
         type_name: std::any::type_name::<T>(),
         direction: "encode",
         detail: e.to_string(),
@@ -106,16 +109,34 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PayloadError> {
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PayloadError> {
-    let error = |detail: String| PayloadError {
+    serde_json::from_slice(bytes).map_err(|e| PayloadError {
         type_name: std::any::type_name::<T>(),
         direction: "decode (was its type changed?)",
-        detail,
-    };
-    match postcard::take_from_bytes::<T>(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok((_, rest)) => Err(error(format!("{} bytes left over", rest.len()))),
-        Err(e) => Err(error(e.to_string())),
-    }
+        detail: e.to_string(),
+    })
+}
+
+/// A stored payload (an input, output, event, recorded value, error value or custom
+/// status, as found in [`record`](crate::record) types) as a JSON value, for tools that
+/// read a store without the Rust types.
+///
+/// # Errors
+///
+/// [`PayloadError`] if `bytes` is not JSON: a store written by an older durable (whose
+/// payloads were postcard) is refused when it is opened, so this means a damaged record
+/// or bytes that are not a payload. An empty error value (one cut to fit the payload
+/// limit) is not JSON either.
+///
+/// # Examples
+///
+/// ```
+/// let bytes = br#"{"net":100,"tax":7}"#;
+/// let value = durable_core::payload_to_json(bytes)?;
+/// assert_eq!(value["tax"], 7);
+/// # Ok::<(), durable_core::PayloadError>(())
+/// ```
+pub fn to_json(bytes: &[u8]) -> Result<serde_json::Value, PayloadError> {
+    decode(bytes)
 }
 
 #[cfg(test)]
@@ -188,6 +209,56 @@ mod tests {
         assert_eq!(decode::<Old>(&encode(&old).unwrap()).unwrap(), old);
     }
 
+    /// The type changes a deploy may make decode by name, never into another value.
+    #[test]
+    fn edits_between_deploys_decode_by_name() {
+        #[derive(serde::Serialize)]
+        enum DecisionV1 {
+            Approve,
+            #[allow(dead_code)]
+            Reject,
+        }
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        enum DecisionV2 {
+            Reject,
+            Approve,
+        }
+        let bytes = encode(&DecisionV1::Approve).unwrap();
+        assert_eq!(decode::<DecisionV2>(&bytes).unwrap(), DecisionV2::Approve);
+        #[derive(serde::Serialize)]
+        struct TotalV1 {
+            net: u32,
+            tax: u32,
+        }
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct TotalV2 {
+            tax: u32,
+            net: u32,
+            #[serde(default)]
+            note: String,
+        }
+        let bytes = encode(&TotalV1 { net: 100, tax: 7 }).unwrap();
+        let total = decode::<TotalV2>(&bytes).unwrap();
+        assert_eq!((total.net, total.tax, total.note.as_str()), (100, 7, ""));
+        assert_eq!(decode::<i32>(&encode(&2u32).unwrap()).unwrap(), 2);
+        let err = decode::<bool>(&encode("yes").unwrap()).unwrap_err();
+        assert_eq!(err.type_name, "bool");
+    }
+
+    #[test]
+    fn a_payload_reads_as_json_without_its_type() {
+        let bytes = encode(&Old {
+            id: 7,
+            name: "x".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            to_json(&bytes).unwrap(),
+            serde_json::json!({ "id": 7, "name": "x" })
+        );
+        assert!(to_json(&[0x80, 1]).is_err());
+    }
+
     #[test]
     fn changed_type_is_an_error_naming_the_type() {
         let bytes = encode(&Old {
@@ -195,8 +266,15 @@ mod tests {
             name: "x".into(),
         })
         .unwrap();
-        let err = decode::<New>(&bytes).unwrap_err();
-        assert!(err.type_name.ends_with("New"), "{err}");
-        assert!(err.to_string().contains("New"), "{err}");
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Renamed {
+            id: String,
+        }
+        // A removed field is ignored.
+        assert_eq!(decode::<New>(&bytes).unwrap(), New { id: 7 });
+        let err = decode::<Renamed>(&bytes).unwrap_err();
+        assert!(err.type_name.ends_with("Renamed"), "{err}");
+        assert!(err.to_string().contains("Renamed"), "{err}");
     }
 }

@@ -83,7 +83,7 @@ pub enum Outcome {
     Running,
     /// The orchestrator returned `Ok` with this encoded output.
     Completed(Vec<u8>),
-    /// The orchestrator returned `Err`, panicked, or a payload did not decode.
+    /// The orchestrator returned `Err` or panicked, or a payload it made is over the limit.
     Failed(Failure),
     /// The orchestrator continues as new: its history restarts with this encoded input.
     ContinuedAsNew {
@@ -95,8 +95,9 @@ pub enum Outcome {
         /// the order they arrived: raised again to the next generation, so none is lost.
         events: Vec<(String, Vec<u8>)>,
     },
-    /// The code does not replay the history. Nothing of the turn may be committed: the
-    /// history and the new events stay as they are until fixed code is deployed.
+    /// The code does not replay the history, or a payload does not decode as its type.
+    /// Nothing of the turn may be committed: the history and the new events stay as they
+    /// are until fixed code is deployed.
     Stalled(Failure),
 }
 
@@ -190,7 +191,8 @@ pub(crate) struct ReplayState {
     continue_as_new: Option<(Vec<u8>, bool)>,
     /// What each `patched` change id answered, so later calls answer alike.
     patches: HashMap<String, bool>,
-    /// Set when the turn must stop: nondeterminism, or a payload that does not decode.
+    /// Set when the turn must stop: nondeterminism, a payload that does not decode, or one
+    /// over the limit.
     fatal: Option<Outcome>,
 }
 
@@ -341,9 +343,44 @@ impl ReplayState {
         self.steps.get(seq as usize).map(|s| &s.kind)
     }
 
-    /// Stops the turn because a stored payload no longer decodes.
-    pub(crate) fn fail_decode(&mut self, failure: Failure) {
-        self.fatal.get_or_insert(Outcome::Failed(failure));
+    /// Stops the turn because a payload does not decode (or encode) as the code's type.
+    /// The instance stalls, as on a nondeterminism: nothing of the turn is committed, its
+    /// messages are kept, and code that reads the payload again (a fix, a rollback)
+    /// resumes it where it was.
+    pub(crate) fn stall_payload(&mut self, failure: Failure) {
+        self.fatal.get_or_insert(Outcome::Stalled(failure));
+    }
+
+    /// Sets aside event `index` of `name`, whose payload does not decode as the type a
+    /// wait expects (`failure` says so): it leaves the queue and is recorded in the
+    /// history, and the wait goes on to the next event. Returns false, stalling the
+    /// instance instead, when the code is replaying: an event it took in an earlier turn
+    /// no longer decodes, so its type changed under a running instance.
+    pub(crate) fn set_aside_event(
+        &mut self,
+        name: &str,
+        index: u32,
+        payload: Vec<u8>,
+        failure: Failure,
+    ) -> bool {
+        if self.replaying {
+            self.stall_payload(failure);
+            return false;
+        }
+        tracing::warn!(
+            instance = %self.instance,
+            event = name,
+            error = %failure.message,
+            "event set aside: its payload does not decode as the type the orchestrator waits for"
+        );
+        self.events.set_aside(name, index);
+        self.emitted.push(Event::EventSetAside {
+            name: name.to_string(),
+            index,
+            payload,
+            reason: failure.message,
+        });
+        true
     }
 
     /// Whether `bytes`, a payload the code made (`what` names it), fits the limit; if
@@ -490,6 +527,7 @@ impl ReplayState {
             // one the code sets as it runs for the first time, so a replay that stops
             // early (a panic, a payload that no longer decodes) cannot set an older one.
             Event::CustomStatusSet { .. } => {}
+            Event::EventSetAside { name, index, .. } => self.events.set_aside(name, *index),
             Event::Started { .. }
             | Event::Completed { .. }
             | Event::Failed { .. }
@@ -723,7 +761,7 @@ impl Execution {
             self.state().position += 1;
             match (self.entry_start)(ctx, input) {
                 Ok(future) => self.future = Some(future),
-                Err(failure) => self.state().fail_decode(failure),
+                Err(failure) => self.state().stall_payload(failure),
             }
             return true;
         }
@@ -865,6 +903,7 @@ fn is_issued(event: &Event) -> bool {
             | Event::SubOrchestrationScheduled { .. }
             | Event::Recorded { .. }
             | Event::CustomStatusSet { .. }
+            | Event::EventSetAside { .. }
             | Event::Completed { .. }
             | Event::Failed { .. }
             | Event::ContinuedAsNew { .. }

@@ -264,13 +264,13 @@ impl Replayer {
             })
         };
         match &turn.outcome {
-            Outcome::Stalled(failure) => return diverged(failure.message.clone()),
-            Outcome::Failed(failure) if matches!(failure.kind, FailureKind::Decode { .. }) => {
+            Outcome::Stalled(failure) if matches!(failure.kind, FailureKind::Decode { .. }) => {
                 return Err(ReplayError::Decode {
                     instance,
                     message: failure.message.clone(),
                 });
             }
+            Outcome::Stalled(failure) => return diverged(failure.message.clone()),
             _ => {}
         }
         if let Some(command) = turn.commands.first() {

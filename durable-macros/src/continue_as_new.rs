@@ -3,8 +3,9 @@
 //!
 //! `OrchestrationContext::continue_as_new` is generic over its input: the context does not
 //! know which orchestrator it runs. Left to inference, `ctx.continue_as_new(1)` in an
-//! orchestrator taking `u32` encodes an `i32`, which postcard zigzag-encodes as `[2]`, and
-//! the next generation decodes `2_u32`: wrong data, and no error anywhere. The next
+//! orchestrator taking `u32` encodes an `i32`, a value of another type than the next
+//! generation reads (a negative one then stalls it; when payloads were postcard, `1` was
+//! read back as `2_u32`, without an error). The next
 //! generation of an orchestrator always takes that orchestrator's input, so the macro
 //! names it: `ctx.continue_as_new(args)` becomes `ctx.continue_as_new::<Input, _>(args)`
 //! (`_` is the output, inferred from the `return`). A literal is then inferred as the input

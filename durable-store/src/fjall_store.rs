@@ -4,7 +4,7 @@
 //!
 //! | keyspace    | key                                              | value                     |
 //! |-------------|--------------------------------------------------|---------------------------|
-//! | `meta`      | `format`                                         | `durable-store/1`         |
+//! | `meta`      | `format`                                         | `durable-store/2`         |
 //! | `instances` | instance id                                      | postcard `InstanceRecord` |
 //! | `history`   | id length (u16 BE) ++ id ++ event index (u32 BE) | postcard `Event`          |
 //! | `work`      | `WorkId` (u64 BE)                                | postcard `WorkItem`       |
@@ -30,8 +30,16 @@ use crate::store::{Durability, Store, StoreError};
 
 /// The key of the format marker in `meta`.
 const FORMAT_KEY: &[u8] = b"format";
-/// The format this code reads and writes.
-const FORMAT: &[u8] = b"durable-store/1";
+/// The version of the format this code reads and writes. Bump it whenever what is stored
+/// changes incompatibly (a record's fields or variants, the payload encoding); a store
+/// marked with another version is then refused at open with [`StoreError::OtherFormat`].
+///
+/// 1: user payloads in postcard. 2: user payloads in JSON; `Event::EventSetAside`.
+pub const FORMAT_VERSION: u32 = 2;
+/// The marker of a store of format `version`.
+fn format_marker(version: u32) -> String {
+    format!("durable-store/{version}")
+}
 /// Every keyspace of a store. `meta` is created (and its marker synced) before the others.
 const KEYSPACES: [&str; 5] = ["meta", "instances", "history", "work", "progress"];
 
@@ -563,24 +571,33 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
     } else {
         None
     };
+    let current = format_marker(FORMAT_VERSION);
     match marker {
-        Some(found) if &*found == FORMAT => {}
+        Some(found) if *found == *current.as_bytes() => {}
         Some(found) => {
-            return Err(StoreError::Corrupt {
-                path: path.to_path_buf(),
-                detail: format!(
-                    "it is marked as format `{}`, but this version of durable-store reads `{}`; \
-                     open it with the version of durable that wrote it",
-                    String::from_utf8_lossy(&found),
-                    String::from_utf8_lossy(FORMAT)
-                ),
+            let found = String::from_utf8_lossy(&found).into_owned();
+            let version = found
+                .strip_prefix("durable-store/")
+                .and_then(|v| v.parse::<u32>().ok());
+            return Err(match version {
+                Some(version) => StoreError::OtherFormat {
+                    path: path.to_path_buf(),
+                    found: version,
+                    current: FORMAT_VERSION,
+                },
+                None => StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: format!(
+                        "it is marked as format `{found}`, which is not a durable-store format"
+                    ),
+                },
             });
         }
         None => {
             check_unmarked(&db, path)?;
             let meta = open("meta")?;
             let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
-            batch.insert(&meta, FORMAT_KEY, FORMAT);
+            batch.insert(&meta, FORMAT_KEY, current.as_bytes());
             batch.commit().map_err(corrupt)?;
         }
     }

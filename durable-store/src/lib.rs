@@ -14,7 +14,7 @@ mod store;
 pub mod conformance;
 
 pub use fault::{Call, FaultSwitch, FaultyStore};
-pub use fjall_store::FjallStore;
+pub use fjall_store::{FORMAT_VERSION, FjallStore};
 pub use memory_store::MemoryStore;
 pub use record::{
     ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, Incarnation, InstanceRecord,

@@ -1,4 +1,8 @@
 //! The typed records the engine persists. Every one is encoded with postcard.
+//!
+//! The user payloads they carry (the `Vec<u8>` fields documented as encoded: inputs,
+//! outputs, event payloads, recorded values, error values, custom status) are JSON,
+//! written by durable-core; `durable_core::payload_to_json` reads any of them.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +44,7 @@ impl std::fmt::Display for Site {
 /// Why an activity or an orchestration failed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FailureKind {
-    /// The user's code returned `Err`; `payload` is the postcard encoding of the error value.
+    /// The user's code returned `Err`; `payload` is the JSON encoding of the error value.
     Returned {
         /// The encoded error value.
         payload: Vec<u8>,
@@ -214,6 +218,21 @@ pub enum Event {
     },
     /// A client asked the instance to go on after a suspend.
     ResumeRequested,
+    /// A raised event a wait of the orchestrator could not take, because its payload does
+    /// not decode as the type the wait expects: taken out of the event queue and kept
+    /// here, so the wait goes on to the next event of its name and the instance keeps
+    /// running.
+    EventSetAside {
+        /// The event's name.
+        name: String,
+        /// Which event of that name this generation received (0 for the first), counting
+        /// `EventRaised` events of that name in the history.
+        index: u32,
+        /// Its payload, as raised.
+        payload: Vec<u8>,
+        /// Why it was set aside: the decode error, naming the type the wait expects.
+        reason: String,
+    },
 }
 
 /// The lifecycle state of an instance.
@@ -233,7 +252,8 @@ pub enum Status {
         /// What went wrong.
         failure: Failure,
     },
-    /// Stopped because its code no longer replays its history (or it is not registered).
+    /// Stopped because its code no longer replays its history, a stored payload no longer
+    /// decodes as its type, or its code is not registered.
     /// The history is kept: once fixed code is deployed, the instance resumes on restart.
     Stalled {
         /// What went wrong.

@@ -36,6 +36,21 @@ pub enum StoreError {
         /// What the storage engine reported.
         detail: String,
     },
+    /// The store was written in another version of the store's format, which this build
+    /// does not read (format 1 stored user payloads in postcard; format 2, JSON).
+    #[error(
+        "the durable store at `{path}` is in format {found}, and this build of durable reads format {current}{}",
+        other_format_advice(*.found, *.current)
+    )]
+    OtherFormat {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The format the store is marked with.
+        found: u32,
+        /// The format this build reads and writes
+        /// ([`FORMAT_VERSION`](crate::FORMAT_VERSION)).
+        current: u32,
+    },
     /// A stored record does not decode.
     #[error(
         "stored {what} does not decode ({detail}); the store was written by an incompatible version or is damaged"
@@ -85,8 +100,8 @@ impl StoreError {
     /// is changed: a caller should fail fast instead of retrying.
     ///
     /// True for [`InvalidKey`](Self::InvalidKey) (change the key), [`Poisoned`](Self::Poisoned)
-    /// (reopen the store), [`NotAStore`](Self::NotAStore) and [`Corrupt`](Self::Corrupt)
-    /// (fix the directory), and [`Decode`](Self::Decode) (the record reads the same every
+    /// (reopen the store), [`NotAStore`](Self::NotAStore), [`OtherFormat`](Self::OtherFormat)
+    /// and [`Corrupt`](Self::Corrupt) (fix the directory), and [`Decode`](Self::Decode) (the record reads the same every
     /// time; other records may still read). False for [`Io`](Self::Io), which may pass.
     ///
     /// # Examples
@@ -108,12 +123,27 @@ impl StoreError {
     pub fn is_permanent(&self) -> bool {
         match self {
             StoreError::NotAStore { .. }
+            | StoreError::OtherFormat { .. }
             | StoreError::Corrupt { .. }
             | StoreError::Decode { .. }
             | StoreError::InvalidKey { .. }
             | StoreError::Poisoned { .. } => true,
             StoreError::Io(_) => false,
         }
+    }
+}
+
+/// What to do with a store of format `found` that a build reading `current` refuses.
+fn other_format_advice(found: u32, current: u32) -> &'static str {
+    if found > current {
+        "; it was written by a newer durable: open it with that version"
+    } else if found == 1 {
+        " (format 1 stored user payloads in postcard, which no longer decodes; format 2 stores \
+         JSON); finish or terminate its instances with the durable that wrote it, then start \
+         this version on a new directory"
+    } else {
+        "; finish or terminate its instances with the durable that wrote it, then start this \
+         version on a new directory"
     }
 }
 

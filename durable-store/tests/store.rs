@@ -5,8 +5,8 @@ use std::cell::Cell;
 use std::path::Path;
 
 use durable_store::{
-    Commit, Durability, Event, FaultyStore, FjallStore, HistoryAppend, InstanceRecord, MemoryStore,
-    Status, Store, StoreError, WorkItem, conformance,
+    Commit, Durability, Event, FORMAT_VERSION, FaultyStore, FjallStore, HistoryAppend,
+    InstanceRecord, MemoryStore, Status, Store, StoreError, WorkItem, conformance,
 };
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 
@@ -377,19 +377,48 @@ fn another_fjall_database_is_not_a_store() {
     assert_eq!(db.list_keyspace_names().len(), 1);
 }
 
+/// Opens the store at `dir` once, then marks it with `marker` as its format.
+fn mark_format(dir: &std::path::Path, marker: &str) {
+    drop(FjallStore::open(dir).unwrap());
+    let db = Database::builder(dir).open().unwrap();
+    let meta = db.keyspace("meta", KeyspaceCreateOptions::default).unwrap();
+    meta.insert("format", marker).unwrap();
+    db.persist(PersistMode::SyncAll).unwrap();
+}
+
 #[test]
 fn a_store_of_another_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    drop(FjallStore::open(dir.path()).unwrap());
-    {
-        let db = Database::builder(dir.path()).open().unwrap();
-        let meta = db.keyspace("meta", KeyspaceCreateOptions::default).unwrap();
-        meta.insert("format", "durable-store/99").unwrap();
-        db.persist(PersistMode::SyncAll).unwrap();
-    }
+    mark_format(dir.path(), "durable-store/99");
+    let err = FjallStore::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::OtherFormat { found: 99, current, .. } if current == FORMAT_VERSION),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("newer durable"), "{err}");
+    assert!(err.is_permanent());
+    let dir = tempfile::tempdir().unwrap();
+    mark_format(dir.path(), "something-else");
     let err = FjallStore::open(dir.path()).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-    assert!(err.to_string().contains("durable-store/99"), "{err}");
+    assert!(err.to_string().contains("something-else"), "{err}");
+}
+
+/// A store written when user payloads were postcard (format 1) is refused, saying so and
+/// what to do, rather than read into wrong values.
+#[test]
+fn a_store_of_the_postcard_payload_format_is_refused_saying_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    mark_format(dir.path(), "durable-store/1");
+    let err = FjallStore::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::OtherFormat { found: 1, .. }),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    for words in ["format 1", "postcard", "JSON", "new directory"] {
+        assert!(message.contains(words), "{words:?} in {message}");
+    }
 }
 
 #[test]

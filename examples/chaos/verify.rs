@@ -81,7 +81,7 @@ fn check_instances(store: &FjallStore, expected: &BTreeMap<String, u64>, report:
             continue;
         };
         match &record.status {
-            Status::Completed { output: bytes } => match postcard::from_bytes::<u64>(bytes) {
+            Status::Completed { output: bytes } => match serde_json::from_slice::<u64>(bytes) {
                 Ok(found) if found == *output => {}
                 found => report.lost.push(format!(
                     "instance {id}: output {found:?}, expected {output}"

@@ -239,7 +239,7 @@ async fn measured_v2(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
 }
 
 #[test]
-fn an_activity_output_whose_type_changed_fails_that_instance_naming_the_type() {
+fn an_activity_output_whose_type_changed_stalls_that_instance_naming_the_type_until_rolled_back() {
     let (_dir, store) = store();
     lifetime(async {
         let runtime = gated(&store, false)
@@ -268,8 +268,8 @@ fn an_activity_output_whose_type_changed_fails_that_instance_naming_the_type() {
             .wait(WAIT)
             .await
             .unwrap_err();
-        let Error::Failed { failure, .. } = &err else {
-            panic!("expected a failed instance, got {err:?}");
+        let Error::Stalled { failure, .. } = &err else {
+            panic!("expected a stalled instance, got {err:?}");
         };
         assert!(
             matches!(&failure.kind, FailureKind::Decode { type_name } if type_name.contains("String")),
@@ -285,6 +285,24 @@ fn an_activity_output_whose_type_changed_fails_that_instance_naming_the_type() {
         assert_eq!(fresh.wait(WAIT).await.unwrap(), 2 + 1000);
         runtime.shutdown().await;
     });
+    // Rolled back: the instance resumes where it stalled, with the gate's result the
+    // stalled turn kept (its redelivery, attempt 2).
+    lifetime(async {
+        let runtime = gated(&store, true)
+            .orchestrator(measured_v1)
+            .activity(measure_v1)
+            .start()
+            .await
+            .unwrap();
+        let output = runtime
+            .client()
+            .instance(measured_v1, "m")
+            .wait(WAIT)
+            .await
+            .unwrap();
+        assert_eq!(output, 41 + 2000);
+        runtime.shutdown().await;
+    });
 }
 
 /// Waits for an `amount` event and adds one.
@@ -294,9 +312,9 @@ async fn takes_amount(ctx: OrchestrationContext, _: ()) -> Result<u64, String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_payload_of_the_wrong_type_fails_the_instance_naming_the_type() {
+async fn an_event_payload_of_the_wrong_type_is_set_aside_naming_the_type() {
     let (_dir, store) = store();
-    let runtime = builder(store)
+    let runtime = builder(store.clone())
         .orchestrator(takes_amount)
         .start()
         .await
@@ -307,16 +325,19 @@ async fn an_event_payload_of_the_wrong_type_fails_the_instance_naming_the_type()
         .raise_event("amount", &"twelve".to_string())
         .await
         .unwrap();
-    let err = instance.wait(WAIT).await.unwrap_err();
-    assert!(
-        matches!(&err, Error::Failed { failure, .. }
-            if matches!(&failure.kind, FailureKind::Decode { type_name } if type_name == "u64")),
-        "{err:?}"
-    );
-    // An event of the right type to another instance is taken.
-    let ok = client.start(takes_amount, "amount-ok", ()).await.unwrap();
-    ok.raise_event("amount", &12_u64).await.unwrap();
-    assert_eq!(ok.wait(WAIT).await.unwrap(), 13);
+    crate::patterns::wait_for(&store, "amount", |h| {
+        h.iter().any(|e| matches!(e, Event::EventSetAside { .. }))
+    })
+    .await;
+    assert_eq!(instance.status().await.unwrap(), InstanceStatus::Running);
+    let set_aside = instance.set_aside_events().unwrap();
+    assert_eq!(set_aside.len(), 1, "{set_aside:?}");
+    assert_eq!(set_aside[0].name, "amount");
+    assert_eq!(set_aside[0].payload_json().unwrap(), "twelve");
+    assert!(set_aside[0].reason.contains("`u64`"), "{:?}", set_aside[0]);
+    // The wait takes the next event of the right type.
+    instance.raise_event("amount", &12_u64).await.unwrap();
+    assert_eq!(instance.wait(WAIT).await.unwrap(), 13);
     runtime.shutdown().await;
 }
 

@@ -361,7 +361,7 @@ fn timer(disk: &FjallStore) -> Option<Timer> {
 /// is removed: no order of reads would see it through every move.) Only the test raises
 /// events, so a `false` stays `false` until the test raises it.
 fn on_disk(disk: &FjallStore, payload: u64) -> bool {
-    let payload = postcard::to_allocvec(&payload).unwrap();
+    let payload = serde_json::to_vec(&payload).unwrap();
     let is_it = |e: &Event| match e {
         Event::EventRaised { name, payload: p } => name == EVENT && *p == payload,
         _ => false,
@@ -411,7 +411,7 @@ fn assert_settled(disk: &FjallStore, world: &World, case: &str) {
             count(|e| matches!(e, Event::ActivityCompleted { .. })),
         );
         if id == ID {
-            let output = postcard::to_allocvec(&expected_output()).unwrap();
+            let output = serde_json::to_vec(&expected_output()).unwrap();
             assert_eq!(record.status, Status::Completed { output }, "{case}: {all}");
             assert_eq!(record.generation, 1, "{case}: {all}");
             assert_eq!(steps, (2, 2), "{case}: generation 1 of {id}: {history:?}");
@@ -419,7 +419,7 @@ fn assert_settled(disk: &FjallStore, world: &World, case: &str) {
                 .iter()
                 .filter_map(|e| match e {
                     Event::EventRaised { payload, .. } => {
-                        Some(postcard::from_bytes(payload).unwrap())
+                        Some(serde_json::from_slice(payload).unwrap())
                     }
                     _ => None,
                 })
@@ -436,7 +436,7 @@ fn assert_settled(disk: &FjallStore, world: &World, case: &str) {
                 Some(ID),
                 "{case}: an instance that is no child: {all}"
             );
-            let output = postcard::to_allocvec(&child_output()).unwrap();
+            let output = serde_json::to_vec(&child_output()).unwrap();
             assert_eq!(record.status, Status::Completed { output }, "{case}: {all}");
             assert_eq!(steps, (1, 1), "{case}: child {id}: {history:?}");
         }

@@ -83,7 +83,7 @@ fn killed_workers_resume_and_apply_every_effect_once() {
             .expect("instance exists");
         match record.status {
             Status::Completed { output } => {
-                let output: u64 = postcard::from_bytes(&output).unwrap();
+                let output: u64 = serde_json::from_slice(&output).unwrap();
                 assert_eq!(
                     output,
                     expected_output(n),

@@ -141,7 +141,7 @@ async fn wait_output(runtime: &Runtime, id: &str) -> u64 {
 fn assert_store_settled(store: &FjallStore, ids: &[(&str, u64)], case: &str) {
     for (id, n) in ids {
         let record = store.instance(id).unwrap().expect("the instance exists");
-        let output = postcard::to_allocvec(&expected_output(*n)).unwrap();
+        let output = serde_json::to_vec(&expected_output(*n)).unwrap();
         assert_eq!(record.status, Status::Completed { output }, "{case}: {id}");
         let history = store.history(id).unwrap();
         assert_eq!(record.history_len as usize, history.len(), "{case}: {id}");

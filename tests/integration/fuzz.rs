@@ -34,8 +34,14 @@ fn config(cases: u32) -> ProptestConfig {
     }
 }
 
+/// A store record, as the store encodes it (postcard).
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).unwrap()
+}
+
+/// A user payload, as the runtime encodes it (JSON).
+fn payload_of<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap()
 }
 
 // ---- Generators of records ----
@@ -43,8 +49,8 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 /// Payloads: a `u64`, a string, an empty payload, or any bytes.
 fn payload() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
-        any::<u64>().prop_map(|n| encode(&n)),
-        "[a-z]{0,6}".prop_map(|s| encode(&s)),
+        any::<u64>().prop_map(|n| payload_of(&n)),
+        "[a-z]{0,6}".prop_map(|s| payload_of(&s)),
         Just(Vec::new()),
         vec(any::<u8>(), 0..12),
     ]
@@ -143,6 +149,14 @@ fn event() -> impl Strategy<Value = Event> {
         name().prop_map(|reason| Event::TerminateRequested { reason }),
         name().prop_map(|reason| Event::SuspendRequested { reason }),
         Just(Event::ResumeRequested),
+        (name(), 0..4_u32, payload(), name()).prop_map(|(name, index, payload, reason)| {
+            Event::EventSetAside {
+                name,
+                index,
+                payload,
+                reason,
+            }
+        }),
     ]
 }
 
@@ -524,7 +538,7 @@ fn simulate<O: Orchestrator>(o: O, input: Vec<u8>, choices: &[u8]) -> (Vec<Event
                         attempt,
                         failure: Failure {
                             kind: FailureKind::Returned {
-                                payload: encode(&"no".to_string()),
+                                payload: payload_of(&"no".to_string()),
                             },
                             message: "no".into(),
                         },
@@ -535,7 +549,7 @@ fn simulate<O: Orchestrator>(o: O, input: Vec<u8>, choices: &[u8]) -> (Vec<Event
                     },
                     _ => Event::ActivityCompleted {
                         seq,
-                        output: encode(&u64::from(pick)),
+                        output: payload_of(&u64::from(pick)),
                     },
                 },
                 Command::CreateTimer { seq, .. } => Event::TimerFired { seq },
@@ -549,7 +563,7 @@ fn simulate<O: Orchestrator>(o: O, input: Vec<u8>, choices: &[u8]) -> (Vec<Event
                     },
                     _ => Event::SubOrchestrationCompleted {
                         seq,
-                        output: encode(&u64::from(pick)),
+                        output: payload_of(&u64::from(pick)),
                     },
                 },
             });
@@ -573,13 +587,13 @@ fn simulate<O: Orchestrator>(o: O, input: Vec<u8>, choices: &[u8]) -> (Vec<Event
         if next() % 3 == 0 {
             new.push(Event::EventRaised {
                 name: "go".into(),
-                payload: encode(&u64::from(next())),
+                payload: payload_of(&u64::from(next())),
             });
         }
         if new.is_empty() && owed.is_empty() {
             new.push(Event::EventRaised {
                 name: "go".into(),
-                payload: encode(&7_u64),
+                payload: payload_of(&7_u64),
             });
         }
         let len = new.len().max(1);
@@ -643,7 +657,7 @@ fn apply_edits(mut history: Vec<Event>, edits: &[Edit]) -> Vec<Event> {
 
 fn input() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
-        4 => (0..40_u64).prop_map(|n| encode(&n)),
+        4 => (0..40_u64).prop_map(|n| payload_of(&n)),
         1 => vec(any::<u8>(), 0..4),
     ]
 }
@@ -661,7 +675,7 @@ proptest! {
         with_orchestrator!(which, o => {
             // With and without a valid start in front.
             replay_split(o, &history, split, more.clone())?;
-            let mut started = vec![started_of(o, encode(&3_u64))];
+            let mut started = vec![started_of(o, payload_of(&3_u64))];
             started.extend(history.iter().cloned());
             replay_split(o, &started, split, more)?;
         });

@@ -11,6 +11,7 @@ mod incarnation;
 mod management;
 mod manual_clock;
 mod patterns;
+mod payload_codec;
 mod payload_limits;
 mod registration;
 mod restart;

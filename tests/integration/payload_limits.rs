@@ -247,9 +247,9 @@ async fn a_start_with_an_input_over_the_limit_is_refused_and_creates_nothing() {
         "{err}"
     );
     assert!(store.instance("big").unwrap().is_none());
-    // At the limit is fine.
-    let fits = client.start(echo, "fits", vec![0; 1000]).await.unwrap();
-    assert_eq!(fits.wait(WAIT).await.unwrap(), 1000);
+    // At the limit is fine: 500 zeros are 1001 bytes of JSON.
+    let fits = client.start(echo, "fits", vec![0; 500]).await.unwrap();
+    assert_eq!(fits.wait(WAIT).await.unwrap(), 500);
     runtime.shutdown().await;
 }
 
@@ -396,9 +396,10 @@ async fn a_progress_checkpoint_over_the_limit_is_refused_to_the_activity() {
     let runtime = limited(store).start().await.unwrap();
     let client = runtime.client();
     let big = client.start(saves, "save-big", BIG).await.unwrap();
+    let encoded = serde_json::to_vec(&vec![1_u8; BIG]).unwrap().len();
     assert_eq!(
         big.wait(WAIT).await.unwrap(),
-        format!("refused {} of {LIMIT}", BIG + 2)
+        format!("refused {encoded} of {LIMIT}")
     );
     let small = client.start(saves, "save-small", 10).await.unwrap();
     assert_eq!(small.wait(WAIT).await.unwrap(), "saved");

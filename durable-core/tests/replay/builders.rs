@@ -6,7 +6,7 @@ use durable_core::{Command, Turn};
 use serde::Serialize;
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    postcard::to_allocvec(value).unwrap()
+    serde_json::to_vec(value).unwrap()
 }
 
 pub fn started<T: Serialize>(orchestrator: &str, input: &T) -> Event {

@@ -84,12 +84,19 @@ fn a_panicking_orchestrator_fails_the_instance() {
     );
 }
 
+fn stall_of(outcome: Outcome) -> durable_core::record::Failure {
+    match outcome {
+        Outcome::Stalled(failure) => failure,
+        other => panic!("expected a stalled instance, got {other:?}"),
+    }
+}
+
 #[test]
-fn a_result_that_no_longer_decodes_fails_the_instance_naming_the_type() {
+fn a_result_that_no_longer_decodes_stalls_the_instance_naming_the_type() {
     let mut execution = Execution::of(chain, "i");
     execution.turn(&[], vec![started("chain", &5u64)]);
     let turn = execution.turn(&[], vec![completed(0, &"ten".to_string())]);
-    let failure = failure_of(turn.outcome);
+    let failure = stall_of(turn.outcome);
     assert_eq!(
         failure.kind,
         FailureKind::Decode {
@@ -97,17 +104,106 @@ fn a_result_that_no_longer_decodes_fails_the_instance_naming_the_type() {
         }
     );
     assert!(failure.message.contains("`u64`"), "{}", failure.message);
+    assert!(
+        !turn
+            .appended
+            .iter()
+            .any(|e| matches!(e, Event::Failed { .. })),
+        "a stall records no end: {:?}",
+        turn.appended
+    );
 }
 
 #[test]
-fn an_input_that_no_longer_decodes_fails_the_instance_naming_the_type() {
+fn an_input_that_no_longer_decodes_stalls_the_instance_naming_the_type() {
     let mut execution = Execution::of(chain, "i");
     let turn = execution.turn(&[], vec![started("chain", &"five".to_string())]);
-    let failure = failure_of(turn.outcome);
+    let failure = stall_of(turn.outcome);
     assert_eq!(
         failure.kind,
         FailureKind::Decode {
             type_name: "u64".into()
+        }
+    );
+}
+
+fn raised<T: serde::Serialize>(name: &str, payload: &T) -> Event {
+    Event::EventRaised {
+        name: name.to_string(),
+        payload: encode(payload),
+    }
+}
+
+/// Waits for a `bool` event `approved`.
+#[orchestrator]
+async fn approving(ctx: OrchestrationContext, _: ()) -> Result<bool, String> {
+    Ok(ctx.wait_event::<bool>("approved").await)
+}
+
+#[test]
+fn an_event_of_the_wrong_type_is_set_aside_and_the_wait_takes_the_next() {
+    let mut execution = Execution::of(approving, "i");
+    let mut history = execution
+        .turn(&[], vec![started("approving", &())])
+        .appended;
+    let turn = execution.turn(&[], vec![raised("approved", &"yes")]);
+    assert_eq!(turn.outcome, Outcome::Running);
+    let set_aside = turn.appended.iter().find_map(|e| match e {
+        Event::EventSetAside {
+            name,
+            index,
+            payload,
+            reason,
+        } => Some((name.clone(), *index, payload.clone(), reason.clone())),
+        _ => None,
+    });
+    let (name, index, payload, reason) = set_aside.expect("an EventSetAside record");
+    assert_eq!((name.as_str(), index), ("approved", 0));
+    assert_eq!(payload, encode(&"yes"));
+    assert!(reason.contains("`bool`"), "{reason}");
+    history.extend(turn.appended);
+    let done = execution.turn(&[], vec![raised("approved", &true)]);
+    assert_eq!(done.outcome, Outcome::Completed(encode(&true)));
+    // A fresh replay of the history agrees: the set-aside event is not taken again.
+    let mut replayed = Execution::of(approving, "i");
+    let caught_up = replayed.turn(&history, Vec::new());
+    assert_eq!(caught_up.outcome, Outcome::Running);
+    let done = replayed.turn(&[], vec![raised("approved", &false)]);
+    assert_eq!(done.outcome, Outcome::Completed(encode(&false)));
+}
+
+/// Waits for `approved` for at most a minute.
+#[orchestrator]
+async fn approving_in_time(ctx: OrchestrationContext, _: ()) -> Result<String, String> {
+    let wait = ctx.wait_event::<bool>("approved");
+    match ctx.timeout(Duration::from_secs(60), wait).await {
+        Ok(yes) => Ok(format!("approved: {yes}")),
+        Err(e) => Ok(format!("escalated: {e}")),
+    }
+}
+
+#[test]
+fn a_race_never_picks_a_wait_whose_event_is_set_aside() {
+    let mut execution = Execution::of(approving_in_time, "i");
+    execution.turn(&[], vec![started("approving_in_time", &())]);
+    let timer_fired = Event::TimerFired { seq: 0 };
+    let done = execution.turn(&[], vec![raised("approved", &"yes"), timer_fired]);
+    assert_eq!(
+        done.outcome,
+        Outcome::Completed(encode(&"escalated: timed out after 60s".to_string()))
+    );
+}
+
+#[test]
+fn an_event_taken_before_that_no_longer_decodes_stalls_on_replay() {
+    // Earlier code, waiting for a string, took the event; this code waits for a `bool`.
+    let history = [started("approving", &()), raised("approved", &"yes")];
+    let mut execution = Execution::of(approving, "i");
+    let failure = stall_of(execution.turn(&history, Vec::new()).outcome);
+    assert_eq!(
+        failure.kind,
+        FailureKind::Decode {
+            type_name: "bool".into()
         }
     );
 }

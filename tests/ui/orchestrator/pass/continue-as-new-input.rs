@@ -1,6 +1,6 @@
 // `ctx.continue_as_new(input)` takes the orchestrator's own input type, which the macro
-// names for it: the literal in `continue_as_new(1)` is a `u32`, not an `i32` that postcard
-// would encode as `[2]` (zigzag) and the next generation would read as `2_u32`. `main`
+// names for it: the literal in `continue_as_new(1)` is a `u32`, not an `i32` of which the
+// next generation, taking a `u32`, could not read a negative value. `main`
 // runs the generations through the replay step and checks the bytes.
 #![deny(warnings)]
 
@@ -61,7 +61,7 @@ fn next_input(outcome: Outcome) -> Vec<u8> {
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    postcard::to_allocvec(value).unwrap()
+    serde_json::to_vec(value).unwrap()
 }
 
 fn main() {
