@@ -34,7 +34,9 @@ const FORMAT_KEY: &[u8] = b"format";
 /// changes incompatibly (a record's fields or variants, the payload encoding); a store
 /// marked with another version is then refused at open with [`StoreError::OtherFormat`].
 ///
-/// 1: user payloads in postcard. 2: user payloads in JSON; `Event::EventSetAside`.
+/// 1: user payloads in postcard. 2: user payloads in JSON; `Event::EventSetAside`; an
+/// incarnation on instances, deliveries and parent links; an attempt timeout on activity
+/// tasks.
 pub const FORMAT_VERSION: u32 = 2;
 /// The marker of a store of format `version`.
 fn format_marker(version: u32) -> String {
