@@ -14,6 +14,7 @@ mod patterns;
 mod payload_limits;
 mod registration;
 mod restart;
+mod review;
 mod runtime;
 mod ui;
 mod versioning;
