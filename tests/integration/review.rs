@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use durable_core::{ActivityContext, OrchestrationContext, activity, orchestrator};
+use durable_core::{ActivityContext, OrchestrationContext, Store, activity, orchestrator};
 use tokio::sync::watch;
 
 use crate::common::*;
@@ -93,4 +93,198 @@ fn an_activity_that_never_started_before_a_shutdown_runs_as_its_first_attempt() 
     });
     assert_eq!(seen.entries(), [(0, 1), (1, 1)], "the executions");
     assert_eq!(output, (1, 1));
+}
+
+/// Fails the first execution of each call, then returns the attempt it read.
+#[activity]
+async fn fails_once(ctx: ActivityContext, call: u32) -> Result<u32, String> {
+    ctx.state::<Arc<Seen>>()
+        .0
+        .lock()
+        .unwrap()
+        .push((call, ctx.attempt()));
+    if ctx.attempt() == 1 {
+        return Err(format!("call {call}: transient"));
+    }
+    Ok(ctx.attempt())
+}
+
+/// Three calls at once, each retried an hour later, each attempt bounded to a day.
+#[orchestrator]
+async fn three_retried(ctx: OrchestrationContext, _: ()) -> Result<Vec<u32>, String> {
+    let policy = durable_core::RetryPolicy::fixed(3, Duration::from_secs(3_600))
+        .attempt_timeout(Duration::from_secs(86_400));
+    let calls = (0..3)
+        .map(|call| Box::pin(ctx.call_with_retry(fails_once, call, policy.clone())))
+        .collect();
+    let mut out = Vec::new();
+    for result in ctx.join_all(calls).await {
+        out.push(result?);
+    }
+    ctx.sleep(Duration::from_secs(7 * 86_400)).await;
+    Ok(out)
+}
+
+/// A time-skipping clock with one activity slot, retries an hour apart and attempt
+/// timeouts of a day: the instance finishes without the test moving the clock, and the
+/// clock went through the backoffs and the week's sleep, not the attempt timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_skipping_with_one_slot_retries_and_attempt_timeouts_finishes() {
+    let (_dir, store) = store();
+    let seen = Arc::new(Seen::default());
+    let start = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let clock = durable_core::ManualClock::time_skipping(start);
+    let runtime = builder(store.clone())
+        .orchestrator(three_retried)
+        .activity(fails_once)
+        .activity_concurrency(1)
+        .state(seen.clone())
+        .clock(clock.clone())
+        .start()
+        .await
+        .unwrap();
+    let instance = runtime
+        .client()
+        .start(three_retried, "r", ())
+        .await
+        .unwrap();
+    assert_eq!(instance.wait(WAIT).await.unwrap(), vec![2, 2, 2]);
+    let mut entries = seen.entries();
+    entries.sort();
+    assert_eq!(entries, [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2)]);
+    use durable_core::Clock;
+    let elapsed = clock.now().duration_since(start).unwrap();
+    assert_eq!(elapsed, Duration::from_secs(3_600 + 7 * 86_400));
+    runtime.shutdown().await;
+}
+
+/// Waits for `go` and returns its payload.
+#[orchestrator]
+async fn go_child(ctx: OrchestrationContext, _: ()) -> Result<String, String> {
+    Ok(ctx.wait_event::<String>("go").await)
+}
+
+/// Generation 0 starts a child and continues as new without awaiting it; generation 1
+/// starts one at the same step and returns its output.
+#[orchestrator]
+async fn leaves_a_child_behind(
+    ctx: OrchestrationContext,
+    generation: u32,
+) -> Result<String, String> {
+    let child = ctx.sub_orchestration(go_child, ());
+    if generation == 0 {
+        // Polled once so the child starts, then left behind.
+        let _ = ctx.select2(child, ctx.sleep(Duration::ZERO)).await;
+        return ctx.continue_as_new(1).await;
+    }
+    Ok(child.await?)
+}
+
+/// The child the first generation left running completes while the second generation
+/// awaits its own child at the same step: the second gets its own child's output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_left_running_by_continue_as_new_does_not_complete_the_next_generation() {
+    let (_dir, store) = store();
+    let runtime = builder(store.clone())
+        .orchestrator(leaves_a_child_behind)
+        .orchestrator(go_child)
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let parent = client.start(leaves_a_child_behind, "p", 0).await.unwrap();
+    let children = || -> Vec<(u32, String)> {
+        let mut found: Vec<(u32, String)> = store
+            .instances()
+            .unwrap()
+            .into_iter()
+            .filter_map(|(id, record)| Some((record.parent?.generation, id)))
+            .collect();
+        found.sort();
+        found
+    };
+    for _ in 0..4_000 {
+        if children().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let found = children();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_ne!(found[0].1, found[1].1);
+    client
+        .raise_event(&found[0].1, "go", &"old".to_string())
+        .await
+        .unwrap();
+    client
+        .instance(go_child, &found[0].1)
+        .wait(WAIT)
+        .await
+        .unwrap();
+    client
+        .raise_event(&found[1].1, "go", &"new".to_string())
+        .await
+        .unwrap();
+    assert_eq!(parent.wait(WAIT).await.unwrap(), "new");
+    runtime.shutdown().await;
+}
+
+/// Starts child `c` without waiting for it, then, on event `again`, starts `c` again and
+/// returns that run's output.
+#[orchestrator]
+async fn starts_c_twice(ctx: OrchestrationContext, _: ()) -> Result<String, String> {
+    let first = ctx.sub_orchestration_with_id(go_child, "c", ());
+    let _ = ctx.select2(first, ctx.sleep(Duration::ZERO)).await;
+    ctx.wait_event::<()>("again").await;
+    Ok(ctx.sub_orchestration_with_id(go_child, "c", ()).await?)
+}
+
+/// The first run of child `c` completes (its completion queued for a step the parent
+/// gave up on); the parent starts `c` again: the new run is a fresh instance, and the
+/// parent gets the new run's output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_replaced_under_its_id_answers_with_the_new_run() {
+    let (_dir, store) = store();
+    let runtime = builder(store.clone())
+        .orchestrator(starts_c_twice)
+        .orchestrator(go_child)
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let parent = client.start(starts_c_twice, "p", ()).await.unwrap();
+    let c = client.instance(go_child, "c");
+    for _ in 0..4_000 {
+        if store.instance("c").unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    client
+        .raise_event("c", "go", &"old".to_string())
+        .await
+        .unwrap();
+    assert_eq!(c.wait(WAIT).await.unwrap(), "old");
+    let old = store.instance("c").unwrap().unwrap().incarnation;
+    client.raise_event("p", "again", &()).await.unwrap();
+    for _ in 0..4_000 {
+        if store.instance("c").unwrap().unwrap().incarnation != old {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    client
+        .raise_event("c", "go", &"new".to_string())
+        .await
+        .unwrap();
+    assert_eq!(parent.wait(WAIT).await.unwrap(), "new");
+    assert_eq!(c.wait(WAIT).await.unwrap(), "new");
+    let started = store
+        .history("c")
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, durable_core::record::Event::Started { .. }))
+        .count();
+    assert_eq!(started, 1, "the new run's history holds only its own start");
+    runtime.shutdown().await;
 }
