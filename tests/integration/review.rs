@@ -288,3 +288,73 @@ async fn a_child_replaced_under_its_id_answers_with_the_new_run() {
     assert_eq!(started, 1, "the new run's history holds only its own start");
     runtime.shutdown().await;
 }
+
+/// Returns once the test lets it go.
+#[activity]
+async fn holds(ctx: ActivityContext, _: ()) -> Result<(), String> {
+    let mut go = ctx.state::<watch::Receiver<bool>>().clone();
+    let _ = go.wait_for(|go| *go).await;
+    Ok(())
+}
+
+#[orchestrator]
+async fn holder(ctx: OrchestrationContext, _: ()) -> Result<(), String> {
+    Ok(ctx.call(holds, ()).await?)
+}
+
+/// Waits ten days for `go`.
+#[orchestrator]
+async fn ten_days_for_go(ctx: OrchestrationContext, _: ()) -> Result<String, String> {
+    Ok(match ctx.timeout(10 * DAY, ctx.wait_event::<String>("go")).await {
+        Ok(go) => go,
+        Err(_) => "timed out".into(),
+    })
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// A suspended instance on a time-skipping clock: its timer fires while it is suspended
+/// (the clock does not wait for it), it stays suspended, and once resumed it sees the
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_instance_on_a_time_skipping_clock_takes_its_timer_when_resumed() {
+    use durable_core::Clock;
+    let (_dir, store) = store();
+    let start = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let clock = durable_core::ManualClock::time_skipping(start);
+    let (go, wait) = watch::channel(false);
+    let runtime = builder(store.clone())
+        .orchestrator(holder)
+        .orchestrator(ten_days_for_go)
+        .activity(holds)
+        .state(wait)
+        .clock(clock.clone())
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    // The held activity keeps the clock still meanwhile.
+    let held = client.start(holder, "holder", ()).await.unwrap();
+    let waiting = client.start(ten_days_for_go, "w", ()).await.unwrap();
+    crate::patterns::wait_for(&store, "w", |h| {
+        h.iter()
+            .any(|e| matches!(e, durable_core::record::Event::TimerCreated { .. }))
+    })
+    .await;
+    waiting.suspend("hold on").await.unwrap();
+    until_suspended(&waiting).await;
+    assert_eq!(clock.now(), start, "the clock moved while an activity ran");
+    go.send_replace(true);
+    held.wait(WAIT).await.unwrap();
+    for _ in 0..4_000 {
+        if clock.now() >= start + 10 * DAY {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(clock.now(), start + 10 * DAY);
+    until_suspended(&waiting).await;
+    waiting.resume().await.unwrap();
+    assert_eq!(waiting.wait(WAIT).await.unwrap(), "timed out");
+    runtime.shutdown().await;
+}
