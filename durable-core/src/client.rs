@@ -179,9 +179,10 @@ impl Client {
             .ok_or_else(|| Error::InstanceNotFound(id.to_string()))
     }
 
-    /// Where instance `id` stands in its code: the steps it awaits and the last one it
-    /// issued, each with its step number and await site. For a stalled, failed or
-    /// terminated instance, where it stopped.
+    /// Where instance `id` stands in its code: the steps whose results it has not had
+    /// (a step it gave up on, like the timer of a `timeout` that lost, stays listed until
+    /// it fires) and the last one it issued, each with its step number and await site.
+    /// For a stalled, failed or terminated instance, where it stopped.
     ///
     /// # Errors
     ///
