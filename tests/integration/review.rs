@@ -305,10 +305,12 @@ async fn holder(ctx: OrchestrationContext, _: ()) -> Result<(), String> {
 /// Waits ten days for `go`.
 #[orchestrator]
 async fn ten_days_for_go(ctx: OrchestrationContext, _: ()) -> Result<String, String> {
-    Ok(match ctx.timeout(10 * DAY, ctx.wait_event::<String>("go")).await {
-        Ok(go) => go,
-        Err(_) => "timed out".into(),
-    })
+    Ok(
+        match ctx.timeout(10 * DAY, ctx.wait_event::<String>("go")).await {
+            Ok(go) => go,
+            Err(_) => "timed out".into(),
+        },
+    )
 }
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -356,5 +358,58 @@ async fn a_suspended_instance_on_a_time_skipping_clock_takes_its_timer_when_resu
     until_suspended(&waiting).await;
     waiting.resume().await.unwrap();
     assert_eq!(waiting.wait(WAIT).await.unwrap(), "timed out");
+    runtime.shutdown().await;
+}
+
+/// Returns its input, doubled.
+#[orchestrator]
+async fn leaf(_ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    Ok(2 * n)
+}
+
+/// Starts `leaf` under an id derived from its own, as Durable Functions' docs suggest
+/// for deterministic child ids.
+#[orchestrator]
+async fn names_its_child(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    let id = format!("{}-leaf", ctx.instance_id());
+    Ok(ctx.sub_orchestration_with_id(leaf, id, n).await?)
+}
+
+#[orchestrator]
+async fn calls_without_id(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    Ok(ctx.sub_orchestration(names_its_child, n).await?)
+}
+
+/// A child started without an id (so its id is a generated one, starting with `~`)
+/// names its own child after itself: the grandchild starts, under that id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_child_can_name_its_own_child_after_itself() {
+    let (_dir, store) = store();
+    let runtime = builder(store.clone())
+        .orchestrator(calls_without_id)
+        .orchestrator(names_its_child)
+        .orchestrator(leaf)
+        .start()
+        .await
+        .unwrap();
+    let parent = runtime
+        .client()
+        .start(calls_without_id, "order-1", 21)
+        .await
+        .unwrap();
+    assert_eq!(parent.wait(WAIT).await.unwrap(), 42);
+    let grandchildren: Vec<String> = store
+        .instances()
+        .unwrap()
+        .into_iter()
+        .filter(|(_, record)| record.orchestrator == "leaf")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(grandchildren.len(), 1);
+    assert!(
+        grandchildren[0].starts_with("~order-1~"),
+        "{grandchildren:?}"
+    );
+    assert!(grandchildren[0].ends_with("-leaf"), "{grandchildren:?}");
     runtime.shutdown().await;
 }
