@@ -413,3 +413,91 @@ async fn a_generated_child_can_name_its_own_child_after_itself() {
     assert!(grandchildren[0].ends_with("-leaf"), "{grandchildren:?}");
     runtime.shutdown().await;
 }
+
+/// Logs its input; returns it once the test lets it go.
+#[activity]
+async fn logged_hold(ctx: ActivityContext, n: u64) -> Result<u64, String> {
+    ctx.state::<Arc<Seen>>()
+        .0
+        .lock()
+        .unwrap()
+        .push((n as u32, ctx.attempt()));
+    let mut go = ctx.state::<watch::Receiver<bool>>().clone();
+    let _ = go.wait_for(|go| *go).await;
+    Ok(n)
+}
+
+/// An activity and a day's timer at once.
+#[orchestrator]
+async fn fetch_and_nap(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    let (fetched, ()) = ctx.join2(ctx.call(logged_hold, n), ctx.sleep(DAY)).await;
+    Ok(fetched?)
+}
+
+/// Terminate, purge and start again under the same id while the first run's activity runs
+/// and its timer waits, then a crash with both runs' activities in flight: after the
+/// restart only the new run's activity runs again, and the new run gets its own output
+/// once its own timer fires.
+#[test]
+fn terminate_purge_start_again_then_a_crash_leaves_only_the_new_run() {
+    let (_dir, store) = store();
+    let start = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let timers = |h: &[durable_core::record::Event]| {
+        h.iter()
+            .any(|e| matches!(e, durable_core::record::Event::TimerCreated { .. }))
+    };
+    let seen = Arc::new(Seen::default());
+    lifetime(async {
+        let (_go, wait) = watch::channel(false);
+        let runtime = builder(store.clone())
+            .orchestrator(fetch_and_nap)
+            .activity(logged_hold)
+            .state(seen.clone())
+            .state(wait)
+            .clock(durable_core::ManualClock::new(start))
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let old = client.start(fetch_and_nap, "x", 1).await.unwrap();
+        crate::patterns::wait_for(&store, "x", timers).await;
+        seen.until_len(1).await;
+        old.terminate("replaced").await.unwrap();
+        assert!(old.wait(WAIT).await.is_err());
+        client.purge("x").await.unwrap();
+        client.start(fetch_and_nap, "x", 2).await.unwrap();
+        crate::patterns::wait_for(&store, "x", timers).await;
+        seen.until_len(2).await;
+        // The crash: both activities still run.
+    });
+    assert_eq!(seen.entries(), [(1, 1), (2, 1)]);
+    let output = lifetime(async {
+        let (_go, wait) = watch::channel(true);
+        let clock = durable_core::ManualClock::new(start);
+        let runtime = builder(store.clone())
+            .orchestrator(fetch_and_nap)
+            .activity(logged_hold)
+            .state(seen.clone())
+            .state(wait)
+            .clock(clock.clone())
+            .start()
+            .await
+            .unwrap();
+        let x = runtime.client().instance(fetch_and_nap, "x");
+        seen.until_len(3).await;
+        assert!(
+            matches!(
+                x.wait(Duration::from_millis(300)).await,
+                Err(durable_core::Error::Timeout { .. })
+            ),
+            "finished before its timer fired"
+        );
+        clock.advance(DAY);
+        let output = x.wait(WAIT).await.unwrap();
+        runtime.shutdown().await;
+        output
+    });
+    assert_eq!(output, 2);
+    assert_eq!(seen.entries(), [(1, 1), (2, 1), (2, 2)], "what ran");
+    assert_eq!(store.work_items().unwrap(), vec![]);
+}
