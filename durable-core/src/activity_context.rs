@@ -69,7 +69,11 @@ impl ActivityContext {
 
     /// Which execution of this call this is: 1 the first time, then one more for each
     /// execution before it, whether a retry of `ctx.call_with_retry` or a redelivery after
-    /// a crash or restart. Each execution counts once.
+    /// a crash or restart. Each execution counts once. A call still waiting for a slot
+    /// ([`RuntimeBuilder::activity_concurrency`](crate::RuntimeBuilder::activity_concurrency))
+    /// at a graceful [`Runtime::shutdown`](crate::Runtime::shutdown) never executed and is
+    /// not counted; one lost in a crash is counted whether or not it had started (nothing
+    /// durable tells).
     pub fn attempt(&self) -> u32 {
         self.attempt
     }

@@ -91,9 +91,23 @@ impl Shared {
         }
     }
 
-    /// On shutdown: the activities waiting for a slot give up; their tasks stay in the store.
-    pub(crate) fn activities_waiting_give_up(&self) {
-        lock(&self.activities).waiting.clear();
+    /// On shutdown, once no turn or activity runs: the activities waiting for a slot give
+    /// up; their tasks stay in the store. They never executed, so they are stored with one
+    /// attempt less, which the next start's redelivery raises again: a redelivery counts
+    /// an attempt only for a task that may have executed.
+    pub(crate) async fn activities_waiting_give_up(&self) {
+        let waiting = std::mem::take(&mut lock(&self.activities).waiting);
+        let mut commit = Commit::default();
+        for Queued { id, mut task, busy } in waiting {
+            task.attempt = task.attempt.saturating_sub(1);
+            commit.enqueued.push((id, WorkItem::Activity(task)));
+            drop(busy);
+        }
+        if !commit.is_empty()
+            && let Err(e) = self.commits.commit(commit).await
+        {
+            tracing::warn!(error = %e, "activities that never started not marked so; the next start counts them as an attempt");
+        }
     }
 
     /// Runs the user's activity under idempotency key `key`; its panic or a missing

@@ -45,9 +45,13 @@ impl SetAsideEvent {
 pub const MAX_INSTANCE_ID_LEN: usize = 256;
 
 /// The first character of the ids the runtime generates for sub-orchestrations started
-/// without an id (`ctx.sub_orchestration`): reserved, so no id a user chooses can clash
-/// with one. [`Client::start`] and `ctx.sub_orchestration_with_id` refuse ids that start
-/// with it.
+/// without an id (`ctx.sub_orchestration`), which read
+/// `~{parent}~{incarnation as hex}.{generation}.{step}`. So that no id a user chooses can
+/// clash with one, [`Client::start`] and `ctx.sub_orchestration_with_id` refuse ids of
+/// that form (starting with `~` and ending with `~`, hex digits, `.`, digits, `.`,
+/// digits). Other ids starting with `~` are accepted: an id derived from a generated
+/// one, like `format!("{}-audit", ctx.instance_id())` in a generated child, is never of
+/// that form.
 pub const GENERATED_ID_PREFIX: char = '~';
 
 /// Starts instances and reads their state. Cheap to clone; get one from
@@ -102,8 +106,9 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::InvalidInstanceId`] for an empty id, one longer than
-    /// [`MAX_INSTANCE_ID_LEN`] bytes, one with control characters, or one starting with
-    /// [`GENERATED_ID_PREFIX`]; [`Error::UnregisteredOrchestrator`],
+    /// [`MAX_INSTANCE_ID_LEN`] bytes, one with control characters, or one of the form of
+    /// the ids generated for sub-orchestrations (see [`GENERATED_ID_PREFIX`]);
+    /// [`Error::UnregisteredOrchestrator`],
     /// [`Error::InstanceConflict`] if the id runs another orchestrator,
     /// [`Error::PayloadTooLarge`], or a store error.
     pub async fn start<O: Orchestrator>(
@@ -205,9 +210,10 @@ impl Client {
             .ok_or_else(|| Error::InstanceNotFound(id.to_string()))
     }
 
-    /// Where instance `id` stands in its code: the steps it awaits and the last one it
-    /// issued, each with its step number and await site. For a stalled, failed or
-    /// terminated instance, where it stopped.
+    /// Where instance `id` stands in its code: the steps whose results it has not had
+    /// (a step it gave up on, like the timer of a `timeout` that lost, stays listed until
+    /// it fires) and the last one it issued, each with its step number and await site.
+    /// For a stalled, failed or terminated instance, where it stopped.
     ///
     /// # Errors
     ///
@@ -684,23 +690,44 @@ impl<O: Orchestrator> Instance<O> {
     }
 }
 
-/// Checks an id a user chose: a valid id that does not start with
-/// [`GENERATED_ID_PREFIX`].
+/// Checks an id a user chose: a valid id that does not have the form of the ids the
+/// runtime generates (see [`GENERATED_ID_PREFIX`]).
 pub(crate) fn check_user_instance_id(id: &str) -> Result<(), Error> {
     check_instance_id(id)?;
-    if id.starts_with(GENERATED_ID_PREFIX) {
+    if has_generated_form(id) {
         return Err(Error::InvalidInstanceId {
             id: id.to_string(),
-            reason: "it starts with `~`, which is reserved for the ids generated for sub-orchestrations started without one; choose an id that does not",
+            reason: "it has the form `~{parent}~{hex}.{generation}.{step}`, which is reserved for the ids generated for sub-orchestrations started without one; choose an id that does not",
         });
     }
     Ok(())
 }
 
+/// Whether `id` has the form of an id [`generated_child_id`] makes:
+/// `~{anything}~{hex digits}.{digits}.{digits}`. Every generated id has it (the part after
+/// its last `~` is the suffix, which holds no `~`), so an id without it is never one.
+fn has_generated_form(id: &str) -> bool {
+    let Some(rest) = id.strip_prefix(GENERATED_ID_PREFIX) else {
+        return false;
+    };
+    let Some((parent, suffix)) = rest.rsplit_once(GENERATED_ID_PREFIX) else {
+        return false;
+    };
+    let mut parts = suffix.split('.');
+    let is = |part: Option<&str>, digit: fn(&char) -> bool| {
+        part.is_some_and(|p| !p.is_empty() && p.chars().all(|c| digit(&c)))
+    };
+    !parent.is_empty()
+        && is(parts.next(), char::is_ascii_hexdigit)
+        && is(parts.next(), char::is_ascii_digit)
+        && is(parts.next(), char::is_ascii_digit)
+        && parts.next().is_none()
+}
+
 /// The id of the sub-orchestration that step `seq` of run `(incarnation, generation)` of
 /// `parent` starts without an explicit id:
 /// `~{parent}~{incarnation as hex}.{generation}.{seq}`. Unique per parent run and step,
-/// never an id a user may choose (the reserved prefix), and a valid id whatever the
+/// never an id a user may choose (its form is reserved), and a valid id whatever the
 /// parent's id: a parent id too long to fit is cut, and a hash of the whole id added.
 pub(crate) fn generated_child_id(
     parent: &str,
@@ -817,5 +844,18 @@ mod tests {
             generated_child_id(&other, 1, 0, 0)
         );
         assert_eq!(generated_child_id("p", 0xab, 2, 3), "~p~ab.2.3");
+        // Ids derived from a generated one, or starting with `~` otherwise, are a user's.
+        for id in [
+            "~p~ab.2.3-audit",
+            "~p~ab.2.3~audit",
+            "~tilde",
+            "~~",
+            "~p~ab.2",
+            "~p~ab.2.3.4",
+            "~p~xy.2.3",
+            "~~ab.2.3",
+        ] {
+            check_user_instance_id(id).unwrap();
+        }
     }
 }

@@ -234,8 +234,9 @@ impl OrchestrationContext {
 
     /// Starts orchestrator `orchestrator` as a child instance with an id generated for
     /// this call, unique to this run of this instance and step, and starting with
-    /// [`GENERATED_ID_PREFIX`](crate::GENERATED_ID_PREFIX) (so it never is an id a user
-    /// chose); [`SubOrchestrationCall::instance_id`] tells it. Await it for its output.
+    /// [`GENERATED_ID_PREFIX`](crate::GENERATED_ID_PREFIX), of a form no id a user
+    /// chooses may have; [`SubOrchestrationCall::instance_id`] tells it. Await it for its
+    /// output.
     #[track_caller]
     pub fn sub_orchestration<O: Orchestrator>(
         &self,

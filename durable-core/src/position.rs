@@ -31,7 +31,11 @@ impl std::fmt::Display for StepAt {
 ///
 /// For a running instance, what it waits for; for a stalled, failed or terminated one,
 /// where it stopped. An event wait is not a step: an instance waiting only for an event
-/// awaits no step, and `last` is the step it took before the wait.
+/// awaits no step, and `last` is the step it took before the wait. `awaiting` lists the
+/// steps whose results have not arrived, which is not always what the code still awaits:
+/// the history does not record that the code dropped a step, so the timer of a
+/// `ctx.timeout` whose future won, or the losing side of a `select`, is listed until its
+/// result arrives.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Position {
     /// The steps issued whose results have not arrived, in step order.

@@ -327,10 +327,11 @@ impl Runtime {
     pub async fn shutdown(self) {
         self.shared.shutting_down.store(true, Ordering::SeqCst);
         self.shared.tracker.close();
-        // Activities waiting for a slot give up; their tasks stay in the store.
-        self.shared.activities_waiting_give_up();
         self.shared.tracker.wait().await;
         self.shared.store_all_held_results().await;
+        // Activities waiting for a slot give up; their tasks stay in the store, marked as
+        // never executed.
+        self.shared.activities_waiting_give_up().await;
         self.shared.commits.stop().await;
     }
 }

@@ -361,8 +361,8 @@ impl Shared {
                     kind: FailureKind::Rejected,
                     message,
                 };
-                // The id the runtime generates for this step, which may carry the reserved
-                // prefix; any other id is checked as a client's start would check it.
+                // The id the runtime generates for this step, of the reserved form; any
+                // other id is checked as a client's start would check it.
                 let generated =
                     crate::client::generated_child_id(instance, incarnation, generation, seq);
                 let checked = if child == generated {

@@ -381,7 +381,8 @@ pub struct ActivityTask {
     pub input: Vec<u8>,
     /// Which execution of its call this is, 1 for the first: a retry follows on from the
     /// execution that failed, and a redelivery after a crash raises it, so every
-    /// execution counts once.
+    /// execution counts once. A task stored at a graceful shutdown before it ever started
+    /// holds one less (0 for a first attempt), which the next start's redelivery raises.
     pub attempt: u32,
     /// The longest one execution may run, in milliseconds, from when it starts (Temporal's
     /// start-to-close timeout); `None` for no limit. An execution still running then is

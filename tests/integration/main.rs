@@ -15,6 +15,7 @@ mod payload_codec;
 mod payload_limits;
 mod registration;
 mod restart;
+mod review;
 mod runtime;
 mod ui;
 mod versioning;

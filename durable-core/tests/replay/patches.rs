@@ -536,3 +536,130 @@ fn raising_the_awaited_event_after_a_patch_was_inserted_before_the_wait() {
         Outcome::Completed(encode(&path(&["reserve", "paid", "ship"])))
     );
 }
+
+// A patch inside a loop, and two patches reached in one turn: each instance takes one
+// path for the whole execution (the first answer of a change id holds), never stalls,
+// and replays what it wrote.
+
+#[orchestrator(name = "looped")]
+async fn loop_v1(ctx: OrchestrationContext, n: u64) -> Result<Vec<String>, String> {
+    let mut steps = Vec::new();
+    for _ in 0..3 {
+        ctx.call(reserve, n).await?;
+        steps.push("reserve");
+        ctx.wait_event::<u64>("next").await;
+    }
+    Ok(path(&steps))
+}
+
+#[orchestrator(name = "looped")]
+async fn loop_v2(ctx: OrchestrationContext, n: u64) -> Result<Vec<String>, String> {
+    let mut steps = Vec::new();
+    for _ in 0..3 {
+        ctx.call(reserve, n).await?;
+        steps.push("reserve");
+        if ctx.patched("fraud-check") {
+            ctx.call(fraud_check, n).await?;
+            steps.push("fraud_check");
+        }
+        ctx.wait_event::<u64>("next").await;
+    }
+    Ok(path(&steps))
+}
+
+#[orchestrator(name = "two")]
+async fn two_v1(ctx: OrchestrationContext, n: u64) -> Result<Vec<String>, String> {
+    ctx.call(reserve, n).await?;
+    ctx.wait_event::<u64>("paid").await;
+    ctx.call(ship, n).await?;
+    Ok(path(&["reserve", "ship"]))
+}
+
+#[orchestrator(name = "two")]
+async fn two_v2(ctx: OrchestrationContext, n: u64) -> Result<Vec<String>, String> {
+    let mut steps = vec!["reserve"];
+    ctx.call(reserve, n).await?;
+    // Two changes reached in one turn, with no await between them.
+    let fraud = ctx.patched("fraud-check");
+    let pay_first = ctx.patched("pay-first");
+    if fraud {
+        ctx.call(fraud_check, n).await?;
+        steps.push("fraud_check");
+    }
+    if pay_first {
+        ctx.call(pay, n).await?;
+        steps.push("pay");
+    }
+    ctx.wait_event::<u64>("paid").await;
+    ctx.call(ship, n).await?;
+    steps.push("ship");
+    Ok(path(&steps))
+}
+
+/// Runs `v2` from every position of `v1` and checks that it finishes with the old path's
+/// output (`old`) where v1 went past `reserve` (step 0), writing no marker, and with the
+/// new path's output (`new`) elsewhere, writing markers; and that what it wrote replays.
+fn every_position<V1: Orchestrator, V2: Orchestrator>(
+    v1: V1,
+    v2: V2,
+    events: &[&'static str],
+    old: &[&str],
+    new: &[&str],
+) {
+    for at in positions(v1, World::new(V1::NAME, events)) {
+        let past = at
+            .history
+            .iter()
+            .any(|e| matches!(e, Event::ActivityCompleted { seq: 0, .. }));
+        for fresh_each_turn in [false, true] {
+            let context = format!(
+                "from {} events (past the patch point: {past}), replayed {}",
+                at.history.len(),
+                if fresh_each_turn {
+                    "before every turn"
+                } else {
+                    "once"
+                }
+            );
+            let (outcome, history) = finish(v2, at.clone(), fresh_each_turn);
+            let expected = if past { path(old) } else { path(new) };
+            assert_eq!(outcome, Outcome::Completed(encode(&expected)), "{context}");
+            let markers = history
+                .iter()
+                .filter(|e| matches!(e, Event::Recorded { what, .. } if what.starts_with("patch:")))
+                .count();
+            assert_eq!(markers > 0, !past, "{context}: markers");
+            let replayed = Execution::of(v2, "i").turn(&history, Vec::new()).outcome;
+            assert_eq!(replayed, outcome, "{context}: replaying v2's history");
+        }
+    }
+}
+
+#[test]
+fn a_patch_inside_a_loop_answers_alike_in_every_iteration() {
+    every_position(
+        loop_v1,
+        loop_v2,
+        &["next", "next", "next"],
+        &["reserve", "reserve", "reserve"],
+        &[
+            "reserve",
+            "fraud_check",
+            "reserve",
+            "fraud_check",
+            "reserve",
+            "fraud_check",
+        ],
+    );
+}
+
+#[test]
+fn two_patches_reached_in_one_turn() {
+    every_position(
+        two_v1,
+        two_v2,
+        &["paid"],
+        &["reserve", "ship"],
+        &["reserve", "fraud_check", "pay", "ship"],
+    );
+}
