@@ -147,6 +147,7 @@ impl RetryPolicy {
     /// ([`RuntimeBuilder::activity_concurrency`](crate::RuntimeBuilder::activity_concurrency))
     /// does not count. The limit is measured on the runtime's clock where the activity
     /// runs; an execution lost in a crash is run again with the limit counted afresh.
+    /// `Duration::ZERO` is taken as it is: every attempt then times out as it starts.
     #[doc(alias = "start_to_close_timeout")]
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = Some(timeout);
