@@ -84,7 +84,7 @@ impl Shared {
                 next
             };
             let slot = Slot(self.clone());
-            self.tracker.spawn(
+            self.spawn_boxed(
                 self.clone()
                     .run_and_hand_over(next.id, next.task, slot, next.busy),
             );
