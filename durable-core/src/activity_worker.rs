@@ -111,23 +111,27 @@ impl Shared {
     }
 
     /// Runs the user's activity under idempotency key `key`; its panic or a missing
-    /// registration is a failure, never the worker's end.
+    /// registration is a failure, never the worker's end. An input its code cannot decode
+    /// is not an execution: it is the outer error.
     async fn execute(
         self: &Arc<Self>,
         task: &ActivityTask,
         key: String,
-    ) -> Result<Vec<u8>, Failure> {
+    ) -> Result<Result<Vec<u8>, Failure>, Undecodable> {
         let Some((name, entry)) = self
             .registry
             .activities
             .get_key_value(task.activity.as_str())
         else {
-            return Err(unregistered_activity(&task.activity, Unregistered::Fail));
+            return Ok(Err(unregistered_activity(
+                &task.activity,
+                Unregistered::Fail,
+            )));
         };
         let ctx = ActivityContext::new(&task.instance, key, name, task.attempt, self.clone());
-        let future = (entry.start)(ctx, &task.input)?;
+        let future = (entry.start)(ctx, &task.input).map_err(Undecodable)?;
         let span = tracing::info_span!("activity", name = %task.activity, instance = %task.instance, seq = task.seq, attempt = task.attempt);
-        catch_panic(future.instrument(span)).await
+        Ok(catch_panic(future.instrument(span)).await)
     }
 
     /// Runs the activity within its attempt timeout, counted from now on the runtime's
@@ -137,7 +141,7 @@ impl Shared {
         self: &Arc<Self>,
         task: &ActivityTask,
         key: String,
-    ) -> Result<Vec<u8>, Failure> {
+    ) -> Result<Result<Vec<u8>, Failure>, Undecodable> {
         let limit = task.attempt_timeout_ms.map(Duration::from_millis);
         let Some((limit, deadline)) =
             limit.and_then(|limit| Some((limit, self.clock.now().checked_add(limit)?)))
@@ -160,10 +164,10 @@ impl Shared {
         // A panic while the activity's future is dropped does not take the worker down.
         let _ = catch_unwind(AssertUnwindSafe(move || drop(running)));
         tracing::warn!(activity = %task.activity, instance = %task.instance, attempt = task.attempt, "activity attempt timed out; cancelled");
-        Err(Failure {
+        Ok(Err(Failure {
             kind: FailureKind::TimedOut,
             message: Timeout { after: limit }.to_string(),
-        })
+        }))
     }
 
     /// Runs one activity and hands its result to its instance. `slot` is the activity's
@@ -190,6 +194,14 @@ impl Shared {
         );
         let limit = self.max_payload;
         let executed = match self.execute_bounded(&task, key.clone()).await {
+            Ok(executed) => executed,
+            Err(Undecodable(failure)) => {
+                drop(slot);
+                self.stall_undecodable(id, task, key, failure);
+                return;
+            }
+        };
+        let executed = match executed {
             Ok(output) => {
                 let what = || format!("the output of activity `{}`", task.activity);
                 payload::check_size(what, &output, limit)
@@ -219,6 +231,7 @@ impl Shared {
             generation: Some(task.generation),
             event,
             progress_key: Some(key),
+            undecodable: None,
         };
         let instance = task.instance;
         {
@@ -235,6 +248,48 @@ impl Shared {
         }
         // Boxed, as it is rare: the task of every activity stays small.
         Box::pin(self.store_and_deliver(instance, delivery)).await;
+    }
+
+    /// Hands an activity whose input does not decode (`failure`) to its instance, whose
+    /// turn stalls it: the task stays in the store, as never executed, for code that
+    /// reads it (a fix or a rollback) to run on its next start. Through the inbox, as any
+    /// result, so the instance's record is written by its own turn; while the instance
+    /// is suspended, stalled or the runtime is shutting down, it waits there, and is
+    /// stored (`store_result`) as a result would be.
+    fn stall_undecodable(
+        self: &Arc<Self>,
+        id: WorkId,
+        task: ActivityTask,
+        key: String,
+        failure: Failure,
+    ) {
+        let failure = Failure {
+            message: format!(
+                "the input of activity `{}` does not decode: {}; deploy code that reads it \
+                 (or roll back), then restart to resume",
+                task.activity, failure.message
+            ),
+            kind: failure.kind,
+        };
+        tracing::error!(activity = %task.activity, instance = %task.instance, error = %failure.message, "activity input does not decode");
+        let delivery = Delivery {
+            id,
+            incarnation: task.incarnation,
+            generation: Some(task.generation),
+            event: Event::ActivityFailed {
+                seq: task.seq,
+                attempt: task.attempt,
+                failure,
+            },
+            progress_key: Some(key),
+            undecodable: None,
+        };
+        let instance = task.instance.clone();
+        let delivery = Delivery {
+            undecodable: Some(Box::new(task)),
+            ..delivery
+        };
+        self.deliver(instance, delivery);
     }
 
     /// Commits an activity result as a stored message for `instance`, then delivers it.
@@ -272,6 +327,16 @@ impl Shared {
         delivery: &Delivery,
         commit: &mut Commit,
     ) -> Option<WorkId> {
+        if let Some(task) = &delivery.undecodable {
+            // Never executed: stored with one attempt less, which the next start's
+            // redelivery raises again.
+            let mut task = (**task).clone();
+            task.attempt = task.attempt.saturating_sub(1);
+            commit
+                .enqueued
+                .push((delivery.id, WorkItem::Activity(task)));
+            return None;
+        }
         let key = delivery.progress_key.as_ref()?;
         let message = self.work_id();
         commit.dequeued.push(delivery.id);
@@ -320,6 +385,9 @@ impl Shared {
         }
     }
 }
+
+/// An activity input its code cannot decode: the failure that says so.
+struct Undecodable(Failure);
 
 /// Runs an activity's future to its end in the calling task; a panic while polling or
 /// dropping it becomes a `Panicked` failure. (A task of its own per activity would isolate

@@ -194,8 +194,9 @@ impl ActivityError {
     }
 
     /// Whether another attempt could succeed: false when the same call would fail the same
-    /// way (the activity is not registered, its input or output does not decode as its
-    /// type, or its output is over the payload limit). Retry policies skip these.
+    /// way (the activity is not registered, its output does not encode, or its output is
+    /// over the payload limit). Retry policies skip these. (An input that does not decode
+    /// as the activity's type stalls the instance instead, its task kept.)
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self.failure.kind,

@@ -195,6 +195,7 @@ impl Shared {
                         generation,
                         event,
                         progress_key: None,
+                        undecodable: None,
                     },
                 )),
                 WorkItem::Timer {

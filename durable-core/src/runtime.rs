@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use durable_store::{Event, Failure, Incarnation, InstanceRecord, Store, WorkId};
+use durable_store::{ActivityTask, Event, Failure, Incarnation, InstanceRecord, Store, WorkId};
 use lru::LruCache;
 use tokio::sync::{Notify, Semaphore, oneshot};
 
@@ -358,12 +358,26 @@ pub(crate) struct Delivery {
     /// progress key. `id` is then the activity's task, and the turn that takes the result
     /// removes the task and the progress in the commit that records the result.
     pub(crate) progress_key: Option<String>,
+    /// Set for an activity whose input its code cannot decode (a task queued by other
+    /// code): the task, which stays in the store as never executed. The delivery stalls
+    /// its instance when turned; `event` is the `ActivityFailed` that says why, never
+    /// recorded.
+    pub(crate) undecodable: Option<Box<ActivityTask>>,
 }
 
 impl Delivery {
     /// Whether it is for run `(incarnation, generation)` of its instance.
     pub(crate) fn is_for(&self, incarnation: Incarnation, generation: u32) -> bool {
         self.incarnation == incarnation && self.generation.is_none_or(|g| g == generation)
+    }
+
+    /// For an activity whose input does not decode: the failure that stalls its instance.
+    pub(crate) fn undecodable_input(&self) -> Option<&Failure> {
+        self.undecodable.as_ref()?;
+        match &self.event {
+            Event::ActivityFailed { failure, .. } => Some(failure),
+            _ => None,
+        }
     }
 
     /// Whether the event is a client's request about the instance rather than input to

@@ -41,6 +41,7 @@ impl Shared {
                 generation: Some(generation),
                 event: Event::TimerFired { seq },
                 progress_key: None,
+                undecodable: None,
             };
             shared.deliver(instance, delivery);
             drop(due);

@@ -109,6 +109,16 @@ impl Shared {
             }
             return Ok(Plan::Control(Box::new((execution, record))));
         }
+        // An activity whose input this code cannot decode: the instance waits for code
+        // that can, its task kept.
+        if let Some(failure) = messages
+            .iter()
+            .filter(|d| d.is_for(incarnation, generation))
+            .find_map(Delivery::undecodable_input)
+        {
+            tracing::error!(instance, error = %failure.message, "instance stalled");
+            return Ok(Plan::Stall(Box::new((record, failure.clone()))));
+        }
         let new: Vec<Event> = messages
             .iter()
             .filter(|d| d.is_for(incarnation, generation))
@@ -465,6 +475,7 @@ impl Shared {
                 generation,
                 event,
                 progress_key: None,
+                undecodable: None,
             },
         )]);
     }

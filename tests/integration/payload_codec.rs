@@ -437,3 +437,138 @@ fn a_replay_test_reports_a_payload_that_no_longer_decodes_naming_the_type() {
         "{err:?}"
     );
 }
+
+// ---- An activity task queued by v1 whose input v2 cannot read ----
+
+/// The parcel a shipment is for, as v1 names it.
+#[derive(Debug, Serialize, Deserialize)]
+struct ShipmentV1 {
+    parcel: String,
+}
+
+/// A breaking edit: the parcel is a number now.
+#[derive(Debug, Serialize, Deserialize)]
+struct ShipmentV2 {
+    parcel: u64,
+}
+
+/// Holds the only activity slot until the test lets it go.
+#[activity]
+async fn hold_slot(ctx: ActivityContext, _: ()) -> Result<(), String> {
+    let mut go = ctx.state::<tokio::sync::watch::Receiver<bool>>().clone();
+    let _ = go.wait_for(|go| *go).await;
+    Ok(())
+}
+
+#[activity(name = "ship")]
+async fn ship_v1(ctx: ActivityContext, shipment: ShipmentV1) -> Result<String, String> {
+    Ok(format!(
+        "{} shipped at attempt {}",
+        shipment.parcel,
+        ctx.attempt()
+    ))
+}
+
+#[activity(name = "ship")]
+async fn ship_v2(_ctx: ActivityContext, shipment: ShipmentV2) -> Result<String, String> {
+    Ok(format!("parcel {} shipped", shipment.parcel))
+}
+
+/// Ships while `hold_slot` holds the only slot, so `ship` waits for it.
+#[orchestrator]
+async fn shipping(ctx: OrchestrationContext, _: ()) -> Result<String, String> {
+    let shipment = ShipmentV1 {
+        parcel: "p-7".to_string(),
+    };
+    let (held, shipped) = ctx
+        .join2(ctx.call(hold_slot, ()), ctx.call(ship_v1, shipment))
+        .await;
+    held?;
+    Ok(shipped?)
+}
+
+/// A task queued by v1 code whose input v2's activity type cannot read stalls its
+/// instance, naming the activity and the type, rather than failing the call; the task is
+/// kept, unexecuted, and a rollback runs it as its first attempt and the instance finishes.
+#[test]
+fn an_activity_input_that_does_not_decode_stalls_the_instance_and_a_rollback_runs_it() {
+    let (_dir, store) = store();
+    let (go, wait) = tokio::sync::watch::channel(false);
+    let v1 = || {
+        builder(store.clone())
+            .orchestrator(shipping)
+            .activity(hold_slot)
+            .activity(ship_v1)
+            .activity_concurrency(1)
+            .state(wait.clone())
+    };
+    lifetime(async {
+        let runtime = v1().start().await.unwrap();
+        runtime.client().start(shipping, "s", ()).await.unwrap();
+        wait_for(&store, "s", |h| {
+            h.iter()
+                .filter(|e| matches!(e, Event::ActivityScheduled { .. }))
+                .count()
+                == 2
+        })
+        .await;
+        let stopping = runtime.shutdown();
+        tokio::pin!(stopping);
+        // Polled once: the runtime stops taking work, then waits for `hold_slot` to end;
+        // `ship`, still waiting for the slot, gives up, its task kept.
+        tokio::select! {
+            biased;
+            () = &mut stopping => panic!("shut down while hold_slot still runs"),
+            () = std::future::ready(()) => {}
+        }
+        go.send_replace(true);
+        stopping.await;
+    });
+    // Deployed: the task runs on v2 code, whose input type cannot read it.
+    lifetime(async {
+        let runtime = builder(store.clone())
+            .orchestrator(shipping)
+            .activity(hold_slot)
+            .activity(ship_v2)
+            .activity_concurrency(1)
+            .state(wait.clone())
+            .start()
+            .await
+            .unwrap();
+        let err = runtime
+            .client()
+            .instance(shipping, "s")
+            .wait(WAIT)
+            .await
+            .unwrap_err();
+        let Error::Stalled { failure, .. } = &err else {
+            panic!("expected a stalled instance, got {err:?}");
+        };
+        assert!(
+            matches!(&failure.kind, FailureKind::Decode { type_name } if type_name.ends_with("ShipmentV2")),
+            "{failure:?}"
+        );
+        assert!(failure.message.contains("`ship`"), "{}", failure.message);
+        assert!(
+            failure.message.contains("ShipmentV2"),
+            "{}",
+            failure.message
+        );
+        runtime.shutdown().await;
+    });
+    let history = store.history("s").unwrap();
+    assert!(
+        !history.iter().any(|e| matches!(
+            e,
+            Event::ActivityFailed { .. } | Event::Failed { .. } | Event::Completed { .. }
+        )),
+        "the undecodable input failed nothing: {history:?}"
+    );
+    // Rolled back: the task runs as its first attempt, and the instance finishes.
+    lifetime(async {
+        let runtime = v1().start().await.unwrap();
+        let output = runtime.client().instance(shipping, "s").wait(WAIT).await;
+        assert_eq!(output.unwrap(), "p-7 shipped at attempt 1");
+        runtime.shutdown().await;
+    });
+}
