@@ -554,6 +554,9 @@ fn an_activity_input_that_does_not_decode_stalls_the_instance_and_a_rollback_run
             "{}",
             failure.message
         );
+        // The worker and the other instances keep running.
+        let other = runtime.client().start(chain, "c", 2).await.unwrap();
+        assert_eq!(other.wait(WAIT).await.unwrap(), 12);
         runtime.shutdown().await;
     });
     let history = store.history("s").unwrap();
