@@ -447,8 +447,10 @@ fn terminate_purge_start_again_then_a_crash_leaves_only_the_new_run() {
             .any(|e| matches!(e, durable_core::record::Event::TimerCreated { .. }))
     };
     let seen = Arc::new(Seen::default());
+    // Held past the crash: dropping it would let both activities return (`wait_for`
+    // ends with an error once the sender is gone) and commit before the runtime dies.
+    let (_held, wait) = watch::channel(false);
     lifetime(async {
-        let (_go, wait) = watch::channel(false);
         let runtime = builder(store.clone())
             .orchestrator(fetch_and_nap)
             .activity(logged_hold)
@@ -471,6 +473,14 @@ fn terminate_purge_start_again_then_a_crash_leaves_only_the_new_run() {
         // The crash: both activities still run.
     });
     assert_eq!(seen.entries(), [(1, 1), (2, 1)]);
+    assert!(
+        !store
+            .history("x")
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, durable_core::record::Event::ActivityCompleted { .. })),
+        "the new run's activity ended before the crash"
+    );
     let output = lifetime(async {
         let (_go, wait) = watch::channel(true);
         let clock = durable_core::ManualClock::new(start);
