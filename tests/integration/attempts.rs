@@ -12,31 +12,7 @@ use crate::common::*;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// What the executions of an activity saw, in the order they happened.
-#[derive(Debug, Default)]
-struct Log(Mutex<Vec<String>>);
-
-impl Log {
-    fn push(&self, entry: impl Into<String>) -> usize {
-        let mut log = self.0.lock().unwrap();
-        log.push(entry.into());
-        log.len()
-    }
-
-    fn entries(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// Waits until the log has `n` entries.
-    async fn until_len(&self, n: usize) {
-        for _ in 0..4_000 {
-            if self.0.lock().unwrap().len() >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        panic!("the log never reached {n} entries: {:?}", self.entries());
-    }
-}
+type Log = crate::common::Log<String>;
 
 /// Logs the attempt it reads. Its first execution never ends (the process then
 /// "crashes"), the second fails, the third succeeds with the attempt it read.

@@ -12,6 +12,40 @@ use durable_core::{
 };
 use serde::{Deserialize, Serialize};
 
+/// What activities saw, in the order they saw it; a test waits until it holds `n` entries.
+#[derive(Debug)]
+pub struct Log<T>(Mutex<Vec<T>>);
+
+impl<T> Default for Log<T> {
+    fn default() -> Self {
+        Self(Mutex::new(Vec::new()))
+    }
+}
+
+impl<T: Clone + std::fmt::Debug> Log<T> {
+    /// Adds `entry`; returns how many entries the log then holds.
+    pub fn push(&self, entry: impl Into<T>) -> usize {
+        let mut log = self.0.lock().unwrap();
+        log.push(entry.into());
+        log.len()
+    }
+
+    pub fn entries(&self) -> Vec<T> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits until the log has `n` entries (at most about 20 s).
+    pub async fn until_len(&self, n: usize) {
+        for _ in 0..4_000 {
+            if self.0.lock().unwrap().len() >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("the log never reached {n} entries: {:?}", self.entries());
+    }
+}
+
 /// A fresh store in a temp dir; keep the dir alive as long as the store.
 pub fn store() -> (tempfile::TempDir, FjallStore) {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,7 @@
 //! Adversarial cases found in review of issue 11: each asserts what a user of the runtime
 //! would notice.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use durable_core::{ActivityContext, OrchestrationContext, Store, activity, orchestrator};
@@ -12,33 +12,12 @@ use crate::common::*;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// What the executions of an activity saw: `(call, attempt)`, in order.
-#[derive(Debug, Default)]
-struct Seen(Mutex<Vec<(u32, u32)>>);
-
-impl Seen {
-    fn entries(&self) -> Vec<(u32, u32)> {
-        self.0.lock().unwrap().clone()
-    }
-
-    async fn until_len(&self, n: usize) {
-        for _ in 0..4_000 {
-            if self.0.lock().unwrap().len() >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        panic!("never {n} executions: {:?}", self.entries());
-    }
-}
+type Seen = Log<(u32, u32)>;
 
 /// Logs `(call, attempt)`; call 0 then waits until the test lets it go.
 #[activity]
 async fn queued(ctx: ActivityContext, call: u32) -> Result<u32, String> {
-    ctx.state::<Arc<Seen>>()
-        .0
-        .lock()
-        .unwrap()
-        .push((call, ctx.attempt()));
+    ctx.state::<Arc<Seen>>().push((call, ctx.attempt()));
     if call == 0 {
         let mut go = ctx.state::<watch::Receiver<bool>>().clone();
         let _ = go.wait_for(|go| *go).await;
@@ -98,11 +77,7 @@ fn an_activity_that_never_started_before_a_shutdown_runs_as_its_first_attempt() 
 /// Fails the first execution of each call, then returns the attempt it read.
 #[activity]
 async fn fails_once(ctx: ActivityContext, call: u32) -> Result<u32, String> {
-    ctx.state::<Arc<Seen>>()
-        .0
-        .lock()
-        .unwrap()
-        .push((call, ctx.attempt()));
+    ctx.state::<Arc<Seen>>().push((call, ctx.attempt()));
     if ctx.attempt() == 1 {
         return Err(format!("call {call}: transient"));
     }
@@ -417,11 +392,7 @@ async fn a_generated_child_can_name_its_own_child_after_itself() {
 /// Logs its input; returns it once the test lets it go.
 #[activity]
 async fn logged_hold(ctx: ActivityContext, n: u64) -> Result<u64, String> {
-    ctx.state::<Arc<Seen>>()
-        .0
-        .lock()
-        .unwrap()
-        .push((n as u32, ctx.attempt()));
+    ctx.state::<Arc<Seen>>().push((n as u32, ctx.attempt()));
     let mut go = ctx.state::<watch::Receiver<bool>>().clone();
     let _ = go.wait_for(|go| *go).await;
     Ok(n)
