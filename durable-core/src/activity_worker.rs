@@ -98,9 +98,8 @@ impl Shared {
     pub(crate) async fn activities_waiting_give_up(&self) {
         let waiting = std::mem::take(&mut lock(&self.activities).waiting);
         let mut commit = Commit::default();
-        for Queued { id, mut task, busy } in waiting {
-            task.attempt = task.attempt.saturating_sub(1);
-            commit.enqueued.push((id, WorkItem::Activity(task)));
+        for Queued { id, task, busy } in waiting {
+            store_unexecuted(id, task, &mut commit);
             drop(busy);
         }
         if !commit.is_empty()
@@ -328,13 +327,7 @@ impl Shared {
         commit: &mut Commit,
     ) -> Option<WorkId> {
         if let Some(task) = &delivery.undecodable {
-            // Never executed: stored with one attempt less, which the next start's
-            // redelivery raises again.
-            let mut task = (**task).clone();
-            task.attempt = task.attempt.saturating_sub(1);
-            commit
-                .enqueued
-                .push((delivery.id, WorkItem::Activity(task)));
+            store_unexecuted(delivery.id, (**task).clone(), commit);
             return None;
         }
         let key = delivery.progress_key.as_ref()?;
@@ -384,6 +377,14 @@ impl Shared {
             tracing::warn!(error = %e, "activity results not stored at shutdown; they run again on the next start");
         }
     }
+}
+
+/// Stores activity `task` (work item `id`), which never executed, with one attempt less:
+/// the next start's redelivery raises it again, so a redelivery counts an attempt only
+/// for a task that may have executed.
+fn store_unexecuted(id: WorkId, mut task: ActivityTask, commit: &mut Commit) {
+    task.attempt = task.attempt.saturating_sub(1);
+    commit.enqueued.push((id, WorkItem::Activity(task)));
 }
 
 /// An activity input its code cannot decode: the failure that says so.
