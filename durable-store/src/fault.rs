@@ -26,8 +26,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use crate::error::StoreError;
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// A kind of store call, as [`FaultyStore`] counts and fails them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -184,6 +185,7 @@ impl FaultSwitch {
             return Err(StoreError::Poisoned {
                 path: None,
                 detail: format!("the first failure: {failure}"),
+                source: None,
             });
         }
         // The commit a rule names, if the write carries it; else the write itself.
@@ -205,7 +207,10 @@ impl FaultSwitch {
         if poison {
             let _ = self.state.poisoned.set(fault.clone());
         }
-        Err(StoreError::Io(fault))
+        Err(StoreError::Io {
+            detail: fault,
+            source: None,
+        })
     }
 
     /// Numbers the next `n` calls of kind `kind`; returns the first number.
@@ -222,7 +227,10 @@ impl FaultSwitch {
         if !ruled && !self.is_broken() {
             return Ok(());
         }
-        Err(StoreError::Io(self.injected_fault(call, numbers[0].1)))
+        Err(StoreError::Io {
+            detail: self.injected_fault(call, numbers[0].1),
+            source: None,
+        })
     }
 
     /// Counts an injected fault; returns its message.
@@ -248,7 +256,7 @@ impl FaultSwitch {
 ///     ..Commit::default()
 /// };
 /// store.commit(&[put("a")])?;
-/// assert!(matches!(store.commit(&[put("b")]), Err(StoreError::Io(_))));
+/// assert!(matches!(store.commit(&[put("b")]), Err(StoreError::Io { .. })));
 /// store.commit(&[put("c")])?;
 /// assert_eq!(store.progress("b")?, None);
 /// assert_eq!(store.progress("c")?, Some(vec![1]));
@@ -358,7 +366,7 @@ impl<S: Store> FaultyStore<S> {
     ///     ..Commit::default()
     /// };
     /// store.commit(&[put("a")])?;
-    /// assert!(matches!(store.commit(&[put("b")]), Err(StoreError::Io(_))));
+    /// assert!(matches!(store.commit(&[put("b")]), Err(StoreError::Io { .. })));
     /// let err = store.commit(&[put("c")]).unwrap_err();
     /// assert!(matches!(err, StoreError::Poisoned { .. }) && err.is_permanent());
     /// assert_eq!(store.progress("a")?, Some(vec![1]), "reads go on");
@@ -386,7 +394,7 @@ impl<S: Store> Store for FaultyStore<S> {
             .check_write(commits.len() as u64, self.poison_on_failure)
         {
             Ok(()) => self.inner.commit(commits),
-            Err(fault @ StoreError::Io(_)) if self.written_anyway => {
+            Err(fault @ StoreError::Io { .. }) if self.written_anyway => {
                 self.inner.commit(commits)?;
                 Err(fault)
             }
@@ -423,7 +431,7 @@ impl<S: Store> Store for FaultyStore<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MemoryStore;
+    use crate::memory_store::MemoryStore;
 
     fn put(key: &str) -> Commit {
         Commit {
@@ -505,14 +513,16 @@ mod tests {
         assert!(!switch.is_poisoned());
         let err = store.commit(&[put("b")]).unwrap_err();
         assert!(
-            matches!(&err, StoreError::Io(m) if m.contains("commit #2")),
+            matches!(&err, StoreError::Io { detail, .. } if detail.contains("commit #2")),
             "{err:?}"
         );
         assert!(switch.is_poisoned());
         switch.heal();
         for key in ["c", "d"] {
             match store.clone().commit(&[put(key)]) {
-                Err(StoreError::Poisoned { path: None, detail }) => {
+                Err(StoreError::Poisoned {
+                    path: None, detail, ..
+                }) => {
                     assert!(detail.contains("injected fault: commit #2"), "{detail}");
                 }
                 other => panic!("expected Poisoned, got {other:?}"),
@@ -538,14 +548,17 @@ mod tests {
         let store = FaultyStore::new(MemoryStore::new())
             .fail_read(1)
             .poison_on_failure();
-        assert!(matches!(store.instances(), Err(StoreError::Io(_))));
+        assert!(matches!(store.instances(), Err(StoreError::Io { .. })));
         assert!(
             store.commit(&[put("a")]).is_ok(),
             "a failed read does not poison"
         );
         let switch = store.switch();
         switch.break_disk();
-        assert!(matches!(store.commit(&[put("b")]), Err(StoreError::Io(_))));
+        assert!(matches!(
+            store.commit(&[put("b")]),
+            Err(StoreError::Io { .. })
+        ));
         switch.heal();
         assert!(matches!(
             store.commit(&[put("c")]),
@@ -564,7 +577,10 @@ mod tests {
             .fail_commit(1)
             .written_anyway()
             .poison_on_failure();
-        assert!(matches!(store.commit(&[put("a")]), Err(StoreError::Io(_))));
+        assert!(matches!(
+            store.commit(&[put("a")]),
+            Err(StoreError::Io { .. })
+        ));
         assert_eq!(
             store.progress("a").unwrap(),
             Some(vec![7]),

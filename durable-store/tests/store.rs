@@ -6,7 +6,7 @@ use std::path::Path;
 
 use durable_store::{
     Commit, Durability, Event, FORMAT_VERSION, FaultyStore, FjallStore, HistoryAppend,
-    InstanceRecord, MemoryStore, Status, Store, StoreError, WorkItem, conformance,
+    InstanceRecord, KeyKind, MemoryStore, Status, Store, StoreError, WorkItem, conformance,
 };
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 
@@ -76,7 +76,7 @@ fn a_call_with_one_bad_commit_writes_nothing() {
                 matches!(
                     err,
                     StoreError::InvalidKey {
-                        what: "instance id",
+                        kind: KeyKind::InstanceId,
                         ..
                     }
                 ),
@@ -126,7 +126,7 @@ fn a_refused_key_is_quoted_briefly_with_what_to_use_instead() {
             }])
             .unwrap_err();
         assert!(
-            matches!(&err, StoreError::InvalidKey { what: "events of instance", key, .. } if key == "eternal"),
+            matches!(&err, StoreError::InvalidKey { kind: KeyKind::EventIndex, key, .. } if key == "eternal"),
             "{err:?}"
         );
         let message = err.to_string();
@@ -145,25 +145,32 @@ fn only_io_errors_are_worth_a_retry() {
         StoreError::Corrupt {
             path: path.clone(),
             detail: "a checksum does not match".to_owned(),
+            source: None,
         },
         StoreError::Decode {
             what: "event #3 of `x`".to_owned(),
             detail: "unexpected end".to_owned(),
+            source: None,
         },
         StoreError::InvalidKey {
-            what: "instance id",
+            kind: KeyKind::InstanceId,
             key: String::new(),
             reason: "it is empty".to_owned(),
         },
         StoreError::Poisoned {
             path: Some(path),
             detail: "the first failure: syncing it: Input/output error".to_owned(),
+            source: None,
         },
     ];
     for err in permanent {
         assert!(err.is_permanent(), "{err:?}");
     }
-    assert!(!StoreError::Io("timed out".to_owned()).is_permanent());
+    let timed_out = StoreError::Io {
+        detail: "timed out".to_owned(),
+        source: None,
+    };
+    assert!(!timed_out.is_permanent());
 }
 
 #[test]
@@ -171,6 +178,7 @@ fn a_poisoned_store_says_to_restart_and_what_is_kept() {
     let with_path = StoreError::Poisoned {
         path: Some("/data/store".into()),
         detail: "the first failure: writing to it: No space left on device".to_owned(),
+        source: None,
     };
     assert_eq!(
         with_path.to_string(),
@@ -182,6 +190,7 @@ fn a_poisoned_store_says_to_restart_and_what_is_kept() {
     let without = StoreError::Poisoned {
         path: None,
         detail: "injected".to_owned(),
+        source: None,
     };
     assert!(
         without.to_string().starts_with(
@@ -203,7 +212,7 @@ fn a_poisoned_faulty_store_writes_again_after_a_reopen() {
         store.commit(&numbered_commits(0..3)).unwrap();
         let err = store.commit(&numbered_commits(3..4)).unwrap_err();
         assert!(
-            matches!(err, StoreError::Io(_)) && !err.is_permanent(),
+            matches!(err, StoreError::Io { .. }) && !err.is_permanent(),
             "{err:?}"
         );
         let err = store.commit(&numbered_commits(4..5)).unwrap_err();
@@ -302,7 +311,7 @@ fn poisoned_by_a_file_size_limit() {
         }])
         .unwrap_err();
     assert!(
-        matches!(&err, StoreError::Io(m) if m.contains("File too large")),
+        matches!(&err, StoreError::Io { detail, .. } if detail.contains("File too large")),
         "{err:?}"
     );
     println!("child: the failed write: {err}");
@@ -315,6 +324,7 @@ fn poisoned_by_a_file_size_limit() {
             StoreError::Poisoned {
                 path: Some(path),
                 detail,
+                ..
             } => {
                 assert_eq!(path, Path::new(&dir));
                 assert!(detail.contains("File too large"), "{detail}");
