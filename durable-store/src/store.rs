@@ -5,6 +5,7 @@ use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 
 /// Whether a commit waits for the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Durability {
     /// Every commit is fsync'd before it returns (the default): an acknowledged turn survives
     /// power loss.
@@ -19,7 +20,8 @@ pub enum Durability {
 ///
 /// Implementations must make each call to [`Store::commit`] atomic (all of its commits or
 /// none) and, with [`Durability::Sync`], durable before it returns. Run
-/// [`crate::conformance::run`] against an implementation to check it.
+/// `durable_store::conformance::run` (with the `testing` feature) against an implementation
+/// to check it.
 pub trait Store: Send + Sync + 'static {
     /// Applies `commits` atomically, in order, as one write (one fsync for all of them).
     ///
@@ -30,19 +32,45 @@ pub trait Store: Send + Sync + 'static {
     /// failed, [`StoreError::Io`] if the write fails.
     fn commit(&self, commits: &[Commit]) -> Result<(), StoreError>;
 
-    /// The record of one instance.
+    /// The record of one instance; `None` if there is none (or `id` is a key the store
+    /// cannot hold).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Decode`] if the record does not decode, [`StoreError::Io`] if the read
+    /// fails.
     fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError>;
 
-    /// Every instance record, in id order.
+    /// Every instance record, in id order. Reads the whole `instances` keyspace: its cost
+    /// grows with the number of instances stored, finished ones included.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Decode`] if an id or a record does not decode, [`StoreError::Io`] if
+    /// the read fails.
     fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError>;
 
-    /// The full history of one instance, in order.
+    /// The full history of one instance, in order; empty if it has none.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Decode`] if an event or its key does not decode, [`StoreError::Io`] if
+    /// the read fails.
     fn history(&self, id: &str) -> Result<Vec<Event>, StoreError>;
 
-    /// Every work item not yet acknowledged, in id order.
+    /// Every work item not yet acknowledged, in id order. Reads the whole queue.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Decode`] if an item or its key does not decode, [`StoreError::Io`] if
+    /// the read fails.
     fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError>;
 
-    /// The progress checkpoint saved under `key`.
+    /// The progress checkpoint saved under `key`; `None` if there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Io`] if the read fails.
     fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 

@@ -2,6 +2,7 @@
 //! are not (or no longer) good stores.
 
 use std::cell::Cell;
+use std::error::Error;
 use std::path::Path;
 
 use durable_store::{
@@ -314,6 +315,13 @@ fn poisoned_by_a_file_size_limit() {
         matches!(&err, StoreError::Io { detail, .. } if detail.contains("File too large")),
         "{err:?}"
     );
+    let fjalls = err
+        .source()
+        .and_then(|cause| cause.downcast_ref::<fjall::Error>());
+    assert!(
+        matches!(fjalls, Some(fjall::Error::Io(_))),
+        "the failed write keeps fjall's error: {err:?}"
+    );
     println!("child: the failed write: {err}");
     for err in [
         store.commit(&numbered_commits(3..4)).unwrap_err(),
@@ -328,6 +336,13 @@ fn poisoned_by_a_file_size_limit() {
             } => {
                 assert_eq!(path, Path::new(&dir));
                 assert!(detail.contains("File too large"), "{detail}");
+                let first = err
+                    .source()
+                    .and_then(|cause| cause.downcast_ref::<fjall::Error>());
+                assert!(
+                    matches!(first, Some(fjall::Error::Io(_))),
+                    "a poisoned store keeps the first failure's error: {err:?}"
+                );
             }
             other => panic!("expected Poisoned, got {other:?}"),
         }
@@ -456,14 +471,6 @@ fn a_creation_killed_halfway_leaves_no_store_and_is_redone() {
     store.commit(&numbered_commits(0..3)).unwrap();
     assert_numbered_commits(&store, 0..3);
     assert!(!staging.exists(), "the unfinished creation is cleared away");
-}
-
-#[test]
-fn a_store_open_twice_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let _first = FjallStore::open(dir.path()).unwrap();
-    let err = FjallStore::open(dir.path()).unwrap_err();
-    assert!(err.to_string().contains("already open"), "{err}");
 }
 
 #[test]
