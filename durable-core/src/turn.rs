@@ -169,7 +169,7 @@ impl Shared {
                         Ok(history) => history,
                         // A damaged history will not read better on a retry: park the
                         // instance, saying which record, and keep everything as it is.
-                        Err(StoreError::Decode { what, detail }) => {
+                        Err(StoreError::Decode { what, detail, .. }) => {
                             let failure = Failure {
                                 message: format!(
                                     "its history cannot be read: stored {what} does not decode ({detail}); \

@@ -4,8 +4,8 @@
 //! rejected call leaves the store untouched and the two implementations agree on what they
 //! refuse.
 
+use crate::error::{KeyKind, StoreError};
 use crate::record::{Commit, HistoryAppend};
-use crate::store::StoreError;
 
 /// The longest instance id or progress key, in bytes.
 ///
@@ -17,20 +17,20 @@ pub(crate) const MAX_KEY_LEN: usize = u16::MAX as usize - 6;
 pub(crate) fn check(commits: &[Commit]) -> Result<(), StoreError> {
     for commit in commits {
         for (id, _) in &commit.histories_removed {
-            check_key("instance id", id)?;
+            check_key(KeyKind::InstanceId, id)?;
         }
         for id in &commit.instances_removed {
-            check_key("instance id", id)?;
+            check_key(KeyKind::InstanceId, id)?;
         }
         for (id, _) in &commit.instances {
-            check_key("instance id", id)?;
+            check_key(KeyKind::InstanceId, id)?;
         }
         for append in &commit.history {
-            check_key("instance id", &append.instance)?;
+            check_key(KeyKind::InstanceId, &append.instance)?;
             check_indices(append)?;
         }
         for (key, _) in &commit.progress {
-            check_key("progress key", key)?;
+            check_key(KeyKind::ProgressKey, key)?;
         }
     }
     Ok(())
@@ -41,7 +41,7 @@ pub(crate) fn is_storable(key: &str) -> bool {
     !key.is_empty() && key.len() <= MAX_KEY_LEN
 }
 
-fn check_key(what: &'static str, key: &str) -> Result<(), StoreError> {
+fn check_key(kind: KeyKind, key: &str) -> Result<(), StoreError> {
     if is_storable(key) {
         return Ok(());
     }
@@ -51,7 +51,7 @@ fn check_key(what: &'static str, key: &str) -> Result<(), StoreError> {
         format!("it is {} bytes long", key.len())
     };
     Err(invalid(
-        what,
+        kind,
         key,
         format!("{problem}; use 1 to {MAX_KEY_LEN} bytes"),
     ))
@@ -64,7 +64,7 @@ fn check_indices(append: &HistoryAppend) -> Result<(), StoreError> {
         return Ok(());
     }
     Err(invalid(
-        "events of instance",
+        KeyKind::EventIndex,
         &append.instance,
         format!(
             "appending {} events at index {} passes 2^32 events, the most one history holds; \
@@ -80,12 +80,12 @@ const QUOTED_CHARS: usize = 64;
 
 /// A [`StoreError::InvalidKey`] quoting at most [`QUOTED_CHARS`] characters of `key`: a
 /// refused key may be 64 KiB or more, too long to read and to copy with every clone.
-fn invalid(what: &'static str, key: &str, reason: String) -> StoreError {
+fn invalid(kind: KeyKind, key: &str, reason: String) -> StoreError {
     let key = match key.char_indices().nth(QUOTED_CHARS) {
         Some((cut, _)) => format!("{}…", &key[..cut]),
         None => key.to_owned(),
     };
-    StoreError::InvalidKey { what, key, reason }
+    StoreError::InvalidKey { kind, key, reason }
 }
 
 /// The prefix shared by every history key of instance `id`: its length (u16 big-endian) and

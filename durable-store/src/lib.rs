@@ -1,23 +1,32 @@
 //! Durable storage for the `durable` workflow engine.
 //!
 //! [`Store`] is what the engine needs; [`FjallStore`] implements it on an embedded fjall
-//! database and [`MemoryStore`] in memory for tests; [`conformance::run`] checks any
-//! implementation.
+//! database. With the `testing` feature, `MemoryStore` implements it in memory,
+//! `FaultyStore` makes chosen calls of another store fail, and `conformance::run` checks
+//! any implementation.
+#![warn(missing_docs)]
 
+mod error;
+#[cfg(feature = "testing")]
 mod fault;
 mod fjall_store;
 mod keys;
+#[cfg(feature = "testing")]
 mod memory_store;
 mod record;
 mod store;
 
+#[cfg(feature = "testing")]
 pub mod conformance;
 
+pub use error::{KeyKind, StoreError};
+#[cfg(feature = "testing")]
 pub use fault::{Call, FaultSwitch, FaultyStore};
 pub use fjall_store::{FORMAT_VERSION, FjallStore};
+#[cfg(feature = "testing")]
 pub use memory_store::MemoryStore;
 pub use record::{
     ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, Incarnation, InstanceRecord,
     ParentLink, Site, Status, WorkId, WorkItem,
 };
-pub use store::{Durability, Store, StoreError};
+pub use store::{Durability, Store};

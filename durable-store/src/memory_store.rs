@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::error::StoreError;
 use crate::keys;
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// A [`Store`] kept in memory: fast, and gone when the last clone drops.
 ///

@@ -2,11 +2,12 @@
 //! are not (or no longer) good stores.
 
 use std::cell::Cell;
+use std::error::Error;
 use std::path::Path;
 
 use durable_store::{
     Commit, Durability, Event, FORMAT_VERSION, FaultyStore, FjallStore, HistoryAppend,
-    InstanceRecord, MemoryStore, Status, Store, StoreError, WorkItem, conformance,
+    InstanceRecord, KeyKind, MemoryStore, Status, Store, StoreError, WorkItem, conformance,
 };
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 
@@ -76,7 +77,7 @@ fn a_call_with_one_bad_commit_writes_nothing() {
                 matches!(
                     err,
                     StoreError::InvalidKey {
-                        what: "instance id",
+                        kind: KeyKind::InstanceId,
                         ..
                     }
                 ),
@@ -126,7 +127,7 @@ fn a_refused_key_is_quoted_briefly_with_what_to_use_instead() {
             }])
             .unwrap_err();
         assert!(
-            matches!(&err, StoreError::InvalidKey { what: "events of instance", key, .. } if key == "eternal"),
+            matches!(&err, StoreError::InvalidKey { kind: KeyKind::EventIndex, key, .. } if key == "eternal"),
             "{err:?}"
         );
         let message = err.to_string();
@@ -145,25 +146,32 @@ fn only_io_errors_are_worth_a_retry() {
         StoreError::Corrupt {
             path: path.clone(),
             detail: "a checksum does not match".to_owned(),
+            source: None,
         },
         StoreError::Decode {
             what: "event #3 of `x`".to_owned(),
             detail: "unexpected end".to_owned(),
+            source: None,
         },
         StoreError::InvalidKey {
-            what: "instance id",
+            kind: KeyKind::InstanceId,
             key: String::new(),
             reason: "it is empty".to_owned(),
         },
         StoreError::Poisoned {
             path: Some(path),
             detail: "the first failure: syncing it: Input/output error".to_owned(),
+            source: None,
         },
     ];
     for err in permanent {
         assert!(err.is_permanent(), "{err:?}");
     }
-    assert!(!StoreError::Io("timed out".to_owned()).is_permanent());
+    let timed_out = StoreError::Io {
+        detail: "timed out".to_owned(),
+        source: None,
+    };
+    assert!(!timed_out.is_permanent());
 }
 
 #[test]
@@ -171,6 +179,7 @@ fn a_poisoned_store_says_to_restart_and_what_is_kept() {
     let with_path = StoreError::Poisoned {
         path: Some("/data/store".into()),
         detail: "the first failure: writing to it: No space left on device".to_owned(),
+        source: None,
     };
     assert_eq!(
         with_path.to_string(),
@@ -182,6 +191,7 @@ fn a_poisoned_store_says_to_restart_and_what_is_kept() {
     let without = StoreError::Poisoned {
         path: None,
         detail: "injected".to_owned(),
+        source: None,
     };
     assert!(
         without.to_string().starts_with(
@@ -203,7 +213,7 @@ fn a_poisoned_faulty_store_writes_again_after_a_reopen() {
         store.commit(&numbered_commits(0..3)).unwrap();
         let err = store.commit(&numbered_commits(3..4)).unwrap_err();
         assert!(
-            matches!(err, StoreError::Io(_)) && !err.is_permanent(),
+            matches!(err, StoreError::Io { .. }) && !err.is_permanent(),
             "{err:?}"
         );
         let err = store.commit(&numbered_commits(4..5)).unwrap_err();
@@ -302,8 +312,15 @@ fn poisoned_by_a_file_size_limit() {
         }])
         .unwrap_err();
     assert!(
-        matches!(&err, StoreError::Io(m) if m.contains("File too large")),
+        matches!(&err, StoreError::Io { detail, .. } if detail.contains("File too large")),
         "{err:?}"
+    );
+    let fjalls = err
+        .source()
+        .and_then(|cause| cause.downcast_ref::<fjall::Error>());
+    assert!(
+        matches!(fjalls, Some(fjall::Error::Io(_))),
+        "the failed write keeps fjall's error: {err:?}"
     );
     println!("child: the failed write: {err}");
     for err in [
@@ -315,9 +332,17 @@ fn poisoned_by_a_file_size_limit() {
             StoreError::Poisoned {
                 path: Some(path),
                 detail,
+                ..
             } => {
                 assert_eq!(path, Path::new(&dir));
                 assert!(detail.contains("File too large"), "{detail}");
+                let first = err
+                    .source()
+                    .and_then(|cause| cause.downcast_ref::<fjall::Error>());
+                assert!(
+                    matches!(first, Some(fjall::Error::Io(_))),
+                    "a poisoned store keeps the first failure's error: {err:?}"
+                );
             }
             other => panic!("expected Poisoned, got {other:?}"),
         }
@@ -446,14 +471,6 @@ fn a_creation_killed_halfway_leaves_no_store_and_is_redone() {
     store.commit(&numbered_commits(0..3)).unwrap();
     assert_numbered_commits(&store, 0..3);
     assert!(!staging.exists(), "the unfinished creation is cleared away");
-}
-
-#[test]
-fn a_store_open_twice_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let _first = FjallStore::open(dir.path()).unwrap();
-    let err = FjallStore::open(dir.path()).unwrap_err();
-    assert!(err.to_string().contains("already open"), "{err}");
 }
 
 #[test]

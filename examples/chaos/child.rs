@@ -21,8 +21,12 @@ pub const SETTLED: &str = "settled";
 /// activities ([`Pace`]).
 pub async fn run(dir: &Path, specs: Vec<Spec>, serve: bool, seed: u64) -> Result<(), Error> {
     let store = FjallStore::open(dir.join("durable"))?;
-    let ledger = Ledger::open(&dir.join("ledger"))
-        .map_err(|e| Error::Store(durable_core::StoreError::Io(format!("ledger: {e:?}"))))?;
+    let ledger = Ledger::open(&dir.join("ledger")).map_err(|e| {
+        Error::Store(durable_core::StoreError::Io {
+            detail: format!("ledger: {e:?}"),
+            source: Some(std::sync::Arc::new(e)),
+        })
+    })?;
     let runtime = Runtime::builder(store.clone())
         .orchestrator(chain)
         .orchestrator(fan)
@@ -64,8 +68,12 @@ pub async fn run(dir: &Path, specs: Vec<Spec>, serve: bool, seed: u64) -> Result
         }
     }
     late.abort();
-    std::fs::write(dir.join(SETTLED), b"")
-        .map_err(|e| Error::Store(durable_core::StoreError::Io(e.to_string())))?;
+    std::fs::write(dir.join(SETTLED), b"").map_err(|e| {
+        Error::Store(durable_core::StoreError::Io {
+            detail: e.to_string(),
+            source: Some(std::sync::Arc::new(e)),
+        })
+    })?;
     if serve {
         std::future::pending::<()>().await;
     }

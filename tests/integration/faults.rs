@@ -89,7 +89,7 @@ fn runtime(
 
 /// Whether `err` is a fault the test injected, as the user sees it.
 fn is_injected(err: &Error) -> bool {
-    matches!(err, Error::Store(StoreError::Io(message)) if message.contains("injected fault"))
+    matches!(err, Error::Store(StoreError::Io { detail, .. }) if detail.contains("injected fault"))
 }
 
 /// Starts the runtime, retrying while an injected fault fails its recovery.

@@ -26,8 +26,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use crate::error::StoreError;
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// A kind of store call, as [`FaultyStore`] counts and fails them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -184,6 +185,7 @@ impl FaultSwitch {
             return Err(StoreError::Poisoned {
                 path: None,
                 detail: format!("the first failure: {failure}"),
+                source: None,
             });
         }
         // The commit a rule names, if the write carries it; else the write itself.
@@ -205,7 +207,10 @@ impl FaultSwitch {
         if poison {
             let _ = self.state.poisoned.set(fault.clone());
         }
-        Err(StoreError::Io(fault))
+        Err(StoreError::Io {
+            detail: fault,
+            source: None,
+        })
     }
 
     /// Numbers the next `n` calls of kind `kind`; returns the first number.
@@ -222,7 +227,10 @@ impl FaultSwitch {
         if !ruled && !self.is_broken() {
             return Ok(());
         }
-        Err(StoreError::Io(self.injected_fault(call, numbers[0].1)))
+        Err(StoreError::Io {
+            detail: self.injected_fault(call, numbers[0].1),
+            source: None,
+        })
     }
 
     /// Counts an injected fault; returns its message.
@@ -248,7 +256,7 @@ impl FaultSwitch {
 ///     ..Commit::default()
 /// };
 /// store.commit(&[put("a")])?;
-/// assert!(matches!(store.commit(&[put("b")]), Err(StoreError::Io(_))));
+/// assert!(matches!(store.commit(&[put("b")]), Err(StoreError::Io { .. })));
 /// store.commit(&[put("c")])?;
 /// assert_eq!(store.progress("b")?, None);
 /// assert_eq!(store.progress("c")?, Some(vec![1]));
@@ -358,7 +366,7 @@ impl<S: Store> FaultyStore<S> {
     ///     ..Commit::default()
     /// };
     /// store.commit(&[put("a")])?;
-    /// assert!(matches!(store.commit(&[put("b")]), Err(StoreError::Io(_))));
+    /// assert!(matches!(store.commit(&[put("b")]), Err(StoreError::Io { .. })));
     /// let err = store.commit(&[put("c")]).unwrap_err();
     /// assert!(matches!(err, StoreError::Poisoned { .. }) && err.is_permanent());
     /// assert_eq!(store.progress("a")?, Some(vec![1]), "reads go on");
@@ -386,7 +394,7 @@ impl<S: Store> Store for FaultyStore<S> {
             .check_write(commits.len() as u64, self.poison_on_failure)
         {
             Ok(()) => self.inner.commit(commits),
-            Err(fault @ StoreError::Io(_)) if self.written_anyway => {
+            Err(fault @ StoreError::Io { .. }) if self.written_anyway => {
                 self.inner.commit(commits)?;
                 Err(fault)
             }
@@ -421,171 +429,4 @@ impl<S: Store> Store for FaultyStore<S> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::MemoryStore;
-
-    fn put(key: &str) -> Commit {
-        Commit {
-            progress: vec![(key.to_owned(), Some(vec![7]))],
-            ..Commit::default()
-        }
-    }
-
-    #[test]
-    fn without_faults_it_is_the_store_it_wraps() {
-        crate::conformance::run(|| FaultyStore::new(MemoryStore::new()));
-    }
-
-    #[test]
-    fn a_rule_on_one_kind_of_read_leaves_the_others_alone() {
-        let store = FaultyStore::new(MemoryStore::new()).fail_call(Call::History, 2);
-        assert!(store.history("a").is_ok());
-        assert!(store.instances().is_ok());
-        assert!(store.history("a").is_err());
-        assert!(store.history("a").is_ok());
-        let switch = store.switch();
-        assert_eq!(switch.count(Call::History), 3);
-        assert_eq!(switch.count(Call::Read), 4);
-        assert_eq!(switch.injected(), 1);
-    }
-
-    #[test]
-    fn commits_fail_in_a_window_and_write_nothing() {
-        let store = FaultyStore::new(MemoryStore::new())
-            .fail_commits_from(2)
-            .until(4);
-        let results: Vec<bool> = ["a", "b", "c", "d"]
-            .iter()
-            .map(|key| store.commit(&[put(key)]).is_ok())
-            .collect();
-        assert_eq!(results, [true, false, false, true]);
-        assert_eq!(store.inner().progress("b").unwrap(), None);
-        assert_eq!(store.inner().progress("d").unwrap(), Some(vec![7]));
-    }
-
-    #[test]
-    fn a_write_fails_if_it_carries_a_failing_commit() {
-        let store = FaultyStore::new(MemoryStore::new()).fail_commit(3);
-        assert!(store.commit(&[put("a"), put("b")]).is_ok());
-        let err = store.commit(&[put("c"), put("d")]).unwrap_err();
-        assert!(err.to_string().contains("commit #3"), "{err}");
-        assert_eq!(store.progress("d").unwrap(), None, "the whole write failed");
-        assert!(store.commit(&[put("e")]).is_ok());
-        let switch = store.switch();
-        assert_eq!(
-            (switch.count(Call::Commit), switch.count(Call::Write)),
-            (5, 3)
-        );
-        let store = FaultyStore::new(MemoryStore::new()).fail_call(Call::Write, 2);
-        assert!(store.commit(&[put("a"), put("b")]).is_ok());
-        assert!(store.commit(&[put("c")]).is_err());
-    }
-
-    #[test]
-    fn written_anyway_writes_then_fails() {
-        let store = FaultyStore::new(MemoryStore::new())
-            .fail_commit(1)
-            .written_anyway();
-        let err = store.commit(&[put("a")]).unwrap_err();
-        assert!(
-            err.to_string().contains("injected fault: commit #1"),
-            "{err}"
-        );
-        assert_eq!(store.progress("a").unwrap(), Some(vec![7]));
-    }
-
-    #[test]
-    fn a_poisoned_store_refuses_every_later_write_but_reads() {
-        let store = FaultyStore::new(MemoryStore::new())
-            .fail_commit(2)
-            .poison_on_failure();
-        let switch = store.switch();
-        store.commit(&[put("a")]).unwrap();
-        assert!(!switch.is_poisoned());
-        let err = store.commit(&[put("b")]).unwrap_err();
-        assert!(
-            matches!(&err, StoreError::Io(m) if m.contains("commit #2")),
-            "{err:?}"
-        );
-        assert!(switch.is_poisoned());
-        switch.heal();
-        for key in ["c", "d"] {
-            match store.clone().commit(&[put(key)]) {
-                Err(StoreError::Poisoned { path: None, detail }) => {
-                    assert!(detail.contains("injected fault: commit #2"), "{detail}");
-                }
-                other => panic!("expected Poisoned, got {other:?}"),
-            }
-        }
-        assert_eq!(store.progress("a").unwrap(), Some(vec![7]), "reads go on");
-        for key in ["b", "c", "d"] {
-            assert_eq!(
-                store.inner().progress(key).unwrap(),
-                None,
-                "{key} was written"
-            );
-        }
-        assert_eq!(
-            (switch.count(Call::Write), switch.injected()),
-            (4, 1),
-            "refused writes are counted, but are not injected faults"
-        );
-    }
-
-    #[test]
-    fn poisoning_follows_write_failures_only() {
-        let store = FaultyStore::new(MemoryStore::new())
-            .fail_read(1)
-            .poison_on_failure();
-        assert!(matches!(store.instances(), Err(StoreError::Io(_))));
-        assert!(
-            store.commit(&[put("a")]).is_ok(),
-            "a failed read does not poison"
-        );
-        let switch = store.switch();
-        switch.break_disk();
-        assert!(matches!(store.commit(&[put("b")]), Err(StoreError::Io(_))));
-        switch.heal();
-        assert!(matches!(
-            store.commit(&[put("c")]),
-            Err(StoreError::Poisoned { .. })
-        ));
-        // Without the mode, the same failure leaves the store writable.
-        let store = FaultyStore::new(MemoryStore::new()).fail_commit(1);
-        assert!(store.commit(&[put("a")]).is_err());
-        assert!(store.commit(&[put("b")]).is_ok());
-        assert!(!store.switch().is_poisoned());
-    }
-
-    #[test]
-    fn written_anyway_then_poisoned() {
-        let store = FaultyStore::new(MemoryStore::new())
-            .fail_commit(1)
-            .written_anyway()
-            .poison_on_failure();
-        assert!(matches!(store.commit(&[put("a")]), Err(StoreError::Io(_))));
-        assert_eq!(
-            store.progress("a").unwrap(),
-            Some(vec![7]),
-            "written anyway"
-        );
-        assert!(matches!(
-            store.commit(&[put("b")]),
-            Err(StoreError::Poisoned { .. })
-        ));
-        assert_eq!(store.progress("b").unwrap(), None, "refused, not written");
-    }
-
-    #[test]
-    fn the_switch_breaks_every_call_until_healed() {
-        let store = FaultyStore::new(MemoryStore::new()).fail_reads_from(1);
-        let switch = store.switch();
-        assert!(store.instances().is_err());
-        switch.break_disk();
-        assert!(store.commit(&[put("a")]).is_err());
-        switch.heal();
-        assert!(store.commit(&[put("a")]).is_ok());
-        assert!(store.instances().is_ok(), "heal removes the rules too");
-    }
-}
+mod tests;

@@ -1,0 +1,173 @@
+//! A conformance suite for [`Store`] implementations.
+//!
+//! Call [`run`] (and, for a store on disk, [`run_reopen`]) from a test; each check panics
+//! with a message naming the check and what the store did wrong.
+//!
+//! # Examples
+//!
+//! ```
+//! durable_store::conformance::run(durable_store::MemoryStore::default);
+//! ```
+
+mod commits;
+mod order;
+mod records;
+mod refused_keys;
+
+use std::fmt::Debug;
+use std::path::Path;
+
+use self::commits::{
+    commit_round_trips, empty_store_reads_nothing, one_call_applies_every_commit_in_order,
+    progress_puts_overwrites_and_deletes, removals_apply_before_writes,
+};
+use self::order::{
+    histories_keep_order_and_stay_apart, instances_are_in_id_order, work_queue_is_in_id_order,
+};
+use self::records::{append, events, message, record, task};
+use self::refused_keys::refused_keys_write_nothing;
+use crate::error::StoreError;
+use crate::record::{Commit, Status};
+use crate::store::Store;
+
+/// Runs every check, each on a fresh store from `make`.
+///
+/// # Panics
+///
+/// When the store breaks the contract of [`Store`]; the message names the check.
+pub fn run<S: Store>(make: impl Fn() -> S) {
+    empty_store_reads_nothing(&make());
+    commit_round_trips(&make());
+    histories_keep_order_and_stay_apart(&make());
+    work_queue_is_in_id_order(&make());
+    progress_puts_overwrites_and_deletes(&make());
+    one_call_applies_every_commit_in_order(&make());
+    instances_are_in_id_order(&make());
+    removals_apply_before_writes(&make());
+    refused_keys_write_nothing(&make());
+}
+
+/// Checks that what was committed survives dropping the store and opening `dir` again, twice.
+///
+/// `dir` must be empty or absent; `open` opens the store in it.
+///
+/// # Panics
+///
+/// When data is lost or changed across a reopen.
+pub fn run_reopen<S: Store>(dir: &Path, open: impl Fn(&Path) -> S) {
+    let done = || record("flow", Status::Completed { output: vec![1] }, 4);
+    {
+        let store = open(dir);
+        let c = Check::new("run_reopen: before the first reopen", &store);
+        c.commit(vec![
+            Commit {
+                instances: vec![("x".into(), record("flow", Status::Running, 3))],
+                history: vec![append("x", 0, events("x", 0..3))],
+                enqueued: vec![(1, message("x", 9)), (2, task("x", 1))],
+                progress: vec![("x/1".into(), Some(b"half".to_vec()))],
+                ..Commit::default()
+            },
+            Commit {
+                instances: vec![("y".into(), record("flow", Status::Pending, 0))],
+                ..Commit::default()
+            },
+        ]);
+        c.commit(vec![Commit {
+            history: vec![append("x", 3, events("x", 3..4))],
+            dequeued: vec![1],
+            ..Commit::default()
+        }]);
+    }
+    {
+        let store = open(dir);
+        let c = Check::new("run_reopen: after the first reopen", &store);
+        let records = vec![
+            ("x".to_owned(), record("flow", Status::Running, 3)),
+            ("y".to_owned(), record("flow", Status::Pending, 0)),
+        ];
+        c.expect(
+            store.instances(),
+            records,
+            "instances() lost or changed records",
+        );
+        c.expect(
+            store.history("x"),
+            events("x", 0..4),
+            "history(\"x\") changed",
+        );
+        c.expect(
+            store.work_items(),
+            vec![(2, task("x", 1))],
+            "work_items() changed",
+        );
+        c.expect(
+            store.progress("x/1"),
+            Some(b"half".to_vec()),
+            "progress changed",
+        );
+        c.commit(vec![Commit {
+            instances: vec![("x".into(), done())],
+            dequeued: vec![2],
+            progress: vec![("x/1".into(), None)],
+            ..Commit::default()
+        }]);
+    }
+    let store = open(dir);
+    let c = Check::new("run_reopen: after the second reopen", &store);
+    c.expect(
+        store.instance("x"),
+        Some(done()),
+        "instance(\"x\") lost its update",
+    );
+    c.expect(
+        store.history("x"),
+        events("x", 0..4),
+        "history(\"x\") changed",
+    );
+    c.expect(store.work_items(), vec![], "dequeued work came back");
+    c.expect(store.progress("x/1"), None, "deleted progress came back");
+}
+
+/// One check of the suite on one store: makes its calls and names it when one goes wrong.
+pub(super) struct Check<'a, S: ?Sized> {
+    pub(super) name: &'static str,
+    store: &'a S,
+}
+
+impl<'a, S: Store + ?Sized> Check<'a, S> {
+    pub(super) fn new(name: &'static str, store: &'a S) -> Self {
+        Self { name, store }
+    }
+
+    /// Commits `commits` in one call.
+    #[track_caller]
+    pub(super) fn commit(&self, commits: Vec<Commit>) {
+        self.ok(self.store.commit(&commits));
+    }
+
+    #[track_caller]
+    pub(super) fn ok<T>(&self, result: Result<T, StoreError>) -> T {
+        result.unwrap_or_else(|e| {
+            panic!(
+                "conformance `{}`: the store returned an error: {e}",
+                self.name
+            )
+        })
+    }
+
+    /// Asserts that a read returned `want`; `what` says what was read.
+    #[track_caller]
+    pub(super) fn expect<T: PartialEq + Debug>(
+        &self,
+        got: Result<T, StoreError>,
+        want: T,
+        what: &str,
+    ) {
+        let got = self.ok(got);
+        assert!(
+            got == want,
+            "conformance `{}`: {what}\n   got: {got:?}\n  want: {want:?}",
+            self.name
+        );
+    }
+}

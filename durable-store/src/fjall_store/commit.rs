@@ -1,0 +1,179 @@
+//! How [`FjallStore`] writes a call to `commit`: its commits as one fjall batch.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use fjall::{Keyspace, PersistMode, Slice};
+use serde::Serialize;
+
+use super::FjallStore;
+use crate::error::{StoreError, cause};
+use crate::keys;
+use crate::record::Commit;
+use crate::store::Durability;
+
+/// The keyspace a write goes to.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Space {
+    Instances,
+    History,
+    Work,
+    Progress,
+}
+
+/// The writes of one call to `commit`, in order, with their values encoded back to back
+/// in one buffer (one allocation per call, not one per value).
+#[derive(Default)]
+struct Writes {
+    /// Keyspace, key, and the value's range in `values` (`None` removes the key).
+    writes: Vec<(Space, Slice, Option<Range<usize>>)>,
+    values: Vec<u8>,
+}
+
+impl Writes {
+    fn put(&mut self, space: Space, key: &[u8], value: &[u8]) {
+        let start = self.values.len();
+        self.values.extend_from_slice(value);
+        self.writes
+            .push((space, Slice::from(key), Some(start..self.values.len())));
+    }
+
+    fn encode<T: Serialize>(
+        &mut self,
+        space: Space,
+        key: &[u8],
+        value: &T,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), StoreError> {
+        let start = self.values.len();
+        self.values =
+            postcard::to_extend(value, std::mem::take(&mut self.values)).map_err(|e| {
+                StoreError::Io {
+                    detail: format!("cannot encode {}: {e}", what()),
+                    source: cause(e),
+                }
+            })?;
+        self.writes
+            .push((space, Slice::from(key), Some(start..self.values.len())));
+        Ok(())
+    }
+
+    fn remove(&mut self, space: Space, key: &[u8]) {
+        self.writes.push((space, Slice::from(key), None));
+    }
+
+    /// The last write of each key, in order. Every write of a batch gets the same sequence
+    /// number in fjall, so two writes of one key in one batch would not say which is
+    /// newer: only the last one is kept. (Keys rarely repeat in a batch; finding out costs
+    /// a hash per key, far less than sorting them.)
+    fn into_last_writes(self) -> impl Iterator<Item = (Space, Slice, Option<Slice>)> {
+        let Writes { writes, values } = self;
+        let keep = {
+            let mut last = HashMap::with_capacity(writes.len());
+            for (i, (space, key, _)) in writes.iter().enumerate() {
+                last.insert((*space, &**key), i);
+            }
+            (last.len() < writes.len()).then(|| {
+                let mut keep = vec![false; writes.len()];
+                for i in last.into_values() {
+                    keep[i] = true;
+                }
+                keep
+            })
+        };
+        writes
+            .into_iter()
+            .enumerate()
+            .filter(move |(i, _)| keep.as_ref().is_none_or(|keep| keep[*i]))
+            .map(move |(_, (space, key, value))| {
+                (space, key, value.map(|range| Slice::from(&values[range])))
+            })
+    }
+}
+
+impl FjallStore {
+    /// Writes `commits` as one fjall batch: the body of
+    /// [`Store::commit`](crate::store::Store::commit).
+    pub(super) fn write(&self, commits: &[Commit]) -> Result<(), StoreError> {
+        if commits.iter().all(Commit::is_empty) {
+            return Ok(());
+        }
+        keys::check(commits)?;
+        let mut writes = Writes::default();
+        for commit in commits {
+            for (id, len) in &commit.histories_removed {
+                for index in 0..*len {
+                    writes.remove(Space::History, &keys::history_key(id, index));
+                }
+            }
+            for id in &commit.instances_removed {
+                writes.remove(Space::Instances, id.as_bytes());
+            }
+            for (id, record) in &commit.instances {
+                writes.encode(Space::Instances, id.as_bytes(), record, || {
+                    format!("instance record `{id}`")
+                })?;
+            }
+            for append in &commit.history {
+                let id = &append.instance;
+                // The keys of `keys::history_key`, built in one buffer.
+                let mut key = keys::history_prefix(id);
+                let prefix = key.len();
+                for (index, event) in (append.first..=u32::MAX).zip(&append.events) {
+                    key.truncate(prefix);
+                    key.extend_from_slice(&index.to_be_bytes());
+                    writes.encode(Space::History, &key, event, || {
+                        format!("event #{index} of `{id}`")
+                    })?;
+                }
+            }
+            for work_id in &commit.dequeued {
+                writes.remove(Space::Work, &work_id.to_be_bytes());
+            }
+            for (work_id, item) in &commit.enqueued {
+                writes.encode(Space::Work, &work_id.to_be_bytes(), item, || {
+                    format!("work item {work_id}")
+                })?;
+            }
+            for (key, value) in &commit.progress {
+                match value {
+                    Some(value) => writes.put(Space::Progress, key.as_bytes(), value),
+                    None => writes.remove(Space::Progress, key.as_bytes()),
+                }
+            }
+        }
+        let mode = match self.inner.durability {
+            Durability::Sync => PersistMode::SyncAll,
+            // Flushed to the OS, so the commit survives a crash of this process.
+            Durability::Buffered => PersistMode::Buffer,
+        };
+        // Held from the reads below to the commit, so no other commit writes in between.
+        let _writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = self.inner.db.batch().durability(Some(mode));
+        for (space, key, value) in writes.into_last_writes() {
+            match value {
+                Some(value) => batch.insert(self.keyspace(space), key, value),
+                // Every activity result removes its progress checkpoint, and almost none
+                // has one: a tombstone for each would be written, synced and compacted
+                // for nothing.
+                None if space == Space::Progress
+                    && !self
+                        .inner
+                        .progress
+                        .contains_key(&key)
+                        .map_err(self.io("reading"))? => {}
+                None => batch.remove(self.keyspace(space), key),
+            }
+        }
+        batch.commit().map_err(self.write_error("writing to"))
+    }
+
+    fn keyspace(&self, space: Space) -> &Keyspace {
+        match space {
+            Space::Instances => &self.inner.instances,
+            Space::History => &self.inner.history,
+            Space::Work => &self.inner.work,
+            Space::Progress => &self.inner.progress,
+        }
+    }
+}
