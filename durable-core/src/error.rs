@@ -403,3 +403,31 @@ impl From<Timeout> for String {
         e.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// A store or payload error is shown as itself, its causes kept: a report that walks
+    /// the `source()` chain prints each cause once.
+    #[test]
+    fn wrapped_errors_keep_their_message_and_causes() {
+        let payload = payload::decode::<bool>(b"\"yes\"").unwrap_err();
+        let error = Error::from(payload.clone());
+        assert_eq!(error.to_string(), payload.to_string());
+        assert!(error.source().is_none() && payload.source().is_none());
+        let store = StoreError::Decode {
+            what: "instance `a`".into(),
+            detail: "unexpected end".into(),
+        };
+        let error = Error::from(store.clone());
+        assert_eq!(error.to_string(), store.to_string());
+        assert_eq!(
+            error.source().map(ToString::to_string),
+            store.source().map(ToString::to_string)
+        );
+        assert!(matches!(error, Error::Store(StoreError::Decode { .. })));
+    }
+}

@@ -299,6 +299,19 @@ mod tests {
     }
 
     #[test]
+    fn a_value_that_does_not_encode_says_so() {
+        let mut map = std::collections::BTreeMap::new();
+        map.insert((1u8, 2u8), 3u8);
+        let err = encode(&map).unwrap_err();
+        assert_eq!(err.direction, PayloadDirection::Encode);
+        assert!(
+            err.to_string().contains("does not encode: "),
+            "{err}: no hint about a changed type"
+        );
+        assert!(!err.detail().is_empty());
+    }
+
+    #[test]
     fn a_payload_reads_as_json_without_its_type() {
         let bytes = encode(&Old {
             id: 7,

@@ -238,3 +238,99 @@ pub struct Page {
     /// Pass to [`InstanceQuery::after`] for the next page; `None` on the last.
     pub next: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use durable_store::{Failure, FailureKind, Status};
+
+    use super::*;
+
+    fn record(status: Status, created_ms: u64, updated_ms: u64) -> InstanceRecord {
+        let mut record = InstanceRecord::pending("flow".into(), 1, vec![], created_ms, 1, None);
+        record.status = status;
+        record.updated_ms = updated_ms;
+        record
+    }
+
+    #[test]
+    fn status_kinds_name_the_statuses_as_before() {
+        let names: Vec<_> = StatusKind::ALL.iter().map(|k| k.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "pending",
+                "running",
+                "completed",
+                "failed",
+                "stalled",
+                "terminated",
+                "suspended"
+            ]
+        );
+        let failure = Failure {
+            kind: FailureKind::Panicked,
+            message: "boom".into(),
+        };
+        let statuses = [
+            Status::Pending,
+            Status::Running,
+            Status::Completed { output: vec![] },
+            Status::Failed {
+                failure: failure.clone(),
+            },
+            Status::Stalled { failure },
+            Status::Terminated { reason: "r".into() },
+            Status::Suspended { reason: "r".into() },
+        ];
+        for (status, kind) in statuses.iter().zip(StatusKind::ALL) {
+            assert_eq!(status.kind(), kind);
+            assert_eq!(status.name(), kind.as_str());
+            assert_eq!(status.is_terminal(), kind.is_terminal());
+        }
+    }
+
+    #[test]
+    fn queries_match_by_status_kind_and_time() {
+        let at = |ms| time_of(ms);
+        let running = record(Status::Running, 1_000, 5_000);
+        let query = InstanceQuery::new().status(StatusKind::Running);
+        assert!(query.matches(&running));
+        assert!(
+            !InstanceQuery::new()
+                .status(StatusKind::Pending)
+                .matches(&running)
+        );
+        assert!(
+            InstanceQuery::new()
+                .created_from(at(1_000))
+                .matches(&running)
+        );
+        assert!(
+            !InstanceQuery::new()
+                .created_from(at(1_001))
+                .matches(&running)
+        );
+        assert!(
+            InstanceQuery::new()
+                .created_before(at(1_001))
+                .matches(&running)
+        );
+        assert!(
+            !InstanceQuery::new()
+                .created_before(at(1_000))
+                .matches(&running)
+        );
+
+        let done = record(Status::Completed { output: vec![] }, 1_000, 5_000);
+        let filter = PurgeFilter::new().status(StatusKind::Completed);
+        assert!(filter.check().is_ok() && filter.matches(&done));
+        assert!(filter.clone().finished_before(at(5_001)).matches(&done));
+        assert!(!filter.finished_before(at(5_000)).matches(&done));
+        assert!(matches!(
+            PurgeFilter::new().status(StatusKind::Running).check(),
+            Err(Error::PurgeUnfinished {
+                status: StatusKind::Running
+            })
+        ));
+    }
+}
