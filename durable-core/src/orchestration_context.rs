@@ -278,12 +278,7 @@ impl OrchestrationContext {
         let (incarnation, generation) = state.run;
         let child_id = move |seq: u64| {
             instance.clone().unwrap_or_else(|| {
-                crate::client::instance_id::generated_child_id(
-                    &parent,
-                    incarnation,
-                    generation,
-                    seq,
-                )
+                crate::client::generated_child_id(&parent, incarnation, generation, seq)
             })
         };
         let child = child_id.clone();

@@ -373,16 +373,12 @@ impl Shared {
                 };
                 // The id the runtime generates for this step, of the reserved form; any
                 // other id is checked as a client's start would check it.
-                let generated = crate::client::instance_id::generated_child_id(
-                    instance,
-                    incarnation,
-                    generation,
-                    seq,
-                );
+                let generated =
+                    crate::client::generated_child_id(instance, incarnation, generation, seq);
                 let checked = if child == generated {
                     Ok(())
                 } else {
-                    crate::client::instance_id::check_user_instance_id(&child)
+                    crate::client::check_user_instance_id(&child)
                 };
                 let mut replaced = None;
                 let refused = if let Err(e) = checked {

@@ -10,6 +10,9 @@ pub(crate) mod instance;
 pub(crate) mod instance_id;
 pub(crate) mod query;
 
+// The runtime's path to the id rules before the split; the id rules live in `instance_id`.
+pub(crate) use instance_id::{check_user_instance_id, generated_child_id};
+
 use std::sync::Arc;
 
 use durable_store::{Commit, Event, Incarnation, InstanceRecord, Status};
@@ -18,7 +21,6 @@ use serde::de::DeserializeOwned;
 
 use crate::client::control::refuse_if_finished;
 use crate::client::instance::{Instance, InstanceStatus};
-use crate::client::instance_id::check_user_instance_id;
 use crate::error::{ClientRequest, Error};
 use crate::external_event::AsEventName;
 use crate::handle::Orchestrator;
@@ -196,8 +198,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::InstanceNotFound`] if there is no instance `id`; a store error if its
-    /// history cannot be read.
+    /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::Store`] if its
+    /// record or history cannot be read.
     pub async fn position(&self, id: &str) -> Result<Position, Error> {
         self.existing(id).await?;
         Ok(Position::of(&self.shared.store.history(id)?))
