@@ -256,7 +256,7 @@ async fn run_recovery(events: u64, durability: Durability) -> String {
         .unwrap();
     let deadline = Instant::now() + WAIT;
     loop {
-        let record = client.record("recovering").unwrap().unwrap();
+        let record = client.record("recovering").await.unwrap().unwrap();
         if u64::from(record.history_len) >= events {
             break;
         }

@@ -158,7 +158,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         let mut observed = Observed::default();
         let deadline = tokio::time::Instant::now() + WAIT;
         while !instance.status().await?.is_settled() {
-            if let Some(record) = client.record(id)? {
+            if let Some(record) = client.record(id).await? {
                 observed.reads += 1;
                 observed.max_history_len = observed.max_history_len.max(record.history_len);
                 observed.max_generation = observed.max_generation.max(record.generation);
@@ -177,7 +177,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 format!("the custom status is {status:?}, expected {}", last.rounds).into(),
             );
         }
-        let record = client.record(id)?.ok_or("the instance's record is gone")?;
+        let record = client
+            .record(id)
+            .await?
+            .ok_or("the instance's record is gone")?;
         Ok::<_, BoxError>((last, record, observed))
     }
     .await;

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use durable_store::{Failure, FailureKind, StoreError};
+use durable_store::{Failure, FailureKind, StatusKind, StoreError};
 use serde::de::DeserializeOwned;
 
-use crate::UnregisteredCallee;
 use crate::payload::{self, PayloadError, PayloadTooLarge};
+use crate::runtime::UnregisteredCallee;
 
 /// `a; b; c`.
 fn unregistered_list(missing: &[UnregisteredCallee]) -> String {
@@ -19,6 +19,10 @@ fn unregistered_list(missing: &[UnregisteredCallee]) -> String {
 }
 
 /// Errors of the runtime and the client.
+///
+/// A store or payload error is shown as itself (its message, then its causes through
+/// [`source`](std::error::Error::source)), so `anyhow`-style reports print the whole
+/// chain; match [`Error::Store`] or [`Error::Payload`] to reach it typed.
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -70,7 +74,7 @@ pub enum Error {
         /// The id as given.
         id: String,
         /// What is wrong with it.
-        reason: &'static str,
+        reason: InvalidIdReason,
     },
     /// The instance finished with a failure.
     #[error("instance `{id}` failed: {}", failure.message)]
@@ -105,11 +109,21 @@ pub enum Error {
         /// The instance id.
         id: String,
         /// What was asked.
-        action: &'static str,
+        action: ClientRequest,
         /// The instance's status.
-        status: &'static str,
+        status: StatusKind,
         /// What to do instead.
         hint: &'static str,
+    },
+    /// [`Client::purge_where`](crate::Client::purge_where) was given a status whose
+    /// instances are never purged: only finished ones (completed, failed or terminated)
+    /// are. Nothing was purged.
+    #[error(
+        "cannot purge instances that are {status}: only finished (completed, failed or terminated) instances are purged; terminate them first, or filter on finished statuses"
+    )]
+    PurgeUnfinished {
+        /// The status that was asked for.
+        status: StatusKind,
     },
     /// Waiting for the instance took longer than the timeout.
     #[error("instance `{id}` did not finish within {timeout:?}")]
@@ -122,6 +136,68 @@ pub enum Error {
     /// The runtime was shut down.
     #[error("the runtime is shut down")]
     ShutDown,
+}
+
+/// Why an instance id is refused ([`Error::InvalidInstanceId`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InvalidIdReason {
+    /// The id is empty.
+    Empty,
+    /// The id is longer than [`MAX_INSTANCE_ID_LEN`](crate::MAX_INSTANCE_ID_LEN) bytes.
+    TooLong,
+    /// The id contains control characters.
+    ControlCharacters,
+    /// The id has the form of the ids generated for sub-orchestrations started without
+    /// one (see [`GENERATED_ID_PREFIX`](crate::GENERATED_ID_PREFIX)).
+    Reserved,
+}
+
+impl std::fmt::Display for InvalidIdReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InvalidIdReason::Empty => "it is empty",
+            InvalidIdReason::TooLong => "it is longer than 256 bytes",
+            InvalidIdReason::ControlCharacters => "it contains control characters",
+            InvalidIdReason::Reserved => {
+                "it has the form `~{parent}~{hex}.{generation}.{step}`, which is reserved for the ids generated for sub-orchestrations started without one; choose an id that does not"
+            }
+        })
+    }
+}
+
+/// A request of the [`Client`](crate::Client) to an instance, as
+/// [`Error::InvalidState`] names the one it refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClientRequest {
+    /// [`Client::raise_event`](crate::Client::raise_event).
+    RaiseEvent,
+    /// [`Client::terminate`](crate::Client::terminate).
+    Terminate,
+    /// [`Client::suspend`](crate::Client::suspend).
+    Suspend,
+    /// [`Client::resume`](crate::Client::resume).
+    Resume,
+    /// [`Client::purge`](crate::Client::purge).
+    Purge,
+    /// [`Client::restart`](crate::Client::restart).
+    Restart,
+}
+
+impl std::fmt::Display for ClientRequest {
+    /// The request as a verb whose object is the instance: `terminate`, `raise an event
+    /// to`, ...
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientRequest::RaiseEvent => "raise an event to",
+            ClientRequest::Terminate => "terminate",
+            ClientRequest::Suspend => "suspend",
+            ClientRequest::Resume => "resume",
+            ClientRequest::Purge => "purge",
+            ClientRequest::Restart => "restart",
+        })
+    }
 }
 
 impl Error {
@@ -325,5 +401,33 @@ impl std::error::Error for Timeout {}
 impl From<Timeout> for String {
     fn from(e: Timeout) -> String {
         e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// A store or payload error is shown as itself, its causes kept: a report that walks
+    /// the `source()` chain prints each cause once.
+    #[test]
+    fn wrapped_errors_keep_their_message_and_causes() {
+        let payload = payload::decode::<bool>(b"\"yes\"").unwrap_err();
+        let error = Error::from(payload.clone());
+        assert_eq!(error.to_string(), payload.to_string());
+        assert!(error.source().is_none() && payload.source().is_none());
+        let store = StoreError::Decode {
+            what: "instance `a`".into(),
+            detail: "unexpected end".into(),
+        };
+        let error = Error::from(store.clone());
+        assert_eq!(error.to_string(), store.to_string());
+        assert_eq!(
+            error.source().map(ToString::to_string),
+            store.source().map(ToString::to_string)
+        );
+        assert!(matches!(error, Error::Store(StoreError::Decode { .. })));
     }
 }

@@ -48,23 +48,25 @@ mod timer;
 mod turn;
 
 pub use activity_context::ActivityContext;
-pub use client::{
-    Client, GENERATED_ID_PREFIX, Instance, InstanceQuery, InstanceStatus, InstanceSummary,
-    MAX_INSTANCE_ID_LEN, Page, PurgeFilter, SetAsideEvent,
-};
+pub use client::instance::{Instance, InstanceStatus};
+pub use client::instance_id::{GENERATED_ID_PREFIX, MAX_INSTANCE_ID_LEN};
+pub use client::query::{InstanceQuery, InstanceSummary, Page, PurgeFilter};
+pub use client::{Client, SetAsideEvent};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use durable_future::{
     ActivityCall, ContinueAsNew, DurableFuture, EventWait, SubOrchestrationCall, Timer,
 };
 pub use durable_macros::{activity, deterministic, orchestrator};
-pub use durable_store::{Durability, FjallStore, Store, StoreError};
-pub use error::{ActivityError, Error, SubOrchestrationError, Timeout};
+pub use durable_store::{Durability, FjallStore, StatusKind, Store, StoreError};
+pub use error::{
+    ActivityError, ClientRequest, Error, InvalidIdReason, SubOrchestrationError, Timeout,
+};
 pub use external_event::{AsEventName, EventName};
 pub use group_commit::CommitStats;
 pub use handle::{Activity, BoxFuture, Callee, Orchestrator};
 pub use join::{Either, JoinAll, Select2, WhenAny};
 pub use orchestration_context::OrchestrationContext;
-pub use payload::{PayloadError, PayloadTooLarge, to_json as payload_to_json};
+pub use payload::{PayloadDirection, PayloadError, PayloadTooLarge, to_json as payload_to_json};
 pub use position::{Position, StepAt};
 pub use replay::{Command, Execution, Outcome, Turn};
 pub use retry::{Backoff, RetryPolicy};
@@ -76,7 +78,7 @@ pub use runtime::{
 pub mod record {
     pub use durable_store::{
         ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, Incarnation,
-        InstanceRecord, ParentLink, Site, Status, WorkId, WorkItem,
+        InstanceRecord, ParentLink, Site, Status, StatusKind, WorkId, WorkItem,
     };
 }
 

@@ -12,13 +12,56 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// A payload that does not encode or decode as the type the code expects.
+///
+/// Its message holds the JSON library's, and is what a failure built from it stores
+/// (history and status), so the error carries no separate cause.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("payload of type `{type_name}` does not {direction}: {detail}")]
+#[error("payload of type `{type_name}` does not {direction}{}: {detail}", direction.hint())]
+#[non_exhaustive]
 pub struct PayloadError {
     /// The Rust type.
     pub type_name: &'static str,
-    direction: &'static str,
+    /// Whether encoding or decoding failed.
+    pub direction: PayloadDirection,
     detail: String,
+}
+
+impl PayloadError {
+    /// What the JSON library reported: the field or value that does not fit the type.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+/// Which way a payload failed to convert ([`PayloadError::direction`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PayloadDirection {
+    /// A value did not serialize to JSON.
+    Encode,
+    /// Stored or raised JSON did not deserialize as the type (often: the type changed
+    /// between deploys).
+    Decode,
+}
+
+impl PayloadDirection {
+    /// What the message adds after the direction.
+    fn hint(self) -> &'static str {
+        match self {
+            PayloadDirection::Encode => "",
+            PayloadDirection::Decode => " (was its type changed?)",
+        }
+    }
+}
+
+impl std::fmt::Display for PayloadDirection {
+    /// `encode` or `decode`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PayloadDirection::Encode => "encode",
+            PayloadDirection::Decode => "decode",
+        })
+    }
 }
 
 /// A payload larger than the runtime's limit, set with
@@ -100,18 +143,20 @@ pub(crate) fn fit_failure(mut failure: Failure, limit: usize) -> Failure {
     failure
 }
 
+/// `value` as JSON.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, PayloadError> {
     serde_json::to_vec(value).map_err(|e| PayloadError {
         type_name: std::any::type_name::<T>(),
-        direction: "encode",
+        direction: PayloadDirection::Encode,
         detail: e.to_string(),
     })
 }
 
+/// `bytes`, JSON, as a `T`.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PayloadError> {
     serde_json::from_slice(bytes).map_err(|e| PayloadError {
         type_name: std::any::type_name::<T>(),
-        direction: "decode (was its type changed?)",
+        direction: PayloadDirection::Decode,
         detail: e.to_string(),
     })
 }
@@ -242,7 +287,28 @@ mod tests {
         assert_eq!((total.net, total.tax, total.note.as_str()), (100, 7, ""));
         assert_eq!(decode::<i32>(&encode(&2u32).unwrap()).unwrap(), 2);
         let err = decode::<bool>(&encode("yes").unwrap()).unwrap_err();
-        assert_eq!(err.type_name, "bool");
+        assert_eq!(
+            (err.type_name, err.direction),
+            ("bool", PayloadDirection::Decode)
+        );
+        assert!(
+            err.to_string()
+                .starts_with("payload of type `bool` does not decode (was its type changed?): "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_value_that_does_not_encode_says_so() {
+        let mut map = std::collections::BTreeMap::new();
+        map.insert((1u8, 2u8), 3u8);
+        let err = encode(&map).unwrap_err();
+        assert_eq!(err.direction, PayloadDirection::Encode);
+        assert!(
+            err.to_string().contains("does not encode: "),
+            "{err}: no hint about a changed type"
+        );
+        assert!(!err.detail().is_empty());
     }
 
     #[test]

@@ -27,6 +27,6 @@ pub use fjall_store::{FORMAT_VERSION, FjallStore};
 pub use memory_store::MemoryStore;
 pub use record::{
     ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, Incarnation, InstanceRecord,
-    ParentLink, Site, Status, WorkId, WorkItem,
+    ParentLink, Site, Status, StatusKind, WorkId, WorkItem,
 };
 pub use store::{Durability, Store};

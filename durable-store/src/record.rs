@@ -274,24 +274,90 @@ pub enum Status {
 impl Status {
     /// Whether the instance has finished for good.
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            Status::Completed { .. } | Status::Failed { .. } | Status::Terminated { .. }
-        )
+        self.kind().is_terminal()
+    }
+
+    /// The status without its data: what queries and filters name.
+    pub fn kind(&self) -> StatusKind {
+        match self {
+            Status::Pending => StatusKind::Pending,
+            Status::Running => StatusKind::Running,
+            Status::Completed { .. } => StatusKind::Completed,
+            Status::Failed { .. } => StatusKind::Failed,
+            Status::Stalled { .. } => StatusKind::Stalled,
+            Status::Terminated { .. } => StatusKind::Terminated,
+            Status::Suspended { .. } => StatusKind::Suspended,
+        }
     }
 
     /// The status's name: `pending`, `running`, `completed`, `failed`, `stalled`,
-    /// `terminated` or `suspended`.
+    /// `terminated` or `suspended` (the [`StatusKind::as_str`] of its [`kind`](Self::kind)).
     pub fn name(&self) -> &'static str {
+        self.kind().as_str()
+    }
+}
+
+/// Which [`Status`] an instance has, without the status's data (output, failure,
+/// reason): one variant per variant of [`Status`]. Queries and filters name statuses
+/// with it, so a misspelt status does not compile instead of matching nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum StatusKind {
+    /// [`Status::Pending`].
+    Pending,
+    /// [`Status::Running`].
+    Running,
+    /// [`Status::Completed`].
+    Completed,
+    /// [`Status::Failed`].
+    Failed,
+    /// [`Status::Stalled`].
+    Stalled,
+    /// [`Status::Terminated`].
+    Terminated,
+    /// [`Status::Suspended`].
+    Suspended,
+}
+
+impl StatusKind {
+    /// Every kind, in lifecycle order.
+    pub const ALL: [StatusKind; 7] = [
+        StatusKind::Pending,
+        StatusKind::Running,
+        StatusKind::Completed,
+        StatusKind::Failed,
+        StatusKind::Stalled,
+        StatusKind::Terminated,
+        StatusKind::Suspended,
+    ];
+
+    /// The kind's name: `pending`, `running`, `completed`, `failed`, `stalled`,
+    /// `terminated` or `suspended`.
+    pub const fn as_str(self) -> &'static str {
         match self {
-            Status::Pending => "pending",
-            Status::Running => "running",
-            Status::Completed { .. } => "completed",
-            Status::Failed { .. } => "failed",
-            Status::Stalled { .. } => "stalled",
-            Status::Terminated { .. } => "terminated",
-            Status::Suspended { .. } => "suspended",
+            StatusKind::Pending => "pending",
+            StatusKind::Running => "running",
+            StatusKind::Completed => "completed",
+            StatusKind::Failed => "failed",
+            StatusKind::Stalled => "stalled",
+            StatusKind::Terminated => "terminated",
+            StatusKind::Suspended => "suspended",
         }
+    }
+
+    /// Whether an instance of this kind has finished for good (completed, failed or
+    /// terminated), as [`Status::is_terminal`].
+    pub const fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StatusKind::Completed | StatusKind::Failed | StatusKind::Terminated
+        )
+    }
+}
+
+impl std::fmt::Display for StatusKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -273,7 +273,7 @@ async fn a_start_that_was_not_written_returns_an_error_and_creates_nothing() {
     assert!(err.to_string().contains("storage I/O failed"), "{err}");
     assert_eq!(run.fjall.instance("w").unwrap(), None);
     assert_eq!(run.fjall.work_items().unwrap(), vec![]);
-    assert!(matches!(client.record("w"), Ok(None),));
+    assert!(matches!(client.record("w").await, Ok(None)));
     // The id is free: the next start creates it, and it runs once.
     let instance = client.start(workflow, "w", 5).await.unwrap();
     assert!(instance.is_new());

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use durable_core::{
     ActivityContext, Error, InstanceQuery, InstanceStatus, OrchestrationContext, PurgeFilter,
-    Store, activity, orchestrator,
+    StatusKind, Store, activity, orchestrator,
 };
 
 use crate::common::*;
@@ -131,22 +131,20 @@ async fn list_filters_and_pages_and_purge_removes_finished_instances() {
             .unwrap();
     }
     let running = client
-        .list(&InstanceQuery {
-            statuses: vec!["running", "pending"],
-            ..InstanceQuery::default()
-        })
+        .list(
+            &InstanceQuery::new()
+                .status(StatusKind::Running)
+                .status(StatusKind::Pending),
+        )
+        .await
         .unwrap();
     let ids: Vec<_> = running.instances.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["open-0", "open-1", "open-2"]);
 
-    let mut query = InstanceQuery {
-        orchestrator: Some("chain".into()),
-        page_size: 2,
-        ..InstanceQuery::default()
-    };
+    let mut query = InstanceQuery::new().orchestrator(chain).page_size(2);
     let mut pages = Vec::new();
     loop {
-        let page = client.list(&query).unwrap();
+        let page = client.list(&query).await.unwrap();
         pages.push(
             page.instances
                 .iter()
@@ -178,14 +176,11 @@ async fn list_filters_and_pages_and_purge_removes_finished_instances() {
             .is_empty()
     );
     let purged = client
-        .purge_where(&PurgeFilter {
-            statuses: vec!["completed"],
-            ..PurgeFilter::default()
-        })
+        .purge_where(&PurgeFilter::new().status(StatusKind::Completed))
         .await
         .unwrap();
     assert_eq!(purged, 4, "the running instances are left alone");
-    let left = client.list(&InstanceQuery::default()).unwrap();
+    let left = client.list(&InstanceQuery::new()).await.unwrap();
     assert_eq!(left.instances.len(), 3);
     runtime.shutdown().await;
 }

@@ -183,8 +183,8 @@ async fn sub_orchestrations_return_outputs_and_typed_failures() {
         .wait(WAIT)
         .await
         .unwrap();
-    let run = |id: &str| client.record(id).unwrap().unwrap().incarnation;
-    let child = format!("~fam-ok~{:x}.0.0", run("fam-ok"));
+    let run = async |id: &str| client.record(id).await.unwrap().unwrap().incarnation;
+    let child = format!("~fam-ok~{:x}.0.0", run("fam-ok").await);
     assert!(
         ok.starts_with(&format!("{child}: compensated `refuse`")),
         "{ok}"
@@ -200,11 +200,11 @@ async fn sub_orchestrations_return_outputs_and_typed_failures() {
         failed,
         format!(
             "careful (~fam-bad~{:x}.0.0) failed: gave up: activity `refuse` failed on attempt 1: too big: limit is 6; fallback 6",
-            run("fam-bad")
+            run("fam-bad").await
         )
     );
     // The children are instances of their own, with their own status.
-    let child = client.record("fam-bad-fallback").unwrap().unwrap();
+    let child = client.record("fam-bad-fallback").await.unwrap().unwrap();
     assert_eq!(child.status.name(), "completed");
     // A child id taken by a finished instance is replaced (a running one is refused:
     // `incarnation.rs`).
@@ -223,7 +223,7 @@ async fn sub_orchestrations_return_outputs_and_typed_failures() {
         .await
         .unwrap();
     assert!(out.ends_with("fallback 6"), "{out}");
-    let replaced = client.record("taken-fallback").unwrap().unwrap();
+    let replaced = client.record("taken-fallback").await.unwrap().unwrap();
     assert_eq!(
         replaced.parent.map(|p| p.instance).as_deref(),
         Some("taken")

@@ -392,7 +392,7 @@ fn a_wrongly_typed_event_is_set_aside_and_the_right_one_still_arrives_after_a_re
         })
         .await;
         assert_eq!(instance.status().await.unwrap(), InstanceStatus::Running);
-        let set_aside = instance.set_aside_events().unwrap();
+        let set_aside = instance.set_aside_events().await.unwrap();
         assert_eq!(set_aside.len(), 1, "{set_aside:?}");
         assert_eq!(
             (set_aside[0].name.as_str(), set_aside[0].index),
@@ -412,7 +412,7 @@ fn a_wrongly_typed_event_is_set_aside_and_the_right_one_still_arrives_after_a_re
         let instance = runtime.client().instance(awaits_approval, "a");
         instance.raise_event(APPROVED, &true).await.unwrap();
         assert!(instance.wait(WAIT).await.unwrap());
-        assert_eq!(instance.set_aside_events().unwrap().len(), 1);
+        assert_eq!(instance.set_aside_events().await.unwrap().len(), 1);
         runtime.shutdown().await;
     });
 }

@@ -401,8 +401,14 @@ fn each_instance_keeps_the_version_it_started_with() {
             .await
             .unwrap();
         assert_eq!(old, "v1: 10", "the old instance stayed on version 1");
-        assert_eq!(client.record("old-price").unwrap().unwrap().version, 1);
-        assert_eq!(client.record("new-price").unwrap().unwrap().version, 2);
+        assert_eq!(
+            client.record("old-price").await.unwrap().unwrap().version,
+            1
+        );
+        assert_eq!(
+            client.record("new-price").await.unwrap().unwrap().version,
+            2
+        );
         runtime.shutdown().await;
     });
 }
@@ -441,6 +447,6 @@ async fn continue_as_new_latest_moves_an_instance_to_the_newest_version() {
         .await;
     // The handle is v1's, but the output type is the same; the instance now runs v2.
     assert_eq!(out.unwrap(), "v2 at 1");
-    assert_eq!(client.record("tick").unwrap().unwrap().version, 2);
+    assert_eq!(client.record("tick").await.unwrap().unwrap().version, 2);
     runtime.shutdown().await;
 }

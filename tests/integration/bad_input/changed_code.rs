@@ -117,7 +117,7 @@ async fn an_event_payload_of_the_wrong_type_is_set_aside_naming_the_type() {
     })
     .await;
     assert_eq!(instance.status().await.unwrap(), InstanceStatus::Running);
-    let set_aside = instance.set_aside_events().unwrap();
+    let set_aside = instance.set_aside_events().await.unwrap();
     assert_eq!(set_aside.len(), 1, "{set_aside:?}");
     assert_eq!(set_aside[0].name, "amount");
     assert_eq!(set_aside[0].payload_json().unwrap(), "twelve");

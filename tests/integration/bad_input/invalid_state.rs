@@ -1,13 +1,14 @@
 //! Requests that make no sense for an instance's state.
 
 use super::*;
+use durable_core::{ClientRequest, StatusKind};
 
 #[orchestrator]
 async fn waits_for_go(ctx: OrchestrationContext, _: ()) -> Result<String, String> {
     Ok(ctx.wait_event::<String>("go").await)
 }
 
-fn assert_refused(result: Result<(), Error>, action: &str, status: &str) {
+fn assert_refused(result: Result<(), Error>, action: ClientRequest, status: StatusKind) {
     match result {
         Err(Error::InvalidState {
             action: a,
@@ -39,14 +40,25 @@ async fn events_and_terminations_for_finished_instances_are_refused_and_change_n
         .map(|id| (store.instance(id).unwrap(), store.history(id).unwrap()))
         .collect();
 
-    for (id, status) in [("done", "completed"), ("failed", "failed")] {
+    for (id, status) in [
+        ("done", StatusKind::Completed),
+        ("failed", StatusKind::Failed),
+    ] {
         assert_refused(
             client.raise_event(id, "go", &"late").await,
-            "raise an event to",
+            ClientRequest::RaiseEvent,
             status,
         );
-        assert_refused(client.terminate(id, "too late").await, "terminate", status);
-        assert_refused(client.suspend(id, "too late").await, "suspend", status);
+        assert_refused(
+            client.terminate(id, "too late").await,
+            ClientRequest::Terminate,
+            status,
+        );
+        assert_refused(
+            client.suspend(id, "too late").await,
+            ClientRequest::Suspend,
+            status,
+        );
     }
     let after: Vec<_> = ["done", "failed"]
         .iter()
@@ -79,7 +91,11 @@ fn a_stalled_instance_can_be_terminated_but_not_purged_before() {
             instance.wait(WAIT).await,
             Err(Error::Stalled { .. })
         ));
-        assert_refused(client.purge("stuck").await, "purge", "stalled");
+        assert_refused(
+            client.purge("stuck").await,
+            ClientRequest::Purge,
+            StatusKind::Stalled,
+        );
         instance.terminate("retired for good").await.unwrap();
         // `wait` returns at once on a stalled instance: watch the status change instead.
         let terminated = InstanceStatus::Terminated("retired for good".into());
@@ -109,12 +125,31 @@ async fn purging_a_pending_or_suspended_instance_is_refused_and_it_still_finishe
     let instance = client.start(waits_for_go, "paused", ()).await.unwrap();
     instance.suspend("maintenance").await.unwrap();
     until_suspended(&instance).await;
-    assert_refused(client.purge("paused").await, "purge", "suspended");
+    assert_refused(
+        client.purge("paused").await,
+        ClientRequest::Purge,
+        StatusKind::Suspended,
+    );
     let purged = client
-        .purge_where(&durable_core::PurgeFilter::default())
+        .purge_where(&durable_core::PurgeFilter::new())
         .await
         .unwrap();
     assert_eq!(purged, 0, "purge_where leaves unfinished instances alone");
+    // A filter on a status that is never purged is refused, not a filter matching nothing.
+    let err = client
+        .purge_where(&durable_core::PurgeFilter::new().status(StatusKind::Suspended))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::PurgeUnfinished {
+                status: StatusKind::Suspended
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("suspended"), "{err}");
     instance
         .raise_event("go", &"resumed".to_string())
         .await

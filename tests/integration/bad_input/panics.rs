@@ -56,7 +56,7 @@ async fn a_panicking_orchestrator_fails_its_instance_and_its_parent_is_told() {
         .wait(WAIT)
         .await
         .unwrap();
-    let incarnation = client.record("pp").unwrap().unwrap().incarnation;
+    let incarnation = client.record("pp").await.unwrap().unwrap().incarnation;
     assert_eq!(
         told,
         format!(

@@ -1,0 +1,210 @@
+//! The client's requests that change an instance's course: terminate, suspend, resume,
+//! purge, restart; and the refusals of requests its state does not allow.
+
+use durable_store::{Commit, Event, InstanceRecord, Status};
+
+use crate::client::Client;
+use crate::client::query::PurgeFilter;
+use crate::error::{ClientRequest, Error};
+use crate::runtime::Shared;
+
+impl Client {
+    /// Stops instance `id` before it finishes; its status becomes terminated with
+    /// `reason`. Activities already running finish, their results ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
+    /// if it has finished; [`Error::PayloadTooLarge`] if `reason` is over the payload
+    /// limit; [`Error::Store`] if the request cannot be written.
+    pub async fn terminate(&self, id: &str, reason: &str) -> Result<(), Error> {
+        let record = self.existing(id).await?;
+        refuse_if_finished(id, &record, ClientRequest::Terminate)?;
+        let what = || "the terminate reason".to_string();
+        self.shared.check_payload(what, reason.as_bytes())?;
+        let event = Event::TerminateRequested {
+            reason: reason.to_string(),
+        };
+        let run = (record.incarnation, None);
+        self.send(id, run, event, Commit::default()).await
+    }
+
+    /// Pauses instance `id`: events are kept, and applied once it is resumed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
+    /// if it has finished or is suspended already; [`Error::PayloadTooLarge`] if
+    /// `reason` is over the payload limit; [`Error::Store`] if the request cannot be
+    /// written.
+    pub async fn suspend(&self, id: &str, reason: &str) -> Result<(), Error> {
+        let record = self.existing(id).await?;
+        refuse_if_finished(id, &record, ClientRequest::Suspend)?;
+        if matches!(record.status, Status::Suspended { .. }) {
+            return Err(invalid_state(
+                id,
+                ClientRequest::Suspend,
+                &record,
+                "it is suspended already",
+            ));
+        }
+        let what = || "the suspend reason".to_string();
+        self.shared.check_payload(what, reason.as_bytes())?;
+        let event = Event::SuspendRequested {
+            reason: reason.to_string(),
+        };
+        let run = (record.incarnation, None);
+        self.send(id, run, event, Commit::default()).await
+    }
+
+    /// Lets a suspended instance go on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
+    /// if it is not suspended; [`Error::Store`] if the request cannot be written.
+    pub async fn resume(&self, id: &str) -> Result<(), Error> {
+        let record = self.existing(id).await?;
+        if !matches!(record.status, Status::Suspended { .. }) {
+            return Err(invalid_state(
+                id,
+                ClientRequest::Resume,
+                &record,
+                "only a suspended instance can be resumed",
+            ));
+        }
+        let run = (record.incarnation, None);
+        self.send(id, run, Event::ResumeRequested, Commit::default())
+            .await
+    }
+
+    /// Removes a finished (completed, failed or terminated) instance and its history.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
+    /// if it has not finished; [`Error::Store`] if the removal cannot be written.
+    pub async fn purge(&self, id: &str) -> Result<(), Error> {
+        let record = self.existing(id).await?;
+        if !record.status.is_terminal() {
+            return Err(invalid_state(
+                id,
+                ClientRequest::Purge,
+                &record,
+                "terminate it first, or wait until it finishes",
+            ));
+        }
+        let mut commit = Commit::default();
+        purge_into(&mut commit, id, &record);
+        self.shared.commits.commit(commit).await?;
+        self.shared.forget(id);
+        Ok(())
+    }
+
+    /// Removes every finished instance that `filter` matches, in one commit; returns how
+    /// many.
+    ///
+    /// Reads every instance record: a full scan of the store's instances.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PurgeUnfinished`] if `filter` names a status that is not a finished one
+    /// (nothing is purged); [`Error::Store`] if the instances cannot be read or the
+    /// removal cannot be written.
+    pub async fn purge_where(&self, filter: &PurgeFilter) -> Result<usize, Error> {
+        filter.check()?;
+        let mut commit = Commit::default();
+        let mut purged = Vec::new();
+        for (id, record) in self.shared.store.instances()? {
+            if record.status.is_terminal() && filter.matches(&record) {
+                purge_into(&mut commit, &id, &record);
+                purged.push(id);
+            }
+        }
+        if !purged.is_empty() {
+            self.shared.commits.commit(commit).await?;
+        }
+        for id in &purged {
+            self.shared.forget(id);
+        }
+        Ok(purged.len())
+    }
+
+    /// Runs a failed or terminated instance again from its original input, under the
+    /// same id and with a fresh history, as a new run of the id: nothing addressed to the
+    /// old run reaches the new one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
+    /// if it is neither failed nor terminated; [`Error::Store`] if the restart cannot be
+    /// written.
+    pub async fn restart(&self, id: &str) -> Result<(), Error> {
+        let mut record = self.existing(id).await?;
+        if !matches!(
+            record.status,
+            Status::Failed { .. } | Status::Terminated { .. }
+        ) {
+            return Err(invalid_state(
+                id,
+                ClientRequest::Restart,
+                &record,
+                "only a failed or terminated instance can be restarted",
+            ));
+        }
+        let mut commit = Commit::default();
+        commit
+            .histories_removed
+            .push((id.to_string(), record.history_len));
+        record.history_len = 0;
+        // A new incarnation, so late results of the old run are told apart and dropped.
+        record.incarnation = Shared::new_incarnation(Some(record.incarnation));
+        record.generation = 0;
+        record.status = Status::Pending;
+        record.custom_status = None;
+        record.updated_ms = self.shared.now_ms();
+        self.shared.forget(id);
+        self.begin(id, record, commit).await
+    }
+}
+
+/// Adds the removal of instance `id` and its history to `commit`.
+fn purge_into(commit: &mut Commit, id: &str, record: &InstanceRecord) {
+    commit
+        .histories_removed
+        .push((id.to_string(), record.history_len));
+    commit.instances_removed.push(id.to_string());
+}
+
+/// Refuses `action` on an instance that has finished.
+pub(super) fn refuse_if_finished(
+    id: &str,
+    record: &InstanceRecord,
+    action: ClientRequest,
+) -> Result<(), Error> {
+    if record.status.is_terminal() {
+        return Err(invalid_state(
+            id,
+            action,
+            record,
+            "it has finished; restart it or start a new instance",
+        ));
+    }
+    Ok(())
+}
+
+/// The refusal of `action` on instance `id` in its current state, saying what to do
+/// instead (`hint`).
+fn invalid_state(
+    id: &str,
+    action: ClientRequest,
+    record: &InstanceRecord,
+    hint: &'static str,
+) -> Error {
+    Error::InvalidState {
+        id: id.to_string(),
+        action,
+        status: record.status.kind(),
+        hint,
+    }
+}

@@ -1,0 +1,328 @@
+//! The client: start instances, read their status, wait for their output, and manage
+//! them (events, terminate, suspend, resume, purge, restart, list).
+//!
+//! `mod.rs` starts instances, raises events and reads records; [`instance`] holds the
+//! typed handle on one instance, [`control`] the requests that change an instance's
+//! course, [`query`] listing and purge filters, [`instance_id`] the rules for ids.
+
+mod control;
+pub(crate) mod instance;
+pub(crate) mod instance_id;
+pub(crate) mod query;
+
+// The runtime's path to the id rules before the split; the id rules live in `instance_id`.
+pub(crate) use instance_id::{check_user_instance_id, generated_child_id};
+
+use std::sync::Arc;
+
+use durable_store::{Commit, Event, Incarnation, InstanceRecord, Status};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::client::control::refuse_if_finished;
+use crate::client::instance::{Instance, InstanceStatus};
+use crate::error::{ClientRequest, Error};
+use crate::external_event::AsEventName;
+use crate::handle::Orchestrator;
+use crate::payload::{self, PayloadError};
+use crate::position::Position;
+use crate::runtime::Shared;
+
+/// A raised event an instance set aside: its payload did not decode as the type the
+/// orchestrator waits for. See [`Client::set_aside_events`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SetAsideEvent {
+    /// The event's name.
+    pub name: String,
+    /// Which event of that name the generation received, 0 for the first.
+    pub index: u32,
+    /// The payload as raised (JSON; [`payload_json`](Self::payload_json) reads it).
+    pub payload: Vec<u8>,
+    /// Why it was set aside: the decode error, naming the type the wait expects.
+    pub reason: String,
+}
+
+impl SetAsideEvent {
+    /// The payload as a JSON value.
+    ///
+    /// # Errors
+    ///
+    /// [`PayloadError`] if the payload is not JSON.
+    pub fn payload_json(&self) -> Result<serde_json::Value, PayloadError> {
+        payload::to_json(&self.payload)
+    }
+}
+
+/// Starts instances and reads their state. Cheap to clone; get one from
+/// [`Runtime::client`](crate::Runtime::client).
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Client {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Starts orchestrator `orchestrator` as instance `id` with `input`. Returns once the
+    /// instance is durably recorded: from then on it runs to completion, across crashes.
+    ///
+    /// Starting an id that already exists (for the same orchestrator) starts nothing and
+    /// returns the existing instance; [`Instance::is_new`] tells which happened. A new
+    /// instance under the id of a purged one is a run of its own: nothing addressed to the
+    /// purged run (a timer, an activity result, a child's completion) reaches it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInstanceId`] for an empty id, one longer than
+    /// [`MAX_INSTANCE_ID_LEN`](crate::MAX_INSTANCE_ID_LEN) bytes, one with control
+    /// characters, or one of the form of the ids generated for sub-orchestrations (see
+    /// [`GENERATED_ID_PREFIX`](crate::GENERATED_ID_PREFIX));
+    /// [`Error::UnregisteredOrchestrator`] if `orchestrator` is not registered with the
+    /// runtime; [`Error::InstanceConflict`] if the id runs another orchestrator;
+    /// [`Error::Payload`] if `input` does not encode; [`Error::PayloadTooLarge`] if it is
+    /// over the payload limit; [`Error::Store`] if the instance cannot be read or written.
+    pub async fn start<O: Orchestrator>(
+        &self,
+        orchestrator: O,
+        id: impl Into<String>,
+        input: O::Input,
+    ) -> Result<Instance<O>, Error> {
+        let _ = orchestrator;
+        let id = id.into();
+        check_user_instance_id(&id)?;
+        if self
+            .shared
+            .registry
+            .orchestrator(O::NAME, O::VERSION)
+            .is_none()
+        {
+            return Err(Error::UnregisteredOrchestrator(O::NAME.to_string()));
+        }
+        let input = payload::encode(&input)?;
+        let _guard = StartGuard::acquire(&self.shared, &id).await;
+        if let Some(existing) = self.shared.store.instance(&id)? {
+            if existing.orchestrator != O::NAME {
+                return Err(Error::InstanceConflict {
+                    id,
+                    existing: existing.orchestrator,
+                    requested: O::NAME.to_string(),
+                });
+            }
+            return Ok(Instance::new(self.clone(), id, false));
+        }
+        self.shared.check_payload(
+            || format!("the input of orchestrator `{}`", O::NAME),
+            &input,
+        )?;
+        let record = InstanceRecord::pending(
+            O::NAME.to_string(),
+            O::VERSION,
+            input,
+            self.shared.now_ms(),
+            Shared::new_incarnation(None),
+            None,
+        );
+        self.begin(&id, record, Commit::default()).await?;
+        Ok(Instance::new(self.clone(), id, true))
+    }
+
+    /// Writes `record` (with a `Started` event for its generation) in `commit`, then hands
+    /// the event to the runtime.
+    async fn begin(
+        &self,
+        id: &str,
+        record: InstanceRecord,
+        mut commit: Commit,
+    ) -> Result<(), Error> {
+        let run = (record.incarnation, Some(record.generation));
+        let started = Event::Started {
+            orchestrator: record.orchestrator.clone(),
+            input: record.input.clone(),
+        };
+        commit.instances.push((id.to_string(), record));
+        self.send(id, run, started, commit).await
+    }
+
+    /// Commits `event` as a message for run `run` (incarnation, and generation or any) of
+    /// `id`, with whatever else `commit` holds, then hands it to the runtime.
+    async fn send(
+        &self,
+        id: &str,
+        run: (Incarnation, Option<u32>),
+        event: Event,
+        mut commit: Commit,
+    ) -> Result<(), Error> {
+        // A clock that skips time holds still until the event is handed over.
+        let _busy = self.shared.busy();
+        let mut deliveries = Vec::with_capacity(1);
+        self.shared
+            .enqueue_message(id, run, event, &mut commit, &mut deliveries);
+        self.shared.commits.commit(commit).await?;
+        for (instance, delivery) in deliveries {
+            self.shared.deliver(instance, delivery);
+        }
+        Ok(())
+    }
+
+    /// A typed handle on an existing instance of `orchestrator` (not checked until used:
+    /// its reads then fail with [`Error::InstanceNotFound`] if there is none).
+    pub fn instance<O: Orchestrator>(&self, orchestrator: O, id: impl Into<String>) -> Instance<O> {
+        let _ = orchestrator;
+        Instance::new(self.clone(), id.into(), false)
+    }
+
+    /// The stored record of instance `id`, with its payloads still encoded; `None` if
+    /// there is no such instance.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the record cannot be read.
+    pub async fn record(&self, id: &str) -> Result<Option<InstanceRecord>, Error> {
+        Ok(self.shared.store.instance(id)?)
+    }
+
+    /// The record of instance `id`, which must exist.
+    async fn existing(&self, id: &str) -> Result<InstanceRecord, Error> {
+        self.record(id)
+            .await?
+            .ok_or_else(|| Error::InstanceNotFound(id.to_string()))
+    }
+
+    /// Where instance `id` stands in its code: the steps whose results it has not had
+    /// (a step it gave up on, like the timer of a `timeout` that lost, stays listed until
+    /// it fires) and the last one it issued, each with its step number and await site.
+    /// For a stalled, failed or terminated instance, where it stopped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::Store`] if its
+    /// record or history cannot be read.
+    pub async fn position(&self, id: &str) -> Result<Position, Error> {
+        self.existing(id).await?;
+        Ok(Position::of(&self.shared.store.history(id)?))
+    }
+
+    /// The status of instance `id`, its output decoded as `T`.
+    async fn status_of<T: DeserializeOwned>(&self, id: &str) -> Result<InstanceStatus<T>, Error> {
+        Ok(match self.existing(id).await?.status {
+            Status::Pending => InstanceStatus::Pending,
+            Status::Running => InstanceStatus::Running,
+            Status::Completed { output } => InstanceStatus::Completed(payload::decode(&output)?),
+            Status::Failed { failure } => InstanceStatus::Failed(failure),
+            Status::Stalled { failure } => InstanceStatus::Stalled(failure),
+            Status::Terminated { reason } => InstanceStatus::Terminated(reason),
+            Status::Suspended { reason } => InstanceStatus::Suspended(reason),
+        })
+    }
+
+    /// Raises external event `name` with `payload` to instance `id`; the orchestrator
+    /// receives it with `ctx.wait_event(name)`, now or when it next waits. Events the
+    /// instance has not taken when it continues as new are carried to the next generation.
+    ///
+    /// Name the event with the [`EventName<T>`](crate::EventName) the orchestrator waits
+    /// on, and a payload of another type does not compile. Raised by a plain name with a
+    /// payload the wait cannot decode, the event is set aside (see
+    /// [`set_aside_events`](Self::set_aside_events)) and the instance goes on waiting.
+    ///
+    /// Each call raises one event: a call that returned an error may still have been
+    /// written (a failed fsync after the write), and calling again then raises a second.
+    /// Where that matters, put an id in the payload and let the orchestrator skip ids it
+    /// has seen.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
+    /// if it has finished; [`Error::Payload`] if `payload` does not encode;
+    /// [`Error::PayloadTooLarge`] if it is over the payload limit; [`Error::Store`] if the
+    /// event cannot be written.
+    pub async fn raise_event<T: Serialize>(
+        &self,
+        id: &str,
+        name: impl AsEventName<T>,
+        payload: &T,
+    ) -> Result<(), Error> {
+        let name = name.event_name();
+        let record = self.existing(id).await?;
+        refuse_if_finished(id, &record, ClientRequest::RaiseEvent)?;
+        let payload = payload::encode(payload)?;
+        self.shared
+            .check_payload(|| format!("the payload of event `{name}`"), &payload)?;
+        let event = Event::EventRaised {
+            name: name.to_string(),
+            payload,
+        };
+        let run = (record.incarnation, None);
+        self.send(id, run, event, Commit::default()).await
+    }
+
+    /// The events instance `id` set aside in its current generation, oldest first: raised
+    /// events whose payload did not decode as the type its orchestrator waits for. Each is
+    /// also in the history, as `Event::EventSetAside`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::Store`] if the
+    /// history cannot be read.
+    pub async fn set_aside_events(&self, id: &str) -> Result<Vec<SetAsideEvent>, Error> {
+        self.existing(id).await?;
+        let history = self.shared.store.history(id)?;
+        Ok(history
+            .into_iter()
+            .filter_map(|event| match event {
+                Event::EventSetAside {
+                    name,
+                    index,
+                    payload,
+                    reason,
+                } => Some(SetAsideEvent {
+                    name,
+                    index,
+                    payload,
+                    reason,
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// Holds an instance id in the set of ids being created, so that concurrent starts of one
+/// id run one after the other and the later ones find the instance.
+struct StartGuard<'a> {
+    shared: &'a Shared,
+    id: String,
+}
+
+impl<'a> StartGuard<'a> {
+    async fn acquire(shared: &'a Shared, id: &str) -> Self {
+        loop {
+            let notified = shared.started.notified();
+            if shared
+                .starting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.to_string())
+            {
+                return Self {
+                    shared,
+                    id: id.to_string(),
+                };
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for StartGuard<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+        self.shared.started.notify_waiters();
+    }
+}

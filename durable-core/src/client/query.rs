@@ -1,0 +1,336 @@
+//! Listing instances ([`Client::list`] with an [`InstanceQuery`]) and choosing the
+//! finished ones to purge ([`PurgeFilter`]).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use durable_store::{InstanceRecord, StatusKind};
+
+use crate::client::Client;
+use crate::error::Error;
+use crate::handle::Orchestrator;
+
+/// A stored time (ms since the Unix epoch) as a [`SystemTime`].
+fn time_of(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+impl Client {
+    /// Instances matching `query`, in id order, one page at a time.
+    ///
+    /// Reads every instance record, whatever the page size: a full scan of the store's
+    /// instances.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the instances cannot be read.
+    pub async fn list(&self, query: &InstanceQuery) -> Result<Page, Error> {
+        let mut instances = Vec::new();
+        let mut next = None;
+        for (id, record) in self.shared.store.instances()? {
+            if query.after.as_ref().is_some_and(|after| id <= *after) || !query.matches(&record) {
+                continue;
+            }
+            if instances.len() == query.page_size.max(1) {
+                next = instances.last().map(|s: &InstanceSummary| s.id.clone());
+                break;
+            }
+            instances.push(InstanceSummary {
+                id,
+                orchestrator: record.orchestrator,
+                status: record.status.kind(),
+                created_at: time_of(record.created_ms),
+                updated_at: time_of(record.updated_ms),
+            });
+        }
+        Ok(Page { instances, next })
+    }
+}
+
+/// Which instances [`Client::list`] returns: all by default, 100 a page. Build one with
+/// [`InstanceQuery::new`] and its methods.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use durable_core::{InstanceQuery, StatusKind};
+///
+/// let query = InstanceQuery::new()
+///     .status(StatusKind::Running)
+///     .status(StatusKind::Suspended)
+///     .created_from(SystemTime::now() - Duration::from_secs(3600))
+///     .page_size(20);
+/// assert_eq!(query.statuses, [StatusKind::Running, StatusKind::Suspended]);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct InstanceQuery {
+    /// Only these statuses; all if empty.
+    pub statuses: Vec<StatusKind>,
+    /// Only instances of the orchestrator of this registered name.
+    pub orchestrator: Option<String>,
+    /// Only instances created at or after this time.
+    pub created_from: Option<SystemTime>,
+    /// Only instances created before this time.
+    pub created_before: Option<SystemTime>,
+    /// At most this many per page (at least 1).
+    pub page_size: usize,
+    /// Start after this id: the [`next`](Page::next) of the previous page.
+    pub after: Option<String>,
+}
+
+impl Default for InstanceQuery {
+    fn default() -> Self {
+        Self {
+            statuses: Vec::new(),
+            orchestrator: None,
+            created_from: None,
+            created_before: None,
+            page_size: 100,
+            after: None,
+        }
+    }
+}
+
+impl InstanceQuery {
+    /// Every instance, 100 a page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also instances of status `status` (a query without any takes all statuses).
+    #[must_use]
+    pub fn status(mut self, status: StatusKind) -> Self {
+        self.statuses.push(status);
+        self
+    }
+
+    /// Only instances of `orchestrator` (by its registered name; set the
+    /// [`orchestrator`](Self::orchestrator) field to select by name alone).
+    #[must_use]
+    pub fn orchestrator<O: Orchestrator>(mut self, orchestrator: O) -> Self {
+        let _ = orchestrator;
+        self.orchestrator = Some(O::NAME.to_string());
+        self
+    }
+
+    /// Only instances created at or after `time`.
+    #[must_use]
+    pub fn created_from(mut self, time: SystemTime) -> Self {
+        self.created_from = Some(time);
+        self
+    }
+
+    /// Only instances created before `time`.
+    #[must_use]
+    pub fn created_before(mut self, time: SystemTime) -> Self {
+        self.created_before = Some(time);
+        self
+    }
+
+    /// At most `size` instances a page (a size of 0 counts as 1).
+    #[must_use]
+    pub fn page_size(mut self, size: usize) -> Self {
+        self.page_size = size;
+        self
+    }
+
+    /// Start after instance `id`: the [`next`](Page::next) of the previous page.
+    #[must_use]
+    pub fn after(mut self, id: impl Into<String>) -> Self {
+        self.after = Some(id.into());
+        self
+    }
+
+    fn matches(&self, record: &InstanceRecord) -> bool {
+        let created = time_of(record.created_ms);
+        (self.statuses.is_empty() || self.statuses.contains(&record.status.kind()))
+            && self
+                .orchestrator
+                .as_ref()
+                .is_none_or(|o| *o == record.orchestrator)
+            && self.created_from.is_none_or(|t| created >= t)
+            && self.created_before.is_none_or(|t| created < t)
+    }
+}
+
+/// Which finished instances [`Client::purge_where`] removes: all by default. Build one
+/// with [`PurgeFilter::new`] and its methods.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use durable_core::{PurgeFilter, StatusKind};
+///
+/// let week_ago = SystemTime::now() - Duration::from_secs(7 * 24 * 3600);
+/// let filter = PurgeFilter::new()
+///     .status(StatusKind::Completed)
+///     .finished_before(week_ago);
+/// assert_eq!(filter.statuses, [StatusKind::Completed]);
+/// ```
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct PurgeFilter {
+    /// Only these statuses, each a finished one ([`StatusKind::is_terminal`]: completed,
+    /// failed, terminated); all finished if empty.
+    pub statuses: Vec<StatusKind>,
+    /// Only instances that finished before this time.
+    pub finished_before: Option<SystemTime>,
+}
+
+impl PurgeFilter {
+    /// Every finished instance.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also finished instances of status `status`: completed, failed or terminated
+    /// ([`Client::purge_where`] refuses any other).
+    #[must_use]
+    pub fn status(mut self, status: StatusKind) -> Self {
+        self.statuses.push(status);
+        self
+    }
+
+    /// Only instances that finished before `time`.
+    #[must_use]
+    pub fn finished_before(mut self, time: SystemTime) -> Self {
+        self.finished_before = Some(time);
+        self
+    }
+
+    /// Refuses a status whose instances are never purged, which would match nothing.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        match self.statuses.iter().find(|s| !s.is_terminal()) {
+            Some(&status) => Err(Error::PurgeUnfinished { status }),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn matches(&self, record: &InstanceRecord) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&record.status.kind()))
+            && self
+                .finished_before
+                .is_none_or(|t| time_of(record.updated_ms) < t)
+    }
+}
+
+/// One instance in a [`Page`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InstanceSummary {
+    /// The instance id.
+    pub id: String,
+    /// Its orchestrator's registered name.
+    pub orchestrator: String,
+    /// Its status.
+    pub status: StatusKind,
+    /// When it was created (by the runtime's clock).
+    pub created_at: SystemTime,
+    /// When its record last changed (by the runtime's clock): for a finished instance,
+    /// when it finished.
+    pub updated_at: SystemTime,
+}
+
+/// A page of [`Client::list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Page {
+    /// The instances, in id order.
+    pub instances: Vec<InstanceSummary>,
+    /// Pass to [`InstanceQuery::after`] for the next page; `None` on the last.
+    pub next: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use durable_store::{Failure, FailureKind, Status};
+
+    use super::*;
+
+    fn record(status: Status, created_ms: u64, updated_ms: u64) -> InstanceRecord {
+        let mut record = InstanceRecord::pending("flow".into(), 1, vec![], created_ms, 1, None);
+        record.status = status;
+        record.updated_ms = updated_ms;
+        record
+    }
+
+    #[test]
+    fn status_kinds_name_the_statuses_as_before() {
+        let names: Vec<_> = StatusKind::ALL.iter().map(|k| k.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "pending",
+                "running",
+                "completed",
+                "failed",
+                "stalled",
+                "terminated",
+                "suspended"
+            ]
+        );
+        let failure = Failure {
+            kind: FailureKind::Panicked,
+            message: "boom".into(),
+        };
+        let statuses = [
+            Status::Pending,
+            Status::Running,
+            Status::Completed { output: vec![] },
+            Status::Failed {
+                failure: failure.clone(),
+            },
+            Status::Stalled { failure },
+            Status::Terminated { reason: "r".into() },
+            Status::Suspended { reason: "r".into() },
+        ];
+        for (status, kind) in statuses.iter().zip(StatusKind::ALL) {
+            assert_eq!(status.kind(), kind);
+            assert_eq!(status.name(), kind.as_str());
+            assert_eq!(status.is_terminal(), kind.is_terminal());
+        }
+    }
+
+    #[test]
+    fn queries_match_by_status_kind_and_time() {
+        let at = |ms| time_of(ms);
+        let running = record(Status::Running, 1_000, 5_000);
+        let query = InstanceQuery::new().status(StatusKind::Running);
+        assert!(query.matches(&running));
+        assert!(
+            !InstanceQuery::new()
+                .status(StatusKind::Pending)
+                .matches(&running)
+        );
+        assert!(
+            InstanceQuery::new()
+                .created_from(at(1_000))
+                .matches(&running)
+        );
+        assert!(
+            !InstanceQuery::new()
+                .created_from(at(1_001))
+                .matches(&running)
+        );
+        assert!(
+            InstanceQuery::new()
+                .created_before(at(1_001))
+                .matches(&running)
+        );
+        assert!(
+            !InstanceQuery::new()
+                .created_before(at(1_000))
+                .matches(&running)
+        );
+
+        let done = record(Status::Completed { output: vec![] }, 1_000, 5_000);
+        let filter = PurgeFilter::new().status(StatusKind::Completed);
+        assert!(filter.check().is_ok() && filter.matches(&done));
+        assert!(filter.clone().finished_before(at(5_001)).matches(&done));
+        assert!(!filter.finished_before(at(5_000)).matches(&done));
+        assert!(matches!(
+            PurgeFilter::new().status(StatusKind::Running).check(),
+            Err(Error::PurgeUnfinished {
+                status: StatusKind::Running
+            })
+        ));
+    }
+}
