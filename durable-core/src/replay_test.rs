@@ -32,11 +32,42 @@ use std::sync::Arc;
 use durable_store::{Event, FailureKind, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
 use crate::clock::SystemClock;
+use crate::error::Error;
 use crate::handle::Orchestrator;
-use crate::registry::Registry;
-use crate::replay::{Execution, Outcome};
+use crate::orchestration_context::OrchestrationContext;
+use crate::registry::{OrchestratorEntry, Registry};
+use crate::replay::state::Run;
+
+pub use crate::replay::execution::Execution;
+pub use crate::replay::turn::{CarriedEvent, Command, Outcome, Turn};
+
+impl Execution {
+    /// A fresh execution of orchestrator `O` as instance `instance`: feed it the
+    /// instance's history with [`turn`](Self::turn). Replay tests use it to run code
+    /// against saved histories. It runs as incarnation 0, generation 0 of the id (which
+    /// only the ids generated for sub-orchestrations show).
+    pub fn of<O: Orchestrator>(_orchestrator: O, instance: &str) -> Self {
+        let mut registry = Registry::default();
+        registry.add_orchestrator::<O>();
+        let entry = registry
+            .orchestrator(O::NAME, O::VERSION)
+            .expect("just registered");
+        replay_execution(instance, O::NAME, entry)
+    }
+}
+
+/// A fresh execution of `instance` with the code of `entry` (orchestrator `orchestrator`),
+/// as a replay test runs it: under no incarnation (recorded child ids come from the
+/// history), without a payload limit, on the system clock.
+fn replay_execution(instance: &str, orchestrator: &str, entry: &OrchestratorEntry) -> Execution {
+    let run = Run {
+        incarnation: 0,
+        generation: 0,
+    };
+    let start = OrchestrationContext::starter(entry.start, entry.line, Arc::new(SystemClock));
+    Execution::new(instance, run, orchestrator, usize::MAX, start)
+}
 
 /// The file extension of saved histories.
 pub const EXTENSION: &str = "history";
@@ -247,15 +278,7 @@ impl Replayer {
                 expected: self.named(),
             });
         };
-        // A replay test runs under no incarnation: recorded child ids come from the history.
-        let mut execution = Execution::new(
-            &history.instance,
-            (0, 0),
-            &history.orchestrator,
-            entry,
-            usize::MAX,
-            Arc::new(SystemClock),
-        );
+        let mut execution = replay_execution(&history.instance, &history.orchestrator, entry);
         let turn = execution.turn(&history.events, Vec::new());
         let diverged = |message: String| {
             Err(ReplayError::Nondeterminism {
