@@ -2,7 +2,7 @@
 
 use durable_core::record::{Event, Failure, FailureKind};
 use durable_core::{ActivityContext, OrchestrationContext, activity, orchestrator};
-use durable_core::{Command, Turn};
+use durable_core::replay_test::{Command, Turn};
 use serde::Serialize;
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
