@@ -397,6 +397,7 @@ impl OrchestrationContext {
     ///
     /// Once every old instance has finished, remove the old path; keep the call until the
     /// instances that recorded the marker have finished too (the marker is a step).
+    /// Change ids starting with `durable:` are the library's own markers: choose others.
     ///
     /// ```ignore
     /// if ctx.patched("send-receipt") {

@@ -163,6 +163,11 @@ pub enum ReplayError {
 
 impl SavedHistory {
     /// The history of instance `id` in `store`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InstanceNotFound`] if `store` has no instance `id`; the store's error if
+    /// it cannot be read.
     pub fn export(store: &impl Store, id: &str) -> Result<Self, Error> {
         let record = store
             .instance(id)?
@@ -176,6 +181,10 @@ impl SavedHistory {
     }
 
     /// Writes the history to `path` (postcard, like the store).
+    ///
+    /// # Errors
+    ///
+    /// [`ReplayError::File`] if it does not encode or the file cannot be written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ReplayError> {
         let path = path.as_ref();
         let bytes = postcard::to_allocvec(self).map_err(|e| file_error(path, e))?;
@@ -183,11 +192,22 @@ impl SavedHistory {
     }
 
     /// Reads a history written by [`save`](Self::save).
+    ///
+    /// # Errors
+    ///
+    /// [`ReplayError::File`] if the file cannot be read or does not hold a history.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ReplayError> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
         postcard::from_bytes(&bytes).map_err(|e| file_error(path, e))
     }
+}
+
+/// The orchestrator a saved history ran, and its version; ordered by name, then version.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Ran {
+    orchestrator: String,
+    version: u32,
 }
 
 fn file_error(path: &Path, e: impl std::fmt::Display) -> ReplayError {
@@ -338,7 +358,7 @@ impl Replayer {
         paths.sort();
         let mut replayed = 0;
         // Histories of an added name in a version that was not added, by name and version.
-        let mut skipped: BTreeMap<(String, u32), Vec<String>> = BTreeMap::new();
+        let mut skipped: BTreeMap<Ran, Vec<String>> = BTreeMap::new();
         for path in paths {
             let history = SavedHistory::load(&path)?;
             let Some(versions) = self.versions.get(history.orchestrator.as_str()) else {
@@ -349,12 +369,22 @@ impl Replayer {
                 replayed += 1;
             } else {
                 skipped
-                    .entry((history.orchestrator.clone(), history.version))
+                    .entry(Ran {
+                        orchestrator: history.orchestrator.clone(),
+                        version: history.version,
+                    })
                     .or_default()
                     .push(path.display().to_string());
             }
         }
-        if let Some(((orchestrator, version), files)) = skipped.into_iter().next() {
+        if let Some((
+            Ran {
+                orchestrator,
+                version,
+            },
+            files,
+        )) = skipped.into_iter().next()
+        {
             let registered = self.versions[orchestrator.as_str()]
                 .iter()
                 .map(u32::to_string)

@@ -200,19 +200,23 @@ pub(crate) struct Step {
 impl Step {
     /// The step `event` records, if it records one.
     pub(crate) fn of(event: &Event) -> Option<Self> {
-        let kind = StepKind::of(event)?;
-        let (site, value, child) = match event {
-            Event::ActivityScheduled { site, .. } | Event::TimerCreated { site, .. } => {
-                (site, None, None)
-            }
-            Event::SubOrchestrationScheduled { instance, site, .. } => {
-                (site, None, Some(instance.clone()))
-            }
-            Event::Recorded { value, site, .. } => (site, Some(value.clone()), None),
-            _ => return None,
+        let (Event::ActivityScheduled { site, .. }
+        | Event::TimerCreated { site, .. }
+        | Event::SubOrchestrationScheduled { site, .. }
+        | Event::Recorded { site, .. }) = event
+        else {
+            return None;
+        };
+        let value = match event {
+            Event::Recorded { value, .. } => Some(value.clone()),
+            _ => None,
+        };
+        let child = match event {
+            Event::SubOrchestrationScheduled { instance, .. } => Some(instance.clone()),
+            _ => None,
         };
         Some(Self {
-            kind,
+            kind: StepKind::of(event)?,
             site: site.clone(),
             done: value.is_some(),
             value,
