@@ -274,7 +274,9 @@ impl OrchestrationContext {
     /// The current time, recorded in the history so every replay sees the same value.
     #[track_caller]
     pub fn now(&self) -> SystemTime {
-        let ms: u64 = self.record(Recorded::Now, Location::caller(), || millis(self.clock.now()));
+        let ms: u64 = self.record(Recorded::Now, Location::caller(), || {
+            millis(self.clock.now())
+        });
         UNIX_EPOCH + Duration::from_millis(ms)
     }
 

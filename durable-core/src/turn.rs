@@ -12,8 +12,8 @@ use durable_store::{
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::registry::{unregistered_activity, unregistered_orchestrator};
 use crate::orchestration_context::OrchestrationContext;
+use crate::registry::{unregistered_activity, unregistered_orchestrator};
 use crate::replay::execution::Execution;
 use crate::replay::state::Run;
 use crate::replay::turn::{CarriedEvent, Command, Outcome};

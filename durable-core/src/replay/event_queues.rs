@@ -201,8 +201,14 @@ mod tests {
         q.raise("x", 1, b"one".to_vec());
         q.raise("x", 2, b"two".to_vec());
         // `b` is polled first, yet `a` (the earlier wait) gets the earlier event.
-        assert_eq!(q.take("x", b).map(|e| e.payload).as_deref(), Some(&b"two"[..]));
-        assert_eq!(q.take("x", a).map(|e| e.payload).as_deref(), Some(&b"one"[..]));
+        assert_eq!(
+            q.take("x", b).map(|e| e.payload).as_deref(),
+            Some(&b"two"[..])
+        );
+        assert_eq!(
+            q.take("x", a).map(|e| e.payload).as_deref(),
+            Some(&b"one"[..])
+        );
     }
 
     #[test]
@@ -213,7 +219,10 @@ mod tests {
         q.raise("a", 3, b"a3".to_vec());
         q.raise("b", 4, b"b4".to_vec());
         let a = q.claim("a");
-        assert_eq!(q.take("a", a).map(|e| e.payload).as_deref(), Some(&b"a2"[..]));
+        assert_eq!(
+            q.take("a", a).map(|e| e.payload).as_deref(),
+            Some(&b"a2"[..])
+        );
         // Handed to a wait that never took it.
         let b = q.claim("b");
         assert_eq!(q.peek("b", b), Some(1));
@@ -236,18 +245,26 @@ mod tests {
         let a = q.claim("x");
         q.raise("x", 1, b"bad".to_vec());
         q.raise("x", 2, b"good".to_vec());
-        let peeked = q.peek_event("x", a).map(|e| (e.position, e.index, &e.payload[..]));
+        let peeked = q
+            .peek_event("x", a)
+            .map(|e| (e.position, e.index, &e.payload[..]));
         assert_eq!(peeked, Some((1, 0, &b"bad"[..])));
         // Set aside after it was taken: the wait waits again.
         assert_eq!(q.take("x", a).map(|e| e.index), Some(0));
         q.wait_again("x", a);
-        assert_eq!(q.take("x", a).map(|e| e.payload).as_deref(), Some(&b"good"[..]));
+        assert_eq!(
+            q.take("x", a).map(|e| e.payload).as_deref(),
+            Some(&b"good"[..])
+        );
         // Set aside by index (on replay), queued or handed to a wait.
         q.raise("x", 3, b"bad".to_vec());
         q.raise("x", 4, b"good".to_vec());
         let b = q.claim("x");
         q.set_aside("x", 2);
-        assert_eq!(q.take("x", b).map(|e| e.payload).as_deref(), Some(&b"good"[..]));
+        assert_eq!(
+            q.take("x", b).map(|e| e.payload).as_deref(),
+            Some(&b"good"[..])
+        );
         let c = q.claim("x");
         let d = q.claim("x");
         q.raise("x", 5, b"bad".to_vec());
@@ -256,7 +273,10 @@ mod tests {
         assert_eq!(q.take("x", d).map(|e| e.index), Some(5));
         q.set_aside("x", 4);
         q.raise("x", 7, b"late".to_vec());
-        assert_eq!(q.take("x", c).map(|e| e.payload).as_deref(), Some(&b"late"[..]));
+        assert_eq!(
+            q.take("x", c).map(|e| e.payload).as_deref(),
+            Some(&b"late"[..])
+        );
         assert!(!q.has_waiters());
     }
 
@@ -267,9 +287,15 @@ mod tests {
         let b = q.claim("x");
         q.raise("x", 1, b"one".to_vec());
         q.raise("x", 2, b"two".to_vec());
-        assert_eq!(q.take("x", b).map(|e| e.payload).as_deref(), Some(&b"two"[..]));
+        assert_eq!(
+            q.take("x", b).map(|e| e.payload).as_deref(),
+            Some(&b"two"[..])
+        );
         q.release("x", a);
         let c = q.claim("x");
-        assert_eq!(q.take("x", c).map(|e| e.payload).as_deref(), Some(&b"one"[..]));
+        assert_eq!(
+            q.take("x", c).map(|e| e.payload).as_deref(),
+            Some(&b"one"[..])
+        );
     }
 }

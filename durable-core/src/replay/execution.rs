@@ -337,4 +337,3 @@ fn is_issued(event: &Event) -> bool {
             | Event::ContinuedAsNew { .. }
     )
 }
-

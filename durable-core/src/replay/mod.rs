@@ -39,7 +39,7 @@
 pub(crate) mod event_queues;
 pub(crate) mod execution;
 pub(crate) mod failure;
-pub(crate) mod log;
+mod log;
 pub(crate) mod recorded;
 pub(crate) mod state;
 pub(crate) mod step;

@@ -356,8 +356,7 @@ impl ReplayState {
             | Event::TimerCreated { .. }
             | Event::SubOrchestrationScheduled { .. }
             | Event::Recorded { .. } => {
-                self.steps
-                    .extend(Step::of(event));
+                self.steps.extend(Step::of(event));
             }
             Event::ActivityCompleted { seq, output }
             | Event::SubOrchestrationCompleted { seq, output } => {

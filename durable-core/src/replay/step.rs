@@ -122,9 +122,9 @@ impl StepRequest {
                 key_seq: attempt.key_seq.unwrap_or(seq),
                 attempt: attempt.number,
                 // Rounded up: a limit under a millisecond must not become zero.
-                attempt_timeout_ms: attempt.timeout.map(|t| {
-                    u64::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
-                }),
+                attempt_timeout_ms: attempt
+                    .timeout
+                    .map(|t| u64::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)),
             }),
             Self::Timer { fire_at_ms } => Some(Command::CreateTimer {
                 seq,
@@ -186,20 +186,22 @@ impl StepRequest {
 
 /// A durable step as the history records it.
 #[derive(Debug)]
-pub(crate) struct Step {
-    pub(crate) kind: StepKind,
-    pub(crate) site: Site,
+pub(in crate::replay) struct Step {
+    /// What it is, as compared on replay.
+    pub(in crate::replay) kind: StepKind,
+    /// Where the code asked for it.
+    pub(in crate::replay) site: Site,
     /// Whether its result has arrived (a recorded value is its own result).
-    pub(crate) done: bool,
+    pub(in crate::replay) done: bool,
     /// The value of a recorded step.
-    pub(crate) value: Option<Vec<u8>>,
+    pub(in crate::replay) value: Option<Vec<u8>>,
     /// The child's instance id of a sub-orchestration step.
-    pub(crate) child: Option<String>,
+    pub(in crate::replay) child: Option<String>,
 }
 
 impl Step {
     /// The step `event` records, if it records one.
-    pub(crate) fn of(event: &Event) -> Option<Self> {
+    pub(in crate::replay) fn of(event: &Event) -> Option<Self> {
         let (Event::ActivityScheduled { site, .. }
         | Event::TimerCreated { site, .. }
         | Event::SubOrchestrationScheduled { site, .. }
