@@ -8,6 +8,7 @@ use durable_store::{Failure, Site};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::client::generated_child_id;
 use crate::clock::{Clock, millis};
 use crate::durable_future::{ActivityCall, ContinueAsNew, EventWait, SubOrchestrationCall, Timer};
 use crate::external_event::AsEventName;
@@ -250,7 +251,7 @@ impl OrchestrationContext {
         let input = Self::encode_step(&mut state, &input, what);
         let run = state.run;
         let child = instance.unwrap_or_else(|| {
-            crate::client::generated_child_id(
+            generated_child_id(
                 &self.instance,
                 run.incarnation,
                 run.generation,
