@@ -18,7 +18,8 @@ use crate::Unregistered;
 use crate::activity_context::{ActivityContext, idempotency_key};
 use crate::error::Timeout;
 use crate::payload;
-use crate::registry::{panic_message, unregistered_activity};
+use crate::registry::unregistered_activity;
+use crate::replay::failure::panic_message;
 use crate::runtime::{Busy, Delivery, RETRY_DELAY, Shared, lock};
 
 /// The slots of activities that run at once, and the activities waiting for one, in the

@@ -17,8 +17,10 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ActivityError, SubOrchestrationError};
 use crate::payload;
-use crate::registry::decode_failure;
-use crate::replay::{ReplayState, StepKind, StepResult, lock};
+use crate::replay::event_queues::Raised;
+use crate::replay::failure::decode_failure;
+use crate::replay::state::{ReplayState, lock};
+use crate::replay::step::{StepKind, StepResult};
 
 /// A future of a durable operation, which knows whether (and where in the history) its
 /// result arrived. Implemented by the futures `ctx` returns; [`when_any`] and
@@ -260,19 +262,24 @@ impl<T: DeserializeOwned> Future for EventWait<T> {
             if state.is_stopped() {
                 return Poll::Pending;
             }
-            let Some((position, index, bytes)) = state.events.take(&this.name, this.ticket) else {
+            let Some(Raised {
+                position,
+                index,
+                payload,
+            }) = state.events.take(&this.name, this.ticket)
+            else {
                 return Poll::Pending;
             };
-            match payload::decode(&bytes) {
-                Ok(payload) => {
+            match payload::decode(&payload) {
+                Ok(value) => {
                     state.took(position);
                     this.done = true;
-                    return Poll::Ready(payload);
+                    return Poll::Ready(value);
                 }
                 Err(e) => {
                     // The ticket waits again, for the next event of its name.
                     state.events.wait_again(&this.name, this.ticket);
-                    if !Self::set_aside(&mut state, &this.name, index, bytes, e) {
+                    if !Self::set_aside(&mut state, &this.name, index, payload, e) {
                         return Poll::Pending;
                     }
                 }
@@ -294,12 +301,12 @@ impl<T: DeserializeOwned> DurableFuture for EventWait<T> {
             if state.is_stopped() {
                 return None;
             }
-            let (position, index, bytes) = state.events.peek_event(&self.name, self.ticket)?;
-            let error = match payload::decode::<T>(bytes) {
-                Ok(_) => return Some(position),
+            let event = state.events.peek_event(&self.name, self.ticket)?;
+            let error = match payload::decode::<T>(&event.payload) {
+                Ok(_) => return Some(event.position),
                 Err(e) => e,
             };
-            let bytes = bytes.to_vec();
+            let (index, bytes) = (event.index, event.payload.clone());
             if !Self::set_aside(&mut state, &self.name, index, bytes, error) {
                 return None;
             }

@@ -6,9 +6,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::OrchestrationContext;
 use crate::durable_future::{DurableFuture, Timer};
 use crate::error::Timeout;
+use crate::orchestration_context::OrchestrationContext;
 
 /// One of two outcomes of [`OrchestrationContext::select2`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -39,7 +39,6 @@ mod position;
 mod recovery;
 mod registry;
 mod replay;
-mod replay_log;
 pub mod replay_test;
 mod retry;
 mod runtime;
@@ -68,7 +67,6 @@ pub use join::{Either, JoinAll, Select2, WhenAny};
 pub use orchestration_context::OrchestrationContext;
 pub use payload::{PayloadDirection, PayloadError, PayloadTooLarge, to_json as payload_to_json};
 pub use position::{Position, StepAt};
-pub use replay::{Command, Execution, Outcome, Turn};
 pub use retry::{Backoff, RetryPolicy};
 pub use runtime::{
     DEFAULT_MAX_PAYLOAD_BYTES, Runtime, RuntimeBuilder, Unregistered, UnregisteredCallee,

@@ -4,18 +4,21 @@ use std::panic::Location;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use durable_store::{Event, Site};
+use durable_store::{Failure, Site};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::client::generated_child_id;
 use crate::clock::{Clock, millis};
 use crate::durable_future::{ActivityCall, ContinueAsNew, EventWait, SubOrchestrationCall, Timer};
 use crate::external_event::AsEventName;
 use crate::handle::{Activity, Orchestrator};
 use crate::payload;
-use crate::registry::decode_failure;
-use crate::replay::{Command, NewStep, ReplayState, StepKind, lock};
-use crate::retry::Attempt;
+use crate::replay::execution::{OrchestratorFuture, Start};
+use crate::replay::failure::decode_failure;
+use crate::replay::recorded::{Patch, Recorded};
+use crate::replay::state::{ReplayState, lock};
+use crate::replay::step::{Attempt, StepRequest};
 
 /// The handle an orchestrator gets to issue durable operations.
 ///
@@ -27,6 +30,8 @@ use crate::retry::Attempt;
 pub struct OrchestrationContext {
     instance: Arc<str>,
     state: Arc<Mutex<ReplayState>>,
+    /// The source line of the orchestrator's `fn`: await sites are recorded relative to it.
+    fn_line: u32,
     clock: Arc<dyn Clock>,
 }
 
@@ -39,16 +44,24 @@ impl std::fmt::Debug for OrchestrationContext {
 }
 
 impl OrchestrationContext {
-    pub(crate) fn new(
-        instance: String,
-        state: Arc<Mutex<ReplayState>>,
+    /// How an execution starts an orchestrator's code: `start` (a registry entry's, for
+    /// an orchestrator whose `fn` is on line `fn_line`) with a context over the
+    /// execution's state, reading the time from `clock`.
+    pub(crate) fn starter(
+        start: fn(OrchestrationContext, &[u8]) -> Result<OrchestratorFuture, Failure>,
+        fn_line: u32,
         clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            instance: instance.into(),
-            state,
-            clock,
-        }
+    ) -> Start {
+        Box::new(move |state, input| {
+            let instance = lock(&state).instance.as_str().into();
+            let ctx = Self {
+                instance,
+                state,
+                fn_line,
+                clock: clock.clone(),
+            };
+            start(ctx, input)
+        })
     }
 
     /// The id of the running instance.
@@ -62,12 +75,12 @@ impl OrchestrationContext {
         lock(&self.state).is_replaying()
     }
 
-    fn site(state: &ReplayState, caller: &Location<'_>) -> Site {
+    fn site(&self, state: &ReplayState, caller: &Location<'_>) -> Site {
         Site {
             function: state.orchestrator.clone(),
             file: caller.file().to_string(),
             line: caller.line(),
-            line_offset: i64::from(caller.line()) - i64::from(state.fn_line),
+            line_offset: i64::from(caller.line()) - i64::from(self.fn_line),
         }
     }
 
@@ -132,38 +145,16 @@ impl OrchestrationContext {
         attempt: Attempt,
         caller: &Location<'_>,
     ) -> ActivityCall<A::Output> {
-        let Attempt {
-            key_seq,
-            number: attempt,
-            timeout,
-        } = attempt;
-        // Rounded up: a limit under a millisecond must not become zero.
-        let attempt_timeout_ms =
-            timeout.map(|t| u64::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX));
         let mut state = lock(&self.state);
-        let site = Self::site(&state, caller);
+        let site = self.site(&state, caller);
         let what = || format!("the input of activity `{}`", A::NAME);
         let input = Self::encode_step(&mut state, &input, what);
-        let event_input = input.clone();
-        let event_site = site.clone();
-        let seq = state.issue(NewStep {
-            kind: StepKind::Activity(A::NAME.to_string()),
-            site,
-            event: Box::new(move |seq| Event::ActivityScheduled {
-                seq,
-                activity: A::NAME.to_string(),
-                input: event_input,
-                site: event_site,
-            }),
-            command: Some(Box::new(move |seq| Command::ScheduleActivity {
-                seq,
-                activity: A::NAME.to_string(),
-                input,
-                key_seq: key_seq.unwrap_or(seq),
-                attempt,
-                attempt_timeout_ms,
-            })),
-        });
+        let request = StepRequest::Activity {
+            activity: A::NAME.to_string(),
+            input,
+            attempt,
+        };
+        let seq = state.issue(site, request);
         ActivityCall::new(self.state.clone(), seq)
     }
 
@@ -186,33 +177,17 @@ impl OrchestrationContext {
         self.timer(Location::caller(), move || time)
     }
 
-    fn timer(
-        &self,
-        caller: &Location<'_>,
-        fire_at: impl FnOnce() -> SystemTime + 'static,
-    ) -> Timer {
+    /// A timer that fires at the time `fire_at` tells, read only for a new step (a
+    /// recorded one fires when the history says).
+    fn timer(&self, caller: &Location<'_>, fire_at: impl FnOnce() -> SystemTime) -> Timer {
         let mut state = lock(&self.state);
-        let site = Self::site(&state, caller);
-        let event_site = site.clone();
-        let fire_at_ms = Arc::new(Mutex::new(0));
-        let command_fire_at = fire_at_ms.clone();
-        let seq = state.issue(NewStep {
-            kind: StepKind::Timer,
-            site,
-            event: Box::new(move |seq| {
-                let at = millis(fire_at());
-                *command_fire_at.lock().unwrap_or_else(|p| p.into_inner()) = at;
-                Event::TimerCreated {
-                    seq,
-                    fire_at_ms: at,
-                    site: event_site,
-                }
-            }),
-            command: Some(Box::new(move |seq| Command::CreateTimer {
-                seq,
-                fire_at_ms: *fire_at_ms.lock().unwrap_or_else(|p| p.into_inner()),
-            })),
-        });
+        let site = self.site(&state, caller);
+        let fire_at_ms = if state.next_is_recorded() {
+            0
+        } else {
+            millis(fire_at())
+        };
+        let seq = state.issue(site, StepRequest::Timer { fire_at_ms });
         Timer::new(self.state.clone(), seq)
     }
 
@@ -271,41 +246,28 @@ impl OrchestrationContext {
         caller: &Location<'_>,
     ) -> SubOrchestrationCall<O::Output> {
         let mut state = lock(&self.state);
-        let site = Self::site(&state, caller);
+        let site = self.site(&state, caller);
         let what = || format!("the input of sub-orchestration `{}`", O::NAME);
         let input = Self::encode_step(&mut state, &input, what);
-        let parent = self.instance.to_string();
-        let (incarnation, generation) = state.run;
-        let child_id = move |seq: u64| {
-            instance.clone().unwrap_or_else(|| {
-                crate::client::generated_child_id(&parent, incarnation, generation, seq)
-            })
-        };
-        let child = child_id.clone();
-        let event_child = child_id.clone();
-        let event_input = input.clone();
-        let event_site = site.clone();
-        let seq = state.issue(NewStep {
-            kind: StepKind::SubOrchestration(O::NAME.to_string()),
-            site,
-            event: Box::new(move |seq| Event::SubOrchestrationScheduled {
-                seq,
-                orchestrator: O::NAME.to_string(),
-                instance: event_child(seq),
-                input: event_input,
-                site: event_site,
-            }),
-            command: Some(Box::new(move |seq| Command::StartSubOrchestration {
-                seq,
-                orchestrator: O::NAME.to_string(),
-                version: O::VERSION,
-                instance: child(seq),
-                input,
-            })),
+        let run = state.run;
+        let child = instance.unwrap_or_else(|| {
+            generated_child_id(
+                &self.instance,
+                run.incarnation,
+                run.generation,
+                state.next_seq(),
+            )
         });
+        let request = StepRequest::SubOrchestration {
+            orchestrator: O::NAME.to_string(),
+            version: O::VERSION,
+            instance: child.clone(),
+            input,
+        };
+        let seq = state.issue(site, request);
         // A recorded step keeps the id it was started under (a replay test runs under
         // another incarnation than the instance did).
-        let id = state.recorded_child(seq).unwrap_or_else(|| child_id(seq));
+        let id = state.recorded_child(seq).unwrap_or(child);
         drop(state);
         SubOrchestrationCall::new(self.state.clone(), seq, id)
     }
@@ -313,14 +275,16 @@ impl OrchestrationContext {
     /// The current time, recorded in the history so every replay sees the same value.
     #[track_caller]
     pub fn now(&self) -> SystemTime {
-        let ms: u64 = self.record("now", Location::caller(), || millis(self.clock.now()));
+        let ms: u64 = self.record(Recorded::Now, Location::caller(), || {
+            millis(self.clock.now())
+        });
         UNIX_EPOCH + Duration::from_millis(ms)
     }
 
     /// A random number, recorded in the history so every replay sees the same value.
     #[track_caller]
     pub fn random(&self) -> u64 {
-        self.record("random", Location::caller(), || {
+        self.record(Recorded::Random, Location::caller(), || {
             uuid::Uuid::new_v4().as_u64_pair().0
         })
     }
@@ -328,7 +292,7 @@ impl OrchestrationContext {
     /// A new random (v4) UUID, recorded in the history so every replay sees the same one.
     #[track_caller]
     pub fn new_uuid(&self) -> uuid::Uuid {
-        self.record("uuid", Location::caller(), uuid::Uuid::new_v4)
+        self.record(Recorded::Uuid, Location::caller(), uuid::Uuid::new_v4)
     }
 
     /// The escape hatch: runs `f` the first time and records its value in the history;
@@ -337,7 +301,7 @@ impl OrchestrationContext {
     /// activities.
     #[track_caller]
     pub fn side_effect<T: Serialize + DeserializeOwned>(&self, f: impl FnOnce() -> T) -> T {
-        self.record("side_effect", Location::caller(), f)
+        self.record(Recorded::SideEffect, Location::caller(), f)
     }
 
     /// A value from outside the orchestration, recorded as a step: produced the first
@@ -345,20 +309,20 @@ impl OrchestrationContext {
     /// state locked, so it may be any user code (it must not use the context).
     fn record<T: Serialize + DeserializeOwned>(
         &self,
-        what: &str,
+        kind: Recorded,
         caller: &Location<'_>,
         produce: impl FnOnce() -> T,
     ) -> T {
         let mut state = lock(&self.state);
-        let site = Self::site(&state, caller);
-        let kind = StepKind::Recorded(what.to_string());
+        let site = self.site(&state, caller);
         if state.next_is_recorded() {
-            let seq = state.issue(NewStep {
+            // Compared with the step the history has here, whose value is read back: the
+            // request's own value is never used.
+            let request = StepRequest::Recorded {
                 kind,
-                site,
-                event: Box::new(|_| unreachable!("a recorded step is not issued again")),
-                command: None,
-            });
+                value: Vec::new(),
+            };
+            let seq = state.issue(site, request);
             if !state.is_stopped()
                 && let Some(bytes) = state.recorded_value(seq)
             {
@@ -375,20 +339,10 @@ impl OrchestrationContext {
         let value = produce();
         let mut state = lock(&self.state);
         let bytes = Self::encode_step(&mut state, &value, || {
-            format!("the value recorded by `ctx.{what}`")
+            format!("the value recorded by `ctx.{kind}`")
         });
-        let what = what.to_string();
-        state.issue(NewStep {
-            kind,
-            site: site.clone(),
-            event: Box::new(move |seq| Event::Recorded {
-                seq,
-                what,
-                value: bytes,
-                site,
-            }),
-            command: None,
-        });
+        let request = StepRequest::Recorded { kind, value: bytes };
+        state.issue(site, request);
         value
     }
 
@@ -446,6 +400,7 @@ impl OrchestrationContext {
     ///
     /// Once every old instance has finished, remove the old path; keep the call until the
     /// instances that recorded the marker have finished too (the marker is a step).
+    /// Change ids starting with `durable:` are the library's own markers: choose others.
     ///
     /// ```ignore
     /// if ctx.patched("send-receipt") {
@@ -454,13 +409,14 @@ impl OrchestrationContext {
     /// ```
     #[track_caller]
     pub fn patched(&self, change_id: &str) -> bool {
-        self.patched_at(change_id, Location::caller())
+        self.patched_at(Patch::named(change_id), Location::caller())
     }
 
-    /// [`patched`](Self::patched), recorded as asked at `caller`.
-    pub(crate) fn patched_at(&self, change_id: &str, caller: &Location<'_>) -> bool {
+    /// Whether the instance takes the new path of `change` (the user's, or the
+    /// library's), recorded as asked at `caller`.
+    pub(crate) fn patched_at(&self, change: Patch, caller: &Location<'_>) -> bool {
         let mut state = lock(&self.state);
-        let site = Self::site(&state, caller);
-        state.patched(change_id, site)
+        let site = self.site(&state, caller);
+        state.patched(change, site)
     }
 }

@@ -6,10 +6,11 @@ use std::collections::HashSet;
 
 use durable_store::{Event, Site};
 
-use crate::replay::StepKind;
+use crate::replay::step::StepKind;
 
 /// A durable step of an instance, as its history records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StepAt {
     /// The step number: the instance's durable operations numbered from 0 in program
     /// order (in its current generation).
@@ -37,6 +38,7 @@ impl std::fmt::Display for StepAt {
 /// `ctx.timeout` whose future won, or the losing side of a `select`, is listed until its
 /// result arrives.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Position {
     /// The steps issued whose results have not arrived, in step order.
     pub awaiting: Vec<StepAt>,
@@ -47,41 +49,26 @@ pub struct Position {
 impl Position {
     /// The position at the end of `history`.
     pub(crate) fn of(history: &[Event]) -> Self {
-        let mut steps: Vec<(StepAt, bool)> = Vec::new();
-        let mut issue = |seq: u64, kind: StepKind, site: &Site, done: bool| {
-            steps.push((
-                StepAt {
-                    step: seq,
-                    operation: kind.to_string(),
-                    site: site.clone(),
-                },
-                done,
-            ));
-        };
+        let mut steps: Vec<StepAt> = Vec::new();
+        // Steps whose result arrived; a recorded value is its own.
         let mut finished = HashSet::new();
         for event in history {
             match event {
-                Event::ActivityScheduled {
-                    seq,
-                    activity,
-                    site,
-                    ..
-                } => issue(*seq, StepKind::Activity(activity.clone()), site, false),
-                Event::TimerCreated { seq, site, .. } => issue(*seq, StepKind::Timer, site, false),
-                Event::SubOrchestrationScheduled {
-                    seq,
-                    orchestrator,
-                    site,
-                    ..
-                } => issue(
-                    *seq,
-                    StepKind::SubOrchestration(orchestrator.clone()),
-                    site,
-                    false,
-                ),
-                Event::Recorded {
-                    seq, what, site, ..
-                } => issue(*seq, StepKind::Recorded(what.clone()), site, true),
+                Event::ActivityScheduled { seq, site, .. }
+                | Event::TimerCreated { seq, site, .. }
+                | Event::SubOrchestrationScheduled { seq, site, .. }
+                | Event::Recorded { seq, site, .. } => {
+                    if let Some(kind) = StepKind::of(event) {
+                        if matches!(kind, StepKind::Recorded(_)) {
+                            finished.insert(*seq);
+                        }
+                        steps.push(StepAt {
+                            step: *seq,
+                            operation: kind.to_string(),
+                            site: site.clone(),
+                        });
+                    }
+                }
                 Event::ActivityCompleted { seq, .. }
                 | Event::ActivityFailed { seq, .. }
                 | Event::TimerFired { seq }
@@ -92,16 +79,12 @@ impl Position {
                 _ => {}
             }
         }
-        for (step, done) in &mut steps {
-            *done |= finished.contains(&step.step);
-        }
-        steps.sort_by_key(|(step, _)| step.step);
+        steps.sort_by_key(|step| step.step);
         Self {
-            last: steps.last().map(|(step, _)| step.clone()),
+            last: steps.last().cloned(),
             awaiting: steps
                 .into_iter()
-                .filter(|(_, done)| !done)
-                .map(|(step, _)| step)
+                .filter(|step| !finished.contains(&step.step))
                 .collect(),
         }
     }

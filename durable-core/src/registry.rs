@@ -8,7 +8,8 @@ use std::sync::Arc;
 use durable_store::{Failure, FailureKind};
 
 use crate::handle::{Activity, BoxFuture, Callee, Orchestrator};
-use crate::payload::{self, PayloadError};
+use crate::payload;
+use crate::replay::failure::decode_failure;
 use crate::{ActivityContext, OrchestrationContext};
 use crate::{Unregistered, UnregisteredCallee};
 
@@ -158,15 +159,6 @@ fn unregistered(what: String, name: &str, policy: Unregistered, method: &str) ->
     }
 }
 
-pub(crate) fn decode_failure(e: PayloadError) -> Failure {
-    Failure {
-        kind: FailureKind::Decode {
-            type_name: e.type_name.to_string(),
-        },
-        message: e.to_string(),
-    }
-}
-
 /// Encodes the outcome of user code: the output, or the error with its `Display`.
 fn outcome<T: serde::Serialize, E: serde::Serialize + std::fmt::Display>(
     result: Result<T, E>,
@@ -196,15 +188,4 @@ fn start_activity<A: Activity>(
 ) -> Result<ErasedFuture, Failure> {
     let input: A::Input = payload::decode(input).map_err(decode_failure)?;
     Ok(Box::pin(async move { outcome(A::run(ctx, input).await) }))
-}
-
-/// The message of a panic payload, as `std` prints it.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_string()
-    }
 }

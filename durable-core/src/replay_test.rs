@@ -32,11 +32,42 @@ use std::sync::Arc;
 use durable_store::{Event, FailureKind, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
 use crate::clock::SystemClock;
+use crate::error::Error;
 use crate::handle::Orchestrator;
-use crate::registry::Registry;
-use crate::replay::{Execution, Outcome};
+use crate::orchestration_context::OrchestrationContext;
+use crate::registry::{OrchestratorEntry, Registry};
+use crate::replay::state::Run;
+
+pub use crate::replay::execution::Execution;
+pub use crate::replay::turn::{CarriedEvent, Command, Outcome, Turn};
+
+impl Execution {
+    /// A fresh execution of orchestrator `O` as instance `instance`: feed it the
+    /// instance's history with [`turn`](Self::turn). Replay tests use it to run code
+    /// against saved histories. It runs as incarnation 0, generation 0 of the id (which
+    /// only the ids generated for sub-orchestrations show).
+    pub fn of<O: Orchestrator>(_orchestrator: O, instance: &str) -> Self {
+        let mut registry = Registry::default();
+        registry.add_orchestrator::<O>();
+        let entry = registry
+            .orchestrator(O::NAME, O::VERSION)
+            .expect("just registered");
+        replay_execution(instance, O::NAME, entry)
+    }
+}
+
+/// A fresh execution of `instance` with the code of `entry` (orchestrator `orchestrator`),
+/// as a replay test runs it: under no incarnation (recorded child ids come from the
+/// history), without a payload limit, on the system clock.
+fn replay_execution(instance: &str, orchestrator: &str, entry: &OrchestratorEntry) -> Execution {
+    let run = Run {
+        incarnation: 0,
+        generation: 0,
+    };
+    let start = OrchestrationContext::starter(entry.start, entry.line, Arc::new(SystemClock));
+    Execution::new(instance, run, orchestrator, usize::MAX, start)
+}
 
 /// The file extension of saved histories.
 pub const EXTENSION: &str = "history";
@@ -132,6 +163,11 @@ pub enum ReplayError {
 
 impl SavedHistory {
     /// The history of instance `id` in `store`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InstanceNotFound`] if `store` has no instance `id`; the store's error if
+    /// it cannot be read.
     pub fn export(store: &impl Store, id: &str) -> Result<Self, Error> {
         let record = store
             .instance(id)?
@@ -145,6 +181,10 @@ impl SavedHistory {
     }
 
     /// Writes the history to `path` (postcard, like the store).
+    ///
+    /// # Errors
+    ///
+    /// [`ReplayError::File`] if it does not encode or the file cannot be written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ReplayError> {
         let path = path.as_ref();
         let bytes = postcard::to_allocvec(self).map_err(|e| file_error(path, e))?;
@@ -152,11 +192,22 @@ impl SavedHistory {
     }
 
     /// Reads a history written by [`save`](Self::save).
+    ///
+    /// # Errors
+    ///
+    /// [`ReplayError::File`] if the file cannot be read or does not hold a history.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ReplayError> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
         postcard::from_bytes(&bytes).map_err(|e| file_error(path, e))
     }
+}
+
+/// The orchestrator a saved history ran, and its version; ordered by name, then version.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Ran {
+    orchestrator: String,
+    version: u32,
 }
 
 fn file_error(path: &Path, e: impl std::fmt::Display) -> ReplayError {
@@ -247,15 +298,7 @@ impl Replayer {
                 expected: self.named(),
             });
         };
-        // A replay test runs under no incarnation: recorded child ids come from the history.
-        let mut execution = Execution::new(
-            &history.instance,
-            (0, 0),
-            &history.orchestrator,
-            entry,
-            usize::MAX,
-            Arc::new(SystemClock),
-        );
+        let mut execution = replay_execution(&history.instance, &history.orchestrator, entry);
         let turn = execution.turn(&history.events, Vec::new());
         let diverged = |message: String| {
             Err(ReplayError::Nondeterminism {
@@ -315,7 +358,7 @@ impl Replayer {
         paths.sort();
         let mut replayed = 0;
         // Histories of an added name in a version that was not added, by name and version.
-        let mut skipped: BTreeMap<(String, u32), Vec<String>> = BTreeMap::new();
+        let mut skipped: BTreeMap<Ran, Vec<String>> = BTreeMap::new();
         for path in paths {
             let history = SavedHistory::load(&path)?;
             let Some(versions) = self.versions.get(history.orchestrator.as_str()) else {
@@ -326,12 +369,22 @@ impl Replayer {
                 replayed += 1;
             } else {
                 skipped
-                    .entry((history.orchestrator.clone(), history.version))
+                    .entry(Ran {
+                        orchestrator: history.orchestrator.clone(),
+                        version: history.version,
+                    })
                     .or_default()
                     .push(path.display().to_string());
             }
         }
-        if let Some(((orchestrator, version), files)) = skipped.into_iter().next() {
+        if let Some((
+            Ran {
+                orchestrator,
+                version,
+            },
+            files,
+        )) = skipped.into_iter().next()
+        {
             let registered = self.versions[orchestrator.as_str()]
                 .iter()
                 .map(u32::to_string)

@@ -11,46 +11,29 @@ use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::OrchestrationContext;
 use crate::error::{ActivityError, Timeout};
 use crate::handle::Activity;
+use crate::join::Either;
+use crate::orchestration_context::OrchestrationContext;
+use crate::replay::recorded::{LibraryChange, Patch};
+use crate::replay::step::Attempt;
 
 /// The change that stopped retrying errors no attempt can mend, as recorded in histories.
-const NON_RETRYABLE_ERRORS: &str = "durable:non-retryable-errors";
+const NON_RETRYABLE_ERRORS: Patch = Patch::Library(LibraryChange::NonRetryableErrors);
 
 /// The change that counts every execution of a call once: a retry follows on from the
 /// execution that failed. Before it, a retry counted on from the retry before, missing
 /// the redeliveries. Asked only where the two rules differ.
-const EVERY_EXECUTION_COUNTED: &str = "durable:every-execution-counted";
+const EVERY_EXECUTION_COUNTED: Patch = Patch::Library(LibraryChange::EveryExecutionCounted);
 
 /// The change that bounds each execution by the attempt timeout from when it starts,
 /// enforced where it runs and cancelling it. Before it, a durable timer from when the
 /// attempt was scheduled raced the call, and the attempt went on running.
-const START_TO_CLOSE: &str = "durable:start-to-close";
-
-/// Which attempt of a call an activity call is, and what bounds it.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Attempt {
-    /// The step of the call's first attempt, whose idempotency key every attempt shares;
-    /// `None` for a first attempt.
-    pub(crate) key_seq: Option<u64>,
-    /// Which execution of the call this is, 1 for the first.
-    pub(crate) number: u32,
-    /// The longest one execution may run, from when it starts.
-    pub(crate) timeout: Option<Duration>,
-}
-
-impl Attempt {
-    /// A call's first attempt, without limit.
-    pub(crate) const FIRST: Self = Self {
-        key_seq: None,
-        number: 1,
-        timeout: None,
-    };
-}
+const START_TO_CLOSE: Patch = Patch::Library(LibraryChange::StartToClose);
 
 /// How the wait between attempts grows.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Backoff {
     /// The same wait every time.
     Fixed(Duration),
@@ -221,8 +204,8 @@ impl OrchestrationContext {
                     Some(limit) if start_to_close.is_none() => {
                         let timer = ctx.timer_at(caller, limit);
                         match ctx.select2(call, timer).await {
-                            crate::Either::Left(result) => result,
-                            crate::Either::Right(()) => Err(ActivityError::timed_out(
+                            Either::Left(result) => result,
+                            Either::Right(()) => Err(ActivityError::timed_out(
                                 A::NAME,
                                 attempt.number,
                                 Timeout { after: limit },

@@ -32,7 +32,7 @@ use crate::group_commit::{CommitStats, GroupCommit};
 use crate::handle::{Activity, Callee, Orchestrator};
 use crate::payload;
 use crate::registry::Registry;
-use crate::replay::Execution;
+use crate::replay::execution::Execution;
 
 /// How long a turn or an activity result waits before retrying a failed store write.
 pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(200);

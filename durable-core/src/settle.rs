@@ -8,7 +8,7 @@ use std::sync::Arc;
 use durable_store::{Commit, Event, Failure, HistoryAppend, InstanceRecord, Status};
 
 use crate::Error;
-use crate::replay::Execution;
+use crate::replay::execution::Execution;
 use crate::runtime::{Cached, Delivery, Shared, lock};
 use crate::turn::{AfterCommit, Plan, consumed};
 

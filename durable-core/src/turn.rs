@@ -12,8 +12,11 @@ use durable_store::{
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::orchestration_context::OrchestrationContext;
 use crate::registry::{unregistered_activity, unregistered_orchestrator};
-use crate::replay::{Command, Execution, Outcome};
+use crate::replay::execution::Execution;
+use crate::replay::state::Run;
+use crate::replay::turn::{CarriedEvent, Command, Outcome};
 use crate::runtime::{Cached, Delivery, Shared, lock};
 use crate::{Error, Unregistered};
 
@@ -155,11 +158,13 @@ impl Shared {
                 };
                 let execution = Execution::new(
                     instance,
-                    (incarnation, generation),
+                    Run {
+                        incarnation,
+                        generation,
+                    },
                     &record.orchestrator,
-                    entry,
                     self.max_payload,
-                    self.clock.clone(),
+                    OrchestrationContext::starter(entry.start, entry.line, self.clock.clone()),
                 );
                 let history = if record.history_len == 0 {
                     Vec::new()
@@ -487,7 +492,7 @@ impl Shared {
         instance: &str,
         record: &mut InstanceRecord,
         input: Vec<u8>,
-        events: &[(String, Vec<u8>)],
+        events: &[CarriedEvent],
         commit: &mut Commit,
         after: &mut AfterCommit,
     ) {
@@ -504,7 +509,7 @@ impl Shared {
         };
         let run = (record.incarnation, Some(record.generation));
         self.enqueue_message(instance, run, started, commit, after);
-        for (name, payload) in events {
+        for CarriedEvent { name, payload } in events {
             let raised = Event::EventRaised {
                 name: name.clone(),
                 payload: payload.clone(),

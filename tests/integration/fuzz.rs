@@ -12,10 +12,10 @@ use std::time::Duration;
 use durable_core::record::{
     ActivityTask, Event, Failure, FailureKind, InstanceRecord, ParentLink, Site, Status, WorkItem,
 };
-use durable_core::replay_test::SavedHistory;
+use durable_core::replay_test::{Command, Execution, Outcome, SavedHistory};
 use durable_core::{
-    ActivityContext, Command, Either, Execution, OrchestrationContext, Orchestrator, Outcome,
-    RetryPolicy, activity, orchestrator,
+    ActivityContext, Either, OrchestrationContext, Orchestrator, RetryPolicy, activity,
+    orchestrator,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -566,6 +566,7 @@ fn simulate<O: Orchestrator>(o: O, input: Vec<u8>, choices: &[u8]) -> (Vec<Event
                         output: payload_of(&u64::from(pick)),
                     },
                 },
+                other => panic!("a command this simulation does not answer: {other:?}"),
             });
         }
         if !matches!(turn.outcome, Outcome::Running) {

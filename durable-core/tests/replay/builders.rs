@@ -1,8 +1,8 @@
 //! Small event builders and the orchestrators the replay tests run.
 
 use durable_core::record::{Event, Failure, FailureKind};
+use durable_core::replay_test::{Command, Turn};
 use durable_core::{ActivityContext, OrchestrationContext, activity, orchestrator};
-use durable_core::{Command, Turn};
 use serde::Serialize;
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {

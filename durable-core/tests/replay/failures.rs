@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use durable_core::record::{Event, Failure, FailureKind, Site};
-use durable_core::{Execution, OrchestrationContext, Outcome, RetryPolicy, orchestrator};
+use durable_core::replay_test::{Command, Execution, Outcome, Turn};
+use durable_core::{OrchestrationContext, RetryPolicy, orchestrator};
 
 use crate::builders::*;
 
@@ -339,9 +340,9 @@ fn failed_on(seq: u64, attempt: u32) -> Event {
 }
 
 /// The attempt and key step of the activity a turn schedules.
-fn scheduled_attempt(turn: &durable_core::Turn) -> Option<(u32, u64)> {
+fn scheduled_attempt(turn: &Turn) -> Option<(u32, u64)> {
     turn.commands.iter().find_map(|c| match c {
-        durable_core::Command::ScheduleActivity {
+        Command::ScheduleActivity {
             attempt, key_seq, ..
         } => Some((*attempt, *key_seq)),
         _ => None,
@@ -349,11 +350,11 @@ fn scheduled_attempt(turn: &durable_core::Turn) -> Option<(u32, u64)> {
 }
 
 /// The step of the timer a turn sets.
-fn timer_seq(turn: &durable_core::Turn) -> u64 {
+fn timer_seq(turn: &Turn) -> u64 {
     turn.commands
         .iter()
         .find_map(|c| match c {
-            durable_core::Command::CreateTimer { seq, .. } => Some(*seq),
+            Command::CreateTimer { seq, .. } => Some(*seq),
             _ => None,
         })
         .unwrap_or_else(|| panic!("no timer: {:?}", turn.commands))
@@ -380,7 +381,7 @@ fn a_retry_counts_on_from_the_execution_that_failed_and_replays_alike() {
     );
     history.extend(retry.appended.clone());
     let retry_seq = match retry.commands.first() {
-        Some(durable_core::Command::ScheduleActivity { seq, .. }) => *seq,
+        Some(Command::ScheduleActivity { seq, .. }) => *seq,
         other => panic!("expected the retry, got {other:?}"),
     };
     let gave_up = |outcome: &Outcome| {
@@ -413,7 +414,7 @@ fn an_attempt_timeout_goes_with_the_task_and_sets_no_timer() {
     assert!(
         matches!(
             turn.commands.as_slice(),
-            [durable_core::Command::ScheduleActivity {
+            [Command::ScheduleActivity {
                 attempt: 1,
                 attempt_timeout_ms: Some(1000),
                 ..
@@ -455,7 +456,7 @@ fn a_history_that_raced_an_attempt_against_a_timer_replays_as_it_ran() {
     assert!(
         matches!(
             turn.commands.as_slice(),
-            [durable_core::Command::CreateTimer { seq: 2, .. }]
+            [Command::CreateTimer { seq: 2, .. }]
         ),
         "the retry's wait: {:?}",
         turn.commands

@@ -1,5 +1,5 @@
 use durable_core::record::Event;
-use durable_core::{Execution, Outcome};
+use durable_core::replay_test::{Execution, Outcome};
 
 use crate::builders::*;
 

@@ -2,7 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use durable_core::{Execution, OrchestrationContext, orchestrator};
+use durable_core::replay_test::Execution;
+use durable_core::{OrchestrationContext, orchestrator};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};

@@ -3,7 +3,8 @@
 //! both sides.
 
 use durable_core::record::{Event, FailureKind};
-use durable_core::{Execution, OrchestrationContext, Outcome, orchestrator};
+use durable_core::replay_test::{Execution, Outcome};
+use durable_core::{OrchestrationContext, orchestrator};
 
 use crate::builders::*;
 

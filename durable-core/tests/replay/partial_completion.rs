@@ -1,5 +1,6 @@
 use durable_core::record::Event;
-use durable_core::{Execution, OrchestrationContext, Outcome, orchestrator};
+use durable_core::replay_test::{Execution, Outcome};
+use durable_core::{OrchestrationContext, orchestrator};
 
 use crate::builders::*;
 

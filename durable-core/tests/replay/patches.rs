@@ -12,9 +12,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use durable_core::record::Event;
+use durable_core::replay_test::{Command, Execution, Outcome};
 use durable_core::{
-    ActivityContext, Command, Either, Execution, OrchestrationContext, Orchestrator, Outcome,
-    activity, orchestrator,
+    ActivityContext, Either, OrchestrationContext, Orchestrator, activity, orchestrator,
 };
 
 use crate::builders::*;
@@ -319,6 +319,7 @@ impl World {
                     seq: *seq,
                     output: encode(&1u64),
                 },
+                other => panic!("a command this test does not answer: {other:?}"),
             });
         }
     }

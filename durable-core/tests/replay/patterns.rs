@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use durable_core::record::{Event, Site};
-use durable_core::{Command, Either, Execution, OrchestrationContext, Outcome, orchestrator};
+use durable_core::replay_test::{CarriedEvent, Command, Execution, Outcome};
+use durable_core::{Either, OrchestrationContext, orchestrator};
 
 use crate::builders::*;
 
@@ -211,8 +212,14 @@ fn events_a_generation_did_not_take_are_carried_to_the_next() {
             input: encode(&1u64),
             latest_version: false,
             events: vec![
-                ("other".to_string(), encode(&"x")),
-                ("add".to_string(), encode(&2u64)),
+                CarriedEvent {
+                    name: "other".to_string(),
+                    payload: encode(&"x"),
+                },
+                CarriedEvent {
+                    name: "add".to_string(),
+                    payload: encode(&2u64),
+                },
             ],
         }
     );

@@ -2,7 +2,8 @@
 //! time, never one replayed from the history.
 
 use durable_core::record::Event;
-use durable_core::{Execution, OrchestrationContext, Outcome, orchestrator};
+use durable_core::replay_test::{Execution, Outcome};
+use durable_core::{OrchestrationContext, orchestrator};
 
 use crate::builders::*;
 

@@ -5,9 +5,8 @@
 #![deny(warnings)]
 
 use durable_core::record::Event;
-use durable_core::{
-    ContinueAsNew, Execution, OrchestrationContext, Orchestrator, Outcome, orchestrator,
-};
+use durable_core::replay_test::{Execution, Outcome};
+use durable_core::{ContinueAsNew, OrchestrationContext, Orchestrator, orchestrator};
 
 #[orchestrator]
 pub async fn outlives(ctx: OrchestrationContext, generation: u32) -> Result<u32, String> {

@@ -1,0 +1,46 @@
+//! The replay engine: one turn of an orchestration as a pure step, history in, commands
+//! out.
+//!
+//! An [`Execution`] holds a live orchestrator future and the [`ReplayState`] it shares with
+//! the orchestrator's context. A turn feeds it events (on a fresh execution the recorded
+//! history first, replayed in the turns it was written in) and polls the future once for
+//! the new events; what comes out is a [`Turn`]: the events to append to the history, the
+//! [`Command`]s for the runtime (activities to run, timers to set, sub-orchestrations to
+//! start), and the instance's [`Outcome`]. No I/O happens here: the runtime loads, commits
+//! and dispatches. Nothing here names the async runtime or the store, only the store's
+//! records.
+//!
+//! Durable operations get sequence numbers in program order, assigned when they are
+//! called. An operation whose number is already in the history must match what the
+//! history recorded (its kind and name) or the turn stops with a nondeterminism failure
+//! naming both await sites; its result is served from the history.
+//!
+//! The recorded turns are replayed one by one, each polled before the next, and only
+//! then are the new events applied and the code polled once more. A `patched` call
+//! reached while a recorded turn replays answers `true` only if the history has its
+//! marker at that step (the instance predates the change otherwise, whatever it awaited
+//! next); reached on the new events, it records the marker (see `ReplayState::patched`
+//! and the table in [`crate::determinism`]).
+//!
+//! The files, from the bottom up: `recorded.rs` (the kinds of recorded values and
+//! markers, with their strings on disk), `step.rs` (a step asked for, recorded, answered),
+//! `event_queues.rs` (external events until a wait takes them), `turn.rs` (what a turn
+//! produces), `failure.rs` (the failures replay builds), `log.rs` (muting logs while
+//! replaying), `state.rs` (what the context shares with the execution) and
+//! `execution.rs` (the step itself). The user-facing side (the context, the futures) sits
+//! above, in `orchestration_context.rs` and `durable_future.rs`, and starts here.
+//!
+//! [`Execution`]: execution::Execution
+//! [`ReplayState`]: state::ReplayState
+//! [`Turn`]: turn::Turn
+//! [`Command`]: turn::Command
+//! [`Outcome`]: turn::Outcome
+
+pub(crate) mod event_queues;
+pub(crate) mod execution;
+pub(crate) mod failure;
+mod log;
+pub(crate) mod recorded;
+pub(crate) mod state;
+pub(crate) mod step;
+pub(crate) mod turn;
