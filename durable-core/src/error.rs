@@ -421,12 +421,14 @@ mod tests {
         let store = StoreError::Decode {
             what: "instance `a`".into(),
             detail: "unexpected end".into(),
+            source: Some(std::sync::Arc::new(std::io::Error::other("unexpected end"))),
         };
         let error = Error::from(store.clone());
         assert_eq!(error.to_string(), store.to_string());
         assert_eq!(
             error.source().map(ToString::to_string),
-            store.source().map(ToString::to_string)
+            Some("unexpected end".to_owned()),
+            "the store error's cause is reachable through the wrapping error"
         );
         assert!(matches!(error, Error::Store(StoreError::Decode { .. })));
     }
