@@ -14,7 +14,7 @@ use crate::external_event::AsEventName;
 use crate::handle::Orchestrator;
 use crate::payload;
 use crate::position::Position;
-use crate::runtime::Shared;
+use crate::runtime::engine::Engine;
 
 /// A raised event an instance set aside: its payload did not decode as the type the
 /// orchestrator waits for. See [`Client::set_aside_events`].
@@ -58,7 +58,7 @@ pub const GENERATED_ID_PREFIX: char = '~';
 /// [`Runtime::client`](crate::Runtime::client).
 #[derive(Clone, Debug)]
 pub struct Client {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Engine>,
 }
 
 /// The state of an instance, with its output decoded.
@@ -91,7 +91,7 @@ impl<T> InstanceStatus<T> {
 }
 
 impl Client {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Engine>) -> Self {
         Self { shared }
     }
 
@@ -122,7 +122,7 @@ impl Client {
         check_user_instance_id(&id)?;
         if self
             .shared
-            .registry
+            .registry()
             .orchestrator(O::NAME, O::VERSION)
             .is_none()
         {
@@ -130,7 +130,7 @@ impl Client {
         }
         let input = payload::encode(&input)?;
         let _guard = StartGuard::acquire(&self.shared, &id).await;
-        if let Some(existing) = self.shared.store.instance(&id)? {
+        if let Some(existing) = self.shared.store().instance(&id)? {
             if existing.orchestrator != O::NAME {
                 return Err(Error::InstanceConflict {
                     id,
@@ -149,7 +149,7 @@ impl Client {
             O::VERSION,
             input,
             self.shared.now_ms(),
-            Shared::new_incarnation(None),
+            Engine::new_incarnation(None),
             None,
         );
         self.begin(&id, record, Commit::default()).await?;
@@ -180,18 +180,11 @@ impl Client {
         id: &str,
         run: (Incarnation, Option<u32>),
         event: Event,
-        mut commit: Commit,
+        commit: Commit,
     ) -> Result<(), Error> {
-        // A clock that skips time holds still until the event is handed over.
-        let _busy = self.shared.busy();
-        let mut deliveries = Vec::with_capacity(1);
         self.shared
-            .enqueue_message(id, run, event, &mut commit, &mut deliveries);
-        self.shared.commits.commit(commit).await?;
-        for (instance, delivery) in deliveries {
-            self.shared.deliver(instance, delivery);
-        }
-        Ok(())
+            .send_message(id, run.into(), event, commit)
+            .await
     }
 
     /// A typed handle on an existing instance of `orchestrator` (not checked until used).
@@ -202,7 +195,7 @@ impl Client {
 
     /// The stored record of an instance, with its payloads still encoded.
     pub fn record(&self, id: &str) -> Result<Option<InstanceRecord>, Error> {
-        Ok(self.shared.store.instance(id)?)
+        Ok(self.shared.store().instance(id)?)
     }
 
     fn existing(&self, id: &str) -> Result<InstanceRecord, Error> {
@@ -221,7 +214,7 @@ impl Client {
     /// history cannot be read.
     pub fn position(&self, id: &str) -> Result<Position, Error> {
         self.existing(id)?;
-        Ok(Position::of(&self.shared.store.history(id)?))
+        Ok(Position::of(&self.shared.store().history(id)?))
     }
 
     fn status_of<T: DeserializeOwned>(&self, id: &str) -> Result<InstanceStatus<T>, Error> {
@@ -279,7 +272,7 @@ impl Client {
     /// history cannot be read.
     pub fn set_aside_events(&self, id: &str) -> Result<Vec<SetAsideEvent>, Error> {
         self.existing(id)?;
-        let history = self.shared.store.history(id)?;
+        let history = self.shared.store().history(id)?;
         Ok(history
             .into_iter()
             .filter_map(|event| match event {
@@ -363,7 +356,7 @@ impl Client {
         }
         let mut commit = Commit::default();
         purge_into(&mut commit, id, &record);
-        self.shared.commits.commit(commit).await?;
+        self.shared.commit(commit).await?;
         self.shared.forget(id);
         Ok(())
     }
@@ -373,14 +366,14 @@ impl Client {
     pub async fn purge_where(&self, filter: &PurgeFilter) -> Result<usize, Error> {
         let mut commit = Commit::default();
         let mut purged = Vec::new();
-        for (id, record) in self.shared.store.instances()? {
+        for (id, record) in self.shared.store().instances()? {
             if record.status.is_terminal() && filter.matches(&record) {
                 purge_into(&mut commit, &id, &record);
                 purged.push(id);
             }
         }
         if !purged.is_empty() {
-            self.shared.commits.commit(commit).await?;
+            self.shared.commit(commit).await?;
         }
         for id in &purged {
             self.shared.forget(id);
@@ -410,7 +403,7 @@ impl Client {
             .push((id.to_string(), record.history_len));
         record.history_len = 0;
         // A new incarnation, so late results of the old run are told apart and dropped.
-        record.incarnation = Shared::new_incarnation(Some(record.incarnation));
+        record.incarnation = Engine::new_incarnation(Some(record.incarnation));
         record.generation = 0;
         record.status = Status::Pending;
         record.custom_status = None;
@@ -423,7 +416,7 @@ impl Client {
     pub fn list(&self, query: &InstanceQuery) -> Result<Page, Error> {
         let mut instances = Vec::new();
         let mut next = None;
-        for (id, record) in self.shared.store.instances()? {
+        for (id, record) in self.shared.store().instances()? {
             if query.after.as_ref().is_some_and(|after| id <= *after) || !query.matches(&record) {
                 continue;
             }
@@ -657,8 +650,8 @@ impl<O: Orchestrator> Instance<O> {
         loop {
             // Watch before reading, so a finish between the two is not missed.
             let finished = shared.watch(&self.id);
-            let halted = shared.commits.on_halt();
-            let stopped = shared.commits.halted().cloned();
+            let halted = shared.on_halt();
+            let stopped = shared.halted().cloned();
             match self.status().await? {
                 InstanceStatus::Completed(output) => return Ok(output),
                 InstanceStatus::Failed(failure) => return Err(Error::Failed { id: id(), failure }),
@@ -777,20 +770,15 @@ pub(crate) fn check_instance_id(id: &str) -> Result<(), Error> {
 /// Holds an instance id in the set of ids being created, so that concurrent starts of one
 /// id run one after the other and the later ones find the instance.
 struct StartGuard<'a> {
-    shared: &'a Shared,
+    shared: &'a Engine,
     id: String,
 }
 
 impl<'a> StartGuard<'a> {
-    async fn acquire(shared: &'a Shared, id: &str) -> Self {
+    async fn acquire(shared: &'a Engine, id: &str) -> Self {
         loop {
-            let notified = shared.started.notified();
-            if shared
-                .starting
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id.to_string())
-            {
+            let notified = shared.start_released();
+            if shared.claim_start(id) {
                 return Self {
                     shared,
                     id: id.to_string(),
@@ -803,12 +791,7 @@ impl<'a> StartGuard<'a> {
 
 impl Drop for StartGuard<'_> {
     fn drop(&mut self) {
-        self.shared
-            .starting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
-        self.shared.started.notify_waiters();
+        self.shared.release_start(&self.id);
     }
 }
 

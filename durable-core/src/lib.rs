@@ -24,28 +24,23 @@
 extern crate self as durable_core;
 
 mod activity_context;
-mod activity_worker;
 mod client;
 mod clock;
 mod durable_future;
 mod error;
 mod external_event;
-mod group_commit;
+mod failure;
 mod handle;
 mod join;
 mod orchestration_context;
 mod payload;
 mod position;
-mod recovery;
 mod registry;
 mod replay;
 mod replay_log;
 pub mod replay_test;
 mod retry;
 mod runtime;
-mod settle;
-mod timer;
-mod turn;
 
 pub use activity_context::ActivityContext;
 pub use client::{
@@ -60,7 +55,6 @@ pub use durable_macros::{activity, deterministic, orchestrator};
 pub use durable_store::{Durability, FjallStore, Store, StoreError};
 pub use error::{ActivityError, Error, SubOrchestrationError, Timeout};
 pub use external_event::{AsEventName, EventName};
-pub use group_commit::CommitStats;
 pub use handle::{Activity, BoxFuture, Callee, Orchestrator};
 pub use join::{Either, JoinAll, Select2, WhenAny};
 pub use orchestration_context::OrchestrationContext;
@@ -69,7 +63,8 @@ pub use position::{Position, StepAt};
 pub use replay::{Command, Execution, Outcome, Turn};
 pub use retry::{Backoff, RetryPolicy};
 pub use runtime::{
-    DEFAULT_MAX_PAYLOAD_BYTES, Runtime, RuntimeBuilder, Unregistered, UnregisteredCallee,
+    CommitStats, DEFAULT_MAX_PAYLOAD_BYTES, Runtime, RuntimeBuilder, Unregistered,
+    UnregisteredCallee,
 };
 
 /// The stored records, for tools and tests that read a store directly.

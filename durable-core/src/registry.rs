@@ -5,12 +5,14 @@ use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use durable_store::{Failure, FailureKind};
+use durable_store::Failure;
 
+use crate::activity_context::ActivityContext;
+use crate::failure;
 use crate::handle::{Activity, BoxFuture, Callee, Orchestrator};
-use crate::payload::{self, PayloadError};
-use crate::{ActivityContext, OrchestrationContext};
-use crate::{Unregistered, UnregisteredCallee};
+use crate::orchestration_context::OrchestrationContext;
+use crate::payload;
+use crate::runtime::unregistered::UnregisteredCallee;
 
 /// The future of a running orchestrator or activity: its encoded output or its failure.
 pub(crate) type ErasedFuture = BoxFuture<Result<Vec<u8>, Failure>>;
@@ -129,43 +131,9 @@ impl Registry {
     }
 }
 
-/// The failure of a call to activity `name`, which this runtime does not have, under
-/// `policy`.
-pub(crate) fn unregistered_activity(name: &str, policy: Unregistered) -> Failure {
-    unregistered(format!("activity `{name}`"), name, policy, "activity")
-}
-
-/// The failure of an instance or call that needs version `version` of orchestrator
-/// `name`, which this runtime does not have, under `policy`.
-pub(crate) fn unregistered_orchestrator(name: &str, version: u32, policy: Unregistered) -> Failure {
-    let what = match version {
-        1 => format!("orchestrator `{name}`"),
-        _ => format!("version {version} of orchestrator `{name}`"),
-    };
-    unregistered(what, name, policy, "orchestrator")
-}
-
-fn unregistered(what: String, name: &str, policy: Unregistered, method: &str) -> Failure {
-    let resume = match policy {
-        Unregistered::Wait => "register it and restart the runtime to resume".to_string(),
-        Unregistered::Fail => format!("add it with `RuntimeBuilder::{method}`"),
-    };
-    Failure {
-        message: format!("{what} is not registered with this runtime; {resume}"),
-        kind: FailureKind::Unregistered {
-            name: name.to_string(),
-        },
-    }
-}
-
-pub(crate) fn decode_failure(e: PayloadError) -> Failure {
-    Failure {
-        kind: FailureKind::Decode {
-            type_name: e.type_name.to_string(),
-        },
-        message: e.to_string(),
-    }
-}
+/// The failure of a payload that does not decode (kept under this name for the replay
+/// side, which imports it from here).
+pub(crate) use crate::failure::undecodable as decode_failure;
 
 /// Encodes the outcome of user code: the output, or the error with its `Display`.
 fn outcome<T: serde::Serialize, E: serde::Serialize + std::fmt::Display>(
@@ -173,12 +141,10 @@ fn outcome<T: serde::Serialize, E: serde::Serialize + std::fmt::Display>(
 ) -> Result<Vec<u8>, Failure> {
     match result {
         Ok(output) => payload::encode(&output).map_err(decode_failure),
-        Err(error) => Err(Failure {
-            kind: FailureKind::Returned {
-                payload: payload::encode(&error).unwrap_or_default(),
-            },
-            message: error.to_string(),
-        }),
+        Err(error) => Err(failure::returned(
+            payload::encode(&error).unwrap_or_default(),
+            error.to_string(),
+        )),
     }
 }
 

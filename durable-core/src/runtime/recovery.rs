@@ -8,23 +8,30 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use durable_store::{ActivityTask, Commit, Incarnation, InstanceRecord, Status, WorkId, WorkItem};
 
+use super::activities;
+use super::engine::Engine;
+use super::inbox::{Delivery, Outgoing, Recipient, Run};
+use super::timer_arming::{self, TimerToArm};
+use super::unregistered::Unregistered;
 use crate::activity_context::idempotency_key;
-use crate::registry::unregistered_activity;
-use crate::runtime::{Delivery, Shared, lock};
-use crate::{Error, Unregistered};
+use crate::error::Error;
+use crate::failure;
 
-/// A timer to arm again.
-struct Timer {
-    id: WorkId,
+/// A timer found in the store, to arm again.
+struct StoredTimer {
     instance: String,
-    incarnation: Incarnation,
-    generation: u32,
-    seq: u64,
-    fire_at_ms: u64,
+    /// The run it is for.
+    run: Run,
+    timer: TimerToArm,
+}
+
+/// The task of an activity this runtime does not have.
+struct MissingTask {
+    id: WorkId,
+    task: ActivityTask,
 }
 
 /// What recovery found, and the commit that records it.
@@ -32,11 +39,11 @@ struct Timer {
 struct Recovery {
     /// Redelivered tasks (with their attempt counted) and changed statuses.
     commit: Commit,
-    messages: Vec<(String, Delivery)>,
-    timers: Vec<Timer>,
+    messages: Vec<Outgoing>,
+    timers: Vec<StoredTimer>,
     /// Tasks of activities this runtime does not have, by instance, when instances wait
     /// for missing code.
-    missing: HashMap<String, Vec<(WorkId, ActivityTask)>>,
+    missing: HashMap<String, Vec<MissingTask>>,
     /// Stalled instances to run again.
     retried: Vec<String>,
 }
@@ -108,169 +115,178 @@ fn outstanding(
     (kept, stale)
 }
 
-impl Shared {
-    /// Redelivers every unacknowledged work item and retries stalled instances.
-    pub(crate) async fn recover(self: &Arc<Self>) -> Result<(), Error> {
-        // A clock that skips time holds still until everything recovered is handed out.
-        let _busy = self.busy();
-        let items = self.store.work_items()?;
-        let next = items.last().map_or(0, |(id, _)| id + 1);
-        self.next_work_id.store(next, Ordering::Relaxed);
-        let instances = self.store.instances()?;
-        let (items, stale) = outstanding(items, &instances);
-        let mut recovery = self.sort_work_items(items);
-        recovery.commit.dequeued.extend(stale.ids);
-        recovery.commit.progress.extend(stale.progress);
-        if !recovery.commit.dequeued.is_empty() {
-            tracing::info!(
-                work_items = recovery.commit.dequeued.len(),
-                "removed the work of finished, purged or replaced runs"
-            );
-        }
-        self.settle_instances(&mut recovery, instances);
-        let Recovery {
-            commit,
-            mut messages,
-            timers,
-            retried,
-            ..
-        } = recovery;
-        // An instance's messages for a generation go before those for any (a client's
-        // events and requests): a continue-as-new commit queues the next generation's
-        // start and the events it carries over after what a client sent while that turn
-        // ran, which came later. (A live runtime puts them first as it delivers them.)
-        messages.sort_by_key(|(_, delivery)| delivery.generation.is_none());
-        let tasks = commit.enqueued.clone();
-        if !commit.is_empty() {
-            self.commits.commit(commit).await?;
-        }
-        let recovered = messages.len() + tasks.len() + timers.len() + retried.len();
-        self.deliver_all(messages);
-        for id in retried {
-            self.poke(id);
-        }
-        for t in timers {
-            let run = (t.incarnation, t.generation);
-            self.arm_timer(t.id, t.instance, run, t.seq, t.fire_at_ms);
-        }
-        for (id, item) in tasks {
-            if let WorkItem::Activity(task) = item {
-                self.run_activity(id, task);
-            }
-        }
-        if recovered > 0 {
-            tracing::info!(work_items = recovered, "recovered unfinished work");
-        }
-        Ok(())
+/// Redelivers every unacknowledged work item and retries stalled instances.
+///
+/// # Errors
+///
+/// [`Error::Store`] if the store cannot be read or the recovery commit is refused.
+pub(in crate::runtime) async fn recover(engine: &Arc<Engine>) -> Result<(), Error> {
+    // A clock that skips time holds still until everything recovered is handed out.
+    let _busy = engine.busy();
+    let items = engine.store().work_items()?;
+    engine.number_work_from(items.last().map_or(0, |(id, _)| id + 1));
+    let instances = engine.store().instances()?;
+    let (items, stale) = outstanding(items, &instances);
+    let mut recovery = sort_work_items(engine, items);
+    recovery.commit.dequeued.extend(stale.ids);
+    recovery.commit.progress.extend(stale.progress);
+    if !recovery.commit.dequeued.is_empty() {
+        tracing::info!(
+            work_items = recovery.commit.dequeued.len(),
+            "removed the work of finished, purged or replaced runs"
+        );
     }
-
-    /// Sorts the work items by kind. Tasks that were handed out before the restart may
-    /// have run: this delivery counts as a new attempt, durably, before they run again.
-    fn sort_work_items(&self, items: Vec<(WorkId, WorkItem)>) -> Recovery {
-        let mut recovery = Recovery::default();
-        for (id, item) in items {
-            match item {
-                WorkItem::Activity(task) if self.waits_for_activity(&task.activity) => recovery
-                    .missing
-                    .entry(task.instance.clone())
-                    .or_default()
-                    .push((id, task)),
-                WorkItem::Activity(mut task) => {
-                    task.attempt += 1;
-                    recovery
-                        .commit
-                        .enqueued
-                        .push((id, WorkItem::Activity(task)));
-                }
-                WorkItem::Message {
-                    instance,
-                    incarnation,
-                    generation,
-                    event,
-                } => recovery.messages.push((
-                    instance,
-                    Delivery {
-                        id,
-                        incarnation,
-                        generation,
-                        event,
-                        progress_key: None,
-                        undecodable: None,
-                    },
-                )),
-                WorkItem::Timer {
-                    instance,
-                    incarnation,
-                    generation,
-                    seq,
-                    fire_at_ms,
-                } => recovery.timers.push(Timer {
-                    id,
-                    instance,
-                    incarnation,
-                    generation,
-                    seq,
-                    fire_at_ms,
-                }),
-            }
-        }
-        recovery
+    decide_instances(engine, &mut recovery, instances);
+    let Recovery {
+        commit,
+        mut messages,
+        timers,
+        retried,
+        ..
+    } = recovery;
+    // An instance's messages for a generation go before those for any (a client's events
+    // and requests): a continue-as-new commit queues the next generation's start and the
+    // events it carries over after what a client sent while that turn ran, which came
+    // later. (A live runtime puts them first as it delivers them.)
+    messages.sort_by_key(|outgoing| outgoing.delivery.generation.is_none());
+    let tasks = commit.enqueued.clone();
+    if !commit.is_empty() {
+        engine.commit(commit).await?;
     }
+    let recovered = messages.len() + tasks.len() + timers.len() + retried.len();
+    engine.deliver_all(messages);
+    for id in retried {
+        engine.poke(id);
+    }
+    for StoredTimer {
+        instance,
+        run,
+        timer,
+    } in timers
+    {
+        timer_arming::arm(engine, instance, run, timer);
+    }
+    for (id, item) in tasks {
+        if let WorkItem::Activity(task) = item {
+            activities::run(engine, id, task);
+        }
+    }
+    if recovered > 0 {
+        tracing::info!(work_items = recovered, "recovered unfinished work");
+    }
+    Ok(())
+}
 
-    /// Decides what becomes of each instance. Stalled instances get another chance with
-    /// this code: they are running again until their next turn says otherwise. One that
-    /// waits for a missing activity stalls (again), its task kept, or, if suspended,
-    /// stalls when resumed. The tasks of finished instances, of earlier generations (a
-    /// race lost before a continue-as-new) and of earlier runs of the id hold nothing up: they fail as usual, their
-    /// results dropped.
-    fn settle_instances(&self, recovery: &mut Recovery, instances: Vec<(String, InstanceRecord)>) {
-        let mut fail_anyway = Vec::new();
-        for (id, mut record) in instances {
-            let live = !record.status.is_terminal();
-            let (waiting, others): (Vec<_>, Vec<_>) = recovery
+/// Sorts the work items by kind. Tasks that were handed out before the restart may have
+/// run: this delivery counts as a new attempt, durably, before they run again.
+fn sort_work_items(engine: &Engine, items: Vec<(WorkId, WorkItem)>) -> Recovery {
+    let mut recovery = Recovery::default();
+    for (id, item) in items {
+        match item {
+            WorkItem::Activity(task) if engine.waits_for_activity(&task.activity) => recovery
                 .missing
-                .remove(&id)
-                .unwrap_or_default()
-                .into_iter()
-                .partition(|(_, task)| {
-                    live && task.incarnation == record.incarnation
-                        && task.generation == record.generation
-                });
-            fail_anyway.extend(others);
-            let waiting_for = waiting
-                .first()
-                .map(|(_, task)| unregistered_activity(&task.activity, Unregistered::Wait));
-            match (&record.status, waiting_for) {
-                (Status::Suspended { .. }, waiting_for) => {
-                    lock(&self.instances)
-                        .entry(id.clone())
-                        .or_default()
-                        .suspended = true;
-                    if let Some(failure) = waiting_for {
-                        lock(&self.waiting_for_code).insert(id, failure);
-                    }
-                }
-                (_, Some(failure)) => {
-                    tracing::error!(instance = id, error = %failure.message, "instance stalled");
-                    record.status = Status::Stalled { failure };
-                    recovery.commit.instances.push((id.clone(), record));
-                    lock(&self.instances).entry(id).or_default().stalled = true;
-                }
-                (Status::Stalled { .. }, None) => {
-                    record.status = Status::Running;
-                    recovery.commit.instances.push((id.clone(), record));
-                    recovery.retried.push(id);
-                }
-                _ => {}
+                .entry(task.instance.clone())
+                .or_default()
+                .push(MissingTask { id, task }),
+            WorkItem::Activity(mut task) => {
+                task.attempt += 1;
+                recovery
+                    .commit
+                    .enqueued
+                    .push((id, WorkItem::Activity(task)));
             }
+            WorkItem::Message {
+                instance,
+                incarnation,
+                generation,
+                event,
+            } => {
+                let to = Recipient {
+                    incarnation,
+                    generation,
+                };
+                recovery.messages.push(Outgoing {
+                    instance,
+                    delivery: Delivery::message(id, to, event),
+                });
+            }
+            WorkItem::Timer {
+                instance,
+                incarnation,
+                generation,
+                seq,
+                fire_at_ms,
+            } => recovery.timers.push(StoredTimer {
+                instance,
+                run: Run {
+                    incarnation,
+                    generation,
+                },
+                timer: TimerToArm {
+                    id,
+                    seq,
+                    fire_at_ms,
+                },
+            }),
         }
-        // And the tasks of instances that are gone.
-        fail_anyway.extend(recovery.missing.drain().flat_map(|(_, tasks)| tasks));
-        for (id, task) in fail_anyway {
-            recovery
-                .commit
-                .enqueued
-                .push((id, WorkItem::Activity(task)));
+    }
+    recovery
+}
+
+/// Decides what becomes of each instance. Stalled instances get another chance with this
+/// code: they are running again until their next turn says otherwise. One that waits for
+/// a missing activity stalls (again), its task kept, or, if suspended, stalls when
+/// resumed. The tasks of finished instances, of earlier generations (a race lost before a
+/// continue-as-new) and of earlier runs of the id hold nothing up: they fail as usual,
+/// their results dropped.
+fn decide_instances(
+    engine: &Engine,
+    recovery: &mut Recovery,
+    instances: Vec<(String, InstanceRecord)>,
+) {
+    let mut fail_anyway = Vec::new();
+    for (id, mut record) in instances {
+        let live = !record.status.is_terminal();
+        let (waiting, others): (Vec<_>, Vec<_>) = recovery
+            .missing
+            .remove(&id)
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|missing| {
+                live && missing.task.incarnation == record.incarnation
+                    && missing.task.generation == record.generation
+            });
+        fail_anyway.extend(others);
+        let waiting_for = waiting.first().map(|missing| {
+            failure::unregistered_activity(&missing.task.activity, Unregistered::Wait)
+        });
+        match (&record.status, waiting_for) {
+            (Status::Suspended { .. }, waiting_for) => {
+                engine.inboxes().found_suspended(id.clone());
+                if let Some(failure) = waiting_for {
+                    engine.waits_for_code(id, failure);
+                }
+            }
+            (_, Some(failure)) => {
+                tracing::error!(instance = id, error = %failure.message, "instance stalled");
+                record.status = Status::Stalled { failure };
+                recovery.commit.instances.push((id.clone(), record));
+                engine.inboxes().found_stalled(id);
+            }
+            (Status::Stalled { .. }, None) => {
+                record.status = Status::Running;
+                recovery.commit.instances.push((id.clone(), record));
+                recovery.retried.push(id);
+            }
+            _ => {}
         }
+    }
+    // And the tasks of instances that are gone.
+    fail_anyway.extend(recovery.missing.drain().flat_map(|(_, tasks)| tasks));
+    for MissingTask { id, task } in fail_anyway {
+        recovery
+            .commit
+            .enqueued
+            .push((id, WorkItem::Activity(task)));
     }
 }

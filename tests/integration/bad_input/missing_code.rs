@@ -1,7 +1,7 @@
 //! Code no longer registered after a deploy.
 
-use super::*;
 use super::changed_code::takes_amount;
+use super::*;
 
 #[test]
 fn an_orchestrator_no_longer_registered_stalls_its_instances_until_it_is_back() {

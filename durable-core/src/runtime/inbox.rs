@@ -1,0 +1,333 @@
+//! The per-instance inboxes: the events delivered to an instance and not yet turned, and
+//! what the runtime knows of the instance between turns (a turn task runs for it, it is
+//! stalled, it is suspended). The flags change in one place, by what happened to the
+//! instance ([`Inboxes::stalled`], [`Inboxes::suspended`], [`Inboxes::request_committed`],
+//! [`Inboxes::turns_end`]...); the engine ([`super::engine`]) owns the inboxes and
+//! spawns the turn task an inbox claims.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use durable_store::{ActivityTask, Event, Failure, Incarnation, InstanceRecord, Status, WorkId};
+
+/// One run of an instance id: its incarnation (a new one after a purge or a restart) and
+/// its generation (a new one after each continue-as-new).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    /// Which incarnation of the id.
+    pub(crate) incarnation: Incarnation,
+    /// Which generation of that incarnation.
+    pub(crate) generation: u32,
+}
+
+/// The run a message is for: an incarnation, and one generation of it or any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Recipient {
+    /// The incarnation the message is for: dropped on arrival at any other.
+    pub(crate) incarnation: Incarnation,
+    /// The generation it is for; `None` for any (a client's events and requests).
+    pub(crate) generation: Option<u32>,
+}
+
+impl Run {
+    /// The run `record` holds.
+    pub(crate) fn of(record: &InstanceRecord) -> Self {
+        Self {
+            incarnation: record.incarnation,
+            generation: record.generation,
+        }
+    }
+}
+
+impl From<Run> for Recipient {
+    fn from(run: Run) -> Self {
+        Self {
+            incarnation: run.incarnation,
+            generation: Some(run.generation),
+        }
+    }
+}
+
+/// `(incarnation, generation or any)`, as the client names a run.
+impl From<(Incarnation, Option<u32>)> for Recipient {
+    fn from((incarnation, generation): (Incarnation, Option<u32>)) -> Self {
+        Self {
+            incarnation,
+            generation,
+        }
+    }
+}
+
+/// An event on its way to an instance, with the work item that carries it.
+#[derive(Clone, Debug)]
+pub(crate) struct Delivery {
+    pub(crate) id: WorkId,
+    /// The incarnation it is for: dropped on arrival at any other.
+    pub(crate) incarnation: Incarnation,
+    /// The generation it is for; `None` for any.
+    pub(crate) generation: Option<u32>,
+    pub(crate) event: Event,
+    /// Set for an activity result handed to its instance in memory: the activity's
+    /// progress key. `id` is then the activity's task, and the turn that takes the result
+    /// removes the task and the progress in the commit that records the result.
+    pub(crate) progress_key: Option<String>,
+    /// Set for an activity whose input its code cannot decode (a task queued by other
+    /// code): the task, which stays in the store as never executed. The delivery stalls
+    /// its instance when turned; `event` is the `ActivityFailed` that says why, never
+    /// recorded.
+    pub(crate) undecodable: Option<Box<ActivityTask>>,
+}
+
+impl Delivery {
+    /// A stored message (work item `id`) for `to`.
+    pub(crate) fn message(id: WorkId, to: Recipient, event: Event) -> Self {
+        Self {
+            id,
+            incarnation: to.incarnation,
+            generation: to.generation,
+            event,
+            progress_key: None,
+            undecodable: None,
+        }
+    }
+
+    /// Whether it is for `run` of its instance.
+    pub(crate) fn is_for(&self, run: Run) -> bool {
+        self.incarnation == run.incarnation && self.generation.is_none_or(|g| g == run.generation)
+    }
+
+    /// For an activity whose input does not decode: the failure that stalls its instance.
+    pub(crate) fn undecodable_input(&self) -> Option<&Failure> {
+        self.undecodable.as_ref()?;
+        match &self.event {
+            Event::ActivityFailed { failure, .. } => Some(failure),
+            _ => None,
+        }
+    }
+
+    /// Whether the event is a client's request about the instance rather than input to
+    /// its orchestrator.
+    pub(crate) fn is_control(&self) -> bool {
+        matches!(
+            self.event,
+            Event::TerminateRequested { .. }
+                | Event::SuspendRequested { .. }
+                | Event::ResumeRequested
+        )
+    }
+}
+
+/// A delivery for an instance, to send once the commit that stores it is durable.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// The instance it goes to.
+    pub(crate) instance: String,
+    /// What it carries.
+    pub(crate) delivery: Delivery,
+}
+
+/// Per-instance queue of events not yet turned.
+#[derive(Debug, Default)]
+struct Inbox {
+    messages: Vec<Delivery>,
+    /// A turn task is running for this instance.
+    busy: bool,
+    /// The instance is stalled: its events stay in the store until a restart.
+    stalled: bool,
+    /// The instance is suspended: only client requests are taken.
+    suspended: bool,
+    /// Run a turn even without events (a stalled instance gets another chance).
+    retry: bool,
+}
+
+impl Inbox {
+    /// Claims the turn task of this inbox: true if none runs, and the caller is to spawn
+    /// one.
+    fn claim_turns(&mut self) -> bool {
+        !std::mem::replace(&mut self.busy, true)
+    }
+
+    /// The messages for the next turn: a client request alone, or the events before the
+    /// next request (only requests while suspended or stalled).
+    fn next_batch(&mut self) -> Vec<Delivery> {
+        let end = match self.messages.iter().position(Delivery::is_control) {
+            Some(0) => 1,
+            Some(i) => i,
+            None => self.messages.len(),
+        };
+        if self.suspended || self.stalled {
+            return match self.messages.iter().position(Delivery::is_control) {
+                Some(i) => vec![self.messages.remove(i)],
+                None => Vec::new(),
+            };
+        }
+        self.messages.drain(..end).collect()
+    }
+}
+
+/// The inboxes of the instances that have events or flags in memory, by instance id.
+/// Every method that adds work returns whether the caller is to spawn the instance's turn
+/// task (none runs for it yet).
+#[derive(Debug, Default)]
+pub(crate) struct Inboxes(Mutex<HashMap<String, Inbox>>);
+
+impl Inboxes {
+    /// Queues `delivery` for `instance`.
+    pub(crate) fn push(&self, instance: &str, delivery: Delivery) -> bool {
+        let mut inboxes = lock(&self.0);
+        let inbox = inboxes.entry(instance.to_string()).or_default();
+        inbox.messages.push(delivery);
+        inbox.claim_turns()
+    }
+
+    /// Queues `deliveries` for `instance` ahead of the events already waiting, but after
+    /// the client requests at their head.
+    pub(crate) fn push_first(
+        &self,
+        instance: &str,
+        deliveries: impl IntoIterator<Item = Delivery>,
+    ) -> bool {
+        let mut inboxes = lock(&self.0);
+        let inbox = inboxes.entry(instance.to_string()).or_default();
+        let at = inbox.messages.iter().take_while(|d| d.is_control()).count();
+        inbox.messages.splice(at..at, deliveries);
+        inbox.claim_turns()
+    }
+
+    /// Queues every one of `deliveries` under one lock; returns the instances whose turn
+    /// task the caller is to spawn.
+    pub(crate) fn push_all(&self, deliveries: Vec<Outgoing>) -> Vec<String> {
+        let mut idle = Vec::new();
+        let mut inboxes = lock(&self.0);
+        for Outgoing { instance, delivery } in deliveries {
+            let inbox = inboxes.entry(instance.clone()).or_default();
+            inbox.messages.push(delivery);
+            if inbox.claim_turns() {
+                idle.push(instance);
+            }
+        }
+        idle
+    }
+
+    /// Asks for a turn of `instance` even without new events.
+    pub(crate) fn retry(&self, instance: &str) -> bool {
+        let mut inboxes = lock(&self.0);
+        let inbox = inboxes.entry(instance.to_string()).or_default();
+        inbox.retry = true;
+        inbox.claim_turns()
+    }
+
+    /// Hands an activity result to `instance` if it will turn soon (`runnable`, and it is
+    /// neither stalled nor suspended): `Ok` with whether to spawn its turn task, or the
+    /// delivery back, to be stored instead.
+    pub(crate) fn hand_over(
+        &self,
+        instance: &str,
+        delivery: Delivery,
+        runnable: bool,
+    ) -> Result<bool, Delivery> {
+        let mut inboxes = lock(&self.0);
+        let inbox = inboxes.entry(instance.to_string()).or_default();
+        if !runnable || inbox.stalled || inbox.suspended {
+            return Err(delivery);
+        }
+        inbox.messages.push(delivery);
+        Ok(inbox.claim_turns())
+    }
+
+    /// The turn task of `instance` asks for its next turn's messages. `None` ends the
+    /// task: nothing to turn (or `runnable` is false, the runtime taking no work), and an
+    /// inbox with nothing left in it is dropped.
+    pub(crate) fn next_turn(&self, instance: &str, runnable: bool) -> Option<Vec<Delivery>> {
+        let mut inboxes = lock(&self.0);
+        let inbox = inboxes.get_mut(instance).expect("busy inbox exists");
+        let batch = if runnable {
+            inbox.next_batch()
+        } else {
+            Vec::new()
+        };
+        let retry = std::mem::take(&mut inbox.retry) && runnable && !inbox.stalled;
+        if batch.is_empty() && !retry {
+            inbox.busy = false;
+            if inbox.messages.is_empty() && !inbox.stalled && !inbox.suspended {
+                inboxes.remove(instance);
+            }
+            return None;
+        }
+        Some(batch)
+    }
+
+    /// A turn over `messages` was not committed: they go back to the head of the inbox.
+    /// If `permanent`, the instance is stalled and its turn task ends (returns false);
+    /// otherwise the task is to retry (returns true).
+    pub(crate) fn turn_failed(
+        &self,
+        instance: &str,
+        messages: Vec<Delivery>,
+        permanent: bool,
+    ) -> bool {
+        let mut inboxes = lock(&self.0);
+        let inbox = inboxes.get_mut(instance).expect("busy inbox exists");
+        let newer = std::mem::replace(&mut inbox.messages, messages);
+        inbox.messages.extend(newer);
+        if permanent {
+            inbox.stalled = true;
+            inbox.busy = false;
+            return false;
+        }
+        inbox.retry = true;
+        true
+    }
+
+    /// `instance` is suspended (its request is being committed): `hold` stores the
+    /// results in its inbox, which will wait there until it resumes.
+    pub(crate) fn suspended(&self, instance: &str, hold: impl FnOnce(&mut [Delivery])) {
+        if let Some(inbox) = lock(&self.0).get_mut(instance) {
+            inbox.suspended = true;
+            hold(&mut inbox.messages);
+        }
+    }
+
+    /// `instance` stalls (its status is being committed): `hold` stores the results in
+    /// its inbox, which stay there until a restart.
+    pub(crate) fn stalled(&self, instance: &str, hold: impl FnOnce(&mut [Delivery])) {
+        if let Some(inbox) = lock(&self.0).get_mut(instance) {
+            inbox.stalled = true;
+            hold(&mut inbox.messages);
+        }
+    }
+
+    /// A client's request to `instance` was committed, leaving it with `status`: it is
+    /// suspended or not, and stalled if it was or is now, unless it was terminated (what
+    /// it held is then acknowledged).
+    pub(crate) fn request_committed(&self, instance: &str, status: &Status) {
+        if let Some(inbox) = lock(&self.0).get_mut(instance) {
+            inbox.suspended = matches!(status, Status::Suspended { .. });
+            let stalled_now = matches!(status, Status::Stalled { .. });
+            let terminated = matches!(status, Status::Terminated { .. });
+            inbox.stalled = (inbox.stalled || stalled_now) && !terminated;
+        }
+    }
+
+    /// Recovery found `instance` suspended in the store.
+    pub(crate) fn found_suspended(&self, instance: String) {
+        lock(&self.0).entry(instance).or_default().suspended = true;
+    }
+
+    /// Recovery stalled `instance` (it waits for missing code).
+    pub(crate) fn found_stalled(&self, instance: String) {
+        lock(&self.0).entry(instance).or_default().stalled = true;
+    }
+
+    /// Calls `hold` on every inbox's messages, with its instance (at shutdown, to store
+    /// the results held in memory).
+    pub(crate) fn hold_all(&self, mut hold: impl FnMut(&str, &mut [Delivery])) {
+        for (instance, inbox) in lock(&self.0).iter_mut() {
+            hold(instance, &mut inbox.messages);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
