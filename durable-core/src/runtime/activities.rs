@@ -197,7 +197,7 @@ async fn run_and_hand_over(
         undecodable: None,
     };
     // Boxed, as it is rare: the task of every activity stays small.
-    if let Err(Outgoing { instance, delivery }) = engine.hand_over(task.instance, delivery) {
+    if let Some(Outgoing { instance, delivery }) = engine.hand_over(task.instance, delivery) {
         Box::pin(store_and_deliver(&engine, instance, delivery)).await;
     }
 }

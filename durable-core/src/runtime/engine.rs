@@ -22,7 +22,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::task::TaskTracker;
 
 use super::group_commit::{CommitStats, GroupCommit};
-use super::inbox::{Delivery, Inboxes, Outgoing, Recipient};
+use super::inbox::{Delivery, HandOver, Inboxes, Outgoing, Recipient};
 use super::unregistered::{Unregistered, UnregisteredCallee};
 use crate::clock::{Clock, millis};
 use crate::error::Error;
@@ -32,40 +32,40 @@ use crate::registry::Registry;
 use crate::replay::Execution;
 
 /// How long a turn or an activity result waits before retrying a failed store write.
-pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(200);
+pub(in crate::runtime) const RETRY_DELAY: Duration = Duration::from_millis(200);
 
 /// The task that turns an instance until its inbox is empty: `(engine, instance, busy)`.
-pub(crate) type TurnTask = fn(Arc<Engine>, String, Busy) -> BoxFuture<()>;
+pub(in crate::runtime) type TurnTask = fn(Arc<Engine>, String, Busy) -> BoxFuture<()>;
 
 /// What the runtime's builder hands [`Engine::new`].
-pub(crate) struct EngineParts {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) registry: Registry,
-    pub(crate) unregistered: Unregistered,
+pub(in crate::runtime) struct EngineParts {
+    pub(in crate::runtime) store: Arc<dyn Store>,
+    pub(in crate::runtime) registry: Registry,
+    pub(in crate::runtime) unregistered: Unregistered,
     /// The largest payload instances may store, in bytes.
-    pub(crate) max_payload: usize,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) orchestrator_concurrency: usize,
-    pub(crate) activity_concurrency: usize,
-    pub(crate) cache_capacity: usize,
+    pub(in crate::runtime) max_payload: usize,
+    pub(in crate::runtime) clock: Arc<dyn Clock>,
+    pub(in crate::runtime) orchestrator_concurrency: usize,
+    pub(in crate::runtime) activity_concurrency: usize,
+    pub(in crate::runtime) cache_capacity: usize,
     /// What [`RuntimeBuilder::start`](super::RuntimeBuilder::start) found missing.
-    pub(crate) unregistered_callees: Vec<UnregisteredCallee>,
+    pub(in crate::runtime) unregistered_callees: Vec<UnregisteredCallee>,
     /// The task an instance's work runs in.
-    pub(crate) turn_task: TurnTask,
+    pub(in crate::runtime) turn_task: TurnTask,
 }
 
 /// A cached live instance between turns.
-pub(crate) struct Cached {
-    pub(crate) execution: Execution,
-    pub(crate) record: InstanceRecord,
+pub(in crate::runtime) struct Cached {
+    pub(in crate::runtime) execution: Execution,
+    pub(in crate::runtime) record: InstanceRecord,
 }
 
 /// An activity waiting for a slot.
-pub(crate) struct QueuedActivity {
-    pub(crate) id: WorkId,
-    pub(crate) task: ActivityTask,
+pub(in crate::runtime) struct QueuedActivity {
+    pub(in crate::runtime) id: WorkId,
+    pub(in crate::runtime) task: ActivityTask,
     /// Work in hand until its result is handed over.
-    pub(crate) busy: Busy,
+    pub(in crate::runtime) busy: Busy,
 }
 
 /// The slots of activities that run at once, and the activities waiting for one, in the
@@ -76,7 +76,7 @@ struct Slots {
 }
 
 /// Work a runtime has in hand (see [`Clock::work_began`]); done when dropped.
-pub(crate) struct Busy(Arc<dyn Clock>);
+pub(in crate::runtime) struct Busy(Arc<dyn Clock>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
@@ -122,13 +122,13 @@ impl std::fmt::Debug for Engine {
 }
 
 /// Locks `m`, whether or not a panic poisoned it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(in crate::runtime) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Engine {
     /// An engine over `parts`, its commit thread started.
-    pub(crate) fn new(parts: EngineParts) -> Self {
+    pub(in crate::runtime) fn new(parts: EngineParts) -> Self {
         Self {
             commits: GroupCommit::start(parts.store.clone()),
             store: parts.store,
@@ -169,22 +169,22 @@ impl Engine {
     }
 
     /// What the runtime does with work for code it does not have.
-    pub(crate) fn unregistered(&self) -> Unregistered {
+    pub(in crate::runtime) fn unregistered(&self) -> Unregistered {
         self.unregistered
     }
 
     /// The largest payload instances may store, in bytes.
-    pub(crate) fn max_payload(&self) -> usize {
+    pub(in crate::runtime) fn max_payload(&self) -> usize {
         self.max_payload
     }
 
     /// The runtime's clock.
-    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+    pub(in crate::runtime) fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
 
     /// What [`RuntimeBuilder::start`](super::RuntimeBuilder::start) found missing.
-    pub(crate) fn unregistered_callees(&self) -> &[UnregisteredCallee] {
+    pub(in crate::runtime) fn unregistered_callees(&self) -> &[UnregisteredCallee] {
         &self.unregistered_callees
     }
 
@@ -195,13 +195,17 @@ impl Engine {
 
     /// Whether an instance waits for `activity` rather than calling it: the runtime does
     /// not have it, and waits for missing code.
-    pub(crate) fn waits_for_activity(&self, activity: &str) -> bool {
+    pub(in crate::runtime) fn waits_for_activity(&self, activity: &str) -> bool {
         self.unregistered == Unregistered::Wait && !self.registry.activities.contains_key(activity)
     }
 
     /// Whether an instance waits for version `version` of `orchestrator` rather than
     /// starting it: the runtime does not have it, and waits for missing code.
-    pub(crate) fn waits_for_orchestrator(&self, orchestrator: &str, version: u32) -> bool {
+    pub(in crate::runtime) fn waits_for_orchestrator(
+        &self,
+        orchestrator: &str,
+        version: u32,
+    ) -> bool {
         self.unregistered == Unregistered::Wait
             && self.registry.orchestrator(orchestrator, version).is_none()
     }
@@ -228,12 +232,12 @@ impl Engine {
     }
 
     /// A new work item id.
-    pub(crate) fn work_id(&self) -> WorkId {
+    pub(in crate::runtime) fn work_id(&self) -> WorkId {
         self.next_work_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Numbers new work items from `next` on (recovery, after the ids in the store).
-    pub(crate) fn number_work_from(&self, next: WorkId) {
+    pub(in crate::runtime) fn number_work_from(&self, next: WorkId) {
         self.next_work_id.store(next, Ordering::Relaxed);
     }
 
@@ -251,7 +255,7 @@ impl Engine {
 
     /// Queues `commit` for the next batch at once; the future resolves once it is
     /// durable, with the commit handed back (see [`GroupCommit::submit`]).
-    pub(crate) fn submit(
+    pub(in crate::runtime) fn submit(
         &self,
         commit: Commit,
     ) -> impl Future<Output = (Result<(), Error>, Commit)> + Send + use<> {
@@ -269,25 +273,25 @@ impl Engine {
     }
 
     /// Counters of the commit path.
-    pub(crate) fn commit_stats(&self) -> CommitStats {
+    pub(in crate::runtime) fn commit_stats(&self) -> CommitStats {
         self.commits.stats()
     }
 
     /// Whether the runtime takes no more work: it is shutting down, or halted because
     /// the store refuses every write.
-    pub(crate) fn takes_no_work(&self) -> bool {
+    pub(in crate::runtime) fn takes_no_work(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst) || self.commits.halted().is_some()
     }
 
     /// Stops taking work and waits for the running turn and activity tasks to end.
-    pub(crate) async fn stop_tasks(&self) {
+    pub(in crate::runtime) async fn stop_tasks(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.tracker.close();
         self.tracker.wait().await;
     }
 
     /// Writes what is queued, then stops the commit thread.
-    pub(crate) async fn stop_commits(&self) {
+    pub(in crate::runtime) async fn stop_commits(&self) {
         self.commits.stop().await;
     }
 
@@ -295,7 +299,7 @@ impl Engine {
 
     /// Adds a message for `instance` to `commit`, and to `outbox` to deliver once the
     /// commit is durable. `to` is the run it is for.
-    pub(crate) fn enqueue_message(
+    pub(in crate::runtime) fn enqueue_message(
         &self,
         instance: &str,
         to: Recipient,
@@ -344,7 +348,7 @@ impl Engine {
     }
 
     /// Queues an event for `instance` and makes sure a turn task will take it.
-    pub(crate) fn deliver(self: &Arc<Self>, instance: String, delivery: Delivery) {
+    pub(in crate::runtime) fn deliver(self: &Arc<Self>, instance: String, delivery: Delivery) {
         if self.inboxes.push(&instance, delivery) {
             self.spawn_turns(instance);
         }
@@ -353,7 +357,7 @@ impl Engine {
     /// Queues `deliveries` for `instance` ahead of the events already waiting, but after
     /// the client requests at their head (a terminate must not wait behind an instance
     /// that continues as new forever), and makes sure a turn task will take them.
-    pub(crate) fn deliver_first(
+    pub(in crate::runtime) fn deliver_first(
         self: &Arc<Self>,
         instance: &str,
         deliveries: impl IntoIterator<Item = Delivery>,
@@ -365,43 +369,44 @@ impl Engine {
 
     /// Queues every one of `deliveries` before any turn task starts on them, so each
     /// instance's first turn sees all of its events (recovery hands out many at once).
-    pub(crate) fn deliver_all(self: &Arc<Self>, deliveries: Vec<Outgoing>) {
+    pub(in crate::runtime) fn deliver_all(self: &Arc<Self>, deliveries: Vec<Outgoing>) {
         for instance in self.inboxes.push_all(deliveries) {
             self.spawn_turns(instance);
         }
     }
 
     /// Runs a turn for `instance` even without new events (to retry a stalled instance).
-    pub(crate) fn poke(self: &Arc<Self>, instance: String) {
+    pub(in crate::runtime) fn poke(self: &Arc<Self>, instance: String) {
         if self.inboxes.retry(&instance) {
             self.spawn_turns(instance);
         }
     }
 
-    /// Hands an activity result to `instance` if it will turn soon; otherwise gives the
-    /// delivery back, to be stored as a message.
-    pub(crate) fn hand_over(
+    /// Hands an activity result to `instance` if it will turn soon: `None`. Otherwise
+    /// (the instance is suspended or stalled, or the runtime takes no work) gives it
+    /// back, to be stored as a message.
+    pub(in crate::runtime) fn hand_over(
         self: &Arc<Self>,
         instance: String,
         delivery: Delivery,
-    ) -> Result<(), Outgoing> {
+    ) -> Option<Outgoing> {
         match self
             .inboxes
             .hand_over(&instance, delivery, !self.takes_no_work())
         {
-            Ok(spawn) => {
-                if spawn {
+            HandOver::Queued { spawn_turns } => {
+                if spawn_turns {
                     self.spawn_turns(instance);
                 }
-                Ok(())
+                None
             }
-            Err(delivery) => Err(Outgoing { instance, delivery }),
+            HandOver::Refused(delivery) => Some(Outgoing { instance, delivery }),
         }
     }
 
     /// The inboxes, for the turn task and the jobs that record what happened to an
     /// instance (stalled, suspended, a request committed).
-    pub(crate) fn inboxes(&self) -> &Inboxes {
+    pub(in crate::runtime) fn inboxes(&self) -> &Inboxes {
         &self.inboxes
     }
 
@@ -422,41 +427,41 @@ impl Engine {
     /// and, with less CPU left to the commit thread, smaller group-commit batches).
     /// Boxed, the aligned allocation is small and the same whatever the future holds, and
     /// the future's state is an ordinary allocation.
-    pub(crate) fn spawn_boxed(&self, task: impl Future<Output = ()> + Send + 'static) {
+    pub(in crate::runtime) fn spawn_boxed(&self, task: impl Future<Output = ()> + Send + 'static) {
         self.tracker.spawn(Box::pin(task));
     }
 
     /// Work in hand, from now until the returned guard drops: a clock that skips time
     /// holds still meanwhile.
-    pub(crate) fn busy(&self) -> Busy {
+    pub(in crate::runtime) fn busy(&self) -> Busy {
         self.clock.work_began();
         Busy(self.clock.clone())
     }
 
     /// A slot among the turns that compute at once; `None` once the runtime stops.
-    pub(crate) async fn turn_permit(&self) -> Option<OwnedSemaphorePermit> {
+    pub(in crate::runtime) async fn turn_permit(&self) -> Option<OwnedSemaphorePermit> {
         self.turns.clone().acquire_owned().await.ok()
     }
 
     // The instance cache.
 
     /// Takes the cached execution of `instance`, if any.
-    pub(crate) fn take_cached(&self, instance: &str) -> Option<Cached> {
+    pub(in crate::runtime) fn take_cached(&self, instance: &str) -> Option<Cached> {
         lock(&self.cache).pop(instance)
     }
 
     /// Keeps the execution of `instance` for its next turn.
-    pub(crate) fn keep_cached(&self, instance: &str, cached: Cached) {
+    pub(in crate::runtime) fn keep_cached(&self, instance: &str, cached: Cached) {
         lock(&self.cache).put(instance.to_string(), cached);
     }
 
     /// Counts a replay of an instance's history (a cache miss).
-    pub(crate) fn count_replay(&self) {
+    pub(in crate::runtime) fn count_replay(&self) {
         self.replays.fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many replays were counted.
-    pub(crate) fn replay_count(&self) -> u64 {
+    pub(in crate::runtime) fn replay_count(&self) -> u64 {
         self.replays.load(Ordering::Relaxed)
     }
 
@@ -469,30 +474,30 @@ impl Engine {
     // Instances that wait for missing code.
 
     /// Suspended `instance` waits for missing code: resuming it stalls it with `failure`.
-    pub(crate) fn waits_for_code(&self, instance: String, failure: Failure) {
+    pub(in crate::runtime) fn waits_for_code(&self, instance: String, failure: Failure) {
         lock(&self.waiting_for_code).insert(instance, failure);
     }
 
     /// The failure that stalls `instance` when resumed, if it waits for missing code.
-    pub(crate) fn code_waited_for(&self, instance: &str) -> Option<Failure> {
+    pub(in crate::runtime) fn code_waited_for(&self, instance: &str) -> Option<Failure> {
         lock(&self.waiting_for_code).get(instance).cloned()
     }
 
     /// `instance` waits for no code any more (resumed or terminated).
-    pub(crate) fn waits_for_no_code(&self, instance: &str) {
+    pub(in crate::runtime) fn waits_for_no_code(&self, instance: &str) {
         lock(&self.waiting_for_code).remove(instance);
     }
 
     // The activity slots.
 
     /// Queues an activity for a slot.
-    pub(crate) fn queue_activity(&self, activity: QueuedActivity) {
+    pub(in crate::runtime) fn queue_activity(&self, activity: QueuedActivity) {
         lock(&self.activities).waiting.push_back(activity);
     }
 
     /// The next activity waiting, its slot taken; `None` if no slot is free, none waits,
     /// or the runtime takes no work.
-    pub(crate) fn next_activity(&self) -> Option<QueuedActivity> {
+    pub(in crate::runtime) fn next_activity(&self) -> Option<QueuedActivity> {
         let mut slots = lock(&self.activities);
         if slots.free == 0 || self.takes_no_work() {
             return None;
@@ -503,19 +508,19 @@ impl Engine {
     }
 
     /// An activity gave its slot back.
-    pub(crate) fn free_slot(&self) {
+    pub(in crate::runtime) fn free_slot(&self) {
         lock(&self.activities).free += 1;
     }
 
     /// Takes every activity still waiting for a slot (at shutdown).
-    pub(crate) fn take_waiting_activities(&self) -> VecDeque<QueuedActivity> {
+    pub(in crate::runtime) fn take_waiting_activities(&self) -> VecDeque<QueuedActivity> {
         std::mem::take(&mut lock(&self.activities).waiting)
     }
 
     // Waiters.
 
     /// Wakes every client waiting on `instance`.
-    pub(crate) fn notify_finished(&self, instance: &str) {
+    pub(in crate::runtime) fn notify_finished(&self, instance: &str) {
         if let Some(waiters) = lock(&self.waiters).remove(instance) {
             for waiter in waiters {
                 let _ = waiter.send(());

@@ -2,7 +2,7 @@
 //! what the runtime knows of the instance between turns (a turn task runs for it, it is
 //! stalled, it is suspended). The flags change in one place, by what happened to the
 //! instance ([`Inboxes::stalled`], [`Inboxes::suspended`], [`Inboxes::request_committed`],
-//! [`Inboxes::turns_end`]...); the engine ([`super::engine`]) owns the inboxes and
+//! [`Inboxes::next_turn`]...); the engine ([`super::engine`]) owns the inboxes and
 //! spawns the turn task an inbox claims.
 
 use std::collections::HashMap;
@@ -13,25 +13,25 @@ use durable_store::{ActivityTask, Event, Failure, Incarnation, InstanceRecord, S
 /// One run of an instance id: its incarnation (a new one after a purge or a restart) and
 /// its generation (a new one after each continue-as-new).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Run {
+pub(in crate::runtime) struct Run {
     /// Which incarnation of the id.
-    pub(crate) incarnation: Incarnation,
+    pub(in crate::runtime) incarnation: Incarnation,
     /// Which generation of that incarnation.
-    pub(crate) generation: u32,
+    pub(in crate::runtime) generation: u32,
 }
 
 /// The run a message is for: an incarnation, and one generation of it or any.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Recipient {
     /// The incarnation the message is for: dropped on arrival at any other.
-    pub(crate) incarnation: Incarnation,
+    pub(in crate::runtime) incarnation: Incarnation,
     /// The generation it is for; `None` for any (a client's events and requests).
-    pub(crate) generation: Option<u32>,
+    pub(in crate::runtime) generation: Option<u32>,
 }
 
 impl Run {
     /// The run `record` holds.
-    pub(crate) fn of(record: &InstanceRecord) -> Self {
+    pub(in crate::runtime) fn of(record: &InstanceRecord) -> Self {
         Self {
             incarnation: record.incarnation,
             generation: record.generation,
@@ -60,27 +60,27 @@ impl From<(Incarnation, Option<u32>)> for Recipient {
 
 /// An event on its way to an instance, with the work item that carries it.
 #[derive(Clone, Debug)]
-pub(crate) struct Delivery {
-    pub(crate) id: WorkId,
+pub(in crate::runtime) struct Delivery {
+    pub(in crate::runtime) id: WorkId,
     /// The incarnation it is for: dropped on arrival at any other.
-    pub(crate) incarnation: Incarnation,
+    pub(in crate::runtime) incarnation: Incarnation,
     /// The generation it is for; `None` for any.
-    pub(crate) generation: Option<u32>,
-    pub(crate) event: Event,
+    pub(in crate::runtime) generation: Option<u32>,
+    pub(in crate::runtime) event: Event,
     /// Set for an activity result handed to its instance in memory: the activity's
     /// progress key. `id` is then the activity's task, and the turn that takes the result
     /// removes the task and the progress in the commit that records the result.
-    pub(crate) progress_key: Option<String>,
+    pub(in crate::runtime) progress_key: Option<String>,
     /// Set for an activity whose input its code cannot decode (a task queued by other
     /// code): the task, which stays in the store as never executed. The delivery stalls
     /// its instance when turned; `event` is the `ActivityFailed` that says why, never
     /// recorded.
-    pub(crate) undecodable: Option<Box<ActivityTask>>,
+    pub(in crate::runtime) undecodable: Option<Box<ActivityTask>>,
 }
 
 impl Delivery {
     /// A stored message (work item `id`) for `to`.
-    pub(crate) fn message(id: WorkId, to: Recipient, event: Event) -> Self {
+    pub(in crate::runtime) fn message(id: WorkId, to: Recipient, event: Event) -> Self {
         Self {
             id,
             incarnation: to.incarnation,
@@ -92,12 +92,12 @@ impl Delivery {
     }
 
     /// Whether it is for `run` of its instance.
-    pub(crate) fn is_for(&self, run: Run) -> bool {
+    pub(in crate::runtime) fn is_for(&self, run: Run) -> bool {
         self.incarnation == run.incarnation && self.generation.is_none_or(|g| g == run.generation)
     }
 
     /// For an activity whose input does not decode: the failure that stalls its instance.
-    pub(crate) fn undecodable_input(&self) -> Option<&Failure> {
+    pub(in crate::runtime) fn undecodable_input(&self) -> Option<&Failure> {
         self.undecodable.as_ref()?;
         match &self.event {
             Event::ActivityFailed { failure, .. } => Some(failure),
@@ -107,7 +107,7 @@ impl Delivery {
 
     /// Whether the event is a client's request about the instance rather than input to
     /// its orchestrator.
-    pub(crate) fn is_control(&self) -> bool {
+    pub(in crate::runtime) fn is_control(&self) -> bool {
         matches!(
             self.event,
             Event::TerminateRequested { .. }
@@ -119,11 +119,19 @@ impl Delivery {
 
 /// A delivery for an instance, to send once the commit that stores it is durable.
 #[derive(Debug)]
-pub(crate) struct Outgoing {
+pub(in crate::runtime) struct Outgoing {
     /// The instance it goes to.
-    pub(crate) instance: String,
+    pub(in crate::runtime) instance: String,
     /// What it carries.
-    pub(crate) delivery: Delivery,
+    pub(in crate::runtime) delivery: Delivery,
+}
+
+/// What became of an activity result handed to its instance's inbox.
+pub(in crate::runtime) enum HandOver {
+    /// Queued for the instance's next turn; `spawn_turns` if no turn task runs for it.
+    Queued { spawn_turns: bool },
+    /// Not queued (the instance will not turn soon): the delivery, to store instead.
+    Refused(Delivery),
 }
 
 /// Per-instance queue of events not yet turned.
@@ -169,11 +177,11 @@ impl Inbox {
 /// Every method that adds work returns whether the caller is to spawn the instance's turn
 /// task (none runs for it yet).
 #[derive(Debug, Default)]
-pub(crate) struct Inboxes(Mutex<HashMap<String, Inbox>>);
+pub(in crate::runtime) struct Inboxes(Mutex<HashMap<String, Inbox>>);
 
 impl Inboxes {
     /// Queues `delivery` for `instance`.
-    pub(crate) fn push(&self, instance: &str, delivery: Delivery) -> bool {
+    pub(in crate::runtime) fn push(&self, instance: &str, delivery: Delivery) -> bool {
         let mut inboxes = lock(&self.0);
         let inbox = inboxes.entry(instance.to_string()).or_default();
         inbox.messages.push(delivery);
@@ -182,7 +190,7 @@ impl Inboxes {
 
     /// Queues `deliveries` for `instance` ahead of the events already waiting, but after
     /// the client requests at their head.
-    pub(crate) fn push_first(
+    pub(in crate::runtime) fn push_first(
         &self,
         instance: &str,
         deliveries: impl IntoIterator<Item = Delivery>,
@@ -196,7 +204,7 @@ impl Inboxes {
 
     /// Queues every one of `deliveries` under one lock; returns the instances whose turn
     /// task the caller is to spawn.
-    pub(crate) fn push_all(&self, deliveries: Vec<Outgoing>) -> Vec<String> {
+    pub(in crate::runtime) fn push_all(&self, deliveries: Vec<Outgoing>) -> Vec<String> {
         let mut idle = Vec::new();
         let mut inboxes = lock(&self.0);
         for Outgoing { instance, delivery } in deliveries {
@@ -210,7 +218,7 @@ impl Inboxes {
     }
 
     /// Asks for a turn of `instance` even without new events.
-    pub(crate) fn retry(&self, instance: &str) -> bool {
+    pub(in crate::runtime) fn retry(&self, instance: &str) -> bool {
         let mut inboxes = lock(&self.0);
         let inbox = inboxes.entry(instance.to_string()).or_default();
         inbox.retry = true;
@@ -218,27 +226,32 @@ impl Inboxes {
     }
 
     /// Hands an activity result to `instance` if it will turn soon (`runnable`, and it is
-    /// neither stalled nor suspended): `Ok` with whether to spawn its turn task, or the
-    /// delivery back, to be stored instead.
-    pub(crate) fn hand_over(
+    /// neither stalled nor suspended).
+    pub(in crate::runtime) fn hand_over(
         &self,
         instance: &str,
         delivery: Delivery,
         runnable: bool,
-    ) -> Result<bool, Delivery> {
+    ) -> HandOver {
         let mut inboxes = lock(&self.0);
         let inbox = inboxes.entry(instance.to_string()).or_default();
         if !runnable || inbox.stalled || inbox.suspended {
-            return Err(delivery);
+            return HandOver::Refused(delivery);
         }
         inbox.messages.push(delivery);
-        Ok(inbox.claim_turns())
+        HandOver::Queued {
+            spawn_turns: inbox.claim_turns(),
+        }
     }
 
     /// The turn task of `instance` asks for its next turn's messages. `None` ends the
     /// task: nothing to turn (or `runnable` is false, the runtime taking no work), and an
     /// inbox with nothing left in it is dropped.
-    pub(crate) fn next_turn(&self, instance: &str, runnable: bool) -> Option<Vec<Delivery>> {
+    pub(in crate::runtime) fn next_turn(
+        &self,
+        instance: &str,
+        runnable: bool,
+    ) -> Option<Vec<Delivery>> {
         let mut inboxes = lock(&self.0);
         let inbox = inboxes.get_mut(instance).expect("busy inbox exists");
         let batch = if runnable {
@@ -260,7 +273,7 @@ impl Inboxes {
     /// A turn over `messages` was not committed: they go back to the head of the inbox.
     /// If `permanent`, the instance is stalled and its turn task ends (returns false);
     /// otherwise the task is to retry (returns true).
-    pub(crate) fn turn_failed(
+    pub(in crate::runtime) fn turn_failed(
         &self,
         instance: &str,
         messages: Vec<Delivery>,
@@ -281,7 +294,7 @@ impl Inboxes {
 
     /// `instance` is suspended (its request is being committed): `hold` stores the
     /// results in its inbox, which will wait there until it resumes.
-    pub(crate) fn suspended(&self, instance: &str, hold: impl FnOnce(&mut [Delivery])) {
+    pub(in crate::runtime) fn suspended(&self, instance: &str, hold: impl FnOnce(&mut [Delivery])) {
         if let Some(inbox) = lock(&self.0).get_mut(instance) {
             inbox.suspended = true;
             hold(&mut inbox.messages);
@@ -290,7 +303,7 @@ impl Inboxes {
 
     /// `instance` stalls (its status is being committed): `hold` stores the results in
     /// its inbox, which stay there until a restart.
-    pub(crate) fn stalled(&self, instance: &str, hold: impl FnOnce(&mut [Delivery])) {
+    pub(in crate::runtime) fn stalled(&self, instance: &str, hold: impl FnOnce(&mut [Delivery])) {
         if let Some(inbox) = lock(&self.0).get_mut(instance) {
             inbox.stalled = true;
             hold(&mut inbox.messages);
@@ -300,7 +313,7 @@ impl Inboxes {
     /// A client's request to `instance` was committed, leaving it with `status`: it is
     /// suspended or not, and stalled if it was or is now, unless it was terminated (what
     /// it held is then acknowledged).
-    pub(crate) fn request_committed(&self, instance: &str, status: &Status) {
+    pub(in crate::runtime) fn request_committed(&self, instance: &str, status: &Status) {
         if let Some(inbox) = lock(&self.0).get_mut(instance) {
             inbox.suspended = matches!(status, Status::Suspended { .. });
             let stalled_now = matches!(status, Status::Stalled { .. });
@@ -310,18 +323,18 @@ impl Inboxes {
     }
 
     /// Recovery found `instance` suspended in the store.
-    pub(crate) fn found_suspended(&self, instance: String) {
+    pub(in crate::runtime) fn found_suspended(&self, instance: String) {
         lock(&self.0).entry(instance).or_default().suspended = true;
     }
 
     /// Recovery stalled `instance` (it waits for missing code).
-    pub(crate) fn found_stalled(&self, instance: String) {
+    pub(in crate::runtime) fn found_stalled(&self, instance: String) {
         lock(&self.0).entry(instance).or_default().stalled = true;
     }
 
     /// Calls `hold` on every inbox's messages, with its instance (at shutdown, to store
     /// the results held in memory).
-    pub(crate) fn hold_all(&self, mut hold: impl FnMut(&str, &mut [Delivery])) {
+    pub(in crate::runtime) fn hold_all(&self, mut hold: impl FnMut(&str, &mut [Delivery])) {
         for (instance, inbox) in lock(&self.0).iter_mut() {
             hold(instance, &mut inbox.messages);
         }

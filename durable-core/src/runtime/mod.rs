@@ -59,7 +59,7 @@ mod activities;
 mod control;
 pub(crate) mod engine;
 mod group_commit;
-pub(crate) mod inbox;
+mod inbox;
 mod outbox;
 mod recovery;
 mod timer_arming;
@@ -176,7 +176,7 @@ impl RuntimeBuilder {
     }
 
     /// The clock durable timers, `ctx.now()` and the instances' timestamps read (default:
-    /// [`SystemClock`](crate::SystemClock)). In tests, a [`ManualClock`](crate::ManualClock)
+    /// [`SystemClock`]). In tests, a [`ManualClock`](crate::ManualClock)
     /// lets a workflow that waits for days run at once: its timers fire when the test
     /// moves the clock past them, or, with
     /// [`ManualClock::time_skipping`](crate::ManualClock::time_skipping), as soon as the

@@ -6,7 +6,8 @@ use crate::handle::Callee;
 
 /// What the runtime does with work for code it does not have: an orchestrator, an
 /// orchestrator version or an activity that is not registered with it, as after a deploy
-/// that removed one. Set with [`RuntimeBuilder::on_unregistered`]. Either way the other
+/// that removed one. Set with
+/// [`RuntimeBuilder::on_unregistered`](super::RuntimeBuilder::on_unregistered). Either way the other
 /// instances keep running.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -25,10 +26,12 @@ pub enum Unregistered {
 }
 
 /// A call that a registered orchestrator's body makes to an activity or orchestrator this
-/// runtime does not have ([`Orchestrator::callees`]). [`RuntimeBuilder::start`] reports
-/// each: under [`Unregistered::Wait`] as a warning (and
-/// [`Runtime::unregistered_callees`]), under [`Unregistered::Fail`] as
-/// [`Error::UnregisteredCallees`].
+/// runtime does not have ([`Orchestrator::callees`](crate::handle::Orchestrator::callees)).
+/// [`RuntimeBuilder::start`](super::RuntimeBuilder::start) reports each: under
+/// [`Unregistered::Wait`] as a warning (and
+/// [`Runtime::unregistered_callees`](super::Runtime::unregistered_callees)), under
+/// [`Unregistered::Fail`] as
+/// [`Error::UnregisteredCallees`](crate::error::Error::UnregisteredCallees).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnregisteredCallee {
     /// The registered name of the orchestrator whose body makes the call.
