@@ -34,10 +34,10 @@ pub(crate) struct ActivityEntry {
 pub(crate) struct Registry {
     /// By name, then version.
     orchestrators: HashMap<&'static str, BTreeMap<u32, OrchestratorEntry>>,
-    pub(crate) activities: HashMap<&'static str, ActivityEntry>,
+    activities: HashMap<&'static str, ActivityEntry>,
     state: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     /// Names registered twice by different handles; reported when the runtime starts.
-    pub(crate) duplicates: Vec<&'static str>,
+    duplicates: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -73,6 +73,24 @@ impl Registry {
         self.orchestrators.get(name)?.get(&version)
     }
 
+    /// Activity `name`: its registered name (static, for the activity's context) and
+    /// entry.
+    pub(crate) fn activity(&self, name: &str) -> Option<(&'static str, &ActivityEntry)> {
+        self.activities
+            .get_key_value(name)
+            .map(|(&name, entry)| (name, entry))
+    }
+
+    /// Whether activity `name` is registered.
+    pub(crate) fn has_activity(&self, name: &str) -> bool {
+        self.activities.contains_key(name)
+    }
+
+    /// The first name registered twice by different handles, if any.
+    pub(crate) fn first_duplicate(&self) -> Option<&'static str> {
+        self.duplicates.first().copied()
+    }
+
     /// The newest registered version of orchestrator `name`.
     pub(crate) fn latest_version(&self, name: &str) -> Option<u32> {
         self.orchestrators.get(name)?.keys().next_back().copied()
@@ -103,7 +121,7 @@ impl Registry {
 
     fn has(&self, callee: &Callee) -> bool {
         match *callee {
-            Callee::CallActivity { name } => self.activities.contains_key(name),
+            Callee::CallActivity { name } => self.has_activity(name),
             Callee::CallSubOrchestrator { name, version } => {
                 self.orchestrator(name, version).is_some()
             }

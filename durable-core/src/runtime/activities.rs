@@ -84,11 +84,7 @@ async fn execute(
     task: &ActivityTask,
     key: String,
 ) -> Result<Result<Vec<u8>, Failure>, Undecodable> {
-    let Some((name, entry)) = engine
-        .registry()
-        .activities
-        .get_key_value(task.activity.as_str())
-    else {
+    let Some((name, entry)) = engine.registry().activity(&task.activity) else {
         return Ok(Err(failure::unregistered_activity(
             &task.activity,
             Unregistered::Fail,

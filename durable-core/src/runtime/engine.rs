@@ -196,7 +196,7 @@ impl Engine {
     /// Whether an instance waits for `activity` rather than calling it: the runtime does
     /// not have it, and waits for missing code.
     pub(in crate::runtime) fn waits_for_activity(&self, activity: &str) -> bool {
-        self.unregistered == Unregistered::Wait && !self.registry.activities.contains_key(activity)
+        self.unregistered == Unregistered::Wait && !self.registry.has_activity(activity)
     }
 
     /// Whether an instance waits for version `version` of `orchestrator` rather than

@@ -61,11 +61,14 @@ impl From<(Incarnation, Option<u32>)> for Recipient {
 /// An event on its way to an instance, with the work item that carries it.
 #[derive(Clone, Debug)]
 pub(in crate::runtime) struct Delivery {
+    /// The work item that carries it (for an activity result held in memory, the
+    /// activity's task).
     pub(in crate::runtime) id: WorkId,
     /// The incarnation it is for: dropped on arrival at any other.
     pub(in crate::runtime) incarnation: Incarnation,
     /// The generation it is for; `None` for any.
     pub(in crate::runtime) generation: Option<u32>,
+    /// What it tells the instance.
     pub(in crate::runtime) event: Event,
     /// Set for an activity result handed to its instance in memory: the activity's
     /// progress key. `id` is then the activity's task, and the turn that takes the result

@@ -205,7 +205,7 @@ impl RuntimeBuilder {
     /// orchestrator calls an activity or orchestrator that is not registered (nothing is
     /// read or written then); [`Error::Store`] if recovery cannot read the store.
     pub async fn start(self) -> Result<Runtime, Error> {
-        if let Some(name) = self.registry.duplicates.first() {
+        if let Some(name) = self.registry.first_duplicate() {
             return Err(Error::DuplicateName(name.to_string()));
         }
         let unregistered_callees = self.registry.unregistered_callees();
