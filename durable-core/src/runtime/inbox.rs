@@ -347,3 +347,73 @@ impl Inboxes {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: WorkId) -> Delivery {
+        let to = Recipient {
+            incarnation: 1,
+            generation: None,
+        };
+        Delivery::message(id, to, Event::TimerFired { seq: id })
+    }
+
+    fn request(id: WorkId) -> Delivery {
+        let to = Recipient {
+            incarnation: 1,
+            generation: None,
+        };
+        Delivery::message(id, to, Event::ResumeRequested)
+    }
+
+    fn ids(batch: Option<Vec<Delivery>>) -> Option<Vec<WorkId>> {
+        batch.map(|b| b.iter().map(|d| d.id).collect())
+    }
+
+    #[test]
+    fn a_turn_takes_the_events_before_a_request_then_the_request_alone() {
+        let inboxes = Inboxes::default();
+        assert!(inboxes.push("a", event(1)));
+        assert!(!inboxes.push("a", event(2)), "one turn task per instance");
+        inboxes.push("a", request(3));
+        inboxes.push("a", event(4));
+        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![1, 2]));
+        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![3]));
+        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![4]));
+        assert_eq!(ids(inboxes.next_turn("a", true)), None);
+        // The task ended and the empty inbox is gone: the next event claims a new task.
+        assert!(inboxes.push("a", event(5)));
+    }
+
+    #[test]
+    fn a_suspended_instance_takes_only_requests_and_keeps_its_results_out_of_memory() {
+        let inboxes = Inboxes::default();
+        inboxes.push("a", event(1));
+        inboxes.suspended("a", |held| assert_eq!(held.len(), 1));
+        match inboxes.hand_over("a", event(2), true) {
+            HandOver::Refused(delivery) => assert_eq!(delivery.id, 2),
+            HandOver::Queued { .. } => panic!("a suspended instance takes no result"),
+        }
+        inboxes.push("a", request(3));
+        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![3]));
+        inboxes.request_committed("a", &Status::Running);
+        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![1]));
+    }
+
+    #[test]
+    fn a_turn_that_fails_for_good_stalls_until_a_terminate() {
+        let inboxes = Inboxes::default();
+        inboxes.push("a", event(1));
+        let batch = inboxes.next_turn("a", true).unwrap();
+        assert!(!inboxes.turn_failed("a", batch, true), "the task ends");
+        assert!(inboxes.push("a", request(2)));
+        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![2]));
+        let terminated = Status::Terminated {
+            reason: "stop".into(),
+        };
+        inboxes.request_committed("a", &terminated);
+        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![1]));
+    }
+}
