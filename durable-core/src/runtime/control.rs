@@ -49,7 +49,7 @@ pub(in crate::runtime) async fn apply(
         }
         // A suspended instance that waits for missing code stalls when resumed.
         _ => {
-            record.status = match engine.code_waited_for(instance) {
+            record.status = match engine.missing_code_of(instance) {
                 Some(failure) => Status::Stalled { failure },
                 None => Status::Running,
             }
@@ -69,7 +69,7 @@ pub(in crate::runtime) async fn apply(
     // Resumed or terminated, it waits for nothing any more (a reused id must not inherit
     // the wait); forgotten once that is durable, so a retried turn still knows.
     if !matches!(record.status, Status::Suspended { .. }) {
-        engine.waits_for_no_code(instance);
+        engine.stop_waiting_for_code(instance);
     }
     engine.inboxes().request_committed(instance, &record.status);
     outbox.send(engine, instance, Run::of(&record));

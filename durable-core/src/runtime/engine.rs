@@ -474,17 +474,17 @@ impl Engine {
     // Instances that wait for missing code.
 
     /// Suspended `instance` waits for missing code: resuming it stalls it with `failure`.
-    pub(in crate::runtime) fn waits_for_code(&self, instance: String, failure: Failure) {
+    pub(in crate::runtime) fn start_waiting_for_code(&self, instance: String, failure: Failure) {
         lock(&self.waiting_for_code).insert(instance, failure);
     }
 
     /// The failure that stalls `instance` when resumed, if it waits for missing code.
-    pub(in crate::runtime) fn code_waited_for(&self, instance: &str) -> Option<Failure> {
+    pub(in crate::runtime) fn missing_code_of(&self, instance: &str) -> Option<Failure> {
         lock(&self.waiting_for_code).get(instance).cloned()
     }
 
     /// `instance` waits for no code any more (resumed or terminated).
-    pub(in crate::runtime) fn waits_for_no_code(&self, instance: &str) {
+    pub(in crate::runtime) fn stop_waiting_for_code(&self, instance: &str) {
         lock(&self.waiting_for_code).remove(instance);
     }
 

@@ -264,7 +264,7 @@ fn decide_instances(
             (Status::Suspended { .. }, waiting_for) => {
                 engine.inboxes().found_suspended(id.clone());
                 if let Some(failure) = waiting_for {
-                    engine.waits_for_code(id, failure);
+                    engine.start_waiting_for_code(id, failure);
                 }
             }
             (_, Some(failure)) => {
