@@ -6,9 +6,9 @@ use durable_store::{Commit, Incarnation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::Error;
+use crate::error::Error;
 use crate::payload;
-use crate::runtime::Shared;
+use crate::runtime::engine::Engine;
 
 /// The context of one activity execution: who called it, which attempt this is, the
 /// application state registered on the runtime, and a durable progress checkpoint.
@@ -18,7 +18,7 @@ pub struct ActivityContext {
     activity: &'static str,
     key: Arc<str>,
     attempt: u32,
-    shared: Arc<Shared>,
+    engine: Arc<Engine>,
 }
 
 impl std::fmt::Debug for ActivityContext {
@@ -38,14 +38,14 @@ impl ActivityContext {
         key: String,
         activity: &'static str,
         attempt: u32,
-        shared: Arc<Shared>,
+        engine: Arc<Engine>,
     ) -> Self {
         Self {
             instance: instance.into(),
             activity,
             key: key.into(),
             attempt,
-            shared,
+            engine,
         }
     }
 
@@ -87,7 +87,7 @@ impl ActivityContext {
     ///
     /// [`RuntimeBuilder::state`]: crate::RuntimeBuilder::state
     pub fn state<T: Send + Sync + 'static>(&self) -> &T {
-        match self.shared.registry.state::<T>() {
+        match self.engine.registry().state::<T>() {
             Some(state) => state,
             None => panic!(
                 "no application state of type `{}` is registered; add it with `RuntimeBuilder::state`",
@@ -100,12 +100,18 @@ impl ActivityContext {
     /// activity is run again after a crash, [`progress`](Self::progress) returns it so
     /// the work resumes there. Returns once the checkpoint is on disk. The checkpoint is
     /// removed when the activity's result is recorded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Payload`] if `progress` does not encode, [`Error::PayloadTooLarge`] if it
+    /// is over [`RuntimeBuilder::max_payload_bytes`](crate::RuntimeBuilder::max_payload_bytes),
+    /// [`Error::Store`] if the store refuses the write, [`Error::ShutDown`] once the
+    /// runtime has stopped.
     pub async fn save_progress<T: Serialize>(&self, progress: &T) -> Result<(), Error> {
         let bytes = payload::encode(progress)?;
         let what = || format!("the progress of activity `{}`", self.activity);
-        self.shared.check_payload(what, &bytes)?;
-        self.shared
-            .commits
+        self.engine.check_payload(what, &bytes)?;
+        self.engine
             .commit(Commit {
                 progress: vec![(self.key.to_string(), Some(bytes))],
                 ..Commit::default()
@@ -114,8 +120,13 @@ impl ActivityContext {
     }
 
     /// The last checkpoint saved by this call (in this or an earlier attempt), if any.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store cannot be read, [`Error::Payload`] if the checkpoint
+    /// does not decode as `T`.
     pub fn progress<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
-        match self.shared.store.progress(&self.key)? {
+        match self.engine.store().progress(&self.key)? {
             Some(bytes) => Ok(Some(payload::decode(&bytes)?)),
             None => Ok(None),
         }

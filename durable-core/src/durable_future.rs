@@ -16,9 +16,9 @@ use std::task::{Context, Poll};
 use serde::de::DeserializeOwned;
 
 use crate::error::{ActivityError, SubOrchestrationError};
+use crate::failure;
 use crate::payload;
 use crate::replay::event_queues::Raised;
-use crate::replay::failure::decode_failure;
 use crate::replay::state::{ReplayState, lock};
 use crate::replay::step::{StepKind, StepResult};
 
@@ -38,7 +38,7 @@ fn decode_or_stop<T: DeserializeOwned>(state: &mut ReplayState, bytes: &[u8]) ->
     match payload::decode(bytes) {
         Ok(value) => Some(value),
         Err(e) => {
-            state.stall_payload(decode_failure(e));
+            state.stall_payload(failure::undecodable(e));
             None
         }
     }
@@ -248,7 +248,7 @@ impl<T: DeserializeOwned> EventWait<T> {
         payload: Vec<u8>,
         error: payload::PayloadError,
     ) -> bool {
-        state.set_aside_event(name, index, payload, decode_failure(error))
+        state.set_aside_event(name, index, payload, failure::undecodable(error))
     }
 }
 

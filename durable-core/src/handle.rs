@@ -14,7 +14,8 @@ use std::pin::Pin;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{ActivityContext, OrchestrationContext};
+use crate::activity_context::ActivityContext;
+use crate::orchestration_context::OrchestrationContext;
 
 /// A boxed, sendable future, as the generated code returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -24,27 +24,22 @@
 extern crate self as durable_core;
 
 mod activity_context;
-mod activity_worker;
 mod client;
 mod clock;
 mod durable_future;
 mod error;
 mod external_event;
-mod group_commit;
+mod failure;
 mod handle;
 mod join;
 mod orchestration_context;
 mod payload;
 mod position;
-mod recovery;
 mod registry;
 mod replay;
 pub mod replay_test;
 mod retry;
 mod runtime;
-mod settle;
-mod timer;
-mod turn;
 
 pub use activity_context::ActivityContext;
 pub use client::instance::{Instance, InstanceStatus};
@@ -61,7 +56,6 @@ pub use error::{
     ActivityError, ClientRequest, Error, InvalidIdReason, SubOrchestrationError, Timeout,
 };
 pub use external_event::{AsEventName, EventName};
-pub use group_commit::CommitStats;
 pub use handle::{Activity, BoxFuture, Callee, Orchestrator};
 pub use join::{Either, JoinAll, Select2, WhenAny};
 pub use orchestration_context::OrchestrationContext;
@@ -69,7 +63,8 @@ pub use payload::{PayloadDirection, PayloadError, PayloadTooLarge, to_json as pa
 pub use position::{Position, StepAt};
 pub use retry::{Backoff, RetryPolicy};
 pub use runtime::{
-    DEFAULT_MAX_PAYLOAD_BYTES, Runtime, RuntimeBuilder, Unregistered, UnregisteredCallee,
+    CommitStats, DEFAULT_MAX_PAYLOAD_BYTES, Runtime, RuntimeBuilder, Unregistered,
+    UnregisteredCallee,
 };
 
 /// The stored records, for tools and tests that read a store directly.

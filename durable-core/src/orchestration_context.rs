@@ -12,10 +12,10 @@ use crate::client::generated_child_id;
 use crate::clock::{Clock, millis};
 use crate::durable_future::{ActivityCall, ContinueAsNew, EventWait, SubOrchestrationCall, Timer};
 use crate::external_event::AsEventName;
+use crate::failure;
 use crate::handle::{Activity, Orchestrator};
 use crate::payload;
 use crate::replay::execution::{OrchestratorFuture, Start};
-use crate::replay::failure::decode_failure;
 use crate::replay::recorded::{Patch, Recorded};
 use crate::replay::state::{ReplayState, lock};
 use crate::replay::step::{Attempt, StepRequest};
@@ -88,7 +88,7 @@ impl OrchestrationContext {
     /// stops the instance with an error naming its type.
     fn encode<T: Serialize>(state: &mut ReplayState, value: &T) -> Vec<u8> {
         payload::encode(value).unwrap_or_else(|e| {
-            state.stall_payload(decode_failure(e));
+            state.stall_payload(failure::undecodable(e));
             Vec::new()
         })
     }
@@ -328,7 +328,7 @@ impl OrchestrationContext {
             {
                 match payload::decode(&bytes) {
                     Ok(value) => return value,
-                    Err(e) => state.stall_payload(decode_failure(e)),
+                    Err(e) => state.stall_payload(failure::undecodable(e)),
                 }
             }
             // The turn is stopping: its result is discarded, any value will do.

@@ -5,13 +5,14 @@ use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use durable_store::{Failure, FailureKind};
+use durable_store::Failure;
 
+use crate::activity_context::ActivityContext;
+use crate::failure;
 use crate::handle::{Activity, BoxFuture, Callee, Orchestrator};
+use crate::orchestration_context::OrchestrationContext;
 use crate::payload;
-use crate::replay::failure::decode_failure;
-use crate::{ActivityContext, OrchestrationContext};
-use crate::{Unregistered, UnregisteredCallee};
+use crate::runtime::unregistered::UnregisteredCallee;
 
 /// The future of a running orchestrator or activity: its encoded output or its failure.
 pub(crate) type ErasedFuture = BoxFuture<Result<Vec<u8>, Failure>>;
@@ -33,10 +34,10 @@ pub(crate) struct ActivityEntry {
 pub(crate) struct Registry {
     /// By name, then version.
     orchestrators: HashMap<&'static str, BTreeMap<u32, OrchestratorEntry>>,
-    pub(crate) activities: HashMap<&'static str, ActivityEntry>,
+    activities: HashMap<&'static str, ActivityEntry>,
     state: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     /// Names registered twice by different handles; reported when the runtime starts.
-    pub(crate) duplicates: Vec<&'static str>,
+    duplicates: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -72,6 +73,24 @@ impl Registry {
         self.orchestrators.get(name)?.get(&version)
     }
 
+    /// Activity `name`: its registered name (static, for the activity's context) and
+    /// entry.
+    pub(crate) fn activity(&self, name: &str) -> Option<(&'static str, &ActivityEntry)> {
+        self.activities
+            .get_key_value(name)
+            .map(|(&name, entry)| (name, entry))
+    }
+
+    /// Whether activity `name` is registered.
+    pub(crate) fn has_activity(&self, name: &str) -> bool {
+        self.activities.contains_key(name)
+    }
+
+    /// The first name registered twice by different handles, if any.
+    pub(crate) fn first_duplicate(&self) -> Option<&'static str> {
+        self.duplicates.first().copied()
+    }
+
     /// The newest registered version of orchestrator `name`.
     pub(crate) fn latest_version(&self, name: &str) -> Option<u32> {
         self.orchestrators.get(name)?.keys().next_back().copied()
@@ -102,7 +121,7 @@ impl Registry {
 
     fn has(&self, callee: &Callee) -> bool {
         match *callee {
-            Callee::CallActivity { name } => self.activities.contains_key(name),
+            Callee::CallActivity { name } => self.has_activity(name),
             Callee::CallSubOrchestrator { name, version } => {
                 self.orchestrator(name, version).is_some()
             }
@@ -130,47 +149,16 @@ impl Registry {
     }
 }
 
-/// The failure of a call to activity `name`, which this runtime does not have, under
-/// `policy`.
-pub(crate) fn unregistered_activity(name: &str, policy: Unregistered) -> Failure {
-    unregistered(format!("activity `{name}`"), name, policy, "activity")
-}
-
-/// The failure of an instance or call that needs version `version` of orchestrator
-/// `name`, which this runtime does not have, under `policy`.
-pub(crate) fn unregistered_orchestrator(name: &str, version: u32, policy: Unregistered) -> Failure {
-    let what = match version {
-        1 => format!("orchestrator `{name}`"),
-        _ => format!("version {version} of orchestrator `{name}`"),
-    };
-    unregistered(what, name, policy, "orchestrator")
-}
-
-fn unregistered(what: String, name: &str, policy: Unregistered, method: &str) -> Failure {
-    let resume = match policy {
-        Unregistered::Wait => "register it and restart the runtime to resume".to_string(),
-        Unregistered::Fail => format!("add it with `RuntimeBuilder::{method}`"),
-    };
-    Failure {
-        message: format!("{what} is not registered with this runtime; {resume}"),
-        kind: FailureKind::Unregistered {
-            name: name.to_string(),
-        },
-    }
-}
-
 /// Encodes the outcome of user code: the output, or the error with its `Display`.
 fn outcome<T: serde::Serialize, E: serde::Serialize + std::fmt::Display>(
     result: Result<T, E>,
 ) -> Result<Vec<u8>, Failure> {
     match result {
-        Ok(output) => payload::encode(&output).map_err(decode_failure),
-        Err(error) => Err(Failure {
-            kind: FailureKind::Returned {
-                payload: payload::encode(&error).unwrap_or_default(),
-            },
-            message: error.to_string(),
-        }),
+        Ok(output) => payload::encode(&output).map_err(failure::undecodable),
+        Err(error) => Err(failure::returned(
+            payload::encode(&error).unwrap_or_default(),
+            error.to_string(),
+        )),
     }
 }
 
@@ -178,7 +166,7 @@ fn start_orchestrator<O: Orchestrator>(
     ctx: OrchestrationContext,
     input: &[u8],
 ) -> Result<ErasedFuture, Failure> {
-    let input: O::Input = payload::decode(input).map_err(decode_failure)?;
+    let input: O::Input = payload::decode(input).map_err(failure::undecodable)?;
     Ok(Box::pin(async move { outcome(O::run(ctx, input).await) }))
 }
 
@@ -186,6 +174,6 @@ fn start_activity<A: Activity>(
     ctx: ActivityContext,
     input: &[u8],
 ) -> Result<ErasedFuture, Failure> {
-    let input: A::Input = payload::decode(input).map_err(decode_failure)?;
+    let input: A::Input = payload::decode(input).map_err(failure::undecodable)?;
     Ok(Box::pin(async move { outcome(A::run(ctx, input).await) }))
 }

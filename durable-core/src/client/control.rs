@@ -6,7 +6,7 @@ use durable_store::{Commit, Event, InstanceRecord, Status};
 use crate::client::Client;
 use crate::client::query::PurgeFilter;
 use crate::error::{ClientRequest, Error};
-use crate::runtime::Shared;
+use crate::runtime::engine::Engine;
 
 impl Client {
     /// Stops instance `id` before it finishes; its status becomes terminated with
@@ -96,7 +96,7 @@ impl Client {
         }
         let mut commit = Commit::default();
         purge_into(&mut commit, id, &record);
-        self.shared.commits.commit(commit).await?;
+        self.shared.commit(commit).await?;
         self.shared.forget(id);
         Ok(())
     }
@@ -115,14 +115,14 @@ impl Client {
         filter.check()?;
         let mut commit = Commit::default();
         let mut purged = Vec::new();
-        for (id, record) in self.shared.store.instances()? {
+        for (id, record) in self.shared.store().instances()? {
             if record.status.is_terminal() && filter.matches(&record) {
                 purge_into(&mut commit, &id, &record);
                 purged.push(id);
             }
         }
         if !purged.is_empty() {
-            self.shared.commits.commit(commit).await?;
+            self.shared.commit(commit).await?;
         }
         for id in &purged {
             self.shared.forget(id);
@@ -158,7 +158,7 @@ impl Client {
             .push((id.to_string(), record.history_len));
         record.history_len = 0;
         // A new incarnation, so late results of the old run are told apart and dropped.
-        record.incarnation = Shared::new_incarnation(Some(record.incarnation));
+        record.incarnation = Engine::new_incarnation(Some(record.incarnation));
         record.generation = 0;
         record.status = Status::Pending;
         record.custom_status = None;

@@ -178,8 +178,8 @@ impl<O: Orchestrator> Instance<O> {
         loop {
             // Watch before reading, so a finish between the two is not missed.
             let finished = shared.watch(&self.id);
-            let halted = shared.commits.on_halt();
-            let stopped = shared.commits.halted().cloned();
+            let halted = shared.on_halt();
+            let stopped = shared.halted().cloned();
             match self.status().await? {
                 InstanceStatus::Completed(output) => return Ok(output),
                 InstanceStatus::Failed(failure) => return Err(Error::Failed { id: id(), failure }),

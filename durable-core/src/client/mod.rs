@@ -26,7 +26,7 @@ use crate::external_event::AsEventName;
 use crate::handle::Orchestrator;
 use crate::payload::{self, PayloadError};
 use crate::position::Position;
-use crate::runtime::Shared;
+use crate::runtime::engine::Engine;
 
 /// A raised event an instance set aside: its payload did not decode as the type the
 /// orchestrator waits for. See [`Client::set_aside_events`].
@@ -58,11 +58,11 @@ impl SetAsideEvent {
 /// [`Runtime::client`](crate::Runtime::client).
 #[derive(Clone, Debug)]
 pub struct Client {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Engine>,
 }
 
 impl Client {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Engine>) -> Self {
         Self { shared }
     }
 
@@ -95,7 +95,7 @@ impl Client {
         check_user_instance_id(&id)?;
         if self
             .shared
-            .registry
+            .registry()
             .orchestrator(O::NAME, O::VERSION)
             .is_none()
         {
@@ -103,7 +103,7 @@ impl Client {
         }
         let input = payload::encode(&input)?;
         let _guard = StartGuard::acquire(&self.shared, &id).await;
-        if let Some(existing) = self.shared.store.instance(&id)? {
+        if let Some(existing) = self.shared.store().instance(&id)? {
             if existing.orchestrator != O::NAME {
                 return Err(Error::InstanceConflict {
                     id,
@@ -122,7 +122,7 @@ impl Client {
             O::VERSION,
             input,
             self.shared.now_ms(),
-            Shared::new_incarnation(None),
+            Engine::new_incarnation(None),
             None,
         );
         self.begin(&id, record, Commit::default()).await?;
@@ -153,18 +153,11 @@ impl Client {
         id: &str,
         run: (Incarnation, Option<u32>),
         event: Event,
-        mut commit: Commit,
+        commit: Commit,
     ) -> Result<(), Error> {
-        // A clock that skips time holds still until the event is handed over.
-        let _busy = self.shared.busy();
-        let mut deliveries = Vec::with_capacity(1);
         self.shared
-            .enqueue_message(id, run, event, &mut commit, &mut deliveries);
-        self.shared.commits.commit(commit).await?;
-        for (instance, delivery) in deliveries {
-            self.shared.deliver(instance, delivery);
-        }
-        Ok(())
+            .send_message(id, run.into(), event, commit)
+            .await
     }
 
     /// A typed handle on an existing instance of `orchestrator` (not checked until used:
@@ -181,7 +174,7 @@ impl Client {
     ///
     /// [`Error::Store`] if the record cannot be read.
     pub async fn record(&self, id: &str) -> Result<Option<InstanceRecord>, Error> {
-        Ok(self.shared.store.instance(id)?)
+        Ok(self.shared.store().instance(id)?)
     }
 
     /// The record of instance `id`, which must exist.
@@ -202,7 +195,7 @@ impl Client {
     /// record or history cannot be read.
     pub async fn position(&self, id: &str) -> Result<Position, Error> {
         self.existing(id).await?;
-        Ok(Position::of(&self.shared.store.history(id)?))
+        Ok(Position::of(&self.shared.store().history(id)?))
     }
 
     /// The status of instance `id`, its output decoded as `T`.
@@ -268,7 +261,7 @@ impl Client {
     /// history cannot be read.
     pub async fn set_aside_events(&self, id: &str) -> Result<Vec<SetAsideEvent>, Error> {
         self.existing(id).await?;
-        let history = self.shared.store.history(id)?;
+        let history = self.shared.store().history(id)?;
         Ok(history
             .into_iter()
             .filter_map(|event| match event {
@@ -292,20 +285,15 @@ impl Client {
 /// Holds an instance id in the set of ids being created, so that concurrent starts of one
 /// id run one after the other and the later ones find the instance.
 struct StartGuard<'a> {
-    shared: &'a Shared,
+    shared: &'a Engine,
     id: String,
 }
 
 impl<'a> StartGuard<'a> {
-    async fn acquire(shared: &'a Shared, id: &str) -> Self {
+    async fn acquire(shared: &'a Engine, id: &str) -> Self {
         loop {
-            let notified = shared.started.notified();
-            if shared
-                .starting
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id.to_string())
-            {
+            let notified = shared.start_released();
+            if shared.claim_start(id) {
                 return Self {
                     shared,
                     id: id.to_string(),
@@ -318,11 +306,6 @@ impl<'a> StartGuard<'a> {
 
 impl Drop for StartGuard<'_> {
     fn drop(&mut self) {
-        self.shared
-            .starting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
-        self.shared.started.notify_waiters();
+        self.shared.release_start(&self.id);
     }
 }

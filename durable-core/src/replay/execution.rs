@@ -10,8 +10,8 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use durable_store::{Event, Failure};
 
+use crate::failure::{self, nondeterminism};
 use crate::payload;
-use crate::replay::failure::{self, nondeterminism};
 use crate::replay::log;
 use crate::replay::state::{NextGeneration, ReplayState, Run, lock};
 use crate::replay::turn::{Outcome, Turn};
@@ -249,7 +249,7 @@ impl Execution {
         }
         match polled {
             Err(panic) => {
-                let failure = failure::panicked(&state.orchestrator, &*panic);
+                let failure = failure::orchestrator_panicked(&state.orchestrator, &*panic);
                 Outcome::Failed(payload::fit_failure(failure, state.max_payload))
             }
             Ok(Poll::Ready(result)) => {

@@ -38,7 +38,6 @@
 
 pub(crate) mod event_queues;
 pub(crate) mod execution;
-pub(crate) mod failure;
 mod log;
 pub(crate) mod recorded;
 pub(crate) mod state;

@@ -9,11 +9,11 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use durable_store::{Event, Failure, Incarnation, Site};
+use durable_store::{Event, Failure, Incarnation, InstanceRecord, Site};
 
+use crate::failure::nondeterminism;
 use crate::payload;
 use crate::replay::event_queues::EventQueues;
-use crate::replay::failure::nondeterminism;
 use crate::replay::log;
 use crate::replay::recorded::{Patch, Recorded};
 use crate::replay::step::{Step, StepKind, StepRequest, StepResult};
@@ -27,6 +27,16 @@ pub(crate) struct Run {
     pub(crate) incarnation: Incarnation,
     /// The generation within the incarnation (one more at each continue-as-new).
     pub(crate) generation: u32,
+}
+
+impl Run {
+    /// The run `record` holds.
+    pub(crate) fn of(record: &InstanceRecord) -> Self {
+        Self {
+            incarnation: record.incarnation,
+            generation: record.generation,
+        }
+    }
 }
 
 /// A result delivered to a step and not yet taken.

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use durable_store::{Commit, Store, StoreError};
 use tokio::sync::{Notify, oneshot};
 
-use crate::Error;
+use crate::error::Error;
 
 /// The most commits written in one batch.
 const MAX_BATCH: usize = 1024;

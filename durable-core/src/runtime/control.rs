@@ -1,0 +1,85 @@
+//! A client's requests about an instance: terminate, suspend, resume. Each comes as a
+//! message of its own and is applied in a turn of its own, without running the
+//! orchestrator ([`super::turns`] hands it here).
+
+use std::sync::Arc;
+
+use durable_store::{Commit, Event, HistoryAppend, Status};
+
+use super::activities;
+use super::engine::{Cached, Engine};
+use super::inbox::{Delivery, Run};
+use super::outbox::Outbox;
+use super::turn_plan::RequestPlan;
+use crate::error::Error;
+
+/// Applies `request` (a terminate, suspend or resume) to `instance`.
+pub(in crate::runtime) async fn apply(
+    engine: &Arc<Engine>,
+    instance: &str,
+    request: &Delivery,
+    plan: RequestPlan,
+) -> Result<(), Error> {
+    let RequestPlan {
+        execution,
+        mut record,
+    } = plan;
+    let mut commit = Commit {
+        dequeued: vec![request.id],
+        ..Commit::default()
+    };
+    let mut outbox = Outbox::default();
+    let mut keep = execution;
+    match &request.event {
+        Event::TerminateRequested { reason } => {
+            record.status = Status::Terminated {
+                reason: reason.clone(),
+            };
+            keep = None;
+            outbox.tell_parent(engine, &record, &mut commit);
+        }
+        Event::SuspendRequested { reason } => {
+            record.status = Status::Suspended {
+                reason: reason.clone(),
+            };
+            // From now on results wait in the store, not in memory, until it resumes.
+            engine.inboxes().suspended(instance, |held| {
+                activities::store_held_results(engine, instance, held, &mut commit);
+            });
+        }
+        // A suspended instance that waits for missing code stalls when resumed.
+        _ => {
+            record.status = match engine.missing_code_of(instance) {
+                Some(failure) => Status::Stalled { failure },
+                None => Status::Running,
+            }
+        }
+    }
+    commit.history.push(HistoryAppend {
+        instance: instance.to_string(),
+        first: record.history_len,
+        events: vec![request.event.clone()],
+    });
+    record.history_len += 1;
+    record.updated_ms = engine.now_ms();
+    commit
+        .instances
+        .push((instance.to_string(), record.clone()));
+    engine.commit(commit).await?;
+    // Resumed or terminated, it waits for nothing any more (a reused id must not inherit
+    // the wait); forgotten once that is durable, so a retried turn still knows.
+    if !matches!(record.status, Status::Suspended { .. }) {
+        engine.stop_waiting_for_code(instance);
+    }
+    engine.inboxes().request_committed(instance, &record.status);
+    outbox.send(engine, instance, Run::of(&record));
+    let stalled_now = matches!(record.status, Status::Stalled { .. });
+    let stopped = record.status.is_terminal() || stalled_now;
+    if let Some(execution) = keep.filter(|_| !stopped) {
+        engine.keep_cached(instance, Cached { execution, record });
+    }
+    if stopped {
+        engine.notify_finished(instance);
+    }
+    Ok(())
+}

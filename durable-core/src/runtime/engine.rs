@@ -1,0 +1,562 @@
+//! The engine: the state a runtime, its clients and its activity contexts share, and the
+//! hub the job files call. It owns the store and the group commit, the per-instance
+//! inboxes ([`super::inbox`]), the cache of live instances between turns, the activity
+//! slots, the waiters of finished instances and the set of ids being started, each behind
+//! methods; its fields are private.
+//!
+//! The engine names no job file: an instance's turn task, which it spawns when an inbox
+//! gets work, is the function [`EngineParts::turn_task`] the runtime's builder hands it
+//! ([`super::turns::turn_task`]).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use durable_store::{ActivityTask, Commit, Event, Failure, Incarnation, InstanceRecord, Store};
+use durable_store::{StoreError, WorkId, WorkItem};
+use lru::LruCache;
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio_util::task::TaskTracker;
+
+use super::group_commit::{CommitStats, GroupCommit};
+use super::inbox::{Delivery, HandOver, Inboxes, Outgoing, Recipient};
+use super::unregistered::{Unregistered, UnregisteredCallee};
+use crate::clock::{Clock, millis};
+use crate::error::Error;
+use crate::handle::BoxFuture;
+use crate::payload;
+use crate::registry::Registry;
+use crate::replay::execution::Execution;
+
+/// How long a turn or an activity result waits before retrying a failed store write.
+pub(in crate::runtime) const RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// The task that turns an instance until its inbox is empty: `(engine, instance, busy)`.
+pub(in crate::runtime) type TurnTask = fn(Arc<Engine>, String, Busy) -> BoxFuture<()>;
+
+/// What the runtime's builder hands [`Engine::new`].
+pub(in crate::runtime) struct EngineParts {
+    pub(in crate::runtime) store: Arc<dyn Store>,
+    pub(in crate::runtime) registry: Registry,
+    pub(in crate::runtime) unregistered: Unregistered,
+    /// The largest payload instances may store, in bytes.
+    pub(in crate::runtime) max_payload: usize,
+    pub(in crate::runtime) clock: Arc<dyn Clock>,
+    pub(in crate::runtime) orchestrator_concurrency: usize,
+    pub(in crate::runtime) activity_concurrency: usize,
+    pub(in crate::runtime) cache_capacity: usize,
+    /// What [`RuntimeBuilder::start`](super::RuntimeBuilder::start) found missing.
+    pub(in crate::runtime) unregistered_callees: Vec<UnregisteredCallee>,
+    /// The task an instance's work runs in.
+    pub(in crate::runtime) turn_task: TurnTask,
+}
+
+/// A cached live instance between turns.
+pub(in crate::runtime) struct Cached {
+    pub(in crate::runtime) execution: Execution,
+    pub(in crate::runtime) record: InstanceRecord,
+}
+
+/// An activity waiting for a slot.
+pub(in crate::runtime) struct QueuedActivity {
+    pub(in crate::runtime) id: WorkId,
+    pub(in crate::runtime) task: ActivityTask,
+    /// Work in hand until its result is handed over.
+    pub(in crate::runtime) busy: Busy,
+}
+
+/// The slots of activities that run at once, and the activities waiting for one, in the
+/// order they were called.
+struct Slots {
+    free: usize,
+    waiting: VecDeque<QueuedActivity>,
+}
+
+/// Work a runtime has in hand (see [`Clock::work_began`]); done when dropped.
+pub(in crate::runtime) struct Busy(Arc<dyn Clock>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.work_done();
+    }
+}
+
+/// State shared by the runtime, its client and the contexts.
+pub(crate) struct Engine {
+    store: Arc<dyn Store>,
+    registry: Registry,
+    unregistered: Unregistered,
+    /// The largest payload instances may store, in bytes.
+    max_payload: usize,
+    clock: Arc<dyn Clock>,
+    commits: GroupCommit,
+    next_work_id: AtomicU64,
+    inboxes: Inboxes,
+    cache: Mutex<LruCache<String, Cached>>,
+    activities: Mutex<Slots>,
+    turns: Arc<Semaphore>,
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    /// Suspended instances that wait for an activity this runtime does not have: resuming
+    /// one stalls it with this failure.
+    waiting_for_code: Mutex<HashMap<String, Failure>>,
+    /// Instance ids whose creation is being committed, so concurrent starts of one id
+    /// create it once.
+    starting: Mutex<HashSet<String>>,
+    started: Notify,
+    tracker: TaskTracker,
+    shutting_down: AtomicBool,
+    replays: AtomicU64,
+    unregistered_callees: Vec<UnregisteredCallee>,
+    turn_task: TurnTask,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks `m`, whether or not a panic poisoned it.
+pub(in crate::runtime) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Engine {
+    /// An engine over `parts`, its commit thread started.
+    pub(in crate::runtime) fn new(parts: EngineParts) -> Self {
+        Self {
+            commits: GroupCommit::start(parts.store.clone()),
+            store: parts.store,
+            registry: parts.registry,
+            unregistered: parts.unregistered,
+            max_payload: parts.max_payload,
+            clock: parts.clock,
+            next_work_id: AtomicU64::new(0),
+            inboxes: Inboxes::default(),
+            cache: Mutex::new(LruCache::new(
+                NonZeroUsize::new(parts.cache_capacity).expect("capacity is at least 1"),
+            )),
+            activities: Mutex::new(Slots {
+                free: parts.activity_concurrency,
+                waiting: VecDeque::new(),
+            }),
+            turns: Arc::new(Semaphore::new(parts.orchestrator_concurrency)),
+            waiters: Mutex::new(HashMap::new()),
+            waiting_for_code: Mutex::new(HashMap::new()),
+            starting: Mutex::new(HashSet::new()),
+            started: Notify::new(),
+            tracker: TaskTracker::new(),
+            shutting_down: AtomicBool::new(false),
+            replays: AtomicU64::new(0),
+            unregistered_callees: parts.unregistered_callees,
+            turn_task: parts.turn_task,
+        }
+    }
+
+    /// The store.
+    pub(crate) fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// The orchestrators, activities and application state this runtime has.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// What the runtime does with work for code it does not have.
+    pub(in crate::runtime) fn unregistered(&self) -> Unregistered {
+        self.unregistered
+    }
+
+    /// The largest payload instances may store, in bytes.
+    pub(in crate::runtime) fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    /// The runtime's clock.
+    pub(in crate::runtime) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// What [`RuntimeBuilder::start`](super::RuntimeBuilder::start) found missing.
+    pub(in crate::runtime) fn unregistered_callees(&self) -> &[UnregisteredCallee] {
+        &self.unregistered_callees
+    }
+
+    /// The runtime clock's time, in milliseconds since the Unix epoch.
+    pub(crate) fn now_ms(&self) -> u64 {
+        millis(self.clock.now())
+    }
+
+    /// Whether an instance waits for `activity` rather than calling it: the runtime does
+    /// not have it, and waits for missing code.
+    pub(in crate::runtime) fn waits_for_activity(&self, activity: &str) -> bool {
+        self.unregistered == Unregistered::Wait && !self.registry.has_activity(activity)
+    }
+
+    /// Whether an instance waits for version `version` of `orchestrator` rather than
+    /// starting it: the runtime does not have it, and waits for missing code.
+    pub(in crate::runtime) fn waits_for_orchestrator(
+        &self,
+        orchestrator: &str,
+        version: u32,
+    ) -> bool {
+        self.unregistered == Unregistered::Wait
+            && self.registry.orchestrator(orchestrator, version).is_none()
+    }
+
+    /// Checks that `bytes`, the payload `what` names, fits the payload limit.
+    pub(crate) fn check_payload(
+        &self,
+        what: impl FnOnce() -> String,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        Ok(payload::check_size(what, bytes, self.max_payload)?)
+    }
+
+    /// A new incarnation for an instance id whose run `replaced` (if any) it replaces: 64
+    /// random bits, never 0 and never `replaced`.
+    pub(crate) fn new_incarnation(replaced: Option<Incarnation>) -> Incarnation {
+        loop {
+            let (high, low) = uuid::Uuid::new_v4().as_u64_pair();
+            let incarnation = high ^ low.rotate_left(32);
+            if incarnation != 0 && Some(incarnation) != replaced {
+                return incarnation;
+            }
+        }
+    }
+
+    /// A new work item id.
+    pub(in crate::runtime) fn work_id(&self) -> WorkId {
+        self.next_work_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Numbers new work items from `next` on (recovery, after the ids in the store).
+    pub(in crate::runtime) fn number_work_from(&self, next: WorkId) {
+        self.next_work_id.store(next, Ordering::Relaxed);
+    }
+
+    // The commit path.
+
+    /// Writes `commit` in the next batch; resolves once it is durable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store refuses the write; [`Error::ShutDown`] once the
+    /// runtime has stopped.
+    pub(crate) async fn commit(&self, commit: Commit) -> Result<(), Error> {
+        self.commits.commit(commit).await
+    }
+
+    /// Queues `commit` for the next batch at once; the future resolves once it is
+    /// durable, with the commit handed back (see [`GroupCommit::submit`]).
+    pub(in crate::runtime) fn submit(
+        &self,
+        commit: Commit,
+    ) -> impl Future<Output = (Result<(), Error>, Commit)> + Send + use<> {
+        self.commits.submit(commit)
+    }
+
+    /// The error the store refuses every write with, once it does.
+    pub(crate) fn halted(&self) -> Option<&StoreError> {
+        self.commits.halted()
+    }
+
+    /// Resolves when the store starts refusing every write (see [`GroupCommit::on_halt`]).
+    pub(crate) fn on_halt(&self) -> impl Future<Output = ()> + '_ {
+        self.commits.on_halt()
+    }
+
+    /// Counters of the commit path.
+    pub(in crate::runtime) fn commit_stats(&self) -> CommitStats {
+        self.commits.stats()
+    }
+
+    /// Whether the runtime takes no more work: it is shutting down, or halted because
+    /// the store refuses every write.
+    pub(in crate::runtime) fn takes_no_work(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst) || self.commits.halted().is_some()
+    }
+
+    /// Stops taking work and waits for the running turn and activity tasks to end.
+    pub(in crate::runtime) async fn stop_tasks(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    /// Writes what is queued, then stops the commit thread.
+    pub(in crate::runtime) async fn stop_commits(&self) {
+        self.commits.stop().await;
+    }
+
+    // Messages, and the inboxes they go to.
+
+    /// Adds a message for `instance` to `commit`, and to `outbox` to deliver once the
+    /// commit is durable. `to` is the run it is for.
+    pub(in crate::runtime) fn enqueue_message(
+        &self,
+        instance: &str,
+        to: Recipient,
+        event: Event,
+        commit: &mut Commit,
+        outbox: &mut Vec<Outgoing>,
+    ) {
+        let id = self.work_id();
+        commit.enqueued.push((
+            id,
+            WorkItem::Message {
+                instance: instance.to_string(),
+                incarnation: to.incarnation,
+                generation: to.generation,
+                event: event.clone(),
+            },
+        ));
+        outbox.push(Outgoing {
+            instance: instance.to_string(),
+            delivery: Delivery::message(id, to, event),
+        });
+    }
+
+    /// Commits `event` as a message for run `to` of `instance`, with whatever else
+    /// `commit` holds, then delivers it.
+    ///
+    /// # Errors
+    ///
+    /// What [`commit`](Self::commit) fails with; nothing is delivered then.
+    pub(crate) async fn send_message(
+        self: &Arc<Self>,
+        instance: &str,
+        to: Recipient,
+        event: Event,
+        mut commit: Commit,
+    ) -> Result<(), Error> {
+        // A clock that skips time holds still until the event is handed over.
+        let _busy = self.busy();
+        let mut outbox = Vec::with_capacity(1);
+        self.enqueue_message(instance, to, event, &mut commit, &mut outbox);
+        self.commit(commit).await?;
+        for Outgoing { instance, delivery } in outbox {
+            self.deliver(instance, delivery);
+        }
+        Ok(())
+    }
+
+    /// Queues an event for `instance` and makes sure a turn task will take it.
+    pub(in crate::runtime) fn deliver(self: &Arc<Self>, instance: String, delivery: Delivery) {
+        if self.inboxes.push(&instance, delivery) {
+            self.spawn_turns(instance);
+        }
+    }
+
+    /// Queues `deliveries` for `instance` ahead of the events already waiting, but after
+    /// the client requests at their head (a terminate must not wait behind an instance
+    /// that continues as new forever), and makes sure a turn task will take them.
+    pub(in crate::runtime) fn deliver_first(
+        self: &Arc<Self>,
+        instance: &str,
+        deliveries: impl IntoIterator<Item = Delivery>,
+    ) {
+        if self.inboxes.push_first(instance, deliveries) {
+            self.spawn_turns(instance.to_string());
+        }
+    }
+
+    /// Queues every one of `deliveries` before any turn task starts on them, so each
+    /// instance's first turn sees all of its events (recovery hands out many at once).
+    pub(in crate::runtime) fn deliver_all(self: &Arc<Self>, deliveries: Vec<Outgoing>) {
+        for instance in self.inboxes.push_all(deliveries) {
+            self.spawn_turns(instance);
+        }
+    }
+
+    /// Runs a turn for `instance` even without new events (to retry a stalled instance).
+    pub(in crate::runtime) fn poke(self: &Arc<Self>, instance: String) {
+        if self.inboxes.retry(&instance) {
+            self.spawn_turns(instance);
+        }
+    }
+
+    /// Hands an activity result to `instance` if it will turn soon: `None`. Otherwise
+    /// (the instance is suspended or stalled, or the runtime takes no work) gives it
+    /// back, to be stored as a message.
+    pub(in crate::runtime) fn hand_over(
+        self: &Arc<Self>,
+        instance: String,
+        delivery: Delivery,
+    ) -> Option<Outgoing> {
+        match self
+            .inboxes
+            .hand_over(&instance, delivery, !self.takes_no_work())
+        {
+            HandOver::Queued { spawn_turns } => {
+                if spawn_turns {
+                    self.spawn_turns(instance);
+                }
+                None
+            }
+            HandOver::Refused(delivery) => Some(Outgoing { instance, delivery }),
+        }
+    }
+
+    /// The inboxes, for the turn task and the jobs that record what happened to an
+    /// instance (stalled, suspended, a request committed).
+    pub(in crate::runtime) fn inboxes(&self) -> &Inboxes {
+        &self.inboxes
+    }
+
+    fn spawn_turns(self: &Arc<Self>, instance: String) {
+        let busy = self.busy();
+        self.tracker
+            .spawn((self.turn_task)(self.clone(), instance, busy));
+    }
+
+    /// Spawns a turn or activity task, its future boxed.
+    ///
+    /// A tokio task is one 128-byte aligned allocation holding the future, which glibc's
+    /// malloc serves through its memalign path: no per-thread cache, the request padded
+    /// and the unaligned ends split off and freed. With tasks of several hundred bytes
+    /// spawned and freed by the tens of thousands, how badly that fragments the heap
+    /// turns on their exact sizes: the `chain` bench ran 15-25% slower with the activity
+    /// task at 768 bytes than at 896 (more page faults and allocator lock contention,
+    /// and, with less CPU left to the commit thread, smaller group-commit batches).
+    /// Boxed, the aligned allocation is small and the same whatever the future holds, and
+    /// the future's state is an ordinary allocation.
+    pub(in crate::runtime) fn spawn_boxed(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(Box::pin(task));
+    }
+
+    /// Work in hand, from now until the returned guard drops: a clock that skips time
+    /// holds still meanwhile.
+    pub(in crate::runtime) fn busy(&self) -> Busy {
+        self.clock.work_began();
+        Busy(self.clock.clone())
+    }
+
+    /// A slot among the turns that compute at once; `None` once the runtime stops.
+    pub(in crate::runtime) async fn turn_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.turns.clone().acquire_owned().await.ok()
+    }
+
+    // The instance cache.
+
+    /// Takes the cached execution of `instance`, if any.
+    pub(in crate::runtime) fn take_cached(&self, instance: &str) -> Option<Cached> {
+        lock(&self.cache).pop(instance)
+    }
+
+    /// Keeps the execution of `instance` for its next turn.
+    pub(in crate::runtime) fn keep_cached(&self, instance: &str, cached: Cached) {
+        lock(&self.cache).put(instance.to_string(), cached);
+    }
+
+    /// Counts a replay of an instance's history (a cache miss).
+    pub(in crate::runtime) fn count_replay(&self) {
+        self.replays.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many replays were counted.
+    pub(in crate::runtime) fn replay_count(&self) -> u64 {
+        self.replays.load(Ordering::Relaxed)
+    }
+
+    /// Forgets everything held in memory about `instance` (after a purge).
+    pub(crate) fn forget(&self, instance: &str) {
+        lock(&self.cache).pop(instance);
+        lock(&self.waiting_for_code).remove(instance);
+    }
+
+    // Instances that wait for missing code.
+
+    /// Suspended `instance` waits for missing code: resuming it stalls it with `failure`.
+    pub(in crate::runtime) fn start_waiting_for_code(&self, instance: String, failure: Failure) {
+        lock(&self.waiting_for_code).insert(instance, failure);
+    }
+
+    /// The failure that stalls `instance` when resumed, if it waits for missing code.
+    pub(in crate::runtime) fn missing_code_of(&self, instance: &str) -> Option<Failure> {
+        lock(&self.waiting_for_code).get(instance).cloned()
+    }
+
+    /// `instance` waits for no code any more (resumed or terminated).
+    pub(in crate::runtime) fn stop_waiting_for_code(&self, instance: &str) {
+        lock(&self.waiting_for_code).remove(instance);
+    }
+
+    // The activity slots.
+
+    /// Queues an activity for a slot.
+    pub(in crate::runtime) fn queue_activity(&self, activity: QueuedActivity) {
+        lock(&self.activities).waiting.push_back(activity);
+    }
+
+    /// The next activity waiting, its slot taken; `None` if no slot is free, none waits,
+    /// or the runtime takes no work.
+    pub(in crate::runtime) fn next_activity(&self) -> Option<QueuedActivity> {
+        let mut slots = lock(&self.activities);
+        if slots.free == 0 || self.takes_no_work() {
+            return None;
+        }
+        let next = slots.waiting.pop_front()?;
+        slots.free -= 1;
+        Some(next)
+    }
+
+    /// An activity gave its slot back.
+    pub(in crate::runtime) fn free_slot(&self) {
+        lock(&self.activities).free += 1;
+    }
+
+    /// Takes every activity still waiting for a slot (at shutdown).
+    pub(in crate::runtime) fn take_waiting_activities(&self) -> VecDeque<QueuedActivity> {
+        std::mem::take(&mut lock(&self.activities).waiting)
+    }
+
+    // Waiters.
+
+    /// Wakes every client waiting on `instance`.
+    pub(in crate::runtime) fn notify_finished(&self, instance: &str) {
+        if let Some(waiters) = lock(&self.waiters).remove(instance) {
+            for waiter in waiters {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    /// A receiver told when `instance` next finishes or stalls.
+    pub(crate) fn watch(&self, instance: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let mut waiters = lock(&self.waiters);
+        let waiting = waiters.entry(instance.to_string()).or_default();
+        // Waits that timed out leave closed senders behind.
+        waiting.retain(|waiter| !waiter.is_closed());
+        waiting.push(tx);
+        rx
+    }
+
+    // Starts of new instances.
+
+    /// Resolves when a start releases its id; created before [`claim_start`] is tried,
+    /// so a release in between is not missed.
+    ///
+    /// [`claim_start`]: Self::claim_start
+    pub(crate) fn start_released(&self) -> Notified<'_> {
+        self.started.notified()
+    }
+
+    /// Claims id `id` for a start: false if another start holds it.
+    pub(crate) fn claim_start(&self, id: &str) -> bool {
+        lock(&self.starting).insert(id.to_string())
+    }
+
+    /// Releases id `id`, claimed by a start, and wakes the starts waiting for it.
+    pub(crate) fn release_start(&self, id: &str) {
+        lock(&self.starting).remove(id);
+        self.started.notify_waiters();
+    }
+}

@@ -1,0 +1,304 @@
+//! The runtime: dispatches orchestration turns and activities on tokio, commits each step
+//! through group commit, and recovers unfinished work on start.
+//!
+//! Work items (events for instances, activities to run, timers) live in the store until
+//! the commit that consumes them deletes them. A running process holds the items it has
+//! handed out in memory, which is its lease on them: if it dies, the lease dies with it,
+//! and the next runtime on the store redelivers every item still there. An activity is
+//! therefore run at least once; its result is recorded exactly once, in the same atomic
+//! commit that deletes its work item. That commit is the turn of its instance that takes
+//! the result (handed over in memory), so an activity costs no commit of its own; a result
+//! no turn will take soon (a suspended or stalled instance, a shutdown) is stored as a
+//! message instead.
+//!
+//! # The files
+//!
+//! [`engine`] holds the state everything shares (the store and group commit, the
+//! per-instance inboxes of [`inbox`], the instance cache, the activity slots, the
+//! waiters) behind methods. The job files call it, never each other in a loop:
+//! [`turns`] (the turn task; it plans with [`turn_plan`], and hands the turns that do
+//! not run the orchestrator to [`control`], a client's terminate, suspend or resume, and
+//! [`verdicts`]), [`activities`], [`timer_arming`], [`outbox`] (what a commit sends once
+//! durable), [`recovery`] and [`group_commit`]. The engine spawns an instance's turn task
+//! through the function this builder hands it ([`turns::turn_task`]), so it names no
+//! job file.
+//!
+//! # One activity, from `client.start` and back
+//!
+//! 1. `Client::start` (`client.rs`) commits the instance's record and its `Started`
+//!    message: [`Engine::send_message`](engine::Engine::send_message) (`engine.rs`),
+//!    through [`GroupCommit`](group_commit::GroupCommit) (`group_commit.rs`), then
+//!    [`Engine::deliver`](engine::Engine::deliver) puts the message in the instance's
+//!    inbox (`inbox.rs`) and spawns its turn task.
+//! 2. The turn task, [`turns::turn_task`] (`turns.rs`), takes the inbox's messages and
+//!    plans a turn, [`turn_plan::plan`] (`turn_plan.rs`): the replay step
+//!    (`crate::replay`) runs the orchestrator to its `ctx.call`, whose `ScheduleActivity`
+//!    command becomes an activity task in the turn's commit.
+//! 3. Once that commit is durable, `turns.rs` hands the task to [`activities::run`]
+//!    (`activities.rs`), which runs the activity when a slot is free, with an
+//!    [`ActivityContext`](crate::activity_context::ActivityContext), and hands its result
+//!    to the instance's inbox: [`Engine::hand_over`](engine::Engine::hand_over)
+//!    (`engine.rs`), which spawns the turn task again.
+//! 4. That turn (`turns.rs`, `turn_plan.rs`) replays the result into the orchestrator and
+//!    commits it with the instance's new status, in the commit that removes the task; if
+//!    the instance finished, [`Engine::notify_finished`](engine::Engine::notify_finished)
+//!    wakes the client's `wait`.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use durable_store::Store;
+
+use crate::client::Client;
+use crate::clock::{Clock, SystemClock};
+use crate::error::Error;
+use crate::handle::{Activity, Orchestrator};
+use crate::registry::Registry;
+
+mod activities;
+mod control;
+pub(crate) mod engine;
+mod group_commit;
+mod inbox;
+mod outbox;
+mod recovery;
+mod timer_arming;
+mod turn_plan;
+mod turns;
+pub(crate) mod unregistered;
+mod verdicts;
+
+use engine::{Engine, EngineParts};
+pub use group_commit::CommitStats;
+pub use unregistered::{Unregistered, UnregisteredCallee};
+
+/// Configures and starts a [`Runtime`].
+pub struct RuntimeBuilder {
+    store: Arc<dyn Store>,
+    registry: Registry,
+    orchestrator_concurrency: usize,
+    activity_concurrency: usize,
+    cache_capacity: usize,
+    unregistered: Unregistered,
+    max_payload: usize,
+    clock: Arc<dyn Clock>,
+}
+
+/// The default of [`RuntimeBuilder::max_payload_bytes`]: 2 MiB, as Temporal's.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 2 << 20;
+
+impl std::fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeBuilder")
+            .field("registry", &self.registry)
+            .field("orchestrator_concurrency", &self.orchestrator_concurrency)
+            .field("activity_concurrency", &self.activity_concurrency)
+            .field("cache_capacity", &self.cache_capacity)
+            .field("unregistered", &self.unregistered)
+            .field("max_payload", &self.max_payload)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuntimeBuilder {
+    /// Registers an orchestrator by its handle (the function `#[orchestrator]` annotates).
+    pub fn orchestrator<O: Orchestrator>(mut self, _orchestrator: O) -> Self {
+        self.registry.add_orchestrator::<O>();
+        self
+    }
+
+    /// Registers an activity by its handle (the function `#[activity]` annotates).
+    pub fn activity<A: Activity>(mut self, _activity: A) -> Self {
+        self.registry.add_activity::<A>();
+        self
+    }
+
+    /// Registers application state that activities read with
+    /// [`ActivityContext::state`](crate::ActivityContext::state) (a database client, a
+    /// connection pool...). One value per type.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.registry.add_state(value);
+        self
+    }
+
+    /// How many orchestration turns compute at once (default: 4 × the CPU count). A turn
+    /// waiting for its commit to be durable does not count, so that many turns share
+    /// one fsync.
+    pub fn orchestrator_concurrency(mut self, n: usize) -> Self {
+        self.orchestrator_concurrency = n.max(1);
+        self
+    }
+
+    /// How many activities run at once (default: 64). Activities wait for a slot in the
+    /// order they were called; an attempt's timeout
+    /// ([`RetryPolicy::attempt_timeout`](crate::RetryPolicy::attempt_timeout)) counts from
+    /// when it gets one.
+    pub fn activity_concurrency(mut self, n: usize) -> Self {
+        self.activity_concurrency = n.max(1);
+        self
+    }
+
+    /// How many live orchestrations stay in memory between turns (default: 10,000). An
+    /// evicted instance is replayed from its history once when its next event arrives.
+    pub fn cache_capacity(mut self, n: usize) -> Self {
+        self.cache_capacity = n.max(1);
+        self
+    }
+
+    /// What happens to an instance that needs an orchestrator or activity this runtime
+    /// does not have (default: [`Unregistered::Wait`]). The policy also decides what
+    /// [`start`](Self::start) does with a registered orchestrator whose body calls one
+    /// that is not registered: a warning under `Wait`, an error under `Fail`.
+    pub fn on_unregistered(mut self, policy: Unregistered) -> Self {
+        self.unregistered = policy;
+        self
+    }
+
+    /// The largest payload, in encoded bytes, that instances may store (default:
+    /// [`DEFAULT_MAX_PAYLOAD_BYTES`], 2 MiB): an input or output of an orchestrator or
+    /// activity, an event, a custom status, a recorded value, a progress checkpoint, a
+    /// terminate or suspend reason. Every payload is kept in the store, and an instance's
+    /// input is rewritten with each of its turns, so large data is better passed by
+    /// reference.
+    ///
+    /// A larger payload is refused where it is made, and nothing of it is written: the
+    /// client call returns [`Error::PayloadTooLarge`]; an activity's output fails the
+    /// call (an [`ActivityError`](crate::ActivityError) the orchestrator may handle, which
+    /// retry policies do not retry); a payload the orchestrator makes fails the instance.
+    /// Either carries [`FailureKind::TooLarge`](crate::record::FailureKind::TooLarge). An
+    /// error whose value and message are over it together keeps its kind (it is retried
+    /// as before) but loses its value (the typed error is then unavailable) and has its
+    /// message cut, saying so.
+    pub fn max_payload_bytes(mut self, limit: usize) -> Self {
+        self.max_payload = limit;
+        self
+    }
+
+    /// The clock durable timers, `ctx.now()` and the instances' timestamps read (default:
+    /// [`SystemClock`]). In tests, a [`ManualClock`](crate::ManualClock)
+    /// lets a workflow that waits for days run at once: its timers fire when the test
+    /// moves the clock past them, or, with
+    /// [`ManualClock::time_skipping`](crate::ManualClock::time_skipping), as soon as the
+    /// runtime has nothing else to do.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Starts the runtime: recovers every unfinished instance and redelivers every
+    /// unacknowledged work item, then starts the dispatchers. Must be called inside a
+    /// tokio runtime.
+    ///
+    /// First it checks what the registered orchestrators call
+    /// ([`Orchestrator::callees`]): each activity or orchestrator that is not registered
+    /// is a forgotten [`activity`](Self::activity) or [`orchestrator`](Self::orchestrator)
+    /// call, or code a deploy removed. Under [`Unregistered::Wait`] (the default) each is
+    /// logged as a `tracing` warning and listed by [`Runtime::unregistered_callees`], and
+    /// the runtime starts: an instance that reaches such a call waits for the code. Under
+    /// [`Unregistered::Fail`] the runtime does not start.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DuplicateName`] if two handles were registered under one name;
+    /// [`Error::UnregisteredCallees`] under [`Unregistered::Fail`] if a registered
+    /// orchestrator calls an activity or orchestrator that is not registered (nothing is
+    /// read or written then); [`Error::Store`] if recovery cannot read the store.
+    pub async fn start(self) -> Result<Runtime, Error> {
+        if let Some(name) = self.registry.first_duplicate() {
+            return Err(Error::DuplicateName(name.to_string()));
+        }
+        let unregistered_callees = self.registry.unregistered_callees();
+        match self.unregistered {
+            Unregistered::Fail if !unregistered_callees.is_empty() => {
+                return Err(Error::UnregisteredCallees(unregistered_callees));
+            }
+            _ => {
+                for missing in &unregistered_callees {
+                    tracing::warn!(
+                        orchestrator = missing.orchestrator,
+                        version = missing.version,
+                        callee = %missing.callee,
+                        "{missing}; an instance that reaches the call waits until a runtime with it starts"
+                    );
+                }
+            }
+        }
+        let engine = Arc::new(Engine::new(EngineParts {
+            store: self.store,
+            registry: self.registry,
+            unregistered: self.unregistered,
+            max_payload: self.max_payload,
+            clock: self.clock,
+            orchestrator_concurrency: self.orchestrator_concurrency,
+            activity_concurrency: self.activity_concurrency,
+            cache_capacity: self.cache_capacity,
+            unregistered_callees,
+            turn_task: turns::turn_task,
+        }));
+        recovery::recover(&engine).await?;
+        Ok(Runtime { engine })
+    }
+}
+
+/// A running engine: orchestrator and activity dispatchers over a store.
+///
+/// Cheap to clone. Call [`Runtime::shutdown`] to stop it gracefully; work still queued
+/// then is redelivered when a runtime starts on the same store again.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    engine: Arc<Engine>,
+}
+
+impl Runtime {
+    /// A builder over `store`, for example a [`FjallStore`](crate::FjallStore).
+    pub fn builder(store: impl Store) -> RuntimeBuilder {
+        let cpus = std::thread::available_parallelism().map_or(2, NonZeroUsize::get);
+        RuntimeBuilder {
+            store: Arc::new(store),
+            registry: Registry::default(),
+            orchestrator_concurrency: 4 * cpus,
+            activity_concurrency: 64,
+            cache_capacity: 10_000,
+            unregistered: Unregistered::default(),
+            max_payload: DEFAULT_MAX_PAYLOAD_BYTES,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// A client to start instances and read their status.
+    pub fn client(&self) -> Client {
+        Client::new(self.engine.clone())
+    }
+
+    /// Counters of the commit path: how many commits were acknowledged and how many store
+    /// writes (fsyncs) carried them.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.engine.commit_stats()
+    }
+
+    /// The calls the registered orchestrators make to activities and orchestrators this
+    /// runtime does not have, as [`RuntimeBuilder::start`] found them (and, under
+    /// [`Unregistered::Wait`], logged them). Empty when everything they call is
+    /// registered.
+    pub fn unregistered_callees(&self) -> &[UnregisteredCallee] {
+        self.engine.unregistered_callees()
+    }
+
+    /// How many times an instance was rebuilt by replaying its history (a cache miss: the
+    /// first turn after a restart or an eviction).
+    pub fn replay_count(&self) -> u64 {
+        self.engine.replay_count()
+    }
+
+    /// Stops taking new work, waits for running turns and activities to finish and their
+    /// results to be committed, then returns. Anything still queued stays in the store.
+    pub async fn shutdown(self) {
+        self.engine.stop_tasks().await;
+        activities::store_all_held_results(&self.engine).await;
+        // Activities waiting for a slot give up; their tasks stay in the store, marked as
+        // never executed.
+        activities::give_up_waiting(&self.engine).await;
+        self.engine.stop_commits().await;
+    }
+}

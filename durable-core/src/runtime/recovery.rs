@@ -1,0 +1,292 @@
+//! Recovery, when a runtime starts on a store: every work item still in the store is
+//! handed out again (the lease of the process that held it died with it), and stalled
+//! instances get another chance with the code this runtime has.
+//!
+//! It reads the work queue and the instances, writes one commit (redelivered tasks count
+//! as a new attempt; statuses that change), and only then dispatches: messages to their
+//! instances, timers armed, tasks run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use durable_store::{ActivityTask, Commit, Incarnation, InstanceRecord, Status, WorkId, WorkItem};
+
+use super::activities;
+use super::engine::Engine;
+use super::inbox::{Delivery, Outgoing, Recipient, Run};
+use super::timer_arming::{self, TimerToArm};
+use super::unregistered::Unregistered;
+use crate::activity_context::idempotency_key;
+use crate::error::Error;
+use crate::failure;
+
+/// A timer found in the store, to arm again.
+struct StoredTimer {
+    instance: String,
+    /// The run it is for.
+    run: Run,
+    timer: TimerToArm,
+}
+
+/// The task of an activity this runtime does not have.
+struct MissingTask {
+    id: WorkId,
+    task: ActivityTask,
+}
+
+/// What recovery found, and the commit that records it.
+#[derive(Default)]
+struct Recovery {
+    /// Redelivered tasks (with their attempt counted) and changed statuses.
+    commit: Commit,
+    messages: Vec<Outgoing>,
+    timers: Vec<StoredTimer>,
+    /// Tasks of activities this runtime does not have, by instance, when instances wait
+    /// for missing code.
+    missing: HashMap<String, Vec<MissingTask>>,
+    /// Stalled instances to run again.
+    retried: Vec<String>,
+}
+
+/// Work items no run will take, to remove.
+#[derive(Default)]
+struct Stale {
+    ids: Vec<WorkId>,
+    /// The progress checkpoints of the activity tasks among them, to remove.
+    progress: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Splits `items` into those a run of an instance may still take and those it never will:
+/// the work of an instance that finished, was purged, or whose id now runs another
+/// incarnation or generation (timers, activity tasks, and the messages for them).
+/// Removing them keeps a purged or terminated instance's activities from running again,
+/// and its timers from waiting in the store for their time.
+fn outstanding(
+    items: Vec<(WorkId, WorkItem)>,
+    instances: &[(String, InstanceRecord)],
+) -> (Vec<(WorkId, WorkItem)>, Stale) {
+    let runs: HashMap<&str, &InstanceRecord> = instances
+        .iter()
+        .map(|(id, record)| (id.as_str(), record))
+        .collect();
+    let live = |instance: &str, incarnation: Incarnation, generation: Option<u32>| {
+        runs.get(instance).is_some_and(|record| {
+            !record.status.is_terminal()
+                && record.incarnation == incarnation
+                && generation.is_none_or(|g| g == record.generation)
+        })
+    };
+    let mut stale = Stale::default();
+    let mut kept = Vec::with_capacity(items.len());
+    for (id, item) in items {
+        let taken = match &item {
+            WorkItem::Message {
+                instance,
+                incarnation,
+                generation,
+                ..
+            } => live(instance, *incarnation, *generation),
+            WorkItem::Timer {
+                instance,
+                incarnation,
+                generation,
+                ..
+            } => live(instance, *incarnation, Some(*generation)),
+            WorkItem::Activity(task) => {
+                let taken = live(&task.instance, task.incarnation, Some(task.generation));
+                if !taken {
+                    let key = idempotency_key(
+                        &task.instance,
+                        task.incarnation,
+                        task.generation,
+                        task.key_seq,
+                    );
+                    stale.progress.push((key, None));
+                }
+                taken
+            }
+        };
+        if taken {
+            kept.push((id, item));
+        } else {
+            stale.ids.push(id);
+        }
+    }
+    (kept, stale)
+}
+
+/// Redelivers every unacknowledged work item and retries stalled instances.
+///
+/// # Errors
+///
+/// [`Error::Store`] if the store cannot be read or the recovery commit is refused.
+pub(in crate::runtime) async fn recover(engine: &Arc<Engine>) -> Result<(), Error> {
+    // A clock that skips time holds still until everything recovered is handed out.
+    let _busy = engine.busy();
+    let items = engine.store().work_items()?;
+    engine.number_work_from(items.last().map_or(0, |(id, _)| id + 1));
+    let instances = engine.store().instances()?;
+    let (items, stale) = outstanding(items, &instances);
+    let mut recovery = sort_work_items(engine, items);
+    recovery.commit.dequeued.extend(stale.ids);
+    recovery.commit.progress.extend(stale.progress);
+    if !recovery.commit.dequeued.is_empty() {
+        tracing::info!(
+            work_items = recovery.commit.dequeued.len(),
+            "removed the work of finished, purged or replaced runs"
+        );
+    }
+    decide_instances(engine, &mut recovery, instances);
+    let Recovery {
+        commit,
+        mut messages,
+        timers,
+        retried,
+        ..
+    } = recovery;
+    // An instance's messages for a generation go before those for any (a client's events
+    // and requests): a continue-as-new commit queues the next generation's start and the
+    // events it carries over after what a client sent while that turn ran, which came
+    // later. (A live runtime puts them first as it delivers them.)
+    messages.sort_by_key(|outgoing| outgoing.delivery.generation.is_none());
+    let tasks = commit.enqueued.clone();
+    if !commit.is_empty() {
+        engine.commit(commit).await?;
+    }
+    let recovered = messages.len() + tasks.len() + timers.len() + retried.len();
+    engine.deliver_all(messages);
+    for id in retried {
+        engine.poke(id);
+    }
+    for StoredTimer {
+        instance,
+        run,
+        timer,
+    } in timers
+    {
+        timer_arming::arm(engine, instance, run, timer);
+    }
+    for (id, item) in tasks {
+        if let WorkItem::Activity(task) = item {
+            activities::run(engine, id, task);
+        }
+    }
+    if recovered > 0 {
+        tracing::info!(work_items = recovered, "recovered unfinished work");
+    }
+    Ok(())
+}
+
+/// Sorts the work items by kind. Tasks that were handed out before the restart may have
+/// run: this delivery counts as a new attempt, durably, before they run again.
+fn sort_work_items(engine: &Engine, items: Vec<(WorkId, WorkItem)>) -> Recovery {
+    let mut recovery = Recovery::default();
+    for (id, item) in items {
+        match item {
+            WorkItem::Activity(task) if engine.waits_for_activity(&task.activity) => recovery
+                .missing
+                .entry(task.instance.clone())
+                .or_default()
+                .push(MissingTask { id, task }),
+            WorkItem::Activity(mut task) => {
+                task.attempt += 1;
+                recovery
+                    .commit
+                    .enqueued
+                    .push((id, WorkItem::Activity(task)));
+            }
+            WorkItem::Message {
+                instance,
+                incarnation,
+                generation,
+                event,
+            } => {
+                let to = Recipient {
+                    incarnation,
+                    generation,
+                };
+                recovery.messages.push(Outgoing {
+                    instance,
+                    delivery: Delivery::message(id, to, event),
+                });
+            }
+            WorkItem::Timer {
+                instance,
+                incarnation,
+                generation,
+                seq,
+                fire_at_ms,
+            } => recovery.timers.push(StoredTimer {
+                instance,
+                run: Run {
+                    incarnation,
+                    generation,
+                },
+                timer: TimerToArm {
+                    id,
+                    seq,
+                    fire_at_ms,
+                },
+            }),
+        }
+    }
+    recovery
+}
+
+/// Decides what becomes of each instance. Stalled instances get another chance with this
+/// code: they are running again until their next turn says otherwise. One that waits for
+/// a missing activity stalls (again), its task kept, or, if suspended, stalls when
+/// resumed. The tasks of finished instances, of earlier generations (a race lost before a
+/// continue-as-new) and of earlier runs of the id hold nothing up: they fail as usual,
+/// their results dropped.
+fn decide_instances(
+    engine: &Engine,
+    recovery: &mut Recovery,
+    instances: Vec<(String, InstanceRecord)>,
+) {
+    let mut fail_anyway = Vec::new();
+    for (id, mut record) in instances {
+        let live = !record.status.is_terminal();
+        let (waiting, others): (Vec<_>, Vec<_>) = recovery
+            .missing
+            .remove(&id)
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|missing| {
+                live && missing.task.incarnation == record.incarnation
+                    && missing.task.generation == record.generation
+            });
+        fail_anyway.extend(others);
+        let waiting_for = waiting.first().map(|missing| {
+            failure::unregistered_activity(&missing.task.activity, Unregistered::Wait)
+        });
+        match (&record.status, waiting_for) {
+            (Status::Suspended { .. }, waiting_for) => {
+                engine.inboxes().found_suspended(id.clone());
+                if let Some(failure) = waiting_for {
+                    engine.start_waiting_for_code(id, failure);
+                }
+            }
+            (_, Some(failure)) => {
+                tracing::error!(instance = id, error = %failure.message, "instance stalled");
+                record.status = Status::Stalled { failure };
+                recovery.commit.instances.push((id.clone(), record));
+                engine.inboxes().found_stalled(id);
+            }
+            (Status::Stalled { .. }, None) => {
+                record.status = Status::Running;
+                recovery.commit.instances.push((id.clone(), record));
+                recovery.retried.push(id);
+            }
+            _ => {}
+        }
+    }
+    // And the tasks of instances that are gone.
+    fail_anyway.extend(recovery.missing.drain().flat_map(|(_, tasks)| tasks));
+    for MissingTask { id, task } in fail_anyway {
+        recovery
+            .commit
+            .enqueued
+            .push((id, WorkItem::Activity(task)));
+    }
+}

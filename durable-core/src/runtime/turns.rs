@@ -1,0 +1,141 @@
+//! The turn task of an instance: it takes the instance's messages from its inbox, plans
+//! a turn over them ([`super::turn_plan`]), commits it through group commit, and once
+//! the commit is durable runs the activities it scheduled ([`super::activities`]) and
+//! sends what it stored ([`super::outbox`]). A turn that does not run the orchestrator
+//! goes to [`super::control`] (a client's request) or [`super::verdicts`] (the runtime's
+//! verdict on an instance it cannot run).
+
+use std::sync::Arc;
+
+use durable_store::WorkItem;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
+
+use super::activities;
+use super::control;
+use super::engine::RETRY_DELAY;
+use super::engine::{Busy, Cached, Engine};
+use super::inbox::Delivery;
+use super::turn_plan::{self, Plan, Turned};
+use super::verdicts;
+use crate::error::Error;
+use crate::handle::BoxFuture;
+use crate::replay::turn::Outcome;
+
+/// The turn task the engine spawns for an instance whose inbox got work
+/// ([`EngineParts::turn_task`](super::engine::EngineParts::turn_task)).
+pub(in crate::runtime) fn turn_task(
+    engine: Arc<Engine>,
+    instance: String,
+    busy: Busy,
+) -> BoxFuture<()> {
+    Box::pin(run_turns(engine, instance, busy))
+}
+
+/// Turns `instance` until its inbox is empty. One such task per instance at a time, so an
+/// instance's turns never overlap. `_busy` is held until the task ends (an argument
+/// rather than a wrapping `async` block, which would hold this future twice over and
+/// double the task's size).
+async fn run_turns(engine: Arc<Engine>, instance: String, _busy: Busy) {
+    loop {
+        let runnable = !engine.takes_no_work();
+        let Some(messages) = engine.inboxes().next_turn(&instance, runnable) else {
+            return;
+        };
+        let Some(permit) = engine.turn_permit().await else {
+            return;
+        };
+        let span = tracing::debug_span!("turn", instance, events = messages.len());
+        if let Err(e) = turn(&engine, &instance, &messages, permit)
+            .instrument(span)
+            .await
+        {
+            // A store error no retry can mend (a poisoned store, a record that does not
+            // decode) parks the instance in memory; its events stay in the store, and the
+            // next start tries again.
+            let permanent = matches!(&e, Error::Store(e) if e.is_permanent());
+            if permanent {
+                tracing::error!(instance, error = %e, "turn not committed; the instance waits for a restart");
+            } else {
+                tracing::warn!(instance, error = %e, "turn not committed; retrying");
+            }
+            engine.take_cached(&instance);
+            if !engine.inboxes().turn_failed(&instance, messages, permanent) {
+                return;
+            }
+            tokio::time::sleep(RETRY_DELAY).await;
+        }
+    }
+}
+
+/// One orchestration turn over `messages` (a client request alone, or events). `permit`
+/// is the turn's slot among those that compute at once; it is given back once the turn's
+/// commit is queued, before the commit is durable.
+async fn turn(
+    engine: &Arc<Engine>,
+    instance: &str,
+    messages: &[Delivery],
+    permit: OwnedSemaphorePermit,
+) -> Result<(), Error> {
+    match turn_plan::plan(engine, instance, messages)? {
+        Plan::Commit(mut turned) => {
+            let durable = engine.submit(std::mem::take(&mut turned.commit));
+            drop(permit);
+            let (written, commit) = durable.await;
+            written?;
+            turned.commit = commit;
+            finish(engine, instance, *turned);
+            Ok(())
+        }
+        // Boxed, as they are rare: the common case above keeps the task small.
+        other => Box::pin(without_orchestrator(engine, instance, messages, other)).await,
+    }
+}
+
+/// The turns that do not run the orchestrator.
+async fn without_orchestrator(
+    engine: &Arc<Engine>,
+    instance: &str,
+    messages: &[Delivery],
+    plan: Plan,
+) -> Result<(), Error> {
+    match plan {
+        Plan::AckOnly => verdicts::ack_only(engine, messages).await,
+        Plan::Request(request) => control::apply(engine, instance, &messages[0], *request).await,
+        Plan::Stall(stall) => verdicts::stall(engine, instance, *stall, messages).await,
+        Plan::Fail(fail) => verdicts::fail(engine, instance, *fail, messages).await,
+        Plan::Commit(_) => unreachable!("a turn to commit runs the orchestrator"),
+    }
+}
+
+/// Once a turn's commit is durable: runs the activities it scheduled, sends what it
+/// stored, and keeps the execution for the next turn or tells the waiters that the
+/// instance finished.
+fn finish(engine: &Arc<Engine>, instance: &str, turned: Turned) {
+    let Turned {
+        mut commit,
+        outbox,
+        run,
+        execution,
+        outcome,
+    } = turned;
+    for (id, item) in commit.enqueued.drain(..) {
+        if let WorkItem::Activity(task) = item {
+            activities::run(engine, id, task);
+        }
+    }
+    outbox.send(engine, instance, run);
+    let (_, record) = commit
+        .instances
+        .pop()
+        .expect("a turn's commit ends with the instance's record");
+    match outcome {
+        Outcome::Running => engine.keep_cached(instance, Cached { execution, record }),
+        Outcome::Failed(failure) => {
+            tracing::warn!(instance, error = %failure.message, "instance failed");
+            engine.notify_finished(instance);
+        }
+        Outcome::Completed(_) => engine.notify_finished(instance),
+        Outcome::ContinuedAsNew { .. } | Outcome::Stalled(_) => {}
+    }
+}
