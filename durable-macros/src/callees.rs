@@ -19,7 +19,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{Attribute, Block, Expr, ExprPath, Item, UseTree};
 
-use crate::macro_args::Args;
+use crate::macro_call::Args;
 use crate::scope::Scope;
 
 /// What kind of handle a context method takes first.

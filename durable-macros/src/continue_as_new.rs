@@ -24,7 +24,7 @@
 //! - Not `continue_as_new_latest`: its next generation runs the newest version of the
 //!   orchestrator, whose input may be another type.
 //! - In a macro's arguments when they parse as expressions (`tokio::select!` branches,
-//!   `vec![...]`, `assert!(...)`), as the determinism walk reads them; other arguments
+//!   `vec![...]`, `assert!(...)`), as the body check reads them; other arguments
 //!   are opaque tokens and left as written.
 
 use proc_macro2::Span;
@@ -33,7 +33,7 @@ use syn::ext::IdentExt;
 use syn::visit_mut::VisitMut;
 use syn::{AngleBracketedGenericArguments, Block, Expr, ExprMethodCall, Ident, Type};
 
-use crate::macro_args::Args;
+use crate::macro_call::Args;
 
 /// `body` with every `context.continue_as_new(args)` given the turbofish
 /// `::<input, _>`. The input type keeps the spans of the signature, the rest of the

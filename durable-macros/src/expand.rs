@@ -5,16 +5,16 @@ use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::{Attribute, Block, LitStr, Pat};
 
-use crate::args::{self, Args};
+use crate::attribute_args::{self, Args};
 use crate::ast::{self, Function, Handle, Kind};
-use crate::{callees, continue_as_new, determinism, valid};
+use crate::{body_check, callees, continue_as_new, valid};
 
 /// Expands `#[orchestrator]` or `#[activity]`: arguments, signature, an orchestrator's
 /// body, then the handle.
 pub(crate) fn handle(kind: Kind, args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let item = ast::parse_item(kind, item)?;
     let function = Function::new(&item);
-    let signature = both(args::parse(kind, args), valid::check(kind, &function));
+    let signature = both(attribute_args::parse(kind, args), valid::check(kind, &function));
     match (signature, check_body(kind, &function)) {
         (Ok((args, handle)), Ok(body)) => {
             let callees = list_callees(kind, &function);
@@ -46,7 +46,7 @@ fn check_body(kind: Kind, function: &Function<'_>) -> syn::Result<Block> {
     }
     let (context, params) = param_names(function);
     let subject = format!("orchestrator `{}`", function.name.unraw());
-    determinism::check(&subject, &context, &params, function.body)
+    body_check::check(&subject, &context, &params, function.body)
 }
 
 /// The names of the context parameter (if it is a plain binding) and of every parameter.

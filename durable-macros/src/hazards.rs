@@ -3,7 +3,7 @@
 //! replay-safe replacement.
 //!
 //! The rules look at tokens, not resolved names: a path is matched by its segments after
-//! the `use ... as` aliases declared in the body are expanded (see `determinism.rs`), so
+//! the `use ... as` aliases declared in the body are expanded (see `body_check.rs`), so
 //! `SystemTime::now`, `std::time::SystemTime::now` and `Clock::now` (with
 //! `use std::time::SystemTime as Clock;`) are all the wall clock. A qualified path is
 //! matched as the plain one: `<SystemTime>::now` and `<SystemTime as Trait>::now` as

@@ -6,16 +6,16 @@
 
 use proc_macro::TokenStream;
 
-mod args;
+mod attribute_args;
 mod ast;
 mod callees;
 mod continue_as_new;
-mod determinism;
-mod deterministic;
+mod body_check;
+mod deterministic_attribute;
 mod expand;
 mod hazards;
 mod loop_scan;
-mod macro_args;
+mod macro_call;
 mod scope;
 mod site;
 mod valid;
@@ -163,5 +163,5 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn deterministic(args: TokenStream, item: TokenStream) -> TokenStream {
-    deterministic::expand(args.into(), item.into()).into()
+    deterministic_attribute::expand(args.into(), item.into()).into()
 }

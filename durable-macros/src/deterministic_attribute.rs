@@ -8,7 +8,7 @@
 //! - a free function `plan` gets a companion type `plan` (the type namespace, so it
 //!   travels with every `use` of the function) implementing
 //!   `durable_core::__private::Deterministic`; the caller imports the path and asks
-//!   rustc for that trait (see `determinism::marker_check`);
+//!   rustc for that trait (see `body_check::marker_check`);
 //! - a method or associated function `step` gets a hidden twin
 //!   `step__needs_deterministic_attribute` that forwards to it, and the caller calls the
 //!   twin instead. An unmarked method has no twin, and rustc says "no method named
@@ -19,7 +19,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::{FnArg, Ident, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Signature, Visibility};
 
-use crate::determinism;
+use crate::body_check;
 
 /// The suffix of the twin: the only text rustc shows when a method is not marked.
 const TWIN_SUFFIX: &str = "__needs_deterministic_attribute";
@@ -104,7 +104,7 @@ fn mentions(tokens: &TokenStream, name: &str) -> bool {
 /// Checks a function's body; returns it rewritten, or the errors.
 fn check_body(owner: Option<&str>, sig: &Signature, block: &syn::Block) -> syn::Result<syn::Block> {
     let (context, params) = parameters(sig);
-    determinism::check(&subject(owner, &sig.ident), &context, &params, block)
+    body_check::check(&subject(owner, &sig.ident), &context, &params, block)
 }
 
 fn expand_fn(mut function: ItemFn) -> TokenStream {

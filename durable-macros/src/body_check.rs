@@ -14,9 +14,9 @@ use syn::punctuated::Punctuated;
 use syn::visit_mut::VisitMut;
 use syn::{Attribute, Block, Expr, ExprCall, ExprMethodCall, PathArguments, Stmt};
 
-use crate::deterministic::twin_ident;
+use crate::deterministic_attribute::twin_ident;
 use crate::hazards;
-use crate::macro_args::{self, Args, Found};
+use crate::macro_call::{self, Args, Found};
 use crate::scope::{Scope, import_site, use_leaves};
 use crate::site::{MacroSite, MethodSite, PathSite, Site};
 
@@ -225,7 +225,7 @@ impl Walker<'_> {
         let mut args = Args::parse(name, mac.tokens.clone());
         if let Args::Tokens(tokens) = &args {
             let tokens = tokens.clone();
-            macro_args::scan(tokens, &mut |found| self.found(found));
+            macro_call::scan(tokens, &mut |found| self.found(found));
         }
         args.visit_mut(self);
         if self.rewrites != before {
@@ -440,7 +440,7 @@ impl VisitMut for Walker<'_> {
         let site = MacroSite {
             written: written.join("::"),
             resolved,
-            biased: macro_args::starts_biased(&mac.tokens),
+            biased: macro_call::starts_biased(&mac.tokens),
         };
         let (path, bang) = (&mac.path, &mac.bang_token);
         self.report(&Site::Macro(&site), quote!(#path #bang));
