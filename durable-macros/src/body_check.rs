@@ -15,8 +15,9 @@ use syn::visit_mut::VisitMut;
 use syn::{Attribute, Block, Expr, ExprCall, ExprMethodCall, PathArguments, Stmt};
 
 use crate::deterministic_attribute::twin_ident;
+use crate::errors::Errors;
 use crate::hazards;
-use crate::macro_call::{self, Args, Found};
+use crate::macro_call::{self, Found, MacroArgs};
 use crate::scope::{Scope, import_site, use_leaves};
 use crate::site::{MacroSite, MethodSite, PathSite, Site};
 
@@ -32,7 +33,7 @@ pub(crate) fn check(
     let mut walker = Walker {
         subject,
         scope: Scope::gather(context, params, body),
-        errors: None,
+        errors: Errors::new(),
         frames: Vec::new(),
         calling: false,
         in_macro: 0,
@@ -40,7 +41,7 @@ pub(crate) fn check(
     };
     let mut body = body.clone();
     walker.visit_block_mut(&mut body);
-    walker.errors.map_or(Ok(body), Err)
+    walker.errors.finish(Some(body))
 }
 
 /// Whether an item carries one of the attributes that check it on their own, so the
@@ -56,7 +57,7 @@ fn checked_on_its_own(attrs: &[Attribute]) -> bool {
 struct Walker<'s> {
     subject: &'s str,
     scope: Scope,
-    errors: Option<syn::Error>,
+    errors: Errors,
     /// For each block being walked, the checks of the helpers called in it, to be put
     /// at its start (where everything the call can name is in scope too).
     frames: Vec<Vec<Stmt>>,
@@ -74,11 +75,10 @@ impl Walker<'_> {
         let Some(hazard) = hazards::check(site) else {
             return false;
         };
-        let error = syn::Error::new_spanned(tokens, hazard.message(self.subject));
-        match &mut self.errors {
-            Some(all) => all.combine(error),
-            None => self.errors = Some(error),
-        }
+        self.errors.push(syn::Error::new_spanned(
+            tokens,
+            hazard.message(self.subject),
+        ));
         true
     }
 
@@ -222,8 +222,8 @@ impl Walker<'_> {
     /// Walks a macro's arguments, writing them back if a call in them was rewritten.
     fn walk_macro_args(&mut self, mac: &mut syn::Macro, name: &str) {
         let before = self.rewrites;
-        let mut args = Args::parse(name, mac.tokens.clone());
-        if let Args::Tokens(tokens) = &args {
+        let mut args = MacroArgs::parse(name, mac.tokens.clone());
+        if let MacroArgs::Tokens(tokens) = &args {
             let tokens = tokens.clone();
             macro_call::scan(tokens, &mut |found| self.found(found));
         }

@@ -19,7 +19,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{Attribute, Block, Expr, ExprPath, Item, UseTree};
 
-use crate::macro_call::Args;
+use crate::macro_call::MacroArgs;
 use crate::scope::Scope;
 
 /// What kind of handle a context method takes first.
@@ -166,7 +166,7 @@ impl VisitMut for Finder {
             .last()
             .map(|s| s.ident.to_string())
             .unwrap_or_default();
-        Args::parse(&name, node.tokens.clone()).visit_mut(self);
+        MacroArgs::parse(&name, node.tokens.clone()).visit_mut(self);
     }
 
     fn visit_stmt_macro_mut(&mut self, node: &mut syn::StmtMacro) {

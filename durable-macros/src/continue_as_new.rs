@@ -33,7 +33,7 @@ use syn::ext::IdentExt;
 use syn::visit_mut::VisitMut;
 use syn::{AngleBracketedGenericArguments, Block, Expr, ExprMethodCall, Ident, Type};
 
-use crate::macro_call::Args;
+use crate::macro_call::MacroArgs;
 
 /// `body` with every `context.continue_as_new(args)` given the turbofish
 /// `::<input, _>`. The input type keeps the spans of the signature, the rest of the
@@ -104,7 +104,7 @@ impl VisitMut for Rewrite<'_> {
             .last()
             .map(|segment| segment.ident.unraw().to_string())
             .unwrap_or_default();
-        let mut args = Args::parse(&name, mac.tokens.clone());
+        let mut args = MacroArgs::parse(&name, mac.tokens.clone());
         args.visit_mut(self);
         // Written back only when something changed, so other macros keep their tokens
         // exactly as written.

@@ -20,6 +20,7 @@ use syn::ext::IdentExt;
 use syn::{FnArg, Ident, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Signature, Visibility};
 
 use crate::body_check;
+use crate::errors::Errors;
 
 /// The suffix of the twin: the only text rustc shows when a method is not marked.
 const TWIN_SUFFIX: &str = "__needs_deterministic_attribute";
@@ -135,7 +136,7 @@ fn expand_impl(mut block: ItemImpl) -> TokenStream {
         syn::Type::Path(path) => path.path.segments.last().map(|s| s.ident.to_string()),
         _ => None,
     };
-    let mut errors: Option<syn::Error> = None;
+    let mut errors = Errors::new();
     let mut twins = Vec::new();
     let forward = match &block.trait_ {
         Some((_, path, _)) => quote!(<Self as #path>),
@@ -157,7 +158,7 @@ fn expand_impl(mut block: ItemImpl) -> TokenStream {
         twins.push(twin(&vis, &method.sig, &cfg_attrs(&method.attrs), &forward));
         check_method(owner.as_deref(), method, &mut errors);
     }
-    let errors = errors.map(|error| error.to_compile_error());
+    let errors = errors.check().err().map(|error| error.to_compile_error());
     let twins = match &block.trait_ {
         None => {
             for twin in twins {
@@ -177,13 +178,9 @@ fn expand_impl(mut block: ItemImpl) -> TokenStream {
     quote!(#errors #block #twins)
 }
 
-fn check_method(owner: Option<&str>, method: &mut ImplItemFn, errors: &mut Option<syn::Error>) {
-    match check_body(owner, &method.sig, &method.block) {
-        Ok(block) => method.block = block,
-        Err(error) => match errors {
-            Some(all) => all.combine(error),
-            None => *errors = Some(error),
-        },
+fn check_method(owner: Option<&str>, method: &mut ImplItemFn, errors: &mut Errors) {
+    if let Some(block) = errors.take(check_body(owner, &method.sig, &method.block)) {
+        method.block = block;
     }
 }
 

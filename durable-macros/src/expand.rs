@@ -5,8 +5,9 @@ use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::{Attribute, Block, LitStr, Pat};
 
-use crate::attribute_args::{self, Args};
 use crate::ast::{self, Function, Handle, Kind};
+use crate::attribute_args::{self, AttributeArgs};
+use crate::errors::Errors;
 use crate::{body_check, callees, continue_as_new, valid};
 
 /// Expands `#[orchestrator]` or `#[activity]`: arguments, signature, an orchestrator's
@@ -14,25 +15,25 @@ use crate::{body_check, callees, continue_as_new, valid};
 pub(crate) fn handle(kind: Kind, args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let item = ast::parse_item(kind, item)?;
     let function = Function::new(&item);
-    let signature = both(attribute_args::parse(kind, args), valid::check(kind, &function));
-    match (signature, check_body(kind, &function)) {
-        (Ok((args, handle)), Ok(body)) => {
-            let callees = list_callees(kind, &function);
-            Ok(generate(kind, &args, &handle, &body, &callees))
-        }
+    let mut errors = Errors::new();
+    let args = errors.take(attribute_args::parse(kind, args));
+    let handle = errors.take(valid::check(kind, &function));
+    let body = check_body(kind, &function);
+    let Some((args, handle)) = args.zip(handle) else {
+        // The signature breaks a rule: no handle, every error.
+        errors.take(body);
+        return errors.finish(None);
+    };
+    errors.check()?;
+    let callees = list_callees(kind, &function);
+    match body {
+        Ok(body) => Ok(generate(kind, &args, &handle, &body, &callees)),
         // Only the body breaks a rule: the handle is still generated (with the body as
         // written), so the places that register or call it report nothing unrelated.
-        (Ok((args, handle)), Err(error)) => {
+        Err(error) => {
             let errors = error.to_compile_error();
-            let callees = list_callees(kind, &function);
             let handle = generate(kind, &args, &handle, function.body, &callees);
             Ok(quote!(#errors #handle))
-        }
-        (Err(mut error), body) => {
-            if let Err(more) = body {
-                error.combine(more);
-            }
-            Err(error)
         }
     }
 }
@@ -75,18 +76,6 @@ fn list_callees(kind: Kind, function: &Function<'_>) -> TokenStream {
     callees::list(&context, &params, function.body)
 }
 
-/// Both results, or the errors of both.
-fn both<A, B>(a: syn::Result<A>, b: syn::Result<B>) -> syn::Result<(A, B)> {
-    match (a, b) {
-        (Ok(a), Ok(b)) => Ok((a, b)),
-        (Err(mut error), Err(more)) => {
-            error.combine(more);
-            Err(error)
-        }
-        (Err(error), Ok(_)) | (Ok(_), Err(error)) => Err(error),
-    }
-}
-
 /// What is emitted when there are errors: the errors, and the user's function so that
 /// the rest of the crate still sees an item by that name and reports nothing unrelated
 /// (tokio's and thiserror's approach).
@@ -106,7 +95,7 @@ pub(crate) fn with_errors(item: TokenStream, error: &syn::Error) -> TokenStream 
 
 fn generate(
     kind: Kind,
-    args: &Args,
+    args: &AttributeArgs,
     handle: &Handle<'_>,
     body: &Block,
     callees: &TokenStream,

@@ -6,12 +6,13 @@
 
 use proc_macro::TokenStream;
 
-mod attribute_args;
 mod ast;
+mod attribute_args;
+mod body_check;
 mod callees;
 mod continue_as_new;
-mod body_check;
 mod deterministic_attribute;
+mod errors;
 mod expand;
 mod hazards;
 mod loop_scan;
