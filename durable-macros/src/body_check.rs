@@ -4,7 +4,7 @@
 //! async blocks, nested items, the arguments of macros, and through the `use ... as`
 //! aliases declared in the body. It also rewrites each call that passes the context to a
 //! helper, so that rustc checks the helper is `#[deterministic]` (DETERMINISM.md rule 17,
-//! see `deterministic.rs` for the markers). The arguments of `.side_effect(...)` are the
+//! see `marker.rs` for the markers). The arguments of `.side_effect(...)` are the
 //! escape hatch (rule 19) and are not walked.
 
 use proc_macro2::{TokenStream, TokenTree};
@@ -12,27 +12,23 @@ use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::punctuated::Punctuated;
 use syn::visit_mut::VisitMut;
-use syn::{Attribute, Block, Expr, ExprCall, ExprMethodCall, PathArguments, Stmt};
+use syn::{Attribute, Block, Expr, ExprCall, ExprMethodCall, Stmt};
 
-use crate::deterministic_attribute::twin_ident;
+use crate::context::{ORCHESTRATION_CONTEXT, Parameters};
 use crate::errors::Errors;
 use crate::hazards;
 use crate::macro_call::{self, Found, MacroArgs};
+use crate::marker::{free_fn_check, twin_ident};
 use crate::scope::{Scope, import_site, use_leaves};
 use crate::site::{MacroSite, MethodSite, PathSite, Site};
 
 /// Checks `body` of `subject` ("orchestrator `checkout`"). `context` holds the names of the
 /// parameters that are the orchestration context, `params` every parameter's name.
 /// Returns the body with its helper calls rewritten, or an error for every hazard.
-pub(crate) fn check(
-    subject: &str,
-    context: &[String],
-    params: &[String],
-    body: &Block,
-) -> syn::Result<Block> {
+pub(crate) fn check(subject: &str, params: &Parameters, body: &Block) -> syn::Result<Block> {
     let mut walker = Walker {
         subject,
-        scope: Scope::gather(context, params, body),
+        scope: Scope::gather(params, body),
         errors: Errors::new(),
         frames: Vec::new(),
         calling: false,
@@ -176,7 +172,7 @@ impl Walker<'_> {
         let by_value = |arg: &Expr| !matches!(arg, Expr::Reference(_));
         if (callee.qself.is_none() && n == 1 && self.scope.locals.contains(&names[0]))
             || passes_the_context_along(&names)
-            || (n >= 2 && names[n - 2] == "OrchestrationContext")
+            || (n >= 2 && callee.path.segments[n - 2].ident == ORCHESTRATION_CONTEXT)
             // `other_orchestrator::run(ctx, input)`: checked by its own `#[orchestrator]`.
             || (names[n - 1] == "run" && node.args.len() == 2 && by_value(&node.args[0]))
         {
@@ -212,7 +208,7 @@ impl Walker<'_> {
             last.ident = twin_ident(&last.ident);
             self.rewrites += 1;
         } else {
-            let check = marker_check(&callee.path);
+            let check = free_fn_check(&callee.path);
             if let Some(frame) = self.frames.last_mut() {
                 frame.push(check);
             }
@@ -300,33 +296,6 @@ const PASSES_THE_CONTEXT_ALONG: [&str; 9] = [
     "get_or_insert",
     "clone_from",
 ];
-
-/// The statement that makes rustc check a free function is `#[deterministic]`.
-///
-/// `#[deterministic] fn plan` also declares a type `plan` implementing
-/// `durable_core::__private::Deterministic`. The check imports the callee's path under a
-/// fixed name, next to a glob import of a fallback type of that name: an explicit import
-/// shadows a glob one, so the name is the companion type if `plan` has one and the
-/// fallback (which does not implement the trait) if not. The trait's
-/// `#[diagnostic::on_unimplemented]` then says what to do, spanned on the call.
-fn marker_check(path: &syn::Path) -> Stmt {
-    let last = path.segments.last().expect("a path has a segment");
-    let span = last.ident.span();
-    let mut path = path.clone();
-    for segment in &mut path.segments {
-        segment.arguments = PathArguments::None;
-    }
-    let marker = syn::Ident::new("NotMarkedDeterministic", span);
-    syn::parse_quote_spanned! {span=>
-        {
-            #[allow(unused_imports)]
-            use ::durable_core::__private::unmarked::*;
-            #[allow(unused_imports)]
-            use #path as #marker;
-            ::durable_core::__private::deterministic::<#marker>();
-        }
-    }
-}
 
 /// Whether arguments name an atomic memory ordering: `x.load(Ordering::SeqCst)`.
 fn mentions_atomic_ordering(tokens: TokenStream) -> bool {
@@ -505,15 +474,22 @@ mod tests {
     use super::*;
     use syn::parse_quote;
 
+    fn ctx() -> Parameters {
+        Parameters {
+            context: vec!["ctx".into()],
+            all: vec!["ctx".into()],
+        }
+    }
+
     fn messages(body: Block) -> Vec<String> {
-        match check("orchestrator `f`", &["ctx".into()], &["ctx".into()], &body) {
+        match check("orchestrator `f`", &ctx(), &body) {
             Ok(_) => Vec::new(),
             Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
         }
     }
 
     fn rewritten(body: Block) -> String {
-        let body = check("orchestrator `f`", &["ctx".into()], &["ctx".into()], &body).unwrap();
+        let body = check("orchestrator `f`", &ctx(), &body).unwrap();
         quote!(#body).to_string()
     }
 

@@ -33,6 +33,7 @@ use syn::ext::IdentExt;
 use syn::visit_mut::VisitMut;
 use syn::{AngleBracketedGenericArguments, Block, Expr, ExprMethodCall, Ident, Type};
 
+use crate::context;
 use crate::macro_call::MacroArgs;
 
 /// `body` with every `context.continue_as_new(args)` given the turbofish
@@ -60,19 +61,7 @@ struct Rewrite<'a> {
 impl Rewrite<'_> {
     /// Whether `expr` is the context parameter: `ctx`, `(ctx)`, `&ctx`.
     fn is_context(&self, expr: &Expr) -> bool {
-        match expr {
-            Expr::Paren(inner) => self.is_context(&inner.expr),
-            Expr::Group(inner) => self.is_context(&inner.expr),
-            Expr::Reference(inner) => self.is_context(&inner.expr),
-            Expr::Path(path) => {
-                path.qself.is_none()
-                    && path
-                        .path
-                        .get_ident()
-                        .is_some_and(|ident| ident.unraw() == self.context)
-            }
-            _ => false,
-        }
+        context::is_binding(expr, &|name| name == self.context)
     }
 
     fn turbofish(&self, span: Span) -> AngleBracketedGenericArguments {

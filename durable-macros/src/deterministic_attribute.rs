@@ -1,34 +1,16 @@
-//! `#[deterministic]`: a helper that takes the orchestration context, checked like an
-//! orchestrator's body, with a marker that callers' checks refer to (DETERMINISM.md
-//! rule 17).
-//!
-//! A proc macro cannot see other functions, so the caller's expansion names something
-//! only a `#[deterministic]` helper has, at the path of the call:
-//!
-//! - a free function `plan` gets a companion type `plan` (the type namespace, so it
-//!   travels with every `use` of the function) implementing
-//!   `durable_core::__private::Deterministic`; the caller imports the path and asks
-//!   rustc for that trait (see `body_check::marker_check`);
-//! - a method or associated function `step` gets a hidden twin
-//!   `step__needs_deterministic_attribute` that forwards to it, and the caller calls the
-//!   twin instead. An unmarked method has no twin, and rustc says "no method named
-//!   `step__needs_deterministic_attribute` found", at the call.
+//! `#[deterministic]`: a helper that takes the orchestration context, its body checked
+//! like an orchestrator's (DETERMINISM.md rule 17), and the marker its callers' checks
+//! look for next to it (the protocol is in `marker.rs`).
 
-use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use proc_macro2::{TokenStream, TokenTree};
+use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
-use syn::{FnArg, Ident, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Signature, Visibility};
+use syn::{FnArg, Ident, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Signature};
 
 use crate::body_check;
+use crate::context::{Owner, Parameters};
 use crate::errors::Errors;
-
-/// The suffix of the twin: the only text rustc shows when a method is not marked.
-const TWIN_SUFFIX: &str = "__needs_deterministic_attribute";
-
-/// The twin of the method `name`, spanned like it so rustc's error points at the call.
-pub(crate) fn twin_ident(name: &Ident) -> Ident {
-    format_ident!("{}{TWIN_SUFFIX}", name.unraw(), span = name.span())
-}
+use crate::marker::{companion, twin};
 
 /// Expands `#[deterministic]` on a function, a method, or an `impl` block.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -67,45 +49,26 @@ fn subject(owner: Option<&str>, name: &Ident) -> String {
     }
 }
 
-/// The names of the parameters that are the context (by type) and of all parameters.
-fn parameters(sig: &Signature) -> (Vec<String>, Vec<String>) {
-    let mut context = Vec::new();
-    let mut all = Vec::new();
-    for arg in &sig.inputs {
-        let FnArg::Typed(param) = arg else { continue };
-        let mut names = Vec::new();
-        collect_bindings(&param.pat, &mut names);
-        if mentions(&quote!(#param), "OrchestrationContext") {
-            context.extend(names.iter().cloned());
-        }
-        all.extend(names);
-    }
-    (context, all)
-}
-
-fn collect_bindings(pat: &syn::Pat, names: &mut Vec<String>) {
-    struct Bindings<'a>(&'a mut Vec<String>);
-    impl<'ast> syn::visit::Visit<'ast> for Bindings<'_> {
-        fn visit_pat_ident(&mut self, node: &'ast syn::PatIdent) {
-            self.0.push(node.ident.unraw().to_string());
-        }
-    }
-    syn::visit::Visit::visit_pat(&mut Bindings(names), pat);
-}
-
-/// Whether `tokens` contain the identifier `name` at any depth.
-fn mentions(tokens: &TokenStream, name: &str) -> bool {
-    tokens.clone().into_iter().any(|tree| match tree {
-        proc_macro2::TokenTree::Ident(ident) => ident == name,
-        proc_macro2::TokenTree::Group(group) => mentions(&group.stream(), name),
+/// Whether a signature names `Self` anywhere (`self: &Self`, `-> Self`, `Self::Item`):
+/// then the function sits in an `impl` block. `Self` is a keyword, so its tokens say it.
+fn mentions_self(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|tree| match tree {
+        TokenTree::Ident(ident) => ident == "Self",
+        TokenTree::Group(group) => mentions_self(group.stream()),
         _ => false,
     })
 }
 
 /// Checks a function's body; returns it rewritten, or the errors.
 fn check_body(owner: Option<&str>, sig: &Signature, block: &syn::Block) -> syn::Result<syn::Block> {
-    let (context, params) = parameters(sig);
-    body_check::check(&subject(owner, &sig.ident), &context, &params, block)
+    let params = Parameters::of(
+        Owner::Helper,
+        sig.inputs.iter().filter_map(|arg| match arg {
+            FnArg::Typed(param) => Some(param),
+            FnArg::Receiver(_) => None,
+        }),
+    );
+    body_check::check(&subject(owner, &sig.ident), &params, block)
 }
 
 fn expand_fn(mut function: ItemFn) -> TokenStream {
@@ -113,7 +76,7 @@ fn expand_fn(mut function: ItemFn) -> TokenStream {
     // A receiver or a `Self` means the function sits in an `impl` block, where only a
     // twin can go; anything else is a free function, which gets a companion type.
     let sig = &function.sig;
-    let marker = if sig.receiver().is_some() || mentions(&quote!(#sig), "Self") {
+    let marker = if sig.receiver().is_some() || mentions_self(sig.to_token_stream()) {
         let cfgs = cfg_attrs(&function.attrs);
         twin(&function.vis, sig, &cfgs, &quote!(Self))
     } else {
@@ -186,78 +149,6 @@ fn check_method(owner: Option<&str>, method: &mut ImplItemFn, errors: &mut Error
 
 fn cfg_attrs(attrs: &[syn::Attribute]) -> Vec<&syn::Attribute> {
     attrs.iter().filter(|a| a.path().is_ident("cfg")).collect()
-}
-
-/// The companion type of a free function: same name, type namespace, implements the
-/// trait the caller's check asks for.
-fn companion(vis: &Visibility, name: &Ident) -> TokenStream {
-    let span = name.span();
-    quote_spanned! {span=>
-        /// Marks the function of the same name as `#[deterministic]`.
-        #[doc(hidden)]
-        #[allow(non_camel_case_types, dead_code)]
-        #[derive(Debug)]
-        #vis enum #name {}
-
-        #[diagnostic::do_not_recommend]
-        impl ::durable_core::__private::Deterministic for #name {}
-    }
-}
-
-/// The twin of a method: same signature, forwards to it through `forward` (`Self` or
-/// `<Self as Trait>`).
-fn twin(
-    vis: &Visibility,
-    sig: &Signature,
-    cfgs: &[&syn::Attribute],
-    forward: &TokenStream,
-) -> TokenStream {
-    let name = &sig.ident;
-    let twin = twin_ident(name);
-    let (constness, asyncness, unsafety) = (&sig.constness, &sig.asyncness, &sig.unsafety);
-    let (generics, where_clause, output) = (&sig.generics, &sig.generics.where_clause, &sig.output);
-    let mut params = Vec::new();
-    let mut args = Vec::new();
-    for (i, input) in sig.inputs.iter().enumerate() {
-        match input {
-            FnArg::Receiver(receiver) => {
-                let receiver = match (&receiver.reference, &receiver.colon_token) {
-                    (Some((and, lifetime)), _) => {
-                        let mutability = &receiver.mutability;
-                        quote!(#and #lifetime #mutability self)
-                    }
-                    (None, Some(_)) => {
-                        let ty = &receiver.ty;
-                        quote!(self: #ty)
-                    }
-                    (None, None) => quote!(self),
-                };
-                params.push(receiver);
-                args.push(quote!(self));
-            }
-            FnArg::Typed(param) => {
-                let arg = Ident::new(&format!("__durable_arg{i}"), Span::mixed_site());
-                let ty = &param.ty;
-                params.push(quote!(#arg: #ty));
-                args.push(quote!(#arg));
-            }
-        }
-    }
-    let call = quote!(#forward::#name(#(#args),*));
-    let call = match (asyncness, unsafety) {
-        (Some(_), _) => quote!(#call.await),
-        (None, Some(_)) => quote!(unsafe { #call }),
-        (None, None) => call,
-    };
-    quote! {
-        #(#cfgs)*
-        #[doc(hidden)]
-        #[allow(dead_code, non_snake_case, clippy::too_many_arguments)]
-        #[inline]
-        #vis #constness #asyncness #unsafety fn #twin #generics (#(#params),*) #output #where_clause {
-            #call
-        }
-    }
 }
 
 #[cfg(test)]

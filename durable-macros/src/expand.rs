@@ -7,6 +7,7 @@ use syn::{Attribute, Block, LitStr, Pat};
 
 use crate::ast::{self, Function, Handle, Kind};
 use crate::attribute_args::{self, AttributeArgs};
+use crate::context::{Owner, Parameters};
 use crate::errors::Errors;
 use crate::{body_check, callees, continue_as_new, valid};
 
@@ -45,25 +46,9 @@ fn check_body(kind: Kind, function: &Function<'_>) -> syn::Result<Block> {
     if kind == Kind::Activity {
         return Ok(function.body.clone());
     }
-    let (context, params) = param_names(function);
+    let params = Parameters::of(Owner::Orchestrator, function.params.iter().copied());
     let subject = format!("orchestrator `{}`", function.name.unraw());
-    body_check::check(&subject, &context, &params, function.body)
-}
-
-/// The names of the context parameter (if it is a plain binding) and of every parameter.
-fn param_names(function: &Function<'_>) -> (Vec<String>, Vec<String>) {
-    let mut params = Vec::new();
-    let mut context = Vec::new();
-    for (i, param) in function.params.iter().enumerate() {
-        if let Pat::Ident(binding) = &*param.pat {
-            let name = binding.ident.unraw().to_string();
-            if i == 0 {
-                context.push(name.clone());
-            }
-            params.push(name);
-        }
-    }
-    (context, params)
+    body_check::check(&subject, &params, function.body)
 }
 
 /// For an orchestrator, the statements that list the handles its body calls (see
@@ -72,8 +57,8 @@ fn list_callees(kind: Kind, function: &Function<'_>) -> TokenStream {
     if kind == Kind::Activity {
         return TokenStream::new();
     }
-    let (context, params) = param_names(function);
-    callees::list(&context, &params, function.body)
+    let params = Parameters::of(Owner::Orchestrator, function.params.iter().copied());
+    callees::list(&params, function.body)
 }
 
 /// What is emitted when there are errors: the errors, and the user's function so that

@@ -8,6 +8,7 @@ use syn::visit::Visit;
 use syn::{PatType, Type};
 
 use crate::ast::{Function, Handle, Kind, Output, last_segment};
+use crate::context::{self, ACTIVITY_CONTEXT, ORCHESTRATION_CONTEXT};
 use crate::errors::Errors;
 
 /// Runs every rule; returns the checked handle, or all the errors combined.
@@ -96,11 +97,12 @@ fn check_params<'a>(
     }
 }
 
-/// Whether a parameter's type looks like a context. Only picks the wording of an error;
-/// the real check is rustc's, on the generated call.
+/// Whether a parameter's type is a context, of either kind. Only picks the wording of an
+/// error; the real check is rustc's, on the generated call.
 fn is_context(param: &PatType) -> bool {
-    last_segment(&param.ty)
-        .is_some_and(|name| name == "OrchestrationContext" || name == "ActivityContext")
+    [ORCHESTRATION_CONTEXT, ACTIVITY_CONTEXT]
+        .into_iter()
+        .any(|symbol| context::is_type(&param.ty, symbol))
 }
 
 /// Rule: the return type is `Result<U, E>`. Its two halves become the handle's `Output`
