@@ -4,26 +4,24 @@
 //! async blocks, nested items, the arguments of macros, and through the `use ... as`
 //! aliases declared in the body. It also rewrites each call that passes the context to a
 //! helper, so that rustc checks the helper is `#[deterministic]` (DETERMINISM.md rule 17,
-//! see `marker.rs` for the markers). The arguments of `.side_effect(...)` are the
-//! escape hatch (rule 19) and are not walked.
+//! see `helper_calls.rs`). The arguments of `.side_effect(...)` are the escape hatch
+//! (rule 19) and are not walked.
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
-use syn::punctuated::Punctuated;
 use syn::visit_mut::VisitMut;
 use syn::{Attribute, Block, Expr, ExprCall, ExprMethodCall, Stmt};
 
-use crate::context::{ORCHESTRATION_CONTEXT, Parameters};
+use crate::context::Parameters;
 use crate::errors::Errors;
 use crate::hazards;
+use crate::helper_calls::{self, HelperCall};
 use crate::macro_call::{self, Found, MacroArgs};
-use crate::marker::{free_fn_check, twin_ident};
 use crate::scope::{Scope, import_site, use_leaves};
 use crate::site::{MacroSite, MethodSite, PathSite, Site};
 
-/// Checks `body` of `subject` ("orchestrator `checkout`"). `context` holds the names of the
-/// parameters that are the orchestration context, `params` every parameter's name.
+/// Checks `body` of `subject` ("orchestrator `checkout`"), whose parameters are `params`.
 /// Returns the body with its helper calls rewritten, or an error for every hazard.
 pub(crate) fn check(subject: &str, params: &Parameters, body: &Block) -> syn::Result<Block> {
     let mut walker = Walker {
@@ -154,67 +152,6 @@ impl Walker<'_> {
         Some(site)
     }
 
-    /// A call that passes the context: checks (through rustc) that the callee is
-    /// `#[deterministic]`. A free function gets a check at the start of the block; an
-    /// associated function is renamed to the twin `#[deterministic]` generates.
-    fn check_helper_call(&mut self, node: &mut ExprCall) {
-        // A closure or a fn pointer held in a field: not a named helper.
-        let Expr::Path(callee) = &mut *node.func else {
-            return;
-        };
-        let names: Vec<String> = callee
-            .path
-            .segments
-            .iter()
-            .map(|s| s.ident.unraw().to_string())
-            .collect();
-        let n = names.len();
-        let by_value = |arg: &Expr| !matches!(arg, Expr::Reference(_));
-        if (callee.qself.is_none() && n == 1 && self.scope.locals.contains(&names[0]))
-            || passes_the_context_along(&names)
-            || (n >= 2 && callee.path.segments[n - 2].ident == ORCHESTRATION_CONTEXT)
-            // `other_orchestrator::run(ctx, input)`: checked by its own `#[orchestrator]`.
-            || (names[n - 1] == "run" && node.args.len() == 2 && by_value(&node.args[0]))
-        {
-            return;
-        }
-        let associated = callee.qself.is_some()
-            || (n >= 2 && {
-                let owner = &callee.path.segments[n - 2];
-                owner.ident == "Self"
-                    || owner.ident.to_string().starts_with(char::is_uppercase)
-                    || !owner.arguments.is_none()
-            });
-        if associated {
-            if let Some(qself) = &mut callee.qself {
-                // `<T as Trait>::f` becomes `<T>::f`: the twin is an inherent method.
-                let rest: Punctuated<_, _> = callee
-                    .path
-                    .segments
-                    .iter()
-                    .skip(qself.position)
-                    .cloned()
-                    .collect();
-                callee.path.segments = rest;
-                callee.path.leading_colon = Some(Default::default());
-                qself.position = 0;
-                qself.as_token = None;
-            }
-            let last = callee
-                .path
-                .segments
-                .last_mut()
-                .expect("a path has a segment");
-            last.ident = twin_ident(&last.ident);
-            self.rewrites += 1;
-        } else {
-            let check = free_fn_check(&callee.path);
-            if let Some(frame) = self.frames.last_mut() {
-                frame.push(check);
-            }
-        }
-    }
-
     /// Walks a macro's arguments, writing them back if a call in them was rewritten.
     fn walk_macro_args(&mut self, mac: &mut syn::Macro, name: &str) {
         let before = self.rewrites;
@@ -265,37 +202,6 @@ impl Walker<'_> {
         }
     }
 }
-
-/// Calls that take the context but only hold it: constructors (`Some(ctx)`,
-/// `Wrapper(ctx)`), `Arc::new(ctx)`, `drop(ctx)`, `mem::replace(..)`.
-fn passes_the_context_along(names: &[String]) -> bool {
-    let n = names.len();
-    let last = names[n - 1].as_str();
-    let owner = (n >= 2).then(|| names[n - 2].as_str());
-    last.starts_with(char::is_uppercase)
-        || (["drop", "identity", "forget", "take", "replace", "swap"].contains(&last)
-            && owner.is_none_or(|owner| owner == "mem" || owner == "convert"))
-        || (["new", "pin", "from"].contains(&last)
-            && owner.is_some_and(|owner| {
-                [
-                    "Box", "Arc", "Rc", "Pin", "Cell", "RefCell", "Mutex", "RwLock", "Option",
-                ]
-                .contains(&owner)
-            }))
-}
-
-/// Methods that store the context in a collection or slot rather than use it.
-const PASSES_THE_CONTEXT_ALONG: [&str; 9] = [
-    "push",
-    "push_back",
-    "push_front",
-    "insert",
-    "extend",
-    "replace",
-    "set",
-    "get_or_insert",
-    "clone_from",
-];
 
 /// Whether arguments name an atomic memory ordering: `x.load(Ordering::SeqCst)`.
 fn mentions_atomic_ordering(tokens: TokenStream) -> bool {
@@ -358,8 +264,14 @@ impl VisitMut for Walker<'_> {
         for arg in &mut node.args {
             self.visit_expr_mut(arg);
         }
-        if node.args.iter().any(|arg| self.scope.is_context(arg)) {
-            self.check_helper_call(node);
+        match helper_calls::check_call(node, &self.scope) {
+            HelperCall::NotAHelper => {}
+            HelperCall::Renamed => self.rewrites += 1,
+            HelperCall::Checked(check) => {
+                if let Some(frame) = self.frames.last_mut() {
+                    frame.push(*check);
+                }
+            }
         }
     }
 
@@ -386,11 +298,7 @@ impl VisitMut for Walker<'_> {
                 self.visit_expr_mut(arg);
             }
         }
-        if !self.scope.is_context(&node.receiver)
-            && !PASSES_THE_CONTEXT_ALONG.contains(&name.as_str())
-            && node.args.iter().any(|arg| self.scope.is_context(arg))
-        {
-            node.method = twin_ident(&node.method);
+        if let HelperCall::Renamed = helper_calls::check_method_call(node, &self.scope) {
             self.rewrites += 1;
         }
     }

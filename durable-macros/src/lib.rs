@@ -16,6 +16,7 @@ mod deterministic_attribute;
 mod errors;
 mod expand;
 mod hazards;
+mod helper_calls;
 mod loop_scan;
 mod macro_call;
 mod marker;
