@@ -17,7 +17,6 @@ mod errors;
 mod expand;
 mod hazards;
 mod helper_calls;
-mod loop_scan;
 mod macro_call;
 mod marker;
 mod scope;
