@@ -9,7 +9,7 @@ use syn::{
     Receiver, ReturnType, Signature, Type, Visibility,
 };
 
-use crate::context::{ACTIVITY_CONTEXT, ORCHESTRATION_CONTEXT, Symbol};
+use crate::symbol::{ACTIVITY_CONTEXT, ORCHESTRATION_CONTEXT, Symbol};
 
 /// Which macro is expanding: the two share one pipeline and differ in names only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

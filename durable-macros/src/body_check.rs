@@ -18,6 +18,7 @@ use crate::errors::Errors;
 use crate::hazards;
 use crate::helper_calls::{self, HelperCall};
 use crate::macro_call::{self, Found, MacroArgs};
+use crate::marker::checked_on_its_own;
 use crate::scope::{Scope, import_site, use_leaves};
 use crate::site::{MacroSite, MethodSite, PathSite, Site};
 
@@ -36,16 +37,6 @@ pub(crate) fn check(subject: &str, params: &Parameters, body: &Block) -> syn::Re
     let mut body = body.clone();
     walker.visit_block_mut(&mut body);
     walker.errors.finish(Some(body))
-}
-
-/// Whether an item carries one of the attributes that check it on their own, so the
-/// walker of the item around it leaves it alone.
-fn checked_on_its_own(attrs: &[Attribute]) -> bool {
-    attrs.iter().any(|attr| {
-        attr.path().segments.last().is_some_and(|s| {
-            s.ident == "deterministic" || s.ident == "activity" || s.ident == "orchestrator"
-        })
-    })
 }
 
 struct Walker<'s> {

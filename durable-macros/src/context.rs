@@ -2,43 +2,15 @@
 //! `#[deterministic]` share, for the parameters and for the expressions of a body.
 //!
 //! Types are recognised by their syn structure, a path whose last segment is the
-//! context type's name (after serde_derive's `Symbol`), never by comparing printed
-//! tokens: `OrchestrationContext`, `durable_core::OrchestrationContext`, and either
-//! behind references.
-
-use std::fmt;
+//! context type's name (a [`Symbol`]), never by comparing printed tokens:
+//! `OrchestrationContext`, `durable_core::OrchestrationContext`, and either behind
+//! references.
 
 use syn::ext::IdentExt;
 use syn::visit::Visit;
-use syn::{Expr, Ident, Pat, PatType, Path, Type};
+use syn::{Expr, Pat, PatType, Type};
 
-/// A name the macros recognise in the user's code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Symbol(&'static str);
-
-/// The context an orchestrator and a `#[deterministic]` helper receive.
-pub(crate) const ORCHESTRATION_CONTEXT: Symbol = Symbol("OrchestrationContext");
-/// The context an activity receives.
-pub(crate) const ACTIVITY_CONTEXT: Symbol = Symbol("ActivityContext");
-
-impl PartialEq<Symbol> for Ident {
-    fn eq(&self, symbol: &Symbol) -> bool {
-        self == symbol.0
-    }
-}
-
-impl fmt::Display for Symbol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-/// Whether `path` names the type `symbol`: its last segment is the type's name.
-fn names_type(path: &Path, symbol: Symbol) -> bool {
-    path.segments
-        .last()
-        .is_some_and(|last| last.ident == symbol)
-}
+use crate::symbol::{self, ORCHESTRATION_CONTEXT, Symbol};
 
 /// Whether `ty` is the type `symbol`, by value or behind references (`&T`, `&mut T`).
 pub(crate) fn is_type(ty: &Type, symbol: Symbol) -> bool {
@@ -46,7 +18,7 @@ pub(crate) fn is_type(ty: &Type, symbol: Symbol) -> bool {
         Type::Group(group) => is_type(&group.elem, symbol),
         Type::Paren(paren) => is_type(&paren.elem, symbol),
         Type::Reference(reference) => is_type(&reference.elem, symbol),
-        Type::Path(path) => path.qself.is_none() && names_type(&path.path, symbol),
+        Type::Path(path) => path.qself.is_none() && symbol::ends_in(&path.path, symbol),
         _ => false,
     }
 }
@@ -136,6 +108,7 @@ pub(crate) fn is_binding_or_copy(expr: &Expr, names: &dyn Fn(&str) -> bool) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::symbol::ACTIVITY_CONTEXT;
     use syn::{ItemFn, parse_quote};
 
     fn parameters(owner: Owner, item: ItemFn) -> (Vec<String>, Vec<String>) {
@@ -205,5 +178,6 @@ mod tests {
         assert!(!ty(parse_quote!(Arc<OrchestrationContext>)));
         assert!(!ty(parse_quote!(<T as Has>::OrchestrationContext)));
         assert!(!ty(parse_quote!(ActivityContext)));
+        assert!(is_type(&parse_quote!(&ActivityContext), ACTIVITY_CONTEXT));
     }
 }

@@ -10,7 +10,7 @@ use syn::{FnArg, Ident, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Signature}
 use crate::body_check;
 use crate::context::{Owner, Parameters};
 use crate::errors::Errors;
-use crate::marker::{companion, twin};
+use crate::marker::{self, companion, twin};
 
 /// Expands `#[deterministic]` on a function, a method, or an `impl` block.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -108,12 +108,7 @@ fn expand_impl(mut block: ItemImpl) -> TokenStream {
     for item in &mut block.items {
         let ImplItem::Fn(method) = item else { continue };
         // The block's attribute covers its methods; one of their own would add a second twin.
-        method.attrs.retain(|attr| {
-            attr.path()
-                .segments
-                .last()
-                .is_none_or(|s| s.ident != "deterministic")
-        });
+        method.attrs.retain(|attr| !marker::is_deterministic(attr));
         let vis = match (&block.trait_, &method.vis) {
             (Some(_), _) => syn::parse_quote!(pub),
             (None, vis) => vis.clone(),

@@ -1,6 +1,7 @@
 //! The one error accumulator of the macros, after serde_derive's `Ctxt`: every check
-//! records its errors here instead of stopping at the first, and the caller turns them
-//! into one `syn::Error` (`syn::Error::combine`), which rustc shows as one error each.
+//! records its errors here instead of stopping at the first, and the caller combines
+//! them into one `syn::Error` (`syn::Error::combine`), which still expands to one
+//! `compile_error!` per error, each on its own span.
 
 /// The errors found so far by the checks of one expansion.
 ///

@@ -11,9 +11,9 @@ use syn::ext::IdentExt;
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprCall, ExprMethodCall, Stmt};
 
-use crate::context::ORCHESTRATION_CONTEXT;
 use crate::marker::{free_fn_check, twin_ident};
 use crate::scope::Scope;
+use crate::symbol::ORCHESTRATION_CONTEXT;
 
 /// What a call became.
 pub(crate) enum HelperCall {

@@ -21,6 +21,7 @@ mod macro_call;
 mod marker;
 mod scope;
 mod site;
+mod symbol;
 mod valid;
 
 use ast::Kind;

@@ -14,11 +14,18 @@
 //!   caller calls the twin instead ([`twin_ident`]). An unmarked method has no twin, and
 //!   rustc says "no method named `step__needs_deterministic_attribute` found", at the
 //!   call.
+//!
+//! The other half is in `durable_core::__private`: the trait `Deterministic`, the
+//! function `deterministic::<T>()` that asks for it, and the fallback type
+//! `unmarked::NotMarkedDeterministic`. And each macro recognises the others'
+//! attributes on items nested in a body it checks ([`checked_on_its_own`]).
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
-use syn::{FnArg, Ident, PathArguments, Signature, Stmt, Visibility};
+use syn::{Attribute, FnArg, Ident, PathArguments, Signature, Stmt, Visibility};
+
+use crate::symbol::{self, ACTIVITY, DETERMINISTIC, ORCHESTRATOR};
 
 /// The suffix of the twin: the only text rustc shows when a method is not marked.
 const TWIN_SUFFIX: &str = "__needs_deterministic_attribute";
@@ -125,4 +132,19 @@ pub(crate) fn free_fn_check(path: &syn::Path) -> Stmt {
             ::durable_core::__private::deterministic::<#marker>();
         }
     }
+}
+
+/// Whether `attr` is `#[deterministic]`, by any path (`#[durable_core::deterministic]`).
+pub(crate) fn is_deterministic(attr: &Attribute) -> bool {
+    symbol::ends_in(attr.path(), DETERMINISTIC)
+}
+
+/// Whether an item nested in a checked body carries one of the attributes that check it
+/// on their own, so the walker of the body around it leaves it alone.
+pub(crate) fn checked_on_its_own(attrs: &[Attribute]) -> bool {
+    attrs.iter().any(|attr| {
+        [DETERMINISTIC, ACTIVITY, ORCHESTRATOR]
+            .into_iter()
+            .any(|name| symbol::ends_in(attr.path(), name))
+    })
 }

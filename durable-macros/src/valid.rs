@@ -8,8 +8,9 @@ use syn::visit::Visit;
 use syn::{PatType, Type};
 
 use crate::ast::{Function, Handle, Kind, Output, last_segment};
-use crate::context::{self, ACTIVITY_CONTEXT, ORCHESTRATION_CONTEXT};
+use crate::context;
 use crate::errors::Errors;
+use crate::symbol::{ACTIVITY_CONTEXT, ORCHESTRATION_CONTEXT};
 
 /// Runs every rule; returns the checked handle, or all the errors combined.
 pub(crate) fn check<'a>(kind: Kind, function: &Function<'a>) -> syn::Result<Handle<'a>> {
