@@ -31,17 +31,17 @@ use proc_macro2::Span;
 use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::visit_mut::VisitMut;
-use syn::{AngleBracketedGenericArguments, Block, Expr, ExprMethodCall, Ident, Type};
+use syn::{AngleBracketedGenericArguments, Block, Expr, ExprMethodCall, Type};
 
-use crate::context;
+use crate::context::{self, Parameters};
 use crate::macro_call::MacroArgs;
 
 /// `body` with every `context.continue_as_new(args)` given the turbofish
 /// `::<input, _>`. The input type keeps the spans of the signature, the rest of the
 /// turbofish those of the method name, so errors point at the user's code.
-pub(crate) fn type_the_input(body: &Block, context: &Ident, input: &Type) -> Block {
+pub(crate) fn type_the_input(body: &Block, params: &Parameters, input: &Type) -> Block {
     let mut rewrite = Rewrite {
-        context: context.unraw().to_string(),
+        context: &params.context,
         input,
         rewrites: 0,
     };
@@ -51,8 +51,8 @@ pub(crate) fn type_the_input(body: &Block, context: &Ident, input: &Type) -> Blo
 }
 
 struct Rewrite<'a> {
-    /// The name of the context parameter.
-    context: String,
+    /// The names of the context parameter.
+    context: &'a [String],
     input: &'a Type,
     /// Calls rewritten so far: whether a macro's arguments must be written back.
     rewrites: usize,
@@ -61,7 +61,7 @@ struct Rewrite<'a> {
 impl Rewrite<'_> {
     /// Whether `expr` is the context parameter: `ctx`, `(ctx)`, `&ctx`.
     fn is_context(&self, expr: &Expr) -> bool {
-        context::is_binding(expr, &|name| name == self.context)
+        context::is_binding(expr, &|name| self.context.iter().any(|c| c == name))
     }
 
     fn turbofish(&self, span: Span) -> AngleBracketedGenericArguments {
@@ -110,9 +110,12 @@ mod tests {
     use syn::parse_quote;
 
     fn rewritten(body: Block) -> String {
-        let context: Ident = parse_quote!(ctx);
+        let params = Parameters {
+            context: vec!["ctx".into()],
+            all: vec!["ctx".into(), "n".into()],
+        };
         let input: Type = parse_quote!(u32);
-        let body = type_the_input(&body, &context, &input);
+        let body = type_the_input(&body, &params, &input);
         quote!(#body).to_string()
     }
 
