@@ -50,8 +50,87 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use durable_future::{
     ActivityCall, ContinueAsNew, DurableFuture, EventWait, SubOrchestrationCall, Timer,
 };
-pub use durable_macros::{activity, deterministic, orchestrator};
-pub use durable_store::{Durability, FjallStore, StatusKind, Store, StoreError};
+/// Makes an `async fn` an orchestrator: a replayable workflow, registered and started
+/// through the typed handle the macro generates in its place.
+///
+/// # Examples
+///
+/// ```
+/// use durable_core::{ActivityContext, OrchestrationContext, activity, orchestrator};
+///
+/// #[activity]
+/// async fn reserve(_ctx: ActivityContext, seats: u32) -> Result<u32, String> {
+///     Ok(seats)
+/// }
+///
+/// // Registered and recorded as "booking", version 2: instances started under version 1
+/// // keep replaying the version-1 code while it stays registered beside this one.
+/// #[orchestrator(name = "booking", version = 2)]
+/// async fn book(ctx: OrchestrationContext, seats: u32) -> Result<u32, String> {
+///     let reserved = ctx.call(reserve, seats).await?;
+///     Ok(reserved)
+/// }
+/// # fn main() {}
+/// ```
+///
+/// # The function and its handle
+#[doc(inline)]
+pub use durable_macros::orchestrator;
+
+/// Makes an `async fn` an activity: a step with side effects, run at least once, its
+/// result recorded in history.
+///
+/// # Examples
+///
+/// ```
+/// use durable_core::{ActivityContext, activity};
+///
+/// // Registered and recorded as "charge-card" rather than `charge`: the name instances in
+/// // flight find it by, so it can stay put while the function is renamed.
+/// #[activity(name = "charge-card")]
+/// async fn charge(_ctx: ActivityContext, cents: u64) -> Result<String, String> {
+///     Ok(format!("charged {cents} cents"))
+/// }
+/// # fn main() {}
+/// ```
+///
+/// # The function and its handle
+#[doc(inline)]
+pub use durable_macros::activity;
+
+/// Marks a helper that receives the orchestration context as replay-safe, checking its
+/// body like an orchestrator's. It takes no arguments.
+///
+/// # Examples
+///
+/// ```
+/// use durable_core::{ActivityContext, OrchestrationContext, activity, deterministic, orchestrator};
+///
+/// #[activity]
+/// async fn charge(_ctx: ActivityContext, order: u64) -> Result<u64, String> {
+///     Ok(order)
+/// }
+///
+/// #[deterministic]
+/// async fn charge_all(ctx: &OrchestrationContext, orders: Vec<u64>) -> Result<u64, String> {
+///     let mut charged = 0;
+///     for order in orders {
+///         charged += ctx.call(charge, order).await?;
+///     }
+///     Ok(charged)
+/// }
+///
+/// #[orchestrator]
+/// async fn checkout(ctx: OrchestrationContext, orders: Vec<u64>) -> Result<u64, String> {
+///     charge_all(&ctx, orders).await
+/// }
+/// # fn main() {}
+/// ```
+///
+/// # What it checks and generates
+#[doc(inline)]
+pub use durable_macros::deterministic;
+pub use durable_store::{Durability, FjallStore, KeyKind, StatusKind, Store, StoreError};
 pub use error::{
     ActivityError, ClientRequest, Error, InvalidIdReason, SubOrchestrationError, Timeout,
 };

@@ -9,6 +9,8 @@ use syn::{
     Receiver, ReturnType, Signature, Type, Visibility,
 };
 
+use crate::symbol::{ACTIVITY_CONTEXT, ORCHESTRATION_CONTEXT, Symbol};
+
 /// Which macro is expanding: the two share one pipeline and differ in names only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -38,11 +40,11 @@ impl Kind {
         }
     }
 
-    /// The name of the context type the first parameter takes.
-    pub(crate) fn context(self) -> &'static str {
+    /// The context type the first parameter takes.
+    pub(crate) fn context(self) -> Symbol {
         match self {
-            Kind::Orchestrator => "OrchestrationContext",
-            Kind::Activity => "ActivityContext",
+            Kind::Orchestrator => ORCHESTRATION_CONTEXT,
+            Kind::Activity => ACTIVITY_CONTEXT,
         }
     }
 

@@ -19,7 +19,8 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{Attribute, Block, Expr, ExprPath, Item, UseTree};
 
-use crate::macro_args::Args;
+use crate::context::Parameters;
+use crate::macro_call::MacroArgs;
 use crate::scope::Scope;
 
 /// What kind of handle a context method takes first.
@@ -37,11 +38,10 @@ struct Found {
 }
 
 /// The statements of the generated `callees()` body that list what `body` calls: each
-/// pushes one `::durable_core::Callee` onto `callees`. `context` and `params` are the names
-/// of the context parameter and of every parameter.
-pub(crate) fn list(context: &[String], params: &[String], body: &Block) -> TokenStream {
+/// pushes one `::durable_core::Callee` onto `callees`. `params` are the orchestrator's.
+pub(crate) fn list(params: &Parameters, body: &Block) -> TokenStream {
     let mut finder = Finder {
-        scope: Scope::gather(context, params, body),
+        scope: Scope::gather(params, body),
         declared: BTreeSet::new(),
         glob: false,
         cfgs: Vec::new(),
@@ -166,7 +166,7 @@ impl VisitMut for Finder {
             .last()
             .map(|s| s.ident.to_string())
             .unwrap_or_default();
-        Args::parse(&name, node.tokens.clone()).visit_mut(self);
+        MacroArgs::parse(&name, node.tokens.clone()).visit_mut(self);
     }
 
     fn visit_stmt_macro_mut(&mut self, node: &mut syn::StmtMacro) {
@@ -270,7 +270,11 @@ mod tests {
     /// their `#[cfg]`s.
     fn listed(body: TokenStream) -> Vec<String> {
         let body: Block = syn::parse2(quote!({ #body })).unwrap();
-        let out = list(&["ctx".into()], &["ctx".into(), "input".into()], &body);
+        let params = Parameters {
+            context: vec!["ctx".into()],
+            all: vec!["ctx".into(), "input".into()],
+        };
+        let out = list(&params, &body);
         let file: syn::File = syn::parse2(quote!(fn f() { #out })).unwrap();
         let syn::Item::Fn(f) = &file.items[0] else {
             unreachable!()

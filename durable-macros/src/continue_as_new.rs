@@ -24,23 +24,24 @@
 //! - Not `continue_as_new_latest`: its next generation runs the newest version of the
 //!   orchestrator, whose input may be another type.
 //! - In a macro's arguments when they parse as expressions (`tokio::select!` branches,
-//!   `vec![...]`, `assert!(...)`), as the determinism walk reads them; other arguments
+//!   `vec![...]`, `assert!(...)`), as the body check reads them; other arguments
 //!   are opaque tokens and left as written.
 
 use proc_macro2::Span;
 use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::visit_mut::VisitMut;
-use syn::{AngleBracketedGenericArguments, Block, Expr, ExprMethodCall, Ident, Type};
+use syn::{AngleBracketedGenericArguments, Block, Expr, ExprMethodCall, Type};
 
-use crate::macro_args::Args;
+use crate::context::{self, Parameters};
+use crate::macro_call::MacroArgs;
 
 /// `body` with every `context.continue_as_new(args)` given the turbofish
 /// `::<input, _>`. The input type keeps the spans of the signature, the rest of the
 /// turbofish those of the method name, so errors point at the user's code.
-pub(crate) fn type_the_input(body: &Block, context: &Ident, input: &Type) -> Block {
+pub(crate) fn type_the_input(body: &Block, params: &Parameters, input: &Type) -> Block {
     let mut rewrite = Rewrite {
-        context: context.unraw().to_string(),
+        context: &params.context,
         input,
         rewrites: 0,
     };
@@ -50,8 +51,8 @@ pub(crate) fn type_the_input(body: &Block, context: &Ident, input: &Type) -> Blo
 }
 
 struct Rewrite<'a> {
-    /// The name of the context parameter.
-    context: String,
+    /// The names of the context parameter.
+    context: &'a [String],
     input: &'a Type,
     /// Calls rewritten so far: whether a macro's arguments must be written back.
     rewrites: usize,
@@ -60,19 +61,7 @@ struct Rewrite<'a> {
 impl Rewrite<'_> {
     /// Whether `expr` is the context parameter: `ctx`, `(ctx)`, `&ctx`.
     fn is_context(&self, expr: &Expr) -> bool {
-        match expr {
-            Expr::Paren(inner) => self.is_context(&inner.expr),
-            Expr::Group(inner) => self.is_context(&inner.expr),
-            Expr::Reference(inner) => self.is_context(&inner.expr),
-            Expr::Path(path) => {
-                path.qself.is_none()
-                    && path
-                        .path
-                        .get_ident()
-                        .is_some_and(|ident| ident.unraw() == self.context)
-            }
-            _ => false,
-        }
+        context::is_binding(expr, &|name| self.context.iter().any(|c| c == name))
     }
 
     fn turbofish(&self, span: Span) -> AngleBracketedGenericArguments {
@@ -104,7 +93,7 @@ impl VisitMut for Rewrite<'_> {
             .last()
             .map(|segment| segment.ident.unraw().to_string())
             .unwrap_or_default();
-        let mut args = Args::parse(&name, mac.tokens.clone());
+        let mut args = MacroArgs::parse(&name, mac.tokens.clone());
         args.visit_mut(self);
         // Written back only when something changed, so other macros keep their tokens
         // exactly as written.
@@ -121,9 +110,12 @@ mod tests {
     use syn::parse_quote;
 
     fn rewritten(body: Block) -> String {
-        let context: Ident = parse_quote!(ctx);
+        let params = Parameters {
+            context: vec!["ctx".into()],
+            all: vec!["ctx".into(), "n".into()],
+        };
         let input: Type = parse_quote!(u32);
-        let body = type_the_input(&body, &context, &input);
+        let body = type_the_input(&body, &params, &input);
         quote!(#body).to_string()
     }
 

@@ -3,36 +3,39 @@
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
-use syn::{Attribute, Block, LitStr, Pat};
+use syn::{Attribute, Block, LitStr};
 
-use crate::args::{self, Args};
 use crate::ast::{self, Function, Handle, Kind};
-use crate::{callees, continue_as_new, determinism, valid};
+use crate::attribute_args::{self, AttributeArgs};
+use crate::context::{Owner, Parameters};
+use crate::errors::Errors;
+use crate::{body_check, callees, continue_as_new, valid};
 
 /// Expands `#[orchestrator]` or `#[activity]`: arguments, signature, an orchestrator's
 /// body, then the handle.
 pub(crate) fn handle(kind: Kind, args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let item = ast::parse_item(kind, item)?;
     let function = Function::new(&item);
-    let signature = both(args::parse(kind, args), valid::check(kind, &function));
-    match (signature, check_body(kind, &function)) {
-        (Ok((args, handle)), Ok(body)) => {
-            let callees = list_callees(kind, &function);
-            Ok(generate(kind, &args, &handle, &body, &callees))
-        }
+    let params = Parameters::of(Owner::Orchestrator, function.params.iter().copied());
+    let mut errors = Errors::new();
+    let args = errors.take(attribute_args::parse(kind, args));
+    let handle = errors.take(valid::check(kind, &function));
+    let body = check_body(kind, &function, &params);
+    let Some((args, handle)) = args.zip(handle) else {
+        // The signature breaks a rule: no handle, every error.
+        errors.take(body);
+        return errors.finish(None);
+    };
+    errors.check()?;
+    let callees = list_callees(kind, &function, &params);
+    match body {
+        Ok(body) => Ok(generate(kind, &args, &handle, &params, &body, &callees)),
         // Only the body breaks a rule: the handle is still generated (with the body as
         // written), so the places that register or call it report nothing unrelated.
-        (Ok((args, handle)), Err(error)) => {
+        Err(error) => {
             let errors = error.to_compile_error();
-            let callees = list_callees(kind, &function);
-            let handle = generate(kind, &args, &handle, function.body, &callees);
+            let handle = generate(kind, &args, &handle, &params, function.body, &callees);
             Ok(quote!(#errors #handle))
-        }
-        (Err(mut error), body) => {
-            if let Err(more) = body {
-                error.combine(more);
-            }
-            Err(error)
         }
     }
 }
@@ -40,51 +43,21 @@ pub(crate) fn handle(kind: Kind, args: TokenStream, item: TokenStream) -> syn::R
 /// An orchestrator's body is replayed: checks it for the hazards of DETERMINISM.md and
 /// returns it with its helper calls rewritten. An activity's body runs once per attempt
 /// and may do anything.
-fn check_body(kind: Kind, function: &Function<'_>) -> syn::Result<Block> {
+fn check_body(kind: Kind, function: &Function<'_>, params: &Parameters) -> syn::Result<Block> {
     if kind == Kind::Activity {
         return Ok(function.body.clone());
     }
-    let (context, params) = param_names(function);
     let subject = format!("orchestrator `{}`", function.name.unraw());
-    determinism::check(&subject, &context, &params, function.body)
-}
-
-/// The names of the context parameter (if it is a plain binding) and of every parameter.
-fn param_names(function: &Function<'_>) -> (Vec<String>, Vec<String>) {
-    let mut params = Vec::new();
-    let mut context = Vec::new();
-    for (i, param) in function.params.iter().enumerate() {
-        if let Pat::Ident(binding) = &*param.pat {
-            let name = binding.ident.unraw().to_string();
-            if i == 0 {
-                context.push(name.clone());
-            }
-            params.push(name);
-        }
-    }
-    (context, params)
+    body_check::check(&subject, params, function.body)
 }
 
 /// For an orchestrator, the statements that list the handles its body calls (see
 /// `callees.rs`); empty for an activity.
-fn list_callees(kind: Kind, function: &Function<'_>) -> TokenStream {
+fn list_callees(kind: Kind, function: &Function<'_>, params: &Parameters) -> TokenStream {
     if kind == Kind::Activity {
         return TokenStream::new();
     }
-    let (context, params) = param_names(function);
-    callees::list(&context, &params, function.body)
-}
-
-/// Both results, or the errors of both.
-fn both<A, B>(a: syn::Result<A>, b: syn::Result<B>) -> syn::Result<(A, B)> {
-    match (a, b) {
-        (Ok(a), Ok(b)) => Ok((a, b)),
-        (Err(mut error), Err(more)) => {
-            error.combine(more);
-            Err(error)
-        }
-        (Err(error), Ok(_)) | (Ok(_), Err(error)) => Err(error),
-    }
+    callees::list(params, function.body)
 }
 
 /// What is emitted when there are errors: the errors, and the user's function so that
@@ -106,8 +79,9 @@ pub(crate) fn with_errors(item: TokenStream, error: &syn::Error) -> TokenStream 
 
 fn generate(
     kind: Kind,
-    args: &Args,
+    args: &AttributeArgs,
     handle: &Handle<'_>,
+    params: &Parameters,
     body: &Block,
     callees: &TokenStream,
 ) -> TokenStream {
@@ -153,12 +127,12 @@ fn generate(
     // Also on a body that broke a rule: a wrong `continue_as_new` input is reported with
     // the rest.
     let typed;
-    let body = match (kind, &*ctx.pat) {
-        (Kind::Orchestrator, Pat::Ident(context)) => {
-            typed = continue_as_new::type_the_input(body, &context.ident, input_ty);
+    let body = match kind {
+        Kind::Orchestrator => {
+            typed = continue_as_new::type_the_input(body, params, input_ty);
             &typed
         }
-        _ => body,
+        Kind::Activity => body,
     };
     // Spanned on the fn name, so a body whose future is not `Send` is reported there.
     let boxed = quote_spanned! {name.span()=>

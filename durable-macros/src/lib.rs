@@ -2,22 +2,26 @@
 //! `durable`.
 //!
 //! Use them through `durable_core`, which re-exports them next to the traits and context
-//! types the generated code names.
+//! types the generated code names, and documents them there with compiled examples.
 
 use proc_macro::TokenStream;
 
-mod args;
 mod ast;
+mod attribute_args;
+mod body_check;
 mod callees;
+mod context;
 mod continue_as_new;
-mod determinism;
-mod deterministic;
+mod deterministic_attribute;
+mod errors;
 mod expand;
 mod hazards;
-mod loop_scan;
-mod macro_args;
+mod helper_calls;
+mod macro_call;
+mod marker;
 mod scope;
 mod site;
+mod symbol;
 mod valid;
 
 use ast::Kind;
@@ -74,18 +78,10 @@ use ast::Kind;
 /// - `name = "..."`: the name the orchestrator is registered and recorded under, instead
 ///   of the function's name. Keep it stable across renames of the function: instances in
 ///   flight are found by it.
-///
-/// # Examples
-///
-/// ```ignore
-/// use durable_core::{OrchestrationContext, orchestrator};
-///
-/// #[orchestrator]
-/// async fn greet(ctx: OrchestrationContext, name: String) -> Result<String, String> {
-///     let greeting = ctx.call(make_greeting, name).await?;
-///     Ok(greeting)
-/// }
-/// ```
+/// - `version = N`: the version of the orchestrator's code registered under that name, a
+///   whole number from 1 (the version without the argument). An instance keeps the
+///   version it started with: register the old version beside the new one while
+///   instances of it are in flight.
 #[proc_macro_attribute]
 pub fn orchestrator(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
@@ -108,18 +104,8 @@ pub fn orchestrator(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # Arguments
 ///
 /// - `name = "..."`: the name the activity is registered and recorded under, instead of
-///   the function's name.
-///
-/// # Examples
-///
-/// ```ignore
-/// use durable_core::{ActivityContext, activity};
-///
-/// #[activity]
-/// async fn make_greeting(_ctx: ActivityContext, name: String) -> Result<String, String> {
-///     Ok(format!("Hello, {name}!"))
-/// }
-/// ```
+///   the function's name. Keep it stable across renames of the function: the histories of
+///   instances in flight record it.
 #[proc_macro_attribute]
 pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
@@ -142,26 +128,8 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 /// same name for a free function (so the name cannot also be a type or module in the same
 /// scope), a forwarding method `name__needs_deterministic_attribute` for a method.
 ///
-/// # Examples
-///
-/// ```ignore
-/// use durable_core::{OrchestrationContext, deterministic, orchestrator};
-///
-/// #[deterministic]
-/// async fn charge_all(ctx: &OrchestrationContext, orders: Vec<u64>) -> Result<u32, String> {
-///     let mut charged = 0;
-///     for order in orders {
-///         charged += ctx.call(charge, order).await?;
-///     }
-///     Ok(charged)
-/// }
-///
-/// #[orchestrator]
-/// async fn checkout(ctx: OrchestrationContext, orders: Vec<u64>) -> Result<u32, String> {
-///     charge_all(&ctx, orders).await
-/// }
-/// ```
+/// It takes no arguments.
 #[proc_macro_attribute]
 pub fn deterministic(args: TokenStream, item: TokenStream) -> TokenStream {
-    deterministic::expand(args.into(), item.into()).into()
+    deterministic_attribute::expand(args.into(), item.into()).into()
 }

@@ -9,6 +9,7 @@ use syn::ext::IdentExt;
 use syn::visit::Visit;
 use syn::{Expr, Pat, UseTree};
 
+use crate::context::{self, Parameters};
 use crate::hazards;
 use crate::site::{PathSite, Site};
 
@@ -30,38 +31,21 @@ pub(crate) struct Alias {
 }
 
 impl Scope {
-    /// What `body` declares, given the names of the context parameters and of all
-    /// parameters.
-    pub(crate) fn gather(context: &[String], params: &[String], body: &syn::Block) -> Self {
+    /// What `body` declares, given the function's parameters.
+    pub(crate) fn gather(params: &Parameters, body: &syn::Block) -> Self {
         let mut scope = Scope {
-            context: context.iter().cloned().collect(),
-            locals: params.iter().cloned().collect(),
+            context: params.context.iter().cloned().collect(),
+            locals: params.all.iter().cloned().collect(),
             aliases: BTreeMap::new(),
         };
         scope.visit_block(body);
         scope
     }
 
-    /// Whether an argument is the context: `ctx`, `&ctx`, `&mut ctx`, `ctx.clone()`.
+    /// Whether an argument is the context or a copy of it: `ctx`, `&ctx`, `&mut ctx`,
+    /// `ctx.clone()`, by any of the names it goes by.
     pub(crate) fn is_context(&self, expr: &Expr) -> bool {
-        match expr {
-            Expr::Paren(inner) => self.is_context(&inner.expr),
-            Expr::Group(inner) => self.is_context(&inner.expr),
-            Expr::Reference(inner) => self.is_context(&inner.expr),
-            Expr::Path(path) => {
-                path.qself.is_none()
-                    && path
-                        .path
-                        .get_ident()
-                        .is_some_and(|ident| self.context.contains(&ident.to_string()))
-            }
-            Expr::MethodCall(call) => {
-                call.args.is_empty()
-                    && (call.method == "clone" || call.method == "to_owned")
-                    && self.is_context(&call.receiver)
-            }
-            _ => false,
-        }
+        context::is_binding_or_copy(expr, &|name| self.context.contains(name))
     }
 }
 
@@ -94,7 +78,7 @@ impl<'ast> Visit<'ast> for Scope {
         if let (Pat::Ident(binding), Some(init)) = (pat, &node.init)
             && self.is_context(&init.expr)
         {
-            self.context.insert(binding.ident.to_string());
+            self.context.insert(binding.ident.unraw().to_string());
         }
         syn::visit::visit_local(self, node);
     }

@@ -8,24 +8,27 @@ use syn::visit::Visit;
 use syn::{PatType, Type};
 
 use crate::ast::{Function, Handle, Kind, Output, last_segment};
+use crate::context;
+use crate::errors::Errors;
+use crate::symbol::{ACTIVITY_CONTEXT, ORCHESTRATION_CONTEXT};
 
 /// Runs every rule; returns the checked handle, or all the errors combined.
 pub(crate) fn check<'a>(kind: Kind, function: &Function<'a>) -> syn::Result<Handle<'a>> {
-    let mut errors = Errors::default();
-    errors.push(check_async(kind, function));
-    errors.push(check_no_receiver(kind, function));
+    let mut errors = Errors::new();
+    errors.take(check_async(kind, function));
+    errors.take(check_no_receiver(kind, function));
     let params = errors.take(check_params(kind, function));
     let result = errors.take(check_returns_result(kind, function));
-    errors.push(check_not_generic(kind, function));
-    errors.push(check_not_const(kind, function));
-    errors.push(check_not_unsafe(kind, function));
-    errors.push(check_no_abi(kind, function));
-    errors.push(check_not_variadic(kind, function));
-    errors.push(check_no_impl_trait(kind, function));
-    errors.push(check_owned_types(kind, function));
-
-    match (errors.0, params, result) {
-        (None, Some((ctx, input)), Some((result, ok, err))) => Ok(Handle {
+    errors.take(check_not_generic(kind, function));
+    errors.take(check_not_const(kind, function));
+    errors.take(check_not_unsafe(kind, function));
+    errors.take(check_no_abi(kind, function));
+    errors.take(check_not_variadic(kind, function));
+    errors.take(check_no_impl_trait(kind, function));
+    errors.take(check_owned_types(kind, function));
+    let handle = params
+        .zip(result)
+        .map(|((ctx, input), (result, ok, err))| Handle {
             attrs: function.attrs,
             vis: function.vis,
             name: function.name,
@@ -34,33 +37,8 @@ pub(crate) fn check<'a>(kind: Kind, function: &Function<'a>) -> syn::Result<Hand
             result,
             ok,
             err,
-        }),
-        (Some(error), _, _) => Err(error),
-        (None, _, _) => unreachable!("a check that returns nothing records its error"),
-    }
-}
-
-/// The errors found so far, combined into one (serde's `Ctxt`, with `syn::Error::combine`).
-#[derive(Debug, Default)]
-struct Errors(Option<syn::Error>);
-
-impl Errors {
-    fn push(&mut self, result: syn::Result<()>) {
-        self.take(result);
-    }
-
-    fn take<T>(&mut self, result: syn::Result<T>) -> Option<T> {
-        match result {
-            Ok(value) => Some(value),
-            Err(error) => {
-                match &mut self.0 {
-                    Some(all) => all.combine(error),
-                    None => self.0 = Some(error),
-                }
-                None
-            }
-        }
-    }
+        });
+    errors.finish(handle)
 }
 
 /// Rule: the function is `async`. The runtime polls the body as a future, and an
@@ -120,11 +98,12 @@ fn check_params<'a>(
     }
 }
 
-/// Whether a parameter's type looks like a context. Only picks the wording of an error;
-/// the real check is rustc's, on the generated call.
+/// Whether a parameter's type is a context, of either kind. Only picks the wording of an
+/// error; the real check is rustc's, on the generated call.
 fn is_context(param: &PatType) -> bool {
-    last_segment(&param.ty)
-        .is_some_and(|name| name == "OrchestrationContext" || name == "ActivityContext")
+    [ORCHESTRATION_CONTEXT, ACTIVITY_CONTEXT]
+        .into_iter()
+        .any(|symbol| context::is_type(&param.ty, symbol))
 }
 
 /// Rule: the return type is `Result<U, E>`. Its two halves become the handle's `Output`
@@ -211,39 +190,39 @@ fn check_not_variadic(kind: Kind, function: &Function<'_>) -> syn::Result<()> {
 /// Rule: no `impl Trait` in the input, output or error type. Each is stored in history
 /// and deserialized on replay, so it must be a type the handle can name.
 fn check_no_impl_trait(kind: Kind, function: &Function<'_>) -> syn::Result<()> {
-    let mut errors = Errors::default();
+    let mut errors = Errors::new();
     for (role, ty) in data_types(function) {
         let mut found = ImplTraits::default();
         found.visit_type(ty);
         for impl_trait in found.0 {
-            errors.push(Err(kind.signature_error(
+            errors.push(kind.signature_error(
                 impl_trait,
                 &format!(
                     "name a concrete type instead of `impl Trait`: the {role} is stored in history and deserialized on replay, so the handle needs its type"
                 ),
-            )));
+            ));
         }
     }
-    errors.0.map_or(Ok(()), Err)
+    errors.check()
 }
 
 /// Rule: the input, output and error types own their data. They are deserialized from
 /// history (`DeserializeOwned`) and outlive the call.
 fn check_owned_types(kind: Kind, function: &Function<'_>) -> syn::Result<()> {
-    let mut errors = Errors::default();
+    let mut errors = Errors::new();
     for (role, ty) in data_types(function) {
         let mut found = References::default();
         found.visit_type(ty);
         for reference in found.0 {
-            errors.push(Err(kind.signature_error(
+            errors.push(kind.signature_error(
                 reference,
                 &format!(
                     "take an owned type, e.g. `String` for `&str` or `Vec<T>` for `&[T]`: the {role} is deserialized from history and must own its data"
                 ),
-            )));
+            ));
         }
     }
-    errors.0.map_or(Ok(()), Err)
+    errors.check()
 }
 
 /// The types stored in history, whichever are present: the second parameter's type and

@@ -6,10 +6,11 @@ use syn::meta::ParseNestedMeta;
 use syn::{LitInt, LitStr};
 
 use crate::ast::Kind;
+use crate::errors::Errors;
 
 /// The parsed arguments.
 #[derive(Debug, Default)]
-pub(crate) struct Args {
+pub(crate) struct AttributeArgs {
     /// `name = "..."`: the name registered and recorded in history instead of the fn's.
     pub(crate) name: Option<LitStr>,
     /// `version = N` (orchestrators only): the version registered under the name.
@@ -17,29 +18,20 @@ pub(crate) struct Args {
 }
 
 /// Parses the arguments, reporting every argument that is wrong.
-pub(crate) fn parse(kind: Kind, tokens: TokenStream) -> syn::Result<Args> {
-    let mut args = Args::default();
-    let mut errors: Option<syn::Error> = None;
+pub(crate) fn parse(kind: Kind, tokens: TokenStream) -> syn::Result<AttributeArgs> {
+    let mut args = AttributeArgs::default();
+    let mut errors = Errors::new();
     let parser = syn::meta::parser(|meta| {
-        if let Err(error) = parse_one(kind, &mut args, &meta) {
-            errors = Some(match errors.take() {
-                Some(mut all) => {
-                    all.combine(error);
-                    all
-                }
-                None => error,
-            });
-        }
+        errors.take(parse_one(kind, &mut args, &meta));
         Ok(())
     });
-    syn::parse::Parser::parse2(parser, tokens)?;
-    match errors {
-        Some(error) => Err(error),
-        None => Ok(args),
-    }
+    let parsed = syn::parse::Parser::parse2(parser, tokens);
+    errors.take(parsed);
+    errors.check()?;
+    Ok(args)
 }
 
-fn parse_one(kind: Kind, args: &mut Args, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+fn parse_one(kind: Kind, args: &mut AttributeArgs, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     let usage = format!("#[{}(name = \"...\")]", kind.noun());
     if kind == Kind::Orchestrator && meta.path.is_ident("version") {
         return parse_version(args, meta);
@@ -93,7 +85,7 @@ fn parse_one(kind: Kind, args: &mut Args, meta: &ParseNestedMeta<'_>) -> syn::Re
 }
 
 /// `version = N`: a positive integer, given once.
-fn parse_version(args: &mut Args, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+fn parse_version(args: &mut AttributeArgs, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     let usage = "#[orchestrator(name = \"...\", version = 2)]";
     let expr: syn::Expr = meta
         .value()

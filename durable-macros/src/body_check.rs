@@ -4,35 +4,31 @@
 //! async blocks, nested items, the arguments of macros, and through the `use ... as`
 //! aliases declared in the body. It also rewrites each call that passes the context to a
 //! helper, so that rustc checks the helper is `#[deterministic]` (DETERMINISM.md rule 17,
-//! see `deterministic.rs` for the markers). The arguments of `.side_effect(...)` are the
-//! escape hatch (rule 19) and are not walked.
+//! see `helper_calls.rs`). The arguments of `.side_effect(...)` are the escape hatch
+//! (rule 19) and are not walked.
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
-use syn::punctuated::Punctuated;
 use syn::visit_mut::VisitMut;
-use syn::{Attribute, Block, Expr, ExprCall, ExprMethodCall, PathArguments, Stmt};
+use syn::{Attribute, Block, Expr, ExprCall, ExprMethodCall, Stmt};
 
-use crate::deterministic::twin_ident;
+use crate::context::Parameters;
+use crate::errors::Errors;
 use crate::hazards;
-use crate::macro_args::{self, Args, Found};
+use crate::helper_calls::{self, HelperCall};
+use crate::macro_call::{self, Found, MacroArgs};
+use crate::marker::checked_on_its_own;
 use crate::scope::{Scope, import_site, use_leaves};
 use crate::site::{MacroSite, MethodSite, PathSite, Site};
 
-/// Checks `body` of `subject` ("orchestrator `checkout`"). `context` holds the names of the
-/// parameters that are the orchestration context, `params` every parameter's name.
+/// Checks `body` of `subject` ("orchestrator `checkout`"), whose parameters are `params`.
 /// Returns the body with its helper calls rewritten, or an error for every hazard.
-pub(crate) fn check(
-    subject: &str,
-    context: &[String],
-    params: &[String],
-    body: &Block,
-) -> syn::Result<Block> {
+pub(crate) fn check(subject: &str, params: &Parameters, body: &Block) -> syn::Result<Block> {
     let mut walker = Walker {
         subject,
-        scope: Scope::gather(context, params, body),
-        errors: None,
+        scope: Scope::gather(params, body),
+        errors: Errors::new(),
         frames: Vec::new(),
         calling: false,
         in_macro: 0,
@@ -40,23 +36,13 @@ pub(crate) fn check(
     };
     let mut body = body.clone();
     walker.visit_block_mut(&mut body);
-    walker.errors.map_or(Ok(body), Err)
-}
-
-/// Whether an item carries one of the attributes that check it on their own, so the
-/// walker of the item around it leaves it alone.
-fn checked_on_its_own(attrs: &[Attribute]) -> bool {
-    attrs.iter().any(|attr| {
-        attr.path().segments.last().is_some_and(|s| {
-            s.ident == "deterministic" || s.ident == "activity" || s.ident == "orchestrator"
-        })
-    })
+    walker.errors.finish(Some(body))
 }
 
 struct Walker<'s> {
     subject: &'s str,
     scope: Scope,
-    errors: Option<syn::Error>,
+    errors: Errors,
     /// For each block being walked, the checks of the helpers called in it, to be put
     /// at its start (where everything the call can name is in scope too).
     frames: Vec<Vec<Stmt>>,
@@ -74,11 +60,10 @@ impl Walker<'_> {
         let Some(hazard) = hazards::check(site) else {
             return false;
         };
-        let error = syn::Error::new_spanned(tokens, hazard.message(self.subject));
-        match &mut self.errors {
-            Some(all) => all.combine(error),
-            None => self.errors = Some(error),
-        }
+        self.errors.push(syn::Error::new_spanned(
+            tokens,
+            hazard.message(self.subject),
+        ));
         true
     }
 
@@ -158,74 +143,13 @@ impl Walker<'_> {
         Some(site)
     }
 
-    /// A call that passes the context: checks (through rustc) that the callee is
-    /// `#[deterministic]`. A free function gets a check at the start of the block; an
-    /// associated function is renamed to the twin `#[deterministic]` generates.
-    fn check_helper_call(&mut self, node: &mut ExprCall) {
-        // A closure or a fn pointer held in a field: not a named helper.
-        let Expr::Path(callee) = &mut *node.func else {
-            return;
-        };
-        let names: Vec<String> = callee
-            .path
-            .segments
-            .iter()
-            .map(|s| s.ident.unraw().to_string())
-            .collect();
-        let n = names.len();
-        let by_value = |arg: &Expr| !matches!(arg, Expr::Reference(_));
-        if (callee.qself.is_none() && n == 1 && self.scope.locals.contains(&names[0]))
-            || passes_the_context_along(&names)
-            || (n >= 2 && names[n - 2] == "OrchestrationContext")
-            // `other_orchestrator::run(ctx, input)`: checked by its own `#[orchestrator]`.
-            || (names[n - 1] == "run" && node.args.len() == 2 && by_value(&node.args[0]))
-        {
-            return;
-        }
-        let associated = callee.qself.is_some()
-            || (n >= 2 && {
-                let owner = &callee.path.segments[n - 2];
-                owner.ident == "Self"
-                    || owner.ident.to_string().starts_with(char::is_uppercase)
-                    || !owner.arguments.is_none()
-            });
-        if associated {
-            if let Some(qself) = &mut callee.qself {
-                // `<T as Trait>::f` becomes `<T>::f`: the twin is an inherent method.
-                let rest: Punctuated<_, _> = callee
-                    .path
-                    .segments
-                    .iter()
-                    .skip(qself.position)
-                    .cloned()
-                    .collect();
-                callee.path.segments = rest;
-                callee.path.leading_colon = Some(Default::default());
-                qself.position = 0;
-                qself.as_token = None;
-            }
-            let last = callee
-                .path
-                .segments
-                .last_mut()
-                .expect("a path has a segment");
-            last.ident = twin_ident(&last.ident);
-            self.rewrites += 1;
-        } else {
-            let check = marker_check(&callee.path);
-            if let Some(frame) = self.frames.last_mut() {
-                frame.push(check);
-            }
-        }
-    }
-
     /// Walks a macro's arguments, writing them back if a call in them was rewritten.
     fn walk_macro_args(&mut self, mac: &mut syn::Macro, name: &str) {
         let before = self.rewrites;
-        let mut args = Args::parse(name, mac.tokens.clone());
-        if let Args::Tokens(tokens) = &args {
+        let mut args = MacroArgs::parse(name, mac.tokens.clone());
+        if let MacroArgs::Tokens(tokens) = &args {
             let tokens = tokens.clone();
-            macro_args::scan(tokens, &mut |found| self.found(found));
+            macro_call::scan(tokens, &mut |found| self.found(found));
         }
         args.visit_mut(self);
         if self.rewrites != before {
@@ -266,64 +190,6 @@ impl Walker<'_> {
                     self.report(&Site::FormatString(&text.value()), literal);
                 }
             }
-        }
-    }
-}
-
-/// Calls that take the context but only hold it: constructors (`Some(ctx)`,
-/// `Wrapper(ctx)`), `Arc::new(ctx)`, `drop(ctx)`, `mem::replace(..)`.
-fn passes_the_context_along(names: &[String]) -> bool {
-    let n = names.len();
-    let last = names[n - 1].as_str();
-    let owner = (n >= 2).then(|| names[n - 2].as_str());
-    last.starts_with(char::is_uppercase)
-        || (["drop", "identity", "forget", "take", "replace", "swap"].contains(&last)
-            && owner.is_none_or(|owner| owner == "mem" || owner == "convert"))
-        || (["new", "pin", "from"].contains(&last)
-            && owner.is_some_and(|owner| {
-                [
-                    "Box", "Arc", "Rc", "Pin", "Cell", "RefCell", "Mutex", "RwLock", "Option",
-                ]
-                .contains(&owner)
-            }))
-}
-
-/// Methods that store the context in a collection or slot rather than use it.
-const PASSES_THE_CONTEXT_ALONG: [&str; 9] = [
-    "push",
-    "push_back",
-    "push_front",
-    "insert",
-    "extend",
-    "replace",
-    "set",
-    "get_or_insert",
-    "clone_from",
-];
-
-/// The statement that makes rustc check a free function is `#[deterministic]`.
-///
-/// `#[deterministic] fn plan` also declares a type `plan` implementing
-/// `durable_core::__private::Deterministic`. The check imports the callee's path under a
-/// fixed name, next to a glob import of a fallback type of that name: an explicit import
-/// shadows a glob one, so the name is the companion type if `plan` has one and the
-/// fallback (which does not implement the trait) if not. The trait's
-/// `#[diagnostic::on_unimplemented]` then says what to do, spanned on the call.
-fn marker_check(path: &syn::Path) -> Stmt {
-    let last = path.segments.last().expect("a path has a segment");
-    let span = last.ident.span();
-    let mut path = path.clone();
-    for segment in &mut path.segments {
-        segment.arguments = PathArguments::None;
-    }
-    let marker = syn::Ident::new("NotMarkedDeterministic", span);
-    syn::parse_quote_spanned! {span=>
-        {
-            #[allow(unused_imports)]
-            use ::durable_core::__private::unmarked::*;
-            #[allow(unused_imports)]
-            use #path as #marker;
-            ::durable_core::__private::deterministic::<#marker>();
         }
     }
 }
@@ -389,8 +255,14 @@ impl VisitMut for Walker<'_> {
         for arg in &mut node.args {
             self.visit_expr_mut(arg);
         }
-        if node.args.iter().any(|arg| self.scope.is_context(arg)) {
-            self.check_helper_call(node);
+        match helper_calls::check_call(node, &self.scope) {
+            HelperCall::NotAHelper => {}
+            HelperCall::Renamed => self.rewrites += 1,
+            HelperCall::Checked(check) => {
+                if let Some(frame) = self.frames.last_mut() {
+                    frame.push(*check);
+                }
+            }
         }
     }
 
@@ -417,11 +289,7 @@ impl VisitMut for Walker<'_> {
                 self.visit_expr_mut(arg);
             }
         }
-        if !self.scope.is_context(&node.receiver)
-            && !PASSES_THE_CONTEXT_ALONG.contains(&name.as_str())
-            && node.args.iter().any(|arg| self.scope.is_context(arg))
-        {
-            node.method = twin_ident(&node.method);
+        if let HelperCall::Renamed = helper_calls::check_method_call(node, &self.scope) {
             self.rewrites += 1;
         }
     }
@@ -440,7 +308,7 @@ impl VisitMut for Walker<'_> {
         let site = MacroSite {
             written: written.join("::"),
             resolved,
-            biased: macro_args::starts_biased(&mac.tokens),
+            biased: macro_call::starts_biased(&mac.tokens),
         };
         let (path, bang) = (&mac.path, &mac.bang_token);
         self.report(&Site::Macro(&site), quote!(#path #bang));
@@ -505,15 +373,22 @@ mod tests {
     use super::*;
     use syn::parse_quote;
 
+    fn ctx() -> Parameters {
+        Parameters {
+            context: vec!["ctx".into()],
+            all: vec!["ctx".into()],
+        }
+    }
+
     fn messages(body: Block) -> Vec<String> {
-        match check("orchestrator `f`", &["ctx".into()], &["ctx".into()], &body) {
+        match check("orchestrator `f`", &ctx(), &body) {
             Ok(_) => Vec::new(),
             Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
         }
     }
 
     fn rewritten(body: Block) -> String {
-        let body = check("orchestrator `f`", &["ctx".into()], &["ctx".into()], &body).unwrap();
+        let body = check("orchestrator `f`", &ctx(), &body).unwrap();
         quote!(#body).to_string()
     }
 

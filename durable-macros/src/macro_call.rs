@@ -13,7 +13,7 @@ use syn::visit_mut::VisitMut;
 use syn::{Expr, Ident, Pat, Token};
 
 /// The arguments of a macro, in the first form they parse as.
-pub(crate) enum Args {
+pub(crate) enum MacroArgs {
     /// `a, b, c`: most macros (`format!`, `vec![a, b]`, `assert!`, `write!`, ...).
     List(Punctuated<Expr, Token![,]>),
     /// `value; count`: `vec![0; n]`.
@@ -24,24 +24,28 @@ pub(crate) enum Args {
     Tokens(TokenStream),
 }
 
-impl Args {
+impl MacroArgs {
     /// Parses the arguments of a macro whose last path segment is `name`.
     pub(crate) fn parse(name: &str, tokens: TokenStream) -> Self {
         if name == "select"
             && let Ok(select) = syn::parse2(tokens.clone())
         {
-            return Args::Select(select);
+            return MacroArgs::Select(select);
         }
         if let Ok(list) = syn::parse::Parser::parse2(
             Punctuated::<Expr, Token![,]>::parse_terminated,
             tokens.clone(),
         ) {
-            return Args::List(list);
+            return MacroArgs::List(list);
         }
-        let repeat = |input: ParseStream<'_>| -> syn::Result<Args> {
-            Ok(Args::Repeat(input.parse()?, input.parse()?, input.parse()?))
+        let repeat = |input: ParseStream<'_>| -> syn::Result<MacroArgs> {
+            Ok(MacroArgs::Repeat(
+                input.parse()?,
+                input.parse()?,
+                input.parse()?,
+            ))
         };
-        syn::parse::Parser::parse2(repeat, tokens.clone()).unwrap_or(Args::Tokens(tokens))
+        syn::parse::Parser::parse2(repeat, tokens.clone()).unwrap_or(MacroArgs::Tokens(tokens))
     }
 
     /// Walks the patterns and expressions of arguments that parsed as such with `visitor`
@@ -49,12 +53,12 @@ impl Args {
     /// left to the caller.
     pub(crate) fn visit_mut(&mut self, visitor: &mut impl VisitMut) {
         match self {
-            Args::List(list) => list.iter_mut().for_each(|e| visitor.visit_expr_mut(e)),
-            Args::Repeat(value, _, count) => {
+            MacroArgs::List(list) => list.iter_mut().for_each(|e| visitor.visit_expr_mut(e)),
+            MacroArgs::Repeat(value, _, count) => {
                 visitor.visit_expr_mut(value);
                 visitor.visit_expr_mut(count);
             }
-            Args::Select(select) => {
+            MacroArgs::Select(select) => {
                 for branch in &mut select.branches {
                     if let Some(pat) = branch.pat_mut() {
                         visitor.visit_pat_mut(pat);
@@ -68,22 +72,22 @@ impl Args {
                     visitor.visit_expr_mut(&mut branch.handler);
                 }
             }
-            Args::Tokens(_) => {}
+            MacroArgs::Tokens(_) => {}
         }
     }
 }
 
-impl ToTokens for Args {
+impl ToTokens for MacroArgs {
     fn to_tokens(&self, tokens: &mut TokenStream) {
         match self {
-            Args::List(list) => list.to_tokens(tokens),
-            Args::Repeat(value, semi, count) => {
+            MacroArgs::List(list) => list.to_tokens(tokens),
+            MacroArgs::Repeat(value, semi, count) => {
                 value.to_tokens(tokens);
                 semi.to_tokens(tokens);
                 count.to_tokens(tokens);
             }
-            Args::Select(select) => select.to_tokens(tokens),
-            Args::Tokens(raw) => raw.to_tokens(tokens),
+            MacroArgs::Select(select) => select.to_tokens(tokens),
+            MacroArgs::Tokens(raw) => raw.to_tokens(tokens),
         }
     }
 }
@@ -384,27 +388,30 @@ mod tests {
     #[test]
     fn parses_each_form() {
         assert!(matches!(
-            Args::parse("format", quote!("{}", x.y())),
-            Args::List(_)
+            MacroArgs::parse("format", quote!("{}", x.y())),
+            MacroArgs::List(_)
         ));
-        assert!(matches!(Args::parse("vec", quote!(0; n)), Args::Repeat(..)));
         assert!(matches!(
-            Args::parse(
+            MacroArgs::parse("vec", quote!(0; n)),
+            MacroArgs::Repeat(..)
+        ));
+        assert!(matches!(
+            MacroArgs::parse(
                 "select",
                 quote!(biased; v = a => v, _ = b => { 1 } else => 2)
             ),
-            Args::Select(_)
+            MacroArgs::Select(_)
         ));
         assert!(matches!(
-            Args::parse("info", quote!(name = %x, "done")),
-            Args::Tokens(_)
+            MacroArgs::parse("info", quote!(name = %x, "done")),
+            MacroArgs::Tokens(_)
         ));
     }
 
     #[test]
     fn writes_a_select_back_as_it_was() {
         let tokens = quote!(biased; Some(v) = a, if ready => v, _ = b => { 1 } else => 2,);
-        let Args::Select(select) = Args::parse("select", tokens.clone()) else {
+        let MacroArgs::Select(select) = MacroArgs::parse("select", tokens.clone()) else {
             panic!("not a select");
         };
         assert_eq!(select.branches.len(), 3);
