@@ -20,6 +20,8 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
 // Lets the macros' absolute `::durable_core::` paths resolve inside this crate's tests.
 extern crate self as durable_core;
 
@@ -31,6 +33,7 @@ mod error;
 mod external_event;
 mod failure;
 mod handle;
+mod instance_id;
 mod join;
 mod orchestration_context;
 mod payload;
@@ -43,7 +46,6 @@ mod runtime;
 
 pub use activity_context::ActivityContext;
 pub use client::instance::{Instance, InstanceStatus};
-pub use client::instance_id::{GENERATED_ID_PREFIX, MAX_INSTANCE_ID_LEN};
 pub use client::query::{InstanceQuery, InstanceSummary, Page, PurgeFilter};
 pub use client::{Client, SetAsideEvent};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -76,6 +78,7 @@ pub use durable_future::{
 /// # The function and its handle
 #[doc(inline)]
 pub use durable_macros::orchestrator;
+pub use instance_id::{GENERATED_ID_PREFIX, MAX_INSTANCE_ID_LEN};
 
 /// Makes an `async fn` an activity: a step with side effects, run at least once, its
 /// result recorded in history.

@@ -8,12 +8,12 @@ use durable_store::{Failure, Site};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::client::generated_child_id;
 use crate::clock::{Clock, millis};
 use crate::durable_future::{ActivityCall, ContinueAsNew, EventWait, SubOrchestrationCall, Timer};
 use crate::external_event::AsEventName;
 use crate::failure;
 use crate::handle::{Activity, Orchestrator};
+use crate::instance_id::generated_child_id;
 use crate::payload;
 use crate::replay::execution::{OrchestratorFuture, Start};
 use crate::replay::recorded::{Patch, Recorded};

@@ -4,6 +4,8 @@
 //! Use them through `durable_core`, which re-exports them next to the traits and context
 //! types the generated code names, and documents them there with compiled examples.
 
+#![warn(missing_docs)]
+
 use proc_macro::TokenStream;
 
 mod ast;

@@ -3,15 +3,11 @@
 //!
 //! `mod.rs` starts instances, raises events and reads records; [`instance`] holds the
 //! typed handle on one instance, [`control`] the requests that change an instance's
-//! course, [`query`] listing and purge filters, [`instance_id`] the rules for ids.
+//! course, [`query`] listing and purge filters; the rules for ids are in `crate::instance_id`.
 
 mod control;
 pub(crate) mod instance;
-pub(crate) mod instance_id;
 pub(crate) mod query;
-
-// The runtime's path to the id rules before the split; the id rules live in `instance_id`.
-pub(crate) use instance_id::{check_user_instance_id, generated_child_id};
 
 use std::sync::Arc;
 
@@ -24,6 +20,7 @@ use crate::client::instance::{Instance, InstanceStatus};
 use crate::error::{ClientRequest, Error};
 use crate::external_event::AsEventName;
 use crate::handle::Orchestrator;
+use crate::instance_id::check_user_instance_id;
 use crate::payload::{self, PayloadError};
 use crate::position::Position;
 use crate::runtime::engine::Engine;
