@@ -6,6 +6,7 @@ use std::time::Duration;
 use durable_store::{Failure, FailureKind, StatusKind, StoreError};
 use serde::de::DeserializeOwned;
 
+use crate::failure;
 use crate::payload::{self, PayloadError, PayloadTooLarge};
 use crate::runtime::UnregisteredCallee;
 
@@ -242,10 +243,7 @@ impl ActivityError {
         Self::new(
             activity.to_string(),
             attempt,
-            Failure {
-                kind: FailureKind::TimedOut,
-                message: timeout.to_string(),
-            },
+            failure::timed_out(timeout.after),
         )
     }
 

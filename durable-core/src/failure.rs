@@ -7,7 +7,7 @@ use std::time::Duration;
 use durable_store::{Failure, FailureKind};
 
 use crate::error::Timeout;
-use crate::payload::PayloadError;
+use crate::payload::{PayloadError, PayloadTooLarge};
 use crate::runtime::unregistered::Unregistered;
 
 /// User code returned `Err`: `payload` is the encoded error, `message` its `Display`.
@@ -64,6 +64,17 @@ pub(crate) fn timed_out(after: Duration) -> Failure {
     Failure {
         kind: FailureKind::TimedOut,
         message: Timeout { after }.to_string(),
+    }
+}
+
+/// A payload is over the runtime's limit: `too_large` says which, its size and the limit.
+pub(crate) fn too_large(too_large: &PayloadTooLarge) -> Failure {
+    Failure {
+        kind: FailureKind::TooLarge {
+            size: too_large.size as u64,
+            limit: too_large.limit as u64,
+        },
+        message: too_large.to_string(),
     }
 }
 

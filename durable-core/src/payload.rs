@@ -9,6 +9,8 @@
 
 use durable_store::{Failure, FailureKind};
 use serde::Serialize;
+
+use crate::failure;
 use serde::de::DeserializeOwned;
 
 /// A payload that does not encode or decode as the type the code expects.
@@ -83,13 +85,7 @@ pub struct PayloadTooLarge {
 impl PayloadTooLarge {
     /// The failure stored for it in history and in the instance's status.
     pub(crate) fn failure(&self) -> Failure {
-        Failure {
-            kind: FailureKind::TooLarge {
-                size: self.size as u64,
-                limit: self.limit as u64,
-            },
-            message: self.to_string(),
-        }
+        failure::too_large(self)
     }
 }
 
