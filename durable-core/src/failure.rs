@@ -139,7 +139,7 @@ pub(crate) fn nondeterminism(message: String) -> Failure {
 pub(crate) fn woken_from_outside(orchestrator: &str, step: u64) -> Failure {
     nondeterminism(format!(
         "orchestrator `{orchestrator}` was woken by something other than the runtime after step {step}: \
-         it awaits a future that is not a durable operation (an async runtime's timer, a channel, \
+         it awaits a future that is not a durable operation (a tokio timer, a channel, \
          a socket?), which a replay would not reproduce; await only `ctx` operations"
     ))
 }
@@ -149,7 +149,7 @@ pub(crate) fn woken_from_outside(orchestrator: &str, step: u64) -> Failure {
 pub(crate) fn waits_outside(orchestrator: &str, step: u64) -> Failure {
     nondeterminism(format!(
         "orchestrator `{orchestrator}` is waiting on something that is not a durable operation \
-         (an async runtime's timer, a channel, a socket?): after step {step} every durable operation \
+         (a tokio timer, a channel, a socket?): after step {step} every durable operation \
          has its result; await only `ctx` operations in an orchestrator"
     ))
 }

@@ -108,6 +108,11 @@ fn awaiting_a_foreign_future_is_reported_not_left_hanging() {
     let message = stalled_message(turn.outcome);
     assert!(message.contains("not a durable operation"), "{message}");
     assert!(message.contains("awaits_foreign_future"), "{message}");
+    // The message of d8ae86d, unchanged by the restructure.
+    assert!(
+        message.contains("(a tokio timer, a channel, a socket?): after step 0"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -156,4 +161,9 @@ fn a_wake_from_outside_the_runtime_is_reported() {
         "{message}"
     );
     assert!(message.contains("awaits_foreign_wake"), "{message}");
+    // The message of d8ae86d, unchanged by the restructure.
+    assert!(
+        message.contains("not a durable operation (a tokio timer, a channel,"),
+        "{message}"
+    );
 }
