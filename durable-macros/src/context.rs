@@ -46,6 +46,9 @@ impl Parameters {
     /// `mut ctx`) and either its type is `OrchestrationContext` (see [`is_type`]) or it
     /// is an orchestrator's first parameter: the signature rules put the context there
     /// and rustc holds it to the type, however the type is spelled (an alias included).
+    /// A helper's binding also holds the context when its type wraps it
+    /// (`Option<&OrchestrationContext>`, `Arc<OrchestrationContext>`), a tuple pattern's
+    /// bindings each by their own element type (`(ctx, n): (&OrchestrationContext, u32)`).
     pub(crate) fn of<'a>(owner: Owner, params: impl IntoIterator<Item = &'a PatType>) -> Self {
         let mut parameters = Parameters::default();
         for (position, param) in params.into_iter().enumerate() {
@@ -54,11 +57,47 @@ impl Parameters {
                     || is_type(&param.ty, ORCHESTRATION_CONTEXT))
             {
                 parameters.context.push(binding.ident.unraw().to_string());
+            } else if owner == Owner::Helper {
+                holders(&param.pat, &param.ty, &mut parameters.context);
             }
             Bindings(&mut parameters.all).visit_pat(&param.pat);
         }
         parameters
     }
+}
+
+/// The bindings of `pat` (of type `ty`) that hold the context: a plain binding whose type
+/// names `OrchestrationContext` anywhere, and in a tuple pattern of a tuple type, each
+/// element by its own type.
+fn holders(pat: &Pat, ty: &Type, context: &mut Vec<String>) {
+    match (pat, ty) {
+        (_, Type::Group(group)) => holders(pat, &group.elem, context),
+        (_, Type::Paren(paren)) => holders(pat, &paren.elem, context),
+        (Pat::Paren(inner), _) => holders(&inner.pat, ty, context),
+        (Pat::Ident(binding), _) if binding.subpat.is_none() && names_context(ty) => {
+            context.push(binding.ident.unraw().to_string());
+        }
+        (Pat::Tuple(pats), Type::Tuple(types)) if pats.elems.len() == types.elems.len() => {
+            for (pat, ty) in pats.elems.iter().zip(&types.elems) {
+                holders(pat, ty, context);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `ty` names the context type anywhere (`Option<&OrchestrationContext>`).
+fn names_context(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_path(&mut self, path: &'ast syn::Path) {
+            self.0 |= symbol::ends_in(path, ORCHESTRATION_CONTEXT);
+            syn::visit::visit_path(self, path);
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_type(ty);
+    finder.0
 }
 
 /// Collects the names a pattern binds.
@@ -135,8 +174,30 @@ mod tests {
                 ) {}
             },
         );
-        assert_eq!(context, ["ctx", "owned"]);
+        assert_eq!(context, ["ctx", "owned", "b"]);
         assert_eq!(all, ["n", "ctx", "owned", "a", "b", "other"]);
+    }
+
+    /// As before the restructure: a helper's binding whose type wraps the context holds
+    /// it, so passing it on to another function asks for `#[deterministic]` there too.
+    #[test]
+    fn a_helpers_wrapped_context_is_the_context() {
+        let (context, _) = parameters(
+            Owner::Helper,
+            parse_quote! {
+                fn plan(
+                    maybe: Option<&OrchestrationContext>,
+                    shared: std::sync::Arc<durable_core::OrchestrationContext>,
+                    (ctx, n): (&OrchestrationContext, u32),
+                    Wrapper(inner): Wrapper,
+                    count: u32,
+                ) {}
+            },
+        );
+        for name in ["maybe", "shared", "ctx"] {
+            assert!(context.iter().any(|c| c == name), "{name} in {context:?}");
+        }
+        assert!(!context.iter().any(|c| c == "count"), "{context:?}");
     }
 
     #[test]
