@@ -5,11 +5,17 @@
 //! [`SavedHistory::export`] and [`SavedHistory::save`], commit the files, and replay them in
 //! a test:
 //!
-//! ```ignore
+//! ```no_run
+//! # use durable_core::{OrchestrationContext, orchestrator};
+//! # #[orchestrator]
+//! # async fn fulfil(_ctx: OrchestrationContext, order: u64) -> Result<u64, String> {
+//! #     Ok(order)
+//! # }
 //! #[test]
 //! fn orders_replay() {
 //!     durable_core::replay_test::replay_dir(fulfil, "tests/histories/fulfil").unwrap();
 //! }
+//! # fn main() {}
 //! ```
 //!
 //! A replay test never passes having replayed nothing: a directory with no history of the
@@ -17,7 +23,17 @@
 //! bump), fails it. Where several versions are registered side by side, replay each
 //! history against the version it ran with a [`Replayer`]:
 //!
-//! ```ignore
+//! ```no_run
+//! # use durable_core::replay_test::Replayer;
+//! # use durable_core::{OrchestrationContext, orchestrator};
+//! # #[orchestrator(name = "fulfil")]
+//! # async fn fulfil_v1(_ctx: OrchestrationContext, order: u64) -> Result<u64, String> {
+//! #     Ok(order)
+//! # }
+//! # #[orchestrator(name = "fulfil", version = 2)]
+//! # async fn fulfil_v2(_ctx: OrchestrationContext, order: u64) -> Result<u64, String> {
+//! #     Ok(order)
+//! # }
 //! Replayer::new()
 //!     .orchestrator(fulfil_v1)
 //!     .orchestrator(fulfil_v2)

@@ -6,7 +6,7 @@ use durable_store::{Commit, Event, InstanceRecord, Status};
 use crate::client::Client;
 use crate::client::query::PurgeFilter;
 use crate::error::{ClientRequest, Error};
-use crate::runtime::engine::Engine;
+use crate::runtime::engine::{Engine, Recipient};
 
 impl Client {
     /// Stops instance `id` before it finishes; its status becomes terminated with
@@ -21,12 +21,12 @@ impl Client {
         let record = self.existing(id).await?;
         refuse_if_finished(id, &record, ClientRequest::Terminate)?;
         let what = || "the terminate reason".to_string();
-        self.shared.check_payload(what, reason.as_bytes())?;
+        self.engine.check_payload(what, reason.as_bytes())?;
         let event = Event::TerminateRequested {
             reason: reason.to_string(),
         };
-        let run = (record.incarnation, None);
-        self.send(id, run, event, Commit::default()).await
+        let to = Recipient::any_generation(record.incarnation);
+        self.send(id, to, event, Commit::default()).await
     }
 
     /// Pauses instance `id`: events are kept, and applied once it is resumed.
@@ -49,12 +49,12 @@ impl Client {
             ));
         }
         let what = || "the suspend reason".to_string();
-        self.shared.check_payload(what, reason.as_bytes())?;
+        self.engine.check_payload(what, reason.as_bytes())?;
         let event = Event::SuspendRequested {
             reason: reason.to_string(),
         };
-        let run = (record.incarnation, None);
-        self.send(id, run, event, Commit::default()).await
+        let to = Recipient::any_generation(record.incarnation);
+        self.send(id, to, event, Commit::default()).await
     }
 
     /// Lets a suspended instance go on.
@@ -73,8 +73,8 @@ impl Client {
                 "only a suspended instance can be resumed",
             ));
         }
-        let run = (record.incarnation, None);
-        self.send(id, run, Event::ResumeRequested, Commit::default())
+        let to = Recipient::any_generation(record.incarnation);
+        self.send(id, to, Event::ResumeRequested, Commit::default())
             .await
     }
 
@@ -96,8 +96,8 @@ impl Client {
         }
         let mut commit = Commit::default();
         purge_into(&mut commit, id, &record);
-        self.shared.commit(commit).await?;
-        self.shared.forget(id);
+        self.engine.commit(commit).await?;
+        self.engine.forget(id);
         Ok(())
     }
 
@@ -115,17 +115,17 @@ impl Client {
         filter.check()?;
         let mut commit = Commit::default();
         let mut purged = Vec::new();
-        for (id, record) in self.shared.store().instances()? {
+        for (id, record) in self.engine.store().instances()? {
             if record.status.is_terminal() && filter.matches(&record) {
                 purge_into(&mut commit, &id, &record);
                 purged.push(id);
             }
         }
         if !purged.is_empty() {
-            self.shared.commit(commit).await?;
+            self.engine.commit(commit).await?;
         }
         for id in &purged {
-            self.shared.forget(id);
+            self.engine.forget(id);
         }
         Ok(purged.len())
     }
@@ -162,8 +162,8 @@ impl Client {
         record.generation = 0;
         record.status = Status::Pending;
         record.custom_status = None;
-        record.updated_ms = self.shared.now_ms();
-        self.shared.forget(id);
+        record.updated_ms = self.engine.now_ms();
+        self.engine.forget(id);
         self.begin(id, record, commit).await
     }
 }

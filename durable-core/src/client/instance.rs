@@ -174,12 +174,12 @@ impl<O: Orchestrator> Instance<O> {
     pub async fn wait(&self, timeout: Duration) -> Result<O::Output, Error> {
         let deadline = tokio::time::Instant::now() + timeout;
         let id = || self.id.clone();
-        let shared = &self.client.shared;
+        let engine = &self.client.engine;
         loop {
             // Watch before reading, so a finish between the two is not missed.
-            let finished = shared.watch(&self.id);
-            let halted = shared.on_halt();
-            let stopped = shared.halted().cloned();
+            let finished = engine.watch(&self.id);
+            let halted = engine.on_halt();
+            let stopped = engine.halted().cloned();
             match self.status().await? {
                 InstanceStatus::Completed(output) => return Ok(output),
                 InstanceStatus::Failed(failure) => return Err(Error::Failed { id: id(), failure }),

@@ -11,7 +11,7 @@ pub(crate) mod query;
 
 use std::sync::Arc;
 
-use durable_store::{Commit, Event, Incarnation, InstanceRecord, Status};
+use durable_store::{Commit, Event, InstanceRecord, Status};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -23,7 +23,8 @@ use crate::handle::Orchestrator;
 use crate::instance_id::check_user_instance_id;
 use crate::payload::{self, PayloadError};
 use crate::position::Position;
-use crate::runtime::engine::Engine;
+use crate::replay::state::Run;
+use crate::runtime::engine::{Engine, Recipient};
 
 /// A raised event an instance set aside: its payload did not decode as the type the
 /// orchestrator waits for. See [`Client::set_aside_events`].
@@ -55,12 +56,12 @@ impl SetAsideEvent {
 /// [`Runtime::client`](crate::Runtime::client).
 #[derive(Clone, Debug)]
 pub struct Client {
-    pub(crate) shared: Arc<Engine>,
+    pub(crate) engine: Arc<Engine>,
 }
 
 impl Client {
-    pub(crate) fn new(shared: Arc<Engine>) -> Self {
-        Self { shared }
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
     }
 
     /// Starts orchestrator `orchestrator` as instance `id` with `input`. Returns once the
@@ -91,7 +92,7 @@ impl Client {
         let id = id.into();
         check_user_instance_id(&id)?;
         if self
-            .shared
+            .engine
             .registry()
             .orchestrator(O::NAME, O::VERSION)
             .is_none()
@@ -99,8 +100,8 @@ impl Client {
             return Err(Error::UnregisteredOrchestrator(O::NAME.to_string()));
         }
         let input = payload::encode(&input)?;
-        let _guard = StartGuard::acquire(&self.shared, &id).await;
-        if let Some(existing) = self.shared.store().instance(&id)? {
+        let _guard = StartGuard::acquire(&self.engine, &id).await;
+        if let Some(existing) = self.engine.store().instance(&id)? {
             if existing.orchestrator != O::NAME {
                 return Err(Error::InstanceConflict {
                     id,
@@ -110,7 +111,7 @@ impl Client {
             }
             return Ok(Instance::new(self.clone(), id, false));
         }
-        self.shared.check_payload(
+        self.engine.check_payload(
             || format!("the input of orchestrator `{}`", O::NAME),
             &input,
         )?;
@@ -118,7 +119,7 @@ impl Client {
             O::NAME.to_string(),
             O::VERSION,
             input,
-            self.shared.now_ms(),
+            self.engine.now_ms(),
             Engine::new_incarnation(None),
             None,
         );
@@ -134,27 +135,25 @@ impl Client {
         record: InstanceRecord,
         mut commit: Commit,
     ) -> Result<(), Error> {
-        let run = (record.incarnation, Some(record.generation));
+        let to = Recipient::from(Run::of(&record));
         let started = Event::Started {
             orchestrator: record.orchestrator.clone(),
             input: record.input.clone(),
         };
         commit.instances.push((id.to_string(), record));
-        self.send(id, run, started, commit).await
+        self.send(id, to, started, commit).await
     }
 
-    /// Commits `event` as a message for run `run` (incarnation, and generation or any) of
-    /// `id`, with whatever else `commit` holds, then hands it to the runtime.
+    /// Commits `event` as a message for run `to` of `id`, with whatever else `commit`
+    /// holds, then hands it to the runtime.
     async fn send(
         &self,
         id: &str,
-        run: (Incarnation, Option<u32>),
+        to: Recipient,
         event: Event,
         commit: Commit,
     ) -> Result<(), Error> {
-        self.shared
-            .send_message(id, run.into(), event, commit)
-            .await
+        self.engine.send_message(id, to, event, commit).await
     }
 
     /// A typed handle on an existing instance of `orchestrator` (not checked until used:
@@ -171,7 +170,7 @@ impl Client {
     ///
     /// [`Error::Store`] if the record cannot be read.
     pub async fn record(&self, id: &str) -> Result<Option<InstanceRecord>, Error> {
-        Ok(self.shared.store().instance(id)?)
+        Ok(self.engine.store().instance(id)?)
     }
 
     /// The record of instance `id`, which must exist.
@@ -192,7 +191,7 @@ impl Client {
     /// record or history cannot be read.
     pub async fn position(&self, id: &str) -> Result<Position, Error> {
         self.existing(id).await?;
-        Ok(Position::of(&self.shared.store().history(id)?))
+        Ok(Position::of(&self.engine.store().history(id)?))
     }
 
     /// The status of instance `id`, its output decoded as `T`.
@@ -238,14 +237,14 @@ impl Client {
         let record = self.existing(id).await?;
         refuse_if_finished(id, &record, ClientRequest::RaiseEvent)?;
         let payload = payload::encode(payload)?;
-        self.shared
+        self.engine
             .check_payload(|| format!("the payload of event `{name}`"), &payload)?;
         let event = Event::EventRaised {
             name: name.to_string(),
             payload,
         };
-        let run = (record.incarnation, None);
-        self.send(id, run, event, Commit::default()).await
+        let to = Recipient::any_generation(record.incarnation);
+        self.send(id, to, event, Commit::default()).await
     }
 
     /// The events instance `id` set aside in its current generation, oldest first: raised
@@ -258,7 +257,7 @@ impl Client {
     /// history cannot be read.
     pub async fn set_aside_events(&self, id: &str) -> Result<Vec<SetAsideEvent>, Error> {
         self.existing(id).await?;
-        let history = self.shared.store().history(id)?;
+        let history = self.engine.store().history(id)?;
         Ok(history
             .into_iter()
             .filter_map(|event| match event {
@@ -282,17 +281,17 @@ impl Client {
 /// Holds an instance id in the set of ids being created, so that concurrent starts of one
 /// id run one after the other and the later ones find the instance.
 struct StartGuard<'a> {
-    shared: &'a Engine,
+    engine: &'a Engine,
     id: String,
 }
 
 impl<'a> StartGuard<'a> {
-    async fn acquire(shared: &'a Engine, id: &str) -> Self {
+    async fn acquire(engine: &'a Engine, id: &str) -> Self {
         loop {
-            let notified = shared.start_released();
-            if shared.claim_start(id) {
+            let notified = engine.start_released();
+            if engine.claim_start(id) {
                 return Self {
-                    shared,
+                    engine,
                     id: id.to_string(),
                 };
             }
@@ -303,6 +302,6 @@ impl<'a> StartGuard<'a> {
 
 impl Drop for StartGuard<'_> {
     fn drop(&mut self) {
-        self.shared.release_start(&self.id);
+        self.engine.release_start(&self.id);
     }
 }

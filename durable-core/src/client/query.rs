@@ -26,7 +26,7 @@ impl Client {
     pub async fn list(&self, query: &InstanceQuery) -> Result<Page, Error> {
         let mut instances = Vec::new();
         let mut next = None;
-        for (id, record) in self.shared.store().instances()? {
+        for (id, record) in self.engine.store().instances()? {
             if query.after.as_ref().is_some_and(|after| id <= *after) || !query.matches(&record) {
                 continue;
             }

@@ -25,9 +25,10 @@
 //! The files, from the bottom up: `recorded.rs` (the kinds of recorded values and
 //! markers, with their strings on disk), `step.rs` (a step asked for, recorded, answered),
 //! `event_queues.rs` (external events until a wait takes them), `turn.rs` (what a turn
-//! produces), `failure.rs` (the failures replay builds), `log.rs` (muting logs while
-//! replaying), `state.rs` (what the context shares with the execution) and
-//! `execution.rs` (the step itself). The user-facing side (the context, the futures) sits
+//! produces), `log.rs` (muting logs while replaying), `state.rs` (what the context shares
+//! with the execution) and `execution.rs` (the step itself). The failures replay builds
+//! (a nondeterminism, an undecodable payload) are built with all the others, in
+//! [`crate::failure`]. The user-facing side (the context, the futures) sits
 //! above, in `orchestration_context.rs` and `durable_future.rs`, and starts here.
 //!
 //! [`Execution`]: execution::Execution

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::task::TaskTracker;
 
 use super::group_commit::{CommitStats, GroupCommit};
-use super::inbox::{Delivery, HandOver, Inboxes, Outgoing, Recipient};
+use super::inbox::{Delivery, HandOver, Inboxes, Outgoing};
 use super::unregistered::{Unregistered, UnregisteredCallee};
 use crate::clock::{Clock, millis};
 use crate::error::Error;
@@ -30,6 +30,9 @@ use crate::handle::BoxFuture;
 use crate::payload;
 use crate::registry::Registry;
 use crate::replay::execution::Execution;
+
+/// The run a message is for, as [`Engine::send_message`] takes it.
+pub(crate) use super::inbox::Recipient;
 
 /// How long a turn or an activity result waits before retrying a failed store write.
 pub(in crate::runtime) const RETRY_DELAY: Duration = Duration::from_millis(200);

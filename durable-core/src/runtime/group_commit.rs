@@ -27,6 +27,7 @@ type Reply = oneshot::Sender<(Result<(), StoreError>, Commit)>;
 
 /// Counters of the commit thread.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CommitStats {
     /// Commits acknowledged (turns, activity results, starts, progress saves).
     pub commits: u64,

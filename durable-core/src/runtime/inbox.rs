@@ -30,12 +30,13 @@ impl From<Run> for Recipient {
     }
 }
 
-/// `(incarnation, generation or any)`, as the client names a run.
-impl From<(Incarnation, Option<u32>)> for Recipient {
-    fn from((incarnation, generation): (Incarnation, Option<u32>)) -> Self {
+impl Recipient {
+    /// Any generation of `incarnation`: where a client's events and requests go, taken by
+    /// whichever generation the instance is in when they arrive.
+    pub(crate) fn any_generation(incarnation: Incarnation) -> Self {
         Self {
             incarnation,
-            generation,
+            generation: None,
         }
     }
 }
