@@ -13,18 +13,24 @@ mod fjall_store;
 mod keys;
 #[cfg(feature = "testing")]
 mod memory_store;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod record;
 mod store;
 
 #[cfg(feature = "testing")]
 pub mod conformance;
 
-pub use error::{KeyKind, StoreError};
+pub use error::{KeyKind, ServerProblem, StoreError};
 #[cfg(feature = "testing")]
 pub use fault::{Call, FaultSwitch, FaultyStore};
 pub use fjall_store::{FORMAT_VERSION, FjallStore};
 #[cfg(feature = "testing")]
 pub use memory_store::MemoryStore;
+#[cfg(all(feature = "postgres", feature = "testing"))]
+pub use postgres::test_server::{TestDatabase, TestServer};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresStore, SCHEMA_VERSION};
 pub use record::{
     ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, Incarnation, InstanceRecord,
     ParentLink, Site, Status, StatusKind, WorkId, WorkItem,

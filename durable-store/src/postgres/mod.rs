@@ -1,0 +1,222 @@
+//! [`PostgresStore`]: the [`Store`] on a PostgreSQL server (feature `postgres`).
+//!
+//! # Schema
+//!
+//! Everything lives in the schema `durable` of the database the URL names, created in one
+//! transaction by the first [`PostgresStore::open`] (see `schema.rs` for the DDL):
+//!
+//! | table       | key                        | columns                                                  |
+//! |-------------|----------------------------|----------------------------------------------------------|
+//! | `meta`      | `key` text                 | `value`: `schema_version` → [`SCHEMA_VERSION`]           |
+//! | `instances` | `id` bytea                 | `orchestrator`, `status`, `history_len`, `created_ms`, `updated_ms`, `input`, `output`, `custom_status`, `record` |
+//! | `history`   | (`instance_id`, `idx`)     | `kind`, `payload`, `record`                              |
+//! | `work`      | `id` bigint                | `kind`, `instance_id`, `payload`, `record`               |
+//! | `progress`  | `key` bytea                | `json`, `value`                                          |
+//!
+//! - The record columns (`record`, `progress.value`) hold exactly what [`FjallStore`]
+//!   stores: the postcard [`InstanceRecord`], [`Event`] or [`WorkItem`], and the raw
+//!   progress bytes. Reads decode only them, so both stores return the same values.
+//! - Beside them, columns for people and for SQL: `status` is the
+//!   [`StatusKind::as_str`](crate::StatusKind::as_str) name, `kind` the event's variant name
+//!   (`ActivityCompleted`) or the work item's (`message`, `activity`, `timer`), and the
+//!   `json`-typed columns (`input`, `output`, `custom_status`, `payload`, `progress.json`)
+//!   the user payload of the row, which durable-core writes as JSON, so `psql` shows it and
+//!   `payload->>'field'` works. A payload that is not JSON (only tests write such) leaves its
+//!   column NULL.
+//! - Ids and keys are `bytea`: instance ids and progress keys may hold any UTF-8, NUL
+//!   included, which `text` refuses; bytea compares byte by byte, the order of
+//!   [`Store::instances`]. `convert_from(id, 'UTF8')` shows one in `psql`.
+//! - A [`WorkId`] (u64) is stored as the bigint with the same bits: ids below 2^63 (all the
+//!   runtime allocates) read as themselves; [`Store::work_items`] sorts as u64.
+//! - `instances.history_len` is the record's; the history append is fenced on the stored
+//!   history itself (below).
+//!
+//! Later steps of issue 13 add the lease columns (`locked_by`, `locked_until`) to `work` and
+//! `instances`, with `history_len` as the turn's fence: the tables follow the peers that put
+//! a queue table beside the instance table with a lock owner and expiry on the row
+//! (durabletask-mssql `Instances.LockedBy/LockExpiration` and `NewTasks`, duroxide-pg
+//! `worker_queue.lock_token/locked_until`; `shared/peers/PEERS.md` A1, A2).
+//!
+//! # Commits
+//!
+//! One call to [`Store::commit`] is one transaction. Its commits are first folded into the
+//! net change per key (the last write of an instance, work item or progress key wins; a
+//! history removal drops the events appended before it), which is then written with one
+//! multi-row statement per table and operation (`unnest` of arrays): a call costs the same
+//! few round trips whether it holds one commit or a group commit of hundreds.
+//!
+//! The history append is fenced by its expected length, as durabletask-mssql and
+//! duroxide-pg fence a turn on the history's primary key (PEERS.md A1, A2): an append to a
+//! history that holds events must start at its length, or the call fails with
+//! [`StoreError::HistoryConflict`] and writes nothing. (A history with no events takes an
+//! append at any index, as the other stores do.) The primary key (`instance_id`, `idx`)
+//! catches two writers racing past the check.
+
+mod columns;
+mod commit;
+mod connect;
+mod read;
+mod schema;
+#[cfg(feature = "testing")]
+pub(crate) mod test_server;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::StoreError;
+use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
+use crate::store::Store;
+
+use self::connect::{Conn, Target};
+
+pub use self::schema::SCHEMA_VERSION;
+
+#[cfg(doc)]
+use crate::fjall_store::FjallStore;
+
+/// A [`Store`] on a PostgreSQL server: several processes can open the same database.
+///
+/// Commits go through one connection, one transaction per call; reads take a connection
+/// of a small pool, so they do not wait behind a commit. A broken connection is dropped and
+/// opened again on the next call. Cheap to clone: clones share the connections.
+///
+/// # Examples
+///
+/// ```no_run
+/// use durable_store::{PostgresStore, Store};
+///
+/// let store = PostgresStore::open("postgres://durable:secret@localhost/orders")?;
+/// println!("{} instances", store.instances()?.len());
+/// # Ok::<(), durable_store::StoreError>(())
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    target: Target,
+    /// The connection of `commit`; `None` after it broke.
+    writer: Mutex<Option<Conn>>,
+    /// Idle connections for reads.
+    readers: Mutex<Vec<Conn>>,
+}
+
+/// Most idle read connections kept; more are opened while reads overlap, and closed after.
+const MAX_IDLE_READERS: usize = 4;
+
+impl PostgresStore {
+    /// Connects to the database of `url` and creates durable's schema in it if absent.
+    ///
+    /// `url` is a PostgreSQL URL (`postgres://user:password@host:port/database`) or a
+    /// key-value connection string (`host=/run/postgresql user=durable dbname=orders`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Server`] if the server cannot be reached or refuses the user, the
+    /// password, the database or a permission the schema needs (its
+    /// [`ServerProblem`](crate::ServerProblem) says which), [`StoreError::OtherSchema`] if
+    /// the database holds durable's schema in a newer version than [`SCHEMA_VERSION`],
+    /// [`StoreError::Io`] if `url` does not parse or another statement fails.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let target = Target::parse(url)?;
+        let mut conn = target.connect()?;
+        schema::create_or_check(&mut conn, &target)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                target,
+                writer: Mutex::new(Some(conn)),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The server and database, as `user@host:port/database` (never the password).
+    pub fn server(&self) -> &str {
+        self.inner.target.name()
+    }
+
+    /// Runs `read` on a pooled connection, dropping the connection if it broke.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let idle = lock(&self.inner.readers).pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => self.inner.target.connect()?,
+        };
+        let result = read(&mut conn);
+        if !conn.is_closed() {
+            let mut readers = lock(&self.inner.readers);
+            if readers.len() < MAX_IDLE_READERS {
+                readers.push(conn);
+            }
+        }
+        result
+    }
+}
+
+/// Locks `mutex`; a panic while it was held left at worst a connection in an unknown
+/// state, which the next statement on it reports.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("server", &self.server())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store for PostgresStore {
+    fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
+        if commits.iter().all(Commit::is_empty) {
+            return Ok(());
+        }
+        crate::keys::check(commits)?;
+        let plan = commit::Plan::of(commits)?;
+        let mut writer = lock(&self.inner.writer);
+        let conn = match &mut *writer {
+            Some(conn) if !conn.is_closed() => conn,
+            slot => slot.insert(self.inner.target.connect()?),
+        };
+        let result = plan.write(conn, &self.inner.target);
+        if conn.is_closed() {
+            *writer = None;
+        }
+        result
+    }
+
+    fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        if !crate::keys::is_storable(id) {
+            return Ok(None);
+        }
+        self.read(|conn| read::instance(conn, &self.inner.target, id))
+    }
+
+    fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        self.read(|conn| read::instances(conn, &self.inner.target))
+    }
+
+    fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+        if !crate::keys::is_storable(id) {
+            return Ok(Vec::new());
+        }
+        self.read(|conn| read::history(conn, &self.inner.target, id))
+    }
+
+    fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
+        self.read(|conn| read::work_items(conn, &self.inner.target))
+    }
+
+    fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if !crate::keys::is_storable(key) {
+            return Ok(None);
+        }
+        self.read(|conn| read::progress(conn, &self.inner.target, key))
+    }
+}
