@@ -1,7 +1,9 @@
 //! Durable storage for the `durable` workflow engine.
 //!
 //! [`Store`] is what the engine needs; [`FjallStore`] implements it on an embedded fjall
-//! database. With the `testing` feature, `MemoryStore` implements it in memory,
+//! database, and with the `postgres` feature `PostgresStore` on a PostgreSQL server
+//! (with `testing` too, `TestServer` runs a throwaway one for tests). With the `testing`
+//! feature, `MemoryStore` implements it in memory,
 //! `FaultyStore` makes chosen calls of another store fail, and `conformance::run` checks
 //! any implementation.
 #![warn(missing_docs)]

@@ -109,10 +109,9 @@ fn problem(e: &postgres::Error) -> Option<ServerProblem> {
             None
         };
     }
-    // No SQLSTATE: the socket failed, timed out or closed.
+    // No SQLSTATE: the socket failed, timed out (an `io::Error` too) or closed.
     let io = e.source().is_some_and(|inner| inner.is::<std::io::Error>());
-    (io || e.is_closed() || e.to_string().contains("timed out"))
-        .then_some(ServerProblem::Unreachable)
+    (io || e.is_closed()).then_some(ServerProblem::Unreachable)
 }
 
 /// `user@host:port/database` of `config`, as libpq fills in what it leaves out.

@@ -55,18 +55,20 @@
 mod columns;
 mod commit;
 mod connect;
+mod pool;
 mod read;
 mod schema;
 #[cfg(feature = "testing")]
 pub(crate) mod test_server;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use crate::error::StoreError;
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 use crate::store::Store;
 
-use self::connect::{Conn, Target};
+use self::connect::Target;
+use self::pool::Pool;
 
 pub use self::schema::SCHEMA_VERSION;
 
@@ -75,9 +77,12 @@ use crate::fjall_store::FjallStore;
 
 /// A [`Store`] on a PostgreSQL server: several processes can open the same database.
 ///
-/// Commits go through one connection, one transaction per call; reads take a connection
-/// of a small pool, so they do not wait behind a commit. A broken connection is dropped and
-/// opened again on the next call. Cheap to clone: clones share the connections.
+/// Commits go through one connection, one transaction per call; reads go through a few
+/// others, so they do not wait behind a commit. Each connection is owned by a thread of
+/// the store, so the store can be called from async code (the client library would panic
+/// inside a tokio runtime); the caller blocks until the answer, as a read of a disk does. A
+/// broken connection is opened again on the next call. Cheap to clone: clones share the
+/// connections, which close when the last clone drops.
 ///
 /// # Examples
 ///
@@ -94,21 +99,16 @@ pub struct PostgresStore {
 }
 
 struct Inner {
-    target: Target,
-    /// The connection of `commit`; `None` after it broke.
-    writer: Mutex<Option<Conn>>,
-    /// Idle connections for reads.
-    readers: Mutex<Vec<Conn>>,
+    target: Arc<Target>,
+    pool: Pool,
 }
-
-/// Most idle read connections kept; more are opened while reads overlap, and closed after.
-const MAX_IDLE_READERS: usize = 4;
 
 impl PostgresStore {
     /// Connects to the database of `url` and creates durable's schema in it if absent.
     ///
     /// `url` is a PostgreSQL URL (`postgres://user:password@host:port/database`) or a
     /// key-value connection string (`host=/run/postgresql user=durable dbname=orders`).
+    /// Connections are in plain text (no TLS): use a unix socket or a trusted network.
     ///
     /// # Errors
     ///
@@ -118,15 +118,21 @@ impl PostgresStore {
     /// the database holds durable's schema in a newer version than [`SCHEMA_VERSION`],
     /// [`StoreError::Io`] if `url` does not parse or another statement fails.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let target = Target::parse(url)?;
-        let mut conn = target.connect()?;
-        schema::create_or_check(&mut conn, &target)?;
+        let target = Arc::new(Target::parse(url)?);
+        // On a thread of its own, as every call: the caller may be async.
+        let writer = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let mut conn = target.connect()?;
+                    schema::create_or_check(&mut conn, &target)?;
+                    Ok(conn)
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
+        let pool = Pool::start(target.clone(), writer)?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                target,
-                writer: Mutex::new(Some(conn)),
-                readers: Mutex::new(Vec::new()),
-            }),
+            inner: Arc::new(Inner { target, pool }),
         })
     }
 
@@ -134,34 +140,6 @@ impl PostgresStore {
     pub fn server(&self) -> &str {
         self.inner.target.name()
     }
-
-    /// Runs `read` on a pooled connection, dropping the connection if it broke.
-    fn read<T>(
-        &self,
-        read: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let idle = lock(&self.inner.readers).pop();
-        let mut conn = match idle {
-            Some(conn) => conn,
-            None => self.inner.target.connect()?,
-        };
-        let result = read(&mut conn);
-        if !conn.is_closed() {
-            let mut readers = lock(&self.inner.readers);
-            if readers.len() < MAX_IDLE_READERS {
-                readers.push(conn);
-            }
-        }
-        result
-    }
-}
-
-/// Locks `mutex`; a panic while it was held left at worst a connection in an unknown
-/// state, which the next statement on it reports.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -178,45 +156,59 @@ impl Store for PostgresStore {
             return Ok(());
         }
         crate::keys::check(commits)?;
-        let plan = commit::Plan::of(commits)?;
-        let mut writer = lock(&self.inner.writer);
-        let conn = match &mut *writer {
-            Some(conn) if !conn.is_closed() => conn,
-            slot => slot.insert(self.inner.target.connect()?),
-        };
-        let result = plan.write(conn, &self.inner.target);
-        if conn.is_closed() {
-            *writer = None;
-        }
-        result
+        // A copy for the commit thread (the client library cannot run on the caller's).
+        let commits = commits.to_vec();
+        self.inner.pool.write(move |slot| {
+            let plan = commit::Plan::of(&commits)?;
+            let (conn, target) = slot.conn()?;
+            plan.write(conn, target)
+        })
     }
 
     fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
         if !crate::keys::is_storable(id) {
             return Ok(None);
         }
-        self.read(|conn| read::instance(conn, &self.inner.target, id))
+        let id = id.to_owned();
+        self.inner.pool.read(move |slot| {
+            let (conn, target) = slot.conn()?;
+            read::instance(conn, target, &id)
+        })
     }
 
     fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
-        self.read(|conn| read::instances(conn, &self.inner.target))
+        self.inner.pool.read(|slot| {
+            let (conn, target) = slot.conn()?;
+            read::instances(conn, target)
+        })
     }
 
     fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
         if !crate::keys::is_storable(id) {
             return Ok(Vec::new());
         }
-        self.read(|conn| read::history(conn, &self.inner.target, id))
+        let id = id.to_owned();
+        self.inner.pool.read(move |slot| {
+            let (conn, target) = slot.conn()?;
+            read::history(conn, target, &id)
+        })
     }
 
     fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
-        self.read(|conn| read::work_items(conn, &self.inner.target))
+        self.inner.pool.read(|slot| {
+            let (conn, target) = slot.conn()?;
+            read::work_items(conn, target)
+        })
     }
 
     fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         if !crate::keys::is_storable(key) {
             return Ok(None);
         }
-        self.read(|conn| read::progress(conn, &self.inner.target, key))
+        let key = key.to_owned();
+        self.inner.pool.read(move |slot| {
+            let (conn, target) = slot.conn()?;
+            read::progress(conn, target, &key)
+        })
     }
 }

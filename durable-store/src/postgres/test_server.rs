@@ -105,6 +105,17 @@ impl TestServer {
     /// What failed, with the server's log when it started and stopped: the binaries are
     /// missing, `initdb` failed, or the server did not accept connections in a minute.
     pub fn start() -> Result<TestServer, String> {
+        // On a thread of its own: the client library panics on a thread that runs an async
+        // runtime, and a test may be async.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(Self::start_here)
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    fn start_here() -> Result<TestServer, String> {
         let bin = std::env::var_os("DURABLE_PG_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_BIN));
@@ -198,13 +209,24 @@ impl TestServer {
     pub fn database(&self) -> TestDatabase {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let name = format!("test_{}", NEXT.fetch_add(1, Ordering::Relaxed));
-        let mut admin = self
-            .admin
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap_or_else(|e| panic!("cannot create database {name}: {e}: {}", self.log()));
+        let created = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let mut admin = self
+                        .admin
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    admin.batch_execute(&format!("CREATE DATABASE {name}"))
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        if let Err(e) = created {
+            panic!(
+                "cannot create database {name}: {e}; the server's log:\n{}",
+                self.log()
+            );
+        }
         TestDatabase {
             url: self.url(&name),
             name,
