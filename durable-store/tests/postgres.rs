@@ -335,3 +335,24 @@ fn handles_opening_a_new_database_at_once_share_one_schema() {
     stores[0].commit(&[append("x", 0, 0..1)]).unwrap();
     assert_eq!(stores[3].history("x").unwrap(), vec![event(0)]);
 }
+
+/// Connections the server closed (a restart, `pg_terminate_backend`, an idle timeout) are
+/// opened again: reads and commits go on without an error.
+#[test]
+fn connections_the_server_closed_are_opened_again() {
+    let database = TestServer::shared().database();
+    let store = PostgresStore::open(database.url()).unwrap();
+    store.commit(&[append("x", 0, 0..1)]).unwrap();
+    assert_eq!(store.history("x").unwrap().len(), 1);
+    let mut sql = postgres::Client::connect(database.url(), postgres::NoTls).unwrap();
+    let closed = sql
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&database.name()],
+        )
+        .unwrap();
+    assert!(closed.len() >= 2, "the store's connections were closed");
+    store.commit(&[append("x", 1, 1..2)]).unwrap();
+    assert_eq!(store.history("x").unwrap(), vec![event(0), event(1)]);
+}

@@ -8,6 +8,7 @@ use postgres::error::SqlState;
 
 use super::columns;
 use super::connect::{Conn, Prepared, Target};
+use super::pool::Failure;
 use crate::error::{StoreError, cause};
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 
@@ -167,7 +168,7 @@ impl<'a> Plan<'a> {
     }
 
     /// Writes the plan in one transaction on `conn`.
-    pub(super) fn write(&self, conn: &mut Conn, target: &Target) -> Result<(), StoreError> {
+    pub(super) fn write(&self, conn: &mut Conn, target: &Target) -> Result<(), Failure> {
         let error = |doing: &'static str| move |e: WriteError| write_error(target, doing, e);
         let mut tx = conn
             .transaction()
@@ -181,8 +182,11 @@ impl<'a> Plan<'a> {
             .map_err(error("writing work items"))?;
         self.write_progress(&mut tx)
             .map_err(error("writing progress"))?;
-        tx.commit()
-            .map_err(|e| write_error(target, "committing", e))
+        // Whether a COMMIT whose answer was lost was applied, no one can tell.
+        tx.commit().map_err(|e| Failure {
+            error: write_error(target, "committing", e),
+            unapplied: false,
+        })
     }
 
     fn check_fences(&self, tx: &mut Prepared<'_>, target: &Target) -> Result<(), StoreError> {

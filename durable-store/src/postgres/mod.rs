@@ -160,8 +160,7 @@ impl Store for PostgresStore {
         let commits = commits.to_vec();
         self.inner.pool.write(move |slot| {
             let plan = commit::Plan::of(&commits)?;
-            let (conn, target) = slot.conn()?;
-            plan.write(conn, target)
+            slot.run(|conn, target| plan.write(conn, target))
         })
     }
 
@@ -170,17 +169,15 @@ impl Store for PostgresStore {
             return Ok(None);
         }
         let id = id.to_owned();
-        self.inner.pool.read(move |slot| {
-            let (conn, target) = slot.conn()?;
-            read::instance(conn, target, &id)
-        })
+        self.inner
+            .pool
+            .read(move |slot| slot.run(|conn, target| Ok(read::instance(conn, target, &id)?)))
     }
 
     fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
-        self.inner.pool.read(|slot| {
-            let (conn, target) = slot.conn()?;
-            read::instances(conn, target)
-        })
+        self.inner
+            .pool
+            .read(|slot| slot.run(|conn, target| Ok(read::instances(conn, target)?)))
     }
 
     fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
@@ -188,17 +185,15 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let id = id.to_owned();
-        self.inner.pool.read(move |slot| {
-            let (conn, target) = slot.conn()?;
-            read::history(conn, target, &id)
-        })
+        self.inner
+            .pool
+            .read(move |slot| slot.run(|conn, target| Ok(read::history(conn, target, &id)?)))
     }
 
     fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
-        self.inner.pool.read(|slot| {
-            let (conn, target) = slot.conn()?;
-            read::work_items(conn, target)
-        })
+        self.inner
+            .pool
+            .read(|slot| slot.run(|conn, target| Ok(read::work_items(conn, target)?)))
     }
 
     fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -206,9 +201,8 @@ impl Store for PostgresStore {
             return Ok(None);
         }
         let key = key.to_owned();
-        self.inner.pool.read(move |slot| {
-            let (conn, target) = slot.conn()?;
-            read::progress(conn, target, &key)
-        })
+        self.inner
+            .pool
+            .read(move |slot| slot.run(|conn, target| Ok(read::progress(conn, target, &key)?)))
     }
 }

@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use super::connect::{Conn, Target};
-use crate::error::StoreError;
+use crate::error::{ServerProblem, StoreError};
 
 /// How many threads (and so connections, at most) serve reads.
 const READERS: usize = 4;
@@ -32,6 +32,57 @@ impl Slot {
             self.conn = Some(self.target.connect()?);
         }
         Ok((self.conn.as_mut().expect("connected above"), &self.target))
+    }
+
+    /// Runs `job` on the connection, and once more on a new one if the first was lost (the
+    /// server restarted or ended the session, or the network cut it) and `job` says none
+    /// of it can have been applied.
+    pub(super) fn run<T>(
+        &mut self,
+        mut job: impl FnMut(&mut Conn, &Target) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        let mut retried = false;
+        loop {
+            let (conn, target) = self.conn()?;
+            let failure = match job(conn, target) {
+                Ok(value) => return Ok(value),
+                Err(failure) => failure,
+            };
+            let lost = conn.is_closed()
+                || matches!(
+                    failure.error,
+                    StoreError::Server {
+                        problem: ServerProblem::Unreachable,
+                        ..
+                    }
+                );
+            if lost {
+                self.conn = None;
+            }
+            if retried || !lost || !failure.unapplied {
+                return Err(failure.error);
+            }
+            retried = true;
+        }
+    }
+}
+
+/// A failed call on a connection, and whether it may be run again.
+pub(super) struct Failure {
+    pub(super) error: StoreError,
+    /// Whether nothing of the call can have been applied: a read, or a commit that failed
+    /// before its `COMMIT` was sent (the server rolls back a transaction whose connection
+    /// closes).
+    pub(super) unapplied: bool,
+}
+
+impl From<StoreError> for Failure {
+    /// A read's failure: reading again changes nothing.
+    fn from(error: StoreError) -> Self {
+        Failure {
+            error,
+            unapplied: true,
+        }
     }
 }
 
