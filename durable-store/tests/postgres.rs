@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use durable_store::{
-    Commit, Event, HistoryAppend, InstanceRecord, PostgresStore, SCHEMA_VERSION, ServerProblem,
-    Status, Store, StoreError, TestServer, WorkItem, conformance,
+    Commit, Event, HistoryAppend, InstanceRecord, KeyKind, PostgresStore, SCHEMA_VERSION,
+    ServerProblem, Status, Store, StoreError, TestServer, WorkItem, conformance,
 };
 
 /// A store on a new, empty database of the shared server.
@@ -355,4 +355,59 @@ fn connections_the_server_closed_are_opened_again() {
     assert!(closed.len() >= 2, "the store's connections were closed");
     store.commit(&[append("x", 1, 1..2)]).unwrap();
     assert_eq!(store.history("x").unwrap(), vec![event(0), event(1)]);
+}
+
+/// An id PostgreSQL's index cannot hold (over 2,704 bytes that do not compress) is
+/// refused as the key it is, and the call writes nothing; long ids that compress are kept,
+/// as the conformance suite checks.
+#[test]
+fn an_id_too_long_for_the_index_is_refused_as_invalid() {
+    let store = fresh_store();
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let id: String = (0..3_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 90) as u8)
+        })
+        .collect();
+    let calls = [
+        (
+            KeyKind::InstanceId,
+            Commit {
+                instances: vec![(id.clone(), record(0))],
+                ..Commit::default()
+            },
+        ),
+        (KeyKind::InstanceId, append(&id, 0, 0..1)),
+        (
+            KeyKind::ProgressKey,
+            Commit {
+                progress: vec![(id.clone(), Some(vec![1]))],
+                ..Commit::default()
+            },
+        ),
+    ];
+    for (kind, commit) in calls {
+        let good = Commit {
+            progress: vec![("good".into(), Some(vec![1]))],
+            ..Commit::default()
+        };
+        let err = store.commit(&[good, commit]).unwrap_err();
+        match &err {
+            StoreError::InvalidKey {
+                kind: got,
+                key,
+                reason,
+            } => {
+                assert_eq!(*got, kind);
+                assert!(id.starts_with(key.trim_end_matches('…')), "{key}");
+                assert!(reason.contains("2704"), "{reason}");
+            }
+            other => panic!("expected InvalidKey, got {other:?}"),
+        }
+        assert!(err.is_permanent());
+        assert_eq!(store.progress("good").unwrap(), None, "nothing written");
+    }
 }

@@ -9,8 +9,13 @@ use postgres::error::SqlState;
 use super::columns;
 use super::connect::{Conn, Prepared, Target};
 use super::pool::Failure;
-use crate::error::{StoreError, cause};
+use crate::error::{KeyKind, StoreError, cause};
+use crate::keys;
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
+
+/// The longest key a btree index of PostgreSQL holds (a third of an 8 KiB page, less
+/// the row's header): a longer key is refused unless it compresses below it.
+const MAX_INDEXED_KEY: usize = 2704;
 
 /// The appends whose start must match the stored history, as (id, first): the rows of
 /// histories that hold events and do not end at `first`, with where they end.
@@ -169,7 +174,15 @@ impl<'a> Plan<'a> {
 
     /// Writes the plan in one transaction on `conn`.
     pub(super) fn write(&self, conn: &mut Conn, target: &Target) -> Result<(), Failure> {
-        let error = |doing: &'static str| move |e: WriteError| write_error(target, doing, e);
+        let error = |doing: &'static str| {
+            move |e: WriteError| match &e {
+                WriteError::Sql(sql) if sql.code() == Some(&SqlState::PROGRAM_LIMIT_EXCEEDED) => {
+                    self.oversized_key()
+                        .unwrap_or_else(|| write_error(target, doing, e))
+                }
+                _ => write_error(target, doing, e),
+            }
+        };
         let mut tx = conn
             .transaction()
             .map_err(|e| write_error(target, "starting a commit", e))?;
@@ -187,6 +200,31 @@ impl<'a> Plan<'a> {
             error: write_error(target, "committing", e),
             unapplied: false,
         })
+    }
+
+    /// The first key too long for PostgreSQL's index, as [`StoreError::InvalidKey`]: what
+    /// a statement refused with `program_limit_exceeded` (SQLSTATE 54000) was refused for.
+    /// Only a key longer than [`MAX_INDEXED_KEY`] can be; which such key it was, the
+    /// server does not say.
+    fn oversized_key(&self) -> Option<StoreError> {
+        let ids = self
+            .instances
+            .keys()
+            .chain(self.histories.iter().map(|(id, _)| id))
+            .map(|id| (KeyKind::InstanceId, *id));
+        let progress = self.progress.keys().map(|key| (KeyKind::ProgressKey, *key));
+        let (kind, key) = ids
+            .chain(progress)
+            .find(|(_, key)| key.len() > MAX_INDEXED_KEY)?;
+        Some(keys::invalid(
+            kind,
+            key,
+            format!(
+                "it is {} bytes long, and PostgreSQL's index holds a key of at most \
+                 {MAX_INDEXED_KEY} bytes once compressed; use a shorter one",
+                key.len()
+            ),
+        ))
     }
 
     fn check_fences(&self, tx: &mut Prepared<'_>, target: &Target) -> Result<(), StoreError> {

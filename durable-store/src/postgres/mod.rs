@@ -75,14 +75,22 @@ pub use self::schema::SCHEMA_VERSION;
 #[cfg(doc)]
 use crate::fjall_store::FjallStore;
 
-/// A [`Store`] on a PostgreSQL server: several processes can open the same database.
+/// A [`Store`] on a PostgreSQL server.
 ///
 /// Commits go through one connection, one transaction per call; reads go through a few
 /// others, so they do not wait behind a commit. Each connection is owned by a thread of
 /// the store, so the store can be called from async code (the client library would panic
 /// inside a tokio runtime); the caller blocks until the answer, as a read of a disk does. A
-/// broken connection is opened again on the next call. Cheap to clone: clones share the
-/// connections, which close when the last clone drops.
+/// call whose connection was lost before anything was applied runs again on a new one.
+/// Cheap to clone: clones share the connections, which close when the last clone drops.
+///
+/// Several handles and processes may open one database, but until work is claimed under
+/// leases (a later step of the store contract) only one runtime may run on it: the
+/// history fence refuses a second writer's stale turn, but both would run the same work.
+///
+/// It refuses what [`FjallStore`] refuses, and an instance id or progress key longer than
+/// PostgreSQL's index holds (2,704 bytes once compressed) with
+/// [`StoreError::InvalidKey`].
 ///
 /// # Examples
 ///
