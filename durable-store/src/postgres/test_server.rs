@@ -305,7 +305,12 @@ fn is_root() -> bool {
 /// process is root, this process's user otherwise.
 fn server_user(program: &Path) -> Command {
     if is_root() {
-        let mut command = Command::new("runuser");
+        // By its path: a root whose PATH lacks /usr/sbin still finds it.
+        let runuser = ["/usr/sbin/runuser", "/sbin/runuser"]
+            .into_iter()
+            .find(|path| Path::new(path).is_file())
+            .unwrap_or("runuser");
+        let mut command = Command::new(runuser);
         command.args(["-u", "postgres", "--"]).arg(program);
         command
     } else {
