@@ -1,13 +1,13 @@
 //! How [`PostgresStore`](super::PostgresStore) writes a call to `commit`: its commits
-//! folded into the net change per key, written in one transaction with one multi-row
-//! statement per table and operation.
+//! folded into the net change per key, written in one transaction by one statement
+//! (`apply.rs`), after the removal of whole histories if the call removes any.
 
 use std::collections::{BTreeMap, HashMap};
 
 use postgres::error::SqlState;
 
-use super::columns;
-use super::connect::{Conn, Prepared, Target};
+use super::apply::{APPLY, REMOVE_HISTORIES, Rows};
+use super::connect::{Conn, Target};
 use super::pool::Failure;
 use crate::error::{KeyKind, StoreError, cause};
 use crate::keys;
@@ -17,86 +17,30 @@ use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 /// the row's header): a longer key is refused unless it compresses below it.
 const MAX_INDEXED_KEY: usize = 2704;
 
-/// The appends whose start must match the stored history, as (id, first): the rows of
-/// histories that hold events and do not end at `first`, with where they end.
-const FENCE: &str = "
-SELECT f.id, f.first, h.stored
-FROM unnest($1::bytea[], $2::bigint[]) AS f(id, first)
-CROSS JOIN LATERAL (
-    SELECT max(idx) + 1 AS stored FROM durable.history WHERE instance_id = f.id
-) AS h
-WHERE h.stored IS NOT NULL AND h.stored <> f.first
-LIMIT 1";
-
-const DELETE_HISTORIES: &str = "DELETE FROM durable.history WHERE instance_id = ANY($1::bytea[])";
-
-const DELETE_INSTANCES: &str = "DELETE FROM durable.instances WHERE id = ANY($1::bytea[])";
-
-const UPSERT_INSTANCES: &str = "
-INSERT INTO durable.instances
-    (id, orchestrator, status, history_len, created_ms, updated_ms, input, output,
-     custom_status, record)
-SELECT id, orchestrator, status, history_len, created_ms, updated_ms, input::json,
-       output::json, custom_status::json, record
-FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
-            $7::text[], $8::text[], $9::text[], $10::bytea[])
-    AS t(id, orchestrator, status, history_len, created_ms, updated_ms, input, output,
-         custom_status, record)
-ON CONFLICT (id) DO UPDATE SET
-    orchestrator = EXCLUDED.orchestrator, status = EXCLUDED.status,
-    history_len = EXCLUDED.history_len, created_ms = EXCLUDED.created_ms,
-    updated_ms = EXCLUDED.updated_ms, input = EXCLUDED.input, output = EXCLUDED.output,
-    custom_status = EXCLUDED.custom_status, record = EXCLUDED.record";
-
-const INSERT_EVENTS: &str = "
-INSERT INTO durable.history (instance_id, idx, kind, payload, record)
-SELECT instance_id, idx, kind, payload::json, record
-FROM unnest($1::bytea[], $2::bigint[], $3::text[], $4::text[], $5::bytea[])
-    AS t(instance_id, idx, kind, payload, record)";
-
-const DELETE_WORK: &str = "DELETE FROM durable.work WHERE id = ANY($1::bigint[])";
-
-const UPSERT_WORK: &str = "
-INSERT INTO durable.work (id, kind, instance_id, payload, record)
-SELECT id, kind, instance_id, payload::json, record
-FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[], $5::bytea[])
-    AS t(id, kind, instance_id, payload, record)
-ON CONFLICT (id) DO UPDATE SET
-    kind = EXCLUDED.kind, instance_id = EXCLUDED.instance_id, payload = EXCLUDED.payload,
-    record = EXCLUDED.record";
-
-const DELETE_PROGRESS: &str = "DELETE FROM durable.progress WHERE key = ANY($1::bytea[])";
-
-const UPSERT_PROGRESS: &str = "
-INSERT INTO durable.progress (key, json, value)
-SELECT key, json::json, value FROM unnest($1::bytea[], $2::text[], $3::bytea[])
-    AS t(key, json, value)
-ON CONFLICT (key) DO UPDATE SET json = EXCLUDED.json, value = EXCLUDED.value";
-
 /// What one history does within a call.
 #[derive(Default)]
-struct HistoryChange<'a> {
+pub(super) struct HistoryChange<'a> {
     /// Whether the call removes the stored history.
     removed: bool,
     /// Where the history ends after the call's changes so far; `None` while that depends on
     /// the stored history.
     end: Option<u64>,
     /// The events to insert, as (index, event).
-    events: Vec<(u32, &'a Event)>,
+    pub(super) events: Vec<(u32, &'a Event)>,
 }
 
 /// The net change of a call to `commit`.
 pub(super) struct Plan<'a> {
     /// Last write per instance id: `Some` writes the record, `None` removes it.
-    instances: BTreeMap<&'a str, Option<&'a InstanceRecord>>,
+    pub(super) instances: BTreeMap<&'a str, Option<&'a InstanceRecord>>,
     /// Per history, in first-touched order.
-    histories: Vec<(&'a str, HistoryChange<'a>)>,
+    pub(super) histories: Vec<(&'a str, HistoryChange<'a>)>,
     /// Appends whose start is checked against the stored history, as (id, first).
-    fences: Vec<(&'a str, u32)>,
+    pub(super) fences: Vec<(&'a str, u32)>,
     /// Last write per work id.
-    work: BTreeMap<WorkId, Option<&'a WorkItem>>,
+    pub(super) work: BTreeMap<WorkId, Option<&'a WorkItem>>,
     /// Last write per progress key.
-    progress: BTreeMap<&'a str, Option<&'a [u8]>>,
+    pub(super) progress: BTreeMap<&'a str, Option<&'a [u8]>>,
 }
 
 impl<'a> Plan<'a> {
@@ -174,32 +118,52 @@ impl<'a> Plan<'a> {
 
     /// Writes the plan in one transaction on `conn`.
     pub(super) fn write(&self, conn: &mut Conn, target: &Target) -> Result<(), Failure> {
-        let error = |doing: &'static str| {
-            move |e: WriteError| match &e {
-                WriteError::Sql(sql) if sql.code() == Some(&SqlState::PROGRAM_LIMIT_EXCEEDED) => {
-                    self.oversized_key()
-                        .unwrap_or_else(|| write_error(target, doing, e))
-                }
-                _ => write_error(target, doing, e),
-            }
-        };
+        let error = |doing: &'static str| move |e| self.error(target, doing, e);
+        // Encoded before the transaction begins: a record that does not encode costs no
+        // round trip.
+        let rows = Rows::of(self).map_err(error("encoding records"))?;
         let mut tx = conn
             .transaction()
-            .map_err(|e| write_error(target, "starting a commit", e))?;
-        self.check_fences(&mut tx, target)?;
-        self.write_instances(&mut tx)
-            .map_err(error("writing instances"))?;
-        self.write_histories(&mut tx)
-            .map_err(error("writing histories"))?;
-        self.write_work(&mut tx)
-            .map_err(error("writing work items"))?;
-        self.write_progress(&mut tx)
-            .map_err(error("writing progress"))?;
+            .map_err(|e| error("starting a commit")(e.into()))?;
+        let removed: Vec<&[u8]> = self
+            .histories
+            .iter()
+            .filter(|(_, change)| change.removed)
+            .map(|(id, _)| id.as_bytes())
+            .collect();
+        if !removed.is_empty() {
+            tx.execute(REMOVE_HISTORIES, &[&removed])
+                .map_err(|e| error("removing histories")(e.into()))?;
+        }
+        let refused = tx
+            .query(APPLY, &rows.params())
+            .map_err(|e| error("writing a commit")(e.into()))?;
+        if let Some(row) = refused.first() {
+            // Dropping `tx` rolls back the removals.
+            let (id, first, stored): (Vec<u8>, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            return Err(StoreError::HistoryConflict {
+                instance: String::from_utf8_lossy(&id).into_owned(),
+                first: u32::try_from(first).unwrap_or(u32::MAX),
+                stored: u32::try_from(stored).unwrap_or(u32::MAX),
+            }
+            .into());
+        }
         // Whether a COMMIT whose answer was lost was applied, no one can tell.
         tx.commit().map_err(|e| Failure {
-            error: write_error(target, "committing", e),
+            error: error("committing")(e.into()),
             unapplied: false,
         })
+    }
+
+    /// What a failed write means: an oversized key, a [`StoreError::HistoryConflict`]
+    /// when two writers met on a history's primary key, or what [`Target::error`] says.
+    fn error(&self, target: &Target, doing: &'static str, e: WriteError) -> StoreError {
+        match e {
+            WriteError::Sql(e) if e.code() == Some(&SqlState::PROGRAM_LIMIT_EXCEEDED) => self
+                .oversized_key()
+                .unwrap_or_else(|| write_error(target, doing, e)),
+            e => write_error(target, doing, e),
+        }
     }
 
     /// The first key too long for PostgreSQL's index, as [`StoreError::InvalidKey`]: what
@@ -226,189 +190,6 @@ impl<'a> Plan<'a> {
             ),
         ))
     }
-
-    fn check_fences(&self, tx: &mut Prepared<'_>, target: &Target) -> Result<(), StoreError> {
-        if self.fences.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<&[u8]> = self.fences.iter().map(|(id, _)| id.as_bytes()).collect();
-        let firsts: Vec<i64> = self.fences.iter().map(|(_, f)| i64::from(*f)).collect();
-        let rows = tx
-            .query(FENCE, &[&ids, &firsts])
-            .map_err(|e| write_error(target, "checking history lengths", e))?;
-        let Some(row) = rows.first() else {
-            return Ok(());
-        };
-        let (id, first, stored): (Vec<u8>, i64, i64) = (row.get(0), row.get(1), row.get(2));
-        Err(StoreError::HistoryConflict {
-            instance: String::from_utf8_lossy(&id).into_owned(),
-            first: u32::try_from(first).unwrap_or(u32::MAX),
-            stored: u32::try_from(stored).unwrap_or(u32::MAX),
-        })
-    }
-
-    fn write_instances(&self, tx: &mut Prepared<'_>) -> Result<(), WriteError> {
-        let removed: Vec<&[u8]> = self
-            .instances
-            .iter()
-            .filter(|(_, record)| record.is_none())
-            .map(|(id, _)| id.as_bytes())
-            .collect();
-        if !removed.is_empty() {
-            tx.execute(DELETE_INSTANCES, &[&removed])?;
-        }
-        let written: Vec<(&str, &InstanceRecord)> = self
-            .instances
-            .iter()
-            .filter_map(|(id, record)| Some((*id, (*record)?)))
-            .collect();
-        if written.is_empty() {
-            return Ok(());
-        }
-        let mut columns = InstanceColumns::default();
-        for (id, record) in written {
-            columns.push(id, record)?;
-        }
-        let c = &columns;
-        tx.execute(
-            UPSERT_INSTANCES,
-            &[
-                &c.ids,
-                &c.orchestrators,
-                &c.statuses,
-                &c.history_lens,
-                &c.created,
-                &c.updated,
-                &c.inputs,
-                &c.outputs,
-                &c.custom_statuses,
-                &c.records,
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn write_histories(&self, tx: &mut Prepared<'_>) -> Result<(), WriteError> {
-        let removed: Vec<&[u8]> = self
-            .histories
-            .iter()
-            .filter(|(_, change)| change.removed)
-            .map(|(id, _)| id.as_bytes())
-            .collect();
-        if !removed.is_empty() {
-            tx.execute(DELETE_HISTORIES, &[&removed])?;
-        }
-        let count = self.histories.iter().map(|(_, c)| c.events.len()).sum();
-        if count == 0 {
-            return Ok(());
-        }
-        let mut ids: Vec<&[u8]> = Vec::with_capacity(count);
-        let mut indices: Vec<i64> = Vec::with_capacity(count);
-        let mut kinds: Vec<&str> = Vec::with_capacity(count);
-        let mut payloads: Vec<Option<&str>> = Vec::with_capacity(count);
-        let mut records: Vec<Vec<u8>> = Vec::with_capacity(count);
-        for (id, change) in &self.histories {
-            for (index, event) in &change.events {
-                ids.push(id.as_bytes());
-                indices.push(i64::from(*index));
-                kinds.push(columns::event_kind(event));
-                payloads.push(columns::event_payload(event));
-                records.push(encode(event, || format!("event {index} of `{id}`"))?);
-            }
-        }
-        tx.execute(
-            INSERT_EVENTS,
-            &[&ids, &indices, &kinds, &payloads, &records],
-        )?;
-        Ok(())
-    }
-
-    fn write_work(&self, tx: &mut Prepared<'_>) -> Result<(), WriteError> {
-        let removed: Vec<i64> = self
-            .work
-            .iter()
-            .filter(|(_, item)| item.is_none())
-            .map(|(id, _)| work_key(*id))
-            .collect();
-        if !removed.is_empty() {
-            tx.execute(DELETE_WORK, &[&removed])?;
-        }
-        let (mut ids, mut kinds, mut instances, mut payloads, mut records) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (id, item) in &self.work {
-            let Some(item) = item else { continue };
-            let (kind, instance, payload) = columns::work_columns(item);
-            ids.push(work_key(*id));
-            kinds.push(kind);
-            instances.push(instance.as_bytes());
-            payloads.push(payload);
-            records.push(encode(item, || format!("work item {id}"))?);
-        }
-        if !ids.is_empty() {
-            tx.execute(
-                UPSERT_WORK,
-                &[&ids, &kinds, &instances, &payloads, &records],
-            )?;
-        }
-        Ok(())
-    }
-
-    fn write_progress(&self, tx: &mut Prepared<'_>) -> Result<(), WriteError> {
-        let removed: Vec<&[u8]> = self
-            .progress
-            .iter()
-            .filter(|(_, value)| value.is_none())
-            .map(|(key, _)| key.as_bytes())
-            .collect();
-        if !removed.is_empty() {
-            tx.execute(DELETE_PROGRESS, &[&removed])?;
-        }
-        let (mut keys, mut jsons, mut values) = (Vec::new(), Vec::new(), Vec::new());
-        for (key, value) in &self.progress {
-            let Some(value) = value else { continue };
-            keys.push(key.as_bytes());
-            jsons.push(columns::json(value));
-            values.push(*value);
-        }
-        if !keys.is_empty() {
-            tx.execute(UPSERT_PROGRESS, &[&keys, &jsons, &values])?;
-        }
-        Ok(())
-    }
-}
-
-/// The columns of the instance rows of one statement.
-#[derive(Default)]
-struct InstanceColumns<'a> {
-    ids: Vec<&'a [u8]>,
-    orchestrators: Vec<&'a str>,
-    statuses: Vec<&'static str>,
-    history_lens: Vec<i64>,
-    created: Vec<i64>,
-    updated: Vec<i64>,
-    inputs: Vec<Option<&'a str>>,
-    outputs: Vec<Option<&'a str>>,
-    custom_statuses: Vec<Option<&'a str>>,
-    records: Vec<Vec<u8>>,
-}
-
-impl<'a> InstanceColumns<'a> {
-    fn push(&mut self, id: &'a str, record: &'a InstanceRecord) -> Result<(), WriteError> {
-        self.ids.push(id.as_bytes());
-        self.orchestrators.push(&record.orchestrator);
-        self.statuses.push(record.status.name());
-        self.history_lens.push(i64::from(record.history_len));
-        // Milliseconds since 1970 fit in an i64 for 292 million years.
-        self.created.push(record.created_ms as i64);
-        self.updated.push(record.updated_ms as i64);
-        self.inputs.push(columns::json(&record.input));
-        self.outputs.push(columns::instance_output(record));
-        self.custom_statuses
-            .push(record.custom_status.as_deref().and_then(columns::json));
-        self.records
-            .push(encode(record, || format!("instance record `{id}`"))?);
-        Ok(())
-    }
 }
 
 /// The bigint that stores a [`WorkId`]: the same 64 bits.
@@ -417,7 +198,7 @@ pub(super) fn work_key(id: WorkId) -> i64 {
 }
 
 /// A failed write: a record that does not encode, or the statement's error.
-enum WriteError {
+pub(super) enum WriteError {
     Encode(StoreError),
     Sql(postgres::Error),
 }
@@ -428,7 +209,7 @@ impl From<postgres::Error> for WriteError {
     }
 }
 
-fn encode<T: serde::Serialize>(
+pub(super) fn encode<T: serde::Serialize>(
     value: &T,
     what: impl FnOnce() -> String,
 ) -> Result<Vec<u8>, WriteError> {

@@ -41,17 +41,22 @@
 //!
 //! One call to [`Store::commit`] is one transaction. Its commits are first folded into the
 //! net change per key (the last write of an instance, work item or progress key wins; a
-//! history removal drops the events appended before it), which is then written with one
-//! multi-row statement per table and operation (`unnest` of arrays): a call costs the same
-//! few round trips whether it holds one commit or a group commit of hundreds.
+//! history removal drops the events appended before it), whose rows are then written by one
+//! statement (`apply.rs`: each table's rows as arrays, `unnest`ed by data-modifying CTEs).
+//! A call costs three round trips (`BEGIN`, the statement, `COMMIT`; a fourth when it
+//! removes histories, on continue-as-new or purge) whether it holds one commit or a group
+//! commit of hundreds. `BEGIN` stays a round trip of its own so that a call whose
+//! connection was lost before `COMMIT` is known not to have been applied, and is retried.
 //!
 //! The history append is fenced by its expected length, as durabletask-mssql and
 //! duroxide-pg fence a turn on the history's primary key (PEERS.md A1, A2): an append to a
 //! history that holds events must start at its length, or the call fails with
-//! [`StoreError::HistoryConflict`] and writes nothing. (A history with no events takes an
-//! append at any index, as the other stores do.) The primary key (`instance_id`, `idx`)
-//! catches two writers racing past the check.
+//! [`StoreError::HistoryConflict`] and writes nothing (the statement's writes are all gated
+//! on the check). A history with no events takes an append at any index, as the other
+//! stores do (the conformance suite starts one at index 2^32 - 1). The primary key
+//! (`instance_id`, `idx`) catches two writers racing past the check.
 
+mod apply;
 mod columns;
 mod commit;
 mod connect;
