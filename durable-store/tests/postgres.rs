@@ -108,6 +108,16 @@ fn an_append_not_at_the_stored_length_is_refused_and_writes_nothing() {
         store.history("x").unwrap(),
         (0..5).map(event).collect::<Vec<_>>()
     );
+    // A refused call that also removes a history (written before the fence is checked)
+    // keeps that history.
+    store.commit(&[append("y", 0, 0..2)]).unwrap();
+    let removal = Commit {
+        histories_removed: vec![("y".into(), 2)],
+        ..Commit::default()
+    };
+    let err = store.commit(&[removal, append("x", 9, 9..10)]).unwrap_err();
+    assert!(matches!(err, StoreError::HistoryConflict { .. }), "{err:?}");
+    assert_eq!(store.history("y").unwrap(), vec![event(0), event(1)]);
 }
 
 /// Two handles (as two processes would) that both read a history of 3 events: the first
