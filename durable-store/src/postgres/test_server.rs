@@ -10,34 +10,38 @@
 //! SIGKILL included), the pipe closes and the shell stops the server and removes its
 //! directory. Durability is off (`fsync=off`): the server is thrown away.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 
 /// Where the PostgreSQL 15 binaries are unless `DURABLE_PG_BIN` says.
 const DEFAULT_BIN: &str = "/usr/lib/postgresql/15/bin";
 
-/// The longest a server may take to accept connections.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Starts the server, then waits on standard input; at its end, stops the server and
-/// removes its directory. Arguments: the directory, the port, the binaries.
+/// Starts the server and says `started`, then waits on standard input; at its end, stops
+/// the server and removes its directory. Says `failed` if the server does not start. Arguments: the directory, the
+/// port, the binaries.
 const WATCHDOG: &str = r#"
-"$3/postgres" -D "$1/data" -p "$2" -k "$1" -c listen_addresses=127.0.0.1 \
-    -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-    -c max_connections=300 >"$1/log" 2>&1 &
-pid=$!
-read -r _
-kill -INT "$pid"
-wait "$pid"
-rm -rf "$1"
+if "$3/pg_ctl" -D "$1/data" -l "$1/log" -w -t 60 start -o "-p $2 -k $1 \
+    -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+    -c full_page_writes=off -c max_connections=300" >/dev/null 2>&1
+then
+    echo started
+    read -r _
+    "$3/pg_ctl" -D "$1/data" -m immediate -w stop >/dev/null 2>&1
+    rm -rf "$1"
+else
+    echo failed
+fi
 "#;
+
+/// How many ports a start tries: another process may take a free port before the server
+/// binds it.
+const START_ATTEMPTS: usize = 3;
 
 /// A PostgreSQL server started for tests, stopped and removed when dropped or when the
 /// process exits.
@@ -152,6 +156,18 @@ impl TestServer {
             .args(["-U", "postgres", "-A", "trust", "--auth-host=scram-sha-256"])
             .arg(format!("--pwfile={}", password.display()))
             .args(["-E", "UTF8", "--locale=C", "--no-sync"]))?;
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            match Self::listen(dir, bin) {
+                Ok(server) => return Ok(server),
+                Err(e) => failures.push(e),
+            }
+        }
+        Err(failures.join("\n"))
+    }
+
+    /// Starts the server of `dir` on a free port.
+    fn listen(dir: &Path, bin: &Path) -> Result<TestServer, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .map_err(|e| format!("cannot find a free port: {e}"))?
@@ -162,25 +178,29 @@ impl TestServer {
             .arg(port.to_string())
             .arg(bin)
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start the server: {e}"))?;
         let stdin = child.stdin.take().expect("stdin is piped");
-        let url = socket_url(dir, port, "postgres");
-        match wait_until_ready(&url, &mut child, dir) {
-            Ok(admin) => Ok(TestServer {
-                dir: dir.to_owned(),
-                port,
-                watchdog: Some((child, stdin)),
-                admin: Mutex::new(admin),
-            }),
-            Err(e) => {
-                drop(stdin);
-                let _ = child.wait();
-                Err(e)
-            }
+        let mut said = String::new();
+        let _ = BufReader::new(child.stdout.take().expect("stdout is piped")).read_line(&mut said);
+        if said.trim() != "started" {
+            let log = log(dir);
+            drop(stdin);
+            let _ = child.wait();
+            return Err(format!(
+                "the server did not start on port {port}; its log:\n{log}"
+            ));
         }
+        let connected = Client::connect(&socket_url(dir, port, "postgres"), NoTls);
+        let server = TestServer {
+            dir: dir.to_owned(),
+            port,
+            watchdog: Some((child, stdin)),
+            admin: Mutex::new(connected.map_err(|e| format!("cannot connect to the server: {e}"))?),
+        };
+        Ok(server)
     }
 
     /// A connection string for database `name`, as the superuser through the unix socket.
@@ -253,27 +273,6 @@ fn socket_url(dir: &Path, port: u16, name: &str) -> String {
         "host={} port={port} user=postgres dbname={name}",
         dir.display()
     )
-}
-
-/// Connects to `url`, retrying until the server accepts or its watchdog `child` has
-/// stopped.
-fn wait_until_ready(url: &str, child: &mut Child, dir: &Path) -> Result<Client, String> {
-    let started = Instant::now();
-    loop {
-        match Client::connect(url, NoTls) {
-            Ok(client) => return Ok(client),
-            Err(e) => {
-                let stopped = child.try_wait().ok().flatten().is_some();
-                if stopped || started.elapsed() > START_TIMEOUT {
-                    return Err(format!(
-                        "the server did not accept connections ({e}); its log:\n{}",
-                        log(dir)
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
 }
 
 impl std::fmt::Debug for TestServer {
