@@ -4,6 +4,7 @@
 //! cargo run --release --example bench -- all              # every scenario, durable turns
 //! cargo run --release --example bench -- all --buffered   # the same without fsync
 //! cargo run --release --example bench -- chain --n 2000   # one scenario, another size
+//! cargo run --release --example bench -- chain --store postgres://user:pw@host/db
 //! ```
 //!
 //! Each scenario prints one JSON object on one line and runs on a fresh `FjallStore` in a
@@ -24,6 +25,11 @@
 //! - `idle`: N instances (default 100,000) all waiting on an external event; the RSS.
 //! - `fjall`: the raw store on the same disk: one small write + fsync per op, and batches
 //!   of 100 small writes with one fsync.
+//!
+//! With `--store URL`, the scenarios run on `PostgresStore` in that PostgreSQL database
+//! instead, each on an empty schema: **the bench drops the database's `durable` schema**
+//! before each one. Each line then starts with `"store":"postgres"`, and `fjall` measures
+//! the raw server: one single-row `INSERT` per transaction, and 100-row transactions.
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -32,8 +38,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use durable_core::{
-    ActivityContext, Durability, FjallStore, OrchestrationContext, Runtime, activity, orchestrator,
+    ActivityContext, Durability, FjallStore, OrchestrationContext, Runtime, Store, activity,
+    orchestrator,
 };
+use durable_store::PostgresStore;
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 
 /// How long a scenario may take before the bench gives up on it.
@@ -47,9 +55,20 @@ struct Args {
     /// The scenario's size (orchestrations, activities, steps, events or instances).
     #[arg(long)]
     n: Option<u64>,
-    /// Commit turns without fsync (`Durability::Buffered`).
-    #[arg(long)]
+    /// Commit turns without fsync (`Durability::Buffered`); fjall only.
+    #[arg(long, conflicts_with = "store")]
     buffered: bool,
+    /// Run on PostgreSQL: the URL of a database whose `durable` schema the bench drops.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+}
+
+/// Where a scenario's store lives.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    durability: Durability,
+    /// The PostgreSQL URL, or `None` for fjall in a temp dir.
+    postgres: Option<&'a str>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -140,8 +159,34 @@ async fn idle(ctx: OrchestrationContext, _x: ()) -> Result<u64, String> {
 
 // ---- Scenarios ----
 
-fn open(dir: &Path, durability: Durability) -> FjallStore {
-    FjallStore::open_with(dir.join("store"), durability).expect("open the store")
+/// A new, empty store: fjall in `dir`, or PostgreSQL with durable's schema dropped.
+fn open(dir: &Path, place: Place<'_>) -> Arc<dyn Store> {
+    if let Some(url) = place.postgres {
+        blocking(|| {
+            let mut client = postgres::Client::connect(url, postgres::NoTls)
+                .expect("connect to the PostgreSQL server");
+            client
+                .batch_execute("DROP SCHEMA IF EXISTS durable CASCADE")
+                .expect("drop the durable schema");
+        });
+    }
+    reopen(dir, place)
+}
+
+/// The store of [`open`] again, as it was left.
+fn reopen(dir: &Path, place: Place<'_>) -> Arc<dyn Store> {
+    match place.postgres {
+        Some(url) => Arc::new(PostgresStore::open(url).expect("open the PostgreSQL store")),
+        None => Arc::new(
+            FjallStore::open_with(dir.join("store"), place.durability).expect("open the store"),
+        ),
+    }
+}
+
+/// Runs `f` on a thread of its own: the blocking PostgreSQL client panics on a thread
+/// that runs the bench's tokio runtime.
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(f).join().expect("the blocking call panicked"))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -149,9 +194,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
-async fn run_chain(n: u64, durability: Durability) -> String {
+async fn run_chain(n: u64, place: Place<'_>) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = Runtime::builder(open(dir.path(), durability))
+    let runtime = Runtime::builder(open(dir.path(), place))
         .orchestrator(chain)
         .activity(add_one)
         .start()
@@ -186,9 +231,9 @@ async fn run_chain(n: u64, durability: Durability) -> String {
     )
 }
 
-async fn run_fanout(n: u64, durability: Durability) -> String {
+async fn run_fanout(n: u64, place: Place<'_>) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = Runtime::builder(open(dir.path(), durability))
+    let runtime = Runtime::builder(open(dir.path(), place))
         .orchestrator(fanout)
         .activity(add_one)
         .start()
@@ -203,11 +248,11 @@ async fn run_fanout(n: u64, durability: Durability) -> String {
     format!(r#"{{"scenario":"fanout","activities":{n},"wall_s":{wall:.3}}}"#)
 }
 
-async fn run_long(n: u64, durability: Durability) -> String {
+async fn run_long(n: u64, place: Place<'_>) -> String {
     assert!(n >= 101, "long needs at least 101 steps");
     let dir = tempfile::tempdir().unwrap();
     let ticks = Arc::new(Ticks::default());
-    let runtime = Runtime::builder(open(dir.path(), durability))
+    let runtime = Runtime::builder(open(dir.path(), place))
         .orchestrator(long)
         .activity(tick)
         .state(ticks.clone())
@@ -231,7 +276,7 @@ async fn run_long(n: u64, durability: Durability) -> String {
     )
 }
 
-async fn run_recovery(events: u64, durability: Durability) -> String {
+async fn run_recovery(events: u64, place: Place<'_>) -> String {
     // Started, then a scheduled and a completed event per activity, then the timer: the
     // history holds `events` events when the runtime stops.
     assert!(
@@ -241,7 +286,7 @@ async fn run_recovery(events: u64, durability: Durability) -> String {
     let activities = (events - 2) / 2;
     let dir = tempfile::tempdir().unwrap();
     let ticks = Arc::new(Ticks::default());
-    let runtime = Runtime::builder(open(dir.path(), durability))
+    let runtime = Runtime::builder(open(dir.path(), place))
         .orchestrator(recovering)
         .activity(add_one)
         .activity(tick)
@@ -276,7 +321,7 @@ async fn run_recovery(events: u64, durability: Durability) -> String {
     )
     .await;
 
-    let store = open(dir.path(), durability);
+    let store = reopen(dir.path(), place);
     let started = Instant::now();
     let runtime = Runtime::builder(store)
         .orchestrator(recovering)
@@ -295,9 +340,9 @@ async fn run_recovery(events: u64, durability: Durability) -> String {
     format!(r#"{{"scenario":"recovery","events":{events},"recovery_ms":{recovery_ms:.1}}}"#)
 }
 
-async fn run_idle(n: u64, durability: Durability) -> String {
+async fn run_idle(n: u64, place: Place<'_>) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = Runtime::builder(open(dir.path(), durability))
+    let runtime = Runtime::builder(open(dir.path(), place))
         .orchestrator(idle)
         .start()
         .await
@@ -395,6 +440,51 @@ fn run_fjall(n: u64) -> String {
     )
 }
 
+/// The raw PostgreSQL server, as the `fjall` scenario measures fjall: one single-row
+/// `INSERT` per transaction (each one WAL flush), and transactions of 100 rows.
+fn run_raw_postgres(url: &str, n: u64) -> String {
+    let mut client =
+        postgres::Client::connect(url, postgres::NoTls).expect("connect to the server");
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS durable_bench_raw;
+             CREATE TABLE durable_bench_raw (id bigint PRIMARY KEY, value bytea NOT NULL)",
+        )
+        .unwrap();
+    let insert = client
+        .prepare("INSERT INTO durable_bench_raw (id, value) VALUES ($1, $2)")
+        .unwrap();
+    let value = vec![7u8; 100];
+    let singles = n.max(1) as i64;
+    let began = Instant::now();
+    for i in 0..singles {
+        client.execute(&insert, &[&i, &value]).unwrap();
+    }
+    let single = singles as f64 / began.elapsed().as_secs_f64();
+
+    let batches = n.div_ceil(100).max(1) as i64;
+    let many = client
+        .prepare(
+            "INSERT INTO durable_bench_raw (id, value) \
+             SELECT id, $2 FROM unnest($1::bigint[]) AS t(id)",
+        )
+        .unwrap();
+    let began = Instant::now();
+    for b in 0..batches {
+        let ids: Vec<i64> = (0..100).map(|i| singles + b * 100 + i).collect();
+        let mut tx = client.transaction().unwrap();
+        tx.execute(&many, &[&ids, &value]).unwrap();
+        tx.commit().unwrap();
+    }
+    let batched = (batches * 100) as f64 / began.elapsed().as_secs_f64();
+    client
+        .batch_execute("DROP TABLE durable_bench_raw")
+        .unwrap();
+    format!(
+        r#"{{"scenario":"raw","single_row_tx_per_s":{single:.0},"batch100_rows_per_s":{batched:.0}}}"#
+    )
+}
+
 // ---- Driver ----
 
 fn default_n(scenario: Scenario) -> u64 {
@@ -415,6 +505,9 @@ fn run_all(args: &Args) -> ExitCode {
         }
         if args.buffered {
             command.arg("--buffered");
+        }
+        if let Some(url) = &args.store {
+            command.arg("--store").arg(url);
         }
         match command.status() {
             Ok(status) if status.success() => {}
@@ -443,15 +536,25 @@ async fn main() -> ExitCode {
     } else {
         Durability::Sync
     };
+    let place = Place {
+        durability,
+        postgres: args.store.as_deref(),
+    };
     let line = match args.scenario {
-        Scenario::Chain => run_chain(n, durability).await,
-        Scenario::Fanout => run_fanout(n, durability).await,
-        Scenario::Long => run_long(n, durability).await,
-        Scenario::Recovery => run_recovery(n, durability).await,
-        Scenario::Idle => run_idle(n, durability).await,
-        Scenario::Fjall => run_fjall(n),
+        Scenario::Chain => run_chain(n, place).await,
+        Scenario::Fanout => run_fanout(n, place).await,
+        Scenario::Long => run_long(n, place).await,
+        Scenario::Recovery => run_recovery(n, place).await,
+        Scenario::Idle => run_idle(n, place).await,
+        Scenario::Fjall => match place.postgres {
+            Some(url) => blocking(|| run_raw_postgres(url, n)),
+            None => run_fjall(n),
+        },
         Scenario::All => unreachable!("handled above"),
     };
-    println!("{line}");
+    match place.postgres {
+        Some(_) => println!("{}", line.replacen('{', r#"{"store":"postgres","#, 1)),
+        None => println!("{line}"),
+    }
     ExitCode::SUCCESS
 }

@@ -83,6 +83,39 @@ pub enum StoreError {
         /// The error of the failure that started it, when known.
         source: Option<Arc<dyn Error + Send + Sync>>,
     },
+    /// The database server of a store could not be used: it is out of reach, or it refused
+    /// the connection or the schema (credentials, database, permissions).
+    Server {
+        /// The server and database, as `user@host:port/database` (never the password).
+        server: String,
+        /// What went wrong.
+        problem: ServerProblem,
+        /// What the server or the network reported.
+        detail: String,
+        /// The client library's error.
+        source: Option<Arc<dyn Error + Send + Sync>>,
+    },
+    /// The database holds durable's schema in another version than the one this build
+    /// reads and writes.
+    OtherSchema {
+        /// The server and database, as `user@host:port/database`.
+        server: String,
+        /// The schema version the database is marked with.
+        found: u32,
+        /// The schema version this build reads and writes.
+        current: u32,
+    },
+    /// A history append does not start where the stored history ends: another writer
+    /// changed the history since this one read it (the instance ran elsewhere). The call
+    /// wrote nothing.
+    HistoryConflict {
+        /// The instance.
+        instance: String,
+        /// Where the append starts ([`HistoryAppend::first`](crate::HistoryAppend::first)).
+        first: u32,
+        /// How many events the stored history holds.
+        stored: u32,
+    },
     /// The storage engine failed to read or write.
     Io {
         /// What was being done, and what failed.
@@ -104,6 +137,20 @@ pub enum KeyKind {
     /// The event indices of a history append that runs past the last index a history
     /// holds (2^32 - 1); the key quoted is the instance id.
     EventIndex,
+}
+
+/// What kept a [`StoreError::Server`] from using its database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ServerProblem {
+    /// Nothing answers at the address, or the connection broke.
+    Unreachable,
+    /// The server refused the user name or the password.
+    Authentication,
+    /// The database does not exist on the server.
+    NoDatabase,
+    /// The user may not do what the store needs (connect, create its schema, write).
+    Permission,
 }
 
 impl fmt::Display for KeyKind {
@@ -157,7 +204,10 @@ impl StoreError {
             | StoreError::Corrupt { .. }
             | StoreError::Decode { .. }
             | StoreError::InvalidKey { .. }
-            | StoreError::Poisoned { .. } => true,
+            | StoreError::Poisoned { .. }
+            | StoreError::OtherSchema { .. }
+            | StoreError::HistoryConflict { .. } => true,
+            StoreError::Server { problem, .. } => *problem != ServerProblem::Unreachable,
             StoreError::Io { .. } => false,
         }
     }
@@ -212,6 +262,37 @@ impl fmt::Display for StoreError {
                  what was synced)",
                 at(path.as_deref())
             ),
+            StoreError::Server {
+                server,
+                problem,
+                detail,
+                ..
+            } => write!(f, "{} ({detail})", server_advice(server, *problem)),
+            StoreError::OtherSchema {
+                server,
+                found,
+                current,
+            } => write!(
+                f,
+                "the database {server} holds durable's schema version {found}, and this build \
+                 of durable reads version {current}; {}",
+                if found > current {
+                    "it was written by a newer durable: run that version, or point this one at \
+                     another database"
+                } else {
+                    "point this build at another database"
+                }
+            ),
+            StoreError::HistoryConflict {
+                instance,
+                first,
+                stored,
+            } => write!(
+                f,
+                "the history of instance `{instance}` holds {stored} events, and the commit \
+                 appends at index {first}: another writer changed it since it was read; \
+                 nothing was written: read the instance again"
+            ),
             StoreError::Io { detail, .. } => write!(f, "storage I/O failed: {detail}"),
         }
     }
@@ -223,7 +304,9 @@ impl Error for StoreError {
             StoreError::Corrupt { source, .. }
             | StoreError::Decode { source, .. }
             | StoreError::Poisoned { source, .. }
+            | StoreError::Server { source, .. }
             | StoreError::Io { source, .. } => source.as_deref().map(|e| e as _),
+            StoreError::OtherSchema { .. } | StoreError::HistoryConflict { .. } => None,
             StoreError::NotAStore { .. }
             | StoreError::AlreadyOpen { .. }
             | StoreError::OtherFormat { .. }
@@ -250,6 +333,28 @@ fn other_format_advice(found: u32, current: u32) -> &'static str {
     } else {
         "; finish or terminate its instances with the durable that wrote it, then start this \
          version on a new directory"
+    }
+}
+
+/// What a [`StoreError::Server`] says is wrong with `server`, and what to do.
+fn server_advice(server: &str, problem: ServerProblem) -> String {
+    match problem {
+        ServerProblem::Unreachable => format!(
+            "cannot reach the PostgreSQL server for {server}: check that it runs and that the \
+             host and port are right"
+        ),
+        ServerProblem::Authentication => format!(
+            "the PostgreSQL server refused the credentials for {server}: check the user name \
+             and password of the URL"
+        ),
+        ServerProblem::NoDatabase => format!(
+            "the database of {server} does not exist: create it (`createdb`, or `CREATE \
+             DATABASE`) or name another in the URL"
+        ),
+        ServerProblem::Permission => format!(
+            "the user of {server} lacks a permission the store needs: grant it CONNECT on the \
+             database and CREATE on it (for the `durable` schema), or use another user"
+        ),
     }
 }
 

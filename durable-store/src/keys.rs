@@ -80,7 +80,7 @@ const QUOTED_CHARS: usize = 64;
 
 /// A [`StoreError::InvalidKey`] quoting at most [`QUOTED_CHARS`] characters of `key`: a
 /// refused key may be 64 KiB or more, too long to read and to copy with every clone.
-fn invalid(kind: KeyKind, key: &str, reason: String) -> StoreError {
+pub(crate) fn invalid(kind: KeyKind, key: &str, reason: String) -> StoreError {
     let key = match key.char_indices().nth(QUOTED_CHARS) {
         Some((cut, _)) => format!("{}…", &key[..cut]),
         None => key.to_owned(),

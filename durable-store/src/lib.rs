@@ -1,7 +1,9 @@
 //! Durable storage for the `durable` workflow engine.
 //!
 //! [`Store`] is what the engine needs; [`FjallStore`] implements it on an embedded fjall
-//! database. With the `testing` feature, `MemoryStore` implements it in memory,
+//! database, and with the `postgres` feature `PostgresStore` on a PostgreSQL server
+//! (with `testing` too, `TestServer` runs a throwaway one for tests). With the `testing`
+//! feature, `MemoryStore` implements it in memory,
 //! `FaultyStore` makes chosen calls of another store fail, and `conformance::run` checks
 //! any implementation.
 #![warn(missing_docs)]
@@ -13,18 +15,24 @@ mod fjall_store;
 mod keys;
 #[cfg(feature = "testing")]
 mod memory_store;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod record;
 mod store;
 
 #[cfg(feature = "testing")]
 pub mod conformance;
 
-pub use error::{KeyKind, StoreError};
+pub use error::{KeyKind, ServerProblem, StoreError};
 #[cfg(feature = "testing")]
 pub use fault::{Call, FaultSwitch, FaultyStore};
 pub use fjall_store::{FORMAT_VERSION, FjallStore};
 #[cfg(feature = "testing")]
 pub use memory_store::MemoryStore;
+#[cfg(all(feature = "postgres", feature = "testing"))]
+pub use postgres::test_server::{TestDatabase, TestServer};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresStore, SCHEMA_VERSION};
 pub use record::{
     ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, Incarnation, InstanceRecord,
     ParentLink, Site, Status, StatusKind, WorkId, WorkItem,

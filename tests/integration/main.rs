@@ -13,6 +13,7 @@ mod manual_clock;
 mod patterns;
 mod payload_codec;
 mod payload_limits;
+mod postgres;
 mod registration;
 mod restart;
 mod review;

@@ -1,0 +1,256 @@
+//! How [`PostgresStore`](super::PostgresStore) writes a call to `commit`: its commits
+//! folded into the net change per key, written in one transaction by one statement
+//! (`apply.rs`), after the removal of whole histories if the call removes any.
+
+use std::collections::{BTreeMap, HashMap};
+
+use postgres::error::SqlState;
+
+use super::apply::{APPLY, REMOVE_HISTORIES, Rows};
+use super::connect::{Conn, Target};
+use super::pool::Failure;
+use crate::error::{KeyKind, StoreError, cause};
+use crate::keys;
+use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
+
+/// The longest key a btree index of PostgreSQL holds (a third of an 8 KiB page, less
+/// the row's header): a longer key is refused unless it compresses below it.
+const MAX_INDEXED_KEY: usize = 2704;
+
+/// What one history does within a call.
+#[derive(Default)]
+pub(super) struct HistoryChange<'a> {
+    /// Whether the call removes the stored history.
+    removed: bool,
+    /// Where the history ends after the call's changes so far; `None` while that depends on
+    /// the stored history.
+    end: Option<u64>,
+    /// The events to insert, as (index, event).
+    pub(super) events: Vec<(u32, &'a Event)>,
+}
+
+/// The net change of a call to `commit`.
+pub(super) struct Plan<'a> {
+    /// Last write per instance id: `Some` writes the record, `None` removes it.
+    pub(super) instances: BTreeMap<&'a str, Option<&'a InstanceRecord>>,
+    /// Per history, in first-touched order.
+    pub(super) histories: Vec<(&'a str, HistoryChange<'a>)>,
+    /// Appends whose start is checked against the stored history, as (id, first).
+    pub(super) fences: Vec<(&'a str, u32)>,
+    /// Last write per work id.
+    pub(super) work: BTreeMap<WorkId, Option<&'a WorkItem>>,
+    /// Last write per progress key.
+    pub(super) progress: BTreeMap<&'a str, Option<&'a [u8]>>,
+}
+
+impl<'a> Plan<'a> {
+    /// Folds `commits`, in order, into their net change.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::HistoryConflict`] if an append does not start where an earlier one of
+    /// the call left its history.
+    pub(super) fn of(commits: &'a [Commit]) -> Result<Self, StoreError> {
+        let mut plan = Plan {
+            instances: BTreeMap::new(),
+            histories: Vec::new(),
+            fences: Vec::new(),
+            work: BTreeMap::new(),
+            progress: BTreeMap::new(),
+        };
+        let mut slots: HashMap<&str, usize> = HashMap::new();
+        let mut history = |id: &'a str, plan: &mut Plan<'a>| -> usize {
+            *slots.entry(id).or_insert_with(|| {
+                plan.histories.push((id, HistoryChange::default()));
+                plan.histories.len() - 1
+            })
+        };
+        for commit in commits {
+            for (id, _) in &commit.histories_removed {
+                let slot = history(id, &mut plan);
+                let change = &mut plan.histories[slot].1;
+                change.removed = true;
+                change.end = Some(0);
+                change.events.clear();
+            }
+            for id in &commit.instances_removed {
+                plan.instances.insert(id, None);
+            }
+            for (id, record) in &commit.instances {
+                plan.instances.insert(id, Some(record));
+            }
+            for append in &commit.history {
+                let id = append.instance.as_str();
+                let slot = history(id, &mut plan);
+                let change = &mut plan.histories[slot].1;
+                match change.end {
+                    None => plan.fences.push((id, append.first)),
+                    // A history emptied by this call takes an append anywhere, as a stored
+                    // history with no events does.
+                    Some(_) if change.events.is_empty() => {}
+                    Some(end) if end == u64::from(append.first) => {}
+                    Some(end) => {
+                        return Err(StoreError::HistoryConflict {
+                            instance: id.to_owned(),
+                            first: append.first,
+                            stored: u32::try_from(end).unwrap_or(u32::MAX),
+                        });
+                    }
+                }
+                change.end = Some(u64::from(append.first) + append.events.len() as u64);
+                // `keys::check` made sure every index fits in a u32.
+                change
+                    .events
+                    .extend((append.first..=u32::MAX).zip(&append.events));
+            }
+            for id in &commit.dequeued {
+                plan.work.insert(*id, None);
+            }
+            for (id, item) in &commit.enqueued {
+                plan.work.insert(*id, Some(item));
+            }
+            for (key, value) in &commit.progress {
+                plan.progress.insert(key, value.as_deref());
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Writes the plan in one transaction on `conn`.
+    pub(super) fn write(&self, conn: &mut Conn, target: &Target) -> Result<(), Failure> {
+        let error = |doing: &'static str| move |e| self.error(target, doing, e);
+        // Encoded before the transaction begins: a record that does not encode costs no
+        // round trip.
+        let rows = Rows::of(self).map_err(error("encoding records"))?;
+        let mut tx = conn
+            .transaction()
+            .map_err(|e| error("starting a commit")(e.into()))?;
+        let removed: Vec<&[u8]> = self
+            .histories
+            .iter()
+            .filter(|(_, change)| change.removed)
+            .map(|(id, _)| id.as_bytes())
+            .collect();
+        if !removed.is_empty() {
+            tx.execute(REMOVE_HISTORIES, &[&removed])
+                .map_err(|e| error("removing histories")(e.into()))?;
+        }
+        let refused = tx
+            .query(APPLY, &rows.params())
+            .map_err(|e| error("writing a commit")(e.into()))?;
+        if let Some(row) = refused.first() {
+            // Dropping `tx` rolls back the removals.
+            let (id, first, stored): (Vec<u8>, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            return Err(StoreError::HistoryConflict {
+                instance: String::from_utf8_lossy(&id).into_owned(),
+                first: u32::try_from(first).unwrap_or(u32::MAX),
+                stored: u32::try_from(stored).unwrap_or(u32::MAX),
+            }
+            .into());
+        }
+        // Whether a COMMIT whose answer was lost was applied, no one can tell.
+        tx.commit().map_err(|e| Failure {
+            error: error("committing")(e.into()),
+            unapplied: false,
+        })
+    }
+
+    /// What a failed write means: an oversized key, a [`StoreError::HistoryConflict`]
+    /// when two writers met on a history's primary key, or what [`Target::error`] says.
+    fn error(&self, target: &Target, doing: &'static str, e: WriteError) -> StoreError {
+        match e {
+            WriteError::Sql(e) if e.code() == Some(&SqlState::PROGRAM_LIMIT_EXCEEDED) => self
+                .oversized_key()
+                .unwrap_or_else(|| write_error(target, doing, e)),
+            e => write_error(target, doing, e),
+        }
+    }
+
+    /// The first key too long for PostgreSQL's index, as [`StoreError::InvalidKey`]: what
+    /// a statement refused with `program_limit_exceeded` (SQLSTATE 54000) was refused for.
+    /// Only a key longer than [`MAX_INDEXED_KEY`] can be; which such key it was, the
+    /// server does not say.
+    fn oversized_key(&self) -> Option<StoreError> {
+        let ids = self
+            .instances
+            .keys()
+            .chain(self.histories.iter().map(|(id, _)| id))
+            .map(|id| (KeyKind::InstanceId, *id));
+        let progress = self.progress.keys().map(|key| (KeyKind::ProgressKey, *key));
+        let (kind, key) = ids
+            .chain(progress)
+            .find(|(_, key)| key.len() > MAX_INDEXED_KEY)?;
+        Some(keys::invalid(
+            kind,
+            key,
+            format!(
+                "it is {} bytes long, and PostgreSQL's index holds a key of at most \
+                 {MAX_INDEXED_KEY} bytes once compressed; use a shorter one",
+                key.len()
+            ),
+        ))
+    }
+}
+
+/// The bigint that stores a [`WorkId`]: the same 64 bits.
+pub(super) fn work_key(id: WorkId) -> i64 {
+    id as i64
+}
+
+/// A failed write: a record that does not encode, or the statement's error.
+pub(super) enum WriteError {
+    Encode(StoreError),
+    Sql(postgres::Error),
+}
+
+impl From<postgres::Error> for WriteError {
+    fn from(e: postgres::Error) -> Self {
+        WriteError::Sql(e)
+    }
+}
+
+pub(super) fn encode<T: serde::Serialize>(
+    value: &T,
+    what: impl FnOnce() -> String,
+) -> Result<Vec<u8>, WriteError> {
+    postcard::to_allocvec(value).map_err(|e| {
+        WriteError::Encode(StoreError::Io {
+            detail: format!("cannot encode {}: {e}", what()),
+            source: cause(e),
+        })
+    })
+}
+
+/// What a failed write means; two writers appending at the same index of a history meet
+/// on its primary key, which is a [`StoreError::HistoryConflict`].
+fn write_error(target: &Target, doing: &'static str, e: impl Into<WriteError>) -> StoreError {
+    let e = match e.into() {
+        WriteError::Encode(e) => return e,
+        WriteError::Sql(e) => e,
+    };
+    let db = e.as_db_error();
+    if e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+        && db.and_then(|db| db.constraint()) == Some("history_pkey")
+        && let Some((instance, index)) = db.and_then(|db| db.detail()).and_then(duplicate_key)
+    {
+        return StoreError::HistoryConflict {
+            instance,
+            first: index,
+            stored: index.saturating_add(1),
+        };
+    }
+    target.error(doing, e)
+}
+
+/// The instance id and index of a duplicate history key, from the detail of the unique
+/// violation: `Key (instance_id, idx)=(\x6f72, 3) already exists.`
+fn duplicate_key(detail: &str) -> Option<(String, u32)> {
+    let rest = detail.split_once("=(\\x")?.1;
+    let (hex, rest) = rest.split_once(", ")?;
+    let index = rest.split_once(')')?.0.parse().ok()?;
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some((String::from_utf8_lossy(&bytes).into_owned(), index))
+}

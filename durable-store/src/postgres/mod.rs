@@ -1,0 +1,221 @@
+//! [`PostgresStore`]: the [`Store`] on a PostgreSQL server (feature `postgres`).
+//!
+//! # Schema
+//!
+//! Everything lives in the schema `durable` of the database the URL names, created in one
+//! transaction by the first [`PostgresStore::open`] (see `schema.rs` for the DDL):
+//!
+//! | table       | key                        | columns                                                  |
+//! |-------------|----------------------------|----------------------------------------------------------|
+//! | `meta`      | `key` text                 | `value`: `schema_version` → [`SCHEMA_VERSION`]           |
+//! | `instances` | `id` bytea                 | `orchestrator`, `status`, `history_len`, `created_ms`, `updated_ms`, `input`, `output`, `custom_status`, `record` |
+//! | `history`   | (`instance_id`, `idx`)     | `kind`, `payload`, `record`                              |
+//! | `work`      | `id` bigint                | `kind`, `instance_id`, `payload`, `record`               |
+//! | `progress`  | `key` bytea                | `json`, `value`                                          |
+//!
+//! - The record columns (`record`, `progress.value`) hold exactly what [`FjallStore`]
+//!   stores: the postcard [`InstanceRecord`], [`Event`] or [`WorkItem`], and the raw
+//!   progress bytes. Reads decode only them, so both stores return the same values.
+//! - Beside them, columns for people and for SQL: `status` is the
+//!   [`StatusKind::as_str`](crate::StatusKind::as_str) name, `kind` the event's variant name
+//!   (`ActivityCompleted`) or the work item's (`message`, `activity`, `timer`), and the
+//!   `json`-typed columns (`input`, `output`, `custom_status`, `payload`, `progress.json`)
+//!   the user payload of the row, which durable-core writes as JSON, so `psql` shows it and
+//!   `payload->>'field'` works. A payload that is not JSON (only tests write such) leaves its
+//!   column NULL.
+//! - Ids and keys are `bytea`: instance ids and progress keys may hold any UTF-8, NUL
+//!   included, which `text` refuses; bytea compares byte by byte, the order of
+//!   [`Store::instances`]. `convert_from(id, 'UTF8')` shows one in `psql`.
+//! - A [`WorkId`] (u64) is stored as the bigint with the same bits: ids below 2^63 (all the
+//!   runtime allocates) read as themselves; [`Store::work_items`] sorts as u64.
+//! - `instances.history_len` is the record's; the history append is fenced on the stored
+//!   history itself (below).
+//!
+//! Later steps of issue 13 add the lease columns (`locked_by`, `locked_until`) to `work` and
+//! `instances`, with `history_len` as the turn's fence: the tables follow the peers that put
+//! a queue table beside the instance table with a lock owner and expiry on the row
+//! (durabletask-mssql `Instances.LockedBy/LockExpiration` and `NewTasks`, duroxide-pg
+//! `worker_queue.lock_token/locked_until`; `shared/peers/PEERS.md` A1, A2).
+//!
+//! # Commits
+//!
+//! One call to [`Store::commit`] is one transaction. Its commits are first folded into the
+//! net change per key (the last write of an instance, work item or progress key wins; a
+//! history removal drops the events appended before it), whose rows are then written by one
+//! statement (`apply.rs`: each table's rows as arrays, `unnest`ed by data-modifying CTEs).
+//! A call costs three round trips (`BEGIN`, the statement, `COMMIT`; a fourth when it
+//! removes histories, on continue-as-new or purge) whether it holds one commit or a group
+//! commit of hundreds. `BEGIN` stays a round trip of its own so that a call whose
+//! connection was lost before `COMMIT` is known not to have been applied, and is retried.
+//!
+//! The history append is fenced by its expected length, as durabletask-mssql and
+//! duroxide-pg fence a turn on the history's primary key (PEERS.md A1, A2): an append to a
+//! history that holds events must start at its length, or the call fails with
+//! [`StoreError::HistoryConflict`] and writes nothing (the statement's writes are all gated
+//! on the check). A history with no events takes an append at any index, as the other
+//! stores do (the conformance suite starts one at index 2^32 - 1). The primary key
+//! (`instance_id`, `idx`) catches two writers racing past the check.
+
+mod apply;
+mod columns;
+mod commit;
+mod connect;
+mod pool;
+mod read;
+mod schema;
+#[cfg(feature = "testing")]
+pub(crate) mod test_server;
+
+use std::sync::Arc;
+
+use crate::error::StoreError;
+use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
+use crate::store::Store;
+
+use self::connect::Target;
+use self::pool::Pool;
+
+pub use self::schema::SCHEMA_VERSION;
+
+#[cfg(doc)]
+use crate::fjall_store::FjallStore;
+
+/// A [`Store`] on a PostgreSQL server.
+///
+/// Commits go through one connection, one transaction per call; reads go through a few
+/// others, so they do not wait behind a commit. Each connection is owned by a thread of
+/// the store, so the store can be called from async code (the client library would panic
+/// inside a tokio runtime); the caller blocks until the answer, as a read of a disk does. A
+/// call whose connection was lost before anything was applied runs again on a new one.
+/// Cheap to clone: clones share the connections, which close when the last clone drops.
+///
+/// Several handles and processes may open one database, but until work is claimed under
+/// leases (a later step of the store contract) only one runtime may run on it: the
+/// history fence refuses a second writer's stale turn, but both would run the same work.
+///
+/// It refuses what [`FjallStore`] refuses, and an instance id or progress key longer than
+/// PostgreSQL's index holds (2,704 bytes once compressed) with
+/// [`StoreError::InvalidKey`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use durable_store::{PostgresStore, Store};
+///
+/// let store = PostgresStore::open("postgres://durable:secret@localhost/orders")?;
+/// println!("{} instances", store.instances()?.len());
+/// # Ok::<(), durable_store::StoreError>(())
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    target: Arc<Target>,
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Connects to the database of `url` and creates durable's schema in it if absent.
+    ///
+    /// `url` is a PostgreSQL URL (`postgres://user:password@host:port/database`) or a
+    /// key-value connection string (`host=/run/postgresql user=durable dbname=orders`).
+    /// Connections are in plain text (no TLS): use a unix socket or a trusted network.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Server`] if the server cannot be reached or refuses the user, the
+    /// password, the database or a permission the schema needs (its
+    /// [`ServerProblem`](crate::ServerProblem) says which), [`StoreError::OtherSchema`] if
+    /// the database holds durable's schema in a newer version than [`SCHEMA_VERSION`],
+    /// [`StoreError::Io`] if `url` does not parse or another statement fails.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let target = Arc::new(Target::parse(url)?);
+        // On a thread of its own, as every call: the caller may be async.
+        let writer = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let mut conn = target.connect()?;
+                    schema::create_or_check(&mut conn, &target)?;
+                    Ok(conn)
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
+        let pool = Pool::start(target.clone(), writer)?;
+        Ok(Self {
+            inner: Arc::new(Inner { target, pool }),
+        })
+    }
+
+    /// The server and database, as `user@host:port/database` (never the password).
+    pub fn server(&self) -> &str {
+        self.inner.target.name()
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("server", &self.server())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store for PostgresStore {
+    fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
+        if commits.iter().all(Commit::is_empty) {
+            return Ok(());
+        }
+        crate::keys::check(commits)?;
+        // A copy for the commit thread (the client library cannot run on the caller's).
+        let commits = commits.to_vec();
+        self.inner.pool.write(move |slot| {
+            let plan = commit::Plan::of(&commits)?;
+            slot.run(|conn, target| plan.write(conn, target))
+        })
+    }
+
+    fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        if !crate::keys::is_storable(id) {
+            return Ok(None);
+        }
+        let id = id.to_owned();
+        self.inner
+            .pool
+            .read(move |slot| slot.run(|conn, target| Ok(read::instance(conn, target, &id)?)))
+    }
+
+    fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        self.inner
+            .pool
+            .read(|slot| slot.run(|conn, target| Ok(read::instances(conn, target)?)))
+    }
+
+    fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+        if !crate::keys::is_storable(id) {
+            return Ok(Vec::new());
+        }
+        let id = id.to_owned();
+        self.inner
+            .pool
+            .read(move |slot| slot.run(|conn, target| Ok(read::history(conn, target, &id)?)))
+    }
+
+    fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
+        self.inner
+            .pool
+            .read(|slot| slot.run(|conn, target| Ok(read::work_items(conn, target)?)))
+    }
+
+    fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if !crate::keys::is_storable(key) {
+            return Ok(None);
+        }
+        let key = key.to_owned();
+        self.inner
+            .pool
+            .read(move |slot| slot.run(|conn, target| Ok(read::progress(conn, target, &key)?)))
+    }
+}

@@ -1,0 +1,107 @@
+//! durable's schema in the database: created on first open, its version checked on every
+//! open.
+
+use super::connect::{Conn, Target};
+use crate::error::StoreError;
+
+/// The version of the schema this build creates, reads and writes, recorded in
+/// `durable.meta` under `schema_version`. A database marked with a newer version is
+/// refused with [`StoreError::OtherSchema`].
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The tables of [`SCHEMA_VERSION`] (described in the module doc of `postgres`).
+const CREATE: &str = "
+CREATE SCHEMA IF NOT EXISTS durable;
+CREATE TABLE durable.meta (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+CREATE TABLE durable.instances (
+    id            bytea PRIMARY KEY,
+    orchestrator  text NOT NULL,
+    status        text NOT NULL,
+    history_len   bigint NOT NULL,
+    created_ms    bigint NOT NULL,
+    updated_ms    bigint NOT NULL,
+    input         json,
+    output        json,
+    custom_status json,
+    record        bytea NOT NULL
+);
+CREATE TABLE durable.history (
+    instance_id bytea NOT NULL,
+    idx         bigint NOT NULL,
+    kind        text NOT NULL,
+    payload     json,
+    record      bytea NOT NULL,
+    PRIMARY KEY (instance_id, idx)
+);
+CREATE TABLE durable.work (
+    id          bigint PRIMARY KEY,
+    kind        text NOT NULL,
+    instance_id bytea NOT NULL,
+    payload     json,
+    record      bytea NOT NULL
+);
+CREATE TABLE durable.progress (
+    key   bytea PRIMARY KEY,
+    json  json,
+    value bytea NOT NULL
+);
+";
+
+/// Creates the schema if the database has none, in one transaction; otherwise checks its
+/// version.
+pub(super) fn create_or_check(conn: &mut Conn, target: &Target) -> Result<(), StoreError> {
+    let error = |doing: &'static str| move |e| target.error(doing, e);
+    let mut tx = conn
+        .client()
+        .transaction()
+        .map_err(error("starting the schema check"))?;
+    // Two processes opening a new database at once: the second waits here, then finds the
+    // schema the first created.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('durable.schema'))",
+        &[],
+    )
+    .map_err(error("locking the schema"))?;
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('durable.meta') IS NOT NULL", &[])
+        .map_err(error("looking for durable's schema"))?
+        .get(0);
+    if !exists {
+        tx.batch_execute(CREATE)
+            .map_err(error("creating durable's schema"))?;
+        tx.execute(
+            "INSERT INTO durable.meta (key, value) VALUES ('schema_version', $1)",
+            &[&SCHEMA_VERSION.to_string()],
+        )
+        .map_err(error("recording the schema version"))?;
+        return tx.commit().map_err(error("creating durable's schema"));
+    }
+    let row = tx
+        .query_opt(
+            "SELECT value FROM durable.meta WHERE key = 'schema_version'",
+            &[],
+        )
+        .map_err(error("reading the schema version"))?;
+    let value: Option<String> = row.map(|row| row.get(0));
+    let found = value.as_deref().and_then(|v| v.parse::<u32>().ok());
+    match found {
+        Some(SCHEMA_VERSION) => Ok(()),
+        Some(found) => Err(StoreError::OtherSchema {
+            server: target.name().to_owned(),
+            found,
+            current: SCHEMA_VERSION,
+        }),
+        None => Err(StoreError::Io {
+            detail: format!(
+                "the schema `durable` of {} has no readable schema version (`durable.meta` \
+                 holds {value:?} under `schema_version`); it was not made by durable: drop it \
+                 or point the store at another database",
+                target.name()
+            ),
+            source: None,
+        }),
+    }
+}

@@ -1,0 +1,423 @@
+//! `PostgresStore` on a throwaway PostgreSQL server: the conformance suite, the history
+//! fence, payloads `psql` can read, and what each bad connection or schema tells the user.
+
+use std::path::Path;
+
+use durable_store::{
+    Commit, Event, HistoryAppend, InstanceRecord, KeyKind, PostgresStore, SCHEMA_VERSION,
+    ServerProblem, Status, Store, StoreError, TestServer, WorkItem, conformance,
+};
+
+/// A store on a new, empty database of the shared server.
+fn fresh_store() -> PostgresStore {
+    let database = TestServer::shared().database();
+    PostgresStore::open(database.url())
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", database.url()))
+}
+
+#[test]
+fn postgres_store_conforms() {
+    conformance::run(fresh_store);
+}
+
+#[test]
+fn postgres_store_survives_reopen() {
+    let database = TestServer::shared().database();
+    // The suite names a directory; the database is the store's place here.
+    conformance::run_reopen(Path::new("unused"), |_| {
+        PostgresStore::open(database.url()).unwrap()
+    });
+}
+
+fn event(n: u32) -> Event {
+    Event::ActivityCompleted {
+        seq: u64::from(n),
+        output: format!("{{\"n\":{n}}}").into_bytes(),
+    }
+}
+
+fn append(id: &str, first: u32, range: std::ops::Range<u32>) -> Commit {
+    Commit {
+        history: vec![HistoryAppend {
+            instance: id.to_owned(),
+            first,
+            events: range.map(event).collect(),
+        }],
+        ..Commit::default()
+    }
+}
+
+fn record(history_len: u32) -> InstanceRecord {
+    InstanceRecord {
+        history_len,
+        ..InstanceRecord::pending("flow".into(), 1, b"{\"order\":7}".to_vec(), 1, 1, None)
+    }
+}
+
+/// An append that does not start where the stored history ends is a stale writer's: the
+/// whole call is refused, typed, and writes nothing.
+#[test]
+fn an_append_not_at_the_stored_length_is_refused_and_writes_nothing() {
+    let store = fresh_store();
+    store.commit(&[append("x", 0, 0..3)]).unwrap();
+    let with_record = |mut commit: Commit| {
+        commit.instances.push(("x".into(), record(9)));
+        commit.progress.push(("p".into(), Some(b"1".to_vec())));
+        commit
+    };
+    for (first, why) in [(2, "overlapping"), (5, "past the end")] {
+        let err = store
+            .commit(&[Commit::default(), with_record(append("x", first, 0..2))])
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StoreError::HistoryConflict { instance, first: f, stored: 3 }
+                    if instance == "x" && *f == first
+            ),
+            "{why}: {err:?}"
+        );
+        assert!(err.is_permanent());
+        assert!(err.to_string().contains("another writer"), "{err}");
+        assert_eq!(
+            store.history("x").unwrap(),
+            (0..3).map(event).collect::<Vec<_>>()
+        );
+        assert_eq!(store.instance("x").unwrap(), None, "{why}: nothing written");
+        assert_eq!(store.progress("p").unwrap(), None, "{why}: nothing written");
+    }
+    // Within one call, the second append must start where the first ends.
+    let err = store
+        .commit(&[append("x", 3, 3..4), append("x", 3, 4..5)])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::HistoryConflict {
+                first: 3,
+                stored: 4,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    store
+        .commit(&[append("x", 3, 3..4), append("x", 4, 4..5)])
+        .unwrap();
+    assert_eq!(
+        store.history("x").unwrap(),
+        (0..5).map(event).collect::<Vec<_>>()
+    );
+    // A refused call that also removes a history (written before the fence is checked)
+    // keeps that history.
+    store.commit(&[append("y", 0, 0..2)]).unwrap();
+    let removal = Commit {
+        histories_removed: vec![("y".into(), 2)],
+        ..Commit::default()
+    };
+    let err = store.commit(&[removal, append("x", 9, 9..10)]).unwrap_err();
+    assert!(matches!(err, StoreError::HistoryConflict { .. }), "{err:?}");
+    assert_eq!(store.history("y").unwrap(), vec![event(0), event(1)]);
+}
+
+/// Two handles (as two processes would) that both read a history of 3 events: the first
+/// to commit wins, the second is refused.
+#[test]
+fn the_second_of_two_writers_at_one_length_is_refused() {
+    let database = TestServer::shared().database();
+    let first = PostgresStore::open(database.url()).unwrap();
+    let second = PostgresStore::open(database.url()).unwrap();
+    first.commit(&[append("x", 0, 0..3)]).unwrap();
+    first.commit(&[append("x", 3, 3..4)]).unwrap();
+    let err = second.commit(&[append("x", 3, 3..5)]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::HistoryConflict {
+                first: 3,
+                stored: 4,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(second.history("x").unwrap().len(), 4);
+}
+
+/// User payloads are JSON in `json` columns, so SQL (and `psql`) reads them.
+#[test]
+fn payloads_are_readable_json_in_sql() {
+    let database = TestServer::shared().database();
+    let store = PostgresStore::open(database.url()).unwrap();
+    let mut record = record(1);
+    record.status = Status::Completed {
+        output: b"{\"total\":42}".to_vec(),
+    };
+    store
+        .commit(&[Commit {
+            instances: vec![("order-1".into(), record)],
+            history: vec![HistoryAppend {
+                instance: "order-1".into(),
+                first: 0,
+                events: vec![event(5)],
+            }],
+            enqueued: vec![(
+                1,
+                WorkItem::Message {
+                    instance: "order-1".into(),
+                    incarnation: 1,
+                    generation: None,
+                    event: Event::EventRaised {
+                        name: "approve".into(),
+                        payload: b"\"yes\"".to_vec(),
+                    },
+                },
+            )],
+            // Not JSON: kept as bytes, its JSON column NULL.
+            progress: vec![("p".into(), Some(vec![0, 159, 1]))],
+            ..Commit::default()
+        }])
+        .unwrap();
+    let mut sql = postgres::Client::connect(database.url(), postgres::NoTls).unwrap();
+    let row = sql
+        .query_one(
+            "SELECT convert_from(id, 'UTF8'), status, input->>'order', output->>'total' \
+             FROM durable.instances",
+            &[],
+        )
+        .unwrap();
+    let (id, status, input, output): (String, String, String, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(
+        (
+            id.as_str(),
+            status.as_str(),
+            input.as_str(),
+            output.as_str()
+        ),
+        ("order-1", "completed", "7", "42")
+    );
+    let row = sql
+        .query_one("SELECT kind, payload->>'n' FROM durable.history", &[])
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("ActivityCompleted".into(), "5".into())
+    );
+    let row = sql
+        .query_one("SELECT id, kind, payload #>> '{}' FROM durable.work", &[])
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    assert_eq!(
+        (row.get::<_, String>(1), row.get::<_, String>(2)),
+        ("message".into(), "yes".into())
+    );
+    let row = sql
+        .query_one("SELECT json IS NULL, value FROM durable.progress", &[])
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, Vec<u8>>(1), vec![0, 159, 1]);
+}
+
+fn server_problem(result: Result<PostgresStore, StoreError>) -> (ServerProblem, String) {
+    match result {
+        Err(StoreError::Server {
+            problem,
+            server,
+            detail,
+            ..
+        }) => {
+            assert!(!server.contains(TestServer::PASSWORD), "{server}");
+            let err = StoreError::Server {
+                server,
+                problem,
+                detail,
+                source: None,
+            };
+            (problem, err.to_string())
+        }
+        other => panic!("expected StoreError::Server, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_unreachable_server_is_reported_as_such() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://durable:secret@127.0.0.1:{port}/orders");
+    let err = PostgresStore::open(&url).unwrap_err();
+    assert!(!err.is_permanent(), "a server may come back: {err:?}");
+    let (problem, message) = server_problem(Err(err));
+    assert_eq!(problem, ServerProblem::Unreachable);
+    assert!(message.contains("cannot reach"), "{message}");
+    assert!(
+        message.contains(&format!("durable@127.0.0.1:{port}/orders")),
+        "{message}"
+    );
+    assert!(!message.contains("secret"), "{message}");
+}
+
+#[test]
+fn a_wrong_password_is_reported_as_such() {
+    let server = TestServer::shared();
+    let url = server.tcp_url("wrong-password", "postgres");
+    let (problem, message) = server_problem(PostgresStore::open(&url));
+    assert_eq!(problem, ServerProblem::Authentication);
+    assert!(message.contains("user name and password"), "{message}");
+    assert!(!message.contains("wrong-password"), "{message}");
+    // The right password opens it.
+    PostgresStore::open(&server.tcp_url(TestServer::PASSWORD, "postgres")).unwrap();
+}
+
+#[test]
+fn a_missing_database_is_reported_as_such() {
+    let url = TestServer::shared().url("no_such_database");
+    let (problem, message) = server_problem(PostgresStore::open(&url));
+    assert_eq!(problem, ServerProblem::NoDatabase);
+    assert!(message.contains("no_such_database"), "{message}");
+    assert!(message.contains("createdb"), "{message}");
+}
+
+#[test]
+fn a_missing_permission_is_reported_as_such() {
+    let database = TestServer::shared().database();
+    let mut sql = postgres::Client::connect(database.url(), postgres::NoTls).unwrap();
+    sql.batch_execute(&format!(
+        "CREATE ROLE reader_{0} LOGIN; REVOKE CREATE ON DATABASE {0} FROM PUBLIC",
+        database.name()
+    ))
+    .unwrap();
+    let url = format!("{} user=reader_{}", database.url(), database.name());
+    let (problem, message) = server_problem(PostgresStore::open(&url));
+    assert_eq!(problem, ServerProblem::Permission);
+    assert!(message.contains("grant"), "{message}");
+}
+
+#[test]
+fn a_schema_of_a_newer_version_is_refused() {
+    let database = TestServer::shared().database();
+    drop(PostgresStore::open(database.url()).unwrap());
+    let mut sql = postgres::Client::connect(database.url(), postgres::NoTls).unwrap();
+    sql.execute(
+        "UPDATE durable.meta SET value = $1 WHERE key = 'schema_version'",
+        &[&(SCHEMA_VERSION + 1).to_string()],
+    )
+    .unwrap();
+    let err = PostgresStore::open(database.url()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::OtherSchema { found, current: SCHEMA_VERSION, .. } if found == SCHEMA_VERSION + 1),
+        "{err:?}"
+    );
+    assert!(err.is_permanent());
+    let message = err.to_string();
+    assert!(message.contains("newer durable"), "{message}");
+    assert!(message.contains(database.name()), "{message}");
+}
+
+#[test]
+fn a_connection_string_that_does_not_parse_says_what_to_write() {
+    let err = PostgresStore::open("postgres://host:notaport/db").unwrap_err();
+    assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("postgres://user:password@host:port/database"),
+        "{err}"
+    );
+}
+
+/// Several handles opening one new database at once create the schema once.
+#[test]
+fn handles_opening_a_new_database_at_once_share_one_schema() {
+    let database = TestServer::shared().database();
+    let stores: Vec<PostgresStore> = std::thread::scope(|scope| {
+        let opens: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| PostgresStore::open(database.url())))
+            .collect();
+        opens
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect()
+    });
+    stores[0].commit(&[append("x", 0, 0..1)]).unwrap();
+    assert_eq!(stores[3].history("x").unwrap(), vec![event(0)]);
+}
+
+/// Connections the server closed (a restart, `pg_terminate_backend`, an idle timeout) are
+/// opened again: reads and commits go on without an error.
+#[test]
+fn connections_the_server_closed_are_opened_again() {
+    let database = TestServer::shared().database();
+    let store = PostgresStore::open(database.url()).unwrap();
+    store.commit(&[append("x", 0, 0..1)]).unwrap();
+    assert_eq!(store.history("x").unwrap().len(), 1);
+    let mut sql = postgres::Client::connect(database.url(), postgres::NoTls).unwrap();
+    let closed = sql
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&database.name()],
+        )
+        .unwrap();
+    assert!(closed.len() >= 2, "the store's connections were closed");
+    store.commit(&[append("x", 1, 1..2)]).unwrap();
+    assert_eq!(store.history("x").unwrap(), vec![event(0), event(1)]);
+}
+
+/// An id PostgreSQL's index cannot hold (over 2,704 bytes that do not compress) is
+/// refused as the key it is, and the call writes nothing; long ids that compress are kept,
+/// as the conformance suite checks.
+#[test]
+fn an_id_too_long_for_the_index_is_refused_as_invalid() {
+    let store = fresh_store();
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let id: String = (0..3_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 90) as u8)
+        })
+        .collect();
+    let calls = [
+        (
+            KeyKind::InstanceId,
+            Commit {
+                instances: vec![(id.clone(), record(0))],
+                ..Commit::default()
+            },
+        ),
+        (KeyKind::InstanceId, append(&id, 0, 0..1)),
+        (
+            KeyKind::ProgressKey,
+            Commit {
+                progress: vec![(id.clone(), Some(vec![1]))],
+                ..Commit::default()
+            },
+        ),
+    ];
+    for (kind, commit) in calls {
+        let good = Commit {
+            progress: vec![("good".into(), Some(vec![1]))],
+            ..Commit::default()
+        };
+        let err = store.commit(&[good, commit]).unwrap_err();
+        match &err {
+            StoreError::InvalidKey {
+                kind: got,
+                key,
+                reason,
+            } => {
+                assert_eq!(*got, kind);
+                assert!(id.starts_with(key.trim_end_matches('…')), "{key}");
+                assert!(reason.contains("2704"), "{reason}");
+            }
+            other => panic!("expected InvalidKey, got {other:?}"),
+        }
+        assert!(err.is_permanent());
+        assert_eq!(store.progress("good").unwrap(), None, "nothing written");
+    }
+}
