@@ -133,6 +133,9 @@ pub use durable_macros::activity;
 /// # What it checks and generates
 #[doc(inline)]
 pub use durable_macros::deterministic;
+/// The PostgreSQL store (feature `postgres`).
+#[cfg(feature = "postgres")]
+pub use durable_store::PostgresStore;
 pub use durable_store::{Durability, FjallStore, KeyKind, StatusKind, Store, StoreError};
 pub use error::{
     ActivityError, ClientRequest, Error, InvalidIdReason, SubOrchestrationError, Timeout,
