@@ -421,3 +421,248 @@ fn an_id_too_long_for_the_index_is_refused_as_invalid() {
         assert_eq!(store.progress("good").unwrap(), None, "nothing written");
     }
 }
+
+/// Every read of `a` and `b`, for the instances and progress keys named.
+fn same_reads(a: &dyn Store, b: &dyn Store, ids: &[&str], keys: &[&str], why: &str) {
+    assert_eq!(a.instances().unwrap(), b.instances().unwrap(), "{why}");
+    assert_eq!(a.work_items().unwrap(), b.work_items().unwrap(), "{why}");
+    for id in ids {
+        assert_eq!(
+            a.history(id).unwrap(),
+            b.history(id).unwrap(),
+            "{why}: {id:?}"
+        );
+        assert_eq!(
+            a.instance(id).unwrap(),
+            b.instance(id).unwrap(),
+            "{why}: {id:?}"
+        );
+    }
+    for key in keys {
+        assert_eq!(
+            a.progress(key).unwrap(),
+            b.progress(key).unwrap(),
+            "{why}: {key:?}"
+        );
+    }
+}
+
+/// Runs each call on a `FjallStore` and on a `PostgresStore`: both answer the same, and
+/// read the same after it.
+fn same_as_fjall(calls: &[(&str, Vec<Commit>)], ids: &[&str], keys: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let fjall = durable_store::FjallStore::open(dir.path()).unwrap();
+    let postgres = fresh_store();
+    for (why, commits) in calls {
+        let want = fjall.commit(commits).map_err(|e| e.to_string());
+        let got = postgres.commit(commits).map_err(|e| e.to_string());
+        assert_eq!(got, want, "{why}");
+        same_reads(&fjall, &postgres, ids, keys, why);
+    }
+}
+
+fn work(instance: &str, n: u32) -> WorkItem {
+    WorkItem::Message {
+        instance: instance.into(),
+        incarnation: 1,
+        generation: None,
+        event: event(n),
+    }
+}
+
+/// Later commits of one call override earlier ones key by key, whatever the table, as the
+/// fjall store's batch does: a record removed and written again, a work item enqueued and
+/// acknowledged, a history removed and started again (continue-as-new).
+#[test]
+fn a_call_applies_its_commits_in_order_as_fjall_does() {
+    let removal = |id: &str, len: u32| Commit {
+        histories_removed: vec![(id.into(), len)],
+        ..Commit::default()
+    };
+    let calls = vec![
+        (
+            "seed",
+            vec![
+                Commit {
+                    instances: vec![("a".into(), record(3)), ("b".into(), record(1))],
+                    enqueued: vec![(1, work("a", 1)), (2, work("b", 2))],
+                    progress: vec![("p".into(), Some(b"1".to_vec()))],
+                    ..append("a", 0, 0..3)
+                },
+                append("b", 0, 0..1),
+            ],
+        ),
+        (
+            "a later commit overrides an earlier one's key",
+            vec![
+                Commit {
+                    instances: vec![("a".into(), record(4))],
+                    progress: vec![("p".into(), Some(b"2".to_vec()))],
+                    enqueued: vec![(3, work("a", 3))],
+                    ..Commit::default()
+                },
+                Commit {
+                    instances: vec![("a".into(), record(5))],
+                    progress: vec![("p".into(), Some(b"3".to_vec()))],
+                    enqueued: vec![(3, work("a", 4))],
+                    ..Commit::default()
+                },
+            ],
+        ),
+        (
+            "removed and created again; created and removed",
+            vec![
+                Commit {
+                    instances_removed: vec!["a".into(), "c".into()],
+                    progress: vec![("p".into(), None), ("q".into(), Some(b"x".to_vec()))],
+                    ..Commit::default()
+                },
+                Commit {
+                    instances: vec![("a".into(), record(7)), ("c".into(), record(0))],
+                    progress: vec![("p".into(), Some(b"4".to_vec())), ("q".into(), None)],
+                    ..Commit::default()
+                },
+                Commit {
+                    instances_removed: vec!["c".into()],
+                    ..Commit::default()
+                },
+            ],
+        ),
+        (
+            "enqueued and acknowledged in one call; acknowledged and enqueued again",
+            vec![
+                Commit {
+                    enqueued: vec![(10, work("a", 10))],
+                    dequeued: vec![2],
+                    ..Commit::default()
+                },
+                Commit {
+                    dequeued: vec![10],
+                    enqueued: vec![(2, work("b", 20))],
+                    ..Commit::default()
+                },
+                Commit {
+                    // In one commit the acknowledgement comes before the enqueue.
+                    dequeued: vec![11],
+                    enqueued: vec![(11, work("b", 11))],
+                    ..Commit::default()
+                },
+            ],
+        ),
+        (
+            "appended, removed and started again in one call (continue-as-new)",
+            vec![
+                append("a", 3, 3..5),
+                Commit {
+                    histories_removed: vec![("a".into(), 5)],
+                    ..append("a", 0, 10..12)
+                },
+                append("a", 2, 12..13),
+                removal("b", 1),
+                append("b", 0, 20..21),
+                removal("b", 1),
+                append("b", 0, 30..32),
+            ],
+        ),
+        ("removed alone", vec![removal("a", 3)]),
+    ];
+    same_as_fjall(&calls, &["a", "b", "c"], &["p", "q"]);
+}
+
+/// Bytes the store only keeps: ids with NUL and other characters `text` refuses, payloads
+/// that are not UTF-8 or JSON PostgreSQL's `json` refuses (a lone surrogate escape), an
+/// orchestrator name with a NUL, payloads of megabytes.
+#[test]
+fn odd_and_large_bytes_are_kept_as_fjall_keeps_them() {
+    let odd_ids = ["nul\0id", "\u{feff}bom", "é\u{10ffff}", "\\x00"];
+    let mut calls = Vec::new();
+    for (n, id) in odd_ids.iter().enumerate() {
+        let n = n as u32;
+        calls.push((
+            "an odd id",
+            vec![Commit {
+                instances: vec![(id.to_string(), record(1))],
+                enqueued: vec![(u64::from(n), work(id, n))],
+                progress: vec![(id.to_string(), Some(vec![0, 0xff, n as u8]))],
+                ..append(id, 0, 0..1)
+            }],
+        ));
+    }
+    let payloads: [(&str, Vec<u8>); 6] = [
+        ("not UTF-8", vec![0xff, 0xfe, 0]),
+        ("a lone high surrogate", br#""\ud800""#.to_vec()),
+        ("a lone low surrogate", br#"{"k": ["\udc00"]}"#.to_vec()),
+        ("a surrogate key", br#"{"\ud83d": 1}"#.to_vec()),
+        ("a NUL escape", br#""a\u0000b""#.to_vec()),
+        ("a huge number", b"1e400".to_vec()),
+    ];
+    for (why, payload) in payloads {
+        let mut record = record(1);
+        record.input = payload.clone();
+        record.status = Status::Completed {
+            output: payload.clone(),
+        };
+        calls.push((
+            why,
+            vec![Commit {
+                instances: vec![("j".into(), record)],
+                history: vec![HistoryAppend {
+                    instance: "j".into(),
+                    first: 0,
+                    events: vec![Event::EventRaised {
+                        name: "e".into(),
+                        payload: payload.clone(),
+                    }],
+                }],
+                histories_removed: vec![("j".into(), 1)],
+                progress: vec![("j".into(), Some(payload))],
+                ..Commit::default()
+            }],
+        ));
+    }
+    let mut named = record(0);
+    named.orchestrator = "flow\0with a NUL".into();
+    calls.push((
+        "an orchestrator name with a NUL",
+        vec![Commit {
+            instances: vec![("named".into(), named)],
+            ..Commit::default()
+        }],
+    ));
+    let big: Vec<u8> = (0..24 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let mut big_json = b"\"".to_vec();
+    big_json.extend(std::iter::repeat_n(b'z', 16 << 20));
+    big_json.push(b'"');
+    calls.push((
+        "payloads of megabytes",
+        vec![Commit {
+            progress: vec![("big".into(), Some(big.clone()))],
+            ..Commit::default()
+        }],
+    ));
+    calls.push((
+        "payloads of megabytes",
+        vec![Commit {
+            history: vec![HistoryAppend {
+                instance: "big".into(),
+                first: 0,
+                events: vec![
+                    Event::EventRaised {
+                        name: "e".into(),
+                        payload: big_json.clone(),
+                    },
+                    Event::EventRaised {
+                        name: "f".into(),
+                        payload: big,
+                    },
+                ],
+            }],
+            ..Commit::default()
+        }],
+    ));
+    let mut ids = odd_ids.to_vec();
+    ids.extend(["j", "named", "big"]);
+    let mut keys = odd_ids.to_vec();
+    keys.extend(["j", "big"]);
+    same_as_fjall(&calls, &ids, &keys);
+}

@@ -6,6 +6,8 @@
 //! holds one change per key). The removal of a history is the exception: its rows may be
 //! written again by the same call, so it runs as a statement of its own, before this one.
 
+use std::borrow::Cow;
+
 use postgres::types::ToSql;
 
 use super::columns;
@@ -91,7 +93,7 @@ pub(super) struct Rows<'a> {
     fence_firsts: Vec<i64>,
     instances_removed: Vec<&'a [u8]>,
     instance_ids: Vec<&'a [u8]>,
-    orchestrators: Vec<&'a str>,
+    orchestrators: Vec<Cow<'a, str>>,
     statuses: Vec<&'static str>,
     history_lens: Vec<i64>,
     created: Vec<i64>,
@@ -169,7 +171,7 @@ impl<'a> Rows<'a> {
 
     fn push_instance(&mut self, id: &'a str, record: &'a InstanceRecord) -> Result<(), WriteError> {
         self.instance_ids.push(id.as_bytes());
-        self.orchestrators.push(&record.orchestrator);
+        self.orchestrators.push(columns::text(&record.orchestrator));
         self.statuses.push(record.status.name());
         self.history_lens.push(i64::from(record.history_len));
         // Milliseconds since 1970 fit in an i64 for 292 million years.

@@ -1,6 +1,8 @@
 //! The columns written beside each postcard record for people and SQL: kind names and the
 //! user payload as JSON.
 
+use std::borrow::Cow;
+
 use serde::de::IgnoredAny;
 
 use crate::record::{Event, FailureKind, InstanceRecord, Status, WorkItem};
@@ -14,6 +16,16 @@ pub(super) fn json(bytes: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(bytes).ok()?;
     serde_json::from_str::<IgnoredAny>(text).ok()?;
     Some(text)
+}
+
+/// `name` as the value of a `text` column, which cannot hold NUL: each NUL shown as U+FFFD
+/// (the record keeps the name as it is).
+pub(super) fn text(name: &str) -> Cow<'_, str> {
+    if name.contains('\0') {
+        Cow::Owned(name.replace('\0', "\u{fffd}"))
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 /// [`json`] of an optional payload.
