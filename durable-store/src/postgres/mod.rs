@@ -22,7 +22,8 @@
 //!   `json`-typed columns (`input`, `output`, `custom_status`, `payload`, `progress.json`)
 //!   the user payload of the row, which durable-core writes as JSON, so `psql` shows it and
 //!   `payload->>'field'` works. A payload that is not JSON (only tests write such) leaves its
-//!   column NULL.
+//!   column NULL. `text` cannot hold NUL: a NUL in an orchestrator name shows as U+FFFD in
+//!   `orchestrator` (the record keeps the name as it is).
 //! - Ids and keys are `bytea`: instance ids and progress keys may hold any UTF-8, NUL
 //!   included, which `text` refuses; bytea compares byte by byte, the order of
 //!   [`Store::instances`]. `convert_from(id, 'UTF8')` shows one in `psql`.
