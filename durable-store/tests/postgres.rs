@@ -666,3 +666,62 @@ fn odd_and_large_bytes_are_kept_as_fjall_keeps_them() {
     keys.extend(["j", "big"]);
     same_as_fjall(&calls, &ids, &keys);
 }
+
+/// The number of open file descriptors and of threads of this process.
+fn fds_and_threads() -> (usize, usize) {
+    let count = |dir: &str| std::fs::read_dir(dir).unwrap().count();
+    (count("/proc/self/fd"), count("/proc/self/task"))
+}
+
+/// A dropped store closes its connections and ends its threads: opening and dropping 200
+/// stores (each having read and written) leaves the process as it was, and the server
+/// with no session of theirs. Counted in a process of its own (this test alone), as the
+/// other tests open and drop stores meanwhile.
+#[test]
+fn dropped_stores_leave_no_connection_or_thread() {
+    const ALONE: &str = "DURABLE_TEST_ALONE";
+    if std::env::var_os(ALONE).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "dropped_stores_leave_no_connection_or_thread"])
+            .args(["--test-threads=1", "--nocapture"])
+            .env(ALONE, "1")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.contains("1 passed"),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let database = TestServer::shared().database();
+    drop(PostgresStore::open(database.url()).unwrap());
+    let before = fds_and_threads();
+    for n in 0..200 {
+        let store = PostgresStore::open(database.url()).unwrap();
+        store.commit(&[append("x", n, n..n + 1)]).unwrap();
+        assert_eq!(store.history("x").unwrap().len(), n as usize + 1);
+        drop(store);
+        assert_eq!(fds_and_threads(), before, "(file descriptors, threads)");
+    }
+    // The store said goodbye to the server before its drop returned; the server ends
+    // the sessions on its own time.
+    let mut sql = postgres::Client::connect(database.url(), postgres::NoTls).unwrap();
+    let mut sessions = -1;
+    for _ in 0..50 {
+        sessions = sql
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&database.name()],
+            )
+            .unwrap()
+            .get::<_, i64>(0);
+        if sessions == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(sessions, 0, "sessions left open on the server");
+}

@@ -88,7 +88,8 @@ use crate::fjall_store::FjallStore;
 /// the store, so the store can be called from async code (the client library would panic
 /// inside a tokio runtime); the caller blocks until the answer, as a read of a disk does. A
 /// call whose connection was lost before anything was applied runs again on a new one.
-/// Cheap to clone: clones share the connections, which close when the last clone drops.
+/// Cheap to clone: clones share the connections, which are closed (and their threads
+/// ended) by the time the drop of the last clone returns.
 ///
 /// Several handles and processes may open one database, but until work is claimed under
 /// leases (a later step of the store contract) only one runtime may run on it: the

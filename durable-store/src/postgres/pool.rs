@@ -9,6 +9,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use super::connect::{Conn, Target};
 use crate::error::{ServerProblem, StoreError};
@@ -88,8 +89,9 @@ impl From<StoreError> for Failure {
 
 /// The connection threads of one store; they end when it drops.
 pub(super) struct Pool {
-    writer: Sender<Job>,
-    readers: Sender<Job>,
+    writer: Option<Sender<Job>>,
+    readers: Option<Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Pool {
@@ -100,20 +102,28 @@ impl Pool {
             target: target.clone(),
             conn: Some(writer),
         };
-        spawn("durable-pg-commit", slot, Arc::new(Mutex::new(jobs)))?;
-        let (readers, jobs) = channel::<Job>();
-        let jobs = Arc::new(Mutex::new(jobs));
+        let (readers, reads) = channel::<Job>();
+        // Built first, so that a thread that fails to start drops (and joins) the others.
+        let mut pool = Self {
+            writer: Some(writer_jobs),
+            readers: Some(readers),
+            threads: Vec::with_capacity(1 + READERS),
+        };
+        pool.threads.push(spawn(
+            "durable-pg-commit",
+            slot,
+            Arc::new(Mutex::new(jobs)),
+        )?);
+        let reads = Arc::new(Mutex::new(reads));
         for n in 0..READERS {
             let slot = Slot {
                 target: target.clone(),
                 conn: None,
             };
-            spawn(&format!("durable-pg-read-{n}"), slot, jobs.clone())?;
+            pool.threads
+                .push(spawn(&format!("durable-pg-read-{n}"), slot, reads.clone())?);
         }
-        Ok(Self {
-            writer: writer_jobs,
-            readers,
-        })
+        Ok(pool)
     }
 
     /// Runs `job` on the commit thread's connection and waits for its answer.
@@ -121,7 +131,7 @@ impl Pool {
         &self,
         job: impl FnOnce(&mut Slot) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        call(&self.writer, job)
+        call(self.writer.as_ref().expect("set until dropped"), job)
     }
 
     /// Runs `job` on a read thread's connection and waits for its answer.
@@ -129,7 +139,21 @@ impl Pool {
         &self,
         job: impl FnOnce(&mut Slot) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        call(&self.readers, job)
+        call(self.readers.as_ref().expect("set until dropped"), job)
+    }
+}
+
+impl Drop for Pool {
+    /// Ends the threads and waits until they have closed their connections, so a dropped
+    /// store holds no session on the server (a `DROP DATABASE` right after succeeds).
+    fn drop(&mut self) {
+        self.writer = None;
+        self.readers = None;
+        for thread in self.threads.drain(..) {
+            // The thread that drops the last handle is never one of the pool's: a call
+            // borrows the store, and jobs hold no handle.
+            let _ = thread.join();
+        }
     }
 }
 
@@ -156,7 +180,11 @@ fn stopped() -> StoreError {
 }
 
 /// Starts a connection thread serving `jobs` until every sender is dropped.
-fn spawn(name: &str, mut slot: Slot, jobs: Arc<Mutex<Receiver<Job>>>) -> Result<(), StoreError> {
+fn spawn(
+    name: &str,
+    mut slot: Slot,
+    jobs: Arc<Mutex<Receiver<Job>>>,
+) -> Result<JoinHandle<()>, StoreError> {
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
@@ -174,7 +202,6 @@ fn spawn(name: &str, mut slot: Slot, jobs: Arc<Mutex<Receiver<Job>>>) -> Result<
                 }
             }
         })
-        .map(drop)
         .map_err(|e| StoreError::Io {
             detail: format!("cannot start the store's connection thread: {e}"),
             source: crate::error::cause(e),
