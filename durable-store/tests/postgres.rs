@@ -725,3 +725,90 @@ fn dropped_stores_leave_no_connection_or_thread() {
     }
     assert_eq!(sessions, 0, "sessions left open on the server");
 }
+
+/// A TCP proxy to the shared server that, once armed, forwards the next `COMMIT` a client
+/// sends and then cuts that connection without passing the answer on: the server commits,
+/// the client never learns it. Returns its port and the switch that arms it.
+fn proxy_cutting_a_commit() -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let armed = Arc::new(AtomicBool::new(false));
+    let server = TestServer::shared().port();
+    let switch = armed.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let upstream = TcpStream::connect(("127.0.0.1", server)).unwrap();
+            let cut = Arc::new(AtomicBool::new(false));
+            let (mut from_client, mut to_server) =
+                (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+            let (armed, cut_here) = (switch.clone(), cut.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0; 1 << 16];
+                while let Ok(n) = from_client.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    let commit = buf[..n].windows(7).any(|w| w == b"COMMIT\0");
+                    if commit && armed.swap(false, Ordering::SeqCst) {
+                        cut_here.store(true, Ordering::SeqCst);
+                        let _ = to_server.write_all(&buf[..n]);
+                        std::thread::sleep(std::time::Duration::from_millis(500));
+                        let _ = from_client.shutdown(Shutdown::Both);
+                        let _ = to_server.shutdown(Shutdown::Both);
+                        return;
+                    }
+                    if to_server.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+            let (mut from_server, mut to_client) = (upstream, client);
+            std::thread::spawn(move || {
+                let mut buf = vec![0; 1 << 16];
+                while let Ok(n) = from_server.read(&mut buf) {
+                    if n == 0
+                        || cut.load(Ordering::SeqCst)
+                        || to_client.write_all(&buf[..n]).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, armed)
+}
+
+/// A commit whose connection is lost while its `COMMIT` is in flight may have been
+/// applied: the store cannot say it failed (the runtime would run the turn again, and
+/// apply it twice) nor that it succeeded. It refuses every later write, as `FjallStore`
+/// does after a write it cannot vouch for, and says so; reads go on.
+#[test]
+fn a_commit_lost_in_flight_poisons_the_store() {
+    let database = TestServer::shared().database();
+    let (port, armed) = proxy_cutting_a_commit();
+    let url = format!(
+        "postgres://postgres:{}@127.0.0.1:{port}/{}",
+        TestServer::PASSWORD,
+        database.name()
+    );
+    let store = PostgresStore::open(&url).unwrap();
+    store.commit(&[append("x", 0, 0..1)]).unwrap();
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = store.commit(&[append("x", 1, 1..2)]).unwrap_err();
+    // The server did commit it.
+    let direct = PostgresStore::open(database.url()).unwrap();
+    assert_eq!(direct.history("x").unwrap(), vec![event(0), event(1)]);
+    assert!(
+        matches!(err, StoreError::Poisoned { .. }) && err.is_permanent(),
+        "a commit that may have been applied must not be retried: {err:?}"
+    );
+    let again = store.commit(&[append("x", 2, 2..3)]).unwrap_err();
+    assert!(matches!(again, StoreError::Poisoned { .. }), "{again:?}");
+    assert_eq!(store.history("x").unwrap().len(), 2, "reads go on");
+}

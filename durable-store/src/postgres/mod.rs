@@ -87,7 +87,11 @@ use crate::fjall_store::FjallStore;
 /// others, so they do not wait behind a commit. Each connection is owned by a thread of
 /// the store, so the store can be called from async code (the client library would panic
 /// inside a tokio runtime); the caller blocks until the answer, as a read of a disk does. A
-/// call whose connection was lost before anything was applied runs again on a new one.
+/// call whose connection was lost before anything was applied runs again on a new one. A
+/// commit whose connection was lost while its `COMMIT` was in flight may or may not have
+/// been applied: it fails with [`StoreError::Poisoned`], and so does every later commit
+/// through this handle (reads go on), as [`FjallStore`] refuses writes after a write it
+/// cannot vouch for; open the store again (restart the process) to write again.
 /// Cheap to clone: clones share the connections, which are closed (and their threads
 /// ended) by the time the drop of the last clone returns.
 ///

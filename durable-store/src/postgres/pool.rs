@@ -24,6 +24,10 @@ type Job = Box<dyn FnOnce(&mut Slot) + Send>;
 pub(super) struct Slot {
     target: Arc<Target>,
     conn: Option<Conn>,
+    /// Set once a commit's connection was lost while its `COMMIT` was in flight: whether it
+    /// was applied no one can tell, so no later call runs (as `FjallStore` refuses writes
+    /// after a write it cannot vouch for).
+    poisoned: Option<StoreError>,
 }
 
 impl Slot {
@@ -37,13 +41,17 @@ impl Slot {
 
     /// Runs `job` on the connection, and once more on a new one if the first was lost (the
     /// server restarted or ended the session, or the network cut it) and `job` says none
-    /// of it can have been applied.
+    /// of it can have been applied. A call lost when it may have been applied poisons the
+    /// slot: it and every later call fail with [`StoreError::Poisoned`].
     pub(super) fn run<T>(
         &mut self,
         mut job: impl FnMut(&mut Conn, &Target) -> Result<T, Failure>,
     ) -> Result<T, StoreError> {
         let mut retried = false;
         loop {
+            if let Some(poisoned) = &self.poisoned {
+                return Err(poisoned.clone());
+            }
             let (conn, target) = self.conn()?;
             let failure = match job(conn, target) {
                 Ok(value) => return Ok(value),
@@ -59,6 +67,20 @@ impl Slot {
                 );
             if lost {
                 self.conn = None;
+            }
+            if lost && !failure.unapplied {
+                let poisoned = StoreError::Poisoned {
+                    path: None,
+                    detail: format!(
+                        "the connection of a commit to {} was lost while its COMMIT was in \
+                         flight, so whether it was applied is unknown: {}",
+                        self.target.name(),
+                        failure.error
+                    ),
+                    source: Some(Arc::new(failure.error)),
+                };
+                self.poisoned = Some(poisoned.clone());
+                return Err(poisoned);
             }
             if retried || !lost || !failure.unapplied {
                 return Err(failure.error);
@@ -101,6 +123,7 @@ impl Pool {
         let slot = Slot {
             target: target.clone(),
             conn: Some(writer),
+            poisoned: None,
         };
         let (readers, reads) = channel::<Job>();
         // Built first, so that a thread that fails to start drops (and joins) the others.
@@ -119,6 +142,7 @@ impl Pool {
             let slot = Slot {
                 target: target.clone(),
                 conn: None,
+                poisoned: None,
             };
             pool.threads
                 .push(spawn(&format!("durable-pg-read-{n}"), slot, reads.clone())?);
