@@ -667,6 +667,30 @@ fn odd_and_large_bytes_are_kept_as_fjall_keeps_them() {
     same_as_fjall(&calls, &ids, &keys);
 }
 
+/// Set in a test process that runs one test alone.
+const ALONE: &str = "DURABLE_TEST_ALONE";
+
+/// Whether this process runs `test` alone; if not, runs it alone in a new process of this
+/// test binary (with the environment variables `env` set) and checks that it passed.
+fn alone(test: &str, env: &[(&str, &str)]) -> bool {
+    if std::env::var_os(ALONE).is_some() {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--test-threads=1", "--nocapture"])
+        .env(ALONE, "1")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("1 passed"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
 /// The number of open file descriptors and of threads of this process.
 fn fds_and_threads() -> (usize, usize) {
     let count = |dir: &str| std::fs::read_dir(dir).unwrap().count();
@@ -679,20 +703,7 @@ fn fds_and_threads() -> (usize, usize) {
 /// other tests open and drop stores meanwhile.
 #[test]
 fn dropped_stores_leave_no_connection_or_thread() {
-    const ALONE: &str = "DURABLE_TEST_ALONE";
-    if std::env::var_os(ALONE).is_none() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "dropped_stores_leave_no_connection_or_thread"])
-            .args(["--test-threads=1", "--nocapture"])
-            .env(ALONE, "1")
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && said.contains("1 passed"),
-            "{said}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if !alone("dropped_stores_leave_no_connection_or_thread", &[]) {
         return;
     }
     let database = TestServer::shared().database();
@@ -820,4 +831,19 @@ fn a_commit_lost_in_flight_poisons_the_store() {
     let again = store.commit(&[append("x", 2, 2..3)]).unwrap_err();
     assert!(matches!(again, StoreError::Poisoned { .. }), "{again:?}");
     assert_eq!(store.history("x").unwrap().len(), 2, "reads go on");
+}
+
+/// The test server starts whatever the PATH (a root's may lack `/usr/sbin`, a service's may
+/// hold only its own directory).
+#[test]
+fn the_test_server_starts_without_a_path() {
+    if !alone(
+        "the_test_server_starts_without_a_path",
+        &[("PATH", "/nonexistent")],
+    ) {
+        return;
+    }
+    let store = fresh_store();
+    store.commit(&[append("x", 0, 0..1)]).unwrap();
+    assert_eq!(store.history("x").unwrap(), vec![event(0)]);
 }

@@ -301,8 +301,20 @@ fn is_root() -> bool {
 }
 
 /// A command running `program` as the user the server runs as: `postgres` when this
-/// process is root, this process's user otherwise.
+/// process is root, this process's user otherwise. Its PATH ends with the system's
+/// directories, where `sh`, `mkdir` and `rm` are, whatever this process's PATH holds.
 fn server_user(program: &Path) -> Command {
+    let mut path = std::env::var_os("PATH").unwrap_or_default();
+    if !path.is_empty() {
+        path.push(":");
+    }
+    path.push("/usr/local/bin:/usr/bin:/bin");
+    let mut command = server_user_command(program);
+    command.env("PATH", path);
+    command
+}
+
+fn server_user_command(program: &Path) -> Command {
     if is_root() {
         // By its path: a root whose PATH lacks /usr/sbin still finds it.
         let runuser = ["/usr/sbin/runuser", "/sbin/runuser"]
