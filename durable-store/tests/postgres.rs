@@ -847,3 +847,60 @@ fn the_test_server_starts_without_a_path() {
     store.commit(&[append("x", 0, 0..1)]).unwrap();
     assert_eq!(store.history("x").unwrap(), vec![event(0)]);
 }
+
+/// Reads from many threads while group commits write: each read sees whole calls (a
+/// history is a prefix of what was appended, its instance record at least as far), and a
+/// commit, once returned, is seen by every read after it.
+#[test]
+fn reads_during_group_commits_see_whole_calls() {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let store = fresh_store();
+    const IDS: [&str; 4] = ["a", "b", "c", "d"];
+    const CALLS: u32 = 150;
+    let done = AtomicBool::new(false);
+    let written = AtomicU32::new(0);
+    std::thread::scope(|scope| {
+        for reader in 0..8 {
+            let (store, done, written) = (&store, &done, &written);
+            scope.spawn(move || {
+                let mut n = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let id = IDS[(reader + n) % IDS.len()];
+                    n += 1;
+                    let floor = written.load(Ordering::SeqCst);
+                    let history = store.history(id).unwrap();
+                    let len = history.len() as u32;
+                    assert!(len >= floor * 2, "{id}: {len} events after {floor} calls");
+                    assert_eq!(history, (0..len).map(event).collect::<Vec<_>>(), "{id}");
+                    let record = store.instance(id).unwrap();
+                    let recorded = record.map_or(0, |r| r.history_len);
+                    assert!(recorded >= len, "{id}: record at {recorded}, history {len}");
+                    let items = store.work_items().unwrap();
+                    assert!(items.len() <= IDS.len(), "{items:?}");
+                }
+            });
+        }
+        for call in 0..CALLS {
+            let first = call * 2;
+            // One call as a group commit: a commit per instance, each appending two
+            // events, writing the record past them and replacing its work item.
+            let commits: Vec<Commit> = IDS
+                .iter()
+                .enumerate()
+                .map(|(i, id)| Commit {
+                    instances: vec![(id.to_string(), record(first + 2))],
+                    dequeued: vec![u64::from(call) * 10 + i as u64],
+                    enqueued: vec![(u64::from(call + 1) * 10 + i as u64, work(id, call))],
+                    ..append(id, first, first..first + 2)
+                })
+                .collect();
+            store.commit(&commits).unwrap();
+            written.store(call + 1, Ordering::SeqCst);
+        }
+        done.store(true, Ordering::SeqCst);
+    });
+    for id in IDS {
+        assert_eq!(store.history(id).unwrap().len() as u32, CALLS * 2);
+    }
+    assert_eq!(store.work_items().unwrap().len(), IDS.len());
+}
