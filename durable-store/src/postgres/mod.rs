@@ -47,7 +47,12 @@
 //! A call costs three round trips (`BEGIN`, the statement, `COMMIT`; a fourth when it
 //! removes histories, on continue-as-new or purge) whether it holds one commit or a group
 //! commit of hundreds. `BEGIN` stays a round trip of its own so that a call whose
-//! connection was lost before `COMMIT` is known not to have been applied, and is retried.
+//! connection was lost before `COMMIT` is known not to have been applied, and is retried;
+//! one lost while `COMMIT` was in flight poisons the handle's writes (see [`PostgresStore`]).
+//! A commit returns once the server acknowledges `COMMIT`: durable (the
+//! [`Durability::Sync`](crate::Durability::Sync) of the other stores) when the server runs
+//! with its defaults (`fsync`, `synchronous_commit = on`); a server configured otherwise (as
+//! the throwaway `TestServer` is) may lose acknowledged commits when it crashes.
 //!
 //! The history append is fenced by its expected length, as durabletask-mssql and
 //! duroxide-pg fence a turn on the history's primary key (PEERS.md A1, A2): an append to a
