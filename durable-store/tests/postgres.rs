@@ -904,3 +904,42 @@ fn reads_during_group_commits_see_whole_calls() {
     }
     assert_eq!(store.work_items().unwrap().len(), IDS.len());
 }
+
+/// An id that does not compress, of a length about PostgreSQL's index limit: each is kept,
+/// or refused as the key it is (never a retryable error, which the runtime would retry
+/// forever), as instance id, history id and progress key.
+#[test]
+fn ids_about_the_index_limit_are_kept_or_refused_as_invalid() {
+    let store = fresh_store();
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let mut random = |len: usize| -> String {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'!' + (x % 90) as u8)
+            })
+            .collect()
+    };
+    for len in 2660..2720 {
+        let id = random(len);
+        let calls = [
+            Commit {
+                instances: vec![(id.clone(), record(0))],
+                ..Commit::default()
+            },
+            append(&id, 0, 0..1),
+            Commit {
+                progress: vec![(id.clone(), Some(vec![1]))],
+                ..Commit::default()
+            },
+        ];
+        for commit in calls {
+            match store.commit(&[commit]) {
+                Ok(()) | Err(StoreError::InvalidKey { .. }) => {}
+                Err(other) => panic!("an id of {len} bytes: {other:?}"),
+            }
+        }
+    }
+}

@@ -13,9 +13,14 @@ use crate::error::{KeyKind, StoreError, cause};
 use crate::keys;
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 
-/// The longest key a btree index of PostgreSQL holds (a third of an 8 KiB page, less
-/// the row's header): a longer key is refused unless it compresses below it.
-const MAX_INDEXED_KEY: usize = 2704;
+/// The longest row a btree index of PostgreSQL holds: a third of an 8 KiB page, less the
+/// page's headers.
+const MAX_INDEX_ROW: usize = 2704;
+
+/// The longest key every index of the schema holds as it is: the row less its header (8
+/// bytes), the key's length (4) and, in `history`'s, the event index (8), the key padded
+/// to 8 bytes before it. A longer key is refused unless it compresses below it.
+const MAX_INDEXED_KEY: usize = MAX_INDEX_ROW - 20;
 
 /// What one history does within a call.
 #[derive(Default)]
@@ -184,8 +189,9 @@ impl<'a> Plan<'a> {
             kind,
             key,
             format!(
-                "it is {} bytes long, and PostgreSQL's index holds a key of at most \
-                 {MAX_INDEXED_KEY} bytes once compressed; use a shorter one",
+                "it is {} bytes long, and PostgreSQL's index holds a row of at most \
+                 {MAX_INDEX_ROW} bytes: a key of {MAX_INDEXED_KEY} bytes, or a longer one \
+                 that compresses to that; use a shorter one",
                 key.len()
             ),
         ))

@@ -105,7 +105,7 @@ use crate::fjall_store::FjallStore;
 /// history fence refuses a second writer's stale turn, but both would run the same work.
 ///
 /// It refuses what [`FjallStore`] refuses, and an instance id or progress key longer than
-/// PostgreSQL's index holds (2,704 bytes once compressed) with
+/// PostgreSQL's index holds (2,684 bytes, more if it compresses) with
 /// [`StoreError::InvalidKey`].
 ///
 /// # Examples
