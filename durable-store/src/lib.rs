@@ -13,6 +13,7 @@ mod fjall_store;
 mod keys;
 #[cfg(feature = "testing")]
 mod memory_store;
+mod query;
 mod record;
 mod store;
 
@@ -25,6 +26,7 @@ pub use fault::{Call, FaultSwitch, FaultyStore};
 pub use fjall_store::{FORMAT_VERSION, FjallStore};
 #[cfg(feature = "testing")]
 pub use memory_store::MemoryStore;
+pub use query::{InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts};
 pub use record::{
     ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, Incarnation, InstanceRecord,
     ParentLink, Site, Status, StatusKind, WorkId, WorkItem,

@@ -8,26 +8,39 @@ use std::sync::{Mutex, OnceLock};
 
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 
-use super::{Inner, describe, panic_message};
+use super::index::{BY_ORCHESTRATOR, BY_STATUS, count_key, slot};
+use super::{Inner, describe, migrate, panic_message};
 use crate::error::{StoreError, cause};
+use crate::record::StatusKind;
 use crate::store::Durability;
 
 /// The key of the format marker in `meta`.
-const FORMAT_KEY: &[u8] = b"format";
+pub(super) const FORMAT_KEY: &[u8] = b"format";
 /// The version of the format this code reads and writes. Bump it whenever what is stored
 /// changes incompatibly (a record's fields or variants, the payload encoding); a store
 /// marked with another version is then refused at open with [`StoreError::OtherFormat`].
 ///
 /// 1: user payloads in postcard. 2: user payloads in JSON; `Event::EventSetAside`; an
 /// incarnation on instances, deliveries and parent links; an attempt timeout on activity
-/// tasks.
-pub const FORMAT_VERSION: u32 = 2;
+/// tasks. 3: the indexes `by_status` and `by_orchestrator` and the counters by status
+/// (a store of format 2 is migrated when opened: its indexes are built once).
+pub const FORMAT_VERSION: u32 = 3;
+/// The format a store is migrated from at open, by building what format 3 adds.
+const MIGRATED_FROM: u32 = 2;
 /// The marker of a store of format `version`.
 fn format_marker(version: u32) -> String {
     format!("durable-store/{version}")
 }
 /// Every keyspace of a store. `meta` is created (and its marker synced) before the others.
-const KEYSPACES: [&str; 5] = ["meta", "instances", "history", "work", "progress"];
+const KEYSPACES: [&str; 7] = [
+    "meta",
+    "instances",
+    "history",
+    "work",
+    "progress",
+    BY_STATUS,
+    BY_ORCHESTRATOR,
+];
 
 /// Opens the store in `path`, creating it if `path` does not exist or is an empty
 /// directory: the body of [`FjallStore::open_with`](super::FjallStore::open_with).
@@ -188,8 +201,10 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
         None
     };
     let current = format_marker(FORMAT_VERSION);
+    let mut migrating = false;
     match marker {
         Some(found) if *found == *current.as_bytes() => {}
+        Some(found) if *found == *format_marker(MIGRATED_FROM).as_bytes() => migrating = true,
         Some(found) => {
             let found = String::from_utf8_lossy(&found).into_owned();
             let version = found
@@ -218,18 +233,46 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
             batch.commit().map_err(corrupt)?;
         }
     }
-    let [_, instances, history, work, progress] = KEYSPACES;
-    Ok(Inner {
+    let [
+        meta,
+        instances,
+        history,
+        work,
+        progress,
+        by_status,
+        by_orchestrator,
+    ] = KEYSPACES;
+    let inner = Inner {
         path: path.to_path_buf(),
         durability,
         writer: Mutex::new(()),
         write_failure: OnceLock::new(),
+        counts: Mutex::new([0; 7]),
+        meta: open(meta)?,
         instances: open(instances)?,
         history: open(history)?,
         work: open(work)?,
         progress: open(progress)?,
+        by_status: open(by_status)?,
+        by_orchestrator: open(by_orchestrator)?,
         db,
-    })
+    };
+    if migrating {
+        migrate::build_indexes(&inner, &current)?;
+    }
+    let mut counts = [0; 7];
+    for kind in StatusKind::ALL {
+        if let Some(bytes) = inner.meta.get(count_key(kind)).map_err(corrupt)? {
+            let bytes = <[u8; 8]>::try_from(&*bytes).map_err(|_| StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!("the counter of {kind} instances (keyspace `meta`) is not a u64"),
+                source: None,
+            })?;
+            counts[slot(kind)] = u64::from_be_bytes(bytes);
+        }
+    }
+    *inner.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+    Ok(inner)
 }
 
 /// Accepts a database without a format marker only if it is new: no keyspaces, or just the

@@ -1,0 +1,297 @@
+//! The secondary indexes of [`FjallStore`] and the listings that read them.
+//!
+//! | keyspace          | key                                                            |
+//! |-------------------|----------------------------------------------------------------|
+//! | `by_status`       | status (1 byte) ++ `created_ms` (u64 BE) ++ id                 |
+//! | `by_orchestrator` | FNV-1a of the orchestrator name (u64 BE) ++ status ++ `created_ms` ++ id |
+//!
+//! Values are empty. Counters by status live in `meta` under `count/<status>` (u64 BE).
+//! Each commit writes the index entries and counters of the records it changes in the
+//! same batch as the records, so they never disagree. The live instances (pending,
+//! running, suspended, stalled) are the live statuses' ranges of `by_status`.
+//!
+//! An index key is written once when an instance takes it (its status, orchestrator or
+//! creation time changed) and removed once when it leaves it, never rewritten in between
+//! (the value is empty). So its removal is a *weak* tombstone, which fjall drops together
+//! with the insert it cancels at the next flush or compaction that meets both: an
+//! instance that passes through pending and running in seconds leaves no tombstone in
+//! those ranges, and listing the running instances of a store that ran a million does not
+//! step over a million tombstones. (`Batch::remove_weak` is marked experimental in fjall
+//! 3; its one rule, a key written once between removals, is what this module keeps.)
+
+use std::collections::HashMap;
+use std::ops::Bound;
+
+use fjall::{Readable, Slice};
+
+use super::{FjallStore, decode};
+use crate::error::StoreError;
+use crate::query::{InstanceCursor, InstanceFilter, InstancePage, StatusCounts, page_of};
+use crate::record::{Commit, InstanceRecord, StatusKind};
+
+/// The keyspace of the status index.
+pub(super) const BY_STATUS: &str = "by_status";
+/// The keyspace of the orchestrator index.
+pub(super) const BY_ORCHESTRATOR: &str = "by_orchestrator";
+
+/// The byte of a status in index keys. Stored: never renumber.
+fn status_byte(kind: StatusKind) -> u8 {
+    match kind {
+        StatusKind::Pending => 0,
+        StatusKind::Running => 1,
+        StatusKind::Completed => 2,
+        StatusKind::Failed => 3,
+        StatusKind::Stalled => 4,
+        StatusKind::Terminated => 5,
+        StatusKind::Suspended => 6,
+    }
+}
+
+/// The key of the counter of `kind` in `meta`.
+pub(super) fn count_key(kind: StatusKind) -> Vec<u8> {
+    format!("count/{}", kind.as_str()).into_bytes()
+}
+
+/// The position of `kind` in [`StatusKind::ALL`]: its slot in an array of counters.
+pub(super) fn slot(kind: StatusKind) -> usize {
+    usize::from(status_byte(kind))
+}
+
+/// 64-bit FNV-1a: a stable hash of an orchestrator name, so the orchestrator index holds
+/// 8 bytes whatever the name's length. Two names with one hash share a range; listings
+/// check every record against the filter, so they only cost a skipped entry.
+fn orchestrator_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// What the index entries of one instance are made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Entry {
+    status: StatusKind,
+    orchestrator: u64,
+    created_ms: u64,
+}
+
+impl Entry {
+    pub(super) fn of(record: &InstanceRecord) -> Self {
+        Self {
+            status: record.status.kind(),
+            orchestrator: orchestrator_hash(&record.orchestrator),
+            created_ms: record.created_ms,
+        }
+    }
+
+    pub(super) fn status(&self) -> StatusKind {
+        self.status
+    }
+
+    /// The `by_status` key of instance `id`.
+    pub(super) fn status_key(&self, id: &str) -> Vec<u8> {
+        let mut key = Vec::with_capacity(9 + id.len());
+        key.push(status_byte(self.status));
+        key.extend_from_slice(&self.created_ms.to_be_bytes());
+        key.extend_from_slice(id.as_bytes());
+        key
+    }
+
+    /// The `by_orchestrator` key of instance `id`.
+    pub(super) fn orchestrator_key(&self, id: &str) -> Vec<u8> {
+        let mut key = Vec::with_capacity(17 + id.len());
+        key.extend_from_slice(&self.orchestrator.to_be_bytes());
+        key.extend_from_slice(&self.status_key(id));
+        key
+    }
+}
+
+/// How a call to `commit` changes the instances' index entries: for each instance it
+/// touches, its entry before the call and after it.
+#[derive(Default)]
+pub(super) struct Changes {
+    entries: HashMap<String, (Option<Entry>, Option<Entry>)>,
+}
+
+impl Changes {
+    /// Follows the instance writes and removals of `commits`, in order; `stored` reads an
+    /// instance's entry before the call.
+    pub(super) fn of(
+        commits: &[Commit],
+        mut stored: impl FnMut(&str) -> Result<Option<Entry>, StoreError>,
+    ) -> Result<Self, StoreError> {
+        let mut changes = Self::default();
+        for commit in commits {
+            for id in &commit.instances_removed {
+                changes.set(id, None, &mut stored)?;
+            }
+            for (id, record) in &commit.instances {
+                changes.set(id, Some(Entry::of(record)), &mut stored)?;
+            }
+        }
+        Ok(changes)
+    }
+
+    fn set(
+        &mut self,
+        id: &str,
+        entry: Option<Entry>,
+        stored: &mut impl FnMut(&str) -> Result<Option<Entry>, StoreError>,
+    ) -> Result<(), StoreError> {
+        match self.entries.get_mut(id) {
+            Some((_, after)) => *after = entry,
+            None => {
+                let before = stored(id)?;
+                self.entries.insert(id.to_owned(), (before, entry));
+            }
+        }
+        Ok(())
+    }
+
+    /// The instances whose entries change: id, entry before, entry after.
+    pub(super) fn changed(&self) -> impl Iterator<Item = (&str, Option<Entry>, Option<Entry>)> {
+        self.entries
+            .iter()
+            .filter(|(_, (before, after))| before != after)
+            .map(|(id, (before, after))| (id.as_str(), *before, *after))
+    }
+}
+
+/// One status range of an index, read from a snapshot in key order.
+struct Stream {
+    /// The length of the range's prefix: the key's rest is `created_ms` ++ id.
+    prefix: usize,
+    iter: fjall::Iter,
+    head: Option<Slice>,
+}
+
+impl Stream {
+    fn advance(&mut self, store: &FjallStore) -> Result<(), StoreError> {
+        self.head = match self.iter.next() {
+            Some(guard) => Some(guard.key().map_err(store.io("reading"))?),
+            None => None,
+        };
+        Ok(())
+    }
+
+    fn rest(&self) -> Option<&[u8]> {
+        self.head.as_deref().map(|key| &key[self.prefix..])
+    }
+}
+
+impl FjallStore {
+    /// The body of [`Store::list_instances`](crate::store::Store::list_instances).
+    pub(super) fn list(
+        &self,
+        filter: &InstanceFilter,
+        after: Option<&InstanceCursor>,
+        limit: usize,
+    ) -> Result<InstancePage, StoreError> {
+        let limit = limit.max(1);
+        let found = self.scan(filter, after, limit.saturating_add(1))?;
+        Ok(page_of(found, limit))
+    }
+
+    /// Up to `max` instances `filter` matches after `after`, in creation order: the index
+    /// ranges of the filter's statuses, merged, each entry checked against its record.
+    pub(super) fn scan(
+        &self,
+        filter: &InstanceFilter,
+        after: Option<&InstanceCursor>,
+        max: usize,
+    ) -> Result<Vec<(InstanceCursor, InstanceRecord)>, StoreError> {
+        let snapshot = self.inner.db.snapshot();
+        let (keyspace, base) = match &filter.orchestrator {
+            Some(name) => (
+                &self.inner.by_orchestrator,
+                orchestrator_hash(name).to_be_bytes().to_vec(),
+            ),
+            None => (&self.inner.by_status, Vec::new()),
+        };
+        let mut streams = Vec::new();
+        for kind in filter.status_kinds() {
+            let mut prefix = base.clone();
+            prefix.push(status_byte(kind));
+            let at = |rest: &[u8]| [&prefix[..], rest].concat();
+            let created_from = filter.created_from_ms.unwrap_or(0);
+            let start = match after {
+                Some(after) if after.created_ms >= created_from => {
+                    let mut rest = after.created_ms.to_be_bytes().to_vec();
+                    rest.extend_from_slice(after.id.as_bytes());
+                    Bound::Excluded(at(&rest))
+                }
+                _ => Bound::Included(at(&created_from.to_be_bytes())),
+            };
+            let end = match filter.created_before_ms {
+                Some(before) => at(&before.to_be_bytes()),
+                None => {
+                    let mut end = prefix.clone();
+                    *end.last_mut().expect("a prefix ends with its status") += 1;
+                    end
+                }
+            };
+            let mut stream = Stream {
+                prefix: prefix.len(),
+                iter: snapshot.range(keyspace, (start, Bound::Excluded(end))),
+                head: None,
+            };
+            stream.advance(self)?;
+            streams.push(stream);
+        }
+        let mut found = Vec::new();
+        while found.len() < max {
+            let Some(next) = streams
+                .iter_mut()
+                .filter(|stream| stream.head.is_some())
+                .min_by(|a, b| a.rest().cmp(&b.rest()))
+            else {
+                break;
+            };
+            let rest = next.rest().expect("only streams with a head are chosen");
+            let cursor = parse_rest(rest)?;
+            next.advance(self)?;
+            let Some(bytes) = snapshot
+                .get(&self.inner.instances, cursor.id.as_bytes())
+                .map_err(self.io("reading"))?
+            else {
+                return Err(StoreError::Decode {
+                    what: format!("index entry of `{}` (keyspace `{BY_STATUS}`)", cursor.id),
+                    detail: "the instance it points to has no record".to_owned(),
+                    source: None,
+                });
+            };
+            let record: InstanceRecord = decode(&bytes, || {
+                format!("instance record `{}` (keyspace `instances`)", cursor.id)
+            })?;
+            if filter.matches(&record) {
+                found.push((cursor, record));
+            }
+        }
+        Ok(found)
+    }
+
+    /// The counters by status, as kept in memory.
+    pub(super) fn counts(&self) -> StatusCounts {
+        let counts = *self.inner.counts.lock().unwrap_or_else(|p| p.into_inner());
+        StatusKind::ALL
+            .into_iter()
+            .map(|kind| (kind, counts[slot(kind)]))
+            .collect()
+    }
+}
+
+/// The cursor of an index entry from its key's rest (`created_ms` ++ id).
+fn parse_rest(rest: &[u8]) -> Result<InstanceCursor, StoreError> {
+    let bad = |detail: String| StoreError::Decode {
+        what: format!("index key {rest:?} (keyspace `{BY_STATUS}` or `{BY_ORCHESTRATOR}`)"),
+        detail,
+        source: None,
+    };
+    let (created, id) = rest
+        .split_first_chunk::<8>()
+        .ok_or_else(|| bad("the key is too short".to_owned()))?;
+    let id = std::str::from_utf8(id).map_err(|e| bad(e.to_string()))?;
+    Ok(InstanceCursor {
+        created_ms: u64::from_be_bytes(*created),
+        id: id.to_owned(),
+    })
+}
