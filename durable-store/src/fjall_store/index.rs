@@ -295,3 +295,71 @@ fn parse_rest(rest: &[u8]) -> Result<InstanceCursor, StoreError> {
         id: id.to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::query::InstanceFilter;
+    use crate::record::{Commit, InstanceRecord, Status, StatusKind};
+    use crate::store::Store;
+
+    use super::FjallStore;
+
+    fn record(status: Status) -> InstanceRecord {
+        let mut record = InstanceRecord::pending("flow".into(), 1, vec![], 7, 1, None);
+        record.status = status;
+        record
+    }
+
+    fn ids(store: &FjallStore, status: StatusKind) -> Vec<String> {
+        let filter = InstanceFilter {
+            statuses: vec![status],
+            ..InstanceFilter::default()
+        };
+        let page = store.list_instances(&filter, None, 100).unwrap();
+        page.instances.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// The weak tombstones of the indexes never bring back an entry: an instance that
+    /// goes back and forth between two statuses, with its entries flushed and compacted
+    /// at every point of the cycle, is listed under its status only.
+    #[test]
+    fn index_entries_removed_weakly_stay_removed_across_flushes_and_compactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(dir.path()).unwrap();
+        let suspended = || Status::Suspended { reason: "r".into() };
+        for round in 0..6 {
+            for (status, kind) in [
+                (Status::Running, StatusKind::Running),
+                (suspended(), StatusKind::Suspended),
+            ] {
+                store
+                    .commit(&[Commit {
+                        instances: vec![("x".into(), record(status))],
+                        ..Commit::default()
+                    }])
+                    .unwrap();
+                let inner = &store.inner;
+                match round % 3 {
+                    0 => inner.by_status.rotate_memtable_and_wait().unwrap(),
+                    1 => inner.by_status.major_compact().unwrap(),
+                    _ => {}
+                }
+                let other = match kind {
+                    StatusKind::Running => StatusKind::Suspended,
+                    _ => StatusKind::Running,
+                };
+                assert_eq!(ids(&store, kind), ["x"], "round {round}, {kind}");
+                assert!(ids(&store, other).is_empty(), "round {round}: {other} came back");
+            }
+        }
+        store.inner.by_status.rotate_memtable_and_wait().unwrap();
+        store.inner.by_status.major_compact().unwrap();
+        assert!(ids(&store, StatusKind::Running).is_empty());
+        assert_eq!(ids(&store, StatusKind::Suspended), ["x"]);
+        drop(store);
+        let store = FjallStore::open(dir.path()).unwrap();
+        assert!(ids(&store, StatusKind::Running).is_empty());
+        assert_eq!(ids(&store, StatusKind::Suspended), ["x"]);
+        assert_eq!(store.count_by_status().unwrap()[&StatusKind::Suspended], 1);
+    }
+}

@@ -87,13 +87,17 @@ impl FjallStore {
     /// Opens the store in `path` with [`Durability::Sync`], creating it if `path` does not
     /// exist or is an empty directory.
     ///
+    /// A store of format 2 (written before the indexes) is migrated: its indexes and
+    /// counters are built from its instance records, once, in batches (a scan of its
+    /// instances, a few seconds per million), and it is marked as format 3.
+    ///
     /// # Errors
     ///
     /// [`StoreError::NotAStore`] if `path` holds something else, [`StoreError::AlreadyOpen`]
     /// if the store is open in another process or through another handle in this one,
     /// [`StoreError::Corrupt`] if the store's files cannot be read back,
     /// [`StoreError::OtherFormat`] if it is marked with another format than
-    /// [`FORMAT_VERSION`], [`StoreError::Io`] if the directory cannot be read or the store
+    /// [`FORMAT_VERSION`] or 2, [`StoreError::Io`] if the directory cannot be read or the store
     /// cannot be created.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with(path, Durability::default())
