@@ -13,10 +13,11 @@ use crate::record::{Commit, HistoryAppend};
 /// format 3.
 pub(crate) const MAX_KEY_LEN: usize = u16::MAX as usize - 6;
 
-/// The longest instance id, in bytes: an entry of the orchestrator index (fjall) adds a
-/// hash of 8 bytes, a status byte and a creation time of 8 bytes to the id, and fjall keys
-/// hold at most `u16::MAX` bytes.
-pub(crate) const MAX_ID_LEN: usize = u16::MAX as usize - 17;
+/// The longest instance id, in bytes (a NUL counts twice): an entry of the orchestrator
+/// index (fjall) holds the id escaped (a NUL takes 2 bytes, and 2 bytes end it), a hash of
+/// 8 bytes, a class byte, a creation time and an incarnation of 8 bytes each, and fjall
+/// keys hold at most `u16::MAX` bytes.
+pub(crate) const MAX_ID_LEN: usize = u16::MAX as usize - 27;
 
 /// Checks every id, key and history index of `commits`.
 pub(crate) fn check(commits: &[Commit]) -> Result<(), StoreError> {
@@ -43,7 +44,15 @@ pub(crate) fn check(commits: &[Commit]) -> Result<(), StoreError> {
 
 /// Whether `key` can be stored; reads of a key that cannot be stored find nothing.
 pub(crate) fn is_storable(kind: KeyKind, key: &str) -> bool {
-    !key.is_empty() && key.len() <= max_len(kind)
+    !key.is_empty() && stored_len(kind, key) <= max_len(kind)
+}
+
+/// The length of `key` as [`max_len`] counts it: an instance id's NULs count twice.
+fn stored_len(kind: KeyKind, key: &str) -> usize {
+    match kind {
+        KeyKind::ProgressKey => key.len(),
+        _ => key.len() + key.bytes().filter(|&b| b == 0).count(),
+    }
 }
 
 /// The longest key of `kind`, in bytes.
@@ -62,7 +71,7 @@ fn check_key(kind: KeyKind, key: &str) -> Result<(), StoreError> {
     let problem = if key.is_empty() {
         "it is empty".to_owned()
     } else {
-        format!("it is {} bytes long", key.len())
+        format!("it is {} bytes long", stored_len(kind, key))
     };
     Err(invalid(
         kind,

@@ -1,23 +1,30 @@
 //! The secondary indexes of [`FjallStore`] and the listings that read them.
 //!
-//! | keyspace          | key                                                            |
-//! |-------------------|----------------------------------------------------------------|
-//! | `by_status`       | status (1 byte) ++ `created_ms` (u64 BE) ++ id                 |
-//! | `by_orchestrator` | FNV-1a of the orchestrator name (u64 BE) ++ status ++ `created_ms` ++ id |
+//! | keyspace          | key                                                              |
+//! |-------------------|------------------------------------------------------------------|
+//! | `by_status`       | class (1 byte) ++ `created_ms` (u64 BE) ++ id (escaped) ++ incarnation (u64 BE) |
+//! | `by_orchestrator` | FNV-1a of the orchestrator name (u64 BE) ++ the `by_status` key  |
 //!
-//! Values are empty. Counters by status live in `meta` under `count/<status>` (u64 BE).
-//! Each commit writes the index entries and counters of the records it changes in the
-//! same batch as the records, so they never disagree. The live instances (pending,
-//! running, suspended, stalled) are the live statuses' ranges of `by_status`.
+//! The class is the status for a finished instance (completed, failed, terminated) and one
+//! class, *live*, for every other status (pending, running, suspended, stalled): the live
+//! instances are one range of `by_status`, which recovery reads, and a turn that moves an
+//! instance between live statuses writes no index entry. Listings check each entry's
+//! record against the filter, so a listing of running instances reads the live range.
+//! The id is escaped so keys sort by id and end where it ends (NUL as `00 FF`, then `00
+//! 01`). Values are empty. Counters by status live in `meta` under `count/<status>` (u64
+//! BE). Each commit writes the index entries and counters of the records it changes in
+//! the same batch as the records, so they never disagree.
 //!
-//! An index key is written once when an instance takes it (its status, orchestrator or
-//! creation time changed) and removed once when it leaves it, never rewritten in between
-//! (the value is empty). So its removal is a *weak* tombstone, which fjall drops together
-//! with the insert it cancels at the next flush or compaction that meets both: an
-//! instance that passes through pending and running in seconds leaves no tombstone in
-//! those ranges, and listing the running instances of a store that ran a million does not
-//! step over a million tombstones. (`Batch::remove_weak` is marked experimental in fjall
-//! 3; its one rule, a key written once between removals, is what this module keeps.)
+//! An index key is written once and removed once, never written again: the incarnation
+//! in it is new for every run of an id (a restart, a start after a purge), and an
+//! instance leaves the live class only to finish, and leaves a finished class only to be
+//! purged or restarted. So its removal is a *weak* tombstone, which fjall drops together
+//! with the insert it cancels at the flush or compaction that meets both: an instance
+//! that starts and finishes within a memtable leaves nothing in the live range, and
+//! listing the live instances of a store that ran a million does not step over a million
+//! tombstones. (`Batch::remove_weak` is marked experimental in fjall 3; its rule, a key
+//! written once, is what this module keeps: a weak tombstone drains every older version
+//! of its key that it meets, so a key written again could bring back an old insert.)
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -34,7 +41,7 @@ pub(super) const BY_STATUS: &str = "by_status";
 /// The keyspace of the orchestrator index.
 pub(super) const BY_ORCHESTRATOR: &str = "by_orchestrator";
 
-/// The byte of a status in index keys. Stored: never renumber.
+/// The position of a status among the counters.
 fn status_byte(kind: StatusKind) -> u8 {
     match kind {
         StatusKind::Pending => 0,
@@ -46,6 +53,33 @@ fn status_byte(kind: StatusKind) -> u8 {
         StatusKind::Suspended => 6,
     }
 }
+
+/// The class byte of the index keys of an instance of status `kind`. Stored: never
+/// renumber.
+fn class_byte(kind: StatusKind) -> u8 {
+    match kind {
+        StatusKind::Completed => 2,
+        StatusKind::Failed => 3,
+        StatusKind::Terminated => 5,
+        _ => LIVE,
+    }
+}
+
+/// The class of the unfinished statuses.
+const LIVE: u8 = 0;
+
+/// Appends `id` so that keys sort by id and the id's end is found: NUL as `00 FF`, then
+/// `00 01`.
+fn push_escaped(key: &mut Vec<u8>, id: &str) {
+    for &byte in id.as_bytes() {
+        key.push(byte);
+        if byte == 0 {
+            key.push(0xFF);
+        }
+    }
+    key.extend_from_slice(&[0, 1]);
+}
+
 
 /// The key of the counter of `kind` in `meta`.
 pub(super) fn count_key(kind: StatusKind) -> Vec<u8> {
@@ -72,6 +106,7 @@ pub(super) struct Entry {
     status: StatusKind,
     orchestrator: u64,
     created_ms: u64,
+    incarnation: u64,
 }
 
 impl Entry {
@@ -80,6 +115,7 @@ impl Entry {
             status: record.status.kind(),
             orchestrator: orchestrator_hash(&record.orchestrator),
             created_ms: record.created_ms,
+            incarnation: record.incarnation,
         }
     }
 
@@ -89,16 +125,17 @@ impl Entry {
 
     /// The `by_status` key of instance `id`.
     pub(super) fn status_key(&self, id: &str) -> Vec<u8> {
-        let mut key = Vec::with_capacity(9 + id.len());
-        key.push(status_byte(self.status));
+        let mut key = Vec::with_capacity(19 + id.len());
+        key.push(class_byte(self.status));
         key.extend_from_slice(&self.created_ms.to_be_bytes());
-        key.extend_from_slice(id.as_bytes());
+        push_escaped(&mut key, id);
+        key.extend_from_slice(&self.incarnation.to_be_bytes());
         key
     }
 
     /// The `by_orchestrator` key of instance `id`.
     pub(super) fn orchestrator_key(&self, id: &str) -> Vec<u8> {
-        let mut key = Vec::with_capacity(17 + id.len());
+        let mut key = Vec::with_capacity(27 + id.len());
         key.extend_from_slice(&self.orchestrator.to_be_bytes());
         key.extend_from_slice(&self.status_key(id));
         key
@@ -207,16 +244,21 @@ impl FjallStore {
             ),
             None => (&self.inner.by_status, Vec::new()),
         };
+        let mut classes: Vec<u8> = filter.status_kinds().into_iter().map(class_byte).collect();
+        classes.sort_unstable();
+        classes.dedup();
         let mut streams = Vec::new();
-        for kind in filter.status_kinds() {
+        for class in classes {
             let mut prefix = base.clone();
-            prefix.push(status_byte(kind));
+            prefix.push(class);
             let at = |rest: &[u8]| [&prefix[..], rest].concat();
             let created_from = filter.created_from_ms.unwrap_or(0);
             let start = match after {
                 Some(after) if after.created_ms >= created_from => {
+                    // Past every entry of that id, whatever its incarnation.
                     let mut rest = after.created_ms.to_be_bytes().to_vec();
-                    rest.extend_from_slice(after.id.as_bytes());
+                    push_escaped(&mut rest, &after.id);
+                    rest.extend_from_slice(&[0xFF; 8]);
                     Bound::Excluded(at(&rest))
                 }
                 _ => Bound::Included(at(&created_from.to_be_bytes())),
@@ -225,7 +267,7 @@ impl FjallStore {
                 Some(before) => at(&before.to_be_bytes()),
                 None => {
                     let mut end = prefix.clone();
-                    *end.last_mut().expect("a prefix ends with its status") += 1;
+                    *end.last_mut().expect("a prefix ends with its class") += 1;
                     end
                 }
             };
@@ -279,33 +321,49 @@ impl FjallStore {
     }
 }
 
-/// The cursor of an index entry from its key's rest (`created_ms` ++ id).
+/// The cursor of an index entry from its key's rest (`created_ms` ++ escaped id ++
+/// incarnation).
 fn parse_rest(rest: &[u8]) -> Result<InstanceCursor, StoreError> {
-    let bad = |detail: String| StoreError::Decode {
+    let bad = |detail: &str| StoreError::Decode {
         what: format!("index key {rest:?} (keyspace `{BY_STATUS}` or `{BY_ORCHESTRATOR}`)"),
-        detail,
+        detail: detail.to_owned(),
         source: None,
     };
-    let (created, id) = rest
+    let (created, mut escaped) = rest
         .split_first_chunk::<8>()
-        .ok_or_else(|| bad("the key is too short".to_owned()))?;
-    let id = std::str::from_utf8(id).map_err(|e| bad(e.to_string()))?;
+        .ok_or_else(|| bad("the key is too short"))?;
+    let mut id = Vec::with_capacity(escaped.len());
+    loop {
+        match escaped {
+            [0, 1, incarnation @ ..] if incarnation.len() == 8 => break,
+            [0, 0xFF, more @ ..] => {
+                id.push(0);
+                escaped = more;
+            }
+            [0, ..] | [] => return Err(bad("the id in the key is not escaped")),
+            [byte, more @ ..] => {
+                id.push(*byte);
+                escaped = more;
+            }
+        }
+    }
+    let id = String::from_utf8(id).map_err(|_| bad("the id in the key is not UTF-8"))?;
     Ok(InstanceCursor {
         created_ms: u64::from_be_bytes(*created),
-        id: id.to_owned(),
+        id,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use crate::query::InstanceFilter;
-    use crate::record::{Commit, InstanceRecord, Status, StatusKind};
+    use crate::record::{Commit, Failure, FailureKind, InstanceRecord, Status, StatusKind};
     use crate::store::Store;
 
-    use super::FjallStore;
+    use super::{FjallStore, parse_rest, push_escaped};
 
-    fn record(status: Status) -> InstanceRecord {
-        let mut record = InstanceRecord::pending("flow".into(), 1, vec![], 7, 1, None);
+    fn record(status: Status, incarnation: u64) -> InstanceRecord {
+        let mut record = InstanceRecord::pending("flow".into(), 1, vec![], 7, incarnation, None);
         record.status = status;
         record
     }
@@ -320,46 +378,72 @@ mod tests {
     }
 
     /// The weak tombstones of the indexes never bring back an entry: an instance that
-    /// goes back and forth between two statuses, with its entries flushed and compacted
-    /// at every point of the cycle, is listed under its status only.
+    /// fails and is restarted again and again, its entries flushed and compacted at every
+    /// point of the cycle, is listed under its status only.
     #[test]
     fn index_entries_removed_weakly_stay_removed_across_flushes_and_compactions() {
         let dir = tempfile::tempdir().unwrap();
         let store = FjallStore::open(dir.path()).unwrap();
-        let suspended = || Status::Suspended { reason: "r".into() };
-        for round in 0..6 {
+        let failed = || Status::Failed {
+            failure: Failure {
+                kind: FailureKind::Panicked,
+                message: "boom".into(),
+            },
+        };
+        let mut step = 0;
+        for incarnation in 1..=4 {
             for (status, kind) in [
+                (Status::Pending, StatusKind::Pending),
                 (Status::Running, StatusKind::Running),
-                (suspended(), StatusKind::Suspended),
+                (Status::Suspended { reason: "r".into() }, StatusKind::Suspended),
+                (failed(), StatusKind::Failed),
             ] {
                 store
                     .commit(&[Commit {
-                        instances: vec![("x".into(), record(status))],
+                        instances: vec![("x".into(), record(status, incarnation))],
                         ..Commit::default()
                     }])
                     .unwrap();
+                step += 1;
                 let inner = &store.inner;
-                match round % 3 {
+                match step % 3 {
                     0 => inner.by_status.rotate_memtable_and_wait().unwrap(),
                     1 => inner.by_status.major_compact().unwrap(),
                     _ => {}
                 }
-                let other = match kind {
-                    StatusKind::Running => StatusKind::Suspended,
-                    _ => StatusKind::Running,
-                };
-                assert_eq!(ids(&store, kind), ["x"], "round {round}, {kind}");
-                assert!(ids(&store, other).is_empty(), "round {round}: {other} came back");
+                for other in StatusKind::ALL {
+                    let want: &[&str] = if other == kind { &["x"] } else { &[] };
+                    assert_eq!(ids(&store, other), want, "step {step}: {other} after {kind}");
+                }
             }
         }
         store.inner.by_status.rotate_memtable_and_wait().unwrap();
         store.inner.by_status.major_compact().unwrap();
         assert!(ids(&store, StatusKind::Running).is_empty());
-        assert_eq!(ids(&store, StatusKind::Suspended), ["x"]);
+        assert_eq!(ids(&store, StatusKind::Failed), ["x"]);
         drop(store);
         let store = FjallStore::open(dir.path()).unwrap();
-        assert!(ids(&store, StatusKind::Running).is_empty());
-        assert_eq!(ids(&store, StatusKind::Suspended), ["x"]);
-        assert_eq!(store.count_by_status().unwrap()[&StatusKind::Suspended], 1);
+        assert!(ids(&store, StatusKind::Pending).is_empty());
+        assert_eq!(ids(&store, StatusKind::Failed), ["x"]);
+        assert_eq!(store.count_by_status().unwrap()[&StatusKind::Failed], 1);
+    }
+
+    /// Escaped ids keep their order and come back whole, NULs included.
+    #[test]
+    fn escaped_ids_sort_as_ids_and_parse_back() {
+        let mut ids = ["a", "ab", "a\0", "a\0b", "\0", "b", "a\0\0", "ä"];
+        let key = |id: &str| {
+            let mut key = 5u64.to_be_bytes().to_vec();
+            push_escaped(&mut key, id);
+            key.extend_from_slice(&u64::MAX.to_be_bytes());
+            key
+        };
+        for id in ids {
+            assert_eq!(parse_rest(&key(id)).unwrap().id, id);
+        }
+        let mut by_key = ids;
+        by_key.sort_by_key(|id| key(id));
+        ids.sort_unstable();
+        assert_eq!(by_key, ids);
     }
 }

@@ -31,6 +31,8 @@ const MIGRATED_FROM: u32 = 2;
 fn format_marker(version: u32) -> String {
     format!("durable-store/{version}")
 }
+/// The memtable size of the index keyspaces, in bytes (fjall's default is 64 MiB).
+const INDEX_MEMTABLE_BYTES: u64 = 2 * 1024 * 1024;
 /// Every keyspace of a store. `meta` is created (and its marker synced) before the others.
 const KEYSPACES: [&str; 7] = [
     "meta",
@@ -192,8 +194,18 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
     };
     let db = Database::builder(path).open().map_err(corrupt)?;
     let open = |name: &str| {
-        db.keyspace(name, KeyspaceCreateOptions::default)
-            .map_err(corrupt)
+        db.keyspace(name, || {
+            let options = KeyspaceCreateOptions::default();
+            if name == BY_STATUS || name == BY_ORCHESTRATOR {
+                // Small memtables, flushed often: a flush drops the entries of instances
+                // that started and finished within it with their weak tombstones (see
+                // `index`), so a scan of the live range, and its replay at open, meets few.
+                options.max_memtable_size(INDEX_MEMTABLE_BYTES)
+            } else {
+                options
+            }
+        })
+        .map_err(corrupt)
     };
     let marker = if db.keyspace_exists("meta") {
         open("meta")?.get(FORMAT_KEY).map_err(corrupt)?
