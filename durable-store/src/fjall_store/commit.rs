@@ -7,6 +7,7 @@ use fjall::{Keyspace, PersistMode, Slice};
 use serde::Serialize;
 
 use super::index::{Changes, Entry, count_key, slot};
+use super::work::{MetaWrite, WorkIds};
 use super::{FjallStore, decode};
 use crate::error::{StoreError, cause};
 use crate::keys;
@@ -174,6 +175,7 @@ impl FjallStore {
         // Held from the reads below to the commit, so no other commit writes in between.
         let _writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
         let counts = self.index_writes(commits, &mut writes)?;
+        let work_ids = self.work_removals(&mut writes);
         let mut batch = self.inner.db.batch().durability(Some(mode));
         for (space, key, op) in writes.into_last_writes() {
             match op {
@@ -196,7 +198,48 @@ impl FjallStore {
         if let Some(counts) = counts {
             *self.inner.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
         }
+        *self
+            .inner
+            .work_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = work_ids;
         Ok(())
+    }
+
+    /// Makes the work removals of `writes` weak where that is safe and adds the writes to
+    /// `meta` that keep track (see the `work` module); returns the state after the call.
+    /// Runs under the writer lock.
+    fn work_removals(&self, writes: &mut Writes) -> WorkIds {
+        let id = |key: &Slice| <[u8; 8]>::try_from(&**key).map(u64::from_be_bytes).ok();
+        let (weak, meta, next) = {
+            let current = self
+                .inner
+                .work_ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let work = writes.writes.iter().filter_map(|(space, key, op)| {
+                let id = id(key).filter(|_| *space == Space::Work)?;
+                Some((id, matches!(op, Op::Put(_))))
+            });
+            current.plan(work)
+        };
+        let mut weak = weak.into_iter();
+        for (space, key, op) in &mut writes.writes {
+            if *space == Space::Work
+                && id(key).is_some()
+                && !matches!(op, Op::Put(_))
+                && weak.next() == Some(true)
+            {
+                *op = Op::RemoveWeak;
+            }
+        }
+        for write in meta {
+            match write {
+                MetaWrite::Put(key, value) => writes.put(Space::Meta, &key, &value),
+                MetaWrite::Remove(key) => writes.remove(Space::Meta, &key),
+            }
+        }
+        next
     }
 
     /// Adds to `writes` the index entries and counters the instance writes and removals

@@ -80,7 +80,6 @@ fn push_escaped(key: &mut Vec<u8>, id: &str) {
     key.extend_from_slice(&[0, 1]);
 }
 
-
 /// The key of the counter of `kind` in `meta`.
 pub(super) fn count_key(kind: StatusKind) -> Vec<u8> {
     format!("count/{}", kind.as_str()).into_bytes()
@@ -395,7 +394,10 @@ mod tests {
             for (status, kind) in [
                 (Status::Pending, StatusKind::Pending),
                 (Status::Running, StatusKind::Running),
-                (Status::Suspended { reason: "r".into() }, StatusKind::Suspended),
+                (
+                    Status::Suspended { reason: "r".into() },
+                    StatusKind::Suspended,
+                ),
                 (failed(), StatusKind::Failed),
             ] {
                 store
@@ -413,7 +415,11 @@ mod tests {
                 }
                 for other in StatusKind::ALL {
                     let want: &[&str] = if other == kind { &["x"] } else { &[] };
-                    assert_eq!(ids(&store, other), want, "step {step}: {other} after {kind}");
+                    assert_eq!(
+                        ids(&store, other),
+                        want,
+                        "step {step}: {other} after {kind}"
+                    );
                 }
             }
         }

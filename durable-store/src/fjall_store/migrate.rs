@@ -5,6 +5,7 @@ use fjall::PersistMode;
 
 use super::index::{Entry, count_key, slot};
 use super::open::FORMAT_KEY;
+use super::work::STRONG_THROUGH_KEY;
 use super::{Inner, decode, describe};
 use crate::error::{StoreError, cause};
 use crate::record::{InstanceRecord, StatusKind};
@@ -74,6 +75,8 @@ pub(super) fn build_indexes(inner: &Inner, marker: &str) -> Result<(), StoreErro
             counts[slot(kind)].to_be_bytes(),
         );
     }
+    // The work ids format 2 used are not known: their removals stay plain.
+    batch.insert(&inner.meta, STRONG_THROUGH_KEY, u64::MAX.to_be_bytes());
     batch.insert(&inner.meta, FORMAT_KEY, marker.as_bytes());
     batch
         .durability(Some(PersistMode::SyncAll))

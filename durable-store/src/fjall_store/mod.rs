@@ -19,6 +19,7 @@ mod commit;
 mod index;
 mod migrate;
 mod open;
+mod work;
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -73,6 +74,9 @@ struct Inner {
     /// The instances in each status, by [`index::slot`]: what `meta` holds, kept here so
     /// a count reads nothing. Written under `writer`, after the batch that stores it.
     counts: Mutex<[u64; 7]>,
+    /// Which work removals may be weak (see `work`): what `meta` holds. Written under
+    /// `writer`, after the batch that stores it.
+    work_ids: Mutex<work::WorkIds>,
     db: Database,
     meta: Keyspace,
     instances: Keyspace,

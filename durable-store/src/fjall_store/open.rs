@@ -9,6 +9,7 @@ use std::sync::{Mutex, OnceLock};
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 
 use super::index::{BY_ORCHESTRATOR, BY_STATUS, count_key, slot};
+use super::work::WorkIds;
 use super::{Inner, describe, migrate, panic_message};
 use crate::error::{StoreError, cause};
 use crate::record::StatusKind;
@@ -33,6 +34,8 @@ fn format_marker(version: u32) -> String {
 }
 /// The memtable size of the index keyspaces, in bytes (fjall's default is 64 MiB).
 const INDEX_MEMTABLE_BYTES: u64 = 2 * 1024 * 1024;
+/// The memtable size of `meta`, in bytes.
+const META_MEMTABLE_BYTES: u64 = 256 * 1024;
 /// Every keyspace of a store. `meta` is created (and its marker synced) before the others.
 const KEYSPACES: [&str; 7] = [
     "meta",
@@ -196,13 +199,16 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
     let open = |name: &str| {
         db.keyspace(name, || {
             let options = KeyspaceCreateOptions::default();
-            if name == BY_STATUS || name == BY_ORCHESTRATOR {
+            match name {
                 // Small memtables, flushed often: a flush drops the entries of instances
                 // that started and finished within it with their weak tombstones (see
                 // `index`), so a scan of the live range, and its replay at open, meets few.
-                options.max_memtable_size(INDEX_MEMTABLE_BYTES)
-            } else {
-                options
+                BY_STATUS | BY_ORCHESTRATOR => options.max_memtable_size(INDEX_MEMTABLE_BYTES),
+                // The counters change in most batches; a memtable that flushes rarely
+                // would keep every journal file since its last flush for the next open to
+                // replay.
+                "meta" => options.max_memtable_size(META_MEMTABLE_BYTES),
+                _ => options,
             }
         })
         .map_err(corrupt)
@@ -260,6 +266,7 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
         writer: Mutex::new(()),
         write_failure: OnceLock::new(),
         counts: Mutex::new([0; 7]),
+        work_ids: Mutex::new(WorkIds::default()),
         meta: open(meta)?,
         instances: open(instances)?,
         history: open(history)?,
@@ -284,6 +291,8 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
         }
     }
     *inner.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+    *inner.work_ids.lock().unwrap_or_else(|p| p.into_inner()) =
+        WorkIds::load(&inner.meta).map_err(corrupt)?;
     Ok(inner)
 }
 
