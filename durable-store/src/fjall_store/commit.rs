@@ -174,7 +174,7 @@ impl FjallStore {
         };
         // Held from the reads below to the commit, so no other commit writes in between.
         let _writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let counts = self.index_writes(commits, &mut writes)?;
+        let (counts, changes) = self.index_writes(commits, &mut writes)?;
         let work_ids = self.work_removals(&mut writes);
         let mut batch = self.inner.db.batch().durability(Some(mode));
         for (space, key, op) in writes.into_last_writes() {
@@ -203,6 +203,13 @@ impl FjallStore {
             .work_ids
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = work_ids;
+        let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, entry) in changes.after() {
+            match entry {
+                Some(entry) if entry.is_live() => live.insert(id, entry),
+                _ => live.remove(&id),
+            };
+        }
         Ok(())
     }
 
@@ -243,14 +250,20 @@ impl FjallStore {
     }
 
     /// Adds to `writes` the index entries and counters the instance writes and removals
-    /// of `commits` change; returns the new counters if they change. Reads the records
+    /// of `commits` change; returns the new counters if they change, and the changes. Reads the records
     /// the commits replace, so it runs under the writer lock.
     fn index_writes(
         &self,
         commits: &[Commit],
         writes: &mut Writes,
-    ) -> Result<Option<[u64; 7]>, StoreError> {
-        let changes = Changes::of(commits, |id| self.stored_entry(id))?;
+    ) -> Result<(Option<[u64; 7]>, Changes), StoreError> {
+        let changes = {
+            let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+            Changes::of(commits, |id| match live.get(id) {
+                Some(entry) => Ok(Some(*entry)),
+                None => self.stored_entry(id),
+            })?
+        };
         let mut counts = *self.inner.counts.lock().unwrap_or_else(|p| p.into_inner());
         let before = counts;
         for (id, old, new) in changes.changed() {
@@ -284,7 +297,7 @@ impl FjallStore {
             }
         }
         if counts == before {
-            return Ok(None);
+            return Ok((None, changes));
         }
         for kind in StatusKind::ALL {
             if counts[slot(kind)] != before[slot(kind)] {
@@ -295,7 +308,7 @@ impl FjallStore {
                 );
             }
         }
-        Ok(Some(counts))
+        Ok((Some(counts), changes))
     }
 
     /// The index entry of the stored record of `id`, if there is one.

@@ -122,6 +122,11 @@ impl Entry {
         self.status
     }
 
+    /// Whether the instance has not finished: the entries [`FjallStore`] keeps in memory.
+    pub(super) fn is_live(&self) -> bool {
+        class_byte(self.status) == LIVE
+    }
+
     /// The `by_status` key of instance `id`.
     pub(super) fn status_key(&self, id: &str) -> Vec<u8> {
         let mut key = Vec::with_capacity(19 + id.len());
@@ -181,6 +186,11 @@ impl Changes {
             }
         }
         Ok(())
+    }
+
+    /// Every instance the call touches, with its entry after the call.
+    pub(super) fn after(self) -> impl Iterator<Item = (String, Option<Entry>)> {
+        self.entries.into_iter().map(|(id, (_, after))| (id, after))
     }
 
     /// The instances whose entries change: id, entry before, entry after.

@@ -21,6 +21,7 @@ mod migrate;
 mod open;
 mod work;
 
+use std::collections::HashMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -77,6 +78,11 @@ struct Inner {
     /// Which work removals may be weak (see `work`): what `meta` holds. Written under
     /// `writer`, after the batch that stores it.
     work_ids: Mutex<work::WorkIds>,
+    /// The index entries of the live instances a commit touched since the store was
+    /// opened, as stored: a turn's commit finds its instance's entry here instead of
+    /// reading and decoding the record it replaces. Written under `writer`, after the
+    /// batch that stores them.
+    live: Mutex<HashMap<String, index::Entry>>,
     db: Database,
     meta: Keyspace,
     instances: Keyspace,

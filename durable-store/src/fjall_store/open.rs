@@ -1,6 +1,7 @@
 //! How a [`FjallStore`] is opened: the directory checked, a new store created atomically,
 //! the format marker read or written, the keyspaces opened.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ fn format_marker(version: u32) -> String {
     format!("durable-store/{version}")
 }
 /// The memtable size of the index keyspaces, in bytes (fjall's default is 64 MiB).
-const INDEX_MEMTABLE_BYTES: u64 = 2 * 1024 * 1024;
+const INDEX_MEMTABLE_BYTES: u64 = 1024 * 1024;
 /// The memtable size of `meta`, in bytes.
 const META_MEMTABLE_BYTES: u64 = 256 * 1024;
 /// Every keyspace of a store. `meta` is created (and its marker synced) before the others.
@@ -267,6 +268,7 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
         write_failure: OnceLock::new(),
         counts: Mutex::new([0; 7]),
         work_ids: Mutex::new(WorkIds::default()),
+        live: Mutex::new(HashMap::new()),
         meta: open(meta)?,
         instances: open(instances)?,
         history: open(history)?,
@@ -293,6 +295,12 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
     *inner.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
     *inner.work_ids.lock().unwrap_or_else(|p| p.into_inner()) =
         WorkIds::load(&inner.meta).map_err(corrupt)?;
+    // The journal's replay put back in memory every work item written and removed since
+    // the last flush, each with its weak tombstone: a flush drops both (see `work`), so
+    // recovery's scan of the queue meets only the items still queued. (Kept in a large
+    // memtable while running: work flushes carry payloads, and the queue is scanned only
+    // at start.)
+    inner.work.rotate_memtable_and_wait().map_err(corrupt)?;
     Ok(inner)
 }
 
