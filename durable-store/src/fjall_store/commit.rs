@@ -205,10 +205,15 @@ impl FjallStore {
             .unwrap_or_else(|p| p.into_inner()) = work_ids;
         let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
         for (id, entry) in changes.after() {
-            match entry {
-                Some(entry) if entry.is_live() => live.insert(id, entry),
-                _ => live.remove(&id),
-            };
+            match (entry, live.get_mut(id)) {
+                (Some(entry), Some(kept)) if entry.is_live() => *kept = entry,
+                (Some(entry), None) if entry.is_live() => {
+                    live.insert(id.to_owned(), entry);
+                }
+                _ => {
+                    live.remove(id);
+                }
+            }
         }
         Ok(())
     }
@@ -252,11 +257,11 @@ impl FjallStore {
     /// Adds to `writes` the index entries and counters the instance writes and removals
     /// of `commits` change; returns the new counters if they change, and the changes. Reads the records
     /// the commits replace, so it runs under the writer lock.
-    fn index_writes(
+    fn index_writes<'a>(
         &self,
-        commits: &[Commit],
+        commits: &'a [Commit],
         writes: &mut Writes,
-    ) -> Result<(Option<[u64; 7]>, Changes), StoreError> {
+    ) -> Result<(Option<[u64; 7]>, Changes<'a>), StoreError> {
         let changes = {
             let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
             Changes::of(commits, |id| match live.get(id) {

@@ -149,15 +149,15 @@ impl Entry {
 /// How a call to `commit` changes the instances' index entries: for each instance it
 /// touches, its entry before the call and after it.
 #[derive(Default)]
-pub(super) struct Changes {
-    entries: HashMap<String, (Option<Entry>, Option<Entry>)>,
+pub(super) struct Changes<'a> {
+    entries: HashMap<&'a str, (Option<Entry>, Option<Entry>)>,
 }
 
-impl Changes {
+impl<'a> Changes<'a> {
     /// Follows the instance writes and removals of `commits`, in order; `stored` reads an
     /// instance's entry before the call.
     pub(super) fn of(
-        commits: &[Commit],
+        commits: &'a [Commit],
         mut stored: impl FnMut(&str) -> Result<Option<Entry>, StoreError>,
     ) -> Result<Self, StoreError> {
         let mut changes = Self::default();
@@ -174,7 +174,7 @@ impl Changes {
 
     fn set(
         &mut self,
-        id: &str,
+        id: &'a str,
         entry: Option<Entry>,
         stored: &mut impl FnMut(&str) -> Result<Option<Entry>, StoreError>,
     ) -> Result<(), StoreError> {
@@ -182,23 +182,25 @@ impl Changes {
             Some((_, after)) => *after = entry,
             None => {
                 let before = stored(id)?;
-                self.entries.insert(id.to_owned(), (before, entry));
+                self.entries.insert(id, (before, entry));
             }
         }
         Ok(())
     }
 
     /// Every instance the call touches, with its entry after the call.
-    pub(super) fn after(self) -> impl Iterator<Item = (String, Option<Entry>)> {
-        self.entries.into_iter().map(|(id, (_, after))| (id, after))
+    pub(super) fn after(&self) -> impl Iterator<Item = (&'a str, Option<Entry>)> + '_ {
+        self.entries.iter().map(|(id, (_, after))| (*id, *after))
     }
 
     /// The instances whose entries change: id, entry before, entry after.
-    pub(super) fn changed(&self) -> impl Iterator<Item = (&str, Option<Entry>, Option<Entry>)> {
+    pub(super) fn changed(
+        &self,
+    ) -> impl Iterator<Item = (&'a str, Option<Entry>, Option<Entry>)> + '_ {
         self.entries
             .iter()
             .filter(|(_, (before, after))| before != after)
-            .map(|(id, (before, after))| (id.as_str(), *before, *after))
+            .map(|(id, (before, after))| (*id, *before, *after))
     }
 }
 

@@ -86,7 +86,6 @@ impl WorkIds {
         let mut next = self.clone();
         let mut weak = Vec::new();
         let mut meta = Vec::new();
-        let mut written_now = HashSet::new();
         for (id, written) in writes {
             let plain = self.strong_through.is_some_and(|through| id <= through);
             if written {
@@ -95,14 +94,16 @@ impl WorkIds {
                     meta.push(MetaWrite::Put(rewritten_key(id), Vec::new()));
                 }
                 next.highest = next.highest.max(Some(id));
-                written_now.insert(id);
             } else {
                 let marked = next.rewritten.remove(&id);
                 if marked {
                     meta.push(MetaWrite::Remove(rewritten_key(id)));
                 }
-                // Written in this call too: its versions are not known to be one.
-                weak.push(!plain && !marked && !written_now.contains(&id));
+                // An id above the highest before the call was written in this call (or
+                // never): the write and the removal meet in one batch, so fjall keeps
+                // only the removal, with nothing for a weak one to cancel.
+                let written_now = self.highest.is_none_or(|highest| id > highest);
+                weak.push(!plain && !marked && !written_now);
             }
         }
         if next.highest != self.highest
