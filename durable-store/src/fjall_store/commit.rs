@@ -273,7 +273,8 @@ impl FjallStore {
         let before = counts;
         for (id, old, new) in changes.changed() {
             let status_key = |entry: Option<Entry>| entry.map(|e| e.status_key(id));
-            let orchestrator_key = |entry: Option<Entry>| entry.map(|e| e.orchestrator_key(id));
+            let orchestrator_key =
+                |entry: Option<Entry>| entry.and_then(|e| e.orchestrator_key(id));
             for (space, old_key, new_key) in [
                 (Space::ByStatus, status_key(old), status_key(new)),
                 (

@@ -3,12 +3,14 @@
 //! | keyspace          | key                                                              |
 //! |-------------------|------------------------------------------------------------------|
 //! | `by_status`       | class (1 byte) ++ `created_ms` (u64 BE) ++ id (escaped) ++ incarnation (u64 BE) |
-//! | `by_orchestrator` | FNV-1a of the orchestrator name (u64 BE) ++ the `by_status` key  |
+//! | `by_orchestrator` | FNV-1a of the orchestrator name (u64 BE) ++ the `by_status` key, finished instances only |
 //!
 //! The class is the status for a finished instance (completed, failed, terminated) and one
 //! class, *live*, for every other status (pending, running, suspended, stalled): the live
 //! instances are one range of `by_status`, which recovery reads, and a turn that moves an
-//! instance between live statuses writes no index entry. Listings check each entry's
+//! instance between live statuses writes no index entry. Live instances have no entry in
+//! `by_orchestrator`: a listing by orchestrator reads the live range whole (the live
+//! work), so an instance's start and finish write one key less. Listings check each entry's
 //! record against the filter, so a listing of running instances reads the live range.
 //! The id is escaped so keys sort by id and end where it ends (NUL as `00 FF`, then `00
 //! 01`). Values are empty. Counters by status live in `meta` under `count/<status>` (u64
@@ -137,12 +139,17 @@ impl Entry {
         key
     }
 
-    /// The `by_orchestrator` key of instance `id`.
-    pub(super) fn orchestrator_key(&self, id: &str) -> Vec<u8> {
+    /// The `by_orchestrator` key of instance `id`; `None` while it is live (listings by
+    /// orchestrator read the live range whole: it holds the live work, and a turn's start
+    /// and finish write one key less).
+    pub(super) fn orchestrator_key(&self, id: &str) -> Option<Vec<u8>> {
+        if self.is_live() {
+            return None;
+        }
         let mut key = Vec::with_capacity(27 + id.len());
         key.extend_from_slice(&self.orchestrator.to_be_bytes());
         key.extend_from_slice(&self.status_key(id));
-        key
+        Some(key)
     }
 }
 
@@ -248,19 +255,19 @@ impl FjallStore {
         max: usize,
     ) -> Result<Vec<(InstanceCursor, InstanceRecord)>, StoreError> {
         let snapshot = self.inner.db.snapshot();
-        let (keyspace, base) = match &filter.orchestrator {
-            Some(name) => (
-                &self.inner.by_orchestrator,
-                orchestrator_hash(name).to_be_bytes().to_vec(),
-            ),
-            None => (&self.inner.by_status, Vec::new()),
-        };
         let mut classes: Vec<u8> = filter.status_kinds().into_iter().map(class_byte).collect();
         classes.sort_unstable();
         classes.dedup();
         let mut streams = Vec::new();
         for class in classes {
-            let mut prefix = base.clone();
+            // The live class has no orchestrator index: its range is read whole.
+            let (keyspace, mut prefix) = match &filter.orchestrator {
+                Some(name) if class != LIVE => (
+                    &self.inner.by_orchestrator,
+                    orchestrator_hash(name).to_be_bytes().to_vec(),
+                ),
+                _ => (&self.inner.by_status, Vec::new()),
+            };
             prefix.push(class);
             let at = |rest: &[u8]| [&prefix[..], rest].concat();
             let created_from = filter.created_from_ms.unwrap_or(0);

@@ -60,7 +60,9 @@ pub(super) fn build_indexes(inner: &Inner, marker: &str) -> Result<(), StoreErro
         })?;
         let entry = Entry::of(&record);
         batch.insert(&inner.by_status, entry.status_key(id), b"");
-        batch.insert(&inner.by_orchestrator, entry.orchestrator_key(id), b"");
+        if let Some(key) = entry.orchestrator_key(id) {
+            batch.insert(&inner.by_orchestrator, key, b"");
+        }
         counts[slot(entry.status())] += 1;
         if batch.len() >= BATCH {
             std::mem::replace(&mut batch, inner.db.batch())
