@@ -1,12 +1,11 @@
 //! How [`FjallStore`] writes a call to `commit`: its commits as one fjall batch.
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use fjall::{Keyspace, PersistMode, Slice};
 use serde::Serialize;
 
-use super::index::{Changes, Entry, count_key, slot};
+use super::index::{Changes, Entry, FnvMap, count_key, slot};
 use super::work::{MetaWrite, WorkIds};
 use super::{FjallStore, decode};
 use crate::error::{StoreError, cause};
@@ -89,7 +88,7 @@ impl Writes {
     fn into_last_writes(self) -> impl Iterator<Item = (Space, Slice, Op<Slice>)> {
         let Writes { writes, values } = self;
         let keep = {
-            let mut last = HashMap::with_capacity(writes.len());
+            let mut last = FnvMap::with_capacity_and_hasher(writes.len(), Default::default());
             for (i, (space, key, _)) in writes.iter().enumerate() {
                 last.insert((*space, &**key), i);
             }

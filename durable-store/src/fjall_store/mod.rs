@@ -21,7 +21,6 @@ mod migrate;
 mod open;
 mod work;
 
-use std::collections::HashMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -82,7 +81,7 @@ struct Inner {
     /// opened, as stored: a turn's commit finds its instance's entry here instead of
     /// reading and decoding the record it replaces. Written under `writer`, after the
     /// batch that stores them.
-    live: Mutex<HashMap<String, index::Entry>>,
+    live: Mutex<index::FnvMap<String, index::Entry>>,
     db: Database,
     meta: Keyspace,
     instances: Keyspace,

@@ -1,7 +1,6 @@
 //! How a [`FjallStore`] is opened: the directory checked, a new store created atomically,
 //! the format marker read or written, the keyspaces opened.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -268,7 +267,7 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
         write_failure: OnceLock::new(),
         counts: Mutex::new([0; 7]),
         work_ids: Mutex::new(WorkIds::default()),
-        live: Mutex::new(HashMap::new()),
+        live: Mutex::new(Default::default()),
         meta: open(meta)?,
         instances: open(instances)?,
         history: open(history)?,

@@ -17,9 +17,11 @@
 //! highest before it, is weak; every other removal is a plain one.
 
 use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
 
 use fjall::Keyspace;
 
+use super::index::Fnv;
 use crate::record::WorkId;
 
 /// The key of the highest work id written, in `meta`.
@@ -37,7 +39,7 @@ pub(super) struct WorkIds {
     /// The highest id written.
     highest: Option<WorkId>,
     /// Ids written more than once and not removed since.
-    rewritten: HashSet<WorkId>,
+    rewritten: HashSet<WorkId, BuildHasherDefault<Fnv>>,
 }
 
 /// A change to `meta` that [`WorkIds::plan`] asks for.
@@ -62,7 +64,7 @@ impl WorkIds {
         let get = |key: &[u8]| -> fjall::Result<Option<WorkId>> {
             Ok(meta.get(key)?.as_deref().and_then(read_id))
         };
-        let mut rewritten = HashSet::new();
+        let mut rewritten = HashSet::default();
         for guard in meta.prefix(REWRITTEN_PREFIX) {
             let key = guard.key()?;
             if let Some(id) = read_id(&key[REWRITTEN_PREFIX.len()..]) {
