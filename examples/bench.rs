@@ -25,6 +25,12 @@
 //! - `idle`: N instances (default 100,000) all waiting on an external event; the RSS.
 //! - `fjall`: the raw store on the same disk: one small write + fsync per op, and batches
 //!   of 100 small writes with one fsync.
+//! - `scale`: a store holding N finished instances (default 1,000,000; 1 activity each, run
+//!   through a runtime in a child process, 10,000 at a time) and 50 waiting ones; then,
+//!   in this process: `Runtime::start` on it, listing a page of 50 running instances,
+//!   counting by status, starting and finishing one new instance, and purging every
+//!   finished instance, with the peak RSS (`VmHWM`) of this process. Not part of `all`;
+//!   fjall only.
 //!
 //! With `--store URL`, the scenarios run on `PostgresStore` in that PostgreSQL database
 //! instead, each on an empty schema: **the bench drops the database's `durable` schema**
@@ -38,8 +44,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use durable_core::{
-    ActivityContext, Durability, FjallStore, OrchestrationContext, Runtime, Store, activity,
-    orchestrator,
+    ActivityContext, Durability, FjallStore, InstanceQuery, OrchestrationContext, PurgeFilter,
+    Runtime, StatusKind, Store, activity, orchestrator,
 };
 use durable_store::PostgresStore;
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
@@ -61,6 +67,9 @@ struct Args {
     /// Run on PostgreSQL: the URL of a database whose `durable` schema the bench drops.
     #[arg(long, value_name = "URL")]
     store: Option<String>,
+    /// The store directory (`scale-fill` fills it, for `scale`).
+    #[arg(long, hide = true)]
+    dir: Option<std::path::PathBuf>,
 }
 
 /// Where a scenario's store lives.
@@ -80,6 +89,10 @@ enum Scenario {
     Recovery,
     Idle,
     Fjall,
+    Scale,
+    /// The first half of `scale`, run as a child process of it.
+    #[value(hide = true)]
+    ScaleFill,
 }
 
 const EVERY: [Scenario; 6] = [
@@ -155,6 +168,12 @@ const RECOVERY_SLEEP: Duration = Duration::from_millis(1_000);
 #[orchestrator]
 async fn idle(ctx: OrchestrationContext, _x: ()) -> Result<u64, String> {
     Ok(ctx.wait_event::<u64>("never").await)
+}
+
+/// What `scale` fills its store with: one activity.
+#[orchestrator]
+async fn one_step(ctx: OrchestrationContext, x: u64) -> Result<u64, String> {
+    Ok(ctx.call(add_one, x).await?)
 }
 
 // ---- Scenarios ----
@@ -388,10 +407,15 @@ fn report_stats(scenario: &str, runtime: &Runtime) {
 
 /// The resident set of this process, from `/proc/self/status`.
 fn rss_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+/// A size of `/proc/self/status` (`VmRSS:`, `VmHWM:`), in MB.
+fn status_mb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| {
             rest.trim()
                 .trim_end_matches("kB")
@@ -485,11 +509,162 @@ fn run_raw_postgres(url: &str, n: u64) -> String {
     )
 }
 
+/// Fills the store at `dir` with `n` finished `single` instances, 10,000 at a time, and
+/// 50 `idle` ones waiting: the first half of `scale`, in a process of its own so the
+/// second half measures its own peak RSS.
+async fn run_scale_fill(dir: &Path, n: u64, durability: Durability) -> String {
+    let store = FjallStore::open_with(dir, durability).expect("open the store");
+    let runtime = Runtime::builder(store)
+        .orchestrator(one_step)
+        .orchestrator(idle)
+        .activity(add_one)
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let began = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for wave in 0..n.div_ceil(10_000) {
+        for i in wave * 10_000..n.min((wave + 1) * 10_000) {
+            let client = client.clone();
+            tasks.spawn(async move {
+                let instance = client
+                    .start(one_step, format!("done-{i:07}"), i)
+                    .await
+                    .unwrap();
+                assert_eq!(instance.wait(WAIT).await.unwrap(), i + 1);
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    }
+    for i in 0..50 {
+        client
+            .start(idle, format!("idle-{i:02}"), ())
+            .await
+            .unwrap();
+    }
+    // Each waiting instance has run its first turn.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let running = client.count_by_status().await.unwrap()[&StatusKind::Running];
+        if running == 50 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the waiting instances did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fill_s = began.elapsed().as_secs_f64();
+    runtime.shutdown().await;
+    format!("{fill_s:.1}")
+}
+
+fn median(mut ms: Vec<f64>) -> f64 {
+    ms.sort_by(f64::total_cmp);
+    ms[ms.len() / 2]
+}
+
+/// `scale`: fills a store in a child process, then measures what its size costs.
+async fn run_scale(n: u64, durability: Durability) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let mut fill = Command::new(exe);
+    fill.args(["scale-fill", "--n", &n.to_string(), "--dir"])
+        .arg(&path);
+    if durability == Durability::Buffered {
+        fill.arg("--buffered");
+    }
+    let output = fill.output().expect("run the fill");
+    assert!(output.status.success(), "the fill failed: {output:?}");
+    let fill_s = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+
+    let began = Instant::now();
+    let store = FjallStore::open_with(&path, durability).expect("open the store");
+    let open_ms = began.elapsed().as_secs_f64() * 1e3;
+    let disk = store.clone();
+    let began = Instant::now();
+    let runtime = Runtime::builder(store)
+        .orchestrator(one_step)
+        .orchestrator(idle)
+        .activity(add_one)
+        .start()
+        .await
+        .unwrap();
+    let start_ms = began.elapsed().as_secs_f64() * 1e3;
+    let client = runtime.client();
+    // What recovery reads, timed alone (warm): the work queue and the live instances.
+    let timed = |read: &dyn Fn()| {
+        let began = Instant::now();
+        read();
+        began.elapsed().as_secs_f64() * 1e3
+    };
+    let work_ms = timed(&|| drop(disk.work_items().unwrap()));
+    let live_ms = timed(&|| assert_eq!(disk.live_instances().unwrap().len(), 50));
+
+    let running = InstanceQuery::new()
+        .status(StatusKind::Running)
+        .page_size(50);
+    let mut list_ms = Vec::new();
+    for _ in 0..11 {
+        let began = Instant::now();
+        let page = client.list(&running).await.unwrap();
+        list_ms.push(began.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(page.instances.len(), 50);
+    }
+    let began = Instant::now();
+    let counts = client.count_by_status().await.unwrap();
+    let count_ms = began.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(counts[&StatusKind::Completed], n);
+
+    let mut one_ms = Vec::new();
+    for i in 0..21 {
+        let began = Instant::now();
+        let instance = client.start(one_step, format!("new-{i}"), i).await.unwrap();
+        assert_eq!(instance.wait(WAIT).await.unwrap(), i + 1);
+        one_ms.push(began.elapsed().as_secs_f64() * 1e3);
+    }
+    // Again once the store has settled: fjall flushes and compacts in the background
+    // after an open, and the first starts share the disk with it.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut settled_ms = Vec::new();
+    for i in 0..21 {
+        let began = Instant::now();
+        let instance = client
+            .start(one_step, format!("later-{i}"), i)
+            .await
+            .unwrap();
+        assert_eq!(instance.wait(WAIT).await.unwrap(), i + 1);
+        settled_ms.push(began.elapsed().as_secs_f64() * 1e3);
+    }
+    let rss_before_purge_mb = rss_mb();
+
+    let began = Instant::now();
+    let purged = client.purge_where(&PurgeFilter::new()).await.unwrap();
+    let purge_s = began.elapsed().as_secs_f64();
+    assert_eq!(purged as u64, n + 42);
+    let peak_rss_mb = status_mb("VmHWM:");
+    runtime.shutdown().await;
+    format!(
+        r#"{{"scenario":"scale","instances":{n},"fill_s":{fill_s},"open_ms":{open_ms:.1},"start_ms":{start_ms:.1},"work_items_ms":{work_ms:.1},"live_ms":{live_ms:.2},"list50_ms":{:.2},"list50_first_ms":{:.2},"count_ms":{count_ms:.3},"start_one_ms":{:.2},"start_one_first_ms":{:.2},"start_one_settled_ms":{:.2},"rss_before_purge_mb":{rss_before_purge_mb:.0},"purge_s":{purge_s:.2},"purged":{purged},"peak_rss_mb":{peak_rss_mb:.0}}}"#,
+        median(list_ms.clone()),
+        list_ms[0],
+        median(one_ms.clone()),
+        one_ms[0],
+        median(settled_ms),
+    )
+}
+
 // ---- Driver ----
 
 fn default_n(scenario: Scenario) -> u64 {
     match scenario {
         Scenario::Idle => 100_000,
+        Scenario::Scale | Scenario::ScaleFill => 1_000_000,
         _ => 10_000,
     }
 }
@@ -550,6 +725,15 @@ async fn main() -> ExitCode {
             Some(url) => blocking(|| run_raw_postgres(url, n)),
             None => run_fjall(n),
         },
+        Scenario::Scale | Scenario::ScaleFill if place.postgres.is_some() => {
+            eprintln!("`scale` runs on fjall only");
+            return ExitCode::FAILURE;
+        }
+        Scenario::Scale => run_scale(n, durability).await,
+        Scenario::ScaleFill => {
+            let dir = args.dir.as_deref().expect("scale-fill needs --dir");
+            run_scale_fill(dir, n, durability).await
+        }
         Scenario::All => unreachable!("handled above"),
     };
     match place.postgres {

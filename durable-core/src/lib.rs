@@ -46,7 +46,7 @@ mod runtime;
 
 pub use activity_context::ActivityContext;
 pub use client::instance::{Instance, InstanceStatus};
-pub use client::query::{InstanceQuery, InstanceSummary, Page, PurgeFilter};
+pub use client::query::{InstanceQuery, InstanceSummary, Page, PageCursor, PurgeFilter};
 pub use client::{Client, SetAsideEvent};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use durable_future::{
@@ -136,7 +136,9 @@ pub use durable_macros::deterministic;
 /// The PostgreSQL store (feature `postgres`).
 #[cfg(feature = "postgres")]
 pub use durable_store::PostgresStore;
-pub use durable_store::{Durability, FjallStore, KeyKind, StatusKind, Store, StoreError};
+pub use durable_store::{
+    Durability, FjallStore, KeyKind, StatusCounts, StatusKind, Store, StoreError,
+};
 pub use error::{
     ActivityError, ClientRequest, Error, InvalidIdReason, SubOrchestrationError, Timeout,
 };

@@ -7,11 +7,17 @@
 use crate::error::{KeyKind, StoreError};
 use crate::record::{Commit, HistoryAppend};
 
-/// The longest instance id or progress key, in bytes.
+/// The longest progress key, in bytes.
 ///
-/// fjall keys hold at most `u16::MAX` bytes; a history key adds a 2-byte length and a 4-byte
-/// index to the id.
+/// fjall keys hold at most `u16::MAX` bytes; kept as long as the limit on ids was before
+/// format 3.
 pub(crate) const MAX_KEY_LEN: usize = u16::MAX as usize - 6;
+
+/// The longest instance id, in bytes (a NUL counts twice): an entry of the orchestrator
+/// index (fjall) holds the id escaped (a NUL takes 2 bytes, and 2 bytes end it), a hash of
+/// 8 bytes, a class byte, a creation time and an incarnation of 8 bytes each, and fjall
+/// keys hold at most `u16::MAX` bytes.
+pub(crate) const MAX_ID_LEN: usize = u16::MAX as usize - 27;
 
 /// Checks every id, key and history index of `commits`.
 pub(crate) fn check(commits: &[Commit]) -> Result<(), StoreError> {
@@ -37,23 +43,40 @@ pub(crate) fn check(commits: &[Commit]) -> Result<(), StoreError> {
 }
 
 /// Whether `key` can be stored; reads of a key that cannot be stored find nothing.
-pub(crate) fn is_storable(key: &str) -> bool {
-    !key.is_empty() && key.len() <= MAX_KEY_LEN
+pub(crate) fn is_storable(kind: KeyKind, key: &str) -> bool {
+    !key.is_empty() && stored_len(kind, key) <= max_len(kind)
+}
+
+/// The length of `key` as [`max_len`] counts it: an instance id's NULs count twice.
+fn stored_len(kind: KeyKind, key: &str) -> usize {
+    match kind {
+        KeyKind::ProgressKey => key.len(),
+        _ => key.len() + key.bytes().filter(|&b| b == 0).count(),
+    }
+}
+
+/// The longest key of `kind`, in bytes.
+fn max_len(kind: KeyKind) -> usize {
+    match kind {
+        KeyKind::ProgressKey => MAX_KEY_LEN,
+        _ => MAX_ID_LEN,
+    }
 }
 
 fn check_key(kind: KeyKind, key: &str) -> Result<(), StoreError> {
-    if is_storable(key) {
+    if is_storable(kind, key) {
         return Ok(());
     }
+    let max = max_len(kind);
     let problem = if key.is_empty() {
         "it is empty".to_owned()
     } else {
-        format!("it is {} bytes long", key.len())
+        format!("it is {} bytes long", stored_len(kind, key))
     };
     Err(invalid(
         kind,
         key,
-        format!("{problem}; use 1 to {MAX_KEY_LEN} bytes"),
+        format!("{problem}; use 1 to {max} bytes"),
     ))
 }
 

@@ -17,6 +17,7 @@ mod keys;
 mod memory_store;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod query;
 mod record;
 mod store;
 
@@ -33,6 +34,7 @@ pub use memory_store::MemoryStore;
 pub use postgres::test_server::{TestDatabase, TestServer};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, SCHEMA_VERSION};
+pub use query::{InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts};
 pub use record::{
     ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, Incarnation, InstanceRecord,
     ParentLink, Site, Status, StatusKind, WorkId, WorkItem,

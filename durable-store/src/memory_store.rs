@@ -1,17 +1,23 @@
 //! [`MemoryStore`]: a [`Store`] in memory, for tests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::StoreError;
 use crate::keys;
-use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
+use crate::query::{
+    InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts, page_of, zero_counts,
+};
+use crate::record::{Commit, Event, InstanceRecord, StatusKind, WorkId, WorkItem};
 use crate::store::Store;
 
 /// A [`Store`] kept in memory: fast, and gone when the last clone drops.
 ///
 /// Meant for tests of code that uses a store; it refuses the same ids and keys as
-/// [`crate::FjallStore`], so what passes here does not fail there for that reason.
+/// [`crate::FjallStore`], so what passes here does not fail there for that reason. Like
+/// it, it keeps an index by status (and creation time) and counters by status, so
+/// listings and counts read what they return.
 ///
 /// # Examples
 ///
@@ -33,6 +39,70 @@ struct State {
     history: BTreeMap<String, BTreeMap<u32, Event>>,
     work: BTreeMap<WorkId, WorkItem>,
     progress: BTreeMap<String, Vec<u8>>,
+    /// Every instance by status, then creation time, then id.
+    by_status: BTreeSet<(StatusKind, u64, String)>,
+    counts: StatusCounts,
+}
+
+impl State {
+    /// Removes instance `id` from the index and the counters.
+    fn unindex(&mut self, id: &str) {
+        if let Some(old) = self.instances.get(id) {
+            let (kind, created) = (old.status.kind(), old.created_ms);
+            self.by_status.remove(&(kind, created, id.to_owned()));
+            if let Some(count) = self.counts.get_mut(&kind) {
+                *count -= 1;
+            }
+        }
+    }
+
+    /// Adds instance `id` with `record` to the index and the counters.
+    fn index(&mut self, id: &str, record: &InstanceRecord) {
+        let kind = record.status.kind();
+        self.by_status
+            .insert((kind, record.created_ms, id.to_owned()));
+        *self.counts.entry(kind).or_default() += 1;
+    }
+
+    /// Up to `max` instances `filter` matches after `after`, in creation order.
+    fn scan(
+        &self,
+        filter: &InstanceFilter,
+        after: Option<&InstanceCursor>,
+        max: usize,
+    ) -> Vec<(InstanceCursor, InstanceRecord)> {
+        let mut found = Vec::new();
+        for kind in filter.status_kinds() {
+            let created_from = filter.created_from_ms.unwrap_or(0);
+            let start = match after {
+                Some(after) if after.created_ms >= created_from => {
+                    Bound::Excluded((kind, after.created_ms, after.id.clone()))
+                }
+                _ => Bound::Included((kind, created_from, String::new())),
+            };
+            let matching = self
+                .by_status
+                .range((start, Bound::Unbounded))
+                .take_while(|(k, created, _)| {
+                    *k == kind && filter.created_before_ms.is_none_or(|t| *created < t)
+                })
+                .filter_map(|(_, created, id)| {
+                    let record = &self.instances[id];
+                    filter.matches(record).then(|| {
+                        let cursor = InstanceCursor {
+                            created_ms: *created,
+                            id: id.clone(),
+                        };
+                        (cursor, record.clone())
+                    })
+                })
+                .take(max);
+            found.extend(matching);
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.truncate(max);
+        found
+    }
 }
 
 impl MemoryStore {
@@ -59,9 +129,12 @@ impl Store for MemoryStore {
                 state.history.remove(id);
             }
             for id in &commit.instances_removed {
+                state.unindex(id);
                 state.instances.remove(id);
             }
             for (id, record) in &commit.instances {
+                state.unindex(id);
+                state.index(id, record);
                 state.instances.insert(id.clone(), record.clone());
             }
             for append in &commit.history {
@@ -96,6 +169,35 @@ impl Store for MemoryStore {
             .instances
             .iter()
             .map(|(id, record)| (id.clone(), record.clone()))
+            .collect())
+    }
+
+    fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+        after: Option<&InstanceCursor>,
+        limit: usize,
+    ) -> Result<InstancePage, StoreError> {
+        let limit = limit.max(1);
+        let found = self.state().scan(filter, after, limit.saturating_add(1));
+        Ok(page_of(found, limit))
+    }
+
+    fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
+        let mut counts = zero_counts();
+        counts.extend(self.state().counts.iter().map(|(k, n)| (*k, *n)));
+        Ok(counts)
+    }
+
+    fn live_instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        let live = InstanceFilter {
+            statuses: LIVE_STATUSES.to_vec(),
+            ..InstanceFilter::default()
+        };
+        let found = self.state().scan(&live, None, usize::MAX);
+        Ok(found
+            .into_iter()
+            .map(|(cursor, record)| (cursor.id, record))
             .collect())
     }
 

@@ -1,6 +1,7 @@
 //! The `Store` trait: what the engine needs from durable storage.
 
 use crate::error::StoreError;
+use crate::query::{self, InstanceCursor, InstanceFilter, InstancePage, StatusCounts};
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 
 /// Whether a commit waits for the disk.
@@ -42,13 +43,68 @@ pub trait Store: Send + Sync + 'static {
     fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError>;
 
     /// Every instance record, in id order. Reads the whole `instances` keyspace: its cost
-    /// grows with the number of instances stored, finished ones included.
+    /// grows with the number of instances stored, finished ones included. Prefer
+    /// [`list_instances`](Self::list_instances), [`count_by_status`](Self::count_by_status)
+    /// or [`live_instances`](Self::live_instances).
     ///
     /// # Errors
     ///
     /// [`StoreError::Decode`] if an id or a record does not decode, [`StoreError::Io`] if
     /// the read fails.
     fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError>;
+
+    /// One page of the instances `filter` matches, in creation order (`created_ms`, then
+    /// id), starting after `after` (the [`InstancePage::next`] of the page before; `None`
+    /// for the first page): at most `limit` instances (a limit of 0 counts as 1).
+    ///
+    /// The default implementation filters and sorts [`instances`](Self::instances): a full
+    /// scan, whatever the page size. [`FjallStore`](crate::FjallStore) and `MemoryStore`
+    /// read an index by status (and orchestrator, and creation time) instead: a page
+    /// costs what it holds, plus the entries of the chosen statuses its filter skips
+    /// (`finished_before_ms` is checked on the records).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Decode`] if a record or an index entry does not decode,
+    /// [`StoreError::Io`] if the read fails.
+    fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+        after: Option<&InstanceCursor>,
+        limit: usize,
+    ) -> Result<InstancePage, StoreError> {
+        query::list_by_scan(self, filter, after, limit)
+    }
+
+    /// How many instances the store holds in each status (every
+    /// [`StatusKind`](crate::StatusKind), zeros included).
+    ///
+    /// The default implementation counts [`instances`](Self::instances): a full scan.
+    /// [`FjallStore`](crate::FjallStore) and `MemoryStore` keep counters, updated in the
+    /// commits that change statuses.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Decode`] if a record or a counter does not decode,
+    /// [`StoreError::Io`] if the read fails.
+    fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
+        query::count_by_scan(self)
+    }
+
+    /// Every instance that has not finished (pending, running, suspended or stalled:
+    /// [`LIVE_STATUSES`](crate::LIVE_STATUSES)), in creation order: what recovery looks at.
+    ///
+    /// The default implementation filters [`instances`](Self::instances): a full scan.
+    /// [`FjallStore`](crate::FjallStore) and `MemoryStore` read the live statuses of their
+    /// status index: the cost grows with the live instances, not the finished ones.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Decode`] if a record or an index entry does not decode,
+    /// [`StoreError::Io`] if the read fails.
+    fn live_instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        query::live_by_scan(self)
+    }
 
     /// The full history of one instance, in order; empty if it has none.
     ///
@@ -83,6 +139,20 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
         (**self).instances()
+    }
+    fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+        after: Option<&InstanceCursor>,
+        limit: usize,
+    ) -> Result<InstancePage, StoreError> {
+        (**self).list_instances(filter, after, limit)
+    }
+    fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
+        (**self).count_by_status()
+    }
+    fn live_instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        (**self).live_instances()
     }
     fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
         (**self).history(id)

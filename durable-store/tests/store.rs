@@ -7,7 +7,8 @@ use std::path::Path;
 
 use durable_store::{
     Commit, Durability, Event, FORMAT_VERSION, FaultyStore, FjallStore, HistoryAppend,
-    InstanceRecord, KeyKind, MemoryStore, Status, Store, StoreError, WorkItem, conformance,
+    InstanceFilter, InstanceRecord, KeyKind, MemoryStore, Status, StatusKind, Store, StoreError,
+    WorkItem, conformance,
 };
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 
@@ -443,6 +444,92 @@ fn a_store_of_the_postcard_payload_format_is_refused_saying_what_to_do() {
     let message = err.to_string();
     for words in ["format 1", "postcard", "JSON", "new directory"] {
         assert!(message.contains(words), "{words:?} in {message}");
+    }
+}
+
+/// Turns the store at `dir` into one of format 2, as the last release wrote it: no
+/// indexes, no counters; `leftover` adds an index entry a migration cut short would leave.
+fn make_format_2(dir: &std::path::Path, leftover: bool) {
+    let db = Database::builder(dir).open().unwrap();
+    let meta = db.keyspace("meta", KeyspaceCreateOptions::default).unwrap();
+    for name in ["by_status", "by_orchestrator"] {
+        let keyspace = db.keyspace(name, KeyspaceCreateOptions::default).unwrap();
+        db.delete_keyspace(keyspace).unwrap();
+    }
+    let counters: Vec<_> = meta
+        .prefix("count/")
+        .map(|guard| guard.key().unwrap())
+        .collect();
+    assert!(!counters.is_empty(), "format 3 keeps counters in `meta`");
+    for key in counters {
+        meta.remove(key).unwrap();
+    }
+    if leftover {
+        let by_status = db
+            .keyspace("by_status", KeyspaceCreateOptions::default)
+            .unwrap();
+        by_status
+            .insert(b"\x01\0\0\0\0\0\0\0\x01gone", b"")
+            .unwrap();
+    }
+    meta.insert("format", "durable-store/2").unwrap();
+    db.persist(PersistMode::SyncAll).unwrap();
+}
+
+/// A store of format 2 (before the indexes) is migrated when opened: its indexes and
+/// counters are built once from its records, and it is marked as format 3; a migration
+/// cut short is run again from the start.
+#[test]
+fn a_store_of_format_2_gets_its_indexes_built_at_open() {
+    for leftover in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = FjallStore::open(dir.path()).unwrap();
+            store.commit(&numbered_commits(0..30)).unwrap();
+            let mut done = record(30);
+            done.status = Status::Completed { output: vec![] };
+            done.created_ms = 0;
+            store
+                .commit(&[Commit {
+                    instances: vec![("done".to_owned(), done)],
+                    ..Commit::default()
+                }])
+                .unwrap();
+        }
+        make_format_2(dir.path(), leftover);
+        let store = FjallStore::open(dir.path()).unwrap();
+        for n in 0..30 {
+            assert_eq!(store.instance(&format!("i{n}")).unwrap(), Some(record(n)));
+        }
+        let counts = store.count_by_status().unwrap();
+        assert_eq!(counts[&StatusKind::Running], 30, "{counts:?}");
+        assert_eq!(counts[&StatusKind::Completed], 1, "{counts:?}");
+        assert_eq!(counts.values().sum::<u64>(), 31, "{counts:?}");
+        assert_eq!(store.live_instances().unwrap().len(), 30);
+        let filter = InstanceFilter {
+            statuses: vec![StatusKind::Completed],
+            ..InstanceFilter::default()
+        };
+        let page = store.list_instances(&filter, None, 10).unwrap();
+        let ids: Vec<_> = page.instances.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["done"]);
+        let page = store
+            .list_instances(&InstanceFilter::default(), None, 40)
+            .unwrap();
+        assert_eq!(
+            page.instances.len(),
+            31,
+            "leftover {leftover}: the migration started over"
+        );
+        drop(store);
+        let db = Database::builder(dir.path()).open().unwrap();
+        let meta = db.keyspace("meta", KeyspaceCreateOptions::default).unwrap();
+        let marker = meta.get("format").unwrap().unwrap();
+        assert_eq!(
+            &*marker,
+            format!("durable-store/{FORMAT_VERSION}").as_bytes()
+        );
+        assert_eq!(FORMAT_VERSION, 3);
     }
 }
 

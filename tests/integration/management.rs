@@ -248,3 +248,146 @@ async fn terminate_stops_an_instance_that_continues_as_new_forever() {
     );
     runtime.shutdown().await;
 }
+
+/// Purging more finished instances than one batch holds removes them all, batch by batch,
+/// and leaves the running ones; the counts by status follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_where_removes_many_instances_in_batches_and_counts_follow() {
+    use durable_core::record::{Commit, InstanceRecord, Status};
+
+    let (_dir, store) = store();
+    // Written straight to the store, as a runtime that finished them long ago would have.
+    let done = |i: u64| {
+        let mut record = InstanceRecord::pending("chain".into(), 1, b"1".to_vec(), i, i + 1, None);
+        record.status = Status::Completed {
+            output: b"2".to_vec(),
+        };
+        (format!("old-{i:05}"), record)
+    };
+    let commits: Vec<Commit> = (0..2_500)
+        .map(|i| Commit {
+            instances: vec![done(i)],
+            ..Commit::default()
+        })
+        .collect();
+    store.commit(&commits).unwrap();
+    let runtime = builder(store.clone())
+        .orchestrator(waits_for_go)
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    for i in 0..2 {
+        client
+            .start(waits_for_go, format!("open-{i}"), ())
+            .await
+            .unwrap();
+    }
+    let counts = client.count_by_status().await.unwrap();
+    assert_eq!(counts[&StatusKind::Completed], 2_500, "{counts:?}");
+    assert_eq!(
+        counts[&StatusKind::Pending] + counts[&StatusKind::Running],
+        2,
+        "{counts:?}"
+    );
+    let first = client
+        .list(
+            &InstanceQuery::new()
+                .status(StatusKind::Completed)
+                .page_size(3),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<_> = first.instances.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["old-00000", "old-00001", "old-00002"],
+        "creation order"
+    );
+    let second = client
+        .list(
+            &InstanceQuery::new()
+                .status(StatusKind::Completed)
+                .page_size(3)
+                .after(first.next.unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.instances[0].id, "old-00003");
+
+    let purged = client.purge_where(&PurgeFilter::new()).await.unwrap();
+    assert_eq!(purged, 2_500);
+    let counts = client.count_by_status().await.unwrap();
+    assert_eq!(counts[&StatusKind::Completed], 0, "{counts:?}");
+    let left = client.list(&InstanceQuery::new()).await.unwrap();
+    let ids: Vec<_> = left.instances.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["open-0", "open-1"]);
+    runtime.shutdown().await;
+}
+
+/// A store written before the indexes (format 2) is migrated when a runtime opens it:
+/// listing, counting and recovery find its instances, and a waiting one goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_format_2_is_migrated_on_open_and_its_instances_go_on() {
+    use durable_core::FjallStore;
+    use fjall::{Database, KeyspaceCreateOptions, PersistMode};
+
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = FjallStore::open(dir.path()).unwrap();
+        let runtime = builder(store)
+            .orchestrator(waits_for_go)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        client
+            .start(chain, "done", 1)
+            .await
+            .unwrap()
+            .wait(WAIT)
+            .await
+            .unwrap();
+        let open = client.start(waits_for_go, "open", ()).await.unwrap();
+        wait_status(&open, InstanceStatus::Running).await;
+        runtime.shutdown().await;
+    }
+    // What format 2 held: no indexes, no counters, its marker.
+    {
+        let db = Database::builder(dir.path()).open().unwrap();
+        for name in ["by_status", "by_orchestrator"] {
+            let keyspace = db.keyspace(name, KeyspaceCreateOptions::default).unwrap();
+            db.delete_keyspace(keyspace).unwrap();
+        }
+        let meta = db.keyspace("meta", KeyspaceCreateOptions::default).unwrap();
+        let counters: Vec<_> = meta.prefix("count/").map(|g| g.key().unwrap()).collect();
+        for key in counters {
+            meta.remove(key).unwrap();
+        }
+        meta.insert("format", "durable-store/2").unwrap();
+        db.persist(PersistMode::SyncAll).unwrap();
+    }
+    let store = FjallStore::open(dir.path()).unwrap();
+    let runtime = builder(store)
+        .orchestrator(waits_for_go)
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let counts = client.count_by_status().await.unwrap();
+    assert_eq!(counts[&StatusKind::Completed], 1, "{counts:?}");
+    assert_eq!(counts[&StatusKind::Running], 1, "{counts:?}");
+    let running = client
+        .list(&InstanceQuery::new().status(StatusKind::Running))
+        .await
+        .unwrap();
+    assert_eq!(running.instances.len(), 1);
+    assert_eq!(running.instances[0].id, "open");
+    client
+        .raise_event("open", "go", &"on".to_string())
+        .await
+        .unwrap();
+    let open = client.instance(waits_for_go, "open");
+    assert_eq!(open.wait(WAIT).await.unwrap(), "on");
+    runtime.shutdown().await;
+}

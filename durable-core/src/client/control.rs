@@ -8,6 +8,9 @@ use crate::client::query::PurgeFilter;
 use crate::error::{ClientRequest, Error};
 use crate::runtime::engine::{Engine, Recipient};
 
+/// How many instances [`Client::purge_where`] removes per commit.
+const PURGE_BATCH: usize = 1_000;
+
 impl Client {
     /// Stops instance `id` before it finishes; its status becomes terminated with
     /// `reason`. Activities already running finish, their results ignored.
@@ -101,33 +104,46 @@ impl Client {
         Ok(())
     }
 
-    /// Removes every finished instance that `filter` matches, in one commit; returns how
-    /// many.
+    /// Removes every finished instance that `filter` matches; returns how many.
     ///
-    /// Reads every instance record: a full scan of the store's instances.
+    /// Works in batches of 1,000 instances, one commit each, read from the
+    /// store's status index: memory stays bounded however many match, and the cost grows
+    /// with the finished instances of the statuses named, not with every instance. A
+    /// failure part way leaves the batches before it purged.
     ///
     /// # Errors
     ///
     /// [`Error::PurgeUnfinished`] if `filter` names a status that is not a finished one
-    /// (nothing is purged); [`Error::Store`] if the instances cannot be read or the
-    /// removal cannot be written.
+    /// (nothing is purged); [`Error::Store`] if the instances cannot be read or a removal
+    /// cannot be written.
     pub async fn purge_where(&self, filter: &PurgeFilter) -> Result<usize, Error> {
         filter.check()?;
-        let mut commit = Commit::default();
-        let mut purged = Vec::new();
-        for (id, record) in self.engine.store().instances()? {
-            if record.status.is_terminal() && filter.matches(&record) {
-                purge_into(&mut commit, &id, &record);
-                purged.push(id);
+        let filter = filter.filter();
+        let mut purged = 0;
+        let mut after = None;
+        loop {
+            let page = self
+                .engine
+                .store()
+                .list_instances(&filter, after.as_ref(), PURGE_BATCH)?;
+            if page.instances.is_empty() {
+                break;
+            }
+            let mut commit = Commit::default();
+            for (id, record) in &page.instances {
+                purge_into(&mut commit, id, record);
+            }
+            self.engine.commit(commit).await?;
+            for (id, _) in &page.instances {
+                self.engine.forget(id);
+            }
+            purged += page.instances.len();
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
             }
         }
-        if !purged.is_empty() {
-            self.engine.commit(commit).await?;
-        }
-        for id in &purged {
-            self.engine.forget(id);
-        }
-        Ok(purged.len())
+        Ok(purged)
     }
 
     /// Runs a failed or terminated instance again from its original input, under the

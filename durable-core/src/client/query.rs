@@ -1,9 +1,13 @@
-//! Listing instances ([`Client::list`] with an [`InstanceQuery`]) and choosing the
-//! finished ones to purge ([`PurgeFilter`]).
+//! Listing instances ([`Client::list`] with an [`InstanceQuery`]), counting them by status
+//! ([`Client::count_by_status`]) and choosing the finished ones to purge ([`PurgeFilter`]).
+//!
+//! Each reads the store's indexes ([`Store::list_instances`](durable_store::Store::list_instances),
+//! [`Store::count_by_status`](durable_store::Store::count_by_status)): a page costs what
+//! it holds, not what the store ever held.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use durable_store::{InstanceRecord, StatusKind};
+use durable_store::{InstanceCursor, InstanceFilter, StatusCounts, StatusKind};
 
 use crate::client::Client;
 use crate::error::Error;
@@ -14,37 +18,82 @@ fn time_of(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
+/// The first whole millisecond since the Unix epoch at or after `time` (0 before the
+/// epoch): a stored time `ms` is at or after `time` exactly when `ms >= ms_from(time)`.
+fn ms_from(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        let ms = since.as_millis();
+        let ms = if since.subsec_nanos() % 1_000_000 == 0 {
+            ms
+        } else {
+            ms + 1
+        };
+        u64::try_from(ms).unwrap_or(u64::MAX)
+    })
+}
+
 impl Client {
-    /// Instances matching `query`, in id order, one page at a time.
+    /// Instances matching `query`, one page at a time, in creation order (then id order
+    /// for instances created in the same millisecond).
     ///
-    /// Reads every instance record, whatever the page size: a full scan of the store's
-    /// instances.
+    /// Reads the store's index by status (and orchestrator, and creation time): the cost
+    /// grows with the page, not with the instances stored, finished ones included.
     ///
     /// # Errors
     ///
     /// [`Error::Store`] if the instances cannot be read.
     pub async fn list(&self, query: &InstanceQuery) -> Result<Page, Error> {
-        let mut instances = Vec::new();
-        let mut next = None;
-        for (id, record) in self.engine.store().instances()? {
-            if query.after.as_ref().is_some_and(|after| id <= *after) || !query.matches(&record) {
-                continue;
-            }
-            if instances.len() == query.page_size.max(1) {
-                next = instances.last().map(|s: &InstanceSummary| s.id.clone());
-                break;
-            }
-            instances.push(InstanceSummary {
+        let after = query.after.as_ref().map(|cursor| &cursor.0);
+        let page = self
+            .engine
+            .store()
+            .list_instances(&query.filter(), after, query.page_size)?;
+        let instances = page
+            .instances
+            .into_iter()
+            .map(|(id, record)| InstanceSummary {
                 id,
                 orchestrator: record.orchestrator,
                 status: record.status.kind(),
                 created_at: time_of(record.created_ms),
                 updated_at: time_of(record.updated_ms),
-            });
-        }
-        Ok(Page { instances, next })
+            })
+            .collect();
+        Ok(Page {
+            instances,
+            next: page.next.map(PageCursor),
+        })
+    }
+
+    /// How many instances the store holds in each status: every [`StatusKind`], zeros
+    /// included.
+    ///
+    /// Reads counters the store keeps in step with every commit: it costs the same
+    /// whatever the store holds.
+    ///
+    /// ```no_run
+    /// # async fn f(client: durable_core::Client) -> Result<(), durable_core::Error> {
+    /// use durable_core::StatusKind;
+    ///
+    /// let counts = client.count_by_status().await?;
+    /// println!("{} running", counts[&StatusKind::Running]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the counters cannot be read.
+    pub async fn count_by_status(&self) -> Result<StatusCounts, Error> {
+        Ok(self.engine.store().count_by_status()?)
     }
 }
+
+/// Where the next page of [`Client::list`] starts: the [`next`](Page::next) of a page,
+/// passed to [`InstanceQuery::after`]. Opaque; it stays valid when the instance it
+/// follows is purged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageCursor(pub(crate) InstanceCursor);
 
 /// Which instances [`Client::list`] returns: all by default, 100 a page. Build one with
 /// [`InstanceQuery::new`] and its methods.
@@ -73,8 +122,8 @@ pub struct InstanceQuery {
     pub created_before: Option<SystemTime>,
     /// At most this many per page (at least 1).
     pub page_size: usize,
-    /// Start after this id: the [`next`](Page::next) of the previous page.
-    pub after: Option<String>,
+    /// Start after this position: the [`next`](Page::next) of the previous page.
+    pub after: Option<PageCursor>,
 }
 
 impl Default for InstanceQuery {
@@ -133,22 +182,27 @@ impl InstanceQuery {
         self
     }
 
-    /// Start after instance `id`: the [`next`](Page::next) of the previous page.
+    /// Start after `cursor`: the [`next`](Page::next) of the previous page.
     #[must_use]
-    pub fn after(mut self, id: impl Into<String>) -> Self {
-        self.after = Some(id.into());
+    pub fn after(mut self, cursor: PageCursor) -> Self {
+        self.after = Some(cursor);
         self
     }
 
-    fn matches(&self, record: &InstanceRecord) -> bool {
-        let created = time_of(record.created_ms);
-        (self.statuses.is_empty() || self.statuses.contains(&record.status.kind()))
-            && self
-                .orchestrator
-                .as_ref()
-                .is_none_or(|o| *o == record.orchestrator)
-            && self.created_from.is_none_or(|t| created >= t)
-            && self.created_before.is_none_or(|t| created < t)
+    /// The query as the store takes it.
+    fn filter(&self) -> InstanceFilter {
+        InstanceFilter {
+            statuses: self.statuses.clone(),
+            orchestrator: self.orchestrator.clone(),
+            created_from_ms: self.created_from.map(ms_from),
+            created_before_ms: self.created_before.map(ms_from),
+            finished_before_ms: None,
+        }
+    }
+
+    #[cfg(test)]
+    fn matches(&self, record: &durable_store::InstanceRecord) -> bool {
+        self.filter().matches(record)
     }
 }
 
@@ -204,11 +258,26 @@ impl PurgeFilter {
         }
     }
 
-    pub(crate) fn matches(&self, record: &InstanceRecord) -> bool {
-        (self.statuses.is_empty() || self.statuses.contains(&record.status.kind()))
-            && self
-                .finished_before
-                .is_none_or(|t| time_of(record.updated_ms) < t)
+    /// The filter as the store takes it: the statuses named, or every finished one.
+    pub(crate) fn filter(&self) -> InstanceFilter {
+        let statuses = if self.statuses.is_empty() {
+            StatusKind::ALL
+                .into_iter()
+                .filter(|s| s.is_terminal())
+                .collect()
+        } else {
+            self.statuses.clone()
+        };
+        InstanceFilter {
+            statuses,
+            finished_before_ms: self.finished_before.map(ms_from),
+            ..InstanceFilter::default()
+        }
+    }
+
+    #[cfg(test)]
+    fn matches(&self, record: &durable_store::InstanceRecord) -> bool {
+        self.filter().matches(record)
     }
 }
 
@@ -233,15 +302,15 @@ pub struct InstanceSummary {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Page {
-    /// The instances, in id order.
+    /// The instances, in creation order (then id order).
     pub instances: Vec<InstanceSummary>,
     /// Pass to [`InstanceQuery::after`] for the next page; `None` on the last.
-    pub next: Option<String>,
+    pub next: Option<PageCursor>,
 }
 
 #[cfg(test)]
 mod tests {
-    use durable_store::{Failure, FailureKind, Status};
+    use durable_store::{Failure, FailureKind, InstanceRecord, Status};
 
     use super::*;
 

@@ -2,7 +2,8 @@
 //! handed out again (the lease of the process that held it died with it), and stalled
 //! instances get another chance with the code this runtime has.
 //!
-//! It reads the work queue and the instances, writes one commit (redelivered tasks count
+//! It reads the work queue and the live instances (the store's index of unfinished ones:
+//! finished instances cost nothing here), writes one commit (redelivered tasks count
 //! as a new attempt; statuses that change), and only then dispatches: messages to their
 //! instances, timers armed, tasks run.
 
@@ -57,15 +58,15 @@ struct Stale {
 }
 
 /// Splits `items` into those a run of an instance may still take and those it never will:
-/// the work of an instance that finished, was purged, or whose id now runs another
-/// incarnation or generation (timers, activity tasks, and the messages for them).
+/// the work of an instance that finished, was purged (neither is among the `live`
+/// instances), or whose id now runs another incarnation or generation (timers, activity tasks, and the messages for them).
 /// Removing them keeps a purged or terminated instance's activities from running again,
 /// and its timers from waiting in the store for their time.
 fn outstanding(
     items: Vec<(WorkId, WorkItem)>,
-    instances: &[(String, InstanceRecord)],
+    live: &[(String, InstanceRecord)],
 ) -> (Vec<(WorkId, WorkItem)>, Stale) {
-    let runs: HashMap<&str, &InstanceRecord> = instances
+    let runs: HashMap<&str, &InstanceRecord> = live
         .iter()
         .map(|(id, record)| (id.as_str(), record))
         .collect();
@@ -125,7 +126,7 @@ pub(in crate::runtime) async fn recover(engine: &Arc<Engine>) -> Result<(), Erro
     let _busy = engine.busy();
     let items = engine.store().work_items()?;
     engine.number_work_from(items.last().map_or(0, |(id, _)| id + 1));
-    let instances = engine.store().instances()?;
+    let instances = engine.store().live_instances()?;
     let (items, stale) = outstanding(items, &instances);
     let mut recovery = sort_work_items(engine, items);
     recovery.commit.dequeued.extend(stale.ids);
@@ -233,10 +234,10 @@ fn sort_work_items(engine: &Engine, items: Vec<(WorkId, WorkItem)>) -> Recovery 
     recovery
 }
 
-/// Decides what becomes of each instance. Stalled instances get another chance with this
+/// Decides what becomes of each live instance. Stalled instances get another chance with this
 /// code: they are running again until their next turn says otherwise. One that waits for
 /// a missing activity stalls (again), its task kept, or, if suspended, stalls when
-/// resumed. The tasks of finished instances, of earlier generations (a race lost before a
+/// resumed. The tasks of finished instances (not among `instances`), of earlier generations (a race lost before a
 /// continue-as-new) and of earlier runs of the id hold nothing up: they fail as usual,
 /// their results dropped.
 fn decide_instances(

@@ -10,6 +10,7 @@
 //! ```
 
 mod commits;
+mod listing;
 mod order;
 mod records;
 mod refused_keys;
@@ -21,6 +22,7 @@ use self::commits::{
     commit_round_trips, empty_store_reads_nothing, one_call_applies_every_commit_in_order,
     progress_puts_overwrites_and_deletes, removals_apply_before_writes,
 };
+use self::listing::{indexes_agree, indexes_follow_every_status_change, listings_page_and_filter};
 use self::order::{
     histories_keep_order_and_stay_apart, instances_are_in_id_order, work_queue_is_in_id_order,
 };
@@ -45,6 +47,8 @@ pub fn run<S: Store>(make: impl Fn() -> S) {
     instances_are_in_id_order(&make());
     removals_apply_before_writes(&make());
     refused_keys_write_nothing(&make());
+    listings_page_and_filter(&make());
+    indexes_follow_every_status_change(&make());
 }
 
 /// Checks that what was committed survives dropping the store and opening `dir` again, twice.
@@ -105,6 +109,7 @@ pub fn run_reopen<S: Store>(dir: &Path, open: impl Fn(&Path) -> S) {
             Some(b"half".to_vec()),
             "progress changed",
         );
+        indexes_agree(&c, &store, "the first reopen");
         c.commit(vec![Commit {
             instances: vec![("x".into(), done())],
             dequeued: vec![2],
@@ -126,6 +131,14 @@ pub fn run_reopen<S: Store>(dir: &Path, open: impl Fn(&Path) -> S) {
     );
     c.expect(store.work_items(), vec![], "dequeued work came back");
     c.expect(store.progress("x/1"), None, "deleted progress came back");
+    indexes_agree(&c, &store, "the second reopen");
+    let live: Vec<_> = c
+        .ok(store.live_instances())
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let what = "live_instances() after a reopen: the pending one, not the completed one";
+    c.expect(Ok(live), vec!["y".to_owned()], what);
 }
 
 /// One check of the suite on one store: makes its calls and names it when one goes wrong.

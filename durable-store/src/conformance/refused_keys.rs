@@ -4,7 +4,7 @@
 use super::Check;
 use super::records::{append, events, record};
 use crate::error::{KeyKind, StoreError};
-use crate::keys::MAX_KEY_LEN;
+use crate::keys::{MAX_ID_LEN, MAX_KEY_LEN};
 use crate::record::{Commit, Status};
 use crate::store::Store;
 
@@ -12,18 +12,20 @@ pub(super) fn refused_keys_write_nothing(store: &impl Store) {
     let c = Check::new("refused_keys_write_nothing", store);
     let longest = "k".repeat(MAX_KEY_LEN);
     let too_long = "k".repeat(MAX_KEY_LEN + 1);
+    let longest_id = "k".repeat(MAX_ID_LEN);
+    let too_long_id = "k".repeat(MAX_ID_LEN + 1);
     // The longest keys and the last event index are accepted.
     c.commit(vec![Commit {
-        instances: vec![(longest.clone(), record("flow", Status::Pending, 1))],
+        instances: vec![(longest_id.clone(), record("flow", Status::Pending, 1))],
         history: vec![
-            append(&longest, 0, events("longest", 0..1)),
+            append(&longest_id, 0, events("longest", 0..1)),
             append("last", u32::MAX, events("last", 0..1)),
         ],
         progress: vec![(longest.clone(), Some(b"1".to_vec()))],
         ..Commit::default()
     }]);
     let what = "an id of the longest length should be stored";
-    c.expect(store.history(&longest), events("longest", 0..1), what);
+    c.expect(store.history(&longest_id), events("longest", 0..1), what);
     let what = "an event at index 2^32 - 1 should be stored";
     c.expect(store.history("last"), events("last", 0..1), what);
     let what = "a progress key of the longest length should be stored";
@@ -56,9 +58,9 @@ pub(super) fn refused_keys_write_nothing(store: &impl Store) {
         (
             "an instance id one byte too long",
             KeyKind::InstanceId,
-            &too_long,
+            &too_long_id,
             Commit {
-                history: vec![append(&too_long, 0, events("x", 0..1))],
+                history: vec![append(&too_long_id, 0, events("x", 0..1))],
                 ..Commit::default()
             },
         ),

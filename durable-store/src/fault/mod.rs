@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::error::StoreError;
+use crate::query::{InstanceCursor, InstanceFilter, InstancePage, StatusCounts};
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 use crate::store::Store;
 
@@ -38,7 +39,7 @@ pub enum Call {
     Commit,
     /// A call of [`Store::commit`]: one write, one fsync.
     Write,
-    /// Any read: one of the five below.
+    /// Any read: one of the eight below.
     Read,
     /// [`Store::instance`].
     Instance,
@@ -50,6 +51,12 @@ pub enum Call {
     WorkItems,
     /// [`Store::progress`].
     Progress,
+    /// [`Store::list_instances`].
+    ListInstances,
+    /// [`Store::count_by_status`].
+    CountByStatus,
+    /// [`Store::live_instances`].
+    LiveInstances,
 }
 
 impl Call {
@@ -63,6 +70,9 @@ impl Call {
             Call::History => 5,
             Call::WorkItems => 6,
             Call::Progress => 7,
+            Call::ListInstances => 8,
+            Call::CountByStatus => 9,
+            Call::LiveInstances => 10,
         }
     }
 }
@@ -78,6 +88,9 @@ impl fmt::Display for Call {
             Call::History => "history read",
             Call::WorkItems => "work items read",
             Call::Progress => "progress read",
+            Call::ListInstances => "instance listing",
+            Call::CountByStatus => "count by status",
+            Call::LiveInstances => "live instances read",
         })
     }
 }
@@ -93,7 +106,7 @@ struct Rule {
 
 #[derive(Debug, Default)]
 struct State {
-    counts: [AtomicU64; 8],
+    counts: [AtomicU64; 11],
     injected: AtomicU64,
     broken: AtomicBool,
     rules: Mutex<Vec<Rule>>,
@@ -410,6 +423,26 @@ impl<S: Store> Store for FaultyStore<S> {
     fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
         self.switch.check_read(Call::Instances)?;
         self.inner.instances()
+    }
+
+    fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+        after: Option<&InstanceCursor>,
+        limit: usize,
+    ) -> Result<InstancePage, StoreError> {
+        self.switch.check_read(Call::ListInstances)?;
+        self.inner.list_instances(filter, after, limit)
+    }
+
+    fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
+        self.switch.check_read(Call::CountByStatus)?;
+        self.inner.count_by_status()
+    }
+
+    fn live_instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        self.switch.check_read(Call::LiveInstances)?;
+        self.inner.live_instances()
     }
 
     fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {

@@ -1,32 +1,47 @@
 //! How [`FjallStore`] writes a call to `commit`: its commits as one fjall batch.
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use fjall::{Keyspace, PersistMode, Slice};
 use serde::Serialize;
 
-use super::FjallStore;
+use super::index::{Changes, Entry, FnvMap, count_key, slot};
+use super::work::{MetaWrite, WorkIds};
+use super::{FjallStore, decode};
 use crate::error::{StoreError, cause};
 use crate::keys;
-use crate::record::Commit;
+use crate::record::{Commit, InstanceRecord, StatusKind};
 use crate::store::Durability;
 
 /// The keyspace a write goes to.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Space {
+    Meta,
     Instances,
     History,
     Work,
     Progress,
+    ByStatus,
+    ByOrchestrator,
+}
+
+/// What a write does to its key.
+enum Op<V> {
+    /// Writes the value.
+    Put(V),
+    /// Removes the key.
+    Remove,
+    /// Removes a key written once since it was last removed, with a tombstone that
+    /// vanishes with that write (see the `index` module).
+    RemoveWeak,
 }
 
 /// The writes of one call to `commit`, in order, with their values encoded back to back
 /// in one buffer (one allocation per call, not one per value).
 #[derive(Default)]
 struct Writes {
-    /// Keyspace, key, and the value's range in `values` (`None` removes the key).
-    writes: Vec<(Space, Slice, Option<Range<usize>>)>,
+    /// Keyspace, key, and what to do to it (a value as its range in `values`).
+    writes: Vec<(Space, Slice, Op<Range<usize>>)>,
     values: Vec<u8>,
 }
 
@@ -35,7 +50,7 @@ impl Writes {
         let start = self.values.len();
         self.values.extend_from_slice(value);
         self.writes
-            .push((space, Slice::from(key), Some(start..self.values.len())));
+            .push((space, Slice::from(key), Op::Put(start..self.values.len())));
     }
 
     fn encode<T: Serialize>(
@@ -54,22 +69,26 @@ impl Writes {
                 }
             })?;
         self.writes
-            .push((space, Slice::from(key), Some(start..self.values.len())));
+            .push((space, Slice::from(key), Op::Put(start..self.values.len())));
         Ok(())
     }
 
     fn remove(&mut self, space: Space, key: &[u8]) {
-        self.writes.push((space, Slice::from(key), None));
+        self.writes.push((space, Slice::from(key), Op::Remove));
+    }
+
+    fn remove_weak(&mut self, space: Space, key: &[u8]) {
+        self.writes.push((space, Slice::from(key), Op::RemoveWeak));
     }
 
     /// The last write of each key, in order. Every write of a batch gets the same sequence
     /// number in fjall, so two writes of one key in one batch would not say which is
     /// newer: only the last one is kept. (Keys rarely repeat in a batch; finding out costs
     /// a hash per key, far less than sorting them.)
-    fn into_last_writes(self) -> impl Iterator<Item = (Space, Slice, Option<Slice>)> {
+    fn into_last_writes(self) -> impl Iterator<Item = (Space, Slice, Op<Slice>)> {
         let Writes { writes, values } = self;
         let keep = {
-            let mut last = HashMap::with_capacity(writes.len());
+            let mut last = FnvMap::with_capacity_and_hasher(writes.len(), Default::default());
             for (i, (space, key, _)) in writes.iter().enumerate() {
                 last.insert((*space, &**key), i);
             }
@@ -85,8 +104,13 @@ impl Writes {
             .into_iter()
             .enumerate()
             .filter(move |(i, _)| keep.as_ref().is_none_or(|keep| keep[*i]))
-            .map(move |(_, (space, key, value))| {
-                (space, key, value.map(|range| Slice::from(&values[range])))
+            .map(move |(_, (space, key, op))| {
+                let op = match op {
+                    Op::Put(range) => Op::Put(Slice::from(&values[range])),
+                    Op::Remove => Op::Remove,
+                    Op::RemoveWeak => Op::RemoveWeak,
+                };
+                (space, key, op)
             })
     }
 }
@@ -149,31 +173,169 @@ impl FjallStore {
         };
         // Held from the reads below to the commit, so no other commit writes in between.
         let _writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let (counts, changes) = self.index_writes(commits, &mut writes)?;
+        let work_ids = self.work_removals(&mut writes);
         let mut batch = self.inner.db.batch().durability(Some(mode));
-        for (space, key, value) in writes.into_last_writes() {
-            match value {
-                Some(value) => batch.insert(self.keyspace(space), key, value),
+        for (space, key, op) in writes.into_last_writes() {
+            match op {
+                Op::Put(value) => batch.insert(self.keyspace(space), key, value),
                 // Every activity result removes its progress checkpoint, and almost none
                 // has one: a tombstone for each would be written, synced and compacted
                 // for nothing.
-                None if space == Space::Progress
-                    && !self
-                        .inner
-                        .progress
-                        .contains_key(&key)
-                        .map_err(self.io("reading"))? => {}
-                None => batch.remove(self.keyspace(space), key),
+                Op::Remove
+                    if space == Space::Progress
+                        && !self
+                            .inner
+                            .progress
+                            .contains_key(&key)
+                            .map_err(self.io("reading"))? => {}
+                Op::Remove => batch.remove(self.keyspace(space), key),
+                Op::RemoveWeak => batch.remove_weak(self.keyspace(space), key),
             }
         }
-        batch.commit().map_err(self.write_error("writing to"))
+        batch.commit().map_err(self.write_error("writing to"))?;
+        if let Some(counts) = counts {
+            *self.inner.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+        }
+        *self
+            .inner
+            .work_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = work_ids;
+        let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, entry) in changes.after() {
+            match (entry, live.get_mut(id)) {
+                (Some(entry), Some(kept)) if entry.is_live() => *kept = entry,
+                (Some(entry), None) if entry.is_live() => {
+                    live.insert(id.to_owned(), entry);
+                }
+                _ => {
+                    live.remove(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the work removals of `writes` weak where that is safe and adds the writes to
+    /// `meta` that keep track (see the `work` module); returns the state after the call.
+    /// Runs under the writer lock.
+    fn work_removals(&self, writes: &mut Writes) -> WorkIds {
+        let id = |key: &Slice| <[u8; 8]>::try_from(&**key).map(u64::from_be_bytes).ok();
+        let (weak, meta, next) = {
+            let current = self
+                .inner
+                .work_ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let work = writes.writes.iter().filter_map(|(space, key, op)| {
+                let id = id(key).filter(|_| *space == Space::Work)?;
+                Some((id, matches!(op, Op::Put(_))))
+            });
+            current.plan(work)
+        };
+        let mut weak = weak.into_iter();
+        for (space, key, op) in &mut writes.writes {
+            if *space == Space::Work
+                && id(key).is_some()
+                && !matches!(op, Op::Put(_))
+                && weak.next() == Some(true)
+            {
+                *op = Op::RemoveWeak;
+            }
+        }
+        for write in meta {
+            match write {
+                MetaWrite::Put(key, value) => writes.put(Space::Meta, &key, &value),
+                MetaWrite::Remove(key) => writes.remove(Space::Meta, &key),
+            }
+        }
+        next
+    }
+
+    /// Adds to `writes` the index entries and counters the instance writes and removals
+    /// of `commits` change; returns the new counters if they change, and the changes. Reads the records
+    /// the commits replace, so it runs under the writer lock.
+    fn index_writes<'a>(
+        &self,
+        commits: &'a [Commit],
+        writes: &mut Writes,
+    ) -> Result<(Option<[u64; 7]>, Changes<'a>), StoreError> {
+        let changes = {
+            let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+            Changes::of(commits, |id| match live.get(id) {
+                Some(entry) => Ok(Some(*entry)),
+                None => self.stored_entry(id),
+            })?
+        };
+        let mut counts = *self.inner.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let before = counts;
+        for (id, old, new) in changes.changed() {
+            let status_key = |entry: Option<Entry>| entry.map(|e| e.status_key(id));
+            let orchestrator_key =
+                |entry: Option<Entry>| entry.and_then(|e| e.orchestrator_key(id));
+            for (space, old_key, new_key) in [
+                (Space::ByStatus, status_key(old), status_key(new)),
+                (
+                    Space::ByOrchestrator,
+                    orchestrator_key(old),
+                    orchestrator_key(new),
+                ),
+            ] {
+                // A key kept is not written again: it stays written once (see `index`).
+                if old_key == new_key {
+                    continue;
+                }
+                if let Some(key) = old_key {
+                    writes.remove_weak(space, &key);
+                }
+                if let Some(key) = new_key {
+                    writes.put(space, &key, &[]);
+                }
+            }
+            if let Some(old) = old {
+                let count = &mut counts[slot(old.status())];
+                *count = count.saturating_sub(1);
+            }
+            if let Some(new) = new {
+                counts[slot(new.status())] += 1;
+            }
+        }
+        if counts == before {
+            return Ok((None, changes));
+        }
+        for kind in StatusKind::ALL {
+            if counts[slot(kind)] != before[slot(kind)] {
+                writes.put(
+                    Space::Meta,
+                    &count_key(kind),
+                    &counts[slot(kind)].to_be_bytes(),
+                );
+            }
+        }
+        Ok((Some(counts), changes))
+    }
+
+    /// The index entry of the stored record of `id`, if there is one.
+    fn stored_entry(&self, id: &str) -> Result<Option<Entry>, StoreError> {
+        let Some(bytes) = self.inner.instances.get(id).map_err(self.io("reading"))? else {
+            return Ok(None);
+        };
+        let record: InstanceRecord = decode(&bytes, || {
+            format!("instance record `{id}` (keyspace `instances`)")
+        })?;
+        Ok(Some(Entry::of(&record)))
     }
 
     fn keyspace(&self, space: Space) -> &Keyspace {
         match space {
+            Space::Meta => &self.inner.meta,
             Space::Instances => &self.inner.instances,
             Space::History => &self.inner.history,
             Space::Work => &self.inner.work,
             Space::Progress => &self.inner.progress,
+            Space::ByStatus => &self.inner.by_status,
+            Space::ByOrchestrator => &self.inner.by_orchestrator,
         }
     }
 }

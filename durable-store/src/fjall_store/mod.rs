@@ -1,10 +1,12 @@
 //! [`FjallStore`]: the [`Store`] on an embedded fjall database.
 //!
-//! One fjall `Database` holds five keyspaces:
+//! One fjall `Database` holds seven keyspaces: five of records, and two indexes described
+//! in the `index` module (`by_status`, `by_orchestrator`):
 //!
 //! | keyspace    | key                                              | value                     |
 //! |-------------|--------------------------------------------------|---------------------------|
-//! | `meta`      | `format`                                         | `durable-store/2`         |
+//! | `meta`      | `format`                                         | `durable-store/3`         |
+//! | `meta`      | `count/<status>`                                 | instances (u64 BE)        |
 //! | `instances` | instance id                                      | postcard `InstanceRecord` |
 //! | `history`   | id length (u16 BE) ++ id ++ event index (u32 BE) | postcard `Event`          |
 //! | `work`      | `WorkId` (u64 BE)                                | postcard `WorkItem`       |
@@ -14,7 +16,10 @@
 //! and the work queue in order.
 
 mod commit;
+mod index;
+mod migrate;
 mod open;
+mod work;
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -23,8 +28,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use fjall::{Database, Keyspace, PersistMode};
 use serde::de::DeserializeOwned;
 
-use crate::error::{StoreError, cause};
+use crate::error::{KeyKind, StoreError, cause};
 use crate::keys;
+use crate::query::{InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts};
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 use crate::store::{Durability, Store};
 
@@ -65,16 +71,34 @@ struct Inner {
     /// The first write or sync that failed, and its error: fjall refuses every write after
     /// it, and its refusal does not say why.
     write_failure: OnceLock<(String, Arc<dyn Error + Send + Sync>)>,
+    /// The instances in each status, by [`index::slot`]: what `meta` holds, kept here so
+    /// a count reads nothing. Written under `writer`, after the batch that stores it.
+    counts: Mutex<[u64; 7]>,
+    /// Which work removals may be weak (see `work`): what `meta` holds. Written under
+    /// `writer`, after the batch that stores it.
+    work_ids: Mutex<work::WorkIds>,
+    /// The index entries of the live instances a commit touched since the store was
+    /// opened, as stored: a turn's commit finds its instance's entry here instead of
+    /// reading and decoding the record it replaces. Written under `writer`, after the
+    /// batch that stores them.
+    live: Mutex<index::FnvMap<String, index::Entry>>,
     db: Database,
+    meta: Keyspace,
     instances: Keyspace,
     history: Keyspace,
     work: Keyspace,
     progress: Keyspace,
+    by_status: Keyspace,
+    by_orchestrator: Keyspace,
 }
 
 impl FjallStore {
     /// Opens the store in `path` with [`Durability::Sync`], creating it if `path` does not
     /// exist or is an empty directory.
+    ///
+    /// A store of format 2 (written before the indexes) is migrated: its indexes and
+    /// counters are built from its instance records, once, in batches (a scan of its
+    /// instances, a few seconds per million), and it is marked as format 3.
     ///
     /// # Errors
     ///
@@ -82,7 +106,7 @@ impl FjallStore {
     /// if the store is open in another process or through another handle in this one,
     /// [`StoreError::Corrupt`] if the store's files cannot be read back,
     /// [`StoreError::OtherFormat`] if it is marked with another format than
-    /// [`FORMAT_VERSION`], [`StoreError::Io`] if the directory cannot be read or the store
+    /// [`FORMAT_VERSION`] or 2, [`StoreError::Io`] if the directory cannot be read or the store
     /// cannot be created.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with(path, Durability::default())
@@ -194,7 +218,7 @@ impl Store for FjallStore {
     }
 
     fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        if !keys::is_storable(id) {
+        if !keys::is_storable(KeyKind::InstanceId, id) {
             return Ok(None);
         }
         let Some(bytes) = self.inner.instances.get(id).map_err(self.io("reading"))? else {
@@ -223,8 +247,33 @@ impl Store for FjallStore {
         Ok(out)
     }
 
+    fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+        after: Option<&InstanceCursor>,
+        limit: usize,
+    ) -> Result<InstancePage, StoreError> {
+        self.list(filter, after, limit)
+    }
+
+    fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
+        Ok(self.counts())
+    }
+
+    fn live_instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        let live = InstanceFilter {
+            statuses: LIVE_STATUSES.to_vec(),
+            ..InstanceFilter::default()
+        };
+        let found = self.scan(&live, None, usize::MAX)?;
+        Ok(found
+            .into_iter()
+            .map(|(cursor, record)| (cursor.id, record))
+            .collect())
+    }
+
     fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
-        if !keys::is_storable(id) {
+        if !keys::is_storable(KeyKind::InstanceId, id) {
             return Ok(Vec::new());
         }
         let prefix = keys::history_prefix(id);
@@ -265,7 +314,7 @@ impl Store for FjallStore {
     }
 
     fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        if !keys::is_storable(key) {
+        if !keys::is_storable(KeyKind::ProgressKey, key) {
             return Ok(None);
         }
         let value = self.inner.progress.get(key).map_err(self.io("reading"))?;

@@ -8,26 +8,44 @@ use std::sync::{Mutex, OnceLock};
 
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 
-use super::{Inner, describe, panic_message};
+use super::index::{BY_ORCHESTRATOR, BY_STATUS, count_key, slot};
+use super::work::WorkIds;
+use super::{Inner, describe, migrate, panic_message};
 use crate::error::{StoreError, cause};
+use crate::record::StatusKind;
 use crate::store::Durability;
 
 /// The key of the format marker in `meta`.
-const FORMAT_KEY: &[u8] = b"format";
+pub(super) const FORMAT_KEY: &[u8] = b"format";
 /// The version of the format this code reads and writes. Bump it whenever what is stored
 /// changes incompatibly (a record's fields or variants, the payload encoding); a store
 /// marked with another version is then refused at open with [`StoreError::OtherFormat`].
 ///
 /// 1: user payloads in postcard. 2: user payloads in JSON; `Event::EventSetAside`; an
 /// incarnation on instances, deliveries and parent links; an attempt timeout on activity
-/// tasks.
-pub const FORMAT_VERSION: u32 = 2;
+/// tasks. 3: the indexes `by_status` and `by_orchestrator` and the counters by status
+/// (a store of format 2 is migrated when opened: its indexes are built once).
+pub const FORMAT_VERSION: u32 = 3;
+/// The format a store is migrated from at open, by building what format 3 adds.
+const MIGRATED_FROM: u32 = 2;
 /// The marker of a store of format `version`.
 fn format_marker(version: u32) -> String {
     format!("durable-store/{version}")
 }
+/// The memtable size of the index keyspaces, in bytes (fjall's default is 64 MiB).
+const INDEX_MEMTABLE_BYTES: u64 = 1024 * 1024;
+/// The memtable size of `meta`, in bytes.
+const META_MEMTABLE_BYTES: u64 = 256 * 1024;
 /// Every keyspace of a store. `meta` is created (and its marker synced) before the others.
-const KEYSPACES: [&str; 5] = ["meta", "instances", "history", "work", "progress"];
+const KEYSPACES: [&str; 7] = [
+    "meta",
+    "instances",
+    "history",
+    "work",
+    "progress",
+    BY_STATUS,
+    BY_ORCHESTRATOR,
+];
 
 /// Opens the store in `path`, creating it if `path` does not exist or is an empty
 /// directory: the body of [`FjallStore::open_with`](super::FjallStore::open_with).
@@ -179,8 +197,21 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
     };
     let db = Database::builder(path).open().map_err(corrupt)?;
     let open = |name: &str| {
-        db.keyspace(name, KeyspaceCreateOptions::default)
-            .map_err(corrupt)
+        db.keyspace(name, || {
+            let options = KeyspaceCreateOptions::default();
+            match name {
+                // Small memtables, flushed often: a flush drops the entries of instances
+                // that started and finished within it with their weak tombstones (see
+                // `index`), so a scan of the live range, and its replay at open, meets few.
+                BY_STATUS | BY_ORCHESTRATOR => options.max_memtable_size(INDEX_MEMTABLE_BYTES),
+                // The counters change in most batches; a memtable that flushes rarely
+                // would keep every journal file since its last flush for the next open to
+                // replay.
+                "meta" => options.max_memtable_size(META_MEMTABLE_BYTES),
+                _ => options,
+            }
+        })
+        .map_err(corrupt)
     };
     let marker = if db.keyspace_exists("meta") {
         open("meta")?.get(FORMAT_KEY).map_err(corrupt)?
@@ -188,8 +219,10 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
         None
     };
     let current = format_marker(FORMAT_VERSION);
+    let mut migrating = false;
     match marker {
         Some(found) if *found == *current.as_bytes() => {}
+        Some(found) if *found == *format_marker(MIGRATED_FROM).as_bytes() => migrating = true,
         Some(found) => {
             let found = String::from_utf8_lossy(&found).into_owned();
             let version = found
@@ -218,18 +251,56 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
             batch.commit().map_err(corrupt)?;
         }
     }
-    let [_, instances, history, work, progress] = KEYSPACES;
-    Ok(Inner {
+    let [
+        meta,
+        instances,
+        history,
+        work,
+        progress,
+        by_status,
+        by_orchestrator,
+    ] = KEYSPACES;
+    let inner = Inner {
         path: path.to_path_buf(),
         durability,
         writer: Mutex::new(()),
         write_failure: OnceLock::new(),
+        counts: Mutex::new([0; 7]),
+        work_ids: Mutex::new(WorkIds::default()),
+        live: Mutex::new(Default::default()),
+        meta: open(meta)?,
         instances: open(instances)?,
         history: open(history)?,
         work: open(work)?,
         progress: open(progress)?,
+        by_status: open(by_status)?,
+        by_orchestrator: open(by_orchestrator)?,
         db,
-    })
+    };
+    if migrating {
+        migrate::build_indexes(&inner, &current)?;
+    }
+    let mut counts = [0; 7];
+    for kind in StatusKind::ALL {
+        if let Some(bytes) = inner.meta.get(count_key(kind)).map_err(corrupt)? {
+            let bytes = <[u8; 8]>::try_from(&*bytes).map_err(|_| StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!("the counter of {kind} instances (keyspace `meta`) is not a u64"),
+                source: None,
+            })?;
+            counts[slot(kind)] = u64::from_be_bytes(bytes);
+        }
+    }
+    *inner.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+    *inner.work_ids.lock().unwrap_or_else(|p| p.into_inner()) =
+        WorkIds::load(&inner.meta).map_err(corrupt)?;
+    // The journal's replay put back in memory every work item written and removed since
+    // the last flush, each with its weak tombstone: a flush drops both (see `work`), so
+    // recovery's scan of the queue meets only the items still queued. (Kept in a large
+    // memtable while running: work flushes carry payloads, and the queue is scanned only
+    // at start.)
+    inner.work.rotate_memtable_and_wait().map_err(corrupt)?;
+    Ok(inner)
 }
 
 /// Accepts a database without a format marker only if it is new: no keyspaces, or just the

@@ -74,7 +74,7 @@ pub(crate) mod test_server;
 
 use std::sync::Arc;
 
-use crate::error::StoreError;
+use crate::error::{KeyKind, StoreError};
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 use crate::store::Store;
 
@@ -189,7 +189,7 @@ impl Store for PostgresStore {
     }
 
     fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        if !crate::keys::is_storable(id) {
+        if !crate::keys::is_storable(KeyKind::InstanceId, id) {
             return Ok(None);
         }
         let id = id.to_owned();
@@ -205,7 +205,7 @@ impl Store for PostgresStore {
     }
 
     fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
-        if !crate::keys::is_storable(id) {
+        if !crate::keys::is_storable(KeyKind::InstanceId, id) {
             return Ok(Vec::new());
         }
         let id = id.to_owned();
@@ -221,7 +221,7 @@ impl Store for PostgresStore {
     }
 
     fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        if !crate::keys::is_storable(key) {
+        if !crate::keys::is_storable(KeyKind::ProgressKey, key) {
             return Ok(None);
         }
         let key = key.to_owned();

@@ -1,0 +1,171 @@
+//! Paged, filtered listing of instances and counts by status: what [`Store::list_instances`],
+//! [`Store::count_by_status`] and [`Store::live_instances`] take and return, and their
+//! default implementations on top of [`Store::instances`] (full scans, for stores that
+//! have no indexes).
+//!
+//! Listings run in creation order (`created_ms`, then id): a page resumes after the
+//! [`InstanceCursor`] of the last instance of the page before, so instances created or
+//! removed meanwhile do not shift it.
+
+use std::collections::BTreeMap;
+
+use crate::error::StoreError;
+use crate::record::{InstanceRecord, StatusKind};
+use crate::store::Store;
+
+/// Which instances [`Store::list_instances`] returns: every condition set must hold.
+///
+/// # Examples
+///
+/// ```
+/// use durable_store::{InstanceFilter, StatusKind};
+///
+/// let finished_long_ago = InstanceFilter {
+///     statuses: vec![StatusKind::Completed, StatusKind::Failed],
+///     finished_before_ms: Some(1_700_000_000_000),
+///     ..InstanceFilter::default()
+/// };
+/// assert!(finished_long_ago.orchestrator.is_none());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstanceFilter {
+    /// Only these statuses; every status if empty.
+    pub statuses: Vec<StatusKind>,
+    /// Only instances of the orchestrator of this registered name.
+    pub orchestrator: Option<String>,
+    /// Only instances created at or after this time, ms since the Unix epoch.
+    pub created_from_ms: Option<u64>,
+    /// Only instances created before this time, ms since the Unix epoch.
+    pub created_before_ms: Option<u64>,
+    /// Only finished instances ([`StatusKind::is_terminal`]) whose record last changed
+    /// (`updated_ms`: when they finished) before this time, ms since the Unix epoch.
+    pub finished_before_ms: Option<u64>,
+}
+
+impl InstanceFilter {
+    /// Whether `record` passes every condition.
+    pub fn matches(&self, record: &InstanceRecord) -> bool {
+        let kind = record.status.kind();
+        (self.statuses.is_empty() || self.statuses.contains(&kind))
+            && self
+                .orchestrator
+                .as_ref()
+                .is_none_or(|o| *o == record.orchestrator)
+            && self.created_from_ms.is_none_or(|t| record.created_ms >= t)
+            && self.created_before_ms.is_none_or(|t| record.created_ms < t)
+            && self
+                .finished_before_ms
+                .is_none_or(|t| kind.is_terminal() && record.updated_ms < t)
+    }
+
+    /// The statuses the filter takes, each once, in [`StatusKind::ALL`] order (every one
+    /// for an empty list).
+    pub fn status_kinds(&self) -> Vec<StatusKind> {
+        StatusKind::ALL
+            .into_iter()
+            .filter(|kind| self.statuses.is_empty() || self.statuses.contains(kind))
+            .filter(|kind| self.finished_before_ms.is_none() || kind.is_terminal())
+            .collect()
+    }
+}
+
+/// Where a listing resumes: after the instance created at `created_ms` with id `id` (the
+/// last instance of the page before), in creation order, then id order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InstanceCursor {
+    /// Creation time of the last instance listed, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Its id.
+    pub id: String,
+}
+
+impl InstanceCursor {
+    /// The cursor of instance `id` with record `record`: a page after it starts with the
+    /// instance that follows it.
+    pub fn of(id: &str, record: &InstanceRecord) -> Self {
+        Self {
+            created_ms: record.created_ms,
+            id: id.to_owned(),
+        }
+    }
+}
+
+/// One page of [`Store::list_instances`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstancePage {
+    /// The instances, in creation order, then id order.
+    pub instances: Vec<(String, InstanceRecord)>,
+    /// Where the next page starts; `None` if no instance matching the filter follows.
+    pub next: Option<InstanceCursor>,
+}
+
+/// How many instances a store holds in each status: every [`StatusKind`], zeros included.
+pub type StatusCounts = BTreeMap<StatusKind, u64>;
+
+/// The statuses of instances that have not finished: the ones recovery looks at.
+pub const LIVE_STATUSES: [StatusKind; 4] = [
+    StatusKind::Pending,
+    StatusKind::Running,
+    StatusKind::Suspended,
+    StatusKind::Stalled,
+];
+
+/// Every kind at 0.
+pub(crate) fn zero_counts() -> StatusCounts {
+    StatusKind::ALL.into_iter().map(|kind| (kind, 0)).collect()
+}
+
+/// The default [`Store::list_instances`]: a scan of [`Store::instances`].
+pub(crate) fn list_by_scan<S: Store + ?Sized>(
+    store: &S,
+    filter: &InstanceFilter,
+    after: Option<&InstanceCursor>,
+    limit: usize,
+) -> Result<InstancePage, StoreError> {
+    let mut found: Vec<(InstanceCursor, InstanceRecord)> = store
+        .instances()?
+        .into_iter()
+        .filter(|(_, record)| filter.matches(record))
+        .map(|(id, record)| (InstanceCursor::of(&id, &record), record))
+        .filter(|(cursor, _)| after.is_none_or(|after| cursor > after))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(page_of(found, limit))
+}
+
+/// The first `limit` (at least 1) of `sorted`, and the cursor of the last one if more
+/// follow.
+pub(crate) fn page_of(
+    mut sorted: Vec<(InstanceCursor, InstanceRecord)>,
+    limit: usize,
+) -> InstancePage {
+    let limit = limit.max(1);
+    let more = sorted.len() > limit;
+    sorted.truncate(limit);
+    let next = more.then(|| sorted.last().map(|(cursor, _)| cursor.clone()));
+    InstancePage {
+        instances: sorted
+            .into_iter()
+            .map(|(cursor, record)| (cursor.id, record))
+            .collect(),
+        next: next.flatten(),
+    }
+}
+
+/// The default [`Store::count_by_status`]: a scan of [`Store::instances`].
+pub(crate) fn count_by_scan<S: Store + ?Sized>(store: &S) -> Result<StatusCounts, StoreError> {
+    let mut counts = zero_counts();
+    for (_, record) in store.instances()? {
+        *counts.entry(record.status.kind()).or_default() += 1;
+    }
+    Ok(counts)
+}
+
+/// The default [`Store::live_instances`]: a scan of [`Store::instances`].
+pub(crate) fn live_by_scan<S: Store + ?Sized>(
+    store: &S,
+) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+    let mut live = store.instances()?;
+    live.retain(|(_, record)| !record.status.is_terminal());
+    Ok(live)
+}
