@@ -368,7 +368,7 @@ impl FjallStore {
 
 /// The cursor of an index entry from its key's rest (`created_ms` ++ escaped id ++
 /// incarnation).
-fn parse_rest(rest: &[u8]) -> Result<InstanceCursor, StoreError> {
+pub(super) fn parse_rest(rest: &[u8]) -> Result<InstanceCursor, StoreError> {
     let bad = |detail: &str| StoreError::Decode {
         what: format!("index key {rest:?} (keyspace `{BY_STATUS}` or `{BY_ORCHESTRATOR}`)"),
         detail: detail.to_owned(),
