@@ -190,4 +190,29 @@ mod tests {
         commit(&store, &[3], &[]);
         assert_eq!(store.work_items().unwrap(), vec![(3, item(3))]);
     }
+
+    /// An id dequeued and written again in one call (an activity result stored as a
+    /// message under its task's id), then dequeued, stays removed whatever is flushed
+    /// and compacted in between, and across a reopen.
+    #[test]
+    fn an_id_dequeued_and_written_again_in_one_call_stays_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..6u32 {
+            let store = FjallStore::open(dir.path()).unwrap();
+            let id = 10 * u64::from(round);
+            commit(&store, &[id], &[]);
+            settle(&store, round);
+            commit(&store, &[id], &[id]);
+            assert_eq!(store.work_items().unwrap(), vec![(id, item(id))]);
+            settle(&store, round + 1);
+            commit(&store, &[], &[id]);
+            settle(&store, round + 2);
+            assert_eq!(store.work_items().unwrap(), vec![], "round {round}");
+            store.inner.work.rotate_memtable_and_wait().unwrap();
+            store.inner.work.major_compact().unwrap();
+            assert_eq!(store.work_items().unwrap(), vec![], "round {round}");
+        }
+        let store = FjallStore::open(dir.path()).unwrap();
+        assert_eq!(store.work_items().unwrap(), vec![]);
+    }
 }
