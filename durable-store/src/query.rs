@@ -161,11 +161,14 @@ pub(crate) fn count_by_scan<S: Store + ?Sized>(store: &S) -> Result<StatusCounts
     Ok(counts)
 }
 
-/// The default [`Store::live_instances`]: a scan of [`Store::instances`].
+/// The default [`Store::live_instances`]: a scan of [`Store::instances`], sorted by
+/// creation.
 pub(crate) fn live_by_scan<S: Store + ?Sized>(
     store: &S,
 ) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
     let mut live = store.instances()?;
     live.retain(|(_, record)| !record.status.is_terminal());
+    // In creation order, as the trait says (`instances` is in id order).
+    live.sort_by_cached_key(|(id, record)| InstanceCursor::of(id, record));
     Ok(live)
 }
