@@ -498,4 +498,39 @@ mod tests {
         ids.sort_unstable();
         assert_eq!(by_key, ids);
     }
+
+    /// A filter whose time bounds cross, or a cursor past its end, lists nothing.
+    #[test]
+    fn empty_time_ranges_list_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(dir.path()).unwrap();
+        store
+            .commit(&[Commit {
+                instances: vec![("x".into(), record(Status::Running, 1))],
+                ..Commit::default()
+            }])
+            .unwrap();
+        let filter = InstanceFilter {
+            created_from_ms: Some(50),
+            created_before_ms: Some(10),
+            ..InstanceFilter::default()
+        };
+        assert!(
+            store
+                .list_instances(&filter, None, 10)
+                .unwrap()
+                .instances
+                .is_empty()
+        );
+        let filter = InstanceFilter {
+            created_before_ms: Some(10),
+            ..InstanceFilter::default()
+        };
+        let after = crate::query::InstanceCursor {
+            created_ms: 60,
+            id: "z".into(),
+        };
+        let page = store.list_instances(&filter, Some(&after), 10).unwrap();
+        assert!(page.instances.is_empty());
+    }
 }
