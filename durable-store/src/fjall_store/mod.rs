@@ -527,4 +527,58 @@ mod tests {
             check(&store, step);
         }
     }
+
+    /// A call applied twice (written, reported failed, retried: `FaultyStore`'s
+    /// `written_anyway`) leaves the work queue, indexes and counters as once, across
+    /// flushes, compactions and a reopen.
+    #[test]
+    fn a_call_applied_twice_leaves_what_one_leaves() {
+        use crate::record::{Event, WorkItem};
+        let dir = tempfile::tempdir().unwrap();
+        let message = WorkItem::Message {
+            instance: "x".into(),
+            incarnation: 1,
+            generation: None,
+            event: Event::ResumeRequested,
+        };
+        let mut record = InstanceRecord::pending("o".into(), 1, vec![], 3, 1, None);
+        let store = FjallStore::open(dir.path()).unwrap();
+        store
+            .commit(&[Commit {
+                instances: vec![("x".into(), record.clone())],
+                enqueued: vec![(1, message.clone())],
+                ..Commit::default()
+            }])
+            .unwrap();
+        store.inner.work.rotate_memtable_and_wait().unwrap();
+        record.status = Status::Completed { output: vec![] };
+        let finish = Commit {
+            instances: vec![("x".into(), record)],
+            dequeued: vec![1],
+            enqueued: vec![(2, message.clone())],
+            ..Commit::default()
+        };
+        store.commit(std::slice::from_ref(&finish)).unwrap();
+        store.inner.work.rotate_memtable_and_wait().unwrap();
+        store.commit(&[finish]).unwrap();
+        check(&store, 0);
+        store
+            .commit(&[Commit {
+                dequeued: vec![2],
+                ..Commit::default()
+            }])
+            .unwrap();
+        for keyspace in [&store.inner.work, &store.inner.by_status] {
+            keyspace.rotate_memtable_and_wait().unwrap();
+        }
+        assert_eq!(store.work_items().unwrap(), vec![]);
+        check(&store, 1);
+        store.inner.work.major_compact().unwrap();
+        assert_eq!(store.work_items().unwrap(), vec![]);
+        drop(store);
+        let store = FjallStore::open(dir.path()).unwrap();
+        assert_eq!(store.work_items().unwrap(), vec![]);
+        check(&store, 2);
+        assert_eq!(store.count_by_status().unwrap()[&StatusKind::Completed], 1);
+    }
 }
