@@ -40,6 +40,10 @@ pub use open::FORMAT_VERSION;
 ///
 /// Cheap to clone: clones share the database, which closes when the last clone drops.
 ///
+/// An instance that has finished is written live again only under a new incarnation
+/// (as a restart does): the status index removes its entries with weak tombstones, and
+/// a live entry written twice could come back after a flush.
+///
 /// A write or fsync that fails poisons the store, as fjall does: that commit returns
 /// [`StoreError::Io`], and every later commit [`StoreError::Poisoned`] until all clones
 /// are dropped and the store is opened again. Reads go on working.
