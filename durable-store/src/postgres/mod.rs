@@ -67,6 +67,7 @@ mod columns;
 mod commit;
 mod connect;
 mod pool;
+mod query;
 mod read;
 mod schema;
 #[cfg(feature = "testing")]
@@ -75,6 +76,7 @@ pub(crate) mod test_server;
 use std::sync::Arc;
 
 use crate::error::{KeyKind, StoreError};
+use crate::query::{InstanceCursor, InstanceFilter, InstancePage, StatusCounts};
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 use crate::store::Store;
 
@@ -202,6 +204,31 @@ impl Store for PostgresStore {
         self.inner
             .pool
             .read(|slot| slot.run(|conn, target| Ok(read::instances(conn, target)?)))
+    }
+
+    fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+        after: Option<&InstanceCursor>,
+        limit: usize,
+    ) -> Result<InstancePage, StoreError> {
+        let filter = filter.clone();
+        let after = after.cloned();
+        self.inner.pool.read(move |slot| {
+            slot.run(|conn, target| Ok(query::list(conn, target, &filter, after.as_ref(), limit)?))
+        })
+    }
+
+    fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
+        self.inner
+            .pool
+            .read(|slot| slot.run(|conn, target| Ok(query::counts(conn, target)?)))
+    }
+
+    fn live_instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        self.inner
+            .pool
+            .read(|slot| slot.run(|conn, target| Ok(query::live(conn, target)?)))
     }
 
     fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {

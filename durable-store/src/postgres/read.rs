@@ -1,6 +1,7 @@
 //! The reads of [`PostgresStore`](super::PostgresStore): each one statement, decoding the
 //! postcard records.
 
+use postgres::Row;
 use serde::de::DeserializeOwned;
 
 use super::connect::{Conn, Target};
@@ -41,20 +42,21 @@ pub(super) fn instances(
     let rows = conn
         .query(INSTANCES, &[])
         .map_err(|e| target.error("reading instances", e))?;
-    rows.iter()
-        .map(|row| {
-            let key: Vec<u8> = row.get(0);
-            let id = String::from_utf8(key).map_err(|e| StoreError::Decode {
-                what: format!("instance id {:?} (table `instances`)", e.as_bytes()),
-                detail: e.to_string(),
-                source: cause(e.utf8_error()),
-            })?;
-            let record = decode(row.get(1), || {
-                format!("instance record `{id}` (table `instances`)")
-            })?;
-            Ok((id, record))
-        })
-        .collect()
+    rows.iter().map(instance_row).collect()
+}
+
+/// The id and record of a row whose first columns are `id` and `record` of `instances`.
+pub(super) fn instance_row(row: &Row) -> Result<(String, InstanceRecord), StoreError> {
+    let key: Vec<u8> = row.get(0);
+    let id = String::from_utf8(key).map_err(|e| StoreError::Decode {
+        what: format!("instance id {:?} (table `instances`)", e.as_bytes()),
+        detail: e.to_string(),
+        source: cause(e.utf8_error()),
+    })?;
+    let record = decode(row.get(1), || {
+        format!("instance record `{id}` (table `instances`)")
+    })?;
+    Ok((id, record))
 }
 
 pub(super) fn history(

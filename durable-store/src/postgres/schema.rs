@@ -28,6 +28,9 @@ CREATE TABLE durable.instances (
     custom_status json,
     record        bytea NOT NULL
 );
+CREATE INDEX instances_by_status ON durable.instances (status, created_ms);
+CREATE INDEX instances_by_orchestrator ON durable.instances (hashtext(orchestrator), created_ms);
+CREATE INDEX instances_by_created ON durable.instances (created_ms);
 CREATE TABLE durable.history (
     instance_id bytea NOT NULL,
     idx         bigint NOT NULL,
