@@ -29,6 +29,12 @@
 //!   [`Store::instances`]. `convert_from(id, 'UTF8')` shows one in `psql`.
 //! - A [`WorkId`] (u64) is stored as the bigint with the same bits: ids below 2^63 (all the
 //!   runtime allocates) read as themselves; [`Store::work_items`] sorts as u64.
+//! - `instances` has the indexes `instances_by_status` (`status`, `created_ms`),
+//!   `instances_by_orchestrator` (`hashtext(orchestrator)`, `created_ms`) and
+//!   `instances_by_created` (`created_ms`), which [`Store::list_instances`],
+//!   [`Store::count_by_status`] and [`Store::live_instances`] read (`query.rs`). A
+//!   database created before them (same [`SCHEMA_VERSION`]) lacks them: the listings
+//!   return the same, by a scan.
 //! - `instances.history_len` is the record's; the history append is fenced on the stored
 //!   history itself (below).
 //!
