@@ -4,7 +4,10 @@
 //! outputs, event payloads, recorded values, error values, custom status) are JSON,
 //! written by durable-core; `durable_core::payload_to_json` reads any of them.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::error::{StoreError, cause};
 
 /// Identifies a work item in the store's queue. Allocated by the runtime in increasing order.
 pub type WorkId = u64;
@@ -533,4 +536,20 @@ impl Commit {
             && self.enqueued.is_empty()
             && self.progress.is_empty()
     }
+}
+
+/// Decodes a stored record (postcard); `what` names it for the error.
+///
+/// # Errors
+///
+/// [`StoreError::Decode`] naming `what`, with postcard's error as its cause.
+pub(crate) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Decode {
+        what: what(),
+        detail: e.to_string(),
+        source: cause(e),
+    })
 }

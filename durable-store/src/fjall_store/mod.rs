@@ -26,12 +26,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use fjall::{Database, Keyspace, PersistMode};
-use serde::de::DeserializeOwned;
 
 use crate::error::{KeyKind, StoreError, cause};
 use crate::keys;
 use crate::query::{InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts};
-use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
+use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem, decode};
 use crate::store::{Durability, Store};
 
 pub use open::FORMAT_VERSION;
@@ -324,17 +323,6 @@ impl Store for FjallStore {
         let value = self.inner.progress.get(key).map_err(self.io("reading"))?;
         Ok(value.map(|bytes| bytes.to_vec()))
     }
-}
-
-fn decode<T: DeserializeOwned>(
-    bytes: &[u8],
-    what: impl FnOnce() -> String,
-) -> Result<T, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| StoreError::Decode {
-        what: what(),
-        detail: e.to_string(),
-        source: cause(e),
-    })
 }
 
 /// A readable account of a fjall error (fjall's own `Display` is its `Debug`).

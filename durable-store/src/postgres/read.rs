@@ -2,11 +2,10 @@
 //! postcard records.
 
 use postgres::Row;
-use serde::de::DeserializeOwned;
 
 use super::connect::{Conn, Target};
 use crate::error::{StoreError, cause};
-use crate::record::{Event, InstanceRecord, WorkId, WorkItem};
+use crate::record::{Event, InstanceRecord, WorkId, WorkItem, decode};
 
 const INSTANCE: &str = "SELECT record FROM durable.instances WHERE id = $1";
 
@@ -107,15 +106,4 @@ pub(super) fn progress(
         .query(PROGRESS, &[&key.as_bytes()])
         .map_err(|e| target.error("reading progress", e))?;
     Ok(rows.first().map(|row| row.get(0)))
-}
-
-fn decode<T: DeserializeOwned>(
-    bytes: &[u8],
-    what: impl FnOnce() -> String,
-) -> Result<T, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| StoreError::Decode {
-        what: what(),
-        detail: e.to_string(),
-        source: cause(e),
-    })
 }
