@@ -9,6 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::lease::WorkerId;
+
 /// Errors of a store. Each says what is wrong and what to do.
 ///
 /// [`source`](std::error::Error::source) returns the error of the storage engine, the
@@ -116,6 +118,25 @@ pub enum StoreError {
         /// How many events the stored history holds.
         stored: u32,
     },
+    /// The worker's lease expired (or it left the store) before the call: the store
+    /// refuses its commits, renewals and claims. Another worker may have taken over its
+    /// work; nothing was written. A worker that gets this must drop what it holds and join
+    /// again ([`Store::join`](crate::Store::join)).
+    LeaseExpired {
+        /// The worker whose lease is gone.
+        worker: WorkerId,
+    },
+    /// A commit under the lease of `worker` writes an instance, or removes a work item,
+    /// that another worker holds under a live lease: `worker` lost it (its lease lapsed
+    /// and another took over). Nothing was written; drop the instance and read it again.
+    Fenced {
+        /// The worker whose commit was refused.
+        worker: WorkerId,
+        /// What it would have written: `instance `id`` or `work item N`.
+        what: String,
+        /// The worker that holds it.
+        holder: WorkerId,
+    },
     /// The storage engine failed to read or write.
     Io {
         /// What was being done, and what failed.
@@ -206,7 +227,9 @@ impl StoreError {
             | StoreError::InvalidKey { .. }
             | StoreError::Poisoned { .. }
             | StoreError::OtherSchema { .. }
-            | StoreError::HistoryConflict { .. } => true,
+            | StoreError::HistoryConflict { .. }
+            | StoreError::LeaseExpired { .. }
+            | StoreError::Fenced { .. } => true,
             StoreError::Server { problem, .. } => *problem != ServerProblem::Unreachable,
             StoreError::Io { .. } => false,
         }
@@ -293,6 +316,21 @@ impl fmt::Display for StoreError {
                  appends at index {first}: another writer changed it since it was read; \
                  nothing was written: read the instance again"
             ),
+            StoreError::LeaseExpired { worker } => write!(
+                f,
+                "the lease of worker {worker} expired (or it left): the store refuses its \
+                 writes, and another worker may have taken its work over; nothing was \
+                 written: join the store again"
+            ),
+            StoreError::Fenced {
+                worker,
+                what,
+                holder,
+            } => write!(
+                f,
+                "worker {worker} no longer holds {what}: worker {holder} took it over under \
+                 a live lease; nothing was written: drop it and read it again"
+            ),
             StoreError::Io { detail, .. } => write!(f, "storage I/O failed: {detail}"),
         }
     }
@@ -306,7 +344,10 @@ impl Error for StoreError {
             | StoreError::Poisoned { source, .. }
             | StoreError::Server { source, .. }
             | StoreError::Io { source, .. } => source.as_deref().map(|e| e as _),
-            StoreError::OtherSchema { .. } | StoreError::HistoryConflict { .. } => None,
+            StoreError::OtherSchema { .. }
+            | StoreError::HistoryConflict { .. }
+            | StoreError::LeaseExpired { .. }
+            | StoreError::Fenced { .. } => None,
             StoreError::NotAStore { .. }
             | StoreError::AlreadyOpen { .. }
             | StoreError::OtherFormat { .. }

@@ -13,6 +13,7 @@ mod error;
 mod fault;
 mod fjall_store;
 mod keys;
+pub mod lease;
 #[cfg(feature = "testing")]
 mod memory_store;
 #[cfg(feature = "postgres")]
@@ -28,6 +29,7 @@ pub use error::{KeyKind, ServerProblem, StoreError};
 #[cfg(feature = "testing")]
 pub use fault::{Call, FaultSwitch, FaultyStore};
 pub use fjall_store::{FORMAT_VERSION, FjallStore};
+pub use lease::{Claim, ClaimFilter, ClaimedInstance, CommitLease, Holding, WorkerId};
 #[cfg(feature = "testing")]
 pub use memory_store::MemoryStore;
 #[cfg(all(feature = "postgres", feature = "testing"))]

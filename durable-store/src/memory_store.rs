@@ -1,11 +1,14 @@
 //! [`MemoryStore`]: a [`Store`] in memory, for tests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::error::StoreError;
 use crate::keys;
+use crate::lease::local::{ClaimSources, Leases, WorkSignal};
+use crate::lease::{Claim, ClaimFilter, WorkerId};
 use crate::query::{
     InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts, page_of, zero_counts,
 };
@@ -31,6 +34,7 @@ use crate::store::Store;
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    signal: Arc<WorkSignal>,
 }
 
 #[derive(Debug, Default)]
@@ -42,9 +46,47 @@ struct State {
     /// Every instance by status, then creation time, then id.
     by_status: BTreeSet<(StatusKind, u64, String)>,
     counts: StatusCounts,
+    leases: Leases,
+    /// The first work id not yet reserved.
+    next_work_id: WorkId,
 }
 
 impl State {
+    /// Whether instance `id` has finished or does not exist.
+    fn finished(&self, id: &str) -> bool {
+        self.instances
+            .get(id)
+            .is_none_or(|record| record.status.is_terminal())
+    }
+
+    /// Checks that every history append of `commits` starts where the history ends (after
+    /// the removals and appends of the commits before it).
+    fn check_appends(&self, commits: &[Commit]) -> Result<(), StoreError> {
+        let mut lengths: HashMap<&str, u32> = HashMap::new();
+        for commit in commits {
+            for (id, _) in &commit.histories_removed {
+                lengths.insert(id, 0);
+            }
+            for append in &commit.history {
+                let id = append.instance.as_str();
+                let stored = *lengths.entry(id).or_insert_with(|| {
+                    self.history
+                        .get(id)
+                        .map_or(0, |history| history.len() as u32)
+                });
+                if append.first != stored {
+                    return Err(StoreError::HistoryConflict {
+                        instance: id.to_owned(),
+                        first: append.first,
+                        stored,
+                    });
+                }
+                lengths.insert(id, stored + append.events.len() as u32);
+            }
+        }
+        Ok(())
+    }
+
     /// Removes instance `id` from the index and the counters.
     fn unindex(&mut self, id: &str) {
         if let Some(old) = self.instances.get(id) {
@@ -124,6 +166,8 @@ impl Store for MemoryStore {
     fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
         keys::check(commits)?;
         let mut state = self.state();
+        state.check_appends(commits)?;
+        state.leases.check(commits, |id| state.finished(id))?;
         for commit in commits {
             for (id, _) in &commit.histories_removed {
                 state.history.remove(id);
@@ -155,6 +199,10 @@ impl Store for MemoryStore {
                     None => state.progress.remove(key),
                 };
             }
+        }
+        if state.leases.written(commits) {
+            drop(state);
+            self.signal.wake();
         }
         Ok(())
     }
@@ -221,5 +269,48 @@ impl Store for MemoryStore {
 
     fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.state().progress.get(key).cloned())
+    }
+
+    fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
+        Ok(self.state().leases.join(lease))
+    }
+
+    fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
+        self.state().leases.renew(worker, lease)
+    }
+
+    fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
+        self.state().leases.leave(worker);
+        self.signal.wake();
+        Ok(())
+    }
+
+    fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
+        let mut state = self.state();
+        let state = &mut *state;
+        let stalled = state
+            .by_status
+            .range((StatusKind::Stalled, 0, String::new())..)
+            .take_while(|(kind, _, _)| *kind == StatusKind::Stalled)
+            .map(|(_, _, id)| id.clone());
+        let sources = ClaimSources {
+            items: state.work.iter().map(|(id, item)| Ok((*id, item.clone()))),
+            stalled: stalled.map(Ok),
+            record: |id: &str| Ok(state.instances.get(id).cloned()),
+        };
+        state.leases.claim(worker, filter, sources)
+    }
+
+    fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
+        let mut state = self.state();
+        let above = state.work.keys().next_back().map_or(0, |id| id + 1);
+        let first = state.next_work_id.max(above);
+        state.next_work_id = first.saturating_add(count);
+        Ok(first)
+    }
+
+    fn wait_for_work(&self, timeout: Duration) -> Result<(), StoreError> {
+        self.signal.wait(timeout);
+        Ok(())
     }
 }

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{StoreError, cause};
+use crate::lease::CommitLease;
 
 /// Identifies a work item in the store's queue. Allocated by the runtime in increasing order.
 pub type WorkId = u64;
@@ -523,6 +524,10 @@ pub struct Commit {
     pub enqueued: Vec<(WorkId, WorkItem)>,
     /// Activity progress checkpoints to write (`Some`) or delete (`None`), by key.
     pub progress: Vec<(String, Option<Vec<u8>>)>,
+    /// The lease the commit is written under, which the store checks (see
+    /// [`crate::lease`]); `None` for a commit no worker writes (a tool's, a test's): it
+    /// is not fenced, and every item it enqueues is left for a claim.
+    pub lease: Option<CommitLease>,
 }
 
 impl Commit {

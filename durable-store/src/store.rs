@@ -1,6 +1,9 @@
 //! The `Store` trait: what the engine needs from durable storage.
 
+use std::time::Duration;
+
 use crate::error::StoreError;
+use crate::lease::{Claim, ClaimFilter, WorkerId};
 use crate::query::{self, InstanceCursor, InstanceFilter, InstancePage, StatusCounts};
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 
@@ -128,6 +131,73 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// [`StoreError::Io`] if the read fails.
     fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Whether other processes may share the store ([`PostgresStore`](crate::PostgresStore)),
+    /// rather than one process holding it alone ([`FjallStore`](crate::FjallStore),
+    /// `MemoryStore`). A runtime on a shared store claims only work for the code it has,
+    /// leaving the rest to workers that have it.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Starts a worker's lease, `lease` long from now by the store's clock: returns its id,
+    /// which its claims and commits name (see [`crate::lease`]).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Io`] (or [`StoreError::Server`]) if the write fails.
+    fn join(&self, lease: Duration) -> Result<WorkerId, StoreError>;
+
+    /// Extends the lease of `worker` to `lease` from now, by the store's clock.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::LeaseExpired`] if its lease already expired or it left: a lapsed
+    /// lease is never extended, since others may have taken its work over.
+    /// [`StoreError::Io`] (or [`StoreError::Server`]) if the write fails.
+    fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError>;
+
+    /// Ends the lease of `worker` now: everything it holds may be claimed by others at
+    /// once. Leaving twice, or after the lease expired, is not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Io`] (or [`StoreError::Server`]) if the write fails.
+    fn leave(&self, worker: WorkerId) -> Result<(), StoreError>;
+
+    /// Takes, for `worker`, work no live worker holds, as `filter` allows: live instances
+    /// that have messages or timers no live worker holds, or that are stalled (their turns
+    /// from now on), with those items; items other workers sent to instances `worker`
+    /// holds; activity tasks; and the items of instances that finished or are gone. What
+    /// it returns, `worker` holds until its lease ends or a commit consumes it. Workers
+    /// claiming at once never take the same thing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::LeaseExpired`] if the lease of `worker` has expired,
+    /// [`StoreError::Decode`] if a record does not decode, [`StoreError::Io`] (or
+    /// [`StoreError::Server`]) if the read or write fails.
+    fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError>;
+
+    /// Reserves `count` work ids no other caller gets: returns the first of
+    /// `first..first + count`, above every id the store holds or reserved before.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Io`] (or [`StoreError::Server`]) if the write fails.
+    fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError>;
+
+    /// Blocks until another writer may have left work to claim (a commit enqueued items it
+    /// does not keep, or a worker left), or `timeout` passes: the wake-up a claim loop
+    /// waits on between polls. The default sleeps `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Io`] (or [`StoreError::Server`]) if the store cannot wait.
+    fn wait_for_work(&self, timeout: Duration) -> Result<(), StoreError> {
+        std::thread::sleep(timeout);
+        Ok(())
+    }
 }
 
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
@@ -162,5 +232,26 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).progress(key)
+    }
+    fn is_shared(&self) -> bool {
+        (**self).is_shared()
+    }
+    fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
+        (**self).join(lease)
+    }
+    fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
+        (**self).renew(worker, lease)
+    }
+    fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
+        (**self).leave(worker)
+    }
+    fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
+        (**self).claim(worker, filter)
+    }
+    fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
+        (**self).reserve_work_ids(count)
+    }
+    fn wait_for_work(&self, timeout: Duration) -> Result<(), StoreError> {
+        (**self).wait_for_work(timeout)
     }
 }

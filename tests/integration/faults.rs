@@ -316,7 +316,7 @@ async fn an_event_that_was_not_written_returns_an_error_and_never_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_whose_recovery_cannot_read_the_store_does_not_start() {
-    for call in [Call::WorkItems, Call::LiveInstances] {
+    for call in [Call::Claim] {
         let run = faulty(|s| s.fail_call(call, 1));
         let ledger = Arc::new(EffectLedger::default());
         let err = runtime(&run.store, &ledger).start().await.unwrap_err();

@@ -25,8 +25,10 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use crate::error::StoreError;
+use crate::lease::{Claim, ClaimFilter, WorkerId};
 use crate::query::{InstanceCursor, InstanceFilter, InstancePage, StatusCounts};
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 use crate::store::Store;
@@ -39,7 +41,7 @@ pub enum Call {
     Commit,
     /// A call of [`Store::commit`]: one write, one fsync.
     Write,
-    /// Any read: one of the eight below.
+    /// Any read: one of the nine below.
     Read,
     /// [`Store::instance`].
     Instance,
@@ -57,6 +59,8 @@ pub enum Call {
     CountByStatus,
     /// [`Store::live_instances`].
     LiveInstances,
+    /// [`Store::claim`]: a read that takes work.
+    Claim,
 }
 
 impl Call {
@@ -73,6 +77,7 @@ impl Call {
             Call::ListInstances => 8,
             Call::CountByStatus => 9,
             Call::LiveInstances => 10,
+            Call::Claim => 11,
         }
     }
 }
@@ -91,6 +96,7 @@ impl fmt::Display for Call {
             Call::ListInstances => "instance listing",
             Call::CountByStatus => "count by status",
             Call::LiveInstances => "live instances read",
+            Call::Claim => "claim",
         })
     }
 }
@@ -106,7 +112,7 @@ struct Rule {
 
 #[derive(Debug, Default)]
 struct State {
-    counts: [AtomicU64; 11],
+    counts: [AtomicU64; 12],
     injected: AtomicU64,
     broken: AtomicBool,
     rules: Mutex<Vec<Rule>>,
@@ -458,6 +464,35 @@ impl<S: Store> Store for FaultyStore<S> {
     fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.switch.check_read(Call::Progress)?;
         self.inner.progress(key)
+    }
+
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+
+    fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
+        self.inner.join(lease)
+    }
+
+    fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
+        self.inner.renew(worker, lease)
+    }
+
+    fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
+        self.inner.leave(worker)
+    }
+
+    fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
+        self.switch.check_read(Call::Claim)?;
+        self.inner.claim(worker, filter)
+    }
+
+    fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
+        self.inner.reserve_work_ids(count)
+    }
+
+    fn wait_for_work(&self, timeout: Duration) -> Result<(), StoreError> {
+        self.inner.wait_for_work(timeout)
     }
 }
 

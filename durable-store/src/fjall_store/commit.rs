@@ -11,7 +11,7 @@ use super::{FjallStore, decode};
 use crate::error::{StoreError, cause};
 use crate::keys;
 use crate::record::{Commit, InstanceRecord, StatusKind};
-use crate::store::Durability;
+use crate::store::{Durability, Store};
 
 /// The keyspace a write goes to.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -173,6 +173,14 @@ impl FjallStore {
         };
         // Held from the reads below to the commit, so no other commit writes in between.
         let _writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut leases = self.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+        leases.check(commits, |id| {
+            // Read only for an instance another live worker holds: a commit that lost it.
+            self.instance(id)
+                .ok()
+                .flatten()
+                .is_none_or(|record| record.status.is_terminal())
+        })?;
         let (counts, changes) = self.index_writes(commits, &mut writes)?;
         let work_ids = self.work_removals(&mut writes);
         let mut batch = self.inner.db.batch().durability(Some(mode));
@@ -194,6 +202,10 @@ impl FjallStore {
             }
         }
         batch.commit().map_err(self.write_error("writing to"))?;
+        if leases.written(commits) {
+            self.inner.signal.wake();
+        }
+        drop(leases);
         if let Some(counts) = counts {
             *self.inner.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
         }

@@ -23,14 +23,17 @@ mod work;
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use fjall::{Database, Keyspace, PersistMode};
 
 use crate::error::{KeyKind, StoreError, cause};
 use crate::keys;
+use crate::lease::local::{ClaimSources, Leases, WorkSignal};
+use crate::lease::{Claim, ClaimFilter, WorkerId};
 use crate::query::{InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts};
-use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem, decode};
+use crate::record::{Commit, Event, InstanceRecord, StatusKind, WorkId, WorkItem, decode};
 use crate::store::{Durability, Store};
 
 pub use open::FORMAT_VERSION;
@@ -85,6 +88,15 @@ struct Inner {
     /// reading and decoding the record it replaces. Written under `writer`, after the
     /// batch that stores them.
     live: Mutex<index::FnvMap<String, index::Entry>>,
+    /// Who holds what: in memory, since one process holds the store (see
+    /// [`crate::lease::local`]). Locked after `writer`, and across a commit's check and
+    /// write.
+    leases: Mutex<Leases>,
+    /// Wakes `wait_for_work`.
+    signal: WorkSignal,
+    /// The first work id not reserved yet; `None` until the first reservation reads the
+    /// queue's highest.
+    next_work_id: Mutex<Option<WorkId>>,
     db: Database,
     meta: Keyspace,
     instances: Keyspace,
@@ -215,6 +227,11 @@ impl std::fmt::Debug for FjallStore {
     }
 }
 
+/// Locks `m`, whether or not a panic poisoned it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Store for FjallStore {
     fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
         self.write(commits)
@@ -297,6 +314,51 @@ impl Store for FjallStore {
             })?);
         }
         Ok(out)
+    }
+
+    fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
+        Ok(lock(&self.inner.leases).join(lease))
+    }
+
+    fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
+        lock(&self.inner.leases).renew(worker, lease)
+    }
+
+    fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
+        lock(&self.inner.leases).leave(worker);
+        self.inner.signal.wake();
+        Ok(())
+    }
+
+    fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
+        let mut leases = lock(&self.inner.leases);
+        leases.alive(worker)?;
+        let stalled = InstanceFilter {
+            statuses: vec![StatusKind::Stalled],
+            ..InstanceFilter::default()
+        };
+        let stalled = self.list_instances(&stalled, None, usize::MAX)?;
+        let sources = ClaimSources {
+            items: self.work_items()?.into_iter().map(Ok),
+            stalled: stalled.instances.into_iter().map(|(id, _)| Ok(id)),
+            record: |id: &str| self.instance(id),
+        };
+        leases.claim(worker, filter, sources)
+    }
+
+    fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
+        let mut next = lock(&self.inner.next_work_id);
+        let first = match *next {
+            Some(first) => first,
+            None => self.work_items()?.last().map_or(0, |(id, _)| id + 1),
+        };
+        *next = Some(first.saturating_add(count));
+        Ok(first)
+    }
+
+    fn wait_for_work(&self, timeout: Duration) -> Result<(), StoreError> {
+        self.inner.signal.wait(timeout);
+        Ok(())
     }
 
     fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {

@@ -1,0 +1,161 @@
+//! The lease contract that lets several workers (runtimes, in one process or many) share
+//! one store: each worker [joins](crate::Store::join) under a lease it
+//! [renews](crate::Store::renew), [claims](crate::Store::claim) the work it will do, and
+//! writes every commit under its lease ([`CommitLease`]), which the store checks.
+//!
+//! # Ownership
+//!
+//! The store records, for every live instance and every work item, the worker that holds
+//! it (if any). A worker holds what it claimed, what its commits wrote, and the items its
+//! commits enqueued, except the ones the commit names in [`CommitLease::unclaimed`]
+//! (messages for instances another worker holds). Holdings end when the worker's lease
+//! expires (by the store's clock: the database's for PostgreSQL, not the worker's) or the
+//! worker [leaves](crate::Store::leave); another worker's claim then takes them over.
+//!
+//! # Fences
+//!
+//! A commit under a lease is refused whole, before anything is written, if
+//! - the worker's lease has expired or it left ([`StoreError::LeaseExpired`]): a worker
+//!   paused past its lease (a long GC pause, a frozen VM) writes nothing when it resumes;
+//! - it writes or removes an instance, or removes a work item, that another worker holds
+//!   under a live lease ([`StoreError::Fenced`]); an instance that has finished (or does
+//!   not exist) may be written by anyone, who then holds it;
+//! - a history append does not start where the stored history ends
+//!   ([`StoreError::HistoryConflict`]): the second fence, on what was read.
+//!
+//! This follows the peers: Durable Task's SQL providers lock an instance with a lease
+//! that a commit must still hold (durabletask-mssql `LockedBy`/`LockExpiration`), and
+//! Temporal fences shard writes by a range id a takeover raises.
+//!
+//! [`StoreError::LeaseExpired`]: crate::StoreError::LeaseExpired
+//! [`StoreError::Fenced`]: crate::StoreError::Fenced
+//! [`StoreError::HistoryConflict`]: crate::StoreError::HistoryConflict
+
+use crate::record::{InstanceRecord, WorkId, WorkItem};
+
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
+pub(crate) mod local;
+
+/// Identifies one worker for as long as its lease lives: given by
+/// [`Store::join`](crate::Store::join), never 0, and never given again by the same store.
+pub type WorkerId = u64;
+
+/// The lease a commit is written under: which worker writes it, and which of the items it
+/// enqueues that worker leaves for others to claim.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitLease {
+    /// The worker writing the commit.
+    pub worker: WorkerId,
+    /// Enqueued items ([`Commit::enqueued`](crate::Commit::enqueued)) the worker does not
+    /// keep: messages for instances it does not hold. Any worker's claim may take them;
+    /// the worker keeps every other item it enqueues.
+    pub unclaimed: Vec<WorkId>,
+}
+
+/// What a [`Store::claim`](crate::Store::claim) may take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClaimFilter {
+    /// Take only instances of these orchestrators (the worker's registered ones), and only
+    /// their messages and timers; `None` for every orchestrator.
+    pub orchestrators: Option<Vec<String>>,
+    /// Take only tasks of these activities (the worker's registered ones); `None` for every
+    /// activity. Items of instances that have finished or are gone are taken whatever
+    /// they are, so the worker can remove them.
+    pub activities: Option<Vec<String>>,
+    /// The most instances one claim newly takes (0 counts as 1).
+    pub max_instances: usize,
+    /// The most work items one claim takes (0 counts as 1).
+    pub max_items: usize,
+}
+
+impl Default for ClaimFilter {
+    /// Everything, 1,000 instances and 10,000 items at a time.
+    fn default() -> Self {
+        Self {
+            orchestrators: None,
+            activities: None,
+            max_instances: 1_000,
+            max_items: 10_000,
+        }
+    }
+}
+
+impl ClaimFilter {
+    /// Takes only instances of `names` and their messages and timers.
+    pub fn orchestrators(mut self, names: Vec<String>) -> Self {
+        self.orchestrators = Some(names);
+        self
+    }
+
+    /// Takes only tasks of the activities `names`.
+    pub fn activities(mut self, names: Vec<String>) -> Self {
+        self.activities = Some(names);
+        self
+    }
+
+    /// Takes at most `instances` instances and `items` work items per claim.
+    pub fn limits(mut self, instances: usize, items: usize) -> Self {
+        self.max_instances = instances;
+        self.max_items = items;
+        self
+    }
+
+    /// Whether the filter takes instances of `orchestrator`.
+    pub fn takes_orchestrator(&self, orchestrator: &str) -> bool {
+        self.orchestrators
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|name| name == orchestrator))
+    }
+
+    /// Whether the filter takes tasks of `activity`.
+    pub fn takes_activity(&self, activity: &str) -> bool {
+        self.activities
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|name| name == activity))
+    }
+}
+
+/// How the claiming worker stands with an instance of a [`Claim`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holding {
+    /// This claim took it: no live worker held it. The worker runs its turns from now on.
+    Claimed,
+    /// The worker held it already; the claim took new items for it (messages other
+    /// workers sent).
+    Held,
+    /// Another worker holds it under a live lease; the claim took only its activity
+    /// tasks, whose results go to it as messages.
+    Other,
+}
+
+/// One live instance a [`Claim`] took or names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedInstance {
+    /// The instance id.
+    pub id: String,
+    /// Its record, as stored when claimed.
+    pub record: InstanceRecord,
+    /// How the worker stands with it.
+    pub holding: Holding,
+}
+
+/// What one [`Store::claim`](crate::Store::claim) took for a worker.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claim {
+    /// The live instances the claim took ([`Holding::Claimed`]), and the live instances
+    /// its items are for, in creation order. An item whose instance is not here is for an
+    /// instance that finished or is gone.
+    pub instances: Vec<ClaimedInstance>,
+    /// The work items the worker now holds, in id order: the messages and timers of the
+    /// instances it holds that no live worker held, activity tasks, and items of
+    /// instances that finished or are gone.
+    pub items: Vec<(WorkId, WorkItem)>,
+}
+
+impl Claim {
+    /// Whether the claim took nothing.
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty() && self.items.is_empty()
+    }
+}
