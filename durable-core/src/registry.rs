@@ -86,6 +86,20 @@ impl Registry {
         self.activities.contains_key(name)
     }
 
+    /// The names of the registered orchestrators, sorted.
+    pub(crate) fn orchestrator_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.orchestrators.keys().map(|n| n.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    /// The names of the registered activities, sorted.
+    pub(crate) fn activity_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.activities.keys().map(|n| n.to_string()).collect();
+        names.sort();
+        names
+    }
+
     /// The first name registered twice by different handles, if any.
     pub(crate) fn first_duplicate(&self) -> Option<&'static str> {
         self.duplicates.first().copied()

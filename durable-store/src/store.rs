@@ -166,9 +166,10 @@ pub trait Store: Send + Sync + 'static {
     fn leave(&self, worker: WorkerId) -> Result<(), StoreError>;
 
     /// Takes, for `worker`, work no live worker holds, as `filter` allows: live instances
-    /// that have messages or timers no live worker holds, or that are stalled (their turns
-    /// from now on), with those items; items other workers sent to instances `worker`
-    /// holds; activity tasks; and the items of instances that finished or are gone. What
+    /// no live worker holds that have work items no live worker holds (of any kind), or
+    /// that are stalled (their turns from now on), with their messages and timers; items
+    /// other workers sent to instances `worker` holds; activity tasks (whoever holds their
+    /// instance); and the items of instances that finished or are gone. What
     /// it returns, `worker` holds until its lease ends or a commit consumes it. Workers
     /// claiming at once never take the same thing.
     ///

@@ -13,6 +13,9 @@ use crate::error::Error;
 use crate::external_event::AsEventName;
 use crate::handle::Orchestrator;
 use crate::payload;
+
+/// How often [`Instance::wait`] reads the status of an instance on a shared store.
+const SHARED_STORE_POLL: Duration = Duration::from_millis(100);
 use crate::position::Position;
 
 /// The state of an instance, with its output decoded.
@@ -171,6 +174,10 @@ impl<O: Orchestrator> Instance<O> {
     /// [`StoreError::Poisoned`](crate::StoreError::Poisoned)), the runtime halts, and for
     /// an instance not finished by then this returns that error ([`Error::Store`]) at
     /// once: restart the process to go on.
+    ///
+    /// On a store other processes share ([`Store::is_shared`](crate::Store::is_shared)),
+    /// the instance may run in another process: its status is then read again every
+    /// 100 ms.
     pub async fn wait(&self, timeout: Duration) -> Result<O::Output, Error> {
         let deadline = tokio::time::Instant::now() + timeout;
         let id = || self.id.clone();
@@ -198,10 +205,18 @@ impl<O: Orchestrator> Instance<O> {
                     }
                 }
             }
+            // On a shared store another process may run the instance: its finish wakes
+            // no one here, so the status is read again now and then.
+            let poll = if engine.is_shared() {
+                SHARED_STORE_POLL
+            } else {
+                Duration::MAX
+            };
             let woken = async {
                 tokio::select! {
                     _ = finished => {}
                     () = halted => {}
+                    () = tokio::time::sleep(poll) => {}
                 }
             };
             if tokio::time::timeout_at(deadline, woken).await.is_err() {

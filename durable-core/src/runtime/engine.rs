@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use durable_store::{ActivityTask, Commit, Event, Failure, Incarnation, InstanceRecord, Store};
-use durable_store::{StoreError, WorkId, WorkItem};
+use durable_store::{ClaimFilter, CommitLease, StoreError, WorkId, WorkItem, WorkerId};
 use lru::LruCache;
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
@@ -55,6 +55,38 @@ pub(in crate::runtime) struct EngineParts {
     pub(in crate::runtime) unregistered_callees: Vec<UnregisteredCallee>,
     /// The task an instance's work runs in.
     pub(in crate::runtime) turn_task: TurnTask,
+    /// The worker this runtime is on the store.
+    pub(in crate::runtime) worker: WorkerId,
+    /// The first block of work ids, reserved at start.
+    pub(in crate::runtime) work_ids: WorkIds,
+}
+
+/// How many work ids one reservation takes ([`Store::reserve_work_ids`]): the next block
+/// is reserved in the background once half of the current one is used.
+pub(in crate::runtime) const WORK_ID_BLOCK: u64 = 1 << 20;
+
+/// The work ids a runtime numbers its new work items with: a block the store reserved for
+/// it, and the next block once it is reserved.
+#[derive(Debug)]
+pub(in crate::runtime) struct WorkIds {
+    next: WorkId,
+    end: WorkId,
+    /// The first id of the next block, once reserved.
+    following: Option<WorkId>,
+    /// Whether a reservation of the next block is under way.
+    reserving: bool,
+}
+
+impl WorkIds {
+    /// The block of `WORK_ID_BLOCK` ids from `first`.
+    pub(in crate::runtime) fn from(first: WorkId) -> Self {
+        Self {
+            next: first,
+            end: first.saturating_add(WORK_ID_BLOCK),
+            following: None,
+            reserving: false,
+        }
+    }
 }
 
 /// A cached live instance between turns.
@@ -96,7 +128,15 @@ pub(crate) struct Engine {
     max_payload: usize,
     clock: Arc<dyn Clock>,
     commits: GroupCommit,
-    next_work_id: AtomicU64,
+    work_ids: Arc<Mutex<WorkIds>>,
+    /// This runtime's worker on the store (see `durable_store::lease`).
+    worker: WorkerId,
+    /// The live instances this worker holds: their turns run here, and messages for them
+    /// are delivered here in memory. Messages for any other instance are left in the store
+    /// for the worker that holds it (or will claim it).
+    held: Mutex<HashSet<String>>,
+    /// The task that renews the lease and claims work (see [`super::lease`]).
+    claim_loop: Mutex<Option<tokio::task::JoinHandle<()>>>,
     inboxes: Inboxes,
     cache: Mutex<LruCache<String, Cached>>,
     activities: Mutex<Slots>,
@@ -114,6 +154,17 @@ pub(crate) struct Engine {
     replays: AtomicU64,
     unregistered_callees: Vec<UnregisteredCallee>,
     turn_task: TurnTask,
+}
+
+impl Drop for Engine {
+    /// A runtime gone (shut down, or dropped with its tokio runtime as a crash would
+    /// end it) holds nothing: its lease ends, so the next runtime on the store takes its
+    /// work at once. Leaving after a shutdown left is not an error.
+    fn drop(&mut self) {
+        if let Err(e) = self.store.leave(self.worker) {
+            tracing::warn!(error = %e, "could not end the worker's lease; it expires");
+        }
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -139,7 +190,10 @@ impl Engine {
             unregistered: parts.unregistered,
             max_payload: parts.max_payload,
             clock: parts.clock,
-            next_work_id: AtomicU64::new(0),
+            work_ids: Arc::new(Mutex::new(parts.work_ids)),
+            worker: parts.worker,
+            held: Mutex::new(HashSet::new()),
+            claim_loop: Mutex::new(None),
             inboxes: Inboxes::default(),
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(parts.cache_capacity).expect("capacity is at least 1"),
@@ -234,14 +288,115 @@ impl Engine {
         }
     }
 
-    /// A new work item id.
+    /// A new work item id, from the block the store reserved for this runtime. Once half
+    /// of the block is used, the next one is reserved in the background; should the block
+    /// run out before that reservation succeeds, this waits for the store.
     pub(in crate::runtime) fn work_id(&self) -> WorkId {
-        self.next_work_id.fetch_add(1, Ordering::Relaxed)
+        let mut ids = lock(&self.work_ids);
+        if ids.next == ids.end {
+            let first = match ids.following.take() {
+                Some(first) => first,
+                None => loop {
+                    match self.store.reserve_work_ids(WORK_ID_BLOCK) {
+                        Ok(first) => break first,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot reserve work ids; retrying");
+                            std::thread::sleep(RETRY_DELAY);
+                        }
+                    }
+                },
+            };
+            ids.next = first;
+            ids.end = first.saturating_add(WORK_ID_BLOCK);
+        }
+        let id = ids.next;
+        ids.next += 1;
+        if ids.end - ids.next < WORK_ID_BLOCK / 2 && ids.following.is_none() && !ids.reserving {
+            ids.reserving = true;
+            let (store, work_ids) = (self.store.clone(), self.work_ids.clone());
+            std::thread::spawn(move || {
+                let first = store.reserve_work_ids(WORK_ID_BLOCK);
+                let mut ids = lock(&work_ids);
+                ids.reserving = false;
+                match first {
+                    Ok(first) => ids.following = Some(first),
+                    Err(e) => tracing::warn!(error = %e, "cannot reserve work ids; will retry"),
+                }
+            });
+        }
+        id
     }
 
-    /// Numbers new work items from `next` on (recovery, after the ids in the store).
-    pub(in crate::runtime) fn number_work_from(&self, next: WorkId) {
-        self.next_work_id.store(next, Ordering::Relaxed);
+    // The lease.
+
+    /// This runtime's worker on the store.
+    pub(in crate::runtime) fn worker(&self) -> WorkerId {
+        self.worker
+    }
+
+    /// The store, shared: for calls made off the runtime's threads.
+    pub(in crate::runtime) fn store_arc(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// What this worker claims: on a store other processes share, only work for the code
+    /// it has, leaving the rest to workers that have it; on a store it holds alone,
+    /// everything (what it cannot run, [`Unregistered`] decides).
+    pub(in crate::runtime) fn claim_filter(&self) -> ClaimFilter {
+        if self.store.is_shared() {
+            ClaimFilter::default()
+                .orchestrators(self.registry.orchestrator_names())
+                .activities(self.registry.activity_names())
+        } else {
+            ClaimFilter::default()
+        }
+    }
+
+    /// Whether this worker holds `instance`.
+    pub(in crate::runtime) fn holds(&self, instance: &str) -> bool {
+        lock(&self.held).contains(instance)
+    }
+
+    /// This worker now holds `instance` (it claimed it).
+    pub(in crate::runtime) fn hold(&self, instance: &str) {
+        lock(&self.held).insert(instance.to_string());
+    }
+
+    /// This worker no longer holds `instance` (another took it over).
+    pub(in crate::runtime) fn let_go(&self, instance: &str) {
+        lock(&self.held).remove(instance);
+        self.forget(instance);
+    }
+
+    /// `commit` under this worker's lease: the instances it writes are held from now on
+    /// (until they finish), and the messages it enqueues for instances this worker does
+    /// not hold are left for their holder to claim.
+    fn leased(&self, mut commit: Commit) -> Commit {
+        let mut held = lock(&self.held);
+        for id in &commit.instances_removed {
+            held.remove(id);
+        }
+        for (id, record) in &commit.instances {
+            if record.status.is_terminal() {
+                held.remove(id);
+            } else if !held.contains(id) {
+                held.insert(id.clone());
+            }
+        }
+        let unclaimed = commit
+            .enqueued
+            .iter()
+            .filter_map(|(id, item)| match item {
+                WorkItem::Message { instance, .. } if !held.contains(instance) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        drop(held);
+        commit.lease = Some(CommitLease {
+            worker: self.worker,
+            unclaimed,
+        });
+        commit
     }
 
     // The commit path.
@@ -253,7 +408,7 @@ impl Engine {
     /// [`Error::Store`] if the store refuses the write; [`Error::ShutDown`] once the
     /// runtime has stopped.
     pub(crate) async fn commit(&self, commit: Commit) -> Result<(), Error> {
-        self.commits.commit(commit).await
+        self.commits.commit(self.leased(commit)).await
     }
 
     /// Queues `commit` for the next batch at once; the future resolves once it is
@@ -262,12 +417,35 @@ impl Engine {
         &self,
         commit: Commit,
     ) -> impl Future<Output = (Result<(), Error>, Commit)> + Send + use<> {
-        self.commits.submit(commit)
+        self.commits.submit(self.leased(commit))
     }
 
     /// The error the store refuses every write with, once it does.
     pub(crate) fn halted(&self) -> Option<&StoreError> {
         self.commits.halted()
+    }
+
+    /// Halts the runtime: the store refuses this worker's writes from now on.
+    pub(in crate::runtime) fn halt(&self, error: StoreError) {
+        self.commits.halt(error);
+    }
+
+    /// Whether other processes may share the store.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.store.is_shared()
+    }
+
+    /// Keeps the claim loop's task, for shutdown to wait for.
+    pub(in crate::runtime) fn keep_claim_loop(&self, task: tokio::task::JoinHandle<()>) {
+        *lock(&self.claim_loop) = Some(task);
+    }
+
+    /// Waits for the claim loop to end (after the runtime stopped taking work).
+    pub(in crate::runtime) async fn stop_claim_loop(&self) {
+        let task = lock(&self.claim_loop).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 
     /// Resolves when the store starts refusing every write (see [`GroupCommit::on_halt`]).
@@ -352,7 +530,8 @@ impl Engine {
 
     /// Queues an event for `instance` and makes sure a turn task will take it.
     pub(in crate::runtime) fn deliver(self: &Arc<Self>, instance: String, delivery: Delivery) {
-        if self.inboxes.push(&instance, delivery) {
+        // A message for an instance another worker holds waits in the store for it.
+        if self.holds(&instance) && self.inboxes.push(&instance, delivery) {
             self.spawn_turns(instance);
         }
     }
@@ -365,14 +544,15 @@ impl Engine {
         instance: &str,
         deliveries: impl IntoIterator<Item = Delivery>,
     ) {
-        if self.inboxes.push_first(instance, deliveries) {
+        if self.holds(instance) && self.inboxes.push_first(instance, deliveries) {
             self.spawn_turns(instance.to_string());
         }
     }
 
     /// Queues every one of `deliveries` before any turn task starts on them, so each
     /// instance's first turn sees all of its events (recovery hands out many at once).
-    pub(in crate::runtime) fn deliver_all(self: &Arc<Self>, deliveries: Vec<Outgoing>) {
+    pub(in crate::runtime) fn deliver_all(self: &Arc<Self>, mut deliveries: Vec<Outgoing>) {
+        deliveries.retain(|outgoing| self.holds(&outgoing.instance));
         for instance in self.inboxes.push_all(deliveries) {
             self.spawn_turns(instance);
         }
@@ -380,7 +560,7 @@ impl Engine {
 
     /// Runs a turn for `instance` even without new events (to retry a stalled instance).
     pub(in crate::runtime) fn poke(self: &Arc<Self>, instance: String) {
-        if self.inboxes.retry(&instance) {
+        if self.holds(&instance) && self.inboxes.retry(&instance) {
             self.spawn_turns(instance);
         }
     }
@@ -393,10 +573,9 @@ impl Engine {
         instance: String,
         delivery: Delivery,
     ) -> Option<Outgoing> {
-        match self
-            .inboxes
-            .hand_over(&instance, delivery, !self.takes_no_work())
-        {
+        // A result for an instance another worker holds is stored, for it to claim.
+        let takes = !self.takes_no_work() && self.holds(&instance);
+        match self.inboxes.hand_over(&instance, delivery, takes) {
             HandOver::Queued { spawn_turns } => {
                 if spawn_turns {
                     self.spawn_turns(instance);

@@ -110,6 +110,14 @@ impl GroupCommit {
         }
     }
 
+    /// Halts the runtime with `error`, which the store refuses every write with from now
+    /// on (the worker's lease expired).
+    pub(crate) fn halt(&self, error: StoreError) {
+        if self.counters.halted.set(error).is_ok() {
+            self.counters.halt.notify_waiters();
+        }
+    }
+
     /// The error the store refuses every write with, once it does.
     pub(crate) fn halted(&self) -> Option<&StoreError> {
         self.counters.halted.get()
@@ -173,7 +181,7 @@ fn write(store: &dyn Store, commits: &[Commit], counters: &Counters) -> Result<(
         }
         Err(e) => {
             tracing::error!(error = %e, commits = commits.len(), "store commit failed");
-            if let StoreError::Poisoned { .. } = e
+            if let StoreError::Poisoned { .. } | StoreError::LeaseExpired { .. } = e
                 && counters.halted.set(e.clone()).is_ok()
             {
                 tracing::error!(

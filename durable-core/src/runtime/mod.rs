@@ -60,6 +60,7 @@ mod control;
 pub(crate) mod engine;
 mod group_commit;
 mod inbox;
+mod lease;
 mod outbox;
 mod recovery;
 mod timer_arming;
@@ -70,6 +71,7 @@ mod verdicts;
 
 use engine::{Engine, EngineParts};
 pub use group_commit::CommitStats;
+pub use lease::DEFAULT_LEASE;
 pub use unregistered::{Unregistered, UnregisteredCallee};
 
 /// Configures and starts a [`Runtime`].
@@ -82,6 +84,7 @@ pub struct RuntimeBuilder {
     unregistered: Unregistered,
     max_payload: usize,
     clock: Arc<dyn Clock>,
+    lease: std::time::Duration,
 }
 
 /// The default of [`RuntimeBuilder::max_payload_bytes`]: 2 MiB, as Temporal's.
@@ -186,6 +189,17 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long this runtime's lease on a shared store lasts (default: [`DEFAULT_LEASE`],
+    /// 30 s): it is renewed every third of that, and once a worker fails to renew it in
+    /// time (its process killed, frozen or cut off), other workers take its instances and
+    /// activities over. Shorter means faster takeover, and more renewals. A store one
+    /// process holds alone (fjall) ignores it: the lease lasts as long as the process.
+    /// At least 1 s.
+    pub fn lease(mut self, lease: std::time::Duration) -> Self {
+        self.lease = lease.max(std::time::Duration::from_secs(1));
+        self
+    }
+
     /// Starts the runtime: recovers every unfinished instance and redelivers every
     /// unacknowledged work item, then starts the dispatchers. Must be called inside a
     /// tokio runtime.
@@ -224,7 +238,11 @@ impl RuntimeBuilder {
                 }
             }
         }
+        let lease = lease::lease_for(&*self.store, self.lease);
+        let (worker, first_work_id) = lease::join(self.store.clone(), lease).await?;
         let engine = Arc::new(Engine::new(EngineParts {
+            worker,
+            work_ids: engine::WorkIds::from(first_work_id),
             store: self.store,
             registry: self.registry,
             unregistered: self.unregistered,
@@ -236,7 +254,13 @@ impl RuntimeBuilder {
             unregistered_callees,
             turn_task: turns::turn_task,
         }));
-        recovery::recover(&engine).await?;
+        if let Err(e) = recovery::claim_all(&engine).await {
+            engine.stop_commits().await;
+            lease::leave(&engine).await;
+            return Err(e);
+        }
+        let claims = tokio::spawn(lease::claim_loop(Arc::downgrade(&engine), lease));
+        engine.keep_claim_loop(claims);
         Ok(Runtime { engine })
     }
 }
@@ -263,6 +287,7 @@ impl Runtime {
             unregistered: Unregistered::default(),
             max_payload: DEFAULT_MAX_PAYLOAD_BYTES,
             clock: Arc::new(SystemClock),
+            lease: DEFAULT_LEASE,
         }
     }
 
@@ -300,5 +325,8 @@ impl Runtime {
         // never executed.
         activities::give_up_waiting(&self.engine).await;
         self.engine.stop_commits().await;
+        // Leaving wakes the claim loop, which then sees the runtime stopped.
+        lease::leave(&self.engine).await;
+        self.engine.stop_claim_loop().await;
     }
 }

@@ -1,16 +1,19 @@
-//! Recovery, when a runtime starts on a store: every work item still in the store is
-//! handed out again (the lease of the process that held it died with it), and stalled
-//! instances get another chance with the code this runtime has.
+//! Taking work over: what a claim ([`Store::claim`](durable_store::Store::claim)) took
+//! for this worker is handed out, when the runtime starts (every work item no live worker
+//! holds: the lease of the process that held it died with it) and whenever its claim
+//! loop takes more (work another worker left, or lost with its lease). Stalled instances
+//! it claims get another chance with the code this runtime has.
 //!
-//! It reads the work queue and the live instances (the store's index of unfinished ones:
-//! finished instances cost nothing here), writes one commit (redelivered tasks count
-//! as a new attempt; statuses that change), and only then dispatches: messages to their
-//! instances, timers armed, tasks run.
+//! A claim returns the live instances it took and the work items it took (finished
+//! instances cost nothing here); the take-over writes one commit (redelivered tasks count
+//! as a new attempt; statuses that change; items no run will take removed), and only then
+//! dispatches: messages to their instances, timers armed, tasks run.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use durable_store::{ActivityTask, Commit, Incarnation, InstanceRecord, Status, WorkId, WorkItem};
+use durable_store::{ActivityTask, Claim, ClaimedInstance, Commit, Holding, Incarnation};
+use durable_store::{InstanceRecord, Status, WorkId, WorkItem};
 
 use super::activities;
 use super::engine::Engine;
@@ -116,18 +119,58 @@ fn outstanding(
     (kept, stale)
 }
 
-/// Redelivers every unacknowledged work item and retries stalled instances.
+/// Claims work until a claim takes nothing, and takes over each batch: what a runtime
+/// does when it starts. Returns how many work items and instances it took.
 ///
 /// # Errors
 ///
-/// [`Error::Store`] if the store cannot be read or the recovery commit is refused.
-pub(in crate::runtime) async fn recover(engine: &Arc<Engine>) -> Result<(), Error> {
-    // A clock that skips time holds still until everything recovered is handed out.
+/// [`Error::Store`] if the store cannot be read or a commit is refused.
+pub(in crate::runtime) async fn claim_all(engine: &Arc<Engine>) -> Result<usize, Error> {
+    let mut taken = 0;
+    loop {
+        let claim = claim(engine).await?;
+        if claim.is_empty() {
+            return Ok(taken);
+        }
+        taken += claim.items.len() + claim.instances.len();
+        take_over(engine, claim).await?;
+    }
+}
+
+/// One claim of the store for this worker, off the runtime's threads.
+async fn claim(engine: &Arc<Engine>) -> Result<Claim, Error> {
+    let (store, worker, filter) = (engine.store_arc(), engine.worker(), engine.claim_filter());
+    tokio::task::spawn_blocking(move || store.claim(worker, &filter))
+        .await
+        .map_err(|_| Error::ShutDown)?
+        .map_err(Error::from)
+}
+
+/// Redelivers the work items of `claim` and retries the stalled instances it took.
+///
+/// # Errors
+///
+/// [`Error::Store`] if the take-over's commit is refused.
+pub(in crate::runtime) async fn take_over(engine: &Arc<Engine>, claim: Claim) -> Result<(), Error> {
+    // A clock that skips time holds still until everything taken is handed out.
     let _busy = engine.busy();
-    let items = engine.store().work_items()?;
-    engine.number_work_from(items.last().map_or(0, |(id, _)| id + 1));
-    let instances = engine.store().live_instances()?;
-    let (items, stale) = outstanding(items, &instances);
+    let Claim { instances, items } = claim;
+    let mut claimed = Vec::new();
+    let mut live = Vec::with_capacity(instances.len());
+    for ClaimedInstance {
+        id,
+        record,
+        holding,
+    } in instances
+    {
+        if holding == Holding::Claimed {
+            engine.hold(&id);
+            claimed.push((id.clone(), record.clone()));
+        }
+        live.push((id, record));
+    }
+    let (items, stale) = outstanding(items, &live);
+    let instances = claimed;
     let mut recovery = sort_work_items(engine, items);
     recovery.commit.dequeued.extend(stale.ids);
     recovery.commit.progress.extend(stale.progress);
@@ -173,7 +216,7 @@ pub(in crate::runtime) async fn recover(engine: &Arc<Engine>) -> Result<(), Erro
         }
     }
     if recovered > 0 {
-        tracing::info!(work_items = recovered, "recovered unfinished work");
+        tracing::info!(work_items = recovered, "took over unfinished work");
     }
     Ok(())
 }

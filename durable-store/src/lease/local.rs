@@ -228,19 +228,19 @@ impl Leases {
                 met.insert(instance.clone(), (holding, record));
             }
             let (holding, record) = met.get_mut(&instance).expect("met above");
+            // An instance no live worker holds is claimed with its first item met (of
+            // any kind): its turns run here from now on.
+            if *holding == Holding::Other
+                && self.instance_holder(&instance).is_none()
+                && newly < max_instances
+                && filter.takes_orchestrator(&record.orchestrator)
+            {
+                *holding = Holding::Claimed;
+                newly += 1;
+            }
             let take = match &activity {
                 Some(activity) => filter.takes_activity(activity),
-                None => {
-                    if *holding == Holding::Other
-                        && self.instance_holder(&instance).is_none()
-                        && newly < max_instances
-                        && filter.takes_orchestrator(&record.orchestrator)
-                    {
-                        *holding = Holding::Claimed;
-                        newly += 1;
-                    }
-                    *holding != Holding::Other
-                }
+                None => *holding != Holding::Other,
             };
             if take {
                 items.push((id, item));
