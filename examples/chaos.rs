@@ -4,7 +4,13 @@
 //!
 //! ```text
 //! cargo run --release --example chaos -- --kills K --seed S [--dir DIR]
+//! cargo run --release --example chaos -- --store postgres://... --workers W --kills K --seed S
 //! ```
+//!
+//! With `--store`, the run gets a PostgreSQL database of its own on that server (created,
+//! and dropped after a clean run), the ledger is a table in it, and W worker processes
+//! share the workload: each kill SIGKILLs a random worker, or (one in five) SIGSTOPs one
+//! past its lease and resumes it (see `chaos/fleet.rs`).
 //!
 //! The binary is its own child (re-run with a hidden `--child` flag). After the K kills
 //! the child runs once more to the end; then the parent checks that every instance reached
@@ -30,6 +36,8 @@
 
 #[path = "chaos/child.rs"]
 mod child;
+#[path = "chaos/fleet.rs"]
+mod fleet;
 #[path = "chaos/verify.rs"]
 mod verify;
 #[path = "chaos/workload.rs"]
@@ -56,6 +64,16 @@ struct Args {
     /// Instances of each of the 7 patterns [default: kills / 25, at least 3].
     #[arg(long)]
     per_kind: Option<u64>,
+    /// Runs on PostgreSQL: the server of this URL (`postgres://user@host:port/db`) gets a
+    /// database of the run's own. Without it, the run is on fjall in `--dir`.
+    #[arg(long)]
+    store: Option<String>,
+    /// Worker processes sharing the workload (with `--store` only).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// As the child: which worker this is (0 starts the instances).
+    #[arg(long, hide = true)]
+    worker: Option<usize>,
     /// Run as the child (used by the parent).
     #[arg(long, hide = true)]
     child: bool,
@@ -87,7 +105,17 @@ fn main() -> ExitCode {
             eprintln!("chaos: --child needs --dir");
             return ExitCode::from(2);
         };
-        return run_child(&dir, workload(args.kills, per_kind), args.serve, args.seed);
+        let role = child::Role {
+            url: args.store,
+            starter: args.worker.unwrap_or(0) == 0,
+            serve: args.serve,
+            lease: fleet::LEASE,
+        };
+        return run_child(&dir, workload(args.kills, per_kind), role, args.seed);
+    }
+    if args.workers > 1 && args.store.is_none() {
+        eprintln!("chaos: --workers needs --store postgres://...: a fjall store is one process's");
+        return ExitCode::from(2);
     }
     let (dir, temporary) = match args.dir {
         Some(dir) => (dir, false),
@@ -100,7 +128,15 @@ fn main() -> ExitCode {
             true,
         ),
     };
-    match run_parent(&dir, args.kills, args.seed, per_kind) {
+    let run = Run {
+        dir: &dir,
+        kills: args.kills,
+        seed: args.seed,
+        per_kind,
+        store: args.store.as_deref(),
+        workers: args.workers.max(1),
+    };
+    match run_parent(&run) {
         Ok(true) => {
             if temporary {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -115,13 +151,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_child(dir: &Path, specs: Vec<workload::Spec>, serve: bool, seed: u64) -> ExitCode {
+fn run_child(dir: &Path, specs: Vec<workload::Spec>, role: child::Role, seed: u64) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("build the tokio runtime");
-    match runtime.block_on(child::run(dir, specs, serve, seed)) {
+    match runtime.block_on(child::run(dir, specs, role, seed)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chaos child: {e}");
@@ -131,14 +167,15 @@ fn run_child(dir: &Path, specs: Vec<workload::Spec>, serve: bool, seed: u64) -> 
 }
 
 /// xorshift64*: a small seeded generator, so a kill schedule can be replayed.
-struct Rng(u64);
+#[derive(Debug)]
+pub struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Self((seed ^ 0x9e37_79b9_7f4a_7c15) | 1)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -147,7 +184,7 @@ impl Rng {
 
     /// When to kill: a quarter of the kills land within the first 60 ms (opening the
     /// store, recovering), the rest anywhere in the next 900 ms.
-    fn kill_delay(&mut self) -> Duration {
+    pub fn kill_delay(&mut self) -> Duration {
         let ms = if self.below(4) == 0 {
             self.below(60)
         } else {
@@ -157,27 +194,43 @@ impl Rng {
     }
 }
 
-fn child_command(dir: &Path, kills: u64, seed: u64, per_kind: u64) -> Result<Command, String> {
+/// One run of the harness, as the parent sees it.
+struct Run<'a> {
+    dir: &'a Path,
+    kills: u64,
+    seed: u64,
+    per_kind: u64,
+    /// The PostgreSQL server (`--store`); `None` for fjall.
+    store: Option<&'a str>,
+    workers: usize,
+}
+
+/// The command of a child over `dir` and, on PostgreSQL, the run's database `url`.
+fn child_command(run: &Run, url: Option<&str>) -> Result<Command, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut command = Command::new(exe);
     command
         .arg("--child")
         .arg("--dir")
-        .arg(dir)
+        .arg(run.dir)
         .arg("--kills")
-        .arg(kills.to_string())
+        .arg(run.kills.to_string())
         .arg("--seed")
-        .arg(seed.to_string())
+        .arg(run.seed.to_string())
         .arg("--per-kind")
-        .arg(per_kind.to_string())
+        .arg(run.per_kind.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null());
+    if let Some(url) = url {
+        command.arg("--store").arg(url);
+    }
     Ok(command)
 }
 
 /// Kills, restarts, finishes and verifies; returns whether nothing was lost or duplicated
 /// and, from [`MIN_KILLS_TO_ABSORB`] kills on, some redelivery was absorbed.
-fn run_parent(dir: &Path, kills: u64, seed: u64, per_kind: u64) -> Result<bool, String> {
+fn run_parent(run: &Run) -> Result<bool, String> {
+    let (dir, kills, seed) = (run.dir, run.kills, run.seed);
     if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(format!(
             "`{}` is not empty; give --dir a new or empty directory",
@@ -185,6 +238,9 @@ fn run_parent(dir: &Path, kills: u64, seed: u64, per_kind: u64) -> Result<bool, 
         ));
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if let Some(server) = run.store {
+        return run_fleet(run, server);
+    }
     // The ledger stands for the application's database, which exists before the workflows
     // run: it is created here, so no kill lands while fjall creates it.
     drop(workload::Ledger::open(&dir.join("ledger")).map_err(|e| format!("ledger: {e:?}"))?);
@@ -193,7 +249,7 @@ fn run_parent(dir: &Path, kills: u64, seed: u64, per_kind: u64) -> Result<bool, 
     let mut rng = Rng::new(seed);
     let mut while_working = 0;
     for kill in 1..=kills {
-        let mut child = child_command(dir, kills, seed, per_kind)?
+        let mut child = child_command(run, None)?
             .arg("--serve")
             .stderr(Stdio::null())
             .spawn()
@@ -217,7 +273,7 @@ fn run_parent(dir: &Path, kills: u64, seed: u64, per_kind: u64) -> Result<bool, 
 
     let log = dir.join("final-run.log");
     let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-    let child = child_command(dir, kills, seed, per_kind)?
+    let child = child_command(run, None)?
         .stderr(stderr)
         .spawn()
         .map_err(|e| format!("cannot start the child: {e}"))?;
@@ -229,13 +285,58 @@ fn run_parent(dir: &Path, kills: u64, seed: u64, per_kind: u64) -> Result<bool, 
         );
     }
 
-    let mut report = verify::verify(dir, &workload(kills, per_kind));
+    let mut report = verify::verify(dir, None, &workload(kills, run.per_kind));
     if !finished {
         report.lost.push(format!(
             "the final run did not finish cleanly (see {})",
             log.display()
         ));
     }
+    Ok(conclude(run, &report))
+}
+
+/// The run on PostgreSQL with `run.workers` workers (see `chaos/fleet.rs`).
+fn run_fleet(run: &Run, server: &str) -> Result<bool, String> {
+    let name = format!("durable_chaos_{}_{}", run.seed, std::process::id());
+    let database = fleet::RunDatabase::create(server, &name)?;
+    workload::create_postgres_ledger(&database.url)?;
+    // The schema is created before the first kill, as the ledger is.
+    drop(durable_store::PostgresStore::open(&database.url).map_err(|e| e.to_string())?);
+    let url = database.url.clone();
+    let command = |serve: bool| {
+        let mut command = child_command(run, Some(&url))?;
+        if serve {
+            command.arg("--serve");
+        }
+        Ok(command)
+    };
+    let (kills, finished) = fleet::run(run.dir, run.workers, run.kills, run.seed, command)?;
+    println!(
+        "chaos: {} of {} kills landed before the workload settled; {} workers paused past their lease, {} halted and restarted",
+        kills.while_working, run.kills, kills.paused, kills.halted
+    );
+    let mut report = verify::verify(
+        run.dir,
+        Some(&database.url),
+        &workload(run.kills, run.per_kind),
+    );
+    if !finished {
+        report
+            .lost
+            .push("the final phase did not finish in time".to_owned());
+    }
+    let clean = conclude(run, &report);
+    if clean {
+        database.drop_database();
+    } else {
+        println!("chaos: the run's database {name} is kept");
+    }
+    Ok(clean)
+}
+
+/// Prints what `report` found and the last line; returns whether the run is clean.
+fn conclude(run: &Run, report: &verify::Report) -> bool {
+    let (dir, kills) = (run.dir, run.kills);
     println!(
         "chaos: {} redeliveries found their effect applied already (idempotency keys absorbed them)",
         report.repeats
@@ -254,7 +355,7 @@ fn run_parent(dir: &Path, kills: u64, seed: u64, per_kind: u64) -> Result<bool, 
         );
     }
     let clean = report.lost.is_empty() && report.duplicated.is_empty();
-    if !clean {
+    if !clean && run.store.is_none() {
         println!(
             "chaos: the store and the ledger are kept in {}",
             dir.display()
@@ -267,7 +368,7 @@ fn run_parent(dir: &Path, kills: u64, seed: u64, per_kind: u64) -> Result<bool, 
         report.duplicated.len(),
         report.repeats
     );
-    Ok(clean && !unexercised)
+    clean && !unexercised
 }
 
 /// Waits for the final run; kills it after `limit`. Returns whether it exited cleanly.

@@ -1,11 +1,16 @@
-//! The child process: runs the workload on the store in `DIR/durable` until every instance
-//! has settled. The parent kills it at random moments and starts it again.
+//! The child process: runs the workload on the store in `DIR/durable` (or in the
+//! PostgreSQL database of `--store`) until every instance has settled. The parent kills
+//! it at random moments and starts it again. With several workers on PostgreSQL, one of
+//! them (the starter) starts the instances, raises the events and waits for them to
+//! settle; every worker runs whatever work it claims.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use durable_core::record::{Event, WorkItem};
 use durable_core::{Client, Error, FjallStore, Runtime, Store};
+use durable_store::PostgresStore;
 
 use crate::workload::{
     Generation, Kind, Ledger, Pace, Spec, apply_effect, approval, approval_payloads, chain, child,
@@ -15,19 +20,47 @@ use crate::workload::{
 /// The file a child writes once every instance has settled in its run.
 pub const SETTLED: &str = "settled";
 
+/// How a child runs.
+#[derive(Clone, Debug)]
+pub struct Role {
+    /// The PostgreSQL database of the run; `None` for fjall in `DIR/durable`.
+    pub url: Option<String>,
+    /// Whether this child starts the instances, raises their events and waits for them
+    /// (the only child on fjall; worker 0 on PostgreSQL). Other workers only run work.
+    pub starter: bool,
+    /// Stay up once everything settled (or, not being the starter, from the start), until
+    /// killed, as a service would; otherwise shut down and return.
+    pub serve: bool,
+    /// The worker's lease on a shared store.
+    pub lease: Duration,
+}
+
+/// An I/O error of the harness, as a durable error.
+fn io_error(detail: String) -> Error {
+    Error::Store(durable_core::StoreError::Io {
+        detail,
+        source: None,
+    })
+}
+
 /// Starts (or finds) every instance, raises the approvals' events once, and waits until
-/// every instance has settled. With `serve`, it then stays up until it is killed, as a
-/// service would; otherwise it shuts the runtime down and returns. `seed` paces the
-/// activities ([`Pace`]).
-pub async fn run(dir: &Path, specs: Vec<Spec>, serve: bool, seed: u64) -> Result<(), Error> {
-    let store = FjallStore::open(dir.join("durable"))?;
-    let ledger = Ledger::open(&dir.join("ledger")).map_err(|e| {
-        Error::Store(durable_core::StoreError::Io {
-            detail: format!("ledger: {e:?}"),
-            source: Some(std::sync::Arc::new(e)),
-        })
-    })?;
+/// every instance has settled (as the starter). With `serve`, it then stays up until it
+/// is killed, or until its runtime halts (its lease lapsed while it was stopped);
+/// otherwise it shuts the runtime down and returns. `seed` paces the activities
+/// ([`Pace`]).
+pub async fn run(dir: &Path, specs: Vec<Spec>, role: Role, seed: u64) -> Result<(), Error> {
+    let (store, ledger): (Arc<dyn Store>, Ledger) = match &role.url {
+        Some(url) => (
+            Arc::new(PostgresStore::open(url)?),
+            Ledger::connect(url).await.map_err(io_error)?,
+        ),
+        None => (
+            Arc::new(FjallStore::open(dir.join("durable"))?),
+            Ledger::open(&dir.join("ledger")).map_err(|e| io_error(format!("ledger: {e:?}")))?,
+        ),
+    };
     let runtime = Runtime::builder(store.clone())
+        .lease(role.lease)
         .orchestrator(chain)
         .orchestrator(fan)
         .orchestrator(timer)
@@ -44,6 +77,9 @@ pub async fn run(dir: &Path, specs: Vec<Spec>, serve: bool, seed: u64) -> Result
         .start()
         .await?;
     let client = runtime.client();
+    if !role.starter {
+        return serve(runtime).await;
+    }
     for spec in &specs {
         start(&client, spec).await?;
     }
@@ -68,17 +104,22 @@ pub async fn run(dir: &Path, specs: Vec<Spec>, serve: bool, seed: u64) -> Result
         }
     }
     late.abort();
-    std::fs::write(dir.join(SETTLED), b"").map_err(|e| {
-        Error::Store(durable_core::StoreError::Io {
-            detail: e.to_string(),
-            source: Some(std::sync::Arc::new(e)),
-        })
-    })?;
-    if serve {
-        std::future::pending::<()>().await;
+    std::fs::write(dir.join(SETTLED), b"").map_err(|e| io_error(e.to_string()))?;
+    if role.serve {
+        return serve(runtime).await;
     }
     runtime.shutdown().await;
     Ok(())
+}
+
+/// Runs work until killed; returns the error the runtime halted with, if it halts.
+async fn serve(runtime: Runtime) -> Result<(), Error> {
+    loop {
+        if let Some(e) = runtime.halted() {
+            return Err(Error::Store(e));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Starts `spec`'s instance; an instance started by an earlier run is found instead.
@@ -103,7 +144,7 @@ async fn start(client: &Client, spec: &Spec) -> Result<(), Error> {
 }
 
 /// Raises `late` to each approval once it says it is ready.
-async fn raise_late_events(store: FjallStore, client: Client, specs: Vec<Spec>) {
+async fn raise_late_events(store: Arc<dyn Store>, client: Client, specs: Vec<Spec>) {
     let mut waiting: Vec<Spec> = specs
         .into_iter()
         .filter(|s| s.kind == Kind::Approval)
@@ -137,7 +178,7 @@ async fn raise_late_events(store: FjallStore, client: Client, specs: Vec<Spec>) 
 /// queued or in the history (the turn that takes it moves it atomically), so reading the
 /// queue first and the history second cannot miss one.
 async fn raise_once(
-    store: &FjallStore,
+    store: &Arc<dyn Store>,
     client: &Client,
     id: &str,
     name: &str,

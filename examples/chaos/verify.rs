@@ -6,8 +6,9 @@ use std::path::Path;
 
 use durable_core::record::{Event, Status};
 use durable_core::{FjallStore, Store};
+use durable_store::PostgresStore;
 
-use crate::workload::{Kind, Ledger, Spec};
+use crate::workload::{Kind, Ledger, Spec, read_postgres_ledger};
 
 /// What the check found.
 #[derive(Debug, Default)]
@@ -21,16 +22,22 @@ pub struct Report {
     pub repeats: u64,
 }
 
-/// Checks the store and the ledger in `dir` against the workload `specs`.
-pub fn verify(dir: &Path, specs: &[Spec]) -> Report {
+/// Checks the store and the ledger (in `dir`, or in the PostgreSQL database at `url`)
+/// against the workload `specs`.
+pub fn verify(dir: &Path, url: Option<&str>, specs: &[Spec]) -> Report {
     let mut report = Report::default();
-    let store = match FjallStore::open(dir.join("durable")) {
+    let opened: Result<Box<dyn Store>, _> = match url {
+        Some(url) => PostgresStore::open(url).map(|s| Box::new(s) as Box<dyn Store>),
+        None => FjallStore::open(dir.join("durable")).map(|s| Box::new(s) as Box<dyn Store>),
+    };
+    let store = match opened {
         Ok(store) => store,
         Err(e) => {
             report.lost.push(format!("the store does not reopen: {e}"));
             return report;
         }
     };
+    let store = &*store;
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     let mut effects: BTreeSet<String> = BTreeSet::new();
     for spec in specs {
@@ -45,9 +52,9 @@ pub fn verify(dir: &Path, specs: &[Spec]) -> Report {
         effects.extend(spec.expected_effects(incarnation));
     }
     report.instances = expected.len();
-    check_instances(&store, &expected, &mut report);
+    check_instances(store, &expected, &mut report);
     for spec in specs.iter().filter(|s| s.kind == Kind::Approval) {
-        check_events(&store, &spec.id(), &mut report);
+        check_events(store, &spec.id(), &mut report);
     }
     match store.work_items() {
         Ok(items) if items.is_empty() => {}
@@ -56,12 +63,17 @@ pub fn verify(dir: &Path, specs: &[Spec]) -> Report {
             .push(format!("{} work items left in the queue", items.len())),
         Err(e) => report.lost.push(format!("the queue does not read: {e}")),
     }
-    drop(store);
-    check_ledger(dir, &effects, &mut report);
+    let contents = match url {
+        Some(url) => read_postgres_ledger(url),
+        None => Ledger::open(&dir.join("ledger"))
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|ledger| ledger.contents()),
+    };
+    check_ledger(contents, &effects, &mut report);
     report
 }
 
-fn check_instances(store: &FjallStore, expected: &BTreeMap<String, u64>, report: &mut Report) {
+fn check_instances(store: &dyn Store, expected: &BTreeMap<String, u64>, report: &mut Report) {
     let stored = match store.instances() {
         Ok(stored) => stored,
         Err(e) => {
@@ -104,7 +116,7 @@ fn check_instances(store: &FjallStore, expected: &BTreeMap<String, u64>, report:
 }
 
 /// Each approval got `approve` and `late` once.
-fn check_events(store: &FjallStore, id: &str, report: &mut Report) {
+fn check_events(store: &dyn Store, id: &str, report: &mut Report) {
     let Ok(history) = store.history(id) else {
         return; // reported with the instance
     };
@@ -125,22 +137,19 @@ fn check_events(store: &FjallStore, id: &str, report: &mut Report) {
     }
 }
 
-fn check_ledger(dir: &Path, expected: &BTreeSet<String>, report: &mut Report) {
-    let ledger = match Ledger::open(&dir.join("ledger")) {
-        Ok(ledger) => ledger,
+fn check_ledger(
+    contents: Result<(Vec<(String, String)>, u64), String>,
+    expected: &BTreeSet<String>,
+    report: &mut Report,
+) {
+    let (entries, repeats) = match contents {
+        Ok(contents) => contents,
         Err(e) => {
-            report.lost.push(format!("the ledger does not open: {e:?}"));
+            report.lost.push(format!("the ledger does not read: {e}"));
             return;
         }
     };
-    let entries = match ledger.effects() {
-        Ok(entries) => entries,
-        Err(e) => {
-            report.lost.push(format!("the ledger does not read: {e:?}"));
-            return;
-        }
-    };
-    report.repeats = ledger.repeats().unwrap_or(0);
+    report.repeats = repeats;
     let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (key, logical) in entries {
         keys.entry(logical).or_default().push(key);

@@ -6,6 +6,7 @@
 //! key and applies nothing; an effect found under two keys was applied twice.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use durable_core::{ActivityContext, OrchestrationContext, RetryPolicy, activity, orchestrator};
@@ -176,19 +177,53 @@ fn child_output(i: u64, j: u64) -> u64 {
 
 // ---- The effects ledger: the application's own database ----
 
-/// The effects ledger, a fjall database of its own: `effects` maps an idempotency key to
+/// The effects ledger, the application's database: `effects` maps an idempotency key to
 /// the logical effect applied under it; `repeats` counts deliveries that found their key.
+/// A fjall database of its own when the workload runs on fjall; two tables beside
+/// durable's schema when it runs on PostgreSQL, where every worker process writes it.
 #[derive(Clone)]
-pub struct Ledger {
-    db: Database,
-    effects: Keyspace,
-    repeats: Keyspace,
+pub enum Ledger {
+    /// In the directory of the run.
+    Fjall {
+        db: Database,
+        effects: Keyspace,
+        repeats: Keyspace,
+    },
+    /// The tables `chaos_effects` and `chaos_repeats` of the run's database.
+    Postgres(Arc<tokio_postgres::Client>),
 }
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ledger").finish_non_exhaustive()
     }
+}
+
+/// Creates the ledger's tables in the database at `url` (the parent, before any worker).
+pub fn create_postgres_ledger(url: &str) -> Result<(), String> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())?;
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS chaos_effects (key text PRIMARY KEY, logical text NOT NULL);
+             CREATE TABLE IF NOT EXISTS chaos_repeats (key text PRIMARY KEY, n bigint NOT NULL);",
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// Every (idempotency key, logical effect) of the ledger at `url`, and the repeats.
+pub fn read_postgres_ledger(url: &str) -> Result<(Vec<(String, String)>, u64), String> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())?;
+    let effects = client
+        .query("SELECT key, logical FROM chaos_effects", &[])
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let repeats: i64 = client
+        .query_one("SELECT coalesce(sum(n), 0)::bigint FROM chaos_repeats", &[])
+        .map_err(|e| e.to_string())?
+        .get(0);
+    Ok((effects, repeats as u64))
 }
 
 impl Ledger {
@@ -199,47 +234,95 @@ impl Ledger {
         let effects = db.keyspace("effects", KeyspaceCreateOptions::default)?;
         let repeats = db.keyspace("repeats", KeyspaceCreateOptions::default)?;
         db.persist(PersistMode::SyncAll)?;
-        Ok(Ledger {
+        Ok(Ledger::Fjall {
             db,
             effects,
             repeats,
         })
     }
 
+    /// Connects to the ledger in the database at `url` (its tables exist: the parent made
+    /// them). Call inside a tokio runtime, which drives the connection.
+    pub async fn connect(url: &str) -> Result<Ledger, String> {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| format!("ledger: {e}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                eprintln!("chaos: the ledger's connection failed: {e}");
+            }
+        });
+        Ok(Ledger::Postgres(Arc::new(client)))
+    }
+
     /// Applies `logical` under `key`, once: a key already there applies nothing.
-    fn apply(&self, key: &str, logical: &str) -> Result<(), String> {
+    async fn apply(&self, key: &str, logical: &str) -> Result<(), String> {
+        let (db, effects, repeats) = match self {
+            Ledger::Fjall {
+                db,
+                effects,
+                repeats,
+            } => (db, effects, repeats),
+            Ledger::Postgres(client) => {
+                let io = |e: tokio_postgres::Error| format!("ledger: {e}");
+                let applied = client
+                    .execute(
+                        "INSERT INTO chaos_effects (key, logical) VALUES ($1, $2) \
+                         ON CONFLICT (key) DO NOTHING",
+                        &[&key, &logical],
+                    )
+                    .await
+                    .map_err(io)?;
+                if applied == 0 {
+                    client
+                        .execute(
+                            "INSERT INTO chaos_repeats (key, n) VALUES ($1, 1) \
+                             ON CONFLICT (key) DO UPDATE SET n = chaos_repeats.n + 1",
+                            &[&key],
+                        )
+                        .await
+                        .map_err(io)?;
+                }
+                return Ok(());
+            }
+        };
         let io = |e: fjall::Error| format!("ledger: {e:?}");
-        if self.effects.contains_key(key).map_err(io)? {
-            let seen = self.repeats.get(key).map_err(io)?.map_or(0, |v| v[0]);
-            let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
-            batch.insert(&self.repeats, key, [seen.saturating_add(1)]);
+        if effects.contains_key(key).map_err(io)? {
+            let seen = repeats.get(key).map_err(io)?.map_or(0, |v| v[0]);
+            let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
+            batch.insert(repeats, key, [seen.saturating_add(1)]);
             return batch.commit().map_err(io);
         }
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
-        batch.insert(&self.effects, key, logical);
+        let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(effects, key, logical);
         batch.commit().map_err(io)
     }
 
-    /// Every (idempotency key, logical effect).
-    pub fn effects(&self) -> Result<Vec<(String, String)>, fjall::Error> {
-        self.effects
+    /// Every (idempotency key, logical effect), and how many deliveries found their
+    /// effect applied already (redeliveries after a kill).
+    pub fn contents(&self) -> Result<(Vec<(String, String)>, u64), String> {
+        let Ledger::Fjall {
+            effects, repeats, ..
+        } = self
+        else {
+            return Err("read a PostgreSQL ledger with `read_postgres_ledger`".into());
+        };
+        let io = |e: fjall::Error| format!("{e:?}");
+        let entries = effects
             .iter()
             .map(|guard| {
-                let (k, v) = guard.into_inner()?;
+                let (k, v) = guard.into_inner().map_err(io)?;
                 Ok((
                     String::from_utf8_lossy(&k).into_owned(),
                     String::from_utf8_lossy(&v).into_owned(),
                 ))
             })
-            .collect()
-    }
-
-    /// How many deliveries found their effect applied already (redeliveries after a kill).
-    pub fn repeats(&self) -> Result<u64, fjall::Error> {
-        self.repeats
+            .collect::<Result<_, String>>()?;
+        let repeats = repeats
             .iter()
-            .map(|guard| Ok(u64::from(guard.into_inner()?.1[0])))
-            .sum()
+            .map(|guard| Ok(u64::from(guard.into_inner().map_err(io)?.1[0])))
+            .sum::<Result<u64, String>>()?;
+        Ok((entries, repeats))
     }
 }
 
@@ -301,7 +384,8 @@ async fn paced(ctx: &ActivityContext, effect: &Effect) -> Result<u64, String> {
     tokio::time::sleep(before).await;
     let logical = format!("{}:{}", ctx.instance_id(), effect.step);
     ctx.state::<Ledger>()
-        .apply(ctx.idempotency_key(), &logical)?;
+        .apply(ctx.idempotency_key(), &logical)
+        .await?;
     tokio::time::sleep(after).await;
     Ok(f(effect.value))
 }

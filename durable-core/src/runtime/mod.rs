@@ -310,6 +310,17 @@ impl Runtime {
         self.engine.unregistered_callees()
     }
 
+    /// Why the runtime halted, if it did: the store refuses its writes for good (a failed
+    /// fsync poisoned it, [`StoreError::Poisoned`](crate::StoreError::Poisoned)), or its
+    /// worker's lease on a shared store expired
+    /// ([`StoreError::LeaseExpired`](crate::StoreError::LeaseExpired): another worker may
+    /// have taken its work over). A halted runtime takes no more work and writes nothing;
+    /// restart the process (a new runtime joins as a new worker) to go on. `None` while it
+    /// runs.
+    pub fn halted(&self) -> Option<durable_store::StoreError> {
+        self.engine.halted().cloned()
+    }
+
     /// How many times an instance was rebuilt by replaying its history (a cache miss: the
     /// first turn after a restart or an eviction).
     pub fn replay_count(&self) -> u64 {
