@@ -20,3 +20,4 @@ mod review;
 mod runtime;
 mod ui;
 mod versioning;
+mod workers;

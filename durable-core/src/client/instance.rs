@@ -16,6 +16,10 @@ use crate::payload;
 
 /// How often [`Instance::wait`] reads the status of an instance on a shared store.
 const SHARED_STORE_POLL: Duration = Duration::from_millis(100);
+
+/// How often [`Instance::wait`] reads the status of an instance on a store one process
+/// holds, where another runtime on the same handle may run it.
+const OTHER_WORKER_POLL: Duration = Duration::from_secs(1);
 use crate::position::Position;
 
 /// The state of an instance, with its output decoded.
@@ -175,9 +179,9 @@ impl<O: Orchestrator> Instance<O> {
     /// an instance not finished by then this returns that error ([`Error::Store`]) at
     /// once: restart the process to go on.
     ///
-    /// On a store other processes share ([`Store::is_shared`](crate::Store::is_shared)),
-    /// the instance may run in another process: its status is then read again every
-    /// 100 ms.
+    /// The instance may run on another worker (another process, on a store others share:
+    /// [`Store::is_shared`](crate::Store::is_shared)): its status is read again every
+    /// 100 ms on a shared store, every second otherwise.
     pub async fn wait(&self, timeout: Duration) -> Result<O::Output, Error> {
         let deadline = tokio::time::Instant::now() + timeout;
         let id = || self.id.clone();
@@ -205,12 +209,12 @@ impl<O: Orchestrator> Instance<O> {
                     }
                 }
             }
-            // On a shared store another process may run the instance: its finish wakes
-            // no one here, so the status is read again now and then.
+            // Another worker (another process, on a shared store) may run the instance:
+            // its finish wakes no one here, so the status is read again now and then.
             let poll = if engine.is_shared() {
                 SHARED_STORE_POLL
             } else {
-                Duration::MAX
+                OTHER_WORKER_POLL
             };
             let woken = async {
                 tokio::select! {

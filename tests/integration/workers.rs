@@ -1,0 +1,109 @@
+//! Two runtimes on one store are two workers (`durable_store::lease`): each runs the
+//! instances it holds, a message for an instance the other holds goes through the store
+//! to it, and what a worker held when it left is taken over by the other. On fjall, one
+//! handle shared in one process; `postgres.rs` runs workers in separate handles.
+
+use std::time::Duration;
+
+use durable_core::{ActivityContext, OrchestrationContext, Runtime, activity, orchestrator};
+use durable_store::{FjallStore, Store};
+
+use crate::common::{chain, double, lifetime, store, triple};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[activity]
+async fn stamp(ctx: ActivityContext, n: u64) -> Result<u64, String> {
+    Ok(n + ctx.state::<Worker>().0)
+}
+
+/// Which runtime an activity ran on: 1000 or 2000.
+#[derive(Debug)]
+struct Worker(u64);
+
+/// Stamps `n` with the worker that runs the activity, waits for `go`, then runs the chain
+/// on it as a child.
+#[orchestrator]
+async fn relay(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    let stamped = ctx.call(stamp, n).await?;
+    let go = ctx.wait_event::<u64>("go").await;
+    let chained = ctx.sub_orchestration(chain, go).await?;
+    Ok(stamped * 1_000_000 + chained)
+}
+
+fn worker(store: &FjallStore, n: u64) -> durable_core::RuntimeBuilder {
+    Runtime::builder(store.clone())
+        .orchestrator(relay)
+        .orchestrator(chain)
+        .activity(stamp)
+        .activity(double)
+        .activity(triple)
+        .state(std::sync::Arc::new(crate::common::Calls::default()))
+        .state(Worker(n * 1000))
+}
+
+#[test]
+fn events_sent_through_another_worker_reach_the_instances_the_first_holds() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let a = worker(&store, 1).start().await.unwrap();
+        let b = worker(&store, 2).start().await.unwrap();
+        let mut started = Vec::new();
+        for i in 0..10 {
+            started.push(a.client().start(relay, format!("r{i}"), i).await.unwrap());
+        }
+        for i in 0..10 {
+            // Raised through the runtime that does not hold the instance.
+            b.client()
+                .raise_event(&format!("r{i}"), "go", &i)
+                .await
+                .unwrap();
+        }
+        for (i, instance) in (0..10).zip(&started) {
+            // The activity ran on the worker that holds the instance: `a`.
+            assert_eq!(
+                instance.wait(WAIT).await.unwrap(),
+                (i + 1000) * 1_000_000 + i * 6
+            );
+        }
+        b.shutdown().await;
+        a.shutdown().await;
+    });
+}
+
+#[test]
+fn what_a_worker_held_when_it_left_is_taken_over_by_the_other() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let a = worker(&store, 1).start().await.unwrap();
+        let b = worker(&store, 2).start().await.unwrap();
+        for i in 0..10 {
+            a.client().start(relay, format!("r{i}"), i).await.unwrap();
+        }
+        // Each instance has run its activity on `a` and waits for `go`.
+        for i in 0..10 {
+            let id = format!("r{i}");
+            while store.history(&id).unwrap().len() < 3 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        a.shutdown().await;
+        let replays = b.replay_count();
+        for i in 0..10 {
+            b.client()
+                .raise_event(&format!("r{i}"), "go", &i)
+                .await
+                .unwrap();
+        }
+        for i in 0..10 {
+            let instance = b.client().instance(relay, format!("r{i}"));
+            assert_eq!(
+                instance.wait(WAIT).await.unwrap(),
+                (i + 1000) * 1_000_000 + i * 6
+            );
+        }
+        // `b` rebuilt each instance from its history: it had never run them.
+        assert!(b.replay_count() >= replays + 10, "{}", b.replay_count());
+        b.shutdown().await;
+    });
+}
