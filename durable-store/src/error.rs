@@ -137,6 +137,17 @@ pub enum StoreError {
         /// The worker that holds it.
         holder: WorkerId,
     },
+    /// A commit expected an instance in one incarnation (or absent), and the store holds
+    /// another ([`Commit::expected`](crate::Commit::expected)): another client or worker
+    /// started, restarted or purged it since it was read. Nothing was written.
+    InstanceChanged {
+        /// The instance.
+        instance: String,
+        /// The incarnation the commit expected; `None` for absent.
+        expected: Option<crate::Incarnation>,
+        /// The incarnation stored; `None` for absent.
+        found: Option<crate::Incarnation>,
+    },
     /// The storage engine failed to read or write.
     Io {
         /// What was being done, and what failed.
@@ -229,7 +240,8 @@ impl StoreError {
             | StoreError::OtherSchema { .. }
             | StoreError::HistoryConflict { .. }
             | StoreError::LeaseExpired { .. }
-            | StoreError::Fenced { .. } => true,
+            | StoreError::Fenced { .. }
+            | StoreError::InstanceChanged { .. } => true,
             StoreError::Server { problem, .. } => *problem != ServerProblem::Unreachable,
             StoreError::Io { .. } => false,
         }
@@ -331,6 +343,24 @@ impl fmt::Display for StoreError {
                 "worker {worker} no longer holds {what}: worker {holder} took it over under \
                  a live lease; nothing was written: drop it and read it again"
             ),
+            StoreError::InstanceChanged {
+                instance,
+                expected,
+                found,
+            } => {
+                let state = |incarnation: &Option<crate::Incarnation>| match incarnation {
+                    Some(incarnation) => format!("in incarnation {incarnation:#x}"),
+                    None => "absent".to_owned(),
+                };
+                write!(
+                    f,
+                    "instance `{instance}` was expected {}, and is {}: another client or \
+                     worker started, restarted or purged it since it was read; nothing was \
+                     written: read it again",
+                    state(expected),
+                    state(found)
+                )
+            }
             StoreError::Io { detail, .. } => write!(f, "storage I/O failed: {detail}"),
         }
     }
@@ -347,7 +377,8 @@ impl Error for StoreError {
             StoreError::OtherSchema { .. }
             | StoreError::HistoryConflict { .. }
             | StoreError::LeaseExpired { .. }
-            | StoreError::Fenced { .. } => None,
+            | StoreError::Fenced { .. }
+            | StoreError::InstanceChanged { .. } => None,
             StoreError::NotAStore { .. }
             | StoreError::AlreadyOpen { .. }
             | StoreError::OtherFormat { .. }

@@ -12,7 +12,7 @@ use crate::lease::{Claim, ClaimFilter, WorkerId};
 use crate::query::{
     InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts, page_of, zero_counts,
 };
-use crate::record::{Commit, Event, InstanceRecord, StatusKind, WorkId, WorkItem};
+use crate::record::{Commit, Event, InstanceRecord, StatusKind, WorkId, WorkItem, check_expected};
 use crate::store::Store;
 
 /// A [`Store`] kept in memory: fast, and gone when the last clone drops.
@@ -167,6 +167,9 @@ impl Store for MemoryStore {
         keys::check(commits)?;
         let mut state = self.state();
         state.check_appends(commits)?;
+        check_expected(commits, |id| {
+            Ok(state.instances.get(id).map(|record| record.incarnation))
+        })?;
         state.leases.check(commits, |id| state.finished(id))?;
         for commit in commits {
             for (id, _) in &commit.histories_removed {

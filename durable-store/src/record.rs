@@ -528,6 +528,50 @@ pub struct Commit {
     /// [`crate::lease`]); `None` for a commit no worker writes (a tool's, a test's): it
     /// is not fenced, and every item it enqueues is left for a claim.
     pub lease: Option<CommitLease>,
+    /// Instances the commit expects to find as its writer read them: in the given
+    /// incarnation, or absent (`None`). The store refuses the commit whole
+    /// ([`StoreError::InstanceChanged`]) if one is not: another client or worker started,
+    /// restarted or purged it since. A start expects its id absent; a restart or a purge
+    /// the incarnation it read.
+    pub expected: Vec<(String, Option<Incarnation>)>,
+}
+
+/// Checks the [`Commit::expected`] of `commits` against `stored` (the incarnation of an
+/// instance as stored before them, `None` if absent) and what the commits before each
+/// write.
+///
+/// # Errors
+///
+/// [`StoreError::InstanceChanged`] for the first expectation not met; what `stored`
+/// fails with.
+pub(crate) fn check_expected(
+    commits: &[Commit],
+    stored: impl Fn(&str) -> Result<Option<Incarnation>, StoreError>,
+) -> Result<(), StoreError> {
+    let mut written: std::collections::HashMap<&str, Option<Incarnation>> =
+        std::collections::HashMap::new();
+    for commit in commits {
+        for (id, expected) in &commit.expected {
+            let found = match written.get(id.as_str()) {
+                Some(found) => *found,
+                None => stored(id)?,
+            };
+            if found != *expected {
+                return Err(StoreError::InstanceChanged {
+                    instance: id.clone(),
+                    expected: *expected,
+                    found,
+                });
+            }
+        }
+        for id in &commit.instances_removed {
+            written.insert(id, None);
+        }
+        for (id, record) in &commit.instances {
+            written.insert(id, Some(record.incarnation));
+        }
+    }
+    Ok(())
 }
 
 impl Commit {

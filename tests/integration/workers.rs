@@ -107,3 +107,32 @@ fn what_a_worker_held_when_it_left_is_taken_over_by_the_other() {
         b.shutdown().await;
     });
 }
+
+#[test]
+fn an_id_started_through_two_workers_at_once_is_started_once() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let a = worker(&store, 1).start().await.unwrap();
+        let b = worker(&store, 2).start().await.unwrap();
+        let (client_a, client_b) = (a.client(), b.client());
+        for i in 0..50u64 {
+            let id = format!("c{i}");
+            let (x, y) = tokio::join!(
+                client_a.start(chain, id.clone(), i),
+                client_b.start(chain, id.clone(), i)
+            );
+            let (x, y) = (x.unwrap(), y.unwrap());
+            assert!(x.is_new() != y.is_new(), "{id}: started by both or neither");
+            assert_eq!(x.wait(WAIT).await.unwrap(), i * 6);
+            let started = store
+                .history(&id)
+                .unwrap()
+                .iter()
+                .filter(|e| matches!(e, durable_store::Event::Started { .. }))
+                .count();
+            assert_eq!(started, 1, "{id}");
+        }
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}

@@ -169,6 +169,10 @@ impl Client {
             ));
         }
         let mut commit = Commit::default();
+        // Another process may restart or purge it at the same time: one of them does.
+        commit
+            .expected
+            .push((id.to_string(), Some(record.incarnation)));
         commit
             .histories_removed
             .push((id.to_string(), record.history_len));
@@ -184,8 +188,12 @@ impl Client {
     }
 }
 
-/// Adds the removal of instance `id` and its history to `commit`.
+/// Adds the removal of instance `id` (as read: `record`) and its history to `commit`.
 fn purge_into(commit: &mut Commit, id: &str, record: &InstanceRecord) {
+    // Another process may restart it meanwhile: then the purge writes nothing.
+    commit
+        .expected
+        .push((id.to_string(), Some(record.incarnation)));
     commit
         .histories_removed
         .push((id.to_string(), record.history_len));

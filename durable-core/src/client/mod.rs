@@ -11,7 +11,7 @@ pub(crate) mod query;
 
 use std::sync::Arc;
 
-use durable_store::{Commit, Event, InstanceRecord, Status};
+use durable_store::{Commit, Event, InstanceRecord, Status, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -123,8 +123,27 @@ impl Client {
             Engine::new_incarnation(None),
             None,
         );
-        self.begin(&id, record, Commit::default()).await?;
-        Ok(Instance::new(self.clone(), id, true))
+        let commit = Commit {
+            // Another process may start the id at the same time: one start creates it.
+            expected: vec![(id.clone(), None)],
+            ..Commit::default()
+        };
+        match self.begin(&id, record, commit).await {
+            Ok(()) => Ok(Instance::new(self.clone(), id, true)),
+            Err(Error::Store(StoreError::InstanceChanged { .. })) => {
+                match self.engine.store().instance(&id)? {
+                    Some(existing) if existing.orchestrator != O::NAME => {
+                        Err(Error::InstanceConflict {
+                            id,
+                            existing: existing.orchestrator,
+                            requested: O::NAME.to_string(),
+                        })
+                    }
+                    _ => Ok(Instance::new(self.clone(), id, false)),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Writes `record` (with a `Started` event for its generation) in `commit`, then hands

@@ -10,7 +10,7 @@ use super::work::{MetaWrite, WorkIds};
 use super::{FjallStore, decode};
 use crate::error::{StoreError, cause};
 use crate::keys;
-use crate::record::{Commit, InstanceRecord, StatusKind};
+use crate::record::{Commit, InstanceRecord, StatusKind, check_expected};
 use crate::store::{Durability, Store};
 
 /// The keyspace a write goes to.
@@ -173,6 +173,9 @@ impl FjallStore {
         };
         // Held from the reads below to the commit, so no other commit writes in between.
         let _writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        check_expected(commits, |id| {
+            Ok(self.instance(id)?.map(|record| record.incarnation))
+        })?;
         let mut leases = self.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
         leases.check(commits, |id| {
             // Read only for an instance another live worker holds: a commit that lost it.
