@@ -214,7 +214,8 @@ mod tests {
     use std::sync::atomic::AtomicBool;
     use std::time::Duration;
 
-    use durable_store::{Event, InstanceRecord, MemoryStore, WorkId, WorkItem};
+    use durable_store::{Claim, ClaimFilter, Event, InstanceRecord, MemoryStore, WorkId};
+    use durable_store::{WorkItem, WorkerId};
 
     use super::*;
 
@@ -250,6 +251,21 @@ mod tests {
         }
         fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
             self.inner.progress(key)
+        }
+        fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
+            self.inner.join(lease)
+        }
+        fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
+            self.inner.renew(worker, lease)
+        }
+        fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
+            self.inner.leave(worker)
+        }
+        fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
+            self.inner.claim(worker, filter)
+        }
+        fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
+            self.inner.reserve_work_ids(count)
         }
     }
 
