@@ -60,8 +60,10 @@ async fn run_turns(engine: Arc<Engine>, instance: String, _busy: Busy) {
                 tracing::warn!(instance, error = %e, "turn not committed; retrying");
             }
             engine.take_cached(&instance);
-            if let Error::Store(StoreError::Fenced { .. }) = &e {
-                // Another worker took the instance over: its turns run there now.
+            if let Error::Store(StoreError::Fenced { .. } | StoreError::HistoryConflict { .. }) = &e
+            {
+                // Another worker took the instance over (and may have turned it since):
+                // its turns run there now.
                 engine.let_go(&instance);
             }
             if !engine.inboxes().turn_failed(&instance, messages, permanent) {

@@ -144,8 +144,9 @@ pub struct ClaimedInstance {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Claim {
     /// The live instances the claim took ([`Holding::Claimed`]), and the live instances
-    /// its items are for, in creation order. An item whose instance is not here is for an
-    /// instance that finished or is gone.
+    /// it met (those its items are for, and others whose items it left to their holder),
+    /// in creation order. An item whose instance is not here is for an instance that
+    /// finished or is gone.
     pub instances: Vec<ClaimedInstance>,
     /// The work items the worker now holds, in id order: the messages and timers of the
     /// instances it holds that no live worker held, activity tasks, and items of
@@ -154,8 +155,14 @@ pub struct Claim {
 }
 
 impl Claim {
-    /// Whether the claim took nothing.
+    /// Whether the claim took nothing: no work item, and no instance
+    /// ([`Holding::Claimed`]). Its `instances` may still name instances it met and did not
+    /// take.
     pub fn is_empty(&self) -> bool {
-        self.instances.is_empty() && self.items.is_empty()
+        self.items.is_empty()
+            && !self
+                .instances
+                .iter()
+                .any(|instance| instance.holding == Holding::Claimed)
     }
 }
