@@ -69,9 +69,12 @@
 //! (`instance_id`, `idx`) catches two writers racing past the check.
 
 mod apply;
+mod claim;
 mod columns;
 mod commit;
 mod connect;
+mod lease;
+mod listen;
 mod pool;
 mod query;
 mod read;
@@ -79,14 +82,17 @@ mod schema;
 #[cfg(feature = "testing")]
 pub(crate) mod test_server;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::error::{KeyKind, StoreError};
+use crate::lease::{Claim, ClaimFilter, WorkerId};
 use crate::query::{InstanceCursor, InstanceFilter, InstancePage, StatusCounts};
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 use crate::store::Store;
 
 use self::connect::Target;
+use self::listen::Listener;
 use self::pool::Pool;
 
 pub use self::schema::SCHEMA_VERSION;
@@ -133,6 +139,8 @@ pub struct PostgresStore {
 struct Inner {
     target: Arc<Target>,
     pool: Pool,
+    /// The thread listening for work, started by the first `join` or `wait_for_work`.
+    listener: Mutex<Option<Arc<Listener>>>,
 }
 
 impl PostgresStore {
@@ -164,13 +172,32 @@ impl PostgresStore {
         })?;
         let pool = Pool::start(target.clone(), writer)?;
         Ok(Self {
-            inner: Arc::new(Inner { target, pool }),
+            inner: Arc::new(Inner {
+                target,
+                pool,
+                listener: Mutex::new(None),
+            }),
         })
     }
 
     /// The server and database, as `user@host:port/database` (never the password).
     pub fn server(&self) -> &str {
         self.inner.target.name()
+    }
+
+    /// The listening thread, started if it is not.
+    fn listener(&self) -> Result<Arc<Listener>, StoreError> {
+        let mut listener = self
+            .inner
+            .listener
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(listener) = listener.as_ref() {
+            return Ok(listener.clone());
+        }
+        let started = Arc::new(Listener::start(self.inner.target.clone())?);
+        *listener = Some(started.clone());
+        Ok(started)
     }
 }
 
@@ -184,7 +211,10 @@ impl std::fmt::Debug for PostgresStore {
 
 impl Store for PostgresStore {
     fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
-        if commits.iter().all(Commit::is_empty) {
+        if commits
+            .iter()
+            .all(|commit| commit.is_empty() && commit.lease.is_none())
+        {
             return Ok(());
         }
         crate::keys::check(commits)?;
@@ -262,43 +292,49 @@ impl Store for PostgresStore {
             .pool
             .read(move |slot| slot.run(|conn, target| Ok(read::progress(conn, target, &key)?)))
     }
+
     fn is_shared(&self) -> bool {
         true
     }
 
-    fn join(&self, _lease: std::time::Duration) -> Result<crate::WorkerId, StoreError> {
-        Err(lease_pending())
+    fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
+        let worker = self
+            .inner
+            .pool
+            .read(move |slot| slot.run(|conn, target| Ok(lease::join(conn, target, lease)?)))?;
+        // Listening from now on, so that the first wait sees what is notified before it;
+        // a wait starts the listener again if it cannot start now.
+        let _ = self.listener();
+        Ok(worker)
     }
 
-    fn renew(
-        &self,
-        _worker: crate::WorkerId,
-        _lease: std::time::Duration,
-    ) -> Result<(), StoreError> {
-        Err(lease_pending())
+    fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
+        self.inner.pool.read(move |slot| {
+            slot.run(|conn, target| Ok(lease::renew(conn, target, worker, lease)?))
+        })
     }
 
-    fn leave(&self, _worker: crate::WorkerId) -> Result<(), StoreError> {
-        Err(lease_pending())
+    fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
+        self.inner
+            .pool
+            .read(move |slot| slot.run(|conn, target| Ok(lease::leave(conn, target, worker)?)))
     }
 
-    fn claim(
-        &self,
-        _worker: crate::WorkerId,
-        _filter: &crate::ClaimFilter,
-    ) -> Result<crate::Claim, StoreError> {
-        Err(lease_pending())
+    fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
+        let filter = filter.clone();
+        self.inner.pool.read(move |slot| {
+            slot.run(|conn, target| claim::claim(conn, target, worker, &filter))
+        })
     }
 
-    fn reserve_work_ids(&self, _count: u64) -> Result<WorkId, StoreError> {
-        Err(lease_pending())
+    fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
+        self.inner
+            .pool
+            .read(move |slot| slot.run(|conn, target| Ok(lease::reserve(conn, target, count)?)))
     }
-}
 
-/// PLACEHOLDER while the lease step is written: replaced before this branch lands.
-fn lease_pending() -> StoreError {
-    StoreError::Io {
-        detail: "leases are not written yet for PostgreSQL".into(),
-        source: None,
+    fn wait_for_work(&self, timeout: Duration) -> Result<(), StoreError> {
+        self.listener()?.wait(timeout);
+        Ok(())
     }
 }
