@@ -149,9 +149,25 @@ UNION ALL
 SELECT 'notified', NULL, NULL, NULL, NULL
 FROM (SELECT pg_notify('durable_work', '') WHERE $44::bool) AS n";
 
-/// Removes whole histories; runs before [`APPLY`] in the same transaction.
-pub(super) const REMOVE_HISTORIES: &str =
-    "DELETE FROM durable.history WHERE instance_id = ANY($1::bytea[])";
+/// Removes whole histories (`$1`); runs before [`APPLY`] in the same transaction. Appends
+/// of the call before a removal (`$2`, `$3`: id, first index) are checked first, against
+/// the history as stored: the first that does not start where it ends is returned, and
+/// then nothing is removed.
+pub(super) const REMOVE_HISTORIES: &str = "
+WITH fence AS (
+    SELECT f.id, f.first, COALESCE(h.stored, 0) AS stored
+    FROM unnest($2::bytea[], $3::bigint[]) AS f(id, first)
+    CROSS JOIN LATERAL (
+        SELECT max(idx) + 1 AS stored FROM durable.history WHERE instance_id = f.id
+    ) AS h
+    WHERE COALESCE(h.stored, 0) <> f.first
+    LIMIT 1
+),
+removed AS (
+    DELETE FROM durable.history
+    WHERE instance_id = ANY($1::bytea[]) AND NOT EXISTS (SELECT FROM fence)
+)
+SELECT 'history', id, first, stored, NULL::bigint FROM fence";
 
 /// The parameters of [`APPLY`]: one array per column, in its order.
 #[derive(Default)]
@@ -207,7 +223,7 @@ impl<'a> Rows<'a> {
     /// The rows of `plan`, its records encoded.
     pub(super) fn of(plan: &Plan<'a>) -> Result<Self, WriteError> {
         let mut rows = Rows::default();
-        for (id, first) in &plan.fences {
+        for (id, first) in plan.fences.iter().filter(|(id, _)| !plan.removes(id)) {
             rows.fence_ids.push(id.as_bytes());
             rows.fence_firsts.push(i64::from(*first));
         }

@@ -157,6 +157,13 @@ impl<'a> Plan<'a> {
         Ok(plan)
     }
 
+    /// Whether the call removes the history of `id`.
+    pub(super) fn removes(&self, id: &str) -> bool {
+        self.histories
+            .iter()
+            .any(|(history, change)| *history == id && change.removed)
+    }
+
     /// Writes the plan in one transaction on `conn`.
     pub(super) fn write(&self, conn: &mut Conn, target: &Target) -> Result<(), Failure> {
         let error = |doing: &'static str| move |e| self.error(target, doing, e);
@@ -173,8 +180,19 @@ impl<'a> Plan<'a> {
             .map(|(id, _)| id.as_bytes())
             .collect();
         if !removed.is_empty() {
-            tx.execute(REMOVE_HISTORIES, &[&removed])
+            // The appends before a removal, checked before it.
+            let (ids, firsts): (Vec<&[u8]>, Vec<i64>) = self
+                .fences
+                .iter()
+                .filter(|(id, _)| self.removes(id))
+                .map(|(id, first)| (id.as_bytes(), i64::from(*first)))
+                .unzip();
+            let refused = tx
+                .query(REMOVE_HISTORIES, &[&removed, &ids, &firsts])
                 .map_err(|e| error("removing histories")(e.into()))?;
+            if let Some(refusal) = refused.iter().find_map(refusal) {
+                return Err(refusal.into());
+            }
         }
         let refused = tx
             .query(APPLY, &rows.params())
