@@ -499,3 +499,150 @@ fn a_version_1_database_is_migrated_and_keeps_its_data() {
     let store = PostgresStore::open(database.url()).unwrap();
     assert_eq!(store.history("old").unwrap().len(), 2);
 }
+
+/// The same calls on a `MemoryStore` (the reference semantics, `lease::local`) and on a
+/// `PostgresStore` answer the same: claims under filters and limits, fenced and expired
+/// commits, a batch of two workers' commits, leaving.
+#[test]
+fn claims_and_fences_answer_as_the_reference_does() {
+    let memory = durable_store::MemoryStore::new();
+    let postgres = super::fresh_store();
+    let stores: [&dyn Store; 2] = [&memory, &postgres];
+    let both = |why: &str, call: &dyn Fn(&dyn Store) -> String| {
+        let answers: Vec<String> = stores.iter().map(|store| call(*store)).collect();
+        assert_eq!(answers[1], answers[0], "{why}");
+        answers[0].clone()
+    };
+    let commit = |commits: Vec<Commit>| move |store: &dyn Store| format!("{:?}", store.commit(&commits));
+    let timer = |instance: &str, seq: u64| WorkItem::Timer {
+        instance: instance.into(),
+        incarnation: 1,
+        generation: 0,
+        seq,
+        fire_at_ms: 7,
+    };
+    let with = |orchestrator: &str, created: u64, status: Option<Status>| {
+        let mut record = record(orchestrator, created);
+        if let Some(status) = status {
+            record.status = status;
+        }
+        record
+    };
+    let shipped = |instance: &str, seq| match task(instance, seq) {
+        WorkItem::Activity(mut task) => {
+            task.activity = "ship".into();
+            WorkItem::Activity(task)
+        }
+        _ => unreachable!(),
+    };
+    let stalled = Status::Stalled {
+        failure: Failure {
+            kind: FailureKind::Panicked,
+            message: "no code".into(),
+        },
+    };
+    both(
+        "seed",
+        &commit(vec![Commit {
+            instances: vec![
+                ("a".into(), with("flow", 1, None)),
+                ("b".into(), with("flow", 2, None)),
+                ("c".into(), with("other", 3, None)),
+                ("d".into(), with("flow", 4, Some(stalled))),
+                ("e".into(), with("flow", 5, Some(Status::Completed { output: vec![] }))),
+                ("f".into(), with("flow", 6, None)),
+                ("g".into(), with("flow", 0, None)),
+            ],
+            enqueued: vec![
+                (1, work("a", 1)),
+                (2, task("a", 2)),
+                (3, work("b", 3)),
+                (4, timer("c", 4)),
+                (5, shipped("c", 5)),
+                (6, work("e", 6)),
+                (7, work("gone", 7)),
+                (8, work("f", 8)),
+                (9, task("b", 9)),
+                (10, work("a", 10)),
+                (13, shipped("g", 13)),
+            ],
+            ..Commit::default()
+        }]),
+    );
+    let join = |lease| move |store: &dyn Store| format!("{:?}", store.join(lease));
+    both("join 1", &join(Duration::from_secs(60)));
+    both("join 2", &join(Duration::from_secs(60)));
+    let claim = |worker: WorkerId, filter: ClaimFilter| {
+        move |store: &dyn Store| format!("{:#?}", store.claim(worker, &filter))
+    };
+    let flow = ClaimFilter::default()
+        .orchestrators(vec!["flow".into()])
+        .activities(vec!["charge".into()]);
+    both("a narrow claim", &claim(1, flow.clone().limits(1, 3)));
+    both("a wider one", &claim(2, ClaimFilter::default().limits(2, 100)));
+    both("nothing left", &claim(1, flow.clone()));
+    let lease = |worker, unclaimed: Vec<WorkId>| {
+        Some(CommitLease { worker, unclaimed })
+    };
+    both(
+        "a turn of worker 1",
+        &commit(vec![Commit {
+            lease: lease(1, vec![11]),
+            dequeued: vec![1, 10],
+            enqueued: vec![(11, work("b", 11)), (12, task("a", 12))],
+            ..append("a", 0, 0..1)
+        }]),
+    );
+    both("the unclaimed message", &claim(2, ClaimFilter::default()));
+    both("its own task is not", &claim(1, ClaimFilter::default()));
+    both("fenced off an instance", &commit(vec![Commit {
+        lease: lease(2, vec![]),
+        ..append("a", 1, 1..2)
+    }]));
+    both("fenced off an item", &commit(vec![Commit {
+        lease: lease(1, vec![]),
+        dequeued: vec![3],
+        ..Commit::default()
+    }]));
+    both("a finished instance is anyone's", &commit(vec![Commit {
+        lease: lease(2, vec![]),
+        dequeued: vec![6],
+        ..append("e", 0, 0..1)
+    }]));
+    both("two workers in one batch, on an absent instance", &commit(vec![
+        Commit {
+            lease: lease(1, vec![]),
+            ..append("h", 0, 0..1)
+        },
+        Commit {
+            lease: lease(2, vec![]),
+            ..append("h", 1, 1..2)
+        },
+    ]));
+    both("two workers in one batch, on a live instance", &commit(vec![
+        Commit {
+            lease: lease(1, vec![]),
+            instances: vec![("k".into(), with("flow", 9, None))],
+            ..Commit::default()
+        },
+        Commit {
+            lease: lease(2, vec![]),
+            ..append("a", 1, 1..2)
+        },
+    ]));
+    both("the history fence comes first", &commit(vec![Commit {
+        lease: lease(2, vec![]),
+        ..append("a", 5, 5..6)
+    }]));
+    both("leave", &|store: &dyn Store| format!("{:?}", store.leave(1)));
+    both("its work is taken over", &claim(2, ClaimFilter::default()));
+    both("join 3", &join(Duration::from_millis(200)));
+    std::thread::sleep(Duration::from_millis(300));
+    both("an expired lease", &commit(vec![Commit {
+        lease: lease(3, vec![]),
+        ..Commit::default()
+    }]));
+    both("an expired claim", &claim(3, ClaimFilter::default()));
+    both("a left worker", &claim(1, ClaimFilter::default()));
+    both("the end", &|store: &dyn Store| format!("{:?}", store.work_items()));
+}
