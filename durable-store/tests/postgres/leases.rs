@@ -646,3 +646,101 @@ fn claims_and_fences_answer_as_the_reference_does() {
     both("a left worker", &claim(1, ClaimFilter::default()));
     both("the end", &|store: &dyn Store| format!("{:?}", store.work_items()));
 }
+
+/// A TCP proxy to the shared server that counts the round trips of the connections
+/// through it: the `ReadyForQuery` messages the server sends, one at the end of each.
+fn proxy_counting_round_trips() -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicU64::new(0));
+    let server = TestServer::shared().port();
+    let counted = count.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let upstream = TcpStream::connect(("127.0.0.1", server)).unwrap();
+            let (mut from_client, mut to_server) =
+                (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_client, &mut to_server);
+            });
+            let (mut from_server, mut to_client, counted) = (upstream, client, counted.clone());
+            std::thread::spawn(move || {
+                // Every message the server sends: a type byte, then its length (itself
+                // included), big-endian.
+                let (mut buf, mut pending) = (vec![0; 1 << 16], Vec::new());
+                while let Ok(n) = from_server.read(&mut buf) {
+                    if n == 0 || to_client.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                    pending.extend_from_slice(&buf[..n]);
+                    while pending.len() >= 5 {
+                        let len = u32::from_be_bytes(pending[1..5].try_into().unwrap()) as usize;
+                        if pending.len() < 1 + len {
+                            break;
+                        }
+                        if pending[0] == b'Z' {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                        }
+                        pending.drain(..1 + len);
+                    }
+                }
+            });
+        }
+    });
+    (port, count)
+}
+
+/// A commit under a lease costs the round trips of one without: `BEGIN`, the statement,
+/// `COMMIT`; one more when it removes a history.
+#[test]
+fn a_leased_commit_costs_three_round_trips() {
+    use std::sync::atomic::Ordering;
+    let database = TestServer::shared().database();
+    let (port, count) = proxy_counting_round_trips();
+    let url = format!(
+        "postgres://postgres:{}@127.0.0.1:{port}/{}",
+        TestServer::PASSWORD,
+        database.name()
+    );
+    let store = PostgresStore::open(&url).unwrap();
+    let worker = store.join(Duration::from_secs(60)).unwrap();
+    let turn = |n: u32| {
+        let mut commit = leased(worker, append("t", n, n..n + 1));
+        commit.instances = vec![("t".into(), record("flow", 1))];
+        commit.dequeued = vec![u64::from(n)];
+        commit.enqueued = vec![(u64::from(n) + 1, work("t", n + 1))];
+        commit
+    };
+    // The first prepares the statements.
+    store.commit(&[turn(0)]).unwrap();
+    let before = count.load(Ordering::SeqCst);
+    for n in 1..=10 {
+        store.commit(&[turn(n)]).unwrap();
+    }
+    let per_commit = (count.load(Ordering::SeqCst) - before) / 10;
+    println!("round trips per leased commit: {per_commit}");
+    assert_eq!(per_commit, 3);
+    // A group commit of many turns costs the same.
+    let before = count.load(Ordering::SeqCst);
+    let group: Vec<Commit> = (11..=60).map(turn).collect();
+    store.commit(&group).unwrap();
+    assert_eq!(count.load(Ordering::SeqCst) - before, 3);
+    let mut restart = leased(worker, append("t", 0, 0..1));
+    restart.histories_removed = vec![("t".into(), 61)];
+    store.commit(std::slice::from_ref(&restart)).unwrap();
+    let before = count.load(Ordering::SeqCst);
+    restart.histories_removed = vec![("t".into(), 1)];
+    store.commit(&[restart]).unwrap();
+    assert_eq!(count.load(Ordering::SeqCst) - before, 4);
+    let before = count.load(Ordering::SeqCst);
+    store.claim(worker, &ClaimFilter::default()).unwrap();
+    println!(
+        "round trips per claim: {}",
+        count.load(Ordering::SeqCst) - before
+    );
+}
