@@ -16,8 +16,8 @@ use crate::record::{InstanceRecord, StatusKind};
 
 /// The statement. `refused` holds what the call may not write: appends that do not start
 /// where their stored history ends, and commits under a lease that lapsed, or that write
-/// an instance or remove a work item another live worker holds (`lease.rs` in
-/// `lease/`, the reference). Every write is gated on it being empty; the statement returns
+/// an instance or remove a work item another live worker holds (`Leases::check` of
+/// `lease/local.rs`, the reference). Every write is gated on it being empty; the statement returns
 /// its first row (history first, then in commit order), so a refused call writes nothing
 /// and says why.
 ///

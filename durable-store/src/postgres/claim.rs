@@ -275,7 +275,9 @@ fn item_row(row: &Row) -> Result<(WorkId, WorkItem), StoreError> {
 }
 
 /// A row of [`INSTANCES`] or [`STALLED`].
-fn instance_with_holder(row: &Row) -> Result<(String, InstanceRecord, Option<WorkerId>), StoreError> {
+fn instance_with_holder(
+    row: &Row,
+) -> Result<(String, InstanceRecord, Option<WorkerId>), StoreError> {
     let (id, record) = instance_row(row)?;
     let holder: Option<i64> = row.get(2);
     Ok((id, record, holder.map(|w| w as WorkerId)))

@@ -260,7 +260,9 @@ fn refusal(row: &postgres::Row) -> Option<StoreError> {
             first: u32::try_from(a).unwrap_or(u32::MAX),
             stored: u32::try_from(b).unwrap_or(u32::MAX),
         },
-        "expired" => StoreError::LeaseExpired { worker: a as WorkerId },
+        "expired" => StoreError::LeaseExpired {
+            worker: a as WorkerId,
+        },
         "instance" => StoreError::Fenced {
             worker: a as WorkerId,
             what: format!("instance `{id}`"),

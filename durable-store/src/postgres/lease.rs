@@ -37,7 +37,11 @@ fn micros(lease: Duration) -> i64 {
     i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2)
 }
 
-pub(super) fn join(conn: &mut Conn, target: &Target, lease: Duration) -> Result<WorkerId, StoreError> {
+pub(super) fn join(
+    conn: &mut Conn,
+    target: &Target,
+    lease: Duration,
+) -> Result<WorkerId, StoreError> {
     let rows = conn
         .query(JOIN, &[&micros(lease)])
         .map_err(|e| target.error("starting a worker's lease", e))?;

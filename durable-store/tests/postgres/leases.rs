@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use durable_store::{
-    ActivityTask, ClaimFilter, Commit, CommitLease, Event, Failure, FailureKind, HistoryAppend, Holding,
-    InstanceRecord, PostgresStore, SCHEMA_VERSION, Status, Store, StoreError, TestDatabase,
-    TestServer, WorkId, WorkItem, WorkerId,
+    ActivityTask, ClaimFilter, Commit, CommitLease, Event, Failure, FailureKind, HistoryAppend,
+    Holding, InstanceRecord, PostgresStore, SCHEMA_VERSION, Status, Store, StoreError,
+    TestDatabase, TestServer, WorkId, WorkItem, WorkerId,
 };
 
 use super::{append, event, work};
@@ -105,7 +105,11 @@ fn workers_claiming_at_once_never_take_the_same_thing() {
     });
     assert!(!items_a.is_empty() && !items_b.is_empty(), "both took work");
     let all_items: BTreeSet<WorkId> = items_a.iter().chain(&items_b).copied().collect();
-    assert_eq!(all_items.len(), items_a.len() + items_b.len(), "an item taken twice");
+    assert_eq!(
+        all_items.len(),
+        items_a.len() + items_b.len(),
+        "an item taken twice"
+    );
     assert_eq!(all_items, (1..=2 * N).collect(), "every item taken");
     let all_instances: BTreeSet<&String> = instances_a.iter().chain(&instances_b).collect();
     assert_eq!(
@@ -127,7 +131,10 @@ fn a_lapsed_lease_is_taken_over_and_its_worker_fenced() {
     a.commit(&[leased(stale, seed)]).unwrap();
     let taker = b.join(Duration::from_secs(60)).unwrap();
     let claim = b.claim(taker, &ClaimFilter::default()).unwrap();
-    assert!(claim.items.is_empty(), "the stale worker holds x: {claim:?}");
+    assert!(
+        claim.items.is_empty(),
+        "the stale worker holds x: {claim:?}"
+    );
     std::thread::sleep(Duration::from_millis(400));
     let claim = b.claim(taker, &ClaimFilter::default()).unwrap();
     assert_eq!(ids(&claim), vec![1, 2]);
@@ -137,11 +144,14 @@ fn a_lapsed_lease_is_taken_over_and_its_worker_fenced() {
         ("x", Holding::Claimed)
     );
     // The stale worker's turn is refused whole.
-    let turn = leased(stale, Commit {
-        dequeued: vec![1],
-        progress: vec![("p".into(), Some(b"1".to_vec()))],
-        ..append("x", 0, 0..1)
-    });
+    let turn = leased(
+        stale,
+        Commit {
+            dequeued: vec![1],
+            progress: vec![("p".into(), Some(b"1".to_vec()))],
+            ..append("x", 0, 0..1)
+        },
+    );
     let err = a.commit(std::slice::from_ref(&turn)).unwrap_err();
     assert!(
         matches!(err, StoreError::LeaseExpired { worker } if worker == stale),
@@ -165,10 +175,13 @@ fn a_lapsed_lease_is_taken_over_and_its_worker_fenced() {
         "{err:?}"
     );
     let err = a
-        .commit(&[leased(again, Commit {
-            dequeued: vec![2],
-            ..Commit::default()
-        })])
+        .commit(&[leased(
+            again,
+            Commit {
+                dequeued: vec![2],
+                ..Commit::default()
+            },
+        )])
         .unwrap_err();
     assert!(
         matches!(&err, StoreError::Fenced { what, holder, .. }
@@ -177,10 +190,13 @@ fn a_lapsed_lease_is_taken_over_and_its_worker_fenced() {
     );
     assert!(a.history("x").unwrap().is_empty(), "nothing written");
     // The worker that took it over writes.
-    b.commit(&[leased(taker, Commit {
-        dequeued: vec![1, 2],
-        ..append("x", 0, 0..1)
-    })])
+    b.commit(&[leased(
+        taker,
+        Commit {
+            dequeued: vec![1, 2],
+            ..append("x", 0, 0..1)
+        },
+    )])
     .unwrap();
     assert_eq!(b.history("x").unwrap(), vec![event(0)]);
     // A worker renewed in time keeps its lease past the first term.
@@ -219,7 +235,8 @@ fn unclaimed_items_are_for_others_and_the_rest_stay() {
     .unwrap();
     let sender = a.join(Duration::from_secs(60)).unwrap();
     let mut send = started("v", 9);
-    send.enqueued.extend([(10, task("v", 10)), (11, work("w", 11))]);
+    send.enqueued
+        .extend([(10, task("v", 10)), (11, work("w", 11))]);
     a.commit(&[Commit {
         lease: Some(CommitLease {
             worker: sender,
@@ -241,7 +258,10 @@ fn unclaimed_items_are_for_others_and_the_rest_stay() {
     let err = b
         .commit(&[leased(other, append("v", 0, 0..1))])
         .unwrap_err();
-    assert!(matches!(err, StoreError::Fenced { holder, .. } if holder == sender), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Fenced { holder, .. } if holder == sender),
+        "{err:?}"
+    );
     // An activity filter: a worker without the activity leaves its tasks.
     a.commit(&[Commit {
         enqueued: vec![(12, task("w", 12))],
@@ -268,7 +288,9 @@ fn finished_and_stalled_instances_are_claimed_as_the_reference_does() {
         },
     };
     let mut done = record("flow", 6);
-    done.status = Status::Completed { output: b"1".to_vec() };
+    done.status = Status::Completed {
+        output: b"1".to_vec(),
+    };
     a.commit(&[Commit {
         instances: vec![("s".into(), stalled), ("done".into(), done)],
         enqueued: vec![(1, work("done", 1)), (2, work("gone", 2))],
@@ -489,10 +511,13 @@ fn a_version_1_database_is_migrated_and_keeps_its_data() {
     let claim = store.claim(worker, &ClaimFilter::default()).unwrap();
     assert_eq!(ids(&claim), vec![41]);
     store
-        .commit(&[leased(worker, Commit {
-            dequeued: vec![41],
-            ..append("old", 1, 1..2)
-        })])
+        .commit(&[leased(
+            worker,
+            Commit {
+                dequeued: vec![41],
+                ..append("old", 1, 1..2)
+            },
+        )])
         .unwrap();
     drop(store);
     // Opened again: version 2 as it is.
@@ -513,7 +538,8 @@ fn claims_and_fences_answer_as_the_reference_does() {
         assert_eq!(answers[1], answers[0], "{why}");
         answers[0].clone()
     };
-    let commit = |commits: Vec<Commit>| move |store: &dyn Store| format!("{:?}", store.commit(&commits));
+    let commit =
+        |commits: Vec<Commit>| move |store: &dyn Store| format!("{:?}", store.commit(&commits));
     let timer = |instance: &str, seq: u64| WorkItem::Timer {
         instance: instance.into(),
         incarnation: 1,
@@ -549,7 +575,10 @@ fn claims_and_fences_answer_as_the_reference_does() {
                 ("b".into(), with("flow", 2, None)),
                 ("c".into(), with("other", 3, None)),
                 ("d".into(), with("flow", 4, Some(stalled))),
-                ("e".into(), with("flow", 5, Some(Status::Completed { output: vec![] }))),
+                (
+                    "e".into(),
+                    with("flow", 5, Some(Status::Completed { output: vec![] })),
+                ),
                 ("f".into(), with("flow", 6, None)),
                 ("g".into(), with("flow", 0, None)),
             ],
@@ -579,11 +608,12 @@ fn claims_and_fences_answer_as_the_reference_does() {
         .orchestrators(vec!["flow".into()])
         .activities(vec!["charge".into()]);
     both("a narrow claim", &claim(1, flow.clone().limits(1, 3)));
-    both("a wider one", &claim(2, ClaimFilter::default().limits(2, 100)));
+    both(
+        "a wider one",
+        &claim(2, ClaimFilter::default().limits(2, 100)),
+    );
     both("nothing left", &claim(1, flow.clone()));
-    let lease = |worker, unclaimed: Vec<WorkId>| {
-        Some(CommitLease { worker, unclaimed })
-    };
+    let lease = |worker, unclaimed: Vec<WorkId>| Some(CommitLease { worker, unclaimed });
     both(
         "a turn of worker 1",
         &commit(vec![Commit {
@@ -595,56 +625,81 @@ fn claims_and_fences_answer_as_the_reference_does() {
     );
     both("the unclaimed message", &claim(2, ClaimFilter::default()));
     both("its own task is not", &claim(1, ClaimFilter::default()));
-    both("fenced off an instance", &commit(vec![Commit {
-        lease: lease(2, vec![]),
-        ..append("a", 1, 1..2)
-    }]));
-    both("fenced off an item", &commit(vec![Commit {
-        lease: lease(1, vec![]),
-        dequeued: vec![3],
-        ..Commit::default()
-    }]));
-    both("a finished instance is anyone's", &commit(vec![Commit {
-        lease: lease(2, vec![]),
-        dequeued: vec![6],
-        ..append("e", 0, 0..1)
-    }]));
-    both("two workers in one batch, on an absent instance", &commit(vec![
-        Commit {
-            lease: lease(1, vec![]),
-            ..append("h", 0, 0..1)
-        },
-        Commit {
-            lease: lease(2, vec![]),
-            ..append("h", 1, 1..2)
-        },
-    ]));
-    both("two workers in one batch, on a live instance", &commit(vec![
-        Commit {
-            lease: lease(1, vec![]),
-            instances: vec![("k".into(), with("flow", 9, None))],
-            ..Commit::default()
-        },
-        Commit {
+    both(
+        "fenced off an instance",
+        &commit(vec![Commit {
             lease: lease(2, vec![]),
             ..append("a", 1, 1..2)
-        },
-    ]));
-    both("the history fence comes first", &commit(vec![Commit {
-        lease: lease(2, vec![]),
-        ..append("a", 5, 5..6)
-    }]));
-    both("leave", &|store: &dyn Store| format!("{:?}", store.leave(1)));
+        }]),
+    );
+    both(
+        "fenced off an item",
+        &commit(vec![Commit {
+            lease: lease(1, vec![]),
+            dequeued: vec![3],
+            ..Commit::default()
+        }]),
+    );
+    both(
+        "a finished instance is anyone's",
+        &commit(vec![Commit {
+            lease: lease(2, vec![]),
+            dequeued: vec![6],
+            ..append("e", 0, 0..1)
+        }]),
+    );
+    both(
+        "two workers in one batch, on an absent instance",
+        &commit(vec![
+            Commit {
+                lease: lease(1, vec![]),
+                ..append("h", 0, 0..1)
+            },
+            Commit {
+                lease: lease(2, vec![]),
+                ..append("h", 1, 1..2)
+            },
+        ]),
+    );
+    both(
+        "two workers in one batch, on a live instance",
+        &commit(vec![
+            Commit {
+                lease: lease(1, vec![]),
+                instances: vec![("k".into(), with("flow", 9, None))],
+                ..Commit::default()
+            },
+            Commit {
+                lease: lease(2, vec![]),
+                ..append("a", 1, 1..2)
+            },
+        ]),
+    );
+    both(
+        "the history fence comes first",
+        &commit(vec![Commit {
+            lease: lease(2, vec![]),
+            ..append("a", 5, 5..6)
+        }]),
+    );
+    both("leave", &|store: &dyn Store| {
+        format!("{:?}", store.leave(1))
+    });
     both("its work is taken over", &claim(2, ClaimFilter::default()));
     both("join 3", &join(Duration::from_millis(200)));
     std::thread::sleep(Duration::from_millis(300));
-    both("an expired lease", &commit(vec![Commit {
-        lease: lease(3, vec![]),
-        ..Commit::default()
-    }]));
+    both(
+        "an expired lease",
+        &commit(vec![Commit {
+            lease: lease(3, vec![]),
+            ..Commit::default()
+        }]),
+    );
     both("an expired claim", &claim(3, ClaimFilter::default()));
     both("a left worker", &claim(1, ClaimFilter::default()));
-    both("the end", &|store: &dyn Store| format!("{:?}", store.work_items()));
+    both("the end", &|store: &dyn Store| {
+        format!("{:?}", store.work_items())
+    });
 }
 
 /// A TCP proxy to the shared server that counts the round trips of the connections
