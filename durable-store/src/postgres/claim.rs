@@ -74,13 +74,38 @@ type Read = (InstanceRecord, Option<WorkerId>);
 /// and timers are taken only if the instance is).
 type Chosen = (WorkId, WorkItem, Option<String>);
 
+/// What a claim whose `COMMIT` got no answer may have taken: released before the claim
+/// runs again (on a new connection), so the worker, which never learnt of them, does not
+/// hold them for as long as it lives.
+#[derive(Default)]
+pub(super) struct Unknown {
+    instances: Vec<Vec<u8>>,
+    items: Vec<i64>,
+}
+
+/// Releases what `unknown` names, if the claim that took it did commit.
+const RELEASE: &str = "WITH i AS (UPDATE durable.instances SET held_by = NULL         WHERE id = ANY($2::bytea[]) AND held_by = $1)     UPDATE durable.work SET held_by = NULL WHERE id = ANY($3::bigint[]) AND held_by = $1";
+
+/// Claims for `worker`. `unknown` carries, from one attempt to the next, what an attempt
+/// whose `COMMIT` went unanswered may have taken; it is released first.
 pub(super) fn claim(
     conn: &mut Conn,
     target: &Target,
     worker: WorkerId,
     filter: &ClaimFilter,
+    unknown: &mut Option<Unknown>,
 ) -> Result<Claim, Failure> {
     let error = |doing: &'static str| move |e| Failure::from(target.error(doing, e));
+    if let Some(taken) = unknown.as_ref() {
+        conn.query(
+            RELEASE,
+            &[&worker_key(worker), &taken.instances, &taken.items],
+        )
+        .map_err(error(
+            "releasing what a claim whose outcome is unknown took",
+        ))?;
+        *unknown = None;
+    }
     let max_instances = filter.max_instances.max(1);
     let max_items = filter.max_items.max(1);
     let mut tx = conn.transaction().map_err(error("starting a claim"))?;
@@ -188,7 +213,17 @@ pub(super) fn claim(
         }
     }
     take(&mut tx, worker, &mut met, &mut items).map_err(error("claiming work"))?;
-    tx.commit().map_err(error("committing a claim"))?;
+    if let Err(e) = tx.commit() {
+        *unknown = Some(Unknown {
+            instances: met
+                .iter()
+                .filter(|(_, (holding, _))| *holding == Holding::Claimed)
+                .map(|(id, _)| id.as_bytes().to_vec())
+                .collect(),
+            items: items.iter().map(|(id, _, _)| work_key(*id)).collect(),
+        });
+        return Err(error("committing a claim")(e));
+    }
     let mut instances: Vec<ClaimedInstance> = met
         .into_iter()
         .map(|(id, (holding, record))| ClaimedInstance {

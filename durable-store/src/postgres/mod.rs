@@ -347,9 +347,10 @@ impl Store for PostgresStore {
 
     fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
         let filter = filter.clone();
-        self.inner
-            .pool
-            .read(move |slot| slot.run(|conn, target| claim::claim(conn, target, worker, &filter)))
+        self.inner.pool.read(move |slot| {
+            let mut unknown = None;
+            slot.run(|conn, target| claim::claim(conn, target, worker, &filter, &mut unknown))
+        })
     }
 
     fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {

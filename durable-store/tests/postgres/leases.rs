@@ -799,3 +799,25 @@ fn a_leased_commit_costs_three_round_trips() {
         count.load(Ordering::SeqCst) - before
     );
 }
+
+/// A claim whose `COMMIT` is lost in flight may have taken its work: the store releases
+/// it and claims again on a new connection, so the worker does not hold work it never
+/// learnt of.
+#[test]
+fn a_claim_lost_in_flight_is_released_and_made_again() {
+    let database = TestServer::shared().database();
+    let (port, armed) = super::proxy_cutting_a_commit();
+    let url = format!(
+        "postgres://postgres:{}@127.0.0.1:{port}/{}",
+        TestServer::PASSWORD,
+        database.name()
+    );
+    let store = PostgresStore::open(&url).unwrap();
+    store.commit(&[started("l", 1)]).unwrap();
+    let worker = store.join(Duration::from_secs(60)).unwrap();
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let claim = store.claim(worker, &ClaimFilter::default()).unwrap();
+    assert!(!armed.load(std::sync::atomic::Ordering::SeqCst), "a COMMIT was cut");
+    assert_eq!(ids(&claim), vec![1]);
+    assert_eq!(claim.instances[0].holding, Holding::Claimed);
+}
