@@ -817,7 +817,56 @@ fn a_claim_lost_in_flight_is_released_and_made_again() {
     let worker = store.join(Duration::from_secs(60)).unwrap();
     armed.store(true, std::sync::atomic::Ordering::SeqCst);
     let claim = store.claim(worker, &ClaimFilter::default()).unwrap();
-    assert!(!armed.load(std::sync::atomic::Ordering::SeqCst), "a COMMIT was cut");
+    assert!(
+        !armed.load(std::sync::atomic::Ordering::SeqCst),
+        "a COMMIT was cut"
+    );
     assert_eq!(ids(&claim), vec![1]);
     assert_eq!(claim.instances[0].holding, Holding::Claimed);
+}
+
+/// A worker committing turns as fast as it can while its lease runs out, and another
+/// taking its instance over: every turn of the first either lands before the takeover or
+/// is refused, so the second finds the history as the first's successful turns left it
+/// and appends after it.
+#[test]
+fn a_takeover_and_a_stale_worker_committing_serialize() {
+    let (_database, a, b) = two_handles();
+    for round in 0..3 {
+        let id = format!("race{round}");
+        let stale = a.join(Duration::from_millis(250)).unwrap();
+        a.commit(&[leased(stale, started(&id, 1 + round))]).unwrap();
+        let taker = b.join(Duration::from_secs(60)).unwrap();
+        let (landed, taken_at) = std::thread::scope(|scope| {
+            let writer = scope.spawn(|| {
+                let mut landed = 0;
+                loop {
+                    let turn = leased(stale, append(&id, landed, landed..landed + 1));
+                    match a.commit(&[turn]) {
+                        Ok(()) => landed += 1,
+                        Err(StoreError::LeaseExpired { .. }) => return landed,
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+            });
+            let claim = loop {
+                let claim = b.claim(taker, &ClaimFilter::default()).unwrap();
+                if !claim.items.is_empty() {
+                    break claim;
+                }
+            };
+            assert_eq!(claim.instances[0].id, id);
+            assert_eq!(claim.instances[0].holding, Holding::Claimed);
+            // Taken over: what the stale worker landed is all there is, while it may still
+            // be trying.
+            let taken_at = b.history(&id).unwrap().len() as u32;
+            let mut turn = leased(taker, append(&id, taken_at, taken_at..taken_at + 1));
+            turn.dequeued = ids(&claim);
+            b.commit(&[turn]).unwrap();
+            (writer.join().unwrap(), taken_at)
+        });
+        assert_eq!(landed, taken_at, "round {round}");
+        assert_eq!(b.history(&id).unwrap().len() as u32, landed + 1);
+        b.leave(taker).unwrap();
+    }
 }
