@@ -37,6 +37,7 @@ fn micros(lease: Duration) -> i64 {
     i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2)
 }
 
+/// [`Store::join`](crate::Store::join): a new worker whose lease ends `lease` from now.
 pub(super) fn join(
     conn: &mut Conn,
     target: &Target,
@@ -49,6 +50,7 @@ pub(super) fn join(
     Ok(id as WorkerId)
 }
 
+/// [`Store::renew`](crate::Store::renew): only a live lease is extended.
 pub(super) fn renew(
     conn: &mut Conn,
     target: &Target,
@@ -64,12 +66,16 @@ pub(super) fn renew(
     Ok(())
 }
 
+/// [`Store::leave`](crate::Store::leave): the lease row goes, the holdings are released,
+/// and the waiters are woken, in one statement.
 pub(super) fn leave(conn: &mut Conn, target: &Target, worker: WorkerId) -> Result<(), StoreError> {
     conn.query(LEAVE, &[&worker_key(worker)])
         .map_err(|e| target.error("ending a worker's lease", e))?;
     Ok(())
 }
 
+/// [`Store::reserve_work_ids`](crate::Store::reserve_work_ids): the row lock of `work_ids`
+/// makes concurrent reservations take turns, so no two get the same range.
 pub(super) fn reserve(conn: &mut Conn, target: &Target, count: u64) -> Result<WorkId, StoreError> {
     let count = i64::try_from(count).unwrap_or(i64::MAX);
     let rows = conn
