@@ -141,7 +141,9 @@ use crate::fjall_store::FjallStore;
 ///
 /// Several handles and processes may open one database: their workers share the work
 /// under leases by the database's clock ([`crate::lease`]), each claiming work the others
-/// do not hold, and a worker whose lease lapsed writes nothing more.
+/// do not hold, and a worker whose lease lapsed writes nothing more. From its first
+/// [`Store::join`] or [`Store::wait_for_work`], a handle keeps one more connection, on a
+/// thread of its own, listening for work left to claim.
 ///
 /// It refuses what [`FjallStore`] refuses, and an instance id or progress key longer than
 /// PostgreSQL's index holds (2,684 bytes, more if it compresses) with
