@@ -3,6 +3,9 @@
 
 use std::path::Path;
 
+#[path = "postgres/leases.rs"]
+mod leases;
+
 use durable_store::{
     Commit, Event, HistoryAppend, InstanceRecord, KeyKind, PostgresStore, SCHEMA_VERSION,
     ServerProblem, Status, Store, StoreError, TestServer, WorkItem, conformance,

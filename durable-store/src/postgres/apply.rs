@@ -1,5 +1,5 @@
 //! The one statement that writes a call's net change: every table's rows as arrays,
-//! `unnest`ed by data-modifying CTEs, all gated by the history fence.
+//! `unnest`ed by data-modifying CTEs, all gated by the history and lease fences.
 //!
 //! One statement, so one round trip, whether the call holds one commit or hundreds. The
 //! CTEs see the tables as they were before the statement and write disjoint rows (the plan
@@ -11,80 +11,163 @@ use std::borrow::Cow;
 use postgres::types::ToSql;
 
 use super::columns;
-use super::commit::{Plan, WriteError, encode, work_key};
-use crate::record::InstanceRecord;
+use super::commit::{Plan, WriteError, encode, work_key, worker_key};
+use crate::record::{InstanceRecord, StatusKind};
 
-/// The statement. `fence` holds the first append (if any) that does not start where its
-/// stored history ends; every write is gated on it being empty, and the statement returns
-/// it, so a refused call writes nothing and says why.
+/// The statement. `refused` holds what the call may not write: appends that do not start
+/// where their stored history ends, and commits under a lease that lapsed, or that write
+/// an instance or remove a work item another live worker holds (`Leases::check` of
+/// `lease/local.rs`, the reference). Every write is gated on it being empty; the statement returns
+/// its first row (history first, then in commit order), so a refused call writes nothing
+/// and says why.
+///
+/// The leases of the committing workers are locked (`FOR KEY SHARE`), as are the instances
+/// and work items whose holders are checked (`FOR UPDATE`): a claim that takes over a
+/// lapsed worker's holdings deletes its lease row first, so it waits for this statement's
+/// transaction, or this statement finds the row gone; a claim taking an instance this
+/// call writes makes it wait and then see the claim's holder.
 pub(super) const APPLY: &str = "
-WITH fence AS (
-    SELECT f.id, f.first, h.stored
+WITH history_fence AS (
+    SELECT f.id, f.first, COALESCE(h.stored, 0) AS stored
     FROM unnest($1::bytea[], $2::bigint[]) AS f(id, first)
     CROSS JOIN LATERAL (
         SELECT max(idx) + 1 AS stored FROM durable.history WHERE instance_id = f.id
     ) AS h
-    WHERE h.stored IS NOT NULL AND h.stored <> f.first
+    WHERE COALESCE(h.stored, 0) <> f.first
     LIMIT 1
+),
+leases AS (
+    SELECT id FROM durable.workers
+    WHERE id = ANY($30::bigint[]) AND expires_at > now()
+    FOR KEY SHARE
+),
+held AS (
+    SELECT id, status, held_by FROM durable.instances
+    WHERE id = ANY($33::bytea[])
+    ORDER BY id
+    FOR UPDATE
+),
+queued AS (
+    SELECT id, held_by FROM durable.work
+    WHERE id = ANY($38::bigint[])
+    ORDER BY id
+    FOR UPDATE
+),
+refused AS (
+    SELECT 'history' AS kind, -1 AS idx, 0 AS rank, id, first AS a, stored AS b,
+           NULL::bigint AS c
+    FROM history_fence
+    UNION ALL
+    SELECT 'expired', l.idx, 0, NULL, l.worker, NULL, NULL
+    FROM unnest($29::int[], $30::bigint[]) AS l(idx, worker)
+    WHERE l.worker NOT IN (SELECT id FROM leases)
+    UNION ALL
+    SELECT 'instance', f.idx, f.rank, f.id, f.worker, f.holder, NULL
+    FROM (
+        SELECT f.idx, f.rank, f.id, f.worker, h.status,
+               COALESCE(f.prior, (
+                   SELECT k.id FROM durable.workers k
+                   WHERE k.id = h.held_by AND k.expires_at > now()
+               )) AS holder
+        FROM unnest($31::int[], $32::int[], $33::bytea[], $34::bigint[], $35::bigint[])
+            AS f(idx, rank, id, worker, prior)
+        LEFT JOIN held h ON h.id = f.id
+    ) AS f
+    WHERE f.holder <> f.worker AND f.status <> ALL($45::text[])
+    UNION ALL
+    SELECT 'work', d.idx, d.rank, NULL, d.worker, q.held_by, d.id
+    FROM unnest($36::int[], $37::int[], $38::bigint[], $39::bigint[])
+        AS d(idx, rank, id, worker)
+    JOIN queued q ON q.id = d.id
+    WHERE q.held_by <> d.worker AND EXISTS (
+        SELECT FROM durable.workers k WHERE k.id = q.held_by AND k.expires_at > now()
+    )
 ),
 instances_removed AS (
     DELETE FROM durable.instances
-    WHERE id = ANY($3::bytea[]) AND NOT EXISTS (SELECT FROM fence)
+    WHERE id = ANY($3::bytea[]) AND NOT EXISTS (SELECT FROM refused)
 ),
 instances_written AS (
     INSERT INTO durable.instances
         (id, orchestrator, status, history_len, created_ms, updated_ms, input, output,
-         custom_status, record)
+         custom_status, record, held_by)
     SELECT id, orchestrator, status, history_len, created_ms, updated_ms, input::json,
-           output::json, custom_status::json, record
+           output::json, custom_status::json, record, held_by
     FROM unnest($4::bytea[], $5::text[], $6::text[], $7::bigint[], $8::bigint[],
-                $9::bigint[], $10::text[], $11::text[], $12::text[], $13::bytea[])
+                $9::bigint[], $10::text[], $11::text[], $12::text[], $13::bytea[],
+                $40::bigint[])
         AS t(id, orchestrator, status, history_len, created_ms, updated_ms, input, output,
-             custom_status, record)
-    WHERE NOT EXISTS (SELECT FROM fence)
+             custom_status, record, held_by)
+    WHERE NOT EXISTS (SELECT FROM refused)
     ON CONFLICT (id) DO UPDATE SET
         orchestrator = EXCLUDED.orchestrator, status = EXCLUDED.status,
         history_len = EXCLUDED.history_len, created_ms = EXCLUDED.created_ms,
         updated_ms = EXCLUDED.updated_ms, input = EXCLUDED.input, output = EXCLUDED.output,
-        custom_status = EXCLUDED.custom_status, record = EXCLUDED.record
+        custom_status = EXCLUDED.custom_status, record = EXCLUDED.record,
+        held_by = COALESCE(EXCLUDED.held_by, durable.instances.held_by)
+),
+instances_held AS (
+    UPDATE durable.instances i SET held_by = t.worker
+    FROM unnest($41::bytea[], $42::bigint[]) AS t(id, worker)
+    WHERE i.id = t.id AND NOT EXISTS (SELECT FROM refused)
 ),
 events AS (
     INSERT INTO durable.history (instance_id, idx, kind, payload, record)
     SELECT instance_id, idx, kind, payload::json, record
     FROM unnest($14::bytea[], $15::bigint[], $16::text[], $17::text[], $18::bytea[])
         AS t(instance_id, idx, kind, payload, record)
-    WHERE NOT EXISTS (SELECT FROM fence)
+    WHERE NOT EXISTS (SELECT FROM refused)
 ),
 work_removed AS (
     DELETE FROM durable.work
-    WHERE id = ANY($19::bigint[]) AND NOT EXISTS (SELECT FROM fence)
+    WHERE id = ANY($19::bigint[]) AND NOT EXISTS (SELECT FROM refused)
 ),
 work_written AS (
-    INSERT INTO durable.work (id, kind, instance_id, payload, record)
-    SELECT id, kind, instance_id, payload::json, record
-    FROM unnest($20::bigint[], $21::text[], $22::bytea[], $23::text[], $24::bytea[])
-        AS t(id, kind, instance_id, payload, record)
-    WHERE NOT EXISTS (SELECT FROM fence)
+    INSERT INTO durable.work (id, kind, instance_id, payload, record, held_by)
+    SELECT id, kind, instance_id, payload::json, record, held_by
+    FROM unnest($20::bigint[], $21::text[], $22::bytea[], $23::text[], $24::bytea[],
+                $43::bigint[])
+        AS t(id, kind, instance_id, payload, record, held_by)
+    WHERE NOT EXISTS (SELECT FROM refused)
     ON CONFLICT (id) DO UPDATE SET
         kind = EXCLUDED.kind, instance_id = EXCLUDED.instance_id,
-        payload = EXCLUDED.payload, record = EXCLUDED.record
+        payload = EXCLUDED.payload, record = EXCLUDED.record, held_by = EXCLUDED.held_by
 ),
 progress_removed AS (
     DELETE FROM durable.progress
-    WHERE key = ANY($25::bytea[]) AND NOT EXISTS (SELECT FROM fence)
+    WHERE key = ANY($25::bytea[]) AND NOT EXISTS (SELECT FROM refused)
 ),
 progress_written AS (
     INSERT INTO durable.progress (key, json, value)
     SELECT key, json::json, value
     FROM unnest($26::bytea[], $27::text[], $28::bytea[]) AS t(key, json, value)
-    WHERE NOT EXISTS (SELECT FROM fence)
+    WHERE NOT EXISTS (SELECT FROM refused)
     ON CONFLICT (key) DO UPDATE SET json = EXCLUDED.json, value = EXCLUDED.value
 )
-SELECT id, first, stored FROM fence";
+SELECT kind, id, a, b, c FROM (SELECT * FROM refused ORDER BY idx, rank LIMIT 1) AS first
+UNION ALL
+SELECT 'notified', NULL, NULL, NULL, NULL
+FROM (SELECT pg_notify('durable_work', '') WHERE $44::bool) AS n";
 
-/// Removes whole histories; runs before [`APPLY`] in the same transaction.
-pub(super) const REMOVE_HISTORIES: &str =
-    "DELETE FROM durable.history WHERE instance_id = ANY($1::bytea[])";
+/// Removes whole histories (`$1`); runs before [`APPLY`] in the same transaction. Appends
+/// of the call before a removal (`$2`, `$3`: id, first index) are checked first, against
+/// the history as stored: the first that does not start where it ends is returned, and
+/// then nothing is removed.
+pub(super) const REMOVE_HISTORIES: &str = "
+WITH fence AS (
+    SELECT f.id, f.first, COALESCE(h.stored, 0) AS stored
+    FROM unnest($2::bytea[], $3::bigint[]) AS f(id, first)
+    CROSS JOIN LATERAL (
+        SELECT max(idx) + 1 AS stored FROM durable.history WHERE instance_id = f.id
+    ) AS h
+    WHERE COALESCE(h.stored, 0) <> f.first
+    LIMIT 1
+),
+removed AS (
+    DELETE FROM durable.history
+    WHERE instance_id = ANY($1::bytea[]) AND NOT EXISTS (SELECT FROM fence)
+)
+SELECT 'history', id, first, stored, NULL::bigint FROM fence";
 
 /// The parameters of [`APPLY`]: one array per column, in its order.
 #[derive(Default)]
@@ -117,22 +200,72 @@ pub(super) struct Rows<'a> {
     progress_keys: Vec<&'a [u8]>,
     progress_jsons: Vec<Option<&'a str>>,
     progress_values: Vec<&'a [u8]>,
+    lease_indices: Vec<i32>,
+    lease_workers: Vec<i64>,
+    fenced_indices: Vec<i32>,
+    fenced_ranks: Vec<i32>,
+    fenced_ids: Vec<&'a [u8]>,
+    fenced_workers: Vec<i64>,
+    fenced_priors: Vec<Option<i64>>,
+    dequeued_indices: Vec<i32>,
+    dequeued_ranks: Vec<i32>,
+    dequeued_ids: Vec<i64>,
+    dequeued_workers: Vec<i64>,
+    instance_holders: Vec<Option<i64>>,
+    held_ids: Vec<&'a [u8]>,
+    held_workers: Vec<i64>,
+    work_holders: Vec<Option<i64>>,
+    left: bool,
+    terminal: Vec<&'static str>,
 }
 
 impl<'a> Rows<'a> {
     /// The rows of `plan`, its records encoded.
     pub(super) fn of(plan: &Plan<'a>) -> Result<Self, WriteError> {
         let mut rows = Rows::default();
-        for (id, first) in &plan.fences {
+        for (id, first) in plan.fences.iter().filter(|(id, _)| !plan.removes(id)) {
             rows.fence_ids.push(id.as_bytes());
             rows.fence_firsts.push(i64::from(*first));
         }
         for (id, record) in &plan.instances {
             match record {
-                Some(record) => rows.push_instance(id, record)?,
+                Some(record) => {
+                    rows.push_instance(id, record)?;
+                    let holder = plan.lease.holders.get(id).map(|w| worker_key(*w));
+                    rows.instance_holders.push(holder);
+                }
                 None => rows.instances_removed.push(id.as_bytes()),
             }
         }
+        for (id, worker) in &plan.lease.holders {
+            if !plan.instances.contains_key(id) {
+                rows.held_ids.push(id.as_bytes());
+                rows.held_workers.push(worker_key(*worker));
+            }
+        }
+        for (index, worker) in &plan.lease.workers {
+            rows.lease_indices.push(*index);
+            rows.lease_workers.push(worker_key(*worker));
+        }
+        for (index, rank, id, worker, prior) in &plan.lease.instances {
+            rows.fenced_indices.push(*index);
+            rows.fenced_ranks.push(*rank);
+            rows.fenced_ids.push(id.as_bytes());
+            rows.fenced_workers.push(worker_key(*worker));
+            rows.fenced_priors.push(prior.map(worker_key));
+        }
+        for (index, rank, id, worker) in &plan.lease.dequeued {
+            rows.dequeued_indices.push(*index);
+            rows.dequeued_ranks.push(*rank);
+            rows.dequeued_ids.push(work_key(*id));
+            rows.dequeued_workers.push(worker_key(*worker));
+        }
+        rows.left = plan.lease.left;
+        rows.terminal = StatusKind::ALL
+            .iter()
+            .filter(|kind| kind.is_terminal())
+            .map(|kind| kind.as_str())
+            .collect();
         for (id, change) in &plan.histories {
             for (index, event) in &change.events {
                 rows.event_ids.push(id.as_bytes());
@@ -144,10 +277,11 @@ impl<'a> Rows<'a> {
             }
         }
         for (id, item) in &plan.work {
-            let Some(item) = item else {
+            let Some((item, holder)) = item else {
                 rows.work_removed.push(work_key(*id));
                 continue;
             };
+            rows.work_holders.push(holder.map(worker_key));
             let (kind, instance, payload) = columns::work_columns(item);
             rows.work_ids.push(work_key(*id));
             rows.work_kinds.push(kind);
@@ -186,8 +320,8 @@ impl<'a> Rows<'a> {
         Ok(())
     }
 
-    /// The parameters `$1` to `$28` of [`APPLY`].
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 28] {
+    /// The parameters `$1` to `$45` of [`APPLY`].
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 45] {
         [
             &self.fence_ids,
             &self.fence_firsts,
@@ -217,6 +351,23 @@ impl<'a> Rows<'a> {
             &self.progress_keys,
             &self.progress_jsons,
             &self.progress_values,
+            &self.lease_indices,
+            &self.lease_workers,
+            &self.fenced_indices,
+            &self.fenced_ranks,
+            &self.fenced_ids,
+            &self.fenced_workers,
+            &self.fenced_priors,
+            &self.dequeued_indices,
+            &self.dequeued_ranks,
+            &self.dequeued_ids,
+            &self.dequeued_workers,
+            &self.instance_holders,
+            &self.held_ids,
+            &self.held_workers,
+            &self.work_holders,
+            &self.left,
+            &self.terminal,
         ]
     }
 }

@@ -2,7 +2,7 @@
 //! folded into the net change per key, written in one transaction by one statement
 //! (`apply.rs`), after the removal of whole histories if the call removes any.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use postgres::error::SqlState;
 
@@ -11,6 +11,7 @@ use super::connect::{Conn, Target};
 use super::pool::Failure;
 use crate::error::{KeyKind, StoreError, cause};
 use crate::keys;
+use crate::lease::WorkerId;
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 
 /// The longest row a btree index of PostgreSQL holds: a third of an 8 KiB page, less the
@@ -42,10 +43,31 @@ pub(super) struct Plan<'a> {
     pub(super) histories: Vec<(&'a str, HistoryChange<'a>)>,
     /// Appends whose start is checked against the stored history, as (id, first).
     pub(super) fences: Vec<(&'a str, u32)>,
-    /// Last write per work id.
-    pub(super) work: BTreeMap<WorkId, Option<&'a WorkItem>>,
+    /// Last write per work id: the item and the worker that holds it (`None`: unheld).
+    pub(super) work: BTreeMap<WorkId, Option<(&'a WorkItem, Option<WorkerId>)>>,
     /// Last write per progress key.
     pub(super) progress: BTreeMap<&'a str, Option<&'a [u8]>>,
+    /// What the store checks of the commits under a lease.
+    pub(super) lease: LeasePlan<'a>,
+}
+
+/// The lease checks of a call, and the holders its commits leave; see `lease/local.rs`
+/// (`Leases::check`, `Leases::written`), whose semantics these follow.
+#[derive(Default)]
+pub(super) struct LeasePlan<'a> {
+    /// (commit index, worker) of each commit under a lease: the lease must be live.
+    pub(super) workers: Vec<(i32, WorkerId)>,
+    /// The instances those commits write, in order, as (commit index, rank in the commit,
+    /// id, worker, the worker of an earlier commit of the call that wrote it): another
+    /// live holder refuses the commit unless the instance finished or is absent.
+    pub(super) instances: Vec<(i32, i32, &'a str, WorkerId, Option<WorkerId>)>,
+    /// The work items those commits remove, as (commit index, rank, id, worker): another
+    /// live holder refuses the commit.
+    pub(super) dequeued: Vec<(i32, i32, WorkId, WorkerId)>,
+    /// The worker each written instance is held by after the call.
+    pub(super) holders: BTreeMap<&'a str, WorkerId>,
+    /// Whether the call leaves items no worker holds: others are told (`NOTIFY`).
+    pub(super) left: bool,
 }
 
 impl<'a> Plan<'a> {
@@ -62,7 +84,14 @@ impl<'a> Plan<'a> {
             fences: Vec::new(),
             work: BTreeMap::new(),
             progress: BTreeMap::new(),
+            lease: LeasePlan::default(),
         };
+        // The instances earlier commits of the call write under a lease, by worker.
+        let mut taken: HashMap<&str, WorkerId> = HashMap::new();
+        for (index, commit) in commits.iter().enumerate() {
+            let index = i32::try_from(index).unwrap_or(i32::MAX);
+            plan.lease.add(index, commit, &mut taken);
+        }
         let mut slots: HashMap<&str, usize> = HashMap::new();
         let mut history = |id: &'a str, plan: &mut Plan<'a>| -> usize {
             *slots.entry(id).or_insert_with(|| {
@@ -90,9 +119,6 @@ impl<'a> Plan<'a> {
                 let change = &mut plan.histories[slot].1;
                 match change.end {
                     None => plan.fences.push((id, append.first)),
-                    // A history emptied by this call takes an append anywhere, as a stored
-                    // history with no events does.
-                    Some(_) if change.events.is_empty() => {}
                     Some(end) if end == u64::from(append.first) => {}
                     Some(end) => {
                         return Err(StoreError::HistoryConflict {
@@ -111,14 +137,31 @@ impl<'a> Plan<'a> {
             for id in &commit.dequeued {
                 plan.work.insert(*id, None);
             }
+            let unclaimed: HashSet<WorkId> = commit
+                .lease
+                .iter()
+                .flat_map(|lease| lease.unclaimed.iter().copied())
+                .collect();
             for (id, item) in &commit.enqueued {
-                plan.work.insert(*id, Some(item));
+                let holder = commit
+                    .lease
+                    .as_ref()
+                    .filter(|_| !unclaimed.contains(id))
+                    .map(|lease| lease.worker);
+                plan.work.insert(*id, Some((item, holder)));
             }
             for (key, value) in &commit.progress {
                 plan.progress.insert(key, value.as_deref());
             }
         }
         Ok(plan)
+    }
+
+    /// Whether the call removes the history of `id`.
+    pub(super) fn removes(&self, id: &str) -> bool {
+        self.histories
+            .iter()
+            .any(|(history, change)| *history == id && change.removed)
     }
 
     /// Writes the plan in one transaction on `conn`.
@@ -137,21 +180,26 @@ impl<'a> Plan<'a> {
             .map(|(id, _)| id.as_bytes())
             .collect();
         if !removed.is_empty() {
-            tx.execute(REMOVE_HISTORIES, &[&removed])
+            // The appends before a removal, checked before it.
+            let (ids, firsts): (Vec<&[u8]>, Vec<i64>) = self
+                .fences
+                .iter()
+                .filter(|(id, _)| self.removes(id))
+                .map(|(id, first)| (id.as_bytes(), i64::from(*first)))
+                .unzip();
+            let refused = tx
+                .query(REMOVE_HISTORIES, &[&removed, &ids, &firsts])
                 .map_err(|e| error("removing histories")(e.into()))?;
+            if let Some(refusal) = refused.iter().find_map(refusal) {
+                return Err(refusal.into());
+            }
         }
         let refused = tx
             .query(APPLY, &rows.params())
             .map_err(|e| error("writing a commit")(e.into()))?;
-        if let Some(row) = refused.first() {
+        if let Some(refusal) = refused.iter().find_map(refusal) {
             // Dropping `tx` rolls back the removals.
-            let (id, first, stored): (Vec<u8>, i64, i64) = (row.get(0), row.get(1), row.get(2));
-            return Err(StoreError::HistoryConflict {
-                instance: String::from_utf8_lossy(&id).into_owned(),
-                first: u32::try_from(first).unwrap_or(u32::MAX),
-                stored: u32::try_from(stored).unwrap_or(u32::MAX),
-            }
-            .into());
+            return Err(refusal.into());
         }
         // Whether a COMMIT whose answer was lost was applied, no one can tell.
         tx.commit().map_err(|e| Failure {
@@ -198,8 +246,87 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// The error a row of [`APPLY`]'s answer stands for; `None` for its `notified` row.
+fn refusal(row: &postgres::Row) -> Option<StoreError> {
+    let kind: &str = row.get(0);
+    let id: Option<Vec<u8>> = row.get(1);
+    let (a, b, c): (Option<i64>, Option<i64>, Option<i64>) = (row.get(2), row.get(3), row.get(4));
+    let (a, b, c) = (a.unwrap_or(0), b.unwrap_or(0), c.unwrap_or(0));
+    let id = String::from_utf8_lossy(id.as_deref().unwrap_or_default()).into_owned();
+    // Worker ids are positive bigints; work ids are stored by their bits.
+    Some(match kind {
+        "history" => StoreError::HistoryConflict {
+            instance: id,
+            first: u32::try_from(a).unwrap_or(u32::MAX),
+            stored: u32::try_from(b).unwrap_or(u32::MAX),
+        },
+        "expired" => StoreError::LeaseExpired {
+            worker: a as WorkerId,
+        },
+        "instance" => StoreError::Fenced {
+            worker: a as WorkerId,
+            what: format!("instance `{id}`"),
+            holder: b as WorkerId,
+        },
+        "work" => StoreError::Fenced {
+            worker: a as WorkerId,
+            what: format!("work item {}", c as WorkId),
+            holder: b as WorkerId,
+        },
+        _ => return None,
+    })
+}
+
+impl<'a> LeasePlan<'a> {
+    /// Adds commit `index` of the call; `taken` holds, by instance, the worker of the last
+    /// commit under a lease before it that wrote the instance.
+    fn add(&mut self, index: i32, commit: &'a Commit, taken: &mut HashMap<&'a str, WorkerId>) {
+        for id in &commit.instances_removed {
+            self.holders.remove(id.as_str());
+        }
+        let Some(lease) = &commit.lease else {
+            self.left |= !commit.enqueued.is_empty();
+            return;
+        };
+        let worker = lease.worker;
+        self.workers.push((index, worker));
+        let mut rank = 0;
+        for id in written_instances(commit) {
+            rank += 1;
+            let prior = taken.insert(id, worker);
+            self.instances.push((index, rank, id, worker, prior));
+            self.holders.insert(id, worker);
+        }
+        for id in &commit.dequeued {
+            rank += 1;
+            self.dequeued.push((index, rank, *id, worker));
+        }
+        self.left |= commit
+            .enqueued
+            .iter()
+            .any(|(id, _)| lease.unclaimed.contains(id));
+    }
+}
+
+/// The instances `commit` writes or removes (records and histories), as
+/// `Leases::check` counts them.
+fn written_instances(commit: &Commit) -> impl Iterator<Item = &str> {
+    commit
+        .instances
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .chain(commit.history.iter().map(|append| append.instance.as_str()))
+        .chain(commit.histories_removed.iter().map(|(id, _)| id.as_str()))
+        .chain(commit.instances_removed.iter().map(String::as_str))
+}
+
 /// The bigint that stores a [`WorkId`]: the same 64 bits.
 pub(super) fn work_key(id: WorkId) -> i64 {
+    id as i64
+}
+
+/// The bigint that stores a [`WorkerId`] (ids come from a bigint sequence).
+pub(super) fn worker_key(id: WorkerId) -> i64 {
     id as i64
 }
 

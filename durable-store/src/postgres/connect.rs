@@ -191,17 +191,7 @@ impl Prepared<'_> {
         Ok(statement)
     }
 
-    /// Runs the write `sql`; returns the rows it changed.
-    pub(super) fn execute(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, postgres::Error> {
-        let statement = self.prepare(sql)?;
-        self.transaction.execute(&statement, params)
-    }
-
-    /// Runs the read `sql`.
+    /// Runs `sql`; returns the rows it returns.
     pub(super) fn query(
         &mut self,
         sql: &'static str,

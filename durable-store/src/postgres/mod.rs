@@ -3,15 +3,19 @@
 //! # Schema
 //!
 //! Everything lives in the schema `durable` of the database the URL names, created in one
-//! transaction by the first [`PostgresStore::open`] (see `schema.rs` for the DDL):
+//! transaction by the first [`PostgresStore::open`] (see `schema.rs` for the DDL), which
+//! also migrates a database of version 1 to [`SCHEMA_VERSION`] 2 (in one transaction, under
+//! the same advisory lock; the data stays):
 //!
 //! | table       | key                        | columns                                                  |
 //! |-------------|----------------------------|----------------------------------------------------------|
 //! | `meta`      | `key` text                 | `value`: `schema_version` → [`SCHEMA_VERSION`]           |
-//! | `instances` | `id` bytea                 | `orchestrator`, `status`, `history_len`, `created_ms`, `updated_ms`, `input`, `output`, `custom_status`, `record` |
+//! | `instances` | `id` bytea                 | `orchestrator`, `status`, `history_len`, `created_ms`, `updated_ms`, `input`, `output`, `custom_status`, `record`, `held_by` |
 //! | `history`   | (`instance_id`, `idx`)     | `kind`, `payload`, `record`                              |
-//! | `work`      | `id` bigint                | `kind`, `instance_id`, `payload`, `record`               |
+//! | `work`      | `id` bigint                | `kind`, `instance_id`, `payload`, `record`, `held_by`    |
 //! | `progress`  | `key` bytea                | `json`, `value`                                          |
+//! | `workers`   | `id` bigint                | `expires_at` timestamptz                                 |
+//! | `work_ids`  | (one row)                  | `next`: the first work id not yet reserved               |
 //!
 //! - The record columns (`record`, `progress.value`) hold exactly what [`FjallStore`]
 //!   stores: the postcard [`InstanceRecord`], [`Event`] or [`WorkItem`], and the raw
@@ -33,17 +37,27 @@
 //!   `instances_by_orchestrator` (`hashtext(orchestrator)`, `created_ms`) and
 //!   `instances_by_created` (`created_ms`), which [`Store::list_instances`],
 //!   [`Store::count_by_status`] and [`Store::live_instances`] read (`query.rs`). A
-//!   database created before them (same [`SCHEMA_VERSION`]) lacks them: the listings
-//!   return the same, by a scan.
+//!   database of version 1 created before them gets them when it is migrated.
 //! - `instances.history_len` is the record's; the history append is fenced on the stored
 //!   history itself (below).
 //!
-//! Later steps of issue 13 add the lease columns (`locked_by`, `locked_until`) to `work` and
-//! `instances`, with `history_len` as the turn's fence: the tables follow the peers that put
-//! a queue table beside the instance table with a lock owner and expiry on the row
-//! (durabletask-mssql `Instances.LockedBy/LockExpiration` and `NewTasks`, duroxide-pg
-//! `worker_queue.lock_token/locked_until`; `shared/peers/PEERS.md` A1, A2).
+//! # Leases
 //!
+//! The lease contract ([`crate::lease`]) by the database's clock (`now()`), so workers'
+//! clocks need not agree: `workers` holds each worker's lease ([`Store::join`] takes its id
+//! from the sequence `worker_ids`, so no id is given twice), and `held_by` the worker that
+//! holds an instance or a work item (NULL: none). A holding counts while its worker's row
+//! is there and unexpired; the first claim after a lease expires deletes the row, which is
+//! what takes the holdings over (`claim.rs`). The tables follow the peers that put a queue
+//! table beside the instance table with a lock owner on the row (durabletask-mssql
+//! `Instances.LockedBy` and `NewTasks`, duroxide-pg `worker_queue.lock_token`;
+//! `shared/peers/PEERS.md` A1, A2), with the expiry on the worker rather than on each row,
+//! so a renewal is one row's update. [`Store::reserve_work_ids`] adds to the one row of
+//! `work_ids` (a sequence gives fixed steps, not a range of any size), never below the
+//! highest stored id. A commit that leaves items unheld (and [`Store::leave`]) sends
+//! `NOTIFY durable_work`, delivered when it commits; [`Store::wait_for_work`] waits on a
+//! connection that listens (`listen.rs`).
+
 //! # Commits
 //!
 //! One call to [`Store::commit`] is one transaction. Its commits are first folded into the
@@ -61,17 +75,31 @@
 //! the throwaway `TestServer` is) may lose acknowledged commits when it crashes.
 //!
 //! The history append is fenced by its expected length, as durabletask-mssql and
-//! duroxide-pg fence a turn on the history's primary key (PEERS.md A1, A2): an append to a
-//! history that holds events must start at its length, or the call fails with
-//! [`StoreError::HistoryConflict`] and writes nothing (the statement's writes are all gated
-//! on the check). A history with no events takes an append at any index, as the other
-//! stores do (the conformance suite starts one at index 2^32 - 1). The primary key
-//! (`instance_id`, `idx`) catches two writers racing past the check.
+//! duroxide-pg fence a turn on the history's primary key (PEERS.md A1, A2): an append must
+//! start at the stored history's length (0 for a history with no events), or the call fails
+//! with [`StoreError::HistoryConflict`] and writes nothing (the statement's writes are all
+//! gated on the check; an append before a removal of its history in the same call is
+//! checked by the removal's statement). The primary key (`instance_id`, `idx`) catches two
+//! writers racing past the check.
+//!
+//! A commit under a lease is checked by the same statement (`apply.rs`), with the
+//! semantics of `Leases::check`: refused whole, writing nothing, if its worker's lease is
+//! not live ([`StoreError::LeaseExpired`]), or if it writes an instance another live worker
+//! holds that has not finished, or removes a work item another live worker holds
+//! ([`StoreError::Fenced`]). The worker's lease row is locked (`FOR KEY SHARE`) and the
+//! checked rows `FOR UPDATE`, so a claim taking over its holdings (which deletes the lease
+//! row) waits for the commit, or the commit finds the lease gone. Then the worker holds the
+//! instances it wrote and the items it enqueued, except those its
+//! [`CommitLease::unclaimed`](crate::CommitLease::unclaimed) names (and those of a commit
+//! without a lease), which no one holds. The three round trips stay.
 
 mod apply;
+mod claim;
 mod columns;
 mod commit;
 mod connect;
+mod lease;
+mod listen;
 mod pool;
 mod query;
 mod read;
@@ -79,14 +107,17 @@ mod schema;
 #[cfg(feature = "testing")]
 pub(crate) mod test_server;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::error::{KeyKind, StoreError};
+use crate::lease::{Claim, ClaimFilter, WorkerId};
 use crate::query::{InstanceCursor, InstanceFilter, InstancePage, StatusCounts};
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 use crate::store::Store;
 
 use self::connect::Target;
+use self::listen::Listener;
 use self::pool::Pool;
 
 pub use self::schema::SCHEMA_VERSION;
@@ -108,9 +139,11 @@ use crate::fjall_store::FjallStore;
 /// Cheap to clone: clones share the connections, which are closed (and their threads
 /// ended) by the time the drop of the last clone returns.
 ///
-/// Several handles and processes may open one database, but until work is claimed under
-/// leases (a later step of the store contract) only one runtime may run on it: the
-/// history fence refuses a second writer's stale turn, but both would run the same work.
+/// Several handles and processes may open one database: their workers share the work
+/// under leases by the database's clock ([`crate::lease`]), each claiming work the others
+/// do not hold, and a worker whose lease lapsed writes nothing more. From its first
+/// [`Store::join`] or [`Store::wait_for_work`], a handle keeps one more connection, on a
+/// thread of its own, listening for work left to claim.
 ///
 /// It refuses what [`FjallStore`] refuses, and an instance id or progress key longer than
 /// PostgreSQL's index holds (2,684 bytes, more if it compresses) with
@@ -133,6 +166,8 @@ pub struct PostgresStore {
 struct Inner {
     target: Arc<Target>,
     pool: Pool,
+    /// The thread listening for work, started by the first `join` or `wait_for_work`.
+    listener: Mutex<Option<Arc<Listener>>>,
 }
 
 impl PostgresStore {
@@ -164,13 +199,32 @@ impl PostgresStore {
         })?;
         let pool = Pool::start(target.clone(), writer)?;
         Ok(Self {
-            inner: Arc::new(Inner { target, pool }),
+            inner: Arc::new(Inner {
+                target,
+                pool,
+                listener: Mutex::new(None),
+            }),
         })
     }
 
     /// The server and database, as `user@host:port/database` (never the password).
     pub fn server(&self) -> &str {
         self.inner.target.name()
+    }
+
+    /// The listening thread, started if it is not.
+    fn listener(&self) -> Result<Arc<Listener>, StoreError> {
+        let mut listener = self
+            .inner
+            .listener
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(listener) = listener.as_ref() {
+            return Ok(listener.clone());
+        }
+        let started = Arc::new(Listener::start(self.inner.target.clone())?);
+        *listener = Some(started.clone());
+        Ok(started)
     }
 }
 
@@ -184,7 +238,10 @@ impl std::fmt::Debug for PostgresStore {
 
 impl Store for PostgresStore {
     fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
-        if commits.iter().all(Commit::is_empty) {
+        if commits
+            .iter()
+            .all(|commit| commit.is_empty() && commit.lease.is_none())
+        {
             return Ok(());
         }
         crate::keys::check(commits)?;
@@ -262,43 +319,50 @@ impl Store for PostgresStore {
             .pool
             .read(move |slot| slot.run(|conn, target| Ok(read::progress(conn, target, &key)?)))
     }
+
     fn is_shared(&self) -> bool {
         true
     }
 
-    fn join(&self, _lease: std::time::Duration) -> Result<crate::WorkerId, StoreError> {
-        Err(lease_pending())
+    fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
+        let worker = self
+            .inner
+            .pool
+            .read(move |slot| slot.run(|conn, target| Ok(lease::join(conn, target, lease)?)))?;
+        // Listening from now on, so that the first wait sees what is notified before it;
+        // a wait starts the listener again if it cannot start now.
+        let _ = self.listener();
+        Ok(worker)
     }
 
-    fn renew(
-        &self,
-        _worker: crate::WorkerId,
-        _lease: std::time::Duration,
-    ) -> Result<(), StoreError> {
-        Err(lease_pending())
+    fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
+        self.inner.pool.read(move |slot| {
+            slot.run(|conn, target| Ok(lease::renew(conn, target, worker, lease)?))
+        })
     }
 
-    fn leave(&self, _worker: crate::WorkerId) -> Result<(), StoreError> {
-        Err(lease_pending())
+    fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
+        self.inner
+            .pool
+            .read(move |slot| slot.run(|conn, target| Ok(lease::leave(conn, target, worker)?)))
     }
 
-    fn claim(
-        &self,
-        _worker: crate::WorkerId,
-        _filter: &crate::ClaimFilter,
-    ) -> Result<crate::Claim, StoreError> {
-        Err(lease_pending())
+    fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
+        let filter = filter.clone();
+        self.inner.pool.read(move |slot| {
+            let mut unknown = None;
+            slot.run(|conn, target| claim::claim(conn, target, worker, &filter, &mut unknown))
+        })
     }
 
-    fn reserve_work_ids(&self, _count: u64) -> Result<WorkId, StoreError> {
-        Err(lease_pending())
+    fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
+        self.inner
+            .pool
+            .read(move |slot| slot.run(|conn, target| Ok(lease::reserve(conn, target, count)?)))
     }
-}
 
-/// PLACEHOLDER while the lease step is written: replaced before this branch lands.
-fn lease_pending() -> StoreError {
-    StoreError::Io {
-        detail: "leases are not written yet for PostgreSQL".into(),
-        source: None,
+    fn wait_for_work(&self, timeout: Duration) -> Result<(), StoreError> {
+        self.listener()?.wait(timeout);
+        Ok(())
     }
 }

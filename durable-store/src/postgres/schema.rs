@@ -7,9 +7,10 @@ use crate::error::StoreError;
 /// The version of the schema this build creates, reads and writes, recorded in
 /// `durable.meta` under `schema_version`. A database marked with a newer version is
 /// refused with [`StoreError::OtherSchema`].
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
-/// The tables of [`SCHEMA_VERSION`] (described in the module doc of `postgres`).
+/// The tables of version 1 (described in the module doc of `postgres`); [`TO_V2`] makes them
+/// version 2.
 const CREATE: &str = "
 CREATE SCHEMA IF NOT EXISTS durable;
 CREATE TABLE durable.meta (
@@ -28,9 +29,6 @@ CREATE TABLE durable.instances (
     custom_status json,
     record        bytea NOT NULL
 );
-CREATE INDEX instances_by_status ON durable.instances (status, created_ms);
-CREATE INDEX instances_by_orchestrator ON durable.instances (hashtext(orchestrator), created_ms);
-CREATE INDEX instances_by_created ON durable.instances (created_ms);
 CREATE TABLE durable.history (
     instance_id bytea NOT NULL,
     idx         bigint NOT NULL,
@@ -53,8 +51,35 @@ CREATE TABLE durable.progress (
 );
 ";
 
+/// Version 1 to version 2: the leases (`workers`, the `held_by` columns and the work id
+/// counter), and the listing indexes a database created before them lacks. Idempotent.
+const TO_V2: &str = "
+CREATE INDEX IF NOT EXISTS instances_by_status ON durable.instances (status, created_ms);
+CREATE INDEX IF NOT EXISTS instances_by_orchestrator
+    ON durable.instances (hashtext(orchestrator), created_ms);
+CREATE INDEX IF NOT EXISTS instances_by_created ON durable.instances (created_ms);
+CREATE TABLE IF NOT EXISTS durable.workers (
+    id         bigint PRIMARY KEY,
+    expires_at timestamptz NOT NULL
+);
+CREATE SEQUENCE IF NOT EXISTS durable.worker_ids;
+ALTER TABLE durable.instances ADD COLUMN IF NOT EXISTS held_by bigint;
+ALTER TABLE durable.work ADD COLUMN IF NOT EXISTS held_by bigint;
+CREATE INDEX IF NOT EXISTS instances_by_holder ON durable.instances (held_by);
+CREATE INDEX IF NOT EXISTS work_by_holder ON durable.work (held_by);
+CREATE INDEX IF NOT EXISTS work_by_instance ON durable.work (instance_id);
+CREATE TABLE IF NOT EXISTS durable.work_ids (
+    next bigint NOT NULL
+);
+INSERT INTO durable.work_ids (next)
+    SELECT COALESCE(max(id) + 1, 0) FROM durable.work
+    WHERE NOT EXISTS (SELECT FROM durable.work_ids);
+UPDATE durable.meta SET value = '2' WHERE key = 'schema_version';
+";
+
 /// Creates the schema if the database has none, in one transaction; otherwise checks its
-/// version.
+/// version, and migrates a version 1 schema to version 2 (in the same transaction, under
+/// the same lock: its data stays).
 pub(super) fn create_or_check(conn: &mut Conn, target: &Target) -> Result<(), StoreError> {
     let error = |doing: &'static str| move |e| target.error(doing, e);
     let mut tx = conn
@@ -76,10 +101,12 @@ pub(super) fn create_or_check(conn: &mut Conn, target: &Target) -> Result<(), St
         tx.batch_execute(CREATE)
             .map_err(error("creating durable's schema"))?;
         tx.execute(
-            "INSERT INTO durable.meta (key, value) VALUES ('schema_version', $1)",
-            &[&SCHEMA_VERSION.to_string()],
+            "INSERT INTO durable.meta (key, value) VALUES ('schema_version', '1')",
+            &[],
         )
         .map_err(error("recording the schema version"))?;
+        tx.batch_execute(TO_V2)
+            .map_err(error("creating durable's schema"))?;
         return tx.commit().map_err(error("creating durable's schema"));
     }
     let row = tx
@@ -92,6 +119,12 @@ pub(super) fn create_or_check(conn: &mut Conn, target: &Target) -> Result<(), St
     let found = value.as_deref().and_then(|v| v.parse::<u32>().ok());
     match found {
         Some(SCHEMA_VERSION) => Ok(()),
+        Some(1) => {
+            tx.batch_execute(TO_V2)
+                .map_err(error("migrating durable's schema from version 1 to 2"))?;
+            tx.commit()
+                .map_err(error("migrating durable's schema from version 1 to 2"))
+        }
         Some(found) => Err(StoreError::OtherSchema {
             server: target.name().to_owned(),
             found,
