@@ -145,7 +145,9 @@ pub enum StoreError {
         instance: String,
         /// The incarnation the commit expected; `None` for absent.
         expected: Option<crate::Incarnation>,
-        /// The incarnation stored; `None` for absent.
+        /// The incarnation stored; `None` for absent, or not known (a commit that
+        /// expected the instance absent, refused on PostgreSQL because another transaction
+        /// created it meanwhile).
         found: Option<crate::Incarnation>,
     },
     /// The storage engine failed to read or write.
@@ -348,18 +350,24 @@ impl fmt::Display for StoreError {
                 expected,
                 found,
             } => {
-                let state = |incarnation: &Option<crate::Incarnation>| match incarnation {
-                    Some(incarnation) => format!("in incarnation {incarnation:#x}"),
-                    None => "absent".to_owned(),
-                };
-                write!(
-                    f,
-                    "instance `{instance}` was expected {}, and is {}: another client or \
-                     worker started, restarted or purged it since it was read; nothing was \
-                     written: read it again",
-                    state(expected),
-                    state(found)
-                )
+                match (expected, found) {
+                    (None, _) => write!(
+                        f,
+                        "instance `{instance}` was expected absent, and another client or \
+                         worker created it"
+                    )?,
+                    (Some(expected), Some(found)) => write!(
+                        f,
+                        "instance `{instance}` was expected in incarnation {expected:#x}, and \
+                         is in {found:#x}: another client or worker restarted it"
+                    )?,
+                    (Some(expected), None) => write!(
+                        f,
+                        "instance `{instance}` was expected in incarnation {expected:#x}, and \
+                         is gone: another client or worker purged it"
+                    )?,
+                }
+                f.write_str(" since it was read; nothing was written: read it again")
             }
             StoreError::Io { detail, .. } => write!(f, "storage I/O failed: {detail}"),
         }

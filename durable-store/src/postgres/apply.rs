@@ -105,6 +105,9 @@ instances_written AS (
         updated_ms = EXCLUDED.updated_ms, input = EXCLUDED.input, output = EXCLUDED.output,
         custom_status = EXCLUDED.custom_status, record = EXCLUDED.record,
         held_by = COALESCE(EXCLUDED.held_by, durable.instances.held_by)
+    -- An instance expected absent that is there (another start won) is left as it is.
+    WHERE durable.instances.id <> ALL($46::bytea[])
+    RETURNING id
 ),
 instances_held AS (
     UPDATE durable.instances i SET held_by = t.worker
@@ -145,6 +148,11 @@ progress_written AS (
     ON CONFLICT (key) DO UPDATE SET json = EXCLUDED.json, value = EXCLUDED.value
 )
 SELECT kind, id, a, b, c FROM (SELECT * FROM refused ORDER BY idx, rank LIMIT 1) AS first
+UNION ALL
+SELECT 'exists', e.id, NULL, NULL, NULL
+FROM unnest($46::bytea[]) AS e(id)
+WHERE NOT EXISTS (SELECT FROM refused)
+    AND e.id NOT IN (SELECT id FROM instances_written)
 UNION ALL
 SELECT 'notified', NULL, NULL, NULL, NULL
 FROM (SELECT pg_notify('durable_work', '') WHERE $44::bool) AS n";
@@ -217,6 +225,8 @@ pub(super) struct Rows<'a> {
     work_holders: Vec<Option<i64>>,
     left: bool,
     terminal: Vec<&'static str>,
+    /// The instances the call creates expecting them absent (`Commit::expected`).
+    expected_absent: Vec<&'a [u8]>,
 }
 
 impl<'a> Rows<'a> {
@@ -261,6 +271,12 @@ impl<'a> Rows<'a> {
             rows.dequeued_workers.push(worker_key(*worker));
         }
         rows.left = plan.lease.left;
+        rows.expected_absent = plan
+            .expected
+            .iter()
+            .filter(|(_, expected)| expected.is_none())
+            .map(|(id, _)| id.as_bytes())
+            .collect();
         rows.terminal = StatusKind::ALL
             .iter()
             .filter(|kind| kind.is_terminal())
@@ -321,7 +337,7 @@ impl<'a> Rows<'a> {
     }
 
     /// The parameters `$1` to `$45` of [`APPLY`].
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 45] {
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 46] {
         [
             &self.fence_ids,
             &self.fence_firsts,
@@ -368,6 +384,7 @@ impl<'a> Rows<'a> {
             &self.work_holders,
             &self.left,
             &self.terminal,
+            &self.expected_absent,
         ]
     }
 }

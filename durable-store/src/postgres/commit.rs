@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use postgres::error::SqlState;
 
 use super::apply::{APPLY, REMOVE_HISTORIES, Rows};
-use super::connect::{Conn, Target};
+use super::connect::{Conn, Prepared, Target};
 use super::pool::Failure;
 use crate::error::{KeyKind, StoreError, cause};
 use crate::keys;
 use crate::lease::WorkerId;
-use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
+use crate::record::{Commit, Event, Incarnation, InstanceRecord, WorkId, WorkItem};
 
 /// The longest row a btree index of PostgreSQL holds: a third of an 8 KiB page, less the
 /// page's headers.
@@ -22,6 +22,10 @@ const MAX_INDEX_ROW: usize = 2704;
 /// bytes), the key's length (4) and, in `history`'s, the event index (8), the key padded
 /// to 8 bytes before it. A longer key is refused unless it compresses below it.
 const MAX_INDEXED_KEY: usize = MAX_INDEX_ROW - 20;
+
+/// Locks the instances of `$1` and reads their records, for their expected incarnations.
+const LOCK_EXPECTED: &str =
+    "SELECT id, record FROM durable.instances WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 
 /// What one history does within a call.
 #[derive(Default)]
@@ -49,6 +53,9 @@ pub(super) struct Plan<'a> {
     pub(super) progress: BTreeMap<&'a str, Option<&'a [u8]>>,
     /// What the store checks of the commits under a lease.
     pub(super) lease: LeasePlan<'a>,
+    /// The [`Commit::expected`] left to check against the stored instances (those no
+    /// earlier commit of the call decided), by id.
+    pub(super) expected: BTreeMap<&'a str, Option<Incarnation>>,
 }
 
 /// The lease checks of a call, and the holders its commits leave; see `lease/local.rs`
@@ -85,7 +92,33 @@ impl<'a> Plan<'a> {
             work: BTreeMap::new(),
             progress: BTreeMap::new(),
             lease: LeasePlan::default(),
+            expected: BTreeMap::new(),
         };
+        // The incarnation of each instance after the commits before the current one.
+        let mut written: HashMap<&str, Option<Incarnation>> = HashMap::new();
+        for commit in commits {
+            for (id, expected) in &commit.expected {
+                match written.get(id.as_str()) {
+                    Some(found) if found != expected => {
+                        return Err(StoreError::InstanceChanged {
+                            instance: id.clone(),
+                            expected: *expected,
+                            found: *found,
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        plan.expected.entry(id).or_insert(*expected);
+                    }
+                }
+            }
+            for id in &commit.instances_removed {
+                written.insert(id, None);
+            }
+            for (id, record) in &commit.instances {
+                written.insert(id, Some(record.incarnation));
+            }
+        }
         // The instances earlier commits of the call write under a lease, by worker.
         let mut taken: HashMap<&str, WorkerId> = HashMap::new();
         for (index, commit) in commits.iter().enumerate() {
@@ -173,6 +206,8 @@ impl<'a> Plan<'a> {
         let mut tx = conn
             .transaction()
             .map_err(|e| error("starting a commit")(e.into()))?;
+        self.check_incarnations(&mut tx)
+            .map_err(|e| Failure::from(error("checking instances")(e)))?;
         let removed: Vec<&[u8]> = self
             .histories
             .iter()
@@ -206,6 +241,45 @@ impl<'a> Plan<'a> {
             error: error("committing")(e.into()),
             unapplied: false,
         })
+    }
+
+    /// Checks the expected incarnations ([`Commit::expected`]) of instances that exist, or
+    /// should: their rows are locked until the transaction ends. An instance expected
+    /// absent is checked by [`APPLY`] as it inserts it (a row another transaction inserts
+    /// meanwhile is not visible here, and its insert conflicts there).
+    fn check_incarnations(&self, tx: &mut Prepared<'_>) -> Result<(), WriteError> {
+        let ids: Vec<&[u8]> = self
+            .expected
+            .iter()
+            .filter(|(_, expected)| expected.is_some())
+            .map(|(id, _)| id.as_bytes())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let rows = tx.query(LOCK_EXPECTED, &[&ids])?;
+        let mut stored: HashMap<Vec<u8>, Incarnation> = HashMap::new();
+        for row in rows {
+            let id: Vec<u8> = row.get(0);
+            let bytes: Vec<u8> = row.get(1);
+            let record: InstanceRecord = crate::record::decode(&bytes, || {
+                format!("instance record `{}`", String::from_utf8_lossy(&id))
+            })
+            .map_err(WriteError::Encode)?;
+            stored.insert(id, record.incarnation);
+        }
+        for (id, expected) in &self.expected {
+            let Some(expected) = expected else { continue };
+            let found = stored.get(id.as_bytes()).copied();
+            if found != Some(*expected) {
+                return Err(WriteError::Encode(StoreError::InstanceChanged {
+                    instance: (*id).to_owned(),
+                    expected: Some(*expected),
+                    found,
+                }));
+            }
+        }
+        Ok(())
     }
 
     /// What a failed write means: an oversized key, a [`StoreError::HistoryConflict`]
@@ -272,6 +346,12 @@ fn refusal(row: &postgres::Row) -> Option<StoreError> {
             worker: a as WorkerId,
             what: format!("work item {}", c as WorkId),
             holder: b as WorkerId,
+        },
+        // An instance the call expected absent and found there as it inserted it.
+        "exists" => StoreError::InstanceChanged {
+            instance: id,
+            expected: None,
+            found: None,
         },
         _ => return None,
     })
