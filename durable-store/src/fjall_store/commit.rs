@@ -181,6 +181,8 @@ impl FjallStore {
                 .flatten()
                 .is_none_or(|record| record.status.is_terminal())
         })?;
+        // The lease first: a worker that lost it learns that, not what changed since.
+        let lengths = self.check_appends(commits)?;
         let (counts, changes) = self.index_writes(commits, &mut writes)?;
         let work_ids = self.work_removals(&mut writes);
         let mut batch = self.inner.db.batch().durability(Some(mode));
@@ -202,6 +204,7 @@ impl FjallStore {
             }
         }
         batch.commit().map_err(self.write_error("writing to"))?;
+        self.keep_lengths(commits, lengths);
         if leases.written(commits) {
             self.inner.signal.wake();
         }
