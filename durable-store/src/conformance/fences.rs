@@ -31,12 +31,20 @@ pub(super) fn lapsed_leases_are_taken_over_and_fenced(store: &impl Store) {
     let stale = c.ok(store.join(SHORT));
     let live = c.ok(store.join(LONG));
     let first = c.ok(store.claim(stale, &all));
-    c.expect(Ok(item_ids(&first)), vec![1, 2], "the first claim takes both items");
+    c.expect(
+        Ok(item_ids(&first)),
+        vec![1, 2],
+        "the first claim takes both items",
+    );
     let what = "nothing is left while the first worker's lease is live";
     c.expect(store.claim(live, &all), Default::default(), what);
     std::thread::sleep(SHORT + Duration::from_millis(200));
 
-    c.refused(store.renew(stale, LONG), is_expired(stale), "renewing a lapsed lease");
+    c.refused(
+        store.renew(stale, LONG),
+        is_expired(stale),
+        "renewing a lapsed lease",
+    );
     let stale_turn = Commit {
         instances: vec![("x".into(), record("flow", Status::Running, 3))],
         history: vec![append("x", 2, events("x", 2..3))],
@@ -115,7 +123,11 @@ pub(super) fn lapsed_leases_are_taken_over_and_fenced(store: &impl Store) {
         unchanged(&c, how);
     }
     let got = store.commit(&[stale_turn]);
-    c.refused(got, is_expired(stale), "a commit under a lapsed lease, after a takeover");
+    c.refused(
+        got,
+        is_expired(stale),
+        "a commit under a lapsed lease, after a takeover",
+    );
     unchanged(&c, "a commit under a lapsed lease, after a takeover");
 
     // A commit without a lease (a tool's) is not fenced.
@@ -135,7 +147,11 @@ pub(super) fn lapsed_leases_are_taken_over_and_fenced(store: &impl Store) {
         lease: lease(live, &[]),
         ..Commit::default()
     }]);
-    c.expect(store.history("x"), events("x", 0..3), "the new holder's turn");
+    c.expect(
+        store.history("x"),
+        events("x", 0..3),
+        "the new holder's turn",
+    );
     // A finished instance may be written by anyone, who then holds it.
     let mut restarted = record("flow", Status::Pending, 0);
     restarted.incarnation = 2;
@@ -179,14 +195,28 @@ pub(super) fn history_appends_start_where_the_history_ends(store: &impl Store) {
         history: vec![append("x", first, events("x", range))],
         ..Commit::default()
     };
-    refused(vec![at(3, 3..4)], "x", 3, 0, "an append at 3 to an empty history");
-    c.expect(store.history("x"), vec![], "a refused append writes no event");
+    refused(
+        vec![at(3, 3..4)],
+        "x",
+        3,
+        0,
+        "an append at 3 to an empty history",
+    );
+    c.expect(
+        store.history("x"),
+        vec![],
+        "a refused append writes no event",
+    );
     c.commit(vec![at(0, 0..3)]);
     refused(vec![at(2, 2..4)], "x", 2, 3, "an append over the end");
     refused(vec![at(4, 4..5)], "x", 4, 3, "an append past the end");
     let how = "a second append of one call that does not start where the first ends";
     refused(vec![at(3, 3..4), at(3, 3..4)], "x", 3, 4, how);
-    c.expect(store.history("x"), events("x", 0..3), "refused appends write nothing");
+    c.expect(
+        store.history("x"),
+        events("x", 0..3),
+        "refused appends write nothing",
+    );
     c.commit(vec![at(3, 3..4), at(4, 4..6)]);
     c.expect(store.history("x"), events("x", 0..6), "appends in turn");
     let removed = || Commit {
@@ -195,7 +225,11 @@ pub(super) fn history_appends_start_where_the_history_ends(store: &impl Store) {
     };
     let how = "an append not at 0 after a removal in the same call";
     refused(vec![removed(), at(6, 6..7)], "x", 6, 0, how);
-    c.expect(store.history("x"), events("x", 0..6), "a refused removal writes nothing");
+    c.expect(
+        store.history("x"),
+        events("x", 0..6),
+        "a refused removal writes nothing",
+    );
     c.commit(vec![removed(), at(0, 0..1)]);
     let what = "a removal then an append at 0 in one call";
     c.expect(store.history("x"), events("x", 0..1), what);

@@ -41,9 +41,7 @@ pub(super) fn is_expired(worker: WorkerId) -> impl Fn(&StoreError) -> bool {
 }
 
 pub(super) fn is_fenced(worker: WorkerId, holder: WorkerId) -> impl Fn(&StoreError) -> bool {
-    move |e| {
-        matches!(e, StoreError::Fenced { worker: w, holder: h, .. } if *w == worker && *h == holder)
-    }
+    move |e| matches!(e, StoreError::Fenced { worker: w, holder: h, .. } if *w == worker && *h == holder)
 }
 
 pub(super) fn workers_join_renew_and_leave(store: &impl Store) {
@@ -57,10 +55,18 @@ pub(super) fn workers_join_renew_and_leave(store: &impl Store) {
     );
     c.ok(store.renew(a, LONG));
     c.ok(store.leave(a));
-    c.refused(store.renew(a, LONG), is_expired(a), "renewing after leaving");
+    c.refused(
+        store.renew(a, LONG),
+        is_expired(a),
+        "renewing after leaving",
+    );
     c.ok(store.leave(a));
     let filter = ClaimFilter::default();
-    c.refused(store.claim(a, &filter), is_expired(a), "claiming after leaving");
+    c.refused(
+        store.claim(a, &filter),
+        is_expired(a),
+        "claiming after leaving",
+    );
     let after_leaving = Commit {
         instances: vec![("x".into(), record("flow", Status::Pending, 0))],
         progress: vec![("p".into(), Some(b"1".to_vec()))],
@@ -78,7 +84,11 @@ pub(super) fn workers_join_renew_and_leave(store: &impl Store) {
         "conformance `{}`: a worker id is never given again; got {d} after {a} and {b}",
         c.name
     );
-    c.expect(store.claim(b, &filter), Claim::default(), "a claim on an empty store");
+    c.expect(
+        store.claim(b, &filter),
+        Claim::default(),
+        "a claim on an empty store",
+    );
 }
 
 pub(super) fn claims_take_what_no_live_worker_holds(store: &impl Store) {
@@ -153,7 +163,11 @@ pub(super) fn claims_take_what_no_live_worker_holds(store: &impl Store) {
     c.commit(vec![Commit {
         instances: vec![("m".into(), record("flow", Status::Running, 1))],
         dequeued: vec![1],
-        enqueued: vec![(10, timer("m", 2)), (11, message("o", 2)), (12, task("m", 3))],
+        enqueued: vec![
+            (10, timer("m", 2)),
+            (11, message("o", 2)),
+            (12, task("m", 3)),
+        ],
         lease: lease(w1, &[11]),
         ..Commit::default()
     }]);
@@ -163,14 +177,22 @@ pub(super) fn claims_take_what_no_live_worker_holds(store: &impl Store) {
     let o = vec![("o".to_owned(), Holding::Held)];
     c.expect(Ok(holdings(&third)), o, what);
     let what = "the items a worker's commit keeps are not claimed, even by itself";
-    c.expect(store.claim(w1, &ClaimFilter::default()), Claim::default(), what);
+    c.expect(
+        store.claim(w1, &ClaimFilter::default()),
+        Claim::default(),
+        what,
+    );
     // A commit without a lease leaves every item it enqueues to a claim.
     c.commit(vec![Commit {
         enqueued: vec![(13, message("m", 4))],
         ..Commit::default()
     }]);
     let what = "a message for an instance another live worker holds is not claimed";
-    c.expect(store.claim(w2, &ClaimFilter::default()), Claim::default(), what);
+    c.expect(
+        store.claim(w2, &ClaimFilter::default()),
+        Claim::default(),
+        what,
+    );
     let fourth = c.ok(store.claim(w1, &ClaimFilter::default()));
     let what = "the holder of `m` takes the message a commit without a lease enqueued";
     c.expect(Ok(item_ids(&fourth)), vec![13], what);
@@ -210,7 +232,11 @@ pub(super) fn claims_keep_their_limits(store: &impl Store) {
             item_ids(claim)
         );
         for id in item_ids(claim) {
-            assert!(taken.insert(id), "conformance `{}`: item {id} taken twice", c.name);
+            assert!(
+                taken.insert(id),
+                "conformance `{}`: item {id} taken twice",
+                c.name
+            );
         }
         for id in newly {
             let fresh = claimed.insert(id.to_owned());
@@ -234,7 +260,11 @@ pub(super) fn claims_keep_their_limits(store: &impl Store) {
     let rest = c.ok(store.claim(w0, &ClaimFilter::default()));
     take(&rest, 0, usize::MAX);
     let what = "the holder of `i0` takes the message of `i0` the others left";
-    c.expect(Ok(holdings(&rest)), vec![("i0".to_owned(), Holding::Held)], what);
+    c.expect(
+        Ok(holdings(&rest)),
+        vec![("i0".to_owned(), Holding::Held)],
+        what,
+    );
     let what = "claims in turn should take every item";
     c.expect(Ok(taken), all, what);
     let what = "claims in turn should take every instance";
@@ -292,13 +322,21 @@ pub(super) fn concurrent_claims_never_take_the_same_thing(store: &impl Store) {
     let mut items = BTreeSet::new();
     for id in first.0.iter().chain(&second.0) {
         let once = items.insert(*id);
-        assert!(once, "conformance `{}`: both workers took item {id}", c.name);
+        assert!(
+            once,
+            "conformance `{}`: both workers took item {id}",
+            c.name
+        );
     }
     c.expect(Ok(items), all, "the two workers together take every item");
     let mut instances = BTreeSet::new();
     for id in first.1.iter().chain(&second.1) {
         let once = instances.insert(id.clone());
-        assert!(once, "conformance `{}`: both workers claimed `{id}`", c.name);
+        assert!(
+            once,
+            "conformance `{}`: both workers claimed `{id}`",
+            c.name
+        );
     }
     let what = "the two workers together claim every instance";
     c.expect(Ok(instances), ids.into_iter().collect(), what);

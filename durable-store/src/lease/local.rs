@@ -263,7 +263,7 @@ impl Leases {
                     self.instances.remove(id);
                 }
                 if let Some(stalled) = &mut self.stalled {
-                    let unheld = commit.lease.is_none() && self.instances.get(id).is_none();
+                    let unheld = commit.lease.is_none() && !self.instances.contains_key(id);
                     if record.status.kind() == StatusKind::Stalled && unheld {
                         stalled.insert(id.clone());
                     } else {
@@ -485,3 +485,6 @@ impl WorkSignal {
             .wait_timeout_while(given, timeout, |given| *given == seen);
     }
 }
+
+#[cfg(test)]
+mod tests;
