@@ -355,7 +355,20 @@ pub(super) fn work_ids_are_reserved_apart(store: &impl Store) {
          {first}",
         c.name
     );
-    let mut ranges: Vec<(WorkId, WorkId)> = vec![(first, first + 10)];
+    // Ids a caller chose itself count too.
+    c.commit(vec![Commit {
+        enqueued: vec![(first + 1000, message("x", 1000))],
+        ..Commit::default()
+    }]);
+    let next = c.ok(store.reserve_work_ids(1));
+    assert!(
+        next > first + 1000,
+        "conformance `{}`: reserved ids should be above every id the store holds ({}), got \
+         {next}",
+        c.name,
+        first + 1000
+    );
+    let mut ranges: Vec<(WorkId, WorkId)> = vec![(first, first + 10), (next, next + 1)];
     std::thread::scope(|scope| {
         let reserve = || {
             (0..20)

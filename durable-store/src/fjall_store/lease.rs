@@ -27,12 +27,13 @@ impl FjallStore {
         lock(&self.inner.leases).claim(worker, filter, self)
     }
 
-    /// The body of [`Store::reserve_work_ids`]: above the highest id queued when first
-    /// called (one reverse seek), then above the last reservation.
+    /// The body of [`Store::reserve_work_ids`]: above the last reservation, the highest id
+    /// ever written (kept in memory), and, the first time, the highest id queued (one
+    /// reverse seek, for a store migrated from format 2, which does not know the highest).
     pub(super) fn reserve(&self, count: u64) -> Result<WorkId, StoreError> {
         let mut next = lock(&self.inner.next_work_id);
-        let first = match *next {
-            Some(first) => first,
+        let reserved = match *next {
+            Some(next) => next,
             None => match self.inner.work.last_key_value() {
                 None => 0,
                 Some(guard) => {
@@ -41,6 +42,10 @@ impl FjallStore {
                 }
             },
         };
+        let written = lock(&self.inner.work_ids)
+            .highest()
+            .map_or(0, |highest| highest.saturating_add(1));
+        let first = reserved.max(written);
         *next = Some(first.saturating_add(count));
         Ok(first)
     }

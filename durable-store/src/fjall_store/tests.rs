@@ -214,3 +214,75 @@ fn a_call_applied_twice_leaves_what_one_leaves() {
     check(&store, 2);
     assert_eq!(store.count_by_status().unwrap()[&StatusKind::Completed], 1);
 }
+
+/// The history fence reads a history's length from disk (memtable or tables, across
+/// reopens) when it does not keep it, and keeps it right through appends, removals and
+/// finished instances.
+#[test]
+fn the_history_fence_knows_every_length_across_flushes_and_reopens() {
+    use crate::error::StoreError;
+    use crate::record::{Event, HistoryAppend};
+    let dir = tempfile::tempdir().unwrap();
+    let append = |first: u32, count: u32| Commit {
+        history: vec![HistoryAppend {
+            instance: "x".into(),
+            first,
+            events: (first..first + count)
+                .map(|n| Event::ActivityCompleted {
+                    seq: n.into(),
+                    output: vec![],
+                })
+                .collect(),
+        }],
+        ..Commit::default()
+    };
+    let refused = |store: &FjallStore, first: u32, stored: u32| {
+        let err = store.commit(&[append(first, 1)]).unwrap_err();
+        assert!(
+            matches!(err, StoreError::HistoryConflict { first: f, stored: s, .. }
+                if f == first && s == stored),
+            "{err:?}"
+        );
+    };
+    let mut len = 0;
+    for round in 0..4u32 {
+        let store = FjallStore::open(dir.path()).unwrap();
+        refused(&store, len + 1, len);
+        if len > 0 {
+            refused(&store, len - 1, len);
+        }
+        store.commit(&[append(len, 300)]).unwrap();
+        len += 300;
+        if round % 2 == 1 {
+            store.inner.history.rotate_memtable_and_wait().unwrap();
+        }
+        refused(&store, len + 1, len);
+        // Finished, the instance's length is read again.
+        let done = InstanceRecord {
+            status: Status::Completed { output: vec![] },
+            ..InstanceRecord::pending("o".into(), 1, vec![], 0, 1, None)
+        };
+        store
+            .commit(&[Commit {
+                instances: vec![("x".into(), done)],
+                ..append(len, 1)
+            }])
+            .unwrap();
+        len += 1;
+        refused(&store, len - 1, len);
+        assert_eq!(store.history("x").unwrap().len() as u32, len);
+    }
+    let store = FjallStore::open(dir.path()).unwrap();
+    store
+        .commit(&[
+            Commit {
+                histories_removed: vec![("x".into(), len)],
+                ..Commit::default()
+            },
+            append(0, 2),
+        ])
+        .unwrap();
+    refused(&store, len, 2);
+    store.commit(&[append(2, 1)]).unwrap();
+    assert_eq!(store.history("x").unwrap().len(), 3);
+}

@@ -245,7 +245,13 @@ impl Leases {
             }
             if let Some(lease) = &commit.lease {
                 for id in written_instances(commit) {
-                    self.instances.insert(id.to_owned(), lease.worker);
+                    // A turn rewrites the instance it holds: no new key.
+                    match self.instances.get_mut(id) {
+                        Some(holder) => *holder = lease.worker,
+                        None => {
+                            self.instances.insert(id.to_owned(), lease.worker);
+                        }
+                    }
                 }
             }
             // Removals apply before writes: an id removed and written again stays.
@@ -309,14 +315,13 @@ impl Leases {
             self.unheld = Some(unheld);
             read = Some(all.into_iter().collect());
         }
-        let candidates: Vec<WorkId> = self.unheld.iter().flatten().copied().collect();
         // The live instances met, with how the worker stands with each, and whether the
         // claim took it or an item of it.
         let mut met: BTreeMap<String, (Holding, InstanceRecord, bool)> = BTreeMap::new();
         let mut newly = 0;
         let mut items = Vec::new();
         let mut gone = Vec::new();
-        for id in candidates {
+        for &id in self.unheld.iter().flatten() {
             if items.len() >= max_items {
                 break;
             }
