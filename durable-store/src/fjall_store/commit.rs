@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::index::{Changes, Entry, FnvMap, count_key, slot};
 use super::work::{MetaWrite, WorkIds};
-use super::{FjallStore, decode};
+use super::{FjallStore, Live, decode};
 use crate::error::{StoreError, cause};
 use crate::keys;
 use crate::record::{Commit, InstanceRecord, StatusKind};
@@ -204,7 +204,6 @@ impl FjallStore {
             }
         }
         batch.commit().map_err(self.write_error("writing to"))?;
-        self.keep_lengths(commits, lengths);
         if leases.written(commits) {
             self.inner.signal.wake();
         }
@@ -220,13 +219,20 @@ impl FjallStore {
         let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
         for (id, entry) in changes.after() {
             match (entry, live.get_mut(id)) {
-                (Some(entry), Some(kept)) if entry.is_live() => *kept = entry,
+                (Some(entry), Some(kept)) if entry.is_live() => kept.entry = entry,
                 (Some(entry), None) if entry.is_live() => {
-                    live.insert(id.to_owned(), entry);
+                    let history = None;
+                    live.insert(id.to_owned(), Live { entry, history });
                 }
                 _ => {
                     live.remove(id);
                 }
+            }
+        }
+        // Every change to a history goes through `lengths`, so a kept length stays right.
+        for (id, length) in lengths {
+            if let Some(kept) = live.get_mut(id) {
+                kept.history = Some(length);
             }
         }
         Ok(())
@@ -279,7 +285,7 @@ impl FjallStore {
         let changes = {
             let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
             Changes::of(commits, |id| match live.get(id) {
-                Some(entry) => Ok(Some(*entry)),
+                Some(kept) => Ok(Some(kept.entry)),
                 None => self.stored_entry(id),
             })?
         };

@@ -3,8 +3,8 @@
 //! ([`crate::lease::local`]); what it reads from disk is what a claim may take.
 //!
 //! The history fence reads the length of a history once, with a reverse seek on its
-//! prefix, then keeps it in memory (`Inner::histories`) while the instance is live: a
-//! turn's append costs a map lookup, not a read.
+//! prefix, then keeps it in memory with the instance's index entry (`Inner::live`) while
+//! the instance is live: a turn's append costs a map lookup, not a read.
 
 use super::index::FnvMap;
 use super::{FjallStore, decode, lock};
@@ -62,16 +62,23 @@ impl FjallStore {
         &self,
         commits: &'a [Commit],
     ) -> Result<FnvMap<&'a str, u64>, StoreError> {
-        let mut lengths: FnvMap<&str, u64> = FnvMap::default();
-        let known = lock(&self.inner.histories);
+        let touched: usize = (commits.iter())
+            .map(|commit| commit.history.len() + commit.histories_removed.len())
+            .sum();
+        let mut lengths = FnvMap::with_capacity_and_hasher(touched, Default::default());
+        if touched == 0 {
+            return Ok(lengths);
+        }
+        let live = lock(&self.inner.live);
         for commit in commits {
             for (id, _) in &commit.histories_removed {
                 lengths.insert(id, 0);
             }
             for append in &commit.history {
                 let id = append.instance.as_str();
-                let stored = match lengths.get(id).or_else(|| known.get(id)) {
-                    Some(length) => *length,
+                let kept = || live.get(id).and_then(|kept| kept.history);
+                let stored = match lengths.get(id).copied().or_else(kept) {
+                    Some(length) => length,
                     None => self.stored_history_len(id)?,
                 };
                 if u64::from(append.first) != stored {
@@ -85,30 +92,6 @@ impl FjallStore {
             }
         }
         Ok(lengths)
-    }
-
-    /// Keeps the history `lengths` a written call left, and forgets those of the
-    /// instances it finished or removed (read again if they are ever appended to).
-    pub(super) fn keep_lengths(&self, commits: &[Commit], lengths: FnvMap<&str, u64>) {
-        let mut known = lock(&self.inner.histories);
-        for (id, length) in lengths {
-            match known.get_mut(id) {
-                Some(kept) => *kept = length,
-                None => {
-                    known.insert(id.to_owned(), length);
-                }
-            }
-        }
-        for commit in commits {
-            for id in &commit.instances_removed {
-                known.remove(id);
-            }
-            for (id, record) in &commit.instances {
-                if record.status.is_terminal() {
-                    known.remove(id);
-                }
-            }
-        }
     }
 
     /// The number of events stored in the history of `id`: one past the index of its last

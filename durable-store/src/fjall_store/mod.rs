@@ -88,19 +88,16 @@ struct Inner {
     work_ids: Mutex<work::WorkIds>,
     /// The index entries of the live instances a commit touched since the store was
     /// opened, as stored: a turn's commit finds its instance's entry here instead of
-    /// reading and decoding the record it replaces. Written under `writer`, after the
-    /// batch that stores them.
-    live: Mutex<index::FnvMap<String, index::Entry>>,
+    /// reading and decoding the record it replaces, and its history's length (the
+    /// history fence's expected length) instead of seeking it. Written under `writer`,
+    /// after the batch that stores them.
+    live: Mutex<index::FnvMap<String, Live>>,
     /// Who holds what: in memory, since one process holds the store (see
     /// [`crate::lease::local`]). Locked after `writer`, and across a commit's check and
     /// write.
     leases: Mutex<Leases>,
     /// Wakes `wait_for_work`.
     signal: WorkSignal,
-    /// The history length of each live instance a commit appended to since the store was
-    /// opened, as stored: the history fence's expected length, without a read. Written
-    /// under `writer`, after the batch that stores them.
-    histories: Mutex<index::FnvMap<String, u64>>,
     /// The first work id not reserved yet; `None` until the first reservation reads the
     /// queue's highest.
     next_work_id: Mutex<Option<WorkId>>,
@@ -112,6 +109,16 @@ struct Inner {
     progress: Keyspace,
     by_status: Keyspace,
     by_orchestrator: Keyspace,
+}
+
+/// What the store keeps of a live instance a commit touched since it was opened.
+#[derive(Clone, Copy, Debug)]
+struct Live {
+    /// Its index entry, as stored.
+    entry: index::Entry,
+    /// The number of events in its history, as stored, once a commit has appended to it
+    /// or removed it.
+    history: Option<u64>,
 }
 
 impl FjallStore {

@@ -270,7 +270,6 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
         live: Mutex::new(Default::default()),
         leases: Mutex::new(Default::default()),
         signal: Default::default(),
-        histories: Mutex::new(Default::default()),
         next_work_id: Mutex::new(None),
         meta: open(meta)?,
         instances: open(instances)?,

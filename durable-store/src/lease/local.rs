@@ -214,6 +214,15 @@ impl Leases {
     /// Records what `commits` (checked and written) make their workers hold, and what
     /// they leave unheld. Returns whether they left items for others to claim.
     pub(crate) fn written(&mut self, commits: &[Commit]) -> bool {
+        let untracked = self.items.is_empty()
+            && self.instances.is_empty()
+            && self.unheld.is_none()
+            && self.stalled.is_none();
+        if untracked && commits.iter().all(|commit| commit.lease.is_none()) {
+            // No worker holds anything and no claim ran yet (a store no runtime claims
+            // from, or one not yet claimed from since open): nothing to keep track of.
+            return commits.iter().any(|commit| !commit.enqueued.is_empty());
+        }
         let mut left = false;
         for commit in commits {
             for id in &commit.dequeued {
