@@ -44,6 +44,9 @@ use crate::store::Store;
 
 /// Runs every check, each on a fresh store from `make`.
 ///
+/// The lease checks call the store from several threads at once, and wait for a lease of
+/// 300 ms to lapse (by the store's clock) and for `wait_for_work`: about a second in all.
+///
 /// # Panics
 ///
 /// When the store breaks the contract of [`Store`]; the message names the check.
