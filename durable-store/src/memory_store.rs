@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::StoreError;
 use crate::keys;
-use crate::lease::local::{ClaimSources, Leases, WorkSignal};
+use crate::lease::local::{ClaimReads, Leases, WorkSignal};
 use crate::lease::{Claim, ClaimFilter, WorkerId};
 use crate::query::{
     InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts, page_of, zero_counts,
@@ -81,7 +81,7 @@ impl State {
                         stored,
                     });
                 }
-                lengths.insert(id, stored + append.events.len() as u32);
+                lengths.insert(id, stored.saturating_add(append.events.len() as u32));
             }
         }
         Ok(())
@@ -147,6 +147,38 @@ impl State {
     }
 }
 
+/// What a claim reads: the maps of [`State`] beside its lease table.
+struct Reads<'a> {
+    instances: &'a BTreeMap<String, InstanceRecord>,
+    work: &'a BTreeMap<WorkId, WorkItem>,
+    by_status: &'a BTreeSet<(StatusKind, u64, String)>,
+}
+
+impl ClaimReads for Reads<'_> {
+    fn all_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
+        Ok((self.work.iter())
+            .map(|(id, item)| (*id, item.clone()))
+            .collect())
+    }
+
+    fn item(&self, id: WorkId) -> Result<Option<WorkItem>, StoreError> {
+        Ok(self.work.get(&id).cloned())
+    }
+
+    fn stalled(&self) -> Result<Vec<String>, StoreError> {
+        Ok((self
+            .by_status
+            .range((StatusKind::Stalled, 0, String::new())..))
+        .take_while(|(kind, _, _)| *kind == StatusKind::Stalled)
+        .map(|(_, _, id)| id.clone())
+        .collect())
+    }
+
+    fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        Ok(self.instances.get(id).cloned())
+    }
+}
+
 impl MemoryStore {
     /// A new, empty store (the same as [`MemoryStore::default`]).
     pub fn new() -> Self {
@@ -166,11 +198,12 @@ impl Store for MemoryStore {
     fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
         keys::check(commits)?;
         let mut state = self.state();
+        // The lease first: a worker that lost it learns that, not what changed since.
+        state.leases.check(commits, |id| state.finished(id))?;
         state.check_appends(commits)?;
         check_expected(commits, |id| {
             Ok(state.instances.get(id).map(|record| record.incarnation))
         })?;
-        state.leases.check(commits, |id| state.finished(id))?;
         for commit in commits {
             for (id, _) in &commit.histories_removed {
                 state.history.remove(id);
@@ -290,18 +323,19 @@ impl Store for MemoryStore {
 
     fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
         let mut state = self.state();
-        let state = &mut *state;
-        let stalled = state
-            .by_status
-            .range((StatusKind::Stalled, 0, String::new())..)
-            .take_while(|(kind, _, _)| *kind == StatusKind::Stalled)
-            .map(|(_, _, id)| id.clone());
-        let sources = ClaimSources {
-            items: state.work.iter().map(|(id, item)| Ok((*id, item.clone()))),
-            stalled: stalled.map(Ok),
-            record: |id: &str| Ok(state.instances.get(id).cloned()),
+        let State {
+            instances,
+            work,
+            by_status,
+            leases,
+            ..
+        } = &mut *state;
+        let reads = Reads {
+            instances,
+            work,
+            by_status,
         };
-        state.leases.claim(worker, filter, sources)
+        leases.claim(worker, filter, &reads)
     }
 
     fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {

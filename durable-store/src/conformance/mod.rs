@@ -10,6 +10,8 @@
 //! ```
 
 mod commits;
+mod fences;
+mod leases;
 mod listing;
 mod order;
 mod records;
@@ -22,6 +24,14 @@ use self::commits::{
     commit_round_trips, empty_store_reads_nothing, one_call_applies_every_commit_in_order,
     progress_puts_overwrites_and_deletes, removals_apply_before_writes,
 };
+use self::fences::{
+    history_appends_start_where_the_history_ends, lapsed_leases_are_taken_over_and_fenced,
+};
+use self::leases::{
+    claims_keep_their_limits, claims_take_what_no_live_worker_holds,
+    concurrent_claims_never_take_the_same_thing, waiting_for_work_wakes_on_unclaimed_work,
+    work_ids_are_reserved_apart, workers_join_renew_and_leave,
+};
 use self::listing::{indexes_agree, indexes_follow_every_status_change, listings_page_and_filter};
 use self::order::{
     histories_keep_order_and_stay_apart, instances_are_in_id_order, work_queue_is_in_id_order,
@@ -33,6 +43,9 @@ use crate::record::{Commit, Status};
 use crate::store::Store;
 
 /// Runs every check, each on a fresh store from `make`.
+///
+/// The lease checks call the store from several threads at once, and wait for a lease of
+/// 300 ms to lapse (by the store's clock) and for `wait_for_work`: about a second in all.
 ///
 /// # Panics
 ///
@@ -49,6 +62,14 @@ pub fn run<S: Store>(make: impl Fn() -> S) {
     refused_keys_write_nothing(&make());
     listings_page_and_filter(&make());
     indexes_follow_every_status_change(&make());
+    history_appends_start_where_the_history_ends(&make());
+    workers_join_renew_and_leave(&make());
+    claims_take_what_no_live_worker_holds(&make());
+    claims_keep_their_limits(&make());
+    concurrent_claims_never_take_the_same_thing(&make());
+    work_ids_are_reserved_apart(&make());
+    waiting_for_work_wakes_on_unclaimed_work(&make());
+    lapsed_leases_are_taken_over_and_fenced(&make());
 }
 
 /// Checks that what was committed survives dropping the store and opening `dir` again, twice.
@@ -166,6 +187,23 @@ impl<'a, S: Store + ?Sized> Check<'a, S> {
                 self.name
             )
         })
+    }
+
+    /// Asserts that a call failed as `want` says; `how` says what was called.
+    #[track_caller]
+    pub(super) fn refused<T: Debug>(
+        &self,
+        got: Result<T, StoreError>,
+        want: impl Fn(&StoreError) -> bool,
+        how: &str,
+    ) {
+        match got {
+            Err(e) if want(&e) => {}
+            other => panic!(
+                "conformance `{}`: {how} should be refused, got {other:?}",
+                self.name
+            ),
+        }
     }
 
     /// Asserts that a read returned `want`; `what` says what was read.

@@ -61,3 +61,24 @@ pub(super) fn task(instance: &str, seq: u64) -> WorkItem {
         attempt_timeout_ms: Some(500),
     })
 }
+
+pub(super) fn timer(instance: &str, seq: u64) -> WorkItem {
+    WorkItem::Timer {
+        instance: instance.to_owned(),
+        incarnation: 1,
+        generation: 0,
+        seq,
+        fire_at_ms: 1_700_000_000_000 + seq,
+    }
+}
+
+/// A task of `activity` (where [`task`] is one of `charge`).
+pub(super) fn task_of(instance: &str, seq: u64, activity: &str) -> WorkItem {
+    match task(instance, seq) {
+        WorkItem::Activity(mut task) => {
+            activity.clone_into(&mut task.activity);
+            WorkItem::Activity(task)
+        }
+        other => other,
+    }
+}

@@ -1,5 +1,6 @@
 //! The check that a call with a key the store cannot hold is refused whole, with
-//! [`StoreError::InvalidKey`] naming the kind of key.
+//! [`StoreError::InvalidKey`] naming the kind of key (or, for events past the last index,
+//! which only a history of 2^32 - 1 events could reach, by the history fence).
 
 use super::Check;
 use super::records::{append, events, record};
@@ -14,20 +15,15 @@ pub(super) fn refused_keys_write_nothing(store: &impl Store) {
     let too_long = "k".repeat(MAX_KEY_LEN + 1);
     let longest_id = "k".repeat(MAX_ID_LEN);
     let too_long_id = "k".repeat(MAX_ID_LEN + 1);
-    // The longest keys and the last event index are accepted.
+    // The longest keys are accepted.
     c.commit(vec![Commit {
         instances: vec![(longest_id.clone(), record("flow", Status::Pending, 1))],
-        history: vec![
-            append(&longest_id, 0, events("longest", 0..1)),
-            append("last", u32::MAX, events("last", 0..1)),
-        ],
+        history: vec![append(&longest_id, 0, events("longest", 0..1))],
         progress: vec![(longest.clone(), Some(b"1".to_vec()))],
         ..Commit::default()
     }]);
     let what = "an id of the longest length should be stored";
     c.expect(store.history(&longest_id), events("longest", 0..1), what);
-    let what = "an event at index 2^32 - 1 should be stored";
-    c.expect(store.history("last"), events("last", 0..1), what);
     let what = "a progress key of the longest length should be stored";
     c.expect(store.progress(&longest), Some(b"1".to_vec()), what);
 
@@ -95,6 +91,13 @@ pub(super) fn refused_keys_write_nothing(store: &impl Store) {
     for (how, want_kind, key, bad) in refused {
         let quoted = match store.commit(&[good(), bad]) {
             Err(StoreError::InvalidKey { kind, key, .. }) if kind == want_kind => key,
+            // The last index is only reached through a history that long: a store may
+            // refuse the append for where it starts, before looking at its keys.
+            Err(StoreError::HistoryConflict { instance, .. })
+                if want_kind == KeyKind::EventIndex && instance == key =>
+            {
+                key.to_owned()
+            }
             other => panic!(
                 "conformance `{}`: {how} should be refused with StoreError::InvalidKey {{ kind: \
                  KeyKind::{want_kind:?}, .. }}, got {other:?}",
@@ -112,5 +115,5 @@ pub(super) fn refused_keys_write_nothing(store: &impl Store) {
         c.expect(store.progress("good"), None, &what);
     }
     let what = "a refused append should leave the history as it was";
-    c.expect(store.history("last"), events("last", 0..1), what);
+    c.expect(store.history("last"), vec![], what);
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::index::{Changes, Entry, FnvMap, count_key, slot};
 use super::work::{MetaWrite, WorkIds};
-use super::{FjallStore, decode};
+use super::{FjallStore, Live, decode};
 use crate::error::{StoreError, cause};
 use crate::keys;
 use crate::record::{Commit, InstanceRecord, StatusKind, check_expected};
@@ -184,6 +184,8 @@ impl FjallStore {
                 .flatten()
                 .is_none_or(|record| record.status.is_terminal())
         })?;
+        // The lease first: a worker that lost it learns that, not what changed since.
+        let lengths = self.check_appends(commits)?;
         let (counts, changes) = self.index_writes(commits, &mut writes)?;
         let work_ids = self.work_removals(&mut writes);
         let mut batch = self.inner.db.batch().durability(Some(mode));
@@ -220,13 +222,20 @@ impl FjallStore {
         let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
         for (id, entry) in changes.after() {
             match (entry, live.get_mut(id)) {
-                (Some(entry), Some(kept)) if entry.is_live() => *kept = entry,
+                (Some(entry), Some(kept)) if entry.is_live() => kept.entry = entry,
                 (Some(entry), None) if entry.is_live() => {
-                    live.insert(id.to_owned(), entry);
+                    let history = None;
+                    live.insert(id.to_owned(), Live { entry, history });
                 }
                 _ => {
                     live.remove(id);
                 }
+            }
+        }
+        // Every change to a history goes through `lengths`, so a kept length stays right.
+        for (id, length) in lengths {
+            if let Some(kept) = live.get_mut(id) {
+                kept.history = Some(length);
             }
         }
         Ok(())
@@ -279,7 +288,7 @@ impl FjallStore {
         let changes = {
             let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
             Changes::of(commits, |id| match live.get(id) {
-                Some(entry) => Ok(Some(*entry)),
+                Some(kept) => Ok(Some(kept.entry)),
                 None => self.stored_entry(id),
             })?
         };

@@ -17,8 +17,11 @@
 
 mod commit;
 mod index;
+mod lease;
 mod migrate;
 mod open;
+#[cfg(test)]
+mod tests;
 mod work;
 
 use std::error::Error;
@@ -30,10 +33,10 @@ use fjall::{Database, Keyspace, PersistMode};
 
 use crate::error::{KeyKind, StoreError, cause};
 use crate::keys;
-use crate::lease::local::{ClaimSources, Leases, WorkSignal};
+use crate::lease::local::{Leases, WorkSignal};
 use crate::lease::{Claim, ClaimFilter, WorkerId};
 use crate::query::{InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts};
-use crate::record::{Commit, Event, InstanceRecord, StatusKind, WorkId, WorkItem, decode};
+use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem, decode};
 use crate::store::{Durability, Store};
 
 pub use open::FORMAT_VERSION;
@@ -85,9 +88,10 @@ struct Inner {
     work_ids: Mutex<work::WorkIds>,
     /// The index entries of the live instances a commit touched since the store was
     /// opened, as stored: a turn's commit finds its instance's entry here instead of
-    /// reading and decoding the record it replaces. Written under `writer`, after the
-    /// batch that stores them.
-    live: Mutex<index::FnvMap<String, index::Entry>>,
+    /// reading and decoding the record it replaces, and its history's length (the
+    /// history fence's expected length) instead of seeking it. Written under `writer`,
+    /// after the batch that stores them.
+    live: Mutex<index::FnvMap<String, Live>>,
     /// Who holds what: in memory, since one process holds the store (see
     /// [`crate::lease::local`]). Locked after `writer`, and across a commit's check and
     /// write.
@@ -105,6 +109,16 @@ struct Inner {
     progress: Keyspace,
     by_status: Keyspace,
     by_orchestrator: Keyspace,
+}
+
+/// What the store keeps of a live instance a commit touched since it was opened.
+#[derive(Clone, Copy, Debug)]
+struct Live {
+    /// Its index entry, as stored.
+    entry: index::Entry,
+    /// The number of events in its history, as stored, once a commit has appended to it
+    /// or removed it.
+    history: Option<u64>,
 }
 
 impl FjallStore {
@@ -331,29 +345,11 @@ impl Store for FjallStore {
     }
 
     fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
-        let mut leases = lock(&self.inner.leases);
-        leases.alive(worker)?;
-        let stalled = InstanceFilter {
-            statuses: vec![StatusKind::Stalled],
-            ..InstanceFilter::default()
-        };
-        let stalled = self.list_instances(&stalled, None, usize::MAX)?;
-        let sources = ClaimSources {
-            items: self.work_items()?.into_iter().map(Ok),
-            stalled: stalled.instances.into_iter().map(|(id, _)| Ok(id)),
-            record: |id: &str| self.instance(id),
-        };
-        leases.claim(worker, filter, sources)
+        self.claim_work(worker, filter)
     }
 
     fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
-        let mut next = lock(&self.inner.next_work_id);
-        let first = match *next {
-            Some(first) => first,
-            None => self.work_items()?.last().map_or(0, |(id, _)| id + 1),
-        };
-        *next = Some(first.saturating_add(count));
-        Ok(first)
+        self.reserve(count)
     }
 
     fn wait_for_work(&self, timeout: Duration) -> Result<(), StoreError> {
@@ -365,13 +361,7 @@ impl Store for FjallStore {
         let mut out = Vec::new();
         for guard in self.inner.work.iter() {
             let (key, value) = guard.into_inner().map_err(self.io("reading"))?;
-            let work_id = <[u8; 8]>::try_from(&*key)
-                .map(WorkId::from_be_bytes)
-                .map_err(|_| StoreError::Decode {
-                    what: format!("work key {:?} (keyspace `work`)", &*key),
-                    detail: "the key is not an 8-byte work id".to_owned(),
-                    source: None,
-                })?;
+            let work_id = lease::work_id(&key)?;
             let item = decode(&value, || format!("work item {work_id} (keyspace `work`)"))?;
             out.push((work_id, item));
         }
@@ -417,222 +407,4 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("no message")
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use crate::query::{InstanceFilter, LIVE_STATUSES};
-    use crate::record::{Commit, Failure, FailureKind, InstanceRecord, Status, StatusKind};
-    use crate::store::Store;
-
-    use super::FjallStore;
-
-    /// Checks listings, counters, the live instances and the raw index keyspaces against
-    /// a full scan of the records.
-    fn check(store: &FjallStore, step: u32) {
-        let records: BTreeMap<String, InstanceRecord> =
-            store.instances().unwrap().into_iter().collect();
-        let list = |statuses: Vec<StatusKind>| {
-            let filter = InstanceFilter {
-                statuses,
-                ..InstanceFilter::default()
-            };
-            let mut ids: Vec<String> = (store.list_instances(&filter, None, 10_000).unwrap())
-                .instances
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
-            ids.sort();
-            ids
-        };
-        let of = |kinds: &[StatusKind]| -> Vec<String> {
-            let kinds = kinds.to_vec();
-            (records.iter())
-                .filter(|(_, r)| kinds.contains(&r.status.kind()))
-                .map(|(id, _)| id.clone())
-                .collect()
-        };
-        assert_eq!(list(vec![]), of(&StatusKind::ALL), "step {step}: all");
-        let counts = store.count_by_status().unwrap();
-        for kind in StatusKind::ALL {
-            assert_eq!(list(vec![kind]), of(&[kind]), "step {step}: {kind}");
-            assert_eq!(
-                counts[&kind],
-                of(&[kind]).len() as u64,
-                "step {step}: {kind}"
-            );
-        }
-        let mut live: Vec<String> = (store.live_instances().unwrap().into_iter())
-            .map(|(id, _)| id)
-            .collect();
-        live.sort();
-        assert_eq!(live, of(&LIVE_STATUSES), "step {step}: live");
-        let finished = records.values().filter(|r| r.status.is_terminal()).count();
-        assert_eq!(
-            store.inner.by_status.len().unwrap(),
-            records.len(),
-            "step {step}"
-        );
-        assert_eq!(
-            store.inner.by_orchestrator.len().unwrap(),
-            finished,
-            "step {step}"
-        );
-    }
-
-    /// Instances started, moved between live statuses, finished, purged and restarted as
-    /// the runtime does (a new incarnation for every run), several per call, with flushes,
-    /// compactions and reopens at seeded moments: the indexes and counters always agree
-    /// with the records.
-    #[test]
-    fn indexes_and_counters_agree_with_the_records_through_flushes_compactions_and_reopens() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = FjallStore::open(dir.path()).unwrap();
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
-        let mut incarnation = 0;
-        let mut model: BTreeMap<String, InstanceRecord> = BTreeMap::new();
-        let failed = Status::Failed {
-            failure: Failure {
-                kind: FailureKind::Panicked,
-                message: "boom".into(),
-            },
-        };
-        for step in 0..600u32 {
-            let mut commits = Vec::new();
-            for _ in 0..=next(3) {
-                let id = format!("i{}", next(12));
-                let mut commit = Commit::default();
-                match model.get(&id).cloned() {
-                    None => {
-                        incarnation += 1;
-                        let record = InstanceRecord::pending(
-                            format!("o{}", next(2)),
-                            1,
-                            vec![],
-                            next(5),
-                            incarnation,
-                            None,
-                        );
-                        commit.instances.push((id.clone(), record));
-                    }
-                    Some(mut record) if record.status.is_terminal() => {
-                        if next(2) == 0 {
-                            commit.instances_removed.push(id.clone());
-                        } else {
-                            incarnation += 1;
-                            record.incarnation = incarnation;
-                            record.status = Status::Pending;
-                            commit.instances.push((id.clone(), record));
-                        }
-                    }
-                    Some(mut record) => {
-                        record.status = match next(6) {
-                            0 => Status::Running,
-                            1 => Status::Suspended { reason: "r".into() },
-                            2 => Status::Stalled {
-                                failure: Failure {
-                                    kind: FailureKind::Panicked,
-                                    message: "s".into(),
-                                },
-                            },
-                            3 => Status::Completed { output: vec![] },
-                            4 => failed.clone(),
-                            _ => Status::Terminated { reason: "t".into() },
-                        };
-                        commit.instances.push((id.clone(), record));
-                    }
-                }
-                for id in &commit.instances_removed {
-                    model.remove(id);
-                }
-                for (id, record) in &commit.instances {
-                    model.insert(id.clone(), record.clone());
-                }
-                commits.push(commit);
-            }
-            store.commit(&commits).unwrap();
-            match next(8) {
-                0 => {
-                    store.inner.by_status.rotate_memtable_and_wait().unwrap();
-                    store
-                        .inner
-                        .by_orchestrator
-                        .rotate_memtable_and_wait()
-                        .unwrap();
-                }
-                1 => {
-                    store.inner.by_status.major_compact().unwrap();
-                    store.inner.by_orchestrator.major_compact().unwrap();
-                }
-                2 if step % 5 == 0 => {
-                    drop(store);
-                    store = FjallStore::open(dir.path()).unwrap();
-                }
-                _ => {}
-            }
-            check(&store, step);
-        }
-    }
-
-    /// A call applied twice (written, reported failed, retried: `FaultyStore`'s
-    /// `written_anyway`) leaves the work queue, indexes and counters as once, across
-    /// flushes, compactions and a reopen.
-    #[test]
-    fn a_call_applied_twice_leaves_what_one_leaves() {
-        use crate::record::{Event, WorkItem};
-        let dir = tempfile::tempdir().unwrap();
-        let message = WorkItem::Message {
-            instance: "x".into(),
-            incarnation: 1,
-            generation: None,
-            event: Event::ResumeRequested,
-        };
-        let mut record = InstanceRecord::pending("o".into(), 1, vec![], 3, 1, None);
-        let store = FjallStore::open(dir.path()).unwrap();
-        store
-            .commit(&[Commit {
-                instances: vec![("x".into(), record.clone())],
-                enqueued: vec![(1, message.clone())],
-                ..Commit::default()
-            }])
-            .unwrap();
-        store.inner.work.rotate_memtable_and_wait().unwrap();
-        record.status = Status::Completed { output: vec![] };
-        let finish = Commit {
-            instances: vec![("x".into(), record)],
-            dequeued: vec![1],
-            enqueued: vec![(2, message.clone())],
-            ..Commit::default()
-        };
-        store.commit(std::slice::from_ref(&finish)).unwrap();
-        store.inner.work.rotate_memtable_and_wait().unwrap();
-        store.commit(&[finish]).unwrap();
-        check(&store, 0);
-        store
-            .commit(&[Commit {
-                dequeued: vec![2],
-                ..Commit::default()
-            }])
-            .unwrap();
-        for keyspace in [&store.inner.work, &store.inner.by_status] {
-            keyspace.rotate_memtable_and_wait().unwrap();
-        }
-        assert_eq!(store.work_items().unwrap(), vec![]);
-        check(&store, 1);
-        store.inner.work.major_compact().unwrap();
-        assert_eq!(store.work_items().unwrap(), vec![]);
-        drop(store);
-        let store = FjallStore::open(dir.path()).unwrap();
-        assert_eq!(store.work_items().unwrap(), vec![]);
-        check(&store, 2);
-        assert_eq!(store.count_by_status().unwrap()[&StatusKind::Completed], 1);
-    }
 }

@@ -78,6 +78,12 @@ impl WorkIds {
         })
     }
 
+    /// The highest work id written, if the store knows it (a store migrated from format
+    /// 2 does not until it writes one).
+    pub(super) fn highest(&self) -> Option<WorkId> {
+        self.highest
+    }
+
     /// Plans one call's work writes: `writes` gives, in order, each work id written
     /// (`true`) or removed (`false`). Returns, for each removal in that order, whether it
     /// may be weak; the writes to `meta`; and the state after the call.

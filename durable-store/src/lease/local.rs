@@ -2,36 +2,74 @@
 //! [`FjallStore`](crate::FjallStore)), kept in memory, since no other process can hold
 //! anything: a process that dies takes its workers' leases with it, and the next one
 //! starts with none. Its clock is this process's monotonic clock.
+//!
+//! A claim must cost little when there is nothing to take: the runtime claims every
+//! second or so and on every wake-up. So the table also keeps what no worker holds: the
+//! ids of the unheld work items and of the unheld stalled instances. The first claim after
+//! open reads the whole queue and the stalled instances (at open nothing is held); after
+//! that a claim reads only the items and instances in these sets. They grow with the
+//! items a commit leaves for others (its `unclaimed` ones, every item of a commit without
+//! a lease) and with the holdings of a worker whose lease lapses or that leaves; a lapsed
+//! worker's instances send the stalled set back to a full read, since only their records
+//! say whether they are stalled.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::StoreError;
 use crate::lease::{Claim, ClaimFilter, ClaimedInstance, Holding, WorkerId};
-use crate::record::{Commit, InstanceRecord, WorkId, WorkItem};
+use crate::record::{Commit, InstanceRecord, StatusKind, WorkId, WorkItem};
 
 /// What a store reads for [`Leases::claim`].
-pub(crate) struct ClaimSources<I, S, R> {
-    /// The work items, in id order.
-    pub(crate) items: I,
-    /// The ids of the stalled instances.
-    pub(crate) stalled: S,
-    /// The record of an instance, if it has one.
-    pub(crate) record: R,
+pub(crate) trait ClaimReads {
+    /// Every queued work item, in id order: what the first claim after open reads.
+    ///
+    /// # Errors
+    ///
+    /// What the read fails with.
+    fn all_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError>;
+
+    /// The work item `id`, if it is still queued.
+    ///
+    /// # Errors
+    ///
+    /// What the read fails with.
+    fn item(&self, id: WorkId) -> Result<Option<WorkItem>, StoreError>;
+
+    /// The ids of every stalled instance.
+    ///
+    /// # Errors
+    ///
+    /// What the read fails with.
+    fn stalled(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The record of instance `id`, if it has one.
+    ///
+    /// # Errors
+    ///
+    /// What the read fails with.
+    fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError>;
 }
 
-/// Who holds what, under which lease.
+/// Who holds what, under which lease, and what no one holds.
 #[derive(Debug, Default)]
 pub(crate) struct Leases {
     /// The last worker id given.
     last_worker: WorkerId,
-    /// When each worker's lease expires.
+    /// When each worker's lease expires; a worker is dropped from here (and its holdings
+    /// released) by the first claim after its lease lapsed, or when it leaves.
     workers: HashMap<WorkerId, Instant>,
-    /// The worker that last took each instance (its lease may have expired since).
+    /// The worker that last took each live instance (its lease may have expired since).
     instances: HashMap<String, WorkerId>,
     /// The worker that last took each work item.
     items: HashMap<WorkId, WorkerId>,
+    /// The queued items no worker holds (none of them is in `items`); `None` until the
+    /// first claim reads the queue.
+    unheld: Option<BTreeSet<WorkId>>,
+    /// The stalled instances no worker holds, or ids that were (a claim checks each
+    /// record); `None` until a claim reads the stalled instances again.
+    stalled: Option<BTreeSet<String>>,
 }
 
 impl Leases {
@@ -50,11 +88,43 @@ impl Leases {
         Ok(())
     }
 
-    /// Ends the lease of `worker` now.
+    /// Ends the lease of `worker` now: what it held is free to claim.
     pub(crate) fn leave(&mut self, worker: WorkerId) {
         self.workers.remove(&worker);
-        self.instances.retain(|_, holder| *holder != worker);
-        self.items.retain(|_, holder| *holder != worker);
+        self.release(&[worker]);
+    }
+
+    /// Drops the workers whose lease has lapsed and releases what they held.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        let lapsed: Vec<WorkerId> = (self.workers.iter())
+            .filter(|(_, expires)| **expires <= now)
+            .map(|(worker, _)| *worker)
+            .collect();
+        if !lapsed.is_empty() {
+            for worker in &lapsed {
+                self.workers.remove(worker);
+            }
+            self.release(&lapsed);
+        }
+    }
+
+    /// Makes what `workers` (gone) held free to claim.
+    fn release(&mut self, workers: &[WorkerId]) {
+        let unheld = &mut self.unheld;
+        self.items.retain(|id, holder| {
+            let keep = !workers.contains(holder);
+            if !keep && let Some(unheld) = unheld {
+                unheld.insert(*id);
+            }
+            keep
+        });
+        let before = self.instances.len();
+        self.instances.retain(|_, holder| !workers.contains(holder));
+        if self.instances.len() != before {
+            // Which of them are stalled, only their records say.
+            self.stalled = None;
+        }
     }
 
     /// Whether the lease of `worker` is live.
@@ -141,142 +211,195 @@ impl Leases {
         Ok(())
     }
 
-    /// Records what `commits` (checked and written) make their workers hold. Returns
-    /// whether they left items for others to claim.
+    /// Records what `commits` (checked and written) make their workers hold, and what
+    /// they leave unheld. Returns whether they left items for others to claim.
     pub(crate) fn written(&mut self, commits: &[Commit]) -> bool {
+        let untracked = self.items.is_empty()
+            && self.instances.is_empty()
+            && self.unheld.is_none()
+            && self.stalled.is_none();
+        if untracked && commits.iter().all(|commit| commit.lease.is_none()) {
+            // No worker holds anything and no claim ran yet (a store no runtime claims
+            // from, or one not yet claimed from since open): nothing to keep track of.
+            return commits.iter().any(|commit| !commit.enqueued.is_empty());
+        }
         let mut left = false;
         for commit in commits {
-            for id in &commit.instances_removed {
-                self.instances.remove(id);
-            }
             for id in &commit.dequeued {
                 self.items.remove(id);
+                if let Some(unheld) = &mut self.unheld {
+                    unheld.remove(id);
+                }
             }
-            let Some(lease) = &commit.lease else {
-                left |= !commit.enqueued.is_empty();
-                continue;
+            let unclaimed: HashSet<WorkId> = match &commit.lease {
+                Some(lease) => lease.unclaimed.iter().copied().collect(),
+                None => HashSet::new(),
             };
-            for id in written_instances(commit) {
-                self.instances.insert(id.to_owned(), lease.worker);
-            }
-            let unclaimed: HashSet<WorkId> = lease.unclaimed.iter().copied().collect();
             for (id, _) in &commit.enqueued {
-                if unclaimed.contains(id) {
-                    self.items.remove(id);
-                    left = true;
-                } else {
-                    self.items.insert(*id, lease.worker);
+                match &commit.lease {
+                    Some(lease) if !unclaimed.contains(id) => {
+                        self.items.insert(*id, lease.worker);
+                        if let Some(unheld) = &mut self.unheld {
+                            unheld.remove(id);
+                        }
+                    }
+                    _ => {
+                        self.items.remove(id);
+                        if let Some(unheld) = &mut self.unheld {
+                            unheld.insert(*id);
+                        }
+                        left = true;
+                    }
+                }
+            }
+            if let Some(lease) = &commit.lease {
+                for id in written_instances(commit) {
+                    // A turn rewrites the instance it holds: no new key.
+                    match self.instances.get_mut(id) {
+                        Some(holder) => *holder = lease.worker,
+                        None => {
+                            self.instances.insert(id.to_owned(), lease.worker);
+                        }
+                    }
+                }
+            }
+            // Removals apply before writes: an id removed and written again stays.
+            for id in &commit.instances_removed {
+                if !commit.instances.iter().any(|(written, _)| written == id) {
+                    self.instances.remove(id);
+                    if let Some(stalled) = &mut self.stalled {
+                        stalled.remove(id);
+                    }
+                }
+            }
+            for (id, record) in &commit.instances {
+                // A finished instance may be written by anyone: no one holds it.
+                if record.status.is_terminal() {
+                    self.instances.remove(id);
+                }
+                if let Some(stalled) = &mut self.stalled {
+                    let unheld = commit.lease.is_none() && !self.instances.contains_key(id);
+                    if record.status.kind() == StatusKind::Stalled && unheld {
+                        stalled.insert(id.clone());
+                    } else {
+                        stalled.remove(id);
+                    }
                 }
             }
         }
         left
     }
 
-    /// Takes for `worker` what `filter` allows and no live worker holds, from what
-    /// `sources` reads (see [`Store::claim`](crate::Store::claim)).
+    /// Takes for `worker` what `filter` allows and no live worker holds, reading it
+    /// through `reads` (see [`Store::claim`](crate::Store::claim)): the whole queue and
+    /// the stalled instances the first time, then only what is unheld.
     ///
     /// # Errors
     ///
-    /// [`StoreError::LeaseExpired`] if the lease of `worker` has expired; what a source
+    /// [`StoreError::LeaseExpired`] if the lease of `worker` has expired; what a read
     /// fails with.
-    pub(crate) fn claim<I, S, R>(
+    pub(crate) fn claim(
         &mut self,
         worker: WorkerId,
         filter: &ClaimFilter,
-        sources: ClaimSources<I, S, R>,
-    ) -> Result<Claim, StoreError>
-    where
-        I: Iterator<Item = Result<(WorkId, WorkItem), StoreError>>,
-        S: Iterator<Item = Result<String, StoreError>>,
-        R: Fn(&str) -> Result<Option<InstanceRecord>, StoreError>,
-    {
+        reads: &impl ClaimReads,
+    ) -> Result<Claim, StoreError> {
         self.alive(worker)?;
+        self.sweep();
         let max_instances = filter.max_instances.max(1);
         let max_items = filter.max_items.max(1);
         let live = |id: &str| -> Result<Option<InstanceRecord>, StoreError> {
-            Ok((sources.record)(id)?.filter(|record| !record.status.is_terminal()))
+            Ok(reads
+                .record(id)?
+                .filter(|record| !record.status.is_terminal()))
         };
-        // The live instances met, with how the worker stands with each.
-        let mut met: BTreeMap<String, (Holding, InstanceRecord)> = BTreeMap::new();
+        // The queue as read whole, for the first claim after open.
+        let mut read: Option<HashMap<WorkId, WorkItem>> = None;
+        if self.unheld.is_none() {
+            let all = reads.all_items()?;
+            let unheld = (all.iter())
+                .map(|(id, _)| *id)
+                .filter(|id| !self.items.contains_key(id))
+                .collect();
+            self.unheld = Some(unheld);
+            read = Some(all.into_iter().collect());
+        }
+        // The live instances met, with how the worker stands with each, and whether the
+        // claim took it or an item of it.
+        let mut met: BTreeMap<String, (Holding, InstanceRecord, bool)> = BTreeMap::new();
         let mut newly = 0;
         let mut items = Vec::new();
-        for item in sources.items {
+        let mut gone = Vec::new();
+        for &id in self.unheld.iter().flatten() {
             if items.len() >= max_items {
                 break;
             }
-            let (id, item) = item?;
-            if self.item_holder(id).is_some() {
+            let item = match &mut read {
+                Some(read) => read.remove(&id),
+                None => reads.item(id)?,
+            };
+            let Some(item) = item else {
+                gone.push(id);
                 continue;
-            }
+            };
             let (instance, activity) = match &item {
                 WorkItem::Message { instance, .. } | WorkItem::Timer { instance, .. } => {
-                    (instance.clone(), None)
+                    (instance, None)
                 }
-                WorkItem::Activity(task) => (task.instance.clone(), Some(task.activity.clone())),
+                WorkItem::Activity(task) => (&task.instance, Some(task.activity.as_str())),
             };
-            if !met.contains_key(&instance) {
-                let Some(record) = live(&instance)? else {
+            if !met.contains_key(instance) {
+                let Some(record) = live(instance)? else {
                     // An item of a finished or gone instance: taken, to be removed.
                     items.push((id, item));
                     continue;
                 };
-                let holding = match self.instance_holder(&instance) {
+                let holding = match self.instance_holder(instance) {
                     Some(holder) if holder == worker => Holding::Held,
-                    Some(_) => Holding::Other,
-                    None => Holding::Other,
+                    _ => Holding::Other,
                 };
-                met.insert(instance.clone(), (holding, record));
+                met.insert(instance.clone(), (holding, record, false));
             }
-            let (holding, record) = met.get_mut(&instance).expect("met above");
+            let (holding, record, taken) = met.get_mut(instance).expect("met above");
             // An instance no live worker holds is claimed with its first item met (of
             // any kind): its turns run here from now on.
             if *holding == Holding::Other
-                && self.instance_holder(&instance).is_none()
+                && self.instance_holder(instance).is_none()
                 && newly < max_instances
                 && filter.takes_orchestrator(&record.orchestrator)
             {
                 *holding = Holding::Claimed;
                 newly += 1;
             }
-            let take = match &activity {
+            let take = match activity {
                 Some(activity) => filter.takes_activity(activity),
                 None => *holding != Holding::Other,
             };
             if take {
+                *taken = true;
                 items.push((id, item));
             }
         }
-        // Stalled instances no live worker holds, to try again with this worker's code.
-        for id in sources.stalled {
-            if newly >= max_instances {
-                break;
-            }
-            let id = id?;
-            if met
-                .get(&id)
-                .is_some_and(|(holding, _)| *holding != Holding::Other)
-                || self.instance_holder(&id).is_some()
-            {
-                continue;
-            }
-            if let Some(record) = live(&id)?
-                && filter.takes_orchestrator(&record.orchestrator)
-            {
-                met.insert(id, (Holding::Claimed, record));
-                newly += 1;
+        if let Some(unheld) = &mut self.unheld {
+            for id in gone {
+                unheld.remove(&id);
             }
         }
-        for (id, (holding, _)) in &met {
+        self.claim_stalled(filter, reads, &mut met, max_instances - newly)?;
+        for (id, (holding, _, _)) in &met {
             if *holding == Holding::Claimed {
                 self.instances.insert(id.clone(), worker);
             }
         }
+        let unheld = self.unheld.get_or_insert_default();
         for (id, _) in &items {
             self.items.insert(*id, worker);
+            unheld.remove(id);
         }
         let mut instances: Vec<ClaimedInstance> = met
             .into_iter()
-            .map(|(id, (holding, record))| ClaimedInstance {
+            .filter(|(_, (holding, _, taken))| *taken || *holding == Holding::Claimed)
+            .map(|(id, (holding, record, _))| ClaimedInstance {
                 id,
                 record,
                 holding,
@@ -284,6 +407,60 @@ impl Leases {
             .collect();
         instances.sort_by(|a, b| (a.record.created_ms, &a.id).cmp(&(b.record.created_ms, &b.id)));
         Ok(Claim { instances, items })
+    }
+
+    /// Adds to `met`, as [`Holding::Claimed`], up to `room` stalled instances no live
+    /// worker holds, to try again with this worker's code.
+    fn claim_stalled(
+        &mut self,
+        filter: &ClaimFilter,
+        reads: &impl ClaimReads,
+        met: &mut BTreeMap<String, (Holding, InstanceRecord, bool)>,
+        room: usize,
+    ) -> Result<(), StoreError> {
+        if room == 0 {
+            return Ok(());
+        }
+        if self.stalled.is_none() {
+            let stalled = reads.stalled()?;
+            let unheld = (stalled.into_iter())
+                .filter(|id| self.instance_holder(id).is_none())
+                .collect();
+            self.stalled = Some(unheld);
+        }
+        let candidates: Vec<String> = self.stalled.iter().flatten().cloned().collect();
+        let mut newly = 0;
+        // Ids no longer stalled or unheld.
+        let mut stale = Vec::new();
+        for id in candidates {
+            if newly >= room {
+                break;
+            }
+            if met
+                .get(&id)
+                .is_some_and(|(holding, _, _)| *holding != Holding::Other)
+                || self.instance_holder(&id).is_some()
+            {
+                stale.push(id);
+                continue;
+            }
+            match reads.record(&id)? {
+                Some(record) if record.status.kind() == StatusKind::Stalled => {
+                    if filter.takes_orchestrator(&record.orchestrator) {
+                        stale.push(id.clone());
+                        met.insert(id, (Holding::Claimed, record, false));
+                        newly += 1;
+                    }
+                }
+                _ => stale.push(id),
+            }
+        }
+        if let Some(stalled) = &mut self.stalled {
+            for id in &stale {
+                stalled.remove(id);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -322,3 +499,6 @@ impl WorkSignal {
             .wait_timeout_while(given, timeout, |given| *given == seen);
     }
 }
+
+#[cfg(test)]
+mod tests;
