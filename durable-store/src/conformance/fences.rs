@@ -80,9 +80,8 @@ pub(super) fn lapsed_leases_are_taken_over_and_fenced(store: &impl Store) {
     let what = "another worker takes over what a lapsed lease held";
     c.expect(Ok(item_ids(&takeover)), vec![1, 2], what);
     let names = holdings(&takeover);
-    let what = "the takeover claims `x` (for its message) and names `y` (for its task) \
-                without claiming it";
-    let want = vec![("x".to_owned(), true), ("y".to_owned(), false)];
+    let what = "the takeover claims `x` (for its message) and `y` (for its task)";
+    let want = vec![("x".to_owned(), true), ("y".to_owned(), true)];
     let got: Vec<_> = (names.into_iter())
         .map(|(id, holding)| (id, holding == Holding::Claimed))
         .collect();

@@ -54,7 +54,8 @@ queued AS (
     FOR UPDATE
 ),
 refused AS (
-    SELECT 'history' AS kind, -1 AS idx, 0 AS rank, id, first AS a, stored AS b,
+    -- After the lease refusals: a worker that lost its lease learns that first.
+    SELECT 'history' AS kind, 2147483647 AS idx, 0 AS rank, id, first AS a, stored AS b,
            NULL::bigint AS c
     FROM history_fence
     UNION ALL

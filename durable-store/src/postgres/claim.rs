@@ -166,17 +166,19 @@ pub(super) fn claim(
                 };
                 (holding, record.clone())
             });
+            // An instance no live worker holds is claimed with its first item met (of any
+            // kind): its turns run here from now on.
+            if *holding == Holding::Other
+                && holder.is_none()
+                && newly < max_instances
+                && filter.takes_orchestrator(&record.orchestrator)
+            {
+                *holding = Holding::Claimed;
+                newly += 1;
+            }
             let (take, depends) = match item {
                 WorkItem::Activity(task) => (filter.takes_activity(&task.activity), None),
                 WorkItem::Message { .. } | WorkItem::Timer { .. } => {
-                    if *holding == Holding::Other
-                        && holder.is_none()
-                        && newly < max_instances
-                        && filter.takes_orchestrator(&record.orchestrator)
-                    {
-                        *holding = Holding::Claimed;
-                        newly += 1;
-                    }
                     let depends = (*holding == Holding::Claimed).then(|| instance.to_owned());
                     (*holding != Holding::Other, depends)
                 }
@@ -224,8 +226,13 @@ pub(super) fn claim(
         });
         return Err(error("committing a claim")(e));
     }
+    // The instances the claim took, or took an item of; not those it only met.
+    let with_items: HashSet<&str> = items.iter().map(|(_, item, _)| instance_of(item)).collect();
     let mut instances: Vec<ClaimedInstance> = met
         .into_iter()
+        .filter(|(id, (holding, _))| {
+            *holding == Holding::Claimed || with_items.contains(id.as_str())
+        })
         .map(|(id, (holding, record))| ClaimedInstance {
             id,
             record,

@@ -676,7 +676,7 @@ fn claims_and_fences_answer_as_the_reference_does() {
         ]),
     );
     both(
-        "the history fence comes first",
+        "the lease fence comes first, then the history's",
         &commit(vec![Commit {
             lease: lease(2, vec![]),
             ..append("a", 5, 5..6)
