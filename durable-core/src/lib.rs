@@ -150,7 +150,7 @@ pub use payload::{PayloadDirection, PayloadError, PayloadTooLarge, to_json as pa
 pub use position::{Position, StepAt};
 pub use retry::{Backoff, RetryPolicy};
 pub use runtime::{
-    CommitStats, DEFAULT_MAX_PAYLOAD_BYTES, Runtime, RuntimeBuilder, Unregistered,
+    CommitStats, DEFAULT_LEASE, DEFAULT_MAX_PAYLOAD_BYTES, Runtime, RuntimeBuilder, Unregistered,
     UnregisteredCallee,
 };
 

@@ -130,7 +130,9 @@ impl Client {
         };
         match self.begin(&id, record, commit).await {
             Ok(()) => Ok(Instance::new(self.clone(), id, true)),
-            Err(Error::Store(StoreError::InstanceChanged { .. })) => {
+            // Another start created it first (a worker holding it may refuse this one as
+            // fenced before the store compares incarnations).
+            Err(Error::Store(StoreError::InstanceChanged { .. } | StoreError::Fenced { .. })) => {
                 match self.engine.store().instance(&id)? {
                     Some(existing) if existing.orchestrator != O::NAME => {
                         Err(Error::InstanceConflict {

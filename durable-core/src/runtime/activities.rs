@@ -37,7 +37,13 @@ impl Drop for Slot {
 /// Runs activity `task` (work item `id`) in a task of its own once a slot is free.
 /// Slots go out in the order activities are called (the order of this call), and an
 /// activity's execution, with its timeout, starts when it has one.
+///
+/// A task of an activity this worker does not have, on a shared store, is not run here:
+/// it was left in the store for a worker that has it.
 pub(in crate::runtime) fn run(engine: &Arc<Engine>, id: WorkId, task: ActivityTask) {
+    if engine.leaves_activity(&task.activity) {
+        return;
+    }
     let busy = engine.busy();
     engine.queue_activity(QueuedActivity { id, task, busy });
     start_waiting(engine);

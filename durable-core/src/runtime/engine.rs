@@ -134,7 +134,7 @@ pub(crate) struct Engine {
     /// The live instances this worker holds: their turns run here, and messages for them
     /// are delivered here in memory. Messages for any other instance are left in the store
     /// for the worker that holds it (or will claim it).
-    held: Mutex<HashSet<String>>,
+    held: Arc<Mutex<HashSet<String>>>,
     /// The task that renews the lease and claims work (see [`super::lease`]).
     claim_loop: Mutex<Option<tokio::task::JoinHandle<()>>>,
     inboxes: Inboxes,
@@ -175,6 +175,25 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Records in `held` what `commit`, written, makes this worker hold: the instances it
+/// wrote, until they finish or are removed.
+fn hold_written(held: &Mutex<HashSet<String>>, commit: &Commit) {
+    if commit.instances.is_empty() && commit.instances_removed.is_empty() {
+        return;
+    }
+    let mut held = lock(held);
+    for id in &commit.instances_removed {
+        held.remove(id);
+    }
+    for (id, record) in &commit.instances {
+        if record.status.is_terminal() {
+            held.remove(id);
+        } else if !held.contains(id) {
+            held.insert(id.clone());
+        }
+    }
+}
+
 /// Locks `m`, whether or not a panic poisoned it.
 pub(in crate::runtime) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -192,7 +211,7 @@ impl Engine {
             clock: parts.clock,
             work_ids: Arc::new(Mutex::new(parts.work_ids)),
             worker: parts.worker,
-            held: Mutex::new(HashSet::new()),
+            held: Arc::new(Mutex::new(HashSet::new())),
             claim_loop: Mutex::new(None),
             inboxes: Inboxes::default(),
             cache: Mutex::new(LruCache::new(
@@ -252,8 +271,19 @@ impl Engine {
 
     /// Whether an instance waits for `activity` rather than calling it: the runtime does
     /// not have it, and waits for missing code.
+    ///
+    /// Not on a store other processes share: there the task is scheduled and left for a
+    /// worker that has the activity (a fleet in the middle of a rolling deploy).
     pub(in crate::runtime) fn waits_for_activity(&self, activity: &str) -> bool {
-        self.unregistered == Unregistered::Wait && !self.registry.has_activity(activity)
+        self.unregistered == Unregistered::Wait
+            && !self.registry.has_activity(activity)
+            && !self.store.is_shared()
+    }
+
+    /// Whether this worker leaves the tasks of `activity` to others: it does not have it,
+    /// and the store is shared, so a worker that has it claims them.
+    pub(in crate::runtime) fn leaves_activity(&self, activity: &str) -> bool {
+        !self.registry.has_activity(activity) && self.store.is_shared()
     }
 
     /// Whether an instance waits for version `version` of `orchestrator` rather than
@@ -369,25 +399,28 @@ impl Engine {
     }
 
     /// `commit` under this worker's lease: the instances it writes are held from now on
-    /// (until they finish), and the messages it enqueues for instances this worker does
-    /// not hold are left for their holder to claim.
+    /// (until they finish); the messages it enqueues for instances this worker does not
+    /// hold are left for their holder to claim, and the tasks of activities it does not
+    /// have (on a shared store) for a worker that has them.
     fn leased(&self, mut commit: Commit) -> Commit {
-        let mut held = lock(&self.held);
-        for id in &commit.instances_removed {
-            held.remove(id);
-        }
-        for (id, record) in &commit.instances {
-            if record.status.is_terminal() {
-                held.remove(id);
-            } else if !held.contains(id) {
-                held.insert(id.clone());
-            }
-        }
+        let held = lock(&self.held);
+        // The instances the commit creates or goes on with are held once it is written.
+        let written: HashSet<&str> = commit
+            .instances
+            .iter()
+            .filter(|(_, record)| !record.status.is_terminal())
+            .map(|(id, _)| id.as_str())
+            .collect();
         let unclaimed = commit
             .enqueued
             .iter()
             .filter_map(|(id, item)| match item {
-                WorkItem::Message { instance, .. } if !held.contains(instance) => Some(*id),
+                WorkItem::Message { instance, .. }
+                    if !held.contains(instance) && !written.contains(instance.as_str()) =>
+                {
+                    Some(*id)
+                }
+                WorkItem::Activity(task) if self.leaves_activity(&task.activity) => Some(*id),
                 _ => None,
             })
             .collect();
@@ -408,7 +441,7 @@ impl Engine {
     /// [`Error::Store`] if the store refuses the write; [`Error::ShutDown`] once the
     /// runtime has stopped.
     pub(crate) async fn commit(&self, commit: Commit) -> Result<(), Error> {
-        self.commits.commit(self.leased(commit)).await
+        self.submit(commit).await.0
     }
 
     /// Queues `commit` for the next batch at once; the future resolves once it is
@@ -417,7 +450,15 @@ impl Engine {
         &self,
         commit: Commit,
     ) -> impl Future<Output = (Result<(), Error>, Commit)> + Send + use<> {
-        self.commits.submit(self.leased(commit))
+        let written = self.commits.submit(self.leased(commit));
+        let held = self.held.clone();
+        async move {
+            let (result, commit) = written.await;
+            if result.is_ok() {
+                hold_written(&held, &commit);
+            }
+            (result, commit)
+        }
     }
 
     /// The error the store refuses every write with, once it does.

@@ -79,11 +79,6 @@ impl GroupCommit {
         }
     }
 
-    /// Writes `commit` in the next batch; resolves once it is durable.
-    pub(crate) async fn commit(&self, commit: Commit) -> Result<(), Error> {
-        self.submit(commit).await.0
-    }
-
     /// Queues `commit` for the next batch at once; the returned future resolves once it
     /// is durable, with the commit handed back. A turn gives up its slot between queueing
     /// and the fsync, so the turns that wait on one fsync are not capped by how many may

@@ -1,0 +1,185 @@
+//! Several workers on one PostgreSQL database (each a runtime on its own `PostgresStore`
+//! handle, as separate processes would be): they share the instances, start an id once,
+//! take over the work of a worker whose lease lapsed, and leave the tasks of an activity
+//! one of them lacks to the other. The chaos harness (`.ci/run`) does the same across
+//! processes killed with SIGKILL and stopped with SIGSTOP.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use durable_core::{ActivityContext, OrchestrationContext, Runtime, activity, orchestrator};
+use durable_store::{PostgresStore, Store, TestDatabase, TestServer};
+
+use crate::common::lifetime;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Counts the activities one worker ran, and says which worker it is.
+#[derive(Debug)]
+struct Worker {
+    n: u64,
+    ran: AtomicU32,
+}
+
+#[activity]
+async fn mark(ctx: ActivityContext, x: u64) -> Result<u64, String> {
+    let worker = ctx.state::<Arc<Worker>>();
+    worker.ran.fetch_add(1, Ordering::SeqCst);
+    Ok(x + worker.n)
+}
+
+/// Marks `x` with the worker that runs the activity, then waits for `go` and adds it.
+#[orchestrator]
+async fn marked(ctx: OrchestrationContext, x: u64) -> Result<u64, String> {
+    let m = ctx.call(mark, x).await?;
+    let go = ctx.wait_event::<u64>("go").await;
+    Ok(m + go)
+}
+
+fn open(database: &TestDatabase) -> PostgresStore {
+    PostgresStore::open(database.url()).unwrap()
+}
+
+/// A runtime with the orchestrator and (if `with_activity`) the activity, as worker `n`.
+fn worker(
+    database: &TestDatabase,
+    n: u64,
+    with_activity: bool,
+) -> (durable_core::RuntimeBuilder, Arc<Worker>) {
+    let state = Arc::new(Worker {
+        n,
+        ran: AtomicU32::new(0),
+    });
+    let mut builder = Runtime::builder(open(database))
+        .orchestrator(marked)
+        .state(state.clone())
+        .lease(Duration::from_secs(1));
+    if with_activity {
+        builder = builder.activity(mark);
+    }
+    (builder, state)
+}
+
+#[test]
+fn two_workers_share_the_instances_and_start_each_id_once() {
+    let database = TestServer::shared().database();
+    lifetime(async {
+        let (a, ran_a) = worker(&database, 1000, true);
+        let (b, ran_b) = worker(&database, 2000, true);
+        let (a, b) = (a.start().await.unwrap(), b.start().await.unwrap());
+        let (client_a, client_b) = (a.client(), b.client());
+        let mut new = 0;
+        for i in 0..40u64 {
+            let id = format!("m{i}");
+            // Every id is started through both workers at once: one start creates it.
+            let (x, y) = tokio::join!(
+                client_a.start(marked, id.clone(), i),
+                client_b.start(marked, id.clone(), i)
+            );
+            new += u32::from(x.unwrap().is_new()) + u32::from(y.unwrap().is_new());
+        }
+        assert_eq!(new, 40, "each id started once");
+        for i in 0..40u64 {
+            // Through the worker that did not start it, as often as not.
+            let client = if i % 2 == 0 { &client_a } else { &client_b };
+            client
+                .raise_event(&format!("m{i}"), "go", &1)
+                .await
+                .unwrap();
+        }
+        for i in 0..40u64 {
+            let output = client_a
+                .instance(marked, format!("m{i}"))
+                .wait(WAIT)
+                .await
+                .unwrap();
+            assert!(
+                output == i + 1001 || output == i + 2001,
+                "m{i}: {output}: marked by neither worker"
+            );
+        }
+        let (ran_a, ran_b) = (
+            ran_a.ran.load(Ordering::SeqCst),
+            ran_b.ran.load(Ordering::SeqCst),
+        );
+        assert_eq!(ran_a + ran_b, 40, "each activity ran once");
+        assert!(
+            ran_a > 0 && ran_b > 0,
+            "both workers ran work: {ran_a}, {ran_b}"
+        );
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+    assert_eq!(open(&database).work_items().unwrap(), vec![]);
+}
+
+#[test]
+fn the_instances_of_a_worker_whose_lease_lapsed_are_taken_over() {
+    let database = TestServer::shared().database();
+    lifetime(async {
+        let (a, _) = worker(&database, 1000, true);
+        let a = a.start().await.unwrap();
+        for i in 0..10u64 {
+            a.client().start(marked, format!("m{i}"), i).await.unwrap();
+        }
+        let store = open(&database);
+        for i in 0..10u64 {
+            // Marked, and waiting for `go`.
+            while store.history(&format!("m{i}")).unwrap().len() < 3 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        // Worker `a` dies without leaving: its runtime's tasks end with this tokio
+        // runtime, and nothing ends its lease.
+        std::mem::forget(a);
+    });
+    lifetime(async {
+        let (b, _) = worker(&database, 2000, true);
+        let b = b.start().await.unwrap();
+        for i in 0..10u64 {
+            b.client()
+                .raise_event(&format!("m{i}"), "go", &1)
+                .await
+                .unwrap();
+        }
+        for i in 0..10u64 {
+            let instance = b.client().instance(marked, format!("m{i}"));
+            // Marked by `a` before it died; finished by `b` once `a`'s lease lapsed.
+            assert_eq!(instance.wait(WAIT).await.unwrap(), i + 1001);
+        }
+        assert!(b.replay_count() >= 10, "b rebuilt what it took over");
+        b.shutdown().await;
+    });
+}
+
+#[test]
+fn a_worker_leaves_the_tasks_of_an_activity_it_lacks_to_one_that_has_it() {
+    let database = TestServer::shared().database();
+    lifetime(async {
+        // `old` lacks the activity (a rolling deploy half done); `new` has it.
+        let (old, ran_old) = worker(&database, 1000, false);
+        let (new, ran_new) = worker(&database, 2000, true);
+        let (old, new) = (old.start().await.unwrap(), new.start().await.unwrap());
+        for i in 0..10u64 {
+            old.client()
+                .start(marked, format!("m{i}"), i)
+                .await
+                .unwrap();
+        }
+        for i in 0..10u64 {
+            old.client()
+                .raise_event(&format!("m{i}"), "go", &1)
+                .await
+                .unwrap();
+        }
+        for i in 0..10u64 {
+            let instance = old.client().instance(marked, format!("m{i}"));
+            assert_eq!(instance.wait(WAIT).await.unwrap(), i + 2001);
+        }
+        assert_eq!(ran_old.ran.load(Ordering::SeqCst), 0);
+        assert_eq!(ran_new.ran.load(Ordering::SeqCst), 10);
+        old.shutdown().await;
+        new.shutdown().await;
+    });
+}
