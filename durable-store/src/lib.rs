@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod expected;
 #[cfg(feature = "testing")]
 mod fault;
 mod fjall_store;

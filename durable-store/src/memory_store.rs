@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::error::StoreError;
+use crate::expected::check_expected;
 use crate::keys;
 use crate::lease::local::{ClaimReads, Leases, WorkSignal};
 use crate::lease::{Claim, ClaimFilter, WorkerId};
 use crate::query::{
     InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts, page_of, zero_counts,
 };
-use crate::record::{Commit, Event, InstanceRecord, StatusKind, WorkId, WorkItem, check_expected};
+use crate::record::{Commit, Event, InstanceRecord, StatusKind, WorkId, WorkItem};
 use crate::store::Store;
 
 /// A [`Store`] kept in memory: fast, and gone when the last clone drops.

@@ -2,15 +2,18 @@
 //! through group commit, and recovers unfinished work on start.
 //!
 //! Work items (events for instances, activities to run, timers) live in the store until
-//! the commit that consumes them deletes them. A running process holds the items it has
-//! handed out in memory, which is its lease on them: if it dies, the lease dies with it,
-//! and the next runtime on the store redelivers every item still there. An activity is
-//! therefore run at least once; its result is recorded exactly once, in the same atomic
-//! commit that deletes its work item. That commit is the turn of its instance that takes
-//! the result (handed over in memory), so an activity costs no commit of its own; a result
-//! no turn will take soon (a suspended or stalled instance, a shutdown) is stored as a
-//! message instead.
-//!
+//! the commit that consumes them deletes them. A runtime is a worker on the store
+//! ([`lease`]): it joins under a lease, claims the instances and work no live worker
+//! holds (all of it, when it starts on a store it has alone), and writes every commit
+//! under its lease, which the store checks. If it dies, its lease lapses (with the
+//! process, on fjall), and the next worker to claim takes over every item it held. An
+//! activity is therefore run at least once; its result is recorded exactly once, in the
+//! same atomic commit that deletes its work item. That commit is the turn of its instance
+//! that takes the result (handed over in memory when this worker holds the instance), so
+//! an activity costs no commit of its own; a result no turn here will take soon (an
+//! instance another worker holds, a suspended or stalled instance, a shutdown) is stored
+//! as a message instead.
+
 //! # The files
 //!
 //! [`engine`] holds the state everything shares (the store and group commit, the
@@ -19,14 +22,16 @@
 //! [`turns`] (the turn task; it plans with [`turn_plan`], and hands the turns that do
 //! not run the orchestrator to [`control`], a client's terminate, suspend or resume, and
 //! [`verdicts`]), [`activities`], [`timer_arming`], [`outbox`] (what a commit sends once
-//! durable), [`recovery`] and [`group_commit`]. The engine spawns an instance's turn task
+//! durable), [`recovery`] (taking over what a claim took), [`lease`] (joining, the claim
+//! loop, leaving) and [`group_commit`]. What the worker holds, and the lease its commits
+//! carry, are in `engine/holdings.rs`. The engine spawns an instance's turn task
 //! through the function this builder hands it ([`turns::turn_task`]), so it names no
 //! job file.
 //!
 //! # One activity, from `client.start` and back
 //!
 //! 1. `Client::start` (`client/mod.rs`) commits the instance's record and its `Started`
-//!    message: [`Engine::send_message`](engine::Engine::send_message) (`engine.rs`),
+//!    message: [`Engine::send_message`](engine::Engine::send_message) (`engine/mod.rs`),
 //!    through [`GroupCommit`](group_commit::GroupCommit) (`group_commit.rs`), then
 //!    [`Engine::deliver`](engine::Engine::deliver) puts the message in the instance's
 //!    inbox (`inbox.rs`) and spawns its turn task.
@@ -38,7 +43,7 @@
 //!    (`activities.rs`), which runs the activity when a slot is free, with an
 //!    [`ActivityContext`](crate::activity_context::ActivityContext), and hands its result
 //!    to the instance's inbox: [`Engine::hand_over`](engine::Engine::hand_over)
-//!    (`engine.rs`), which spawns the turn task again.
+//!    (`engine/mod.rs`), which spawns the turn task again.
 //! 4. That turn (`turns.rs`, `turn_plan.rs`) replays the result into the orchestrator and
 //!    commits it with the instance's new status, in the commit that removes the task; if
 //!    the instance finished, [`Engine::notify_finished`](engine::Engine::notify_finished)

@@ -9,8 +9,9 @@ use super::index::{Changes, Entry, FnvMap, count_key, slot};
 use super::work::{MetaWrite, WorkIds};
 use super::{FjallStore, Live, decode};
 use crate::error::{StoreError, cause};
+use crate::expected::check_expected;
 use crate::keys;
-use crate::record::{Commit, InstanceRecord, StatusKind, check_expected};
+use crate::record::{Commit, InstanceRecord, StatusKind};
 use crate::store::{Durability, Store};
 
 /// The keyspace a write goes to.

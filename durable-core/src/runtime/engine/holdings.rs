@@ -1,0 +1,218 @@
+//! What this worker holds on the store (see `durable_store::lease`): its worker id, the
+//! instances it holds (their turns run here; messages for any other instance stay in the
+//! store for its holder), the lease every commit carries, the claim loop's task, and the
+//! block of work ids the store reserved for it.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use durable_store::WorkerId;
+use durable_store::{ClaimFilter, Commit, CommitLease, Store, StoreError, WorkId, WorkItem};
+
+use super::{Engine, RETRY_DELAY, lock};
+use crate::error::Error;
+
+/// How many work ids one reservation takes ([`Store::reserve_work_ids`]): the next block
+/// is reserved in the background once half of the current one is used.
+pub(in crate::runtime) const WORK_ID_BLOCK: u64 = 1 << 20;
+
+/// The work ids a runtime numbers its new work items with: a block the store reserved for
+/// it, and the next block once it is reserved.
+#[derive(Debug)]
+pub(in crate::runtime) struct WorkIds {
+    next: WorkId,
+    end: WorkId,
+    /// The first id of the next block, once reserved.
+    following: Option<WorkId>,
+    /// Whether a reservation of the next block is under way.
+    reserving: bool,
+}
+
+impl WorkIds {
+    /// The block of `WORK_ID_BLOCK` ids from `first`.
+    pub(in crate::runtime) fn from(first: WorkId) -> Self {
+        Self {
+            next: first,
+            end: first.saturating_add(WORK_ID_BLOCK),
+            following: None,
+            reserving: false,
+        }
+    }
+}
+
+/// Records in `held` what `commit`, written, makes this worker hold: the instances it
+/// wrote, until they finish or are removed.
+fn hold_written(held: &Mutex<HashSet<String>>, commit: &Commit) {
+    if commit.instances.is_empty() && commit.instances_removed.is_empty() {
+        return;
+    }
+    let mut held = lock(held);
+    for id in &commit.instances_removed {
+        held.remove(id);
+    }
+    for (id, record) in &commit.instances {
+        if record.status.is_terminal() {
+            held.remove(id);
+        } else if !held.contains(id) {
+            held.insert(id.clone());
+        }
+    }
+}
+
+impl Engine {
+    /// A new work item id, from the block the store reserved for this runtime. Once half
+    /// of the block is used, the next one is reserved in the background; should the block
+    /// run out before that reservation succeeds, this waits for the store.
+    pub(in crate::runtime) fn work_id(&self) -> WorkId {
+        let mut ids = lock(&self.work_ids);
+        if ids.next == ids.end {
+            let first = match ids.following.take() {
+                Some(first) => first,
+                None => loop {
+                    match self.store.reserve_work_ids(WORK_ID_BLOCK) {
+                        Ok(first) => break first,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot reserve work ids; retrying");
+                            std::thread::sleep(RETRY_DELAY);
+                        }
+                    }
+                },
+            };
+            ids.next = first;
+            ids.end = first.saturating_add(WORK_ID_BLOCK);
+        }
+        let id = ids.next;
+        ids.next += 1;
+        if ids.end - ids.next < WORK_ID_BLOCK / 2 && ids.following.is_none() && !ids.reserving {
+            ids.reserving = true;
+            let (store, work_ids) = (self.store.clone(), self.work_ids.clone());
+            std::thread::spawn(move || {
+                let first = store.reserve_work_ids(WORK_ID_BLOCK);
+                let mut ids = lock(&work_ids);
+                ids.reserving = false;
+                match first {
+                    Ok(first) => ids.following = Some(first),
+                    Err(e) => tracing::warn!(error = %e, "cannot reserve work ids; will retry"),
+                }
+            });
+        }
+        id
+    }
+
+    // The lease.
+
+    /// This runtime's worker on the store.
+    pub(in crate::runtime) fn worker(&self) -> WorkerId {
+        self.worker
+    }
+
+    /// The store, shared: for calls made off the runtime's threads.
+    pub(in crate::runtime) fn store_arc(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// What this worker claims: on a store other processes share, only work for the code
+    /// it has, leaving the rest to workers that have it; on a store it holds alone,
+    /// everything (what it cannot run, [`Unregistered`] decides).
+    pub(in crate::runtime) fn claim_filter(&self) -> ClaimFilter {
+        if self.store.is_shared() {
+            ClaimFilter::default()
+                .orchestrators(self.registry.orchestrator_names())
+                .activities(self.registry.activity_names())
+        } else {
+            ClaimFilter::default()
+        }
+    }
+
+    /// Whether this worker holds `instance`.
+    pub(in crate::runtime) fn holds(&self, instance: &str) -> bool {
+        lock(&self.held).contains(instance)
+    }
+
+    /// This worker now holds `instance` (it claimed it).
+    pub(in crate::runtime) fn hold(&self, instance: &str) {
+        lock(&self.held).insert(instance.to_string());
+    }
+
+    /// This worker no longer holds `instance` (another took it over).
+    pub(in crate::runtime) fn let_go(&self, instance: &str) {
+        lock(&self.held).remove(instance);
+        self.forget(instance);
+    }
+
+    /// `commit` under this worker's lease: the instances it writes are held from now on
+    /// (until they finish); the messages it enqueues for instances this worker does not
+    /// hold are left for their holder to claim, and the tasks of activities it does not
+    /// have (on a shared store) for a worker that has them.
+    fn leased(&self, mut commit: Commit) -> Commit {
+        let held = lock(&self.held);
+        // The instances the commit creates or goes on with are held once it is written.
+        let written: HashSet<&str> = commit
+            .instances
+            .iter()
+            .filter(|(_, record)| !record.status.is_terminal())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let unclaimed = commit
+            .enqueued
+            .iter()
+            .filter_map(|(id, item)| match item {
+                WorkItem::Message { instance, .. }
+                    if !held.contains(instance) && !written.contains(instance.as_str()) =>
+                {
+                    Some(*id)
+                }
+                WorkItem::Activity(task) if self.leaves_activity(&task.activity) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        drop(held);
+        commit.lease = Some(CommitLease {
+            worker: self.worker,
+            unclaimed,
+        });
+        commit
+    }
+
+    /// Halts the runtime: the store refuses this worker's writes from now on.
+    pub(in crate::runtime) fn halt(&self, error: StoreError) {
+        self.commits.halt(error);
+    }
+
+    /// Whether other processes may share the store.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.store.is_shared()
+    }
+
+    /// Keeps the claim loop's task, for shutdown to wait for.
+    pub(in crate::runtime) fn keep_claim_loop(&self, task: tokio::task::JoinHandle<()>) {
+        *lock(&self.claim_loop) = Some(task);
+    }
+
+    /// Waits for the claim loop to end (after the runtime stopped taking work).
+    pub(in crate::runtime) async fn stop_claim_loop(&self) {
+        let task = lock(&self.claim_loop).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// Queues `commit` for the next batch at once, under this worker's lease; the future
+    /// resolves once it is durable, with the commit handed back (see
+    /// [`GroupCommit::submit`](super::super::group_commit::GroupCommit::submit)). Once it
+    /// is, this worker holds the instances it wrote.
+    pub(in crate::runtime) fn submit(
+        &self,
+        commit: Commit,
+    ) -> impl Future<Output = (Result<(), Error>, Commit)> + Send + use<> {
+        let written = self.commits.submit(self.leased(commit));
+        let held = self.held.clone();
+        async move {
+            let (result, commit) = written.await;
+            if result.is_ok() {
+                hold_written(&held, &commit);
+            }
+            (result, commit)
+        }
+    }
+}
