@@ -180,8 +180,9 @@ impl<O: Orchestrator> Instance<O> {
     /// once: restart the process to go on.
     ///
     /// The instance may run on another worker (another process, on a store others share:
-    /// [`Store::is_shared`](crate::Store::is_shared)): its status is read again every
-    /// 100 ms on a shared store, every second otherwise.
+    /// [`Store::is_shared`](crate::Store::is_shared)): while this runtime does not hold
+    /// it, its status is read again every 100 ms on a shared store, every second
+    /// otherwise.
     pub async fn wait(&self, timeout: Duration) -> Result<O::Output, Error> {
         let deadline = tokio::time::Instant::now() + timeout;
         let id = || self.id.clone();
@@ -209,9 +210,12 @@ impl<O: Orchestrator> Instance<O> {
                     }
                 }
             }
-            // Another worker (another process, on a shared store) may run the instance:
-            // its finish wakes no one here, so the status is read again now and then.
-            let poll = if engine.is_shared() {
+            // An instance this worker holds wakes the watch when it finishes. Another
+            // worker (another process, on a shared store) may run it instead: its finish
+            // wakes no one here, so the status is read again now and then.
+            let poll = if engine.holds(&self.id) {
+                Duration::MAX
+            } else if engine.is_shared() {
                 SHARED_STORE_POLL
             } else {
                 OTHER_WORKER_POLL

@@ -38,6 +38,14 @@ impl Target {
         if config.get_application_name().is_none() {
             config.application_name("durable");
         }
+        // Every statement of the store reads rows by key (an id, a key array, an index
+        // prefix): none gains from a sequential scan. A table that just grew from empty
+        // (a new database, a burst of starts) still has the statistics of an empty one
+        // until autovacuum analyzes it, and the planner then scans it whole for each
+        // batch's keys: measured at 370 ms per group commit of 1,024 turns on 10,000
+        // instances, against 3 ms by the primary key.
+        let options = config.get_options().map(str::to_owned).unwrap_or_default();
+        config.options(format!("{options} -c enable_seqscan=off").trim_start());
         let name = describe(&config);
         Ok(Self { config, name })
     }

@@ -125,7 +125,7 @@ impl Engine {
     }
 
     /// Whether this worker holds `instance`.
-    pub(in crate::runtime) fn holds(&self, instance: &str) -> bool {
+    pub(crate) fn holds(&self, instance: &str) -> bool {
         lock(&self.held).contains(instance)
     }
 
