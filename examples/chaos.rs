@@ -61,7 +61,8 @@ struct Args {
     /// Where the store and the ledger live (must be empty or absent).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Instances of each of the 7 patterns [default: kills / 25, at least 3].
+    /// Instances of each of the 7 patterns [default: kills / 25, at least 3; times the
+    /// workers with --store].
     #[arg(long)]
     per_kind: Option<u64>,
     /// Runs on PostgreSQL: the server of this URL (`postgres://user@host:port/db`) gets a
@@ -92,14 +93,22 @@ const MIN_KILLS_TO_ABSORB: u64 = 20;
 /// The instances of a run with `kills` kills. Instance `n` of each pattern starts its work
 /// after `n` staggers, so that starts spread over about the first 60% of the kills (one
 /// every ~0.4 s) and most kills land while instances are running.
-fn workload(kills: u64, per_kind: u64) -> Vec<workload::Spec> {
-    let stagger_ms = kills * 240 / per_kind.saturating_sub(1).max(1);
+///
+/// A fleet's kills take longer (one in five pauses a worker for seconds), about a second
+/// each instead of 0.4 s: its starts spread over `kills × 600 ms`.
+fn workload(kills: u64, per_kind: u64, fleet: bool) -> Vec<workload::Spec> {
+    let window_ms = if fleet { kills * 600 } else { kills * 240 };
+    let stagger_ms = window_ms / per_kind.saturating_sub(1).max(1);
     workload::specs(per_kind, stagger_ms)
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let per_kind = args.per_kind.unwrap_or((args.kills / 25).max(3));
+    // A fleet shares the workload: each worker gets about what the single child does.
+    let fleet = args.store.is_some();
+    let per_kind = args
+        .per_kind
+        .unwrap_or((args.kills / 25).max(3) * args.workers.max(1) as u64);
     if args.child {
         let Some(dir) = args.dir else {
             eprintln!("chaos: --child needs --dir");
@@ -111,7 +120,7 @@ fn main() -> ExitCode {
             serve: args.serve,
             lease: fleet::LEASE,
         };
-        return run_child(&dir, workload(args.kills, per_kind), role, args.seed);
+        return run_child(&dir, workload(args.kills, per_kind, fleet), role, args.seed);
     }
     if args.workers > 1 && args.store.is_none() {
         eprintln!("chaos: --workers needs --store postgres://...: a fjall store is one process's");
@@ -285,7 +294,7 @@ fn run_parent(run: &Run) -> Result<bool, String> {
         );
     }
 
-    let mut report = verify::verify(dir, None, &workload(kills, run.per_kind));
+    let mut report = verify::verify(dir, None, &workload(kills, run.per_kind, false));
     if !finished {
         report.lost.push(format!(
             "the final run did not finish cleanly (see {})",
@@ -318,7 +327,7 @@ fn run_fleet(run: &Run, server: &str) -> Result<bool, String> {
     let mut report = verify::verify(
         run.dir,
         Some(&database.url),
-        &workload(run.kills, run.per_kind),
+        &workload(run.kills, run.per_kind, true),
     );
     if !finished {
         report
