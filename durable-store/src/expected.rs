@@ -6,24 +6,28 @@ use std::collections::HashMap;
 use crate::error::StoreError;
 use crate::record::{Commit, Incarnation};
 
-/// Checks the [`Commit::expected`] of `commits` against `stored` (the incarnation of an
-/// instance as stored before them, `None` if absent) and what the commits before each
-/// write.
+/// Checks the [`Commit::expected`] of `commits` against the store as it is before them
+/// and what the commits before each write: `exists(id)` says whether instance `id` is
+/// stored (all a start's expectation needs), `stored(id)` reads its incarnation (`None`
+/// if absent).
 ///
 /// # Errors
 ///
-/// [`StoreError::InstanceChanged`] for the first expectation not met; what `stored`
-/// fails with.
+/// [`StoreError::InstanceChanged`] for the first expectation not met; what `exists` or
+/// `stored` fails with.
 pub(crate) fn check_expected(
     commits: &[Commit],
+    exists: impl Fn(&str) -> Result<bool, StoreError>,
     stored: impl Fn(&str) -> Result<Option<Incarnation>, StoreError>,
 ) -> Result<(), StoreError> {
     let mut written: HashMap<&str, Option<Incarnation>> = HashMap::new();
     for commit in commits {
         for (id, expected) in &commit.expected {
-            let found = match written.get(id.as_str()) {
-                Some(found) => *found,
-                None => stored(id)?,
+            let found = match (written.get(id.as_str()), expected) {
+                (Some(found), _) => *found,
+                // Expected absent, and absent: no record to read.
+                (None, None) if !exists(id)? => None,
+                (None, _) => stored(id)?,
             };
             if found != *expected {
                 return Err(StoreError::InstanceChanged {
@@ -41,17 +45,4 @@ pub(crate) fn check_expected(
         }
     }
     Ok(())
-}
-
-impl Commit {
-    /// Whether the commit writes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.histories_removed.is_empty()
-            && self.instances_removed.is_empty()
-            && self.instances.is_empty()
-            && self.history.is_empty()
-            && self.dequeued.is_empty()
-            && self.enqueued.is_empty()
-            && self.progress.is_empty()
-    }
 }

@@ -13,6 +13,7 @@ mod expected;
 #[cfg(feature = "testing")]
 mod fault;
 mod fjall_store;
+mod hash;
 mod keys;
 pub mod lease;
 #[cfg(feature = "testing")]

@@ -202,9 +202,11 @@ impl Store for MemoryStore {
         // The lease first: a worker that lost it learns that, not what changed since.
         state.leases.check(commits, |id| state.finished(id))?;
         state.check_appends(commits)?;
-        check_expected(commits, |id| {
-            Ok(state.instances.get(id).map(|record| record.incarnation))
-        })?;
+        check_expected(
+            commits,
+            |id| Ok(state.instances.contains_key(id)),
+            |id| Ok(state.instances.get(id).map(|record| record.incarnation)),
+        )?;
         for commit in commits {
             for (id, _) in &commit.histories_removed {
                 state.history.remove(id);

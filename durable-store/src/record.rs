@@ -536,6 +536,19 @@ pub struct Commit {
     pub expected: Vec<(String, Option<Incarnation>)>,
 }
 
+impl Commit {
+    /// Whether the commit writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.histories_removed.is_empty()
+            && self.instances_removed.is_empty()
+            && self.instances.is_empty()
+            && self.history.is_empty()
+            && self.dequeued.is_empty()
+            && self.enqueued.is_empty()
+            && self.progress.is_empty()
+    }
+}
+
 /// Decodes a stored record (postcard); `what` names it for the error.
 ///
 /// # Errors

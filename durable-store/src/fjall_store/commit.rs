@@ -5,11 +5,12 @@ use std::ops::Range;
 use fjall::{Keyspace, PersistMode, Slice};
 use serde::Serialize;
 
-use super::index::{Changes, Entry, FnvMap, count_key, slot};
+use super::index::{Changes, Entry, count_key, slot};
 use super::work::{MetaWrite, WorkIds};
 use super::{FjallStore, Live, decode};
 use crate::error::{StoreError, cause};
 use crate::expected::check_expected;
+use crate::hash::FnvMap;
 use crate::keys;
 use crate::record::{Commit, InstanceRecord, StatusKind};
 use crate::store::{Durability, Store};
@@ -174,9 +175,11 @@ impl FjallStore {
         };
         // Held from the reads below to the commit, so no other commit writes in between.
         let _writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-        check_expected(commits, |id| {
-            Ok(self.instance(id)?.map(|record| record.incarnation))
-        })?;
+        check_expected(
+            commits,
+            |id| (self.inner.instances.contains_key(id)).map_err(self.io("reading")),
+            |id| Ok(self.instance(id)?.map(|record| record.incarnation)),
+        )?;
         let mut leases = self.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
         leases.check(commits, |id| {
             // Read only for an instance another live worker holds: a commit that lost it.

@@ -6,9 +6,9 @@
 //! prefix, then keeps it in memory with the instance's index entry (`Inner::live`) while
 //! the instance is live: a turn's append costs a map lookup, not a read.
 
-use super::index::FnvMap;
 use super::{FjallStore, decode, lock};
 use crate::error::StoreError;
+use crate::hash::FnvMap;
 use crate::keys;
 use crate::lease::local::ClaimReads;
 use crate::lease::{Claim, ClaimFilter, WorkerId};

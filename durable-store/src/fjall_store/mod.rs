@@ -91,7 +91,7 @@ struct Inner {
     /// reading and decoding the record it replaces, and its history's length (the
     /// history fence's expected length) instead of seeking it. Written under `writer`,
     /// after the batch that stores them.
-    live: Mutex<index::FnvMap<String, Live>>,
+    live: Mutex<crate::hash::FnvMap<String, Live>>,
     /// Who holds what: in memory, since one process holds the store (see
     /// [`crate::lease::local`]). Locked after `writer`, and across a commit's check and
     /// write.

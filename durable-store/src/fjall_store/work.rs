@@ -17,11 +17,10 @@
 //! highest before it, is weak; every other removal is a plain one.
 
 use std::collections::HashSet;
-use std::hash::BuildHasherDefault;
 
 use fjall::Keyspace;
 
-use super::index::Fnv;
+use crate::hash::FnvSet;
 use crate::record::WorkId;
 
 /// The key of the highest work id written, in `meta`.
@@ -39,7 +38,7 @@ pub(super) struct WorkIds {
     /// The highest id written.
     highest: Option<WorkId>,
     /// Ids written more than once and not removed since.
-    rewritten: HashSet<WorkId, BuildHasherDefault<Fnv>>,
+    rewritten: FnvSet<WorkId>,
 }
 
 /// A change to `meta` that [`WorkIds::plan`] asks for.

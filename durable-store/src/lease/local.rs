@@ -13,7 +13,9 @@
 //! worker's instances send the stalled set back to a full read, since only their records
 //! say whether they are stalled.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::hash::FnvMap;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,11 +61,11 @@ pub(crate) struct Leases {
     last_worker: WorkerId,
     /// When each worker's lease expires; a worker is dropped from here (and its holdings
     /// released) by the first claim after its lease lapsed, or when it leaves.
-    workers: HashMap<WorkerId, Instant>,
+    workers: FnvMap<WorkerId, Instant>,
     /// The worker that last took each live instance (its lease may have expired since).
-    instances: HashMap<String, WorkerId>,
+    instances: FnvMap<String, WorkerId>,
     /// The worker that last took each work item.
-    items: HashMap<WorkId, WorkerId>,
+    items: FnvMap<WorkId, WorkerId>,
     /// The queued items no worker holds (none of them is in `items`); `None` until the
     /// first claim reads the queue.
     unheld: Option<BTreeSet<WorkId>>,
@@ -172,7 +174,7 @@ impl Leases {
         finished: impl Fn(&str) -> bool,
     ) -> Result<(), StoreError> {
         // Instances earlier commits of the batch take, by worker.
-        let mut taken: HashMap<&str, WorkerId> = HashMap::new();
+        let mut taken: FnvMap<&str, WorkerId> = FnvMap::default();
         for commit in commits {
             let Some(lease) = &commit.lease else {
                 continue;
@@ -231,10 +233,8 @@ impl Leases {
                     unheld.remove(id);
                 }
             }
-            let unclaimed: HashSet<WorkId> = match &commit.lease {
-                Some(lease) => lease.unclaimed.iter().copied().collect(),
-                None => HashSet::new(),
-            };
+            // Usually empty, and short: a turn's messages for instances held elsewhere.
+            let unclaimed: &[WorkId] = commit.lease.as_ref().map_or(&[], |lease| &lease.unclaimed);
             for (id, _) in &commit.enqueued {
                 match &commit.lease {
                     Some(lease) if !unclaimed.contains(id) => {

@@ -146,19 +146,20 @@ impl Engine {
     /// have (on a shared store) for a worker that has them.
     fn leased(&self, mut commit: Commit) -> Commit {
         let held = lock(&self.held);
-        // The instances the commit creates or goes on with are held once it is written.
-        let written: HashSet<&str> = commit
-            .instances
-            .iter()
-            .filter(|(_, record)| !record.status.is_terminal())
-            .map(|(id, _)| id.as_str())
-            .collect();
+        // The instances the commit creates or goes on with (a few) are held once it is
+        // written.
+        let written = |instance: &str| {
+            commit
+                .instances
+                .iter()
+                .any(|(id, record)| id == instance && !record.status.is_terminal())
+        };
         let unclaimed = commit
             .enqueued
             .iter()
             .filter_map(|(id, item)| match item {
                 WorkItem::Message { instance, .. }
-                    if !held.contains(instance) && !written.contains(instance.as_str()) =>
+                    if !held.contains(instance) && !written(instance) =>
                 {
                     Some(*id)
                 }
