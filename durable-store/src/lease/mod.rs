@@ -37,7 +37,9 @@ use crate::record::{InstanceRecord, WorkId, WorkItem};
 pub(crate) mod local;
 
 /// Identifies one worker for as long as its lease lives: given by
-/// [`Store::join`](crate::Store::join), never 0, and never given again by the same store.
+/// [`Store::join`](crate::Store::join), never 0, and never given again by the same store
+/// (for a store one process holds, `MemoryStore` or [`FjallStore`](crate::FjallStore):
+/// while it is open, since every lease ends with the process).
 pub type WorkerId = u64;
 
 /// The lease a commit is written under: which worker writes it, and which of the items it
@@ -124,8 +126,9 @@ pub enum Holding {
     /// The worker held it already; the claim took new items for it (messages other
     /// workers sent).
     Held,
-    /// Another worker holds it under a live lease; the claim took only its activity
-    /// tasks, whose results go to it as messages.
+    /// The claim did not take it: another worker holds it under a live lease, or the
+    /// filter leaves its orchestrator out, or the claim's instance limit was reached. The
+    /// claim took only its activity tasks, whose results go to it as messages.
     Other,
 }
 
