@@ -125,7 +125,8 @@ fn workers_claiming_at_once_never_take_the_same_thing() {
 #[test]
 fn a_lapsed_lease_is_taken_over_and_its_worker_fenced() {
     let (_database, a, b) = two_handles();
-    let stale = a.join(Duration::from_millis(300)).unwrap();
+    // Long enough for the calls before it lapses on a busy machine.
+    let stale = a.join(Duration::from_millis(1500)).unwrap();
     let mut seed = started("x", 1);
     seed.enqueued.push((2, task("x", 2)));
     a.commit(&[leased(stale, seed)]).unwrap();
@@ -135,7 +136,7 @@ fn a_lapsed_lease_is_taken_over_and_its_worker_fenced() {
         claim.items.is_empty(),
         "the stale worker holds x: {claim:?}"
     );
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(1800));
     let claim = b.claim(taker, &ClaimFilter::default()).unwrap();
     assert_eq!(ids(&claim), vec![1, 2]);
     assert_eq!(claim.instances.len(), 1);
@@ -200,9 +201,9 @@ fn a_lapsed_lease_is_taken_over_and_its_worker_fenced() {
     .unwrap();
     assert_eq!(b.history("x").unwrap(), vec![event(0)]);
     // A worker renewed in time keeps its lease past the first term.
-    let kept = a.join(Duration::from_millis(300)).unwrap();
+    let kept = a.join(Duration::from_millis(1500)).unwrap();
     a.renew(kept, Duration::from_secs(60)).unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(1800));
     a.commit(&[leased(kept, started("y", 3))]).unwrap();
 }
 
@@ -848,7 +849,7 @@ fn a_takeover_and_a_stale_worker_committing_serialize() {
     let (_database, a, b) = two_handles();
     for round in 0..3 {
         let id = format!("race{round}");
-        let stale = a.join(Duration::from_millis(250)).unwrap();
+        let stale = a.join(Duration::from_millis(1000)).unwrap();
         a.commit(&[leased(stale, started(&id, 1 + round))]).unwrap();
         let taker = b.join(Duration::from_secs(60)).unwrap();
         let (landed, taken_at) = std::thread::scope(|scope| {
