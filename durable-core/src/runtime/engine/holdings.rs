@@ -153,6 +153,7 @@ impl Engine {
             .filter(|(_, record)| !record.status.is_terminal())
             .map(|(id, _)| id.as_str())
             .collect();
+        let mut left = Vec::new();
         let unclaimed = commit
             .enqueued
             .iter()
@@ -160,6 +161,7 @@ impl Engine {
                 WorkItem::Message { instance, .. }
                     if !held.contains(instance) && !written.contains(instance.as_str()) =>
                 {
+                    left.push(*id);
                     Some(*id)
                 }
                 WorkItem::Activity(task) if self.leaves_activity(&task.activity) => Some(*id),
@@ -167,6 +169,9 @@ impl Engine {
             })
             .collect();
         drop(held);
+        // This worker may claim their instance before the commit is durable: the claim
+        // then delivers them, and the sender must not deliver them a second time.
+        lock(&self.left).extend(left);
         commit.lease = Some(CommitLease {
             worker: self.worker,
             unclaimed,
@@ -206,13 +211,27 @@ impl Engine {
         commit: Commit,
     ) -> impl Future<Output = (Result<(), Error>, Commit)> + Send + use<> {
         let written = self.commits.submit(self.leased(commit));
-        let held = self.held.clone();
+        let (held, left) = (self.held.clone(), self.left.clone());
         async move {
             let (result, commit) = written.await;
-            if result.is_ok() {
-                hold_written(&held, &commit);
+            match (&result, &commit.lease) {
+                (Ok(()), _) => hold_written(&held, &commit),
+                // Not written: the sender delivers none of them.
+                (Err(_), Some(lease)) => {
+                    let mut left = lock(&left);
+                    for id in &lease.unclaimed {
+                        left.remove(id);
+                    }
+                }
+                (Err(_), None) => {}
             }
             (result, commit)
         }
+    }
+
+    /// Whether message `id` was left in the store for a claim (its instance was not held
+    /// here when it was committed): its sender does not deliver it. Forgets it.
+    pub(in crate::runtime) fn left_in_store(&self, id: WorkId) -> bool {
+        lock(&self.left).remove(&id)
     }
 }
