@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use durable_core::{OrchestrationContext, Runtime, orchestrator};
 use durable_store::{Claim, ClaimFilter, Commit, Event, FjallStore, Holding, Store, StoreError};
+use durable_store::{CommitLease, WorkId, WorkItem, WorkerId};
 use durable_store::{InstanceCursor, InstanceFilter, InstancePage, InstanceRecord, StatusCounts};
-use durable_store::{WorkId, WorkItem, WorkerId};
 
 use crate::common::{lifetime, store};
 
@@ -31,18 +31,30 @@ struct Seen {
     go_claimed: bool,
 }
 
-/// A store that holds the commit enqueuing the `go` message back until a claim has taken
-/// instance `x`, and then any commit removing that message until a claim has taken it (at
-/// most a few seconds: a claim may never take it).
+/// A store that runs `before_commit` before each write and `after_claim` after each
+/// claim, to stage a race.
 #[derive(Clone)]
 struct Gate {
     inner: FjallStore,
-    seen: Arc<(Mutex<Seen>, Condvar)>,
+    hooks: Arc<dyn Hooks>,
 }
 
-impl Gate {
+trait Hooks: Send + Sync {
+    fn before_commit(&self, _inner: &FjallStore, _commits: &[Commit]) {}
+    fn after_claim(&self, _claim: &Claim) {}
+}
+
+/// Holds the commit enqueuing the `go` message back until a claim has taken instance
+/// `x`, and then any commit removing that message until a claim has taken it (at most a
+/// few seconds: a claim may never take it).
+#[derive(Default)]
+struct SendWhileClaimed {
+    seen: (Mutex<Seen>, Condvar),
+}
+
+impl SendWhileClaimed {
     fn wait_until(&self, timeout: Duration, done: impl Fn(&Seen) -> bool) {
-        let (seen, changed) = &*self.seen;
+        let (seen, changed) = &self.seen;
         let seen = seen.lock().unwrap();
         let _ = changed
             .wait_timeout_while(seen, timeout, |seen| !done(seen))
@@ -50,9 +62,36 @@ impl Gate {
     }
 
     fn update(&self, change: impl FnOnce(&mut Seen)) {
-        let (seen, changed) = &*self.seen;
+        let (seen, changed) = &self.seen;
         change(&mut seen.lock().unwrap());
         changed.notify_all();
+    }
+}
+
+impl Hooks for SendWhileClaimed {
+    fn before_commit(&self, _inner: &FjallStore, commits: &[Commit]) {
+        if let Some(go) = commits.iter().find_map(go_in) {
+            self.update(|seen| seen.go = Some(go));
+            self.wait_until(Duration::from_secs(10), |seen| seen.x_claimed);
+        } else {
+            let go = self.seen.0.lock().unwrap().go;
+            if let Some(go) = go
+                && commits.iter().any(|commit| commit.dequeued.contains(&go))
+            {
+                self.wait_until(Duration::from_secs(3), |seen| seen.go_claimed);
+            }
+        }
+    }
+
+    fn after_claim(&self, claim: &Claim) {
+        let x = (claim.instances.iter())
+            .any(|instance| instance.id == "x" && instance.holding == Holding::Claimed);
+        let go = self.seen.0.lock().unwrap().go;
+        let took_go = go.is_some_and(|go| claim.items.iter().any(|(id, _)| *id == go));
+        self.update(|seen| {
+            seen.x_claimed |= x;
+            seen.go_claimed |= took_go;
+        });
     }
 }
 
@@ -68,17 +107,7 @@ fn go_in(commit: &Commit) -> Option<WorkId> {
 
 impl Store for Gate {
     fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
-        if let Some(go) = commits.iter().find_map(go_in) {
-            self.update(|seen| seen.go = Some(go));
-            self.wait_until(Duration::from_secs(10), |seen| seen.x_claimed);
-        } else {
-            let go = self.seen.0.lock().unwrap().go;
-            if let Some(go) = go
-                && commits.iter().any(|commit| commit.dequeued.contains(&go))
-            {
-                self.wait_until(Duration::from_secs(3), |seen| seen.go_claimed);
-            }
-        }
+        self.hooks.before_commit(&self.inner, commits);
         self.inner.commit(commits)
     }
     fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
@@ -124,14 +153,7 @@ impl Store for Gate {
     }
     fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
         let claim = self.inner.claim(worker, filter)?;
-        let x = (claim.instances.iter())
-            .any(|instance| instance.id == "x" && instance.holding == Holding::Claimed);
-        let go = self.seen.0.lock().unwrap().go;
-        let took_go = go.is_some_and(|go| claim.items.iter().any(|(id, _)| *id == go));
-        self.update(|seen| {
-            seen.x_claimed |= x;
-            seen.go_claimed |= took_go;
-        });
+        self.hooks.after_claim(&claim);
         Ok(claim)
     }
     fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
@@ -161,9 +183,10 @@ fn an_event_sent_to_an_instance_the_sender_claims_meanwhile_arrives_once() {
         }
         b.shutdown().await;
 
+        let hooks = Arc::new(SendWhileClaimed::default());
         let gate = Gate {
             inner: store.clone(),
-            seen: Arc::default(),
+            hooks: hooks.clone(),
         };
         let a = Runtime::builder(gate.clone())
             .orchestrator(two_gos)
@@ -172,7 +195,7 @@ fn an_event_sent_to_an_instance_the_sender_claims_meanwhile_arrives_once() {
             .unwrap();
         let client = a.client();
         let raised = tokio::spawn(async move { client.raise_event("x", "go", &1u64).await });
-        gate.wait_until(Duration::from_secs(10), |seen| seen.go.is_some());
+        hooks.wait_until(Duration::from_secs(10), |seen| seen.go.is_some());
         // An event for `x` that no worker holds, so that `a` claims `x` while its `go`
         // is being committed.
         let record = store.instance("x").unwrap().unwrap();
@@ -203,6 +226,77 @@ fn an_event_sent_to_an_instance_the_sender_claims_meanwhile_arrives_once() {
         assert_eq!(gos, 1, "one `go` sent; finished early: {early:?}");
         a.client().raise_event("x", "go", &10u64).await.unwrap();
         assert_eq!(instance.wait(Duration::from_secs(60)).await.unwrap(), 11);
+        a.shutdown().await;
+    });
+}
+
+/// Starts `two_gos` as child `c`; 999 if the start is refused.
+#[orchestrator]
+async fn adopt(ctx: OrchestrationContext, _input: ()) -> Result<u64, String> {
+    match ctx.sub_orchestration_with_id(two_gos, "c", ()).await {
+        Ok(output) => Ok(output),
+        Err(_) => Ok(999),
+    }
+}
+
+/// Before the first commit that creates instance `c`, another worker creates it.
+struct CreatedElsewhere {
+    worker: WorkerId,
+    done: Mutex<bool>,
+}
+
+impl Hooks for CreatedElsewhere {
+    fn before_commit(&self, inner: &FjallStore, commits: &[Commit]) {
+        let c = (commits.iter())
+            .flat_map(|commit| &commit.instances)
+            .find(|(id, _)| id == "c");
+        let mut done = self.done.lock().unwrap();
+        if let Some((_, record)) = c
+            && !*done
+        {
+            *done = true;
+            let mut record = record.clone();
+            record.parent = None;
+            inner
+                .commit(&[Commit {
+                    instances: vec![("c".into(), record)],
+                    lease: Some(CommitLease {
+                        worker: self.worker,
+                        unclaimed: Vec::new(),
+                    }),
+                    ..Commit::default()
+                }])
+                .unwrap();
+        }
+    }
+}
+
+/// A parent starts child `c` while another worker creates `c` (after the parent read
+/// that there was none): the store refuses the parent's commit as fenced, for the child.
+/// The parent still holds itself: its turn runs again and finds `c` taken, rather than
+/// the parent being dropped by the worker that holds it (and stuck there for as long as
+/// that worker lives).
+#[test]
+fn a_parent_whose_child_id_another_worker_takes_meanwhile_goes_on() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let other = store.join(Duration::from_secs(600)).unwrap();
+        let hooks = Arc::new(CreatedElsewhere {
+            worker: other,
+            done: Mutex::new(false),
+        });
+        let gate = Gate {
+            inner: store.clone(),
+            hooks,
+        };
+        let a = Runtime::builder(gate)
+            .orchestrator(adopt)
+            .orchestrator(two_gos)
+            .start()
+            .await
+            .unwrap();
+        let parent = a.client().start(adopt, "p", ()).await.unwrap();
+        assert_eq!(parent.wait(Duration::from_secs(10)).await.unwrap(), 999);
         a.shutdown().await;
     });
 }
