@@ -136,3 +136,40 @@ fn an_id_started_through_two_workers_at_once_is_started_once() {
         b.shutdown().await;
     });
 }
+
+/// Naps `ms` milliseconds.
+#[orchestrator]
+async fn naps(ctx: OrchestrationContext, ms: u64) -> Result<u64, String> {
+    ctx.sleep(Duration::from_millis(ms)).await;
+    Ok(ms)
+}
+
+/// A timer of an instance terminated before it fires is removed from the store when it
+/// fires, as before workers: the worker holding it does not drop it in memory while
+/// still holding it in the store (where no other worker may take it, for as long as this
+/// one lives).
+#[test]
+fn the_timer_of_an_instance_terminated_before_it_fires_is_removed_when_it_fires() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = Runtime::builder(store.clone())
+            .orchestrator(naps)
+            .start()
+            .await
+            .unwrap();
+        let instance = runtime.client().start(naps, "nap", 500).await.unwrap();
+        while !(store.work_items().unwrap().iter())
+            .any(|(_, item)| matches!(item, durable_store::WorkItem::Timer { .. }))
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        instance.terminate("not needed").await.unwrap();
+        assert!(instance.wait(WAIT).await.is_err());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !store.work_items().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(store.work_items().unwrap(), vec![]);
+        runtime.shutdown().await;
+    });
+}

@@ -129,6 +129,16 @@ impl Engine {
         lock(&self.held).contains(instance)
     }
 
+    /// Whether a message for `instance` that this worker holds in the store goes to its
+    /// inbox here: the instance is held here, or it has finished or is gone (a timer that
+    /// fires after its instance was terminated), and its turn acknowledges the message,
+    /// which no other worker may take while this one lives.
+    pub(in crate::runtime) fn takes_delivery(&self, instance: &str) -> bool {
+        self.holds(instance)
+            || (self.store.instance(instance))
+                .is_ok_and(|record| record.is_none_or(|record| record.status.is_terminal()))
+    }
+
     /// This worker now holds `instance` (it claimed it).
     pub(in crate::runtime) fn hold(&self, instance: &str) {
         lock(&self.held).insert(instance.to_string());

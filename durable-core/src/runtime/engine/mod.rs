@@ -380,7 +380,7 @@ impl Engine {
     pub(in crate::runtime) fn deliver(self: &Arc<Self>, instance: String, delivery: Delivery) {
         // A message for an instance another worker holds waits in the store for it.
         if !self.left_in_store(delivery.id)
-            && self.holds(&instance)
+            && self.takes_delivery(&instance)
             && self.inboxes.push(&instance, delivery)
         {
             self.spawn_turns(instance);
