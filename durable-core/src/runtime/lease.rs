@@ -123,7 +123,7 @@ async fn claims(engine: Weak<Engine>, lease: Duration) {
             tracing::warn!(error = %e, "waiting for work failed; polling");
             tokio::time::sleep(poll).await;
         }
-        match recovery::claim_all(&engine).await {
+        match recovery::claim_all(&engine, true).await {
             Ok(_) => {}
             Err(Error::Store(e @ StoreError::LeaseExpired { .. })) => {
                 tracing::error!(error = %e, "the worker's lease expired: the runtime stops; restart the process to join again");
