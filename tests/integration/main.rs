@@ -21,4 +21,5 @@ mod review;
 mod runtime;
 mod ui;
 mod versioning;
+mod worker_races;
 mod workers;

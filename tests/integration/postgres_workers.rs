@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use durable_core::{ActivityContext, OrchestrationContext, Runtime, activity, orchestrator};
-use durable_store::{PostgresStore, Store, TestDatabase, TestServer};
+use durable_store::{Claim, ClaimFilter, Commit, Event, InstanceCursor, InstanceFilter};
+use durable_store::{InstancePage, InstanceRecord, PostgresStore, StatusCounts, Store};
+use durable_store::{StoreError, TestDatabase, TestServer, WorkId, WorkItem, WorkerId};
 
 use crate::common::lifetime;
 
@@ -54,7 +56,7 @@ fn worker(
     let mut builder = Runtime::builder(open(database))
         .orchestrator(marked)
         .state(state.clone())
-        .lease(Duration::from_secs(1));
+        .lease(Duration::from_secs(2));
     if with_activity {
         builder = builder.activity(mark);
     }
@@ -181,5 +183,119 @@ fn a_worker_leaves_the_tasks_of_an_activity_it_lacks_to_one_that_has_it() {
         assert_eq!(ran_new.ran.load(Ordering::SeqCst), 10);
         old.shutdown().await;
         new.shutdown().await;
+    });
+}
+
+/// A store whose claims take 400 ms each (a database under load).
+#[derive(Clone)]
+struct SlowClaims(PostgresStore);
+
+impl Store for SlowClaims {
+    fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
+        self.0.commit(commits)
+    }
+    fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        self.0.instance(id)
+    }
+    fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        self.0.instances()
+    }
+    fn list_instances(
+        &self,
+        filter: &InstanceFilter,
+        after: Option<&InstanceCursor>,
+        limit: usize,
+    ) -> Result<InstancePage, StoreError> {
+        self.0.list_instances(filter, after, limit)
+    }
+    fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
+        self.0.count_by_status()
+    }
+    fn live_instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        self.0.live_instances()
+    }
+    fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+        self.0.history(id)
+    }
+    fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
+        self.0.work_items()
+    }
+    fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.progress(key)
+    }
+    fn is_shared(&self) -> bool {
+        self.0.is_shared()
+    }
+    fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
+        self.0.join(lease)
+    }
+    fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
+        self.0.renew(worker, lease)
+    }
+    fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
+        self.0.leave(worker)
+    }
+    fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
+        let claim = self.0.claim(worker, filter);
+        std::thread::sleep(Duration::from_millis(400));
+        claim
+    }
+    fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
+        self.0.reserve_work_ids(count)
+    }
+    fn wait_for_work(&self, timeout: Duration) -> Result<(), StoreError> {
+        self.0.wait_for_work(timeout)
+    }
+}
+
+/// Waits for `stop`.
+#[orchestrator]
+async fn until_stopped(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    let stop = ctx.wait_event::<u64>("stop").await;
+    Ok(n + stop)
+}
+
+/// Work that keeps arriving for a worker's instances keeps every claim busy: its lease
+/// is renewed all the same, rather than lapsing while its claim loop takes one batch
+/// after another (which halted the worker).
+#[test]
+fn a_worker_whose_claims_never_run_dry_keeps_its_lease() {
+    let database = TestServer::shared().database();
+    lifetime(async {
+        let a = Runtime::builder(SlowClaims(open(&database)))
+            .orchestrator(until_stopped)
+            .lease(Duration::from_secs(2))
+            .start()
+            .await
+            .unwrap();
+        let instance = a.client().start(until_stopped, "busy", 1).await.unwrap();
+        let store = open(&database);
+        let incarnation = store.instance("busy").unwrap().unwrap().incarnation;
+        let first = store.reserve_work_ids(1_000).unwrap();
+        // An event no worker holds every 100 ms for 3 s, longer than the lease: each claim
+        // finds some.
+        for n in 0..30 {
+            let event = Event::EventRaised {
+                name: "noise".into(),
+                payload: b"0".to_vec(),
+            };
+            let message = WorkItem::Message {
+                instance: "busy".into(),
+                incarnation,
+                generation: None,
+                event,
+            };
+            store
+                .commit(&[Commit {
+                    enqueued: vec![(first + n, message)],
+                    ..Commit::default()
+                }])
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(a.halted().is_none(), "{:?}", a.halted());
+        a.client().raise_event("busy", "stop", &1).await.unwrap();
+        assert_eq!(instance.wait(WAIT).await.unwrap(), 2);
+        a.shutdown().await;
     });
 }

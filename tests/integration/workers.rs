@@ -136,3 +136,105 @@ fn an_id_started_through_two_workers_at_once_is_started_once() {
         b.shutdown().await;
     });
 }
+
+/// Naps `ms` milliseconds.
+#[orchestrator]
+async fn naps(ctx: OrchestrationContext, ms: u64) -> Result<u64, String> {
+    ctx.sleep(Duration::from_millis(ms)).await;
+    Ok(ms)
+}
+
+/// A timer of an instance terminated before it fires is removed from the store when it
+/// fires, as before workers: the worker holding it does not drop it in memory while
+/// still holding it in the store (where no other worker may take it, for as long as this
+/// one lives).
+#[test]
+fn the_timer_of_an_instance_terminated_before_it_fires_is_removed_when_it_fires() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = Runtime::builder(store.clone())
+            .orchestrator(naps)
+            .start()
+            .await
+            .unwrap();
+        let instance = runtime.client().start(naps, "nap", 500).await.unwrap();
+        while !(store.work_items().unwrap().iter())
+            .any(|(_, item)| matches!(item, durable_store::WorkItem::Timer { .. }))
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        instance.terminate("not needed").await.unwrap();
+        assert!(instance.wait(WAIT).await.is_err());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !store.work_items().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(store.work_items().unwrap(), vec![]);
+        runtime.shutdown().await;
+    });
+}
+
+/// Adds up the first two `go` events it gets.
+#[orchestrator]
+async fn two_events(ctx: OrchestrationContext, _input: ()) -> Result<u64, String> {
+    let first = ctx.wait_event::<u64>("go").await;
+    let second = ctx.wait_event::<u64>("go").await;
+    Ok(first + second)
+}
+
+/// A claim whose take-over commit fails for a moment (here: it removes a message for an
+/// instance that is gone) still hands out what it took: the worker holds those items in
+/// the store, so no later claim returns them while it lives.
+#[test]
+fn what_a_claim_took_is_handed_out_though_its_take_over_commit_failed_once() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let faulty = durable_store::FaultyStore::new(store.clone());
+        let switch = faulty.switch();
+        let runtime = Runtime::builder(faulty)
+            .orchestrator(two_events)
+            .start()
+            .await
+            .unwrap();
+        let instance = runtime.client().start(two_events, "x", ()).await.unwrap();
+        while !store.work_items().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let next = switch.count(durable_store::Call::Commit) + 1;
+        switch.fail(durable_store::Call::Commit, next, Some(next + 1));
+        // A `go` for `x`, and a message for an instance that is gone (which the
+        // take-over removes), left by a commit under no lease.
+        let incarnation = store.instance("x").unwrap().unwrap().incarnation;
+        let first = store.reserve_work_ids(2).unwrap();
+        let message = |instance: &str, name: &str| durable_store::WorkItem::Message {
+            instance: instance.into(),
+            incarnation,
+            generation: None,
+            event: durable_store::Event::EventRaised {
+                name: name.into(),
+                payload: b"1".to_vec(),
+            },
+        };
+        store
+            .commit(&[durable_store::Commit {
+                enqueued: vec![
+                    (first, message("x", "go")),
+                    (first + 1, message("gone", "go")),
+                ],
+                ..durable_store::Commit::default()
+            }])
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while switch.injected() == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "no commit failed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        runtime
+            .client()
+            .raise_event("x", "go", &10u64)
+            .await
+            .unwrap();
+        assert_eq!(instance.wait(Duration::from_secs(10)).await.unwrap(), 11);
+        runtime.shutdown().await;
+    });
+}

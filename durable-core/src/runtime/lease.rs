@@ -11,7 +11,7 @@
 //! joins again as a new worker.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use durable_store::{Store, StoreError, WorkerId};
 
@@ -65,9 +65,49 @@ pub(in crate::runtime) async fn join(
 /// It holds the engine only while it works, so a runtime dropped without a shutdown is
 /// freed (and its store closed) once the loop next wakes.
 pub(in crate::runtime) async fn claim_loop(engine: Weak<Engine>, lease: Duration) {
+    // Renewed by a task of its own: claims that keep finding work (a backlog, a steady
+    // stream of it, a slow database) must not let the lease lapse between two renewals.
+    let renewals = tokio::spawn(renew_loop(engine.clone(), lease));
+    claims(engine, lease).await;
+    renewals.abort();
+}
+
+/// Renews the lease every third of it until the runtime stops; halts the runtime if it
+/// expired.
+async fn renew_loop(engine: Weak<Engine>, lease: Duration) {
     let renew_every = lease / 3;
+    let mut wait = renew_every;
+    loop {
+        tokio::time::sleep(wait).await;
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        if engine.takes_no_work() {
+            return;
+        }
+        let (store, worker) = (engine.store_arc(), engine.worker());
+        let result = tokio::task::spawn_blocking(move || store.renew(worker, lease)).await;
+        match result {
+            Ok(Ok(())) => wait = renew_every,
+            // Left on shutdown meanwhile.
+            Ok(Err(StoreError::LeaseExpired { .. })) if engine.takes_no_work() => return,
+            Ok(Err(e @ StoreError::LeaseExpired { .. })) => {
+                tracing::error!(error = %e, "the worker's lease expired: the runtime stops; restart the process to join again");
+                engine.halt(e);
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "lease not renewed; retrying");
+                wait = POLL.min(lease / 4);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Claims work until the runtime stops (see [`claim_loop`]).
+async fn claims(engine: Weak<Engine>, lease: Duration) {
     let poll = POLL.min(lease / 4);
-    let mut renewed = Instant::now();
     loop {
         let Some(store) = engine.upgrade().map(|engine| engine.store_arc()) else {
             return;
@@ -83,21 +123,7 @@ pub(in crate::runtime) async fn claim_loop(engine: Weak<Engine>, lease: Duration
             tracing::warn!(error = %e, "waiting for work failed; polling");
             tokio::time::sleep(poll).await;
         }
-        if renewed.elapsed() >= renew_every {
-            let (store, worker) = (engine.store_arc(), engine.worker());
-            let result = tokio::task::spawn_blocking(move || store.renew(worker, lease)).await;
-            match result {
-                Ok(Ok(())) => renewed = Instant::now(),
-                Ok(Err(e @ StoreError::LeaseExpired { .. })) => {
-                    tracing::error!(error = %e, "the worker's lease expired: the runtime stops; restart the process to join again");
-                    engine.halt(e);
-                    return;
-                }
-                Ok(Err(e)) => tracing::warn!(error = %e, "lease not renewed; retrying"),
-                Err(_) => return,
-            }
-        }
-        match recovery::claim_all(&engine).await {
+        match recovery::claim_all(&engine, true).await {
             Ok(_) => {}
             Err(Error::Store(e @ StoreError::LeaseExpired { .. })) => {
                 tracing::error!(error = %e, "the worker's lease expired: the runtime stops; restart the process to join again");

@@ -259,7 +259,7 @@ impl RuntimeBuilder {
             unregistered_callees,
             turn_task: turns::turn_task,
         }));
-        if let Err(e) = recovery::claim_all(&engine).await {
+        if let Err(e) = recovery::claim_all(&engine, false).await {
             engine.stop_commits().await;
             lease::leave(&engine).await;
             return Err(e);

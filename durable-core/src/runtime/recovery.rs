@@ -16,7 +16,7 @@ use durable_store::{ActivityTask, Claim, ClaimedInstance, Commit, Holding, Incar
 use durable_store::{InstanceRecord, Status, WorkId, WorkItem};
 
 use super::activities;
-use super::engine::Engine;
+use super::engine::{Engine, RETRY_DELAY};
 use super::inbox::{Delivery, Outgoing, Recipient, Run};
 use super::timer_arming::{self, TimerToArm};
 use super::unregistered::Unregistered;
@@ -120,12 +120,18 @@ fn outstanding(
 }
 
 /// Claims work until a claim takes nothing, and takes over each batch: what a runtime
-/// does when it starts. Returns how many work items and instances it took.
+/// does when it starts. Returns how many work items and instances it took. With `retry`
+/// (a running runtime's claim loop), a take-over commit the store fails for a while is
+/// tried again: what the claim took is held by this worker, and no later claim returns
+/// it while the worker lives.
 ///
 /// # Errors
 ///
 /// [`Error::Store`] if the store cannot be read or a commit is refused.
-pub(in crate::runtime) async fn claim_all(engine: &Arc<Engine>) -> Result<usize, Error> {
+pub(in crate::runtime) async fn claim_all(
+    engine: &Arc<Engine>,
+    retry: bool,
+) -> Result<usize, Error> {
     let mut taken = 0;
     loop {
         let claim = claim(engine).await?;
@@ -133,7 +139,7 @@ pub(in crate::runtime) async fn claim_all(engine: &Arc<Engine>) -> Result<usize,
             return Ok(taken);
         }
         taken += claim.items.len() + claim.instances.len();
-        take_over(engine, claim).await?;
+        take_over(engine, claim, retry).await?;
     }
 }
 
@@ -151,7 +157,11 @@ async fn claim(engine: &Arc<Engine>) -> Result<Claim, Error> {
 /// # Errors
 ///
 /// [`Error::Store`] if the take-over's commit is refused.
-pub(in crate::runtime) async fn take_over(engine: &Arc<Engine>, claim: Claim) -> Result<(), Error> {
+pub(in crate::runtime) async fn take_over(
+    engine: &Arc<Engine>,
+    claim: Claim,
+    retry: bool,
+) -> Result<(), Error> {
     // A clock that skips time holds still until everything taken is handed out.
     let _busy = engine.busy();
     let Claim { instances, items } = claim;
@@ -194,8 +204,20 @@ pub(in crate::runtime) async fn take_over(engine: &Arc<Engine>, claim: Claim) ->
     // later. (A live runtime puts them first as it delivers them.)
     messages.sort_by_key(|outgoing| outgoing.delivery.generation.is_none());
     let tasks = commit.enqueued.clone();
-    if !commit.is_empty() {
-        engine.commit(commit).await?;
+    let mut commit = commit;
+    while !commit.is_empty() {
+        let (result, written) = engine.submit(commit).await;
+        commit = written;
+        match result {
+            Err(Error::Store(e)) if retry && !e.is_permanent() && !engine.takes_no_work() => {
+                tracing::warn!(error = %e, "taking work over not committed; retrying");
+                tokio::time::sleep(RETRY_DELAY).await;
+            }
+            result => {
+                result?;
+                break;
+            }
+        }
     }
     let recovered = messages.len() + tasks.len() + timers.len() + retried.len();
     engine.deliver_all(messages);

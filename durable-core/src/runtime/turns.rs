@@ -53,7 +53,17 @@ async fn run_turns(engine: Arc<Engine>, instance: String, _busy: Busy) {
             // A store error no retry can mend (a poisoned store, a record that does not
             // decode) parks the instance in memory; its events stay in the store, and the
             // next start tries again.
-            let permanent = matches!(&e, Error::Store(e) if e.is_permanent());
+            // A refusal for another instance the turn writes (a child another worker
+            // created since the turn read there was none) is not this one lost: the turn
+            // runs again, on what the store now holds.
+            let other = match &e {
+                Error::Store(StoreError::Fenced { what, .. }) => {
+                    what.starts_with("instance ") && *what != format!("instance `{instance}`")
+                }
+                Error::Store(StoreError::HistoryConflict { instance: id, .. }) => *id != instance,
+                _ => false,
+            };
+            let permanent = matches!(&e, Error::Store(e) if e.is_permanent()) && !other;
             if permanent {
                 tracing::error!(instance, error = %e, "turn not committed; the instance waits for a restart");
             } else {
@@ -61,6 +71,7 @@ async fn run_turns(engine: Arc<Engine>, instance: String, _busy: Busy) {
             }
             engine.take_cached(&instance);
             if let Error::Store(StoreError::Fenced { .. } | StoreError::HistoryConflict { .. }) = &e
+                && !other
             {
                 // Another worker took the instance over (and may have turned it since):
                 // its turns run there now.

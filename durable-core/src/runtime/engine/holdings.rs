@@ -129,6 +129,16 @@ impl Engine {
         lock(&self.held).contains(instance)
     }
 
+    /// Whether a message for `instance` that this worker holds in the store goes to its
+    /// inbox here: the instance is held here, or it has finished or is gone (a timer that
+    /// fires after its instance was terminated), and its turn acknowledges the message,
+    /// which no other worker may take while this one lives.
+    pub(in crate::runtime) fn takes_delivery(&self, instance: &str) -> bool {
+        self.holds(instance)
+            || (self.store.instance(instance))
+                .is_ok_and(|record| record.is_none_or(|record| record.status.is_terminal()))
+    }
+
     /// This worker now holds `instance` (it claimed it).
     pub(in crate::runtime) fn hold(&self, instance: &str) {
         lock(&self.held).insert(instance.to_string());
@@ -154,6 +164,7 @@ impl Engine {
                 .iter()
                 .any(|(id, record)| id == instance && !record.status.is_terminal())
         };
+        let mut left = Vec::new();
         let unclaimed = commit
             .enqueued
             .iter()
@@ -161,6 +172,7 @@ impl Engine {
                 WorkItem::Message { instance, .. }
                     if !held.contains(instance) && !written(instance) =>
                 {
+                    left.push(*id);
                     Some(*id)
                 }
                 WorkItem::Activity(task) if self.leaves_activity(&task.activity) => Some(*id),
@@ -168,6 +180,9 @@ impl Engine {
             })
             .collect();
         drop(held);
+        // This worker may claim their instance before the commit is durable: the claim
+        // then delivers them, and the sender must not deliver them a second time.
+        lock(&self.left).extend(left);
         commit.lease = Some(CommitLease {
             worker: self.worker,
             unclaimed,
@@ -207,13 +222,27 @@ impl Engine {
         commit: Commit,
     ) -> impl Future<Output = (Result<(), Error>, Commit)> + Send + use<> {
         let written = self.commits.submit(self.leased(commit));
-        let held = self.held.clone();
+        let (held, left) = (self.held.clone(), self.left.clone());
         async move {
             let (result, commit) = written.await;
-            if result.is_ok() {
-                hold_written(&held, &commit);
+            match (&result, &commit.lease) {
+                (Ok(()), _) => hold_written(&held, &commit),
+                // Not written: the sender delivers none of them.
+                (Err(_), Some(lease)) => {
+                    let mut left = lock(&left);
+                    for id in &lease.unclaimed {
+                        left.remove(id);
+                    }
+                }
+                (Err(_), None) => {}
             }
             (result, commit)
         }
+    }
+
+    /// Whether message `id` was left in the store for a claim (its instance was not held
+    /// here when it was committed): its sender does not deliver it. Forgets it.
+    pub(in crate::runtime) fn left_in_store(&self, id: WorkId) -> bool {
+        lock(&self.left).remove(&id)
     }
 }

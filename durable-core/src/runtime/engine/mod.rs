@@ -111,6 +111,9 @@ pub(crate) struct Engine {
     /// are delivered here in memory. Messages for any other instance are left in the store
     /// for the worker that holds it (or will claim it).
     held: Arc<Mutex<HashSet<String>>>,
+    /// The messages this worker's commits left in the store for a claim (their instance
+    /// was not held here): a claim delivers them, not the commit's sender.
+    left: Arc<Mutex<HashSet<WorkId>>>,
     /// The task that renews the lease and claims work (see [`super::lease`]).
     claim_loop: Mutex<Option<tokio::task::JoinHandle<()>>>,
     inboxes: Inboxes,
@@ -169,6 +172,7 @@ impl Engine {
             work_ids: Arc::new(Mutex::new(parts.work_ids)),
             worker: parts.worker,
             held: Arc::new(Mutex::new(HashSet::new())),
+            left: Arc::default(),
             claim_loop: Mutex::new(None),
             inboxes: Inboxes::default(),
             cache: Mutex::new(LruCache::new(
@@ -375,7 +379,10 @@ impl Engine {
     /// Queues an event for `instance` and makes sure a turn task will take it.
     pub(in crate::runtime) fn deliver(self: &Arc<Self>, instance: String, delivery: Delivery) {
         // A message for an instance another worker holds waits in the store for it.
-        if self.holds(&instance) && self.inboxes.push(&instance, delivery) {
+        if !self.left_in_store(delivery.id)
+            && self.takes_delivery(&instance)
+            && self.inboxes.push(&instance, delivery)
+        {
             self.spawn_turns(instance);
         }
     }
@@ -388,6 +395,7 @@ impl Engine {
         instance: &str,
         deliveries: impl IntoIterator<Item = Delivery>,
     ) {
+        let deliveries = deliveries.into_iter().filter(|d| !self.left_in_store(d.id));
         if self.holds(instance) && self.inboxes.push_first(instance, deliveries) {
             self.spawn_turns(instance.to_string());
         }
