@@ -102,15 +102,7 @@ impl FjallStore {
             return Ok(0);
         };
         let key = guard.key().map_err(self.io("reading"))?;
-        let index = key
-            .get(prefix.len()..)
-            .and_then(|rest| <[u8; 4]>::try_from(rest).ok())
-            .map(u32::from_be_bytes)
-            .ok_or_else(|| StoreError::Decode {
-                what: format!("history key {:?} of `{id}` (keyspace `history`)", &*key),
-                detail: "the key does not end in a 4-byte event index".to_owned(),
-                source: None,
-            })?;
+        let index = super::event_index(id, prefix.len(), &key)?;
         Ok(u64::from(index) + 1)
     }
 }

@@ -241,6 +241,22 @@ impl std::fmt::Debug for FjallStore {
     }
 }
 
+/// The event index a history key of instance `id` ends in, after its `prefix` bytes.
+///
+/// # Errors
+///
+/// [`StoreError::Decode`] if the key does not end in a 4-byte index.
+fn event_index(id: &str, prefix: usize, key: &[u8]) -> Result<u32, StoreError> {
+    key.get(prefix..)
+        .and_then(|rest| <[u8; 4]>::try_from(rest).ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(|| StoreError::Decode {
+            what: format!("history key {key:?} of `{id}` (keyspace `history`)"),
+            detail: "the key does not end in a 4-byte event index".to_owned(),
+            source: None,
+        })
+}
+
 /// Locks `m`, whether or not a panic poisoned it.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -314,15 +330,7 @@ impl Store for FjallStore {
         let mut out = Vec::new();
         for guard in self.inner.history.prefix(&prefix) {
             let (key, value) = guard.into_inner().map_err(self.io("reading"))?;
-            let index = key
-                .get(prefix.len()..)
-                .and_then(|rest| <[u8; 4]>::try_from(rest).ok())
-                .map(u32::from_be_bytes)
-                .ok_or_else(|| StoreError::Decode {
-                    what: format!("history key {:?} of `{id}` (keyspace `history`)", &*key),
-                    detail: "the key does not end in a 4-byte event index".to_owned(),
-                    source: None,
-                })?;
+            let index = event_index(id, prefix.len(), &key)?;
             out.push(decode(&value, || {
                 format!("event #{index} of `{id}` (keyspace `history`)")
             })?);

@@ -20,7 +20,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::StoreError;
-use crate::lease::{Claim, ClaimFilter, ClaimedInstance, Holding, WorkerId};
+use crate::lease::{Claim, ClaimFilter, ClaimedInstance, Holding, WorkerId, written_instances};
 use crate::record::{Commit, InstanceRecord, StatusKind, WorkId, WorkItem};
 
 /// What a store reads for [`Leases::claim`].
@@ -462,17 +462,6 @@ impl Leases {
         }
         Ok(())
     }
-}
-
-/// The instances `commit` writes or removes (records and histories).
-fn written_instances(commit: &Commit) -> impl Iterator<Item = &str> {
-    commit
-        .instances
-        .iter()
-        .map(|(id, _)| id.as_str())
-        .chain(commit.history.iter().map(|append| append.instance.as_str()))
-        .chain(commit.histories_removed.iter().map(|(id, _)| id.as_str()))
-        .chain(commit.instances_removed.iter().map(String::as_str))
 }
 
 /// Wakes the claim loops waiting in `Store::wait_for_work` when work is left to claim.

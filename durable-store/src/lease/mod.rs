@@ -31,7 +31,7 @@
 //! [`StoreError::Fenced`]: crate::StoreError::Fenced
 //! [`StoreError::HistoryConflict`]: crate::StoreError::HistoryConflict
 
-use crate::record::{InstanceRecord, WorkId, WorkItem};
+use crate::record::{Commit, InstanceRecord, WorkId, WorkItem};
 
 #[cfg_attr(not(feature = "testing"), allow(dead_code))]
 pub(crate) mod local;
@@ -168,4 +168,16 @@ impl Claim {
                 .iter()
                 .any(|instance| instance.holding == Holding::Claimed)
     }
+}
+
+/// The instances `commit` writes or removes (records and histories): those its lease must
+/// hold, and that its worker holds once it is written.
+pub(crate) fn written_instances(commit: &Commit) -> impl Iterator<Item = &str> {
+    commit
+        .instances
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .chain(commit.history.iter().map(|append| append.instance.as_str()))
+        .chain(commit.histories_removed.iter().map(|(id, _)| id.as_str()))
+        .chain(commit.instances_removed.iter().map(String::as_str))
 }

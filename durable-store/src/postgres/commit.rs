@@ -11,7 +11,7 @@ use super::connect::{Conn, Prepared, Target};
 use super::pool::Failure;
 use crate::error::{KeyKind, StoreError, cause};
 use crate::keys;
-use crate::lease::WorkerId;
+use crate::lease::{WorkerId, written_instances};
 use crate::record::{Commit, Event, Incarnation, InstanceRecord, WorkId, WorkItem};
 
 /// The longest row a btree index of PostgreSQL holds: a third of an 8 KiB page, less the
@@ -386,18 +386,6 @@ impl<'a> LeasePlan<'a> {
             .iter()
             .any(|(id, _)| lease.unclaimed.contains(id));
     }
-}
-
-/// The instances `commit` writes or removes (records and histories), as
-/// `Leases::check` counts them.
-fn written_instances(commit: &Commit) -> impl Iterator<Item = &str> {
-    commit
-        .instances
-        .iter()
-        .map(|(id, _)| id.as_str())
-        .chain(commit.history.iter().map(|append| append.instance.as_str()))
-        .chain(commit.histories_removed.iter().map(|(id, _)| id.as_str()))
-        .chain(commit.instances_removed.iter().map(String::as_str))
 }
 
 /// The bigint that stores a [`WorkId`]: the same 64 bits.
