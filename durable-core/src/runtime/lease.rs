@@ -62,6 +62,7 @@ pub(in crate::runtime) async fn join(
 /// Renews the lease and claims work until the runtime stops: waits for the store's
 /// wake-up ([`Store::wait_for_work`]) or the poll interval, then claims and takes over
 /// what it got. A lease found expired halts the runtime.
+///
 /// It holds the engine only while it works, so a runtime dropped without a shutdown is
 /// freed (and its store closed) once the loop next wakes.
 pub(in crate::runtime) async fn claim_loop(engine: Weak<Engine>, lease: Duration) {
