@@ -299,3 +299,55 @@ fn a_worker_whose_claims_never_run_dry_keeps_its_lease() {
         a.shutdown().await;
     });
 }
+
+/// Marks `x` with the worker that runs it: a child of [`parent_of_marked`].
+#[orchestrator]
+async fn child_marked(ctx: OrchestrationContext, x: u64) -> Result<u64, String> {
+    Ok(ctx.call(mark, x).await?)
+}
+
+/// Runs `child_marked` as a sub-orchestration and adds one.
+#[orchestrator]
+async fn parent_of_marked(ctx: OrchestrationContext, x: u64) -> Result<u64, String> {
+    Ok(ctx.sub_orchestration(child_marked, x).await? + 1)
+}
+
+#[test]
+fn a_worker_leaves_a_child_it_lacks_the_code_of_to_one_that_has_it() {
+    let database = TestServer::shared().database();
+    lifetime(async {
+        // `old` has the parent only (a rolling deploy half done); `new` has the child.
+        let state = |n| {
+            Arc::new(Worker {
+                n,
+                ran: AtomicU32::new(0),
+            })
+        };
+        let old = Runtime::builder(open(&database))
+            .orchestrator(parent_of_marked)
+            .state(state(1000))
+            .lease(Duration::from_secs(2))
+            .start()
+            .await
+            .unwrap();
+        let new = Runtime::builder(open(&database))
+            .orchestrator(child_marked)
+            .activity(mark)
+            .state(state(2000))
+            .lease(Duration::from_secs(2))
+            .start()
+            .await
+            .unwrap();
+        for i in 0..10u64 {
+            let parent = old
+                .client()
+                .start(parent_of_marked, format!("p{i}"), i)
+                .await
+                .unwrap();
+            // The child ran on `new`, and the parent went on on `old`, never stalled.
+            assert_eq!(parent.wait(WAIT).await.unwrap(), i + 2001);
+        }
+        old.shutdown().await;
+        new.shutdown().await;
+    });
+}

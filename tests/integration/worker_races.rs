@@ -263,6 +263,7 @@ impl Hooks for CreatedElsewhere {
                     lease: Some(CommitLease {
                         worker: self.worker,
                         unclaimed: Vec::new(),
+                        released: Vec::new(),
                     }),
                     ..Commit::default()
                 }])

@@ -355,6 +355,9 @@ fn schedule(
                 .registry()
                 .orchestrator(&orchestrator, version)
                 .is_none()
+                // On a shared store the child is left for a worker that has it (the
+                // commit releases it).
+                && !engine.is_shared()
             {
                 Some(failure::unregistered_orchestrator(
                     &orchestrator,

@@ -9,6 +9,12 @@ use crate::handle::Callee;
 /// that removed one. Set with
 /// [`RuntimeBuilder::on_unregistered`](super::RuntimeBuilder::on_unregistered). Either way the other
 /// instances keep running.
+///
+/// On a store other processes share ([`Store::is_shared`](crate::Store::is_shared):
+/// PostgreSQL), an activity task or a sub-orchestration this worker lacks is neither
+/// waited for nor failed here: it is scheduled and left for a worker that has the code, as
+/// in a fleet in the middle of a rolling deploy; a worker claims only instances of the
+/// orchestrators it registered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Unregistered {

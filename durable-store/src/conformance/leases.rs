@@ -21,6 +21,7 @@ pub(super) fn lease(worker: WorkerId, unclaimed: &[WorkId]) -> Option<CommitLeas
     Some(CommitLease {
         worker,
         unclaimed: unclaimed.to_vec(),
+        released: Vec::new(),
     })
 }
 
@@ -430,4 +431,33 @@ pub(super) fn waiting_for_work_wakes_on_unclaimed_work(store: &impl Store) {
     let claim = c.ok(store.claim(waiter, &ClaimFilter::default()));
     let what = "the waiter claims the item left unclaimed";
     c.expect(Ok(item_ids(&claim)), vec![2], what);
+}
+
+/// An instance a commit writes and releases (a sub-orchestration of an orchestrator its
+/// worker does not have) is not held by that worker: another worker's claim takes it with
+/// its first message, while the writer keeps the instances it did not release.
+pub(super) fn released_instances_are_left_for_a_claim(store: &impl Store) {
+    let c = Check::new("released_instances_are_left_for_a_claim", store);
+    let (parent_worker, child_worker) = (c.ok(store.join(LONG)), c.ok(store.join(LONG)));
+    c.commit(vec![Commit {
+        instances: vec![
+            ("parent".into(), record("flow", Status::Running, 0)),
+            ("child".into(), record("other", Status::Pending, 0)),
+        ],
+        enqueued: vec![(1, message("child", 1)), (2, timer("parent", 1))],
+        lease: Some(CommitLease {
+            worker: parent_worker,
+            unclaimed: vec![1],
+            released: vec!["child".into()],
+        }),
+        ..Commit::default()
+    }]);
+    let claim = c.ok(store.claim(child_worker, &ClaimFilter::default()));
+    let what = "another worker's claim takes the released instance with its message, and \
+                leaves the instance the writer holds";
+    c.expect(
+        Ok((holdings(&claim), item_ids(&claim))),
+        (vec![("child".to_owned(), Holding::Claimed)], vec![1]),
+        what,
+    );
 }

@@ -29,8 +29,9 @@ use self::fences::{
 };
 use self::leases::{
     claims_keep_their_limits, claims_take_what_no_live_worker_holds,
-    concurrent_claims_never_take_the_same_thing, waiting_for_work_wakes_on_unclaimed_work,
-    work_ids_are_reserved_apart, workers_join_renew_and_leave,
+    concurrent_claims_never_take_the_same_thing, released_instances_are_left_for_a_claim,
+    waiting_for_work_wakes_on_unclaimed_work, work_ids_are_reserved_apart,
+    workers_join_renew_and_leave,
 };
 use self::listing::{indexes_agree, indexes_follow_every_status_change, listings_page_and_filter};
 use self::order::{
@@ -45,7 +46,7 @@ use crate::store::Store;
 /// Runs every check, each on a fresh store from `make`.
 ///
 /// The lease checks call the store from several threads at once, and wait for a lease of
-/// 300 ms to lapse (by the store's clock) and for `wait_for_work`: about a second in all.
+/// 1.5 s to lapse (by the store's clock) and for `wait_for_work`: about 2.5 s in all.
 ///
 /// # Panics
 ///
@@ -66,6 +67,7 @@ pub fn run<S: Store>(make: impl Fn() -> S) {
     workers_join_renew_and_leave(&make());
     claims_take_what_no_live_worker_holds(&make());
     claims_keep_their_limits(&make());
+    released_instances_are_left_for_a_claim(&make());
     concurrent_claims_never_take_the_same_thing(&make());
     work_ids_are_reserved_apart(&make());
     waiting_for_work_wakes_on_unclaimed_work(&make());

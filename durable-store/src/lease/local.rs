@@ -254,6 +254,10 @@ impl Leases {
             }
             if let Some(lease) = &commit.lease {
                 for id in written_instances(commit) {
+                    if lease.released.iter().any(|released| released == id) {
+                        self.instances.remove(id);
+                        continue;
+                    }
                     // A turn rewrites the instance it holds: no new key.
                     match self.instances.get_mut(id) {
                         Some(holder) => *holder = lease.worker,

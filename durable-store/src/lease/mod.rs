@@ -52,6 +52,11 @@ pub struct CommitLease {
     /// keep: messages for instances it does not hold. Any worker's claim may take them;
     /// the worker keeps every other item it enqueues.
     pub unclaimed: Vec<WorkId>,
+    /// Instances the commit writes that the worker does not hold: a sub-orchestration it
+    /// starts of an orchestrator it does not have (a fleet in the middle of a rolling
+    /// deploy). A worker that has it claims it with its first message; the worker holds
+    /// every other instance it writes.
+    pub released: Vec<String>,
 }
 
 /// What a [`Store::claim`](crate::Store::claim) may take.

@@ -375,7 +375,12 @@ impl<'a> LeasePlan<'a> {
             rank += 1;
             let prior = taken.insert(id, worker);
             self.instances.push((index, rank, id, worker, prior));
-            self.holders.insert(id, worker);
+            if lease.released.iter().any(|released| released == id) {
+                // Created unheld (a new row's `held_by` is NULL), for a claim.
+                self.holders.remove(id);
+            } else {
+                self.holders.insert(id, worker);
+            }
         }
         for id in &commit.dequeued {
             rank += 1;

@@ -43,6 +43,7 @@ fn leased(worker: WorkerId, commit: Commit) -> Commit {
         lease: Some(CommitLease {
             worker,
             unclaimed: Vec::new(),
+            released: Vec::new(),
         }),
         ..commit
     }
@@ -242,6 +243,7 @@ fn unclaimed_items_are_for_others_and_the_rest_stay() {
         lease: Some(CommitLease {
             worker: sender,
             unclaimed: vec![11],
+            released: Vec::new(),
         }),
         ..send
     }])
@@ -395,6 +397,7 @@ fn waiting_for_work_wakes_on_another_handles_commit() {
             lease: Some(CommitLease {
                 worker: sender,
                 unclaimed: vec![2],
+                released: Vec::new(),
             }),
             ..started("n2", 2)
         },
@@ -614,7 +617,13 @@ fn claims_and_fences_answer_as_the_reference_does() {
         &claim(2, ClaimFilter::default().limits(2, 100)),
     );
     both("nothing left", &claim(1, flow.clone()));
-    let lease = |worker, unclaimed: Vec<WorkId>| Some(CommitLease { worker, unclaimed });
+    let lease = |worker, unclaimed: Vec<WorkId>| {
+        Some(CommitLease {
+            worker,
+            unclaimed,
+            released: Vec::new(),
+        })
+    };
     both(
         "a turn of worker 1",
         &commit(vec![Commit {

@@ -41,7 +41,7 @@ impl WorkIds {
 }
 
 /// Records in `held` what `commit`, written, makes this worker hold: the instances it
-/// wrote, until they finish or are removed.
+/// wrote (but those it released), until they finish or are removed.
 fn hold_written(held: &Mutex<HashSet<String>>, commit: &Commit) {
     if commit.instances.is_empty() && commit.instances_removed.is_empty() {
         return;
@@ -50,8 +50,12 @@ fn hold_written(held: &Mutex<HashSet<String>>, commit: &Commit) {
     for id in &commit.instances_removed {
         held.remove(id);
     }
+    let released = commit
+        .lease
+        .as_ref()
+        .map_or(&[][..], |lease| &lease.released);
     for (id, record) in &commit.instances {
-        if record.status.is_terminal() {
+        if record.status.is_terminal() || released.contains(id) {
             held.remove(id);
         } else if !held.contains(id) {
             held.insert(id.clone());
@@ -156,13 +160,31 @@ impl Engine {
     /// have (on a shared store) for a worker that has them.
     fn leased(&self, mut commit: Commit) -> Commit {
         let held = lock(&self.held);
-        // The instances the commit creates or goes on with (a few) are held once it is
-        // written.
-        let written = |instance: &str| {
+        // On a shared store, the instances it writes of an orchestrator this worker does
+        // not have (a sub-orchestration, in a rolling deploy) are left for a worker that
+        // has it.
+        let released: Vec<String> = if self.store.is_shared() {
             commit
                 .instances
                 .iter()
-                .any(|(id, record)| id == instance && !record.status.is_terminal())
+                .filter(|(_, record)| {
+                    !record.status.is_terminal()
+                        && self
+                            .registry
+                            .orchestrator(&record.orchestrator, record.version)
+                            .is_none()
+                })
+                .map(|(id, _)| id.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // The other instances the commit creates or goes on with (a few) are held once it
+        // is written.
+        let written = |instance: &str| {
+            commit.instances.iter().any(|(id, record)| {
+                id == instance && !record.status.is_terminal() && !released.iter().any(|r| r == id)
+            })
         };
         let mut left = Vec::new();
         let unclaimed = commit
@@ -186,6 +208,7 @@ impl Engine {
         commit.lease = Some(CommitLease {
             worker: self.worker,
             unclaimed,
+            released,
         });
         commit
     }

@@ -256,6 +256,7 @@ impl Engine {
     ) -> bool {
         self.unregistered == Unregistered::Wait
             && self.registry.orchestrator(orchestrator, version).is_none()
+            && !self.store.is_shared()
     }
 
     /// Checks that `bytes`, the payload `what` names, fits the payload limit.

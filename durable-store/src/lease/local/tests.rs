@@ -108,6 +108,7 @@ fn lease(worker: WorkerId, unclaimed: &[WorkId]) -> Option<CommitLease> {
     Some(CommitLease {
         worker,
         unclaimed: unclaimed.to_vec(),
+        released: Vec::new(),
     })
 }
 
