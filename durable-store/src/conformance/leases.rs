@@ -439,6 +439,16 @@ pub(super) fn waiting_for_work_wakes_on_unclaimed_work(store: &impl Store) {
 pub(super) fn released_instances_are_left_for_a_claim(store: &impl Store) {
     let c = Check::new("released_instances_are_left_for_a_claim", store);
     let (parent_worker, child_worker) = (c.ok(store.join(LONG)), c.ok(store.join(LONG)));
+    // An earlier child under the id, finished, that the parent's worker held: the new one
+    // replaces it (the retry-a-child pattern).
+    c.commit(vec![Commit {
+        instances: vec![(
+            "child".into(),
+            record("other", Status::Completed { output: vec![] }, 0),
+        )],
+        lease: lease(parent_worker, &[]),
+        ..Commit::default()
+    }]);
     c.commit(vec![Commit {
         instances: vec![
             ("parent".into(), record("flow", Status::Running, 0)),

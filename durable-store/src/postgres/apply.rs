@@ -105,7 +105,9 @@ instances_written AS (
         history_len = EXCLUDED.history_len, created_ms = EXCLUDED.created_ms,
         updated_ms = EXCLUDED.updated_ms, input = EXCLUDED.input, output = EXCLUDED.output,
         custom_status = EXCLUDED.custom_status, record = EXCLUDED.record,
-        held_by = COALESCE(EXCLUDED.held_by, durable.instances.held_by)
+        -- A released instance (`$47`) is left unheld, whoever held the row before.
+        held_by = CASE WHEN durable.instances.id = ANY($47::bytea[]) THEN NULL
+                       ELSE COALESCE(EXCLUDED.held_by, durable.instances.held_by) END
     -- An instance expected absent that is there (another start won) is left as it is.
     WHERE durable.instances.id <> ALL($46::bytea[])
     RETURNING id
@@ -228,6 +230,8 @@ pub(super) struct Rows<'a> {
     terminal: Vec<&'static str>,
     /// The instances the call creates expecting them absent (`Commit::expected`).
     expected_absent: Vec<&'a [u8]>,
+    /// The instances the call's commits release (`CommitLease::released`).
+    released: Vec<&'a [u8]>,
 }
 
 impl<'a> Rows<'a> {
@@ -272,6 +276,7 @@ impl<'a> Rows<'a> {
             rows.dequeued_workers.push(worker_key(*worker));
         }
         rows.left = plan.lease.left;
+        rows.released = plan.lease.released.iter().map(|id| id.as_bytes()).collect();
         rows.expected_absent = plan
             .expected
             .iter()
@@ -338,7 +343,7 @@ impl<'a> Rows<'a> {
     }
 
     /// The parameters `$1` to `$45` of [`APPLY`].
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 46] {
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 47] {
         [
             &self.fence_ids,
             &self.fence_firsts,
@@ -386,6 +391,7 @@ impl<'a> Rows<'a> {
             &self.left,
             &self.terminal,
             &self.expected_absent,
+            &self.released,
         ]
     }
 }

@@ -75,6 +75,8 @@ pub(super) struct LeasePlan<'a> {
     pub(super) holders: BTreeMap<&'a str, WorkerId>,
     /// Whether the call leaves items no worker holds: others are told (`NOTIFY`).
     pub(super) left: bool,
+    /// The instances the call's commits release: unheld after it, whoever held them.
+    pub(super) released: Vec<&'a str>,
 }
 
 impl<'a> Plan<'a> {
@@ -376,8 +378,9 @@ impl<'a> LeasePlan<'a> {
             let prior = taken.insert(id, worker);
             self.instances.push((index, rank, id, worker, prior));
             if lease.released.iter().any(|released| released == id) {
-                // Created unheld (a new row's `held_by` is NULL), for a claim.
+                // Left unheld, for a claim.
                 self.holders.remove(id);
+                self.released.push(id);
             } else {
                 self.holders.insert(id, worker);
             }
