@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use durable_store::WorkerId;
-use durable_store::{ClaimFilter, Commit, CommitLease, Store, StoreError, WorkId, WorkItem};
+use durable_store::{
+    ClaimFilter, Commit, CommitLease, Status, Store, StoreError, WorkId, WorkItem,
+};
 
 use super::{Engine, RETRY_DELAY, lock};
 use crate::error::Error;
@@ -160,15 +162,16 @@ impl Engine {
     /// have (on a shared store) for a worker that has them.
     fn leased(&self, mut commit: Commit) -> Commit {
         let held = lock(&self.held);
-        // On a shared store, the instances it writes of an orchestrator this worker does
-        // not have (a sub-orchestration, in a rolling deploy) are left for a worker that
-        // has it.
+        // On a shared store, the instances it starts (pending, their `Started` message
+        // in the commit) of an orchestrator this worker does not have (a
+        // sub-orchestration, in a rolling deploy) are left for a worker that has it. One
+        // that already ran stays with the worker that claimed it.
         let released: Vec<String> = if self.store.is_shared() {
             commit
                 .instances
                 .iter()
                 .filter(|(_, record)| {
-                    !record.status.is_terminal()
+                    matches!(record.status, Status::Pending)
                         && self
                             .registry
                             .orchestrator(&record.orchestrator, record.version)
