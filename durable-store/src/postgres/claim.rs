@@ -22,16 +22,21 @@ use crate::error::StoreError;
 use crate::lease::{Claim, ClaimFilter, ClaimedInstance, Holding, WorkerId};
 use crate::record::{InstanceRecord, StatusKind, WorkId, WorkItem, decode};
 
-/// Deletes the expired leases (their holdings become unheld) and says whether `$1`'s is
-/// live.
-const START: &str = "WITH gone AS (DELETE FROM durable.workers WHERE expires_at <= now()) \
+/// Deletes the expired leases and releases what their workers held (their items and
+/// instances become unheld), and says whether `$1`'s lease is live.
+const START: &str = "WITH gone AS ( \
+        DELETE FROM durable.workers WHERE expires_at <= now() RETURNING id), \
+    work_freed AS (UPDATE durable.work SET held_by = NULL \
+        WHERE held_by IN (SELECT id FROM gone)), \
+    instances_freed AS (UPDATE durable.instances SET held_by = NULL \
+        WHERE held_by IN (SELECT id FROM gone)) \
     SELECT EXISTS (SELECT FROM durable.workers WHERE id = $1 AND expires_at > now())";
 
-/// A page of the unheld work items after id `$1`.
+/// A page of the unheld work items after id `$1`: those with no holder, since [`START`]
+/// released what the workers whose lease lapsed held. It reads the partial index
+/// `work_unheld`, so a claim costs what is unheld, not the whole queue.
 const ITEMS: &str = "SELECT w.id, w.record FROM durable.work w \
-    WHERE w.id > $1 AND (w.held_by IS NULL OR NOT EXISTS ( \
-        SELECT FROM durable.workers k WHERE k.id = w.held_by AND k.expires_at > now())) \
-    ORDER BY w.id LIMIT $2";
+    WHERE w.held_by IS NULL AND w.id > $1 ORDER BY w.id LIMIT $2";
 
 /// The records of instances `$1`, with their live holders.
 const INSTANCES: &str = "SELECT i.id, i.record, (SELECT k.id FROM durable.workers k \

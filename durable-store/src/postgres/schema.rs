@@ -68,6 +68,8 @@ ALTER TABLE durable.work ADD COLUMN IF NOT EXISTS held_by bigint;
 CREATE INDEX IF NOT EXISTS instances_by_holder ON durable.instances (held_by);
 CREATE INDEX IF NOT EXISTS work_by_holder ON durable.work (held_by);
 CREATE INDEX IF NOT EXISTS work_by_instance ON durable.work (instance_id);
+-- The items no worker holds, in id order: what a claim reads.
+CREATE INDEX IF NOT EXISTS work_unheld ON durable.work (id) WHERE held_by IS NULL;
 CREATE TABLE IF NOT EXISTS durable.work_ids (
     next bigint NOT NULL
 );
