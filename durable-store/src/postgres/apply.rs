@@ -14,28 +14,46 @@ use super::columns;
 use super::commit::{Plan, WriteError, encode, work_key, worker_key};
 use crate::record::{InstanceRecord, StatusKind};
 
+/// The body of the CTE that fences a call's history appends, over the arrays of
+/// parameters `$ids` (instance ids) and `$firsts` (where each append starts): the first
+/// append that does not start where its stored history ends, with the stored length.
+/// [`APPLY`] and [`REMOVE_HISTORIES`] check the same fence.
+macro_rules! history_fence {
+    ($ids:literal, $firsts:literal) => {
+        concat!(
+            "
+    SELECT f.id, f.first, COALESCE(h.stored, 0) AS stored
+    FROM unnest(",
+            $ids,
+            "::bytea[], ",
+            $firsts,
+            "::bigint[]) AS f(id, first)
+    CROSS JOIN LATERAL (
+        SELECT max(idx) + 1 AS stored FROM durable.history WHERE instance_id = f.id
+    ) AS h
+    WHERE COALESCE(h.stored, 0) <> f.first
+    LIMIT 1
+"
+        )
+    };
+}
+
 /// The statement. `refused` holds what the call may not write: appends that do not start
 /// where their stored history ends, and commits under a lease that lapsed, or that write
 /// an instance or remove a work item another live worker holds (`Leases::check` of
 /// `lease/local.rs`, the reference). Every write is gated on it being empty; the statement returns
-/// its first row (history first, then in commit order), so a refused call writes nothing
-/// and says why.
+/// its first row (the lease refusals in commit order, then the history's), so a refused
+/// call writes nothing and says why.
 ///
 /// The leases of the committing workers are locked (`FOR KEY SHARE`), as are the instances
 /// and work items whose holders are checked (`FOR UPDATE`): a claim that takes over a
 /// lapsed worker's holdings deletes its lease row first, so it waits for this statement's
 /// transaction, or this statement finds the row gone; a claim taking an instance this
 /// call writes makes it wait and then see the claim's holder.
-pub(super) const APPLY: &str = "
-WITH history_fence AS (
-    SELECT f.id, f.first, COALESCE(h.stored, 0) AS stored
-    FROM unnest($1::bytea[], $2::bigint[]) AS f(id, first)
-    CROSS JOIN LATERAL (
-        SELECT max(idx) + 1 AS stored FROM durable.history WHERE instance_id = f.id
-    ) AS h
-    WHERE COALESCE(h.stored, 0) <> f.first
-    LIMIT 1
-),
+pub(super) const APPLY: &str = concat!(
+    "\nWITH history_fence AS (",
+    history_fence!("$1", "$2"),
+    "),
 leases AS (
     SELECT id FROM durable.workers
     WHERE id = ANY($30::bigint[]) AND expires_at > now()
@@ -158,27 +176,23 @@ WHERE NOT EXISTS (SELECT FROM refused)
     AND e.id NOT IN (SELECT id FROM instances_written)
 UNION ALL
 SELECT 'notified', NULL, NULL, NULL, NULL
-FROM (SELECT pg_notify('durable_work', '') WHERE $44::bool) AS n";
+FROM (SELECT pg_notify('durable_work', '') WHERE $44::bool) AS n"
+);
 
 /// Removes whole histories (`$1`); runs before [`APPLY`] in the same transaction. Appends
 /// of the call before a removal (`$2`, `$3`: id, first index) are checked first, against
 /// the history as stored: the first that does not start where it ends is returned, and
 /// then nothing is removed.
-pub(super) const REMOVE_HISTORIES: &str = "
-WITH fence AS (
-    SELECT f.id, f.first, COALESCE(h.stored, 0) AS stored
-    FROM unnest($2::bytea[], $3::bigint[]) AS f(id, first)
-    CROSS JOIN LATERAL (
-        SELECT max(idx) + 1 AS stored FROM durable.history WHERE instance_id = f.id
-    ) AS h
-    WHERE COALESCE(h.stored, 0) <> f.first
-    LIMIT 1
-),
+pub(super) const REMOVE_HISTORIES: &str = concat!(
+    "\nWITH fence AS (",
+    history_fence!("$2", "$3"),
+    "),
 removed AS (
     DELETE FROM durable.history
     WHERE instance_id = ANY($1::bytea[]) AND NOT EXISTS (SELECT FROM fence)
 )
-SELECT 'history', id, first, stored, NULL::bigint FROM fence";
+SELECT 'history', id, first, stored, NULL::bigint FROM fence"
+);
 
 /// The parameters of [`APPLY`]: one array per column, in its order.
 #[derive(Default)]

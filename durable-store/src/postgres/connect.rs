@@ -7,7 +7,7 @@ use std::time::Duration;
 use postgres::config::Host;
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls, Row, Statement, Transaction};
+use postgres::{Client, Config, GenericClient, NoTls, Row, Statement, Transaction};
 
 use crate::error::{ServerProblem, StoreError, cause};
 
@@ -171,12 +171,7 @@ impl Conn {
 
     /// The statement of `sql`, prepared on first use.
     fn prepare(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = self.client.prepare(sql)?;
-        self.statements.insert(sql, statement.clone());
-        Ok(statement)
+        prepare_once(&mut self.client, &mut self.statements, sql)
     }
 
     /// Starts a transaction that runs this connection's prepared statements.
@@ -189,6 +184,21 @@ impl Conn {
     }
 }
 
+/// The statement of `sql` among a connection's `statements`, prepared on `client` (the
+/// connection, or a transaction on it) the first time.
+fn prepare_once(
+    client: &mut impl GenericClient,
+    statements: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
+) -> Result<Statement, postgres::Error> {
+    if let Some(statement) = statements.get(sql) {
+        return Ok(statement.clone());
+    }
+    let statement = client.prepare(sql)?;
+    statements.insert(sql, statement.clone());
+    Ok(statement)
+}
+
 /// A transaction on a [`Conn`], preparing each statement once per connection.
 pub(super) struct Prepared<'a> {
     transaction: Transaction<'a>,
@@ -197,12 +207,7 @@ pub(super) struct Prepared<'a> {
 
 impl Prepared<'_> {
     fn prepare(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = self.transaction.prepare(sql)?;
-        self.statements.insert(sql, statement.clone());
-        Ok(statement)
+        prepare_once(&mut self.transaction, self.statements, sql)
     }
 
     /// Runs `sql`; returns the rows it returns.
