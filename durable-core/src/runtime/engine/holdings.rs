@@ -13,6 +13,7 @@ use durable_store::{
 
 use super::{Engine, RETRY_DELAY, lock};
 use crate::error::Error;
+use crate::registry::Registry;
 
 /// How many work ids one reservation takes ([`Store::reserve_work_ids`]): the next block
 /// is reserved in the background once half of the current one is used.
@@ -62,6 +63,20 @@ fn hold_written(held: &Mutex<HashSet<String>>, commit: &Commit) {
         } else if !held.contains(id) {
             held.insert(id.clone());
         }
+    }
+}
+
+/// What a worker with `registry` claims on `store`: on a store other processes share, only
+/// work for the code it has, leaving the rest to workers that have it; on a store it
+/// holds alone, everything (what it cannot run,
+/// [`Unregistered`](super::super::Unregistered) decides).
+pub(super) fn claim_filter(store: &dyn Store, registry: &Registry) -> ClaimFilter {
+    if store.is_shared() {
+        ClaimFilter::default()
+            .orchestrators(registry.orchestrator_names())
+            .activities(registry.activity_names())
+    } else {
+        ClaimFilter::default()
     }
 }
 
@@ -117,17 +132,9 @@ impl Engine {
         self.store.clone()
     }
 
-    /// What this worker claims: on a store other processes share, only work for the code
-    /// it has, leaving the rest to workers that have it; on a store it holds alone,
-    /// everything (what it cannot run, [`Unregistered`] decides).
-    pub(in crate::runtime) fn claim_filter(&self) -> ClaimFilter {
-        if self.store.is_shared() {
-            ClaimFilter::default()
-                .orchestrators(self.registry.orchestrator_names())
-                .activities(self.registry.activity_names())
-        } else {
-            ClaimFilter::default()
-        }
+    /// What this worker claims (see [`claim_filter`]).
+    pub(in crate::runtime) fn claim_filter(&self) -> Arc<ClaimFilter> {
+        self.claim_filter.clone()
     }
 
     /// Whether this worker holds `instance`.
@@ -219,6 +226,12 @@ impl Engine {
     /// Halts the runtime: the store refuses this worker's writes from now on.
     pub(in crate::runtime) fn halt(&self, error: StoreError) {
         self.commits.halt(error);
+    }
+
+    /// Whether this worker leaves the tasks of `activity` to others: it does not have it,
+    /// and the store is shared, so a worker that has it claims them.
+    pub(in crate::runtime) fn leaves_activity(&self, activity: &str) -> bool {
+        !self.registry.has_activity(activity) && self.store.is_shared()
     }
 
     /// Whether other processes may share the store.

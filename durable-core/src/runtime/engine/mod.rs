@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use durable_store::{ActivityTask, Commit, Event, Failure, Incarnation, InstanceRecord, Store};
-use durable_store::{StoreError, WorkId, WorkItem, WorkerId};
+use durable_store::{ClaimFilter, StoreError, WorkId, WorkItem, WorkerId};
 use lru::LruCache;
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
@@ -99,6 +99,8 @@ impl Drop for Busy {
 pub(crate) struct Engine {
     store: Arc<dyn Store>,
     registry: Registry,
+    /// What this worker claims, made once: the registry does not change.
+    claim_filter: Arc<ClaimFilter>,
     unregistered: Unregistered,
     /// The largest payload instances may store, in bytes.
     max_payload: usize,
@@ -162,10 +164,12 @@ pub(in crate::runtime) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Engine {
     /// An engine over `parts`, its commit thread started.
     pub(in crate::runtime) fn new(parts: EngineParts) -> Self {
+        let claim_filter = Arc::new(holdings::claim_filter(&*parts.store, &parts.registry));
         Self {
             commits: GroupCommit::start(parts.store.clone()),
             store: parts.store,
             registry: parts.registry,
+            claim_filter,
             unregistered: parts.unregistered,
             max_payload: parts.max_payload,
             clock: parts.clock,
@@ -239,12 +243,6 @@ impl Engine {
         self.unregistered == Unregistered::Wait
             && !self.registry.has_activity(activity)
             && !self.store.is_shared()
-    }
-
-    /// Whether this worker leaves the tasks of `activity` to others: it does not have it,
-    /// and the store is shared, so a worker that has it claims them.
-    pub(in crate::runtime) fn leaves_activity(&self, activity: &str) -> bool {
-        !self.registry.has_activity(activity) && self.store.is_shared()
     }
 
     /// Whether an instance waits for version `version` of `orchestrator` rather than
