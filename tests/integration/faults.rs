@@ -124,9 +124,16 @@ async fn start_workflow(runtime: &Runtime, store: &FaultyStore<FjallStore>, id: 
     }
 }
 
-/// Waits for `id`'s output, retrying while an injected fault fails the status read.
+/// Reads `id`'s status and position (the store's record and history, as a tool does),
+/// then waits for its output, retrying each while an injected fault fails its read.
 async fn wait_output(runtime: &Runtime, id: &str) -> u64 {
     let instance = runtime.client().instance(workflow, id);
+    while let Err(e) = instance.status().await {
+        assert!(is_injected(&e), "{id}: {e}");
+    }
+    while let Err(e) = instance.position().await {
+        assert!(is_injected(&e), "{id}: {e}");
+    }
     loop {
         match instance.wait(WAIT).await {
             Ok(output) => return output,
@@ -311,6 +318,37 @@ async fn an_event_that_was_not_written_returns_an_error_and_never_arrives() {
         .filter(|e| matches!(e, Event::EventRaised { .. }))
         .collect();
     assert_eq!(events.len(), 1, "{events:?}");
+    runtime.shutdown().await;
+}
+
+/// Each read is a round trip to the server on PostgreSQL: a worker does not read back
+/// what it wrote itself. Starting an instance, its turns, and a wait on it read nothing;
+/// raising the event reads the record once (for the run it is addressed to).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reads_back_nothing_it_wrote_itself() {
+    let run = faulty(|s| s);
+    let ledger = Arc::new(EffectLedger::default());
+    let runtime = start_runtime(&run.store, &ledger).await;
+    let client = runtime.client();
+    let switch = run.store.switch();
+    let reads = || switch.count(Call::Instance) + switch.count(Call::History);
+    let before = reads();
+    let instance = client.start(approval, "a", ()).await.unwrap();
+    let waiting = tokio::spawn({
+        let instance = client.instance(approval, "a");
+        async move { instance.wait(WAIT).await }
+    });
+    // The instance waits for the event, and the wait for the instance.
+    while run.fjall.history("a").unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(reads() - before, 0, "start, first turn and wait");
+    instance.raise_event("approve", &10_u64).await.unwrap();
+    assert_eq!(waiting.await.unwrap().unwrap(), 21);
+    assert_eq!(reads() - before, 1, "the raise's read of the record");
+    // A second start of the id is refused by the store, not read first.
+    assert!(!client.start(approval, "a", ()).await.unwrap().is_new());
     runtime.shutdown().await;
 }
 

@@ -187,23 +187,33 @@ impl<O: Orchestrator> Instance<O> {
         let deadline = tokio::time::Instant::now() + timeout;
         let id = || self.id.clone();
         let engine = &self.client.engine;
+        // The record the instance finished or stalled with here, as its watch told it.
+        let mut told = None;
         loop {
             // Watch before reading, so a finish between the two is not missed.
             let finished = engine.watch(&self.id);
             let halted = engine.on_halt();
             let stopped = engine.halted().cloned();
-            match self.status().await? {
-                InstanceStatus::Completed(output) => return Ok(output),
-                InstanceStatus::Failed(failure) => return Err(Error::Failed { id: id(), failure }),
-                InstanceStatus::Stalled(failure) => {
+            // An instance running here wakes the watch when it finishes or stalls, with
+            // its record: the store is read only for one that runs elsewhere, or not yet.
+            let status = match told.take() {
+                Some(record) => Some(Client::status_in(record)?),
+                // A halted runtime may have written a finish it could not confirm.
+                None if stopped.is_none() && engine.runs_here(&self.id) => None,
+                None => Some(self.status().await?),
+            };
+            match status {
+                Some(InstanceStatus::Completed(output)) => return Ok(output),
+                Some(InstanceStatus::Failed(failure)) => {
+                    return Err(Error::Failed { id: id(), failure });
+                }
+                Some(InstanceStatus::Stalled(failure)) => {
                     return Err(Error::Stalled { id: id(), failure });
                 }
-                InstanceStatus::Terminated(reason) => {
+                Some(InstanceStatus::Terminated(reason)) => {
                     return Err(Error::Terminated { id: id(), reason });
                 }
-                InstanceStatus::Pending
-                | InstanceStatus::Running
-                | InstanceStatus::Suspended(_) => {
+                _ => {
                     // A halted runtime finishes nothing more.
                     if let Some(e) = stopped {
                         return Err(Error::Store(e));
@@ -222,7 +232,7 @@ impl<O: Orchestrator> Instance<O> {
             };
             let woken = async {
                 tokio::select! {
-                    _ = finished => {}
+                    record = finished => told = record.ok().flatten(),
                     () = halted => {}
                     () = tokio::time::sleep(poll) => {}
                 }

@@ -101,16 +101,8 @@ impl Client {
         }
         let input = payload::encode(&input)?;
         let _guard = StartGuard::acquire(&self.engine, &id).await;
-        if let Some(existing) = self.engine.store().instance(&id)? {
-            if existing.orchestrator != O::NAME {
-                return Err(Error::InstanceConflict {
-                    id,
-                    existing: existing.orchestrator,
-                    requested: O::NAME.to_string(),
-                });
-            }
-            return Ok(Instance::new(self.clone(), id, false));
-        }
+        // Not read first: the commit below creates the instance only if it is absent, and
+        // is refused whole if it exists (a round trip saved on every new id).
         self.engine.check_payload(
             || format!("the input of orchestrator `{}`", O::NAME),
             &input,
@@ -217,7 +209,12 @@ impl Client {
 
     /// The status of instance `id`, its output decoded as `T`.
     async fn status_of<T: DeserializeOwned>(&self, id: &str) -> Result<InstanceStatus<T>, Error> {
-        Ok(match self.existing(id).await?.status {
+        Self::status_in(self.existing(id).await?)
+    }
+
+    /// The status `record` holds, its output decoded as `T`.
+    fn status_in<T: DeserializeOwned>(record: InstanceRecord) -> Result<InstanceStatus<T>, Error> {
+        Ok(match record.status {
             Status::Pending => InstanceStatus::Pending,
             Status::Running => InstanceStatus::Running,
             Status::Completed { output } => InstanceStatus::Completed(payload::decode(&output)?),

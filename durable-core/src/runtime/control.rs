@@ -75,11 +75,16 @@ pub(in crate::runtime) async fn apply(
     outbox.send(engine, instance, Run::of(&record));
     let stalled_now = matches!(record.status, Status::Stalled { .. });
     let stopped = record.status.is_terminal() || stalled_now;
-    if let Some(execution) = keep.filter(|_| !stopped) {
-        engine.keep_cached(instance, Cached { execution, record });
-    }
     if stopped {
-        engine.notify_finished(instance);
+        engine.notify_finished(instance, &record);
+    } else if let Some(execution) = keep {
+        engine.keep_cached(
+            instance,
+            Cached {
+                execution: Some(execution),
+                record,
+            },
+        );
     }
     Ok(())
 }

@@ -174,7 +174,7 @@ pub(in crate::runtime) async fn take_over(
     } in instances
     {
         if holding == Holding::Claimed {
-            engine.hold(&id);
+            engine.hold(&id, record.status.kind());
             claimed.push((id.clone(), record.clone()));
         }
         live.push((id, record));

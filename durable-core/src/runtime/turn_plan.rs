@@ -89,7 +89,7 @@ pub(in crate::runtime) fn plan(
 ) -> Result<Plan, Error> {
     let cached = engine.take_cached(instance);
     let (execution, record) = match cached {
-        Some(c) => (Some(c.execution), c.record),
+        Some(c) => (c.execution, c.record),
         None => match engine.store().instance(instance)? {
             None => {
                 tracing::warn!(instance, "events for an unknown instance dropped");

@@ -147,12 +147,18 @@ fn finish(engine: &Arc<Engine>, instance: &str, turned: Turned) {
         .pop()
         .expect("a turn's commit ends with the instance's record");
     match outcome {
-        Outcome::Running => engine.keep_cached(instance, Cached { execution, record }),
+        Outcome::Running => engine.keep_cached(
+            instance,
+            Cached {
+                execution: Some(execution),
+                record,
+            },
+        ),
         Outcome::Failed(failure) => {
             tracing::warn!(instance, error = %failure.message, "instance failed");
-            engine.notify_finished(instance);
+            engine.notify_finished(instance, &record);
         }
-        Outcome::Completed(_) => engine.notify_finished(instance),
+        Outcome::Completed(_) => engine.notify_finished(instance, &record),
         Outcome::ContinuedAsNew { .. } | Outcome::Stalled(_) => {}
     }
 }

@@ -53,10 +53,12 @@ pub(in crate::runtime) async fn fail(
     record.updated_ms = engine.now_ms();
     outbox.tell_parent(engine, &record, &mut commit);
     let run = Run::of(&record);
-    commit.instances.push((instance.to_string(), record));
+    commit
+        .instances
+        .push((instance.to_string(), record.clone()));
     engine.commit(commit).await?;
     outbox.send(engine, instance, run);
-    engine.notify_finished(instance);
+    engine.notify_finished(instance, &record);
     Ok(())
 }
 
@@ -83,8 +85,10 @@ pub(in crate::runtime) async fn stall(
     });
     record.status = Status::Stalled { failure };
     record.updated_ms = engine.now_ms();
-    commit.instances.push((instance.to_string(), record));
+    commit
+        .instances
+        .push((instance.to_string(), record.clone()));
     engine.commit(commit).await?;
-    engine.notify_finished(instance);
+    engine.notify_finished(instance, &record);
     Ok(())
 }

@@ -3,12 +3,12 @@
 //! store for its holder), the lease every commit carries, the claim loop's task, and the
 //! block of work ids the store reserved for it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use durable_store::WorkerId;
 use durable_store::{
-    ClaimFilter, Commit, CommitLease, Status, Store, StoreError, WorkId, WorkItem,
+    ClaimFilter, Commit, CommitLease, Status, StatusKind, Store, StoreError, WorkId, WorkItem,
 };
 
 use super::{Engine, RETRY_DELAY, lock};
@@ -44,8 +44,8 @@ impl WorkIds {
 }
 
 /// Records in `held` what `commit`, written, makes this worker hold: the instances it
-/// wrote (but those it released), until they finish or are removed.
-fn hold_written(held: &Mutex<HashSet<String>>, commit: &Commit) {
+/// wrote (but those it released), with their status, until they finish or are removed.
+fn hold_written(held: &Mutex<HashMap<String, StatusKind>>, commit: &Commit) {
     if commit.instances.is_empty() && commit.instances_removed.is_empty() {
         return;
     }
@@ -58,10 +58,13 @@ fn hold_written(held: &Mutex<HashSet<String>>, commit: &Commit) {
         .as_ref()
         .map_or(&[][..], |lease| &lease.released);
     for (id, record) in &commit.instances {
-        if record.status.is_terminal() || released.contains(id) {
+        let status = record.status.kind();
+        if status.is_terminal() || released.contains(id) {
             held.remove(id);
-        } else if !held.contains(id) {
-            held.insert(id.clone());
+        } else if let Some(held) = held.get_mut(id) {
+            *held = status;
+        } else {
+            held.insert(id.clone(), status);
         }
     }
 }
@@ -139,7 +142,19 @@ impl Engine {
 
     /// Whether this worker holds `instance`.
     pub(crate) fn holds(&self, instance: &str) -> bool {
-        lock(&self.held).contains(instance)
+        lock(&self.held).contains_key(instance)
+    }
+
+    /// Whether `instance` is held here and neither finished nor stalled, as this worker
+    /// last wrote it: when it finishes or stalls, it does so here and wakes its watchers
+    /// ([`Engine::watch`]), as does another worker taking it over.
+    pub(crate) fn runs_here(&self, instance: &str) -> bool {
+        lock(&self.held).get(instance).is_some_and(|status| {
+            matches!(
+                status,
+                StatusKind::Pending | StatusKind::Running | StatusKind::Suspended
+            )
+        })
     }
 
     /// Whether a message for `instance` that this worker holds in the store goes to its
@@ -152,15 +167,17 @@ impl Engine {
                 .is_ok_and(|record| record.is_none_or(|record| record.status.is_terminal()))
     }
 
-    /// This worker now holds `instance` (it claimed it).
-    pub(in crate::runtime) fn hold(&self, instance: &str) {
-        lock(&self.held).insert(instance.to_string());
+    /// This worker now holds `instance`, found with `status` (it claimed it).
+    pub(in crate::runtime) fn hold(&self, instance: &str, status: StatusKind) {
+        lock(&self.held).insert(instance.to_string(), status);
     }
 
-    /// This worker no longer holds `instance` (another took it over).
+    /// This worker no longer holds `instance` (another took it over); its watchers read
+    /// its state from the store from now on.
     pub(in crate::runtime) fn let_go(&self, instance: &str) {
         lock(&self.held).remove(instance);
         self.forget(instance);
+        self.wake_waiters(instance, None);
     }
 
     /// `commit` under this worker's lease: the instances it writes are held from now on
@@ -202,7 +219,7 @@ impl Engine {
             .iter()
             .filter_map(|(id, item)| match item {
                 WorkItem::Message { instance, .. }
-                    if !held.contains(instance) && !written(instance) =>
+                    if !held.contains_key(instance) && !written(instance) =>
                 {
                     left.push(*id);
                     Some(*id)

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use durable_store::{ActivityTask, Commit, Event, Failure, Incarnation, InstanceRecord, Store};
-use durable_store::{ClaimFilter, StoreError, WorkId, WorkItem, WorkerId};
+use durable_store::{ClaimFilter, StatusKind, StoreError, WorkId, WorkItem, WorkerId};
 use lru::LruCache;
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
@@ -65,9 +65,11 @@ pub(in crate::runtime) struct EngineParts {
     pub(in crate::runtime) work_ids: WorkIds,
 }
 
-/// A cached live instance between turns.
+/// A cached live instance between turns: its record as last committed, and the execution
+/// that replayed its history (`None` for an instance this worker just created, whose first
+/// turn starts it: nothing to replay).
 pub(in crate::runtime) struct Cached {
-    pub(in crate::runtime) execution: Execution,
+    pub(in crate::runtime) execution: Option<Execution>,
     pub(in crate::runtime) record: InstanceRecord,
 }
 
@@ -112,7 +114,8 @@ pub(crate) struct Engine {
     /// The live instances this worker holds: their turns run here, and messages for them
     /// are delivered here in memory. Messages for any other instance are left in the store
     /// for the worker that holds it (or will claim it).
-    held: Arc<Mutex<HashSet<String>>>,
+    /// With the status each had as this worker last wrote it (see [`Engine::runs_here`]).
+    held: Arc<Mutex<HashMap<String, StatusKind>>>,
     /// The messages this worker's commits left in the store for a claim (their instance
     /// was not held here): a claim delivers them, not the commit's sender.
     left: Arc<Mutex<HashSet<WorkId>>>,
@@ -122,7 +125,7 @@ pub(crate) struct Engine {
     cache: Mutex<LruCache<String, Cached>>,
     activities: Mutex<Slots>,
     turns: Arc<Semaphore>,
-    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Option<InstanceRecord>>>>>,
     /// Suspended instances that wait for an activity this runtime does not have: resuming
     /// one stalls it with this failure.
     waiting_for_code: Mutex<HashMap<String, Failure>>,
@@ -175,7 +178,7 @@ impl Engine {
             clock: parts.clock,
             work_ids: Arc::new(Mutex::new(parts.work_ids)),
             worker: parts.worker,
-            held: Arc::new(Mutex::new(HashSet::new())),
+            held: Arc::new(Mutex::new(HashMap::new())),
             left: Arc::default(),
             claim_loop: Mutex::new(None),
             inboxes: Inboxes::default(),
@@ -368,7 +371,23 @@ impl Engine {
         let _busy = self.busy();
         let mut outbox = Vec::with_capacity(1);
         self.enqueue_message(instance, to, event, &mut commit, &mut outbox);
-        self.commit(commit).await?;
+        let (written, commit) = self.submit(commit).await;
+        written?;
+        // An instance the commit created (a start or restart) is new here: its record is
+        // what its first turn needs, so that turn does not read it back from the store.
+        if let Some((_, record)) = commit.instances.iter().find(|(id, _)| id == instance)
+            && record.history_len == 0
+            && self.holds(instance)
+        {
+            let record = record.clone();
+            self.keep_cached(
+                instance,
+                Cached {
+                    execution: None,
+                    record,
+                },
+            );
+        }
         for Outgoing { instance, delivery } in outbox {
             self.deliver(instance, delivery);
         }
@@ -552,17 +571,25 @@ impl Engine {
 
     // Waiters.
 
-    /// Wakes every client waiting on `instance`.
-    pub(in crate::runtime) fn notify_finished(&self, instance: &str) {
+    /// Wakes every client waiting on `instance`, which finished or stalled here as
+    /// `record` (durable): they need not read it back from the store.
+    pub(in crate::runtime) fn notify_finished(&self, instance: &str, record: &InstanceRecord) {
+        self.wake_waiters(instance, Some(record));
+    }
+
+    /// Wakes every client waiting on `instance` to read its state from the store: it is
+    /// no longer held here, so nothing here will tell them when it finishes.
+    pub(in crate::runtime) fn wake_waiters(&self, instance: &str, record: Option<&InstanceRecord>) {
         if let Some(waiters) = lock(&self.waiters).remove(instance) {
             for waiter in waiters {
-                let _ = waiter.send(());
+                let _ = waiter.send(record.cloned());
             }
         }
     }
 
-    /// A receiver told when `instance` next finishes or stalls.
-    pub(crate) fn watch(&self, instance: &str) -> oneshot::Receiver<()> {
+    /// A receiver told when `instance` next finishes or stalls here, with its record as
+    /// then committed; or with `None` when it stops being held here (then read it).
+    pub(crate) fn watch(&self, instance: &str) -> oneshot::Receiver<Option<InstanceRecord>> {
         let (tx, rx) = oneshot::channel();
         let mut waiters = lock(&self.waiters);
         let waiting = waiters.entry(instance.to_string()).or_default();
