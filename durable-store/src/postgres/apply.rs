@@ -123,8 +123,11 @@ instances_written AS (
         history_len = EXCLUDED.history_len, created_ms = EXCLUDED.created_ms,
         updated_ms = EXCLUDED.updated_ms, input = EXCLUDED.input, output = EXCLUDED.output,
         custom_status = EXCLUDED.custom_status, record = EXCLUDED.record,
-        -- A released instance (`$47`) is left unheld, whoever held the row before.
-        held_by = CASE WHEN durable.instances.id = ANY($47::bytea[]) THEN NULL
+        -- A released instance (`$47`) is left unheld, whoever held the row before, as is
+        -- a finished one (`$45`): a worker holds an instance until it finishes, and what
+        -- leaving or expiring releases costs the live instances, not all it ever ran.
+        held_by = CASE WHEN durable.instances.id = ANY($47::bytea[])
+                            OR EXCLUDED.status = ANY($45::text[]) THEN NULL
                        ELSE COALESCE(EXCLUDED.held_by, durable.instances.held_by) END
     -- An instance expected absent that is there (another start won) is left as it is.
     WHERE durable.instances.id <> ALL($46::bytea[])
@@ -260,7 +263,9 @@ impl<'a> Rows<'a> {
             match record {
                 Some(record) => {
                     rows.push_instance(id, record)?;
-                    let holder = plan.lease.holders.get(id).map(|w| worker_key(*w));
+                    let holder = (plan.lease.holders.get(id))
+                        .filter(|_| !record.status.is_terminal())
+                        .map(|w| worker_key(*w));
                     rows.instance_holders.push(holder);
                 }
                 None => rows.instances_removed.push(id.as_bytes()),

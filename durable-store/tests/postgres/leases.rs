@@ -225,6 +225,40 @@ fn a_worker_that_leaves_releases_its_work_at_once() {
     assert!(matches!(err, StoreError::LeaseExpired { .. }), "{err:?}");
 }
 
+/// A worker holds an instance until it finishes: the finished ones are stored unheld, so
+/// leaving (or a lapsed lease) releases the live instances, not every one the worker ran.
+#[test]
+fn a_finished_instance_is_stored_unheld() {
+    let (database, a, _b) = two_handles();
+    let worker = a.join(Duration::from_secs(60)).unwrap();
+    a.commit(&[
+        leased(worker, started("done", 1)),
+        leased(worker, started("live", 2)),
+    ])
+    .unwrap();
+    let mut finished = record("flow", 1);
+    finished.status = Status::Completed {
+        output: b"1".to_vec(),
+    };
+    let finish = Commit {
+        instances: vec![("done".into(), finished)],
+        ..Commit::default()
+    };
+    a.commit(&[leased(worker, finish)]).unwrap();
+    let mut sql = postgres::Client::connect(database.url(), postgres::NoTls).unwrap();
+    let held: Vec<(Vec<u8>, Option<i64>)> = sql
+        .query("SELECT id, held_by FROM durable.instances ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let worker = i64::try_from(worker).unwrap();
+    assert_eq!(
+        held,
+        vec![(b"done".to_vec(), None), (b"live".to_vec(), Some(worker))]
+    );
+}
+
 /// Items a commit leaves unclaimed are for any worker; the others stay with the worker
 /// that enqueued them, and so do the instances it wrote.
 #[test]
