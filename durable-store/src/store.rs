@@ -140,6 +140,18 @@ pub trait Store: Send + Sync + 'static {
         false
     }
 
+    /// How many calls to [`commit`](Store::commit) the store serves at once, each on a
+    /// connection of its own: a runtime writes that many group-commit batches at a time.
+    /// 1 (the default) for a store with one journal (fjall, memory), where a second writer
+    /// would only wait for the first; more for a database server, where one batch is
+    /// built and sent while another is applied and flushed.
+    ///
+    /// Concurrent calls carry commits that do not depend on each other: a runtime commits
+    /// a turn, a result or a request only once what it builds on is durable.
+    fn commit_concurrency(&self) -> usize {
+        1
+    }
+
     /// Starts a worker's lease, `lease` long from now by the store's clock: returns its id,
     /// which its claims and commits name (see [`crate::lease`]).
     ///
@@ -236,6 +248,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn is_shared(&self) -> bool {
         (**self).is_shared()
+    }
+    fn commit_concurrency(&self) -> usize {
+        (**self).commit_concurrency()
     }
     fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
         (**self).join(lease)

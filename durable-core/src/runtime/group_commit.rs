@@ -1,7 +1,8 @@
 //! Group commit: commits that arrive while the store is writing are gathered and written
 //! together as one atomic batch with one fsync.
 //!
-//! One thread owns the writes. It takes every commit queued since its last write and
+//! One thread owns the writes (or a few, on a store that serves several at once: see
+//! [`Store::commit_concurrency`]). It takes every commit queued since its last write and
 //! hands them to [`Store::commit`] at once; each caller is told once the batch holding its
 //! commit is durable. Under load, one fsync acknowledges many turns.
 //!
@@ -50,22 +51,29 @@ struct Counters {
 #[derive(Debug)]
 pub(crate) struct GroupCommit {
     queue: Mutex<Option<mpsc::Sender<(Commit, Reply)>>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     counters: Arc<Counters>,
 }
 
 impl GroupCommit {
+    /// Starts the commit threads: as many as the store serves commits at once
+    /// ([`Store::commit_concurrency`]), each taking what is queued when it is free.
     pub(crate) fn start(store: Arc<dyn Store>) -> Self {
         let (queue, rx) = mpsc::channel::<(Commit, Reply)>();
+        let rx = Arc::new(Mutex::new(rx));
         let counters = Arc::new(Counters::default());
-        let thread_counters = counters.clone();
-        let thread = std::thread::Builder::new()
-            .name("durable-commit".into())
-            .spawn(move || write_loop(&*store, &rx, &thread_counters))
-            .expect("spawn the durable-commit thread");
+        let threads = (0..store.commit_concurrency().max(1))
+            .map(|n| {
+                let (store, rx, counters) = (store.clone(), rx.clone(), counters.clone());
+                std::thread::Builder::new()
+                    .name(format!("durable-commit-{n}"))
+                    .spawn(move || write_loop(&*store, &rx, &counters))
+                    .expect("spawn a durable-commit thread")
+            })
+            .collect();
         Self {
             queue: Mutex::new(Some(queue)),
-            thread: Mutex::new(Some(thread)),
+            threads: Mutex::new(threads),
             counters,
         }
     }
@@ -73,8 +81,8 @@ impl GroupCommit {
     /// Writes what is queued, then stops the thread; later commits fail with `ShutDown`.
     pub(crate) async fn stop(&self) {
         drop(lock(&self.queue).take());
-        let thread = lock(&self.thread).take();
-        if let Some(thread) = thread {
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for thread in threads {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
@@ -132,18 +140,27 @@ impl GroupCommit {
     }
 }
 
-fn write_loop(store: &dyn Store, rx: &mpsc::Receiver<(Commit, Reply)>, counters: &Counters) {
+/// A commit thread: takes everything queued (up to [`MAX_BATCH`]) once it is free, writes
+/// it, and tells each caller. With several threads, one gathers the next batch while the
+/// others write theirs.
+fn write_loop(store: &dyn Store, rx: &Mutex<mpsc::Receiver<(Commit, Reply)>>, counters: &Counters) {
     let mut commits = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
-    while let Ok((commit, reply)) = rx.recv() {
-        commits.push(commit);
-        replies.push(reply);
-        while commits.len() < MAX_BATCH {
-            let Ok((commit, reply)) = rx.try_recv() else {
-                break;
+    loop {
+        {
+            let rx = lock(rx);
+            let Ok((commit, reply)) = rx.recv() else {
+                return;
             };
             commits.push(commit);
             replies.push(reply);
+            while commits.len() < MAX_BATCH {
+                let Ok((commit, reply)) = rx.try_recv() else {
+                    break;
+                };
+                commits.push(commit);
+                replies.push(reply);
+            }
         }
         let results = write_apart(store, &commits, counters);
         for ((commit, reply), result) in commits.drain(..).zip(replies.drain(..)).zip(results) {
@@ -212,7 +229,7 @@ impl Drop for GroupCommit {
     /// when the runtime's last handle is gone.
     fn drop(&mut self) {
         drop(lock(&self.queue).take());
-        if let Some(thread) = lock(&self.thread).take() {
+        for thread in std::mem::take(&mut *lock(&self.threads)) {
             let _ = thread.join();
         }
     }
@@ -312,6 +329,82 @@ mod tests {
             assert_eq!(store.progress(key).unwrap(), Some(vec![1]), "{key}");
         }
         assert_eq!(commits.stats().commits, 3);
+    }
+
+    /// A memory store that serves two commits at once, and whose commits wait (up to two
+    /// seconds) until another is in flight beside them.
+    #[derive(Default)]
+    struct TwoAtOnce {
+        inner: MemoryStore,
+        inside: Mutex<usize>,
+        most_inside: Mutex<usize>,
+    }
+
+    impl Store for TwoAtOnce {
+        fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
+            {
+                let inside = &mut *lock(&self.inside);
+                *inside += 1;
+                let most = &mut *lock(&self.most_inside);
+                *most = (*most).max(*inside);
+            }
+            let began = std::time::Instant::now();
+            while *lock(&self.most_inside) < 2 && began.elapsed() < Duration::from_secs(2) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let written = self.inner.commit(commits);
+            *lock(&self.inside) -= 1;
+            written
+        }
+        fn commit_concurrency(&self) -> usize {
+            2
+        }
+        fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+            self.inner.instance(id)
+        }
+        fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+            self.inner.instances()
+        }
+        fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+            self.inner.history(id)
+        }
+        fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
+            self.inner.work_items()
+        }
+        fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.progress(key)
+        }
+        fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
+            self.inner.join(lease)
+        }
+        fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
+            self.inner.renew(worker, lease)
+        }
+        fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
+            self.inner.leave(worker)
+        }
+        fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
+            self.inner.claim(worker, filter)
+        }
+        fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
+            self.inner.reserve_work_ids(count)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_serves_two_commits_at_once_gets_two_batches_in_flight() {
+        let store = Arc::new(TwoAtOnce::default());
+        let commits = GroupCommit::start(store.clone());
+        let first = commits.submit(put("first"));
+        while *lock(&store.inside) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Queued while the first batch is being written: the second thread writes it.
+        let second = commits.submit(put("second"));
+        assert!(first.await.0.is_ok());
+        assert!(second.await.0.is_ok());
+        assert_eq!(*lock(&store.most_inside), 2);
+        assert_eq!(store.progress("second").unwrap(), Some(vec![1]));
     }
 
     #[tokio::test]

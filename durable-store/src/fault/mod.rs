@@ -470,6 +470,10 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.is_shared()
     }
 
+    fn commit_concurrency(&self) -> usize {
+        self.inner.commit_concurrency()
+    }
+
     fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
         self.inner.join(lease)
     }

@@ -324,6 +324,10 @@ impl Store for PostgresStore {
         true
     }
 
+    fn commit_concurrency(&self) -> usize {
+        pool::WRITERS
+    }
+
     fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
         let worker = self
             .inner
