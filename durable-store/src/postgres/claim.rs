@@ -176,7 +176,7 @@ pub(super) fn claim(
             if *holding == Holding::Other
                 && holder.is_none()
                 && newly < max_instances
-                && filter.takes_orchestrator(&record.orchestrator)
+                && filter.takes_instance(&record)
             {
                 *holding = Holding::Claimed;
                 newly += 1;
@@ -213,7 +213,7 @@ pub(super) fn claim(
             if mine || holder.is_some() || record.status.is_terminal() {
                 continue;
             }
-            if filter.takes_orchestrator(&record.orchestrator) {
+            if filter.takes_instance(&record) {
                 met.insert(id, (Holding::Claimed, record));
                 newly += 1;
             }
