@@ -90,7 +90,11 @@ pub(super) fn claims_take_only_the_versions_the_worker_has(store: &impl Store) {
     let what = "a worker with both versions takes over what the workers that left held";
     c.expect(Ok(item_ids(&third)), vec![1, 2, 3, 4], what);
     let ids: Vec<String> = holdings(&third).into_iter().map(|(id, _)| id).collect();
-    c.expect(Ok(ids), vec!["a1".into(), "a2".into(), "s1".into(), "s2".into()], what);
+    c.expect(
+        Ok(ids),
+        vec!["a1".into(), "a2".into(), "s1".into(), "s2".into()],
+        what,
+    );
 
     // Without a version filter every version is taken (a store one worker holds alone:
     // what it cannot run, its runtime decides).

@@ -43,10 +43,17 @@ const INSTANCES: &str = "SELECT i.id, i.record, (SELECT k.id FROM durable.worker
         WHERE k.id = i.held_by AND k.expires_at > now()) \
     FROM durable.instances i WHERE i.id = ANY($1::bytea[])";
 
-/// The stalled instances, in creation order, with their live holders.
-const STALLED: &str = "SELECT i.id, i.record, (SELECT k.id FROM durable.workers k \
-        WHERE k.id = i.held_by AND k.expires_at > now()) \
-    FROM durable.instances i WHERE i.status = $1 ORDER BY i.created_ms, i.id";
+/// A page of the stalled instances no worker holds, in creation order, after
+/// (`created_ms`, `id`) (`$1`, `$2`), at most `$3`: those with no holder, since [`START`]
+/// released what the workers whose lease lapsed held. A worker that stalls an instance
+/// holds it for as long as it lives, so this reads the partial index
+/// `instances_stalled_unheld` (`schema.rs`): a claim costs the stalled instances it may
+/// take (and those of code no live worker has), not every instance that ever stalled. The
+/// status is a literal, not a parameter, so that the generic plan matches the index's
+/// predicate.
+const STALLED: &str = "SELECT i.id, i.record, i.created_ms FROM durable.instances i \
+    WHERE i.status = 'stalled' AND i.held_by IS NULL AND (i.created_ms, i.id) > ($1, $2) \
+    ORDER BY i.created_ms, i.id LIMIT $3";
 
 /// Takes for `$1` the instances of `$2` that are still live (`$3`: the terminal statuses)
 /// and unheld, skipping those another transaction has locked; returns their records.
@@ -198,25 +205,27 @@ pub(super) fn claim(
         }
     }
     // Stalled instances no live worker holds, to try again with this worker's code.
-    if newly < max_instances {
+    let mut after: (i64, Vec<u8>) = (i64::MIN, Vec::new());
+    'stalled: while newly < max_instances {
         let rows = tx
-            .query(STALLED, &[&StatusKind::Stalled.as_str()])
+            .query(STALLED, &[&after.0, &after.1, &(PAGE as i64)])
             .map_err(error("reading the stalled instances"))?;
         for row in &rows {
             if newly >= max_instances {
-                break;
+                break 'stalled;
             }
-            let (id, record, holder) = instance_with_holder(row)?;
+            let (id, record) = instance_row(row)?;
             let mine = met
                 .get(&id)
                 .is_some_and(|(holding, _)| *holding != Holding::Other);
-            if mine || holder.is_some() || record.status.is_terminal() {
-                continue;
-            }
-            if filter.takes_instance(&record) {
+            if !mine && !record.status.is_terminal() && filter.takes_instance(&record) {
                 met.insert(id, (Holding::Claimed, record));
                 newly += 1;
             }
+        }
+        match rows.last() {
+            Some(last) if rows.len() == PAGE => after = (last.get(2), last.get(0)),
+            _ => break,
         }
     }
     take(&mut tx, worker, &mut met, &mut items).map_err(error("claiming work"))?;
@@ -321,11 +330,124 @@ fn item_row(row: &Row) -> Result<(WorkId, WorkItem), StoreError> {
     Ok((id, item))
 }
 
-/// A row of [`INSTANCES`] or [`STALLED`].
+/// A row of [`INSTANCES`].
 fn instance_with_holder(
     row: &Row,
 ) -> Result<(String, InstanceRecord, Option<WorkerId>), StoreError> {
     let (id, record) = instance_row(row)?;
     let holder: Option<i64> = row.get(2);
     Ok((id, record, holder.map(|w| w as WorkerId)))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::record::StatusKind;
+
+    /// [`super::STALLED`] names the stalled status as a literal (for its generic plan to
+    /// use the partial index): it must be the name the store writes.
+    #[test]
+    fn the_stalled_statement_names_the_stalled_status() {
+        let literal = format!("status = '{}'", StatusKind::Stalled.as_str());
+        assert!(super::STALLED.contains(&literal), "{}", super::STALLED);
+    }
+
+    /// A claim reads the stalled instances it may take, not those a live worker holds
+    /// (a worker that stalls an instance holds it while it lives): with 300 stalled
+    /// instances held and 2 unheld, [`super::STALLED`] reads 2 rows, as the store's
+    /// connections run it (`enable_seqscan` off, generic plans).
+    #[cfg(feature = "testing")]
+    #[test]
+    fn a_claim_reads_only_the_stalled_instances_no_worker_holds() {
+        use std::time::Duration;
+
+        use crate::lease::{ClaimFilter, CommitLease};
+        use crate::postgres::PostgresStore;
+        use crate::postgres::test_server::TestServer;
+        use crate::record::{Commit, Failure, FailureKind, InstanceRecord, Status};
+        use crate::store::Store;
+
+        let database = TestServer::shared().database();
+        let store = PostgresStore::open(database.url()).unwrap();
+        let stalled = |n: u64| InstanceRecord {
+            status: Status::Stalled {
+                failure: Failure {
+                    kind: FailureKind::Panicked,
+                    message: "no code".into(),
+                },
+            },
+            ..InstanceRecord::pending("flow".into(), 1, Vec::new(), n, 1, None)
+        };
+        let holder = store.join(Duration::from_secs(120)).unwrap();
+        let held = Commit {
+            instances: (0..300)
+                .map(|n| (format!("held-{n}"), stalled(n)))
+                .collect(),
+            lease: Some(CommitLease {
+                worker: holder,
+                ..CommitLease::default()
+            }),
+            ..Commit::default()
+        };
+        let unheld = Commit {
+            instances: (0..2).map(|n| (format!("free-{n}"), stalled(n))).collect(),
+            ..Commit::default()
+        };
+        store.commit(&[held, unheld]).unwrap();
+
+        // As the store's connections run it (`connect.rs`): by key, planned once.
+        let mut config: postgres::Config = database.url().parse().unwrap();
+        config.options("-c enable_seqscan=off -c plan_cache_mode=force_generic_plan");
+        let mut sql = config.connect(postgres::NoTls).unwrap();
+        sql.batch_execute("ANALYZE durable.instances").unwrap();
+        let prepare = format!(
+            "PREPARE stalled (bigint, bytea, bigint) AS {}",
+            super::STALLED
+        );
+        sql.batch_execute(&prepare).unwrap();
+        let explain = format!(
+            "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE stalled ({}, '', {})",
+            i64::MIN,
+            super::PAGE
+        );
+        let plan = sql
+            .simple_query(&explain)
+            .unwrap()
+            .into_iter()
+            .find_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            });
+        let plan: serde_json::Value = serde_json::from_str(&plan.unwrap()).unwrap();
+        // Every row a node of the plan read: the rows it returned and those it filtered out.
+        fn read(node: &serde_json::Value) -> u64 {
+            let own = [
+                "Actual Rows",
+                "Rows Removed by Filter",
+                "Rows Removed by Index Recheck",
+            ]
+            .iter()
+            .filter_map(|key| node.get(key)?.as_u64())
+            .sum::<u64>();
+            let scans = node
+                .get("Node Type")
+                .and_then(|t| t.as_str())
+                .is_some_and(|t| t.contains("Scan"));
+            let children: u64 = (node.get("Plans").and_then(|p| p.as_array()))
+                .map_or(0, |plans| plans.iter().map(read).sum());
+            if scans { own + children } else { children }
+        }
+        let read = read(&plan[0]["Plan"]);
+        assert_eq!(
+            read, 2,
+            "the claim's read of the stalled instances: {plan:#}"
+        );
+        let claim = store
+            .claim(
+                store.join(Duration::from_secs(120)).unwrap(),
+                &ClaimFilter::default(),
+            )
+            .unwrap();
+        let ids: Vec<&str> = claim.instances.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["free-0", "free-1"]);
+    }
 }
