@@ -47,10 +47,17 @@ impl Target {
         // And the statements are planned once per connection, not at every execution: a
         // commit's statement of a dozen CTEs took 0.66 ms to plan for its parameters, more
         // than it took to run (0.22 ms) for one turn.
+        // And no JIT: with sequential scans priced out, a statement that has to scan a small
+        // table (`workers`, by expiry) is costed past `jit_above_cost`, and the server
+        // compiled it with LLVM at every execution: the claim's first statement took
+        // 300 ms, all of it JIT, to read a table of a few rows.
         let options = config.get_options().map(str::to_owned).unwrap_or_default();
         config.options(
-            format!("{options} -c enable_seqscan=off -c plan_cache_mode=force_generic_plan")
-                .trim_start(),
+            format!(
+                "{options} -c enable_seqscan=off -c plan_cache_mode=force_generic_plan \
+                 -c jit=off"
+            )
+            .trim_start(),
         );
         let name = describe(&config);
         Ok(Self { config, name })
