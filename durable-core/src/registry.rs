@@ -93,6 +93,15 @@ impl Registry {
         names
     }
 
+    /// The registered versions of every orchestrator, as `(name, version)`, sorted.
+    pub(crate) fn orchestrator_versions(&self) -> Vec<(String, u32)> {
+        let mut versions: Vec<(String, u32)> = (self.orchestrators.iter())
+            .flat_map(|(name, versions)| versions.keys().map(|v| (name.to_string(), *v)))
+            .collect();
+        versions.sort();
+        versions
+    }
+
     /// The names of the registered activities, sorted.
     pub(crate) fn activity_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.activities.keys().map(|n| n.to_string()).collect();

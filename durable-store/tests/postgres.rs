@@ -5,6 +5,8 @@ use std::path::Path;
 
 #[path = "postgres/leases.rs"]
 mod leases;
+#[path = "postgres/schema_v3.rs"]
+mod schema_v3;
 
 use durable_store::{
     Commit, Event, HistoryAppend, InstanceRecord, KeyKind, PostgresStore, SCHEMA_VERSION,

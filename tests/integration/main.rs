@@ -14,6 +14,7 @@ mod patterns;
 mod payload_codec;
 mod payload_limits;
 mod postgres;
+mod postgres_handoffs;
 mod postgres_workers;
 mod registration;
 mod restart;

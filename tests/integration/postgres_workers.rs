@@ -351,3 +351,109 @@ fn a_worker_leaves_a_child_it_lacks_the_code_of_to_one_that_has_it() {
         new.shutdown().await;
     });
 }
+
+/// Version 1 of `order`: waits for `go`, then marks `x` with the worker that runs it.
+#[orchestrator(name = "order")]
+async fn order_v1(ctx: OrchestrationContext, x: u64) -> Result<u64, String> {
+    let go = ctx.wait_event::<u64>("go").await;
+    Ok(ctx.call(mark, x + go).await?)
+}
+
+/// Version 2 of `order`: the same, plus 100,000, so an output tells the version that ran.
+#[orchestrator(name = "order", version = 2)]
+async fn order_v2(ctx: OrchestrationContext, x: u64) -> Result<u64, String> {
+    let go = ctx.wait_event::<u64>("go").await;
+    Ok(ctx.call(mark, x + go).await? + 100_000)
+}
+
+#[test]
+fn each_instance_runs_on_a_worker_with_its_version_of_the_orchestrator() {
+    let database = TestServer::shared().database();
+    let state = |n| {
+        Arc::new(Worker {
+            n,
+            ran: AtomicU32::new(0),
+        })
+    };
+    lifetime(async {
+        // Instances of both versions, waiting for `go`; their worker then leaves, so they
+        // are held by none.
+        let first = Runtime::builder(open(&database))
+            .orchestrator(order_v1)
+            .orchestrator(order_v2)
+            .activity(mark)
+            .state(state(0))
+            .start()
+            .await
+            .unwrap();
+        for i in 0..10u64 {
+            first
+                .client()
+                .start(order_v1, format!("v1-{i}"), i)
+                .await
+                .unwrap();
+            first
+                .client()
+                .start(order_v2, format!("v2-{i}"), i)
+                .await
+                .unwrap();
+        }
+        let store = open(&database);
+        for i in 0..10u64 {
+            for id in [format!("v1-{i}"), format!("v2-{i}")] {
+                let running = |record: Option<InstanceRecord>| {
+                    record.is_some_and(|r| matches!(r.status, durable_store::Status::Running))
+                };
+                while !running(store.instance(&id).unwrap()) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        first.shutdown().await;
+    });
+    lifetime(async {
+        // A rolling deploy half done: `old` has version 1 only, `new` version 2 only.
+        let worker = |version_2: bool, n| {
+            let builder = Runtime::builder(open(&database))
+                .activity(mark)
+                .state(state(n))
+                .lease(Duration::from_secs(2));
+            if version_2 {
+                builder.orchestrator(order_v2)
+            } else {
+                builder.orchestrator(order_v1)
+            }
+        };
+        let old = worker(false, 1000).start().await.unwrap();
+        let new = worker(true, 2000).start().await.unwrap();
+        // Through either worker: the message is left in the store for a claim.
+        for i in 0..10u64 {
+            old.client()
+                .raise_event(&format!("v1-{i}"), "go", &1)
+                .await
+                .unwrap();
+            old.client()
+                .raise_event(&format!("v2-{i}"), "go", &1)
+                .await
+                .unwrap();
+        }
+        for i in 0..10u64 {
+            // Each ran its turns, and so its activity, on the worker with its version.
+            let v1 = old.client().instance(order_v1, format!("v1-{i}"));
+            assert_eq!(v1.wait(WAIT).await.unwrap(), i + 1 + 1000, "v1-{i}");
+            let v2 = old.client().instance(order_v2, format!("v2-{i}"));
+            assert_eq!(
+                v2.wait(WAIT).await.unwrap(),
+                i + 1 + 2000 + 100_000,
+                "v2-{i}"
+            );
+        }
+        old.shutdown().await;
+        new.shutdown().await;
+    });
+    let store = open(&database);
+    let stalled = (store.instances().unwrap().into_iter())
+        .filter(|(_, record)| !record.status.is_terminal())
+        .count();
+    assert_eq!(stalled, 0, "every instance finished");
+}

@@ -14,7 +14,9 @@ use crate::handle::Callee;
 /// PostgreSQL), an activity task or a sub-orchestration this worker lacks is neither
 /// waited for nor failed here: it is scheduled and left for a worker that has the code, as
 /// in a fleet in the middle of a rolling deploy; a worker claims only instances of the
-/// orchestrators it registered.
+/// orchestrator versions it registered, so an instance of a version it lacks waits for a
+/// worker that has it rather than stalling. (On a store it holds alone there is no other
+/// worker to leave it for: such an instance is stalled or failed as this policy says.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Unregistered {

@@ -16,6 +16,7 @@ mod listing;
 mod order;
 mod records;
 mod refused_keys;
+mod versions;
 
 use std::fmt::Debug;
 use std::path::Path;
@@ -39,6 +40,7 @@ use self::order::{
 };
 use self::records::{append, events, message, record, task};
 use self::refused_keys::refused_keys_write_nothing;
+use self::versions::claims_take_only_the_versions_the_worker_has;
 use crate::error::StoreError;
 use crate::record::{Commit, Status};
 use crate::store::Store;
@@ -68,6 +70,7 @@ pub fn run<S: Store>(make: impl Fn() -> S) {
     claims_take_what_no_live_worker_holds(&make());
     claims_keep_their_limits(&make());
     released_instances_are_left_for_a_claim(&make());
+    claims_take_only_the_versions_the_worker_has(&make());
     concurrent_claims_never_take_the_same_thing(&make());
     work_ids_are_reserved_apart(&make());
     waiting_for_work_wakes_on_unclaimed_work(&make());

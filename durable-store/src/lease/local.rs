@@ -370,7 +370,7 @@ impl Leases {
             if *holding == Holding::Other
                 && self.instance_holder(instance).is_none()
                 && newly < max_instances
-                && filter.takes_orchestrator(&record.orchestrator)
+                && filter.takes_instance(record)
             {
                 *holding = Holding::Claimed;
                 newly += 1;
@@ -450,7 +450,7 @@ impl Leases {
             }
             match reads.record(&id)? {
                 Some(record) if record.status.kind() == StatusKind::Stalled => {
-                    if filter.takes_orchestrator(&record.orchestrator) {
+                    if filter.takes_instance(&record) {
                         stale.push(id.clone());
                         met.insert(id, (Holding::Claimed, record, false));
                         newly += 1;

@@ -66,6 +66,13 @@ pub struct ClaimFilter {
     /// Take only instances of these orchestrators (the worker's registered ones), and only
     /// their messages and timers; `None` for every orchestrator.
     pub orchestrators: Option<Vec<String>>,
+    /// Take only instances that run one of these versions of their orchestrator (the
+    /// worker's registered `(name, version)` pairs), and only their messages and timers;
+    /// `None` for every version. An instance keeps the version it started with
+    /// ([`InstanceRecord::version`]), so in a rolling deploy a worker that has only
+    /// version 1 of an orchestrator leaves the instances of version 2 to a worker that
+    /// has it, rather than stalling them.
+    pub versions: Option<Vec<(String, u32)>>,
     /// Take only tasks of these activities (the worker's registered ones); `None` for every
     /// activity. Items of instances that have finished or are gone are taken whatever
     /// they are, so the worker can remove them.
@@ -81,6 +88,7 @@ impl Default for ClaimFilter {
     fn default() -> Self {
         Self {
             orchestrators: None,
+            versions: None,
             activities: None,
             max_instances: 1_000,
             max_items: 10_000,
@@ -92,6 +100,13 @@ impl ClaimFilter {
     /// Takes only instances of `names` and their messages and timers.
     pub fn orchestrators(mut self, names: Vec<String>) -> Self {
         self.orchestrators = Some(names);
+        self
+    }
+
+    /// Takes only instances of the orchestrator versions `versions` (`(name, version)`
+    /// pairs) and their messages and timers.
+    pub fn versions(mut self, versions: Vec<(String, u32)>) -> Self {
+        self.versions = Some(versions);
         self
     }
 
@@ -113,6 +128,16 @@ impl ClaimFilter {
         self.orchestrators
             .as_ref()
             .is_none_or(|names| names.iter().any(|name| name == orchestrator))
+    }
+
+    /// Whether the filter takes the instance recorded as `record`: its orchestrator, and
+    /// the version it runs.
+    pub fn takes_instance(&self, record: &InstanceRecord) -> bool {
+        let name = record.orchestrator.as_str();
+        self.takes_orchestrator(name)
+            && self.versions.as_ref().is_none_or(|versions| {
+                (versions.iter()).any(|(n, version)| n == name && *version == record.version)
+            })
     }
 
     /// Whether the filter takes tasks of `activity`.

@@ -4,8 +4,8 @@
 //!
 //! Everything lives in the schema `durable` of the database the URL names, created in one
 //! transaction by the first [`PostgresStore::open`] (see `schema.rs` for the DDL), which
-//! also migrates a database of version 1 to [`SCHEMA_VERSION`] 2 (in one transaction, under
-//! the same advisory lock; the data stays):
+//! also migrates a database of version 1 or 2 to [`SCHEMA_VERSION`] 3 (in one transaction,
+//! under the same advisory lock; the data stays):
 //!
 //! | table       | key                        | columns                                                  |
 //! |-------------|----------------------------|----------------------------------------------------------|

@@ -7,10 +7,10 @@ use crate::error::StoreError;
 /// The version of the schema this build creates, reads and writes, recorded in
 /// `durable.meta` under `schema_version`. A database marked with a newer version is
 /// refused with [`StoreError::OtherSchema`].
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
-/// The tables of version 1 (described in the module doc of `postgres`); [`TO_V2`] makes them
-/// version 2.
+/// The tables of version 1 (described in the module doc of `postgres`); [`TO_V2`] and then
+/// [`TO_V3`] make them the current version.
 const CREATE: &str = "
 CREATE SCHEMA IF NOT EXISTS durable;
 CREATE TABLE durable.meta (
@@ -83,9 +83,34 @@ ALTER TABLE durable.instances SET (fillfactor = 50);
 UPDATE durable.meta SET value = '2' WHERE key = 'schema_version';
 ";
 
+/// Version 2 to version 3: the stalled instances no worker holds, in creation order, which
+/// a claim reads (see `claim.rs`). A worker that stalls an instance holds it for as long as
+/// it lives, so without this index every claim read every stalled instance there ever was.
+/// The literal `'stalled'` is `StatusKind::Stalled.as_str()`; the claim's statement names
+/// it as a literal too, so that its generic plan matches the index's predicate. Idempotent.
+///
+/// The orchestrator version an instance runs is not a column: a claim decodes the record
+/// of every instance it considers anyway (to return it), and reads the version there.
+///
+/// Version 3 also stores finished instances unheld (a worker holds an instance until it
+/// finishes), so the index of holders covers the live instances only; and it drops the
+/// index of work items by instance, which no statement reads (each work item written
+/// paid for an entry in it).
+const TO_V3: &str = "
+CREATE INDEX IF NOT EXISTS instances_stalled_unheld ON durable.instances (created_ms, id)
+    WHERE status = 'stalled' AND held_by IS NULL;
+UPDATE durable.instances SET held_by = NULL
+    WHERE held_by IS NOT NULL AND status IN ('completed', 'failed', 'terminated');
+DROP INDEX IF EXISTS durable.instances_by_holder;
+CREATE INDEX IF NOT EXISTS instances_held ON durable.instances (held_by)
+    WHERE held_by IS NOT NULL;
+DROP INDEX IF EXISTS durable.work_by_instance;
+UPDATE durable.meta SET value = '3' WHERE key = 'schema_version';
+";
+
 /// Creates the schema if the database has none, in one transaction; otherwise checks its
-/// version, and migrates a version 1 schema to version 2 (in the same transaction, under
-/// the same lock: its data stays).
+/// version, and migrates a schema of version 1 or 2 to the current one (in the same
+/// transaction, under the same lock: its data stays).
 pub(super) fn create_or_check(conn: &mut Conn, target: &Target) -> Result<(), StoreError> {
     let error = |doing: &'static str| move |e| target.error(doing, e);
     let mut tx = conn
@@ -113,6 +138,8 @@ pub(super) fn create_or_check(conn: &mut Conn, target: &Target) -> Result<(), St
         .map_err(error("recording the schema version"))?;
         tx.batch_execute(TO_V2)
             .map_err(error("creating durable's schema"))?;
+        tx.batch_execute(TO_V3)
+            .map_err(error("creating durable's schema"))?;
         return tx.commit().map_err(error("creating durable's schema"));
     }
     let row = tx
@@ -128,8 +155,16 @@ pub(super) fn create_or_check(conn: &mut Conn, target: &Target) -> Result<(), St
         Some(1) => {
             tx.batch_execute(TO_V2)
                 .map_err(error("migrating durable's schema from version 1 to 2"))?;
+            tx.batch_execute(TO_V3)
+                .map_err(error("migrating durable's schema from version 2 to 3"))?;
             tx.commit()
-                .map_err(error("migrating durable's schema from version 1 to 2"))
+                .map_err(error("migrating durable's schema from version 1 to 3"))
+        }
+        Some(2) => {
+            tx.batch_execute(TO_V3)
+                .map_err(error("migrating durable's schema from version 2 to 3"))?;
+            tx.commit()
+                .map_err(error("migrating durable's schema from version 2 to 3"))
         }
         Some(found) => Err(StoreError::OtherSchema {
             server: target.name().to_owned(),

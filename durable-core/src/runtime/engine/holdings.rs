@@ -70,13 +70,15 @@ fn hold_written(held: &Mutex<HashMap<String, StatusKind>>, commit: &Commit) {
 }
 
 /// What a worker with `registry` claims on `store`: on a store other processes share, only
-/// work for the code it has, leaving the rest to workers that have it; on a store it
+/// work for the code it has (the instances of the orchestrator versions it registered,
+/// the tasks of its activities), leaving the rest to workers that have it; on a store it
 /// holds alone, everything (what it cannot run,
 /// [`Unregistered`](super::super::Unregistered) decides).
 pub(super) fn claim_filter(store: &dyn Store, registry: &Registry) -> ClaimFilter {
     if store.is_shared() {
         ClaimFilter::default()
             .orchestrators(registry.orchestrator_names())
+            .versions(registry.orchestrator_versions())
             .activities(registry.activity_names())
     } else {
         ClaimFilter::default()
