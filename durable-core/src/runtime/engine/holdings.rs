@@ -1,16 +1,21 @@
 //! What this worker holds on the store (see `durable_store::lease`): its worker id, the
 //! instances it holds (their turns run here; messages for any other instance stay in the
 //! store for its holder), the lease every commit carries, the claim loop's task, and the
-//! block of work ids the store reserved for it.
+//! block of work ids the store reserved for it; and what the worker drops when its lease
+//! lapses, and takes up when it has joined again (see `super::super::lease`).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use durable_store::WorkerId;
 use durable_store::{
     ClaimFilter, Commit, CommitLease, Status, Store, StoreError, WorkId, WorkItem,
 };
+use tokio::sync::Notify;
 
+use super::super::inbox::Delivery;
+use super::super::lease::{self, REJOIN_WAIT};
 use super::{Engine, RETRY_DELAY, lock};
 use crate::error::Error;
 use crate::registry::Registry;
@@ -122,9 +127,135 @@ impl Engine {
 
     // The lease.
 
-    /// This runtime's worker on the store.
+    /// This runtime's worker on the store: its current lease. 0, which no lease is, while
+    /// it joins the store again after its lease lapsed.
     pub(in crate::runtime) fn worker(&self) -> WorkerId {
-        self.worker
+        *self.worker.borrow()
+    }
+
+    /// The lease the work in hand goes on under: the running turn's (see
+    /// [`lease::in_turn`]), or else the worker's current one.
+    pub(in crate::runtime) fn lease_in_hand(&self) -> WorkerId {
+        lease::turn_lease().unwrap_or_else(|| self.worker())
+    }
+
+    /// The store found the lease of `worker` expired: the claim loop drops what it held
+    /// and joins again, if it is the current lease.
+    pub(in crate::runtime) fn report_lapse(&self, worker: WorkerId) {
+        self.commits.report_lapse(worker);
+    }
+
+    /// Whether the current lease was reported lapsed.
+    pub(in crate::runtime) fn lapsed(&self) -> bool {
+        let worker = self.worker();
+        worker != 0 && self.commits.lapsed() == worker
+    }
+
+    /// Told when a lapse is reported (see [`GroupCommit::lapse_signal`]).
+    ///
+    /// [`GroupCommit::lapse_signal`]: super::super::group_commit::GroupCommit::lapse_signal
+    pub(in crate::runtime) fn lapse_signal(&self) -> Arc<Notify> {
+        self.commits.lapse_signal()
+    }
+
+    /// The lease lapsed: drops everything held under it (the instances, the inboxes'
+    /// deliveries, the instance cache, the activities waiting for a slot), and takes no
+    /// delivery until [`rejoined`](Self::rejoined). The clients waiting on instances are
+    /// woken: another worker may finish them now.
+    pub(in crate::runtime) fn drop_holdings(&self) {
+        // Under the lease's lock, so that no commit of the old lease adds to what is held
+        // once it is cleared (see `submit`).
+        self.worker.send_modify(|worker| {
+            *worker = 0;
+            lock(&self.held).clear();
+        });
+        self.inboxes.close();
+        lock(&self.cache).clear();
+        lock(&self.waiting_for_code).clear();
+        let waiting = std::mem::take(&mut lock(&self.activities).waiting);
+        if !waiting.is_empty() {
+            tracing::info!(
+                activities = waiting.len(),
+                "activities waiting for a slot dropped with the lapsed lease; they run where they are claimed"
+            );
+        }
+        drop(waiting);
+        for (_, waiters) in lock(&self.waiters).drain() {
+            for waiter in waiters {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    /// Queues an event for `instance`, committed (or armed) under the lease of `worker`,
+    /// and makes sure a turn task will take it. Under a lease that lapsed since, it is
+    /// dropped: the next lease's claim takes it from the store.
+    pub(in crate::runtime) fn deliver_under(
+        self: &Arc<Self>,
+        worker: WorkerId,
+        instance: String,
+        delivery: Delivery,
+    ) {
+        // A message for an instance another worker holds waits in the store for it.
+        if !self.left_in_store(delivery.id)
+            && self.takes_delivery(&instance)
+            && self.inboxes.push(&instance, delivery, worker)
+        {
+            self.spawn_turns(instance);
+        }
+    }
+
+    /// The worker joined the store again as `worker`: its inboxes take the deliveries
+    /// of the new lease, and commits are written under it.
+    pub(in crate::runtime) fn rejoined(&self, worker: WorkerId) {
+        // The inboxes first: a commit under the new lease delivers what it sends at once.
+        self.inboxes.open(worker);
+        self.worker.send_replace(worker);
+    }
+
+    /// Waits, at most `timeout`, until the worker holds a lease other than `lapsed`.
+    async fn rejoined_after(&self, lapsed: WorkerId, timeout: Duration) {
+        let mut leases = self.worker.subscribe();
+        let joined = leases.wait_for(|worker| *worker != 0 && *worker != lapsed);
+        let _ = tokio::time::timeout(timeout, joined).await;
+    }
+
+    /// Commits `commit` in the next batch; resolves once it is durable, with the lease it
+    /// was written under. Outside a turn (a client's start, event or request, an activity
+    /// result stored as a message: nothing computed under a lease), a commit the store
+    /// refused because the lease lapsed is written again once the worker has joined the
+    /// store again, waiting at most [`REJOIN_WAIT`]. A turn's commit is not: the next
+    /// lease's claim takes its messages, and its turn runs again there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store refuses the write
+    /// ([`StoreError::LeaseExpired`] if the worker has not joined again in time);
+    /// [`Error::ShutDown`] once the runtime has stopped.
+    pub(in crate::runtime) async fn commit_leased(
+        &self,
+        mut commit: Commit,
+    ) -> Result<WorkerId, Error> {
+        let in_turn = lease::turn_lease().is_some();
+        let mut retried = false;
+        loop {
+            let (result, written) = self.submit(commit).await;
+            let worker = written.lease.as_ref().map_or(0, |lease| lease.worker);
+            match result {
+                Err(Error::Store(StoreError::LeaseExpired { .. }))
+                    if !in_turn && !retried && !self.takes_no_work() =>
+                {
+                    tracing::debug!(
+                        worker,
+                        "commit refused: the lease lapsed; written again under the next one"
+                    );
+                    retried = true;
+                    commit = written;
+                    self.rejoined_after(worker, REJOIN_WAIT).await;
+                }
+                result => return result.map(|()| worker),
+            }
+        }
     }
 
     /// The store, shared: for calls made off the runtime's threads.
@@ -167,7 +298,7 @@ impl Engine {
     /// (until they finish); the messages it enqueues for instances this worker does not
     /// hold are left for their holder to claim, and the tasks of activities it does not
     /// have (on a shared store) for a worker that has them.
-    fn leased(&self, mut commit: Commit) -> Commit {
+    fn leased(&self, mut commit: Commit, worker: WorkerId) -> Commit {
         let held = lock(&self.held);
         // On a shared store, the instances it starts (pending, their `Started` message
         // in the commit) of an orchestrator this worker does not have (a
@@ -216,16 +347,11 @@ impl Engine {
         // then delivers them, and the sender must not deliver them a second time.
         lock(&self.left).extend(left);
         commit.lease = Some(CommitLease {
-            worker: self.worker,
+            worker,
             unclaimed,
             released,
         });
         commit
-    }
-
-    /// Halts the runtime: the store refuses this worker's writes from now on.
-    pub(in crate::runtime) fn halt(&self, error: StoreError) {
-        self.commits.halt(error);
     }
 
     /// Whether this worker leaves the tasks of `activity` to others: it does not have it,
@@ -252,20 +378,32 @@ impl Engine {
         }
     }
 
-    /// Queues `commit` for the next batch at once, under this worker's lease; the future
-    /// resolves once it is durable, with the commit handed back (see
+    /// Queues `commit` for the next batch at once, under the lease in hand
+    /// ([`lease_in_hand`](Self::lease_in_hand): a turn's commit under the lease the turn
+    /// was computed under); the future resolves once it is durable, with the commit
+    /// handed back (see
     /// [`GroupCommit::submit`](super::super::group_commit::GroupCommit::submit)). Once it
-    /// is, this worker holds the instances it wrote.
+    /// is, this worker holds the instances it wrote, unless that lease lapsed meanwhile.
     pub(in crate::runtime) fn submit(
         &self,
         commit: Commit,
     ) -> impl Future<Output = (Result<(), Error>, Commit)> + Send + use<> {
-        let written = self.commits.submit(self.leased(commit));
-        let (held, left) = (self.held.clone(), self.left.clone());
+        let written = self
+            .commits
+            .submit(self.leased(commit, self.lease_in_hand()));
+        let (lease, held, left) = (self.worker.clone(), self.held.clone(), self.left.clone());
         async move {
             let (result, commit) = written.await;
             match (&result, &commit.lease) {
-                (Ok(()), _) => hold_written(&held, &commit),
+                (Ok(()), Some(written)) => {
+                    // Under the lease's lock: a lapse clears what is held, and no commit
+                    // of the old lease adds to it after that.
+                    let current = lease.borrow();
+                    if *current == written.worker {
+                        hold_written(&held, &commit);
+                    }
+                }
+                (Ok(()), None) => hold_written(&held, &commit),
                 // Not written: the sender delivers none of them.
                 (Err(_), Some(lease)) => {
                     let mut left = lock(&left);
