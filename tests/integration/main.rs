@@ -14,6 +14,7 @@ mod patterns;
 mod payload_codec;
 mod payload_limits;
 mod postgres;
+mod postgres_outage;
 mod postgres_workers;
 mod registration;
 mod restart;
