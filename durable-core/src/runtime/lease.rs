@@ -258,3 +258,20 @@ pub(in crate::runtime) async fn leave(engine: &Engine) {
         Err(_) => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use durable_store::MemoryStore;
+
+    use super::*;
+
+    /// A store one process holds alone never finds its worker's lease lapsed: the lease
+    /// is the process's life, however long the process sleeps.
+    #[test]
+    fn the_lease_on_a_store_one_process_holds_lasts_as_long_as_the_process() {
+        let store = MemoryStore::default();
+        assert!(!store.is_shared());
+        assert_eq!(lease_for(&store, Duration::from_secs(2)), EXCLUSIVE_LEASE);
+        assert!(EXCLUSIVE_LEASE >= Duration::from_secs(10 * 365 * 24 * 3600));
+    }
+}

@@ -170,6 +170,9 @@ impl Engine {
             lock(&self.held).clear();
         });
         self.inboxes.close();
+        // What the old lease's commits left for a claim: the inboxes refuse their
+        // senders' deliveries now, whatever this says.
+        lock(&self.left).clear();
         lock(&self.cache).clear();
         lock(&self.waiting_for_code).clear();
         let waiting = std::mem::take(&mut lock(&self.activities).waiting);
