@@ -293,6 +293,8 @@ fn a_worker_frozen_past_its_lease_rejoins_and_writes_nothing_stale() {
         }
         assert!(a.halted().is_none(), "{:?}", a.halted());
         assert!(b.halted().is_none(), "{:?}", b.halted());
+        assert_eq!(a.rejoin_count(), 1, "a joined again once");
+        assert_eq!(b.rejoin_count(), 0, "b's lease never lapsed");
         a.shutdown().await;
         b.shutdown().await;
     });
@@ -368,8 +370,10 @@ fn workers_go_on_after_the_database_was_down_for_longer_than_their_lease() {
             let steps = runs.keys().filter(|(instance, _)| instance == id).count();
             assert_eq!(steps, 2, "{id}: each step's effect at least once: {runs:?}");
         }
-        assert!(a.halted().is_none(), "{:?}", a.halted());
-        assert!(b.halted().is_none(), "{:?}", b.halted());
+        for (name, worker) in [("a", &a), ("b", &b)] {
+            assert!(worker.halted().is_none(), "{name}: {:?}", worker.halted());
+            assert!(worker.rejoin_count() >= 1, "{name} never joined again");
+        }
         a.shutdown().await;
         b.shutdown().await;
     });

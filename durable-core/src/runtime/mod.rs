@@ -336,6 +336,14 @@ impl Runtime {
         self.engine.halted().cloned()
     }
 
+    /// How many times this runtime's lease on a shared store lapsed and it joined the
+    /// store again as a new worker (see [`halted`](Self::halted)): 0 while its renewals
+    /// keep up. A lapse costs the work it held, which is taken over (here or by another
+    /// worker) from the store.
+    pub fn rejoin_count(&self) -> u64 {
+        self.engine.rejoin_count()
+    }
+
     /// How many times an instance was rebuilt by replaying its history (a cache miss: the
     /// first turn after a restart or an eviction).
     pub fn replay_count(&self) -> u64 {

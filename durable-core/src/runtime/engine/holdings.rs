@@ -5,6 +5,7 @@
 //! lapses, and takes up when it has joined again (see `super::super::lease`).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use durable_store::WorkerId;
 use durable_store::{
     ClaimFilter, Commit, CommitLease, Status, Store, StoreError, WorkId, WorkItem,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::super::inbox::Delivery;
 use super::super::lease::{self, REJOIN_WAIT};
@@ -44,6 +45,26 @@ impl WorkIds {
             end: first.saturating_add(WORK_ID_BLOCK),
             following: None,
             reserving: false,
+        }
+    }
+}
+
+/// The worker's leases: the current one, and how many times it joined the store again.
+#[derive(Debug)]
+pub(in crate::runtime) struct Leases {
+    /// The worker of the current lease; 0, which no lease is, while it joins again. Its
+    /// lock orders a lapse with the commits that make the worker hold instances.
+    current: watch::Sender<WorkerId>,
+    /// How many times the worker joined again after a lease lapsed.
+    rejoins: AtomicU64,
+}
+
+impl Leases {
+    /// The leases of a worker that joined as `worker`.
+    pub(in crate::runtime) fn new(worker: WorkerId) -> Self {
+        Self {
+            current: watch::Sender::new(worker),
+            rejoins: AtomicU64::new(0),
         }
     }
 }
@@ -130,7 +151,7 @@ impl Engine {
     /// This runtime's worker on the store: its current lease. 0, which no lease is, while
     /// it joins the store again after its lease lapsed.
     pub(in crate::runtime) fn worker(&self) -> WorkerId {
-        *self.worker.borrow()
+        *self.worker.current.borrow()
     }
 
     /// The lease the work in hand goes on under: the running turn's (see
@@ -143,6 +164,11 @@ impl Engine {
     /// and joins again, if it is the current lease.
     pub(in crate::runtime) fn report_lapse(&self, worker: WorkerId) {
         self.commits.report_lapse(worker);
+    }
+
+    /// How many times the worker joined the store again after a lease lapsed.
+    pub(in crate::runtime) fn rejoin_count(&self) -> u64 {
+        self.worker.rejoins.load(Ordering::Relaxed)
     }
 
     /// Whether the current lease was reported lapsed.
@@ -165,7 +191,7 @@ impl Engine {
     pub(in crate::runtime) fn drop_holdings(&self) {
         // Under the lease's lock, so that no commit of the old lease adds to what is held
         // once it is cleared (see `submit`).
-        self.worker.send_modify(|worker| {
+        self.worker.current.send_modify(|worker| {
             *worker = 0;
             lock(&self.held).clear();
         });
@@ -213,12 +239,13 @@ impl Engine {
     pub(in crate::runtime) fn rejoined(&self, worker: WorkerId) {
         // The inboxes first: a commit under the new lease delivers what it sends at once.
         self.inboxes.open(worker);
-        self.worker.send_replace(worker);
+        self.worker.current.send_replace(worker);
+        self.worker.rejoins.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Waits, at most `timeout`, until the worker holds a lease other than `lapsed`.
     async fn rejoined_after(&self, lapsed: WorkerId, timeout: Duration) {
-        let mut leases = self.worker.subscribe();
+        let mut leases = self.worker.current.subscribe();
         let joined = leases.wait_for(|worker| *worker != 0 && *worker != lapsed);
         let _ = tokio::time::timeout(timeout, joined).await;
     }
@@ -401,7 +428,7 @@ impl Engine {
                 (Ok(()), Some(written)) => {
                     // Under the lease's lock: a lapse clears what is held, and no commit
                     // of the old lease adds to it after that.
-                    let current = lease.borrow();
+                    let current = lease.current.borrow();
                     if *current == written.worker {
                         hold_written(&held, &commit);
                     }

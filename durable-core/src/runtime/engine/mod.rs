@@ -18,7 +18,7 @@ use durable_store::{ActivityTask, Commit, Event, Failure, Incarnation, InstanceR
 use durable_store::{ClaimFilter, StoreError, WorkId, WorkItem, WorkerId};
 use lru::LruCache;
 use tokio::sync::futures::Notified;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::task::TaskTracker;
 
 use super::group_commit::{CommitStats, GroupCommit};
@@ -33,7 +33,7 @@ use crate::replay::execution::Execution;
 
 mod holdings;
 
-pub(in crate::runtime) use holdings::{WORK_ID_BLOCK, WorkIds};
+pub(in crate::runtime) use holdings::{Leases, WORK_ID_BLOCK, WorkIds};
 
 /// The run a message is for, as [`Engine::send_message`] takes it.
 pub(crate) use super::inbox::Recipient;
@@ -109,7 +109,7 @@ pub(crate) struct Engine {
     work_ids: Arc<Mutex<WorkIds>>,
     /// This runtime's worker on the store (see `durable_store::lease`): its current
     /// lease, 0 while it joins again after one lapsed (see `holdings.rs`).
-    worker: Arc<watch::Sender<WorkerId>>,
+    worker: Arc<Leases>,
     /// The live instances this worker holds: their turns run here, and messages for them
     /// are delivered here in memory. Messages for any other instance are left in the store
     /// for the worker that holds it (or will claim it).
@@ -179,7 +179,7 @@ impl Engine {
             max_payload: parts.max_payload,
             clock: parts.clock,
             work_ids: Arc::new(Mutex::new(parts.work_ids)),
-            worker: Arc::new(watch::Sender::new(parts.worker)),
+            worker: Arc::new(Leases::new(parts.worker)),
             held: Arc::new(Mutex::new(HashSet::new())),
             left: Arc::default(),
             claim_loop: Mutex::new(None),
