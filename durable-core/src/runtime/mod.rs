@@ -25,8 +25,9 @@
 //! not run the orchestrator to [`control`], a client's terminate, suspend or resume, and
 //! [`verdicts`]), [`activities`], [`timer_arming`], [`outbox`] (what a commit sends once
 //! durable), [`recovery`] (taking over what a claim took), [`lease`] (joining, the claim
-//! loop, leaving) and [`group_commit`]. What the worker holds, and the lease its commits
-//! carry, are in `engine/holdings.rs`. The engine spawns an instance's turn task
+//! loop, joining again after a lapse, leaving) and [`group_commit`]. What the worker
+//! holds, the lease its commits carry, and what it drops when that lease lapses, are in
+//! `engine/holdings.rs`. The engine spawns an instance's turn task
 //! through the function this builder hands it ([`turns::turn_task`]), so it names no
 //! job file.
 //!
