@@ -321,7 +321,7 @@ fn run_fleet(run: &Run, server: &str) -> Result<bool, String> {
     };
     let (kills, finished) = fleet::run(run.dir, run.workers, run.kills, run.seed, command)?;
     println!(
-        "chaos: {} of {} kills landed before the workload settled; {} workers paused past their lease, {} halted and restarted",
+        "chaos: {} of {} kills landed before the workload settled; {} workers paused past their lease (they joined again), {} halted and restarted",
         kills.while_working, run.kills, kills.paused, kills.halted
     );
     let mut report = verify::verify(
@@ -333,6 +333,12 @@ fn run_fleet(run: &Run, server: &str) -> Result<bool, String> {
         report
             .lost
             .push("the final phase did not finish in time".to_owned());
+    }
+    if kills.exited_after_pause > 0 {
+        report.lost.push(format!(
+            "{} workers paused past their lease exited instead of joining the database again",
+            kills.exited_after_pause
+        ));
     }
     let clean = conclude(run, &report);
     if clean {

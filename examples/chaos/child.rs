@@ -45,7 +45,8 @@ fn io_error(detail: String) -> Error {
 
 /// Starts (or finds) every instance, raises the approvals' events once, and waits until
 /// every instance has settled (as the starter). With `serve`, it then stays up until it
-/// is killed, or until its runtime halts (its lease lapsed while it was stopped);
+/// is killed, or until its runtime halts (the store refuses every write for good; a
+/// lease that lapsed while the process was stopped does not halt it: it joins again);
 /// otherwise it shuts the runtime down and returns. `seed` paces the activities
 /// ([`Pace`]).
 pub async fn run(dir: &Path, specs: Vec<Spec>, role: Role, seed: u64) -> Result<(), Error> {

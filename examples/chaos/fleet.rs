@@ -2,9 +2,11 @@
 //! W`): the run gets a database of its own on that server; W children share its
 //! workload, worker 0 starting the instances. Each kill SIGKILLs a random worker and
 //! starts it again; one kill in five instead SIGSTOPs a worker for longer than its lease,
-//! while the others take its work over, then SIGCONTs it: it must write nothing stale,
-//! and its runtime halts on its expired lease (it exits, and is started again). After the
-//! K kills the workers run on until worker 0 sees every instance settled.
+//! while the others take its work over, then SIGCONTs it: it must write nothing stale
+//! (the ledger and the histories the parent checks say so), and its runtime, finding its
+//! lease lapsed, joins the database again as a new worker and goes on working: it must
+//! not exit. After the K kills the workers run on until worker 0 sees every instance
+//! settled.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -78,6 +80,8 @@ fn with_database(url: &str, name: &str) -> Result<String, String> {
 struct Worker {
     index: usize,
     child: Child,
+    /// Whether it was paused past its lease since it started.
+    paused: bool,
 }
 
 /// Starts worker `index` with `command`.
@@ -88,7 +92,11 @@ fn spawn(mut command: Command, index: usize) -> Result<Worker, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start worker {index}: {e}"))?;
-    Ok(Worker { index, child })
+    Ok(Worker {
+        index,
+        child,
+        paused: false,
+    })
 }
 
 /// What the kills did.
@@ -98,9 +106,12 @@ pub struct Kills {
     pub while_working: u64,
     /// Workers stopped past their lease and resumed.
     pub paused: u64,
-    /// Workers that exited by themselves (a halt on an expired lease) and were started
-    /// again.
+    /// Workers that exited by themselves (a runtime halts only on a store that refuses
+    /// every write for good) and were started again.
     pub halted: u64,
+    /// Of those, the workers that had been paused past their lease: they were to join
+    /// the database again and go on, and did not. The run fails if there is one.
+    pub exited_after_pause: u64,
 }
 
 /// Runs `workers` workers (made by `command(serve)`), kills them `kills` times as the
@@ -132,6 +143,7 @@ pub fn run(
             signal("-STOP", &pid)?;
             std::thread::sleep(LEASE + Duration::from_millis(500 + rng.below(1000)));
             signal("-CONT", &pid)?;
+            fleet[victim].paused = true;
             report.paused += 1;
         } else {
             let worker = &mut fleet[victim];
@@ -160,7 +172,7 @@ pub fn run(
             if status.success() {
                 break true;
             }
-            // Worker 0 halted (a lease lapsed under load): it starts again.
+            // Worker 0 halted: it starts again.
             report.halted += 1;
             fleet[0] = spawn(command(false)?, 0)?;
         }
@@ -192,6 +204,9 @@ fn restart_exited(
             .is_some()
         {
             report.halted += 1;
+            if worker.paused {
+                report.exited_after_pause += 1;
+            }
             *worker = spawn(command(serve)?, worker.index)?;
         }
     }

@@ -15,6 +15,7 @@ mod payload_codec;
 mod payload_limits;
 mod postgres;
 mod postgres_handoffs;
+mod postgres_outage;
 mod postgres_workers;
 mod registration;
 mod restart;

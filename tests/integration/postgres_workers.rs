@@ -257,7 +257,7 @@ async fn until_stopped(ctx: OrchestrationContext, n: u64) -> Result<u64, String>
 
 /// Work that keeps arriving for a worker's instances keeps every claim busy: its lease
 /// is renewed all the same, rather than lapsing while its claim loop takes one batch
-/// after another (which halted the worker).
+/// after another (which made the worker drop what it held and join again).
 #[test]
 fn a_worker_whose_claims_never_run_dry_keeps_its_lease() {
     let database = TestServer::shared().database();
@@ -294,6 +294,7 @@ fn a_worker_whose_claims_never_run_dry_keeps_its_lease() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(a.halted().is_none(), "{:?}", a.halted());
+        assert_eq!(a.rejoin_count(), 0, "the lease lapsed");
         a.client().raise_event("busy", "stop", &1).await.unwrap();
         assert_eq!(instance.wait(WAIT).await.unwrap(), 2);
         a.shutdown().await;

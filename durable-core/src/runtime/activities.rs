@@ -250,10 +250,10 @@ async fn store_and_deliver(engine: &Arc<Engine>, instance: String, mut delivery:
         match engine.commit(commit.clone()).await {
             Ok(()) => break,
             Err(Error::ShutDown) => return,
-            // The task is still in the store: the next start runs it again.
+            // The task is still in the store: whoever claims it next runs it again.
             Err(_) if engine.takes_no_work() => return,
             Err(Error::Store(e)) if e.is_permanent() => {
-                tracing::error!(error = %e, "activity result not committed; it runs again on the next start");
+                tracing::error!(error = %e, "activity result not committed; its task runs again where it is claimed next");
                 return;
             }
             Err(e) => {

@@ -8,13 +8,16 @@
 //!
 //! A store that refuses every write from now on ([`StoreError::Poisoned`], after a failed
 //! fsync) halts the runtime: the thread keeps the error, and the runtime stops taking
-//! work and tells whoever waits, instead of retrying what cannot succeed.
+//! work and tells whoever waits, instead of retrying what cannot succeed. A commit
+//! refused because the worker's lease lapsed ([`StoreError::LeaseExpired`]) does not:
+//! the thread reports the lapse, and the claim loop joins the store again
+//! (`super::lease`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use durable_store::{Commit, Store, StoreError};
+use durable_store::{Commit, Store, StoreError, WorkerId};
 use tokio::sync::{Notify, oneshot};
 
 use crate::error::Error;
@@ -44,6 +47,10 @@ struct Counters {
     halted: OnceLock<StoreError>,
     /// Told when `halted` is set.
     halt: Notify,
+    /// The last worker whose lease the store reported lapsed (0 for none).
+    lapsed: AtomicU64,
+    /// Told (one permit, for the claim loop) when a lapse is reported.
+    lapse: Arc<Notify>,
 }
 
 /// The sending side of the commit thread. Dropping every clone stops the thread once it
@@ -113,12 +120,21 @@ impl GroupCommit {
         }
     }
 
-    /// Halts the runtime with `error`, which the store refuses every write with from now
-    /// on (the worker's lease expired).
-    pub(crate) fn halt(&self, error: StoreError) {
-        if self.counters.halted.set(error).is_ok() {
-            self.counters.halt.notify_waiters();
-        }
+    /// Reports that the store found the lease of `worker` expired (refusing a commit, a
+    /// renewal or a claim of it), and tells the claim loop.
+    pub(crate) fn report_lapse(&self, worker: WorkerId) {
+        report_lapse(&self.counters, worker);
+    }
+
+    /// The last worker whose lease was reported lapsed; 0 for none.
+    pub(crate) fn lapsed(&self) -> WorkerId {
+        self.counters.lapsed.load(Ordering::SeqCst)
+    }
+
+    /// Told when a lapse is reported; a report while no one waits is kept for the next
+    /// wait (one waiter: the claim loop).
+    pub(crate) fn lapse_signal(&self) -> Arc<Notify> {
+        self.counters.lapse.clone()
     }
 
     /// The error the store refuses every write with, once it does.
@@ -195,7 +211,7 @@ fn write_apart(
 }
 
 /// Writes `commits` as one batch and counts it; a store that refuses every write from now
-/// on halts the runtime.
+/// on halts the runtime, and a lease found lapsed is reported.
 fn write(store: &dyn Store, commits: &[Commit], counters: &Counters) -> Result<(), StoreError> {
     let result = store.commit(commits);
     match &result {
@@ -205,9 +221,17 @@ fn write(store: &dyn Store, commits: &[Commit], counters: &Counters) -> Result<(
                 .commits
                 .fetch_add(commits.len() as u64, Ordering::Relaxed);
         }
+        Err(StoreError::LeaseExpired { worker }) => {
+            tracing::debug!(
+                worker,
+                commits = commits.len(),
+                "commit refused: the lease lapsed"
+            );
+            report_lapse(counters, *worker);
+        }
         Err(e) => {
             tracing::error!(error = %e, commits = commits.len(), "store commit failed");
-            if let StoreError::Poisoned { .. } | StoreError::LeaseExpired { .. } = e
+            if let StoreError::Poisoned { .. } = e
                 && counters.halted.set(e.clone()).is_ok()
             {
                 tracing::error!(
@@ -218,6 +242,13 @@ fn write(store: &dyn Store, commits: &[Commit], counters: &Counters) -> Result<(
         }
     }
     result
+}
+
+fn report_lapse(counters: &Counters, worker: WorkerId) {
+    // Worker 0 is no lease: a commit made while the worker joins again.
+    if worker != 0 && counters.lapsed.swap(worker, Ordering::SeqCst) != worker {
+        counters.lapse.notify_one();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

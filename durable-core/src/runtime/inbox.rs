@@ -4,11 +4,19 @@
 //! instance ([`Inboxes::stalled`], [`Inboxes::suspended`], [`Inboxes::request_committed`],
 //! [`Inboxes::next_turn`]...); the engine ([`super::engine`]) owns the inboxes and
 //! spawns the turn task an inbox claims.
+//!
+//! The inboxes are open to one lease of the worker at a time (see [`super::lease`]):
+//! a delivery sent under another (a message committed under a lease that lapsed since)
+//! is dropped, as is what a turn computed under it does to an inbox; the claim of the
+//! worker's next lease takes it from the store instead. A lease that lapses closes them
+//! ([`Inboxes::close`]), dropping everything they held.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use durable_store::{ActivityTask, Event, Failure, Incarnation, Status, WorkId};
+use durable_store::{ActivityTask, Event, Failure, Incarnation, Status, WorkId, WorkerId};
+
+use super::lease;
 
 pub(in crate::runtime) use crate::replay::state::Run;
 
@@ -159,40 +167,106 @@ impl Inbox {
     }
 }
 
-/// The inboxes of the instances that have events or flags in memory, by instance id.
-/// Every method that adds work returns whether the caller is to spawn the instance's turn
-/// task (none runs for it yet).
-#[derive(Debug, Default)]
-pub(in crate::runtime) struct Inboxes(Mutex<HashMap<String, Inbox>>);
+/// The inboxes of the instances that have events or flags in memory, by instance id, and
+/// the lease they are open to. Every method that adds work returns whether the caller is
+/// to spawn the instance's turn task (none runs for it yet).
+#[derive(Debug)]
+pub(in crate::runtime) struct Inboxes(Mutex<Open>);
+
+/// The inboxes, and the lease whose deliveries they take.
+#[derive(Debug)]
+struct Open {
+    /// The worker (lease) whose deliveries and turns are taken; 0, which no lease is,
+    /// while the worker joins the store again.
+    worker: WorkerId,
+    inboxes: HashMap<String, Inbox>,
+}
+
+impl Open {
+    /// Whether the running turn, if any, was computed under a lease other than the one
+    /// the inboxes are open to: what it does to them is dropped.
+    fn stale_turn(&self) -> bool {
+        lease::turn_lease().is_some_and(|worker| worker != self.worker)
+    }
+}
 
 impl Inboxes {
-    /// Queues `delivery` for `instance`.
-    pub(in crate::runtime) fn push(&self, instance: &str, delivery: Delivery) -> bool {
-        let mut inboxes = lock(&self.0);
-        let inbox = inboxes.entry(instance.to_string()).or_default();
+    /// Empty inboxes, open to the deliveries of `worker`.
+    pub(in crate::runtime) fn new(worker: WorkerId) -> Self {
+        Self(Mutex::new(Open {
+            worker,
+            inboxes: HashMap::new(),
+        }))
+    }
+
+    /// The lease of `worker` lapsed: drops every delivery and flag the inboxes hold, and
+    /// takes no delivery until [`open`](Self::open). An inbox whose turn task runs stays,
+    /// empty, so that the task ends (or goes on with what the next lease delivers) and
+    /// no second task starts beside it.
+    pub(in crate::runtime) fn close(&self) {
+        let mut open = lock(&self.0);
+        open.worker = 0;
+        open.inboxes.retain(|_, inbox| {
+            *inbox = Inbox {
+                busy: inbox.busy,
+                ..Inbox::default()
+            };
+            inbox.busy
+        });
+    }
+
+    /// Takes the deliveries of `worker`, the worker's new lease, from now on.
+    pub(in crate::runtime) fn open(&self, worker: WorkerId) {
+        lock(&self.0).worker = worker;
+    }
+
+    /// Queues `delivery` for `instance`, sent under the lease of `worker`.
+    pub(in crate::runtime) fn push(
+        &self,
+        instance: &str,
+        delivery: Delivery,
+        worker: WorkerId,
+    ) -> bool {
+        let mut open = lock(&self.0);
+        if open.worker != worker {
+            return false;
+        }
+        let inbox = open.inboxes.entry(instance.to_string()).or_default();
         inbox.messages.push(delivery);
         inbox.claim_turns()
     }
 
-    /// Queues `deliveries` for `instance` ahead of the events already waiting, but after
-    /// the client requests at their head.
+    /// Queues `deliveries` for `instance`, sent under the lease of `worker`, ahead of the
+    /// events already waiting, but after the client requests at their head.
     pub(in crate::runtime) fn push_first(
         &self,
         instance: &str,
         deliveries: impl IntoIterator<Item = Delivery>,
+        worker: WorkerId,
     ) -> bool {
-        let mut inboxes = lock(&self.0);
-        let inbox = inboxes.entry(instance.to_string()).or_default();
+        let mut open = lock(&self.0);
+        if open.worker != worker {
+            return false;
+        }
+        let inbox = open.inboxes.entry(instance.to_string()).or_default();
         let at = inbox.messages.iter().take_while(|d| d.is_control()).count();
         inbox.messages.splice(at..at, deliveries);
         inbox.claim_turns()
     }
 
-    /// Queues every one of `deliveries` under one lock; returns the instances whose turn
-    /// task the caller is to spawn.
-    pub(in crate::runtime) fn push_all(&self, deliveries: Vec<Outgoing>) -> Vec<String> {
+    /// Queues every one of `deliveries`, claimed under the lease of `worker`, under one
+    /// lock; returns the instances whose turn task the caller is to spawn.
+    pub(in crate::runtime) fn push_all(
+        &self,
+        deliveries: Vec<Outgoing>,
+        worker: WorkerId,
+    ) -> Vec<String> {
         let mut idle = Vec::new();
-        let mut inboxes = lock(&self.0);
+        let mut open = lock(&self.0);
+        if open.worker != worker {
+            return idle;
+        }
+        let inboxes = &mut open.inboxes;
         for Outgoing { instance, delivery } in deliveries {
             let inbox = inboxes.entry(instance.clone()).or_default();
             inbox.messages.push(delivery);
@@ -205,8 +279,8 @@ impl Inboxes {
 
     /// Asks for a turn of `instance` even without new events.
     pub(in crate::runtime) fn retry(&self, instance: &str) -> bool {
-        let mut inboxes = lock(&self.0);
-        let inbox = inboxes.entry(instance.to_string()).or_default();
+        let mut open = lock(&self.0);
+        let inbox = open.inboxes.entry(instance.to_string()).or_default();
         inbox.retry = true;
         inbox.claim_turns()
     }
@@ -219,8 +293,8 @@ impl Inboxes {
         delivery: Delivery,
         runnable: bool,
     ) -> HandOver {
-        let mut inboxes = lock(&self.0);
-        let inbox = inboxes.entry(instance.to_string()).or_default();
+        let mut open = lock(&self.0);
+        let inbox = open.inboxes.entry(instance.to_string()).or_default();
         if !runnable || inbox.stalled || inbox.suspended {
             return HandOver::Refused(delivery);
         }
@@ -230,15 +304,18 @@ impl Inboxes {
         }
     }
 
-    /// The turn task of `instance` asks for its next turn's messages. `None` ends the
-    /// task: nothing to turn (or `runnable` is false, the runtime taking no work), and an
-    /// inbox with nothing left in it is dropped.
+    /// The turn task of `instance` asks for its next turn's messages, and the lease the
+    /// turn is computed (and committed) under. `None` ends the task: nothing to turn (or
+    /// `runnable` is false, the runtime taking no work), and an inbox with nothing left
+    /// in it is dropped.
     pub(in crate::runtime) fn next_turn(
         &self,
         instance: &str,
         runnable: bool,
-    ) -> Option<Vec<Delivery>> {
-        let mut inboxes = lock(&self.0);
+    ) -> Option<(Vec<Delivery>, WorkerId)> {
+        let mut open = lock(&self.0);
+        let worker = open.worker;
+        let inboxes = &mut open.inboxes;
         let inbox = inboxes.get_mut(instance).expect("busy inbox exists");
         let batch = if runnable {
             inbox.next_batch()
@@ -253,20 +330,26 @@ impl Inboxes {
             }
             return None;
         }
-        Some(batch)
+        Some((batch, worker))
     }
 
-    /// A turn over `messages` was not committed: they go back to the head of the inbox.
-    /// If `permanent`, the instance is stalled and its turn task ends (returns false);
-    /// otherwise the task is to retry (returns true).
+    /// A turn over `messages`, computed under the lease of `worker`, was not committed:
+    /// they go back to the head of the inbox. If `permanent`, the instance is stalled and
+    /// its turn task ends (returns false); otherwise the task is to retry (returns true).
+    /// Under a lease that lapsed since, the messages are dropped (the next lease's claim
+    /// takes them from the store), and the task goes on with what the inbox holds now.
     pub(in crate::runtime) fn turn_failed(
         &self,
         instance: &str,
         messages: Vec<Delivery>,
         permanent: bool,
+        worker: WorkerId,
     ) -> bool {
-        let mut inboxes = lock(&self.0);
-        let inbox = inboxes.get_mut(instance).expect("busy inbox exists");
+        let mut open = lock(&self.0);
+        if open.worker != worker {
+            return true;
+        }
+        let inbox = open.inboxes.get_mut(instance).expect("busy inbox exists");
         let newer = std::mem::replace(&mut inbox.messages, messages);
         inbox.messages.extend(newer);
         if permanent {
@@ -281,7 +364,11 @@ impl Inboxes {
     /// `instance` is suspended (its request is being committed): `hold` stores the
     /// results in its inbox, which will wait there until it resumes.
     pub(in crate::runtime) fn suspended(&self, instance: &str, hold: impl FnOnce(&mut [Delivery])) {
-        if let Some(inbox) = lock(&self.0).get_mut(instance) {
+        let mut open = lock(&self.0);
+        if open.stale_turn() {
+            return;
+        }
+        if let Some(inbox) = open.inboxes.get_mut(instance) {
             inbox.suspended = true;
             hold(&mut inbox.messages);
         }
@@ -290,7 +377,11 @@ impl Inboxes {
     /// `instance` stalls (its status is being committed): `hold` stores the results in
     /// its inbox, which stay there until a restart.
     pub(in crate::runtime) fn stalled(&self, instance: &str, hold: impl FnOnce(&mut [Delivery])) {
-        if let Some(inbox) = lock(&self.0).get_mut(instance) {
+        let mut open = lock(&self.0);
+        if open.stale_turn() {
+            return;
+        }
+        if let Some(inbox) = open.inboxes.get_mut(instance) {
             inbox.stalled = true;
             hold(&mut inbox.messages);
         }
@@ -300,7 +391,11 @@ impl Inboxes {
     /// suspended or not, and stalled if it was or is now, unless it was terminated (what
     /// it held is then acknowledged).
     pub(in crate::runtime) fn request_committed(&self, instance: &str, status: &Status) {
-        if let Some(inbox) = lock(&self.0).get_mut(instance) {
+        let mut open = lock(&self.0);
+        if open.stale_turn() {
+            return;
+        }
+        if let Some(inbox) = open.inboxes.get_mut(instance) {
             inbox.suspended = matches!(status, Status::Suspended { .. });
             let stalled_now = matches!(status, Status::Stalled { .. });
             let terminated = matches!(status, Status::Terminated { .. });
@@ -310,18 +405,18 @@ impl Inboxes {
 
     /// Recovery found `instance` suspended in the store.
     pub(in crate::runtime) fn found_suspended(&self, instance: String) {
-        lock(&self.0).entry(instance).or_default().suspended = true;
+        lock(&self.0).inboxes.entry(instance).or_default().suspended = true;
     }
 
     /// Recovery stalled `instance` (it waits for missing code).
     pub(in crate::runtime) fn found_stalled(&self, instance: String) {
-        lock(&self.0).entry(instance).or_default().stalled = true;
+        lock(&self.0).inboxes.entry(instance).or_default().stalled = true;
     }
 
     /// Calls `hold` on every inbox's messages, with its instance (at shutdown, to store
     /// the results held in memory).
     pub(in crate::runtime) fn hold_all(&self, mut hold: impl FnMut(&str, &mut [Delivery])) {
-        for (instance, inbox) in lock(&self.0).iter_mut() {
+        for (instance, inbox) in lock(&self.0).inboxes.iter_mut() {
             hold(instance, &mut inbox.messages);
         }
     }
@@ -334,6 +429,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The worker the inboxes are open to.
+    const W: WorkerId = 7;
 
     fn event(id: WorkId) -> Delivery {
         let to = Recipient {
@@ -351,35 +449,38 @@ mod tests {
         Delivery::message(id, to, Event::ResumeRequested)
     }
 
-    fn ids(batch: Option<Vec<Delivery>>) -> Option<Vec<WorkId>> {
-        batch.map(|b| b.iter().map(|d| d.id).collect())
+    fn ids(batch: Option<(Vec<Delivery>, WorkerId)>) -> Option<Vec<WorkId>> {
+        batch.map(|(b, _)| b.iter().map(|d| d.id).collect())
     }
 
     #[test]
     fn a_turn_takes_the_events_before_a_request_then_the_request_alone() {
-        let inboxes = Inboxes::default();
-        assert!(inboxes.push("a", event(1)));
-        assert!(!inboxes.push("a", event(2)), "one turn task per instance");
-        inboxes.push("a", request(3));
-        inboxes.push("a", event(4));
+        let inboxes = Inboxes::new(W);
+        assert!(inboxes.push("a", event(1), W));
+        assert!(
+            !inboxes.push("a", event(2), W),
+            "one turn task per instance"
+        );
+        inboxes.push("a", request(3), W);
+        inboxes.push("a", event(4), W);
         assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![1, 2]));
         assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![3]));
         assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![4]));
         assert_eq!(ids(inboxes.next_turn("a", true)), None);
         // The task ended and the empty inbox is gone: the next event claims a new task.
-        assert!(inboxes.push("a", event(5)));
+        assert!(inboxes.push("a", event(5), W));
     }
 
     #[test]
     fn a_suspended_instance_takes_only_requests_and_keeps_its_results_out_of_memory() {
-        let inboxes = Inboxes::default();
-        inboxes.push("a", event(1));
+        let inboxes = Inboxes::new(W);
+        inboxes.push("a", event(1), W);
         inboxes.suspended("a", |held| assert_eq!(held.len(), 1));
         match inboxes.hand_over("a", event(2), true) {
             HandOver::Refused(delivery) => assert_eq!(delivery.id, 2),
             HandOver::Queued { .. } => panic!("a suspended instance takes no result"),
         }
-        inboxes.push("a", request(3));
+        inboxes.push("a", request(3), W);
         assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![3]));
         inboxes.request_committed("a", &Status::Running);
         assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![1]));
@@ -387,16 +488,48 @@ mod tests {
 
     #[test]
     fn a_turn_that_fails_for_good_stalls_until_a_terminate() {
-        let inboxes = Inboxes::default();
-        inboxes.push("a", event(1));
-        let batch = inboxes.next_turn("a", true).unwrap();
-        assert!(!inboxes.turn_failed("a", batch, true), "the task ends");
-        assert!(inboxes.push("a", request(2)));
+        let inboxes = Inboxes::new(W);
+        inboxes.push("a", event(1), W);
+        let (batch, lease) = inboxes.next_turn("a", true).unwrap();
+        assert!(
+            !inboxes.turn_failed("a", batch, true, lease),
+            "the task ends"
+        );
+        assert!(inboxes.push("a", request(2), W));
         assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![2]));
         let terminated = Status::Terminated {
             reason: "stop".into(),
         };
         inboxes.request_committed("a", &terminated);
         assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![1]));
+    }
+
+    #[test]
+    fn a_lapsed_lease_drops_what_the_inboxes_held_and_what_was_sent_under_it() {
+        let inboxes = Inboxes::new(W);
+        assert!(inboxes.push("a", event(1), W));
+        let (batch, lease) = inboxes.next_turn("a", true).unwrap();
+        inboxes.push("a", event(2), W);
+        inboxes.push("b", event(3), W);
+        inboxes.close();
+        assert!(!inboxes.push("b", event(4), W), "closed: nothing is taken");
+        inboxes.open(8);
+        assert!(
+            !inboxes.push("b", event(5), W),
+            "sent under the lapsed lease"
+        );
+        // The turn of `a` under the lapsed lease failed: its messages are dropped, and its
+        // task, still the only one of `a`, goes on with what the new lease delivers.
+        assert!(inboxes.turn_failed("a", batch, false, lease));
+        assert!(
+            !inboxes.push("a", event(6), 8),
+            "the task of `a` still runs"
+        );
+        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![6]));
+        assert_eq!(ids(inboxes.next_turn("a", true)), None);
+        // The task of `b` finds its inbox emptied, and ends.
+        assert_eq!(ids(inboxes.next_turn("b", true)), None);
+        assert!(inboxes.push("b", event(7), 8), "a new task for `b`");
+        assert_eq!(ids(inboxes.next_turn("b", true)), Some(vec![7]));
     }
 }

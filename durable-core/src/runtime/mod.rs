@@ -6,7 +6,9 @@
 //! ([`lease`]): it joins under a lease, claims the instances and work no live worker
 //! holds (all of it, when it starts on a store it has alone), and writes every commit
 //! under its lease, which the store checks. If it dies, its lease lapses (with the
-//! process, on fjall), and the next worker to claim takes over every item it held. An
+//! process, on fjall), and the next worker to claim takes over every item it held; if it
+//! lives on past its lease (paused, or cut off from the database), it joins again as a
+//! new worker, having dropped what it held ([`lease`]). An
 //! activity is therefore run at least once; its result is recorded exactly once, in the
 //! same atomic commit that deletes its work item. That commit is the turn of its instance
 //! that takes the result (handed over in memory when this worker holds the instance), so
@@ -23,8 +25,9 @@
 //! not run the orchestrator to [`control`], a client's terminate, suspend or resume, and
 //! [`verdicts`]), [`activities`], [`timer_arming`], [`outbox`] (what a commit sends once
 //! durable), [`recovery`] (taking over what a claim took), [`lease`] (joining, the claim
-//! loop, leaving) and [`group_commit`]. What the worker holds, and the lease its commits
-//! carry, are in `engine/holdings.rs`. The engine spawns an instance's turn task
+//! loop, joining again after a lapse, leaving) and [`group_commit`]. What the worker
+//! holds, the lease its commits carry, and what it drops when that lease lapses, are in
+//! `engine/holdings.rs`. The engine spawns an instance's turn task
 //! through the function this builder hands it ([`turns::turn_task`]), so it names no
 //! job file.
 //!
@@ -197,9 +200,12 @@ impl RuntimeBuilder {
     /// How long this runtime's lease on a shared store lasts (default: [`DEFAULT_LEASE`],
     /// 30 s): it is renewed every third of that, and once a worker fails to renew it in
     /// time (its process killed, frozen or cut off), other workers take its instances and
-    /// activities over. Shorter means faster takeover, and more renewals. A store one
-    /// process holds alone (fjall) ignores it: the lease lasts as long as the process.
-    /// At least 1 s.
+    /// activities over. A runtime that finds its own lease lapsed (it was frozen, or the
+    /// database was out of reach, for longer) writes nothing computed under it: it drops
+    /// what it held and joins the store again as a new worker, retrying while the
+    /// database is out of reach, then claims work as at start. Shorter means faster
+    /// takeover, and more renewals. A store one process holds alone (fjall) ignores it:
+    /// the lease lasts as long as the process. At least 1 s.
     pub fn lease(mut self, lease: std::time::Duration) -> Self {
         self.lease = lease.max(std::time::Duration::from_secs(1));
         self
@@ -315,15 +321,28 @@ impl Runtime {
         self.engine.unregistered_callees()
     }
 
-    /// Why the runtime halted, if it did: the store refuses its writes for good (a failed
-    /// fsync poisoned it, [`StoreError::Poisoned`](crate::StoreError::Poisoned)), or its
-    /// worker's lease on a shared store expired
-    /// ([`StoreError::LeaseExpired`](crate::StoreError::LeaseExpired): another worker may
-    /// have taken its work over). A halted runtime takes no more work and writes nothing;
-    /// restart the process (a new runtime joins as a new worker) to go on. `None` while it
-    /// runs.
+    /// Why the runtime halted, if it did: the store refuses its writes for good
+    /// ([`StoreError::Poisoned`](crate::StoreError::Poisoned): a failed fsync, or a
+    /// PostgreSQL `COMMIT` whose connection was lost, so that whether it was applied is
+    /// unknown). A halted runtime takes no more work and writes nothing; restart the
+    /// process (a new runtime reopens the store and joins as a new worker) to go on.
+    /// `None` while it runs.
+    ///
+    /// A worker whose lease on a shared store lapsed (its process paused, or cut off from
+    /// the database, for longer than the lease:
+    /// [`StoreError::LeaseExpired`](crate::StoreError::LeaseExpired)) does not halt: it
+    /// drops what it held, which other workers may have taken over, joins the store again
+    /// as a new worker, and goes on (see [`RuntimeBuilder::lease`]).
     pub fn halted(&self) -> Option<durable_store::StoreError> {
         self.engine.halted().cloned()
+    }
+
+    /// How many times this runtime's lease on a shared store lapsed and it joined the
+    /// store again as a new worker (see [`halted`](Self::halted)): 0 while its renewals
+    /// keep up. A lapse costs the work it held, which is taken over (here or by another
+    /// worker) from the store.
+    pub fn rejoin_count(&self) -> u64 {
+        self.engine.rejoin_count()
     }
 
     /// How many times an instance was rebuilt by replaying its history (a cache miss: the

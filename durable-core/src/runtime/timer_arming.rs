@@ -28,6 +28,7 @@ pub(in crate::runtime) fn arm(engine: &Arc<Engine>, instance: String, run: Run, 
     // Not tracked, and holding the runtime weakly: a pending timer must not hold up
     // shutdown or keep the store open; it is re-armed from the store on the next start.
     let weak = Arc::downgrade(engine);
+    let lease = engine.lease_in_hand();
     let mut due = engine
         .clock()
         .sleep_until(UNIX_EPOCH + Duration::from_millis(timer.fire_at_ms));
@@ -42,7 +43,8 @@ pub(in crate::runtime) fn arm(engine: &Arc<Engine>, instance: String, run: Run, 
             return;
         }
         let fired = Event::TimerFired { seq: timer.seq };
-        engine.deliver(instance, Delivery::message(timer.id, run.into(), fired));
+        let delivery = Delivery::message(timer.id, run.into(), fired);
+        engine.deliver_under(lease, instance, delivery);
         drop(due);
     });
 }

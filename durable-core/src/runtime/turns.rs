@@ -16,6 +16,7 @@ use super::control;
 use super::engine::RETRY_DELAY;
 use super::engine::{Busy, Cached, Engine};
 use super::inbox::Delivery;
+use super::lease;
 use super::turn_plan::{self, Plan, Turned};
 use super::verdicts;
 use crate::error::Error;
@@ -39,17 +40,15 @@ pub(in crate::runtime) fn turn_task(
 async fn run_turns(engine: Arc<Engine>, instance: String, _busy: Busy) {
     loop {
         let runnable = !engine.takes_no_work();
-        let Some(messages) = engine.inboxes().next_turn(&instance, runnable) else {
+        let Some((messages, lease)) = engine.inboxes().next_turn(&instance, runnable) else {
             return;
         };
         let Some(permit) = engine.turn_permit().await else {
             return;
         };
         let span = tracing::debug_span!("turn", instance, events = messages.len());
-        if let Err(e) = turn(&engine, &instance, &messages, permit)
-            .instrument(span)
-            .await
-        {
+        let turned = turn(&engine, &instance, &messages, permit).instrument(span);
+        if let Err(e) = lease::in_turn(lease, turned).await {
             // A store error no retry can mend (a poisoned store, a record that does not
             // decode) parks the instance in memory; its events stay in the store, and the
             // next start tries again.
@@ -63,7 +62,10 @@ async fn run_turns(engine: Arc<Engine>, instance: String, _busy: Busy) {
                 Error::Store(StoreError::HistoryConflict { instance: id, .. }) => *id != instance,
                 _ => false,
             };
-            let permanent = matches!(&e, Error::Store(e) if e.is_permanent()) && !other;
+            // A lapsed lease is not the instance's: the worker joins again, and the turn
+            // runs under the next lease (here or elsewhere).
+            let lapsed = matches!(&e, Error::Store(StoreError::LeaseExpired { .. }));
+            let permanent = matches!(&e, Error::Store(e) if e.is_permanent()) && !other && !lapsed;
             if permanent {
                 tracing::error!(instance, error = %e, "turn not committed; the instance waits for a restart");
             } else {
@@ -77,7 +79,7 @@ async fn run_turns(engine: Arc<Engine>, instance: String, _busy: Busy) {
                 // its turns run there now.
                 engine.let_go(&instance);
             }
-            if !engine.inboxes().turn_failed(&instance, messages, permanent) {
+            if !(engine.inboxes()).turn_failed(&instance, messages, permanent, lease) {
                 return;
             }
             tokio::time::sleep(RETRY_DELAY).await;
@@ -129,6 +131,12 @@ async fn without_orchestrator(
 /// stored, and keeps the execution for the next turn or tells the waiters that the
 /// instance finished.
 fn finish(engine: &Arc<Engine>, instance: &str, turned: Turned) {
+    // Written just before its lease lapsed: what it scheduled and sent is in the store,
+    // for the next lease's claim.
+    if lease::turn_lease().is_some_and(|lease| lease != engine.worker()) {
+        engine.wake_waiters(instance, None);
+        return;
+    }
     let Turned {
         mut commit,
         outbox,

@@ -23,12 +23,10 @@ use postgres::{Client, NoTls};
 const DEFAULT_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 /// Starts the server and says `started`, then waits on standard input; at its end, stops
-/// the server and removes its directory. Says `failed` if the server does not start. Arguments: the directory, the
-/// port, the binaries.
+/// the server and removes its directory. Says `failed` if the server does not start.
+/// Arguments: the directory, the port, the binaries, the server's options.
 const WATCHDOG: &str = r#"
-if "$3/pg_ctl" -D "$1/data" -l "$1/log" -w -t 60 start -o "-p $2 -k $1 \
-    -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-    -c full_page_writes=off -c max_connections=300" >/dev/null 2>&1
+if "$3/pg_ctl" -D "$1/data" -l "$1/log" -w -t 60 start -o "-p $2 -k $1 $4" >/dev/null 2>&1
 then
     echo started
     read -r _
@@ -38,6 +36,10 @@ else
     echo failed
 fi
 "#;
+
+/// The server's settings besides its port and socket directory.
+const OPTIONS: &str = "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+    -c full_page_writes=off -c max_connections=300";
 
 /// How many ports a start tries: another process may take a free port before the server
 /// binds it.
@@ -61,6 +63,8 @@ const START_ATTEMPTS: usize = 3;
 /// ```
 pub struct TestServer {
     dir: PathBuf,
+    /// The directory of the PostgreSQL binaries.
+    bin: PathBuf,
     port: u16,
     watchdog: Option<(Child, ChildStdin)>,
     admin: Mutex<Client>,
@@ -177,6 +181,7 @@ impl TestServer {
             .arg(dir)
             .arg(port.to_string())
             .arg(bin)
+            .arg(OPTIONS)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -196,6 +201,7 @@ impl TestServer {
         let connected = Client::connect(&socket_url(dir, port, "postgres"), NoTls);
         let server = TestServer {
             dir: dir.to_owned(),
+            bin: bin.to_owned(),
             port,
             watchdog: Some((child, stdin)),
             admin: Mutex::new(connected.map_err(|e| format!("cannot connect to the server: {e}"))?),
@@ -251,6 +257,61 @@ impl TestServer {
             url: self.url(&name),
             name,
         }
+    }
+
+    /// Stops the server, as a restart of the database does (`pg_ctl stop -m fast`): every
+    /// session ends, and connections are refused until [`start_again`](Self::start_again).
+    /// Its databases are kept. For tests of an outage: stop a server of the test's own
+    /// ([`TestServer::start`]), never the [`shared`](Self::shared) one.
+    ///
+    /// # Errors
+    ///
+    /// What `pg_ctl` said if the server did not stop.
+    pub fn stop(&self) -> Result<(), String> {
+        self.on_own_thread(|| {
+            run(server_user(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-m", "fast", "-w", "-t", "60", "stop"]))
+        })
+    }
+
+    /// Starts the server [`stop`](Self::stop) stopped, on the same port, with its
+    /// databases.
+    ///
+    /// # Errors
+    ///
+    /// What `pg_ctl` said, and the server's log, if it did not start or accept a
+    /// connection.
+    pub fn start_again(&self) -> Result<(), String> {
+        self.on_own_thread(|| {
+            let options = format!("-p {} -k {} {OPTIONS}", self.port, self.dir.display());
+            run(server_user(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .arg("-l")
+                .arg(self.dir.join("log"))
+                .args(["-w", "-t", "60", "start", "-o", &options]))
+            .map_err(|e| format!("{e}\nthe server's log:\n{}", self.log()))?;
+            let admin = Client::connect(&socket_url(&self.dir, self.port, "postgres"), NoTls)
+                .map_err(|e| format!("cannot connect to the server: {e}"))?;
+            *self
+                .admin
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = admin;
+            Ok(())
+        })
+    }
+
+    /// Runs `f` on a thread of its own: the client library panics on a thread that runs
+    /// an async runtime, and a test may be async.
+    fn on_own_thread<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(f)
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     }
 
     /// The server's log, for messages.

@@ -1,16 +1,24 @@
 //! What this worker holds on the store (see `durable_store::lease`): its worker id, the
 //! instances it holds (their turns run here; messages for any other instance stay in the
 //! store for its holder), the lease every commit carries, the claim loop's task, and the
-//! block of work ids the store reserved for it.
+//! block of work ids the store reserved for it; and what the worker drops when its lease
+//! lapses, and takes up when it has joined again (see `super::super::lease`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use durable_store::WorkerId;
 use durable_store::{
-    ClaimFilter, Commit, CommitLease, Status, StatusKind, Store, StoreError, WorkId, WorkItem,
+    ClaimFilter, Commit, CommitLease, Incarnation, Status, StatusKind, Store, StoreError, WorkId,
+    WorkItem,
 };
+use tokio::sync::{Notify, watch};
 
+use super::super::inbox::Delivery;
+use super::super::lease::{self, REJOIN_WAIT};
+use super::super::outbox::consumed;
 use super::{Engine, RETRY_DELAY, lock};
 use crate::error::Error;
 use crate::registry::Registry;
@@ -41,6 +49,36 @@ impl WorkIds {
             reserving: false,
         }
     }
+}
+
+/// The worker's leases: the current one, and how many times it joined the store again.
+#[derive(Debug)]
+pub(in crate::runtime) struct Leases {
+    /// The worker of the current lease; 0, which no lease is, while it joins again. Its
+    /// lock orders a lapse with the commits that make the worker hold instances.
+    current: watch::Sender<WorkerId>,
+    /// How many times the worker joined again after a lease lapsed.
+    rejoins: AtomicU64,
+}
+
+impl Leases {
+    /// The leases of a worker that joined as `worker`.
+    pub(in crate::runtime) fn new(worker: WorkerId) -> Self {
+        Self {
+            current: watch::Sender::new(worker),
+            rejoins: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Where a message this worker holds goes (see [`Engine::destination`]).
+enum Destination {
+    /// To the instance's inbox here.
+    Here,
+    /// Nowhere yet: it stays in the store for the worker that holds its instance.
+    Holder,
+    /// Nowhere: its run is over and another runs under the id; it is removed.
+    Nobody,
 }
 
 /// Records in `held` what `commit`, written, makes this worker hold: the instances it
@@ -127,9 +165,162 @@ impl Engine {
 
     // The lease.
 
-    /// This runtime's worker on the store.
+    /// This runtime's worker on the store: its current lease. 0, which no lease is, while
+    /// it joins the store again after its lease lapsed.
     pub(in crate::runtime) fn worker(&self) -> WorkerId {
-        self.worker
+        *self.worker.current.borrow()
+    }
+
+    /// The lease the work in hand goes on under: the running turn's (see
+    /// [`lease::in_turn`]), or else the worker's current one.
+    pub(in crate::runtime) fn lease_in_hand(&self) -> WorkerId {
+        lease::turn_lease().unwrap_or_else(|| self.worker())
+    }
+
+    /// The store found the lease of `worker` expired: the claim loop drops what it held
+    /// and joins again, if it is the current lease.
+    pub(in crate::runtime) fn report_lapse(&self, worker: WorkerId) {
+        self.commits.report_lapse(worker);
+    }
+
+    /// How many times the worker joined the store again after a lease lapsed.
+    pub(in crate::runtime) fn rejoin_count(&self) -> u64 {
+        self.worker.rejoins.load(Ordering::Relaxed)
+    }
+
+    /// Whether the current lease was reported lapsed.
+    pub(in crate::runtime) fn lapsed(&self) -> bool {
+        let worker = self.worker();
+        worker != 0 && self.commits.lapsed() == worker
+    }
+
+    /// Told when a lapse is reported (see [`GroupCommit::lapse_signal`]).
+    ///
+    /// [`GroupCommit::lapse_signal`]: super::super::group_commit::GroupCommit::lapse_signal
+    pub(in crate::runtime) fn lapse_signal(&self) -> Arc<Notify> {
+        self.commits.lapse_signal()
+    }
+
+    /// The lease lapsed: drops everything held under it (the instances, the inboxes'
+    /// deliveries, the instance cache, the activities waiting for a slot), and takes no
+    /// delivery until [`rejoined`](Self::rejoined). The clients waiting on instances are
+    /// woken: another worker may finish them now.
+    pub(in crate::runtime) fn drop_holdings(&self) {
+        // Under the lease's lock, so that no commit of the old lease adds to what is held
+        // once it is cleared (see `submit`).
+        self.worker.current.send_modify(|worker| {
+            *worker = 0;
+            lock(&self.held).clear();
+        });
+        self.inboxes.close();
+        // What the old lease's commits left for a claim: the inboxes refuse their
+        // senders' deliveries now, whatever this says.
+        lock(&self.left).clear();
+        lock(&self.cache).clear();
+        lock(&self.waiting_for_code).clear();
+        let waiting = std::mem::take(&mut lock(&self.activities).waiting);
+        if !waiting.is_empty() {
+            tracing::info!(
+                activities = waiting.len(),
+                "activities waiting for a slot dropped with the lapsed lease; they run where they are claimed"
+            );
+        }
+        drop(waiting);
+        // Told nothing: they read the instance from the store.
+        for (_, waiters) in lock(&self.waiters).drain() {
+            for waiter in waiters {
+                let _ = waiter.send(None);
+            }
+        }
+    }
+
+    /// Queues an event for `instance`, committed (or armed) under the lease of `worker`,
+    /// and makes sure a turn task will take it. Under a lease that lapsed since, it is
+    /// dropped: the next lease's claim takes it from the store.
+    pub(in crate::runtime) fn deliver_under(
+        self: &Arc<Self>,
+        worker: WorkerId,
+        instance: String,
+        delivery: Delivery,
+    ) {
+        if self.left_in_store(delivery.id) {
+            return;
+        }
+        match self.destination(&instance, delivery.incarnation) {
+            Destination::Here => {
+                if self.inboxes.push(&instance, delivery, worker) {
+                    self.spawn_turns(instance);
+                }
+            }
+            // A message for an instance another worker holds waits in the store for it.
+            Destination::Holder => {}
+            Destination::Nobody => {
+                let engine = self.clone();
+                self.spawn_boxed(async move {
+                    if let Err(e) = engine.commit(consumed(&[delivery])).await {
+                        tracing::warn!(
+                            instance,
+                            error = %e,
+                            "a message for an earlier run not removed; it goes when this worker leaves"
+                        );
+                    }
+                });
+            }
+        }
+    }
+
+    /// The worker joined the store again as `worker`: its inboxes take the deliveries
+    /// of the new lease, and commits are written under it.
+    pub(in crate::runtime) fn rejoined(&self, worker: WorkerId) {
+        // The inboxes first: a commit under the new lease delivers what it sends at once.
+        self.inboxes.open(worker);
+        self.worker.current.send_replace(worker);
+        self.worker.rejoins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Waits, at most `timeout`, until the worker holds a lease other than `lapsed`.
+    async fn rejoined_after(&self, lapsed: WorkerId, timeout: Duration) {
+        let mut leases = self.worker.current.subscribe();
+        let joined = leases.wait_for(|worker| *worker != 0 && *worker != lapsed);
+        let _ = tokio::time::timeout(timeout, joined).await;
+    }
+
+    /// Commits `commit` in the next batch; resolves once it is durable, with the lease it
+    /// was written under. Outside a turn (a client's start, event or request, an activity
+    /// result stored as a message: nothing computed under a lease), a commit the store
+    /// refused because the lease lapsed is written again once the worker has joined the
+    /// store again, waiting at most [`REJOIN_WAIT`]. A turn's commit is not: the next
+    /// lease's claim takes its messages, and its turn runs again there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store refuses the write
+    /// ([`StoreError::LeaseExpired`] if the worker has not joined again in time);
+    /// [`Error::ShutDown`] once the runtime has stopped.
+    pub(in crate::runtime) async fn commit_leased(
+        &self,
+        mut commit: Commit,
+    ) -> Result<(WorkerId, Commit), Error> {
+        let in_turn = lease::turn_lease().is_some();
+        let mut retried = false;
+        loop {
+            let (result, written) = self.submit(commit).await;
+            let worker = written.lease.as_ref().map_or(0, |lease| lease.worker);
+            match result {
+                Err(Error::Store(StoreError::LeaseExpired { .. }))
+                    if !in_turn && !retried && !self.takes_no_work() =>
+                {
+                    tracing::debug!(
+                        worker,
+                        "commit refused: the lease lapsed; written again under the next one"
+                    );
+                    retried = true;
+                    commit = written;
+                    self.rejoined_after(worker, REJOIN_WAIT).await;
+                }
+                result => return result.map(|()| (worker, written)),
+            }
+        }
     }
 
     /// The store, shared: for calls made off the runtime's threads.
@@ -159,14 +350,23 @@ impl Engine {
         })
     }
 
-    /// Whether a message for `instance` that this worker holds in the store goes to its
-    /// inbox here: the instance is held here, or it has finished or is gone (a timer that
-    /// fires after its instance was terminated), and its turn acknowledges the message,
-    /// which no other worker may take while this one lives.
-    pub(in crate::runtime) fn takes_delivery(&self, instance: &str) -> bool {
-        self.holds(instance)
-            || (self.store.instance(instance))
-                .is_ok_and(|record| record.is_none_or(|record| record.status.is_terminal()))
+    /// Where a message for run `incarnation` of `instance`, which this worker holds in the
+    /// store, goes: to the inbox here if the instance is held here, or has finished or is
+    /// gone (a timer that fires after its instance was terminated), and its turn
+    /// acknowledges the message, which no other worker may take while this one lives; to
+    /// nobody if the instance runs elsewhere as another run (restarted through another
+    /// worker): this worker removes it; else it stays for the instance's holder.
+    fn destination(&self, instance: &str, incarnation: Incarnation) -> Destination {
+        if self.holds(instance) {
+            return Destination::Here;
+        }
+        match self.store.instance(instance) {
+            Ok(None) => Destination::Here,
+            Ok(Some(record)) if record.status.is_terminal() => Destination::Here,
+            Ok(Some(record)) if record.incarnation != incarnation => Destination::Nobody,
+            // Read again by its holder's claim if the read failed.
+            Ok(Some(_)) | Err(_) => Destination::Holder,
+        }
     }
 
     /// This worker now holds `instance`, found with `status` (it claimed it).
@@ -186,7 +386,7 @@ impl Engine {
     /// (until they finish); the messages it enqueues for instances this worker does not
     /// hold are left for their holder to claim, and the tasks of activities it does not
     /// have (on a shared store) for a worker that has them.
-    fn leased(&self, mut commit: Commit) -> Commit {
+    fn leased(&self, mut commit: Commit, worker: WorkerId) -> Commit {
         let held = lock(&self.held);
         // On a shared store, the instances it starts (pending, their `Started` message
         // in the commit) of an orchestrator this worker does not have (a
@@ -235,16 +435,11 @@ impl Engine {
         // then delivers them, and the sender must not deliver them a second time.
         lock(&self.left).extend(left);
         commit.lease = Some(CommitLease {
-            worker: self.worker,
+            worker,
             unclaimed,
             released,
         });
         commit
-    }
-
-    /// Halts the runtime: the store refuses this worker's writes from now on.
-    pub(in crate::runtime) fn halt(&self, error: StoreError) {
-        self.commits.halt(error);
     }
 
     /// Whether this worker leaves the tasks of `activity` to others: it does not have it,
@@ -271,20 +466,32 @@ impl Engine {
         }
     }
 
-    /// Queues `commit` for the next batch at once, under this worker's lease; the future
-    /// resolves once it is durable, with the commit handed back (see
+    /// Queues `commit` for the next batch at once, under the lease in hand
+    /// ([`lease_in_hand`](Self::lease_in_hand): a turn's commit under the lease the turn
+    /// was computed under); the future resolves once it is durable, with the commit
+    /// handed back (see
     /// [`GroupCommit::submit`](super::super::group_commit::GroupCommit::submit)). Once it
-    /// is, this worker holds the instances it wrote.
+    /// is, this worker holds the instances it wrote, unless that lease lapsed meanwhile.
     pub(in crate::runtime) fn submit(
         &self,
         commit: Commit,
     ) -> impl Future<Output = (Result<(), Error>, Commit)> + Send + use<> {
-        let written = self.commits.submit(self.leased(commit));
-        let (held, left) = (self.held.clone(), self.left.clone());
+        let written = self
+            .commits
+            .submit(self.leased(commit, self.lease_in_hand()));
+        let (lease, held, left) = (self.worker.clone(), self.held.clone(), self.left.clone());
         async move {
             let (result, commit) = written.await;
             match (&result, &commit.lease) {
-                (Ok(()), _) => hold_written(&held, &commit),
+                (Ok(()), Some(written)) => {
+                    // Under the lease's lock: a lapse clears what is held, and no commit
+                    // of the old lease adds to it after that.
+                    let current = lease.current.borrow();
+                    if *current == written.worker {
+                        hold_written(&held, &commit);
+                    }
+                }
+                (Ok(()), None) => hold_written(&held, &commit),
                 // Not written: the sender delivers none of them.
                 (Err(_), Some(lease)) => {
                     let mut left = lock(&left);

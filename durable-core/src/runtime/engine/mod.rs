@@ -32,8 +32,9 @@ use crate::registry::Registry;
 use crate::replay::execution::Execution;
 
 mod holdings;
+mod waiters;
 
-pub(in crate::runtime) use holdings::{WORK_ID_BLOCK, WorkIds};
+pub(in crate::runtime) use holdings::{Leases, WORK_ID_BLOCK, WorkIds};
 
 /// The run a message is for, as [`Engine::send_message`] takes it.
 pub(crate) use super::inbox::Recipient;
@@ -109,8 +110,9 @@ pub(crate) struct Engine {
     clock: Arc<dyn Clock>,
     commits: GroupCommit,
     work_ids: Arc<Mutex<WorkIds>>,
-    /// This runtime's worker on the store (see `durable_store::lease`).
-    worker: WorkerId,
+    /// This runtime's worker on the store (see `durable_store::lease`): its current
+    /// lease, 0 while it joins again after one lapsed (see `holdings.rs`).
+    worker: Arc<Leases>,
     /// The live instances this worker holds: their turns run here, and messages for them
     /// are delivered here in memory. Messages for any other instance are left in the store
     /// for the worker that holds it (or will claim it).
@@ -145,7 +147,11 @@ impl Drop for Engine {
     /// end it) holds nothing: its lease ends, so the next runtime on the store takes its
     /// work at once. Leaving after a shutdown left is not an error.
     fn drop(&mut self) {
-        if let Err(e) = self.store.leave(self.worker) {
+        let worker = self.worker();
+        if worker == 0 {
+            return;
+        }
+        if let Err(e) = self.store.leave(worker) {
             tracing::warn!(error = %e, "could not end the worker's lease; it expires");
         }
     }
@@ -177,11 +183,11 @@ impl Engine {
             max_payload: parts.max_payload,
             clock: parts.clock,
             work_ids: Arc::new(Mutex::new(parts.work_ids)),
-            worker: parts.worker,
+            worker: Arc::new(Leases::new(parts.worker)),
             held: Arc::new(Mutex::new(HashMap::new())),
             left: Arc::default(),
             claim_loop: Mutex::new(None),
-            inboxes: Inboxes::default(),
+            inboxes: Inboxes::new(parts.worker),
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(parts.cache_capacity).expect("capacity is at least 1"),
             )),
@@ -290,10 +296,10 @@ impl Engine {
     /// [`Error::Store`] if the store refuses the write; [`Error::ShutDown`] once the
     /// runtime has stopped.
     pub(crate) async fn commit(&self, commit: Commit) -> Result<(), Error> {
-        self.submit(commit).await.0
+        self.commit_leased(commit).await.map(drop)
     }
 
-    /// The error the store refuses every write with, once it does.
+    /// The error the store refuses every write with, once it does (not a lapsed lease).
     pub(crate) fn halted(&self) -> Option<&StoreError> {
         self.commits.halted()
     }
@@ -371,8 +377,7 @@ impl Engine {
         let _busy = self.busy();
         let mut outbox = Vec::with_capacity(1);
         self.enqueue_message(instance, to, event, &mut commit, &mut outbox);
-        let (written, commit) = self.submit(commit).await;
-        written?;
+        let (lease, commit) = self.commit_leased(commit).await?;
         // An instance the commit created (a start or restart) is new here: its record is
         // what its first turn needs, so that turn does not read it back from the store.
         if let Some((_, record)) = commit.instances.iter().find(|(id, _)| id == instance)
@@ -389,20 +394,15 @@ impl Engine {
             );
         }
         for Outgoing { instance, delivery } in outbox {
-            self.deliver(instance, delivery);
+            self.deliver_under(lease, instance, delivery);
         }
         Ok(())
     }
 
-    /// Queues an event for `instance` and makes sure a turn task will take it.
+    /// Queues an event for `instance` and makes sure a turn task will take it (see
+    /// [`deliver_under`](Self::deliver_under)).
     pub(in crate::runtime) fn deliver(self: &Arc<Self>, instance: String, delivery: Delivery) {
-        // A message for an instance another worker holds waits in the store for it.
-        if !self.left_in_store(delivery.id)
-            && self.takes_delivery(&instance)
-            && self.inboxes.push(&instance, delivery)
-        {
-            self.spawn_turns(instance);
-        }
+        self.deliver_under(self.lease_in_hand(), instance, delivery);
     }
 
     /// Queues `deliveries` for `instance` ahead of the events already waiting, but after
@@ -413,8 +413,9 @@ impl Engine {
         instance: &str,
         deliveries: impl IntoIterator<Item = Delivery>,
     ) {
-        let deliveries = deliveries.into_iter().filter(|d| !self.left_in_store(d.id));
-        if self.holds(instance) && self.inboxes.push_first(instance, deliveries) {
+        let (deliveries, lease) = (deliveries.into_iter(), self.lease_in_hand());
+        let deliveries = deliveries.filter(|d| !self.left_in_store(d.id));
+        if self.holds(instance) && self.inboxes.push_first(instance, deliveries, lease) {
             self.spawn_turns(instance.to_string());
         }
     }
@@ -423,7 +424,7 @@ impl Engine {
     /// instance's first turn sees all of its events (recovery hands out many at once).
     pub(in crate::runtime) fn deliver_all(self: &Arc<Self>, mut deliveries: Vec<Outgoing>) {
         deliveries.retain(|outgoing| self.holds(&outgoing.instance));
-        for instance in self.inboxes.push_all(deliveries) {
+        for instance in self.inboxes.push_all(deliveries, self.worker()) {
             self.spawn_turns(instance);
         }
     }
@@ -504,6 +505,10 @@ impl Engine {
 
     /// Keeps the execution of `instance` for its next turn.
     pub(in crate::runtime) fn keep_cached(&self, instance: &str, cached: Cached) {
+        // Not from a turn whose lease lapsed since: the cache was cleared with it.
+        if super::lease::turn_lease().is_some_and(|lease| lease != self.worker()) {
+            return;
+        }
         lock(&self.cache).put(instance.to_string(), cached);
     }
 
@@ -567,36 +572,6 @@ impl Engine {
     /// Takes every activity still waiting for a slot (at shutdown).
     pub(in crate::runtime) fn take_waiting_activities(&self) -> VecDeque<QueuedActivity> {
         std::mem::take(&mut lock(&self.activities).waiting)
-    }
-
-    // Waiters.
-
-    /// Wakes every client waiting on `instance`, which finished or stalled here as
-    /// `record` (durable): they need not read it back from the store.
-    pub(in crate::runtime) fn notify_finished(&self, instance: &str, record: &InstanceRecord) {
-        self.wake_waiters(instance, Some(record));
-    }
-
-    /// Wakes every client waiting on `instance` to read its state from the store: it is
-    /// no longer held here, so nothing here will tell them when it finishes.
-    pub(in crate::runtime) fn wake_waiters(&self, instance: &str, record: Option<&InstanceRecord>) {
-        if let Some(waiters) = lock(&self.waiters).remove(instance) {
-            for waiter in waiters {
-                let _ = waiter.send(record.cloned());
-            }
-        }
-    }
-
-    /// A receiver told when `instance` next finishes or stalls here, with its record as
-    /// then committed; or with `None` when it stops being held here (then read it).
-    pub(crate) fn watch(&self, instance: &str) -> oneshot::Receiver<Option<InstanceRecord>> {
-        let (tx, rx) = oneshot::channel();
-        let mut waiters = lock(&self.waiters);
-        let waiting = waiters.entry(instance.to_string()).or_default();
-        // Waits that timed out leave closed senders behind.
-        waiting.retain(|waiter| !waiter.is_closed());
-        waiting.push(tx);
-        rx
     }
 
     // Starts of new instances.
