@@ -242,7 +242,7 @@ struct ReadmeDoctests;
 pub mod __private {
     use crate::{Activity, Callee, Orchestrator};
 
-    pub use crate::entity::{Applied, apply as apply_operation};
+    pub use crate::entity::Applied;
     pub use crate::handle::BoxFuture;
 
     /// What `#[orchestrator]` wraps a handle its body calls in, to list it in

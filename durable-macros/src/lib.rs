@@ -158,6 +158,19 @@ pub fn deterministic(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   of the type's. Not empty, no `@`.
 /// - `init = path`: a `fn() -> State` making the initial state, instead of
 ///   `State::default()`.
+///
+/// # Where the rules come from
+///
+/// - Public methods are the operations, the state is initialized when absent: DTFx's
+///   `TaskEntity<TState>` (`InitializeState()`); names match exactly here (DTFx ignores
+///   case), as they are Rust identifiers.
+/// - `&self` reads run without changing the state: Restate's shared handlers.
+/// - Synchronous operations: Durable Functions runs "all operations on a single entity
+///   serially", each to completion, and commits its state with its signals.
+/// - An operation that fails changes nothing, its signals included: Durable Functions'
+///   `RollbackEntityOperationsOnExceptions`, always on.
+/// - Signals are one-way and may be scheduled: Durable Functions' signals and DTFx's
+///   `SignalEntityOptions.SignalTime`.
 #[proc_macro_attribute]
 pub fn entity(args: TokenStream, item: TokenStream) -> TokenStream {
     entity::expand(args.into(), item.into()).into()

@@ -31,8 +31,6 @@ pub use context::{EntityContext, IntoEntityId, Signal};
 pub use dispatch::Dispatched;
 pub use error::{EntityError, Unencodable};
 pub use id::{EntityId, EntityIdError};
-#[doc(hidden)]
-pub use operation::apply;
 pub use operation::{NoError, Operation, OperationInfo, OperationKind};
 
 /// An entity: a serde state type whose `impl` block carries `#[entity]`.

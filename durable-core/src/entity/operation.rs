@@ -51,7 +51,15 @@ pub struct Operation<E, I, O, Er = NoError> {
     /// The operation's body, over a state already decoded: the read-only ones take it by
     /// `&mut` here too, and reborrow it shared.
     body: fn(&mut E, &mut EntityContext, I) -> Result<O, Er>,
+    /// [`apply`] for these types, made where their serde bounds are checked (in
+    /// [`Operation::__new`]), so the generated dispatch needs none of its own and a type
+    /// without serde's traits is reported once.
+    json: Json<E, I, O, Er>,
 }
+
+/// [`apply`] for one operation's types.
+type Json<E, I, O, Er> =
+    fn(Operation<E, I, O, Er>, &mut E, &mut EntityContext, &[u8]) -> Result<Vec<u8>, Applied>;
 
 /// Whether an operation may change its entity's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -101,7 +109,12 @@ where
         kind: OperationKind,
         body: fn(&mut E, &mut EntityContext, I) -> Result<O, Er>,
     ) -> Self {
-        Operation { name, kind, body }
+        Operation {
+            name,
+            kind,
+            body,
+            json: apply::<E, I, O, Er>,
+        }
     }
 }
 
@@ -139,6 +152,18 @@ impl<E, I, O, Er> Operation<E, I, O, Er> {
     pub fn run(&self, state: &mut E, ctx: &mut EntityContext, input: I) -> Result<O, Er> {
         (self.body)(state, ctx, input)
     }
+
+    /// Runs it over JSON (see [`apply`]): what the `apply` that `#[entity]` generates
+    /// calls for each operation.
+    #[doc(hidden)]
+    pub fn __apply(
+        self,
+        state: &mut E,
+        ctx: &mut EntityContext,
+        input: &[u8],
+    ) -> Result<Vec<u8>, Applied> {
+        (self.json)(self, state, ctx, input)
+    }
 }
 
 impl<E: Entity, I, O, Er> Operation<E, I, O, Er> {
@@ -167,8 +192,8 @@ impl<E, I, O, Er> fmt::Debug for Operation<E, I, O, Er> {
 }
 
 /// Runs `operation` over JSON: decodes `input`, runs the body, encodes the output or the
-/// error. What the `apply` that `#[entity]` generates calls for each operation.
-pub fn apply<E, I, O, Er>(
+/// error.
+fn apply<E, I, O, Er>(
     operation: Operation<E, I, O, Er>,
     state: &mut E,
     ctx: &mut EntityContext,

@@ -78,31 +78,39 @@ fn operation_items(operation: &Operation<'_>) -> Vec<ImplItem> {
         Access::Read => quote!(Read),
         Access::Write => quote!(Write),
     };
-    let ctx_arg = operation.context.map(|_| quote!(__ctx));
-    let input_arg = operation.input.map(|_| quote!(__input));
-    let ctx_param = ctx_arg.clone().unwrap_or_else(|| quote!(_));
-    let input_param = input_arg.clone().unwrap_or_else(|| quote!(_));
-    let args = [Some(quote!(__state)), ctx_arg, input_arg]
+    // Every token of the handle's initializer is spanned on the operation's name, so
+    // rustc's errors about it (a type without serde's traits) point there.
+    let span = ident.span();
+    let ctx_arg = operation.context.map(|_| quote_spanned!(span=> __ctx));
+    let input_arg = operation.input.map(|_| quote_spanned!(span=> __input));
+    let ctx_param = ctx_arg.clone().unwrap_or_else(|| quote_spanned!(span=> _));
+    let input_param = input_arg
+        .clone()
+        .unwrap_or_else(|| quote_spanned!(span=> _));
+    let state = quote_spanned!(span=> __state);
+    let args = [Some(state.clone()), ctx_arg, input_arg]
         .into_iter()
         .flatten();
     let call = quote_spanned!(ident.span()=> Self::#moved(#(#args),*));
     let body = match operation.returns {
         Returns::Result { .. } => call,
-        _ => quote!(::core::result::Result::Ok(#call)),
+        _ => quote_spanned!(ident.span()=> ::core::result::Result::Ok(#call)),
     };
-    // Spanned on the operation's name: a type without serde's traits is reported on the
-    // signature, through the types written there.
     let handle_ty = quote_spanned! {ident.span()=>
         ::durable_core::Operation<Self, #input_ty, #ok, #err>
+    };
+    // The handle's serde bounds are checked by this call.
+    let new = quote_spanned! {ident.span()=>
+        ::durable_core::Operation::__new(
+            #name,
+            ::durable_core::OperationKind::#kind,
+            |#state, #ctx_param, #input_param| #body,
+        )
     };
     let handle: ImplItem = syn::parse_quote! {
         #(#docs)*
         #[allow(non_upper_case_globals)]
-        #vis const #ident: #handle_ty = ::durable_core::Operation::__new(
-            #name,
-            ::durable_core::OperationKind::#kind,
-            |__state, #ctx_param, #input_param| #body,
-        );
+        #vis const #ident: #handle_ty = #new;
     };
     let mut moved_fn: ImplItemFn = function.clone();
     moved_fn.sig.ident = moved;
@@ -156,7 +164,7 @@ fn entity_impl(
             > {
                 match operation {
                     #(#names => ::core::option::Option::Some(
-                        ::durable_core::__private::apply_operation(Self::#idents, self, ctx, input),
+                        Self::#idents.__apply(self, ctx, input),
                     ),)*
                     _ => {
                         let _ = (input, ctx);
@@ -207,7 +215,7 @@ mod tests {
             "const NAME : & 'static str = \"bank-account\"",
             "[Self :: deposit . info () , Self :: withdraw . info () , Self :: balance . info ()]",
             "fn initial () -> Self { Account :: opened () }",
-            "\"balance\" => :: core :: option :: Option :: Some (:: durable_core :: __private :: apply_operation (Self :: balance , self , ctx , input) ,) ,",
+            "\"balance\" => :: core :: option :: Option :: Some (Self :: balance . __apply (self , ctx , input) ,) ,",
         ] {
             assert!(text.contains(expected), "{expected}\n  not in\n{text}");
         }
