@@ -205,7 +205,7 @@ pub use durable_store::{
 };
 pub use entity::{
     Dispatched, Entity, EntityContext, EntityError, EntityId, EntityIdError, IntoEntityId, NoError,
-    Operation, OperationInfo, OperationKind, Signal, Unencodable,
+    Operation, OperationInfo, OperationKind, Signal, SignalRefusal, Unencodable,
 };
 pub use error::{
     ActivityError, ClientRequest, Error, InvalidIdReason, SubOrchestrationError, Timeout,

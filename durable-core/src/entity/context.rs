@@ -6,9 +6,10 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::entity::Entity;
+use crate::entity::error::SignalRefusal;
 use crate::entity::id::EntityId;
 use crate::entity::operation::Operation;
-use crate::payload::{self, PayloadError};
+use crate::payload;
 
 /// The context of one entity operation: the entity's [`EntityId`], and the signals the
 /// operation sends to entities (itself included), now or at a time.
@@ -29,7 +30,7 @@ pub struct EntityContext {
     id: EntityId,
     signals: Vec<Signal>,
     /// The first signal that could not be recorded; it fails the operation.
-    refused: Option<RefusedSignal>,
+    refused: Option<SignalRefusal>,
 }
 
 /// A one-way message to an entity, recorded by [`EntityContext::signal`] or
@@ -46,23 +47,6 @@ pub struct Signal {
     /// When it is to be delivered: `None` for now, else not before this time (Durable
     /// Functions' scheduled signals; DTFx `SignalEntityOptions.SignalTime`).
     pub at: Option<SystemTime>,
-}
-
-/// A signal the context could not record: it fails the operation that sent it.
-#[derive(Debug)]
-pub(crate) enum RefusedSignal {
-    /// Its input did not encode.
-    Unencodable {
-        target: EntityId,
-        operation: &'static str,
-        error: PayloadError,
-    },
-    /// Its target names an entity of another type than the operation's.
-    WrongEntity {
-        target: EntityId,
-        operation: &'static str,
-        expected: &'static str,
-    },
 }
 
 /// What names the entity a signal goes to: its key (`"bob"`, the type coming from the
@@ -184,7 +168,7 @@ impl EntityContext {
         let target = match target.into_entity_id() {
             Ok(target) => target,
             Err(target) => {
-                self.refused = Some(RefusedSignal::WrongEntity {
+                self.refused = Some(SignalRefusal::WrongEntity {
                     target,
                     operation,
                     expected: T::NAME,
@@ -200,7 +184,7 @@ impl EntityContext {
                 at,
             }),
             Err(error) => {
-                self.refused = Some(RefusedSignal::Unencodable {
+                self.refused = Some(SignalRefusal::UnencodableInput {
                     target,
                     operation,
                     error,
@@ -210,7 +194,7 @@ impl EntityContext {
     }
 
     /// The recorded signals, or the first one refused.
-    pub(crate) fn finish(self) -> Result<Vec<Signal>, RefusedSignal> {
+    pub(crate) fn finish(self) -> Result<Vec<Signal>, SignalRefusal> {
         match self.refused {
             None => Ok(self.signals),
             Some(refused) => Err(refused),

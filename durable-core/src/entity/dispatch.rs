@@ -7,8 +7,8 @@
 
 use std::panic::{self, AssertUnwindSafe};
 
-use crate::entity::context::{EntityContext, RefusedSignal, Signal};
-use crate::entity::error::{EntityError, Unencodable};
+use crate::entity::context::{EntityContext, Signal};
+use crate::entity::error::{EntityError, SignalRefusal, Unencodable};
 use crate::entity::id::EntityId;
 use crate::entity::operation::OperationKind;
 use crate::entity::{Applied, Entity};
@@ -45,14 +45,14 @@ pub(crate) fn run<E: Entity>(
         Some(bytes) => {
             payload::decode::<E>(bytes).map_err(|error| EntityError::UndecodableState {
                 entity: id.clone(),
-                operation: operation.to_string(),
+                operation: info.name,
                 error,
             })?
         }
         None => {
             panic::catch_unwind(E::initial).map_err(|panic| EntityError::InitialStatePanicked {
                 entity: id.clone(),
-                operation: operation.to_string(),
+                operation: info.name,
                 message: failure::panic_message(&*panic),
             })?
         }
@@ -64,7 +64,7 @@ pub(crate) fn run<E: Entity>(
     let output = match applied {
         Err(panic) => {
             let message = failure::panic_message(&*panic);
-            return Err(fail_with(id, operation, |entity, operation| {
+            return Err(fail_with(id, info.name, |entity, operation| {
                 EntityError::Panicked {
                     entity,
                     operation,
@@ -76,18 +76,18 @@ pub(crate) fn run<E: Entity>(
         // `Entity`, which the trait's docs rule out.
         Ok(None) => return Err(unknown::<E>(id, operation)),
         Ok(Some(Ok(output))) => output,
-        Ok(Some(Err(applied))) => return Err(applied_error(id, operation, applied)),
+        Ok(Some(Err(applied))) => return Err(applied_error(id, info.name, applied)),
     };
     let signals = ctx
         .finish()
-        .map_err(|refused| refused_error(id, operation, refused))?;
+        .map_err(|refused| refused_error(id, info.name, refused))?;
     let state = match info.kind {
         OperationKind::Read => None,
         OperationKind::Write => {
             Some(
                 payload::encode(&state).map_err(|error| EntityError::Unencodable {
                     entity: id.clone(),
-                    operation: operation.to_string(),
+                    operation: info.name,
                     what: Unencodable::State,
                     error,
                 })?,
@@ -112,13 +112,13 @@ fn unknown<E: Entity>(id: &EntityId, operation: &str) -> EntityError {
 
 fn fail_with(
     id: &EntityId,
-    operation: &str,
-    error: impl FnOnce(EntityId, String) -> EntityError,
+    operation: &'static str,
+    error: impl FnOnce(EntityId, &'static str) -> EntityError,
 ) -> EntityError {
-    error(id.clone(), operation.to_string())
+    error(id.clone(), operation)
 }
 
-fn applied_error(id: &EntityId, operation: &str, applied: Applied) -> EntityError {
+fn applied_error(id: &EntityId, operation: &'static str, applied: Applied) -> EntityError {
     fail_with(id, operation, |entity, operation| match applied {
         Applied::UndecodableInput(error) => EntityError::UndecodableInput {
             entity,
@@ -140,31 +140,10 @@ fn applied_error(id: &EntityId, operation: &str, applied: Applied) -> EntityErro
     })
 }
 
-fn refused_error(id: &EntityId, operation: &str, refused: RefusedSignal) -> EntityError {
-    fail_with(id, operation, |entity, operation| match refused {
-        RefusedSignal::Unencodable {
-            target,
-            operation: signal,
-            error,
-        } => EntityError::Unencodable {
-            entity,
-            operation,
-            what: Unencodable::SignalInput {
-                target,
-                operation: signal,
-            },
-            error,
-        },
-        RefusedSignal::WrongEntity {
-            target,
-            operation: signal,
-            expected,
-        } => EntityError::BadSignal {
-            entity,
-            operation,
-            target,
-            signal,
-            expected,
-        },
+fn refused_error(id: &EntityId, operation: &'static str, refusal: SignalRefusal) -> EntityError {
+    fail_with(id, operation, |entity, operation| EntityError::BadSignal {
+        entity,
+        operation,
+        refusal: Box::new(refusal),
     })
 }

@@ -39,7 +39,7 @@ pub enum EntityError {
         /// The entity.
         entity: EntityId,
         /// The operation that was to run.
-        operation: String,
+        operation: &'static str,
         /// What the JSON library reported, with the type's name.
         error: PayloadError,
     },
@@ -53,7 +53,7 @@ pub enum EntityError {
         /// The entity.
         entity: EntityId,
         /// The operation.
-        operation: String,
+        operation: &'static str,
         /// What the JSON library reported, with the type's name.
         error: PayloadError,
     },
@@ -66,7 +66,7 @@ pub enum EntityError {
         /// The entity.
         entity: EntityId,
         /// The operation.
-        operation: String,
+        operation: &'static str,
         /// The operation's error value, as JSON (decode it as the operation's `Er`); empty
         /// if it did not encode.
         payload: Vec<u8>,
@@ -82,7 +82,7 @@ pub enum EntityError {
         /// The entity.
         entity: EntityId,
         /// The operation.
-        operation: String,
+        operation: &'static str,
         /// The panic's message.
         message: String,
     },
@@ -96,7 +96,7 @@ pub enum EntityError {
         /// The entity.
         entity: EntityId,
         /// The operation that was to run.
-        operation: String,
+        operation: &'static str,
         /// The panic's message.
         message: String,
     },
@@ -108,48 +108,62 @@ pub enum EntityError {
         /// The entity.
         entity: EntityId,
         /// The operation.
-        operation: String,
+        operation: &'static str,
         /// Which value.
         what: Unencodable,
         /// What the JSON library reported, with the type's name.
         error: PayloadError,
     },
-    /// The operation signalled an id of another entity type than its operation's
-    /// (`ctx.signal(counter_id, Account::deposit, ..)`): its effects were dropped.
-    #[error(
-        "operation `{operation}` of entity `{entity}` was dropped: it signalled `{target}` with \
-         operation `{signal}` of entity type `{expected}`; signal a `{expected}` id, or its key \
-         alone"
-    )]
+    /// A signal the operation sent could not be recorded: its effects were dropped.
+    #[error("operation `{operation}` of entity `{entity}` was dropped: {refusal}")]
     BadSignal {
         /// The entity.
         entity: EntityId,
         /// The operation that sent the signal.
-        operation: String,
+        operation: &'static str,
+        /// What was wrong with the signal (boxed: it is rare, and large).
+        refusal: Box<SignalRefusal>,
+    },
+}
+
+/// Why a signal could not be recorded ([`EntityError::BadSignal`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignalRefusal {
+    /// The id names an entity of another type than the signalled operation's
+    /// (`ctx.signal(counter_id, Account::deposit, ..)`).
+    #[error(
+        "it signalled `{target}` with operation `{operation}` of entity type `{expected}`; \
+         signal a `{expected}` id, or its key alone"
+    )]
+    WrongEntity {
         /// The id the signal named.
         target: EntityId,
         /// The signalled operation.
-        signal: &'static str,
+        operation: &'static str,
         /// The entity type the signalled operation belongs to.
         expected: &'static str,
+    },
+    /// The signal's input does not encode as JSON.
+    #[error("the input of its signal `{operation}` to `{target}` does not encode: {error}")]
+    UnencodableInput {
+        /// The signal's target.
+        target: EntityId,
+        /// The signalled operation.
+        operation: &'static str,
+        /// What the JSON library reported, with the type's name.
+        error: PayloadError,
     },
 }
 
 /// Which value of an operation did not encode ([`EntityError::Unencodable`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Unencodable {
     /// The entity's new state.
     State,
     /// The operation's output.
     Output,
-    /// The input of a signal it sent.
-    SignalInput {
-        /// The signal's target.
-        target: EntityId,
-        /// The signalled operation.
-        operation: &'static str,
-    },
 }
 
 impl fmt::Display for Unencodable {
@@ -157,9 +171,6 @@ impl fmt::Display for Unencodable {
         match self {
             Unencodable::State => f.write_str("the new state"),
             Unencodable::Output => f.write_str("the output"),
-            Unencodable::SignalInput { target, operation } => {
-                write!(f, "the input of its signal `{operation}` to `{target}`")
-            }
         }
     }
 }
@@ -182,8 +193,8 @@ impl EntityError {
     /// The operation's name.
     pub fn operation(&self) -> &str {
         match self {
-            EntityError::UnknownOperation { operation, .. }
-            | EntityError::UndecodableState { operation, .. }
+            EntityError::UnknownOperation { operation, .. } => operation,
+            EntityError::UndecodableState { operation, .. }
             | EntityError::UndecodableInput { operation, .. }
             | EntityError::Returned { operation, .. }
             | EntityError::Panicked { operation, .. }

@@ -29,7 +29,7 @@ mod tests;
 
 pub use context::{EntityContext, IntoEntityId, Signal};
 pub use dispatch::Dispatched;
-pub use error::{EntityError, Unencodable};
+pub use error::{EntityError, SignalRefusal, Unencodable};
 pub use id::{EntityId, EntityIdError};
 pub use operation::{NoError, Operation, OperationInfo, OperationKind};
 

@@ -109,7 +109,9 @@ fn operation_items(operation: &Operation<'_>) -> Vec<ImplItem> {
     };
     let handle: ImplItem = syn::parse_quote! {
         #(#docs)*
-        #[allow(non_upper_case_globals)]
+        // The adapter is a closure even where it only forwards, to coerce the state and
+        // the context to the references the operation takes.
+        #[allow(non_upper_case_globals, clippy::redundant_closure)]
         #vis const #ident: #handle_ty = #new;
     };
     let mut moved_fn: ImplItemFn = function.clone();
@@ -204,7 +206,7 @@ mod tests {
             },
         );
         for expected in [
-            "# [doc = r\" Adds.\"] # [allow (non_upper_case_globals)] pub const deposit : :: durable_core :: Operation < Self , i64 , i64 , :: durable_core :: NoError >",
+            "# [doc = r\" Adds.\"] # [allow (non_upper_case_globals , clippy :: redundant_closure)] pub const deposit : :: durable_core :: Operation < Self , i64 , i64 , :: durable_core :: NoError >",
             "| __state , __ctx , __input | :: core :: result :: Result :: Ok (Self :: __operation_deposit (__state , __ctx , __input))",
             "# [must_use] # [doc (hidden)] fn __operation_deposit (& mut self , ctx : & mut EntityContext , amount : i64) -> i64",
             "pub const withdraw : :: durable_core :: Operation < Self , i64 , i64 , String >",
