@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entity::{
     Dispatched, Entity, EntityContext, EntityError, EntityId, EntityIdError, NoError, Operation,
-    OperationInfo, OperationKind, Unencodable,
+    OperationInfo, OperationKind, SignalRefusal, Unencodable,
 };
 use crate::payload;
 
@@ -60,6 +60,14 @@ impl Account {
         self.balance += 1;
         ctx.signal(EntityId::of::<Counter>("c"), Account::deposit, 1);
     }
+
+    /// Signals a map JSON cannot encode.
+    pub fn send_tally(&mut self, ctx: &mut EntityContext) {
+        self.balance += 1;
+        ctx.signal("bob", Account::tally, BTreeMap::from([((1, 2), 3)]));
+    }
+
+    pub fn tally(&mut self, _tally: BTreeMap<(u8, u8), u8>) {}
 
     /// Returns a map JSON cannot encode.
     pub fn unencodable(&mut self) -> BTreeMap<(u8, u8), u8> {
@@ -278,7 +286,8 @@ fn undecodable_input_or_state_and_unknown_operations_say_what_to_do_and_touch_no
     assert_eq!(
         error.to_string(),
         "entity `@Account@alice` has no operation `close` (its operations: deposit, withdraw, \
-         transfer, explode, schedule_interest, misdirect, unencodable, balance); was it renamed \
+         transfer, explode, schedule_interest, misdirect, send_tally, tally, unencodable, \
+         balance); was it renamed \
          or removed? Deploy code that has it under that name to run the message"
     );
     assert_eq!(alice.state, before);
@@ -319,6 +328,26 @@ fn signals_are_recorded_in_order_with_their_time_and_checked() {
         "operation `misdirect` of entity `@Account@alice` was dropped: it signalled \
          `@rate-counter@c` with operation `deposit` of entity type `Account`; signal a `Account` id, or its key \
          alone"
+    );
+    let error = alice.run("send_tally", "null").unwrap_err();
+    let EntityError::BadSignal { refusal, .. } = &error else {
+        panic!("{error:?}");
+    };
+    assert!(
+        matches!(
+            &**refusal,
+            SignalRefusal::UnencodableInput {
+                operation: "tally",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("operation `send_tally` of entity `@Account@alice` was dropped: the input of its signal `tally` to `@Account@bob` does not encode: "),
+        "{error}"
     );
     let error = alice.run("unencodable", "null").unwrap_err();
     assert!(
