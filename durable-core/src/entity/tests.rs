@@ -4,6 +4,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use durable_macros::entity;
 use serde::{Deserialize, Serialize};
 
 use crate::entity::{
@@ -20,7 +21,7 @@ struct Account {
     peeks: Cell<u32>,
 }
 
-#[crate::entity]
+#[entity]
 impl Account {
     pub fn deposit(&mut self, amount: i64) {
         self.balance += amount;
@@ -100,7 +101,7 @@ impl Counter {
     }
 }
 
-#[crate::entity(name = "rate-counter", init = Counter::start)]
+#[entity(name = "rate-counter", init = Counter::start)]
 impl Counter {
     pub fn add(&mut self) -> u32 {
         self.count += 1;
@@ -111,7 +112,7 @@ impl Counter {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Fragile;
 
-#[crate::entity(init = Fragile::broken)]
+#[entity(init = Fragile::broken)]
 impl Fragile {
     pub fn touch(&mut self) {}
 }
