@@ -29,6 +29,7 @@ mod activity_context;
 mod client;
 mod clock;
 mod durable_future;
+mod entity;
 mod error;
 mod external_event;
 mod failure;
@@ -133,11 +134,78 @@ pub use durable_macros::activity;
 /// # What it checks and generates
 #[doc(inline)]
 pub use durable_macros::deterministic;
+/// Makes the `impl` block of a serde state type an entity: each `pub fn` with `&mut self`
+/// an operation that may change the state, each with `&self` a read, each one a typed
+/// handle of its name.
+///
+/// # Examples
+///
+/// ```
+/// use durable_core::{Entity, EntityContext, EntityId, entity};
+///
+/// #[derive(Default, serde::Serialize, serde::Deserialize)]
+/// struct Account {
+///     balance: i64,
+/// }
+///
+/// #[entity]
+/// impl Account {
+///     pub fn deposit(&mut self, amount: i64) {
+///         self.balance += amount;
+///     }
+///
+///     pub fn withdraw(&mut self, amount: i64) -> Result<i64, String> {
+///         self.take(amount)
+///     }
+///
+///     /// Moves `amount` to another account, by a signal (one-way, sent when this
+///     /// operation commits; dropped if it fails).
+///     pub fn transfer(
+///         &mut self,
+///         ctx: &mut EntityContext,
+///         (to, amount): (String, i64),
+///     ) -> Result<i64, String> {
+///         let left = self.take(amount)?;
+///         ctx.signal(to, Account::deposit, amount);
+///         Ok(left)
+///     }
+///
+///     pub fn balance(&self) -> i64 {
+///         self.balance
+///     }
+///
+///     // A helper: operations share logic through private functions, since each
+///     // operation's name is its handle (`Account::withdraw`), not a method.
+///     fn take(&mut self, amount: i64) -> Result<i64, String> {
+///         if amount > self.balance {
+///             return Err(format!("insufficient funds: {} < {amount}", self.balance));
+///         }
+///         self.balance -= amount;
+///         Ok(self.balance)
+///     }
+/// }
+///
+/// let alice = EntityId::of::<Account>("alice");
+/// let done = Account::dispatch(&alice, None, "deposit", b"10")?;
+/// let state = done.state.unwrap();
+/// assert_eq!(state, br#"{"balance":10}"#);
+/// let done = Account::dispatch(&alice, Some(&state), "transfer", br#"["bob",4]"#)?;
+/// assert_eq!(done.signals[0].target.to_string(), "@Account@bob");
+/// # Ok::<(), durable_core::EntityError>(())
+/// ```
+///
+/// # The impl block and its handles
+#[doc(inline)]
+pub use durable_macros::entity;
 /// The PostgreSQL store (feature `postgres`).
 #[cfg(feature = "postgres")]
 pub use durable_store::PostgresStore;
 pub use durable_store::{
     Durability, FjallStore, KeyKind, StatusCounts, StatusKind, Store, StoreError,
+};
+pub use entity::{
+    Dispatched, Entity, EntityContext, EntityError, EntityId, EntityIdError, IntoEntityId, NoError,
+    Operation, OperationInfo, OperationKind, Signal, SignalRefusal, Unencodable,
 };
 pub use error::{
     ActivityError, ClientRequest, Error, InvalidIdReason, SubOrchestrationError, Timeout,
@@ -174,6 +242,7 @@ struct ReadmeDoctests;
 pub mod __private {
     use crate::{Activity, Callee, Orchestrator};
 
+    pub use crate::entity::Applied;
     pub use crate::handle::BoxFuture;
 
     /// What `#[orchestrator]` wraps a handle its body calls in, to list it in

@@ -163,7 +163,7 @@ impl<'a> Function<'a> {
 /// arguments to name `Output` and `Error`. Whether the path really is
 /// `core::result::Result` is left to rustc, which compares the inherent `run` with the
 /// trait's `Result<Self::Output, Self::Error>`.
-fn split_result(ty: &Type) -> Output<'_> {
+pub(crate) fn split_result(ty: &Type) -> Output<'_> {
     let inner = peel(ty);
     let Type::Path(path) = inner else {
         return Output::Other(ty);

@@ -1,5 +1,5 @@
-//! The `#[orchestrator]`, `#[activity]` and `#[deterministic]` attribute macros of
-//! `durable`.
+//! The `#[orchestrator]`, `#[activity]`, `#[deterministic]` and `#[entity]` attribute
+//! macros of `durable`.
 //!
 //! Use them through `durable_core`, which re-exports them next to the traits and context
 //! types the generated code names, and documents them there with compiled examples.
@@ -15,6 +15,7 @@ mod callees;
 mod context;
 mod continue_as_new;
 mod deterministic_attribute;
+mod entity;
 mod errors;
 mod expand;
 mod hazards;
@@ -134,4 +135,43 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn deterministic(args: TokenStream, item: TokenStream) -> TokenStream {
     deterministic_attribute::expand(args.into(), item.into()).into()
+}
+
+/// Turns an inherent `impl` block of a serde state type into a durable entity: each
+/// `pub fn` taking `&mut self` is an operation that may change the state, each one
+/// taking `&self` a read; other functions stay ordinary helpers.
+///
+/// An operation is `pub fn name(&mut self, ctx: &mut EntityContext, input: T) -> R`: the
+/// context (`&EntityContext` on a read, which sends nothing) and the input are optional,
+/// and `R` is nothing, a value, or `Result<U, E>`. It is synchronous: it runs to
+/// completion inside one turn of its entity, and its state change and signals are
+/// committed together. Each operation becomes a typed handle, an associated const of the
+/// same name (`Account::deposit: Operation<Account, i64, ()>`), and its function moves
+/// to a hidden method; share logic between operations through private helpers.
+///
+/// The block also gets `impl durable_core::Entity`: the name, the initial state
+/// (`Default::default()`), the list of operations and their dispatch.
+///
+/// # Arguments
+///
+/// - `name = "..."`: the name the entity is registered under and its ids carry, instead
+///   of the type's. Not empty, no `@`.
+/// - `init = path`: a `fn() -> State` making the initial state, instead of
+///   `State::default()`.
+///
+/// # Where the rules come from
+///
+/// - Public methods are the operations, the state is initialized when absent: DTFx's
+///   `TaskEntity<TState>` (`InitializeState()`); names match exactly here (DTFx ignores
+///   case), as they are Rust identifiers.
+/// - `&self` reads run without changing the state: Restate's shared handlers.
+/// - Synchronous operations: Durable Functions runs "all operations on a single entity
+///   serially", each to completion, and commits its state with its signals.
+/// - An operation that fails changes nothing, its signals included: Durable Functions'
+///   `RollbackEntityOperationsOnExceptions`, always on.
+/// - Signals are one-way and may be scheduled: Durable Functions' signals and DTFx's
+///   `SignalEntityOptions.SignalTime`.
+#[proc_macro_attribute]
+pub fn entity(args: TokenStream, item: TokenStream) -> TokenStream {
+    entity::expand(args.into(), item.into()).into()
 }

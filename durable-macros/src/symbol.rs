@@ -14,6 +14,8 @@ pub(crate) struct Symbol(&'static str);
 pub(crate) const ORCHESTRATION_CONTEXT: Symbol = Symbol("OrchestrationContext");
 /// The context an activity receives.
 pub(crate) const ACTIVITY_CONTEXT: Symbol = Symbol("ActivityContext");
+/// The context an entity operation receives.
+pub(crate) const ENTITY_CONTEXT: Symbol = Symbol("EntityContext");
 /// `#[orchestrator]`.
 pub(crate) const ORCHESTRATOR: Symbol = Symbol("orchestrator");
 /// `#[activity]`.

@@ -5,6 +5,7 @@ mod bad_input;
 mod checkpoints;
 mod common;
 mod crash;
+mod entities;
 mod faults;
 mod fuzz;
 mod incarnation;

@@ -1,4 +1,4 @@
-//! The compile-time behaviour of `#[orchestrator]` and `#[activity]`: code that must
+//! The compile-time behaviour of `#[orchestrator]`, `#[activity]` and `#[entity]`: code that must
 //! compile (`tests/ui/*/pass`) and code that must fail with the snapshotted errors
 //! (`tests/ui/*/fail`). Regenerate snapshots with `TRYBUILD=overwrite` and read the diff.
 
