@@ -13,8 +13,9 @@
 //! the thread reports the lapse, and the claim loop joins the store again
 //! (`super::lease`).
 
+use std::collections::VecDeque;
+use std::sync::Condvar;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use durable_store::{Commit, Store, StoreError, WorkerId};
@@ -53,11 +54,26 @@ struct Counters {
     lapse: Arc<Notify>,
 }
 
-/// The sending side of the commit thread. Dropping every clone stops the thread once it
-/// has written what is queued.
+/// The commits waiting for a commit thread.
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<Queued>,
+    /// Told, one thread at a time, when a commit is queued; all of them at the close.
+    ready: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Queued {
+    commits: VecDeque<(Commit, Reply)>,
+    /// Set once the runtime stops: the threads write what is queued, then end.
+    closed: bool,
+}
+
+/// The sending side of the commit threads. Dropping it stops them once they have written
+/// what is queued.
 #[derive(Debug)]
 pub(crate) struct GroupCommit {
-    queue: Mutex<Option<mpsc::Sender<(Commit, Reply)>>>,
+    queue: Arc<Queue>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     counters: Arc<Counters>,
 }
@@ -66,20 +82,19 @@ impl GroupCommit {
     /// Starts the commit threads: as many as the store serves commits at once
     /// ([`Store::commit_concurrency`]), each taking what is queued when it is free.
     pub(crate) fn start(store: Arc<dyn Store>) -> Self {
-        let (queue, rx) = mpsc::channel::<(Commit, Reply)>();
-        let rx = Arc::new(Mutex::new(rx));
+        let queue = Arc::new(Queue::default());
         let counters = Arc::new(Counters::default());
         let threads = (0..store.commit_concurrency().max(1))
             .map(|n| {
-                let (store, rx, counters) = (store.clone(), rx.clone(), counters.clone());
+                let (store, queue, counters) = (store.clone(), queue.clone(), counters.clone());
                 std::thread::Builder::new()
                     .name(format!("durable-commit-{n}"))
-                    .spawn(move || write_loop(&*store, &rx, &counters))
+                    .spawn(move || write_loop(&*store, &queue, &counters))
                     .expect("spawn a durable-commit thread")
             })
             .collect();
         Self {
-            queue: Mutex::new(Some(queue)),
+            queue,
             threads: Mutex::new(threads),
             counters,
         }
@@ -87,7 +102,7 @@ impl GroupCommit {
 
     /// Writes what is queued, then stops the thread; later commits fail with `ShutDown`.
     pub(crate) async fn stop(&self) {
-        drop(lock(&self.queue).take());
+        self.queue.close();
         let threads = std::mem::take(&mut *lock(&self.threads));
         for thread in threads {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -103,12 +118,7 @@ impl GroupCommit {
         commit: Commit,
     ) -> impl Future<Output = (Result<(), Error>, Commit)> + Send + use<> {
         let (reply, done) = oneshot::channel();
-        let queued = match lock(&self.queue).as_ref() {
-            Some(queue) => queue
-                .send((commit, reply))
-                .map_err(|mpsc::SendError((commit, _))| commit),
-            None => Err(commit),
-        };
+        let queued = self.queue.push(commit, reply);
         async move {
             if let Err(commit) = queued {
                 return (Err(Error::ShutDown), commit);
@@ -159,30 +169,61 @@ impl GroupCommit {
 /// A commit thread: takes everything queued (up to [`MAX_BATCH`]) once it is free, writes
 /// it, and tells each caller. With several threads, one gathers the next batch while the
 /// others write theirs.
-fn write_loop(store: &dyn Store, rx: &Mutex<mpsc::Receiver<(Commit, Reply)>>, counters: &Counters) {
+fn write_loop(store: &dyn Store, queue: &Queue, counters: &Counters) {
     let mut commits = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
-    loop {
-        {
-            let rx = lock(rx);
-            let Ok((commit, reply)) = rx.recv() else {
-                return;
-            };
-            commits.push(commit);
-            replies.push(reply);
-            while commits.len() < MAX_BATCH {
-                let Ok((commit, reply)) = rx.try_recv() else {
-                    break;
-                };
-                commits.push(commit);
-                replies.push(reply);
-            }
-        }
+    while queue.take(&mut commits, &mut replies) {
         let results = write_apart(store, &commits, counters);
         for ((commit, reply), result) in commits.drain(..).zip(replies.drain(..)).zip(results) {
             // The caller may have gone away (shutdown); the write stands regardless.
             let _ = reply.send((result, commit));
         }
+    }
+}
+
+impl Queue {
+    /// Queues `commit` for the next free thread; hands it back if the threads stopped.
+    fn push(&self, commit: Commit, reply: Reply) -> Result<(), Commit> {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return Err(commit);
+        }
+        state.commits.push_back((commit, reply));
+        drop(state);
+        // One thread: the others sleep on, and a thread that is writing takes the commit
+        // with its next batch if none is free.
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Waits for commits and moves up to [`MAX_BATCH`] of them into `commits` and
+    /// `replies`; false once the queue is closed and empty.
+    fn take(&self, commits: &mut Vec<Commit>, replies: &mut Vec<Reply>) -> bool {
+        let mut state = lock(&self.state);
+        while state.commits.is_empty() {
+            if state.closed {
+                return false;
+            }
+            state = self.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        let n = state.commits.len().min(MAX_BATCH);
+        for (commit, reply) in state.commits.drain(..n) {
+            commits.push(commit);
+            replies.push(reply);
+        }
+        // More than a batch left: another thread may take the rest at once.
+        let more = !state.commits.is_empty();
+        drop(state);
+        if more {
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    /// Stops taking commits; the threads write what is queued, then end.
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.ready.notify_all();
     }
 }
 
@@ -259,7 +300,7 @@ impl Drop for GroupCommit {
     /// Lets the thread write what is queued and waits for it, so the store is closed
     /// when the runtime's last handle is gone.
     fn drop(&mut self) {
-        drop(lock(&self.queue).take());
+        self.queue.close();
         for thread in std::mem::take(&mut *lock(&self.threads)) {
             let _ = thread.join();
         }
@@ -269,6 +310,7 @@ impl Drop for GroupCommit {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicBool;
+    use std::sync::mpsc;
     use std::time::Duration;
 
     use durable_store::{Claim, ClaimFilter, Event, InstanceRecord, MemoryStore, WorkId};
