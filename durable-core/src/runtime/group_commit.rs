@@ -118,9 +118,9 @@ impl GroupCommit {
         commit: Commit,
     ) -> impl Future<Output = (Result<(), Error>, Commit)> + Send + use<> {
         let (reply, done) = oneshot::channel();
-        let queued = self.queue.push(commit, reply);
+        let refused = self.queue.push(commit, reply);
         async move {
-            if let Err(commit) = queued {
+            if let Some(commit) = refused {
                 return (Err(Error::ShutDown), commit);
             }
             match done.await {
@@ -183,17 +183,17 @@ fn write_loop(store: &dyn Store, queue: &Queue, counters: &Counters) {
 
 impl Queue {
     /// Queues `commit` for the next free thread; hands it back if the threads stopped.
-    fn push(&self, commit: Commit, reply: Reply) -> Result<(), Commit> {
+    fn push(&self, commit: Commit, reply: Reply) -> Option<Commit> {
         let mut state = lock(&self.state);
         if state.closed {
-            return Err(commit);
+            return Some(commit);
         }
         state.commits.push_back((commit, reply));
         drop(state);
         // One thread: the others sleep on, and a thread that is writing takes the commit
         // with its next batch if none is free.
         self.ready.notify_one();
-        Ok(())
+        None
     }
 
     /// Waits for commits and moves up to [`MAX_BATCH`] of them into `commits` and
