@@ -126,7 +126,10 @@ fn a_wait_on_an_instance_running_here_ends_however_the_instance_stops() {
         terminated.raise_event("go", &5u64).await.unwrap();
         let (result, at) = wait.await.unwrap();
         assert_eq!(result.unwrap(), 6);
-        assert!(at - told < PROMPT, "the new run's finish woke the wait late");
+        assert!(
+            at - told < PROMPT,
+            "the new run's finish woke the wait late"
+        );
 
         // Failed, restarted, failed again.
         let failing = client.start(fails_on_go, "f", ()).await.unwrap();
@@ -174,7 +177,9 @@ fn a_start_through_another_worker_of_an_id_a_live_worker_holds_finds_the_instanc
         // Turned by `a` (which holds it now), waiting for `go`.
         let store = open(&database);
         for _ in 0..3_000 {
-            let record = durable_store::Store::instance(&store, "held").unwrap().unwrap();
+            let record = durable_store::Store::instance(&store, "held")
+                .unwrap()
+                .unwrap();
             if record.status.kind() == durable_store::StatusKind::Running {
                 break;
             }
@@ -192,7 +197,11 @@ fn a_start_through_another_worker_of_an_id_a_live_worker_holds_finds_the_instanc
         let wait_b = waiting(client_b.instance(waits_for_go, "held"));
         settle().await;
         client_b.raise_event("held", "go", &10u64).await.unwrap();
-        assert_eq!(wait_a.await.unwrap().0.unwrap(), 11, "the input of the first start");
+        assert_eq!(
+            wait_a.await.unwrap().0.unwrap(),
+            11,
+            "the input of the first start"
+        );
         assert_eq!(wait_b.await.unwrap().0.unwrap(), 11);
         a.shutdown().await;
         b.shutdown().await;
