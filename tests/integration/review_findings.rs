@@ -262,3 +262,59 @@ fn starts_of_new_and_existing_ids_at_once_on_two_writer_connections_each_settle_
         b.shutdown().await;
     });
 }
+
+#[test]
+fn starts_of_new_and_existing_ids_at_once_on_a_local_store_each_settle_right() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = Runtime::builder(store)
+            .orchestrator(waits_for_go)
+            .orchestrator(other)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        // Every fourth id exists already; every eighth runs the other orchestrator.
+        for i in (0..120u64).step_by(4) {
+            let id = format!("l{i}");
+            if i % 8 == 0 {
+                client.start(other, id, i).await.unwrap();
+            } else {
+                client.start(waits_for_go, id, i).await.unwrap();
+            }
+        }
+        // At once, so that batches mix starts that create with starts refused (as
+        // existing): each refused one set apart, the others written.
+        let mut starts = JoinSet::new();
+        for i in 0..120u64 {
+            let client = client.clone();
+            starts.spawn(async move {
+                let started = client.start(waits_for_go, format!("l{i}"), i).await;
+                (i, started.map(|s| s.is_new()))
+            });
+        }
+        while let Some(joined) = starts.join_next().await {
+            let (i, started) = joined.unwrap();
+            match started {
+                Ok(is_new) => assert_eq!(is_new, i % 4 != 0, "l{i}"),
+                Err(Error::InstanceConflict { existing, .. }) => {
+                    assert!(i % 8 == 0 && existing == "other", "l{i}: {existing}");
+                }
+                Err(e) => panic!("l{i}: {e:?}"),
+            }
+        }
+        for i in (0..120u64).filter(|i| i % 8 != 0) {
+            client
+                .raise_event(&format!("l{i}"), "go", &1u64)
+                .await
+                .unwrap();
+            let output = client
+                .instance(waits_for_go, format!("l{i}"))
+                .wait(WAIT)
+                .await
+                .unwrap();
+            assert_eq!(output, i + 1, "l{i}");
+        }
+        runtime.shutdown().await;
+    });
+}
