@@ -318,3 +318,174 @@ fn starts_of_new_and_existing_ids_at_once_on_a_local_store_each_settle_right() {
         runtime.shutdown().await;
     });
 }
+
+/// Makes the next turn of `slow_on_go` that takes `go` take [`SLOW_TURN`] to compute.
+static SLOW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// How long that turn computes: past the lease, and past the worker's joining again.
+const SLOW_TURN: Duration = Duration::from_secs(3);
+
+/// A turn that computes for long (a heavy orchestrator), once.
+fn compute_for_long() {
+    if SLOW.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(SLOW_TURN);
+    }
+}
+
+#[orchestrator]
+async fn slow_on_go(ctx: OrchestrationContext, x: u64) -> Result<u64, String> {
+    let go = ctx.wait_event::<u64>("go").await;
+    compute_for_long();
+    Ok(x + go)
+}
+
+/// What the test holds up in [`Lapsing`].
+#[derive(Debug, Default)]
+struct Holds {
+    /// Renewals wait while set: the lease lapses.
+    renewals: bool,
+    /// Commits wait while set, so that those queued meanwhile make one batch.
+    commits: bool,
+}
+
+/// A memory store other processes might share (so the runtime's lease is the builder's,
+/// and lapses), whose renewals and commits the test holds up.
+#[derive(Default)]
+struct Lapsing {
+    inner: durable_store::MemoryStore,
+    holds: std::sync::Mutex<Holds>,
+}
+
+impl Lapsing {
+    fn set(&self, change: impl FnOnce(&mut Holds)) {
+        change(&mut self.holds.lock().unwrap());
+    }
+
+    fn wait_while(&self, held: impl Fn(&Holds) -> bool) {
+        let began = Instant::now();
+        while held(&self.holds.lock().unwrap()) && began.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+mod lapsing_store {
+    use std::time::Duration;
+
+    use durable_store::{
+        Claim, ClaimFilter, Commit, Event, InstanceRecord, Store, StoreError, WorkId, WorkItem,
+        WorkerId,
+    };
+
+    use super::Lapsing;
+
+    impl Store for Lapsing {
+        fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
+            self.wait_while(|holds| holds.commits);
+            self.inner.commit(commits)
+        }
+        fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+            self.inner.instance(id)
+        }
+        fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+            self.inner.instances()
+        }
+        fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+            self.inner.history(id)
+        }
+        fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
+            self.inner.work_items()
+        }
+        fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.progress(key)
+        }
+        fn is_shared(&self) -> bool {
+            true
+        }
+        fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
+            self.inner.join(lease)
+        }
+        fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
+            self.wait_while(|holds| holds.renewals);
+            self.inner.renew(worker, lease)
+        }
+        fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
+            self.inner.leave(worker)
+        }
+        fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
+            self.inner.claim(worker, filter)
+        }
+        fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
+            self.inner.reserve_work_ids(count)
+        }
+    }
+}
+
+/// A worker whose lease lapsed while a turn computed joins again; the turn, done, is
+/// committed under the old lease, in one batch with a client's start under the new one.
+/// The store refuses the old lease's commit; the start is written at once (it waited ten
+/// seconds for a rejoin that had already happened, refused with the stale commit).
+#[test]
+fn a_start_batched_with_a_turn_of_a_lapsed_lease_is_written_at_once() {
+    let store = std::sync::Arc::new(Lapsing::default());
+    lifetime(async {
+        let runtime = Runtime::builder(store.clone())
+            .orchestrator(slow_on_go)
+            .orchestrator(waits_for_go)
+            .lease(Duration::from_millis(600))
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let p = client.start(slow_on_go, "p", 1).await.unwrap();
+        settle().await;
+        // The turn that takes `go` computes for long; meanwhile the lease lapses.
+        let began = Instant::now();
+        store.set(|holds| holds.renewals = true);
+        SLOW.store(true, std::sync::atomic::Ordering::SeqCst);
+        p.raise_event("go", &1u64).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        store.set(|holds| holds.renewals = false);
+        while runtime.rejoin_count() == 0 {
+            assert!(
+                began.elapsed() < Duration::from_secs(20),
+                "never joined again"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            began.elapsed() < SLOW_TURN,
+            "joined again after the turn was done"
+        );
+        // Commits wait: the one in hand holds the commit thread, and the start and the
+        // slow turn's commit queue up behind it, one batch.
+        store.set(|holds| holds.commits = true);
+        let held = tokio::spawn({
+            let client = client.clone();
+            async move { client.start(waits_for_go, "held", 0).await.map(drop) }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = tokio::spawn({
+            let client = client.clone();
+            async move {
+                let result = client.start(waits_for_go, "q", 0).await.map(drop);
+                (result, Instant::now())
+            }
+        });
+        tokio::time::sleep(SLOW_TURN.saturating_sub(began.elapsed()) + Duration::from_millis(300))
+            .await;
+        let released = Instant::now();
+        store.set(|holds| holds.commits = false);
+        held.await.unwrap().unwrap();
+        let (result, at) = started.await.unwrap();
+        result.unwrap();
+        assert!(
+            at - released < Duration::from_secs(5),
+            "the start took {:?} once the commits went on",
+            at - released
+        );
+        // `p` is taken over under the new lease and finishes.
+        assert_eq!(p.wait(WAIT).await.unwrap(), 2);
+        runtime.shutdown().await;
+    });
+}
