@@ -489,3 +489,73 @@ fn a_start_batched_with_a_turn_of_a_lapsed_lease_is_written_at_once() {
         runtime.shutdown().await;
     });
 }
+
+/// Makes the next turn of `names_child_x` compute for long before it starts its child.
+static SLOW_PARENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn parent_computes_for_long() {
+    if SLOW_PARENT.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1_000));
+    }
+}
+
+/// Once told `go`, starts the child `x` (running `waits_for_go`), and returns what the
+/// child returned, or that it could not start it.
+#[orchestrator]
+async fn names_child_x(ctx: OrchestrationContext, _: ()) -> Result<String, String> {
+    let _ = ctx.wait_event::<u64>("go").await;
+    parent_computes_for_long();
+    match ctx.sub_orchestration_with_id(waits_for_go, "x", 100).await {
+        Ok(output) => Ok(format!("child {output}")),
+        Err(e) => Ok(format!("no child: {e}")),
+    }
+}
+
+/// A client starts `x` while a parent's turn that starts a child `x` is computing: the
+/// start is written first, then the turn. One of the two must find the other's `x`: the
+/// turn may not write its child over the instance the start created and reported new.
+#[test]
+fn a_child_started_under_the_id_a_client_just_started_does_not_replace_it() {
+    let store = std::sync::Arc::new(Lapsing::default());
+    lifetime(async {
+        let runtime = Runtime::builder(store.clone())
+            .orchestrator(names_child_x)
+            .orchestrator(waits_for_go)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let parent = client.start(names_child_x, "parent", ()).await.unwrap();
+        settle().await;
+        SLOW_PARENT.store(true, std::sync::atomic::Ordering::SeqCst);
+        parent.raise_event("go", &1u64).await.unwrap();
+        // The parent's turn computes; the start's commit waits until it has read that
+        // there is no `x` and queued its own.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        store.set(|holds| holds.commits = true);
+        let started = tokio::spawn({
+            let client = client.clone();
+            async move { client.start(waits_for_go, "x", 1).await.map(|x| x.is_new()) }
+        });
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        store.set(|holds| holds.commits = false);
+        let is_new = started.await.unwrap().unwrap();
+        let record = client.record("x").await.unwrap().unwrap();
+        if is_new {
+            // The client's instance: its input, no parent.
+            assert!(
+                record.parent.is_none(),
+                "the start reported `x` new, and the parent's child replaced it: {record:?}"
+            );
+            // The parent's turn, refused, runs again and finds `x` running.
+            let output = parent.wait(WAIT).await.unwrap();
+            assert!(output.starts_with("no child"), "{output}");
+            client.raise_event("x", "go", &1u64).await.unwrap();
+            let x = client.instance(waits_for_go, "x");
+            assert_eq!(x.wait(WAIT).await.unwrap(), 2);
+        } else {
+            assert!(record.parent.is_some(), "{record:?}");
+        }
+        runtime.shutdown().await;
+    });
+}
