@@ -21,6 +21,7 @@ mod postgres_workers;
 mod registration;
 mod restart;
 mod review;
+mod review_findings;
 mod runtime;
 mod ui;
 mod versioning;

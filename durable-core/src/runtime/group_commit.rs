@@ -238,6 +238,13 @@ fn write_apart(
     counters: &Counters,
 ) -> Vec<Result<(), StoreError>> {
     let result = write(store, commits, counters);
+    if let Err(StoreError::LeaseExpired { worker }) = &result
+        && commits
+            .iter()
+            .any(|commit| lease_of(commit) != Some(*worker))
+    {
+        return lapsed_apart(store, commits, *worker, counters);
+    }
     // A poisoned store and a lapsed lease refuse every commit alike: nothing to set apart.
     let apart = commits.len() > 1
         && matches!(&result, Err(e) if e.is_permanent()
@@ -249,6 +256,40 @@ fn write_apart(
     let mut results = write_apart(store, first, counters);
     results.extend(write_apart(store, second, counters));
     results
+}
+
+/// The worker whose lease `commit` was made under, if any.
+fn lease_of(commit: &Commit) -> Option<WorkerId> {
+    commit.lease.as_ref().map(|lease| lease.worker)
+}
+
+/// Sets apart the commits of a batch the store refused because the lease of `worker`
+/// lapsed: once the worker has joined again, a turn computed under the old lease (or a
+/// commit made while it joined) may share a batch with commits under the new one, and
+/// those must not be refused with it. The commits under `worker`'s lease are refused; the
+/// others are written without them, in order. Returns each commit's result, in order.
+fn lapsed_apart(
+    store: &dyn Store,
+    commits: &[Commit],
+    worker: WorkerId,
+    counters: &Counters,
+) -> Vec<Result<(), StoreError>> {
+    // Rare (a lapse), so the others are copied rather than the batch reordered.
+    let others: Vec<Commit> = (commits.iter())
+        .filter(|commit| lease_of(commit) != Some(worker))
+        .cloned()
+        .collect();
+    let mut written = write_apart(store, &others, counters).into_iter();
+    commits
+        .iter()
+        .map(|commit| {
+            if lease_of(commit) == Some(worker) {
+                Err(StoreError::LeaseExpired { worker })
+            } else {
+                written.next().expect("a result for every other commit")
+            }
+        })
+        .collect()
 }
 
 /// Writes `commits` as one batch and counts it; a store that refuses every write from now
@@ -313,7 +354,8 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    use durable_store::{Claim, ClaimFilter, Event, InstanceRecord, MemoryStore, WorkId};
+    use durable_store::WorkId;
+    use durable_store::{Claim, ClaimFilter, CommitLease, Event, InstanceRecord, MemoryStore};
     use durable_store::{WorkItem, WorkerId};
 
     use super::*;
@@ -513,5 +555,56 @@ mod tests {
         let stats = commits.stats();
         assert_eq!(stats.commits, 64);
         assert!(stats.writes <= 1 + 6, "{stats:?}");
+    }
+
+    /// `commit` under the lease of `worker`.
+    fn under(worker: WorkerId, commit: Commit) -> Commit {
+        Commit {
+            lease: Some(CommitLease {
+                worker,
+                unclaimed: Vec::new(),
+                released: Vec::new(),
+            }),
+            ..commit
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_under_a_lapsed_lease_fails_alone_not_those_under_the_next_lease() {
+        let (release, held) = mpsc::channel();
+        let store = Arc::new(HeldFirst {
+            release: Mutex::new(Some(held)),
+            ..HeldFirst::default()
+        });
+        // The worker's lease lapsed (`old`), and it joined again (`new`).
+        let lease = Duration::from_secs(60);
+        let (old, new) = (store.join(lease).unwrap(), store.join(lease).unwrap());
+        store.leave(old).unwrap();
+        let commits = GroupCommit::start(store.clone());
+        let first = commits.submit(under(new, put("first")));
+        while !store.entered.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // One batch: a turn computed under the old lease, committed once the worker
+        // joined again, among commits under the new one.
+        let batch = [
+            under(new, put("a")),
+            under(old, put("stale")),
+            under(new, put("b")),
+        ]
+        .map(|commit| commits.submit(commit));
+        release.send(()).unwrap();
+        assert!(first.await.0.is_ok());
+        let [a, stale, b] = batch;
+        let (a, stale, b) = (a.await.0, stale.await.0, b.await.0);
+        assert!(a.is_ok(), "{a:?}");
+        assert!(
+            matches!(stale, Err(Error::Store(StoreError::LeaseExpired { worker })) if worker == old),
+            "{stale:?}"
+        );
+        assert!(b.is_ok(), "{b:?}");
+        assert_eq!(store.progress("a").unwrap(), Some(vec![1]));
+        assert_eq!(store.progress("b").unwrap(), Some(vec![1]));
+        assert_eq!(store.progress("stale").unwrap(), None);
     }
 }

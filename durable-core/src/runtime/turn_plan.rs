@@ -389,6 +389,12 @@ fn schedule(
                 outbox.enqueue(engine, instance, run.into(), event, commit);
                 return Ok(());
             }
+            // A client (or another parent) may create the id between the read above and
+            // this commit: the store refuses it then, and the turn runs again on what
+            // it holds, rather than writing the child over that instance.
+            commit
+                .expected
+                .push((child.clone(), replaced.as_ref().map(|old| old.incarnation)));
             if let Some(old) = &replaced {
                 commit
                     .histories_removed

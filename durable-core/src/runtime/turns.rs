@@ -52,14 +52,17 @@ async fn run_turns(engine: Arc<Engine>, instance: String, _busy: Busy) {
             // A store error no retry can mend (a poisoned store, a record that does not
             // decode) parks the instance in memory; its events stay in the store, and the
             // next start tries again.
-            // A refusal for another instance the turn writes (a child another worker
-            // created since the turn read there was none) is not this one lost: the turn
-            // runs again, on what the store now holds.
+            // A refusal for another instance the turn writes (a child another worker, or
+            // a client, created since the turn read there was none) is not this one lost:
+            // the turn runs again, on what the store now holds.
             let other = match &e {
                 Error::Store(StoreError::Fenced { what, .. }) => {
                     what.starts_with("instance ") && *what != format!("instance `{instance}`")
                 }
-                Error::Store(StoreError::HistoryConflict { instance: id, .. }) => *id != instance,
+                Error::Store(
+                    StoreError::HistoryConflict { instance: id, .. }
+                    | StoreError::InstanceChanged { instance: id, .. },
+                ) => *id != instance,
                 _ => false,
             };
             // A lapsed lease is not the instance's: the worker joins again, and the turn
