@@ -192,6 +192,9 @@ impl Store for Freezable {
     fn is_shared(&self) -> bool {
         self.inner.is_shared()
     }
+    fn commit_concurrency(&self) -> usize {
+        self.inner.commit_concurrency()
+    }
     fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
         self.wait_while(|frost| frost.all);
         self.inner.join(lease)

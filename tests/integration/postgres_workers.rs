@@ -226,6 +226,9 @@ impl Store for SlowClaims {
     fn is_shared(&self) -> bool {
         self.0.is_shared()
     }
+    fn commit_concurrency(&self) -> usize {
+        self.0.commit_concurrency()
+    }
     fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
         self.0.join(lease)
     }

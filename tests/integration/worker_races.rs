@@ -142,6 +142,9 @@ impl Store for Gate {
     fn is_shared(&self) -> bool {
         self.inner.is_shared()
     }
+    fn commit_concurrency(&self) -> usize {
+        self.inner.commit_concurrency()
+    }
     fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
         self.inner.join(lease)
     }

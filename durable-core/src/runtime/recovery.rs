@@ -219,6 +219,12 @@ pub(in crate::runtime) async fn take_over(
             }
         }
     }
+    // Waiters of the instances it stalled are told, as a turn that stalls tells them.
+    for (id, record) in &commit.instances {
+        if matches!(record.status, Status::Stalled { .. }) {
+            engine.notify_finished(id, record);
+        }
+    }
     let recovered = messages.len() + tasks.len() + timers.len() + retried.len();
     engine.deliver_all(messages);
     for id in retried {

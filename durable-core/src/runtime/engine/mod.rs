@@ -384,14 +384,14 @@ impl Engine {
             && record.history_len == 0
             && self.holds(instance)
         {
-            let record = record.clone();
-            self.keep_cached(
-                instance,
-                Cached {
-                    execution: None,
-                    record,
-                },
-            );
+            // Unless a turn ran first (this task not scheduled for a commit's round trip)
+            // and left its own entry.
+            let mut cache = lock(&self.cache);
+            if !cache.contains(instance) {
+                let record = record.clone();
+                let execution = None;
+                cache.put(instance.to_string(), Cached { execution, record });
+            }
         }
         for Outgoing { instance, delivery } in outbox {
             self.deliver_under(lease, instance, delivery);
