@@ -3,6 +3,7 @@
 
 use super::Check;
 use super::records::{append, events, message, record, task};
+use crate::error::StoreError;
 use crate::record::{Commit, Status};
 use crate::store::Store;
 
@@ -199,4 +200,54 @@ pub(super) fn removals_apply_before_writes(store: &impl Store) {
         events("ab", 0..2),
         "removing one history should leave the others",
     );
+}
+
+/// A commit's expectations (`Commit::expected`) are checked against what the call's earlier
+/// commits wrote, else against the store; one that fails refuses the whole call, and a
+/// later commit of the call that writes the same instance is not applied without it.
+pub(super) fn expectations_refuse_the_whole_call(store: &impl Store) {
+    let c = Check::new("expectations_refuse_the_whole_call", store);
+    let start = |id: &str, status| Commit {
+        expected: vec![(id.into(), None)],
+        instances: vec![(id.into(), record("flow", status, 0))],
+        ..Commit::default()
+    };
+    let turn = |id: &str| Commit {
+        instances: vec![(id.into(), record("flow", Status::Running, 1))],
+        history: vec![append(id, 0, events(id, 0..1))],
+        ..Commit::default()
+    };
+    // Absent: the start creates it, and the turn after it in the call goes on with it.
+    c.commit(vec![start("x", Status::Pending), turn("x")]);
+    let running = record("flow", Status::Running, 1);
+    let what = "a start and a turn of one new instance in one call";
+    c.expect(store.instance("x"), Some(running.clone()), what);
+    // Present: a second start refuses the call whole, the turn beside it included.
+    let mut again = turn("x");
+    again.instances[0].1.status = Status::Completed {
+        output: b"1".to_vec(),
+    };
+    again.history = vec![append("x", 1, events("x", 1..2))];
+    again.progress = vec![("beside".into(), Some(b"1".to_vec()))];
+    c.refused(
+        store.commit(&[start("x", Status::Pending), again]),
+        |e| matches!(e, StoreError::InstanceChanged { instance, .. } if instance == "x"),
+        "a start of an id that exists",
+    );
+    let what = "a refused call writes nothing: the instance as it was";
+    c.expect(store.instance("x"), Some(running), what);
+    c.expect(store.history("x"), events("x", 0..1), what);
+    c.expect(store.progress("beside"), None, what);
+    // An expected incarnation that is not the stored one refuses the call too.
+    let restart = Commit {
+        expected: vec![("x".into(), Some(7))],
+        instances_removed: vec!["x".into()],
+        ..Commit::default()
+    };
+    c.refused(
+        store.commit(&[restart]),
+        |e| matches!(e, StoreError::InstanceChanged { .. }),
+        "a purge that expects another run",
+    );
+    c.expect(store.instance("x").map(|r| r.is_some()), true, "not purged");
 }

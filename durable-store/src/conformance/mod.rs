@@ -22,8 +22,9 @@ use std::fmt::Debug;
 use std::path::Path;
 
 use self::commits::{
-    commit_round_trips, empty_store_reads_nothing, one_call_applies_every_commit_in_order,
-    progress_puts_overwrites_and_deletes, removals_apply_before_writes,
+    commit_round_trips, empty_store_reads_nothing, expectations_refuse_the_whole_call,
+    one_call_applies_every_commit_in_order, progress_puts_overwrites_and_deletes,
+    removals_apply_before_writes,
 };
 use self::fences::{
     history_appends_start_where_the_history_ends, lapsed_leases_are_taken_over_and_fenced,
@@ -60,6 +61,7 @@ pub fn run<S: Store>(make: impl Fn() -> S) {
     work_queue_is_in_id_order(&make());
     progress_puts_overwrites_and_deletes(&make());
     one_call_applies_every_commit_in_order(&make());
+    expectations_refuse_the_whole_call(&make());
     instances_are_in_id_order(&make());
     removals_apply_before_writes(&make());
     refused_keys_write_nothing(&make());
