@@ -66,6 +66,7 @@ use crate::registry::Registry;
 mod activities;
 mod control;
 pub(crate) mod engine;
+mod entities;
 mod group_commit;
 mod inbox;
 mod lease;
