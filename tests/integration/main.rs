@@ -6,6 +6,7 @@ mod checkpoints;
 mod common;
 mod crash;
 mod entities;
+mod entities_runtime;
 mod faults;
 mod fuzz;
 mod incarnation;

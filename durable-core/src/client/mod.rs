@@ -6,6 +6,7 @@
 //! course, [`query`] listing and purge filters; the rules for ids are in `crate::instance_id`.
 
 mod control;
+mod entities;
 pub(crate) mod instance;
 pub(crate) mod query;
 

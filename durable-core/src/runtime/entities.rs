@@ -83,9 +83,22 @@
 //! [`Event::EntityOperation`]: durable_store::Event::EntityOperation
 //! [`InstanceQuery::orchestrator`]: crate::InstanceQuery::orchestrator
 
-use durable_store::{Incarnation, InstanceRecord};
+use std::sync::Arc;
 
-use crate::entity::EntityId;
+use durable_store::{Commit, Event, Incarnation, InstanceRecord, Status, StoreError};
+
+use super::engine::{Cached, Engine};
+use super::inbox::{Delivery, Recipient, Run};
+use super::lease;
+use super::outbox::{Outbox, consumed};
+use crate::entity::{EntityError, EntityId, Signal};
+use crate::error::Error;
+use crate::registry::{EntityDispatch, Registry};
+
+/// The operation a client's `delete_entity` sends: it resets the entity's state to none
+/// (the record stays, so operations queued behind it find their entity). No operation is
+/// called so: `$` is not in a Rust identifier.
+pub(crate) const DELETE_OPERATION: &str = "$delete";
 
 /// What the `orchestrator` of an entity's record starts with: `@Account`.
 pub(crate) const ENTITY_MARKER: char = '@';
@@ -108,4 +121,206 @@ pub(crate) fn is_entity(id: &str, record: &InstanceRecord) -> bool {
             id.parse::<EntityId>()
                 .is_ok_and(|entity| entity.name() == name)
         })
+}
+
+/// Whether `record`, of instance `id`, is an entity's of a type `registry` has.
+pub(crate) fn is_registered(registry: &Registry, id: &str, record: &InstanceRecord) -> bool {
+    is_entity(id, record) && registry.entity(&record.orchestrator[1..]).is_some()
+}
+
+/// The record of entity `id` when its first operation is sent: pending, no state.
+pub(crate) fn new_record(id: &EntityId, now_ms: u64) -> InstanceRecord {
+    InstanceRecord::pending(
+        marker(id.name()),
+        0,
+        Vec::new(),
+        now_ms,
+        ENTITY_INCARNATION,
+        None,
+    )
+}
+
+/// The message that runs `operation` with `input` on an entity, from `sender`.
+pub(crate) fn operation(operation: &str, input: Vec<u8>, sender: Option<&str>) -> Event {
+    Event::EntityOperation {
+        operation: operation.to_string(),
+        input,
+        sender: sender.map(str::to_string),
+    }
+}
+
+/// Where every message to an entity goes.
+pub(crate) fn recipient() -> Recipient {
+    Recipient::any_generation(ENTITY_INCARNATION)
+}
+
+/// What a batch of operations comes to: the state after the last, and the signals they
+/// sent, in order.
+struct Batch {
+    state: Option<Vec<u8>>,
+    signals: Vec<Signal>,
+}
+
+/// Runs `messages` in order on `state` (the pure part of a turn). `None` if the stored
+/// state does not decode: nothing is to be committed then.
+fn run_batch(
+    dispatch: EntityDispatch,
+    id: &EntityId,
+    state: Option<Vec<u8>>,
+    messages: &[Delivery],
+) -> Option<Batch> {
+    let mut batch = Batch {
+        state,
+        signals: Vec::new(),
+    };
+    for delivery in messages {
+        let Event::EntityOperation {
+            operation, input, ..
+        } = &delivery.event
+        else {
+            tracing::warn!(entity = %id, "a message that is not an entity operation, dropped");
+            continue;
+        };
+        if operation == DELETE_OPERATION {
+            batch.state = None;
+            continue;
+        }
+        match dispatch(id, batch.state.as_deref(), operation, input) {
+            Ok(done) => {
+                if let Some(state) = done.state {
+                    batch.state = Some(state);
+                }
+                batch.signals.extend(done.signals);
+            }
+            Err(error @ EntityError::UndecodableState { .. }) => {
+                tracing::error!(
+                    entity = %id,
+                    error = %error,
+                    "entity turn not run: its stored state does not decode; its operations wait \
+                     in the store for code that reads it (add `#[serde(default)]` to fields \
+                     added since), and run on the next start"
+                );
+                return None;
+            }
+            Err(error) => {
+                tracing::warn!(entity = %id, error = %error, "entity operation failed; its effects dropped");
+            }
+        }
+    }
+    Some(batch)
+}
+
+/// One entity turn over `messages` (every operation queued for the entity): runs them
+/// in order, then commits the new state, the signals they sent and the messages consumed
+/// in one commit, and delivers the signals once it is durable.
+///
+/// # Errors
+///
+/// What the commit fails with; the turn task retries it (see `super::turns`).
+pub(in crate::runtime) async fn turn(
+    engine: &Arc<Engine>,
+    instance: &str,
+    messages: &[Delivery],
+    record: InstanceRecord,
+) -> Result<(), Error> {
+    let id: EntityId = instance
+        .parse()
+        .expect("an entity's record is found only under an entity id");
+    let Some(entry) = engine.registry().entity(id.name()) else {
+        // On a store this process holds alone, which claims everything.
+        tracing::error!(
+            entity = instance,
+            "operations for an entity type this runtime does not have wait in the store; \
+             register it with `RuntimeBuilder::entity`"
+        );
+        return Ok(());
+    };
+    let stored = (!record.input.is_empty()).then(|| record.input.clone());
+    let Some(batch) = run_batch(entry.dispatch, &id, stored, messages) else {
+        return Ok(());
+    };
+    loop {
+        let mut commit = consumed(messages);
+        let mut outbox = Outbox::default();
+        for signal in &batch.signals {
+            send_signal(engine, instance, signal, &mut commit, &mut outbox)?;
+        }
+        let mut record = record.clone();
+        record.input = batch.state.clone().unwrap_or_default();
+        record.status = Status::Running;
+        record.updated_ms = engine.now_ms();
+        commit
+            .instances
+            .push((instance.to_string(), record.clone()));
+        match engine.commit_leased(commit).await {
+            // An entity this turn made was made by another sender meanwhile: send to it.
+            Err(Error::Store(StoreError::InstanceChanged { .. })) => continue,
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        // Written just before its lease lapsed: what it sent is in the store, for the
+        // next lease's claim.
+        if lease::turn_lease().is_some_and(|lease| lease != engine.worker()) {
+            return Ok(());
+        }
+        let run = Run::of(&record);
+        engine.keep_cached(
+            instance,
+            Cached {
+                execution: None,
+                record,
+            },
+        );
+        outbox.send(engine, instance, run);
+        return Ok(());
+    }
+}
+
+/// Adds `signal`, sent by `sender`, to `commit` and `outbox`: a message to its entity,
+/// with the entity's record if it has none yet.
+fn send_signal(
+    engine: &Engine,
+    sender: &str,
+    signal: &Signal,
+    commit: &mut Commit,
+    outbox: &mut Outbox,
+) -> Result<(), Error> {
+    if signal.at.is_some() {
+        // Scheduled signals (`signal_at`) come with the timer step; until then they are
+        // refused loudly rather than delivered early.
+        tracing::error!(
+            entity = sender,
+            target = %signal.target,
+            "a scheduled signal (`signal_at`) is not supported yet; dropped"
+        );
+        return Ok(());
+    }
+    let target = signal.target.to_string();
+    create_if_absent(engine, &signal.target, commit)?;
+    let event = operation(signal.operation, signal.input.clone(), Some(sender));
+    outbox.enqueue(engine, &target, recipient(), event, commit);
+    Ok(())
+}
+
+/// Adds to `commit` the record of entity `id` if it has none, expecting it absent.
+///
+/// # Errors
+///
+/// [`Error::Store`] if its record cannot be read.
+pub(crate) fn create_if_absent(
+    engine: &Engine,
+    id: &EntityId,
+    commit: &mut Commit,
+) -> Result<(), Error> {
+    let instance = id.to_string();
+    let known = engine.holds(&instance)
+        || commit.instances.iter().any(|(i, _)| *i == instance)
+        || engine.store().instance(&instance)?.is_some();
+    if !known {
+        commit
+            .instances
+            .push((instance.clone(), new_record(id, engine.now_ms())));
+        commit.expected.push((instance, None));
+    }
+    Ok(())
 }
