@@ -248,6 +248,9 @@ pub enum Event {
         input: Vec<u8>,
         /// The instance that sent it (an entity or an orchestration); `None` for a client.
         sender: Option<String>,
+        /// Not to run before this time, milliseconds since the Unix epoch (a scheduled
+        /// signal); `None` to run at once.
+        at_ms: Option<u64>,
     },
 }
 

@@ -2,9 +2,11 @@
 //! operations in one turn and one commit, failed operations that change nothing, restarts,
 //! and several workers on one PostgreSQL database applying each operation exactly once.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use durable_core::{Client, EntityContext, Error, Runtime, RuntimeBuilder, Store, entity};
+use durable_core::{
+    Client, EntityContext, Error, ManualClock, Runtime, RuntimeBuilder, Store, entity,
+};
 use durable_store::{FjallStore, PostgresStore, TestServer};
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +50,13 @@ impl Account {
         self.applied += 1;
         ctx.signal(to, Account::deposit, amount);
         Ok(())
+    }
+
+    /// Deposits `amount` to itself at `at_secs` (seconds since the Unix epoch).
+    pub fn pay_later(&mut self, ctx: &mut EntityContext, (amount, at_secs): (i64, u64)) {
+        let me = ctx.id().clone();
+        let at = UNIX_EPOCH + Duration::from_secs(at_secs);
+        ctx.signal_at(&me, Account::deposit, amount, at);
     }
 
     /// Changes the state, then panics: the change must not stick.
@@ -229,6 +238,42 @@ fn deleting_an_entity_resets_its_state_after_the_operations_before_it() {
         assert_eq!(dave.applied, 1, "the deposits before the delete are gone");
         runtime.shutdown().await;
     });
+}
+
+#[test]
+fn a_scheduled_signal_runs_at_its_time_and_not_before() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_000));
+        let runtime = fjall_runtime(&store)
+            .clock(clock.clone())
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        client
+            .signal_entity(Account::pay_later, "erin", (5, 2_000))
+            .await
+            .unwrap();
+        client
+            .signal_entity(Account::deposit, "erin", 1)
+            .await
+            .unwrap();
+        // The deposit sent after it ran; the scheduled one waits for its time.
+        until_state(&client, "erin", |e| e.applied == 1).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let erin = client
+            .entity_state::<Account>("erin")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(erin.balance, 1, "a scheduled signal ran early");
+        clock.advance(Duration::from_secs(1_000));
+        let erin = until_state(&client, "erin", |e| e.applied == 2).await;
+        assert_eq!(erin.balance, 6);
+        runtime.shutdown().await;
+    });
+    assert_eq!(store.work_items().unwrap(), vec![]);
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -132,7 +132,7 @@ impl Client {
         input: Vec<u8>,
     ) -> Result<(), Error> {
         let instance = id.to_string();
-        let event = entities::operation(operation, input, None);
+        let event = entities::operation(operation, input, None, None);
         let mut commit = Commit::default();
         entities::create_if_absent(&self.engine, id, &mut commit)?;
         let creates = !commit.instances.is_empty();

@@ -50,6 +50,13 @@
 //! entity's messages stay in the store, and the error is logged with what to do (add
 //! `#[serde(default)]`, or deploy code that reads the state); they run on the next start.
 //!
+//! A scheduled signal (`ctx.signal_at`) is a message like any other, carrying its time
+//! (`at_ms`): it is committed with the turn that sent it, and a turn that meets it before
+//! its time leaves it in the store (not consumed) and hands it back to the entity's inbox
+//! at its time, through the runtime's clock as a durable timer is; after a restart the
+//! claim delivers it again, and it waits again. Operations sent after it may run before
+//! it: it runs at its time, not in its sender's order.
+//!
 //! # Registration and claims
 //!
 //! [`RuntimeBuilder::entity`](super::RuntimeBuilder::entity) registers an [`Entity`]
@@ -84,6 +91,7 @@
 //! [`InstanceQuery::orchestrator`]: crate::InstanceQuery::orchestrator
 
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use durable_store::{Commit, Event, Incarnation, InstanceRecord, Status, StoreError};
 
@@ -91,6 +99,7 @@ use super::engine::{Cached, Engine};
 use super::inbox::{Delivery, Recipient, Run};
 use super::lease;
 use super::outbox::{Outbox, consumed};
+use crate::clock::millis;
 use crate::entity::{EntityError, EntityId, Signal};
 use crate::error::Error;
 use crate::registry::{EntityDispatch, Registry};
@@ -140,12 +149,19 @@ pub(crate) fn new_record(id: &EntityId, now_ms: u64) -> InstanceRecord {
     )
 }
 
-/// The message that runs `operation` with `input` on an entity, from `sender`.
-pub(crate) fn operation(operation: &str, input: Vec<u8>, sender: Option<&str>) -> Event {
+/// The message that runs `operation` with `input` on an entity, from `sender`, at once
+/// or not before `at_ms` (milliseconds since the Unix epoch).
+pub(crate) fn operation(
+    operation: &str,
+    input: Vec<u8>,
+    sender: Option<&str>,
+    at_ms: Option<u64>,
+) -> Event {
     Event::EntityOperation {
         operation: operation.to_string(),
         input,
         sender: sender.map(str::to_string),
+        at_ms,
     }
 }
 
@@ -235,6 +251,26 @@ pub(in crate::runtime) async fn turn(
         );
         return Ok(());
     };
+    // Scheduled signals not yet due stay in the store, and come back at their time.
+    let now_ms = engine.now_ms();
+    let (due, later): (Vec<&Delivery>, Vec<&Delivery>) = messages
+        .iter()
+        .partition(|d| due_at(d).is_none_or(|at| at <= now_ms));
+    for delivery in later {
+        redeliver_at(engine, instance, delivery.clone());
+    }
+    if due.is_empty() {
+        engine.keep_cached(
+            instance,
+            Cached {
+                execution: None,
+                record,
+            },
+        );
+        return Ok(());
+    }
+    let messages: Vec<Delivery> = due.into_iter().cloned().collect();
+    let messages = &messages[..];
     let stored = (!record.input.is_empty()).then(|| record.input.clone());
     let Some(batch) = run_batch(entry.dispatch, &id, stored, messages) else {
         return Ok(());
@@ -276,6 +312,40 @@ pub(in crate::runtime) async fn turn(
     }
 }
 
+/// When a scheduled signal is due, milliseconds since the Unix epoch.
+fn due_at(delivery: &Delivery) -> Option<u64> {
+    match &delivery.event {
+        Event::EntityOperation { at_ms, .. } => *at_ms,
+        _ => None,
+    }
+}
+
+/// Hands `delivery`, a scheduled signal for entity `instance`, back to its inbox at its
+/// time, never earlier (as [`super::timer_arming`] fires a timer). Not tracked, and
+/// holding the runtime weakly: a pending signal must not hold up shutdown; its message
+/// is in the store, delivered again on the next start.
+fn redeliver_at(engine: &Arc<Engine>, instance: &str, delivery: Delivery) {
+    let Some(at_ms) = due_at(&delivery) else {
+        return;
+    };
+    let weak = Arc::downgrade(engine);
+    let lease = engine.lease_in_hand();
+    let instance = instance.to_string();
+    let mut due = (engine.clock()).sleep_until(UNIX_EPOCH + Duration::from_millis(at_ms));
+    tokio::spawn(async move {
+        // Dropped only once the message is queued: a clock that skips time counts the
+        // pending signal as work until then.
+        (&mut due).await;
+        let Some(engine) = weak.upgrade() else {
+            return;
+        };
+        if !engine.takes_no_work() {
+            engine.deliver_under(lease, instance, delivery);
+        }
+        drop(due);
+    });
+}
+
 /// Adds `signal`, sent by `sender`, to `commit` and `outbox`: a message to its entity,
 /// with the entity's record if it has none yet.
 fn send_signal(
@@ -285,19 +355,10 @@ fn send_signal(
     commit: &mut Commit,
     outbox: &mut Outbox,
 ) -> Result<(), Error> {
-    if signal.at.is_some() {
-        // Scheduled signals (`signal_at`) come with the timer step; until then they are
-        // refused loudly rather than delivered early.
-        tracing::error!(
-            entity = sender,
-            target = %signal.target,
-            "a scheduled signal (`signal_at`) is not supported yet; dropped"
-        );
-        return Ok(());
-    }
     let target = signal.target.to_string();
     create_if_absent(engine, &signal.target, commit)?;
-    let event = operation(signal.operation, signal.input.clone(), Some(sender));
+    let at_ms = signal.at.map(millis);
+    let event = operation(signal.operation, signal.input.clone(), Some(sender), at_ms);
     outbox.enqueue(engine, &target, recipient(), event, commit);
     Ok(())
 }
