@@ -184,6 +184,7 @@ fn run_batch(
     id: &EntityId,
     state: Option<Vec<u8>>,
     messages: &[Delivery],
+    max_payload: usize,
 ) -> Option<Batch> {
     let mut batch = Batch {
         state,
@@ -202,6 +203,17 @@ fn run_batch(
             continue;
         }
         match dispatch(id, batch.state.as_deref(), operation, input) {
+            Ok(done) if done.state.as_ref().is_some_and(|s| s.len() > max_payload) => {
+                // Stored, it would be refused: the operation fails, as one that returned
+                // `Err` does.
+                tracing::warn!(
+                    entity = %id,
+                    operation,
+                    limit = max_payload,
+                    "entity operation failed: the state it leaves is over the payload limit \
+                     (`RuntimeBuilder::max_payload_bytes`); its effects dropped"
+                );
+            }
             Ok(done) => {
                 if let Some(state) = done.state {
                     batch.state = Some(state);
@@ -256,10 +268,15 @@ pub(in crate::runtime) async fn turn(
     let (due, later): (Vec<&Delivery>, Vec<&Delivery>) = messages
         .iter()
         .partition(|d| due_at(d).is_none_or(|at| at <= now_ms));
-    for delivery in later {
-        redeliver_at(engine, instance, delivery.clone());
-    }
+    // Armed once nothing of the turn can fail, so that a turn retried does not arm them
+    // twice (each arming delivers the message once more).
+    let arm_later = || {
+        for delivery in &later {
+            redeliver_at(engine, instance, (*delivery).clone());
+        }
+    };
     if due.is_empty() {
+        arm_later();
         engine.keep_cached(
             instance,
             Cached {
@@ -272,7 +289,8 @@ pub(in crate::runtime) async fn turn(
     let messages: Vec<Delivery> = due.into_iter().cloned().collect();
     let messages = &messages[..];
     let stored = (!record.input.is_empty()).then(|| record.input.clone());
-    let Some(batch) = run_batch(entry.dispatch, &id, stored, messages) else {
+    let limit = engine.max_payload();
+    let Some(batch) = run_batch(entry.dispatch, &id, stored, messages, limit) else {
         return Ok(());
     };
     loop {
@@ -299,6 +317,7 @@ pub(in crate::runtime) async fn turn(
         if lease::turn_lease().is_some_and(|lease| lease != engine.worker()) {
             return Ok(());
         }
+        arm_later();
         let run = Run::of(&record);
         engine.keep_cached(
             instance,
