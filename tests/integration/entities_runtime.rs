@@ -117,7 +117,6 @@ fn a_thousand_signals_to_one_entity_run_in_few_turns() {
         let client = runtime.client();
         assert_eq!(client.entity_state::<Account>("alice").await.unwrap(), None);
         deposits(&client, "alice", 1_000).await;
-        let sent = runtime.commit_stats().commits;
         let state = until_state(&client, "alice", |a| a.applied >= 1_000).await;
         assert_eq!(
             state,
@@ -126,15 +125,10 @@ fn a_thousand_signals_to_one_entity_run_in_few_turns() {
                 applied: 1_000
             }
         );
-        let turns = runtime.commit_stats().commits - sent;
-        // The turns that ran while the signals were still being sent are in `sent`: count
-        // all commits against the signals'.
-        let all = runtime.commit_stats().commits;
-        assert!(
-            all < 1_000 + 500,
-            "1,000 signals took {all} commits ({turns} after the last was sent): operations \
-             queued for one entity must share turns"
-        );
+        // One commit per signal, and the turns: operations queued for one entity share
+        // a turn and its commit (3 turns on a quiet machine).
+        let turns = runtime.commit_stats().commits - 1_000;
+        assert!(turns <= 100, "1,000 signals took {turns} turns");
         runtime.shutdown().await;
     });
     assert_eq!(store.work_items().unwrap(), vec![]);
@@ -318,7 +312,8 @@ fn on_postgres_signals_run_in_few_turns_and_entities_signal_each_other() {
         deposits(&client, "alice", 1_000).await;
         let alice = until_state(&client, "alice", |a| a.applied >= 1_000).await;
         assert_eq!(alice.balance, 1_000);
-        assert!(runtime.commit_stats().commits < 1_500);
+        let turns = runtime.commit_stats().commits - 1_000;
+        assert!(turns <= 100, "1,000 signals took {turns} turns");
         client
             .signal_entity(Account::transfer, "alice", ("bob".to_string(), 400))
             .await
