@@ -134,11 +134,13 @@ impl Client {
         let instance = id.to_string();
         let event = entities::operation(operation, input, None, None);
         let mut commit = Commit::default();
-        entities::create_if_absent(&self.engine, id, &mut commit)?;
-        let creates = !commit.instances.is_empty();
+        // Held until the commit is durable: see `Creating`.
+        let creating = entities::create_if_absent(&self.engine, id, &mut commit, true).await?;
+        let creates = creating.is_some();
         let sent = (self.engine)
             .send_message(&instance, entities::recipient(), event.clone(), commit)
             .await;
+        drop(creating);
         match sent {
             // Another sender made the entity first (a worker holding it may refuse this
             // commit as fenced before the store compares): send the message alone.

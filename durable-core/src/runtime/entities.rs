@@ -296,8 +296,18 @@ pub(in crate::runtime) async fn turn(
     loop {
         let mut commit = consumed(messages);
         let mut outbox = Outbox::default();
+        // Held until the commit is durable (or refused).
+        let mut creating = Vec::new();
         for signal in &batch.signals {
-            send_signal(engine, instance, signal, &mut commit, &mut outbox)?;
+            send_signal(
+                engine,
+                instance,
+                signal,
+                &mut commit,
+                &mut outbox,
+                &mut creating,
+            )
+            .await?;
         }
         let mut record = record.clone();
         record.input = batch.state.clone().unwrap_or_default();
@@ -306,7 +316,9 @@ pub(in crate::runtime) async fn turn(
         commit
             .instances
             .push((instance.to_string(), record.clone()));
-        match engine.commit_leased(commit).await {
+        let written = engine.commit_leased(commit).await;
+        drop(creating);
+        match written {
             // An entity this turn made was made by another sender meanwhile: send to it.
             Err(Error::Store(StoreError::InstanceChanged { .. })) => continue,
             Err(e) => return Err(e),
@@ -367,40 +379,80 @@ fn redeliver_at(engine: &Arc<Engine>, instance: &str, delivery: Delivery) {
 
 /// Adds `signal`, sent by `sender`, to `commit` and `outbox`: a message to its entity,
 /// with the entity's record if it has none yet.
-fn send_signal(
-    engine: &Engine,
+async fn send_signal<'e>(
+    engine: &'e Engine,
     sender: &str,
     signal: &Signal,
     commit: &mut Commit,
     outbox: &mut Outbox,
+    creating: &mut Vec<Creating<'e>>,
 ) -> Result<(), Error> {
     let target = signal.target.to_string();
-    create_if_absent(engine, &signal.target, commit)?;
+    if let Some(guard) = create_if_absent(engine, &signal.target, commit, false).await? {
+        creating.push(guard);
+    }
     let at_ms = signal.at.map(millis);
     let event = operation(signal.operation, signal.input.clone(), Some(sender), at_ms);
     outbox.enqueue(engine, &target, recipient(), event, commit);
     Ok(())
 }
 
-/// Adds to `commit` the record of entity `id` if it has none, expecting it absent.
+/// Adds to `commit` the record of entity `id` if it has none, expecting it absent; when it
+/// does, returns the guard that keeps every other sender in this process from making it
+/// too, to hold until the commit is durable (see [`Creating`]). `wait` says whether to
+/// wait for a sender making it now (a client) or to count on it (a turn, which must not
+/// wait on others while it holds a turn slot).
 ///
 /// # Errors
 ///
 /// [`Error::Store`] if its record cannot be read.
-pub(crate) fn create_if_absent(
-    engine: &Engine,
+pub(crate) async fn create_if_absent<'e>(
+    engine: &'e Engine,
     id: &EntityId,
     commit: &mut Commit,
-) -> Result<(), Error> {
+    wait: bool,
+) -> Result<Option<Creating<'e>>, Error> {
     let instance = id.to_string();
-    let known = engine.holds(&instance)
-        || commit.instances.iter().any(|(i, _)| *i == instance)
-        || engine.store().instance(&instance)?.is_some();
-    if !known {
-        commit
-            .instances
-            .push((instance.clone(), new_record(id, engine.now_ms())));
-        commit.expected.push((instance, None));
+    if engine.holds(&instance) || commit.instances.iter().any(|(i, _)| *i == instance) {
+        return Ok(None);
     }
-    Ok(())
+    let guard = loop {
+        let released = engine.start_released();
+        if engine.claim_start(&instance) {
+            break Creating {
+                engine,
+                instance: instance.clone(),
+            };
+        }
+        if !wait {
+            // Another sender here is making it, and will have made it before this
+            // commit's message is claimed.
+            return Ok(None);
+        }
+        released.await;
+    };
+    if engine.holds(&instance) || engine.store().instance(&instance)?.is_some() {
+        return Ok(None);
+    }
+    commit
+        .instances
+        .push((instance.clone(), new_record(id, engine.now_ms())));
+    commit.expected.push((instance, None));
+    Ok(Some(guard))
+}
+
+/// An entity being made by a commit of this process: while it lives, no other sender
+/// here reads the entity as absent. Without it, a sender that read it absent just before
+/// it was made could write its record (expecting it absent) in the same store call as a
+/// turn of the entity, and PostgreSQL, which keeps the existing row on such a write, would
+/// keep it over the turn's new state too.
+pub(crate) struct Creating<'e> {
+    engine: &'e Engine,
+    instance: String,
+}
+
+impl Drop for Creating<'_> {
+    fn drop(&mut self) {
+        self.engine.release_start(&self.instance);
+    }
 }
