@@ -138,6 +138,12 @@ pub enum Error {
     /// The runtime was shut down.
     #[error("the runtime is shut down")]
     ShutDown,
+    /// The id is an entity's (`@Name@key`), not an orchestration instance's: an entity
+    /// has no orchestration status and never finishes.
+    #[error(
+        "`{0}` is an entity, not an orchestration instance; read its state with `Client::entity_state`"
+    )]
+    IsAnEntity(String),
     /// The entity type is not registered with this runtime.
     #[error(
         "entity `{0}` is not registered with this runtime; add it with `RuntimeBuilder::entity::<{0}>()`"

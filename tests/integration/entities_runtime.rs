@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use durable_core::{
-    Client, EntityContext, Error, ManualClock, Runtime, RuntimeBuilder, Store, entity,
+    Client, EntityContext, Error, ManualClock, OrchestrationContext, Runtime, RuntimeBuilder,
+    Store, entity, orchestrator,
 };
 use durable_store::{FjallStore, PostgresStore, TestServer};
 use serde::{Deserialize, Serialize};
@@ -268,6 +269,38 @@ fn a_scheduled_signal_runs_at_its_time_and_not_before() {
         runtime.shutdown().await;
     });
     assert_eq!(store.work_items().unwrap(), vec![]);
+}
+
+#[orchestrator]
+async fn noop(_ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    Ok(n)
+}
+
+#[test]
+fn an_entity_is_not_waited_on_as_an_orchestration() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = fjall_runtime(&store)
+            .orchestrator(noop)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        client
+            .signal_entity(Account::deposit, "frank", 1)
+            .await
+            .unwrap();
+        until_state(&client, "frank", |f| f.applied == 1).await;
+        let waited = client
+            .instance(noop, "@Account@frank")
+            .wait(Duration::from_secs(5))
+            .await;
+        assert!(
+            matches!(&waited, Err(Error::IsAnEntity(id)) if id == "@Account@frank"),
+            "{waited:?}"
+        );
+        runtime.shutdown().await;
+    });
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

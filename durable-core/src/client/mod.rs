@@ -26,6 +26,7 @@ use crate::payload::{self, PayloadError};
 use crate::position::Position;
 use crate::replay::state::Run;
 use crate::runtime::engine::{Engine, Recipient};
+use crate::runtime::entities::is_entity;
 
 /// A raised event an instance set aside: its payload did not decode as the type the
 /// orchestrator waits for. See [`Client::set_aside_events`].
@@ -210,7 +211,11 @@ impl Client {
 
     /// The status of instance `id`, its output decoded as `T`.
     async fn status_of<T: DeserializeOwned>(&self, id: &str) -> Result<InstanceStatus<T>, Error> {
-        Self::status_in(self.existing(id).await?)
+        let record = self.existing(id).await?;
+        if is_entity(id, &record) {
+            return Err(Error::IsAnEntity(id.to_string()));
+        }
+        Self::status_in(record)
     }
 
     /// The status `record` holds, its output decoded as `T`.

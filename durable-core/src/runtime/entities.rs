@@ -19,7 +19,12 @@
 //! An entity exists once operated on: the commit that sends its first operation (a
 //! client's signal, another entity's turn) writes its record, `Pending` with no state,
 //! expecting the id absent (`Commit::expected`), so two senders creating it at once
-//! create it once (the other's commit is refused and goes again as a plain message).
+//! create it once (fjall refuses the other's commit, which goes again as a plain message;
+//! PostgreSQL keeps the existing row and writes the rest). Within one process, a sender
+//! reads the entity absent and writes its record only under the start guard of its id
+//! ([`Creating`]): a record written expecting the entity absent must never share a store
+//! call with a later turn of the entity, since PostgreSQL's apply then keeps the existing
+//! row over the turn's state too.
 //!
 //! The state is the record, rewritten by each turn and handed forward (DTFx keeps entity
 //! state in a record passed from one batch to the next, not in a history): nothing grows
@@ -35,6 +40,9 @@
 //! delivery rules that drop messages for another run never drop an entity's.
 //!
 //! # A turn
+//!
+//! `turn_plan::plan` finds the record (cached, or read) and, for an entity's, returns
+//! `Plan::Entity`, which `turns.rs` hands to [`turn`] here: no replay, no history.
 //!
 //! The inbox gives an entity's turn task every message queued for it (one task per
 //! instance at a time: turns are serial). The turn ([`turn`]) runs them in order through
@@ -76,11 +84,12 @@
 //!
 //! # What users see of it
 //!
-//! Entities are instances, so the client's unfiltered `list` shows them, with
-//! orchestrator `@Account`; a listing by orchestrator ([`InstanceQuery::orchestrator`])
-//! never matches one. The entity client calls (`signal_entity`, `entity_state`,
-//! `delete_entity`) are the way to them; `wait` on an entity id never completes (an
-//! entity never finishes), which a later step refuses with a typed error.
+//! Entities are instances, so the client's unfiltered `list` and `count_by_status` show
+//! them, with orchestrator `@Account`; a listing by orchestrator
+//! ([`InstanceQuery::orchestrator`]) never matches one. The entity client calls
+//! (`signal_entity`, `entity_state`, `delete_entity`) are the way to them; an
+//! orchestration handle's `status` and `wait` on an entity id return
+//! `Error::IsAnEntity` (an entity never finishes, so a wait would never end).
 //!
 //! [`EntityId`]: crate::entity::EntityId
 //! [`Entity`]: crate::entity::Entity
