@@ -389,3 +389,35 @@ fn on_postgres_two_workers_apply_every_operation_exactly_once() {
         serde_json::json!({"balance": 600, "applied": 600})
     );
 }
+
+#[test]
+fn on_postgres_a_worker_without_the_entity_type_leaves_its_entities_to_one_with_it() {
+    let database = TestServer::shared().database();
+    lifetime(async {
+        // A worker without `Account`: it must never take an account.
+        let other = Runtime::builder(PostgresStore::open(database.url()).unwrap())
+            .orchestrator(noop)
+            .lease(Duration::from_secs(5))
+            .start()
+            .await
+            .unwrap();
+        let refused = (other.client())
+            .signal_entity(Account::deposit, "gina", 1)
+            .await;
+        assert!(
+            matches!(refused, Err(Error::UnregisteredEntity(_))),
+            "{refused:?}"
+        );
+        let first = postgres_runtime(database.url()).start().await.unwrap();
+        deposits(&first.client(), "gina", 50).await;
+        // Gone with operations possibly queued: they are the other worker's to claim,
+        // and it leaves them.
+        first.shutdown().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let second = postgres_runtime(database.url()).start().await.unwrap();
+        let gina = until_state(&second.client(), "gina", |g| g.applied >= 50).await;
+        assert_eq!(gina.balance, 50);
+        second.shutdown().await;
+        other.shutdown().await;
+    });
+}
