@@ -139,7 +139,10 @@ pub enum Error {
     #[error("the runtime is shut down")]
     ShutDown,
     /// The id is an entity's (`@Name@key`), not an orchestration instance's: an entity
-    /// has no orchestration status and never finishes.
+    /// has no orchestration status and never finishes. Every client call on an
+    /// orchestration instance (status, wait, events, terminate, suspend, resume, purge,
+    /// restart, position) returns it for an entity's id; use the entity calls
+    /// (`signal_entity`, `entity_state`, `delete_entity`).
     #[error(
         "`{0}` is an entity, not an orchestration instance; read its state with `Client::entity_state`"
     )]

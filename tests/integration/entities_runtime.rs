@@ -277,7 +277,7 @@ async fn noop(_ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
 }
 
 #[test]
-fn an_entity_is_not_waited_on_as_an_orchestration() {
+fn an_entity_is_not_waited_on_terminated_or_purged_as_an_orchestration() {
     let (_dir, store) = store();
     lifetime(async {
         let runtime = fjall_runtime(&store)
@@ -299,6 +299,13 @@ fn an_entity_is_not_waited_on_as_an_orchestration() {
             matches!(&waited, Err(Error::IsAnEntity(id)) if id == "@Account@frank"),
             "{waited:?}"
         );
+        let terminated = client.terminate("@Account@frank", "no").await;
+        assert!(
+            matches!(&terminated, Err(Error::IsAnEntity(_))),
+            "{terminated:?}"
+        );
+        let purged = client.purge("@Account@frank").await;
+        assert!(matches!(&purged, Err(Error::IsAnEntity(_))), "{purged:?}");
         runtime.shutdown().await;
     });
 }

@@ -188,11 +188,16 @@ impl Client {
         Ok(self.engine.store().instance(id)?)
     }
 
-    /// The record of instance `id`, which must exist.
+    /// The record of orchestration instance `id`, which must exist: an entity's is
+    /// refused ([`Error::IsAnEntity`]), so no orchestration call (a status, a wait, an
+    /// event, a terminate, a purge...) takes an entity for an instance.
     async fn existing(&self, id: &str) -> Result<InstanceRecord, Error> {
-        self.record(id)
-            .await?
-            .ok_or_else(|| Error::InstanceNotFound(id.to_string()))
+        let record =
+            (self.record(id).await?).ok_or_else(|| Error::InstanceNotFound(id.to_string()))?;
+        if is_entity(id, &record) {
+            return Err(Error::IsAnEntity(id.to_string()));
+        }
+        Ok(record)
     }
 
     /// Where instance `id` stands in its code: the steps whose results it has not had
@@ -211,11 +216,7 @@ impl Client {
 
     /// The status of instance `id`, its output decoded as `T`.
     async fn status_of<T: DeserializeOwned>(&self, id: &str) -> Result<InstanceStatus<T>, Error> {
-        let record = self.existing(id).await?;
-        if is_entity(id, &record) {
-            return Err(Error::IsAnEntity(id.to_string()));
-        }
-        Self::status_in(record)
+        Self::status_in(self.existing(id).await?)
     }
 
     /// The status `record` holds, its output decoded as `T`.
