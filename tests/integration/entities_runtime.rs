@@ -395,6 +395,25 @@ fn on_postgres_two_workers_apply_every_operation_exactly_once() {
         serde_json::from_slice::<serde_json::Value>(&record.input).unwrap(),
         serde_json::json!({"balance": 600, "applied": 600})
     );
+    // Readable in psql: the state is the `input` column of the entity's row.
+    let url = database.url().to_owned();
+    let (orchestrator, balance): (String, String) = std::thread::spawn(move || {
+        let mut sql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let row = sql
+            .query_one(
+                "SELECT orchestrator, input->>'balance' FROM durable.instances \
+                 WHERE convert_from(id, 'UTF8') = '@Account@shared'",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        (orchestrator.as_str(), balance.as_str()),
+        ("@Account", "600")
+    );
 }
 
 #[test]
