@@ -174,7 +174,8 @@ impl<O: Orchestrator> Instance<O> {
     ///
     /// [`Error::Failed`] if it failed, [`Error::Stalled`] if it stalled,
     /// [`Error::Terminated`] if it was terminated, and [`Error::Timeout`] if it has not
-    /// finished within `timeout`; [`Error::IsAnEntity`] if the id is an entity's; as [`status`](Self::status) if its state cannot be read.
+    /// finished within `timeout`; [`Error::IsAnEntity`] if the id is an entity's; as
+    /// [`status`](Self::status) if its state cannot be read.
     /// If the store starts refusing every write (a failed fsync; see
     /// [`StoreError::Poisoned`](crate::StoreError::Poisoned)), the runtime halts, and for
     /// an instance not finished by then this returns that error ([`Error::Store`]) at
