@@ -19,12 +19,12 @@
 //! An entity exists once operated on: the commit that sends its first operation (a
 //! client's signal, another entity's turn) writes its record, `Pending` with no state,
 //! expecting the id absent (`Commit::expected`), so two senders creating it at once
-//! create it once (fjall refuses the other's commit, which goes again as a plain message;
-//! PostgreSQL keeps the existing row and writes the rest). Within one process, a sender
-//! reads the entity absent and writes its record only under the start guard of its id
-//! ([`Creating`]): a record written expecting the entity absent must never share a store
-//! call with a later turn of the entity, since PostgreSQL's apply then keeps the existing
-//! row over the turn's state too.
+//! create it once: the store refuses the other's commit (with the whole call it is in),
+//! and it goes again as a plain message. Within one process, a client reads the entity
+//! absent and writes its record under the start guard of its id ([`Creating`]), waiting
+//! for another sender holding it; a turn does not wait, and writes the record expecting
+//! it absent all the same (see [`create_if_absent`]): a message committed without its
+//! entity's record would be dropped on delivery.
 //!
 //! The state is the record, rewritten by each turn and handed forward (DTFx keeps entity
 //! state in a record passed from one batch to the next, not in a history): nothing grows
@@ -406,11 +406,17 @@ async fn send_signal<'e>(
     Ok(())
 }
 
-/// Adds to `commit` the record of entity `id` if it has none, expecting it absent; when it
-/// does, returns the guard that keeps every other sender in this process from making it
-/// too, to hold until the commit is durable (see [`Creating`]). `wait` says whether to
-/// wait for a sender making it now (a client) or to count on it (a turn, which must not
-/// wait on others while it holds a turn slot).
+/// Adds to `commit` the record of entity `id` if it has none, expecting it absent, and
+/// returns the guard that keeps every other sender in this process from making it too, to
+/// hold until the commit is durable (see [`Creating`]). `wait` says whether to wait for a
+/// sender making it now (a client) or not (a turn, which must not wait on others while it
+/// holds a turn slot and maybe guards of its own): a turn that finds the guard held reads
+/// the record all the same, and adds it, expecting it absent, without a guard (`None`).
+/// Counting on the other sender to make it would lose the turn's message: delivered at
+/// once, it may reach its entity before the record is durable, and a message for an
+/// instance without a record is dropped. If the other sender makes it first, the store
+/// refuses this commit (with the whole call it is in: no turn beside it is written
+/// without it), and the turn goes again.
 ///
 /// # Errors
 ///
@@ -428,15 +434,14 @@ pub(crate) async fn create_if_absent<'e>(
     let guard = loop {
         let released = engine.start_released();
         if engine.claim_start(&instance) {
-            break Creating {
+            break Some(Creating {
                 engine,
                 instance: instance.clone(),
-            };
+            });
         }
         if !wait {
-            // Another sender here is making it, and will have made it before this
-            // commit's message is claimed.
-            return Ok(None);
+            // Another sender here is making it: made or not when this commit is written.
+            break None;
         }
         released.await;
     };
@@ -447,7 +452,7 @@ pub(crate) async fn create_if_absent<'e>(
         .instances
         .push((instance.clone(), new_record(id, engine.now_ms())));
     commit.expected.push((instance, None));
-    Ok(Some(guard))
+    Ok(guard)
 }
 
 /// An entity being made by a commit of this process: while it lives, no other sender
