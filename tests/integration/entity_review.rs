@@ -392,3 +392,88 @@ async fn creation_storm(a: &Client, b: &Client, prefix: &str) {
         assert_eq!(t.n as usize, want, "{key} applied more than once: {t:?}");
     }
 }
+
+#[test]
+fn signals_cut_off_by_a_crash_run_once_each_after_the_restart() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let (_dir, store) = store();
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let attempted = Arc::new(AtomicU64::new(0));
+    lifetime(async {
+        let runtime = Runtime::builder(store.clone())
+            .entity::<Tally>()
+            .start()
+            .await
+            .unwrap();
+        for sender in 0..4u64 {
+            let client = runtime.client();
+            let (acknowledged, attempted) = (acknowledged.clone(), attempted.clone());
+            tokio::spawn(async move {
+                for i in 0.. {
+                    attempted.fetch_add(1, Ordering::SeqCst);
+                    let x = sender * 1_000_000 + i;
+                    if client.signal_entity(Tally::add, "k", x).await.is_ok() {
+                        acknowledged.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // The process ends here, senders and turns mid-flight.
+    });
+    let (acknowledged, attempted) = (
+        acknowledged.load(Ordering::SeqCst),
+        attempted.load(Ordering::SeqCst),
+    );
+    assert!(acknowledged > 10, "only {acknowledged} signals sent");
+    lifetime(async {
+        let runtime = Runtime::builder(store.clone())
+            .entity::<Tally>()
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        until(&client, "k", |t: &Tally| t.n >= acknowledged).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let k: Tally = until(&client, "k", |_: &Tally| true).await;
+        assert!(k.n <= attempted, "{} applied of {attempted} sent", k.n);
+        for sender in 0..4u64 {
+            let mine: Vec<u64> = (k.seen.iter().copied())
+                .filter(|x| x / 1_000_000 == sender)
+                .collect();
+            let mut sorted = mine.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(mine, sorted, "sender {sender}: out of order or twice");
+        }
+        runtime.shutdown().await;
+    });
+    assert_eq!(store.work_items().unwrap(), vec![]);
+}
+
+#[test]
+fn a_turn_signalling_an_id_a_client_may_not_use_does_not_stall_its_entity() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = Runtime::builder(store.clone())
+            .entity::<Tally>()
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let long = "k".repeat(400);
+        for key in ["a\nb", long.as_str()] {
+            client
+                .signal_entity(Tally::fan_out, "bad", (vec![key.to_string()], 1))
+                .await
+                .unwrap();
+        }
+        client.signal_entity(Tally::add, "bad", 9).await.unwrap();
+        // The ids are the client's to refuse (control character; over 256 bytes), not the
+        // turn's: its entity goes on.
+        let bad: Tally = until(&client, "bad", |t: &Tally| t.n == 1).await;
+        assert_eq!(bad.seen, vec![9]);
+        runtime.shutdown().await;
+    });
+}
