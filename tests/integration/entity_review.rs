@@ -477,3 +477,84 @@ fn a_turn_signalling_an_id_a_client_may_not_use_does_not_stall_its_entity() {
         runtime.shutdown().await;
     });
 }
+
+#[test]
+fn on_postgres_a_worker_killed_mid_flight_loses_no_acknowledged_signal_and_repeats_none() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let database = TestServer::shared().database();
+    let url = database.url().to_owned();
+    let builder = move || {
+        Runtime::builder(PostgresStore::open(&url).unwrap())
+            .entity::<Tally>()
+            .lease(Duration::from_secs(2))
+    };
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let attempted = Arc::new(AtomicU64::new(0));
+    // Worker A in a process of its own, which ends abruptly with its senders mid-flight.
+    let killed = {
+        let (builder, acknowledged, attempted) =
+            (builder.clone(), acknowledged.clone(), attempted.clone());
+        std::thread::spawn(move || {
+            lifetime(async {
+                let a = builder().start().await.unwrap();
+                for sender in 0..4u64 {
+                    let client = a.client();
+                    let (acknowledged, attempted) = (acknowledged.clone(), attempted.clone());
+                    tokio::spawn(async move {
+                        for i in 0.. {
+                            attempted.fetch_add(1, Ordering::SeqCst);
+                            let key = format!("w{}", i % 3);
+                            let x = sender * 1_000_000 + i;
+                            if client
+                                .signal_entity(Tally::add, key.as_str(), x)
+                                .await
+                                .is_ok()
+                            {
+                                acknowledged.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+            })
+        })
+    };
+    lifetime(async {
+        let b = builder().start().await.unwrap();
+        killed.join().unwrap();
+        let (acknowledged, attempted) = (
+            acknowledged.load(Ordering::SeqCst),
+            attempted.load(Ordering::SeqCst),
+        );
+        assert!(acknowledged > 10, "only {acknowledged} signals sent");
+        let client = b.client();
+        let start = Instant::now();
+        while states(&client).await.iter().map(|t| t.n).sum::<u64>() < acknowledged {
+            assert!(start.elapsed() < WAIT, "not all {acknowledged} applied");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let total = states(&client).await;
+        let n: u64 = total.iter().map(|t| t.n).sum();
+        assert!(n <= attempted, "{n} applied of {attempted} sent");
+        for t in &total {
+            let mut sorted = t.seen.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), t.seen.len(), "an operation applied twice");
+        }
+        b.shutdown().await;
+    });
+}
+
+/// The states of `w0`, `w1` and `w2`.
+async fn states(client: &Client) -> Vec<Tally> {
+    let mut states = Vec::new();
+    for k in 0..3 {
+        let key = format!("w{k}");
+        let state = client.entity_state::<Tally>(key.as_str()).await.unwrap();
+        states.push(state.unwrap_or_default());
+    }
+    states
+}
