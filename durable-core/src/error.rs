@@ -6,6 +6,7 @@ use std::time::Duration;
 use durable_store::{Failure, FailureKind, StatusKind, StoreError};
 use serde::de::DeserializeOwned;
 
+use crate::entity::EntityId;
 use crate::failure;
 use crate::payload::{self, PayloadError, PayloadTooLarge};
 use crate::runtime::UnregisteredCallee;
@@ -137,6 +138,43 @@ pub enum Error {
     /// The runtime was shut down.
     #[error("the runtime is shut down")]
     ShutDown,
+    /// The id is an entity's (`@Name@key`), not an orchestration instance's: an entity
+    /// has no orchestration status and never finishes. Every client call on an
+    /// orchestration instance (status, wait, events, terminate, suspend, resume, purge,
+    /// restart, position) returns it for an entity's id; use the entity calls
+    /// (`signal_entity`, `entity_state`, `delete_entity`).
+    #[error(
+        "`{0}` is an entity, not an orchestration instance; read its state with `Client::entity_state`"
+    )]
+    IsAnEntity(String),
+    /// The entity type is not registered with this runtime.
+    #[error(
+        "entity `{0}` is not registered with this runtime; add it with `RuntimeBuilder::entity::<{0}>()`"
+    )]
+    UnregisteredEntity(String),
+    /// An entity id named an entity of another type than the operation's.
+    #[error(
+        "`{id}` is not an entity of type `{expected}`; name it by its key, or by an id `@{expected}@key`"
+    )]
+    WrongEntityType {
+        /// The id given.
+        id: EntityId,
+        /// The operation's entity type.
+        expected: &'static str,
+    },
+    /// The stored state of an entity does not decode as its type (the type changed
+    /// incompatibly since it was written); nothing was changed.
+    #[error(
+        "the stored state of entity `{entity}` does not decode as its type: {error}; give the \
+         fields added since `#[serde(default)]`, or deploy code whose type reads it"
+    )]
+    UndecodableEntityState {
+        /// The entity.
+        entity: EntityId,
+        /// Why it does not decode.
+        #[source]
+        error: PayloadError,
+    },
 }
 
 /// Why an instance id is refused ([`Error::InvalidInstanceId`]).

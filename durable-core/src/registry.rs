@@ -8,6 +8,7 @@ use std::sync::Arc;
 use durable_store::Failure;
 
 use crate::activity_context::ActivityContext;
+use crate::entity::{Dispatched, Entity, EntityError, EntityId};
 use crate::failure;
 use crate::handle::{Activity, BoxFuture, Callee, Orchestrator};
 use crate::orchestration_context::OrchestrationContext;
@@ -25,6 +26,16 @@ pub(crate) struct OrchestratorEntry {
     pub(crate) start: fn(OrchestrationContext, &[u8]) -> Result<ErasedFuture, Failure>,
 }
 
+/// A registered entity type: its pure step, type-erased ([`Entity::dispatch`]).
+pub(crate) struct EntityEntry {
+    handle: TypeId,
+    pub(crate) dispatch: EntityDispatch,
+}
+
+/// [`Entity::dispatch`] of one entity type.
+pub(crate) type EntityDispatch =
+    fn(&EntityId, Option<&[u8]>, &str, &[u8]) -> Result<Dispatched, EntityError>;
+
 pub(crate) struct ActivityEntry {
     handle: TypeId,
     pub(crate) start: fn(ActivityContext, &[u8]) -> Result<ErasedFuture, Failure>,
@@ -35,6 +46,8 @@ pub(crate) struct Registry {
     /// By name, then version.
     orchestrators: HashMap<&'static str, BTreeMap<u32, OrchestratorEntry>>,
     activities: HashMap<&'static str, ActivityEntry>,
+    /// By [`Entity::NAME`].
+    entities: HashMap<&'static str, EntityEntry>,
     state: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     /// Names registered twice by different handles; reported when the runtime starts.
     duplicates: Vec<&'static str>,
@@ -48,6 +61,7 @@ impl std::fmt::Debug for Registry {
                 &self.orchestrators.keys().collect::<Vec<_>>(),
             )
             .field("activities", &self.activities.keys().collect::<Vec<_>>())
+            .field("entities", &self.entities.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -161,6 +175,30 @@ impl Registry {
         {
             self.duplicates.push(A::NAME);
         }
+    }
+
+    pub(crate) fn add_entity<E: Entity>(&mut self) {
+        let entry = EntityEntry {
+            handle: TypeId::of::<E>(),
+            dispatch: E::dispatch,
+        };
+        if let Some(old) = self.entities.insert(E::NAME, entry)
+            && old.handle != TypeId::of::<E>()
+        {
+            self.duplicates.push(E::NAME);
+        }
+    }
+
+    /// Entity type `name` ([`Entity::NAME`]).
+    pub(crate) fn entity(&self, name: &str) -> Option<&EntityEntry> {
+        self.entities.get(name)
+    }
+
+    /// The names of the registered entity types, sorted.
+    pub(crate) fn entity_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.entities.keys().map(|n| n.to_string()).collect();
+        names.sort();
+        names
     }
 
     pub(crate) fn add_state<T: Send + Sync + 'static>(&mut self, value: T) {

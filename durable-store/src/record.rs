@@ -237,6 +237,21 @@ pub enum Event {
         /// Why it was set aside: the decode error, naming the type the wait expects.
         reason: String,
     },
+    /// An operation for an entity (an instance whose id is `@name@key`): the message a
+    /// signal sends. Never in a history: an entity's turn runs it on the state its record
+    /// holds and consumes the message. (Last of the variants, so every record written
+    /// before entities existed reads as before.)
+    EntityOperation {
+        /// The operation's name.
+        operation: String,
+        /// Encoded input.
+        input: Vec<u8>,
+        /// The instance that sent it (an entity or an orchestration); `None` for a client.
+        sender: Option<String>,
+        /// Not to run before this time, milliseconds since the Unix epoch (a scheduled
+        /// signal); `None` to run at once.
+        at_ms: Option<u64>,
+    },
 }
 
 /// The lifecycle state of an instance.

@@ -6,6 +6,8 @@ mod checkpoints;
 mod common;
 mod crash;
 mod entities;
+mod entities_runtime;
+mod entity_review;
 mod faults;
 mod fuzz;
 mod incarnation;

@@ -21,6 +21,7 @@ const SHARED_STORE_POLL: Duration = Duration::from_millis(100);
 /// holds, where another runtime on the same handle may run it.
 const OTHER_WORKER_POLL: Duration = Duration::from_secs(1);
 use crate::position::Position;
+use crate::runtime::entities::ENTITY_MARKER;
 
 /// The state of an instance, with its output decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,7 +174,8 @@ impl<O: Orchestrator> Instance<O> {
     ///
     /// [`Error::Failed`] if it failed, [`Error::Stalled`] if it stalled,
     /// [`Error::Terminated`] if it was terminated, and [`Error::Timeout`] if it has not
-    /// finished within `timeout`; as [`status`](Self::status) if its state cannot be read.
+    /// finished within `timeout`; [`Error::IsAnEntity`] if the id is an entity's; as
+    /// [`status`](Self::status) if its state cannot be read.
     /// If the store starts refusing every write (a failed fsync; see
     /// [`StoreError::Poisoned`](crate::StoreError::Poisoned)), the runtime halts, and for
     /// an instance not finished by then this returns that error ([`Error::Store`]) at
@@ -185,6 +187,11 @@ impl<O: Orchestrator> Instance<O> {
     /// otherwise.
     pub async fn wait(&self, timeout: Duration) -> Result<O::Output, Error> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // An entity runs here as an instance does, and never finishes: refused at once
+        // (only ids of the entity form pay the read).
+        if self.id.starts_with(ENTITY_MARKER) {
+            self.status().await?;
+        }
         let id = || self.id.clone();
         let engine = &self.client.engine;
         // The record the instance finished or stalled with here, as its watch told it.

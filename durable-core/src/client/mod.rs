@@ -6,6 +6,7 @@
 //! course, [`query`] listing and purge filters; the rules for ids are in `crate::instance_id`.
 
 mod control;
+mod entities;
 pub(crate) mod instance;
 pub(crate) mod query;
 
@@ -25,6 +26,7 @@ use crate::payload::{self, PayloadError};
 use crate::position::Position;
 use crate::replay::state::Run;
 use crate::runtime::engine::{Engine, Recipient};
+use crate::runtime::entities::is_entity;
 
 /// A raised event an instance set aside: its payload did not decode as the type the
 /// orchestrator waits for. See [`Client::set_aside_events`].
@@ -186,11 +188,16 @@ impl Client {
         Ok(self.engine.store().instance(id)?)
     }
 
-    /// The record of instance `id`, which must exist.
+    /// The record of orchestration instance `id`, which must exist: an entity's is
+    /// refused ([`Error::IsAnEntity`]), so no orchestration call (a status, a wait, an
+    /// event, a terminate, a purge...) takes an entity for an instance.
     async fn existing(&self, id: &str) -> Result<InstanceRecord, Error> {
-        self.record(id)
-            .await?
-            .ok_or_else(|| Error::InstanceNotFound(id.to_string()))
+        let record =
+            (self.record(id).await?).ok_or_else(|| Error::InstanceNotFound(id.to_string()))?;
+        if is_entity(id, &record) {
+            return Err(Error::IsAnEntity(id.to_string()));
+        }
+        Ok(record)
     }
 
     /// Where instance `id` stands in its code: the steps whose results it has not had

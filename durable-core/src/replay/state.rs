@@ -407,7 +407,9 @@ impl ReplayState {
             | Event::ContinuedAsNew { .. }
             | Event::TerminateRequested { .. }
             | Event::SuspendRequested { .. }
-            | Event::ResumeRequested => {}
+            | Event::ResumeRequested
+            // Entities' messages: never in an orchestration's history.
+            | Event::EntityOperation { .. } => {}
         }
         true
     }

@@ -59,6 +59,7 @@ use durable_store::Store;
 
 use crate::client::Client;
 use crate::clock::{Clock, SystemClock};
+use crate::entity::Entity;
 use crate::error::Error;
 use crate::handle::{Activity, Orchestrator};
 use crate::registry::Registry;
@@ -66,6 +67,7 @@ use crate::registry::Registry;
 mod activities;
 mod control;
 pub(crate) mod engine;
+pub(crate) mod entities;
 mod group_commit;
 mod inbox;
 mod lease;
@@ -122,6 +124,15 @@ impl RuntimeBuilder {
     /// Registers an activity by its handle (the function `#[activity]` annotates).
     pub fn activity<A: Activity>(mut self, _activity: A) -> Self {
         self.registry.add_activity::<A>();
+        self
+    }
+
+    /// Registers an entity type: a state type whose `impl` block carries `#[entity]`,
+    /// named by its type, `.entity::<Account>()`. The runtime then runs the operations
+    /// signalled to entities of that type (`@Account@key`); on a store other processes
+    /// share, it claims only entities of the types registered here.
+    pub fn entity<E: Entity>(mut self) -> Self {
+        self.registry.add_entity::<E>();
         self
     }
 

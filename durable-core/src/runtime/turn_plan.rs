@@ -6,6 +6,7 @@ use durable_store::{ActivityTask, Commit, Event, Failure, HistoryAppend, Instanc
 use durable_store::{ParentLink, Status, StoreError, WorkItem};
 
 use super::engine::Engine;
+use super::entities;
 use super::inbox::{Delivery, Recipient, Run};
 use super::outbox::{Outbox, consumed};
 use super::timer_arming::TimerToArm;
@@ -31,6 +32,8 @@ pub(in crate::runtime) enum Plan {
     Stall(Box<StallPlan>),
     /// The instance's orchestrator is missing and the runtime fails such instances.
     Fail(Box<FailPlan>),
+    /// The instance is an entity ([`super::entities`]): its record.
+    Entity(Box<InstanceRecord>),
 }
 
 /// A client's request to apply ([`super::control`]).
@@ -98,6 +101,9 @@ pub(in crate::runtime) fn plan(
             Some(record) => (None, record),
         },
     };
+    if entities::is_entity(instance, &record) {
+        return Ok(Plan::Entity(Box::new(record)));
+    }
     if record.status.is_terminal() {
         return Ok(Plan::AckOnly);
     }

@@ -15,6 +15,7 @@ use super::activities;
 use super::control;
 use super::engine::RETRY_DELAY;
 use super::engine::{Busy, Cached, Engine};
+use super::entities;
 use super::inbox::Delivery;
 use super::lease;
 use super::turn_plan::{self, Plan, Turned};
@@ -126,6 +127,7 @@ async fn without_orchestrator(
         Plan::Request(request) => control::apply(engine, instance, &messages[0], *request).await,
         Plan::Stall(stall) => verdicts::stall(engine, instance, *stall, messages).await,
         Plan::Fail(fail) => verdicts::fail(engine, instance, *fail, messages).await,
+        Plan::Entity(record) => entities::turn(engine, instance, messages, *record).await,
         Plan::Commit(_) => unreachable!("a turn to commit runs the orchestrator"),
     }
 }

@@ -63,6 +63,7 @@ pub(super) fn event_kind(event: &Event) -> &'static str {
         Event::SuspendRequested { .. } => "SuspendRequested",
         Event::ResumeRequested => "ResumeRequested",
         Event::EventSetAside { .. } => "EventSetAside",
+        Event::EntityOperation { .. } => "EntityOperation",
     }
 }
 
@@ -72,7 +73,8 @@ pub(super) fn event_payload(event: &Event) -> Option<&str> {
         Event::Started { input, .. }
         | Event::ActivityScheduled { input, .. }
         | Event::SubOrchestrationScheduled { input, .. }
-        | Event::ContinuedAsNew { input } => Some(input),
+        | Event::ContinuedAsNew { input }
+        | Event::EntityOperation { input, .. } => Some(input),
         Event::ActivityCompleted { output, .. }
         | Event::SubOrchestrationCompleted { output, .. }
         | Event::Completed { output } => Some(output),

@@ -16,6 +16,7 @@ use durable_store::{
 };
 use tokio::sync::{Notify, watch};
 
+use super::super::entities;
 use super::super::inbox::Delivery;
 use super::super::lease::{self, REJOIN_WAIT};
 use super::super::outbox::consumed;
@@ -114,9 +115,20 @@ fn hold_written(held: &Mutex<HashMap<String, StatusKind>>, commit: &Commit) {
 /// [`Unregistered`](super::super::Unregistered) decides).
 pub(super) fn claim_filter(store: &dyn Store, registry: &Registry) -> ClaimFilter {
     if store.is_shared() {
+        // An entity's record names `@Name`, version 0 (see `runtime/entities.rs`).
+        let entities = registry
+            .entity_names()
+            .into_iter()
+            .map(|n| entities::marker(&n));
+        let mut orchestrators = registry.orchestrator_names();
+        let mut versions = registry.orchestrator_versions();
+        for marker in entities {
+            orchestrators.push(marker.clone());
+            versions.push((marker, 0));
+        }
         ClaimFilter::default()
-            .orchestrators(registry.orchestrator_names())
-            .versions(registry.orchestrator_versions())
+            .orchestrators(orchestrators)
+            .versions(versions)
             .activities(registry.activity_names())
     } else {
         ClaimFilter::default()
@@ -396,12 +408,13 @@ impl Engine {
             commit
                 .instances
                 .iter()
-                .filter(|(_, record)| {
+                .filter(|(id, record)| {
                     matches!(record.status, Status::Pending)
                         && self
                             .registry
                             .orchestrator(&record.orchestrator, record.version)
                             .is_none()
+                        && !entities::is_registered(&self.registry, id, record)
                 })
                 .map(|(id, _)| id.clone())
                 .collect()
