@@ -176,6 +176,14 @@ impl EntityContext {
                 return;
             }
         };
+        if let Err(e) = crate::instance_id::check_instance_id(&target.to_string()) {
+            self.refused = Some(SignalRefusal::InvalidTarget {
+                target,
+                operation,
+                reason: e.to_string(),
+            });
+            return;
+        }
         match payload::encode(input) {
             Ok(input) => self.signals.push(Signal {
                 target,

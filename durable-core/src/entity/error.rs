@@ -144,6 +144,18 @@ pub enum SignalRefusal {
         /// The entity type the signalled operation belongs to.
         expected: &'static str,
     },
+    /// The target's id cannot name an instance of the store (a key with control
+    /// characters, or an id over [`MAX_INSTANCE_ID_LEN`](crate::MAX_INSTANCE_ID_LEN)
+    /// bytes): the client refuses the same id with `Error::InvalidInstanceId`.
+    #[error("its signal `{operation}` names `{target:?}`, which cannot be stored: {reason}")]
+    InvalidTarget {
+        /// The signal's target.
+        target: EntityId,
+        /// The signalled operation.
+        operation: &'static str,
+        /// Why the id cannot be stored, and what to do.
+        reason: String,
+    },
     /// The signal's input does not encode as JSON.
     #[error("the input of its signal `{operation}` to `{target}` does not encode: {error}")]
     UnencodableInput {

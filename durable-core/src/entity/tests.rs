@@ -350,6 +350,26 @@ fn signals_are_recorded_in_order_with_their_time_and_checked() {
             .starts_with("operation `send_tally` of entity `@Account@alice` was dropped: the input of its signal `tally` to `@Account@bob` does not encode: "),
         "{error}"
     );
+    // An id the store cannot hold (a control character; over 256 bytes), which the
+    // client refuses too, fails the operation that signals it, its state change dropped.
+    let long = "k".repeat(300);
+    for to in ["a\nb", long.as_str()] {
+        let input = serde_json::json!([to, 0]).to_string();
+        let error = alice.run("transfer", &input).unwrap_err();
+        let EntityError::BadSignal { refusal, .. } = &error else {
+            panic!("{error:?}");
+        };
+        assert!(
+            matches!(
+                &**refusal,
+                SignalRefusal::InvalidTarget {
+                    operation: "deposit",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
     let error = alice.run("unencodable", "null").unwrap_err();
     assert!(
         matches!(
