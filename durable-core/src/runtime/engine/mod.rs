@@ -380,8 +380,8 @@ impl Engine {
         let (lease, commit) = self.commit_leased(commit).await?;
         // An instance the commit created (a start or restart) is new here: its record is
         // what its first turn needs, so that turn does not read it back from the store.
-        // Not an entity's: a store may keep an existing entity's record over the one a
-        // signal wrote expecting it absent (PostgreSQL does), so only a read tells.
+        // Not an entity's: its record is made by whichever sender's commit comes first,
+        // and its turns keep their own in the cache (`runtime/entities.rs`).
         if let Some((_, record)) = commit.instances.iter().find(|(id, _)| id == instance)
             && record.history_len == 0
             && !super::entities::is_entity(instance, record)
