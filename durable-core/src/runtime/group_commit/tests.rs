@@ -11,6 +11,43 @@ use durable_store::{WorkItem, WorkerId};
 
 use super::*;
 
+/// The `Store` methods the test stores below take from their `inner` memory store as they
+/// are: each store changes only how it commits.
+macro_rules! forward_to_inner {
+    () => {
+        fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+            self.inner.instance(id)
+        }
+        fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+            self.inner.instances()
+        }
+        fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+            self.inner.history(id)
+        }
+        fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
+            self.inner.work_items()
+        }
+        fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.progress(key)
+        }
+        fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
+            self.inner.join(lease)
+        }
+        fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
+            self.inner.renew(worker, lease)
+        }
+        fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
+            self.inner.leave(worker)
+        }
+        fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
+            self.inner.claim(worker, filter)
+        }
+        fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
+            self.inner.reserve_work_ids(count)
+        }
+    };
+}
+
 /// A memory store whose first commit waits until the test lets it go, so the commits
 /// submitted meanwhile are written together as one batch.
 #[derive(Default)]
@@ -29,36 +66,7 @@ impl Store for HeldFirst {
         }
         self.inner.commit(commits)
     }
-    fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        self.inner.instance(id)
-    }
-    fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
-        self.inner.instances()
-    }
-    fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
-        self.inner.history(id)
-    }
-    fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
-        self.inner.work_items()
-    }
-    fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.progress(key)
-    }
-    fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
-        self.inner.join(lease)
-    }
-    fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
-        self.inner.renew(worker, lease)
-    }
-    fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
-        self.inner.leave(worker)
-    }
-    fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
-        self.inner.claim(worker, filter)
-    }
-    fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
-        self.inner.reserve_work_ids(count)
-    }
+    forward_to_inner!();
 }
 
 fn put(key: &str) -> Commit {
@@ -125,36 +133,7 @@ impl Store for TwoAtOnce {
     fn commit_concurrency(&self) -> usize {
         2
     }
-    fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        self.inner.instance(id)
-    }
-    fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
-        self.inner.instances()
-    }
-    fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
-        self.inner.history(id)
-    }
-    fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
-        self.inner.work_items()
-    }
-    fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.progress(key)
-    }
-    fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
-        self.inner.join(lease)
-    }
-    fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
-        self.inner.renew(worker, lease)
-    }
-    fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
-        self.inner.leave(worker)
-    }
-    fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
-        self.inner.claim(worker, filter)
-    }
-    fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
-        self.inner.reserve_work_ids(count)
-    }
+    forward_to_inner!();
 }
 
 #[tokio::test]
