@@ -252,6 +252,110 @@ pub enum Event {
         /// signal); `None` to run at once.
         at_ms: Option<u64>,
     },
+    // Orchestrations and entities (issue 14, step 3). The variants below come after
+    // `EntityOperation`, so every record written before them reads as before. "History"
+    // marks an event of an orchestration's history; "message" one sent as a
+    // `WorkItem::Message`; some are both (a message appended to the history it reaches).
+    /// History: the orchestrator called `operation` of the entity `entity` (its instance
+    /// id, `@Name@key`) as step `seq`, two-way: its result comes back as
+    /// [`EntityCompleted`](Event::EntityCompleted) or [`EntityFailed`](Event::EntityFailed).
+    EntityCalled {
+        /// Step number.
+        seq: u64,
+        /// The entity's instance id.
+        entity: String,
+        /// The operation's name.
+        operation: String,
+        /// Encoded input.
+        input: Vec<u8>,
+        /// Where the orchestrator issued the call.
+        site: Site,
+    },
+    /// History: the orchestrator signalled `operation` of `entity` one-way as step `seq`
+    /// (sent as an [`EntityOperation`](Event::EntityOperation) with the orchestration as
+    /// its sender).
+    EntitySignaled {
+        /// Step number.
+        seq: u64,
+        /// The entity's instance id.
+        entity: String,
+        /// The operation's name.
+        operation: String,
+        /// Encoded input.
+        input: Vec<u8>,
+        /// Not to run before this time, milliseconds since the Unix epoch; `None` at once.
+        at_ms: Option<u64>,
+        /// Where the orchestrator sent it.
+        site: Site,
+    },
+    /// Message to an entity: a two-way call from an orchestration. The entity runs the
+    /// operation and answers `caller` (its instance, incarnation and generation, and the
+    /// step `seq` that called) with `EntityCompleted` or `EntityFailed`.
+    EntityCall {
+        /// The operation's name.
+        operation: String,
+        /// Encoded input.
+        input: Vec<u8>,
+        /// The orchestration that called, and its step.
+        caller: ParentLink,
+    },
+    /// Message to an orchestration, then in its history: the entity call of step `seq`
+    /// returned `Ok`.
+    EntityCompleted {
+        /// Step the result belongs to.
+        seq: u64,
+        /// Encoded output.
+        output: Vec<u8>,
+    },
+    /// Message to an orchestration, then in its history: the entity call of step `seq`
+    /// failed (the operation returned `Err`, panicked, or could not run).
+    EntityFailed {
+        /// Step the failure belongs to.
+        seq: u64,
+        /// What went wrong.
+        failure: Failure,
+    },
+    /// History: the orchestrator asked, as step `seq`, to lock `entities` (instance ids,
+    /// sorted and without duplicates: the global order that keeps two critical sections
+    /// from deadlocking, as in DTFx's `EmitAcquireMessage`).
+    EntityLockRequested {
+        /// Step number.
+        seq: u64,
+        /// The entities' instance ids, sorted, no duplicates.
+        entities: Vec<String>,
+        /// Where the orchestrator asked.
+        site: Site,
+    },
+    /// Message to `entities[position]`: lock yourself for `owner` (the orchestration and
+    /// its lock step), then send this on to `entities[position + 1]`, or, from the last,
+    /// answer `owner` with [`EntityLockGranted`](Event::EntityLockGranted).
+    EntityLock {
+        /// The orchestration that asks, and the step of its lock request.
+        owner: ParentLink,
+        /// Every entity of the request, sorted, no duplicates.
+        entities: Vec<String>,
+        /// Which of `entities` this message is for.
+        position: u32,
+    },
+    /// Message to an orchestration, then in its history: every entity of the lock
+    /// request of step `seq` is locked for it.
+    EntityLockGranted {
+        /// The lock request's step.
+        seq: u64,
+    },
+    /// History: the orchestrator released the locks of its lock request of step
+    /// `lock_seq` (the critical section ended, or the orchestration did), sending
+    /// [`EntityUnlock`](Event::EntityUnlock) to each entity.
+    EntityLocksReleased {
+        /// The lock request's step.
+        lock_seq: u64,
+    },
+    /// Message to an entity: the critical section of `owner` (its lock step in `seq`)
+    /// ended; the entity runs what waited for it.
+    EntityUnlock {
+        /// The orchestration that held the lock, and the step of its lock request.
+        owner: ParentLink,
+    },
 }
 
 /// The lifecycle state of an instance.

@@ -125,7 +125,7 @@ pub(in crate::runtime) enum HandOver {
     /// Queued for the instance's next turn; `spawn_turns` if no turn task runs for it.
     Queued { spawn_turns: bool },
     /// Not queued (the instance will not turn soon): the delivery, to store instead.
-    Refused(Delivery),
+    Refused(Box<Delivery>),
 }
 
 /// Per-instance queue of events not yet turned.
@@ -296,7 +296,7 @@ impl Inboxes {
         let mut open = lock(&self.0);
         let inbox = open.inboxes.entry(instance.to_string()).or_default();
         if !runnable || inbox.stalled || inbox.suspended {
-            return HandOver::Refused(delivery);
+            return HandOver::Refused(Box::new(delivery));
         }
         inbox.messages.push(delivery);
         HandOver::Queued {

@@ -64,6 +64,16 @@ pub(super) fn event_kind(event: &Event) -> &'static str {
         Event::ResumeRequested => "ResumeRequested",
         Event::EventSetAside { .. } => "EventSetAside",
         Event::EntityOperation { .. } => "EntityOperation",
+        Event::EntityCalled { .. } => "EntityCalled",
+        Event::EntitySignaled { .. } => "EntitySignaled",
+        Event::EntityCall { .. } => "EntityCall",
+        Event::EntityCompleted { .. } => "EntityCompleted",
+        Event::EntityFailed { .. } => "EntityFailed",
+        Event::EntityLockRequested { .. } => "EntityLockRequested",
+        Event::EntityLock { .. } => "EntityLock",
+        Event::EntityLockGranted { .. } => "EntityLockGranted",
+        Event::EntityLocksReleased { .. } => "EntityLocksReleased",
+        Event::EntityUnlock { .. } => "EntityUnlock",
     }
 }
 
@@ -74,21 +84,31 @@ pub(super) fn event_payload(event: &Event) -> Option<&str> {
         | Event::ActivityScheduled { input, .. }
         | Event::SubOrchestrationScheduled { input, .. }
         | Event::ContinuedAsNew { input }
-        | Event::EntityOperation { input, .. } => Some(input),
+        | Event::EntityOperation { input, .. }
+        | Event::EntityCalled { input, .. }
+        | Event::EntitySignaled { input, .. }
+        | Event::EntityCall { input, .. } => Some(input),
         Event::ActivityCompleted { output, .. }
         | Event::SubOrchestrationCompleted { output, .. }
+        | Event::EntityCompleted { output, .. }
         | Event::Completed { output } => Some(output),
         Event::Recorded { value, .. } => Some(value),
         Event::EventRaised { payload, .. } | Event::EventSetAside { payload, .. } => Some(payload),
         Event::CustomStatusSet { status } => Some(status),
         Event::ActivityFailed { failure, .. }
         | Event::SubOrchestrationFailed { failure, .. }
+        | Event::EntityFailed { failure, .. }
         | Event::Failed { failure } => failure_payload(&failure.kind),
         Event::TimerCreated { .. }
         | Event::TimerFired { .. }
         | Event::TerminateRequested { .. }
         | Event::SuspendRequested { .. }
-        | Event::ResumeRequested => None,
+        | Event::ResumeRequested
+        | Event::EntityLockRequested { .. }
+        | Event::EntityLock { .. }
+        | Event::EntityLockGranted { .. }
+        | Event::EntityLocksReleased { .. }
+        | Event::EntityUnlock { .. } => None,
     };
     json_of(bytes)
 }

@@ -456,7 +456,10 @@ impl Engine {
                 }
                 None
             }
-            HandOver::Refused(delivery) => Some(Outgoing { instance, delivery }),
+            HandOver::Refused(delivery) => Some(Outgoing {
+                instance,
+                delivery: *delivery,
+            }),
         }
     }
 
