@@ -4,7 +4,7 @@
 //! database, and with the `postgres` feature `PostgresStore` on a PostgreSQL server
 //! (with `testing` too, `TestServer` runs a throwaway one for tests). With the `testing`
 //! feature, `MemoryStore` implements it in memory,
-//! `FaultyStore` makes chosen calls of another store fail, and `conformance::run` checks
+//! `FaultyStore` makes chosen calls of another store fail, `StoreLayer` changes a few, and `conformance::run` checks
 //! any implementation.
 #![warn(missing_docs)]
 
@@ -15,6 +15,8 @@ mod fault;
 mod fjall_store;
 mod hash;
 mod keys;
+#[cfg(feature = "testing")]
+mod layer;
 pub mod lease;
 #[cfg(feature = "testing")]
 mod memory_store;
@@ -31,6 +33,8 @@ pub use error::{KeyKind, ServerProblem, StoreError};
 #[cfg(feature = "testing")]
 pub use fault::{Call, FaultSwitch, FaultyStore};
 pub use fjall_store::{FORMAT_VERSION, FjallStore};
+#[cfg(feature = "testing")]
+pub use layer::{Layered, StoreLayer};
 pub use lease::{Claim, ClaimFilter, ClaimedInstance, CommitLease, Holding, WorkerId};
 #[cfg(feature = "testing")]
 pub use memory_store::MemoryStore;

@@ -9,9 +9,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use durable_core::{ActivityContext, OrchestrationContext, Runtime, activity, orchestrator};
-use durable_store::{Claim, ClaimFilter, Commit, Event, InstanceCursor, InstanceFilter};
-use durable_store::{InstancePage, InstanceRecord, PostgresStore, StatusCounts, Store};
-use durable_store::{StoreError, TestServer, WorkId, WorkItem, WorkerId};
+use durable_store::{Claim, ClaimFilter, Commit, Event, Layered, PostgresStore, Store};
+use durable_store::{StoreError, StoreLayer, TestServer, WorkerId};
 
 use crate::common::lifetime;
 
@@ -139,7 +138,10 @@ impl Freezable {
     }
 }
 
-impl Store for Freezable {
+impl StoreLayer for Freezable {
+    fn inner(&self) -> &dyn Store {
+        &self.inner
+    }
     fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
         let turn = (commits.iter())
             .any(|commit| commit.history.iter().any(|append| append.instance == "p"));
@@ -160,41 +162,6 @@ impl Store for Freezable {
         }
         result
     }
-    fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        self.inner.instance(id)
-    }
-    fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
-        self.inner.instances()
-    }
-    fn list_instances(
-        &self,
-        filter: &InstanceFilter,
-        after: Option<&InstanceCursor>,
-        limit: usize,
-    ) -> Result<InstancePage, StoreError> {
-        self.inner.list_instances(filter, after, limit)
-    }
-    fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
-        self.inner.count_by_status()
-    }
-    fn live_instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
-        self.inner.live_instances()
-    }
-    fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
-        self.inner.history(id)
-    }
-    fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
-        self.inner.work_items()
-    }
-    fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.progress(key)
-    }
-    fn is_shared(&self) -> bool {
-        self.inner.is_shared()
-    }
-    fn commit_concurrency(&self) -> usize {
-        self.inner.commit_concurrency()
-    }
     fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
         self.wait_while(|frost| frost.all);
         self.inner.join(lease)
@@ -203,18 +170,9 @@ impl Store for Freezable {
         self.wait_while(|frost| frost.all);
         self.inner.renew(worker, lease)
     }
-    fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
-        self.inner.leave(worker)
-    }
     fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
         self.wait_while(|frost| frost.all);
         self.inner.claim(worker, filter)
-    }
-    fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
-        self.inner.reserve_work_ids(count)
-    }
-    fn wait_for_work(&self, timeout: Duration) -> Result<(), StoreError> {
-        self.inner.wait_for_work(timeout)
     }
 }
 
@@ -228,10 +186,10 @@ fn a_worker_frozen_past_its_lease_rejoins_and_writes_nothing_stale() {
     let open = || PostgresStore::open(database.url()).unwrap();
     let effects = Arc::new(Effects::default());
     lifetime(async {
-        let frozen = Freezable {
+        let frozen = Layered(Freezable {
             inner: open(),
             frost: Arc::default(),
-        };
+        });
         let a = worker(frozen.clone(), 1000, &effects)
             .start()
             .await

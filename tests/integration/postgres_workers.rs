@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use durable_core::{ActivityContext, OrchestrationContext, Runtime, activity, orchestrator};
-use durable_store::{Claim, ClaimFilter, Commit, Event, InstanceCursor, InstanceFilter};
-use durable_store::{InstancePage, InstanceRecord, PostgresStore, StatusCounts, Store};
-use durable_store::{StoreError, TestDatabase, TestServer, WorkId, WorkItem, WorkerId};
+use durable_store::{Claim, ClaimFilter, Commit, Event, InstanceRecord, Layered, PostgresStore};
+use durable_store::{Store, StoreError, StoreLayer, TestDatabase, TestServer, WorkItem, WorkerId};
 
 use crate::common::lifetime;
 
@@ -190,64 +189,14 @@ fn a_worker_leaves_the_tasks_of_an_activity_it_lacks_to_one_that_has_it() {
 #[derive(Clone)]
 struct SlowClaims(PostgresStore);
 
-impl Store for SlowClaims {
-    fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
-        self.0.commit(commits)
-    }
-    fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        self.0.instance(id)
-    }
-    fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
-        self.0.instances()
-    }
-    fn list_instances(
-        &self,
-        filter: &InstanceFilter,
-        after: Option<&InstanceCursor>,
-        limit: usize,
-    ) -> Result<InstancePage, StoreError> {
-        self.0.list_instances(filter, after, limit)
-    }
-    fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
-        self.0.count_by_status()
-    }
-    fn live_instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
-        self.0.live_instances()
-    }
-    fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
-        self.0.history(id)
-    }
-    fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
-        self.0.work_items()
-    }
-    fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.progress(key)
-    }
-    fn is_shared(&self) -> bool {
-        self.0.is_shared()
-    }
-    fn commit_concurrency(&self) -> usize {
-        self.0.commit_concurrency()
-    }
-    fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
-        self.0.join(lease)
-    }
-    fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
-        self.0.renew(worker, lease)
-    }
-    fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
-        self.0.leave(worker)
+impl StoreLayer for SlowClaims {
+    fn inner(&self) -> &dyn Store {
+        &self.0
     }
     fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
         let claim = self.0.claim(worker, filter);
         std::thread::sleep(Duration::from_millis(400));
         claim
-    }
-    fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
-        self.0.reserve_work_ids(count)
-    }
-    fn wait_for_work(&self, timeout: Duration) -> Result<(), StoreError> {
-        self.0.wait_for_work(timeout)
     }
 }
 
@@ -265,7 +214,7 @@ async fn until_stopped(ctx: OrchestrationContext, n: u64) -> Result<u64, String>
 fn a_worker_whose_claims_never_run_dry_keeps_its_lease() {
     let database = TestServer::shared().database();
     lifetime(async {
-        let a = Runtime::builder(SlowClaims(open(&database)))
+        let a = Runtime::builder(Layered(SlowClaims(open(&database))))
             .orchestrator(until_stopped)
             .lease(Duration::from_secs(2))
             .start()

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use durable_core::{Error, OrchestrationContext, Runtime, orchestrator};
-use durable_store::{PostgresStore, TestDatabase, TestServer};
+use durable_store::{Layered, PostgresStore, TestDatabase, TestServer};
 use tokio::task::JoinSet;
 
 use crate::common::{lifetime, store, until_suspended};
@@ -372,51 +372,24 @@ impl Lapsing {
 mod lapsing_store {
     use std::time::Duration;
 
-    use durable_store::{
-        Claim, ClaimFilter, Commit, Event, InstanceRecord, Store, StoreError, WorkId, WorkItem,
-        WorkerId,
-    };
+    use durable_store::{Commit, Store, StoreError, StoreLayer, WorkerId};
 
     use super::Lapsing;
 
-    impl Store for Lapsing {
+    impl StoreLayer for Lapsing {
+        fn inner(&self) -> &dyn Store {
+            &self.inner
+        }
         fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
             self.wait_while(|holds| holds.commits);
             self.inner.commit(commits)
         }
-        fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-            self.inner.instance(id)
-        }
-        fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
-            self.inner.instances()
-        }
-        fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
-            self.inner.history(id)
-        }
-        fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
-            self.inner.work_items()
-        }
-        fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.progress(key)
-        }
         fn is_shared(&self) -> bool {
             true
-        }
-        fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
-            self.inner.join(lease)
         }
         fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
             self.wait_while(|holds| holds.renewals);
             self.inner.renew(worker, lease)
-        }
-        fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
-            self.inner.leave(worker)
-        }
-        fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
-            self.inner.claim(worker, filter)
-        }
-        fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
-            self.inner.reserve_work_ids(count)
         }
     }
 }
@@ -427,7 +400,7 @@ mod lapsing_store {
 /// seconds for a rejoin that had already happened, refused with the stale commit).
 #[test]
 fn a_start_batched_with_a_turn_of_a_lapsed_lease_is_written_at_once() {
-    let store = std::sync::Arc::new(Lapsing::default());
+    let store = std::sync::Arc::new(Layered(Lapsing::default()));
     lifetime(async {
         let runtime = Runtime::builder(store.clone())
             .orchestrator(slow_on_go)
@@ -516,7 +489,7 @@ async fn names_child_x(ctx: OrchestrationContext, _: ()) -> Result<String, Strin
 /// turn may not write its child over the instance the start created and reported new.
 #[test]
 fn a_child_started_under_the_id_a_client_just_started_does_not_replace_it() {
-    let store = std::sync::Arc::new(Lapsing::default());
+    let store = std::sync::Arc::new(Layered(Lapsing::default()));
     lifetime(async {
         let runtime = Runtime::builder(store.clone())
             .orchestrator(names_child_x)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use durable_core::{OrchestrationContext, Runtime, orchestrator};
 use durable_store::{Claim, ClaimFilter, Commit, Event, FjallStore, Holding, Store, StoreError};
 use durable_store::{CommitLease, WorkId, WorkItem, WorkerId};
-use durable_store::{InstanceCursor, InstanceFilter, InstancePage, InstanceRecord, StatusCounts};
+use durable_store::{Layered, StoreLayer};
 
 use crate::common::{lifetime, store};
 
@@ -105,65 +105,18 @@ fn go_in(commit: &Commit) -> Option<WorkId> {
     })
 }
 
-impl Store for Gate {
+impl StoreLayer for Gate {
+    fn inner(&self) -> &dyn Store {
+        &self.inner
+    }
     fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
         self.hooks.before_commit(&self.inner, commits);
         self.inner.commit(commits)
-    }
-    fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        self.inner.instance(id)
-    }
-    fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
-        self.inner.instances()
-    }
-    fn list_instances(
-        &self,
-        filter: &InstanceFilter,
-        after: Option<&InstanceCursor>,
-        limit: usize,
-    ) -> Result<InstancePage, StoreError> {
-        self.inner.list_instances(filter, after, limit)
-    }
-    fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
-        self.inner.count_by_status()
-    }
-    fn live_instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
-        self.inner.live_instances()
-    }
-    fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
-        self.inner.history(id)
-    }
-    fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
-        self.inner.work_items()
-    }
-    fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.progress(key)
-    }
-    fn is_shared(&self) -> bool {
-        self.inner.is_shared()
-    }
-    fn commit_concurrency(&self) -> usize {
-        self.inner.commit_concurrency()
-    }
-    fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
-        self.inner.join(lease)
-    }
-    fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
-        self.inner.renew(worker, lease)
-    }
-    fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
-        self.inner.leave(worker)
     }
     fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
         let claim = self.inner.claim(worker, filter)?;
         self.hooks.after_claim(&claim);
         Ok(claim)
-    }
-    fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
-        self.inner.reserve_work_ids(count)
-    }
-    fn wait_for_work(&self, timeout: Duration) -> Result<(), StoreError> {
-        self.inner.wait_for_work(timeout)
     }
 }
 
@@ -187,10 +140,10 @@ fn an_event_sent_to_an_instance_the_sender_claims_meanwhile_arrives_once() {
         b.shutdown().await;
 
         let hooks = Arc::new(SendWhileClaimed::default());
-        let gate = Gate {
+        let gate = Layered(Gate {
             inner: store.clone(),
             hooks: hooks.clone(),
-        };
+        });
         let a = Runtime::builder(gate.clone())
             .orchestrator(two_gos)
             .start()
@@ -289,10 +242,10 @@ fn a_parent_whose_child_id_another_worker_takes_meanwhile_goes_on() {
             worker: other,
             done: Mutex::new(false),
         });
-        let gate = Gate {
+        let gate = Layered(Gate {
             inner: store.clone(),
             hooks,
-        };
+        });
         let a = Runtime::builder(gate)
             .orchestrator(adopt)
             .orchestrator(two_gos)

@@ -5,48 +5,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use durable_store::WorkId;
-use durable_store::{Claim, ClaimFilter, CommitLease, Event, InstanceRecord, MemoryStore};
-use durable_store::{WorkItem, WorkerId};
+use durable_store::{CommitLease, Layered, MemoryStore, StoreLayer};
 
 use super::*;
-
-/// The `Store` methods the test stores below take from their `inner` memory store as they
-/// are: each store changes only how it commits.
-macro_rules! forward_to_inner {
-    () => {
-        fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-            self.inner.instance(id)
-        }
-        fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
-            self.inner.instances()
-        }
-        fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
-            self.inner.history(id)
-        }
-        fn work_items(&self) -> Result<Vec<(WorkId, WorkItem)>, StoreError> {
-            self.inner.work_items()
-        }
-        fn progress(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.progress(key)
-        }
-        fn join(&self, lease: Duration) -> Result<WorkerId, StoreError> {
-            self.inner.join(lease)
-        }
-        fn renew(&self, worker: WorkerId, lease: Duration) -> Result<(), StoreError> {
-            self.inner.renew(worker, lease)
-        }
-        fn leave(&self, worker: WorkerId) -> Result<(), StoreError> {
-            self.inner.leave(worker)
-        }
-        fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
-            self.inner.claim(worker, filter)
-        }
-        fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
-            self.inner.reserve_work_ids(count)
-        }
-    };
-}
 
 /// A memory store whose first commit waits until the test lets it go, so the commits
 /// submitted meanwhile are written together as one batch.
@@ -57,7 +18,10 @@ struct HeldFirst {
     release: Mutex<Option<mpsc::Receiver<()>>>,
 }
 
-impl Store for HeldFirst {
+impl StoreLayer for HeldFirst {
+    fn inner(&self) -> &dyn Store {
+        &self.inner
+    }
     fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
         if !self.entered.swap(true, Ordering::SeqCst)
             && let Some(release) = lock(&self.release).take()
@@ -66,7 +30,6 @@ impl Store for HeldFirst {
         }
         self.inner.commit(commits)
     }
-    forward_to_inner!();
 }
 
 fn put(key: &str) -> Commit {
@@ -79,10 +42,10 @@ fn put(key: &str) -> Commit {
 #[tokio::test]
 async fn a_commit_the_store_refuses_fails_alone_not_the_batch_it_was_in() {
     let (release, held) = mpsc::channel();
-    let store = Arc::new(HeldFirst {
+    let store = Arc::new(Layered(HeldFirst {
         release: Mutex::new(Some(held)),
         ..HeldFirst::default()
-    });
+    }));
     let commits = GroupCommit::start(store.clone());
     let first = commits.submit(put("first"));
     while !store.entered.load(Ordering::SeqCst) {
@@ -114,7 +77,10 @@ struct TwoAtOnce {
     most_inside: Mutex<usize>,
 }
 
-impl Store for TwoAtOnce {
+impl StoreLayer for TwoAtOnce {
+    fn inner(&self) -> &dyn Store {
+        &self.inner
+    }
     fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
         {
             let inside = &mut *lock(&self.inside);
@@ -133,12 +99,11 @@ impl Store for TwoAtOnce {
     fn commit_concurrency(&self) -> usize {
         2
     }
-    forward_to_inner!();
 }
 
 #[tokio::test]
 async fn a_store_that_serves_two_commits_at_once_gets_two_batches_in_flight() {
-    let store = Arc::new(TwoAtOnce::default());
+    let store = Arc::new(Layered(TwoAtOnce::default()));
     let commits = GroupCommit::start(store.clone());
     let first = commits.submit(put("first"));
     while *lock(&store.inside) == 0 {
@@ -155,10 +120,10 @@ async fn a_store_that_serves_two_commits_at_once_gets_two_batches_in_flight() {
 #[tokio::test]
 async fn one_refused_commit_among_many_costs_a_few_writes_not_one_per_commit() {
     let (release, held) = mpsc::channel();
-    let store = Arc::new(HeldFirst {
+    let store = Arc::new(Layered(HeldFirst {
         release: Mutex::new(Some(held)),
         ..HeldFirst::default()
-    });
+    }));
     let commits = GroupCommit::start(store.clone());
     let first = commits.submit(put("first"));
     while !store.entered.load(Ordering::SeqCst) {
@@ -202,10 +167,10 @@ fn under(worker: WorkerId, commit: Commit) -> Commit {
 #[tokio::test]
 async fn a_commit_under_a_lapsed_lease_fails_alone_not_those_under_the_next_lease() {
     let (release, held) = mpsc::channel();
-    let store = Arc::new(HeldFirst {
+    let store = Arc::new(Layered(HeldFirst {
         release: Mutex::new(Some(held)),
         ..HeldFirst::default()
-    });
+    }));
     // The worker's lease lapsed (`old`), and it joined again (`new`).
     let lease = Duration::from_secs(60);
     let (old, new) = (store.join(lease).unwrap(), store.join(lease).unwrap());
