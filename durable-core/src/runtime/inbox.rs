@@ -121,11 +121,15 @@ pub(in crate::runtime) struct Outgoing {
 }
 
 /// What became of an activity result handed to its instance's inbox.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned once and moved into an `Outgoing` at once: a box would allocate for nothing"
+)]
 pub(in crate::runtime) enum HandOver {
     /// Queued for the instance's next turn; `spawn_turns` if no turn task runs for it.
     Queued { spawn_turns: bool },
     /// Not queued (the instance will not turn soon): the delivery, to store instead.
-    Refused(Box<Delivery>),
+    Refused(Delivery),
 }
 
 /// Per-instance queue of events not yet turned.
@@ -296,7 +300,7 @@ impl Inboxes {
         let mut open = lock(&self.0);
         let inbox = open.inboxes.entry(instance.to_string()).or_default();
         if !runnable || inbox.stalled || inbox.suspended {
-            return HandOver::Refused(Box::new(delivery));
+            return HandOver::Refused(delivery);
         }
         inbox.messages.push(delivery);
         HandOver::Queued {

@@ -456,10 +456,7 @@ impl Engine {
                 }
                 None
             }
-            HandOver::Refused(delivery) => Some(Outgoing {
-                instance,
-                delivery: *delivery,
-            }),
+            HandOver::Refused(delivery) => Some(Outgoing { instance, delivery }),
         }
     }
 
