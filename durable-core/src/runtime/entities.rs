@@ -57,6 +57,8 @@
 //! incompatibly) fails every operation the same way, so the turn is not committed: the
 //! entity's messages stay in the store, and the error is logged with what to do (add
 //! `#[serde(default)]`, or deploy code that reads the state); they run on the next start.
+//! Until then the entity is stalled in this process: nothing sent to it after them runs
+//! before them (a client's delete would reset the state they are to run on).
 //!
 //! A scheduled signal (`ctx.signal_at`) is a message like any other, carrying its time
 //! (`at_ms`): it is committed with the turn that sent it, and a turn that meets it before
@@ -233,9 +235,9 @@ fn run_batch(
                 tracing::error!(
                     entity = %id,
                     error = %error,
-                    "entity turn not run: its stored state does not decode; its operations wait \
-                     in the store for code that reads it (add `#[serde(default)]` to fields \
-                     added since), and run on the next start"
+                    "entity turn not run: its stored state does not decode; its operations, and \
+                     every message sent to it after them, wait in the store for code that reads \
+                     it (add `#[serde(default)]` to fields added since), and run on the next start"
                 );
                 return None;
             }
@@ -295,11 +297,16 @@ pub(in crate::runtime) async fn turn(
         );
         return Ok(());
     }
+    let all = messages;
     let messages: Vec<Delivery> = due.into_iter().cloned().collect();
     let messages = &messages[..];
     let stored = (!record.input.is_empty()).then(|| record.input.clone());
     let limit = engine.max_payload();
     let Some(batch) = run_batch(entry.dispatch, &id, stored, messages, limit) else {
+        // Nothing sent to it after them may run before them (a client's delete would
+        // reset the state they are to run on): the entity stalls here, and its messages
+        // wait in the store for a restart.
+        (engine.inboxes()).stall_with(instance, all.to_vec(), engine.lease_in_hand());
         return Ok(());
     };
     loop {

@@ -361,6 +361,26 @@ impl Inboxes {
         true
     }
 
+    /// The turn of `instance`, computed under the lease of `worker`, cannot run (an
+    /// entity whose stored state does not decode): `messages` go back to the head of its
+    /// inbox, and it stalls. Everything it gets from now on waits behind them, in memory
+    /// and in the store, until a restart: none of it may run before them.
+    pub(in crate::runtime) fn stall_with(
+        &self,
+        instance: &str,
+        messages: Vec<Delivery>,
+        worker: WorkerId,
+    ) {
+        let mut open = lock(&self.0);
+        if open.worker != worker {
+            return;
+        }
+        let inbox = open.inboxes.get_mut(instance).expect("busy inbox exists");
+        let newer = std::mem::replace(&mut inbox.messages, messages);
+        inbox.messages.extend(newer);
+        inbox.stalled = true;
+    }
+
     /// `instance` is suspended (its request is being committed): `hold` stores the
     /// results in its inbox, which will wait there until it resumes.
     pub(in crate::runtime) fn suspended(&self, instance: &str, hold: impl FnOnce(&mut [Delivery])) {
