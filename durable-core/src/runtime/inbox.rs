@@ -132,6 +132,10 @@ pub(in crate::runtime) enum HandOver {
 #[derive(Debug, Default)]
 struct Inbox {
     messages: Vec<Delivery>,
+    /// An entity's messages its last turn held back (its lock is another's, or a lock
+    /// request has not come yet), in arrival order, unacknowledged: offered again, ahead
+    /// of `messages`, when new ones come (only they can change what runs).
+    held: Vec<Delivery>,
     /// A turn task is running for this instance.
     busy: bool,
     /// The instance is stalled: its events stay in the store until a restart.
@@ -163,7 +167,12 @@ impl Inbox {
                 None => Vec::new(),
             };
         }
-        self.messages.drain(..end).collect()
+        let mut batch: Vec<Delivery> = self.messages.drain(..end).collect();
+        if !batch.is_empty() && !self.held.is_empty() {
+            self.held.append(&mut batch);
+            batch = std::mem::take(&mut self.held);
+        }
+        batch
     }
 }
 
@@ -325,7 +334,11 @@ impl Inboxes {
         let retry = std::mem::take(&mut inbox.retry) && runnable && !inbox.stalled;
         if batch.is_empty() && !retry {
             inbox.busy = false;
-            if inbox.messages.is_empty() && !inbox.stalled && !inbox.suspended {
+            if inbox.messages.is_empty()
+                && inbox.held.is_empty()
+                && !inbox.stalled
+                && !inbox.suspended
+            {
                 inboxes.remove(instance);
             }
             return None;
@@ -359,6 +372,18 @@ impl Inboxes {
         }
         inbox.retry = true;
         true
+    }
+
+    /// The turn of entity `instance`, computed under the lease of `worker`, holds back
+    /// `held` (in arrival order, unacknowledged): they are offered again, ahead of what
+    /// comes next, at its next turn.
+    pub(in crate::runtime) fn hold(&self, instance: &str, held: Vec<Delivery>, worker: WorkerId) {
+        let mut open = lock(&self.0);
+        if open.worker != worker || held.is_empty() {
+            return;
+        }
+        let inbox = open.inboxes.get_mut(instance).expect("busy inbox exists");
+        inbox.held.splice(0..0, held);
     }
 
     /// The turn of `instance`, computed under the lease of `worker`, cannot run (an
