@@ -433,3 +433,348 @@ fn calls_cut_off_by_a_crash_change_the_state_and_are_answered_once_each() {
         runtime.shutdown().await;
     });
 }
+
+/// Appends what it is given, to show the order operations ran in.
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Journal {
+    entries: Vec<u64>,
+}
+
+#[entity]
+impl Journal {
+    pub fn push(&mut self, n: u64) {
+        self.entries.push(n);
+    }
+}
+
+/// The first message of lock request `owner` for `entities` (instance ids, sorted).
+fn lock_request(owner: &ParentLink, entities: &[&str]) -> Event {
+    Event::EntityLock {
+        owner: owner.clone(),
+        entities: entities.iter().map(|e| e.to_string()).collect(),
+        position: 0,
+    }
+}
+
+fn unlock(owner: &ParentLink) -> Event {
+    Event::EntityUnlock {
+        owner: owner.clone(),
+    }
+}
+
+/// Who holds entity `id`'s lock, as its record says.
+fn lock_owner(store: &dyn Store, id: &str) -> Option<ParentLink> {
+    store.instance(id).unwrap().unwrap().parent
+}
+
+/// The messages waiting in the store for entities.
+fn for_entities(store: &dyn Store) -> Vec<Event> {
+    (store.work_items().unwrap().into_iter())
+        .filter_map(|(_, item)| match item {
+            WorkItem::Message {
+                instance, event, ..
+            } if instance.starts_with('@') => Some(event),
+            _ => None,
+        })
+        .collect()
+}
+
+fn runtime(store: &durable_store::FjallStore) -> durable_core::RuntimeBuilder {
+    Runtime::builder(store.clone())
+        .entity::<Account>()
+        .entity::<Journal>()
+}
+
+const ALICE: &str = "@Account@alice";
+const BOB: &str = "@Account@bob";
+
+#[test]
+fn a_lock_goes_along_its_set_and_holds_back_all_but_its_owner_calls_across_a_restart() {
+    let (_dir, store) = store();
+    make_caller(&store, "owner");
+    make_caller(&store, "other");
+    let owner = step("owner", 1);
+    let other = step("other", 2);
+    lifetime(async {
+        let runtime = runtime(&store).start().await.unwrap();
+        let client = runtime.client();
+        client
+            .signal_entity(Account::deposit, "alice", 100)
+            .await
+            .unwrap();
+        client
+            .signal_entity(Account::deposit, "bob", 100)
+            .await
+            .unwrap();
+        until(&client, "alice", |a: &Account| a.applied == 1).await;
+        until(&client, "bob", |b: &Account| b.applied == 1).await;
+        send(&store, ALICE, vec![lock_request(&owner, &[ALICE, BOB])]);
+        let granted = until_sent(&store, "owner", 1).await;
+        assert_eq!(granted, vec![Event::EntityLockGranted { seq: 1 }]);
+        assert_eq!(lock_owner(&store, ALICE), Some(owner.clone()));
+        assert_eq!(lock_owner(&store, BOB), Some(owner.clone()));
+        // Locked: a client's signal, another orchestration's call and lock request wait;
+        // the owner's call runs.
+        client
+            .signal_entity(Account::deposit, "alice", 5)
+            .await
+            .unwrap();
+        send(&store, ALICE, vec![call("balance", (), step("other", 1))]);
+        send(&store, ALICE, vec![lock_request(&other, &[ALICE])]);
+        send(&store, ALICE, vec![call("withdraw", 50, step("owner", 2))]);
+        let answers = until_sent(&store, "owner", 2).await;
+        assert_eq!(completed(answer_of(2, &answers)), serde_json::json!(50));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(sent_to(&store, "other").is_empty());
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        // Still locked after a restart: what waited waits again.
+        let runtime = runtime(&store).start().await.unwrap();
+        let client = runtime.client();
+        send(&store, ALICE, vec![call("balance", (), step("owner", 3))]);
+        let answers = until_sent(&store, "owner", 3).await;
+        assert_eq!(completed(answer_of(3, &answers)), serde_json::json!(50));
+        assert!(sent_to(&store, "other").is_empty());
+        assert_eq!(
+            for_entities(&store).len(),
+            3,
+            "the deposit, the call, the lock request"
+        );
+        // Unlocked: they run in arrival order (the deposit before the call that reads
+        // it), and the other lock request takes alice.
+        send(&store, ALICE, vec![unlock(&owner)]);
+        send(&store, BOB, vec![unlock(&owner)]);
+        let answers = until_sent(&store, "other", 2).await;
+        assert_eq!(completed(answer_of(1, &answers)), serde_json::json!(55));
+        assert_eq!(answers[1], Event::EntityLockGranted { seq: 2 });
+        assert_eq!(lock_owner(&store, ALICE), Some(other.clone()));
+        assert_eq!(lock_owner(&store, BOB), None);
+        client
+            .signal_entity(Account::deposit, "bob", 1)
+            .await
+            .unwrap();
+        until(&client, "bob", |b: &Account| b.applied == 2).await;
+        client
+            .signal_entity(Account::deposit, "alice", 1)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let alice = client
+            .entity_state::<Account>("alice")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            alice.balance, 55,
+            "a deposit ran while another held the lock"
+        );
+        send(&store, ALICE, vec![unlock(&other)]);
+        until(&client, "alice", |a: &Account| a.balance == 56).await;
+        assert_eq!(lock_owner(&store, ALICE), None);
+        runtime.shutdown().await;
+    });
+    assert_eq!(for_entities(&store), vec![]);
+}
+
+#[test]
+fn an_unlock_that_comes_before_its_lock_request_lets_it_pass_without_locking() {
+    let (_dir, store) = store();
+    make_caller(&store, "first");
+    make_caller(&store, "late");
+    let first = step("first", 1);
+    let late = step("late", 4);
+    lifetime(async {
+        let runtime = runtime(&store).start().await.unwrap();
+        let client = runtime.client();
+        client
+            .signal_entity(Account::deposit, "alice", 1)
+            .await
+            .unwrap();
+        client
+            .signal_entity(Account::deposit, "bob", 1)
+            .await
+            .unwrap();
+        until(&client, "bob", |b: &Account| b.applied == 1).await;
+        send(&store, ALICE, vec![lock_request(&first, &[ALICE])]);
+        until_sent(&store, "first", 1).await;
+        // `late` asks for alice and bob, waits at alice, and ends: it unlocks both.
+        send(&store, ALICE, vec![lock_request(&late, &[ALICE, BOB])]);
+        send(&store, ALICE, vec![unlock(&late)]);
+        send(&store, BOB, vec![unlock(&late)]);
+        // Bob is not locked: the unlock waiting there holds up nothing.
+        client
+            .signal_entity(Account::deposit, "bob", 1)
+            .await
+            .unwrap();
+        until(&client, "bob", |b: &Account| b.applied == 2).await;
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        let runtime = runtime(&store).start().await.unwrap();
+        let client = runtime.client();
+        client
+            .signal_entity(Account::deposit, "bob", 1)
+            .await
+            .unwrap();
+        until(&client, "bob", |b: &Account| b.applied == 3).await;
+        assert_eq!(lock_owner(&store, BOB), None);
+        // Alice unlocked by `first`: `late`'s request passes alice and bob, locking
+        // neither, and is granted (a grant an ended orchestration drops).
+        send(&store, ALICE, vec![unlock(&first)]);
+        let granted = until_sent(&store, "late", 1).await;
+        assert_eq!(granted, vec![Event::EntityLockGranted { seq: 4 }]);
+        assert_eq!(lock_owner(&store, ALICE), None);
+        assert_eq!(lock_owner(&store, BOB), None);
+        client
+            .signal_entity(Account::deposit, "alice", 1)
+            .await
+            .unwrap();
+        until(&client, "alice", |a: &Account| a.applied == 2).await;
+        runtime.shutdown().await;
+    });
+    assert_eq!(for_entities(&store), vec![]);
+}
+
+#[test]
+fn what_waits_for_a_lock_runs_in_the_order_each_sender_sent_it() {
+    let (_dir, store) = store();
+    make_caller(&store, "owner");
+    let owner = step("owner", 1);
+    let journal = "@Journal@j";
+    lifetime(async {
+        let runtime = runtime(&store).start().await.unwrap();
+        let client = runtime.client();
+        for n in 1..=10 {
+            client.signal_entity(Journal::push, "j", n).await.unwrap();
+        }
+        until(&client, "j", |j: &Journal| j.entries.len() == 10).await;
+        send(&store, journal, vec![lock_request(&owner, &[journal])]);
+        until_sent(&store, "owner", 1).await;
+        for n in 11..=40 {
+            client.signal_entity(Journal::push, "j", n).await.unwrap();
+        }
+        send(&store, journal, vec![call("push", 100, step("owner", 2))]);
+        until_sent(&store, "owner", 2).await;
+        for n in 41..=50 {
+            client.signal_entity(Journal::push, "j", n).await.unwrap();
+        }
+        let j = client.entity_state::<Journal>("j").await.unwrap().unwrap();
+        let mut expected: Vec<u64> = (1..=10).collect();
+        expected.push(100);
+        assert_eq!(
+            j.entries, expected,
+            "only the owner's call ran while locked"
+        );
+        send(&store, journal, vec![unlock(&owner)]);
+        let j = until(&client, "j", |j: &Journal| j.entries.len() == 51).await;
+        expected.extend(11..=50);
+        assert_eq!(j.entries, expected);
+        runtime.shutdown().await;
+    });
+    assert_eq!(for_entities(&store), vec![]);
+}
+
+/// Critical sections of several orchestrations over the same two accounts, on two
+/// workers sharing a PostgreSQL database, one of them replaced midway: each is granted
+/// once, alone (both accounts name it while it runs), its calls run inside it, a
+/// client's deposits wait for the sections to end, and every operation runs once.
+#[test]
+fn on_postgres_critical_sections_over_two_workers_are_granted_one_at_a_time() {
+    const OWNERS: u64 = 6;
+    let database = durable_store::TestServer::shared().database();
+    let open = || durable_store::PostgresStore::open(database.url()).unwrap();
+    let store = open();
+    let builder = || {
+        Runtime::builder(open())
+            .entity::<Account>()
+            .lease(Duration::from_secs(5))
+    };
+    let owners: Vec<String> = (0..OWNERS).map(|k| format!("owner-{k}")).collect();
+    for owner in &owners {
+        make_caller(&store, owner);
+    }
+    lifetime(async {
+        let a = builder().start().await.unwrap();
+        let mut b = builder().start().await.unwrap();
+        let client = a.client();
+        client
+            .signal_entity(Account::deposit, "alice", 1_000)
+            .await
+            .unwrap();
+        client
+            .signal_entity(Account::deposit, "bob", 1_000)
+            .await
+            .unwrap();
+        until(&client, "alice", |x: &Account| x.applied == 1).await;
+        until(&client, "bob", |x: &Account| x.applied == 1).await;
+        for owner in &owners {
+            send(
+                &store,
+                ALICE,
+                vec![lock_request(&step(owner, 1), &[ALICE, BOB])],
+            );
+        }
+        let mut served = Vec::new();
+        while served.len() < owners.len() {
+            let start = Instant::now();
+            let granted = loop {
+                let granted: Vec<&String> = (owners.iter())
+                    .filter(|o| !served.contains(*o) && !sent_to(&store, o).is_empty())
+                    .collect();
+                assert!(granted.len() <= 1, "two sections at once: {granted:?}");
+                if let Some(owner) = granted.first() {
+                    break (*owner).clone();
+                }
+                assert!(
+                    start.elapsed() < WAIT,
+                    "no section granted after {served:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let section = step(&granted, 1);
+            assert_eq!(lock_owner(&store, ALICE), Some(section.clone()));
+            assert_eq!(lock_owner(&store, BOB), Some(section.clone()));
+            // A transfer: withdraw from alice, deposit to bob; a client's deposit waits.
+            client
+                .signal_entity(Account::deposit, "alice", 1)
+                .await
+                .unwrap();
+            send(&store, ALICE, vec![call("withdraw", 10, step(&granted, 2))]);
+            send(&store, BOB, vec![call("deposit", 10, step(&granted, 3))]);
+            let answers = until_sent(&store, &granted, 3).await;
+            assert!(matches!(
+                answer_of(2, &answers),
+                Event::EntityCompleted { .. }
+            ));
+            assert!(matches!(
+                answer_of(3, &answers),
+                Event::EntityCompleted { .. }
+            ));
+            served.push(granted);
+            if served.len() == 3 {
+                // One worker goes, another comes: the locks are in the records.
+                b.shutdown().await;
+                b = builder().start().await.unwrap();
+            }
+            send(&store, ALICE, vec![unlock(&section)]);
+            send(&store, BOB, vec![unlock(&section)]);
+        }
+        let alice = until(&client, "alice", |x: &Account| x.applied == 1 + 2 * OWNERS).await;
+        assert_eq!(alice.balance, 1_000 - 10 * OWNERS as i64 + OWNERS as i64);
+        let bob = until(&client, "bob", |x: &Account| x.applied == 1 + OWNERS).await;
+        assert_eq!(bob.balance, 1_000 + 10 * OWNERS as i64);
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+    assert_eq!(for_entities(&store), vec![]);
+    assert_eq!(lock_owner(&store, ALICE), None);
+    assert_eq!(lock_owner(&store, BOB), None);
+    for owner in &owners {
+        assert_eq!(
+            sent_to(&store, owner).len(),
+            3,
+            "{owner}: a grant and two answers"
+        );
+    }
+}

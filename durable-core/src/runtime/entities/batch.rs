@@ -1,6 +1,6 @@
 //! The pure part of an entity turn: the messages waiting for the entity, in arrival order,
 //! and its record's state and lock owner in; what runs, what it leaves (state, lock
-//! owner), what it sends, and what waits, out. No I/O: the turn ([`super::turn`]) commits
+//! owner), what it sends, and what waits, out. No I/O: the turn ([`super::turn()`]) commits
 //! what comes out in one commit.
 
 use durable_store::{Event, Failure, ParentLink};

@@ -15,9 +15,11 @@
 //! | `status` | `Pending` when made, `Running` from its first turn; never terminal (an entity is removed, not finished) |
 //! | `history_len` | 0, always: an entity has no history |
 //! | `incarnation` | [`ENTITY_INCARNATION`], always |
+//! | `parent` | the lock owner: the orchestration run and lock step whose critical section holds the entity (see "Locks"); `None` while unlocked |
 //!
 //! An entity exists once operated on: the commit that sends its first operation (a
-//! client's signal, another entity's turn) writes its record, `Pending` with no state,
+//! client's signal, another entity's turn, an orchestration's call, signal or lock
+//! request) writes its record, `Pending` with no state,
 //! expecting the id absent (`Commit::expected`), so two senders creating it at once
 //! create it once: the store refuses the other's commit (with the whole call it is in),
 //! and it goes again as a plain message. Within one process, a client reads the entity
@@ -42,23 +44,74 @@
 //! # A turn
 //!
 //! `turn_plan::plan` finds the record (cached, or read) and, for an entity's, returns
-//! `Plan::Entity`, which `turns.rs` hands to [`turn`] here: no replay, no history.
+//! `Plan::Entity`, which `turns.rs` hands to [`turn()`] here (`turn.rs`): no replay, no
+//! history.
 //!
 //! The inbox gives an entity's turn task every message queued for it (one task per
-//! instance at a time: turns are serial). The turn ([`turn`]) runs them in order through
-//! [`Entity::dispatch`], each on the state the one before left, and commits in ONE
-//! commit: the new record (state), the messages consumed, and the signals the
-//! operations sent, as messages to their entities (with the records of those that do not
-//! exist yet). Once durable, the signals are delivered (in commit order, so the signals
-//! of one sender arrive in the order it sent them). An operation that fails (`Err`, a
-//! panic, an unknown operation, an input that does not decode) is logged; its state
-//! change and signals were dropped by `dispatch`, and the rest of the batch goes on from
-//! the state before it. A stored state that does not decode (the type changed
+//! instance at a time: turns are serial), those its last turn held back first (see
+//! "Locks"). The pure step (`batch.rs`) runs them in arrival order, as the lock allows,
+//! through [`Entity::dispatch`], each operation on the state the one before left, and
+//! the turn commits in ONE commit: the new record (state and lock owner), the messages
+//! consumed, and what they sent: signals, as messages to their entities (with the
+//! records of those that do not exist yet), answers to calls, lock requests passed on,
+//! grants. Once durable, what it sent is delivered (in commit order, so the messages of
+//! one sender arrive in the order it sent them), and what waits goes back to the inbox,
+//! unacknowledged. A turn that ran nothing (all of it waits) commits nothing. An
+//! operation that fails (`Err`, a panic, an unknown operation, an input that does not
+//! decode, a state or output over the payload limit) is logged (a signal's) or answered
+//! (a call's); its state change and signals are dropped, and the rest of the batch goes
+//! on from the state before it. A stored state that does not decode (the type changed
 //! incompatibly) fails every operation the same way, so the turn is not committed: the
 //! entity's messages stay in the store, and the error is logged with what to do (add
 //! `#[serde(default)]`, or deploy code that reads the state); they run on the next start.
 //! Until then the entity is stalled in this process: nothing sent to it after them runs
 //! before them (a client's delete would reset the state they are to run on).
+//!
+//! # Calls
+//!
+//! An orchestration's call is an [`Event::EntityCall`] message naming its caller (a
+//! [`ParentLink`]: the orchestration, its incarnation and generation, the calling step).
+//! It runs as a signal's operation does, and its answer goes in the same commit as the
+//! state it left: `EntityCompleted{seq, output}`, or `EntityFailed{seq, failure}` (the
+//! failure as [`EntityError::failure`] maps it: `Returned` with the `Err`'s JSON,
+//! `Panicked`, `Decode` for an input that does not decode, `Unregistered` for an unknown
+//! operation, `TooLarge` for a state or output over the limit), a `WorkItem::Message` to
+//! the caller's run (`incarnation`, `generation: Some(..)`), delivered after the commit
+//! as an activity result or a child's completion is. So under kill -9 at any moment a
+//! call's state change and its answer happen together, once: the message that carries
+//! the call is consumed by that same commit.
+//!
+//! # Locks
+//!
+//! A critical section of an orchestration (DTFx's `SchedulerState.LockedBy`, kept in the
+//! record, as DTFx keeps it in the entity's state): its lock step sends
+//! [`Event::EntityLock`] `{owner, entities, position: 0}` to the first of `entities`
+//! (sorted, no duplicates: one global order, so two sections never deadlock). An entity
+//! it reaches while unlocked locks itself for `owner` (its record's `parent`) and, in the
+//! same commit, passes the request to `entities[position + 1]`, or, from the last, sends
+//! `EntityLockGranted{seq: owner.seq}` to the owner's run.
+//!
+//! While locked, an entity runs only the calls of its owner's run (same instance,
+//! incarnation and generation), wherever they are in its queue, and its owner's
+//! `EntityUnlock`; everything else waits (signals, other callers' calls, other lock
+//! requests, a client's delete): left unconsumed in the store, held back in the inbox
+//! (`Inbox::held`), offered again whenever something new comes, and after a restart
+//! delivered again by the claim and held back again, since the record still names the
+//! owner. Once unlocked, what waited runs in arrival order (DTFx's `MayDequeue`), so each
+//! sender's messages run in the order it sent them; a lock request among them locks the
+//! entity again, and what comes after it waits again.
+//!
+//! An `EntityUnlock` that reaches an entity not locked by its owner (the orchestration
+//! ended while its request was on its way) waits, holding up nothing, until that owner's
+//! `EntityLock` comes: both are consumed, the entity does not lock, and the request goes
+//! on (the grant it ends in is dropped by the ended orchestration). The orchestration
+//! unlocks every entity of a set it did not release, so no entity stays locked for an
+//! orchestration that ended. An `EntityLock` reaching an entity already locked by its
+//! owner is the same request again (a turn retried after a commit that was reported
+//! failed but written, its message handed back): it is consumed and not passed on, since
+//! the commit that locked the entity passed it on. (A request that came again after the
+//! entity was unlocked would lock it again; nothing sends one: every message is consumed
+//! by the commit that runs it.)
 //!
 //! A scheduled signal (`ctx.signal_at`) is a message like any other, carrying its time
 //! (`at_ms`): it is committed with the turn that sent it, and a turn that meets it before
@@ -77,8 +130,8 @@
 //!
 //! # Stored formats
 //!
-//! Postcard records grow compatibly only: [`Event::EntityOperation`] is a new variant at
-//! the end of `Event`, so every record an older build wrote reads as before (postcard
+//! Postcard records grow compatibly only: [`Event::EntityOperation`] and the variants of
+//! calls and locks after it are new variants at the end of `Event`, so every record an older build wrote reads as before (postcard
 //! writes a variant's index, and no older index moved); the fjall format version stays.
 //! A store that holds entity messages is not readable by a build without entities (the
 //! message does not decode there, an error naming the record). The record fields are
@@ -93,12 +146,21 @@
 //! orchestration handle's `status` and `wait` on an entity id return
 //! `Error::IsAnEntity` (an entity never finishes, so a wait would never end).
 //!
+//! A locked entity shows it only in its record (`parent`, the owner); its state reads as
+//! usual, the last committed. A client's signal or delete sent to it is durable at once
+//! and runs when the section ends; an entity stays locked as long as its owner's section
+//! runs (no timeout, as in Durable Functions), and at most until the owner ends.
+//!
 //! [`EntityId`]: crate::entity::EntityId
 //! [`Entity`]: crate::entity::Entity
 //! [`Entity::initial`]: crate::entity::Entity::initial
 //! [`Entity::dispatch`]: crate::entity::Entity::dispatch
 //! [`InstanceRecord`]: durable_store::InstanceRecord
 //! [`Event::EntityOperation`]: durable_store::Event::EntityOperation
+//! [`Event::EntityCall`]: durable_store::Event::EntityCall
+//! [`Event::EntityLock`]: durable_store::Event::EntityLock
+//! [`ParentLink`]: durable_store::ParentLink
+//! [`EntityError::failure`]: crate::entity::EntityError
 //! [`InstanceQuery::orchestrator`]: crate::InstanceQuery::orchestrator
 
 use durable_store::{Commit, Event, Incarnation, InstanceRecord};

@@ -142,7 +142,7 @@ fn due_at(delivery: &Delivery) -> Option<u64> {
 }
 
 /// Hands `delivery`, a scheduled signal for entity `instance`, back to its inbox at its
-/// time, never earlier (as [`super::timer_arming`] fires a timer). Not tracked, and
+/// time, never earlier (as [`crate::runtime::timer_arming`] fires a timer). Not tracked, and
 /// holding the runtime weakly: a pending signal must not hold up shutdown; its message
 /// is in the store, delivered again on the next start.
 fn redeliver_at(engine: &Arc<Engine>, instance: &str, delivery: Delivery) {
