@@ -95,7 +95,7 @@ pub(super) fn run(
         }
         let delivery = slots[at].take().expect("a message that runs is there");
         let locked = batch.lock.is_some();
-        step(entity, &mut batch, &delivery.event, &mut slots)?;
+        step(entity, &mut batch, &delivery.event, &mut slots[..at])?;
         batch.consumed.push(delivery);
         match (locked, batch.lock.is_some()) {
             (false, true) => {
@@ -125,13 +125,13 @@ fn same_run(a: &ParentLink, b: &ParentLink) -> bool {
     a.instance == b.instance && a.incarnation == b.incarnation && a.generation == b.generation
 }
 
-/// Runs one message (taken out of `slots`, which a lock request may take its early
-/// unlock from).
+/// Runs one message; `earlier` are the messages that came before it and wait (a lock
+/// request takes its early unlock from them).
 fn step(
     entity: &Entity<'_>,
     batch: &mut Batch,
     event: &Event,
-    slots: &mut [Option<Delivery>],
+    earlier: &mut [Option<Delivery>],
 ) -> Result<(), UndecodableState> {
     match event {
         Event::EntityOperation {
@@ -169,7 +169,7 @@ fn step(
             owner,
             entities,
             position,
-        } => lock(entity, batch, owner, entities, *position, slots),
+        } => lock(entity, batch, owner, entities, *position, earlier),
         Event::EntityUnlock { .. } => batch.lock = None,
         _ => {
             tracing::warn!(entity = %entity.id, "a message that is not for an entity, dropped");
@@ -235,9 +235,11 @@ fn operation_on(
 
 /// Runs lock request `owner` (of `entities`, for `entities[position]`, this entity).
 ///
-/// - An unlock of `owner` waiting here (it ended while its request was on its way): both
-///   are taken, the entity is not locked, and the request goes on (so that no entity of
-///   the set stays locked for an orchestration that ended).
+/// - An unlock of `owner` that came before it and waits among `earlier` (the owner ended
+///   while its request was on its way): both are taken, the entity is not locked, and the
+///   request goes on (so that no entity of the set stays locked for an orchestration that
+///   ended). An unlock that came after it is the end of its section: the entity locks,
+///   and runs the owner's calls that came between before that unlock.
 /// - Already locked by `owner`: the request came again (a turn retried after a commit
 ///   reported failed but written). The commit that locked the entity for it passed it on
 ///   too, so it is taken and not passed on a second time.
@@ -250,7 +252,7 @@ fn lock(
     owner: &ParentLink,
     entities: &[String],
     position: u32,
-    slots: &mut [Option<Delivery>],
+    earlier: &mut [Option<Delivery>],
 ) {
     if entities
         .get(position as usize)
@@ -267,7 +269,7 @@ fn lock(
             return;
         }
     } else {
-        let unlocked_early = slots.iter_mut().find(|slot| {
+        let unlocked_early = earlier.iter_mut().find(|slot| {
             matches!(slot, Some(Delivery { event: Event::EntityUnlock { owner: o }, .. }) if o == owner)
         });
         match unlocked_early {

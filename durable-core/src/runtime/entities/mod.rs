@@ -25,8 +25,9 @@
 //! and it goes again as a plain message. Within one process, a client reads the entity
 //! absent and writes its record under the start guard of its id ([`Creating`]), waiting
 //! for another sender holding it; a turn does not wait, and writes the record expecting
-//! it absent all the same (see [`create_if_absent`]): a message committed without its
-//! entity's record would be dropped on delivery.
+//! it absent all the same (see [`create_if_absent`], and [`create_in_turn`], its form for
+//! a turn, an entity's or an orchestration's): a message committed without its entity's
+//! record would be dropped on delivery.
 //!
 //! The state is the record, rewritten by each turn and handed forward (DTFx keeps entity
 //! state in a record passed from one batch to the next, not in a history): nothing grows
@@ -104,7 +105,9 @@
 //! An `EntityUnlock` that reaches an entity not locked by its owner (the orchestration
 //! ended while its request was on its way) waits, holding up nothing, until that owner's
 //! `EntityLock` comes: both are consumed, the entity does not lock, and the request goes
-//! on (the grant it ends in is dropped by the ended orchestration). The orchestration
+//! on (the grant it ends in is dropped by the ended orchestration). An unlock that came
+//! after its request (both waiting behind another's lock) is the end of its section: the
+//! entity locks for the owner and unlocks at once, in the same turn. The orchestration
 //! unlocks every entity of a set it did not release, so no entity stays locked for an
 //! orchestration that ended. An `EntityLock` reaching an entity already locked by its
 //! owner is the same request again (a turn retried after a commit that was reported
@@ -172,6 +175,8 @@ use crate::error::Error;
 use crate::registry::Registry;
 
 mod batch;
+#[cfg(test)]
+mod tests;
 mod turn;
 
 pub(in crate::runtime) use turn::turn;
@@ -263,6 +268,9 @@ pub(crate) async fn create_if_absent<'e>(
     commit: &mut Commit,
     wait: bool,
 ) -> Result<Option<Creating<'e>>, Error> {
+    if !wait {
+        return create_in_turn(engine, id, commit);
+    }
     let instance = id.to_string();
     if engine.holds(&instance) || commit.instances.iter().any(|(i, _)| *i == instance) {
         return Ok(None);
@@ -270,25 +278,60 @@ pub(crate) async fn create_if_absent<'e>(
     let guard = loop {
         let released = engine.start_released();
         if engine.claim_start(&instance) {
-            break Some(Creating {
+            break Creating {
                 engine,
                 instance: instance.clone(),
-            });
-        }
-        if !wait {
-            // Another sender here is making it: made or not when this commit is written.
-            break None;
+            };
         }
         released.await;
     };
-    if engine.holds(&instance) || engine.store().instance(&instance)?.is_some() {
+    Ok(add_if_absent(engine, id, commit, &instance)?.then_some(guard))
+}
+
+/// [`create_if_absent`] for a turn (an entity's, an orchestration's: a sender that does
+/// not wait), which need not be async: adds to `commit` the record of entity `id` if it
+/// has none, expecting it absent, and returns the guard to hold until the commit is
+/// durable, or `None` if another sender here holds it (the record is added all the
+/// same, without a guard) or there is nothing to make.
+///
+/// # Errors
+///
+/// [`Error::Store`] if its record cannot be read.
+pub(crate) fn create_in_turn<'e>(
+    engine: &'e Engine,
+    id: &EntityId,
+    commit: &mut Commit,
+) -> Result<Option<Creating<'e>>, Error> {
+    let instance = id.to_string();
+    if engine.holds(&instance) || commit.instances.iter().any(|(i, _)| *i == instance) {
         return Ok(None);
+    }
+    // Another sender here may be making it: made or not when this commit is written.
+    let guard = engine.claim_start(&instance).then(|| Creating {
+        engine,
+        instance: instance.clone(),
+    });
+    Ok(add_if_absent(engine, id, commit, &instance)?
+        .then_some(guard)
+        .flatten())
+}
+
+/// Adds the record of entity `id` (`instance`) to `commit`, expecting it absent, unless
+/// it exists; returns whether it added it.
+fn add_if_absent(
+    engine: &Engine,
+    id: &EntityId,
+    commit: &mut Commit,
+    instance: &str,
+) -> Result<bool, Error> {
+    if engine.holds(instance) || engine.store().instance(instance)?.is_some() {
+        return Ok(false);
     }
     commit
         .instances
-        .push((instance.clone(), new_record(id, engine.now_ms())));
-    commit.expected.push((instance, None));
-    Ok(guard)
+        .push((instance.to_string(), new_record(id, engine.now_ms())));
+    commit.expected.push((instance.to_string(), None));
+    Ok(true)
 }
 
 /// An entity being made by a commit of this process: while it lives, no other sender

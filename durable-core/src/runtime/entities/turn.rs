@@ -8,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use durable_store::{Commit, Event, InstanceRecord, Status, StoreError};
 
 use super::batch::{self, Batch, Sent};
-use super::{Creating, create_if_absent, operation, recipient};
+use super::{Creating, create_in_turn, operation, recipient};
 use crate::clock::millis;
 use crate::entity::EntityId;
 use crate::error::Error;
@@ -99,8 +99,7 @@ pub(in crate::runtime) async fn turn(
                 &mut commit,
                 &mut outbox,
                 &mut creating,
-            )
-            .await?;
+            )?;
         }
         let mut record = record.clone();
         record.input = state.clone().unwrap_or_default();
@@ -169,7 +168,7 @@ fn redeliver_at(engine: &Arc<Engine>, instance: &str, delivery: Delivery) {
 
 /// Adds `sent`, sent by entity `sender`, to `commit` and `outbox`: a message to an
 /// entity (with the entity's record if it has none yet), or to an orchestration's run.
-async fn send<'e>(
+fn send<'e>(
     engine: &'e Engine,
     sender: &str,
     sent: &Sent,
@@ -194,7 +193,7 @@ async fn send<'e>(
             return Ok(());
         }
     };
-    if let Some(guard) = create_if_absent(engine, target, commit, false).await? {
+    if let Some(guard) = create_in_turn(engine, target, commit)? {
         creating.push(guard);
     }
     outbox.enqueue(engine, &target.to_string(), recipient(), event, commit);
