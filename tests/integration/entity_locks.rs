@@ -778,3 +778,30 @@ fn on_postgres_critical_sections_over_two_workers_are_granted_one_at_a_time() {
         );
     }
 }
+
+#[test]
+fn a_delete_sent_to_a_locked_entity_waits_for_the_section_to_end() {
+    let (_dir, store) = store();
+    make_caller(&store, "owner");
+    let owner = step("owner", 1);
+    let journal = "@Journal@d";
+    lifetime(async {
+        let runtime = runtime(&store).start().await.unwrap();
+        let client = runtime.client();
+        client.signal_entity(Journal::push, "d", 1).await.unwrap();
+        until(&client, "d", |j: &Journal| j.entries == [1]).await;
+        send(&store, journal, vec![lock_request(&owner, &[journal])]);
+        until_sent(&store, "owner", 1).await;
+        assert!(client.delete_entity::<Journal>("d").await.unwrap());
+        client.signal_entity(Journal::push, "d", 2).await.unwrap();
+        send(&store, journal, vec![call("push", 3, step("owner", 2))]);
+        until_sent(&store, "owner", 2).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let d = client.entity_state::<Journal>("d").await.unwrap().unwrap();
+        assert_eq!(d.entries, vec![1, 3], "the delete ran inside the section");
+        send(&store, journal, vec![unlock(&owner)]);
+        until(&client, "d", |j: &Journal| j.entries == [2]).await;
+        runtime.shutdown().await;
+    });
+    assert_eq!(for_entities(&store), vec![]);
+}
