@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use durable_store::{Failure, FailureKind};
+
 use crate::entity::id::EntityId;
 use crate::payload::PayloadError;
 
@@ -213,6 +215,36 @@ impl EntityError {
             | EntityError::InitialStatePanicked { operation, .. }
             | EntityError::Unencodable { operation, .. }
             | EntityError::BadSignal { operation, .. } => operation,
+        }
+    }
+
+    /// The failure a caller of the operation gets (`EntityFailed`): an `Err` the
+    /// operation returned is [`FailureKind::Returned`] with the error's JSON, a panic
+    /// [`FailureKind::Panicked`], an input (or a value) that does not decode or encode
+    /// [`FailureKind::Decode`] with its type, an unknown operation
+    /// [`FailureKind::Unregistered`] with its name, a signal it could not send
+    /// [`FailureKind::Rejected`]; the message is the error's `Display`.
+    pub(crate) fn failure(&self) -> Failure {
+        let kind = match self {
+            EntityError::Returned { payload, .. } => FailureKind::Returned {
+                payload: payload.clone(),
+            },
+            EntityError::Panicked { .. } | EntityError::InitialStatePanicked { .. } => {
+                FailureKind::Panicked
+            }
+            EntityError::UndecodableState { error, .. }
+            | EntityError::UndecodableInput { error, .. }
+            | EntityError::Unencodable { error, .. } => FailureKind::Decode {
+                type_name: error.type_name.to_string(),
+            },
+            EntityError::UnknownOperation { operation, .. } => FailureKind::Unregistered {
+                name: operation.clone(),
+            },
+            EntityError::BadSignal { .. } => FailureKind::Rejected,
+        };
+        Failure {
+            kind,
+            message: self.to_string(),
         }
     }
 }

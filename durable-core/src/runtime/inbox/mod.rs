@@ -136,6 +136,10 @@ pub(in crate::runtime) enum HandOver {
 #[derive(Debug, Default)]
 struct Inbox {
     messages: Vec<Delivery>,
+    /// An entity's messages its last turn held back (its lock is another's, or a lock
+    /// request has not come yet), in arrival order, unacknowledged: offered again, ahead
+    /// of `messages`, when new ones come (only they can change what runs).
+    held: Vec<Delivery>,
     /// A turn task is running for this instance.
     busy: bool,
     /// The instance is stalled: its events stay in the store until a restart.
@@ -167,7 +171,12 @@ impl Inbox {
                 None => Vec::new(),
             };
         }
-        self.messages.drain(..end).collect()
+        let mut batch: Vec<Delivery> = self.messages.drain(..end).collect();
+        if !batch.is_empty() && !self.held.is_empty() {
+            self.held.append(&mut batch);
+            batch = std::mem::take(&mut self.held);
+        }
+        batch
     }
 }
 
@@ -329,7 +338,11 @@ impl Inboxes {
         let retry = std::mem::take(&mut inbox.retry) && runnable && !inbox.stalled;
         if batch.is_empty() && !retry {
             inbox.busy = false;
-            if inbox.messages.is_empty() && !inbox.stalled && !inbox.suspended {
+            if inbox.messages.is_empty()
+                && inbox.held.is_empty()
+                && !inbox.stalled
+                && !inbox.suspended
+            {
                 inboxes.remove(instance);
             }
             return None;
@@ -363,6 +376,38 @@ impl Inboxes {
         }
         inbox.retry = true;
         true
+    }
+
+    /// The turn of entity `instance`, computed under the lease of `worker`, holds back
+    /// `held` (in arrival order, unacknowledged): they are offered again, ahead of what
+    /// comes next, at its next turn.
+    pub(in crate::runtime) fn hold(&self, instance: &str, held: Vec<Delivery>, worker: WorkerId) {
+        let mut open = lock(&self.0);
+        if open.worker != worker || held.is_empty() {
+            return;
+        }
+        let inbox = open.inboxes.get_mut(instance).expect("busy inbox exists");
+        inbox.held.splice(0..0, held);
+    }
+
+    /// The turn of `instance`, computed under the lease of `worker`, cannot run (an
+    /// entity whose stored state does not decode): `messages` go back to the head of its
+    /// inbox, and it stalls. Everything it gets from now on waits behind them, in memory
+    /// and in the store, until a restart: none of it may run before them.
+    pub(in crate::runtime) fn stall_with(
+        &self,
+        instance: &str,
+        messages: Vec<Delivery>,
+        worker: WorkerId,
+    ) {
+        let mut open = lock(&self.0);
+        if open.worker != worker {
+            return;
+        }
+        let inbox = open.inboxes.get_mut(instance).expect("busy inbox exists");
+        let newer = std::mem::replace(&mut inbox.messages, messages);
+        inbox.messages.extend(newer);
+        inbox.stalled = true;
     }
 
     /// `instance` is suspended (its request is being committed): `hold` stores the
@@ -431,109 +476,4 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The worker the inboxes are open to.
-    const W: WorkerId = 7;
-
-    fn event(id: WorkId) -> Delivery {
-        let to = Recipient {
-            incarnation: 1,
-            generation: None,
-        };
-        Delivery::message(id, to, Event::TimerFired { seq: id })
-    }
-
-    fn request(id: WorkId) -> Delivery {
-        let to = Recipient {
-            incarnation: 1,
-            generation: None,
-        };
-        Delivery::message(id, to, Event::ResumeRequested)
-    }
-
-    fn ids(batch: Option<(Vec<Delivery>, WorkerId)>) -> Option<Vec<WorkId>> {
-        batch.map(|(b, _)| b.iter().map(|d| d.id).collect())
-    }
-
-    #[test]
-    fn a_turn_takes_the_events_before_a_request_then_the_request_alone() {
-        let inboxes = Inboxes::new(W);
-        assert!(inboxes.push("a", event(1), W));
-        assert!(
-            !inboxes.push("a", event(2), W),
-            "one turn task per instance"
-        );
-        inboxes.push("a", request(3), W);
-        inboxes.push("a", event(4), W);
-        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![1, 2]));
-        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![3]));
-        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![4]));
-        assert_eq!(ids(inboxes.next_turn("a", true)), None);
-        // The task ended and the empty inbox is gone: the next event claims a new task.
-        assert!(inboxes.push("a", event(5), W));
-    }
-
-    #[test]
-    fn a_suspended_instance_takes_only_requests_and_keeps_its_results_out_of_memory() {
-        let inboxes = Inboxes::new(W);
-        inboxes.push("a", event(1), W);
-        inboxes.suspended("a", |held| assert_eq!(held.len(), 1));
-        match inboxes.hand_over("a", event(2), true) {
-            HandOver::Refused(delivery) => assert_eq!(delivery.id, 2),
-            HandOver::Queued { .. } => panic!("a suspended instance takes no result"),
-        }
-        inboxes.push("a", request(3), W);
-        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![3]));
-        inboxes.request_committed("a", &Status::Running);
-        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![1]));
-    }
-
-    #[test]
-    fn a_turn_that_fails_for_good_stalls_until_a_terminate() {
-        let inboxes = Inboxes::new(W);
-        inboxes.push("a", event(1), W);
-        let (batch, lease) = inboxes.next_turn("a", true).unwrap();
-        assert!(
-            !inboxes.turn_failed("a", batch, true, lease),
-            "the task ends"
-        );
-        assert!(inboxes.push("a", request(2), W));
-        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![2]));
-        let terminated = Status::Terminated {
-            reason: "stop".into(),
-        };
-        inboxes.request_committed("a", &terminated);
-        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![1]));
-    }
-
-    #[test]
-    fn a_lapsed_lease_drops_what_the_inboxes_held_and_what_was_sent_under_it() {
-        let inboxes = Inboxes::new(W);
-        assert!(inboxes.push("a", event(1), W));
-        let (batch, lease) = inboxes.next_turn("a", true).unwrap();
-        inboxes.push("a", event(2), W);
-        inboxes.push("b", event(3), W);
-        inboxes.close();
-        assert!(!inboxes.push("b", event(4), W), "closed: nothing is taken");
-        inboxes.open(8);
-        assert!(
-            !inboxes.push("b", event(5), W),
-            "sent under the lapsed lease"
-        );
-        // The turn of `a` under the lapsed lease failed: its messages are dropped, and its
-        // task, still the only one of `a`, goes on with what the new lease delivers.
-        assert!(inboxes.turn_failed("a", batch, false, lease));
-        assert!(
-            !inboxes.push("a", event(6), 8),
-            "the task of `a` still runs"
-        );
-        assert_eq!(ids(inboxes.next_turn("a", true)), Some(vec![6]));
-        assert_eq!(ids(inboxes.next_turn("a", true)), None);
-        // The task of `b` finds its inbox emptied, and ends.
-        assert_eq!(ids(inboxes.next_turn("b", true)), None);
-        assert!(inboxes.push("b", event(7), 8), "a new task for `b`");
-        assert_eq!(ids(inboxes.next_turn("b", true)), Some(vec![7]));
-    }
-}
+mod tests;
