@@ -36,6 +36,8 @@
 
 #[path = "chaos/child.rs"]
 mod child;
+#[path = "chaos/entities.rs"]
+mod entities;
 #[path = "chaos/fleet.rs"]
 mod fleet;
 #[path = "chaos/verify.rs"]
@@ -355,6 +357,10 @@ fn conclude(run: &Run, report: &verify::Report) -> bool {
     println!(
         "chaos: {} redeliveries found their effect applied already (idempotency keys absorbed them)",
         report.repeats
+    );
+    println!(
+        "chaos: {} entity operations on {} entities checked (client signals, entity-to-entity and scheduled signals)",
+        report.entity_ops, report.entities
     );
     for item in &report.lost {
         println!("lost: {item}");
