@@ -102,6 +102,7 @@ pub async fn run(dir: &Path, specs: Vec<Spec>, role: Role, seed: u64) -> Result<
         client.clone(),
         ops.clone(),
         pace,
+        dir.to_path_buf(),
     ));
     let late = tokio::spawn(raise_late_events(
         store.clone(),

@@ -17,6 +17,8 @@
 //! between is still seen.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -166,15 +168,28 @@ fn sent_before(store: &dyn Store, ops: &[Op]) -> Result<BTreeSet<String>, Error>
     Ok(sent)
 }
 
+/// The file in the run's directory where each starter run notes how many operations
+/// earlier runs had sent, one line each (see [`resumed`]).
+pub const SENDS: &str = "entity-sends";
+
 /// Sends every operation no earlier run sent, one after another, `pace` apart (the
-/// starter's background task).
+/// starter's background task); first notes how many earlier runs sent in `dir`/[`SENDS`].
 pub async fn send(
     store: Arc<dyn Store>,
     client: Client,
     ops: Vec<Op>,
     pace: Duration,
+    dir: PathBuf,
 ) -> Result<(), Error> {
     let sent = sent_before(&*store, &ops)?;
+    let note = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(SENDS))
+        .and_then(|mut file| writeln!(file, "{}", sent.len()));
+    if let Err(e) = note {
+        eprintln!("chaos: cannot note the entity sends: {e}");
+    }
     for op in ops.iter().filter(|op| !sent.contains(&op.id)) {
         match &op.relay {
             None => {
@@ -198,6 +213,17 @@ pub async fn send(
         tokio::time::sleep(pace).await;
     }
     Ok(())
+}
+
+/// How many starter runs found some but not all of the `total` operations sent: each
+/// followed a kill that landed while operations were being sent.
+pub fn resumed(dir: &Path, total: usize) -> usize {
+    std::fs::read_to_string(dir.join(SENDS))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0 && n < total)
+        .count()
 }
 
 /// Waits until every entity's state holds as many operations as it was sent.

@@ -25,6 +25,9 @@ pub struct Report {
     /// Entity operations checked, and the entities they ran on.
     pub entity_ops: usize,
     pub entities: usize,
+    /// Starter runs that found some of the entity operations sent, not all: kills that
+    /// landed while they were being sent.
+    pub sends_resumed: usize,
 }
 
 /// Checks the store and the ledger (in `dir`, or in the PostgreSQL database at `url`)
@@ -62,6 +65,7 @@ pub fn verify(dir: &Path, url: Option<&str>, specs: &[Spec]) -> Report {
     let entities = entities::expected(&ops);
     report.entity_ops = ops.len();
     report.entities = entities.len();
+    report.sends_resumed = entities::resumed(dir, ops.len());
     check_instances(store, &expected, &entities, &mut report);
     check_entities(store, &entities, &mut report);
     for spec in specs.iter().filter(|s| s.kind == Kind::Approval) {
@@ -152,7 +156,9 @@ fn check_entities(
             }
         };
         let Some(ran) = entities::state_ops(id, &record.input) else {
-            report.lost.push(format!("entity {id}: its state does not decode"));
+            report
+                .lost
+                .push(format!("entity {id}: its state does not decode"));
             continue;
         };
         let mut times: BTreeMap<&str, usize> = BTreeMap::new();
