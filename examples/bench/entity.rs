@@ -148,6 +148,8 @@ async fn check_after_shutdown(client: &Client, expected: &Expected) {
     }
 }
 
+/// The `entity` scenario: `n` signals to one entity, then `10 × n` over `n` entities,
+/// each on a fresh store; one JSON line.
 pub async fn run_entity(n: u64, place: Place<'_>) -> String {
     let (one_signals, spread_entities) = (n, n);
     let spread_signals = 10 * n;
