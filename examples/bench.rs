@@ -25,6 +25,9 @@
 //! - `idle`: N instances (default 100,000) all waiting on an external event; the RSS.
 //! - `fjall`: the raw store on the same disk: one small write + fsync per op, and batches
 //!   of 100 small writes with one fsync.
+//! - `entity`: N signals (default 10,000) to one entity, then 10 × N spread over N
+//!   entities, sent by the client all at once; the time until every operation's effect is
+//!   committed, read back and checked (see `bench/entity.rs`).
 //! - `scale`: a store holding N finished instances (default 1,000,000; 1 activity each, run
 //!   through a runtime in a child process, 10,000 at a time) and 50 waiting ones; then,
 //!   in this process: `Runtime::start` on it, listing a page of 50 running instances,
@@ -36,6 +39,9 @@
 //! instead, each on an empty schema: **the bench drops the database's `durable` schema**
 //! before each one. Each line then starts with `"store":"postgres"`, and `fjall` measures
 //! the raw server: one single-row `INSERT` per transaction, and 100-row transactions.
+
+#[path = "bench/entity.rs"]
+mod entity;
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -89,19 +95,21 @@ enum Scenario {
     Recovery,
     Idle,
     Fjall,
+    Entity,
     Scale,
     /// The first half of `scale`, run as a child process of it.
     #[value(hide = true)]
     ScaleFill,
 }
 
-const EVERY: [Scenario; 6] = [
+const EVERY: [Scenario; 7] = [
     Scenario::Fjall,
     Scenario::Chain,
     Scenario::Fanout,
     Scenario::Long,
     Scenario::Recovery,
     Scenario::Idle,
+    Scenario::Entity,
 ];
 
 // ---- Orchestrators and activities ----
@@ -721,6 +729,7 @@ async fn main() -> ExitCode {
         Scenario::Long => run_long(n, place).await,
         Scenario::Recovery => run_recovery(n, place).await,
         Scenario::Idle => run_idle(n, place).await,
+        Scenario::Entity => entity::run_entity(n, place).await,
         Scenario::Fjall => match place.postgres {
             Some(url) => blocking(|| run_raw_postgres(url, n)),
             None => run_fjall(n),

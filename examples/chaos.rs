@@ -1,5 +1,6 @@
 //! The chaos harness: a mixed workload (chains, fan-out, durable timers, external events,
-//! sub-orchestrations, retries, continue-as-new) runs in a child process over a real fjall
+//! sub-orchestrations, retries, continue-as-new, and entity operations: client signals,
+//! entity-to-entity and scheduled signals) runs in a child process over a real fjall
 //! store, and is SIGKILLed at seeded random moments, K times, restarted after each kill.
 //!
 //! ```text
@@ -16,7 +17,9 @@
 //! the child runs once more to the end; then the parent checks that every instance reached
 //! its expected final state and output, that the effects ledger (a separate fjall
 //! database the activities write under their idempotency keys) holds each effect exactly
-//! once, that each external event arrived once, and that the store reopens cleanly.
+//! once, that each external event arrived once, that each entity operation ran exactly
+//! once (each entity's state lists the ids of the operations it ran; see
+//! `chaos/entities.rs`), and that the store reopens cleanly.
 //!
 //! Each activity takes a seeded time before and after its effect (`workload::Pace`), as
 //! real work does, so kills land between an effect and the commit of its result: the
@@ -36,6 +39,8 @@
 
 #[path = "chaos/child.rs"]
 mod child;
+#[path = "chaos/entities.rs"]
+mod entities;
 #[path = "chaos/fleet.rs"]
 mod fleet;
 #[path = "chaos/verify.rs"]
@@ -355,6 +360,10 @@ fn conclude(run: &Run, report: &verify::Report) -> bool {
     println!(
         "chaos: {} redeliveries found their effect applied already (idempotency keys absorbed them)",
         report.repeats
+    );
+    println!(
+        "chaos: {} entity operations on {} entities checked (client signals, entity-to-entity and scheduled signals); {} runs resumed sending them after a kill",
+        report.entity_ops, report.entities, report.sends_resumed
     );
     for item in &report.lost {
         println!("lost: {item}");

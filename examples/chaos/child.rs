@@ -12,6 +12,7 @@ use durable_core::record::{Event, WorkItem};
 use durable_core::{Client, Error, FjallStore, Runtime, Store};
 use durable_store::PostgresStore;
 
+use crate::entities::{self, Relay, Tally};
 use crate::workload::{
     Generation, Kind, Ledger, Pace, Spec, apply_effect, approval, approval_payloads, chain, child,
     eternal, fan, flaky, parent, retry, timer, wall_clock,
@@ -73,6 +74,8 @@ pub async fn run(dir: &Path, specs: Vec<Spec>, role: Role, seed: u64) -> Result<
         .activity(apply_effect)
         .activity(flaky)
         .activity(wall_clock)
+        .entity::<Tally>()
+        .entity::<Relay>()
         .state(ledger)
         .state(Pace::new(seed))
         .start()
@@ -88,6 +91,19 @@ pub async fn run(dir: &Path, specs: Vec<Spec>, role: Role, seed: u64) -> Result<
         let (first, _) = approval_payloads(spec.n);
         raise_once(&store, &client, &spec.id(), "approve", first).await?;
     }
+    // The entity operations, sent one by one over the time the instances' starts are
+    // spread over.
+    let per_kind = specs.iter().filter(|s| s.kind == Kind::Chain).count() as u64;
+    let ops = entities::ops(per_kind);
+    let window = specs.iter().map(|s| s.delay_ms).max().unwrap_or(0);
+    let pace = Duration::from_millis(window / ops.len().max(1) as u64);
+    let sender = tokio::spawn(entities::send(
+        store.clone(),
+        client.clone(),
+        ops.clone(),
+        pace,
+        dir.to_path_buf(),
+    ));
     let late = tokio::spawn(raise_late_events(
         store.clone(),
         client.clone(),
@@ -105,6 +121,10 @@ pub async fn run(dir: &Path, specs: Vec<Spec>, role: Role, seed: u64) -> Result<
         }
     }
     late.abort();
+    sender
+        .await
+        .map_err(|e| io_error(format!("the entity sender: {e}")))??;
+    entities::settle(&*store, &ops, Duration::from_secs(600)).await?;
     std::fs::write(dir.join(SETTLED), b"").map_err(|e| io_error(e.to_string()))?;
     if role.serve {
         return serve(runtime).await;

@@ -1,5 +1,6 @@
 //! The parent's final check: every instance ended as expected, every effect is in the
-//! ledger once, every event arrived once, and the store reopens cleanly.
+//! ledger once, every event arrived once, every entity operation ran once (in its
+//! sender's order, for the client's signals), and the store reopens cleanly.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -8,6 +9,7 @@ use durable_core::record::{Event, Status};
 use durable_core::{FjallStore, Store};
 use durable_store::PostgresStore;
 
+use crate::entities;
 use crate::workload::{Kind, Ledger, Spec, read_postgres_ledger};
 
 /// What the check found.
@@ -20,6 +22,12 @@ pub struct Report {
     pub duplicated: Vec<String>,
     /// Deliveries that found their effect applied already (absorbed by idempotency keys).
     pub repeats: u64,
+    /// Entity operations checked, and the entities they ran on.
+    pub entity_ops: usize,
+    pub entities: usize,
+    /// Starter runs that found some of the entity operations sent, not all: kills that
+    /// landed while they were being sent.
+    pub sends_resumed: usize,
 }
 
 /// Checks the store and the ledger (in `dir`, or in the PostgreSQL database at `url`)
@@ -52,7 +60,14 @@ pub fn verify(dir: &Path, url: Option<&str>, specs: &[Spec]) -> Report {
         effects.extend(spec.expected_effects(incarnation));
     }
     report.instances = expected.len();
-    check_instances(store, &expected, &mut report);
+    let per_kind = specs.iter().filter(|s| s.kind == Kind::Chain).count() as u64;
+    let ops = entities::ops(per_kind);
+    let entities = entities::expected(&ops);
+    report.entity_ops = ops.len();
+    report.entities = entities.len();
+    report.sends_resumed = entities::resumed(dir, ops.len());
+    check_instances(store, &expected, &entities, &mut report);
+    check_entities(store, &entities, &mut report);
     for spec in specs.iter().filter(|s| s.kind == Kind::Approval) {
         check_events(store, &spec.id(), &mut report);
     }
@@ -73,7 +88,12 @@ pub fn verify(dir: &Path, url: Option<&str>, specs: &[Spec]) -> Report {
     report
 }
 
-fn check_instances(store: &dyn Store, expected: &BTreeMap<String, u64>, report: &mut Report) {
+fn check_instances(
+    store: &dyn Store,
+    expected: &BTreeMap<String, u64>,
+    entities: &BTreeMap<String, Vec<String>>,
+    report: &mut Report,
+) {
     let stored = match store.instances() {
         Ok(stored) => stored,
         Err(e) => {
@@ -82,7 +102,8 @@ fn check_instances(store: &dyn Store, expected: &BTreeMap<String, u64>, report: 
         }
     };
     let stored: BTreeMap<String, _> = stored.into_iter().collect();
-    for id in stored.keys().filter(|id| !expected.contains_key(*id)) {
+    let known = |id: &String| expected.contains_key(id) || entities.contains_key(id);
+    for id in stored.keys().filter(|id| !known(id)) {
         report
             .duplicated
             .push(format!("instance {id}: not started by the workload"));
@@ -111,6 +132,67 @@ fn check_instances(store: &dyn Store, expected: &BTreeMap<String, u64>, report: 
                 record.history_len
             )),
             Err(e) => report.lost.push(format!("instance {id}: history: {e}")),
+        }
+    }
+}
+
+/// Each entity ran each of its operations once, and a tally its client signals (`d-`) in
+/// the order they were sent.
+fn check_entities(
+    store: &dyn Store,
+    expected: &BTreeMap<String, Vec<String>>,
+    report: &mut Report,
+) {
+    for (id, want) in expected {
+        let record = match store.instance(id) {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                report.lost.push(format!("entity {id}: missing"));
+                continue;
+            }
+            Err(e) => {
+                report.lost.push(format!("entity {id}: does not read: {e}"));
+                continue;
+            }
+        };
+        let Some(ran) = entities::state_ops(id, &record.input) else {
+            report
+                .lost
+                .push(format!("entity {id}: its state does not decode"));
+            continue;
+        };
+        let mut times: BTreeMap<&str, usize> = BTreeMap::new();
+        for op in &ran {
+            *times.entry(op.as_str()).or_default() += 1;
+        }
+        for op in want {
+            match times.get(op.as_str()) {
+                None => report
+                    .lost
+                    .push(format!("entity operation {op} on {id}: never ran")),
+                Some(1) => {}
+                Some(n) => report
+                    .duplicated
+                    .push(format!("entity operation {op} on {id}: ran {n} times")),
+            }
+        }
+        for op in times.keys().filter(|op| !want.iter().any(|w| w == *op)) {
+            report
+                .duplicated
+                .push(format!("entity operation {op} on {id}: not sent to it"));
+        }
+        let client_order = |ops: &[String]| -> Vec<String> {
+            let mut seen = BTreeSet::new();
+            ops.iter()
+                .filter(|op| op.starts_with("d-") && seen.insert(op.as_str()))
+                .cloned()
+                .collect()
+        };
+        let (sent, applied) = (client_order(want), client_order(&ran));
+        if applied.len() == sent.len() && applied != sent {
+            report.lost.push(format!(
+                "entity {id}: the client's signals ran out of order: {applied:?}, sent {sent:?}"
+            ));
         }
     }
 }
