@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::clock::{Clock, millis};
 use crate::durable_future::{ActivityCall, ContinueAsNew, EventWait, SubOrchestrationCall, Timer};
+use crate::error::{LockRuleViolation, SubOrchestrationError};
 use crate::external_event::AsEventName;
 use crate::failure;
 use crate::handle::{Activity, Orchestrator};
@@ -19,6 +20,8 @@ use crate::replay::execution::{OrchestratorFuture, Start};
 use crate::replay::recorded::{Patch, Recorded};
 use crate::replay::state::{ReplayState, lock};
 use crate::replay::step::{Attempt, StepRequest};
+
+mod entities;
 
 /// The handle an orchestrator gets to issue durable operations.
 ///
@@ -246,6 +249,15 @@ impl OrchestrationContext {
         caller: &Location<'_>,
     ) -> SubOrchestrationCall<O::Output> {
         let mut state = lock(&self.state);
+        if let Some((_, locked)) = state.open_section() {
+            let violation = LockRuleViolation::SubOrchestration {
+                orchestrator: O::NAME.to_string(),
+                locked: entities::entity_ids(locked),
+            };
+            drop(state);
+            let error = SubOrchestrationError::refused(O::NAME.to_string(), violation);
+            return SubOrchestrationCall::refused(self.state.clone(), error);
+        }
         let site = self.site(&state, caller);
         let what = || format!("the input of sub-orchestration `{}`", O::NAME);
         let input = Self::encode_step(&mut state, &input, what);

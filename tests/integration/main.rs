@@ -13,6 +13,7 @@ mod fuzz;
 mod incarnation;
 mod management;
 mod manual_clock;
+mod orchestration_entities;
 mod patterns;
 mod payload_codec;
 mod payload_limits;
