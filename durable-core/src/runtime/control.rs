@@ -37,13 +37,7 @@ pub(in crate::runtime) async fn apply(
                 reason: reason.clone(),
             };
             keep = None;
-            entity_messages::release_on_terminate(
-                engine,
-                instance,
-                &record,
-                &mut commit,
-                &mut outbox,
-            )?;
+            entity_messages::release_on_end(engine, instance, &record, &mut commit, &mut outbox)?;
             outbox.tell_parent(engine, &record, &mut commit);
         }
         Event::SuspendRequested { reason } => {

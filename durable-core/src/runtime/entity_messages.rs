@@ -140,15 +140,15 @@ pub(in crate::runtime) async fn create_targets<'e>(
     Ok(creating)
 }
 
-/// When a client terminates `instance` (its `record`, before the terminate): unlocks
-/// every entity of each lock request its history does not record released, granted or
-/// still pending, in the commit that terminates it. Their records exist: the lock
-/// request made them.
+/// When `instance` ends without its code running (a client terminates it, or the
+/// runtime fails it for want of its orchestrator): unlocks every entity of each lock
+/// request its stored history does not record released, granted or still pending, in
+/// the commit that ends it. Their records exist: the lock request made them.
 ///
 /// # Errors
 ///
 /// [`Error::Store`] if the history cannot be read.
-pub(in crate::runtime) fn release_on_terminate(
+pub(in crate::runtime) fn release_on_end(
     engine: &Engine,
     instance: &str,
     record: &InstanceRecord,

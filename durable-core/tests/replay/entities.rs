@@ -5,8 +5,8 @@
 use durable_core::record::{Event, Failure, FailureKind, Site};
 use durable_core::replay_test::{Command, Execution, Outcome};
 use durable_core::{
-    ActivityContext, EntityId, LockRuleViolation, OrchestrationContext, activity, entity,
-    orchestrator,
+    ActivityContext, EntityId, LockRuleViolation, OrchestrationContext, activity, deterministic,
+    entity, orchestrator,
 };
 use serde::{Deserialize, Serialize};
 
@@ -82,8 +82,20 @@ async fn transfer(ctx: OrchestrationContext, amount: i64) -> Result<Vec<String>,
         EntityId::of::<Account>("bob"),
     ];
     let section = ctx.lock(ids).await?;
-    let mut refused = Vec::new();
     ctx.call_entity(Account::withdraw, "bob", amount).await?;
+    let refused = break_the_rules(&ctx, amount).await;
+    ctx.call_entity(Account::deposit, "alice", amount).await?;
+    section.release();
+    // Outside the section, anything goes again.
+    ctx.signal_entity(Account::deposit, "carol", 1)?;
+    Ok(refused)
+}
+
+/// Tries each rule of a section. A helper: inside `transfer`, where the macro sees the
+/// section's guard, the nested lock and the sub-orchestration would not compile.
+#[deterministic]
+async fn break_the_rules(ctx: &OrchestrationContext, amount: i64) -> Vec<String> {
+    let mut refused = Vec::new();
     if let Err(e) = ctx.call_entity(Account::deposit, "carol", amount).await {
         refused.push(e.lock_rule_violation().map(rule).unwrap_or_default());
     }
@@ -96,11 +108,7 @@ async fn transfer(ctx: OrchestrationContext, amount: i64) -> Result<Vec<String>,
     if let Err(e) = ctx.sub_orchestration(pay, 1).await {
         refused.push(e.lock_rule_violation().map(rule).unwrap_or_default());
     }
-    ctx.call_entity(Account::deposit, "alice", amount).await?;
-    section.release();
-    // Outside the section, anything goes again.
-    ctx.signal_entity(Account::deposit, "carol", 1)?;
-    Ok(refused)
+    refused
 }
 
 fn rule(v: &LockRuleViolation) -> String {
