@@ -82,12 +82,24 @@ async fn lock_and_wait(ctx: OrchestrationContext, _: ()) -> Result<(), String> {
     Ok(())
 }
 
+/// Locks alice, signals bob, and continues as new from inside the section once.
+#[orchestrator]
+async fn rounds(ctx: OrchestrationContext, round: u32) -> Result<u32, String> {
+    if round == 1 {
+        return Ok(round);
+    }
+    let _section = ctx.lock([EntityId::of::<Account>("alice")]).await?;
+    ctx.signal_entity(Account::deposit, "bob", 1)?;
+    ctx.continue_as_new(round + 1).await
+}
+
 fn runtime(store: &FjallStore) -> RuntimeBuilder {
     Runtime::builder(store.clone())
         .orchestrator(withdraw_five)
         .orchestrator(tip)
         .orchestrator(locked_withdraw)
         .orchestrator(lock_and_wait)
+        .orchestrator(rounds)
 }
 
 /// Waits until `instance`'s history holds an event `found` picks, and returns it.
@@ -428,6 +440,58 @@ fn a_terminated_orchestration_unlocks_what_it_holds_or_waits_for() {
             Event::EntityUnlock { owner },
         ]
     );
+}
+
+#[test]
+fn hand_rolled_grant_then_continue_as_new_sends_the_signal_and_the_unlock() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = runtime(&store).start().await.unwrap();
+        runtime.client().start(rounds, "rounds", 0).await.unwrap();
+        until_history(&store, "rounds", |e| {
+            matches!(e, Event::EntityLockRequested { .. }).then_some(())
+        })
+        .await;
+        runtime.shutdown().await;
+    });
+    let record = store.instance("rounds").unwrap().unwrap();
+    let owner = ParentLink {
+        instance: "rounds".into(),
+        incarnation: record.incarnation,
+        generation: 0,
+        seq: 0,
+    };
+    let lock = messages(&store, "@Account@alice");
+    hand_rolled_answer(
+        &store,
+        &[lock[0].0],
+        &owner,
+        Event::EntityLockGranted { seq: 0 },
+    );
+    let output = lifetime(async {
+        let runtime = runtime(&store).start().await.unwrap();
+        let output = runtime
+            .client()
+            .instance(rounds, "rounds")
+            .wait(WAIT)
+            .await
+            .unwrap();
+        runtime.shutdown().await;
+        output
+    });
+    assert_eq!(output, 1);
+    let to = |entity| -> Vec<Event> {
+        messages(&store, entity)
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect()
+    };
+    assert_eq!(to("@Account@alice"), vec![Event::EntityUnlock { owner }]);
+    assert!(matches!(
+        &to("@Account@bob")[..],
+        [Event::EntityOperation { operation, sender: Some(sender), .. }]
+            if operation == "deposit" && sender == "rounds"
+    ));
 }
 
 #[orchestrator]

@@ -2,6 +2,8 @@
 //! and commands, results from the history, nondeterminism, the rules of a section, and
 //! the release of what a section holds when it ends or the orchestration does.
 
+use std::time::Duration;
+
 use durable_core::record::{Event, Failure, FailureKind, Site};
 use durable_core::replay_test::{Command, Execution, Outcome};
 use durable_core::{
@@ -433,4 +435,114 @@ fn a_section_is_rebuilt_from_a_history_whose_sites_moved() {
         &done.commands[..],
         [Command::UnlockEntities { lock_seq: 0, .. }]
     ));
+}
+
+/// Gives up waiting for the lock after a minute, then locks again.
+#[orchestrator]
+async fn impatient(ctx: OrchestrationContext, _: ()) -> Result<String, String> {
+    let ids = [EntityId::of::<Account>("alice")];
+    let waited = ctx
+        .timeout(Duration::from_secs(60), ctx.lock(ids.clone()))
+        .await;
+    let Err(_) = waited else {
+        return Ok("locked".into());
+    };
+    let in_section = ctx.locked_entities().is_some();
+    let again = ctx.lock(ids).await?;
+    let holds = ctx.locked_entities().unwrap_or_default();
+    drop(again);
+    Ok(format!(
+        "in a section after giving up: {in_section}; then {holds:?}"
+    ))
+}
+
+#[test]
+fn a_lock_request_given_up_is_released_and_the_section_closed() {
+    let mut execution = Execution::of(impatient, "i");
+    execution.turn(&[], vec![started("impatient", &())]);
+    let gave_up = execution.turn(&[], vec![Event::TimerFired { seq: 1 }]);
+    assert_eq!(
+        gave_up.commands,
+        vec![
+            Command::UnlockEntities {
+                lock_seq: 0,
+                entities: vec![ALICE.into()],
+            },
+            Command::LockEntities {
+                seq: 2,
+                entities: vec![ALICE.into()],
+            },
+        ]
+    );
+    // The first grant, arriving late, is kept in the history and changes nothing.
+    let done = execution.turn(&[], vec![granted(0), granted(2)]);
+    let expected = format!(
+        "in a section after giving up: false; then [{:?}]",
+        EntityId::of::<Account>("alice")
+    );
+    assert_eq!(done.outcome, Outcome::Completed(encode(&expected)));
+}
+
+/// Locks alice, then continues as new from inside the section.
+#[orchestrator]
+async fn rounds(ctx: OrchestrationContext, round: u32) -> Result<(), String> {
+    let _section = ctx.lock([EntityId::of::<Account>("alice")]).await?;
+    if round < 1 {
+        return ctx.continue_as_new(round + 1).await;
+    }
+    Ok(())
+}
+
+#[test]
+fn continuing_as_new_releases_what_the_generation_holds() {
+    let mut execution = Execution::of(rounds, "i");
+    execution.turn(&[], vec![started("rounds", &0u32)]);
+    let next = execution.turn(&[], vec![granted(0)]);
+    assert!(matches!(next.outcome, Outcome::ContinuedAsNew { .. }));
+    assert_eq!(
+        next.commands,
+        vec![Command::UnlockEntities {
+            lock_seq: 0,
+            entities: vec![ALICE.into()],
+        }]
+    );
+}
+
+#[derive(Default, Serialize, Deserialize)]
+pub struct Other;
+
+#[entity]
+impl Other {
+    pub fn ping(&mut self) {}
+}
+
+/// Calls alice's account by the id of another entity type, and locks nothing.
+#[orchestrator]
+async fn mistaken(ctx: OrchestrationContext, _: ()) -> Result<Vec<String>, String> {
+    let wrong = EntityId::of::<Other>("alice");
+    let called = ctx.call_entity(Account::deposit, wrong, 1).await;
+    let locked = ctx.lock(Vec::new()).await;
+    Ok(vec![
+        called.map_err(|e| e.to_string()).err().unwrap_or_default(),
+        locked
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+            .err()
+            .unwrap_or_default(),
+    ])
+}
+
+#[test]
+fn a_call_to_an_id_of_another_type_and_an_empty_lock_are_refused_unrecorded() {
+    let mut execution = Execution::of(mistaken, "i");
+    let turn = execution.turn(&[], vec![started("mistaken", &())]);
+    assert!(turn.commands.is_empty());
+    assert_eq!(turn.appended.len(), 2, "{:?}", turn.appended);
+    let expected = vec![
+        "operation `deposit` of entity `@Other@alice` failed: `@Other@alice` is not an entity \
+         of type `Account`; name it by its key, or by an id `@Account@key`"
+            .to_string(),
+        "`lock` was given no entity; name at least one".to_string(),
+    ];
+    assert_eq!(turn.outcome, Outcome::Completed(encode(&expected)));
 }
