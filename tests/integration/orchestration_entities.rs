@@ -406,6 +406,12 @@ fn a_terminated_orchestration_unlocks_what_it_holds_or_waits_for() {
             matches!(e, Event::EntityLockRequested { .. }).then_some(())
         })
         .await;
+        // A status page shows what it waits for.
+        let position = instance.position().await.unwrap().to_string();
+        assert!(
+            position.starts_with("awaiting step 0, a lock on entities [@Account@alice]"),
+            "{position}"
+        );
         // Not granted: the request is still on its way.
         instance.terminate("enough").await.unwrap();
         let start = Instant::now();
