@@ -127,9 +127,6 @@ pub(in crate::runtime) async fn create_targets<'e>(
     commit: &mut Commit,
 ) -> Result<Vec<entities::Creating<'e>>, Error> {
     let mut creating = Vec::new();
-    if targets.is_empty() {
-        return Ok(creating);
-    }
     let own = commit.instances.pop();
     for id in targets {
         if let Some(guard) = entities::create_if_absent(engine, id, commit, false).await? {

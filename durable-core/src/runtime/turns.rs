@@ -104,10 +104,19 @@ async fn turn(
     match turn_plan::plan(engine, instance, messages)? {
         Plan::Commit(mut turned) => {
             // Held until the commit is durable (or refused): the records of entities the
-            // turn makes (see `entities::create_if_absent`).
-            let creating =
-                entity_messages::create_targets(engine, &turned.entities, &mut turned.commit)
-                    .await?;
+            // turn makes (see `entities::create_if_absent`). Boxed, as most turns send
+            // nothing to entities: the common case keeps the task small.
+            let creating = if turned.entities.is_empty() {
+                Vec::new()
+            } else {
+                let targets = std::mem::take(&mut turned.entities);
+                Box::pin(entity_messages::create_targets(
+                    engine,
+                    &targets,
+                    &mut turned.commit,
+                ))
+                .await?
+            };
             let durable = engine.submit(std::mem::take(&mut turned.commit));
             drop(permit);
             let (written, commit) = durable.await;
