@@ -140,7 +140,7 @@ fn messages(store: &impl Store, instance: &str) -> Vec<(u64, Event)> {
 }
 
 /// What an entity would do with the message `consumed`: answer `owner` with `answer`.
-fn hand_rolled_answer(store: &FjallStore, consumed: &[u64], owner: &ParentLink, answer: Event) {
+fn hand_rolled_answer(store: &impl Store, consumed: &[u64], owner: &ParentLink, answer: Event) {
     let id = store.reserve_work_ids(1).unwrap();
     let message = WorkItem::Message {
         instance: owner.instance.clone(),
@@ -498,6 +498,81 @@ fn hand_rolled_grant_then_continue_as_new_sends_the_signal_and_the_unlock() {
         [Event::EntityOperation { operation, sender: Some(sender), .. }]
             if operation == "deposit" && sender == "rounds"
     ));
+}
+
+#[test]
+fn on_postgres_hand_rolled_answers_take_a_section_through_two_workers() {
+    let database = TestServer::shared().database();
+    // Neither worker has `Account`: its messages wait in the store for the test to play
+    // the entity.
+    let worker = |url: &str| {
+        Runtime::builder(PostgresStore::open(url).unwrap())
+            .orchestrator(locked_withdraw)
+            .lease(Duration::from_secs(5))
+    };
+    let store = PostgresStore::open(database.url()).unwrap();
+    let both = |until: fn(&Event) -> bool| {
+        lifetime(async {
+            let a = worker(database.url()).start().await.unwrap();
+            let b = worker(database.url()).start().await.unwrap();
+            if store.instance("pg-mover").unwrap().is_none() {
+                b.client()
+                    .start(locked_withdraw, "pg-mover", ())
+                    .await
+                    .unwrap();
+            }
+            until_history(&store, "pg-mover", |e| until(e).then_some(())).await;
+            a.shutdown().await;
+            b.shutdown().await;
+        });
+    };
+    both(|e| matches!(e, Event::EntityLockRequested { .. }));
+    let record = store.instance("pg-mover").unwrap().unwrap();
+    let owner = ParentLink {
+        instance: "pg-mover".into(),
+        incarnation: record.incarnation,
+        generation: 0,
+        seq: 0,
+    };
+    let lock = messages(&store, "@Account@alice");
+    assert!(
+        matches!(&lock[..], [(_, Event::EntityLock { position: 0, .. })]),
+        "{lock:?}"
+    );
+    hand_rolled_answer(
+        &store,
+        &[lock[0].0],
+        &owner,
+        Event::EntityLockGranted { seq: 0 },
+    );
+    both(|e| matches!(e, Event::EntityCalled { seq: 1, .. }));
+    let call = messages(&store, "@Account@bob");
+    let Event::EntityCall { caller, .. } = &call[0].1 else {
+        panic!("{call:?}");
+    };
+    let answer = Event::EntityCompleted {
+        seq: 1,
+        output: b"7".to_vec(),
+    };
+    hand_rolled_answer(&store, &[call[0].0], caller, answer);
+    both(|e| matches!(e, Event::Completed { .. }));
+    assert!(matches!(
+        store.instance("pg-mover").unwrap().unwrap().status,
+        durable_core::record::Status::Completed { ref output } if output == b"7"
+    ));
+    for entity in ["@Account@alice", "@Account@bob"] {
+        let unlocks: Vec<_> = messages(&store, entity)
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        assert_eq!(
+            unlocks,
+            vec![Event::EntityUnlock {
+                owner: owner.clone()
+            }],
+            "{entity}"
+        );
+    }
 }
 
 #[orchestrator]
