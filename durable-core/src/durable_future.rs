@@ -22,6 +22,11 @@ use crate::replay::event_queues::Raised;
 use crate::replay::state::{ReplayState, lock};
 use crate::replay::step::{StepKind, StepResult};
 
+mod entities;
+
+pub(crate) use entities::Refused;
+pub use entities::{CriticalSection, EntityCall, LockRequest};
+
 /// A future of a durable operation, which knows whether (and where in the history) its
 /// result arrived. Implemented by the futures `ctx` returns; [`when_any`] and
 /// [`select2`] race them.
@@ -112,6 +117,8 @@ pub struct SubOrchestrationCall<T> {
     state: Arc<Mutex<ReplayState>>,
     seq: u64,
     instance: String,
+    /// Set when the start was refused (inside a critical section): never started.
+    refused: Option<SubOrchestrationError>,
     _output: PhantomData<fn() -> T>,
 }
 
@@ -121,6 +128,18 @@ impl<T> SubOrchestrationCall<T> {
             state,
             seq,
             instance,
+            refused: None,
+            _output: PhantomData,
+        }
+    }
+
+    /// A start answered at once with `error`, never made.
+    pub(crate) fn refused(state: Arc<Mutex<ReplayState>>, error: SubOrchestrationError) -> Self {
+        Self {
+            state,
+            seq: u64::MAX,
+            instance: String::new(),
+            refused: Some(error),
             _output: PhantomData,
         }
     }
@@ -143,7 +162,10 @@ impl<T> std::fmt::Debug for SubOrchestrationCall<T> {
 impl<T: DeserializeOwned> Future for SubOrchestrationCall<T> {
     type Output = Result<T, SubOrchestrationError>;
 
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(error) = self.refused.take() {
+            return Poll::Ready(Err(error));
+        }
         let mut state = lock(&self.state);
         match state.take_result(self.seq) {
             None => Poll::Pending,
@@ -165,6 +187,9 @@ impl<T: DeserializeOwned> Future for SubOrchestrationCall<T> {
 
 impl<T: DeserializeOwned> DurableFuture for SubOrchestrationCall<T> {
     fn ready_at(&self) -> Option<u64> {
+        if self.refused.is_some() {
+            return Some(0);
+        }
         lock(&self.state).ready_at(self.seq)
     }
 }

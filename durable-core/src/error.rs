@@ -11,6 +11,10 @@ use crate::failure;
 use crate::payload::{self, PayloadError, PayloadTooLarge};
 use crate::runtime::UnregisteredCallee;
 
+mod entity_call;
+
+pub use entity_call::{EntityCallError, LockRuleViolation};
+
 /// `a; b; c`.
 fn unregistered_list(missing: &[UnregisteredCallee]) -> String {
     missing
@@ -364,6 +368,7 @@ pub struct SubOrchestrationError {
     orchestrator: String,
     instance: String,
     failure: Failure,
+    violation: Option<LockRuleViolation>,
 }
 
 impl SubOrchestrationError {
@@ -372,7 +377,25 @@ impl SubOrchestrationError {
             orchestrator,
             instance,
             failure,
+            violation: None,
         }
+    }
+
+    /// A sub-orchestration refused by a rule of critical sections (started inside one):
+    /// not started, no instance made.
+    pub(crate) fn refused(orchestrator: String, violation: LockRuleViolation) -> Self {
+        Self {
+            orchestrator,
+            instance: String::new(),
+            failure: failure::rejected(violation.to_string()),
+            violation: Some(violation),
+        }
+    }
+
+    /// The rule of critical sections the start broke (it was started inside a section),
+    /// if it was refused for one; it was not started then.
+    pub fn lock_rule_violation(&self) -> Option<&LockRuleViolation> {
+        self.violation.as_ref()
     }
 
     /// The child orchestrator's registered name.
@@ -380,7 +403,7 @@ impl SubOrchestrationError {
         &self.orchestrator
     }
 
-    /// The child's instance id.
+    /// The child's instance id (empty if it was refused by a rule of critical sections).
     pub fn instance_id(&self) -> &str {
         &self.instance
     }
@@ -403,6 +426,13 @@ impl SubOrchestrationError {
 
 impl std::fmt::Display for SubOrchestrationError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(violation) = &self.violation {
+            return write!(
+                f,
+                "sub-orchestration `{}` refused: {violation}",
+                self.orchestrator
+            );
+        }
         write!(
             f,
             "sub-orchestration `{}` (instance `{}`) failed: {}",

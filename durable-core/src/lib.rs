@@ -51,7 +51,8 @@ pub use client::query::{InstanceQuery, InstanceSummary, Page, PageCursor, PurgeF
 pub use client::{Client, SetAsideEvent};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use durable_future::{
-    ActivityCall, ContinueAsNew, DurableFuture, EventWait, SubOrchestrationCall, Timer,
+    ActivityCall, ContinueAsNew, CriticalSection, DurableFuture, EntityCall, EventWait,
+    LockRequest, SubOrchestrationCall, Timer,
 };
 /// Makes an `async fn` an orchestrator: a replayable workflow, registered and started
 /// through the typed handle the macro generates in its place.
@@ -208,7 +209,8 @@ pub use entity::{
     Operation, OperationInfo, OperationKind, Signal, SignalRefusal, Unencodable,
 };
 pub use error::{
-    ActivityError, ClientRequest, Error, InvalidIdReason, SubOrchestrationError, Timeout,
+    ActivityError, ClientRequest, EntityCallError, Error, InvalidIdReason, LockRuleViolation,
+    SubOrchestrationError, Timeout,
 };
 pub use external_event::{AsEventName, EventName};
 pub use handle::{Activity, BoxFuture, Callee, Orchestrator};

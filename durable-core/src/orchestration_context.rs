@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::clock::{Clock, millis};
 use crate::durable_future::{ActivityCall, ContinueAsNew, EventWait, SubOrchestrationCall, Timer};
+use crate::error::{LockRuleViolation, SubOrchestrationError};
 use crate::external_event::AsEventName;
 use crate::failure;
 use crate::handle::{Activity, Orchestrator};
@@ -20,12 +21,52 @@ use crate::replay::recorded::{Patch, Recorded};
 use crate::replay::state::{ReplayState, lock};
 use crate::replay::step::{Attempt, StepRequest};
 
+mod entities;
+
 /// The handle an orchestrator gets to issue durable operations.
 ///
 /// Every operation is recorded in the instance's history with a step number and the
 /// source line of the call; after a restart the orchestrator is replayed and each
 /// operation's result is served from the history instead of running it again. Anything
 /// that differs between runs (the time, random numbers, ids) must come from here too.
+///
+/// # Entities
+///
+/// An orchestration calls entity operations two-way
+/// ([`call_entity`](Self::call_entity)), signals them one-way
+/// ([`signal_entity`](Self::signal_entity), [`signal_entity_at`](Self::signal_entity_at))
+/// and locks entities for a critical section ([`lock`](Self::lock)), as Durable
+/// Functions' orchestrations do
+/// (<https://learn.microsoft.com/azure/azure-functions/durable/durable-functions-entities>).
+/// What it may rely on:
+///
+/// - Each call, signal and lock request is a step of the history, sent in the commit
+///   that records it, once: a replay serves a call's result from the history and sends
+///   nothing again. A replay that calls or signals another entity or operation at a
+///   step stops the instance with a nondeterminism failure, as for activities.
+/// - Operations on one entity run one at a time, those one orchestration sends in the
+///   order it sent them (a signal at a time runs at its time). An operation that fails
+///   (`Err`, a panic, an unknown operation, an input that does not decode) leaves the
+///   entity's state as it was, and a call gets it as an [`EntityCallError`] with the
+///   operation's own error typed.
+/// - A critical section locks its entities in one global order (sorted [`EntityId`]s:
+///   type name, then key), so two orchestrations locking overlapping sets never
+///   deadlock. While it holds them, they run only this orchestration's calls; whatever
+///   else is sent to them waits, durably, and runs in arrival order after the section.
+///   The section is durable (a restart inside it resumes inside it) and ends when its
+///   [`CriticalSection`](crate::CriticalSection) is released or dropped, or when the
+///   orchestration completes, fails, is terminated or continues as new: what it holds,
+///   or still waits for, is unlocked in the commit that ends it.
+/// - The rules of a section (Durable Functions' `LockingRulesViolationException`): from
+///   the `lock` call until the release, calling an entity not locked, signalling one that
+///   is, a nested `lock` and a sub-orchestration are refused with a
+///   [`LockRuleViolation`]: not recorded, not sent; the code goes on. `#[orchestrator]`
+///   rejects the nested `lock` and the sub-orchestration at compile time where it sees
+///   the section's guard in scope.
+///
+/// [`EntityCallError`]: crate::EntityCallError
+/// [`EntityId`]: crate::EntityId
+/// [`LockRuleViolation`]: crate::LockRuleViolation
 #[derive(Clone)]
 pub struct OrchestrationContext {
     instance: Arc<str>,
@@ -212,6 +253,12 @@ impl OrchestrationContext {
     /// [`GENERATED_ID_PREFIX`](crate::GENERATED_ID_PREFIX), of a form no id a user
     /// chooses may have; [`SubOrchestrationCall::instance_id`] tells it. Await it for its
     /// output.
+    ///
+    /// # Errors
+    ///
+    /// The future yields a [`SubOrchestrationError`]: the child failed or was refused;
+    /// inside a critical section it is not started, and
+    /// [`SubOrchestrationError::lock_rule_violation`] says so.
     #[track_caller]
     pub fn sub_orchestration<O: Orchestrator>(
         &self,
@@ -246,6 +293,15 @@ impl OrchestrationContext {
         caller: &Location<'_>,
     ) -> SubOrchestrationCall<O::Output> {
         let mut state = lock(&self.state);
+        if let Some((_, locked)) = state.open_section() {
+            let violation = LockRuleViolation::SubOrchestration {
+                orchestrator: O::NAME.to_string(),
+                locked: entities::entity_ids(locked),
+            };
+            drop(state);
+            let error = SubOrchestrationError::refused(O::NAME.to_string(), violation);
+            return SubOrchestrationCall::refused(self.state.clone(), error);
+        }
         let site = self.site(&state, caller);
         let what = || format!("the input of sub-orchestration `{}`", O::NAME);
         let input = Self::encode_step(&mut state, &input, what);

@@ -57,9 +57,13 @@ impl Position {
                 Event::ActivityScheduled { seq, site, .. }
                 | Event::TimerCreated { seq, site, .. }
                 | Event::SubOrchestrationScheduled { seq, site, .. }
-                | Event::Recorded { seq, site, .. } => {
+                | Event::Recorded { seq, site, .. }
+                | Event::EntityCalled { seq, site, .. }
+                | Event::EntitySignaled { seq, site, .. }
+                | Event::EntityLockRequested { seq, site, .. } => {
                     if let Some(kind) = StepKind::of(event) {
-                        if matches!(kind, StepKind::Recorded(_)) {
+                        // A signal has no result to await.
+                        if matches!(kind, StepKind::Recorded(_) | StepKind::EntitySignal { .. }) {
                             finished.insert(*seq);
                         }
                         steps.push(StepAt {
@@ -73,7 +77,10 @@ impl Position {
                 | Event::ActivityFailed { seq, .. }
                 | Event::TimerFired { seq }
                 | Event::SubOrchestrationCompleted { seq, .. }
-                | Event::SubOrchestrationFailed { seq, .. } => {
+                | Event::SubOrchestrationFailed { seq, .. }
+                | Event::EntityCompleted { seq, .. }
+                | Event::EntityFailed { seq, .. }
+                | Event::EntityLockGranted { seq } => {
                     finished.insert(*seq);
                 }
                 _ => {}

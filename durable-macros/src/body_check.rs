@@ -17,6 +17,7 @@ use crate::context::Parameters;
 use crate::errors::Errors;
 use crate::hazards;
 use crate::helper_calls::{self, HelperCall};
+use crate::lock_scope;
 use crate::macro_call::{self, Found, MacroArgs};
 use crate::marker::checked_on_its_own;
 use crate::scope::{Scope, import_site, use_leaves};
@@ -34,6 +35,7 @@ pub(crate) fn check(subject: &str, params: &Parameters, body: &Block) -> syn::Re
         in_macro: 0,
         rewrites: 0,
     };
+    lock_scope::check(subject, params, body, &mut walker.errors);
     let mut body = body.clone();
     walker.visit_block_mut(&mut body);
     walker.errors.finish(Some(body))

@@ -20,6 +20,7 @@ mod errors;
 mod expand;
 mod hazards;
 mod helper_calls;
+mod lock_scope;
 mod macro_call;
 mod marker;
 mod scope;
@@ -67,6 +68,15 @@ use ast::Kind;
 /// marked [`#[deterministic]`](macro@deterministic), which runs the same checks on it.
 /// The escape hatch is `ctx.side_effect(|| ...)`: its closure is not checked, and its
 /// value is recorded in history so replays see the same one.
+///
+/// # Critical sections
+///
+/// While the guard of `let section = ctx.lock(..).await?` is in scope in a block (until
+/// `section.release()` or `drop(section)` there), a further `ctx.lock(..)` or
+/// `ctx.sub_orchestration(..)` in that block, closures and async blocks included, is a
+/// compile error on the call: both are refused inside a section (Durable Functions'
+/// locking rules). What the macro cannot see (a section handed to a helper) is refused
+/// at run time with a `LockRuleViolation`.
 ///
 /// # Continuing as new
 ///

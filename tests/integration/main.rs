@@ -14,6 +14,7 @@ mod fuzz;
 mod incarnation;
 mod management;
 mod manual_clock;
+mod orchestration_entities;
 mod patterns;
 mod payload_codec;
 mod payload_limits;

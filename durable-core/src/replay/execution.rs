@@ -158,7 +158,10 @@ impl Execution {
             Event::ActivityScheduled { seq, .. }
             | Event::TimerCreated { seq, .. }
             | Event::SubOrchestrationScheduled { seq, .. }
-            | Event::Recorded { seq, .. } => Some(*seq),
+            | Event::Recorded { seq, .. }
+            | Event::EntityCalled { seq, .. }
+            | Event::EntitySignaled { seq, .. }
+            | Event::EntityLockRequested { seq, .. } => Some(*seq),
             _ => None,
         })?;
         let kind = state.step_kind(step)?;
@@ -172,6 +175,14 @@ impl Execution {
     /// the instance ended), its commands and its outcome.
     fn conclude(&mut self, mut appended: Vec<Event>, outcome: Outcome) -> Turn {
         let mut state = self.state();
+        if matches!(
+            outcome,
+            Outcome::Completed(_) | Outcome::Failed(_) | Outcome::ContinuedAsNew { .. }
+        ) {
+            // No entity stays locked by a run that ended: what it holds or still waits
+            // for is released in the commit that ends it.
+            state.release_all_locks();
+        }
         appended.append(&mut state.emitted);
         let commands = std::mem::take(&mut state.commands);
         let custom_status = state.custom_status.take();
@@ -330,6 +341,10 @@ fn is_issued(event: &Event) -> bool {
             | Event::TimerCreated { .. }
             | Event::SubOrchestrationScheduled { .. }
             | Event::Recorded { .. }
+            | Event::EntityCalled { .. }
+            | Event::EntitySignaled { .. }
+            | Event::EntityLockRequested { .. }
+            | Event::EntityLocksReleased { .. }
             | Event::CustomStatusSet { .. }
             | Event::EventSetAside { .. }
             | Event::Completed { .. }

@@ -24,7 +24,8 @@
 //!
 //! The files, from the bottom up: `recorded.rs` (the kinds of recorded values and
 //! markers, with their strings on disk), `step.rs` (a step asked for, recorded, answered),
-//! `event_queues.rs` (external events until a wait takes them), `turn.rs` (what a turn
+//! `event_queues.rs` (external events until a wait takes them), `locks.rs` (the critical
+//! sections over entities, opened by a lock request and closed by its release), `turn.rs` (what a turn
 //! produces), `log.rs` (muting logs while replaying), `state.rs` (what the context shares
 //! with the execution) and `execution.rs` (the step itself). The failures replay builds
 //! (a nondeterminism, an undecodable payload) are built with all the others, in
@@ -39,6 +40,7 @@
 
 pub(crate) mod event_queues;
 pub(crate) mod execution;
+pub(crate) mod locks;
 mod log;
 pub(crate) mod recorded;
 pub(crate) mod state;

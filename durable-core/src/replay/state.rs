@@ -14,6 +14,7 @@ use durable_store::{Event, Failure, Incarnation, InstanceRecord, Site};
 use crate::failure::nondeterminism;
 use crate::payload;
 use crate::replay::event_queues::EventQueues;
+use crate::replay::locks::Locks;
 use crate::replay::log;
 use crate::replay::recorded::{Patch, Recorded};
 use crate::replay::step::{Step, StepKind, StepRequest, StepResult};
@@ -91,6 +92,8 @@ pub(crate) struct ReplayState {
     pub(in crate::replay) continue_as_new: Option<NextGeneration>,
     /// What each `patched` change answered, so later calls answer alike.
     patches: HashMap<Patch, bool>,
+    /// The lock requests (critical sections) of this execution.
+    locks: Locks,
     /// Set when the turn must stop: nondeterminism, a payload that does not decode, or one
     /// over the limit.
     pub(in crate::replay) fatal: Option<Outcome>,
@@ -131,6 +134,7 @@ impl ReplayState {
             custom_status: None,
             continue_as_new: None,
             patches: HashMap::new(),
+            locks: Locks::default(),
             fatal: None,
         }
     }
@@ -356,6 +360,40 @@ impl ReplayState {
         answer
     }
 
+    /// Notes the lock request of step `seq` on `entities`, which the code issued.
+    pub(crate) fn lock_requested(&mut self, seq: u64, entities: &[String]) {
+        self.locks.requested(seq, entities);
+    }
+
+    /// The critical section the code is in, if any: its lock step and its entities.
+    pub(crate) fn open_section(&self) -> Option<(u64, &[String])> {
+        self.locks.open(self.next_seq)
+    }
+
+    /// The code releases the locks of its lock request of step `lock_seq`: recorded, with
+    /// an unlock for each entity, unless the history holds the release already.
+    pub(crate) fn release_locks(&mut self, lock_seq: u64) {
+        if self.fatal.is_some() {
+            return;
+        }
+        if let Some(entities) = self.locks.release(lock_seq) {
+            self.record_release(lock_seq, entities);
+        }
+    }
+
+    /// The orchestration ends: releases every lock request not recorded released.
+    pub(in crate::replay) fn release_all_locks(&mut self) {
+        for (lock_seq, entities) in self.locks.release_all() {
+            self.record_release(lock_seq, entities);
+        }
+    }
+
+    fn record_release(&mut self, lock_seq: u64, entities: Vec<String>) {
+        self.emitted.push(Event::EntityLocksReleased { lock_seq });
+        self.commands
+            .push(Command::UnlockEntities { lock_seq, entities });
+    }
+
     /// Applies one event. Returns false for an event that has nothing to apply to (a
     /// result for a step never scheduled or already finished), which is then dropped.
     pub(in crate::replay) fn apply(&mut self, event: &Event) -> bool {
@@ -365,8 +403,28 @@ impl ReplayState {
             Event::ActivityScheduled { .. }
             | Event::TimerCreated { .. }
             | Event::SubOrchestrationScheduled { .. }
-            | Event::Recorded { .. } => {
+            | Event::Recorded { .. }
+            | Event::EntityCalled { .. }
+            | Event::EntitySignaled { .. } => {
                 self.steps.extend(Step::of(event));
+            }
+            Event::EntityLockRequested { seq, entities, .. } => {
+                self.steps.extend(Step::of(event));
+                self.locks.requested(*seq, entities);
+            }
+            Event::EntityLocksReleased { lock_seq } => self.locks.release_recorded(*lock_seq),
+            Event::EntityCompleted { seq, output } => {
+                return self.deliver(*seq, position, StepResult::Ok(output.clone()));
+            }
+            Event::EntityLockGranted { seq } => {
+                return self.deliver(*seq, position, StepResult::Ok(Vec::new()));
+            }
+            Event::EntityFailed { seq, failure } => {
+                let result = StepResult::Err {
+                    attempt: 1,
+                    failure: failure.clone(),
+                };
+                return self.deliver(*seq, position, result);
             }
             Event::ActivityCompleted { seq, output }
             | Event::SubOrchestrationCompleted { seq, output } => {
@@ -412,15 +470,7 @@ impl ReplayState {
             | Event::EntityOperation { .. }
             | Event::EntityCall { .. }
             | Event::EntityLock { .. }
-            | Event::EntityUnlock { .. }
-            // Orchestrations' entity steps (issue 14, step 3): not replayed yet.
-            | Event::EntityCalled { .. }
-            | Event::EntitySignaled { .. }
-            | Event::EntityCompleted { .. }
-            | Event::EntityFailed { .. }
-            | Event::EntityLockRequested { .. }
-            | Event::EntityLockGranted { .. }
-            | Event::EntityLocksReleased { .. } => {}
+            | Event::EntityUnlock { .. } => {}
         }
         true
     }

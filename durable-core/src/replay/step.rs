@@ -21,6 +21,12 @@ pub(crate) enum StepKind {
     SubOrchestration(String),
     /// A recorded value or marker.
     Recorded(Recorded),
+    /// A two-way call of operation `operation` of the entity `entity` (its instance id).
+    EntityCall { entity: String, operation: String },
+    /// A one-way signal of operation `operation` to the entity `entity`.
+    EntitySignal { entity: String, operation: String },
+    /// A lock request on these entities (instance ids, in lock order).
+    EntityLock(Vec<String>),
 }
 
 impl StepKind {
@@ -33,6 +39,19 @@ impl StepKind {
                 Self::SubOrchestration(orchestrator.clone())
             }
             Event::Recorded { what, .. } => Self::Recorded(Recorded::parse(what)),
+            Event::EntityCalled {
+                entity, operation, ..
+            } => Self::EntityCall {
+                entity: entity.clone(),
+                operation: operation.clone(),
+            },
+            Event::EntitySignaled {
+                entity, operation, ..
+            } => Self::EntitySignal {
+                entity: entity.clone(),
+                operation: operation.clone(),
+            },
+            Event::EntityLockRequested { entities, .. } => Self::EntityLock(entities.clone()),
             _ => return None,
         })
     }
@@ -46,6 +65,18 @@ impl std::fmt::Display for StepKind {
             StepKind::Timer => write!(f, "a timer"),
             StepKind::SubOrchestration(name) => write!(f, "sub-orchestration `{name}`"),
             StepKind::Recorded(what) => write!(f, "a recorded `{what}` value"),
+            StepKind::EntityCall { entity, operation } => {
+                write!(f, "a call of operation `{operation}` of entity `{entity}`")
+            }
+            StepKind::EntitySignal { entity, operation } => {
+                write!(
+                    f,
+                    "a signal of operation `{operation}` to entity `{entity}`"
+                )
+            }
+            StepKind::EntityLock(entities) => {
+                write!(f, "a lock on entities [{}]", entities.join(", "))
+            }
         }
     }
 }
@@ -93,6 +124,23 @@ pub(crate) enum StepRequest {
     },
     /// Record `value` (encoded), of kind `kind`.
     Recorded { kind: Recorded, value: Vec<u8> },
+    /// Call operation `operation` of the entity `entity` (its instance id) on `input`
+    /// (encoded), two-way.
+    EntityCall {
+        entity: String,
+        operation: String,
+        input: Vec<u8>,
+    },
+    /// Signal operation `operation` to the entity `entity` on `input` (encoded), one-way,
+    /// at once or not before `at_ms` (milliseconds since the Unix epoch).
+    EntitySignal {
+        entity: String,
+        operation: String,
+        input: Vec<u8>,
+        at_ms: Option<u64>,
+    },
+    /// Lock `entities` (instance ids, sorted, no duplicates).
+    EntityLock { entities: Vec<String> },
 }
 
 impl StepRequest {
@@ -105,6 +153,19 @@ impl StepRequest {
                 StepKind::SubOrchestration(orchestrator.clone())
             }
             Self::Recorded { kind, .. } => StepKind::Recorded(kind.clone()),
+            Self::EntityCall {
+                entity, operation, ..
+            } => StepKind::EntityCall {
+                entity: entity.clone(),
+                operation: operation.clone(),
+            },
+            Self::EntitySignal {
+                entity, operation, ..
+            } => StepKind::EntitySignal {
+                entity: entity.clone(),
+                operation: operation.clone(),
+            },
+            Self::EntityLock { entities } => StepKind::EntityLock(entities.clone()),
         }
     }
 
@@ -143,6 +204,32 @@ impl StepRequest {
                 input: input.clone(),
             }),
             Self::Recorded { .. } => None,
+            Self::EntityCall {
+                entity,
+                operation,
+                input,
+            } => Some(Command::CallEntity {
+                seq,
+                entity: entity.clone(),
+                operation: operation.clone(),
+                input: input.clone(),
+            }),
+            Self::EntitySignal {
+                entity,
+                operation,
+                input,
+                at_ms,
+            } => Some(Command::SignalEntity {
+                seq,
+                entity: entity.clone(),
+                operation: operation.clone(),
+                input: input.clone(),
+                at_ms: *at_ms,
+            }),
+            Self::EntityLock { entities } => Some(Command::LockEntities {
+                seq,
+                entities: entities.clone(),
+            }),
         }
     }
 
@@ -180,6 +267,35 @@ impl StepRequest {
                 value,
                 site,
             },
+            Self::EntityCall {
+                entity,
+                operation,
+                input,
+            } => Event::EntityCalled {
+                seq,
+                entity,
+                operation,
+                input,
+                site,
+            },
+            Self::EntitySignal {
+                entity,
+                operation,
+                input,
+                at_ms,
+            } => Event::EntitySignaled {
+                seq,
+                entity,
+                operation,
+                input,
+                at_ms,
+                site,
+            },
+            Self::EntityLock { entities } => Event::EntityLockRequested {
+                seq,
+                entities,
+                site,
+            },
         }
     }
 }
@@ -191,7 +307,8 @@ pub(in crate::replay) struct Step {
     pub(in crate::replay) kind: StepKind,
     /// Where the code asked for it.
     pub(in crate::replay) site: Site,
-    /// Whether its result has arrived (a recorded value is its own result).
+    /// Whether its result has arrived (a recorded value is its own result; a signal has
+    /// none).
     pub(in crate::replay) done: bool,
     /// The value of a recorded step.
     pub(in crate::replay) value: Option<Vec<u8>>,
@@ -205,7 +322,10 @@ impl Step {
         let (Event::ActivityScheduled { site, .. }
         | Event::TimerCreated { site, .. }
         | Event::SubOrchestrationScheduled { site, .. }
-        | Event::Recorded { site, .. }) = event
+        | Event::Recorded { site, .. }
+        | Event::EntityCalled { site, .. }
+        | Event::EntitySignaled { site, .. }
+        | Event::EntityLockRequested { site, .. }) = event
         else {
             return None;
         };
@@ -213,6 +333,8 @@ impl Step {
             Event::Recorded { value, .. } => Some(value.clone()),
             _ => None,
         };
+        // A signal has no result to wait for: done once sent.
+        let signal = matches!(event, Event::EntitySignaled { .. });
         let child = match event {
             Event::SubOrchestrationScheduled { instance, .. } => Some(instance.clone()),
             _ => None,
@@ -220,7 +342,7 @@ impl Step {
         Some(Self {
             kind: StepKind::of(event)?,
             site: site.clone(),
-            done: value.is_some(),
+            done: value.is_some() || signal,
             value,
             child,
         })

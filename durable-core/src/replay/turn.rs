@@ -44,6 +44,48 @@ pub enum Command {
         /// Encoded input.
         input: Vec<u8>,
     },
+    /// Send a two-way call to an entity: an `EntityCall` message, whose caller is this
+    /// run of the instance and step `seq`.
+    CallEntity {
+        /// Step number.
+        seq: u64,
+        /// The entity's instance id (`@Name@key`).
+        entity: String,
+        /// The operation's name.
+        operation: String,
+        /// Encoded input.
+        input: Vec<u8>,
+    },
+    /// Send a one-way signal to an entity: an `EntityOperation` message whose sender is
+    /// this instance.
+    SignalEntity {
+        /// Step number.
+        seq: u64,
+        /// The entity's instance id.
+        entity: String,
+        /// The operation's name.
+        operation: String,
+        /// Encoded input.
+        input: Vec<u8>,
+        /// Not to run before this time, milliseconds since the Unix epoch; `None` at once.
+        at_ms: Option<u64>,
+    },
+    /// Ask for the locks of `entities`: an `EntityLock` message to the first, owned by
+    /// this run of the instance and step `seq`.
+    LockEntities {
+        /// The lock request's step.
+        seq: u64,
+        /// The entities' instance ids, sorted, no duplicates.
+        entities: Vec<String>,
+    },
+    /// Release the locks of the lock request of step `lock_seq`: an `EntityUnlock`
+    /// message to each of `entities`.
+    UnlockEntities {
+        /// The lock request's step.
+        lock_seq: u64,
+        /// The entities of the request.
+        entities: Vec<String>,
+    },
 }
 
 /// Where the instance stands after a turn.

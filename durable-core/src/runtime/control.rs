@@ -8,6 +8,7 @@ use durable_store::{Commit, Event, HistoryAppend, Status};
 
 use super::activities;
 use super::engine::{Cached, Engine};
+use super::entity_messages;
 use super::inbox::{Delivery, Run};
 use super::outbox::Outbox;
 use super::turn_plan::RequestPlan;
@@ -36,6 +37,7 @@ pub(in crate::runtime) async fn apply(
                 reason: reason.clone(),
             };
             keep = None;
+            entity_messages::release_on_end(engine, instance, &record, &mut commit, &mut outbox)?;
             outbox.tell_parent(engine, &record, &mut commit);
         }
         Event::SuspendRequested { reason } => {

@@ -68,6 +68,7 @@ mod activities;
 mod control;
 pub(crate) mod engine;
 pub(crate) mod entities;
+mod entity_messages;
 mod group_commit;
 mod inbox;
 mod lease;

@@ -7,10 +7,12 @@ use durable_store::{ParentLink, Status, StoreError, WorkItem};
 
 use super::engine::Engine;
 use super::entities;
+use super::entity_messages;
 use super::inbox::{Delivery, Recipient, Run};
 use super::outbox::{Outbox, consumed};
 use super::timer_arming::TimerToArm;
 use super::unregistered::Unregistered;
+use crate::entity::EntityId;
 use crate::error::Error;
 use crate::failure;
 use crate::instance_id::{check_user_instance_id, generated_child_id};
@@ -69,6 +71,9 @@ pub(in crate::runtime) struct Turned {
     pub(in crate::runtime) run: Run,
     pub(in crate::runtime) execution: Execution,
     pub(in crate::runtime) outcome: Outcome,
+    /// The entities the turn sends messages to, whose records the turn task makes if
+    /// absent ([`entity_messages::create_targets`]).
+    pub(in crate::runtime) entities: Vec<EntityId>,
 }
 
 /// The start of an instance's next generation (continue-as-new).
@@ -205,6 +210,7 @@ pub(in crate::runtime) fn plan(
     let mut record = record;
     let mut commit = consumed(messages);
     let mut outbox = Outbox::default();
+    let mut entities = Vec::new();
     if let Some(status) = turn.custom_status {
         record.custom_status = Some(status);
     }
@@ -219,6 +225,19 @@ pub(in crate::runtime) fn plan(
             && let Some(latest) = engine.registry().latest_version(&record.orchestrator)
         {
             record.version = latest;
+        }
+        // What this generation sent entities goes out with its end (its signals, and the
+        // unlocks of what it held); the results of its other steps would reach no one.
+        for command in turn.commands {
+            entity_messages::send(
+                engine,
+                instance,
+                run,
+                command,
+                &mut commit,
+                &mut outbox,
+                &mut entities,
+            );
         }
         let next = NextGeneration {
             input: input.clone(),
@@ -243,6 +262,17 @@ pub(in crate::runtime) fn plan(
         }
         record.history_len = record.history_len.saturating_add(appended);
         for command in turn.commands {
+            let Some(command) = entity_messages::send(
+                engine,
+                instance,
+                run,
+                command,
+                &mut commit,
+                &mut outbox,
+                &mut entities,
+            ) else {
+                continue;
+            };
             schedule(engine, instance, run, command, &mut commit, &mut outbox)?;
         }
         record.status = match &turn.outcome {
@@ -266,6 +296,7 @@ pub(in crate::runtime) fn plan(
         run,
         execution,
         outcome: turn.outcome,
+        entities,
     })))
 }
 
@@ -432,6 +463,7 @@ fn schedule(
             };
             outbox.enqueue(engine, &child, to, started, commit);
         }
+        _ => unreachable!("entity commands are sent by `entity_messages::send`"),
     }
     Ok(())
 }

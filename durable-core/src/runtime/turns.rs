@@ -16,6 +16,7 @@ use super::control;
 use super::engine::RETRY_DELAY;
 use super::engine::{Busy, Cached, Engine};
 use super::entities;
+use super::entity_messages;
 use super::inbox::Delivery;
 use super::lease;
 use super::turn_plan::{self, Plan, Turned};
@@ -102,9 +103,24 @@ async fn turn(
 ) -> Result<(), Error> {
     match turn_plan::plan(engine, instance, messages)? {
         Plan::Commit(mut turned) => {
+            // Held until the commit is durable (or refused): the records of entities the
+            // turn makes (see `entities::create_if_absent`). Boxed, as most turns send
+            // nothing to entities: the common case keeps the task small.
+            let creating = if turned.entities.is_empty() {
+                Vec::new()
+            } else {
+                let targets = std::mem::take(&mut turned.entities);
+                Box::pin(entity_messages::create_targets(
+                    engine,
+                    &targets,
+                    &mut turned.commit,
+                ))
+                .await?
+            };
             let durable = engine.submit(std::mem::take(&mut turned.commit));
             drop(permit);
             let (written, commit) = durable.await;
+            drop(creating);
             written?;
             turned.commit = commit;
             finish(engine, instance, *turned);
@@ -148,6 +164,7 @@ fn finish(engine: &Arc<Engine>, instance: &str, turned: Turned) {
         run,
         execution,
         outcome,
+        ..
     } = turned;
     for (id, item) in commit.enqueued.drain(..) {
         if let WorkItem::Activity(task) = item {

@@ -9,6 +9,7 @@ use durable_store::{Commit, Event, HistoryAppend, Status};
 
 use super::activities;
 use super::engine::Engine;
+use super::entity_messages;
 use super::inbox::{Delivery, Run};
 use super::outbox::{Outbox, consumed};
 use super::turn_plan::{FailPlan, StallPlan};
@@ -51,6 +52,7 @@ pub(in crate::runtime) async fn fail(
     record.history_len = record.history_len.saturating_add(appended);
     record.status = Status::Failed { failure };
     record.updated_ms = engine.now_ms();
+    entity_messages::release_on_end(engine, instance, &record, &mut commit, &mut outbox)?;
     outbox.tell_parent(engine, &record, &mut commit);
     let run = Run::of(&record);
     commit

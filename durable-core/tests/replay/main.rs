@@ -1,6 +1,7 @@
 //! The replay step, driven directly: history in, events and commands out, no I/O.
 
 mod builders;
+mod entities;
 mod failures;
 mod fresh_run;
 mod logging;
