@@ -127,7 +127,12 @@ async fn turn(
             Ok(())
         }
         // Boxed, as they are rare: the common case above keeps the task small.
-        other => Box::pin(without_orchestrator(engine, instance, messages, other)).await,
+        other => {
+            Box::pin(without_orchestrator(
+                engine, instance, messages, other, permit,
+            ))
+            .await
+        }
     }
 }
 
@@ -137,13 +142,14 @@ async fn without_orchestrator(
     instance: &str,
     messages: &[Delivery],
     plan: Plan,
+    permit: OwnedSemaphorePermit,
 ) -> Result<(), Error> {
     match plan {
         Plan::AckOnly => verdicts::ack_only(engine, messages).await,
         Plan::Request(request) => control::apply(engine, instance, &messages[0], *request).await,
         Plan::Stall(stall) => verdicts::stall(engine, instance, *stall, messages).await,
         Plan::Fail(fail) => verdicts::fail(engine, instance, *fail, messages).await,
-        Plan::Entity(record) => entities::turn(engine, instance, messages, *record).await,
+        Plan::Entity(record) => entities::turn(engine, instance, messages, *record, permit).await,
         Plan::Commit(_) => unreachable!("a turn to commit runs the orchestrator"),
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use durable_store::{Commit, Event, InstanceRecord, Status, StoreError};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::batch::{self, Batch, Sent};
 use super::{Creating, create_in_turn, operation, recipient};
@@ -22,6 +23,9 @@ use crate::runtime::outbox::{Outbox, consumed};
 /// new state and lock owner, what they sent (signals, answers to calls, lock requests
 /// passed on, grants) and the messages consumed in one commit, and delivers what it sent
 /// once it is durable. The messages that wait go back to the entity's inbox, held.
+/// `permit` is the turn's slot among those that compute at once, given back once the
+/// commit is queued, as an orchestration turn's is: the entity turns waiting on one fsync
+/// are not limited to the number of slots.
 ///
 /// # Errors
 ///
@@ -31,7 +35,9 @@ pub(in crate::runtime) async fn turn(
     instance: &str,
     messages: &[Delivery],
     record: InstanceRecord,
+    permit: OwnedSemaphorePermit,
 ) -> Result<(), Error> {
+    let mut permit = Some(permit);
     let id: EntityId = instance
         .parse()
         .expect("an entity's record is found only under an entity id");
@@ -109,7 +115,10 @@ pub(in crate::runtime) async fn turn(
         commit
             .instances
             .push((instance.to_string(), record.clone()));
-        let written = engine.commit_leased(commit).await;
+        // In a turn, a commit is submitted once (a lapsed lease is not written again).
+        let durable = engine.submit(commit);
+        drop(permit.take());
+        let (written, _) = durable.await;
         drop(creating);
         match written {
             // An entity this turn made was made by another sender meanwhile: send to it.
