@@ -299,7 +299,7 @@ impl FjallStore {
         let mut counts = *self.inner.counts.lock().unwrap_or_else(|p| p.into_inner());
         let before = counts;
         for (id, old, new) in changes.changed() {
-            let status_key = |entry: Option<Entry>| entry.map(|e| e.status_key(id));
+            let status_key = |entry: Option<Entry>| entry.and_then(|e| e.status_key(id));
             let orchestrator_key =
                 |entry: Option<Entry>| entry.and_then(|e| e.orchestrator_key(id));
             for (space, old_key, new_key) in [
@@ -321,12 +321,18 @@ impl FjallStore {
                     writes.put(space, &key, &[]);
                 }
             }
-            if let Some(old) = old {
-                let count = &mut counts[slot(old.status())];
+            // An entity removed takes the live entry an older build gave it along.
+            if new.is_none()
+                && let Some(key) = old.and_then(|e| e.legacy_entity_key(id))
+            {
+                writes.remove_weak(Space::ByStatus, &key);
+            }
+            if let Some(kind) = old.and_then(|e| e.counted()) {
+                let count = &mut counts[slot(kind)];
                 *count = count.saturating_sub(1);
             }
-            if let Some(new) = new {
-                counts[slot(new.status())] += 1;
+            if let Some(kind) = new.and_then(|e| e.counted()) {
+                counts[slot(kind)] += 1;
             }
         }
         if counts == before {
