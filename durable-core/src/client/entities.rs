@@ -1,10 +1,13 @@
-//! The client's side of entities: signal an operation, read the last committed state,
-//! delete an entity. How entities are stored and run is in `runtime/entities.rs`.
+//! The client's side of entities: signal an operation (at once or at a time), read the
+//! last committed state, delete an entity. Listing them is in `entity_query.rs`. How entities are stored and run is in `runtime/entities.rs`.
+
+use std::time::SystemTime;
 
 use durable_store::{Commit, StoreError};
 use serde::Serialize;
 
 use crate::client::Client;
+use crate::clock::millis;
 use crate::entity::{Entity, EntityId, IntoEntityId, Operation};
 use crate::error::Error;
 use crate::instance_id::check_instance_id;
@@ -50,6 +53,59 @@ impl Client {
         E: Entity,
         I: Serialize,
     {
+        self.signal(operation, key, input, None).await
+    }
+
+    /// Signals `operation` with `input` to entity `key`, to run at `at` (by the runtime's
+    /// clock), not before: [`signal_entity`](Self::signal_entity) scheduled, as
+    /// Durable Functions' `SignalEntityAsync(id, scheduledTime, ..)`. Returns once the
+    /// signal is durable; it waits in the store until its time, across restarts, and runs
+    /// then (at once if `at` has passed). Operations signalled after it may run before
+    /// it: it runs at its time, not in its sender's order. The entity exists from the
+    /// call on.
+    ///
+    /// ```no_run
+    /// # use std::time::{Duration, SystemTime};
+    /// # use durable_core::{entity, Client};
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize)]
+    /// # struct Account { balance: i64 }
+    /// # #[entity]
+    /// # impl Account { pub fn deposit(&mut self, amount: i64) { self.balance += amount; } }
+    /// # async fn run(client: Client) -> Result<(), durable_core::Error> {
+    /// let tomorrow = SystemTime::now() + Duration::from_secs(24 * 3600);
+    /// client.signal_entity_at(Account::deposit, "alice", 10, tomorrow).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`signal_entity`](Self::signal_entity).
+    pub async fn signal_entity_at<E, I, O, Er>(
+        &self,
+        operation: Operation<E, I, O, Er>,
+        key: impl IntoEntityId<E>,
+        input: I,
+        at: SystemTime,
+    ) -> Result<(), Error>
+    where
+        E: Entity,
+        I: Serialize,
+    {
+        self.signal(operation, key, input, Some(at)).await
+    }
+
+    /// Signals `operation` to `key`, at once or at `at`.
+    async fn signal<E, I, O, Er>(
+        &self,
+        operation: Operation<E, I, O, Er>,
+        key: impl IntoEntityId<E>,
+        input: I,
+        at: Option<SystemTime>,
+    ) -> Result<(), Error>
+    where
+        E: Entity,
+        I: Serialize,
+    {
         let id = self.entity_id(key)?;
         let input = payload::encode(&input)?;
         self.engine.check_payload(
@@ -61,7 +117,8 @@ impl Client {
             },
             &input,
         )?;
-        self.send_to_entity(&id, operation.name(), input).await
+        self.send_to_entity(&id, operation.name(), input, at.map(millis))
+            .await
     }
 
     /// The last committed state of entity `key` of type `E`; `None` if it has none: it
@@ -108,7 +165,7 @@ impl Client {
             Some(record) if entities::is_entity(&instance, &record) => {}
             _ => return Ok(false),
         }
-        self.send_to_entity(&id, entities::DELETE_OPERATION, b"null".to_vec())
+        self.send_to_entity(&id, entities::DELETE_OPERATION, b"null".to_vec(), None)
             .await?;
         Ok(true)
     }
@@ -124,15 +181,17 @@ impl Client {
     }
 
     /// Commits the message that runs `operation` on entity `id` (with the entity's
-    /// record, if it has none yet), then hands it to the runtime.
+    /// record, if it has none yet), at once or not before `at_ms` (ms since the Unix
+    /// epoch), then hands it to the runtime.
     async fn send_to_entity(
         &self,
         id: &EntityId,
         operation: &str,
         input: Vec<u8>,
+        at_ms: Option<u64>,
     ) -> Result<(), Error> {
         let instance = id.to_string();
-        let event = entities::operation(operation, input, None, None);
+        let event = entities::operation(operation, input, None, at_ms);
         let mut commit = Commit::default();
         // Held until the commit is durable: see `Creating`.
         let creating = entities::create_if_absent(&self.engine, id, &mut commit, true).await?;
