@@ -40,7 +40,7 @@ pub use postgres::test_server::{TestDatabase, TestServer};
 pub use postgres::{PostgresStore, SCHEMA_VERSION};
 pub use query::{
     ENTITY_MARKER, InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts,
-    is_entity,
+    is_empty_entity, is_entity,
 };
 pub use record::{
     ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, Incarnation, InstanceRecord,

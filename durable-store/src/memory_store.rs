@@ -11,8 +11,8 @@ use crate::keys;
 use crate::lease::local::{ClaimReads, Leases, WorkSignal};
 use crate::lease::{Claim, ClaimFilter, WorkerId};
 use crate::query::{
-    InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts, is_entity, page_of,
-    zero_counts,
+    InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts, addressee,
+    is_empty_entity, is_entity, page_of, zero_counts,
 };
 use crate::record::{Commit, Event, InstanceRecord, StatusKind, WorkId, WorkItem};
 use crate::store::Store;
@@ -292,6 +292,24 @@ impl Store for MemoryStore {
             .take(limit)
             .map(|(id, record)| (id.clone(), record.clone()))
             .collect())
+    }
+
+    fn remove_idle_entities(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut state = self.state();
+        let addressed: BTreeSet<&str> = state.work.values().map(addressee).collect();
+        let idle: Vec<String> = (ids.iter())
+            .filter(|id| {
+                state.instances.get(*id).is_some_and(is_empty_entity)
+                    && state.leases.instance_holder(id).is_none()
+                    && !addressed.contains(id.as_str())
+            })
+            .cloned()
+            .collect();
+        for id in &idle {
+            state.unindex(id);
+            state.instances.remove(id);
+        }
+        Ok(idle)
     }
 
     fn count_by_status(&self) -> Result<StatusCounts, StoreError> {

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::StoreError;
-use crate::record::{InstanceRecord, StatusKind};
+use crate::record::{InstanceRecord, StatusKind, WorkItem};
 use crate::store::Store;
 
 /// Which instances [`Store::list_instances`] returns: every condition set must hold.
@@ -60,6 +60,22 @@ pub const ENTITY_MARKER: char = '@';
 /// a record that listings by status, counts and the live instances leave out.
 pub fn is_entity(record: &InstanceRecord) -> bool {
     record.orchestrator.starts_with(ENTITY_MARKER)
+}
+
+/// Whether `record` is an entity's with nothing in it ([`Store::remove_idle_entities`]
+/// also asks that no worker holds it and no work item is addressed to it): no state
+/// (never written, or deleted), not locked (`parent`, which holds an entity's lock owner,
+/// is empty).
+pub fn is_empty_entity(record: &InstanceRecord) -> bool {
+    is_entity(record) && record.input.is_empty() && record.parent.is_none()
+}
+
+/// The instance `item` is addressed to.
+pub(crate) fn addressee(item: &WorkItem) -> &str {
+    match item {
+        WorkItem::Message { instance, .. } | WorkItem::Timer { instance, .. } => instance,
+        WorkItem::Activity(task) => &task.instance,
+    }
 }
 
 impl InstanceFilter {

@@ -134,6 +134,29 @@ pub trait Store: Send + Sync + 'static {
         query::prefix_by_scan(self, prefix, after, limit)
     }
 
+    /// Removes, of the instances `ids`, the records of the idle entities, and returns
+    /// their ids: an entity's record with no state and no lock owner
+    /// ([`is_empty_entity`](crate::is_empty_entity)), that no live worker holds, and to
+    /// which no work item is addressed. The check and the removal are one step: no
+    /// commit comes between them. An entity is made again by the next operation sent to
+    /// it; a sender that read its record before the removal and commits its message
+    /// after it must expect the record ([`Commit::expected`]), so that the store refuses
+    /// it and the sender makes the entity again.
+    ///
+    /// The default implementation removes nothing: a store removes only what it can check
+    /// and remove in one step. [`FjallStore`](crate::FjallStore) and `MemoryStore` read
+    /// their whole work queue once per call, under the lock commits take; `PostgresStore`
+    /// locks the records' rows and reads the queue by `instance_id` (a scan of `work`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Decode`] if a record or a work item does not decode,
+    /// [`StoreError::Io`] (or [`StoreError::Server`]) if the read or write fails.
+    fn remove_idle_entities(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let _ = ids;
+        Ok(Vec::new())
+    }
+
     /// The full history of one instance, in order; empty if it has none.
     ///
     /// # Errors
@@ -269,6 +292,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         limit: usize,
     ) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
         (**self).instances_with_prefix(prefix, after, limit)
+    }
+    fn remove_idle_entities(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        (**self).remove_idle_entities(ids)
     }
     fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
         (**self).history(id)

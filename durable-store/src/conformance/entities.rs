@@ -1,11 +1,15 @@
 //! Checks of entities' records ([`is_entity`](crate::is_entity): `orchestrator` `@Name`,
 //! id `@Name@key`): left out of the orchestrations' listings, counts and live instances,
-//! and listed by id with [`Store::instances_with_prefix`].
+//! listed by id with [`Store::instances_with_prefix`], and removed when idle with
+//! [`Store::remove_idle_entities`].
 
 use super::Check;
+use super::leases::{LONG, lease};
 use super::listing::{at, indexes_agree};
+use super::records::message;
+use crate::error::StoreError;
 use crate::query::{InstanceFilter, zero_counts};
-use crate::record::{Commit, InstanceRecord, Status, StatusKind};
+use crate::record::{Commit, InstanceRecord, ParentLink, Status, StatusKind};
 use crate::store::Store;
 
 /// The record of an entity of type `name`, created at `created_ms`, with `state`.
@@ -193,5 +197,102 @@ pub(super) fn entities_are_listed_by_id_apart_from_orchestrations(store: &impl S
         store.count_by_status(),
         zero_counts(),
         "removed all: no counts",
+    );
+}
+
+pub(super) fn idle_entities_are_removed_and_no_other(store: &impl Store) {
+    let c = Check::new("idle_entities_are_removed_and_no_other", store);
+    let empty = || entity("E", Status::Running, 5, b"");
+    let locked = InstanceRecord {
+        parent: Some(ParentLink {
+            instance: "transfer".into(),
+            incarnation: 1,
+            generation: 0,
+            seq: 3,
+        }),
+        ..empty()
+    };
+    c.commit(vec![Commit {
+        instances: vec![
+            ("@E@idle".into(), empty()),
+            ("@E@idle-too".into(), entity("E", Status::Pending, 6, b"")),
+            ("@E@full".into(), entity("E", Status::Running, 5, b"1")),
+            ("@E@locked".into(), locked),
+            ("@E@addressed".into(), empty()),
+            ("flow".into(), at("flow", Status::Pending, 5, 5)),
+        ],
+        enqueued: vec![(1, message("@E@addressed", 1))],
+        ..Commit::default()
+    }]);
+    // Held by a live worker, which wrote it under its lease.
+    let worker = c.ok(store.join(LONG));
+    c.commit(vec![Commit {
+        instances: vec![("@E@held".into(), empty())],
+        lease: lease(worker, &[]),
+        ..Commit::default()
+    }]);
+    let ids: Vec<String> = [
+        "@E@idle",
+        "@E@idle-too",
+        "@E@full",
+        "@E@locked",
+        "@E@addressed",
+        "@E@held",
+        "flow",
+        "@E@never-was",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let what = "remove_idle_entities removes the entities with no state, no lock owner, no \
+                holder and no work item";
+    c.expect(
+        store.remove_idle_entities(&ids),
+        vec!["@E@idle".to_owned(), "@E@idle-too".to_owned()],
+        what,
+    );
+    let left: Vec<String> = c
+        .ok(store.instances())
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let what = "the other records stay";
+    c.expect(
+        Ok(left),
+        ["@E@addressed", "@E@full", "@E@held", "@E@locked", "flow"]
+            .map(str::to_owned)
+            .to_vec(),
+        what,
+    );
+    indexes_agree(&c, store, "idle entities were removed");
+    let what = "a second call finds nothing to remove";
+    c.expect(store.remove_idle_entities(&ids), Vec::new(), what);
+    // Once its message is consumed, the addressed one is idle too; once its worker leaves,
+    // the held one.
+    c.commit(vec![Commit {
+        dequeued: vec![1],
+        ..Commit::default()
+    }]);
+    c.ok(store.leave(worker));
+    let what = "an entity whose message was consumed, and one whose worker left";
+    c.expect(
+        store.remove_idle_entities(&ids),
+        vec!["@E@addressed".to_owned(), "@E@held".to_owned()],
+        what,
+    );
+    // A sender that read the record before the removal and expects it is refused.
+    let refused = store.commit(&[Commit {
+        enqueued: vec![(2, message("@E@idle", 1))],
+        expected: vec![("@E@idle".into(), Some(1))],
+        ..Commit::default()
+    }]);
+    c.refused(
+        refused,
+        |e| matches!(e, StoreError::InstanceChanged { .. }),
+        "a message expecting a removed entity's record",
+    );
+    c.expect(
+        store.work_items(),
+        vec![],
+        "a refused commit enqueued nothing",
     );
 }

@@ -451,6 +451,12 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.instances_with_prefix(prefix, after, limit)
     }
 
+    fn remove_idle_entities(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        // A write of one commit, as a purge's is.
+        self.switch.check_write(1, self.poison_on_failure)?;
+        self.inner.remove_idle_entities(ids)
+    }
+
     fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
         self.switch.check_read(Call::CountByStatus)?;
         self.inner.count_by_status()

@@ -315,6 +315,10 @@ impl Store for FjallStore {
         self.with_prefix(prefix, after, limit)
     }
 
+    fn remove_idle_entities(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        self.remove_idle(ids)
+    }
+
     fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
         Ok(self.counts())
     }

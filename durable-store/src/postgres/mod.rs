@@ -98,6 +98,7 @@
 
 mod apply;
 mod claim;
+mod clean;
 mod columns;
 mod commit;
 mod connect;
@@ -304,6 +305,16 @@ impl Store for PostgresStore {
                 )?)
             })
         })
+    }
+
+    fn remove_idle_entities(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids.to_vec();
+        self.inner
+            .pool
+            .write(move |slot| slot.run(|conn, target| clean::remove_idle(conn, target, &ids)))
     }
 
     fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
