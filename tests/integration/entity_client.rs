@@ -213,3 +213,50 @@ fn a_signal_scheduled_by_a_client_runs_at_its_time_across_a_restart() {
     });
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
+
+#[test]
+fn cleaning_removes_empty_entities_no_worker_holds_and_keeps_every_operation() {
+    let (_dir, store) = store();
+    let far = UNIX_EPOCH + Duration::from_secs(1 << 40);
+    lifetime(async {
+        let runtime = runtime(&store).start().await.unwrap();
+        let client = runtime.client();
+        client.signal_entity(Tally::add, "kept", 1).await.unwrap();
+        client.signal_entity(Tally::add, "gone", 2).await.unwrap();
+        assert!(client.delete_entity::<Tally>("gone").await.unwrap());
+        (client.signal_entity_at(Tally::add, "later", 3, far))
+            .await
+            .unwrap();
+        until_state(&client, "kept", |t| t.applied == 1).await;
+        let start = Instant::now();
+        while client
+            .entity_state::<Tally>("gone")
+            .await
+            .unwrap()
+            .is_some()
+        {
+            assert!(start.elapsed() < WAIT, "the delete never ran");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // This worker holds the entities it ran: none is removed while it runs.
+        assert_eq!(client.clean_entity_storage().await.unwrap(), 0);
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        let runtime = runtime(&store).start().await.unwrap();
+        let client = runtime.client();
+        // `gone`: no state, no message; `later` has none but a scheduled signal waits.
+        assert_eq!(client.clean_entity_storage().await.unwrap(), 1);
+        assert_eq!(client.clean_entity_storage().await.unwrap(), 0);
+        assert_eq!(store.instance("@Tally@gone").unwrap(), None);
+        let all = EntityQuery::new().include_stateless(true);
+        let page = client.list_entities::<Tally>(&all).await.unwrap();
+        let keys: Vec<&str> = page.entities.iter().map(|e| e.key()).collect();
+        assert_eq!(keys, ["kept", "later"]);
+        // Operated on again, it is made again, from nothing.
+        client.signal_entity(Tally::add, "gone", 5).await.unwrap();
+        let gone = until_state(&client, "gone", |t| t.applied == 1).await;
+        assert_eq!(gone.total, 5);
+        runtime.shutdown().await;
+    });
+}

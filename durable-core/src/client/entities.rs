@@ -1,9 +1,9 @@
 //! The client's side of entities: signal an operation (at once or at a time), read the
-//! last committed state, delete an entity. Listing them is in `entity_query.rs`. How entities are stored and run is in `runtime/entities.rs`.
+//! last committed state, delete an entity, clean the storage of empty entities. Listing them is in `entity_query.rs`. How entities are stored and run is in `runtime/entities.rs`.
 
 use std::time::SystemTime;
 
-use durable_store::{Commit, StoreError};
+use durable_store::{Commit, StoreError, is_empty_entity};
 use serde::Serialize;
 
 use crate::client::Client;
@@ -170,6 +170,58 @@ impl Client {
         Ok(true)
     }
 
+    /// Removes from the store the records of entities with nothing in them, as Durable
+    /// Functions' `CleanEntityStorageAsync(removeEmptyEntities: true, ..)` does, and
+    /// returns how many it removed. An entity is removed if it has no state (never
+    /// written, or deleted with [`delete_entity`](Self::delete_entity)), is not locked by
+    /// an orchestration, no live worker holds it, and no message (operation, call, lock
+    /// request, scheduled signal) is queued for it. An entity removed is made again by
+    /// the next operation sent to it, as if never operated on: nothing of it is lost.
+    ///
+    /// No operation is lost to a clean: each entity is checked and removed in one step of
+    /// the store ([`Store::remove_idle_entities`](durable_store::Store::remove_idle_entities)),
+    /// so a message committed before it keeps its entity, and a sender that read the
+    /// record before it and commits after it is refused by the store (it expected the
+    /// record) and makes the entity again.
+    ///
+    /// A worker holds every entity it ran an operation of until it stops (its lease ends):
+    /// entities it ran are removed after that, by a clean on the next start or from
+    /// another process. Locks whose orchestration is gone are not released here.
+    ///
+    /// Reads every entity's record, 500 at a time, and for each batch with empty ones the
+    /// store's work queue (`FjallStore` and `MemoryStore` under the lock commits take,
+    /// PostgreSQL by a scan of `work`): a maintenance task, to run now and then.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the records cannot be read or removed; the entities removed
+    /// before the error stay removed.
+    pub async fn clean_entity_storage(&self) -> Result<usize, Error> {
+        let store = self.engine.store();
+        let prefix = entities::ENTITY_MARKER.to_string();
+        let mut after: Option<String> = None;
+        let mut removed = 0;
+        loop {
+            let batch = store.instances_with_prefix(&prefix, after.as_deref(), CLEAN_BATCH)?;
+            let last = batch.len() < CLEAN_BATCH;
+            after = batch.last().map(|(id, _)| id.clone());
+            let empty: Vec<String> = (batch.into_iter())
+                .filter(|(id, record)| entities::is_entity(id, record) && is_empty_entity(record))
+                .map(|(id, _)| id)
+                .collect();
+            if !empty.is_empty() {
+                let gone = store.remove_idle_entities(&empty)?;
+                for id in &gone {
+                    self.engine.forget(id);
+                }
+                removed += gone.len();
+            }
+            if last {
+                return Ok(removed);
+            }
+        }
+    }
+
     /// The id `key` names, of an entity type the runtime has.
     fn entity_id<E: Entity>(&self, key: impl IntoEntityId<E>) -> Result<EntityId, Error> {
         let id = key.into_entity_id().map_err(|id| wrong_type::<E>(id))?;
@@ -192,28 +244,37 @@ impl Client {
     ) -> Result<(), Error> {
         let instance = id.to_string();
         let event = entities::operation(operation, input, None, at_ms);
-        let mut commit = Commit::default();
-        // Held until the commit is durable: see `Creating`.
-        let creating = entities::create_if_absent(&self.engine, id, &mut commit, true).await?;
-        let creates = creating.is_some();
-        let sent = (self.engine)
-            .send_message(&instance, entities::recipient(), event.clone(), commit)
-            .await;
-        drop(creating);
-        match sent {
-            // Another sender made the entity first (a worker holding it may refuse this
-            // commit as fenced before the store compares): send the message alone.
-            Err(Error::Store(StoreError::InstanceChanged { .. } | StoreError::Fenced { .. }))
-                if creates =>
-            {
-                (self.engine)
-                    .send_message(&instance, entities::recipient(), event, Commit::default())
-                    .await
+        let mut attempt = 1;
+        loop {
+            let mut commit = Commit::default();
+            // Held until the commit is durable: see `Creating`.
+            let creating = entities::create_if_absent(&self.engine, id, &mut commit, true).await?;
+            let sent = (self.engine)
+                .send_message(&instance, entities::recipient(), event.clone(), commit)
+                .await;
+            drop(creating);
+            match sent {
+                // Another sender made the entity first (a worker holding it may refuse
+                // this commit as fenced before the store compares), or a clean removed
+                // the record this commit expected: go again on what the store holds.
+                Err(Error::Store(
+                    StoreError::InstanceChanged { .. } | StoreError::Fenced { .. },
+                )) if attempt < SEND_ATTEMPTS => {
+                    attempt += 1;
+                }
+                sent => return sent,
             }
-            sent => sent,
         }
     }
 }
+
+/// How many entities [`Client::clean_entity_storage`] reads (and removes) at a time.
+const CLEAN_BATCH: usize = 500;
+
+/// How many times a client's message to an entity is sent before a refusal is returned:
+/// each refusal means another writer changed the entity's record in between (made it,
+/// or removed it as idle), which does not go on for long.
+const SEND_ATTEMPTS: u32 = 8;
 
 fn wrong_type<E: Entity>(id: EntityId) -> Error {
     Error::WrongEntityType {

@@ -406,8 +406,9 @@ async fn send_signal<'e>(
     Ok(())
 }
 
-/// Adds to `commit` the record of entity `id` if it has none, expecting it absent, and
-/// returns the guard that keeps every other sender in this process from making it too, to
+/// Adds to `commit` the record of entity `id` if it has none, expecting it absent (if
+/// it has one, an expectation that it is there: see [`expect_present`]), and returns the
+/// guard that keeps every other sender in this process from making it too, to
 /// hold until the commit is durable (see [`Creating`]). `wait` says whether to wait for a
 /// sender making it now (a client) or not (a turn, which must not wait on others while it
 /// holds a turn slot and maybe guards of its own): a turn that finds the guard held reads
@@ -428,7 +429,11 @@ pub(crate) async fn create_if_absent<'e>(
     wait: bool,
 ) -> Result<Option<Creating<'e>>, Error> {
     let instance = id.to_string();
-    if engine.holds(&instance) || commit.instances.iter().any(|(i, _)| *i == instance) {
+    if commit.instances.iter().any(|(i, _)| *i == instance) {
+        return Ok(None);
+    }
+    if engine.holds(&instance) {
+        expect_present(commit, instance);
         return Ok(None);
     }
     let guard = loop {
@@ -446,6 +451,7 @@ pub(crate) async fn create_if_absent<'e>(
         released.await;
     };
     if engine.holds(&instance) || engine.store().instance(&instance)?.is_some() {
+        expect_present(commit, instance);
         return Ok(None);
     }
     commit
@@ -453,6 +459,17 @@ pub(crate) async fn create_if_absent<'e>(
         .push((instance.clone(), new_record(id, engine.now_ms())));
     commit.expected.push((instance, None));
     Ok(guard)
+}
+
+/// Makes `commit`, which sends a message to entity `instance` whose record exists, expect
+/// the record: if `Client::clean_entity_storage` removes it first, the store refuses the
+/// commit (`StoreError::InstanceChanged`), and the sender goes again, making the entity
+/// anew, rather than leave its message to an instance without a record (dropped on
+/// delivery).
+fn expect_present(commit: &mut Commit, instance: String) {
+    if !commit.expected.iter().any(|(id, _)| *id == instance) {
+        commit.expected.push((instance, Some(ENTITY_INCARNATION)));
+    }
 }
 
 /// An entity being made by a commit of this process: while it lives, no other sender
