@@ -84,10 +84,11 @@
 //!
 //! # What users see of it
 //!
-//! Entities are instances, so the client's unfiltered `list` and `count_by_status` show
-//! them, with orchestrator `@Account`; a listing by orchestrator
-//! ([`InstanceQuery::orchestrator`]) never matches one. The entity client calls
-//! (`signal_entity`, `entity_state`, `delete_entity`) are the way to them; an
+//! Entities are instances, but not orchestrations: the client's `list` and
+//! `count_by_status` leave them out (the stores keep their listing indexes and counters
+//! of orchestrations only, `durable_store::is_entity`). The entity client calls
+//! (`signal_entity`, `entity_state`, `list_entities`, `delete_entity`,
+//! `clean_entity_storage`) are the way to them; an
 //! orchestration handle's `status` and `wait` on an entity id return
 //! `Error::IsAnEntity` (an entity never finishes, so a wait would never end).
 //!
@@ -97,7 +98,6 @@
 //! [`Entity::dispatch`]: crate::entity::Entity::dispatch
 //! [`InstanceRecord`]: durable_store::InstanceRecord
 //! [`Event::EntityOperation`]: durable_store::Event::EntityOperation
-//! [`InstanceQuery::orchestrator`]: crate::InstanceQuery::orchestrator
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -119,7 +119,7 @@ use crate::registry::{EntityDispatch, Registry};
 pub(crate) const DELETE_OPERATION: &str = "$delete";
 
 /// What the `orchestrator` of an entity's record starts with: `@Account`.
-pub(crate) const ENTITY_MARKER: char = '@';
+pub(crate) const ENTITY_MARKER: char = durable_store::ENTITY_MARKER;
 
 /// The incarnation of every entity's record and of every message to an entity.
 pub(crate) const ENTITY_INCARNATION: Incarnation = 1;
