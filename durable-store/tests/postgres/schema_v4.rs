@@ -69,6 +69,17 @@ fn a_version_3_database_is_migrated_and_its_listings_leave_entities_out_through_
         .unwrap()
         .get(0);
     assert_eq!(partial_indexes, 2, "both indexes leave entities out");
+    let statistics: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM pg_statistic_ext WHERE stxname = 'instances_kind'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        statistics, 1,
+        "the planner learns how many rows are entities'"
+    );
 
     // The data stays; the views of orchestrations leave the entities out.
     assert_eq!(store.instance("f").unwrap(), Some(flow));
