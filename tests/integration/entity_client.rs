@@ -260,3 +260,65 @@ fn cleaning_removes_empty_entities_no_worker_holds_and_keeps_every_operation() {
         runtime.shutdown().await;
     });
 }
+
+/// Signals to an empty entity no worker holds, sent while cleans run: whether a clean
+/// removes the entity before a signal's commit (which then makes it again) or after
+/// (when the signal's message keeps it), every signal runs once.
+#[test]
+fn signals_sent_while_cleans_run_are_never_lost() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = runtime(&store).start().await.unwrap();
+        let client = runtime.client();
+        for key in ["x", "y"] {
+            client.signal_entity(Tally::add, key, 1).await.unwrap();
+            assert!(client.delete_entity::<Tally>(key).await.unwrap());
+        }
+        let start = Instant::now();
+        for key in ["x", "y"] {
+            while !(store
+                .instance(&format!("@Tally@{key}"))
+                .unwrap()
+                .unwrap()
+                .input)
+                .is_empty()
+            {
+                assert!(start.elapsed() < WAIT, "the delete never ran");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        let runtime = runtime(&store).start().await.unwrap();
+        let client = runtime.client();
+        const SIGNALS: u64 = 200;
+        let cleaner = {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut removed = 0;
+                for _ in 0..50 {
+                    removed += client.clean_entity_storage().await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+                removed
+            })
+        };
+        let mut sends = tokio::task::JoinSet::new();
+        for n in 0..SIGNALS {
+            let client = client.clone();
+            let key = if n % 2 == 0 { "x" } else { "y" };
+            sends.spawn(async move { client.signal_entity(Tally::add, key, 1).await });
+        }
+        while let Some(sent) = sends.join_next().await {
+            sent.unwrap().unwrap();
+        }
+        // How many cleans removed an entity between two signals (most runs: 1 or 2).
+        let _removed: usize = cleaner.await.unwrap();
+        for key in ["x", "y"] {
+            let tally = until_state(&client, key, |t| t.applied >= SIGNALS / 2).await;
+            assert_eq!(tally.applied, SIGNALS / 2, "`{key}` ran a signal twice");
+        }
+        runtime.shutdown().await;
+    });
+}
