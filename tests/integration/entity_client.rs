@@ -127,7 +127,7 @@ fn entities_are_listed_by_key_a_page_at_a_time_and_not_as_orchestrations() {
             [keys(&["eu-1", "eu-2"])],
         );
         let page = client
-            .list_entities::<Tally>(&EntityQuery::new().include_stateless(true))
+            .list_entities::<Tally>(EntityQuery::new().include_stateless(true))
             .await
             .unwrap();
         let by_key = |key: &str| -> &EntitySummary<Tally> {

@@ -8,6 +8,7 @@
 //! key prefix narrows the range further. A page costs what it reads, not what the store
 //! holds. Orchestrations' listings ([`Client::list`]) leave entities out.
 
+use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -145,7 +146,8 @@ pub struct EntityPage<E> {
 }
 
 impl Client {
-    /// The entities of type `E` that `query` selects, one page at a time, in key order.
+    /// The entities of type `E` that `query` selects (an [`EntityQuery`] or a reference
+    /// to one), one page at a time, in key order.
     ///
     /// Reads the store's primary key from `@Name@` + the key prefix on: a page costs
     /// what it holds (plus the stateless entities it skips, unless
@@ -181,8 +183,9 @@ impl Client {
     /// not an error of the call: it is in [`EntitySummary::state`].
     pub async fn list_entities<E: Entity>(
         &self,
-        query: &EntityQuery,
+        query: impl Borrow<EntityQuery>,
     ) -> Result<EntityPage<E>, Error> {
+        let query = query.borrow();
         let marker = entities::marker(E::NAME);
         let type_prefix = format!("{marker}{}", entities::ENTITY_MARKER);
         let prefix = format!("{type_prefix}{}", query.key_prefix);
