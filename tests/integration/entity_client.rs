@@ -9,7 +9,7 @@ use durable_core::{
     Client, EntityQuery, EntitySummary, InstanceQuery, ManualClock, OrchestrationContext, Runtime,
     RuntimeBuilder, StatusKind, Store, entity, orchestrator,
 };
-use durable_store::FjallStore;
+use durable_store::{FjallStore, PostgresStore, TestServer};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
@@ -320,5 +320,66 @@ fn signals_sent_while_cleans_run_are_never_lost() {
             assert_eq!(tally.applied, SIGNALS / 2, "`{key}` ran a signal twice");
         }
         runtime.shutdown().await;
+    });
+}
+
+fn postgres_runtime(url: &str) -> RuntimeBuilder {
+    Runtime::builder(PostgresStore::open(url).unwrap())
+        .entity::<Tally>()
+        .lease(Duration::from_secs(5))
+}
+
+/// On PostgreSQL, two workers signal empty entities no worker holds, and clean, at once:
+/// the row locks of the clean and of the senders' expectations order them, and every
+/// signal runs once.
+#[test]
+fn on_postgres_signals_from_two_workers_survive_cleans_from_both() {
+    const KEYS: usize = 40;
+    const EACH: u64 = 2;
+    let database = TestServer::shared().database();
+    // Empty entities, as a delete leaves them, that no worker holds.
+    let store = PostgresStore::open(database.url()).unwrap();
+    let empty = InstanceRecord::pending("@Tally".into(), 0, Vec::new(), 1, 1, None);
+    let instances = (0..KEYS)
+        .map(|k| (format!("@Tally@k{k}"), empty.clone()))
+        .collect();
+    store
+        .commit(&[Commit {
+            instances,
+            ..Commit::default()
+        }])
+        .unwrap();
+    lifetime(async {
+        let one = postgres_runtime(database.url()).start().await.unwrap();
+        let two = postgres_runtime(database.url()).start().await.unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for client in [one.client(), two.client()] {
+            let cleaner = client.clone();
+            tasks.spawn(async move {
+                for _ in 0..20 {
+                    cleaner.clean_entity_storage().await.unwrap();
+                }
+            });
+            for k in 0..KEYS {
+                for _ in 0..EACH {
+                    let client = client.clone();
+                    let key = format!("k{k}");
+                    tasks.spawn(async move {
+                        client.signal_entity(Tally::add, key, 1).await.unwrap();
+                    });
+                }
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        let client = one.client();
+        for k in 0..KEYS {
+            let key = format!("k{k}");
+            let tally = until_state(&client, &key, |t| t.applied >= 2 * EACH).await;
+            assert_eq!(tally.applied, 2 * EACH, "`{key}` ran a signal twice");
+        }
+        one.shutdown().await;
+        two.shutdown().await;
     });
 }

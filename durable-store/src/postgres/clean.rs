@@ -17,9 +17,12 @@ use super::pool::Failure;
 use super::read::instance_row;
 use crate::query::is_empty_entity;
 
-/// Locks the rows of `$1` and reads them, with their holders.
+/// Locks the rows of `$1` and reads them, with their holders. A row another transaction
+/// has locked is being written, or expected by a sender: it is not idle, and is skipped
+/// rather than waited for (a wait could close a cycle with a commit that locks rows in
+/// two statements, and PostgreSQL would abort one of them).
 const LOCK: &str = "SELECT id, record, held_by FROM durable.instances WHERE id = ANY($1) \
-                    ORDER BY id FOR UPDATE";
+                    ORDER BY id FOR UPDATE SKIP LOCKED";
 
 /// The workers of `$1` whose lease has not expired.
 const LIVE: &str = "SELECT id FROM durable.workers WHERE id = ANY($1) AND expires_at > now()";
