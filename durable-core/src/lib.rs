@@ -46,6 +46,7 @@ mod retry;
 mod runtime;
 
 pub use activity_context::ActivityContext;
+pub use client::entity_query::{EntityCursor, EntityPage, EntityQuery, EntitySummary};
 pub use client::instance::{Instance, InstanceStatus};
 pub use client::query::{InstanceQuery, InstanceSummary, Page, PageCursor, PurgeFilter};
 pub use client::{Client, SetAsideEvent};

@@ -70,6 +70,19 @@ pub trait StoreLayer: Send + Sync + 'static {
     fn live_instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
         self.inner().live_instances()
     }
+    /// [`Store::instances_with_prefix`]; forwarded to [`inner`](Self::inner) unless overridden.
+    fn instances_with_prefix(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        self.inner().instances_with_prefix(prefix, after, limit)
+    }
+    /// [`Store::remove_idle_entities`]; forwarded to [`inner`](Self::inner) unless overridden.
+    fn remove_idle_entities(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        self.inner().remove_idle_entities(ids)
+    }
     /// [`Store::history`]; forwarded to [`inner`](Self::inner) unless overridden.
     fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
         self.inner().history(id)
@@ -152,6 +165,17 @@ impl<L: StoreLayer> Store for Layered<L> {
     }
     fn live_instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
         self.0.live_instances()
+    }
+    fn instances_with_prefix(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        self.0.instances_with_prefix(prefix, after, limit)
+    }
+    fn remove_idle_entities(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        self.0.remove_idle_entities(ids)
     }
     fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
         self.0.history(id)

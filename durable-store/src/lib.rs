@@ -42,7 +42,10 @@ pub use memory_store::MemoryStore;
 pub use postgres::test_server::{TestDatabase, TestServer};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, SCHEMA_VERSION};
-pub use query::{InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts};
+pub use query::{
+    ENTITY_MARKER, InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts,
+    is_empty_entity, is_entity,
+};
 pub use record::{
     ActivityTask, Commit, Event, Failure, FailureKind, HistoryAppend, Incarnation, InstanceRecord,
     ParentLink, Site, Status, StatusKind, WorkId, WorkItem,

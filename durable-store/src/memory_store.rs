@@ -11,7 +11,8 @@ use crate::keys;
 use crate::lease::local::{ClaimReads, Leases, WorkSignal};
 use crate::lease::{Claim, ClaimFilter, WorkerId};
 use crate::query::{
-    InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts, page_of, zero_counts,
+    InstanceCursor, InstanceFilter, InstancePage, LIVE_STATUSES, StatusCounts, addressee,
+    is_empty_entity, is_entity, page_of, zero_counts,
 };
 use crate::record::{Commit, Event, InstanceRecord, StatusKind, WorkId, WorkItem};
 use crate::store::Store;
@@ -20,8 +21,8 @@ use crate::store::Store;
 ///
 /// Meant for tests of code that uses a store; it refuses the same ids and keys as
 /// [`crate::FjallStore`], so what passes here does not fail there for that reason. Like
-/// it, it keeps an index by status (and creation time) and counters by status, so
-/// listings and counts read what they return.
+/// it, it keeps an index by status (and creation time) and counters by status, of
+/// orchestrations (not entities), so listings and counts read what they return.
 ///
 /// # Examples
 ///
@@ -44,7 +45,8 @@ struct State {
     history: BTreeMap<String, BTreeMap<u32, Event>>,
     work: BTreeMap<WorkId, WorkItem>,
     progress: BTreeMap<String, Vec<u8>>,
-    /// Every instance by status, then creation time, then id.
+    /// Every orchestration instance (not the entities) by status, then creation time,
+    /// then id.
     by_status: BTreeSet<(StatusKind, u64, String)>,
     counts: StatusCounts,
     leases: Leases,
@@ -90,7 +92,7 @@ impl State {
 
     /// Removes instance `id` from the index and the counters.
     fn unindex(&mut self, id: &str) {
-        if let Some(old) = self.instances.get(id) {
+        if let Some(old) = self.instances.get(id).filter(|old| !is_entity(old)) {
             let (kind, created) = (old.status.kind(), old.created_ms);
             self.by_status.remove(&(kind, created, id.to_owned()));
             if let Some(count) = self.counts.get_mut(&kind) {
@@ -99,8 +101,12 @@ impl State {
         }
     }
 
-    /// Adds instance `id` with `record` to the index and the counters.
+    /// Adds instance `id` with `record` to the index and the counters, unless it is an
+    /// entity's (which orchestrations' listings and counts leave out).
     fn index(&mut self, id: &str, record: &InstanceRecord) {
+        if is_entity(record) {
+            return;
+        }
         let kind = record.status.kind();
         self.by_status
             .insert((kind, record.created_ms, id.to_owned()));
@@ -268,6 +274,42 @@ impl Store for MemoryStore {
         let limit = limit.max(1);
         let found = self.state().scan(filter, after, limit.saturating_add(1));
         Ok(page_of(found, limit))
+    }
+
+    fn instances_with_prefix(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after.to_owned()),
+            _ => Bound::Included(prefix.to_owned()),
+        };
+        let state = self.state();
+        Ok((state.instances.range((start, Bound::Unbounded)))
+            .take_while(|(id, _)| id.starts_with(prefix))
+            .take(limit)
+            .map(|(id, record)| (id.clone(), record.clone()))
+            .collect())
+    }
+
+    fn remove_idle_entities(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut state = self.state();
+        let addressed: BTreeSet<&str> = state.work.values().map(addressee).collect();
+        let idle: Vec<String> = (ids.iter())
+            .filter(|id| {
+                state.instances.get(*id).is_some_and(is_empty_entity)
+                    && state.leases.instance_holder(id).is_none()
+                    && !addressed.contains(id.as_str())
+            })
+            .cloned()
+            .collect();
+        for id in &idle {
+            state.unindex(id);
+            state.instances.remove(id);
+        }
+        Ok(idle)
     }
 
     fn count_by_status(&self) -> Result<StatusCounts, StoreError> {

@@ -1,16 +1,26 @@
 //! Paged, filtered listing of instances and counts by status: what [`Store::list_instances`],
-//! [`Store::count_by_status`] and [`Store::live_instances`] take and return, and their
-//! default implementations on top of [`Store::instances`] (full scans, for stores that
-//! have no indexes).
+//! [`Store::count_by_status`], [`Store::live_instances`] and
+//! [`Store::instances_with_prefix`] take and return, and their default implementations on
+//! top of [`Store::instances`] (full scans, for stores that have no indexes).
 //!
 //! Listings run in creation order (`created_ms`, then id): a page resumes after the
 //! [`InstanceCursor`] of the last instance of the page before, so instances created or
 //! removed meanwhile do not shift it.
+//!
+//! # Entities are not orchestrations
+//!
+//! An entity (`durable_core`'s `#[entity]`) is stored as an instance whose `orchestrator`
+//! is its name after [`ENTITY_MARKER`] (`@Account`), under the id `@Account@alice`
+//! ([`is_entity`]). The listings by status, the counts and the live instances are views
+//! of orchestrations: they leave entities out, and each store keeps its indexes and
+//! counters of orchestrations only, so an orchestration's listing never steps over
+//! entities. Entities are listed by id, through [`Store::instances_with_prefix`] (the
+//! primary key of every store): in key order, with a key prefix for free.
 
 use std::collections::BTreeMap;
 
 use crate::error::StoreError;
-use crate::record::{InstanceRecord, StatusKind};
+use crate::record::{InstanceRecord, StatusKind, WorkItem};
 use crate::store::Store;
 
 /// Which instances [`Store::list_instances`] returns: every condition set must hold.
@@ -42,11 +52,39 @@ pub struct InstanceFilter {
     pub finished_before_ms: Option<u64>,
 }
 
+/// What the `orchestrator` of an entity's record starts with: `@Account` for the
+/// entities of type `Account`. No orchestrator name starts with it.
+pub const ENTITY_MARKER: char = '@';
+
+/// Whether `record` is an entity's (its `orchestrator` starts with [`ENTITY_MARKER`]):
+/// a record that listings by status, counts and the live instances leave out.
+pub fn is_entity(record: &InstanceRecord) -> bool {
+    record.orchestrator.starts_with(ENTITY_MARKER)
+}
+
+/// Whether `record` is an entity's with nothing in it ([`Store::remove_idle_entities`]
+/// also asks that no worker holds it and no work item is addressed to it): no state
+/// (never written, or deleted), not locked (`parent`, which holds an entity's lock owner,
+/// is empty).
+pub fn is_empty_entity(record: &InstanceRecord) -> bool {
+    is_entity(record) && record.input.is_empty() && record.parent.is_none()
+}
+
+/// The instance `item` is addressed to.
+pub(crate) fn addressee(item: &WorkItem) -> &str {
+    match item {
+        WorkItem::Message { instance, .. } | WorkItem::Timer { instance, .. } => instance,
+        WorkItem::Activity(task) => &task.instance,
+    }
+}
+
 impl InstanceFilter {
-    /// Whether `record` passes every condition.
+    /// Whether `record` passes every condition. An entity's record ([`is_entity`])
+    /// passes none: it is not an orchestration.
     pub fn matches(&self, record: &InstanceRecord) -> bool {
         let kind = record.status.kind();
-        (self.statuses.is_empty() || self.statuses.contains(&kind))
+        !is_entity(record)
+            && (self.statuses.is_empty() || self.statuses.contains(&kind))
             && self
                 .orchestrator
                 .as_ref()
@@ -156,6 +194,9 @@ pub(crate) fn page_of(
 pub(crate) fn count_by_scan<S: Store + ?Sized>(store: &S) -> Result<StatusCounts, StoreError> {
     let mut counts = zero_counts();
     for (_, record) in store.instances()? {
+        if is_entity(&record) {
+            continue;
+        }
         *counts.entry(record.status.kind()).or_default() += 1;
     }
     Ok(counts)
@@ -167,8 +208,24 @@ pub(crate) fn live_by_scan<S: Store + ?Sized>(
     store: &S,
 ) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
     let mut live = store.instances()?;
-    live.retain(|(_, record)| !record.status.is_terminal());
+    live.retain(|(_, record)| !record.status.is_terminal() && !is_entity(record));
     // In creation order, as the trait says (`instances` is in id order).
     live.sort_by_cached_key(|(id, record)| InstanceCursor::of(id, record));
     Ok(live)
+}
+
+/// The default [`Store::instances_with_prefix`]: a scan of [`Store::instances`] (in id
+/// order).
+pub(crate) fn prefix_by_scan<S: Store + ?Sized>(
+    store: &S,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+    Ok(store
+        .instances()?
+        .into_iter()
+        .filter(|(id, _)| id.starts_with(prefix) && after.is_none_or(|after| id.as_str() > after))
+        .take(limit)
+        .collect())
 }

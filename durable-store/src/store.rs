@@ -56,7 +56,8 @@ pub trait Store: Send + Sync + 'static {
     /// the read fails.
     fn instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError>;
 
-    /// One page of the instances `filter` matches, in creation order (`created_ms`, then
+    /// One page of the orchestration instances `filter` matches (never an entity's:
+    /// [`InstanceFilter::matches`]), in creation order (`created_ms`, then
     /// id), starting after `after` (the [`InstancePage::next`] of the page before; `None`
     /// for the first page): at most `limit` instances (a limit of 0 counts as 1).
     ///
@@ -79,8 +80,9 @@ pub trait Store: Send + Sync + 'static {
         query::list_by_scan(self, filter, after, limit)
     }
 
-    /// How many instances the store holds in each status (every
-    /// [`StatusKind`](crate::StatusKind), zeros included).
+    /// How many orchestration instances the store holds in each status (every
+    /// [`StatusKind`](crate::StatusKind), zeros included); entities
+    /// ([`is_entity`](crate::is_entity)) are not counted.
     ///
     /// The default implementation counts [`instances`](Self::instances): a full scan.
     /// [`FjallStore`](crate::FjallStore) and `MemoryStore` keep counters, updated in the
@@ -94,7 +96,8 @@ pub trait Store: Send + Sync + 'static {
         query::count_by_scan(self)
     }
 
-    /// Every instance that has not finished (pending, running, suspended or stalled:
+    /// Every orchestration instance that has not finished (entities are left out;
+    /// pending, running, suspended or stalled:
     /// [`LIVE_STATUSES`](crate::LIVE_STATUSES)), in creation order: what recovery looks at.
     ///
     /// The default implementation filters [`instances`](Self::instances): a full scan.
@@ -107,6 +110,51 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Io`] if the read fails.
     fn live_instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
         query::live_by_scan(self)
+    }
+
+    /// Up to `limit` instances whose id starts with `prefix`, in id order (byte order),
+    /// after the id `after` (the last id of the page before; `None` for the first page).
+    /// Entities ([`is_entity`](crate::is_entity)) included: it is how they are listed,
+    /// by their ids `@Name@key` (prefix `@Name@`).
+    ///
+    /// The default implementation filters [`instances`](Self::instances): a full scan.
+    /// [`FjallStore`](crate::FjallStore), `MemoryStore` and `PostgresStore` read their
+    /// primary key from `prefix` (or `after`) on: a page costs what it holds.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Decode`] if an id or a record does not decode, [`StoreError::Io`] if
+    /// the read fails.
+    fn instances_with_prefix(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        query::prefix_by_scan(self, prefix, after, limit)
+    }
+
+    /// Removes, of the instances `ids`, the records of the idle entities, and returns
+    /// their ids: an entity's record with no state and no lock owner
+    /// ([`is_empty_entity`](crate::is_empty_entity)), that no live worker holds, and to
+    /// which no work item is addressed. The check and the removal are one step: no
+    /// commit comes between them. An entity is made again by the next operation sent to
+    /// it; a sender that read its record before the removal and commits its message
+    /// after it must expect the record ([`Commit::expected`]), so that the store refuses
+    /// it and the sender makes the entity again.
+    ///
+    /// The default implementation removes nothing: a store removes only what it can check
+    /// and remove in one step. [`FjallStore`](crate::FjallStore) and `MemoryStore` read
+    /// their whole work queue once per call, under the lock commits take; `PostgresStore`
+    /// locks the records' rows and reads the queue by `instance_id` (a scan of `work`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Decode`] if a record or a work item does not decode,
+    /// [`StoreError::Io`] (or [`StoreError::Server`]) if the read or write fails.
+    fn remove_idle_entities(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let _ = ids;
+        Ok(Vec::new())
     }
 
     /// The full history of one instance, in order; empty if it has none.
@@ -236,6 +284,17 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn live_instances(&self) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
         (**self).live_instances()
+    }
+    fn instances_with_prefix(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        (**self).instances_with_prefix(prefix, after, limit)
+    }
+    fn remove_idle_entities(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        (**self).remove_idle_entities(ids)
     }
     fn history(&self, id: &str) -> Result<Vec<Event>, StoreError> {
         (**self).history(id)

@@ -7,6 +7,8 @@ use std::path::Path;
 mod leases;
 #[path = "postgres/schema_v3.rs"]
 mod schema_v3;
+#[path = "postgres/schema_v4.rs"]
+mod schema_v4;
 
 use durable_store::{
     Commit, Event, HistoryAppend, InstanceRecord, KeyKind, PostgresStore, SCHEMA_VERSION,

@@ -7,6 +7,7 @@ mod common;
 mod crash;
 mod entities;
 mod entities_runtime;
+mod entity_client;
 mod entity_locks;
 mod entity_review;
 mod faults;

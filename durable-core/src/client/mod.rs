@@ -3,10 +3,11 @@
 //!
 //! `mod.rs` starts instances, raises events and reads records; [`instance`] holds the
 //! typed handle on one instance, [`control`] the requests that change an instance's
-//! course, [`query`] listing and purge filters; the rules for ids are in `crate::instance_id`.
+//! course, [`query`] listing and purge filters, [`entity_query`] listing entities; the rules for ids are in `crate::instance_id`.
 
 mod control;
 mod entities;
+pub(crate) mod entity_query;
 pub(crate) mod instance;
 pub(crate) mod query;
 

@@ -33,8 +33,9 @@ fn ms_from(time: SystemTime) -> u64 {
 }
 
 impl Client {
-    /// Instances matching `query`, one page at a time, in creation order (then id order
-    /// for instances created in the same millisecond).
+    /// Orchestration instances matching `query`, one page at a time, in creation order
+    /// (then id order for instances created in the same millisecond). Entities are not
+    /// orchestrations and are never listed here: [`Client::list_entities`] lists them.
     ///
     /// Reads the store's index by status (and orchestrator, and creation time): the cost
     /// grows with the page, not with the instances stored, finished ones included.
@@ -65,8 +66,8 @@ impl Client {
         })
     }
 
-    /// How many instances the store holds in each status: every [`StatusKind`], zeros
-    /// included.
+    /// How many orchestration instances the store holds in each status: every
+    /// [`StatusKind`], zeros included. Entities are not counted.
     ///
     /// Reads counters the store keeps in step with every commit: it costs the same
     /// whatever the store holds.

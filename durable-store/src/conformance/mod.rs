@@ -10,6 +10,7 @@
 //! ```
 
 mod commits;
+mod entities;
 mod fences;
 mod leases;
 mod listing;
@@ -25,6 +26,9 @@ use self::commits::{
     commit_round_trips, empty_store_reads_nothing, expectations_refuse_the_whole_call,
     one_call_applies_every_commit_in_order, progress_puts_overwrites_and_deletes,
     removals_apply_before_writes,
+};
+use self::entities::{
+    entities_are_listed_by_id_apart_from_orchestrations, idle_entities_are_removed_and_no_other,
 };
 use self::fences::{
     history_appends_start_where_the_history_ends, lapsed_leases_are_taken_over_and_fenced,
@@ -67,6 +71,8 @@ pub fn run<S: Store>(make: impl Fn() -> S) {
     refused_keys_write_nothing(&make());
     listings_page_and_filter(&make());
     indexes_follow_every_status_change(&make());
+    entities_are_listed_by_id_apart_from_orchestrations(&make());
+    idle_entities_are_removed_and_no_other(&make());
     history_appends_start_where_the_history_ends(&make());
     workers_join_renew_and_leave(&make());
     claims_take_what_no_live_worker_holds(&make());

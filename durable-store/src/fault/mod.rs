@@ -53,7 +53,7 @@ pub enum Call {
     WorkItems,
     /// [`Store::progress`].
     Progress,
-    /// [`Store::list_instances`].
+    /// [`Store::list_instances`] and [`Store::instances_with_prefix`].
     ListInstances,
     /// [`Store::count_by_status`].
     CountByStatus,
@@ -439,6 +439,22 @@ impl<S: Store> Store for FaultyStore<S> {
     ) -> Result<InstancePage, StoreError> {
         self.switch.check_read(Call::ListInstances)?;
         self.inner.list_instances(filter, after, limit)
+    }
+
+    fn instances_with_prefix(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        self.switch.check_read(Call::ListInstances)?;
+        self.inner.instances_with_prefix(prefix, after, limit)
+    }
+
+    fn remove_idle_entities(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        // A write of one commit, as a purge's is.
+        self.switch.check_write(1, self.poison_on_failure)?;
+        self.inner.remove_idle_entities(ids)
     }
 
     fn count_by_status(&self) -> Result<StatusCounts, StoreError> {

@@ -1,6 +1,7 @@
 //! How [`FjallStore`] writes a call to `commit`: its commits as one fjall batch.
 
 use std::ops::Range;
+use std::sync::MutexGuard;
 
 use fjall::{Keyspace, PersistMode, Slice};
 use serde::Serialize;
@@ -12,7 +13,8 @@ use crate::error::{StoreError, cause};
 use crate::expected::check_expected;
 use crate::hash::FnvMap;
 use crate::keys;
-use crate::record::{Commit, InstanceRecord, StatusKind};
+use crate::query::{addressee, is_empty_entity};
+use crate::record::{Commit, InstanceRecord, StatusKind, WorkItem};
 use crate::store::{Durability, Store};
 
 /// The keyspace a write goes to.
@@ -124,6 +126,53 @@ impl FjallStore {
         if commits.iter().all(Commit::is_empty) {
             return Ok(());
         }
+        let writes = Self::writes_of(commits)?;
+        // Held from the reads below to the commit, so no other commit writes in between.
+        let writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_locked(commits, writes, writer)
+    }
+
+    /// The body of [`Store::remove_idle_entities`]: the checks and the removal under the
+    /// writer lock, so no commit comes between them. Reads the whole work queue.
+    pub(super) fn remove_idle(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut candidates = Vec::new();
+        for id in ids {
+            if self
+                .instance(id)?
+                .is_some_and(|record| is_empty_entity(&record))
+            {
+                candidates.push(id.as_str());
+            }
+        }
+        {
+            let leases = self.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+            candidates.retain(|id| leases.instance_holder(id).is_none());
+        }
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        for guard in self.inner.work.iter() {
+            let value = guard.value().map_err(self.io("reading"))?;
+            let item: WorkItem = decode(&value, || "a work item (keyspace `work`)".to_owned())?;
+            candidates.retain(|id| *id != addressee(&item));
+            if candidates.is_empty() {
+                return Ok(Vec::new());
+            }
+        }
+        let idle: Vec<String> = candidates.into_iter().map(str::to_owned).collect();
+        let commits = [Commit {
+            instances_removed: idle.clone(),
+            ..Commit::default()
+        }];
+        let writes = Self::writes_of(&commits)?;
+        self.write_locked(&commits, writes, writer)?;
+        Ok(idle)
+    }
+
+    /// The record writes of `commits`, before the index writes that depend on what is
+    /// stored.
+    fn writes_of(commits: &[Commit]) -> Result<Writes, StoreError> {
         keys::check(commits)?;
         let mut writes = Writes::default();
         for commit in commits {
@@ -168,13 +217,22 @@ impl FjallStore {
                 }
             }
         }
+        Ok(writes)
+    }
+
+    /// Checks `commits` against the store and writes them with `writes` (their record
+    /// writes) as one batch, under `_writer`, the writer lock.
+    fn write_locked(
+        &self,
+        commits: &[Commit],
+        mut writes: Writes,
+        _writer: MutexGuard<'_, ()>,
+    ) -> Result<(), StoreError> {
         let mode = match self.inner.durability {
             Durability::Sync => PersistMode::SyncAll,
             // Flushed to the OS, so the commit survives a crash of this process.
             Durability::Buffered => PersistMode::Buffer,
         };
-        // Held from the reads below to the commit, so no other commit writes in between.
-        let _writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
         check_expected(
             commits,
             |id| (self.inner.instances.contains_key(id)).map_err(self.io("reading")),
@@ -299,7 +357,7 @@ impl FjallStore {
         let mut counts = *self.inner.counts.lock().unwrap_or_else(|p| p.into_inner());
         let before = counts;
         for (id, old, new) in changes.changed() {
-            let status_key = |entry: Option<Entry>| entry.map(|e| e.status_key(id));
+            let status_key = |entry: Option<Entry>| entry.and_then(|e| e.status_key(id));
             let orchestrator_key =
                 |entry: Option<Entry>| entry.and_then(|e| e.orchestrator_key(id));
             for (space, old_key, new_key) in [
@@ -321,12 +379,18 @@ impl FjallStore {
                     writes.put(space, &key, &[]);
                 }
             }
-            if let Some(old) = old {
-                let count = &mut counts[slot(old.status())];
+            // An entity removed takes the live entry an older build gave it along.
+            if new.is_none()
+                && let Some(key) = old.and_then(|e| e.legacy_entity_key(id))
+            {
+                writes.remove_weak(Space::ByStatus, &key);
+            }
+            if let Some(kind) = old.and_then(|e| e.counted()) {
+                let count = &mut counts[slot(kind)];
                 *count = count.saturating_sub(1);
             }
-            if let Some(new) = new {
-                counts[slot(new.status())] += 1;
+            if let Some(kind) = new.and_then(|e| e.counted()) {
+                counts[slot(kind)] += 1;
             }
         }
         if counts == before {

@@ -17,6 +17,14 @@
 //! BE). Each commit writes the index entries and counters of the records it changes in
 //! the same batch as the records, so they never disagree.
 //!
+//! Entities ([`is_entity`]) have no entry in either index and no place in the counters:
+//! the listings and counts are of orchestrations, and an entity is listed by its id in
+//! `instances` (`Store::instances_with_prefix`). A store written by the build that
+//! brought entities, before this rule, holds an entry in the live range for each entity
+//! it made then: a listing reads its record and skips it, and the commit that removes
+//! the entity removes the entry too (its key is known from the record); the counters of
+//! such a store count those entities, as live, until it is rebuilt.
+//!
 //! An index key is written once and removed once, never written again: the incarnation
 //! in it is new for every run of an id (a restart, a start after a purge), and an
 //! instance leaves the live class only to finish, and leaves a finished class only to be
@@ -37,7 +45,9 @@ use fjall::{Readable, Slice};
 
 use super::{FjallStore, decode};
 use crate::error::StoreError;
-use crate::query::{InstanceCursor, InstanceFilter, InstancePage, StatusCounts, page_of};
+use crate::query::{
+    InstanceCursor, InstanceFilter, InstancePage, StatusCounts, is_entity, page_of,
+};
 use crate::record::{Commit, InstanceRecord, StatusKind};
 
 /// The keyspace of the status index.
@@ -106,6 +116,8 @@ fn orchestrator_hash(name: &str) -> u64 {
 /// What the index entries of one instance are made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Entry {
+    /// Whether the record is an entity's: no index entry, not counted.
+    entity: bool,
     status: StatusKind,
     orchestrator: u64,
     created_ms: u64,
@@ -115,6 +127,7 @@ pub(super) struct Entry {
 impl Entry {
     pub(super) fn of(record: &InstanceRecord) -> Self {
         Self {
+            entity: is_entity(record),
             status: record.status.kind(),
             orchestrator: orchestrator_hash(&record.orchestrator),
             created_ms: record.created_ms,
@@ -122,8 +135,10 @@ impl Entry {
         }
     }
 
-    pub(super) fn status(&self) -> StatusKind {
-        self.status
+    /// The status the counters count the instance under; `None` for an entity, which
+    /// they do not count.
+    pub(super) fn counted(&self) -> Option<StatusKind> {
+        (!self.entity).then_some(self.status)
     }
 
     /// Whether the instance has not finished: the entries [`FjallStore`] keeps in memory.
@@ -131,8 +146,19 @@ impl Entry {
         class_byte(self.status) == LIVE
     }
 
-    /// The `by_status` key of instance `id`.
-    pub(super) fn status_key(&self, id: &str) -> Vec<u8> {
+    /// The `by_status` key of instance `id`; `None` for an entity.
+    pub(super) fn status_key(&self, id: &str) -> Option<Vec<u8>> {
+        (!self.entity).then(|| self.key_in_status(id))
+    }
+
+    /// The key an entity's record had in the live range of `by_status` when written by
+    /// the build that brought entities (see the module doc): removed with the entity.
+    pub(super) fn legacy_entity_key(&self, id: &str) -> Option<Vec<u8>> {
+        self.entity.then(|| self.key_in_status(id))
+    }
+
+    /// The key of instance `id` in `by_status`, were it indexed.
+    fn key_in_status(&self, id: &str) -> Vec<u8> {
         let mut key = Vec::with_capacity(19 + id.len());
         key.push(class_byte(self.status));
         key.extend_from_slice(&self.created_ms.to_be_bytes());
@@ -145,12 +171,12 @@ impl Entry {
     /// orchestrator read the live range whole: it holds the live work, and a turn's start
     /// and finish write one key less).
     pub(super) fn orchestrator_key(&self, id: &str) -> Option<Vec<u8>> {
-        if self.is_live() {
+        if self.is_live() || self.entity {
             return None;
         }
         let mut key = Vec::with_capacity(27 + id.len());
         key.extend_from_slice(&self.orchestrator.to_be_bytes());
-        key.extend_from_slice(&self.status_key(id));
+        key.extend_from_slice(&self.key_in_status(id));
         Some(key)
     }
 }
@@ -327,6 +353,41 @@ impl FjallStore {
             if filter.matches(&record) {
                 found.push((cursor, record));
             }
+        }
+        Ok(found)
+    }
+
+    /// The body of [`Store::instances_with_prefix`](crate::store::Store::instances_with_prefix):
+    /// a range of `instances`, whose keys are the ids.
+    pub(super) fn with_prefix(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after.as_bytes().to_vec()),
+            _ => Bound::Included(prefix.as_bytes().to_vec()),
+        };
+        let snapshot = self.inner.db.snapshot();
+        let mut found = Vec::new();
+        for guard in snapshot.range(&self.inner.instances, (start, Bound::Unbounded)) {
+            if found.len() >= limit {
+                break;
+            }
+            let (key, value) = guard.into_inner().map_err(self.io("reading"))?;
+            if !key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let id = String::from_utf8(key.to_vec()).map_err(|_| StoreError::Decode {
+                what: format!("instance id {:?} (keyspace `instances`)", &*key),
+                detail: "not UTF-8".to_owned(),
+                source: None,
+            })?;
+            let record = decode(&value, || {
+                format!("instance record `{id}` (keyspace `instances`)")
+            })?;
+            found.push((id, record));
         }
         Ok(found)
     }

@@ -67,7 +67,7 @@ pub(super) fn build_indexes(inner: &Inner, marker: &str) -> Result<(), StoreErro
         })?;
         let entry = Entry::of(&record);
         for (keyspace, key) in [
-            (&inner.by_status, Some(entry.status_key(id))),
+            (&inner.by_status, entry.status_key(id)),
             (&inner.by_orchestrator, entry.orchestrator_key(id)),
         ] {
             if let Some(key) = key
@@ -76,7 +76,9 @@ pub(super) fn build_indexes(inner: &Inner, marker: &str) -> Result<(), StoreErro
                 batch.insert(keyspace, key, b"");
             }
         }
-        counts[slot(entry.status())] += 1;
+        if let Some(kind) = entry.counted() {
+            counts[slot(kind)] += 1;
+        }
         if batch.len() >= BATCH {
             std::mem::replace(&mut batch, inner.db.batch())
                 .commit()
@@ -131,7 +133,7 @@ fn wanted(inner: &Inner, key: &[u8], head: usize) -> Result<Option<Vec<u8>>, Sto
     })?;
     let entry = Entry::of(&record);
     Ok(if head == 0 {
-        Some(entry.status_key(&id))
+        entry.status_key(&id)
     } else {
         entry.orchestrator_key(&id)
     })

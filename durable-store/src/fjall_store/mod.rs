@@ -6,7 +6,7 @@
 //! | keyspace    | key                                              | value                     |
 //! |-------------|--------------------------------------------------|---------------------------|
 //! | `meta`      | `format`                                         | `durable-store/3`         |
-//! | `meta`      | `count/<status>`                                 | instances (u64 BE)        |
+//! | `meta`      | `count/<status>`                                 | orchestrations (u64 BE)   |
 //! | `instances` | instance id                                      | postcard `InstanceRecord` |
 //! | `history`   | id length (u16 BE) ++ id ++ event index (u32 BE) | postcard `Event`          |
 //! | `work`      | `WorkId` (u64 BE)                                | postcard `WorkItem`       |
@@ -304,6 +304,19 @@ impl Store for FjallStore {
         limit: usize,
     ) -> Result<InstancePage, StoreError> {
         self.list(filter, after, limit)
+    }
+
+    fn instances_with_prefix(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        self.with_prefix(prefix, after, limit)
+    }
+
+    fn remove_idle_entities(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        self.remove_idle(ids)
     }
 
     fn count_by_status(&self) -> Result<StatusCounts, StoreError> {

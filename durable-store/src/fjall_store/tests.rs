@@ -286,3 +286,52 @@ fn the_history_fence_knows_every_length_across_flushes_and_reopens() {
     store.commit(&[append(2, 1)]).unwrap();
     assert_eq!(store.history("x").unwrap().len(), 3);
 }
+
+/// A store written by the build that brought entities holds a live `by_status` entry for
+/// each entity it made then: listings skip it, and removing the entity removes it.
+#[test]
+fn an_entity_indexed_by_an_older_build_is_skipped_and_its_entry_removed_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    let mut entity = InstanceRecord::pending("@Account".into(), 0, Vec::new(), 7, 1, None);
+    entity.status = Status::Running;
+    let flow = InstanceRecord::pending("flow".into(), 1, Vec::new(), 9, 1, None);
+    store
+        .commit(&[Commit {
+            instances: vec![("@Account@a".into(), entity.clone()), ("f".into(), flow)],
+            ..Commit::default()
+        }])
+        .unwrap();
+    assert_eq!(
+        store.inner.by_status.len().unwrap(),
+        1,
+        "entities are not indexed"
+    );
+    // The entry the older build wrote.
+    let legacy = super::index::Entry::of(&entity)
+        .legacy_entity_key("@Account@a")
+        .unwrap();
+    store.inner.by_status.insert(&legacy, b"").unwrap();
+    let listed = store
+        .list_instances(&InstanceFilter::default(), None, 10)
+        .unwrap();
+    let ids: Vec<&str> = listed.instances.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["f"]);
+    store
+        .commit(&[Commit {
+            instances_removed: vec!["@Account@a".into()],
+            ..Commit::default()
+        }])
+        .unwrap();
+    for flush in [false, true] {
+        if flush {
+            store.inner.by_status.rotate_memtable_and_wait().unwrap();
+            store.inner.by_status.major_compact().unwrap();
+        }
+        assert_eq!(store.inner.by_status.len().unwrap(), 1, "flushed: {flush}");
+        let listed = store
+            .list_instances(&InstanceFilter::default(), None, 10)
+            .unwrap();
+        assert_eq!(listed.instances.len(), 1, "flushed: {flush}");
+    }
+}

@@ -249,8 +249,14 @@ impl<'a> Plan<'a> {
     /// should: their rows are locked until the transaction ends. An instance expected
     /// absent is checked by [`APPLY`] as it inserts it (a row another transaction inserts
     /// meanwhile is not visible here, and its insert conflicts there).
+    ///
+    /// The rows the call writes under a lease, which [`APPLY`] locks too, are locked here
+    /// with them, in the same statement and id order: a call that locked the rows it
+    /// expects and then waited for one it writes could close a cycle with another call
+    /// doing the same the other way round (senders to entities expect their records,
+    /// `Store::remove_idle_entities`), which PostgreSQL breaks by aborting one of them.
     fn check_incarnations(&self, tx: &mut Prepared<'_>) -> Result<(), WriteError> {
-        let ids: Vec<&[u8]> = self
+        let mut ids: Vec<&[u8]> = self
             .expected
             .iter()
             .filter(|(_, expected)| expected.is_some())
@@ -259,6 +265,7 @@ impl<'a> Plan<'a> {
         if ids.is_empty() {
             return Ok(());
         }
+        ids.extend((self.lease.instances.iter()).map(|(_, _, id, _, _)| id.as_bytes()));
         let rows = tx.query(LOCK_EXPECTED, &[&ids])?;
         let mut stored: HashMap<Vec<u8>, Incarnation> = HashMap::new();
         for row in rows {

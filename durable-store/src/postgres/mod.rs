@@ -4,7 +4,7 @@
 //!
 //! Everything lives in the schema `durable` of the database the URL names, created in one
 //! transaction by the first [`PostgresStore::open`] (see `schema.rs` for the DDL), which
-//! also migrates a database of version 1 or 2 to [`SCHEMA_VERSION`] 3 (in one transaction,
+//! also migrates a database of version 1, 2 or 3 to [`SCHEMA_VERSION`] 4 (in one transaction,
 //! under the same advisory lock; the data stays):
 //!
 //! | table       | key                        | columns                                                  |
@@ -36,8 +36,11 @@
 //! - `instances` has the indexes `instances_by_status` (`status`, `created_ms`),
 //!   `instances_by_orchestrator` (`hashtext(orchestrator)`, `created_ms`) and
 //!   `instances_by_created` (`created_ms`), which [`Store::list_instances`],
-//!   [`Store::count_by_status`] and [`Store::live_instances`] read (`query.rs`). A
-//!   database of version 1 created before them gets them when it is migrated.
+//!   [`Store::count_by_status`] and [`Store::live_instances`] read (`query.rs`); the first
+//!   and the last leave entities' rows out (`orchestrator` starting with
+//!   `@`), as those listings do. Entities are listed by id, on the primary key
+//!   ([`Store::instances_with_prefix`]). A database of an older version gets them when it
+//!   is migrated.
 //! - `instances.history_len` is the record's; the history append is fenced on the stored
 //!   history itself (below).
 //!
@@ -95,6 +98,7 @@
 
 mod apply;
 mod claim;
+mod clean;
 mod columns;
 mod commit;
 mod connect;
@@ -280,6 +284,37 @@ impl Store for PostgresStore {
         self.inner.pool.read(move |slot| {
             slot.run(|conn, target| Ok(query::list(conn, target, &filter, after.as_ref(), limit)?))
         })
+    }
+
+    fn instances_with_prefix(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+        let prefix = prefix.to_owned();
+        let after = after.map(str::to_owned);
+        self.inner.pool.read(move |slot| {
+            slot.run(|conn, target| {
+                Ok(query::with_prefix(
+                    conn,
+                    target,
+                    &prefix,
+                    after.as_deref(),
+                    limit,
+                )?)
+            })
+        })
+    }
+
+    fn remove_idle_entities(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids.to_vec();
+        self.inner
+            .pool
+            .write(move |slot| slot.run(|conn, target| clean::remove_idle(conn, target, &ids)))
     }
 
     fn count_by_status(&self) -> Result<StatusCounts, StoreError> {

@@ -2,7 +2,9 @@
 //! a keyset on (`created_ms`, `id`), counts by `GROUP BY status`, the live instances by
 //! status; read through the indexes `instances_by_status` (`status`, `created_ms`),
 //! `instances_by_orchestrator` (`hashtext(orchestrator)`, `created_ms`) and
-//! `instances_by_created` (`created_ms`). The indexes hold no id and no name, so an id or
+//! `instances_by_created` (`created_ms`). Each statement leaves entities out with
+//! [`ORCHESTRATIONS`], the predicate of the two partial indexes; the entities of a type
+//! are a range of the primary key ([`with_prefix`]). The indexes hold no id and no name, so an id or
 //! a name as long as the primary key takes fits them too (a btree row holds 2,704
 //! bytes); instances created in the same millisecond are sorted by id after the index.
 //!
@@ -22,10 +24,17 @@ use crate::query::{
 };
 use crate::record::{InstanceRecord, StatusKind};
 
-const COUNTS: &str = "SELECT status, count(*) FROM durable.instances GROUP BY status";
+/// The rows of orchestrations, not of entities (whose `orchestrator` starts with
+/// [`ENTITY_MARKER`](crate::ENTITY_MARKER)): the predicate of the partial indexes
+/// `instances_by_status` and `instances_by_created` (`schema.rs`), written as
+/// there so that the planner matches them.
+const ORCHESTRATIONS: &str = "left(orchestrator, 1) <> '@'";
+
+const COUNTS: &str = "SELECT status, count(*) FROM durable.instances \
+                      WHERE left(orchestrator, 1) <> '@' GROUP BY status";
 
 const LIVE: &str = "SELECT id, record FROM durable.instances WHERE status = ANY($1::text[]) \
-                    ORDER BY created_ms, id";
+                    AND left(orchestrator, 1) <> '@' ORDER BY created_ms, id";
 
 /// A time as the bigint it is stored as, if it is below 2^63 (the ones SQL compares).
 fn bigint(ms: u64) -> Option<i64> {
@@ -59,7 +68,7 @@ fn select(
     limit: i64,
 ) -> Select {
     let mut select = Select {
-        sql: "SELECT id, record FROM durable.instances WHERE true".to_owned(),
+        sql: format!("SELECT id, record FROM durable.instances WHERE {ORCHESTRATIONS}"),
         params: Vec::new(),
     };
     if kinds.len() < StatusKind::ALL.len() {
@@ -188,4 +197,53 @@ pub(super) fn live(
     // Already in creation order but for times past 2^63 (stored as negative bigints).
     live.sort_by_cached_key(|(id, record)| InstanceCursor::of(id, record));
     Ok(live)
+}
+
+/// The first byte string after every one that starts with `prefix`; `None` if there is
+/// none (`prefix` is empty or all `0xFF`).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while end.last() == Some(&0xFF) {
+        end.pop();
+    }
+    *end.last_mut()? += 1;
+    Some(end)
+}
+
+/// [`Store::instances_with_prefix`](crate::Store::instances_with_prefix): a range of the
+/// primary key.
+pub(super) fn with_prefix(
+    conn: &mut Conn,
+    target: &Target,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(String, InstanceRecord)>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
+    let mut sql = "SELECT id, record FROM durable.instances WHERE ".to_owned();
+    match after {
+        Some(after) if after >= prefix => {
+            params.push(Box::new(after.as_bytes().to_vec()));
+            sql.push_str("id > $1");
+        }
+        _ => {
+            params.push(Box::new(prefix.as_bytes().to_vec()));
+            sql.push_str("id >= $1");
+        }
+    }
+    if let Some(end) = prefix_end(prefix.as_bytes()) {
+        params.push(Box::new(end));
+        sql.push_str(" AND id < $2");
+    }
+    params.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
+    sql.push_str(&format!(" ORDER BY id LIMIT ${}", params.len()));
+    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p).collect();
+    let rows = conn
+        .client()
+        .query(&sql, &params)
+        .map_err(|e| target.error("listing instances by id", e))?;
+    rows.iter().map(instance_row).collect()
 }

@@ -44,7 +44,7 @@ fn a_version_2_database_is_migrated_and_keeps_its_data() {
         .unwrap()
         .get(0);
     assert_eq!(version, SCHEMA_VERSION.to_string());
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     let index: i64 = sql
         .query_one(
             "SELECT count(*) FROM pg_indexes WHERE schemaname = 'durable' \

@@ -142,10 +142,11 @@
 //!
 //! # What users see of it
 //!
-//! Entities are instances, so the client's unfiltered `list` and `count_by_status` show
-//! them, with orchestrator `@Account`; a listing by orchestrator
-//! ([`InstanceQuery::orchestrator`]) never matches one. The entity client calls
-//! (`signal_entity`, `entity_state`, `delete_entity`) are the way to them; an
+//! Entities are instances, but not orchestrations: the client's `list` and
+//! `count_by_status` leave them out (the stores keep their listing indexes and counters
+//! of orchestrations only, `durable_store::is_entity`). The entity client calls
+//! (`signal_entity`, `signal_entity_at`, `entity_state`, `list_entities`,
+//! `delete_entity`, `clean_entity_storage`) are the way to them; an
 //! orchestration handle's `status` and `wait` on an entity id return
 //! `Error::IsAnEntity` (an entity never finishes, so a wait would never end).
 //!
@@ -164,7 +165,6 @@
 //! [`Event::EntityLock`]: durable_store::Event::EntityLock
 //! [`ParentLink`]: durable_store::ParentLink
 //! [`EntityError::failure`]: crate::entity::EntityError
-//! [`InstanceQuery::orchestrator`]: crate::InstanceQuery::orchestrator
 
 use durable_store::{Commit, Event, Incarnation, InstanceRecord};
 
@@ -187,7 +187,7 @@ pub(in crate::runtime) use turn::turn;
 pub(crate) const DELETE_OPERATION: &str = "$delete";
 
 /// What the `orchestrator` of an entity's record starts with: `@Account`.
-pub(crate) const ENTITY_MARKER: char = '@';
+pub(crate) const ENTITY_MARKER: char = durable_store::ENTITY_MARKER;
 
 /// The incarnation of every entity's record and of every message to an entity.
 pub(crate) const ENTITY_INCARNATION: Incarnation = 1;
@@ -247,8 +247,9 @@ pub(crate) fn recipient() -> Recipient {
     Recipient::any_generation(ENTITY_INCARNATION)
 }
 
-/// Adds to `commit` the record of entity `id` if it has none, expecting it absent, and
-/// returns the guard that keeps every other sender in this process from making it too, to
+/// Adds to `commit` the record of entity `id` if it has none, expecting it absent (if
+/// it has one, an expectation that it is there: see [`expect_present`]), and returns the
+/// guard that keeps every other sender in this process from making it too, to
 /// hold until the commit is durable (see [`Creating`]). `wait` says whether to wait for a
 /// sender making it now (a client) or not (a turn, which must not wait on others while it
 /// holds a turn slot and maybe guards of its own): a turn that finds the guard held reads
@@ -272,7 +273,11 @@ pub(crate) async fn create_if_absent<'e>(
         return create_in_turn(engine, id, commit);
     }
     let instance = id.to_string();
-    if engine.holds(&instance) || commit.instances.iter().any(|(i, _)| *i == instance) {
+    if commit.instances.iter().any(|(i, _)| *i == instance) {
+        return Ok(None);
+    }
+    if engine.holds(&instance) {
+        expect_present(commit, instance);
         return Ok(None);
     }
     let guard = loop {
@@ -303,7 +308,11 @@ pub(crate) fn create_in_turn<'e>(
     commit: &mut Commit,
 ) -> Result<Option<Creating<'e>>, Error> {
     let instance = id.to_string();
-    if engine.holds(&instance) || commit.instances.iter().any(|(i, _)| *i == instance) {
+    if commit.instances.iter().any(|(i, _)| *i == instance) {
+        return Ok(None);
+    }
+    if engine.holds(&instance) {
+        expect_present(commit, instance);
         return Ok(None);
     }
     // Another sender here may be making it: made or not when this commit is written.
@@ -317,7 +326,7 @@ pub(crate) fn create_in_turn<'e>(
 }
 
 /// Adds the record of entity `id` (`instance`) to `commit`, expecting it absent, unless
-/// it exists; returns whether it added it.
+/// it exists (then `commit` expects it present); returns whether it added it.
 fn add_if_absent(
     engine: &Engine,
     id: &EntityId,
@@ -325,6 +334,7 @@ fn add_if_absent(
     instance: &str,
 ) -> Result<bool, Error> {
     if engine.holds(instance) || engine.store().instance(instance)?.is_some() {
+        expect_present(commit, instance.to_string());
         return Ok(false);
     }
     commit
@@ -332,6 +342,17 @@ fn add_if_absent(
         .push((instance.to_string(), new_record(id, engine.now_ms())));
     commit.expected.push((instance.to_string(), None));
     Ok(true)
+}
+
+/// Makes `commit`, which sends a message to entity `instance` whose record exists, expect
+/// the record: if `Client::clean_entity_storage` removes it first, the store refuses the
+/// commit (`StoreError::InstanceChanged`), and the sender goes again, making the entity
+/// anew, rather than leave its message to an instance without a record (dropped on
+/// delivery).
+fn expect_present(commit: &mut Commit, instance: String) {
+    if !commit.expected.iter().any(|(id, _)| *id == instance) {
+        commit.expected.push((instance, Some(ENTITY_INCARNATION)));
+    }
 }
 
 /// An entity being made by a commit of this process: while it lives, no other sender
