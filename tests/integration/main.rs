@@ -9,6 +9,7 @@ mod entities;
 mod entities_runtime;
 mod entity_locks;
 mod entity_review;
+mod entity_review2;
 mod faults;
 mod fuzz;
 mod incarnation;

@@ -1,0 +1,544 @@
+//! Review of orchestrations and entities run together (issue 14, step 3): lock sets
+//! taken in opposite orders, sections ended from outside while acquiring, panics and
+//! timeouts in and around sections, calls and signals flooding a locked entity, answers
+//! that come after their caller ended, parallel calls, payload limits, and a stored
+//! state that does not decode with a caller waiting on it; on fjall, and on PostgreSQL
+//! with two workers.
+
+use std::time::{Duration, Instant};
+
+use durable_core::record::{Event, Status, WorkItem};
+use durable_core::{
+    Client, EntityId, OrchestrationContext, Runtime, RuntimeBuilder, Store, entity, orchestrator,
+};
+use durable_store::{PostgresStore, TestServer};
+use serde::{Deserialize, Serialize};
+
+use crate::common::{lifetime, store};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Ledger {
+    balance: i64,
+    /// The inputs of `note`, in the order they ran.
+    log: Vec<i64>,
+}
+
+#[entity]
+impl Ledger {
+    /// Adds `amount`; refuses to go below zero. The balance after it.
+    pub fn add(&mut self, amount: i64) -> Result<i64, String> {
+        if self.balance + amount < 0 {
+            return Err(format!("insufficient funds: {}", self.balance));
+        }
+        self.balance += amount;
+        Ok(self.balance)
+    }
+
+    pub fn note(&mut self, x: i64) {
+        self.log.push(x);
+    }
+
+    /// What `note` saw so far.
+    pub fn log(&mut self) -> Vec<i64> {
+        self.log.clone()
+    }
+
+    pub fn boom(&mut self) {
+        panic!("boom");
+    }
+
+    /// An output of `n` bytes.
+    pub fn bulk(&mut self, n: usize) -> String {
+        "x".repeat(n)
+    }
+}
+
+fn ledger(key: &str) -> EntityId {
+    EntityId::of::<Ledger>(key)
+}
+
+/// Locks `from` and `to` (named in that order), moves `amount` between them.
+#[orchestrator]
+async fn transfer(
+    ctx: OrchestrationContext,
+    (from, to, amount): (String, String, i64),
+) -> Result<(), String> {
+    let section = ctx.lock([ledger(&from), ledger(&to)]).await?;
+    ctx.call_entity(Ledger::add, from.as_str(), -amount).await?;
+    ctx.call_entity(Ledger::add, to.as_str(), amount).await?;
+    section.release();
+    Ok(())
+}
+
+/// Locks `keys`, then waits for the event `go` inside the section; the log of the first.
+#[orchestrator]
+async fn hold(ctx: OrchestrationContext, keys: Vec<String>) -> Result<Vec<i64>, String> {
+    let _section = ctx.lock(keys.iter().map(|k| ledger(k))).await?;
+    ctx.wait_event::<()>("go").await;
+    Ok(ctx.call_entity(Ledger::log, keys[0].as_str(), ()).await?)
+}
+
+/// Locks `key`, adds 1 to it, and panics inside the section.
+#[orchestrator]
+async fn panic_in_section(ctx: OrchestrationContext, key: String) -> Result<(), String> {
+    let _section = ctx.lock([ledger(&key)]).await?;
+    ctx.call_entity(Ledger::add, key.as_str(), 1).await?;
+    panic!("the orchestrator panics inside its section");
+}
+
+/// Signals and calls `key` in turn; the log the last call reads.
+#[orchestrator]
+async fn interleaved(ctx: OrchestrationContext, key: String) -> Result<Vec<i64>, String> {
+    ctx.signal_entity(Ledger::note, key.as_str(), 1)?;
+    ctx.call_entity(Ledger::note, key.as_str(), 2).await?;
+    ctx.signal_entity(Ledger::note, key.as_str(), 3)?;
+    ctx.signal_entity(Ledger::note, key.as_str(), 4)?;
+    ctx.call_entity(Ledger::note, key.as_str(), 5).await?;
+    Ok(ctx.call_entity(Ledger::log, key.as_str(), ()).await?)
+}
+
+/// Calls `key`'s log, giving up after 50 ms.
+#[orchestrator]
+async fn call_or_give_up(ctx: OrchestrationContext, key: String) -> Result<String, String> {
+    match ctx
+        .timeout(
+            Duration::from_millis(50),
+            ctx.call_entity(Ledger::log, key.as_str(), ()),
+        )
+        .await
+    {
+        Ok(_) => Ok("answered".into()),
+        Err(_) => Ok("gave up".into()),
+    }
+}
+
+/// Calls `key` twice at once, outside a section.
+#[orchestrator]
+async fn twice(ctx: OrchestrationContext, key: String) -> Result<(i64, i64), String> {
+    let (a, b) = ctx
+        .join2(
+            ctx.call_entity(Ledger::add, key.as_str(), 1),
+            ctx.call_entity(Ledger::add, key.as_str(), 2),
+        )
+        .await;
+    Ok((a?, b?))
+}
+
+/// Asks for a lock on `key`, giving up after 200 ms; then notes 7 on it.
+#[orchestrator]
+async fn lock_or_give_up(ctx: OrchestrationContext, key: String) -> Result<String, String> {
+    let got = ctx
+        .timeout(Duration::from_millis(200), ctx.lock([ledger(&key)]))
+        .await;
+    let what = match got {
+        Ok(section) => {
+            section?.release();
+            "granted"
+        }
+        Err(_) => "gave up",
+    };
+    ctx.signal_entity(Ledger::note, key.as_str(), 7)?;
+    Ok(what.into())
+}
+
+/// Calls `bulk(n)` on `key`: the output's length, or the call's error message.
+#[orchestrator]
+async fn bulk_call(ctx: OrchestrationContext, (key, n): (String, usize)) -> Result<String, String> {
+    match ctx.call_entity(Ledger::bulk, key.as_str(), n).await {
+        Ok(out) => Ok(format!("{} bytes", out.len())),
+        Err(e) => Ok(format!("failed: {}", e.message())),
+    }
+}
+
+/// Calls `boom` on `key` inside a section, then adds 1 in it.
+#[orchestrator]
+async fn boom_in_section(ctx: OrchestrationContext, key: String) -> Result<(bool, i64), String> {
+    let section = ctx.lock([ledger(&key)]).await?;
+    let panicked = ctx
+        .call_entity(Ledger::boom, key.as_str(), ())
+        .await
+        .err()
+        .is_some_and(|e| e.is_panic());
+    let balance = ctx.call_entity(Ledger::add, key.as_str(), 1).await?;
+    section.release();
+    Ok((panicked, balance))
+}
+
+fn builder(store: impl Store) -> RuntimeBuilder {
+    Runtime::builder(store)
+        .entity::<Ledger>()
+        .orchestrator(transfer)
+        .orchestrator(hold)
+        .orchestrator(panic_in_section)
+        .orchestrator(interleaved)
+        .orchestrator(call_or_give_up)
+        .orchestrator(twice)
+        .orchestrator(lock_or_give_up)
+        .orchestrator(bulk_call)
+        .orchestrator(boom_in_section)
+}
+
+fn lock_owner(store: &impl Store, key: &str) -> Option<String> {
+    store
+        .instance(&ledger(key).to_string())
+        .unwrap()
+        .and_then(|r| r.parent)
+        .map(|p| p.instance)
+}
+
+/// Waits until the store holds no work item and none of `keys` is locked.
+async fn until_settled(store: &impl Store, keys: &[&str]) {
+    let start = Instant::now();
+    loop {
+        let items = store.work_items().unwrap();
+        let owners: Vec<_> = keys.iter().map(|k| lock_owner(store, k)).collect();
+        if items.is_empty() && owners.iter().all(Option::is_none) {
+            return;
+        }
+        assert!(start.elapsed() < WAIT, "{items:?} {owners:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until `key`'s lock is held by `owner`.
+async fn until_locked_by(store: &impl Store, key: &str, owner: &str) {
+    let start = Instant::now();
+    while lock_owner(store, key).as_deref() != Some(owner) {
+        assert!(
+            start.elapsed() < WAIT,
+            "{key}: {:?}",
+            lock_owner(store, key)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the messages waiting for `key` include one `found` picks.
+async fn until_queued(store: &impl Store, key: &str, found: impl Fn(&Event) -> bool) {
+    let instance = ledger(key).to_string();
+    let start = Instant::now();
+    loop {
+        let queued = store.work_items().unwrap().into_iter().any(|(_, item)| {
+            matches!(item, WorkItem::Message { instance: to, ref event, .. }
+                if to == instance && found(event))
+        });
+        if queued {
+            return;
+        }
+        assert!(start.elapsed() < WAIT, "{:?}", store.work_items());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn state(client: &Client, key: &str) -> Ledger {
+    client
+        .entity_state::<Ledger>(key)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+async fn transfers_in_opposite_orders(client: &Client, store: &impl Store, prefix: &str) {
+    let (a, b) = (format!("{prefix}a"), format!("{prefix}b"));
+    client
+        .signal_entity(Ledger::add, a.as_str(), 100)
+        .await
+        .unwrap();
+    client
+        .signal_entity(Ledger::add, b.as_str(), 100)
+        .await
+        .unwrap();
+    let mut started = Vec::new();
+    for i in 0..16 {
+        let (from, to) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let id = format!("{prefix}t{i}");
+        started.push(
+            client
+                .start(transfer, id, (from.clone(), to.clone(), i + 1))
+                .await
+                .unwrap(),
+        );
+    }
+    for instance in started {
+        instance.wait(WAIT).await.unwrap();
+    }
+    until_settled(store, &[a.as_str(), b.as_str()]).await;
+    // a -> b: 1 + 3 + .. + 15 = 64; b -> a: 2 + 4 + .. + 16 = 72.
+    assert_eq!(state(client, &a).await.balance, 100 - 64 + 72);
+    assert_eq!(state(client, &b).await.balance, 100 + 64 - 72);
+}
+
+/// Sixteen transfers locking the same two entities, named in opposite orders, all at
+/// once: none deadlocks, and the balances add up.
+#[test]
+fn overlapping_locks_in_opposite_orders_do_not_deadlock() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        transfers_in_opposite_orders(&runtime.client(), &store, "").await;
+        runtime.shutdown().await;
+    });
+}
+
+/// The same on PostgreSQL, the transfers and the entities spread over two workers.
+#[test]
+fn on_postgres_overlapping_locks_in_opposite_orders_do_not_deadlock() {
+    let database = TestServer::shared().database();
+    let store = PostgresStore::open(database.url()).unwrap();
+    lifetime(async {
+        let worker =
+            || builder(PostgresStore::open(database.url()).unwrap()).lease(Duration::from_secs(5));
+        let a = worker().start().await.unwrap();
+        let b = worker().start().await.unwrap();
+        transfers_in_opposite_orders(&b.client(), &store, "pg-").await;
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
+/// An orchestration terminated while its lock request waits behind another section (on
+/// the second entity of its set: the first is locked for it): once the other section
+/// ends, no entity stays locked, and what was sent to them meanwhile runs.
+#[test]
+fn terminated_while_acquiring_behind_another_section_leaves_nothing_locked() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        let holder = client
+            .start(hold, "holder", vec!["y".to_string()])
+            .await
+            .unwrap();
+        until_locked_by(&store, "y", "holder").await;
+        let waiter = client
+            .start(hold, "waiter", vec!["x".to_string(), "y".to_string()])
+            .await
+            .unwrap();
+        until_locked_by(&store, "x", "waiter").await;
+        until_queued(&store, "y", |e| matches!(e, Event::EntityLock { .. })).await;
+        waiter.terminate("enough").await.unwrap();
+        client.signal_entity(Ledger::note, "x", 1).await.unwrap();
+        client.signal_entity(Ledger::note, "y", 2).await.unwrap();
+        // x is unlocked by the terminated waiter; y waits for the holder.
+        let start = Instant::now();
+        while state(&client, "x").await.log != [1] {
+            assert!(start.elapsed() < WAIT, "{:?}", lock_owner(&store, "x"));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(lock_owner(&store, "y").as_deref(), Some("holder"));
+        holder.raise_event("go", &()).await.unwrap();
+        assert_eq!(holder.wait(WAIT).await.unwrap(), Vec::<i64>::new());
+        until_settled(&store, &["x", "y"]).await;
+        assert_eq!(state(&client, "y").await.log, [2]);
+        runtime.shutdown().await;
+    });
+}
+
+/// An orchestrator that panics inside its section fails, and its entity is unlocked:
+/// a signal sent to it afterwards runs.
+#[test]
+fn a_panic_inside_a_section_fails_the_orchestration_and_unlocks() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        let instance = client
+            .start(panic_in_section, "panicky", "p".to_string())
+            .await
+            .unwrap();
+        let failed = instance.wait(WAIT).await;
+        assert!(failed.is_err(), "{failed:?}");
+        client.signal_entity(Ledger::note, "p", 9).await.unwrap();
+        until_settled(&store, &["p"]).await;
+        let p = state(&client, "p").await;
+        assert_eq!((p.balance, p.log), (1, vec![9]));
+        runtime.shutdown().await;
+    });
+}
+
+/// An operation that panics, called inside a section, fails the call as a panic, leaves
+/// the state as it was, and the section goes on.
+#[test]
+fn an_operation_panicking_inside_a_section_fails_only_that_call() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        let out = client
+            .start(boom_in_section, "boomer", "q".to_string())
+            .await
+            .unwrap()
+            .wait(WAIT)
+            .await
+            .unwrap();
+        assert_eq!(out, (true, 1));
+        until_settled(&store, &["q"]).await;
+        runtime.shutdown().await;
+    });
+}
+
+/// While a section holds an entity, a client floods it with signals: they wait, the
+/// section's call sees none of them, and afterwards they run in the order sent.
+#[test]
+fn signals_flooding_a_locked_entity_wait_then_run_in_order() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        let holder = client
+            .start(hold, "h", vec!["f".to_string()])
+            .await
+            .unwrap();
+        until_locked_by(&store, "f", "h").await;
+        for i in 0..50 {
+            client.signal_entity(Ledger::note, "f", i).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(state(&client, "f").await.log, Vec::<i64>::new());
+        holder.raise_event("go", &()).await.unwrap();
+        assert_eq!(holder.wait(WAIT).await.unwrap(), Vec::<i64>::new());
+        until_settled(&store, &["f"]).await;
+        assert_eq!(state(&client, "f").await.log, (0..50).collect::<Vec<_>>());
+        runtime.shutdown().await;
+    });
+}
+
+/// An orchestration's signals and calls to one entity run in the order it made them.
+#[test]
+fn an_orchestrations_signals_and_calls_run_in_its_order() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        for i in 0..5 {
+            let key = format!("o{i}");
+            let log = client
+                .start(interleaved, format!("i{i}"), key)
+                .await
+                .unwrap()
+                .wait(WAIT)
+                .await
+                .unwrap();
+            assert_eq!(log, [1, 2, 3, 4, 5]);
+        }
+        runtime.shutdown().await;
+    });
+}
+
+/// A call whose caller gave up on it and ended: when the entity (absent until a restart)
+/// answers, the answer is dropped and nothing stays in the store.
+#[test]
+fn an_answer_after_its_caller_ended_is_dropped() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = Runtime::builder(store.clone())
+            .orchestrator(call_or_give_up)
+            .start()
+            .await
+            .unwrap();
+        let out = runtime
+            .client()
+            .start(call_or_give_up, "impatient", "late".to_string())
+            .await
+            .unwrap()
+            .wait(WAIT)
+            .await
+            .unwrap();
+        assert_eq!(out, "gave up");
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        until_settled(&store, &["late"]).await;
+        runtime.shutdown().await;
+    });
+    let record = store.instance("impatient").unwrap().unwrap();
+    assert!(matches!(record.status, Status::Completed { .. }));
+}
+
+/// Two calls to one entity at once, outside a section: both are answered, each its own.
+#[test]
+fn two_parallel_calls_to_one_entity_get_their_own_answers() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let out = runtime
+            .client()
+            .start(twice, "twice", "t".to_string())
+            .await
+            .unwrap()
+            .wait(WAIT)
+            .await
+            .unwrap();
+        assert_eq!(out, (1, 3));
+        runtime.shutdown().await;
+    });
+}
+
+/// A lock request given up on a timeout while another section holds the entity: once
+/// that section ends, the entity is not left locked for the one that gave up, and the
+/// signal it sent after giving up runs.
+#[test]
+fn a_lock_given_up_on_a_timeout_behind_another_section_leaves_nothing_locked() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        let holder = client
+            .start(hold, "holder", vec!["z".to_string()])
+            .await
+            .unwrap();
+        until_locked_by(&store, "z", "holder").await;
+        let out = client
+            .start(lock_or_give_up, "quitter", "z".to_string())
+            .await
+            .unwrap()
+            .wait(WAIT)
+            .await
+            .unwrap();
+        assert_eq!(out, "gave up");
+        holder.raise_event("go", &()).await.unwrap();
+        holder.wait(WAIT).await.unwrap();
+        until_settled(&store, &["z"]).await;
+        assert_eq!(state(&client, "z").await.log, [7]);
+        runtime.shutdown().await;
+    });
+}
+
+/// A call's output over the payload limit fails the call (the caller sees why); one
+/// under it passes.
+#[test]
+fn a_call_output_over_the_payload_limit_fails_the_call() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone())
+            .max_payload_bytes(1_000)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let small = client
+            .start(bulk_call, "small", ("b".to_string(), 100))
+            .await
+            .unwrap()
+            .wait(WAIT)
+            .await
+            .unwrap();
+        assert_eq!(small, "100 bytes");
+        let big = client
+            .start(bulk_call, "big", ("b".to_string(), 5_000))
+            .await
+            .unwrap()
+            .wait(WAIT)
+            .await
+            .unwrap();
+        assert!(
+            big.starts_with("failed: ") && big.contains("max_payload_bytes"),
+            "{big}"
+        );
+        until_settled(&store, &["b"]).await;
+        runtime.shutdown().await;
+    });
+}
