@@ -53,6 +53,38 @@ impl Ledger {
     pub fn bulk(&mut self, n: usize) -> String {
         "x".repeat(n)
     }
+
+    /// The length of `text`.
+    pub fn measure(&mut self, text: String) -> usize {
+        text.len()
+    }
+}
+
+/// `Ledger` changed incompatibly: a stored state no longer decodes.
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct LedgerV2 {
+    balance: String,
+}
+
+#[entity(name = "Ledger")]
+impl LedgerV2 {
+    pub fn add(&mut self, amount: i64) -> Result<i64, String> {
+        self.balance.push('+');
+        Ok(amount)
+    }
+}
+
+/// A never-registered entity type.
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Elsewhere {
+    n: u64,
+}
+
+#[entity]
+impl Elsewhere {
+    pub fn bump(&mut self) {
+        self.n += 1;
+    }
 }
 
 fn ledger(key: &str) -> EntityId {
@@ -166,6 +198,53 @@ async fn boom_in_section(ctx: OrchestrationContext, key: String) -> Result<(bool
     Ok((panicked, balance))
 }
 
+/// Asks for a lock on `key`, giving up after 200 ms; then asks again and waits.
+#[orchestrator]
+async fn lock_twice(ctx: OrchestrationContext, key: String) -> Result<String, String> {
+    let first = ctx
+        .timeout(Duration::from_millis(200), ctx.lock([ledger(&key)]))
+        .await;
+    let first = if first.is_ok() { "granted" } else { "gave up" };
+    let section = ctx.lock([ledger(&key)]).await?;
+    let balance = ctx.call_entity(Ledger::add, key.as_str(), 10).await?;
+    section.release();
+    Ok(format!("{first}, then {balance}"))
+}
+
+/// Locks `key` and calls `measure` with `n` bytes inside the section.
+#[orchestrator]
+async fn measure_in_section(
+    ctx: OrchestrationContext,
+    (key, n): (String, usize),
+) -> Result<usize, String> {
+    let _section = ctx.lock([ledger(&key)]).await?;
+    Ok(ctx
+        .call_entity(Ledger::measure, key.as_str(), "y".repeat(n))
+        .await?)
+}
+
+/// Locks a `Ledger` and an `Elsewhere` entity and waits for `go`.
+#[orchestrator]
+async fn lock_elsewhere(ctx: OrchestrationContext, key: String) -> Result<(), String> {
+    let _section = ctx
+        .lock([ledger(&key), EntityId::of::<Elsewhere>(key.as_str())])
+        .await?;
+    ctx.wait_event::<()>("go").await;
+    Ok(())
+}
+
+/// Adds 5 to `key` (the code of a deployment whose `Ledger` state does not decode).
+#[orchestrator(name = "add_five")]
+async fn add_five_v2(ctx: OrchestrationContext, key: String) -> Result<i64, String> {
+    Ok(ctx.call_entity(LedgerV2::add, key.as_str(), 5).await?)
+}
+
+/// Adds 5 to `key`.
+#[orchestrator(name = "add_five")]
+async fn add_five(ctx: OrchestrationContext, key: String) -> Result<i64, String> {
+    Ok(ctx.call_entity(Ledger::add, key.as_str(), 5).await?)
+}
+
 fn builder(store: impl Store) -> RuntimeBuilder {
     Runtime::builder(store)
         .entity::<Ledger>()
@@ -178,6 +257,10 @@ fn builder(store: impl Store) -> RuntimeBuilder {
         .orchestrator(lock_or_give_up)
         .orchestrator(bulk_call)
         .orchestrator(boom_in_section)
+        .orchestrator(lock_twice)
+        .orchestrator(measure_in_section)
+        .orchestrator(lock_elsewhere)
+        .orchestrator(add_five)
 }
 
 fn lock_owner(store: &impl Store, key: &str) -> Option<String> {
@@ -539,6 +622,207 @@ fn a_call_output_over_the_payload_limit_fails_the_call() {
             "{big}"
         );
         until_settled(&store, &["b"]).await;
+        runtime.shutdown().await;
+    });
+}
+
+/// A lock given up on a timeout behind another section, then asked for again: once the
+/// other section ends the second request is granted (the first passes without holding
+/// it), and the call inside it runs.
+#[test]
+fn a_lock_given_up_then_asked_again_is_granted_once_the_holder_ends() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        let holder = client
+            .start(hold, "holder", vec!["w".to_string()])
+            .await
+            .unwrap();
+        until_locked_by(&store, "w", "holder").await;
+        let again = client
+            .start(lock_twice, "again", "w".to_string())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        holder.raise_event("go", &()).await.unwrap();
+        assert_eq!(again.wait(WAIT).await.unwrap(), "gave up, then 10");
+        until_settled(&store, &["w"]).await;
+        runtime.shutdown().await;
+    });
+}
+
+/// A call input over the payload limit inside a section fails the orchestration, and
+/// its entity is unlocked.
+#[test]
+fn a_call_input_over_the_payload_limit_fails_the_orchestration_and_unlocks() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone())
+            .max_payload_bytes(1_000)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let fits = client
+            .start(measure_in_section, "fits", ("m".to_string(), 10))
+            .await
+            .unwrap()
+            .wait(WAIT)
+            .await;
+        assert_eq!(fits.unwrap(), 10);
+        let over = client
+            .start(measure_in_section, "over", ("m".to_string(), 5_000))
+            .await
+            .unwrap()
+            .wait(WAIT)
+            .await;
+        assert!(over.is_err(), "{over:?}");
+        client.signal_entity(Ledger::note, "m", 1).await.unwrap();
+        until_settled(&store, &["m"]).await;
+        assert_eq!(state(&client, "m").await.log, [1]);
+        runtime.shutdown().await;
+    });
+}
+
+/// A section over an entity type no worker has waits at it (the first of its set);
+/// terminated, it holds up nothing meanwhile (its unlock waits at the other entity for
+/// the request), and once a worker with that type comes the request passes through both
+/// without leaving either locked.
+#[test]
+fn a_section_over_an_unregistered_entity_type_terminated_leaves_nothing_locked() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        // `@Elsewhere@e` sorts before `@Ledger@e`: the request waits at the first.
+        let instance = client
+            .start(lock_elsewhere, "far", "e".to_string())
+            .await
+            .unwrap();
+        let start = Instant::now();
+        while store.instance("@Elsewhere@e").unwrap().is_none() {
+            assert!(start.elapsed() < WAIT);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(lock_owner(&store, "e"), None);
+        instance.terminate("enough").await.unwrap();
+        client.signal_entity(Ledger::note, "e", 3).await.unwrap();
+        let start = Instant::now();
+        while state(&client, "e").await.log != [3] {
+            assert!(start.elapsed() < WAIT);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        let runtime = builder(store.clone())
+            .entity::<Elsewhere>()
+            .start()
+            .await
+            .unwrap();
+        until_settled(&store, &["e"]).await;
+        let elsewhere = store.instance("@Elsewhere@e").unwrap().unwrap();
+        assert_eq!(elsewhere.parent, None);
+        runtime.shutdown().await;
+    });
+}
+
+/// A caller of an entity whose stored state does not decode waits (the call stays in
+/// the store, the orchestration running); once code that reads the state runs, the call
+/// is answered.
+#[test]
+fn a_call_to_an_undecodable_state_waits_for_code_that_reads_it() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        client.signal_entity(Ledger::add, "u", 1).await.unwrap();
+        let start = Instant::now();
+        while state(&client, "u").await.balance != 1 {
+            assert!(start.elapsed() < WAIT);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        let runtime = Runtime::builder(store.clone())
+            .entity::<LedgerV2>()
+            .orchestrator(add_five_v2)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let caller = client
+            .start(add_five_v2, "stuck", "u".to_string())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let position = caller.position().await.unwrap().to_string();
+        assert!(position.contains("a call of operation `add`"), "{position}");
+        assert!(matches!(
+            store.instance("stuck").unwrap().unwrap().status,
+            Status::Running
+        ));
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        let out = client.instance(add_five, "stuck").wait(WAIT).await.unwrap();
+        assert_eq!(out, 6);
+        until_settled(&store, &["u"]).await;
+        runtime.shutdown().await;
+    });
+}
+
+/// Transfers in opposite orders cut off mid-flight twice (the runtime dropped, as a
+/// crash would), then run to the end: every transfer completes once, the balances add
+/// up and nothing stays locked.
+#[test]
+fn transfers_cut_off_by_crashes_complete_once_and_add_up() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        client.signal_entity(Ledger::add, "ca", 100).await.unwrap();
+        client.signal_entity(Ledger::add, "cb", 100).await.unwrap();
+        for i in 0..16 {
+            let (from, to) = if i % 2 == 0 {
+                ("ca", "cb")
+            } else {
+                ("cb", "ca")
+            };
+            client
+                .start(
+                    transfer,
+                    format!("c{i}"),
+                    (from.to_string(), to.to_string(), i + 1),
+                )
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        // Dropped without shutdown.
+    });
+    lifetime(async {
+        let _runtime = builder(store.clone()).start().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+    });
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        for i in 0..16 {
+            client
+                .instance(transfer, format!("c{i}"))
+                .wait(WAIT)
+                .await
+                .unwrap();
+        }
+        until_settled(&store, &["ca", "cb"]).await;
+        assert_eq!(state(&client, "ca").await.balance, 100 - 64 + 72);
+        assert_eq!(state(&client, "cb").await.balance, 100 + 64 - 72);
         runtime.shutdown().await;
     });
 }
