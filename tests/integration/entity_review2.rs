@@ -886,11 +886,9 @@ fn on_postgres_transfers_over_fresh_entities_through_two_workers_and_a_crash() {
         let b = worker().start().await.unwrap();
         let client = a.client();
         for i in 0..moves.len() {
-            client
-                .instance(shift, format!("m{i}"))
-                .wait(WAIT)
-                .await
-                .unwrap();
+            let id = format!("m{i}");
+            let done = client.instance(shift, id.as_str()).wait(WAIT).await;
+            assert!(done.is_ok(), "{id}: {done:?} {:?}", store.work_items());
         }
         until_settled(&store, &keys).await;
         let mut expected = std::collections::BTreeMap::<&str, i64>::new();
@@ -906,4 +904,141 @@ fn on_postgres_transfers_over_fresh_entities_through_two_workers_and_a_crash() {
         a.shutdown().await;
         b.shutdown().await;
     });
+}
+
+/// On PostgreSQL, a worker's lease ends (`leave`, as a runtime dropped without a
+/// shutdown does) while a commit of that worker is being written: whatever the commit
+/// wrote (a message for an instance the worker held) is released with the rest, so
+/// another worker claims it. Before, `leave` released in the snapshot of its one
+/// statement, taken before the commit's rows were visible, and deleted the lease row
+/// once the commit ended: the message stayed held by a worker that no longer existed,
+/// never claimed (an entity's unlock lost so left it locked for good).
+#[test]
+fn on_postgres_a_commit_written_while_its_worker_leaves_is_claimed_by_another() {
+    use durable_store::{ClaimFilter, Commit, CommitLease, InstanceRecord};
+    use std::sync::{Arc, Barrier};
+
+    let database = TestServer::shared().database();
+    let writer = PostgresStore::open(database.url()).unwrap();
+    let leaver = PostgresStore::open(database.url()).unwrap();
+    let mut lost = Vec::new();
+    for round in 0..60_u64 {
+        let worker = writer.join(Duration::from_secs(60)).unwrap();
+        let instance = format!("race-{round}");
+        let id = writer.reserve_work_ids(1).unwrap();
+        let record = InstanceRecord::pending("race".into(), 1, Vec::new(), 0, 1, None);
+        let commit = Commit {
+            instances: vec![(instance.clone(), record)],
+            enqueued: vec![(
+                id,
+                WorkItem::Message {
+                    instance: instance.clone(),
+                    incarnation: 1,
+                    generation: None,
+                    event: Event::ResumeRequested,
+                },
+            )],
+            lease: Some(CommitLease {
+                worker,
+                unclaimed: Vec::new(),
+                released: Vec::new(),
+            }),
+            ..Commit::default()
+        };
+        let start = Arc::new(Barrier::new(2));
+        let committing = {
+            let (writer, start) = (writer.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                writer.commit(&[commit])
+            })
+        };
+        start.wait();
+        std::thread::sleep(Duration::from_micros(200 * (round % 10)));
+        leaver.leave(worker).unwrap();
+        let written = committing.join().unwrap().is_ok();
+        let other = leaver.join(Duration::from_secs(60)).unwrap();
+        let claim = leaver.claim(other, &ClaimFilter::default()).unwrap();
+        let claimed = claim.items.iter().any(|(item, _)| *item == id);
+        if written && !claimed {
+            lost.push(round);
+        }
+        leaver.leave(other).unwrap();
+    }
+    assert_eq!(
+        lost,
+        Vec::<u64>::new(),
+        "rounds whose message no worker can claim"
+    );
+}
+
+/// On PostgreSQL, a worker's lease ends while a claim of that worker runs (a runtime
+/// dropped without a shutdown leaves while its claim loop's last claim is still being
+/// written): what the claim took is released with the rest, or the claim is refused;
+/// either way another worker claims it. Before, a claim that had read its lease live
+/// went on taking instances and messages after `leave` had released the worker's
+/// holdings: they stayed held by a worker that no longer existed, never claimed again
+/// (two entities and every message sent to them stuck so).
+#[test]
+fn on_postgres_a_claim_running_while_its_worker_leaves_leaves_nothing_held() {
+    use durable_store::{ClaimFilter, Commit, InstanceRecord};
+    use std::sync::{Arc, Barrier};
+
+    let database = TestServer::shared().database();
+    let claimer = PostgresStore::open(database.url()).unwrap();
+    let leaver = PostgresStore::open(database.url()).unwrap();
+    let mut lost = Vec::new();
+    for round in 0..60_u64 {
+        let instance = format!("claimed-{round}");
+        let id = leaver.reserve_work_ids(1).unwrap();
+        let record = InstanceRecord::pending("race".into(), 1, Vec::new(), 0, 1, None);
+        let message = WorkItem::Message {
+            instance: instance.clone(),
+            incarnation: 1,
+            generation: None,
+            event: Event::ResumeRequested,
+        };
+        let commit = Commit {
+            instances: vec![(instance.clone(), record)],
+            enqueued: vec![(id, message)],
+            ..Commit::default()
+        };
+        leaver.commit(&[commit]).unwrap();
+        let worker = claimer.join(Duration::from_secs(60)).unwrap();
+        let start = Arc::new(Barrier::new(2));
+        let claiming = {
+            let (claimer, start) = (claimer.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                claimer.claim(worker, &ClaimFilter::default())
+            })
+        };
+        start.wait();
+        std::thread::sleep(Duration::from_micros(300 * (round % 10)));
+        leaver.leave(worker).unwrap();
+        let _ = claiming.join().unwrap();
+        let other = leaver.join(Duration::from_secs(60)).unwrap();
+        let claim = leaver.claim(other, &ClaimFilter::default()).unwrap();
+        if !claim.items.iter().any(|(item, _)| *item == id) {
+            lost.push(round);
+        }
+        // Removes the message, so that the next rounds' claims meet only their own.
+        let done = Commit {
+            dequeued: vec![id],
+            instances_removed: vec![instance],
+            lease: Some(durable_store::CommitLease {
+                worker: other,
+                unclaimed: Vec::new(),
+                released: Vec::new(),
+            }),
+            ..Commit::default()
+        };
+        leaver.commit(&[done]).unwrap();
+        leaver.leave(other).unwrap();
+    }
+    assert_eq!(
+        lost,
+        Vec::<u64>::new(),
+        "rounds whose message no worker can claim"
+    );
 }
