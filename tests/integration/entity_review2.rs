@@ -265,6 +265,36 @@ async fn add_five(ctx: OrchestrationContext, key: String) -> Result<i64, String>
     Ok(ctx.call_entity(Ledger::add, key.as_str(), 5).await?)
 }
 
+/// Generation 0 calls `bulk` on `g` and gives up after 50 ms, continuing as new;
+/// generation 1 adds 7 to `g`.
+#[orchestrator]
+async fn generations(ctx: OrchestrationContext, round: u32) -> Result<i64, String> {
+    if round == 0 {
+        let call = ctx.call_entity(Ledger::bulk, "g", 3);
+        if ctx.timeout(Duration::from_millis(50), call).await.is_err() {
+            return ctx.continue_as_new(1).await;
+        }
+        return Err("answered in time".into());
+    }
+    Ok(ctx.call_entity(Ledger::add, "g", 7).await?)
+}
+
+/// Locks `s` and waits for `go` (as first deployed).
+#[orchestrator(name = "section_code")]
+async fn section_code_v1(ctx: OrchestrationContext, _: ()) -> Result<(), String> {
+    let _section = ctx.lock([ledger("s")]).await?;
+    ctx.wait_event::<()>("go").await;
+    Ok(())
+}
+
+/// Locks `s2` instead: its history's lock request no longer matches.
+#[orchestrator(name = "section_code")]
+async fn section_code_v2(ctx: OrchestrationContext, _: ()) -> Result<(), String> {
+    let _section = ctx.lock([ledger("s2")]).await?;
+    ctx.wait_event::<()>("go").await;
+    Ok(())
+}
+
 fn builder(store: impl Store) -> RuntimeBuilder {
     Runtime::builder(store)
         .entity::<Ledger>()
@@ -282,6 +312,7 @@ fn builder(store: impl Store) -> RuntimeBuilder {
         .orchestrator(lock_elsewhere)
         .orchestrator(add_five)
         .orchestrator(shift)
+        .orchestrator(generations)
 }
 
 fn lock_owner(store: &impl Store, key: &str) -> Option<String> {
@@ -1041,4 +1072,98 @@ fn on_postgres_a_claim_running_while_its_worker_leaves_leaves_nothing_held() {
         Vec::<u64>::new(),
         "rounds whose message no worker can claim"
     );
+}
+
+/// A call of generation 0 answered after the orchestration continued as new, whose
+/// generation 1 calls the same entity at the same step number: the late answer is not
+/// taken for the new call's (it is dropped), and the new call gets its own.
+#[test]
+fn an_answer_to_an_earlier_generation_is_not_taken_by_the_next() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = Runtime::builder(store.clone())
+            .orchestrator(generations)
+            .start()
+            .await
+            .unwrap();
+        runtime.client().start(generations, "gen", 0).await.unwrap();
+        let start = Instant::now();
+        loop {
+            let record = store.instance("gen").unwrap().unwrap();
+            let called = store
+                .history("gen")
+                .unwrap()
+                .iter()
+                .any(|e| matches!(e, Event::EntityCalled { seq: 0, .. }));
+            if record.generation == 1 && called {
+                break;
+            }
+            assert!(start.elapsed() < WAIT, "{:?}", store.history("gen"));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let out = runtime
+            .client()
+            .instance(generations, "gen")
+            .wait(WAIT)
+            .await
+            .unwrap();
+        assert_eq!(out, 7);
+        until_settled(&store, &["g"]).await;
+        runtime.shutdown().await;
+    });
+}
+
+/// An orchestration holding a section whose code changed (its lock request no longer
+/// matches its history) stalls, holding the entity; terminated, it unlocks it.
+#[test]
+fn a_stalled_section_holds_its_entity_until_terminated() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = Runtime::builder(store.clone())
+            .entity::<Ledger>()
+            .orchestrator(section_code_v1)
+            .start()
+            .await
+            .unwrap();
+        runtime
+            .client()
+            .start(section_code_v1, "changed", ())
+            .await
+            .unwrap();
+        until_locked_by(&store, "s", "changed").await;
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        let runtime = Runtime::builder(store.clone())
+            .entity::<Ledger>()
+            .orchestrator(section_code_v2)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let instance = client.instance(section_code_v2, "changed");
+        instance.raise_event("go", &()).await.unwrap();
+        let start = Instant::now();
+        while !matches!(
+            store.instance("changed").unwrap().unwrap().status,
+            Status::Stalled { .. }
+        ) {
+            assert!(start.elapsed() < WAIT);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(lock_owner(&store, "s").as_deref(), Some("changed"));
+        instance.terminate("code changed").await.unwrap();
+        client.signal_entity(Ledger::note, "s", 4).await.unwrap();
+        let start = Instant::now();
+        while state(&client, "s").await.log != [4] {
+            assert!(start.elapsed() < WAIT, "{:?}", lock_owner(&store, "s"));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(lock_owner(&store, "s"), None);
+        runtime.shutdown().await;
+    });
 }
