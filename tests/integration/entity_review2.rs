@@ -1167,3 +1167,75 @@ fn a_stalled_section_holds_its_entity_until_terminated() {
         runtime.shutdown().await;
     });
 }
+
+/// On PostgreSQL, two workers: twelve sections over overlapping pairs of three entities,
+/// half of them terminated (holding, or still acquiring), the other half let go, while a
+/// client signals every entity; the workers cut off once in the middle. In the end every
+/// entity is unlocked, nothing is queued, and each entity ran every signal once, in the
+/// order sent.
+#[test]
+fn on_postgres_sections_terminated_or_let_go_under_signals_and_a_crash() {
+    let database = TestServer::shared().database();
+    let store = PostgresStore::open(database.url()).unwrap();
+    let worker =
+        || builder(PostgresStore::open(database.url()).unwrap()).lease(Duration::from_secs(2));
+    let keys = ["p0", "p1", "p2"];
+    let sets: Vec<Vec<String>> = (0..12)
+        .map(|i: usize| {
+            vec![
+                keys[i % 3].to_string(),
+                keys[(i + 1 + i / 3) % 3].to_string(),
+            ]
+        })
+        .collect();
+    lifetime(async {
+        let a = worker().start().await.unwrap();
+        let b = worker().start().await.unwrap();
+        let (ca, cb) = (a.client(), b.client());
+        for (i, set) in sets.iter().enumerate() {
+            let client = if i % 2 == 0 { &ca } else { &cb };
+            client
+                .start(hold, format!("s{i}"), set.clone())
+                .await
+                .unwrap();
+            for key in keys {
+                ca.signal_entity(Ledger::note, key, i as i64).await.unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for i in (0..12).step_by(2) {
+            cb.terminate(&format!("s{i}"), "enough").await.unwrap();
+        }
+        // Dropped without shutdown.
+    });
+    lifetime(async {
+        let a = worker().start().await.unwrap();
+        let b = worker().start().await.unwrap();
+        let client = b.client();
+        for i in (1..12).step_by(2) {
+            client
+                .raise_event(&format!("s{i}"), "go", &())
+                .await
+                .unwrap();
+        }
+        for (i, set) in sets.iter().enumerate() {
+            if i % 2 == 1 {
+                let done = client.instance(hold, format!("s{i}")).wait(WAIT).await;
+                assert!(done.is_ok(), "s{i} {set:?}: {done:?}");
+            }
+        }
+        until_settled(&store, &keys).await;
+        for key in keys {
+            let log = a
+                .client()
+                .entity_state::<Ledger>(key)
+                .await
+                .unwrap()
+                .unwrap()
+                .log;
+            assert_eq!(log, (0..12).collect::<Vec<i64>>(), "{key}");
+        }
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
