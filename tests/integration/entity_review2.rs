@@ -80,6 +80,22 @@ impl LedgerV2 {
     }
 }
 
+/// `Ledger` as a caller built against other code sees it: `add` takes text, and
+/// `vanish` is an operation the deployed `Ledger` does not have.
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct LedgerElsewhere {
+    balance: i64,
+}
+
+#[entity(name = "Ledger")]
+impl LedgerElsewhere {
+    pub fn add(&mut self, _text: String) -> i64 {
+        self.balance
+    }
+
+    pub fn vanish(&mut self) {}
+}
+
 /// A never-registered entity type.
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Elsewhere {
@@ -295,6 +311,50 @@ async fn section_code_v2(ctx: OrchestrationContext, _: ()) -> Result<(), String>
     Ok(())
 }
 
+/// Calls `Ledger` as other code sees it: an input that does not decode, an unknown
+/// operation.
+#[orchestrator]
+async fn mismatched(ctx: OrchestrationContext, key: String) -> Result<(bool, bool), String> {
+    let input = ctx
+        .call_entity(LedgerElsewhere::add, key.as_str(), "ten".to_string())
+        .await
+        .err()
+        .is_some_and(|e| e.is_undecodable_input());
+    let unknown = ctx
+        .call_entity(LedgerElsewhere::vanish, key.as_str(), ())
+        .await
+        .err()
+        .is_some_and(|e| e.is_unknown_operation());
+    Ok((input, unknown))
+}
+
+/// Five sections over `key` one after the other, each adding 1 with two calls at once
+/// (one of them `add(0)`); the balances the last calls saw.
+#[orchestrator]
+async fn sections_in_a_row(ctx: OrchestrationContext, key: String) -> Result<Vec<i64>, String> {
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let section = ctx.lock([ledger(&key)]).await?;
+        let (a, b) = ctx
+            .join2(
+                ctx.call_entity(Ledger::add, key.as_str(), 1),
+                ctx.call_entity(Ledger::add, key.as_str(), 0),
+            )
+            .await;
+        seen.push(a?.max(b?));
+        section.release();
+    }
+    Ok(seen)
+}
+
+/// Signals `note(at_ms)` to `key` 300 ms from now, then ends.
+#[orchestrator]
+async fn note_later(ctx: OrchestrationContext, key: String) -> Result<(), String> {
+    let at = ctx.now() + Duration::from_millis(300);
+    ctx.signal_entity_at(Ledger::note, key.as_str(), 99, at)?;
+    Ok(())
+}
+
 fn builder(store: impl Store) -> RuntimeBuilder {
     Runtime::builder(store)
         .entity::<Ledger>()
@@ -313,6 +373,9 @@ fn builder(store: impl Store) -> RuntimeBuilder {
         .orchestrator(add_five)
         .orchestrator(shift)
         .orchestrator(generations)
+        .orchestrator(mismatched)
+        .orchestrator(sections_in_a_row)
+        .orchestrator(note_later)
 }
 
 fn lock_owner(store: &impl Store, key: &str) -> Option<String> {
@@ -1237,5 +1300,85 @@ fn on_postgres_sections_terminated_or_let_go_under_signals_and_a_crash() {
         }
         a.shutdown().await;
         b.shutdown().await;
+    });
+}
+
+/// A call whose input the entity's operation cannot decode, and a call of an operation
+/// the entity does not have, fail typed; the entity goes on.
+#[test]
+fn calls_the_entity_cannot_run_fail_typed() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        let out = client
+            .start(mismatched, "mismatched", "mm".to_string())
+            .await
+            .unwrap()
+            .wait(WAIT)
+            .await
+            .unwrap();
+        assert_eq!(out, (true, true));
+        until_settled(&store, &["mm"]).await;
+        runtime.shutdown().await;
+    });
+}
+
+/// Sections over one entity one after the other, two calls at once in each: each runs
+/// inside its own section, in order.
+#[test]
+fn sections_in_a_row_with_parallel_calls_run_in_order() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        let out = client
+            .start(sections_in_a_row, "rows", "r".to_string())
+            .await
+            .unwrap()
+            .wait(WAIT)
+            .await
+            .unwrap();
+        assert_eq!(out, [1, 2, 3, 4, 5]);
+        until_settled(&store, &["r"]).await;
+        runtime.shutdown().await;
+    });
+}
+
+/// A scheduled signal from an orchestration that falls due while another section holds
+/// its entity waits for the section, and then runs once; across a restart too.
+#[test]
+fn a_scheduled_signal_due_during_a_section_runs_once_after_it() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        client
+            .start(hold, "holder", vec!["l".to_string()])
+            .await
+            .unwrap();
+        until_locked_by(&store, "l", "holder").await;
+        client
+            .start(note_later, "later", "l".to_string())
+            .await
+            .unwrap()
+            .wait(WAIT)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(state(&client, "l").await.log, Vec::<i64>::new());
+        runtime.shutdown().await;
+    });
+    lifetime(async {
+        let runtime = builder(store.clone()).start().await.unwrap();
+        let client = runtime.client();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(state(&client, "l").await.log, Vec::<i64>::new());
+        let holder = client.instance(hold, "holder");
+        holder.raise_event("go", &()).await.unwrap();
+        assert_eq!(holder.wait(WAIT).await.unwrap(), Vec::<i64>::new());
+        until_settled(&store, &["l"]).await;
+        assert_eq!(state(&client, "l").await.log, [99]);
+        runtime.shutdown().await;
     });
 }
