@@ -355,6 +355,15 @@ async fn note_later(ctx: OrchestrationContext, key: String) -> Result<(), String
     Ok(())
 }
 
+/// Signals `note(1)` to `key`, waits for `next`, signals `note(2)`.
+#[orchestrator]
+async fn two_signals(ctx: OrchestrationContext, key: String) -> Result<(), String> {
+    ctx.signal_entity(Ledger::note, key.as_str(), 1)?;
+    ctx.wait_event::<()>("next").await;
+    ctx.signal_entity(Ledger::note, key.as_str(), 2)?;
+    Ok(())
+}
+
 fn builder(store: impl Store) -> RuntimeBuilder {
     Runtime::builder(store)
         .entity::<Ledger>()
@@ -376,6 +385,7 @@ fn builder(store: impl Store) -> RuntimeBuilder {
         .orchestrator(mismatched)
         .orchestrator(sections_in_a_row)
         .orchestrator(note_later)
+        .orchestrator(two_signals)
 }
 
 fn lock_owner(store: &impl Store, key: &str) -> Option<String> {
@@ -1379,6 +1389,55 @@ fn a_scheduled_signal_due_during_a_section_runs_once_after_it() {
         assert_eq!(holder.wait(WAIT).await.unwrap(), Vec::<i64>::new());
         until_settled(&store, &["l"]).await;
         assert_eq!(state(&client, "l").await.log, [99]);
+        runtime.shutdown().await;
+    });
+}
+
+/// On PostgreSQL, an orchestration signals an entity on one worker, then (taken over)
+/// on another whose block of work ids is lower; the entity's type is on neither, so both
+/// wait in the store. Once a worker with it claims them, they run in the order sent.
+#[test]
+fn on_postgres_an_orchestrations_signals_run_in_order_when_it_moved_between_workers() {
+    let database = TestServer::shared().database();
+    let store = PostgresStore::open(database.url()).unwrap();
+    let worker = || {
+        Runtime::builder(PostgresStore::open(database.url()).unwrap())
+            .orchestrator(two_signals)
+            .lease(Duration::from_secs(2))
+    };
+    lifetime(async {
+        // `low` reserves its ids first: its block is below `high`'s.
+        let low = worker().start().await.unwrap();
+        let high = worker().start().await.unwrap();
+        high.client()
+            .start(two_signals, "mover", "ord".to_string())
+            .await
+            .unwrap();
+        until_queued(&store, "ord", |e| {
+            matches!(e, Event::EntityOperation { .. })
+        })
+        .await;
+        high.shutdown().await;
+        low.client()
+            .raise_event("mover", "next", &())
+            .await
+            .unwrap();
+        low.client()
+            .instance(two_signals, "mover")
+            .wait(WAIT)
+            .await
+            .unwrap();
+        low.shutdown().await;
+    });
+    lifetime(async {
+        let runtime = builder(PostgresStore::open(database.url()).unwrap())
+            .lease(Duration::from_secs(2))
+            .start()
+            .await
+            .unwrap();
+        until_settled(&store, &["ord"]).await;
+        let log = state(&runtime.client(), "ord").await.log;
+        assert_eq!(log, [1, 2], "the signals ran out of the order sent");
         runtime.shutdown().await;
     });
 }
