@@ -10,6 +10,7 @@ mod entities_runtime;
 mod entity_client;
 mod entity_locks;
 mod entity_review;
+mod entity_review2;
 mod faults;
 mod fuzz;
 mod incarnation;

@@ -1,16 +1,10 @@
 //! Orchestrations calling, signalling and locking entities through the runtime (issue 14,
 //! step 3, the orchestration side): what a turn records and sends, on fjall and on
 //! PostgreSQL with two workers, across restarts.
-//!
-//! Until the entity side answers calls and locks, the tests named `hand_rolled_*` play
-//! the entity: they stop the runtime, commit the answer an entity would send
-//! (`EntityCompleted`, `EntityFailed`, `EntityLockGranted`) as a message to the
-//! orchestration, and start it again. Once entities answer, replace them with the real
-//! exchange (register `Account` and drop the hand-rolled commit).
 
 use std::time::{Duration, Instant};
 
-use durable_core::record::{Commit, Event, Failure, FailureKind, ParentLink, WorkItem};
+use durable_core::record::{Event, ParentLink, WorkItem};
 use durable_core::{
     Client, EntityId, FjallStore, OrchestrationContext, Runtime, RuntimeBuilder, Store, entity,
     orchestrator,
@@ -61,7 +55,7 @@ async fn tip(ctx: OrchestrationContext, (key, n): (String, i64)) -> Result<(), S
     Ok(())
 }
 
-/// Locks alice and bob, then withdraws from bob.
+/// Locks alice and bob, waits for the event `go`, then withdraws from bob.
 #[orchestrator]
 async fn locked_withdraw(ctx: OrchestrationContext, _: ()) -> Result<i64, String> {
     let ids = [
@@ -69,6 +63,7 @@ async fn locked_withdraw(ctx: OrchestrationContext, _: ()) -> Result<i64, String
         EntityId::of::<Account>("alice"),
     ];
     let section = ctx.lock(ids).await?;
+    ctx.wait_event::<()>("go").await;
     let left = ctx.call_entity(Account::withdraw, "bob", 5).await?;
     section.release();
     Ok(left)
@@ -139,22 +134,45 @@ fn messages(store: &impl Store, instance: &str) -> Vec<(u64, Event)> {
         .collect()
 }
 
-/// What an entity would do with the message `consumed`: answer `owner` with `answer`.
-fn hand_rolled_answer(store: &impl Store, consumed: &[u64], owner: &ParentLink, answer: Event) {
-    let id = store.reserve_work_ids(1).unwrap();
-    let message = WorkItem::Message {
-        instance: owner.instance.clone(),
-        incarnation: owner.incarnation,
-        generation: Some(owner.generation),
-        event: answer,
-    };
-    store
-        .commit(&[Commit {
-            dequeued: consumed.to_vec(),
-            enqueued: vec![(id, message)],
-            ..Commit::default()
-        }])
-        .unwrap();
+/// The owner of the lock `entity` holds, if it is locked.
+fn lock_owner(store: &impl Store, entity: &str) -> Option<ParentLink> {
+    store.instance(entity).unwrap().unwrap().parent
+}
+
+/// Waits until the store holds no work item and none of `entities` is locked.
+async fn until_settled(store: &impl Store, entities: &[&str]) {
+    let start = Instant::now();
+    while !store.work_items().unwrap().is_empty()
+        || entities.iter().any(|e| lock_owner(store, e).is_some())
+    {
+        let owners: Vec<_> = entities.iter().map(|e| lock_owner(store, e)).collect();
+        assert!(
+            start.elapsed() < WAIT,
+            "{:?} {owners:?}",
+            store.work_items().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Deposits `amount` to `key` with a runtime that has `Account`, and waits until it ran.
+fn deposited(store: &FjallStore, key: &str, amount: i64) {
+    lifetime(async {
+        let runtime = runtime(store).entity::<Account>().start().await.unwrap();
+        let client = runtime.client();
+        client
+            .signal_entity(Account::deposit, key, amount)
+            .await
+            .unwrap();
+        let start = Instant::now();
+        while client.entity_state::<Account>(key).await.unwrap()
+            != Some(Account { balance: amount })
+        {
+            assert!(start.elapsed() < WAIT);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        runtime.shutdown().await;
+    });
 }
 
 async fn output(client: &Client, id: &str) -> String {
@@ -219,34 +237,18 @@ fn a_call_is_recorded_and_sent_with_its_caller_and_makes_the_entity() {
     );
 }
 
+/// The call is made while no worker has `Account`; after a restart with it, the entity
+/// answers (after the deposit its key was sent first) and the orchestration gets the
+/// typed result: the balance left, or the operation's own `Err`.
 #[test]
-fn hand_rolled_answers_reach_the_call_after_a_restart_typed() {
+fn answers_reach_the_call_after_a_restart_typed() {
     let (_dir, store) = store();
-    for (id, answer, expected) in [
-        (
-            "ok",
-            Event::EntityCompleted {
-                seq: 0,
-                output: b"15".to_vec(),
-            },
-            "left 15",
-        ),
-        (
-            "err",
-            Event::EntityFailed {
-                seq: 0,
-                failure: Failure {
-                    kind: FailureKind::Returned {
-                        payload: br#""insufficient funds: 3""#.to_vec(),
-                    },
-                    message: "insufficient funds: 3".into(),
-                },
-            },
-            "refused: insufficient funds: 3",
-        ),
+    for (id, deposit, expected) in [
+        ("ok", 20, "left 15"),
+        ("err", 3, "refused: insufficient funds: 3"),
     ] {
         let key = format!("key-{id}");
-        let entity = format!("@Account@{key}");
+        deposited(&store, &key, deposit);
         lifetime(async {
             let runtime = runtime(&store).start().await.unwrap();
             let client = runtime.client();
@@ -257,19 +259,20 @@ fn hand_rolled_answers_reach_the_call_after_a_restart_typed() {
             .await;
             runtime.shutdown().await;
         });
-        let sent = messages(&store, &entity);
-        let Event::EntityCall { caller, .. } = &sent[0].1 else {
-            panic!("{sent:?}");
-        };
-        hand_rolled_answer(&store, &[sent[0].0], caller, answer);
+        let sent = messages(&store, &format!("@Account@{key}"));
+        assert!(
+            matches!(&sent[..], [(_, Event::EntityCall { .. })]),
+            "{sent:?}"
+        );
         let got = lifetime(async {
-            let runtime = runtime(&store).start().await.unwrap();
+            let runtime = runtime(&store).entity::<Account>().start().await.unwrap();
             let got = output(&runtime.client(), id).await;
             runtime.shutdown().await;
             got
         });
         assert_eq!(got, expected);
     }
+    assert_eq!(store.work_items().unwrap(), vec![]);
 }
 
 #[test]
@@ -302,16 +305,17 @@ fn signals_from_orchestrations_run_on_their_entity() {
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
 
+/// The lock request goes, sorted, to the first entity; once both entities have granted
+/// it, the section survives a restart (both entities still name their owner), calls bob
+/// inside it, and is released once: both entities end unlocked.
 #[test]
-fn hand_rolled_grant_opens_a_section_that_survives_a_restart_and_is_released() {
+fn a_grant_opens_a_section_that_survives_a_restart_and_is_released() {
     let (_dir, store) = store();
+    deposited(&store, "bob", 12);
     let owner = lifetime(async {
         let runtime = runtime(&store).start().await.unwrap();
-        runtime
-            .client()
-            .start(locked_withdraw, "mover", ())
-            .await
-            .unwrap();
+        let client = runtime.client();
+        client.start(locked_withdraw, "mover", ()).await.unwrap();
         let entities = until_history(&store, "mover", |e| match e {
             Event::EntityLockRequested { entities, .. } => Some(entities.clone()),
             _ => None,
@@ -338,61 +342,43 @@ fn hand_rolled_grant_opens_a_section_that_survives_a_restart_and_is_released() {
             position: 0,
         }]
     );
-    hand_rolled_answer(
-        &store,
-        &[sent[0].0],
-        &owner,
-        Event::EntityLockGranted { seq: 0 },
-    );
-    // Restarted inside the section: it calls bob.
+    // The entities grant it; the orchestration waits inside the section.
     lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
+        let runtime = runtime(&store).entity::<Account>().start().await.unwrap();
         until_history(&store, "mover", |e| {
-            matches!(e, Event::EntityCalled { seq: 1, .. }).then_some(())
+            matches!(e, Event::EntityLockGranted { seq: 0 }).then_some(())
         })
         .await;
         runtime.shutdown().await;
     });
-    let call = messages(&store, "@Account@bob");
-    let Event::EntityCall { caller, .. } = &call[0].1 else {
-        panic!("{call:?}");
-    };
-    assert_eq!((caller.seq, &caller.instance), (1, &owner.instance));
-    let answer = Event::EntityCompleted {
-        seq: 1,
-        output: b"7".to_vec(),
-    };
-    hand_rolled_answer(&store, &[call[0].0], caller, answer);
+    for entity in ["@Account@alice", "@Account@bob"] {
+        assert_eq!(lock_owner(&store, entity), Some(owner.clone()), "{entity}");
+    }
+    // Restarted inside the section: it calls bob, and ends releasing both.
     lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let left = runtime
-            .client()
-            .instance(locked_withdraw, "mover")
-            .wait(WAIT)
-            .await
-            .unwrap();
-        assert_eq!(left, 7);
+        let runtime = runtime(&store).entity::<Account>().start().await.unwrap();
+        let client = runtime.client();
+        let mover = client.instance(locked_withdraw, "mover");
+        mover.raise_event("go", &()).await.unwrap();
+        assert_eq!(mover.wait(WAIT).await.unwrap(), 7);
+        until_settled(&store, &["@Account@alice", "@Account@bob"]).await;
+        assert_eq!(
+            client.entity_state::<Account>("bob").await.unwrap(),
+            Some(Account { balance: 7 })
+        );
         runtime.shutdown().await;
     });
     let history = store.history("mover").unwrap();
+    let call = history.iter().find_map(|e| match e {
+        Event::EntityCalled { seq, entity, .. } => Some((*seq, entity.clone())),
+        _ => None,
+    });
+    assert_eq!(call, Some((1, "@Account@bob".to_string())));
     let releases = history
         .iter()
         .filter(|e| matches!(e, Event::EntityLocksReleased { lock_seq: 0 }))
         .count();
     assert_eq!(releases, 1, "{history:?}");
-    for entity in ["@Account@alice", "@Account@bob"] {
-        let unlocks: Vec<_> = messages(&store, entity)
-            .into_iter()
-            .map(|(_, e)| e)
-            .collect();
-        assert_eq!(
-            unlocks,
-            vec![Event::EntityUnlock {
-                owner: owner.clone()
-            }],
-            "{entity}"
-        );
-    }
 }
 
 #[test]
@@ -448,85 +434,60 @@ fn a_terminated_orchestration_unlocks_what_it_holds_or_waits_for() {
     );
 }
 
+/// Continue-as-new from inside a granted section: the signal sent before it runs, and the
+/// lock is released (alice ends unlocked, nothing left in the store).
 #[test]
-fn hand_rolled_grant_then_continue_as_new_sends_the_signal_and_the_unlock() {
+fn a_continue_as_new_inside_a_section_sends_the_signal_and_the_unlock() {
     let (_dir, store) = store();
     lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        runtime.client().start(rounds, "rounds", 0).await.unwrap();
-        until_history(&store, "rounds", |e| {
-            matches!(e, Event::EntityLockRequested { .. }).then_some(())
-        })
-        .await;
+        let runtime = runtime(&store).entity::<Account>().start().await.unwrap();
+        let client = runtime.client();
+        client.start(rounds, "rounds", 0).await.unwrap();
+        let output = client.instance(rounds, "rounds").wait(WAIT).await.unwrap();
+        assert_eq!(output, 1);
+        until_settled(&store, &["@Account@alice", "@Account@bob"]).await;
+        assert_eq!(
+            client.entity_state::<Account>("bob").await.unwrap(),
+            Some(Account { balance: 1 })
+        );
         runtime.shutdown().await;
     });
-    let record = store.instance("rounds").unwrap().unwrap();
-    let owner = ParentLink {
-        instance: "rounds".into(),
-        incarnation: record.incarnation,
-        generation: 0,
-        seq: 0,
-    };
-    let lock = messages(&store, "@Account@alice");
-    hand_rolled_answer(
-        &store,
-        &[lock[0].0],
-        &owner,
-        Event::EntityLockGranted { seq: 0 },
-    );
-    let output = lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let output = runtime
-            .client()
-            .instance(rounds, "rounds")
-            .wait(WAIT)
-            .await
-            .unwrap();
-        runtime.shutdown().await;
-        output
-    });
-    assert_eq!(output, 1);
-    let to = |entity| -> Vec<Event> {
-        messages(&store, entity)
-            .into_iter()
-            .map(|(_, e)| e)
-            .collect()
-    };
-    assert_eq!(to("@Account@alice"), vec![Event::EntityUnlock { owner }]);
-    assert!(matches!(
-        &to("@Account@bob")[..],
-        [Event::EntityOperation { operation, sender: Some(sender), .. }]
-            if operation == "deposit" && sender == "rounds"
-    ));
 }
 
+/// On PostgreSQL with two workers that both have `Account`: the section is granted, the
+/// workers restart inside it, the call runs, and after a third restart nothing is left
+/// locked or queued.
 #[test]
-fn on_postgres_hand_rolled_answers_take_a_section_through_two_workers() {
+fn on_postgres_a_section_goes_through_two_workers_and_restarts() {
     let database = TestServer::shared().database();
-    // Neither worker has `Account`: its messages wait in the store for the test to play
-    // the entity.
     let worker = |url: &str| {
         Runtime::builder(PostgresStore::open(url).unwrap())
             .orchestrator(locked_withdraw)
+            .entity::<Account>()
             .lease(Duration::from_secs(5))
     };
     let store = PostgresStore::open(database.url()).unwrap();
-    let both = |until: fn(&Event) -> bool| {
+    let both = |go: bool, until: fn(&Event) -> bool| {
         lifetime(async {
             let a = worker(database.url()).start().await.unwrap();
             let b = worker(database.url()).start().await.unwrap();
             if store.instance("pg-mover").unwrap().is_none() {
-                b.client()
-                    .start(locked_withdraw, "pg-mover", ())
+                let client = a.client();
+                client
+                    .signal_entity(Account::deposit, "bob", 12)
                     .await
                     .unwrap();
+                client.start(locked_withdraw, "pg-mover", ()).await.unwrap();
+            }
+            if go {
+                b.client().raise_event("pg-mover", "go", &()).await.unwrap();
             }
             until_history(&store, "pg-mover", |e| until(e).then_some(())).await;
             a.shutdown().await;
             b.shutdown().await;
         });
     };
-    both(|e| matches!(e, Event::EntityLockRequested { .. }));
+    both(false, |e| matches!(e, Event::EntityLockGranted { seq: 0 }));
     let record = store.instance("pg-mover").unwrap().unwrap();
     let owner = ParentLink {
         instance: "pg-mover".into(),
@@ -534,45 +495,25 @@ fn on_postgres_hand_rolled_answers_take_a_section_through_two_workers() {
         generation: 0,
         seq: 0,
     };
-    let lock = messages(&store, "@Account@alice");
-    assert!(
-        matches!(&lock[..], [(_, Event::EntityLock { position: 0, .. })]),
-        "{lock:?}"
-    );
-    hand_rolled_answer(
-        &store,
-        &[lock[0].0],
-        &owner,
-        Event::EntityLockGranted { seq: 0 },
-    );
-    both(|e| matches!(e, Event::EntityCalled { seq: 1, .. }));
-    let call = messages(&store, "@Account@bob");
-    let Event::EntityCall { caller, .. } = &call[0].1 else {
-        panic!("{call:?}");
-    };
-    let answer = Event::EntityCompleted {
-        seq: 1,
-        output: b"7".to_vec(),
-    };
-    hand_rolled_answer(&store, &[call[0].0], caller, answer);
-    both(|e| matches!(e, Event::Completed { .. }));
+    for entity in ["@Account@alice", "@Account@bob"] {
+        assert_eq!(lock_owner(&store, entity), Some(owner.clone()), "{entity}");
+    }
+    both(true, |e| matches!(e, Event::Completed { .. }));
     assert!(matches!(
         store.instance("pg-mover").unwrap().unwrap().status,
         durable_core::record::Status::Completed { ref output } if output == b"7"
     ));
-    for entity in ["@Account@alice", "@Account@bob"] {
-        let unlocks: Vec<_> = messages(&store, entity)
-            .into_iter()
-            .map(|(_, e)| e)
-            .collect();
+    lifetime(async {
+        let a = worker(database.url()).start().await.unwrap();
+        let b = worker(database.url()).start().await.unwrap();
+        until_settled(&store, &["@Account@alice", "@Account@bob"]).await;
         assert_eq!(
-            unlocks,
-            vec![Event::EntityUnlock {
-                owner: owner.clone()
-            }],
-            "{entity}"
+            a.client().entity_state::<Account>("bob").await.unwrap(),
+            Some(Account { balance: 7 })
         );
-    }
+        a.shutdown().await;
+        b.shutdown().await;
+    });
 }
 
 #[orchestrator]

@@ -16,7 +16,7 @@ use durable_store::{ActivityTask, Claim, ClaimedInstance, Commit, Holding, Incar
 use durable_store::{InstanceRecord, Status, WorkId, WorkItem};
 
 use super::activities;
-use super::engine::{Engine, RETRY_DELAY};
+use super::engine::{Engine, RETRY_DELAY, WORK_ID_BLOCK};
 use super::inbox::{Delivery, Outgoing, Recipient, Run};
 use super::timer_arming::{self, TimerToArm};
 use super::unregistered::Unregistered;
@@ -144,12 +144,37 @@ pub(in crate::runtime) async fn claim_all(
 }
 
 /// One claim of the store for this worker, off the runtime's threads.
+///
+/// On a shared store, an instance it takes that ran on another worker may have sent
+/// messages numbered from that worker's block of ids, above this worker's; a claim
+/// delivers an instance's messages in id order, so what the instance sends from here
+/// would run before what it sent there (an entity would see one orchestration's signals
+/// out of the order sent). So this worker numbers from a block reserved now, above every
+/// id given out.
 async fn claim(engine: &Arc<Engine>) -> Result<Claim, Error> {
     let (store, worker, filter) = (engine.store_arc(), engine.worker(), engine.claim_filter());
-    tokio::task::spawn_blocking(move || store.claim(worker, &filter))
-        .await
-        .map_err(|_| Error::ShutDown)?
-        .map_err(Error::from)
+    let (claim, renumber) = tokio::task::spawn_blocking(move || {
+        let claim = store.claim(worker, &filter)?;
+        let moved = claim
+            .instances
+            .iter()
+            .any(|i| i.holding == Holding::Claimed && !matches!(i.record.status, Status::Pending));
+        let renumber = if moved && store.is_shared() {
+            store
+                .reserve_work_ids(WORK_ID_BLOCK)
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot reserve work ids"))
+                .ok()
+        } else {
+            None
+        };
+        Ok::<_, durable_store::StoreError>((claim, renumber))
+    })
+    .await
+    .map_err(|_| Error::ShutDown)??;
+    if let Some(first) = renumber {
+        engine.renumber_work_ids(first);
+    }
+    Ok(claim)
 }
 
 /// Redelivers the work items of `claim` and retries the stalled instances it took.

@@ -25,9 +25,17 @@ use crate::record::{InstanceRecord, StatusKind, WorkId, WorkItem, decode};
 
 /// Deletes the expired leases, and says whether `$1`'s lease is live and which workers'
 /// leases were deleted (NULL: none), whose holdings [`RELEASE_GONE`] then releases.
+///
+/// `$1`'s lease row is locked (`FOR KEY SHARE`, as a commit locks it: see `apply.rs`) for
+/// the claim's transaction: the worker leaving meanwhile (`lease.rs`) waits for the claim
+/// and then releases what it took, or the claim waits for it and finds the lease gone.
+/// Read unlocked, a claim that had found its lease live took instances and messages after
+/// the worker's holdings were released: held by a worker that no longer existed, no claim
+/// took them again.
 const START: &str = "WITH gone AS ( \
         DELETE FROM durable.workers WHERE expires_at <= now() RETURNING id) \
-    SELECT EXISTS (SELECT FROM durable.workers WHERE id = $1 AND expires_at > now()), \
+    SELECT EXISTS (SELECT FROM durable.workers WHERE id = $1 AND expires_at > now() \
+            FOR KEY SHARE), \
         (SELECT array_agg(id) FROM gone)";
 
 /// Releases what the workers `$1` (whose lease [`START`] deleted) held: their items and

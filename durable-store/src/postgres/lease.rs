@@ -21,9 +21,17 @@ const RENEW: &str = "UPDATE durable.workers \
     SET expires_at = now() + $2::bigint * interval '1 microsecond' \
     WHERE id = $1 AND expires_at > now() RETURNING id";
 
-/// Ends a lease and releases what the worker held, in one statement; wakes the waiters.
-const LEAVE: &str = "WITH gone AS (DELETE FROM durable.workers WHERE id = $1), \
-    instances AS (UPDATE durable.instances SET held_by = NULL WHERE held_by = $1), \
+/// Ends a lease. It waits for a commit of the worker being written (which locks the
+/// lease row, see `apply.rs`), or makes one that comes after it find the lease gone.
+const LEAVE: &str = "DELETE FROM durable.workers WHERE id = $1";
+
+/// Releases what the worker `$1`, whose lease [`LEAVE`] ended, held; wakes the waiters. A
+/// statement of its own, after [`LEAVE`] in the same transaction, so that it sees what a
+/// commit that [`LEAVE`] waited for wrote: in one statement (one snapshot, taken before
+/// that commit ended) the rows that commit wrote stayed held by a worker that no longer
+/// exists, which no claim takes.
+const RELEASE_LEFT: &str = "WITH instances AS ( \
+        UPDATE durable.instances SET held_by = NULL WHERE held_by = $1), \
     items AS (UPDATE durable.work SET held_by = NULL WHERE held_by = $1) \
     SELECT pg_notify('durable_work', '')";
 
@@ -66,12 +74,15 @@ pub(super) fn renew(
     Ok(())
 }
 
-/// [`Store::leave`](crate::Store::leave): the lease row goes, the holdings are released,
-/// and the waiters are woken, in one statement.
+/// [`Store::leave`](crate::Store::leave): the lease row goes, then the holdings are
+/// released and the waiters woken, in one transaction.
 pub(super) fn leave(conn: &mut Conn, target: &Target, worker: WorkerId) -> Result<(), StoreError> {
-    conn.query(LEAVE, &[&worker_key(worker)])
-        .map_err(|e| target.error("ending a worker's lease", e))?;
-    Ok(())
+    let error = |e| target.error("ending a worker's lease", e);
+    let key = worker_key(worker);
+    let mut tx = conn.transaction().map_err(error)?;
+    tx.query(LEAVE, &[&key]).map_err(error)?;
+    tx.query(RELEASE_LEFT, &[&key]).map_err(error)?;
+    tx.commit().map_err(error)
 }
 
 /// [`Store::reserve_work_ids`](crate::Store::reserve_work_ids): the row lock of `work_ids`

@@ -167,12 +167,25 @@ impl Engine {
                 let mut ids = lock(&work_ids);
                 ids.reserving = false;
                 match first {
-                    Ok(first) => ids.following = Some(first),
+                    // Unless the worker renumbered above it meanwhile.
+                    Ok(first) if first > ids.next => ids.following = Some(first),
+                    Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot reserve work ids; will retry"),
                 }
             });
         }
         id
+    }
+
+    /// Numbers new work items from the block of `WORK_ID_BLOCK` ids from `first` (just
+    /// reserved, above every id given out) on, dropping what is left of the current one.
+    pub(in crate::runtime) fn renumber_work_ids(&self, first: WorkId) {
+        let mut ids = lock(&self.work_ids);
+        if first > ids.next {
+            ids.next = first;
+            ids.end = first.saturating_add(WORK_ID_BLOCK);
+            ids.following = None;
+        }
     }
 
     // The lease.
