@@ -3,8 +3,11 @@
 //! `TaskEntity<TState>`, Restate's virtual objects).
 //!
 //! This module is the definition side: what `#[entity]` generates and the pure step that
-//! runs one operation. The runtime that delivers operations, stores states and commits
-//! them with the signals they send comes in a later step.
+//! runs one operation. The runtime runs the entities registered with
+//! `RuntimeBuilder::entity` (how, and what it guarantees: `runtime/entities/mod.rs`);
+//! orchestrations call, signal and lock them through `OrchestrationContext::call_entity`,
+//! `signal_entity(_at)` and `lock`; clients through `Client::signal_entity(_at)`,
+//! `entity_state`, `list_entities`, `delete_entity` and `clean_entity_storage`.
 //!
 //! - [`Entity`]: the trait `#[entity]` implements on a state type: its name, its initial
 //!   state, its operations, and [`Entity::dispatch`].
