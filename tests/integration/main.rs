@@ -12,6 +12,7 @@ mod entity_locks;
 mod entity_review;
 mod faults;
 mod fuzz;
+mod held_by_self;
 mod incarnation;
 mod management;
 mod manual_clock;

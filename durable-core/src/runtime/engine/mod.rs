@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use durable_store::{ActivityTask, Commit, Event, Failure, Incarnation, InstanceRecord, Store};
-use durable_store::{ClaimFilter, StatusKind, StoreError, WorkId, WorkItem, WorkerId};
+use durable_store::{ClaimFilter, StoreError, WorkId, WorkItem, WorkerId};
 use lru::LruCache;
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
@@ -31,9 +31,11 @@ use crate::payload;
 use crate::registry::Registry;
 use crate::replay::execution::Execution;
 
+mod held;
 mod holdings;
 mod waiters;
 
+use held::Holdings;
 pub(in crate::runtime) use holdings::{Leases, WORK_ID_BLOCK, WorkIds};
 
 /// The run a message is for, as [`Engine::send_message`] takes it.
@@ -117,7 +119,7 @@ pub(crate) struct Engine {
     /// are delivered here in memory. Messages for any other instance are left in the store
     /// for the worker that holds it (or will claim it).
     /// With the status each had as this worker last wrote it (see [`Engine::runs_here`]).
-    held: Arc<Mutex<HashMap<String, StatusKind>>>,
+    holdings: Arc<Holdings>,
     /// The messages this worker's commits left in the store for a claim (their instance
     /// was not held here): a claim delivers them, not the commit's sender.
     left: Arc<Mutex<HashSet<WorkId>>>,
@@ -184,7 +186,7 @@ impl Engine {
             clock: parts.clock,
             work_ids: Arc::new(Mutex::new(parts.work_ids)),
             worker: Arc::new(Leases::new(parts.worker)),
-            held: Arc::new(Mutex::new(HashMap::new())),
+            holdings: Arc::default(),
             left: Arc::default(),
             claim_loop: Mutex::new(None),
             inboxes: Inboxes::new(parts.worker),
@@ -420,15 +422,6 @@ impl Engine {
         let deliveries = deliveries.filter(|d| !self.left_in_store(d.id));
         if self.holds(instance) && self.inboxes.push_first(instance, deliveries, lease) {
             self.spawn_turns(instance.to_string());
-        }
-    }
-
-    /// Queues every one of `deliveries` before any turn task starts on them, so each
-    /// instance's first turn sees all of its events (recovery hands out many at once).
-    pub(in crate::runtime) fn deliver_all(self: &Arc<Self>, mut deliveries: Vec<Outgoing>) {
-        deliveries.retain(|outgoing| self.holds(&outgoing.instance));
-        for instance in self.inboxes.push_all(deliveries, self.worker()) {
-            self.spawn_turns(instance);
         }
     }
 

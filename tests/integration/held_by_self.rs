@@ -1,0 +1,228 @@
+//! A message another worker sends to an instance this worker is creating, claimed by this
+//! worker between the moment its creating commit is durable and the moment the commit's
+//! sender learns it (and records that the worker holds the instance): the claim finds the
+//! instance held by the worker itself (`Holding::Held`) and takes the message, which must
+//! then reach the instance here. Dropped, it stayed in the store held by the worker, and
+//! nothing ran it until the worker's lease ended (seen with two PostgreSQL workers
+//! creating the same entities at once).
+//!
+//! A store wrapper stages the race: once the creating commit is written, and before the
+//! store call returns, it writes the other worker's message (no lease: no worker holds
+//! it) and waits until the worker's claim loop has taken it and handed it out.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use durable_core::{OrchestrationContext, Runtime, entity, orchestrator};
+use durable_store::{Claim, ClaimFilter, Commit, Event, FjallStore, Store, StoreError};
+use durable_store::{Layered, StoreLayer, WorkId, WorkItem, WorkerId};
+use serde::{Deserialize, Serialize};
+
+use crate::common::{lifetime, store};
+
+/// Adds up the first two `go` events it gets.
+#[orchestrator]
+async fn two_gos(ctx: OrchestrationContext, _input: ()) -> Result<u64, String> {
+    let first = ctx.wait_event::<u64>("go").await;
+    let second = ctx.wait_event::<u64>("go").await;
+    Ok(first + second)
+}
+
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Counter {
+    total: i64,
+}
+
+#[entity]
+impl Counter {
+    pub fn add(&mut self, amount: i64) {
+        self.total += amount;
+    }
+}
+
+/// What the race has come to.
+#[derive(Default)]
+struct Seen {
+    /// The message written for the other worker, once written.
+    sent: Option<WorkId>,
+    /// How many claims began.
+    claims: u64,
+    /// The claim that took the message, by its count among the claims.
+    taken_by: Option<u64>,
+}
+
+/// Once a commit creating `instance` is written, writes `event` for it (as another worker
+/// would, holding nothing) and holds the store call back until a claim took that message
+/// and the claim loop began the next claim (so it handed out what it took).
+#[derive(Clone)]
+struct SendWhileCreating {
+    inner: FjallStore,
+    instance: String,
+    event: Event,
+    seen: Arc<(Mutex<Seen>, Condvar)>,
+}
+
+impl SendWhileCreating {
+    fn new(inner: FjallStore, instance: &str, event: Event) -> Self {
+        Self {
+            inner,
+            instance: instance.to_string(),
+            event,
+            seen: Arc::default(),
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Seen)) {
+        let (seen, changed) = &*self.seen;
+        change(&mut seen.lock().unwrap());
+        changed.notify_all();
+    }
+
+    /// Whether the claim loop took the message and went on to its next claim; else what
+    /// it came to.
+    fn handed_out(&self) -> Result<(), String> {
+        let seen = self.seen.0.lock().unwrap();
+        if seen.taken_by.is_some_and(|taken| seen.claims > taken) {
+            return Ok(());
+        }
+        Err(format!(
+            "the claim loop did not take the message sent ({:?}) and go on: {} claims, taken by {:?}",
+            seen.sent, seen.claims, seen.taken_by
+        ))
+    }
+
+    /// Writes the other worker's message, for run `incarnation`, and waits (at most a
+    /// few seconds) until a claim took it and the claim loop went on.
+    fn send_and_wait(&self, incarnation: u64) {
+        let id = self.inner.reserve_work_ids(1).unwrap();
+        // Known before it is written: a claim may take it at once.
+        self.update(|seen| seen.sent = Some(id));
+        self.inner
+            .commit(&[Commit {
+                enqueued: vec![(
+                    id,
+                    WorkItem::Message {
+                        instance: self.instance.clone(),
+                        incarnation,
+                        generation: None,
+                        event: self.event.clone(),
+                    },
+                )],
+                ..Commit::default()
+            }])
+            .unwrap();
+        let (seen, changed) = &*self.seen;
+        let _ = changed
+            .wait_timeout_while(seen.lock().unwrap(), Duration::from_secs(5), |seen| {
+                !seen.taken_by.is_some_and(|taken| seen.claims > taken)
+            })
+            .unwrap();
+    }
+}
+
+impl StoreLayer for SendWhileCreating {
+    fn inner(&self) -> &dyn Store {
+        &self.inner
+    }
+
+    fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
+        // The run a commit of this worker creates (its record new: no history).
+        let created = (commits.iter())
+            .filter(|commit| commit.lease.is_some())
+            .flat_map(|commit| &commit.instances)
+            .find(|(id, record)| *id == self.instance && record.history_len == 0)
+            .map(|(_, record)| record.incarnation);
+        let result = self.inner.commit(commits);
+        let first = self.seen.0.lock().unwrap().sent.is_none();
+        if let Some(incarnation) = created
+            && result.is_ok()
+            && first
+        {
+            self.send_and_wait(incarnation);
+        }
+        result
+    }
+
+    fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
+        self.update(|seen| seen.claims += 1);
+        let claim = self.inner.claim(worker, filter)?;
+        let sent = self.seen.0.lock().unwrap().sent;
+        if let Some(sent) = sent
+            && claim.items.iter().any(|(id, _)| *id == sent)
+        {
+            self.update(|seen| seen.taken_by = Some(seen.claims));
+        }
+        Ok(claim)
+    }
+}
+
+/// An event another worker raises to an instance this worker's client has just started,
+/// claimed by this worker before the start's sender learnt its commit is durable: the
+/// instance gets it.
+#[test]
+fn an_event_claimed_while_its_instance_is_being_started_here_arrives() {
+    let (_dir, inner) = store();
+    lifetime(async {
+        let go = Event::EventRaised {
+            name: "go".into(),
+            payload: serde_json::to_vec(&1u64).unwrap(),
+        };
+        let gate = Layered(SendWhileCreating::new(inner.clone(), "x", go));
+        let runtime = Runtime::builder(gate.clone())
+            .orchestrator(two_gos)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let instance = client.start(two_gos, "x", ()).await.unwrap();
+        gate.handed_out().unwrap();
+        client.raise_event("x", "go", &10u64).await.unwrap();
+        let output = instance.wait(Duration::from_secs(10)).await;
+        assert_eq!(
+            output.unwrap(),
+            11,
+            "both events reach the instance; work items left: {:?}",
+            inner.work_items().unwrap()
+        );
+        runtime.shutdown().await;
+    });
+}
+
+/// A signal another worker sends to an entity this worker's client makes with its first
+/// signal, claimed by this worker before the signal's sender learnt its commit is
+/// durable: the entity runs both operations.
+#[test]
+fn a_signal_claimed_while_its_entity_is_being_made_here_runs() {
+    let (_dir, inner) = store();
+    lifetime(async {
+        let add = Event::EntityOperation {
+            operation: "add".into(),
+            input: serde_json::to_vec(&5i64).unwrap(),
+            sender: None,
+            at_ms: None,
+        };
+        let gate = Layered(SendWhileCreating::new(inner.clone(), "@Counter@c", add));
+        let runtime = Runtime::builder(gate.clone())
+            .entity::<Counter>()
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        client.signal_entity(Counter::add, "c", 1).await.unwrap();
+        gate.handed_out().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = client.entity_state::<Counter>("c").await.unwrap();
+            if state.as_ref().is_some_and(|s| s.total == 6) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the entity ran {state:?}, not both operations (6); work items left: {:?}",
+                inner.work_items().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        runtime.shutdown().await;
+    });
+}
