@@ -9,6 +9,10 @@
 //! A store wrapper stages the race: once the creating commit is written, and before the
 //! store call returns, it writes the other worker's message (no lease: no worker holds
 //! it) and waits until the worker's claim loop has taken it and handed it out.
+//!
+//! The same held-by-itself state came of a client's start that its caller stopped
+//! waiting for once the commit was queued: the commit was written, and nothing here
+//! learnt it (nor delivered its `Started`).
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -223,6 +227,83 @@ fn a_signal_claimed_while_its_entity_is_being_made_here_runs() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        runtime.shutdown().await;
+    });
+}
+
+/// Holds back the commits that create `instance` until told to let them through.
+#[derive(Clone)]
+struct HoldCreation {
+    inner: FjallStore,
+    instance: String,
+    open: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl HoldCreation {
+    fn let_through(&self) {
+        let (open, changed) = &*self.open;
+        *open.lock().unwrap() = true;
+        changed.notify_all();
+    }
+}
+
+impl StoreLayer for HoldCreation {
+    fn inner(&self) -> &dyn Store {
+        &self.inner
+    }
+
+    fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
+        let creates = (commits.iter())
+            .flat_map(|commit| &commit.instances)
+            .any(|(id, record)| *id == self.instance && record.history_len == 0);
+        if creates {
+            let (open, changed) = &*self.open;
+            let _ = changed
+                .wait_timeout_while(open.lock().unwrap(), Duration::from_secs(10), |open| !*open)
+                .unwrap();
+        }
+        self.inner.commit(commits)
+    }
+}
+
+/// A client's start whose caller stops waiting for it (a timeout, a request handler
+/// dropped) once its commit is queued: the commit is written, and the instance runs here
+/// all the same, rather than sit in the store held by this worker, its `Started` message
+/// delivered to no one, until the worker's lease ends.
+#[test]
+fn an_instance_whose_start_was_abandoned_once_queued_runs() {
+    let (_dir, inner) = store();
+    lifetime(async {
+        let gate = Layered(HoldCreation {
+            inner: inner.clone(),
+            instance: "x".into(),
+            open: Arc::default(),
+        });
+        let runtime = Runtime::builder(gate.clone())
+            .orchestrator(two_gos)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let started = client.start(two_gos, "x", ());
+        let abandoned = tokio::time::timeout(Duration::from_millis(300), started).await;
+        assert!(abandoned.is_err(), "the start was held back: {abandoned:?}");
+        gate.let_through();
+        while inner.instance("x").unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        client.raise_event("x", "go", &1u64).await.unwrap();
+        client.raise_event("x", "go", &10u64).await.unwrap();
+        let output = client
+            .instance(two_gos, "x")
+            .wait(Duration::from_secs(10))
+            .await;
+        assert_eq!(
+            output.unwrap(),
+            11,
+            "the instance ran; work items left: {:?}",
+            inner.work_items().unwrap()
+        );
         runtime.shutdown().await;
     });
 }

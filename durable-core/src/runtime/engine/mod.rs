@@ -33,6 +33,7 @@ use crate::replay::execution::Execution;
 
 mod held;
 mod holdings;
+mod send;
 mod waiters;
 
 use held::Holdings;
@@ -360,48 +361,6 @@ impl Engine {
             instance: instance.to_string(),
             delivery: Delivery::message(id, to, event),
         });
-    }
-
-    /// Commits `event` as a message for run `to` of `instance`, with whatever else
-    /// `commit` holds, then delivers it.
-    ///
-    /// # Errors
-    ///
-    /// What [`commit`](Self::commit) fails with; nothing is delivered then.
-    pub(crate) async fn send_message(
-        self: &Arc<Self>,
-        instance: &str,
-        to: Recipient,
-        event: Event,
-        mut commit: Commit,
-    ) -> Result<(), Error> {
-        // A clock that skips time holds still until the event is handed over.
-        let _busy = self.busy();
-        let mut outbox = Vec::with_capacity(1);
-        self.enqueue_message(instance, to, event, &mut commit, &mut outbox);
-        let (lease, commit) = self.commit_leased(commit).await?;
-        // An instance the commit created (a start or restart) is new here: its record is
-        // what its first turn needs, so that turn does not read it back from the store.
-        // Not an entity's: its record is made by whichever sender's commit comes first,
-        // and its turns keep their own in the cache (`runtime/entities.rs`).
-        if let Some((_, record)) = commit.instances.iter().find(|(id, _)| id == instance)
-            && record.history_len == 0
-            && !super::entities::is_entity(instance, record)
-            && self.holds(instance)
-        {
-            // Unless a turn ran first (this task not scheduled for a commit's round trip)
-            // and left its own entry.
-            let mut cache = lock(&self.cache);
-            if !cache.contains(instance) {
-                let record = record.clone();
-                let execution = None;
-                cache.put(instance.to_string(), Cached { execution, record });
-            }
-        }
-        for Outgoing { instance, delivery } in outbox {
-            self.deliver_under(lease, instance, delivery);
-        }
-        Ok(())
     }
 
     /// Queues an event for `instance` and makes sure a turn task will take it (see
