@@ -18,8 +18,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use durable_core::{OrchestrationContext, Runtime, entity, orchestrator};
-use durable_store::{Claim, ClaimFilter, Commit, Event, FjallStore, Store, StoreError};
+use durable_store::{Claim, ClaimFilter, Commit, Event, FjallStore, PostgresStore, Store};
 use durable_store::{Layered, StoreLayer, WorkId, WorkItem, WorkerId};
+use durable_store::{StoreError, TestServer};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
@@ -60,14 +61,14 @@ struct Seen {
 /// and the claim loop began the next claim (so it handed out what it took).
 #[derive(Clone)]
 struct SendWhileCreating {
-    inner: FjallStore,
+    inner: Arc<dyn Store>,
     instance: String,
     event: Event,
     seen: Arc<(Mutex<Seen>, Condvar)>,
 }
 
 impl SendWhileCreating {
-    fn new(inner: FjallStore, instance: &str, event: Event) -> Self {
+    fn new(inner: Arc<dyn Store>, instance: &str, event: Event) -> Self {
         Self {
             inner,
             instance: instance.to_string(),
@@ -126,7 +127,7 @@ impl SendWhileCreating {
 
 impl StoreLayer for SendWhileCreating {
     fn inner(&self) -> &dyn Store {
-        &self.inner
+        &*self.inner
     }
 
     fn commit(&self, commits: &[Commit]) -> Result<(), StoreError> {
@@ -171,7 +172,7 @@ fn an_event_claimed_while_its_instance_is_being_started_here_arrives() {
             name: "go".into(),
             payload: serde_json::to_vec(&1u64).unwrap(),
         };
-        let gate = Layered(SendWhileCreating::new(inner.clone(), "x", go));
+        let gate = Layered(SendWhileCreating::new(Arc::new(inner.clone()), "x", go));
         let runtime = Runtime::builder(gate.clone())
             .orchestrator(two_gos)
             .start()
@@ -198,37 +199,50 @@ fn an_event_claimed_while_its_instance_is_being_started_here_arrives() {
 #[test]
 fn a_signal_claimed_while_its_entity_is_being_made_here_runs() {
     let (_dir, inner) = store();
-    lifetime(async {
-        let add = Event::EntityOperation {
-            operation: "add".into(),
-            input: serde_json::to_vec(&5i64).unwrap(),
-            sender: None,
-            at_ms: None,
-        };
-        let gate = Layered(SendWhileCreating::new(inner.clone(), "@Counter@c", add));
-        let runtime = Runtime::builder(gate.clone())
-            .entity::<Counter>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        client.signal_entity(Counter::add, "c", 1).await.unwrap();
-        gate.handed_out().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let state = client.entity_state::<Counter>("c").await.unwrap();
-            if state.as_ref().is_some_and(|s| s.total == 6) {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the entity ran {state:?}, not both operations (6); work items left: {:?}",
-                inner.work_items().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    lifetime(signal_while_made(Arc::new(inner)));
+}
+
+/// [`a_signal_claimed_while_its_entity_is_being_made_here_runs`] on PostgreSQL, where it
+/// was seen with two workers.
+#[test]
+fn a_signal_claimed_while_its_entity_is_being_made_here_runs_on_postgres() {
+    let database = TestServer::shared().database();
+    let inner = PostgresStore::open(database.url()).unwrap();
+    lifetime(signal_while_made(Arc::new(inner)));
+}
+
+/// Makes entity `c` with a client's signal on `inner`, while another worker's signal to it
+/// is written and claimed; checks that both run.
+async fn signal_while_made(inner: Arc<dyn Store>) {
+    let add = Event::EntityOperation {
+        operation: "add".into(),
+        input: serde_json::to_vec(&5i64).unwrap(),
+        sender: None,
+        at_ms: None,
+    };
+    let gate = Layered(SendWhileCreating::new(inner.clone(), "@Counter@c", add));
+    let runtime = Runtime::builder(gate.clone())
+        .entity::<Counter>()
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    client.signal_entity(Counter::add, "c", 1).await.unwrap();
+    gate.handed_out().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = client.entity_state::<Counter>("c").await.unwrap();
+        if state.as_ref().is_some_and(|s| s.total == 6) {
+            break;
         }
-        runtime.shutdown().await;
-    });
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the entity ran {state:?}, not both operations (6); work items left: {:?}",
+            inner.work_items().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    runtime.shutdown().await;
 }
 
 /// Holds back the commits that create `instance` until told to let them through.
