@@ -56,6 +56,13 @@ struct Seen {
     taken_by: Option<u64>,
 }
 
+impl Seen {
+    /// Whether a claim took the message and the claim loop began the next claim.
+    fn handed_out(&self) -> bool {
+        self.taken_by.is_some_and(|taken| self.claims > taken)
+    }
+}
+
 /// Once a commit creating `instance` is written, writes `event` for it (as another worker
 /// would, holding nothing) and holds the store call back until a claim took that message
 /// and the claim loop began the next claim (so it handed out what it took).
@@ -87,7 +94,7 @@ impl SendWhileCreating {
     /// it came to.
     fn handed_out(&self) -> Result<(), String> {
         let seen = self.seen.0.lock().unwrap();
-        if seen.taken_by.is_some_and(|taken| seen.claims > taken) {
+        if seen.handed_out() {
             return Ok(());
         }
         Err(format!(
@@ -119,7 +126,7 @@ impl SendWhileCreating {
         let (seen, changed) = &*self.seen;
         let _ = changed
             .wait_timeout_while(seen.lock().unwrap(), Duration::from_secs(5), |seen| {
-                !seen.taken_by.is_some_and(|taken| seen.claims > taken)
+                !seen.handed_out()
             })
             .unwrap();
     }
