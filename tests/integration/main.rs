@@ -13,6 +13,7 @@ mod entity_review;
 mod entity_review2;
 mod faults;
 mod fuzz;
+mod held_by_self;
 mod incarnation;
 mod management;
 mod manual_clock;

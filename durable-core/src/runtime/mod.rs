@@ -34,7 +34,7 @@
 //! # One activity, from `client.start` and back
 //!
 //! 1. `Client::start` (`client/mod.rs`) commits the instance's record and its `Started`
-//!    message: [`Engine::send_message`](engine::Engine::send_message) (`engine/mod.rs`),
+//!    message: [`Engine::send_message`](engine::Engine::send_message) (`engine/send.rs`),
 //!    through [`GroupCommit`](group_commit::GroupCommit) (`group_commit.rs`), then
 //!    [`Engine::deliver`](engine::Engine::deliver) puts the message in the instance's
 //!    inbox (`inbox.rs`) and spawns its turn task.

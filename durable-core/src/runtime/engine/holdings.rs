@@ -1,19 +1,15 @@
 //! What this worker holds on the store (see `durable_store::lease`): its worker id, the
-//! instances it holds (their turns run here; messages for any other instance stay in the
-//! store for its holder), the lease every commit carries, the claim loop's task, and the
-//! block of work ids the store reserved for it; and what the worker drops when its lease
-//! lapses, and takes up when it has joined again (see `super::super::lease`).
+//! lease every commit carries, the claim loop's task, and the block of work ids the store
+//! reserved for it; where a message it holds goes; and what the worker drops when its
+//! lease lapses, and takes up when it has joined again (see `super::super::lease`). The
+//! instances it holds, and how a commit is written under its lease: `held.rs`.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use durable_store::WorkerId;
-use durable_store::{
-    ClaimFilter, Commit, CommitLease, Incarnation, Status, StatusKind, Store, StoreError, WorkId,
-    WorkItem,
-};
+use durable_store::{ClaimFilter, Commit, Incarnation, Store, StoreError, WorkId};
 use tokio::sync::{Notify, watch};
 
 use super::super::entities;
@@ -57,7 +53,7 @@ impl WorkIds {
 pub(in crate::runtime) struct Leases {
     /// The worker of the current lease; 0, which no lease is, while it joins again. Its
     /// lock orders a lapse with the commits that make the worker hold instances.
-    current: watch::Sender<WorkerId>,
+    pub(super) current: watch::Sender<WorkerId>,
     /// How many times the worker joined again after a lease lapsed.
     rejoins: AtomicU64,
 }
@@ -80,32 +76,6 @@ enum Destination {
     Holder,
     /// Nowhere: its run is over and another runs under the id; it is removed.
     Nobody,
-}
-
-/// Records in `held` what `commit`, written, makes this worker hold: the instances it
-/// wrote (but those it released), with their status, until they finish or are removed.
-fn hold_written(held: &Mutex<HashMap<String, StatusKind>>, commit: &Commit) {
-    if commit.instances.is_empty() && commit.instances_removed.is_empty() {
-        return;
-    }
-    let mut held = lock(held);
-    for id in &commit.instances_removed {
-        held.remove(id);
-    }
-    let released = commit
-        .lease
-        .as_ref()
-        .map_or(&[][..], |lease| &lease.released);
-    for (id, record) in &commit.instances {
-        let status = record.status.kind();
-        if status.is_terminal() || released.contains(id) {
-            held.remove(id);
-        } else if let Some(held) = held.get_mut(id) {
-            *held = status;
-        } else {
-            held.insert(id.clone(), status);
-        }
-    }
 }
 
 /// What a worker with `registry` claims on `store`: on a store other processes share, only
@@ -235,7 +205,7 @@ impl Engine {
         // once it is cleared (see `submit`).
         self.worker.current.send_modify(|worker| {
             *worker = 0;
-            lock(&self.held).clear();
+            self.holdings.clear();
         });
         self.inboxes.close();
         // What the old lease's commits left for a claim: the inboxes refuse their
@@ -358,23 +328,6 @@ impl Engine {
         self.claim_filter.clone()
     }
 
-    /// Whether this worker holds `instance`.
-    pub(crate) fn holds(&self, instance: &str) -> bool {
-        lock(&self.held).contains_key(instance)
-    }
-
-    /// Whether `instance` is held here and neither finished nor stalled, as this worker
-    /// last wrote it: when it finishes or stalls, it does so here and wakes its watchers
-    /// ([`Engine::watch`]), as does another worker taking it over.
-    pub(crate) fn runs_here(&self, instance: &str) -> bool {
-        lock(&self.held).get(instance).is_some_and(|status| {
-            matches!(
-                status,
-                StatusKind::Pending | StatusKind::Running | StatusKind::Suspended
-            )
-        })
-    }
-
     /// Where a message for run `incarnation` of `instance`, which this worker holds in the
     /// store, goes: to the inbox here if the instance is held here, or has finished or is
     /// gone (a timer that fires after its instance was terminated), and its turn
@@ -392,80 +345,6 @@ impl Engine {
             // Read again by its holder's claim if the read failed.
             Ok(Some(_)) | Err(_) => Destination::Holder,
         }
-    }
-
-    /// This worker now holds `instance`, found with `status` (it claimed it).
-    pub(in crate::runtime) fn hold(&self, instance: &str, status: StatusKind) {
-        lock(&self.held).insert(instance.to_string(), status);
-    }
-
-    /// This worker no longer holds `instance` (another took it over); its watchers read
-    /// its state from the store from now on.
-    pub(in crate::runtime) fn let_go(&self, instance: &str) {
-        lock(&self.held).remove(instance);
-        self.forget(instance);
-        self.wake_waiters(instance, None);
-    }
-
-    /// `commit` under this worker's lease: the instances it writes are held from now on
-    /// (until they finish); the messages it enqueues for instances this worker does not
-    /// hold are left for their holder to claim, and the tasks of activities it does not
-    /// have (on a shared store) for a worker that has them.
-    fn leased(&self, mut commit: Commit, worker: WorkerId) -> Commit {
-        let held = lock(&self.held);
-        // On a shared store, the instances it starts (pending, their `Started` message
-        // in the commit) of an orchestrator this worker does not have (a
-        // sub-orchestration, in a rolling deploy) are left for a worker that has it. One
-        // that already ran stays with the worker that claimed it.
-        let released: Vec<String> = if self.store.is_shared() {
-            commit
-                .instances
-                .iter()
-                .filter(|(id, record)| {
-                    matches!(record.status, Status::Pending)
-                        && self
-                            .registry
-                            .orchestrator(&record.orchestrator, record.version)
-                            .is_none()
-                        && !entities::is_registered(&self.registry, id, record)
-                })
-                .map(|(id, _)| id.clone())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        // The other instances the commit creates or goes on with (a few) are held once it
-        // is written.
-        let written = |instance: &str| {
-            commit.instances.iter().any(|(id, record)| {
-                id == instance && !record.status.is_terminal() && !released.iter().any(|r| r == id)
-            })
-        };
-        let mut left = Vec::new();
-        let unclaimed = commit
-            .enqueued
-            .iter()
-            .filter_map(|(id, item)| match item {
-                WorkItem::Message { instance, .. }
-                    if !held.contains_key(instance) && !written(instance) =>
-                {
-                    left.push(*id);
-                    Some(*id)
-                }
-                WorkItem::Activity(task) if self.leaves_activity(&task.activity) => Some(*id),
-                _ => None,
-            })
-            .collect();
-        drop(held);
-        // This worker may claim their instance before the commit is durable: the claim
-        // then delivers them, and the sender must not deliver them a second time.
-        lock(&self.left).extend(left);
-        commit.lease = Some(CommitLease {
-            worker,
-            unclaimed,
-            released,
-        });
-        commit
     }
 
     /// Whether this worker leaves the tasks of `activity` to others: it does not have it,
@@ -489,45 +368,6 @@ impl Engine {
         let task = lock(&self.claim_loop).take();
         if let Some(task) = task {
             let _ = task.await;
-        }
-    }
-
-    /// Queues `commit` for the next batch at once, under the lease in hand
-    /// ([`lease_in_hand`](Self::lease_in_hand): a turn's commit under the lease the turn
-    /// was computed under); the future resolves once it is durable, with the commit
-    /// handed back (see
-    /// [`GroupCommit::submit`](super::super::group_commit::GroupCommit::submit)). Once it
-    /// is, this worker holds the instances it wrote, unless that lease lapsed meanwhile.
-    pub(in crate::runtime) fn submit(
-        &self,
-        commit: Commit,
-    ) -> impl Future<Output = (Result<(), Error>, Commit)> + Send + use<> {
-        let written = self
-            .commits
-            .submit(self.leased(commit, self.lease_in_hand()));
-        let (lease, held, left) = (self.worker.clone(), self.held.clone(), self.left.clone());
-        async move {
-            let (result, commit) = written.await;
-            match (&result, &commit.lease) {
-                (Ok(()), Some(written)) => {
-                    // Under the lease's lock: a lapse clears what is held, and no commit
-                    // of the old lease adds to it after that.
-                    let current = lease.current.borrow();
-                    if *current == written.worker {
-                        hold_written(&held, &commit);
-                    }
-                }
-                (Ok(()), None) => hold_written(&held, &commit),
-                // Not written: the sender delivers none of them.
-                (Err(_), Some(lease)) => {
-                    let mut left = lock(&left);
-                    for id in &lease.unclaimed {
-                        left.remove(id);
-                    }
-                }
-                (Err(_), None) => {}
-            }
-            (result, commit)
         }
     }
 

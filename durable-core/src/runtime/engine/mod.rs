@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use durable_store::{ActivityTask, Commit, Event, Failure, Incarnation, InstanceRecord, Store};
-use durable_store::{ClaimFilter, StatusKind, StoreError, WorkId, WorkItem, WorkerId};
+use durable_store::{ClaimFilter, StoreError, WorkId, WorkItem, WorkerId};
 use lru::LruCache;
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
@@ -31,9 +31,12 @@ use crate::payload;
 use crate::registry::Registry;
 use crate::replay::execution::Execution;
 
+mod held;
 mod holdings;
+mod send;
 mod waiters;
 
+use held::Holdings;
 pub(in crate::runtime) use holdings::{Leases, WORK_ID_BLOCK, WorkIds};
 
 /// The run a message is for, as [`Engine::send_message`] takes it.
@@ -117,7 +120,7 @@ pub(crate) struct Engine {
     /// are delivered here in memory. Messages for any other instance are left in the store
     /// for the worker that holds it (or will claim it).
     /// With the status each had as this worker last wrote it (see [`Engine::runs_here`]).
-    held: Arc<Mutex<HashMap<String, StatusKind>>>,
+    holdings: Arc<Holdings>,
     /// The messages this worker's commits left in the store for a claim (their instance
     /// was not held here): a claim delivers them, not the commit's sender.
     left: Arc<Mutex<HashSet<WorkId>>>,
@@ -184,7 +187,7 @@ impl Engine {
             clock: parts.clock,
             work_ids: Arc::new(Mutex::new(parts.work_ids)),
             worker: Arc::new(Leases::new(parts.worker)),
-            held: Arc::new(Mutex::new(HashMap::new())),
+            holdings: Arc::default(),
             left: Arc::default(),
             claim_loop: Mutex::new(None),
             inboxes: Inboxes::new(parts.worker),
@@ -360,48 +363,6 @@ impl Engine {
         });
     }
 
-    /// Commits `event` as a message for run `to` of `instance`, with whatever else
-    /// `commit` holds, then delivers it.
-    ///
-    /// # Errors
-    ///
-    /// What [`commit`](Self::commit) fails with; nothing is delivered then.
-    pub(crate) async fn send_message(
-        self: &Arc<Self>,
-        instance: &str,
-        to: Recipient,
-        event: Event,
-        mut commit: Commit,
-    ) -> Result<(), Error> {
-        // A clock that skips time holds still until the event is handed over.
-        let _busy = self.busy();
-        let mut outbox = Vec::with_capacity(1);
-        self.enqueue_message(instance, to, event, &mut commit, &mut outbox);
-        let (lease, commit) = self.commit_leased(commit).await?;
-        // An instance the commit created (a start or restart) is new here: its record is
-        // what its first turn needs, so that turn does not read it back from the store.
-        // Not an entity's: its record is made by whichever sender's commit comes first,
-        // and its turns keep their own in the cache (`runtime/entities.rs`).
-        if let Some((_, record)) = commit.instances.iter().find(|(id, _)| id == instance)
-            && record.history_len == 0
-            && !super::entities::is_entity(instance, record)
-            && self.holds(instance)
-        {
-            // Unless a turn ran first (this task not scheduled for a commit's round trip)
-            // and left its own entry.
-            let mut cache = lock(&self.cache);
-            if !cache.contains(instance) {
-                let record = record.clone();
-                let execution = None;
-                cache.put(instance.to_string(), Cached { execution, record });
-            }
-        }
-        for Outgoing { instance, delivery } in outbox {
-            self.deliver_under(lease, instance, delivery);
-        }
-        Ok(())
-    }
-
     /// Queues an event for `instance` and makes sure a turn task will take it (see
     /// [`deliver_under`](Self::deliver_under)).
     pub(in crate::runtime) fn deliver(self: &Arc<Self>, instance: String, delivery: Delivery) {
@@ -420,15 +381,6 @@ impl Engine {
         let deliveries = deliveries.filter(|d| !self.left_in_store(d.id));
         if self.holds(instance) && self.inboxes.push_first(instance, deliveries, lease) {
             self.spawn_turns(instance.to_string());
-        }
-    }
-
-    /// Queues every one of `deliveries` before any turn task starts on them, so each
-    /// instance's first turn sees all of its events (recovery hands out many at once).
-    pub(in crate::runtime) fn deliver_all(self: &Arc<Self>, mut deliveries: Vec<Outgoing>) {
-        deliveries.retain(|outgoing| self.holds(&outgoing.instance));
-        for instance in self.inboxes.push_all(deliveries, self.worker()) {
-            self.spawn_turns(instance);
         }
     }
 

@@ -1,0 +1,313 @@
+//! What this worker holds: the live instances whose turns run here (messages for any
+//! other instance stay in the store for its holder), as its commits and claims made it
+//! hold them, and the commits under way that will make it hold more; how a commit is
+//! written under the worker's lease.
+//!
+//! The store makes the worker hold what a commit writes as it writes it; the worker
+//! records it once it learns the commit is durable. Its own claim may come in between and
+//! take, for an instance it holds in the store but not yet here, the messages others sent
+//! it: those wait for the commit (see [`Engine::held_or_written`]), rather than be dropped
+//! and stay in the store held by the worker, run by no one while it lives.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use durable_store::{Commit, CommitLease, Status, StatusKind, WorkItem, WorkerId};
+use tokio::sync::Notify;
+
+use super::super::entities;
+use super::super::inbox::Outgoing;
+use super::{Engine, lock};
+use crate::error::Error;
+
+/// The instances this worker holds, and those its commits under way write.
+#[derive(Debug, Default)]
+pub(in crate::runtime) struct Holdings {
+    held: Mutex<Held>,
+    /// Told when a commit under way is durable (and what it wrote is held) or refused.
+    written: Notify,
+}
+
+/// See [`Holdings`].
+#[derive(Debug, Default)]
+struct Held {
+    /// The live instances held, with the status each had as this worker last wrote it.
+    statuses: HashMap<String, StatusKind>,
+    /// The instances not held here that commits submitted and not yet known durable
+    /// write (and will make this worker hold), with how many such commits write each:
+    /// those they create, mostly.
+    ///
+    /// The store makes the worker hold what a commit writes as it writes it, and the
+    /// worker's own claim may find it so before the commit's sender learns the commit is
+    /// durable: the claim then takes the messages other workers sent the instance
+    /// (`Holding::Held`), which nothing else will deliver while the worker lives. Such a
+    /// claim's deliveries wait for those commits (see [`Engine::held_or_written`]).
+    writing: HashMap<String, usize>,
+}
+
+impl Holdings {
+    /// Drops every instance held (the lease lapsed). The commits under way stay counted
+    /// until each is known durable or refused.
+    pub(super) fn clear(&self) {
+        lock(&self.held).statuses.clear();
+    }
+}
+
+impl Held {
+    /// Whether a commit under way writes `instance`.
+    fn writes(&self, instance: &str) -> bool {
+        self.writing.contains_key(instance)
+    }
+}
+
+/// The instances a submitted commit writes, counted in [`Held::writing`] until the
+/// commit is known durable or refused, or its sender stops waiting for it: then dropped,
+/// and the claim's deliveries waiting for them are told.
+struct Writing {
+    holdings: Arc<Holdings>,
+    instances: Vec<String>,
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        if self.instances.is_empty() {
+            return;
+        }
+        {
+            let mut held = lock(&self.holdings.held);
+            for instance in &self.instances {
+                if let Some(count) = held.writing.get_mut(instance) {
+                    *count -= 1;
+                    if *count == 0 {
+                        held.writing.remove(instance);
+                    }
+                }
+            }
+        }
+        self.holdings.written.notify_waiters();
+    }
+}
+
+/// Records in `held` what `commit`, written, makes this worker hold: the instances it
+/// wrote (but those it released), with their status, until they finish or are removed.
+fn hold_written(held: &mut HashMap<String, StatusKind>, commit: &Commit) {
+    for id in &commit.instances_removed {
+        held.remove(id);
+    }
+    let released = commit
+        .lease
+        .as_ref()
+        .map_or(&[][..], |lease| &lease.released);
+    for (id, record) in &commit.instances {
+        let status = record.status.kind();
+        if status.is_terminal() || released.contains(id) {
+            held.remove(id);
+        } else if let Some(held) = held.get_mut(id) {
+            *held = status;
+        } else {
+            held.insert(id.clone(), status);
+        }
+    }
+}
+
+impl Engine {
+    /// Whether this worker holds `instance`.
+    pub(crate) fn holds(&self, instance: &str) -> bool {
+        lock(&self.holdings.held).statuses.contains_key(instance)
+    }
+
+    /// Whether `instance` is held here and neither finished nor stalled, as this worker
+    /// last wrote it: when it finishes or stalls, it does so here and wakes its watchers
+    /// ([`Engine::watch`]), as does another worker taking it over.
+    pub(crate) fn runs_here(&self, instance: &str) -> bool {
+        let held = lock(&self.holdings.held);
+        held.statuses.get(instance).is_some_and(|status| {
+            matches!(
+                status,
+                StatusKind::Pending | StatusKind::Running | StatusKind::Suspended
+            )
+        })
+    }
+
+    /// Queues every one of `deliveries`, what a claim took, before any turn task starts on
+    /// them, so each instance's first turn sees all of its events (recovery hands out
+    /// many at once); those of instances held here once written, once they are (see
+    /// [`held_or_written`](Self::held_or_written)).
+    pub(in crate::runtime) fn deliver_all(self: &Arc<Self>, deliveries: Vec<Outgoing>) {
+        let deliveries = self.held_or_written(deliveries);
+        for instance in self.inboxes.push_all(deliveries, self.worker()) {
+            self.spawn_turns(instance);
+        }
+    }
+
+    /// The deliveries of `claimed` (what a claim took) for instances held here, to
+    /// deliver now. Those for an instance a commit under way writes wait for it (see
+    /// [`Held::writing`]), in a task that delivers them once it is durable and the
+    /// instance held here, and drops them if it is not; the others are dropped: their
+    /// instance is not held here.
+    fn held_or_written(self: &Arc<Self>, claimed: Vec<Outgoing>) -> Vec<Outgoing> {
+        let held = lock(&self.holdings.held);
+        let (now, rest): (Vec<_>, Vec<_>) = (claimed.into_iter())
+            .partition(|outgoing| held.statuses.contains_key(&outgoing.instance));
+        let waiting: Vec<_> = (rest.into_iter())
+            .filter(|outgoing| held.writes(&outgoing.instance))
+            .collect();
+        drop(held);
+        if !waiting.is_empty() {
+            let (engine, busy) = (self.clone(), self.busy());
+            self.spawn_boxed(async move {
+                let _busy = busy;
+                engine.once_written(&waiting).await;
+                engine.deliver_all(waiting);
+            });
+        }
+        now
+    }
+
+    /// Resolves once no commit under way writes the instance of any of `deliveries`.
+    async fn once_written(&self, deliveries: &[Outgoing]) {
+        loop {
+            // Before the check, so that a commit known durable in between is not missed.
+            let written = self.holdings.written.notified();
+            let writing = {
+                let held = lock(&self.holdings.held);
+                deliveries.iter().any(|d| held.writes(&d.instance))
+            };
+            if !writing {
+                return;
+            }
+            written.await;
+        }
+    }
+
+    /// This worker now holds `instance`, found with `status` (it claimed it).
+    pub(in crate::runtime) fn hold(&self, instance: &str, status: StatusKind) {
+        (lock(&self.holdings.held).statuses).insert(instance.to_string(), status);
+    }
+
+    /// This worker no longer holds `instance` (another took it over); its watchers read
+    /// its state from the store from now on.
+    pub(in crate::runtime) fn let_go(&self, instance: &str) {
+        lock(&self.holdings.held).statuses.remove(instance);
+        self.forget(instance);
+        self.wake_waiters(instance, None);
+    }
+
+    /// `commit` under this worker's lease: the instances it writes are held from now on
+    /// (until they finish); the messages it enqueues for instances this worker does not
+    /// hold are left for their holder to claim, and the tasks of activities it does not
+    /// have (on a shared store) for a worker that has them. Counts the instances not held
+    /// here that it writes as being written until the returned [`Writing`] drops.
+    fn leased(&self, mut commit: Commit, worker: WorkerId) -> (Commit, Writing) {
+        let mut held = lock(&self.holdings.held);
+        // On a shared store, the instances it starts (pending, their `Started` message
+        // in the commit) of an orchestrator this worker does not have (a
+        // sub-orchestration, in a rolling deploy) are left for a worker that has it. One
+        // that already ran stays with the worker that claimed it.
+        let released: Vec<String> = if self.store.is_shared() {
+            commit
+                .instances
+                .iter()
+                .filter(|(id, record)| {
+                    matches!(record.status, Status::Pending)
+                        && self
+                            .registry
+                            .orchestrator(&record.orchestrator, record.version)
+                            .is_none()
+                        && !entities::is_registered(&self.registry, id, record)
+                })
+                .map(|(id, _)| id.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // The other instances the commit creates or goes on with (a few) are held once it
+        // is written.
+        let written = |instance: &str| {
+            commit.instances.iter().any(|(id, record)| {
+                id == instance && !record.status.is_terminal() && !released.iter().any(|r| r == id)
+            })
+        };
+        let mut left = Vec::new();
+        let unclaimed = commit
+            .enqueued
+            .iter()
+            .filter_map(|(id, item)| match item {
+                WorkItem::Message { instance, .. }
+                    if !held.statuses.contains_key(instance) && !written(instance) =>
+                {
+                    left.push(*id);
+                    Some(*id)
+                }
+                WorkItem::Activity(task) if self.leaves_activity(&task.activity) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let writing: Vec<String> = (commit.instances.iter())
+            .filter(|(id, _)| written(id) && !held.statuses.contains_key(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for instance in &writing {
+            *held.writing.entry(instance.clone()).or_default() += 1;
+        }
+        drop(held);
+        // This worker may claim their instance before the commit is durable: the claim
+        // then delivers them, and the sender must not deliver them a second time.
+        lock(&self.left).extend(left);
+        commit.lease = Some(CommitLease {
+            worker,
+            unclaimed,
+            released,
+        });
+        let writing = Writing {
+            holdings: self.holdings.clone(),
+            instances: writing,
+        };
+        (commit, writing)
+    }
+
+    /// Queues `commit` for the next batch at once, under the lease in hand
+    /// ([`lease_in_hand`](Self::lease_in_hand): a turn's commit under the lease the turn
+    /// was computed under); the future resolves once it is durable, with the commit
+    /// handed back (see
+    /// [`GroupCommit::submit`](super::super::group_commit::GroupCommit::submit)). Once it
+    /// is, this worker holds the instances it wrote, unless that lease lapsed meanwhile.
+    pub(in crate::runtime) fn submit(
+        &self,
+        commit: Commit,
+    ) -> impl Future<Output = (Result<(), Error>, Commit)> + Send + use<> {
+        let (commit, writing) = self.leased(commit, self.lease_in_hand());
+        let written = self.commits.submit(commit);
+        let (lease, left) = (self.worker.clone(), self.left.clone());
+        async move {
+            // Dropped once what the commit wrote is held (or it was refused), or with this
+            // future if its sender stops waiting: the claims' deliveries waiting for it go.
+            let writing = writing;
+            let (result, commit) = written.await;
+            let touches = !commit.instances.is_empty() || !commit.instances_removed.is_empty();
+            match (&result, &commit.lease) {
+                (Ok(()), Some(written)) if touches => {
+                    // Under the lease's lock: a lapse clears what is held, and no commit
+                    // of the old lease adds to it after that.
+                    let current = lease.current.borrow();
+                    if *current == written.worker {
+                        hold_written(&mut lock(&writing.holdings.held).statuses, &commit);
+                    }
+                }
+                (Ok(()), None) if touches => {
+                    hold_written(&mut lock(&writing.holdings.held).statuses, &commit);
+                }
+                (Ok(()), _) => {}
+                // Not written: the sender delivers none of them.
+                (Err(_), Some(lease)) => {
+                    let mut left = lock(&left);
+                    for id in &lease.unclaimed {
+                        left.remove(id);
+                    }
+                }
+                (Err(_), None) => {}
+            }
+            (result, commit)
+        }
+    }
+}
