@@ -75,7 +75,7 @@ pub trait Orchestrator: Copy + Send + Sync + 'static {
     ) -> BoxFuture<Result<Self::Output, Self::Error>>;
 }
 
-/// An activity or orchestrator that an orchestrator's body calls
+/// An activity, orchestrator or entity that an orchestrator's body calls
 /// ([`Orchestrator::callees`]), by the name and version it is registered under.
 ///
 /// (The variants are not called `Activity` and `Orchestrator`, which would make rustc
@@ -95,12 +95,23 @@ pub enum Callee {
         /// Its [`Orchestrator::VERSION`]: the version a new child starts with.
         version: u32,
     },
+    /// An entity type, called or signalled with `ctx.call_entity`, `ctx.signal_entity` or
+    /// `ctx.signal_entity_at`.
+    CallEntity {
+        /// Its [`Entity::NAME`](crate::entity::Entity::NAME).
+        name: &'static str,
+    },
 }
 
 impl Callee {
     /// The callee of activity `A`.
     pub fn activity<A: Activity>() -> Self {
         Callee::CallActivity { name: A::NAME }
+    }
+
+    /// The callee of entity type `E`.
+    pub fn entity<E: crate::entity::Entity>() -> Self {
+        Callee::CallEntity { name: E::NAME }
     }
 
     /// The callee of orchestrator `O`, at its version.
@@ -116,6 +127,7 @@ impl std::fmt::Display for Callee {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Callee::CallActivity { name } => write!(f, "activity `{name}`"),
+            Callee::CallEntity { name } => write!(f, "entity `{name}`"),
             Callee::CallSubOrchestrator { name, version: 1 } => write!(f, "orchestrator `{name}`"),
             Callee::CallSubOrchestrator { name, version } => {
                 write!(f, "version {version} of orchestrator `{name}`")

@@ -243,7 +243,8 @@ struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __private {
-    use crate::{Activity, Callee, Orchestrator};
+    use crate::entity::{Entity, Operation};
+    use crate::handle::{Activity, Callee, Orchestrator};
 
     pub use crate::entity::Applied;
     pub use crate::handle::BoxFuture;
@@ -278,6 +279,18 @@ pub mod __private {
         }
     }
 
+    /// Lists the entity type of an operation handle (`Account::deposit`).
+    pub trait EntityProbe {
+        /// The callee, if the probed value is an entity operation.
+        fn entity_callee(&self) -> Option<Callee>;
+    }
+
+    impl<E: Entity, I, O, Er> EntityProbe for Probe<Operation<E, I, O, Er>> {
+        fn entity_callee(&self) -> Option<Callee> {
+            Some(Callee::entity::<E>())
+        }
+    }
+
     /// The fallback of the probes: not a handle of the kind, nothing listed.
     pub trait NotAHandle {
         /// Nothing.
@@ -286,6 +299,10 @@ pub mod __private {
         }
         /// Nothing.
         fn orchestrator_callee(&self) -> Option<Callee> {
+            None
+        }
+        /// Nothing.
+        fn entity_callee(&self) -> Option<Callee> {
             None
         }
     }

@@ -162,6 +162,7 @@ impl Registry {
             Callee::CallSubOrchestrator { name, version } => {
                 self.orchestrator(name, version).is_some()
             }
+            Callee::CallEntity { name } => self.entity(name).is_some(),
         }
     }
 

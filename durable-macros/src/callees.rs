@@ -1,9 +1,10 @@
-//! The activities and orchestrators an orchestrator's body calls, so that the runtime can
-//! tell at start which of them are not registered (`Orchestrator::callees`).
+//! The activities, orchestrators and entities an orchestrator's body calls, so that the
+//! runtime can tell at start which of them are not registered (`Orchestrator::callees`).
 //!
 //! A call is found where the body writes it on the context: `ctx.call(handle, ..)`,
-//! `ctx.call_with_retry(handle, ..)`, `ctx.sub_orchestration(handle, ..)` and
-//! `ctx.sub_orchestration_with_id(handle, ..)`, in closures, async blocks and macro
+//! `ctx.call_with_retry(handle, ..)`, `ctx.sub_orchestration(handle, ..)`,
+//! `ctx.sub_orchestration_with_id(handle, ..)`, and an entity operation's handle passed to
+//! `ctx.call_entity`, `ctx.signal_entity` or `ctx.signal_entity_at`, in closures, async blocks and macro
 //! arguments too. The handle is named again in the generated `callees()`, which lives
 //! beside the function, not in it: a handle is listed only when its path means the same
 //! there (not a local binding, not an item or `use` of the body), and calls under a
@@ -28,6 +29,7 @@ use crate::scope::Scope;
 enum Callee {
     Activity,
     Orchestrator,
+    Entity,
 }
 
 /// One call found: the handle's path, its kind, and the `#[cfg]`s around the call.
@@ -60,6 +62,7 @@ pub(crate) fn list(params: &Parameters, body: &Block) -> TokenStream {
         let method = match kind {
             Callee::Activity => quote!(activity_callee),
             Callee::Orchestrator => quote!(orchestrator_callee),
+            Callee::Entity => quote!(entity_callee),
         };
         let span = path.span();
         pushes.extend(quote_spanned! {span=>
@@ -121,6 +124,7 @@ impl VisitMut for Finder {
         let kind = match node.method.to_string().as_str() {
             "call" | "call_with_retry" => Some(Callee::Activity),
             "sub_orchestration" | "sub_orchestration_with_id" => Some(Callee::Orchestrator),
+            "call_entity" | "signal_entity" | "signal_entity_at" => Some(Callee::Entity),
             _ => None,
         };
         if let Some(kind) = kind

@@ -146,7 +146,7 @@ fn generate(
             fn callees() -> ::std::vec::Vec<::durable_core::Callee> {
                 #[allow(unused_imports)]
                 use ::durable_core::__private::{
-                    ActivityProbe as _, NotAHandle as _, OrchestratorProbe as _,
+                    ActivityProbe as _, EntityProbe as _, NotAHandle as _, OrchestratorProbe as _,
                 };
                 let mut callees = ::std::vec::Vec::new();
                 #callees

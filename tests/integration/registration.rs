@@ -1,5 +1,5 @@
-//! What the runtime says at start about the activities and orchestrators the registered
-//! orchestrators call but nobody registered (`Orchestrator::callees`): a warning under
+//! What the runtime says at start about the activities, orchestrators and entities the
+//! registered orchestrators call but nobody registered (`Orchestrator::callees`): a warning under
 //! `Unregistered::Wait`, a refusal to start under `Unregistered::Fail`.
 
 use std::io::Write;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use durable_core::{
     ActivityContext, Callee, Error, OrchestrationContext, Orchestrator, RetryPolicy, Runtime,
-    Unregistered, UnregisteredCallee, activity, orchestrator,
+    Unregistered, UnregisteredCallee, activity, entity, orchestrator,
 };
 
 use crate::common::store;
@@ -203,5 +203,76 @@ async fn under_wait_start_warns_naming_each_unregistered_call_and_runs() {
     // The others run: an instance of `notify` completes.
     let instance = runtime.client().start(notify_v1, "n", 4).await.unwrap();
     assert_eq!(instance.wait(Duration::from_secs(10)).await.unwrap(), 4);
+    runtime.shutdown().await;
+}
+
+/// A till: what `tip` signals and calls.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Till {
+    total: u64,
+}
+
+#[entity]
+impl Till {
+    pub fn add(&mut self, n: u64) {
+        self.total += n;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+}
+
+/// Signals and calls the till entity, `Till`.
+#[orchestrator]
+async fn tip(ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    ctx.signal_entity(Till::add, "front", n)?;
+    ctx.call_entity(Till::add, "front", n).await?;
+    Ok(ctx.call_entity(Till::total, "front", ()).await?)
+}
+
+#[test]
+fn the_macro_lists_the_entities_the_body_calls_and_signals() {
+    // One per operation handle named (`Till::add`, `Till::total`), each the entity type.
+    assert_eq!(tip::callees(), [Callee::entity::<Till>(); 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_fail_start_refuses_an_orchestrator_whose_entity_is_not_registered() {
+    let (_dir, store) = store();
+    let err = Runtime::builder(store.clone())
+        .orchestrator(tip)
+        .on_unregistered(Unregistered::Fail)
+        .start()
+        .await
+        .unwrap_err();
+    let Error::UnregisteredCallees(found) = &err else {
+        panic!("expected UnregisteredCallees, got {err:?}");
+    };
+    let callee = Callee::CallEntity { name: "Till" };
+    assert_eq!(
+        found,
+        &[UnregisteredCallee {
+            orchestrator: "tip",
+            version: 1,
+            callee,
+        }]
+    );
+    let message = err.to_string();
+    let part = "orchestrator `tip` calls entity `Till`, which is not registered; \
+                add it with `RuntimeBuilder::entity`";
+    assert!(message.contains(part), "{part:?} not in {message}");
+
+    // Registered, it starts and runs: the signal, then the call, then the read.
+    let runtime = Runtime::builder(store)
+        .orchestrator(tip)
+        .entity::<Till>()
+        .on_unregistered(Unregistered::Fail)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(runtime.unregistered_callees(), []);
+    let instance = runtime.client().start(tip, "t", 3).await.unwrap();
+    assert_eq!(instance.wait(Duration::from_secs(10)).await.unwrap(), 6);
     runtime.shutdown().await;
 }

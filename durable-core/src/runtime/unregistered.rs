@@ -33,8 +33,8 @@ pub enum Unregistered {
     Fail,
 }
 
-/// A call that a registered orchestrator's body makes to an activity or orchestrator this
-/// runtime does not have ([`Orchestrator::callees`](crate::handle::Orchestrator::callees)).
+/// A call that a registered orchestrator's body makes to an activity, orchestrator or
+/// entity this runtime does not have ([`Orchestrator::callees`](crate::handle::Orchestrator::callees)).
 /// [`RuntimeBuilder::start`](super::RuntimeBuilder::start) reports each: under
 /// [`Unregistered::Wait`] as a warning (and
 /// [`Runtime::unregistered_callees`](super::Runtime::unregistered_callees)), under
@@ -60,6 +60,7 @@ impl std::fmt::Display for UnregisteredCallee {
         let method = match self.callee {
             Callee::CallActivity { .. } => "activity",
             Callee::CallSubOrchestrator { .. } => "orchestrator",
+            Callee::CallEntity { .. } => "entity",
         };
         write!(
             f,
