@@ -30,7 +30,11 @@ impl Engine {
         commit: Commit,
     ) -> Result<(), Error> {
         let (engine, instance) = (self.clone(), instance.to_string());
-        let sent = tokio::spawn(async move { engine.send_now(&instance, to, event, commit).await });
+        // Tracked, so a shutdown waits for it as for turns; boxed as they are (see
+        // `spawn_boxed`).
+        let sent = (self.tracker).spawn(Box::pin(async move {
+            engine.send_now(&instance, to, event, commit).await
+        }));
         match sent.await {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
