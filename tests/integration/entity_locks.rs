@@ -9,62 +9,17 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use durable_core::{Client, Runtime, entity};
+use durable_core::{Runtime, entity};
 use durable_store::{
     Commit, Event, FailureKind, InstanceRecord, ParentLink, Store, WorkId, WorkItem,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-/// Waits until `key`'s state of type `E` satisfies `done`, and returns it.
-async fn until<E>(client: &Client, key: &str, done: impl Fn(&E) -> bool) -> E
-where
-    E: durable_core::Entity + std::fmt::Debug,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(state) = client.entity_state::<E>(key).await.unwrap()
-            && done(&state)
-        {
-            return state;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "entity `{key}` never got there: {:?}",
-            client.entity_state::<E>(key).await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// `Counter` as first deployed.
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct CounterV1 {
-    n: u64,
-}
-
-#[entity(name = "Counter")]
-impl CounterV1 {
-    pub fn bump(&mut self) {
-        self.n += 1;
-    }
-}
-
-/// `Counter` changed incompatibly: the stored state no longer decodes.
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct CounterV2 {
-    n: String,
-}
-
-#[entity(name = "Counter")]
-impl CounterV2 {
-    pub fn bump(&mut self) {
-        self.n.push('x');
-    }
-}
+use crate::entity_support::{
+    Account, CounterV1, CounterV2, WAIT, account_runtime, postgres_worker, until_no_work_items,
+    until_state,
+};
 
 /// A bump waits for code that reads the state; the delete and the bump a client sends
 /// after it wait behind it (they used to run at once, the delete resetting the state the
@@ -83,7 +38,7 @@ fn a_state_that_does_not_decode_holds_back_what_is_sent_after_it() {
             .signal_entity(CounterV1::bump, "c", ())
             .await
             .unwrap();
-        until(&client, "c", |c: &CounterV1| c.n == 1).await;
+        until_state(&client, "c", |c: &CounterV1| c.n == 1).await;
         runtime.shutdown().await;
     });
     lifetime(async {
@@ -122,49 +77,11 @@ fn a_state_that_does_not_decode_holds_back_what_is_sent_after_it() {
             .await
             .unwrap();
         let client = runtime.client();
-        let start = Instant::now();
-        while !store.work_items().unwrap().is_empty() {
-            assert!(start.elapsed() < WAIT, "{:?}", store.work_items());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_no_work_items(&store).await;
         let c = client.entity_state::<CounterV1>("c").await.unwrap();
         assert_eq!(c, Some(CounterV1 { n: 1 }));
         runtime.shutdown().await;
     });
-}
-
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct Account {
-    balance: i64,
-    /// How many operations changed the state.
-    applied: u64,
-}
-
-#[entity]
-impl Account {
-    pub fn deposit(&mut self, amount: i64) {
-        self.balance += amount;
-        self.applied += 1;
-    }
-
-    pub fn withdraw(&mut self, amount: i64) -> Result<i64, String> {
-        if amount > self.balance {
-            return Err(format!("insufficient funds: {} < {amount}", self.balance));
-        }
-        self.balance -= amount;
-        self.applied += 1;
-        Ok(self.balance)
-    }
-
-    /// Changes the state, then panics: the change must not stick.
-    pub fn explode(&mut self) {
-        self.balance = -1_000_000;
-        panic!("boom");
-    }
-
-    pub fn balance(&self) -> i64 {
-        self.balance
-    }
 }
 
 /// The orchestrator the callers run: no runtime here has it, so what entities send them
@@ -313,7 +230,7 @@ fn a_call_is_answered_in_the_commit_that_runs_it_once() {
             .signal_entity(Account::deposit, "alice", 100)
             .await
             .unwrap();
-        until(&client, "alice", |a: &Account| a.applied == 1).await;
+        until_state(&client, "alice", |a: &Account| a.applied == 1).await;
         let calls = vec![
             call("withdraw", 30, step("teller", 1)),
             call("withdraw", 1_000, step("teller", 2)),
@@ -396,7 +313,7 @@ fn calls_cut_off_by_a_crash_change_the_state_and_are_answered_once_each() {
             .signal_entity(Account::deposit, "bob", 0)
             .await
             .unwrap();
-        until(&client, "bob", |b: &Account| b.applied == 1).await;
+        until_state(&client, "bob", |b: &Account| b.applied == 1).await;
         // One call at a time, as separate commits, so that the crash cuts them off.
         for seq in 1..=CALLS {
             send(
@@ -480,9 +397,7 @@ fn for_entities(store: &dyn Store) -> Vec<Event> {
 }
 
 fn runtime(store: &durable_store::FjallStore) -> durable_core::RuntimeBuilder {
-    Runtime::builder(store.clone())
-        .entity::<Account>()
-        .entity::<Journal>()
+    account_runtime(store.clone()).entity::<Journal>()
 }
 
 const ALICE: &str = "@Account@alice";
@@ -506,8 +421,8 @@ fn a_lock_goes_along_its_set_and_holds_back_all_but_its_owner_calls_across_a_res
             .signal_entity(Account::deposit, "bob", 100)
             .await
             .unwrap();
-        until(&client, "alice", |a: &Account| a.applied == 1).await;
-        until(&client, "bob", |b: &Account| b.applied == 1).await;
+        until_state(&client, "alice", |a: &Account| a.applied == 1).await;
+        until_state(&client, "bob", |b: &Account| b.applied == 1).await;
         send(&store, ALICE, vec![lock_request(&owner, &[ALICE, BOB])]);
         let granted = until_sent(&store, "owner", 1).await;
         assert_eq!(granted, vec![Event::EntityLockGranted { seq: 1 }]);
@@ -553,7 +468,7 @@ fn a_lock_goes_along_its_set_and_holds_back_all_but_its_owner_calls_across_a_res
             .signal_entity(Account::deposit, "bob", 1)
             .await
             .unwrap();
-        until(&client, "bob", |b: &Account| b.applied == 2).await;
+        until_state(&client, "bob", |b: &Account| b.applied == 2).await;
         assert_eq!(lock_owner(&store, BOB), None);
         client
             .signal_entity(Account::deposit, "alice", 1)
@@ -570,7 +485,7 @@ fn a_lock_goes_along_its_set_and_holds_back_all_but_its_owner_calls_across_a_res
             "a deposit ran while another held the lock"
         );
         send(&store, ALICE, vec![unlock(&other)]);
-        until(&client, "alice", |a: &Account| a.balance == 56).await;
+        until_state(&client, "alice", |a: &Account| a.balance == 56).await;
         assert_eq!(lock_owner(&store, ALICE), None);
         runtime.shutdown().await;
     });
@@ -595,7 +510,7 @@ fn an_unlock_that_comes_before_its_lock_request_lets_it_pass_without_locking() {
             .signal_entity(Account::deposit, "bob", 1)
             .await
             .unwrap();
-        until(&client, "bob", |b: &Account| b.applied == 1).await;
+        until_state(&client, "bob", |b: &Account| b.applied == 1).await;
         send(&store, ALICE, vec![lock_request(&first, &[ALICE])]);
         until_sent(&store, "first", 1).await;
         // `late` asks for alice and bob, waits at alice, and ends: it unlocks both.
@@ -607,7 +522,7 @@ fn an_unlock_that_comes_before_its_lock_request_lets_it_pass_without_locking() {
             .signal_entity(Account::deposit, "bob", 1)
             .await
             .unwrap();
-        until(&client, "bob", |b: &Account| b.applied == 2).await;
+        until_state(&client, "bob", |b: &Account| b.applied == 2).await;
         runtime.shutdown().await;
     });
     lifetime(async {
@@ -617,7 +532,7 @@ fn an_unlock_that_comes_before_its_lock_request_lets_it_pass_without_locking() {
             .signal_entity(Account::deposit, "bob", 1)
             .await
             .unwrap();
-        until(&client, "bob", |b: &Account| b.applied == 3).await;
+        until_state(&client, "bob", |b: &Account| b.applied == 3).await;
         assert_eq!(lock_owner(&store, BOB), None);
         // Alice unlocked by `first`: `late`'s request passes alice and bob, locking
         // neither, and is granted (a grant an ended orchestration drops).
@@ -630,7 +545,7 @@ fn an_unlock_that_comes_before_its_lock_request_lets_it_pass_without_locking() {
             .signal_entity(Account::deposit, "alice", 1)
             .await
             .unwrap();
-        until(&client, "alice", |a: &Account| a.applied == 2).await;
+        until_state(&client, "alice", |a: &Account| a.applied == 2).await;
         runtime.shutdown().await;
     });
     assert_eq!(for_entities(&store), vec![]);
@@ -648,7 +563,7 @@ fn what_waits_for_a_lock_runs_in_the_order_each_sender_sent_it() {
         for n in 1..=10 {
             client.signal_entity(Journal::push, "j", n).await.unwrap();
         }
-        until(&client, "j", |j: &Journal| j.entries.len() == 10).await;
+        until_state(&client, "j", |j: &Journal| j.entries.len() == 10).await;
         send(&store, journal, vec![lock_request(&owner, &[journal])]);
         until_sent(&store, "owner", 1).await;
         for n in 11..=40 {
@@ -667,7 +582,7 @@ fn what_waits_for_a_lock_runs_in_the_order_each_sender_sent_it() {
             "only the owner's call ran while locked"
         );
         send(&store, journal, vec![unlock(&owner)]);
-        let j = until(&client, "j", |j: &Journal| j.entries.len() == 51).await;
+        let j = until_state(&client, "j", |j: &Journal| j.entries.len() == 51).await;
         expected.extend(11..=50);
         assert_eq!(j.entries, expected);
         runtime.shutdown().await;
@@ -685,11 +600,7 @@ fn on_postgres_critical_sections_over_two_workers_are_granted_one_at_a_time() {
     let database = durable_store::TestServer::shared().database();
     let open = || durable_store::PostgresStore::open(database.url()).unwrap();
     let store = open();
-    let builder = || {
-        Runtime::builder(open())
-            .entity::<Account>()
-            .lease(Duration::from_secs(5))
-    };
+    let builder = || postgres_worker(database.url(), Duration::from_secs(5), account_runtime);
     let owners: Vec<String> = (0..OWNERS).map(|k| format!("owner-{k}")).collect();
     for owner in &owners {
         make_caller(&store, owner);
@@ -706,8 +617,8 @@ fn on_postgres_critical_sections_over_two_workers_are_granted_one_at_a_time() {
             .signal_entity(Account::deposit, "bob", 1_000)
             .await
             .unwrap();
-        until(&client, "alice", |x: &Account| x.applied == 1).await;
-        until(&client, "bob", |x: &Account| x.applied == 1).await;
+        until_state(&client, "alice", |x: &Account| x.applied == 1).await;
+        until_state(&client, "bob", |x: &Account| x.applied == 1).await;
         for owner in &owners {
             send(
                 &store,
@@ -760,9 +671,9 @@ fn on_postgres_critical_sections_over_two_workers_are_granted_one_at_a_time() {
             send(&store, ALICE, vec![unlock(&section)]);
             send(&store, BOB, vec![unlock(&section)]);
         }
-        let alice = until(&client, "alice", |x: &Account| x.applied == 1 + 2 * OWNERS).await;
+        let alice = until_state(&client, "alice", |x: &Account| x.applied == 1 + 2 * OWNERS).await;
         assert_eq!(alice.balance, 1_000 - 10 * OWNERS as i64 + OWNERS as i64);
-        let bob = until(&client, "bob", |x: &Account| x.applied == 1 + OWNERS).await;
+        let bob = until_state(&client, "bob", |x: &Account| x.applied == 1 + OWNERS).await;
         assert_eq!(bob.balance, 1_000 + 10 * OWNERS as i64);
         a.shutdown().await;
         b.shutdown().await;
@@ -789,7 +700,7 @@ fn a_delete_sent_to_a_locked_entity_waits_for_the_section_to_end() {
         let runtime = runtime(&store).start().await.unwrap();
         let client = runtime.client();
         client.signal_entity(Journal::push, "d", 1).await.unwrap();
-        until(&client, "d", |j: &Journal| j.entries == [1]).await;
+        until_state(&client, "d", |j: &Journal| j.entries == [1]).await;
         send(&store, journal, vec![lock_request(&owner, &[journal])]);
         until_sent(&store, "owner", 1).await;
         assert!(client.delete_entity::<Journal>("d").await.unwrap());
@@ -800,7 +711,7 @@ fn a_delete_sent_to_a_locked_entity_waits_for_the_section_to_end() {
         let d = client.entity_state::<Journal>("d").await.unwrap().unwrap();
         assert_eq!(d.entries, vec![1, 3], "the delete ran inside the section");
         send(&store, journal, vec![unlock(&owner)]);
-        until(&client, "d", |j: &Journal| j.entries == [2]).await;
+        until_state(&client, "d", |j: &Journal| j.entries == [2]).await;
         runtime.shutdown().await;
     });
     assert_eq!(for_entities(&store), vec![]);

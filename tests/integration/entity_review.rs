@@ -9,8 +9,7 @@ use durable_store::{PostgresStore, Store, TestServer};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
-
-const WAIT: Duration = Duration::from_secs(60);
+use crate::entity_support::{CounterV1, CounterV2, WAIT, until_state};
 
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Tally {
@@ -63,28 +62,6 @@ impl Other {
     }
 }
 
-/// Waits until `key`'s state satisfies `done`, and returns it.
-async fn until<E, F>(client: &Client, key: &str, done: F) -> E
-where
-    E: durable_core::Entity + std::fmt::Debug,
-    F: Fn(&E) -> bool,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(state) = client.entity_state::<E>(key).await.unwrap()
-            && done(&state)
-        {
-            return state;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "entity `{key}` never got there: {:?}",
-            client.entity_state::<E>(key).await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[test]
 fn odd_keys_are_entities_of_their_own() {
     let (_dir, store) = store();
@@ -114,7 +91,7 @@ fn odd_keys_are_entities_of_their_own() {
             }
         }
         for (i, key) in keys.iter().enumerate() {
-            let state: Tally = until(&client, key, |t: &Tally| t.n as usize > i).await;
+            let state: Tally = until_state(&client, key, |t: &Tally| t.n as usize > i).await;
             assert_eq!(state.seen, vec![i as u64; i + 1], "key {key:?}");
         }
         // A key with a control character is refused, as an orchestration id is.
@@ -139,7 +116,7 @@ fn a_signal_from_a_turn_to_an_entity_type_not_registered_waits_for_a_runtime_wit
             .signal_entity(Tally::poke_other, "p", "o".to_string())
             .await
             .unwrap();
-        until(&client, "p", |t: &Tally| t.n == 1).await;
+        until_state(&client, "p", |t: &Tally| t.n == 1).await;
         // The runtime does not spin on the message it cannot run.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let before = runtime.commit_stats().commits;
@@ -155,7 +132,7 @@ fn a_signal_from_a_turn_to_an_entity_type_not_registered_waits_for_a_runtime_wit
             .await
             .unwrap();
         let client = runtime.client();
-        let other: Other = until(&client, "o", |o: &Other| o.n >= 1).await;
+        let other: Other = until_state(&client, "o", |o: &Other| o.n >= 1).await;
         assert_eq!(other, Other { n: 1 });
         runtime.shutdown().await;
     });
@@ -180,7 +157,7 @@ fn a_scheduled_signal_runs_once_across_restarts_and_not_before_its_time() {
             .await
             .unwrap();
         client.signal_entity(Tally::add, "s", 1).await.unwrap();
-        until(&client, "s", |t: &Tally| t.n == 1).await;
+        until_state(&client, "s", |t: &Tally| t.n == 1).await;
         runtime.shutdown().await;
     });
     // Restarted before its time: it still waits.
@@ -193,7 +170,7 @@ fn a_scheduled_signal_runs_once_across_restarts_and_not_before_its_time() {
             .unwrap();
         let client = runtime.client();
         client.signal_entity(Tally::add, "s", 2).await.unwrap();
-        until(&client, "s", |t: &Tally| t.n == 2).await;
+        until_state(&client, "s", |t: &Tally| t.n == 2).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let s = client.entity_state::<Tally>("s").await.unwrap().unwrap();
         assert_eq!(s.seen, vec![1, 2], "a scheduled signal ran early");
@@ -209,39 +186,13 @@ fn a_scheduled_signal_runs_once_across_restarts_and_not_before_its_time() {
             .await
             .unwrap();
         let client = runtime.client();
-        until(&client, "s", |t: &Tally| t.n == 3).await;
+        until_state(&client, "s", |t: &Tally| t.n == 3).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let s = client.entity_state::<Tally>("s").await.unwrap().unwrap();
         assert_eq!(s.seen, vec![1, 2, 7]);
         runtime.shutdown().await;
     });
     assert_eq!(store.work_items().unwrap(), vec![]);
-}
-
-/// `Counter` as first deployed.
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct CounterV1 {
-    n: u64,
-}
-
-#[entity(name = "Counter")]
-impl CounterV1 {
-    pub fn bump(&mut self) {
-        self.n += 1;
-    }
-}
-
-/// `Counter` changed incompatibly: the stored state no longer decodes.
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct CounterV2 {
-    n: String,
-}
-
-#[entity(name = "Counter")]
-impl CounterV2 {
-    pub fn bump(&mut self) {
-        self.n.push('x');
-    }
 }
 
 #[test]
@@ -258,7 +209,7 @@ fn operations_on_a_state_that_no_longer_decodes_wait_for_code_that_reads_it() {
             .signal_entity(CounterV1::bump, "c", ())
             .await
             .unwrap();
-        until(&client, "c", |c: &CounterV1| c.n == 1).await;
+        until_state(&client, "c", |c: &CounterV1| c.n == 1).await;
         runtime.shutdown().await;
     });
     lifetime(async {
@@ -293,7 +244,7 @@ fn operations_on_a_state_that_no_longer_decodes_wait_for_code_that_reads_it() {
             .await
             .unwrap();
         let client = runtime.client();
-        until(&client, "c", |c: &CounterV1| c.n >= 4).await;
+        until_state(&client, "c", |c: &CounterV1| c.n >= 4).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let c = client.entity_state::<CounterV1>("c").await.unwrap();
         assert_eq!(c, Some(CounterV1 { n: 4 }));
@@ -376,7 +327,7 @@ async fn creation_storm(a: &Client, b: &Client, prefix: &str) {
     }
     let want = (2 * SENDERS + FANS) as usize;
     for key in &keys {
-        let t: Tally = until(a, key, |t: &Tally| t.n as usize >= want).await;
+        let t: Tally = until_state(a, key, |t: &Tally| t.n as usize >= want).await;
         assert_eq!(t.n as usize, want, "{key}: {t:?}");
         for sender in 0..SENDERS {
             let mine: Vec<u64> = (t.seen.iter().copied())
@@ -388,7 +339,7 @@ async fn creation_storm(a: &Client, b: &Client, prefix: &str) {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     for key in &keys {
-        let t: Tally = until(a, key, |_: &Tally| true).await;
+        let t: Tally = until_state(a, key, |_: &Tally| true).await;
         assert_eq!(t.n as usize, want, "{key} applied more than once: {t:?}");
     }
 }
@@ -434,9 +385,9 @@ fn signals_cut_off_by_a_crash_run_once_each_after_the_restart() {
             .await
             .unwrap();
         let client = runtime.client();
-        until(&client, "k", |t: &Tally| t.n >= acknowledged).await;
+        until_state(&client, "k", |t: &Tally| t.n >= acknowledged).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let k: Tally = until(&client, "k", |_: &Tally| true).await;
+        let k: Tally = until_state(&client, "k", |_: &Tally| true).await;
         assert!(k.n <= attempted, "{} applied of {attempted} sent", k.n);
         for sender in 0..4u64 {
             let mine: Vec<u64> = (k.seen.iter().copied())
@@ -472,7 +423,7 @@ fn a_turn_signalling_an_id_a_client_may_not_use_does_not_stall_its_entity() {
         client.signal_entity(Tally::add, "bad", 9).await.unwrap();
         // The ids are the client's to refuse (control character; over 256 bytes), not the
         // turn's: its entity goes on.
-        let bad: Tally = until(&client, "bad", |t: &Tally| t.n == 1).await;
+        let bad: Tally = until_state(&client, "bad", |t: &Tally| t.n == 1).await;
         assert_eq!(bad.seen, vec![9]);
         runtime.shutdown().await;
     });

@@ -2,7 +2,7 @@
 //! step 3, the orchestration side): what a turn records and sends, on fjall and on
 //! PostgreSQL with two workers, across restarts.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use durable_core::record::{Event, ParentLink, WorkItem};
 use durable_core::{
@@ -13,8 +13,9 @@ use durable_store::{PostgresStore, TestServer};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
-
-const WAIT: Duration = Duration::from_secs(60);
+use crate::entity_support::{
+    WAIT, postgres_worker, until, until_queued, until_settled, until_state,
+};
 
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Account {
@@ -103,18 +104,14 @@ async fn until_history<T>(
     instance: &str,
     found: impl Fn(&Event) -> Option<T>,
 ) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(t) = store.history(instance).unwrap().iter().find_map(&found) {
-            return t;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "{instance}: {:?}",
-            store.history(instance)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until(&format!("an event in `{instance}`'s history"), || async {
+        let history = store.history(instance).unwrap();
+        history
+            .iter()
+            .find_map(&found)
+            .ok_or_else(|| format!("{history:?}"))
+    })
+    .await
 }
 
 /// The messages waiting in the store for `instance`.
@@ -139,22 +136,6 @@ fn lock_owner(store: &impl Store, entity: &str) -> Option<ParentLink> {
     store.instance(entity).unwrap().unwrap().parent
 }
 
-/// Waits until the store holds no work item and none of `entities` is locked.
-async fn until_settled(store: &impl Store, entities: &[&str]) {
-    let start = Instant::now();
-    while !store.work_items().unwrap().is_empty()
-        || entities.iter().any(|e| lock_owner(store, e).is_some())
-    {
-        let owners: Vec<_> = entities.iter().map(|e| lock_owner(store, e)).collect();
-        assert!(
-            start.elapsed() < WAIT,
-            "{:?} {owners:?}",
-            store.work_items().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Deposits `amount` to `key` with a runtime that has `Account`, and waits until it ran.
 fn deposited(store: &FjallStore, key: &str, amount: i64) {
     lifetime(async {
@@ -164,13 +145,10 @@ fn deposited(store: &FjallStore, key: &str, amount: i64) {
             .signal_entity(Account::deposit, key, amount)
             .await
             .unwrap();
-        let start = Instant::now();
-        while client.entity_state::<Account>(key).await.unwrap()
-            != Some(Account { balance: amount })
-        {
-            assert!(start.elapsed() < WAIT);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_state(&client, key, |a: &Account| {
+            *a == Account { balance: amount }
+        })
+        .await;
         runtime.shutdown().await;
     });
 }
@@ -288,13 +266,10 @@ fn signals_from_orchestrations_run_on_their_entity() {
                 .unwrap();
             instance.wait(WAIT).await.unwrap();
         }
-        let start = Instant::now();
-        while client.entity_state::<Account>("carol").await.unwrap()
-            != Some(Account { balance: 40 })
-        {
-            assert!(start.elapsed() < WAIT);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_state(&client, "carol", |a: &Account| {
+            *a == Account { balance: 40 }
+        })
+        .await;
         let history = store.history("tip-0").unwrap();
         assert!(history.iter().any(|e| matches!(
             e,
@@ -400,14 +375,10 @@ fn a_terminated_orchestration_unlocks_what_it_holds_or_waits_for() {
         );
         // Not granted: the request is still on its way.
         instance.terminate("enough").await.unwrap();
-        let start = Instant::now();
-        while !messages(&store, "@Account@alice")
-            .iter()
-            .any(|(_, e)| matches!(e, Event::EntityUnlock { .. }))
-        {
-            assert!(start.elapsed() < WAIT);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_queued(&store, "@Account@alice", |e| {
+            matches!(e, Event::EntityUnlock { .. })
+        })
+        .await;
         runtime.shutdown().await;
     });
     let record = store.instance("stuck").unwrap().unwrap();
@@ -461,10 +432,11 @@ fn a_continue_as_new_inside_a_section_sends_the_signal_and_the_unlock() {
 fn on_postgres_a_section_goes_through_two_workers_and_restarts() {
     let database = TestServer::shared().database();
     let worker = |url: &str| {
-        Runtime::builder(PostgresStore::open(url).unwrap())
-            .orchestrator(locked_withdraw)
-            .entity::<Account>()
-            .lease(Duration::from_secs(5))
+        postgres_worker(url, Duration::from_secs(5), |store| {
+            Runtime::builder(store)
+                .orchestrator(locked_withdraw)
+                .entity::<Account>()
+        })
     };
     let store = PostgresStore::open(database.url()).unwrap();
     let both = |go: bool, until: fn(&Event) -> bool| {
@@ -526,10 +498,11 @@ async fn tip_and_call(ctx: OrchestrationContext, key: String) -> Result<(), Stri
 fn on_postgres_two_workers_send_each_signal_of_many_orchestrations_once() {
     let database = TestServer::shared().database();
     let worker = |url: &str| {
-        Runtime::builder(PostgresStore::open(url).unwrap())
-            .entity::<Account>()
-            .orchestrator(tip_and_call)
-            .lease(Duration::from_secs(5))
+        postgres_worker(url, Duration::from_secs(5), |store| {
+            Runtime::builder(store)
+                .entity::<Account>()
+                .orchestrator(tip_and_call)
+        })
     };
     lifetime(async {
         let a = worker(database.url()).start().await.unwrap();
@@ -548,15 +521,10 @@ fn on_postgres_two_workers_send_each_signal_of_many_orchestrations_once() {
         for instance in started {
             instance.wait(WAIT).await.unwrap();
         }
-        let start = Instant::now();
-        loop {
-            let dora = client_a.entity_state::<Account>("dora").await.unwrap();
-            if dora == Some(Account { balance: 120 }) {
-                break;
-            }
-            assert!(start.elapsed() < WAIT, "{dora:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_state(&client_a, "dora", |d: &Account| {
+            *d == Account { balance: 120 }
+        })
+        .await;
         a.shutdown().await;
         b.shutdown().await;
     });
