@@ -13,6 +13,8 @@ use durable_core::{
 use durable_store::PostgresStore;
 use serde::{Deserialize, Serialize};
 
+use crate::common::lifetime;
+
 /// How long a test waits for anything before it fails.
 pub const WAIT: Duration = Duration::from_secs(60);
 
@@ -52,6 +54,17 @@ where
         }
     })
     .await
+}
+
+/// Runs one process lifetime (`common::lifetime`) with a runtime started from `builder`:
+/// `body` with its client, then a clean shutdown; what `body` gives.
+pub fn with_runtime<T>(builder: RuntimeBuilder, body: impl AsyncFnOnce(&Client) -> T) -> T {
+    lifetime(async {
+        let runtime = builder.start().await.unwrap();
+        let out = body(&runtime.client()).await;
+        runtime.shutdown().await;
+        out
+    })
 }
 
 /// Starts `orchestrator` as instance `id` and waits (at most `WAIT`) for its output.
