@@ -12,7 +12,7 @@ use durable_store::{FjallStore, PostgresStore, TestServer};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
-use crate::entity_support::{Account, account_runtime, postgres_worker, until_state};
+use crate::entity_support::{Account, account_runtime, postgres_worker, until_state, with_runtime};
 
 fn fjall_runtime(store: &FjallStore) -> RuntimeBuilder {
     account_runtime(store.clone())
@@ -70,9 +70,7 @@ fn a_thousand_signals_to_one_entity_run_in_few_turns() {
 #[test]
 fn entities_signal_each_other_and_a_failed_operation_changes_nothing() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = fjall_runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(fjall_runtime(&store), async |client| {
         client
             .signal_entity(Account::deposit, "alice", 100)
             .await
@@ -98,9 +96,9 @@ fn entities_signal_each_other_and_a_failed_operation_changes_nothing() {
             .signal_entity(Account::balance, "alice", ())
             .await
             .unwrap();
-        let bob = until_state::<Account>(&client, "bob", |b| b.applied == 1).await;
+        let bob = until_state::<Account>(client, "bob", |b| b.applied == 1).await;
         assert_eq!(bob.balance, 30, "bob was made by alice's signal");
-        let alice = until_state::<Account>(&client, "alice", |a| a.applied == 2).await;
+        let alice = until_state::<Account>(client, "alice", |a| a.applied == 2).await;
         assert_eq!(
             alice,
             Account {
@@ -109,7 +107,6 @@ fn entities_signal_each_other_and_a_failed_operation_changes_nothing() {
             },
             "the failed operations left the state as it was"
         );
-        runtime.shutdown().await;
     });
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
@@ -125,10 +122,8 @@ fn a_restarted_runtime_keeps_the_state_and_runs_the_queued_operations() {
         // Queued, and the process ends at once: some may not have run.
         deposits(&client, "carol", 25).await;
     });
-    lifetime(async {
-        let runtime = fjall_runtime(&store).start().await.unwrap();
-        let client = runtime.client();
-        let carol = until_state::<Account>(&client, "carol", |c| c.applied >= 75).await;
+    with_runtime(fjall_runtime(&store), async |client| {
+        let carol = until_state::<Account>(client, "carol", |c| c.applied >= 75).await;
         assert_eq!(
             carol,
             Account {
@@ -136,26 +131,22 @@ fn a_restarted_runtime_keeps_the_state_and_runs_the_queued_operations() {
                 applied: 75
             }
         );
-        runtime.shutdown().await;
     });
 }
 
 #[test]
 fn deleting_an_entity_resets_its_state_after_the_operations_before_it() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = fjall_runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(fjall_runtime(&store), async |client| {
         assert!(!client.delete_entity::<Account>("dave").await.unwrap());
-        deposits(&client, "dave", 5).await;
+        deposits(client, "dave", 5).await;
         assert!(client.delete_entity::<Account>("dave").await.unwrap());
         client
             .signal_entity(Account::deposit, "dave", 7)
             .await
             .unwrap();
-        let dave = until_state::<Account>(&client, "dave", |d| d.balance == 7).await;
+        let dave = until_state::<Account>(client, "dave", |d| d.balance == 7).await;
         assert_eq!(dave.applied, 1, "the deposits before the delete are gone");
-        runtime.shutdown().await;
     });
 }
 
@@ -203,18 +194,12 @@ async fn noop(_ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
 #[test]
 fn an_entity_is_not_waited_on_terminated_or_purged_as_an_orchestration() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = fjall_runtime(&store)
-            .orchestrator(noop)
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
+    with_runtime(fjall_runtime(&store).orchestrator(noop), async |client| {
         client
             .signal_entity(Account::deposit, "frank", 1)
             .await
             .unwrap();
-        until_state::<Account>(&client, "frank", |f| f.applied == 1).await;
+        until_state::<Account>(client, "frank", |f| f.applied == 1).await;
         let waited = client
             .instance(noop, "@Account@frank")
             .wait(Duration::from_secs(5))
@@ -230,7 +215,6 @@ fn an_entity_is_not_waited_on_terminated_or_purged_as_an_orchestration() {
         );
         let purged = client.purge("@Account@frank").await;
         assert!(matches!(&purged, Err(Error::IsAnEntity(_))), "{purged:?}");
-        runtime.shutdown().await;
     });
 }
 
@@ -249,15 +233,12 @@ impl Unregistered {
 #[test]
 fn signalling_an_entity_type_the_runtime_does_not_have_is_refused() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = fjall_runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(fjall_runtime(&store), async |client| {
         let refused = client.signal_entity(Unregistered::bump, "x", ()).await;
         assert!(
             matches!(&refused, Err(Error::UnregisteredEntity(name)) if name == "Unregistered"),
             "{refused:?}"
         );
-        runtime.shutdown().await;
     });
 }
 

@@ -13,7 +13,7 @@ use durable_store::{FjallStore, PostgresStore, TestServer};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
-use crate::entity_support::{WAIT, postgres_worker, until_state};
+use crate::entity_support::{WAIT, postgres_worker, until_state, with_runtime};
 
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Tally {
@@ -68,9 +68,7 @@ fn entities_are_listed_by_key_a_page_at_a_time_and_not_as_orchestrations() {
             ..Commit::default()
         }])
         .unwrap();
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         let done = client.start(quick, "q-1", 7).await.unwrap();
         assert_eq!(done.wait(WAIT).await.unwrap(), 7);
         for (key, n) in [("c", 3), ("a", 1), ("eu-2", 5), ("b", 2), ("eu-1", 4)] {
@@ -82,12 +80,12 @@ fn entities_are_listed_by_key_a_page_at_a_time_and_not_as_orchestrations() {
             .await
             .unwrap();
         for key in ["a", "b", "c", "eu-1", "eu-2"] {
-            until_state::<Tally>(&client, key, |t| t.applied == 1).await;
+            until_state::<Tally>(client, key, |t| t.applied == 1).await;
         }
 
         let keys = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            pages(&client, EntityQuery::new().page_size(2)).await,
+            pages(client, EntityQuery::new().page_size(2)).await,
             [
                 keys(&["a", "b"]),
                 keys(&["broken", "c"]),
@@ -97,7 +95,7 @@ fn entities_are_listed_by_key_a_page_at_a_time_and_not_as_orchestrations() {
         );
         assert_eq!(
             pages(
-                &client,
+                client,
                 EntityQuery::new().page_size(3).include_stateless(true)
             )
             .await,
@@ -108,7 +106,7 @@ fn entities_are_listed_by_key_a_page_at_a_time_and_not_as_orchestrations() {
             ],
         );
         assert_eq!(
-            pages(&client, EntityQuery::new().key_prefix("eu-")).await,
+            pages(client, EntityQuery::new().key_prefix("eu-")).await,
             [keys(&["eu-1", "eu-2"])],
         );
         let page = client
@@ -146,7 +144,6 @@ fn entities_are_listed_by_key_a_page_at_a_time_and_not_as_orchestrations() {
         assert_eq!(counts[&StatusKind::Completed], 1);
         assert_eq!(counts[&StatusKind::Running], 0, "{counts:?}");
         assert_eq!(counts[&StatusKind::Pending], 0, "{counts:?}");
-        runtime.shutdown().await;
     });
 }
 
@@ -203,16 +200,14 @@ fn a_signal_scheduled_by_a_client_runs_at_its_time_across_a_restart() {
 fn cleaning_removes_empty_entities_no_worker_holds_and_keeps_every_operation() {
     let (_dir, store) = store();
     let far = UNIX_EPOCH + Duration::from_secs(1 << 40);
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         client.signal_entity(Tally::add, "kept", 1).await.unwrap();
         client.signal_entity(Tally::add, "gone", 2).await.unwrap();
         assert!(client.delete_entity::<Tally>("gone").await.unwrap());
         (client.signal_entity_at(Tally::add, "later", 3, far))
             .await
             .unwrap();
-        until_state::<Tally>(&client, "kept", |t| t.applied == 1).await;
+        until_state::<Tally>(client, "kept", |t| t.applied == 1).await;
         let start = Instant::now();
         while client
             .entity_state::<Tally>("gone")
@@ -225,11 +220,8 @@ fn cleaning_removes_empty_entities_no_worker_holds_and_keeps_every_operation() {
         }
         // This worker holds the entities it ran: none is removed while it runs.
         assert_eq!(client.clean_entity_storage().await.unwrap(), 0);
-        runtime.shutdown().await;
     });
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         // `gone`: no state, no message; `later` has none but a scheduled signal waits.
         assert_eq!(client.clean_entity_storage().await.unwrap(), 1);
         assert_eq!(client.clean_entity_storage().await.unwrap(), 0);
@@ -240,9 +232,8 @@ fn cleaning_removes_empty_entities_no_worker_holds_and_keeps_every_operation() {
         assert_eq!(keys, ["kept", "later"]);
         // Operated on again, it is made again, from nothing.
         client.signal_entity(Tally::add, "gone", 5).await.unwrap();
-        let gone = until_state::<Tally>(&client, "gone", |t| t.applied == 1).await;
+        let gone = until_state::<Tally>(client, "gone", |t| t.applied == 1).await;
         assert_eq!(gone.total, 5);
-        runtime.shutdown().await;
     });
 }
 
@@ -252,9 +243,7 @@ fn cleaning_removes_empty_entities_no_worker_holds_and_keeps_every_operation() {
 #[test]
 fn signals_sent_while_cleans_run_are_never_lost() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         for key in ["x", "y"] {
             client.signal_entity(Tally::add, key, 1).await.unwrap();
             assert!(client.delete_entity::<Tally>(key).await.unwrap());
@@ -272,7 +261,6 @@ fn signals_sent_while_cleans_run_are_never_lost() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        runtime.shutdown().await;
     });
     lifetime(async {
         let runtime = runtime(&store).start().await.unwrap();

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::{lifetime, store};
 use crate::entity_support::{
     Account, CounterV1, CounterV2, WAIT, account_runtime, postgres_worker, until_no_work_items,
-    until_state,
+    until_state, with_runtime,
 };
 
 /// A bump waits for code that reads the state; the delete and the bump a client sends
@@ -27,61 +27,49 @@ use crate::entity_support::{
 #[test]
 fn a_state_that_does_not_decode_holds_back_what_is_sent_after_it() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<CounterV1>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        client
-            .signal_entity(CounterV1::bump, "c", ())
-            .await
-            .unwrap();
-        until_state(&client, "c", |c: &CounterV1| c.n == 1).await;
-        runtime.shutdown().await;
-    });
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<CounterV2>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        client
-            .signal_entity(CounterV2::bump, "c", ())
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(client.delete_entity::<CounterV2>("c").await.unwrap());
-        client
-            .signal_entity(CounterV2::bump, "c", ())
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let read = client.entity_state::<CounterV2>("c").await;
-        assert!(
-            matches!(
-                read,
-                Err(durable_core::Error::UndecodableEntityState { .. })
-            ),
-            "the delete ran before the bump sent ahead of it: {read:?}"
-        );
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<CounterV1>(),
+        async |client| {
+            client
+                .signal_entity(CounterV1::bump, "c", ())
+                .await
+                .unwrap();
+            until_state(client, "c", |c: &CounterV1| c.n == 1).await;
+        },
+    );
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<CounterV2>(),
+        async |client| {
+            client
+                .signal_entity(CounterV2::bump, "c", ())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(client.delete_entity::<CounterV2>("c").await.unwrap());
+            client
+                .signal_entity(CounterV2::bump, "c", ())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let read = client.entity_state::<CounterV2>("c").await;
+            assert!(
+                matches!(
+                    read,
+                    Err(durable_core::Error::UndecodableEntityState { .. })
+                ),
+                "the delete ran before the bump sent ahead of it: {read:?}"
+            );
+        },
+    );
     // Code that reads the state: bump (2), delete, bump (1), in the order they were sent.
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<CounterV1>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        until_no_work_items(&store).await;
-        let c = client.entity_state::<CounterV1>("c").await.unwrap();
-        assert_eq!(c, Some(CounterV1 { n: 1 }));
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<CounterV1>(),
+        async |client| {
+            until_no_work_items(&store).await;
+            let c = client.entity_state::<CounterV1>("c").await.unwrap();
+            assert_eq!(c, Some(CounterV1 { n: 1 }));
+        },
+    );
 }
 
 /// The orchestrator the callers run: no runtime here has it, so what entities send them
@@ -219,82 +207,71 @@ fn failed(answer: &Event) -> (&FailureKind, &str) {
 fn a_call_is_answered_in_the_commit_that_runs_it_once() {
     let (_dir, store) = store();
     make_caller(&store, "teller");
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<Account>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        client
-            .signal_entity(Account::deposit, "alice", 100)
-            .await
-            .unwrap();
-        until_state(&client, "alice", |a: &Account| a.applied == 1).await;
-        let calls = vec![
-            call("withdraw", 30, step("teller", 1)),
-            call("withdraw", 1_000, step("teller", 2)),
-            call("explode", (), step("teller", 3)),
-            call("nope", (), step("teller", 4)),
-            call("withdraw", "thirty", step("teller", 5)),
-            call("balance", (), step("teller", 6)),
-        ];
-        send(&store, "@Account@alice", calls);
-        let answers = until_sent(&store, "teller", 6).await;
-        assert_eq!(completed(answer_of(1, &answers)), serde_json::json!(70));
-        let (kind, message) = failed(answer_of(2, &answers));
-        let payload = serde_json::to_vec("insufficient funds: 70 < 1000").unwrap();
-        assert_eq!(kind, &FailureKind::Returned { payload });
-        assert!(message.contains("insufficient funds"), "{message}");
-        let (kind, message) = failed(answer_of(3, &answers));
-        assert_eq!(kind, &FailureKind::Panicked);
-        assert!(message.contains("boom"), "{message}");
-        let (kind, _) = failed(answer_of(4, &answers));
-        assert_eq!(
-            kind,
-            &FailureKind::Unregistered {
-                name: "nope".into()
-            }
-        );
-        let (kind, _) = failed(answer_of(5, &answers));
-        assert!(
-            matches!(kind, FailureKind::Decode { type_name } if type_name == "i64"),
-            "{kind:?}"
-        );
-        assert_eq!(completed(answer_of(6, &answers)), serde_json::json!(70));
-        let alice = client.entity_state::<Account>("alice").await.unwrap();
-        assert_eq!(
-            alice,
-            Some(Account {
-                balance: 70,
-                applied: 2
-            })
-        );
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<Account>(),
+        async |client| {
+            client
+                .signal_entity(Account::deposit, "alice", 100)
+                .await
+                .unwrap();
+            until_state(client, "alice", |a: &Account| a.applied == 1).await;
+            let calls = vec![
+                call("withdraw", 30, step("teller", 1)),
+                call("withdraw", 1_000, step("teller", 2)),
+                call("explode", (), step("teller", 3)),
+                call("nope", (), step("teller", 4)),
+                call("withdraw", "thirty", step("teller", 5)),
+                call("balance", (), step("teller", 6)),
+            ];
+            send(&store, "@Account@alice", calls);
+            let answers = until_sent(&store, "teller", 6).await;
+            assert_eq!(completed(answer_of(1, &answers)), serde_json::json!(70));
+            let (kind, message) = failed(answer_of(2, &answers));
+            let payload = serde_json::to_vec("insufficient funds: 70 < 1000").unwrap();
+            assert_eq!(kind, &FailureKind::Returned { payload });
+            assert!(message.contains("insufficient funds"), "{message}");
+            let (kind, message) = failed(answer_of(3, &answers));
+            assert_eq!(kind, &FailureKind::Panicked);
+            assert!(message.contains("boom"), "{message}");
+            let (kind, _) = failed(answer_of(4, &answers));
+            assert_eq!(
+                kind,
+                &FailureKind::Unregistered {
+                    name: "nope".into()
+                }
+            );
+            let (kind, _) = failed(answer_of(5, &answers));
+            assert!(
+                matches!(kind, FailureKind::Decode { type_name } if type_name == "i64"),
+                "{kind:?}"
+            );
+            assert_eq!(completed(answer_of(6, &answers)), serde_json::json!(70));
+            let alice = client.entity_state::<Account>("alice").await.unwrap();
+            assert_eq!(
+                alice,
+                Some(Account {
+                    balance: 70,
+                    applied: 2
+                })
+            );
+        },
+    );
     // Run again: the calls were consumed with the state they changed; none runs twice.
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<Account>()
-            .start()
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(sent_to(&store, "teller").len(), 6);
-        let alice = runtime
-            .client()
-            .entity_state::<Account>("alice")
-            .await
-            .unwrap();
-        assert_eq!(
-            alice,
-            Some(Account {
-                balance: 70,
-                applied: 2
-            })
-        );
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<Account>(),
+        async |client| {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(sent_to(&store, "teller").len(), 6);
+            let alice = client.entity_state::<Account>("alice").await.unwrap();
+            assert_eq!(
+                alice,
+                Some(Account {
+                    balance: 70,
+                    applied: 2
+                })
+            );
+        },
+    );
 }
 
 #[test]
@@ -325,30 +302,23 @@ fn calls_cut_off_by_a_crash_change_the_state_and_are_answered_once_each() {
         until_sent(&store, "crashed", 1).await;
         // Gone, calls still queued and turns mid-flight.
     });
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<Account>()
-            .start()
-            .await
-            .unwrap();
-        let answers = until_sent(&store, "crashed", CALLS as usize).await;
-        for seq in 1..=CALLS {
-            assert_eq!(completed(answer_of(seq, &answers)), serde_json::json!(null));
-        }
-        let bob = runtime
-            .client()
-            .entity_state::<Account>("bob")
-            .await
-            .unwrap();
-        assert_eq!(
-            bob,
-            Some(Account {
-                balance: CALLS as i64,
-                applied: CALLS + 1
-            })
-        );
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<Account>(),
+        async |client| {
+            let answers = until_sent(&store, "crashed", CALLS as usize).await;
+            for seq in 1..=CALLS {
+                assert_eq!(completed(answer_of(seq, &answers)), serde_json::json!(null));
+            }
+            let bob = client.entity_state::<Account>("bob").await.unwrap();
+            assert_eq!(
+                bob,
+                Some(Account {
+                    balance: CALLS as i64,
+                    applied: CALLS + 1
+                })
+            );
+        },
+    );
 }
 
 /// Appends what it is given, to show the order operations ran in.
@@ -410,9 +380,7 @@ fn a_lock_goes_along_its_set_and_holds_back_all_but_its_owner_calls_across_a_res
     make_caller(&store, "other");
     let owner = step("owner", 1);
     let other = step("other", 2);
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         client
             .signal_entity(Account::deposit, "alice", 100)
             .await
@@ -421,8 +389,8 @@ fn a_lock_goes_along_its_set_and_holds_back_all_but_its_owner_calls_across_a_res
             .signal_entity(Account::deposit, "bob", 100)
             .await
             .unwrap();
-        until_state(&client, "alice", |a: &Account| a.applied == 1).await;
-        until_state(&client, "bob", |b: &Account| b.applied == 1).await;
+        until_state(client, "alice", |a: &Account| a.applied == 1).await;
+        until_state(client, "bob", |b: &Account| b.applied == 1).await;
         send(&store, ALICE, vec![lock_request(&owner, &[ALICE, BOB])]);
         let granted = until_sent(&store, "owner", 1).await;
         assert_eq!(granted, vec![Event::EntityLockGranted { seq: 1 }]);
@@ -441,7 +409,6 @@ fn a_lock_goes_along_its_set_and_holds_back_all_but_its_owner_calls_across_a_res
         assert_eq!(completed(answer_of(2, &answers)), serde_json::json!(50));
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(sent_to(&store, "other").is_empty());
-        runtime.shutdown().await;
     });
     lifetime(async {
         // Still locked after a restart: what waited waits again.
@@ -499,9 +466,7 @@ fn an_unlock_that_comes_before_its_lock_request_lets_it_pass_without_locking() {
     make_caller(&store, "late");
     let first = step("first", 1);
     let late = step("late", 4);
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         client
             .signal_entity(Account::deposit, "alice", 1)
             .await
@@ -510,7 +475,7 @@ fn an_unlock_that_comes_before_its_lock_request_lets_it_pass_without_locking() {
             .signal_entity(Account::deposit, "bob", 1)
             .await
             .unwrap();
-        until_state(&client, "bob", |b: &Account| b.applied == 1).await;
+        until_state(client, "bob", |b: &Account| b.applied == 1).await;
         send(&store, ALICE, vec![lock_request(&first, &[ALICE])]);
         until_sent(&store, "first", 1).await;
         // `late` asks for alice and bob, waits at alice, and ends: it unlocks both.
@@ -522,17 +487,14 @@ fn an_unlock_that_comes_before_its_lock_request_lets_it_pass_without_locking() {
             .signal_entity(Account::deposit, "bob", 1)
             .await
             .unwrap();
-        until_state(&client, "bob", |b: &Account| b.applied == 2).await;
-        runtime.shutdown().await;
+        until_state(client, "bob", |b: &Account| b.applied == 2).await;
     });
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         client
             .signal_entity(Account::deposit, "bob", 1)
             .await
             .unwrap();
-        until_state(&client, "bob", |b: &Account| b.applied == 3).await;
+        until_state(client, "bob", |b: &Account| b.applied == 3).await;
         assert_eq!(lock_owner(&store, BOB), None);
         // Alice unlocked by `first`: `late`'s request passes alice and bob, locking
         // neither, and is granted (a grant an ended orchestration drops).
@@ -545,8 +507,7 @@ fn an_unlock_that_comes_before_its_lock_request_lets_it_pass_without_locking() {
             .signal_entity(Account::deposit, "alice", 1)
             .await
             .unwrap();
-        until_state(&client, "alice", |a: &Account| a.applied == 2).await;
-        runtime.shutdown().await;
+        until_state(client, "alice", |a: &Account| a.applied == 2).await;
     });
     assert_eq!(for_entities(&store), vec![]);
 }
@@ -557,13 +518,11 @@ fn what_waits_for_a_lock_runs_in_the_order_each_sender_sent_it() {
     make_caller(&store, "owner");
     let owner = step("owner", 1);
     let journal = "@Journal@j";
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         for n in 1..=10 {
             client.signal_entity(Journal::push, "j", n).await.unwrap();
         }
-        until_state(&client, "j", |j: &Journal| j.entries.len() == 10).await;
+        until_state(client, "j", |j: &Journal| j.entries.len() == 10).await;
         send(&store, journal, vec![lock_request(&owner, &[journal])]);
         until_sent(&store, "owner", 1).await;
         for n in 11..=40 {
@@ -582,10 +541,9 @@ fn what_waits_for_a_lock_runs_in_the_order_each_sender_sent_it() {
             "only the owner's call ran while locked"
         );
         send(&store, journal, vec![unlock(&owner)]);
-        let j = until_state(&client, "j", |j: &Journal| j.entries.len() == 51).await;
+        let j = until_state(client, "j", |j: &Journal| j.entries.len() == 51).await;
         expected.extend(11..=50);
         assert_eq!(j.entries, expected);
-        runtime.shutdown().await;
     });
     assert_eq!(for_entities(&store), vec![]);
 }
@@ -696,11 +654,9 @@ fn a_delete_sent_to_a_locked_entity_waits_for_the_section_to_end() {
     make_caller(&store, "owner");
     let owner = step("owner", 1);
     let journal = "@Journal@d";
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         client.signal_entity(Journal::push, "d", 1).await.unwrap();
-        until_state(&client, "d", |j: &Journal| j.entries == [1]).await;
+        until_state(client, "d", |j: &Journal| j.entries == [1]).await;
         send(&store, journal, vec![lock_request(&owner, &[journal])]);
         until_sent(&store, "owner", 1).await;
         assert!(client.delete_entity::<Journal>("d").await.unwrap());
@@ -711,8 +667,7 @@ fn a_delete_sent_to_a_locked_entity_waits_for_the_section_to_end() {
         let d = client.entity_state::<Journal>("d").await.unwrap().unwrap();
         assert_eq!(d.entries, vec![1, 3], "the delete ran inside the section");
         send(&store, journal, vec![unlock(&owner)]);
-        until_state(&client, "d", |j: &Journal| j.entries == [2]).await;
-        runtime.shutdown().await;
+        until_state(client, "d", |j: &Journal| j.entries == [2]).await;
     });
     assert_eq!(for_entities(&store), vec![]);
 }

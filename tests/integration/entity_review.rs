@@ -9,7 +9,7 @@ use durable_store::{PostgresStore, Store, TestServer};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
-use crate::entity_support::{CounterV1, CounterV2, WAIT, until_state};
+use crate::entity_support::{CounterV1, CounterV2, WAIT, until_state, with_runtime};
 
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Tally {
@@ -75,30 +75,26 @@ fn odd_keys_are_entities_of_their_own() {
         "x/y\\z",
         "%00",
     ];
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<Tally>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        for (i, key) in keys.iter().enumerate() {
-            for _ in 0..=i {
-                client
-                    .signal_entity(Tally::add, *key, i as u64)
-                    .await
-                    .unwrap();
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<Tally>(),
+        async |client| {
+            for (i, key) in keys.iter().enumerate() {
+                for _ in 0..=i {
+                    client
+                        .signal_entity(Tally::add, *key, i as u64)
+                        .await
+                        .unwrap();
+                }
             }
-        }
-        for (i, key) in keys.iter().enumerate() {
-            let state: Tally = until_state(&client, key, |t: &Tally| t.n as usize > i).await;
-            assert_eq!(state.seen, vec![i as u64; i + 1], "key {key:?}");
-        }
-        // A key with a control character is refused, as an orchestration id is.
-        let refused = client.signal_entity(Tally::add, "a\nb", 1).await;
-        assert!(refused.is_err(), "{refused:?}");
-        runtime.shutdown().await;
-    });
+            for (i, key) in keys.iter().enumerate() {
+                let state: Tally = until_state(client, key, |t: &Tally| t.n as usize > i).await;
+                assert_eq!(state.seen, vec![i as u64; i + 1], "key {key:?}");
+            }
+            // A key with a control character is refused, as an orchestration id is.
+            let refused = client.signal_entity(Tally::add, "a\nb", 1).await;
+            assert!(refused.is_err(), "{refused:?}");
+        },
+    );
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
 
@@ -124,18 +120,15 @@ fn a_signal_from_a_turn_to_an_entity_type_not_registered_waits_for_a_runtime_wit
         assert_eq!(runtime.commit_stats().commits, before, "commits while idle");
         runtime.shutdown().await;
     });
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
+    with_runtime(
+        Runtime::builder(store.clone())
             .entity::<Tally>()
-            .entity::<Other>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        let other: Other = until_state(&client, "o", |o: &Other| o.n >= 1).await;
-        assert_eq!(other, Other { n: 1 });
-        runtime.shutdown().await;
-    });
+            .entity::<Other>(),
+        async |client| {
+            let other: Other = until_state(client, "o", |o: &Other| o.n >= 1).await;
+            assert_eq!(other, Other { n: 1 });
+        },
+    );
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
 
@@ -144,22 +137,19 @@ fn a_scheduled_signal_runs_once_across_restarts_and_not_before_its_time() {
     let (_dir, store) = store();
     let at = 2_000;
     let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_000));
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
+    with_runtime(
+        Runtime::builder(store.clone())
             .entity::<Tally>()
-            .clock(clock.clone())
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        client
-            .signal_entity(Tally::add_at, "s", (7, at))
-            .await
-            .unwrap();
-        client.signal_entity(Tally::add, "s", 1).await.unwrap();
-        until_state(&client, "s", |t: &Tally| t.n == 1).await;
-        runtime.shutdown().await;
-    });
+            .clock(clock.clone()),
+        async |client| {
+            client
+                .signal_entity(Tally::add_at, "s", (7, at))
+                .await
+                .unwrap();
+            client.signal_entity(Tally::add, "s", 1).await.unwrap();
+            until_state(client, "s", |t: &Tally| t.n == 1).await;
+        },
+    );
     // Restarted before its time: it still waits.
     lifetime(async {
         let runtime = Runtime::builder(store.clone())
@@ -178,93 +168,75 @@ fn a_scheduled_signal_runs_once_across_restarts_and_not_before_its_time() {
     });
     // Restarted after its time: it runs, once.
     clock.advance(Duration::from_secs(5_000));
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
+    with_runtime(
+        Runtime::builder(store.clone())
             .entity::<Tally>()
-            .clock(clock.clone())
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        until_state(&client, "s", |t: &Tally| t.n == 3).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let s = client.entity_state::<Tally>("s").await.unwrap().unwrap();
-        assert_eq!(s.seen, vec![1, 2, 7]);
-        runtime.shutdown().await;
-    });
+            .clock(clock.clone()),
+        async |client| {
+            until_state(client, "s", |t: &Tally| t.n == 3).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let s = client.entity_state::<Tally>("s").await.unwrap().unwrap();
+            assert_eq!(s.seen, vec![1, 2, 7]);
+        },
+    );
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
 
 #[test]
 fn operations_on_a_state_that_no_longer_decodes_wait_for_code_that_reads_it() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<CounterV1>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        client
-            .signal_entity(CounterV1::bump, "c", ())
-            .await
-            .unwrap();
-        until_state(&client, "c", |c: &CounterV1| c.n == 1).await;
-        runtime.shutdown().await;
-    });
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<CounterV2>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        for _ in 0..3 {
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<CounterV1>(),
+        async |client| {
             client
-                .signal_entity(CounterV2::bump, "c", ())
+                .signal_entity(CounterV1::bump, "c", ())
                 .await
                 .unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let read = client.entity_state::<CounterV2>("c").await;
-        assert!(
-            matches!(
-                read,
-                Err(durable_core::Error::UndecodableEntityState { .. })
-            ),
-            "{read:?}"
-        );
-        runtime.shutdown().await;
-    });
+            until_state(client, "c", |c: &CounterV1| c.n == 1).await;
+        },
+    );
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<CounterV2>(),
+        async |client| {
+            for _ in 0..3 {
+                client
+                    .signal_entity(CounterV2::bump, "c", ())
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let read = client.entity_state::<CounterV2>("c").await;
+            assert!(
+                matches!(
+                    read,
+                    Err(durable_core::Error::UndecodableEntityState { .. })
+                ),
+                "{read:?}"
+            );
+        },
+    );
     // Code that reads the state again: the three operations run, none lost.
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<CounterV1>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        until_state(&client, "c", |c: &CounterV1| c.n >= 4).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let c = client.entity_state::<CounterV1>("c").await.unwrap();
-        assert_eq!(c, Some(CounterV1 { n: 4 }));
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<CounterV1>(),
+        async |client| {
+            until_state(client, "c", |c: &CounterV1| c.n >= 4).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let c = client.entity_state::<CounterV1>("c").await.unwrap();
+            assert_eq!(c, Some(CounterV1 { n: 4 }));
+        },
+    );
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
 
 #[test]
 fn fjall_many_senders_and_turns_create_many_new_entities_at_once() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<Tally>()
-            .start()
-            .await
-            .unwrap();
-        creation_storm(&runtime.client(), &runtime.client(), "f").await;
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<Tally>(),
+        async |client| {
+            creation_storm(client, client, "f").await;
+        },
+    );
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
 
@@ -378,55 +350,47 @@ fn signals_cut_off_by_a_crash_run_once_each_after_the_restart() {
         attempted.load(Ordering::SeqCst),
     );
     assert!(acknowledged > 10, "only {acknowledged} signals sent");
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<Tally>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        until_state(&client, "k", |t: &Tally| t.n >= acknowledged).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let k: Tally = until_state(&client, "k", |_: &Tally| true).await;
-        assert!(k.n <= attempted, "{} applied of {attempted} sent", k.n);
-        for sender in 0..4u64 {
-            let mine: Vec<u64> = (k.seen.iter().copied())
-                .filter(|x| x / 1_000_000 == sender)
-                .collect();
-            let mut sorted = mine.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
-            assert_eq!(mine, sorted, "sender {sender}: out of order or twice");
-        }
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<Tally>(),
+        async |client| {
+            until_state(client, "k", |t: &Tally| t.n >= acknowledged).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let k: Tally = until_state(client, "k", |_: &Tally| true).await;
+            assert!(k.n <= attempted, "{} applied of {attempted} sent", k.n);
+            for sender in 0..4u64 {
+                let mine: Vec<u64> = (k.seen.iter().copied())
+                    .filter(|x| x / 1_000_000 == sender)
+                    .collect();
+                let mut sorted = mine.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                assert_eq!(mine, sorted, "sender {sender}: out of order or twice");
+            }
+        },
+    );
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
 
 #[test]
 fn a_turn_signalling_an_id_a_client_may_not_use_does_not_stall_its_entity() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<Tally>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        let long = "k".repeat(400);
-        for key in ["a\nb", long.as_str()] {
-            client
-                .signal_entity(Tally::fan_out, "bad", (vec![key.to_string()], 1))
-                .await
-                .unwrap();
-        }
-        client.signal_entity(Tally::add, "bad", 9).await.unwrap();
-        // The ids are the client's to refuse (control character; over 256 bytes), not the
-        // turn's: its entity goes on.
-        let bad: Tally = until_state(&client, "bad", |t: &Tally| t.n == 1).await;
-        assert_eq!(bad.seen, vec![9]);
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<Tally>(),
+        async |client| {
+            let long = "k".repeat(400);
+            for key in ["a\nb", long.as_str()] {
+                client
+                    .signal_entity(Tally::fan_out, "bad", (vec![key.to_string()], 1))
+                    .await
+                    .unwrap();
+            }
+            client.signal_entity(Tally::add, "bad", 9).await.unwrap();
+            // The ids are the client's to refuse (control character; over 256 bytes), not the
+            // turn's: its entity goes on.
+            let bad: Tally = until_state(client, "bad", |t: &Tally| t.n == 1).await;
+            assert_eq!(bad.seen, vec![9]);
+        },
+    );
 }
 
 #[test]

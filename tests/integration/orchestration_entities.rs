@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
 use crate::entity_support::{
-    WAIT, postgres_worker, until, until_queued, until_settled, until_state,
+    WAIT, postgres_worker, until, until_queued, until_settled, until_state, with_runtime,
 };
 
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -138,18 +138,12 @@ fn lock_owner(store: &impl Store, entity: &str) -> Option<ParentLink> {
 
 /// Deposits `amount` to `key` with a runtime that has `Account`, and waits until it ran.
 fn deposited(store: &FjallStore, key: &str, amount: i64) {
-    lifetime(async {
-        let runtime = runtime(store).entity::<Account>().start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(store).entity::<Account>(), async |client| {
         client
             .signal_entity(Account::deposit, key, amount)
             .await
             .unwrap();
-        until_state(&client, key, |a: &Account| {
-            *a == Account { balance: amount }
-        })
-        .await;
-        runtime.shutdown().await;
+        until_state(client, key, |a: &Account| *a == Account { balance: amount }).await;
     });
 }
 
@@ -256,9 +250,7 @@ fn answers_reach_the_call_after_a_restart_typed() {
 #[test]
 fn signals_from_orchestrations_run_on_their_entity() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = runtime(&store).entity::<Account>().start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store).entity::<Account>(), async |client| {
         for i in 0..20 {
             let instance = client
                 .start(tip, format!("tip-{i}"), ("carol".to_string(), 2))
@@ -266,16 +258,12 @@ fn signals_from_orchestrations_run_on_their_entity() {
                 .unwrap();
             instance.wait(WAIT).await.unwrap();
         }
-        until_state(&client, "carol", |a: &Account| {
-            *a == Account { balance: 40 }
-        })
-        .await;
+        until_state(client, "carol", |a: &Account| *a == Account { balance: 40 }).await;
         let history = store.history("tip-0").unwrap();
         assert!(history.iter().any(|e| matches!(
             e,
             Event::EntitySignaled { seq: 0, entity, .. } if entity == "@Account@carol"
         )));
-        runtime.shutdown().await;
     });
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
@@ -318,21 +306,17 @@ fn a_grant_opens_a_section_that_survives_a_restart_and_is_released() {
         }]
     );
     // The entities grant it; the orchestration waits inside the section.
-    lifetime(async {
-        let runtime = runtime(&store).entity::<Account>().start().await.unwrap();
+    with_runtime(runtime(&store).entity::<Account>(), async |_client| {
         until_history(&store, "mover", |e| {
             matches!(e, Event::EntityLockGranted { seq: 0 }).then_some(())
         })
         .await;
-        runtime.shutdown().await;
     });
     for entity in ["@Account@alice", "@Account@bob"] {
         assert_eq!(lock_owner(&store, entity), Some(owner.clone()), "{entity}");
     }
     // Restarted inside the section: it calls bob, and ends releasing both.
-    lifetime(async {
-        let runtime = runtime(&store).entity::<Account>().start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store).entity::<Account>(), async |client| {
         let mover = client.instance(locked_withdraw, "mover");
         mover.raise_event("go", &()).await.unwrap();
         assert_eq!(mover.wait(WAIT).await.unwrap(), 7);
@@ -341,7 +325,6 @@ fn a_grant_opens_a_section_that_survives_a_restart_and_is_released() {
             client.entity_state::<Account>("bob").await.unwrap(),
             Some(Account { balance: 7 })
         );
-        runtime.shutdown().await;
     });
     let history = store.history("mover").unwrap();
     let call = history.iter().find_map(|e| match e {
@@ -359,9 +342,7 @@ fn a_grant_opens_a_section_that_survives_a_restart_and_is_released() {
 #[test]
 fn a_terminated_orchestration_unlocks_what_it_holds_or_waits_for() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         let instance = client.start(lock_and_wait, "stuck", ()).await.unwrap();
         until_history(&store, "stuck", |e| {
             matches!(e, Event::EntityLockRequested { .. }).then_some(())
@@ -379,7 +360,6 @@ fn a_terminated_orchestration_unlocks_what_it_holds_or_waits_for() {
             matches!(e, Event::EntityUnlock { .. })
         })
         .await;
-        runtime.shutdown().await;
     });
     let record = store.instance("stuck").unwrap().unwrap();
     let owner = ParentLink {
@@ -410,9 +390,7 @@ fn a_terminated_orchestration_unlocks_what_it_holds_or_waits_for() {
 #[test]
 fn a_continue_as_new_inside_a_section_sends_the_signal_and_the_unlock() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = runtime(&store).entity::<Account>().start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store).entity::<Account>(), async |client| {
         client.start(rounds, "rounds", 0).await.unwrap();
         let output = client.instance(rounds, "rounds").wait(WAIT).await.unwrap();
         assert_eq!(output, 1);
@@ -421,7 +399,6 @@ fn a_continue_as_new_inside_a_section_sends_the_signal_and_the_unlock() {
             client.entity_state::<Account>("bob").await.unwrap(),
             Some(Account { balance: 1 })
         );
-        runtime.shutdown().await;
     });
 }
 
