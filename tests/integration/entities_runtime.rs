@@ -12,7 +12,9 @@ use durable_store::{FjallStore, PostgresStore, TestServer};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
-use crate::entity_support::{Account, account_runtime, postgres_worker, until_state, with_runtime};
+use crate::entity_support::{
+    Account, account_runtime, deposit, postgres_worker, until_state, with_runtime,
+};
 
 fn fjall_runtime(store: &FjallStore) -> RuntimeBuilder {
     account_runtime(store.clone())
@@ -71,10 +73,7 @@ fn a_thousand_signals_to_one_entity_run_in_few_turns() {
 fn entities_signal_each_other_and_a_failed_operation_changes_nothing() {
     let (_dir, store) = store();
     with_runtime(fjall_runtime(&store), async |client| {
-        client
-            .signal_entity(Account::deposit, "alice", 100)
-            .await
-            .unwrap();
+        deposit(client, "alice", 100).await;
         // Short of funds: refused, nothing moves.
         client
             .signal_entity(Account::transfer, "alice", ("bob".to_string(), 500))
@@ -141,10 +140,7 @@ fn deleting_an_entity_resets_its_state_after_the_operations_before_it() {
         assert!(!client.delete_entity::<Account>("dave").await.unwrap());
         deposits(client, "dave", 5).await;
         assert!(client.delete_entity::<Account>("dave").await.unwrap());
-        client
-            .signal_entity(Account::deposit, "dave", 7)
-            .await
-            .unwrap();
+        deposit(client, "dave", 7).await;
         let dave = until_state::<Account>(client, "dave", |d| d.balance == 7).await;
         assert_eq!(dave.applied, 1, "the deposits before the delete are gone");
     });
@@ -165,10 +161,7 @@ fn a_scheduled_signal_runs_at_its_time_and_not_before() {
             .signal_entity(Account::pay_later, "erin", (5, 2_000))
             .await
             .unwrap();
-        client
-            .signal_entity(Account::deposit, "erin", 1)
-            .await
-            .unwrap();
+        deposit(&client, "erin", 1).await;
         // The deposit sent after it ran; the scheduled one waits for its time.
         until_state::<Account>(&client, "erin", |e| e.applied == 1).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -195,10 +188,7 @@ async fn noop(_ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
 fn an_entity_is_not_waited_on_terminated_or_purged_as_an_orchestration() {
     let (_dir, store) = store();
     with_runtime(fjall_runtime(&store).orchestrator(noop), async |client| {
-        client
-            .signal_entity(Account::deposit, "frank", 1)
-            .await
-            .unwrap();
+        deposit(client, "frank", 1).await;
         until_state::<Account>(client, "frank", |f| f.applied == 1).await;
         let waited = client
             .instance(noop, "@Account@frank")

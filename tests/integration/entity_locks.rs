@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
 use crate::entity_support::{
-    Account, CounterV1, CounterV2, WAIT, account_runtime, postgres_worker, until_no_work_items,
-    until_state, with_runtime,
+    Account, CounterV1, CounterV2, WAIT, account_runtime, counter_stored_by_v1, deposit,
+    postgres_worker, until_no_work_items, until_state, with_runtime,
 };
 
 /// A bump waits for code that reads the state; the delete and the bump a client sends
@@ -27,16 +27,7 @@ use crate::entity_support::{
 #[test]
 fn a_state_that_does_not_decode_holds_back_what_is_sent_after_it() {
     let (_dir, store) = store();
-    with_runtime(
-        Runtime::builder(store.clone()).entity::<CounterV1>(),
-        async |client| {
-            client
-                .signal_entity(CounterV1::bump, "c", ())
-                .await
-                .unwrap();
-            until_state(client, "c", |c: &CounterV1| c.n == 1).await;
-        },
-    );
+    counter_stored_by_v1(&store, "c");
     with_runtime(
         Runtime::builder(store.clone()).entity::<CounterV2>(),
         async |client| {
@@ -210,10 +201,7 @@ fn a_call_is_answered_in_the_commit_that_runs_it_once() {
     with_runtime(
         Runtime::builder(store.clone()).entity::<Account>(),
         async |client| {
-            client
-                .signal_entity(Account::deposit, "alice", 100)
-                .await
-                .unwrap();
+            deposit(client, "alice", 100).await;
             until_state(client, "alice", |a: &Account| a.applied == 1).await;
             let calls = vec![
                 call("withdraw", 30, step("teller", 1)),
@@ -286,10 +274,7 @@ fn calls_cut_off_by_a_crash_change_the_state_and_are_answered_once_each() {
             .await
             .unwrap();
         let client = runtime.client();
-        client
-            .signal_entity(Account::deposit, "bob", 0)
-            .await
-            .unwrap();
+        deposit(&client, "bob", 0).await;
         until_state(&client, "bob", |b: &Account| b.applied == 1).await;
         // One call at a time, as separate commits, so that the crash cuts them off.
         for seq in 1..=CALLS {
@@ -381,14 +366,8 @@ fn a_lock_goes_along_its_set_and_holds_back_all_but_its_owner_calls_across_a_res
     let owner = step("owner", 1);
     let other = step("other", 2);
     with_runtime(runtime(&store), async |client| {
-        client
-            .signal_entity(Account::deposit, "alice", 100)
-            .await
-            .unwrap();
-        client
-            .signal_entity(Account::deposit, "bob", 100)
-            .await
-            .unwrap();
+        deposit(client, "alice", 100).await;
+        deposit(client, "bob", 100).await;
         until_state(client, "alice", |a: &Account| a.applied == 1).await;
         until_state(client, "bob", |b: &Account| b.applied == 1).await;
         send(&store, ALICE, vec![lock_request(&owner, &[ALICE, BOB])]);
@@ -398,10 +377,7 @@ fn a_lock_goes_along_its_set_and_holds_back_all_but_its_owner_calls_across_a_res
         assert_eq!(lock_owner(&store, BOB), Some(owner.clone()));
         // Locked: a client's signal, another orchestration's call and lock request wait;
         // the owner's call runs.
-        client
-            .signal_entity(Account::deposit, "alice", 5)
-            .await
-            .unwrap();
+        deposit(client, "alice", 5).await;
         send(&store, ALICE, vec![call("balance", (), step("other", 1))]);
         send(&store, ALICE, vec![lock_request(&other, &[ALICE])]);
         send(&store, ALICE, vec![call("withdraw", 50, step("owner", 2))]);
@@ -431,16 +407,10 @@ fn a_lock_goes_along_its_set_and_holds_back_all_but_its_owner_calls_across_a_res
         assert_eq!(completed(answer_of(1, &answers)), serde_json::json!(55));
         assert_eq!(answers[1], Event::EntityLockGranted { seq: 2 });
         assert_eq!(lock_owner(&store, ALICE), Some(other.clone()));
-        client
-            .signal_entity(Account::deposit, "bob", 1)
-            .await
-            .unwrap();
+        deposit(&client, "bob", 1).await;
         until_state(&client, "bob", |b: &Account| b.applied == 2).await;
         assert_eq!(lock_owner(&store, BOB), None);
-        client
-            .signal_entity(Account::deposit, "alice", 1)
-            .await
-            .unwrap();
+        deposit(&client, "alice", 1).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let alice = client
             .entity_state::<Account>("alice")
@@ -467,14 +437,8 @@ fn an_unlock_that_comes_before_its_lock_request_lets_it_pass_without_locking() {
     let first = step("first", 1);
     let late = step("late", 4);
     with_runtime(runtime(&store), async |client| {
-        client
-            .signal_entity(Account::deposit, "alice", 1)
-            .await
-            .unwrap();
-        client
-            .signal_entity(Account::deposit, "bob", 1)
-            .await
-            .unwrap();
+        deposit(client, "alice", 1).await;
+        deposit(client, "bob", 1).await;
         until_state(client, "bob", |b: &Account| b.applied == 1).await;
         send(&store, ALICE, vec![lock_request(&first, &[ALICE])]);
         until_sent(&store, "first", 1).await;
@@ -483,17 +447,11 @@ fn an_unlock_that_comes_before_its_lock_request_lets_it_pass_without_locking() {
         send(&store, ALICE, vec![unlock(&late)]);
         send(&store, BOB, vec![unlock(&late)]);
         // Bob is not locked: the unlock waiting there holds up nothing.
-        client
-            .signal_entity(Account::deposit, "bob", 1)
-            .await
-            .unwrap();
+        deposit(client, "bob", 1).await;
         until_state(client, "bob", |b: &Account| b.applied == 2).await;
     });
     with_runtime(runtime(&store), async |client| {
-        client
-            .signal_entity(Account::deposit, "bob", 1)
-            .await
-            .unwrap();
+        deposit(client, "bob", 1).await;
         until_state(client, "bob", |b: &Account| b.applied == 3).await;
         assert_eq!(lock_owner(&store, BOB), None);
         // Alice unlocked by `first`: `late`'s request passes alice and bob, locking
@@ -503,10 +461,7 @@ fn an_unlock_that_comes_before_its_lock_request_lets_it_pass_without_locking() {
         assert_eq!(granted, vec![Event::EntityLockGranted { seq: 4 }]);
         assert_eq!(lock_owner(&store, ALICE), None);
         assert_eq!(lock_owner(&store, BOB), None);
-        client
-            .signal_entity(Account::deposit, "alice", 1)
-            .await
-            .unwrap();
+        deposit(client, "alice", 1).await;
         until_state(client, "alice", |a: &Account| a.applied == 2).await;
     });
     assert_eq!(for_entities(&store), vec![]);
@@ -567,14 +522,8 @@ fn on_postgres_critical_sections_over_two_workers_are_granted_one_at_a_time() {
         let a = builder().start().await.unwrap();
         let mut b = builder().start().await.unwrap();
         let client = a.client();
-        client
-            .signal_entity(Account::deposit, "alice", 1_000)
-            .await
-            .unwrap();
-        client
-            .signal_entity(Account::deposit, "bob", 1_000)
-            .await
-            .unwrap();
+        deposit(&client, "alice", 1_000).await;
+        deposit(&client, "bob", 1_000).await;
         until_state(&client, "alice", |x: &Account| x.applied == 1).await;
         until_state(&client, "bob", |x: &Account| x.applied == 1).await;
         for owner in &owners {
@@ -605,10 +554,7 @@ fn on_postgres_critical_sections_over_two_workers_are_granted_one_at_a_time() {
             assert_eq!(lock_owner(&store, ALICE), Some(section.clone()));
             assert_eq!(lock_owner(&store, BOB), Some(section.clone()));
             // A transfer: withdraw from alice, deposit to bob; a client's deposit waits.
-            client
-                .signal_entity(Account::deposit, "alice", 1)
-                .await
-                .unwrap();
+            deposit(&client, "alice", 1).await;
             send(&store, ALICE, vec![call("withdraw", 10, step(&granted, 2))]);
             send(&store, BOB, vec![call("deposit", 10, step(&granted, 3))]);
             let answers = until_sent(&store, &granted, 3).await;

@@ -9,7 +9,9 @@ use durable_store::{PostgresStore, Store, TestServer};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
-use crate::entity_support::{CounterV1, CounterV2, WAIT, until_state, with_runtime};
+use crate::entity_support::{
+    CounterV1, CounterV2, WAIT, counter_stored_by_v1, until_state, with_runtime,
+};
 
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Tally {
@@ -185,16 +187,7 @@ fn a_scheduled_signal_runs_once_across_restarts_and_not_before_its_time() {
 #[test]
 fn operations_on_a_state_that_no_longer_decodes_wait_for_code_that_reads_it() {
     let (_dir, store) = store();
-    with_runtime(
-        Runtime::builder(store.clone()).entity::<CounterV1>(),
-        async |client| {
-            client
-                .signal_entity(CounterV1::bump, "c", ())
-                .await
-                .unwrap();
-            until_state(client, "c", |c: &CounterV1| c.n == 1).await;
-        },
-    );
+    counter_stored_by_v1(&store, "c");
     with_runtime(
         Runtime::builder(store.clone()).entity::<CounterV2>(),
         async |client| {

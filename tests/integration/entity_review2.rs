@@ -5,6 +5,7 @@
 //! state that does not decode with a caller waiting on it; on fjall, and on PostgreSQL
 //! with two workers.
 
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use durable_core::record::{Event, Status, WorkItem};
@@ -12,7 +13,9 @@ use durable_core::{
     Client, EntityId, Instance, OrchestrationContext, Runtime, RuntimeBuilder, Store, entity,
     orchestrator,
 };
-use durable_store::{PostgresStore, TestServer};
+use durable_store::{
+    ClaimFilter, Commit, CommitLease, InstanceRecord, PostgresStore, TestServer, WorkId, WorkerId,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
@@ -858,6 +861,61 @@ fn on_postgres_transfers_over_fresh_entities_through_two_workers_and_a_crash() {
     });
 }
 
+/// A commit making instance `instance` with one message, work item `id`, waiting for it.
+fn an_instance_with_a_message(instance: &str, id: WorkId) -> Commit {
+    let record = InstanceRecord::pending("race".into(), 1, Vec::new(), 0, 1, None);
+    let message = WorkItem::Message {
+        instance: instance.to_string(),
+        incarnation: 1,
+        generation: None,
+        event: Event::ResumeRequested,
+    };
+    Commit {
+        instances: vec![(instance.to_string(), record)],
+        enqueued: vec![(id, message)],
+        ..Commit::default()
+    }
+}
+
+/// Under `worker`'s lease, nothing unclaimed or released.
+fn lease_of(worker: WorkerId) -> Option<CommitLease> {
+    Some(CommitLease {
+        worker,
+        unclaimed: Vec::new(),
+        released: Vec::new(),
+    })
+}
+
+/// Runs `there` on a thread of its own and `here` on this one, let go together, `here`
+/// after `delay`; what `there` gave.
+fn at_once<T: Send + 'static>(
+    delay: Duration,
+    there: impl FnOnce() -> T + Send + 'static,
+    here: impl FnOnce(),
+) -> T {
+    let start = Arc::new(Barrier::new(2));
+    let thread = {
+        let start = start.clone();
+        std::thread::spawn(move || {
+            start.wait();
+            there()
+        })
+    };
+    start.wait();
+    std::thread::sleep(delay);
+    here();
+    thread.join().unwrap()
+}
+
+/// Fails with the rounds in `lost`, if any.
+fn assert_none_lost(lost: Vec<u64>) {
+    assert_eq!(
+        lost,
+        Vec::<u64>::new(),
+        "rounds whose message no worker can claim"
+    );
+}
+
 /// On PostgreSQL, a worker's lease ends (`leave`, as a runtime dropped without a
 /// shutdown does) while a commit of that worker is being written: whatever the commit
 /// wrote (a message for an instance the worker held) is released with the rest, so
@@ -867,9 +925,6 @@ fn on_postgres_transfers_over_fresh_entities_through_two_workers_and_a_crash() {
 /// never claimed (an entity's unlock lost so left it locked for good).
 #[test]
 fn on_postgres_a_commit_written_while_its_worker_leaves_is_claimed_by_another() {
-    use durable_store::{ClaimFilter, Commit, CommitLease, InstanceRecord};
-    use std::sync::{Arc, Barrier};
-
     let database = TestServer::shared().database();
     let writer = PostgresStore::open(database.url()).unwrap();
     let leaver = PostgresStore::open(database.url()).unwrap();
@@ -878,37 +933,16 @@ fn on_postgres_a_commit_written_while_its_worker_leaves_is_claimed_by_another() 
         let worker = writer.join(Duration::from_secs(60)).unwrap();
         let instance = format!("race-{round}");
         let id = writer.reserve_work_ids(1).unwrap();
-        let record = InstanceRecord::pending("race".into(), 1, Vec::new(), 0, 1, None);
         let commit = Commit {
-            instances: vec![(instance.clone(), record)],
-            enqueued: vec![(
-                id,
-                WorkItem::Message {
-                    instance: instance.clone(),
-                    incarnation: 1,
-                    generation: None,
-                    event: Event::ResumeRequested,
-                },
-            )],
-            lease: Some(CommitLease {
-                worker,
-                unclaimed: Vec::new(),
-                released: Vec::new(),
-            }),
-            ..Commit::default()
+            lease: lease_of(worker),
+            ..an_instance_with_a_message(&instance, id)
         };
-        let start = Arc::new(Barrier::new(2));
         let committing = {
-            let (writer, start) = (writer.clone(), start.clone());
-            std::thread::spawn(move || {
-                start.wait();
-                writer.commit(&[commit])
-            })
+            let writer = writer.clone();
+            move || writer.commit(&[commit])
         };
-        start.wait();
-        std::thread::sleep(Duration::from_micros(200 * (round % 10)));
-        leaver.leave(worker).unwrap();
-        let written = committing.join().unwrap().is_ok();
+        let delay = Duration::from_micros(200 * (round % 10));
+        let written = at_once(delay, committing, || leaver.leave(worker).unwrap()).is_ok();
         let other = leaver.join(Duration::from_secs(60)).unwrap();
         let claim = leaver.claim(other, &ClaimFilter::default()).unwrap();
         let claimed = claim.items.iter().any(|(item, _)| *item == id);
@@ -917,11 +951,7 @@ fn on_postgres_a_commit_written_while_its_worker_leaves_is_claimed_by_another() 
         }
         leaver.leave(other).unwrap();
     }
-    assert_eq!(
-        lost,
-        Vec::<u64>::new(),
-        "rounds whose message no worker can claim"
-    );
+    assert_none_lost(lost);
 }
 
 /// On PostgreSQL, a worker's lease ends while a claim of that worker runs (a runtime
@@ -933,9 +963,6 @@ fn on_postgres_a_commit_written_while_its_worker_leaves_is_claimed_by_another() 
 /// (two entities and every message sent to them stuck so).
 #[test]
 fn on_postgres_a_claim_running_while_its_worker_leaves_leaves_nothing_held() {
-    use durable_store::{ClaimFilter, Commit, InstanceRecord};
-    use std::sync::{Arc, Barrier};
-
     let database = TestServer::shared().database();
     let claimer = PostgresStore::open(database.url()).unwrap();
     let leaver = PostgresStore::open(database.url()).unwrap();
@@ -943,32 +970,16 @@ fn on_postgres_a_claim_running_while_its_worker_leaves_leaves_nothing_held() {
     for round in 0..60_u64 {
         let instance = format!("claimed-{round}");
         let id = leaver.reserve_work_ids(1).unwrap();
-        let record = InstanceRecord::pending("race".into(), 1, Vec::new(), 0, 1, None);
-        let message = WorkItem::Message {
-            instance: instance.clone(),
-            incarnation: 1,
-            generation: None,
-            event: Event::ResumeRequested,
-        };
-        let commit = Commit {
-            instances: vec![(instance.clone(), record)],
-            enqueued: vec![(id, message)],
-            ..Commit::default()
-        };
-        leaver.commit(&[commit]).unwrap();
+        leaver
+            .commit(&[an_instance_with_a_message(&instance, id)])
+            .unwrap();
         let worker = claimer.join(Duration::from_secs(60)).unwrap();
-        let start = Arc::new(Barrier::new(2));
         let claiming = {
-            let (claimer, start) = (claimer.clone(), start.clone());
-            std::thread::spawn(move || {
-                start.wait();
-                claimer.claim(worker, &ClaimFilter::default())
-            })
+            let claimer = claimer.clone();
+            move || claimer.claim(worker, &ClaimFilter::default())
         };
-        start.wait();
-        std::thread::sleep(Duration::from_micros(300 * (round % 10)));
-        leaver.leave(worker).unwrap();
-        let _ = claiming.join().unwrap();
+        let delay = Duration::from_micros(300 * (round % 10));
+        let _ = at_once(delay, claiming, || leaver.leave(worker).unwrap());
         let other = leaver.join(Duration::from_secs(60)).unwrap();
         let claim = leaver.claim(other, &ClaimFilter::default()).unwrap();
         if !claim.items.iter().any(|(item, _)| *item == id) {
@@ -978,21 +989,13 @@ fn on_postgres_a_claim_running_while_its_worker_leaves_leaves_nothing_held() {
         let done = Commit {
             dequeued: vec![id],
             instances_removed: vec![instance],
-            lease: Some(durable_store::CommitLease {
-                worker: other,
-                unclaimed: Vec::new(),
-                released: Vec::new(),
-            }),
+            lease: lease_of(other),
             ..Commit::default()
         };
         leaver.commit(&[done]).unwrap();
         leaver.leave(other).unwrap();
     }
-    assert_eq!(
-        lost,
-        Vec::<u64>::new(),
-        "rounds whose message no worker can claim"
-    );
+    assert_none_lost(lost);
 }
 
 /// A call of generation 0 answered after the orchestration continued as new, whose

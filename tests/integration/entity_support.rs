@@ -10,7 +10,7 @@ use durable_core::record::{Event, ParentLink, WorkItem};
 use durable_core::{
     Client, Entity, EntityContext, Error, Orchestrator, Runtime, RuntimeBuilder, Store, entity,
 };
-use durable_store::PostgresStore;
+use durable_store::{FjallStore, PostgresStore};
 use serde::{Deserialize, Serialize};
 
 use crate::common::lifetime;
@@ -222,6 +222,29 @@ impl Account {
     pub fn balance(&self) -> i64 {
         self.balance
     }
+}
+
+/// Signals a deposit of `amount` to account `key`.
+pub async fn deposit(client: &Client, key: &str, amount: i64) {
+    client
+        .signal_entity(Account::deposit, key, amount)
+        .await
+        .unwrap();
+}
+
+/// Leaves counter `key` in `store` as `CounterV1` writes it (`n` is 1), a state
+/// `CounterV2` cannot decode; in a process lifetime of its own.
+pub fn counter_stored_by_v1(store: &FjallStore, key: &str) {
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<CounterV1>(),
+        async |client| {
+            client
+                .signal_entity(CounterV1::bump, key, ())
+                .await
+                .unwrap();
+            until_state(client, key, |c: &CounterV1| c.n == 1).await;
+        },
+    );
 }
 
 /// `Counter` as first deployed.
