@@ -3,6 +3,8 @@
 //! `entity_client`, `orchestration_entities`). Every wait here polls for at most `WAIT`
 //! and fails naming what it awaited and what it saw last.
 
+pub mod plain;
+
 use std::future::Future;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 

@@ -6,36 +6,16 @@ use std::time::Duration;
 
 use durable_core::record::{Event, ParentLink, WorkItem};
 use durable_core::{
-    Client, EntityId, FjallStore, OrchestrationContext, Runtime, RuntimeBuilder, Store, entity,
+    Client, EntityId, FjallStore, OrchestrationContext, Runtime, RuntimeBuilder, Store,
     orchestrator,
 };
 use durable_store::{PostgresStore, TestServer};
-use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
+use crate::entity_support::plain::Account;
 use crate::entity_support::{
     WAIT, postgres_worker, until, until_queued, until_settled, until_state, with_runtime,
 };
-
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct Account {
-    balance: i64,
-}
-
-#[entity]
-impl Account {
-    pub fn deposit(&mut self, amount: i64) {
-        self.balance += amount;
-    }
-
-    pub fn withdraw(&mut self, amount: i64) -> Result<i64, String> {
-        if amount > self.balance {
-            return Err(format!("insufficient funds: {}", self.balance));
-        }
-        self.balance -= amount;
-        Ok(self.balance)
-    }
-}
 
 /// Withdraws 5 from `key`: the balance left, or the operation's own error as text.
 #[orchestrator]
