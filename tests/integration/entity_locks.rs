@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
 use crate::entity_support::{
-    Account, CounterV1, CounterV2, WAIT, account_runtime, counter_stored_by_v1, deposit,
-    postgres_worker, until_no_work_items, until_state, with_runtime,
+    Account, CounterV1, CounterV2, WAIT, account_runtime, assert_undecodable_as_v2, bump_v2,
+    counter_stored_by_v1, deposit, postgres_worker, until_no_work_items, until_state, with_runtime,
 };
 
 /// A bump waits for code that reads the state; the delete and the bump a client sends
@@ -31,25 +31,13 @@ fn a_state_that_does_not_decode_holds_back_what_is_sent_after_it() {
     with_runtime(
         Runtime::builder(store.clone()).entity::<CounterV2>(),
         async |client| {
-            client
-                .signal_entity(CounterV2::bump, "c", ())
-                .await
-                .unwrap();
+            bump_v2(client, "c").await;
             tokio::time::sleep(Duration::from_millis(300)).await;
             assert!(client.delete_entity::<CounterV2>("c").await.unwrap());
-            client
-                .signal_entity(CounterV2::bump, "c", ())
-                .await
-                .unwrap();
+            bump_v2(client, "c").await;
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let read = client.entity_state::<CounterV2>("c").await;
-            assert!(
-                matches!(
-                    read,
-                    Err(durable_core::Error::UndecodableEntityState { .. })
-                ),
-                "the delete ran before the bump sent ahead of it: {read:?}"
-            );
+            let why = "the delete ran before the bump sent ahead of it";
+            assert_undecodable_as_v2(client, "c", why).await;
         },
     );
     // Code that reads the state: bump (2), delete, bump (1), in the order they were sent.

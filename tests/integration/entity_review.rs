@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
 use crate::entity_support::{
-    CounterV1, CounterV2, WAIT, counter_stored_by_v1, until_state, with_runtime,
+    CounterV1, CounterV2, WAIT, assert_undecodable_as_v2, bump_v2, counter_stored_by_v1,
+    until_state, with_runtime,
 };
 
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -192,20 +193,11 @@ fn operations_on_a_state_that_no_longer_decodes_wait_for_code_that_reads_it() {
         Runtime::builder(store.clone()).entity::<CounterV2>(),
         async |client| {
             for _ in 0..3 {
-                client
-                    .signal_entity(CounterV2::bump, "c", ())
-                    .await
-                    .unwrap();
+                bump_v2(client, "c").await;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let read = client.entity_state::<CounterV2>("c").await;
-            assert!(
-                matches!(
-                    read,
-                    Err(durable_core::Error::UndecodableEntityState { .. })
-                ),
-                "{read:?}"
-            );
+            let why = "the bumps ran on a state that does not decode";
+            assert_undecodable_as_v2(client, "c", why).await;
         },
     );
     // Code that reads the state again: the three operations run, none lost.

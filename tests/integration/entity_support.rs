@@ -249,6 +249,24 @@ pub fn counter_stored_by_v1(store: &FjallStore, key: &str) {
     );
 }
 
+/// Signals `CounterV2::bump` to counter `key`.
+pub async fn bump_v2(client: &Client, key: &str) {
+    client
+        .signal_entity(CounterV2::bump, key, ())
+        .await
+        .unwrap();
+}
+
+/// Fails unless counter `key`'s stored state reads as undecodable through `CounterV2`;
+/// `why` says what a state that did decode would mean.
+pub async fn assert_undecodable_as_v2(client: &Client, key: &str, why: &str) {
+    let read = client.entity_state::<CounterV2>(key).await;
+    assert!(
+        matches!(read, Err(Error::UndecodableEntityState { .. })),
+        "{why}: {read:?}"
+    );
+}
+
 /// `Counter` as first deployed.
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CounterV1 {
