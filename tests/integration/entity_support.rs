@@ -22,7 +22,16 @@ pub const WAIT: Duration = Duration::from_secs(60);
 
 /// Polls `check` every 10 ms until it gives `Ok`, and returns what it gave. After `WAIT`
 /// fails, naming `what` was awaited and the last `Err` (what was seen instead).
-pub async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn until<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    poll(what, Duration::from_millis(10), check).await
+}
+
+/// `until`, polling every `every`.
+async fn poll<T, F, Fut>(what: &str, every: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -36,11 +45,13 @@ where
                 "waited {WAIT:?} for {what}; last seen: {seen}"
             ),
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
 /// Waits until entity `key` of type `E` has a state that satisfies `done`, and returns it.
+/// Polls every 20 ms, as the tests' own copies did: a read of an entity's state is a
+/// store read each time.
 pub async fn until_state<E>(client: &Client, key: &str, done: impl Fn(&E) -> bool) -> E
 where
     E: Entity + std::fmt::Debug,
@@ -49,7 +60,7 @@ where
         "the state of entity `{key}` ({})",
         std::any::type_name::<E>()
     );
-    until(&what, || async {
+    poll(&what, Duration::from_millis(20), || async {
         match client.entity_state::<E>(key).await.unwrap() {
             Some(state) if done(&state) => Ok(state),
             other => Err(format!("{other:?}")),
