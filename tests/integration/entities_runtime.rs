@@ -2,96 +2,22 @@
 //! operations in one turn and one commit, failed operations that change nothing, restarts,
 //! and several workers on one PostgreSQL database applying each operation exactly once.
 
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use durable_core::{
-    Client, EntityContext, Error, ManualClock, OrchestrationContext, Runtime, RuntimeBuilder,
-    Store, entity, orchestrator,
+    Client, Error, ManualClock, OrchestrationContext, Runtime, RuntimeBuilder, Store, entity,
+    orchestrator,
 };
 use durable_store::{FjallStore, PostgresStore, TestServer};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct Account {
-    balance: i64,
-    /// How many operations changed the state.
-    applied: u64,
-}
-
-#[entity]
-impl Account {
-    pub fn deposit(&mut self, amount: i64) {
-        self.balance += amount;
-        self.applied += 1;
-    }
-
-    pub fn withdraw(&mut self, amount: i64) -> Result<i64, String> {
-        if amount > self.balance {
-            return Err(format!("insufficient funds: {} < {amount}", self.balance));
-        }
-        self.balance -= amount;
-        self.applied += 1;
-        Ok(self.balance)
-    }
-
-    /// Moves `amount` to account `to` by a signal, or nothing if the funds are short.
-    pub fn transfer(
-        &mut self,
-        ctx: &mut EntityContext,
-        (to, amount): (String, i64),
-    ) -> Result<(), String> {
-        if amount > self.balance {
-            return Err(format!("insufficient funds: {} < {amount}", self.balance));
-        }
-        self.balance -= amount;
-        self.applied += 1;
-        ctx.signal(to, Account::deposit, amount);
-        Ok(())
-    }
-
-    /// Deposits `amount` to itself at `at_secs` (seconds since the Unix epoch).
-    pub fn pay_later(&mut self, ctx: &mut EntityContext, (amount, at_secs): (i64, u64)) {
-        let me = ctx.id().clone();
-        let at = UNIX_EPOCH + Duration::from_secs(at_secs);
-        ctx.signal_at(&me, Account::deposit, amount, at);
-    }
-
-    /// Changes the state, then panics: the change must not stick.
-    pub fn explode(&mut self) {
-        self.balance = -1_000_000;
-        panic!("boom");
-    }
-
-    pub fn balance(&self) -> i64 {
-        self.balance
-    }
-}
+use crate::entity_support::{
+    Account, account_runtime, deposit, postgres_worker, until_state, with_runtime,
+};
 
 fn fjall_runtime(store: &FjallStore) -> RuntimeBuilder {
-    Runtime::builder(store.clone()).entity::<Account>()
-}
-
-/// Waits until `key`'s state satisfies `done`, and returns it.
-async fn until_state(client: &Client, key: &str, done: impl Fn(&Account) -> bool) -> Account {
-    let start = Instant::now();
-    loop {
-        let state = client.entity_state::<Account>(key).await.unwrap();
-        if let Some(state) = state
-            && done(&state)
-        {
-            return state;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "entity `{key}` never got there: {:?}",
-            client.entity_state::<Account>(key).await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    account_runtime(store.clone())
 }
 
 /// Sends `n` deposits of 1 to `key` from `client`, all at once.
@@ -118,7 +44,7 @@ fn a_thousand_signals_to_one_entity_run_in_few_turns() {
         let client = runtime.client();
         assert_eq!(client.entity_state::<Account>("alice").await.unwrap(), None);
         deposits(&client, "alice", 1_000).await;
-        let state = until_state(&client, "alice", |a| a.applied >= 1_000).await;
+        let state = until_state::<Account>(&client, "alice", |a| a.applied >= 1_000).await;
         assert_eq!(
             state,
             Account {
@@ -146,13 +72,8 @@ fn a_thousand_signals_to_one_entity_run_in_few_turns() {
 #[test]
 fn entities_signal_each_other_and_a_failed_operation_changes_nothing() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = fjall_runtime(&store).start().await.unwrap();
-        let client = runtime.client();
-        client
-            .signal_entity(Account::deposit, "alice", 100)
-            .await
-            .unwrap();
+    with_runtime(fjall_runtime(&store), async |client| {
+        deposit(client, "alice", 100).await;
         // Short of funds: refused, nothing moves.
         client
             .signal_entity(Account::transfer, "alice", ("bob".to_string(), 500))
@@ -174,9 +95,9 @@ fn entities_signal_each_other_and_a_failed_operation_changes_nothing() {
             .signal_entity(Account::balance, "alice", ())
             .await
             .unwrap();
-        let bob = until_state(&client, "bob", |b| b.applied == 1).await;
+        let bob = until_state::<Account>(client, "bob", |b| b.applied == 1).await;
         assert_eq!(bob.balance, 30, "bob was made by alice's signal");
-        let alice = until_state(&client, "alice", |a| a.applied == 2).await;
+        let alice = until_state::<Account>(client, "alice", |a| a.applied == 2).await;
         assert_eq!(
             alice,
             Account {
@@ -185,7 +106,6 @@ fn entities_signal_each_other_and_a_failed_operation_changes_nothing() {
             },
             "the failed operations left the state as it was"
         );
-        runtime.shutdown().await;
     });
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
@@ -197,14 +117,12 @@ fn a_restarted_runtime_keeps_the_state_and_runs_the_queued_operations() {
         let runtime = fjall_runtime(&store).start().await.unwrap();
         let client = runtime.client();
         deposits(&client, "carol", 50).await;
-        until_state(&client, "carol", |c| c.applied == 50).await;
+        until_state::<Account>(&client, "carol", |c| c.applied == 50).await;
         // Queued, and the process ends at once: some may not have run.
         deposits(&client, "carol", 25).await;
     });
-    lifetime(async {
-        let runtime = fjall_runtime(&store).start().await.unwrap();
-        let client = runtime.client();
-        let carol = until_state(&client, "carol", |c| c.applied >= 75).await;
+    with_runtime(fjall_runtime(&store), async |client| {
+        let carol = until_state::<Account>(client, "carol", |c| c.applied >= 75).await;
         assert_eq!(
             carol,
             Account {
@@ -212,26 +130,19 @@ fn a_restarted_runtime_keeps_the_state_and_runs_the_queued_operations() {
                 applied: 75
             }
         );
-        runtime.shutdown().await;
     });
 }
 
 #[test]
 fn deleting_an_entity_resets_its_state_after_the_operations_before_it() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = fjall_runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(fjall_runtime(&store), async |client| {
         assert!(!client.delete_entity::<Account>("dave").await.unwrap());
-        deposits(&client, "dave", 5).await;
+        deposits(client, "dave", 5).await;
         assert!(client.delete_entity::<Account>("dave").await.unwrap());
-        client
-            .signal_entity(Account::deposit, "dave", 7)
-            .await
-            .unwrap();
-        let dave = until_state(&client, "dave", |d| d.balance == 7).await;
+        deposit(client, "dave", 7).await;
+        let dave = until_state::<Account>(client, "dave", |d| d.balance == 7).await;
         assert_eq!(dave.applied, 1, "the deposits before the delete are gone");
-        runtime.shutdown().await;
     });
 }
 
@@ -250,12 +161,9 @@ fn a_scheduled_signal_runs_at_its_time_and_not_before() {
             .signal_entity(Account::pay_later, "erin", (5, 2_000))
             .await
             .unwrap();
-        client
-            .signal_entity(Account::deposit, "erin", 1)
-            .await
-            .unwrap();
+        deposit(&client, "erin", 1).await;
         // The deposit sent after it ran; the scheduled one waits for its time.
-        until_state(&client, "erin", |e| e.applied == 1).await;
+        until_state::<Account>(&client, "erin", |e| e.applied == 1).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let erin = client
             .entity_state::<Account>("erin")
@@ -264,7 +172,7 @@ fn a_scheduled_signal_runs_at_its_time_and_not_before() {
             .unwrap();
         assert_eq!(erin.balance, 1, "a scheduled signal ran early");
         clock.advance(Duration::from_secs(1_000));
-        let erin = until_state(&client, "erin", |e| e.applied == 2).await;
+        let erin = until_state::<Account>(&client, "erin", |e| e.applied == 2).await;
         assert_eq!(erin.balance, 6);
         runtime.shutdown().await;
     });
@@ -279,18 +187,9 @@ async fn noop(_ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
 #[test]
 fn an_entity_is_not_waited_on_terminated_or_purged_as_an_orchestration() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = fjall_runtime(&store)
-            .orchestrator(noop)
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        client
-            .signal_entity(Account::deposit, "frank", 1)
-            .await
-            .unwrap();
-        until_state(&client, "frank", |f| f.applied == 1).await;
+    with_runtime(fjall_runtime(&store).orchestrator(noop), async |client| {
+        deposit(client, "frank", 1).await;
+        until_state::<Account>(client, "frank", |f| f.applied == 1).await;
         let waited = client
             .instance(noop, "@Account@frank")
             .wait(Duration::from_secs(5))
@@ -306,7 +205,6 @@ fn an_entity_is_not_waited_on_terminated_or_purged_as_an_orchestration() {
         );
         let purged = client.purge("@Account@frank").await;
         assert!(matches!(&purged, Err(Error::IsAnEntity(_))), "{purged:?}");
-        runtime.shutdown().await;
     });
 }
 
@@ -325,22 +223,17 @@ impl Unregistered {
 #[test]
 fn signalling_an_entity_type_the_runtime_does_not_have_is_refused() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = fjall_runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(fjall_runtime(&store), async |client| {
         let refused = client.signal_entity(Unregistered::bump, "x", ()).await;
         assert!(
             matches!(&refused, Err(Error::UnregisteredEntity(name)) if name == "Unregistered"),
             "{refused:?}"
         );
-        runtime.shutdown().await;
     });
 }
 
 fn postgres_runtime(url: &str) -> RuntimeBuilder {
-    Runtime::builder(PostgresStore::open(url).unwrap())
-        .entity::<Account>()
-        .lease(Duration::from_secs(5))
+    postgres_worker(url, Duration::from_secs(5), account_runtime)
 }
 
 #[test]
@@ -350,7 +243,7 @@ fn on_postgres_signals_run_in_few_turns_and_entities_signal_each_other() {
         let runtime = postgres_runtime(database.url()).start().await.unwrap();
         let client = runtime.client();
         deposits(&client, "alice", 1_000).await;
-        let alice = until_state(&client, "alice", |a| a.applied >= 1_000).await;
+        let alice = until_state::<Account>(&client, "alice", |a| a.applied >= 1_000).await;
         assert_eq!(alice.balance, 1_000);
         let turns = runtime.commit_stats().commits - 1_000;
         assert!(turns <= 100, "1,000 signals took {turns} turns");
@@ -358,7 +251,7 @@ fn on_postgres_signals_run_in_few_turns_and_entities_signal_each_other() {
             .signal_entity(Account::transfer, "alice", ("bob".to_string(), 400))
             .await
             .unwrap();
-        let bob = until_state(&client, "bob", |b| b.applied == 1).await;
+        let bob = until_state::<Account>(&client, "bob", |b| b.applied == 1).await;
         assert_eq!(bob.balance, 400);
         runtime.shutdown().await;
     });
@@ -377,7 +270,7 @@ fn on_postgres_two_workers_apply_every_operation_exactly_once() {
             deposits(&client_a, "shared", 300),
             deposits(&client_b, "shared", 300)
         );
-        let shared = until_state(&client_a, "shared", |s| s.applied >= 600).await;
+        let shared = until_state::<Account>(&client_a, "shared", |s| s.applied >= 600).await;
         assert_eq!(
             shared,
             Account {
@@ -441,7 +334,7 @@ fn on_postgres_a_worker_without_the_entity_type_leaves_its_entities_to_one_with_
         first.shutdown().await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let second = postgres_runtime(database.url()).start().await.unwrap();
-        let gina = until_state(&second.client(), "gina", |g| g.applied >= 50).await;
+        let gina = until_state::<Account>(&second.client(), "gina", |g| g.applied >= 50).await;
         assert_eq!(gina.balance, 50);
         second.shutdown().await;
         other.shutdown().await;

@@ -13,8 +13,7 @@ use durable_store::{FjallStore, PostgresStore, TestServer};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
-
-const WAIT: Duration = Duration::from_secs(60);
+use crate::entity_support::{WAIT, postgres_worker, until_state, with_runtime};
 
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Tally {
@@ -40,20 +39,6 @@ fn runtime(store: &FjallStore) -> RuntimeBuilder {
     Runtime::builder(store.clone())
         .entity::<Tally>()
         .orchestrator(quick)
-}
-
-/// Waits until `key`'s state satisfies `done`, and returns it.
-async fn until_state(client: &Client, key: &str, done: impl Fn(&Tally) -> bool) -> Tally {
-    let start = Instant::now();
-    loop {
-        if let Some(state) = client.entity_state::<Tally>(key).await.unwrap()
-            && done(&state)
-        {
-            return state;
-        }
-        assert!(start.elapsed() < WAIT, "entity `{key}` never got there");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The keys of every page of `query`, each page's cursor passed to the next.
@@ -83,9 +68,7 @@ fn entities_are_listed_by_key_a_page_at_a_time_and_not_as_orchestrations() {
             ..Commit::default()
         }])
         .unwrap();
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         let done = client.start(quick, "q-1", 7).await.unwrap();
         assert_eq!(done.wait(WAIT).await.unwrap(), 7);
         for (key, n) in [("c", 3), ("a", 1), ("eu-2", 5), ("b", 2), ("eu-1", 4)] {
@@ -97,12 +80,12 @@ fn entities_are_listed_by_key_a_page_at_a_time_and_not_as_orchestrations() {
             .await
             .unwrap();
         for key in ["a", "b", "c", "eu-1", "eu-2"] {
-            until_state(&client, key, |t| t.applied == 1).await;
+            until_state::<Tally>(client, key, |t| t.applied == 1).await;
         }
 
         let keys = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            pages(&client, EntityQuery::new().page_size(2)).await,
+            pages(client, EntityQuery::new().page_size(2)).await,
             [
                 keys(&["a", "b"]),
                 keys(&["broken", "c"]),
@@ -112,7 +95,7 @@ fn entities_are_listed_by_key_a_page_at_a_time_and_not_as_orchestrations() {
         );
         assert_eq!(
             pages(
-                &client,
+                client,
                 EntityQuery::new().page_size(3).include_stateless(true)
             )
             .await,
@@ -123,7 +106,7 @@ fn entities_are_listed_by_key_a_page_at_a_time_and_not_as_orchestrations() {
             ],
         );
         assert_eq!(
-            pages(&client, EntityQuery::new().key_prefix("eu-")).await,
+            pages(client, EntityQuery::new().key_prefix("eu-")).await,
             [keys(&["eu-1", "eu-2"])],
         );
         let page = client
@@ -161,7 +144,6 @@ fn entities_are_listed_by_key_a_page_at_a_time_and_not_as_orchestrations() {
         assert_eq!(counts[&StatusKind::Completed], 1);
         assert_eq!(counts[&StatusKind::Running], 0, "{counts:?}");
         assert_eq!(counts[&StatusKind::Pending], 0, "{counts:?}");
-        runtime.shutdown().await;
     });
 }
 
@@ -180,7 +162,7 @@ fn a_signal_scheduled_by_a_client_runs_at_its_time_across_a_restart() {
             .unwrap();
         client.signal_entity(Tally::add, "erin", 1).await.unwrap();
         // The signal sent after it ran; the scheduled one waits for its time.
-        until_state(&client, "erin", |t| t.applied == 1).await;
+        until_state::<Tally>(&client, "erin", |t| t.applied == 1).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         clock.advance(Duration::from_secs(999));
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -200,14 +182,14 @@ fn a_signal_scheduled_by_a_client_runs_at_its_time_across_a_restart() {
             "a scheduled signal ran early after a restart"
         );
         clock.advance(Duration::from_secs(1));
-        let erin = until_state(&client, "erin", |t| t.applied == 2).await;
+        let erin = until_state::<Tally>(&client, "erin", |t| t.applied == 2).await;
         assert_eq!(erin.total, 6);
         // A time already past runs at once.
         client
             .signal_entity_at(Tally::add, "erin", 10, start)
             .await
             .unwrap();
-        let erin = until_state(&client, "erin", |t| t.applied == 3).await;
+        let erin = until_state::<Tally>(&client, "erin", |t| t.applied == 3).await;
         assert_eq!(erin.total, 16);
         runtime.shutdown().await;
     });
@@ -218,16 +200,14 @@ fn a_signal_scheduled_by_a_client_runs_at_its_time_across_a_restart() {
 fn cleaning_removes_empty_entities_no_worker_holds_and_keeps_every_operation() {
     let (_dir, store) = store();
     let far = UNIX_EPOCH + Duration::from_secs(1 << 40);
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         client.signal_entity(Tally::add, "kept", 1).await.unwrap();
         client.signal_entity(Tally::add, "gone", 2).await.unwrap();
         assert!(client.delete_entity::<Tally>("gone").await.unwrap());
         (client.signal_entity_at(Tally::add, "later", 3, far))
             .await
             .unwrap();
-        until_state(&client, "kept", |t| t.applied == 1).await;
+        until_state::<Tally>(client, "kept", |t| t.applied == 1).await;
         let start = Instant::now();
         while client
             .entity_state::<Tally>("gone")
@@ -240,11 +220,8 @@ fn cleaning_removes_empty_entities_no_worker_holds_and_keeps_every_operation() {
         }
         // This worker holds the entities it ran: none is removed while it runs.
         assert_eq!(client.clean_entity_storage().await.unwrap(), 0);
-        runtime.shutdown().await;
     });
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         // `gone`: no state, no message; `later` has none but a scheduled signal waits.
         assert_eq!(client.clean_entity_storage().await.unwrap(), 1);
         assert_eq!(client.clean_entity_storage().await.unwrap(), 0);
@@ -255,9 +232,8 @@ fn cleaning_removes_empty_entities_no_worker_holds_and_keeps_every_operation() {
         assert_eq!(keys, ["kept", "later"]);
         // Operated on again, it is made again, from nothing.
         client.signal_entity(Tally::add, "gone", 5).await.unwrap();
-        let gone = until_state(&client, "gone", |t| t.applied == 1).await;
+        let gone = until_state::<Tally>(client, "gone", |t| t.applied == 1).await;
         assert_eq!(gone.total, 5);
-        runtime.shutdown().await;
     });
 }
 
@@ -267,9 +243,7 @@ fn cleaning_removes_empty_entities_no_worker_holds_and_keeps_every_operation() {
 #[test]
 fn signals_sent_while_cleans_run_are_never_lost() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         for key in ["x", "y"] {
             client.signal_entity(Tally::add, key, 1).await.unwrap();
             assert!(client.delete_entity::<Tally>(key).await.unwrap());
@@ -287,7 +261,6 @@ fn signals_sent_while_cleans_run_are_never_lost() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        runtime.shutdown().await;
     });
     lifetime(async {
         let runtime = runtime(&store).start().await.unwrap();
@@ -316,7 +289,7 @@ fn signals_sent_while_cleans_run_are_never_lost() {
         // How many cleans removed an entity between two signals (most runs: 1 or 2).
         let _removed: usize = cleaner.await.unwrap();
         for key in ["x", "y"] {
-            let tally = until_state(&client, key, |t| t.applied >= SIGNALS / 2).await;
+            let tally = until_state::<Tally>(&client, key, |t| t.applied >= SIGNALS / 2).await;
             assert_eq!(tally.applied, SIGNALS / 2, "`{key}` ran a signal twice");
         }
         runtime.shutdown().await;
@@ -324,9 +297,9 @@ fn signals_sent_while_cleans_run_are_never_lost() {
 }
 
 fn postgres_runtime(url: &str) -> RuntimeBuilder {
-    Runtime::builder(PostgresStore::open(url).unwrap())
-        .entity::<Tally>()
-        .lease(Duration::from_secs(5))
+    postgres_worker(url, Duration::from_secs(5), |store| {
+        Runtime::builder(store).entity::<Tally>()
+    })
 }
 
 /// On PostgreSQL, two workers signal empty entities no worker holds, and clean, at once:
@@ -376,7 +349,7 @@ fn on_postgres_signals_from_two_workers_survive_cleans_from_both() {
         let client = one.client();
         for k in 0..KEYS {
             let key = format!("k{k}");
-            let tally = until_state(&client, &key, |t| t.applied >= 2 * EACH).await;
+            let tally = until_state::<Tally>(&client, &key, |t| t.applied >= 2 * EACH).await;
             assert_eq!(tally.applied, 2 * EACH, "`{key}` ran a signal twice");
         }
         one.shutdown().await;

@@ -9,62 +9,17 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use durable_core::{Client, Runtime, entity};
+use durable_core::{Runtime, entity};
 use durable_store::{
     Commit, Event, FailureKind, InstanceRecord, ParentLink, Store, WorkId, WorkItem,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-/// Waits until `key`'s state of type `E` satisfies `done`, and returns it.
-async fn until<E>(client: &Client, key: &str, done: impl Fn(&E) -> bool) -> E
-where
-    E: durable_core::Entity + std::fmt::Debug,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(state) = client.entity_state::<E>(key).await.unwrap()
-            && done(&state)
-        {
-            return state;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "entity `{key}` never got there: {:?}",
-            client.entity_state::<E>(key).await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// `Counter` as first deployed.
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct CounterV1 {
-    n: u64,
-}
-
-#[entity(name = "Counter")]
-impl CounterV1 {
-    pub fn bump(&mut self) {
-        self.n += 1;
-    }
-}
-
-/// `Counter` changed incompatibly: the stored state no longer decodes.
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct CounterV2 {
-    n: String,
-}
-
-#[entity(name = "Counter")]
-impl CounterV2 {
-    pub fn bump(&mut self) {
-        self.n.push('x');
-    }
-}
+use crate::entity_support::{
+    Account, CounterV1, CounterV2, WAIT, account_runtime, assert_undecodable_as_v2, bump_v2,
+    counter_stored_by_v1, deposit, postgres_worker, until_no_work_items, until_state, with_runtime,
+};
 
 /// A bump waits for code that reads the state; the delete and the bump a client sends
 /// after it wait behind it (they used to run at once, the delete resetting the state the
@@ -72,99 +27,28 @@ impl CounterV2 {
 #[test]
 fn a_state_that_does_not_decode_holds_back_what_is_sent_after_it() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<CounterV1>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        client
-            .signal_entity(CounterV1::bump, "c", ())
-            .await
-            .unwrap();
-        until(&client, "c", |c: &CounterV1| c.n == 1).await;
-        runtime.shutdown().await;
-    });
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<CounterV2>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        client
-            .signal_entity(CounterV2::bump, "c", ())
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(client.delete_entity::<CounterV2>("c").await.unwrap());
-        client
-            .signal_entity(CounterV2::bump, "c", ())
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let read = client.entity_state::<CounterV2>("c").await;
-        assert!(
-            matches!(
-                read,
-                Err(durable_core::Error::UndecodableEntityState { .. })
-            ),
-            "the delete ran before the bump sent ahead of it: {read:?}"
-        );
-        runtime.shutdown().await;
-    });
+    counter_stored_by_v1(&store, "c");
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<CounterV2>(),
+        async |client| {
+            bump_v2(client, "c").await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(client.delete_entity::<CounterV2>("c").await.unwrap());
+            bump_v2(client, "c").await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let why = "the delete ran before the bump sent ahead of it";
+            assert_undecodable_as_v2(client, "c", why).await;
+        },
+    );
     // Code that reads the state: bump (2), delete, bump (1), in the order they were sent.
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<CounterV1>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        let start = Instant::now();
-        while !store.work_items().unwrap().is_empty() {
-            assert!(start.elapsed() < WAIT, "{:?}", store.work_items());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let c = client.entity_state::<CounterV1>("c").await.unwrap();
-        assert_eq!(c, Some(CounterV1 { n: 1 }));
-        runtime.shutdown().await;
-    });
-}
-
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct Account {
-    balance: i64,
-    /// How many operations changed the state.
-    applied: u64,
-}
-
-#[entity]
-impl Account {
-    pub fn deposit(&mut self, amount: i64) {
-        self.balance += amount;
-        self.applied += 1;
-    }
-
-    pub fn withdraw(&mut self, amount: i64) -> Result<i64, String> {
-        if amount > self.balance {
-            return Err(format!("insufficient funds: {} < {amount}", self.balance));
-        }
-        self.balance -= amount;
-        self.applied += 1;
-        Ok(self.balance)
-    }
-
-    /// Changes the state, then panics: the change must not stick.
-    pub fn explode(&mut self) {
-        self.balance = -1_000_000;
-        panic!("boom");
-    }
-
-    pub fn balance(&self) -> i64 {
-        self.balance
-    }
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<CounterV1>(),
+        async |client| {
+            until_no_work_items(&store).await;
+            let c = client.entity_state::<CounterV1>("c").await.unwrap();
+            assert_eq!(c, Some(CounterV1 { n: 1 }));
+        },
+    );
 }
 
 /// The orchestrator the callers run: no runtime here has it, so what entities send them
@@ -302,82 +186,68 @@ fn failed(answer: &Event) -> (&FailureKind, &str) {
 fn a_call_is_answered_in_the_commit_that_runs_it_once() {
     let (_dir, store) = store();
     make_caller(&store, "teller");
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<Account>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        client
-            .signal_entity(Account::deposit, "alice", 100)
-            .await
-            .unwrap();
-        until(&client, "alice", |a: &Account| a.applied == 1).await;
-        let calls = vec![
-            call("withdraw", 30, step("teller", 1)),
-            call("withdraw", 1_000, step("teller", 2)),
-            call("explode", (), step("teller", 3)),
-            call("nope", (), step("teller", 4)),
-            call("withdraw", "thirty", step("teller", 5)),
-            call("balance", (), step("teller", 6)),
-        ];
-        send(&store, "@Account@alice", calls);
-        let answers = until_sent(&store, "teller", 6).await;
-        assert_eq!(completed(answer_of(1, &answers)), serde_json::json!(70));
-        let (kind, message) = failed(answer_of(2, &answers));
-        let payload = serde_json::to_vec("insufficient funds: 70 < 1000").unwrap();
-        assert_eq!(kind, &FailureKind::Returned { payload });
-        assert!(message.contains("insufficient funds"), "{message}");
-        let (kind, message) = failed(answer_of(3, &answers));
-        assert_eq!(kind, &FailureKind::Panicked);
-        assert!(message.contains("boom"), "{message}");
-        let (kind, _) = failed(answer_of(4, &answers));
-        assert_eq!(
-            kind,
-            &FailureKind::Unregistered {
-                name: "nope".into()
-            }
-        );
-        let (kind, _) = failed(answer_of(5, &answers));
-        assert!(
-            matches!(kind, FailureKind::Decode { type_name } if type_name == "i64"),
-            "{kind:?}"
-        );
-        assert_eq!(completed(answer_of(6, &answers)), serde_json::json!(70));
-        let alice = client.entity_state::<Account>("alice").await.unwrap();
-        assert_eq!(
-            alice,
-            Some(Account {
-                balance: 70,
-                applied: 2
-            })
-        );
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<Account>(),
+        async |client| {
+            deposit(client, "alice", 100).await;
+            until_state(client, "alice", |a: &Account| a.applied == 1).await;
+            let calls = vec![
+                call("withdraw", 30, step("teller", 1)),
+                call("withdraw", 1_000, step("teller", 2)),
+                call("explode", (), step("teller", 3)),
+                call("nope", (), step("teller", 4)),
+                call("withdraw", "thirty", step("teller", 5)),
+                call("balance", (), step("teller", 6)),
+            ];
+            send(&store, "@Account@alice", calls);
+            let answers = until_sent(&store, "teller", 6).await;
+            assert_eq!(completed(answer_of(1, &answers)), serde_json::json!(70));
+            let (kind, message) = failed(answer_of(2, &answers));
+            let payload = serde_json::to_vec("insufficient funds: 70 < 1000").unwrap();
+            assert_eq!(kind, &FailureKind::Returned { payload });
+            assert!(message.contains("insufficient funds"), "{message}");
+            let (kind, message) = failed(answer_of(3, &answers));
+            assert_eq!(kind, &FailureKind::Panicked);
+            assert!(message.contains("boom"), "{message}");
+            let (kind, _) = failed(answer_of(4, &answers));
+            assert_eq!(
+                kind,
+                &FailureKind::Unregistered {
+                    name: "nope".into()
+                }
+            );
+            let (kind, _) = failed(answer_of(5, &answers));
+            assert!(
+                matches!(kind, FailureKind::Decode { type_name } if type_name == "i64"),
+                "{kind:?}"
+            );
+            assert_eq!(completed(answer_of(6, &answers)), serde_json::json!(70));
+            let alice = client.entity_state::<Account>("alice").await.unwrap();
+            assert_eq!(
+                alice,
+                Some(Account {
+                    balance: 70,
+                    applied: 2
+                })
+            );
+        },
+    );
     // Run again: the calls were consumed with the state they changed; none runs twice.
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<Account>()
-            .start()
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(sent_to(&store, "teller").len(), 6);
-        let alice = runtime
-            .client()
-            .entity_state::<Account>("alice")
-            .await
-            .unwrap();
-        assert_eq!(
-            alice,
-            Some(Account {
-                balance: 70,
-                applied: 2
-            })
-        );
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<Account>(),
+        async |client| {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(sent_to(&store, "teller").len(), 6);
+            let alice = client.entity_state::<Account>("alice").await.unwrap();
+            assert_eq!(
+                alice,
+                Some(Account {
+                    balance: 70,
+                    applied: 2
+                })
+            );
+        },
+    );
 }
 
 #[test]
@@ -392,11 +262,8 @@ fn calls_cut_off_by_a_crash_change_the_state_and_are_answered_once_each() {
             .await
             .unwrap();
         let client = runtime.client();
-        client
-            .signal_entity(Account::deposit, "bob", 0)
-            .await
-            .unwrap();
-        until(&client, "bob", |b: &Account| b.applied == 1).await;
+        deposit(&client, "bob", 0).await;
+        until_state(&client, "bob", |b: &Account| b.applied == 1).await;
         // One call at a time, as separate commits, so that the crash cuts them off.
         for seq in 1..=CALLS {
             send(
@@ -408,30 +275,23 @@ fn calls_cut_off_by_a_crash_change_the_state_and_are_answered_once_each() {
         until_sent(&store, "crashed", 1).await;
         // Gone, calls still queued and turns mid-flight.
     });
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<Account>()
-            .start()
-            .await
-            .unwrap();
-        let answers = until_sent(&store, "crashed", CALLS as usize).await;
-        for seq in 1..=CALLS {
-            assert_eq!(completed(answer_of(seq, &answers)), serde_json::json!(null));
-        }
-        let bob = runtime
-            .client()
-            .entity_state::<Account>("bob")
-            .await
-            .unwrap();
-        assert_eq!(
-            bob,
-            Some(Account {
-                balance: CALLS as i64,
-                applied: CALLS + 1
-            })
-        );
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<Account>(),
+        async |client| {
+            let answers = until_sent(&store, "crashed", CALLS as usize).await;
+            for seq in 1..=CALLS {
+                assert_eq!(completed(answer_of(seq, &answers)), serde_json::json!(null));
+            }
+            let bob = client.entity_state::<Account>("bob").await.unwrap();
+            assert_eq!(
+                bob,
+                Some(Account {
+                    balance: CALLS as i64,
+                    applied: CALLS + 1
+                })
+            );
+        },
+    );
 }
 
 /// Appends what it is given, to show the order operations ran in.
@@ -480,9 +340,7 @@ fn for_entities(store: &dyn Store) -> Vec<Event> {
 }
 
 fn runtime(store: &durable_store::FjallStore) -> durable_core::RuntimeBuilder {
-    Runtime::builder(store.clone())
-        .entity::<Account>()
-        .entity::<Journal>()
+    account_runtime(store.clone()).entity::<Journal>()
 }
 
 const ALICE: &str = "@Account@alice";
@@ -495,19 +353,11 @@ fn a_lock_goes_along_its_set_and_holds_back_all_but_its_owner_calls_across_a_res
     make_caller(&store, "other");
     let owner = step("owner", 1);
     let other = step("other", 2);
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
-        client
-            .signal_entity(Account::deposit, "alice", 100)
-            .await
-            .unwrap();
-        client
-            .signal_entity(Account::deposit, "bob", 100)
-            .await
-            .unwrap();
-        until(&client, "alice", |a: &Account| a.applied == 1).await;
-        until(&client, "bob", |b: &Account| b.applied == 1).await;
+    with_runtime(runtime(&store), async |client| {
+        deposit(client, "alice", 100).await;
+        deposit(client, "bob", 100).await;
+        until_state(client, "alice", |a: &Account| a.applied == 1).await;
+        until_state(client, "bob", |b: &Account| b.applied == 1).await;
         send(&store, ALICE, vec![lock_request(&owner, &[ALICE, BOB])]);
         let granted = until_sent(&store, "owner", 1).await;
         assert_eq!(granted, vec![Event::EntityLockGranted { seq: 1 }]);
@@ -515,10 +365,7 @@ fn a_lock_goes_along_its_set_and_holds_back_all_but_its_owner_calls_across_a_res
         assert_eq!(lock_owner(&store, BOB), Some(owner.clone()));
         // Locked: a client's signal, another orchestration's call and lock request wait;
         // the owner's call runs.
-        client
-            .signal_entity(Account::deposit, "alice", 5)
-            .await
-            .unwrap();
+        deposit(client, "alice", 5).await;
         send(&store, ALICE, vec![call("balance", (), step("other", 1))]);
         send(&store, ALICE, vec![lock_request(&other, &[ALICE])]);
         send(&store, ALICE, vec![call("withdraw", 50, step("owner", 2))]);
@@ -526,7 +373,6 @@ fn a_lock_goes_along_its_set_and_holds_back_all_but_its_owner_calls_across_a_res
         assert_eq!(completed(answer_of(2, &answers)), serde_json::json!(50));
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(sent_to(&store, "other").is_empty());
-        runtime.shutdown().await;
     });
     lifetime(async {
         // Still locked after a restart: what waited waits again.
@@ -549,16 +395,10 @@ fn a_lock_goes_along_its_set_and_holds_back_all_but_its_owner_calls_across_a_res
         assert_eq!(completed(answer_of(1, &answers)), serde_json::json!(55));
         assert_eq!(answers[1], Event::EntityLockGranted { seq: 2 });
         assert_eq!(lock_owner(&store, ALICE), Some(other.clone()));
-        client
-            .signal_entity(Account::deposit, "bob", 1)
-            .await
-            .unwrap();
-        until(&client, "bob", |b: &Account| b.applied == 2).await;
+        deposit(&client, "bob", 1).await;
+        until_state(&client, "bob", |b: &Account| b.applied == 2).await;
         assert_eq!(lock_owner(&store, BOB), None);
-        client
-            .signal_entity(Account::deposit, "alice", 1)
-            .await
-            .unwrap();
+        deposit(&client, "alice", 1).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let alice = client
             .entity_state::<Account>("alice")
@@ -570,7 +410,7 @@ fn a_lock_goes_along_its_set_and_holds_back_all_but_its_owner_calls_across_a_res
             "a deposit ran while another held the lock"
         );
         send(&store, ALICE, vec![unlock(&other)]);
-        until(&client, "alice", |a: &Account| a.balance == 56).await;
+        until_state(&client, "alice", |a: &Account| a.balance == 56).await;
         assert_eq!(lock_owner(&store, ALICE), None);
         runtime.shutdown().await;
     });
@@ -584,18 +424,10 @@ fn an_unlock_that_comes_before_its_lock_request_lets_it_pass_without_locking() {
     make_caller(&store, "late");
     let first = step("first", 1);
     let late = step("late", 4);
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
-        client
-            .signal_entity(Account::deposit, "alice", 1)
-            .await
-            .unwrap();
-        client
-            .signal_entity(Account::deposit, "bob", 1)
-            .await
-            .unwrap();
-        until(&client, "bob", |b: &Account| b.applied == 1).await;
+    with_runtime(runtime(&store), async |client| {
+        deposit(client, "alice", 1).await;
+        deposit(client, "bob", 1).await;
+        until_state(client, "bob", |b: &Account| b.applied == 1).await;
         send(&store, ALICE, vec![lock_request(&first, &[ALICE])]);
         until_sent(&store, "first", 1).await;
         // `late` asks for alice and bob, waits at alice, and ends: it unlocks both.
@@ -603,21 +435,12 @@ fn an_unlock_that_comes_before_its_lock_request_lets_it_pass_without_locking() {
         send(&store, ALICE, vec![unlock(&late)]);
         send(&store, BOB, vec![unlock(&late)]);
         // Bob is not locked: the unlock waiting there holds up nothing.
-        client
-            .signal_entity(Account::deposit, "bob", 1)
-            .await
-            .unwrap();
-        until(&client, "bob", |b: &Account| b.applied == 2).await;
-        runtime.shutdown().await;
+        deposit(client, "bob", 1).await;
+        until_state(client, "bob", |b: &Account| b.applied == 2).await;
     });
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
-        client
-            .signal_entity(Account::deposit, "bob", 1)
-            .await
-            .unwrap();
-        until(&client, "bob", |b: &Account| b.applied == 3).await;
+    with_runtime(runtime(&store), async |client| {
+        deposit(client, "bob", 1).await;
+        until_state(client, "bob", |b: &Account| b.applied == 3).await;
         assert_eq!(lock_owner(&store, BOB), None);
         // Alice unlocked by `first`: `late`'s request passes alice and bob, locking
         // neither, and is granted (a grant an ended orchestration drops).
@@ -626,12 +449,8 @@ fn an_unlock_that_comes_before_its_lock_request_lets_it_pass_without_locking() {
         assert_eq!(granted, vec![Event::EntityLockGranted { seq: 4 }]);
         assert_eq!(lock_owner(&store, ALICE), None);
         assert_eq!(lock_owner(&store, BOB), None);
-        client
-            .signal_entity(Account::deposit, "alice", 1)
-            .await
-            .unwrap();
-        until(&client, "alice", |a: &Account| a.applied == 2).await;
-        runtime.shutdown().await;
+        deposit(client, "alice", 1).await;
+        until_state(client, "alice", |a: &Account| a.applied == 2).await;
     });
     assert_eq!(for_entities(&store), vec![]);
 }
@@ -642,13 +461,11 @@ fn what_waits_for_a_lock_runs_in_the_order_each_sender_sent_it() {
     make_caller(&store, "owner");
     let owner = step("owner", 1);
     let journal = "@Journal@j";
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         for n in 1..=10 {
             client.signal_entity(Journal::push, "j", n).await.unwrap();
         }
-        until(&client, "j", |j: &Journal| j.entries.len() == 10).await;
+        until_state(client, "j", |j: &Journal| j.entries.len() == 10).await;
         send(&store, journal, vec![lock_request(&owner, &[journal])]);
         until_sent(&store, "owner", 1).await;
         for n in 11..=40 {
@@ -667,10 +484,9 @@ fn what_waits_for_a_lock_runs_in_the_order_each_sender_sent_it() {
             "only the owner's call ran while locked"
         );
         send(&store, journal, vec![unlock(&owner)]);
-        let j = until(&client, "j", |j: &Journal| j.entries.len() == 51).await;
+        let j = until_state(client, "j", |j: &Journal| j.entries.len() == 51).await;
         expected.extend(11..=50);
         assert_eq!(j.entries, expected);
-        runtime.shutdown().await;
     });
     assert_eq!(for_entities(&store), vec![]);
 }
@@ -685,11 +501,7 @@ fn on_postgres_critical_sections_over_two_workers_are_granted_one_at_a_time() {
     let database = durable_store::TestServer::shared().database();
     let open = || durable_store::PostgresStore::open(database.url()).unwrap();
     let store = open();
-    let builder = || {
-        Runtime::builder(open())
-            .entity::<Account>()
-            .lease(Duration::from_secs(5))
-    };
+    let builder = || postgres_worker(database.url(), Duration::from_secs(5), account_runtime);
     let owners: Vec<String> = (0..OWNERS).map(|k| format!("owner-{k}")).collect();
     for owner in &owners {
         make_caller(&store, owner);
@@ -698,16 +510,10 @@ fn on_postgres_critical_sections_over_two_workers_are_granted_one_at_a_time() {
         let a = builder().start().await.unwrap();
         let mut b = builder().start().await.unwrap();
         let client = a.client();
-        client
-            .signal_entity(Account::deposit, "alice", 1_000)
-            .await
-            .unwrap();
-        client
-            .signal_entity(Account::deposit, "bob", 1_000)
-            .await
-            .unwrap();
-        until(&client, "alice", |x: &Account| x.applied == 1).await;
-        until(&client, "bob", |x: &Account| x.applied == 1).await;
+        deposit(&client, "alice", 1_000).await;
+        deposit(&client, "bob", 1_000).await;
+        until_state(&client, "alice", |x: &Account| x.applied == 1).await;
+        until_state(&client, "bob", |x: &Account| x.applied == 1).await;
         for owner in &owners {
             send(
                 &store,
@@ -736,10 +542,7 @@ fn on_postgres_critical_sections_over_two_workers_are_granted_one_at_a_time() {
             assert_eq!(lock_owner(&store, ALICE), Some(section.clone()));
             assert_eq!(lock_owner(&store, BOB), Some(section.clone()));
             // A transfer: withdraw from alice, deposit to bob; a client's deposit waits.
-            client
-                .signal_entity(Account::deposit, "alice", 1)
-                .await
-                .unwrap();
+            deposit(&client, "alice", 1).await;
             send(&store, ALICE, vec![call("withdraw", 10, step(&granted, 2))]);
             send(&store, BOB, vec![call("deposit", 10, step(&granted, 3))]);
             let answers = until_sent(&store, &granted, 3).await;
@@ -760,9 +563,9 @@ fn on_postgres_critical_sections_over_two_workers_are_granted_one_at_a_time() {
             send(&store, ALICE, vec![unlock(&section)]);
             send(&store, BOB, vec![unlock(&section)]);
         }
-        let alice = until(&client, "alice", |x: &Account| x.applied == 1 + 2 * OWNERS).await;
+        let alice = until_state(&client, "alice", |x: &Account| x.applied == 1 + 2 * OWNERS).await;
         assert_eq!(alice.balance, 1_000 - 10 * OWNERS as i64 + OWNERS as i64);
-        let bob = until(&client, "bob", |x: &Account| x.applied == 1 + OWNERS).await;
+        let bob = until_state(&client, "bob", |x: &Account| x.applied == 1 + OWNERS).await;
         assert_eq!(bob.balance, 1_000 + 10 * OWNERS as i64);
         a.shutdown().await;
         b.shutdown().await;
@@ -785,11 +588,9 @@ fn a_delete_sent_to_a_locked_entity_waits_for_the_section_to_end() {
     make_caller(&store, "owner");
     let owner = step("owner", 1);
     let journal = "@Journal@d";
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         client.signal_entity(Journal::push, "d", 1).await.unwrap();
-        until(&client, "d", |j: &Journal| j.entries == [1]).await;
+        until_state(client, "d", |j: &Journal| j.entries == [1]).await;
         send(&store, journal, vec![lock_request(&owner, &[journal])]);
         until_sent(&store, "owner", 1).await;
         assert!(client.delete_entity::<Journal>("d").await.unwrap());
@@ -800,8 +601,7 @@ fn a_delete_sent_to_a_locked_entity_waits_for_the_section_to_end() {
         let d = client.entity_state::<Journal>("d").await.unwrap().unwrap();
         assert_eq!(d.entries, vec![1, 3], "the delete ran inside the section");
         send(&store, journal, vec![unlock(&owner)]);
-        until(&client, "d", |j: &Journal| j.entries == [2]).await;
-        runtime.shutdown().await;
+        until_state(client, "d", |j: &Journal| j.entries == [2]).await;
     });
     assert_eq!(for_entities(&store), vec![]);
 }

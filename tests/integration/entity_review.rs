@@ -9,8 +9,10 @@ use durable_store::{PostgresStore, Store, TestServer};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
-
-const WAIT: Duration = Duration::from_secs(60);
+use crate::entity_support::{
+    CounterV1, CounterV2, WAIT, assert_undecodable_as_v2, bump_v2, counter_stored_by_v1,
+    until_state, with_runtime,
+};
 
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Tally {
@@ -63,28 +65,6 @@ impl Other {
     }
 }
 
-/// Waits until `key`'s state satisfies `done`, and returns it.
-async fn until<E, F>(client: &Client, key: &str, done: F) -> E
-where
-    E: durable_core::Entity + std::fmt::Debug,
-    F: Fn(&E) -> bool,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(state) = client.entity_state::<E>(key).await.unwrap()
-            && done(&state)
-        {
-            return state;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "entity `{key}` never got there: {:?}",
-            client.entity_state::<E>(key).await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[test]
 fn odd_keys_are_entities_of_their_own() {
     let (_dir, store) = store();
@@ -98,30 +78,26 @@ fn odd_keys_are_entities_of_their_own() {
         "x/y\\z",
         "%00",
     ];
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<Tally>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        for (i, key) in keys.iter().enumerate() {
-            for _ in 0..=i {
-                client
-                    .signal_entity(Tally::add, *key, i as u64)
-                    .await
-                    .unwrap();
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<Tally>(),
+        async |client| {
+            for (i, key) in keys.iter().enumerate() {
+                for _ in 0..=i {
+                    client
+                        .signal_entity(Tally::add, *key, i as u64)
+                        .await
+                        .unwrap();
+                }
             }
-        }
-        for (i, key) in keys.iter().enumerate() {
-            let state: Tally = until(&client, key, |t: &Tally| t.n as usize > i).await;
-            assert_eq!(state.seen, vec![i as u64; i + 1], "key {key:?}");
-        }
-        // A key with a control character is refused, as an orchestration id is.
-        let refused = client.signal_entity(Tally::add, "a\nb", 1).await;
-        assert!(refused.is_err(), "{refused:?}");
-        runtime.shutdown().await;
-    });
+            for (i, key) in keys.iter().enumerate() {
+                let state: Tally = until_state(client, key, |t: &Tally| t.n as usize > i).await;
+                assert_eq!(state.seen, vec![i as u64; i + 1], "key {key:?}");
+            }
+            // A key with a control character is refused, as an orchestration id is.
+            let refused = client.signal_entity(Tally::add, "a\nb", 1).await;
+            assert!(refused.is_err(), "{refused:?}");
+        },
+    );
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
 
@@ -139,7 +115,7 @@ fn a_signal_from_a_turn_to_an_entity_type_not_registered_waits_for_a_runtime_wit
             .signal_entity(Tally::poke_other, "p", "o".to_string())
             .await
             .unwrap();
-        until(&client, "p", |t: &Tally| t.n == 1).await;
+        until_state(&client, "p", |t: &Tally| t.n == 1).await;
         // The runtime does not spin on the message it cannot run.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let before = runtime.commit_stats().commits;
@@ -147,18 +123,15 @@ fn a_signal_from_a_turn_to_an_entity_type_not_registered_waits_for_a_runtime_wit
         assert_eq!(runtime.commit_stats().commits, before, "commits while idle");
         runtime.shutdown().await;
     });
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
+    with_runtime(
+        Runtime::builder(store.clone())
             .entity::<Tally>()
-            .entity::<Other>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        let other: Other = until(&client, "o", |o: &Other| o.n >= 1).await;
-        assert_eq!(other, Other { n: 1 });
-        runtime.shutdown().await;
-    });
+            .entity::<Other>(),
+        async |client| {
+            let other: Other = until_state(client, "o", |o: &Other| o.n >= 1).await;
+            assert_eq!(other, Other { n: 1 });
+        },
+    );
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
 
@@ -167,22 +140,19 @@ fn a_scheduled_signal_runs_once_across_restarts_and_not_before_its_time() {
     let (_dir, store) = store();
     let at = 2_000;
     let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_000));
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
+    with_runtime(
+        Runtime::builder(store.clone())
             .entity::<Tally>()
-            .clock(clock.clone())
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        client
-            .signal_entity(Tally::add_at, "s", (7, at))
-            .await
-            .unwrap();
-        client.signal_entity(Tally::add, "s", 1).await.unwrap();
-        until(&client, "s", |t: &Tally| t.n == 1).await;
-        runtime.shutdown().await;
-    });
+            .clock(clock.clone()),
+        async |client| {
+            client
+                .signal_entity(Tally::add_at, "s", (7, at))
+                .await
+                .unwrap();
+            client.signal_entity(Tally::add, "s", 1).await.unwrap();
+            until_state(client, "s", |t: &Tally| t.n == 1).await;
+        },
+    );
     // Restarted before its time: it still waits.
     lifetime(async {
         let runtime = Runtime::builder(store.clone())
@@ -193,7 +163,7 @@ fn a_scheduled_signal_runs_once_across_restarts_and_not_before_its_time() {
             .unwrap();
         let client = runtime.client();
         client.signal_entity(Tally::add, "s", 2).await.unwrap();
-        until(&client, "s", |t: &Tally| t.n == 2).await;
+        until_state(&client, "s", |t: &Tally| t.n == 2).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let s = client.entity_state::<Tally>("s").await.unwrap().unwrap();
         assert_eq!(s.seen, vec![1, 2], "a scheduled signal ran early");
@@ -201,119 +171,57 @@ fn a_scheduled_signal_runs_once_across_restarts_and_not_before_its_time() {
     });
     // Restarted after its time: it runs, once.
     clock.advance(Duration::from_secs(5_000));
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
+    with_runtime(
+        Runtime::builder(store.clone())
             .entity::<Tally>()
-            .clock(clock.clone())
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        until(&client, "s", |t: &Tally| t.n == 3).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let s = client.entity_state::<Tally>("s").await.unwrap().unwrap();
-        assert_eq!(s.seen, vec![1, 2, 7]);
-        runtime.shutdown().await;
-    });
+            .clock(clock.clone()),
+        async |client| {
+            until_state(client, "s", |t: &Tally| t.n == 3).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let s = client.entity_state::<Tally>("s").await.unwrap().unwrap();
+            assert_eq!(s.seen, vec![1, 2, 7]);
+        },
+    );
     assert_eq!(store.work_items().unwrap(), vec![]);
-}
-
-/// `Counter` as first deployed.
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct CounterV1 {
-    n: u64,
-}
-
-#[entity(name = "Counter")]
-impl CounterV1 {
-    pub fn bump(&mut self) {
-        self.n += 1;
-    }
-}
-
-/// `Counter` changed incompatibly: the stored state no longer decodes.
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct CounterV2 {
-    n: String,
-}
-
-#[entity(name = "Counter")]
-impl CounterV2 {
-    pub fn bump(&mut self) {
-        self.n.push('x');
-    }
 }
 
 #[test]
 fn operations_on_a_state_that_no_longer_decodes_wait_for_code_that_reads_it() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<CounterV1>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        client
-            .signal_entity(CounterV1::bump, "c", ())
-            .await
-            .unwrap();
-        until(&client, "c", |c: &CounterV1| c.n == 1).await;
-        runtime.shutdown().await;
-    });
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<CounterV2>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        for _ in 0..3 {
-            client
-                .signal_entity(CounterV2::bump, "c", ())
-                .await
-                .unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let read = client.entity_state::<CounterV2>("c").await;
-        assert!(
-            matches!(
-                read,
-                Err(durable_core::Error::UndecodableEntityState { .. })
-            ),
-            "{read:?}"
-        );
-        runtime.shutdown().await;
-    });
+    counter_stored_by_v1(&store, "c");
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<CounterV2>(),
+        async |client| {
+            for _ in 0..3 {
+                bump_v2(client, "c").await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let why = "the bumps ran on a state that does not decode";
+            assert_undecodable_as_v2(client, "c", why).await;
+        },
+    );
     // Code that reads the state again: the three operations run, none lost.
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<CounterV1>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        until(&client, "c", |c: &CounterV1| c.n >= 4).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let c = client.entity_state::<CounterV1>("c").await.unwrap();
-        assert_eq!(c, Some(CounterV1 { n: 4 }));
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<CounterV1>(),
+        async |client| {
+            until_state(client, "c", |c: &CounterV1| c.n >= 4).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let c = client.entity_state::<CounterV1>("c").await.unwrap();
+            assert_eq!(c, Some(CounterV1 { n: 4 }));
+        },
+    );
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
 
 #[test]
 fn fjall_many_senders_and_turns_create_many_new_entities_at_once() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<Tally>()
-            .start()
-            .await
-            .unwrap();
-        creation_storm(&runtime.client(), &runtime.client(), "f").await;
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<Tally>(),
+        async |client| {
+            creation_storm(client, client, "f").await;
+        },
+    );
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
 
@@ -376,7 +284,7 @@ async fn creation_storm(a: &Client, b: &Client, prefix: &str) {
     }
     let want = (2 * SENDERS + FANS) as usize;
     for key in &keys {
-        let t: Tally = until(a, key, |t: &Tally| t.n as usize >= want).await;
+        let t: Tally = until_state(a, key, |t: &Tally| t.n as usize >= want).await;
         assert_eq!(t.n as usize, want, "{key}: {t:?}");
         for sender in 0..SENDERS {
             let mine: Vec<u64> = (t.seen.iter().copied())
@@ -388,7 +296,7 @@ async fn creation_storm(a: &Client, b: &Client, prefix: &str) {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     for key in &keys {
-        let t: Tally = until(a, key, |_: &Tally| true).await;
+        let t: Tally = until_state(a, key, |_: &Tally| true).await;
         assert_eq!(t.n as usize, want, "{key} applied more than once: {t:?}");
     }
 }
@@ -427,55 +335,47 @@ fn signals_cut_off_by_a_crash_run_once_each_after_the_restart() {
         attempted.load(Ordering::SeqCst),
     );
     assert!(acknowledged > 10, "only {acknowledged} signals sent");
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<Tally>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        until(&client, "k", |t: &Tally| t.n >= acknowledged).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let k: Tally = until(&client, "k", |_: &Tally| true).await;
-        assert!(k.n <= attempted, "{} applied of {attempted} sent", k.n);
-        for sender in 0..4u64 {
-            let mine: Vec<u64> = (k.seen.iter().copied())
-                .filter(|x| x / 1_000_000 == sender)
-                .collect();
-            let mut sorted = mine.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
-            assert_eq!(mine, sorted, "sender {sender}: out of order or twice");
-        }
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<Tally>(),
+        async |client| {
+            until_state(client, "k", |t: &Tally| t.n >= acknowledged).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let k: Tally = until_state(client, "k", |_: &Tally| true).await;
+            assert!(k.n <= attempted, "{} applied of {attempted} sent", k.n);
+            for sender in 0..4u64 {
+                let mine: Vec<u64> = (k.seen.iter().copied())
+                    .filter(|x| x / 1_000_000 == sender)
+                    .collect();
+                let mut sorted = mine.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                assert_eq!(mine, sorted, "sender {sender}: out of order or twice");
+            }
+        },
+    );
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
 
 #[test]
 fn a_turn_signalling_an_id_a_client_may_not_use_does_not_stall_its_entity() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .entity::<Tally>()
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        let long = "k".repeat(400);
-        for key in ["a\nb", long.as_str()] {
-            client
-                .signal_entity(Tally::fan_out, "bad", (vec![key.to_string()], 1))
-                .await
-                .unwrap();
-        }
-        client.signal_entity(Tally::add, "bad", 9).await.unwrap();
-        // The ids are the client's to refuse (control character; over 256 bytes), not the
-        // turn's: its entity goes on.
-        let bad: Tally = until(&client, "bad", |t: &Tally| t.n == 1).await;
-        assert_eq!(bad.seen, vec![9]);
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        Runtime::builder(store.clone()).entity::<Tally>(),
+        async |client| {
+            let long = "k".repeat(400);
+            for key in ["a\nb", long.as_str()] {
+                client
+                    .signal_entity(Tally::fan_out, "bad", (vec![key.to_string()], 1))
+                    .await
+                    .unwrap();
+            }
+            client.signal_entity(Tally::add, "bad", 9).await.unwrap();
+            // The ids are the client's to refuse (control character; over 256 bytes), not the
+            // turn's: its entity goes on.
+            let bad: Tally = until_state(client, "bad", |t: &Tally| t.n == 1).await;
+            assert_eq!(bad.seen, vec![9]);
+        },
+    );
 }
 
 #[test]

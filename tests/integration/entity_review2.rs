@@ -5,18 +5,21 @@
 //! state that does not decode with a caller waiting on it; on fjall, and on PostgreSQL
 //! with two workers.
 
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
 
 use durable_core::record::{Event, Status, WorkItem};
 use durable_core::{
-    Client, EntityId, OrchestrationContext, Runtime, RuntimeBuilder, Store, entity, orchestrator,
+    Client, EntityId, Instance, OrchestrationContext, Runtime, RuntimeBuilder, Store, entity,
+    orchestrator,
 };
-use durable_store::{PostgresStore, TestServer};
+use durable_store::{
+    ClaimFilter, Commit, CommitLease, InstanceRecord, PostgresStore, TestServer, WorkId, WorkerId,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
-
-const WAIT: Duration = Duration::from_secs(60);
+use crate::entity_support::{self, WAIT, postgres_worker, run, until, until_state, with_runtime};
 
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Ledger {
@@ -388,56 +391,32 @@ fn builder(store: impl Store) -> RuntimeBuilder {
         .orchestrator(two_signals)
 }
 
+/// The instance holding `key`'s lock, if it is locked.
 fn lock_owner(store: &impl Store, key: &str) -> Option<String> {
-    store
-        .instance(&ledger(key).to_string())
-        .unwrap()
-        .and_then(|r| r.parent)
-        .map(|p| p.instance)
+    entity_support::lock_owner(store, &ledger(key).to_string()).map(|p| p.instance)
 }
 
 /// Waits until the store holds no work item and none of `keys` is locked.
 async fn until_settled(store: &impl Store, keys: &[&str]) {
-    let start = Instant::now();
-    loop {
-        let items = store.work_items().unwrap();
-        let owners: Vec<_> = keys.iter().map(|k| lock_owner(store, k)).collect();
-        if items.is_empty() && owners.iter().all(Option::is_none) {
-            return;
-        }
-        assert!(start.elapsed() < WAIT, "{items:?} {owners:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let ids: Vec<String> = keys.iter().map(|k| ledger(k).to_string()).collect();
+    entity_support::until_settled(store, &ids).await;
 }
 
 /// Waits until `key`'s lock is held by `owner`.
 async fn until_locked_by(store: &impl Store, key: &str, owner: &str) {
-    let start = Instant::now();
-    while lock_owner(store, key).as_deref() != Some(owner) {
-        assert!(
-            start.elapsed() < WAIT,
-            "{key}: {:?}",
-            lock_owner(store, key)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    entity_support::until_locked_by(store, &ledger(key).to_string(), owner).await;
 }
 
 /// Waits until the messages waiting for `key` include one `found` picks.
 async fn until_queued(store: &impl Store, key: &str, found: impl Fn(&Event) -> bool) {
-    let instance = ledger(key).to_string();
-    let start = Instant::now();
-    loop {
-        let queued = store.work_items().unwrap().into_iter().any(|(_, item)| {
-            matches!(item, WorkItem::Message { instance: to, ref event, .. }
-                if to == instance && found(event))
-        });
-        if queued {
-            return;
-        }
-        assert!(start.elapsed() < WAIT, "{:?}", store.work_items());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    entity_support::until_queued(store, &ledger(key).to_string(), found).await;
+}
+
+/// Starts `hold` as `id` over `key` alone, and waits until it holds the lock.
+async fn hold_locked(client: &Client, store: &impl Store, id: &str, key: &str) -> Instance<hold> {
+    let holder = client.start(hold, id, vec![key.to_string()]).await.unwrap();
+    until_locked_by(store, key, id).await;
+    holder
 }
 
 async fn state(client: &Client, key: &str) -> Ledger {
@@ -483,10 +462,8 @@ async fn transfers_in_opposite_orders(client: &Client, store: &impl Store, prefi
 #[test]
 fn overlapping_locks_in_opposite_orders_do_not_deadlock() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        transfers_in_opposite_orders(&runtime.client(), &store, "").await;
-        runtime.shutdown().await;
+    with_runtime(builder(store.clone()), async |client| {
+        transfers_in_opposite_orders(client, &store, "").await;
     });
 }
 
@@ -496,8 +473,7 @@ fn on_postgres_overlapping_locks_in_opposite_orders_do_not_deadlock() {
     let database = TestServer::shared().database();
     let store = PostgresStore::open(database.url()).unwrap();
     lifetime(async {
-        let worker =
-            || builder(PostgresStore::open(database.url()).unwrap()).lease(Duration::from_secs(5));
+        let worker = || postgres_worker(database.url(), Duration::from_secs(5), builder);
         let a = worker().start().await.unwrap();
         let b = worker().start().await.unwrap();
         transfers_in_opposite_orders(&b.client(), &store, "pg-").await;
@@ -512,14 +488,8 @@ fn on_postgres_overlapping_locks_in_opposite_orders_do_not_deadlock() {
 #[test]
 fn terminated_while_acquiring_behind_another_section_leaves_nothing_locked() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let client = runtime.client();
-        let holder = client
-            .start(hold, "holder", vec!["y".to_string()])
-            .await
-            .unwrap();
-        until_locked_by(&store, "y", "holder").await;
+    with_runtime(builder(store.clone()), async |client| {
+        let holder = hold_locked(client, &store, "holder", "y").await;
         let waiter = client
             .start(hold, "waiter", vec!["x".to_string(), "y".to_string()])
             .await
@@ -530,17 +500,12 @@ fn terminated_while_acquiring_behind_another_section_leaves_nothing_locked() {
         client.signal_entity(Ledger::note, "x", 1).await.unwrap();
         client.signal_entity(Ledger::note, "y", 2).await.unwrap();
         // x is unlocked by the terminated waiter; y waits for the holder.
-        let start = Instant::now();
-        while state(&client, "x").await.log != [1] {
-            assert!(start.elapsed() < WAIT, "{:?}", lock_owner(&store, "x"));
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_state(client, "x", |l: &Ledger| l.log == [1]).await;
         assert_eq!(lock_owner(&store, "y").as_deref(), Some("holder"));
         holder.raise_event("go", &()).await.unwrap();
         assert_eq!(holder.wait(WAIT).await.unwrap(), Vec::<i64>::new());
         until_settled(&store, &["x", "y"]).await;
-        assert_eq!(state(&client, "y").await.log, [2]);
-        runtime.shutdown().await;
+        assert_eq!(state(client, "y").await.log, [2]);
     });
 }
 
@@ -549,9 +514,7 @@ fn terminated_while_acquiring_behind_another_section_leaves_nothing_locked() {
 #[test]
 fn a_panic_inside_a_section_fails_the_orchestration_and_unlocks() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(builder(store.clone()), async |client| {
         let instance = client
             .start(panic_in_section, "panicky", "p".to_string())
             .await
@@ -560,9 +523,8 @@ fn a_panic_inside_a_section_fails_the_orchestration_and_unlocks() {
         assert!(failed.is_err(), "{failed:?}");
         client.signal_entity(Ledger::note, "p", 9).await.unwrap();
         until_settled(&store, &["p"]).await;
-        let p = state(&client, "p").await;
+        let p = state(client, "p").await;
         assert_eq!((p.balance, p.log), (1, vec![9]));
-        runtime.shutdown().await;
     });
 }
 
@@ -571,19 +533,12 @@ fn a_panic_inside_a_section_fails_the_orchestration_and_unlocks() {
 #[test]
 fn an_operation_panicking_inside_a_section_fails_only_that_call() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let client = runtime.client();
-        let out = client
-            .start(boom_in_section, "boomer", "q".to_string())
-            .await
-            .unwrap()
-            .wait(WAIT)
+    with_runtime(builder(store.clone()), async |client| {
+        let out = run(client, boom_in_section, "boomer", "q".to_string())
             .await
             .unwrap();
         assert_eq!(out, (true, 1));
         until_settled(&store, &["q"]).await;
-        runtime.shutdown().await;
     });
 }
 
@@ -592,24 +547,17 @@ fn an_operation_panicking_inside_a_section_fails_only_that_call() {
 #[test]
 fn signals_flooding_a_locked_entity_wait_then_run_in_order() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let client = runtime.client();
-        let holder = client
-            .start(hold, "h", vec!["f".to_string()])
-            .await
-            .unwrap();
-        until_locked_by(&store, "f", "h").await;
+    with_runtime(builder(store.clone()), async |client| {
+        let holder = hold_locked(client, &store, "h", "f").await;
         for i in 0..50 {
             client.signal_entity(Ledger::note, "f", i).await.unwrap();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(state(&client, "f").await.log, Vec::<i64>::new());
+        assert_eq!(state(client, "f").await.log, Vec::<i64>::new());
         holder.raise_event("go", &()).await.unwrap();
         assert_eq!(holder.wait(WAIT).await.unwrap(), Vec::<i64>::new());
         until_settled(&store, &["f"]).await;
-        assert_eq!(state(&client, "f").await.log, (0..50).collect::<Vec<_>>());
-        runtime.shutdown().await;
+        assert_eq!(state(client, "f").await.log, (0..50).collect::<Vec<_>>());
     });
 }
 
@@ -617,21 +565,14 @@ fn signals_flooding_a_locked_entity_wait_then_run_in_order() {
 #[test]
 fn an_orchestrations_signals_and_calls_run_in_its_order() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(builder(store.clone()), async |client| {
         for i in 0..5 {
             let key = format!("o{i}");
-            let log = client
-                .start(interleaved, format!("i{i}"), key)
-                .await
-                .unwrap()
-                .wait(WAIT)
+            let log = run(client, interleaved, format!("i{i}"), key)
                 .await
                 .unwrap();
             assert_eq!(log, [1, 2, 3, 4, 5]);
         }
-        runtime.shutdown().await;
     });
 }
 
@@ -640,27 +581,17 @@ fn an_orchestrations_signals_and_calls_run_in_its_order() {
 #[test]
 fn an_answer_after_its_caller_ended_is_dropped() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .orchestrator(call_or_give_up)
-            .start()
-            .await
-            .unwrap();
-        let out = runtime
-            .client()
-            .start(call_or_give_up, "impatient", "late".to_string())
-            .await
-            .unwrap()
-            .wait(WAIT)
-            .await
-            .unwrap();
-        assert_eq!(out, "gave up");
-        runtime.shutdown().await;
-    });
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
+    with_runtime(
+        Runtime::builder(store.clone()).orchestrator(call_or_give_up),
+        async |client| {
+            let out = run(client, call_or_give_up, "impatient", "late".to_string())
+                .await
+                .unwrap();
+            assert_eq!(out, "gave up");
+        },
+    );
+    with_runtime(builder(store.clone()), async |_client| {
         until_settled(&store, &["late"]).await;
-        runtime.shutdown().await;
     });
     let record = store.instance("impatient").unwrap().unwrap();
     assert!(matches!(record.status, Status::Completed { .. }));
@@ -670,18 +601,9 @@ fn an_answer_after_its_caller_ended_is_dropped() {
 #[test]
 fn two_parallel_calls_to_one_entity_get_their_own_answers() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let out = runtime
-            .client()
-            .start(twice, "twice", "t".to_string())
-            .await
-            .unwrap()
-            .wait(WAIT)
-            .await
-            .unwrap();
+    with_runtime(builder(store.clone()), async |client| {
+        let out = run(client, twice, "twice", "t".to_string()).await.unwrap();
         assert_eq!(out, (1, 3));
-        runtime.shutdown().await;
     });
 }
 
@@ -691,27 +613,16 @@ fn two_parallel_calls_to_one_entity_get_their_own_answers() {
 #[test]
 fn a_lock_given_up_on_a_timeout_behind_another_section_leaves_nothing_locked() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let client = runtime.client();
-        let holder = client
-            .start(hold, "holder", vec!["z".to_string()])
-            .await
-            .unwrap();
-        until_locked_by(&store, "z", "holder").await;
-        let out = client
-            .start(lock_or_give_up, "quitter", "z".to_string())
-            .await
-            .unwrap()
-            .wait(WAIT)
+    with_runtime(builder(store.clone()), async |client| {
+        let holder = hold_locked(client, &store, "holder", "z").await;
+        let out = run(client, lock_or_give_up, "quitter", "z".to_string())
             .await
             .unwrap();
         assert_eq!(out, "gave up");
         holder.raise_event("go", &()).await.unwrap();
         holder.wait(WAIT).await.unwrap();
         until_settled(&store, &["z"]).await;
-        assert_eq!(state(&client, "z").await.log, [7]);
-        runtime.shutdown().await;
+        assert_eq!(state(client, "z").await.log, [7]);
     });
 }
 
@@ -720,35 +631,23 @@ fn a_lock_given_up_on_a_timeout_behind_another_section_leaves_nothing_locked() {
 #[test]
 fn a_call_output_over_the_payload_limit_fails_the_call() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone())
-            .max_payload_bytes(1_000)
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        let small = client
-            .start(bulk_call, "small", ("b".to_string(), 100))
-            .await
-            .unwrap()
-            .wait(WAIT)
-            .await
-            .unwrap();
-        assert_eq!(small, "100 bytes");
-        let big = client
-            .start(bulk_call, "big", ("b".to_string(), 5_000))
-            .await
-            .unwrap()
-            .wait(WAIT)
-            .await
-            .unwrap();
-        assert!(
-            big.starts_with("failed: ") && big.contains("max_payload_bytes"),
-            "{big}"
-        );
-        until_settled(&store, &["b"]).await;
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        builder(store.clone()).max_payload_bytes(1_000),
+        async |client| {
+            let small = run(client, bulk_call, "small", ("b".to_string(), 100))
+                .await
+                .unwrap();
+            assert_eq!(small, "100 bytes");
+            let big = run(client, bulk_call, "big", ("b".to_string(), 5_000))
+                .await
+                .unwrap();
+            assert!(
+                big.starts_with("failed: ") && big.contains("max_payload_bytes"),
+                "{big}"
+            );
+            until_settled(&store, &["b"]).await;
+        },
+    );
 }
 
 /// A lock given up on a timeout behind another section, then asked for again: once the
@@ -757,14 +656,8 @@ fn a_call_output_over_the_payload_limit_fails_the_call() {
 #[test]
 fn a_lock_given_up_then_asked_again_is_granted_once_the_holder_ends() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let client = runtime.client();
-        let holder = client
-            .start(hold, "holder", vec!["w".to_string()])
-            .await
-            .unwrap();
-        until_locked_by(&store, "w", "holder").await;
+    with_runtime(builder(store.clone()), async |client| {
+        let holder = hold_locked(client, &store, "holder", "w").await;
         let again = client
             .start(lock_twice, "again", "w".to_string())
             .await
@@ -773,7 +666,6 @@ fn a_lock_given_up_then_asked_again_is_granted_once_the_holder_ends() {
         holder.raise_event("go", &()).await.unwrap();
         assert_eq!(again.wait(WAIT).await.unwrap(), "gave up, then 10");
         until_settled(&store, &["w"]).await;
-        runtime.shutdown().await;
     });
 }
 
@@ -782,32 +674,18 @@ fn a_lock_given_up_then_asked_again_is_granted_once_the_holder_ends() {
 #[test]
 fn a_call_input_over_the_payload_limit_fails_the_orchestration_and_unlocks() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone())
-            .max_payload_bytes(1_000)
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        let fits = client
-            .start(measure_in_section, "fits", ("m".to_string(), 10))
-            .await
-            .unwrap()
-            .wait(WAIT)
-            .await;
-        assert_eq!(fits.unwrap(), 10);
-        let over = client
-            .start(measure_in_section, "over", ("m".to_string(), 5_000))
-            .await
-            .unwrap()
-            .wait(WAIT)
-            .await;
-        assert!(over.is_err(), "{over:?}");
-        client.signal_entity(Ledger::note, "m", 1).await.unwrap();
-        until_settled(&store, &["m"]).await;
-        assert_eq!(state(&client, "m").await.log, [1]);
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        builder(store.clone()).max_payload_bytes(1_000),
+        async |client| {
+            let fits = run(client, measure_in_section, "fits", ("m".to_string(), 10)).await;
+            assert_eq!(fits.unwrap(), 10);
+            let over = run(client, measure_in_section, "over", ("m".to_string(), 5_000)).await;
+            assert!(over.is_err(), "{over:?}");
+            client.signal_entity(Ledger::note, "m", 1).await.unwrap();
+            until_settled(&store, &["m"]).await;
+            assert_eq!(state(client, "m").await.log, [1]);
+        },
+    );
 }
 
 /// A section over an entity type no worker has waits at it (the first of its set);
@@ -817,41 +695,31 @@ fn a_call_input_over_the_payload_limit_fails_the_orchestration_and_unlocks() {
 #[test]
 fn a_section_over_an_unregistered_entity_type_terminated_leaves_nothing_locked() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(builder(store.clone()), async |client| {
         // `@Elsewhere@e` sorts before `@Ledger@e`: the request waits at the first.
         let instance = client
             .start(lock_elsewhere, "far", "e".to_string())
             .await
             .unwrap();
-        let start = Instant::now();
-        while store.instance("@Elsewhere@e").unwrap().is_none() {
-            assert!(start.elapsed() < WAIT);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until("a record of `@Elsewhere@e`", || async {
+            let record = store.instance("@Elsewhere@e").unwrap();
+            record.map(drop).ok_or_else(|| "none".to_string())
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(lock_owner(&store, "e"), None);
         instance.terminate("enough").await.unwrap();
         client.signal_entity(Ledger::note, "e", 3).await.unwrap();
-        let start = Instant::now();
-        while state(&client, "e").await.log != [3] {
-            assert!(start.elapsed() < WAIT);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        runtime.shutdown().await;
+        until_state(client, "e", |l: &Ledger| l.log == [3]).await;
     });
-    lifetime(async {
-        let runtime = builder(store.clone())
-            .entity::<Elsewhere>()
-            .start()
-            .await
-            .unwrap();
-        until_settled(&store, &["e"]).await;
-        let elsewhere = store.instance("@Elsewhere@e").unwrap().unwrap();
-        assert_eq!(elsewhere.parent, None);
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        builder(store.clone()).entity::<Elsewhere>(),
+        async |_client| {
+            until_settled(&store, &["e"]).await;
+            let elsewhere = store.instance("@Elsewhere@e").unwrap().unwrap();
+            assert_eq!(elsewhere.parent, None);
+        },
+    );
 }
 
 /// A caller of an entity whose stored state does not decode waits (the call stays in
@@ -860,45 +728,32 @@ fn a_section_over_an_unregistered_entity_type_terminated_leaves_nothing_locked()
 #[test]
 fn a_call_to_an_undecodable_state_waits_for_code_that_reads_it() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(builder(store.clone()), async |client| {
         client.signal_entity(Ledger::add, "u", 1).await.unwrap();
-        let start = Instant::now();
-        while state(&client, "u").await.balance != 1 {
-            assert!(start.elapsed() < WAIT);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        runtime.shutdown().await;
+        until_state(client, "u", |l: &Ledger| l.balance == 1).await;
     });
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
+    with_runtime(
+        Runtime::builder(store.clone())
             .entity::<LedgerV2>()
-            .orchestrator(add_five_v2)
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        let caller = client
-            .start(add_five_v2, "stuck", "u".to_string())
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let position = caller.position().await.unwrap().to_string();
-        assert!(position.contains("a call of operation `add`"), "{position}");
-        assert!(matches!(
-            store.instance("stuck").unwrap().unwrap().status,
-            Status::Running
-        ));
-        runtime.shutdown().await;
-    });
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let client = runtime.client();
+            .orchestrator(add_five_v2),
+        async |client| {
+            let caller = client
+                .start(add_five_v2, "stuck", "u".to_string())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let position = caller.position().await.unwrap().to_string();
+            assert!(position.contains("a call of operation `add`"), "{position}");
+            assert!(matches!(
+                store.instance("stuck").unwrap().unwrap().status,
+                Status::Running
+            ));
+        },
+    );
+    with_runtime(builder(store.clone()), async |client| {
         let out = client.instance(add_five, "stuck").wait(WAIT).await.unwrap();
         assert_eq!(out, 6);
         until_settled(&store, &["u"]).await;
-        runtime.shutdown().await;
     });
 }
 
@@ -935,9 +790,7 @@ fn transfers_cut_off_by_crashes_complete_once_and_add_up() {
         let _runtime = builder(store.clone()).start().await.unwrap();
         tokio::time::sleep(Duration::from_millis(80)).await;
     });
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(builder(store.clone()), async |client| {
         for i in 0..16 {
             client
                 .instance(transfer, format!("c{i}"))
@@ -946,9 +799,8 @@ fn transfers_cut_off_by_crashes_complete_once_and_add_up() {
                 .unwrap();
         }
         until_settled(&store, &["ca", "cb"]).await;
-        assert_eq!(state(&client, "ca").await.balance, 100 - 64 + 72);
-        assert_eq!(state(&client, "cb").await.balance, 100 + 64 - 72);
-        runtime.shutdown().await;
+        assert_eq!(state(client, "ca").await.balance, 100 - 64 + 72);
+        assert_eq!(state(client, "cb").await.balance, 100 + 64 - 72);
     });
 }
 
@@ -960,8 +812,7 @@ fn transfers_cut_off_by_crashes_complete_once_and_add_up() {
 fn on_postgres_transfers_over_fresh_entities_through_two_workers_and_a_crash() {
     let database = TestServer::shared().database();
     let store = PostgresStore::open(database.url()).unwrap();
-    let worker =
-        || builder(PostgresStore::open(database.url()).unwrap()).lease(Duration::from_secs(2));
+    let worker = || postgres_worker(database.url(), Duration::from_secs(2), builder);
     let keys = ["k0", "k1", "k2", "k3"];
     let moves: Vec<(String, String, i64)> = (0..40)
         .map(|i: usize| {
@@ -1010,6 +861,61 @@ fn on_postgres_transfers_over_fresh_entities_through_two_workers_and_a_crash() {
     });
 }
 
+/// A commit making instance `instance` with one message, work item `id`, waiting for it.
+fn an_instance_with_a_message(instance: &str, id: WorkId) -> Commit {
+    let record = InstanceRecord::pending("race".into(), 1, Vec::new(), 0, 1, None);
+    let message = WorkItem::Message {
+        instance: instance.to_string(),
+        incarnation: 1,
+        generation: None,
+        event: Event::ResumeRequested,
+    };
+    Commit {
+        instances: vec![(instance.to_string(), record)],
+        enqueued: vec![(id, message)],
+        ..Commit::default()
+    }
+}
+
+/// Under `worker`'s lease, nothing unclaimed or released.
+fn lease_of(worker: WorkerId) -> Option<CommitLease> {
+    Some(CommitLease {
+        worker,
+        unclaimed: Vec::new(),
+        released: Vec::new(),
+    })
+}
+
+/// Runs `there` on a thread of its own and `here` on this one, let go together, `here`
+/// after `delay`; what `there` gave.
+fn at_once<T: Send + 'static>(
+    delay: Duration,
+    there: impl FnOnce() -> T + Send + 'static,
+    here: impl FnOnce(),
+) -> T {
+    let start = Arc::new(Barrier::new(2));
+    let thread = {
+        let start = start.clone();
+        std::thread::spawn(move || {
+            start.wait();
+            there()
+        })
+    };
+    start.wait();
+    std::thread::sleep(delay);
+    here();
+    thread.join().unwrap()
+}
+
+/// Fails with the rounds in `lost`, if any.
+fn assert_none_lost(lost: Vec<u64>) {
+    assert_eq!(
+        lost,
+        Vec::<u64>::new(),
+        "rounds whose message no worker can claim"
+    );
+}
+
 /// On PostgreSQL, a worker's lease ends (`leave`, as a runtime dropped without a
 /// shutdown does) while a commit of that worker is being written: whatever the commit
 /// wrote (a message for an instance the worker held) is released with the rest, so
@@ -1019,9 +925,6 @@ fn on_postgres_transfers_over_fresh_entities_through_two_workers_and_a_crash() {
 /// never claimed (an entity's unlock lost so left it locked for good).
 #[test]
 fn on_postgres_a_commit_written_while_its_worker_leaves_is_claimed_by_another() {
-    use durable_store::{ClaimFilter, Commit, CommitLease, InstanceRecord};
-    use std::sync::{Arc, Barrier};
-
     let database = TestServer::shared().database();
     let writer = PostgresStore::open(database.url()).unwrap();
     let leaver = PostgresStore::open(database.url()).unwrap();
@@ -1030,37 +933,16 @@ fn on_postgres_a_commit_written_while_its_worker_leaves_is_claimed_by_another() 
         let worker = writer.join(Duration::from_secs(60)).unwrap();
         let instance = format!("race-{round}");
         let id = writer.reserve_work_ids(1).unwrap();
-        let record = InstanceRecord::pending("race".into(), 1, Vec::new(), 0, 1, None);
         let commit = Commit {
-            instances: vec![(instance.clone(), record)],
-            enqueued: vec![(
-                id,
-                WorkItem::Message {
-                    instance: instance.clone(),
-                    incarnation: 1,
-                    generation: None,
-                    event: Event::ResumeRequested,
-                },
-            )],
-            lease: Some(CommitLease {
-                worker,
-                unclaimed: Vec::new(),
-                released: Vec::new(),
-            }),
-            ..Commit::default()
+            lease: lease_of(worker),
+            ..an_instance_with_a_message(&instance, id)
         };
-        let start = Arc::new(Barrier::new(2));
         let committing = {
-            let (writer, start) = (writer.clone(), start.clone());
-            std::thread::spawn(move || {
-                start.wait();
-                writer.commit(&[commit])
-            })
+            let writer = writer.clone();
+            move || writer.commit(&[commit])
         };
-        start.wait();
-        std::thread::sleep(Duration::from_micros(200 * (round % 10)));
-        leaver.leave(worker).unwrap();
-        let written = committing.join().unwrap().is_ok();
+        let delay = Duration::from_micros(200 * (round % 10));
+        let written = at_once(delay, committing, || leaver.leave(worker).unwrap()).is_ok();
         let other = leaver.join(Duration::from_secs(60)).unwrap();
         let claim = leaver.claim(other, &ClaimFilter::default()).unwrap();
         let claimed = claim.items.iter().any(|(item, _)| *item == id);
@@ -1069,11 +951,7 @@ fn on_postgres_a_commit_written_while_its_worker_leaves_is_claimed_by_another() 
         }
         leaver.leave(other).unwrap();
     }
-    assert_eq!(
-        lost,
-        Vec::<u64>::new(),
-        "rounds whose message no worker can claim"
-    );
+    assert_none_lost(lost);
 }
 
 /// On PostgreSQL, a worker's lease ends while a claim of that worker runs (a runtime
@@ -1085,9 +963,6 @@ fn on_postgres_a_commit_written_while_its_worker_leaves_is_claimed_by_another() 
 /// (two entities and every message sent to them stuck so).
 #[test]
 fn on_postgres_a_claim_running_while_its_worker_leaves_leaves_nothing_held() {
-    use durable_store::{ClaimFilter, Commit, InstanceRecord};
-    use std::sync::{Arc, Barrier};
-
     let database = TestServer::shared().database();
     let claimer = PostgresStore::open(database.url()).unwrap();
     let leaver = PostgresStore::open(database.url()).unwrap();
@@ -1095,32 +970,16 @@ fn on_postgres_a_claim_running_while_its_worker_leaves_leaves_nothing_held() {
     for round in 0..60_u64 {
         let instance = format!("claimed-{round}");
         let id = leaver.reserve_work_ids(1).unwrap();
-        let record = InstanceRecord::pending("race".into(), 1, Vec::new(), 0, 1, None);
-        let message = WorkItem::Message {
-            instance: instance.clone(),
-            incarnation: 1,
-            generation: None,
-            event: Event::ResumeRequested,
-        };
-        let commit = Commit {
-            instances: vec![(instance.clone(), record)],
-            enqueued: vec![(id, message)],
-            ..Commit::default()
-        };
-        leaver.commit(&[commit]).unwrap();
+        leaver
+            .commit(&[an_instance_with_a_message(&instance, id)])
+            .unwrap();
         let worker = claimer.join(Duration::from_secs(60)).unwrap();
-        let start = Arc::new(Barrier::new(2));
         let claiming = {
-            let (claimer, start) = (claimer.clone(), start.clone());
-            std::thread::spawn(move || {
-                start.wait();
-                claimer.claim(worker, &ClaimFilter::default())
-            })
+            let claimer = claimer.clone();
+            move || claimer.claim(worker, &ClaimFilter::default())
         };
-        start.wait();
-        std::thread::sleep(Duration::from_micros(300 * (round % 10)));
-        leaver.leave(worker).unwrap();
-        let _ = claiming.join().unwrap();
+        let delay = Duration::from_micros(300 * (round % 10));
+        let _ = at_once(delay, claiming, || leaver.leave(worker).unwrap());
         let other = leaver.join(Duration::from_secs(60)).unwrap();
         let claim = leaver.claim(other, &ClaimFilter::default()).unwrap();
         if !claim.items.iter().any(|(item, _)| *item == id) {
@@ -1130,21 +989,13 @@ fn on_postgres_a_claim_running_while_its_worker_leaves_leaves_nothing_held() {
         let done = Commit {
             dequeued: vec![id],
             instances_removed: vec![instance],
-            lease: Some(durable_store::CommitLease {
-                worker: other,
-                unclaimed: Vec::new(),
-                released: Vec::new(),
-            }),
+            lease: lease_of(other),
             ..Commit::default()
         };
         leaver.commit(&[done]).unwrap();
         leaver.leave(other).unwrap();
     }
-    assert_eq!(
-        lost,
-        Vec::<u64>::new(),
-        "rounds whose message no worker can claim"
-    );
+    assert_none_lost(lost);
 }
 
 /// A call of generation 0 answered after the orchestration continued as new, whose
@@ -1153,40 +1004,32 @@ fn on_postgres_a_claim_running_while_its_worker_leaves_leaves_nothing_held() {
 #[test]
 fn an_answer_to_an_earlier_generation_is_not_taken_by_the_next() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
-            .orchestrator(generations)
-            .start()
-            .await
-            .unwrap();
-        runtime.client().start(generations, "gen", 0).await.unwrap();
-        let start = Instant::now();
-        loop {
-            let record = store.instance("gen").unwrap().unwrap();
-            let called = store
-                .history("gen")
-                .unwrap()
-                .iter()
-                .any(|e| matches!(e, Event::EntityCalled { seq: 0, .. }));
-            if record.generation == 1 && called {
-                break;
-            }
-            assert!(start.elapsed() < WAIT, "{:?}", store.history("gen"));
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        runtime.shutdown().await;
-    });
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let out = runtime
-            .client()
+    with_runtime(
+        Runtime::builder(store.clone()).orchestrator(generations),
+        async |client| {
+            client.start(generations, "gen", 0).await.unwrap();
+            until("generation 1 of `gen` calling its entity", || async {
+                let record = store.instance("gen").unwrap().unwrap();
+                let history = store.history("gen").unwrap();
+                let called =
+                    (history.iter()).any(|e| matches!(e, Event::EntityCalled { seq: 0, .. }));
+                if record.generation == 1 && called {
+                    Ok(())
+                } else {
+                    Err(format!("{history:?}"))
+                }
+            })
+            .await;
+        },
+    );
+    with_runtime(builder(store.clone()), async |client| {
+        let out = client
             .instance(generations, "gen")
             .wait(WAIT)
             .await
             .unwrap();
         assert_eq!(out, 7);
         until_settled(&store, &["g"]).await;
-        runtime.shutdown().await;
     });
 }
 
@@ -1195,50 +1038,38 @@ fn an_answer_to_an_earlier_generation_is_not_taken_by_the_next() {
 #[test]
 fn a_stalled_section_holds_its_entity_until_terminated() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
+    with_runtime(
+        Runtime::builder(store.clone())
             .entity::<Ledger>()
-            .orchestrator(section_code_v1)
-            .start()
-            .await
-            .unwrap();
-        runtime
-            .client()
-            .start(section_code_v1, "changed", ())
-            .await
-            .unwrap();
-        until_locked_by(&store, "s", "changed").await;
-        runtime.shutdown().await;
-    });
-    lifetime(async {
-        let runtime = Runtime::builder(store.clone())
+            .orchestrator(section_code_v1),
+        async |client| {
+            client.start(section_code_v1, "changed", ()).await.unwrap();
+            until_locked_by(&store, "s", "changed").await;
+        },
+    );
+    with_runtime(
+        Runtime::builder(store.clone())
             .entity::<Ledger>()
-            .orchestrator(section_code_v2)
-            .start()
-            .await
-            .unwrap();
-        let client = runtime.client();
-        let instance = client.instance(section_code_v2, "changed");
-        instance.raise_event("go", &()).await.unwrap();
-        let start = Instant::now();
-        while !matches!(
-            store.instance("changed").unwrap().unwrap().status,
-            Status::Stalled { .. }
-        ) {
-            assert!(start.elapsed() < WAIT);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(lock_owner(&store, "s").as_deref(), Some("changed"));
-        instance.terminate("code changed").await.unwrap();
-        client.signal_entity(Ledger::note, "s", 4).await.unwrap();
-        let start = Instant::now();
-        while state(&client, "s").await.log != [4] {
-            assert!(start.elapsed() < WAIT, "{:?}", lock_owner(&store, "s"));
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(lock_owner(&store, "s"), None);
-        runtime.shutdown().await;
-    });
+            .orchestrator(section_code_v2),
+        async |client| {
+            let instance = client.instance(section_code_v2, "changed");
+            instance.raise_event("go", &()).await.unwrap();
+            until("`changed` stalled", || async {
+                let status = store.instance("changed").unwrap().unwrap().status;
+                if matches!(status, Status::Stalled { .. }) {
+                    Ok(())
+                } else {
+                    Err(format!("{status:?}"))
+                }
+            })
+            .await;
+            assert_eq!(lock_owner(&store, "s").as_deref(), Some("changed"));
+            instance.terminate("code changed").await.unwrap();
+            client.signal_entity(Ledger::note, "s", 4).await.unwrap();
+            until_state(client, "s", |l: &Ledger| l.log == [4]).await;
+            assert_eq!(lock_owner(&store, "s"), None);
+        },
+    );
 }
 
 /// On PostgreSQL, two workers: twelve sections over overlapping pairs of three entities,
@@ -1250,8 +1081,7 @@ fn a_stalled_section_holds_its_entity_until_terminated() {
 fn on_postgres_sections_terminated_or_let_go_under_signals_and_a_crash() {
     let database = TestServer::shared().database();
     let store = PostgresStore::open(database.url()).unwrap();
-    let worker =
-        || builder(PostgresStore::open(database.url()).unwrap()).lease(Duration::from_secs(2));
+    let worker = || postgres_worker(database.url(), Duration::from_secs(2), builder);
     let keys = ["p0", "p1", "p2"];
     let sets: Vec<Vec<String>> = (0..12)
         .map(|i: usize| {
@@ -1318,19 +1148,12 @@ fn on_postgres_sections_terminated_or_let_go_under_signals_and_a_crash() {
 #[test]
 fn calls_the_entity_cannot_run_fail_typed() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let client = runtime.client();
-        let out = client
-            .start(mismatched, "mismatched", "mm".to_string())
-            .await
-            .unwrap()
-            .wait(WAIT)
+    with_runtime(builder(store.clone()), async |client| {
+        let out = run(client, mismatched, "mismatched", "mm".to_string())
             .await
             .unwrap();
         assert_eq!(out, (true, true));
         until_settled(&store, &["mm"]).await;
-        runtime.shutdown().await;
     });
 }
 
@@ -1339,19 +1162,12 @@ fn calls_the_entity_cannot_run_fail_typed() {
 #[test]
 fn sections_in_a_row_with_parallel_calls_run_in_order() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let client = runtime.client();
-        let out = client
-            .start(sections_in_a_row, "rows", "r".to_string())
-            .await
-            .unwrap()
-            .wait(WAIT)
+    with_runtime(builder(store.clone()), async |client| {
+        let out = run(client, sections_in_a_row, "rows", "r".to_string())
             .await
             .unwrap();
         assert_eq!(out, [1, 2, 3, 4, 5]);
         until_settled(&store, &["r"]).await;
-        runtime.shutdown().await;
     });
 }
 
@@ -1360,36 +1176,26 @@ fn sections_in_a_row_with_parallel_calls_run_in_order() {
 #[test]
 fn a_scheduled_signal_due_during_a_section_runs_once_after_it() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(builder(store.clone()), async |client| {
         client
             .start(hold, "holder", vec!["l".to_string()])
             .await
             .unwrap();
         until_locked_by(&store, "l", "holder").await;
-        client
-            .start(note_later, "later", "l".to_string())
-            .await
-            .unwrap()
-            .wait(WAIT)
+        run(client, note_later, "later", "l".to_string())
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(state(&client, "l").await.log, Vec::<i64>::new());
-        runtime.shutdown().await;
+        assert_eq!(state(client, "l").await.log, Vec::<i64>::new());
     });
-    lifetime(async {
-        let runtime = builder(store.clone()).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(builder(store.clone()), async |client| {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(state(&client, "l").await.log, Vec::<i64>::new());
+        assert_eq!(state(client, "l").await.log, Vec::<i64>::new());
         let holder = client.instance(hold, "holder");
         holder.raise_event("go", &()).await.unwrap();
         assert_eq!(holder.wait(WAIT).await.unwrap(), Vec::<i64>::new());
         until_settled(&store, &["l"]).await;
-        assert_eq!(state(&client, "l").await.log, [99]);
-        runtime.shutdown().await;
+        assert_eq!(state(client, "l").await.log, [99]);
     });
 }
 
@@ -1429,15 +1235,12 @@ fn on_postgres_an_orchestrations_signals_run_in_order_when_it_moved_between_work
             .unwrap();
         low.shutdown().await;
     });
-    lifetime(async {
-        let runtime = builder(PostgresStore::open(database.url()).unwrap())
-            .lease(Duration::from_secs(2))
-            .start()
-            .await
-            .unwrap();
-        until_settled(&store, &["ord"]).await;
-        let log = state(&runtime.client(), "ord").await.log;
-        assert_eq!(log, [1, 2], "the signals ran out of the order sent");
-        runtime.shutdown().await;
-    });
+    with_runtime(
+        builder(PostgresStore::open(database.url()).unwrap()).lease(Duration::from_secs(2)),
+        async |client| {
+            until_settled(&store, &["ord"]).await;
+            let log = state(client, "ord").await.log;
+            assert_eq!(log, [1, 2], "the signals ran out of the order sent");
+        },
+    );
 }

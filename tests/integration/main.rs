@@ -11,6 +11,7 @@ mod entity_client;
 mod entity_locks;
 mod entity_review;
 mod entity_review2;
+mod entity_support;
 mod faults;
 mod fuzz;
 mod held_by_self;

@@ -2,39 +2,20 @@
 //! step 3, the orchestration side): what a turn records and sends, on fjall and on
 //! PostgreSQL with two workers, across restarts.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use durable_core::record::{Event, ParentLink, WorkItem};
 use durable_core::{
-    Client, EntityId, FjallStore, OrchestrationContext, Runtime, RuntimeBuilder, Store, entity,
+    Client, EntityId, FjallStore, OrchestrationContext, Runtime, RuntimeBuilder, Store,
     orchestrator,
 };
 use durable_store::{PostgresStore, TestServer};
-use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-struct Account {
-    balance: i64,
-}
-
-#[entity]
-impl Account {
-    pub fn deposit(&mut self, amount: i64) {
-        self.balance += amount;
-    }
-
-    pub fn withdraw(&mut self, amount: i64) -> Result<i64, String> {
-        if amount > self.balance {
-            return Err(format!("insufficient funds: {}", self.balance));
-        }
-        self.balance -= amount;
-        Ok(self.balance)
-    }
-}
+use crate::entity_support::plain::Account;
+use crate::entity_support::{
+    WAIT, postgres_worker, until, until_queued, until_settled, until_state, with_runtime,
+};
 
 /// Withdraws 5 from `key`: the balance left, or the operation's own error as text.
 #[orchestrator]
@@ -103,18 +84,14 @@ async fn until_history<T>(
     instance: &str,
     found: impl Fn(&Event) -> Option<T>,
 ) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(t) = store.history(instance).unwrap().iter().find_map(&found) {
-            return t;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "{instance}: {:?}",
-            store.history(instance)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until(&format!("an event in `{instance}`'s history"), || async {
+        let history = store.history(instance).unwrap();
+        history
+            .iter()
+            .find_map(&found)
+            .ok_or_else(|| format!("{history:?}"))
+    })
+    .await
 }
 
 /// The messages waiting in the store for `instance`.
@@ -139,39 +116,14 @@ fn lock_owner(store: &impl Store, entity: &str) -> Option<ParentLink> {
     store.instance(entity).unwrap().unwrap().parent
 }
 
-/// Waits until the store holds no work item and none of `entities` is locked.
-async fn until_settled(store: &impl Store, entities: &[&str]) {
-    let start = Instant::now();
-    while !store.work_items().unwrap().is_empty()
-        || entities.iter().any(|e| lock_owner(store, e).is_some())
-    {
-        let owners: Vec<_> = entities.iter().map(|e| lock_owner(store, e)).collect();
-        assert!(
-            start.elapsed() < WAIT,
-            "{:?} {owners:?}",
-            store.work_items().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Deposits `amount` to `key` with a runtime that has `Account`, and waits until it ran.
 fn deposited(store: &FjallStore, key: &str, amount: i64) {
-    lifetime(async {
-        let runtime = runtime(store).entity::<Account>().start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(store).entity::<Account>(), async |client| {
         client
             .signal_entity(Account::deposit, key, amount)
             .await
             .unwrap();
-        let start = Instant::now();
-        while client.entity_state::<Account>(key).await.unwrap()
-            != Some(Account { balance: amount })
-        {
-            assert!(start.elapsed() < WAIT);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        runtime.shutdown().await;
+        until_state(client, key, |a: &Account| *a == Account { balance: amount }).await;
     });
 }
 
@@ -278,9 +230,7 @@ fn answers_reach_the_call_after_a_restart_typed() {
 #[test]
 fn signals_from_orchestrations_run_on_their_entity() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = runtime(&store).entity::<Account>().start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store).entity::<Account>(), async |client| {
         for i in 0..20 {
             let instance = client
                 .start(tip, format!("tip-{i}"), ("carol".to_string(), 2))
@@ -288,19 +238,12 @@ fn signals_from_orchestrations_run_on_their_entity() {
                 .unwrap();
             instance.wait(WAIT).await.unwrap();
         }
-        let start = Instant::now();
-        while client.entity_state::<Account>("carol").await.unwrap()
-            != Some(Account { balance: 40 })
-        {
-            assert!(start.elapsed() < WAIT);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_state(client, "carol", |a: &Account| *a == Account { balance: 40 }).await;
         let history = store.history("tip-0").unwrap();
         assert!(history.iter().any(|e| matches!(
             e,
             Event::EntitySignaled { seq: 0, entity, .. } if entity == "@Account@carol"
         )));
-        runtime.shutdown().await;
     });
     assert_eq!(store.work_items().unwrap(), vec![]);
 }
@@ -343,21 +286,17 @@ fn a_grant_opens_a_section_that_survives_a_restart_and_is_released() {
         }]
     );
     // The entities grant it; the orchestration waits inside the section.
-    lifetime(async {
-        let runtime = runtime(&store).entity::<Account>().start().await.unwrap();
+    with_runtime(runtime(&store).entity::<Account>(), async |_client| {
         until_history(&store, "mover", |e| {
             matches!(e, Event::EntityLockGranted { seq: 0 }).then_some(())
         })
         .await;
-        runtime.shutdown().await;
     });
     for entity in ["@Account@alice", "@Account@bob"] {
         assert_eq!(lock_owner(&store, entity), Some(owner.clone()), "{entity}");
     }
     // Restarted inside the section: it calls bob, and ends releasing both.
-    lifetime(async {
-        let runtime = runtime(&store).entity::<Account>().start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store).entity::<Account>(), async |client| {
         let mover = client.instance(locked_withdraw, "mover");
         mover.raise_event("go", &()).await.unwrap();
         assert_eq!(mover.wait(WAIT).await.unwrap(), 7);
@@ -366,7 +305,6 @@ fn a_grant_opens_a_section_that_survives_a_restart_and_is_released() {
             client.entity_state::<Account>("bob").await.unwrap(),
             Some(Account { balance: 7 })
         );
-        runtime.shutdown().await;
     });
     let history = store.history("mover").unwrap();
     let call = history.iter().find_map(|e| match e {
@@ -384,9 +322,7 @@ fn a_grant_opens_a_section_that_survives_a_restart_and_is_released() {
 #[test]
 fn a_terminated_orchestration_unlocks_what_it_holds_or_waits_for() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = runtime(&store).start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store), async |client| {
         let instance = client.start(lock_and_wait, "stuck", ()).await.unwrap();
         until_history(&store, "stuck", |e| {
             matches!(e, Event::EntityLockRequested { .. }).then_some(())
@@ -400,15 +336,10 @@ fn a_terminated_orchestration_unlocks_what_it_holds_or_waits_for() {
         );
         // Not granted: the request is still on its way.
         instance.terminate("enough").await.unwrap();
-        let start = Instant::now();
-        while !messages(&store, "@Account@alice")
-            .iter()
-            .any(|(_, e)| matches!(e, Event::EntityUnlock { .. }))
-        {
-            assert!(start.elapsed() < WAIT);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        runtime.shutdown().await;
+        until_queued(&store, "@Account@alice", |e| {
+            matches!(e, Event::EntityUnlock { .. })
+        })
+        .await;
     });
     let record = store.instance("stuck").unwrap().unwrap();
     let owner = ParentLink {
@@ -439,9 +370,7 @@ fn a_terminated_orchestration_unlocks_what_it_holds_or_waits_for() {
 #[test]
 fn a_continue_as_new_inside_a_section_sends_the_signal_and_the_unlock() {
     let (_dir, store) = store();
-    lifetime(async {
-        let runtime = runtime(&store).entity::<Account>().start().await.unwrap();
-        let client = runtime.client();
+    with_runtime(runtime(&store).entity::<Account>(), async |client| {
         client.start(rounds, "rounds", 0).await.unwrap();
         let output = client.instance(rounds, "rounds").wait(WAIT).await.unwrap();
         assert_eq!(output, 1);
@@ -450,7 +379,6 @@ fn a_continue_as_new_inside_a_section_sends_the_signal_and_the_unlock() {
             client.entity_state::<Account>("bob").await.unwrap(),
             Some(Account { balance: 1 })
         );
-        runtime.shutdown().await;
     });
 }
 
@@ -461,10 +389,11 @@ fn a_continue_as_new_inside_a_section_sends_the_signal_and_the_unlock() {
 fn on_postgres_a_section_goes_through_two_workers_and_restarts() {
     let database = TestServer::shared().database();
     let worker = |url: &str| {
-        Runtime::builder(PostgresStore::open(url).unwrap())
-            .orchestrator(locked_withdraw)
-            .entity::<Account>()
-            .lease(Duration::from_secs(5))
+        postgres_worker(url, Duration::from_secs(5), |store| {
+            Runtime::builder(store)
+                .orchestrator(locked_withdraw)
+                .entity::<Account>()
+        })
     };
     let store = PostgresStore::open(database.url()).unwrap();
     let both = |go: bool, until: fn(&Event) -> bool| {
@@ -526,10 +455,11 @@ async fn tip_and_call(ctx: OrchestrationContext, key: String) -> Result<(), Stri
 fn on_postgres_two_workers_send_each_signal_of_many_orchestrations_once() {
     let database = TestServer::shared().database();
     let worker = |url: &str| {
-        Runtime::builder(PostgresStore::open(url).unwrap())
-            .entity::<Account>()
-            .orchestrator(tip_and_call)
-            .lease(Duration::from_secs(5))
+        postgres_worker(url, Duration::from_secs(5), |store| {
+            Runtime::builder(store)
+                .entity::<Account>()
+                .orchestrator(tip_and_call)
+        })
     };
     lifetime(async {
         let a = worker(database.url()).start().await.unwrap();
@@ -548,15 +478,10 @@ fn on_postgres_two_workers_send_each_signal_of_many_orchestrations_once() {
         for instance in started {
             instance.wait(WAIT).await.unwrap();
         }
-        let start = Instant::now();
-        loop {
-            let dora = client_a.entity_state::<Account>("dora").await.unwrap();
-            if dora == Some(Account { balance: 120 }) {
-                break;
-            }
-            assert!(start.elapsed() < WAIT, "{dora:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_state(&client_a, "dora", |d: &Account| {
+            *d == Account { balance: 120 }
+        })
+        .await;
         a.shutdown().await;
         b.shutdown().await;
     });

@@ -14,25 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::builders::*;
 
-#[derive(Default, Serialize, Deserialize)]
-pub struct Account {
-    balance: i64,
-}
-
-#[entity]
-impl Account {
-    pub fn deposit(&mut self, amount: i64) {
-        self.balance += amount;
-    }
-
-    pub fn withdraw(&mut self, amount: i64) -> Result<i64, String> {
-        if amount > self.balance {
-            return Err(format!("insufficient funds: {}", self.balance));
-        }
-        self.balance -= amount;
-        Ok(self.balance)
-    }
-}
+// The integration tests' plain `Account`, one definition for both.
+#[path = "../../../tests/integration/entity_support/plain.rs"]
+mod plain;
+use plain::Account;
 
 #[activity]
 async fn noop(_ctx: ActivityContext, _: ()) -> Result<(), String> {
