@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::common::{lifetime, store};
 use crate::entity_support::{
     Account, CounterV1, CounterV2, WAIT, account_runtime, assert_undecodable_as_v2, bump_v2,
-    counter_stored_by_v1, deposit, postgres_worker, until_no_work_items, until_state, with_runtime,
+    counter_stored_by_v1, deposit, postgres_worker, until, until_no_work_items, until_state,
+    with_runtime,
 };
 
 /// A bump waits for code that reads the state; the delete and the bump a client sends
@@ -567,6 +568,14 @@ fn on_postgres_critical_sections_over_two_workers_are_granted_one_at_a_time() {
         assert_eq!(alice.balance, 1_000 - 10 * OWNERS as i64 + OWNERS as i64);
         let bob = until_state(&client, "bob", |x: &Account| x.applied == 1 + OWNERS).await;
         assert_eq!(bob.balance, 1_000 + 10 * OWNERS as i64);
+        // The last section's unlocks may still be queued once the deposits have run.
+        until("no message left for an entity", || async {
+            match for_entities(&store) {
+                left if left.is_empty() => Ok(()),
+                left => Err(format!("{left:?}")),
+            }
+        })
+        .await;
         a.shutdown().await;
         b.shutdown().await;
     });
