@@ -1,0 +1,172 @@
+//! Adversarial review of the client side of entities (issue 14): listing, counts, and
+//! cleans around orchestrations whose names or ids look like entities'.
+
+use std::time::{Duration, Instant};
+
+use durable_core::{
+    Client, EntityQuery, InstanceQuery, OrchestrationContext, Runtime, RuntimeBuilder, StatusKind,
+    entity, orchestrator,
+};
+use durable_store::FjallStore;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{lifetime, store};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Count {
+    total: i64,
+    applied: u64,
+}
+
+#[entity]
+impl Count {
+    pub fn add(&mut self, n: i64) {
+        self.total += n;
+        self.applied += 1;
+    }
+}
+
+#[orchestrator]
+async fn plain(_ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    Ok(n)
+}
+
+#[orchestrator(name = "@job")]
+async fn marked(_ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    Ok(n)
+}
+
+fn runtime(store: &FjallStore) -> RuntimeBuilder {
+    Runtime::builder(store.clone())
+        .entity::<Count>()
+        .orchestrator(plain)
+}
+
+async fn until_state(client: &Client, key: &str, done: impl Fn(&Count) -> bool) -> Count {
+    let start = Instant::now();
+    loop {
+        if let Some(state) = client.entity_state::<Count>(key).await.unwrap()
+            && done(&state)
+        {
+            return state;
+        }
+        assert!(start.elapsed() < WAIT, "entity `{key}` never got there");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An orchestrator registered under a name that starts with `@` (the entity marker) is
+/// an orchestration all the same: listed and counted (or refused at registration).
+#[test]
+fn an_orchestrator_named_with_the_entity_marker_is_not_hidden_from_listings() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = match runtime(&store).orchestrator(marked).start().await {
+            Ok(runtime) => runtime,
+            // Refused: nothing can hide.
+            Err(_) => return,
+        };
+        let client = runtime.client();
+        let done = client.start(marked, "m-1", 3).await.unwrap();
+        assert_eq!(done.wait(WAIT).await.unwrap(), 3);
+        let listed = client.list(&InstanceQuery::new()).await.unwrap();
+        let ids: Vec<&str> = listed.instances.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["m-1"], "an orchestration hidden from the listing");
+        let counts = client.count_by_status().await.unwrap();
+        assert_eq!(counts[&StatusKind::Completed], 1, "{counts:?}");
+        runtime.shutdown().await;
+    });
+}
+
+/// A client starting an orchestration under an entity's id (`@Count@zed`): either it is
+/// refused, or a signal to that entity is not silently lost on the orchestration.
+#[test]
+fn an_orchestration_under_an_entity_id_does_not_swallow_the_entity_signals() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = runtime(&store).start().await.unwrap();
+        let client = runtime.client();
+        let started = client.start(plain, "@Count@zed", 3).await;
+        let Ok(instance) = started else {
+            runtime.shutdown().await;
+            return;
+        };
+        assert_eq!(instance.wait(WAIT).await.unwrap(), 3);
+        let sent = client.signal_entity(Count::add, "zed", 1).await;
+        if sent.is_ok() {
+            let state = until_state(&client, "zed", |c| c.applied == 1).await;
+            assert_eq!(state.total, 1);
+        }
+        runtime.shutdown().await;
+    });
+}
+
+/// Keys with `@`, unicode, keys that are prefixes of others, and an entity type whose
+/// name is a prefix of another's: each page in byte order, no key skipped or repeated,
+/// while entities are made between pages.
+#[test]
+fn pages_neither_skip_nor_repeat_odd_keys_while_entities_are_made() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = runtime(&store).entity::<CountTwo>().start().await.unwrap();
+        let client = runtime.client();
+        let keys = ["a", "a@", "a@b", "ab", "é", "日本", "a b", "", "@", "a\u{7f}x"];
+        let mut sent = Vec::new();
+        for key in keys {
+            if client.signal_entity(Count::add, key, 1).await.is_ok() {
+                sent.push(key.to_string());
+            }
+            client.signal_entity(CountTwo::add, key, 1).await.ok();
+        }
+        for key in &sent {
+            until_state(&client, key, |c| c.applied == 1).await;
+        }
+        let mut seen = Vec::new();
+        let mut query = EntityQuery::new().page_size(1).include_stateless(true);
+        let mut made = 0;
+        loop {
+            let page = client.list_entities::<Count>(&query).await.unwrap();
+            seen.extend(page.entities.iter().map(|e| e.key().to_string()));
+            // Made behind the cursor and ahead of it.
+            made += 1;
+            client
+                .signal_entity(Count::add, format!("zz{made}"), 1)
+                .await
+                .unwrap();
+            match page.next {
+                Some(next) => query = query.after(next),
+                None => break,
+            }
+            assert!(seen.len() < 100);
+        }
+        let mut want = sent.clone();
+        want.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let listed: Vec<String> = seen.iter().filter(|k| !k.starts_with("zz")).cloned().collect();
+        assert_eq!(listed, want, "every key once, in byte order");
+        let mut sorted = seen.clone();
+        sorted.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        sorted.dedup();
+        assert_eq!(seen, sorted, "a key repeated or out of order");
+        let prefixed = client
+            .list_entities::<Count>(EntityQuery::new().key_prefix("a@"))
+            .await
+            .unwrap();
+        let keys: Vec<&str> = prefixed.entities.iter().map(|e| e.key()).collect();
+        assert_eq!(keys, ["a@", "a@b"]);
+        runtime.shutdown().await;
+    });
+}
+
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct CountTwo {
+    total: i64,
+}
+
+#[entity(name = "CountT")]
+impl CountTwo {
+    pub fn add(&mut self, n: i64) {
+        self.total += n;
+    }
+}
