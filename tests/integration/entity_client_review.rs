@@ -33,11 +33,6 @@ async fn plain(_ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
     Ok(n)
 }
 
-#[orchestrator(name = "@job")]
-async fn marked(_ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
-    Ok(n)
-}
-
 fn runtime(store: &FjallStore) -> RuntimeBuilder {
     Runtime::builder(store.clone())
         .entity::<Count>()
@@ -55,29 +50,6 @@ async fn until_state(client: &Client, key: &str, done: impl Fn(&Count) -> bool) 
         assert!(start.elapsed() < WAIT, "entity `{key}` never got there");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// An orchestrator registered under a name that starts with `@` (the entity marker) is
-/// an orchestration all the same: listed and counted (or refused at registration).
-#[test]
-fn an_orchestrator_named_with_the_entity_marker_is_not_hidden_from_listings() {
-    let (_dir, store) = store();
-    lifetime(async {
-        let runtime = match runtime(&store).orchestrator(marked).start().await {
-            Ok(runtime) => runtime,
-            // Refused: nothing can hide.
-            Err(_) => return,
-        };
-        let client = runtime.client();
-        let done = client.start(marked, "m-1", 3).await.unwrap();
-        assert_eq!(done.wait(WAIT).await.unwrap(), 3);
-        let listed = client.list(&InstanceQuery::new()).await.unwrap();
-        let ids: Vec<&str> = listed.instances.iter().map(|i| i.id.as_str()).collect();
-        assert_eq!(ids, ["m-1"], "an orchestration hidden from the listing");
-        let counts = client.count_by_status().await.unwrap();
-        assert_eq!(counts[&StatusKind::Completed], 1, "{counts:?}");
-        runtime.shutdown().await;
-    });
 }
 
 /// A client starting an orchestration under an entity's id (`@Count@zed`): either it is
@@ -169,4 +141,34 @@ impl CountTwo {
     pub fn add(&mut self, n: i64) {
         self.total += n;
     }
+}
+
+#[orchestrator]
+async fn signaller(ctx: OrchestrationContext, key: String) -> Result<u64, String> {
+    ctx.signal_entity(Count::add, key, 1)
+        .map_err(|e| e.to_string())?;
+    Ok(1)
+}
+
+/// An orchestration that signals an entity whose id a client gave an orchestration
+/// (`@Count@zed`) goes on: the signal is not retried forever.
+#[test]
+fn an_orchestration_signalling_an_entity_id_taken_by_an_orchestration_finishes() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = runtime(&store).orchestrator(signaller).start().await.unwrap();
+        let client = runtime.client();
+        let Ok(instance) = client.start(plain, "@Count@zed", 3).await else {
+            runtime.shutdown().await;
+            return;
+        };
+        assert_eq!(instance.wait(WAIT).await.unwrap(), 3);
+        let sender = client
+            .start(signaller, "s-1", "zed".to_string())
+            .await
+            .unwrap();
+        let waited = sender.wait(Duration::from_secs(10)).await;
+        assert!(waited.is_ok(), "{waited:?}");
+        runtime.shutdown().await;
+    });
 }
