@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use durable_core::{
-    Client, EntityQuery, Error, InvalidIdReason, InstanceQuery, OrchestrationContext, Runtime, RuntimeBuilder, StatusKind,
+    Client, EntityQuery, Error, InvalidIdReason, OrchestrationContext, Runtime, RuntimeBuilder,
     entity, orchestrator,
 };
 use durable_store::FjallStore;
@@ -88,7 +88,9 @@ fn pages_neither_skip_nor_repeat_odd_keys_while_entities_are_made() {
     lifetime(async {
         let runtime = runtime(&store).entity::<CountTwo>().start().await.unwrap();
         let client = runtime.client();
-        let keys = ["a", "a@", "a@b", "ab", "é", "日本", "a b", "", "@", "a\u{7f}x"];
+        let keys = [
+            "a", "a@", "a@b", "ab", "é", "日本", "a b", "", "@", "a\u{7f}x",
+        ];
         let mut sent = Vec::new();
         for key in keys {
             if client.signal_entity(Count::add, key, 1).await.is_ok() {
@@ -119,7 +121,11 @@ fn pages_neither_skip_nor_repeat_odd_keys_while_entities_are_made() {
         }
         let mut want = sent.clone();
         want.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let listed: Vec<String> = seen.iter().filter(|k| !k.starts_with("zz")).cloned().collect();
+        let listed: Vec<String> = seen
+            .iter()
+            .filter(|k| !k.starts_with("zz"))
+            .cloned()
+            .collect();
         assert_eq!(listed, want, "every key once, in byte order");
         let mut sorted = seen.clone();
         sorted.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
@@ -148,31 +154,38 @@ impl CountTwo {
 }
 
 #[orchestrator]
-async fn signaller(ctx: OrchestrationContext, key: String) -> Result<u64, String> {
+async fn signaller(ctx: OrchestrationContext, key: String) -> Result<bool, String> {
+    // Refused: the id is an entity's.
+    let child = ctx
+        .sub_orchestration_with_id(plain, format!("@Count@{key}"), 3)
+        .await;
     ctx.signal_entity(Count::add, key, 1)
         .map_err(|e| e.to_string())?;
-    Ok(1)
+    Ok(child.is_err())
 }
 
-/// An orchestration that signals an entity whose id a client gave an orchestration
-/// (`@Count@zed`) goes on: the signal is not retried forever.
+/// An orchestration's sub-orchestration under an entity's id is refused (it fails), and
+/// a signal to that entity then runs: the id stays the entity's.
 #[test]
-fn an_orchestration_signalling_an_entity_id_taken_by_an_orchestration_finishes() {
+fn a_sub_orchestration_under_an_entity_id_is_refused_and_the_entity_keeps_it() {
     let (_dir, store) = store();
     lifetime(async {
-        let runtime = runtime(&store).orchestrator(signaller).start().await.unwrap();
+        let runtime = runtime(&store)
+            .orchestrator(signaller)
+            .start()
+            .await
+            .unwrap();
         let client = runtime.client();
-        let Ok(instance) = client.start(plain, "@Count@zed", 3).await else {
-            runtime.shutdown().await;
-            return;
-        };
-        assert_eq!(instance.wait(WAIT).await.unwrap(), 3);
         let sender = client
             .start(signaller, "s-1", "zed".to_string())
             .await
             .unwrap();
-        let waited = sender.wait(Duration::from_secs(10)).await;
-        assert!(waited.is_ok(), "{waited:?}");
+        assert!(
+            sender.wait(WAIT).await.unwrap(),
+            "the child was not refused"
+        );
+        let state = until_state(&client, "zed", |c| c.applied == 1).await;
+        assert_eq!(state.total, 1);
         runtime.shutdown().await;
     });
 }
