@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use durable_core::{
-    Client, EntityQuery, Error, InvalidIdReason, OrchestrationContext, Runtime, RuntimeBuilder,
+use durable_core::{Store,
+    Client, EntityId, EntityQuery, Error, InvalidIdReason, OrchestrationContext, Runtime, RuntimeBuilder,
     entity, orchestrator,
 };
-use durable_store::FjallStore;
+use durable_core::record::{Commit, InstanceRecord};
+use durable_store::{FjallStore, PostgresStore, TestServer};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
@@ -187,5 +188,115 @@ fn a_sub_orchestration_under_an_entity_id_is_refused_and_the_entity_keeps_it() {
         let state = until_state(&client, "zed", |c| c.applied == 1).await;
         assert_eq!(state.total, 1);
         runtime.shutdown().await;
+    });
+}
+
+#[orchestrator]
+async fn section(ctx: OrchestrationContext, keys: (String, String)) -> Result<i64, String> {
+    let first = EntityId::of::<Count>(keys.0.clone());
+    let second = EntityId::of::<Count>(keys.1);
+    let held = ctx.lock([first, second]).await.map_err(|e| e.to_string())?;
+    held.release();
+    ctx.call_entity(Count::add, keys.0, 1)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(1)
+}
+
+fn postgres_runtime(url: &str) -> RuntimeBuilder {
+    Runtime::builder(PostgresStore::open(url).unwrap())
+        .entity::<Count>()
+        .orchestrator(section)
+        .lease(Duration::from_secs(5))
+}
+
+/// On PostgreSQL with two workers cleaning all the while: critical sections over empty
+/// entities no worker holds (lock requests passed on, unlocks), calls and their answers,
+/// and scheduled signals waiting in the store each happen once; then a worker that held
+/// entities leaves, the other removes them, and a signal makes one again.
+#[test]
+fn on_postgres_sections_calls_and_scheduled_signals_survive_cleans() {
+    const KEYS: usize = 16;
+    let database = TestServer::shared().database();
+    let store = PostgresStore::open(database.url()).unwrap();
+    let empty = InstanceRecord::pending("@Count".into(), 0, Vec::new(), 1, 1, None);
+    let instances = (0..KEYS)
+        .map(|k| (format!("@Count@k{k}"), empty.clone()))
+        .collect();
+    store
+        .commit(&[Commit {
+            instances,
+            ..Commit::default()
+        }])
+        .unwrap();
+    lifetime(async {
+        let one = postgres_runtime(database.url()).start().await.unwrap();
+        let two = postgres_runtime(database.url()).start().await.unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut cleaners = tokio::task::JoinSet::new();
+        for client in [one.client(), two.client()] {
+            let stop = stop.clone();
+            cleaners.spawn(async move {
+                let mut removed = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    removed += client.clean_entity_storage().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                removed
+            });
+        }
+        let soon = std::time::SystemTime::now() + Duration::from_millis(700);
+        let mut sections = Vec::new();
+        for k in 0..KEYS {
+            let client = if k % 2 == 0 { one.client() } else { two.client() };
+            client
+                .signal_entity_at(Count::add, format!("k{k}"), 10, soon)
+                .await
+                .unwrap();
+            let keys = (format!("k{k}"), format!("k{}", (k + 1) % KEYS));
+            sections.push(client.start(section, format!("s-{k}"), keys).await.unwrap());
+        }
+        for instance in sections {
+            assert_eq!(instance.wait(WAIT).await.unwrap(), 1);
+        }
+        let client = one.client();
+        for k in 0..KEYS {
+            let key = format!("k{k}");
+            let count = until_state(&client, &key, |c| c.applied >= 2).await;
+            assert_eq!((count.applied, count.total), (2, 11), "`{key}`");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        while let Some(done) = cleaners.join_next().await {
+            done.unwrap();
+        }
+        let all = client
+            .list_entities::<Count>(EntityQuery::new().include_stateless(true))
+            .await
+            .unwrap();
+        assert_eq!(all.entities.len(), KEYS);
+        assert!(all.entities.iter().all(|e| e.locked_by.is_none()));
+        // Emptied, held by the workers that ran them.
+        for k in 0..KEYS {
+            assert!(client.delete_entity::<Count>(format!("k{k}")).await.unwrap());
+        }
+        let start = Instant::now();
+        while client.entity_state::<Count>("k0").await.unwrap().is_some()
+            || client.entity_state::<Count>("k1").await.unwrap().is_some()
+        {
+            assert!(start.elapsed() < WAIT, "the deletes never ran");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        one.shutdown().await;
+        // `two` removes what `one` held once it left, not what it holds itself.
+        let client = two.client();
+        let removed = client.clean_entity_storage().await.unwrap();
+        assert!(removed > 0 && removed < KEYS, "removed {removed}");
+        client.signal_entity(Count::add, "k0", 5).await.unwrap();
+        client.signal_entity(Count::add, "k1", 5).await.unwrap();
+        for key in ["k0", "k1"] {
+            let count = until_state(&client, key, |c| c.applied >= 1).await;
+            assert_eq!((count.applied, count.total), (1, 5), "`{key}`");
+        }
+        two.shutdown().await;
     });
 }
