@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use durable_core::{Store,
-    Client, EntityId, EntityQuery, Error, InvalidIdReason, OrchestrationContext, Runtime, RuntimeBuilder,
+    Client, EntityId, EntityQuery, Error, InstanceQuery, InvalidIdReason, OrchestrationContext, Runtime, RuntimeBuilder,
     entity, orchestrator,
 };
 use durable_core::record::{Commit, InstanceRecord};
@@ -299,4 +299,82 @@ fn on_postgres_sections_calls_and_scheduled_signals_survive_cleans() {
         }
         two.shutdown().await;
     });
+}
+
+/// A database of schema version 3 holding entities and orchestrations, opened by this
+/// build: migrated to version 4 in place; the listings and counts hold the orchestrations
+/// only, and the entities list and run as before.
+#[test]
+fn a_postgres_database_of_version_3_with_entities_is_migrated() {
+    let database = TestServer::shared().database();
+    lifetime(async {
+        let runtime = postgres_runtime(database.url())
+            .orchestrator(plain)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let done = client.start(plain, "p-1", 2).await.unwrap();
+        assert_eq!(done.wait(WAIT).await.unwrap(), 2);
+        client.signal_entity(Count::add, "old", 4).await.unwrap();
+        until_state(&client, "old", |c| c.applied == 1).await;
+        runtime.shutdown().await;
+    });
+    // Back to version 3: the indexes whole, no statistics.
+    let url = database.url().to_string();
+    std::thread::spawn(move || {
+        let mut sql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        sql.batch_execute(
+            "DROP INDEX durable.instances_by_status;
+             DROP INDEX durable.instances_by_created;
+             DROP STATISTICS durable.instances_kind;
+             CREATE INDEX instances_by_status ON durable.instances (status, created_ms);
+             CREATE INDEX instances_by_created ON durable.instances (created_ms);
+             UPDATE durable.meta SET value = '3' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    })
+    .join()
+    .unwrap();
+    lifetime(async {
+        let runtime = postgres_runtime(database.url())
+            .orchestrator(plain)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let listed = client.list(&InstanceQuery::new()).await.unwrap();
+        let ids: Vec<&str> = listed.instances.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["p-1"]);
+        let counts = client.count_by_status().await.unwrap();
+        assert_eq!(counts.values().sum::<u64>(), 1, "{counts:?}");
+        let page = client.list_entities::<Count>(EntityQuery::new()).await.unwrap();
+        let keys: Vec<&str> = page.entities.iter().map(|e| e.key()).collect();
+        assert_eq!(keys, ["old"]);
+        client.signal_entity(Count::add, "old", 1).await.unwrap();
+        let count = until_state(&client, "old", |c| c.applied == 2).await;
+        assert_eq!(count.total, 5);
+        runtime.shutdown().await;
+    });
+    let url = database.url().to_string();
+    let (version, partial) = std::thread::spawn(move || {
+        let mut sql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let version: String = sql
+            .query_one("SELECT value FROM durable.meta WHERE key = 'schema_version'", &[])
+            .unwrap()
+            .get(0);
+        let partial: i64 = sql
+            .query_one(
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = 'durable' \
+                 AND indexname IN ('instances_by_status', 'instances_by_created') \
+                 AND indexdef LIKE '%WHERE%'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        (version, partial)
+    })
+    .join()
+    .unwrap();
+    assert_eq!((version.as_str(), partial), ("4", 2));
 }
