@@ -378,3 +378,27 @@ fn a_postgres_database_of_version_3_with_entities_is_migrated() {
     .unwrap();
     assert_eq!((version.as_str(), partial), ("4", 2));
 }
+
+/// `page_size(usize::MAX)`, "everything in one page", lists every entity in one page.
+#[test]
+fn the_largest_page_size_lists_every_entity_in_one_page() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = runtime(&store).start().await.unwrap();
+        let client = runtime.client();
+        for key in ["a", "b", "c"] {
+            client.signal_entity(Count::add, key, 1).await.unwrap();
+        }
+        for key in ["a", "b", "c"] {
+            until_state(&client, key, |c| c.applied == 1).await;
+        }
+        let page = client
+            .list_entities::<Count>(EntityQuery::new().page_size(usize::MAX))
+            .await
+            .unwrap();
+        let keys: Vec<&str> = page.entities.iter().map(|e| e.key()).collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        assert_eq!(page.next, None);
+        runtime.shutdown().await;
+    });
+}
