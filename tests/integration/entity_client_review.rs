@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use durable_core::{Store,
-    Client, EntityId, EntityQuery, Error, InstanceQuery, InvalidIdReason, OrchestrationContext, Runtime, RuntimeBuilder,
-    entity, orchestrator,
-};
 use durable_core::record::{Commit, InstanceRecord};
+use durable_core::{
+    Client, EntityId, EntityQuery, Error, InstanceQuery, InvalidIdReason, OrchestrationContext,
+    Runtime, RuntimeBuilder, Store, entity, orchestrator,
+};
 use durable_store::{FjallStore, PostgresStore, TestServer};
 use serde::{Deserialize, Serialize};
 
@@ -248,7 +248,11 @@ fn on_postgres_sections_calls_and_scheduled_signals_survive_cleans() {
         let soon = std::time::SystemTime::now() + Duration::from_millis(700);
         let mut sections = Vec::new();
         for k in 0..KEYS {
-            let client = if k % 2 == 0 { one.client() } else { two.client() };
+            let client = if k % 2 == 0 {
+                one.client()
+            } else {
+                two.client()
+            };
             client
                 .signal_entity_at(Count::add, format!("k{k}"), 10, soon)
                 .await
@@ -277,7 +281,12 @@ fn on_postgres_sections_calls_and_scheduled_signals_survive_cleans() {
         assert!(all.entities.iter().all(|e| e.locked_by.is_none()));
         // Emptied, held by the workers that ran them.
         for k in 0..KEYS {
-            assert!(client.delete_entity::<Count>(format!("k{k}")).await.unwrap());
+            assert!(
+                client
+                    .delete_entity::<Count>(format!("k{k}"))
+                    .await
+                    .unwrap()
+            );
         }
         let start = Instant::now();
         while client.entity_state::<Count>("k0").await.unwrap().is_some()
@@ -348,7 +357,10 @@ fn a_postgres_database_of_version_3_with_entities_is_migrated() {
         assert_eq!(ids, ["p-1"]);
         let counts = client.count_by_status().await.unwrap();
         assert_eq!(counts.values().sum::<u64>(), 1, "{counts:?}");
-        let page = client.list_entities::<Count>(EntityQuery::new()).await.unwrap();
+        let page = client
+            .list_entities::<Count>(EntityQuery::new())
+            .await
+            .unwrap();
         let keys: Vec<&str> = page.entities.iter().map(|e| e.key()).collect();
         assert_eq!(keys, ["old"]);
         client.signal_entity(Count::add, "old", 1).await.unwrap();
@@ -360,7 +372,10 @@ fn a_postgres_database_of_version_3_with_entities_is_migrated() {
     let (version, partial) = std::thread::spawn(move || {
         let mut sql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
         let version: String = sql
-            .query_one("SELECT value FROM durable.meta WHERE key = 'schema_version'", &[])
+            .query_one(
+                "SELECT value FROM durable.meta WHERE key = 'schema_version'",
+                &[],
+            )
             .unwrap()
             .get(0);
         let partial: i64 = sql
