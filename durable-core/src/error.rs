@@ -194,6 +194,10 @@ pub enum InvalidIdReason {
     /// The id has the form of the ids generated for sub-orchestrations started without
     /// one (see [`GENERATED_ID_PREFIX`](crate::GENERATED_ID_PREFIX)).
     Reserved,
+    /// The id has the form `@Name@key` of an entity's id
+    /// ([`EntityId`](crate::entity::EntityId)): an orchestration under it would take the
+    /// entity's place, and messages to the entity would be refused forever.
+    EntityForm,
 }
 
 impl std::fmt::Display for InvalidIdReason {
@@ -202,6 +206,9 @@ impl std::fmt::Display for InvalidIdReason {
             InvalidIdReason::Empty => "it is empty",
             InvalidIdReason::TooLong => "it is longer than 256 bytes",
             InvalidIdReason::ControlCharacters => "it contains control characters",
+            InvalidIdReason::EntityForm => {
+                "it has the form `@Name@key` of an entity's id, which is reserved for entities; choose an id that does not start with `@`"
+            }
             InvalidIdReason::Reserved => {
                 "it has the form `~{parent}~{hex}.{generation}.{step}`, which is reserved for the ids generated for sub-orchestrations started without one; choose an id that does not"
             }

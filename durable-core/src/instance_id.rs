@@ -3,6 +3,7 @@
 
 use durable_store::Incarnation;
 
+use crate::entity::EntityId;
 use crate::error::{Error, InvalidIdReason};
 
 /// The longest instance id accepted, in bytes.
@@ -19,16 +20,20 @@ pub const MAX_INSTANCE_ID_LEN: usize = 256;
 pub const GENERATED_ID_PREFIX: char = '~';
 
 /// Checks an id a user chose: a valid id that does not have the form of the ids the
-/// runtime generates (see [`GENERATED_ID_PREFIX`]).
+/// runtime generates (see [`GENERATED_ID_PREFIX`]) nor of an entity's (`@Name@key`).
 pub(crate) fn check_user_instance_id(id: &str) -> Result<(), Error> {
     check_instance_id(id)?;
-    if has_generated_form(id) {
-        return Err(Error::InvalidInstanceId {
-            id: id.to_string(),
-            reason: InvalidIdReason::Reserved,
-        });
-    }
-    Ok(())
+    let reason = if has_generated_form(id) {
+        InvalidIdReason::Reserved
+    } else if id.parse::<EntityId>().is_ok() {
+        InvalidIdReason::EntityForm
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidInstanceId {
+        id: id.to_string(),
+        reason,
+    })
 }
 
 /// Whether `id` has the form of an id [`generated_child_id`] makes:
@@ -162,6 +167,12 @@ mod tests {
         assert_eq!(reason(&long), Some(InvalidIdReason::TooLong));
         assert_eq!(reason("a\nb"), Some(InvalidIdReason::ControlCharacters));
         assert_eq!(reason("~p~ab.2.3"), Some(InvalidIdReason::Reserved));
+        assert_eq!(reason("@Account@alice"), Some(InvalidIdReason::EntityForm));
+        assert_eq!(reason("@Account@"), Some(InvalidIdReason::EntityForm));
+        // Not of the form: no name, or no second `@`.
+        assert_eq!(reason("@@alice"), None);
+        assert_eq!(reason("@alice"), None);
+        assert_eq!(reason("a@b@c"), None);
         assert_eq!(reason(&"x".repeat(MAX_INSTANCE_ID_LEN)), None);
         assert!(
             InvalidIdReason::TooLong

@@ -74,6 +74,15 @@ fn parse_one(kind: Kind, args: &mut AttributeArgs, meta: &ParseNestedMeta<'_>) -
             ),
         ));
     }
+    if kind == Kind::Orchestrator && name.value().starts_with('@') {
+        // A record whose orchestrator starts with `@` is an entity's
+        // (`durable_store::ENTITY_MARKER`): the listings and counts would leave the
+        // orchestration out.
+        return Err(syn::Error::new_spanned(
+            name,
+            "the orchestrator name must not start with `@`, which marks entities' records",
+        ));
+    }
     if args.name.is_some() {
         return Err(meta.error(format!(
             "the name of {} is given twice; keep one `name = \"...\"`",
@@ -152,5 +161,17 @@ mod tests {
         assert!(err.to_string().contains("must not be empty"));
         let err = parse(Kind::Activity, quote!(name = "a", name = "b")).unwrap_err();
         assert!(err.to_string().contains("given twice"));
+    }
+
+    /// An orchestration's record holds its orchestrator's name, and a record whose name
+    /// starts with `@` is an entity's: listings and counts would leave the orchestration
+    /// out, and a clean would take it for an entity.
+    #[test]
+    fn rejects_an_orchestrator_name_that_starts_with_the_entity_marker() {
+        let err = parse(Kind::Orchestrator, quote!(name = "@job")).unwrap_err();
+        assert!(err.to_string().contains("must not start with `@`"), "{err}");
+        // An activity's name is never an instance's: `@` is fine there.
+        assert!(parse(Kind::Activity, quote!(name = "@fetch")).is_ok());
+        assert!(parse(Kind::Orchestrator, quote!(name = "job@2")).is_ok());
     }
 }

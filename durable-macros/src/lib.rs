@@ -90,7 +90,7 @@ use ast::Kind;
 ///
 /// - `name = "..."`: the name the orchestrator is registered and recorded under, instead
 ///   of the function's name. Keep it stable across renames of the function: instances in
-///   flight are found by it.
+///   flight are found by it. It must not start with `@`, which marks entities' records.
 /// - `version = N`: the version of the orchestrator's code registered under that name, a
 ///   whole number from 1 (the version without the argument). An instance keeps the
 ///   version it started with: register the old version beside the new one while

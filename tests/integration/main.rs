@@ -8,6 +8,7 @@ mod crash;
 mod entities;
 mod entities_runtime;
 mod entity_client;
+mod entity_client_review;
 mod entity_locks;
 mod entity_review;
 mod entity_review2;

@@ -189,7 +189,8 @@ impl Client {
         let marker = entities::marker(E::NAME);
         let type_prefix = format!("{marker}{}", entities::ENTITY_MARKER);
         let prefix = format!("{type_prefix}{}", query.key_prefix);
-        let size = query.page_size.max(1);
+        // One below the largest, as one more than the page is read.
+        let size = query.page_size.clamp(1, usize::MAX - 1);
         let mut after = query.after.as_ref().map(|cursor| cursor.0.clone());
         let mut found = Vec::new();
         loop {

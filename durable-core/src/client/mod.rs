@@ -80,7 +80,8 @@ impl Client {
     /// [`Error::InvalidInstanceId`] for an empty id, one longer than
     /// [`MAX_INSTANCE_ID_LEN`](crate::MAX_INSTANCE_ID_LEN) bytes, one with control
     /// characters, or one of the form of the ids generated for sub-orchestrations (see
-    /// [`GENERATED_ID_PREFIX`](crate::GENERATED_ID_PREFIX));
+    /// [`GENERATED_ID_PREFIX`](crate::GENERATED_ID_PREFIX)) or of an entity's id
+    /// (`@Name@key`, [`InvalidIdReason::EntityForm`](crate::InvalidIdReason::EntityForm));
     /// [`Error::UnregisteredOrchestrator`] if `orchestrator` is not registered with the
     /// runtime; [`Error::InstanceConflict`] if the id runs another orchestrator;
     /// [`Error::Payload`] if `input` does not encode; [`Error::PayloadTooLarge`] if it is
