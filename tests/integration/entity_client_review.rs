@@ -5,15 +5,14 @@ use std::time::{Duration, Instant};
 
 use durable_core::record::{Commit, InstanceRecord};
 use durable_core::{
-    Client, EntityId, EntityQuery, Error, InstanceQuery, InvalidIdReason, OrchestrationContext,
-    Runtime, RuntimeBuilder, Store, entity, orchestrator,
+    EntityId, EntityQuery, Error, InstanceQuery, InvalidIdReason, OrchestrationContext, Runtime,
+    RuntimeBuilder, Store, entity, orchestrator,
 };
 use durable_store::{FjallStore, PostgresStore, TestServer};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{lifetime, store};
-
-const WAIT: Duration = Duration::from_secs(60);
+use crate::entity_support::{WAIT, until_state};
 
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Count {
@@ -40,19 +39,6 @@ fn runtime(store: &FjallStore) -> RuntimeBuilder {
         .orchestrator(plain)
 }
 
-async fn until_state(client: &Client, key: &str, done: impl Fn(&Count) -> bool) -> Count {
-    let start = Instant::now();
-    loop {
-        if let Some(state) = client.entity_state::<Count>(key).await.unwrap()
-            && done(&state)
-        {
-            return state;
-        }
-        assert!(start.elapsed() < WAIT, "entity `{key}` never got there");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A client starting an orchestration under an entity's id (`@Count@zed`) is refused: the
 /// id stays the entity's, and a signal to it runs.
 #[test]
@@ -74,7 +60,7 @@ fn an_orchestration_under_an_entity_id_does_not_swallow_the_entity_signals() {
             started.map(|_| ())
         );
         client.signal_entity(Count::add, "zed", 1).await.unwrap();
-        let state = until_state(&client, "zed", |c| c.applied == 1).await;
+        let state = until_state(&client, "zed", |c: &Count| c.applied == 1).await;
         assert_eq!(state.total, 1);
         runtime.shutdown().await;
     });
@@ -100,7 +86,7 @@ fn pages_neither_skip_nor_repeat_odd_keys_while_entities_are_made() {
             client.signal_entity(CountTwo::add, key, 1).await.ok();
         }
         for key in &sent {
-            until_state(&client, key, |c| c.applied == 1).await;
+            until_state(&client, key, |c: &Count| c.applied == 1).await;
         }
         let mut seen = Vec::new();
         let mut query = EntityQuery::new().page_size(1).include_stateless(true);
@@ -185,7 +171,7 @@ fn a_sub_orchestration_under_an_entity_id_is_refused_and_the_entity_keeps_it() {
             sender.wait(WAIT).await.unwrap(),
             "the child was not refused"
         );
-        let state = until_state(&client, "zed", |c| c.applied == 1).await;
+        let state = until_state(&client, "zed", |c: &Count| c.applied == 1).await;
         assert_eq!(state.total, 1);
         runtime.shutdown().await;
     });
@@ -266,7 +252,7 @@ fn on_postgres_sections_calls_and_scheduled_signals_survive_cleans() {
         let client = one.client();
         for k in 0..KEYS {
             let key = format!("k{k}");
-            let count = until_state(&client, &key, |c| c.applied >= 2).await;
+            let count = until_state(&client, &key, |c: &Count| c.applied >= 2).await;
             assert_eq!((count.applied, count.total), (2, 11), "`{key}`");
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -303,7 +289,7 @@ fn on_postgres_sections_calls_and_scheduled_signals_survive_cleans() {
         client.signal_entity(Count::add, "k0", 5).await.unwrap();
         client.signal_entity(Count::add, "k1", 5).await.unwrap();
         for key in ["k0", "k1"] {
-            let count = until_state(&client, key, |c| c.applied >= 1).await;
+            let count = until_state(&client, key, |c: &Count| c.applied >= 1).await;
             assert_eq!((count.applied, count.total), (1, 5), "`{key}`");
         }
         two.shutdown().await;
@@ -326,7 +312,7 @@ fn a_postgres_database_of_version_3_with_entities_is_migrated() {
         let done = client.start(plain, "p-1", 2).await.unwrap();
         assert_eq!(done.wait(WAIT).await.unwrap(), 2);
         client.signal_entity(Count::add, "old", 4).await.unwrap();
-        until_state(&client, "old", |c| c.applied == 1).await;
+        until_state(&client, "old", |c: &Count| c.applied == 1).await;
         runtime.shutdown().await;
     });
     // Back to version 3: the indexes whole, no statistics.
@@ -364,7 +350,7 @@ fn a_postgres_database_of_version_3_with_entities_is_migrated() {
         let keys: Vec<&str> = page.entities.iter().map(|e| e.key()).collect();
         assert_eq!(keys, ["old"]);
         client.signal_entity(Count::add, "old", 1).await.unwrap();
-        let count = until_state(&client, "old", |c| c.applied == 2).await;
+        let count = until_state(&client, "old", |c: &Count| c.applied == 2).await;
         assert_eq!(count.total, 5);
         runtime.shutdown().await;
     });
@@ -405,7 +391,7 @@ fn the_largest_page_size_lists_every_entity_in_one_page() {
             client.signal_entity(Count::add, key, 1).await.unwrap();
         }
         for key in ["a", "b", "c"] {
-            until_state(&client, key, |c| c.applied == 1).await;
+            until_state(&client, key, |c: &Count| c.applied == 1).await;
         }
         let page = client
             .list_entities::<Count>(EntityQuery::new().page_size(usize::MAX))
