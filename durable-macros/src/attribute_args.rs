@@ -37,10 +37,7 @@ fn parse_one(kind: Kind, args: &mut AttributeArgs, meta: &ParseNestedMeta<'_>) -
         return parse_version(args, meta);
     }
     if !meta.path.is_ident("name") {
-        // Still consume a `= value` so the next argument is parsed and checked too.
-        if meta.input.peek(syn::Token![=]) {
-            let _: syn::Expr = meta.value()?.parse()?;
-        }
+        skip_value(meta)?;
         let known = match kind {
             Kind::Orchestrator => "the arguments are the registered name and version: \
                  `#[orchestrator(name = \"...\", version = 2)]`"
@@ -49,22 +46,11 @@ fn parse_one(kind: Kind, args: &mut AttributeArgs, meta: &ParseNestedMeta<'_>) -
         };
         return Err(meta.error(format!("unknown argument to {}; {known}", kind.attribute())));
     }
-    let value = meta.value().map_err(|_| {
-        meta.error(format!(
-            "the name is a string: write `{usage}` with the name in quotes"
-        ))
-    })?;
-    let expr: syn::Expr = value.parse()?;
-    let syn::Expr::Lit(syn::ExprLit {
-        lit: syn::Lit::Str(name),
-        ..
-    }) = expr
-    else {
-        return Err(syn::Error::new_spanned(
-            expr,
-            format!("the name is a string literal: write `{usage}`"),
-        ));
-    };
+    let name = name_literal(
+        meta,
+        format!("the name is a string: write `{usage}` with the name in quotes"),
+        &format!("`{usage}`"),
+    )?;
     if name.value().is_empty() {
         return Err(syn::Error::new_spanned(
             name,
@@ -91,6 +77,36 @@ fn parse_one(kind: Kind, args: &mut AttributeArgs, meta: &ParseNestedMeta<'_>) -
     }
     args.name = Some(name);
     Ok(())
+}
+
+/// Consumes the `= value` of an argument that is refused, so the arguments after it are
+/// parsed and checked too.
+pub(crate) fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(syn::Token![=]) {
+        let _: syn::Expr = meta.value()?.parse()?;
+    }
+    Ok(())
+}
+
+/// The string literal of a `name = "..."` argument (`#[orchestrator]`, `#[activity]`,
+/// `#[entity]`): `missing` is the error without `= value`; `usage`, what to write instead
+/// of a value that is not a string literal.
+pub(crate) fn name_literal(
+    meta: &ParseNestedMeta<'_>,
+    missing: String,
+    usage: &str,
+) -> syn::Result<LitStr> {
+    let expr: syn::Expr = meta.value().map_err(|_| meta.error(missing))?.parse()?;
+    match expr {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(name),
+            ..
+        }) => Ok(name),
+        expr => Err(syn::Error::new_spanned(
+            expr,
+            format!("the name is a string literal: write {usage}"),
+        )),
+    }
 }
 
 /// `version = N`: a positive integer, given once.

@@ -5,6 +5,7 @@ use proc_macro2::TokenStream;
 use syn::meta::ParseNestedMeta;
 use syn::{LitStr, Path};
 
+use crate::attribute_args::{name_literal, skip_value};
 use crate::errors::Errors;
 
 /// The parsed arguments.
@@ -55,27 +56,12 @@ fn parse_one(args: &mut EntityArgs, meta: &ParseNestedMeta<'_>) -> syn::Result<(
         return Ok(());
     }
     if !meta.path.is_ident("name") {
-        if meta.input.peek(syn::Token![=]) {
-            let _: syn::Expr = meta.value()?.parse()?;
-        }
+        skip_value(meta)?;
         return Err(meta.error(format!(
             "unknown argument to #[entity]; the arguments are the name and the initial state: {USAGE}"
         )));
     }
-    let expr: syn::Expr = meta
-        .value()
-        .map_err(|_| meta.error(format!("the name is a string: write {USAGE}")))?
-        .parse()?;
-    let syn::Expr::Lit(syn::ExprLit {
-        lit: syn::Lit::Str(name),
-        ..
-    }) = expr
-    else {
-        return Err(syn::Error::new_spanned(
-            expr,
-            format!("the name is a string literal: write {USAGE}"),
-        ));
-    };
+    let name = name_literal(meta, format!("the name is a string: write {USAGE}"), USAGE)?;
     let value = name.value();
     if value.is_empty() || value.contains('@') {
         return Err(syn::Error::new_spanned(
