@@ -15,6 +15,16 @@ use durable_store::{
     ServerProblem, Status, Store, StoreError, TestServer, WorkItem, conformance,
 };
 
+/// The schema version a database records (`durable.meta`), as migrated by the last open.
+fn stored_schema_version(sql: &mut postgres::Client) -> String {
+    sql.query_one(
+        "SELECT value FROM durable.meta WHERE key = 'schema_version'",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
 /// A store on a new, empty database of the shared server.
 fn fresh_store() -> PostgresStore {
     let database = TestServer::shared().database();

@@ -524,14 +524,10 @@ fn a_version_1_database_is_migrated_and_keeps_its_data() {
     )
     .unwrap();
     let store = PostgresStore::open(database.url()).unwrap();
-    let version: String = sql
-        .query_one(
-            "SELECT value FROM durable.meta WHERE key = 'schema_version'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(version, SCHEMA_VERSION.to_string());
+    assert_eq!(
+        super::stored_schema_version(&mut sql),
+        SCHEMA_VERSION.to_string()
+    );
     let indexes: i64 = sql
         .query_one(
             "SELECT count(*) FROM pg_indexes WHERE schemaname = 'durable' AND indexname IN \

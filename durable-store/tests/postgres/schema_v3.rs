@@ -36,14 +36,10 @@ fn a_version_2_database_is_migrated_and_keeps_its_data() {
     )
     .unwrap();
     let store = PostgresStore::open(database.url()).unwrap();
-    let version: String = sql
-        .query_one(
-            "SELECT value FROM durable.meta WHERE key = 'schema_version'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(version, SCHEMA_VERSION.to_string());
+    assert_eq!(
+        super::stored_schema_version(&mut sql),
+        SCHEMA_VERSION.to_string()
+    );
     assert_eq!(SCHEMA_VERSION, 4);
     let index: i64 = sql
         .query_one(

@@ -50,14 +50,10 @@ fn a_version_3_database_is_migrated_and_its_listings_leave_entities_out_through_
     )
     .unwrap();
     let store = PostgresStore::open(database.url()).unwrap();
-    let version: String = sql
-        .query_one(
-            "SELECT value FROM durable.meta WHERE key = 'schema_version'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(version, SCHEMA_VERSION.to_string());
+    assert_eq!(
+        super::stored_schema_version(&mut sql),
+        SCHEMA_VERSION.to_string()
+    );
     assert_eq!(SCHEMA_VERSION, 4);
     let partial_indexes: i64 = sql
         .query_one(
