@@ -26,6 +26,7 @@
 extern crate self as durable_core;
 
 mod activity_context;
+pub mod admin;
 mod client;
 mod clock;
 mod durable_future;

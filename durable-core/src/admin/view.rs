@@ -1,0 +1,209 @@
+//! The views of the admin API: what `durable list --json`, `durable show --json`,
+//! `durable history --json`, `durable stats --json` print and what the dashboard's
+//! `/api/` endpoints answer, one shape for both. Payloads are JSON values, never bytes;
+//! times are milliseconds since the Unix epoch.
+//!
+//! Every view is `Serialize` and `Deserialize`, so the CLI reads a running process's
+//! `/api/` (`durable --url http://ADDR ...`) into the same types it builds from a store.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where in the orchestrator's source a step was issued: the await site the
+/// `#[orchestrator]` macro records with each step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteView {
+    /// Source file, as `file!()` gives it (`examples/migration.rs`).
+    pub file: String,
+    /// Line in that file, from 1.
+    pub line: u32,
+    /// The orchestrator function the site is in.
+    pub function: String,
+}
+
+/// A durable step: its number, what it is, and where it was issued.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepView {
+    /// Step number, from 0 in program order (in the current generation).
+    pub step: u64,
+    /// What the step is: "activity `pay`", "a timer", ...
+    pub operation: String,
+    /// The await site.
+    pub site: SiteView,
+}
+
+/// A failure: its kind and message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureView {
+    /// The kind, in snake case: `error`, `panic`, `nondeterminism`, `timeout`, ...
+    pub kind: String,
+    /// What went wrong, as recorded.
+    pub message: String,
+}
+
+/// One instance in a list: [`InstanceList::instances`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRow {
+    /// Instance id.
+    pub id: String,
+    /// Registered name of its orchestrator.
+    pub orchestrator: String,
+    /// Version of the orchestrator it runs.
+    pub version: u32,
+    /// Status name: `pending`, `running`, `completed`, `failed`, `stalled`, `terminated`
+    /// or `suspended` ([`StatusKind::as_str`](durable_store::StatusKind::as_str)).
+    pub status: String,
+    /// When it was created, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// When its record last changed, ms since the Unix epoch.
+    pub updated_at_ms: u64,
+    /// For a failed, stalled, terminated or suspended instance: why (the failure
+    /// message, the stall's cause, the reason given).
+    pub message: Option<String>,
+    /// The custom status the orchestrator set last, if any.
+    pub custom_status: Option<serde_json::Value>,
+    /// For a stalled or failed instance: the last step it issued, with its await site.
+    pub stopped_at: Option<StepView>,
+}
+
+/// A page of [`InstanceRow`]s, with the counts by status of the whole store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceList {
+    /// The instances of the page, in creation order.
+    pub instances: Vec<InstanceRow>,
+    /// The cursor of the next page (pass it back as `after`); `None` on the last page.
+    pub next: Option<String>,
+    /// Orchestration instances by status name, every status present (zeros included).
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// A child of an instance: a sub-orchestration it started.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChildView {
+    /// The child's instance id.
+    pub id: String,
+    /// The child's orchestrator.
+    pub orchestrator: String,
+    /// The parent's step that started it.
+    pub step: u64,
+    /// The child's status name, `None` if it is gone (purged).
+    pub status: Option<String>,
+}
+
+/// An activity the instance waits for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingActivity {
+    /// Its step.
+    pub step: u64,
+    /// Activity name.
+    pub activity: String,
+    /// The attempt under way (1 for the first).
+    pub attempt: u32,
+    /// Where it was called.
+    pub site: SiteView,
+}
+
+/// A durable timer that has not fired.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTimer {
+    /// Its step.
+    pub step: u64,
+    /// When it fires, ms since the Unix epoch.
+    pub fire_at_ms: u64,
+    /// Where it was created.
+    pub site: SiteView,
+}
+
+/// What an instance waits for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingWork {
+    /// Activities scheduled whose results have not arrived.
+    pub activities: Vec<PendingActivity>,
+    /// Timers that have not fired.
+    pub timers: Vec<PendingTimer>,
+    /// Sub-orchestrations that have not finished: their steps.
+    pub sub_orchestrations: Vec<StepView>,
+    /// Names of the external events it waits for.
+    pub events: Vec<String>,
+}
+
+/// One row of an instance's timeline: an activity, timer, sub-orchestration, entity call
+/// or event wait, from when it was scheduled to when it was done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineRow {
+    /// `activity`, `timer`, `sub-orchestration`, `entity` or `event`.
+    pub kind: String,
+    /// The activity, orchestrator, entity operation or event name; `timer` for a timer.
+    pub name: String,
+    /// Its step; `None` for an event wait (not a step).
+    pub step: Option<u64>,
+    /// When it was scheduled (or the wait began), ms since the Unix epoch, if known.
+    pub started_at_ms: Option<u64>,
+    /// When its result was recorded, `None` while it is pending.
+    pub ended_at_ms: Option<u64>,
+    /// `pending`, `completed`, `failed` (or, for a timer, `fired`).
+    pub outcome: String,
+    /// Attempts made (1 without retries); more than 1 marks retries.
+    pub attempts: u32,
+    /// Where it was issued, if it is a step.
+    pub site: Option<SiteView>,
+}
+
+/// Everything about one instance: what `durable show ID` prints and the instance page
+/// shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceDetail {
+    /// The instance as a list shows it.
+    #[serde(flatten)]
+    pub summary: InstanceRow,
+    /// Its generation (continue-as-new count, from 0).
+    pub generation: u32,
+    /// Its input.
+    pub input: Option<serde_json::Value>,
+    /// Its output, once completed.
+    pub output: Option<serde_json::Value>,
+    /// Its error, once failed, stalled or terminated.
+    pub error: Option<FailureView>,
+    /// The instance that started it, if it is a sub-orchestration.
+    pub parent: Option<String>,
+    /// The sub-orchestrations it started.
+    pub children: Vec<ChildView>,
+    /// What it waits for now.
+    pub pending: PendingWork,
+    /// Its activities, timers, sub-orchestrations and waits, in the order issued.
+    pub timeline: Vec<TimelineRow>,
+}
+
+/// One event of an instance's history: what `durable history ID` prints, one per row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRow {
+    /// Position in the history, from 0.
+    pub index: u32,
+    /// The step the event belongs to, if any.
+    pub step: Option<u64>,
+    /// The event's kind, as named in [`Event`](durable_store::Event):
+    /// `ActivityScheduled`, `ActivityCompleted`, `TimerCreated`, ...
+    pub kind: String,
+    /// The activity, orchestrator, event or entity named, if any.
+    pub name: Option<String>,
+    /// `completed`, `failed`, `fired`, ... for events that end a step or the instance.
+    pub outcome: Option<String>,
+    /// When it was recorded, ms since the Unix epoch, if the history says.
+    pub at_ms: Option<u64>,
+    /// The await site, for events that issue a step.
+    pub site: Option<SiteView>,
+    /// The payload it carries (input, output, event payload, failure), as JSON.
+    pub payload: Option<serde_json::Value>,
+}
+
+/// A store's totals: what `durable stats` prints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Orchestration instances by status name, every status present.
+    pub counts: BTreeMap<String, u64>,
+    /// Work items queued (messages, activity tasks, timers) not yet done.
+    pub work_queued: u64,
+    /// When the oldest queued work item was enqueued (or is due), ms since the Unix epoch.
+    pub oldest_pending_at_ms: Option<u64>,
+}
