@@ -45,6 +45,7 @@ mod replay;
 pub mod replay_test;
 mod retry;
 mod runtime;
+mod telemetry;
 
 pub use activity_context::ActivityContext;
 pub use client::entity_query::{EntityCursor, EntityPage, EntityQuery, EntitySummary};
@@ -225,6 +226,7 @@ pub use runtime::{
     CommitStats, DEFAULT_LEASE, DEFAULT_MAX_PAYLOAD_BYTES, Runtime, RuntimeBuilder, Unregistered,
     UnregisteredCallee,
 };
+pub use telemetry::{InvalidTraceparent, TraceContext};
 
 /// The stored records, for tools and tests that read a store directly.
 pub mod record {

@@ -28,6 +28,8 @@ use crate::position::Position;
 use crate::replay::state::Run;
 use crate::runtime::engine::{Engine, Recipient};
 use crate::runtime::entities::is_entity;
+use crate::telemetry::{TraceContext, spans};
+use tracing::Instrument;
 
 /// A raised event an instance set aside: its payload did not decode as the type the
 /// orchestrator waits for. See [`Client::set_aside_events`].
@@ -60,11 +62,47 @@ impl SetAsideEvent {
 #[derive(Clone, Debug)]
 pub struct Client {
     pub(crate) engine: Arc<Engine>,
+    /// The trace context its starts and raises carry ([`Client::with_trace_context`]).
+    trace: Option<Arc<TraceContext>>,
 }
 
 impl Client {
     pub(crate) fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+        Self {
+            engine,
+            trace: None,
+        }
+    }
+
+    /// This client, its starts and raised events carrying the W3C trace context `trace`:
+    /// the instances' turns and activities open their spans as its children, across
+    /// restarts and workers (see the `telemetry` section of the crate's README). For a
+    /// caller that has a `traceparent` (an incoming request's header) and no
+    /// OpenTelemetry layer; with the `otel` feature, a client without one takes the
+    /// context of the current `tracing` span.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: durable_core::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use durable_core::TraceContext;
+    ///
+    /// let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    /// let traced = client.with_trace_context(TraceContext::from_traceparent(header)?);
+    /// traced.raise_event("order-42", "approved", &true).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_trace_context(&self, trace: TraceContext) -> Client {
+        Client {
+            engine: self.engine.clone(),
+            trace: Some(Arc::new(trace)),
+        }
+    }
+
+    /// The trace context set with [`with_trace_context`](Self::with_trace_context).
+    pub fn trace_context(&self) -> Option<&TraceContext> {
+        self.trace.as_deref()
     }
 
     /// Starts orchestrator `orchestrator` as instance `id` with `input`. Returns once the
@@ -92,8 +130,21 @@ impl Client {
         id: impl Into<String>,
         input: O::Input,
     ) -> Result<Instance<O>, Error> {
-        let _ = orchestrator;
         let id = id.into();
+        let span = spans::client_call(spans::START, O::NAME, &id, self.trace_context());
+        self.start_in_span(orchestrator, id, input)
+            .instrument(span)
+            .await
+    }
+
+    /// [`start`](Self::start), in its span.
+    async fn start_in_span<O: Orchestrator>(
+        &self,
+        orchestrator: O,
+        id: String,
+        input: O::Input,
+    ) -> Result<Instance<O>, Error> {
+        let _ = orchestrator;
         check_user_instance_id(&id)?;
         if self
             .engine
@@ -158,7 +209,21 @@ impl Client {
             input: record.input.clone(),
         };
         commit.instances.push((id.to_string(), record));
-        self.send(id, to, started, commit).await
+        self.send_traced(id, to, started, commit).await
+    }
+
+    /// [`send`](Self::send), with the caller's trace context ([`TraceContext::for_request`]).
+    async fn send_traced(
+        &self,
+        id: &str,
+        to: Recipient,
+        event: Event,
+        commit: Commit,
+    ) -> Result<(), Error> {
+        let trace = TraceContext::for_request(self.trace_context()).map(|t| t.to_event());
+        (self.engine)
+            .send_traced(id, to, event, trace, commit)
+            .await
     }
 
     /// Commits `event` as a message for run `to` of `id`, with whatever else `commit`
@@ -261,6 +326,17 @@ impl Client {
         payload: &T,
     ) -> Result<(), Error> {
         let name = name.event_name();
+        let span = spans::client_call(spans::SIGNAL, name, id, self.trace_context());
+        self.raise_in_span(id, name, payload).instrument(span).await
+    }
+
+    /// [`raise_event`](Self::raise_event), in its span.
+    async fn raise_in_span<T: Serialize>(
+        &self,
+        id: &str,
+        name: &str,
+        payload: &T,
+    ) -> Result<(), Error> {
         let record = self.existing(id).await?;
         refuse_if_finished(id, &record, ClientRequest::RaiseEvent)?;
         let payload = payload::encode(payload)?;
@@ -271,7 +347,7 @@ impl Client {
             payload,
         };
         let to = Recipient::any_generation(record.incarnation);
-        self.send(id, to, event, Commit::default()).await
+        self.send_traced(id, to, event, Commit::default()).await
     }
 
     /// The events instance `id` set aside in its current generation, oldest first: raised

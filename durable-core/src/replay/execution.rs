@@ -15,6 +15,7 @@ use crate::payload;
 use crate::replay::log;
 use crate::replay::state::{NextGeneration, ReplayState, Run, lock};
 use crate::replay::turn::{Outcome, Turn};
+use crate::telemetry::TraceContext;
 
 /// The future of an orchestrator's run: its encoded output, or its failure.
 pub(crate) type OrchestratorFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, Failure>> + Send>>;
@@ -104,6 +105,12 @@ impl Execution {
 
     fn state(&self) -> MutexGuard<'_, ReplayState> {
         lock(&self.state)
+    }
+
+    /// The last trace context the instance's history (as far as this execution applied
+    /// it) holds: what its turns' spans are children of.
+    pub(crate) fn trace_context(&self) -> Option<TraceContext> {
+        self.state().trace.clone()
     }
 
     /// Runs one turn: replays `recorded` (events already in the history; only on a fresh

@@ -19,6 +19,7 @@ use crate::replay::log;
 use crate::replay::recorded::{Patch, Recorded};
 use crate::replay::step::{Step, StepKind, StepRequest, StepResult};
 use crate::replay::turn::{Command, Outcome};
+use crate::telemetry::TraceContext;
 
 /// Which run of an instance an execution is: generated child ids carry it, so each run's
 /// children are new instances.
@@ -97,6 +98,9 @@ pub(crate) struct ReplayState {
     /// Set when the turn must stop: nondeterminism, a payload that does not decode, or one
     /// over the limit.
     pub(in crate::replay) fatal: Option<Outcome>,
+    /// The last trace context the history holds (not a step: the runtime parents the
+    /// spans of the instance's turns on it, see `crate::telemetry`).
+    pub(crate) trace: Option<TraceContext>,
 }
 
 impl std::fmt::Debug for ReplayState {
@@ -136,6 +140,7 @@ impl ReplayState {
             patches: HashMap::new(),
             locks: Locks::default(),
             fatal: None,
+            trace: None,
         }
     }
 
@@ -471,6 +476,10 @@ impl ReplayState {
             | Event::EntityCall { .. }
             | Event::EntityLock { .. }
             | Event::EntityUnlock { .. } => {}
+            // Not a step: the runtime parents its spans on it (`crate::telemetry`).
+            Event::TraceContext { .. } => {
+                self.trace = TraceContext::of_event(event).or(self.trace.take());
+            }
         }
         true
     }

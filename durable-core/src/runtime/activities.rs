@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::failure;
 use crate::failure::panic_message;
 use crate::payload;
+use crate::telemetry::{self, ActivityTrace, metrics, spans};
 
 /// A slot taken: given back to the next activity waiting when dropped.
 struct Slot(Arc<Engine>);
@@ -39,13 +40,23 @@ impl Drop for Slot {
 /// activity's execution, with its timeout, starts when it has one.
 ///
 /// A task of an activity this worker does not have, on a shared store, is not run here:
-/// it was left in the store for a worker that has it.
-pub(in crate::runtime) fn run(engine: &Arc<Engine>, id: WorkId, task: ActivityTask) {
+/// it was left in the store for a worker that has it. Its span joins `trace`.
+pub(in crate::runtime) fn run(
+    engine: &Arc<Engine>,
+    id: WorkId,
+    task: ActivityTask,
+    trace: ActivityTrace,
+) {
     if engine.leaves_activity(&task.activity) {
         return;
     }
     let busy = engine.busy();
-    engine.queue_activity(QueuedActivity { id, task, busy });
+    engine.queue_activity(QueuedActivity {
+        id,
+        task,
+        busy,
+        trace,
+    });
     start_waiting(engine);
 }
 
@@ -60,6 +71,7 @@ fn start_waiting(engine: &Arc<Engine>) {
             next.task,
             slot,
             next.busy,
+            next.trace,
         ));
     }
 }
@@ -71,7 +83,7 @@ fn start_waiting(engine: &Arc<Engine>) {
 pub(in crate::runtime) async fn give_up_waiting(engine: &Engine) {
     let waiting = engine.take_waiting_activities();
     let mut commit = Commit::default();
-    for QueuedActivity { id, task, busy } in waiting {
+    for QueuedActivity { id, task, busy, .. } in waiting {
         store_unexecuted(id, task, &mut commit);
         drop(busy);
     }
@@ -89,6 +101,7 @@ async fn execute(
     engine: &Arc<Engine>,
     task: &ActivityTask,
     key: String,
+    span: tracing::Span,
 ) -> Result<Result<Vec<u8>, Failure>, Undecodable> {
     let Some((name, entry)) = engine.registry().activity(&task.activity) else {
         return Ok(Err(failure::unregistered_activity(
@@ -98,7 +111,6 @@ async fn execute(
     };
     let ctx = ActivityContext::new(&task.instance, key, name, task.attempt, engine.clone());
     let future = (entry.start)(ctx, &task.input).map_err(Undecodable)?;
-    let span = tracing::info_span!("activity", name = %task.activity, instance = %task.instance, seq = task.seq, attempt = task.attempt);
     Ok(catch_panic(future.instrument(span)).await)
 }
 
@@ -109,15 +121,16 @@ async fn execute_bounded(
     engine: &Arc<Engine>,
     task: &ActivityTask,
     key: String,
+    span: tracing::Span,
 ) -> Result<Result<Vec<u8>, Failure>, Undecodable> {
     let limit = task.attempt_timeout_ms.map(Duration::from_millis);
     let Some((limit, deadline)) =
         limit.and_then(|limit| Some((limit, engine.clock().now().checked_add(limit)?)))
     else {
-        return execute(engine, task, key).await;
+        return execute(engine, task, key, span).await;
     };
     let mut deadline = engine.clock().sleep_until(deadline);
-    let mut running = Box::pin(execute(engine, task, key));
+    let mut running = Box::pin(execute(engine, task, key, span));
     let finished = std::future::poll_fn(|cx| {
         // An execution that finished wins over a deadline reached at the same time.
         if let Poll::Ready(result) = running.as_mut().poll(cx) {
@@ -150,6 +163,7 @@ async fn run_and_hand_over(
     task: ActivityTask,
     slot: Slot,
     _busy: Busy,
+    trace: ActivityTrace,
 ) {
     let key = idempotency_key(
         &task.instance,
@@ -158,8 +172,15 @@ async fn run_and_hand_over(
         task.key_seq,
     );
     let limit = engine.max_payload();
-    let executed = match execute_bounded(&engine, &task, key.clone()).await {
-        Ok(executed) => executed,
+    let span = activity_span(&engine, &task, trace);
+    let started = metrics::started();
+    let executed = match execute_bounded(&engine, &task, key.clone(), span).await {
+        Ok(executed) => {
+            if let Some(started) = started {
+                metrics::activity(started.elapsed(), executed.is_err());
+            }
+            executed
+        }
         Err(Undecodable(failure)) => {
             drop(slot);
             stall_undecodable(&engine, id, task, key, failure);
@@ -332,6 +353,25 @@ pub(in crate::runtime) async fn store_all_held_results(engine: &Engine) {
 fn store_unexecuted(id: WorkId, mut task: ActivityTask, commit: &mut Commit) {
     task.attempt = task.attempt.saturating_sub(1);
     commit.enqueued.push((id, WorkItem::Activity(task)));
+}
+
+/// The span of an attempt of `task`, a child of the context of the turn that scheduled
+/// it: known in memory, or, for a task taken over from the store, read from its
+/// instance's history when a subscriber records the span.
+fn activity_span(engine: &Engine, task: &ActivityTask, trace: ActivityTrace) -> tracing::Span {
+    let worker = engine.worker();
+    match trace {
+        ActivityTrace::Known(trace) => spans::activity(task, worker, trace.as_ref()),
+        ActivityTrace::Stored => {
+            let span = spans::activity(task, worker, None);
+            if !span.is_disabled() {
+                // A history that does not read is the turn's to report, not the span's.
+                let history = engine.store().history(&task.instance).unwrap_or_default();
+                spans::parent(&span, telemetry::of_step(&history, task.seq).as_ref());
+            }
+            span
+        }
+    }
 }
 
 /// An activity input its code cannot decode: the failure that says so.

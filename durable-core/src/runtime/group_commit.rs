@@ -22,6 +22,7 @@ use durable_store::{Commit, Store, StoreError, WorkerId};
 use tokio::sync::{Notify, oneshot};
 
 use crate::error::Error;
+use crate::telemetry::metrics;
 
 /// The most commits written in one batch.
 const MAX_BATCH: usize = 1024;
@@ -302,6 +303,7 @@ fn write(store: &dyn Store, commits: &[Commit], counters: &Counters) -> Result<(
             counters
                 .commits
                 .fetch_add(commits.len() as u64, Ordering::Relaxed);
+            metrics::commit_batch(commits.len());
         }
         Err(StoreError::LeaseExpired { worker }) => {
             tracing::debug!(

@@ -23,6 +23,7 @@ use super::unregistered::Unregistered;
 use crate::activity_context::idempotency_key;
 use crate::error::Error;
 use crate::failure;
+use crate::telemetry::ActivityTrace;
 
 /// A timer found in the store, to arm again.
 struct StoredTimer {
@@ -265,7 +266,8 @@ pub(in crate::runtime) async fn take_over(
     }
     for (id, item) in tasks {
         if let WorkItem::Activity(task) = item {
-            activities::run(engine, id, task);
+            // Its turn ran in another process: its trace is in its instance's history.
+            activities::run(engine, id, task, ActivityTrace::Stored);
         }
     }
     if recovered > 0 {

@@ -19,6 +19,7 @@ use crate::instance_id::{check_user_instance_id, generated_child_id};
 use crate::orchestration_context::OrchestrationContext;
 use crate::replay::execution::Execution;
 use crate::replay::turn::{CarriedEvent, Command, Outcome};
+use crate::telemetry::{TraceContext, metrics, spans};
 
 /// What a turn comes to before anything is written. The payloads are boxed so that the
 /// task awaiting a turn's commit stays small: one is spawned for every instance that gets
@@ -74,6 +75,10 @@ pub(in crate::runtime) struct Turned {
     /// The entities the turn sends messages to, whose records the turn task makes if
     /// absent ([`entity_messages::create_targets`]).
     pub(in crate::runtime) entities: Vec<EntityId>,
+    /// The turn's span, under which its commit and its sends run.
+    pub(in crate::runtime) span: tracing::Span,
+    /// The trace the turn joined, which the activities it scheduled join too.
+    pub(in crate::runtime) trace: Option<TraceContext>,
 }
 
 /// The start of an instance's next generation (continue-as-new).
@@ -83,6 +88,8 @@ struct NextGeneration<'a> {
     /// The external events the last generation did not take, in the order they arrived,
     /// raised again to the next.
     carried_events: &'a [CarriedEvent],
+    /// The trace the last generation's turn joined, which the next one joins.
+    trace: Option<&'a TraceContext>,
 }
 
 fn stall(record: InstanceRecord, failure: Failure) -> Plan {
@@ -183,6 +190,7 @@ pub(in crate::runtime) fn plan(
                 Vec::new()
             } else {
                 engine.count_replay();
+                metrics::replay();
                 match engine.store().history(instance) {
                     Ok(history) => history,
                     // A damaged history will not read better on a retry: park the
@@ -197,7 +205,20 @@ pub(in crate::runtime) fn plan(
             (execution, history)
         }
     };
-    let turn = execution.turn(&recorded, new);
+    // The last trace context: of the new events, else of the history (replayed now, or
+    // applied by the cached execution's earlier turns).
+    let trace = TraceContext::last_in(new.iter())
+        .or_else(|| TraceContext::last_in(recorded.iter()))
+        .or_else(|| execution.trace_context());
+    let span = spans::turn(
+        instance,
+        &record.orchestrator,
+        run.generation,
+        engine.worker(),
+        new.len(),
+        trace.as_ref(),
+    );
+    let turn = span.in_scope(|| execution.turn(&recorded, new));
     let stalled = match &turn.outcome {
         Outcome::Stalled(failure) => Some(failure.clone()),
         _ => missing_code(engine, &turn.commands),
@@ -242,6 +263,7 @@ pub(in crate::runtime) fn plan(
         let next = NextGeneration {
             input: input.clone(),
             carried_events: events,
+            trace: trace.as_ref(),
         };
         continue_as_new(
             engine,
@@ -273,7 +295,16 @@ pub(in crate::runtime) fn plan(
             ) else {
                 continue;
             };
-            schedule(engine, instance, run, command, &mut commit, &mut outbox)?;
+            let trace = trace.as_ref();
+            schedule(
+                engine,
+                instance,
+                run,
+                trace,
+                command,
+                &mut commit,
+                &mut outbox,
+            )?;
         }
         record.status = match &turn.outcome {
             Outcome::Completed(output) => Status::Completed {
@@ -297,6 +328,8 @@ pub(in crate::runtime) fn plan(
         execution,
         outcome: turn.outcome,
         entities,
+        span,
+        trace,
     })))
 }
 
@@ -318,12 +351,13 @@ fn missing_code(engine: &Engine, commands: &[Command]) -> Option<Failure> {
     })
 }
 
-/// Turns a command of the replay step, issued by `run` of `instance`, into work items of
-/// `commit`.
+/// Turns a command of the replay step, issued by `run` of `instance` in a turn that
+/// joined `trace`, into work items of `commit`.
 fn schedule(
     engine: &Engine,
     instance: &str,
     run: Run,
+    trace: Option<&TraceContext>,
     command: Command,
     commit: &mut Commit,
     outbox: &mut Outbox,
@@ -462,6 +496,9 @@ fn schedule(
                 input,
             };
             outbox.enqueue(engine, &child, to, started, commit);
+            if let Some(trace) = trace {
+                outbox.enqueue(engine, &child, to, trace.to_event(), commit);
+            }
         }
         _ => unreachable!("entity commands are sent by `entity_messages::send`"),
     }
@@ -492,6 +529,9 @@ fn continue_as_new(
     };
     let to = Run::of(record).into();
     outbox.enqueue(engine, instance, to, started, commit);
+    if let Some(trace) = next.trace {
+        outbox.enqueue(engine, instance, to, trace.to_event(), commit);
+    }
     for CarriedEvent { name, payload } in next.carried_events {
         let raised = Event::EventRaised {
             name: name.clone(),

@@ -24,6 +24,7 @@ use super::verdicts;
 use crate::error::Error;
 use crate::handle::BoxFuture;
 use crate::replay::turn::Outcome;
+use crate::telemetry::{ActivityTrace, metrics, spans};
 
 /// The turn task the engine spawns for an instance whose inbox got work
 /// ([`EngineParts::turn_task`](super::engine::EngineParts::turn_task)).
@@ -48,8 +49,8 @@ async fn run_turns(engine: Arc<Engine>, instance: String, _busy: Busy) {
         let Some(permit) = engine.turn_permit().await else {
             return;
         };
-        let span = tracing::debug_span!("turn", instance, events = messages.len());
-        let turned = turn(&engine, &instance, &messages, permit).instrument(span);
+        // The turn's span is opened by its plan, once the trace it joins is known.
+        let turned = turn(&engine, &instance, &messages, permit);
         if let Err(e) = lease::in_turn(lease, turned).await {
             // A store error no retry can mend (a poisoned store, a record that does not
             // decode) parks the instance in memory; its events stay in the store, and the
@@ -101,8 +102,10 @@ async fn turn(
     messages: &[Delivery],
     permit: OwnedSemaphorePermit,
 ) -> Result<(), Error> {
+    let started = metrics::started();
     match turn_plan::plan(engine, instance, messages)? {
         Plan::Commit(mut turned) => {
+            let span = turned.span.clone();
             // Held until the commit is durable (or refused): the records of entities the
             // turn makes (see `entities::create_if_absent`). Boxed, as most turns send
             // nothing to entities: the common case keeps the task small.
@@ -119,11 +122,14 @@ async fn turn(
             };
             let durable = engine.submit(std::mem::take(&mut turned.commit));
             drop(permit);
-            let (written, commit) = durable.await;
+            let (written, commit) = durable.instrument(span).await;
             drop(creating);
             written?;
             turned.commit = commit;
             finish(engine, instance, *turned);
+            if let Some(started) = started {
+                metrics::turn(started.elapsed());
+            }
             Ok(())
         }
         // Boxed, as they are rare: the common case above keeps the task small.
@@ -149,7 +155,12 @@ async fn without_orchestrator(
         Plan::Request(request) => control::apply(engine, instance, &messages[0], *request).await,
         Plan::Stall(stall) => verdicts::stall(engine, instance, *stall, messages).await,
         Plan::Fail(fail) => verdicts::fail(engine, instance, *fail, messages).await,
-        Plan::Entity(record) => entities::turn(engine, instance, messages, *record, permit).await,
+        Plan::Entity(record) => {
+            let span = spans::entity_turn(instance, engine.worker(), messages.len());
+            entities::turn(engine, instance, messages, *record, permit)
+                .instrument(span)
+                .await
+        }
         Plan::Commit(_) => unreachable!("a turn to commit runs the orchestrator"),
     }
 }
@@ -170,11 +181,14 @@ fn finish(engine: &Arc<Engine>, instance: &str, turned: Turned) {
         run,
         execution,
         outcome,
+        span,
+        trace,
         ..
     } = turned;
+    let _entered = span.enter();
     for (id, item) in commit.enqueued.drain(..) {
         if let WorkItem::Activity(task) = item {
-            activities::run(engine, id, task);
+            activities::run(engine, id, task, ActivityTrace::Known(trace.clone()));
         }
     }
     outbox.send(engine, instance, run);

@@ -267,4 +267,17 @@ pub enum Event {
         /// The orchestration that held the lock, and the step of its lock request.
         owner: ParentLink,
     },
+    // Traces (issue 15, section 3). After the entity variants, so every record written
+    // before it reads as before.
+    /// Message, then in the history: the W3C trace context of the caller that started the
+    /// instance or raised an event to it, sent beside the `Started` or `EventRaised` it
+    /// came with. From then on the instance's turns, and the activities they schedule,
+    /// open their spans as children of it (`durable_core`'s `telemetry` module). Not a
+    /// step: replay skips it, and it changes nothing the orchestrator sees.
+    TraceContext {
+        /// The `traceparent` header: `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`.
+        traceparent: String,
+        /// The `tracestate` header, vendor data that travels with the trace; empty for none.
+        tracestate: String,
+    },
 }

@@ -30,6 +30,8 @@ use crate::handle::BoxFuture;
 use crate::payload;
 use crate::registry::Registry;
 use crate::replay::execution::Execution;
+use crate::telemetry::ActivityTrace;
+use crate::telemetry::metrics;
 
 mod held;
 mod holdings;
@@ -83,6 +85,8 @@ pub(in crate::runtime) struct QueuedActivity {
     pub(in crate::runtime) task: ActivityTask,
     /// Work in hand until its result is handed over.
     pub(in crate::runtime) busy: Busy,
+    /// The trace its span joins.
+    pub(in crate::runtime) trace: ActivityTrace,
 }
 
 /// The slots of activities that run at once, and the activities waiting for one, in the
@@ -504,7 +508,9 @@ impl Engine {
 
     /// Queues an activity for a slot.
     pub(in crate::runtime) fn queue_activity(&self, activity: QueuedActivity) {
-        lock(&self.activities).waiting.push_back(activity);
+        let mut slots = lock(&self.activities);
+        slots.waiting.push_back(activity);
+        metrics::activity_queue_depth(slots.waiting.len());
     }
 
     /// The next activity waiting, its slot taken; `None` if no slot is free, none waits,
@@ -515,6 +521,7 @@ impl Engine {
             return None;
         }
         let next = slots.waiting.pop_front()?;
+        metrics::activity_queue_depth(slots.waiting.len());
         slots.free -= 1;
         Some(next)
     }

@@ -29,11 +29,24 @@ impl Engine {
         event: Event,
         commit: Commit,
     ) -> Result<(), Error> {
+        self.send_traced(instance, to, event, None, commit).await
+    }
+
+    /// [`send_message`](Self::send_message), with the caller's trace context (an
+    /// `Event::TraceContext`) sent after `event`, in the same commit.
+    pub(crate) async fn send_traced(
+        self: &Arc<Self>,
+        instance: &str,
+        to: Recipient,
+        event: Event,
+        trace: Option<Event>,
+        commit: Commit,
+    ) -> Result<(), Error> {
         let (engine, instance) = (self.clone(), instance.to_string());
         // Tracked, so a shutdown waits for it as for turns; boxed as they are (see
         // `spawn_boxed`).
         let sent = (self.tracker).spawn(Box::pin(async move {
-            engine.send_now(&instance, to, event, commit).await
+            engine.send_now(&instance, to, event, trace, commit).await
         }));
         match sent.await {
             Ok(result) => result,
@@ -49,12 +62,16 @@ impl Engine {
         instance: &str,
         to: Recipient,
         event: Event,
+        trace: Option<Event>,
         mut commit: Commit,
     ) -> Result<(), Error> {
         // A clock that skips time holds still until the event is handed over.
         let _busy = self.busy();
         let mut outbox = Vec::with_capacity(1);
         self.enqueue_message(instance, to, event, &mut commit, &mut outbox);
+        if let Some(trace) = trace {
+            self.enqueue_message(instance, to, trace, &mut commit, &mut outbox);
+        }
         let (lease, commit) = self.commit_leased(commit).await?;
         // An instance the commit created (a start or restart) is new here: its record is
         // what its first turn needs, so that turn does not read it back from the store.
