@@ -32,6 +32,7 @@ mod restart;
 mod review;
 mod review_findings;
 mod runtime;
+mod telemetry;
 mod ui;
 mod versioning;
 mod worker_races;
