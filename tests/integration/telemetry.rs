@@ -192,7 +192,8 @@ fn telemetry_child() {
             .find(|s| s.name == "caller")
             .expect("the first child exported the caller's span");
         let traceparent = format!("00-{}-{}-01", caller.trace, caller.span);
-        let traced = client.with_trace_context(TraceContext::from_traceparent(&traceparent).unwrap());
+        let traced =
+            client.with_trace_context(TraceContext::from_traceparent(&traceparent).unwrap());
         traced.raise_event(INSTANCE, "go", &true).await.unwrap();
         let output = client
             .instance(traced_flow, INSTANCE)
@@ -225,14 +226,20 @@ fn child(dir: &Path, phase: &str) -> Command {
 #[test]
 fn traces_follow_a_workflow_through_a_kill() {
     let dir = tempfile::tempdir().unwrap();
-    let mut first = child(dir.path(), "1").stderr(Stdio::null()).spawn().unwrap();
+    let mut first = child(dir.path(), "1")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !dir.path().join("stuck-started").exists() {
         assert!(
             first.try_wait().unwrap().is_none(),
             "the first child ended before its activity hung"
         );
-        assert!(Instant::now() < deadline, "the first child never reached `stuck`");
+        assert!(
+            Instant::now() < deadline,
+            "the first child never reached `stuck`"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     first.kill().unwrap(); // SIGKILL
@@ -272,7 +279,10 @@ fn traces_follow_a_workflow_through_a_kill() {
     assert_eq!(count("2", "RunActivity:stuck"), 1, "{spans:#?}");
     assert_eq!(count("2", "RunActivity:step"), 2, "{spans:#?}");
     assert!(count("2", "RunWorkflow:traced_flow") >= 3, "{spans:#?}");
-    for activity in of_instance.iter().filter(|s| s.name.starts_with("RunActivity:")) {
+    for activity in of_instance
+        .iter()
+        .filter(|s| s.name.starts_with("RunActivity:"))
+    {
         let mut at = activity.parent.as_str();
         let mut hops = 0;
         while at != caller.span {
@@ -327,8 +337,18 @@ fn metrics_move_as_a_workflow_runs() {
             // Waits for the event: its turns so far ran; the next runtime replays it.
             let until = Instant::now() + Duration::from_secs(20);
             // Started, two activities scheduled and their results: 5 events.
-            while client.record("measured").await.unwrap().unwrap().history_len < 5 {
-                assert!(Instant::now() < until, "the instance never waited for its event");
+            while client
+                .record("measured")
+                .await
+                .unwrap()
+                .unwrap()
+                .history_len
+                < 5
+            {
+                assert!(
+                    Instant::now() < until,
+                    "the instance never waited for its event"
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             runtime.shutdown().await;
@@ -358,6 +378,14 @@ fn metrics_move_as_a_workflow_runs() {
     let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
     assert!(counter("durable_turns_total") >= 4, "{counters:?}");
     assert!(counter("durable_replays_total") >= 1, "{counters:?}");
-    assert_eq!(counter("durable_activity_executions_total"), 2, "{counters:?}");
-    assert_eq!(counter("durable_activity_failures_total"), 1, "{counters:?}");
+    assert_eq!(
+        counter("durable_activity_executions_total"),
+        2,
+        "{counters:?}"
+    );
+    assert_eq!(
+        counter("durable_activity_failures_total"),
+        1,
+        "{counters:?}"
+    );
 }

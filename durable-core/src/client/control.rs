@@ -20,6 +20,7 @@ impl Client {
     /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
     /// if it has finished; [`Error::PayloadTooLarge`] if `reason` is over the payload
     /// limit; [`Error::Store`] if the request cannot be written.
+    #[tracing::instrument(name = "client", skip_all, fields(otel.name = "TerminateWorkflow", otel.kind = "client", instance_id = id))]
     pub async fn terminate(&self, id: &str, reason: &str) -> Result<(), Error> {
         let record = self.existing(id).await?;
         refuse_if_finished(id, &record, ClientRequest::Terminate)?;
@@ -40,6 +41,7 @@ impl Client {
     /// if it has finished or is suspended already; [`Error::PayloadTooLarge`] if
     /// `reason` is over the payload limit; [`Error::Store`] if the request cannot be
     /// written.
+    #[tracing::instrument(name = "client", skip_all, fields(otel.name = "SuspendWorkflow", otel.kind = "client", instance_id = id))]
     pub async fn suspend(&self, id: &str, reason: &str) -> Result<(), Error> {
         let record = self.existing(id).await?;
         refuse_if_finished(id, &record, ClientRequest::Suspend)?;
@@ -66,6 +68,7 @@ impl Client {
     ///
     /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
     /// if it is not suspended; [`Error::Store`] if the request cannot be written.
+    #[tracing::instrument(name = "client", skip_all, fields(otel.name = "ResumeWorkflow", otel.kind = "client", instance_id = id))]
     pub async fn resume(&self, id: &str) -> Result<(), Error> {
         let record = self.existing(id).await?;
         if !matches!(record.status, Status::Suspended { .. }) {
@@ -87,6 +90,7 @@ impl Client {
     ///
     /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
     /// if it has not finished; [`Error::Store`] if the removal cannot be written.
+    #[tracing::instrument(name = "client", skip_all, fields(otel.name = "PurgeWorkflow", otel.kind = "client", instance_id = id))]
     pub async fn purge(&self, id: &str) -> Result<(), Error> {
         let record = self.existing(id).await?;
         if !record.status.is_terminal() {
@@ -155,6 +159,7 @@ impl Client {
     /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
     /// if it is neither failed nor terminated; [`Error::Store`] if the restart cannot be
     /// written.
+    #[tracing::instrument(name = "client", skip_all, fields(otel.name = "RestartWorkflow", otel.kind = "client", instance_id = id))]
     pub async fn restart(&self, id: &str) -> Result<(), Error> {
         let mut record = self.existing(id).await?;
         if !matches!(

@@ -254,7 +254,7 @@ impl Execution {
             if state.replaying {
                 log::mute();
             }
-            tracing::info_span!("orchestration", instance = %self.instance, orchestrator = %state.orchestrator)
+            tracing::info_span!("orchestration", instance_id = %self.instance, orchestration_name = %state.orchestrator)
         };
         let polled =
             span.in_scope(|| catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))));
