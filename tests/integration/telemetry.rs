@@ -8,6 +8,10 @@
 //! instance finish. Every turn and activity span, before and after the kill, is in the
 //! caller's trace, and each activity span's parents chain to the caller's span.
 //!
+//! `an_explicit_trace_context_travels_to_children_and_generations`: with no subscriber at
+//! all, a client's own context is stored after `Started`, handed to a sub-orchestration and
+//! to the next generation of a continue-as-new, and skipped by replay.
+//!
 //! `metrics_move_as_a_workflow_runs`: a local `DebuggingRecorder` sees the counters.
 
 use std::collections::HashMap;
@@ -18,8 +22,9 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use durable_core::record::Event;
 use durable_core::{
-    ActivityContext, FjallStore, OrchestrationContext, Runtime, TraceContext, activity,
+    ActivityContext, FjallStore, OrchestrationContext, Runtime, Store, TraceContext, activity,
     orchestrator,
 };
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
@@ -294,6 +299,57 @@ fn traces_follow_a_workflow_through_a_kill() {
             assert!(hops < 10, "{activity:?}: its parent chain does not end");
         }
     }
+}
+
+#[orchestrator]
+async fn traced_child(ctx: OrchestrationContext, n: u32) -> Result<u32, String> {
+    Ok(ctx.call(step, n).await?)
+}
+
+#[orchestrator]
+async fn traced_parent(ctx: OrchestrationContext, round: u32) -> Result<u32, String> {
+    let n = ctx
+        .sub_orchestration_with_id(traced_child, format!("child-{round}"), round)
+        .await
+        .map_err(|e| e.to_string())?;
+    if round == 0 {
+        return ctx.continue_as_new(1).await;
+    }
+    Ok(n)
+}
+
+#[tokio::test]
+async fn an_explicit_trace_context_travels_to_children_and_generations() {
+    let (_dir, store) = crate::common::store();
+    let runtime = Runtime::builder(store.clone())
+        .orchestrator(traced_parent)
+        .orchestrator(traced_child)
+        .activity(step)
+        .start()
+        .await
+        .unwrap();
+    let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let trace = TraceContext::from_traceparent(header)
+        .unwrap()
+        .with_tracestate("vendor=1");
+    let client = runtime.client().with_trace_context(trace.clone());
+    assert_eq!(client.trace_context(), Some(&trace));
+    let parent = client.start(traced_parent, "parent", 0).await.unwrap();
+    assert_eq!(parent.wait(Duration::from_secs(20)).await.unwrap(), 1);
+    let stored = Event::TraceContext {
+        traceparent: header.to_string(),
+        tracestate: "vendor=1".to_string(),
+    };
+    // The second generation's history, and each child's: `Started`, then the context.
+    for id in ["parent", "child-0", "child-1"] {
+        let history = store.history(id).unwrap();
+        assert!(
+            matches!(history[0], Event::Started { .. }),
+            "{id}: {history:?}"
+        );
+        assert_eq!(history[1], stored, "{id}: {history:?}");
+    }
+    runtime.shutdown().await;
 }
 
 #[orchestrator]

@@ -109,7 +109,7 @@ impl Execution {
 
     /// The last trace context the instance's history (as far as this execution applied
     /// it) holds: what its turns' spans are children of.
-    pub(crate) fn trace_context(&self) -> Option<TraceContext> {
+    pub(crate) fn trace_context(&self) -> Option<Arc<TraceContext>> {
         self.state().trace.clone()
     }
 

@@ -7,7 +7,7 @@
 //! history's events (`apply`) and reads what the turn produced.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use durable_store::{Event, Failure, Incarnation, InstanceRecord, Site};
 
@@ -100,7 +100,7 @@ pub(crate) struct ReplayState {
     pub(in crate::replay) fatal: Option<Outcome>,
     /// The last trace context the history holds (not a step: the runtime parents the
     /// spans of the instance's turns on it, see `crate::telemetry`).
-    pub(crate) trace: Option<TraceContext>,
+    pub(crate) trace: Option<Arc<TraceContext>>,
 }
 
 impl std::fmt::Debug for ReplayState {
@@ -478,7 +478,9 @@ impl ReplayState {
             | Event::EntityUnlock { .. } => {}
             // Not a step: the runtime parents its spans on it (`crate::telemetry`).
             Event::TraceContext { .. } => {
-                self.trace = TraceContext::of_event(event).or(self.trace.take());
+                self.trace = TraceContext::of_event(event)
+                    .map(Arc::new)
+                    .or(self.trace.take());
             }
         }
         true

@@ -361,7 +361,7 @@ fn store_unexecuted(id: WorkId, mut task: ActivityTask, commit: &mut Commit) {
 fn activity_span(engine: &Engine, task: &ActivityTask, trace: ActivityTrace) -> tracing::Span {
     let worker = engine.worker();
     match trace {
-        ActivityTrace::Known(trace) => spans::activity(task, worker, trace.as_ref()),
+        ActivityTrace::Known(trace) => spans::activity(task, worker, trace.as_deref()),
         ActivityTrace::Stored => {
             let span = spans::activity(task, worker, None);
             if !span.is_disabled() {

@@ -2,6 +2,8 @@
 //! outcome and commands into one atomic commit, before anything is written. The turn
 //! task ([`super::turns`]) commits the plan and sends what it leaves behind.
 
+use std::sync::Arc;
+
 use durable_store::{ActivityTask, Commit, Event, Failure, HistoryAppend, InstanceRecord};
 use durable_store::{ParentLink, Status, StoreError, WorkItem};
 
@@ -78,7 +80,7 @@ pub(in crate::runtime) struct Turned {
     /// The turn's span, under which its commit and its sends run.
     pub(in crate::runtime) span: tracing::Span,
     /// The trace the turn joined, which the activities it scheduled join too.
-    pub(in crate::runtime) trace: Option<TraceContext>,
+    pub(in crate::runtime) trace: Option<Arc<TraceContext>>,
 }
 
 /// The start of an instance's next generation (continue-as-new).
@@ -209,6 +211,7 @@ pub(in crate::runtime) fn plan(
     // applied by the cached execution's earlier turns).
     let trace = TraceContext::last_in(new.iter())
         .or_else(|| TraceContext::last_in(recorded.iter()))
+        .map(Arc::new)
         .or_else(|| execution.trace_context());
     let span = spans::turn(
         instance,
@@ -216,7 +219,7 @@ pub(in crate::runtime) fn plan(
         run.generation,
         engine.worker(),
         new.len(),
-        trace.as_ref(),
+        trace.as_deref(),
     );
     let turn = span.in_scope(|| execution.turn(&recorded, new));
     let stalled = match &turn.outcome {
@@ -263,7 +266,7 @@ pub(in crate::runtime) fn plan(
         let next = NextGeneration {
             input: input.clone(),
             carried_events: events,
-            trace: trace.as_ref(),
+            trace: trace.as_deref(),
         };
         continue_as_new(
             engine,
@@ -295,7 +298,7 @@ pub(in crate::runtime) fn plan(
             ) else {
                 continue;
             };
-            let trace = trace.as_ref();
+            let trace = trace.as_deref();
             schedule(
                 engine,
                 instance,

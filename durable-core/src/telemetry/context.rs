@@ -3,6 +3,8 @@
 //! `EventRaised` it came with, then in the history) so that the turns and activities that
 //! run later, after a restart or on another worker, join the caller's trace.
 
+use std::sync::Arc;
+
 use durable_store::Event;
 
 /// A W3C trace context (<https://www.w3.org/TR/trace-context/>): the `traceparent` of the
@@ -134,7 +136,7 @@ pub(crate) fn of_step(history: &[Event], seq: u64) -> Option<TraceContext> {
 #[derive(Clone, Debug)]
 pub(crate) enum ActivityTrace {
     /// The context of the turn that scheduled it, in this process (`None`: no trace).
-    Known(Option<TraceContext>),
+    Known(Option<Arc<TraceContext>>),
     /// A task taken over from the store: looked up in its instance's history
     /// ([`of_step`]), if a subscriber records the activity's span.
     Stored,
