@@ -16,6 +16,7 @@ use std::sync::Arc;
 use durable_store::{Commit, Event, InstanceRecord, Status, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::client::control::refuse_if_finished;
 use crate::client::instance::{Instance, InstanceStatus};
@@ -29,7 +30,6 @@ use crate::replay::state::Run;
 use crate::runtime::engine::{Engine, Recipient};
 use crate::runtime::entities::is_entity;
 use crate::telemetry::{TraceContext, spans};
-use tracing::Instrument;
 
 /// A raised event an instance set aside: its payload did not decode as the type the
 /// orchestrator waits for. See [`Client::set_aside_events`].
