@@ -9,7 +9,7 @@
 //! | `client` | `StartWorkflow:<orchestrator>`, `SignalWorkflow:<event>` | `instance_id`, `target`, `traceparent` |
 //! | `turn` | `RunWorkflow:<orchestrator>` | `instance_id`, `orchestration_name`, `generation`, `worker_id`, `events`, `traceparent` |
 //! | `activity` | `RunActivity:<activity>` | `instance_id`, `activity_name`, `seq`, `attempt`, `generation`, `worker_id`, `traceparent` |
-//! | `entity_turn` | `RunEntity:<@Name@key>` | `instance_id`, `worker_id`, `events` |
+//! | `entity_turn` | `RunEntity:<Name>` | `instance_id` (`@Name@key`), `entity_name`, `worker_id`, `events` |
 //!
 //! The orchestrator's own `tracing` events run inside its turn's span, and are muted while
 //! the turn replays what already ran (each appears once, when the code first runs).

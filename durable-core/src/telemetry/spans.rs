@@ -84,12 +84,18 @@ pub(crate) fn activity(
     span
 }
 
-/// One turn of entity `entity` (its instance id, `@Name@key`) on worker `worker`.
+/// One turn of entity `entity` (its instance id, `@Name@key`) on worker `worker`. The
+/// span's `otel.name` holds the entity's name, not its key: span names stay few.
 pub(crate) fn entity_turn(entity: &str, worker: WorkerId, events: usize) -> Span {
+    let name = entity
+        .strip_prefix('@')
+        .and_then(|rest| rest.split_once('@'))
+        .map_or(entity, |(name, _)| name);
     tracing::info_span!(
         "entity_turn",
-        otel.name = %OtelName("RunEntity", entity),
+        otel.name = %OtelName("RunEntity", name),
         instance_id = entity,
+        entity_name = name,
         worker_id = worker,
         events,
     )

@@ -533,6 +533,7 @@ impl Engine {
 
     /// Takes every activity still waiting for a slot (at shutdown).
     pub(in crate::runtime) fn take_waiting_activities(&self) -> VecDeque<QueuedActivity> {
+        metrics::activity_queue_depth(0);
         std::mem::take(&mut lock(&self.activities).waiting)
     }
 
