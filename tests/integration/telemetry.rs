@@ -236,7 +236,8 @@ fn traces_follow_a_workflow_through_a_kill() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !dir.path().join("stuck-started").exists() {
+    let caller_exported = || read_spans(dir.path()).iter().any(|s| s.name == "caller");
+    while !dir.path().join("stuck-started").exists() || !caller_exported() {
         assert!(
             first.try_wait().unwrap().is_none(),
             "the first child ended before its activity hung"
