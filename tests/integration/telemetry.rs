@@ -350,6 +350,11 @@ async fn an_explicit_trace_context_travels_to_children_and_generations() {
         );
         assert_eq!(history[1], stored, "{id}: {history:?}");
     }
+    // Not a step: a history holding it replays as it ran.
+    let saved = durable_core::replay_test::SavedHistory::export(&store, "child-1").unwrap();
+    durable_core::replay_test::replay(traced_child, &saved).unwrap();
+    let saved = durable_core::replay_test::SavedHistory::export(&store, "parent").unwrap();
+    durable_core::replay_test::replay(traced_parent, &saved).unwrap();
     runtime.shutdown().await;
 }
 
