@@ -3,6 +3,7 @@
 mod attempts;
 mod bad_input;
 mod checkpoints;
+mod cli;
 mod common;
 mod crash;
 mod entities;
