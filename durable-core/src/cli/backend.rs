@@ -154,6 +154,8 @@ impl Backend {
     fn store_error(&self, id: Option<&str>, e: Error) -> CliError {
         match (e, id) {
             (Error::InstanceNotFound(_), Some(id)) => self.not_found(id),
+            // A status or cursor given on the command line that means nothing.
+            (e @ Error::InvalidArgument { .. }, _) => CliError::usage(e.to_string()),
             (e, _) => CliError::new(e.to_string()),
         }
     }
