@@ -22,6 +22,10 @@ pub(crate) struct Cli {
     /// Where the instances are.
     #[command(flatten)]
     pub(crate) target: Target,
+    /// A bearer token: the one the admin API at --url asks for, or the one `serve`
+    /// requires of every request.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub(crate) token: Option<String>,
     /// Print one JSON document instead of tables (read commands), or `{"ok": true}` (actions).
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -43,10 +47,6 @@ pub(crate) struct Target {
     /// serves it.
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) url: Option<String>,
-    /// A bearer token: the one the admin API at --url asks for, or the one `serve`
-    /// requires of every request.
-    #[arg(long, global = true, value_name = "TOKEN")]
-    pub(crate) token: Option<String>,
 }
 
 /// One command.
@@ -74,7 +74,7 @@ pub(crate) enum Command {
         /// The payload, as JSON (`'{"approved": true}'`, `42`, `'"text"'`, `null`).
         payload: String,
     },
-    /// Terminate an instance: it stops at once, as failed-by-request.
+    /// Terminate an instance: it stops at its next turn, the reason recorded.
     Terminate {
         /// The instance id.
         id: String,
@@ -155,7 +155,7 @@ pub(crate) struct ListArgs {
 /// `purge`: one id, or a filter.
 #[derive(Debug, Args)]
 pub(crate) struct PurgeArgs {
-    /// The instance to purge.
+    /// The instance to purge (or give --status and the other filters).
     #[arg(required_unless_present = "status", conflicts_with_all = ["status", "orchestrator", "created_since", "created_before"])]
     pub(crate) id: Option<String>,
     /// Which finished instances to purge (at least --status).

@@ -21,6 +21,7 @@ use crate::cli::{render, serve};
 pub(crate) fn execute(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     let Cli {
         target,
+        token,
         json,
         command,
     } = cli;
@@ -32,7 +33,7 @@ pub(crate) fn execute(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                     "`serve` serves a store: give it --store, not --url",
                 ));
             }
-            Backend::Remote(Remote::new(url, target.token.clone())?)
+            Backend::Remote(Remote::new(url, token.clone())?)
         }
         (None, None) => unreachable!("clap requires --store or --url"),
     };
@@ -128,7 +129,7 @@ pub(crate) fn execute(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 ),
             )
         }
-        Command::Serve(args) => serve::serve(backend, args, target.token, out),
+        Command::Serve(args) => serve::serve(backend, args, token, out),
     }
 }
 

@@ -55,7 +55,10 @@ where
     let cli = match args::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
-            let text = e.render().to_string();
+            let mut text = e.render().to_string();
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
             // --help and --version are answers, not errors.
             let code = if e.use_stderr() {
                 let _ = write!(err, "{text}");
