@@ -214,7 +214,8 @@ fn purge(
     if json {
         print_json(out, &serde_json::json!({ "purged": purged }))
     } else {
-        writeln!(out, "purged {purged} instances")?;
+        let noun = if purged == 1 { "instance" } else { "instances" };
+        writeln!(out, "purged {purged} {noun}")?;
         Ok(())
     }
 }
