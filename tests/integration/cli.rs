@@ -9,9 +9,10 @@ use std::time::Duration;
 use durable_core::admin::view::{EntityList, HistoryRow, InstanceDetail, InstanceList, Stats};
 use durable_core::replay_test::{self, SavedHistory};
 use durable_core::{
-    ActivityContext, FjallStore, OrchestrationContext, Runtime, RuntimeBuilder, activity,
+    ActivityContext, FjallStore, OrchestrationContext, Runtime, RuntimeBuilder, Store, activity,
     orchestrator,
 };
+use durable_store::{PostgresStore, TestServer};
 
 use crate::common::lifetime;
 
@@ -47,7 +48,7 @@ async fn cli_approval(ctx: OrchestrationContext, _: ()) -> Result<String, String
     Ok(ctx.wait_event::<String>("approve").await)
 }
 
-fn runtime(store: FjallStore) -> RuntimeBuilder {
+fn runtime(store: impl Store) -> RuntimeBuilder {
     Runtime::builder(store)
         .orchestrator(cli_checkout)
         .orchestrator(cli_declined)
@@ -59,11 +60,13 @@ fn runtime(store: FjallStore) -> RuntimeBuilder {
 /// A store in `dir` with two completed checkouts, a failed one and an approval waiting
 /// for its event; the runtime shut down and the store released when it returns.
 fn fill(dir: &Path) {
+    fill_store(FjallStore::open(dir).unwrap());
+}
+
+/// `store` filled as [`fill`] says.
+fn fill_store(store: impl Store) {
     lifetime(async {
-        let runtime = runtime(FjallStore::open(dir).unwrap())
-            .start()
-            .await
-            .unwrap();
+        let runtime = runtime(store).start().await.unwrap();
         let client = runtime.client();
         for (id, n) in [("checkout-1", 3), ("checkout-2", 4)] {
             let done = client.start(cli_checkout, id, n).await.unwrap();
@@ -119,7 +122,12 @@ impl Run {
 }
 
 fn durable(store: &Path, args: &[&str]) -> Run {
-    let mut line = vec!["durable", "--store", store.to_str().unwrap()];
+    durable_at(store.to_str().unwrap(), args)
+}
+
+/// Runs the CLI over the store `store` names (a directory or a PostgreSQL URL).
+fn durable_at(store: &str, args: &[&str]) -> Run {
+    let mut line = vec!["durable", "--store", store];
     line.extend_from_slice(args);
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = durable_core::cli::run(line, &mut out, &mut err);
@@ -311,4 +319,36 @@ fn a_store_held_by_a_running_runtime_names_its_admin_address() {
         );
         runtime.shutdown().await;
     });
+}
+
+#[test]
+fn on_postgres_the_cli_reads_and_steers_by_url() {
+    let database = TestServer::shared().database();
+    fill_store(PostgresStore::open(database.url()).unwrap());
+    let url = TestServer::shared().tcp_url(TestServer::PASSWORD, database.name());
+
+    let list: InstanceList = durable_at(&url, &["list", "--json"]).json();
+    assert_eq!(list.instances.len(), 4, "{list:?}");
+    assert_eq!(status_of(&list, "declined"), "failed");
+    let history: Vec<HistoryRow> = durable_at(&url, &["history", "checkout-2", "--json"]).json();
+    assert!(
+        history.iter().any(|row| row.kind == "ActivityScheduled"),
+        "{history:?}"
+    );
+    durable_at(&url, &["terminate", "approval", "--reason", "not needed"]).ok();
+    let detail: InstanceDetail = durable_at(&url, &["show", "approval", "--json"]).json();
+    assert!(
+        matches!(
+            detail.summary.status.as_str(),
+            "terminated" | "running" | "pending"
+        ),
+        "{detail:?}"
+    );
+    // The password stays out of messages.
+    let err = durable_at(&url, &["show", "nope"]).fails(1);
+    assert!(
+        err.contains("no instance `nope` in store postgres://postgres:***@"),
+        "{err}"
+    );
+    assert!(!err.contains(TestServer::PASSWORD), "{err}");
 }
