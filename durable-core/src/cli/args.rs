@@ -34,9 +34,11 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// Where the instances are: exactly one of a store or a running process's admin API.
+/// Where the instances are: exactly one of a store or a running process's admin API
+/// (before or after the command; `commands::execute` checks that one is given, and that
+/// only one is where clap's group cannot: both after the command).
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[group(multiple = false)]
 pub(crate) struct Target {
     /// The durable store: a fjall directory, or a PostgreSQL URL (`postgres://user@host/db`).
     /// A fjall store that a running process holds cannot be opened: use that process's
@@ -187,4 +189,38 @@ pub(crate) struct ServeArgs {
     /// request must carry `Authorization: Bearer TOKEN`).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub(crate) listen: std::net::SocketAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn purge_takes_an_id_or_a_status_never_both() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["durable", "--store", "dir", "purge"].iter().chain(args))
+        };
+        assert!(matches!(
+            parse(&["order-1"]).unwrap().command,
+            Command::Purge(ref purge) if purge.id.as_deref() == Some("order-1")
+        ));
+        assert!(parse(&["--status", "completed"]).is_ok());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["order-1", "--status", "completed"]).is_err());
+    }
+
+    #[test]
+    fn the_store_and_the_url_exclude_each_other() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["durable"].iter().chain(args));
+        assert!(parse(&["--store", "dir", "stats"]).is_ok());
+        assert!(parse(&["stats", "--url", "http://127.0.0.1:8080/"]).is_ok());
+        assert!(parse(&["--store", "dir", "--url", "http://x/", "stats"]).is_err());
+    }
 }

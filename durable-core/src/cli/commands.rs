@@ -26,7 +26,10 @@ pub(crate) fn execute(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         command,
     } = cli;
     let backend = match (&target.store, &target.url) {
-        (Some(store), _) => backend::open_store(store)?,
+        (Some(_), Some(_)) => {
+            return Err(CliError::usage("give either --store or --url, not both"));
+        }
+        (Some(store), None) => backend::open_store(store)?,
         (None, Some(url)) => {
             if matches!(command, Command::Serve(_)) {
                 return Err(CliError::usage(
@@ -35,7 +38,12 @@ pub(crate) fn execute(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             }
             Backend::Remote(Remote::new(url, token.clone())?)
         }
-        (None, None) => unreachable!("clap requires --store or --url"),
+        (None, None) => {
+            return Err(CliError::usage(
+                "give the store with --store DIR (fjall) or --store postgres://..., or a \
+                 running process's admin API with --url http://ADDR/",
+            ));
+        }
     };
     match command {
         Command::List(args) => {
