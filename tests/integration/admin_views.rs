@@ -100,7 +100,11 @@ fn history_rows_are_timed_by_their_turns_and_the_timeline_spans_each_step() {
         assert!(site.file.ends_with("admin_views.rs"), "{site:?}");
         assert_eq!(scheduled.name.as_deref(), Some("weigh"));
         let result = rows.iter().find(|r| r.kind == "ActivityCompleted").unwrap();
-        assert_eq!(result.name.as_deref(), Some("weigh"), "named after its step");
+        assert_eq!(
+            result.name.as_deref(),
+            Some("weigh"),
+            "named after its step"
+        );
         assert_eq!(result.payload, Some(serde_json::json!(10)));
 
         let detail = admin.instance("p").await.unwrap().unwrap();
@@ -136,10 +140,14 @@ fn list_rows_carry_the_failure_the_custom_status_and_where_a_stalled_instance_st
             .start()
             .await
             .unwrap();
-        let err = (runtime.client().start(weigh_and_ship, "stuck", 1).await.unwrap())
-            .wait(WAIT)
+        let err = (runtime
+            .client()
+            .start(weigh_and_ship, "stuck", 1)
             .await
-            .unwrap_err();
+            .unwrap())
+        .wait(WAIT)
+        .await
+        .unwrap_err();
         assert!(matches!(err, Error::Stalled { .. }), "{err:?}");
         runtime.shutdown().await;
     });
@@ -150,7 +158,10 @@ fn list_rows_carry_the_failure_the_custom_status_and_where_a_stalled_instance_st
             .await
             .unwrap();
         let stuck = &page.instances[0];
-        assert!(stuck.message.as_deref().unwrap().contains("ship"), "{stuck:?}");
+        assert!(
+            stuck.message.as_deref().unwrap().contains("ship"),
+            "{stuck:?}"
+        );
         let stopped = stuck.stopped_at.as_ref().unwrap();
         // The last step it recorded: the stalled turn wrote nothing.
         assert_eq!(stopped.step, 0);
@@ -169,7 +180,10 @@ fn list_rows_carry_the_failure_the_custom_status_and_where_a_stalled_instance_st
         let row = &list.instances[0];
         assert_eq!(row.message, stuck.message);
         let stopped = row.stopped_at.as_ref().unwrap();
-        assert_eq!((stopped.step, stopped.site.line), (0, stuck.stopped_at.as_ref().unwrap().site.line));
+        assert_eq!(
+            (stopped.step, stopped.site.line),
+            (0, stuck.stopped_at.as_ref().unwrap().site.line)
+        );
         assert_eq!(list.counts["stalled"], 1);
         assert_eq!(list.counts["completed"], 0);
         let err = admin

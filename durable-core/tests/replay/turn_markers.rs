@@ -69,8 +69,14 @@ fn markers_change_nothing_the_code_sees() {
 #[test]
 fn a_marked_history_replays_and_continues_like_a_cached_run() {
     let mut cached = Execution::of(chain, "i");
-    let mut history = cached.turn(&[], at(100, vec![started("chain", &5u64)])).appended;
-    history.extend(cached.turn(&[], at(200, vec![completed(0, &10u64)])).appended);
+    let mut history = cached
+        .turn(&[], at(100, vec![started("chain", &5u64)]))
+        .appended;
+    history.extend(
+        cached
+            .turn(&[], at(200, vec![completed(0, &10u64)]))
+            .appended,
+    );
     let from_cache = cached.turn(&[], at(300, vec![completed(1, &30u64)]));
 
     let mut replayed = Execution::of(chain, "i");
