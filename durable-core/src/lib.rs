@@ -27,6 +27,8 @@ extern crate self as durable_core;
 
 mod activity_context;
 pub mod admin;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod client;
 mod clock;
 mod durable_future;

@@ -1,8 +1,11 @@
 //! Integration tests, built as one binary.
 
+mod admin_client;
+mod admin_views;
 mod attempts;
 mod bad_input;
 mod checkpoints;
+mod cli;
 mod common;
 mod crash;
 mod entities;

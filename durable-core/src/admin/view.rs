@@ -124,7 +124,8 @@ pub struct PendingWork {
     pub timers: Vec<PendingTimer>,
     /// Sub-orchestrations that have not finished: their steps.
     pub sub_orchestrations: Vec<StepView>,
-    /// Names of the external events it waits for.
+    /// Names of the external events it waits for. The history does not record event
+    /// waits yet, so the admin API leaves this empty for now.
     pub events: Vec<String>,
 }
 
@@ -205,5 +206,32 @@ pub struct Stats {
     /// Work items queued (messages, activity tasks, timers) not yet done.
     pub work_queued: u64,
     /// When the oldest queued work item was enqueued (or is due), ms since the Unix epoch.
+    /// A message or an activity task carries no time of its own: it counts from when its
+    /// instance's record last changed; a timer counts once due, from its fire time.
     pub oldest_pending_at_ms: Option<u64>,
+}
+
+/// One entity in a list: [`EntityList::entities`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntityRow {
+    /// The entity type's name (`Account` of `@Account@alice`).
+    pub name: String,
+    /// The entity's key (`alice`).
+    pub key: String,
+    /// Its last committed state as JSON; `None` if it has none (signalled but not yet
+    /// run, or deleted). A state that is not JSON shows as a JSON string saying so.
+    pub state: Option<serde_json::Value>,
+    /// The orchestration instance holding it locked in a critical section, if any.
+    pub locked_by: Option<String>,
+    /// When its record last changed, ms since the Unix epoch.
+    pub updated_at_ms: u64,
+}
+
+/// A page of [`EntityRow`]s, in id order (type name, then key).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntityList {
+    /// The entities of the page.
+    pub entities: Vec<EntityRow>,
+    /// The cursor of the next page (pass it back as `after`); `None` on the last page.
+    pub next: Option<String>,
 }

@@ -475,7 +475,9 @@ impl ReplayState {
             | Event::EntityOperation { .. }
             | Event::EntityCall { .. }
             | Event::EntityLock { .. }
-            | Event::EntityUnlock { .. } => {}
+            | Event::EntityUnlock { .. }
+            // A turn's time, for tools: not a step, nothing to compare.
+            | Event::TurnStarted { .. } => {}
             // Not a step: the runtime parents its spans on it (`crate::telemetry`).
             Event::TraceContext { .. } => {
                 self.trace = TraceContext::of_event(event)

@@ -74,6 +74,7 @@ pub(super) fn event_kind(event: &Event) -> &'static str {
         Event::EntityLockGranted { .. } => "EntityLockGranted",
         Event::EntityLocksReleased { .. } => "EntityLocksReleased",
         Event::EntityUnlock { .. } => "EntityUnlock",
+        Event::TurnStarted { .. } => "TurnStarted",
         Event::TraceContext { .. } => "TraceContext",
     }
 }
@@ -110,6 +111,7 @@ pub(super) fn event_payload(event: &Event) -> Option<&str> {
         | Event::EntityLockGranted { .. }
         | Event::EntityLocksReleased { .. }
         | Event::EntityUnlock { .. }
+        | Event::TurnStarted { .. }
         | Event::TraceContext { .. } => None,
     };
     json_of(bytes)
