@@ -29,6 +29,8 @@ mod activity_context;
 pub mod admin;
 mod client;
 mod clock;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod durable_future;
 mod entity;
 mod error;

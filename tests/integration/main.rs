@@ -5,6 +5,7 @@ mod bad_input;
 mod checkpoints;
 mod common;
 mod crash;
+mod dashboard_browser;
 mod entities;
 mod entities_runtime;
 mod entity_client;
