@@ -131,6 +131,17 @@ pub enum Error {
         /// The status that was asked for.
         status: StatusKind,
     },
+    /// An argument of an admin request does not parse: an unknown status name, a page
+    /// cursor not from a previous page ([`crate::admin::ListFilter`]).
+    #[error("invalid {argument} `{value}`: {hint}")]
+    InvalidArgument {
+        /// Which argument: `status`, `after`, ...
+        argument: &'static str,
+        /// The value given.
+        value: String,
+        /// What is accepted.
+        hint: String,
+    },
     /// Waiting for the instance took longer than the timeout.
     #[error("instance `{id}` did not finish within {timeout:?}")]
     Timeout {

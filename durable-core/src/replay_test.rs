@@ -184,7 +184,7 @@ impl SavedHistory {
     ///
     /// [`Error::InstanceNotFound`] if `store` has no instance `id`; the store's error if
     /// it cannot be read.
-    pub fn export(store: &impl Store, id: &str) -> Result<Self, Error> {
+    pub fn export(store: &(impl Store + ?Sized), id: &str) -> Result<Self, Error> {
         let record = store
             .instance(id)?
             .ok_or_else(|| Error::InstanceNotFound(id.to_string()))?;

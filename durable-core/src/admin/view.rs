@@ -207,3 +207,28 @@ pub struct Stats {
     /// When the oldest queued work item was enqueued (or is due), ms since the Unix epoch.
     pub oldest_pending_at_ms: Option<u64>,
 }
+
+/// One entity in a list: [`EntityList::entities`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntityRow {
+    /// The entity type's name (`Account` of `@Account@alice`).
+    pub name: String,
+    /// The entity's key (`alice`).
+    pub key: String,
+    /// Its last committed state as JSON; `None` if it has none (signalled but not yet
+    /// run, or deleted). A state that is not JSON shows as a JSON string saying so.
+    pub state: Option<serde_json::Value>,
+    /// The orchestration instance holding it locked in a critical section, if any.
+    pub locked_by: Option<String>,
+    /// When its record last changed, ms since the Unix epoch.
+    pub updated_at_ms: u64,
+}
+
+/// A page of [`EntityRow`]s, in id order (type name, then key).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntityList {
+    /// The entities of the page.
+    pub entities: Vec<EntityRow>,
+    /// The cursor of the next page (pass it back as `after`); `None` on the last page.
+    pub next: Option<String>,
+}

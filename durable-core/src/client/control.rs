@@ -1,7 +1,7 @@
 //! The client's requests that change an instance's course: terminate, suspend, resume,
 //! purge, restart; and the refusals of requests its state does not allow.
 
-use durable_store::{Commit, Event, InstanceRecord, Status};
+use durable_store::{Commit, Event, InstanceFilter, InstanceRecord, Status};
 
 use crate::client::Client;
 use crate::client::query::PurgeFilter;
@@ -118,14 +118,24 @@ impl Client {
     /// cannot be written.
     pub async fn purge_where(&self, filter: &PurgeFilter) -> Result<usize, Error> {
         filter.check()?;
-        let filter = filter.filter();
+        self.purge_matching(&filter.filter(), &mut |_| {}).await
+    }
+
+    /// Removes every instance `filter` matches, which must select finished ones only,
+    /// in batches of [`PURGE_BATCH`], telling `progress` the running total after each;
+    /// returns how many.
+    pub(crate) async fn purge_matching(
+        &self,
+        filter: &InstanceFilter,
+        progress: &mut (dyn FnMut(usize) + Send),
+    ) -> Result<usize, Error> {
         let mut purged = 0;
         let mut after = None;
         loop {
             let page = self
                 .engine
                 .store()
-                .list_instances(&filter, after.as_ref(), PURGE_BATCH)?;
+                .list_instances(filter, after.as_ref(), PURGE_BATCH)?;
             if page.instances.is_empty() {
                 break;
             }
@@ -138,6 +148,7 @@ impl Client {
                 self.engine.forget(id);
             }
             purged += page.instances.len();
+            progress(purged);
             match page.next {
                 Some(next) => after = Some(next),
                 None => break,

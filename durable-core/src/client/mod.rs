@@ -13,7 +13,7 @@ pub(crate) mod query;
 
 use std::sync::Arc;
 
-use durable_store::{Commit, Event, InstanceRecord, Status, StoreError};
+use durable_store::{Commit, Event, InstanceRecord, Status, Store, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -65,6 +65,40 @@ pub struct Client {
 impl Client {
     pub(crate) fn new(engine: Arc<Engine>) -> Self {
         Self { engine }
+    }
+
+    /// A client for tools (the `durable` CLI, a dashboard over a store, an operator's
+    /// script) over `store`: it reads instances and sends requests (raise an event,
+    /// terminate, suspend, resume, restart, purge), and never acts on its own. It joins no
+    /// lease, claims nothing, recovers nothing, and runs no turn and no activity: reading
+    /// a stalled instance through it leaves the instance exactly as it was.
+    ///
+    /// What it sends is committed to the store and left there for a worker: on a shared
+    /// store (PostgreSQL) the worker that holds the instance takes it at its next claim;
+    /// on a store one process holds (fjall) the application takes it when a
+    /// [`Runtime`](crate::Runtime) next starts on the store. It cannot
+    /// [`start`](Self::start) instances (it has no orchestrators registered), and its
+    /// [`Instance::wait`] polls the store. Payloads are checked against the default
+    /// limit, [`DEFAULT_MAX_PAYLOAD_BYTES`](crate::DEFAULT_MAX_PAYLOAD_BYTES).
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// use durable_core::{Client, FjallStore};
+    ///
+    /// let client = Client::open(FjallStore::open("data/durable")?).await?;
+    /// println!("{:?}", client.position("order-42").await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store cannot be read.
+    pub async fn open(store: impl Store) -> Result<Client, Error> {
+        let store: Arc<dyn Store> = Arc::new(store);
+        // Read once, so a store that cannot be read says so here, not at the first call.
+        store.count_by_status()?;
+        Ok(Self::new(Arc::new(crate::runtime::tool::engine(store))))
     }
 
     /// Starts orchestrator `orchestrator` as instance `id` with `input`. Returns once the

@@ -470,7 +470,9 @@ impl ReplayState {
             | Event::EntityOperation { .. }
             | Event::EntityCall { .. }
             | Event::EntityLock { .. }
-            | Event::EntityUnlock { .. } => {}
+            | Event::EntityUnlock { .. }
+            // A turn's time, for tools: not a step, nothing to compare.
+            | Event::TurnStarted { .. } => {}
         }
         true
     }

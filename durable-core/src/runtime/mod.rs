@@ -75,6 +75,7 @@ mod lease;
 mod outbox;
 mod recovery;
 mod timer_arming;
+pub(crate) mod tool;
 mod turn_plan;
 mod turns;
 pub(crate) mod unregistered;
@@ -276,6 +277,7 @@ impl RuntimeBuilder {
             cache_capacity: self.cache_capacity,
             unregistered_callees,
             turn_task: turns::turn_task,
+            tool: false,
         }));
         if let Err(e) = recovery::claim_all(&engine, false).await {
             engine.stop_commits().await;

@@ -74,6 +74,7 @@ pub(super) fn event_kind(event: &Event) -> &'static str {
         Event::EntityLockGranted { .. } => "EntityLockGranted",
         Event::EntityLocksReleased { .. } => "EntityLocksReleased",
         Event::EntityUnlock { .. } => "EntityUnlock",
+        Event::TurnStarted { .. } => "TurnStarted",
     }
 }
 
@@ -108,7 +109,8 @@ pub(super) fn event_payload(event: &Event) -> Option<&str> {
         | Event::EntityLock { .. }
         | Event::EntityLockGranted { .. }
         | Event::EntityLocksReleased { .. }
-        | Event::EntityUnlock { .. } => None,
+        | Event::EntityUnlock { .. }
+        | Event::TurnStarted { .. } => None,
     };
     json_of(bytes)
 }

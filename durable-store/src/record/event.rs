@@ -267,4 +267,15 @@ pub enum Event {
         /// The orchestration that held the lock, and the step of its lock request.
         owner: ParentLink,
     },
+    // Issue 15 (admin): after the variants above, so every record written before reads
+    // as before.
+    /// History: a turn of the orchestration began at `at_ms`; the events after it, up to
+    /// the next `TurnStarted`, were appended by that turn (Durable Task Framework's
+    /// `OrchestratorStarted`). One per turn that appends events, first of them. Not a
+    /// step, not a message: replay skips it. Only tools read it, for the times of the
+    /// history's events; a history written before it existed has none.
+    TurnStarted {
+        /// The turn's time by the runtime's clock, milliseconds since the Unix epoch.
+        at_ms: u64,
+    },
 }

@@ -199,6 +199,16 @@ impl Engine {
     /// have (on a shared store) for a worker that has them. Counts the instances not held
     /// here that it writes as being written until the returned [`Writing`] drops.
     fn leased(&self, mut commit: Commit, worker: WorkerId) -> (Commit, Writing) {
+        if self.tool {
+            // A tool writes under no lease: what it enqueues is left for a worker's claim
+            // (on fjall, the application's when it next starts), and it holds nothing.
+            commit.lease = None;
+            let writing = Writing {
+                holdings: self.holdings.clone(),
+                instances: Vec::new(),
+            };
+            return (commit, writing);
+        }
         let mut held = lock(&self.holdings.held);
         // On a shared store, the instances it starts (pending, their `Started` message
         // in the commit) of an orchestrator this worker does not have (a
@@ -278,7 +288,7 @@ impl Engine {
     ) -> impl Future<Output = (Result<(), Error>, Commit)> + Send + use<> {
         let (commit, writing) = self.leased(commit, self.lease_in_hand());
         let written = self.commits.submit(commit);
-        let (lease, left) = (self.worker.clone(), self.left.clone());
+        let (lease, left, tool) = (self.worker.clone(), self.left.clone(), self.tool);
         async move {
             // Dropped once what the commit wrote is held (or it was refused), or with this
             // future if its sender stops waiting: the claims' deliveries waiting for it go.
@@ -294,7 +304,7 @@ impl Engine {
                         hold_written(&mut lock(&writing.holdings.held).statuses, &commit);
                     }
                 }
-                (Ok(()), None) if touches => {
+                (Ok(()), None) if touches && !tool => {
                     hold_written(&mut lock(&writing.holdings.held).statuses, &commit);
                 }
                 (Ok(()), _) => {}

@@ -37,6 +37,16 @@ pub(in crate::runtime) struct WorkIds {
 }
 
 impl WorkIds {
+    /// No block yet: the first id reserves one ([`Engine::work_id`]).
+    pub(in crate::runtime) fn none() -> Self {
+        Self {
+            next: 0,
+            end: 0,
+            following: None,
+            reserving: false,
+        }
+    }
+
     /// The block of `WORK_ID_BLOCK` ids from `first`.
     pub(in crate::runtime) fn from(first: WorkId) -> Self {
         Self {

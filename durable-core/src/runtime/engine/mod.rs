@@ -67,6 +67,9 @@ pub(in crate::runtime) struct EngineParts {
     pub(in crate::runtime) worker: WorkerId,
     /// The first block of work ids, reserved at start.
     pub(in crate::runtime) work_ids: WorkIds,
+    /// Whether the engine is a tool's ([`crate::Client::open`]): no worker, no lease, and
+    /// nothing delivered or run here (see `runtime/tool.rs`).
+    pub(in crate::runtime) tool: bool,
 }
 
 /// A cached live instance between turns: its record as last committed, and the execution
@@ -143,6 +146,8 @@ pub(crate) struct Engine {
     replays: AtomicU64,
     unregistered_callees: Vec<UnregisteredCallee>,
     turn_task: TurnTask,
+    /// A tool's engine (see [`EngineParts::tool`]).
+    tool: bool,
 }
 
 impl Drop for Engine {
@@ -208,7 +213,15 @@ impl Engine {
             replays: AtomicU64::new(0),
             unregistered_callees: parts.unregistered_callees,
             turn_task: parts.turn_task,
+            tool: parts.tool,
         }
+    }
+
+    /// Whether this is a tool's engine ([`crate::Client::open`]): it writes its commits
+    /// under no lease, leaving every item they enqueue for a worker's claim, and delivers,
+    /// dispatches and runs nothing.
+    pub(crate) fn is_tool(&self) -> bool {
+        self.tool
     }
 
     /// The store.
@@ -419,6 +432,10 @@ impl Engine {
     }
 
     fn spawn_turns(self: &Arc<Self>, instance: String) {
+        // A tool's engine holds no instance, so nothing is ever delivered to it.
+        if self.tool {
+            return;
+        }
         let busy = self.busy();
         self.tracker
             .spawn((self.turn_task)(self.clone(), instance, busy));

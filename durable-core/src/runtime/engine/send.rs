@@ -56,6 +56,10 @@ impl Engine {
         let mut outbox = Vec::with_capacity(1);
         self.enqueue_message(instance, to, event, &mut commit, &mut outbox);
         let (lease, commit) = self.commit_leased(commit).await?;
+        // A tool's message waits in the store for the worker that claims its instance.
+        if self.is_tool() {
+            return Ok(());
+        }
         // An instance the commit created (a start or restart) is new here: its record is
         // what its first turn needs, so that turn does not read it back from the store.
         // Not an entity's: its record is made by whichever sender's commit comes first,
