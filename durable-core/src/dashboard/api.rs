@@ -50,6 +50,7 @@ impl From<Error> for ApiError {
         let status = match &e {
             Error::InstanceNotFound(_) => StatusCode::NOT_FOUND,
             Error::InvalidInstanceId { .. }
+            | Error::InvalidArgument { .. }
             | Error::Payload(_)
             | Error::PayloadTooLarge(_)
             | Error::IsAnEntity(_) => StatusCode::BAD_REQUEST,
