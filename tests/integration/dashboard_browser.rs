@@ -151,7 +151,7 @@ async fn until_text(page: &Browser, css: &str, done: impl Fn(&str) -> bool) -> S
 async fn with_browser<F, Fut>(dashboard: &DashboardHandle, body: F)
 where
     F: FnOnce(Browser, String) -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let profile = tempfile::tempdir().unwrap();
     let (driver, page) = browser(profile.path()).await;
