@@ -1,5 +1,6 @@
 //! Integration tests, built as one binary.
 
+mod admin_client;
 mod attempts;
 mod bad_input;
 mod checkpoints;

@@ -210,3 +210,6 @@ impl Admin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,11 +7,15 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use durable_store::{InstanceCursor, InstanceFilter, StatusCounts, StatusKind};
+use durable_store::{
+    InstanceCursor, InstanceFilter, InstanceRecord, Status, StatusCounts, StatusKind,
+};
 
 use crate::client::Client;
 use crate::error::Error;
 use crate::handle::Orchestrator;
+use crate::payload::{self, PayloadError};
+use crate::position::{Position, StepAt};
 
 /// A stored time (ms since the Unix epoch) as a [`SystemTime`].
 fn time_of(ms: u64) -> SystemTime {
@@ -49,20 +53,42 @@ impl Client {
             .engine
             .store()
             .list_instances(&query.filter(), after, query.page_size)?;
-        let instances = page
-            .instances
-            .into_iter()
-            .map(|(id, record)| InstanceSummary {
-                id,
-                orchestrator: record.orchestrator,
-                status: record.status.kind(),
-                created_at: time_of(record.created_ms),
-                updated_at: time_of(record.updated_ms),
-            })
-            .collect();
+        let instances = (page.instances.into_iter())
+            .map(|(id, record)| self.summary(id, record))
+            .collect::<Result<_, Error>>()?;
         Ok(Page {
             instances,
             next: page.next.map(PageCursor),
+        })
+    }
+
+    /// The summary of instance `id`, whose record is `record`: reads its history if it
+    /// failed or stalled, for where it stopped.
+    fn summary(&self, id: String, record: InstanceRecord) -> Result<InstanceSummary, Error> {
+        let message = match &record.status {
+            Status::Failed { failure } | Status::Stalled { failure } => {
+                Some(failure.message.clone())
+            }
+            Status::Terminated { reason } | Status::Suspended { reason } => Some(reason.clone()),
+            Status::Pending | Status::Running | Status::Completed { .. } => None,
+        };
+        let stopped_at = if matches!(
+            record.status,
+            Status::Failed { .. } | Status::Stalled { .. }
+        ) {
+            Position::of(&self.engine.store().history(&id)?).last
+        } else {
+            None
+        };
+        Ok(InstanceSummary {
+            orchestrator: record.orchestrator,
+            status: record.status.kind(),
+            created_at: time_of(record.created_ms),
+            updated_at: time_of(record.updated_ms),
+            message,
+            custom_status: record.custom_status,
+            stopped_at,
+            id,
         })
     }
 
@@ -297,6 +323,29 @@ pub struct InstanceSummary {
     /// When its record last changed (by the runtime's clock): for a finished instance,
     /// when it finished.
     pub updated_at: SystemTime,
+    /// For a failed or stalled instance, the failure's message; for a terminated or
+    /// suspended one, the reason given.
+    pub message: Option<String>,
+    /// The custom status the orchestrator set last, encoded (JSON;
+    /// [`custom_status_json`](Self::custom_status_json) reads it).
+    pub custom_status: Option<Vec<u8>>,
+    /// For a failed or stalled instance, the last step it issued, with its await site
+    /// (see [`Position::last`]).
+    pub stopped_at: Option<StepAt>,
+}
+
+impl InstanceSummary {
+    /// The custom status as a JSON value, `None` if it has none.
+    ///
+    /// # Errors
+    ///
+    /// [`PayloadError`] if the stored status is not JSON.
+    pub fn custom_status_json(&self) -> Result<Option<serde_json::Value>, PayloadError> {
+        self.custom_status
+            .as_deref()
+            .map(payload::to_json)
+            .transpose()
+    }
 }
 
 /// A page of [`Client::list`].

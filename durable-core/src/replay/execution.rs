@@ -203,6 +203,14 @@ impl Execution {
             self.finished = true;
             self.future = None;
         }
+        // A turn's time alone (every event it brought dropped, nothing emitted): the turn
+        // appends nothing.
+        if appended
+            .iter()
+            .all(|event| matches!(event, Event::TurnStarted { .. }))
+        {
+            appended.clear();
+        }
         Turn {
             appended,
             commands,

@@ -11,7 +11,7 @@ use super::engine::{Cached, Engine};
 use super::entity_messages;
 use super::inbox::{Delivery, Run};
 use super::outbox::Outbox;
-use super::turn_plan::RequestPlan;
+use super::turn_plan::{self, RequestPlan};
 use crate::error::Error;
 
 /// Applies `request` (a terminate, suspend or resume) to `instance`.
@@ -60,9 +60,10 @@ pub(in crate::runtime) async fn apply(
     commit.history.push(HistoryAppend {
         instance: instance.to_string(),
         first: record.history_len,
-        events: vec![request.event.clone()],
+        events: turn_plan::with_turn_time(engine, vec![request.event.clone()]),
     });
-    record.history_len += 1;
+    // The request, behind its turn's time.
+    record.history_len += 2;
     record.updated_ms = engine.now_ms();
     commit
         .instances

@@ -197,7 +197,7 @@ pub(in crate::runtime) fn plan(
             (execution, history)
         }
     };
-    let turn = execution.turn(&recorded, new);
+    let turn = execution.turn(&recorded, with_turn_time(engine, new));
     let stalled = match &turn.outcome {
         Outcome::Stalled(failure) => Some(failure.clone()),
         _ => missing_code(engine, &turn.commands),
@@ -499,4 +499,19 @@ fn continue_as_new(
         };
         outbox.enqueue(engine, instance, to, raised, commit);
     }
+}
+
+/// `new`, the events a turn brings, behind the turn's time ([`Event::TurnStarted`], what
+/// tools read the history's times from): one marker per turn that appends events. A turn
+/// that brings none appends none (the replay step drops a marker left alone).
+pub(in crate::runtime) fn with_turn_time(engine: &Engine, mut new: Vec<Event>) -> Vec<Event> {
+    if !new.is_empty() {
+        new.insert(
+            0,
+            Event::TurnStarted {
+                at_ms: engine.now_ms(),
+            },
+        );
+    }
+    new
 }

@@ -12,7 +12,7 @@ use super::engine::Engine;
 use super::entity_messages;
 use super::inbox::{Delivery, Run};
 use super::outbox::{Outbox, consumed};
-use super::turn_plan::{FailPlan, StallPlan};
+use super::turn_plan::{self, FailPlan, StallPlan};
 use crate::error::Error;
 
 /// Acknowledges `messages` without turning them (their instance is gone or done).
@@ -43,6 +43,7 @@ pub(in crate::runtime) async fn fail(
     new.push(Event::Failed {
         failure: failure.clone(),
     });
+    let new = turn_plan::with_turn_time(engine, new);
     let appended = new.len() as u32;
     commit.history.push(HistoryAppend {
         instance: instance.to_string(),

@@ -27,6 +27,7 @@ fn a_runtime_on_a_store_with_a_damaged_work_item_does_not_start_and_names_it() {
     let store = FjallStore::open(dir.path()).unwrap();
     leave_gated(&store, "a");
     let work_id = store.work_items().unwrap()[0].0;
+    let history_len = store.history("a").unwrap().len();
     drop(store);
     damage(dir.path(), "work", &work_id.to_be_bytes());
 
@@ -49,7 +50,7 @@ fn a_runtime_on_a_store_with_a_damaged_work_item_does_not_start_and_names_it() {
         store.instance("a").unwrap().unwrap().status,
         Status::Running
     );
-    assert_eq!(store.history("a").unwrap().len(), 4);
+    assert_eq!(store.history("a").unwrap().len(), history_len);
 }
 
 #[test]
@@ -57,6 +58,7 @@ fn a_runtime_on_a_store_with_a_damaged_instance_record_does_not_start_and_names_
     let dir = tempfile::tempdir().unwrap();
     let store = FjallStore::open(dir.path()).unwrap();
     leave_gated(&store, "a");
+    let history_len = store.history("a").unwrap().len();
     drop(store);
     damage(dir.path(), "instances", b"a");
 
@@ -67,7 +69,11 @@ fn a_runtime_on_a_store_with_a_damaged_instance_record_does_not_start_and_names_
             if what.contains("instance record `a`") && what.contains("keyspace `instances`")),
         "{err:?}"
     );
-    assert_eq!(store.history("a").unwrap().len(), 4, "the history is kept");
+    assert_eq!(
+        store.history("a").unwrap().len(),
+        history_len,
+        "the history is kept"
+    );
     assert_eq!(store.work_items().unwrap().len(), 1, "the queue is kept");
 }
 
