@@ -167,6 +167,28 @@ async fn without_a_token_only_requests_addressed_to_this_machine_are_answered() 
 }
 
 #[tokio::test]
+async fn the_list_refreshes_itself_until_told_not_to() {
+    let (_dir, app) = app(DashboardOptions::new().refresh(std::time::Duration::from_secs(3))).await;
+    let (status, _, page) = send(&app, request("GET", "/").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains(r#"<meta http-equiv="refresh" content="3">"#),
+        "{page}"
+    );
+    assert!(
+        page.contains("refresh=off"),
+        "no link to turn it off: {page}"
+    );
+    let (_, _, paused) = send(
+        &app,
+        request("GET", "/?refresh=off").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert!(!paused.contains("http-equiv"), "{paused}");
+    assert!(paused.contains("Auto-refresh is off"), "{paused}");
+}
+
+#[tokio::test]
 async fn api_errors_are_typed_json() {
     let (_dir, app) = app(DashboardOptions::new()).await;
     let (status, _, body) = send(

@@ -156,7 +156,7 @@ fn events(rows: &[HistoryRow]) -> Markup {
                         td { (row.kind) }
                         td { (row.name.as_deref().unwrap_or("")) }
                         td { (row.outcome.as_deref().unwrap_or("")) }
-                        td { @if let Some(at) = row.at_ms { (format::time(at)) } }
+                        td.time { @if let Some(at) = row.at_ms { (format::time(at)) } }
                         td.site { @if let Some(site) = &row.site { (site.file) ":" (site.line) } }
                         td { @if let Some(payload) = &row.payload { (json_block(payload)) } }
                     }

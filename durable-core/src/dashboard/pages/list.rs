@@ -173,8 +173,8 @@ fn table(rows: &[InstanceRow]) -> Markup {
                         td { a.instance-link href=(layout::instance_path(&row.id)) { (row.id) } }
                         td { (row.orchestrator) span.muted { " v" (row.version) } }
                         td { (status_badge(&row.status)) }
-                        td { (format::time(row.created_at_ms)) }
-                        td { (format::time(row.updated_at_ms)) }
+                        td.time { (format::time(row.created_at_ms)) }
+                        td.time { (format::time(row.updated_at_ms)) }
                         td { (row.message.as_deref().unwrap_or("")) }
                         td {
                             @if let Some(step) = &row.stopped_at {
