@@ -6,6 +6,7 @@ mod bad_input;
 mod checkpoints;
 mod common;
 mod crash;
+mod dashboard_api;
 mod dashboard_browser;
 mod entities;
 mod entities_runtime;
