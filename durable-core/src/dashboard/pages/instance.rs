@@ -2,9 +2,10 @@
 //! children, pending work, the timeline, the event list with each await site, and the
 //! action forms.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
@@ -18,7 +19,11 @@ pub(crate) async fn page(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    // Off by default: a reload would clear a form being filled in.
+    let refresh = (query.get("refresh").map(String::as_str) == Some("on"))
+        .then(|| shared.options.refresh_secs());
     let detail = match shared.admin.instance(&id).await {
         Ok(Some(detail)) => detail,
         Ok(None) => {
@@ -45,6 +50,14 @@ pub(crate) async fn page(
         .map_or(0, |d| d.as_millis() as u64);
     let body = html! {
         h1 { "Instance " code #instance-id { (id) } " " span #status { (status_badge(&detail.summary.status)) } }
+        p.muted {
+            @if refresh.is_some() {
+                "Refreshes every " (shared.options.refresh_secs()) " s. "
+                a #refresh-toggle href=(instance_path(&id)) { "Turn auto-refresh off" }
+            } @else {
+                a #refresh-toggle href=(format!("{}?refresh=on", instance_path(&id))) { "Turn auto-refresh on" }
+            }
+        }
         (summary(&detail))
         h2 { "Timeline" }
         (timeline::render(&detail.timeline, detail.summary.created_at_ms, now_ms))
@@ -55,7 +68,7 @@ pub(crate) async fn page(
         h2 { "History" }
         (events(&history))
     };
-    layout::page(&headers, &id, None, body)
+    layout::page(&headers, &id, refresh, body)
 }
 
 fn summary(detail: &InstanceDetail) -> Markup {

@@ -47,7 +47,8 @@ pub(crate) fn page(
                 }
                 main {
                     @if let Some(message) = &flash {
-                        p.flash id="flash" { (message) }
+                        @let failed = message.starts_with("Failed") || message.starts_with("Not ");
+                        p.flash.failed[failed] id="flash" { (message) }
                     }
                     (body)
                 }
