@@ -1,5 +1,5 @@
 //! The admin HTTP API and the web dashboard (feature `dashboard`): an axum
-//! [`Router`](axum::Router) over an [`Admin`], which an application mounts in its own
+//! [`Router`] over an [`Admin`], which an application mounts in its own
 //! server ([`router`]) or serves with one call ([`Dashboard::serve`]); `durable serve`
 //! serves it over a store directly ([`serve_store`]).
 //!
