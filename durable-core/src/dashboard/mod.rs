@@ -85,7 +85,9 @@ pub(crate) struct Shared {
 }
 
 /// The dashboard's routes (the JSON API under `/api/` and the pages), for an
-/// application to mount in its own axum server (`Router::nest` or `merge`). Serve it over
+/// application to mount in its own axum server with `Router::merge`: its pages link to
+/// each other by absolute path, so it serves from the root (`/`, `/instances/..`,
+/// `/entities`, `/assets/..`, `/api/..`), not under a prefix. Serve it over
 /// loopback or set a token ([`DashboardOptions::token`]): it can terminate and purge
 /// instances.
 ///
