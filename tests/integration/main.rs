@@ -1,6 +1,7 @@
 //! Integration tests, built as one binary.
 
 mod admin_client;
+mod admin_views;
 mod attempts;
 mod bad_input;
 mod checkpoints;

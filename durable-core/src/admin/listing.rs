@@ -1,5 +1,5 @@
 //! The admin API's listings: instances ([`list`], with [`row`] for one instance),
-//! entities ([`entities`]) and the store's totals ([`stats`]).
+//! entities ([`entities()`]) and the store's totals ([`stats`]).
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -124,7 +124,8 @@ pub struct PendingWork {
     pub timers: Vec<PendingTimer>,
     /// Sub-orchestrations that have not finished: their steps.
     pub sub_orchestrations: Vec<StepView>,
-    /// Names of the external events it waits for.
+    /// Names of the external events it waits for. The history does not record event
+    /// waits yet, so the admin API leaves this empty for now.
     pub events: Vec<String>,
 }
 
@@ -205,6 +206,8 @@ pub struct Stats {
     /// Work items queued (messages, activity tasks, timers) not yet done.
     pub work_queued: u64,
     /// When the oldest queued work item was enqueued (or is due), ms since the Unix epoch.
+    /// A message or an activity task carries no time of its own: it counts from when its
+    /// instance's record last changed; a timer counts once due, from its fire time.
     pub oldest_pending_at_ms: Option<u64>,
 }
 

@@ -10,3 +10,4 @@ mod partial_completion;
 mod patches;
 mod patterns;
 mod status;
+mod turn_markers;
