@@ -165,6 +165,7 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 /// A dashboard being served: its address, and how to stop it. Dropping it stops the
 /// server too (without waiting) and removes the address file.
 #[derive(Debug)]
+#[must_use = "dropping the handle stops the dashboard"]
 pub struct DashboardHandle {
     addr: SocketAddr,
     url: String,
