@@ -31,6 +31,8 @@ pub mod admin;
 pub mod cli;
 mod client;
 mod clock;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod durable_future;
 mod entity;
 mod error;

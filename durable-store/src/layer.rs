@@ -99,6 +99,10 @@ pub trait StoreLayer: Send + Sync + 'static {
     fn is_shared(&self) -> bool {
         self.inner().is_shared()
     }
+    /// [`Store::location`]; forwarded to [`inner`](Self::inner) unless overridden.
+    fn location(&self) -> Option<&std::path::Path> {
+        self.inner().location()
+    }
     /// [`Store::commit_concurrency`]; forwarded to [`inner`](Self::inner) unless overridden.
     fn commit_concurrency(&self) -> usize {
         self.inner().commit_concurrency()
@@ -188,6 +192,9 @@ impl<L: StoreLayer> Store for Layered<L> {
     }
     fn is_shared(&self) -> bool {
         self.0.is_shared()
+    }
+    fn location(&self) -> Option<&std::path::Path> {
+        self.0.location()
     }
     fn commit_concurrency(&self) -> usize {
         self.0.commit_concurrency()

@@ -188,6 +188,14 @@ pub trait Store: Send + Sync + 'static {
         false
     }
 
+    /// The directory the store keeps its files in, for a store on local disk
+    /// ([`FjallStore`](crate::FjallStore)); `None` (the default) for one elsewhere.
+    /// Tools place files beside the store there, such as the dashboard's
+    /// `durable-admin.url`.
+    fn location(&self) -> Option<&std::path::Path> {
+        None
+    }
+
     /// How many calls to [`commit`](Store::commit) the store serves at once, each on a
     /// connection of its own: a runtime writes that many group-commit batches at a time.
     /// 1 (the default) for a store with one journal (fjall, memory), where a second writer
@@ -307,6 +315,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn is_shared(&self) -> bool {
         (**self).is_shared()
+    }
+    fn location(&self) -> Option<&std::path::Path> {
+        (**self).location()
     }
     fn commit_concurrency(&self) -> usize {
         (**self).commit_concurrency()

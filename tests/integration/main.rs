@@ -8,6 +8,8 @@ mod checkpoints;
 mod cli;
 mod common;
 mod crash;
+mod dashboard_api;
+mod dashboard_browser;
 mod entities;
 mod entities_runtime;
 mod entity_client;

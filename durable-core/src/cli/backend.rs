@@ -17,7 +17,7 @@ use crate::replay_test::SavedHistory;
 
 /// The file a process serving its dashboard over a fjall store writes in the store's
 /// directory: its admin address (`http://ADDR/` and a newline).
-pub(crate) const ADMIN_URL_FILE: &str = "durable-admin.url";
+pub(crate) const ADMIN_URL_FILE: &str = crate::dashboard::URL_FILE;
 
 /// Where the commands go.
 #[derive(Debug)]

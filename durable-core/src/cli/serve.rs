@@ -1,7 +1,7 @@
 //! `durable serve`: the dashboard and its admin API over a store this process opened.
 //!
-//! The dashboard lives in `crate::dashboard` (feature `dashboard`, another branch of
-//! this work); until the merge wires it here, `serve` says it is not built in.
+//! It runs until the process gets ctrl-c (SIGINT) or SIGTERM, then stops the server, which
+//! removes the store's `durable-admin.url`.
 
 use std::io::Write;
 
@@ -21,10 +21,52 @@ pub(crate) fn serve(
     token: Option<String>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let _ = (backend, token, out);
-    Err(CliError::new(format!(
-        "`serve` is not built into this `durable` (the dashboard is not connected yet); \
-         cannot serve on {}",
-        args.listen
-    )))
+    let Backend::Store {
+        admin,
+        runtime,
+        name,
+    } = backend
+    else {
+        return Err(CliError::new(
+            "`serve` serves a store: give it --store DIR or --store postgres://..., not --url",
+        ));
+    };
+    runtime.block_on(async {
+        let mut dashboard = crate::dashboard::Dashboard::new(admin.client().clone());
+        if let Some(token) = token {
+            dashboard = dashboard.token(token);
+        }
+        let handle = dashboard
+            .serve(args.listen)
+            .await
+            .map_err(|e| CliError::new(e.to_string()))?;
+        writeln!(
+            out,
+            "serving the dashboard of store {name} at {} (ctrl-c stops it)",
+            handle.url()
+        )?;
+        out.flush()?;
+        stopped().await?;
+        handle.shutdown().await;
+        Ok(())
+    })
+}
+
+/// Resolves at the first ctrl-c (SIGINT) or, on Unix, SIGTERM.
+async fn stopped() -> Result<(), CliError> {
+    let interrupted = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminated = signal(SignalKind::terminate())
+            .map_err(|e| CliError::new(format!("cannot wait for SIGTERM: {e}")))?;
+        tokio::select! {
+            result = interrupted => result.map_err(|e| CliError::new(format!("cannot wait for ctrl-c: {e}"))),
+            _ = terminated.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    interrupted
+        .await
+        .map_err(|e| CliError::new(format!("cannot wait for ctrl-c: {e}")))
 }

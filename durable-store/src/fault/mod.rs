@@ -486,6 +486,10 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.is_shared()
     }
 
+    fn location(&self) -> Option<&std::path::Path> {
+        self.inner.location()
+    }
+
     fn commit_concurrency(&self) -> usize {
         self.inner.commit_concurrency()
     }

@@ -396,6 +396,10 @@ impl Store for FjallStore {
         let value = self.inner.progress.get(key).map_err(self.io("reading"))?;
         Ok(value.map(|bytes| bytes.to_vec()))
     }
+
+    fn location(&self) -> Option<&Path> {
+        Some(self.path())
+    }
 }
 
 /// A readable account of a fjall error (fjall's own `Display` is its `Debug`).
