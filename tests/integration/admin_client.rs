@@ -166,10 +166,11 @@ fn requests_sent_through_a_tools_client_run_when_the_application_next_starts() {
         client.start(tally, "raised", 1).await.unwrap();
         client.start(tally, "stopped", 2).await.unwrap();
         // Both bumped, and waiting for `go`.
-        while bumps.0.load(Ordering::SeqCst) < 2
-            || store.history("raised").unwrap().len() < 4
-            || store.history("stopped").unwrap().len() < 4
-        {
+        let bumped = |id| {
+            (store.history(id).unwrap().iter())
+                .any(|e| matches!(e, Event::ActivityCompleted { .. }))
+        };
+        while !bumped("raised") || !bumped("stopped") {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         runtime.shutdown().await;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use durable_core::admin::{Admin, ListFilter};
+use durable_core::admin::{Admin, EntityFilter, ListFilter};
 use durable_core::{
     ActivityContext, Client, Error, InstanceQuery, ManualClock, OrchestrationContext, Runtime,
     StatusKind, activity, orchestrator,
@@ -200,5 +200,118 @@ fn list_rows_carry_the_failure_the_custom_status_and_where_a_stalled_instance_st
         assert_eq!(stats.counts["stalled"], 1);
         assert_eq!(admin.instance("nobody").await.unwrap(), None);
         assert_eq!(admin.history("nobody").await.unwrap(), None);
+    });
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Meter {
+    total: i64,
+}
+
+#[durable_core::entity]
+impl Meter {
+    pub fn add(&mut self, n: i64) {
+        self.total += n;
+    }
+}
+
+#[orchestrator]
+async fn echo(_ctx: OrchestrationContext, n: u64) -> Result<u64, String> {
+    Ok(n)
+}
+
+#[test]
+fn entities_are_listed_with_their_state_and_finished_instances_purged_by_filter() {
+    let (_dir, store) = store();
+    lifetime(async {
+        let runtime = Runtime::builder(store.clone())
+            .orchestrator(echo)
+            .entity::<Meter>()
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        let admin = Admin::new(client.clone());
+        client.signal_entity(Meter::add, "b", 2).await.unwrap();
+        client.signal_entity(Meter::add, "a", 1).await.unwrap();
+        for i in 0..3 {
+            let done = client.start(echo, format!("e{i}"), i).await.unwrap();
+            assert_eq!(done.wait(WAIT).await.unwrap(), i);
+        }
+        let filter = EntityFilter {
+            name: Some("Meter".into()),
+            page_size: Some(1),
+            ..EntityFilter::default()
+        };
+        let first = loop {
+            let first = admin.entities(&filter).await.unwrap();
+            let all = admin.entities(&EntityFilter::default()).await.unwrap();
+            if all.entities.iter().all(|e| e.state.is_some()) && all.entities.len() == 2 {
+                break first;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(first.entities.len(), 1);
+        assert_eq!(
+            (
+                first.entities[0].name.as_str(),
+                first.entities[0].key.as_str()
+            ),
+            ("Meter", "a")
+        );
+        assert_eq!(
+            first.entities[0].state,
+            Some(serde_json::json!({"total": 1}))
+        );
+        let second = admin
+            .entities(&EntityFilter {
+                after: first.next.clone(),
+                ..filter.clone()
+            })
+            .await
+            .unwrap();
+        assert_eq!(second.entities[0].key, "b");
+        assert_eq!(second.next, None);
+        // Entities are not orchestrations.
+        assert_eq!(
+            admin
+                .list(&ListFilter::default())
+                .await
+                .unwrap()
+                .instances
+                .len(),
+            3
+        );
+
+        let err = admin
+            .purge_where(
+                &ListFilter {
+                    status: Some("running".into()),
+                    ..ListFilter::default()
+                },
+                &mut |_| {},
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::PurgeUnfinished { .. }), "{err:?}");
+        let mut seen = Vec::new();
+        let purged = admin
+            .purge_where(&ListFilter::default(), &mut |n| seen.push(n))
+            .await
+            .unwrap();
+        assert_eq!((purged, seen), (3, vec![3]));
+        let list = admin.list(&ListFilter::default()).await.unwrap();
+        assert!(list.instances.is_empty());
+        assert_eq!(list.counts["completed"], 0);
+        assert_eq!(
+            admin
+                .entities(&EntityFilter::default())
+                .await
+                .unwrap()
+                .entities
+                .len(),
+            2
+        );
+        runtime.shutdown().await;
     });
 }

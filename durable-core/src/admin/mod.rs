@@ -28,6 +28,24 @@ pub use view::{
 
 /// The admin API over a [`Client`]: every read as a view of [`view`], every request by
 /// instance id and JSON payload. Cheap to clone.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// use durable_core::admin::{Admin, ListFilter};
+/// use durable_core::{Client, FjallStore};
+///
+/// // A tool's client: it reads and sends, and runs nothing.
+/// let admin = Admin::new(Client::open(FjallStore::open("data/durable")?).await?);
+/// let stalled = ListFilter {
+///     status: Some("stalled".into()),
+///     ..ListFilter::default()
+/// };
+/// for row in admin.list(&stalled).await?.instances {
+///     println!("{}: {:?} at {:?}", row.id, row.message, row.stopped_at);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Admin {
     client: Client,

@@ -22,6 +22,13 @@
 //! next); reached on the new events, it records the marker (see `ReplayState::patched`
 //! and the table in [`crate::determinism`]).
 //!
+//! The runtime puts a turn marker (`Event::TurnStarted`, the turn's time, for tools)
+//! first among the events it brings a turn. Replay applies it as nothing: not a step, not
+//! an event, compared with nothing; it is brought, not issued, so the recorded turns split
+//! where they did without it, and a history written before markers existed replays as it
+//! did. A turn whose brought events were all dropped and that issued nothing appends
+//! nothing, its marker included.
+//!
 //! The files, from the bottom up: `recorded.rs` (the kinds of recorded values and
 //! markers, with their strings on disk), `step.rs` (a step asked for, recorded, answered),
 //! `event_queues.rs` (external events until a wait takes them), `locks.rs` (the critical
