@@ -47,7 +47,7 @@ fn row(event: &Event) -> HistoryRow {
     let mut row = HistoryRow {
         index: 0,
         step: None,
-        kind: kind(event).to_string(),
+        kind: event.kind_name().to_string(),
         name: None,
         outcome: None,
         at_ms: None,
@@ -266,42 +266,4 @@ fn row(event: &Event) -> HistoryRow {
         }
     }
     row
-}
-
-/// The event's variant name, as [`Event`] spells it.
-pub(crate) fn kind(event: &Event) -> &'static str {
-    match event {
-        Event::Started { .. } => "Started",
-        Event::ActivityScheduled { .. } => "ActivityScheduled",
-        Event::ActivityCompleted { .. } => "ActivityCompleted",
-        Event::ActivityFailed { .. } => "ActivityFailed",
-        Event::TimerCreated { .. } => "TimerCreated",
-        Event::TimerFired { .. } => "TimerFired",
-        Event::SubOrchestrationScheduled { .. } => "SubOrchestrationScheduled",
-        Event::SubOrchestrationCompleted { .. } => "SubOrchestrationCompleted",
-        Event::SubOrchestrationFailed { .. } => "SubOrchestrationFailed",
-        Event::Recorded { .. } => "Recorded",
-        Event::EventRaised { .. } => "EventRaised",
-        Event::CustomStatusSet { .. } => "CustomStatusSet",
-        Event::Completed { .. } => "Completed",
-        Event::Failed { .. } => "Failed",
-        Event::ContinuedAsNew { .. } => "ContinuedAsNew",
-        Event::TerminateRequested { .. } => "TerminateRequested",
-        Event::SuspendRequested { .. } => "SuspendRequested",
-        Event::ResumeRequested => "ResumeRequested",
-        Event::EventSetAside { .. } => "EventSetAside",
-        Event::EntityOperation { .. } => "EntityOperation",
-        Event::EntityCalled { .. } => "EntityCalled",
-        Event::EntitySignaled { .. } => "EntitySignaled",
-        Event::EntityCall { .. } => "EntityCall",
-        Event::EntityCompleted { .. } => "EntityCompleted",
-        Event::EntityFailed { .. } => "EntityFailed",
-        Event::EntityLockRequested { .. } => "EntityLockRequested",
-        Event::EntityLock { .. } => "EntityLock",
-        Event::EntityLockGranted { .. } => "EntityLockGranted",
-        Event::EntityLocksReleased { .. } => "EntityLocksReleased",
-        Event::EntityUnlock { .. } => "EntityUnlock",
-        Event::TurnStarted { .. } => "TurnStarted",
-        Event::TraceContext { .. } => "TraceContext",
-    }
 }

@@ -63,7 +63,7 @@ fn every_kind() -> Vec<(Event, HistoryRow)> {
     };
     let mut all = Vec::new();
     let mut add = |event: Event, f: &dyn Fn(&mut HistoryRow)| {
-        let mut expected = row(super::history::kind(&event));
+        let mut expected = row(event.kind_name());
         f(&mut expected);
         all.push((event, expected));
     };

@@ -311,7 +311,7 @@ impl<'a> Rows<'a> {
             for (index, event) in &change.events {
                 rows.event_ids.push(id.as_bytes());
                 rows.event_indices.push(i64::from(*index));
-                rows.event_kinds.push(columns::event_kind(event));
+                rows.event_kinds.push(event.kind_name());
                 rows.event_payloads.push(columns::event_payload(event));
                 rows.event_records
                     .push(encode(*event, || format!("event {index} of `{id}`"))?);

@@ -41,44 +41,6 @@ fn failure_payload(kind: &FailureKind) -> Option<&[u8]> {
     }
 }
 
-/// The `kind` column of a history row: the event's variant name.
-pub(super) fn event_kind(event: &Event) -> &'static str {
-    match event {
-        Event::Started { .. } => "Started",
-        Event::ActivityScheduled { .. } => "ActivityScheduled",
-        Event::ActivityCompleted { .. } => "ActivityCompleted",
-        Event::ActivityFailed { .. } => "ActivityFailed",
-        Event::TimerCreated { .. } => "TimerCreated",
-        Event::TimerFired { .. } => "TimerFired",
-        Event::SubOrchestrationScheduled { .. } => "SubOrchestrationScheduled",
-        Event::SubOrchestrationCompleted { .. } => "SubOrchestrationCompleted",
-        Event::SubOrchestrationFailed { .. } => "SubOrchestrationFailed",
-        Event::Recorded { .. } => "Recorded",
-        Event::EventRaised { .. } => "EventRaised",
-        Event::CustomStatusSet { .. } => "CustomStatusSet",
-        Event::Completed { .. } => "Completed",
-        Event::Failed { .. } => "Failed",
-        Event::ContinuedAsNew { .. } => "ContinuedAsNew",
-        Event::TerminateRequested { .. } => "TerminateRequested",
-        Event::SuspendRequested { .. } => "SuspendRequested",
-        Event::ResumeRequested => "ResumeRequested",
-        Event::EventSetAside { .. } => "EventSetAside",
-        Event::EntityOperation { .. } => "EntityOperation",
-        Event::EntityCalled { .. } => "EntityCalled",
-        Event::EntitySignaled { .. } => "EntitySignaled",
-        Event::EntityCall { .. } => "EntityCall",
-        Event::EntityCompleted { .. } => "EntityCompleted",
-        Event::EntityFailed { .. } => "EntityFailed",
-        Event::EntityLockRequested { .. } => "EntityLockRequested",
-        Event::EntityLock { .. } => "EntityLock",
-        Event::EntityLockGranted { .. } => "EntityLockGranted",
-        Event::EntityLocksReleased { .. } => "EntityLocksReleased",
-        Event::EntityUnlock { .. } => "EntityUnlock",
-        Event::TurnStarted { .. } => "TurnStarted",
-        Event::TraceContext { .. } => "TraceContext",
-    }
-}
-
 /// The `payload` column of a history row: the user payload the event carries.
 pub(super) fn event_payload(event: &Event) -> Option<&str> {
     let bytes: Option<&[u8]> = match event {

@@ -292,3 +292,44 @@ pub enum Event {
         tracestate: String,
     },
 }
+
+impl Event {
+    /// The variant's name, as this enum spells it (`ActivityScheduled`, `TurnStarted`, ...):
+    /// the `kind` column of PostgreSQL's history rows, and the kind tools show.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::Started { .. } => "Started",
+            Self::ActivityScheduled { .. } => "ActivityScheduled",
+            Self::ActivityCompleted { .. } => "ActivityCompleted",
+            Self::ActivityFailed { .. } => "ActivityFailed",
+            Self::TimerCreated { .. } => "TimerCreated",
+            Self::TimerFired { .. } => "TimerFired",
+            Self::SubOrchestrationScheduled { .. } => "SubOrchestrationScheduled",
+            Self::SubOrchestrationCompleted { .. } => "SubOrchestrationCompleted",
+            Self::SubOrchestrationFailed { .. } => "SubOrchestrationFailed",
+            Self::Recorded { .. } => "Recorded",
+            Self::EventRaised { .. } => "EventRaised",
+            Self::CustomStatusSet { .. } => "CustomStatusSet",
+            Self::Completed { .. } => "Completed",
+            Self::Failed { .. } => "Failed",
+            Self::ContinuedAsNew { .. } => "ContinuedAsNew",
+            Self::TerminateRequested { .. } => "TerminateRequested",
+            Self::SuspendRequested { .. } => "SuspendRequested",
+            Self::ResumeRequested => "ResumeRequested",
+            Self::EventSetAside { .. } => "EventSetAside",
+            Self::EntityOperation { .. } => "EntityOperation",
+            Self::EntityCalled { .. } => "EntityCalled",
+            Self::EntitySignaled { .. } => "EntitySignaled",
+            Self::EntityCall { .. } => "EntityCall",
+            Self::EntityCompleted { .. } => "EntityCompleted",
+            Self::EntityFailed { .. } => "EntityFailed",
+            Self::EntityLockRequested { .. } => "EntityLockRequested",
+            Self::EntityLock { .. } => "EntityLock",
+            Self::EntityLockGranted { .. } => "EntityLockGranted",
+            Self::EntityLocksReleased { .. } => "EntityLocksReleased",
+            Self::EntityUnlock { .. } => "EntityUnlock",
+            Self::TurnStarted { .. } => "TurnStarted",
+            Self::TraceContext { .. } => "TraceContext",
+        }
+    }
+}
