@@ -53,11 +53,12 @@ pub(crate) fn open_store(spec: &str) -> Result<Backend, CliError> {
         (runtime.block_on(Client::open(store)), name)
     } else {
         let dir = PathBuf::from(spec);
-        // `FjallStore::open` creates a store where there is none: a mistyped path must
-        // not leave an empty store behind and list nothing.
-        if !dir.is_dir() {
+        // `FjallStore::open` creates a store where there is none (no directory, or an
+        // empty one): a mistyped path must not leave an empty store behind and list
+        // nothing.
+        if let Some(why) = no_store_at(&dir) {
             return Err(CliError::new(format!(
-                "no durable store at `{spec}`: the directory does not exist"
+                "no durable store at `{spec}`: {why}"
             )));
         }
         let store = FjallStore::open(&dir).map_err(|e| match e {
@@ -72,6 +73,20 @@ pub(crate) fn open_store(spec: &str) -> Result<Backend, CliError> {
         runtime,
         name,
     })
+}
+
+/// Why `dir` cannot hold a fjall store to read (where `FjallStore::open` would create
+/// one), or `None` if it may.
+fn no_store_at(dir: &Path) -> Option<&'static str> {
+    if !dir.exists() {
+        return Some("the directory does not exist");
+    }
+    if !dir.is_dir() {
+        return Some("it is not a directory");
+    }
+    // Unreadable: `FjallStore::open` says why.
+    let empty = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none());
+    empty.then_some("the directory is empty")
 }
 
 /// The message for a fjall store another process holds: its admin address if it serves
