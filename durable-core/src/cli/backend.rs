@@ -34,11 +34,13 @@ pub(crate) enum Backend {
     Remote(Remote),
 }
 
-/// Opens the store `spec` names: a PostgreSQL URL, or a fjall directory that must exist.
+/// Opens the store `spec` names: a PostgreSQL URL, or a fjall directory that must exist
+/// and not be empty.
 ///
 /// # Errors
 ///
-/// [`CliError`] if the directory does not exist, the store is open in another process
+/// [`CliError`] if there is no directory or an empty one (where `FjallStore::open`
+/// would create a store), the store is open in another process
 /// (naming that process's admin address if it wrote one), or the store cannot be opened.
 pub(crate) fn open_store(spec: &str) -> Result<Backend, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
