@@ -34,11 +34,13 @@ pub(crate) enum Backend {
     Remote(Remote),
 }
 
-/// Opens the store `spec` names: a PostgreSQL URL, or a fjall directory that must exist.
+/// Opens the store `spec` names: a PostgreSQL URL, or a fjall directory that must exist
+/// and not be empty.
 ///
 /// # Errors
 ///
-/// [`CliError`] if the directory does not exist, the store is open in another process
+/// [`CliError`] if there is no directory or an empty one (where `FjallStore::open`
+/// would create a store), the store is open in another process
 /// (naming that process's admin address if it wrote one), or the store cannot be opened.
 pub(crate) fn open_store(spec: &str) -> Result<Backend, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -53,11 +55,12 @@ pub(crate) fn open_store(spec: &str) -> Result<Backend, CliError> {
         (runtime.block_on(Client::open(store)), name)
     } else {
         let dir = PathBuf::from(spec);
-        // `FjallStore::open` creates a store where there is none: a mistyped path must
-        // not leave an empty store behind and list nothing.
-        if !dir.is_dir() {
+        // `FjallStore::open` creates a store where there is none (no directory, or an
+        // empty one): a mistyped path must not leave an empty store behind and list
+        // nothing.
+        if let Some(why) = no_store_at(&dir) {
             return Err(CliError::new(format!(
-                "no durable store at `{spec}`: the directory does not exist"
+                "no durable store at `{spec}`: {why}"
             )));
         }
         let store = FjallStore::open(&dir).map_err(|e| match e {
@@ -72,6 +75,20 @@ pub(crate) fn open_store(spec: &str) -> Result<Backend, CliError> {
         runtime,
         name,
     })
+}
+
+/// Why `dir` cannot hold a fjall store to read (where `FjallStore::open` would create
+/// one), or `None` if it may.
+fn no_store_at(dir: &Path) -> Option<&'static str> {
+    if !dir.exists() {
+        return Some("the directory does not exist");
+    }
+    if !dir.is_dir() {
+        return Some("it is not a directory");
+    }
+    // Unreadable: `FjallStore::open` says why.
+    let empty = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none());
+    empty.then_some("the directory is empty")
 }
 
 /// The message for a fjall store another process holds: its admin address if it serves
