@@ -107,6 +107,13 @@ pub enum StoreError {
         /// The schema version this build reads and writes.
         current: u32,
     },
+    /// The database holds no durable schema, and the store was opened to read what is
+    /// there ([`PostgresStore::open_existing`](crate::PostgresStore::open_existing)), not
+    /// to create it.
+    NoSchema {
+        /// The server and database, as `user@host:port/database`.
+        server: String,
+    },
     /// A history append does not start where the stored history ends: another writer
     /// changed the history since this one read it (the instance ran elsewhere). The call
     /// wrote nothing.
@@ -240,6 +247,7 @@ impl StoreError {
             | StoreError::InvalidKey { .. }
             | StoreError::Poisoned { .. }
             | StoreError::OtherSchema { .. }
+            | StoreError::NoSchema { .. }
             | StoreError::HistoryConflict { .. }
             | StoreError::LeaseExpired { .. }
             | StoreError::Fenced { .. }
@@ -317,8 +325,15 @@ impl fmt::Display for StoreError {
                     "it was written by a newer durable: run that version, or point this one at \
                      another database"
                 } else {
-                    "point this build at another database"
+                    "open it once with this build's `PostgresStore::open` (an application's \
+                     start does), which migrates it, or point this one at another database"
                 }
+            ),
+            StoreError::NoSchema { server } => write!(
+                f,
+                "the database {server} holds no durable schema: no application has kept a \
+                 store there (check the URL's database; an application's \
+                 `PostgresStore::open` creates it)"
             ),
             StoreError::HistoryConflict {
                 instance,
@@ -383,6 +398,7 @@ impl Error for StoreError {
             | StoreError::Server { source, .. }
             | StoreError::Io { source, .. } => source.as_deref().map(|e| e as _),
             StoreError::OtherSchema { .. }
+            | StoreError::NoSchema { .. }
             | StoreError::HistoryConflict { .. }
             | StoreError::LeaseExpired { .. }
             | StoreError::Fenced { .. }

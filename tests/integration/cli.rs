@@ -355,3 +355,19 @@ fn on_postgres_the_cli_reads_and_steers_by_url() {
     );
     assert!(!err.contains(TestServer::PASSWORD), "{err}");
 }
+
+/// A read over a database that holds no store creates none there: a mistyped database
+/// name gets an error naming it, and stays empty.
+#[test]
+fn on_postgres_a_read_of_a_database_without_a_store_creates_no_schema() {
+    let database = TestServer::shared().database();
+    let url = TestServer::shared().tcp_url(TestServer::PASSWORD, database.name());
+    let err = durable_at(&url, &["list"]).fails(1);
+    assert!(err.contains("holds no durable schema"), "{err}");
+    let mut client = postgres::Client::connect(database.url(), postgres::NoTls).unwrap();
+    let schema: bool = client
+        .query_one("SELECT to_regclass('durable.meta') IS NOT NULL", &[])
+        .unwrap()
+        .get(0);
+    assert!(!schema, "a read created durable's schema");
+}

@@ -50,7 +50,9 @@ pub(crate) fn open_store(spec: &str) -> Result<Backend, CliError> {
         .map_err(|e| CliError::new(format!("cannot start the async runtime: {e}")))?;
     let (client, name) = if is_postgres_url(spec) {
         let name = redact_password(spec);
-        let store = PostgresStore::open(spec)
+        // Not `open`: a read must not create durable's schema in a mistyped database, nor
+        // migrate an older one.
+        let store = PostgresStore::open_existing(spec)
             .map_err(|e| CliError::new(format!("cannot open store {name}: {e}")))?;
         (runtime.block_on(Client::open(store)), name)
     } else {

@@ -120,7 +120,7 @@ use crate::query::{InstanceCursor, InstanceFilter, InstancePage, StatusCounts};
 use crate::record::{Commit, Event, InstanceRecord, WorkId, WorkItem};
 use crate::store::Store;
 
-use self::connect::Target;
+use self::connect::{Conn, Target};
 use self::listen::Listener;
 use self::pool::Pool;
 
@@ -189,13 +189,35 @@ impl PostgresStore {
     /// the database holds durable's schema in a newer version than [`SCHEMA_VERSION`],
     /// [`StoreError::Io`] if `url` does not parse or another statement fails.
     pub fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, schema::create_or_check)
+    }
+
+    /// Connects to the database of `url`, which must hold durable's schema in the current
+    /// version ([`SCHEMA_VERSION`]): it creates and migrates nothing. For tools that read a
+    /// store (the `durable` CLI), where a mistyped database must not gain a schema.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NoSchema`] if the database holds no durable schema,
+    /// [`StoreError::OtherSchema`] if it holds another version (an older one is migrated
+    /// by [`open`](Self::open)); otherwise as [`open`](Self::open).
+    pub fn open_existing(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, schema::check_existing)
+    }
+
+    /// Connects, readies the schema with `prepare` on the first connection, and starts the
+    /// pool.
+    fn open_with(
+        url: &str,
+        prepare: fn(&mut Conn, &Target) -> Result<(), StoreError>,
+    ) -> Result<Self, StoreError> {
         let target = Arc::new(Target::parse(url)?);
         // On a thread of its own, as every call: the caller may be async.
         let writer = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
                     let mut conn = target.connect()?;
-                    schema::create_or_check(&mut conn, &target)?;
+                    prepare(&mut conn, &target)?;
                     Ok(conn)
                 })
                 .join()

@@ -130,6 +130,45 @@ CREATE STATISTICS IF NOT EXISTS durable.instances_kind ON (left(orchestrator, 1)
 UPDATE durable.meta SET value = '4' WHERE key = 'schema_version';
 ";
 
+/// Checks that the database holds durable's schema in the current version, and changes
+/// nothing: for tools that read a store and must not create or migrate one.
+pub(super) fn check_existing(conn: &mut Conn, target: &Target) -> Result<(), StoreError> {
+    let error = |doing: &'static str| move |e| target.error(doing, e);
+    let client = conn.client();
+    let exists: bool = client
+        .query_one("SELECT to_regclass('durable.meta') IS NOT NULL", &[])
+        .map_err(error("looking for durable's schema"))?
+        .get(0);
+    if !exists {
+        return Err(StoreError::NoSchema {
+            server: target.name().to_owned(),
+        });
+    }
+    let value: Option<String> = client
+        .query_opt(
+            "SELECT value FROM durable.meta WHERE key = 'schema_version'",
+            &[],
+        )
+        .map_err(error("reading the schema version"))?
+        .map(|row| row.get(0));
+    match value.as_deref().and_then(|v| v.parse::<u32>().ok()) {
+        Some(SCHEMA_VERSION) => Ok(()),
+        Some(found) => Err(StoreError::OtherSchema {
+            server: target.name().to_owned(),
+            found,
+            current: SCHEMA_VERSION,
+        }),
+        None => Err(StoreError::Io {
+            detail: format!(
+                "the schema `durable` of {} has no readable schema version (`durable.meta` \
+                 holds {value:?} under `schema_version`); it was not made by durable",
+                target.name()
+            ),
+            source: None,
+        }),
+    }
+}
+
 /// Creates the schema if the database has none, in one transaction; otherwise checks its
 /// version, and migrates a schema of version 1, 2 or 3 to the current one (in the same
 /// transaction, under the same lock: its data stays).
