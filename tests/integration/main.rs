@@ -36,6 +36,7 @@ mod registration;
 mod restart;
 mod review;
 mod review_findings;
+mod review_web;
 mod runtime;
 mod telemetry;
 mod ui;

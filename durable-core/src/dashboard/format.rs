@@ -33,7 +33,15 @@ pub(crate) fn parse_field_time(value: &str) -> Option<u64> {
     let mut clock = clock.split(':').map(|p| p.parse::<f64>());
     let (h, min) = (clock.next()?.ok()?, clock.next()?.ok()?);
     let s = clock.next().transpose().ok()?.unwrap_or(0.0);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(0.0..24.0).contains(&h) {
+    // Years past 9999 and clocks out of range are refused, so the arithmetic below cannot
+    // overflow.
+    if !(0..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+        || !(0.0..24.0).contains(&h)
+        || !(0.0..60.0).contains(&min)
+        || !(0.0..61.0).contains(&s)
+    {
         return None;
     }
     let days = days_from_civil(y, m, d);
