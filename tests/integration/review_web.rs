@@ -247,3 +247,68 @@ async fn every_api_refusal_is_a_json_error() {
     assert!(error["error"].is_string(), "{error}");
     dashboard.shutdown().await;
 }
+
+/// Waits for `go`.
+#[orchestrator]
+async fn waits_to_go(ctx: OrchestrationContext, _input: ()) -> Result<(), String> {
+    ctx.wait_event::<()>("go").await;
+    Ok(())
+}
+
+// A client given its caller's context (`with_trace_context`) sends that context, even when
+// a filter turns the client call's own span off and the current span is of another trace
+// (an application quieting the library's spans, inside a request span of its own).
+#[tokio::test]
+async fn an_explicit_trace_context_wins_over_an_unrelated_current_span() {
+    use durable_core::record::Event;
+    use durable_core::{Store, TraceContext};
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing::Instrument;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("review"))
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            meta.name() != "client"
+        }));
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(otel));
+
+    let (_dir, store) = store();
+    let runtime = Runtime::builder(store.clone())
+        .orchestrator(waits_to_go)
+        .start()
+        .await
+        .unwrap();
+    let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let client = runtime
+        .client()
+        .with_trace_context(TraceContext::from_traceparent(header).unwrap());
+    client
+        .start(waits_to_go, "explicit", ())
+        .instrument(tracing::info_span!("unrelated_request"))
+        .await
+        .unwrap();
+    // The first turn moves the start's messages into the history.
+    let started = Instant::now();
+    let stored = loop {
+        let stored: Vec<String> = (store.history("explicit").unwrap().into_iter())
+            .filter_map(|event| match event {
+                Event::TraceContext { traceparent, .. } => Some(traceparent),
+                _ => None,
+            })
+            .collect();
+        if !stored.is_empty() || started.elapsed() > Duration::from_secs(10) {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(
+        &stored[0][3..35],
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the caller's trace was replaced by the current span's: {stored:?}"
+    );
+    runtime.shutdown().await;
+}
