@@ -222,7 +222,7 @@ fn hex(text: &str) -> String {
 
 /// The bytes [`hex`] wrote; `None` if `hex` is not that.
 fn unhex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())
