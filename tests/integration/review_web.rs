@@ -312,3 +312,47 @@ async fn an_explicit_trace_context_wins_over_an_unrelated_current_span() {
     );
     runtime.shutdown().await;
 }
+
+#[activity]
+async fn flaky(ctx: ActivityContext, n: u32) -> Result<u32, String> {
+    if n % 50 == 0 && ctx.attempt() < 3 {
+        return Err(format!("attempt {} of {n} failed", ctx.attempt()));
+    }
+    Ok(n)
+}
+
+/// `n` activities one after another, every fiftieth retried twice.
+#[orchestrator]
+async fn long_run(ctx: OrchestrationContext, n: u32) -> Result<u32, String> {
+    let policy = durable_core::RetryPolicy::fixed(3, Duration::from_millis(1));
+    let mut sum = 0;
+    for i in 0..n {
+        sum += ctx.call_with_retry(flaky, i, policy.clone()).await?;
+    }
+    Ok(sum)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeline_of_a_long_instance_with_retries_renders() {
+    let (_dir, store) = crate::common::store();
+    let runtime = Runtime::builder(store)
+        .orchestrator(long_run)
+        .activity(flaky)
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let instance = client.start(long_run, "long", 300).await.unwrap();
+    instance.wait(Duration::from_secs(60)).await.unwrap();
+    let dashboard = Dashboard::new(client.clone())
+        .serve(([127, 0, 0, 1], 0))
+        .await
+        .unwrap();
+    let (status, _, page) = http(dashboard.local_addr(), "GET", "/instances/long", None).await;
+    assert_eq!(status, 200, "{}", &page[..page.len().min(2000)]);
+    let rows = page.matches("timeline-row kind-activity").count();
+    // 300 calls, 6 of them (0, 50, ... 250) failing twice first: 312 attempts.
+    assert_eq!(rows, 312, "timeline rows");
+    assert_eq!(page.matches("×3 attempts").count(), 6);
+    dashboard.shutdown().await;
+}
