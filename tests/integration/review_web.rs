@@ -315,7 +315,7 @@ async fn an_explicit_trace_context_wins_over_an_unrelated_current_span() {
 
 #[activity]
 async fn flaky(ctx: ActivityContext, n: u32) -> Result<u32, String> {
-    if n % 50 == 0 && ctx.attempt() < 3 {
+    if n.is_multiple_of(50) && ctx.attempt() < 3 {
         return Err(format!("attempt {} of {n} failed", ctx.attempt()));
     }
     Ok(n)
