@@ -245,6 +245,13 @@ async fn every_api_refusal_is_a_json_error() {
     assert!(error["error"].is_string(), "{error}");
     let error = json(addr, "GET", "/api/instances/x/raise", None, 405).await;
     assert!(error["error"].is_string(), "{error}");
+    // Refusals axum makes before a handler runs: an id that is not UTF-8, a body over
+    // the size limit.
+    let error = json(addr, "GET", "/api/instances/%FF", None, 400).await;
+    assert!(error["error"].is_string(), "{error}");
+    let huge = format!(r#"{{"name": "go", "payload": "{}"}}"#, "x".repeat(3 << 20));
+    let error = json(addr, "POST", "/api/instances/x/raise", Some(&huge), 413).await;
+    assert!(error["error"].is_string(), "{error}");
     dashboard.shutdown().await;
 }
 

@@ -91,6 +91,28 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/api/instances/{id}/purge", post(purge))
         .route("/api/purge", post(purge_where))
         .route("/api/{*rest}", any(no_route))
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+/// An error axum answers before a handler runs (a path that does not decode, a body over
+/// the size limit), in the API's shape: `{"error": "<its text>"}`.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let json = (response.headers().get(CONTENT_TYPE))
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let message = match text.is_empty() {
+        true => status.canonical_reason().unwrap_or("error").to_owned(),
+        false => text,
+    };
+    ApiError::new(status, message).into_response()
 }
 
 /// A path under `/api/` that names no route: a 404 in the API's shape.
