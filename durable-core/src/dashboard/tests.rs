@@ -358,3 +358,21 @@ async fn no_other_site_may_frame_the_pages() {
         assert!(policy.contains("frame-ancestors 'none'"), "{uri}: {policy}");
     }
 }
+
+// Query values echoed into the filter inputs and the paging links stay inside their
+// attributes.
+#[tokio::test]
+async fn filter_values_echoed_back_stay_text() {
+    let (_dir, app) = app(DashboardOptions::new()).await;
+    let hostile = "%22%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    for uri in [
+        format!("/?orchestrator={hostile}&page_size=1&refresh=off"),
+        format!("/entities?name={hostile}&key_prefix={hostile}"),
+        format!("/?created_from={hostile}"),
+    ] {
+        let (status, _, page) = send(&app, request("GET", &uri).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {page}");
+        assert!(!page.contains("<script>alert"), "{uri}: {page}");
+        assert!(page.contains("&quot;&gt;&lt;script&gt;"), "{uri}: {page}");
+    }
+}
