@@ -182,7 +182,9 @@ async fn the_dashboard_lists_an_instance_shows_its_timeline_and_raises_its_event
         .unwrap();
 
     with_browser(&dashboard, |page, url| async move {
-        page.goto(&url).await.unwrap();
+        // The list with its auto-refresh off: a reload between finding the link and
+        // clicking it would make the link stale.
+        page.goto(&format!("{url}?refresh=off")).await.unwrap();
         let row = until_text(&page, "#instances", |t| t.contains("order-7")).await;
         assert!(row.contains("order_review"), "{row}");
         page.find(Locator::LinkText("order-7"))

@@ -37,6 +37,7 @@ mod restart;
 mod review;
 mod review_findings;
 mod review_tools;
+mod review_web;
 mod runtime;
 mod telemetry;
 mod ui;

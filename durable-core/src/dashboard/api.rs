@@ -7,10 +7,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -90,6 +90,51 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/api/instances/{id}/restart", post(restart))
         .route("/api/instances/{id}/purge", post(purge))
         .route("/api/purge", post(purge_where))
+        .route("/api/{*rest}", any(no_route))
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+/// An error axum answers before a handler runs (a path that does not decode, a body over
+/// the size limit), in the API's shape: `{"error": "<its text>"}`.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let json = (response.headers().get(CONTENT_TYPE))
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let message = match text.is_empty() {
+        true => status.canonical_reason().unwrap_or("error").to_owned(),
+        false => text,
+    };
+    ApiError::new(status, message).into_response()
+}
+
+/// A path under `/api/` that names no route: a 404 in the API's shape.
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("the admin API has no route {}", uri.path()),
+    )
+}
+
+/// A method a route does not take: a 405 in the API's shape (an error page for a page).
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let message = format!("{} does not take {method}", uri.path());
+    if uri.path().starts_with("/api/") {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, message).into_response()
+    } else {
+        crate::dashboard::pages::layout::error_page(
+            &headers,
+            StatusCode::METHOD_NOT_ALLOWED,
+            &message,
+        )
+    }
 }
 
 /// A query string's parameters, an empty value read as absent (a form's blank field).

@@ -5,8 +5,9 @@
 //!
 //! - `/api/...`: JSON, the views of [`crate::admin::view`]; errors are
 //!   `{"error": "..."}` with 400 (bad input), 401 (token), 403 (CSRF or host), 404 (no
-//!   such instance), 409 (the instance's state refuses the request), 415 (a POST without
-//!   `Content-Type: application/json`), 500 (store).
+//!   such instance, or no such route), 405 (a method the route does not take), 409 (the
+//!   instance's state refuses the request), 415 (a POST without `Content-Type:
+//!   application/json`), 500 (store).
 //! - `/`, `/instances/{id}`, `/entities`: server-rendered pages (no JavaScript), whose
 //!   actions are form POSTs carrying a CSRF token.
 //!
@@ -53,7 +54,8 @@ impl DashboardOptions {
     }
 
     /// Requires `token` on every request: `Authorization: Bearer TOKEN`, or, for a
-    /// browser, `?token=TOKEN` once (kept in an `HttpOnly; SameSite=Strict` cookie).
+    /// browser, `?token=TOKEN` once (kept in an `HttpOnly; SameSite=Strict` cookie). An
+    /// empty token (an unset variable) admits no request and does not count as a token.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
@@ -66,9 +68,9 @@ impl DashboardOptions {
         self
     }
 
-    /// Whether a token is set.
+    /// Whether a token is set (an empty one does not count).
     pub fn has_token(&self) -> bool {
-        self.token.is_some()
+        self.token.as_deref().is_some_and(|token| !token.is_empty())
     }
 
     fn refresh_secs(&self) -> u64 {
@@ -119,6 +121,9 @@ pub fn router(admin: Admin, options: DashboardOptions) -> Router {
         .route("/entities", get(pages::entities::page))
         .route("/assets/dashboard.css", get(pages::layout::stylesheet))
         .merge(api::routes())
+        // Per route, so an application can still merge this router into one with a
+        // fallback of its own.
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             security::authorize,

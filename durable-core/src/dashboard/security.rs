@@ -8,12 +8,17 @@
 //!   pointing a name of its own at 127.0.0.1 (DNS rebinding);
 //! - form POSTs (the pages' actions) carry [`Csrf::token`], checked by the action
 //!   handler; JSON POSTs (`/api/`) must say `Content-Type: application/json`, which a form
-//!   of another site cannot send without a preflight the dashboard never answers.
+//!   of another site cannot send without a preflight the dashboard never answers;
+//! - no other site may frame a page (`X-Frame-Options: DENY`, CSP `frame-ancestors
+//!   'none'`), so none can trick a click on an action.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, LOCATION, SET_COOKIE};
+use axum::http::header::{
+    AUTHORIZATION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, HOST, LOCATION, SET_COOKIE,
+    X_FRAME_OPTIONS,
+};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -66,8 +71,10 @@ impl Csrf {
     }
 }
 
+/// Whether `a` and `b` are the same secret, in time independent of where they differ; an
+/// empty secret matches nothing (an empty token must not admit an empty credential).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
+    if a.is_empty() || a.len() != b.len() {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -88,11 +95,10 @@ pub(crate) async fn authorize(
                 .get(AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
-            let cookie = cookie(headers, TOKEN_COOKIE);
-            let ok = |v: Option<&str>| {
-                v.is_some_and(|v| constant_time_eq(v.as_bytes(), token.as_bytes()))
-            };
-            if !(ok(bearer) || ok(cookie.as_deref())) {
+            // The cookie holds the token hex-encoded (see `token_from_query`).
+            let cookie = cookie(headers, TOKEN_COOKIE).and_then(|hex| unhex(&hex));
+            let ok = |v: Option<&[u8]>| v.is_some_and(|v| constant_time_eq(v, token.as_bytes()));
+            if !(ok(bearer.map(str::as_bytes)) || ok(cookie.as_deref())) {
                 if !api && let Some(response) = token_from_query(&request, token) {
                     return response;
                 }
@@ -121,7 +127,15 @@ pub(crate) async fn authorize(
         )
         .into_response();
     }
-    next.run(request).await
+    let mut response = next.run(request).await;
+    // No page of another site may frame these pages (clickjacking of their actions).
+    let headers = response.headers_mut();
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    response
 }
 
 /// For `?token=TOKEN` on a page: a redirect to the page without it that sets the cookie;
@@ -137,7 +151,12 @@ fn token_from_query(request: &Request, token: &str) -> Option<Response> {
             None => {}
         }
     }
-    if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+    // As typed (a `+` is the token's own) or percent-encoded.
+    let matches = |g: &str| {
+        constant_time_eq(g.as_bytes(), token.as_bytes())
+            | constant_time_eq(&percent_decode(g), token.as_bytes())
+    };
+    if !given.is_some_and(matches) {
         return None;
     }
     let mut location = request.uri().path().to_owned();
@@ -145,7 +164,11 @@ fn token_from_query(request: &Request, token: &str) -> Option<Response> {
         location.push('?');
         location.push_str(&rest.join("&"));
     }
-    let cookie = format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+    // Hex, so a token holding `;`, `,`, a space or a quote survives the cookie.
+    let cookie = format!(
+        "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+        hex(token)
+    );
     let mut response = StatusCode::SEE_OTHER.into_response();
     response
         .headers_mut()
@@ -192,11 +215,54 @@ pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
+/// `text` as lower-case hex, two digits a byte: any text fits a cookie so.
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes [`hex`] wrote; `None` if `hex` is not that.
+fn unhex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A query value's `%XX` escapes decoded (a `+` stays a `+`; an escape that is not one
+/// stays as written).
+fn percent_decode(value: &str) -> Vec<u8> {
+    let bytes = value.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| value.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|digits| u8::from_str_radix(digits, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    decoded
+}
+
 /// A `Set-Cookie` value that shows `message` on the next page, once (hex-encoded, so
 /// any text fits a cookie).
 pub(crate) fn flash_cookie(message: &str) -> String {
-    let hex: String = message.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("{FLASH_COOKIE}={hex}; Path=/; HttpOnly; SameSite=Strict")
+    format!(
+        "{FLASH_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+        hex(message)
+    )
 }
 
 /// The `Set-Cookie` value that clears the flash message once shown.
@@ -207,14 +273,10 @@ pub(crate) fn clear_flash_cookie() -> String {
 /// The flash message the request carries, decoded.
 pub(crate) fn flash(headers: &HeaderMap) -> Option<String> {
     let hex = cookie(headers, FLASH_COOKIE)?;
-    if hex.is_empty() || hex.len() % 2 != 0 {
+    if hex.is_empty() {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
+    String::from_utf8(unhex(&hex)?).ok()
 }
 
 #[cfg(test)]

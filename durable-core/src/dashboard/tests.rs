@@ -257,3 +257,122 @@ async fn the_one_call_server_refuses_other_addresses_without_a_token_and_writes_
     handle.shutdown().await;
     assert!(!file.exists(), "the address file outlived the dashboard");
 }
+
+// An empty token (`durable serve --token "$UNSET"`) must not open the dashboard to anyone
+// who sends an empty credential, nor let it listen beyond loopback.
+#[tokio::test]
+async fn an_empty_token_authorizes_nothing_and_binds_only_loopback() {
+    let (_dir, app) = app(DashboardOptions::new().token("")).await;
+    let bearer = request("GET", "/api/stats")
+        .header(header::AUTHORIZATION, "Bearer ")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, bearer).await.0, StatusCode::UNAUTHORIZED);
+    let cookie = request("GET", "/api/stats")
+        .header(header::COOKIE, "durable_token=")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, cookie).await.0, StatusCode::UNAUTHORIZED);
+    let query = request("GET", "/?token=").body(Body::empty()).unwrap();
+    assert_eq!(send(&app, query).await.0, StatusCode::UNAUTHORIZED);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = durable_store::FjallStore::open(dir.path()).unwrap();
+    let client = Client::open(store).await.unwrap();
+    let refused = super::Dashboard::new(client)
+        .token("")
+        .serve(([0, 0, 0, 0], 0))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, super::ServeError::NotLoopback(_)),
+        "{refused}"
+    );
+}
+
+// A created-range filter far out of range is a bad request shown on the page, not an
+// arithmetic overflow that drops the connection.
+#[tokio::test]
+async fn a_created_filter_out_of_range_is_refused_on_the_page() {
+    let (_dir, app) = app(DashboardOptions::new()).await;
+    for value in [
+        "999999999-01-01T00:00",
+        "2026-01-01T00:1e300",
+        "2026-01-01T00:00:-1e300",
+    ] {
+        let uri = format!("/?created_from={value}");
+        let (status, _, page) = send(&app, request("GET", &uri).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{value}: {page}");
+        assert!(page.contains("is not a date and time"), "{value}: {page}");
+    }
+}
+
+// A token of any printable characters (`openssl rand -base64` gives `+`, `/`, `=`; a
+// password may hold `;`, `&`, `%` or a space) gets a browser in: given raw or
+// percent-encoded in `?token=`, it comes back in a cookie that holds it whole.
+#[tokio::test]
+async fn a_token_of_any_printable_characters_logs_a_browser_in() {
+    let token = "a+b/c=; d&e%41 f#g";
+    let (_dir, app) = self::app(DashboardOptions::new().token(token)).await;
+    let encoded = token
+        .bytes()
+        .map(|b| format!("%{b:02X}"))
+        .collect::<String>();
+    let once = request("GET", &format!("/?refresh=off&token={encoded}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = send(&app, once).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(headers[header::LOCATION], "/?refresh=off");
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+    // The browser sends back the cookie's value up to its first `;`.
+    let with_cookie = request("GET", "/")
+        .header(header::COOKIE, cookie.split(';').next().unwrap())
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, with_cookie).await.0, StatusCode::OK);
+
+    // A raw `+` in the query is the token's `+`, as a browser's address bar sends it.
+    let (_dir2, base64) = self::app(DashboardOptions::new().token("a+b/c=")).await;
+    let raw = request("GET", "/?token=a+b/c=")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&base64, raw).await.0, StatusCode::SEE_OTHER);
+}
+
+// Without a token the loopback dashboard answers any page of the machine's browser, so a
+// page of another site must not frame it and trick a click on Restart or Purge.
+#[tokio::test]
+async fn no_other_site_may_frame_the_pages() {
+    let (_dir, app) = app(DashboardOptions::new()).await;
+    for uri in ["/", "/instances/nobody", "/entities"] {
+        let (_, headers, body) = send(&app, request("GET", uri).body(Body::empty()).unwrap()).await;
+        assert_eq!(
+            headers
+                .get(header::X_FRAME_OPTIONS)
+                .map(|v| v.to_str().unwrap()),
+            Some("DENY"),
+            "{uri}: {headers:?} {body}"
+        );
+        let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(policy.contains("frame-ancestors 'none'"), "{uri}: {policy}");
+    }
+}
+
+// Query values echoed into the filter inputs and the paging links stay inside their
+// attributes.
+#[tokio::test]
+async fn filter_values_echoed_back_stay_text() {
+    let (_dir, app) = app(DashboardOptions::new()).await;
+    let hostile = "%22%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    for uri in [
+        format!("/?orchestrator={hostile}&page_size=1&refresh=off"),
+        format!("/entities?name={hostile}&key_prefix={hostile}"),
+        format!("/?created_from={hostile}"),
+    ] {
+        let (status, _, page) = send(&app, request("GET", &uri).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {page}");
+        assert!(!page.contains("<script>alert"), "{uri}: {page}");
+        assert!(page.contains("&quot;&gt;&lt;script&gt;"), "{uri}: {page}");
+    }
+}

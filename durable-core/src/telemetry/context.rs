@@ -116,9 +116,16 @@ impl TraceContext {
 
     /// The context to send with a start or a raise, made in the client call's span: with
     /// the `otel` feature, that span's context if it is in a trace (a child of `explicit`,
-    /// or of the caller's current span); else `explicit`, the client's own.
+    /// or of the caller's current span); else `explicit`, the client's own. The current
+    /// span is taken over `explicit` only in `explicit`'s trace: when a filter turns the
+    /// client call's span off, the current span is the caller's, maybe of another trace.
     pub(crate) fn for_request(explicit: Option<&TraceContext>) -> Option<TraceContext> {
-        current().or_else(|| explicit.cloned())
+        match (current(), explicit) {
+            (Some(current), Some(explicit)) if current.trace_id() != explicit.trace_id() => {
+                Some(explicit.clone())
+            }
+            (current, explicit) => current.or_else(|| explicit.cloned()),
+        }
     }
 }
 
