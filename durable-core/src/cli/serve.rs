@@ -32,6 +32,9 @@ pub(crate) fn serve(
         ));
     };
     runtime.block_on(async {
+        // Before the address is printed: a signal sent as soon as it is seen still stops
+        // the server cleanly (and removes the address file).
+        let stop = StopSignals::install()?;
         let mut dashboard = crate::dashboard::Dashboard::new(admin.client().clone());
         if let Some(token) = token {
             dashboard = dashboard.token(token);
@@ -46,27 +49,64 @@ pub(crate) fn serve(
             handle.url()
         )?;
         out.flush()?;
-        stopped().await?;
+        stop.wait().await?;
         handle.shutdown().await;
         Ok(())
     })
 }
 
-/// Resolves at the first ctrl-c (SIGINT) or, on Unix, SIGTERM.
-async fn stopped() -> Result<(), CliError> {
-    let interrupted = tokio::signal::ctrl_c();
+/// The signals that stop `serve`: ctrl-c (SIGINT) and, on Unix, SIGTERM, listened for from
+/// [`install`](Self::install) on.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminated = signal(SignalKind::terminate())
-            .map_err(|e| CliError::new(format!("cannot wait for SIGTERM: {e}")))?;
-        tokio::select! {
-            result = interrupted => result.map_err(|e| CliError::new(format!("cannot wait for ctrl-c: {e}"))),
-            _ = terminated.recv() => Ok(()),
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Starts listening.
+    ///
+    /// # Errors
+    ///
+    /// [`CliError`] if the signal handlers cannot be installed.
+    fn install() -> Result<Self, CliError> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| {
+                signal(kind).map_err(|e| CliError::new(format!("cannot wait for {name}: {e}")))
+            };
+            Ok(Self {
+                interrupt: listen(SignalKind::interrupt(), "ctrl-c")?,
+                terminate: listen(SignalKind::terminate(), "SIGTERM")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    interrupted
-        .await
-        .map_err(|e| CliError::new(format!("cannot wait for ctrl-c: {e}")))
+
+    /// Resolves at the first of the signals.
+    ///
+    /// # Errors
+    ///
+    /// [`CliError`] if ctrl-c cannot be waited for (not on Unix).
+    async fn wait(self) -> Result<(), CliError> {
+        #[cfg(unix)]
+        {
+            let Self {
+                mut interrupt,
+                mut terminate,
+            } = self;
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            Ok(())
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c()
+            .await
+            .map_err(|e| CliError::new(format!("cannot wait for ctrl-c: {e}")))
+    }
 }
