@@ -365,6 +365,7 @@ fn is_issued(event: &Event) -> bool {
             | Event::EntityLocksReleased { .. }
             | Event::CustomStatusSet { .. }
             | Event::EventSetAside { .. }
+            | Event::EventAwaited { .. }
             | Event::Completed { .. }
             | Event::Failed { .. }
             | Event::ContinuedAsNew { .. }
