@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{ActivityError, SubOrchestrationError};
 use crate::failure;
 use crate::payload;
-use crate::replay::event_queues::Raised;
+use crate::replay::event_queues::{Raised, WaitSite};
 use crate::replay::state::{ReplayState, lock};
 use crate::replay::step::{StepKind, StepResult};
 
@@ -243,8 +243,8 @@ pub struct EventWait<T> {
 }
 
 impl<T> EventWait<T> {
-    pub(crate) fn new(state: Arc<Mutex<ReplayState>>, name: &str) -> Self {
-        let ticket = lock(&state).events.claim(name);
+    pub(crate) fn new(state: Arc<Mutex<ReplayState>>, name: &str, site: WaitSite) -> Self {
+        let ticket = lock(&state).events.claim(name, site);
         Self {
             state,
             name: name.to_string(),
@@ -298,6 +298,7 @@ impl<T: DeserializeOwned> Future for EventWait<T> {
             match payload::decode(&payload) {
                 Ok(value) => {
                     state.took(position);
+                    state.events.finish(&this.name, this.ticket);
                     this.done = true;
                     return Poll::Ready(value);
                 }

@@ -16,6 +16,7 @@ use crate::failure;
 use crate::handle::{Activity, Orchestrator};
 use crate::instance_id::generated_child_id;
 use crate::payload;
+use crate::replay::event_queues::WaitSite;
 use crate::replay::execution::{OrchestratorFuture, Start};
 use crate::replay::recorded::{Patch, Recorded};
 use crate::replay::state::{ReplayState, lock};
@@ -244,8 +245,14 @@ impl OrchestrationContext {
     /// does not stop the instance: it is set aside, recorded in the history as
     /// `EventSetAside` (see [`Instance::set_aside_events`](crate::Instance::set_aside_events)),
     /// and the wait takes the next event of its name.
+    #[track_caller]
     pub fn wait_event<T: DeserializeOwned>(&self, name: impl AsEventName<T>) -> EventWait<T> {
-        EventWait::new(self.state.clone(), name.event_name())
+        let caller = Location::caller();
+        let site = WaitSite {
+            caller,
+            line_offset: i64::from(caller.line()) - i64::from(self.fn_line),
+        };
+        EventWait::new(self.state.clone(), name.event_name(), site)
     }
 
     /// Starts orchestrator `orchestrator` as a child instance with an id generated for

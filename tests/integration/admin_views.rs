@@ -43,6 +43,12 @@ async fn weigh_and_ship(ctx: OrchestrationContext, n: u64) -> Result<u64, String
     Ok(ctx.call(ship, weight).await?)
 }
 
+/// Waits for `approve`, returns it.
+#[orchestrator]
+async fn approval(ctx: OrchestrationContext, _: ()) -> Result<bool, String> {
+    Ok(ctx.wait_event::<bool>("approve").await)
+}
+
 /// Waits until the history of `id` has an event of kind `kind`.
 async fn until_kind(admin: &Admin, id: &str, kind: &str) {
     for _ in 0..2_000 {
@@ -120,7 +126,11 @@ fn history_rows_are_timed_by_their_turns_and_the_timeline_spans_each_step() {
             .collect();
         assert_eq!(
             timeline,
-            [("activity", "completed", 1), ("timer", "fired", 1)]
+            [
+                ("activity", "completed", 1),
+                ("timer", "fired", 1),
+                ("event", "completed", 1)
+            ]
         );
         let timer = &detail.timeline[1];
         assert!(timer.ended_at_ms.unwrap() >= timer.started_at_ms.unwrap() + 3_600_000);
@@ -312,6 +322,61 @@ fn entities_are_listed_with_their_state_and_finished_instances_purged_by_filter(
                 .len(),
             2
         );
+        runtime.shutdown().await;
+    });
+}
+
+#[test]
+fn an_instance_waiting_for_an_event_shows_it_pending_and_in_its_timeline_until_raised() {
+    let (_dir, store) = store();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_millis(START_MS));
+    lifetime(async {
+        let runtime = Runtime::builder(store.clone())
+            .orchestrator(approval)
+            .clock(clock.clone())
+            .start()
+            .await
+            .unwrap();
+        let admin = Admin::new(runtime.client());
+        let instance = runtime.client().start(approval, "a", ()).await.unwrap();
+        until_kind(&admin, "a", "EventAwaited").await;
+
+        let detail = admin.instance("a").await.unwrap().unwrap();
+        assert_eq!(detail.pending.events, ["approve"], "{:?}", detail.pending);
+        assert_eq!(detail.timeline.len(), 1, "{:?}", detail.timeline);
+        let wait = &detail.timeline[0];
+        assert_eq!(
+            (wait.kind.as_str(), wait.name.as_str(), wait.step),
+            ("event", "approve", None)
+        );
+        assert_eq!(wait.outcome, "pending");
+        assert_eq!(
+            (wait.started_at_ms, wait.ended_at_ms),
+            (Some(START_MS), None)
+        );
+        let site = wait.site.as_ref().expect("the wait's site");
+        assert!(site.file.ends_with("admin_views.rs"), "{site:?}");
+        assert_eq!(site.function, "approval");
+        let rows = admin.history("a").await.unwrap().unwrap();
+        let awaited = rows.iter().find(|r| r.kind == "EventAwaited").unwrap();
+        assert_eq!(awaited.name.as_deref(), Some("approve"));
+        assert_eq!(awaited.site.as_ref(), Some(site));
+
+        clock.advance(Duration::from_secs(60));
+        admin
+            .raise_event("a", "approve", serde_json::json!(true))
+            .await
+            .unwrap();
+        assert!(instance.wait(WAIT).await.unwrap());
+        let detail = admin.instance("a").await.unwrap().unwrap();
+        assert_eq!(detail.timeline.len(), 1, "{:?}", detail.timeline);
+        let wait = &detail.timeline[0];
+        assert_eq!(wait.outcome, "completed");
+        assert_eq!(wait.ended_at_ms, Some(START_MS + 60_000));
+        assert!(detail.pending.events.is_empty());
+        // Raised once, awaited once: one wait in the history.
+        let rows = admin.history("a").await.unwrap().unwrap();
+        assert_eq!(rows.iter().filter(|r| r.kind == "EventAwaited").count(), 1);
         runtime.shutdown().await;
     });
 }

@@ -121,7 +121,7 @@ async fn hostile_ids_and_payloads_show_as_text_and_link_back_to_themselves() {
     let started = Instant::now();
     loop {
         let now = detail(addr, HOSTILE_ID).await;
-        // (The history does not record event waits: `pending.events` stays empty.)
+        // (Then `pending.events` lists `ship`, once the turn that began the wait is in.)
         if (now.timeline.iter()).any(|row| row.name == "label" && row.outcome == "completed") {
             break;
         }

@@ -121,6 +121,12 @@ pub(crate) fn pending(history: &[Event], timeline: &[TimelineRow]) -> PendingWor
             _ => {}
         }
     }
+    // The event waits the history records whose event has not arrived.
+    for row in timeline {
+        if row.kind == "event" && row.outcome == "pending" && !work.events.contains(&row.name) {
+            work.events.push(row.name.clone());
+        }
+    }
     work
 }
 
@@ -141,6 +147,10 @@ fn issued_step(event: &Event) -> Option<u64> {
 /// time of the turn that took its result (times from the [`Event::TurnStarted`]
 /// markers; none in a history written before them).
 ///
+/// An event wait ([`Event::EventAwaited`]) is a row of kind `event`, from the turn that
+/// began it to the turn its event (the `EventRaised` of the same name and index) arrived
+/// in; `set_aside` if that event was set aside (the wait went on, for the next one).
+///
 /// A retry is a new step calling the same activity from the same site after the
 /// previous call failed: its row counts the attempt (the failed attempt's number plus
 /// one), and a failure's row takes the attempt number the failure records.
@@ -150,6 +160,9 @@ pub(crate) fn timeline(history: &[Event]) -> Vec<TimelineRow> {
     // The attempt of the last failed call of an activity from a site.
     let mut failed: HashMap<(String, String, u32), u32> = HashMap::new();
     let mut at = None;
+    // Event waits, by (name, index), and how many events of each name were raised.
+    let mut waits: HashMap<(&str, u32), usize> = HashMap::new();
+    let mut raised: HashMap<&str, u32> = HashMap::new();
     let retry_key =
         |activity: &str, site: &Site| (activity.to_string(), site.file.clone(), site.line);
     for event in history {
@@ -168,6 +181,33 @@ pub(crate) fn timeline(history: &[Event]) -> Vec<TimelineRow> {
         };
         match event {
             Event::TurnStarted { at_ms } => at = Some(*at_ms),
+            Event::EventAwaited { name, index, site } => {
+                waits.insert((name.as_str(), *index), rows.len());
+                rows.push(TimelineRow {
+                    kind: "event".to_string(),
+                    name: name.clone(),
+                    step: None,
+                    started_at_ms: at,
+                    ended_at_ms: None,
+                    outcome: "pending".to_string(),
+                    attempts: 1,
+                    site: Some(json::site(site)),
+                });
+            }
+            Event::EventRaised { name, .. } => {
+                let count = raised.entry(name.as_str()).or_default();
+                let index = *count;
+                *count += 1;
+                if let Some(&i) = waits.get(&(name.as_str(), index)) {
+                    rows[i].ended_at_ms = at;
+                    rows[i].outcome = "completed".to_string();
+                }
+            }
+            Event::EventSetAside { name, index, .. } => {
+                if let Some(&i) = waits.get(&(name.as_str(), *index)) {
+                    rows[i].outcome = "set_aside".to_string();
+                }
+            }
             Event::ActivityScheduled {
                 seq,
                 activity,

@@ -177,6 +177,11 @@ fn row(event: &Event) -> HistoryRow {
                 "reason": reason,
             }));
         }
+        Event::EventAwaited { name, index, site } => {
+            row.name = Some(name.clone());
+            row.site = Some(json::site(site));
+            row.payload = Some(serde_json::json!({ "index": index }));
+        }
         Event::EntityOperation {
             operation,
             input,

@@ -228,6 +228,18 @@ fn every_kind() -> Vec<(Event, HistoryRow)> {
         &|r| r.payload = Some(json!("shipping")),
     );
     add(
+        Event::EventAwaited {
+            name: "approve".into(),
+            index: 1,
+            site: site(14),
+        },
+        &|r| {
+            r.name = Some("approve".into());
+            r.site = site_view(14);
+            r.payload = Some(json!({"index": 1}));
+        },
+    );
+    add(
         Event::EventSetAside {
             name: "approve".into(),
             index: 1,
@@ -534,4 +546,125 @@ fn the_timeline_spans_each_step_from_its_turn_to_its_result_and_marks_retries() 
     assert_eq!(work.timers.len(), 1);
     assert_eq!((work.timers[0].step, work.timers[0].fire_at_ms), (4, 900));
     assert!(work.sub_orchestrations.is_empty());
+}
+
+fn raised(name: &str, value: serde_json::Value) -> Event {
+    Event::EventRaised {
+        name: name.into(),
+        payload: bytes(value),
+    }
+}
+
+fn awaited(name: &str, index: u32, line: u32) -> Event {
+    Event::EventAwaited {
+        name: name.into(),
+        index,
+        site: site(line),
+    }
+}
+
+#[test]
+fn an_event_wait_is_a_timeline_row_from_its_turn_to_its_event_and_pending_until_then() {
+    let history = vec![
+        Event::TurnStarted { at_ms: 100 },
+        Event::Started {
+            orchestrator: "order".into(),
+            input: bytes(json!(1)),
+        },
+        // An event of another name no one waits for, then the first wait.
+        raised("note", json!("hi")),
+        awaited("approve", 0, 20),
+        Event::TurnStarted { at_ms: 200 },
+        raised("approve", json!("yes")),
+        Event::EventSetAside {
+            name: "approve".into(),
+            index: 0,
+            payload: bytes(json!("yes")),
+            reason: "expected a boolean".into(),
+        },
+        awaited("approve", 1, 20),
+        Event::TurnStarted { at_ms: 300 },
+        raised("approve", json!(true)),
+        awaited("approve", 2, 21),
+        awaited("paid", 0, 22),
+    ];
+    let rows = timeline(&history);
+    let brief: Vec<_> = (rows.iter())
+        .map(|r| {
+            (
+                r.kind.as_str(),
+                r.name.as_str(),
+                r.step,
+                r.started_at_ms,
+                r.ended_at_ms,
+                r.outcome.as_str(),
+                r.site.as_ref().map(|s| s.line),
+            )
+        })
+        .collect();
+    assert_eq!(
+        brief,
+        [
+            (
+                "event",
+                "approve",
+                None,
+                Some(100),
+                Some(200),
+                "set_aside",
+                Some(20)
+            ),
+            (
+                "event",
+                "approve",
+                None,
+                Some(200),
+                Some(300),
+                "completed",
+                Some(20)
+            ),
+            (
+                "event",
+                "approve",
+                None,
+                Some(300),
+                None,
+                "pending",
+                Some(21)
+            ),
+            ("event", "paid", None, Some(300), None, "pending", Some(22)),
+        ]
+    );
+    let work = pending(&history, &rows);
+    assert_eq!(work.events, ["approve", "paid"]);
+    assert!(work.activities.is_empty() && work.timers.is_empty());
+
+    // Once the events arrive, nothing is awaited.
+    let mut done = history;
+    done.extend([
+        Event::TurnStarted { at_ms: 400 },
+        raised("paid", json!(1)),
+        raised("approve", json!(true)),
+    ]);
+    let rows = timeline(&done);
+    assert!(rows.iter().all(|r| r.outcome != "pending"), "{rows:?}");
+    assert_eq!(
+        (rows[3].ended_at_ms, rows[3].outcome.as_str()),
+        (Some(400), "completed")
+    );
+    assert!(pending(&done, &rows).events.is_empty());
+}
+
+#[test]
+fn a_history_without_event_waits_awaits_no_event() {
+    let history = vec![
+        Event::Started {
+            orchestrator: "order".into(),
+            input: bytes(json!(1)),
+        },
+        raised("approve", json!(true)),
+    ];
+    let rows = timeline(&history);
+    assert!(rows.is_empty());
+    assert!(pending(&history, &rows).events.is_empty());
 }

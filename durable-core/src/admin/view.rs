@@ -124,8 +124,9 @@ pub struct PendingWork {
     pub timers: Vec<PendingTimer>,
     /// Sub-orchestrations that have not finished: their steps.
     pub sub_orchestrations: Vec<StepView>,
-    /// Names of the external events it waits for. The history does not record event
-    /// waits yet, so the admin API leaves this empty for now.
+    /// Names of the external events it waits for and has not received (from the
+    /// history's `EventAwaited` records; a history written before them lists none), each
+    /// once, in the order the waits began.
     pub events: Vec<String>,
 }
 
@@ -143,11 +144,12 @@ pub struct TimelineRow {
     pub started_at_ms: Option<u64>,
     /// When its result was recorded, `None` while it is pending.
     pub ended_at_ms: Option<u64>,
-    /// `pending`, `completed`, `failed` (or, for a timer, `fired`).
+    /// `pending`, `completed`, `failed` (or, for a timer, `fired`; for an event wait
+    /// whose event was set aside, `set_aside`).
     pub outcome: String,
     /// Attempts made (1 without retries); more than 1 marks retries.
     pub attempts: u32,
-    /// Where it was issued, if it is a step.
+    /// Where it was issued (or the wait created).
     pub site: Option<SiteView>,
 }
 
@@ -192,7 +194,7 @@ pub struct HistoryRow {
     pub outcome: Option<String>,
     /// When it was recorded, ms since the Unix epoch, if the history says.
     pub at_ms: Option<u64>,
-    /// The await site, for events that issue a step.
+    /// The await site, for events that issue a step or begin an event wait.
     pub site: Option<SiteView>,
     /// The payload it carries (input, output, event payload, failure), as JSON.
     pub payload: Option<serde_json::Value>,

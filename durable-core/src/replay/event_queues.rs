@@ -8,6 +8,7 @@
 //! back, and any event handed to it returns to the front of the queue.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::panic::Location;
 
 use crate::replay::turn::CarriedEvent;
 
@@ -28,6 +29,28 @@ pub(crate) struct Raised {
     pub(crate) payload: Vec<u8>,
 }
 
+/// Where a wait was created: the call of `wait_event`, and its line counted from the
+/// orchestrator's `fn` (kept as is, turned into a `Site` only for an `EventAwaited`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WaitSite {
+    /// The call of `wait_event`.
+    pub(crate) caller: &'static Location<'static>,
+    /// Its line minus the line of the orchestrator's `fn`.
+    pub(crate) line_offset: i64,
+}
+
+/// A live wait whose event has not arrived: the `index`-th event of `name` (0 for the
+/// first) is the one it will take.
+#[derive(Debug)]
+pub(crate) struct Awaiting<'a> {
+    /// The event's name.
+    pub(crate) name: &'a str,
+    /// Which event of that name the wait will take.
+    pub(crate) index: u32,
+    /// Where the wait was created.
+    pub(crate) site: Option<WaitSite>,
+}
+
 #[derive(Debug, Default)]
 struct Queue {
     /// Events not yet handed to a wait.
@@ -39,6 +62,8 @@ struct Queue {
     waiting: BTreeSet<u64>,
     /// Events handed to a wait that has not taken it yet.
     assigned: HashMap<u64, Raised>,
+    /// Where each live wait was created, by ticket.
+    sites: HashMap<u64, WaitSite>,
 }
 
 impl Queue {
@@ -71,13 +96,39 @@ impl EventQueues {
         });
     }
 
-    /// A ticket for a new wait on `name`.
-    pub(crate) fn claim(&mut self, name: &str) -> u64 {
+    /// A ticket for a new wait on `name`, created at `site`.
+    pub(crate) fn claim(&mut self, name: &str, site: WaitSite) -> u64 {
         let queue = self.by_name.entry(name.to_string()).or_default();
         let ticket = queue.next_ticket;
         queue.next_ticket += 1;
         queue.waiting.insert(ticket);
+        queue.sites.insert(ticket, site);
         ticket
+    }
+
+    /// The wait of `ticket` took its event and ends.
+    pub(crate) fn finish(&mut self, name: &str, ticket: u64) {
+        if let Some(queue) = self.by_name.get_mut(name) {
+            queue.sites.remove(&ticket);
+        }
+    }
+
+    /// The live waits whose event has not arrived, by name, then in ticket order.
+    pub(crate) fn awaiting(&self) -> Vec<Awaiting<'_>> {
+        let mut awaiting = Vec::new();
+        for (name, queue) in &self.by_name {
+            let queued = queue.raised.len();
+            for (rank, ticket) in queue.waiting.iter().enumerate().skip(queued) {
+                let ahead = u32::try_from(rank - queued).unwrap_or(u32::MAX);
+                awaiting.push(Awaiting {
+                    name,
+                    index: queue.count.saturating_add(ahead),
+                    site: queue.sites.get(ticket).copied(),
+                });
+            }
+        }
+        awaiting.sort_by(|a, b| a.name.cmp(b.name).then(a.index.cmp(&b.index)));
+        awaiting
     }
 
     /// Gives back the ticket of a wait dropped before it took its event.
@@ -86,6 +137,7 @@ impl EventQueues {
             return;
         };
         queue.waiting.remove(&ticket);
+        queue.sites.remove(&ticket);
         if let Some(event) = queue.assigned.remove(&ticket) {
             queue.raised.push_front(event);
         }
@@ -167,6 +219,14 @@ impl EventQueues {
 mod tests {
     use super::*;
 
+    #[track_caller]
+    fn here() -> WaitSite {
+        WaitSite {
+            caller: Location::caller(),
+            line_offset: 0,
+        }
+    }
+
     impl EventQueues {
         /// The history position of the event `ticket` would get, if it is there.
         fn peek(&self, name: &str, ticket: u64) -> Option<u64> {
@@ -179,12 +239,12 @@ mod tests {
         let mut q = EventQueues::default();
         q.raise("approve", 3, b"first".to_vec());
         q.raise("approve", 5, b"second".to_vec());
-        let a = q.claim("approve");
+        let a = q.claim("approve", here());
         assert_eq!(
             q.take("approve", a).map(|e| e.payload).as_deref(),
             Some(&b"first"[..])
         );
-        let b = q.claim("approve");
+        let b = q.claim("approve", here());
         assert_eq!(q.peek("approve", b), Some(5));
         assert_eq!(
             q.take("approve", b).map(|e| e.payload).as_deref(),
@@ -196,8 +256,8 @@ mod tests {
     #[test]
     fn tickets_not_poll_order_decide_who_gets_which_event() {
         let mut q = EventQueues::default();
-        let a = q.claim("x");
-        let b = q.claim("x");
+        let a = q.claim("x", here());
+        let b = q.claim("x", here());
         q.raise("x", 1, b"one".to_vec());
         q.raise("x", 2, b"two".to_vec());
         // `b` is polled first, yet `a` (the earlier wait) gets the earlier event.
@@ -218,13 +278,13 @@ mod tests {
         q.raise("a", 2, b"a2".to_vec());
         q.raise("a", 3, b"a3".to_vec());
         q.raise("b", 4, b"b4".to_vec());
-        let a = q.claim("a");
+        let a = q.claim("a", here());
         assert_eq!(
             q.take("a", a).map(|e| e.payload).as_deref(),
             Some(&b"a2"[..])
         );
         // Handed to a wait that never took it.
-        let b = q.claim("b");
+        let b = q.claim("b", here());
         assert_eq!(q.peek("b", b), Some(1));
         q.take("b", b + 1);
         let drained = q.drain_unconsumed();
@@ -240,9 +300,39 @@ mod tests {
     }
 
     #[test]
+    fn awaiting_lists_waits_past_the_queued_events_with_the_index_they_will_take() {
+        let mut q = EventQueues::default();
+        q.raise("x", 1, b"one".to_vec());
+        let a = q.claim("x", here());
+        let _b = q.claim("x", here());
+        let _c = q.claim("x", here());
+        let _y = q.claim("y", here());
+        let listed = |q: &EventQueues| -> Vec<(String, u32)> {
+            q.awaiting()
+                .iter()
+                .map(|w| (w.name.to_string(), w.index))
+                .collect()
+        };
+        // `a` gets event 0 (queued); `b` and `c` wait for events 1 and 2.
+        assert_eq!(
+            listed(&q),
+            [("x".into(), 1), ("x".into(), 2), ("y".into(), 0)]
+        );
+        assert!(q.awaiting().iter().all(|w| w.site.is_some()));
+        assert!(q.take("x", a).is_some());
+        q.finish("x", a);
+        assert_eq!(
+            listed(&q),
+            [("x".into(), 1), ("x".into(), 2), ("y".into(), 0)]
+        );
+        q.raise("x", 2, b"two".to_vec());
+        assert_eq!(listed(&q), [("x".into(), 2), ("y".into(), 0)]);
+    }
+
+    #[test]
     fn an_event_set_aside_leaves_the_queue_and_its_wait_takes_the_next() {
         let mut q = EventQueues::default();
-        let a = q.claim("x");
+        let a = q.claim("x", here());
         q.raise("x", 1, b"bad".to_vec());
         q.raise("x", 2, b"good".to_vec());
         let peeked = q
@@ -259,14 +349,14 @@ mod tests {
         // Set aside by index (on replay), queued or handed to a wait.
         q.raise("x", 3, b"bad".to_vec());
         q.raise("x", 4, b"good".to_vec());
-        let b = q.claim("x");
+        let b = q.claim("x", here());
         q.set_aside("x", 2);
         assert_eq!(
             q.take("x", b).map(|e| e.payload).as_deref(),
             Some(&b"good"[..])
         );
-        let c = q.claim("x");
-        let d = q.claim("x");
+        let c = q.claim("x", here());
+        let d = q.claim("x", here());
         q.raise("x", 5, b"bad".to_vec());
         q.raise("x", 6, b"good".to_vec());
         // `d` is taken first: the bad event is handed to `c`.
@@ -283,8 +373,8 @@ mod tests {
     #[test]
     fn a_dropped_wait_gives_its_event_back() {
         let mut q = EventQueues::default();
-        let a = q.claim("x");
-        let b = q.claim("x");
+        let a = q.claim("x", here());
+        let b = q.claim("x", here());
         q.raise("x", 1, b"one".to_vec());
         q.raise("x", 2, b"two".to_vec());
         assert_eq!(
@@ -292,7 +382,7 @@ mod tests {
             Some(&b"two"[..])
         );
         q.release("x", a);
-        let c = q.claim("x");
+        let c = q.claim("x", here());
         assert_eq!(
             q.take("x", c).map(|e| e.payload).as_deref(),
             Some(&b"one"[..])

@@ -190,6 +190,9 @@ impl Execution {
             // for is released in the commit that ends it.
             state.release_all_locks();
         }
+        if matches!(outcome, Outcome::Running) {
+            state.record_awaits();
+        }
         appended.append(&mut state.emitted);
         let commands = std::mem::take(&mut state.commands);
         let custom_status = state.custom_status.take();
@@ -362,6 +365,7 @@ fn is_issued(event: &Event) -> bool {
             | Event::EntityLocksReleased { .. }
             | Event::CustomStatusSet { .. }
             | Event::EventSetAside { .. }
+            | Event::EventAwaited { .. }
             | Event::Completed { .. }
             | Event::Failed { .. }
             | Event::ContinuedAsNew { .. }

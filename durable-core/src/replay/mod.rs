@@ -29,6 +29,12 @@
 //! did. A turn whose brought events were all dropped and that issued nothing appends
 //! nothing, its marker included.
 //!
+//! A turn that ends running with a live event wait whose event has not arrived appends
+//! an `Event::EventAwaited` (its name, the index of the event it will take, its site), for
+//! tools, once per (name, index): replay notes those the history holds and appends no
+//! other. It is issued, so the recorded turns split after it as they ran; a history
+//! written before it existed replays as it did.
+//!
 //! The files, from the bottom up: `recorded.rs` (the kinds of recorded values and
 //! markers, with their strings on disk), `step.rs` (a step asked for, recorded, answered),
 //! `event_queues.rs` (external events until a wait takes them), `locks.rs` (the critical

@@ -6,7 +6,7 @@
 //! code runs (`issue`, `take_result`, `patched`, ...); the execution applies the
 //! history's events (`apply`) and reads what the turn produced.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use durable_store::{Event, Failure, Incarnation, InstanceRecord, Site};
@@ -101,6 +101,9 @@ pub(crate) struct ReplayState {
     /// The last trace context the history holds (not a step: the runtime parents the
     /// spans of the instance's turns on it, see `crate::telemetry`).
     pub(crate) trace: Option<Arc<TraceContext>>,
+    /// The waits the history records (`EventAwaited`), as (name, index): each is
+    /// appended once.
+    awaited: HashSet<(String, u32)>,
 }
 
 impl std::fmt::Debug for ReplayState {
@@ -141,6 +144,7 @@ impl ReplayState {
             locks: Locks::default(),
             fatal: None,
             trace: None,
+            awaited: HashSet::new(),
         }
     }
 
@@ -393,6 +397,39 @@ impl ReplayState {
         }
     }
 
+    /// The turn ends running: emits an `EventAwaited` for each live wait whose event has
+    /// not arrived and that the history does not hold yet.
+    pub(in crate::replay) fn record_awaits(&mut self) {
+        if !self.events.has_waiters() {
+            return;
+        }
+        for wait in self.events.awaiting() {
+            if self.awaited.contains(&(wait.name.to_string(), wait.index)) {
+                continue;
+            }
+            self.awaited.insert((wait.name.to_string(), wait.index));
+            let site = match wait.site {
+                Some(at) => Site {
+                    function: self.orchestrator.clone(),
+                    file: at.caller.file().to_string(),
+                    line: at.caller.line(),
+                    line_offset: at.line_offset,
+                },
+                None => Site {
+                    function: self.orchestrator.clone(),
+                    file: String::new(),
+                    line: 0,
+                    line_offset: 0,
+                },
+            };
+            self.emitted.push(Event::EventAwaited {
+                name: wait.name.to_string(),
+                index: wait.index,
+                site,
+            });
+        }
+    }
+
     fn record_release(&mut self, lock_seq: u64, entities: Vec<String>) {
         self.emitted.push(Event::EntityLocksReleased { lock_seq });
         self.commands
@@ -464,6 +501,10 @@ impl ReplayState {
             // early (a panic, a payload that no longer decodes) cannot set an older one.
             Event::CustomStatusSet { .. } => {}
             Event::EventSetAside { name, index, .. } => self.events.set_aside(name, *index),
+            // Not a step: tools read it; replay notes it so it is appended once.
+            Event::EventAwaited { name, index, .. } => {
+                self.awaited.insert((name.clone(), *index));
+            }
             Event::Started { .. }
             | Event::Completed { .. }
             | Event::Failed { .. }

@@ -74,7 +74,8 @@ pub(super) fn event_payload(event: &Event) -> Option<&str> {
         | Event::EntityLocksReleased { .. }
         | Event::EntityUnlock { .. }
         | Event::TurnStarted { .. }
-        | Event::TraceContext { .. } => None,
+        | Event::TraceContext { .. }
+        | Event::EventAwaited { .. } => None,
     };
     json_of(bytes)
 }

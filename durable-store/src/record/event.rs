@@ -291,6 +291,19 @@ pub enum Event {
         /// The `tracestate` header, vendor data that travels with the trace; empty for none.
         tracestate: String,
     },
+    // Event waits (issue 15). Last, so every record written before it reads as before.
+    /// History: the orchestration began waiting for the `index`-th event of `name` (0 for
+    /// the first, counted per name in this generation) and it had not arrived. Appended
+    /// once per (name, index), by the turn that ended with the wait live. Not a step:
+    /// replay skips it. Tools read it for the events an instance awaits.
+    EventAwaited {
+        /// The event's name.
+        name: String,
+        /// Which event of that name the wait takes (0 for the first this generation).
+        index: u32,
+        /// Where the orchestrator waits.
+        site: Site,
+    },
 }
 
 impl Event {
@@ -330,6 +343,7 @@ impl Event {
             Self::EntityUnlock { .. } => "EntityUnlock",
             Self::TurnStarted { .. } => "TurnStarted",
             Self::TraceContext { .. } => "TraceContext",
+            Self::EventAwaited { .. } => "EventAwaited",
         }
     }
 }
