@@ -4,13 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use crate::common::store;
+use crate::dashboard_support::{json, request, serve};
 use durable_core::admin::view::{HistoryRow, InstanceDetail, InstanceList, Stats};
-use durable_core::dashboard::Dashboard;
 use durable_core::replay_test::SavedHistory;
 use durable_core::{ActivityContext, OrchestrationContext, Runtime, activity, orchestrator};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use crate::common::store;
 
 #[activity]
 async fn weigh(_ctx: ActivityContext, grams: u32) -> Result<u32, String> {
@@ -25,50 +23,13 @@ async fn parcel(ctx: OrchestrationContext, grams: u32) -> Result<String, String>
     Ok(format!("{weight} g with {carrier}"))
 }
 
-/// An HTTP/1.1 exchange on a fresh connection: status and body.
-async fn http(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<(&str, &str)>,
-) -> (u16, Vec<u8>) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    let (content_type, content) = body.unwrap_or(("", ""));
-    if !content_type.is_empty() {
-        request.push_str(&format!("Content-Type: {content_type}\r\n"));
-    }
-    request.push_str(&format!(
-        "Content-Length: {}\r\n\r\n{content}",
-        content.len()
-    ));
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response");
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "this helper reads only whole bodies: {head}"
-    );
-    (status, response[split + 4..].to_vec())
-}
-
 async fn get_json<T: serde::de::DeserializeOwned>(addr: std::net::SocketAddr, path: &str) -> T {
-    let (status, body) = http(addr, "GET", path, None).await;
-    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
-    serde_json::from_slice(&body).unwrap()
+    serde_json::from_value(json(addr, "GET", path, None, 200).await).unwrap()
 }
 
 async fn post_json(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let (status, body) = http(addr, "POST", path, Some(("application/json", body))).await;
-    (status, serde_json::from_slice(&body).unwrap())
+    let response = request(addr, "POST", path, Some(("application/json", body))).await;
+    (response.status, response.json(path))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,10 +43,7 @@ async fn the_json_api_reads_steers_and_exports_an_instance() {
         .unwrap();
     let client = runtime.client();
     client.start(parcel, "parcel-1", 500).await.unwrap();
-    let dashboard = Dashboard::new(client.clone())
-        .serve(([127, 0, 0, 1], 0))
-        .await
-        .unwrap();
+    let dashboard = serve(&client).await;
     let addr = dashboard.local_addr();
 
     let list: InstanceList =
@@ -137,10 +95,10 @@ async fn the_json_api_reads_steers_and_exports_an_instance() {
     assert_eq!(entities["entities"], serde_json::json!([]));
 
     // The export is the file `SavedHistory::save` writes.
-    let (status, bytes) = http(addr, "GET", "/api/instances/parcel-1/export", None).await;
-    assert_eq!(status, 200);
+    let export = request(addr, "GET", "/api/instances/parcel-1/export", None).await;
+    assert_eq!(export.status, 200);
     let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), bytes).unwrap();
+    std::fs::write(file.path(), export.body).unwrap();
     let saved = SavedHistory::load(file.path()).unwrap();
     assert_eq!(
         (saved.instance.as_str(), saved.orchestrator.as_str()),
@@ -160,14 +118,11 @@ async fn the_json_api_reads_steers_and_exports_an_instance() {
         error["error"].as_str().unwrap().contains("parcel-1"),
         "{error}"
     );
-    let (status, _) = http(addr, "GET", "/api/instances/nobody", None).await;
-    assert_eq!(status, 404);
-    let (status, body) = http(addr, "GET", "/api/instances?status=lost", None).await;
-    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    json(addr, "GET", "/api/instances/nobody", None, 404).await;
+    json(addr, "GET", "/api/instances?status=lost", None, 400).await;
 
     let (status, purged) = post_json(addr, "/api/purge", r#"{"status": "completed"}"#).await;
     assert_eq!((status, purged), (200, serde_json::json!({ "purged": 1 })));
-    let (status, _) = http(addr, "GET", "/api/instances/parcel-1", None).await;
-    assert_eq!(status, 404);
+    json(addr, "GET", "/api/instances/parcel-1", None, 404).await;
     dashboard.shutdown().await;
 }

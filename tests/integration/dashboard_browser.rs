@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use durable_core::dashboard::{Dashboard, DashboardHandle};
+use durable_core::dashboard::DashboardHandle;
 use durable_core::{ActivityContext, OrchestrationContext, Runtime, activity, orchestrator};
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 
 use crate::common::store;
+use crate::dashboard_support::serve;
 
 /// How long a page may take to show what the test waits for.
 const WAIT: Duration = Duration::from_secs(10);
@@ -176,10 +177,7 @@ async fn the_dashboard_lists_an_instance_shows_its_timeline_and_raises_its_event
         .unwrap();
     let client = runtime.client();
     client.start(order_review, "order-7", 3).await.unwrap();
-    let dashboard = Dashboard::new(client.clone())
-        .serve(([127, 0, 0, 1], 0))
-        .await
-        .unwrap();
+    let dashboard = serve(&client).await;
 
     with_browser(&dashboard, |page, url| async move {
         // The list with its auto-refresh off: a reload between finding the link and
@@ -314,10 +312,7 @@ async fn a_payload_holding_a_script_shows_as_text() {
         .start(holds_input, "xss", note.to_owned())
         .await
         .unwrap();
-    let dashboard = Dashboard::new(client.clone())
-        .serve(([127, 0, 0, 1], 0))
-        .await
-        .unwrap();
+    let dashboard = serve(&client).await;
 
     with_browser(&dashboard, |page, url| async move {
         page.goto(&format!("{url}instances/xss")).await.unwrap();

@@ -4,12 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use durable_core::admin::view::InstanceDetail;
-use durable_core::dashboard::Dashboard;
-use durable_core::{ActivityContext, OrchestrationContext, Runtime, activity, orchestrator};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use crate::common::store;
+use crate::dashboard_support::{encode, json, request, serve};
+use durable_core::admin::view::InstanceDetail;
+use durable_core::{ActivityContext, OrchestrationContext, Runtime, activity, orchestrator};
 
 /// An id with every character a URL or HTML gives meaning to.
 const HOSTILE_ID: &str = r#"<script>alert("id")</script> a/b?c=1&d#e%zz'"#;
@@ -31,57 +29,11 @@ async fn hostile(ctx: OrchestrationContext, text: String) -> Result<String, Stri
     Ok(format!("{labelled} via {carrier}"))
 }
 
-/// `value` percent-encoded as a path segment (every byte but the unreserved ones).
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// An HTTP/1.1 exchange on a fresh connection: status, head and body.
-async fn http(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<(&str, &str)>,
-) -> (u16, String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    let (content_type, content) = body.unwrap_or(("", ""));
-    if !content_type.is_empty() {
-        request.push_str(&format!("Content-Type: {content_type}\r\n"));
-    }
-    request.push_str(&format!(
-        "Content-Length: {}\r\n\r\n{content}",
-        content.len()
-    ));
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_owned(), body.to_owned())
-}
-
-/// A JSON request whose answer must be `status` with a JSON body.
-async fn json(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    status: u16,
-) -> serde_json::Value {
-    let (got, head, text) = http(addr, method, path, body.map(|b| ("application/json", b))).await;
-    assert_eq!(got, status, "{method} {path}: {head}\n{text}");
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {head}\n{text:?}"))
+/// A page's status, head and text.
+async fn get_page(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    let response = request(addr, "GET", path, None).await;
+    let text = response.text();
+    (response.status, response.head, text)
 }
 
 async fn detail(addr: std::net::SocketAddr, id: &str) -> InstanceDetail {
@@ -110,10 +62,7 @@ async fn hostile_ids_and_payloads_show_as_text_and_link_back_to_themselves() {
         .start(hostile, HOSTILE_ID, "<i>x</i>".to_string())
         .await
         .unwrap();
-    let dashboard = Dashboard::new(client.clone())
-        .serve(([127, 0, 0, 1], 0))
-        .await
-        .unwrap();
+    let dashboard = serve(&client).await;
     let addr = dashboard.local_addr();
     let page_path = format!("/instances/{}", encode(HOSTILE_ID));
 
@@ -133,13 +82,13 @@ async fn hostile_ids_and_payloads_show_as_text_and_link_back_to_themselves() {
     }
 
     // The list links to the instance by its encoded id; no markup of the id escapes.
-    let (status, _, list) = http(addr, "GET", "/?refresh=off", None).await;
+    let (status, _, list) = get_page(addr, "/?refresh=off").await;
     assert_eq!(status, 200, "{list}");
     assert!(list.contains(&format!("href=\"{page_path}\"")), "{list}");
     assert!(!list.contains("<script>alert"), "{list}");
 
     // The instance page: the id, the custom status and the activity's output are text.
-    let (status, _, page) = http(addr, "GET", &page_path, None).await;
+    let (status, _, page) = get_page(addr, &page_path).await;
     assert_eq!(status, 200, "{page}");
     for raw in ["<script>alert", "<img src=x", "<b onmouseover", "<i>x</i>"] {
         assert!(!page.contains(raw), "{raw} unescaped: {page}");
@@ -190,8 +139,8 @@ async fn hostile_ids_and_payloads_show_as_text_and_link_back_to_themselves() {
     assert_eq!(failed.summary.status, "failed", "{failed:?}");
 
     // The failure message is text too, in the list and on the page.
-    let (_, _, list) = http(addr, "GET", "/?refresh=off", None).await;
-    let (_, _, page) = http(addr, "GET", &page_path, None).await;
+    let (_, _, list) = get_page(addr, "/?refresh=off").await;
+    let (_, _, page) = get_page(addr, &page_path).await;
     for html in [&list, &page] {
         assert!(!html.contains("<script>alert('failure')"), "{html}");
         assert!(html.contains("&lt;script&gt;alert('failure')"), "{html}");
@@ -208,10 +157,7 @@ async fn every_api_refusal_is_a_json_error() {
         .start()
         .await
         .unwrap();
-    let dashboard = Dashboard::new(runtime.client())
-        .serve(([127, 0, 0, 1], 0))
-        .await
-        .unwrap();
+    let dashboard = serve(&runtime.client()).await;
     let addr = dashboard.local_addr();
 
     // A page as large as a usize holds is no overflow; a cursor of no page is bad input.
@@ -351,11 +297,8 @@ async fn the_timeline_of_a_long_instance_with_retries_renders() {
     let client = runtime.client();
     let instance = client.start(long_run, "long", 300).await.unwrap();
     instance.wait(Duration::from_secs(60)).await.unwrap();
-    let dashboard = Dashboard::new(client.clone())
-        .serve(([127, 0, 0, 1], 0))
-        .await
-        .unwrap();
-    let (status, _, page) = http(dashboard.local_addr(), "GET", "/instances/long", None).await;
+    let dashboard = serve(&client).await;
+    let (status, _, page) = get_page(dashboard.local_addr(), "/instances/long").await;
     assert_eq!(status, 200, "{}", &page[..page.len().min(2000)]);
     let rows = page.matches("timeline-row kind-activity").count();
     // 300 calls, 6 of them (0, 50, ... 250) failing twice first: 312 attempts.

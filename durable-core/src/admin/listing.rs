@@ -9,7 +9,7 @@ use super::filter::{EntityFilter, ListFilter, format_cursor};
 use super::json;
 use super::view::{EntityList, EntityRow, InstanceList, InstanceRow, Stats, StepView};
 use crate::client::Client;
-use crate::entity::EntityId;
+use crate::client::entity_query::entity_page;
 use crate::error::Error;
 use crate::position::Position;
 use crate::runtime::entities::{self, ENTITY_MARKER};
@@ -124,7 +124,6 @@ fn updated<'a>(
 
 /// A page of entities, of every type or of the one `filter` names.
 pub(super) fn entities(client: &Client, filter: &EntityFilter) -> Result<EntityList, Error> {
-    let store = client.engine.store();
     let prefix = match &filter.name {
         Some(name) => format!(
             "{}{ENTITY_MARKER}{}",
@@ -133,46 +132,21 @@ pub(super) fn entities(client: &Client, filter: &EntityFilter) -> Result<EntityL
         ),
         None => ENTITY_MARKER.to_string(),
     };
-    let size = filter.size().min(usize::MAX - 1);
-    let mut after = filter.after.clone();
-    let mut found = Vec::new();
-    loop {
-        let want = size + 1 - found.len();
-        let batch = store.instances_with_prefix(&prefix, after.as_deref(), want)?;
-        let exhausted = batch.len() < want;
-        for (id, record) in batch {
-            after = Some(id.clone());
-            if !entities::is_entity(&id, &record) {
-                continue;
-            }
-            let Ok(entity) = id.parse::<EntityId>() else {
-                continue;
-            };
-            found.push((
-                id,
-                EntityRow {
-                    name: entity.name().to_string(),
-                    key: entity.key().to_string(),
-                    state: json::optional(&record.input),
-                    locked_by: record.parent.map(|owner| owner.instance),
-                    updated_at_ms: record.updated_ms,
-                },
-            ));
-            if found.len() > size {
-                break;
-            }
-        }
-        if exhausted || found.len() > size {
-            break;
-        }
-    }
-    let more = found.len() > size;
-    found.truncate(size);
-    let next = more
-        .then(|| found.last().map(|(id, _)| id.clone()))
-        .flatten();
-    Ok(EntityList {
-        entities: found.into_iter().map(|(_, row)| row).collect(),
-        next,
-    })
+    let (found, next) = entity_page(
+        client.engine.store(),
+        &prefix,
+        filter.after.clone(),
+        filter.size(),
+        entities::is_entity,
+    )?;
+    let entities = (found.into_iter())
+        .map(|(entity, record)| EntityRow {
+            name: entity.name().to_string(),
+            key: entity.key().to_string(),
+            state: json::optional(&record.input),
+            locked_by: record.parent.map(|owner| owner.instance),
+            updated_at_ms: record.updated_ms,
+        })
+        .collect();
+    Ok(EntityList { entities, next })
 }

@@ -12,7 +12,7 @@ use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use durable_store::InstanceRecord;
+use durable_store::{InstanceRecord, Store, StoreError};
 
 use crate::client::Client;
 use crate::entity::{Entity, EntityId};
@@ -189,46 +189,80 @@ impl Client {
         let marker = entities::marker(E::NAME);
         let type_prefix = format!("{marker}{}", entities::ENTITY_MARKER);
         let prefix = format!("{type_prefix}{}", query.key_prefix);
-        // One below the largest, as one more than the page is read.
-        let size = query.page_size.clamp(1, usize::MAX - 1);
-        let mut after = query.after.as_ref().map(|cursor| cursor.0.clone());
-        let mut found = Vec::new();
-        loop {
-            // One more than the page, to know whether another follows.
-            let want = size + 1 - found.len();
-            let batch =
-                (self.engine.store()).instances_with_prefix(&prefix, after.as_deref(), want)?;
-            let exhausted = batch.len() < want;
-            for (id, record) in batch {
-                after = Some(id.clone());
-                if record.orchestrator != marker
-                    || (record.input.is_empty() && !query.include_stateless)
-                {
-                    continue;
-                }
-                let Ok(entity) = id.parse::<EntityId>() else {
-                    continue;
-                };
-                found.push((id, summary(entity, record)));
-                if found.len() > size {
-                    break;
-                }
-            }
-            if exhausted || found.len() > size {
-                break;
-            }
-        }
-        let more = found.len() > size;
-        found.truncate(size);
-        let next = more
-            .then(|| found.last().map(|(id, _)| EntityCursor(id.clone())))
-            .flatten();
+        let after = query.after.as_ref().map(|cursor| cursor.0.clone());
+        let (found, next) = entity_page(
+            self.engine.store(),
+            &prefix,
+            after,
+            query.page_size,
+            |_, record| {
+                record.orchestrator == marker
+                    && (!record.input.is_empty() || query.include_stateless)
+            },
+        )?;
         Ok(EntityPage {
-            entities: found.into_iter().map(|(_, summary)| summary).collect(),
-            next,
+            entities: (found.into_iter())
+                .map(|(entity, record)| summary(entity, record))
+                .collect(),
+            next: next.map(EntityCursor),
             _type: PhantomData,
         })
     }
+}
+
+/// A page of entities as stored, and the id to resume after when more follow.
+pub(crate) type RawEntityPage = (Vec<(EntityId, InstanceRecord)>, Option<String>);
+
+/// One page of the entities whose ids start with `prefix`, in id order after the id
+/// `after` (`None` for the first page): at most `size` of those `keep` accepts (by id
+/// and record; 1 for a
+/// size of 0), with the id to resume after when more follow. What the typed
+/// [`Client::list_entities`] and the admin views' untyped list read.
+///
+/// # Errors
+///
+/// [`StoreError`](durable_store::StoreError) if the store cannot be read.
+pub(crate) fn entity_page(
+    store: &dyn Store,
+    prefix: &str,
+    mut after: Option<String>,
+    size: usize,
+    keep: impl Fn(&str, &InstanceRecord) -> bool,
+) -> Result<RawEntityPage, StoreError> {
+    // One below the largest, as one more than the page is read.
+    let size = size.clamp(1, usize::MAX - 1);
+    let mut found = Vec::new();
+    loop {
+        // One more than the page, to know whether another follows.
+        let want = size + 1 - found.len();
+        let batch = store.instances_with_prefix(prefix, after.as_deref(), want)?;
+        let exhausted = batch.len() < want;
+        for (id, record) in batch {
+            after = Some(id.clone());
+            if !keep(&id, &record) {
+                continue;
+            }
+            let Ok(entity) = id.parse::<EntityId>() else {
+                continue;
+            };
+            found.push((id, entity, record));
+            if found.len() > size {
+                break;
+            }
+        }
+        if exhausted || found.len() > size {
+            break;
+        }
+    }
+    let more = found.len() > size;
+    found.truncate(size);
+    let next = more
+        .then(|| found.last().map(|(id, _, _)| id.clone()))
+        .flatten();
+    let found = found
+        .into_iter()
+        .map(|(_, entity, record)| (entity, record));
+    Ok((found.collect(), next))
 }
 
 /// The summary of entity `id` from its record.
