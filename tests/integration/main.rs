@@ -40,6 +40,7 @@ mod review_tools;
 mod review_web;
 mod runtime;
 mod telemetry;
+mod tool_outage;
 mod ui;
 mod versioning;
 mod worker_races;
