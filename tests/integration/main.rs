@@ -10,6 +10,7 @@ mod common;
 mod crash;
 mod dashboard_api;
 mod dashboard_browser;
+mod dashboard_links;
 mod entities;
 mod entities_runtime;
 mod entity_client;

@@ -85,7 +85,10 @@ fn a_tools_send_to_a_postgresql_server_that_went_down_gives_up_with_a_message() 
         (err, began.elapsed())
     });
     assert!(matches!(err, Error::StoreUnavailable { .. }), "{err:?}");
-    assert!(took >= Duration::from_secs(4), "it tried for a while: {took:?}");
+    assert!(
+        took >= Duration::from_secs(4),
+        "it tried for a while: {took:?}"
+    );
     let message = err.to_string();
     assert!(
         message.contains(database.name()) && message.contains("send again"),

@@ -174,7 +174,11 @@ fn a_wait_raced_with_a_timer_in_a_loop_is_recorded_once_per_event_and_replays() 
         [("go".into(), 0), ("go".into(), 1), ("go".into(), 2)]
     );
     replay_test::replay(select_loop, &saved("select_loop", &history)).unwrap();
-    replay_test::replay(select_loop, &saved("select_loop", &without_awaits(&history))).unwrap();
+    replay_test::replay(
+        select_loop,
+        &saved("select_loop", &without_awaits(&history)),
+    )
+    .unwrap();
 }
 
 /// Waits for `a` and `b` together, then for another `a`.
@@ -295,7 +299,11 @@ fn a_new_wait_after_a_timeout_replays_and_events_set_aside_move_the_index() {
     );
     assert_eq!(
         awaited(&history),
-        [("approve".into(), 0), ("approve".into(), 1), ("count".into(), 1)]
+        [
+            ("approve".into(), 0),
+            ("approve".into(), 1),
+            ("count".into(), 1)
+        ]
     );
     replay_test::replay(wait_again, &saved("wait_again", &history)).unwrap();
 }
