@@ -231,10 +231,7 @@ fn joined_waits_of_several_names_replay_whichever_event_comes_first() {
 async fn first_dropped(ctx: OrchestrationContext, _: ()) -> Result<(u64, u64), String> {
     let first = ctx.wait_event::<u64>("x");
     let second = ctx.wait_event::<u64>("x");
-    let a = match ctx.timeout(Duration::from_secs(60), first).await {
-        Ok(a) => a,
-        Err(_) => 0,
-    };
+    let a: u64 = (ctx.timeout(Duration::from_secs(60), first).await).unwrap_or_default();
     let b = second.await;
     Ok((a, b))
 }
