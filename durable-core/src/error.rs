@@ -153,6 +153,20 @@ pub enum Error {
     /// The runtime was shut down.
     #[error("the runtime is shut down")]
     ShutDown,
+    /// A client opened over a store ([`Client::open`](crate::Client::open): the `durable`
+    /// CLI, the dashboard, a script) gave up a send: the store kept failing to reserve the
+    /// ids of what it sends for `waited` (a PostgreSQL server that is down or out of
+    /// reach). Nothing was sent.
+    #[error(
+        "nothing was sent: the store kept failing for {}s: {source}; send again once it answers",
+        waited.as_secs()
+    )]
+    StoreUnavailable {
+        /// How long the client tried.
+        waited: Duration,
+        /// The store's last error, which names it (the server, or the directory).
+        source: StoreError,
+    },
     /// The id is an entity's (`@Name@key`), not an orchestration instance's: an entity
     /// has no orchestration status and never finishes. Every client call on an
     /// orchestration instance (status, wait, events, terminate, suspend, resume, purge,

@@ -24,6 +24,14 @@ impl Response {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The value of header `name` (any case), if the response has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        (self.head.lines().skip(1))
+            .filter_map(|line| line.split_once(':'))
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.trim())
+    }
+
     /// The body as JSON; panics, naming the request, if it is not.
     pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> T {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
@@ -43,8 +51,23 @@ pub async fn request(
     path: &str,
     body: Option<(&str, &str)>,
 ) -> Response {
+    request_with(addr, method, path, &[], body).await
+}
+
+/// [`request`] with more headers (`Name: value` lines, such as a browser's cookies).
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[String],
+    body: Option<(&str, &str)>,
+) -> Response {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
     let (content_type, content) = body.unwrap_or(("", ""));
     if !content_type.is_empty() {
         request.push_str(&format!("Content-Type: {content_type}\r\n"));

@@ -150,6 +150,10 @@ fn issued_step(event: &Event) -> Option<u64> {
 /// An event wait ([`Event::EventAwaited`]) is a row of kind `event`, from the turn that
 /// began it to the turn its event (the `EventRaised` of the same name and index) arrived
 /// in; `set_aside` if that event was set aside (the wait went on, for the next one).
+/// A wait the code dropped before its event arrived (it lost a race with a timeout)
+/// stays `pending`, as the history does not record the drop; a new wait that then waits
+/// for the same event (the same name and index) is the same row, with the first wait's
+/// time and site.
 ///
 /// A retry is a new step calling the same activity from the same site after the
 /// previous call failed: its row counts the attempt (the failed attempt's number plus

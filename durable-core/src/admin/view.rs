@@ -127,6 +127,10 @@ pub struct PendingWork {
     /// Names of the external events it waits for and has not received (from the
     /// history's `EventAwaited` records; a history written before them lists none), each
     /// once, in the order the waits began.
+    ///
+    /// The history records when a wait began, not when the code dropped one before its
+    /// event arrived (it lost a race with a timeout): such a name stays listed until an
+    /// event of that name arrives for the index it waited for, or the instance ends.
     pub events: Vec<String>,
 }
 

@@ -8,8 +8,9 @@
 //!   such instance, or no such route), 405 (a method the route does not take), 409 (the
 //!   instance's state refuses the request), 415 (a POST without `Content-Type:
 //!   application/json`), 500 (store).
-//! - `/`, `/instances/{id}`, `/entities`: server-rendered pages (no JavaScript), whose
-//!   actions are form POSTs carrying a CSRF token.
+//! - `/`, `/instances/{id}` (`/instance?id=...` too, the link of the ids `.` and `..`,
+//!   which browsers drop from a path), `/entities`: server-rendered pages (no JavaScript),
+//!   whose actions are form POSTs carrying a CSRF token.
 //!
 //! Security defaults: [`Dashboard::serve`] binds loopback only unless a bearer token is
 //! set; see `security.rs` for the checks every route makes.
@@ -117,6 +118,13 @@ pub fn router(admin: Admin, options: DashboardOptions) -> Router {
         .route(
             "/instances/{id}/actions/{action}",
             post(pages::actions::submit),
+        )
+        // The same page and actions with the id in the query: the links of the ids `.`
+        // and `..`, which a browser drops from a path.
+        .route("/instance", get(pages::instance::page_by_query))
+        .route(
+            "/instance/actions/{action}",
+            post(pages::actions::submit_by_query),
         )
         .route("/entities", get(pages::entities::page))
         .route("/assets/dashboard.css", get(pages::layout::stylesheet))

@@ -2,7 +2,9 @@
 //!
 //! - the bearer token, when one is set: `Authorization: Bearer TOKEN`, or, for a browser,
 //!   `?token=TOKEN` once, which sets an `HttpOnly; SameSite=Strict` cookie and redirects
-//!   to the same page without it;
+//!   to the same page without it (the cookie is named with the port the browser
+//!   addressed, `durable_token_8080`: a browser sends a host's cookies to all its ports,
+//!   and two dashboards on one host must not overwrite each other's);
 //! - without a token, the `Host` header must name this machine (`localhost`, a loopback
 //!   or other IP literal): a page of another site cannot reach a loopback dashboard by
 //!   pointing a name of its own at 127.0.0.1 (DNS rebinding);
@@ -26,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use crate::dashboard::Shared;
 use crate::dashboard::api::ApiError;
 
-/// The cookie a browser keeps the bearer token in.
+/// The cookie a browser keeps the bearer token in (see [`token_cookie`]).
 const TOKEN_COOKIE: &str = "durable_token";
 /// The cookie holding the message shown once after an action.
 pub(crate) const FLASH_COOKIE: &str = "durable_flash";
@@ -96,7 +98,7 @@ pub(crate) async fn authorize(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
             // The cookie holds the token hex-encoded (see `token_from_query`).
-            let cookie = cookie(headers, TOKEN_COOKIE).and_then(|hex| unhex(&hex));
+            let cookie = cookie(headers, &token_cookie(headers)).and_then(|hex| unhex(&hex));
             let ok = |v: Option<&[u8]>| v.is_some_and(|v| constant_time_eq(v, token.as_bytes()));
             if !(ok(bearer.map(str::as_bytes)) || ok(cookie.as_deref())) {
                 if !api && let Some(response) = token_from_query(&request, token) {
@@ -166,7 +168,8 @@ fn token_from_query(request: &Request, token: &str) -> Option<Response> {
     }
     // Hex, so a token holding `;`, `,`, a space or a quote survives the cookie.
     let cookie = format!(
-        "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+        "{}={}; Path=/; HttpOnly; SameSite=Strict",
+        token_cookie(request.headers()),
         hex(token)
     );
     let mut response = StatusCode::SEE_OTHER.into_response();
@@ -177,6 +180,26 @@ fn token_from_query(request: &Request, token: &str) -> Option<Response> {
         .headers_mut()
         .insert(SET_COOKIE, HeaderValue::from_str(&cookie).ok()?);
     Some(response)
+}
+
+/// The name of the token's cookie for a request: [`TOKEN_COOKIE`] and the port of its
+/// `Host` (`durable_token_8080`), as a browser sends every port of a host the host's
+/// cookies; without a port (80, 443, or none said), [`TOKEN_COOKIE`] alone.
+fn token_cookie(headers: &HeaderMap) -> String {
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    match host.and_then(host_port) {
+        Some(port) => format!("{TOKEN_COOKIE}_{port}"),
+        None => TOKEN_COOKIE.to_owned(),
+    }
+}
+
+/// The port a `Host` header names (`localhost:8080`, `[::1]:8080`), if it names one.
+fn host_port(host: &str) -> Option<&str> {
+    let port = match host.strip_prefix('[') {
+        Some(v6) => v6.split_once("]:")?.1,
+        None => host.rsplit_once(':')?.1,
+    };
+    (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())).then_some(port)
 }
 
 /// Whether a `Host` header names this machine: `localhost` or an IP literal, with or
@@ -296,6 +319,23 @@ mod tests {
         }
         for host in ["evil.example", "evil.example:80", "127.0.0.1.evil.example"] {
             assert!(!is_local_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn the_token_cookie_is_named_with_the_port_addressed() {
+        let named = |host: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(host) = host {
+                headers.insert(HOST, HeaderValue::from_str(host).unwrap());
+            }
+            token_cookie(&headers)
+        };
+        assert_eq!(named(Some("localhost:8080")), "durable_token_8080");
+        assert_eq!(named(Some("127.0.0.1:9090")), "durable_token_9090");
+        assert_eq!(named(Some("[::1]:8080")), "durable_token_8080");
+        for host in [Some("localhost"), Some("[::1]"), Some("example.com:"), None] {
+            assert_eq!(named(host), "durable_token", "{host:?}");
         }
     }
 

@@ -33,7 +33,11 @@
 //! an `Event::EventAwaited` (its name, the index of the event it will take, its site), for
 //! tools, once per (name, index): replay notes those the history holds and appends no
 //! other. It is issued, so the recorded turns split after it as they ran; a history
-//! written before it existed replays as it did.
+//! written before it existed replays as it did (a turn that only catches up with such a
+//! history appends the waits live at its end, where its last turn was polled, which the
+//! runtime commits). The index is counted when the turn ends, over the waits live then,
+//! so a wait dropped before its event arrived (it lost a race with a timeout) is not
+//! recorded as ended, and a later wait for the same (name, index) appends nothing.
 //!
 //! The files, from the bottom up: `recorded.rs` (the kinds of recorded values and
 //! markers, with their strings on disk), `step.rs` (a step asked for, recorded, answered),

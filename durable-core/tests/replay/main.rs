@@ -2,6 +2,7 @@
 
 mod builders;
 mod entities;
+mod event_wait_paths;
 mod event_waits;
 mod failures;
 mod fresh_run;

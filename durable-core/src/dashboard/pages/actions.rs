@@ -7,18 +7,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
-use crate::dashboard::pages::layout::{self, instance_path};
+use crate::dashboard::pages::layout::{self, instance_link, instance_path};
 use crate::dashboard::{Shared, security};
 
 /// The action forms of instance `id`.
 pub(crate) fn forms(id: &str, csrf: &str) -> Markup {
-    let action = |name: &str| format!("{}/actions/{name}", instance_path(id));
+    let action = |name: &str| instance_link(id, &format!("/actions/{name}"), &[]);
     html! {
         div.actions {
             form.action #raise-form method="post" action=(action("raise")) {
@@ -62,9 +62,38 @@ pub(crate) async fn submit(
     Path((id, action)): Path<(String, String)>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
+    act(&shared, &headers, id, &action, &form).await
+}
+
+/// `POST /instance/actions/{action}?id=...` (a form): the same, for any id (the forms of
+/// `.` and `..`, which a browser drops from a path).
+pub(crate) async fn submit_by_query(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(action): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    match query.get("id") {
+        Some(id) => act(&shared, &headers, id.clone(), &action, &form).await,
+        None => layout::error_page(
+            &headers,
+            StatusCode::BAD_REQUEST,
+            "this action needs the instance's id: /instance/actions/ACTION?id=...",
+        ),
+    }
+}
+
+async fn act(
+    shared: &Shared,
+    headers: &HeaderMap,
+    id: String,
+    action: &str,
+    form: &HashMap<String, String>,
+) -> Response {
     if !shared.csrf.check(form.get("csrf").map(String::as_str)) {
         return layout::error_page(
-            &headers,
+            headers,
             StatusCode::FORBIDDEN,
             "this form has no valid CSRF token: reload the page and submit it again",
         );
@@ -73,7 +102,7 @@ pub(crate) async fn submit(
     let confirmed = field("confirm") == "yes";
     let back = instance_path(&id);
     let admin = &shared.admin;
-    let (message, location) = match action.as_str() {
+    let (message, location) = match action {
         "raise" => {
             let name = field("name");
             let payload = match field("payload") {
@@ -107,7 +136,7 @@ pub(crate) async fn submit(
         },
         _ => {
             return layout::error_page(
-                &headers,
+                headers,
                 StatusCode::NOT_FOUND,
                 &format!("no action `{action}`"),
             );

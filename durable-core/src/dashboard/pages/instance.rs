@@ -1,6 +1,6 @@
-//! `/instances/{id}`: one instance: its status, payloads as formatted JSON, parent and
-//! children, pending work, the timeline, the event list with each await site, and the
-//! action forms.
+//! `/instances/{id}` (or `/instance?id=...`, the link of the ids `.` and `..`): one
+//! instance: its status, payloads as formatted JSON, parent and children, pending work,
+//! the timeline, the event list with each await site, and the action forms.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +11,9 @@ use axum::response::Response;
 use maud::{Markup, html};
 
 use crate::admin::view::{HistoryRow, InstanceDetail, PendingWork};
-use crate::dashboard::pages::layout::{self, instance_path, json_block, status_badge};
+use crate::dashboard::pages::layout::{
+    self, instance_link, instance_path, json_block, status_badge,
+};
 use crate::dashboard::{Shared, format, timeline};
 
 /// `GET /instances/{id}`.
@@ -21,6 +23,32 @@ pub(crate) async fn page(
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    render(&shared, &headers, id, &query).await
+}
+
+/// `GET /instance?id=...`: the same page, for any id (its link for `.` and `..`, which a
+/// browser drops from a path).
+pub(crate) async fn page_by_query(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    match query.get("id") {
+        Some(id) => render(&shared, &headers, id.clone(), &query).await,
+        None => layout::error_page(
+            &headers,
+            StatusCode::BAD_REQUEST,
+            "this page needs the instance's id: /instance?id=...",
+        ),
+    }
+}
+
+async fn render(
+    shared: &Shared,
+    headers: &HeaderMap,
+    id: String,
+    query: &HashMap<String, String>,
+) -> Response {
     // Off by default: a reload would clear a form being filled in.
     let refresh = (query.get("refresh").map(String::as_str) == Some("on"))
         .then(|| shared.options.refresh_secs());
@@ -28,21 +56,21 @@ pub(crate) async fn page(
         Ok(Some(detail)) => detail,
         Ok(None) => {
             return layout::error_page(
-                &headers,
+                headers,
                 StatusCode::NOT_FOUND,
                 &format!("no instance `{id}` exists in this store"),
             );
         }
         Err(e) => {
             let e = crate::dashboard::api::ApiError::from(e);
-            return layout::error_page(&headers, e.status, &e.message);
+            return layout::error_page(headers, e.status, &e.message);
         }
     };
     let history = match shared.admin.history(&id).await {
         Ok(rows) => rows.unwrap_or_default(),
         Err(e) => {
             let e = crate::dashboard::api::ApiError::from(e);
-            return layout::error_page(&headers, e.status, &e.message);
+            return layout::error_page(headers, e.status, &e.message);
         }
     };
     let now_ms = std::time::SystemTime::now()
@@ -55,7 +83,7 @@ pub(crate) async fn page(
                 "Refreshes every " (shared.options.refresh_secs()) " s. "
                 a #refresh-toggle href=(instance_path(&id)) { "Turn auto-refresh off" }
             } @else {
-                a #refresh-toggle href=(format!("{}?refresh=on", instance_path(&id))) { "Turn auto-refresh on" }
+                a #refresh-toggle href=(instance_link(&id, "", &[("refresh", "on")])) { "Turn auto-refresh on" }
             }
         }
         (summary(&detail))
@@ -68,7 +96,7 @@ pub(crate) async fn page(
         h2 { "History" }
         (events(&history))
     };
-    layout::page(&headers, &id, refresh, body)
+    layout::page(headers, &id, refresh, body)
 }
 
 fn summary(detail: &InstanceDetail) -> Markup {

@@ -116,5 +116,18 @@ pub(crate) fn encode(value: &str) -> String {
 
 /// The page of instance `id`.
 pub(crate) fn instance_path(id: &str) -> String {
-    format!("/instances/{}", encode(id))
+    instance_link(id, "", &[])
+}
+
+/// `under` (empty, or `/actions/{action}`) of the page of instance `id`, with the query
+/// `params`: under `/instances/{id}`, or under `/instance?id=...` for an id a browser
+/// would take for a `.` or `..` path segment and drop (percent-encoded too, as `%2E`).
+pub(crate) fn instance_link(id: &str, under: &str, params: &[(&str, &str)]) -> String {
+    if id == "." || id == ".." {
+        let mut query = vec![("id", id)];
+        query.extend_from_slice(params);
+        link(&format!("/instance{under}"), &query)
+    } else {
+        link(&format!("/instances/{}{under}", encode(id)), params)
+    }
 }

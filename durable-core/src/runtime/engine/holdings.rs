@@ -157,6 +157,13 @@ impl Engine {
         id
     }
 
+    /// How many work ids are left in the current block (a tool reserves one, bounded,
+    /// before it sends: `runtime/tool.rs`).
+    pub(in crate::runtime) fn work_ids_left(&self) -> u64 {
+        let ids = lock(&self.work_ids);
+        ids.end - ids.next
+    }
+
     /// Numbers new work items from the block of `WORK_ID_BLOCK` ids from `first` (just
     /// reserved, above every id given out) on, dropping what is left of the current one.
     pub(in crate::runtime) fn renumber_work_ids(&self, first: WorkId) {

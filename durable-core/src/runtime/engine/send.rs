@@ -67,6 +67,9 @@ impl Engine {
     ) -> Result<(), Error> {
         // A clock that skips time holds still until the event is handed over.
         let _busy = self.busy();
+        if self.is_tool() {
+            self.reserve_for_tool().await?;
+        }
         let mut outbox = Vec::with_capacity(1);
         self.enqueue_message(instance, to, event, &mut commit, &mut outbox);
         if let Some(trace) = trace {
