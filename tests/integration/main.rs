@@ -39,6 +39,7 @@ mod review_findings;
 mod review_tools;
 mod review_web;
 mod runtime;
+mod schedules;
 mod telemetry;
 mod ui;
 mod versioning;

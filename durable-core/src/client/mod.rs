@@ -258,8 +258,10 @@ impl Client {
         input: Vec<u8>,
     ) -> Result<bool, Error> {
         check_user_instance_id(id)?;
-        self.engine
-            .check_payload(|| format!("the input of orchestrator `{orchestrator}`"), &input)?;
+        self.engine.check_payload(
+            || format!("the input of orchestrator `{orchestrator}`"),
+            &input,
+        )?;
         let _guard = StartGuard::acquire(&self.engine, id).await;
         let record = InstanceRecord::pending(
             orchestrator.to_string(),

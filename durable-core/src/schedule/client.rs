@@ -60,7 +60,9 @@ impl Client {
         }
         crate::instance_id::check_user_instance_id(&longest)?;
         let state = ScheduleState::new(id.to_string(), schedule, note, self.engine.now_ms());
-        let started = self.start(schedule_orchestrator, instance_id(id), state).await?;
+        let started = self
+            .start(schedule_orchestrator, instance_id(id), state)
+            .await?;
         if !started.is_new() {
             return Err(Error::ScheduleExists(id.to_string()));
         }
@@ -209,7 +211,10 @@ impl ScheduleHandle {
     pub async fn delete(&self) -> Result<(), Error> {
         self.send(Control::Delete).await?;
         let id = instance_id(&self.id);
-        self.client.instance(schedule_orchestrator, &id).wait(DELETE_WAIT).await?;
+        self.client
+            .instance(schedule_orchestrator, &id)
+            .wait(DELETE_WAIT)
+            .await?;
         self.client.purge(&id).await
     }
 

@@ -42,8 +42,8 @@
 pub mod client;
 mod orchestration;
 pub mod policy;
-mod state;
 pub mod spec;
+mod state;
 
 use std::time::Duration;
 

@@ -146,7 +146,10 @@ pub(crate) async fn terminate_runs(ctx: ActivityContext, runs: Vec<String>) -> R
     let client = ctx.client();
     for run in runs {
         match client
-            .terminate(&run, "terminated by its schedule (overlap policy TerminateOther)")
+            .terminate(
+                &run,
+                "terminated by its schedule (overlap policy TerminateOther)",
+            )
             .await
         {
             Ok(()) | Err(crate::error::Error::InvalidState { .. }) => {}

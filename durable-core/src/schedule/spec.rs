@@ -263,7 +263,9 @@ mod tests {
     const HOUR: u64 = 3_600_000;
 
     fn ms(rfc: &str) -> u64 {
-        DateTime::parse_from_rfc3339(rfc).unwrap().timestamp_millis() as u64
+        DateTime::parse_from_rfc3339(rfc)
+            .unwrap()
+            .timestamp_millis() as u64
     }
 
     #[test]

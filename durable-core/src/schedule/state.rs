@@ -71,7 +71,9 @@ pub(crate) struct StartedRun {
 /// A request to a schedule, raised to its instance as an event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Control {
-    Pause { note: String },
+    Pause {
+        note: String,
+    },
     Unpause,
     Trigger,
     Backfill {
@@ -242,8 +244,7 @@ impl ScheduleState {
                 waiting.push(tick);
                 continue;
             }
-            if self.running.contains(&tick.run) || self.recent.iter().any(|r| r.run == tick.run)
-            {
+            if self.running.contains(&tick.run) || self.recent.iter().any(|r| r.run == tick.run) {
                 // The same tick twice (a backfill over ticks that ran): one run per tick.
                 continue;
             }
@@ -256,7 +257,10 @@ impl ScheduleState {
                         true
                     }
                     OverlapPolicy::BufferOne => {
-                        if !waiting.iter().any(|w| w.overlap == OverlapPolicy::BufferOne) {
+                        if !waiting
+                            .iter()
+                            .any(|w| w.overlap == OverlapPolicy::BufferOne)
+                        {
                             waiting.push(tick);
                         } else {
                             self.skipped += 1;
@@ -365,11 +369,21 @@ mod tests {
         s.schedule.policies.pause_on_failure = true;
         s.take_due(MIN);
         s.plan(MIN);
-        s.observe(vec![(run_id_ms("s", MIN), RunOutcome::Failed("boom".into()))]);
+        s.observe(vec![(
+            run_id_ms("s", MIN),
+            RunOutcome::Failed("boom".into()),
+        )]);
         assert!(s.paused.as_deref().unwrap().contains("boom"));
         s.take_due(5 * MIN);
         assert!(s.plan(5 * MIN).is_empty());
-        assert!(s.apply(Control::Pause { note: String::new() }, 0) == false);
+        assert!(
+            s.apply(
+                Control::Pause {
+                    note: String::new()
+                },
+                0
+            ) == false
+        );
         s.apply(Control::Unpause, 5 * MIN);
         assert_eq!(s.last_tick_ms, 5 * MIN, "ticks while paused are not run");
     }
@@ -380,12 +394,12 @@ mod tests {
         s.apply(Control::Pause { note: "x".into() }, 0);
         s.apply(
             Control::Backfill {
-                start_ms: 0,
-                end_ms: 3 * MIN,
+                start_ms: MIN,
+                end_ms: 4 * MIN,
                 overlap: OverlapPolicy::AllowAll,
             },
             10 * MIN,
         );
-        assert_eq!(started(&s.plan(10 * MIN)), [0, MIN, 2 * MIN]);
+        assert_eq!(started(&s.plan(10 * MIN)), [MIN, 2 * MIN, 3 * MIN]);
     }
 }
