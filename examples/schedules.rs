@@ -143,10 +143,10 @@ async fn hold_at(clock: &ManualClock, time: u64) {
 async fn until(handle: &ScheduleHandle, check: impl Fn(&Option<String>) -> bool) -> bool {
     let deadline = std::time::Instant::now() + WAIT;
     while std::time::Instant::now() < deadline {
-        if let Ok(d) = handle.describe(0).await {
-            if check(&d.paused) {
-                return true;
-            }
+        if let Ok(d) = handle.describe(0).await
+            && check(&d.paused)
+        {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

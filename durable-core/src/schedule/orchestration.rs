@@ -47,7 +47,7 @@ fn retry() -> RetryPolicy {
 }
 
 /// A schedule: see the module's docs.
-#[crate::orchestrator(name = "durable.schedule")]
+#[durable_macros::orchestrator(name = "durable.schedule")]
 pub(crate) async fn schedule(
     ctx: OrchestrationContext,
     state: ScheduleState,
@@ -71,10 +71,10 @@ pub(crate) async fn schedule(
         None => Some(ctx.wait_event::<Control>(CONTROL_EVENT).await),
     };
     let now_ms = millis(ctx.now());
-    if let Some(control) = control {
-        if state.apply(control, now_ms) {
-            return Ok(());
-        }
+    if let Some(control) = control
+        && state.apply(control, now_ms)
+    {
+        return Ok(());
     }
     if !state.running.is_empty() {
         let outcomes = ctx
@@ -108,7 +108,7 @@ pub(crate) async fn schedule(
 }
 
 /// Starts a tick's run; `false` if its instance existed (this start was done before).
-#[crate::activity(name = "durable.schedule.start")]
+#[durable_macros::activity(name = "durable.schedule.start")]
 pub(crate) async fn start_run(ctx: ActivityContext, run: StartRun) -> Result<bool, String> {
     let input = serde_json::to_vec(&run.input).map_err(|e| e.to_string())?;
     ctx.client()
@@ -118,7 +118,7 @@ pub(crate) async fn start_run(ctx: ActivityContext, run: StartRun) -> Result<boo
 }
 
 /// What each run has come to.
-#[crate::activity(name = "durable.schedule.outcomes")]
+#[durable_macros::activity(name = "durable.schedule.outcomes")]
 pub(crate) async fn run_outcomes(
     ctx: ActivityContext,
     runs: Vec<String>,
@@ -141,7 +141,7 @@ pub(crate) async fn run_outcomes(
 
 /// Terminates the runs (an overlap policy of `TerminateOther`); one already finished is
 /// left as it is.
-#[crate::activity(name = "durable.schedule.terminate")]
+#[durable_macros::activity(name = "durable.schedule.terminate")]
 pub(crate) async fn terminate_runs(ctx: ActivityContext, runs: Vec<String>) -> Result<(), String> {
     let client = ctx.client();
     for run in runs {

@@ -376,14 +376,11 @@ mod tests {
         assert!(s.paused.as_deref().unwrap().contains("boom"));
         s.take_due(5 * MIN);
         assert!(s.plan(5 * MIN).is_empty());
-        assert!(
-            s.apply(
-                Control::Pause {
-                    note: String::new()
-                },
-                0
-            ) == false
-        );
+        let pause = Control::Pause {
+            note: String::new(),
+        };
+        assert!(!s.apply(pause, 0), "only a delete ends the schedule");
+        assert!(s.clone().apply(Control::Delete, 0));
         s.apply(Control::Unpause, 5 * MIN);
         assert_eq!(s.last_tick_ms, 5 * MIN, "ticks while paused are not run");
     }
