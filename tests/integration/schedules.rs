@@ -241,6 +241,28 @@ async fn terminate_other_ends_the_previous_run_then_starts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jitter_delays_a_run_within_its_bound_and_its_id_names_the_tick() {
+    let spec = ScheduleSpec::every(MINUTE)
+        .unwrap()
+        .jitter(Duration::from_secs(30));
+    let action = ScheduleAction::start(job, "j".to_string()).unwrap();
+    let b = Bench::new(Schedule::new(spec, action)).await;
+    let run = b.run(1);
+    let mut at = tick(1) - Duration::from_secs(1);
+    until("the jittered run started", || {
+        at = (at + Duration::from_secs(1)).min(tick(1) + Duration::from_secs(30));
+        b.clock.set(at);
+        let run = run.clone();
+        let client = b.client.clone();
+        async move { exists(&client, &run).await }
+    })
+    .await;
+    let created = b.client.record(&run).await.unwrap().unwrap().created_ms;
+    let tick_ms = tick(1).duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    assert!((tick_ms..=tick_ms + 30_000).contains(&created), "{created}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_run_pauses_the_schedule_when_asked() {
     let b = Bench::new(every_minute(OverlapPolicy::Skip).pause_on_failure(true)).await;
     b.to_tick(1).await;

@@ -73,8 +73,8 @@ impl ScheduleSpec {
 
     /// Ticks when cron expression `expression` matches on the wall clock of time zone
     /// `zone` (an IANA name, `Europe/Berlin`): 09:00 stays 09:00 there across
-    /// daylight-saving changes. A time the change skips runs at the first time after it
-    /// that matches; a time it repeats runs once.
+    /// daylight-saving changes. A time the change skips runs as the gap ends (02:30 on
+    /// the spring day runs at 03:00); a time it repeats runs once, the first time.
     ///
     /// # Errors
     ///
@@ -278,6 +278,31 @@ mod tests {
         assert_eq!(rfc3339(friday), "2026-03-27T08:00:00Z");
         let monday = spec.next_after(friday).unwrap();
         assert_eq!(rfc3339(monday), "2026-03-30T07:00:00Z");
+    }
+
+    #[test]
+    fn a_time_daylight_saving_skips_or_repeats_runs_once() {
+        let spec = ScheduleSpec::cron_in("0 30 2 * * *", "Europe/Berlin").unwrap();
+        let spec = spec.compile().unwrap();
+        // 29 March 2026 has no 02:30 in Berlin; 25 October has two.
+        let spring = spec.next_after(ms("2026-03-28T12:00:00Z")).unwrap();
+        assert_eq!(
+            rfc3339(spring),
+            "2026-03-29T01:00:00Z",
+            "03:00 CEST, as the gap ends"
+        );
+        let autumn = spec.next_after(ms("2026-10-24T12:00:00Z")).unwrap();
+        assert_eq!(
+            rfc3339(autumn),
+            "2026-10-25T00:30:00Z",
+            "the first 02:30 (CEST)"
+        );
+        let after = spec.next_after(autumn).unwrap();
+        assert_eq!(
+            rfc3339(after),
+            "2026-10-26T01:30:00Z",
+            "not the second 02:30 (CET)"
+        );
     }
 
     #[test]

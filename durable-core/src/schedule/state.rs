@@ -355,6 +355,23 @@ mod tests {
     }
 
     #[test]
+    fn the_wake_is_the_next_tick_plus_jitter_or_sooner_to_look_at_a_run() {
+        let mut s = state(OverlapPolicy::BufferAll);
+        assert_eq!(s.next_wake_ms(0, 5), Some(MIN + 5));
+        s.take_due(2 * MIN);
+        s.plan(2 * MIN);
+        // A tick waits for the running run: read its status every 10 s.
+        assert_eq!(s.next_wake_ms(2 * MIN, 0), Some(2 * MIN + 10_000));
+        s.apply(Control::Pause { note: "n".into() }, 2 * MIN);
+        s.queued.clear();
+        assert_eq!(
+            s.next_wake_ms(2 * MIN, 0),
+            None,
+            "paused: only a request wakes it"
+        );
+    }
+
+    #[test]
     fn ticks_older_than_the_catchup_window_are_counted_not_run() {
         let mut s = state(OverlapPolicy::AllowAll);
         s.schedule.policies.catchup_window_ms = 2 * MIN;
