@@ -408,42 +408,40 @@ async fn pause_unpause_trigger_backfill_describe_and_delete() {
 }
 
 #[test]
-fn each_tick_runs_once_across_a_crash_of_the_runtime() {
+fn each_tick_runs_once_across_crashes_of_the_runtime() {
     let (_dir, store) = store();
     let clock = ManualClock::new(start_time());
-    let schedule = every_minute(OverlapPolicy::AllowAll);
+    // Each lifetime moves the clock to the next tick and ends after a few milliseconds,
+    // as a crash would: before the timer fires, mid-turn, mid-start, or after.
+    for (life, delay_ms) in [0u64, 1, 2, 4, 8, 16].into_iter().enumerate() {
+        lifetime(async {
+            let runtime = runtime(store.clone(), &clock).await;
+            if life == 0 {
+                let schedule = every_minute(OverlapPolicy::AllowAll);
+                runtime
+                    .client()
+                    .create_schedule("s", schedule)
+                    .await
+                    .unwrap();
+            }
+            clock.set(tick(life as u64 + 1));
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        });
+    }
     lifetime(async {
         let runtime = runtime(store.clone(), &clock).await;
         let client = runtime.client();
-        let handle = client.create_schedule("s", schedule).await.unwrap();
-        for n in 1..=3 {
-            clock.set(tick(n));
-            let run = run_id("s", tick(n));
-            until("the run started", || exists(&client, &run)).await;
-        }
-        let _ = handle;
-        // Tick 4 fires, and the process ends at once, mid-turn or mid-start.
-        clock.set(tick(4));
-        tokio::time::sleep(Duration::from_millis(3)).await;
-    });
-    lifetime(async {
-        let runtime = runtime(store.clone(), &clock).await;
-        let client = runtime.client();
-        for n in 5..=6 {
-            clock.set(tick(n));
-            let run = run_id("s", tick(n));
-            until("the run started", || exists(&client, &run)).await;
-        }
+        clock.set(tick(7));
         let handle = client.schedule("s");
-        until("the schedule kept its sixth start", || async {
-            describe(&handle).await.started == 6
+        until("the schedule started the seven runs", || async {
+            describe(&handle).await.started == 7
         })
         .await;
         let d = describe(&handle).await;
         assert_eq!((d.missed, d.skipped), (0, 0));
         assert_eq!(
             all_runs(&store),
-            (1..=6).map(|n| run_id("s", tick(n))).collect::<Vec<_>>()
+            (1..=7).map(|n| run_id("s", tick(n))).collect::<Vec<_>>()
         );
     });
 }
