@@ -407,6 +407,23 @@ async fn pause_unpause_trigger_backfill_describe_and_delete() {
         .unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_an_operator_terminated_is_deleted_by_purging_it() {
+    let b = Bench::new(every_minute(OverlapPolicy::Skip)).await;
+    let id = "schedule:s";
+    b.client.terminate(id, "by hand").await.unwrap();
+    until("terminated", || async {
+        status(&b.client, id).await == Some(StatusKind::Terminated)
+    })
+    .await;
+    assert!(matches!(
+        b.schedule.pause("x").await,
+        Err(Error::ScheduleNotFound(_))
+    ));
+    b.schedule.delete().await.unwrap();
+    assert!(!exists(&b.client, id).await);
+}
+
 #[test]
 fn each_tick_runs_once_across_crashes_of_the_runtime() {
     let (_dir, store) = store();

@@ -209,12 +209,19 @@ impl ScheduleHandle {
     /// [`Error::ScheduleNotFound`] if there is no schedule; [`Error::Timeout`] if no
     /// runtime ended it in time (it still will); [`Error::Store`] if the store fails.
     pub async fn delete(&self) -> Result<(), Error> {
-        self.send(Control::Delete).await?;
         let id = instance_id(&self.id);
-        self.client
-            .instance(schedule_orchestrator, &id)
-            .wait(DELETE_WAIT)
-            .await?;
+        let record = self.client.record(&id).await?;
+        let record = record.ok_or_else(|| Error::ScheduleNotFound(self.id.clone()))?;
+        // A schedule whose orchestration ended otherwise (an operator terminated it) is
+        // only purged.
+        if !record.status.is_terminal() {
+            self.send(Control::Delete).await?;
+            let schedule = self.client.instance(schedule_orchestrator, &id);
+            match schedule.wait(DELETE_WAIT).await {
+                Ok(()) | Err(Error::Failed { .. } | Error::Terminated { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         self.client.purge(&id).await
     }
 
