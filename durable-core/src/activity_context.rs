@@ -49,6 +49,13 @@ impl ActivityContext {
         }
     }
 
+    /// A client on this activity's runtime (the built-in activities of schedules start
+    /// and read instances through it).
+    #[cfg_attr(not(feature = "schedules"), allow(dead_code))]
+    pub(crate) fn client(&self) -> crate::client::Client {
+        crate::client::Client::new(self.engine.clone())
+    }
+
     /// The id of the orchestration instance that called this activity.
     pub fn instance_id(&self) -> &str {
         &self.instance

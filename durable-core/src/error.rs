@@ -204,6 +204,17 @@ pub enum Error {
         #[source]
         error: PayloadError,
     },
+    /// A schedule of that id exists already (`Client::create_schedule`); update it
+    /// through its handle, or delete it first.
+    #[error("schedule `{0}` exists already; change it with `ScheduleHandle::update`")]
+    ScheduleExists(String),
+    /// There is no schedule of that id (it was never created, or was deleted).
+    #[error("there is no schedule `{0}`; create it with `Client::create_schedule`")]
+    ScheduleNotFound(String),
+    /// A schedule's definition is refused: a cron expression that does not parse, an
+    /// unknown time zone, an interval of zero, an id too long for its runs' ids.
+    #[error("invalid schedule: {0}")]
+    InvalidSchedule(String),
 }
 
 /// Why an instance id is refused ([`Error::InvalidInstanceId`]).

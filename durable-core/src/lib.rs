@@ -49,6 +49,8 @@ mod replay;
 pub mod replay_test;
 mod retry;
 mod runtime;
+#[cfg(feature = "schedules")]
+pub mod schedule;
 mod telemetry;
 
 pub use activity_context::ActivityContext;

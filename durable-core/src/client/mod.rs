@@ -246,6 +246,48 @@ impl Client {
         self.send_traced(id, to, started, commit).await
     }
 
+    /// Starts instance `id` of version `version` of `orchestrator` with `input` (encoded
+    /// JSON), as [`start`](Self::start) does but by name, registered here or not (a
+    /// schedule's action): `true` if this call created it, `false` if the id existed.
+    #[cfg_attr(not(feature = "schedules"), allow(dead_code))]
+    pub(crate) async fn start_encoded(
+        &self,
+        orchestrator: &str,
+        version: u32,
+        id: &str,
+        input: Vec<u8>,
+    ) -> Result<bool, Error> {
+        check_user_instance_id(id)?;
+        self.engine.check_payload(
+            || format!("the input of orchestrator `{orchestrator}`"),
+            &input,
+        )?;
+        let _guard = StartGuard::acquire(&self.engine, id).await;
+        let record = InstanceRecord::pending(
+            orchestrator.to_string(),
+            version,
+            input,
+            self.engine.now_ms(),
+            Engine::new_incarnation(None),
+            None,
+        );
+        let commit = Commit {
+            expected: vec![(id.to_string(), None)],
+            ..Commit::default()
+        };
+        match self.begin(id, record, commit).await {
+            Ok(()) => Ok(true),
+            // Created by another start, unless it is not there (then the error stands).
+            Err(
+                e @ Error::Store(StoreError::InstanceChanged { .. } | StoreError::Fenced { .. }),
+            ) => match self.engine.store().instance(id)? {
+                Some(_) => Ok(false),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
     /// [`send`](Self::send), with the caller's trace context ([`TraceContext::for_request`]).
     async fn send_traced(
         &self,
