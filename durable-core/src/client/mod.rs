@@ -117,7 +117,10 @@ impl Client {
     /// [`Runtime`](crate::Runtime) next starts on the store. It cannot
     /// [`start`](Self::start) instances (it has no orchestrators registered), and its
     /// [`Instance::wait`] polls the store. Payloads are checked against the default
-    /// limit, [`DEFAULT_MAX_PAYLOAD_BYTES`](crate::DEFAULT_MAX_PAYLOAD_BYTES).
+    /// limit, [`DEFAULT_MAX_PAYLOAD_BYTES`](crate::DEFAULT_MAX_PAYLOAD_BYTES). A send to a
+    /// store that keeps failing gives up after 5 s with
+    /// [`Error::StoreUnavailable`], nothing sent, where a runtime's client would wait for
+    /// the store as long as it takes.
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {

@@ -57,6 +57,8 @@ impl From<Error> for ApiError {
             Error::InvalidState { .. }
             | Error::PurgeUnfinished { .. }
             | Error::InstanceConflict { .. } => StatusCode::CONFLICT,
+            // The store kept failing and nothing was sent: try again later.
+            Error::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.to_string())
