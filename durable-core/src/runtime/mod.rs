@@ -74,7 +74,7 @@ mod inbox;
 mod lease;
 mod outbox;
 mod recovery;
-mod timer_arming;
+pub(crate) mod timer_arming;
 pub(crate) mod tool;
 mod turn_plan;
 mod turns;

@@ -18,7 +18,7 @@ use durable_store::{InstanceRecord, Status, WorkId, WorkItem};
 use super::activities;
 use super::engine::{Engine, RETRY_DELAY, WORK_ID_BLOCK};
 use super::inbox::{Delivery, Outgoing, Recipient, Run};
-use super::timer_arming::{self, TimerToArm};
+use super::timer_arming::{self, DEADLINE_SEQ, TimerToArm};
 use super::unregistered::Unregistered;
 use crate::activity_context::idempotency_key;
 use crate::error::Error;
@@ -91,6 +91,13 @@ fn outstanding(
                 generation,
                 ..
             } => live(instance, *incarnation, *generation),
+            // An execution deadline spans the generations of its incarnation.
+            WorkItem::Timer {
+                instance,
+                incarnation,
+                seq: DEADLINE_SEQ,
+                ..
+            } => live(instance, *incarnation, None),
             WorkItem::Timer {
                 instance,
                 incarnation,

@@ -45,8 +45,9 @@ impl Engine {
         let (engine, instance) = (self.clone(), instance.to_string());
         // Tracked, so a shutdown waits for it as for turns; boxed as they are (see
         // `spawn_boxed`).
+        let events = std::iter::once(event).chain(trace).collect();
         let sent = (self.tracker).spawn(Box::pin(async move {
-            engine.send_now(&instance, to, event, trace, commit).await
+            engine.send_now(&instance, to, events, commit).await
         }));
         match sent.await {
             Ok(result) => result,
@@ -56,13 +57,32 @@ impl Engine {
         }
     }
 
+    /// [`send_message`](Self::send_message) for `events` (none or several, in order), in
+    /// one commit: a start with options.
+    pub(crate) async fn send_events(
+        self: &Arc<Self>,
+        instance: &str,
+        to: Recipient,
+        events: Vec<Event>,
+        commit: Commit,
+    ) -> Result<(), Error> {
+        let (engine, instance) = (self.clone(), instance.to_string());
+        let sent = (self.tracker).spawn(Box::pin(async move {
+            engine.send_now(&instance, to, events, commit).await
+        }));
+        match sent.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(Error::ShutDown),
+        }
+    }
+
     /// What [`send_message`](Self::send_message) does, in the task it spawns.
     async fn send_now(
         self: &Arc<Self>,
         instance: &str,
         to: Recipient,
-        event: Event,
-        trace: Option<Event>,
+        events: Vec<Event>,
         mut commit: Commit,
     ) -> Result<(), Error> {
         // A clock that skips time holds still until the event is handed over.
@@ -70,10 +90,9 @@ impl Engine {
         if self.is_tool() {
             self.reserve_for_tool().await?;
         }
-        let mut outbox = Vec::with_capacity(1);
-        self.enqueue_message(instance, to, event, &mut commit, &mut outbox);
-        if let Some(trace) = trace {
-            self.enqueue_message(instance, to, trace, &mut commit, &mut outbox);
+        let mut outbox = Vec::with_capacity(events.len());
+        for event in events {
+            self.enqueue_message(instance, to, event, &mut commit, &mut outbox);
         }
         let (lease, commit) = self.commit_leased(commit).await?;
         // A tool's message waits in the store for the worker that claims its instance.
