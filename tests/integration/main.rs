@@ -41,6 +41,7 @@ mod review_findings;
 mod review_tools;
 mod review_web;
 mod runtime;
+mod start_options;
 mod telemetry;
 mod tool_outage;
 mod ui;

@@ -61,7 +61,7 @@ impl StartOptions {
         self
     }
 
-    /// Fails the instance with [`FailureKind::TimedOut`](crate::FailureKind::TimedOut)
+    /// Fails the instance with [`FailureKind::TimedOut`](crate::record::FailureKind::TimedOut)
     /// once `timeout` has passed since it started (since its start time, for a delayed
     /// start), whatever it is doing then (waiting on a timer, an event, an activity or a
     /// child), across restarts and across continue-as-new: the timeout spans the whole
