@@ -5,6 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use durable_core::admin::Admin;
 use durable_core::record::{Event, FailureKind};
 use durable_core::{
     Error, InstanceStatus, ManualClock, OrchestrationContext, StartOptions, StatusKind, Store,
@@ -68,6 +69,12 @@ async fn a_delayed_start_is_pending_until_its_time_and_then_runs() {
     assert_eq!(status_kind(&client, "later").await, StatusKind::Pending);
     let again = client.start(report_start, "later", ()).await.unwrap();
     assert!(!again.is_new(), "a second start of the id returns it");
+    // `durable show` and the dashboard say when it starts.
+    let admin = Admin::new(client.clone());
+    let detail = admin.instance("later").await.unwrap().unwrap();
+    let hour_ms = (start_time() + HOUR).duration_since(UNIX_EPOCH).unwrap();
+    assert_eq!(detail.starts_at_ms, Some(hour_ms.as_millis() as u64));
+    assert_eq!(detail.summary.status, "pending");
 
     clock.advance(HOUR - Duration::from_millis(1));
     assert!(
@@ -79,6 +86,8 @@ async fn a_delayed_start_is_pending_until_its_time_and_then_runs() {
     clock.advance(Duration::from_millis(1));
     let started = UNIX_EPOCH + Duration::from_secs(instance.wait(WAIT).await.unwrap());
     assert_eq!(started, start_time() + HOUR);
+    let detail = admin.instance("later").await.unwrap().unwrap();
+    assert_eq!(detail.starts_at_ms, None);
     runtime.shutdown().await;
 }
 
@@ -229,6 +238,8 @@ async fn an_execution_timeout_spans_continue_as_new() {
         })
         .await;
     }
+    let detail = Admin::new(client.clone()).instance("chain").await.unwrap();
+    assert_eq!(detail.unwrap().deadline_ms, Some(deadline_ms));
     clock.advance(HOUR + HOUR / 2 - Duration::from_millis(1));
     assert!(matches!(
         instance.wait(QUIET).await,
