@@ -31,6 +31,7 @@ use crate::payload::{self, PayloadError};
 use crate::position::Position;
 use crate::replay::state::Run;
 use crate::runtime::engine::{Engine, Recipient};
+use crate::runtime::dead_letter::{Marker, marker_key};
 use crate::runtime::entities::is_entity;
 use crate::runtime::timer_arming;
 use crate::telemetry::{TraceContext, spans};
@@ -294,7 +295,8 @@ impl Client {
     /// [`begin`](Self::begin) for a start with `options`, made at `now_ms`: the messages
     /// are the `Started` (unless the start is delayed: a durable timer then brings it at
     /// its time, see `runtime::timer_arming::START_SEQ`), the execution deadline, and the
-    /// caller's trace context.
+    /// caller's trace context; with a limit on recoveries, its marker (see
+    /// `runtime/dead_letter.rs`).
     async fn begin_with(
         &self,
         id: &str,
@@ -325,6 +327,14 @@ impl Client {
             events.push(Event::ExecutionDeadline { at_ms });
         }
         events.extend(TraceContext::for_request(self.trace_context()).map(|t| t.to_event()));
+        if let Some(limit) = options.recoveries() {
+            let marker = Marker {
+                limit: Some(limit),
+                ..Marker::default()
+            };
+            let key = marker_key(id, record.incarnation);
+            commit.progress.push((key, Some(marker.encode())));
+        }
         commit.instances.push((id.to_string(), record));
         (self.engine)
             .send_events(id, Recipient::from(run), events, commit)

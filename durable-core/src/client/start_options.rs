@@ -1,9 +1,11 @@
 //! [`StartOptions`]: how a start runs beyond its input: when its first turn runs (a
-//! delayed start) and how long the whole run may take (an execution timeout). Given to
+//! delayed start), how long the whole run may take (an execution timeout), and how many
+//! crashes of its worker it may cause before it is parked (dead-letter). Given to
 //! [`Client::start_with`](crate::Client::start_with); [`Client::start`](crate::Client::start)
 //! is a start with the default options.
 //!
-//! Modelled on DBOS's enqueue options (`delay_seconds`, `workflow_timeout`) and
+//! Modelled on DBOS's enqueue options (`delay_seconds`, `workflow_timeout`,
+//! `max_recovery_attempts`) and
 //! Temporal's start delay and workflow execution timeout.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,6 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct StartOptions {
     start: Option<StartTime>,
     execution_timeout: Option<Duration>,
+    max_recoveries: Option<u32>,
 }
 
 /// When a delayed start runs its first turn.
@@ -70,6 +73,21 @@ impl StartOptions {
     pub fn execution_timeout(mut self, timeout: Duration) -> Self {
         self.execution_timeout = Some(timeout);
         self
+    }
+
+    /// Parks the instance after `n` recoveries (at least 1) if it crashes its worker
+    /// every time it runs (the process dies in its turn or its activity): it is suspended,
+    /// with a reason saying it was dead-lettered, until an operator resumes it. Overrides
+    /// the runtime's [`RuntimeBuilder::max_recoveries`](crate::RuntimeBuilder::max_recoveries)
+    /// (off by default) for this instance.
+    pub fn max_recoveries(mut self, n: u32) -> Self {
+        self.max_recoveries = Some(n.max(1));
+        self
+    }
+
+    /// The limit set with [`max_recoveries`](Self::max_recoveries).
+    pub fn recoveries(&self) -> Option<u32> {
+        self.max_recoveries
     }
 
     /// The execution timeout set with [`execution_timeout`](Self::execution_timeout).
