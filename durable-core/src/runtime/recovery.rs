@@ -335,13 +335,17 @@ fn dead_letter_watch(
         let stored = engine.store().progress(&key)?;
         let mut marker = stored.as_deref().map(Marker::decode).unwrap_or_default();
         let suspended = matches!(record.status, Status::Suspended { .. });
+        let resumed = recovery.messages.iter().any(|o| {
+            own(&o.instance) && matches!(o.delivery.event, durable_store::Event::ResumeRequested)
+        });
         if marker.parked {
-            if suspended {
+            if suspended && !resumed {
                 // Still parked: its tasks stay in the store, not run.
                 take_tasks(recovery, &id);
                 continue;
             }
-            // Resumed by an operator: a new count.
+            // Resumed by an operator (or about to be, by a request this recovery
+            // delivers): a new count.
             marker = Marker {
                 limit: marker.limit,
                 ..Marker::default()
@@ -350,7 +354,7 @@ fn dead_letter_watch(
         let Some(limit) = watch.limit(&marker) else {
             continue;
         };
-        if suspended {
+        if suspended && !resumed {
             continue;
         }
         if marker.count == 0 {
