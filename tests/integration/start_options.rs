@@ -156,8 +156,7 @@ fn an_execution_timeout_fails_an_instance_waiting_for_an_event_across_a_restart(
             .await
             .unwrap();
         crate::patterns::wait_for(&store, "bounded", |h| {
-            h.iter()
-                .any(|e| matches!(e, Event::EventAwaited { .. }))
+            h.iter().any(|e| matches!(e, Event::EventAwaited { .. }))
         })
         .await;
     });
@@ -232,9 +231,8 @@ async fn an_execution_timeout_spans_continue_as_new() {
         );
         // Each generation's history records the chain's deadline again.
         crate::patterns::wait_for(&store, "chain", |h| {
-            h.iter().any(
-                |e| matches!(e, Event::ExecutionDeadline { at_ms } if *at_ms == deadline_ms),
-            )
+            h.iter()
+                .any(|e| matches!(e, Event::ExecutionDeadline { at_ms } if *at_ms == deadline_ms))
         })
         .await;
     }

@@ -117,7 +117,10 @@ fn a_poison_instance_is_parked_and_an_innocent_one_completes() {
         if status.success() {
             break;
         }
-        assert!(aborted(status), "the child failed without a crash: {status}");
+        assert!(
+            aborted(status),
+            "the child failed without a crash: {status}"
+        );
         crashes += 1;
         assert!(crashes <= 2 * LIMIT as usize + 1, "never parked");
     }

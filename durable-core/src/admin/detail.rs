@@ -103,16 +103,19 @@ fn starts_at(
     if record.status != Status::Pending || started {
         return Ok(None);
     }
-    Ok(store.work_items()?.into_iter().find_map(|(_, item)| match item {
-        WorkItem::Timer {
-            instance,
-            incarnation,
-            seq: START_SEQ,
-            fire_at_ms,
-            ..
-        } if instance == id && incarnation == record.incarnation => Some(fire_at_ms),
-        _ => None,
-    }))
+    Ok(store
+        .work_items()?
+        .into_iter()
+        .find_map(|(_, item)| match item {
+            WorkItem::Timer {
+                instance,
+                incarnation,
+                seq: START_SEQ,
+                fire_at_ms,
+                ..
+            } if instance == id && incarnation == record.incarnation => Some(fire_at_ms),
+            _ => None,
+        }))
 }
 
 /// What the instance at the end of `history` waits for: the steps [`Position`] lists as

@@ -66,6 +66,7 @@ use crate::registry::Registry;
 
 mod activities;
 mod control;
+pub(crate) mod dead_letter;
 pub(crate) mod engine;
 pub(crate) mod entities;
 mod entity_messages;
@@ -73,7 +74,6 @@ mod group_commit;
 mod inbox;
 mod lease;
 mod outbox;
-pub(crate) mod dead_letter;
 mod recovery;
 pub(crate) mod timer_arming;
 pub(crate) mod tool;
@@ -293,7 +293,9 @@ impl RuntimeBuilder {
             turn_task: turns::turn_task,
             tool: false,
         }));
-        engine.recovery_watch().set_default_limit(self.max_recoveries);
+        engine
+            .recovery_watch()
+            .set_default_limit(self.max_recoveries);
         if let Err(e) = recovery::claim_all(&engine, false).await {
             engine.stop_commits().await;
             lease::leave(&engine).await;

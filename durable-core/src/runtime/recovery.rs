@@ -16,9 +16,9 @@ use durable_store::{ActivityTask, Claim, ClaimedInstance, Commit, Holding, Incar
 use durable_store::{InstanceRecord, Status, WorkId, WorkItem};
 
 use super::activities;
-use super::entities::is_entity;
 use super::dead_letter::{Marker, SUSPECT_WAIT, marker_key, parked_reason};
 use super::engine::{Engine, RETRY_DELAY, WORK_ID_BLOCK};
+use super::entities::is_entity;
 use super::inbox::{Delivery, Outgoing, Recipient, Run};
 use super::timer_arming::{self, DEADLINE_SEQ, TimerToArm};
 use super::unregistered::Unregistered;
@@ -325,9 +325,11 @@ fn dead_letter_watch(
             continue;
         }
         let own = |instance: &str| instance == id;
-        let has_task = recovery.commit.enqueued.iter().any(|(_, item)| {
-            matches!(item, WorkItem::Activity(task) if own(&task.instance))
-        });
+        let has_task = recovery
+            .commit
+            .enqueued
+            .iter()
+            .any(|(_, item)| matches!(item, WorkItem::Activity(task) if own(&task.instance)));
         if !has_task && !recovery.messages.iter().any(|o| own(&o.instance)) {
             continue;
         }
@@ -359,7 +361,10 @@ fn dead_letter_watch(
         }
         if marker.count == 0 {
             marker.count = 1;
-            recovery.commit.progress.push((key.clone(), Some(marker.encode())));
+            recovery
+                .commit
+                .progress
+                .push((key.clone(), Some(marker.encode())));
             watch.watch(&id, key, marker);
         } else if marker.count >= limit {
             tracing::error!(
@@ -400,7 +405,9 @@ fn dead_letter_watch(
 fn take_tasks(recovery: &mut Recovery, instance: &str) -> Vec<(WorkId, WorkItem)> {
     let (tasks, others) = std::mem::take(&mut recovery.commit.enqueued)
         .into_iter()
-        .partition(|(_, item)| matches!(item, WorkItem::Activity(task) if task.instance == instance));
+        .partition(
+            |(_, item)| matches!(item, WorkItem::Activity(task) if task.instance == instance),
+        );
     recovery.commit.enqueued = others;
     tasks
 }
@@ -438,7 +445,10 @@ async fn run_suspects(engine: Arc<Engine>, suspects: Vec<Suspect>) {
         engine.recovery_watch().watch(&id, key, marker);
         engine.deliver_all(messages);
         run_tasks(&engine, tasks);
-        engine.recovery_watch().until_cleared(&id, SUSPECT_WAIT).await;
+        engine
+            .recovery_watch()
+            .until_cleared(&id, SUSPECT_WAIT)
+            .await;
     }
 }
 

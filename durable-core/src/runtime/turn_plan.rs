@@ -256,7 +256,14 @@ pub(in crate::runtime) fn plan(
     let mut commit = consumed(messages);
     let mut outbox = Outbox::default();
     let mut entities = Vec::new();
-    timer_arming::store_deadline(engine, instance, run, new_deadline, &mut commit, &mut outbox);
+    timer_arming::store_deadline(
+        engine,
+        instance,
+        run,
+        new_deadline,
+        &mut commit,
+        &mut outbox,
+    );
     if let Some(status) = turn.custom_status {
         record.custom_status = Some(status);
     }
