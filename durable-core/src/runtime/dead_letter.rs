@@ -139,21 +139,26 @@ impl Watch {
         }
     }
 
-    /// Waits until `instance` is no longer under watch, at most `limit`.
-    pub(in crate::runtime) async fn until_cleared(&self, instance: &str, limit: Duration) {
-        let wait = async {
-            loop {
-                let notified = self.cleared.notified();
-                {
-                    let watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
-                    if !watched.contains_key(instance) {
-                        return;
-                    }
+    /// Waits until `instance` is no longer under watch, at most `limit`, or until `stop`
+    /// says to (looked at every 100 ms: a shutdown does not wait for a suspect).
+    pub(in crate::runtime) async fn until_cleared(
+        &self,
+        instance: &str,
+        limit: Duration,
+        stop: impl Fn() -> bool,
+    ) {
+        const LOOK: Duration = Duration::from_millis(100);
+        let end = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < end && !stop() {
+            let notified = self.cleared.notified();
+            {
+                let watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+                if !watched.contains_key(instance) {
+                    return;
                 }
-                notified.await;
             }
-        };
-        let _ = tokio::time::timeout(limit, wait).await;
+            let _ = tokio::time::timeout(LOOK, notified).await;
+        }
     }
 }
 

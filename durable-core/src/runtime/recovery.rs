@@ -445,9 +445,9 @@ async fn run_suspects(engine: Arc<Engine>, suspects: Vec<Suspect>) {
         engine.recovery_watch().watch(&id, key, marker);
         engine.deliver_all(messages);
         run_tasks(&engine, tasks);
-        engine
-            .recovery_watch()
-            .until_cleared(&id, SUSPECT_WAIT)
+        let stop = || engine.takes_no_work();
+        (engine.recovery_watch())
+            .until_cleared(&id, SUSPECT_WAIT, stop)
             .await;
     }
 }
