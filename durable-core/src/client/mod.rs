@@ -179,8 +179,11 @@ impl Client {
     /// recorded (pending, listed, its id taken) at once and runs its first turn at its time
     /// by the runtime's clock, across restarts; an execution timeout
     /// ([`StartOptions::execution_timeout`]), after which the instance fails as timed out
-    /// whatever it is doing. A start of an id that exists returns the existing instance,
-    /// whatever its options were.
+    /// whatever it is doing, across restarts and continue-as-new (not across a
+    /// [`restart`](Self::restart), a new run); a limit on recoveries
+    /// ([`StartOptions::max_recoveries`]), after which an instance that crashes its worker
+    /// every time is parked (suspended as dead-lettered). A start of an id that exists
+    /// returns the existing instance, whatever its options were.
     ///
     /// # Examples
     ///
