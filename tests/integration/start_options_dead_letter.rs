@@ -2,7 +2,8 @@
 //! runs a poison instance, whose activity aborts the process, beside an innocent one,
 //! whose activity takes a while. The test restarts the child until the poison instance
 //! is parked (suspended as dead-lettered) and the innocent one has completed; an
-//! operator's resume then lets the poison's work run again at the next start.
+//! operator's resume then lets the poison's work run again at the next start. The same
+//! holds with the limit given by each start (`StartOptions::max_recoveries`) instead.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,12 +11,14 @@ use std::time::{Duration, Instant};
 
 use durable_core::record::Status;
 use durable_core::{
-    ActivityContext, Client, FjallStore, OrchestrationContext, Runtime, Store, activity,
-    orchestrator,
+    ActivityContext, Client, FjallStore, OrchestrationContext, Runtime, StartOptions, Store,
+    activity, orchestrator,
 };
 
 const DIR: &str = "DURABLE_DEAD_LETTER_DIR";
 const PHASE: &str = "DURABLE_DEAD_LETTER_PHASE";
+/// `runtime` for the builder's limit, `start` for each start's.
+const LIMIT_BY: &str = "DURABLE_DEAD_LETTER_LIMIT_BY";
 const LIMIT: u32 = 2;
 
 #[activity]
@@ -50,24 +53,35 @@ fn status(store: &FjallStore, id: &str) -> Status {
 #[test]
 #[ignore = "the child process of a_poison_instance_is_parked_and_an_innocent_one_completes"]
 fn dead_letter_child() {
-    let (Ok(dir), Ok(phase)) = (std::env::var(DIR), std::env::var(PHASE)) else {
+    let (Ok(dir), Ok(phase), Ok(by)) = (
+        std::env::var(DIR),
+        std::env::var(PHASE),
+        std::env::var(LIMIT_BY),
+    ) else {
         return;
     };
     let store = FjallStore::open(PathBuf::from(dir).join("durable")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let runtime = Runtime::builder(store.clone())
+        let mut builder = Runtime::builder(store.clone())
             .orchestrator(poisoned)
             .orchestrator(innocent)
             .activity(poison)
-            .activity(slow_ok)
-            .max_recoveries(LIMIT)
-            .start()
+            .activity(slow_ok);
+        let mut options = StartOptions::new();
+        if by == "runtime" {
+            builder = builder.max_recoveries(LIMIT);
+        } else {
+            options = options.max_recoveries(LIMIT);
+        }
+        let runtime = builder.start().await.unwrap();
+        let client = runtime.client();
+        (client.start_with(innocent, "innocent", 1, options))
             .await
             .unwrap();
-        let client = runtime.client();
-        client.start(innocent, "innocent", 1).await.unwrap();
-        client.start(poisoned, "poison", ()).await.unwrap();
+        (client.start_with(poisoned, "poison", (), options))
+            .await
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             let done = matches!(status(&store, "innocent"), Status::Completed { .. });
@@ -86,7 +100,7 @@ fn dead_letter_child() {
     });
 }
 
-fn child(dir: &Path, phase: &str) -> std::process::ExitStatus {
+fn child(dir: &Path, phase: &str, by: &str) -> std::process::ExitStatus {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -97,6 +111,7 @@ fn child(dir: &Path, phase: &str) -> std::process::ExitStatus {
         ])
         .env(DIR, dir)
         .env(PHASE, phase)
+        .env(LIMIT_BY, by)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -110,10 +125,19 @@ fn aborted(status: std::process::ExitStatus) -> bool {
 
 #[test]
 fn a_poison_instance_is_parked_and_an_innocent_one_completes() {
+    parks_the_poison_only("runtime");
+}
+
+#[test]
+fn a_limit_given_by_the_start_parks_as_the_runtime_one_does() {
+    parks_the_poison_only("start");
+}
+
+fn parks_the_poison_only(by: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut crashes = 0;
     loop {
-        let status = child(dir.path(), "run");
+        let status = child(dir.path(), "run", by);
         if status.success() {
             break;
         }
@@ -139,7 +163,7 @@ fn a_poison_instance_is_parked_and_an_innocent_one_completes() {
     ));
     // Parked, it stays parked at the next start, its work not run: the child ends well.
     drop(store);
-    assert!(child(dir.path(), "run").success());
+    assert!(child(dir.path(), "run", by).success());
 
     // An operator resumes it (the CLI's `durable resume`, through a tool's client): its
     // work runs again at the next start, and crashes it again.
@@ -150,5 +174,5 @@ fn a_poison_instance_is_parked_and_an_innocent_one_completes() {
         client.resume("poison").await.unwrap();
     });
     drop(rt);
-    assert!(aborted(child(dir.path(), "resumed")));
+    assert!(aborted(child(dir.path(), "resumed", by)));
 }
