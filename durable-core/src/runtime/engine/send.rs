@@ -42,19 +42,8 @@ impl Engine {
         trace: Option<Event>,
         commit: Commit,
     ) -> Result<(), Error> {
-        let (engine, instance) = (self.clone(), instance.to_string());
-        // Tracked, so a shutdown waits for it as for turns; boxed as they are (see
-        // `spawn_boxed`).
         let events = std::iter::once(event).chain(trace).collect();
-        let sent = (self.tracker).spawn(Box::pin(async move {
-            engine.send_now(&instance, to, events, commit).await
-        }));
-        match sent.await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // The tokio runtime is shutting down.
-            Err(_) => Err(Error::ShutDown),
-        }
+        self.send_events(instance, to, events, commit).await
     }
 
     /// [`send_message`](Self::send_message) for `events` (none or several, in order), in
@@ -67,12 +56,15 @@ impl Engine {
         commit: Commit,
     ) -> Result<(), Error> {
         let (engine, instance) = (self.clone(), instance.to_string());
+        // Tracked, so a shutdown waits for it as for turns; boxed as they are (see
+        // `spawn_boxed`).
         let sent = (self.tracker).spawn(Box::pin(async move {
             engine.send_now(&instance, to, events, commit).await
         }));
         match sent.await {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The tokio runtime is shutting down.
             Err(_) => Err(Error::ShutDown),
         }
     }
