@@ -57,6 +57,7 @@ pub use activity_context::ActivityContext;
 pub use client::entity_query::{EntityCursor, EntityPage, EntityQuery, EntitySummary};
 pub use client::instance::{Instance, InstanceStatus};
 pub use client::query::{InstanceQuery, InstanceSummary, Page, PageCursor, PurgeFilter};
+pub use client::start_options::StartOptions;
 pub use client::{Client, SetAsideEvent};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use durable_future::{

@@ -42,6 +42,8 @@ mod review_tools;
 mod review_web;
 mod runtime;
 mod schedules;
+mod start_options;
+mod start_options_dead_letter;
 mod telemetry;
 mod tool_outage;
 mod ui;

@@ -1,10 +1,11 @@
 //! [`InstanceDetail`]: everything about one instance, as `durable show` prints it and the
 //! instance page shows it. Its pending work comes from [`Position`] and the history, its
-//! timeline from the history alone (see [`timeline`]).
+//! timeline from the history alone (see [`timeline`]); a delayed start's time from its
+//! timer in the work queue.
 
 use std::collections::HashMap;
 
-use durable_store::{Event, Site, Status};
+use durable_store::{Event, InstanceRecord, Site, Status, Store, WorkItem};
 
 use super::json;
 use super::listing;
@@ -16,6 +17,7 @@ use crate::client::Client;
 use crate::error::Error;
 use crate::position::Position;
 use crate::runtime::entities::is_entity;
+use crate::runtime::timer_arming::START_SEQ;
 
 /// The detail of orchestration instance `id`; `None` if there is none.
 pub(super) fn detail(client: &Client, id: &str) -> Result<Option<InstanceDetail>, Error> {
@@ -66,9 +68,16 @@ pub(super) fn detail(client: &Client, id: &str) -> Result<Option<InstanceDetail>
     } else {
         pending(&history, &timeline)
     };
+    let starts_at_ms = starts_at(store, id, &record, &history)?;
+    let deadline_ms = history.iter().rev().find_map(|event| match event {
+        Event::ExecutionDeadline { at_ms } => Some(*at_ms),
+        _ => None,
+    });
     Ok(Some(InstanceDetail {
         summary,
         generation: record.generation,
+        starts_at_ms,
+        deadline_ms,
         input: json::optional(&record.input),
         output,
         error,
@@ -77,6 +86,36 @@ pub(super) fn detail(client: &Client, id: &str) -> Result<Option<InstanceDetail>
         pending,
         timeline,
     }))
+}
+
+/// When the delayed start of instance `id` (its `record` and `history`) runs its first
+/// turn, if it is pending and has not started: the time of its start timer. Scans the
+/// work queue, for a pending instance only.
+fn starts_at(
+    store: &dyn Store,
+    id: &str,
+    record: &InstanceRecord,
+    history: &[Event],
+) -> Result<Option<u64>, Error> {
+    let started = history
+        .iter()
+        .any(|event| matches!(event, Event::Started { .. }));
+    if record.status != Status::Pending || started {
+        return Ok(None);
+    }
+    Ok(store
+        .work_items()?
+        .into_iter()
+        .find_map(|(_, item)| match item {
+            WorkItem::Timer {
+                instance,
+                incarnation,
+                seq: START_SEQ,
+                fire_at_ms,
+                ..
+            } if instance == id && incarnation == record.incarnation => Some(fire_at_ms),
+            _ => None,
+        }))
 }
 
 /// What the instance at the end of `history` waits for: the steps [`Position`] lists as

@@ -177,6 +177,10 @@ fn row(event: &Event) -> HistoryRow {
                 "reason": reason,
             }));
         }
+        Event::ExecutionDeadline { at_ms } => {
+            row.payload = Some(serde_json::json!({ "at_ms": at_ms }));
+        }
+        Event::ExecutionTimedOut => row.outcome = outcome("timed_out"),
         Event::EventAwaited { name, index, site } => {
             row.name = Some(name.clone());
             row.site = Some(json::site(site));

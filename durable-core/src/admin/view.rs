@@ -166,6 +166,16 @@ pub struct InstanceDetail {
     pub summary: InstanceRow,
     /// Its generation (continue-as-new count, from 0).
     pub generation: u32,
+    /// For a delayed start that has not run yet
+    /// ([`StartOptions::start_at`](crate::StartOptions::start_at)): when its first turn
+    /// runs, ms since the Unix epoch.
+    #[serde(default)]
+    pub starts_at_ms: Option<u64>,
+    /// For an instance started with an execution timeout
+    /// ([`StartOptions::execution_timeout`](crate::StartOptions::execution_timeout)): when
+    /// it times out, ms since the Unix epoch.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
     /// Its input.
     pub input: Option<serde_json::Value>,
     /// Its output, once completed.

@@ -170,6 +170,12 @@ pub(crate) fn detail(detail: &InstanceDetail) -> String {
         ("created", format_ms(row.created_at_ms)),
         ("updated", format_ms(row.updated_at_ms)),
     ];
+    if let Some(at_ms) = detail.starts_at_ms {
+        fields.push(("starts", format_ms(at_ms)));
+    }
+    if let Some(at_ms) = detail.deadline_ms {
+        fields.push(("deadline", format_ms(at_ms)));
+    }
     if let Some(message) = &row.message {
         fields.push(("message", one_line(message)));
     }

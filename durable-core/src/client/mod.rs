@@ -3,13 +3,15 @@
 //!
 //! `mod.rs` starts instances, raises events and reads records; [`instance`] holds the
 //! typed handle on one instance, [`control`] the requests that change an instance's
-//! course, [`query`] listing and purge filters, [`entity_query`] listing entities; the rules for ids are in `crate::instance_id`.
+//! course, [`query`] listing and purge filters, [`entity_query`] listing entities,
+//! [`start_options`] the options of a start; the rules for ids are in `crate::instance_id`.
 
 mod control;
 mod entities;
 pub(crate) mod entity_query;
 pub(crate) mod instance;
 pub(crate) mod query;
+pub(crate) mod start_options;
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use tracing::Instrument;
 
 use crate::client::control::refuse_if_finished;
 use crate::client::instance::{Instance, InstanceStatus};
+use crate::client::start_options::StartOptions;
 use crate::error::{ClientRequest, Error};
 use crate::external_event::AsEventName;
 use crate::handle::Orchestrator;
@@ -27,8 +30,10 @@ use crate::instance_id::check_user_instance_id;
 use crate::payload::{self, PayloadError};
 use crate::position::Position;
 use crate::replay::state::Run;
+use crate::runtime::dead_letter::{Marker, marker_key};
 use crate::runtime::engine::{Engine, Recipient};
 use crate::runtime::entities::is_entity;
+use crate::runtime::timer_arming;
 use crate::telemetry::{TraceContext, spans};
 
 /// A raised event an instance set aside: its payload did not decode as the type the
@@ -144,6 +149,7 @@ impl Client {
 
     /// Starts orchestrator `orchestrator` as instance `id` with `input`. Returns once the
     /// instance is durably recorded: from then on it runs to completion, across crashes.
+    /// The same as [`start_with`](Self::start_with) with the default [`StartOptions`].
     ///
     /// Starting an id that already exists (for the same orchestrator) starts nothing and
     /// returns the existing instance; [`Instance::is_new`] tells which happened. A new
@@ -167,69 +173,182 @@ impl Client {
         id: impl Into<String>,
         input: O::Input,
     ) -> Result<Instance<O>, Error> {
-        let id = id.into();
-        let span = spans::client_call(spans::START, O::NAME, &id, self.trace_context());
-        self.start_in_span(orchestrator, id, input)
-            .instrument(span)
+        self.start_with(orchestrator, id, input, StartOptions::default())
             .await
     }
 
-    /// [`start`](Self::start), in its span.
-    async fn start_in_span<O: Orchestrator>(
+    /// [`start`](Self::start), with `options`: a delayed start
+    /// ([`StartOptions::start_at`], [`StartOptions::start_delay`]), whose instance is
+    /// recorded (pending, listed, its id taken) at once and runs its first turn at its time
+    /// by the runtime's clock, across restarts; an execution timeout
+    /// ([`StartOptions::execution_timeout`]), after which the instance fails as timed out
+    /// whatever it is doing, across restarts and continue-as-new (not across a
+    /// [`restart`](Self::restart), a new run); a limit on recoveries
+    /// ([`StartOptions::max_recoveries`]), after which an instance that crashes its worker
+    /// every time is parked (suspended as dead-lettered). A start of an id that exists
+    /// returns the existing instance, whatever its options were.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use durable_core::{Client, Orchestrator};
+    /// # async fn run<O: Orchestrator<Input = u32>>(client: Client, nightly: O) -> Result<(), durable_core::Error> {
+    /// use std::time::Duration;
+    /// use durable_core::StartOptions;
+    ///
+    /// let options = StartOptions::new()
+    ///     .start_delay(Duration::from_secs(3600))
+    ///     .execution_timeout(Duration::from_secs(2 * 3600));
+    /// client.start_with(nightly, "migration-42", 42, options).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub async fn start_with<O: Orchestrator>(
         &self,
         orchestrator: O,
-        id: String,
+        id: impl Into<String>,
         input: O::Input,
+        options: StartOptions,
     ) -> Result<Instance<O>, Error> {
         let _ = orchestrator;
-        check_user_instance_id(&id)?;
+        let id = id.into();
+        let span = spans::client_call(spans::START, O::NAME, &id, self.trace_context());
+        let started = async {
+            let input = payload::encode(&input)?;
+            self.start_encoded_with(O::NAME, O::VERSION, &id, input, options)
+                .await
+        };
+        let is_new = started.instrument(span).await?;
+        Ok(Instance::new(self.clone(), id, is_new))
+    }
+
+    /// Starts version `version` of orchestrator `orchestrator` (a registered name) as
+    /// instance `id` with `input`, already encoded, and `options`; returns whether it is
+    /// new (false: the id existed, for the same orchestrator). The typed
+    /// [`start_with`](Self::start_with) ends here, and so can a caller that holds an
+    /// encoded input (a schedule's start).
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start), but for [`Error::Payload`].
+    pub(crate) async fn start_encoded_with(
+        &self,
+        orchestrator: &str,
+        version: u32,
+        id: &str,
+        input: Vec<u8>,
+        options: StartOptions,
+    ) -> Result<bool, Error> {
+        check_user_instance_id(id)?;
         if self
             .engine
             .registry()
-            .orchestrator(O::NAME, O::VERSION)
+            .orchestrator(orchestrator, version)
             .is_none()
         {
-            return Err(Error::UnregisteredOrchestrator(O::NAME.to_string()));
+            return Err(Error::UnregisteredOrchestrator(orchestrator.to_string()));
         }
-        let input = payload::encode(&input)?;
-        let _guard = StartGuard::acquire(&self.engine, &id).await;
+        let _guard = StartGuard::acquire(&self.engine, id).await;
         // Not read first: the commit below creates the instance only if it is absent, and
         // is refused whole if it exists (a round trip saved on every new id).
         self.engine.check_payload(
-            || format!("the input of orchestrator `{}`", O::NAME),
+            || format!("the input of orchestrator `{orchestrator}`"),
             &input,
         )?;
+        let now_ms = self.engine.now_ms();
         let record = InstanceRecord::pending(
-            O::NAME.to_string(),
-            O::VERSION,
+            orchestrator.to_string(),
+            version,
             input,
-            self.engine.now_ms(),
+            now_ms,
             Engine::new_incarnation(None),
             None,
         );
         let commit = Commit {
             // Another process may start the id at the same time: one start creates it.
-            expected: vec![(id.clone(), None)],
+            expected: vec![(id.to_string(), None)],
             ..Commit::default()
         };
-        match self.begin(&id, record, commit).await {
-            Ok(()) => Ok(Instance::new(self.clone(), id, true)),
+        let begun = if options == StartOptions::default() {
+            self.begin(id, record, commit).await
+        } else {
+            self.begin_with(id, record, commit, options, now_ms).await
+        };
+        match begun {
+            Ok(()) => Ok(true),
             // Another start created it first (a worker holding it may refuse this one as
             // fenced before the store compares incarnations).
             Err(Error::Store(StoreError::InstanceChanged { .. } | StoreError::Fenced { .. })) => {
-                match self.engine.store().instance(&id)? {
-                    Some(existing) if existing.orchestrator != O::NAME => {
+                match self.engine.store().instance(id)? {
+                    Some(existing) if existing.orchestrator != orchestrator => {
                         Err(Error::InstanceConflict {
-                            id,
+                            id: id.to_string(),
                             existing: existing.orchestrator,
-                            requested: O::NAME.to_string(),
+                            requested: orchestrator.to_string(),
                         })
                     }
-                    _ => Ok(Instance::new(self.clone(), id, false)),
+                    _ => Ok(false),
                 }
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// [`begin`](Self::begin) for a start with `options`, made at `now_ms`: the messages
+    /// are the `Started` (unless the start is delayed: a durable timer then brings it at
+    /// its time, see `runtime::timer_arming::START_SEQ`), the execution deadline, and the
+    /// caller's trace context; with a limit on recoveries, its marker (see
+    /// `runtime/dead_letter.rs`).
+    async fn begin_with(
+        &self,
+        id: &str,
+        record: InstanceRecord,
+        mut commit: Commit,
+        options: StartOptions,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        let run = Run::of(&record);
+        let mut events = Vec::with_capacity(3);
+        let delayed = match options.start_ms(now_ms) {
+            Some(at_ms) => Some(timer_arming::store_start(
+                &self.engine,
+                id,
+                run,
+                at_ms,
+                &mut commit,
+            )),
+            None => {
+                events.push(Event::Started {
+                    orchestrator: record.orchestrator.clone(),
+                    input: record.input.clone(),
+                });
+                None
+            }
+        };
+        if let Some(at_ms) = options.deadline_ms(now_ms) {
+            events.push(Event::ExecutionDeadline { at_ms });
+        }
+        events.extend(TraceContext::for_request(self.trace_context()).map(|t| t.to_event()));
+        if let Some(limit) = options.recoveries() {
+            let marker = Marker {
+                limit: Some(limit),
+                ..Marker::default()
+            };
+            let key = marker_key(id, record.incarnation);
+            commit.progress.push((key, Some(marker.encode())));
+        }
+        commit.instances.push((id.to_string(), record));
+        (self.engine)
+            .send_events(id, Recipient::from(run), events, commit)
+            .await?;
+        if let Some(timer) = delayed {
+            timer_arming::arm(&self.engine, id.to_string(), run, timer);
+        }
+        Ok(())
     }
 
     /// Writes `record` (with a `Started` event for its generation) in `commit`, then hands

@@ -113,6 +113,19 @@ impl Execution {
         self.state().trace.clone()
     }
 
+    /// The execution deadline the instance's history (as far as this execution applied
+    /// it) holds, in milliseconds since the Unix epoch: what its next generation carries.
+    pub(crate) fn execution_deadline(&self) -> Option<u64> {
+        self.state().deadline_ms
+    }
+
+    /// Whether the code has started: a `Started` event was applied. Events may reach an
+    /// instance before its start (a delayed start's deadline, an event raised to it);
+    /// they are recorded, and the instance stays pending until its `Started` comes.
+    pub(crate) fn started(&self) -> bool {
+        self.future.is_some() || self.finished
+    }
+
     /// Runs one turn: replays `recorded` (events already in the history; only on a fresh
     /// execution), applies `new` (events to append), then polls the orchestrator.
     ///

@@ -39,6 +39,13 @@
 //! so a wait dropped before its event arrived (it lost a race with a timeout) is not
 //! recorded as ended, and a later wait for the same (name, index) appends nothing.
 //!
+//! An execution deadline (`Client::start_with` with an execution timeout) reaches replay
+//! as events too: `Event::ExecutionDeadline`, brought beside `Started` (and again at each
+//! generation), is noted and changes nothing the code sees; `Event::ExecutionTimedOut`,
+//! brought when the runtime's deadline timer fires, ends the run failed as
+//! `FailureKind::TimedOut` without polling the code again, whatever it waits on. A history
+//! without them replays as before.
+//!
 //! The files, from the bottom up: `recorded.rs` (the kinds of recorded values and
 //! markers, with their strings on disk), `step.rs` (a step asked for, recorded, answered),
 //! `event_queues.rs` (external events until a wait takes them), `locks.rs` (the critical

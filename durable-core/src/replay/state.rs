@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use durable_store::{Event, Failure, Incarnation, InstanceRecord, Site};
+use durable_store::{Event, Failure, FailureKind, Incarnation, InstanceRecord, Site};
 
 use crate::failure::nondeterminism;
 use crate::payload;
@@ -104,6 +104,9 @@ pub(crate) struct ReplayState {
     /// The waits the history records (`EventAwaited`), as (name, index): each is
     /// appended once.
     awaited: HashSet<(String, u32)>,
+    /// The execution deadline the history holds (`ExecutionDeadline`), in milliseconds
+    /// since the Unix epoch: carried to the next generation by the runtime.
+    pub(crate) deadline_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for ReplayState {
@@ -145,6 +148,7 @@ impl ReplayState {
             fatal: None,
             trace: None,
             awaited: HashSet::new(),
+            deadline_ms: None,
         }
     }
 
@@ -524,6 +528,23 @@ impl ReplayState {
                 self.trace = TraceContext::of_event(event)
                     .map(Arc::new)
                     .or(self.trace.take());
+            }
+            // Not a step: the runtime carries it to the next generation.
+            Event::ExecutionDeadline { at_ms } => self.deadline_ms = Some(*at_ms),
+            // The deadline passed: the run ends failed, whatever it waited on; its code is
+            // not polled again.
+            Event::ExecutionTimedOut => {
+                let message = match self.deadline_ms {
+                    Some(at_ms) => format!(
+                        "the instance ran past its execution timeout (its deadline was {at_ms} ms since the Unix epoch)"
+                    ),
+                    None => "the instance ran past its execution timeout".to_string(),
+                };
+                let failure = Failure {
+                    kind: FailureKind::TimedOut,
+                    message,
+                };
+                self.fatal.get_or_insert(Outcome::Failed(failure));
             }
         }
         true

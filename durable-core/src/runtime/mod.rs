@@ -66,6 +66,7 @@ use crate::registry::Registry;
 
 mod activities;
 mod control;
+pub(crate) mod dead_letter;
 pub(crate) mod engine;
 pub(crate) mod entities;
 mod entity_messages;
@@ -74,7 +75,7 @@ mod inbox;
 mod lease;
 mod outbox;
 mod recovery;
-mod timer_arming;
+pub(crate) mod timer_arming;
 pub(crate) mod tool;
 mod turn_plan;
 mod turns;
@@ -97,6 +98,7 @@ pub struct RuntimeBuilder {
     max_payload: usize,
     clock: Arc<dyn Clock>,
     lease: std::time::Duration,
+    max_recoveries: Option<u32>,
 }
 
 /// The default of [`RuntimeBuilder::max_payload_bytes`]: 2 MiB, as Temporal's.
@@ -199,6 +201,18 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Parks an instance that crashes its worker every time it runs (the process dies in
+    /// its turn or its activity) after `n` recoveries (at least 1), instead of taking the
+    /// fleet down at every restart: it is suspended with a reason saying it was
+    /// dead-lettered, its work kept, until an operator resumes it. Off by default; a
+    /// start's [`StartOptions::max_recoveries`](crate::StartOptions::max_recoveries)
+    /// overrides it. An instance that merely had work in flight beside the one that
+    /// crashes is not parked. How it works: `runtime/dead_letter.rs`.
+    pub fn max_recoveries(mut self, n: u32) -> Self {
+        self.max_recoveries = Some(n);
+        self
+    }
+
     /// The clock durable timers, `ctx.now()` and the instances' timestamps read (default:
     /// [`SystemClock`]). In tests, a [`ManualClock`](crate::ManualClock)
     /// lets a workflow that waits for days run at once: its timers fire when the test
@@ -279,6 +293,9 @@ impl RuntimeBuilder {
             turn_task: turns::turn_task,
             tool: false,
         }));
+        engine
+            .recovery_watch()
+            .set_default_limit(self.max_recoveries);
         if let Err(e) = recovery::claim_all(&engine, false).await {
             engine.stop_commits().await;
             lease::leave(&engine).await;
@@ -313,6 +330,7 @@ impl Runtime {
             max_payload: DEFAULT_MAX_PAYLOAD_BYTES,
             clock: Arc::new(SystemClock),
             lease: DEFAULT_LEASE,
+            max_recoveries: None,
         }
     }
 

@@ -16,9 +16,11 @@ use durable_store::{ActivityTask, Claim, ClaimedInstance, Commit, Holding, Incar
 use durable_store::{InstanceRecord, Status, WorkId, WorkItem};
 
 use super::activities;
+use super::dead_letter::{Marker, SUSPECT_WAIT, marker_key, parked_reason};
 use super::engine::{Engine, RETRY_DELAY, WORK_ID_BLOCK};
+use super::entities::is_entity;
 use super::inbox::{Delivery, Outgoing, Recipient, Run};
-use super::timer_arming::{self, TimerToArm};
+use super::timer_arming::{self, DEADLINE_SEQ, TimerToArm};
 use super::unregistered::Unregistered;
 use crate::activity_context::idempotency_key;
 use crate::error::Error;
@@ -91,6 +93,13 @@ fn outstanding(
                 generation,
                 ..
             } => live(instance, *incarnation, *generation),
+            // An execution deadline spans the generations of its incarnation.
+            WorkItem::Timer {
+                instance,
+                incarnation,
+                seq: DEADLINE_SEQ,
+                ..
+            } => live(instance, *incarnation, None),
             WorkItem::Timer {
                 instance,
                 incarnation,
@@ -216,7 +225,8 @@ pub(in crate::runtime) async fn take_over(
             "removed the work of finished, purged or replaced runs"
         );
     }
-    decide_instances(engine, &mut recovery, instances);
+    decide_instances(engine, &mut recovery, &instances);
+    let suspects = dead_letter_watch(engine, &mut recovery, instances)?;
     let Recovery {
         commit,
         mut messages,
@@ -264,16 +274,182 @@ pub(in crate::runtime) async fn take_over(
     {
         timer_arming::arm(engine, instance, run, timer);
     }
+    run_tasks(engine, tasks);
+    if recovered > 0 {
+        tracing::info!(work_items = recovered, "took over unfinished work");
+    }
+    if !suspects.is_empty() {
+        let engine = engine.clone();
+        engine.clone().spawn_boxed(run_suspects(engine, suspects));
+    }
+    Ok(())
+}
+
+/// Runs the activity tasks among `tasks`.
+fn run_tasks(engine: &Arc<Engine>, tasks: Vec<(WorkId, WorkItem)>) {
     for (id, item) in tasks {
         if let WorkItem::Activity(task) = item {
             // Its turn ran in another process: its trace is in its instance's history.
             activities::run(engine, id, task, ActivityTrace::Stored);
         }
     }
-    if recovered > 0 {
-        tracing::info!(work_items = recovered, "took over unfinished work");
+}
+
+/// An instance whose work was in flight at more than one crash in a row: its work, held
+/// back to run one suspect at a time (see [`super::dead_letter`]).
+struct Suspect {
+    id: String,
+    key: String,
+    marker: Marker,
+    messages: Vec<Outgoing>,
+    tasks: Vec<(WorkId, WorkItem)>,
+}
+
+/// Decides, for each claimed instance with work in flight, what its recovery count says
+/// (see [`super::dead_letter`]): counted and run as usual, parked, or held back as a
+/// suspect (returned, its messages and tasks taken out of `recovery`).
+///
+/// # Errors
+///
+/// [`Error::Store`] if a marker cannot be read.
+fn dead_letter_watch(
+    engine: &Engine,
+    recovery: &mut Recovery,
+    instances: Vec<(String, InstanceRecord)>,
+) -> Result<Vec<Suspect>, Error> {
+    let watch = engine.recovery_watch();
+    let mut suspects = Vec::new();
+    for (id, record) in instances {
+        // An entity's turns run apart from this watch: never parked.
+        if record.status.is_terminal() || is_entity(&id, &record) {
+            continue;
+        }
+        let own = |instance: &str| instance == id;
+        let has_task = recovery
+            .commit
+            .enqueued
+            .iter()
+            .any(|(_, item)| matches!(item, WorkItem::Activity(task) if own(&task.instance)));
+        if !has_task && !recovery.messages.iter().any(|o| own(&o.instance)) {
+            continue;
+        }
+        let key = marker_key(&id, record.incarnation);
+        let stored = engine.store().progress(&key)?;
+        let mut marker = stored.as_deref().map(Marker::decode).unwrap_or_default();
+        let suspended = matches!(record.status, Status::Suspended { .. });
+        let resumed = recovery.messages.iter().any(|o| {
+            own(&o.instance) && matches!(o.delivery.event, durable_store::Event::ResumeRequested)
+        });
+        if marker.parked {
+            if suspended && !resumed {
+                // Still parked: its tasks stay in the store, not run.
+                take_tasks(recovery, &id);
+                continue;
+            }
+            // Resumed by an operator (or about to be, by a request this recovery
+            // delivers): a new count.
+            marker = Marker {
+                limit: marker.limit,
+                ..Marker::default()
+            };
+        }
+        let Some(limit) = watch.limit(&marker) else {
+            continue;
+        };
+        if suspended && !resumed {
+            continue;
+        }
+        if marker.count == 0 {
+            marker.count = 1;
+            recovery
+                .commit
+                .progress
+                .push((key.clone(), Some(marker.encode())));
+            watch.watch(&id, key, marker);
+        } else if marker.count >= limit {
+            tracing::error!(
+                instance = id,
+                recoveries = marker.count,
+                "instance dead-lettered: its work was in flight at every crash"
+            );
+            let reason = parked_reason(marker.count, limit);
+            marker.parked = true;
+            recovery.commit.progress.push((key, Some(marker.encode())));
+            let mut record = record;
+            record.status = Status::Suspended { reason };
+            record.updated_ms = engine.now_ms();
+            recovery.commit.instances.retain(|(other, _)| *other != id);
+            recovery.commit.instances.push((id.clone(), record));
+            engine.inboxes().found_suspended(id.clone());
+            take_tasks(recovery, &id);
+        } else {
+            let tasks = take_tasks(recovery, &id);
+            let (messages, others) = std::mem::take(&mut recovery.messages)
+                .into_iter()
+                .partition(|o| o.instance == id);
+            recovery.messages = others;
+            suspects.push(Suspect {
+                id,
+                key,
+                marker,
+                messages,
+                tasks,
+            });
+        }
     }
-    Ok(())
+    Ok(suspects)
+}
+
+/// Takes the activity tasks of `instance` out of `recovery`: left in the store as they
+/// are, neither counted as a new attempt nor run.
+fn take_tasks(recovery: &mut Recovery, instance: &str) -> Vec<(WorkId, WorkItem)> {
+    let (tasks, others) = std::mem::take(&mut recovery.commit.enqueued)
+        .into_iter()
+        .partition(
+            |(_, item)| matches!(item, WorkItem::Activity(task) if task.instance == instance),
+        );
+    recovery.commit.enqueued = others;
+    tasks
+}
+
+/// Runs the suspects' work one instance at a time, each counted once more just before it
+/// runs, the next when the last one's turn committed (or after [`SUSPECT_WAIT`]).
+async fn run_suspects(engine: Arc<Engine>, suspects: Vec<Suspect>) {
+    for Suspect {
+        id,
+        key,
+        mut marker,
+        messages,
+        tasks,
+    } in suspects
+    {
+        if engine.takes_no_work() {
+            return;
+        }
+        marker.count += 1;
+        let mut commit = Commit {
+            progress: vec![(key.clone(), Some(marker.encode()))],
+            ..Commit::default()
+        };
+        // Their attempt was counted when they were sorted: written now.
+        commit.enqueued.clone_from(&tasks);
+        if let Err(e) = engine.commit(commit).await {
+            tracing::warn!(instance = id, error = %e, "a suspect's recovery count not written; its work waits for the next start");
+            continue;
+        }
+        tracing::warn!(
+            instance = id,
+            recoveries = marker.count,
+            "running the work of an instance in flight at the last crashes, alone"
+        );
+        engine.recovery_watch().watch(&id, key, marker);
+        engine.deliver_all(messages);
+        run_tasks(&engine, tasks);
+        let stop = || engine.takes_no_work();
+        (engine.recovery_watch())
+            .until_cleared(&id, SUSPECT_WAIT, stop)
+            .await;
+    }
 }
 
 /// Sorts the work items by kind. Tasks that were handed out before the restart may have
@@ -341,10 +517,11 @@ fn sort_work_items(engine: &Engine, items: Vec<(WorkId, WorkItem)>) -> Recovery 
 fn decide_instances(
     engine: &Engine,
     recovery: &mut Recovery,
-    instances: Vec<(String, InstanceRecord)>,
+    instances: &[(String, InstanceRecord)],
 ) {
     let mut fail_anyway = Vec::new();
-    for (id, mut record) in instances {
+    for (id, record) in instances {
+        let (id, mut record) = (id.clone(), record.clone());
         let live = !record.status.is_terminal();
         let (waiting, others): (Vec<_>, Vec<_>) = recovery
             .missing

@@ -2,29 +2,43 @@
 //! [`Timer`](crate::durable_future::Timer) future: a timer is a work item that becomes a
 //! `TimerFired` event for its instance at its time. Armed after the commit that created
 //! it ([`super::outbox`]), and again on recovery ([`super::recovery`]).
+//!
+//! Two steps no orchestrator issues are reserved for the runtime's own timers, the start
+//! options of `Client::start_with`: [`START_SEQ`], a delayed start, whose firing becomes
+//! the instance's `Started` (rebuilt from its record by the turn, see
+//! [`super::turn_plan`]); and [`DEADLINE_SEQ`], an execution deadline, whose firing is
+//! delivered as `Event::ExecutionTimedOut` to whichever generation then runs (the
+//! deadline spans continue-as-new, so one timer serves the whole chain).
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use durable_store::{Event, WorkId};
+use durable_store::{Commit, Event, WorkId, WorkItem};
 
 use super::engine::Engine;
-use super::inbox::{Delivery, Run};
+use super::inbox::{Delivery, Recipient, Run};
+use super::outbox::Outbox;
+
+/// The step of a delayed start's timer (generation 0): its firing starts the instance.
+pub(crate) const START_SEQ: u64 = u64::MAX;
+
+/// The step of an execution deadline's timer: its firing times the instance out.
+pub(crate) const DEADLINE_SEQ: u64 = u64::MAX - 1;
 
 /// A timer a commit stored, to arm once the commit is durable.
 #[derive(Clone, Copy, Debug)]
-pub(in crate::runtime) struct TimerToArm {
+pub(crate) struct TimerToArm {
     /// Its work item.
-    pub(in crate::runtime) id: WorkId,
+    pub(crate) id: WorkId,
     /// The step of its instance that waits for it.
-    pub(in crate::runtime) seq: u64,
+    pub(crate) seq: u64,
     /// When it fires, in milliseconds since the Unix epoch.
-    pub(in crate::runtime) fire_at_ms: u64,
+    pub(crate) fire_at_ms: u64,
 }
 
 /// Delivers `TimerFired` for `timer`'s step of `run` of `instance` at its time, never
 /// earlier.
-pub(in crate::runtime) fn arm(engine: &Arc<Engine>, instance: String, run: Run, timer: TimerToArm) {
+pub(crate) fn arm(engine: &Arc<Engine>, instance: String, run: Run, timer: TimerToArm) {
     // Not tracked, and holding the runtime weakly: a pending timer must not hold up
     // shutdown or keep the store open; it is re-armed from the store on the next start.
     let weak = Arc::downgrade(engine);
@@ -42,9 +56,76 @@ pub(in crate::runtime) fn arm(engine: &Arc<Engine>, instance: String, run: Run, 
         if engine.takes_no_work() {
             return;
         }
-        let fired = Event::TimerFired { seq: timer.seq };
-        let delivery = Delivery::message(timer.id, run.into(), fired);
+        let delivery = match timer.seq {
+            // To any generation: the deadline spans the chain of continue-as-new.
+            DEADLINE_SEQ => Delivery::message(
+                timer.id,
+                Recipient::any_generation(run.incarnation),
+                Event::ExecutionTimedOut,
+            ),
+            seq => Delivery::message(timer.id, run.into(), Event::TimerFired { seq }),
+        };
         engine.deliver_under(lease, instance, delivery);
         drop(due);
     });
+}
+
+/// Stores and arms the timer of execution deadline `at_ms` of `run` (its first
+/// generation) of `instance`, if the turn brought one: one timer for the whole chain of
+/// generations, fired as `Event::ExecutionTimedOut` to whichever runs then.
+pub(in crate::runtime) fn store_deadline(
+    engine: &Engine,
+    instance: &str,
+    run: Run,
+    at_ms: Option<u64>,
+    commit: &mut Commit,
+    outbox: &mut Outbox,
+) {
+    let Some(fire_at_ms) = at_ms else {
+        return;
+    };
+    let id = engine.work_id();
+    commit.enqueued.push((
+        id,
+        WorkItem::Timer {
+            instance: instance.to_string(),
+            incarnation: run.incarnation,
+            generation: run.generation,
+            seq: DEADLINE_SEQ,
+            fire_at_ms,
+        },
+    ));
+    outbox.timers.push(TimerToArm {
+        id,
+        seq: DEADLINE_SEQ,
+        fire_at_ms,
+    });
+}
+
+/// Stores in `commit` the timer of a delayed start of `run` (its first generation) of
+/// `instance` at `at_ms` (milliseconds since the Unix epoch), to [`arm`] once `commit` is
+/// durable: its firing brings the instance's `Started`.
+pub(crate) fn store_start(
+    engine: &Engine,
+    instance: &str,
+    run: Run,
+    at_ms: u64,
+    commit: &mut Commit,
+) -> TimerToArm {
+    let id = engine.work_id();
+    commit.enqueued.push((
+        id,
+        WorkItem::Timer {
+            instance: instance.to_string(),
+            incarnation: run.incarnation,
+            generation: run.generation,
+            seq: START_SEQ,
+            fire_at_ms: at_ms,
+        },
+    ));
+    TimerToArm {
+        id,
+        seq: START_SEQ,
+        fire_at_ms: at_ms,
+    }
 }

@@ -12,7 +12,7 @@ use super::entities;
 use super::entity_messages;
 use super::inbox::{Delivery, Recipient, Run};
 use super::outbox::{Outbox, consumed};
-use super::timer_arming::TimerToArm;
+use super::timer_arming::{self, START_SEQ, TimerToArm};
 use super::unregistered::Unregistered;
 use crate::entity::EntityId;
 use crate::error::Error;
@@ -92,6 +92,9 @@ struct NextGeneration<'a> {
     carried_events: &'a [CarriedEvent],
     /// The trace the last generation's turn joined, which the next one joins.
     trace: Option<&'a TraceContext>,
+    /// The execution deadline of the chain, in milliseconds since the Unix epoch, which
+    /// the next generation's history records again (its timer serves every generation).
+    deadline_ms: Option<u64>,
 }
 
 fn stall(record: InstanceRecord, failure: Failure) -> Plan {
@@ -147,7 +150,15 @@ pub(in crate::runtime) fn plan(
     let new: Vec<Event> = messages
         .iter()
         .filter(|d| d.is_for(run))
-        .map(|d| d.event.clone())
+        .map(|d| match d.event {
+            // A delayed start's time came: the instance starts with what it was started
+            // with (its record's input; a second `Started` is dropped by replay).
+            Event::TimerFired { seq: START_SEQ } => Event::Started {
+                orchestrator: record.orchestrator.clone(),
+                input: record.input.clone(),
+            },
+            _ => d.event.clone(),
+        })
         .collect();
     if new.len() < messages.len() {
         let stale = messages.len() - new.len();
@@ -221,6 +232,16 @@ pub(in crate::runtime) fn plan(
         new.len(),
         trace.as_deref(),
     );
+    // The first generation arms its execution deadline when it arrives; the next ones
+    // get it again for their history, under the same timer.
+    let new_deadline = (run.generation == 0)
+        .then(|| {
+            new.iter().find_map(|event| match event {
+                Event::ExecutionDeadline { at_ms } => Some(*at_ms),
+                _ => None,
+            })
+        })
+        .flatten();
     let turn = span.in_scope(|| execution.turn(&recorded, with_turn_time(engine, new)));
     let stalled = match &turn.outcome {
         Outcome::Stalled(failure) => Some(failure.clone()),
@@ -235,6 +256,14 @@ pub(in crate::runtime) fn plan(
     let mut commit = consumed(messages);
     let mut outbox = Outbox::default();
     let mut entities = Vec::new();
+    timer_arming::store_deadline(
+        engine,
+        instance,
+        run,
+        new_deadline,
+        &mut commit,
+        &mut outbox,
+    );
     if let Some(status) = turn.custom_status {
         record.custom_status = Some(status);
     }
@@ -267,6 +296,7 @@ pub(in crate::runtime) fn plan(
             input: input.clone(),
             carried_events: events,
             trace: trace.as_deref(),
+            deadline_ms: execution.execution_deadline(),
         };
         continue_as_new(
             engine,
@@ -316,12 +346,16 @@ pub(in crate::runtime) fn plan(
             Outcome::Failed(failure) => Status::Failed {
                 failure: failure.clone(),
             },
+            // Events that came before its (delayed) start: still pending.
+            _ if !execution.started() => record.status.clone(),
             _ => Status::Running,
         };
         if record.status.is_terminal() {
             outbox.tell_parent(engine, &record, &mut commit);
         }
     }
+    // Under watch after a recovery: this commit clears its count (`dead_letter`).
+    engine.recovery_watch().clear_in(instance, &mut commit);
     // The last record of the commit, taken back by the turn task.
     commit.instances.push((instance.to_string(), record));
     Ok(Plan::Commit(Box::new(Turned {
@@ -532,6 +566,10 @@ fn continue_as_new(
     };
     let to = Run::of(record).into();
     outbox.enqueue(engine, instance, to, started, commit);
+    if let Some(at_ms) = next.deadline_ms {
+        let deadline = Event::ExecutionDeadline { at_ms };
+        outbox.enqueue(engine, instance, to, deadline, commit);
+    }
     if let Some(trace) = next.trace {
         outbox.enqueue(engine, instance, to, trace.to_event(), commit);
     }

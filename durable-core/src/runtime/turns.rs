@@ -125,6 +125,7 @@ async fn turn(
             let (written, commit) = durable.instrument(span).await;
             drop(creating);
             written?;
+            engine.recovery_watch().committed(instance);
             turned.commit = commit;
             finish(engine, instance, *turned);
             if let Some(started) = started {

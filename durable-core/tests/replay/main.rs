@@ -4,6 +4,7 @@ mod builders;
 mod entities;
 mod event_wait_paths;
 mod event_waits;
+mod execution_timeout;
 mod failures;
 mod fresh_run;
 mod logging;

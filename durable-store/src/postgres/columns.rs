@@ -75,7 +75,9 @@ pub(super) fn event_payload(event: &Event) -> Option<&str> {
         | Event::EntityUnlock { .. }
         | Event::TurnStarted { .. }
         | Event::TraceContext { .. }
-        | Event::EventAwaited { .. } => None,
+        | Event::EventAwaited { .. }
+        | Event::ExecutionDeadline { .. }
+        | Event::ExecutionTimedOut => None,
     };
     json_of(bytes)
 }

@@ -304,6 +304,18 @@ pub enum Event {
         /// Where the orchestrator waits.
         site: Site,
     },
+    // Start options (issue 16). Last, so every record written before them reads as before.
+    /// Message, then in the history: the instance's execution deadline (Temporal's workflow
+    /// execution timeout), sent beside the `Started` of a start with an execution timeout
+    /// and carried to each next generation (continue-as-new), as `TraceContext` is. Not a
+    /// step: replay notes it, and the runtime arms the deadline's durable timer from it.
+    ExecutionDeadline {
+        /// When the instance times out, milliseconds since the Unix epoch.
+        at_ms: u64,
+    },
+    /// Message, then in the history: the execution deadline passed. Replay ends the
+    /// instance with a `FailureKind::TimedOut` failure, whatever it was waiting on.
+    ExecutionTimedOut,
 }
 
 impl Event {
@@ -344,6 +356,8 @@ impl Event {
             Self::TurnStarted { .. } => "TurnStarted",
             Self::TraceContext { .. } => "TraceContext",
             Self::EventAwaited { .. } => "EventAwaited",
+            Self::ExecutionDeadline { .. } => "ExecutionDeadline",
+            Self::ExecutionTimedOut => "ExecutionTimedOut",
         }
     }
 }

@@ -107,6 +107,12 @@ fn summary(detail: &InstanceDetail) -> Markup {
             dt { "Generation" } dd { (detail.generation) }
             dt { "Created" } dd { (format::time(row.created_at_ms)) " UTC" }
             dt { "Updated" } dd { (format::time(row.updated_at_ms)) " UTC" }
+            @if let Some(at_ms) = detail.starts_at_ms {
+                dt { "Starts" } dd #starts { (format::time(at_ms)) " UTC" }
+            }
+            @if let Some(at_ms) = detail.deadline_ms {
+                dt { "Deadline" } dd #deadline { (format::time(at_ms)) " UTC" }
+            }
             @if let Some(message) = &row.message {
                 dt { "Message" } dd.error { (message) }
             }

@@ -152,6 +152,8 @@ pub(crate) struct Engine {
     turn_task: TurnTask,
     /// A tool's engine (see [`EngineParts::tool`]).
     tool: bool,
+    /// The instances under watch after a recovery (`runtime/dead_letter.rs`).
+    recovery_watch: super::dead_letter::Watch,
 }
 
 impl Drop for Engine {
@@ -218,7 +220,13 @@ impl Engine {
             unregistered_callees: parts.unregistered_callees,
             turn_task: parts.turn_task,
             tool: parts.tool,
+            recovery_watch: Default::default(),
         }
+    }
+
+    /// The instances under watch after a recovery, and the runtime's limit on recoveries.
+    pub(in crate::runtime) fn recovery_watch(&self) -> &super::dead_letter::Watch {
+        &self.recovery_watch
     }
 
     /// Whether this is a tool's engine ([`crate::Client::open`]): it writes its commits

@@ -42,11 +42,24 @@ impl Engine {
         trace: Option<Event>,
         commit: Commit,
     ) -> Result<(), Error> {
+        let events = std::iter::once(event).chain(trace).collect();
+        self.send_events(instance, to, events, commit).await
+    }
+
+    /// [`send_message`](Self::send_message) for `events` (none or several, in order), in
+    /// one commit: a start with options.
+    pub(crate) async fn send_events(
+        self: &Arc<Self>,
+        instance: &str,
+        to: Recipient,
+        events: Vec<Event>,
+        commit: Commit,
+    ) -> Result<(), Error> {
         let (engine, instance) = (self.clone(), instance.to_string());
         // Tracked, so a shutdown waits for it as for turns; boxed as they are (see
         // `spawn_boxed`).
         let sent = (self.tracker).spawn(Box::pin(async move {
-            engine.send_now(&instance, to, event, trace, commit).await
+            engine.send_now(&instance, to, events, commit).await
         }));
         match sent.await {
             Ok(result) => result,
@@ -61,8 +74,7 @@ impl Engine {
         self: &Arc<Self>,
         instance: &str,
         to: Recipient,
-        event: Event,
-        trace: Option<Event>,
+        events: Vec<Event>,
         mut commit: Commit,
     ) -> Result<(), Error> {
         // A clock that skips time holds still until the event is handed over.
@@ -70,10 +82,9 @@ impl Engine {
         if self.is_tool() {
             self.reserve_for_tool().await?;
         }
-        let mut outbox = Vec::with_capacity(1);
-        self.enqueue_message(instance, to, event, &mut commit, &mut outbox);
-        if let Some(trace) = trace {
-            self.enqueue_message(instance, to, trace, &mut commit, &mut outbox);
+        let mut outbox = Vec::with_capacity(events.len());
+        for event in events {
+            self.enqueue_message(instance, to, event, &mut commit, &mut outbox);
         }
         let (lease, commit) = self.commit_leased(commit).await?;
         // A tool's message waits in the store for the worker that claims its instance.
