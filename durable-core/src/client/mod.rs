@@ -218,6 +218,12 @@ impl Client {
         let id = id.into();
         let span = spans::client_call(spans::START, O::NAME, &id, self.trace_context());
         let started = async {
+            if (self.engine.registry())
+                .orchestrator(O::NAME, O::VERSION)
+                .is_none()
+            {
+                return Err(Error::UnregisteredOrchestrator(O::NAME.to_string()));
+            }
             let input = payload::encode(&input)?;
             self.start_encoded_with(O::NAME, O::VERSION, &id, input, options)
                 .await
@@ -229,12 +235,14 @@ impl Client {
     /// Starts version `version` of orchestrator `orchestrator` (a registered name) as
     /// instance `id` with `input`, already encoded, and `options`; returns whether it is
     /// new (false: the id existed, for the same orchestrator). The typed
-    /// [`start_with`](Self::start_with) ends here, and so can a caller that holds an
-    /// encoded input (a schedule's start).
+    /// [`start_with`](Self::start_with) ends here, after checking that this runtime has
+    /// the orchestrator; a schedule's start comes here by name, registered here or not
+    /// (another worker may run it).
     ///
     /// # Errors
     ///
-    /// As [`start`](Self::start), but for [`Error::Payload`].
+    /// As [`start`](Self::start), but for [`Error::Payload`] and
+    /// [`Error::UnregisteredOrchestrator`].
     pub(crate) async fn start_encoded_with(
         &self,
         orchestrator: &str,
@@ -244,14 +252,6 @@ impl Client {
         options: StartOptions,
     ) -> Result<bool, Error> {
         check_user_instance_id(id)?;
-        if self
-            .engine
-            .registry()
-            .orchestrator(orchestrator, version)
-            .is_none()
-        {
-            return Err(Error::UnregisteredOrchestrator(orchestrator.to_string()));
-        }
         let _guard = StartGuard::acquire(&self.engine, id).await;
         // Not read first: the commit below creates the instance only if it is absent, and
         // is refused whole if it exists (a round trip saved on every new id).
@@ -366,48 +366,6 @@ impl Client {
         };
         commit.instances.push((id.to_string(), record));
         self.send_traced(id, to, started, commit).await
-    }
-
-    /// Starts instance `id` of version `version` of `orchestrator` with `input` (encoded
-    /// JSON), as [`start`](Self::start) does but by name, registered here or not (a
-    /// schedule's action): `true` if this call created it, `false` if the id existed.
-    #[cfg_attr(not(feature = "schedules"), allow(dead_code))]
-    pub(crate) async fn start_encoded(
-        &self,
-        orchestrator: &str,
-        version: u32,
-        id: &str,
-        input: Vec<u8>,
-    ) -> Result<bool, Error> {
-        check_user_instance_id(id)?;
-        self.engine.check_payload(
-            || format!("the input of orchestrator `{orchestrator}`"),
-            &input,
-        )?;
-        let _guard = StartGuard::acquire(&self.engine, id).await;
-        let record = InstanceRecord::pending(
-            orchestrator.to_string(),
-            version,
-            input,
-            self.engine.now_ms(),
-            Engine::new_incarnation(None),
-            None,
-        );
-        let commit = Commit {
-            expected: vec![(id.to_string(), None)],
-            ..Commit::default()
-        };
-        match self.begin(id, record, commit).await {
-            Ok(()) => Ok(true),
-            // Created by another start, unless it is not there (then the error stands).
-            Err(
-                e @ Error::Store(StoreError::InstanceChanged { .. } | StoreError::Fenced { .. }),
-            ) => match self.engine.store().instance(id)? {
-                Some(_) => Ok(false),
-                None => Err(e),
-            },
-            Err(e) => Err(e),
-        }
     }
 
     /// [`send`](Self::send), with the caller's trace context ([`TraceContext::for_request`]).

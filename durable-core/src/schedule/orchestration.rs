@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::activity_context::ActivityContext;
+use crate::client::start_options::StartOptions;
 use crate::join::Either;
 use crate::orchestration_context::OrchestrationContext;
 use crate::retry::RetryPolicy;
@@ -112,7 +113,13 @@ pub(crate) async fn schedule(
 pub(crate) async fn start_run(ctx: ActivityContext, run: StartRun) -> Result<bool, String> {
     let input = serde_json::to_vec(&run.input).map_err(|e| e.to_string())?;
     ctx.client()
-        .start_encoded(&run.orchestrator, run.version, &run.run, input)
+        .start_encoded_with(
+            &run.orchestrator,
+            run.version,
+            &run.run,
+            input,
+            StartOptions::default(),
+        )
         .await
         .map_err(|e| e.to_string())
 }
