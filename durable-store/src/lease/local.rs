@@ -23,6 +23,10 @@ use crate::error::StoreError;
 use crate::lease::{Claim, ClaimFilter, ClaimedInstance, Holding, WorkerId, written_instances};
 use crate::record::{Commit, InstanceRecord, StatusKind, WorkId, WorkItem};
 
+mod slots;
+
+use slots::{Slots, Waiting};
+
 /// What a store reads for [`Leases::claim`].
 pub(crate) trait ClaimReads {
     /// Every queued work item, in id order: what the first claim after open reads.
@@ -72,6 +76,8 @@ pub(crate) struct Leases {
     /// The stalled instances no worker holds, or ids that were (a claim checks each
     /// record); `None` until a claim reads the stalled instances again.
     stalled: Option<BTreeSet<String>>,
+    /// The tasks of limited activities claims took, and the recent starts.
+    slots: Slots,
 }
 
 impl Leases {
@@ -114,10 +120,14 @@ impl Leases {
     /// Makes what `workers` (gone) held free to claim.
     fn release(&mut self, workers: &[WorkerId]) {
         let unheld = &mut self.unheld;
+        let slots = &mut self.slots;
         self.items.retain(|id, holder| {
             let keep = !workers.contains(holder);
-            if !keep && let Some(unheld) = unheld {
-                unheld.insert(*id);
+            if !keep {
+                slots.free(*id);
+                if let Some(unheld) = unheld {
+                    unheld.insert(*id);
+                }
             }
             keep
         });
@@ -232,6 +242,8 @@ impl Leases {
                 if let Some(unheld) = &mut self.unheld {
                     unheld.remove(id);
                 }
+                // A slot freed: workers waiting for one claim again.
+                left |= self.slots.free(*id);
             }
             // Usually empty, and short: a turn's messages for instances held elsewhere.
             let unclaimed: &[WorkId] = commit.lease.as_ref().map_or(&[], |lease| &lease.unclaimed);
@@ -245,6 +257,7 @@ impl Leases {
                     }
                     _ => {
                         self.items.remove(id);
+                        self.slots.free(*id);
                         if let Some(unheld) = &mut self.unheld {
                             unheld.insert(*id);
                         }
@@ -334,6 +347,8 @@ impl Leases {
         let mut newly = 0;
         let mut items = Vec::new();
         let mut gone = Vec::new();
+        // Tasks of limited activities, taken after the others as their limits allow.
+        let mut waiting = Vec::new();
         for &id in self.unheld.iter().flatten() {
             if items.len() >= max_items {
                 break;
@@ -375,10 +390,19 @@ impl Leases {
                 *holding = Holding::Claimed;
                 newly += 1;
             }
+            let limited = activity
+                .filter(|activity| filter.limits_of(activity).is_some())
+                .map(str::to_owned);
             let take = match activity {
                 Some(activity) => filter.takes_activity(activity),
                 None => *holding != Holding::Other,
             };
+            if let Some(activity) = limited {
+                if take {
+                    waiting.push((Waiting { id, activity }, item));
+                }
+                continue;
+            }
             if take {
                 *taken = true;
                 items.push((id, item));
@@ -389,6 +413,7 @@ impl Leases {
                 unheld.remove(&id);
             }
         }
+        let retry_after = self.take_limited(waiting, filter, &mut met, &mut items, max_items);
         self.claim_stalled(filter, reads, &mut met, max_instances - newly)?;
         for (id, (holding, _, _)) in &met {
             if *holding == Holding::Claimed {
@@ -410,7 +435,52 @@ impl Leases {
             })
             .collect();
         instances.sort_by(|a, b| (a.record.created_ms, &a.id).cmp(&(b.record.created_ms, &b.id)));
-        Ok(Claim { instances, items })
+        Ok(Claim {
+            instances,
+            items,
+            retry_after,
+        })
+    }
+
+    /// Adds to `items` the tasks of limited activities among `waiting` that their limits
+    /// let this claim take (see [`Slots::choose`]), and marks their instances in `met` as
+    /// taken from; keeps `items` in id order. Returns when a rate window next opens.
+    fn take_limited(
+        &mut self,
+        waiting: Vec<(Waiting, WorkItem)>,
+        filter: &ClaimFilter,
+        met: &mut BTreeMap<String, (Holding, InstanceRecord, bool)>,
+        items: &mut Vec<(WorkId, WorkItem)>,
+        max_items: usize,
+    ) -> Option<std::time::Duration> {
+        if waiting.is_empty() {
+            return None;
+        }
+        let (waiting, mut tasks): (Vec<Waiting>, HashMap<WorkId, WorkItem>) = waiting
+            .into_iter()
+            .map(|(w, item)| {
+                let id = w.id;
+                (w, (id, item))
+            })
+            .unzip();
+        let room = max_items.saturating_sub(items.len());
+        let (items_held, workers) = (&self.items, &self.workers);
+        let now = Instant::now();
+        let live = |id: WorkId| {
+            (items_held.get(&id)).is_some_and(|w| workers.get(w).is_some_and(|e| *e > now))
+        };
+        let (chosen, retry_after) = self.slots.choose(waiting, filter, live, room);
+        for id in chosen {
+            let item = tasks.remove(&id).expect("a waiting task");
+            if let WorkItem::Activity(task) = &item
+                && let Some((_, _, taken)) = met.get_mut(&task.instance)
+            {
+                *taken = true;
+            }
+            items.push((id, item));
+        }
+        items.sort_by_key(|(id, _)| *id);
+        retry_after
     }
 
     /// Adds to `met`, as [`Holding::Claimed`], up to `room` stalled instances no live

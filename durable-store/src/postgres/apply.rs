@@ -148,6 +148,8 @@ events AS (
 work_removed AS (
     DELETE FROM durable.work
     WHERE id = ANY($19::bigint[]) AND NOT EXISTS (SELECT FROM refused)
+    -- A task of a limited activity (marked by the claim that took it): its slot frees.
+    RETURNING activity
 ),
 work_written AS (
     INSERT INTO durable.work (id, kind, instance_id, payload, record, held_by)
@@ -179,7 +181,8 @@ WHERE NOT EXISTS (SELECT FROM refused)
     AND e.id NOT IN (SELECT id FROM instances_written)
 UNION ALL
 SELECT 'notified', NULL, NULL, NULL, NULL
-FROM (SELECT pg_notify('durable_work', '') WHERE $44::bool) AS n"
+FROM (SELECT pg_notify('durable_work', '') WHERE $44::bool
+    OR EXISTS (SELECT FROM work_removed WHERE activity IS NOT NULL)) AS n"
 );
 
 /// Removes whole histories (`$1`); runs before [`APPLY`] in the same transaction. Appends

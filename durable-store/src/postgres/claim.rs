@@ -155,6 +155,8 @@ pub(super) fn claim(
     let mut known: HashMap<String, Option<Read>> = HashMap::new();
     let mut newly = 0;
     let mut items: Vec<Chosen> = Vec::new();
+    // Tasks of limited activities, taken after the others as their limits allow.
+    let mut waiting: Vec<(WorkId, WorkItem)> = Vec::new();
     let page = max_items.clamp(1, PAGE);
     let mut after = i64::MIN;
     'pages: while items.len() < max_items {
@@ -209,6 +211,12 @@ pub(super) fn claim(
                 newly += 1;
             }
             let (take, depends) = match item {
+                WorkItem::Activity(task) if filter.limits_of(&task.activity).is_some() => {
+                    if filter.takes_activity(&task.activity) {
+                        waiting.push((*id, item.clone()));
+                    }
+                    (false, None)
+                }
                 WorkItem::Activity(task) => (filter.takes_activity(&task.activity), None),
                 WorkItem::Message { .. } | WorkItem::Timer { .. } => {
                     let depends = (*holding == Holding::Claimed).then(|| instance.to_owned());
@@ -249,6 +257,11 @@ pub(super) fn claim(
         }
     }
     take(&mut tx, worker, &mut met, &mut items).map_err(error("claiming work"))?;
+    let room = max_items.saturating_sub(items.len());
+    let (limited, retry_after) = limits::take(&mut tx, worker, filter, waiting, room)
+        .map_err(error("claiming tasks of limited activities"))?;
+    items.extend(limited.into_iter().map(|(id, item)| (id, item, None)));
+    items.sort_by_key(|(id, _, _)| *id);
     if let Err(e) = tx.commit() {
         *unknown = Some(Unknown {
             instances: met
@@ -275,7 +288,11 @@ pub(super) fn claim(
         .collect();
     instances.sort_by(|a, b| (a.record.created_ms, &a.id).cmp(&(b.record.created_ms, &b.id)));
     let items = items.into_iter().map(|(id, item, _)| (id, item)).collect();
-    Ok(Claim { instances, items })
+    Ok(Claim {
+        instances,
+        items,
+        retry_after,
+    })
 }
 
 /// Takes the instances `met` newly claims and then `items`; drops what a concurrent claim
@@ -359,5 +376,6 @@ fn instance_with_holder(
     Ok((id, record, holder.map(|w| w as WorkerId)))
 }
 
+mod limits;
 #[cfg(test)]
 mod tests;
