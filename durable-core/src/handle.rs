@@ -37,6 +37,13 @@ pub trait Activity: Copy + Send + Sync + 'static {
         ctx: ActivityContext,
         input: Self::Input,
     ) -> BoxFuture<Result<Self::Output, Self::Error>>;
+    /// Its flow control, as the attribute sets it (`#[activity(concurrency = 3, rate =
+    /// "10/1s", priority = 5)]`); none by default.
+    /// [`RuntimeBuilder::activity_limits`](crate::RuntimeBuilder::activity_limits)
+    /// overrides it.
+    fn limits() -> durable_store::ActivityLimits {
+        durable_store::ActivityLimits::new()
+    }
 }
 
 /// An orchestrator: a replayable workflow.

@@ -5,7 +5,7 @@ use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use durable_store::Failure;
+use durable_store::{ActivityLimits, Failure};
 
 use crate::activity_context::ActivityContext;
 use crate::entity::{Dispatched, Entity, EntityError, EntityId};
@@ -39,6 +39,9 @@ pub(crate) type EntityDispatch =
 pub(crate) struct ActivityEntry {
     handle: TypeId,
     pub(crate) start: fn(ActivityContext, &[u8]) -> Result<ErasedFuture, Failure>,
+    /// Its flow control: the builder's (`RuntimeBuilder::activity_limits`) if it set
+    /// them, else the attribute's ([`Activity::limits`]).
+    pub(crate) limits: ActivityLimits,
 }
 
 #[derive(Default)]
@@ -51,6 +54,8 @@ pub(crate) struct Registry {
     state: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     /// Names registered twice by different handles; reported when the runtime starts.
     duplicates: Vec<&'static str>,
+    /// The limits the builder set, by activity name; they override the attribute's.
+    limits: HashMap<&'static str, ActivityLimits>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -93,6 +98,27 @@ impl Registry {
         self.activities
             .get_key_value(name)
             .map(|(&name, entry)| (name, entry))
+    }
+
+    /// Sets the limits of activity `A`, over the attribute's.
+    pub(crate) fn set_activity_limits<A: Activity>(&mut self, limits: ActivityLimits) {
+        self.limits.insert(A::NAME, limits);
+    }
+
+    /// The flow control of activity `name`: the builder's, else the attribute's; `None`
+    /// for an activity that is not registered.
+    pub(crate) fn activity_limits(&self, name: &str) -> Option<ActivityLimits> {
+        let entry = self.activities.get(name)?;
+        Some(self.limits.get(name).copied().unwrap_or(entry.limits))
+    }
+
+    /// The limits of every registered activity that has any (a concurrency, a rate or a
+    /// priority), by name.
+    pub(crate) fn all_activity_limits(&self) -> BTreeMap<String, ActivityLimits> {
+        (self.activities.keys())
+            .filter_map(|name| Some((name.to_string(), self.activity_limits(name)?)))
+            .filter(|(_, limits)| *limits != ActivityLimits::default())
+            .collect()
     }
 
     /// Whether activity `name` is registered.
@@ -170,6 +196,7 @@ impl Registry {
         let entry = ActivityEntry {
             handle: TypeId::of::<A>(),
             start: start_activity::<A>,
+            limits: A::limits(),
         };
         if let Some(old) = self.activities.insert(A::NAME, entry)
             && old.handle != TypeId::of::<A>()

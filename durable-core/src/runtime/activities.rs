@@ -40,16 +40,20 @@ impl Drop for Slot {
 /// activity's execution, with its timeout, starts when it has one.
 ///
 /// A task of an activity this worker does not have, on a shared store, is not run here:
-/// it was left in the store for a worker that has it. Its span joins `trace`.
+/// it was left in the store for a worker that has it; nor is a task of a limited activity
+/// ([`ActivityLimits`](durable_store::ActivityLimits)) that this worker did not claim: it
+/// was left in the store for a claim, which counts it against the limits. Its span joins
+/// `trace`.
 pub(in crate::runtime) fn run(
     engine: &Arc<Engine>,
     id: WorkId,
     task: ActivityTask,
     trace: ActivityTrace,
 ) {
-    if engine.leaves_activity(&task.activity) {
+    if engine.leaves_task(id, &task.activity) {
         return;
     }
+    engine.forget_claimed(id);
     let busy = engine.busy();
     engine.queue_activity(QueuedActivity {
         id,

@@ -175,6 +175,7 @@ async fn claim(engine: &Arc<Engine>) -> Result<Claim, Error> {
     if let Some(first) = renumber {
         engine.renumber_work_ids(first);
     }
+    engine.set_claim_retry(claim.retry_after);
     Ok(claim)
 }
 
@@ -190,7 +191,9 @@ pub(in crate::runtime) async fn take_over(
 ) -> Result<(), Error> {
     // A clock that skips time holds still until everything taken is handed out.
     let _busy = engine.busy();
-    let Claim { instances, items } = claim;
+    let Claim {
+        instances, items, ..
+    } = claim;
     let mut claimed = Vec::new();
     let mut live = Vec::with_capacity(instances.len());
     for ClaimedInstance {
@@ -288,6 +291,8 @@ fn sort_work_items(engine: &Engine, items: Vec<(WorkId, WorkItem)>) -> Recovery 
                 .or_default()
                 .push(MissingTask { id, task }),
             WorkItem::Activity(mut task) => {
+                // A limited activity's task runs here: its re-enqueue below keeps it held.
+                engine.note_claimed(id, &task.activity);
                 task.attempt += 1;
                 recovery
                     .commit

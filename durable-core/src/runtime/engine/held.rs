@@ -249,7 +249,7 @@ impl Engine {
                     left.push(*id);
                     Some(*id)
                 }
-                WorkItem::Activity(task) if self.leaves_activity(&task.activity) => Some(*id),
+                WorkItem::Activity(task) if self.leaves_task(*id, &task.activity) => Some(*id),
                 _ => None,
             })
             .collect();
