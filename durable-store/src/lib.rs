@@ -36,7 +36,8 @@ pub use fjall_store::{FORMAT_VERSION, FjallStore};
 #[cfg(feature = "testing")]
 pub use layer::{Layered, StoreLayer};
 pub use lease::{
-    ActivityLimits, Claim, ClaimFilter, ClaimedInstance, CommitLease, Holding, Rate, WorkerId,
+    ActivityLimits, Claim, ClaimFilter, ClaimedInstance, CommitLease, Holding, OrchestratorLimits,
+    Rate, WorkerId, counts_as_running,
 };
 #[cfg(feature = "testing")]
 pub use memory_store::MemoryStore;

@@ -2,16 +2,17 @@
 //! [`ClaimFilter`]): a concurrency limit counts the tasks live workers hold, across
 //! workers and claims made at once; a rate limit counts starts per window and says when
 //! the next one opens; waiting tasks go higher priority first; removing a held task frees
-//! its slot and wakes the workers waiting for work.
+//! its slot and wakes the workers waiting for work. A limit on an orchestrator's running
+//! instances starts pending ones in creation order as running ones finish.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::Check;
-use super::leases::{LONG, item_ids, lease};
-use super::records::{record, task_of};
-use crate::lease::{ActivityLimits, ClaimFilter};
-use crate::record::{Commit, Status, WorkId, WorkItem};
+use super::leases::{LONG, holdings, item_ids, lease};
+use super::records::{message, record, task_of};
+use crate::lease::{ActivityLimits, ClaimFilter, Holding, OrchestratorLimits};
+use crate::record::{Commit, InstanceRecord, Status, WorkId, WorkItem};
 use crate::store::Store;
 
 /// A filter that limits each activity of `limits` as given.
@@ -202,4 +203,96 @@ pub(super) fn removing_a_held_task_wakes_the_waiting_workers(store: &impl Store)
     c.expect(Ok(item_ids(&claim)), vec![2], "the waiter takes the freed slot");
     let is_task = |item: &WorkItem| matches!(item, WorkItem::Activity(_));
     assert!(claim.items.iter().all(|(_, item)| is_task(item)));
+}
+
+pub(super) fn a_max_running_limit_starts_pending_instances_in_creation_order(
+    store: &impl Store,
+) {
+    let c = Check::new(
+        "a_max_running_limit_starts_pending_instances_in_creation_order",
+        store,
+    );
+    let pending = |created: u64| InstanceRecord {
+        created_ms: 1_700_000_000_000 + created,
+        ..record("flow", Status::Pending, 0)
+    };
+    // Created in the order p4, p1, p2, p3; `r` runs already.
+    c.commit(vec![Commit {
+        instances: vec![
+            ("p1".into(), pending(2)),
+            ("p2".into(), pending(3)),
+            ("p3".into(), pending(4)),
+            ("p4".into(), pending(1)),
+            ("q".into(), record("other", Status::Pending, 0)),
+            ("r".into(), record("flow", Status::Running, 0)),
+        ],
+        enqueued: vec![
+            (1, message("p1", 1)),
+            (2, message("p2", 1)),
+            (3, message("p3", 1)),
+            (4, message("p4", 1)),
+            (5, message("q", 1)),
+        ],
+        ..Commit::default()
+    }]);
+    let mut limits = BTreeMap::new();
+    limits.insert("flow".to_owned(), OrchestratorLimits::new().max_running(2));
+    let filter = ClaimFilter::default().orchestrator_limits(limits);
+    let (w1, w2) = (c.ok(store.join(LONG)), c.ok(store.join(LONG)));
+    let first = c.ok(store.claim(w1, &filter));
+    let what = "with `r` running and a limit of 2, a claim starts the first created pending \
+                instance of `flow` (p4) and the unlimited one";
+    c.expect(
+        Ok((item_ids(&first), holdings(&first))),
+        (
+            vec![4, 5],
+            // In creation order: `q` was created first.
+            vec![
+                ("q".to_owned(), Holding::Claimed),
+                ("p4".to_owned(), Holding::Claimed),
+            ],
+        ),
+        what,
+    );
+    let what = "a pending instance taken to start counts: no claim starts a third";
+    c.expect(Ok(item_ids(&c.ok(store.claim(w2, &filter)))), vec![], what);
+    c.expect(Ok(item_ids(&c.ok(store.claim(w1, &filter)))), vec![], what);
+    // `r` finishes: its slot frees.
+    c.commit(vec![Commit {
+        instances: vec![("r".into(), record("flow", Status::Completed { output: vec![] }, 1))],
+        ..Commit::default()
+    }]);
+    let what = "once a running instance finishes, the next created one starts";
+    c.expect(Ok(item_ids(&c.ok(store.claim(w2, &filter)))), vec![1], what);
+    // p4 starts on w1; then w1 leaves holding it, running: it still counts.
+    c.commit(vec![Commit {
+        instances: vec![("p4".into(), InstanceRecord {
+            status: Status::Running,
+            ..pending(1)
+        })],
+        dequeued: vec![4],
+        lease: lease(w1, &[]),
+        ..Commit::default()
+    }]);
+    c.ok(store.leave(w1));
+    let what = "an instance that started counts while it runs, whoever held it: the claim \
+                takes over only the unlimited instance the worker held";
+    c.expect(Ok(item_ids(&c.ok(store.claim(w2, &filter)))), vec![5], what);
+    // w2 leaves before p1 started: p1 is pending again, and counts no more.
+    c.ok(store.leave(w2));
+    let w3 = c.ok(store.join(LONG));
+    let what = "a pending instance whose worker left before starting it is taken again \
+                (before p2, created later), with the unlimited one that worker held";
+    let again = c.ok(store.claim(w3, &filter));
+    c.expect(
+        Ok((item_ids(&again), holdings(&again))),
+        (
+            vec![1, 5],
+            vec![
+                ("q".to_owned(), Holding::Claimed),
+                ("p1".to_owned(), Holding::Claimed),
+            ],
+        ),
+        what,
+    );
 }

@@ -41,7 +41,8 @@ use self::leases::{
     workers_join_renew_and_leave,
 };
 use self::limits::{
-    a_concurrency_limit_counts_the_tasks_live_workers_hold, a_rate_limit_counts_starts_per_window,
+    a_concurrency_limit_counts_the_tasks_live_workers_hold,
+    a_max_running_limit_starts_pending_instances_in_creation_order, a_rate_limit_counts_starts_per_window,
     concurrent_claims_keep_a_concurrency_limit, removing_a_held_task_wakes_the_waiting_workers,
     waiting_tasks_go_higher_priority_first,
 };
@@ -95,6 +96,7 @@ pub fn run<S: Store>(make: impl Fn() -> S) {
     a_rate_limit_counts_starts_per_window(&make());
     concurrent_claims_keep_a_concurrency_limit(&make());
     removing_a_held_task_wakes_the_waiting_workers(&make());
+    a_max_running_limit_starts_pending_instances_in_creation_order(&make());
 }
 
 /// Checks that what was committed survives dropping the store and opening `dir` again, twice.

@@ -1,9 +1,12 @@
 //! Flow control for the tasks of one activity: how many run at once across every worker
-//! of a store, how many start per period, and which wait first. Modelled on DBOS queues
-//! (`concurrency`, `limiter {limit, period}`, `priority`) and Temporal task queues
+//! of a store, how many start per period, and which wait first; and for the instances of
+//! one orchestrator: how many run at once. Modelled on DBOS queues (`concurrency`,
+//! `limiter {limit, period}`, `priority`) and Temporal task queues
 //! (`maxTaskQueueActivitiesPerSecond`).
 
 use std::time::Duration;
+
+use crate::record::StatusKind;
 
 /// A rate: at most `starts` starts in any window of `period`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -82,4 +85,47 @@ impl ActivityLimits {
     pub fn is_limited(&self) -> bool {
         self.concurrency.is_some() || self.rate.is_some()
     }
+}
+
+/// The flow control of one orchestrator's instances, set with
+/// `RuntimeBuilder::orchestrator_limits` or on the attribute
+/// (`#[orchestrator(max_running = 10)]`).
+///
+/// An instance started beyond the limit waits, pending, until a running one finishes;
+/// waiting instances start in creation order. Like the activity limits, it holds across
+/// every worker of a shared store and per process on fjall.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct OrchestratorLimits {
+    /// The most instances that run at once ([`counts_as_running`], or pending and taken
+    /// by a worker to start); `None`: no limit.
+    pub max_running: Option<u32>,
+}
+
+impl OrchestratorLimits {
+    /// No limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// At most `n` instances (at least 1) run at once.
+    pub fn max_running(mut self, n: u32) -> Self {
+        self.max_running = Some(n.max(1));
+        self
+    }
+
+    /// Whether it limits anything.
+    pub fn is_limited(&self) -> bool {
+        self.max_running.is_some()
+    }
+}
+
+/// Whether an instance in status `kind` counts against its orchestrator's
+/// [`OrchestratorLimits::max_running`]: it started and has not finished (running,
+/// suspended or stalled).
+pub fn counts_as_running(kind: StatusKind) -> bool {
+    matches!(
+        kind,
+        StatusKind::Running | StatusKind::Suspended | StatusKind::Stalled
+    )
 }

@@ -25,7 +25,7 @@ use crate::record::{Commit, InstanceRecord, StatusKind, WorkId, WorkItem};
 
 mod slots;
 
-use slots::{Slots, Waiting};
+use slots::{Pending, Slots, Waiting};
 
 /// What a store reads for [`Leases::claim`].
 pub(crate) trait ClaimReads {
@@ -49,6 +49,14 @@ pub(crate) trait ClaimReads {
     ///
     /// What the read fails with.
     fn stalled(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The ids of the instances of `orchestrator` that count as running
+    /// ([`counts_as_running`](crate::lease::counts_as_running)).
+    ///
+    /// # Errors
+    ///
+    /// What the read fails with.
+    fn running(&self, orchestrator: &str) -> Result<Vec<String>, StoreError>;
 
     /// The record of instance `id`, if it has one.
     ///
@@ -132,7 +140,14 @@ impl Leases {
             keep
         });
         let before = self.instances.len();
-        self.instances.retain(|_, holder| !workers.contains(holder));
+        let slots = &mut self.slots;
+        self.instances.retain(|id, holder| {
+            let keep = !workers.contains(holder);
+            if !keep {
+                slots.released(id);
+            }
+            keep
+        });
         if self.instances.len() != before {
             // Which of them are stalled, only their records say.
             self.stalled = None;
@@ -282,6 +297,7 @@ impl Leases {
             }
             // Removals apply before writes: an id removed and written again stays.
             for id in &commit.instances_removed {
+                left |= self.slots.finish(id);
                 if !commit.instances.iter().any(|(written, _)| written == id) {
                     self.instances.remove(id);
                     if let Some(stalled) = &mut self.stalled {
@@ -290,9 +306,12 @@ impl Leases {
                 }
             }
             for (id, record) in &commit.instances {
+                self.slots.written(id, record);
                 // A finished instance may be written by anyone: no one holds it.
                 if record.status.is_terminal() {
                     self.instances.remove(id);
+                    // A running instance of a limited orchestrator finished: its slot frees.
+                    left |= self.slots.finish(id);
                 }
                 if let Some(stalled) = &mut self.stalled {
                     let unheld = commit.lease.is_none() && !self.instances.contains_key(id);
@@ -349,6 +368,8 @@ impl Leases {
         let mut gone = Vec::new();
         // Tasks of limited activities, taken after the others as their limits allow.
         let mut waiting = Vec::new();
+        // Pending instances of limited orchestrators, and their items, likewise.
+        let mut pending = Pending::default();
         for &id in self.unheld.iter().flatten() {
             if items.len() >= max_items {
                 break;
@@ -387,8 +408,20 @@ impl Leases {
                 && newly < max_instances
                 && filter.takes_instance(record)
             {
-                *holding = Holding::Claimed;
-                newly += 1;
+                if filter.limits_start(record) {
+                    pending.instances.insert(instance.clone());
+                } else {
+                    *holding = Holding::Claimed;
+                    newly += 1;
+                }
+            }
+            if activity.is_none()
+                && *holding == Holding::Other
+                && pending.instances.contains(instance)
+            {
+                let instance = instance.clone();
+                pending.items.push((id, item, instance));
+                continue;
             }
             let limited = activity
                 .filter(|activity| filter.limits_of(activity).is_some())
@@ -413,6 +446,8 @@ impl Leases {
                 unheld.remove(&id);
             }
         }
+        let room = max_instances - newly;
+        newly += self.take_pending(pending, filter, reads, &mut met, &mut items, room)?;
         let retry_after = self.take_limited(waiting, filter, &mut met, &mut items, max_items);
         self.claim_stalled(filter, reads, &mut met, max_instances - newly)?;
         for (id, (holding, _, _)) in &met {
@@ -440,47 +475,6 @@ impl Leases {
             items,
             retry_after,
         })
-    }
-
-    /// Adds to `items` the tasks of limited activities among `waiting` that their limits
-    /// let this claim take (see [`Slots::choose`]), and marks their instances in `met` as
-    /// taken from; keeps `items` in id order. Returns when a rate window next opens.
-    fn take_limited(
-        &mut self,
-        waiting: Vec<(Waiting, WorkItem)>,
-        filter: &ClaimFilter,
-        met: &mut BTreeMap<String, (Holding, InstanceRecord, bool)>,
-        items: &mut Vec<(WorkId, WorkItem)>,
-        max_items: usize,
-    ) -> Option<std::time::Duration> {
-        if waiting.is_empty() {
-            return None;
-        }
-        let (waiting, mut tasks): (Vec<Waiting>, HashMap<WorkId, WorkItem>) = waiting
-            .into_iter()
-            .map(|(w, item)| {
-                let id = w.id;
-                (w, (id, item))
-            })
-            .unzip();
-        let room = max_items.saturating_sub(items.len());
-        let (items_held, workers) = (&self.items, &self.workers);
-        let now = Instant::now();
-        let live = |id: WorkId| {
-            (items_held.get(&id)).is_some_and(|w| workers.get(w).is_some_and(|e| *e > now))
-        };
-        let (chosen, retry_after) = self.slots.choose(waiting, filter, live, room);
-        for id in chosen {
-            let item = tasks.remove(&id).expect("a waiting task");
-            if let WorkItem::Activity(task) = &item
-                && let Some((_, _, taken)) = met.get_mut(&task.instance)
-            {
-                *taken = true;
-            }
-            items.push((id, item));
-        }
-        items.sort_by_key(|(id, _)| *id);
-        retry_after
     }
 
     /// Adds to `met`, as [`Holding::Claimed`], up to `room` stalled instances no live

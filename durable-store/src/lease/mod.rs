@@ -38,7 +38,7 @@ use crate::record::{Commit, InstanceRecord, WorkId, WorkItem};
 
 mod limits;
 
-pub use limits::{ActivityLimits, Rate};
+pub use limits::{ActivityLimits, OrchestratorLimits, Rate, counts_as_running};
 
 #[cfg_attr(not(feature = "testing"), allow(dead_code))]
 pub(crate) mod local;
@@ -95,6 +95,11 @@ pub struct ClaimFilter {
     /// id order. Every worker sharing a store should give the same limits. Empty: no
     /// limits.
     pub activity_limits: BTreeMap<String, ActivityLimits>,
+    /// Flow control per orchestrator name: a pending instance of an orchestrator limited
+    /// here is taken (to start) only while its instances that run
+    /// ([`counts_as_running`], or pending and held by a live worker) number fewer than
+    /// its `max_running`; waiting instances are taken in creation order. Empty: no limits.
+    pub orchestrator_limits: BTreeMap<String, OrchestratorLimits>,
 }
 
 impl Default for ClaimFilter {
@@ -107,6 +112,7 @@ impl Default for ClaimFilter {
             max_instances: 1_000,
             max_items: 10_000,
             activity_limits: BTreeMap::new(),
+            orchestrator_limits: BTreeMap::new(),
         }
     }
 }
@@ -153,6 +159,29 @@ impl ClaimFilter {
         self.activity_limits
             .get(activity)
             .filter(|limits| limits.is_limited())
+    }
+
+    /// Limits the instances of the orchestrators in `limits` (name to limits); those that
+    /// limit nothing are left out.
+    pub fn orchestrator_limits(mut self, limits: BTreeMap<String, OrchestratorLimits>) -> Self {
+        self.orchestrator_limits = limits
+            .into_iter()
+            .filter(|(_, limits)| limits.is_limited())
+            .collect();
+        self
+    }
+
+    /// The most running instances of `orchestrator`, if the filter limits it.
+    pub fn max_running_of(&self, orchestrator: &str) -> Option<u32> {
+        self.orchestrator_limits.get(orchestrator)?.max_running
+    }
+
+    /// Whether the start of the instance recorded as `record` waits for its
+    /// orchestrator's limit: it is pending, and the filter limits its orchestrator.
+    pub fn limits_start(&self, record: &InstanceRecord) -> bool {
+        !self.orchestrator_limits.is_empty()
+            && matches!(record.status, crate::record::Status::Pending)
+            && self.max_running_of(&record.orchestrator).is_some()
     }
 
     /// Whether the filter takes instances of `orchestrator`.

@@ -11,7 +11,7 @@
 //!    it (an instance lost so is reported as [`Holding::Other`], and its messages and
 //!    timers are not taken).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use postgres::Row;
 
@@ -157,6 +157,9 @@ pub(super) fn claim(
     let mut items: Vec<Chosen> = Vec::new();
     // Tasks of limited activities, taken after the others as their limits allow.
     let mut waiting: Vec<(WorkId, WorkItem)> = Vec::new();
+    // Pending instances of limited orchestrators, and their messages and timers, likewise.
+    let mut pending: BTreeSet<String> = BTreeSet::new();
+    let mut pending_items: Vec<(WorkId, WorkItem, String)> = Vec::new();
     let page = max_items.clamp(1, PAGE);
     let mut after = i64::MIN;
     'pages: while items.len() < max_items {
@@ -207,8 +210,19 @@ pub(super) fn claim(
                 && newly < max_instances
                 && filter.takes_instance(&record)
             {
-                *holding = Holding::Claimed;
-                newly += 1;
+                if filter.limits_start(&record) {
+                    pending.insert(instance.to_owned());
+                } else {
+                    *holding = Holding::Claimed;
+                    newly += 1;
+                }
+            }
+            if *holding == Holding::Other
+                && !matches!(item, WorkItem::Activity(_))
+                && pending.contains(instance)
+            {
+                pending_items.push((*id, item.clone(), instance.to_owned()));
+                continue;
             }
             let (take, depends) = match item {
                 WorkItem::Activity(task) if filter.limits_of(&task.activity).is_some() => {
@@ -232,6 +246,20 @@ pub(super) fn claim(
             _ => break,
         }
     }
+    let room = max_instances.saturating_sub(newly);
+    let chosen = limits::take_pending(&mut tx, filter, &pending, &met, room)
+        .map_err(error("claiming instances of limited orchestrators"))?;
+    for id in &chosen {
+        if let Some((holding, _)) = met.get_mut(id) {
+            *holding = Holding::Claimed;
+        }
+    }
+    newly += chosen.len();
+    items.extend(
+        (pending_items.into_iter())
+            .filter(|(_, _, instance)| chosen.contains(instance))
+            .map(|(id, item, instance)| (id, item, Some(instance))),
+    );
     // Stalled instances no live worker holds, to try again with this worker's code.
     let mut after: (i64, Vec<u8>) = (i64::MIN, Vec::new());
     'stalled: while newly < max_instances {

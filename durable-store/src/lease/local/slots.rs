@@ -1,12 +1,27 @@
-//! The slots and rate windows of limited activities ([`ActivityLimits`]) for
-//! [`Leases`](super::Leases): the reference semantics the PostgreSQL claim follows.
+//! The slots and rate windows of limited activities ([`ActivityLimits`]) and the running
+//! instances of limited orchestrators for [`Leases`]: the reference semantics the
+//! PostgreSQL claim follows.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::{ClaimReads, Leases};
+use crate::error::StoreError;
 use crate::hash::FnvMap;
-use crate::lease::{ActivityLimits, ClaimFilter};
-use crate::record::WorkId;
+use crate::lease::{ActivityLimits, ClaimFilter, Holding};
+use crate::record::{InstanceRecord, WorkId, WorkItem};
+
+/// What a claim met of limited orchestrators' pending instances: those it may take, and
+/// their items (with the instance each is for).
+#[derive(Default)]
+pub(super) struct Pending {
+    pub(super) instances: BTreeSet<String>,
+    pub(super) items: Vec<(WorkId, WorkItem, String)>,
+}
+
+/// The live instances a claim met: how the worker stands with each, its record, and
+/// whether the claim took it or an item of it.
+type Met = BTreeMap<String, (Holding, InstanceRecord, bool)>;
 
 /// A task of a limited activity that a claim met unheld.
 pub(super) struct Waiting {
@@ -22,12 +37,44 @@ pub(super) struct Slots {
     held: FnvMap<WorkId, String>,
     /// The starts of each rate-limited activity within its last period, oldest first.
     starts: HashMap<String, VecDeque<Instant>>,
+    /// The instances of limited orchestrators that run, or that a claim took to start,
+    /// with their orchestrator: read from the store for each orchestrator the first time
+    /// a claim limits it (in `loaded`), then kept as claims start and commits finish them.
+    running: FnvMap<String, String>,
+    loaded: BTreeSet<String>,
+    /// The instances of `running` taken pending, until a commit writes them started: one
+    /// whose worker's lease ends before that is pending again, and counts no more.
+    starting: BTreeSet<String>,
 }
 
 impl Slots {
     /// Forgets task `id` (removed, or no longer held); whether it held a slot.
     pub(super) fn free(&mut self, id: WorkId) -> bool {
         !self.held.is_empty() && self.held.remove(&id).is_some()
+    }
+
+    /// Forgets instance `id` (finished or removed); whether it counted as running.
+    pub(super) fn finish(&mut self, id: &str) -> bool {
+        if self.running.is_empty() {
+            return false;
+        }
+        self.starting.remove(id);
+        self.running.remove(id).is_some()
+    }
+
+    /// Instance `id` was written with `record`: once it is not pending, it has started.
+    pub(super) fn written(&mut self, id: &str, record: &InstanceRecord) {
+        if !self.starting.is_empty() && !matches!(record.status, crate::record::Status::Pending) {
+            self.starting.remove(id);
+        }
+    }
+
+    /// The worker that held instance `id` is gone: if it had not started it, it counts no
+    /// more (it is pending, for a claim to take again).
+    pub(super) fn released(&mut self, id: &str) {
+        if !self.starting.is_empty() && self.starting.remove(id) {
+            self.running.remove(id);
+        }
     }
 
     /// Chooses, among `waiting` (met in id order), the tasks a claim may take: higher
@@ -91,5 +138,119 @@ impl Slots {
             chosen.push(id);
         }
         (chosen, retry_after)
+    }
+}
+
+impl Leases {
+    /// Adds to `items` the tasks of limited activities among `waiting` that their limits
+    /// let this claim take (see [`Slots::choose`]), and marks their instances in `met` as
+    /// taken from; keeps `items` in id order. Returns when a rate window next opens.
+    pub(super) fn take_limited(
+        &mut self,
+        waiting: Vec<(Waiting, WorkItem)>,
+        filter: &ClaimFilter,
+        met: &mut Met,
+        items: &mut Vec<(WorkId, WorkItem)>,
+        max_items: usize,
+    ) -> Option<Duration> {
+        if waiting.is_empty() {
+            return None;
+        }
+        let (waiting, mut tasks): (Vec<Waiting>, HashMap<WorkId, WorkItem>) = waiting
+            .into_iter()
+            .map(|(w, item)| {
+                let id = w.id;
+                (w, (id, item))
+            })
+            .unzip();
+        let room = max_items.saturating_sub(items.len());
+        let (items_held, workers) = (&self.items, &self.workers);
+        let now = Instant::now();
+        let live = |id: WorkId| {
+            (items_held.get(&id)).is_some_and(|w| workers.get(w).is_some_and(|e| *e > now))
+        };
+        let (chosen, retry_after) = self.slots.choose(waiting, filter, live, room);
+        for id in chosen {
+            let item = tasks.remove(&id).expect("a waiting task");
+            if let WorkItem::Activity(task) = &item
+                && let Some((_, _, taken)) = met.get_mut(&task.instance)
+            {
+                *taken = true;
+            }
+            items.push((id, item));
+        }
+        items.sort_by_key(|(id, _)| *id);
+        retry_after
+    }
+
+
+    /// Claims, among the pending instances of limited orchestrators in `pending` (no live
+    /// worker holds them), at most `room`, in creation order, while the instances of each
+    /// orchestrator that run number fewer than its `max_running`; adds their items to
+    /// `items` (kept in id order). Returns how many it claimed.
+    pub(super) fn take_pending(
+        &mut self,
+        pending: Pending,
+        filter: &ClaimFilter,
+        reads: &impl ClaimReads,
+        met: &mut Met,
+        items: &mut Vec<(WorkId, WorkItem)>,
+        room: usize,
+    ) -> Result<usize, StoreError> {
+        if pending.instances.is_empty() || room == 0 {
+            return Ok(0);
+        }
+        let mut order: Vec<(u64, String, String)> = (pending.instances.iter())
+            .filter_map(|id| {
+                let record = &met.get(id)?.1;
+                Some((record.created_ms, id.clone(), record.orchestrator.clone()))
+            })
+            .collect();
+        order.sort();
+        let slots = &mut self.slots;
+        for (_, _, orchestrator) in &order {
+            if slots.loaded.insert(orchestrator.clone()) {
+                for id in reads.running(orchestrator)? {
+                    slots.running.insert(id, orchestrator.clone());
+                }
+            }
+        }
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        for orchestrator in slots.running.values() {
+            *counts.entry(orchestrator.clone()).or_default() += 1;
+        }
+        let mut chosen = BTreeSet::new();
+        for (_, id, orchestrator) in order {
+            if chosen.len() >= room {
+                break;
+            }
+            let Some(max) = filter.max_running_of(&orchestrator) else {
+                continue;
+            };
+            // Taken before by a worker whose lease lapsed: it counts already.
+            if !slots.running.contains_key(&id) {
+                let count = counts.entry(orchestrator.clone()).or_default();
+                if *count >= max {
+                    continue;
+                }
+                *count += 1;
+                slots.running.insert(id.clone(), orchestrator);
+            }
+            slots.starting.insert(id.clone());
+            if let Some((holding, _, _)) = met.get_mut(&id) {
+                *holding = Holding::Claimed;
+            }
+            chosen.insert(id);
+        }
+        for (id, item, instance) in pending.items {
+            if chosen.contains(&instance) {
+                if let Some((_, _, taken)) = met.get_mut(&instance) {
+                    *taken = true;
+                }
+                items.push((id, item));
+            }
+        }
+        items.sort_by_key(|(id, _)| *id);
+        Ok(chosen.len())
     }
 }

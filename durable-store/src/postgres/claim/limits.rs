@@ -1,22 +1,26 @@
-//! The claim of tasks of limited activities ([`ActivityLimits`]) on PostgreSQL: the
-//! semantics of `Slots::choose` (`lease/local/slots.rs`, the reference), safe against
-//! workers claiming at the same moment.
+//! The claim of tasks of limited activities ([`ActivityLimits`]) and of pending instances
+//! of limited orchestrators ([`OrchestratorLimits`](crate::lease::OrchestratorLimits)) on
+//! PostgreSQL: the semantics of `Slots::choose` and `Leases::take_pending`
+//! (`lease/local/slots.rs`, the reference), safe against workers claiming at the same
+//! moment.
 //!
 //! For each limited activity with tasks waiting, in name order (so two claims never wait
 //! for each other's locks in a cycle), the claim takes a transaction-scoped advisory lock
 //! on the activity's name before it counts: the tasks of the activity live workers hold
-//! (rows a claim marked with the activity) and its starts within the period. A claim of
+//! (rows a claim marked with the activity) and its starts within the period. Likewise
+//! for each limited orchestrator with pending instances waiting: its instances that run,
+//! or that are pending and held by a live worker (taken to start). A claim of
 //! the same activity at the same moment waits for the lock until this transaction ends,
 //! then counts again (each statement of a `READ COMMITTED` transaction reads what was
 //! committed before it began), so the two never take the same slot (no write skew).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::super::commit::{work_key, worker_key};
 use super::super::connect::Prepared;
-use crate::lease::{ActivityLimits, ClaimFilter, WorkerId};
-use crate::record::{WorkId, WorkItem};
+use crate::lease::{ActivityLimits, ClaimFilter, Holding, WorkerId, counts_as_running};
+use crate::record::{InstanceRecord, StatusKind, WorkId, WorkItem};
 
 /// Waits for, then holds until the transaction ends, the lock of activity `$1`'s limits.
 const LOCK: &str =
@@ -36,6 +40,17 @@ const STARTS: &str = "WITH old AS ( \
             + $2::bigint * interval '1 millisecond' - clock_timestamp())) * 1000)::bigint \
     FROM durable.activity_starts WHERE activity = $1 \
         AND started_at > clock_timestamp() - $2::bigint * interval '1 millisecond'";
+
+/// Waits for, then holds until the transaction ends, the lock of orchestrator `$1`'s
+/// limits.
+const LOCK_ORCHESTRATOR: &str =
+    "SELECT pg_advisory_xact_lock(hashtext('durable.orchestrator_limits'), hashtext($1))";
+
+/// How many instances of orchestrator `$1` run (status in `$2`), or are pending (`$3`)
+/// and held by a live worker.
+const RUNNING: &str = "SELECT count(*) FROM durable.instances i WHERE i.orchestrator = $1 \
+    AND (i.status = ANY($2::text[]) OR (i.status = $3 AND EXISTS ( \
+        SELECT FROM durable.workers k WHERE k.id = i.held_by AND k.expires_at > now())))";
 
 /// Takes for `$1` the tasks `$2` of activity `$3` that are still unheld, skipping those
 /// another transaction has locked, and marks them with the activity.
@@ -139,4 +154,56 @@ pub(super) fn take(
         );
     }
     Ok((taken, retry_after))
+}
+
+/// Chooses, among the pending instances `pending` of limited orchestrators (read in
+/// `met`), at most `room` to claim, in creation order, while each orchestrator's running
+/// instances stay under its `max_running`; the caller takes them. Holds each
+/// orchestrator's lock until the transaction ends.
+pub(super) fn take_pending(
+    tx: &mut Prepared<'_>,
+    filter: &ClaimFilter,
+    pending: &BTreeSet<String>,
+    met: &BTreeMap<String, (Holding, InstanceRecord)>,
+    room: usize,
+) -> Result<BTreeSet<String>, postgres::Error> {
+    let mut chosen = BTreeSet::new();
+    if pending.is_empty() || room == 0 {
+        return Ok(chosen);
+    }
+    let mut order: Vec<(u64, &String, &str)> = (pending.iter())
+        .filter_map(|id| {
+            let record = &met.get(id)?.1;
+            Some((record.created_ms, id, record.orchestrator.as_str()))
+        })
+        .collect();
+    order.sort();
+    let running: Vec<&str> = (StatusKind::ALL.iter())
+        .filter(|kind| counts_as_running(**kind))
+        .map(|kind| kind.as_str())
+        .collect();
+    // Locked in name order: claims of several orchestrators never wait in a cycle.
+    let names: BTreeSet<&str> = order.iter().map(|(_, _, name)| *name).collect();
+    let mut left: BTreeMap<&str, i64> = BTreeMap::new();
+    for name in names {
+        let Some(max) = filter.max_running_of(name) else {
+            continue;
+        };
+        tx.query(LOCK_ORCHESTRATOR, &[&name])?;
+        let count: i64 = tx.query(RUNNING, &[&name, &running, &StatusKind::Pending.as_str()])?[0]
+            .get(0);
+        left.insert(name, i64::from(max) - count);
+    }
+    for (_, id, name) in order {
+        if chosen.len() >= room {
+            break;
+        }
+        if let Some(left) = left.get_mut(name)
+            && *left > 0
+        {
+            *left -= 1;
+            chosen.insert(id.clone());
+        }
+    }
+    Ok(chosen)
 }
