@@ -209,8 +209,8 @@ pub use durable_macros::entity;
 #[cfg(feature = "postgres")]
 pub use durable_store::PostgresStore;
 pub use durable_store::{
-    ActivityLimits, Durability, FjallStore, KeyKind, Rate, StatusCounts, StatusKind, Store,
-    StoreError,
+    ActivityLimits, Durability, FjallStore, KeyKind, OrchestratorLimits, Rate, StatusCounts,
+    StatusKind, Store, StoreError,
 };
 pub use entity::{
     Dispatched, Entity, EntityContext, EntityError, EntityId, EntityIdError, IntoEntityId, NoError,
@@ -256,7 +256,7 @@ pub mod __private {
 
     pub use crate::entity::Applied;
     pub use crate::handle::BoxFuture;
-    pub use durable_store::ActivityLimits;
+    pub use durable_store::{ActivityLimits, OrchestratorLimits};
 
     /// What `#[orchestrator]` wraps a handle its body calls in, to list it in
     /// `Orchestrator::callees` (autoref specialisation: a value that is not a handle of

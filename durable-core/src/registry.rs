@@ -5,7 +5,7 @@ use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use durable_store::{ActivityLimits, Failure};
+use durable_store::{ActivityLimits, Failure, OrchestratorLimits};
 
 use crate::activity_context::ActivityContext;
 use crate::entity::{Dispatched, Entity, EntityError, EntityId};
@@ -56,6 +56,11 @@ pub(crate) struct Registry {
     duplicates: Vec<&'static str>,
     /// The limits the builder set, by activity name; they override the attribute's.
     limits: HashMap<&'static str, ActivityLimits>,
+    /// The limits of each orchestrator, by name: the attribute's (of the last version
+    /// registered that sets any), or the builder's, which override them.
+    orchestrator_limits: HashMap<&'static str, OrchestratorLimits>,
+    /// The orchestrators whose limits the builder set.
+    orchestrator_limits_set: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -79,6 +84,9 @@ impl Registry {
             line: O::LINE,
             start: start_orchestrator::<O>,
         };
+        if O::limits().is_limited() && !self.orchestrator_limits_set.contains(&O::NAME) {
+            self.orchestrator_limits.insert(O::NAME, O::limits());
+        }
         let versions = self.orchestrators.entry(O::NAME).or_default();
         if let Some(old) = versions.insert(O::VERSION, entry)
             && old.handle != TypeId::of::<O>()
@@ -98,6 +106,20 @@ impl Registry {
         self.activities
             .get_key_value(name)
             .map(|(&name, entry)| (name, entry))
+    }
+
+    /// Sets the limits of orchestrator `O` (every version), over the attribute's.
+    pub(crate) fn set_orchestrator_limits<O: Orchestrator>(&mut self, limits: OrchestratorLimits) {
+        self.orchestrator_limits.insert(O::NAME, limits);
+        self.orchestrator_limits_set.push(O::NAME);
+    }
+
+    /// The limits of every orchestrator that has any, by name.
+    pub(crate) fn all_orchestrator_limits(&self) -> BTreeMap<String, OrchestratorLimits> {
+        (self.orchestrator_limits.iter())
+            .filter(|(_, limits)| limits.is_limited())
+            .map(|(name, limits)| (name.to_string(), *limits))
+            .collect()
     }
 
     /// Sets the limits of activity `A`, over the attribute's.

@@ -1,6 +1,7 @@
 //! The attribute's arguments: `#[orchestrator]`, `#[orchestrator(name = "custom")]`,
-//! `#[orchestrator(name = "order", version = 2)]`, and an activity's flow control:
-//! `#[activity(concurrency = 3, rate = "10/1s", priority = 5)]`.
+//! `#[orchestrator(name = "order", version = 2)]`, and flow control: an activity's
+//! `#[activity(concurrency = 3, rate = "10/1s", priority = 5)]`, an orchestrator's
+//! `#[orchestrator(max_running = 10)]`.
 
 use proc_macro2::TokenStream;
 use syn::meta::ParseNestedMeta;
@@ -22,6 +23,8 @@ pub(crate) struct AttributeArgs {
     pub(crate) rate: Option<(u32, u64)>,
     /// `priority = N` (activities only): waiting tasks of higher priority go first.
     pub(crate) priority: Option<i32>,
+    /// `max_running = N` (orchestrators only): the most instances that run at once.
+    pub(crate) max_running: Option<u32>,
 }
 
 /// The flow-control arguments an activity takes.
@@ -48,6 +51,9 @@ fn parse_one(kind: Kind, args: &mut AttributeArgs, meta: &ParseNestedMeta<'_>) -
     }
     if kind == Kind::Activity && FLOW_ARGS.iter().any(|arg| meta.path.is_ident(arg)) {
         return parse_flow(args, meta);
+    }
+    if kind == Kind::Orchestrator && meta.path.is_ident("max_running") {
+        return parse_max_running(args, meta);
     }
     if !meta.path.is_ident("name") {
         skip_value(meta)?;
@@ -229,6 +235,31 @@ fn parse_flow(args: &mut AttributeArgs, meta: &ParseNestedMeta<'_>) -> syn::Resu
     Ok(())
 }
 
+/// `max_running = N`: a whole number from 1 up, given once.
+fn parse_max_running(args: &mut AttributeArgs, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    let usage = "#[orchestrator(max_running = 10)]";
+    let expr: syn::Expr = meta
+        .value()
+        .map_err(|_| meta.error(format!("`max_running` takes a value: write `{usage}`")))?
+        .parse()?;
+    let n = int_literal(&expr, usage)?
+        .filter(|n| (1..=i64::from(u32::MAX)).contains(n))
+        .ok_or_else(|| {
+            syn::Error::new_spanned(
+                &expr,
+                format!("`max_running` is a whole number from 1 up: write `{usage}`"),
+            )
+        })?;
+    if args.max_running.is_some() {
+        return Err(syn::Error::new_spanned(
+            &expr,
+            "`max_running` is given twice; keep one `max_running = ...`",
+        ));
+    }
+    args.max_running = Some(n as u32);
+    Ok(())
+}
+
 /// The value of an integer literal, negated or not: `Ok(None)` if it does not fit an i64.
 fn int_literal(expr: &syn::Expr, usage: &str) -> syn::Result<Option<i64>> {
     let (negative, lit) = match expr {
@@ -380,11 +411,36 @@ mod tests {
         }
     }
 
-    /// Flow control is an activity's: an orchestrator refuses it as unknown.
+    /// An activity's flow control is refused on an orchestrator as unknown, and an
+    /// orchestrator's on an activity.
     #[test]
-    fn rejects_flow_control_on_an_orchestrator() {
+    fn rejects_flow_control_of_the_other_kind() {
         let err = parse(Kind::Orchestrator, quote!(concurrency = 3)).unwrap_err();
         assert!(err.to_string().starts_with("unknown argument"), "{err}");
+        let err = parse(Kind::Activity, quote!(max_running = 3)).unwrap_err();
+        assert!(err.to_string().starts_with("unknown argument"), "{err}");
+    }
+
+    #[test]
+    fn accepts_max_running_on_an_orchestrator() {
+        let args = parse(Kind::Orchestrator, quote!(version = 2, max_running = 10)).unwrap();
+        assert_eq!(args.max_running, Some(10));
+    }
+
+    #[test]
+    fn rejects_bad_max_running_values() {
+        let cases = [
+            (quote!(max_running = 0), "from 1 up"),
+            (quote!(max_running = -2), "from 1 up"),
+            (quote!(max_running = "3"), "integer literal"),
+            (quote!(max_running), "takes a value"),
+            (quote!(max_running = 1, max_running = 2), "given twice"),
+        ];
+        for (tokens, expected) in cases {
+            let shown = tokens.to_string();
+            let err = parse(Kind::Orchestrator, tokens).unwrap_err().to_string();
+            assert!(err.contains(expected), "`{shown}`: {err}");
+        }
     }
 
     /// An orchestration's record holds its orchestrator's name, and a record whose name

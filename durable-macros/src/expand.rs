@@ -119,7 +119,7 @@ fn generate(
         .version
         .as_ref()
         .map(|v| quote_spanned!(v.span()=> const VERSION: u32 = #v;));
-    let limits = flow_limits(args);
+    let limits = flow_limits(kind, args);
     // The trait method takes the context as the user typed it, so a context of the
     // wrong kind is reported on the user's type against the trait's signature: "expected
     // `OrchestrationContext`, found `ActivityContext`".
@@ -199,8 +199,17 @@ fn generate(
     }
 }
 
-/// `Activity::limits` for an activity's flow-control arguments; nothing without them.
-fn flow_limits(args: &AttributeArgs) -> Option<TokenStream> {
+/// `Activity::limits` or `Orchestrator::limits` for the flow-control arguments; nothing
+/// without them.
+fn flow_limits(kind: Kind, args: &AttributeArgs) -> Option<TokenStream> {
+    if kind == Kind::Orchestrator {
+        let n = args.max_running?;
+        return Some(quote! {
+            fn limits() -> ::durable_core::__private::OrchestratorLimits {
+                ::durable_core::__private::OrchestratorLimits::new().max_running(#n)
+            }
+        });
+    }
     if args.concurrency.is_none() && args.rate.is_none() && args.priority.is_none() {
         return None;
     }

@@ -330,3 +330,113 @@ fn waiting_activities_start_higher_priority_first_on_fjall() {
         ["r0", "u0", "u1", "u2", "u3", "r1", "r2", "r3"]
     );
 }
+
+/// At most 2 instances run at once: each runs one execution of `gated_step`.
+#[orchestrator(max_running = 2)]
+async fn gated(ctx: OrchestrationContext, x: u64) -> Result<u64, String> {
+    Ok(ctx.call(gated_step, x).await?)
+}
+
+#[activity]
+async fn gated_step(ctx: ActivityContext, x: u64) -> Result<u64, String> {
+    let _running = ctx.state::<Arc<Gauge>>().begin();
+    ctx.state::<Arc<Order>>().0.lock().unwrap().push(format!("g{x:02}"));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    Ok(x + 7)
+}
+
+/// At most 1 instance runs at once; each waits for `go` once its step ran.
+#[orchestrator(max_running = 1)]
+async fn one_at_a_time(ctx: OrchestrationContext, x: u64) -> Result<u64, String> {
+    let y = ctx.call(gated_step, x).await?;
+    let go = ctx.wait_event::<u64>("go").await;
+    Ok(y + go)
+}
+
+fn gated_worker(store: impl durable_core::Store, gauge: &Arc<Gauge>, order: &Arc<Order>) -> RuntimeBuilder {
+    Runtime::builder(store)
+        .orchestrator(gated)
+        .orchestrator(one_at_a_time)
+        .activity(gated_step)
+        .state(gauge.clone())
+        .state(order.clone())
+        .lease(Duration::from_secs(2))
+}
+
+/// Two workers on one database run 30 instances of an orchestrator limited to 2 running
+/// instances (by its attribute): never more than 2 run at once, and 2 do.
+#[test]
+fn a_limit_on_running_instances_holds_across_workers_on_postgres() {
+    let database = TestServer::shared().database();
+    let (gauge, order) = (Arc::new(Gauge::default()), Arc::new(Order::default()));
+    lifetime(async {
+        let a = gated_worker(open(&database), &gauge, &order).start().await.unwrap();
+        let b = gated_worker(open(&database), &gauge, &order).start().await.unwrap();
+        for i in 0..30u64 {
+            let client = if i % 2 == 0 { a.client() } else { b.client() };
+            client.start(gated, format!("g{i:02}"), i).await.unwrap();
+        }
+        for i in 0..30u64 {
+            let instance = b.client().instance(gated, format!("g{i:02}"));
+            assert_eq!(instance.wait(WAIT).await.unwrap(), i + 7);
+        }
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+    assert_eq!(gauge.ran.load(Ordering::SeqCst), 30);
+    assert_eq!(gauge.most(), 2, "at most 2 instances ran at once, and 2 did");
+}
+
+/// On fjall, the waiting instances start in creation order, and the limit holds across
+/// a restart: an instance running when the process stopped still counts after it.
+#[test]
+fn waiting_instances_start_in_creation_order_and_the_limit_survives_a_restart_on_fjall() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || durable_core::FjallStore::open(dir.path()).unwrap();
+    let (gauge, order) = (Arc::new(Gauge::default()), Arc::new(Order::default()));
+    lifetime(async {
+        let runtime = gated_worker(open(), &gauge, &order).start().await.unwrap();
+        let client = runtime.client();
+        for i in 0..20u64 {
+            client.start(gated, format!("g{i:02}"), i).await.unwrap();
+        }
+        for i in 0..20u64 {
+            let instance = client.instance(gated, format!("g{i:02}"));
+            assert_eq!(instance.wait(WAIT).await.unwrap(), i + 7);
+        }
+        // One instance of `one_at_a_time` runs (it waits for `go`), one waits to start.
+        client.start(one_at_a_time, "first", 100).await.unwrap();
+        client.start(one_at_a_time, "second", 200).await.unwrap();
+        let deadline = Instant::now() + WAIT;
+        while gauge.ran.load(Ordering::SeqCst) < 21 {
+            assert!(Instant::now() < deadline, "`first` never ran its step");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        runtime.shutdown().await;
+    });
+    let started: Vec<String> = (0..20).map(|i| format!("g{i:02}")).collect();
+    assert_eq!(
+        order.0.lock().unwrap()[..20],
+        started[..],
+        "the waiting instances started in creation order"
+    );
+    assert_eq!(gauge.most(), 2, "at most 2 ran at once, and 2 did");
+    lifetime(async {
+        let runtime = gated_worker(open(), &gauge, &order).start().await.unwrap();
+        let client = runtime.client();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            gauge.ran.load(Ordering::SeqCst),
+            21,
+            "`second` did not start while `first` runs, after the restart"
+        );
+        client.raise_event("first", "go", &1u64).await.unwrap();
+        let first = client.instance(one_at_a_time, "first");
+        assert_eq!(first.wait(WAIT).await.unwrap(), 108);
+        client.raise_event("second", "go", &2u64).await.unwrap();
+        let second = client.instance(one_at_a_time, "second");
+        assert_eq!(second.wait(WAIT).await.unwrap(), 209);
+        runtime.shutdown().await;
+    });
+    assert_eq!(gauge.ran.load(Ordering::SeqCst), 22);
+}

@@ -55,7 +55,7 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use durable_store::{ActivityLimits, Store};
+use durable_store::{ActivityLimits, OrchestratorLimits, Store};
 
 use crate::client::Client;
 use crate::clock::{Clock, SystemClock};
@@ -154,6 +154,22 @@ impl RuntimeBuilder {
     /// lapses. Workers sharing a store should set the same limits.
     pub fn activity_limits<A: Activity>(mut self, _activity: A, limits: ActivityLimits) -> Self {
         self.registry.set_activity_limits::<A>(limits);
+        self
+    }
+
+    /// Sets the flow control of `orchestrator` (every version of a registered
+    /// orchestrator's name), over what its attribute says: at most
+    /// [`max_running`](OrchestratorLimits::max_running) of its instances run at once,
+    /// across every worker of a shared store (PostgreSQL; per process on fjall). An
+    /// instance started beyond it waits, pending, until a running one finishes; waiting
+    /// instances start in creation order. Workers sharing a store should set the same
+    /// limits.
+    pub fn orchestrator_limits<O: Orchestrator>(
+        mut self,
+        _orchestrator: O,
+        limits: OrchestratorLimits,
+    ) -> Self {
+        self.registry.set_orchestrator_limits::<O>(limits);
         self
     }
 

@@ -52,6 +52,8 @@ pub(super) struct Flow {
     priorities: HashMap<String, i32>,
     /// Whether any activity is limited: if not, nothing here is looked up per task.
     limited: bool,
+    /// Whether any orchestrator is limited: if not, nothing is looked up per start.
+    limited_orchestrators: bool,
     /// Tasks of limited activities this worker claimed, until they run: the take-over
     /// commit that counts their attempt keeps them held (they are not left unclaimed as a
     /// newly scheduled one is), and [`super::super::activities::run`] runs them.
@@ -70,6 +72,7 @@ impl Flow {
                 .map(|(name, limits)| (name.clone(), limits.priority))
                 .collect(),
             limited: limits.values().any(|limits| limits.is_limited()),
+            limited_orchestrators: !registry.all_orchestrator_limits().is_empty(),
             ..Self::default()
         }
     }
@@ -87,6 +90,13 @@ impl Engine {
     /// Whether `activity` has a concurrency or rate limit.
     pub(in crate::runtime) fn limits_activity(&self, activity: &str) -> bool {
         self.flow.limited && self.claim_filter.limits_of(activity).is_some()
+    }
+
+    /// Whether the start of an instance of `orchestrator` waits for its limit: the
+    /// commit that creates it pending leaves it (and its `Started` message) for a claim,
+    /// which counts it against the orchestrator's `max_running`.
+    pub(in crate::runtime) fn limits_orchestrator(&self, orchestrator: &str) -> bool {
+        self.flow.limited_orchestrators && self.claim_filter.max_running_of(orchestrator).is_some()
     }
 
     /// Whether this worker claimed task `id` (of a limited activity) and has not run it.

@@ -111,8 +111,11 @@ pub(super) fn claim_filter(store: &dyn Store, registry: &Registry) -> ClaimFilte
             .versions(versions)
             .activities(registry.activity_names())
             .activity_limits(registry.all_activity_limits())
+            .orchestrator_limits(registry.all_orchestrator_limits())
     } else {
-        ClaimFilter::default().activity_limits(registry.all_activity_limits())
+        ClaimFilter::default()
+            .activity_limits(registry.all_activity_limits())
+            .orchestrator_limits(registry.all_orchestrator_limits())
     }
 }
 
