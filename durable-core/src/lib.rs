@@ -81,6 +81,13 @@ pub use durable_future::{
 ///     let reserved = ctx.call(reserve, seats).await?;
 ///     Ok(reserved)
 /// }
+///
+/// // At most 10 instances run at once, across every worker of the store; the others
+/// // wait, pending, and start in creation order (see `OrchestratorLimits`).
+/// #[orchestrator(max_running = 10)]
+/// async fn migrate(ctx: OrchestrationContext, table: u32) -> Result<u32, String> {
+///     Ok(ctx.call(reserve, table).await?)
+/// }
 /// # fn main() {}
 /// ```
 ///
@@ -102,6 +109,14 @@ pub use instance_id::{GENERATED_ID_PREFIX, MAX_INSTANCE_ID_LEN};
 /// #[activity(name = "charge-card")]
 /// async fn charge(_ctx: ActivityContext, cents: u64) -> Result<String, String> {
 ///     Ok(format!("charged {cents} cents"))
+/// }
+///
+/// // Flow control (see `ActivityLimits`): at most 3 run at once and 10 start per second,
+/// // across every worker of the store; waiting tasks of higher priority go first. The
+/// // rate's period is in `ms`, `s`, `m` or `h` ("100/m" is 100 per minute).
+/// #[activity(concurrency = 3, rate = "10/1s", priority = 5)]
+/// async fn call_partner(_ctx: ActivityContext, id: u64) -> Result<u64, String> {
+///     Ok(id)
 /// }
 /// # fn main() {}
 /// ```
