@@ -54,8 +54,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use durable_core::{
-    ActivityContext, ActivityLimits, Durability, FjallStore, InstanceQuery, OrchestrationContext, PurgeFilter,
-    Runtime, StatusKind, Store, activity, orchestrator,
+    ActivityContext, ActivityLimits, Durability, FjallStore, InstanceQuery, OrchestrationContext,
+    PurgeFilter, Runtime, StatusKind, Store, activity, orchestrator,
 };
 use durable_store::PostgresStore;
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};

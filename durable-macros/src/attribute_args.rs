@@ -223,7 +223,9 @@ fn parse_flow(args: &mut AttributeArgs, meta: &ParseNestedMeta<'_>) -> syn::Resu
                 .ok_or_else(|| {
                     syn::Error::new_spanned(
                         &expr,
-                        format!("the priority is a whole number (an i32, higher first): write `{usage}`"),
+                        format!(
+                            "the priority is a whole number (an i32, higher first): write `{usage}`"
+                        ),
                     )
                 })?;
             if args.priority.is_some() {
@@ -301,10 +303,16 @@ fn parse_rate(rate: &str) -> Result<(u32, u64), String> {
         .ok_or_else(|| format!("the rate `{rate}` has no `/`"))?;
     let starts: u32 = match starts.trim().parse() {
         Ok(n) if n >= 1 => n,
-        _ => return Err(format!("the rate `{rate}` does not start with a number of starts from 1 up")),
+        _ => {
+            return Err(format!(
+                "the rate `{rate}` does not start with a number of starts from 1 up"
+            ));
+        }
     };
     let period = period.trim();
-    let digits = period.find(|c: char| !c.is_ascii_digit()).unwrap_or(period.len());
+    let digits = period
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(period.len());
     let (count, unit) = period.split_at(digits);
     let count: u64 = if count.is_empty() {
         1
@@ -318,7 +326,11 @@ fn parse_rate(rate: &str) -> Result<(u32, u64), String> {
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => return Err(format!("the period of the rate `{rate}` has no unit of ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "the period of the rate `{rate}` has no unit of ms, s, m or h"
+            ));
+        }
     };
     match count.checked_mul(unit_ms) {
         Some(ms) if ms > 0 => Ok((starts, ms)),
@@ -368,7 +380,12 @@ mod tests {
     fn accepts_flow_control_on_an_activity() {
         let args = parse(
             Kind::Activity,
-            quote!(name = "charge", concurrency = 3, rate = "10/1s", priority = -2),
+            quote!(
+                name = "charge",
+                concurrency = 3,
+                rate = "10/1s",
+                priority = -2
+            ),
         )
         .unwrap();
         assert_eq!(args.concurrency, Some(3));

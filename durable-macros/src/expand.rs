@@ -214,9 +214,9 @@ fn flow_limits(kind: Kind, args: &AttributeArgs) -> Option<TokenStream> {
         return None;
     }
     let concurrency = args.concurrency.map(|n| quote!(.concurrency(#n)));
-    let rate = args.rate.map(|(starts, ms)| {
-        quote!(.rate(#starts, ::core::time::Duration::from_millis(#ms)))
-    });
+    let rate = args
+        .rate
+        .map(|(starts, ms)| quote!(.rate(#starts, ::core::time::Duration::from_millis(#ms))));
     let priority = args.priority.map(|p| quote!(.priority(#p)));
     Some(quote! {
         fn limits() -> ::durable_core::__private::ActivityLimits {

@@ -112,7 +112,10 @@ fn a_concurrency_limit_of_3_holds_across_3_workers_on_postgres() {
         }
         for i in 0..100u64 {
             let client = workers[i as usize % 3].client();
-            client.start(limited_flow, format!("l{i}"), i).await.unwrap();
+            client
+                .start(limited_flow, format!("l{i}"), i)
+                .await
+                .unwrap();
         }
         for i in 0..100u64 {
             let instance = workers[0].client().instance(limited_flow, format!("l{i}"));
@@ -122,7 +125,11 @@ fn a_concurrency_limit_of_3_holds_across_3_workers_on_postgres() {
             worker.shutdown().await;
         }
     });
-    assert_eq!(gauge.ran.load(Ordering::SeqCst), 100, "each activity ran once");
+    assert_eq!(
+        gauge.ran.load(Ordering::SeqCst),
+        100,
+        "each activity ran once"
+    );
     assert_eq!(
         gauge.most(),
         3,
@@ -138,7 +145,10 @@ fn a_dead_workers_slots_free_when_its_lease_lapses() {
     let database = TestServer::shared().database();
     let doomed = Arc::new(Gauge::default());
     let died = lifetime(async {
-        let worker = limited_worker(&database, &doomed, true).start().await.unwrap();
+        let worker = limited_worker(&database, &doomed, true)
+            .start()
+            .await
+            .unwrap();
         for i in 0..8u64 {
             worker
                 .client()
@@ -148,7 +158,10 @@ fn a_dead_workers_slots_free_when_its_lease_lapses() {
         }
         let deadline = Instant::now() + WAIT;
         while doomed.running.load(Ordering::SeqCst) < 3 {
-            assert!(Instant::now() < deadline, "the doomed worker never held 3 slots");
+            assert!(
+                Instant::now() < deadline,
+                "the doomed worker never held 3 slots"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // It dies without leaving: its tasks end with this tokio runtime, and nothing
@@ -156,11 +169,21 @@ fn a_dead_workers_slots_free_when_its_lease_lapses() {
         std::mem::forget(worker);
         Instant::now()
     });
-    assert_eq!(doomed.most(), 3, "the doomed worker took no more than 3 slots");
+    assert_eq!(
+        doomed.most(),
+        3,
+        "the doomed worker took no more than 3 slots"
+    );
     let gauge = Arc::new(Gauge::default());
     lifetime(async {
-        let a = limited_worker(&database, &gauge, false).start().await.unwrap();
-        let b = limited_worker(&database, &gauge, false).start().await.unwrap();
+        let a = limited_worker(&database, &gauge, false)
+            .start()
+            .await
+            .unwrap();
+        let b = limited_worker(&database, &gauge, false)
+            .start()
+            .await
+            .unwrap();
         for i in 0..8u64 {
             let instance = a.client().instance(limited_flow, format!("d{i}"));
             assert_eq!(instance.wait(WAIT).await.unwrap(), i * 2);
@@ -176,7 +199,11 @@ fn a_dead_workers_slots_free_when_its_lease_lapses() {
          lapsed",
         first.duration_since(died)
     );
-    assert_eq!(gauge.ran.load(Ordering::SeqCst), 8, "every task ran once more");
+    assert_eq!(
+        gauge.ran.load(Ordering::SeqCst),
+        8,
+        "every task ran once more"
+    );
     assert!(gauge.most() <= 3, "at most 3 at once: {}", gauge.most());
 }
 
@@ -252,7 +279,10 @@ fn a_concurrency_limit_holds_in_the_process_on_fjall() {
             .unwrap();
         for i in 0..30u64 {
             let client = runtime.client();
-            client.start(limited_flow, format!("f{i}"), i).await.unwrap();
+            client
+                .start(limited_flow, format!("f{i}"), i)
+                .await
+                .unwrap();
         }
         for i in 0..30u64 {
             let instance = runtime.client().instance(limited_flow, format!("f{i}"));
@@ -274,14 +304,22 @@ struct Order(Mutex<Vec<String>>);
 
 #[activity]
 async fn routine(ctx: ActivityContext, n: u32) -> Result<(), String> {
-    ctx.state::<Arc<Order>>().0.lock().unwrap().push(format!("r{n}"));
+    ctx.state::<Arc<Order>>()
+        .0
+        .lock()
+        .unwrap()
+        .push(format!("r{n}"));
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
 }
 
 #[activity(priority = 5)]
 async fn urgent(ctx: ActivityContext, n: u32) -> Result<(), String> {
-    ctx.state::<Arc<Order>>().0.lock().unwrap().push(format!("u{n}"));
+    ctx.state::<Arc<Order>>()
+        .0
+        .lock()
+        .unwrap()
+        .push(format!("u{n}"));
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
 }
@@ -340,7 +378,11 @@ async fn gated(ctx: OrchestrationContext, x: u64) -> Result<u64, String> {
 #[activity]
 async fn gated_step(ctx: ActivityContext, x: u64) -> Result<u64, String> {
     let _running = ctx.state::<Arc<Gauge>>().begin();
-    ctx.state::<Arc<Order>>().0.lock().unwrap().push(format!("g{x:02}"));
+    ctx.state::<Arc<Order>>()
+        .0
+        .lock()
+        .unwrap()
+        .push(format!("g{x:02}"));
     tokio::time::sleep(Duration::from_millis(20)).await;
     Ok(x + 7)
 }
@@ -353,7 +395,11 @@ async fn one_at_a_time(ctx: OrchestrationContext, x: u64) -> Result<u64, String>
     Ok(y + go)
 }
 
-fn gated_worker(store: impl durable_core::Store, gauge: &Arc<Gauge>, order: &Arc<Order>) -> RuntimeBuilder {
+fn gated_worker(
+    store: impl durable_core::Store,
+    gauge: &Arc<Gauge>,
+    order: &Arc<Order>,
+) -> RuntimeBuilder {
     Runtime::builder(store)
         .orchestrator(gated)
         .orchestrator(one_at_a_time)
@@ -370,8 +416,14 @@ fn a_limit_on_running_instances_holds_across_workers_on_postgres() {
     let database = TestServer::shared().database();
     let (gauge, order) = (Arc::new(Gauge::default()), Arc::new(Order::default()));
     lifetime(async {
-        let a = gated_worker(open(&database), &gauge, &order).start().await.unwrap();
-        let b = gated_worker(open(&database), &gauge, &order).start().await.unwrap();
+        let a = gated_worker(open(&database), &gauge, &order)
+            .start()
+            .await
+            .unwrap();
+        let b = gated_worker(open(&database), &gauge, &order)
+            .start()
+            .await
+            .unwrap();
         for i in 0..30u64 {
             let client = if i % 2 == 0 { a.client() } else { b.client() };
             client.start(gated, format!("g{i:02}"), i).await.unwrap();
@@ -384,7 +436,11 @@ fn a_limit_on_running_instances_holds_across_workers_on_postgres() {
         b.shutdown().await;
     });
     assert_eq!(gauge.ran.load(Ordering::SeqCst), 30);
-    assert_eq!(gauge.most(), 2, "at most 2 instances ran at once, and 2 did");
+    assert_eq!(
+        gauge.most(),
+        2,
+        "at most 2 instances ran at once, and 2 did"
+    );
 }
 
 /// On fjall, the waiting instances start in creation order, and the limit holds across

@@ -169,10 +169,13 @@ async fn renew_loop(engine: Weak<Engine>, lease: Duration) {
 async fn claims(engine: Weak<Engine>, lease: Duration) {
     let poll = POLL.min(lease / 4);
     loop {
-        let Some((store, lapse, retry)) = engine
-            .upgrade()
-            .map(|engine| (engine.store_arc(), engine.lapse_signal(), engine.claim_retry()))
-        else {
+        let Some((store, lapse, retry)) = engine.upgrade().map(|engine| {
+            (
+                engine.store_arc(),
+                engine.lapse_signal(),
+                engine.claim_retry(),
+            )
+        }) else {
             return;
         };
         // Tasks waiting for a rate limit's window are claimed when it opens.

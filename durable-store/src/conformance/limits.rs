@@ -41,7 +41,13 @@ pub(super) fn a_concurrency_limit_counts_the_tasks_live_workers_hold(store: &imp
     );
     tasks(
         &c,
-        &[(1, "charge"), (2, "charge"), (3, "charge"), (4, "charge"), (5, "mail")],
+        &[
+            (1, "charge"),
+            (2, "charge"),
+            (3, "charge"),
+            (4, "charge"),
+            (5, "mail"),
+        ],
     );
     let filter = limited(&[("charge", ActivityLimits::new().concurrency(2))]);
     let (w1, w2) = (c.ok(store.join(LONG)), c.ok(store.join(LONG)));
@@ -64,7 +70,11 @@ pub(super) fn a_concurrency_limit_counts_the_tasks_live_workers_hold(store: &imp
     c.ok(store.leave(w1));
     let what = "the tasks a worker held when it left free their slots: the next claim \
                 takes the lowest id waiting (and the unlimited task it held)";
-    c.expect(Ok(item_ids(&c.ok(store.claim(w2, &filter)))), vec![2, 5], what);
+    c.expect(
+        Ok(item_ids(&c.ok(store.claim(w2, &filter)))),
+        vec![2, 5],
+        what,
+    );
     c.expect(Ok(item_ids(&c.ok(store.claim(w2, &filter)))), vec![], what);
     let what = "a claim without the limit takes what is left";
     let rest = c.ok(store.claim(w2, &ClaimFilter::default()));
@@ -88,7 +98,11 @@ pub(super) fn waiting_tasks_go_higher_priority_first(store: &impl Store) {
                 priority 0 (listed in id order)";
     c.expect(Ok(item_ids(&claim)), vec![1, 3, 5], what);
     let what = "the next claim takes the rest in id order";
-    c.expect(Ok(item_ids(&c.ok(store.claim(w, &filter)))), vec![2, 4], what);
+    c.expect(
+        Ok(item_ids(&c.ok(store.claim(w, &filter)))),
+        vec![2, 4],
+        what,
+    );
 }
 
 pub(super) fn a_rate_limit_counts_starts_per_window(store: &impl Store) {
@@ -175,8 +189,16 @@ pub(super) fn removing_a_held_task_wakes_the_waiting_workers(store: &impl Store)
     tasks(&c, &[(1, "charge"), (2, "charge")]);
     let filter = limited(&[("charge", ActivityLimits::new().concurrency(1))]);
     let (holder, waiter) = (c.ok(store.join(LONG)), c.ok(store.join(LONG)));
-    c.expect(Ok(item_ids(&c.ok(store.claim(holder, &filter)))), vec![1], "the first claim");
-    c.expect(Ok(item_ids(&c.ok(store.claim(waiter, &filter)))), vec![], "no slot");
+    c.expect(
+        Ok(item_ids(&c.ok(store.claim(holder, &filter)))),
+        vec![1],
+        "the first claim",
+    );
+    c.expect(
+        Ok(item_ids(&c.ok(store.claim(waiter, &filter)))),
+        vec![],
+        "no slot",
+    );
     // A wait that returns at once (work signalled before it) is spent first.
     c.ok(store.wait_for_work(Duration::from_millis(50)));
     let long = Duration::from_secs(10);
@@ -200,14 +222,16 @@ pub(super) fn removing_a_held_task_wakes_the_waiting_workers(store: &impl Store)
         c.name
     );
     let claim = c.ok(store.claim(waiter, &filter));
-    c.expect(Ok(item_ids(&claim)), vec![2], "the waiter takes the freed slot");
+    c.expect(
+        Ok(item_ids(&claim)),
+        vec![2],
+        "the waiter takes the freed slot",
+    );
     let is_task = |item: &WorkItem| matches!(item, WorkItem::Activity(_));
     assert!(claim.items.iter().all(|(_, item)| is_task(item)));
 }
 
-pub(super) fn a_max_running_limit_starts_pending_instances_in_creation_order(
-    store: &impl Store,
-) {
+pub(super) fn a_max_running_limit_starts_pending_instances_in_creation_order(store: &impl Store) {
     let c = Check::new(
         "a_max_running_limit_starts_pending_instances_in_creation_order",
         store,
@@ -259,17 +283,23 @@ pub(super) fn a_max_running_limit_starts_pending_instances_in_creation_order(
     c.expect(Ok(item_ids(&c.ok(store.claim(w1, &filter)))), vec![], what);
     // `r` finishes: its slot frees.
     c.commit(vec![Commit {
-        instances: vec![("r".into(), record("flow", Status::Completed { output: vec![] }, 1))],
+        instances: vec![(
+            "r".into(),
+            record("flow", Status::Completed { output: vec![] }, 1),
+        )],
         ..Commit::default()
     }]);
     let what = "once a running instance finishes, the next created one starts";
     c.expect(Ok(item_ids(&c.ok(store.claim(w2, &filter)))), vec![1], what);
     // p4 starts on w1; then w1 leaves holding it, running: it still counts.
     c.commit(vec![Commit {
-        instances: vec![("p4".into(), InstanceRecord {
-            status: Status::Running,
-            ..pending(1)
-        })],
+        instances: vec![(
+            "p4".into(),
+            InstanceRecord {
+                status: Status::Running,
+                ..pending(1)
+            },
+        )],
         dequeued: vec![4],
         lease: lease(w1, &[]),
         ..Commit::default()

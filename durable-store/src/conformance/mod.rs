@@ -42,9 +42,9 @@ use self::leases::{
 };
 use self::limits::{
     a_concurrency_limit_counts_the_tasks_live_workers_hold,
-    a_max_running_limit_starts_pending_instances_in_creation_order, a_rate_limit_counts_starts_per_window,
-    concurrent_claims_keep_a_concurrency_limit, removing_a_held_task_wakes_the_waiting_workers,
-    waiting_tasks_go_higher_priority_first,
+    a_max_running_limit_starts_pending_instances_in_creation_order,
+    a_rate_limit_counts_starts_per_window, concurrent_claims_keep_a_concurrency_limit,
+    removing_a_held_task_wakes_the_waiting_workers, waiting_tasks_go_higher_priority_first,
 };
 use self::listing::{indexes_agree, indexes_follow_every_status_change, listings_page_and_filter};
 use self::order::{

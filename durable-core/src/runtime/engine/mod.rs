@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use durable_store::{Commit, Event, Failure, Incarnation, InstanceRecord, Store};
 use durable_store::{ClaimFilter, StoreError, WorkId, WorkItem, WorkerId};
+use durable_store::{Commit, Event, Failure, Incarnation, InstanceRecord, Store};
 use lru::LruCache;
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
@@ -37,8 +37,8 @@ mod holdings;
 mod send;
 mod waiters;
 
-use flow::{Flow, Slots};
 pub(in crate::runtime) use flow::QueuedActivity;
+use flow::{Flow, Slots};
 use held::Holdings;
 pub(in crate::runtime) use holdings::{Leases, WORK_ID_BLOCK, WorkIds};
 
@@ -82,7 +82,6 @@ pub(in crate::runtime) struct Cached {
     pub(in crate::runtime) execution: Option<Execution>,
     pub(in crate::runtime) record: InstanceRecord,
 }
-
 
 /// Work a runtime has in hand (see [`Clock::work_began`]); done when dropped.
 pub(in crate::runtime) struct Busy(Arc<dyn Clock>);
@@ -506,7 +505,6 @@ impl Engine {
     pub(in crate::runtime) fn stop_waiting_for_code(&self, instance: &str) {
         lock(&self.waiting_for_code).remove(instance);
     }
-
 
     // Starts of new instances.
 

@@ -183,7 +183,6 @@ impl Leases {
         retry_after
     }
 
-
     /// Claims, among the pending instances of limited orchestrators in `pending` (no live
     /// worker holds them), at most `room`, in creation order, while the instances of each
     /// orchestrator that run number fewer than its `max_running`; adds their items to

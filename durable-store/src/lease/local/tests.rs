@@ -74,6 +74,16 @@ impl ClaimReads for Fake {
             .collect())
     }
 
+    fn running(&self, orchestrator: &str) -> Result<Vec<String>, StoreError> {
+        Ok((self.records.iter())
+            .filter(|(_, record)| {
+                record.orchestrator == orchestrator
+                    && crate::lease::counts_as_running(record.status.kind())
+            })
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
     fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
         self.count(3);
         Ok(self.records.get(id).cloned())

@@ -67,6 +67,10 @@ const TAKE: &str = "WITH c AS ( \
 const STARTED: &str = "INSERT INTO durable.activity_starts (activity, started_at) \
     SELECT $1, clock_timestamp() FROM generate_series(1, $2::int)";
 
+/// The tasks a claim took of limited activities, and when a rate window next opens for
+/// those left waiting.
+type Taken = (Vec<(WorkId, WorkItem)>, Option<Duration>);
+
 /// The tasks of one limited activity waiting, in id order, and how many the claim may
 /// take.
 struct Activity {
@@ -85,7 +89,7 @@ pub(super) fn take(
     filter: &ClaimFilter,
     waiting: Vec<(WorkId, WorkItem)>,
     room: usize,
-) -> Result<(Vec<(WorkId, WorkItem)>, Option<Duration>), postgres::Error> {
+) -> Result<Taken, postgres::Error> {
     let mut activities: BTreeMap<String, Activity> = BTreeMap::new();
     for (id, item) in waiting {
         let WorkItem::Activity(task) = &item else {
@@ -190,8 +194,8 @@ pub(super) fn take_pending(
             continue;
         };
         tx.query(LOCK_ORCHESTRATOR, &[&name])?;
-        let count: i64 = tx.query(RUNNING, &[&name, &running, &StatusKind::Pending.as_str()])?[0]
-            .get(0);
+        let count: i64 =
+            tx.query(RUNNING, &[&name, &running, &StatusKind::Pending.as_str()])?[0].get(0);
         left.insert(name, i64::from(max) - count);
     }
     for (_, id, name) in order {
