@@ -53,7 +53,6 @@ pub(in crate::runtime) fn run(
     if engine.leaves_task(id, &task.activity) {
         return;
     }
-    engine.forget_claimed(id);
     let busy = engine.busy();
     engine.queue_activity(QueuedActivity {
         id,

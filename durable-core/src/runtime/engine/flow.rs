@@ -54,9 +54,10 @@ pub(super) struct Flow {
     limited: bool,
     /// Whether any orchestrator is limited: if not, nothing is looked up per start.
     limited_orchestrators: bool,
-    /// Tasks of limited activities this worker claimed, until they run: the take-over
-    /// commit that counts their attempt keeps them held (they are not left unclaimed as a
-    /// newly scheduled one is), and [`super::super::activities::run`] runs them.
+    /// Tasks of limited activities this worker claimed, until a commit of this worker
+    /// removes them: a commit that writes one again (the take-over's that counts its
+    /// attempt, one that stores it as never executed) keeps it held, where a newly
+    /// scheduled one is left unclaimed; and [`super::super::activities::run`] runs them.
     claimed: Mutex<HashSet<WorkId>>,
     /// When the last claim said a rate window opens.
     retry_after: Mutex<Option<Duration>>,
@@ -112,10 +113,15 @@ impl Engine {
         }
     }
 
-    /// Task `id` starts here (or was given up): no longer noted as claimed.
-    pub(in crate::runtime) fn forget_claimed(&self, id: WorkId) {
-        if self.flow.limited {
-            lock(&self.flow.claimed).remove(&id);
+    /// Tasks `ids` are removed by a commit of this worker: no longer noted as claimed.
+    pub(in crate::runtime) fn forget_claimed(&self, ids: &[WorkId]) {
+        if self.flow.limited && !ids.is_empty() {
+            let mut claimed = lock(&self.flow.claimed);
+            if !claimed.is_empty() {
+                for id in ids {
+                    claimed.remove(id);
+                }
+            }
         }
     }
 

@@ -209,6 +209,7 @@ impl Engine {
             };
             return (commit, writing);
         }
+        self.forget_claimed(&commit.dequeued);
         let mut held = lock(&self.holdings.held);
         // On a shared store, the instances it starts (pending, their `Started` message
         // in the commit) of an orchestrator this worker does not have (a
