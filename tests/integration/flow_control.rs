@@ -470,12 +470,16 @@ fn waiting_instances_start_in_creation_order_and_the_limit_survives_a_restart_on
         }
         runtime.shutdown().await;
     });
-    let started: Vec<String> = (0..20).map(|i| format!("g{i:02}")).collect();
-    assert_eq!(
-        order.0.lock().unwrap()[..20],
-        started[..],
-        "the waiting instances started in creation order"
-    );
+    // Two instances that a claim starts together may run their steps in either order:
+    // each starts within one place (the limit less one) of its place in creation order.
+    let started = order.0.lock().unwrap()[..20].to_vec();
+    for (place, id) in started.iter().enumerate() {
+        let created: usize = id[1..].parse().unwrap();
+        assert!(
+            created.abs_diff(place) < 2,
+            "the waiting instances started in creation order: {started:?}"
+        );
+    }
     assert_eq!(gauge.most(), 2, "at most 2 ran at once, and 2 did");
     lifetime(async {
         let runtime = gated_worker(open(), &gauge, &order).start().await.unwrap();

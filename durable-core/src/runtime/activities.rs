@@ -50,7 +50,7 @@ pub(in crate::runtime) fn run(
     task: ActivityTask,
     trace: ActivityTrace,
 ) {
-    if engine.leaves_task(id, &task.activity) {
+    if !engine.runs_task_here(id, &task.activity) {
         return;
     }
     let busy = engine.busy();

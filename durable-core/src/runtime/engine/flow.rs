@@ -57,8 +57,13 @@ pub(super) struct Flow {
     /// Tasks of limited activities this worker claimed, until a commit of this worker
     /// removes them: a commit that writes one again (the take-over's that counts its
     /// attempt, one that stores it as never executed) keeps it held, where a newly
-    /// scheduled one is left unclaimed; and [`super::super::activities::run`] runs them.
+    /// scheduled one is left unclaimed.
     claimed: Mutex<HashSet<WorkId>>,
+    /// Tasks of limited activities this worker claimed and has not started:
+    /// [`super::super::activities::run`] starts each once, whether the claim's take-over
+    /// or the turn that scheduled it (when the claim took it before that turn handed it
+    /// out) calls it first.
+    to_run: Mutex<HashSet<WorkId>>,
     /// When the last claim said a rate window opens.
     retry_after: Mutex<Option<Duration>>,
 }
@@ -88,6 +93,16 @@ impl Engine {
         self.leaves_activity(activity) || (self.limits_activity(activity) && !self.claimed(id))
     }
 
+    /// Whether task `id` of `activity` starts here now: not if this worker leaves it to
+    /// others ([`leaves_activity`](Self::leaves_activity)); for a limited activity, only
+    /// once, if this worker claimed it.
+    pub(in crate::runtime) fn runs_task_here(&self, id: WorkId, activity: &str) -> bool {
+        if self.leaves_activity(activity) {
+            return false;
+        }
+        !self.limits_activity(activity) || lock(&self.flow.to_run).remove(&id)
+    }
+
     /// Whether `activity` has a concurrency or rate limit.
     pub(in crate::runtime) fn limits_activity(&self, activity: &str) -> bool {
         self.flow.limited && self.claim_filter.limits_of(activity).is_some()
@@ -110,6 +125,7 @@ impl Engine {
     pub(in crate::runtime) fn note_claimed(&self, id: WorkId, activity: &str) {
         if self.limits_activity(activity) {
             lock(&self.flow.claimed).insert(id);
+            lock(&self.flow.to_run).insert(id);
         }
     }
 
@@ -128,6 +144,7 @@ impl Engine {
     /// Forgets every task noted as claimed (the lease that claimed them lapsed).
     pub(in crate::runtime) fn forget_all_claimed(&self) {
         lock(&self.flow.claimed).clear();
+        lock(&self.flow.to_run).clear();
     }
 
     /// Records when the last claim said a rate window opens.
