@@ -259,10 +259,12 @@ impl Leases {
                 }
                 // A slot freed: workers waiting for one claim again.
                 left |= self.slots.free(*id);
+                self.slots.unpark(*id);
             }
             // Usually empty, and short: a turn's messages for instances held elsewhere.
             let unclaimed: &[WorkId] = commit.lease.as_ref().map_or(&[], |lease| &lease.unclaimed);
             for (id, _) in &commit.enqueued {
+                self.slots.unpark(*id);
                 match &commit.lease {
                     Some(lease) if !unclaimed.contains(id) => {
                         self.items.insert(*id, lease.worker);
@@ -360,6 +362,11 @@ impl Leases {
             self.unheld = Some(unheld);
             read = Some(all.into_iter().collect());
         }
+        // Tasks parked for limits this filter does not set are for it to take.
+        let unparked = self.slots.unpark_unlimited(filter);
+        if !unparked.is_empty() {
+            self.unheld.get_or_insert_default().extend(unparked);
+        }
         // The live instances met, with how the worker stands with each, and whether the
         // claim took it or an item of it.
         let mut met: BTreeMap<String, (Holding, InstanceRecord, bool)> = BTreeMap::new();
@@ -432,7 +439,7 @@ impl Leases {
             };
             if let Some(activity) = limited {
                 if take {
-                    waiting.push((Waiting { id, activity }, item));
+                    waiting.push((Waiting { id, activity }, Some(item)));
                 }
                 continue;
             }
@@ -448,7 +455,10 @@ impl Leases {
         }
         let room = max_instances - newly;
         newly += self.take_pending(pending, filter, reads, &mut met, &mut items, room)?;
-        let retry_after = self.take_limited(waiting, filter, &mut met, &mut items, max_items);
+        waiting.extend(self.slots.parked(filter).into_iter().map(|w| (w, None)));
+        let retry_after = self.take_limited(
+            worker, waiting, filter, reads, &mut met, &mut items, max_items,
+        )?;
         self.claim_stalled(filter, reads, &mut met, max_instances - newly)?;
         for (id, (holding, _, _)) in &met {
             if *holding == Holding::Claimed {

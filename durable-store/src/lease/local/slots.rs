@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::{ClaimReads, Leases};
 use crate::error::StoreError;
 use crate::hash::FnvMap;
+use crate::lease::WorkerId;
 use crate::lease::{ActivityLimits, ClaimFilter, Holding};
 use crate::record::{InstanceRecord, WorkId, WorkItem};
 
@@ -45,12 +46,78 @@ pub(super) struct Slots {
     /// The instances of `running` taken pending, until a commit writes them started: one
     /// whose worker's lease ends before that is pending again, and counts no more.
     starting: BTreeSet<String>,
+    /// Tasks of limited activities a claim met and left waiting, by activity, in id
+    /// order: out of the unheld queue, so that a claim reads only the first few of each
+    /// (as many as its limits could let it start), not every waiting task again.
+    parked: BTreeMap<String, BTreeSet<WorkId>>,
+    /// The activity of each parked task.
+    parked_ids: FnvMap<WorkId, String>,
 }
 
 impl Slots {
     /// Forgets task `id` (removed, or no longer held); whether it held a slot.
     pub(super) fn free(&mut self, id: WorkId) -> bool {
         !self.held.is_empty() && self.held.remove(&id).is_some()
+    }
+
+    /// Parks task `id` of `activity`, left waiting.
+    pub(super) fn park(&mut self, id: WorkId, activity: String) {
+        self.parked.entry(activity.clone()).or_default().insert(id);
+        self.parked_ids.insert(id, activity);
+    }
+
+    /// Unparks task `id` (taken, removed or written again), if it was parked.
+    pub(super) fn unpark(&mut self, id: WorkId) {
+        if self.parked_ids.is_empty() {
+            return;
+        }
+        if let Some(activity) = self.parked_ids.remove(&id)
+            && let Some(ids) = self.parked.get_mut(&activity)
+        {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.parked.remove(&activity);
+            }
+        }
+    }
+
+    /// Unparks the tasks of the activities `filter` does not limit, for the caller to put
+    /// back in the unheld queue.
+    pub(super) fn unpark_unlimited(&mut self, filter: &ClaimFilter) -> Vec<WorkId> {
+        let unlimited: Vec<String> = (self.parked.keys())
+            .filter(|activity| filter.limits_of(activity).is_none())
+            .cloned()
+            .collect();
+        let mut ids = Vec::new();
+        for activity in unlimited {
+            for id in self.parked.remove(&activity).into_iter().flatten() {
+                self.parked_ids.remove(&id);
+                ids.push(id);
+            }
+        }
+        ids
+    }
+
+    /// The parked tasks a claim under `filter` considers: of each activity it limits, the
+    /// first ones, as many as its concurrency or rate could let one claim start.
+    pub(super) fn parked(&self, filter: &ClaimFilter) -> Vec<Waiting> {
+        let mut waiting = Vec::new();
+        for (activity, ids) in &self.parked {
+            let Some(limits) = filter.limits_of(activity) else {
+                continue;
+            };
+            let most = match (limits.concurrency, limits.rate) {
+                (Some(n), Some(rate)) => n.min(rate.starts),
+                (Some(n), None) => n,
+                (None, Some(rate)) => rate.starts,
+                (None, None) => 0,
+            };
+            waiting.extend(ids.iter().take(most as usize).map(|id| Waiting {
+                id: *id,
+                activity: activity.clone(),
+            }));
+        }
+        waiting
     }
 
     /// Forgets instance `id` (finished or removed); whether it counted as running.
@@ -143,26 +210,36 @@ impl Slots {
 
 impl Leases {
     /// Adds to `items` the tasks of limited activities among `waiting` that their limits
-    /// let this claim take (see [`Slots::choose`]), and marks their instances in `met` as
-    /// taken from; keeps `items` in id order. Returns when a rate window next opens.
+    /// let this claim take for `worker` (see [`Slots::choose`]), and marks their instances
+    /// in `met` as taken from; keeps `items` in id order. A task read from the queue
+    /// (`Some` item) that waits is parked: later claims consider the first few of each
+    /// activity's parked tasks (`None`) rather than read them all again. Returns when a
+    /// rate window next opens.
+    ///
+    /// # Errors
+    ///
+    /// What a read of a parked task or its instance fails with.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn take_limited(
         &mut self,
-        waiting: Vec<(Waiting, WorkItem)>,
+        worker: WorkerId,
+        waiting: Vec<(Waiting, Option<WorkItem>)>,
         filter: &ClaimFilter,
+        reads: &impl ClaimReads,
         met: &mut Met,
         items: &mut Vec<(WorkId, WorkItem)>,
         max_items: usize,
-    ) -> Option<Duration> {
+    ) -> Result<Option<Duration>, StoreError> {
         if waiting.is_empty() {
-            return None;
+            return Ok(None);
         }
-        let (waiting, mut tasks): (Vec<Waiting>, HashMap<WorkId, WorkItem>) = waiting
-            .into_iter()
+        let mut tasks: HashMap<WorkId, (String, Option<WorkItem>)> = HashMap::new();
+        let waiting: Vec<Waiting> = (waiting.into_iter())
             .map(|(w, item)| {
-                let id = w.id;
-                (w, (id, item))
+                tasks.insert(w.id, (w.activity.clone(), item));
+                w
             })
-            .unzip();
+            .collect();
         let room = max_items.saturating_sub(items.len());
         let (items_held, workers) = (&self.items, &self.workers);
         let now = Instant::now();
@@ -171,16 +248,51 @@ impl Leases {
         };
         let (chosen, retry_after) = self.slots.choose(waiting, filter, live, room);
         for id in chosen {
-            let item = tasks.remove(&id).expect("a waiting task");
-            if let WorkItem::Activity(task) = &item
-                && let Some((_, _, taken)) = met.get_mut(&task.instance)
-            {
-                *taken = true;
+            let (_, item) = tasks.remove(&id).expect("a waiting task");
+            let item = match item {
+                Some(item) => item,
+                None => {
+                    self.slots.unpark(id);
+                    match reads.item(id)? {
+                        Some(item) => item,
+                        None => {
+                            self.slots.free(id);
+                            if let Some(unheld) = &mut self.unheld {
+                                unheld.remove(&id);
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let WorkItem::Activity(task) = &item {
+                if !met.contains_key(&task.instance)
+                    && let Some(record) = reads.record(&task.instance)?
+                    && !record.status.is_terminal()
+                {
+                    let holding = match self.instance_holder(&task.instance) {
+                        Some(holder) if holder == worker => Holding::Held,
+                        _ => Holding::Other,
+                    };
+                    met.insert(task.instance.clone(), (holding, record, false));
+                }
+                if let Some((_, _, taken)) = met.get_mut(&task.instance) {
+                    *taken = true;
+                }
             }
             items.push((id, item));
         }
+        // Read from the queue and left waiting: parked.
+        for (id, (activity, item)) in tasks {
+            if item.is_some() {
+                if let Some(unheld) = &mut self.unheld {
+                    unheld.remove(&id);
+                }
+                self.slots.park(id, activity);
+            }
+        }
         items.sort_by_key(|(id, _)| *id);
-        retry_after
+        Ok(retry_after)
     }
 
     /// Claims, among the pending instances of limited orchestrators in `pending` (no live
