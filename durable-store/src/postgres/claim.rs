@@ -49,9 +49,13 @@ const RELEASE_GONE: &str = "WITH work_freed AS ( \
 
 /// A page of the unheld work items after id `$1`: those with no holder, since [`START`]
 /// released what the workers whose lease lapsed held. It reads the partial index
-/// `work_unheld`, so a claim costs what is unheld, not the whole queue.
+/// `work_unheld`, so a claim costs what is unheld, not the whole queue. Tasks parked for
+/// the limits of the activities `$3` (`claim/limits.rs`) are left out: the claim reads
+/// the first few of each.
 const ITEMS: &str = "SELECT w.id, w.record FROM durable.work w \
-    WHERE w.held_by IS NULL AND w.id > $1 ORDER BY w.id LIMIT $2";
+    WHERE w.held_by IS NULL AND w.id > $1 \
+        AND (w.activity IS NULL OR w.activity <> ALL($3::text[])) \
+    ORDER BY w.id LIMIT $2";
 
 /// The records of instances `$1`, with their live holders.
 const INSTANCES: &str = "SELECT i.id, i.record, (SELECT k.id FROM durable.workers k \
@@ -162,9 +166,10 @@ pub(super) fn claim(
     let mut pending_items: Vec<(WorkId, WorkItem, String)> = Vec::new();
     let page = max_items.clamp(1, PAGE);
     let mut after = i64::MIN;
+    let limited: Vec<&str> = filter.activity_limits.keys().map(String::as_str).collect();
     'pages: while items.len() < max_items {
         let rows = tx
-            .query(ITEMS, &[&after, &(page as i64)])
+            .query(ITEMS, &[&after, &(page as i64), &limited])
             .map_err(error("reading the work queue"))?;
         let read = rows.iter().map(item_row).collect::<Result<Vec<_>, _>>()?;
         let unknown: HashSet<&str> = read
@@ -288,6 +293,34 @@ pub(super) fn claim(
     let room = max_items.saturating_sub(items.len());
     let (limited, retry_after) = limits::take(&mut tx, worker, filter, waiting, room)
         .map_err(error("claiming tasks of limited activities"))?;
+    // The instances of parked tasks taken were not read with the queue.
+    let unread: BTreeSet<&str> = (limited.iter())
+        .map(|(_, item)| instance_of(item))
+        .filter(|id| !known.contains_key(*id))
+        .collect();
+    if !unread.is_empty() {
+        let ids: Vec<&[u8]> = unread.iter().map(|id| id.as_bytes()).collect();
+        let rows = tx
+            .query(INSTANCES, &[&ids])
+            .map_err(error("reading instances"))?;
+        for row in &rows {
+            let (id, record, holder) = instance_with_holder(row)?;
+            let live = (!record.status.is_terminal()).then_some((record, holder));
+            known.insert(id, live);
+        }
+    }
+    for (_, item) in &limited {
+        let instance = instance_of(item);
+        if let Some(Some((record, holder))) = known.get(instance) {
+            met.entry(instance.to_owned()).or_insert_with(|| {
+                let holding = match holder {
+                    Some(holder) if *holder == worker => Holding::Held,
+                    _ => Holding::Other,
+                };
+                (holding, record.clone())
+            });
+        }
+    }
     items.extend(limited.into_iter().map(|(id, item)| (id, item, None)));
     items.sort_by_key(|(id, _, _)| *id);
     if let Err(e) = tx.commit() {

@@ -131,16 +131,19 @@ UPDATE durable.meta SET value = '4' WHERE key = 'schema_version';
 ";
 
 /// Version 4 to version 5: flow control of activities (`lease::ActivityLimits`). A claim
-/// that takes a task of a limited activity records the activity in the task's row
-/// (`work.activity`, NULL for every other item), so that counting the tasks of an activity
-/// live workers hold reads the partial index `work_limited`, and a commit that removes
-/// such a task wakes the workers waiting for a slot. `activity_starts` holds the recent
-/// starts of rate-limited activities (a claim deletes those older than the period).
-/// Idempotent.
+/// that takes a task of a limited activity, or leaves one waiting (parks it), records the
+/// activity in the task's row (`work.activity`, NULL for every other item): counting the
+/// tasks of an activity live workers hold reads the partial index `work_limited_held`,
+/// the next claims read the first parked tasks of an activity from `work_parked` rather
+/// than every waiting task from the queue, and a commit that removes such a task wakes
+/// the workers waiting for a slot. `activity_starts` holds the recent starts of
+/// rate-limited activities (a claim deletes those older than the period). Idempotent.
 const TO_V5: &str = "
 ALTER TABLE durable.work ADD COLUMN IF NOT EXISTS activity text;
-CREATE INDEX IF NOT EXISTS work_limited ON durable.work (activity)
-    WHERE activity IS NOT NULL;
+CREATE INDEX IF NOT EXISTS work_limited_held ON durable.work (activity)
+    WHERE activity IS NOT NULL AND held_by IS NOT NULL;
+CREATE INDEX IF NOT EXISTS work_parked ON durable.work (activity, id)
+    WHERE activity IS NOT NULL AND held_by IS NULL;
 CREATE TABLE IF NOT EXISTS durable.activity_starts (
     activity   text        NOT NULL,
     started_at timestamptz NOT NULL

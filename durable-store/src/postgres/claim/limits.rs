@@ -27,9 +27,24 @@ const LOCK: &str =
     "SELECT pg_advisory_xact_lock(hashtext('durable.activity_limits'), hashtext($1))";
 
 /// How many tasks of activity `$1` live workers hold.
-const HELD: &str = "SELECT count(*) FROM durable.work w WHERE w.activity = $1 \
-    AND EXISTS (SELECT FROM durable.workers k \
-        WHERE k.id = w.held_by AND k.expires_at > now())";
+const HELD: &str = "SELECT count(*) FROM durable.work w \
+    WHERE w.activity = $1 AND w.held_by IS NOT NULL \
+        AND EXISTS (SELECT FROM durable.workers k \
+            WHERE k.id = w.held_by AND k.expires_at > now())";
+
+/// The first `$2` parked tasks of activity `$1` (left waiting by earlier claims, or
+/// released by a worker whose lease lapsed), in id order.
+const PARKED: &str = "SELECT w.id, w.record FROM durable.work w \
+    WHERE w.activity = $1 AND w.held_by IS NULL ORDER BY w.id LIMIT $2";
+
+/// Parks the tasks `$2` of activity `$1`, still unheld, that a claim left waiting: the
+/// queue's reads leave them out from now on. Rows another transaction has locked (a
+/// claim taking them) are skipped.
+const PARK: &str = "WITH c AS ( \
+        SELECT id FROM durable.work w \
+        WHERE id = ANY($2::bigint[]) AND held_by IS NULL AND activity IS NULL \
+        ORDER BY id FOR UPDATE SKIP LOCKED) \
+    UPDATE durable.work w SET activity = $1 FROM c WHERE w.id = c.id";
 
 /// Deletes the starts of activity `$1` older than its period (`$2` ms), then says how many
 /// are left and in how many ms the oldest leaves the window.
@@ -79,10 +94,11 @@ struct Activity {
     budget: usize,
 }
 
-/// Takes for `worker`, among `waiting` (unheld tasks of activities `filter` limits, in id
-/// order), at most `room` tasks as the limits allow: activities of higher priority first.
-/// Returns them, and when a rate window next opens for an activity left with tasks
-/// waiting.
+/// Takes for `worker`, among `waiting` (unheld tasks of activities `filter` limits read
+/// from the queue, in id order) and the first parked tasks of each limited activity, at
+/// most `room` tasks as the limits allow: activities of higher priority first, then in id
+/// order. Parks the tasks of `waiting` left waiting. Returns the tasks taken, and when a
+/// rate window next opens for an activity left with tasks waiting.
 pub(super) fn take(
     tx: &mut Prepared<'_>,
     worker: WorkerId,
@@ -109,11 +125,43 @@ pub(super) fn take(
             .push((id, item));
     }
     let mut retry_after: Option<Duration> = None;
-    if room == 0 {
-        return Ok((Vec::new(), None));
+    // The tasks read from the queue, to park those left waiting.
+    let fresh: BTreeMap<WorkId, String> = (activities.iter())
+        .flat_map(|(name, a)| a.tasks.iter().map(move |(id, _)| (*id, name.clone())))
+        .collect();
+    for (name, limits) in &filter.activity_limits {
+        if limits.is_limited() && !activities.contains_key(name) {
+            activities.insert(
+                name.clone(),
+                Activity {
+                    limits: *limits,
+                    tasks: Vec::new(),
+                    budget: 0,
+                },
+            );
+        }
     }
     // Locked in name order: claims of several activities never wait in a cycle.
     for (name, activity) in &mut activities {
+        let most = match (activity.limits.concurrency, activity.limits.rate) {
+            (Some(n), Some(rate)) => n.min(rate.starts),
+            (Some(n), None) => n,
+            (None, Some(rate)) => rate.starts,
+            (None, None) => 0,
+        };
+        let parked = tx.query(PARKED, &[name, &i64::from(most)])?;
+        for row in &parked {
+            let id = row.get::<_, i64>(0) as WorkId;
+            // A task that does not decode is left for a claim without the limit to report.
+            if let Ok(item) = crate::record::decode(row.get(1), || format!("work item {id}")) {
+                activity.tasks.push((id, item));
+            }
+        }
+        activity.tasks.sort_by_key(|(id, _)| *id);
+        activity.tasks.dedup_by_key(|(id, _)| *id);
+        if activity.tasks.is_empty() {
+            continue;
+        }
         tx.query(LOCK, &[name])?;
         let mut budget = activity.tasks.len();
         if let Some(n) = activity.limits.concurrency {
@@ -137,6 +185,7 @@ pub(super) fn take(
     order.sort_by_key(|(name, activity)| (std::cmp::Reverse(activity.limits.priority), *name));
     let mut room = room;
     let mut taken = Vec::new();
+    let mut took = std::collections::HashSet::new();
     for (name, activity) in order {
         let n = activity.budget.min(room);
         if n == 0 {
@@ -151,11 +200,21 @@ pub(super) fn take(
             tx.query(STARTED, &[name, &(got.len() as i32)])?;
         }
         room -= got.len();
+        took.extend(got.iter().copied());
         taken.extend(
             std::mem::take(&mut activity.tasks)
                 .into_iter()
                 .filter(|(id, _)| got.contains(&work_key(*id))),
         );
+    }
+    let mut left: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for (id, name) in &fresh {
+        if !took.contains(&work_key(*id)) {
+            left.entry(name.as_str()).or_default().push(work_key(*id));
+        }
+    }
+    for (name, ids) in left {
+        tx.query(PARK, &[&name, &ids])?;
     }
     Ok((taken, retry_after))
 }
