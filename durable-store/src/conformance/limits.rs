@@ -326,3 +326,60 @@ pub(super) fn a_max_running_limit_starts_pending_instances_in_creation_order(sto
         what,
     );
 }
+
+pub(super) fn finishing_a_limited_instance_wakes_the_waiting_workers(store: &impl Store) {
+    let c = Check::new(
+        "finishing_a_limited_instance_wakes_the_waiting_workers",
+        store,
+    );
+    c.commit(vec![Commit {
+        instances: vec![
+            ("p1".into(), record("flow", Status::Pending, 0)),
+            ("p2".into(), record("flow", Status::Pending, 0)),
+        ],
+        enqueued: vec![(1, message("p1", 1)), (2, message("p2", 1))],
+        ..Commit::default()
+    }]);
+    let mut limits = BTreeMap::new();
+    limits.insert("flow".to_owned(), OrchestratorLimits::new().max_running(1));
+    let filter = ClaimFilter::default().orchestrator_limits(limits);
+    let (holder, waiter) = (c.ok(store.join(LONG)), c.ok(store.join(LONG)));
+    let first = c.ok(store.claim(holder, &filter));
+    c.expect(Ok(item_ids(&first)), vec![1], "the first claim starts p1");
+    c.commit(vec![Commit {
+        instances: vec![("p1".into(), record("flow", Status::Running, 1))],
+        dequeued: vec![1],
+        lease: lease(holder, &[]),
+        ..Commit::default()
+    }]);
+    c.expect(
+        Ok(item_ids(&c.ok(store.claim(waiter, &filter)))),
+        vec![],
+        "no room for p2",
+    );
+    // A wait that returns at once (work signalled before it) is spent first.
+    c.ok(store.wait_for_work(Duration::from_millis(50)));
+    let long = Duration::from_secs(10);
+    let waited = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            let done = Status::Completed { output: vec![] };
+            c.commit(vec![Commit {
+                instances: vec![("p1".into(), record("flow", done, 2))],
+                lease: lease(holder, &[]),
+                ..Commit::default()
+            }]);
+        });
+        let start = Instant::now();
+        c.ok(store.wait_for_work(long));
+        start.elapsed()
+    });
+    assert!(
+        waited < Duration::from_secs(5),
+        "conformance `{}`: wait_for_work({long:?}) should return soon after a running \
+         instance of a limited orchestrator finished, took {waited:?}",
+        c.name
+    );
+    let claim = c.ok(store.claim(waiter, &filter));
+    c.expect(Ok(item_ids(&claim)), vec![2], "the waiter starts p2");
+}

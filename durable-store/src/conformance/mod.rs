@@ -44,6 +44,7 @@ use self::limits::{
     a_concurrency_limit_counts_the_tasks_live_workers_hold,
     a_max_running_limit_starts_pending_instances_in_creation_order,
     a_rate_limit_counts_starts_per_window, concurrent_claims_keep_a_concurrency_limit,
+    finishing_a_limited_instance_wakes_the_waiting_workers,
     removing_a_held_task_wakes_the_waiting_workers, waiting_tasks_go_higher_priority_first,
 };
 use self::listing::{indexes_agree, indexes_follow_every_status_change, listings_page_and_filter};
@@ -97,6 +98,7 @@ pub fn run<S: Store>(make: impl Fn() -> S) {
     concurrent_claims_keep_a_concurrency_limit(&make());
     removing_a_held_task_wakes_the_waiting_workers(&make());
     a_max_running_limit_starts_pending_instances_in_creation_order(&make());
+    finishing_a_limited_instance_wakes_the_waiting_workers(&make());
 }
 
 /// Checks that what was committed survives dropping the store and opening `dir` again, twice.

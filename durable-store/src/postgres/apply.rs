@@ -131,7 +131,8 @@ instances_written AS (
                        ELSE COALESCE(EXCLUDED.held_by, durable.instances.held_by) END
     -- An instance expected absent that is there (another start won) is left as it is.
     WHERE durable.instances.id <> ALL($46::bytea[])
-    RETURNING id
+    -- An instance of a limited orchestrator that finishes frees a slot.
+    RETURNING id, limited AND status = ANY($45::text[]) AS freed
 ),
 instances_held AS (
     UPDATE durable.instances i SET held_by = t.worker
@@ -182,7 +183,8 @@ WHERE NOT EXISTS (SELECT FROM refused)
 UNION ALL
 SELECT 'notified', NULL, NULL, NULL, NULL
 FROM (SELECT pg_notify('durable_work', '') WHERE $44::bool
-    OR EXISTS (SELECT FROM work_removed WHERE activity IS NOT NULL)) AS n"
+    OR EXISTS (SELECT FROM work_removed WHERE activity IS NOT NULL)
+    OR EXISTS (SELECT FROM instances_written WHERE freed)) AS n"
 );
 
 /// Removes whole histories (`$1`); runs before [`APPLY`] in the same transaction. Appends

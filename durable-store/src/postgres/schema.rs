@@ -137,9 +137,13 @@ UPDATE durable.meta SET value = '4' WHERE key = 'schema_version';
 /// the next claims read the first parked tasks of an activity from `work_parked` rather
 /// than every waiting task from the queue, and a commit that removes such a task wakes
 /// the workers waiting for a slot. `activity_starts` holds the recent starts of
-/// rate-limited activities (a claim deletes those older than the period). Idempotent.
+/// rate-limited activities (a claim deletes those older than the period). Likewise
+/// `instances.limited` marks an instance of a limited orchestrator
+/// (`lease::OrchestratorLimits`) a claim started: the commit that finishes it wakes the
+/// workers waiting to start the next. Idempotent.
 const TO_V5: &str = "
 ALTER TABLE durable.work ADD COLUMN IF NOT EXISTS activity text;
+ALTER TABLE durable.instances ADD COLUMN IF NOT EXISTS limited boolean NOT NULL DEFAULT false;
 CREATE INDEX IF NOT EXISTS work_limited_held ON durable.work (activity)
     WHERE activity IS NOT NULL AND held_by IS NOT NULL;
 CREATE INDEX IF NOT EXISTS work_parked ON durable.work (activity, id)

@@ -67,6 +67,11 @@ const RUNNING: &str = "SELECT count(*) FROM durable.instances i WHERE i.orchestr
     AND (i.status = ANY($2::text[]) OR (i.status = $3 AND EXISTS ( \
         SELECT FROM durable.workers k WHERE k.id = i.held_by AND k.expires_at > now())))";
 
+/// Marks the instances `$1`, taken to start under their orchestrator's limit: the commit
+/// that finishes one wakes the waiting workers.
+const MARK_LIMITED: &str =
+    "UPDATE durable.instances SET limited = true WHERE id = ANY($1::bytea[]) AND NOT limited";
+
 /// Takes for `$1` the tasks `$2` of activity `$3` that are still unheld, skipping those
 /// another transaction has locked, and marks them with the activity.
 const TAKE: &str = "WITH c AS ( \
@@ -267,6 +272,10 @@ pub(super) fn take_pending(
             *left -= 1;
             chosen.insert(id.clone());
         }
+    }
+    if !chosen.is_empty() {
+        let ids: Vec<&[u8]> = chosen.iter().map(|id| id.as_bytes()).collect();
+        tx.query(MARK_LIMITED, &[&ids])?;
     }
     Ok(chosen)
 }
