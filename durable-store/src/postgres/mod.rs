@@ -10,9 +10,9 @@
 //! | table       | key                        | columns                                                  |
 //! |-------------|----------------------------|----------------------------------------------------------|
 //! | `meta`      | `key` text                 | `value`: `schema_version` → [`SCHEMA_VERSION`]           |
-//! | `instances` | `id` bytea                 | `orchestrator`, `status`, `history_len`, `created_ms`, `updated_ms`, `input`, `output`, `custom_status`, `record`, `held_by` |
+//! | `instances` | `id` bytea                 | `orchestrator`, `status`, `history_len`, `created_ms`, `updated_ms`, `input`, `output`, `custom_status`, `record`, `held_by`, `limited` (started under an orchestrator's limit) |
 //! | `history`   | (`instance_id`, `idx`)     | `kind`, `payload`, `record`                              |
-//! | `work`      | `id` bigint                | `kind`, `instance_id`, `payload`, `record`, `held_by`, `activity` (a limited activity's task, once claimed) |
+//! | `work`      | `id` bigint                | `kind`, `instance_id`, `payload`, `record`, `held_by`, `activity` (a limited activity's task, once a claim took or parked it) |
 //! | `progress`  | `key` bytea                | `json`, `value`                                          |
 //! | `workers`   | `id` bigint                | `expires_at` timestamptz                                 |
 //! | `work_ids`  | (one row)                  | `next`: the first work id not yet reserved               |
