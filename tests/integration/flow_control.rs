@@ -500,3 +500,49 @@ fn waiting_instances_start_in_creation_order_and_the_limit_survives_a_restart_on
     });
     assert_eq!(gauge.ran.load(Ordering::SeqCst), 22);
 }
+
+/// The attempts each execution of `counted_step` saw.
+#[derive(Debug, Default)]
+struct Attempts(Mutex<Vec<u32>>);
+
+/// Limited, and fails its first attempt.
+#[activity(concurrency = 1)]
+async fn counted_step(ctx: ActivityContext, x: u64) -> Result<u64, String> {
+    ctx.state::<Arc<Attempts>>()
+        .0
+        .lock()
+        .unwrap()
+        .push(ctx.attempt());
+    if ctx.attempt() < 2 {
+        return Err("first attempt fails".into());
+    }
+    Ok(x)
+}
+
+#[orchestrator]
+async fn counted(ctx: OrchestrationContext, x: u64) -> Result<u64, String> {
+    let policy = durable_core::RetryPolicy::fixed(3, Duration::from_millis(10));
+    Ok(ctx.call_with_retry(counted_step, x, policy).await?)
+}
+
+/// A limited activity's task starts through a claim, yet its attempts count as any
+/// activity's: 1, then 2 for the retry.
+#[test]
+fn a_limited_activity_counts_its_attempts_from_1() {
+    let (_dir, store) = store();
+    let attempts = Arc::new(Attempts::default());
+    lifetime(async {
+        let runtime = Runtime::builder(store)
+            .orchestrator(counted)
+            .activity(counted_step)
+            .state(attempts.clone())
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        client.start(counted, "c", 5).await.unwrap();
+        assert_eq!(client.instance(counted, "c").wait(WAIT).await.unwrap(), 5);
+        runtime.shutdown().await;
+    });
+    assert_eq!(*attempts.0.lock().unwrap(), [1, 2]);
+}

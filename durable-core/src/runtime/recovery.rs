@@ -270,7 +270,7 @@ pub(in crate::runtime) async fn take_over(
     for (id, item) in tasks {
         if let WorkItem::Activity(task) = item {
             // Its turn ran in another process: its trace is in its instance's history.
-            activities::run(engine, id, task, ActivityTrace::Stored);
+            activities::run_claimed(engine, id, task, ActivityTrace::Stored);
         }
     }
     if recovered > 0 {

@@ -4,9 +4,11 @@
 //! store (the store counts them against their limits: see `durable_store::lease`).
 //!
 //! A turn that schedules a task of a limited activity leaves it in the store unclaimed
-//! (`held.rs`) and does not run it; the claim loop claims it when a slot frees (a commit
-//! that removes a held task of the activity wakes it) or a rate window opens
-//! ([`Claim::retry_after`](durable_store::Claim::retry_after)), and runs it then.
+//! (`held.rs`), with one attempt less (as a task that never executed), and does not run
+//! it; the claim loop claims it when a slot frees (a commit that removes a held task of
+//! the activity wakes it) or a rate window opens
+//! ([`Claim::retry_after`](durable_store::Claim::retry_after)), counts the attempt, and
+//! runs it then.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -59,11 +61,6 @@ pub(super) struct Flow {
     /// attempt, one that stores it as never executed) keeps it held, where a newly
     /// scheduled one is left unclaimed.
     claimed: Mutex<HashSet<WorkId>>,
-    /// Tasks of limited activities this worker claimed and has not started:
-    /// [`super::super::activities::run`] starts each once, whether the claim's take-over
-    /// or the turn that scheduled it (when the claim took it before that turn handed it
-    /// out) calls it first.
-    to_run: Mutex<HashSet<WorkId>>,
     /// When the last claim said a rate window opens.
     retry_after: Mutex<Option<Duration>>,
 }
@@ -93,14 +90,22 @@ impl Engine {
         self.leaves_activity(activity) || (self.limits_activity(activity) && !self.claimed(id))
     }
 
-    /// Whether task `id` of `activity` starts here now: not if this worker leaves it to
-    /// others ([`leaves_activity`](Self::leaves_activity)); for a limited activity, only
-    /// once, if this worker claimed it.
-    pub(in crate::runtime) fn runs_task_here(&self, id: WorkId, activity: &str) -> bool {
-        if self.leaves_activity(activity) {
-            return false;
+    /// Stores the tasks of limited activities that `commit` (about to be written for the
+    /// first time) schedules with one attempt less, as tasks that never executed are
+    /// stored (`activities::store_unexecuted`): the claim that starts one counts the
+    /// attempt again, so its first execution is attempt 1, as any activity's.
+    pub(in crate::runtime) fn store_limited_unstarted(&self, commit: &mut durable_store::Commit) {
+        if !self.flow.limited || commit.lease.is_some() {
+            return;
         }
-        !self.limits_activity(activity) || lock(&self.flow.to_run).remove(&id)
+        for (id, item) in &mut commit.enqueued {
+            if let durable_store::WorkItem::Activity(task) = item
+                && self.limits_activity(&task.activity)
+                && !self.claimed(*id)
+            {
+                task.attempt = task.attempt.saturating_sub(1);
+            }
+        }
     }
 
     /// Whether `activity` has a concurrency or rate limit.
@@ -125,7 +130,6 @@ impl Engine {
     pub(in crate::runtime) fn note_claimed(&self, id: WorkId, activity: &str) {
         if self.limits_activity(activity) {
             lock(&self.flow.claimed).insert(id);
-            lock(&self.flow.to_run).insert(id);
         }
     }
 
@@ -144,7 +148,6 @@ impl Engine {
     /// Forgets every task noted as claimed (the lease that claimed them lapsed).
     pub(in crate::runtime) fn forget_all_claimed(&self) {
         lock(&self.flow.claimed).clear();
-        lock(&self.flow.to_run).clear();
     }
 
     /// Records when the last claim said a rate window opens.

@@ -210,6 +210,7 @@ impl Engine {
             return (commit, writing);
         }
         self.forget_claimed(&commit.dequeued);
+        self.store_limited_unstarted(&mut commit);
         let mut held = lock(&self.holdings.held);
         // On a shared store, the instances it starts (pending, their `Started` message
         // in the commit) of an orchestrator this worker does not have (a
