@@ -5,6 +5,7 @@
 //! cargo run --release --example bench -- all --buffered   # the same without fsync
 //! cargo run --release --example bench -- chain --n 2000   # one scenario, another size
 //! cargo run --release --example bench -- chain --store postgres://user:pw@host/db
+//! cargo run --release --example bench -- chain --limit 64  # its activities limited
 //! ```
 //!
 //! Each scenario prints one JSON object on one line and runs on a fresh `FjallStore` in a
@@ -14,7 +15,10 @@
 //! (`idle` measures the RSS of the process).
 //!
 //! - `chain`: N orchestrations (default 10,000) of 3 sequential activities, started
-//!   together; throughput and start-to-completion latency.
+//!   together; throughput and start-to-completion latency. With `--limit K`, its
+//!   activity has a concurrency limit of K (`ActivityLimits`): every task then starts
+//!   through a claim of the store, which counts it against the limit (the cost of a limit
+//!   check; issue 16).
 //! - `fanout`: one orchestration fanning out N activities (default 10,000), joined.
 //! - `long`: one orchestration awaiting N activities in sequence (default 10,000); the
 //!   time of the first and the last 100 steps shows whether a step's cost grows with the
@@ -50,8 +54,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use durable_core::{
-    ActivityContext, Durability, FjallStore, InstanceQuery, OrchestrationContext, PurgeFilter,
-    Runtime, StatusKind, Store, activity, orchestrator,
+    ActivityContext, ActivityLimits, Durability, FjallStore, InstanceQuery, OrchestrationContext,
+    PurgeFilter, Runtime, StatusKind, Store, activity, orchestrator,
 };
 use durable_store::PostgresStore;
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
@@ -73,6 +77,9 @@ struct Args {
     /// Run on PostgreSQL: the URL of a database whose `durable` schema the bench drops.
     #[arg(long, value_name = "URL")]
     store: Option<String>,
+    /// `chain` only: limit its activity to this many at once (`ActivityLimits::concurrency`).
+    #[arg(long, value_name = "K")]
+    limit: Option<u32>,
     /// The store directory (`scale-fill` fills it, for `scale`).
     #[arg(long, hide = true)]
     dir: Option<std::path::PathBuf>,
@@ -221,14 +228,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
-async fn run_chain(n: u64, place: Place<'_>) -> String {
+async fn run_chain(n: u64, place: Place<'_>, limit: Option<u32>) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = Runtime::builder(open(dir.path(), place))
+    let mut builder = Runtime::builder(open(dir.path(), place))
         .orchestrator(chain)
-        .activity(add_one)
-        .start()
-        .await
-        .unwrap();
+        .activity(add_one);
+    if let Some(limit) = limit {
+        builder = builder.activity_limits(add_one, ActivityLimits::new().concurrency(limit));
+    }
+    let runtime = builder.start().await.unwrap();
     let client = runtime.client();
     let began = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -249,8 +257,9 @@ async fn run_chain(n: u64, place: Place<'_>) -> String {
     latencies.sort_by(f64::total_cmp);
     report_stats("chain", &runtime);
     runtime.shutdown().await;
+    let limit = limit.map_or_else(|| "null".to_owned(), |k| k.to_string());
     format!(
-        r#"{{"scenario":"chain","orchestrations":{n},"activities":{},"wall_s":{wall:.3},"orch_per_s":{:.0},"p50_ms":{:.1},"p99_ms":{:.1}}}"#,
+        r#"{{"scenario":"chain","limit":{limit},"orchestrations":{n},"activities":{},"wall_s":{wall:.3},"orch_per_s":{:.0},"p50_ms":{:.1},"p99_ms":{:.1}}}"#,
         3 * n,
         n as f64 / wall,
         percentile(&latencies, 0.50),
@@ -724,7 +733,7 @@ async fn main() -> ExitCode {
         postgres: args.store.as_deref(),
     };
     let line = match args.scenario {
-        Scenario::Chain => run_chain(n, place).await,
+        Scenario::Chain => run_chain(n, place, args.limit).await,
         Scenario::Fanout => run_fanout(n, place).await,
         Scenario::Long => run_long(n, place).await,
         Scenario::Recovery => run_recovery(n, place).await,

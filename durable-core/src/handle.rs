@@ -37,6 +37,13 @@ pub trait Activity: Copy + Send + Sync + 'static {
         ctx: ActivityContext,
         input: Self::Input,
     ) -> BoxFuture<Result<Self::Output, Self::Error>>;
+    /// Its flow control, as the attribute sets it (`#[activity(concurrency = 3, rate =
+    /// "10/1s", priority = 5)]`); none by default.
+    /// [`RuntimeBuilder::activity_limits`](crate::RuntimeBuilder::activity_limits)
+    /// overrides it.
+    fn limits() -> durable_store::ActivityLimits {
+        durable_store::ActivityLimits::new()
+    }
 }
 
 /// An orchestrator: a replayable workflow.
@@ -57,6 +64,13 @@ pub trait Orchestrator: Copy + Send + Sync + 'static {
     const VERSION: u32 = 1;
     /// The source line of the orchestrator's `fn`; await sites are recorded relative to it.
     const LINE: u32;
+    /// Its flow control, as the attribute sets it (`#[orchestrator(max_running = 10)]`);
+    /// none by default.
+    /// [`RuntimeBuilder::orchestrator_limits`](crate::RuntimeBuilder::orchestrator_limits)
+    /// overrides it.
+    fn limits() -> durable_store::OrchestratorLimits {
+        durable_store::OrchestratorLimits::new()
+    }
     /// The activities and orchestrators the body calls, as `#[orchestrator]` finds them:
     /// the handles passed to `ctx.call`, `ctx.call_with_retry`, `ctx.sub_orchestration`
     /// and `ctx.sub_orchestration_with_id` in the body itself (closures, async blocks and

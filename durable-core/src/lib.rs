@@ -84,6 +84,13 @@ pub use durable_future::{
 ///     let reserved = ctx.call(reserve, seats).await?;
 ///     Ok(reserved)
 /// }
+///
+/// // At most 10 instances run at once, across every worker of the store; the others
+/// // wait, pending, and start in creation order (see `OrchestratorLimits`).
+/// #[orchestrator(max_running = 10)]
+/// async fn migrate(ctx: OrchestrationContext, table: u32) -> Result<u32, String> {
+///     Ok(ctx.call(reserve, table).await?)
+/// }
 /// # fn main() {}
 /// ```
 ///
@@ -105,6 +112,14 @@ pub use instance_id::{GENERATED_ID_PREFIX, MAX_INSTANCE_ID_LEN};
 /// #[activity(name = "charge-card")]
 /// async fn charge(_ctx: ActivityContext, cents: u64) -> Result<String, String> {
 ///     Ok(format!("charged {cents} cents"))
+/// }
+///
+/// // Flow control (see `ActivityLimits`): at most 3 run at once and 10 start per second,
+/// // across every worker of the store; waiting tasks of higher priority go first. The
+/// // rate's period is in `ms`, `s`, `m` or `h` ("100/m" is 100 per minute).
+/// #[activity(concurrency = 3, rate = "10/1s", priority = 5)]
+/// async fn call_partner(_ctx: ActivityContext, id: u64) -> Result<u64, String> {
+///     Ok(id)
 /// }
 /// # fn main() {}
 /// ```
@@ -212,7 +227,8 @@ pub use durable_macros::entity;
 #[cfg(feature = "postgres")]
 pub use durable_store::PostgresStore;
 pub use durable_store::{
-    Durability, FjallStore, KeyKind, StatusCounts, StatusKind, Store, StoreError,
+    ActivityLimits, Durability, FjallStore, KeyKind, OrchestratorLimits, Rate, StatusCounts,
+    StatusKind, Store, StoreError,
 };
 pub use entity::{
     Dispatched, Entity, EntityContext, EntityError, EntityId, EntityIdError, IntoEntityId, NoError,
@@ -258,6 +274,7 @@ pub mod __private {
 
     pub use crate::entity::Applied;
     pub use crate::handle::BoxFuture;
+    pub use durable_store::{ActivityLimits, OrchestratorLimits};
 
     /// What `#[orchestrator]` wraps a handle its body calls in, to list it in
     /// `Orchestrator::callees` (autoref specialisation: a value that is not a handle of

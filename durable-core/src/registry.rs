@@ -5,7 +5,7 @@ use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use durable_store::Failure;
+use durable_store::{ActivityLimits, Failure, OrchestratorLimits};
 
 use crate::activity_context::ActivityContext;
 use crate::entity::{Dispatched, Entity, EntityError, EntityId};
@@ -39,6 +39,9 @@ pub(crate) type EntityDispatch =
 pub(crate) struct ActivityEntry {
     handle: TypeId,
     pub(crate) start: fn(ActivityContext, &[u8]) -> Result<ErasedFuture, Failure>,
+    /// Its flow control: the builder's (`RuntimeBuilder::activity_limits`) if it set
+    /// them, else the attribute's ([`Activity::limits`]).
+    pub(crate) limits: ActivityLimits,
 }
 
 #[derive(Default)]
@@ -51,6 +54,13 @@ pub(crate) struct Registry {
     state: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     /// Names registered twice by different handles; reported when the runtime starts.
     duplicates: Vec<&'static str>,
+    /// The limits the builder set, by activity name; they override the attribute's.
+    limits: HashMap<&'static str, ActivityLimits>,
+    /// The limits of each orchestrator, by name: the attribute's (of the last version
+    /// registered that sets any), or the builder's, which override them.
+    orchestrator_limits: HashMap<&'static str, OrchestratorLimits>,
+    /// The orchestrators whose limits the builder set.
+    orchestrator_limits_set: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -74,6 +84,9 @@ impl Registry {
             line: O::LINE,
             start: start_orchestrator::<O>,
         };
+        if O::limits().is_limited() && !self.orchestrator_limits_set.contains(&O::NAME) {
+            self.orchestrator_limits.insert(O::NAME, O::limits());
+        }
         let versions = self.orchestrators.entry(O::NAME).or_default();
         if let Some(old) = versions.insert(O::VERSION, entry)
             && old.handle != TypeId::of::<O>()
@@ -93,6 +106,41 @@ impl Registry {
         self.activities
             .get_key_value(name)
             .map(|(&name, entry)| (name, entry))
+    }
+
+    /// Sets the limits of orchestrator `O` (every version), over the attribute's.
+    pub(crate) fn set_orchestrator_limits<O: Orchestrator>(&mut self, limits: OrchestratorLimits) {
+        self.orchestrator_limits.insert(O::NAME, limits);
+        self.orchestrator_limits_set.push(O::NAME);
+    }
+
+    /// The limits of every orchestrator that has any, by name.
+    pub(crate) fn all_orchestrator_limits(&self) -> BTreeMap<String, OrchestratorLimits> {
+        (self.orchestrator_limits.iter())
+            .filter(|(_, limits)| limits.is_limited())
+            .map(|(name, limits)| (name.to_string(), *limits))
+            .collect()
+    }
+
+    /// Sets the limits of activity `A`, over the attribute's.
+    pub(crate) fn set_activity_limits<A: Activity>(&mut self, limits: ActivityLimits) {
+        self.limits.insert(A::NAME, limits);
+    }
+
+    /// The flow control of activity `name`: the builder's, else the attribute's; `None`
+    /// for an activity that is not registered.
+    pub(crate) fn activity_limits(&self, name: &str) -> Option<ActivityLimits> {
+        let entry = self.activities.get(name)?;
+        Some(self.limits.get(name).copied().unwrap_or(entry.limits))
+    }
+
+    /// The limits of every registered activity that has any (a concurrency, a rate or a
+    /// priority), by name.
+    pub(crate) fn all_activity_limits(&self) -> BTreeMap<String, ActivityLimits> {
+        (self.activities.keys())
+            .filter_map(|name| Some((name.to_string(), self.activity_limits(name)?)))
+            .filter(|(_, limits)| *limits != ActivityLimits::default())
+            .collect()
     }
 
     /// Whether activity `name` is registered.
@@ -170,6 +218,7 @@ impl Registry {
         let entry = ActivityEntry {
             handle: TypeId::of::<A>(),
             start: start_activity::<A>,
+            limits: A::limits(),
         };
         if let Some(old) = self.activities.insert(A::NAME, entry)
             && old.handle != TypeId::of::<A>()

@@ -119,6 +119,7 @@ fn generate(
         .version
         .as_ref()
         .map(|v| quote_spanned!(v.span()=> const VERSION: u32 = #v;));
+    let limits = flow_limits(kind, args);
     // The trait method takes the context as the user typed it, so a context of the
     // wrong kind is reported on the user's type against the trait's signature: "expected
     // `OrchestrationContext`, found `ActivityContext`".
@@ -185,6 +186,7 @@ fn generate(
             #version
             #line
             #callees
+            #limits
             fn run(
                 ctx: #ctx_ty,
                 input: Self::Input,
@@ -195,6 +197,32 @@ fn generate(
             }
         }
     }
+}
+
+/// `Activity::limits` or `Orchestrator::limits` for the flow-control arguments; nothing
+/// without them.
+fn flow_limits(kind: Kind, args: &AttributeArgs) -> Option<TokenStream> {
+    if kind == Kind::Orchestrator {
+        let n = args.max_running?;
+        return Some(quote! {
+            fn limits() -> ::durable_core::__private::OrchestratorLimits {
+                ::durable_core::__private::OrchestratorLimits::new().max_running(#n)
+            }
+        });
+    }
+    if args.concurrency.is_none() && args.rate.is_none() && args.priority.is_none() {
+        return None;
+    }
+    let concurrency = args.concurrency.map(|n| quote!(.concurrency(#n)));
+    let rate = args
+        .rate
+        .map(|(starts, ms)| quote!(.rate(#starts, ::core::time::Duration::from_millis(#ms))));
+    let priority = args.priority.map(|p| quote!(.priority(#p)));
+    Some(quote! {
+        fn limits() -> ::durable_core::__private::ActivityLimits {
+            ::durable_core::__private::ActivityLimits::new() #concurrency #rate #priority
+        }
+    })
 }
 
 /// The function's attributes, sorted by the generated item they belong on.

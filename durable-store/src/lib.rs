@@ -35,7 +35,10 @@ pub use fault::{Call, FaultSwitch, FaultyStore};
 pub use fjall_store::{FORMAT_VERSION, FjallStore};
 #[cfg(feature = "testing")]
 pub use layer::{Layered, StoreLayer};
-pub use lease::{Claim, ClaimFilter, ClaimedInstance, CommitLease, Holding, WorkerId};
+pub use lease::{
+    ActivityLimits, Claim, ClaimFilter, ClaimedInstance, CommitLease, Holding, OrchestratorLimits,
+    Rate, WorkerId, counts_as_running,
+};
 #[cfg(feature = "testing")]
 pub use memory_store::MemoryStore;
 #[cfg(all(feature = "postgres", feature = "testing"))]

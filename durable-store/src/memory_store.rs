@@ -181,6 +181,16 @@ impl ClaimReads for Reads<'_> {
         .collect())
     }
 
+    fn running(&self, orchestrator: &str) -> Result<Vec<String>, StoreError> {
+        Ok((self.instances.iter())
+            .filter(|(_, record)| {
+                record.orchestrator == orchestrator
+                    && crate::lease::counts_as_running(record.status.kind())
+            })
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
     fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
         Ok(self.instances.get(id).cloned())
     }

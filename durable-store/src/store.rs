@@ -241,6 +241,17 @@ pub trait Store: Send + Sync + 'static {
     /// it returns, `worker` holds until its lease ends or a commit consumes it. Workers
     /// claiming at once never take the same thing.
     ///
+    /// Flow control (`filter`'s [`activity_limits`](crate::ClaimFilter::activity_limits)
+    /// and [`orchestrator_limits`](crate::ClaimFilter::orchestrator_limits)): a task of a
+    /// limited activity is taken only while its activity's tasks held by live workers
+    /// number fewer than its concurrency and its starts in the last period fewer than its
+    /// rate (higher priority first, then in id order); a pending instance of a limited
+    /// orchestrator only while its running instances number fewer than its limit (in
+    /// creation order). Workers claiming at once never exceed a limit together. A commit
+    /// that removes a held task of a limited activity, or finishes an instance of a
+    /// limited orchestrator, wakes [`wait_for_work`](Self::wait_for_work);
+    /// [`Claim::retry_after`](crate::Claim::retry_after) says when a rate window opens.
+    ///
     /// # Errors
     ///
     /// [`StoreError::LeaseExpired`] if the lease of `worker` has expired,

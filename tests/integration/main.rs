@@ -21,6 +21,7 @@ mod entity_review;
 mod entity_review2;
 mod entity_support;
 mod faults;
+mod flow_control;
 mod fuzz;
 mod held_by_self;
 mod incarnation;

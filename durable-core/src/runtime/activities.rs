@@ -40,8 +40,25 @@ impl Drop for Slot {
 /// activity's execution, with its timeout, starts when it has one.
 ///
 /// A task of an activity this worker does not have, on a shared store, is not run here:
-/// it was left in the store for a worker that has it. Its span joins `trace`.
+/// it was left in the store for a worker that has it; nor is a task of a limited activity
+/// ([`ActivityLimits`](durable_store::ActivityLimits)): it was left in the store for a
+/// claim, which counts it against the limits (and runs it with [`run_claimed`]). Its span
+/// joins `trace`.
 pub(in crate::runtime) fn run(
+    engine: &Arc<Engine>,
+    id: WorkId,
+    task: ActivityTask,
+    trace: ActivityTrace,
+) {
+    if engine.limits_activity(&task.activity) {
+        return;
+    }
+    run_claimed(engine, id, task, trace);
+}
+
+/// Runs activity `task` (work item `id`), which a claim of this worker took, as [`run`]
+/// does, a limited activity's included.
+pub(in crate::runtime) fn run_claimed(
     engine: &Arc<Engine>,
     id: WorkId,
     task: ActivityTask,

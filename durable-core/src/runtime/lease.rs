@@ -169,13 +169,18 @@ async fn renew_loop(engine: Weak<Engine>, lease: Duration) {
 async fn claims(engine: Weak<Engine>, lease: Duration) {
     let poll = POLL.min(lease / 4);
     loop {
-        let Some((store, lapse)) = engine
-            .upgrade()
-            .map(|engine| (engine.store_arc(), engine.lapse_signal()))
-        else {
+        let Some((store, lapse, retry)) = engine.upgrade().map(|engine| {
+            (
+                engine.store_arc(),
+                engine.lapse_signal(),
+                engine.claim_retry(),
+            )
+        }) else {
             return;
         };
-        let waiting = tokio::task::spawn_blocking(move || store.wait_for_work(poll));
+        // Tasks waiting for a rate limit's window are claimed when it opens.
+        let wait = retry.map_or(poll, |retry| retry.min(poll));
+        let waiting = tokio::task::spawn_blocking(move || store.wait_for_work(wait));
         // A lapse reported meanwhile is seen at once, not after the wait.
         let waited = tokio::select! {
             waited = waiting => Some(waited),

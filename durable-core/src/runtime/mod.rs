@@ -55,7 +55,7 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use durable_store::Store;
+use durable_store::{ActivityLimits, OrchestratorLimits, Store};
 
 use crate::client::Client;
 use crate::clock::{Clock, SystemClock};
@@ -128,6 +128,50 @@ impl RuntimeBuilder {
     /// Registers an activity by its handle (the function `#[activity]` annotates).
     pub fn activity<A: Activity>(mut self, _activity: A) -> Self {
         self.registry.add_activity::<A>();
+        self
+    }
+
+    /// Sets the flow control of `activity` (a registered activity's handle), over what its
+    /// attribute says: a concurrency limit and a rate limit that hold across every worker
+    /// of a shared store (PostgreSQL; per process on fjall), and a priority among its
+    /// waiting tasks. Like a DBOS queue's `concurrency`/`limiter` or Temporal's
+    /// `maxTaskQueueActivitiesPerSecond`:
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use durable_core::{ActivityLimits, Runtime};
+    /// # #[durable_core::activity]
+    /// # async fn charge(_ctx: durable_core::ActivityContext, cents: u64) -> Result<u64, String> { Ok(cents) }
+    /// # fn build(store: durable_core::FjallStore) -> durable_core::RuntimeBuilder {
+    /// Runtime::builder(store)
+    ///     .activity(charge)
+    ///     .activity_limits(charge, ActivityLimits::new().concurrency(3).rate(10, Duration::from_secs(1)))
+    /// # }
+    /// ```
+    ///
+    /// Every task of a limited activity (a concurrency or a rate) starts through a claim
+    /// of the store, which counts the tasks of the activity that live workers hold and its
+    /// starts in the last period; a task holds its slot, under its worker's lease, until
+    /// its result is committed, and a worker that dies frees its slots when its lease
+    /// lapses. Workers sharing a store should set the same limits.
+    pub fn activity_limits<A: Activity>(mut self, _activity: A, limits: ActivityLimits) -> Self {
+        self.registry.set_activity_limits::<A>(limits);
+        self
+    }
+
+    /// Sets the flow control of `orchestrator` (every version of a registered
+    /// orchestrator's name), over what its attribute says: at most
+    /// [`max_running`](OrchestratorLimits::max_running) of its instances run at once,
+    /// across every worker of a shared store (PostgreSQL; per process on fjall). An
+    /// instance started beyond it waits, pending, until a running one finishes; waiting
+    /// instances start in creation order. Workers sharing a store should set the same
+    /// limits.
+    pub fn orchestrator_limits<O: Orchestrator>(
+        mut self,
+        _orchestrator: O,
+        limits: OrchestratorLimits,
+    ) -> Self {
+        self.registry.set_orchestrator_limits::<O>(limits);
         self
     }
 

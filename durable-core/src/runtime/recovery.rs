@@ -184,6 +184,7 @@ async fn claim(engine: &Arc<Engine>) -> Result<Claim, Error> {
     if let Some(first) = renumber {
         engine.renumber_work_ids(first);
     }
+    engine.set_claim_retry(claim.retry_after);
     Ok(claim)
 }
 
@@ -199,7 +200,9 @@ pub(in crate::runtime) async fn take_over(
 ) -> Result<(), Error> {
     // A clock that skips time holds still until everything taken is handed out.
     let _busy = engine.busy();
-    let Claim { instances, items } = claim;
+    let Claim {
+        instances, items, ..
+    } = claim;
     let mut claimed = Vec::new();
     let mut live = Vec::with_capacity(instances.len());
     for ClaimedInstance {
@@ -290,7 +293,7 @@ fn run_tasks(engine: &Arc<Engine>, tasks: Vec<(WorkId, WorkItem)>) {
     for (id, item) in tasks {
         if let WorkItem::Activity(task) = item {
             // Its turn ran in another process: its trace is in its instance's history.
-            activities::run(engine, id, task, ActivityTrace::Stored);
+            activities::run_claimed(engine, id, task, ActivityTrace::Stored);
         }
     }
 }
@@ -464,6 +467,8 @@ fn sort_work_items(engine: &Engine, items: Vec<(WorkId, WorkItem)>) -> Recovery 
                 .or_default()
                 .push(MissingTask { id, task }),
             WorkItem::Activity(mut task) => {
+                // A limited activity's task runs here: its re-enqueue below keeps it held.
+                engine.note_claimed(id, &task.activity);
                 task.attempt += 1;
                 recovery
                     .commit

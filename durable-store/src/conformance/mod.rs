@@ -13,6 +13,7 @@ mod commits;
 mod entities;
 mod fences;
 mod leases;
+mod limits;
 mod listing;
 mod order;
 mod records;
@@ -39,6 +40,13 @@ use self::leases::{
     waiting_for_work_wakes_on_unclaimed_work, work_ids_are_reserved_apart,
     workers_join_renew_and_leave,
 };
+use self::limits::{
+    a_concurrency_limit_counts_the_tasks_live_workers_hold,
+    a_max_running_limit_starts_pending_instances_in_creation_order,
+    a_rate_limit_counts_starts_per_window, concurrent_claims_keep_a_concurrency_limit,
+    finishing_a_limited_instance_wakes_the_waiting_workers,
+    removing_a_held_task_wakes_the_waiting_workers, waiting_tasks_go_higher_priority_first,
+};
 use self::listing::{indexes_agree, indexes_follow_every_status_change, listings_page_and_filter};
 use self::order::{
     histories_keep_order_and_stay_apart, instances_are_in_id_order, work_queue_is_in_id_order,
@@ -53,7 +61,8 @@ use crate::store::Store;
 /// Runs every check, each on a fresh store from `make`.
 ///
 /// The lease checks call the store from several threads at once, and wait for a lease of
-/// 1.5 s to lapse (by the store's clock) and for `wait_for_work`: about 2.5 s in all.
+/// 1.5 s to lapse (by the store's clock), for `wait_for_work` and for a rate limit's
+/// window: about 3.5 s in all.
 ///
 /// # Panics
 ///
@@ -83,6 +92,13 @@ pub fn run<S: Store>(make: impl Fn() -> S) {
     work_ids_are_reserved_apart(&make());
     waiting_for_work_wakes_on_unclaimed_work(&make());
     lapsed_leases_are_taken_over_and_fenced(&make());
+    a_concurrency_limit_counts_the_tasks_live_workers_hold(&make());
+    waiting_tasks_go_higher_priority_first(&make());
+    a_rate_limit_counts_starts_per_window(&make());
+    concurrent_claims_keep_a_concurrency_limit(&make());
+    removing_a_held_task_wakes_the_waiting_workers(&make());
+    a_max_running_limit_starts_pending_instances_in_creation_order(&make());
+    finishing_a_limited_instance_wakes_the_waiting_workers(&make());
 }
 
 /// Checks that what was committed survives dropping the store and opening `dir` again, twice.

@@ -140,6 +140,18 @@ impl ClaimReads for FjallStore {
         Ok(found.into_iter().map(|(cursor, _)| cursor.id).collect())
     }
 
+    fn running(&self, orchestrator: &str) -> Result<Vec<String>, StoreError> {
+        let running = InstanceFilter {
+            statuses: (StatusKind::ALL.into_iter())
+                .filter(|kind| crate::lease::counts_as_running(*kind))
+                .collect(),
+            orchestrator: Some(orchestrator.to_owned()),
+            ..InstanceFilter::default()
+        };
+        let found = self.scan(&running, None, usize::MAX)?;
+        Ok(found.into_iter().map(|(cursor, _)| cursor.id).collect())
+    }
+
     fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
         self.instance(id)
     }

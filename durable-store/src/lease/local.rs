@@ -23,6 +23,10 @@ use crate::error::StoreError;
 use crate::lease::{Claim, ClaimFilter, ClaimedInstance, Holding, WorkerId, written_instances};
 use crate::record::{Commit, InstanceRecord, StatusKind, WorkId, WorkItem};
 
+mod slots;
+
+use slots::{Pending, Slots, Waiting};
+
 /// What a store reads for [`Leases::claim`].
 pub(crate) trait ClaimReads {
     /// Every queued work item, in id order: what the first claim after open reads.
@@ -45,6 +49,14 @@ pub(crate) trait ClaimReads {
     ///
     /// What the read fails with.
     fn stalled(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The ids of the instances of `orchestrator` that count as running
+    /// ([`counts_as_running`](crate::lease::counts_as_running)).
+    ///
+    /// # Errors
+    ///
+    /// What the read fails with.
+    fn running(&self, orchestrator: &str) -> Result<Vec<String>, StoreError>;
 
     /// The record of instance `id`, if it has one.
     ///
@@ -72,6 +84,8 @@ pub(crate) struct Leases {
     /// The stalled instances no worker holds, or ids that were (a claim checks each
     /// record); `None` until a claim reads the stalled instances again.
     stalled: Option<BTreeSet<String>>,
+    /// The tasks of limited activities claims took, and the recent starts.
+    slots: Slots,
 }
 
 impl Leases {
@@ -114,15 +128,26 @@ impl Leases {
     /// Makes what `workers` (gone) held free to claim.
     fn release(&mut self, workers: &[WorkerId]) {
         let unheld = &mut self.unheld;
+        let slots = &mut self.slots;
         self.items.retain(|id, holder| {
             let keep = !workers.contains(holder);
-            if !keep && let Some(unheld) = unheld {
-                unheld.insert(*id);
+            if !keep {
+                slots.free(*id);
+                if let Some(unheld) = unheld {
+                    unheld.insert(*id);
+                }
             }
             keep
         });
         let before = self.instances.len();
-        self.instances.retain(|_, holder| !workers.contains(holder));
+        let slots = &mut self.slots;
+        self.instances.retain(|id, holder| {
+            let keep = !workers.contains(holder);
+            if !keep {
+                slots.released(id);
+            }
+            keep
+        });
         if self.instances.len() != before {
             // Which of them are stalled, only their records say.
             self.stalled = None;
@@ -232,10 +257,14 @@ impl Leases {
                 if let Some(unheld) = &mut self.unheld {
                     unheld.remove(id);
                 }
+                // A slot freed: workers waiting for one claim again.
+                left |= self.slots.free(*id);
+                self.slots.unpark(*id);
             }
             // Usually empty, and short: a turn's messages for instances held elsewhere.
             let unclaimed: &[WorkId] = commit.lease.as_ref().map_or(&[], |lease| &lease.unclaimed);
             for (id, _) in &commit.enqueued {
+                self.slots.unpark(*id);
                 match &commit.lease {
                     Some(lease) if !unclaimed.contains(id) => {
                         self.items.insert(*id, lease.worker);
@@ -245,6 +274,7 @@ impl Leases {
                     }
                     _ => {
                         self.items.remove(id);
+                        self.slots.free(*id);
                         if let Some(unheld) = &mut self.unheld {
                             unheld.insert(*id);
                         }
@@ -269,6 +299,7 @@ impl Leases {
             }
             // Removals apply before writes: an id removed and written again stays.
             for id in &commit.instances_removed {
+                left |= self.slots.finish(id);
                 if !commit.instances.iter().any(|(written, _)| written == id) {
                     self.instances.remove(id);
                     if let Some(stalled) = &mut self.stalled {
@@ -277,9 +308,12 @@ impl Leases {
                 }
             }
             for (id, record) in &commit.instances {
+                self.slots.written(id, record);
                 // A finished instance may be written by anyone: no one holds it.
                 if record.status.is_terminal() {
                     self.instances.remove(id);
+                    // A running instance of a limited orchestrator finished: its slot frees.
+                    left |= self.slots.finish(id);
                 }
                 if let Some(stalled) = &mut self.stalled {
                     let unheld = commit.lease.is_none() && !self.instances.contains_key(id);
@@ -328,12 +362,21 @@ impl Leases {
             self.unheld = Some(unheld);
             read = Some(all.into_iter().collect());
         }
+        // Tasks parked for limits this filter does not set are for it to take.
+        let unparked = self.slots.unpark_unlimited(filter);
+        if !unparked.is_empty() {
+            self.unheld.get_or_insert_default().extend(unparked);
+        }
         // The live instances met, with how the worker stands with each, and whether the
         // claim took it or an item of it.
         let mut met: BTreeMap<String, (Holding, InstanceRecord, bool)> = BTreeMap::new();
         let mut newly = 0;
         let mut items = Vec::new();
         let mut gone = Vec::new();
+        // Tasks of limited activities, taken after the others as their limits allow.
+        let mut waiting = Vec::new();
+        // Pending instances of limited orchestrators, and their items, likewise.
+        let mut pending = Pending::default();
         for &id in self.unheld.iter().flatten() {
             if items.len() >= max_items {
                 break;
@@ -372,13 +415,34 @@ impl Leases {
                 && newly < max_instances
                 && filter.takes_instance(record)
             {
-                *holding = Holding::Claimed;
-                newly += 1;
+                if filter.limits_start(record) {
+                    pending.instances.insert(instance.clone());
+                } else {
+                    *holding = Holding::Claimed;
+                    newly += 1;
+                }
             }
+            if activity.is_none()
+                && *holding == Holding::Other
+                && pending.instances.contains(instance)
+            {
+                let instance = instance.clone();
+                pending.items.push((id, item, instance));
+                continue;
+            }
+            let limited = activity
+                .filter(|activity| filter.limits_of(activity).is_some())
+                .map(str::to_owned);
             let take = match activity {
                 Some(activity) => filter.takes_activity(activity),
                 None => *holding != Holding::Other,
             };
+            if let Some(activity) = limited {
+                if take {
+                    waiting.push((Waiting { id, activity }, Some(item)));
+                }
+                continue;
+            }
             if take {
                 *taken = true;
                 items.push((id, item));
@@ -389,6 +453,12 @@ impl Leases {
                 unheld.remove(&id);
             }
         }
+        let room = max_instances - newly;
+        newly += self.take_pending(pending, filter, reads, &mut met, &mut items, room)?;
+        waiting.extend(self.slots.parked(filter).into_iter().map(|w| (w, None)));
+        let retry_after = self.take_limited(
+            worker, waiting, filter, reads, &mut met, &mut items, max_items,
+        )?;
         self.claim_stalled(filter, reads, &mut met, max_instances - newly)?;
         for (id, (holding, _, _)) in &met {
             if *holding == Holding::Claimed {
@@ -410,7 +480,11 @@ impl Leases {
             })
             .collect();
         instances.sort_by(|a, b| (a.record.created_ms, &a.id).cmp(&(b.record.created_ms, &b.id)));
-        Ok(Claim { instances, items })
+        Ok(Claim {
+            instances,
+            items,
+            retry_after,
+        })
     }
 
     /// Adds to `met`, as [`Holding::Claimed`], up to `room` stalled instances no live

@@ -31,7 +31,14 @@
 //! [`StoreError::Fenced`]: crate::StoreError::Fenced
 //! [`StoreError::HistoryConflict`]: crate::StoreError::HistoryConflict
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use crate::record::{Commit, InstanceRecord, WorkId, WorkItem};
+
+mod limits;
+
+pub use limits::{ActivityLimits, OrchestratorLimits, Rate, counts_as_running};
 
 #[cfg_attr(not(feature = "testing"), allow(dead_code))]
 pub(crate) mod local;
@@ -81,6 +88,18 @@ pub struct ClaimFilter {
     pub max_instances: usize,
     /// The most work items one claim takes (0 counts as 1).
     pub max_items: usize,
+    /// Flow control per activity name: a task of an activity limited here
+    /// ([`ActivityLimits::is_limited`]) is taken only while the tasks of that activity held
+    /// by live workers number fewer than its concurrency, and its starts in the last
+    /// period fewer than its rate; waiting tasks are taken higher priority first, then in
+    /// id order. Every worker sharing a store should give the same limits. Empty: no
+    /// limits.
+    pub activity_limits: BTreeMap<String, ActivityLimits>,
+    /// Flow control per orchestrator name: a pending instance of an orchestrator limited
+    /// here is taken (to start) only while its instances that run
+    /// ([`counts_as_running`], or pending and held by a live worker) number fewer than
+    /// its `max_running`; waiting instances are taken in creation order. Empty: no limits.
+    pub orchestrator_limits: BTreeMap<String, OrchestratorLimits>,
 }
 
 impl Default for ClaimFilter {
@@ -92,6 +111,8 @@ impl Default for ClaimFilter {
             activities: None,
             max_instances: 1_000,
             max_items: 10_000,
+            activity_limits: BTreeMap::new(),
+            orchestrator_limits: BTreeMap::new(),
         }
     }
 }
@@ -121,6 +142,46 @@ impl ClaimFilter {
         self.max_instances = instances;
         self.max_items = items;
         self
+    }
+
+    /// Limits the tasks of the activities in `limits` (name to limits); those that limit
+    /// nothing ([`ActivityLimits::is_limited`] false) are left out.
+    pub fn activity_limits(mut self, limits: BTreeMap<String, ActivityLimits>) -> Self {
+        self.activity_limits = limits
+            .into_iter()
+            .filter(|(_, limits)| limits.is_limited())
+            .collect();
+        self
+    }
+
+    /// The limits of `activity`, if the filter limits it.
+    pub fn limits_of(&self, activity: &str) -> Option<&ActivityLimits> {
+        self.activity_limits
+            .get(activity)
+            .filter(|limits| limits.is_limited())
+    }
+
+    /// Limits the instances of the orchestrators in `limits` (name to limits); those that
+    /// limit nothing are left out.
+    pub fn orchestrator_limits(mut self, limits: BTreeMap<String, OrchestratorLimits>) -> Self {
+        self.orchestrator_limits = limits
+            .into_iter()
+            .filter(|(_, limits)| limits.is_limited())
+            .collect();
+        self
+    }
+
+    /// The most running instances of `orchestrator`, if the filter limits it.
+    pub fn max_running_of(&self, orchestrator: &str) -> Option<u32> {
+        self.orchestrator_limits.get(orchestrator)?.max_running
+    }
+
+    /// Whether the start of the instance recorded as `record` waits for its
+    /// orchestrator's limit: it is pending, and the filter limits its orchestrator.
+    pub fn limits_start(&self, record: &InstanceRecord) -> bool {
+        !self.orchestrator_limits.is_empty()
+            && matches!(record.status, crate::record::Status::Pending)
+            && self.max_running_of(&record.orchestrator).is_some()
     }
 
     /// Whether the filter takes instances of `orchestrator`.
@@ -185,6 +246,13 @@ pub struct Claim {
     /// instances it holds that no live worker held, activity tasks, and items of
     /// instances that finished or are gone.
     pub items: Vec<(WorkId, WorkItem)>,
+    /// When tasks the claim left for a rate limit ([`ClaimFilter::activity_limits`]) may
+    /// be taken, from now: the soonest a window of a rate-limited activity with waiting
+    /// tasks opens. `None` if no task waits for a rate (tasks waiting for a concurrency
+    /// slot are woken by the commit that frees it: [`Store::wait_for_work`]).
+    ///
+    /// [`Store::wait_for_work`]: crate::Store::wait_for_work
+    pub retry_after: Option<Duration>,
 }
 
 impl Claim {

@@ -131,7 +131,8 @@ instances_written AS (
                        ELSE COALESCE(EXCLUDED.held_by, durable.instances.held_by) END
     -- An instance expected absent that is there (another start won) is left as it is.
     WHERE durable.instances.id <> ALL($46::bytea[])
-    RETURNING id
+    -- An instance of a limited orchestrator that finishes frees a slot.
+    RETURNING id, limited AND status = ANY($45::text[]) AS freed
 ),
 instances_held AS (
     UPDATE durable.instances i SET held_by = t.worker
@@ -148,6 +149,8 @@ events AS (
 work_removed AS (
     DELETE FROM durable.work
     WHERE id = ANY($19::bigint[]) AND NOT EXISTS (SELECT FROM refused)
+    -- A task of a limited activity (marked by the claim that took it): its slot frees.
+    RETURNING activity
 ),
 work_written AS (
     INSERT INTO durable.work (id, kind, instance_id, payload, record, held_by)
@@ -179,7 +182,9 @@ WHERE NOT EXISTS (SELECT FROM refused)
     AND e.id NOT IN (SELECT id FROM instances_written)
 UNION ALL
 SELECT 'notified', NULL, NULL, NULL, NULL
-FROM (SELECT pg_notify('durable_work', '') WHERE $44::bool) AS n"
+FROM (SELECT pg_notify('durable_work', '') WHERE $44::bool
+    OR EXISTS (SELECT FROM work_removed WHERE activity IS NOT NULL)
+    OR EXISTS (SELECT FROM instances_written WHERE freed)) AS n"
 );
 
 /// Removes whole histories (`$1`); runs before [`APPLY`] in the same transaction. Appends

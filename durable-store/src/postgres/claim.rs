@@ -11,7 +11,7 @@
 //!    it (an instance lost so is reported as [`Holding::Other`], and its messages and
 //!    timers are not taken).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use postgres::Row;
 
@@ -49,9 +49,13 @@ const RELEASE_GONE: &str = "WITH work_freed AS ( \
 
 /// A page of the unheld work items after id `$1`: those with no holder, since [`START`]
 /// released what the workers whose lease lapsed held. It reads the partial index
-/// `work_unheld`, so a claim costs what is unheld, not the whole queue.
+/// `work_unheld`, so a claim costs what is unheld, not the whole queue. Tasks parked for
+/// the limits of the activities `$3` (`claim/limits.rs`) are left out: the claim reads
+/// the first few of each.
 const ITEMS: &str = "SELECT w.id, w.record FROM durable.work w \
-    WHERE w.held_by IS NULL AND w.id > $1 ORDER BY w.id LIMIT $2";
+    WHERE w.held_by IS NULL AND w.id > $1 \
+        AND (w.activity IS NULL OR w.activity <> ALL($3::text[])) \
+    ORDER BY w.id LIMIT $2";
 
 /// The records of instances `$1`, with their live holders.
 const INSTANCES: &str = "SELECT i.id, i.record, (SELECT k.id FROM durable.workers k \
@@ -155,11 +159,17 @@ pub(super) fn claim(
     let mut known: HashMap<String, Option<Read>> = HashMap::new();
     let mut newly = 0;
     let mut items: Vec<Chosen> = Vec::new();
+    // Tasks of limited activities, taken after the others as their limits allow.
+    let mut waiting: Vec<(WorkId, WorkItem)> = Vec::new();
+    // Pending instances of limited orchestrators, and their messages and timers, likewise.
+    let mut pending: BTreeSet<String> = BTreeSet::new();
+    let mut pending_items: Vec<(WorkId, WorkItem, String)> = Vec::new();
     let page = max_items.clamp(1, PAGE);
     let mut after = i64::MIN;
+    let limited: Vec<&str> = filter.activity_limits.keys().map(String::as_str).collect();
     'pages: while items.len() < max_items {
         let rows = tx
-            .query(ITEMS, &[&after, &(page as i64)])
+            .query(ITEMS, &[&after, &(page as i64), &limited])
             .map_err(error("reading the work queue"))?;
         let read = rows.iter().map(item_row).collect::<Result<Vec<_>, _>>()?;
         let unknown: HashSet<&str> = read
@@ -205,10 +215,27 @@ pub(super) fn claim(
                 && newly < max_instances
                 && filter.takes_instance(&record)
             {
-                *holding = Holding::Claimed;
-                newly += 1;
+                if filter.limits_start(&record) {
+                    pending.insert(instance.to_owned());
+                } else {
+                    *holding = Holding::Claimed;
+                    newly += 1;
+                }
+            }
+            if *holding == Holding::Other
+                && !matches!(item, WorkItem::Activity(_))
+                && pending.contains(instance)
+            {
+                pending_items.push((*id, item.clone(), instance.to_owned()));
+                continue;
             }
             let (take, depends) = match item {
+                WorkItem::Activity(task) if filter.limits_of(&task.activity).is_some() => {
+                    if filter.takes_activity(&task.activity) {
+                        waiting.push((*id, item.clone()));
+                    }
+                    (false, None)
+                }
                 WorkItem::Activity(task) => (filter.takes_activity(&task.activity), None),
                 WorkItem::Message { .. } | WorkItem::Timer { .. } => {
                     let depends = (*holding == Holding::Claimed).then(|| instance.to_owned());
@@ -224,6 +251,20 @@ pub(super) fn claim(
             _ => break,
         }
     }
+    let room = max_instances.saturating_sub(newly);
+    let chosen = limits::take_pending(&mut tx, filter, &pending, &met, room)
+        .map_err(error("claiming instances of limited orchestrators"))?;
+    for id in &chosen {
+        if let Some((holding, _)) = met.get_mut(id) {
+            *holding = Holding::Claimed;
+        }
+    }
+    newly += chosen.len();
+    items.extend(
+        (pending_items.into_iter())
+            .filter(|(_, _, instance)| chosen.contains(instance))
+            .map(|(id, item, instance)| (id, item, Some(instance))),
+    );
     // Stalled instances no live worker holds, to try again with this worker's code.
     let mut after: (i64, Vec<u8>) = (i64::MIN, Vec::new());
     'stalled: while newly < max_instances {
@@ -249,6 +290,39 @@ pub(super) fn claim(
         }
     }
     take(&mut tx, worker, &mut met, &mut items).map_err(error("claiming work"))?;
+    let room = max_items.saturating_sub(items.len());
+    let (limited, retry_after) = limits::take(&mut tx, worker, filter, waiting, room)
+        .map_err(error("claiming tasks of limited activities"))?;
+    // The instances of parked tasks taken were not read with the queue.
+    let unread: BTreeSet<&str> = (limited.iter())
+        .map(|(_, item)| instance_of(item))
+        .filter(|id| !known.contains_key(*id))
+        .collect();
+    if !unread.is_empty() {
+        let ids: Vec<&[u8]> = unread.iter().map(|id| id.as_bytes()).collect();
+        let rows = tx
+            .query(INSTANCES, &[&ids])
+            .map_err(error("reading instances"))?;
+        for row in &rows {
+            let (id, record, holder) = instance_with_holder(row)?;
+            let live = (!record.status.is_terminal()).then_some((record, holder));
+            known.insert(id, live);
+        }
+    }
+    for (_, item) in &limited {
+        let instance = instance_of(item);
+        if let Some(Some((record, holder))) = known.get(instance) {
+            met.entry(instance.to_owned()).or_insert_with(|| {
+                let holding = match holder {
+                    Some(holder) if *holder == worker => Holding::Held,
+                    _ => Holding::Other,
+                };
+                (holding, record.clone())
+            });
+        }
+    }
+    items.extend(limited.into_iter().map(|(id, item)| (id, item, None)));
+    items.sort_by_key(|(id, _, _)| *id);
     if let Err(e) = tx.commit() {
         *unknown = Some(Unknown {
             instances: met
@@ -275,7 +349,11 @@ pub(super) fn claim(
         .collect();
     instances.sort_by(|a, b| (a.record.created_ms, &a.id).cmp(&(b.record.created_ms, &b.id)));
     let items = items.into_iter().map(|(id, item, _)| (id, item)).collect();
-    Ok(Claim { instances, items })
+    Ok(Claim {
+        instances,
+        items,
+        retry_after,
+    })
 }
 
 /// Takes the instances `met` newly claims and then `items`; drops what a concurrent claim
@@ -359,5 +437,6 @@ fn instance_with_holder(
     Ok((id, record, holder.map(|w| w as WorkerId)))
 }
 
+mod limits;
 #[cfg(test)]
 mod tests;

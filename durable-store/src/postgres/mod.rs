@@ -4,18 +4,19 @@
 //!
 //! Everything lives in the schema `durable` of the database the URL names, created in one
 //! transaction by the first [`PostgresStore::open`] (see `schema.rs` for the DDL), which
-//! also migrates a database of version 1, 2 or 3 to [`SCHEMA_VERSION`] 4 (in one transaction,
+//! also migrates a database of version 1 to 4 to [`SCHEMA_VERSION`] 5 (in one transaction,
 //! under the same advisory lock; the data stays):
 //!
 //! | table       | key                        | columns                                                  |
 //! |-------------|----------------------------|----------------------------------------------------------|
 //! | `meta`      | `key` text                 | `value`: `schema_version` → [`SCHEMA_VERSION`]           |
-//! | `instances` | `id` bytea                 | `orchestrator`, `status`, `history_len`, `created_ms`, `updated_ms`, `input`, `output`, `custom_status`, `record`, `held_by` |
+//! | `instances` | `id` bytea                 | `orchestrator`, `status`, `history_len`, `created_ms`, `updated_ms`, `input`, `output`, `custom_status`, `record`, `held_by`, `limited` (started under an orchestrator's limit) |
 //! | `history`   | (`instance_id`, `idx`)     | `kind`, `payload`, `record`                              |
-//! | `work`      | `id` bigint                | `kind`, `instance_id`, `payload`, `record`, `held_by`    |
+//! | `work`      | `id` bigint                | `kind`, `instance_id`, `payload`, `record`, `held_by`, `activity` (a limited activity's task, once a claim took or parked it) |
 //! | `progress`  | `key` bytea                | `json`, `value`                                          |
 //! | `workers`   | `id` bigint                | `expires_at` timestamptz                                 |
 //! | `work_ids`  | (one row)                  | `next`: the first work id not yet reserved               |
+//! | `activity_starts` | (none)               | `activity`, `started_at`: recent starts of rate-limited activities |
 //!
 //! - The record columns (`record`, `progress.value`) hold exactly what [`FjallStore`]
 //!   stores: the postcard [`InstanceRecord`], [`Event`] or [`WorkItem`], and the raw

@@ -7,10 +7,10 @@ use crate::error::StoreError;
 /// The version of the schema this build creates, reads and writes, recorded in
 /// `durable.meta` under `schema_version`. A database marked with a newer version is
 /// refused with [`StoreError::OtherSchema`].
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The tables of version 1 (described in the module doc of `postgres`); [`TO_V2`],
-/// [`TO_V3`] and then [`TO_V4`] make them the current version.
+/// [`TO_V3`], [`TO_V4`] and then [`TO_V5`] make them the current version.
 const CREATE: &str = "
 CREATE SCHEMA IF NOT EXISTS durable;
 CREATE TABLE durable.meta (
@@ -130,6 +130,33 @@ CREATE STATISTICS IF NOT EXISTS durable.instances_kind ON (left(orchestrator, 1)
 UPDATE durable.meta SET value = '4' WHERE key = 'schema_version';
 ";
 
+/// Version 4 to version 5: flow control of activities (`lease::ActivityLimits`). A claim
+/// that takes a task of a limited activity, or leaves one waiting (parks it), records the
+/// activity in the task's row (`work.activity`, NULL for every other item): counting the
+/// tasks of an activity live workers hold reads the partial index `work_limited_held`,
+/// the next claims read the first parked tasks of an activity from `work_parked` rather
+/// than every waiting task from the queue, and a commit that removes such a task wakes
+/// the workers waiting for a slot. `activity_starts` holds the recent starts of
+/// rate-limited activities (a claim deletes those older than the period). Likewise
+/// `instances.limited` marks an instance of a limited orchestrator
+/// (`lease::OrchestratorLimits`) a claim started: the commit that finishes it wakes the
+/// workers waiting to start the next. Idempotent.
+const TO_V5: &str = "
+ALTER TABLE durable.work ADD COLUMN IF NOT EXISTS activity text;
+ALTER TABLE durable.instances ADD COLUMN IF NOT EXISTS limited boolean NOT NULL DEFAULT false;
+CREATE INDEX IF NOT EXISTS work_limited_held ON durable.work (activity)
+    WHERE activity IS NOT NULL AND held_by IS NOT NULL;
+CREATE INDEX IF NOT EXISTS work_parked ON durable.work (activity, id)
+    WHERE activity IS NOT NULL AND held_by IS NULL;
+CREATE TABLE IF NOT EXISTS durable.activity_starts (
+    activity   text        NOT NULL,
+    started_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS activity_starts_by_activity
+    ON durable.activity_starts (activity, started_at);
+UPDATE durable.meta SET value = '5' WHERE key = 'schema_version';
+";
+
 /// Checks that the database holds durable's schema in the current version, and changes
 /// nothing: for tools that read a store and must not create or migrate one.
 pub(super) fn check_existing(conn: &mut Conn, target: &Target) -> Result<(), StoreError> {
@@ -170,7 +197,7 @@ pub(super) fn check_existing(conn: &mut Conn, target: &Target) -> Result<(), Sto
 }
 
 /// Creates the schema if the database has none, in one transaction; otherwise checks its
-/// version, and migrates a schema of version 1, 2 or 3 to the current one (in the same
+/// version, and migrates a schema of version 1 to 4 to the current one (in the same
 /// transaction, under the same lock: its data stays).
 pub(super) fn create_or_check(conn: &mut Conn, target: &Target) -> Result<(), StoreError> {
     let error = |doing: &'static str| move |e| target.error(doing, e);
@@ -203,6 +230,8 @@ pub(super) fn create_or_check(conn: &mut Conn, target: &Target) -> Result<(), St
             .map_err(error("creating durable's schema"))?;
         tx.batch_execute(TO_V4)
             .map_err(error("creating durable's schema"))?;
+        tx.batch_execute(TO_V5)
+            .map_err(error("creating durable's schema"))?;
         return tx.commit().map_err(error("creating durable's schema"));
     }
     let row = tx
@@ -215,11 +244,12 @@ pub(super) fn create_or_check(conn: &mut Conn, target: &Target) -> Result<(), St
     let found = value.as_deref().and_then(|v| v.parse::<u32>().ok());
     match found {
         Some(SCHEMA_VERSION) => Ok(()),
-        Some(found @ 1..=3) => {
+        Some(found @ 1..=4) => {
             let steps = [
                 (TO_V2, "migrating durable's schema from version 1 to 2"),
                 (TO_V3, "migrating durable's schema from version 2 to 3"),
                 (TO_V4, "migrating durable's schema from version 3 to 4"),
+                (TO_V5, "migrating durable's schema from version 4 to 5"),
             ];
             for (sql, doing) in &steps[found as usize - 1..] {
                 tx.batch_execute(sql).map_err(error(doing))?;

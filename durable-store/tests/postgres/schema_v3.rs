@@ -40,7 +40,7 @@ fn a_version_2_database_is_migrated_and_keeps_its_data() {
         super::stored_schema_version(&mut sql),
         SCHEMA_VERSION.to_string()
     );
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     let index: i64 = sql
         .query_one(
             "SELECT count(*) FROM pg_indexes WHERE schemaname = 'durable' \

@@ -54,7 +54,7 @@ fn a_version_3_database_is_migrated_and_its_listings_leave_entities_out_through_
         super::stored_schema_version(&mut sql),
         SCHEMA_VERSION.to_string()
     );
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     let partial_indexes: i64 = sql
         .query_one(
             "SELECT count(*) FROM pg_indexes WHERE schemaname = 'durable' \

@@ -209,28 +209,36 @@ impl Engine {
             };
             return (commit, writing);
         }
+        self.forget_claimed(&commit.dequeued);
+        self.store_limited_unstarted(&mut commit);
         let mut held = lock(&self.holdings.held);
         // On a shared store, the instances it starts (pending, their `Started` message
         // in the commit) of an orchestrator this worker does not have (a
         // sub-orchestration, in a rolling deploy) are left for a worker that has it. One
         // that already ran stays with the worker that claimed it.
-        let released: Vec<String> = if self.store.is_shared() {
-            commit
-                .instances
-                .iter()
-                .filter(|(id, record)| {
-                    matches!(record.status, Status::Pending)
+        // So are those it starts of an orchestrator with a limit on its running instances
+        // (`flow.rs`): a claim starts them as the limit allows.
+        let shared = self.store.is_shared();
+        let released: Vec<String> = commit
+            .instances
+            .iter()
+            .filter(|(id, record)| {
+                let lacked = || {
+                    shared
                         && self
                             .registry
                             .orchestrator(&record.orchestrator, record.version)
                             .is_none()
                         && !entities::is_registered(&self.registry, id, record)
-                })
-                .map(|(id, _)| id.clone())
-                .collect()
-        } else {
-            Vec::new()
-        };
+                };
+                let limited = || {
+                    self.limits_orchestrator(&record.orchestrator)
+                        && !held.statuses.contains_key(id.as_str())
+                };
+                matches!(record.status, Status::Pending) && (lacked() || limited())
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
         // The other instances the commit creates or goes on with (a few) are held once it
         // is written.
         let written = |instance: &str| {
@@ -249,7 +257,7 @@ impl Engine {
                     left.push(*id);
                     Some(*id)
                 }
-                WorkItem::Activity(task) if self.leaves_activity(&task.activity) => Some(*id),
+                WorkItem::Activity(task) if self.leaves_task(*id, &task.activity) => Some(*id),
                 _ => None,
             })
             .collect();

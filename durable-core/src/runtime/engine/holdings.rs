@@ -110,8 +110,12 @@ pub(super) fn claim_filter(store: &dyn Store, registry: &Registry) -> ClaimFilte
             .orchestrators(orchestrators)
             .versions(versions)
             .activities(registry.activity_names())
+            .activity_limits(registry.all_activity_limits())
+            .orchestrator_limits(registry.all_orchestrator_limits())
     } else {
         ClaimFilter::default()
+            .activity_limits(registry.all_activity_limits())
+            .orchestrator_limits(registry.all_orchestrator_limits())
     }
 }
 
@@ -230,7 +234,8 @@ impl Engine {
         lock(&self.left).clear();
         lock(&self.cache).clear();
         lock(&self.waiting_for_code).clear();
-        let waiting = std::mem::take(&mut lock(&self.activities).waiting);
+        let waiting = self.take_waiting_activities();
+        self.forget_all_claimed();
         if !waiting.is_empty() {
             tracing::info!(
                 activities = waiting.len(),

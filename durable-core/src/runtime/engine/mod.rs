@@ -8,14 +8,14 @@
 //! gets work, is the function [`EngineParts::turn_task`] the runtime's builder hands it
 //! ([`super::turns::turn_task`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use durable_store::{ActivityTask, Commit, Event, Failure, Incarnation, InstanceRecord, Store};
 use durable_store::{ClaimFilter, StoreError, WorkId, WorkItem, WorkerId};
+use durable_store::{Commit, Event, Failure, Incarnation, InstanceRecord, Store};
 use lru::LruCache;
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
@@ -30,14 +30,15 @@ use crate::handle::BoxFuture;
 use crate::payload;
 use crate::registry::Registry;
 use crate::replay::execution::Execution;
-use crate::telemetry::ActivityTrace;
-use crate::telemetry::metrics;
 
+mod flow;
 mod held;
 mod holdings;
 mod send;
 mod waiters;
 
+pub(in crate::runtime) use flow::QueuedActivity;
+use flow::{Flow, Slots};
 use held::Holdings;
 pub(in crate::runtime) use holdings::{Leases, WORK_ID_BLOCK, WorkIds};
 
@@ -82,23 +83,6 @@ pub(in crate::runtime) struct Cached {
     pub(in crate::runtime) record: InstanceRecord,
 }
 
-/// An activity waiting for a slot.
-pub(in crate::runtime) struct QueuedActivity {
-    pub(in crate::runtime) id: WorkId,
-    pub(in crate::runtime) task: ActivityTask,
-    /// Work in hand until its result is handed over.
-    pub(in crate::runtime) busy: Busy,
-    /// The trace its span joins.
-    pub(in crate::runtime) trace: ActivityTrace,
-}
-
-/// The slots of activities that run at once, and the activities waiting for one, in the
-/// order they were called.
-struct Slots {
-    free: usize,
-    waiting: VecDeque<QueuedActivity>,
-}
-
 /// Work a runtime has in hand (see [`Clock::work_began`]); done when dropped.
 pub(in crate::runtime) struct Busy(Arc<dyn Clock>);
 
@@ -136,6 +120,8 @@ pub(crate) struct Engine {
     inboxes: Inboxes,
     cache: Mutex<LruCache<String, Cached>>,
     activities: Mutex<Slots>,
+    /// Flow control of limited activities (see `flow.rs`).
+    flow: Flow,
     turns: Arc<Semaphore>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Option<InstanceRecord>>>>>,
     /// Suspended instances that wait for an activity this runtime does not have: resuming
@@ -188,6 +174,7 @@ impl Engine {
     /// An engine over `parts`, its commit thread started.
     pub(in crate::runtime) fn new(parts: EngineParts) -> Self {
         let claim_filter = Arc::new(holdings::claim_filter(&*parts.store, &parts.registry));
+        let flow = Flow::new(&parts.registry);
         Self {
             commits: GroupCommit::start(parts.store.clone()),
             store: parts.store,
@@ -205,10 +192,8 @@ impl Engine {
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(parts.cache_capacity).expect("capacity is at least 1"),
             )),
-            activities: Mutex::new(Slots {
-                free: parts.activity_concurrency,
-                waiting: VecDeque::new(),
-            }),
+            activities: Mutex::new(Slots::new(parts.activity_concurrency)),
+            flow,
             turns: Arc::new(Semaphore::new(parts.orchestrator_concurrency)),
             waiters: Mutex::new(HashMap::new()),
             waiting_for_code: Mutex::new(HashMap::new()),
@@ -527,39 +512,6 @@ impl Engine {
     /// `instance` waits for no code any more (resumed or terminated).
     pub(in crate::runtime) fn stop_waiting_for_code(&self, instance: &str) {
         lock(&self.waiting_for_code).remove(instance);
-    }
-
-    // The activity slots.
-
-    /// Queues an activity for a slot.
-    pub(in crate::runtime) fn queue_activity(&self, activity: QueuedActivity) {
-        let mut slots = lock(&self.activities);
-        slots.waiting.push_back(activity);
-        metrics::activity_queue_depth(slots.waiting.len());
-    }
-
-    /// The next activity waiting, its slot taken; `None` if no slot is free, none waits,
-    /// or the runtime takes no work.
-    pub(in crate::runtime) fn next_activity(&self) -> Option<QueuedActivity> {
-        let mut slots = lock(&self.activities);
-        if slots.free == 0 || self.takes_no_work() {
-            return None;
-        }
-        let next = slots.waiting.pop_front()?;
-        metrics::activity_queue_depth(slots.waiting.len());
-        slots.free -= 1;
-        Some(next)
-    }
-
-    /// An activity gave its slot back.
-    pub(in crate::runtime) fn free_slot(&self) {
-        lock(&self.activities).free += 1;
-    }
-
-    /// Takes every activity still waiting for a slot (at shutdown).
-    pub(in crate::runtime) fn take_waiting_activities(&self) -> VecDeque<QueuedActivity> {
-        metrics::activity_queue_depth(0);
-        std::mem::take(&mut lock(&self.activities).waiting)
     }
 
     // Starts of new instances.

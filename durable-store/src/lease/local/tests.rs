@@ -74,6 +74,16 @@ impl ClaimReads for Fake {
             .collect())
     }
 
+    fn running(&self, orchestrator: &str) -> Result<Vec<String>, StoreError> {
+        Ok((self.records.iter())
+            .filter(|(_, record)| {
+                record.orchestrator == orchestrator
+                    && crate::lease::counts_as_running(record.status.kind())
+            })
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
     fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
         self.count(3);
         Ok(self.records.get(id).cloned())
@@ -275,4 +285,59 @@ fn finished_instances_are_not_kept_as_holdings() {
     };
     fake.commit(&mut leases, purge).unwrap();
     assert!(leases.instances.is_empty(), "{:?}", leases.instances);
+}
+
+/// A task of the activity `charge` of instance `a`.
+fn charge(seq: u64) -> WorkItem {
+    WorkItem::Activity(crate::record::ActivityTask {
+        instance: "a".into(),
+        incarnation: 1,
+        generation: 0,
+        seq,
+        key_seq: seq,
+        activity: "charge".into(),
+        input: Vec::new(),
+        attempt: 1,
+        attempt_timeout_ms: None,
+    })
+}
+
+/// Tasks a claim leaves waiting for a limit are parked: later claims do not read them
+/// all again, only as many as the limit could let one start.
+#[test]
+fn tasks_left_waiting_for_a_limit_are_not_read_again() {
+    let mut fake = Fake::default();
+    fake.records.insert("a".into(), record(Status::Running));
+    for id in 0..100 {
+        fake.items.insert(id, charge(id));
+    }
+    let mut leases = Leases::default();
+    let w = leases.join(LONG);
+    let mut limits = BTreeMap::new();
+    limits.insert(
+        "charge".to_owned(),
+        crate::lease::ActivityLimits::new().concurrency(2),
+    );
+    let filter = ClaimFilter::default().activity_limits(limits);
+    let first = leases.claim(w, &filter, &fake).unwrap();
+    let ids: Vec<WorkId> = first.items.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [0, 1]);
+    fake.take_reads();
+    assert!(leases.claim(w, &filter, &fake).unwrap().is_empty());
+    assert_eq!(fake.take_reads(), [0; 4], "no slot: nothing read");
+    let done = Commit {
+        dequeued: vec![0],
+        lease: lease(w, &[]),
+        ..Commit::default()
+    };
+    fake.commit(&mut leases, done).unwrap();
+    let next = leases.claim(w, &filter, &fake).unwrap();
+    let ids: Vec<WorkId> = next.items.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [2], "the next waiting task, in id order");
+    assert_eq!(next.instances.len(), 1, "with its instance");
+    assert_eq!(
+        fake.take_reads(),
+        [0, 1, 0, 1],
+        "that task and its instance read"
+    );
 }
