@@ -58,10 +58,13 @@ fn parse_one(kind: Kind, args: &mut AttributeArgs, meta: &ParseNestedMeta<'_>) -
     if !meta.path.is_ident("name") {
         skip_value(meta)?;
         let known = match kind {
-            Kind::Orchestrator => "the arguments are the registered name and version: \
-                 `#[orchestrator(name = \"...\", version = 2)]`"
+            Kind::Orchestrator => "the arguments are the registered name, version and \
+                 limit on running instances: \
+                 `#[orchestrator(name = \"...\", version = 2, max_running = 10)]`"
                 .to_string(),
-            Kind::Activity => format!("the only argument is the registered name: `{usage}`"),
+            Kind::Activity => "the arguments are the registered name and flow control: \
+                 `#[activity(name = \"...\", concurrency = 3, rate = \"10/1s\", priority = 1)]`"
+                .to_string(),
         };
         return Err(meta.error(format!("unknown argument to {}; {known}", kind.attribute())));
     }
