@@ -84,22 +84,8 @@ pub(in crate::runtime) fn store_deadline(
     let Some(fire_at_ms) = at_ms else {
         return;
     };
-    let id = engine.work_id();
-    commit.enqueued.push((
-        id,
-        WorkItem::Timer {
-            instance: instance.to_string(),
-            incarnation: run.incarnation,
-            generation: run.generation,
-            seq: DEADLINE_SEQ,
-            fire_at_ms,
-        },
-    ));
-    outbox.timers.push(TimerToArm {
-        id,
-        seq: DEADLINE_SEQ,
-        fire_at_ms,
-    });
+    let timer = store_timer(engine, instance, run, DEADLINE_SEQ, fire_at_ms, commit);
+    outbox.timers.push(timer);
 }
 
 /// Stores in `commit` the timer of a delayed start of `run` (its first generation) of
@@ -112,6 +98,20 @@ pub(crate) fn store_start(
     at_ms: u64,
     commit: &mut Commit,
 ) -> TimerToArm {
+    store_timer(engine, instance, run, START_SEQ, at_ms, commit)
+}
+
+/// Stores in `commit` the durable timer of step `seq` of `run` of `instance`, firing at
+/// `fire_at_ms` (milliseconds since the Unix epoch); returns it, to [`arm`] once
+/// `commit` is durable.
+pub(in crate::runtime) fn store_timer(
+    engine: &Engine,
+    instance: &str,
+    run: Run,
+    seq: u64,
+    fire_at_ms: u64,
+    commit: &mut Commit,
+) -> TimerToArm {
     let id = engine.work_id();
     commit.enqueued.push((
         id,
@@ -119,13 +119,13 @@ pub(crate) fn store_start(
             instance: instance.to_string(),
             incarnation: run.incarnation,
             generation: run.generation,
-            seq: START_SEQ,
-            fire_at_ms: at_ms,
+            seq,
+            fire_at_ms,
         },
     ));
     TimerToArm {
         id,
-        seq: START_SEQ,
-        fire_at_ms: at_ms,
+        seq,
+        fire_at_ms,
     }
 }

@@ -12,7 +12,7 @@ use super::entities;
 use super::entity_messages;
 use super::inbox::{Delivery, Recipient, Run};
 use super::outbox::{Outbox, consumed};
-use super::timer_arming::{self, START_SEQ, TimerToArm};
+use super::timer_arming::{self, START_SEQ};
 use super::unregistered::Unregistered;
 use crate::entity::EntityId;
 use crate::error::Error;
@@ -424,22 +424,8 @@ fn schedule(
                 .push((engine.work_id(), WorkItem::Activity(task)));
         }
         Command::CreateTimer { seq, fire_at_ms } => {
-            let id = engine.work_id();
-            commit.enqueued.push((
-                id,
-                WorkItem::Timer {
-                    instance: instance.to_string(),
-                    incarnation: run.incarnation,
-                    generation: run.generation,
-                    seq,
-                    fire_at_ms,
-                },
-            ));
-            outbox.timers.push(TimerToArm {
-                id,
-                seq,
-                fire_at_ms,
-            });
+            let timer = timer_arming::store_timer(engine, instance, run, seq, fire_at_ms, commit);
+            outbox.timers.push(timer);
         }
         Command::StartSubOrchestration {
             seq,
