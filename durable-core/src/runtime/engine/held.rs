@@ -375,6 +375,7 @@ impl Engine {
                     for id in &lease.unclaimed {
                         left.remove(id);
                     }
+                    drop(left);
                     let mut held = lock(&writing.holdings.held);
                     for (id, item) in &commit.enqueued {
                         if let WorkItem::Message { instance, .. } = item {
