@@ -144,6 +144,7 @@ pub(in crate::runtime) async fn claim_all(
 ) -> Result<usize, Error> {
     let mut taken = 0;
     loop {
+        engine.forget_left_elsewhere();
         let claim = claim(engine).await?;
         if claim.is_empty() {
             return Ok(taken);

@@ -9,10 +9,10 @@
 //! it: those wait for the commit (see [`Engine::held_or_written`]), rather than be dropped
 //! and stay in the store held by the worker, run by no one while it lives.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use durable_store::{Commit, CommitLease, Status, StatusKind, WorkItem, WorkerId};
+use durable_store::{Commit, CommitLease, Status, StatusKind, WorkId, WorkItem, WorkerId};
 use tokio::sync::Notify;
 
 use super::super::entities;
@@ -43,13 +43,27 @@ struct Held {
     /// (`Holding::Held`), which nothing else will deliver while the worker lives. Such a
     /// claim's deliveries wait for those commits (see [`Engine::held_or_written`]).
     writing: HashMap<String, usize>,
+    /// The messages this worker's commits left in the store for a claim, by instance,
+    /// until its claim delivers them here (or they are another worker's to deliver: see
+    /// [`Engine::forget_left_elsewhere`]). While an instance has any, what this worker
+    /// sends it later is left for the claim too, even once it holds the instance:
+    /// delivered in memory at once, it would run before them, and one sender's messages
+    /// run in the order sent (a client's `signal_entity`, as in Durable Functions). A
+    /// message is left so when its instance is not held here as it is committed, and
+    /// this worker may come to hold it before its claim takes the message: the commit
+    /// that creates the instance (another sender's here) is durable but not yet known to
+    /// be, or a claim took the instance and has not told the engine yet.
+    left: HashMap<String, HashSet<WorkId>>,
 }
 
 impl Holdings {
     /// Drops every instance held (the lease lapsed). The commits under way stay counted
     /// until each is known durable or refused.
     pub(super) fn clear(&self) {
-        lock(&self.held).statuses.clear();
+        let mut held = lock(&self.held);
+        held.statuses.clear();
+        // What they held back is the next lease's claim's to deliver, in id order.
+        held.left.clear();
     }
 }
 
@@ -57,6 +71,17 @@ impl Held {
     /// Whether a commit under way writes `instance`.
     fn writes(&self, instance: &str) -> bool {
         self.writing.contains_key(instance)
+    }
+
+    /// Message `id` for `instance`, left in the store, is delivered here (or will never
+    /// be): it holds back nothing any more.
+    fn delivered(&mut self, instance: &str, id: WorkId) {
+        if let Some(ids) = self.left.get_mut(instance) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.left.remove(instance);
+            }
+        }
     }
 }
 
@@ -135,9 +160,35 @@ impl Engine {
     /// [`held_or_written`](Self::held_or_written)).
     pub(in crate::runtime) fn deliver_all(self: &Arc<Self>, deliveries: Vec<Outgoing>) {
         let deliveries = self.held_or_written(deliveries);
-        for instance in self.inboxes.push_all(deliveries, self.worker()) {
+        let worker = self.worker();
+        let idle = {
+            // Queued under the lock of what is held: a sender that no longer finds them
+            // left (see `Held::left`) delivers its message after them.
+            let mut held = lock(&self.holdings.held);
+            for outgoing in &deliveries {
+                held.delivered(&outgoing.instance, outgoing.delivery.id);
+            }
+            self.inboxes.push_all(deliveries, worker)
+        };
+        for instance in idle {
             self.spawn_turns(instance);
         }
+    }
+
+    /// Forgets the messages this worker left in the store for instances it neither
+    /// holds nor writes: those are for another worker's claim, and hold back nothing
+    /// here. Called by the claim loop between claims (never while a claim's take-over
+    /// holds an instance whose messages it has not delivered yet).
+    pub(in crate::runtime) fn forget_left_elsewhere(&self) {
+        let mut held = lock(&self.holdings.held);
+        let Held {
+            statuses,
+            writing,
+            left,
+        } = &mut *held;
+        left.retain(|instance, _| {
+            statuses.contains_key(instance) || writing.contains_key(instance)
+        });
     }
 
     /// The deliveries of `claimed` (what a claim took) for instances held here, to
@@ -146,12 +197,14 @@ impl Engine {
     /// instance held here, and drops them if it is not; the others are dropped: their
     /// instance is not held here.
     fn held_or_written(self: &Arc<Self>, claimed: Vec<Outgoing>) -> Vec<Outgoing> {
-        let held = lock(&self.holdings.held);
+        let mut held = lock(&self.holdings.held);
         let (now, rest): (Vec<_>, Vec<_>) = (claimed.into_iter())
             .partition(|outgoing| held.statuses.contains_key(&outgoing.instance));
-        let waiting: Vec<_> = (rest.into_iter())
-            .filter(|outgoing| held.writes(&outgoing.instance))
-            .collect();
+        let (waiting, dropped): (Vec<_>, Vec<_>) =
+            (rest.into_iter()).partition(|outgoing| held.writes(&outgoing.instance));
+        for outgoing in &dropped {
+            held.delivered(&outgoing.instance, outgoing.delivery.id);
+        }
         drop(held);
         if !waiting.is_empty() {
             let (engine, busy) = (self.clone(), self.busy());
@@ -251,10 +304,12 @@ impl Engine {
             .enqueued
             .iter()
             .filter_map(|(id, item)| match item {
+                // Behind the messages left for a claim before it, if any (see `Held::left`).
                 WorkItem::Message { instance, .. }
-                    if !held.statuses.contains_key(instance) && !written(instance) =>
+                    if (!held.statuses.contains_key(instance) && !written(instance))
+                        || held.left.contains_key(instance) =>
                 {
-                    left.push(*id);
+                    left.push((*id, instance));
                     Some(*id)
                 }
                 WorkItem::Activity(task) if self.leaves_task(*id, &task.activity) => Some(*id),
@@ -268,10 +323,16 @@ impl Engine {
         for instance in &writing {
             *held.writing.entry(instance.clone()).or_default() += 1;
         }
+        for (id, instance) in &left {
+            held.left
+                .entry((*instance).clone())
+                .or_default()
+                .insert(*id);
+        }
         drop(held);
         // This worker may claim their instance before the commit is durable: the claim
         // then delivers them, and the sender must not deliver them a second time.
-        lock(&self.left).extend(left);
+        lock(&self.left).extend(left.into_iter().map(|(id, _)| id));
         commit.lease = Some(CommitLease {
             worker,
             unclaimed,
@@ -322,6 +383,13 @@ impl Engine {
                     for id in &lease.unclaimed {
                         left.remove(id);
                     }
+                    drop(left);
+                    let mut held = lock(&writing.holdings.held);
+                    for (id, item) in &commit.enqueued {
+                        if let WorkItem::Message { instance, .. } = item {
+                            held.delivered(instance, *id);
+                        }
+                    }
                 }
                 (Err(_), None) => {}
             }
@@ -329,3 +397,6 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -113,7 +113,8 @@ pub(crate) struct Engine {
     /// With the status each had as this worker last wrote it (see [`Engine::runs_here`]).
     holdings: Arc<Holdings>,
     /// The messages this worker's commits left in the store for a claim (their instance
-    /// was not held here): a claim delivers them, not the commit's sender.
+    /// was not held here, or messages left so before them wait for the claim: see
+    /// `held.rs`): a claim delivers them, not the commit's sender.
     left: Arc<Mutex<HashSet<WorkId>>>,
     /// The task that renews the lease and claims work (see [`super::lease`]).
     claim_loop: Mutex<Option<tokio::task::JoinHandle<()>>>,

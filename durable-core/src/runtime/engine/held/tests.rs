@@ -1,0 +1,103 @@
+//! The order of one worker's messages to an instance: those sent after one it left in
+//! the store for its claim wait behind it (see `Held::left`).
+
+use std::sync::Arc;
+
+use durable_store::{Commit, Event, MemoryStore, StatusKind, WorkId, WorkItem, WorkerId};
+
+use super::super::{Busy, Engine, EngineParts, WorkIds};
+use crate::clock::SystemClock;
+use crate::handle::BoxFuture;
+use crate::registry::Registry;
+use crate::runtime::inbox::{Delivery, Outgoing, Recipient};
+use crate::runtime::unregistered::Unregistered;
+
+const WORKER: WorkerId = 1;
+const INSTANCE: &str = "@Tally@k";
+
+/// A turn task that runs nothing: these tests look at commits, not turns.
+fn no_turns(_: Arc<Engine>, _: String, _: Busy) -> BoxFuture<()> {
+    Box::pin(async {})
+}
+
+fn engine() -> Arc<Engine> {
+    Arc::new(Engine::new(EngineParts {
+        store: Arc::new(MemoryStore::default()),
+        registry: Registry::default(),
+        unregistered: Unregistered::default(),
+        max_payload: 1 << 20,
+        clock: Arc::new(SystemClock),
+        orchestrator_concurrency: 4,
+        activity_concurrency: 4,
+        cache_capacity: 16,
+        unregistered_callees: Vec::new(),
+        turn_task: no_turns,
+        worker: WORKER,
+        work_ids: WorkIds::from(1),
+        tool: false,
+    }))
+}
+
+fn event() -> Event {
+    crate::runtime::entities::operation("add", b"1".to_vec(), None, None)
+}
+
+/// A commit that sends message `id` to [`INSTANCE`].
+fn send(id: WorkId) -> Commit {
+    let message = WorkItem::Message {
+        instance: INSTANCE.to_string(),
+        incarnation: 1,
+        generation: None,
+        event: event(),
+    };
+    Commit {
+        enqueued: vec![(id, message)],
+        ..Commit::default()
+    }
+}
+
+/// What the claim of message `id` hands the engine.
+fn claimed(id: WorkId) -> Outgoing {
+    let to = Recipient::any_generation(1);
+    Outgoing {
+        instance: INSTANCE.to_string(),
+        delivery: Delivery::message(id, to, event()),
+    }
+}
+
+/// The messages of `commit`, written under this worker's lease, left for a claim.
+fn left_for_claim(engine: &Engine, commit: Commit) -> Vec<WorkId> {
+    let (commit, _writing) = engine.leased(commit, WORKER);
+    commit.lease.expect("written under a lease").unclaimed
+}
+
+/// The interleaving that ran a client's second signal before its first on PostgreSQL:
+/// the first was committed while its entity was not held here yet (the commit that made
+/// it was durable, and not yet known to be), so it was left for the claim; the second,
+/// committed once the entity was held, was delivered in memory at once, and ran first.
+#[tokio::test]
+async fn a_message_sent_after_one_left_for_the_claim_waits_behind_it() {
+    let engine = engine();
+    assert_eq!(left_for_claim(&engine, send(1)), vec![1]);
+    // The commit that made the instance is known durable: this worker holds it.
+    engine.hold(INSTANCE, StatusKind::Pending);
+    assert_eq!(
+        left_for_claim(&engine, send(2)),
+        vec![2],
+        "overtakes message 1"
+    );
+    // The claim delivers both, in id order: what comes next goes in memory again.
+    engine.deliver_all(vec![claimed(1), claimed(2)]);
+    assert_eq!(left_for_claim(&engine, send(3)), Vec::<WorkId>::new());
+}
+
+/// A message left for an instance another worker holds holds back nothing here once the
+/// claim loop has seen it is not this worker's.
+#[tokio::test]
+async fn a_message_left_for_another_worker_is_forgotten_between_claims() {
+    let engine = engine();
+    assert_eq!(left_for_claim(&engine, send(1)), vec![1]);
+    engine.forget_left_elsewhere();
+    engine.hold(INSTANCE, StatusKind::Running);
+    assert_eq!(left_for_claim(&engine, send(2)), Vec::<WorkId>::new());
+}
