@@ -9,6 +9,15 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap()
 }
 
+/// `events` without their `EventAwaited` records: a history as written before they
+/// existed.
+pub fn without_awaits(events: &[Event]) -> Vec<Event> {
+    (events.iter())
+        .filter(|e| !matches!(e, Event::EventAwaited { .. }))
+        .cloned()
+        .collect()
+}
+
 pub fn started<T: Serialize>(orchestrator: &str, input: &T) -> Event {
     Event::Started {
         orchestrator: orchestrator.to_string(),

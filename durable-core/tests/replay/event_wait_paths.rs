@@ -35,13 +35,6 @@ fn awaited(events: &[Event]) -> Vec<(String, u32)> {
         .collect()
 }
 
-fn without_awaits(events: &[Event]) -> Vec<Event> {
-    (events.iter())
-        .filter(|e| !matches!(e, Event::EventAwaited { .. }))
-        .cloned()
-        .collect()
-}
-
 /// Timers' times come from the wall clock: left out of comparisons.
 fn timeless_events(events: &[Event]) -> Vec<Event> {
     (events.iter())

@@ -35,13 +35,6 @@ fn awaited(events: &[Event]) -> Vec<(String, u32, u32)> {
         .collect()
 }
 
-fn without_awaits(events: &[Event]) -> Vec<Event> {
-    (events.iter())
-        .filter(|e| !matches!(e, Event::EventAwaited { .. }))
-        .cloned()
-        .collect()
-}
-
 const FIRST_WAIT_LINE: u32 = line!() + 5;
 
 /// Waits for two `approve` events, one after the other; sums them.
