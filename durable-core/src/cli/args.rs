@@ -117,6 +117,12 @@ pub(crate) enum Command {
     Stats,
     /// List entities with their state.
     Entities(EntitiesArgs),
+    /// See and operate schedules: list, show, pause, unpause, trigger, backfill, delete.
+    Schedules {
+        /// The operation.
+        #[command(subcommand)]
+        command: crate::cli::schedules::SchedulesCommand,
+    },
     /// Serve the dashboard and its admin API over the store.
     Serve(ServeArgs),
 }

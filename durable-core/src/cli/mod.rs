@@ -15,6 +15,7 @@ mod backend;
 mod commands;
 mod remote;
 mod render;
+mod schedules;
 mod serve;
 mod time;
 
