@@ -18,6 +18,7 @@
 mod api;
 mod format;
 mod pages;
+mod schedules_api;
 mod security;
 mod server;
 mod timeline;
