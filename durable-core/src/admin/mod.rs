@@ -27,8 +27,8 @@ pub use filter::{DEFAULT_PAGE_SIZE, EntityFilter, ListFilter};
 #[cfg(feature = "schedules")]
 pub use schedules::{overlap_name, parse_overlap};
 pub use view::{
-    EntityList, EntityRow, HistoryRow, InstanceDetail, InstanceList, InstanceRow,
-    ScheduleDetail, ScheduleList, ScheduleRow, Stats,
+    EntityList, EntityRow, HistoryRow, InstanceDetail, InstanceList, InstanceRow, ScheduleDetail,
+    ScheduleList, ScheduleRow, Stats,
 };
 
 /// The admin API over a [`Client`]: every read as a view of [`view`], every request by

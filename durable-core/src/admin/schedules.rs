@@ -24,7 +24,8 @@ pub(super) async fn list(
     let store = client.engine.store();
     let after = after.map(|id| format!("{SCHEDULE_INSTANCE_PREFIX}{id}"));
     let page_size = page_size.max(1);
-    let records = store.instances_with_prefix(SCHEDULE_INSTANCE_PREFIX, after.as_deref(), page_size)?;
+    let records =
+        store.instances_with_prefix(SCHEDULE_INSTANCE_PREFIX, after.as_deref(), page_size)?;
     let next = (records.len() == page_size)
         .then(|| records.last().map(|(id, _)| schedule_id(id).to_string()))
         .flatten();

@@ -130,15 +130,23 @@ pub(crate) fn execute(
             done(out, json, format!("asked schedule `{id}` to pause"))
         }
         SchedulesCommand::Unpause { id } => {
-            act(backend, &id, "unpause", serde_json::json!({}), async |admin| {
-                admin.unpause_schedule(&id).await
-            })?;
+            act(
+                backend,
+                &id,
+                "unpause",
+                serde_json::json!({}),
+                async |admin| admin.unpause_schedule(&id).await,
+            )?;
             done(out, json, format!("asked schedule `{id}` to unpause"))
         }
         SchedulesCommand::Trigger { id } => {
-            act(backend, &id, "trigger", serde_json::json!({}), async |admin| {
-                admin.trigger_schedule(&id).await
-            })?;
+            act(
+                backend,
+                &id,
+                "trigger",
+                serde_json::json!({}),
+                async |admin| admin.trigger_schedule(&id).await,
+            )?;
             done(out, json, format!("triggered a run of schedule `{id}`"))
         }
         SchedulesCommand::Backfill {
@@ -150,7 +158,8 @@ pub(crate) fn execute(
             let from_ms = parse_time(&from).map_err(|e| CliError::usage(format!("FROM: {e}")))?;
             let to_ms = parse_time(&to).map_err(|e| CliError::usage(format!("TO: {e}")))?;
             let policy = parse_overlap(&overlap).map_err(|e| CliError::usage(e.to_string()))?;
-            let body = serde_json::json!({ "from_ms": from_ms, "to_ms": to_ms, "overlap": overlap });
+            let body =
+                serde_json::json!({ "from_ms": from_ms, "to_ms": to_ms, "overlap": overlap });
             act(backend, &id, "backfill", body, async |admin| {
                 admin.backfill_schedule(&id, from_ms, to_ms, policy).await
             })?;
@@ -165,9 +174,13 @@ pub(crate) fn execute(
             )
         }
         SchedulesCommand::Delete { id } => {
-            act(backend, &id, "delete", serde_json::json!({}), async |admin| {
-                admin.delete_schedule(&id).await
-            })?;
+            act(
+                backend,
+                &id,
+                "delete",
+                serde_json::json!({}),
+                async |admin| admin.delete_schedule(&id).await,
+            )?;
             done(out, json, format!("asked schedule `{id}` to end (deleted)"))
         }
     }
@@ -181,7 +194,8 @@ fn call<T>(
     call: impl AsyncFnOnce(&Admin) -> Result<T, Error>,
     request: impl FnOnce(&Remote) -> Result<T, RemoteError>,
 ) -> Result<T, CliError> {
-    let not_found = |id: &str| CliError::new(format!("no schedule `{id}` in {}", backend.describe()));
+    let not_found =
+        |id: &str| CliError::new(format!("no schedule `{id}` in {}", backend.describe()));
     match backend {
         Backend::Store { admin, runtime, .. } => {
             runtime.block_on(call(admin)).map_err(|e| match (e, id) {
@@ -216,7 +230,13 @@ fn act(
 /// The schedules as a table, then the next page's cursor.
 fn render_list(list: &ScheduleList) -> String {
     let mut table = Table::new(vec![
-        "ID", "ORCHESTRATOR", "STATE", "NEXT RUN", "STARTED", "MISSED", "SKIPPED",
+        "ID",
+        "ORCHESTRATOR",
+        "STATE",
+        "NEXT RUN",
+        "STARTED",
+        "MISSED",
+        "SKIPPED",
     ]);
     for row in &list.schedules {
         table.row(vec![
@@ -270,7 +290,10 @@ fn render_detail(detail: &ScheduleDetail) -> String {
         if ms.is_empty() {
             "-".to_string()
         } else {
-            ms.iter().map(|t| format_ms(*t)).collect::<Vec<_>>().join(", ")
+            ms.iter()
+                .map(|t| format_ms(*t))
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     };
     let _ = writeln!(text, "next runs:      {}", times(&detail.next_runs_ms));
