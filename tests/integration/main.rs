@@ -42,6 +42,7 @@ mod review_findings;
 mod review_tools;
 mod review_web;
 mod runtime;
+mod schedule_views;
 mod schedules;
 mod start_options;
 mod start_options_dead_letter;
