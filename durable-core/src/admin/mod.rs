@@ -5,7 +5,8 @@
 //! anything) and answers in the shapes of [`view`], which both print and serve:
 //! [`history`](Admin::history) rows from `history.rs`, an instance's
 //! [`detail`](Admin::instance) (pending work, timeline) from `detail.rs`, listings and
-//! totals from `listing.rs`; payloads become JSON values in `json.rs`.
+//! totals from `listing.rs`, schedules (feature `schedules`) from `schedules.rs`;
+//! payloads become JSON values in `json.rs`.
 
 mod detail;
 mod filter;
