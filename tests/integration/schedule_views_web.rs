@@ -116,12 +116,12 @@ fn the_api_and_the_pages_show_and_operate_schedules() {
             nightly.describe(1).await.unwrap().paused.is_none()
         })
         .await;
-        let body = format!(r#"{{"from_ms": 1, "to_ms": 0, "overlap": "allow_all"}}"#);
+        let body = r#"{"from_ms": 1, "to_ms": 0, "overlap": "allow_all"}"#;
         json(
             addr,
             "POST",
             "/api/schedules/nightly/backfill",
-            Some(&body),
+            Some(body),
             400,
         )
         .await;
