@@ -42,6 +42,8 @@ mod review_findings;
 mod review_tools;
 mod review_web;
 mod runtime;
+mod schedule_views;
+mod schedule_views_web;
 mod schedules;
 mod start_options;
 mod start_options_dead_letter;

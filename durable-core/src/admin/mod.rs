@@ -5,13 +5,16 @@
 //! anything) and answers in the shapes of [`view`], which both print and serve:
 //! [`history`](Admin::history) rows from `history.rs`, an instance's
 //! [`detail`](Admin::instance) (pending work, timeline) from `detail.rs`, listings and
-//! totals from `listing.rs`; payloads become JSON values in `json.rs`.
+//! totals from `listing.rs`, schedules (feature `schedules`) from `schedules.rs`;
+//! payloads become JSON values in `json.rs`.
 
 mod detail;
 mod filter;
 mod history;
 mod json;
 mod listing;
+#[cfg(feature = "schedules")]
+mod schedules;
 pub mod view;
 
 use durable_store::{InstanceFilter, StatusKind};
@@ -22,8 +25,11 @@ use crate::replay_test::SavedHistory;
 use crate::runtime::entities::is_entity;
 
 pub use filter::{DEFAULT_PAGE_SIZE, EntityFilter, ListFilter};
+#[cfg(feature = "schedules")]
+pub use schedules::{overlap_name, parse_overlap};
 pub use view::{
-    EntityList, EntityRow, HistoryRow, InstanceDetail, InstanceList, InstanceRow, Stats,
+    EntityList, EntityRow, HistoryRow, InstanceDetail, InstanceList, InstanceRow, ScheduleDetail,
+    ScheduleList, ScheduleRow, Stats,
 };
 
 /// The admin API over a [`Client`]: every read as a view of [`view`], every request by
@@ -226,6 +232,107 @@ impl Admin {
             Err(Error::InstanceNotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The schedules (feature `schedules`): schedule `id` is instance `schedule:{id}` of the
+/// built-in orchestrator `durable.schedule`. A request is raised to that instance and
+/// takes effect when a runtime built with `schedules()` next runs it (at once on a running
+/// one); a description shows the state as of its latest run.
+#[cfg(feature = "schedules")]
+impl Admin {
+    /// A page of at most `page_size` schedules (default [`DEFAULT_PAGE_SIZE`]) after
+    /// schedule id `after`, in id order. Reads the instances with prefix `schedule:` from
+    /// `after` on, and per schedule its record and those of its recent runs (up to 10).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Payload`] if a schedule's state does not decode; [`Error::Store`] if the
+    /// store cannot be read.
+    pub async fn schedules(
+        &self,
+        after: Option<&str>,
+        page_size: Option<usize>,
+    ) -> Result<ScheduleList, Error> {
+        let size = page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+        schedules::list(&self.client, after, size).await
+    }
+
+    /// Schedule `id`: definition, paused state and note, next 5 runs, recent runs with
+    /// their statuses, queued ticks, missed and skipped counts. `None` if there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Payload`] if its state does not decode; [`Error::Store`] if the store
+    /// cannot be read.
+    pub async fn schedule(&self, id: &str) -> Result<Option<ScheduleDetail>, Error> {
+        schedules::detail(&self.client, id).await
+    }
+
+    /// Pauses schedule `id` with `note` (see
+    /// [`ScheduleHandle::pause`](crate::schedule::ScheduleHandle::pause)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ScheduleNotFound`] if there is no schedule `id`; [`Error::Store`].
+    pub async fn pause_schedule(&self, id: &str, note: &str) -> Result<(), Error> {
+        self.client.schedule(id).pause(note).await
+    }
+
+    /// Unpauses schedule `id`: its next tick after now runs.
+    ///
+    /// # Errors
+    ///
+    /// As [`pause_schedule`](Self::pause_schedule).
+    pub async fn unpause_schedule(&self, id: &str) -> Result<(), Error> {
+        self.client.schedule(id).unpause().await
+    }
+
+    /// Triggers a run of schedule `id` now, under its overlap policy.
+    ///
+    /// # Errors
+    ///
+    /// As [`pause_schedule`](Self::pause_schedule).
+    pub async fn trigger_schedule(&self, id: &str) -> Result<(), Error> {
+        self.client.schedule(id).trigger().await
+    }
+
+    /// Runs the ticks of schedule `id` from `start_ms` (included) to `end_ms` (excluded),
+    /// ms since the Unix epoch, under `overlap`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the range is empty; as
+    /// [`pause_schedule`](Self::pause_schedule) otherwise.
+    pub async fn backfill_schedule(
+        &self,
+        id: &str,
+        start_ms: u64,
+        end_ms: u64,
+        overlap: crate::schedule::OverlapPolicy,
+    ) -> Result<(), Error> {
+        if end_ms <= start_ms {
+            return Err(Error::InvalidArgument {
+                argument: "range",
+                value: format!("{start_ms}..{end_ms}"),
+                hint: "the end must be after the start".into(),
+            });
+        }
+        let time = |ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        let handle = self.client.schedule(id);
+        handle.backfill(time(start_ms), time(end_ms), overlap).await
+    }
+
+    /// Deletes schedule `id`: asks its instance to end (it starts nothing more once a
+    /// runtime handles the request; its runs stay), without waiting, since a tool's
+    /// client runs nothing. A schedule whose instance has ended already is purged: delete
+    /// it again once it has ended to remove it from the store.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ScheduleNotFound`] if there is no schedule `id`; [`Error::Store`].
+    pub async fn delete_schedule(&self, id: &str) -> Result<(), Error> {
+        schedules::delete(&self.client, id).await
     }
 }
 

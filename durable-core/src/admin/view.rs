@@ -251,3 +251,81 @@ pub struct EntityList {
     /// The cursor of the next page (pass it back as `after`); `None` on the last page.
     pub next: Option<String>,
 }
+
+/// One schedule in a list: [`ScheduleList::schedules`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRow {
+    /// The schedule's id (its instance is `schedule:{id}`).
+    pub id: String,
+    /// The orchestrator each tick starts.
+    pub orchestrator: String,
+    /// The note it was paused with; `None` while it runs.
+    pub paused: Option<String>,
+    /// Its next tick (without jitter), ms since the Unix epoch; `None` while paused or
+    /// once its spec has no more ticks.
+    pub next_run_ms: Option<u64>,
+    /// Runs it started.
+    pub started: u64,
+    /// Ticks handled too late for the catch-up window: counted, not run.
+    pub missed: u64,
+    /// Ticks its overlap policy skipped.
+    pub skipped: u64,
+}
+
+/// A page of [`ScheduleRow`]s, in id order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleList {
+    /// The schedules of the page.
+    pub schedules: Vec<ScheduleRow>,
+    /// The cursor of the next page (the last id of this one; pass it back as `after`);
+    /// `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// A run a schedule started: [`ScheduleDetail::recent_runs`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRunView {
+    /// Its instance id (`{schedule}-{tick as RFC 3339 UTC}`).
+    pub instance_id: String,
+    /// Its tick's time (the trigger's time for a triggered run), ms since the Unix epoch.
+    pub scheduled_at_ms: u64,
+    /// When the schedule started it, ms since the Unix epoch.
+    pub started_at_ms: u64,
+    /// Its status name now; `None` if it was purged.
+    pub status: Option<String>,
+}
+
+/// Everything about one schedule: its definition, state, next and recent runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleDetail {
+    /// The schedule's id.
+    pub id: String,
+    /// When it ticks: its cron expressions with their zones, intervals, start and end
+    /// times and jitter, as JSON (the spec's own serde shape).
+    pub spec: serde_json::Value,
+    /// The orchestrator each tick starts.
+    pub orchestrator: String,
+    /// The input each run starts with.
+    pub input: serde_json::Value,
+    /// The overlap policy: `skip`, `buffer_one`, `buffer_all`, `allow_all` or
+    /// `terminate_other`.
+    pub overlap: String,
+    /// How late a tick may be handled and still run, in ms.
+    pub catchup_window_ms: u64,
+    /// Whether a failed run pauses the schedule.
+    pub pause_on_failure: bool,
+    /// The note it was paused with; `None` while it runs.
+    pub paused: Option<String>,
+    /// Its next ticks (without jitter), ms since the Unix epoch; none while paused.
+    pub next_runs_ms: Vec<u64>,
+    /// Its latest runs, oldest first, with their status now.
+    pub recent_runs: Vec<ScheduleRunView>,
+    /// Ticks waiting to run (buffered, triggered or backfilled), ms since the Unix epoch.
+    pub queued_ms: Vec<u64>,
+    /// Ticks handled too late for the catch-up window: counted, not run.
+    pub missed: u64,
+    /// Ticks its overlap policy skipped.
+    pub skipped: u64,
+    /// Runs it started.
+    pub started: u64,
+}

@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
     long_about = "See and steer the workflows of a durable store: list instances, show one \
                   with its pending work, read its history with the await site of each step, \
                   raise events, terminate, suspend, resume, restart, purge, export histories \
-                  for replay tests.\n\nGive the store with --store DIR (a fjall directory) or \
+                  for replay tests; list, show and operate schedules.\n\nGive the store with --store DIR (a fjall directory) or \
                   --store postgres://..., or a running process's admin API with --url \
                   http://ADDR/. Reading a store never runs a workflow."
 )]
@@ -117,6 +117,12 @@ pub(crate) enum Command {
     Stats,
     /// List entities with their state.
     Entities(EntitiesArgs),
+    /// See and operate schedules: list, show, pause, unpause, trigger, backfill, delete.
+    Schedules {
+        /// The operation.
+        #[command(subcommand)]
+        command: crate::cli::schedules::SchedulesCommand,
+    },
     /// Serve the dashboard and its admin API over the store.
     Serve(ServeArgs),
 }

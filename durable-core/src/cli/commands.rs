@@ -137,6 +137,9 @@ pub(crate) fn execute(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 ),
             )
         }
+        Command::Schedules { command } => {
+            crate::cli::schedules::execute(&backend, command, json, out)
+        }
         Command::Serve(args) => serve::serve(backend, args, token, out),
     }
 }
@@ -229,14 +232,14 @@ fn purge(
 }
 
 /// `value` as one indented JSON document and a newline.
-fn print_json<T: Serialize>(out: &mut dyn Write, value: &T) -> Result<(), CliError> {
+pub(crate) fn print_json<T: Serialize>(out: &mut dyn Write, value: &T) -> Result<(), CliError> {
     serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
 }
 
 /// The answer of an action: its message, or `{"ok": true}` with `--json`.
-fn done(out: &mut dyn Write, json: bool, message: String) -> Result<(), CliError> {
+pub(crate) fn done(out: &mut dyn Write, json: bool, message: String) -> Result<(), CliError> {
     if json {
         print_json(out, &serde_json::json!({ "ok": true }))
     } else {

@@ -8,13 +8,15 @@
 //!
 //! `args.rs` is the command line, `backend.rs` where commands go (a store or the API),
 //! `remote.rs` the HTTP client of `--url`, `commands.rs` what each command does,
-//! `render.rs` the tables, `time.rs` RFC 3339 times, `serve.rs` the dashboard.
+//! `schedules.rs` the `schedules` commands, `render.rs` the tables, `time.rs` RFC 3339
+//! times, `serve.rs` the dashboard.
 
 mod args;
 mod backend;
 mod commands;
 mod remote;
 mod render;
+mod schedules;
 mod serve;
 mod time;
 

@@ -48,12 +48,13 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let status = match &e {
-            Error::InstanceNotFound(_) => StatusCode::NOT_FOUND,
+            Error::InstanceNotFound(_) | Error::ScheduleNotFound(_) => StatusCode::NOT_FOUND,
             Error::InvalidInstanceId { .. }
             | Error::InvalidArgument { .. }
             | Error::Payload(_)
             | Error::PayloadTooLarge(_)
-            | Error::IsAnEntity(_) => StatusCode::BAD_REQUEST,
+            | Error::IsAnEntity(_)
+            | Error::InvalidSchedule(_) => StatusCode::BAD_REQUEST,
             Error::InvalidState { .. }
             | Error::PurgeUnfinished { .. }
             | Error::InstanceConflict { .. } => StatusCode::CONFLICT,
@@ -92,6 +93,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/api/instances/{id}/restart", post(restart))
         .route("/api/instances/{id}/purge", post(purge))
         .route("/api/purge", post(purge_where))
+        .merge(crate::dashboard::schedules_api::routes())
         .route("/api/{*rest}", any(no_route))
         .layer(axum::middleware::map_response(json_errors))
 }
@@ -144,7 +146,7 @@ pub(crate) fn param<'a>(query: &'a HashMap<String, String>, name: &str) -> Optio
     query.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
 }
 
-fn number<T: std::str::FromStr>(
+pub(crate) fn number<T: std::str::FromStr>(
     query: &HashMap<String, String>,
     name: &str,
 ) -> ApiResult<Option<T>> {
@@ -180,7 +182,7 @@ pub(crate) fn entity_filter(query: &HashMap<String, String>) -> ApiResult<Entity
 
 /// A JSON body; an empty one reads as `{}`. (The content type was checked by
 /// `security::authorize`.)
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
+pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
@@ -190,7 +192,7 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-fn ok() -> Json<serde_json::Value> {
+pub(crate) fn ok() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "ok": true }))
 }
 

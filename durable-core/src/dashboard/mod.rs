@@ -9,8 +9,10 @@
 //!   instance's state refuses the request), 415 (a POST without `Content-Type:
 //!   application/json`), 500 (store).
 //! - `/`, `/instances/{id}` (`/instance?id=...` too, the link of the ids `.` and `..`,
-//!   which browsers drop from a path), `/entities`: server-rendered pages (no JavaScript),
-//!   whose actions are form POSTs carrying a CSRF token.
+//!   which browsers drop from a path), `/entities`, `/schedules`, `/schedules/{id}`:
+//!   server-rendered pages (no JavaScript), whose actions are form POSTs carrying a CSRF
+//!   token.
+//! - `/api/schedules...`: the schedules' JSON API (`schedules_api.rs`).
 //!
 //! Security defaults: [`Dashboard::serve`] binds loopback only unless a bearer token is
 //! set; see `security.rs` for the checks every route makes.
@@ -18,6 +20,7 @@
 mod api;
 mod format;
 mod pages;
+mod schedules_api;
 mod security;
 mod server;
 mod timeline;
@@ -127,6 +130,12 @@ pub fn router(admin: Admin, options: DashboardOptions) -> Router {
             post(pages::actions::submit_by_query),
         )
         .route("/entities", get(pages::entities::page))
+        .route("/schedules", get(pages::schedules::list))
+        .route("/schedules/{id}", get(pages::schedules::page))
+        .route(
+            "/schedules/{id}/actions/{action}",
+            post(pages::schedules::submit),
+        )
         .route("/assets/dashboard.css", get(pages::layout::stylesheet))
         .merge(api::routes())
         // Per route, so an application can still merge this router into one with a

@@ -275,6 +275,12 @@ impl ScheduleHandle {
         })
     }
 
+    /// Asks the schedule's orchestration to end, without waiting for it (what
+    /// [`delete`](Self::delete) does first): for a tool's client, which runs nothing.
+    pub(crate) async fn request_delete(&self) -> Result<(), Error> {
+        self.send(Control::Delete).await
+    }
+
     async fn send(&self, control: Control) -> Result<(), Error> {
         let id = instance_id(&self.id);
         match self.client.raise_event(&id, CONTROL_EVENT, &control).await {

@@ -153,7 +153,7 @@ fn outcome(result: Result<(), crate::error::Error>, done: &str, back: String) ->
 }
 
 /// A 303 to `location` that shows `message` there.
-fn redirect(location: &str, message: &str) -> Response {
+pub(crate) fn redirect(location: &str, message: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(location) {

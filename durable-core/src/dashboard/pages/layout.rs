@@ -43,6 +43,7 @@ pub(crate) fn page(
                     nav {
                         a href="/" { "Instances" }
                         a href="/entities" { "Entities" }
+                        a href="/schedules" { "Schedules" }
                     }
                 }
                 main {
