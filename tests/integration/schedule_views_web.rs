@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use durable_core::ManualClock;
 use durable_core::admin::view::{ScheduleDetail, ScheduleList};
-use durable_core::schedule::run_id;
+use durable_core::schedule::{OverlapPolicy, run_id};
 
 use crate::common::lifetime;
 use crate::dashboard_support::{encode, json, request, serve};
@@ -245,6 +245,58 @@ fn the_api_and_the_pages_show_and_operate_schedules() {
         let list: ScheduleList =
             serde_json::from_value(json(addr, "GET", "/api/schedules", None, 200).await).unwrap();
         assert!(list.schedules.is_empty(), "{list:?}");
+        dashboard.shutdown().await;
+        runtime.shutdown().await;
+    });
+}
+
+/// Schedule ids `.` and `..`, which a browser drops from a path (`%2E` too): the list
+/// links them under `/schedule?id=`, and their page's forms post under
+/// `/schedule/actions/{action}?id=`, which work.
+#[test]
+fn schedules_named_dot_and_dot_dot_have_working_pages_and_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(tick(0) + Duration::from_secs(1));
+    lifetime(async {
+        let runtime = runtime(dir.path(), &clock).await;
+        let client = runtime.client();
+        for id in [".", ".."] {
+            let schedule = crate::schedule_views::every_minute(id, OverlapPolicy::Skip);
+            client.create_schedule(id, schedule).await.unwrap();
+        }
+        let dashboard = serve(&client).await;
+        let addr = dashboard.local_addr();
+
+        let html = request(addr, "GET", "/schedules", None).await.text();
+        assert!(html.contains("href=\"/schedule?id=.\""), "{html}");
+        assert!(html.contains("href=\"/schedule?id=..\""), "{html}");
+        for id in [".", ".."] {
+            let page = request(addr, "GET", &format!("/schedule?id={id}"), None).await;
+            let html = page.text();
+            assert_eq!(page.status, 200, "{html}");
+            assert!(
+                html.contains(&format!("<code id=\"schedule-id\">{id}</code>")),
+                "{html}"
+            );
+            let action = format!("/schedule/actions/pause?id={id}");
+            assert!(html.contains(&format!("action=\"{action}\"")), "{html}");
+            let csrf = attribute(&html, "name=\"csrf\"", "value").to_string();
+            let body = format!("csrf={csrf}&note=dots");
+            let form = Some(("application/x-www-form-urlencoded", body.as_str()));
+            let paused = request(addr, "POST", &action, form).await;
+            assert_eq!(paused.status, 303, "{}", paused.head);
+            assert_eq!(
+                paused.header("location"),
+                Some(format!("/schedule?id={id}").as_str())
+            );
+            let handle = client.schedule(id);
+            until("paused through the form", || async {
+                handle.describe(1).await.unwrap().paused.as_deref() == Some("dots")
+            })
+            .await;
+        }
+        let missing = request(addr, "GET", "/schedule", None).await;
+        assert_eq!(missing.status, 400, "{}", missing.text());
         dashboard.shutdown().await;
         runtime.shutdown().await;
     });

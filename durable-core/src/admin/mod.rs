@@ -242,8 +242,9 @@ impl Admin {
 #[cfg(feature = "schedules")]
 impl Admin {
     /// A page of at most `page_size` schedules (default [`DEFAULT_PAGE_SIZE`]) after
-    /// schedule id `after`, in id order. Reads the instances with prefix `schedule:` from
-    /// `after` on, and per schedule its record and those of its recent runs (up to 10).
+    /// schedule id `after`, in id order. Reads one page of the instances with prefix
+    /// `schedule:` from `after` on, and nothing else (see [`schedule`](Self::schedule)
+    /// for a schedule's recent runs).
     ///
     /// # Errors
     ///

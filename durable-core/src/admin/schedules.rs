@@ -9,13 +9,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::view::{ScheduleDetail, ScheduleList, ScheduleRow, ScheduleRunView};
 use crate::client::Client;
 use crate::error::Error;
+use crate::schedule::summary;
 use crate::schedule::{OverlapPolicy, SCHEDULE_INSTANCE_PREFIX, ScheduleDescription};
 
 /// How many next runs a schedule's detail shows.
 pub(crate) const NEXT_RUNS: usize = 5;
 
-/// A page of at most `page_size` schedules after id `after`, in id order. Each row
-/// reads its schedule's description (its record and its recent runs' records).
+/// A page of at most `page_size` schedules after id `after`, in id order: one page of
+/// records read, each row summed up from its record alone (not its runs').
 pub(super) async fn list(
     client: &Client,
     after: Option<&str>,
@@ -30,24 +31,20 @@ pub(super) async fn list(
         .then(|| records.last().map(|(id, _)| schedule_id(id).to_string()))
         .flatten();
     let mut schedules = Vec::with_capacity(records.len());
-    for (id, record) in &records {
+    for (_, record) in &records {
         // A deleted schedule whose instance is not purged yet is no schedule.
         if record.status.is_terminal() {
             continue;
         }
-        let description = match client.schedule(schedule_id(id)).describe(1).await {
-            Ok(description) => description,
-            Err(Error::ScheduleNotFound(_)) => continue,
-            Err(e) => return Err(e),
-        };
+        let summary = summary::summary(&record.input)?;
         schedules.push(ScheduleRow {
-            id: description.id.clone(),
-            orchestrator: description.schedule.action.orchestrator().to_string(),
-            paused: description.paused.clone(),
-            next_run_ms: description.next_runs.first().map(|t| millis(*t)),
-            started: description.started,
-            missed: description.missed,
-            skipped: description.skipped,
+            id: summary.id,
+            orchestrator: summary.orchestrator,
+            paused: summary.paused,
+            next_run_ms: summary.next_run_ms,
+            started: summary.started,
+            missed: summary.missed,
+            skipped: summary.skipped,
         });
     }
     Ok(ScheduleList { schedules, next })

@@ -9,7 +9,8 @@
 //!   instance's state refuses the request), 415 (a POST without `Content-Type:
 //!   application/json`), 500 (store).
 //! - `/`, `/instances/{id}` (`/instance?id=...` too, the link of the ids `.` and `..`,
-//!   which browsers drop from a path), `/entities`, `/schedules`, `/schedules/{id}`:
+//!   which browsers drop from a path), `/entities`, `/schedules`, `/schedules/{id}`
+//!   (`/schedule?id=...` too):
 //!   server-rendered pages (no JavaScript), whose actions are form POSTs carrying a CSRF
 //!   token.
 //! - `/api/schedules...`: the schedules' JSON API (`schedules_api.rs`).
@@ -135,6 +136,11 @@ pub fn router(admin: Admin, options: DashboardOptions) -> Router {
         .route(
             "/schedules/{id}/actions/{action}",
             post(pages::schedules::submit),
+        )
+        .route("/schedule", get(pages::schedules::page_by_query))
+        .route(
+            "/schedule/actions/{action}",
+            post(pages::schedules::submit_by_query),
         )
         .route("/assets/dashboard.css", get(pages::layout::stylesheet))
         .merge(api::routes())

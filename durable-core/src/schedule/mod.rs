@@ -44,6 +44,7 @@ mod orchestration;
 pub mod policy;
 pub mod spec;
 mod state;
+pub(crate) mod summary;
 
 use std::time::Duration;
 

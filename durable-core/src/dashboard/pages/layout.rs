@@ -121,14 +121,21 @@ pub(crate) fn instance_path(id: &str) -> String {
 }
 
 /// `under` (empty, or `/actions/{action}`) of the page of instance `id`, with the query
-/// `params`: under `/instances/{id}`, or under `/instance?id=...` for an id a browser
-/// would take for a `.` or `..` path segment and drop (percent-encoded too, as `%2E`).
+/// `params` (see [`object_link`]).
 pub(crate) fn instance_link(id: &str, under: &str, params: &[(&str, &str)]) -> String {
+    object_link("instance", id, under, params)
+}
+
+/// `under` (empty, or `/actions/{action}`) of the page of the `kind` (`instance`,
+/// `schedule`) with id `id`, with the query `params`: under `/{kind}s/{id}`, or under
+/// `/{kind}?id=...` for an id a browser would take for a `.` or `..` path segment and
+/// drop (percent-encoded too, as `%2E`).
+pub(crate) fn object_link(kind: &str, id: &str, under: &str, params: &[(&str, &str)]) -> String {
     if id == "." || id == ".." {
         let mut query = vec![("id", id)];
         query.extend_from_slice(params);
-        link(&format!("/instance{under}"), &query)
+        link(&format!("/{kind}{under}"), &query)
     } else {
-        link(&format!("/instances/{}{under}", encode(id)), params)
+        link(&format!("/{kind}s/{}{under}", encode(id)), params)
     }
 }

@@ -18,13 +18,13 @@ use crate::admin::view::ScheduleDetail;
 use crate::dashboard::api::{ApiError, param};
 use crate::dashboard::pages::actions::redirect;
 use crate::dashboard::pages::layout::{
-    self, encode, instance_path, json_block, link, status_badge,
+    self, instance_path, json_block, link, object_link, status_badge,
 };
 use crate::dashboard::{Shared, format};
 
-/// The page of schedule `id`.
+/// The page of schedule `id` (`/schedules/{id}`, or `/schedule?id=` for `.` and `..`).
 pub(crate) fn schedule_path(id: &str) -> String {
-    format!("/schedules/{}", encode(id))
+    object_link("schedule", id, "", &[])
 }
 
 /// `GET /schedules`.
@@ -89,18 +89,43 @@ pub(crate) async fn page(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
+    render(&shared, &headers, id).await
+}
+
+/// `GET /schedule?id=...`: the same page, for any id (its link for `.` and `..`, which a
+/// browser drops from a path).
+pub(crate) async fn page_by_query(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    match query.get("id") {
+        Some(id) => render(&shared, &headers, id.clone()).await,
+        None => missing_id(&headers, "/schedule?id=..."),
+    }
+}
+
+fn missing_id(headers: &HeaderMap, form: &str) -> Response {
+    layout::error_page(
+        headers,
+        StatusCode::BAD_REQUEST,
+        &format!("this page needs the schedule's id: {form}"),
+    )
+}
+
+async fn render(shared: &Shared, headers: &HeaderMap, id: String) -> Response {
     let detail = match shared.admin.schedule(&id).await {
         Ok(Some(detail)) => detail,
         Ok(None) => {
             return layout::error_page(
-                &headers,
+                headers,
                 StatusCode::NOT_FOUND,
                 &format!("no schedule `{id}` exists in this store"),
             );
         }
         Err(e) => {
             let e = ApiError::from(e);
-            return layout::error_page(&headers, e.status, &e.message);
+            return layout::error_page(headers, e.status, &e.message);
         }
     };
     let body = html! {
@@ -127,7 +152,7 @@ pub(crate) async fn page(
         p.muted { "Requests take effect when a runtime with schedules next runs the schedule." }
         (forms(&detail.id, shared.csrf.token()))
     };
-    layout::page(&headers, &detail.id, None, body)
+    layout::page(headers, &detail.id, None, body)
 }
 
 fn summary(detail: &ScheduleDetail) -> Markup {
@@ -159,7 +184,7 @@ fn summary(detail: &ScheduleDetail) -> Markup {
 
 /// The operation forms of schedule `id`.
 fn forms(id: &str, csrf: &str) -> Markup {
-    let action = |name: &str| format!("{}/actions/{name}", schedule_path(id));
+    let action = |name: &str| object_link("schedule", id, &format!("/actions/{name}"), &[]);
     html! {
         div.actions {
             form.action method="post" action=(action("pause")) {
@@ -202,9 +227,34 @@ pub(crate) async fn submit(
     Path((id, action)): Path<(String, String)>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
+    act(&shared, &headers, id, &action, &form).await
+}
+
+/// `POST /schedule/actions/{action}?id=...` (a form): the same, for any id (the forms of
+/// `.` and `..`, which a browser drops from a path).
+pub(crate) async fn submit_by_query(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(action): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    match query.get("id") {
+        Some(id) => act(&shared, &headers, id.clone(), &action, &form).await,
+        None => missing_id(&headers, "/schedule/actions/ACTION?id=..."),
+    }
+}
+
+async fn act(
+    shared: &Shared,
+    headers: &HeaderMap,
+    id: String,
+    action: &str,
+    form: &HashMap<String, String>,
+) -> Response {
     if !shared.csrf.check(form.get("csrf").map(String::as_str)) {
         return layout::error_page(
-            &headers,
+            headers,
             StatusCode::FORBIDDEN,
             "this form has no valid CSRF token: reload the page and submit it again",
         );
@@ -212,7 +262,7 @@ pub(crate) async fn submit(
     let field = |name: &str| form.get(name).map(|v| v.trim()).unwrap_or_default();
     let back = schedule_path(&id);
     let admin = &shared.admin;
-    let result = match action.as_str() {
+    let result = match action {
         "pause" => admin
             .pause_schedule(&id, field("note"))
             .await
@@ -257,7 +307,7 @@ pub(crate) async fn submit(
         },
         _ => {
             return layout::error_page(
-                &headers,
+                headers,
                 StatusCode::NOT_FOUND,
                 &format!("no action `{action}`"),
             );
