@@ -295,6 +295,13 @@ fn schedules_named_dot_and_dot_dot_have_working_pages_and_forms() {
             })
             .await;
         }
+        for id in [".", ".."] {
+            let (code, out, err) =
+                durable_url(dashboard.url(), &["schedules", "show", id, "--json"]).await;
+            assert_eq!(code, std::process::ExitCode::SUCCESS, "{err}");
+            let detail: ScheduleDetail = serde_json::from_str(&out).unwrap();
+            assert_eq!(detail.id, id);
+        }
         let missing = request(addr, "GET", "/schedule", None).await;
         assert_eq!(missing.status, 400, "{}", missing.text());
         dashboard.shutdown().await;
