@@ -59,6 +59,11 @@ struct Held {
     /// has any, what a later claim takes for it queues behind them, even once it is held:
     /// delivered at once, it would run before them.
     deferred: HashMap<String, Vec<Outgoing>>,
+    /// The instances a claim took over whose messages it has not delivered yet (its
+    /// commit is under way): what this worker sends them meanwhile is left for the next
+    /// claim, as behind [`left`](Self::left), whose entries for them were forgotten while
+    /// they were another worker's. Until the claim delivers their messages, or the next.
+    taking: HashSet<String>,
 }
 
 impl Holdings {
@@ -70,6 +75,7 @@ impl Holdings {
         // What they held back is the next lease's claim's to deliver, in id order.
         held.left.clear();
         held.deferred.clear();
+        held.taking.clear();
     }
 }
 
@@ -177,6 +183,7 @@ impl Engine {
         let worker = self.worker();
         for outgoing in &deliveries {
             held.delivered(&outgoing.instance, outgoing.delivery.id);
+            held.taking.remove(&outgoing.instance);
         }
         let idle = self.inboxes.push_all(deliveries, worker);
         drop(held);
@@ -187,16 +194,21 @@ impl Engine {
 
     /// Forgets the messages this worker left in the store for instances it neither
     /// holds nor writes: those are for another worker's claim, and hold back nothing
-    /// here. Called by the claim loop between claims (never while a claim's take-over
-    /// holds an instance whose messages it has not delivered yet).
+    /// here; and the instances the last claim took over (see [`Held::taking`]), whose
+    /// messages its take-over delivered. Called by the claim loop between claims (never
+    /// while a claim's take-over holds an instance whose messages it has not delivered
+    /// yet).
     pub(in crate::runtime) fn forget_left_elsewhere(&self) {
         let mut held = lock(&self.holdings.held);
         let Held {
             statuses,
             writing,
             left,
+            taking,
             ..
         } = &mut *held;
+        // The take-over before delivered what it took.
+        taking.clear();
         left.retain(|instance, _| {
             statuses.contains_key(instance) || writing.contains_key(instance)
         });
@@ -259,7 +271,9 @@ impl Engine {
 
     /// This worker now holds `instance`, found with `status` (it claimed it).
     pub(in crate::runtime) fn hold(&self, instance: &str, status: StatusKind) {
-        (lock(&self.holdings.held).statuses).insert(instance.to_string(), status);
+        let mut held = lock(&self.holdings.held);
+        held.statuses.insert(instance.to_string(), status);
+        held.taking.insert(instance.to_string());
     }
 
     /// This worker no longer holds `instance` (another took it over); its watchers read
@@ -331,7 +345,8 @@ impl Engine {
                 // Behind the messages left for a claim before it, if any (see `Held::left`).
                 WorkItem::Message { instance, .. }
                     if (!held.statuses.contains_key(instance) && !written(instance))
-                        || held.left.contains_key(instance) =>
+                        || held.left.contains_key(instance)
+                        || held.taking.contains(instance) =>
                 {
                     left.push((*id, instance));
                     Some(*id)
