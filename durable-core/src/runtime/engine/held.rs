@@ -63,6 +63,9 @@ struct Held {
     /// commit is under way): what this worker sends them meanwhile is left for the next
     /// claim, as behind [`left`](Self::left), whose entries for them were forgotten while
     /// they were another worker's. Until the claim delivers their messages, or the next.
+    /// (A recovery suspect's messages, which `runtime/recovery.rs` delivers later, one
+    /// suspect at a time, are not covered: a message sent it after the next claim may
+    /// still run before them.)
     taking: HashSet<String>,
 }
 
