@@ -6,6 +6,7 @@ mod attempts;
 mod bad_input;
 mod checkpoints;
 mod cli;
+mod clock_events;
 mod common;
 mod crash;
 mod dashboard_api;

@@ -10,7 +10,7 @@
 //! and stay in the store held by the worker, run by no one while it lives.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use durable_store::{Commit, CommitLease, Status, StatusKind, WorkId, WorkItem, WorkerId};
 use tokio::sync::Notify;
@@ -54,6 +54,19 @@ struct Held {
     /// that creates the instance (another sender's here) is durable but not yet known to
     /// be, or a claim took the instance and has not told the engine yet.
     left: HashMap<String, HashSet<WorkId>>,
+    /// The claims' deliveries that wait for commits under way (see
+    /// [`Engine::held_or_written`]), by instance, in the order claimed. While an instance
+    /// has any, what a later claim takes for it queues behind them, even once it is held:
+    /// delivered at once, it would run before them.
+    deferred: HashMap<String, Vec<Outgoing>>,
+    /// The instances a claim took over whose messages it has not delivered yet (its
+    /// commit is under way): what this worker sends them meanwhile is left for the next
+    /// claim, as behind [`left`](Self::left), whose entries for them were forgotten while
+    /// they were another worker's. Until the claim delivers their messages, or the next.
+    /// (A recovery suspect's messages, which `runtime/recovery.rs` delivers later, one
+    /// suspect at a time, are not covered: a message sent it after the next claim may
+    /// still run before them.)
+    taking: HashSet<String>,
 }
 
 impl Holdings {
@@ -64,6 +77,8 @@ impl Holdings {
         held.statuses.clear();
         // What they held back is the next lease's claim's to deliver, in id order.
         held.left.clear();
+        held.deferred.clear();
+        held.taking.clear();
     }
 }
 
@@ -159,17 +174,22 @@ impl Engine {
     /// many at once); those of instances held here once written, once they are (see
     /// [`held_or_written`](Self::held_or_written)).
     pub(in crate::runtime) fn deliver_all(self: &Arc<Self>, deliveries: Vec<Outgoing>) {
-        let deliveries = self.held_or_written(deliveries);
+        let mut held = lock(&self.holdings.held);
+        let deliveries = self.held_or_written(&mut held, deliveries);
+        self.queue_claimed(held, deliveries);
+    }
+
+    /// Queues `deliveries`, of instances held here, under the lock of what is held
+    /// (`held`): a sender that no longer finds them left (see `Held::left`) delivers its
+    /// message after them.
+    fn queue_claimed(self: &Arc<Self>, mut held: MutexGuard<'_, Held>, deliveries: Vec<Outgoing>) {
         let worker = self.worker();
-        let idle = {
-            // Queued under the lock of what is held: a sender that no longer finds them
-            // left (see `Held::left`) delivers its message after them.
-            let mut held = lock(&self.holdings.held);
-            for outgoing in &deliveries {
-                held.delivered(&outgoing.instance, outgoing.delivery.id);
-            }
-            self.inboxes.push_all(deliveries, worker)
-        };
+        for outgoing in &deliveries {
+            held.delivered(&outgoing.instance, outgoing.delivery.id);
+            held.taking.remove(&outgoing.instance);
+        }
+        let idle = self.inboxes.push_all(deliveries, worker);
+        drop(held);
         for instance in idle {
             self.spawn_turns(instance);
         }
@@ -177,15 +197,21 @@ impl Engine {
 
     /// Forgets the messages this worker left in the store for instances it neither
     /// holds nor writes: those are for another worker's claim, and hold back nothing
-    /// here. Called by the claim loop between claims (never while a claim's take-over
-    /// holds an instance whose messages it has not delivered yet).
+    /// here; and the instances the last claim took over (see [`Held::taking`]), whose
+    /// messages its take-over delivered. Called by the claim loop between claims (never
+    /// while a claim's take-over holds an instance whose messages it has not delivered
+    /// yet).
     pub(in crate::runtime) fn forget_left_elsewhere(&self) {
         let mut held = lock(&self.holdings.held);
         let Held {
             statuses,
             writing,
             left,
+            taking,
+            ..
         } = &mut *held;
+        // The take-over before delivered what it took.
+        taking.clear();
         left.retain(|instance, _| {
             statuses.contains_key(instance) || writing.contains_key(instance)
         });
@@ -193,38 +219,51 @@ impl Engine {
 
     /// The deliveries of `claimed` (what a claim took) for instances held here, to
     /// deliver now. Those for an instance a commit under way writes wait for it (see
-    /// [`Held::writing`]), in a task that delivers them once it is durable and the
-    /// instance held here, and drops them if it is not; the others are dropped: their
-    /// instance is not held here.
-    fn held_or_written(self: &Arc<Self>, claimed: Vec<Outgoing>) -> Vec<Outgoing> {
-        let mut held = lock(&self.holdings.held);
-        let (now, rest): (Vec<_>, Vec<_>) = (claimed.into_iter())
-            .partition(|outgoing| held.statuses.contains_key(&outgoing.instance));
-        let (waiting, dropped): (Vec<_>, Vec<_>) =
-            (rest.into_iter()).partition(|outgoing| held.writes(&outgoing.instance));
-        for outgoing in &dropped {
-            held.delivered(&outgoing.instance, outgoing.delivery.id);
+    /// [`Held::writing`]), as do those for an instance whose earlier deliveries wait
+    /// (see [`Held::deferred`]): a task delivers them, in the order claimed, once no
+    /// commit under way writes it, if it is held here then, and drops them if it is not.
+    /// The others are dropped: their instance is not held here.
+    fn held_or_written(self: &Arc<Self>, held: &mut Held, claimed: Vec<Outgoing>) -> Vec<Outgoing> {
+        let mut now = Vec::with_capacity(claimed.len());
+        let mut waiting = Vec::new();
+        for outgoing in claimed {
+            let instance = &outgoing.instance;
+            if let Some(deferred) = held.deferred.get_mut(instance) {
+                deferred.push(outgoing);
+            } else if held.statuses.contains_key(instance) {
+                now.push(outgoing);
+            } else if held.writes(instance) {
+                waiting.push(instance.clone());
+                held.deferred.insert(instance.clone(), vec![outgoing]);
+            } else {
+                held.delivered(instance, outgoing.delivery.id);
+            }
         }
-        drop(held);
         if !waiting.is_empty() {
             let (engine, busy) = (self.clone(), self.busy());
             self.spawn_boxed(async move {
                 let _busy = busy;
                 engine.once_written(&waiting).await;
-                engine.deliver_all(waiting);
+                let mut held = lock(&engine.holdings.held);
+                let deliveries = (waiting.iter())
+                    .filter_map(|instance| held.deferred.remove(instance))
+                    .flatten()
+                    .collect();
+                let deliveries = engine.held_or_written(&mut held, deliveries);
+                engine.queue_claimed(held, deliveries);
             });
         }
         now
     }
 
-    /// Resolves once no commit under way writes the instance of any of `deliveries`.
-    async fn once_written(&self, deliveries: &[Outgoing]) {
+    /// Resolves once no commit under way writes any of `instances`.
+    async fn once_written(&self, instances: &[String]) {
         loop {
             // Before the check, so that a commit known durable in between is not missed.
             let written = self.holdings.written.notified();
             let writing = {
                 let held = lock(&self.holdings.held);
-                deliveries.iter().any(|d| held.writes(&d.instance))
+                instances.iter().any(|instance| held.writes(instance))
             };
             if !writing {
                 return;
@@ -235,7 +274,9 @@ impl Engine {
 
     /// This worker now holds `instance`, found with `status` (it claimed it).
     pub(in crate::runtime) fn hold(&self, instance: &str, status: StatusKind) {
-        (lock(&self.holdings.held).statuses).insert(instance.to_string(), status);
+        let mut held = lock(&self.holdings.held);
+        held.statuses.insert(instance.to_string(), status);
+        held.taking.insert(instance.to_string());
     }
 
     /// This worker no longer holds `instance` (another took it over); its watchers read
@@ -307,7 +348,8 @@ impl Engine {
                 // Behind the messages left for a claim before it, if any (see `Held::left`).
                 WorkItem::Message { instance, .. }
                     if (!held.statuses.contains_key(instance) && !written(instance))
-                        || held.left.contains_key(instance) =>
+                        || held.left.contains_key(instance)
+                        || held.taking.contains(instance) =>
                 {
                     left.push((*id, instance));
                     Some(*id)

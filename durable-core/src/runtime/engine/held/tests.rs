@@ -99,5 +99,66 @@ async fn a_message_left_for_another_worker_is_forgotten_between_claims() {
     assert_eq!(left_for_claim(&engine, send(1)), vec![1]);
     engine.forget_left_elsewhere();
     engine.hold(INSTANCE, StatusKind::Running);
+    // The claim that took the instance over is done (see the take-over test below).
+    engine.forget_left_elsewhere();
     assert_eq!(left_for_claim(&engine, send(2)), Vec::<WorkId>::new());
+}
+
+/// The ids of the messages queued for [`INSTANCE`]'s next turn, in order.
+fn queued(engine: &Engine) -> Vec<WorkId> {
+    let (batch, _) = (engine.inboxes())
+        .next_turn(INSTANCE, true)
+        .expect("messages queued");
+    batch.iter().map(|d| d.id).collect()
+}
+
+/// A commit that creates [`INSTANCE`].
+fn create() -> Commit {
+    let record = durable_store::InstanceRecord::pending("Tally".into(), 1, Vec::new(), 0, 1, None);
+    Commit {
+        instances: vec![(INSTANCE.to_string(), record)],
+        ..Commit::default()
+    }
+}
+
+/// A claim's delivery deferred until the commit that creates its instance is known
+/// durable is not overtaken by the next claim's, which finds the instance held already:
+/// one sender's messages run in the order sent.
+#[tokio::test]
+async fn a_later_claim_does_not_overtake_a_delivery_deferred_for_a_commit() {
+    let engine = engine();
+    let (_, writing) = engine.leased(create(), WORKER);
+    // The first claim finds the instance held in the store, not yet here: message 1
+    // waits for the commit.
+    engine.deliver_all(vec![claimed(1)]);
+    // The commit is durable: the instance is held here; the next claim takes message 2
+    // before the deferred delivery has run.
+    engine.hold(INSTANCE, StatusKind::Pending);
+    engine.deliver_all(vec![claimed(2)]);
+    drop(writing);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(queued(&engine), vec![1, 2]);
+}
+
+/// An instance a claim takes over (another worker's lease lapsed) with a message this
+/// worker left for it: what this worker sends it while the take-over has not delivered
+/// that message yet waits behind it, although the entry that held it back was forgotten
+/// before the claim (the instance was another worker's then).
+#[tokio::test]
+async fn a_message_sent_during_a_take_over_waits_behind_what_the_claim_took() {
+    let engine = engine();
+    assert_eq!(left_for_claim(&engine, send(1)), vec![1]);
+    // The claim loop, before the claim that takes the instance over.
+    engine.forget_left_elsewhere();
+    engine.hold(INSTANCE, StatusKind::Running);
+    assert_eq!(
+        left_for_claim(&engine, send(2)),
+        vec![2],
+        "overtakes message 1, which the take-over delivers once its commit is durable"
+    );
+    engine.deliver_all(vec![claimed(1)]);
+    engine.forget_left_elsewhere();
+    engine.deliver_all(vec![claimed(2)]);
+    assert_eq!(queued(&engine), vec![1, 2]);
+    assert_eq!(left_for_claim(&engine, send(3)), Vec::<WorkId>::new());
 }
