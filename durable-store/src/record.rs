@@ -131,12 +131,26 @@ pub enum Status {
         /// Why, as the client said.
         reason: String,
     },
+    /// Parked by the runtime after its work crashed the worker at too many recoveries in a
+    /// row (its start's or the runtime's `max_recoveries`): its activity tasks and events
+    /// are kept and run once a client resumes it, as for [`Status::Suspended`]. (Appended
+    /// last: records written before it existed decode as they were.)
+    DeadLettered {
+        /// Why, as the runtime said: the recoveries counted and the limit.
+        reason: String,
+    },
 }
 
 impl Status {
     /// Whether the instance has finished for good.
     pub fn is_terminal(&self) -> bool {
         self.kind().is_terminal()
+    }
+
+    /// Whether its work waits for a client's resume: suspended or dead-lettered (events
+    /// and results are kept, not applied, until then).
+    pub fn waits_for_resume(&self) -> bool {
+        matches!(self, Status::Suspended { .. } | Status::DeadLettered { .. })
     }
 
     /// The status without its data: what queries and filters name.
@@ -149,11 +163,12 @@ impl Status {
             Status::Stalled { .. } => StatusKind::Stalled,
             Status::Terminated { .. } => StatusKind::Terminated,
             Status::Suspended { .. } => StatusKind::Suspended,
+            Status::DeadLettered { .. } => StatusKind::DeadLettered,
         }
     }
 
     /// The status's name: `pending`, `running`, `completed`, `failed`, `stalled`,
-    /// `terminated` or `suspended` (the [`StatusKind::as_str`] of its [`kind`](Self::kind)).
+    /// `terminated`, `suspended` or `dead-lettered` (the [`StatusKind::as_str`] of its [`kind`](Self::kind)).
     pub fn name(&self) -> &'static str {
         self.kind().as_str()
     }
@@ -179,11 +194,13 @@ pub enum StatusKind {
     Terminated,
     /// [`Status::Suspended`].
     Suspended,
+    /// [`Status::DeadLettered`].
+    DeadLettered,
 }
 
 impl StatusKind {
-    /// Every kind, in lifecycle order.
-    pub const ALL: [StatusKind; 7] = [
+    /// Every kind, in lifecycle order (dead-lettered, added later, last).
+    pub const ALL: [StatusKind; 8] = [
         StatusKind::Pending,
         StatusKind::Running,
         StatusKind::Completed,
@@ -191,10 +208,11 @@ impl StatusKind {
         StatusKind::Stalled,
         StatusKind::Terminated,
         StatusKind::Suspended,
+        StatusKind::DeadLettered,
     ];
 
     /// The kind's name: `pending`, `running`, `completed`, `failed`, `stalled`,
-    /// `terminated` or `suspended`.
+    /// `terminated`, `suspended` or `dead-lettered`.
     pub const fn as_str(self) -> &'static str {
         match self {
             StatusKind::Pending => "pending",
@@ -204,6 +222,7 @@ impl StatusKind {
             StatusKind::Stalled => "stalled",
             StatusKind::Terminated => "terminated",
             StatusKind::Suspended => "suspended",
+            StatusKind::DeadLettered => "dead-lettered",
         }
     }
 

@@ -17,7 +17,7 @@ pub const DEFAULT_PAGE_SIZE: usize = 50;
 #[serde(default)]
 pub struct ListFilter {
     /// Only instances of this status name (`pending`, `running`, `completed`, `failed`,
-    /// `stalled`, `terminated`, `suspended`).
+    /// `stalled`, `terminated`, `suspended`, `dead-lettered`).
     pub status: Option<String>,
     /// Only instances of the orchestrator of this registered name.
     pub orchestrator: Option<String>,

@@ -38,20 +38,31 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
-    /// if it has finished or is suspended already; [`Error::PayloadTooLarge`] if
+    /// if it has finished, is suspended already or is dead-lettered; [`Error::PayloadTooLarge`] if
     /// `reason` is over the payload limit; [`Error::Store`] if the request cannot be
     /// written.
     #[tracing::instrument(name = "client", skip_all, fields(otel.name = "SuspendWorkflow", otel.kind = "client", instance_id = id))]
     pub async fn suspend(&self, id: &str, reason: &str) -> Result<(), Error> {
         let record = self.existing(id).await?;
         refuse_if_finished(id, &record, ClientRequest::Suspend)?;
-        if matches!(record.status, Status::Suspended { .. }) {
-            return Err(invalid_state(
-                id,
-                ClientRequest::Suspend,
-                &record,
-                "it is suspended already",
-            ));
+        match record.status {
+            Status::Suspended { .. } => {
+                return Err(invalid_state(
+                    id,
+                    ClientRequest::Suspend,
+                    &record,
+                    "it is suspended already",
+                ));
+            }
+            Status::DeadLettered { .. } => {
+                return Err(invalid_state(
+                    id,
+                    ClientRequest::Suspend,
+                    &record,
+                    "it is dead-lettered, its work parked already; resume or terminate it",
+                ));
+            }
+            _ => {}
         }
         let what = || "the suspend reason".to_string();
         self.engine.check_payload(what, reason.as_bytes())?;
@@ -62,21 +73,24 @@ impl Client {
         self.send(id, to, event, Commit::default()).await
     }
 
-    /// Lets a suspended instance go on.
+    /// Lets a suspended or dead-lettered instance go on. A dead-lettered one's recovery
+    /// count starts again from 0, and the activity tasks parked with it run now on a
+    /// runtime that holds it (else at the next start), as DBOS's `resume` does for a
+    /// workflow past its `max_recovery_attempts`.
     ///
     /// # Errors
     ///
     /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
-    /// if it is not suspended; [`Error::Store`] if the request cannot be written.
+    /// if it is neither suspended nor dead-lettered; [`Error::Store`] if the request cannot be written.
     #[tracing::instrument(name = "client", skip_all, fields(otel.name = "ResumeWorkflow", otel.kind = "client", instance_id = id))]
     pub async fn resume(&self, id: &str) -> Result<(), Error> {
         let record = self.existing(id).await?;
-        if !matches!(record.status, Status::Suspended { .. }) {
+        if !record.status.waits_for_resume() {
             return Err(invalid_state(
                 id,
                 ClientRequest::Resume,
                 &record,
-                "only a suspended instance can be resumed",
+                "only a suspended or dead-lettered instance can be resumed",
             ));
         }
         let to = Recipient::any_generation(record.incarnation);

@@ -452,6 +452,7 @@ impl Client {
             Status::Stalled { failure } => InstanceStatus::Stalled(failure),
             Status::Terminated { reason } => InstanceStatus::Terminated(reason),
             Status::Suspended { reason } => InstanceStatus::Suspended(reason),
+            Status::DeadLettered { reason } => InstanceStatus::DeadLettered(reason),
         })
     }
 

@@ -71,7 +71,7 @@ pub(in crate::runtime) async fn apply(
     engine.commit(commit).await?;
     // Resumed or terminated, it waits for nothing any more (a reused id must not inherit
     // the wait); forgotten once that is durable, so a retried turn still knows.
-    if !matches!(record.status, Status::Suspended { .. }) {
+    if !record.status.waits_for_resume() {
         engine.stop_waiting_for_code(instance);
     }
     engine.inboxes().request_committed(instance, &record.status);

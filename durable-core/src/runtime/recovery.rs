@@ -340,7 +340,7 @@ fn dead_letter_watch(
         let key = marker_key(&id, record.incarnation);
         let stored = engine.store().progress(&key)?;
         let mut marker = stored.as_deref().map(Marker::decode).unwrap_or_default();
-        let suspended = matches!(record.status, Status::Suspended { .. });
+        let suspended = record.status.waits_for_resume();
         let resumed = recovery.messages.iter().any(|o| {
             own(&o.instance) && matches!(o.delivery.event, durable_store::Event::ResumeRequested)
         });
@@ -380,7 +380,7 @@ fn dead_letter_watch(
             marker.parked = true;
             recovery.commit.progress.push((key, Some(marker.encode())));
             let mut record = record;
-            record.status = Status::Suspended { reason };
+            record.status = Status::DeadLettered { reason };
             record.updated_ms = engine.now_ms();
             recovery.commit.instances.retain(|(other, _)| *other != id);
             recovery.commit.instances.push((id.clone(), record));
@@ -543,7 +543,7 @@ fn decide_instances(
             failure::unregistered_activity(&missing.task.activity, Unregistered::Wait)
         });
         match (&record.status, waiting_for) {
-            (Status::Suspended { .. }, waiting_for) => {
+            (status, waiting_for) if status.waits_for_resume() => {
                 engine.inboxes().found_suspended(id.clone());
                 if let Some(failure) = waiting_for {
                     engine.start_waiting_for_code(id, failure);

@@ -65,6 +65,7 @@ fn status_byte(kind: StatusKind) -> u8 {
         StatusKind::Stalled => 4,
         StatusKind::Terminated => 5,
         StatusKind::Suspended => 6,
+        StatusKind::DeadLettered => 7,
     }
 }
 
