@@ -6,6 +6,7 @@ use durable_store::{Commit, Event, InstanceFilter, InstanceRecord, Status};
 use crate::client::Client;
 use crate::client::query::PurgeFilter;
 use crate::error::{ClientRequest, Error};
+use crate::runtime::dead_letter::{Marker, marker_key, remove_marker};
 use crate::runtime::engine::{Engine, Recipient};
 
 /// How many instances [`Client::purge_where`] removes per commit.
@@ -93,9 +94,14 @@ impl Client {
                 "only a suspended or dead-lettered instance can be resumed",
             ));
         }
+        // A dead-lettered one starts its count again (`runtime/dead_letter.rs`).
+        let mut commit = Commit::default();
+        let key = marker_key(id, record.incarnation);
+        if let Some(stored) = self.engine.store().progress(&key)? {
+            commit.progress.push((key, Marker::decode(&stored).cleared()));
+        }
         let to = Recipient::any_generation(record.incarnation);
-        self.send(id, to, Event::ResumeRequested, Commit::default())
-            .await
+        self.send(id, to, Event::ResumeRequested, commit).await
     }
 
     /// Removes a finished (completed, failed or terminated) instance and its history.
@@ -207,8 +213,16 @@ impl Client {
             .histories_removed
             .push((id.to_string(), record.history_len));
         record.history_len = 0;
+        // The old run's recovery marker goes; the limit its start gave stays.
+        let old = marker_key(id, record.incarnation);
+        let kept = (self.engine.store().progress(&old)?).map(|stored| Marker::decode(&stored));
+        remove_marker(id, &record, &mut commit);
         // A new incarnation, so late results of the old run are told apart and dropped.
         record.incarnation = Engine::new_incarnation(Some(record.incarnation));
+        if let Some(cleared) = kept.and_then(|marker| marker.cleared()) {
+            let key = marker_key(id, record.incarnation);
+            commit.progress.push((key, Some(cleared)));
+        }
         record.generation = 0;
         record.status = Status::Pending;
         record.custom_status = None;
@@ -218,8 +232,10 @@ impl Client {
     }
 }
 
-/// Adds the removal of instance `id` (as read: `record`) and its history to `commit`.
+/// Adds the removal of instance `id` (as read: `record`), its history and its recovery
+/// marker to `commit`.
 fn purge_into(commit: &mut Commit, id: &str, record: &InstanceRecord) {
+    remove_marker(id, record, commit);
     // Another process may restart it meanwhile: then the purge writes nothing.
     commit
         .expected
