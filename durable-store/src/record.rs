@@ -441,3 +441,24 @@ pub(crate) fn decode<T: DeserializeOwned>(
         source: cause(e),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Statuses are stored by their variant's index: a status added later goes last, so
+    /// every record written before it decodes as it was.
+    #[test]
+    fn statuses_keep_their_stored_index() {
+        let reason = || "r".to_string();
+        let suspended = postcard::to_allocvec(&Status::Suspended { reason: reason() }).unwrap();
+        assert_eq!(suspended[0], 6);
+        let parked = Status::DeadLettered { reason: reason() };
+        let bytes = postcard::to_allocvec(&parked).unwrap();
+        assert_eq!(bytes[0], 7);
+        assert_eq!(decode::<Status>(&bytes, || "status".into()).unwrap(), parked);
+        assert_eq!(parked.name(), "dead-lettered");
+        assert!(parked.waits_for_resume() && !parked.is_terminal());
+        assert_eq!(StatusKind::ALL.last(), Some(&StatusKind::DeadLettered));
+    }
+}

@@ -137,6 +137,11 @@ mod tests {
         let cursor = filter.cursor().unwrap().unwrap();
         assert_eq!((cursor.created_ms, cursor.id.as_str()), (12, "a:b"));
         assert_eq!(format_cursor(&cursor), "12:a:b");
+        let parked = ListFilter {
+            status: Some("dead-lettered".into()),
+            ..ListFilter::default()
+        };
+        assert_eq!(parked.status_kind().unwrap(), Some(StatusKind::DeadLettered));
         let bad = ListFilter {
             status: Some("done".into()),
             ..ListFilter::default()

@@ -213,16 +213,10 @@ impl Client {
             .histories_removed
             .push((id.to_string(), record.history_len));
         record.history_len = 0;
-        // The old run's recovery marker goes; the limit its start gave stays.
-        let old = marker_key(id, record.incarnation);
-        let kept = (self.engine.store().progress(&old)?).map(|stored| Marker::decode(&stored));
+        // The old run's recovery marker, if an older version left it when the run ended.
         remove_marker(id, &record, &mut commit);
         // A new incarnation, so late results of the old run are told apart and dropped.
         record.incarnation = Engine::new_incarnation(Some(record.incarnation));
-        if let Some(cleared) = kept.and_then(|marker| marker.cleared()) {
-            let key = marker_key(id, record.incarnation);
-            commit.progress.push((key, Some(cleared)));
-        }
         record.generation = 0;
         record.status = Status::Pending;
         record.custom_status = None;

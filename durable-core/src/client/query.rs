@@ -385,7 +385,8 @@ mod tests {
                 "failed",
                 "stalled",
                 "terminated",
-                "suspended"
+                "suspended",
+                "dead-lettered"
             ]
         );
         let failure = Failure {
@@ -402,6 +403,7 @@ mod tests {
             Status::Stalled { failure },
             Status::Terminated { reason: "r".into() },
             Status::Suspended { reason: "r".into() },
+            Status::DeadLettered { reason: "r".into() },
         ];
         for (status, kind) in statuses.iter().zip(StatusKind::ALL) {
             assert_eq!(status.kind(), kind);

@@ -481,6 +481,10 @@ mod tests {
                     Status::Suspended { reason: "r".into() },
                     StatusKind::Suspended,
                 ),
+                (
+                    Status::DeadLettered { reason: "r".into() },
+                    StatusKind::DeadLettered,
+                ),
                 (failed(), StatusKind::Failed),
             ] {
                 store

@@ -1,0 +1,134 @@
+//! Recovery markers (`StartOptions::max_recoveries`, see `runtime/dead_letter.rs`) do not
+//! outlive their instance's run: removed when it completes, is terminated or is purged. A
+//! dead-lettered instance cannot be suspended, only resumed (its count reset) or
+//! terminated.
+
+use std::time::{Duration, Instant};
+
+use durable_core::record::{Commit, Status};
+use durable_core::{
+    Error, FjallStore, OrchestrationContext, StartOptions, StatusKind, Store, orchestrator,
+};
+
+use crate::common::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[orchestrator]
+async fn wait_for_go(ctx: OrchestrationContext, _: ()) -> Result<(), String> {
+    ctx.wait_event::<()>("go").await;
+    Ok(())
+}
+
+fn marker_key(store: &FjallStore, id: &str) -> String {
+    let incarnation = store.instance(id).unwrap().unwrap().incarnation;
+    format!("~recoveries/{incarnation:x}/{id}")
+}
+
+fn marker(store: &FjallStore, id: &str) -> Option<Vec<u8>> {
+    store.progress(&marker_key(store, id)).unwrap()
+}
+
+async fn until_status(store: &FjallStore, id: &str, kind: StatusKind) {
+    let deadline = Instant::now() + WAIT;
+    while store.instance(id).unwrap().unwrap().status.kind() != kind {
+        assert!(Instant::now() < deadline, "{id} never {kind}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marker_goes_with_the_run_that_ends_or_is_purged() {
+    let (_dir, store) = store();
+    let runtime = builder(store.clone())
+        .orchestrator(wait_for_go)
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let options = StartOptions::new().max_recoveries(3);
+    client
+        .start_with(wait_for_go, "a", (), options)
+        .await
+        .unwrap();
+    assert!(marker(&store, "a").is_some(), "the start keeps its limit");
+
+    client.terminate("a", "stop").await.unwrap();
+    until_status(&store, "a", StatusKind::Terminated).await;
+    assert_eq!(marker(&store, "a"), None, "terminated, its marker stays");
+
+    let options = StartOptions::new().max_recoveries(2);
+    client
+        .start_with(wait_for_go, "b", (), options)
+        .await
+        .unwrap();
+    client.raise_event("b", "go", &()).await.unwrap();
+    until_status(&store, "b", StatusKind::Completed).await;
+    assert_eq!(marker(&store, "b"), None, "completed, its marker stays");
+
+    client.restart("a").await.unwrap();
+    client.raise_event("a", "go", &()).await.unwrap();
+    until_status(&store, "a", StatusKind::Completed).await;
+    assert_eq!(marker(&store, "a"), None, "completed, its marker stays");
+
+    // A marker an older version left on a finished instance goes with its purge.
+    let key = marker_key(&store, "a");
+    let left = Commit {
+        progress: vec![(key.clone(), Some(vec![0, 1, 3, 0]))],
+        ..Commit::default()
+    };
+    store.commit(&[left]).unwrap();
+    client.purge("a").await.unwrap();
+    assert_eq!(store.progress(&key).unwrap(), None, "purged, its marker stays");
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_instance_is_resumed_not_suspended() {
+    let (_dir, store) = store();
+    let runtime = builder(store.clone())
+        .orchestrator(wait_for_go)
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    client.start(wait_for_go, "p", ()).await.unwrap();
+    runtime.shutdown().await;
+    // Parked as a runtime parks it (`start_options_dead_letter.rs` crashes a worker for
+    // real): its status and its marker.
+    let mut record = store.instance("p").unwrap().unwrap();
+    record.status = Status::DeadLettered {
+        reason: "parked".into(),
+    };
+    let key = marker_key(&store, "p");
+    let parked = Commit {
+        instances: vec![("p".into(), record)],
+        progress: vec![(key.clone(), Some(vec![2, 0, 1, 2, 0]))],
+        ..Commit::default()
+    };
+    store.commit(&[parked]).unwrap();
+
+    let runtime = builder(store.clone())
+        .orchestrator(wait_for_go)
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let refused = client.suspend("p", "again").await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::InvalidState {
+                status: StatusKind::DeadLettered,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    client.resume("p").await.unwrap();
+    until_status(&store, "p", StatusKind::Running).await;
+    assert_eq!(store.progress(&key).unwrap(), None, "resumed, its count stays");
+    client.raise_event("p", "go", &()).await.unwrap();
+    until_status(&store, "p", StatusKind::Completed).await;
+    runtime.shutdown().await;
+}
