@@ -9,7 +9,7 @@ mod cli;
 mod common;
 mod crash;
 mod dashboard_api;
-mod dead_letter_markers;
+mod dead_letter_status;
 mod dashboard_browser;
 mod dashboard_links;
 mod dashboard_support;

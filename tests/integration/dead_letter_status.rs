@@ -1,7 +1,8 @@
 //! Recovery markers (`StartOptions::max_recoveries`, see `runtime/dead_letter.rs`) do not
 //! outlive their instance's run: removed when it completes, is terminated or is purged. A
 //! dead-lettered instance cannot be suspended, only resumed (its count reset) or
-//! terminated.
+//! terminated. `durable list --status dead-lettered` lists it, `durable resume` lets it go
+//! on.
 
 use std::time::{Duration, Instant};
 
@@ -94,19 +95,8 @@ async fn a_dead_lettered_instance_is_resumed_not_suspended() {
     let client = runtime.client();
     client.start(wait_for_go, "p", ()).await.unwrap();
     runtime.shutdown().await;
-    // Parked as a runtime parks it (`start_options_dead_letter.rs` crashes a worker for
-    // real): its status and its marker.
-    let mut record = store.instance("p").unwrap().unwrap();
-    record.status = Status::DeadLettered {
-        reason: "parked".into(),
-    };
+    park(&store, "p");
     let key = marker_key(&store, "p");
-    let parked = Commit {
-        instances: vec![("p".into(), record)],
-        progress: vec![(key.clone(), Some(vec![2, 0, 1, 2, 0]))],
-        ..Commit::default()
-    };
-    store.commit(&[parked]).unwrap();
 
     let runtime = builder(store.clone())
         .orchestrator(wait_for_go)
@@ -131,4 +121,72 @@ async fn a_dead_lettered_instance_is_resumed_not_suspended() {
     client.raise_event("p", "go", &()).await.unwrap();
     until_status(&store, "p", StatusKind::Completed).await;
     runtime.shutdown().await;
+}
+
+/// Parks instance `id` of a stopped `store` as a runtime parks it
+/// (`start_options_dead_letter.rs` crashes a worker for real): its status and its marker.
+fn park(store: &FjallStore, id: &str) {
+    let mut record = store.instance(id).unwrap().unwrap();
+    record.status = Status::DeadLettered {
+        reason: "its work was in flight at 3 crashes".into(),
+    };
+    let parked = Commit {
+        instances: vec![(id.into(), record)],
+        progress: vec![(marker_key(store, id), Some(vec![3, 0, 1, 2, 0]))],
+        ..Commit::default()
+    };
+    store.commit(&[parked]).unwrap();
+}
+
+/// What one run of the CLI printed, and whether it ended well.
+fn durable(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let mut line = vec!["durable", "--store", dir.to_str().unwrap()];
+    line.extend_from_slice(args);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = durable_core::cli::run(line, &mut out, &mut err);
+    let out = String::from_utf8(out).unwrap() + &String::from_utf8(err).unwrap();
+    (code == std::process::ExitCode::SUCCESS, out)
+}
+
+#[test]
+fn the_cli_lists_a_dead_lettered_instance_and_resumes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    lifetime(async {
+        let runtime = builder(store.clone())
+            .orchestrator(wait_for_go)
+            .start()
+            .await
+            .unwrap();
+        let client = runtime.client();
+        client.start(wait_for_go, "parked", ()).await.unwrap();
+        client.start(wait_for_go, "other", ()).await.unwrap();
+        runtime.shutdown().await;
+    });
+    park(&store, "parked");
+    drop(store);
+
+    let (ok, out) = durable(dir.path(), &["list", "--status", "dead-lettered", "--json"]);
+    assert!(ok, "{out}");
+    let list: durable_core::admin::view::InstanceList = serde_json::from_str(&out).unwrap();
+    let rows: Vec<_> = (list.instances.iter())
+        .map(|row| (row.id.as_str(), row.status.as_str()))
+        .collect();
+    assert_eq!(rows, [("parked", "dead-lettered")]);
+    assert_eq!(list.counts.get("dead-lettered"), Some(&1), "{list:?}");
+    let (ok, out) = durable(dir.path(), &["resume", "parked"]);
+    assert!(ok, "{out}");
+
+    // The next runtime applies the resume: running again, its count gone.
+    let store = FjallStore::open(dir.path()).unwrap();
+    lifetime(async {
+        let runtime = builder(store.clone())
+            .orchestrator(wait_for_go)
+            .start()
+            .await
+            .unwrap();
+        until_status(&store, "parked", StatusKind::Running).await;
+        assert_eq!(marker(&store, "parked"), None);
+        runtime.shutdown().await;
+    });
 }
