@@ -456,7 +456,10 @@ mod tests {
         let parked = Status::DeadLettered { reason: reason() };
         let bytes = postcard::to_allocvec(&parked).unwrap();
         assert_eq!(bytes[0], 7);
-        assert_eq!(decode::<Status>(&bytes, || "status".into()).unwrap(), parked);
+        assert_eq!(
+            decode::<Status>(&bytes, || "status".into()).unwrap(),
+            parked
+        );
         assert_eq!(parked.name(), "dead-lettered");
         assert!(parked.waits_for_resume() && !parked.is_terminal());
         assert_eq!(StatusKind::ALL.last(), Some(&StatusKind::DeadLettered));

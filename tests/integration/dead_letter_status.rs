@@ -80,7 +80,11 @@ async fn a_marker_goes_with_the_run_that_ends_or_is_purged() {
     };
     store.commit(&[left]).unwrap();
     client.purge("a").await.unwrap();
-    assert_eq!(store.progress(&key).unwrap(), None, "purged, its marker stays");
+    assert_eq!(
+        store.progress(&key).unwrap(),
+        None,
+        "purged, its marker stays"
+    );
     runtime.shutdown().await;
 }
 
@@ -117,7 +121,11 @@ async fn a_dead_lettered_instance_is_resumed_not_suspended() {
     );
     client.resume("p").await.unwrap();
     until_status(&store, "p", StatusKind::Running).await;
-    assert_eq!(store.progress(&key).unwrap(), None, "resumed, its count stays");
+    assert_eq!(
+        store.progress(&key).unwrap(),
+        None,
+        "resumed, its count stays"
+    );
     client.raise_event("p", "go", &()).await.unwrap();
     until_status(&store, "p", StatusKind::Completed).await;
     runtime.shutdown().await;

@@ -120,8 +120,8 @@ fn dead_letter_child() {
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            let done = (innocents.iter())
-                .all(|id| matches!(status(&store, id), Status::Completed { .. }));
+            let done =
+                (innocents.iter()).all(|id| matches!(status(&store, id), Status::Completed { .. }));
             let poison_status = status(&store, "poison");
             let parked = matches!(poison_status, Status::DeadLettered { .. });
             let healed = matches!(poison_status, Status::Completed { .. });
@@ -243,7 +243,11 @@ fn until_parked(setup: Setup) -> (tempfile::TempDir, usize) {
 /// The markers of instances that ended are gone.
 fn assert_no_marker_left(store: &FjallStore, ids: &[String]) {
     for id in ids {
-        assert_eq!(marker(store, id), None, "the recovery marker of {id} is left");
+        assert_eq!(
+            marker(store, id),
+            None,
+            "the recovery marker of {id} is left"
+        );
     }
 }
 

@@ -141,7 +141,10 @@ mod tests {
             status: Some("dead-lettered".into()),
             ..ListFilter::default()
         };
-        assert_eq!(parked.status_kind().unwrap(), Some(StatusKind::DeadLettered));
+        assert_eq!(
+            parked.status_kind().unwrap(),
+            Some(StatusKind::DeadLettered)
+        );
         let bad = ListFilter {
             status: Some("done".into()),
             ..ListFilter::default()

@@ -98,7 +98,9 @@ impl Client {
         let mut commit = Commit::default();
         let key = marker_key(id, record.incarnation);
         if let Some(stored) = self.engine.store().progress(&key)? {
-            commit.progress.push((key, Marker::decode(&stored).cleared()));
+            commit
+                .progress
+                .push((key, Marker::decode(&stored).cleared()));
         }
         let to = Recipient::any_generation(record.incarnation);
         self.send(id, to, Event::ResumeRequested, commit).await
