@@ -168,7 +168,8 @@ impl Status {
     }
 
     /// The status's name: `pending`, `running`, `completed`, `failed`, `stalled`,
-    /// `terminated`, `suspended` or `dead-lettered` (the [`StatusKind::as_str`] of its [`kind`](Self::kind)).
+    /// `terminated`, `suspended` or `dead-lettered` (the [`StatusKind::as_str`] of its
+    /// [`kind`](Self::kind)).
     pub fn name(&self) -> &'static str {
         self.kind().as_str()
     }

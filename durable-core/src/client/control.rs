@@ -39,9 +39,9 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
-    /// if it has finished, is suspended already or is dead-lettered; [`Error::PayloadTooLarge`] if
-    /// `reason` is over the payload limit; [`Error::Store`] if the request cannot be
-    /// written.
+    /// if it has finished, is suspended already or is dead-lettered;
+    /// [`Error::PayloadTooLarge`] if `reason` is over the payload limit; [`Error::Store`]
+    /// if the request cannot be written.
     #[tracing::instrument(name = "client", skip_all, fields(otel.name = "SuspendWorkflow", otel.kind = "client", instance_id = id))]
     pub async fn suspend(&self, id: &str, reason: &str) -> Result<(), Error> {
         let record = self.existing(id).await?;
@@ -82,7 +82,8 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
-    /// if it is neither suspended nor dead-lettered; [`Error::Store`] if the request cannot be written.
+    /// if it is neither suspended nor dead-lettered; [`Error::Store`] if the request
+    /// cannot be written.
     #[tracing::instrument(name = "client", skip_all, fields(otel.name = "ResumeWorkflow", otel.kind = "client", instance_id = id))]
     pub async fn resume(&self, id: &str) -> Result<(), Error> {
         let record = self.existing(id).await?;

@@ -44,8 +44,9 @@ pub enum InstanceStatus<T> {
     /// Paused by a client, with the reason given; [`Instance::resume`] lets it go on.
     Suspended(String),
     /// Parked by the runtime, with the reason it gave: its work crashed the worker at
-    /// too many recoveries in a row ([`StartOptions::max_recoveries`](crate::StartOptions::max_recoveries)).
-    /// Its work is kept, not run; [`Instance::resume`] lets it go on, with a new count.
+    /// too many recoveries in a row
+    /// ([`StartOptions::max_recoveries`](crate::StartOptions::max_recoveries)). Its work
+    /// is kept, not run; [`Instance::resume`] lets it go on, with a new count.
     DeadLettered(String),
 }
 

@@ -19,9 +19,9 @@
 //!   that must run beside the last one (still running after [`SUSPECT_WAIT`]) names it in
 //!   its marker (`beside`), and the next recovery takes that one's alone count back;
 //! - one whose alone count has reached its limit is parked: dead-lettered
-//!   ([`Status::DeadLettered`](durable_store::Status::DeadLettered)), its activity tasks kept in the store and not run. An
-//!   innocent instance in flight beside a poison one is never counted alone for the
-//!   poison's crash, so it is never parked for it;
+//!   ([`Status::DeadLettered`](durable_store::Status::DeadLettered)), its activity
+//!   tasks kept in the store and not run. An innocent instance in flight beside a poison
+//!   one is never counted alone for the poison's crash, so it is never parked for it;
 //! - `durable resume` (or the dashboard's, or [`Client::resume`](crate::Client::resume))
 //!   lets it go on with a new count: its tasks run at once on a runtime that holds it
 //!   ([`Watch::take_parked`]), else at the next start;
