@@ -2,7 +2,7 @@
 //! outlive their instance's run: removed when it completes, is terminated or is purged. A
 //! dead-lettered instance cannot be suspended, only resumed (its count reset) or
 //! terminated. `durable list --status dead-lettered` lists it, `durable resume` lets it go
-//! on.
+//! on, and the dashboard shows it (badge, filter, what it means) and resumes it.
 
 use std::time::{Duration, Instant};
 
@@ -197,4 +197,60 @@ fn the_cli_lists_a_dead_lettered_instance_and_resumes_it() {
         assert_eq!(marker(&store, "parked"), None);
         runtime.shutdown().await;
     });
+}
+
+/// The dashboard: the JSON API lists it by its status, the list page offers the status in
+/// its filter, the instance page says what it means, and the API's resume lets it go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_a_dead_lettered_instance_and_resumes_it() {
+    use crate::dashboard_support::{json, request, serve};
+
+    let (_dir, store) = store();
+    let runtime = builder(store.clone())
+        .orchestrator(wait_for_go)
+        .start()
+        .await
+        .unwrap();
+    runtime.client().start(wait_for_go, "p", ()).await.unwrap();
+    runtime.shutdown().await;
+    park(&store, "p");
+    let runtime = builder(store.clone())
+        .orchestrator(wait_for_go)
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let dashboard = serve(&client).await;
+    let addr = dashboard.local_addr();
+
+    let list = json(
+        addr,
+        "GET",
+        "/api/instances?status=dead-lettered",
+        None,
+        200,
+    )
+    .await;
+    let rows = list["instances"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{list}");
+    assert_eq!(
+        (&rows[0]["id"], &rows[0]["status"]),
+        (&"p".into(), &"dead-lettered".into())
+    );
+    let page = request(addr, "GET", "/?status=dead-lettered", None)
+        .await
+        .text();
+    assert!(
+        page.contains(r#"<option value="dead-lettered" selected"#),
+        "{page}"
+    );
+    assert!(page.contains("status-dead-lettered"), "{page}");
+    let page = request(addr, "GET", "/instances/p", None).await.text();
+    assert!(page.contains(r#"id="dead-lettered""#), "{page}");
+
+    let ok = json(addr, "POST", "/api/instances/p/resume", Some("{}"), 200).await;
+    assert_eq!(ok, serde_json::json!({ "ok": true }));
+    until_status(&store, "p", StatusKind::Running).await;
+    dashboard.shutdown().await;
+    runtime.shutdown().await;
 }
