@@ -262,7 +262,7 @@ pub(in crate::runtime) struct Suspect {
 /// (or after [`SUSPECT_WAIT`]), counted once more, and once more alone if nothing was,
 /// just before it runs.
 pub(in crate::runtime) async fn run_suspects(engine: Arc<Engine>, suspects: Vec<Suspect>) {
-    // The last suspect that ran alone: one that runs beside it names it.
+    // The last suspect that ran alone: those that run beside it while it runs name it.
     let mut last_alone: Option<String> = None;
     for Suspect {
         id,
@@ -287,7 +287,8 @@ pub(in crate::runtime) async fn run_suspects(engine: Arc<Engine>, suspects: Vec<
             marker.alone += 1;
             marker.beside = None;
         } else {
-            marker.beside = last_alone.take().filter(|other| watch.watches(other));
+            // Every one that runs beside it names it: any of them may outlive the others.
+            marker.beside = last_alone.clone().filter(|other| watch.watches(other));
         }
         let mut commit = Commit {
             progress: vec![(key.clone(), Some(marker.encode()))],
