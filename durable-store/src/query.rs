@@ -141,11 +141,12 @@ pub struct InstancePage {
 pub type StatusCounts = BTreeMap<StatusKind, u64>;
 
 /// The statuses of instances that have not finished: the ones recovery looks at.
-pub const LIVE_STATUSES: [StatusKind; 4] = [
+pub const LIVE_STATUSES: [StatusKind; 5] = [
     StatusKind::Pending,
     StatusKind::Running,
     StatusKind::Suspended,
     StatusKind::Stalled,
+    StatusKind::DeadLettered,
 ];
 
 /// Every kind at 0.

@@ -131,12 +131,26 @@ pub enum Status {
         /// Why, as the client said.
         reason: String,
     },
+    /// Parked by the runtime after its work crashed the worker at too many recoveries in a
+    /// row (its start's or the runtime's `max_recoveries`): its activity tasks and events
+    /// are kept and run once a client resumes it, as for [`Status::Suspended`]. (Appended
+    /// last: records written before it existed decode as they were.)
+    DeadLettered {
+        /// Why, as the runtime said: the recoveries counted and the limit.
+        reason: String,
+    },
 }
 
 impl Status {
     /// Whether the instance has finished for good.
     pub fn is_terminal(&self) -> bool {
         self.kind().is_terminal()
+    }
+
+    /// Whether its work waits for a client's resume: suspended or dead-lettered (events
+    /// and results are kept, not applied, until then).
+    pub fn waits_for_resume(&self) -> bool {
+        matches!(self, Status::Suspended { .. } | Status::DeadLettered { .. })
     }
 
     /// The status without its data: what queries and filters name.
@@ -149,11 +163,13 @@ impl Status {
             Status::Stalled { .. } => StatusKind::Stalled,
             Status::Terminated { .. } => StatusKind::Terminated,
             Status::Suspended { .. } => StatusKind::Suspended,
+            Status::DeadLettered { .. } => StatusKind::DeadLettered,
         }
     }
 
     /// The status's name: `pending`, `running`, `completed`, `failed`, `stalled`,
-    /// `terminated` or `suspended` (the [`StatusKind::as_str`] of its [`kind`](Self::kind)).
+    /// `terminated`, `suspended` or `dead-lettered` (the [`StatusKind::as_str`] of its
+    /// [`kind`](Self::kind)).
     pub fn name(&self) -> &'static str {
         self.kind().as_str()
     }
@@ -179,11 +195,13 @@ pub enum StatusKind {
     Terminated,
     /// [`Status::Suspended`].
     Suspended,
+    /// [`Status::DeadLettered`].
+    DeadLettered,
 }
 
 impl StatusKind {
-    /// Every kind, in lifecycle order.
-    pub const ALL: [StatusKind; 7] = [
+    /// Every kind, in lifecycle order (dead-lettered, added later, last).
+    pub const ALL: [StatusKind; 8] = [
         StatusKind::Pending,
         StatusKind::Running,
         StatusKind::Completed,
@@ -191,10 +209,11 @@ impl StatusKind {
         StatusKind::Stalled,
         StatusKind::Terminated,
         StatusKind::Suspended,
+        StatusKind::DeadLettered,
     ];
 
     /// The kind's name: `pending`, `running`, `completed`, `failed`, `stalled`,
-    /// `terminated` or `suspended`.
+    /// `terminated`, `suspended` or `dead-lettered`.
     pub const fn as_str(self) -> &'static str {
         match self {
             StatusKind::Pending => "pending",
@@ -204,6 +223,7 @@ impl StatusKind {
             StatusKind::Stalled => "stalled",
             StatusKind::Terminated => "terminated",
             StatusKind::Suspended => "suspended",
+            StatusKind::DeadLettered => "dead-lettered",
         }
     }
 
@@ -421,4 +441,28 @@ pub(crate) fn decode<T: DeserializeOwned>(
         detail: e.to_string(),
         source: cause(e),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Statuses are stored by their variant's index: a status added later goes last, so
+    /// every record written before it decodes as it was.
+    #[test]
+    fn statuses_keep_their_stored_index() {
+        let reason = || "r".to_string();
+        let suspended = postcard::to_allocvec(&Status::Suspended { reason: reason() }).unwrap();
+        assert_eq!(suspended[0], 6);
+        let parked = Status::DeadLettered { reason: reason() };
+        let bytes = postcard::to_allocvec(&parked).unwrap();
+        assert_eq!(bytes[0], 7);
+        assert_eq!(
+            decode::<Status>(&bytes, || "status".into()).unwrap(),
+            parked
+        );
+        assert_eq!(parked.name(), "dead-lettered");
+        assert!(parked.waits_for_resume() && !parked.is_terminal());
+        assert_eq!(StatusKind::ALL.last(), Some(&StatusKind::DeadLettered));
+    }
 }

@@ -13,6 +13,7 @@ mod dashboard_api;
 mod dashboard_browser;
 mod dashboard_links;
 mod dashboard_support;
+mod dead_letter_status;
 mod entities;
 mod entities_runtime;
 mod entity_client;

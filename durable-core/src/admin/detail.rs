@@ -42,7 +42,10 @@ pub(super) fn detail(client: &Client, id: &str) -> Result<Option<InstanceDetail>
                 message: reason.clone(),
             }),
         ),
-        Status::Pending | Status::Running | Status::Suspended { .. } => (None, None),
+        Status::Pending
+        | Status::Running
+        | Status::Suspended { .. }
+        | Status::DeadLettered { .. } => (None, None),
     };
     let mut children = Vec::new();
     for event in &history {

@@ -17,7 +17,7 @@ pub const DEFAULT_PAGE_SIZE: usize = 50;
 #[serde(default)]
 pub struct ListFilter {
     /// Only instances of this status name (`pending`, `running`, `completed`, `failed`,
-    /// `stalled`, `terminated`, `suspended`).
+    /// `stalled`, `terminated`, `suspended`, `dead-lettered`).
     pub status: Option<String>,
     /// Only instances of the orchestrator of this registered name.
     pub orchestrator: Option<String>,
@@ -137,6 +137,14 @@ mod tests {
         let cursor = filter.cursor().unwrap().unwrap();
         assert_eq!((cursor.created_ms, cursor.id.as_str()), (12, "a:b"));
         assert_eq!(format_cursor(&cursor), "12:a:b");
+        let parked = ListFilter {
+            status: Some("dead-lettered".into()),
+            ..ListFilter::default()
+        };
+        assert_eq!(
+            parked.status_kind().unwrap(),
+            Some(StatusKind::DeadLettered)
+        );
         let bad = ListFilter {
             status: Some("done".into()),
             ..ListFilter::default()

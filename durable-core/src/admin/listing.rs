@@ -49,7 +49,9 @@ pub(super) fn row(
 ) -> Result<InstanceRow, Error> {
     let message = match &record.status {
         Status::Failed { failure } | Status::Stalled { failure } => Some(failure.message.clone()),
-        Status::Terminated { reason } | Status::Suspended { reason } => Some(reason.clone()),
+        Status::Terminated { reason }
+        | Status::Suspended { reason }
+        | Status::DeadLettered { reason } => Some(reason.clone()),
         Status::Pending | Status::Running | Status::Completed { .. } => None,
     };
     let stopped_at = if matches!(

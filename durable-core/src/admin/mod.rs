@@ -162,7 +162,7 @@ impl Admin {
         self.client.suspend(id, reason).await
     }
 
-    /// Resumes suspended instance `id`.
+    /// Resumes suspended or dead-lettered instance `id`.
     ///
     /// # Errors
     ///

@@ -51,15 +51,15 @@ pub struct InstanceRow {
     pub orchestrator: String,
     /// Version of the orchestrator it runs.
     pub version: u32,
-    /// Status name: `pending`, `running`, `completed`, `failed`, `stalled`, `terminated`
-    /// or `suspended` ([`StatusKind::as_str`](durable_store::StatusKind::as_str)).
+    /// Status name: `pending`, `running`, `completed`, `failed`, `stalled`, `terminated`,
+    /// `suspended` or `dead-lettered` ([`StatusKind::as_str`](durable_store::StatusKind::as_str)).
     pub status: String,
     /// When it was created, ms since the Unix epoch.
     pub created_at_ms: u64,
     /// When its record last changed, ms since the Unix epoch.
     pub updated_at_ms: u64,
-    /// For a failed, stalled, terminated or suspended instance: why (the failure
-    /// message, the stall's cause, the reason given).
+    /// For a failed, stalled, terminated, suspended or dead-lettered instance: why (the
+    /// failure message, the stall's cause, the reason given or the runtime's).
     pub message: Option<String>,
     /// The custom status the orchestrator set last, if any.
     pub custom_status: Option<serde_json::Value>,

@@ -92,7 +92,8 @@ pub(crate) enum Command {
         #[arg(long, default_value = "suspended with the durable CLI")]
         reason: String,
     },
-    /// Resume a suspended instance.
+    /// Resume a suspended or dead-lettered instance (a dead-lettered one's work runs
+    /// again, its recovery count from 0).
     Resume {
         /// The instance id.
         id: String,
@@ -131,7 +132,7 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 pub(crate) struct Filters {
     /// Only instances with this status: pending, running, completed, failed, stalled,
-    /// terminated, suspended.
+    /// terminated, suspended, dead-lettered.
     #[arg(long)]
     pub(crate) status: Option<String>,
     /// Only instances of this orchestrator (its registered name).

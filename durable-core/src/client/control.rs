@@ -6,6 +6,7 @@ use durable_store::{Commit, Event, InstanceFilter, InstanceRecord, Status};
 use crate::client::Client;
 use crate::client::query::PurgeFilter;
 use crate::error::{ClientRequest, Error};
+use crate::runtime::dead_letter::{Marker, marker_key, remove_marker};
 use crate::runtime::engine::{Engine, Recipient};
 
 /// How many instances [`Client::purge_where`] removes per commit.
@@ -38,20 +39,31 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
-    /// if it has finished or is suspended already; [`Error::PayloadTooLarge`] if
-    /// `reason` is over the payload limit; [`Error::Store`] if the request cannot be
-    /// written.
+    /// if it has finished, is suspended already or is dead-lettered;
+    /// [`Error::PayloadTooLarge`] if `reason` is over the payload limit; [`Error::Store`]
+    /// if the request cannot be written.
     #[tracing::instrument(name = "client", skip_all, fields(otel.name = "SuspendWorkflow", otel.kind = "client", instance_id = id))]
     pub async fn suspend(&self, id: &str, reason: &str) -> Result<(), Error> {
         let record = self.existing(id).await?;
         refuse_if_finished(id, &record, ClientRequest::Suspend)?;
-        if matches!(record.status, Status::Suspended { .. }) {
-            return Err(invalid_state(
-                id,
-                ClientRequest::Suspend,
-                &record,
-                "it is suspended already",
-            ));
+        match record.status {
+            Status::Suspended { .. } => {
+                return Err(invalid_state(
+                    id,
+                    ClientRequest::Suspend,
+                    &record,
+                    "it is suspended already",
+                ));
+            }
+            Status::DeadLettered { .. } => {
+                return Err(invalid_state(
+                    id,
+                    ClientRequest::Suspend,
+                    &record,
+                    "it is dead-lettered, its work parked already; resume or terminate it",
+                ));
+            }
+            _ => {}
         }
         let what = || "the suspend reason".to_string();
         self.engine.check_payload(what, reason.as_bytes())?;
@@ -62,26 +74,37 @@ impl Client {
         self.send(id, to, event, Commit::default()).await
     }
 
-    /// Lets a suspended instance go on.
+    /// Lets a suspended or dead-lettered instance go on. A dead-lettered one's recovery
+    /// count starts again from 0, and the activity tasks parked with it run now on a
+    /// runtime that holds it (else at the next start), as DBOS's `resume` does for a
+    /// workflow past its `max_recovery_attempts`.
     ///
     /// # Errors
     ///
     /// [`Error::InstanceNotFound`] if there is no instance `id`; [`Error::InvalidState`]
-    /// if it is not suspended; [`Error::Store`] if the request cannot be written.
+    /// if it is neither suspended nor dead-lettered; [`Error::Store`] if the request
+    /// cannot be written.
     #[tracing::instrument(name = "client", skip_all, fields(otel.name = "ResumeWorkflow", otel.kind = "client", instance_id = id))]
     pub async fn resume(&self, id: &str) -> Result<(), Error> {
         let record = self.existing(id).await?;
-        if !matches!(record.status, Status::Suspended { .. }) {
+        if !record.status.waits_for_resume() {
             return Err(invalid_state(
                 id,
                 ClientRequest::Resume,
                 &record,
-                "only a suspended instance can be resumed",
+                "only a suspended or dead-lettered instance can be resumed",
             ));
         }
+        // A dead-lettered one starts its count again (`runtime/dead_letter.rs`).
+        let mut commit = Commit::default();
+        let key = marker_key(id, record.incarnation);
+        if let Some(stored) = self.engine.store().progress(&key)? {
+            commit
+                .progress
+                .push((key, Marker::decode(&stored).cleared()));
+        }
         let to = Recipient::any_generation(record.incarnation);
-        self.send(id, to, Event::ResumeRequested, Commit::default())
-            .await
+        self.send(id, to, Event::ResumeRequested, commit).await
     }
 
     /// Removes a finished (completed, failed or terminated) instance and its history.
@@ -193,6 +216,8 @@ impl Client {
             .histories_removed
             .push((id.to_string(), record.history_len));
         record.history_len = 0;
+        // The old run's recovery marker, if an older version left it when the run ended.
+        remove_marker(id, &record, &mut commit);
         // A new incarnation, so late results of the old run are told apart and dropped.
         record.incarnation = Engine::new_incarnation(Some(record.incarnation));
         record.generation = 0;
@@ -204,8 +229,10 @@ impl Client {
     }
 }
 
-/// Adds the removal of instance `id` (as read: `record`) and its history to `commit`.
+/// Adds the removal of instance `id` (as read: `record`), its history and its recovery
+/// marker to `commit`.
 fn purge_into(commit: &mut Commit, id: &str, record: &InstanceRecord) {
+    remove_marker(id, record, commit);
     // Another process may restart it meanwhile: then the purge writes nothing.
     commit
         .expected

@@ -43,11 +43,16 @@ pub enum InstanceStatus<T> {
     Terminated(String),
     /// Paused by a client, with the reason given; [`Instance::resume`] lets it go on.
     Suspended(String),
+    /// Parked by the runtime, with the reason it gave: its work crashed the worker at
+    /// too many recoveries in a row
+    /// ([`StartOptions::max_recoveries`](crate::StartOptions::max_recoveries)). Its work
+    /// is kept, not run; [`Instance::resume`] lets it go on, with a new count.
+    DeadLettered(String),
 }
 
 impl<T> InstanceStatus<T> {
     /// Whether nothing will happen to the instance until a client or a restart acts:
-    /// finished, stalled, terminated or suspended.
+    /// finished, stalled, terminated, suspended or dead-lettered.
     pub fn is_settled(&self) -> bool {
         !matches!(self, InstanceStatus::Pending | InstanceStatus::Running)
     }

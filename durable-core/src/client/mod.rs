@@ -185,7 +185,7 @@ impl Client {
     /// whatever it is doing, across restarts and continue-as-new (not across a
     /// [`restart`](Self::restart), a new run); a limit on recoveries
     /// ([`StartOptions::max_recoveries`]), after which an instance that crashes its worker
-    /// every time is parked (suspended as dead-lettered). A start of an id that exists
+    /// every time is parked (dead-lettered). A start of an id that exists
     /// returns the existing instance, whatever its options were.
     ///
     /// # Examples
@@ -452,6 +452,7 @@ impl Client {
             Status::Stalled { failure } => InstanceStatus::Stalled(failure),
             Status::Terminated { reason } => InstanceStatus::Terminated(reason),
             Status::Suspended { reason } => InstanceStatus::Suspended(reason),
+            Status::DeadLettered { reason } => InstanceStatus::DeadLettered(reason),
         })
     }
 

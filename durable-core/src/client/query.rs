@@ -69,7 +69,9 @@ impl Client {
             Status::Failed { failure } | Status::Stalled { failure } => {
                 Some(failure.message.clone())
             }
-            Status::Terminated { reason } | Status::Suspended { reason } => Some(reason.clone()),
+            Status::Terminated { reason }
+            | Status::Suspended { reason }
+            | Status::DeadLettered { reason } => Some(reason.clone()),
             Status::Pending | Status::Running | Status::Completed { .. } => None,
         };
         let stopped_at = if matches!(
@@ -383,7 +385,8 @@ mod tests {
                 "failed",
                 "stalled",
                 "terminated",
-                "suspended"
+                "suspended",
+                "dead-lettered"
             ]
         );
         let failure = Failure {
@@ -400,6 +403,7 @@ mod tests {
             Status::Stalled { failure },
             Status::Terminated { reason: "r".into() },
             Status::Suspended { reason: "r".into() },
+            Status::DeadLettered { reason: "r".into() },
         ];
         for (status, kind) in statuses.iter().zip(StatusKind::ALL) {
             assert_eq!(status.kind(), kind);

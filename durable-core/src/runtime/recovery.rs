@@ -9,14 +9,14 @@
 //! as a new attempt; statuses that change; items no run will take removed), and only then
 //! dispatches: messages to their instances, timers armed, tasks run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use durable_store::{ActivityTask, Claim, ClaimedInstance, Commit, Holding, Incarnation};
 use durable_store::{InstanceRecord, Status, WorkId, WorkItem};
 
 use super::activities;
-use super::dead_letter::{Marker, SUSPECT_WAIT, marker_key, parked_reason};
+use super::dead_letter::{Marker, Suspect, marker_key, parked_reason, run_suspects};
 use super::engine::{Engine, RETRY_DELAY, WORK_ID_BLOCK};
 use super::entities::is_entity;
 use super::inbox::{Delivery, Outgoing, Recipient, Run};
@@ -290,23 +290,13 @@ pub(in crate::runtime) async fn take_over(
 }
 
 /// Runs the activity tasks among `tasks`.
-fn run_tasks(engine: &Arc<Engine>, tasks: Vec<(WorkId, WorkItem)>) {
+pub(in crate::runtime) fn run_tasks(engine: &Arc<Engine>, tasks: Vec<(WorkId, WorkItem)>) {
     for (id, item) in tasks {
         if let WorkItem::Activity(task) = item {
             // Its turn ran in another process: its trace is in its instance's history.
             activities::run_claimed(engine, id, task, ActivityTrace::Stored);
         }
     }
-}
-
-/// An instance whose work was in flight at more than one crash in a row: its work, held
-/// back to run one suspect at a time (see [`super::dead_letter`]).
-struct Suspect {
-    id: String,
-    key: String,
-    marker: Marker,
-    messages: Vec<Outgoing>,
-    tasks: Vec<(WorkId, WorkItem)>,
 }
 
 /// Decides, for each claimed instance with work in flight, what its recovery count says
@@ -322,7 +312,7 @@ fn dead_letter_watch(
     instances: Vec<(String, InstanceRecord)>,
 ) -> Result<Vec<Suspect>, Error> {
     let watch = engine.recovery_watch();
-    let mut suspects = Vec::new();
+    let mut found = Vec::new();
     for (id, record) in instances {
         // An entity's turns run apart from this watch: never parked.
         if record.status.is_terminal() || is_entity(&id, &record) {
@@ -339,15 +329,33 @@ fn dead_letter_watch(
         }
         let key = marker_key(&id, record.incarnation);
         let stored = engine.store().progress(&key)?;
-        let mut marker = stored.as_deref().map(Marker::decode).unwrap_or_default();
-        let suspended = matches!(record.status, Status::Suspended { .. });
+        let marker = stored.as_deref().map(Marker::decode).unwrap_or_default();
+        found.push((id, record, key, marker));
+    }
+    // A suspect that ran beside the last one to run alone, which was still running: the
+    // crash may be either's, so that one's alone count is taken back.
+    let beside: HashSet<String> = found
+        .iter()
+        .filter_map(|(.., marker)| marker.beside.clone())
+        .collect();
+    let mut suspects = Vec::new();
+    for (id, record, key, mut marker) in found {
+        let mut changed = marker.beside.take().is_some();
+        if beside.contains(&id) && marker.alone > 0 {
+            marker.alone -= 1;
+            changed = true;
+        }
+        let suspended = record.status.waits_for_resume();
         let resumed = recovery.messages.iter().any(|o| {
-            own(&o.instance) && matches!(o.delivery.event, durable_store::Event::ResumeRequested)
+            o.instance == id && matches!(o.delivery.event, durable_store::Event::ResumeRequested)
         });
-        if marker.parked {
+        if marker.parked || matches!(record.status, Status::DeadLettered { .. }) {
             if suspended && !resumed {
-                // Still parked: its tasks stay in the store, not run.
-                take_tasks(recovery, &id);
+                // Still parked: its tasks stay in the store, not run, until a resume.
+                watch.park(&id, take_tasks(recovery, &id));
+                if changed {
+                    recovery.commit.progress.push((key, Some(marker.encode())));
+                }
                 continue;
             }
             // Resumed by an operator (or about to be, by a request this recovery
@@ -361,6 +369,9 @@ fn dead_letter_watch(
             continue;
         };
         if suspended && !resumed {
+            if changed {
+                recovery.commit.progress.push((key, Some(marker.encode())));
+            }
             continue;
         }
         if marker.count == 0 {
@@ -370,23 +381,30 @@ fn dead_letter_watch(
                 .progress
                 .push((key.clone(), Some(marker.encode())));
             watch.watch(&id, key, marker);
-        } else if marker.count >= limit {
+        } else if marker.alone >= limit {
             tracing::error!(
                 instance = id,
                 recoveries = marker.count,
+                alone = marker.alone,
                 "instance dead-lettered: its work was in flight at every crash"
             );
-            let reason = parked_reason(marker.count, limit);
+            let reason = parked_reason(&marker, limit);
             marker.parked = true;
             recovery.commit.progress.push((key, Some(marker.encode())));
             let mut record = record;
-            record.status = Status::Suspended { reason };
+            record.status = Status::DeadLettered { reason };
             record.updated_ms = engine.now_ms();
             recovery.commit.instances.retain(|(other, _)| *other != id);
             recovery.commit.instances.push((id.clone(), record));
             engine.inboxes().found_suspended(id.clone());
-            take_tasks(recovery, &id);
+            watch.park(&id, take_tasks(recovery, &id));
         } else {
+            if changed {
+                recovery
+                    .commit
+                    .progress
+                    .push((key.clone(), Some(marker.encode())));
+            }
             let tasks = take_tasks(recovery, &id);
             let (messages, others) = std::mem::take(&mut recovery.messages)
                 .into_iter()
@@ -414,46 +432,6 @@ fn take_tasks(recovery: &mut Recovery, instance: &str) -> Vec<(WorkId, WorkItem)
         );
     recovery.commit.enqueued = others;
     tasks
-}
-
-/// Runs the suspects' work one instance at a time, each counted once more just before it
-/// runs, the next when the last one's turn committed (or after [`SUSPECT_WAIT`]).
-async fn run_suspects(engine: Arc<Engine>, suspects: Vec<Suspect>) {
-    for Suspect {
-        id,
-        key,
-        mut marker,
-        messages,
-        tasks,
-    } in suspects
-    {
-        if engine.takes_no_work() {
-            return;
-        }
-        marker.count += 1;
-        let mut commit = Commit {
-            progress: vec![(key.clone(), Some(marker.encode()))],
-            ..Commit::default()
-        };
-        // Their attempt was counted when they were sorted: written now.
-        commit.enqueued.clone_from(&tasks);
-        if let Err(e) = engine.commit(commit).await {
-            tracing::warn!(instance = id, error = %e, "a suspect's recovery count not written; its work waits for the next start");
-            continue;
-        }
-        tracing::warn!(
-            instance = id,
-            recoveries = marker.count,
-            "running the work of an instance in flight at the last crashes, alone"
-        );
-        engine.recovery_watch().watch(&id, key, marker);
-        engine.deliver_all(messages);
-        run_tasks(&engine, tasks);
-        let stop = || engine.takes_no_work();
-        (engine.recovery_watch())
-            .until_cleared(&id, SUSPECT_WAIT, stop)
-            .await;
-    }
 }
 
 /// Sorts the work items by kind. Tasks that were handed out before the restart may have
@@ -543,7 +521,7 @@ fn decide_instances(
             failure::unregistered_activity(&missing.task.activity, Unregistered::Wait)
         });
         match (&record.status, waiting_for) {
-            (Status::Suspended { .. }, waiting_for) => {
+            (status, waiting_for) if status.waits_for_resume() => {
                 engine.inboxes().found_suspended(id.clone());
                 if let Some(failure) = waiting_for {
                     engine.start_waiting_for_code(id, failure);

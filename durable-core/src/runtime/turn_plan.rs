@@ -354,8 +354,11 @@ pub(in crate::runtime) fn plan(
             outbox.tell_parent(engine, &record, &mut commit);
         }
     }
-    // Under watch after a recovery: this commit clears its count (`dead_letter`).
-    engine.recovery_watch().clear_in(instance, &mut commit);
+    // Under watch after a recovery: this commit clears its count; ending, removes it
+    // (`dead_letter`).
+    engine
+        .recovery_watch()
+        .clear_in(instance, &record, &mut commit);
     // The last record of the commit, taken back by the turn task.
     commit.instances.push((instance.to_string(), record));
     Ok(Plan::Commit(Box::new(Turned {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use durable_store::{Commit, Event, HistoryAppend, Status};
 
 use super::activities;
+use super::dead_letter;
 use super::engine::Engine;
 use super::entity_messages;
 use super::inbox::{Delivery, Run};
@@ -53,6 +54,7 @@ pub(in crate::runtime) async fn fail(
     record.history_len = record.history_len.saturating_add(appended);
     record.status = Status::Failed { failure };
     record.updated_ms = engine.now_ms();
+    dead_letter::remove_marker(instance, &record, &mut commit);
     entity_messages::release_on_end(engine, instance, &record, &mut commit, &mut outbox)?;
     outbox.tell_parent(engine, &record, &mut commit);
     let run = Run::of(&record);

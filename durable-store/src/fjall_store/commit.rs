@@ -346,7 +346,7 @@ impl FjallStore {
         &self,
         commits: &'a [Commit],
         writes: &mut Writes,
-    ) -> Result<(Option<[u64; 7]>, Changes<'a>), StoreError> {
+    ) -> Result<(Option<[u64; StatusKind::ALL.len()]>, Changes<'a>), StoreError> {
         let changes = {
             let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
             Changes::of(commits, |id| match live.get(id) {

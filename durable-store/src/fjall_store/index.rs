@@ -65,6 +65,7 @@ fn status_byte(kind: StatusKind) -> u8 {
         StatusKind::Stalled => 4,
         StatusKind::Terminated => 5,
         StatusKind::Suspended => 6,
+        StatusKind::DeadLettered => 7,
     }
 }
 
@@ -479,6 +480,10 @@ mod tests {
                 (
                     Status::Suspended { reason: "r".into() },
                     StatusKind::Suspended,
+                ),
+                (
+                    Status::DeadLettered { reason: "r".into() },
+                    StatusKind::DeadLettered,
                 ),
                 (failed(), StatusKind::Failed),
             ] {

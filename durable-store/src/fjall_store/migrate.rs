@@ -53,7 +53,7 @@ pub(super) fn build_indexes(inner: &Inner, marker: &str) -> Result<(), StoreErro
         }
         batch.commit().map_err(io("writing"))?;
     }
-    let mut counts = [0u64; 7];
+    let mut counts = [0u64; StatusKind::ALL.len()];
     let mut batch = inner.db.batch();
     for guard in inner.instances.iter() {
         let (key, value) = guard.into_inner().map_err(io("reading"))?;

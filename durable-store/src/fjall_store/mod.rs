@@ -82,7 +82,7 @@ struct Inner {
     write_failure: OnceLock<(String, Arc<dyn Error + Send + Sync>)>,
     /// The instances in each status, by [`index::slot`]: what `meta` holds, kept here so
     /// a count reads nothing. Written under `writer`, after the batch that stores it.
-    counts: Mutex<[u64; 7]>,
+    counts: Mutex<[u64; crate::record::StatusKind::ALL.len()]>,
     /// Which work removals may be weak (see `work`): what `meta` holds. Written under
     /// `writer`, after the batch that stores it.
     work_ids: Mutex<work::WorkIds>,

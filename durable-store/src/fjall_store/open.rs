@@ -265,7 +265,7 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
         durability,
         writer: Mutex::new(()),
         write_failure: OnceLock::new(),
-        counts: Mutex::new([0; 7]),
+        counts: Mutex::new([0; StatusKind::ALL.len()]),
         work_ids: Mutex::new(WorkIds::default()),
         live: Mutex::new(Default::default()),
         leases: Mutex::new(Default::default()),
@@ -283,7 +283,7 @@ fn open_database(path: &Path, durability: Durability) -> Result<Inner, StoreErro
     if migrating {
         migrate::build_indexes(&inner, &current)?;
     }
-    let mut counts = [0; 7];
+    let mut counts = [0; StatusKind::ALL.len()];
     for kind in StatusKind::ALL {
         if let Some(bytes) = inner.meta.get(count_key(kind)).map_err(corrupt)? {
             let bytes = <[u8; 8]>::try_from(&*bytes).map_err(|_| StoreError::Corrupt {

@@ -126,6 +126,9 @@ impl OrchestratorLimits {
 pub fn counts_as_running(kind: StatusKind) -> bool {
     matches!(
         kind,
-        StatusKind::Running | StatusKind::Suspended | StatusKind::Stalled
+        StatusKind::Running
+            | StatusKind::Suspended
+            | StatusKind::Stalled
+            | StatusKind::DeadLettered
     )
 }

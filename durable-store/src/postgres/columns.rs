@@ -91,7 +91,8 @@ pub(super) fn instance_output(record: &InstanceRecord) -> Option<&str> {
         Status::Pending
         | Status::Running
         | Status::Terminated { .. }
-        | Status::Suspended { .. } => None,
+        | Status::Suspended { .. }
+        | Status::DeadLettered { .. } => None,
     })
 }
 

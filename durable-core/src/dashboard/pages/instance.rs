@@ -10,6 +10,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
 
+use durable_store::StatusKind;
+
 use crate::admin::view::{HistoryRow, InstanceDetail, PendingWork};
 use crate::dashboard::pages::layout::{
     self, instance_link, instance_path, json_block, status_badge,
@@ -84,6 +86,12 @@ async fn render(
                 a #refresh-toggle href=(instance_path(&id)) { "Turn auto-refresh off" }
             } @else {
                 a #refresh-toggle href=(instance_link(&id, "", &[("refresh", "on")])) { "Turn auto-refresh on" }
+            }
+        }
+        @if detail.summary.status == StatusKind::DeadLettered.as_str() {
+            p #dead-lettered.error {
+                "Dead-lettered: its work was in flight at every crash of its worker, up to its limit on recoveries. "
+                "Its work is kept, not run. Fix the cause, then Resume (below) to run it again with a new count, or Terminate it."
             }
         }
         (summary(&detail))

@@ -9,6 +9,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
 
+use durable_store::StatusKind;
+
 use crate::admin::view::{InstanceList, InstanceRow};
 use crate::dashboard::Shared;
 use crate::dashboard::api::{self, ApiError, param};
@@ -125,23 +127,13 @@ fn counts(list: &InstanceList, filters: &Filters) -> Markup {
     }
 }
 
-const STATUSES: [&str; 7] = [
-    "pending",
-    "running",
-    "completed",
-    "failed",
-    "stalled",
-    "terminated",
-    "suspended",
-];
-
 fn filter_form(filters: &Filters) -> Markup {
     html! {
         form.filters method="get" action="/" {
             label { "Status"
                 select name="status" {
                     option value="" { "any" }
-                    @for status in STATUSES {
+                    @for status in StatusKind::ALL.map(StatusKind::as_str) {
                         option value=(status) selected[filters.status == status] { (status) }
                     }
                 }

@@ -164,7 +164,10 @@ impl Engine {
         held.statuses.get(instance).is_some_and(|status| {
             matches!(
                 status,
-                StatusKind::Pending | StatusKind::Running | StatusKind::Suspended
+                StatusKind::Pending
+                    | StatusKind::Running
+                    | StatusKind::Suspended
+                    | StatusKind::DeadLettered
             )
         })
     }

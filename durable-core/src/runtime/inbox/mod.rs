@@ -445,7 +445,7 @@ impl Inboxes {
             return;
         }
         if let Some(inbox) = open.inboxes.get_mut(instance) {
-            inbox.suspended = matches!(status, Status::Suspended { .. });
+            inbox.suspended = status.waits_for_resume();
             let stalled_now = matches!(status, Status::Stalled { .. });
             let terminated = matches!(status, Status::Terminated { .. });
             inbox.stalled = (inbox.stalled || stalled_now) && !terminated;
