@@ -25,10 +25,11 @@ fn limited(limits: &[(&str, ActivityLimits)]) -> ClaimFilter {
     ClaimFilter::default().activity_limits(limits)
 }
 
-/// Tasks `ids` (id, activity) of running instance `instance`, left for a claim.
+/// Tasks `ids` (id, activity) of running instance `instance` (of orchestrator `work`),
+/// left for a claim.
 fn enqueue<S: Store + ?Sized>(c: &Check<'_, S>, instance: &str, ids: &[(WorkId, &str)]) {
     c.commit(vec![Commit {
-        instances: vec![(instance.into(), record("flow", Status::Running, 0))],
+        instances: vec![(instance.into(), record("work", Status::Running, 0))],
         enqueued: (ids.iter())
             .map(|(id, activity)| (*id, task_of(instance, *id, activity)))
             .collect(),
@@ -148,7 +149,7 @@ pub(super) fn no_slot_stays_taken_once_the_work_is_done(store: &impl Store) {
     // p1 is terminated while it runs, p2 before it started.
     c.commit(vec![Commit {
         instances: vec![
-            ("x".into(), record("flow", terminated(), 1)),
+            ("x".into(), record("work", terminated(), 1)),
             ("p1".into(), record("flow", terminated(), 1)),
             ("p2".into(), record("flow", terminated(), 0)),
         ],
