@@ -99,7 +99,10 @@ fn a_terminated_instances_running_activity_keeps_its_slot_on_fjall() {
             "`b`'s task did not start while `a`'s execution still runs"
         );
         gate.send_replace(true);
-        assert_eq!(client.instance(charge_once, "b").wait(WAIT).await.unwrap(), 2);
+        assert_eq!(
+            client.instance(charge_once, "b").wait(WAIT).await.unwrap(),
+            2
+        );
         runtime.shutdown().await;
     });
     assert_eq!(gauge.most.load(Ordering::SeqCst), 1, "one at a time");
@@ -134,7 +137,10 @@ fn a_panicking_limited_activity_frees_its_slot_on_fjall() {
             .unwrap();
         let client = runtime.client();
         for x in 0..4u64 {
-            client.start(brittle_once, format!("b{x}"), x).await.unwrap();
+            client
+                .start(brittle_once, format!("b{x}"), x)
+                .await
+                .unwrap();
         }
         let first = client.instance(brittle_once, "b0");
         assert!(first.wait(WAIT).await.is_err(), "the panic fails `b0`");
@@ -161,12 +167,10 @@ async fn generation_step(ctx: ActivityContext, step: String) -> Result<(), Strin
 /// One instance at a time; runs a step, then continues as new until its third
 /// generation.
 #[orchestrator(max_running = 1)]
-async fn generations(
-    ctx: OrchestrationContext,
-    input: (String, u32),
-) -> Result<String, String> {
+async fn generations(ctx: OrchestrationContext, input: (String, u32)) -> Result<String, String> {
     let (name, generation) = input;
-    ctx.call(generation_step, format!("{name}{generation}")).await?;
+    ctx.call(generation_step, format!("{name}{generation}"))
+        .await?;
     if generation < 3 {
         return ctx.continue_as_new((name, generation + 1)).await;
     }

@@ -41,11 +41,7 @@ pub(super) fn equal_priorities_go_in_id_order_across_activities(store: &impl Sto
     let c = Check::new("equal_priorities_go_in_id_order_across_activities", store);
     enqueue(&c, "x", &[(1, "b"), (2, "a"), (3, "a"), (4, "b")]);
     let limits = ActivityLimits::new().concurrency(10);
-    let filter = limited(&[
-        ("a", limits),
-        ("b", limits),
-        ("urgent", limits.priority(5)),
-    ]);
+    let filter = limited(&[("a", limits), ("b", limits), ("urgent", limits.priority(5))]);
     let w = c.ok(store.join(LONG));
     let what = "with room for 2, a claim takes the 2 oldest tasks of priority 0, whatever \
                 their activity (not every task of the activity named first)";
@@ -61,9 +57,7 @@ pub(super) fn equal_priorities_go_in_id_order_across_activities(store: &impl Sto
     c.expect(Ok(item_ids(&c.ok(store.claim(w, &one)))), vec![4], what);
 }
 
-pub(super) fn a_lapsed_workers_slots_free_once_and_its_late_result_is_refused(
-    store: &impl Store,
-) {
+pub(super) fn a_lapsed_workers_slots_free_once_and_its_late_result_is_refused(store: &impl Store) {
     let c = Check::new(
         "a_lapsed_workers_slots_free_once_and_its_late_result_is_refused",
         store,
@@ -72,13 +66,25 @@ pub(super) fn a_lapsed_workers_slots_free_once_and_its_late_result_is_refused(
     let filter = limited(&[("charge", ActivityLimits::new().concurrency(2))]);
     let lapses = c.ok(store.join(SHORT));
     let what = "the worker about to lapse takes both slots";
-    c.expect(Ok(item_ids(&c.ok(store.claim(lapses, &filter)))), vec![1, 2], what);
+    c.expect(
+        Ok(item_ids(&c.ok(store.claim(lapses, &filter)))),
+        vec![1, 2],
+        what,
+    );
     let (w2, w3) = (c.ok(store.join(LONG)), c.ok(store.join(LONG)));
-    c.expect(Ok(item_ids(&c.ok(store.claim(w2, &filter)))), vec![], "no slot");
+    c.expect(
+        Ok(item_ids(&c.ok(store.claim(w2, &filter)))),
+        vec![],
+        "no slot",
+    );
     std::thread::sleep(SHORT + Duration::from_millis(300));
     let what = "once its lease lapsed, its 2 slots free, once: a claim takes its 2 tasks \
                 again, and no third";
-    c.expect(Ok(item_ids(&c.ok(store.claim(w2, &filter)))), vec![1, 2], what);
+    c.expect(
+        Ok(item_ids(&c.ok(store.claim(w2, &filter)))),
+        vec![1, 2],
+        what,
+    );
     c.expect(Ok(item_ids(&c.ok(store.claim(w3, &filter)))), vec![], what);
     // The lapsed worker's late result is refused, and frees nothing.
     let late = store.commit(&[Commit {
@@ -108,7 +114,11 @@ pub(super) fn no_slot_stays_taken_once_the_work_is_done(store: &impl Store) {
         reason: "stop".into(),
     };
     // Instance x with 4 tasks of `charge` (2 at once); p1 and p2 wait to start (1 runs).
-    enqueue(&c, "x", &[(1, "charge"), (2, "charge"), (3, "charge"), (4, "charge")]);
+    enqueue(
+        &c,
+        "x",
+        &[(1, "charge"), (2, "charge"), (3, "charge"), (4, "charge")],
+    );
     c.commit(vec![Commit {
         instances: vec![("p1".into(), pending(1)), ("p2".into(), pending(2))],
         enqueued: vec![(10, message("p1", 1)), (11, message("p2", 1))],
@@ -120,7 +130,11 @@ pub(super) fn no_slot_stays_taken_once_the_work_is_done(store: &impl Store) {
         .orchestrator_limits(orchestrators);
     let (w1, w2) = (c.ok(store.join(LONG)), c.ok(store.join(LONG)));
     let what = "a claim takes 2 tasks and starts p1";
-    c.expect(Ok(item_ids(&c.ok(store.claim(w1, &filter)))), vec![1, 2, 10], what);
+    c.expect(
+        Ok(item_ids(&c.ok(store.claim(w1, &filter)))),
+        vec![1, 2, 10],
+        what,
+    );
     // Task 1 succeeds; task 2 fails and is retried after a backoff (a timer, then a new
     // task of the activity left for a claim); p1 starts.
     c.commit(vec![Commit {
@@ -144,7 +158,11 @@ pub(super) fn no_slot_stays_taken_once_the_work_is_done(store: &impl Store) {
     }]);
     let what = "the two slots freed: a claim takes the next two tasks (the retry, \
                 scheduled later, waits)";
-    c.expect(Ok(item_ids(&c.ok(store.claim(w2, &filter)))), vec![3, 4], what);
+    c.expect(
+        Ok(item_ids(&c.ok(store.claim(w2, &filter)))),
+        vec![3, 4],
+        what,
+    );
     // x is terminated while w2 runs its tasks (a commit without a lease, as a tool's);
     // p1 is terminated while it runs, p2 before it started.
     c.commit(vec![Commit {

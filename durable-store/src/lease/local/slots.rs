@@ -96,7 +96,12 @@ impl Slots {
     ) -> Vec<WorkId> {
         let counts = &self.held_by_activity;
         let held: HashMap<String, u32> = (waiting.iter())
-            .map(|w| (w.activity.clone(), counts.get(&w.activity).copied().unwrap_or(0)))
+            .map(|w| {
+                (
+                    w.activity.clone(),
+                    counts.get(&w.activity).copied().unwrap_or(0),
+                )
+            })
             .collect();
         self.choose_counted(waiting, filter, held, usize::MAX).0
     }

@@ -367,7 +367,10 @@ fn a_workers_own_tasks_are_taken_at_once_while_their_limit_has_room() {
         ..Commit::default()
     };
     fake.commit(&mut leases, left).unwrap();
-    assert_eq!(leases.claim_tasks(w, &own(&[1, 2, 3]), &filter).unwrap(), NONE);
+    assert_eq!(
+        leases.claim_tasks(w, &own(&[1, 2, 3]), &filter).unwrap(),
+        NONE
+    );
     let only_instances = ClaimFilter::default().activities(vec![]);
     leases.claim(other, &only_instances, &fake).unwrap();
     fake.take_reads();
@@ -376,8 +379,15 @@ fn a_workers_own_tasks_are_taken_at_once_while_their_limit_has_room() {
     assert_eq!(fake.take_reads(), [0; 4], "nothing read");
     assert_eq!(leases.item_holder(1), Some(w));
     let what = "no slot left: a claim takes no third, nor does the worker again";
-    assert!(leases.claim(other, &filter, &fake).unwrap().is_empty(), "{what}");
-    assert_eq!(leases.claim_tasks(w, &own(&[3]), &filter).unwrap(), NONE, "{what}");
+    assert!(
+        leases.claim(other, &filter, &fake).unwrap().is_empty(),
+        "{what}"
+    );
+    assert_eq!(
+        leases.claim_tasks(w, &own(&[3]), &filter).unwrap(),
+        NONE,
+        "{what}"
+    );
     // Task 3 is parked by now; a slot frees, and a new task of the worker's waits behind it.
     let done = Commit {
         dequeued: vec![1],
@@ -387,7 +397,11 @@ fn a_workers_own_tasks_are_taken_at_once_while_their_limit_has_room() {
     };
     fake.commit(&mut leases, done).unwrap();
     let what = "tasks parked before wait longer: the worker's new one is left for a claim";
-    assert_eq!(leases.claim_tasks(w, &own(&[4]), &filter).unwrap(), NONE, "{what}");
+    assert_eq!(
+        leases.claim_tasks(w, &own(&[4]), &filter).unwrap(),
+        NONE,
+        "{what}"
+    );
     let claim = leases.claim(other, &filter, &fake).unwrap();
     let ids: Vec<WorkId> = claim.items.iter().map(|(id, _)| *id).collect();
     assert_eq!(ids, [3], "{what}");
