@@ -1,12 +1,13 @@
 //! Flow control under faults (the adversarial review of issue 16): a limited activity's
 //! slot while its instance is terminated mid-execution, or when it panics; a limit on
-//! running instances across continue-as-new.
+//! running instances across continue-as-new; on fjall and on PostgreSQL.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use durable_core::{ActivityContext, OrchestrationContext, Runtime, activity, orchestrator};
+use durable_core::{ActivityContext, OrchestrationContext, Runtime, Store, activity, orchestrator};
+use durable_store::{PostgresStore, TestServer};
 
 use crate::common::{lifetime, store};
 
@@ -71,9 +72,7 @@ async fn until_ran(gauge: &Gauge, n: u32) {
 
 /// An instance terminated while its limited activity runs: the activity's execution still
 /// holds its slot (its code runs on), so the next instance's task waits for it to return.
-#[test]
-fn a_terminated_instances_running_activity_keeps_its_slot_on_fjall() {
-    let (_dir, store) = store();
+fn a_terminated_instances_running_activity_keeps_its_slot(store: impl Store + 'static) {
     let gauge = Arc::new(Gauge::default());
     let gate = Arc::new(Gate::new(false));
     lifetime(async {
@@ -106,6 +105,20 @@ fn a_terminated_instances_running_activity_keeps_its_slot_on_fjall() {
         runtime.shutdown().await;
     });
     assert_eq!(gauge.most.load(Ordering::SeqCst), 1, "one at a time");
+}
+
+#[test]
+fn a_terminated_instances_running_activity_keeps_its_slot_on_fjall() {
+    let (_dir, store) = store();
+    a_terminated_instances_running_activity_keeps_its_slot(store);
+}
+
+#[test]
+fn a_terminated_instances_running_activity_keeps_its_slot_on_postgres() {
+    let database = TestServer::shared().database();
+    a_terminated_instances_running_activity_keeps_its_slot(
+        PostgresStore::open(database.url()).unwrap(),
+    );
 }
 
 /// One at a time; panics for 0.
@@ -179,9 +192,7 @@ async fn generations(ctx: OrchestrationContext, input: (String, u32)) -> Result<
 
 /// Continue-as-new keeps an instance's place under `max_running`: the instance created
 /// next starts only once every generation of the first has finished.
-#[test]
-fn continue_as_new_keeps_its_place_under_max_running_on_fjall() {
-    let (_dir, store) = store();
+fn continue_as_new_keeps_its_place_under_max_running(store: impl Store + 'static) {
     let order = Arc::new(Order::default());
     lifetime(async {
         let runtime = Runtime::builder(store)
@@ -210,4 +221,16 @@ fn continue_as_new_keeps_its_place_under_max_running_on_fjall() {
         *order.0.lock().unwrap(),
         ["a1", "a2", "a3", "b1", "b2", "b3"]
     );
+}
+
+#[test]
+fn continue_as_new_keeps_its_place_under_max_running_on_fjall() {
+    let (_dir, store) = store();
+    continue_as_new_keeps_its_place_under_max_running(store);
+}
+
+#[test]
+fn continue_as_new_keeps_its_place_under_max_running_on_postgres() {
+    let database = TestServer::shared().database();
+    continue_as_new_keeps_its_place_under_max_running(PostgresStore::open(database.url()).unwrap());
 }
