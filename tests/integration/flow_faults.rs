@@ -234,3 +234,67 @@ fn continue_as_new_keeps_its_place_under_max_running_on_postgres() {
     let database = TestServer::shared().database();
     continue_as_new_keeps_its_place_under_max_running(PostgresStore::open(database.url()).unwrap());
 }
+
+/// Two at a time across every worker of the store; at most 3 starts per 300 ms.
+#[activity(concurrency = 2, rate = "3/300ms")]
+async fn shared_step(ctx: ActivityContext, x: u64) -> Result<u64, String> {
+    let _running = ctx.state::<Arc<Gauge>>().begin();
+    ctx.state::<Arc<Starts>>()
+        .0
+        .lock()
+        .unwrap()
+        .push(Instant::now());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(x)
+}
+
+#[orchestrator]
+async fn shared_flow(ctx: OrchestrationContext, x: u64) -> Result<u64, String> {
+    Ok(ctx.call(shared_step, x).await?)
+}
+
+/// When each execution of `shared_step` began.
+#[derive(Debug, Default)]
+struct Starts(Mutex<Vec<Instant>>);
+
+/// Two workers in one process on one fjall store: the tasks each takes at once, as its
+/// own turns schedule them, count against the limits the other's count against too.
+#[test]
+fn two_workers_on_one_fjall_store_share_the_limits() {
+    let (_dir, store) = store();
+    let store = Arc::new(store);
+    let (gauge, starts) = (Arc::new(Gauge::default()), Arc::new(Starts::default()));
+    lifetime(async {
+        let worker = || {
+            Runtime::builder(store.clone())
+                .orchestrator(shared_flow)
+                .activity(shared_step)
+                .state(gauge.clone())
+                .state(starts.clone())
+                .start()
+        };
+        let (a, b) = (worker().await.unwrap(), worker().await.unwrap());
+        for x in 0..12u64 {
+            let client = if x % 2 == 0 { a.client() } else { b.client() };
+            client.start(shared_flow, format!("s{x}"), x).await.unwrap();
+        }
+        for x in 0..12u64 {
+            let instance = a.client().instance(shared_flow, format!("s{x}"));
+            assert_eq!(instance.wait(WAIT).await.unwrap(), x);
+        }
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+    assert_eq!(gauge.ran(), 12);
+    assert!(gauge.most.load(Ordering::SeqCst) <= 2, "at most 2 at once");
+    let starts = starts.0.lock().unwrap().clone();
+    for (i, first) in starts.iter().enumerate() {
+        let within = (starts[i..].iter())
+            .filter(|at| at.duration_since(*first) < Duration::from_millis(290))
+            .count();
+        assert!(
+            within <= 3,
+            "at most 3 starts in any 300 ms: {within} after start {i}"
+        );
+    }
+}
