@@ -123,6 +123,15 @@ pub trait StoreLayer: Send + Sync + 'static {
     fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
         self.inner().claim(worker, filter)
     }
+    /// [`Store::claim_tasks`]; forwarded to [`inner`](Self::inner) unless overridden.
+    fn claim_tasks(
+        &self,
+        worker: WorkerId,
+        tasks: &[(WorkId, &str)],
+        filter: &ClaimFilter,
+    ) -> Result<Vec<WorkId>, StoreError> {
+        self.inner().claim_tasks(worker, tasks, filter)
+    }
     /// [`Store::reserve_work_ids`]; forwarded to [`inner`](Self::inner) unless overridden.
     fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
         self.inner().reserve_work_ids(count)
@@ -210,6 +219,14 @@ impl<L: StoreLayer> Store for Layered<L> {
     }
     fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
         self.0.claim(worker, filter)
+    }
+    fn claim_tasks(
+        &self,
+        worker: WorkerId,
+        tasks: &[(WorkId, &str)],
+        filter: &ClaimFilter,
+    ) -> Result<Vec<WorkId>, StoreError> {
+        self.0.claim_tasks(worker, tasks, filter)
     }
     fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
         self.0.reserve_work_ids(count)

@@ -393,6 +393,15 @@ impl Store for MemoryStore {
         leases.claim(worker, filter, &reads)
     }
 
+    fn claim_tasks(
+        &self,
+        worker: WorkerId,
+        tasks: &[(WorkId, &str)],
+        filter: &ClaimFilter,
+    ) -> Result<Vec<WorkId>, StoreError> {
+        self.state().leases.claim_tasks(worker, tasks, filter)
+    }
+
     fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
         let mut state = self.state();
         let above = state.work.keys().next_back().map_or(0, |id| id + 1);

@@ -259,6 +259,26 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Server`]) if the read or write fails.
     fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError>;
 
+    /// Takes for `worker`, at once, tasks of limited activities that its own commit (now
+    /// durable) left unclaimed, `tasks` (work id and activity name), as far as `filter`'s
+    /// limits allow them to start now, as [`claim`](Self::claim) would take them; returns
+    /// the ids taken, which `worker` then holds. The others wait for a claim. A cheaper
+    /// path than a claim for a task whose limit has room: it reads nothing. The default
+    /// takes none (every task waits for a claim).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::LeaseExpired`] if the lease of `worker` has expired.
+    fn claim_tasks(
+        &self,
+        worker: WorkerId,
+        tasks: &[(WorkId, &str)],
+        filter: &ClaimFilter,
+    ) -> Result<Vec<WorkId>, StoreError> {
+        let _ = (worker, tasks, filter);
+        Ok(Vec::new())
+    }
+
     /// Reserves `count` work ids no other caller gets: returns the first of
     /// `first..first + count`, above every id the store holds or reserved before.
     ///
@@ -344,6 +364,14 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn claim(&self, worker: WorkerId, filter: &ClaimFilter) -> Result<Claim, StoreError> {
         (**self).claim(worker, filter)
+    }
+    fn claim_tasks(
+        &self,
+        worker: WorkerId,
+        tasks: &[(WorkId, &str)],
+        filter: &ClaimFilter,
+    ) -> Result<Vec<WorkId>, StoreError> {
+        (**self).claim_tasks(worker, tasks, filter)
     }
     fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
         (**self).reserve_work_ids(count)

@@ -24,6 +24,7 @@ mod entity_review2;
 mod entity_support;
 mod faults;
 mod flow_control;
+mod flow_faults;
 mod fuzz;
 mod held_by_self;
 mod incarnation;

@@ -51,6 +51,7 @@ pub(in crate::runtime) fn run(
     trace: ActivityTrace,
 ) {
     if engine.limits_activity(&task.activity) {
+        engine.take_at_once(id, task, trace);
         return;
     }
     run_claimed(engine, id, task, trace);

@@ -13,6 +13,7 @@ mod commits;
 mod entities;
 mod fences;
 mod leases;
+mod limit_faults;
 mod limits;
 mod listing;
 mod order;
@@ -39,6 +40,10 @@ use self::leases::{
     concurrent_claims_never_take_the_same_thing, released_instances_are_left_for_a_claim,
     waiting_for_work_wakes_on_unclaimed_work, work_ids_are_reserved_apart,
     workers_join_renew_and_leave,
+};
+use self::limit_faults::{
+    a_lapsed_workers_slots_free_once_and_its_late_result_is_refused,
+    equal_priorities_go_in_id_order_across_activities, no_slot_stays_taken_once_the_work_is_done,
 };
 use self::limits::{
     a_concurrency_limit_counts_the_tasks_live_workers_hold,
@@ -99,6 +104,9 @@ pub fn run<S: Store>(make: impl Fn() -> S) {
     removing_a_held_task_wakes_the_waiting_workers(&make());
     a_max_running_limit_starts_pending_instances_in_creation_order(&make());
     finishing_a_limited_instance_wakes_the_waiting_workers(&make());
+    equal_priorities_go_in_id_order_across_activities(&make());
+    a_lapsed_workers_slots_free_once_and_its_late_result_is_refused(&make());
+    no_slot_stays_taken_once_the_work_is_done(&make());
 }
 
 /// Checks that what was committed survives dropping the store and opening `dir` again, twice.

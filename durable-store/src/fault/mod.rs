@@ -511,6 +511,16 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.claim(worker, filter)
     }
 
+    fn claim_tasks(
+        &self,
+        worker: WorkerId,
+        tasks: &[(WorkId, &str)],
+        filter: &ClaimFilter,
+    ) -> Result<Vec<WorkId>, StoreError> {
+        self.switch.check_read(Call::Claim)?;
+        self.inner.claim_tasks(worker, tasks, filter)
+    }
+
     fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
         self.inner.reserve_work_ids(count)
     }

@@ -369,6 +369,15 @@ impl Store for FjallStore {
         self.claim_work(worker, filter)
     }
 
+    fn claim_tasks(
+        &self,
+        worker: WorkerId,
+        tasks: &[(WorkId, &str)],
+        filter: &ClaimFilter,
+    ) -> Result<Vec<WorkId>, StoreError> {
+        lock(&self.inner.leases).claim_tasks(worker, tasks, filter)
+    }
+
     fn reserve_work_ids(&self, count: u64) -> Result<WorkId, StoreError> {
         self.reserve(count)
     }

@@ -9,9 +9,16 @@
 //! the activity wakes it) or a rate window opens
 //! ([`Claim::retry_after`](durable_store::Claim::retry_after)), counts the attempt, and
 //! runs it then.
+//!
+//! The cheaper path first: once the turn's commit is durable, the worker asks the store
+//! for the tasks it just left ([`Store::claim_tasks`](durable_store::Store::claim_tasks)),
+//! batched across the turns that finish meanwhile, and runs at once those whose limit has
+//! room (counting the attempt in memory, as the turn of an unlimited activity does); the
+//! store counts them as a claim would. A store without that path (PostgreSQL) takes none,
+//! and every task goes through the claim loop.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use durable_store::{ActivityTask, WorkId};
@@ -63,6 +70,9 @@ pub(super) struct Flow {
     claimed: Mutex<HashSet<WorkId>>,
     /// When the last claim said a rate window opens.
     retry_after: Mutex<Option<Duration>>,
+    /// Tasks of limited activities that turns of this worker left, their commit durable,
+    /// to take at once ([`Engine::take_at_once`]) with the next call to the store.
+    at_once: Mutex<Vec<(WorkId, ActivityTask, ActivityTrace)>>,
 }
 
 impl Flow {
@@ -148,6 +158,70 @@ impl Engine {
     /// Forgets every task noted as claimed (the lease that claimed them lapsed).
     pub(in crate::runtime) fn forget_all_claimed(&self) {
         lock(&self.flow.claimed).clear();
+    }
+
+    /// Takes task `id` of a limited activity, which a turn of this worker scheduled and
+    /// left unclaimed (its commit is durable), at once if its limit has room, and runs it;
+    /// otherwise it waits for a claim. The tasks of the turns that finish meanwhile go to
+    /// the store in one call.
+    pub(in crate::runtime) fn take_at_once(
+        self: &Arc<Self>,
+        id: WorkId,
+        task: ActivityTask,
+        trace: ActivityTrace,
+    ) {
+        let first = {
+            let mut batch = lock(&self.flow.at_once);
+            batch.push((id, task, trace));
+            batch.len() == 1
+        };
+        if first {
+            let engine = self.clone();
+            self.spawn_boxed(async move {
+                // The turns finishing meanwhile add theirs: one call takes them all.
+                tokio::task::yield_now().await;
+                engine.take_batch_at_once().await;
+            });
+        }
+    }
+
+    /// Asks the store for the tasks gathered by [`take_at_once`](Self::take_at_once), and
+    /// runs those it gives this worker.
+    async fn take_batch_at_once(self: Arc<Self>) {
+        let batch = std::mem::take(&mut *lock(&self.flow.at_once));
+        if batch.is_empty() || self.takes_no_work() {
+            return;
+        }
+        let (store, worker) = (self.store_arc(), self.worker());
+        let filter = self.claim_filter.clone();
+        let tasks: Vec<(WorkId, String)> = (batch.iter())
+            .map(|(id, task, _)| (*id, task.activity.clone()))
+            .collect();
+        let taken = tokio::task::spawn_blocking(move || {
+            let tasks: Vec<(WorkId, &str)> = (tasks.iter())
+                .map(|(id, activity)| (*id, activity.as_str()))
+                .collect();
+            store.claim_tasks(worker, &tasks, &filter)
+        })
+        .await;
+        // Not taken (a lease that lapsed meanwhile, a store that failed): a claim takes
+        // them.
+        let Ok(Ok(taken)) = taken else {
+            return;
+        };
+        if taken.is_empty() {
+            return;
+        }
+        let taken: HashSet<WorkId> = taken.into_iter().collect();
+        for (id, mut task, trace) in batch {
+            if taken.contains(&id) {
+                self.note_claimed(id, &task.activity);
+                // Stored with one attempt less, as a task that never executed: this is
+                // the attempt a claim would have counted.
+                task.attempt = task.attempt.saturating_add(1);
+                crate::runtime::activities::run_claimed(&self, id, task, trace);
+            }
+        }
     }
 
     /// Records when the last claim said a rate window opens.

@@ -36,6 +36,8 @@ pub(super) struct Waiting {
 pub(super) struct Slots {
     /// Each task of a limited activity a claim took, with its activity.
     held: FnvMap<WorkId, String>,
+    /// How many tasks of each activity `held` holds.
+    held_by_activity: HashMap<String, u32>,
     /// The starts of each rate-limited activity within its last period, oldest first.
     starts: HashMap<String, VecDeque<Instant>>,
     /// The instances of limited orchestrators that run, or that a claim took to start,
@@ -57,7 +59,51 @@ pub(super) struct Slots {
 impl Slots {
     /// Forgets task `id` (removed, or no longer held); whether it held a slot.
     pub(super) fn free(&mut self, id: WorkId) -> bool {
-        !self.held.is_empty() && self.held.remove(&id).is_some()
+        if self.held.is_empty() {
+            return false;
+        }
+        let Some(activity) = self.held.remove(&id) else {
+            return false;
+        };
+        if let Some(n) = self.held_by_activity.get_mut(&activity) {
+            *n = n.saturating_sub(1);
+        }
+        true
+    }
+
+    /// Holds a slot of `activity` for task `id`.
+    fn hold(&mut self, id: WorkId, activity: String) {
+        if self.held.contains_key(&id) {
+            return;
+        }
+        *self.held_by_activity.entry(activity.clone()).or_default() += 1;
+        self.held.insert(id, activity);
+    }
+
+    /// Whether tasks of `activity` wait parked.
+    pub(super) fn has_parked(&self, activity: &str) -> bool {
+        self.parked.contains_key(activity)
+    }
+
+    /// Chooses among `waiting` as [`choose`](Self::choose) does, counting the held tasks
+    /// of each activity from the running count: for a caller that swept the lapsed workers
+    /// first, so that every held task is held by a live worker. Costs the tasks waiting,
+    /// not the tasks held.
+    pub(super) fn choose_swept(
+        &mut self,
+        waiting: Vec<Waiting>,
+        filter: &ClaimFilter,
+    ) -> Vec<WorkId> {
+        let counts = &self.held_by_activity;
+        let held: HashMap<String, u32> = (waiting.iter())
+            .map(|w| {
+                (
+                    w.activity.clone(),
+                    counts.get(&w.activity).copied().unwrap_or(0),
+                )
+            })
+            .collect();
+        self.choose_counted(waiting, filter, held, usize::MAX).0
     }
 
     /// Parks task `id` of `activity`, left waiting.
@@ -156,22 +202,33 @@ impl Slots {
         live: impl Fn(WorkId) -> bool,
         room: usize,
     ) -> (Vec<WorkId>, Option<Duration>) {
-        let limits = |activity: &str| -> ActivityLimits {
-            filter.limits_of(activity).copied().unwrap_or_default()
-        };
-        let mut waiting = waiting;
-        waiting.sort_by_key(|w| (std::cmp::Reverse(limits(&w.activity).priority), w.id));
-        let now = Instant::now();
         let mut running: HashMap<&str, u32> = HashMap::new();
         for (id, activity) in &self.held {
             if live(*id) {
                 *running.entry(activity.as_str()).or_default() += 1;
             }
         }
-        let mut running: HashMap<String, u32> = running
+        let running: HashMap<String, u32> = running
             .into_iter()
             .map(|(activity, n)| (activity.to_owned(), n))
             .collect();
+        self.choose_counted(waiting, filter, running, room)
+    }
+
+    /// [`choose`](Self::choose), given how many tasks of each activity live workers hold.
+    fn choose_counted(
+        &mut self,
+        waiting: Vec<Waiting>,
+        filter: &ClaimFilter,
+        mut running: HashMap<String, u32>,
+        room: usize,
+    ) -> (Vec<WorkId>, Option<Duration>) {
+        let limits = |activity: &str| -> ActivityLimits {
+            filter.limits_of(activity).copied().unwrap_or_default()
+        };
+        let mut waiting = waiting;
+        waiting.sort_by_key(|w| (std::cmp::Reverse(limits(&w.activity).priority), w.id));
+        let now = Instant::now();
         let mut chosen = Vec::new();
         let mut retry_after: Option<Duration> = None;
         for Waiting { id, activity } in waiting {
@@ -201,7 +258,7 @@ impl Slots {
                 starts.push_back(now);
             }
             *held += 1;
-            self.held.insert(id, activity);
+            self.hold(id, activity);
             chosen.push(id);
         }
         (chosen, retry_after)
@@ -209,6 +266,52 @@ impl Slots {
 }
 
 impl Leases {
+    /// Takes for `worker` the tasks `tasks` (id and activity) of limited activities that
+    /// its own commit left unclaimed, as far as `filter`'s limits allow now (see
+    /// [`Store::claim_tasks`](crate::Store::claim_tasks)): only tasks still queued and
+    /// unheld, and none of an activity with tasks parked (those waited longer, and go
+    /// first). Returns the ids taken; the others wait for a claim. Costs the tasks given,
+    /// not the queue nor the tasks held.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::LeaseExpired`] if the lease of `worker` has expired.
+    pub(crate) fn claim_tasks(
+        &mut self,
+        worker: WorkerId,
+        tasks: &[(WorkId, &str)],
+        filter: &ClaimFilter,
+    ) -> Result<Vec<WorkId>, StoreError> {
+        self.alive(worker)?;
+        // Every held task is then held by a live worker: the counts need no lease check.
+        self.sweep();
+        let Some(unheld) = &self.unheld else {
+            // No claim read the queue yet: whether a task is unheld, only a claim says.
+            return Ok(Vec::new());
+        };
+        let waiting: Vec<Waiting> = (tasks.iter())
+            .filter(|(id, activity)| {
+                unheld.contains(id)
+                    && filter.limits_of(activity).is_some()
+                    && !self.slots.has_parked(activity)
+            })
+            .map(|(id, activity)| Waiting {
+                id: *id,
+                activity: (*activity).to_owned(),
+            })
+            .collect();
+        if waiting.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chosen = self.slots.choose_swept(waiting, filter);
+        let unheld = self.unheld.get_or_insert_default();
+        for id in &chosen {
+            unheld.remove(id);
+            self.items.insert(*id, worker);
+        }
+        Ok(chosen)
+    }
+
     /// Adds to `items` the tasks of limited activities among `waiting` that their limits
     /// let this claim take for `worker` (see [`Slots::choose`]), and marks their instances
     /// in `met` as taken from; keeps `items` in id order. A task read from the queue

@@ -341,3 +341,70 @@ fn tasks_left_waiting_for_a_limit_are_not_read_again() {
         "that task and its instance read"
     );
 }
+
+/// The tasks a worker's own commit left unclaimed are taken at once while their limit has
+/// room, reading nothing; the rest wait for a claim, behind the tasks parked before them.
+#[test]
+fn a_workers_own_tasks_are_taken_at_once_while_their_limit_has_room() {
+    let mut fake = Fake::default();
+    fake.records.insert("a".into(), record(Status::Running));
+    let mut leases = Leases::default();
+    let (w, other) = (leases.join(LONG), leases.join(LONG));
+    let mut limits = BTreeMap::new();
+    limits.insert(
+        "charge".to_owned(),
+        crate::lease::ActivityLimits::new().concurrency(2),
+    );
+    let filter = ClaimFilter::default().activity_limits(limits);
+    const NONE: [WorkId; 0] = [];
+    let own = |ids: &[WorkId]| -> Vec<(WorkId, &'static str)> {
+        ids.iter().map(|id| (*id, "charge")).collect()
+    };
+    // Before any claim read the queue, nothing is known unheld: none taken.
+    let left = Commit {
+        enqueued: vec![(1, charge(1)), (2, charge(2)), (3, charge(3))],
+        lease: lease(w, &[1, 2, 3]),
+        ..Commit::default()
+    };
+    fake.commit(&mut leases, left).unwrap();
+    assert_eq!(
+        leases.claim_tasks(w, &own(&[1, 2, 3]), &filter).unwrap(),
+        NONE
+    );
+    let only_instances = ClaimFilter::default().activities(vec![]);
+    leases.claim(other, &only_instances, &fake).unwrap();
+    fake.take_reads();
+    let taken = leases.claim_tasks(w, &own(&[1, 2, 3]), &filter).unwrap();
+    assert_eq!(taken, [1, 2], "two slots, the oldest first");
+    assert_eq!(fake.take_reads(), [0; 4], "nothing read");
+    assert_eq!(leases.item_holder(1), Some(w));
+    let what = "no slot left: a claim takes no third, nor does the worker again";
+    assert!(
+        leases.claim(other, &filter, &fake).unwrap().is_empty(),
+        "{what}"
+    );
+    assert_eq!(
+        leases.claim_tasks(w, &own(&[3]), &filter).unwrap(),
+        NONE,
+        "{what}"
+    );
+    // Task 3 is parked by now; a slot frees, and a new task of the worker's waits behind it.
+    let done = Commit {
+        dequeued: vec![1],
+        enqueued: vec![(4, charge(4))],
+        lease: lease(w, &[4]),
+        ..Commit::default()
+    };
+    fake.commit(&mut leases, done).unwrap();
+    let what = "tasks parked before wait longer: the worker's new one is left for a claim";
+    assert_eq!(
+        leases.claim_tasks(w, &own(&[4]), &filter).unwrap(),
+        NONE,
+        "{what}"
+    );
+    let claim = leases.claim(other, &filter, &fake).unwrap();
+    let ids: Vec<WorkId> = claim.items.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [3], "{what}");
+    // A task already held is not taken again.
+    assert_eq!(leases.claim_tasks(w, &own(&[2, 3]), &filter).unwrap(), NONE);
+}

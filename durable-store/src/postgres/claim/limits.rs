@@ -101,8 +101,8 @@ struct Activity {
 
 /// Takes for `worker`, among `waiting` (unheld tasks of activities `filter` limits read
 /// from the queue, in id order) and the first parked tasks of each limited activity, at
-/// most `room` tasks as the limits allow: activities of higher priority first, then in id
-/// order. Parks the tasks of `waiting` left waiting. Returns the tasks taken, and when a
+/// most `room` tasks as the limits allow: tasks of higher priority first, then in id order
+/// whatever their activity. Parks the tasks of `waiting` left waiting. Returns the tasks taken, and when a
 /// rate window next opens for an activity left with tasks waiting.
 pub(super) fn take(
     tx: &mut Prepared<'_>,
@@ -186,25 +186,39 @@ pub(super) fn take(
         }
         activity.budget = budget;
     }
-    let mut order: Vec<(&String, &mut Activity)> = activities.iter_mut().collect();
-    order.sort_by_key(|(name, activity)| (std::cmp::Reverse(activity.limits.priority), *name));
+    // Higher priority first, then in id order whatever the activity (as `Slots::choose`):
+    // taken by activity in name order, each within its budget, all within `room`.
+    let mut order: Vec<(i32, WorkId, &String)> = (activities.iter())
+        .flat_map(|(name, a)| (a.tasks.iter()).map(move |(id, _)| (a.limits.priority, *id, name)))
+        .collect();
+    order.sort_by_key(|(priority, id, _)| (std::cmp::Reverse(*priority), *id));
+    let mut budgets: BTreeMap<&String, usize> = (activities.iter())
+        .map(|(name, a)| (name, a.budget))
+        .collect();
+    let mut chosen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut room = room;
+    for (_, id, name) in order {
+        if room == 0 {
+            break;
+        }
+        let budget = budgets.get_mut(name).expect("an activity of the order");
+        if *budget > 0 {
+            *budget -= 1;
+            room -= 1;
+            chosen.entry(name.clone()).or_default().push(work_key(id));
+        }
+    }
     let mut taken = Vec::new();
     let mut took = std::collections::HashSet::new();
-    for (name, activity) in order {
-        let n = activity.budget.min(room);
-        if n == 0 {
-            continue;
-        }
-        let ids: Vec<i64> = (activity.tasks.iter().take(n))
-            .map(|(id, _)| work_key(*id))
-            .collect();
-        let rows = tx.query(TAKE, &[&worker_key(worker), &ids, name])?;
+    for (name, ids) in chosen {
+        let rows = tx.query(TAKE, &[&worker_key(worker), &ids, &name])?;
         let got: std::collections::HashSet<i64> = rows.iter().map(|row| row.get(0)).collect();
+        let Some(activity) = activities.get_mut(&name) else {
+            continue;
+        };
         if activity.limits.rate.is_some() && !got.is_empty() {
-            tx.query(STARTED, &[name, &(got.len() as i32)])?;
+            tx.query(STARTED, &[&name, &(got.len() as i32)])?;
         }
-        room -= got.len();
         took.extend(got.iter().copied());
         taken.extend(
             std::mem::take(&mut activity.tasks)
