@@ -174,6 +174,10 @@ impl ScheduleState {
                 }
             }
             Control::Update(schedule) => {
+                // The old spec's ticks due by now were due before the update: taken under
+                // it, so an update handled at a tick's instant (the two in one turn, the
+                // update winning the select) does not drop that tick.
+                self.take_due(now_ms);
                 self.schedule = schedule;
                 self.last_tick_ms = self.last_tick_ms.max(now_ms);
             }
@@ -400,6 +404,19 @@ mod tests {
         assert!(s.clone().apply(Control::Delete, 0));
         s.apply(Control::Unpause, 5 * MIN);
         assert_eq!(s.last_tick_ms, 5 * MIN, "ticks while paused are not run");
+    }
+
+    #[test]
+    fn an_update_handled_at_a_tick_runs_the_tick_under_the_old_spec() {
+        // The tick's timer and the update land in one turn; the update wins the select.
+        let mut s = state(OverlapPolicy::Skip);
+        let every_two = ScheduleSpec::every(Duration::from_secs(120)).unwrap();
+        let action = ScheduleAction::by_name("job", 2, serde_json::Value::Null);
+        s.apply(Control::Update(Schedule::new(every_two, action)), 3 * MIN);
+        s.take_due(3 * MIN);
+        assert_eq!(started(&s.plan(3 * MIN)), [MIN], "tick 1 was due before the update");
+        assert_eq!(s.skipped, 2);
+        assert_eq!(s.next_wake_ms(3 * MIN, 0), Some(4 * MIN), "then the new spec");
     }
 
     #[test]
