@@ -62,7 +62,10 @@ async fn a_delayed_instance_terminated_before_its_time_never_runs() {
     ));
     clock.advance(2 * HOUR);
     tokio::time::sleep(QUIET).await;
-    assert_eq!(status_kind(&client, "cancelled").await, StatusKind::Terminated);
+    assert_eq!(
+        status_kind(&client, "cancelled").await,
+        StatusKind::Terminated
+    );
     let history = store.history("cancelled").unwrap();
     assert!(
         !history.iter().any(|e| matches!(e, Event::Started { .. })),

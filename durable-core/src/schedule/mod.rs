@@ -53,6 +53,7 @@ pub use client::{RecentRun, ScheduleDescription, ScheduleHandle};
 pub use policy::{OverlapPolicy, SchedulePolicies};
 pub use spec::ScheduleSpec;
 
+use crate::client::start_options::StartOptions;
 use crate::error::Error;
 use crate::handle::Orchestrator;
 use crate::runtime::RuntimeBuilder;
@@ -62,13 +63,22 @@ use crate::runtime::RuntimeBuilder;
 pub const SCHEDULE_INSTANCE_PREFIX: &str = "schedule:";
 
 /// What a schedule starts on each tick: an orchestrator, by the handle `#[orchestrator]`
-/// made, and its input. Stored by name, version and JSON input, so the schedule outlives
-/// deploys; the runtime that runs the tick's instance needs the orchestrator registered.
+/// made, its input, and the options of each start ([`StartOptions`], as Temporal's
+/// schedule action carries a workflow execution timeout). Stored by name, version and JSON
+/// input, so the schedule outlives deploys; the runtime that runs the tick's instance
+/// needs the orchestrator registered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleAction {
     orchestrator: String,
     version: u32,
     input: serde_json::Value,
+    /// Absent from schedules stored before actions had options: the default.
+    #[serde(default, skip_serializing_if = "is_default")]
+    options: StartOptions,
+}
+
+fn is_default(options: &StartOptions) -> bool {
+    *options == StartOptions::default()
 }
 
 impl ScheduleAction {
@@ -88,7 +98,43 @@ impl ScheduleAction {
             orchestrator: orchestrator.to_string(),
             version,
             input,
+            options: StartOptions::default(),
         }
+    }
+
+    /// Starts each tick's run with `options`: an
+    /// [`execution_timeout`](StartOptions::execution_timeout) bounds each run (counted
+    /// from its start), [`max_recoveries`](StartOptions::max_recoveries) parks a run that
+    /// crashes its worker, a [`start_delay`](StartOptions::start_delay) starts it that long
+    /// after the schedule's start (its id still names the tick; the run is pending, and
+    /// counts as running for the overlap policy, meanwhile). A
+    /// [`start_at`](StartOptions::start_at) is one instant for every run: once it has
+    /// passed, runs start at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use durable_core::{OrchestrationContext, orchestrator};
+    /// use std::time::Duration;
+    /// use durable_core::StartOptions;
+    /// use durable_core::schedule::ScheduleAction;
+    ///
+    /// # #[orchestrator]
+    /// # async fn report(_ctx: OrchestrationContext, team: String) -> Result<(), String> { Ok(()) }
+    /// let options = StartOptions::new().execution_timeout(Duration::from_secs(3600));
+    /// let action = ScheduleAction::start(report, "ops".to_string())?.options(options);
+    /// assert_eq!(action.start_options().timeout(), Some(Duration::from_secs(3600)));
+    /// # Ok::<(), durable_core::Error>(())
+    /// ```
+    pub fn options(mut self, options: StartOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The options each run is started with (the default unless set with
+    /// [`options`](Self::options)).
+    pub fn start_options(&self) -> &StartOptions {
+        &self.options
     }
 
     /// The name of the orchestrator it starts.

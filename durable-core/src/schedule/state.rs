@@ -97,7 +97,7 @@ pub(crate) enum RunOutcome {
 }
 
 /// What the orchestration does for a wake, in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Action {
     /// Terminate these runs.
     Terminate(Vec<String>),
@@ -295,6 +295,18 @@ impl ScheduleState {
         self.queued = waiting;
         actions
     }
+
+    /// Takes back the start of `run`, which [`plan`](Self::plan) recorded: its instance id
+    /// is another orchestrator's, so the tick has no run (counted as skipped).
+    pub(crate) fn unstart(&mut self, run: &str) {
+        self.running.retain(|r| r != run);
+        let before = self.recent.len();
+        self.recent.retain(|r| r.run != run);
+        if self.recent.len() < before {
+            self.started = self.started.saturating_sub(1);
+        }
+        self.skipped += 1;
+    }
 }
 
 #[cfg(test)]
@@ -414,9 +426,28 @@ mod tests {
         let action = ScheduleAction::by_name("job", 2, serde_json::Value::Null);
         s.apply(Control::Update(Schedule::new(every_two, action)), 3 * MIN);
         s.take_due(3 * MIN);
-        assert_eq!(started(&s.plan(3 * MIN)), [MIN], "tick 1 was due before the update");
+        assert_eq!(
+            started(&s.plan(3 * MIN)),
+            [MIN],
+            "tick 1 was due before the update"
+        );
         assert_eq!(s.skipped, 2);
-        assert_eq!(s.next_wake_ms(3 * MIN, 0), Some(4 * MIN), "then the new spec");
+        assert_eq!(
+            s.next_wake_ms(3 * MIN, 0),
+            Some(4 * MIN),
+            "then the new spec"
+        );
+    }
+
+    #[test]
+    fn a_start_taken_back_is_neither_running_nor_recent_and_counts_as_skipped() {
+        let mut s = state(OverlapPolicy::AllowAll);
+        s.take_due(2 * MIN);
+        s.plan(2 * MIN);
+        s.unstart(&run_id_ms("s", MIN));
+        assert_eq!(s.running, [run_id_ms("s", 2 * MIN)]);
+        assert_eq!(s.recent.len(), 1);
+        assert_eq!((s.started, s.skipped), (1, 1));
     }
 
     #[test]
