@@ -164,3 +164,52 @@ async fn a_start_time_in_the_past_starts_at_once() {
     assert_eq!(started, start_time());
     runtime.shutdown().await;
 }
+
+/// At most one instance runs at once; waits for `go`, then returns when its first turn
+/// ran.
+#[orchestrator(name = "review-one-at-a-time", max_running = 1)]
+async fn one_at_a_time(ctx: OrchestrationContext, _: ()) -> Result<u64, String> {
+    let started = ctx.now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    ctx.wait_event::<()>("go").await;
+    Ok(started)
+}
+
+/// Temporal and DBOS do not count a run that has not started against a limit: neither
+/// does `max_running`. And the delayed one starts at its time (its timer, fired on a
+/// worker that does not hold it, used to stay in the store for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_start_holds_no_slot_of_max_running_while_it_waits() {
+    let (_dir, store) = store();
+    let clock = ManualClock::new(start_time());
+    let runtime = builder(store.clone())
+        .orchestrator(one_at_a_time)
+        .clock(clock.clone())
+        .start()
+        .await
+        .unwrap();
+    let client = runtime.client();
+    let options = StartOptions::new().start_delay(HOUR);
+    let later = (client.start_with(one_at_a_time, "later", (), options))
+        .await
+        .unwrap();
+    let now = client.start(one_at_a_time, "now", ()).await.unwrap();
+    for _ in 0..4000 {
+        if status_kind(&client, "now").await == StatusKind::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        status_kind(&client, "now").await,
+        StatusKind::Running,
+        "waited for the slot the delayed one held"
+    );
+    assert_eq!(status_kind(&client, "later").await, StatusKind::Pending);
+    now.raise_event("go", &()).await.unwrap();
+    now.wait(WAIT).await.unwrap();
+    clock.advance(HOUR);
+    later.raise_event("go", &()).await.unwrap();
+    let started = UNIX_EPOCH + Duration::from_secs(later.wait(WAIT).await.unwrap());
+    assert_eq!(started, start_time() + HOUR);
+    runtime.shutdown().await;
+}
