@@ -217,6 +217,13 @@ async fn allow_all_starts_every_tick_beside_the_running_ones() {
         b.to_tick(n).await;
     }
     assert_eq!(b.runs_up_to(3).await, [1, 2, 3]);
+    // A run exists (pending) once started; its first turn may come a moment later.
+    for n in 1..=3 {
+        until("the run runs", || async {
+            status(&b.client, &b.run(n)).await != Some(StatusKind::Pending)
+        })
+        .await;
+    }
     for n in 1..=3 {
         assert_eq!(
             status(&b.client, &b.run(n)).await,
