@@ -21,7 +21,9 @@ const DELETE_WAIT: Duration = Duration::from_secs(30);
 impl Client {
     /// Creates schedule `id`: from now on each tick of its spec starts its action, on the
     /// runtimes built with [`RuntimeBuilder::schedules`](crate::RuntimeBuilder::schedules).
-    /// The first tick is the spec's first after now (a backfill runs earlier ones).
+    /// The first tick is the spec's first after now (a backfill runs earlier ones). The
+    /// runs' ids are those an earlier schedule of the same id gave its runs: a tick whose
+    /// instance exists (such a run) is taken as run.
     ///
     /// # Errors
     ///

@@ -11,7 +11,14 @@
 //!
 //! Each tick's run is instance `{id}-{tick as RFC 3339 UTC}` (`nightly-2026-03-25T08:00:00Z`),
 //! started by a built-in activity that takes "already exists" as started: however many
-//! workers, and wherever one is killed, a tick starts one instance.
+//! workers, and wherever one is killed, a tick starts one instance. An instance of that id
+//! that another orchestrator runs is not the tick's: the tick is skipped (counted), the
+//! instance left alone.
+//!
+//! Ticks are computed once: each wake records its wake time and what it decided (the
+//! ticks due, what starts) in its history, so a replay by a build whose cron parser or
+//! tz database places a tick elsewhere carries on with what was decided; the next
+//! generation computes with the build that runs it.
 //!
 //! The files: [`spec`] when a schedule ticks, [`policy`] what it does with overlapping
 //! runs, missed ticks and failures, `state.rs` the state and the pure steps taken on it,
