@@ -16,23 +16,23 @@ use durable_core::{
 
 use crate::common::{lifetime, store};
 
-const MINUTE: Duration = Duration::from_secs(60);
+pub(crate) const MINUTE: Duration = Duration::from_secs(60);
 /// Real time to wait for what must happen at once.
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A tick of an every-minute schedule (a multiple of 60 s since the epoch).
-fn tick(n: u64) -> SystemTime {
+pub(crate) fn tick(n: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_040 + 60 * n)
 }
 
 /// The time the tests start at: 1 s after tick 0.
-fn start_time() -> SystemTime {
+pub(crate) fn start_time() -> SystemTime {
     tick(0) + Duration::from_secs(1)
 }
 
 /// A run: waits for `done`, then fails if told to.
 #[orchestrator(name = "scheduled-job")]
-async fn job(ctx: OrchestrationContext, label: String) -> Result<String, String> {
+pub(crate) async fn job(ctx: OrchestrationContext, label: String) -> Result<String, String> {
     let fail = ctx.wait_event::<bool>("done").await;
     if fail {
         return Err(format!("{label} failed"));
@@ -40,7 +40,7 @@ async fn job(ctx: OrchestrationContext, label: String) -> Result<String, String>
     Ok(label)
 }
 
-fn every_minute(overlap: OverlapPolicy) -> Schedule {
+pub(crate) fn every_minute(overlap: OverlapPolicy) -> Schedule {
     let spec = ScheduleSpec::every(MINUTE).unwrap();
     Schedule::new(spec, ScheduleAction::start(job, "j".to_string()).unwrap())
         .overlap(overlap)
@@ -48,7 +48,7 @@ fn every_minute(overlap: OverlapPolicy) -> Schedule {
 }
 
 /// Polls `check` until it holds (at most [`WAIT`]).
-async fn until<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -63,15 +63,15 @@ where
     panic!("never: {what}");
 }
 
-async fn exists(client: &Client, id: &str) -> bool {
+pub(crate) async fn exists(client: &Client, id: &str) -> bool {
     client.record(id).await.unwrap().is_some()
 }
 
-async fn status(client: &Client, id: &str) -> Option<StatusKind> {
+pub(crate) async fn status(client: &Client, id: &str) -> Option<StatusKind> {
     client.record(id).await.unwrap().map(|r| r.status.kind())
 }
 
-async fn describe(handle: &ScheduleHandle) -> ScheduleDescription {
+pub(crate) async fn describe(handle: &ScheduleHandle) -> ScheduleDescription {
     handle.describe(3).await.unwrap()
 }
 
@@ -217,6 +217,13 @@ async fn allow_all_starts_every_tick_beside_the_running_ones() {
         b.to_tick(n).await;
     }
     assert_eq!(b.runs_up_to(3).await, [1, 2, 3]);
+    // A run exists (pending) once started; its first turn may come a moment later.
+    for n in 1..=3 {
+        until("the run runs", || async {
+            status(&b.client, &b.run(n)).await != Some(StatusKind::Pending)
+        })
+        .await;
+    }
     for n in 1..=3 {
         assert_eq!(
             status(&b.client, &b.run(n)).await,

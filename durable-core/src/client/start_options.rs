@@ -10,9 +10,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
+
 /// Options of a start ([`Client::start_with`](crate::Client::start_with)). The default
 /// starts at once with no execution timeout, as [`Client::start`](crate::Client::start)
-/// does.
+/// does. Serializable, so a schedule's action keeps them in its state (a field missing
+/// from what was stored takes its default).
 ///
 /// # Examples
 ///
@@ -25,7 +28,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 ///     .execution_timeout(Duration::from_secs(3600));
 /// assert_eq!(options.timeout(), Some(Duration::from_secs(3600)));
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct StartOptions {
     start: Option<StartTime>,
@@ -34,7 +38,7 @@ pub struct StartOptions {
 }
 
 /// When a delayed start runs its first turn.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum StartTime {
     At(SystemTime),
     After(Duration),

@@ -56,6 +56,11 @@ pub(crate) fn arm(engine: &Arc<Engine>, instance: String, run: Run, timer: Timer
         if engine.takes_no_work() {
             return;
         }
+        if timer.seq == START_SEQ && released(&engine, &instance, run) {
+            start_released(&engine, &instance, run, timer.id).await;
+            drop(due);
+            return;
+        }
         let delivery = match timer.seq {
             // To any generation: the deadline spans the chain of continue-as-new.
             DEADLINE_SEQ => Delivery::message(
@@ -68,6 +73,39 @@ pub(crate) fn arm(engine: &Arc<Engine>, instance: String, run: Run, timer: Timer
         engine.deliver_under(lease, instance, delivery);
         drop(due);
     });
+}
+
+/// Whether delayed start `run` of `instance` waits, pending, in the store for a claim,
+/// not held here: its start was left for a claim (an orchestrator with `max_running`, or
+/// one this worker lacks on a shared store), as an undelayed start leaves its `Started`.
+fn released(engine: &Engine, instance: &str, run: Run) -> bool {
+    !engine.holds(instance)
+        && matches!(
+            engine.store().instance(instance),
+            Ok(Some(record)) if matches!(record.status, durable_store::Status::Pending)
+                && record.incarnation == run.incarnation
+        )
+}
+
+/// The time of delayed start `run` of `instance`, which waits for a claim, came: its
+/// timer becomes a message left in the store, which the claim takes as it takes an
+/// undelayed start's `Started` (so the instance counts against `max_running` from its
+/// start time on, not while it waits). Delivered by this worker, the timer would find
+/// no holder and stay in the store, never to fire.
+async fn start_released(engine: &Arc<Engine>, instance: &str, run: Run, timer: WorkId) {
+    let commit = Commit {
+        dequeued: vec![timer],
+        ..Commit::default()
+    };
+    let fired = Event::TimerFired { seq: START_SEQ };
+    if let Err(e) = engine
+        .send_message(instance, run.into(), fired, commit)
+        .await
+    {
+        // The timer stays in the store: a claim (this worker's next start, or another
+        // worker's) takes the instance with it and arms it again.
+        tracing::warn!(instance, error = %e, "a delayed start's time came but was not recorded");
+    }
 }
 
 /// Stores and arms the timer of execution deadline `at_ms` of `run` (its first

@@ -21,7 +21,9 @@ const DELETE_WAIT: Duration = Duration::from_secs(30);
 impl Client {
     /// Creates schedule `id`: from now on each tick of its spec starts its action, on the
     /// runtimes built with [`RuntimeBuilder::schedules`](crate::RuntimeBuilder::schedules).
-    /// The first tick is the spec's first after now (a backfill runs earlier ones).
+    /// The first tick is the spec's first after now (a backfill runs earlier ones). The
+    /// runs' ids are those an earlier schedule of the same id gave its runs: a tick whose
+    /// instance exists (such a run) is taken as run.
     ///
     /// # Errors
     ///
@@ -102,7 +104,8 @@ pub struct ScheduleDescription {
     pub next_runs: Vec<SystemTime>,
     /// The latest runs it started, oldest first, with their status now.
     pub recent_runs: Vec<RecentRun>,
-    /// The ticks waiting to run (buffered, or asked for by a trigger or backfill).
+    /// The ticks waiting to run (buffered, or asked for by a trigger or backfill): at
+    /// most a thousand; a longer backfill's later ticks are queued as these run.
     pub queued: Vec<SystemTime>,
     /// Ticks handled later than the catch-up window allows: counted, not run.
     pub missed: u64,
@@ -181,7 +184,11 @@ impl ScheduleHandle {
     /// Runs the ticks the spec has from `start` (included) to `end` (excluded), each as
     /// its tick's instance (a tick that ran already does not run again), under `overlap`
     /// (Temporal recommends [`OverlapPolicy::BufferAll`] or [`OverlapPolicy::AllowAll`]),
-    /// whatever the catch-up window and even while paused.
+    /// whatever the catch-up window and even while paused. A range of many ticks is
+    /// queued a thousand at a time, as the earlier ones run, with the spec the schedule
+    /// has then. A tick whose instance exists (a run of this schedule older than its ten
+    /// recent ones, or of a deleted schedule of the same id) is taken as run and counted
+    /// as started; one whose id another orchestrator's instance holds is skipped.
     ///
     /// # Errors
     ///

@@ -11,7 +11,14 @@
 //!
 //! Each tick's run is instance `{id}-{tick as RFC 3339 UTC}` (`nightly-2026-03-25T08:00:00Z`),
 //! started by a built-in activity that takes "already exists" as started: however many
-//! workers, and wherever one is killed, a tick starts one instance.
+//! workers, and wherever one is killed, a tick starts one instance. An instance of that id
+//! that another orchestrator runs is not the tick's: the tick is skipped (counted), the
+//! instance left alone.
+//!
+//! Ticks are computed once: each wake records its wake time and what it decided (the
+//! ticks due, what starts) in its history, so a replay by a build whose cron parser or
+//! tz database places a tick elsewhere carries on with what was decided; the next
+//! generation computes with the build that runs it.
 //!
 //! The files: [`spec`] when a schedule ticks, [`policy`] what it does with overlapping
 //! runs, missed ticks and failures, `state.rs` the state and the pure steps taken on it,
@@ -54,6 +61,7 @@ pub use client::{RecentRun, ScheduleDescription, ScheduleHandle};
 pub use policy::{OverlapPolicy, SchedulePolicies};
 pub use spec::ScheduleSpec;
 
+use crate::client::start_options::StartOptions;
 use crate::error::Error;
 use crate::handle::Orchestrator;
 use crate::runtime::RuntimeBuilder;
@@ -63,13 +71,22 @@ use crate::runtime::RuntimeBuilder;
 pub const SCHEDULE_INSTANCE_PREFIX: &str = "schedule:";
 
 /// What a schedule starts on each tick: an orchestrator, by the handle `#[orchestrator]`
-/// made, and its input. Stored by name, version and JSON input, so the schedule outlives
-/// deploys; the runtime that runs the tick's instance needs the orchestrator registered.
+/// made, its input, and the options of each start ([`StartOptions`], as Temporal's
+/// schedule action carries a workflow execution timeout). Stored by name, version and JSON
+/// input, so the schedule outlives deploys; the runtime that runs the tick's instance
+/// needs the orchestrator registered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleAction {
     orchestrator: String,
     version: u32,
     input: serde_json::Value,
+    /// Absent from schedules stored before actions had options: the default.
+    #[serde(default, skip_serializing_if = "is_default")]
+    options: StartOptions,
+}
+
+fn is_default(options: &StartOptions) -> bool {
+    *options == StartOptions::default()
 }
 
 impl ScheduleAction {
@@ -89,7 +106,43 @@ impl ScheduleAction {
             orchestrator: orchestrator.to_string(),
             version,
             input,
+            options: StartOptions::default(),
         }
+    }
+
+    /// Starts each tick's run with `options`: an
+    /// [`execution_timeout`](StartOptions::execution_timeout) bounds each run (counted
+    /// from its start), [`max_recoveries`](StartOptions::max_recoveries) parks a run that
+    /// crashes its worker, a [`start_delay`](StartOptions::start_delay) starts it that long
+    /// after the schedule's start (its id still names the tick; the run is pending, and
+    /// counts as running for the overlap policy, meanwhile). A
+    /// [`start_at`](StartOptions::start_at) is one instant for every run: once it has
+    /// passed, runs start at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use durable_core::{OrchestrationContext, orchestrator};
+    /// use std::time::Duration;
+    /// use durable_core::StartOptions;
+    /// use durable_core::schedule::ScheduleAction;
+    ///
+    /// # #[orchestrator]
+    /// # async fn report(_ctx: OrchestrationContext, team: String) -> Result<(), String> { Ok(()) }
+    /// let options = StartOptions::new().execution_timeout(Duration::from_secs(3600));
+    /// let action = ScheduleAction::start(report, "ops".to_string())?.options(options);
+    /// assert_eq!(action.start_options().timeout(), Some(Duration::from_secs(3600)));
+    /// # Ok::<(), durable_core::Error>(())
+    /// ```
+    pub fn options(mut self, options: StartOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The options each run is started with (the default unless set with
+    /// [`options`](Self::options)).
+    pub fn start_options(&self) -> &StartOptions {
+        &self.options
     }
 
     /// The name of the orchestrator it starts.

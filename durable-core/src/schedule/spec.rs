@@ -74,7 +74,10 @@ impl ScheduleSpec {
     /// Ticks when cron expression `expression` matches on the wall clock of time zone
     /// `zone` (an IANA name, `Europe/Berlin`): 09:00 stays 09:00 there across
     /// daylight-saving changes. A time the change skips runs as the gap ends (02:30 on
-    /// the spring day runs at 03:00); a time it repeats runs once, the first time.
+    /// the spring day runs at 03:00); a time it repeats runs once, the first time. An
+    /// expression whose hour is a wildcard ticks in each real hour instead: hourly at
+    /// `:00` ticks at both 02:00 of the autumn day (summer, then winter time) and has no
+    /// tick in the hour the spring day skips, as cron does for wildcard hours.
     ///
     /// # Errors
     ///
@@ -302,6 +305,72 @@ mod tests {
             rfc3339(after),
             "2026-10-26T01:30:00Z",
             "not the second 02:30 (CET)"
+        );
+    }
+
+    #[test]
+    fn the_tick_after_a_daylight_saving_tick_is_the_next_day_s() {
+        let spec = ScheduleSpec::cron_in("0 30 2 * * *", "Europe/Berlin").unwrap();
+        let spec = spec.compile().unwrap();
+        let spring = ms("2026-03-29T01:00:00Z");
+        assert_eq!(
+            rfc3339(spec.next_after(spring).unwrap()),
+            "2026-03-30T00:30:00Z"
+        );
+        assert_eq!(
+            rfc3339(spec.next_after(spring - 1).unwrap()),
+            "2026-03-29T01:00:00Z"
+        );
+        // Hourly (a wildcard hour) across the autumn change: every real hour once, the
+        // repeated 02:00 twice (CEST, then CET), as cron does for wildcard hours.
+        let hourly = ScheduleSpec::cron_in("0 0 * * * *", "Europe/Berlin").unwrap();
+        let hourly = hourly.compile().unwrap();
+        let mut at = ms("2026-10-24T23:30:00Z");
+        let mut ticks = Vec::new();
+        for _ in 0..4 {
+            at = hourly.next_after(at).unwrap();
+            ticks.push(rfc3339(at));
+        }
+        assert_eq!(
+            ticks,
+            [
+                "2026-10-25T00:00:00Z",
+                "2026-10-25T01:00:00Z",
+                "2026-10-25T02:00:00Z",
+                "2026-10-25T03:00:00Z"
+            ]
+        );
+        // And across the spring change: the hour that does not exist has no tick.
+        let mut at = ms("2026-03-28T23:30:00Z");
+        let mut ticks = Vec::new();
+        for _ in 0..3 {
+            at = hourly.next_after(at).unwrap();
+            ticks.push(rfc3339(at));
+        }
+        assert_eq!(
+            ticks,
+            [
+                "2026-03-29T00:00:00Z",
+                "2026-03-29T01:00:00Z",
+                "2026-03-29T02:00:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cron_tick_is_strictly_after_a_time_between_seconds() {
+        let spec = ScheduleSpec::cron("0 0 9 * * *").unwrap();
+        let spec = spec.compile().unwrap();
+        let nine = ms("2026-03-25T09:00:00Z");
+        assert_eq!(spec.next_after(nine - 1), Some(nine));
+        assert_eq!(spec.next_after(nine - 500), Some(nine));
+        assert_eq!(
+            rfc3339(spec.next_after(nine + 500).unwrap()),
+            "2026-03-26T09:00:00Z"
+        );
+        assert_eq!(
+            rfc3339(spec.next_after(nine).unwrap()),
+            "2026-03-26T09:00:00Z"
         );
     }
 

@@ -6,13 +6,17 @@
 use serde::{Deserialize, Serialize};
 
 use crate::schedule::policy::OverlapPolicy;
+use crate::schedule::spec::Compiled;
 use crate::schedule::{Schedule, run_id_ms};
 
 /// How many recent runs a schedule remembers (for `describe`).
 pub(crate) const RECENT_RUNS: usize = 10;
 
 /// How many ticks one wake steps through at most; more due ticks (a schedule of seconds
-/// that slept for a month) are taken by the next generation, at once.
+/// that slept for a month) are taken by the next generation, at once. Also how many ticks
+/// wait in the queue at most: a backfill's are queued as it drains, and a `BufferAll`
+/// tick beyond it is skipped (Temporal bounds its buffer likewise), so the state, which
+/// is a payload, stays small.
 const TICKS_PER_WAKE: usize = 1_000;
 
 /// A schedule's state: its orchestration's input, each generation's.
@@ -42,6 +46,18 @@ pub(crate) struct ScheduleState {
     pub(crate) started: u64,
     /// Ticks were left due by the last wake ([`TICKS_PER_WAKE`]): wake again at once.
     pub(crate) more_due: bool,
+    /// Backfills not yet queued whole, oldest first (absent from states stored before).
+    #[serde(default)]
+    pub(crate) backfills: Vec<Backfill>,
+}
+
+/// The rest of a backfill: its ticks after `after_ms` and before `end_ms`, each queued
+/// under `overlap` as the queue has room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Backfill {
+    after_ms: u64,
+    end_ms: u64,
+    overlap: OverlapPolicy,
 }
 
 /// A tick to run.
@@ -97,7 +113,7 @@ pub(crate) enum RunOutcome {
 }
 
 /// What the orchestration does for a wake, in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Action {
     /// Terminate these runs.
     Terminate(Vec<String>),
@@ -121,6 +137,7 @@ impl ScheduleState {
             skipped: 0,
             started: 0,
             more_due: false,
+            backfills: Vec::new(),
         }
     }
 
@@ -128,7 +145,8 @@ impl ScheduleState {
     /// the next tick, or sooner to look at the runs a queued tick waits for (or that may
     /// fail and pause it); `None` to wait only for a request.
     pub(crate) fn next_wake_ms(&self, now_ms: u64, jitter_ms: u64) -> Option<u64> {
-        if self.more_due {
+        let refill = !self.backfills.is_empty() && self.queued.len() < TICKS_PER_WAKE / 2;
+        if self.more_due || refill {
             return Some(now_ms);
         }
         let poll = !self.running.is_empty()
@@ -164,16 +182,21 @@ impl ScheduleState {
                 end_ms,
                 overlap,
             } => {
+                self.backfills.push(Backfill {
+                    after_ms: start_ms.saturating_sub(1),
+                    end_ms,
+                    overlap,
+                });
                 let spec = self.schedule.spec.clone();
                 if let Ok(spec) = spec.compile() {
-                    let mut at = spec.next_after(start_ms.saturating_sub(1));
-                    while let Some(t) = at.filter(|&t| t < end_ms) {
-                        self.queue(t, overlap, true);
-                        at = spec.next_after(t);
-                    }
+                    self.take_backfills(&spec);
                 }
             }
             Control::Update(schedule) => {
+                // The old spec's ticks due by now were due before the update: taken under
+                // it, so an update handled at a tick's instant (the two in one turn, the
+                // update winning the select) does not drop that tick.
+                self.take_due(now_ms);
                 self.schedule = schedule;
                 self.last_tick_ms = self.last_tick_ms.max(now_ms);
             }
@@ -191,6 +214,25 @@ impl ScheduleState {
         });
     }
 
+    /// Queues the backfills' next ticks while the queue has room.
+    fn take_backfills(&mut self, spec: &Compiled<'_>) {
+        while self.queued.len() < TICKS_PER_WAKE {
+            let Some(backfill) = self.backfills.first_mut() else {
+                return;
+            };
+            let (end_ms, overlap) = (backfill.end_ms, backfill.overlap);
+            match spec.next_after(backfill.after_ms).filter(|&t| t < end_ms) {
+                Some(tick) => {
+                    backfill.after_ms = tick;
+                    self.queue(tick, overlap, true);
+                }
+                None => {
+                    self.backfills.remove(0);
+                }
+            }
+        }
+    }
+
     /// Takes in what the watched runs have come to: finished ones are no longer running;
     /// a failed one pauses the schedule if its policy says so.
     pub(crate) fn observe(&mut self, outcomes: Vec<(String, RunOutcome)>) {
@@ -206,17 +248,21 @@ impl ScheduleState {
         }
     }
 
-    /// Queues the spec's ticks due at `now_ms` that the catch-up window lets run, and
-    /// counts the older ones as missed. Nothing is due while paused.
+    /// Queues the backfills' next ticks, then the spec's ticks due at `now_ms` that the
+    /// catch-up window lets run, and counts the older ones as missed. No tick of the spec
+    /// is due while paused.
     pub(crate) fn take_due(&mut self, now_ms: u64) {
         self.more_due = false;
+        let spec = self.schedule.spec.clone();
+        let Ok(spec) = spec.compile() else {
+            // No tick can be computed: a backfill left would wake the schedule forever.
+            self.backfills.clear();
+            return;
+        };
+        self.take_backfills(&spec);
         if self.paused.is_some() {
             return;
         }
-        let spec = self.schedule.spec.clone();
-        let Ok(spec) = spec.compile() else {
-            return;
-        };
         let window = self.schedule.policies.catchup_window_ms;
         let overlap = self.schedule.policies.overlap;
         for _ in 0..TICKS_PER_WAKE {
@@ -268,7 +314,11 @@ impl ScheduleState {
                         continue;
                     }
                     OverlapPolicy::BufferAll => {
-                        waiting.push(tick);
+                        if waiting.len() < TICKS_PER_WAKE {
+                            waiting.push(tick);
+                        } else {
+                            self.skipped += 1;
+                        }
                         continue;
                     }
                 };
@@ -290,6 +340,18 @@ impl ScheduleState {
         }
         self.queued = waiting;
         actions
+    }
+
+    /// Takes back the start of `run`, which [`plan`](Self::plan) recorded: its instance id
+    /// is another orchestrator's, so the tick has no run (counted as skipped).
+    pub(crate) fn unstart(&mut self, run: &str) {
+        self.running.retain(|r| r != run);
+        let before = self.recent.len();
+        self.recent.retain(|r| r.run != run);
+        if self.recent.len() < before {
+            self.started = self.started.saturating_sub(1);
+        }
+        self.skipped += 1;
     }
 }
 
@@ -400,6 +462,83 @@ mod tests {
         assert!(s.clone().apply(Control::Delete, 0));
         s.apply(Control::Unpause, 5 * MIN);
         assert_eq!(s.last_tick_ms, 5 * MIN, "ticks while paused are not run");
+    }
+
+    #[test]
+    fn an_update_handled_at_a_tick_runs_the_tick_under_the_old_spec() {
+        // The tick's timer and the update land in one turn; the update wins the select.
+        let mut s = state(OverlapPolicy::Skip);
+        let every_two = ScheduleSpec::every(Duration::from_secs(120)).unwrap();
+        let action = ScheduleAction::by_name("job", 2, serde_json::Value::Null);
+        s.apply(Control::Update(Schedule::new(every_two, action)), 3 * MIN);
+        s.take_due(3 * MIN);
+        assert_eq!(
+            started(&s.plan(3 * MIN)),
+            [MIN],
+            "tick 1 was due before the update"
+        );
+        assert_eq!(s.skipped, 2);
+        assert_eq!(
+            s.next_wake_ms(3 * MIN, 0),
+            Some(4 * MIN),
+            "then the new spec"
+        );
+    }
+
+    #[test]
+    fn a_start_taken_back_is_neither_running_nor_recent_and_counts_as_skipped() {
+        let mut s = state(OverlapPolicy::AllowAll);
+        s.take_due(2 * MIN);
+        s.plan(2 * MIN);
+        s.unstart(&run_id_ms("s", MIN));
+        assert_eq!(s.running, [run_id_ms("s", 2 * MIN)]);
+        assert_eq!(s.recent.len(), 1);
+        assert_eq!((s.started, s.skipped), (1, 1));
+    }
+
+    /// The state's size as its orchestration's input (a payload: 2 MiB at most by default).
+    fn size(s: &ScheduleState) -> usize {
+        serde_json::to_vec(s).unwrap().len()
+    }
+
+    #[test]
+    fn a_large_backfill_is_queued_a_wake_at_a_time() {
+        let mut s = state(OverlapPolicy::BufferAll);
+        let backfill = Control::Backfill {
+            start_ms: MIN,
+            end_ms: 5_001 * MIN,
+            overlap: OverlapPolicy::BufferAll,
+        };
+        s.apply(backfill, 0);
+        s.take_due(0);
+        assert_eq!(started(&s.plan(0)), [MIN]);
+        assert_eq!(s.queued.len(), TICKS_PER_WAKE - 1);
+        assert!(size(&s) < 256 << 10, "{} bytes", size(&s));
+        // Each run ends; the queue refills from the range, in order, to the end.
+        let mut ran = vec![MIN];
+        for wake in 1..=5_000 {
+            let run = s.running.clone();
+            s.observe(run.into_iter().map(|r| (r, RunOutcome::Ended)).collect());
+            s.take_due(0);
+            ran.extend(started(&s.plan(0)));
+            if s.queued.is_empty() && !s.more_due {
+                assert_eq!(wake, 4_999, "one wake per run after the first");
+                break;
+            }
+        }
+        assert_eq!(ran, (1..=5_000).map(|n| n * MIN).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn buffer_all_keeps_at_most_a_wake_s_ticks_waiting() {
+        let mut s = state(OverlapPolicy::BufferAll);
+        for _ in 0..5 {
+            s.take_due(5_000 * MIN);
+            s.plan(5_000 * MIN);
+        }
+        assert_eq!(s.last_tick_ms, 5_000 * MIN);
+        assert_eq!(s.queued.len(), TICKS_PER_WAKE);
+        assert_eq!(s.skipped, 5_000 - 1 - TICKS_PER_WAKE as u64);
     }
 
     #[test]
