@@ -133,10 +133,11 @@ fn events_raised_around_a_timer_on_a_manual_clock_reach_the_history_in_memory() 
 }
 
 /// The fault as reported: a schedule on a `ManualClock`, paused and unpaused at tick 1,
-/// then triggered, started no run. Its control event does reach the schedule's history;
-/// a trigger names its run by the time it is handled, and at tick 1 that is tick 1's run,
-/// which ran: one run per name, so the trigger starts nothing. Moved on by 30 s, the
-/// clock names a run of its own, and the trigger starts it.
+/// then triggered, started no run. Its control event did reach the schedule's history;
+/// but a trigger named its run by the time it was handled, at tick 1 that was tick 1's
+/// run, which ran: one run per name, so the trigger started nothing, counted nowhere. A
+/// trigger now asks for a run of its own (`-2` appended to a name taken); moved on by
+/// 30 s, the clock names it.
 mod schedules {
     use std::time::Duration;
 
@@ -161,7 +162,7 @@ mod schedules {
     }
 
     #[test]
-    fn a_trigger_on_a_still_clock_reaches_the_schedule_and_names_the_tick_that_ran() {
+    fn a_trigger_on_a_still_clock_reaches_the_schedule_and_starts_a_run_of_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let store = FjallStore::open(dir.path()).unwrap();
         let clock = ManualClock::new(tick(0) + Duration::from_secs(1));
@@ -187,7 +188,8 @@ mod schedules {
             })
             .await;
 
-            // At tick 1 still: handled, as a run named for tick 1.
+            // At tick 1 still: handled, as a run of its own beside tick 1's (it used to
+            // take tick 1's id and start nothing).
             let (_, generation) = controls(&store);
             nightly.trigger().await.unwrap();
             until("the trigger handled", || async {
@@ -195,15 +197,17 @@ mod schedules {
             })
             .await;
             let described = nightly.describe(1).await.unwrap();
-            assert_eq!(described.started, 1, "{described:?}");
-            assert!(exists(&client, &run_id("nightly", tick(1))).await);
+            assert_eq!(described.started, 2, "{described:?}");
+            let tick_run = run_id("nightly", tick(1));
+            assert!(exists(&client, &tick_run).await);
+            assert!(exists(&client, &format!("{tick_run}-2")).await);
 
-            // 30 s on: a run of its own.
+            // 30 s on: named for its time.
             let later = tick(1) + Duration::from_secs(30);
             clock.set(later);
             nightly.trigger().await.unwrap();
             until("the trigger's run started", || async {
-                nightly.describe(1).await.unwrap().started == 2
+                nightly.describe(1).await.unwrap().started == 3
             })
             .await;
             assert!(exists(&client, &run_id("nightly", later)).await);

@@ -45,7 +45,11 @@ async fn a_tick_whose_run_id_another_orchestrator_holds_is_skipped_not_retried_f
     .await;
     clock.set(tick(2));
     let run = run_id("s", tick(2));
-    until("tick 2 ran", || exists(&client, &run)).await;
+    // Its start kept in the schedule's state, not only made.
+    until("tick 2 ran", || async {
+        exists(&client, &run).await && describe(&schedule).await.started == 1
+    })
+    .await;
     let d = describe(&schedule).await;
     assert_eq!((d.started, d.skipped), (1, 1));
     assert_eq!(
@@ -76,7 +80,11 @@ async fn an_action_s_execution_timeout_bounds_each_run_and_a_timeout_pauses_on_f
     let handle = client.create_schedule("s", schedule).await.unwrap();
     clock.set(tick(1));
     let run = run_id("s", tick(1));
-    until("tick 1 ran", || exists(&client, &run)).await;
+    // Its start kept in the schedule's state: the generation after it waits on its poll.
+    until("tick 1 ran", || async {
+        exists(&client, &run).await && describe(&handle).await.started == 1
+    })
+    .await;
     clock.set(tick(1) + Duration::from_secs(30));
     until("the run timed out", || async {
         status(&client, &run).await == Some(StatusKind::Failed)
@@ -86,22 +94,28 @@ async fn an_action_s_execution_timeout_bounds_each_run_and_a_timeout_pauses_on_f
         Status::Failed { failure } => assert_eq!(failure.kind, FailureKind::TimedOut),
         other => panic!("{other:?}"),
     }
-    // The schedule reads its run's status each second (status_poll): one more poll.
-    clock.set(tick(1) + Duration::from_secs(32));
-    until("the schedule paused", || async {
-        describe(&handle).await.paused.is_some()
-    })
-    .await;
+    // The schedule reads its run's status each second (status_poll): one more poll, from
+    // whenever its generation began on a loaded machine.
+    let mut at = tick(1) + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while describe(&handle).await.paused.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the schedule never paused"
+        );
+        at += Duration::from_secs(1);
+        clock.set(at);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let d = describe(&handle).await;
     assert!(d.paused.unwrap().contains(&run));
     assert_eq!(*d.schedule.action.start_options(), options);
-    // Each wake recorded what it computed: a replay does not compute ticks again.
-    let history = store.history("schedule:s").unwrap();
-    assert!(
-        history
-            .iter()
-            .any(|e| matches!(e, Event::Recorded { what, .. } if what == "side_effect")),
-        "{history:?}"
-    );
+    // Each wake records what it computed: a replay does not compute ticks again. (The
+    // generation after the pause records its wake in its first turn.)
+    until("the wake recorded", || async {
+        let history = store.history("schedule:s").unwrap();
+        (history.iter()).any(|e| matches!(e, Event::Recorded { what, .. } if what == "side_effect"))
+    })
+    .await;
     runtime.shutdown().await;
 }

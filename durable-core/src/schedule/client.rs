@@ -172,7 +172,9 @@ impl ScheduleHandle {
     }
 
     /// Starts a run now, under the schedule's overlap policy, as instance
-    /// `{id}-{now as RFC 3339 UTC}`.
+    /// `{id}-{now as RFC 3339 UTC}` ("now" is when the schedule handles the request). If
+    /// a run of the schedule has that id already, or the spec ticks at that instant, its
+    /// id gets `-2` (`-3`, ...) appended: a trigger always asks for a run of its own.
     ///
     /// # Errors
     ///

@@ -174,8 +174,13 @@ impl ScheduleState {
                 self.last_tick_ms = self.last_tick_ms.max(now_ms);
             }
             Control::Trigger => {
-                let overlap = self.schedule.policies.overlap;
-                self.queue(now_ms, overlap, true);
+                let run = self.trigger_run_id(now_ms);
+                self.queued.push(Tick {
+                    at_ms: now_ms,
+                    run,
+                    overlap: self.schedule.policies.overlap,
+                    manual: true,
+                });
             }
             Control::Backfill {
                 start_ms,
@@ -212,6 +217,35 @@ impl ScheduleState {
             overlap,
             manual,
         });
+    }
+
+    /// The run id of a trigger handled at `now_ms`: [`run_id_ms`] of that time, or, if a
+    /// run of this schedule has that id already (a trigger at the instant of a tick that
+    /// ran, or of another trigger) or the spec ticks at that instant and that tick is yet
+    /// to be handled (after the trigger, it will take that id), that id with `-2`, `-3`, ... appended. A
+    /// trigger asks for a run of its own: it never folds into a tick's, as a backfill's
+    /// ticks do.
+    fn trigger_run_id(&self, now_ms: u64) -> String {
+        let base = run_id_ms(&self.id, now_ms);
+        // The spec's tick at this instant, if any, is still to be handled (and run).
+        let spec_ticks_now = self.paused.is_none()
+            && self.last_tick_ms < now_ms
+            && (self.schedule.spec.compile().ok())
+                .and_then(|spec| spec.next_after(now_ms.saturating_sub(1)))
+                == Some(now_ms);
+        let taken = |run: &str| {
+            (run == base && spec_ticks_now)
+                || self.running.iter().any(|r| r == run)
+                || self.recent.iter().any(|r| r.run == run)
+                || self.queued.iter().any(|t| t.run == run)
+        };
+        (1u32..)
+            .map(|n| match n {
+                1 => base.clone(),
+                n => format!("{base}-{n}"),
+            })
+            .find(|run| !taken(run))
+            .expect("some suffix is free")
     }
 
     /// Queues the backfills' next ticks while the queue has room.
@@ -380,6 +414,38 @@ mod tests {
                 Action::Terminate(_) => None,
             })
             .collect()
+    }
+
+    /// A trigger at the instant of a tick that ran, of a tick handled in the same wake,
+    /// or of another trigger, starts a run of its own (it used to take the tick's id and
+    /// start nothing, counted nowhere).
+    #[test]
+    fn a_trigger_at_a_tick_s_instant_starts_a_run_of_its_own() {
+        let mut s = state(OverlapPolicy::AllowAll);
+        s.take_due(MIN);
+        assert_eq!(started(&s.plan(MIN)), [MIN]);
+        s.apply(Control::Trigger, MIN);
+        s.apply(Control::Trigger, MIN);
+        let runs: Vec<String> = (s.plan(MIN).into_iter())
+            .filter_map(|a| match a {
+                Action::Start(t) => Some(t.run),
+                Action::Terminate(_) => None,
+            })
+            .collect();
+        let tick = run_id_ms("s", MIN);
+        assert_eq!(runs, [format!("{tick}-2"), format!("{tick}-3")]);
+        // Handled in the same wake as tick 2, before it: both run.
+        s.apply(Control::Trigger, 2 * MIN);
+        s.take_due(2 * MIN);
+        let runs: Vec<String> = (s.plan(2 * MIN).into_iter())
+            .filter_map(|a| match a {
+                Action::Start(t) => Some(t.run),
+                Action::Terminate(_) => None,
+            })
+            .collect();
+        let tick = run_id_ms("s", 2 * MIN);
+        assert_eq!(runs, [format!("{tick}-2"), tick]);
+        assert_eq!(s.started, 5);
     }
 
     #[test]
