@@ -79,9 +79,11 @@ impl StartOptions {
         self
     }
 
-    /// Parks the instance after `n` recoveries (at least 1) if it crashes its worker
-    /// every time it runs (the process dies in its turn or its activity): it is suspended,
-    /// with a reason saying it was dead-lettered, until an operator resumes it. Overrides
+    /// Parks the instance after `n` crashes (at least 1) if it crashes its worker every
+    /// time it runs (the process dies in its turn or its activity): its status becomes
+    /// [`Status::DeadLettered`](crate::record::Status::DeadLettered), its work kept, until
+    /// an operator resumes it (DBOS's `max_recovery_attempts`). Only the crashes while it
+    /// ran alone count (see `docs/OPERATIONS.md`, "Dead-lettered instances"). Overrides
     /// the runtime's [`RuntimeBuilder::max_recoveries`](crate::RuntimeBuilder::max_recoveries)
     /// (off by default) for this instance.
     pub fn max_recoveries(mut self, n: u32) -> Self {

@@ -246,9 +246,10 @@ impl RuntimeBuilder {
     }
 
     /// Parks an instance that crashes its worker every time it runs (the process dies in
-    /// its turn or its activity) after `n` recoveries (at least 1), instead of taking the
-    /// fleet down at every restart: it is suspended with a reason saying it was
-    /// dead-lettered, its work kept, until an operator resumes it. Off by default; a
+    /// its turn or its activity) after `n` crashes (at least 1), instead of taking the
+    /// fleet down at every restart: its status becomes
+    /// [`Status::DeadLettered`](crate::record::Status::DeadLettered), its work kept, until
+    /// an operator resumes it (DBOS's `max_recovery_attempts`). Off by default; a
     /// start's [`StartOptions::max_recoveries`](crate::StartOptions::max_recoveries)
     /// overrides it. An instance that merely had work in flight beside the one that
     /// crashes is not parked. How it works: `runtime/dead_letter.rs`.
