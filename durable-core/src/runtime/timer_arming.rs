@@ -56,7 +56,7 @@ pub(crate) fn arm(engine: &Arc<Engine>, instance: String, run: Run, timer: Timer
         if engine.takes_no_work() {
             return;
         }
-        if timer.seq == START_SEQ && released(&engine, &instance, run) {
+        if timer.seq == START_SEQ && released(&engine, &instance, run).await {
             start_released(&engine, &instance, run, timer.id).await;
             drop(due);
             return;
@@ -78,13 +78,18 @@ pub(crate) fn arm(engine: &Arc<Engine>, instance: String, run: Run, timer: Timer
 /// Whether delayed start `run` of `instance` waits, pending, in the store for a claim,
 /// not held here: its start was left for a claim (an orchestrator with `max_running`, or
 /// one this worker lacks on a shared store), as an undelayed start leaves its `Started`.
-fn released(engine: &Engine, instance: &str, run: Run) -> bool {
-    !engine.holds(instance)
-        && matches!(
-            engine.store().instance(instance),
-            Ok(Some(record)) if matches!(record.status, durable_store::Status::Pending)
-                && record.incarnation == run.incarnation
-        )
+/// (The store is read off the runtime's threads, and only for an instance not held here.)
+async fn released(engine: &Engine, instance: &str, run: Run) -> bool {
+    if engine.holds(instance) {
+        return false;
+    }
+    let (store, id) = (engine.store_arc(), instance.to_string());
+    let record = tokio::task::spawn_blocking(move || store.instance(&id)).await;
+    matches!(
+        record,
+        Ok(Ok(Some(record))) if matches!(record.status, durable_store::Status::Pending)
+            && record.incarnation == run.incarnation
+    )
 }
 
 /// The time of delayed start `run` of `instance`, which waits for a claim, came: its
