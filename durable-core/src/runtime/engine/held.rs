@@ -106,6 +106,9 @@ impl Held {
 struct Writing {
     holdings: Arc<Holdings>,
     instances: Vec<String>,
+    /// The instances the commit releases that were held here as it was submitted: this
+    /// worker lets them go once it is durable (see [`hold_written`]).
+    let_go: Vec<String>,
 }
 
 impl Drop for Writing {
@@ -130,7 +133,15 @@ impl Drop for Writing {
 
 /// Records in `held` what `commit`, written, makes this worker hold: the instances it
 /// wrote (but those it released), with their status, until they finish or are removed.
-fn hold_written(held: &mut HashMap<String, StatusKind>, commit: &Commit) {
+///
+/// Of the instances it released, only those in `let_go` (held here when it was submitted)
+/// are dropped. The others were not held here, and this worker's own claim may have
+/// taken one since the store wrote the commit (a limited orchestrator's instance that the
+/// claim started) before the sender learns it is durable: it stays as the claim made it
+/// held. Dropped, the instance would run here unheld: its activity results would be
+/// stored as messages, which its claim (finding it held in the store) would take and not
+/// deliver, and it would wait for them as long as the worker lives.
+fn hold_written(held: &mut HashMap<String, StatusKind>, commit: &Commit, let_go: &[String]) {
     for id in &commit.instances_removed {
         held.remove(id);
     }
@@ -140,7 +151,11 @@ fn hold_written(held: &mut HashMap<String, StatusKind>, commit: &Commit) {
         .map_or(&[][..], |lease| &lease.released);
     for (id, record) in &commit.instances {
         let status = record.status.kind();
-        if status.is_terminal() || released.contains(id) {
+        if released.contains(id) {
+            if let_go.contains(id) {
+                held.remove(id);
+            }
+        } else if status.is_terminal() {
             held.remove(id);
         } else if let Some(held) = held.get_mut(id) {
             *held = status;
@@ -303,6 +318,7 @@ impl Engine {
             let writing = Writing {
                 holdings: self.holdings.clone(),
                 instances: Vec::new(),
+                let_go: Vec::new(),
             };
             return (commit, writing);
         }
@@ -368,6 +384,10 @@ impl Engine {
         for instance in &writing {
             *held.writing.entry(instance.clone()).or_default() += 1;
         }
+        let let_go: Vec<String> = (released.iter())
+            .filter(|id| held.statuses.contains_key(id.as_str()))
+            .cloned()
+            .collect();
         for (id, instance) in &left {
             held.left
                 .entry((*instance).clone())
@@ -386,6 +406,7 @@ impl Engine {
         let writing = Writing {
             holdings: self.holdings.clone(),
             instances: writing,
+            let_go,
         };
         (commit, writing)
     }
@@ -415,11 +436,12 @@ impl Engine {
                     // of the old lease adds to it after that.
                     let current = lease.current.borrow();
                     if *current == written.worker {
-                        hold_written(&mut lock(&writing.holdings.held).statuses, &commit);
+                        let mut held = lock(&writing.holdings.held);
+                        hold_written(&mut held.statuses, &commit, &writing.let_go);
                     }
                 }
                 (Ok(()), None) if touches && !tool => {
-                    hold_written(&mut lock(&writing.holdings.held).statuses, &commit);
+                    hold_written(&mut lock(&writing.holdings.held).statuses, &commit, &[]);
                 }
                 (Ok(()), _) => {}
                 // Not written: the sender delivers none of them.

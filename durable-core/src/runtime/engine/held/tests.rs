@@ -1,11 +1,16 @@
 //! The order of one worker's messages to an instance: those sent after one it left in
-//! the store for its claim wait behind it (see `Held::left`).
+//! the store for its claim wait behind it (see `Held::left`); and what a commit's sender
+//! records as held once it is durable.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use durable_store::{Commit, Event, MemoryStore, StatusKind, WorkId, WorkItem, WorkerId};
+use durable_store::{
+    Commit, CommitLease, Event, MemoryStore, StatusKind, WorkId, WorkItem, WorkerId,
+};
 
 use super::super::{Busy, Engine, EngineParts, WorkIds};
+use super::hold_written;
 use crate::clock::SystemClock;
 use crate::handle::BoxFuture;
 use crate::registry::Registry;
@@ -161,4 +166,27 @@ async fn a_message_sent_during_a_take_over_waits_behind_what_the_claim_took() {
     engine.deliver_all(vec![claimed(2)]);
     assert_eq!(queued(&engine), vec![1, 2]);
     assert_eq!(left_for_claim(&engine, send(3)), Vec::<WorkId>::new());
+}
+
+/// The commit that creates an instance of a limited orchestrator releases it (a claim
+/// starts it as the limit allows), and this worker's claim may start it before the
+/// commit's sender learns the commit is durable: the instance stays held here. (Dropped,
+/// it ran unheld, its activity results were stored as messages that its claim took and
+/// did not deliver, and it never finished.) One held here as the commit released it is
+/// let go.
+#[test]
+fn an_instance_a_commit_released_stays_held_once_a_claim_took_it() {
+    let mut commit = create();
+    commit.lease = Some(CommitLease {
+        worker: WORKER,
+        unclaimed: Vec::new(),
+        released: vec![INSTANCE.to_string()],
+    });
+    let mut held = HashMap::new();
+    // The claim took the instance, then the sender learns the commit is durable.
+    held.insert(INSTANCE.to_string(), StatusKind::Pending);
+    hold_written(&mut held, &commit, &[]);
+    assert_eq!(held.get(INSTANCE), Some(&StatusKind::Pending));
+    hold_written(&mut held, &commit, &[INSTANCE.to_string()]);
+    assert_eq!(held.get(INSTANCE), None);
 }
