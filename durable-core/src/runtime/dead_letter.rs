@@ -25,8 +25,12 @@
 //! - `durable resume` (or the dashboard's, or [`Client::resume`](crate::Client::resume))
 //!   lets it go on with a new count: its tasks run at once on a runtime that holds it
 //!   ([`Watch::take_parked`]), else at the next start;
-//! - the first turn an instance under watch commits clears its marker, in that commit;
-//!   the turn that ends it (or a terminate, or a purge) removes it.
+//! - the first turn an instance under watch commits clears its marker, in that commit (a
+//!   stall's commit too; a failure's or a request's ends its watch as well);
+//!   the turn that ends it (or a terminate, or a purge) removes it;
+//! - suspects whose work ran beside another's at the last crash run first
+//!   ([`in_running_order`]), so a long one found first does not keep a poison from ever
+//!   running alone.
 //!
 //! The normal path pays nothing but one progress removal when an instance ends: no marker
 //! is written unless a recovery found work in flight or the start gave a limit, and a
