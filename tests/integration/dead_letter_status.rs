@@ -254,3 +254,62 @@ async fn the_dashboard_shows_a_dead_lettered_instance_and_resumes_it() {
     dashboard.shutdown().await;
     runtime.shutdown().await;
 }
+
+static PARKED_WORK_RAN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[durable_core::activity]
+async fn parked_work(_ctx: durable_core::ActivityContext, _: ()) -> Result<(), String> {
+    PARKED_WORK_RAN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Ok(())
+}
+
+#[orchestrator]
+async fn calls_parked_work(ctx: OrchestrationContext, _: ()) -> Result<(), String> {
+    ctx.call(parked_work, ()).await.map_err(|e| e.to_string())
+}
+
+/// A resume whose turn's commit fails once (a passing store error) still runs the
+/// activity task parked with the instance, once: the failed turn took it out of the
+/// runtime's parked tasks, and the work taken over again after the failure runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_whose_commit_is_retried_still_runs_the_parked_work() {
+    use durable_core::{Runtime, Unregistered};
+    use durable_store::{Call, FaultyStore};
+
+    let (_dir, store) = store();
+    // Its activity's task is left in the store: this runtime has no such activity.
+    let runtime = Runtime::builder(store.clone())
+        .orchestrator(calls_parked_work)
+        .on_unregistered(Unregistered::Wait)
+        .start()
+        .await
+        .unwrap();
+    (runtime.client())
+        .start(calls_parked_work, "p", ())
+        .await
+        .unwrap();
+    until_status(&store, "p", StatusKind::Stalled).await;
+    runtime.shutdown().await;
+    park(&store, "p");
+
+    let faulty = FaultyStore::new(store.clone());
+    let switch = faulty.switch();
+    let runtime = Runtime::builder(faulty)
+        .orchestrator(calls_parked_work)
+        .activity(parked_work)
+        .start()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(PARKED_WORK_RAN.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // The client's commit goes through; the resume turn's fails once.
+    let n = switch.count(Call::Commit);
+    switch.fail(Call::Commit, n + 2, Some(n + 3));
+    runtime.client().resume("p").await.unwrap();
+    until_status(&store, "p", StatusKind::Completed).await;
+    assert!(switch.injected() >= 1, "no commit failed");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ran = PARKED_WORK_RAN.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(ran, 1, "the parked task ran {ran} times");
+    runtime.shutdown().await;
+}

@@ -353,14 +353,17 @@ async fn pause_unpause_trigger_backfill_describe_and_delete() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(b.runs_up_to(2).await, Vec::<u64>::new());
 
-    // A trigger runs while paused, as its own tick: the time it was handled.
+    // A trigger runs while paused, as its own tick: the time it was handled. The spec
+    // ticks at that instant: the tick keeps its id (a backfill over tick 2 runs it), the
+    // trigger's run gets `-2`.
     b.schedule.trigger().await.unwrap();
     until("triggered", || async {
         describe(&b.schedule).await.started == 1
     })
     .await;
     let d = describe(&b.schedule).await;
-    assert_eq!(d.recent_runs[0].instance_id, run_id("s", tick(2)));
+    let triggered = format!("{}-2", run_id("s", tick(2)));
+    assert_eq!(d.recent_runs[0].instance_id, triggered);
     assert_eq!(d.recent_runs[0].status, Some(StatusKind::Running));
 
     b.schedule.unpause().await.unwrap();
@@ -369,7 +372,12 @@ async fn pause_unpause_trigger_backfill_describe_and_delete() {
     })
     .await;
     b.to_tick(3).await;
-    assert_eq!(b.runs_up_to(3).await, [2, 3], "tick 1 passed while paused");
+    assert_eq!(
+        b.runs_up_to(3).await,
+        [3],
+        "ticks 1 and 2 passed while paused"
+    );
+    assert!(exists(&b.client, &triggered).await);
 
     // A backfill of ticks -3 .. 0 (before the schedule existed), under its own policy.
     b.schedule

@@ -26,6 +26,8 @@ const LIMIT_VAR: &str = "DURABLE_DEAD_LETTER_LIMIT";
 const INNOCENTS_VAR: &str = "DURABLE_DEAD_LETTER_INNOCENTS";
 /// Set: the poison's activity no longer aborts (its bug fixed and deployed).
 const HEALED: &str = "DURABLE_DEAD_LETTER_HEALED";
+/// Set: an instance `drifting` runs beside the others, and stalls at every start.
+const STALLED_VAR: &str = "DURABLE_DEAD_LETTER_STALLED";
 const LIMIT: u32 = 2;
 
 #[activity]
@@ -46,6 +48,32 @@ async fn slow_ok(_ctx: ActivityContext, n: u32) -> Result<u32, String> {
 #[orchestrator]
 async fn poisoned(ctx: OrchestrationContext, _: ()) -> Result<(), String> {
     ctx.call(poison, ()).await.map_err(|e| e.to_string())
+}
+
+#[activity]
+async fn slow_drift(_ctx: ActivityContext, _: ()) -> Result<(), String> {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+/// Whether `drifting` ran in an earlier process of the test (a file beside the store
+/// says so; the first call writes it). Nondeterministic on purpose.
+fn drifted(dir: &str) -> bool {
+    let seen = PathBuf::from(dir).join("drifting-ran");
+    let drifted = seen.exists();
+    std::fs::write(&seen, b"").unwrap();
+    drifted
+}
+
+/// Schedules an activity the first time it runs; replayed in a later process, it sleeps
+/// first: nondeterminism, so it stalls, its activity's result kept in the store, in
+/// flight again at every start.
+#[orchestrator]
+async fn drifting(ctx: OrchestrationContext, dir: String) -> Result<(), String> {
+    if drifted(&dir) {
+        ctx.sleep(Duration::from_secs(1)).await;
+    }
+    ctx.call(slow_drift, ()).await.map_err(|e| e.to_string())
 }
 
 #[orchestrator]
@@ -93,8 +121,10 @@ fn dead_letter_child() {
         let mut builder = Runtime::builder(store.clone())
             .orchestrator(poisoned)
             .orchestrator(innocent)
+            .orchestrator(drifting)
             .activity(poison)
-            .activity(slow_ok);
+            .activity(slow_ok)
+            .activity(slow_drift);
         let mut options = StartOptions::new();
         if by == "runtime" {
             builder = builder.max_recoveries(limit);
@@ -105,6 +135,11 @@ fn dead_letter_child() {
         let client = runtime.client();
         for (n, id) in innocents.iter().enumerate() {
             (client.start_with(innocent, id, n as u32, options))
+                .await
+                .unwrap();
+        }
+        if std::env::var_os(STALLED_VAR).is_some() {
+            (client.start_with(drifting, "drifting", std::env::var(DIR).unwrap(), options))
                 .await
                 .unwrap();
         }
@@ -146,12 +181,17 @@ struct Setup {
     by: &'static str,
     limit: u32,
     innocents: usize,
+    /// An instance that stalls at every start (`drifting`) runs beside them.
+    stalled: bool,
 }
 
 fn child(dir: &Path, phase: &str, setup: Setup) -> std::process::ExitStatus {
     let mut command = Command::new(std::env::current_exe().unwrap());
     if phase == "live-resume" {
         command.env(HEALED, "1");
+    }
+    if setup.stalled {
+        command.env(STALLED_VAR, "1");
     }
     command
         .args([
@@ -183,6 +223,7 @@ fn a_poison_instance_is_parked_and_an_innocent_one_completes() {
         by: "runtime",
         limit: LIMIT,
         innocents: 1,
+        stalled: false,
     };
     parks_the_poison_only(setup);
 }
@@ -193,6 +234,7 @@ fn a_limit_given_by_the_start_parks_as_the_runtime_one_does() {
         by: "start",
         limit: LIMIT,
         innocents: 1,
+        stalled: false,
     };
     parks_the_poison_only(setup);
 }
@@ -207,6 +249,7 @@ fn innocents_in_flight_beside_a_poison_are_never_parked() {
             by,
             limit,
             innocents: 3,
+            stalled: false,
         };
         parks_the_poison_only(setup);
     }
@@ -230,7 +273,7 @@ fn until_parked(setup: Setup) -> (tempfile::TempDir, usize) {
         crashes += 1;
         // The first run, the recovery that runs everything, then one crash alone per
         // count of the limit (more if innocents of a slow start were in flight at each).
-        let most = setup.limit as usize + 2 + setup.innocents;
+        let most = setup.limit as usize + 2 + setup.innocents + usize::from(setup.stalled);
         assert!(crashes <= most, "limit {}: never parked", setup.limit);
     }
     eprintln!(
@@ -295,6 +338,7 @@ fn a_resume_sent_to_a_live_runtime_runs_the_parked_work_now() {
             by,
             limit: 1,
             innocents: 1,
+            stalled: false,
         };
         let (dir, _) = until_parked(setup);
         // The poison's fix is deployed; the runtime that starts resumes it and waits.
@@ -307,4 +351,26 @@ fn a_resume_sent_to_a_live_runtime_runs_the_parked_work_now() {
         ids.push("poison".to_string());
         assert_no_marker_left(&store, &ids);
     }
+}
+
+/// An instance that stalls at every start (its code drifted from its history), in flight
+/// beside the poison at every crash: its stall ends its watch as a commit does, so the
+/// poison still runs alone and is parked; the stalled one is never parked. (Its watch
+/// used to outlive the stall: every suspect after it waited SUSPECT_WAIT, 30 s, then ran
+/// beside it, never alone, so the poison crashed the worker at every start, for good.)
+#[test]
+fn an_instance_that_stalls_does_not_keep_a_poison_from_running_alone() {
+    let setup = Setup {
+        by: "runtime",
+        limit: 2,
+        innocents: 1,
+        stalled: true,
+    };
+    let (dir, _) = until_parked(setup);
+    let store = FjallStore::open(dir.path().join("durable")).unwrap();
+    assert!(
+        matches!(status(&store, "drifting"), Status::Stalled { .. }),
+        "{:?}",
+        status(&store, "drifting")
+    );
 }

@@ -25,8 +25,12 @@
 //! - `durable resume` (or the dashboard's, or [`Client::resume`](crate::Client::resume))
 //!   lets it go on with a new count: its tasks run at once on a runtime that holds it
 //!   ([`Watch::take_parked`]), else at the next start;
-//! - the first turn an instance under watch commits clears its marker, in that commit;
-//!   the turn that ends it (or a terminate, or a purge) removes it.
+//! - the first turn an instance under watch commits clears its marker, in that commit (a
+//!   stall's commit too; a failure's or a request's ends its watch as well);
+//!   the turn that ends it (or a terminate, or a purge) removes it;
+//! - suspects whose work ran beside another's at the last crash run first
+//!   ([`in_running_order`]), so a long one found first does not keep a poison from ever
+//!   running alone.
 //!
 //! The normal path pays nothing but one progress removal when an instance ends: no marker
 //! is written unless a recovery found work in flight or the start gave a limit, and a
@@ -258,6 +262,15 @@ pub(in crate::runtime) struct Suspect {
     pub(in crate::runtime) tasks: Vec<(WorkId, WorkItem)>,
 }
 
+/// The suspects in the order they run: those whose work ran beside another suspect's at
+/// the last crash (`ran_beside`) first, else as found. A suspect that sorts before a
+/// poison and whose work outlasts [`SUSPECT_WAIT`] would otherwise run alone at every
+/// recovery and the poison beside it, never alone, never parked.
+pub(in crate::runtime) fn in_running_order(mut suspects: Vec<(bool, Suspect)>) -> Vec<Suspect> {
+    suspects.sort_by_key(|(ran_beside, _)| !ran_beside);
+    suspects.into_iter().map(|(_, suspect)| suspect).collect()
+}
+
 /// Runs the suspects' work one instance at a time, each once nothing else is under watch
 /// (or after [`SUSPECT_WAIT`]), counted once more, and once more alone if nothing was,
 /// just before it runs.
@@ -355,6 +368,27 @@ mod tests {
         assert_eq!((marker.count, marker.alone), (2, 2));
         assert_eq!(marker.limit, Some(4));
         assert!(marker.parked);
+    }
+
+    /// A suspect that ran beside another at the last crash runs first, alone, this time
+    /// (the order found, by id, put a long innocent first at every recovery).
+    #[test]
+    fn a_suspect_that_ran_beside_another_runs_first() {
+        let suspect = |id: &str| Suspect {
+            id: id.into(),
+            key: marker_key(id, 1),
+            marker: Marker::default(),
+            messages: Vec::new(),
+            tasks: Vec::new(),
+        };
+        let found = vec![
+            (false, suspect("a-long")),
+            (true, suspect("b")),
+            (false, suspect("c")),
+            (true, suspect("d-poison")),
+        ];
+        let order: Vec<String> = in_running_order(found).into_iter().map(|s| s.id).collect();
+        assert_eq!(order, ["b", "d-poison", "a-long", "c"]);
     }
 
     #[test]

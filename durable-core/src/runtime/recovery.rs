@@ -16,7 +16,8 @@ use durable_store::{ActivityTask, Claim, ClaimedInstance, Commit, Holding, Incar
 use durable_store::{InstanceRecord, Status, WorkId, WorkItem};
 
 use super::activities;
-use super::dead_letter::{Marker, Suspect, marker_key, parked_reason, run_suspects};
+use super::dead_letter::run_suspects;
+use super::dead_letter::{Marker, Suspect, in_running_order, marker_key, parked_reason};
 use super::engine::{Engine, RETRY_DELAY, WORK_ID_BLOCK};
 use super::entities::is_entity;
 use super::inbox::{Delivery, Outgoing, Recipient, Run};
@@ -340,7 +341,8 @@ fn dead_letter_watch(
         .collect();
     let mut suspects = Vec::new();
     for (id, record, key, mut marker) in found {
-        let mut changed = marker.beside.take().is_some();
+        let ran_beside = marker.beside.take().is_some();
+        let mut changed = ran_beside;
         if beside.contains(&id) && marker.alone > 0 {
             marker.alone -= 1;
             changed = true;
@@ -410,16 +412,17 @@ fn dead_letter_watch(
                 .into_iter()
                 .partition(|o| o.instance == id);
             recovery.messages = others;
-            suspects.push(Suspect {
+            let suspect = Suspect {
                 id,
                 key,
                 marker,
                 messages,
                 tasks,
-            });
+            };
+            suspects.push((ran_beside, suspect));
         }
     }
-    Ok(suspects)
+    Ok(in_running_order(suspects))
 }
 
 /// Takes the activity tasks of `instance` out of `recovery`: left in the store as they

@@ -134,11 +134,16 @@ async fn turn(
             Ok(())
         }
         // Boxed, as they are rare: the common case above keeps the task small.
+        // A stall, a failure or a request reaches a commit too: the instance's watch
+        // ends (a stalled one under watch held every suspect after it from running
+        // alone, for good).
         other => {
             Box::pin(without_orchestrator(
                 engine, instance, messages, other, permit,
             ))
-            .await
+            .await?;
+            engine.recovery_watch().committed(instance);
+            Ok(())
         }
     }
 }

@@ -90,6 +90,10 @@ pub(in crate::runtime) async fn stall(
     });
     record.status = Status::Stalled { failure };
     record.updated_ms = engine.now_ms();
+    // Its turn reached a commit: its recovery count, if under watch, starts again.
+    engine
+        .recovery_watch()
+        .clear_in(instance, &record, &mut commit);
     commit
         .instances
         .push((instance.to_string(), record.clone()));

@@ -220,19 +220,16 @@ impl ScheduleState {
     }
 
     /// The run id of a trigger handled at `now_ms`: [`run_id_ms`] of that time, or, if a
-    /// run of this schedule has that id already (a trigger at the instant of a tick that
-    /// ran, or of another trigger) or the spec ticks at that instant and that tick is yet
-    /// to be handled (after the trigger, it will take that id), that id with `-2`, `-3`, ... appended. A
-    /// trigger asks for a run of its own: it never folds into a tick's, as a backfill's
-    /// ticks do.
+    /// run of this schedule has that id already (a trigger at the instant of another
+    /// trigger) or the spec ticks at that instant, that id with `-2`, `-3`, ... appended.
+    /// A tick's id stays its tick's, whether the tick ran, runs after the trigger, or
+    /// has no run (skipped, paused) and a backfill runs it later. A trigger asks for a
+    /// run of its own: it never folds into a tick's, as a backfill's ticks do.
     fn trigger_run_id(&self, now_ms: u64) -> String {
         let base = run_id_ms(&self.id, now_ms);
-        // The spec's tick at this instant, if any, is still to be handled (and run).
-        let spec_ticks_now = self.paused.is_none()
-            && self.last_tick_ms < now_ms
-            && (self.schedule.spec.compile().ok())
-                .and_then(|spec| spec.next_after(now_ms.saturating_sub(1)))
-                == Some(now_ms);
+        let spec_ticks_now = (self.schedule.spec.compile().ok())
+            .and_then(|spec| spec.next_after(now_ms.saturating_sub(1)))
+            == Some(now_ms);
         let taken = |run: &str| {
             (run == base && spec_ticks_now)
                 || self.running.iter().any(|r| r == run)

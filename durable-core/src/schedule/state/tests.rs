@@ -57,6 +57,53 @@ fn a_trigger_at_a_tick_s_instant_starts_a_run_of_its_own() {
     assert_eq!(s.started, 5);
 }
 
+fn runs(actions: Vec<Action>) -> Vec<String> {
+    (actions.into_iter())
+        .filter_map(|a| match a {
+            Action::Start(t) => Some(t.run),
+            Action::Terminate(_) => None,
+        })
+        .collect()
+}
+
+/// A trigger at the instant of a tick that has no run (the overlap policy skipped it,
+/// or the schedule was paused) still leaves the tick its id: a backfill over that
+/// instant later runs the tick (it used to find the trigger's run under the tick's id
+/// and start nothing).
+#[test]
+fn a_trigger_at_a_tick_without_a_run_leaves_the_tick_its_id_for_a_backfill() {
+    let backfill = |at: u64| Control::Backfill {
+        start_ms: at,
+        end_ms: at + 1,
+        overlap: OverlapPolicy::AllowAll,
+    };
+    // Skipped: tick 1 runs, tick 2 is skipped beside it, a trigger at tick 2's instant
+    // runs once tick 1 is done.
+    let mut s = state(OverlapPolicy::Skip);
+    s.take_due(MIN);
+    assert_eq!(started(&s.plan(MIN)), [MIN]);
+    s.take_due(2 * MIN);
+    assert!(started(&s.plan(2 * MIN)).is_empty());
+    s.observe(vec![(run_id_ms("s", MIN), RunOutcome::Ended)]);
+    s.apply(Control::Trigger, 2 * MIN);
+    let trigger = runs(s.plan(2 * MIN));
+    s.observe(vec![(trigger[0].clone(), RunOutcome::Ended)]);
+    s.apply(backfill(2 * MIN), 3 * MIN - 1);
+    let tick = runs(s.plan(3 * MIN - 1));
+    assert_eq!(tick, [run_id_ms("s", 2 * MIN)]);
+    assert_ne!(trigger, tick);
+    // Paused: a trigger at tick 1's instant, then a backfill over it once unpaused.
+    let mut s = state(OverlapPolicy::AllowAll);
+    s.apply(Control::Pause { note: "x".into() }, 0);
+    s.apply(Control::Trigger, MIN);
+    let trigger = runs(s.plan(MIN));
+    s.apply(Control::Unpause, MIN);
+    s.apply(backfill(MIN), MIN);
+    let tick = runs(s.plan(MIN));
+    assert_eq!(tick, [run_id_ms("s", MIN)]);
+    assert_ne!(trigger, tick);
+}
+
 #[test]
 fn skip_drops_ticks_while_a_run_runs() {
     let mut s = state(OverlapPolicy::Skip);
