@@ -14,9 +14,10 @@ use durable_core::{
 };
 
 use crate::common::lifetime;
+// The waits of the schedules' tests, which the other schedule test files take from here.
+pub(crate) use crate::schedules::{exists, until};
 
 const MINUTE: Duration = Duration::from_secs(60);
-const WAIT: Duration = Duration::from_secs(30);
 
 /// A tick of an every-minute schedule.
 pub(crate) fn tick(n: u64) -> SystemTime {
@@ -53,26 +54,6 @@ pub(crate) async fn runtime(dir: &Path, clock: &ManualClock) -> Runtime {
         .start()
         .await
         .unwrap()
-}
-
-/// Polls `check` until it holds (at most [`WAIT`]).
-pub(crate) async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + WAIT;
-    while std::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never: {what}");
-}
-
-pub(crate) async fn exists(client: &Client, id: &str) -> bool {
-    client.record(id).await.unwrap().is_some()
 }
 
 /// Schedules `nightly` (allow all) and `held` (paused with a note that is HTML), and
