@@ -97,31 +97,32 @@ fn fill_store(store: impl Store) {
 
 /// What one run of the CLI printed.
 #[derive(Debug)]
-struct Run {
+pub(crate) struct Run {
     code: ExitCode,
     out: String,
     err: String,
 }
 
 impl Run {
-    fn ok(self) -> String {
+    pub(crate) fn ok(self) -> String {
         assert_eq!(self.code, ExitCode::SUCCESS, "{self:?}");
         self.out
     }
 
-    fn json<T: serde::de::DeserializeOwned>(self) -> T {
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(self) -> T {
         let out = self.ok();
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("not one JSON document ({e}): {out}"))
     }
 
-    fn fails(self, code: u8) -> String {
+    pub(crate) fn fails(self, code: u8) -> String {
         assert_eq!(self.code, ExitCode::from(code), "{self:?}");
         assert!(self.out.is_empty(), "{self:?}");
         self.err
     }
 }
 
-fn durable(store: &Path, args: &[&str]) -> Run {
+/// Runs the CLI over the store in directory `store`.
+pub(crate) fn durable(store: &Path, args: &[&str]) -> Run {
     durable_at(store.to_str().unwrap(), args)
 }
 

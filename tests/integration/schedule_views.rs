@@ -4,7 +4,6 @@
 //! runtime runs again.
 
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use durable_core::admin::view::{ScheduleDetail, ScheduleList};
@@ -13,6 +12,7 @@ use durable_core::{
     Client, Error, FjallStore, ManualClock, OrchestrationContext, Runtime, orchestrator,
 };
 
+use crate::cli::durable;
 use crate::common::lifetime;
 // The waits of the schedules' tests, which the other schedule test files take from here.
 pub(crate) use crate::schedules::{exists, until};
@@ -80,42 +80,6 @@ pub(crate) async fn two_schedules(client: &Client, clock: &ManualClock) {
         d.next_runs.first().is_some_and(|next| *next > tick(1)) && !d.recent_runs.is_empty()
     })
     .await;
-}
-
-#[derive(Debug)]
-struct Run {
-    code: ExitCode,
-    out: String,
-    err: String,
-}
-
-impl Run {
-    fn ok(self) -> String {
-        assert_eq!(self.code, ExitCode::SUCCESS, "{self:?}");
-        self.out
-    }
-
-    fn json<T: serde::de::DeserializeOwned>(self) -> T {
-        let out = self.ok();
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not one JSON document ({e}): {out}"))
-    }
-
-    fn fails(self, code: u8) -> String {
-        assert_eq!(self.code, ExitCode::from(code), "{self:?}");
-        self.err
-    }
-}
-
-fn durable(store: &Path, args: &[&str]) -> Run {
-    let mut line = vec!["durable", "--store", store.to_str().unwrap()];
-    line.extend_from_slice(args);
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = durable_core::cli::run(line, &mut out, &mut err);
-    Run {
-        code,
-        out: String::from_utf8(out).unwrap(),
-        err: String::from_utf8(err).unwrap(),
-    }
 }
 
 #[test]
