@@ -76,11 +76,7 @@ pub(crate) async fn submit_by_query(
 ) -> Response {
     match query.get("id") {
         Some(id) => act(&shared, &headers, id.clone(), &action, &form).await,
-        None => layout::error_page(
-            &headers,
-            StatusCode::BAD_REQUEST,
-            "this action needs the instance's id: /instance/actions/ACTION?id=...",
-        ),
+        None => layout::missing_id(&headers, "action", "instance", "/instance/actions/ACTION"),
     }
 }
 

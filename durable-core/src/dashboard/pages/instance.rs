@@ -37,11 +37,7 @@ pub(crate) async fn page_by_query(
 ) -> Response {
     match query.get("id") {
         Some(id) => render(&shared, &headers, id.clone(), &query).await,
-        None => layout::error_page(
-            &headers,
-            StatusCode::BAD_REQUEST,
-            "this page needs the instance's id: /instance?id=...",
-        ),
+        None => layout::missing_id(&headers, "page", "instance", "/instance"),
     }
 }
 

@@ -126,6 +126,17 @@ pub(crate) fn instance_link(id: &str, under: &str, params: &[(&str, &str)]) -> S
     object_link("instance", id, under, params)
 }
 
+/// The 400 page of `route` (`/instance`, `/schedule/actions/ACTION`), the `what` (`page`,
+/// `action`) of a `kind` (`instance`, `schedule`) by its id in the query (see
+/// [`object_link`]), asked without one.
+pub(crate) fn missing_id(headers: &HeaderMap, what: &str, kind: &str, route: &str) -> Response {
+    error_page(
+        headers,
+        StatusCode::BAD_REQUEST,
+        &format!("this {what} needs the {kind}'s id: {route}?id=..."),
+    )
+}
+
 /// `under` (empty, or `/actions/{action}`) of the page of the `kind` (`instance`,
 /// `schedule`) with id `id`, with the query `params`: under `/{kind}s/{id}`, or under
 /// `/{kind}?id=...` for an id a browser would take for a `.` or `..` path segment and

@@ -101,16 +101,8 @@ pub(crate) async fn page_by_query(
 ) -> Response {
     match query.get("id") {
         Some(id) => render(&shared, &headers, id.clone()).await,
-        None => missing_id(&headers, "/schedule?id=..."),
+        None => layout::missing_id(&headers, "page", "schedule", "/schedule"),
     }
-}
-
-fn missing_id(headers: &HeaderMap, form: &str) -> Response {
-    layout::error_page(
-        headers,
-        StatusCode::BAD_REQUEST,
-        &format!("this page needs the schedule's id: {form}"),
-    )
 }
 
 async fn render(shared: &Shared, headers: &HeaderMap, id: String) -> Response {
@@ -241,7 +233,7 @@ pub(crate) async fn submit_by_query(
 ) -> Response {
     match query.get("id") {
         Some(id) => act(&shared, &headers, id.clone(), &action, &form).await,
-        None => missing_id(&headers, "/schedule/actions/ACTION?id=..."),
+        None => layout::missing_id(&headers, "action", "schedule", "/schedule/actions/ACTION"),
     }
 }
 
