@@ -249,18 +249,7 @@ impl ScheduleHandle {
             .filter(|r| !r.status.is_terminal())
             .ok_or_else(|| Error::ScheduleNotFound(self.id.clone()))?;
         let state: ScheduleState = crate::payload::decode(&record.input)?;
-        let mut next_runs = Vec::new();
-        if state.paused.is_none() {
-            let spec = state.schedule.spec.compile()?;
-            let mut after = state.last_tick_ms;
-            while next_runs.len() < next {
-                let Some(tick) = spec.next_after(after) else {
-                    break;
-                };
-                next_runs.push(time(tick));
-                after = tick;
-            }
-        }
+        let next_runs: Vec<SystemTime> = state.next_ticks(next)?.into_iter().map(time).collect();
         let mut recent_runs = Vec::with_capacity(state.recent.len());
         for run in &state.recent {
             let status = self.client.record(&run.run).await?;

@@ -141,6 +141,24 @@ impl ScheduleState {
         }
     }
 
+    /// Its next `n` ticks (without jitter), in milliseconds since the Unix epoch: none
+    /// while paused, fewer once its spec has no more.
+    ///
+    /// # Errors
+    ///
+    /// The error of [`ScheduleSpec`](crate::schedule::ScheduleSpec) if its spec no
+    /// longer compiles.
+    pub(crate) fn next_ticks(&self, n: usize) -> Result<Vec<u64>, crate::error::Error> {
+        if self.paused.is_some() {
+            return Ok(Vec::new());
+        }
+        let spec = self.schedule.spec.compile()?;
+        let ticks = std::iter::successors(spec.next_after(self.last_tick_ms), |&tick| {
+            spec.next_after(tick)
+        });
+        Ok(ticks.take(n).collect())
+    }
+
     /// When the orchestration wakes next (before `jitter_ms`, which it adds to a tick):
     /// the next tick, or sooner to look at the runs a queued tick waits for (or that may
     /// fail and pause it); `None` to wait only for a request.

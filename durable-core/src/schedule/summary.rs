@@ -34,14 +34,7 @@ pub(crate) struct Summary {
 /// [`ScheduleSpec`](super::ScheduleSpec) if its spec no longer compiles.
 pub(crate) fn summary(input: &[u8]) -> Result<Summary, Error> {
     let state: ScheduleState = crate::payload::decode(input)?;
-    let next_run_ms = match state.paused {
-        Some(_) => None,
-        None => state
-            .schedule
-            .spec
-            .compile()?
-            .next_after(state.last_tick_ms),
-    };
+    let next_run_ms = state.next_ticks(1)?.first().copied();
     Ok(Summary {
         orchestrator: state.schedule.action.orchestrator().to_string(),
         id: state.id,
